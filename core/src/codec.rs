@@ -1,0 +1,100 @@
+//! Payloads: opaque bytes tagged with the codec that encoded them.
+//!
+//! Typed code encodes and decodes through serde with either codec; a handler
+//! should answer in the codec the caller used ([`Payload::encode_as`]).
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::message::Codec;
+
+/// Encoded arguments or results with their codec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// How `bytes` is encoded.
+    pub codec: Codec,
+    /// The encoded value; shared, never copied by the core.
+    pub bytes: Bytes,
+}
+
+/// A value that could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// postcard could not encode or decode the value.
+    #[error("postcard: {0}")]
+    Postcard(String),
+    /// serde_json could not encode or decode the value.
+    #[error("json: {0}")]
+    Json(String),
+    /// The codec is not one this version knows.
+    #[error("unsupported codec {0}")]
+    Unsupported(u8),
+}
+
+impl Payload {
+    /// Wraps already-encoded bytes.
+    pub fn new(codec: Codec, bytes: impl Into<Bytes>) -> Self {
+        Payload {
+            codec,
+            bytes: bytes.into(),
+        }
+    }
+
+    /// Encodes `value` with `codec`.
+    ///
+    /// # Errors
+    /// [`CodecError`] if serde fails or the codec is unknown.
+    pub fn encode_as<T: Serialize + ?Sized>(codec: Codec, value: &T) -> Result<Self, CodecError> {
+        let bytes = match codec {
+            Codec::Postcard => {
+                postcard::to_allocvec(value).map_err(|e| CodecError::Postcard(e.to_string()))?
+            }
+            Codec::Json => serde_json::to_vec(value).map_err(|e| CodecError::Json(e.to_string()))?,
+            Codec::Other(code) => return Err(CodecError::Unsupported(code)),
+        };
+        Ok(Payload::new(codec, bytes))
+    }
+
+    /// Encodes `value` with postcard.
+    ///
+    /// # Errors
+    /// [`CodecError::Postcard`] if serde fails.
+    pub fn postcard<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
+        Self::encode_as(Codec::Postcard, value)
+    }
+
+    /// Encodes `value` as JSON.
+    ///
+    /// # Errors
+    /// [`CodecError::Json`] if serde fails.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
+        Self::encode_as(Codec::Json, value)
+    }
+
+    /// Decodes the payload with its own codec. postcard must use every byte.
+    ///
+    /// # Errors
+    /// [`CodecError`] if the bytes do not decode as `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
+        match self.codec {
+            Codec::Postcard => {
+                let (value, rest) = postcard::take_from_bytes(&self.bytes)
+                    .map_err(|e| CodecError::Postcard(e.to_string()))?;
+                if !rest.is_empty() {
+                    return Err(CodecError::Postcard(format!(
+                        "{} bytes after the value",
+                        rest.len()
+                    )));
+                }
+                Ok(value)
+            }
+            Codec::Json => {
+                serde_json::from_slice(&self.bytes).map_err(|e| CodecError::Json(e.to_string()))
+            }
+            Codec::Other(code) => Err(CodecError::Unsupported(code)),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Configuration of one connection: identity, secret and every limit, with safe
+//! defaults. Validated when a [`Connection`](crate::Connection) is created.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+use crate::framing::{DEFAULT_MAX_FRAME, PRE_AUTH_MAX_FRAME};
+
+/// Which end of the connection this is. The protocol is symmetric once
+/// connected; the role only orders the handshake transcript and tags proofs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The side that dialed.
+    Client,
+    /// The side that accepted.
+    Server,
+}
+
+impl Role {
+    /// The byte that tags this role's proof in the authentication transcript.
+    pub(crate) fn tag(self) -> u8 {
+        match self {
+            Role::Client => 1,
+            Role::Server => 2,
+        }
+    }
+
+    /// The other side's role.
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+}
+
+/// A shared secret. Its `Debug` output never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    /// Wraps the secret's bytes.
+    ///
+    /// # Errors
+    /// [`ConfigError::ZeroLimit`] for an empty secret, which would authenticate nothing.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
+        let bytes = bytes.into();
+        if bytes.is_empty() {
+            return Err(ConfigError::ZeroLimit("secret length"));
+        }
+        Ok(Secret(bytes))
+    }
+
+    /// The secret's bytes, for keying the HMAC.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Keepalive: a ping after `interval` of silence; the peer is declared dead
+/// after `timeout` without receiving anything at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Silence after which a ping is sent.
+    pub interval: Duration,
+    /// Silence after which the peer is declared dead and every pending call fails.
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(6),
+        }
+    }
+}
+
+/// Everything a connection is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This side's name, sent in `Hello` (at most 255 bytes).
+    pub name: String,
+    /// The shared secret; `None` means no authentication is demanded.
+    pub secret: Option<Secret>,
+    /// Largest frame accepted after the handshake (default 16 MiB, at least 4 KiB).
+    pub max_frame: u32,
+    /// How many of the peer's calls run at once; more are answered `Busy` (default 256).
+    pub max_incoming_calls: u32,
+    /// How many of our calls may be in flight; more fail locally with `Busy` (default 1024).
+    pub max_outgoing_calls: u32,
+    /// Confirmed sends awaiting their echo at once (default 64).
+    pub max_pending_confirms: u32,
+    /// Application pings awaiting their pong at once (default 16).
+    pub max_pending_pings: u32,
+    /// Bytes queued for the transport past which new work is refused with
+    /// `Backpressure` and [`Connection::wants_input`](crate::Connection::wants_input)
+    /// turns false (default 64 MiB; at least `max_frame`). Twice this is fatal.
+    pub max_queued_output: usize,
+    /// Time allowed for the whole handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// Keepalive settings; `None` disables liveness checking (default 2 s / 6 s).
+    pub keepalive: Option<Keepalive>,
+    /// Time a confirmed send waits for its echo (default 1 s).
+    pub echo_timeout: Duration,
+    /// Deadline given to calls made without one (default: none).
+    pub default_call_timeout: Option<Duration>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: String::from("rigwire"),
+            secret: None,
+            max_frame: DEFAULT_MAX_FRAME,
+            max_incoming_calls: 256,
+            max_outgoing_calls: 1024,
+            max_pending_confirms: 64,
+            max_pending_pings: 16,
+            max_queued_output: 64 * 1024 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive: Some(Keepalive::default()),
+            echo_timeout: Duration::from_secs(1),
+            default_call_timeout: None,
+        }
+    }
+}
+
+impl Config {
+    /// A default configuration with the given name.
+    pub fn named(name: impl Into<String>) -> Self {
+        Config {
+            name: name.into(),
+            ..Config::default()
+        }
+    }
+
+    /// Checks every rule the core relies on.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.len() > 255 {
+            return Err(ConfigError::NameTooLong(self.name.len()));
+        }
+        if self.max_frame < PRE_AUTH_MAX_FRAME {
+            return Err(ConfigError::FrameLimitTooSmall(self.max_frame));
+        }
+        for (what, value) in [
+            ("max_incoming_calls", self.max_incoming_calls),
+            ("max_outgoing_calls", self.max_outgoing_calls),
+            ("max_pending_confirms", self.max_pending_confirms),
+            ("max_pending_pings", self.max_pending_pings),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::ZeroLimit(what));
+            }
+        }
+        if self.max_queued_output < self.max_frame as usize {
+            return Err(ConfigError::OutputLimitTooSmall {
+                queued: self.max_queued_output,
+                frame: self.max_frame,
+            });
+        }
+        if let Some(k) = self.keepalive {
+            if k.interval.is_zero() {
+                return Err(ConfigError::ZeroLimit("keepalive interval"));
+            }
+            if k.timeout <= k.interval {
+                return Err(ConfigError::KeepaliveTimeoutTooShort {
+                    interval: k.interval,
+                    timeout: k.timeout,
+                });
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,324 @@
+//! Every error the core reports. Connection errors are fatal and sticky; call,
+//! reply and echo errors fail one operation and leave the connection up.
+
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::message::{ErrorKind, RejectCode};
+
+/// A range of protocol versions one side speaks, for version-mismatch errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VersionRange {
+    /// Lowest version spoken.
+    pub min: u16,
+    /// Highest version spoken.
+    pub max: u16,
+}
+
+impl fmt::Display for VersionRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.min == self.max {
+            write!(f, "v{}", self.min)
+        } else {
+            write!(f, "v{}..=v{}", self.min, self.max)
+        }
+    }
+}
+
+/// Why authentication failed. Both sides always learn of a failure: the side
+/// that detects it sends a `Reject` before closing.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The peer's proof did not verify: the two sides hold different secrets.
+    #[error("the peer's proof did not verify: the shared secrets differ")]
+    WrongSecret,
+    /// The peer requires a shared secret and none is configured here.
+    #[error("the peer requires a shared secret and none is configured here")]
+    NoSecretConfigured,
+    /// A secret is configured here but the peer has none.
+    #[error("a shared secret is configured here but the peer has none")]
+    PeerHasNoSecret,
+    /// The peer rejected our proof or our lack of one.
+    #[error("the peer rejected us: {0}")]
+    RejectedByPeer(String),
+}
+
+/// A fatal connection error. Once one occurs the connection is closed, every
+/// pending call has failed with it, and every later command returns it again.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The two sides' protocol version ranges do not overlap.
+    #[error("protocol version mismatch: this side speaks {ours}, the peer speaks {theirs}")]
+    VersionMismatch {
+        /// Versions this side speaks.
+        ours: VersionRange,
+        /// Versions the peer speaks.
+        theirs: VersionRange,
+    },
+    /// Authentication failed; see [`AuthFailure`].
+    #[error("authentication failed: {0}")]
+    AuthFailed(AuthFailure),
+    /// The peer refused the connection for a reason other than authentication.
+    #[error("rejected by the peer ({code}): {reason}")]
+    Rejected {
+        /// The peer's reason code.
+        code: RejectCode,
+        /// The peer's explanation.
+        reason: String,
+    },
+    /// The handshake did not complete within the configured time.
+    #[error("handshake did not complete within {0:?}")]
+    HandshakeTimeout(Duration),
+    /// Nothing arrived from the peer for longer than the keepalive bound.
+    #[error("peer silent for {0:?}: declared dead")]
+    PeerSilent(Duration),
+    /// The peer closed the connection with `Goodbye`.
+    #[error("the peer closed the connection: {0}")]
+    PeerClosed(String),
+    /// This side closed the connection.
+    #[error("closed locally: {0}")]
+    LocallyClosed(String),
+    /// The transport ended (end of stream or an I/O error reported by the runtime).
+    #[error("transport closed: {0}")]
+    TransportClosed(String),
+    /// A frame header announced more bytes than allowed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// A frame did not decode as a message.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] DecodeError),
+    /// The peer sent a valid message at a time or with content the protocol forbids.
+    #[error("protocol violation by the peer: {0}")]
+    Protocol(String),
+    /// The peer kept sending while not reading our answers, past the output limit.
+    #[error("output queue overflow: {queued} bytes queued, limit {limit}; the peer is not reading")]
+    OutputOverflow {
+        /// Bytes waiting to be written.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// A frame-level error, detected from the length prefix alone.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// A frame longer than the current limit; rejected before its body is buffered.
+    #[error("frame of {len} bytes exceeds the {phase} limit of {limit} bytes{hint}", phase = if *.pre_auth { "pre-authentication" } else { "negotiated" }, hint = if *.pre_auth { " (is the peer speaking rigwire?)" } else { "" })]
+    TooLarge {
+        /// The announced length.
+        len: u64,
+        /// The limit in force.
+        limit: u32,
+        /// Whether the handshake was still running.
+        pre_auth: bool,
+    },
+}
+
+/// A frame that is not exactly one valid message.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// A frame of zero bytes.
+    #[error("empty frame")]
+    Empty,
+    /// A `Hello` that does not start with the rigwire magic.
+    #[error("bad magic {0:02x?}: the peer is not speaking rigwire")]
+    BadMagic([u8; 4]),
+    /// A `Hello` from a version whose layout this side cannot read.
+    #[error("unreadable Hello from a peer speaking v{min_version}..=v{max_version}")]
+    UnreadableHello {
+        /// Lowest version the peer speaks.
+        min_version: u16,
+        /// Highest version the peer speaks.
+        max_version: u16,
+    },
+    /// Bytes left over after a complete message.
+    #[error("{trailing} bytes after a complete {message} message")]
+    TrailingBytes {
+        /// The message that decoded.
+        message: &'static str,
+        /// How many bytes followed it.
+        trailing: usize,
+    },
+    /// Anything else postcard could not decode (truncation, bad variant, bad UTF-8...).
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// An error carried across the wire in an `Error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{kind}: {message}")]
+pub struct RemoteError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// One line for humans.
+    pub message: String,
+    /// Cause chain or backtrace, when the peer sent one.
+    pub detail: Option<String>,
+}
+
+impl RemoteError {
+    /// Builds a remote error with no detail.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        RemoteError {
+            kind,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// Adds a cause chain or backtrace.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+/// Why one call failed. The connection stays up unless the variant says otherwise.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The peer answered with an error.
+    #[error("remote error: {0}")]
+    Remote(RemoteError),
+    /// The deadline passed; the peer has been sent a `Cancel`.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// Too many calls in flight: this side's table is full, or the peer said `Busy`.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// The connection is closed (or closed while the call was pending).
+    #[error("disconnected: {0}")]
+    Disconnected(ConnectionError),
+    /// The call's frame would exceed the frame size limit.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the frame that would have been sent.
+        len: usize,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// The output queue is over its limit: wait until the runtime has written more.
+    #[error("output queue full ({queued} bytes queued, limit {limit}); retry after writing")]
+    Backpressure {
+        /// Bytes waiting to be written.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// Why a reply could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ReplyError {
+    /// No such incoming call is pending: it was answered, cancelled or expired.
+    /// Harmless; the caller has already been told.
+    #[error("call {0} is not pending (already answered, cancelled or expired)")]
+    NotPending(u64),
+    /// The result was too large; the caller was sent a `TooLarge` error instead.
+    #[error("result frame of {len} bytes exceeds the limit of {limit} bytes; the caller got a TooLarge error")]
+    TooLarge {
+        /// Size of the frame that would have been sent.
+        len: usize,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// The connection is closed.
+    #[error("disconnected: {0}")]
+    Disconnected(ConnectionError),
+}
+
+/// Why a confirmed send failed. Only that send fails; the connection stays up.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum EchoError {
+    /// The peer echoed different bytes from those sent.
+    #[error("echo mismatch: sent {sent} bytes, the peer echoed {echoed} different bytes")]
+    Mismatch {
+        /// Length sent.
+        sent: usize,
+        /// Length echoed.
+        echoed: usize,
+    },
+    /// No echo arrived within the echo timeout.
+    #[error("no echo within {0:?}")]
+    Timeout(Duration),
+    /// Too many confirmed sends are awaiting their echo.
+    #[error("too many confirmed sends awaiting an echo (limit {0})")]
+    TooMany(usize),
+    /// The message would exceed the frame size limit.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the frame that would have been sent.
+        len: usize,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// The output queue is over its limit.
+    #[error("output queue full ({queued} bytes queued, limit {limit})")]
+    Backpressure {
+        /// Bytes waiting to be written.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The connection is closed.
+    #[error("disconnected: {0}")]
+    Disconnected(ConnectionError),
+}
+
+/// A configuration the core refuses, with the rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_frame` is below the pre-authentication limit.
+    #[error("max_frame {0} is below the minimum of 4096 bytes")]
+    FrameLimitTooSmall(u32),
+    /// A limit that must be positive is zero.
+    #[error("{0} must be at least 1")]
+    ZeroLimit(&'static str),
+    /// The keepalive timeout does not exceed its interval.
+    #[error("keepalive timeout {timeout:?} must exceed the interval {interval:?}")]
+    KeepaliveTimeoutTooShort {
+        /// The ping interval.
+        interval: Duration,
+        /// The silence bound.
+        timeout: Duration,
+    },
+    /// The name does not fit the pre-authentication frame.
+    #[error("name is {0} bytes; at most 255 are allowed")]
+    NameTooLong(usize),
+    /// The output queue limit cannot hold one frame of the largest size.
+    #[error("max_queued_output {queued} is smaller than max_frame {frame}")]
+    OutputLimitTooSmall {
+        /// The configured queue limit.
+        queued: usize,
+        /// The configured frame limit.
+        frame: u32,
+    },
+}
+
+/// Why a name could not be exposed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The name (or alias) is already exposed.
+    #[error("'{0}' is already exposed")]
+    Duplicate(String),
+    /// Names starting with `rigwire.` belong to the protocol.
+    #[error("'{0}' is reserved: names starting with 'rigwire.' belong to the protocol")]
+    Reserved(String),
+    /// Names are 1 to 255 bytes.
+    #[error("method names must be 1 to 255 bytes, got {0}")]
+    BadLength(usize),
+    /// The handler id was not issued by this registry.
+    #[error("no handler with id {0}")]
+    UnknownHandler(u32),
+}

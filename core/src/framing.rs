@@ -1,0 +1,192 @@
+//! Frames: how messages are cut out of a byte stream and how they are queued
+//! for the transport.
+//!
+//! On byte streams (TCP, Unix sockets) a frame is a 4-byte big-endian length
+//! followed by that many bytes of message. On message transports (websocket,
+//! UDP) one transport message is one frame, with no length.
+
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::FrameError;
+use crate::message::{write_head, MessageHead};
+
+/// The largest frame either side accepts before the handshake has completed.
+pub const PRE_AUTH_MAX_FRAME: u32 = 4096;
+
+/// The default largest frame after the handshake: 16 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// Size of the length prefix on byte streams.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// Payloads above this size leave the encoder as their own [`Bytes`] instead of
+/// being copied next to their head: below it a copy is cheaper than a separate write.
+const INLINE_PAYLOAD: usize = 2048;
+
+/// How frames are delimited on the transport a connection runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A byte stream: each frame is prefixed with its length (4 bytes, big-endian).
+    Stream,
+    /// A message transport: one websocket message or datagram per frame.
+    Message,
+}
+
+/// Cuts frames out of a byte stream, however the stream is split into chunks.
+///
+/// Memory is bounded by the limit passed to [`FrameDecoder::decode`]: a length
+/// over the limit is rejected as soon as its 4 header bytes are in, before any
+/// byte of its body is buffered, and the decoder never holds more than one
+/// partial frame.
+#[derive(Debug, Default)]
+pub struct FrameDecoder {
+    header: [u8; LENGTH_PREFIX],
+    header_len: usize,
+    /// Body length of the frame being assembled, once its header is complete.
+    body_len: Option<usize>,
+    body: BytesMut,
+}
+
+impl FrameDecoder {
+    /// A decoder at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Consumes bytes from `input` up to the end of the next frame. Returns how
+    /// many bytes were consumed and the frame, if one completed; call again with
+    /// the rest of `input` until it is empty.
+    ///
+    /// # Errors
+    /// [`FrameError::TooLarge`] when a header announces more than `limit` bytes;
+    /// the decoder is then unusable (the stream cannot be resynchronised).
+    pub fn decode(
+        &mut self,
+        input: &[u8],
+        limit: u32,
+        pre_auth: bool,
+    ) -> Result<(usize, Option<Bytes>), FrameError> {
+        let mut used = 0;
+        let len = match self.body_len {
+            Some(len) => len,
+            None => {
+                let take = (LENGTH_PREFIX - self.header_len).min(input.len());
+                self.header[self.header_len..self.header_len + take]
+                    .copy_from_slice(&input[..take]);
+                self.header_len += take;
+                used += take;
+                if self.header_len < LENGTH_PREFIX {
+                    return Ok((used, None));
+                }
+                let len = u32::from_be_bytes(self.header);
+                if len > limit {
+                    return Err(FrameError::TooLarge {
+                        len: u64::from(len),
+                        limit,
+                        pre_auth,
+                    });
+                }
+                let len = len as usize;
+                self.body.reserve(len);
+                self.body_len = Some(len);
+                len
+            }
+        };
+        let take = (len - self.body.len()).min(input.len() - used);
+        self.body.extend_from_slice(&input[used..used + take]);
+        used += take;
+        if self.body.len() < len {
+            return Ok((used, None));
+        }
+        self.header_len = 0;
+        self.body_len = None;
+        Ok((used, Some(self.body.split().freeze())))
+    }
+
+    /// Bytes of a partial frame held (header and body), for accounting.
+    pub fn buffered(&self) -> usize {
+        self.header_len + self.body.len()
+    }
+}
+
+/// Encoded frames waiting for the transport, in order.
+///
+/// Small frames are appended to one growing buffer so that many calls in flight
+/// leave in one write; a large payload is queued as its own chunk, sharing the
+/// application's memory, after the head that precedes it.
+#[derive(Debug)]
+pub(crate) struct OutQueue {
+    framing: Framing,
+    ready: VecDeque<Bytes>,
+    pending: BytesMut,
+    queued: usize,
+}
+
+impl OutQueue {
+    pub(crate) fn new(framing: Framing) -> Self {
+        OutQueue {
+            framing,
+            ready: VecDeque::new(),
+            pending: BytesMut::new(),
+            queued: 0,
+        }
+    }
+
+    /// Bytes queued and not yet handed to the transport.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Encodes one frame. Returns its size (without length prefix), or
+    /// `Err(size)` when it exceeds `limit`, in which case nothing is queued.
+    pub(crate) fn push(
+        &mut self,
+        head: &MessageHead<'_>,
+        payload: Option<&Bytes>,
+        limit: u32,
+    ) -> Result<usize, usize> {
+        let start = self.pending.len();
+        if self.framing == Framing::Stream {
+            self.pending.put_u32(0);
+        }
+        let body_start = self.pending.len();
+        write_head(head, &mut self.pending);
+        let payload_len = payload.map_or(0, |p| p.len());
+        let frame_len = self.pending.len() - body_start + payload_len;
+        if frame_len > limit as usize {
+            self.pending.truncate(start);
+            return Err(frame_len);
+        }
+        if self.framing == Framing::Stream {
+            // frame_len <= limit <= u32::MAX, checked above.
+            self.pending[start..body_start].copy_from_slice(&(frame_len as u32).to_be_bytes());
+        }
+        self.queued += self.pending.len() - start + payload_len;
+        match payload {
+            Some(p) if self.framing == Framing::Stream && p.len() > INLINE_PAYLOAD => {
+                self.ready.push_back(self.pending.split().freeze());
+                self.ready.push_back(p.clone());
+            }
+            Some(p) => self.pending.extend_from_slice(p),
+            None => {}
+        }
+        if self.framing == Framing::Message {
+            self.ready.push_back(self.pending.split().freeze());
+        }
+        Ok(frame_len)
+    }
+
+    /// The next chunk for the transport: on streams any run of bytes in order,
+    /// on message transports exactly one frame.
+    pub(crate) fn pop(&mut self) -> Option<Bytes> {
+        let chunk = match self.ready.pop_front() {
+            Some(chunk) => chunk,
+            None if !self.pending.is_empty() => self.pending.split().freeze(),
+            None => return None,
+        };
+        self.queued -= chunk.len();
+        Some(chunk)
+    }
+}

@@ -1,0 +1,213 @@
+//! The handshake: both sides send `Hello` at once; with a shared secret each
+//! then sends an `Auth` proof over both Hellos (see [`crate::auth`]). No call,
+//! notify or echo is processed until it completes.
+
+use bytes::Bytes;
+
+use crate::auth::Transcript;
+use crate::config::Role;
+use crate::connection::{Connection, PeerInfo, Queued, State};
+use crate::error::{AuthFailure, CallError, ConnectionError, EchoError, VersionRange};
+use crate::event::Event;
+use crate::framing::PRE_AUTH_MAX_FRAME;
+use crate::message::{Hello, Message, MessageRef, PayloadLen, RejectCode, PROTOCOL_VERSION};
+
+const OURS: VersionRange = VersionRange {
+    min: PROTOCOL_VERSION,
+    max: PROTOCOL_VERSION,
+};
+
+impl Connection {
+    pub(crate) fn on_handshake_message(&mut self, msg: MessageRef<'_>, frame: &Bytes) {
+        match msg {
+            Message::Hello(hello) if self.peer_hello.is_none() => self.on_hello(&hello, frame),
+            Message::Auth { proof } if self.awaiting_proof => self.on_proof(&proof),
+            Message::Reject { code, reason } => self.on_reject(code, reason),
+            Message::Goodbye { reason } => self.fail(ConnectionError::PeerClosed(reason.to_owned())),
+            other => {
+                let what = other.type_name();
+                self.fail_by_peer(ConnectionError::Protocol(format!(
+                    "{what} received before the handshake completed"
+                )))
+            }
+        }
+    }
+
+    /// Refuses the connection when the peer's versions do not overlap ours.
+    /// Returns the version to speak otherwise.
+    pub(crate) fn on_version_range(&mut self, min: u16, max: u16) -> Option<u16> {
+        let theirs = VersionRange { min, max };
+        let lo = OURS.min.max(theirs.min);
+        let hi = OURS.max.min(theirs.max);
+        if lo <= hi && theirs.min <= theirs.max {
+            return Some(hi);
+        }
+        let err = ConnectionError::VersionMismatch { ours: OURS, theirs };
+        let reason = err.to_string();
+        self.send_control(&Message::Reject {
+            code: RejectCode::VersionMismatch,
+            reason: &reason,
+        });
+        self.fail(err);
+        None
+    }
+
+    fn on_hello(&mut self, hello: &Hello<&str>, frame: &Bytes) {
+        let Some(version) = self.on_version_range(hello.min_version, hello.max_version) else {
+            return;
+        };
+        if hello.max_frame < PRE_AUTH_MAX_FRAME || hello.max_incoming_calls == 0 {
+            return self.fail_by_peer(ConnectionError::Protocol(format!(
+                "Hello announces max_frame {} and max_incoming_calls {}; the minimums are {} and 1",
+                hello.max_frame, hello.max_incoming_calls, PRE_AUTH_MAX_FRAME
+            )));
+        }
+        self.peer_hello = Some(frame.clone());
+        self.peer = Some(PeerInfo {
+            name: hello.name.to_owned(),
+            version,
+            max_frame: hello.max_frame,
+            max_incoming_calls: hello.max_incoming_calls,
+        });
+        match (&self.config.secret, hello.secret_required) {
+            (None, false) => self.establish(),
+            (Some(secret), true) => {
+                let proof = self.transcript().proof(secret, self.role);
+                self.send_control(&Message::Auth { proof });
+                self.awaiting_proof = true;
+            }
+            (None, true) => self.refuse_auth(
+                RejectCode::AuthRequired,
+                "no shared secret is configured on this side, but the peer requires one",
+                AuthFailure::NoSecretConfigured,
+            ),
+            (Some(_), false) => self.refuse_auth(
+                RejectCode::AuthRequired,
+                "this side requires a shared secret and the peer has none configured",
+                AuthFailure::PeerHasNoSecret,
+            ),
+        }
+    }
+
+    fn on_proof(&mut self, proof: &[u8; 32]) {
+        let verified = match &self.config.secret {
+            Some(secret) => self.transcript().verify(secret, self.role.peer(), proof),
+            None => false,
+        };
+        if verified {
+            self.awaiting_proof = false;
+            self.establish();
+        } else {
+            self.refuse_auth(
+                RejectCode::AuthFailed,
+                "authentication failed: the proofs do not match, so the shared secrets differ",
+                AuthFailure::WrongSecret,
+            );
+        }
+    }
+
+    fn refuse_auth(&mut self, code: RejectCode, reason: &str, failure: AuthFailure) {
+        self.send_control(&Message::Reject { code, reason });
+        self.fail(ConnectionError::AuthFailed(failure));
+    }
+
+    /// A `Reject` ends the connection at any stage; authentication refusals
+    /// surface as `AuthFailed` so both sides report the same class of error.
+    pub(crate) fn on_reject(&mut self, code: crate::message::RejectCode, reason: &str) {
+        let err = match code {
+            RejectCode::AuthFailed | RejectCode::AuthRequired => {
+                ConnectionError::AuthFailed(AuthFailure::RejectedByPeer(reason.to_owned()))
+            }
+            _ => ConnectionError::Rejected {
+                code,
+                reason: reason.to_owned(),
+            },
+        };
+        self.fail(err);
+    }
+
+    fn transcript(&self) -> Transcript<'_> {
+        let ours = &self.our_hello[..];
+        let theirs = self.peer_hello.as_deref().unwrap_or_default();
+        match self.role {
+            Role::Client => Transcript {
+                client_hello: ours,
+                server_hello: theirs,
+            },
+            Role::Server => Transcript {
+                client_hello: theirs,
+                server_hello: ours,
+            },
+        }
+    }
+
+    /// The handshake is done: raise the frame limit, start keepalive, report
+    /// the peer, and send what the application queued meanwhile.
+    fn establish(&mut self) {
+        let Some(peer) = self.peer.clone() else {
+            return;
+        };
+        self.state = State::Established;
+        self.frame_limit = self.config.max_frame.min(peer.max_frame);
+        self.last_rx = self.now;
+        self.last_keepalive = None;
+        self.events.push_back(Event::Connected {
+            peer_name: peer.name,
+            version: peer.version,
+        });
+        while let Some(work) = self.queued.pop_front() {
+            self.send_queued(work);
+        }
+    }
+
+    fn send_queued(&mut self, work: Queued) {
+        let limit = self.frame_limit;
+        match work {
+            Queued::Call { id, method, args } => {
+                if !self.outgoing.contains(id) {
+                    return; // expired or cancelled while queued
+                }
+                let deadline = self.outgoing.deadline(id);
+                if let Err(len) = self.send_call(id, &method, &args, deadline) {
+                    self.outgoing.remove(id);
+                    self.events.push_back(Event::Response {
+                        id,
+                        result: Err(CallError::TooLarge { len, limit }),
+                    });
+                }
+            }
+            Queued::Notify { method, args } => {
+                let head = Message::Notify {
+                    method: method.as_str(),
+                    codec: args.codec,
+                    args: PayloadLen(args.bytes.len()),
+                };
+                if self.try_send(&head, Some(&args.bytes)).is_err() {
+                    self.stats.dropped_notifies += 1;
+                }
+            }
+            Queued::Confirm { seq } => {
+                let Some(payload) = self.confirms.get(seq).cloned() else {
+                    return; // timed out while queued
+                };
+                let head = Message::Confirm {
+                    seq,
+                    payload: PayloadLen(payload.len()),
+                };
+                if let Err(len) = self.try_send(&head, Some(&payload)) {
+                    self.confirms.remove(seq);
+                    self.events.push_back(Event::ConfirmFailed {
+                        seq,
+                        error: EchoError::TooLarge { len, limit },
+                    });
+                }
+            }
+            Queued::Ping { seq } => {
+                if let Some(sent) = self.pings.get_mut(seq) {
+                    *sent = self.now;
+                    self.send_control(&Message::Ping { seq });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! # rigwire-core: the rigwire protocol as a sans-IO state machine
+//!
+//! This crate decides everything about the protocol and does no I/O: no
+//! sockets, threads, clocks or randomness. Bytes, time and nonces come in as
+//! arguments; bytes, events and deadlines come out. The runtimes
+//! (`rigwire-std`, `rigwire-smol`) only move bytes and wake tasks.
+//!
+//! Read it from the top down:
+//!
+//! * [`Connection`] — one peer. Its doc lists the four method families and the
+//!   order to call them in. Its behaviour is spread by concern over
+//!   `connection.rs` (inputs, outputs, timers, failure), `handshake.rs`,
+//!   `receive.rs` (established traffic), `commands.rs` and `echo.rs`.
+//! * [`message`] — the wire messages and their postcard encoding.
+//! * [`framing`] — length-prefixed frames on streams, one frame per message on
+//!   websocket and UDP, and the output queue.
+//! * [`auth`] — HMAC-SHA256 proofs over the handshake transcript.
+//! * [`calls`] — the bounded in-flight tables.
+//! * [`dispatch`] — exposed names, aliases and introspection.
+//! * [`codec`] — payloads tagged postcard or JSON.
+//! * [`testing`] — a deterministic two-peer harness with virtual time, latency
+//!   and loss, used by the tests and the fuzz targets.
+//!
+//! The wire format is specified in `spec/PROTOCOL.md`; byte-exact vectors in
+//! `spec/vectors/` are checked by the test suite.
+//!
+//! ## The run loop, in short
+//!
+//! ```
+//! use std::time::Instant;
+//! use rigwire_core::{Config, Connection, Event, Framing, Payload, Registry, Role};
+//!
+//! let now = Instant::now();
+//! let mut registry = Registry::new();
+//! registry.expose("add").unwrap();
+//! let mut client = Connection::new(Config::named("script"), Registry::new(),
+//!     Role::Client, Framing::Stream, [1; 32], now).unwrap();
+//! let mut server = Connection::new(Config::named("rig"), registry,
+//!     Role::Server, Framing::Stream, [2; 32], now).unwrap();
+//!
+//! // A call made before the handshake is queued and sent once it completes.
+//! let id = client.call("add", Payload::json(&(1, 2)).unwrap(), None, now).unwrap();
+//!
+//! // Move bytes both ways until neither side has anything to send.
+//! let mut answered = None;
+//! loop {
+//!     let mut moved = false;
+//!     while let Some(bytes) = client.poll_transmit() { server.handle_input(&bytes, now); moved = true; }
+//!     while let Some(bytes) = server.poll_transmit() { client.handle_input(&bytes, now); moved = true; }
+//!     while let Some(event) = server.poll_event() {
+//!         if let Event::Call(call) = event {
+//!             let (a, b): (i64, i64) = call.args.decode().unwrap();
+//!             let sum = Payload::encode_as(call.args.codec, &(a + b)).unwrap();
+//!             server.reply(call.id, Ok(sum)).unwrap();
+//!             moved = true;
+//!         }
+//!     }
+//!     while let Some(event) = client.poll_event() {
+//!         if let Event::Response { id: done, result } = event { answered = Some((done, result)); }
+//!     }
+//!     if !moved { break; }
+//! }
+//! let (done, result) = answered.unwrap();
+//! assert_eq!(done, id);
+//! assert_eq!(result.unwrap().decode::<i64>().unwrap(), 3);
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod auth;
+pub mod calls;
+pub mod codec;
+mod commands;
+pub mod config;
+mod connection;
+pub mod dispatch;
+mod echo;
+pub mod error;
+mod event;
+pub mod framing;
+pub mod fuzzing;
+mod handshake;
+pub mod message;
+mod receive;
+pub mod testing;
+
+pub use codec::{CodecError, Payload};
+pub use config::{Config, Keepalive, Role, Secret};
+pub use connection::{Connection, PeerInfo};
+pub use dispatch::{ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
+pub use error::{
+    AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, FrameError,
+    RegistryError, RemoteError, ReplyError, VersionRange,
+};
+pub use event::{CancelReason, Event, IncomingCall, IncomingNotify, Stats};
+pub use framing::Framing;
+pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};

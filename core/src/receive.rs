@@ -1,0 +1,207 @@
+//! Established traffic: what the core does with each message once the
+//! handshake has completed. Calls to unknown names, calls past the in-flight
+//! limit and pings are answered here, without the application.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::codec::Payload;
+use crate::connection::Connection;
+use crate::dispatch::INTROSPECTION_METHOD;
+use crate::error::{CallError, ConnectionError, RemoteError};
+use crate::event::{CancelReason, Event, IncomingCall, IncomingNotify};
+use crate::message::{Codec, ErrorKind, Message, MessageRef, PayloadLen, RawBytes};
+
+impl Connection {
+    pub(crate) fn on_message(&mut self, msg: MessageRef<'_>, frame: &Bytes) {
+        match msg {
+            Message::Call {
+                id,
+                method,
+                deadline_us,
+                codec,
+                args,
+            } => self.on_call(id, method, deadline_us, Payload::new(codec, frame.slice_ref(args.0))),
+            Message::Reply { id, codec, result } => {
+                let payload = Payload::new(codec, frame.slice_ref(result.0));
+                self.on_answer(id, Ok(payload));
+            }
+            Message::Error {
+                id,
+                kind,
+                message,
+                detail,
+            } => {
+                let err = RemoteError {
+                    kind,
+                    message: message.to_owned(),
+                    detail: detail.map(str::to_owned),
+                };
+                if id == 0 {
+                    self.events.push_back(Event::PeerError(err));
+                } else {
+                    self.on_answer(id, Err(remote_to_call_error(err)));
+                }
+            }
+            Message::Notify {
+                method,
+                codec,
+                args,
+            } => self.on_notify(method, codec, args, frame),
+            Message::Cancel { id } => match self.incoming.remove(id) {
+                Some(()) => self.events.push_back(Event::Cancelled {
+                    id,
+                    reason: CancelReason::PeerCancelled,
+                }),
+                None => self.stats.unknown_cancels += 1,
+            },
+            Message::Ping { seq } => self.send_control(&Message::Pong { seq }),
+            Message::Pong { seq } => match self.pings.remove(seq) {
+                Some(sent) => {
+                    let rtt = self.now.saturating_duration_since(sent);
+                    self.events.push_back(Event::Pong { seq, rtt });
+                }
+                // seq 0 is the keepalive, which needs no answer beyond arriving.
+                None if seq == 0 => {}
+                None => self.stats.unknown_pongs += 1,
+            },
+            Message::Confirm { seq, payload } => self.on_confirm(seq, frame.slice_ref(payload.0)),
+            Message::Echo { seq, payload } => self.on_echo(seq, payload.0),
+            Message::Reject { code, reason } => self.on_reject(code, reason),
+            Message::Goodbye { reason } => self.fail(ConnectionError::PeerClosed(reason.to_owned())),
+            Message::Hello(_) | Message::Auth { .. } => {
+                let what = msg.type_name();
+                self.fail_by_peer(ConnectionError::Protocol(format!(
+                    "{what} received after the handshake completed"
+                )));
+            }
+        }
+    }
+
+    fn on_answer(&mut self, id: u64, result: Result<Payload, CallError>) {
+        match self.outgoing.remove(id) {
+            Some(()) => self.events.push_back(Event::Response { id, result }),
+            None => self.stats.unknown_replies += 1,
+        }
+    }
+
+    fn on_call(&mut self, id: u64, method: &str, deadline_us: Option<u64>, args: Payload) {
+        if id == 0 {
+            return self.fail_by_peer(ConnectionError::Protocol("call with id 0".into()));
+        }
+        if self.incoming.contains(id) {
+            return self.fail_by_peer(ConnectionError::Protocol(format!(
+                "call id {id} reused while still in flight"
+            )));
+        }
+        if method == INTROSPECTION_METHOD {
+            let listed = Payload::encode_as(args.codec, self.registry.methods());
+            return self.answer_directly(id, listed.map_err(|e| {
+                RemoteError::new(ErrorKind::BadArguments, e.to_string())
+            }));
+        }
+        let Some(handler) = self.registry.lookup(method) else {
+            self.stats.no_such_method += 1;
+            let message = format!("no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them");
+            return self.answer_directly(id, Err(RemoteError::new(ErrorKind::NoSuchMethod, message)));
+        };
+        if let Codec::Other(code) = args.codec {
+            let message = format!("unsupported codec {code}; this side speaks postcard (0) and JSON (1)");
+            return self.answer_directly(id, Err(RemoteError::new(ErrorKind::BadArguments, message)));
+        }
+        if deadline_us == Some(0) {
+            let message = "the call arrived with no time left".to_owned();
+            return self.answer_directly(id, Err(RemoteError::new(ErrorKind::DeadlineExceeded, message)));
+        }
+        let deadline = deadline_us.and_then(|us| self.now.checked_add(Duration::from_micros(us)));
+        if self.incoming.insert(id, deadline, ()).is_err() {
+            self.stats.busy_rejections += 1;
+            let message = format!(
+                "{} calls already in flight here (limit {})",
+                self.incoming.len(),
+                self.incoming.capacity()
+            );
+            return self.answer_directly(id, Err(RemoteError::new(ErrorKind::Busy, message)));
+        }
+        self.events.push_back(Event::Call(IncomingCall {
+            id,
+            method: method.to_owned(),
+            handler,
+            args,
+            deadline,
+        }));
+    }
+
+    fn on_notify(&mut self, method: &str, codec: Codec, args: RawBytes<'_>, frame: &Bytes) {
+        match self.registry.lookup(method) {
+            Some(handler) => self.events.push_back(Event::Notify(IncomingNotify {
+                method: method.to_owned(),
+                handler,
+                args: Payload::new(codec, frame.slice_ref(args.0)),
+            })),
+            None => {
+                // A notify has no id to answer; id 0 tells the sender anyway.
+                self.stats.no_such_method += 1;
+                let message = format!("notify to '{method}', which is not exposed");
+                self.send_error(0, &RemoteError::new(ErrorKind::NoSuchMethod, message));
+            }
+        }
+    }
+
+    /// Answers a call the core handles itself (it never entered the table).
+    fn answer_directly(&mut self, id: u64, result: Result<Payload, RemoteError>) {
+        match result {
+            Ok(payload) => {
+                let head = Message::Reply {
+                    id,
+                    codec: payload.codec,
+                    result: PayloadLen(payload.bytes.len()),
+                };
+                if let Err(len) = self.try_send(&head, Some(&payload.bytes)) {
+                    self.send_too_large(id, len);
+                }
+            }
+            Err(err) => self.send_error(id, &err),
+        }
+    }
+
+    /// Sends an `Error`; if message and detail do not fit the frame limit, the
+    /// detail is dropped and the message shortened so the caller still hears.
+    pub(crate) fn send_error(&mut self, id: u64, err: &RemoteError) {
+        let head = Message::Error {
+            id,
+            kind: err.kind,
+            message: err.message.as_str(),
+            detail: err.detail.as_deref(),
+        };
+        if self.try_send(&head, None).is_ok() {
+            return;
+        }
+        let mut cut = 1024.min(err.message.len());
+        while !err.message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.send_control(&Message::Error {
+            id,
+            kind: err.kind,
+            message: &err.message[..cut],
+            detail: None,
+        });
+    }
+
+    pub(crate) fn send_too_large(&mut self, id: u64, len: usize) {
+        let message = format!("result of {len} bytes exceeds the frame limit of {} bytes", self.frame_limit);
+        self.send_error(id, &RemoteError::new(ErrorKind::TooLarge, message));
+    }
+}
+
+/// Remote errors that mean the same as a local failure are reported as that
+/// failure, so callers handle `Busy` and deadlines one way wherever they arose.
+fn remote_to_call_error(err: RemoteError) -> CallError {
+    match err.kind {
+        ErrorKind::Busy => CallError::Busy(format!("the peer is busy: {}", err.message)),
+        ErrorKind::DeadlineExceeded => CallError::DeadlineExceeded,
+        _ => CallError::Remote(err),
+    }
+}
