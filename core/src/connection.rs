@@ -492,6 +492,7 @@ impl Connection {
         }
         self.state = State::Closed;
         self.queued.clear();
+        self.decoder = FrameDecoder::new();
         for (id, ()) in self.outgoing.drain() {
             self.events.push_back(Event::Response {
                 id,

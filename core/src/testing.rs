@@ -67,6 +67,7 @@ pub struct Pair {
     wire: VecDeque<(Instant, Side, Bytes)>,
     /// Whether a side's transport has been cut (its chunks vanish).
     cut: [bool; 2],
+    framing: Framing,
     rng: u64,
 }
 
@@ -96,6 +97,7 @@ impl Pair {
             netem,
             wire: VecDeque::new(),
             cut: [false; 2],
+            framing,
         }
     }
 
@@ -129,11 +131,19 @@ impl Pair {
         self.cut[side as usize] = true;
     }
 
-    /// Delivers bytes to `side` directly, as if the other side had sent them.
+    /// Delivers bytes to `side` directly, as if the other side had sent them
+    /// (one frame, without length prefix, on message transports).
     pub fn inject(&mut self, to: Side, bytes: &[u8]) {
-        let now = self.now;
-        self.conn(to).handle_input(bytes, now);
+        self.deliver(to, Bytes::copy_from_slice(bytes));
         self.settle();
+    }
+
+    fn deliver(&mut self, to: Side, bytes: Bytes) {
+        let now = self.now;
+        match self.framing {
+            Framing::Stream => self.conn(to).handle_input(&bytes, now),
+            Framing::Message => self.conn(to).handle_frame(bytes, now),
+        }
     }
 
     /// Processes everything due at the current instant, without moving time,
@@ -155,8 +165,7 @@ impl Pair {
                     break;
                 }
                 let (_, _, bytes) = self.wire.pop_front().expect("front exists");
-                let now = self.now;
-                self.conn(to).handle_input(&bytes, now);
+                self.deliver(to, bytes);
                 progressed = true;
             }
             if !progressed {
