@@ -16,8 +16,24 @@ fn connected_pair() -> (Connection, Connection, Instant) {
     let now = Instant::now();
     let mut registry = Registry::new();
     registry.expose("add").unwrap();
-    let mut client = Connection::new(Config::named("c"), Registry::new(), Role::Client, Framing::Stream, [1; 32], now).unwrap();
-    let mut server = Connection::new(Config::named("s"), registry, Role::Server, Framing::Stream, [2; 32], now).unwrap();
+    let mut client = Connection::new(
+        Config::named("c"),
+        Registry::new(),
+        Role::Client,
+        Framing::Stream,
+        [1; 32],
+        now,
+    )
+    .unwrap();
+    let mut server = Connection::new(
+        Config::named("s"),
+        registry,
+        Role::Server,
+        Framing::Stream,
+        [2; 32],
+        now,
+    )
+    .unwrap();
     for _ in 0..2 {
         while let Some(b) = client.poll_transmit() {
             server.handle_input(&b, now);
@@ -42,12 +58,16 @@ fn call_and_reply_round_trip(bencher: Bencher) {
         while let Some(b) = client.poll_transmit() {
             server.handle_input(&b, now);
         }
-        let Some(Event::Call(call)) = server.poll_event() else { unreachable!() };
+        let Some(Event::Call(call)) = server.poll_event() else {
+            unreachable!()
+        };
         server.reply(call.id, Ok(result.clone())).unwrap();
         while let Some(b) = server.poll_transmit() {
             client.handle_input(&b, now);
         }
-        let Some(Event::Response { id: got, result }) = client.poll_event() else { unreachable!() };
+        let Some(Event::Response { id: got, result }) = client.poll_event() else {
+            unreachable!()
+        };
         assert_eq!(got, id);
         black_box(result)
     });
@@ -95,7 +115,14 @@ fn encode_small_call() -> Vec<u8> {
 #[divan::bench]
 fn decode_small_call(bencher: Bencher) {
     let frame = Bytes::from(
-        Message::Call { id: 17, method: "add".into(), deadline_us: Some(5_000_000), codec: Codec::Postcard, args: Bytes::from_static(&[2, 4]) }.encode(),
+        Message::Call {
+            id: 17,
+            method: "add".into(),
+            deadline_us: Some(5_000_000),
+            codec: Codec::Postcard,
+            args: Bytes::from_static(&[2, 4]),
+        }
+        .encode(),
     );
     bencher.bench(|| Message::decode(black_box(&frame)).unwrap());
 }

@@ -74,7 +74,12 @@ impl<T> CallTable<T> {
     ///
     /// # Errors
     /// [`InsertError::Full`] at capacity, [`InsertError::Duplicate`] if `id` is present.
-    pub fn insert(&mut self, id: u64, deadline: Option<Instant>, value: T) -> Result<(), InsertError> {
+    pub fn insert(
+        &mut self,
+        id: u64,
+        deadline: Option<Instant>,
+        value: T,
+    ) -> Result<(), InsertError> {
         if self.entries.contains_key(&id) {
             return Err(InsertError::Duplicate);
         }

@@ -52,7 +52,9 @@ impl Payload {
             Codec::Postcard => {
                 postcard::to_allocvec(value).map_err(|e| CodecError::Postcard(e.to_string()))?
             }
-            Codec::Json => serde_json::to_vec(value).map_err(|e| CodecError::Json(e.to_string()))?,
+            Codec::Json => {
+                serde_json::to_vec(value).map_err(|e| CodecError::Json(e.to_string()))?
+            }
             Codec::Other(code) => return Err(CodecError::Unsupported(code)),
         };
         Ok(Payload::new(codec, bytes))

@@ -78,10 +78,12 @@ impl Connection {
                 codec: args.codec,
                 args: PayloadLen(args.bytes.len()),
             };
-            return self.try_send(&head, Some(&args.bytes)).map_err(|len| CallError::TooLarge {
-                len,
-                limit: self.frame_limit,
-            });
+            return self
+                .try_send(&head, Some(&args.bytes))
+                .map_err(|len| CallError::TooLarge {
+                    len,
+                    limit: self.frame_limit,
+                });
         }
         self.check_fits_before_handshake(method.len() + args.bytes.len())?;
         if self.queued.len() >= self.outgoing.capacity() {
@@ -105,7 +107,11 @@ impl Connection {
     /// `NotPending` if the call was already answered, cancelled or expired
     /// (harmless); `TooLarge` if the result does not fit a frame, in which case
     /// the caller is sent a `TooLarge` error instead; `Disconnected` when closed.
-    pub fn reply(&mut self, id: u64, result: Result<Payload, RemoteError>) -> Result<(), ReplyError> {
+    pub fn reply(
+        &mut self,
+        id: u64,
+        result: Result<Payload, RemoteError>,
+    ) -> Result<(), ReplyError> {
         if let Some(err) = self.closed_error() {
             return Err(ReplyError::Disconnected(err));
         }

@@ -42,10 +42,21 @@ pub(crate) enum State {
 /// order, the moment it does.
 #[derive(Debug)]
 pub(crate) enum Queued {
-    Call { id: u64, method: String, args: Payload },
-    Notify { method: String, args: Payload },
-    Confirm { seq: u64 },
-    Ping { seq: u64 },
+    Call {
+        id: u64,
+        method: String,
+        args: Payload,
+    },
+    Notify {
+        method: String,
+        args: Payload,
+    },
+    Confirm {
+        seq: u64,
+    },
+    Ping {
+        seq: u64,
+    },
 }
 
 /// One rigwire connection as a pure state machine: no sockets, threads, clocks
@@ -410,7 +421,9 @@ impl Connection {
     /// When the next keepalive ping is due and when the peer counts as dead.
     fn keepalive_times(&self) -> Option<(Instant, Instant)> {
         let k = self.config.keepalive?;
-        let quiet_since = self.last_keepalive.map_or(self.last_rx, |t| t.max(self.last_rx));
+        let quiet_since = self
+            .last_keepalive
+            .map_or(self.last_rx, |t| t.max(self.last_rx));
         Some((
             quiet_since.checked_add(k.interval)?,
             self.last_rx.checked_add(k.timeout)?,
@@ -460,7 +473,11 @@ impl Connection {
 
     /// Queues a frame, with its payload if it has one. `Err(len)` if it
     /// exceeds the frame limit; nothing is queued then.
-    pub(crate) fn try_send(&mut self, msg: &MessageHead<'_>, payload: Option<&Bytes>) -> Result<(), usize> {
+    pub(crate) fn try_send(
+        &mut self,
+        msg: &MessageHead<'_>,
+        payload: Option<&Bytes>,
+    ) -> Result<(), usize> {
         self.out.push(msg, payload, self.frame_limit)?;
         self.stats.frames_out += 1;
         Ok(())

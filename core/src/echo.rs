@@ -26,7 +26,11 @@ impl Connection {
         self.ready_for_work(now)?;
         let seq = self.next_confirm_seq;
         let deadline = self.now.checked_add(self.config.echo_timeout);
-        if self.confirms.insert(seq, deadline, payload.clone()).is_err() {
+        if self
+            .confirms
+            .insert(seq, deadline, payload.clone())
+            .is_err()
+        {
             return Err(EchoError::TooMany(self.confirms.capacity()));
         }
         self.next_confirm_seq += 1;

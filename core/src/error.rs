@@ -95,7 +95,9 @@ pub enum ConnectionError {
     #[error("protocol violation by the peer: {0}")]
     Protocol(String),
     /// The peer kept sending while not reading our answers, past the output limit.
-    #[error("output queue overflow: {queued} bytes queued, limit {limit}; the peer is not reading")]
+    #[error(
+        "output queue overflow: {queued} bytes queued, limit {limit}; the peer is not reading"
+    )]
     OutputOverflow {
         /// Bytes waiting to be written.
         queued: usize,

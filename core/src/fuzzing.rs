@@ -46,7 +46,10 @@ fn decode_stream(stream: &[u8], chunk: usize, limit: u32) -> Decoded {
                 }
                 Err(e) => return (frames, Some(e)),
             }
-            assert!(decoder.buffered() <= limit as usize + 4, "decoder holds more than one frame");
+            assert!(
+                decoder.buffered() <= limit as usize + 4,
+                "decoder holds more than one frame"
+            );
         }
     }
     (frames, None)
@@ -57,7 +60,8 @@ fn decode_stream(stream: &[u8], chunk: usize, limit: u32) -> Decoded {
 pub fn message(data: &[u8]) {
     let frame = Bytes::copy_from_slice(data);
     if let Ok(msg) = Message::decode(&frame) {
-        let again = Message::decode(&Bytes::from(msg.encode())).expect("re-encoded message decodes");
+        let again =
+            Message::decode(&Bytes::from(msg.encode())).expect("re-encoded message decodes");
         assert_eq!(again, msg, "message does not survive a round trip");
     }
 }
@@ -71,7 +75,11 @@ pub fn connection(data: &[u8], epoch: Instant) {
     let Some((&setup, mut ops)) = data.split_first() else {
         return;
     };
-    let framing = if setup & 1 == 0 { Framing::Stream } else { Framing::Message };
+    let framing = if setup & 1 == 0 {
+        Framing::Stream
+    } else {
+        Framing::Message
+    };
     let secret = |on: bool, s: &str| on.then(|| Secret::new(s).expect("non-empty"));
     let base = Config {
         max_frame: 8192,
@@ -107,7 +115,11 @@ pub fn connection(data: &[u8], epoch: Instant) {
     let mut outgoing: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
     while let Some((&op, rest)) = ops.split_first() {
         ops = rest;
-        let side = if op & 0x80 == 0 { Side::Client } else { Side::Server };
+        let side = if op & 0x80 == 0 {
+            Side::Client
+        } else {
+            Side::Server
+        };
         let arg = ops.first().copied().unwrap_or(0);
         let now = p.now;
         match op & 0x0f {
@@ -176,7 +188,11 @@ fn check_invariants(conn: &mut crate::Connection) {
     assert!(conn.buffered_input() <= cfg.max_frame as usize + 4);
     assert!(conn.queued_output() <= 2 * cfg.max_queued_output + cfg.max_frame as usize + 64);
     if conn.is_closed() {
-        assert_eq!(conn.calls_in_flight(), 0, "a closed connection left calls pending");
+        assert_eq!(
+            conn.calls_in_flight(),
+            0,
+            "a closed connection left calls pending"
+        );
         assert_eq!(conn.incoming_in_flight(), 0);
         assert!(conn.error().is_some());
         assert_eq!(conn.poll_timeout(), None);
@@ -189,6 +205,10 @@ fn pick(ids: &mut Vec<u64>, arg: u8) -> Option<u64> {
 
 fn payload(arg: u8) -> Payload {
     // Mostly small, sometimes past the 8 KiB frame limit.
-    let len = if arg & 0x20 != 0 { 9000 } else { usize::from(arg) };
+    let len = if arg & 0x20 != 0 {
+        9000
+    } else {
+        usize::from(arg)
+    };
     Payload::new(crate::Codec::from(arg & 3), vec![arg; len])
 }

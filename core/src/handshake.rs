@@ -23,7 +23,9 @@ impl Connection {
             Message::Hello(hello) if self.peer_hello.is_none() => self.on_hello(&hello, frame),
             Message::Auth { proof } if self.awaiting_proof => self.on_proof(&proof),
             Message::Reject { code, reason } => self.on_reject(code, reason),
-            Message::Goodbye { reason } => self.fail(ConnectionError::PeerClosed(reason.to_owned())),
+            Message::Goodbye { reason } => {
+                self.fail(ConnectionError::PeerClosed(reason.to_owned()))
+            }
             other => {
                 let what = other.type_name();
                 self.fail_by_peer(ConnectionError::Protocol(format!(

@@ -22,7 +22,12 @@ impl Connection {
                 deadline_us,
                 codec,
                 args,
-            } => self.on_call(id, method, deadline_us, Payload::new(codec, frame.slice_ref(args.0))),
+            } => self.on_call(
+                id,
+                method,
+                deadline_us,
+                Payload::new(codec, frame.slice_ref(args.0)),
+            ),
             Message::Reply { id, codec, result } => {
                 let payload = Payload::new(codec, frame.slice_ref(result.0));
                 self.on_answer(id, Ok(payload));
@@ -69,7 +74,9 @@ impl Connection {
             Message::Confirm { seq, payload } => self.on_confirm(seq, frame.slice_ref(payload.0)),
             Message::Echo { seq, payload } => self.on_echo(seq, payload.0),
             Message::Reject { code, reason } => self.on_reject(code, reason),
-            Message::Goodbye { reason } => self.fail(ConnectionError::PeerClosed(reason.to_owned())),
+            Message::Goodbye { reason } => {
+                self.fail(ConnectionError::PeerClosed(reason.to_owned()))
+            }
             Message::Hello(_) | Message::Auth { .. } => {
                 let what = msg.type_name();
                 self.fail_by_peer(ConnectionError::Protocol(format!(
@@ -97,22 +104,31 @@ impl Connection {
         }
         if method == INTROSPECTION_METHOD {
             let listed = Payload::encode_as(args.codec, self.registry.methods());
-            return self.answer_directly(id, listed.map_err(|e| {
-                RemoteError::new(ErrorKind::BadArguments, e.to_string())
-            }));
+            return self.answer_directly(
+                id,
+                listed.map_err(|e| RemoteError::new(ErrorKind::BadArguments, e.to_string())),
+            );
         }
         let Some(handler) = self.registry.lookup(method) else {
             self.stats.no_such_method += 1;
-            let message = format!("no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them");
-            return self.answer_directly(id, Err(RemoteError::new(ErrorKind::NoSuchMethod, message)));
+            let message = format!(
+                "no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them"
+            );
+            return self
+                .answer_directly(id, Err(RemoteError::new(ErrorKind::NoSuchMethod, message)));
         };
         if let Codec::Other(code) = args.codec {
-            let message = format!("unsupported codec {code}; this side speaks postcard (0) and JSON (1)");
-            return self.answer_directly(id, Err(RemoteError::new(ErrorKind::BadArguments, message)));
+            let message =
+                format!("unsupported codec {code}; this side speaks postcard (0) and JSON (1)");
+            return self
+                .answer_directly(id, Err(RemoteError::new(ErrorKind::BadArguments, message)));
         }
         if deadline_us == Some(0) {
             let message = "the call arrived with no time left".to_owned();
-            return self.answer_directly(id, Err(RemoteError::new(ErrorKind::DeadlineExceeded, message)));
+            return self.answer_directly(
+                id,
+                Err(RemoteError::new(ErrorKind::DeadlineExceeded, message)),
+            );
         }
         let deadline = deadline_us.and_then(|us| self.now.checked_add(Duration::from_micros(us)));
         if self.incoming.insert(id, deadline, ()).is_err() {
@@ -191,7 +207,10 @@ impl Connection {
     }
 
     pub(crate) fn send_too_large(&mut self, id: u64, len: usize) {
-        let message = format!("result of {len} bytes exceeds the frame limit of {} bytes", self.frame_limit);
+        let message = format!(
+            "result of {len} bytes exceeds the frame limit of {} bytes",
+            self.frame_limit
+        );
         self.send_error(id, &RemoteError::new(ErrorKind::TooLarge, message));
     }
 }

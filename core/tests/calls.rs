@@ -17,13 +17,24 @@ use rigwire_core::{
 fn calls_flow_in_both_directions_with_either_codec() {
     let mut p = connected();
     let a = p.client.call("add", json((2, 3)), None, p.now).unwrap();
-    let b = p.client.call("add", Payload::postcard(&(10i64, 20i64)).unwrap(), None, p.now).unwrap();
+    let b = p
+        .client
+        .call(
+            "add",
+            Payload::postcard(&(10i64, 20i64)).unwrap(),
+            None,
+            p.now,
+        )
+        .unwrap();
     p.run();
     serve(&mut p, Side::Server);
     let ra = response(&p.client_events, a).unwrap().unwrap();
     assert_eq!((ra.codec, ra.decode::<i64>().unwrap()), (Codec::Json, 5));
     let rb = response(&p.client_events, b).unwrap().unwrap();
-    assert_eq!((rb.codec, rb.decode::<i64>().unwrap()), (Codec::Postcard, 30));
+    assert_eq!(
+        (rb.codec, rb.decode::<i64>().unwrap()),
+        (Codec::Postcard, 30)
+    );
 
     // The rig calls back the script over the same connection (as kaa does).
     let c = p.server.call("echo", json("ready?"), None, p.now).unwrap();
@@ -38,7 +49,9 @@ fn aliases_reach_the_same_handler() {
     let mut p = connected();
     p.client.call("plus", json((1, 1)), None, p.now).unwrap();
     p.run();
-    let Event::Call(call) = &p.server_events[0] else { panic!() };
+    let Event::Call(call) = &p.server_events[0] else {
+        panic!()
+    };
     assert_eq!(call.method, "plus");
     assert_eq!(p.server.registry().name_of(call.handler), Some("add"));
 }
@@ -48,7 +61,9 @@ fn notify_reaches_the_handler_and_needs_no_answer() {
     let mut p = connected();
     p.client.notify("log", json("trial 3 done"), p.now).unwrap();
     p.run();
-    let Event::Notify(n) = &p.server_events[0] else { panic!("{:?}", p.server_events) };
+    let Event::Notify(n) = &p.server_events[0] else {
+        panic!("{:?}", p.server_events)
+    };
     assert_eq!(n.method, "log");
     assert_eq!(n.args.decode::<String>().unwrap(), "trial 3 done");
     assert!(p.client_events.is_empty());
@@ -60,7 +75,9 @@ fn a_notify_to_an_unknown_name_is_reported_back_not_dropped() {
     p.client.notify("nope", json(1), p.now).unwrap();
     p.run();
     assert!(p.server_events.is_empty());
-    let Event::PeerError(err) = &p.client_events[0] else { panic!("{:?}", p.client_events) };
+    let Event::PeerError(err) = &p.client_events[0] else {
+        panic!("{:?}", p.client_events)
+    };
     assert_eq!(err.kind, ErrorKind::NoSuchMethod);
     assert!(err.message.contains("'nope'"));
 }
@@ -68,31 +85,67 @@ fn a_notify_to_an_unknown_name_is_reported_back_not_dropped() {
 #[test]
 fn unknown_methods_are_answered_by_the_core() {
     let mut p = connected();
-    let id = p.client.call("launch_missiles", json(()), None, p.now).unwrap();
+    let id = p
+        .client
+        .call("launch_missiles", json(()), None, p.now)
+        .unwrap();
     p.run();
     assert!(p.server_events.is_empty(), "the application never sees it");
-    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else { panic!() };
+    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else {
+        panic!()
+    };
     assert_eq!(err.kind, ErrorKind::NoSuchMethod);
-    assert_eq!(err.message, "no method 'launch_missiles' is exposed; call rigwire.methods to list them");
+    assert_eq!(
+        err.message,
+        "no method 'launch_missiles' is exposed; call rigwire.methods to list them"
+    );
     assert_eq!(p.server.stats().no_such_method, 1);
 }
 
 #[test]
 fn introspection_lists_names_and_aliases_in_the_callers_codec() {
     let mut p = connected();
-    let j = p.client.call(INTROSPECTION_METHOD, json(()), None, p.now).unwrap();
-    let pc = p.client.call(INTROSPECTION_METHOD, Payload::postcard(&()).unwrap(), None, p.now).unwrap();
+    let j = p
+        .client
+        .call(INTROSPECTION_METHOD, json(()), None, p.now)
+        .unwrap();
+    let pc = p
+        .client
+        .call(
+            INTROSPECTION_METHOD,
+            Payload::postcard(&()).unwrap(),
+            None,
+            p.now,
+        )
+        .unwrap();
     p.run();
     let expected = vec![
-        ExposedMethod { name: "add".into(), aliases: vec!["plus".into()] },
-        ExposedMethod { name: "echo".into(), aliases: vec![] },
-        ExposedMethod { name: "fail".into(), aliases: vec![] },
-        ExposedMethod { name: "slow".into(), aliases: vec![] },
-        ExposedMethod { name: "log".into(), aliases: vec![] },
+        ExposedMethod {
+            name: "add".into(),
+            aliases: vec!["plus".into()],
+        },
+        ExposedMethod {
+            name: "echo".into(),
+            aliases: vec![],
+        },
+        ExposedMethod {
+            name: "fail".into(),
+            aliases: vec![],
+        },
+        ExposedMethod {
+            name: "slow".into(),
+            aliases: vec![],
+        },
+        ExposedMethod {
+            name: "log".into(),
+            aliases: vec![],
+        },
     ];
     let rj = response(&p.client_events, j).unwrap().unwrap();
     assert_eq!(rj.codec, Codec::Json);
-    assert!(std::str::from_utf8(&rj.bytes).unwrap().starts_with(r#"[{"name":"add","aliases":["plus"]}"#));
+    assert!(std::str::from_utf8(&rj.bytes)
+        .unwrap()
+        .starts_with(r#"[{"name":"add","aliases":["plus"]}"#));
     assert_eq!(rj.decode::<Vec<ExposedMethod>>().unwrap(), expected);
     let rp = response(&p.client_events, pc).unwrap().unwrap();
     assert_eq!(rp.decode::<Vec<ExposedMethod>>().unwrap(), expected);
@@ -104,30 +157,50 @@ fn remote_errors_carry_kind_message_and_detail() {
     let id = p.client.call("fail", json(()), None, p.now).unwrap();
     p.run();
     serve(&mut p, Side::Server);
-    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else { panic!() };
+    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else {
+        panic!()
+    };
     assert_eq!(err.kind, ErrorKind::Handler);
     assert_eq!(err.message, "the rig refused");
-    assert_eq!(err.detail.as_deref(), Some("caused by: motor stalled\n  at rig.py:42"));
+    assert_eq!(
+        err.detail.as_deref(),
+        Some("caused by: motor stalled\n  at rig.py:42")
+    );
     assert_eq!(err.to_string(), "Handler: the rig refused");
 }
 
 #[test]
 fn bad_arguments_surface_as_a_typed_error() {
     let mut p = connected();
-    let id = p.client.call("add", json("not a pair"), None, p.now).unwrap();
+    let id = p
+        .client
+        .call("add", json("not a pair"), None, p.now)
+        .unwrap();
     p.run();
     serve(&mut p, Side::Server);
-    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else { panic!() };
+    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else {
+        panic!()
+    };
     assert_eq!(err.kind, ErrorKind::BadArguments);
 }
 
 #[test]
 fn an_unknown_codec_is_refused_by_the_core() {
     let mut p = connected();
-    let id = p.client.call("add", Payload::new(Codec::Other(9), Bytes::from_static(b"?")), None, p.now).unwrap();
+    let id = p
+        .client
+        .call(
+            "add",
+            Payload::new(Codec::Other(9), Bytes::from_static(b"?")),
+            None,
+            p.now,
+        )
+        .unwrap();
     p.run();
     assert!(p.server_events.is_empty());
-    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else { panic!() };
+    let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else {
+        panic!()
+    };
     assert_eq!(err.kind, ErrorKind::BadArguments);
     assert!(err.message.contains("unsupported codec 9"));
 }
@@ -135,9 +208,14 @@ fn an_unknown_codec_is_refused_by_the_core() {
 #[test]
 fn a_deadline_fails_the_caller_and_cancels_the_callee() {
     let mut p = connected();
-    let id = p.client.call("slow", json(()), Some(Duration::from_millis(500)), p.now).unwrap();
+    let id = p
+        .client
+        .call("slow", json(()), Some(Duration::from_millis(500)), p.now)
+        .unwrap();
     p.run();
-    let Event::Call(call) = p.server_events[0].clone() else { panic!() };
+    let Event::Call(call) = p.server_events[0].clone() else {
+        panic!()
+    };
     // The callee learns the remaining time, relative to its own clock.
     // It carries the 500 ms left when it was sent; transit time is unknown to
     // both sides, so the callee's deadline falls one latency after the caller's.
@@ -146,11 +224,23 @@ fn a_deadline_fails_the_caller_and_cancels_the_callee() {
     p.advance(Duration::from_millis(498));
     assert!(response(&p.client_events, id).is_none());
     p.advance(Duration::from_millis(2));
-    assert_eq!(response(&p.client_events, id), Some(Err(CallError::DeadlineExceeded)));
+    assert_eq!(
+        response(&p.client_events, id),
+        Some(Err(CallError::DeadlineExceeded))
+    );
     p.run();
-    assert!(p.server_events.iter().any(|e| matches!(e, Event::Cancelled { id: got, .. } if *got == call.id)), "{:?}", p.server_events);
+    assert!(
+        p.server_events
+            .iter()
+            .any(|e| matches!(e, Event::Cancelled { id: got, .. } if *got == call.id)),
+        "{:?}",
+        p.server_events
+    );
     // A late answer is refused locally and never reaches the caller.
-    assert_eq!(p.server.reply(call.id, Ok(json(1))), Err(ReplyError::NotPending(call.id)));
+    assert_eq!(
+        p.server.reply(call.id, Ok(json(1))),
+        Err(ReplyError::NotPending(call.id))
+    );
     assert_eq!(p.client.calls_in_flight(), 0);
     assert_eq!(p.server.incoming_in_flight(), 0);
 }
@@ -159,13 +249,21 @@ fn a_deadline_fails_the_caller_and_cancels_the_callee() {
 fn a_late_reply_is_ignored_and_counted() {
     let mut p = connected();
     p.netem.latency = Duration::from_millis(50);
-    let id = p.client.call("add", json((1, 2)), Some(Duration::from_millis(80)), p.now).unwrap();
+    let id = p
+        .client
+        .call("add", json((1, 2)), Some(Duration::from_millis(80)), p.now)
+        .unwrap();
     p.advance(Duration::from_millis(50));
     // The server answers at once; the answer needs 50 ms more, the deadline is in 30.
-    let Event::Call(call) = p.server_events.remove(0) else { panic!() };
+    let Event::Call(call) = p.server_events.remove(0) else {
+        panic!()
+    };
     p.server.reply(call.id, Ok(json(3))).unwrap();
     p.advance(Duration::from_millis(100));
-    assert_eq!(response(&p.client_events, id), Some(Err(CallError::DeadlineExceeded)));
+    assert_eq!(
+        response(&p.client_events, id),
+        Some(Err(CallError::DeadlineExceeded))
+    );
     assert_eq!(p.client.stats().unknown_replies, 1);
     assert!(p.client.is_established());
 }
@@ -178,67 +276,125 @@ fn cancel_reaches_the_callee() {
     assert!(p.client.cancel(id));
     assert!(!p.client.cancel(id));
     p.run();
-    assert!(p.server_events.iter().any(|e| *e == Event::Cancelled { id, reason: CancelReason::PeerCancelled }));
-    assert!(response(&p.client_events, id).is_none(), "a cancelled call emits no response");
+    assert!(p.server_events.iter().any(|e| *e
+        == Event::Cancelled {
+            id,
+            reason: CancelReason::PeerCancelled
+        }));
+    assert!(
+        response(&p.client_events, id).is_none(),
+        "a cancelled call emits no response"
+    );
 }
 
 #[test]
 fn a_full_outgoing_table_answers_busy_and_does_not_grow() {
-    let client = Config { max_outgoing_calls: 2, ..config("script", None) };
-    let mut p = pair_with(Framing::Stream, client, config("rig", None), Netem::default());
+    let client = Config {
+        max_outgoing_calls: 2,
+        ..config("script", None)
+    };
+    let mut p = pair_with(
+        Framing::Stream,
+        client,
+        config("rig", None),
+        Netem::default(),
+    );
     p.connect();
     p.client.call("slow", json(()), None, p.now).unwrap();
     p.client.call("slow", json(()), None, p.now).unwrap();
     let err = p.client.call("slow", json(()), None, p.now).unwrap_err();
-    assert_eq!(err, CallError::Busy("2 calls in flight on this connection (limit 2)".into()));
+    assert_eq!(
+        err,
+        CallError::Busy("2 calls in flight on this connection (limit 2)".into())
+    );
     assert_eq!(p.client.calls_in_flight(), 2);
 }
 
 #[test]
 fn a_full_incoming_table_answers_busy() {
-    let server = Config { max_incoming_calls: 1, ..config("rig", None) };
-    let mut p = pair_with(Framing::Stream, config("script", None), server, Netem::default());
+    let server = Config {
+        max_incoming_calls: 1,
+        ..config("rig", None)
+    };
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        server,
+        Netem::default(),
+    );
     p.connect();
     let first = p.client.call("slow", json(()), None, p.now).unwrap();
     let second = p.client.call("slow", json(()), None, p.now).unwrap();
     p.run();
     assert!(response(&p.client_events, first).is_none());
-    assert!(matches!(response(&p.client_events, second), Some(Err(CallError::Busy(m))) if m.contains("limit 1")));
+    assert!(
+        matches!(response(&p.client_events, second), Some(Err(CallError::Busy(m))) if m.contains("limit 1"))
+    );
     assert_eq!(p.server.stats().busy_rejections, 1);
 }
 
 #[test]
 fn an_oversized_call_fails_locally_and_an_oversized_reply_reaches_the_caller_as_an_error() {
-    let small = Config { max_frame: 8192, ..config("rig", None) };
-    let mut p = pair_with(Framing::Stream, config("script", None), small, Netem::default());
+    let small = Config {
+        max_frame: 8192,
+        ..config("rig", None)
+    };
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        small,
+        Netem::default(),
+    );
     p.connect();
     p.take_events(Side::Server);
     let big = Payload::new(Codec::Postcard, vec![0u8; 9000]);
-    assert!(matches!(p.client.call("echo", big, None, p.now), Err(CallError::TooLarge { limit: 8192, .. })));
+    assert!(matches!(
+        p.client.call("echo", big, None, p.now),
+        Err(CallError::TooLarge { limit: 8192, .. })
+    ));
     // Calls in the other direction obey the same negotiated limit.
     let id = p.client.call("slow", json(()), None, p.now).unwrap();
     p.run();
-    let Event::Call(call) = p.server_events.remove(0) else { panic!() };
-    let err = p.server.reply(call.id, Ok(Payload::new(Codec::Postcard, vec![1u8; 9000]))).unwrap_err();
+    let Event::Call(call) = p.server_events.remove(0) else {
+        panic!()
+    };
+    let err = p
+        .server
+        .reply(call.id, Ok(Payload::new(Codec::Postcard, vec![1u8; 9000])))
+        .unwrap_err();
     assert!(matches!(err, ReplyError::TooLarge { limit: 8192, .. }));
     p.run();
-    let Err(CallError::Remote(remote)) = response(&p.client_events, id).unwrap() else { panic!() };
+    let Err(CallError::Remote(remote)) = response(&p.client_events, id).unwrap() else {
+        panic!()
+    };
     assert_eq!(remote.kind, ErrorKind::TooLarge);
 }
 
 #[test]
 fn an_error_too_long_for_a_frame_is_shortened_not_lost() {
-    let small = Config { max_frame: 4096, ..config("rig", None) };
-    let mut p = pair_with(Framing::Stream, config("script", None), small, Netem::default());
+    let small = Config {
+        max_frame: 4096,
+        ..config("rig", None)
+    };
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        small,
+        Netem::default(),
+    );
     p.connect();
     p.take_events(Side::Server);
     let id = p.client.call("slow", json(()), None, p.now).unwrap();
     p.run();
-    let Event::Call(call) = p.server_events.remove(0) else { panic!() };
+    let Event::Call(call) = p.server_events.remove(0) else {
+        panic!()
+    };
     let huge = RemoteError::new(ErrorKind::Handler, "é".repeat(5000)).with_detail("x".repeat(5000));
     p.server.reply(call.id, Err(huge)).unwrap();
     p.run();
-    let Err(CallError::Remote(remote)) = response(&p.client_events, id).unwrap() else { panic!() };
+    let Err(CallError::Remote(remote)) = response(&p.client_events, id).unwrap() else {
+        panic!()
+    };
     assert_eq!(remote.message.len(), 1024);
     assert_eq!(remote.detail, None);
 }
@@ -247,7 +403,14 @@ fn an_error_too_long_for_a_frame_is_shortened_not_lost() {
 fn large_payloads_are_not_copied_on_the_way_out_or_in() {
     let mut p = connected();
     let args = Bytes::from(vec![7u8; 100_000]);
-    p.client.call("echo", Payload::new(Codec::Postcard, args.clone()), None, p.now).unwrap();
+    p.client
+        .call(
+            "echo",
+            Payload::new(Codec::Postcard, args.clone()),
+            None,
+            p.now,
+        )
+        .unwrap();
     // Outgoing: the payload leaves as its own chunk, the application's own memory.
     let head = p.client.poll_transmit().unwrap();
     let body = p.client.poll_transmit().unwrap();
@@ -257,10 +420,17 @@ fn large_payloads_are_not_copied_on_the_way_out_or_in() {
     let mut frame = head.slice(4..).to_vec();
     frame.extend_from_slice(&body);
     let frame = Bytes::from(frame);
-    let mut m = pair_with(Framing::Message, config("script", None), config("rig", None), Netem::default());
+    let mut m = pair_with(
+        Framing::Message,
+        config("script", None),
+        config("rig", None),
+        Netem::default(),
+    );
     m.connect();
     m.server.handle_frame(frame.clone(), m.now);
-    let Some(Event::Call(call)) = m.server.poll_event() else { panic!() };
+    let Some(Event::Call(call)) = m.server.poll_event() else {
+        panic!()
+    };
     let range = frame.as_ptr() as usize..frame.as_ptr() as usize + frame.len();
     assert!(range.contains(&(call.args.bytes.as_ptr() as usize)));
 }
@@ -278,7 +448,10 @@ fn small_frames_are_batched_into_one_write() {
     let mut n = 0;
     while !rest.is_empty() {
         let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        assert!(matches!(Message::decode(&Bytes::copy_from_slice(&rest[4..4 + len])).unwrap(), Message::Call { .. }));
+        assert!(matches!(
+            Message::decode(&Bytes::copy_from_slice(&rest[4..4 + len])).unwrap(),
+            Message::Call { .. }
+        ));
         rest = &rest[4 + len..];
         n += 1;
     }
@@ -288,7 +461,13 @@ fn small_frames_are_batched_into_one_write() {
 #[test]
 fn a_call_with_no_time_left_is_refused_at_once() {
     let mut p = connected();
-    let call = Message::Call { id: 9, method: "add".into(), deadline_us: Some(0), codec: Codec::Json, args: Bytes::from_static(b"[1,2]") };
+    let call = Message::Call {
+        id: 9,
+        method: "add".into(),
+        deadline_us: Some(0),
+        codec: Codec::Json,
+        args: Bytes::from_static(b"[1,2]"),
+    };
     p.inject(Side::Server, &framed(&call));
     assert!(p.server_events.is_empty());
     assert_eq!(p.server.incoming_in_flight(), 0);
@@ -297,8 +476,16 @@ fn a_call_with_no_time_left_is_refused_at_once() {
 #[test]
 fn a_duplicate_call_id_is_a_protocol_violation() {
     let mut p = connected();
-    let call = Message::Call { id: 5, method: "slow".into(), deadline_us: None, codec: Codec::Json, args: Bytes::from_static(b"null") };
+    let call = Message::Call {
+        id: 5,
+        method: "slow".into(),
+        deadline_us: None,
+        codec: Codec::Json,
+        args: Bytes::from_static(b"null"),
+    };
     p.inject(Side::Server, &framed(&call));
     p.inject(Side::Server, &framed(&call));
-    assert!(matches!(closed_error(&p.server_events), Some(rigwire_core::ConnectionError::Protocol(m)) if m.contains("reused")));
+    assert!(
+        matches!(closed_error(&p.server_events), Some(rigwire_core::ConnectionError::Protocol(m)) if m.contains("reused"))
+    );
 }

@@ -9,7 +9,9 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut out = Vec::new();
     for dir in ["corpus", "artifacts"] {
-        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else { continue };
+        let Ok(entries) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
         for entry in entries {
             let path = entry.unwrap().path();
             out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
@@ -21,7 +23,11 @@ fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
 
 fn replay(target: &str, min: usize, run: impl Fn(&[u8])) {
     let inputs = inputs(target);
-    assert!(inputs.len() >= min, "{target}: only {} seed inputs found", inputs.len());
+    assert!(
+        inputs.len() >= min,
+        "{target}: only {} seed inputs found",
+        inputs.len()
+    );
     for (name, data) in inputs {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&data)));
         assert!(outcome.is_ok(), "{target} fails on {name}");
@@ -41,5 +47,7 @@ fn message_decode_corpus() {
 #[test]
 fn connection_ops_corpus() {
     let epoch = Instant::now();
-    replay("connection_ops", 5, |d| rigwire_core::fuzzing::connection(d, epoch));
+    replay("connection_ops", 5, |d| {
+        rigwire_core::fuzzing::connection(d, epoch)
+    });
 }

@@ -13,15 +13,26 @@ use rigwire_core::{
 
 #[test]
 fn without_secret_both_sides_connect_and_learn_names() {
-    let mut p = pair_with(Framing::Stream, config("script", None), config("rig-1", None), Netem::default());
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        config("rig-1", None),
+        Netem::default(),
+    );
     p.connect();
     assert_eq!(
         p.client_events,
-        vec![Event::Connected { peer_name: "rig-1".into(), version: 1 }]
+        vec![Event::Connected {
+            peer_name: "rig-1".into(),
+            version: 1
+        }]
     );
     assert_eq!(
         p.server_events,
-        vec![Event::Connected { peer_name: "script".into(), version: 1 }]
+        vec![Event::Connected {
+            peer_name: "script".into(),
+            version: 1
+        }]
     );
     assert_eq!(p.client.peer().unwrap().max_incoming_calls, 256);
 }
@@ -29,7 +40,12 @@ fn without_secret_both_sides_connect_and_learn_names() {
 #[test]
 fn with_matching_secret_both_sides_connect() {
     for framing in [Framing::Stream, Framing::Message] {
-        let mut p = pair_with(framing, config("script", Some("s3cret")), config("rig", Some("s3cret")), Netem::default());
+        let mut p = pair_with(
+            framing,
+            config("script", Some("s3cret")),
+            config("rig", Some("s3cret")),
+            Netem::default(),
+        );
         p.connect();
         assert!(p.client.is_established(), "{framing:?}");
         assert!(p.server.is_established(), "{framing:?}");
@@ -38,7 +54,12 @@ fn with_matching_secret_both_sides_connect() {
 
 #[test]
 fn wrong_secret_fails_on_both_sides_with_a_reject() {
-    let mut p = pair_with(Framing::Stream, config("script", Some("one")), config("rig", Some("two")), Netem::default());
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", Some("one")),
+        config("rig", Some("two")),
+        Netem::default(),
+    );
     p.connect();
     // Each side detects the bad proof itself and says so; neither is left guessing.
     assert_eq!(
@@ -49,7 +70,10 @@ fn wrong_secret_fails_on_both_sides_with_a_reject() {
         closed_error(&p.server_events),
         Some(ConnectionError::AuthFailed(AuthFailure::WrongSecret))
     );
-    assert!(!p.client_events.iter().any(|e| matches!(e, Event::Connected { .. })));
+    assert!(!p
+        .client_events
+        .iter()
+        .any(|e| matches!(e, Event::Connected { .. })));
 }
 
 #[test]
@@ -64,12 +88,20 @@ fn wrong_secret_sends_an_explicit_reject_frame() {
         matches!(&sent[1], Message::Reject { code: RejectCode::AuthFailed, reason } if reason.contains("secrets differ")),
         "{sent:?}"
     );
-    assert_eq!(conn.error(), Some(&ConnectionError::AuthFailed(AuthFailure::WrongSecret)));
+    assert_eq!(
+        conn.error(),
+        Some(&ConnectionError::AuthFailed(AuthFailure::WrongSecret))
+    );
 }
 
 #[test]
 fn missing_secret_on_either_side_is_reported_on_both() {
-    let mut p = pair_with(Framing::Stream, config("script", None), config("rig", Some("s")), Netem::default());
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        config("rig", Some("s")),
+        Netem::default(),
+    );
     p.connect();
     assert_eq!(
         closed_error(&p.client_events),
@@ -80,7 +112,12 @@ fn missing_secret_on_either_side_is_reported_on_both() {
         Some(ConnectionError::AuthFailed(AuthFailure::PeerHasNoSecret))
     );
 
-    let mut p = pair_with(Framing::Stream, config("script", Some("s")), config("rig", None), Netem::default());
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", Some("s")),
+        config("rig", None),
+        Netem::default(),
+    );
     p.connect();
     assert_eq!(
         closed_error(&p.client_events),
@@ -110,7 +147,9 @@ fn version_mismatch_names_both_versions_and_rejects() {
         "protocol version mismatch: this side speaks v1, the peer speaks v2..=v3"
     );
     let sent = drain_messages(&mut conn);
-    assert!(matches!(&sent[0], Message::Reject { code: RejectCode::VersionMismatch, reason } if reason.contains("v2..=v3")));
+    assert!(
+        matches!(&sent[0], Message::Reject { code: RejectCode::VersionMismatch, reason } if reason.contains("v2..=v3"))
+    );
 }
 
 #[test]
@@ -125,13 +164,21 @@ fn a_newer_hello_we_cannot_read_is_still_reported_as_a_version_mismatch() {
     conn.handle_input(&bytes, now);
     assert!(matches!(
         conn.error(),
-        Some(ConnectionError::VersionMismatch { theirs: VersionRange { min: 7, max: 9 }, .. })
+        Some(ConnectionError::VersionMismatch {
+            theirs: VersionRange { min: 7, max: 9 },
+            ..
+        })
     ));
 }
 
 #[test]
 fn handshake_timeout_fails_pending_calls_and_rejects() {
-    let mut p = pair_with(Framing::Stream, config("script", None), config("rig", None), Netem::default());
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        config("rig", None),
+        Netem::default(),
+    );
     p.cut(Side::Server); // the server's Hello never arrives
     let id = p.client.call("add", json((1, 2)), None, p.now).unwrap();
     p.advance(Duration::from_secs(11));
@@ -141,46 +188,90 @@ fn handshake_timeout_fails_pending_calls_and_rejects() {
     );
     assert!(matches!(
         response(&p.client_events, id),
-        Some(Err(CallError::Disconnected(ConnectionError::HandshakeTimeout(_))))
+        Some(Err(CallError::Disconnected(
+            ConnectionError::HandshakeTimeout(_)
+        )))
     ));
 }
 
 #[test]
 fn calls_made_before_the_handshake_are_queued_then_sent_in_order() {
-    let mut p = pair_with(Framing::Stream, config("script", Some("k")), config("rig", Some("k")), Netem::default());
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", Some("k")),
+        config("rig", Some("k")),
+        Netem::default(),
+    );
     let a = p.client.call("add", json((1, 2)), None, p.now).unwrap();
     p.client.notify("log", json("hello"), p.now).unwrap();
     let b = p.client.call("add", json((3, 4)), None, p.now).unwrap();
     // Nothing but the handshake may leave before authentication.
     let first = p.client.poll_transmit().unwrap();
-    assert_eq!(Message::decode(&first.slice(4..)).unwrap().type_name(), "Hello");
+    assert_eq!(
+        Message::decode(&first.slice(4..)).unwrap().type_name(),
+        "Hello"
+    );
     assert!(p.client.poll_transmit().is_none());
     p.inject(Side::Server, &first);
     p.run();
-    let calls: Vec<_> = p.server_events.iter().filter_map(|e| match e {
-        Event::Call(c) => Some(c.id),
-        Event::Notify(_) => Some(0),
-        _ => None,
-    }).collect();
+    let calls: Vec<_> = p
+        .server_events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Call(c) => Some(c.id),
+            Event::Notify(_) => Some(0),
+            _ => None,
+        })
+        .collect();
     assert_eq!(calls, vec![a, 0, b]);
     serve(&mut p, Side::Server);
-    assert_eq!(response(&p.client_events, a).unwrap().unwrap().decode::<i64>().unwrap(), 3);
-    assert_eq!(response(&p.client_events, b).unwrap().unwrap().decode::<i64>().unwrap(), 7);
+    assert_eq!(
+        response(&p.client_events, a)
+            .unwrap()
+            .unwrap()
+            .decode::<i64>()
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        response(&p.client_events, b)
+            .unwrap()
+            .unwrap()
+            .decode::<i64>()
+            .unwrap(),
+        7
+    );
 }
 
 #[test]
 fn a_call_before_the_handshake_is_a_protocol_violation() {
     let (mut conn, now) = lone(Role::Server, None);
     drain_messages(&mut conn);
-    let call = Message::Call { id: 1, method: "add".into(), deadline_us: None, codec: rigwire_core::Codec::Json, args: bytes::Bytes::from_static(b"[1,2]") };
+    let call = Message::Call {
+        id: 1,
+        method: "add".into(),
+        deadline_us: None,
+        codec: rigwire_core::Codec::Json,
+        args: bytes::Bytes::from_static(b"[1,2]"),
+    };
     conn.handle_input(&framed(&call), now);
     assert_eq!(
         conn.error(),
-        Some(&ConnectionError::Protocol("Call received before the handshake completed".into()))
+        Some(&ConnectionError::Protocol(
+            "Call received before the handshake completed".into()
+        ))
     );
-    assert!(drain_events(&mut conn).iter().all(|e| !matches!(e, Event::Call(_))));
+    assert!(drain_events(&mut conn)
+        .iter()
+        .all(|e| !matches!(e, Event::Call(_))));
     let sent = drain_messages(&mut conn);
-    assert!(matches!(&sent[0], Message::Reject { code: RejectCode::Protocol, .. }));
+    assert!(matches!(
+        &sent[0],
+        Message::Reject {
+            code: RejectCode::Protocol,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -189,12 +280,19 @@ fn a_reflected_proof_does_not_verify() {
     let (mut client, now) = lone(Role::Client, Some("k"));
     let client_hello = drain_messages(&mut client);
     let mut server_hello = hello(1, 1, true);
-    if let Message::Hello(h) = &mut server_hello { h.name = "mirror".into(); }
+    if let Message::Hello(h) = &mut server_hello {
+        h.name = "mirror".into();
+    }
     client.handle_input(&framed(&server_hello), now);
     let sent = drain_messages(&mut client);
-    let Message::Auth { proof } = sent[0] else { panic!("{sent:?}") };
+    let Message::Auth { proof } = sent[0] else {
+        panic!("{sent:?}")
+    };
     client.handle_input(&framed(&Message::Auth { proof }), now);
-    assert_eq!(client.error(), Some(&ConnectionError::AuthFailed(AuthFailure::WrongSecret)));
+    assert_eq!(
+        client.error(),
+        Some(&ConnectionError::AuthFailed(AuthFailure::WrongSecret))
+    );
     assert_eq!(client_hello.len(), 1);
 }
 
@@ -214,5 +312,9 @@ fn pre_auth_frames_are_limited_to_4_kib_from_the_header() {
 fn an_http_client_is_refused_as_not_rigwire() {
     let (mut conn, now) = lone(Role::Server, None);
     conn.handle_input(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", now);
-    assert!(conn.error().unwrap().to_string().contains("is the peer speaking rigwire?"));
+    assert!(conn
+        .error()
+        .unwrap()
+        .to_string()
+        .contains("is the peer speaking rigwire?"));
 }

@@ -44,22 +44,44 @@ fn core_sources_contain_no_io_threads_clocks_randomness_or_locks() {
             }
         }
     }
-    assert!(offences.is_empty(), "sans-IO rule broken:\n{}", offences.join("\n"));
+    assert!(
+        offences.is_empty(),
+        "sans-IO rule broken:\n{}",
+        offences.join("\n")
+    );
 }
 
 #[test]
 fn core_depends_on_nothing_that_does_io() {
-    let manifest = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
-    let deps = manifest.split("[dependencies]").nth(1).unwrap().split("\n[").next().unwrap();
+    let manifest =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .unwrap()
+        .split("\n[")
+        .next()
+        .unwrap();
     let names: Vec<&str> = deps
         .lines()
         .filter_map(|l| l.split(['=', '.']).next())
         .map(str::trim)
         .filter(|n| !n.is_empty() && !n.starts_with('#'))
         .collect();
-    let allowed = ["bytes", "postcard", "serde", "serde_json", "thiserror", "hmac", "sha2"];
+    let allowed = [
+        "bytes",
+        "postcard",
+        "serde",
+        "serde_json",
+        "thiserror",
+        "hmac",
+        "sha2",
+    ];
     for name in &names {
-        assert!(allowed.contains(name), "rigwire-core must not depend on `{name}`");
+        assert!(
+            allowed.contains(name),
+            "rigwire-core must not depend on `{name}`"
+        );
     }
     assert_eq!(names.len(), allowed.len(), "{names:?}");
 }

@@ -26,20 +26,70 @@ fn payload() -> impl Strategy<Value = Bytes> {
 fn message() -> impl Strategy<Value = Message> {
     let s = || ".{0,40}";
     prop_oneof![
-        (any::<[u8; 32]>(), s(), any::<u16>(), any::<u16>(), any::<u32>(), any::<u32>(), any::<bool>()).prop_map(
-            |(nonce, name, min_version, max_version, max_frame, max_incoming_calls, secret_required)| {
-                Message::Hello(Hello { magic: *b"RGWR", min_version, max_version, name, nonce, max_frame, max_incoming_calls, secret_required })
+        (
+            any::<[u8; 32]>(),
+            s(),
+            any::<u16>(),
+            any::<u16>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(
+                    nonce,
+                    name,
+                    min_version,
+                    max_version,
+                    max_frame,
+                    max_incoming_calls,
+                    secret_required,
+                )| {
+                    Message::Hello(Hello {
+                        magic: *b"RGWR",
+                        min_version,
+                        max_version,
+                        name,
+                        nonce,
+                        max_frame,
+                        max_incoming_calls,
+                        secret_required,
+                    })
+                }
+            ),
+        any::<[u8; 32]>().prop_map(|proof| Message::Auth { proof }),
+        (any::<u32>(), s()).prop_map(|(c, reason)| Message::Reject {
+            code: RejectCode::from(c),
+            reason
+        }),
+        s().prop_map(|reason| Message::Goodbye { reason }),
+        (any::<u64>(), s(), any::<Option<u64>>(), codec(), payload()).prop_map(
+            |(id, method, deadline_us, codec, args)| Message::Call {
+                id,
+                method,
+                deadline_us,
+                codec,
+                args
             }
         ),
-        any::<[u8; 32]>().prop_map(|proof| Message::Auth { proof }),
-        (any::<u32>(), s()).prop_map(|(c, reason)| Message::Reject { code: RejectCode::from(c), reason }),
-        s().prop_map(|reason| Message::Goodbye { reason }),
-        (any::<u64>(), s(), any::<Option<u64>>(), codec(), payload())
-            .prop_map(|(id, method, deadline_us, codec, args)| Message::Call { id, method, deadline_us, codec, args }),
-        (any::<u64>(), codec(), payload()).prop_map(|(id, codec, result)| Message::Reply { id, codec, result }),
-        (any::<u64>(), any::<u32>(), s(), prop::option::of(s()))
-            .prop_map(|(id, k, message, detail)| Message::Error { id, kind: ErrorKind::from(k), message, detail }),
-        (s(), codec(), payload()).prop_map(|(method, codec, args)| Message::Notify { method, codec, args }),
+        (any::<u64>(), codec(), payload()).prop_map(|(id, codec, result)| Message::Reply {
+            id,
+            codec,
+            result
+        }),
+        (any::<u64>(), any::<u32>(), s(), prop::option::of(s())).prop_map(
+            |(id, k, message, detail)| Message::Error {
+                id,
+                kind: ErrorKind::from(k),
+                message,
+                detail
+            }
+        ),
+        (s(), codec(), payload()).prop_map(|(method, codec, args)| Message::Notify {
+            method,
+            codec,
+            args
+        }),
         any::<u64>().prop_map(|id| Message::Cancel { id }),
         any::<u64>().prop_map(|seq| Message::Ping { seq }),
         any::<u64>().prop_map(|seq| Message::Pong { seq }),

@@ -46,9 +46,33 @@ impl Run {
             secret: secret.map(|s| Secret::new(s).unwrap()),
             ..Config::named(name)
         };
-        let client = Connection::new(cfg("script", client_secret), Registry::new(), Role::Client, framing, [0x11; 32], now).unwrap();
-        let server = Connection::new(cfg("rig", server_secret), registry(), Role::Server, framing, [0x22; 32], now).unwrap();
-        let mut run = Run { client, server, framing, now, lines: Vec::new(), client_events: Vec::new(), server_events: Vec::new() };
+        let client = Connection::new(
+            cfg("script", client_secret),
+            Registry::new(),
+            Role::Client,
+            framing,
+            [0x11; 32],
+            now,
+        )
+        .unwrap();
+        let server = Connection::new(
+            cfg("rig", server_secret),
+            registry(),
+            Role::Server,
+            framing,
+            [0x22; 32],
+            now,
+        )
+        .unwrap();
+        let mut run = Run {
+            client,
+            server,
+            framing,
+            now,
+            lines: Vec::new(),
+            client_events: Vec::new(),
+            server_events: Vec::new(),
+        };
         run.exchange();
         run
     }
@@ -89,7 +113,8 @@ impl Run {
                             let (a, b): (i64, i64) = call.args.decode().unwrap();
                             Ok(Payload::encode_as(call.args.codec, &(a + b)).unwrap())
                         }
-                        "fail" => Err(RemoteError::new(ErrorKind::Handler, "motor stalled").with_detail("at rig.py:42")),
+                        "fail" => Err(RemoteError::new(ErrorKind::Handler, "motor stalled")
+                            .with_detail("at rig.py:42")),
                         _ => continue,
                     };
                     self.server.reply(call.id, result).unwrap();
@@ -122,8 +147,13 @@ fn split_frames(framing: Framing, chunks: Vec<Bytes>) -> Vec<Bytes> {
 }
 
 fn connected(run: &Run) -> bool {
-    run.client_events.iter().any(|e| matches!(e, Event::Connected { .. }))
-        && run.server_events.iter().any(|e| matches!(e, Event::Connected { .. }))
+    run.client_events
+        .iter()
+        .any(|e| matches!(e, Event::Connected { .. }))
+        && run
+            .server_events
+            .iter()
+            .any(|e| matches!(e, Event::Connected { .. }))
 }
 
 /// A scenario: its file name, a description, and what it does and checks.
@@ -247,11 +277,17 @@ fn render(s: &Scenario, lines: &[Line]) -> String {
     let mut out = String::new();
     writeln!(out, "# {}", s.about).unwrap();
     writeln!(out, "# One frame per line: `C` sent by the client, `S` by the server, then the frame body in hex.").unwrap();
-    writeln!(out, "# On byte streams each body is preceded by its length as 4 bytes big-endian.").unwrap();
+    writeln!(
+        out,
+        "# On byte streams each body is preceded by its length as 4 bytes big-endian."
+    )
+    .unwrap();
     for (role, body) in lines {
         let who = if *role == Role::Client { 'C' } else { 'S' };
         let hex: Vec<String> = body.iter().map(|b| format!("{b:02x}")).collect();
-        let name = Message::decode(&Bytes::copy_from_slice(body)).unwrap().type_name();
+        let name = Message::decode(&Bytes::copy_from_slice(body))
+            .unwrap()
+            .type_name();
         writeln!(out, "{who} {} # {name}", hex.join("")).unwrap();
     }
     out
@@ -267,16 +303,28 @@ fn the_core_produces_and_accepts_exactly_the_spec_vectors() {
     for s in scenarios() {
         let stream = (s.play)(Framing::Stream);
         let message = (s.play)(Framing::Message);
-        assert_eq!(stream.lines, message.lines, "{}: framings disagree on frame bodies", s.name);
+        assert_eq!(
+            stream.lines, message.lines,
+            "{}: framings disagree on frame bodies",
+            s.name
+        );
         let rendered = render(&s, &stream.lines);
         let path = vectors_dir().join(format!("{}.txt", s.name));
         if bless {
             std::fs::write(&path, &rendered).unwrap();
             continue;
         }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}; run with RIGWIRE_BLESS=1 to create it", path.display()));
-        assert_eq!(rendered, expected, "{}: the core's bytes differ from the spec vector", s.name);
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run with RIGWIRE_BLESS=1 to create it",
+                path.display()
+            )
+        });
+        assert_eq!(
+            rendered, expected,
+            "{}: the core's bytes differ from the spec vector",
+            s.name
+        );
     }
 }
 
@@ -284,10 +332,15 @@ fn the_core_produces_and_accepts_exactly_the_spec_vectors() {
 fn every_vector_frame_decodes_and_reencodes_to_the_same_bytes() {
     for s in scenarios() {
         let path = vectors_dir().join(format!("{}.txt", s.name));
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let hex = line.split_whitespace().nth(1).unwrap();
-            let body: Vec<u8> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            let body: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
             let msg = Message::decode(&Bytes::from(body.clone())).unwrap();
             assert_eq!(msg.encode(), body, "{}: {line}", s.name);
         }
@@ -307,12 +360,16 @@ fn the_vector_proofs_follow_the_spec_definition() {
         .filter(|l| !l.starts_with('#'))
         .map(|l| {
             let hex = l.split_whitespace().nth(1).unwrap();
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect()
         })
         .collect();
     let (client_hello, server_hello) = (&frames[0], &frames[1]);
     let proof = |role: u8| {
-        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(SECRET.as_bytes()).unwrap();
         mac.update(b"rigwire/1 auth");
         mac.update(&[role]);
         for hello in [client_hello, server_hello] {

@@ -40,7 +40,12 @@ pub fn pair_with(framing: Framing, client: Config, server: Config, netem: Netem)
 
 /// A connected pair over a byte stream, no secret.
 pub fn connected() -> Pair {
-    let mut p = pair_with(Framing::Stream, config("script", None), config("rig", None), Netem::default());
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        config("rig", None),
+        Netem::default(),
+    );
     p.connect();
     assert!(p.client.is_established() && p.server.is_established());
     p.take_events(Side::Client);
