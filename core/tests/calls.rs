@@ -293,13 +293,7 @@ fn a_full_outgoing_table_answers_busy_and_does_not_grow() {
         max_outgoing_calls: 2,
         ..config("script", None)
     };
-    let mut p = pair_with(
-        Framing::Stream,
-        client,
-        config("rig", None),
-        Netem::default(),
-    );
-    p.connect();
+    let mut p = connected_with(client, config("rig", None));
     p.client.call("slow", json(()), None, p.now).unwrap();
     p.client.call("slow", json(()), None, p.now).unwrap();
     let err = p.client.call("slow", json(()), None, p.now).unwrap_err();
@@ -316,13 +310,7 @@ fn a_full_incoming_table_answers_busy() {
         max_incoming_calls: 1,
         ..config("rig", None)
     };
-    let mut p = pair_with(
-        Framing::Stream,
-        config("script", None),
-        server,
-        Netem::default(),
-    );
-    p.connect();
+    let mut p = connected_with(config("script", None), server);
     let first = p.client.call("slow", json(()), None, p.now).unwrap();
     let second = p.client.call("slow", json(()), None, p.now).unwrap();
     p.run();
@@ -339,25 +327,14 @@ fn an_oversized_call_fails_locally_and_an_oversized_reply_reaches_the_caller_as_
         max_frame: 8192,
         ..config("rig", None)
     };
-    let mut p = pair_with(
-        Framing::Stream,
-        config("script", None),
-        small,
-        Netem::default(),
-    );
-    p.connect();
-    p.take_events(Side::Server);
+    let mut p = connected_with(config("script", None), small);
     let big = Payload::new(Codec::Postcard, vec![0u8; 9000]);
     assert!(matches!(
         p.client.call("echo", big, None, p.now),
         Err(CallError::TooLarge { limit: 8192, .. })
     ));
     // Calls in the other direction obey the same negotiated limit.
-    let id = p.client.call("slow", json(()), None, p.now).unwrap();
-    p.run();
-    let Event::Call(call) = p.server_events.remove(0) else {
-        panic!()
-    };
+    let (id, call) = pending_call(&mut p, "slow", None);
     let err = p
         .server
         .reply(call.id, Ok(Payload::new(Codec::Postcard, vec![1u8; 9000])))
@@ -376,19 +353,8 @@ fn an_error_too_long_for_a_frame_is_shortened_not_lost() {
         max_frame: 4096,
         ..config("rig", None)
     };
-    let mut p = pair_with(
-        Framing::Stream,
-        config("script", None),
-        small,
-        Netem::default(),
-    );
-    p.connect();
-    p.take_events(Side::Server);
-    let id = p.client.call("slow", json(()), None, p.now).unwrap();
-    p.run();
-    let Event::Call(call) = p.server_events.remove(0) else {
-        panic!()
-    };
+    let mut p = connected_with(config("script", None), small);
+    let (id, call) = pending_call(&mut p, "slow", None);
     let huge = RemoteError::new(ErrorKind::Handler, "é".repeat(5000)).with_detail("x".repeat(5000));
     p.server.reply(call.id, Err(huge)).unwrap();
     p.run();

@@ -17,11 +17,7 @@ fn live_pair() -> rigwire_core::testing::Pair {
         keepalive: fast_keepalive(),
         ..config("rig", None)
     };
-    let mut p = pair_with(Framing::Stream, client, server, Netem::default());
-    p.connect();
-    p.take_events(Side::Client);
-    p.take_events(Side::Server);
-    p
+    connected_with(client, server)
 }
 
 #[test]

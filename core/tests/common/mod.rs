@@ -38,19 +38,34 @@ pub fn pair_with(framing: Framing, client: Config, server: Config, netem: Netem)
     )
 }
 
-/// A connected pair over a byte stream, no secret.
-pub fn connected() -> Pair {
-    let mut p = pair_with(
-        Framing::Stream,
-        config("script", None),
-        config("rig", None),
-        Netem::default(),
-    );
+/// A connected pair over a byte stream with these configs; events so far cleared.
+pub fn connected_with(client: Config, server: Config) -> Pair {
+    let mut p = pair_with(Framing::Stream, client, server, Netem::default());
     p.connect();
     assert!(p.client.is_established() && p.server.is_established());
     p.take_events(Side::Client);
     p.take_events(Side::Server);
     p
+}
+
+/// A connected pair over a byte stream, no secret.
+pub fn connected() -> Pair {
+    connected_with(config("script", None), config("rig", None))
+}
+
+/// The client calls `method`; returns the call's id and the server's view of it.
+pub fn pending_call(p: &mut Pair, method: &str, timeout: Option<Duration>) -> (u64, IncomingCall) {
+    let id = p.client.call(method, json(()), timeout, p.now).unwrap();
+    p.run();
+    let at = p
+        .server_events
+        .iter()
+        .position(|e| matches!(e, Event::Call(_)))
+        .expect("the call arrived");
+    let Event::Call(call) = p.server_events.remove(at) else {
+        unreachable!()
+    };
+    (id, call)
 }
 
 /// Answers every pending call on `side` as the demo rig would (except `slow`).
