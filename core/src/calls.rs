@@ -9,11 +9,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 /// Why an entry was not inserted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum InsertError {
     /// The table holds `capacity` entries already.
+    #[error("the table is full")]
     Full,
     /// The key is already present.
+    #[error("the id is already in the table")]
     Duplicate,
 }
 
