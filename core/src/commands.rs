@@ -260,3 +260,40 @@ impl From<NotReady> for EchoError {
         }
     }
 }
+
+impl Connection {
+    /// Refuses the connection: sends `Reject{code, reason}` and closes with
+    /// [`ConnectionError::Rejected`]. For a server past its connection limit or
+    /// shutting down; drain `poll_transmit` so the peer learns why.
+    pub fn reject(&mut self, code: crate::message::RejectCode, reason: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        self.send_control(&Message::Reject { code, reason });
+        self.fail(ConnectionError::Rejected {
+            code,
+            reason: format!("rejected locally: {reason}"),
+        });
+    }
+
+    /// Closes gracefully: every incoming call still pending is answered
+    /// `Error{Shutdown, reason}` (so no caller is left waiting), then `Goodbye`
+    /// is sent and the connection closes as with [`close`](Self::close).
+    pub fn shutdown(&mut self, reason: &str) {
+        if self.state == State::Closed {
+            return;
+        }
+        let pending: Vec<u64> = self.incoming.ids().collect();
+        for id in pending {
+            self.incoming.remove(id);
+            let err = RemoteError::new(crate::message::ErrorKind::Shutdown, reason);
+            self.send_error(id, &err);
+        }
+        self.close(reason);
+    }
+
+    /// Ids of the peer's calls still awaiting our reply, ascending.
+    pub fn incoming_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.incoming.ids()
+    }
+}

@@ -324,3 +324,125 @@ pub enum RegistryError {
     #[error("no handler with id {0}")]
     UnknownHandler(u32),
 }
+
+/// The one error a runtime's user sees, whichever runtime: every way a
+/// connect, call, notify, ping or confirmed send can fail, by what happened.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport could not be set up (refused, unreachable, bad address).
+    #[error("could not connect to {url}: {reason}")]
+    Connect {
+        /// Where we tried to connect.
+        url: String,
+        /// What the operating system or the handshake said.
+        reason: String,
+    },
+    /// A listening address could not be bound.
+    #[error("could not listen on {url}: {reason}")]
+    Bind {
+        /// The address.
+        url: String,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// The URL is not one rigwire understands.
+    #[error("invalid URL '{url}': {reason}")]
+    InvalidUrl {
+        /// The URL given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Authentication failed (wrong or missing shared secret).
+    #[error("authentication failed: {0}")]
+    AuthFailed(AuthFailure),
+    /// The peers speak no common protocol version.
+    #[error("protocol version mismatch: this side speaks {ours}, the peer speaks {theirs}")]
+    VersionMismatch {
+        /// Versions this side speaks.
+        ours: VersionRange,
+        /// Versions the peer speaks.
+        theirs: VersionRange,
+    },
+    /// The peer refused the connection (full, shutting down...).
+    #[error("rejected by the peer ({code}): {reason}")]
+    Rejected {
+        /// The peer's reason code.
+        code: RejectCode,
+        /// The peer's explanation.
+        reason: String,
+    },
+    /// The peer answered with an error.
+    #[error("remote error: {0}")]
+    Remote(RemoteError),
+    /// The call's deadline passed; the peer was told to cancel.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// A wait gave up before the result arrived; the call is still pending.
+    #[error("no result within {0:?}; the call is still pending")]
+    WaitTimeout(Duration),
+    /// The connection is gone: closed, dead peer, transport lost.
+    #[error("disconnected: {0}")]
+    Disconnected(ConnectionError),
+    /// Too many calls in flight, here or at the peer.
+    #[error("busy: {0}")]
+    Busy(String),
+    /// A frame would exceed the frame size limit.
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the frame.
+        len: usize,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// Arguments or a result could not be encoded or decoded.
+    #[error("codec: {0}")]
+    Codec(#[from] crate::codec::CodecError),
+    /// A confirmed send failed.
+    #[error("confirmed send failed: {0}")]
+    Echo(EchoError),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// A name could not be exposed.
+    #[error("cannot expose: {0}")]
+    Registry(#[from] RegistryError),
+}
+
+impl From<ConnectionError> for Error {
+    fn from(err: ConnectionError) -> Self {
+        match err {
+            ConnectionError::AuthFailed(why) => Error::AuthFailed(why),
+            ConnectionError::VersionMismatch { ours, theirs } => {
+                Error::VersionMismatch { ours, theirs }
+            }
+            ConnectionError::Rejected { code, reason } => Error::Rejected { code, reason },
+            other => Error::Disconnected(other),
+        }
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(err: CallError) -> Self {
+        match err {
+            CallError::Remote(e) => Error::Remote(e),
+            CallError::DeadlineExceeded => Error::DeadlineExceeded,
+            CallError::Busy(why) => Error::Busy(why),
+            CallError::Disconnected(e) => e.into(),
+            CallError::TooLarge { len, limit } => Error::TooLarge { len, limit },
+            CallError::Backpressure { queued, limit } => Error::Busy(format!(
+                "output queue full ({queued} bytes queued, limit {limit})"
+            )),
+        }
+    }
+}
+
+impl From<EchoError> for Error {
+    fn from(err: EchoError) -> Self {
+        match err {
+            EchoError::Disconnected(e) => e.into(),
+            other => Error::Echo(other),
+        }
+    }
+}

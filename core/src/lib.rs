@@ -18,6 +18,8 @@
 //! * [`calls`] — the bounded in-flight tables.
 //! * [`dispatch`] — exposed names, aliases and introspection.
 //! * [`codec`] — payloads tagged postcard or JSON.
+//! * [`lifecycle`] — experiment references and a rig's init/start/stop/cleanup
+//!   state machine.
 //! * [`testing`] — a deterministic two-peer harness with virtual time, latency
 //!   and loss, used by the tests and the fuzz targets.
 //!
@@ -81,6 +83,7 @@ mod event;
 pub mod framing;
 pub mod fuzzing;
 mod handshake;
+pub mod lifecycle;
 pub mod message;
 mod receive;
 pub mod testing;
@@ -90,9 +93,10 @@ pub use config::{Config, Keepalive, Role, Secret};
 pub use connection::{Connection, PeerInfo};
 pub use dispatch::{ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
 pub use error::{
-    AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, FrameError,
-    RegistryError, RemoteError, ReplyError, VersionRange,
+    AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, Error,
+    FrameError, RegistryError, RemoteError, ReplyError, VersionRange,
 };
 pub use event::{CancelReason, Event, IncomingCall, IncomingNotify, Stats};
 pub use framing::Framing;
+pub use lifecycle::{ExpInfo, ExpRef, ExpStatus, Lifecycle, Step};
 pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};

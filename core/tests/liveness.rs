@@ -205,3 +205,41 @@ fn time_going_backwards_is_treated_as_no_time_passing() {
         Some(Err(CallError::DeadlineExceeded))
     );
 }
+
+#[test]
+fn shutdown_answers_pending_incoming_calls_before_goodbye() {
+    let mut p = live_pair();
+    let (id, _) = pending_call(&mut p, "slow", None);
+    p.server.shutdown("server shutting down");
+    p.run();
+    let Some(Err(CallError::Remote(err))) = response(&p.client_events, id) else {
+        panic!("{:?}", p.client_events)
+    };
+    assert_eq!(err.kind, rigwire_core::ErrorKind::Shutdown);
+    assert_eq!(
+        closed_error(&p.client_events),
+        Some(ConnectionError::PeerClosed("server shutting down".into()))
+    );
+}
+
+#[test]
+fn reject_tells_the_peer_why() {
+    let mut p = pair_with(
+        Framing::Stream,
+        config("script", None),
+        config("rig", None),
+        Netem::default(),
+    );
+    p.server.reject(
+        rigwire_core::RejectCode::ConnectionLimit,
+        "64 connections (limit 64)",
+    );
+    p.run();
+    assert_eq!(
+        closed_error(&p.client_events),
+        Some(ConnectionError::Rejected {
+            code: rigwire_core::RejectCode::ConnectionLimit,
+            reason: "64 connections (limit 64)".into()
+        })
+    );
+}

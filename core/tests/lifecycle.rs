@@ -1,0 +1,105 @@
+//! Experiment references and the rig lifecycle state machine.
+
+use rigwire_core::lifecycle::{ExpRefError, OutOfOrder};
+use rigwire_core::{ExpRef, ExpStatus, Lifecycle, Step};
+
+#[test]
+fn experiment_references_parse_validate_and_print() {
+    let r: ExpRef = "2022-01-01_3_ZM_1".parse().unwrap();
+    assert_eq!(
+        (r.date(), r.number(), r.subject()),
+        ((2022, 1, 1), 3, "ZM_1")
+    );
+    assert_eq!(r.to_string(), "2022-01-01_3_ZM_1");
+    assert_eq!(
+        ExpRef::new(2024, 2, 29, 1, "mouse").unwrap().to_string(),
+        "2024-02-29_1_mouse"
+    );
+    assert_eq!(serde_json::to_string(&r).unwrap(), "\"2022-01-01_3_ZM_1\"");
+    assert_eq!(
+        serde_json::from_str::<ExpRef>("\"2022-01-01_3_ZM_1\"").unwrap(),
+        r
+    );
+}
+
+#[test]
+fn bad_references_say_what_is_wrong() {
+    for bad in [
+        "",
+        "2022-01-01",
+        "2022-01-01_1",
+        "22-01-01_1_x",
+        "2022-1-01_1_x",
+        "2022-01-01_x_mouse",
+        "2022-01-01__mouse",
+    ] {
+        assert!(
+            matches!(bad.parse::<ExpRef>(), Err(ExpRefError::Shape(_))),
+            "{bad}"
+        );
+    }
+    assert_eq!(
+        "2023-02-29_1_m".parse::<ExpRef>(),
+        Err(ExpRefError::Date {
+            year: 2023,
+            month: 2,
+            day: 29
+        })
+    );
+    assert!(matches!(
+        "2022-13-01_1_m".parse::<ExpRef>(),
+        Err(ExpRefError::Date { .. })
+    ));
+    assert_eq!("2022-01-01_0_m".parse::<ExpRef>(), Err(ExpRefError::Number));
+    assert!(matches!(
+        "2022-01-01_1_a b".parse::<ExpRef>(),
+        Err(ExpRefError::Subject(_))
+    ));
+    assert!(serde_json::from_str::<ExpRef>("\"2022-01-01_0_m\"").is_err());
+}
+
+#[test]
+fn the_lifecycle_runs_in_order_and_refuses_steps_out_of_order() {
+    let mut rig = Lifecycle::new();
+    let r: ExpRef = "2026-11-21_1_mouse".parse().unwrap();
+    assert_eq!(
+        rig.apply(Step::Start, Some(r.clone())),
+        Err(OutOfOrder {
+            step: Step::Start,
+            status: ExpStatus::Connected,
+            hint: "init first"
+        })
+    );
+    assert_eq!(rig.apply(Step::Init, None), Ok(ExpStatus::Initialized));
+    assert_eq!(
+        rig.apply(Step::Start, Some(r.clone())),
+        Ok(ExpStatus::Running)
+    );
+    assert_eq!(rig.info().exp_ref, Some(r));
+    let err = rig.apply(Step::Cleanup, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot cleanup while the rig is running: stop the experiment first"
+    );
+    assert_eq!(rig.apply(Step::Interrupt, None), Ok(ExpStatus::Stopped));
+    assert!(rig.info().interrupted);
+    assert_eq!(rig.apply(Step::Cleanup, None), Ok(ExpStatus::Connected));
+    assert_eq!(rig.info().exp_ref, None);
+    // Init straight after cleanup starts the next experiment.
+    assert_eq!(rig.apply(Step::Init, None), Ok(ExpStatus::Initialized));
+    assert_eq!(rig.apply(Step::Cleanup, None), Ok(ExpStatus::Connected));
+}
+
+#[test]
+fn status_codes_match_iblutil() {
+    for (s, code) in [
+        (ExpStatus::Connected, 0),
+        (ExpStatus::Initialized, 10),
+        (ExpStatus::Running, 20),
+        (ExpStatus::Stopped, 30),
+    ] {
+        assert_eq!(s.code(), code);
+        assert_eq!(ExpStatus::from_code(code), Some(s));
+    }
+    assert_eq!(ExpStatus::from_code(5), None);
+}
