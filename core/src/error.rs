@@ -297,6 +297,9 @@ pub enum ConfigError {
     /// The name does not fit the pre-authentication frame.
     #[error("name is {0} bytes; at most 255 are allowed")]
     NameTooLong(usize),
+    /// The secret could not be read (path and reason).
+    #[error("cannot read the secret: {0}")]
+    SecretUnreadable(String),
     /// The output queue limit cannot hold one frame of the largest size.
     #[error("max_queued_output {queued} is smaller than max_frame {frame}")]
     OutputLimitTooSmall {
@@ -320,6 +323,9 @@ pub enum RegistryError {
     /// Names are 1 to 255 bytes.
     #[error("method names must be 1 to 255 bytes, got {0}")]
     BadLength(usize),
+    /// The name is not exposed (when aliasing or configuring it).
+    #[error("'{0}' is not exposed")]
+    NotExposed(String),
     /// The handler id was not issued by this registry.
     #[error("no handler with id {0}")]
     UnknownHandler(u32),

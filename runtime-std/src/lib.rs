@@ -1,11 +1,52 @@
-//! # rigwire-std: the blocking runtime (not yet implemented)
+//! # rigwire-std: the blocking runtime
 //!
-//! This crate will drive [`rigwire_core::Connection`] with std threads and
-//! sockets: `Client`, `Server`, `Peer` over TCP, Unix sockets and websocket.
-//! Until then it offers nothing of its own; it re-exports the protocol core
-//! so that the workspace layout is in place.
+//! rigwire for scripts that want no async and no executor: a call blocks until
+//! its answer, its error or its deadline. Threads and sockets from `std`; the
+//! protocol itself is [`rigwire_core`].
+//!
+//! ```no_run
+//! use rigwire_std::{Client, Config, Server};
+//!
+//! // A rig:
+//! let mut server = Server::bind("tcp://127.0.0.1:7400", Config::named("rig-1").secret("s3cret")?)?;
+//! server.expose("add", |(a, b): (i64, i64)| Ok(a + b))?;
+//! let running = server.start()?;
+//!
+//! // The experiment script:
+//! let rig = Client::connect("tcp://127.0.0.1:7400", Config::named("script").secret("s3cret")?)?;
+//! let sum: i64 = rig.call("add", &(1, 2))?;
+//! assert_eq!(sum, 3);
+//! # running.shutdown(std::time::Duration::from_secs(1));
+//! # Ok::<(), rigwire_std::Error>(())
+//! ```
+//!
+//! * [`Client`] dials a peer; [`Server`] accepts them; both hand out [`Peer`]s,
+//!   and calls go both ways over any connection.
+//! * [`LocalClient`] is a connection with no background threads.
+//! * Transports by URL: `tcp://host:port`, `unix:///path`, `ws://host:port/path`.
+//! * Every failure is one [`Error`], saying which thing happened.
+//!
+//! How the threads are arranged (and why) is explained in `driver.rs`.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
+mod client;
+mod config;
+mod driver;
+mod handler;
+mod local;
+mod peer;
+mod pool;
+mod server;
+mod transport;
+
+pub use client::Client;
+pub use config::{secret_from_file, Config, Reconnect};
+pub use handler::{CallContext, Dispatch, HandlerError, Handlers, FAST_RUN, FAST_RUNS};
+pub use local::LocalClient;
+pub use peer::{json_payload, Peer, PendingCall, RawPendingCall};
 pub use rigwire_core as core;
+pub use rigwire_core::{Codec, Error, ErrorKind, Keepalive, Payload, RemoteError};
+pub use server::{RunningServer, Server};
+pub use transport::Endpoint;

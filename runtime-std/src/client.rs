@@ -1,0 +1,270 @@
+//! [`Client`]: dials a peer and keeps a background thread that answers its
+//! keepalives and its calls back to us while the application is busy.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::{Connection, Error, Payload, Role};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::driver::{Hooks, Shared};
+use crate::handler::Handlers;
+use crate::peer::{closed, Peer, PendingCall, RawPendingCall};
+use crate::pool::Pool;
+use crate::transport::{self, Endpoint};
+
+/// A connection to one peer, made by dialing it. Blocking calls; many
+/// threads may share one client. See [`Peer`] for what each call does.
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    endpoint: Endpoint,
+    config: Config,
+    handlers: Arc<Handlers>,
+    pool: Arc<Pool>,
+    current: Mutex<Peer>,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        self.current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close();
+    }
+}
+
+/// Fresh 32 random bytes for a handshake nonce.
+pub(crate) fn nonce() -> [u8; 32] {
+    let mut nonce = [0; 32];
+    getrandom::fill(&mut nonce).expect("the operating system's random source is available");
+    nonce
+}
+
+/// Dials, runs the handshake, and returns once it has completed or failed.
+pub(crate) fn open(
+    endpoint: &Endpoint,
+    config: &Config,
+    handlers: &Arc<Handlers>,
+    pool: Option<&Arc<Pool>>,
+) -> Result<Peer, Error> {
+    let halves = transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout)?;
+    let conn = Connection::new(
+        config.protocol.clone(),
+        handlers.registry().clone(),
+        Role::Client,
+        endpoint.framing(),
+        nonce(),
+        Instant::now(),
+    )?;
+    let shared = Shared::new(
+        conn,
+        halves,
+        Arc::clone(handlers),
+        pool.cloned(),
+        Arc::new(Hooks::default()),
+        endpoint.to_string(),
+    );
+    if pool.is_some() {
+        let driver = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("rigwire-client".into())
+            .spawn(move || driver.drive())
+            .map_err(|e| Error::Connect {
+                url: endpoint.to_string(),
+                reason: format!("cannot start a thread: {e}"),
+            })?;
+    }
+    let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
+    let outcome = shared.wait_for(Some(deadline), |s| match closed(s) {
+        Some(err) => Some(Err(err)),
+        None if s.connected => Some(Ok(())),
+        None => None,
+    });
+    match outcome {
+        Some(Ok(())) => {
+            tracing::debug!(peer = %endpoint, "connected");
+            Ok(Peer::new(shared))
+        }
+        Some(Err(err)) => Err(err),
+        None => {
+            shared.shutdown_transport();
+            Err(Error::Connect {
+                url: endpoint.to_string(),
+                reason: "handshake did not complete in time".into(),
+            })
+        }
+    }
+}
+
+impl Client {
+    /// Connects to `url` (`tcp://host:port`, `unix:///path`, `ws://host:port/path`).
+    ///
+    /// # Errors
+    /// `Connect` (refused, unreachable), `AuthFailed`, `VersionMismatch`,
+    /// `Rejected` (server full or shutting down), `InvalidUrl`, `Config`.
+    pub fn connect(url: &str, config: Config) -> Result<Client, Error> {
+        Self::connect_with(url, config, Handlers::new())
+    }
+
+    /// Connects and exposes `handlers` to the peer, which may call them back.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_with(url: &str, config: Config, handlers: Handlers) -> Result<Client, Error> {
+        let endpoint = Endpoint::parse(url)?;
+        let handlers = Arc::new(handlers);
+        let pool = Pool::new(config.handler_threads, "rigwire-client");
+        let peer = open(&endpoint, &config, &handlers, Some(&pool))?;
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                endpoint,
+                config,
+                handlers,
+                pool,
+                current: Mutex::new(peer),
+            }),
+        })
+    }
+
+    /// The current connection; if it was lost and reconnect is on, a new one
+    /// (with backoff). Without reconnect, a lost connection stays lost.
+    ///
+    /// # Errors
+    /// The connection's error if it is lost and cannot be re-established.
+    pub fn peer(&self) -> Result<Peer, Error> {
+        let mut current = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.close_reason().is_none() {
+            return Ok(current.clone());
+        }
+        let Some(policy) = self.inner.config.reconnect else {
+            return Ok(current.clone()); // its calls report the sticky error
+        };
+        let mut wait = policy.initial;
+        let mut last = current.close_reason().expect("checked above");
+        for attempt in 1..=policy.attempts {
+            thread::sleep(wait);
+            match open(
+                &self.inner.endpoint,
+                &self.inner.config,
+                &self.inner.handlers,
+                Some(&self.inner.pool),
+            ) {
+                Ok(peer) => {
+                    tracing::info!(peer = %self.inner.endpoint, attempt, "reconnected");
+                    *current = peer.clone();
+                    return Ok(peer);
+                }
+                Err(e @ (Error::AuthFailed(_) | Error::VersionMismatch { .. })) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(peer = %self.inner.endpoint, attempt, "reconnect failed: {e}");
+                    last = e;
+                }
+            }
+            wait = (wait * 2).min(policy.max);
+        }
+        Err(last)
+    }
+
+    /// The URL this client dials.
+    pub fn url(&self) -> String {
+        self.inner.endpoint.to_string()
+    }
+
+    /// See [`Peer::call`].
+    ///
+    /// # Errors
+    /// As [`Peer::call`].
+    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, Error> {
+        self.peer()?.call(method, args)
+    }
+
+    /// See [`Peer::call_timeout`].
+    ///
+    /// # Errors
+    /// As [`Peer::call`].
+    pub fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, Error> {
+        self.peer()?.call_timeout(method, args, timeout)
+    }
+
+    /// See [`Peer::call_raw`].
+    ///
+    /// # Errors
+    /// As [`Peer::call_raw`].
+    pub fn call_raw(&self, method: &str, args: Payload) -> Result<Payload, Error> {
+        self.peer()?.call_raw(method, args)
+    }
+
+    /// See [`Peer::start`].
+    ///
+    /// # Errors
+    /// As [`Peer::start`].
+    pub fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<PendingCall<R>, Error> {
+        self.peer()?.start(method, args)
+    }
+
+    /// See [`Peer::start_raw`].
+    ///
+    /// # Errors
+    /// As [`Peer::start_raw`].
+    pub fn start_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<RawPendingCall, Error> {
+        self.peer()?.start_raw(method, args, timeout)
+    }
+
+    /// See [`Peer::notify`].
+    ///
+    /// # Errors
+    /// As [`Peer::notify`].
+    pub fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
+        self.peer()?.notify(method, args)
+    }
+
+    /// See [`Peer::ping`].
+    ///
+    /// # Errors
+    /// As [`Peer::ping`].
+    pub fn ping(&self) -> Result<Duration, Error> {
+        self.peer()?.ping()
+    }
+
+    /// See [`Peer::confirmed_send`].
+    ///
+    /// # Errors
+    /// As [`Peer::confirmed_send`].
+    pub fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.peer()?.confirmed_send(payload)
+    }
+
+    /// Closes the connection (see [`Peer::close`]).
+    pub fn close(&self) {
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .close();
+    }
+}

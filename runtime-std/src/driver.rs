@@ -1,0 +1,467 @@
+//! Drives one [`rigwire_core::Connection`] with blocking threads.
+//!
+//! Why it is shaped like this: on small machines waking a sleeping thread costs
+//! more than a whole loopback round trip, so the hot path must add no thread
+//! hand-off. Three rules follow.
+//!
+//! * **The reader is a token.** The transport's read half lives in the state
+//!   while nobody reads. A thread waiting for a result takes it and reads its
+//!   own reply (leader/follower); the connection's background thread reads
+//!   only when no caller has been waiting for [`LINGER`], so back-to-back calls
+//!   never hand their replies across threads.
+//! * **One writer at a time, nobody waits for it.** Output stays in the core's
+//!   queue; whoever finds no write in progress drains and writes it, and loops
+//!   until the queue is empty. Calls made meanwhile leave with that write
+//!   (batching), and no thread ever waits on a write while holding the state.
+//! * **Short handlers run where the call was read** (see [`crate::handler`]).
+//!
+//! Lock discipline: the state mutex is never held across a read, a write or a
+//! handler.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::{
+    CallError, Connection, ConnectionError, EchoError, Event, IncomingCall, Payload, RemoteError,
+};
+
+use crate::handler::{CallContext, Handlers};
+use crate::peer::Peer;
+use crate::pool::Pool;
+use crate::transport::{Reader, Received, Writer};
+
+/// How long after a caller last waited the background thread keeps off the
+/// socket, so that a script's back-to-back calls each read their own reply.
+pub(crate) const LINGER: Duration = Duration::from_millis(20);
+
+type PeerHook = Box<dyn Fn(&Peer) + Send + Sync>;
+type DisconnectHook = Box<dyn Fn(&Peer, &rigwire_core::Error) + Send + Sync>;
+type MessageHook = Box<dyn Fn(&Peer, Bytes) + Send + Sync>;
+
+/// Hooks an endpoint runs for each connection.
+#[derive(Default)]
+pub(crate) struct Hooks {
+    pub(crate) on_connect: Option<PeerHook>,
+    pub(crate) on_disconnect: Option<DisconnectHook>,
+    pub(crate) on_message: Option<MessageHook>,
+}
+
+pub(crate) struct State {
+    pub(crate) conn: Connection,
+    reader: Option<Reader>,
+    writing: bool,
+    /// Results of our calls, by id: `None` while pending. Only calls someone
+    /// may still wait for are here.
+    pub(crate) calls: HashMap<u64, Option<Result<Payload, CallError>>>,
+    pub(crate) confirms: HashMap<u64, Option<Result<(), EchoError>>>,
+    pub(crate) pings: HashMap<u64, Option<Duration>>,
+    cancelled: HashSet<u64>,
+    fg_waiters: usize,
+    fg_last: Instant,
+    pub(crate) connected: bool,
+}
+
+/// Work found while holding the state, done after releasing it.
+enum Job {
+    Call(IncomingCall),
+    Notify(rigwire_core::IncomingNotify),
+    Message(Bytes),
+    Connected,
+    Closed(ConnectionError),
+}
+
+/// Everything one connection's threads share.
+pub(crate) struct Shared {
+    state: Mutex<State>,
+    cond: Condvar,
+    writer: Mutex<Writer>,
+    handlers: Arc<Handlers>,
+    pool: Option<Arc<Pool>>,
+    hooks: Arc<Hooks>,
+    /// For logs: where this connection goes or comes from.
+    pub(crate) label: String,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        conn: Connection,
+        (reader, writer): (Reader, Writer),
+        handlers: Arc<Handlers>,
+        pool: Option<Arc<Pool>>,
+        hooks: Arc<Hooks>,
+        label: String,
+    ) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                conn,
+                reader: Some(reader),
+                writing: false,
+                calls: HashMap::new(),
+                confirms: HashMap::new(),
+                pings: HashMap::new(),
+                cancelled: HashSet::new(),
+                fg_waiters: 0,
+                fg_last: Instant::now(),
+                connected: false,
+            }),
+            cond: Condvar::new(),
+            writer: Mutex::new(writer),
+            handlers,
+            pool,
+            hooks,
+            label,
+        });
+        shared.flush(); // our Hello
+        shared
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a command on the core, then sends what it queued and does what it
+    /// caused. Commands refused for backpressure wait for the writer instead.
+    pub(crate) fn command<T>(
+        self: &Arc<Self>,
+        mut f: impl FnMut(&mut State, Instant) -> T,
+        backpressured: impl Fn(&T) -> bool,
+    ) -> T {
+        let mut g = self.lock();
+        let out = loop {
+            let out = f(&mut g, Instant::now());
+            if !backpressured(&out) {
+                break out;
+            }
+            // The writer notifies after every write; wait for room.
+            g = self
+                .cond
+                .wait_timeout(g, Duration::from_millis(100))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        let jobs = collect_jobs(&mut g);
+        drop(g);
+        self.flush();
+        self.run_jobs(jobs, false);
+        out
+    }
+
+    /// Writes everything the core has queued, unless another thread is
+    /// writing (it will pick ours up). Shuts the socket once the connection
+    /// has closed and its last frames are out.
+    pub(crate) fn flush(self: &Arc<Self>) {
+        let mut g = self.lock();
+        if g.writing {
+            return;
+        }
+        loop {
+            let mut chunks = Vec::new();
+            while let Some(chunk) = g.conn.poll_transmit() {
+                chunks.push(chunk);
+            }
+            if chunks.is_empty() {
+                if g.conn.is_closed() {
+                    self.writer
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .shutdown();
+                }
+                return;
+            }
+            g.writing = true;
+            drop(g);
+            let result = self
+                .writer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(&chunks);
+            g = self.lock();
+            g.writing = false;
+            self.cond.notify_all();
+            if let Err(e) = result {
+                g.conn
+                    .handle_transport_closed(&format!("write failed: {e}"), Instant::now());
+                let jobs = collect_jobs(&mut g);
+                drop(g);
+                self.run_jobs(jobs, false);
+                g = self.lock();
+            }
+        }
+    }
+
+    /// Waits until `take` finds what it wants, reading the transport itself
+    /// whenever nobody else is, until `deadline`.
+    pub(crate) fn wait_for<T>(
+        self: &Arc<Self>,
+        deadline: Option<Instant>,
+        mut take: impl FnMut(&mut State) -> Option<T>,
+    ) -> Option<T> {
+        let mut g = self.lock();
+        g.fg_waiters += 1;
+        let found = loop {
+            if let Some(found) = take(&mut g) {
+                break Some(found);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                break None;
+            }
+            g = match g.reader.is_some() {
+                true => self.read_step(g, deadline),
+                false => self.idle_step(g, deadline),
+            };
+        };
+        g.fg_waiters -= 1;
+        g.fg_last = Instant::now();
+        found
+    }
+
+    /// The connection's background thread: reads whenever no caller is
+    /// reading, until the connection closes. `inline` jobs run here.
+    pub(crate) fn drive(self: &Arc<Self>) {
+        let mut g = self.lock();
+        loop {
+            // Closing always happens inside a step, which has already run the
+            // resulting work (the disconnect hook among it).
+            if g.conn.is_closed() {
+                break;
+            }
+            let callers_active = g.fg_waiters > 0 || g.fg_last.elapsed() < LINGER;
+            g = if g.reader.is_some() && !callers_active {
+                self.read_step(g, None)
+            } else {
+                self.idle_step(g, Some(Instant::now() + LINGER))
+            };
+        }
+        drop(g);
+        self.flush();
+    }
+
+    /// Holds the reader: one read, then feeds the core, sends its output and
+    /// does the resulting work with the state released.
+    fn read_step<'a>(
+        self: &'a Arc<Self>,
+        mut g: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        let mut reader = g.reader.take().expect("caller checked the reader is here");
+        let wake = earliest(g.conn.poll_timeout(), deadline);
+        drop(g);
+        let received = reader.read(wake);
+        let now = Instant::now();
+        let mut g = self.lock();
+        match received {
+            Ok(Received::Bytes(bytes)) => g.conn.handle_input(bytes, now),
+            Ok(Received::Frames(frames)) => {
+                for frame in frames {
+                    g.conn.handle_frame(frame, now);
+                }
+            }
+            Ok(Received::TimedOut) => {}
+            Ok(Received::Closed) => g
+                .conn
+                .handle_transport_closed("the peer closed the connection", now),
+            Err(e) => g
+                .conn
+                .handle_transport_closed(&format!("read failed: {e}"), now),
+        }
+        g.reader = Some(reader);
+        g.conn.handle_timeout(now);
+        let jobs = collect_jobs(&mut g);
+        self.cond.notify_all();
+        drop(g);
+        self.flush();
+        self.run_jobs(jobs, true);
+        self.lock()
+    }
+
+    /// Sleeps until woken or a timer is due (someone else holds the reader).
+    fn idle_step<'a>(
+        self: &'a Arc<Self>,
+        g: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        let wake = earliest(g.conn.poll_timeout(), deadline);
+        let mut g = match wake {
+            Some(at) => {
+                let wait = at.saturating_duration_since(Instant::now());
+                self.cond
+                    .wait_timeout(g, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
+            None => self.cond.wait(g).unwrap_or_else(|p| p.into_inner()),
+        };
+        g.conn.handle_timeout(Instant::now());
+        let jobs = collect_jobs(&mut g);
+        if jobs.is_empty() {
+            return g;
+        }
+        self.cond.notify_all();
+        drop(g);
+        self.flush();
+        self.run_jobs(jobs, false);
+        self.lock()
+    }
+
+    fn run_jobs(self: &Arc<Self>, jobs: Vec<Job>, on_reading_thread: bool) {
+        for job in jobs {
+            match job {
+                Job::Call(call) => self.dispatch(call, on_reading_thread),
+                Job::Notify(n) => {
+                    let Some(entry) = self.handlers.entry(n.handler).cloned() else {
+                        continue;
+                    };
+                    let ctx = CallContext {
+                        peer: Peer::new(Arc::clone(self)),
+                        method: n.method,
+                        deadline: None,
+                        id: 0,
+                    };
+                    self.spawn_or_run(on_reading_thread && entry.runs_inline(), move || {
+                        if let Err(e) = entry.run(&ctx, n.args) {
+                            tracing::warn!(method = %ctx.method, "notify handler failed: {e}");
+                        }
+                    });
+                }
+                Job::Message(payload) => {
+                    if let Some(hook) = &self.hooks.on_message {
+                        hook(&Peer::new(Arc::clone(self)), payload);
+                    }
+                }
+                Job::Connected => {
+                    if let Some(hook) = &self.hooks.on_connect {
+                        hook(&Peer::new(Arc::clone(self)));
+                    }
+                }
+                Job::Closed(err) => {
+                    tracing::debug!(peer = %self.label, "connection closed: {err}");
+                    if let Some(hook) = &self.hooks.on_disconnect {
+                        hook(&Peer::new(Arc::clone(self)), &err.into());
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, call: IncomingCall, on_reading_thread: bool) {
+        let Some(entry) = self.handlers.entry(call.handler).cloned() else {
+            let err = RemoteError::new(
+                rigwire_core::ErrorKind::Internal,
+                "handler table out of step with the registry",
+            );
+            self.reply(call.id, Err(err));
+            return;
+        };
+        let inline = on_reading_thread && entry.runs_inline();
+        let shared = Arc::clone(self);
+        self.spawn_or_run(inline, move || {
+            let ctx = CallContext {
+                peer: Peer::new(Arc::clone(&shared)),
+                method: call.method,
+                deadline: call.deadline,
+                id: call.id,
+            };
+            let result = entry.run(&ctx, call.args);
+            shared.reply(call.id, result);
+        });
+    }
+
+    fn spawn_or_run(&self, inline: bool, job: impl FnOnce() + Send + 'static) {
+        match &self.pool {
+            Some(pool) if !inline => pool.submit(job),
+            _ => job(),
+        }
+    }
+
+    fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>) {
+        let outcome = self.command(
+            |s, _| {
+                s.cancelled.remove(&id);
+                s.conn.reply(id, result.clone())
+            },
+            |_| false,
+        );
+        if let Err(e) = outcome {
+            tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
+        }
+    }
+
+    /// Lets time pass without reading: expired deadlines resolve, timers fire.
+    pub(crate) fn tick(self: &Arc<Self>) {
+        let mut g = self.lock();
+        g.conn.handle_timeout(Instant::now());
+        let jobs = collect_jobs(&mut g);
+        drop(g);
+        self.flush();
+        self.run_jobs(jobs, false);
+    }
+
+    pub(crate) fn is_cancelled(&self, id: u64) -> bool {
+        self.lock().cancelled.contains(&id)
+    }
+
+    /// Closes the transport at once (the reading thread wakes up).
+    pub(crate) fn shutdown_transport(&self) {
+        self.writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .shutdown();
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Drains the core's events: results go to their waiters' slots, the rest
+/// becomes work to do outside the lock.
+fn collect_jobs(s: &mut State) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    while let Some(event) = s.conn.poll_event() {
+        match event {
+            Event::Connected { .. } => {
+                s.connected = true;
+                jobs.push(Job::Connected);
+            }
+            Event::Call(call) => jobs.push(Job::Call(call)),
+            Event::Notify(n) => jobs.push(Job::Notify(n)),
+            Event::Response { id, result } => {
+                if let Some(slot) = s.calls.get_mut(&id) {
+                    *slot = Some(result);
+                }
+            }
+            Event::Cancelled { id, .. } => {
+                s.cancelled.insert(id);
+            }
+            Event::Message { payload, .. } => jobs.push(Job::Message(payload)),
+            Event::Confirmed { seq } => {
+                if let Some(slot) = s.confirms.get_mut(&seq) {
+                    *slot = Some(Ok(()));
+                }
+            }
+            Event::ConfirmFailed { seq, error } => {
+                if let Some(slot) = s.confirms.get_mut(&seq) {
+                    *slot = Some(Err(error));
+                }
+            }
+            Event::Pong { seq, rtt } => {
+                if let Some(slot) = s.pings.get_mut(&seq) {
+                    *slot = Some(rtt);
+                }
+            }
+            Event::PeerError(err) => tracing::warn!("the peer reported: {err}"),
+            Event::Closed(err) => {
+                s.cancelled.clear();
+                jobs.push(Job::Closed(err));
+            }
+            _ => {}
+        }
+    }
+    jobs
+}

@@ -1,0 +1,331 @@
+//! Handlers: what runs when the peer calls an exposed name.
+//!
+//! Three shapes: typed (`Fn(A) -> Result<R, HandlerError>`), typed with the
+//! call's context (to call the peer back, or see the deadline), and raw
+//! payloads. A handler that panics is answered `Panicked`; the connection and
+//! the server carry on.
+//!
+//! Where a handler runs: short handlers run on the thread that read the call
+//! (no thread hand-off, which costs more than the call itself), long ones on
+//! the bounded pool so that they stall nothing. By default each handler starts
+//! on the pool and moves to the reading thread once it has shown itself fast
+//! [`FAST_RUNS`] times in a row; one slow run sends it back to the pool.
+
+use std::any::Any;
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rigwire_core::{Error, ErrorKind, HandlerId, Payload, Registry, RemoteError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::peer::Peer;
+
+/// Runs under this long count as fast.
+pub const FAST_RUN: Duration = Duration::from_micros(500);
+
+/// Consecutive fast runs after which an adaptive handler runs inline.
+pub const FAST_RUNS: u32 = 3;
+
+/// Where a handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dispatch {
+    /// On the pool until proven fast, then on the reading thread (default).
+    #[default]
+    Adaptive,
+    /// Always on the reading thread: lowest latency; the connection reads
+    /// nothing else while it runs, so use it only for handlers that never block.
+    Inline,
+    /// Always on the pool: for handlers that block or run long.
+    Pool,
+}
+
+/// The error a handler returns; it reaches the caller as a remote error with
+/// this kind, message and detail. Any `std::error::Error` converts into it with
+/// `?` (kind `Handler`, its source chain as detail).
+pub struct HandlerError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// One line for humans.
+    pub message: String,
+    /// Cause chain or backtrace.
+    pub detail: Option<String>,
+}
+
+impl HandlerError {
+    /// A `Handler` error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        HandlerError {
+            kind: ErrorKind::Handler,
+            message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// An error of a chosen kind (for example `BadArguments`).
+    pub fn with_kind(kind: ErrorKind, message: impl Into<String>) -> Self {
+        HandlerError {
+            kind,
+            ..HandlerError::new(message)
+        }
+    }
+
+    /// Adds a cause chain or backtrace.
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Passes a remote error on unchanged (kind, message and detail).
+    pub fn from_remote(err: RemoteError) -> Self {
+        HandlerError {
+            kind: err.kind,
+            message: err.message,
+            detail: err.detail,
+        }
+    }
+}
+
+impl<E: std::error::Error> From<E> for HandlerError {
+    fn from(err: E) -> Self {
+        let mut chain = Vec::new();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            chain.push(format!("caused by: {cause}"));
+            source = cause.source();
+        }
+        HandlerError {
+            kind: ErrorKind::Handler,
+            message: err.to_string(),
+            detail: (!chain.is_empty()).then(|| chain.join("\n")),
+        }
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HandlerError({}: {})", self.kind, self.message)
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl From<HandlerError> for RemoteError {
+    fn from(e: HandlerError) -> Self {
+        RemoteError {
+            kind: e.kind,
+            message: e.message,
+            detail: e.detail,
+        }
+    }
+}
+
+/// What a handler knows about the call it is answering.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The caller, to call back over the same connection.
+    pub peer: Peer,
+    /// The name called (an alias, if one was used).
+    pub method: String,
+    /// When the caller stops waiting; pass the time left on when calling onward.
+    pub deadline: Option<Instant>,
+    /// The call's id on this connection.
+    pub id: u64,
+}
+
+impl CallContext {
+    /// Whether the caller has cancelled the call or its deadline has passed;
+    /// a long handler may check it and stop early.
+    pub fn is_cancelled(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d) || self.peer.shared.is_cancelled(self.id)
+    }
+}
+
+type RawFn = dyn Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync;
+
+pub(crate) struct Entry {
+    f: Box<RawFn>,
+    /// A [`Dispatch`] as its index, changeable after the handlers are shared.
+    dispatch: AtomicU8,
+    fast_runs: AtomicU32,
+}
+
+const DISPATCHES: [Dispatch; 3] = [Dispatch::Adaptive, Dispatch::Inline, Dispatch::Pool];
+
+/// The exposed names of one endpoint and their handlers.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    registry: Registry,
+    entries: Vec<Arc<Entry>>,
+}
+
+impl fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handlers")
+            .field("methods", &self.registry.methods())
+            .finish()
+    }
+}
+
+fn decode_args<A: DeserializeOwned>(args: &Payload) -> Result<A, HandlerError> {
+    args.decode().map_err(|e| {
+        HandlerError::with_kind(
+            ErrorKind::BadArguments,
+            format!("arguments do not decode: {e}"),
+        )
+    })
+}
+
+fn encode_result<R: Serialize>(
+    codec: rigwire_core::Codec,
+    value: &R,
+) -> Result<Payload, HandlerError> {
+    Payload::encode_as(codec, value).map_err(|e| {
+        HandlerError::with_kind(ErrorKind::Internal, format!("result does not encode: {e}"))
+    })
+}
+
+impl Handlers {
+    /// No handlers: every call is answered `NoSuchMethod`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Exposes a typed handler. Arguments arrive in the caller's codec
+    /// (postcard or JSON) and the result goes back in it.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for an empty, reserved or duplicate name.
+    pub fn expose<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        self.expose_with(name, move |_ctx, args| f(args))
+    }
+
+    /// Exposes a typed handler that also receives the call's [`CallContext`].
+    ///
+    /// # Errors
+    /// As [`expose`](Self::expose).
+    pub fn expose_with<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        self.expose_raw(name, move |ctx, args| {
+            let value = f(ctx, decode_args(&args)?)?;
+            encode_result(args.codec, &value)
+        })
+    }
+
+    /// Exposes a handler of raw payloads; it should answer in `args.codec`.
+    ///
+    /// # Errors
+    /// As [`expose`](Self::expose).
+    pub fn expose_raw<F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        F: Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
+    {
+        self.registry.expose(name)?;
+        self.entries.push(Arc::new(Entry {
+            f: Box::new(f),
+            dispatch: AtomicU8::new(0),
+            fast_runs: AtomicU32::new(0),
+        }));
+        Ok(self)
+    }
+
+    /// Sets where the handler of `name` runs (see [`Dispatch`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if `name` is not exposed.
+    pub fn dispatch(&mut self, name: &str, dispatch: Dispatch) -> Result<&mut Self, Error> {
+        let id = self.lookup(name)?;
+        let index = DISPATCHES.iter().position(|d| *d == dispatch).unwrap_or(0);
+        self.entries[id.0 as usize]
+            .dispatch
+            .store(index as u8, Ordering::Relaxed);
+        Ok(self)
+    }
+
+    /// Makes `alias` reach the handler exposed as `name`.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
+    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
+        let id = self.lookup(name)?;
+        self.registry.alias(alias, id)?;
+        Ok(self)
+    }
+
+    fn lookup(&self, name: &str) -> Result<HandlerId, Error> {
+        self.registry.lookup(name).ok_or_else(|| {
+            Error::Registry(rigwire_core::RegistryError::NotExposed(name.to_owned()))
+        })
+    }
+
+    /// The names exposed, for the core.
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub(crate) fn entry(&self, id: HandlerId) -> Option<&Arc<Entry>> {
+        self.entries.get(id.0 as usize)
+    }
+}
+
+impl Entry {
+    /// Whether the next call may run on the reading thread.
+    pub(crate) fn runs_inline(&self) -> bool {
+        match DISPATCHES[usize::from(self.dispatch.load(Ordering::Relaxed)) % 3] {
+            Dispatch::Inline => true,
+            Dispatch::Pool => false,
+            Dispatch::Adaptive => self.fast_runs.load(Ordering::Relaxed) >= FAST_RUNS,
+        }
+    }
+
+    /// Runs the handler, turning a panic into a `Panicked` error, and learns
+    /// from how long it took.
+    pub(crate) fn run(&self, ctx: &CallContext, args: Payload) -> Result<Payload, RemoteError> {
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| (self.f)(ctx, args)));
+        if started.elapsed() <= FAST_RUN {
+            let _ = self
+                .fast_runs
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_add(1))
+                });
+        } else {
+            self.fast_runs.store(0, Ordering::Relaxed);
+        }
+        match outcome {
+            Ok(result) => result.map_err(RemoteError::from),
+            Err(panic) => {
+                let what = panic_message(&*panic);
+                tracing::error!(method = %ctx.method, "handler panicked: {what}");
+                Err(RemoteError::new(
+                    ErrorKind::Panicked,
+                    format!("handler '{}' panicked: {what}", ctx.method),
+                ))
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned())
+}

@@ -1,0 +1,373 @@
+//! [`Peer`]: one connection, as the application uses it. A client wraps one;
+//! a server hands one to every hook and handler, so a rig can call back the
+//! script that called it.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::{CallError, Codec, Error, Payload};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::driver::{Shared, State};
+
+/// One connected peer. Cheap to clone; every clone is the same connection.
+/// Calls block the calling thread until their answer, error or deadline;
+/// many threads may call at once.
+#[derive(Clone)]
+pub struct Peer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("peer", &self.shared.label)
+            .finish()
+    }
+}
+
+impl Peer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Peer {
+        Peer { shared }
+    }
+
+    /// The name the peer announced in its handshake (empty before it).
+    pub fn name(&self) -> String {
+        self.shared
+            .lock()
+            .conn
+            .peer()
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// The peer's address, for logs.
+    pub fn address(&self) -> &str {
+        &self.shared.label
+    }
+
+    /// Whether the handshake is done and the connection is up.
+    pub fn is_connected(&self) -> bool {
+        let g = self.shared.lock();
+        g.connected && !g.conn.is_closed()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<Error> {
+        self.shared.lock().conn.error().cloned().map(Error::from)
+    }
+
+    /// Calls `method` with typed arguments (postcard) and decodes the result.
+    /// Uses the configured default deadline, if any.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] if the peer's handler failed, `DeadlineExceeded`,
+    /// `Disconnected`, `Busy`, `TooLarge`, or `Codec` if a value does not encode
+    /// or decode.
+    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, Error> {
+        self.call_raw(method, Payload::postcard(args)?)?
+            .decode()
+            .map_err(Error::from)
+    }
+
+    /// As [`call`](Self::call), with an explicit deadline for this call.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, Error> {
+        self.start_raw(method, Payload::postcard(args)?, Some(timeout))?
+            .wait()?
+            .decode()
+            .map_err(Error::from)
+    }
+
+    /// Calls with an already-encoded payload (any codec) and returns the raw result.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call), without `Codec`.
+    pub fn call_raw(&self, method: &str, args: Payload) -> Result<Payload, Error> {
+        self.start_raw(method, args, None)?.wait()
+    }
+
+    /// Starts a call without waiting: the returned handle is waited on, polled
+    /// or cancelled later, so one thread can keep many calls in flight.
+    ///
+    /// # Errors
+    /// Failures known at once: `Disconnected`, `Busy`, `TooLarge`, `Codec`.
+    pub fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<PendingCall<R>, Error> {
+        let raw = self.start_raw(method, Payload::postcard(args)?, None)?;
+        Ok(PendingCall {
+            raw,
+            _result: PhantomData,
+        })
+    }
+
+    /// Starts a call with a raw payload and an optional deadline (else the default).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start).
+    pub fn start_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<RawPendingCall, Error> {
+        let outcome = self.shared.command(
+            |s, now| {
+                let id = s.conn.call(method, args.clone(), timeout, now)?;
+                s.calls.insert(id, None);
+                Ok(id)
+            },
+            |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
+        );
+        let id = outcome?;
+        Ok(RawPendingCall {
+            shared: Arc::clone(&self.shared),
+            id,
+            done: false,
+        })
+    }
+
+    /// Sends a one-way notification (typed, postcard). Returns once it is queued.
+    ///
+    /// # Errors
+    /// `Disconnected`, `TooLarge`, `Codec`.
+    pub fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
+        self.notify_raw(method, Payload::postcard(args)?)
+    }
+
+    /// Sends a one-way notification with a raw payload.
+    ///
+    /// # Errors
+    /// `Disconnected`, `TooLarge`.
+    pub fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
+        self.shared
+            .command(
+                |s, now| s.conn.notify(method, args.clone(), now),
+                |r| matches!(r, Err(CallError::Backpressure { .. })),
+            )
+            .map_err(Error::from)
+    }
+
+    /// Measures one round trip to the peer.
+    ///
+    /// # Errors
+    /// `Disconnected` (including a peer that dies before answering), `Busy`.
+    pub fn ping(&self) -> Result<Duration, Error> {
+        let seq = self.shared.command(
+            |s, now| {
+                let seq = s.conn.ping(now)?;
+                s.pings.insert(seq, None);
+                Ok(seq)
+            },
+            |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
+        )?;
+        let found = self.shared.wait_for(None, |s| {
+            if let Some(Some(rtt)) = s.pings.get(&seq) {
+                let rtt = *rtt;
+                s.pings.remove(&seq);
+                return Some(Ok(rtt));
+            }
+            closed(s).map(|e| {
+                s.pings.remove(&seq);
+                Err(e)
+            })
+        });
+        found.expect("waits without deadline end with a result")
+    }
+
+    /// Sends `payload` and waits until the peer echoes exactly these bytes
+    /// (iblutil's confirmed send).
+    ///
+    /// # Errors
+    /// [`Error::Echo`] with `Mismatch` or `Timeout` (this send only), or `Disconnected`.
+    pub fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let payload = payload.into();
+        let seq = self.shared.command(
+            |s, now| {
+                let seq = s.conn.confirmed_send(payload.clone(), now)?;
+                s.confirms.insert(seq, None);
+                Ok(seq)
+            },
+            |r: &Result<u64, rigwire_core::EchoError>| {
+                matches!(r, Err(rigwire_core::EchoError::Backpressure { .. }))
+            },
+        )?;
+        let found = self.shared.wait_for(None, |s| match s.confirms.get(&seq) {
+            Some(Some(_)) => s.confirms.remove(&seq).flatten(),
+            _ => None,
+        });
+        found
+            .expect("the core always resolves a confirmed send")
+            .map_err(Error::from)
+    }
+
+    /// Closes the connection: the peer is told goodbye, every pending call
+    /// fails with `Disconnected`.
+    pub fn close(&self) {
+        self.shared
+            .command(|s, _| s.conn.close("closed by the application"), |_| false);
+    }
+}
+
+/// The sticky error of a closed connection, as the user sees it.
+pub(crate) fn closed(s: &State) -> Option<Error> {
+    s.conn.error().cloned().map(Error::from)
+}
+
+/// A call in flight with raw payloads. Dropping it without waiting cancels
+/// the call (the peer is sent `Cancel`).
+pub struct RawPendingCall {
+    shared: Arc<Shared>,
+    id: u64,
+    done: bool,
+}
+
+impl fmt::Debug for RawPendingCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCall").field("id", &self.id).finish()
+    }
+}
+
+impl RawPendingCall {
+    /// The call's id on this connection.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the result (or its failure) has arrived; never blocks.
+    pub fn is_ready(&self) -> bool {
+        self.shared.tick();
+        matches!(self.shared.lock().calls.get(&self.id), Some(Some(_)))
+    }
+
+    /// Waits for the result, however long the call's deadline allows.
+    ///
+    /// # Errors
+    /// As [`Peer::call_raw`].
+    pub fn wait(mut self) -> Result<Payload, Error> {
+        self.wait_until(None)
+            .expect("waits without deadline end with a result")
+    }
+
+    /// Waits at most `timeout`; on [`Error::WaitTimeout`] the call stays in
+    /// flight and the handle can be waited on again.
+    ///
+    /// # Errors
+    /// As [`Peer::call_raw`], plus `WaitTimeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Payload, Error> {
+        self.wait_until(Some(Instant::now() + timeout))
+            .unwrap_or(Err(Error::WaitTimeout(timeout)))
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<Payload, Error>> {
+        let id = self.id;
+        let found = self.shared.wait_for(deadline, |s| match s.calls.get(&id) {
+            Some(Some(_)) => s.calls.remove(&id).flatten(),
+            _ => None,
+        })?;
+        self.done = true;
+        Some(found.map_err(Error::from))
+    }
+
+    /// Gives up on the call: the peer is sent `Cancel`; nothing more arrives.
+    pub fn cancel(mut self) {
+        self.cancel_now();
+    }
+
+    fn cancel_now(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let id = self.id;
+        self.shared.command(
+            |s, _| {
+                s.calls.remove(&id);
+                s.conn.cancel(id)
+            },
+            |_| false,
+        );
+    }
+}
+
+impl Drop for RawPendingCall {
+    fn drop(&mut self) {
+        self.cancel_now();
+    }
+}
+
+/// A typed call in flight (see [`Peer::start`]). Dropping it cancels the call.
+pub struct PendingCall<R> {
+    raw: RawPendingCall,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for PendingCall<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+impl<R: DeserializeOwned> PendingCall<R> {
+    /// The call's id on this connection.
+    pub fn id(&self) -> u64 {
+        self.raw.id
+    }
+
+    /// Whether the result has arrived; never blocks.
+    pub fn is_ready(&self) -> bool {
+        self.raw.is_ready()
+    }
+
+    /// Waits for the result.
+    ///
+    /// # Errors
+    /// As [`Peer::call`].
+    pub fn wait(self) -> Result<R, Error> {
+        self.raw.wait()?.decode().map_err(Error::from)
+    }
+
+    /// Waits at most `timeout`; on `WaitTimeout` the call stays in flight.
+    ///
+    /// # Errors
+    /// As [`Peer::call`], plus `WaitTimeout`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
+        self.raw
+            .wait_timeout(timeout)?
+            .decode()
+            .map_err(Error::from)
+    }
+
+    /// Gives up on the call; the peer is sent `Cancel`.
+    pub fn cancel(self) {
+        self.raw.cancel();
+    }
+}
+
+/// Encodes JSON text as a payload, for the command line and scripts.
+///
+/// # Errors
+/// [`Error::Codec`] if `json` is not valid JSON.
+pub fn json_payload(json: &str) -> Result<Payload, Error> {
+    let value: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::Codec(rigwire_core::CodecError::Json(e.to_string())))?;
+    Ok(Payload::encode_as(Codec::Json, &value)?)
+}

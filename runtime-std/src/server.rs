@@ -1,0 +1,420 @@
+//! [`Server`]: accepts peers on one URL, runs each connection on its own
+//! thread (which reads, and runs short handlers), long handlers on a shared
+//! bounded pool, and shuts down gracefully.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::{Connection, Error, Payload, RejectCode, Role};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::nonce;
+use crate::config::Config;
+use crate::driver::{Hooks, Shared};
+use crate::handler::{CallContext, Dispatch, HandlerError, Handlers};
+use crate::peer::Peer;
+use crate::pool::Pool;
+use crate::transport::{Endpoint, Listener, Socket};
+
+/// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
+pub struct Server {
+    listener: Listener,
+    config: Config,
+    handlers: Handlers,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.local_url())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds `url` (port 0 picks a free port; see [`local_url`](Self::local_url)).
+    ///
+    /// # Errors
+    /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
+    pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
+        config.protocol.validate()?;
+        let listener = Listener::bind(&Endpoint::parse(url)?)?;
+        Ok(Server {
+            listener,
+            config,
+            handlers: Handlers::new(),
+            hooks: Hooks::default(),
+        })
+    }
+
+    /// The URL actually listened on, with the real port.
+    pub fn local_url(&self) -> String {
+        self.listener.local_endpoint().to_string()
+    }
+
+    /// The handler table, to expose many names at once or share a prepared one.
+    pub fn handlers_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
+    }
+
+    /// Exposes a typed handler (see [`Handlers::expose`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        self.handlers.expose(name, f)?;
+        Ok(self)
+    }
+
+    /// Exposes a typed handler that receives the call's context (see [`Handlers::expose_with`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose_with<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        self.handlers.expose_with(name, f)?;
+        Ok(self)
+    }
+
+    /// Exposes a raw-payload handler (see [`Handlers::expose_raw`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose_raw<F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        F: Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
+    {
+        self.handlers.expose_raw(name, f)?;
+        Ok(self)
+    }
+
+    /// Makes `alias` reach the handler of `name`.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
+    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
+        self.handlers.alias(alias, name)?;
+        Ok(self)
+    }
+
+    /// Sets where the handler of `name` runs (see [`Dispatch`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if `name` is not exposed.
+    pub fn dispatch(&mut self, name: &str, dispatch: Dispatch) -> Result<&mut Self, Error> {
+        self.handlers.dispatch(name, dispatch)?;
+        Ok(self)
+    }
+
+    /// Runs `f` when a peer has connected (after authentication).
+    pub fn on_connect(&mut self, f: impl Fn(&Peer) + Send + Sync + 'static) -> &mut Self {
+        self.hooks.on_connect = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` when a peer's connection has closed, with the reason.
+    pub fn on_disconnect(
+        &mut self,
+        f: impl Fn(&Peer, &Error) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.hooks.on_disconnect = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` for every confirmed message a peer sends (already echoed).
+    pub fn on_message(&mut self, f: impl Fn(&Peer, Bytes) + Send + Sync + 'static) -> &mut Self {
+        self.hooks.on_message = Some(Box::new(f));
+        self
+    }
+
+    /// Starts accepting on a background thread.
+    ///
+    /// # Errors
+    /// [`Error::Bind`] if the accept thread cannot be started.
+    pub fn start(self) -> Result<RunningServer, Error> {
+        let url = self.local_url();
+        let inner = Arc::new(ServerInner {
+            pool: Pool::new(self.config.handler_threads, "rigwire-server"),
+            listener: self.listener,
+            config: self.config,
+            handlers: Arc::new(self.handlers),
+            hooks: Arc::new(self.hooks),
+            connections: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            url: url.clone(),
+        });
+        let acceptor = Arc::clone(&inner);
+        let accept = thread::Builder::new()
+            .name("rigwire-accept".into())
+            .spawn(move || acceptor.accept_loop())
+            .map_err(|e| Error::Bind {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        tracing::info!(%url, "listening");
+        Ok(RunningServer {
+            inner,
+            accept: Some(accept),
+        })
+    }
+}
+
+struct Conn {
+    peer: Option<Peer>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct ServerInner {
+    listener: Listener,
+    config: Config,
+    handlers: Arc<Handlers>,
+    hooks: Arc<Hooks>,
+    pool: Arc<Pool>,
+    connections: Mutex<BTreeMap<u64, Conn>>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    url: String,
+}
+
+impl ServerInner {
+    fn accept_loop(self: &Arc<Self>) {
+        loop {
+            let socket = match self.listener.accept() {
+                Ok(s) => s,
+                Err(e) => {
+                    if self.stopping.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    tracing::warn!(url = %self.url, "accept failed: {e}");
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let server = Arc::clone(self);
+            let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            let over_limit = conns.len() >= self.config.max_connections;
+            let spawned = thread::Builder::new()
+                .name("rigwire-conn".into())
+                .spawn(move || server.serve_connection(id, socket, over_limit));
+            match spawned {
+                Ok(thread) => {
+                    conns.insert(
+                        id,
+                        Conn {
+                            peer: None,
+                            thread: Some(thread),
+                        },
+                    );
+                }
+                Err(e) => tracing::error!("cannot start a connection thread: {e}"),
+            }
+        }
+    }
+
+    fn serve_connection(self: Arc<Self>, id: u64, socket: Socket, over_limit: bool) {
+        let label = format!("{} #{id}", self.url);
+        let halves = match self.listener.upgrade(
+            socket,
+            self.config.protocol.max_frame,
+            self.config.protocol.handshake_timeout,
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(peer = %label, "{e}");
+                self.forget(id);
+                return;
+            }
+        };
+        let framing = self.listener.local_endpoint().framing();
+        let conn = Connection::new(
+            self.config.protocol.clone(),
+            self.handlers.registry().clone(),
+            Role::Server,
+            framing,
+            nonce(),
+            Instant::now(),
+        );
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("invalid configuration: {e}");
+                self.forget(id);
+                return;
+            }
+        };
+        let shared = Shared::new(
+            conn,
+            halves,
+            Arc::clone(&self.handlers),
+            Some(Arc::clone(&self.pool)),
+            Arc::clone(&self.hooks),
+            label.clone(),
+        );
+        if over_limit || self.stopping.load(Ordering::SeqCst) {
+            let (code, reason) = if over_limit {
+                let limit = self.config.max_connections;
+                (
+                    RejectCode::ConnectionLimit,
+                    format!("the server is full: {limit} connections (limit {limit})"),
+                )
+            } else {
+                (
+                    RejectCode::Shutdown,
+                    "the server is shutting down".to_owned(),
+                )
+            };
+            tracing::warn!(peer = %label, "rejecting: {reason}");
+            shared.command(|s, _| s.conn.reject(code, &reason), |_| false);
+            self.forget(id);
+            return;
+        }
+        if let Some(c) = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&id)
+        {
+            c.peer = Some(Peer::new(Arc::clone(&shared)));
+        }
+        shared.drive();
+        self.forget(id);
+    }
+
+    fn forget(&self, id: u64) {
+        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.stopping.load(Ordering::SeqCst) {
+            conns.remove(&id);
+        } else if let Some(c) = conns.get_mut(&id) {
+            c.peer = None; // shutdown joins the thread
+        }
+    }
+
+    /// Every connection with a core, handshaking or not.
+    fn all_peers(&self) -> Vec<Peer> {
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        conns.values().filter_map(|c| c.peer.clone()).collect()
+    }
+
+    fn peers(&self) -> Vec<Peer> {
+        self.all_peers()
+            .into_iter()
+            .filter(Peer::is_connected)
+            .collect()
+    }
+}
+
+/// A server accepting connections. Dropping it shuts it down at once.
+pub struct RunningServer {
+    inner: Arc<ServerInner>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+impl RunningServer {
+    /// The URL listened on, with the real port.
+    pub fn local_url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// The peers connected now.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.inner.peers()
+    }
+
+    /// Notifies every connected peer (typed, postcard); returns how many it reached.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `args` does not encode.
+    pub fn broadcast<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<usize, Error> {
+        self.broadcast_raw(method, Payload::postcard(args)?)
+    }
+
+    /// Notifies every connected peer with a raw payload; returns how many it reached.
+    ///
+    /// # Errors
+    /// Never at present; the `Result` leaves room for codec errors in wrappers.
+    pub fn broadcast_raw(&self, method: &str, args: Payload) -> Result<usize, Error> {
+        let mut reached = 0;
+        for peer in self.peers() {
+            match peer.notify_raw(method, args.clone()) {
+                Ok(()) => reached += 1,
+                Err(e) => tracing::debug!(peer = %peer.address(), "broadcast missed a peer: {e}"),
+            }
+        }
+        Ok(reached)
+    }
+
+    /// Stops accepting, lets calls in progress finish for up to `grace`,
+    /// answers the rest `Shutdown`, says goodbye to every peer (their pending
+    /// calls to us fail, ours to them fail), and waits for every thread.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.stop(grace);
+    }
+
+    fn stop(&mut self, grace: Duration) {
+        let Some(accept) = self.accept.take() else {
+            return;
+        };
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.listener.wake();
+        let _ = accept.join();
+        let until = Instant::now() + grace;
+        let peers = self.inner.all_peers();
+        for peer in &peers {
+            let busy = |p: &Peer| p.shared.lock().conn.incoming_in_flight() > 0;
+            while busy(peer) && Instant::now() < until {
+                thread::sleep(Duration::from_millis(5));
+            }
+            peer.shared.command(
+                |s, _| s.conn.shutdown("the server is shutting down"),
+                |_| false,
+            );
+        }
+        let threads: Vec<JoinHandle<()>> = {
+            let mut conns = self
+                .inner
+                .connections
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            conns.values_mut().filter_map(|c| c.thread.take()).collect()
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+        self.inner.listener.cleanup();
+        tracing::info!(url = %self.inner.url, "stopped");
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop(Duration::ZERO);
+    }
+}

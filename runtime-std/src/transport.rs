@@ -1,0 +1,573 @@
+//! Transports chosen by URL: `tcp://host:port`, `unix:///path`,
+//! `ws://host:port/path`. Each connection is split into a [`Reader`] (held by
+//! whichever thread is reading) and a [`Writer`] (behind the connection's
+//! write lock), so reading and writing never wait for each other.
+
+use std::fmt;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use rigwire_core::{Error, Framing};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message as WsMessage, WebSocket};
+
+/// Bytes read per system call on byte streams.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Where to connect or listen, parsed from a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `tcp://host:port`
+    Tcp(String),
+    /// `unix:///absolute/path` (or `unix://relative/path`)
+    Unix(PathBuf),
+    /// `ws://host:port/path`
+    Ws {
+        /// `host:port`
+        addr: String,
+        /// The request path, starting with `/`.
+        path: String,
+    },
+}
+
+impl Endpoint {
+    /// Parses a rigwire URL.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] for an unknown scheme or a missing host, port or path.
+    pub fn parse(url: &str) -> Result<Endpoint, Error> {
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+            invalid("expected tcp://host:port, unix:///path or ws://host:port/path")
+        })?;
+        match scheme {
+            "tcp" => {
+                if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
+                    return Err(invalid("expected tcp://host:port"));
+                }
+                Ok(Endpoint::Tcp(rest.to_owned()))
+            }
+            "unix" => {
+                if rest.is_empty() {
+                    return Err(invalid("expected unix:///path/to/socket"));
+                }
+                Ok(Endpoint::Unix(PathBuf::from(rest)))
+            }
+            "ws" => {
+                let (addr, path) = match rest.find('/') {
+                    Some(i) => (&rest[..i], &rest[i..]),
+                    None => (rest, "/"),
+                };
+                if addr.is_empty() || !addr.contains(':') {
+                    return Err(invalid("expected ws://host:port/path"));
+                }
+                Ok(Endpoint::Ws {
+                    addr: addr.to_owned(),
+                    path: path.to_owned(),
+                })
+            }
+            "wss" => Err(invalid(
+                "wss:// (TLS) is not supported; use ws:// behind a TLS proxy",
+            )),
+            other => Err(invalid(&format!("unknown scheme '{other}'"))),
+        }
+    }
+
+    /// How frames are delimited on this transport.
+    pub fn framing(&self) -> Framing {
+        match self {
+            Endpoint::Ws { .. } => Framing::Message,
+            _ => Framing::Stream,
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
+            Endpoint::Ws { addr, path } => write!(f, "ws://{addr}{path}"),
+        }
+    }
+}
+
+/// A connected socket of either family.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Socket {
+    pub(crate) fn try_clone(&self) -> io::Result<Socket> {
+        Ok(match self {
+            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
+            Socket::Unix(s) => Socket::Unix(s.try_clone()?),
+        })
+    }
+
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => s.set_read_timeout(t),
+            Socket::Unix(s) => s.set_read_timeout(t),
+        }
+    }
+
+    /// Ends both directions; a thread blocked reading it wakes with end of stream.
+    pub(crate) fn shutdown(&self) {
+        let _ = match self {
+            Socket::Tcp(s) => s.shutdown(Shutdown::Both),
+            Socket::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf),
+            Socket::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write(buf),
+            Socket::Unix(s) => s.write(buf),
+        }
+    }
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.write_vectored(bufs),
+            Socket::Unix(s) => s.write_vectored(bufs),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The stream tungstenite runs over: the real socket during the HTTP
+/// handshake, then in-memory buffers, so that its framing runs without
+/// tungstenite owning the socket (it cannot be split otherwise).
+#[derive(Debug)]
+pub(crate) struct WsShim {
+    socket: Option<Socket>,
+    inbound: BytesMut,
+    outbound: Vec<u8>,
+}
+
+impl Read for WsShim {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(s) = &mut self.socket {
+            return s.read(buf);
+        }
+        if self.inbound.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.inbound.len());
+        buf[..n].copy_from_slice(&self.inbound.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Write for WsShim {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.socket {
+            Some(s) => s.write(buf),
+            None => {
+                self.outbound.extend_from_slice(buf);
+                Ok(buf.len())
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+type SharedWs = Arc<Mutex<WebSocket<WsShim>>>;
+
+fn ws_config(max_frame: u32) -> WebSocketConfig {
+    // Our frames are whole websocket messages; allow a little for the header.
+    let max = max_frame as usize + 64;
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(2 * max)
+}
+
+/// The receiving half of a connection.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    socket: Socket,
+    buf: Vec<u8>,
+    /// The read timeout currently set on the socket, to skip needless system calls.
+    timeout: Option<Duration>,
+    ws: Option<SharedWs>,
+    /// Frames tungstenite had already buffered during the handshake.
+    early: Vec<Bytes>,
+}
+
+/// What one read produced.
+pub(crate) enum Received<'a> {
+    /// Bytes of a byte stream.
+    Bytes(&'a [u8]),
+    /// Whole frames of a message transport (possibly none, for a partial one).
+    Frames(Vec<Bytes>),
+    /// Nothing arrived before the deadline.
+    TimedOut,
+    /// The peer closed the transport.
+    Closed,
+}
+
+impl Reader {
+    /// Blocks until data arrives, the transport closes, or `deadline` passes.
+    pub(crate) fn read(&mut self, deadline: Option<Instant>) -> io::Result<Received<'_>> {
+        if !self.early.is_empty() {
+            return Ok(Received::Frames(std::mem::take(&mut self.early)));
+        }
+        let wanted = deadline.map(|d| {
+            d.saturating_duration_since(Instant::now())
+                .max(Duration::from_micros(500))
+        });
+        // Re-arm only when the armed timeout would wake too late or far too early.
+        let rearm = match (self.timeout, wanted) {
+            (None, None) => false,
+            (Some(cur), Some(want)) => cur > want || cur < want / 2,
+            _ => true,
+        };
+        if rearm {
+            self.socket.set_read_timeout(wanted)?;
+            self.timeout = wanted;
+        }
+        let n = match self.socket.read(&mut self.buf) {
+            Ok(0) => return Ok(Received::Closed),
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(Received::TimedOut)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Received::TimedOut),
+            Err(e) => return Err(e),
+        };
+        let Some(ws) = &self.ws else {
+            return Ok(Received::Bytes(&self.buf[..n]));
+        };
+        let mut ws = ws.lock().unwrap_or_else(|p| p.into_inner());
+        ws.get_mut().inbound.extend_from_slice(&self.buf[..n]);
+        Ok(match drain_ws(&mut ws)? {
+            Some(frames) => Received::Frames(frames),
+            None => Received::Closed,
+        })
+    }
+}
+
+/// Every whole message tungstenite can decode from what it has buffered;
+/// `None` once the peer has closed.
+fn drain_ws(ws: &mut WebSocket<WsShim>) -> io::Result<Option<Vec<Bytes>>> {
+    let mut frames = Vec::new();
+    loop {
+        match ws.read() {
+            Ok(WsMessage::Binary(data)) => frames.push(data),
+            Ok(WsMessage::Close(_)) => return Ok(None),
+            Ok(WsMessage::Text(_)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "text websocket message; rigwire sends binary frames",
+                ))
+            }
+            Ok(_) => {} // ping/pong: tungstenite queues the answer itself
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                return Ok(Some(frames))
+            }
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                return Ok(None)
+            }
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        }
+    }
+}
+
+/// The sending half of a connection.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    socket: Socket,
+    ws: Option<SharedWs>,
+}
+
+impl Writer {
+    /// Writes chunks in order: on streams in as few system calls as the kernel
+    /// allows, on websocket one binary message per chunk (plus any control
+    /// frames tungstenite has queued, such as pongs).
+    pub(crate) fn send(&mut self, chunks: &[Bytes]) -> io::Result<()> {
+        match &self.ws {
+            None => write_all_vectored(&mut self.socket, chunks),
+            Some(ws) => {
+                let out = {
+                    let mut ws = ws.lock().unwrap_or_else(|p| p.into_inner());
+                    for chunk in chunks {
+                        ws.write(WsMessage::Binary(chunk.clone())).map_err(ws_io)?;
+                    }
+                    match ws.flush() {
+                        Ok(()) => {}
+                        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                        }
+                        Err(e) => return Err(ws_io(e)),
+                    }
+                    std::mem::take(&mut ws.get_mut().outbound)
+                };
+                self.socket.write_all(&out)
+            }
+        }
+    }
+
+    /// Closes the transport; the reading thread wakes with end of stream.
+    pub(crate) fn shutdown(&self) {
+        self.socket.shutdown();
+    }
+}
+
+fn ws_io(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn write_all_vectored(socket: &mut Socket, chunks: &[Bytes]) -> io::Result<()> {
+    if let [one] = chunks {
+        return socket.write_all(one);
+    }
+    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = socket.write_vectored(rest)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
+
+/// Splits a connected socket (after any websocket handshake) into halves.
+fn split(socket: Socket, ws: Option<WebSocket<WsShim>>) -> io::Result<(Reader, Writer)> {
+    let (ws, early) = match ws {
+        Some(mut ws) => {
+            ws.get_mut().socket = None;
+            let early = drain_ws(&mut ws)?.unwrap_or_default();
+            (Some(Arc::new(Mutex::new(ws))), early)
+        }
+        None => (None, Vec::new()),
+    };
+    let writer = Writer {
+        socket: socket.try_clone()?,
+        ws: ws.clone(),
+    };
+    let reader = Reader {
+        socket,
+        buf: vec![0; READ_CHUNK],
+        timeout: None,
+        ws,
+        early,
+    };
+    Ok((reader, writer))
+}
+
+/// Dials `endpoint`; websocket connections complete their HTTP upgrade here.
+pub(crate) fn connect(
+    endpoint: &Endpoint,
+    max_frame: u32,
+    timeout: Duration,
+) -> Result<(Reader, Writer), Error> {
+    let fail = |reason: String| Error::Connect {
+        url: endpoint.to_string(),
+        reason,
+    };
+    let socket = match endpoint {
+        Endpoint::Tcp(addr) | Endpoint::Ws { addr, .. } => {
+            Socket::Tcp(dial_tcp(addr, timeout).map_err(fail)?)
+        }
+        Endpoint::Unix(path) => {
+            Socket::Unix(UnixStream::connect(path).map_err(|e| fail(e.to_string()))?)
+        }
+    };
+    let ws = match endpoint {
+        Endpoint::Ws { .. } => {
+            socket
+                .set_read_timeout(Some(timeout))
+                .map_err(|e| fail(e.to_string()))?;
+            let shim = WsShim {
+                socket: Some(socket.try_clone().map_err(|e| fail(e.to_string()))?),
+                inbound: BytesMut::new(),
+                outbound: Vec::new(),
+            };
+            let (ws, _response) = tungstenite::client::client_with_config(
+                endpoint.to_string(),
+                shim,
+                Some(ws_config(max_frame)),
+            )
+            .map_err(|e| fail(format!("websocket handshake failed: {e}")))?;
+            socket
+                .set_read_timeout(None)
+                .map_err(|e| fail(e.to_string()))?;
+            Some(ws)
+        }
+        _ => None,
+    };
+    split(socket, ws).map_err(|e| fail(e.to_string()))
+}
+
+fn dial_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
+    let mut last = format!("{addr} resolved to no address");
+    for sa in addr.to_socket_addrs().map_err(|e| e.to_string())? {
+        match TcpStream::connect_timeout(&sa, timeout) {
+            Ok(s) => {
+                s.set_nodelay(true).map_err(|e| e.to_string())?;
+                return Ok(s);
+            }
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// A bound listening socket.
+#[derive(Debug)]
+pub(crate) enum Listener {
+    Tcp(TcpListener, Option<String>),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Binds `endpoint`. A stale Unix socket file is replaced only if nothing answers on it.
+    pub(crate) fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
+        let fail = |e: io::Error| Error::Bind {
+            url: endpoint.to_string(),
+            reason: e.to_string(),
+        };
+        match endpoint {
+            Endpoint::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).map_err(fail)?, None)),
+            Endpoint::Ws { addr, path } => Ok(Listener::Tcp(
+                TcpListener::bind(addr).map_err(fail)?,
+                Some(path.clone()),
+            )),
+            Endpoint::Unix(path) => {
+                if path.exists() && UnixStream::connect(path).is_err() {
+                    let _ = std::fs::remove_file(path);
+                }
+                Ok(Listener::Unix(
+                    UnixListener::bind(path).map_err(fail)?,
+                    path.clone(),
+                ))
+            }
+        }
+    }
+
+    /// The endpoint actually bound (with the port the OS chose for port 0).
+    pub(crate) fn local_endpoint(&self) -> Endpoint {
+        match self {
+            Listener::Tcp(l, ws) => {
+                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                match ws {
+                    None => Endpoint::Tcp(addr),
+                    Some(path) => Endpoint::Ws {
+                        addr,
+                        path: path.clone(),
+                    },
+                }
+            }
+            Listener::Unix(_, path) => Endpoint::Unix(path.clone()),
+        }
+    }
+
+    /// Waits for the next connection; the socket is not yet upgraded to websocket.
+    pub(crate) fn accept(&self) -> io::Result<Socket> {
+        match self {
+            Listener::Tcp(l, _) => {
+                let (s, _) = l.accept()?;
+                s.set_nodelay(true)?;
+                Ok(Socket::Tcp(s))
+            }
+            Listener::Unix(l, _) => Ok(Socket::Unix(l.accept()?.0)),
+        }
+    }
+
+    /// Wakes a thread blocked in `accept` by connecting to ourselves.
+    pub(crate) fn wake(&self) {
+        match self.local_endpoint() {
+            Endpoint::Tcp(addr) | Endpoint::Ws { addr, .. } => {
+                let _ = TcpStream::connect_timeout(
+                    &addr.parse().expect("a bound address parses"),
+                    Duration::from_secs(1),
+                );
+            }
+            Endpoint::Unix(path) => {
+                let _ = UnixStream::connect(path);
+            }
+        }
+    }
+
+    /// Removes a Unix socket file after use.
+    pub(crate) fn cleanup(&self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Completes an accepted socket: the websocket upgrade when listening on ws://.
+    pub(crate) fn upgrade(
+        &self,
+        socket: Socket,
+        max_frame: u32,
+        timeout: Duration,
+    ) -> Result<(Reader, Writer), String> {
+        let Listener::Tcp(_, Some(path)) = self else {
+            return split(socket, None).map_err(|e| e.to_string());
+        };
+        socket
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| e.to_string())?;
+        let shim = WsShim {
+            socket: Some(socket.try_clone().map_err(|e| e.to_string())?),
+            inbound: BytesMut::new(),
+            outbound: Vec::new(),
+        };
+        let expected = path.clone();
+        // tungstenite's callback signature fixes the (large) error type.
+        #[allow(clippy::result_large_err)]
+        let check_path = move |req: &tungstenite::handshake::server::Request, resp| {
+            if req.uri().path() == expected {
+                Ok(resp)
+            } else {
+                let mut not_found = tungstenite::handshake::server::ErrorResponse::new(Some(
+                    format!("no rigwire endpoint at {}", req.uri().path()),
+                ));
+                *not_found.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+                Err(not_found)
+            }
+        };
+        let ws = tungstenite::accept_hdr_with_config(shim, check_path, Some(ws_config(max_frame)))
+            .map_err(|e| format!("websocket handshake failed: {e}"))?;
+        socket.set_read_timeout(None).map_err(|e| e.to_string())?;
+        split(socket, Some(ws)).map_err(|e| e.to_string())
+    }
+}
