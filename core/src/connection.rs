@@ -314,9 +314,11 @@ impl Connection {
 
     // ----- inputs -----
 
-    /// Feeds bytes read from a byte stream, split anywhere.
+    /// Feeds bytes read from a byte stream, split anywhere. Timers due by
+    /// `now` fire first: an answer read after its call's deadline is late,
+    /// whichever the runtime noticed first.
     pub fn handle_input(&mut self, mut input: &[u8], now: Instant) {
-        self.advance(now);
+        self.handle_timeout(now);
         while !input.is_empty() && self.state != State::Closed {
             let pre_auth = self.state == State::Handshaking;
             match self.decoder.decode(input, self.frame_limit, pre_auth) {
@@ -331,9 +333,10 @@ impl Connection {
         }
     }
 
-    /// Feeds one frame from a message transport (a websocket message or datagram).
+    /// Feeds one frame from a message transport (a websocket message or
+    /// datagram). Timers due by `now` fire first, as for `handle_input`.
     pub fn handle_frame(&mut self, frame: Bytes, now: Instant) {
-        self.advance(now);
+        self.handle_timeout(now);
         if self.state == State::Closed {
             return;
         }

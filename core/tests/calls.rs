@@ -455,3 +455,26 @@ fn a_duplicate_call_id_is_a_protocol_violation() {
         matches!(closed_error(&p.server_events), Some(rigwire_core::ConnectionError::Protocol(m)) if m.contains("reused"))
     );
 }
+
+#[test]
+fn an_answer_read_after_the_deadline_is_late_even_before_the_timer_fires() {
+    let mut p = connected();
+    let (id, call) = pending_call(&mut p, "slow", Some(Duration::from_millis(10)));
+    p.server.reply(call.id, Ok(json(1))).unwrap();
+    let mut reply = Vec::new();
+    while let Some(chunk) = p.server.poll_transmit() {
+        reply.extend_from_slice(&chunk);
+    }
+    // The runtime reads the reply 20 ms later, never having called handle_timeout.
+    let late = p.now + Duration::from_millis(20);
+    p.client.handle_input(&reply, late);
+    let events: Vec<_> = std::iter::from_fn(|| p.client.poll_event()).collect();
+    assert_eq!(
+        events,
+        vec![Event::Response {
+            id,
+            result: Err(CallError::DeadlineExceeded)
+        }]
+    );
+    assert_eq!(p.client.stats().unknown_replies, 1);
+}

@@ -31,6 +31,12 @@ struct ClientInner {
     current: Mutex<Peer>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("url", &self.url()).finish()
+    }
+}
+
 impl Drop for ClientInner {
     fn drop(&mut self) {
         self.current

@@ -52,6 +52,10 @@ pub(crate) struct State {
     pub(crate) conn: Connection,
     reader: Option<Reader>,
     writing: bool,
+    /// Set once a write fails. The peer has gone, but its last frames (a
+    /// `Reject` or `Goodbye` saying why) may still be unread, so the
+    /// connection ends when the reader reaches the end of the stream.
+    write_failed: Option<String>,
     /// Results of our calls, by id: `None` while pending. Only calls someone
     /// may still wait for are here.
     pub(crate) calls: HashMap<u64, Option<Result<Payload, CallError>>>,
@@ -98,6 +102,7 @@ impl Shared {
                 conn,
                 reader: Some(reader),
                 writing: false,
+                write_failed: None,
                 calls: HashMap::new(),
                 confirms: HashMap::new(),
                 pings: HashMap::new(),
@@ -170,6 +175,9 @@ impl Shared {
                 }
                 return;
             }
+            if g.write_failed.is_some() {
+                continue; // nobody will read these; the reader reports the end
+            }
             g.writing = true;
             drop(g);
             let result = self
@@ -181,12 +189,8 @@ impl Shared {
             g.writing = false;
             self.cond.notify_all();
             if let Err(e) = result {
-                g.conn
-                    .handle_transport_closed(&format!("write failed: {e}"), Instant::now());
-                let jobs = collect_jobs(&mut g);
-                drop(g);
-                self.run_jobs(jobs, false);
-                g = self.lock();
+                tracing::debug!(peer = %self.label, "write failed: {e}");
+                g.write_failed = Some(format!("write failed: {e}"));
             }
         }
     }
@@ -260,9 +264,13 @@ impl Shared {
                 }
             }
             Ok(Received::TimedOut) => {}
-            Ok(Received::Closed) => g
-                .conn
-                .handle_transport_closed("the peer closed the connection", now),
+            Ok(Received::Closed) => {
+                let why = g
+                    .write_failed
+                    .take()
+                    .unwrap_or_else(|| "the peer closed the connection".into());
+                g.conn.handle_transport_closed(&why, now);
+            }
             Err(e) => g
                 .conn
                 .handle_transport_closed(&format!("read failed: {e}"), now),
@@ -328,21 +336,30 @@ impl Shared {
                 }
                 Job::Message(payload) => {
                     if let Some(hook) = &self.hooks.on_message {
-                        hook(&Peer::new(Arc::clone(self)), payload);
+                        self.run_hook("on_message", || hook(&Peer::new(Arc::clone(self)), payload));
                     }
                 }
                 Job::Connected => {
                     if let Some(hook) = &self.hooks.on_connect {
-                        hook(&Peer::new(Arc::clone(self)));
+                        self.run_hook("on_connect", || hook(&Peer::new(Arc::clone(self))));
                     }
                 }
                 Job::Closed(err) => {
                     tracing::debug!(peer = %self.label, "connection closed: {err}");
                     if let Some(hook) = &self.hooks.on_disconnect {
-                        hook(&Peer::new(Arc::clone(self)), &err.into());
+                        let err = err.into();
+                        self.run_hook("on_disconnect", || hook(&Peer::new(Arc::clone(self)), &err));
                     }
                 }
             }
+        }
+    }
+
+    /// Runs an application hook; a panic in it is logged, never fatal to the
+    /// connection's thread.
+    fn run_hook(&self, name: &str, hook: impl FnOnce()) {
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err() {
+            tracing::error!(peer = %self.label, "the {name} hook panicked");
         }
     }
 

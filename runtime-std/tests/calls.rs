@@ -1,0 +1,241 @@
+//! Calls over real loopback sockets, on every transport.
+
+mod common;
+
+use std::sync::Arc;
+
+use std::time::Duration;
+
+use common::*;
+use rigwire_std::core::ExposedMethod;
+use rigwire_std::{json_payload, Client, Codec, Error, ErrorKind, Handlers, LocalClient, Payload};
+
+#[test]
+fn typed_raw_and_json_calls_on_every_transport() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let sum: i64 = client.call("add", &(2, 3)).unwrap();
+        assert_eq!(sum, 5, "{url}");
+        let sum: i64 = client.call("plus", &(20, 3)).unwrap();
+        assert_eq!(sum, 23);
+        let raw = client
+            .call_raw("add", json_payload("[40, 2]").unwrap())
+            .unwrap();
+        assert_eq!((raw.codec, &raw.bytes[..]), (Codec::Json, &b"42"[..]));
+        let echoed = client
+            .call_raw("echo", Payload::new(Codec::Postcard, vec![1, 2, 3]))
+            .unwrap();
+        assert_eq!(&echoed.bytes[..], &[1, 2, 3]);
+        let methods: Vec<ExposedMethod> = client.call("rigwire.methods", &()).unwrap();
+        assert!(methods
+            .iter()
+            .any(|m| m.name == "add" && m.aliases == ["plus"]));
+        let me: String = client.call("whoami", &()).unwrap();
+        assert_eq!(me, "script");
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn remote_errors_are_typed_and_the_connection_survives_them() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let Err(Error::Remote(e)) = client.call::<_, ()>("fail", &()) else {
+            panic!("{url}")
+        };
+        assert_eq!(
+            (e.kind, e.message.as_str(), e.detail.as_deref()),
+            (ErrorKind::Handler, "motor stalled", Some("at rig.rs:1"))
+        );
+        let Err(Error::Remote(e)) = client.call::<_, ()>("nope", &()) else {
+            panic!()
+        };
+        assert_eq!(e.kind, ErrorKind::NoSuchMethod);
+        let Err(Error::Remote(e)) = client.call::<_, i64>("add", &"not numbers") else {
+            panic!()
+        };
+        assert_eq!(e.kind, ErrorKind::BadArguments);
+        let Err(Error::Remote(e)) = client.call::<_, ()>("panic", &()) else {
+            panic!()
+        };
+        assert_eq!(e.kind, ErrorKind::Panicked);
+        assert!(e.message.contains("boom"), "{}", e.message);
+        // Still fine after all of that.
+        assert_eq!(client.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn the_rig_calls_the_script_back_during_a_call() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let mut handlers = Handlers::new();
+        handlers
+            .expose("client.echo", |s: String| Ok(s.to_uppercase()))
+            .unwrap();
+        let client = Client::connect_with(&server.local_url(), cfg("script"), handlers).unwrap();
+        let answer: String = client.call("callback", &"ready").unwrap();
+        assert_eq!(answer, "client said READY", "{url}");
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_single_threaded_client_serves_callbacks_while_it_waits() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let mut handlers = Handlers::new();
+        handlers
+            .expose("client.echo", |s: String| Ok(format!("<{s}>")))
+            .unwrap();
+        let local =
+            LocalClient::connect_with(&server.local_url(), cfg("script"), handlers).unwrap();
+        let answer: String = local.call("callback", &"hi").unwrap();
+        assert_eq!(answer, "client said <hi>");
+        local.serve(Duration::from_millis(20)).unwrap();
+        assert_eq!(local.call::<_, i64>("add", &(1, 2)).unwrap(), 3);
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn notify_and_broadcast_reach_their_handlers() {
+    for url in transports() {
+        let seen = Collector::<String>::default();
+        let mut server = rigwire_std::Server::bind(&url, cfg("rig")).unwrap();
+        let log = seen.clone();
+        server
+            .expose("log", move |line: String| {
+                log.push(line);
+                Ok(())
+            })
+            .unwrap();
+        let server = server.start().unwrap();
+        let news = Collector::<String>::default();
+        let clients: Vec<Client> = (0..3)
+            .map(|i| {
+                let mut h = Handlers::new();
+                let news = news.clone();
+                h.expose("news", move |n: String| {
+                    news.push(format!("{i}:{n}"));
+                    Ok(())
+                })
+                .unwrap();
+                Client::connect_with(&server.local_url(), cfg(&format!("c{i}")), h).unwrap()
+            })
+            .collect();
+        clients[0].notify("log", &"trial 1").unwrap();
+        clients[0].notify("log", &"trial 2").unwrap();
+        // Handlers may run concurrently on the pool, so compare as sets.
+        let mut lines = seen.wait_for(2);
+        lines.sort();
+        assert_eq!(lines, vec!["trial 1", "trial 2"], "{url}");
+        assert_eq!(server.broadcast("news", &"stop soon").unwrap(), 3);
+        let mut got = news.wait_for(3);
+        got.sort();
+        assert_eq!(
+            got,
+            vec!["0:stop soon", "1:stop soon", "2:stop soon"],
+            "{url}"
+        );
+        drop(clients);
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn many_clients_at_once() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let url = server.local_url();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let url = url.clone();
+                std::thread::spawn(move || {
+                    let client = Client::connect(&url, cfg(&format!("script-{t}"))).unwrap();
+                    for i in 0..100i64 {
+                        assert_eq!(client.call::<_, i64>("add", &(i, t)).unwrap(), i + t);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn many_threads_share_one_client() {
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), Probe::default());
+    let client = Arc::new(Client::connect(&server.local_url(), cfg("script")).unwrap());
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let client = Arc::clone(&client);
+            std::thread::spawn(move || {
+                for i in 0..200i64 {
+                    assert_eq!(client.call::<_, i64>("add", &(i, t)).unwrap(), i + t);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn large_payloads_cross_intact() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let big: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
+        let back = client
+            .call_raw("echo", Payload::new(Codec::Postcard, big.clone()))
+            .unwrap();
+        assert!(back.bytes == big, "{url}");
+        server.shutdown(Duration::from_secs(1));
+    }
+    // 16 MiB is the default frame limit; the frame's head must fit too.
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), Probe::default());
+    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+    let big = vec![9u8; 16 * 1024 * 1024 - 64];
+    let back = client
+        .call_raw("echo", Payload::new(Codec::Postcard, big.clone()))
+        .unwrap();
+    assert!(back.bytes == big);
+    let too_big = vec![9u8; 16 * 1024 * 1024];
+    assert!(matches!(
+        client.call_raw("echo", Payload::new(Codec::Postcard, too_big)),
+        Err(Error::TooLarge { .. })
+    ));
+    server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn ping_and_confirmed_send_on_every_transport() {
+    for url in transports() {
+        let received = Collector::default();
+        let mut server = rigwire_std::Server::bind(&url, cfg("rig")).unwrap();
+        let r = received.clone();
+        server.on_message(move |_peer, bytes| r.push(bytes));
+        let server = server.start().unwrap();
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        assert!(client.ping().unwrap() > Duration::ZERO);
+        client
+            .confirmed_send(&b"[2, \"2026-11-21_1_mouse\"]"[..])
+            .unwrap();
+        // The server echoes before its hook runs; wait for the hook.
+        assert_eq!(
+            received.wait_for(1),
+            vec![bytes::Bytes::from_static(b"[2, \"2026-11-21_1_mouse\"]")],
+            "{url}"
+        );
+        server.shutdown(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,292 @@
+//! Deadlines, cancellation, pending calls, dead peers, reconnect, shutdown and
+//! limits, over real loopback sockets.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rigwire_std::core::{Connection, ConnectionError, Framing, Registry, RejectCode, Role};
+use rigwire_std::{Client, Config, Error, ErrorKind, Reconnect};
+
+#[test]
+fn a_deadline_fails_the_call_and_cancels_the_handler() {
+    for url in transports() {
+        let probe = Probe::default();
+        let server = rig(&url, cfg("rig"), probe.clone());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let err = client
+            .call_timeout::<_, bool>("watch_cancel", &(), Duration::from_millis(50))
+            .unwrap_err();
+        assert_eq!(err, Error::DeadlineExceeded, "{url}");
+        assert!(
+            probe.saw_cancel.wait(Duration::from_secs(10)),
+            "the handler never saw the cancel ({url})"
+        );
+        assert_eq!(client.call::<_, i64>("add", &(1, 2)).unwrap(), 3);
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_default_deadline_applies_to_every_call() {
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), Probe::default());
+    let client = Client::connect(
+        &server.local_url(),
+        cfg("script").default_timeout(Duration::from_millis(30)),
+    )
+    .unwrap();
+    assert_eq!(
+        client.call::<_, bool>("block", &()),
+        Err(Error::DeadlineExceeded)
+    );
+    server.shutdown(Duration::ZERO);
+}
+
+#[test]
+fn cancelling_a_pending_call_reaches_the_handler() {
+    for url in transports() {
+        let probe = Probe::default();
+        let server = rig(&url, cfg("rig"), probe.clone());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let pending = client.start::<_, bool>("watch_cancel", &()).unwrap();
+        assert!(!pending.is_ready());
+        pending.cancel();
+        assert!(probe.saw_cancel.wait(Duration::from_secs(10)), "{url}");
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn one_thread_keeps_many_calls_in_flight() {
+    let probe = Probe::default();
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), probe.clone());
+    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+    let mut blocked = client.start::<_, bool>("block", &()).unwrap();
+    let calls: Vec<_> = (0..64i64)
+        .map(|i| client.start::<_, i64>("add", &(i, i)).unwrap())
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        assert_eq!(call.wait().unwrap(), 2 * i as i64);
+    }
+    // The slow call stalled none of the others; it is still pending.
+    assert!(!blocked.is_ready());
+    assert!(matches!(
+        blocked.wait_timeout(Duration::from_millis(10)),
+        Err(Error::WaitTimeout(_))
+    ));
+    probe.gate.open();
+    assert!(blocked.wait().unwrap());
+    server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_slow_handler_stalls_neither_other_calls_nor_other_clients() {
+    let probe = Probe::default();
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), probe.clone());
+    let a = Client::connect(&server.local_url(), cfg("a")).unwrap();
+    let b = Client::connect(&server.local_url(), cfg("b")).unwrap();
+    let slow: Vec<_> = (0..4)
+        .map(|_| a.start::<_, bool>("block", &()).unwrap())
+        .collect();
+    for i in 0..50i64 {
+        assert_eq!(a.call::<_, i64>("add", &(i, 1)).unwrap(), i + 1);
+        assert_eq!(b.call::<_, i64>("add", &(i, 2)).unwrap(), i + 2);
+    }
+    a.ping().unwrap();
+    assert!(slow.iter().all(|s| !s.is_ready()));
+    probe.gate.open();
+    for s in slow {
+        assert!(s.wait().unwrap());
+    }
+    server.shutdown(Duration::from_secs(1));
+}
+
+/// A peer that completes the handshake and then freezes: it neither reads nor
+/// writes nor closes, as a hung or powered-off host looks from outside.
+fn frozen_peer() -> (String, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let thread = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let mut registry = Registry::new();
+        registry.expose("slow").unwrap();
+        let config = rigwire_std::core::Config {
+            keepalive: None,
+            ..rigwire_std::core::Config::named("frozen")
+        };
+        let mut conn = Connection::new(
+            config,
+            registry,
+            Role::Server,
+            Framing::Stream,
+            [5; 32],
+            Instant::now(),
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        while !conn.is_established() || conn.incoming_in_flight() == 0 {
+            while let Some(out) = conn.poll_transmit() {
+                socket.write_all(&out).unwrap();
+            }
+            let n = socket.read(&mut buf).unwrap();
+            conn.handle_input(&buf[..n], Instant::now());
+            while conn.poll_event().is_some() {}
+        }
+        // Frozen: hold the socket open and do nothing for longer than the test.
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(socket);
+    });
+    (url, thread)
+}
+
+#[test]
+fn a_frozen_peer_fails_every_pending_call_within_the_keepalive_bound() {
+    let (url, frozen) = frozen_peer();
+    let config = Config {
+        protocol: rigwire_std::core::Config {
+            secret: None,
+            keepalive: quick_keepalive(),
+            ..Config::named("script").protocol
+        },
+        ..Config::default()
+    };
+    let client = Client::connect(&url, config).unwrap();
+    let started = Instant::now();
+    let pending = client
+        .start_raw(
+            "slow",
+            rigwire_std::Payload::postcard(&()).unwrap(),
+            Some(Duration::from_secs(3600)),
+        )
+        .unwrap();
+    let err = pending.wait().unwrap_err();
+    assert!(
+        matches!(err, Error::Disconnected(ConnectionError::PeerSilent(_))),
+        "{err}"
+    );
+    // Failed by keepalive (0.4 s bound here), nowhere near the one-hour deadline.
+    assert!(started.elapsed() < Duration::from_secs(3000));
+    frozen.join().unwrap();
+}
+
+#[test]
+fn a_peer_that_goes_away_fails_pending_calls_at_once() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let pending = client.start::<_, bool>("block", &()).unwrap();
+        client.ping().unwrap();
+        server.shutdown(Duration::ZERO);
+        let err = pending.wait().unwrap_err();
+        assert!(
+            matches!(&err, Error::Remote(e) if e.kind == ErrorKind::Shutdown)
+                || matches!(err, Error::Disconnected(_)),
+            "{url}: {err}"
+        );
+        assert!(matches!(
+            client.call::<_, i64>("add", &(1, 1)),
+            Err(Error::Disconnected(_))
+        ));
+    }
+}
+
+#[test]
+fn graceful_shutdown_answers_what_it_can_and_fails_the_rest() {
+    let probe = Probe::default();
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), probe.clone());
+    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+    let quick = client.start::<_, u64>("sleep_ms", &50u64).unwrap();
+    let stuck = client.start::<_, bool>("block", &()).unwrap();
+    client.ping().unwrap(); // both calls are in the server's hands
+    server.shutdown(Duration::from_millis(500));
+    assert_eq!(quick.wait().unwrap(), 50);
+    let Err(Error::Remote(e)) = stuck.wait() else {
+        panic!()
+    };
+    assert_eq!(e.kind, ErrorKind::Shutdown);
+    assert!(matches!(
+        client.call::<_, i64>("add", &(1, 1)),
+        Err(Error::Disconnected(ConnectionError::PeerClosed(_)))
+    ));
+    probe.gate.open();
+}
+
+#[test]
+fn reconnect_brings_a_client_back_after_the_server_returns() {
+    let path = std::env::temp_dir().join(format!("rigwire-reconnect-{}.sock", std::process::id()));
+    let url = format!("unix://{}", path.display());
+    let server = rig(&url, cfg("rig"), Probe::default());
+    let config = cfg("script").reconnect(Reconnect {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+        attempts: 50,
+    });
+    let client = Client::connect(&url, config).unwrap();
+    assert_eq!(client.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
+    server.shutdown(Duration::ZERO);
+    let restarted = std::thread::spawn({
+        let url = url.clone();
+        move || {
+            std::thread::sleep(Duration::from_millis(100));
+            rig(&url, cfg("rig"), Probe::default())
+        }
+    });
+    // A call racing the loss may fail (it is never retried silently: it may
+    // have run); the call after that reconnects.
+    match client.call::<_, i64>("add", &(2, 2)) {
+        Ok(sum) => assert_eq!(sum, 4),
+        Err(Error::Disconnected(_)) => {
+            assert_eq!(client.call::<_, i64>("add", &(2, 2)).unwrap(), 4)
+        }
+        Err(other) => panic!("{other}"),
+    }
+    restarted.join().unwrap().shutdown(Duration::ZERO);
+}
+
+#[test]
+fn past_the_connection_limit_a_client_is_rejected_with_the_reason() {
+    let config = Config {
+        max_connections: 2,
+        ..cfg("rig")
+    };
+    let server = rig("tcp://127.0.0.1:0", config, Probe::default());
+    let a = Client::connect(&server.local_url(), cfg("a")).unwrap();
+    let b = Client::connect(&server.local_url(), cfg("b")).unwrap();
+    let err = Client::connect(&server.local_url(), cfg("c")).unwrap_err();
+    let Error::Rejected { code, reason } = err else {
+        panic!("{err}")
+    };
+    assert_eq!(code, RejectCode::ConnectionLimit);
+    assert!(reason.contains("limit 2"), "{reason}");
+    assert_eq!(a.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
+    assert_eq!(b.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
+    server.shutdown(Duration::ZERO);
+}
+
+#[test]
+fn wrong_and_missing_secrets_fail_clearly_on_the_client() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let wrong = Client::connect(
+            &server.local_url(),
+            Config::named("x").secret("guess").unwrap(),
+        )
+        .unwrap_err();
+        assert!(matches!(wrong, Error::AuthFailed(_)), "{url}: {wrong}");
+        let missing = Client::connect(&server.local_url(), Config::named("x")).unwrap_err();
+        assert!(matches!(missing, Error::AuthFailed(_)), "{url}: {missing}");
+        assert!(missing.to_string().contains("shared secret"), "{missing}");
+        server.shutdown(Duration::ZERO);
+    }
+}
+
+#[test]
+fn connecting_to_nothing_is_a_connect_error() {
+    let err = Client::connect("tcp://127.0.0.1:1", cfg("x")).unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err}");
+    let err = Client::connect("smtp://x", cfg("x")).unwrap_err();
+    assert!(matches!(err, Error::InvalidUrl { .. }), "{err}");
+}
