@@ -76,6 +76,7 @@ pub(crate) fn open(
         pool.cloned(),
         Arc::new(Hooks::default()),
         endpoint.to_string(),
+        crate::driver::LINGER,
     );
     if pool.is_some() {
         let driver = Arc::clone(&shared);

@@ -6,9 +6,10 @@
 //!
 //! * **The reader is a token.** The transport's read half lives in the state
 //!   while nobody reads. A thread waiting for a result takes it and reads its
-//!   own reply (leader/follower); the connection's background thread reads
-//!   only when no caller has been waiting for [`LINGER`], so back-to-back calls
-//!   never hand their replies across threads.
+//!   own reply (leader/follower). The connection's background thread reads
+//!   whenever no caller is waiting — on the dialing side only after no caller
+//!   has waited for [`LINGER`], so that a script's back-to-back calls each
+//!   read their own reply instead of having it handed across threads.
 //! * **One writer at a time, nobody waits for it.** Output stays in the core's
 //!   queue; whoever finds no write in progress drains and writes it, and loops
 //!   until the queue is empty. Calls made meanwhile leave with that write
@@ -32,8 +33,9 @@ use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::{Reader, Received, Writer};
 
-/// How long after a caller last waited the background thread keeps off the
-/// socket, so that a script's back-to-back calls each read their own reply.
+/// How long after a caller last waited a client's background thread keeps off
+/// the socket, so that a script's back-to-back calls each read their own
+/// reply. Servers do not linger: their callers are the exception.
 pub(crate) const LINGER: Duration = Duration::from_millis(20);
 
 type PeerHook = Box<dyn Fn(&Peer) + Send + Sync>;
@@ -62,8 +64,12 @@ pub(crate) struct State {
     pub(crate) confirms: HashMap<u64, Option<Result<(), EchoError>>>,
     pub(crate) pings: HashMap<u64, Option<Duration>>,
     cancelled: HashSet<u64>,
+    /// Threads inside `wait_for`.
     fg_waiters: usize,
-    fg_last: Instant,
+    /// Threads asleep on `cond` (waiting for a result, the reader or the writer).
+    fg_sleepers: usize,
+    /// When a caller last finished waiting.
+    fg_last: Option<Instant>,
     pub(crate) connected: bool,
 }
 
@@ -79,7 +85,12 @@ enum Job {
 /// Everything one connection's threads share.
 pub(crate) struct Shared {
     state: Mutex<State>,
+    /// Wakes callers: a result, the reader or room in the output arrived.
     cond: Condvar,
+    /// Wakes the background thread: the reader is free, or the connection closed.
+    bg_cond: Condvar,
+    /// See [`LINGER`]; zero on the accepting side.
+    linger: Duration,
     writer: Mutex<Writer>,
     handlers: Arc<Handlers>,
     pool: Option<Arc<Pool>>,
@@ -96,6 +107,7 @@ impl Shared {
         pool: Option<Arc<Pool>>,
         hooks: Arc<Hooks>,
         label: String,
+        linger: Duration,
     ) -> Arc<Shared> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -108,10 +120,13 @@ impl Shared {
                 pings: HashMap::new(),
                 cancelled: HashSet::new(),
                 fg_waiters: 0,
-                fg_last: Instant::now(),
+                fg_sleepers: 0,
+                fg_last: None,
                 connected: false,
             }),
             cond: Condvar::new(),
+            bg_cond: Condvar::new(),
+            linger,
             writer: Mutex::new(writer),
             handlers,
             pool,
@@ -139,14 +154,17 @@ impl Shared {
             if !backpressured(&out) {
                 break out;
             }
-            // The writer notifies after every write; wait for room.
+            // The writer wakes sleepers after every write; wait for room.
+            g.fg_sleepers += 1;
             g = self
                 .cond
                 .wait_timeout(g, Duration::from_millis(100))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+            g.fg_sleepers -= 1;
         };
         let jobs = collect_jobs(&mut g);
+        self.wake(&g);
         drop(g);
         self.flush();
         self.run_jobs(jobs, false);
@@ -187,7 +205,7 @@ impl Shared {
                 .send(&chunks);
             g = self.lock();
             g.writing = false;
-            self.cond.notify_all();
+            self.wake(&g);
             if let Err(e) = result {
                 tracing::debug!(peer = %self.label, "write failed: {e}");
                 g.write_failed = Some(format!("write failed: {e}"));
@@ -214,12 +232,26 @@ impl Shared {
             }
             g = match g.reader.is_some() {
                 true => self.read_step(g, deadline),
-                false => self.idle_step(g, deadline),
+                false => self.idle_step(g, deadline, false),
             };
         };
         g.fg_waiters -= 1;
-        g.fg_last = Instant::now();
+        g.fg_last = Some(Instant::now());
+        self.wake(&g);
         found
+    }
+
+    /// Wakes whoever may now proceed: sleeping callers (a result, the reader
+    /// or room may be there), and the background thread when the connection
+    /// closed or, on the accepting side, when no caller holds it off.
+    fn wake(&self, g: &State) {
+        if g.fg_sleepers > 0 {
+            self.cond.notify_all();
+        }
+        if g.conn.is_closed() || (g.fg_waiters == 0 && self.linger.is_zero() && g.reader.is_some())
+        {
+            self.bg_cond.notify_one();
+        }
     }
 
     /// The connection's background thread: reads whenever no caller is
@@ -232,11 +264,17 @@ impl Shared {
             if g.conn.is_closed() {
                 break;
             }
-            let callers_active = g.fg_waiters > 0 || g.fg_last.elapsed() < LINGER;
+            let now = Instant::now();
+            let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
+            let callers_active = g.fg_waiters > 0 || linger_until.is_some();
             g = if g.reader.is_some() && !callers_active {
                 self.read_step(g, None)
             } else {
-                self.idle_step(g, Some(Instant::now() + LINGER))
+                // Re-check at least every LINGER: a caller may leave without
+                // waking us, and our timers may have been computed before
+                // its commands changed them.
+                let recheck = linger_until.unwrap_or(now + LINGER);
+                self.idle_step(g, Some(recheck), true)
             };
         }
         drop(g);
@@ -278,36 +316,48 @@ impl Shared {
         g.reader = Some(reader);
         g.conn.handle_timeout(now);
         let jobs = collect_jobs(&mut g);
-        self.cond.notify_all();
+        self.wake(&g);
         drop(g);
         self.flush();
         self.run_jobs(jobs, true);
         self.lock()
     }
 
-    /// Sleeps until woken or a timer is due (someone else holds the reader).
+    /// Sleeps until woken or a timer is due (someone else holds the reader,
+    /// or the background thread is keeping off it).
     fn idle_step<'a>(
         self: &'a Arc<Self>,
-        g: MutexGuard<'a, State>,
+        mut g: MutexGuard<'a, State>,
         deadline: Option<Instant>,
+        background: bool,
     ) -> MutexGuard<'a, State> {
         let wake = earliest(g.conn.poll_timeout(), deadline);
+        let cond = if background {
+            &self.bg_cond
+        } else {
+            &self.cond
+        };
+        if !background {
+            g.fg_sleepers += 1;
+        }
         let mut g = match wake {
             Some(at) => {
                 let wait = at.saturating_duration_since(Instant::now());
-                self.cond
-                    .wait_timeout(g, wait)
+                cond.wait_timeout(g, wait)
                     .unwrap_or_else(|p| p.into_inner())
                     .0
             }
-            None => self.cond.wait(g).unwrap_or_else(|p| p.into_inner()),
+            None => cond.wait(g).unwrap_or_else(|p| p.into_inner()),
         };
+        if !background {
+            g.fg_sleepers -= 1;
+        }
         g.conn.handle_timeout(Instant::now());
         let jobs = collect_jobs(&mut g);
-        if jobs.is_empty() {
+        if jobs.is_empty() && g.conn.queued_output() == 0 {
             return g;
         }
-        self.cond.notify_all();
+        self.wake(&g);
         drop(g);
         self.flush();
         self.run_jobs(jobs, false);

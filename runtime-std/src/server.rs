@@ -269,6 +269,7 @@ impl ServerInner {
             Some(Arc::clone(&self.pool)),
             Arc::clone(&self.hooks),
             label.clone(),
+            Duration::ZERO,
         );
         if over_limit || self.stopping.load(Ordering::SeqCst) {
             let (code, reason) = if over_limit {
@@ -376,6 +377,17 @@ impl RunningServer {
     /// calls to us fail, ours to them fail), and waits for every thread.
     pub fn shutdown(mut self, grace: Duration) {
         self.stop(grace);
+    }
+
+    /// Drops every connection at once without a goodbye, as a crashed or
+    /// killed rig would; peers see the transport end. For tests and demos of
+    /// failure handling.
+    pub fn abort(mut self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        for peer in self.inner.all_peers() {
+            peer.shared.shutdown_transport();
+        }
+        self.stop(Duration::ZERO);
     }
 
     fn stop(&mut self, grace: Duration) {

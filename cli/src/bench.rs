@@ -1,0 +1,318 @@
+//! `rigwire bench`: rigwire-std against raw blocking sockets doing the same
+//! work with the same threads, in one run, on loopback. Each row alternates
+//! raw and rigwire blocks so that drift of the machine hits both alike, and
+//! reports the ratio.
+//!
+//! Like with like: the raw server reads what is there, echoes every complete
+//! frame in one write, on the thread that read it — exactly what rigwire's
+//! server does with a short handler.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_std::{Client, Codec, Config, Dispatch, Error, Payload, RawPendingCall, Server};
+use serde::Serialize;
+
+/// One line of the report.
+#[derive(Serialize)]
+struct Row {
+    name: String,
+    unit: &'static str,
+    raw: f64,
+    rigwire: f64,
+    /// rigwire / raw.
+    ratio: f64,
+    higher_is_better: bool,
+}
+
+/// A raw TCP echo server for length-prefixed frames: reads what is there and
+/// echoes every complete frame in one write.
+fn raw_tcp_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("bound").to_string();
+    thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(mut socket) = socket else { return };
+            let _ = socket.set_nodelay(true);
+            thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut pending: Vec<u8> = Vec::new();
+                loop {
+                    let n = match socket.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    let mut complete = 0;
+                    while pending.len() >= complete + 4 {
+                        let len = u32::from_be_bytes(
+                            pending[complete..complete + 4].try_into().expect("4 bytes"),
+                        ) as usize;
+                        if pending.len() < complete + 4 + len {
+                            break;
+                        }
+                        complete += 4 + len;
+                    }
+                    if complete > 0 {
+                        if socket.write_all(&pending[..complete]).is_err() {
+                            return;
+                        }
+                        pending.drain(..complete);
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+struct RawClient {
+    socket: TcpStream,
+    frame: Vec<u8>,
+    reply: Vec<u8>,
+}
+
+impl RawClient {
+    fn new(addr: &str, payload: usize) -> RawClient {
+        let socket = TcpStream::connect(addr).expect("connect to the raw server");
+        socket.set_nodelay(true).expect("nodelay");
+        let mut frame = (payload as u32).to_be_bytes().to_vec();
+        frame.extend(std::iter::repeat_n(7u8, payload));
+        RawClient {
+            socket,
+            reply: vec![0; frame.len()],
+            frame,
+        }
+    }
+
+    fn round_trip(&mut self) {
+        self.socket.write_all(&self.frame).expect("write");
+        self.socket.read_exact(&mut self.reply).expect("read");
+    }
+
+    fn pipelined(&mut self, depth: usize) {
+        for _ in 0..depth {
+            self.socket.write_all(&self.frame).expect("write");
+        }
+        for _ in 0..depth {
+            self.socket.read_exact(&mut self.reply).expect("read");
+        }
+    }
+}
+
+fn rig_server(url: &str) -> Result<rigwire_std::RunningServer, Error> {
+    let mut server = Server::bind(url, Config::named("bench-rig"))?;
+    server.expose_raw("echo", |_ctx, args: Payload| Ok(args))?;
+    server.dispatch("echo", Dispatch::Inline)?;
+    server.start()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e6
+}
+
+/// Times `n` runs of `f` in microseconds per run, after `n / 10` warm-up runs.
+fn samples(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..n / 10 {
+        f();
+    }
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect()
+}
+
+/// Alternates raw and rigwire blocks; returns all samples of each.
+fn alternate(
+    blocks: usize,
+    per_block: usize,
+    mut raw: impl FnMut(),
+    mut rig: impl FnMut(),
+) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..blocks {
+        a.extend(samples(per_block, &mut raw));
+        b.extend(samples(per_block, &mut rig));
+    }
+    a.sort();
+    b.sort();
+    (a, b)
+}
+
+fn latency_rows(rows: &mut Vec<Row>, what: &str, raw: &[Duration], rig: &[Duration]) {
+    for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
+        let (r, g) = (percentile(raw, p), percentile(rig, p));
+        rows.push(Row {
+            name: format!("{what} {label}"),
+            unit: "µs",
+            raw: r,
+            rigwire: g,
+            ratio: g / r,
+            higher_is_better: false,
+        });
+    }
+}
+
+fn throughput_row(
+    rows: &mut Vec<Row>,
+    name: &str,
+    unit: &'static str,
+    per_run: f64,
+    raw: &[Duration],
+    rig: &[Duration],
+) {
+    let rate = |s: &[Duration]| per_run / percentile(s, 0.5) * 1e6;
+    let (r, g) = (rate(raw), rate(rig));
+    rows.push(Row {
+        name: name.to_owned(),
+        unit,
+        raw: r,
+        rigwire: g,
+        ratio: g / r,
+        higher_is_better: true,
+    });
+}
+
+/// A raw tungstenite echo server: one binary message in, the same message out.
+fn raw_ws_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("bound").to_string();
+    thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(socket) = socket else { return };
+            let _ = socket.set_nodelay(true);
+            thread::spawn(move || {
+                let Ok(mut ws) = tungstenite::accept(socket) else {
+                    return;
+                };
+                while let Ok(msg) = ws.read() {
+                    if msg.is_binary() && ws.send(msg).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Runs every row and prints the report.
+pub fn run(json: bool, scale: f64) -> Result<(), Error> {
+    let n = |base: usize| ((base as f64 * scale).ceil() as usize).max(4);
+    let mut rows = Vec::new();
+    let raw_addr = raw_tcp_server();
+    let rig = rig_server("tcp://127.0.0.1:0")?;
+    let client = Client::connect(&rig.local_url(), Config::named("bench"))?;
+    let echo = |client: &Client, payload: &Payload| {
+        client.call_raw("echo", payload.clone()).expect("echo call");
+    };
+
+    // Serial round trips of a small call.
+    let small = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; 32]));
+    let mut raw = RawClient::new(&raw_addr, 32 + 8); // a rigwire call frame of 32 B carries ~8 B of head
+    let (r, g) = alternate(4, n(5000), || raw.round_trip(), || echo(&client, &small));
+    latency_rows(&mut rows, "TCP serial round trip", &r, &g);
+
+    // 64 calls in flight on one connection.
+    let depth = 64;
+    let (r, g) = alternate(
+        4,
+        n(100),
+        || raw.pipelined(depth),
+        || {
+            let calls: Vec<RawPendingCall> = (0..depth)
+                .map(|_| {
+                    client
+                        .start_raw("echo", small.clone(), None)
+                        .expect("start")
+                })
+                .collect();
+            for c in calls {
+                c.wait().expect("echo call");
+            }
+        },
+    );
+    throughput_row(
+        &mut rows,
+        "TCP pipelined, 64 in flight",
+        "calls/s",
+        depth as f64,
+        &r,
+        &g,
+    );
+
+    // Large payloads.
+    for (label, size, runs) in [("1 MiB", 1 << 20, n(60)), ("16 MiB", (16 << 20) - 64, n(6))] {
+        let big = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; size]));
+        let mut raw = RawClient::new(&raw_addr, size);
+        let (r, g) = alternate(2, runs, || raw.round_trip(), || echo(&client, &big));
+        throughput_row(
+            &mut rows,
+            &format!("TCP echo of {label}"),
+            "MB/s",
+            2.0 * size as f64 / 1e6,
+            &r,
+            &g,
+        );
+    }
+    client.close();
+    rig.shutdown(Duration::from_secs(1));
+
+    // Websocket: rigwire over ws:// against raw tungstenite.
+    let ws_addr = raw_ws_server();
+    let (mut raw_ws, _) =
+        tungstenite::connect(format!("ws://{ws_addr}/")).map_err(|e| Error::Connect {
+            url: ws_addr.clone(),
+            reason: e.to_string(),
+        })?;
+    if let tungstenite::stream::MaybeTlsStream::Plain(s) = raw_ws.get_ref() {
+        let _ = s.set_nodelay(true);
+    }
+    let ws_rig = rig_server("ws://127.0.0.1:0/bench")?;
+    let ws_client = Client::connect(&ws_rig.local_url(), Config::named("bench"))?;
+    let msg = tungstenite::Message::Binary(Bytes::from(vec![7u8; 40]));
+    let (r, g) = alternate(
+        4,
+        n(5000),
+        || {
+            raw_ws.send(msg.clone()).expect("ws send");
+            raw_ws.read().expect("ws read");
+        },
+        || echo(&ws_client, &small),
+    );
+    latency_rows(&mut rows, "websocket serial round trip", &r, &g);
+    ws_client.close();
+    ws_rig.shutdown(Duration::from_secs(1));
+
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("rows serialize")
+        );
+        return Ok(());
+    }
+    println!("rigwire-std against raw blocking sockets, same threads, same run (loopback)\n");
+    println!(
+        "{:<34} {:>8} {:>14} {:>14} {:>8}",
+        "", "unit", "raw", "rigwire", "ratio"
+    );
+    for row in &rows {
+        let note = if row.higher_is_better {
+            "(higher is better)"
+        } else {
+            "(lower is better)"
+        };
+        println!(
+            "{:<34} {:>8} {:>14.1} {:>14.1} {:>7.2}x  {note}",
+            row.name, row.unit, row.raw, row.rigwire, row.ratio
+        );
+    }
+    Ok(())
+}
