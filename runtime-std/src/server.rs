@@ -349,7 +349,8 @@ impl RunningServer {
         self.inner.peers()
     }
 
-    /// Notifies every connected peer (typed, postcard); returns how many it reached.
+    /// Notifies every peer (typed, postcard); returns how many it reached.
+    /// See [`broadcast_raw`](Self::broadcast_raw).
     ///
     /// # Errors
     /// [`Error::Codec`] if `args` does not encode.
@@ -357,13 +358,20 @@ impl RunningServer {
         self.broadcast_raw(method, Payload::postcard(args)?)
     }
 
-    /// Notifies every connected peer with a raw payload; returns how many it reached.
+    /// Notifies every peer with a raw payload; returns how many it reached.
+    /// Peers still completing their handshake are included: the notify is
+    /// queued and sent once they have authenticated (and dropped if they fail to).
     ///
     /// # Errors
     /// Never at present; the `Result` leaves room for codec errors in wrappers.
     pub fn broadcast_raw(&self, method: &str, args: Payload) -> Result<usize, Error> {
         let mut reached = 0;
-        for peer in self.peers() {
+        let live = self
+            .inner
+            .all_peers()
+            .into_iter()
+            .filter(|p| p.close_reason().is_none());
+        for peer in live {
             match peer.notify_raw(method, args.clone()) {
                 Ok(()) => reached += 1,
                 Err(e) => tracing::debug!(peer = %peer.address(), "broadcast missed a peer: {e}"),

@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rigwire_std::core::{Connection, ConnectionError, Framing, Registry, RejectCode, Role};
+use rigwire_std::core::{ConnectionError, RejectCode};
 use rigwire_std::{Client, Config, Error, ErrorKind, Reconnect};
 
 #[test]
@@ -104,72 +102,40 @@ fn a_slow_handler_stalls_neither_other_calls_nor_other_clients() {
     server.shutdown(Duration::from_secs(1));
 }
 
-/// A peer that completes the handshake and then freezes: it neither reads nor
-/// writes nor closes, as a hung or powered-off host looks from outside.
-fn frozen_peer() -> (String, std::thread::JoinHandle<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("tcp://{}", listener.local_addr().unwrap());
-    let thread = std::thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
-        let mut registry = Registry::new();
-        registry.expose("slow").unwrap();
-        let config = rigwire_std::core::Config {
-            keepalive: None,
-            ..rigwire_std::core::Config::named("frozen")
-        };
-        let mut conn = Connection::new(
-            config,
-            registry,
-            Role::Server,
-            Framing::Stream,
-            [5; 32],
-            Instant::now(),
-        )
-        .unwrap();
-        let mut buf = [0u8; 4096];
-        while !conn.is_established() || conn.incoming_in_flight() == 0 {
-            while let Some(out) = conn.poll_transmit() {
-                socket.write_all(&out).unwrap();
-            }
-            let n = socket.read(&mut buf).unwrap();
-            conn.handle_input(&buf[..n], Instant::now());
-            while conn.poll_event().is_some() {}
-        }
-        // Frozen: hold the socket open and do nothing for longer than the test.
-        std::thread::sleep(Duration::from_millis(1500));
-        drop(socket);
-    });
-    (url, thread)
-}
-
 #[test]
 fn a_frozen_peer_fails_every_pending_call_within_the_keepalive_bound() {
-    let (url, frozen) = frozen_peer();
-    let config = Config {
-        protocol: rigwire_std::core::Config {
-            secret: None,
-            keepalive: quick_keepalive(),
-            ..Config::named("script").protocol
-        },
-        ..Config::default()
-    };
-    let client = Client::connect(&url, config).unwrap();
-    let started = Instant::now();
-    let pending = client
-        .start_raw(
-            "slow",
-            rigwire_std::Payload::postcard(&()).unwrap(),
-            Some(Duration::from_secs(3600)),
+    for url in transports() {
+        let probe = Probe::default();
+        let server = rig(&url, cfg("rig"), probe.clone());
+        let client = Client::connect(
+            &server.local_url(),
+            cfg("script").keepalive(quick_keepalive()),
         )
         .unwrap();
-    let err = pending.wait().unwrap_err();
-    assert!(
-        matches!(err, Error::Disconnected(ConnectionError::PeerSilent(_))),
-        "{err}"
-    );
-    // Failed by keepalive (0.4 s bound here), nowhere near the one-hour deadline.
-    assert!(started.elapsed() < Duration::from_secs(3000));
-    frozen.join().unwrap();
+        let started = Instant::now();
+        let other = client.start::<_, i64>("add", &(1, 1)).unwrap();
+        other.wait().unwrap();
+        // `freeze` stops the rig's connection thread: no answers, no keepalives,
+        // socket open — a hung or powered-off host, as seen from outside.
+        let frozen = client
+            .start_raw(
+                "freeze",
+                rigwire_std::Payload::postcard(&()).unwrap(),
+                Some(Duration::from_secs(3600)),
+            )
+            .unwrap();
+        let second = client.start::<_, i64>("add", &(2, 2)).unwrap();
+        for err in [frozen.wait().unwrap_err(), second.wait().unwrap_err()] {
+            assert!(
+                matches!(err, Error::Disconnected(ConnectionError::PeerSilent(_))),
+                "{url}: {err}"
+            );
+        }
+        // Failed by the keepalive bound (0.4 s here), not the one-hour deadline.
+        assert!(started.elapsed() < Duration::from_secs(3000));
+        probe.gate.open();
+        server.shutdown(Duration::ZERO);
+    }
 }
 
 #[test]
@@ -195,55 +161,62 @@ fn a_peer_that_goes_away_fails_pending_calls_at_once() {
 
 #[test]
 fn graceful_shutdown_answers_what_it_can_and_fails_the_rest() {
-    let probe = Probe::default();
-    let server = rig("tcp://127.0.0.1:0", cfg("rig"), probe.clone());
-    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
-    let quick = client.start::<_, u64>("sleep_ms", &50u64).unwrap();
-    let stuck = client.start::<_, bool>("block", &()).unwrap();
-    client.ping().unwrap(); // both calls are in the server's hands
-    server.shutdown(Duration::from_millis(500));
-    assert_eq!(quick.wait().unwrap(), 50);
-    let Err(Error::Remote(e)) = stuck.wait() else {
-        panic!()
-    };
-    assert_eq!(e.kind, ErrorKind::Shutdown);
-    assert!(matches!(
-        client.call::<_, i64>("add", &(1, 1)),
-        Err(Error::Disconnected(ConnectionError::PeerClosed(_)))
-    ));
-    probe.gate.open();
+    for url in transports() {
+        let probe = Probe::default();
+        let server = rig(&url, cfg("rig"), probe.clone());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let quick = client.start::<_, u64>("sleep_ms", &50u64).unwrap();
+        let stuck = client.start::<_, bool>("block", &()).unwrap();
+        client.ping().unwrap(); // both calls are in the server's hands
+        server.shutdown(Duration::from_millis(500));
+        assert_eq!(quick.wait().unwrap(), 50, "{url}");
+        let Err(Error::Remote(e)) = stuck.wait() else {
+            panic!("{url}")
+        };
+        assert_eq!(e.kind, ErrorKind::Shutdown);
+        assert!(
+            matches!(
+                client.call::<_, i64>("add", &(1, 1)),
+                Err(Error::Disconnected(ConnectionError::PeerClosed(_)))
+            ),
+            "{url}"
+        );
+        probe.gate.open();
+    }
 }
 
 #[test]
 fn reconnect_brings_a_client_back_after_the_server_returns() {
-    let path = std::env::temp_dir().join(format!("rigwire-reconnect-{}.sock", std::process::id()));
-    let url = format!("unix://{}", path.display());
-    let server = rig(&url, cfg("rig"), Probe::default());
-    let config = cfg("script").reconnect(Reconnect {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-        attempts: 50,
-    });
-    let client = Client::connect(&url, config).unwrap();
-    assert_eq!(client.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
-    server.shutdown(Duration::ZERO);
-    let restarted = std::thread::spawn({
-        let url = url.clone();
-        move || {
-            std::thread::sleep(Duration::from_millis(100));
-            rig(&url, cfg("rig"), Probe::default())
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        // Come back on the very address the OS gave the first server.
+        let url = server.local_url();
+        let policy = Reconnect {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+            attempts: 50,
+        };
+        let client = Client::connect(&url, cfg("script").reconnect(policy)).unwrap();
+        assert_eq!(client.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
+        server.shutdown(Duration::ZERO);
+        let restarted = std::thread::spawn({
+            let url = url.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(100));
+                rig(&url, cfg("rig"), Probe::default())
+            }
+        });
+        // A call racing the loss may fail (it is never retried silently: it
+        // may have run); the call after that reconnects.
+        match client.call::<_, i64>("add", &(2, 2)) {
+            Ok(sum) => assert_eq!(sum, 4),
+            Err(Error::Disconnected(_)) => {
+                assert_eq!(client.call::<_, i64>("add", &(2, 2)).unwrap(), 4, "{url}")
+            }
+            Err(other) => panic!("{url}: {other}"),
         }
-    });
-    // A call racing the loss may fail (it is never retried silently: it may
-    // have run); the call after that reconnects.
-    match client.call::<_, i64>("add", &(2, 2)) {
-        Ok(sum) => assert_eq!(sum, 4),
-        Err(Error::Disconnected(_)) => {
-            assert_eq!(client.call::<_, i64>("add", &(2, 2)).unwrap(), 4)
-        }
-        Err(other) => panic!("{other}"),
+        restarted.join().unwrap().shutdown(Duration::ZERO);
     }
-    restarted.join().unwrap().shutdown(Duration::ZERO);
 }
 
 #[test]

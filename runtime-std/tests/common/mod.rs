@@ -64,7 +64,7 @@ pub struct Probe {
 }
 
 /// The test rig: add, echo (raw), fail, sleep_ms, panic, block (until the
-/// probe's gate), whoami, callback (calls the caller's `client.echo`),
+/// probe's gate), freeze (blocks the reading thread), whoami, callback (calls the caller's `client.echo`),
 /// watch_cancel (reports cancellation through the probe).
 pub fn rig(url: &str, config: Config, probe: Probe) -> RunningServer {
     let gate = probe.gate.clone();
@@ -99,6 +99,14 @@ pub fn rig(url: &str, config: Config, probe: Probe) -> RunningServer {
         .expose("block", move |(): ()| Ok(g.wait(Duration::from_secs(20))))
         .unwrap()
         .dispatch("block", Dispatch::Pool)
+        .unwrap();
+    // Blocks the connection's own reading thread: the peer looks frozen (no
+    // answers, no keepalives) while its socket stays open.
+    let g = gate.clone();
+    server
+        .expose("freeze", move |(): ()| Ok(g.wait(Duration::from_secs(20))))
+        .unwrap()
+        .dispatch("freeze", Dispatch::Inline)
         .unwrap();
     server
         .expose_with("whoami", |ctx: &CallContext, (): ()| Ok(ctx.peer.name()))
