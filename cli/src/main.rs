@@ -182,10 +182,21 @@ fn config(name: &str, secret: &SecretArgs) -> Result<Config, Failure> {
 
 fn serve(listen: &[String], name: &str, secret: &SecretArgs) -> Result<(), Failure> {
     let config = config(name, secret)?;
+    // Before anything is printed: a script may signal us as soon as it reads
+    // the first line, and the default action would kill us ungracefully.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| Failure {
+        code: 2,
+        message: format!("cannot watch for signals: {e}"),
+    })?;
+
     let mut running = Vec::new();
     for url in listen {
         let mut server = Server::bind(url, config.clone())?;
-        rig::expose_demo_rig(&mut server, name, None)?;
+        rig::expose_demo_rig(&mut server, None)?;
         server.on_connect(|peer| tracing::info!(peer = %peer.name(), "connected"));
         server
             .on_disconnect(|peer, why| tracing::info!(peer = %peer.name(), "disconnected: {why}"));
@@ -197,14 +208,6 @@ fn serve(listen: &[String], name: &str, secret: &SecretArgs) -> Result<(), Failu
     }
     let _ = stdout.flush();
     drop(stdout);
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| Failure {
-        code: 2,
-        message: format!("cannot watch for signals: {e}"),
-    })?;
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
     }

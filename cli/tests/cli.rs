@@ -127,13 +127,18 @@ fn the_lifecycle_runs_through_the_command_line() {
             "{method}: {}",
             text(&out.stderr)
         );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(
-            (v["rig"].as_str(), v["status"].as_str()),
-            (Some("test-rig"), Some(status)),
+            text(&out.stdout).trim(),
+            format!("\"{status}\""),
             "{method}"
         );
     }
+    let out = rigwire(&["call", &rig.url, "exp.info"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (info["status"].as_str(), info["interrupted"].as_bool()),
+        (Some("connected"), Some(true))
+    );
 }
 
 #[test]
@@ -280,11 +285,13 @@ fn the_demo_runs_and_exits_zero() {
     );
     let timeline = text(&out.stdout);
     for expected in [
-        "exp.init -> initialized",
+        "exp.init -> Initialized",
         "calls the script back",
+        "no answer within 100ms from rig-1, rig-2, rig-3",
         "DeadlineExceeded",
         "crashes",
-        "exp.cleanup -> connected",
+        "rig-3    sleep(0.3 s) on all failed: disconnected",
+        "exp.cleanup -> Connected",
         "experiment finished",
     ] {
         assert!(

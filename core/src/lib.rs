@@ -20,6 +20,7 @@
 //! * [`codec`] — payloads tagged postcard or JSON.
 //! * [`lifecycle`] — experiment references and a rig's init/start/stop/cleanup
 //!   state machine.
+//! * [`group`] — results of addressing many rigs at once, by rig name.
 //! * [`testing`] — a deterministic two-peer harness with virtual time, latency
 //!   and loss, used by the tests and the fuzz targets.
 //!
@@ -82,6 +83,7 @@ pub mod error;
 mod event;
 pub mod framing;
 pub mod fuzzing;
+pub mod group;
 mod handshake;
 pub mod lifecycle;
 pub mod message;
@@ -98,5 +100,6 @@ pub use error::{
 };
 pub use event::{CancelReason, Event, IncomingCall, IncomingNotify, Stats};
 pub use framing::Framing;
-pub use lifecycle::{ExpInfo, ExpRef, ExpStatus, Lifecycle, Step};
+pub use group::{EventWait, GroupError, GroupResults};
+pub use lifecycle::{ExpInfo, ExpRef, ExpStatus, Lifecycle, Step, StopArgs};
 pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};

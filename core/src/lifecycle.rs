@@ -9,6 +9,34 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// The methods of the standard rig service, which every runtime's lifecycle
+/// service exposes and every `Group` calls.
+pub mod methods {
+    /// Prepare for an experiment; no arguments; returns the new status.
+    pub const INIT: &str = "exp.init";
+    /// Start; the argument is the experiment reference; returns the new status.
+    pub const START: &str = "exp.start";
+    /// Stop; the argument is `Option<StopArgs>`; returns the new status.
+    pub const STOP: &str = "exp.stop";
+    /// Clean up; no arguments; returns the new status.
+    pub const CLEANUP: &str = "exp.cleanup";
+    /// The status, at any time.
+    pub const STATUS: &str = "exp.status";
+    /// Status and experiment details ([`ExpInfo`](super::ExpInfo)), at any time.
+    pub const INFO: &str = "exp.info";
+    /// Notified by a rig to report an event `(name, detail)` to its script.
+    pub const EVENT: &str = "exp.event";
+}
+
+/// Arguments of `exp.stop`; `None` or `immediately: false` stops at the end
+/// of the trial, `immediately: true` interrupts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopArgs {
+    /// Interrupt at once.
+    #[serde(default)]
+    pub immediately: bool,
+}
+
 /// An experiment reference, `yyyy-mm-dd_n_subject`: the session date, the
 /// session number that day (from 1), and the subject (which may contain `_`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -103,3 +103,43 @@ fn status_codes_match_iblutil() {
     }
     assert_eq!(ExpStatus::from_code(5), None);
 }
+
+mod group_results {
+    use std::time::Duration;
+
+    use rigwire_core::{Error, EventWait, GroupError, GroupResults};
+
+    #[test]
+    fn results_keep_every_rig_by_name() {
+        let mut r = GroupResults::new();
+        r.push("a", Ok(1));
+        r.push("b", Err(Error::DeadlineExceeded));
+        r.push("c", Ok(3));
+        assert!(!r.all_ok());
+        assert_eq!(r.get("c"), Some(&Ok(3)));
+        assert_eq!(r.failures().map(|(n, _)| n).collect::<Vec<_>>(), vec!["b"]);
+        let err = r.into_result().unwrap_err();
+        assert_eq!(err.to_string(), "1 of 3 rigs failed: b: deadline exceeded");
+        let GroupError::Failed { succeeded, .. } = err else {
+            panic!()
+        };
+        assert_eq!(succeeded, vec!["a", "c"]);
+    }
+
+    #[test]
+    fn an_event_wait_names_who_is_missing_in_group_order() {
+        let mut w = EventWait::new(["a", "b", "c"]);
+        w.record("c", 3);
+        w.record("stranger", 9);
+        w.record("c", 4); // the first report counts
+        assert_eq!(w.missing(), vec!["a", "b"]);
+        let err = w.clone().finish(Duration::from_secs(2)).unwrap_err();
+        assert_eq!(err.to_string(), "no answer within 2s from a, b");
+        w.record("a", 1);
+        w.record("b", 2);
+        assert_eq!(
+            w.finish(Duration::ZERO).unwrap(),
+            vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]
+        );
+    }
+}

@@ -23,6 +23,8 @@
 //! * [`Client`] dials a peer; [`Server`] accepts them; both hand out [`Peer`]s,
 //!   and calls go both ways over any connection.
 //! * [`LocalClient`] is a connection with no background threads.
+//! * [`Group`] addresses named rigs together; [`RigService`] is the standard
+//!   experiment lifecycle a rig exposes for it.
 //! * Transports by URL: `tcp://host:port`, `unix:///path`, `ws://host:port/path`.
 //! * Every failure is one [`Error`], saying which thing happened.
 //!
@@ -34,7 +36,9 @@
 mod client;
 mod config;
 mod driver;
+mod group;
 mod handler;
+mod lifecycle;
 mod local;
 mod peer;
 mod pool;
@@ -43,10 +47,14 @@ mod transport;
 
 pub use client::Client;
 pub use config::{secret_from_file, Config, Reconnect};
+pub use group::Group;
 pub use handler::{CallContext, Dispatch, HandlerError, Handlers, FAST_RUN, FAST_RUNS};
+pub use lifecycle::RigService;
 pub use local::LocalClient;
 pub use peer::{json_payload, Peer, PendingCall, RawPendingCall};
 pub use rigwire_core as core;
-pub use rigwire_core::{Codec, Error, ErrorKind, Keepalive, Payload, RemoteError};
+pub use rigwire_core::{
+    Codec, Error, ErrorKind, GroupError, GroupResults, Keepalive, Payload, RemoteError,
+};
 pub use server::{RunningServer, Server};
 pub use transport::Endpoint;

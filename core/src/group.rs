@@ -1,0 +1,190 @@
+//! Results of addressing a group of named rigs together (iblutil's
+//! `Services`), shared by both runtimes: each rig's answer or error by name,
+//! never one exception that hides which rig failed, and waits whose error
+//! names the rigs that did not answer.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::error::Error;
+
+/// Each rig's outcome, in the order the rigs were addressed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupResults<T> {
+    entries: Vec<(String, Result<T, Error>)>,
+}
+
+impl<T> Default for GroupResults<T> {
+    fn default() -> Self {
+        GroupResults {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> GroupResults<T> {
+    /// No outcomes yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records one rig's outcome.
+    pub fn push(&mut self, rig: impl Into<String>, outcome: Result<T, Error>) {
+        self.entries.push((rig.into(), outcome));
+    }
+
+    /// The outcome of `rig`, if it was addressed.
+    pub fn get(&self, rig: &str) -> Option<&Result<T, Error>> {
+        self.entries
+            .iter()
+            .find(|(name, _)| name == rig)
+            .map(|(_, r)| r)
+    }
+
+    /// Every outcome, by rig name, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Result<T, Error>)> {
+        self.entries.iter().map(|(n, r)| (n.as_str(), r))
+    }
+
+    /// Whether every rig succeeded.
+    pub fn all_ok(&self) -> bool {
+        self.entries.iter().all(|(_, r)| r.is_ok())
+    }
+
+    /// The rigs that failed, with their errors.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &Error)> {
+        self.entries
+            .iter()
+            .filter_map(|(n, r)| r.as_ref().err().map(|e| (n.as_str(), e)))
+    }
+
+    /// Every rig's value, or an error naming each rig that failed (and why)
+    /// and each that succeeded.
+    ///
+    /// # Errors
+    /// [`GroupError::Failed`] if any rig failed.
+    pub fn into_result(self) -> Result<Vec<(String, T)>, GroupError> {
+        if self.all_ok() {
+            return Ok(self
+                .entries
+                .into_iter()
+                .filter_map(|(n, r)| r.ok().map(|v| (n, v)))
+                .collect());
+        }
+        let mut failed = Vec::new();
+        let mut succeeded = Vec::new();
+        for (name, outcome) in self.entries {
+            match outcome {
+                Ok(_) => succeeded.push(name),
+                Err(e) => failed.push((name, e)),
+            }
+        }
+        Err(GroupError::Failed { failed, succeeded })
+    }
+}
+
+impl<T> IntoIterator for GroupResults<T> {
+    type Item = (String, Result<T, Error>);
+    type IntoIter = std::vec::IntoIter<(String, Result<T, Error>)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.into_iter()
+    }
+}
+
+/// Why a group operation did not succeed everywhere.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum GroupError {
+    /// Some rigs failed; the others' answers were kept.
+    #[error("{} of {} rigs failed: {}", failed.len(), failed.len() + succeeded.len(), FailedList(failed))]
+    Failed {
+        /// Each failed rig with its error.
+        failed: Vec<(String, Error)>,
+        /// The rigs that succeeded.
+        succeeded: Vec<String>,
+    },
+    /// Not every rig answered before the timeout.
+    #[error("no answer within {waited:?} from {}", missing.join(", "))]
+    Timeout {
+        /// The rigs that did not answer.
+        missing: Vec<String>,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// A rig name that is not in the group.
+    #[error("no rig named '{0}' in the group")]
+    UnknownRig(String),
+}
+
+struct FailedList<'a>(&'a [(String, Error)]);
+
+impl fmt::Display for FailedList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, err)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{name}: {err}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects one event per rig until all have reported; says who is missing.
+#[derive(Debug, Clone)]
+pub struct EventWait<T> {
+    expected: Vec<String>,
+    got: BTreeMap<String, T>,
+}
+
+impl<T> EventWait<T> {
+    /// Waits for one event from each of `rigs`.
+    pub fn new(rigs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        EventWait {
+            expected: rigs.into_iter().map(Into::into).collect(),
+            got: BTreeMap::new(),
+        }
+    }
+
+    /// Records `rig`'s event (the first one counts; others and strangers are ignored).
+    pub fn record(&mut self, rig: &str, value: T) {
+        if self.expected.iter().any(|r| r == rig) && !self.got.contains_key(rig) {
+            self.got.insert(rig.to_owned(), value);
+        }
+    }
+
+    /// Whether every rig has reported.
+    pub fn is_complete(&self) -> bool {
+        self.got.len() == self.expected.len()
+    }
+
+    /// The rigs that have not reported, in group order.
+    pub fn missing(&self) -> Vec<String> {
+        self.expected
+            .iter()
+            .filter(|r| !self.got.contains_key(*r))
+            .cloned()
+            .collect()
+    }
+
+    /// The events in group order, or an error naming the rigs that did not report.
+    ///
+    /// # Errors
+    /// [`GroupError::Timeout`] listing the missing rigs.
+    pub fn finish(mut self, waited: Duration) -> Result<Vec<(String, T)>, GroupError> {
+        if !self.is_complete() {
+            return Err(GroupError::Timeout {
+                missing: self.missing(),
+                waited,
+            });
+        }
+        Ok(self
+            .expected
+            .into_iter()
+            .filter_map(|r| self.got.remove(&r).map(|v| (r, v)))
+            .collect())
+    }
+}

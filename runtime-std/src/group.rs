@@ -1,0 +1,263 @@
+//! [`Group`]: named rigs addressed together (iblutil's `Services`). Calls go
+//! to every rig concurrently or one after another; stop and cleanup run in
+//! reverse order; each rig's answer or error comes back by name.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rigwire_core::lifecycle::methods;
+use rigwire_core::{
+    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, Payload, StopArgs,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::config::Config;
+use crate::handler::Handlers;
+
+/// Events rigs have reported: (rig, event, detail), oldest first.
+#[derive(Default)]
+struct Events {
+    seen: Mutex<Vec<(String, String, String)>>,
+    arrived: Condvar,
+}
+
+/// Named rigs, each with its own connection, addressed together.
+pub struct Group {
+    rigs: Vec<(String, Client)>,
+    events: Arc<Events>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("rigs", &self.names())
+            .finish()
+    }
+}
+
+impl Group {
+    /// Connects to every rig at once. Each connection listens for the rig's
+    /// `exp.event` notifications (see [`wait_event`](Self::wait_event)).
+    ///
+    /// # Errors
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    pub fn connect(rigs: &[(&str, &str)], config: &Config) -> Result<Group, GroupError> {
+        Self::connect_with(rigs, config, Handlers::new())
+    }
+
+    /// As [`connect`](Self::connect), exposing `handlers` to every rig (which
+    /// may call them back).
+    ///
+    /// # Errors
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    pub fn connect_with(
+        rigs: &[(&str, &str)],
+        config: &Config,
+        handlers: Handlers,
+    ) -> Result<Group, GroupError> {
+        let events = Arc::new(Events::default());
+        let attempts: Vec<_> = rigs
+            .iter()
+            .map(|&(name, url)| {
+                let (name, url, config, events) = (
+                    name.to_owned(),
+                    url.to_owned(),
+                    config.clone(),
+                    Arc::clone(&events),
+                );
+                let mut handlers = handlers.clone();
+                std::thread::spawn(move || {
+                    let rig = name.clone();
+                    handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
+                        events.seen.lock().unwrap_or_else(|p| p.into_inner()).push((
+                            rig.clone(),
+                            event,
+                            detail,
+                        ));
+                        events.arrived.notify_all();
+                        Ok(())
+                    })?;
+                    Client::connect_with(&url, config, handlers)
+                })
+            })
+            .collect();
+        let mut results = GroupResults::new();
+        for ((name, _), attempt) in rigs.iter().zip(attempts) {
+            let outcome = attempt.join().unwrap_or_else(|_| {
+                Err(Error::Connect {
+                    url: (*name).to_owned(),
+                    reason: "connect thread panicked".into(),
+                })
+            });
+            results.push(*name, outcome);
+        }
+        let rigs = results.into_result()?;
+        Ok(Group { rigs, events })
+    }
+
+    /// A group of clients connected elsewhere (they do not receive `exp.event`).
+    pub fn from_clients(rigs: Vec<(String, Client)>) -> Group {
+        Group {
+            rigs,
+            events: Arc::default(),
+        }
+    }
+
+    /// The rigs' names, in group order.
+    pub fn names(&self) -> Vec<String> {
+        self.rigs.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// One rig's client.
+    ///
+    /// # Errors
+    /// [`GroupError::UnknownRig`].
+    pub fn rig(&self, name: &str) -> Result<&Client, GroupError> {
+        self.rigs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+            .ok_or_else(|| GroupError::UnknownRig(name.to_owned()))
+    }
+
+    /// Calls every rig at once and collects each answer or error by name.
+    /// A rig that drops out shows as `Disconnected`; the others' answers are kept.
+    pub fn call_all<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        let started: Vec<_> = self
+            .rigs
+            .iter()
+            .map(|(name, client)| {
+                (
+                    name,
+                    Payload::postcard(args)
+                        .map_err(Error::from)
+                        .and_then(|p| client.start_raw(method, p, timeout)),
+                )
+            })
+            .collect();
+        let mut results = GroupResults::new();
+        for (name, call) in started {
+            let outcome = call
+                .and_then(|c| c.wait())
+                .and_then(|p| p.decode().map_err(Error::from));
+            results.push(name.clone(), outcome);
+        }
+        results
+    }
+
+    /// Calls the rigs one after another in group order; every rig is called
+    /// even if an earlier one failed.
+    pub fn call_in_order<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        self.sequential(self.rigs.iter(), method, args, timeout)
+    }
+
+    /// Calls the rigs one after another in reverse group order (for stop and cleanup).
+    pub fn call_in_reverse<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        self.sequential(self.rigs.iter().rev(), method, args, timeout)
+    }
+
+    fn sequential<'a, A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        rigs: impl Iterator<Item = &'a (String, Client)>,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        let mut results = GroupResults::new();
+        for (name, client) in rigs {
+            let outcome = Payload::postcard(args)
+                .map_err(Error::from)
+                .and_then(|p| client.start_raw(method, p, timeout))
+                .and_then(|c| c.wait())
+                .and_then(|p| p.decode().map_err(Error::from));
+            results.push(name.clone(), outcome);
+        }
+        results
+    }
+
+    /// Waits until every rig has reported `event` (with `exp.event`), or the
+    /// timeout passes. Events reported before the call count.
+    ///
+    /// # Errors
+    /// [`GroupError::Timeout`] naming the rigs that did not report.
+    pub fn wait_event(
+        &self,
+        event: &str,
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, GroupError> {
+        let until = Instant::now() + timeout;
+        let mut seen = self.events.seen.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            let mut wait = EventWait::new(self.names());
+            for (rig, e, detail) in seen.iter() {
+                if e == event {
+                    wait.record(rig, detail.clone());
+                }
+            }
+            let now = Instant::now();
+            if wait.is_complete() || now >= until {
+                return wait.finish(timeout);
+            }
+            seen = self
+                .events
+                .arrived
+                .wait_timeout(seen, until - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// `exp.init` on every rig at once.
+    pub fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_all(methods::INIT, &(), timeout)
+    }
+
+    /// `exp.start` on every rig at once.
+    pub fn start(&self, exp_ref: &ExpRef, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_all(methods::START, exp_ref, timeout)
+    }
+
+    /// `exp.stop` on each rig, in reverse order.
+    pub fn stop(&self, immediately: bool, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_in_reverse(methods::STOP, &Some(StopArgs { immediately }), timeout)
+    }
+
+    /// `exp.cleanup` on each rig, in reverse order.
+    pub fn cleanup(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_in_reverse(methods::CLEANUP, &(), timeout)
+    }
+
+    /// `exp.status` of every rig.
+    pub fn status(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_all(methods::STATUS, &(), timeout)
+    }
+
+    /// `exp.info` of every rig.
+    pub fn info(&self, timeout: Option<Duration>) -> GroupResults<ExpInfo> {
+        self.call_all(methods::INFO, &(), timeout)
+    }
+
+    /// Closes every connection.
+    pub fn close(&self) {
+        for (_, client) in &self.rigs {
+            client.close();
+        }
+    }
+}
