@@ -79,6 +79,7 @@ pub mod config;
 mod connection;
 pub mod dispatch;
 mod echo;
+mod endpoint;
 pub mod error;
 mod event;
 pub mod framing;
@@ -94,6 +95,7 @@ pub use codec::{CodecError, Payload};
 pub use config::{Config, Keepalive, Role, Secret};
 pub use connection::{Connection, PeerInfo};
 pub use dispatch::{ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
+pub use endpoint::Endpoint;
 pub use error::{
     AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, Error,
     FrameError, RegistryError, RemoteError, ReplyError, VersionRange,

@@ -143,3 +143,24 @@ mod group_results {
         );
     }
 }
+
+mod endpoints {
+    use rigwire_core::{Endpoint, Framing};
+
+    #[test]
+    fn urls_parse_into_endpoints_and_print_back() {
+        for (url, framing) in [
+            ("tcp://127.0.0.1:7400", Framing::Stream),
+            ("unix:///tmp/rig.sock", Framing::Stream),
+            ("ws://rig-host:8888/wsData", Framing::Message),
+        ] {
+            let e = Endpoint::parse(url).unwrap();
+            assert_eq!((e.to_string().as_str(), e.framing()), (url, framing));
+        }
+        assert_eq!(Endpoint::parse("ws://h:1").unwrap().to_string(), "ws://h:1/");
+        for bad in ["127.0.0.1:7400", "tcp://nohost", "tcp://h:1/x", "unix://", "ws://", "wss://h:1/x", "smtp://h:25"] {
+            let err = Endpoint::parse(bad).unwrap_err();
+            assert!(err.to_string().starts_with(&format!("invalid URL '{bad}'")), "{err}");
+        }
+    }
+}
