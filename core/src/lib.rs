@@ -85,10 +85,12 @@ mod event;
 pub mod framing;
 pub mod fuzzing;
 pub mod group;
+mod handler_error;
 mod handshake;
 pub mod lifecycle;
 pub mod message;
 mod receive;
+pub mod runtime;
 pub mod testing;
 
 pub use codec::{CodecError, Payload};
@@ -103,5 +105,6 @@ pub use error::{
 pub use event::{CancelReason, Event, IncomingCall, IncomingNotify, Stats};
 pub use framing::Framing;
 pub use group::{EventWait, GroupError, GroupResults};
+pub use handler_error::HandlerError;
 pub use lifecycle::{ExpInfo, ExpRef, ExpStatus, Lifecycle, Step, StopArgs};
 pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};

@@ -157,10 +157,24 @@ mod endpoints {
             let e = Endpoint::parse(url).unwrap();
             assert_eq!((e.to_string().as_str(), e.framing()), (url, framing));
         }
-        assert_eq!(Endpoint::parse("ws://h:1").unwrap().to_string(), "ws://h:1/");
-        for bad in ["127.0.0.1:7400", "tcp://nohost", "tcp://h:1/x", "unix://", "ws://", "wss://h:1/x", "smtp://h:25"] {
+        assert_eq!(
+            Endpoint::parse("ws://h:1").unwrap().to_string(),
+            "ws://h:1/"
+        );
+        for bad in [
+            "127.0.0.1:7400",
+            "tcp://nohost",
+            "tcp://h:1/x",
+            "unix://",
+            "ws://",
+            "wss://h:1/x",
+            "smtp://h:25",
+        ] {
             let err = Endpoint::parse(bad).unwrap_err();
-            assert!(err.to_string().starts_with(&format!("invalid URL '{bad}'")), "{err}");
+            assert!(
+                err.to_string().starts_with(&format!("invalid URL '{bad}'")),
+                "{err}"
+            );
         }
     }
 }

@@ -10,12 +10,12 @@ use rigwire_core::{Connection, Error, Payload, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::driver::{Hooks, Shared};
 use crate::handler::Handlers;
 use crate::peer::{closed, Peer, PendingCall, RawPendingCall};
 use crate::pool::Pool;
 use crate::transport::{self, Endpoint};
+use rigwire_core::runtime::Config;
 
 /// A connection to one peer, made by dialing it. Blocking calls; many
 /// threads may share one client. See [`Peer`] for what each call does.

@@ -13,8 +13,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::client::Client;
-use crate::config::Config;
 use crate::handler::Handlers;
+use rigwire_core::runtime::Config;
 
 /// Events rigs have reported: (rig, event, detail), oldest first.
 #[derive(Default)]

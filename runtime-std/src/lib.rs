@@ -46,13 +46,15 @@ mod server;
 mod transport;
 
 pub use client::Client;
-pub use config::{secret_from_file, Config, Reconnect};
+pub use config::secret_from_file;
 pub use group::Group;
-pub use handler::{CallContext, Dispatch, HandlerError, Handlers, FAST_RUN, FAST_RUNS};
+pub use handler::{CallContext, Dispatch, Handlers, FAST_RUN, FAST_RUNS};
 pub use lifecycle::RigService;
 pub use local::LocalClient;
 pub use peer::{json_payload, Peer, PendingCall, RawPendingCall};
 pub use rigwire_core as core;
+pub use rigwire_core::runtime::{Config, Reconnect};
+pub use rigwire_core::HandlerError;
 pub use rigwire_core::{
     Codec, Error, ErrorKind, GroupError, GroupResults, Keepalive, Payload, RemoteError,
 };

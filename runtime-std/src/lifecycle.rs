@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{Error, ExpInfo, ExpRef, ExpStatus, Lifecycle, Step, StopArgs};
 
-use crate::handler::{CallContext, Dispatch, HandlerError, Handlers};
+use crate::handler::{CallContext, Dispatch, Handlers};
+use rigwire_core::HandlerError;
 
 type Hook<A> = Box<dyn Fn(&CallContext, A) -> Result<(), HandlerError> + Send + Sync>;
 

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use rigwire_core::Error;
 
 use crate::client::open;
-use crate::config::Config;
 use crate::handler::Handlers;
 use crate::peer::{closed, Peer};
 use crate::transport::Endpoint;
+use rigwire_core::runtime::Config;
 
 /// A single-threaded connection: nothing happens on it except inside its own
 /// methods. Between calls nobody reads, so the peer's keepalive pings go

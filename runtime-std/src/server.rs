@@ -14,12 +14,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::client::nonce;
-use crate::config::Config;
 use crate::driver::{Hooks, Shared};
-use crate::handler::{CallContext, Dispatch, HandlerError, Handlers};
+use crate::handler::{CallContext, Dispatch, Handlers};
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::{Endpoint, Listener, Socket};
+use rigwire_core::runtime::Config;
+use rigwire_core::HandlerError;
 
 /// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
 pub struct Server {

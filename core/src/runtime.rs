@@ -1,0 +1,95 @@
+//! The settings every runtime takes: the protocol's, plus connect timeout,
+//! reconnect, handler threads and connection limit. One type, so that a user
+//! who configures one runtime has configured them all.
+
+use std::time::Duration;
+
+use crate::config::{Keepalive, Secret};
+
+/// Reconnect with exponential backoff after the connection is lost. Calls in
+/// flight when it is lost still fail with `Disconnected` (they may have run);
+/// the next call reconnects first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Wait before the first retry (default 100 ms), doubled after each failure.
+    pub initial: Duration,
+    /// Longest wait between retries (default 5 s).
+    pub max: Duration,
+    /// Attempts before giving up (default 10).
+    pub attempts: u32,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            attempts: 10,
+        }
+    }
+}
+
+/// Settings for a a runtime's `Client`, `Server` or `LocalClient`;
+/// the same type in every runtime.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The protocol's settings: name, secret, limits, keepalive, default deadline.
+    pub protocol: crate::config::Config,
+    /// Time allowed to establish the transport (default 5 s).
+    pub connect_timeout: Duration,
+    /// Reconnect after a lost connection (clients only; default off).
+    pub reconnect: Option<Reconnect>,
+    /// Threads for handlers that may block (default 16).
+    pub handler_threads: usize,
+    /// Connections a server serves at once; more are rejected with a reason (default 256).
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            protocol: crate::config::Config::default(),
+            connect_timeout: Duration::from_secs(5),
+            reconnect: None,
+            handler_threads: 16,
+            max_connections: 256,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, with this endpoint's name (sent to the peer, shown in its logs).
+    pub fn named(name: &str) -> Self {
+        Config {
+            protocol: crate::config::Config::named(name),
+            ..Config::default()
+        }
+    }
+
+    /// Requires this shared secret from the peer, and proves we hold it.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an empty secret.
+    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Self, crate::error::Error> {
+        self.protocol.secret = Some(Secret::new(secret)?);
+        Ok(self)
+    }
+
+    /// Gives calls made without an explicit deadline this one.
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.protocol.default_call_timeout = Some(timeout);
+        self
+    }
+
+    /// Sets keepalive (`None` turns liveness checking off).
+    pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
+        self.protocol.keepalive = keepalive;
+        self
+    }
+
+    /// Turns on reconnect with these settings.
+    pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = Some(reconnect);
+        self
+    }
+}
