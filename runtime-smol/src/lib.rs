@@ -1,11 +1,49 @@
-//! # rigwire-smol: the async runtime on smol (not yet implemented)
+//! # rigwire-smol: the async runtime on smol
 //!
-//! This crate will drive [`rigwire_core::Connection`] on smol / async-io with
-//! the same concepts and names as `rigwire-std`. Until then it offers nothing
-//! of its own; it re-exports the protocol core so that the workspace layout is
-//! in place.
+//! The same concepts and names as `rigwire-std` — [`Client`], [`Server`],
+//! [`Peer`], [`Config`], one [`Error`] — with `async` calls. No tokio anywhere.
+//!
+//! ```no_run
+//! use rigwire_smol::{Client, Config, Server};
+//!
+//! smol::block_on(async {
+//!     let mut server = Server::bind("tcp://127.0.0.1:7400", Config::named("rig").secret("s3cret")?)?;
+//!     server.expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })?;
+//!     let running = server.start();
+//!
+//!     let rig = Client::connect("tcp://127.0.0.1:7400", Config::named("script").secret("s3cret")?).await?;
+//!     let sum: i64 = rig.call("add", &(1, 2)).await?;
+//!     assert_eq!(sum, 3);
+//!     running.shutdown(std::time::Duration::from_secs(1)).await;
+//!     Ok::<(), rigwire_smol::Error>(())
+//! })?;
+//! # Ok::<(), rigwire_smol::Error>(())
+//! ```
+//!
+//! * Dropping a call's future cancels the call: the peer is sent `Cancel`, and
+//!   a handler's future on the other side is dropped.
+//! * A call's deadline holds whether or not anyone polls its future: each
+//!   connection's driver task runs the core's timers.
+//! * When the peer does not read, callers wait for room instead of queueing
+//!   without bound.
+//! * Transports: `tcp://host:port`, `unix:///path` (websocket: not yet).
+//!
+//! How the tasks are arranged, and why, is explained in `driver.rs`.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, unreachable_pub)]
 
+mod client;
+mod driver;
+mod handler;
+mod peer;
+mod server;
+mod transport;
+
+pub use client::Client;
+pub use handler::{CallContext, Handlers};
+pub use peer::Peer;
 pub use rigwire_core as core;
+pub use rigwire_core::runtime::{Config, Reconnect};
+pub use rigwire_core::{Codec, Error, ErrorKind, HandlerError, Keepalive, Payload, RemoteError};
+pub use server::{RunningServer, Server};

@@ -1,0 +1,215 @@
+//! [`Client`]: dials a peer; a driver task keeps the connection alive and
+//! serves the peer's calls while the application is busy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rigwire_core::runtime::Config;
+use rigwire_core::{Connection, Endpoint, Error, Payload, Role};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::driver::{Hooks, Shared, LINGER};
+use crate::handler::Handlers;
+use crate::peer::{closed, Peer};
+use crate::transport;
+
+/// Fresh 32 random bytes for a handshake nonce.
+pub(crate) fn nonce() -> [u8; 32] {
+    let mut nonce = [0; 32];
+    getrandom::fill(&mut nonce).expect("the operating system's random source is available");
+    nonce
+}
+
+/// A connection to one peer, made by dialing it. See [`Peer`] for each call.
+pub struct Client {
+    endpoint: Endpoint,
+    config: Config,
+    handlers: Arc<Handlers>,
+    current: smol::lock::Mutex<Peer>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.endpoint.to_string())
+            .finish()
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.current.get_mut().close();
+    }
+}
+
+async fn open(
+    endpoint: &Endpoint,
+    config: &Config,
+    handlers: &Arc<Handlers>,
+) -> Result<Peer, Error> {
+    let socket = transport::connect(endpoint, config.connect_timeout).await?;
+    let conn = Connection::new(
+        config.protocol.clone(),
+        handlers.registry().clone(),
+        Role::Client,
+        endpoint.framing(),
+        nonce(),
+        Instant::now(),
+    )?;
+    let shared = Shared::new(
+        conn,
+        socket,
+        Arc::clone(handlers),
+        Arc::new(Hooks::default()),
+        endpoint.to_string(),
+        LINGER,
+    );
+    smol::spawn(Arc::clone(&shared).drive()).detach();
+    let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
+    let outcome = shared
+        .wait_for(Some(deadline), |s| match closed(s) {
+            Some(err) => Some(Err(err)),
+            None if s.connected => Some(Ok(())),
+            None => None,
+        })
+        .await;
+    match outcome {
+        Some(Ok(())) => Ok(Peer::new(shared)),
+        Some(Err(err)) => Err(err),
+        None => {
+            shared.shutdown_transport();
+            Err(Error::Connect {
+                url: endpoint.to_string(),
+                reason: "handshake did not complete in time".into(),
+            })
+        }
+    }
+}
+
+impl Client {
+    /// Connects to `url` (`tcp://host:port` or `unix:///path`).
+    ///
+    /// # Errors
+    /// `Connect`, `AuthFailed`, `VersionMismatch`, `Rejected`, `InvalidUrl`, `Config`.
+    pub async fn connect(url: &str, config: Config) -> Result<Client, Error> {
+        Self::connect_with(url, config, Handlers::new()).await
+    }
+
+    /// Connects and exposes `handlers` to the peer, which may call them back.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with(
+        url: &str,
+        config: Config,
+        handlers: Handlers,
+    ) -> Result<Client, Error> {
+        let endpoint = Endpoint::parse(url)?;
+        let handlers = Arc::new(handlers);
+        let peer = open(&endpoint, &config, &handlers).await?;
+        Ok(Client {
+            endpoint,
+            config,
+            handlers,
+            current: smol::lock::Mutex::new(peer),
+        })
+    }
+
+    /// The current connection; if it was lost and reconnect is on, a new one
+    /// (with backoff). Calls in flight when it was lost are never retried.
+    ///
+    /// # Errors
+    /// The connection's error if it is lost and cannot be re-established.
+    pub async fn peer(&self) -> Result<Peer, Error> {
+        let mut current = self.current.lock().await;
+        let Some(mut last) = current.close_reason() else {
+            return Ok(current.clone());
+        };
+        let Some(policy) = self.config.reconnect else {
+            return Ok(current.clone());
+        };
+        let mut wait = policy.initial;
+        for attempt in 1..=policy.attempts {
+            smol::Timer::after(wait).await;
+            match open(&self.endpoint, &self.config, &self.handlers).await {
+                Ok(peer) => {
+                    tracing::info!(peer = %self.endpoint, attempt, "reconnected");
+                    *current = peer.clone();
+                    return Ok(peer);
+                }
+                Err(e @ (Error::AuthFailed(_) | Error::VersionMismatch { .. })) => return Err(e),
+                Err(e) => last = e,
+            }
+            wait = (wait * 2).min(policy.max);
+        }
+        Err(last)
+    }
+
+    /// See [`Peer::call`].
+    ///
+    /// # Errors
+    /// As [`Peer::call`].
+    pub async fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, Error> {
+        self.peer().await?.call(method, args).await
+    }
+
+    /// See [`Peer::call_timeout`].
+    ///
+    /// # Errors
+    /// As [`Peer::call`].
+    pub async fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, Error> {
+        self.peer().await?.call_timeout(method, args, timeout).await
+    }
+
+    /// See [`Peer::call_raw`].
+    ///
+    /// # Errors
+    /// As [`Peer::call_raw`].
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, Error> {
+        self.peer().await?.call_raw(method, args, timeout).await
+    }
+
+    /// See [`Peer::notify`].
+    ///
+    /// # Errors
+    /// As [`Peer::notify`].
+    pub async fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
+        self.peer().await?.notify(method, args).await
+    }
+
+    /// See [`Peer::ping`].
+    ///
+    /// # Errors
+    /// As [`Peer::ping`].
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        self.peer().await?.ping().await
+    }
+
+    /// See [`Peer::confirmed_send`].
+    ///
+    /// # Errors
+    /// As [`Peer::confirmed_send`].
+    pub async fn confirmed_send(&self, payload: impl Into<bytes::Bytes>) -> Result<(), Error> {
+        self.peer().await?.confirmed_send(payload).await
+    }
+
+    /// Closes the connection (see [`Peer::close`]).
+    pub async fn close(&self) {
+        self.current.lock().await.close();
+    }
+}

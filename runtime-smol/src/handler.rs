@@ -1,0 +1,171 @@
+//! Async handlers: what runs when the peer calls an exposed name.
+//!
+//! A handler is polled once where the call was read: a handler that finishes
+//! without waiting answers with no task hand-off at all. One that waits
+//! becomes a task, and that task is dropped (the handler's future with it) if
+//! the caller cancels or its deadline passes. A panicking handler is
+//! answered `Panicked`; the connection carries on.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rigwire_core::{Error, ErrorKind, HandlerError, HandlerId, Payload, Registry, RemoteError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use smol::future::FutureExt;
+
+use crate::peer::Peer;
+
+/// What a handler knows about the call it is answering.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    /// The caller, to call back over the same connection.
+    pub peer: Peer,
+    /// The name called (an alias, if one was used).
+    pub method: String,
+    /// When the caller stops waiting; pass the time left on when calling onward.
+    pub deadline: Option<Instant>,
+    /// The call's id on this connection (0 for a notification).
+    pub id: u64,
+}
+
+/// A handler's future, boxed.
+pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Payload, RemoteError>> + Send>>;
+
+type RawFn = dyn Fn(CallContext, Payload) -> Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>
+    + Send
+    + Sync;
+
+/// The exposed names of one endpoint and their async handlers.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    registry: Registry,
+    entries: Vec<Arc<RawFn>>,
+}
+
+impl fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handlers")
+            .field("methods", &self.registry.methods())
+            .finish()
+    }
+}
+
+impl Handlers {
+    /// No handlers: every call is answered `NoSuchMethod`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Exposes a typed async handler; arguments and result travel in the caller's codec.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for an empty, reserved or duplicate name.
+    pub fn expose<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.expose_with(name, move |_ctx: CallContext, args: A| f(args))
+    }
+
+    /// Exposes a typed async handler that also receives the call's [`CallContext`].
+    ///
+    /// # Errors
+    /// As [`expose`](Self::expose).
+    pub fn expose_with<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        self.expose_raw(name, move |ctx: CallContext, args: Payload| {
+            let f = Arc::clone(&f);
+            async move {
+                let codec = args.codec;
+                let decoded: A = args.decode().map_err(|e| {
+                    HandlerError::with_kind(
+                        ErrorKind::BadArguments,
+                        format!("arguments do not decode: {e}"),
+                    )
+                })?;
+                let value = f(ctx, decoded).await?;
+                Payload::encode_as(codec, &value).map_err(|e| {
+                    HandlerError::with_kind(
+                        ErrorKind::Internal,
+                        format!("result does not encode: {e}"),
+                    )
+                })
+            }
+        })
+    }
+
+    /// Exposes an async handler of raw payloads; it should answer in `args.codec`.
+    ///
+    /// # Errors
+    /// As [`expose`](Self::expose).
+    pub fn expose_raw<F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Payload, HandlerError>> + Send + 'static,
+    {
+        self.registry.expose(name)?;
+        self.entries
+            .push(Arc::new(move |ctx, args| Box::pin(f(ctx, args))));
+        Ok(self)
+    }
+
+    /// Makes `alias` reach the handler exposed as `name`.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
+    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
+        let id = self.registry.lookup(name).ok_or_else(|| {
+            Error::Registry(rigwire_core::RegistryError::NotExposed(name.to_owned()))
+        })?;
+        self.registry.alias(alias, id)?;
+        Ok(self)
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The handler's future for one call: panics become `Panicked`, errors
+    /// become remote errors.
+    pub(crate) fn call(&self, id: HandlerId, ctx: CallContext, args: Payload) -> HandlerFuture {
+        let Some(f) = self.entries.get(id.0 as usize).cloned() else {
+            let err = RemoteError::new(
+                ErrorKind::Internal,
+                "handler table out of step with the registry",
+            );
+            return Box::pin(async move { Err(err) });
+        };
+        let method = ctx.method.clone();
+        Box::pin(async move {
+            match AssertUnwindSafe(f(ctx, args)).catch_unwind().await {
+                Ok(result) => result.map_err(RemoteError::from),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "a non-string panic payload".into());
+                    tracing::error!(%method, "handler panicked: {what}");
+                    Err(RemoteError::new(
+                        ErrorKind::Panicked,
+                        format!("handler '{method}' panicked: {what}"),
+                    ))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,240 @@
+//! [`Peer`]: one connection, as async code uses it. Every call is a future;
+//! dropping it cancels the call (the peer is sent `Cancel`). Deadlines are
+//! kept by the connection's driver task whether or not anyone polls.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rigwire_core::{CallError, EchoError, Error, Payload};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::driver::{Shared, State};
+
+/// One connected peer. Cheap to clone; every clone is the same connection.
+#[derive(Clone)]
+pub struct Peer {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Peer")
+            .field("peer", &self.shared.label)
+            .finish()
+    }
+}
+
+/// The sticky error of a closed connection, as the user sees it.
+pub(crate) fn closed(s: &State) -> Option<Error> {
+    s.conn.error().cloned().map(Error::from)
+}
+
+/// Cancels the call if the future owning it is dropped before its answer.
+struct CallGuard<'a> {
+    shared: &'a Arc<Shared>,
+    id: u64,
+    done: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let id = self.id;
+            self.shared.command(|s, _| {
+                s.calls.remove(&id);
+                s.conn.cancel(id)
+            });
+        }
+    }
+}
+
+impl Peer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Peer {
+        Peer { shared }
+    }
+
+    /// The name the peer announced in its handshake (empty before it).
+    pub fn name(&self) -> String {
+        self.shared
+            .lock()
+            .conn
+            .peer()
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// The peer's address, for logs.
+    pub fn address(&self) -> &str {
+        &self.shared.label
+    }
+
+    /// Whether the handshake is done and the connection is up.
+    pub fn is_connected(&self) -> bool {
+        let g = self.shared.lock();
+        g.connected && !g.conn.is_closed()
+    }
+
+    /// Why the connection closed, once it has.
+    pub fn close_reason(&self) -> Option<Error> {
+        closed(&self.shared.lock())
+    }
+
+    /// Calls `method` with typed arguments (postcard) and decodes the result.
+    ///
+    /// # Errors
+    /// `Remote`, `DeadlineExceeded`, `Disconnected`, `Busy`, `TooLarge`, `Codec`.
+    pub async fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, Error> {
+        self.call_raw(method, Payload::postcard(args)?, None)
+            .await?
+            .decode()
+            .map_err(Error::from)
+    }
+
+    /// As [`call`](Self::call), with an explicit deadline.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, Error> {
+        self.call_raw(method, Payload::postcard(args)?, Some(timeout))
+            .await?
+            .decode()
+            .map_err(Error::from)
+    }
+
+    /// Calls with a raw payload and an optional deadline (else the default).
+    ///
+    /// # Errors
+    /// As [`call`](Self::call), without `Codec`.
+    pub async fn call_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, Error> {
+        let id = self
+            .shared
+            .command_waiting(
+                |s, now| {
+                    let id = s.conn.call(method, args.clone(), timeout, now)?;
+                    s.calls.insert(id, None);
+                    Ok(id)
+                },
+                |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
+            )
+            .await?;
+        let mut guard = CallGuard {
+            shared: &self.shared,
+            id,
+            done: false,
+        };
+        let result = self
+            .shared
+            .wait_for(None, |s| match s.calls.get(&id) {
+                Some(Some(_)) => s.calls.remove(&id).flatten(),
+                _ => None,
+            })
+            .await
+            .expect("waits without deadline end with a result");
+        guard.done = true;
+        result.map_err(Error::from)
+    }
+
+    /// Sends a one-way notification (typed, postcard).
+    ///
+    /// # Errors
+    /// `Disconnected`, `TooLarge`, `Codec`.
+    pub async fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
+        self.notify_raw(method, Payload::postcard(args)?).await
+    }
+
+    /// Sends a one-way notification with a raw payload.
+    ///
+    /// # Errors
+    /// `Disconnected`, `TooLarge`.
+    pub async fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
+        self.shared
+            .command_waiting(
+                |s, now| s.conn.notify(method, args.clone(), now),
+                |r| matches!(r, Err(CallError::Backpressure { .. })),
+            )
+            .await
+            .map_err(Error::from)
+    }
+
+    /// Measures one round trip.
+    ///
+    /// # Errors
+    /// `Disconnected`, `Busy`.
+    pub async fn ping(&self) -> Result<Duration, Error> {
+        let seq = self
+            .shared
+            .command_waiting(
+                |s, now| {
+                    let seq = s.conn.ping(now)?;
+                    s.pings.insert(seq, None);
+                    Ok(seq)
+                },
+                |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
+            )
+            .await?;
+        let found = self
+            .shared
+            .wait_for(None, |s| {
+                if let Some(Some(rtt)) = s.pings.get(&seq) {
+                    let rtt = *rtt;
+                    s.pings.remove(&seq);
+                    return Some(Ok(rtt));
+                }
+                closed(s).map(Err)
+            })
+            .await;
+        found.expect("waits without deadline end with a result")
+    }
+
+    /// Sends `payload` and waits until the peer echoes exactly these bytes.
+    ///
+    /// # Errors
+    /// [`Error::Echo`] (`Mismatch`, `Timeout`: this send only) or `Disconnected`.
+    pub async fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let payload = payload.into();
+        let seq = self
+            .shared
+            .command_waiting(
+                |s, now| {
+                    let seq = s.conn.confirmed_send(payload.clone(), now)?;
+                    s.confirms.insert(seq, None);
+                    Ok(seq)
+                },
+                |r: &Result<u64, EchoError>| matches!(r, Err(EchoError::Backpressure { .. })),
+            )
+            .await?;
+        let found = self
+            .shared
+            .wait_for(None, |s| match s.confirms.get(&seq) {
+                Some(Some(_)) => s.confirms.remove(&seq).flatten(),
+                _ => None,
+            })
+            .await;
+        found
+            .expect("the core always resolves a confirmed send")
+            .map_err(Error::from)
+    }
+
+    /// Closes the connection: the peer is told goodbye; pending calls fail.
+    pub fn close(&self) {
+        self.shared
+            .command(|s, _| s.conn.close("closed by the application"));
+    }
+}

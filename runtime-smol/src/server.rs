@@ -1,0 +1,336 @@
+//! [`Server`]: accepts peers on one URL; every connection gets a driver task.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::runtime::Config;
+use rigwire_core::{Connection, Endpoint, Error, HandlerError, Payload, RejectCode, Role};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use smol::Task;
+
+use crate::client::nonce;
+use crate::driver::{Hooks, Shared};
+use crate::handler::{CallContext, Handlers};
+use crate::peer::Peer;
+use crate::transport::{Listener, Socket};
+
+/// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
+pub struct Server {
+    listener: Listener,
+    config: Config,
+    handlers: Handlers,
+    hooks: Hooks,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("url", &self.local_url())
+            .finish()
+    }
+}
+
+impl Server {
+    /// Binds `url` (port 0 picks a free port; see [`local_url`](Self::local_url)).
+    ///
+    /// # Errors
+    /// `InvalidUrl`, `Bind`, `Config`.
+    pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
+        config.protocol.validate()?;
+        let listener = Listener::bind(&Endpoint::parse(url)?)?;
+        Ok(Server {
+            listener,
+            config,
+            handlers: Handlers::new(),
+            hooks: Hooks::default(),
+        })
+    }
+
+    /// The URL actually listened on, with the real port.
+    pub fn local_url(&self) -> String {
+        self.listener.local_endpoint().to_string()
+    }
+
+    /// The handler table.
+    pub fn handlers_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
+    }
+
+    /// Exposes a typed async handler (see [`Handlers::expose`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.handlers.expose(name, f)?;
+        Ok(self)
+    }
+
+    /// Exposes a typed async handler that receives the call's context.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose_with<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.handlers.expose_with(name, f)?;
+        Ok(self)
+    }
+
+    /// Exposes an async raw-payload handler.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose_raw<F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Payload, HandlerError>> + Send + 'static,
+    {
+        self.handlers.expose_raw(name, f)?;
+        Ok(self)
+    }
+
+    /// Makes `alias` reach the handler of `name`.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
+    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
+        self.handlers.alias(alias, name)?;
+        Ok(self)
+    }
+
+    /// Runs `f` when a peer has connected (after authentication). Runs inline: keep it quick.
+    pub fn on_connect(&mut self, f: impl Fn(&Peer) + Send + Sync + 'static) -> &mut Self {
+        self.hooks.on_connect = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` when a peer's connection has closed, with the reason.
+    pub fn on_disconnect(
+        &mut self,
+        f: impl Fn(&Peer, &Error) + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.hooks.on_disconnect = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` for every confirmed message a peer sends (already echoed).
+    pub fn on_message(&mut self, f: impl Fn(&Peer, Bytes) + Send + Sync + 'static) -> &mut Self {
+        self.hooks.on_message = Some(Box::new(f));
+        self
+    }
+
+    /// Starts accepting on a task.
+    pub fn start(self) -> RunningServer {
+        let url = self.local_url();
+        let inner = Arc::new(ServerInner {
+            listener: self.listener,
+            config: self.config,
+            handlers: Arc::new(self.handlers),
+            hooks: Arc::new(self.hooks),
+            connections: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            url: url.clone(),
+        });
+        let accept = smol::spawn(Arc::clone(&inner).accept_loop());
+        tracing::info!(%url, "listening");
+        RunningServer {
+            inner,
+            accept: Some(accept),
+        }
+    }
+}
+
+struct ServerInner {
+    listener: Listener,
+    config: Config,
+    handlers: Arc<Handlers>,
+    hooks: Arc<Hooks>,
+    connections: Mutex<BTreeMap<u64, Peer>>,
+    next_id: AtomicU64,
+    stopping: AtomicBool,
+    url: String,
+}
+
+impl ServerInner {
+    async fn accept_loop(self: Arc<Self>) {
+        loop {
+            match self.listener.accept().await {
+                Ok(socket) => {
+                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    smol::spawn(Arc::clone(&self).serve(id, socket)).detach();
+                }
+                Err(e) => {
+                    tracing::warn!(url = %self.url, "accept failed: {e}");
+                    smol::Timer::after(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    async fn serve(self: Arc<Self>, id: u64, socket: Socket) {
+        let label = format!("{} #{id}", self.url);
+        let conn = Connection::new(
+            self.config.protocol.clone(),
+            self.handlers.registry().clone(),
+            Role::Server,
+            self.listener.local_endpoint().framing(),
+            nonce(),
+            Instant::now(),
+        );
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => return tracing::error!("invalid configuration: {e}"),
+        };
+        let shared = Shared::new(
+            conn,
+            socket,
+            Arc::clone(&self.handlers),
+            Arc::clone(&self.hooks),
+            label.clone(),
+            Duration::ZERO,
+        );
+        let refuse = {
+            let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            if self.stopping.load(Ordering::SeqCst) {
+                Some((
+                    RejectCode::Shutdown,
+                    "the server is shutting down".to_owned(),
+                ))
+            } else if conns.len() >= self.config.max_connections {
+                let limit = self.config.max_connections;
+                Some((
+                    RejectCode::ConnectionLimit,
+                    format!("the server is full: {limit} connections (limit {limit})"),
+                ))
+            } else {
+                conns.insert(id, Peer::new(Arc::clone(&shared)));
+                None
+            }
+        };
+        if let Some((code, reason)) = refuse {
+            tracing::warn!(peer = %label, "rejecting: {reason}");
+            shared.command(|s, _| s.conn.reject(code, &reason));
+        }
+        Arc::clone(&shared).drive().await;
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    fn all_peers(&self) -> Vec<Peer> {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
+/// A server accepting connections. Dropping it stops accepting; call
+/// [`shutdown`](Self::shutdown) to close the connections gracefully.
+pub struct RunningServer {
+    inner: Arc<ServerInner>,
+    accept: Option<Task<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("url", &self.inner.url)
+            .finish()
+    }
+}
+
+impl RunningServer {
+    /// The URL listened on, with the real port.
+    pub fn local_url(&self) -> String {
+        self.inner.url.clone()
+    }
+
+    /// The peers connected now.
+    pub fn peers(&self) -> Vec<Peer> {
+        self.inner
+            .all_peers()
+            .into_iter()
+            .filter(Peer::is_connected)
+            .collect()
+    }
+
+    /// Notifies every live peer (typed, postcard); returns how many it reached.
+    /// Peers still completing their handshake get it once they have authenticated.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `args` does not encode.
+    pub async fn broadcast<A: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<usize, Error> {
+        let args = Payload::postcard(args)?;
+        let mut reached = 0;
+        for peer in self
+            .inner
+            .all_peers()
+            .into_iter()
+            .filter(|p| p.close_reason().is_none())
+        {
+            if peer.notify_raw(method, args.clone()).await.is_ok() {
+                reached += 1;
+            }
+        }
+        Ok(reached)
+    }
+
+    /// Stops accepting, lets calls in progress finish for up to `grace`,
+    /// answers the rest `Shutdown`, and says goodbye to every peer.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            accept.cancel().await;
+        }
+        let until = Instant::now() + grace;
+        for peer in self.inner.all_peers() {
+            while peer.shared.lock().conn.incoming_in_flight() > 0 && Instant::now() < until {
+                smol::Timer::after(Duration::from_millis(5)).await;
+            }
+            peer.shared
+                .command(|s, _| s.conn.shutdown("the server is shutting down"));
+        }
+        while !self.inner.all_peers().is_empty() && Instant::now() < until + Duration::from_secs(1)
+        {
+            smol::Timer::after(Duration::from_millis(5)).await;
+        }
+        self.inner.listener.cleanup();
+        tracing::info!(url = %self.inner.url, "stopped");
+    }
+
+    /// Drops every connection at once without a goodbye, as a crashed rig would.
+    pub async fn abort(mut self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        if let Some(accept) = self.accept.take() {
+            accept.cancel().await;
+        }
+        for peer in self.inner.all_peers() {
+            peer.shared.shutdown_transport();
+        }
+        self.inner.listener.cleanup();
+    }
+}

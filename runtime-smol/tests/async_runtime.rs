@@ -1,0 +1,360 @@
+//! rigwire-smol over real loopback sockets (tcp and unix).
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rigwire_smol::core::{Connection, ConnectionError, Framing, RejectCode, Role};
+use rigwire_smol::{
+    CallContext, Client, Config, Error, ErrorKind, HandlerError, Handlers, Keepalive, Payload,
+    RunningServer, Server,
+};
+use smol::channel::{bounded, Receiver, Sender};
+
+fn transports() -> Vec<String> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("rigwire-smol-{}-{n}.sock", std::process::id()));
+    vec![
+        "tcp://127.0.0.1:0".into(),
+        format!("unix://{}", path.display()),
+    ]
+}
+
+fn cfg(name: &str) -> Config {
+    Config::named(name).secret("lab-secret").unwrap()
+}
+
+/// Sends on drop: lets a test see that a handler's future was dropped.
+struct DropSignal(Sender<()>);
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A rig: add, fail, panic, hang (never answers; signals when its future is
+/// dropped), freeze (blocks its thread), callback, gate (waits for the gate).
+fn rig(url: &str, config: Config, dropped: Sender<()>, gate: Receiver<()>) -> RunningServer {
+    let mut server = Server::bind(url, config).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+        .unwrap();
+    server.alias("plus", "add").unwrap();
+    server
+        .expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })
+        .unwrap();
+    server
+        .expose("fail", |(): ()| async move {
+            Err::<(), _>(HandlerError::new("motor stalled").detail("at rig.rs:1"))
+        })
+        .unwrap();
+    server
+        .expose("panic", |(): ()| async move {
+            panic!("boom") as Result<(), HandlerError>
+        })
+        .unwrap();
+    server
+        .expose("hang", move |(): ()| {
+            let signal = DropSignal(dropped.clone());
+            async move {
+                let _signal = signal;
+                smol::future::pending::<()>().await;
+                Ok(())
+            }
+        })
+        .unwrap();
+    server
+        .expose("freeze", |ms: u64| async move {
+            std::thread::sleep(Duration::from_millis(ms)); // blocks the server's executor thread
+            Ok(ms)
+        })
+        .unwrap();
+    server
+        .expose("gate", move |(): ()| {
+            let gate = gate.clone();
+            async move { Ok(gate.recv().await.is_ok()) }
+        })
+        .unwrap();
+    server
+        .expose_with("callback", |ctx: CallContext, text: String| async move {
+            let back: String = ctx.peer.call("client.echo", &text).await?;
+            Ok(format!("client said {back}"))
+        })
+        .unwrap();
+    server.start()
+}
+
+fn plain_rig(url: &str, config: Config) -> RunningServer {
+    let (tx, _) = bounded(8);
+    let (_, rx) = bounded(1);
+    rig(url, config, tx, rx)
+}
+
+#[test]
+fn typed_raw_and_json_calls_both_ways_on_every_transport() {
+    smol::block_on(async {
+        for url in transports() {
+            let server = plain_rig(&url, cfg("rig"));
+            let mut handlers = Handlers::new();
+            handlers
+                .expose(
+                    "client.echo",
+                    |s: String| async move { Ok(s.to_uppercase()) },
+                )
+                .unwrap();
+            let client = Client::connect_with(&server.local_url(), cfg("script"), handlers)
+                .await
+                .unwrap();
+            assert_eq!(
+                client.call::<_, i64>("add", &(2, 3)).await.unwrap(),
+                5,
+                "{url}"
+            );
+            assert_eq!(client.call::<_, i64>("plus", &(2, 3)).await.unwrap(), 5);
+            let raw = client
+                .call_raw("add", Payload::json(&(40, 2)).unwrap(), None)
+                .await
+                .unwrap();
+            assert_eq!(&raw.bytes[..], b"42");
+            let big = Payload::new(rigwire_smol::Codec::Postcard, vec![7u8; 3 << 20]);
+            assert_eq!(
+                client.call_raw("echo", big.clone(), None).await.unwrap(),
+                big
+            );
+            let answer: String = client.call("callback", &"ready").await.unwrap();
+            assert_eq!(answer, "client said READY");
+            assert!(client.ping().await.unwrap() > Duration::ZERO);
+            client.confirmed_send(&b"sync"[..]).await.unwrap();
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+#[test]
+fn remote_errors_and_panics_are_typed_and_the_connection_survives() {
+    smol::block_on(async {
+        for url in transports() {
+            let server = plain_rig(&url, cfg("rig"));
+            let client = Client::connect(&server.local_url(), cfg("script"))
+                .await
+                .unwrap();
+            let Err(Error::Remote(e)) = client.call::<_, ()>("fail", &()).await else {
+                panic!()
+            };
+            assert_eq!(
+                (e.kind, e.message.as_str(), e.detail.as_deref()),
+                (ErrorKind::Handler, "motor stalled", Some("at rig.rs:1"))
+            );
+            let Err(Error::Remote(e)) = client.call::<_, ()>("panic", &()).await else {
+                panic!()
+            };
+            assert_eq!(e.kind, ErrorKind::Panicked);
+            let Err(Error::Remote(e)) = client.call::<_, ()>("nope", &()).await else {
+                panic!()
+            };
+            assert_eq!(e.kind, ErrorKind::NoSuchMethod);
+            assert_eq!(
+                client.call::<_, i64>("add", &(1, 1)).await.unwrap(),
+                2,
+                "{url}"
+            );
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+#[test]
+fn dropping_a_call_future_cancels_it_and_drops_the_handler_future() {
+    smol::block_on(async {
+        for url in transports() {
+            let (dropped_tx, dropped) = bounded(8);
+            let (_gate_tx, gate) = bounded(1);
+            let server = rig(&url, cfg("rig"), dropped_tx, gate);
+            let client = Client::connect(&server.local_url(), cfg("script"))
+                .await
+                .unwrap();
+            let mut call = Box::pin(client.call::<_, ()>("hang", &()));
+            assert!(smol::future::poll_once(&mut call).await.is_none()); // sent, pending
+            client.ping().await.unwrap(); // the call has reached the rig
+            drop(call);
+            let seen = smol::future::or(async { dropped.recv().await.is_ok() }, async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+                false
+            })
+            .await;
+            assert!(seen, "{url}: the handler's future was not dropped");
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+#[test]
+fn a_deadline_holds_even_if_nobody_polls_the_call() {
+    smol::block_on(async {
+        let (dropped_tx, dropped) = bounded(8);
+        let (_gate_tx, gate) = bounded(1);
+        let server = rig("tcp://127.0.0.1:0", cfg("rig"), dropped_tx, gate);
+        let client = Client::connect(&server.local_url(), cfg("script"))
+            .await
+            .unwrap();
+        let mut call =
+            Box::pin(client.call_timeout::<_, ()>("hang", &(), Duration::from_millis(100)));
+        assert!(smol::future::poll_once(&mut call).await.is_none());
+        // Nobody polls `call` now; the rig still learns of the deadline.
+        let seen = smol::future::or(async { dropped.recv().await.is_ok() }, async {
+            smol::Timer::after(Duration::from_secs(10)).await;
+            false
+        })
+        .await;
+        assert!(seen, "the deadline did not cancel the handler");
+        assert_eq!(call.await, Err(Error::DeadlineExceeded));
+        server.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+#[test]
+fn a_frozen_peer_fails_pending_calls_within_the_keepalive_bound() {
+    smol::block_on(async {
+        let server = plain_rig("tcp://127.0.0.1:0", cfg("rig"));
+        let quick = Keepalive {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(400),
+        };
+        let client = Client::connect(&server.local_url(), cfg("script").keepalive(Some(quick)))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let err = client
+            .call_timeout::<_, u64>("freeze", &1500u64, Duration::from_secs(3600))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Disconnected(ConnectionError::PeerSilent(_))),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3000));
+    });
+}
+
+/// A peer that completes the handshake and then never reads again.
+fn deaf_peer() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let config = rigwire_smol::core::Config {
+            keepalive: None,
+            max_frame: 1 << 20,
+            ..rigwire_smol::core::Config::named("deaf")
+        };
+        let mut conn = Connection::new(
+            config,
+            Default::default(),
+            Role::Server,
+            Framing::Stream,
+            [5; 32],
+            Instant::now(),
+        )
+        .unwrap();
+        let mut buf = [0u8; 4096];
+        while !conn.is_established() {
+            while let Some(out) = conn.poll_transmit() {
+                socket.write_all(&out).unwrap();
+            }
+            let n = socket.read(&mut buf).unwrap();
+            conn.handle_input(&buf[..n], Instant::now());
+        }
+        while let Some(out) = conn.poll_transmit() {
+            socket.write_all(&out).unwrap();
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    });
+    url
+}
+
+#[test]
+fn when_the_peer_does_not_read_callers_wait_instead_of_queueing_without_bound() {
+    smol::block_on(async {
+        let url = deaf_peer();
+        let mut config = Config::named("script").keepalive(None);
+        config.protocol.max_frame = 1 << 20;
+        config.protocol.max_queued_output = 1 << 20;
+        let client = std::sync::Arc::new(Client::connect(&url, config).await.unwrap());
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let client = std::sync::Arc::clone(&client);
+                smol::spawn(async move {
+                    client
+                        .call_raw(
+                            "x",
+                            Payload::new(rigwire_smol::Codec::Postcard, vec![1u8; 512 << 10]),
+                            None,
+                        )
+                        .await
+                })
+            })
+            .collect();
+        smol::Timer::after(Duration::from_millis(300)).await;
+        // 20 MiB of calls against a 1 MiB queue and a deaf peer: nobody failed
+        // with a full queue; they wait.
+        assert!(calls.iter().all(|c| !c.is_finished()));
+        client.close().await;
+        for c in calls {
+            assert!(matches!(c.await, Err(Error::Disconnected(_))));
+        }
+    });
+}
+
+#[test]
+fn limits_secrets_shutdown_and_reconnect() {
+    smol::block_on(async {
+        let config = Config {
+            max_connections: 1,
+            ..cfg("rig")
+        };
+        let (gate_tx, gate) = bounded(1);
+        let server = rig("tcp://127.0.0.1:0", config, bounded(8).0, gate);
+        let url = server.local_url();
+        let policy = rigwire_smol::Reconnect {
+            initial: Duration::from_millis(20),
+            max: Duration::from_millis(200),
+            attempts: 50,
+        };
+        let first = Client::connect(&url, cfg("a").reconnect(policy))
+            .await
+            .unwrap();
+        let Error::Rejected { code, reason } = Client::connect(&url, cfg("b")).await.unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(code, RejectCode::ConnectionLimit);
+        assert!(reason.contains("limit 1"));
+        // Secrets are checked against a rig with room for more connections.
+        let open = plain_rig("tcp://127.0.0.1:0", cfg("rig"));
+        let guess = Client::connect(&open.local_url(), Config::named("x").secret("guess").unwrap()).await;
+        assert!(matches!(guess, Err(Error::AuthFailed(_))), "{guess:?}");
+        let none = Client::connect(&open.local_url(), Config::named("x")).await;
+        assert!(matches!(none, Err(Error::AuthFailed(_))), "{none:?}");
+        open.shutdown(Duration::ZERO).await;
+        // Graceful shutdown: a call in progress gets `Shutdown`, then goodbye.
+        let peer = first.peer().await.unwrap();
+        let stuck = smol::spawn(async move { peer.call::<_, bool>("gate", &()).await });
+        first.ping().await.unwrap();
+        server.shutdown(Duration::from_millis(200)).await;
+        let Err(Error::Remote(e)) = stuck.await else {
+            panic!()
+        };
+        assert_eq!(e.kind, ErrorKind::Shutdown);
+        drop(gate_tx);
+        // The rig comes back on the same address; the client reconnects.
+        let again = plain_rig(&url, cfg("rig"));
+        let sum = match first.call::<_, i64>("add", &(2, 2)).await {
+            Err(Error::Disconnected(_)) => first.call::<_, i64>("add", &(2, 2)).await,
+            other => other,
+        };
+        assert_eq!(sum.unwrap(), 4);
+        again.shutdown(Duration::from_secs(1)).await;
+    });
+}
