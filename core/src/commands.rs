@@ -292,6 +292,12 @@ impl Connection {
         self.close(reason);
     }
 
+    /// Whether the peer's call `id` still awaits our reply (not answered,
+    /// cancelled or expired); a runtime checks it before starting a handler.
+    pub fn is_incoming(&self, id: u64) -> bool {
+        self.incoming.contains(id)
+    }
+
     /// Ids of the peer's calls still awaiting our reply, ascending.
     pub fn incoming_ids(&self) -> impl Iterator<Item = u64> + '_ {
         self.incoming.ids()

@@ -452,6 +452,10 @@ impl Shared {
         let peer = || Peer::new(Arc::clone(self));
         match job {
             Job::Call(call) => {
+                // The peer may have cancelled it in the same read.
+                if !self.lock().conn.is_incoming(call.id) {
+                    return;
+                }
                 let ctx = CallContext {
                     peer: peer(),
                     method: call.method,
@@ -469,9 +473,11 @@ impl Shared {
                 }
                 let shared = Arc::clone(self);
                 let id = call.id;
+                // Under the lock, so that a `Cancelled` processed by another
+                // reader either finds the task or is seen here.
                 let mut g = self.lock();
-                if g.conn.is_closed() {
-                    return;
+                if !g.conn.is_incoming(id) {
+                    return; // dropping `fut` cancels the handler
                 }
                 let task = smol::spawn(async move {
                     let result = fut.await;

@@ -333,7 +333,11 @@ fn limits_secrets_shutdown_and_reconnect() {
         assert!(reason.contains("limit 1"));
         // Secrets are checked against a rig with room for more connections.
         let open = plain_rig("tcp://127.0.0.1:0", cfg("rig"));
-        let guess = Client::connect(&open.local_url(), Config::named("x").secret("guess").unwrap()).await;
+        let guess = Client::connect(
+            &open.local_url(),
+            Config::named("x").secret("guess").unwrap(),
+        )
+        .await;
         assert!(matches!(guess, Err(Error::AuthFailed(_))), "{guess:?}");
         let none = Client::connect(&open.local_url(), Config::named("x")).await;
         assert!(matches!(none, Err(Error::AuthFailed(_))), "{none:?}");
