@@ -291,14 +291,28 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     ws_client.close();
     ws_rig.shutdown(Duration::from_secs(1));
 
+    // rigwire-smol against raw smol TCP.
+    let (r, g) = crate::bench_smol::serial(4, n(5000))?;
+    latency_rows(&mut rows, "smol TCP serial round trip", &r, &g);
+
+    // Idle connections: 1,000 and as close to 10,000 as the fd limit allows
+    // (both ends live in this process).
+    let most = (open_files_limit().saturating_sub(200) / 2).min(10_000);
+    let counts: Vec<usize> = [1000usize, most]
+        .iter()
+        .map(|c| ((*c as f64 * scale) as usize).clamp(10, most))
+        .collect();
+    let idle = crate::bench_smol::idle_memory(&counts)?;
+
     if json {
+        let report = serde_json::json!({ "rows": rows, "idle_memory": idle });
         println!(
             "{}",
-            serde_json::to_string_pretty(&rows).expect("rows serialize")
+            serde_json::to_string_pretty(&report).expect("report serializes")
         );
         return Ok(());
     }
-    println!("rigwire-std against raw blocking sockets, same threads, same run (loopback)\n");
+    println!("rigwire against raw sockets, same threads, same run (loopback)\n");
     println!(
         "{:<34} {:>8} {:>14} {:>14} {:>8}",
         "", "unit", "raw", "rigwire", "ratio"
@@ -314,5 +328,26 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
             row.name, row.unit, row.raw, row.rigwire, row.ratio
         );
     }
+    println!();
+    for m in &idle {
+        println!("rigwire-smol server, {} idle connections: {:.0} bytes of resident memory per connection", m.connections, m.bytes_per_connection);
+    }
+    if most < 10_000 {
+        println!("(10,000 connections need more than this process's limit of {} open files; {most} is the most it allows)", open_files_limit());
+    }
     Ok(())
+}
+
+/// This process's soft limit on open files, from /proc (Linux).
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(1024)
 }

@@ -6,6 +6,7 @@
 //! the command line is wrong.
 
 mod bench;
+mod bench_smol;
 mod demo;
 mod rig;
 

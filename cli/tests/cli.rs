@@ -305,17 +305,18 @@ fn the_demo_runs_and_exits_zero() {
 fn bench_reports_every_row_as_json() {
     let out = rigwire(&["bench", "--json", "--scale", "0.01"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = rows
-        .as_array()
-        .unwrap()
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = report["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert!(
+        names.contains(&"smol TCP serial round trip p50"),
+        "{names:?}"
+    );
+    assert!(rows.iter().all(|r| r["ratio"].as_f64().unwrap() > 0.0));
+    let idle = report["idle_memory"].as_array().unwrap();
+    assert_eq!(idle.len(), 2);
+    assert!(idle
         .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names.len(), 7, "{names:?}");
-    assert!(rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["ratio"].as_f64().unwrap() > 0.0));
+        .all(|m| m["connections"].as_u64().unwrap() >= 10));
 }

@@ -285,11 +285,12 @@ impl Shared {
 
     /// Does the work found by `pump` and wakes whoever may proceed.
     fn finish(self: &Arc<Self>, jobs: Vec<Job>) {
+        let closing = jobs.iter().any(|j| matches!(j, Job::Closed(_)));
         for job in jobs {
             self.run_job(job);
         }
         self.changed.notify(usize::MAX);
-        if self.lock().conn.is_closed() {
+        if closing {
             self.driver_wake.notify(usize::MAX);
         }
     }
@@ -341,32 +342,44 @@ impl Shared {
         mut take: impl FnMut(&mut State) -> Option<T>,
     ) -> Option<T> {
         let _waiting = WaiterGuard::enter(self);
+        let mut check = |shared: &Self| {
+            let mut g = shared.lock();
+            if let Some(found) = take(&mut g) {
+                return Err(Some(found));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(None);
+            }
+            Ok(earliest(g.conn.poll_timeout(), deadline))
+        };
         loop {
-            let listener = self.changed.listen();
-            let wake = {
-                let mut g = self.lock();
-                if let Some(found) = take(&mut g) {
-                    return Some(found);
-                }
-                let now = Instant::now();
-                if deadline.is_some_and(|d| now >= d) {
-                    return None;
-                }
-                earliest(g.conn.poll_timeout(), deadline)
-            };
+            if let Err(done) = check(self) {
+                return done;
+            }
             if self.read_now() {
                 continue;
             }
-            future::or(
+            // Nothing to read: listen for news, then look once more before
+            // sleeping so that nothing that arrived in between is missed.
+            let listener = self.changed.listen();
+            let wake = match check(self) {
+                Err(done) => return done,
+                Ok(wake) => wake,
+            };
+            let readable = future::or(
                 async {
                     let _ = self.socket.readable().await;
+                    true
                 },
                 async {
                     future::or(listener, sleep_until(wake)).await;
+                    false
                 },
             )
             .await;
-            self.tick();
+            if !readable {
+                self.tick();
+            }
         }
     }
 
