@@ -26,6 +26,8 @@
 //!   connection's driver task runs the core's timers.
 //! * When the peer does not read, callers wait for room instead of queueing
 //!   without bound.
+//! * [`Group`] addresses named rigs together; [`RigService`] is the standard
+//!   experiment lifecycle a rig exposes for it.
 //! * Transports: `tcp://host:port`, `unix:///path` (websocket: not yet).
 //!
 //! How the tasks are arranged, and why, is explained in `driver.rs`.
@@ -35,15 +37,22 @@
 
 mod client;
 mod driver;
+mod group;
 mod handler;
+mod lifecycle;
 mod peer;
 mod server;
 mod transport;
 
 pub use client::Client;
+pub use group::Group;
 pub use handler::{CallContext, Handlers};
+pub use lifecycle::RigService;
 pub use peer::Peer;
 pub use rigwire_core as core;
 pub use rigwire_core::runtime::{Config, Reconnect};
-pub use rigwire_core::{Codec, Error, ErrorKind, HandlerError, Keepalive, Payload, RemoteError};
+pub use rigwire_core::{
+    Codec, Error, ErrorKind, GroupError, GroupResults, HandlerError, Keepalive, Payload,
+    RemoteError,
+};
 pub use server::{RunningServer, Server};

@@ -1,0 +1,260 @@
+//! [`Group`] on smol: named rigs addressed together. Calls go to every rig
+//! concurrently or one after another; stop and cleanup run in reverse order;
+//! each rig's answer or error comes back by name.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use rigwire_core::lifecycle::methods;
+use rigwire_core::runtime::Config;
+use rigwire_core::{
+    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, Payload, StopArgs,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::handler::Handlers;
+
+/// Events rigs have reported: (rig, event, detail), oldest first.
+#[derive(Default)]
+struct Events {
+    seen: Mutex<Vec<(String, String, String)>>,
+    arrived: Event,
+}
+
+/// Named rigs, each with its own connection, addressed together.
+pub struct Group {
+    rigs: Vec<(String, Client)>,
+    events: Arc<Events>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("rigs", &self.names())
+            .finish()
+    }
+}
+
+impl Group {
+    /// Connects to every rig at once; each connection listens for `exp.event`.
+    ///
+    /// # Errors
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    pub async fn connect(rigs: &[(&str, &str)], config: &Config) -> Result<Group, GroupError> {
+        Self::connect_with(rigs, config, Handlers::new()).await
+    }
+
+    /// As [`connect`](Self::connect), exposing `handlers` to every rig.
+    ///
+    /// # Errors
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    pub async fn connect_with(
+        rigs: &[(&str, &str)],
+        config: &Config,
+        handlers: Handlers,
+    ) -> Result<Group, GroupError> {
+        let events = Arc::new(Events::default());
+        let attempts: Vec<_> = rigs
+            .iter()
+            .map(|&(name, url)| {
+                let (name, url, config, events) = (
+                    name.to_owned(),
+                    url.to_owned(),
+                    config.clone(),
+                    Arc::clone(&events),
+                );
+                let mut handlers = handlers.clone();
+                smol::spawn(async move {
+                    let rig = name.clone();
+                    handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
+                        events.seen.lock().unwrap_or_else(|p| p.into_inner()).push((
+                            rig.clone(),
+                            event,
+                            detail,
+                        ));
+                        events.arrived.notify(usize::MAX);
+                        async { Ok(()) }
+                    })?;
+                    Client::connect_with(&url, config, handlers).await
+                })
+            })
+            .collect();
+        let mut results = GroupResults::new();
+        for ((name, _), attempt) in rigs.iter().zip(attempts) {
+            results.push(*name, attempt.await);
+        }
+        Ok(Group {
+            rigs: results.into_result()?,
+            events,
+        })
+    }
+
+    /// The rigs' names, in group order.
+    pub fn names(&self) -> Vec<String> {
+        self.rigs.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// One rig's client.
+    ///
+    /// # Errors
+    /// [`GroupError::UnknownRig`].
+    pub fn rig(&self, name: &str) -> Result<&Client, GroupError> {
+        self.rigs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+            .ok_or_else(|| GroupError::UnknownRig(name.to_owned()))
+    }
+
+    /// Calls every rig at once and collects each answer or error by name.
+    pub async fn call_all<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        let args = Payload::postcard(args).map_err(Error::from);
+        let mut calls = Vec::new();
+        for (name, client) in &self.rigs {
+            let (peer, args, method) = (client.peer().await, args.clone(), method.to_owned());
+            calls.push((
+                name,
+                smol::spawn(async move { peer?.call_raw(&method, args?, timeout).await }),
+            ));
+        }
+        let mut results = GroupResults::new();
+        for (name, call) in calls {
+            results.push(
+                name.clone(),
+                call.await.and_then(|p| p.decode().map_err(Error::from)),
+            );
+        }
+        results
+    }
+
+    /// Calls the rigs one after another in group order.
+    pub async fn call_in_order<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        self.sequential(self.rigs.iter(), method, args, timeout)
+            .await
+    }
+
+    /// Calls the rigs one after another in reverse group order (stop, cleanup).
+    pub async fn call_in_reverse<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        self.sequential(self.rigs.iter().rev(), method, args, timeout)
+            .await
+    }
+
+    async fn sequential<'a, A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        rigs: impl Iterator<Item = &'a (String, Client)>,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        let mut results = GroupResults::new();
+        for (name, client) in rigs {
+            let outcome = match Payload::postcard(args) {
+                Ok(p) => client
+                    .call_raw(method, p, timeout)
+                    .await
+                    .and_then(|r| r.decode().map_err(Error::from)),
+                Err(e) => Err(e.into()),
+            };
+            results.push(name.clone(), outcome);
+        }
+        results
+    }
+
+    /// Waits until every rig has reported `event`, or the timeout passes.
+    ///
+    /// # Errors
+    /// [`GroupError::Timeout`] naming the rigs that did not report.
+    pub async fn wait_event(
+        &self,
+        event: &str,
+        timeout: Duration,
+    ) -> Result<Vec<(String, String)>, GroupError> {
+        let until = Instant::now() + timeout;
+        loop {
+            let listener = self.events.arrived.listen();
+            let mut wait = EventWait::new(self.names());
+            for (rig, e, detail) in self
+                .events
+                .seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                if e == event {
+                    wait.record(rig, detail.clone());
+                }
+            }
+            if wait.is_complete() || Instant::now() >= until {
+                return wait.finish(timeout);
+            }
+            smol::future::or(listener, async {
+                smol::Timer::at(until).await;
+            })
+            .await;
+        }
+    }
+
+    /// `exp.init` on every rig at once.
+    pub async fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_all(methods::INIT, &(), timeout).await
+    }
+
+    /// `exp.start` on every rig at once.
+    pub async fn start(
+        &self,
+        exp_ref: &ExpRef,
+        timeout: Option<Duration>,
+    ) -> GroupResults<ExpStatus> {
+        self.call_all(methods::START, exp_ref, timeout).await
+    }
+
+    /// `exp.stop` on each rig, in reverse order.
+    pub async fn stop(
+        &self,
+        immediately: bool,
+        timeout: Option<Duration>,
+    ) -> GroupResults<ExpStatus> {
+        self.call_in_reverse(methods::STOP, &Some(StopArgs { immediately }), timeout)
+            .await
+    }
+
+    /// `exp.cleanup` on each rig, in reverse order.
+    pub async fn cleanup(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_in_reverse(methods::CLEANUP, &(), timeout).await
+    }
+
+    /// `exp.status` of every rig.
+    pub async fn status(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_all(methods::STATUS, &(), timeout).await
+    }
+
+    /// `exp.info` of every rig.
+    pub async fn info(&self, timeout: Option<Duration>) -> GroupResults<ExpInfo> {
+        self.call_all(methods::INFO, &(), timeout).await
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        for (_, client) in &self.rigs {
+            client.close().await;
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//! A smol script drives a whole experiment across a smol rig and a blocking
+//! rig, each running its runtime's standard lifecycle service.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rigwire_core::lifecycle::methods;
+use rigwire_core::{Error, ExpRef, ExpStatus, GroupError, HandlerError};
+
+fn config(name: &str) -> rigwire_core::runtime::Config {
+    rigwire_core::runtime::Config::named(name)
+        .secret("group-secret")
+        .unwrap()
+}
+
+#[test]
+fn a_smol_group_runs_an_experiment_across_both_runtimes() {
+    let stops = Arc::new(Mutex::new(Vec::<&str>::new()));
+    // The smol rig reports `armed` when it starts and fails its first init.
+    let mut smol_server =
+        rigwire_smol::Server::bind("tcp://127.0.0.1:0", config("smol-rig")).unwrap();
+    let first_init = Arc::new(Mutex::new(true));
+    let s = Arc::clone(&stops);
+    rigwire_smol::RigService::new()
+        .on_init(move |_ctx| {
+            let fail = std::mem::replace(&mut *first_init.lock().unwrap(), false);
+            async move {
+                if fail {
+                    Err(HandlerError::new("camera warming up"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .on_start(|ctx: rigwire_smol::CallContext, exp: ExpRef| async move {
+            ctx.peer
+                .notify(methods::EVENT, &("armed", exp.to_string()))
+                .await?;
+            Ok(())
+        })
+        .on_stop(move |_ctx, _immediately| {
+            s.lock().unwrap().push("smol");
+            async { Ok(()) }
+        })
+        .expose(smol_server.handlers_mut())
+        .unwrap();
+    let smol_server = smol_server.start();
+    // The blocking rig never reports `armed`.
+    let mut std_server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config("std-rig")).unwrap();
+    let s = Arc::clone(&stops);
+    rigwire_std::RigService::new()
+        .on_stop(move |_ctx, _immediately| {
+            s.lock().unwrap().push("std");
+            Ok(())
+        })
+        .expose(std_server.handlers_mut())
+        .unwrap();
+    let std_server = std_server.start().unwrap();
+
+    smol::block_on(async {
+        let (u1, u2) = (smol_server.local_url(), std_server.local_url());
+        let group = rigwire_smol::Group::connect(
+            &[("smol", u1.as_str()), ("std", u2.as_str())],
+            &config("script"),
+        )
+        .await
+        .unwrap();
+        // One rig's failure hides nothing about the other, and can be retried.
+        let init = group.init(None).await;
+        assert!(
+            matches!(init.get("smol"), Some(Err(Error::Remote(e))) if e.message == "camera warming up"),
+            "{init:?}"
+        );
+        assert_eq!(init.get("std"), Some(&Ok(ExpStatus::Initialized)));
+        assert_eq!(
+            group
+                .rig("smol")
+                .unwrap()
+                .call::<_, ExpStatus>(methods::INIT, &())
+                .await
+                .unwrap(),
+            ExpStatus::Initialized
+        );
+        let exp: ExpRef = "2026-11-21_7_mouse".parse().unwrap();
+        let started = group.start(&exp, None).await.into_result().unwrap();
+        assert!(started.iter().all(|(_, s)| *s == ExpStatus::Running));
+        // Only the smol rig reports `armed`: the wait names the one that did not.
+        let err = group
+            .wait_event("armed", Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        let GroupError::Timeout { missing, .. } = err else {
+            panic!()
+        };
+        assert_eq!(missing, vec!["std"]);
+        let stopped = group.stop(false, None).await;
+        assert_eq!(
+            stopped.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            vec!["std", "smol"]
+        );
+        assert!(stopped.all_ok());
+        assert_eq!(
+            *stops.lock().unwrap(),
+            vec!["std", "smol"],
+            "stop runs in reverse order"
+        );
+        let infos = group.info(None).await.into_result().unwrap();
+        assert!(infos
+            .iter()
+            .all(|(_, i)| i.status == ExpStatus::Stopped && i.exp_ref.as_ref() == Some(&exp)));
+        assert!(group.cleanup(None).await.all_ok());
+        group.close().await;
+        smol_server.shutdown(Duration::from_secs(1)).await;
+    });
+    std_server.shutdown(Duration::from_secs(1));
+}
