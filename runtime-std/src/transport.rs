@@ -10,11 +10,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 pub use rigwire_core::Endpoint;
 use rigwire_core::Error;
-use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Message as WsMessage, WebSocket};
+use rigwire_ws::{Handshake, WsCodec};
 
 /// Bytes read per system call on byte streams.
 const READ_CHUNK: usize = 64 * 1024;
@@ -77,57 +76,7 @@ impl Write for Socket {
     }
 }
 
-/// The stream tungstenite runs over: the real socket during the HTTP
-/// handshake, then in-memory buffers, so that its framing runs without
-/// tungstenite owning the socket (it cannot be split otherwise).
-#[derive(Debug)]
-pub(crate) struct WsShim {
-    socket: Option<Socket>,
-    inbound: BytesMut,
-    outbound: Vec<u8>,
-}
-
-impl Read for WsShim {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(s) = &mut self.socket {
-            return s.read(buf);
-        }
-        if self.inbound.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let n = buf.len().min(self.inbound.len());
-        buf[..n].copy_from_slice(&self.inbound.split_to(n));
-        Ok(n)
-    }
-}
-
-impl Write for WsShim {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.socket {
-            Some(s) => s.write(buf),
-            None => {
-                self.outbound.extend_from_slice(buf);
-                Ok(buf.len())
-            }
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-type SharedWs = Arc<Mutex<WebSocket<WsShim>>>;
-
-fn ws_config(max_frame: u32) -> WebSocketConfig {
-    // Our frames are whole websocket messages; allow a little for the header.
-    let max = max_frame as usize + 64;
-    WebSocketConfig::default()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
-        .read_buffer_size(16 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(2 * max)
-}
+type SharedWs = Arc<Mutex<WsCodec>>;
 
 /// The receiving half of a connection.
 #[derive(Debug)]
@@ -190,38 +139,14 @@ impl Reader {
         let Some(ws) = &self.ws else {
             return Ok(Received::Bytes(&self.buf[..n]));
         };
-        let mut ws = ws.lock().unwrap_or_else(|p| p.into_inner());
-        ws.get_mut().inbound.extend_from_slice(&self.buf[..n]);
-        Ok(match drain_ws(&mut ws)? {
-            Some(frames) => Received::Frames(frames),
-            None => Received::Closed,
+        let decoded = ws
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .decode(&self.buf[..n])?;
+        Ok(match decoded.closed {
+            true => Received::Closed,
+            false => Received::Frames(decoded.frames),
         })
-    }
-}
-
-/// Every whole message tungstenite can decode from what it has buffered;
-/// `None` once the peer has closed.
-fn drain_ws(ws: &mut WebSocket<WsShim>) -> io::Result<Option<Vec<Bytes>>> {
-    let mut frames = Vec::new();
-    loop {
-        match ws.read() {
-            Ok(WsMessage::Binary(data)) => frames.push(data),
-            Ok(WsMessage::Close(_)) => return Ok(None),
-            Ok(WsMessage::Text(_)) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "text websocket message; rigwire sends binary frames",
-                ))
-            }
-            Ok(_) => {} // ping/pong: tungstenite queues the answer itself
-            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                return Ok(Some(frames))
-            }
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                return Ok(None)
-            }
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
-        }
     }
 }
 
@@ -243,15 +168,9 @@ impl Writer {
                 let out = {
                     let mut ws = ws.lock().unwrap_or_else(|p| p.into_inner());
                     for chunk in chunks {
-                        ws.write(WsMessage::Binary(chunk.clone())).map_err(ws_io)?;
+                        ws.encode(chunk.clone())?;
                     }
-                    match ws.flush() {
-                        Ok(()) => {}
-                        Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                        }
-                        Err(e) => return Err(ws_io(e)),
-                    }
-                    std::mem::take(&mut ws.get_mut().outbound)
+                    ws.take_output()
                 };
                 self.socket.write_all(&out)
             }
@@ -261,13 +180,6 @@ impl Writer {
     /// Closes the transport; the reading thread wakes with end of stream.
     pub(crate) fn shutdown(&self) {
         self.socket.shutdown();
-    }
-}
-
-fn ws_io(e: tungstenite::Error) -> io::Error {
-    match e {
-        tungstenite::Error::Io(e) => e,
-        other => io::Error::other(other.to_string()),
     }
 }
 
@@ -287,13 +199,13 @@ fn write_all_vectored(socket: &mut Socket, chunks: &[Bytes]) -> io::Result<()> {
     Ok(())
 }
 
-/// Splits a connected socket (after any websocket handshake) into halves.
-fn split(socket: Socket, ws: Option<WebSocket<WsShim>>) -> io::Result<(Reader, Writer)> {
+/// Splits a connected socket (after any websocket upgrade) into halves.
+fn split(socket: Socket, ws: Option<WsCodec>) -> io::Result<(Reader, Writer)> {
     let (ws, early) = match ws {
-        Some(mut ws) => {
-            ws.get_mut().socket = None;
-            let early = drain_ws(&mut ws)?.unwrap_or_default();
-            (Some(Arc::new(Mutex::new(ws))), early)
+        Some(mut codec) => {
+            // The upgrade may already have buffered the peer's first frames.
+            let early = codec.decode(&[])?.frames;
+            (Some(Arc::new(Mutex::new(codec))), early)
         }
         None => (None, Vec::new()),
     };
@@ -309,6 +221,45 @@ fn split(socket: Socket, ws: Option<WebSocket<WsShim>>) -> io::Result<(Reader, W
         early,
     };
     Ok((reader, writer))
+}
+
+/// Runs a websocket upgrade over a blocking socket: send what the handshake
+/// produces, feed it what arrives, until it completes or `timeout` passes.
+fn upgrade(
+    socket: &mut Socket,
+    mut handshake: Handshake,
+    timeout: Duration,
+) -> Result<WsCodec, String> {
+    socket
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 4096];
+    let mut input: &[u8] = &[];
+    loop {
+        let done = match handshake.feed(input) {
+            Ok(done) => done,
+            Err(e) => {
+                // A refusal (a 404 for a wrong path) still goes to the peer.
+                let _ = socket.write_all(&handshake.take_output());
+                return Err(e);
+            }
+        };
+        let out = handshake.take_output();
+        if !out.is_empty() {
+            socket.write_all(&out).map_err(|e| e.to_string())?;
+        }
+        if let Some(codec) = done {
+            socket.set_read_timeout(None).map_err(|e| e.to_string())?;
+            return Ok(codec);
+        }
+        let n = socket
+            .read(&mut buf)
+            .map_err(|e| format!("websocket handshake: {e}"))?;
+        if n == 0 {
+            return Err("websocket handshake: the peer closed the connection".into());
+        }
+        input = &buf[..n];
+    }
 }
 
 /// Dials `endpoint`; websocket connections complete their HTTP upgrade here.
@@ -329,26 +280,11 @@ pub(crate) fn connect(
             Socket::Unix(UnixStream::connect(path).map_err(|e| fail(e.to_string()))?)
         }
     };
+    let mut socket = socket;
     let ws = match endpoint {
         Endpoint::Ws { .. } => {
-            socket
-                .set_read_timeout(Some(timeout))
-                .map_err(|e| fail(e.to_string()))?;
-            let shim = WsShim {
-                socket: Some(socket.try_clone().map_err(|e| fail(e.to_string()))?),
-                inbound: BytesMut::new(),
-                outbound: Vec::new(),
-            };
-            let (ws, _response) = tungstenite::client::client_with_config(
-                endpoint.to_string(),
-                shim,
-                Some(ws_config(max_frame)),
-            )
-            .map_err(|e| fail(format!("websocket handshake failed: {e}")))?;
-            socket
-                .set_read_timeout(None)
-                .map_err(|e| fail(e.to_string()))?;
-            Some(ws)
+            let handshake = Handshake::client(&endpoint.to_string(), max_frame).map_err(fail)?;
+            Some(upgrade(&mut socket, handshake, timeout).map_err(fail)?)
         }
         _ => None,
     };
@@ -455,38 +391,14 @@ impl Listener {
     /// Completes an accepted socket: the websocket upgrade when listening on ws://.
     pub(crate) fn upgrade(
         &self,
-        socket: Socket,
+        mut socket: Socket,
         max_frame: u32,
         timeout: Duration,
     ) -> Result<(Reader, Writer), String> {
         let Listener::Tcp(_, Some(path)) = self else {
             return split(socket, None).map_err(|e| e.to_string());
         };
-        socket
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| e.to_string())?;
-        let shim = WsShim {
-            socket: Some(socket.try_clone().map_err(|e| e.to_string())?),
-            inbound: BytesMut::new(),
-            outbound: Vec::new(),
-        };
-        let expected = path.clone();
-        // tungstenite's callback signature fixes the (large) error type.
-        #[allow(clippy::result_large_err)]
-        let check_path = move |req: &tungstenite::handshake::server::Request, resp| {
-            if req.uri().path() == expected {
-                Ok(resp)
-            } else {
-                let mut not_found = tungstenite::handshake::server::ErrorResponse::new(Some(
-                    format!("no rigwire endpoint at {}", req.uri().path()),
-                ));
-                *not_found.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
-                Err(not_found)
-            }
-        };
-        let ws = tungstenite::accept_hdr_with_config(shim, check_path, Some(ws_config(max_frame)))
-            .map_err(|e| format!("websocket handshake failed: {e}"))?;
-        socket.set_read_timeout(None).map_err(|e| e.to_string())?;
-        split(socket, Some(ws)).map_err(|e| e.to_string())
+        let codec = upgrade(&mut socket, Handshake::server(path, max_frame)?, timeout)?;
+        split(socket, Some(codec)).map_err(|e| e.to_string())
     }
 }

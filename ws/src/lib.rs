@@ -1,0 +1,361 @@
+//! # rigwire-ws: websocket framing without I/O
+//!
+//! tungstenite cannot split a websocket into halves that read and write at
+//! once, and a runtime that owns its sockets wants no library doing I/O. So
+//! this crate runs tungstenite over in-memory buffers: the runtime reads
+//! bytes from its socket and hands them in, and writes out what comes back.
+//! The HTTP upgrade works the same way ([`Handshake`]), then [`WsCodec`] turns
+//! bytes into whole binary messages (one rigwire frame each) and back.
+//!
+//! Limits: messages and frames are capped at the protocol's frame limit (plus
+//! the websocket header), and tungstenite's write buffer is bounded.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+use std::io::{self, Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use tungstenite::handshake::client::ClientHandshake;
+use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Message, WebSocket};
+
+/// In-memory stream tungstenite runs over: reads drain `inbound`
+/// (`WouldBlock` when empty), writes append to `outbound`.
+#[derive(Debug, Default)]
+struct Shim {
+    inbound: BytesMut,
+    outbound: Vec<u8>,
+}
+
+impl Read for Shim {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.inbound.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.inbound.len());
+        buf[..n].copy_from_slice(&self.inbound.split_to(n));
+        Ok(n)
+    }
+}
+
+impl Write for Shim {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.outbound.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn config(max_frame: u32) -> WebSocketConfig {
+    let max = max_frame as usize + 64; // a rigwire frame plus the websocket header
+    WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(2 * max)
+}
+
+/// Only `path` is served; anything else gets a 404 with a reason.
+#[derive(Debug, Clone)]
+struct PathCheck(String);
+
+impl Callback for PathCheck {
+    fn on_request(self, request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+        if request.uri().path() == self.0 {
+            return Ok(response);
+        }
+        let mut refused = ErrorResponse::new(Some(format!(
+            "no rigwire endpoint at {}",
+            request.uri().path()
+        )));
+        *refused.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
+        Err(refused)
+    }
+}
+
+enum Mid {
+    Client(MidHandshake<ClientHandshake<Shim>>),
+    Server(MidHandshake<ServerHandshake<Shim, PathCheck>>),
+}
+
+/// The HTTP upgrade in progress. Send [`take_output`](Self::take_output),
+/// feed what the peer answers with [`feed`](Self::feed) until it returns the
+/// codec.
+pub struct Handshake {
+    mid: Option<Mid>,
+    output: Vec<u8>,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("pending_output", &self.output.len())
+            .finish()
+    }
+}
+
+/// A failed upgrade, with the reason.
+pub type HandshakeFailure = String;
+
+impl Handshake {
+    /// Starts the client side of the upgrade to `url` (`ws://host:port/path`).
+    ///
+    /// # Errors
+    /// The reason, if `url` is not a websocket URL tungstenite accepts.
+    pub fn client(url: &str, max_frame: u32) -> Result<Handshake, HandshakeFailure> {
+        let started =
+            tungstenite::client::client_with_config(url, Shim::default(), Some(config(max_frame)));
+        Self::from_client(started.map(|(ws, _)| ws))
+    }
+
+    /// Starts the server side of the upgrade, serving only `path`.
+    pub fn server(path: &str, max_frame: u32) -> Result<Handshake, HandshakeFailure> {
+        let started = tungstenite::accept_hdr_with_config(
+            Shim::default(),
+            PathCheck(path.to_owned()),
+            Some(config(max_frame)),
+        );
+        match started {
+            Ok(_) => Err("the upgrade completed before the request arrived".into()),
+            Err(HandshakeError::Interrupted(mid)) => Ok(Self::pending(Mid::Server(mid))),
+            Err(HandshakeError::Failure(e)) => Err(format!("websocket handshake failed: {e}")),
+        }
+    }
+
+    fn from_client(
+        started: Result<WebSocket<Shim>, HandshakeError<ClientHandshake<Shim>>>,
+    ) -> Result<Handshake, HandshakeFailure> {
+        match started {
+            Ok(_) => Err("the upgrade completed before the response arrived".into()),
+            Err(HandshakeError::Interrupted(mid)) => Ok(Self::pending(Mid::Client(mid))),
+            Err(HandshakeError::Failure(e)) => Err(format!("websocket handshake failed: {e}")),
+        }
+    }
+
+    fn pending(mut mid: Mid) -> Handshake {
+        let output = match &mut mid {
+            Mid::Client(m) => std::mem::take(&mut m.get_mut().get_mut().outbound),
+            Mid::Server(m) => std::mem::take(&mut m.get_mut().get_mut().outbound),
+        };
+        Handshake {
+            mid: Some(mid),
+            output,
+        }
+    }
+
+    /// Bytes to send to the peer now.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Hands in bytes from the peer. `Ok(Some(codec))` once the upgrade is
+    /// done (send [`take_output`](Self::take_output) first, then keep using the
+    /// codec); `Ok(None)` while more bytes are needed.
+    ///
+    /// # Errors
+    /// The reason the upgrade failed (bad response, wrong path, ...). A server
+    /// that refuses leaves its HTTP answer in `take_output`: send it, then close.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<Option<WsCodec>, HandshakeFailure> {
+        let mid = self
+            .mid
+            .take()
+            .ok_or("the handshake has already finished")?;
+        let result = match mid {
+            Mid::Client(mut m) => {
+                m.get_mut().get_mut().inbound.extend_from_slice(bytes);
+                match m.handshake() {
+                    Ok((ws, _)) => Ok(ws),
+                    Err(HandshakeError::Interrupted(m)) => Err(Ok(Mid::Client(m))),
+                    Err(HandshakeError::Failure(e)) => Err(Err(e)),
+                }
+            }
+            Mid::Server(mut m) => {
+                m.get_mut().get_mut().inbound.extend_from_slice(bytes);
+                match m.handshake() {
+                    Ok(ws) => Ok(ws),
+                    Err(HandshakeError::Interrupted(m)) => Err(Ok(Mid::Server(m))),
+                    Err(HandshakeError::Failure(e)) => Err(Err(e)),
+                }
+            }
+        };
+        match result {
+            Ok(mut ws) => {
+                self.output.append(&mut ws.get_mut().outbound);
+                Ok(Some(WsCodec { ws }))
+            }
+            Err(Ok(mut mid)) => {
+                let out = match &mut mid {
+                    Mid::Client(m) => &mut m.get_mut().get_mut().outbound,
+                    Mid::Server(m) => &mut m.get_mut().get_mut().outbound,
+                };
+                self.output.append(out);
+                self.mid = Some(mid);
+                Ok(None)
+            }
+            Err(Err(e)) => {
+                // A refused upgrade still owes the peer its HTTP answer; the
+                // failed machine took tungstenite's copy with it.
+                if let tungstenite::Error::Http(response) = &e {
+                    let body = response.body().as_deref().unwrap_or_default();
+                    let status = response.status();
+                    let head = format!(
+                        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or(""),
+                        body.len()
+                    );
+                    self.output.extend_from_slice(head.as_bytes());
+                    self.output.extend_from_slice(body);
+                }
+                Err(format!("websocket handshake failed: {e}"))
+            }
+        }
+    }
+}
+
+/// What decoding produced.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    /// Whole binary messages, one rigwire frame each.
+    pub frames: Vec<Bytes>,
+    /// The peer sent a close frame or the stream ended.
+    pub closed: bool,
+}
+
+/// An upgraded websocket, as a codec: bytes in, frames out, and back.
+pub struct WsCodec {
+    ws: WebSocket<Shim>,
+}
+
+impl std::fmt::Debug for WsCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WsCodec")
+    }
+}
+
+impl WsCodec {
+    /// Hands in bytes from the peer (possibly none, to collect what the
+    /// upgrade already buffered) and returns the whole messages they complete.
+    /// Pings are answered by queueing pongs in [`take_output`](Self::take_output).
+    ///
+    /// # Errors
+    /// A text message, an over-limit message, or broken framing.
+    pub fn decode(&mut self, bytes: &[u8]) -> io::Result<Decoded> {
+        self.ws.get_mut().inbound.extend_from_slice(bytes);
+        let mut decoded = Decoded::default();
+        loop {
+            match self.ws.read() {
+                Ok(Message::Binary(data)) => decoded.frames.push(data),
+                Ok(Message::Close(_)) => {
+                    decoded.closed = true;
+                    return Ok(decoded);
+                }
+                Ok(Message::Text(_)) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "text websocket message; rigwire sends binary frames",
+                    ))
+                }
+                Ok(_) => {} // ping/pong: tungstenite queues the answer
+                Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Ok(decoded)
+                }
+                Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                    decoded.closed = true;
+                    return Ok(decoded);
+                }
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+        }
+    }
+
+    /// Frames one rigwire frame as a binary message into the output.
+    ///
+    /// # Errors
+    /// Only if the frame exceeds the configured limits.
+    pub fn encode(&mut self, frame: Bytes) -> io::Result<()> {
+        self.ws.write(Message::Binary(frame)).map_err(ws_io)?;
+        match self.ws.flush() {
+            Ok(()) => Ok(()),
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+            Err(e) => Err(ws_io(e)),
+        }
+    }
+
+    /// Bytes to send to the peer now (frames and control answers, in order).
+    pub fn take_output(&mut self) -> Vec<u8> {
+        let _ = self.ws.flush();
+        std::mem::take(&mut self.ws.get_mut().outbound)
+    }
+}
+
+fn ws_io(e: tungstenite::Error) -> io::Error {
+    match e {
+        tungstenite::Error::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs both handshakes against each other in memory.
+    fn upgraded(path: &str) -> Result<(WsCodec, WsCodec), String> {
+        let mut client = Handshake::client("ws://rig:1/data", 1 << 20)?;
+        let mut server = Handshake::server(path, 1 << 20)?;
+        let mut c = None;
+        let mut s = None;
+        for _ in 0..10 {
+            let to_server = client.take_output();
+            if s.is_none() {
+                s = server.feed(&to_server)?;
+            }
+            let to_client = server.take_output();
+            if c.is_none() && !to_client.is_empty() {
+                c = client.feed(&to_client)?;
+            }
+            if let (Some(_), Some(_)) = (&c, &s) {
+                return Ok((c.unwrap(), s.unwrap()));
+            }
+        }
+        Err("no progress".into())
+    }
+
+    #[test]
+    fn frames_cross_both_ways_after_an_in_memory_upgrade() {
+        let (mut client, mut server) = upgraded("/data").unwrap();
+        client.encode(Bytes::from_static(b"hello")).unwrap();
+        client.encode(Bytes::from_static(b"")).unwrap();
+        let wire = client.take_output();
+        // Split anywhere: same frames.
+        let (a, b) = wire.split_at(3);
+        let mut frames = server.decode(a).unwrap().frames;
+        frames.extend(server.decode(b).unwrap().frames);
+        assert_eq!(frames, vec![Bytes::from_static(b"hello"), Bytes::new()]);
+        server.encode(Bytes::from_static(b"back")).unwrap();
+        assert_eq!(
+            client.decode(&server.take_output()).unwrap().frames,
+            vec![Bytes::from_static(b"back")]
+        );
+    }
+
+    #[test]
+    fn a_wrong_path_is_refused_with_a_404_the_client_sees() {
+        let err = upgraded("/other").unwrap_err();
+        assert!(err.contains("404"), "{err}");
+        let mut client = Handshake::client("ws://rig:1/data", 1 << 20).unwrap();
+        let mut server = Handshake::server("/other", 1 << 20).unwrap();
+        assert!(server.feed(&client.take_output()).is_err());
+        let answer = server.take_output();
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404 Not Found"));
+        let err = client.feed(&answer).unwrap_err();
+        assert!(err.contains("404"), "{err}");
+    }
+}
