@@ -48,7 +48,8 @@ async fn open(
     config: &Config,
     handlers: &Arc<Handlers>,
 ) -> Result<Peer, Error> {
-    let socket = transport::connect(endpoint, config.connect_timeout).await?;
+    let (socket, codec) =
+        transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout).await?;
     let conn = Connection::new(
         config.protocol.clone(),
         handlers.registry().clone(),
@@ -60,6 +61,7 @@ async fn open(
     let shared = Shared::new(
         conn,
         socket,
+        codec,
         Arc::clone(handlers),
         Arc::new(Hooks::default()),
         endpoint.to_string(),
@@ -88,7 +90,7 @@ async fn open(
 }
 
 impl Client {
-    /// Connects to `url` (`tcp://host:port` or `unix:///path`).
+    /// Connects to `url` (`tcp://host:port`, `unix:///path` or `ws://host:port/path`).
     ///
     /// # Errors
     /// `Connect`, `AuthFailed`, `VersionMismatch`, `Rejected`, `InvalidUrl`, `Config`.

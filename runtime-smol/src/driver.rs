@@ -32,6 +32,7 @@ use event_listener::Event;
 use rigwire_core::{
     CallError, Connection, ConnectionError, EchoError, IncomingCall, Payload, RemoteError,
 };
+use rigwire_ws::WsCodec;
 use smol::{future, Task, Timer};
 
 use crate::handler::{CallContext, Handlers};
@@ -63,6 +64,8 @@ pub(crate) struct Hooks {
 
 pub(crate) struct State {
     pub(crate) conn: Connection,
+    /// Websocket framing around the byte stream, on `ws://` connections.
+    ws: Option<WsCodec>,
     /// Bytes taken from the core that the kernel has not taken yet, in order.
     backlog: VecDeque<Bytes>,
     backlog_bytes: usize,
@@ -107,6 +110,7 @@ impl Shared {
     pub(crate) fn new(
         conn: Connection,
         socket: Socket,
+        ws: Option<WsCodec>,
         handlers: Arc<Handlers>,
         hooks: Arc<Hooks>,
         label: String,
@@ -115,6 +119,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 conn,
+                ws,
                 backlog: VecDeque::new(),
                 backlog_bytes: 0,
                 write_blocked: false,
@@ -137,6 +142,10 @@ impl Shared {
             label,
         });
         let mut g = shared.lock();
+        if g.ws.is_some() {
+            // The upgrade may already have buffered the peer's first frames.
+            shared.feed(&mut g, Ok(0), &[], Instant::now());
+        }
         shared.flush(&mut g); // our Hello
         drop(g);
         shared
@@ -186,8 +195,26 @@ impl Shared {
                 let Some(chunk) = g.conn.poll_transmit() else {
                     break;
                 };
+                let chunk = match &mut g.ws {
+                    None => chunk,
+                    Some(codec) => {
+                        // One core frame, one binary message.
+                        if let Err(e) = codec.encode(chunk) {
+                            g.write_failed = Some(format!("websocket: {e}"));
+                            break;
+                        }
+                        Bytes::from(codec.take_output())
+                    }
+                };
                 g.backlog_bytes += chunk.len();
                 g.backlog.push_back(chunk);
+            }
+            if let Some(codec) = &mut g.ws {
+                let control = codec.take_output(); // pongs owed after reads
+                if !control.is_empty() {
+                    g.backlog_bytes += control.len();
+                    g.backlog.push_back(Bytes::from(control));
+                }
             }
             if g.backlog.is_empty() || g.write_blocked || g.write_failed.is_some() {
                 break;
@@ -295,18 +322,33 @@ impl Shared {
         }
     }
 
-    /// Feeds one read (or its failure) to the core.
+    /// Feeds one read (or its failure) to the core. On websocket, `Ok(0)`
+    /// with an empty `buf` only collects frames the codec already holds.
     fn feed(&self, g: &mut State, read: std::io::Result<usize>, buf: &[u8], now: Instant) {
-        match read {
-            Ok(0) => {
-                let why = g
-                    .write_failed
-                    .take()
-                    .unwrap_or_else(|| "the peer closed the connection".into());
-                g.conn.handle_transport_closed(&why, now);
-            }
-            Ok(n) => g.conn.handle_input(&buf[..n], now),
-            Err(e) => g
+        let eof = |g: &mut State| {
+            let why = g
+                .write_failed
+                .take()
+                .unwrap_or_else(|| "the peer closed the connection".into());
+            g.conn.handle_transport_closed(&why, now);
+        };
+        match (read, &mut g.ws) {
+            (Ok(0), None) => eof(g),
+            (Ok(n), None) => g.conn.handle_input(&buf[..n], now),
+            (Ok(n), Some(codec)) => match codec.decode(&buf[..n]) {
+                Ok(decoded) => {
+                    for frame in decoded.frames {
+                        g.conn.handle_frame(frame, now);
+                    }
+                    if decoded.closed || (n == 0 && !buf.is_empty()) {
+                        eof(g);
+                    }
+                }
+                Err(e) => g
+                    .conn
+                    .handle_transport_closed(&format!("websocket: {e}"), now),
+            },
+            (Err(e), _) => g
                 .conn
                 .handle_transport_closed(&format!("read failed: {e}"), now),
         }

@@ -28,7 +28,7 @@
 //!   without bound.
 //! * [`Group`] addresses named rigs together; [`RigService`] is the standard
 //!   experiment lifecycle a rig exposes for it.
-//! * Transports: `tcp://host:port`, `unix:///path` (websocket: not yet).
+//! * Transports: `tcp://host:port`, `unix:///path`, `ws://host:port/path`.
 //!
 //! How the tasks are arranged, and why, is explained in `driver.rs`.
 

@@ -197,9 +197,22 @@ impl ServerInner {
             Ok(c) => c,
             Err(e) => return tracing::error!("invalid configuration: {e}"),
         };
+        let codec = match self
+            .listener
+            .upgrade(
+                &socket,
+                self.config.protocol.max_frame,
+                self.config.protocol.handshake_timeout,
+            )
+            .await
+        {
+            Ok(codec) => codec,
+            Err(e) => return tracing::warn!(peer = %label, "{e}"),
+        };
         let shared = Shared::new(
             conn,
             socket,
+            codec,
             Arc::clone(&self.handlers),
             Arc::clone(&self.hooks),
             label.clone(),

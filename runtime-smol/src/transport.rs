@@ -1,4 +1,6 @@
-//! Transports on async-io: `tcp://host:port` and `unix:///path`. Reads and
+//! Transports on async-io: `tcp://host:port`, `unix:///path` and
+//! `ws://host:port/path` (the upgrade here, the framing by `rigwire-ws` in
+//! the driver). Reads and
 //! writes are non-blocking attempts; waiting is for readiness only, so no
 //! future ever holds the socket across an `.await` and a dropped future never
 //! leaves half a frame on the wire.
@@ -10,6 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rigwire_core::{Endpoint, Error};
+use rigwire_ws::{Handshake, WsCodec};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{future, Async, Timer};
 
 /// A connected, non-blocking socket of either family.
@@ -61,23 +65,66 @@ impl Socket {
     }
 }
 
-fn unsupported(endpoint: &Endpoint) -> Error {
-    Error::InvalidUrl {
-        url: endpoint.to_string(),
-        reason: "rigwire-smol does not speak ws:// yet; use tcp:// or unix://, or rigwire-std"
-            .into(),
-    }
+/// Runs a websocket upgrade on a fresh connection, within `timeout`.
+async fn upgrade(
+    socket: &Async<TcpStream>,
+    mut handshake: Handshake,
+    timeout: Duration,
+) -> Result<WsCodec, String> {
+    let work = async {
+        let mut buf = vec![0u8; 4096];
+        let mut input: &[u8] = &[];
+        loop {
+            let done = match handshake.feed(input) {
+                Ok(done) => done,
+                Err(e) => {
+                    // A refusal (a 404 for a wrong path) still goes to the peer.
+                    let _ = (&*socket).write_all(&handshake.take_output()).await;
+                    return Err(e);
+                }
+            };
+            let out = handshake.take_output();
+            if !out.is_empty() {
+                (&*socket)
+                    .write_all(&out)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if let Some(codec) = done {
+                return Ok(codec);
+            }
+            let n = (&*socket)
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("websocket handshake: {e}"))?;
+            if n == 0 {
+                return Err("websocket handshake: the peer closed the connection".into());
+            }
+            input = &buf[..n];
+        }
+    };
+    future::or(work, async {
+        Timer::after(timeout).await;
+        Err(format!(
+            "websocket handshake did not complete within {timeout:?}"
+        ))
+    })
+    .await
 }
 
-/// Dials `endpoint` within `timeout`.
-pub(crate) async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Socket, Error> {
+/// Dials `endpoint` within `timeout`; websocket connections are upgraded here.
+pub(crate) async fn connect(
+    endpoint: &Endpoint,
+    max_frame: u32,
+    timeout: Duration,
+) -> Result<(Socket, Option<WsCodec>), Error> {
     let fail = |reason: String| Error::Connect {
         url: endpoint.to_string(),
         reason,
     };
     let dial = async {
         match endpoint {
-            Endpoint::Tcp(addr) => {
+            Endpoint::Tcp(addr) | Endpoint::Ws { addr, .. } => {
                 let mut last = format!("{addr} resolved to no address");
                 for sa in smol::net::resolve(addr.as_str()).await? {
                     match Async::<TcpStream>::connect(sa).await {
@@ -91,12 +138,8 @@ pub(crate) async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<So
                 Err(io::Error::other(last))
             }
             Endpoint::Unix(path) => Ok(Socket::Unix(Async::<UnixStream>::connect(path).await?)),
-            Endpoint::Ws { .. } => Err(io::Error::other("unreachable: checked before dialing")),
         }
     };
-    if matches!(endpoint, Endpoint::Ws { .. }) {
-        return Err(unsupported(endpoint));
-    }
     let timed_out = async {
         Timer::after(timeout).await;
         Err(io::Error::new(
@@ -104,15 +147,24 @@ pub(crate) async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<So
             format!("no connection within {timeout:?}"),
         ))
     };
-    future::or(dial, timed_out)
+    let socket = future::or(dial, timed_out)
         .await
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| fail(e.to_string()))?;
+    let codec = match (endpoint, &socket) {
+        (Endpoint::Ws { .. }, Socket::Tcp(tcp)) => {
+            let handshake = Handshake::client(&endpoint.to_string(), max_frame).map_err(fail)?;
+            Some(upgrade(tcp, handshake, timeout).await.map_err(fail)?)
+        }
+        _ => None,
+    };
+    Ok((socket, codec))
 }
 
 /// A bound listening socket.
 #[derive(Debug)]
 pub(crate) enum Listener {
-    Tcp(Async<TcpListener>),
+    /// TCP; with a path when serving websocket there.
+    Tcp(Async<TcpListener>, Option<String>),
     Unix(Async<UnixListener>, PathBuf),
 }
 
@@ -126,7 +178,14 @@ impl Listener {
         match endpoint {
             Endpoint::Tcp(addr) => {
                 let listener = TcpListener::bind(addr).map_err(fail)?;
-                Ok(Listener::Tcp(Async::new(listener).map_err(fail)?))
+                Ok(Listener::Tcp(Async::new(listener).map_err(fail)?, None))
+            }
+            Endpoint::Ws { addr, path } => {
+                let listener = TcpListener::bind(addr).map_err(fail)?;
+                Ok(Listener::Tcp(
+                    Async::new(listener).map_err(fail)?,
+                    Some(path.clone()),
+                ))
             }
             Endpoint::Unix(path) => {
                 if path.exists() && UnixStream::connect(path).is_err() {
@@ -138,19 +197,26 @@ impl Listener {
                     path.clone(),
                 ))
             }
-            Endpoint::Ws { .. } => Err(unsupported(endpoint)),
         }
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).
     pub(crate) fn local_endpoint(&self) -> Endpoint {
         match self {
-            Listener::Tcp(l) => Endpoint::Tcp(
-                l.get_ref()
+            Listener::Tcp(l, ws) => {
+                let addr = l
+                    .get_ref()
                     .local_addr()
                     .map(|a| a.to_string())
-                    .unwrap_or_default(),
-            ),
+                    .unwrap_or_default();
+                match ws {
+                    None => Endpoint::Tcp(addr),
+                    Some(path) => Endpoint::Ws {
+                        addr,
+                        path: path.clone(),
+                    },
+                }
+            }
             Listener::Unix(_, path) => Endpoint::Unix(path.clone()),
         }
     }
@@ -158,12 +224,27 @@ impl Listener {
     /// Waits for the next connection.
     pub(crate) async fn accept(&self) -> io::Result<Socket> {
         match self {
-            Listener::Tcp(l) => {
+            Listener::Tcp(l, _) => {
                 let (s, _) = l.accept().await?;
                 s.get_ref().set_nodelay(true)?;
                 Ok(Socket::Tcp(s))
             }
             Listener::Unix(l, _) => Ok(Socket::Unix(l.accept().await?.0)),
+        }
+    }
+
+    /// Completes an accepted socket: the websocket upgrade when serving ws://.
+    pub(crate) async fn upgrade(
+        &self,
+        socket: &Socket,
+        max_frame: u32,
+        timeout: Duration,
+    ) -> Result<Option<WsCodec>, String> {
+        match (self, socket) {
+            (Listener::Tcp(_, Some(path)), Socket::Tcp(tcp)) => Ok(Some(
+                upgrade(tcp, Handshake::server(path, max_frame)?, timeout).await?,
+            )),
+            _ => Ok(None),
         }
     }
 

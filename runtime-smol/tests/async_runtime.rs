@@ -1,4 +1,4 @@
-//! rigwire-smol over real loopback sockets (tcp and unix).
+//! rigwire-smol over real loopback sockets (tcp, unix and ws).
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

@@ -1,5 +1,5 @@
 //! The two runtimes against each other: blocking client against smol server
-//! and smol client against blocking server, over tcp and unix, with and
+//! and smol client against blocking server, over tcp, unix and ws, with and
 //! without a secret.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
