@@ -223,8 +223,8 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     // 64 calls in flight on one connection.
     let depth = 64;
     let (r, g) = alternate(
-        4,
-        n(100),
+        10,
+        n(60),
         || raw.pipelined(depth),
         || {
             let calls: Vec<RawPendingCall> = (0..depth)

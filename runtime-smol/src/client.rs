@@ -70,7 +70,7 @@ async fn open(
     smol::spawn(Arc::clone(&shared).drive()).detach();
     let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
     let outcome = shared
-        .wait_for(Some(deadline), |s| match closed(s) {
+        .wait_for(Some(deadline), None, |s| match closed(s) {
             Some(err) => Some(Err(err)),
             None if s.connected => Some(Ok(())),
             None => None,

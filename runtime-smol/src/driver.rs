@@ -313,8 +313,14 @@ impl Shared {
     /// Does the work found by `pump` and wakes whoever may proceed.
     fn finish(self: &Arc<Self>, jobs: Vec<Job>) {
         let closing = jobs.iter().any(|j| matches!(j, Job::Closed(_)));
+        let calls = jobs.iter().any(|j| matches!(j, Job::Call(_)));
         for job in jobs {
             self.run_job(job);
+        }
+        if calls {
+            // Replies of handlers that finished at once leave in one write.
+            let mut g = self.lock();
+            self.flush(&mut g);
         }
         self.changed.notify(usize::MAX);
         if closing {
@@ -377,10 +383,13 @@ impl Shared {
     }
 
     /// Waits until `take` finds what it wants, reading the transport itself
-    /// when there is something to read, until `deadline`. Cancel-safe.
+    /// when there is something to read, until `deadline` (then `None`).
+    /// `wake_hint` is a moment to look again (a call's own deadline); the
+    /// core's other timers are the driver task's business. Cancel-safe.
     pub(crate) async fn wait_for<T>(
         self: &Arc<Self>,
         deadline: Option<Instant>,
+        wake_hint: Option<Instant>,
         mut take: impl FnMut(&mut State) -> Option<T>,
     ) -> Option<T> {
         let _waiting = WaiterGuard::enter(self);
@@ -392,7 +401,7 @@ impl Shared {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(None);
             }
-            Ok(earliest(g.conn.poll_timeout(), deadline))
+            Ok(earliest(wake_hint, deadline))
         };
         loop {
             if let Err(done) = check(self) {
@@ -434,21 +443,26 @@ impl Shared {
     /// writes the backlog when the socket is writable, and runs the core's
     /// timers even if nobody polls anything, until the connection closes.
     pub(crate) async fn drive(self: Arc<Self>) {
+        // One timer for the task's life, re-armed only when the next wake-up
+        // moves earlier: waking early is harmless, and re-registering a timer
+        // on every message is not free.
+        let mut timer = Timer::never();
+        let mut armed: Option<Instant> = None;
         loop {
             let listener = self.driver_wake.listen();
             let (closed, blocked, wake, callers_active) = {
                 let g = self.lock();
                 let now = Instant::now();
                 let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
+                let callers_active = g.fg_waiters > 0 || linger_until.is_some();
+                // While callers are active, re-check at least every LINGER: a
+                // client's caller may leave without waking us.
+                let recheck = callers_active.then(|| linger_until.unwrap_or(now + LINGER));
                 (
                     g.conn.is_closed() && g.backlog.is_empty() && g.conn.queued_output() == 0,
                     g.write_blocked,
-                    // Re-check at least every LINGER: a caller may leave without waking us.
-                    earliest(
-                        g.conn.poll_timeout(),
-                        Some(linger_until.unwrap_or(now + LINGER)),
-                    ),
-                    g.fg_waiters > 0 || linger_until.is_some(),
+                    earliest(g.conn.poll_timeout(), recheck),
+                    callers_active,
                 )
             };
             if closed {
@@ -479,24 +493,53 @@ impl Shared {
                 self.finish(jobs);
                 continue;
             }
-            if callers_active {
-                future::or(listener, sleep_until(wake)).await;
+            if let Some(at) = wake {
+                if armed.is_none_or(|a| at < a) {
+                    timer.set_at(at);
+                    armed = Some(at);
+                }
+            }
+            let fired = if callers_active {
+                future::or(
+                    async {
+                        listener.await;
+                        false
+                    },
+                    async {
+                        (&mut timer).await;
+                        true
+                    },
+                )
+                .await
             } else {
                 if self.read_now() {
                     continue;
                 }
-                future::or(
+                let fired = future::or(
                     async {
                         let _ = self.socket.readable().await;
+                        false
                     },
-                    async {
-                        future::or(listener, sleep_until(wake)).await;
-                    },
+                    future::or(
+                        async {
+                            listener.await;
+                            false
+                        },
+                        async {
+                            (&mut timer).await;
+                            true
+                        },
+                    ),
                 )
                 .await;
-                if self.read_now() {
+                if !fired && self.read_now() {
                     continue;
                 }
+                fired
+            };
+            if fired {
+                timer = Timer::never();
+                armed = None;
             }
             self.tick();
         }
@@ -523,7 +566,10 @@ impl Shared {
                 if let Poll::Ready(result) =
                     fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
                 {
-                    self.reply(call.id, result);
+                    // Written by `finish`, with the rest of the batch.
+                    if let Err(e) = self.lock().conn.reply(call.id, result) {
+                        tracing::debug!(peer = %self.label, "reply to call {} dropped: {e}", call.id);
+                    }
                     return;
                 }
                 let shared = Arc::clone(self);

@@ -123,15 +123,17 @@ impl Peer {
         args: Payload,
         timeout: Option<Duration>,
     ) -> Result<Payload, Error> {
-        let id = self
+        let (id, deadline) = self
             .shared
             .command_waiting(
                 |s, now| {
                     let id = s.conn.call(method, args.clone(), timeout, now)?;
                     s.calls.insert(id, None);
-                    Ok(id)
+                    // Look again at the call's own deadline; other timers are the driver's.
+                    let limit = timeout.or(s.conn.config().default_call_timeout);
+                    Ok((id, limit.and_then(|t| now.checked_add(t))))
                 },
-                |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
+                |r: &Result<_, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
             )
             .await?;
         let mut guard = CallGuard {
@@ -141,7 +143,7 @@ impl Peer {
         };
         let result = self
             .shared
-            .wait_for(None, |s| match s.calls.get(&id) {
+            .wait_for(None, deadline, |s| match s.calls.get(&id) {
                 Some(Some(_)) => s.calls.remove(&id).flatten(),
                 _ => None,
             })
@@ -191,7 +193,7 @@ impl Peer {
             .await?;
         let found = self
             .shared
-            .wait_for(None, |s| {
+            .wait_for(None, None, |s| {
                 if let Some(Some(rtt)) = s.pings.get(&seq) {
                     let rtt = *rtt;
                     s.pings.remove(&seq);
@@ -222,7 +224,7 @@ impl Peer {
             .await?;
         let found = self
             .shared
-            .wait_for(None, |s| match s.confirms.get(&seq) {
+            .wait_for(None, None, |s| match s.confirms.get(&seq) {
                 Some(Some(_)) => s.confirms.remove(&seq).flatten(),
                 _ => None,
             })

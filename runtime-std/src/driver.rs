@@ -320,6 +320,7 @@ impl Shared {
         drop(g);
         self.flush();
         self.run_jobs(jobs, true);
+        self.flush(); // the replies of handlers that ran inline, in one write
         self.lock()
     }
 
@@ -419,12 +420,12 @@ impl Shared {
                 rigwire_core::ErrorKind::Internal,
                 "handler table out of step with the registry",
             );
-            self.reply(call.id, Err(err));
+            self.reply(call.id, Err(err), true);
             return;
         };
         let inline = on_reading_thread && entry.runs_inline();
         let shared = Arc::clone(self);
-        self.spawn_or_run(inline, move || {
+        let run = move |flush: bool| {
             let ctx = CallContext {
                 peer: Peer::new(Arc::clone(&shared)),
                 method: call.method,
@@ -432,8 +433,15 @@ impl Shared {
                 id: call.id,
             };
             let result = entry.run(&ctx, call.args);
-            shared.reply(call.id, result);
-        });
+            shared.reply(call.id, result, flush);
+        };
+        match &self.pool {
+            // The reading thread writes once after the whole batch it read
+            // (as a raw echo server would), not once per reply.
+            _ if inline => run(false),
+            Some(pool) => pool.submit(move || run(true)),
+            None => run(true),
+        }
     }
 
     fn spawn_or_run(&self, inline: bool, job: impl FnOnce() + Send + 'static) {
@@ -443,14 +451,21 @@ impl Shared {
         }
     }
 
-    fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>) {
-        let outcome = self.command(
-            |s, _| {
-                s.cancelled.remove(&id);
-                s.conn.reply(id, result.clone())
-            },
-            |_| false,
-        );
+    /// Answers call `id`; `flush` false leaves the writing to the caller.
+    fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>, flush: bool) {
+        let outcome = if flush {
+            self.command(
+                |s, _| {
+                    s.cancelled.remove(&id);
+                    s.conn.reply(id, result.clone())
+                },
+                |_| false,
+            )
+        } else {
+            let mut g = self.lock();
+            g.cancelled.remove(&id);
+            g.conn.reply(id, result)
+        };
         if let Err(e) = outcome {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
         }
