@@ -362,3 +362,38 @@ fn limits_secrets_shutdown_and_reconnect() {
         again.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+#[test]
+fn a_group_keeps_the_answers_of_the_rigs_that_stay_when_one_drops_out_mid_call() {
+    smol::block_on(async {
+        let (_gate_tx, gate) = bounded(1);
+        let stays = plain_rig("tcp://127.0.0.1:0", cfg("stays"));
+        let drops = rig("tcp://127.0.0.1:0", cfg("drops"), bounded(8).0, gate);
+        let (u1, u2) = (stays.local_url(), drops.local_url());
+        let group = rigwire_smol::Group::connect(
+            &[("stays", u1.as_str()), ("drops", u2.as_str())],
+            &cfg("script"),
+        )
+        .await
+        .unwrap();
+        // `gate` never opens on `drops`; on `stays` it is already closed: `false` at once.
+        let calls = group.call_all::<_, bool>("gate", &(), None);
+        let killer = async {
+            smol::Timer::after(Duration::from_millis(100)).await;
+            drops.abort().await;
+        };
+        let (results, ()) = smol::future::zip(calls, killer).await;
+        assert_eq!(results.get("stays"), Some(&Ok(false)), "{results:?}");
+        assert!(
+            matches!(results.get("drops"), Some(Err(Error::Disconnected(_)))),
+            "{results:?}"
+        );
+        let sums = group.call_all::<_, i64>("add", &(1, 2), None).await;
+        assert_eq!(sums.get("stays"), Some(&Ok(3)));
+        assert!(matches!(
+            sums.get("drops"),
+            Some(Err(Error::Disconnected(_)))
+        ));
+        stays.shutdown(Duration::from_secs(1)).await;
+    });
+}
