@@ -36,6 +36,9 @@ pub struct ExposedMethod {
 pub struct Registry {
     methods: Vec<ExposedMethod>,
     by_name: BTreeMap<String, HandlerId>,
+    /// Where names nobody exposed go, instead of `NoSuchMethod` (a relay
+    /// forwards them); never listed by introspection.
+    fallback: Option<HandlerId>,
 }
 
 impl Registry {
@@ -87,9 +90,27 @@ impl Registry {
         Ok(())
     }
 
-    /// The handler a name reaches.
+    /// The handler a name reaches (the fallback, if one is set, for names
+    /// not exposed).
     pub fn lookup(&self, name: &str) -> Option<HandlerId> {
-        self.by_name.get(name).copied()
+        self.by_name.get(name).copied().or(self.fallback)
+    }
+
+    /// Sends calls and notifies to names nobody exposed to `id` instead of
+    /// answering `NoSuchMethod` (what a relay does with `service.method`).
+    pub fn set_fallback(&mut self, id: Option<HandlerId>) {
+        self.fallback = id;
+    }
+
+    /// Exposes a name the protocol reserves (`rigwire.*`), for the core's own services.
+    pub(crate) fn expose_reserved(&mut self, name: &str) -> HandlerId {
+        let id = HandlerId(self.methods.len() as u32);
+        self.methods.push(ExposedMethod {
+            name: name.to_owned(),
+            aliases: Vec::new(),
+        });
+        self.by_name.insert(name.to_owned(), id);
+        id
     }
 
     /// Everything exposed, in registration order.

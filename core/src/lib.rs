@@ -21,6 +21,7 @@
 //! * [`lifecycle`] — experiment references and a rig's init/start/stop/cleanup
 //!   state machine.
 //! * [`group`] — results of addressing many rigs at once, by rig name.
+//! * [`relay`] — services reached in two hops: routing between connections.
 //! * [`testing`] — a deterministic two-peer harness with virtual time, latency
 //!   and loss, used by the tests and the fuzz targets.
 //!
@@ -90,6 +91,7 @@ mod handshake;
 pub mod lifecycle;
 pub mod message;
 mod receive;
+pub mod relay;
 pub mod runtime;
 pub mod testing;
 

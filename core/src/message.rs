@@ -122,6 +122,10 @@ wire_code_enum! {
         Protocol = 10,
         /// An error inside the peer's runtime, not the handler's fault.
         Internal = 11,
+        /// A relay has no service of that name connected, or it went away.
+        Unavailable = 12,
+        /// The peer refused the request (a relay refusing a registration).
+        Refused = 13,
     }
 }
 

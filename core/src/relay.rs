@@ -1,0 +1,560 @@
+//! The relay (rt-cloud's project server, without its failures): remote
+//! services dial in and register names; clients call `name.method` and the
+//! relay forwards the call to the service that registered `name`, then routes
+//! the answer back. Still no I/O: the relay owns one [`Connection`] per peer
+//! and the runtime moves bytes and time for each, by [`ConnId`].
+//!
+//! What it guarantees:
+//! * the call id is remapped per hop, the payload is forwarded untouched (no
+//!   decode, no copy) and the caller's remaining deadline is passed on (capped
+//!   by [`RelayConfig::max_forward_timeout`]);
+//! * answers, errors and cancels are routed back; a cancel travels both hops;
+//! * when a service's connection ends, every call pending on it fails at once
+//!   with `Unavailable` naming the service, and so does a call for a name
+//!   nobody serves;
+//! * a registration of a taken name, or of a name the relay does not allow, is
+//!   refused with the reason (`Refused`), which the service sees;
+//! * the relay's own exposed names are served beside the forwarded ones.
+//!
+//! A service registers by calling [`REGISTER_METHOD`] with the list of its
+//! names (`Vec<String>`); the answer is the list registered.
+//!
+//! Drive it like a [`Connection`]: after every `handle_*` or command, drain
+//! `poll_transmit` for every connection, `poll_event`, then `poll_timeout`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::Payload;
+use crate::config::{Config, Role};
+use crate::connection::Connection;
+use crate::dispatch::{HandlerId, Registry};
+use crate::error::{CallError, ConfigError, ConnectionError, RemoteError};
+use crate::event::{Event, IncomingCall, IncomingNotify};
+use crate::framing::Framing;
+use crate::message::ErrorKind;
+
+/// The built-in method a service calls to register its names.
+pub const REGISTER_METHOD: &str = "rigwire.register";
+
+/// The handler id that marks a call or notify to be forwarded.
+const FORWARD: HandlerId = HandlerId(u32::MAX);
+
+/// Identifies one connection of the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// A client: its calls to `name.method` are forwarded.
+    Client,
+    /// A remote service: it may register names.
+    Service,
+}
+
+/// How the relay is set up.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Settings for client connections (their secret, limits, keepalive).
+    pub clients: Config,
+    /// Settings for service connections (their own secret, limits, keepalive).
+    pub services: Config,
+    /// Names services may register; `None` allows any name.
+    pub allowed: Option<Vec<String>>,
+    /// Longest time a forwarded call may take, whatever the caller allows.
+    pub max_forward_timeout: Option<Duration>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            clients: Config::named("relay"),
+            services: Config::named("relay"),
+            allowed: None,
+            max_forward_timeout: None,
+        }
+    }
+}
+
+/// What the relay tells the runtime.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RelayEvent {
+    /// A peer completed its handshake.
+    Connected {
+        /// The connection.
+        conn: ConnId,
+        /// Which listener it came in on.
+        side: Side,
+        /// The name it announced.
+        peer_name: String,
+    },
+    /// A service registered names.
+    Registered {
+        /// The service's connection.
+        conn: ConnId,
+        /// The names now routed to it.
+        names: Vec<String>,
+    },
+    /// A call to one of the relay's own exposed names; answer it with [`Relay::reply`].
+    Call {
+        /// The caller's connection.
+        conn: ConnId,
+        /// The call.
+        call: IncomingCall,
+    },
+    /// A notify to one of the relay's own exposed names.
+    Notify {
+        /// The sender's connection.
+        conn: ConnId,
+        /// The notify.
+        notify: IncomingNotify,
+    },
+    /// A connection closed; drain its transmits, close its socket, then [`Relay::remove`] it.
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        error: ConnectionError,
+    },
+}
+
+struct Peer {
+    conn: Connection,
+    side: Side,
+    /// Names this service registered.
+    names: Vec<String>,
+}
+
+/// The relay state machine.
+pub struct Relay {
+    config: RelayConfig,
+    own: Registry,
+    peers: BTreeMap<ConnId, Peer>,
+    /// Registered name -> the service serving it.
+    routes: BTreeMap<String, ConnId>,
+    /// (service, id on the service hop) -> (client, id on the client hop).
+    forwarded: BTreeMap<(ConnId, u64), (ConnId, u64)>,
+    /// The reverse, for cancels travelling from the client.
+    by_client: BTreeMap<(ConnId, u64), (ConnId, u64)>,
+    events: VecDeque<RelayEvent>,
+    next_conn: u64,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("connections", &self.peers.len())
+            .field("routes", &self.routes)
+            .field("forwarded", &self.forwarded.len())
+            .finish()
+    }
+}
+
+impl Relay {
+    /// A relay that also serves the names in `own` itself.
+    ///
+    /// # Errors
+    /// [`ConfigError`] if either connection configuration is invalid.
+    pub fn new(config: RelayConfig, own: Registry) -> Result<Relay, ConfigError> {
+        config.clients.validate()?;
+        config.services.validate()?;
+        Ok(Relay {
+            config,
+            own,
+            peers: BTreeMap::new(),
+            routes: BTreeMap::new(),
+            forwarded: BTreeMap::new(),
+            by_client: BTreeMap::new(),
+            events: VecDeque::new(),
+            next_conn: 1,
+        })
+    }
+
+    /// A new peer connected on `side`'s listener; its `Hello` is queued.
+    ///
+    /// # Errors
+    /// [`ConfigError`], as [`Connection::new`].
+    pub fn accept(
+        &mut self,
+        side: Side,
+        framing: Framing,
+        nonce: [u8; 32],
+        now: Instant,
+    ) -> Result<ConnId, ConfigError> {
+        let mut registry = self.own.clone();
+        let config = match side {
+            Side::Client => {
+                registry.set_fallback(Some(FORWARD));
+                self.config.clients.clone()
+            }
+            Side::Service => {
+                registry.expose_reserved(REGISTER_METHOD);
+                self.config.services.clone()
+            }
+        };
+        let conn = Connection::new(config, registry, Role::Server, framing, nonce, now)?;
+        let id = ConnId(self.next_conn);
+        self.next_conn += 1;
+        self.peers.insert(
+            id,
+            Peer {
+                conn,
+                side,
+                names: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// The connection `id`, for its getters and for `poll_transmit`.
+    pub fn connection(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.peers.get_mut(&id).map(|p| &mut p.conn)
+    }
+
+    /// Names currently routed, with the service serving each.
+    pub fn routes(&self) -> impl Iterator<Item = (&str, ConnId)> {
+        self.routes.iter().map(|(n, c)| (n.as_str(), *c))
+    }
+
+    /// Calls forwarded and not yet answered.
+    pub fn forwarded_in_flight(&self) -> usize {
+        self.forwarded.len()
+    }
+
+    /// Bytes read from connection `id`'s stream.
+    pub fn handle_input(&mut self, id: ConnId, bytes: &[u8], now: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.conn.handle_input(bytes, now);
+            self.process(id, now);
+        }
+    }
+
+    /// One frame (websocket message) from connection `id`.
+    pub fn handle_frame(&mut self, id: ConnId, frame: Bytes, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.conn.handle_frame(frame, now);
+            self.process(id, now);
+        }
+    }
+
+    /// Connection `id`'s transport ended.
+    pub fn handle_transport_closed(&mut self, id: ConnId, reason: &str, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.conn.handle_transport_closed(reason, now);
+            self.process(id, now);
+        }
+    }
+
+    /// Lets time pass on every connection.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<ConnId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.conn.handle_timeout(now);
+            }
+            self.process(id, now);
+        }
+    }
+
+    /// The earliest instant at which `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter_map(|p| p.conn.poll_timeout())
+            .min()
+    }
+
+    /// The next event for the runtime.
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    /// Forgets a closed connection (after its last transmits were written).
+    pub fn remove(&mut self, id: ConnId) {
+        self.peers.remove(&id);
+    }
+
+    /// Answers a call to one of the relay's own names.
+    ///
+    /// # Errors
+    /// As [`Connection::reply`]; `NotPending` if the connection is gone.
+    pub fn reply(
+        &mut self,
+        id: ConnId,
+        call: u64,
+        result: Result<Payload, RemoteError>,
+    ) -> Result<(), crate::error::ReplyError> {
+        let p = self
+            .peers
+            .get_mut(&id)
+            .ok_or(crate::error::ReplyError::NotPending(call))?;
+        p.conn.reply(call, result)
+    }
+
+    /// Notifies every connected client; returns how many.
+    pub fn broadcast_clients(&mut self, method: &str, args: &Payload, now: Instant) -> usize {
+        let mut reached = 0;
+        for p in self.peers.values_mut().filter(|p| p.side == Side::Client) {
+            reached += usize::from(p.conn.notify(method, args.clone(), now).is_ok());
+        }
+        reached
+    }
+
+    /// Notifies the service registered as `name`, if one is.
+    pub fn broadcast_service(
+        &mut self,
+        name: &str,
+        method: &str,
+        args: &Payload,
+        now: Instant,
+    ) -> usize {
+        let Some(id) = self.routes.get(name).copied() else {
+            return 0;
+        };
+        let Some(p) = self.peers.get_mut(&id) else {
+            return 0;
+        };
+        usize::from(p.conn.notify(method, args.clone(), now).is_ok())
+    }
+
+    /// Routes everything connection `id` produced.
+    fn process(&mut self, id: ConnId, now: Instant) {
+        loop {
+            let Some(p) = self.peers.get_mut(&id) else {
+                return;
+            };
+            let side = p.side;
+            let Some(event) = p.conn.poll_event() else {
+                return;
+            };
+            match event {
+                Event::Connected { peer_name, .. } => {
+                    self.events.push_back(RelayEvent::Connected {
+                        conn: id,
+                        side,
+                        peer_name,
+                    })
+                }
+                Event::Call(call) if side == Side::Service && call.method == REGISTER_METHOD => {
+                    self.register(id, call)
+                }
+                Event::Call(call) if call.handler == FORWARD => self.forward(id, call, now),
+                Event::Call(call) => self.events.push_back(RelayEvent::Call { conn: id, call }),
+                Event::Notify(n) if n.handler == FORWARD => self.forward_notify(id, n, now),
+                Event::Notify(notify) => self
+                    .events
+                    .push_back(RelayEvent::Notify { conn: id, notify }),
+                Event::Response {
+                    id: service_call,
+                    result,
+                } => self.answer(id, service_call, result),
+                Event::Cancelled {
+                    id: client_call, ..
+                } => {
+                    if let Some((service, service_call)) = self.by_client.remove(&(id, client_call))
+                    {
+                        self.forwarded.remove(&(service, service_call));
+                        if let Some(s) = self.peers.get_mut(&service) {
+                            s.conn.cancel(service_call);
+                        }
+                    }
+                }
+                Event::Closed(error) => {
+                    self.closed(id);
+                    self.events
+                        .push_back(RelayEvent::Closed { conn: id, error });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn register(&mut self, id: ConnId, call: IncomingCall) {
+        let outcome = match call.args.decode::<Vec<String>>() {
+            Err(e) => Err(RemoteError::new(
+                ErrorKind::BadArguments,
+                format!("{REGISTER_METHOD} takes a list of names: {e}"),
+            )),
+            Ok(names) => self.check_names(id, &names).map(|()| names),
+        };
+        let result = outcome.and_then(|names| {
+            for name in &names {
+                self.routes.insert(name.clone(), id);
+            }
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.names.extend(names.iter().cloned());
+            }
+            self.events.push_back(RelayEvent::Registered {
+                conn: id,
+                names: names.clone(),
+            });
+            Payload::encode_as(call.args.codec, &names)
+                .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()))
+        });
+        if let Some(p) = self.peers.get_mut(&id) {
+            let _ = p.conn.reply(call.id, result);
+        }
+    }
+
+    fn check_names(&self, id: ConnId, names: &[String]) -> Result<(), RemoteError> {
+        for name in names {
+            if name.is_empty() || name.contains('.') || name.len() > 128 || name == "rigwire" {
+                return Err(RemoteError::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "'{name}' is not a service name: 1 to 128 bytes, no '.', not 'rigwire'"
+                    ),
+                ));
+            }
+            if let Some(allowed) = &self.config.allowed {
+                if !allowed.iter().any(|a| a == name) {
+                    return Err(RemoteError::new(
+                        ErrorKind::Refused,
+                        format!(
+                            "this relay does not accept a service named '{name}' (allowed: {})",
+                            allowed.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let Some(holder) = self.routes.get(name).filter(|holder| **holder != id) {
+                let who = self
+                    .peers
+                    .get(holder)
+                    .and_then(|p| p.conn.peer())
+                    .map(|p| p.name.clone())
+                    .unwrap_or_default();
+                return Err(RemoteError::new(
+                    ErrorKind::Refused,
+                    format!("the service name '{name}' is already registered by '{who}'"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A client's call to `service.method`: onward to the service, or answered `Unavailable`.
+    fn forward(&mut self, client: ConnId, call: IncomingCall, now: Instant) {
+        let (name, method) = call
+            .method
+            .split_once('.')
+            .unwrap_or((call.method.as_str(), ""));
+        let target = self.routes.get(name).copied();
+        let refused = |message: String| Err(RemoteError::new(ErrorKind::Unavailable, message));
+        let outcome = match (target, method) {
+            _ if method.is_empty() || name == "rigwire" => Err(RemoteError::new(
+                ErrorKind::NoSuchMethod,
+                format!(
+                    "no method '{}' here; forwarded calls are named service.method",
+                    call.method
+                ),
+            )),
+            (None, _) => refused(format!("no service '{name}' is connected to this relay")),
+            (Some(service), _) => {
+                let left = call.deadline.map(|d| d.saturating_duration_since(now));
+                let timeout = match (left, self.config.max_forward_timeout) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                let sent = self
+                    .peers
+                    .get_mut(&service)
+                    .map(|s| s.conn.call(method, call.args.clone(), timeout, now));
+                match sent {
+                    Some(Ok(service_call)) => {
+                        self.forwarded
+                            .insert((service, service_call), (client, call.id));
+                        self.by_client
+                            .insert((client, call.id), (service, service_call));
+                        return;
+                    }
+                    Some(Err(e)) => Err(self.hop_error(service, e)),
+                    None => refused(format!("no service '{name}' is connected to this relay")),
+                }
+            }
+        };
+        if let Some(p) = self.peers.get_mut(&client) {
+            let _ = p.conn.reply(call.id, outcome);
+        }
+    }
+
+    fn forward_notify(&mut self, _client: ConnId, notify: IncomingNotify, now: Instant) {
+        let Some((name, method)) = notify.method.split_once('.') else {
+            return;
+        };
+        if let Some(s) = self
+            .routes
+            .get(name)
+            .copied()
+            .and_then(|id| self.peers.get_mut(&id))
+        {
+            let _ = s.conn.notify(method, notify.args, now);
+        }
+    }
+
+    /// The service answered (or the call to it failed): back to the client.
+    fn answer(&mut self, service: ConnId, service_call: u64, result: Result<Payload, CallError>) {
+        let Some((client, client_call)) = self.forwarded.remove(&(service, service_call)) else {
+            return;
+        };
+        self.by_client.remove(&(client, client_call));
+        let result = result.map_err(|e| self.hop_error(service, e));
+        if let Some(p) = self.peers.get_mut(&client) {
+            let _ = p.conn.reply(client_call, result);
+        }
+    }
+
+    /// What the client is told when the service hop failed.
+    fn hop_error(&self, service: ConnId, err: CallError) -> RemoteError {
+        let name = self
+            .peers
+            .get(&service)
+            .map(|p| p.names.join(", "))
+            .unwrap_or_default();
+        match err {
+            CallError::Remote(e) => e,
+            CallError::DeadlineExceeded => RemoteError::new(
+                ErrorKind::DeadlineExceeded,
+                format!("service '{name}' did not answer in time"),
+            ),
+            CallError::Disconnected(e) => RemoteError::new(
+                ErrorKind::Unavailable,
+                format!("service '{name}' disconnected: {e}"),
+            ),
+            CallError::Busy(why) => {
+                RemoteError::new(ErrorKind::Busy, format!("service '{name}': {why}"))
+            }
+            CallError::TooLarge { len, limit } => RemoteError::new(
+                ErrorKind::TooLarge,
+                format!("a frame of {len} bytes exceeds the service hop's limit of {limit}"),
+            ),
+            CallError::Backpressure { .. } => RemoteError::new(
+                ErrorKind::Busy,
+                format!("service '{name}' is not keeping up"),
+            ),
+        }
+    }
+
+    /// A connection ended: its names stop routing; a client's forwarded calls
+    /// are cancelled at their services. (A service's pending calls were failed
+    /// by its core already, through `answer`.)
+    fn closed(&mut self, id: ConnId) {
+        self.routes.retain(|_, holder| *holder != id);
+        let orphaned: Vec<((ConnId, u64), (ConnId, u64))> = self
+            .by_client
+            .range((id, 0)..=(id, u64::MAX))
+            .map(|(k, v)| (*k, *v))
+            .collect();
+        for (client_key, (service, service_call)) in orphaned {
+            self.by_client.remove(&client_key);
+            self.forwarded.remove(&(service, service_call));
+            if let Some(s) = self.peers.get_mut(&service) {
+                s.conn.cancel(service_call);
+            }
+        }
+    }
+}

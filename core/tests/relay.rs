@@ -1,0 +1,479 @@
+//! The relay state machine: two-hop calls between in-memory peers.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::relay::{ConnId, Relay, RelayConfig, RelayEvent, Side, REGISTER_METHOD};
+use rigwire_core::{
+    CallError, Codec, Config, Connection, ErrorKind, Event, Framing, Payload, Registry,
+    RemoteError, Role,
+};
+
+/// One peer of the relay, on its own connection.
+struct Remote {
+    conn: Connection,
+    relay_side: ConnId,
+    events: Vec<Event>,
+}
+
+struct Net {
+    relay: Relay,
+    remotes: Vec<Remote>,
+    relay_events: Vec<RelayEvent>,
+    now: Instant,
+}
+
+impl Net {
+    fn new(config: RelayConfig, own: Registry) -> Net {
+        Net {
+            relay: Relay::new(config, own).unwrap(),
+            remotes: Vec::new(),
+            relay_events: Vec::new(),
+            now: Instant::now(),
+        }
+    }
+
+    fn join(&mut self, side: Side, name: &str, registry: Registry) -> usize {
+        let relay_side = self
+            .relay
+            .accept(side, Framing::Stream, [3; 32], self.now)
+            .unwrap();
+        let conn = Connection::new(
+            Config::named(name),
+            registry,
+            Role::Client,
+            Framing::Stream,
+            [4; 32],
+            self.now,
+        )
+        .unwrap();
+        self.remotes.push(Remote {
+            conn,
+            relay_side,
+            events: Vec::new(),
+        });
+        self.pump();
+        self.remotes.len() - 1
+    }
+
+    /// Moves bytes until nobody has anything to send.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            for r in &mut self.remotes {
+                while let Some(b) = r.conn.poll_transmit() {
+                    self.relay.handle_input(r.relay_side, &b, self.now);
+                    moved = true;
+                }
+                if let Some(c) = self.relay.connection(r.relay_side) {
+                    while let Some(b) = c.poll_transmit() {
+                        r.conn.handle_input(&b, self.now);
+                        moved = true;
+                    }
+                }
+                while let Some(e) = r.conn.poll_event() {
+                    r.events.push(e);
+                }
+            }
+            while let Some(e) = self.relay.poll_event() {
+                self.relay_events.push(e);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        self.relay.handle_timeout(self.now);
+        for r in &mut self.remotes {
+            r.conn.handle_timeout(self.now);
+        }
+        self.pump();
+    }
+
+    fn register(&mut self, who: usize, names: &[&str]) -> Result<Vec<String>, RemoteError> {
+        let now = self.now;
+        let id = self.remotes[who]
+            .conn
+            .call(
+                REGISTER_METHOD,
+                Payload::postcard(&names).unwrap(),
+                None,
+                now,
+            )
+            .unwrap();
+        self.pump();
+        match take_response(&mut self.remotes[who].events, id) {
+            Ok(p) => Ok(p.decode().unwrap()),
+            Err(CallError::Remote(e)) => Err(e),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    fn call(&mut self, who: usize, method: &str, args: Payload, timeout: Option<Duration>) -> u64 {
+        let now = self.now;
+        let id = self.remotes[who]
+            .conn
+            .call(method, args, timeout, now)
+            .unwrap();
+        self.pump();
+        id
+    }
+
+    /// The calls a service has received, answering none.
+    fn calls_at(&mut self, who: usize) -> Vec<rigwire_core::IncomingCall> {
+        let events = std::mem::take(&mut self.remotes[who].events);
+        let (calls, rest): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|e| matches!(e, Event::Call(_)));
+        self.remotes[who].events = rest;
+        calls
+            .into_iter()
+            .map(|e| match e {
+                Event::Call(c) => c,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+}
+
+fn take_response(events: &mut Vec<Event>, id: u64) -> Result<Payload, CallError> {
+    let at = events
+        .iter()
+        .position(|e| matches!(e, Event::Response { id: got, .. } if *got == id))
+        .unwrap_or_else(|| panic!("no response to {id} in {events:?}"));
+    match events.remove(at) {
+        Event::Response { result, .. } => result,
+        _ => unreachable!(),
+    }
+}
+
+fn service_registry() -> Registry {
+    let mut r = Registry::new();
+    r.expose("getFile").unwrap();
+    r.expose("slow").unwrap();
+    r
+}
+
+fn remote(result: Result<Payload, CallError>) -> RemoteError {
+    match result {
+        Err(CallError::Remote(e)) => e,
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_call_crosses_two_hops_with_ids_remapped_and_the_payload_untouched() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let data = net.join(Side::Service, "data-service", service_registry());
+    assert_eq!(net.register(data, &["data"]).unwrap(), vec!["data"]);
+    let script = net.join(Side::Client, "script", Registry::new());
+    let other = net.join(Side::Client, "other-script", Registry::new());
+    let big = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+    // Both clients use call id 1: the relay keeps them apart.
+    let a = net.call(
+        script,
+        "data.getFile",
+        Payload::new(Codec::Postcard, big.clone()),
+        None,
+    );
+    let b = net.call(
+        other,
+        "data.getFile",
+        Payload::json(&"small").unwrap(),
+        None,
+    );
+    assert_eq!((a, b), (1, 1));
+    let calls = net.calls_at(data);
+    assert_eq!(
+        calls.iter().map(|c| c.method.as_str()).collect::<Vec<_>>(),
+        vec!["getFile", "getFile"]
+    );
+    assert_eq!(calls[0].args.bytes, big, "forwarded untouched");
+    assert_ne!(
+        calls[0].id, calls[1].id,
+        "remapped onto one id space at the service"
+    );
+    let now = net.now;
+    let _ = now;
+    net.remotes[data]
+        .conn
+        .reply(calls[1].id, Ok(Payload::json(&"for other").unwrap()))
+        .unwrap();
+    net.remotes[data]
+        .conn
+        .reply(calls[0].id, Ok(Payload::json(&"for script").unwrap()))
+        .unwrap();
+    net.pump();
+    assert_eq!(
+        take_response(&mut net.remotes[script].events, a)
+            .unwrap()
+            .decode::<String>()
+            .unwrap(),
+        "for script"
+    );
+    assert_eq!(
+        take_response(&mut net.remotes[other].events, b)
+            .unwrap()
+            .decode::<String>()
+            .unwrap(),
+        "for other"
+    );
+    assert_eq!(net.relay.forwarded_in_flight(), 0);
+}
+
+#[test]
+fn errors_from_the_service_reach_the_client_unchanged() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let data = net.join(Side::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let script = net.join(Side::Client, "script", Registry::new());
+    let id = net.call(script, "data.getFile", Payload::json(&()).unwrap(), None);
+    let call = net.calls_at(data).remove(0);
+    let err =
+        RemoteError::new(ErrorKind::Handler, "no such run").with_detail("run 7 was never recorded");
+    net.remotes[data]
+        .conn
+        .reply(call.id, Err(err.clone()))
+        .unwrap();
+    net.pump();
+    assert_eq!(
+        remote(take_response(&mut net.remotes[script].events, id)),
+        err
+    );
+    // A method the service does not expose: its own NoSuchMethod comes back.
+    let id = net.call(script, "data.nope", Payload::json(&()).unwrap(), None);
+    assert_eq!(
+        remote(take_response(&mut net.remotes[script].events, id)).kind,
+        ErrorKind::NoSuchMethod
+    );
+}
+
+#[test]
+fn a_name_nobody_serves_fails_at_once_with_unavailable() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let script = net.join(Side::Client, "script", Registry::new());
+    let id = net.call(script, "subject.show", Payload::json(&()).unwrap(), None);
+    let e = remote(take_response(&mut net.remotes[script].events, id));
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorKind::Unavailable,
+            "no service 'subject' is connected to this relay"
+        )
+    );
+}
+
+#[test]
+fn when_a_service_drops_every_call_pending_on_it_fails_naming_it() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let data = net.join(Side::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let script = net.join(Side::Client, "script", Registry::new());
+    let ids: Vec<u64> = (0..3)
+        .map(|_| {
+            net.call(
+                script,
+                "data.slow",
+                Payload::json(&()).unwrap(),
+                Some(Duration::from_secs(60)),
+            )
+        })
+        .collect();
+    assert_eq!(net.relay.forwarded_in_flight(), 3);
+    let side = net.remotes[data].relay_side;
+    let now = net.now;
+    net.relay
+        .handle_transport_closed(side, "connection reset", now);
+    net.pump();
+    for id in ids {
+        let e = remote(take_response(&mut net.remotes[script].events, id));
+        assert_eq!(e.kind, ErrorKind::Unavailable);
+        assert!(
+            e.message.starts_with("service 'data' disconnected"),
+            "{}",
+            e.message
+        );
+    }
+    assert_eq!(net.relay.routes().count(), 0);
+    // The name is free again: a new service takes it.
+    let again = net.join(Side::Service, "data-service-2", service_registry());
+    assert_eq!(net.register(again, &["data"]).unwrap(), vec!["data"]);
+}
+
+#[test]
+fn taken_and_disallowed_names_are_refused_with_the_reason() {
+    let config = RelayConfig {
+        allowed: Some(vec!["data".into(), "subject".into()]),
+        ..RelayConfig::default()
+    };
+    let mut net = Net::new(config, Registry::new());
+    let first = net.join(Side::Service, "scanner-1", service_registry());
+    net.register(first, &["data"]).unwrap();
+    let second = net.join(Side::Service, "scanner-2", service_registry());
+    let e = net.register(second, &["data"]).unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorKind::Refused,
+            "the service name 'data' is already registered by 'scanner-1'"
+        )
+    );
+    let e = net.register(second, &["camera"]).unwrap_err();
+    assert_eq!(
+        e.message,
+        "this relay does not accept a service named 'camera' (allowed: data, subject)"
+    );
+    assert_eq!(net.register(second, &["subject"]).unwrap(), vec!["subject"]);
+    assert!(net
+        .register(second, &["rigwire"])
+        .unwrap_err()
+        .message
+        .contains("not a service name"));
+    // Clients may not register.
+    let script = net.join(Side::Client, "script", Registry::new());
+    let id = net.call(
+        script,
+        REGISTER_METHOD,
+        Payload::postcard(&["data"]).unwrap(),
+        None,
+    );
+    assert_eq!(
+        remote(take_response(&mut net.remotes[script].events, id)).kind,
+        ErrorKind::NoSuchMethod
+    );
+}
+
+#[test]
+fn the_remaining_deadline_travels_on_and_the_relay_can_cap_it() {
+    let config = RelayConfig {
+        max_forward_timeout: Some(Duration::from_secs(2)),
+        ..RelayConfig::default()
+    };
+    let mut net = Net::new(config, Registry::new());
+    let data = net.join(Side::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let script = net.join(Side::Client, "script", Registry::new());
+    // Shorter at the client than at the relay: the client's 500 ms travels on.
+    net.call(
+        script,
+        "data.slow",
+        Payload::json(&()).unwrap(),
+        Some(Duration::from_millis(500)),
+    );
+    let short = net.calls_at(data).remove(0);
+    assert_eq!(
+        short.deadline.unwrap().duration_since(net.now),
+        Duration::from_millis(500)
+    );
+    // Longer at the client than at the relay: the relay's 2 s cap applies.
+    let capped = net.call(
+        script,
+        "data.slow",
+        Payload::json(&()).unwrap(),
+        Some(Duration::from_secs(60)),
+    );
+    let long = net.calls_at(data).remove(0);
+    assert_eq!(
+        long.deadline.unwrap().duration_since(net.now),
+        Duration::from_secs(2)
+    );
+    // When the cap passes, the client hears DeadlineExceeded, the service a Cancel.
+    net.advance(Duration::from_millis(2001));
+    assert_eq!(
+        take_response(&mut net.remotes[script].events, capped),
+        Err(CallError::DeadlineExceeded)
+    );
+    assert!(net.remotes[data]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Cancelled { id, .. } if *id == long.id)));
+}
+
+#[test]
+fn a_cancel_travels_both_hops() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let data = net.join(Side::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let script = net.join(Side::Client, "script", Registry::new());
+    let id = net.call(script, "data.slow", Payload::json(&()).unwrap(), None);
+    let at_service = net.calls_at(data).remove(0);
+    assert!(net.remotes[script].conn.cancel(id));
+    net.pump();
+    assert!(net.remotes[data]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Cancelled { id, .. } if *id == at_service.id)));
+    assert_eq!(net.relay.forwarded_in_flight(), 0);
+}
+
+#[test]
+fn the_relays_own_names_work_beside_forwarded_ones() {
+    let mut own = Registry::new();
+    own.expose("status").unwrap();
+    let mut net = Net::new(RelayConfig::default(), own);
+    let script = net.join(Side::Client, "script", Registry::new());
+    let id = net.call(script, "status", Payload::json(&()).unwrap(), None);
+    let Some(RelayEvent::Call { conn, call }) = net
+        .relay_events
+        .iter()
+        .find(|e| matches!(e, RelayEvent::Call { .. }))
+        .cloned()
+    else {
+        panic!()
+    };
+    net.relay
+        .reply(conn, call.id, Ok(Payload::json(&"ok").unwrap()))
+        .unwrap();
+    net.pump();
+    assert_eq!(
+        take_response(&mut net.remotes[script].events, id)
+            .unwrap()
+            .decode::<String>()
+            .unwrap(),
+        "ok"
+    );
+}
+
+#[test]
+fn broadcast_reaches_clients_or_one_service() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let mut reg = Registry::new();
+    reg.expose("news").unwrap();
+    let data = net.join(Side::Service, "data-service", {
+        let mut r = service_registry();
+        r.expose("news").unwrap();
+        r
+    });
+    net.register(data, &["data"]).unwrap();
+    let a = net.join(Side::Client, "a", reg.clone());
+    let b = net.join(Side::Client, "b", reg);
+    let now = net.now;
+    assert_eq!(
+        net.relay
+            .broadcast_clients("news", &Payload::json(&"run 7 started").unwrap(), now),
+        2
+    );
+    assert_eq!(
+        net.relay
+            .broadcast_service("data", "news", &Payload::json(&"flush").unwrap(), now),
+        1
+    );
+    assert_eq!(
+        net.relay
+            .broadcast_service("nobody", "news", &Payload::json(&"x").unwrap(), now),
+        0
+    );
+    net.pump();
+    for who in [a, b, data] {
+        assert!(
+            net.remotes[who]
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Notify(n) if n.method == "news")),
+            "{who}"
+        );
+    }
+}
