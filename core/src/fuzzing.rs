@@ -212,3 +212,129 @@ fn payload(arg: u8) -> Payload {
     };
     Payload::new(crate::Codec::from(arg & 3), vec![arg; len])
 }
+
+/// Interprets `data` as a script against a relay with two services and two
+/// clients (registrations of arbitrary names, calls to arbitrary names,
+/// replies, cancels, closes, raw bytes, time) and checks that nothing panics
+/// and that every forwarded call stays accounted for.
+pub fn relay(data: &[u8], epoch: Instant) {
+    use crate::relay::{Relay, RelayConfig, Side, REGISTER_METHOD};
+    let config = RelayConfig {
+        allowed: Some(vec!["a".into(), "b".into(), "c".into()]),
+        max_forward_timeout: Some(Duration::from_millis(300)),
+        ..RelayConfig::default()
+    };
+    let Ok(mut relay) = Relay::new(config, Registry::new()) else {
+        return;
+    };
+    let mut now = epoch;
+    let mut service_registry = Registry::new();
+    let _ = service_registry.expose("m");
+    let sides = [Side::Service, Side::Service, Side::Client, Side::Client];
+    let mut peers = Vec::new();
+    for (i, side) in sides.iter().enumerate() {
+        let Ok(id) = relay.accept(*side, Framing::Stream, [i as u8; 32], now) else {
+            return;
+        };
+        let registry = if *side == Side::Service {
+            service_registry.clone()
+        } else {
+            Registry::new()
+        };
+        let Ok(conn) = crate::Connection::new(
+            Config::named("peer"),
+            registry,
+            crate::Role::Client,
+            Framing::Stream,
+            [9; 32],
+            now,
+        ) else {
+            return;
+        };
+        peers.push((id, conn, Vec::<u64>::new()));
+    }
+    let names = ["a", "b", "c", "x", "rigwire", ""];
+    let pump = |relay: &mut Relay,
+                peers: &mut Vec<(crate::relay::ConnId, crate::Connection, Vec<u64>)>,
+                now: Instant| {
+        for _ in 0..50 {
+            let mut moved = false;
+            for (id, conn, incoming) in peers.iter_mut() {
+                while let Some(b) = conn.poll_transmit() {
+                    relay.handle_input(*id, &b, now);
+                    moved = true;
+                }
+                if let Some(c) = relay.connection(*id) {
+                    while let Some(b) = c.poll_transmit() {
+                        conn.handle_input(&b, now);
+                        moved = true;
+                    }
+                }
+                while let Some(e) = conn.poll_event() {
+                    if let Event::Call(call) = e {
+                        incoming.push(call.id);
+                    }
+                }
+            }
+            while relay.poll_event().is_some() {}
+            if !moved {
+                break;
+            }
+        }
+    };
+    let mut ops = data;
+    while let Some((&op, rest)) = ops.split_first() {
+        let arg = rest.first().copied().unwrap_or(0);
+        ops = rest.get(1..).unwrap_or_default();
+        let who = usize::from(op >> 6);
+        let name = names[usize::from(arg) % names.len()];
+        let (id, conn, incoming) = &mut peers[who];
+        match op & 0x07 {
+            0 => {
+                let _ = conn.call(
+                    REGISTER_METHOD,
+                    Payload::postcard(&[name]).expect("encodes"),
+                    None,
+                    now,
+                );
+            }
+            1 => {
+                let timeout = (arg & 1 == 1).then(|| Duration::from_millis(u64::from(arg)));
+                let _ = conn.call(&format!("{name}.m"), payload(arg), timeout, now);
+            }
+            2 => {
+                if let Some(call) = pick(incoming, arg) {
+                    let _ = conn.reply(call, Ok(payload(arg)));
+                }
+            }
+            3 => {
+                conn.cancel(u64::from(arg % 8) + 1);
+            }
+            4 => {
+                conn.close("fuzz");
+            }
+            5 => relay.handle_transport_closed(*id, "fuzz", now),
+            6 => {
+                let len = usize::from(arg).min(ops.len());
+                relay.handle_input(*id, &ops[..len], now);
+                ops = &ops[len..];
+            }
+            _ => {
+                now += Duration::from_millis(u64::from(arg) * 4);
+                relay.handle_timeout(now);
+                for (_, conn, _) in peers.iter_mut() {
+                    conn.handle_timeout(now);
+                }
+            }
+        }
+        pump(&mut relay, &mut peers, now);
+        let open_calls: usize = peers
+            .iter_mut()
+            .filter_map(|(id, _, _)| relay.connection(*id).map(|c| c.calls_in_flight()))
+            .sum();
+        assert!(
+            relay.forwarded_in_flight() <= open_calls,
+            "a forwarded call outlived its call to the service"
+        );
+    }
+}

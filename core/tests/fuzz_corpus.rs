@@ -51,3 +51,9 @@ fn connection_ops_corpus() {
         rigwire_core::fuzzing::connection(d, epoch)
     });
 }
+
+#[test]
+fn relay_ops_corpus() {
+    let epoch = Instant::now();
+    replay("relay_ops", 5, |d| rigwire_core::fuzzing::relay(d, epoch));
+}

@@ -1,0 +1,11 @@
+//! A relay with two services and two clients driven by an arbitrary script.
+#![no_main]
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static EPOCH: OnceLock<Instant> = OnceLock::new();
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    rigwire_core::fuzzing::relay(data, epoch);
+});
