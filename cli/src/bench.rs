@@ -18,7 +18,7 @@ use serde::Serialize;
 
 /// One line of the report.
 #[derive(Serialize)]
-struct Row {
+pub(crate) struct Row {
     name: String,
     unit: &'static str,
     raw: f64,
@@ -129,53 +129,93 @@ fn samples(n: usize, mut f: impl FnMut()) -> Vec<Duration> {
         .collect()
 }
 
-/// Alternates raw and rigwire blocks; returns all samples of each.
+/// Samples of raw and rigwire, block by block; each raw block is measured
+/// right before its rigwire block, so that a ratio taken within a pair of
+/// blocks sees the same state of the machine.
+pub(crate) struct Samples {
+    pub(crate) raw: Vec<Vec<Duration>>,
+    pub(crate) rig: Vec<Vec<Duration>>,
+}
+
+impl Samples {
+    fn all(blocks: &[Vec<Duration>]) -> Vec<Duration> {
+        let mut all: Vec<Duration> = blocks.concat();
+        all.sort();
+        all
+    }
+
+    /// The median over block pairs of rigwire's percentile divided by raw's:
+    /// robust to the machine drifting between blocks.
+    fn block_ratio(&self, p: f64, rate: bool) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .raw
+            .iter()
+            .zip(&self.rig)
+            .map(|(r, g)| {
+                let (mut r, mut g) = (r.clone(), g.clone());
+                r.sort();
+                g.sort();
+                let (r, g) = (percentile(&r, p), percentile(&g, p));
+                if rate {
+                    r / g
+                } else {
+                    g / r
+                }
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    }
+}
+
+/// Alternates raw and rigwire blocks.
 fn alternate(
     blocks: usize,
     per_block: usize,
     mut raw: impl FnMut(),
     mut rig: impl FnMut(),
-) -> (Vec<Duration>, Vec<Duration>) {
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+) -> Samples {
+    let mut samples_of = Samples {
+        raw: Vec::new(),
+        rig: Vec::new(),
+    };
     for _ in 0..blocks {
-        a.extend(samples(per_block, &mut raw));
-        b.extend(samples(per_block, &mut rig));
+        samples_of.raw.push(samples(per_block, &mut raw));
+        samples_of.rig.push(samples(per_block, &mut rig));
     }
-    a.sort();
-    b.sort();
-    (a, b)
+    samples_of
 }
 
-fn latency_rows(rows: &mut Vec<Row>, what: &str, raw: &[Duration], rig: &[Duration]) {
+/// p50 and p99 over all samples; the p50 ratio is the median of block ratios.
+pub(crate) fn latency_rows(rows: &mut Vec<Row>, what: &str, s: &Samples) {
+    let (raw, rig) = (Samples::all(&s.raw), Samples::all(&s.rig));
     for (label, p) in [("p50", 0.5), ("p99", 0.99)] {
-        let (r, g) = (percentile(raw, p), percentile(rig, p));
+        let (r, g) = (percentile(&raw, p), percentile(&rig, p));
+        let ratio = if p < 0.9 {
+            s.block_ratio(p, false)
+        } else {
+            g / r
+        };
         rows.push(Row {
             name: format!("{what} {label}"),
             unit: "µs",
             raw: r,
             rigwire: g,
-            ratio: g / r,
+            ratio,
             higher_is_better: false,
         });
     }
 }
 
-fn throughput_row(
-    rows: &mut Vec<Row>,
-    name: &str,
-    unit: &'static str,
-    per_run: f64,
-    raw: &[Duration],
-    rig: &[Duration],
-) {
-    let rate = |s: &[Duration]| per_run / percentile(s, 0.5) * 1e6;
-    let (r, g) = (rate(raw), rate(rig));
+fn throughput_row(rows: &mut Vec<Row>, name: &str, unit: &'static str, per_run: f64, s: &Samples) {
+    let rate = |blocks: &[Vec<Duration>]| per_run / percentile(&Samples::all(blocks), 0.5) * 1e6;
+    let (r, g) = (rate(&s.raw), rate(&s.rig));
     rows.push(Row {
         name: name.to_owned(),
         unit,
         raw: r,
         rigwire: g,
-        ratio: g / r,
+        ratio: s.block_ratio(0.5, true),
         higher_is_better: true,
     });
 }
@@ -217,12 +257,12 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     // Serial round trips of a small call.
     let small = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; 32]));
     let mut raw = RawClient::new(&raw_addr, 32 + 8); // a rigwire call frame of 32 B carries ~8 B of head
-    let (r, g) = alternate(4, n(5000), || raw.round_trip(), || echo(&client, &small));
-    latency_rows(&mut rows, "TCP serial round trip", &r, &g);
+    let samples = alternate(12, n(1500), || raw.round_trip(), || echo(&client, &small));
+    latency_rows(&mut rows, "TCP serial round trip", &samples);
 
     // 64 calls in flight on one connection.
     let depth = 64;
-    let (r, g) = alternate(
+    let samples = alternate(
         10,
         n(60),
         || raw.pipelined(depth),
@@ -244,22 +284,20 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
         "TCP pipelined, 64 in flight",
         "calls/s",
         depth as f64,
-        &r,
-        &g,
+        &samples,
     );
 
     // Large payloads.
     for (label, size, runs) in [("1 MiB", 1 << 20, n(60)), ("16 MiB", (16 << 20) - 64, n(6))] {
         let big = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; size]));
         let mut raw = RawClient::new(&raw_addr, size);
-        let (r, g) = alternate(2, runs, || raw.round_trip(), || echo(&client, &big));
+        let samples = alternate(2, runs, || raw.round_trip(), || echo(&client, &big));
         throughput_row(
             &mut rows,
             &format!("TCP echo of {label}"),
             "MB/s",
             2.0 * size as f64 / 1e6,
-            &r,
-            &g,
+            &samples,
         );
     }
     client.close();
@@ -278,7 +316,7 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     let ws_rig = rig_server("ws://127.0.0.1:0/bench")?;
     let ws_client = Client::connect(&ws_rig.local_url(), Config::named("bench"))?;
     let msg = tungstenite::Message::Binary(Bytes::from(vec![7u8; 40]));
-    let (r, g) = alternate(
+    let samples = alternate(
         4,
         n(5000),
         || {
@@ -287,13 +325,13 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
         },
         || echo(&ws_client, &small),
     );
-    latency_rows(&mut rows, "websocket serial round trip", &r, &g);
+    latency_rows(&mut rows, "websocket serial round trip", &samples);
     ws_client.close();
     ws_rig.shutdown(Duration::from_secs(1));
 
     // rigwire-smol against raw smol TCP.
-    let (r, g) = crate::bench_smol::serial(4, n(5000))?;
-    latency_rows(&mut rows, "smol TCP serial round trip", &r, &g);
+    let samples = crate::bench_smol::serial(12, n(1500))?;
+    latency_rows(&mut rows, "smol TCP serial round trip", &samples);
 
     // Idle connections: 1,000 and as close to 10,000 as the fd limit allows
     // (both ends live in this process).

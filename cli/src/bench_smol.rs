@@ -67,7 +67,7 @@ fn raw_smol_server() -> String {
 }
 
 /// Serial round trips of a small call: raw smol samples, rigwire-smol samples.
-pub fn serial(blocks: usize, per_block: usize) -> Result<(Vec<Duration>, Vec<Duration>), Error> {
+pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, Error> {
     let raw_addr = raw_smol_server();
     let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("bench-rig"))?;
     server.expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })?;
@@ -89,8 +89,12 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<(Vec<Duration>, Vec<Dur
         frame.extend([7u8; 40]);
         let mut reply = vec![0u8; frame.len()];
         let small = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; 32]));
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut samples = crate::bench::Samples {
+            raw: Vec::new(),
+            rig: Vec::new(),
+        };
         for _ in 0..blocks {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
             for warm in [true, false] {
                 let n = if warm { per_block / 10 } else { per_block };
                 for _ in 0..n {
@@ -109,12 +113,12 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<(Vec<Duration>, Vec<Dur
                     }
                 }
             }
+            samples.raw.push(a);
+            samples.rig.push(b);
         }
         client.close().await;
         server.shutdown(Duration::from_secs(1)).await;
-        a.sort();
-        b.sort();
-        Ok((a, b))
+        Ok(samples)
     })
 }
 

@@ -70,6 +70,9 @@ pub(crate) struct State {
     fg_sleepers: usize,
     /// When a caller last finished waiting.
     fg_last: Option<Instant>,
+    /// Whether the background thread is asleep on `bg_cond` (waking it
+    /// otherwise is a wasted system call on every message).
+    bg_sleeping: bool,
     pub(crate) connected: bool,
 }
 
@@ -122,6 +125,7 @@ impl Shared {
                 fg_waiters: 0,
                 fg_sleepers: 0,
                 fg_last: None,
+                bg_sleeping: false,
                 connected: false,
             }),
             cond: Condvar::new(),
@@ -248,8 +252,9 @@ impl Shared {
         if g.fg_sleepers > 0 {
             self.cond.notify_all();
         }
-        if g.conn.is_closed() || (g.fg_waiters == 0 && self.linger.is_zero() && g.reader.is_some())
-        {
+        let reader_free_on_server =
+            g.fg_waiters == 0 && self.linger.is_zero() && g.reader.is_some();
+        if g.bg_sleeping && (g.conn.is_closed() || reader_free_on_server) {
             self.bg_cond.notify_one();
         }
     }
@@ -338,7 +343,9 @@ impl Shared {
         } else {
             &self.cond
         };
-        if !background {
+        if background {
+            g.bg_sleeping = true;
+        } else {
             g.fg_sleepers += 1;
         }
         let mut g = match wake {
@@ -350,7 +357,9 @@ impl Shared {
             }
             None => cond.wait(g).unwrap_or_else(|p| p.into_inner()),
         };
-        if !background {
+        if background {
+            g.bg_sleeping = false;
+        } else {
             g.fg_sleepers -= 1;
         }
         g.conn.handle_timeout(Instant::now());

@@ -112,10 +112,14 @@ impl Reader {
             d.saturating_duration_since(Instant::now())
                 .max(Duration::from_micros(500))
         });
-        // Re-arm only when the armed timeout would wake too late or far too early.
+        // Re-arm only when the armed timeout would wake more than a
+        // millisecond late, or far too early: the deadline that matters most
+        // (keepalive) moves by microseconds with every message, and a
+        // system call per read costs more than the read's own work.
+        let slack = Duration::from_millis(1);
         let rearm = match (self.timeout, wanted) {
             (None, None) => false,
-            (Some(cur), Some(want)) => cur > want || cur < want / 2,
+            (Some(cur), Some(want)) => cur > want + slack || cur < want / 2,
             _ => true,
         };
         if rearm {
