@@ -147,6 +147,11 @@ impl OutQueue {
         payload: Option<&Bytes>,
         limit: u32,
     ) -> Result<usize, usize> {
+        // Frames share one block; once the transport has dropped the frames
+        // written from it, `reserve` reuses the block instead of allocating.
+        if self.pending.capacity() - self.pending.len() < 256 {
+            self.pending.reserve(4096);
+        }
         let start = self.pending.len();
         if self.framing == Framing::Stream {
             self.pending.put_u32(0);

@@ -184,11 +184,8 @@ impl Shared {
             return;
         }
         loop {
-            let mut chunks = Vec::new();
-            while let Some(chunk) = g.conn.poll_transmit() {
-                chunks.push(chunk);
-            }
-            if chunks.is_empty() {
+            // One chunk is the common case: no Vec for it.
+            let Some(first) = g.conn.poll_transmit() else {
                 if g.conn.is_closed() {
                     self.writer
                         .lock()
@@ -196,17 +193,25 @@ impl Shared {
                         .shutdown();
                 }
                 return;
+            };
+            let mut rest = Vec::new();
+            while let Some(chunk) = g.conn.poll_transmit() {
+                rest.push(chunk);
             }
             if g.write_failed.is_some() {
                 continue; // nobody will read these; the reader reports the end
             }
             g.writing = true;
             drop(g);
-            let result = self
-                .writer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .send(&chunks);
+            let result = {
+                let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+                if rest.is_empty() {
+                    writer.send(std::slice::from_ref(&first))
+                } else {
+                    rest.insert(0, first);
+                    writer.send(&rest)
+                }
+            };
             g = self.lock();
             g.writing = false;
             self.wake(&g);
@@ -297,6 +302,7 @@ impl Shared {
         let wake = earliest(g.conn.poll_timeout(), deadline);
         drop(g);
         let received = reader.read(wake);
+        let timed_out = matches!(received, Ok(Received::TimedOut));
         let now = Instant::now();
         let mut g = self.lock();
         match received {
@@ -319,7 +325,10 @@ impl Shared {
                 .handle_transport_closed(&format!("read failed: {e}"), now),
         }
         g.reader = Some(reader);
-        g.conn.handle_timeout(now);
+        // After data, `handle_input`/`handle_frame` have run the timers already.
+        if timed_out {
+            g.conn.handle_timeout(now);
+        }
         let jobs = collect_jobs(&mut g);
         self.wake(&g);
         drop(g);

@@ -213,16 +213,20 @@ impl Entry {
     /// Runs the handler, turning a panic into a `Panicked` error, and learns
     /// from how long it took.
     pub(crate) fn run(&self, ctx: &CallContext, args: Payload) -> Result<Payload, RemoteError> {
-        let started = Instant::now();
+        // Only adaptive handlers learn from their run times; the others skip the clock.
+        let adaptive = self.dispatch.load(Ordering::Relaxed) == 0;
+        let started = adaptive.then(Instant::now);
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.f)(ctx, args)));
-        if started.elapsed() <= FAST_RUN {
-            let _ = self
-                .fast_runs
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                    Some(n.saturating_add(1))
-                });
-        } else {
-            self.fast_runs.store(0, Ordering::Relaxed);
+        if let Some(started) = started {
+            if started.elapsed() <= FAST_RUN {
+                let _ = self
+                    .fast_runs
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                        Some(n.saturating_add(1))
+                    });
+            } else {
+                self.fast_runs.store(0, Ordering::Relaxed);
+            }
         }
         match outcome {
             Ok(result) => result.map_err(RemoteError::from),
