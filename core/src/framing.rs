@@ -150,7 +150,7 @@ impl OutQueue {
         // Frames share one block; once the transport has dropped the frames
         // written from it, `reserve` reuses the block instead of allocating.
         if self.pending.capacity() - self.pending.len() < 256 {
-            self.pending.reserve(4096);
+            self.pending.reserve(1024);
         }
         let start = self.pending.len();
         if self.framing == Framing::Stream {
