@@ -93,3 +93,38 @@ impl Config {
         self
     }
 }
+
+type PeerHook<P> = Box<dyn Fn(&P) + Send + Sync>;
+type DisconnectHook<P> = Box<dyn Fn(&P, &crate::error::Error) + Send + Sync>;
+type MessageHook<P> = Box<dyn Fn(&P, bytes::Bytes) + Send + Sync>;
+
+/// What an endpoint runs for each connection, for any runtime's peer type `P`.
+/// Hooks run on the connection's own thread or task: keep them quick.
+pub struct Hooks<P> {
+    /// After a peer has connected (and authenticated).
+    pub on_connect: Option<PeerHook<P>>,
+    /// After a peer's connection has closed, with the reason.
+    pub on_disconnect: Option<DisconnectHook<P>>,
+    /// For every confirmed message a peer sends (already echoed).
+    pub on_message: Option<MessageHook<P>>,
+}
+
+impl<P> Default for Hooks<P> {
+    fn default() -> Self {
+        Hooks {
+            on_connect: None,
+            on_disconnect: None,
+            on_message: None,
+        }
+    }
+}
+
+impl<P> std::fmt::Debug for Hooks<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("on_connect", &self.on_connect.is_some())
+            .field("on_disconnect", &self.on_disconnect.is_some())
+            .field("on_message", &self.on_message.is_some())
+            .finish()
+    }
+}

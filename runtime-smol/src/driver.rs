@@ -49,18 +49,8 @@ const BACKLOG_LIMIT: usize = 256 * 1024;
 /// Bytes read per system call.
 const READ_CHUNK: usize = 64 * 1024;
 
-type PeerHook = Box<dyn Fn(&Peer) + Send + Sync>;
-type DisconnectHook = Box<dyn Fn(&Peer, &rigwire_core::Error) + Send + Sync>;
-type MessageHook = Box<dyn Fn(&Peer, Bytes) + Send + Sync>;
-
-/// Hooks an endpoint runs for each connection. They run inline, so keep them
-/// quick; spawn a task for anything that waits.
-#[derive(Default)]
-pub(crate) struct Hooks {
-    pub(crate) on_connect: Option<PeerHook>,
-    pub(crate) on_disconnect: Option<DisconnectHook>,
-    pub(crate) on_message: Option<MessageHook>,
-}
+/// Hooks an endpoint runs for each connection.
+pub(crate) type Hooks = rigwire_core::runtime::Hooks<Peer>;
 
 pub(crate) struct State {
     pub(crate) conn: Connection,

@@ -38,17 +38,8 @@ use crate::transport::{Reader, Received, Writer};
 /// reply. Servers do not linger: their callers are the exception.
 pub(crate) const LINGER: Duration = Duration::from_millis(20);
 
-type PeerHook = Box<dyn Fn(&Peer) + Send + Sync>;
-type DisconnectHook = Box<dyn Fn(&Peer, &rigwire_core::Error) + Send + Sync>;
-type MessageHook = Box<dyn Fn(&Peer, Bytes) + Send + Sync>;
-
 /// Hooks an endpoint runs for each connection.
-#[derive(Default)]
-pub(crate) struct Hooks {
-    pub(crate) on_connect: Option<PeerHook>,
-    pub(crate) on_disconnect: Option<DisconnectHook>,
-    pub(crate) on_message: Option<MessageHook>,
-}
+pub(crate) type Hooks = rigwire_core::runtime::Hooks<Peer>;
 
 pub(crate) struct State {
     pub(crate) conn: Connection,
