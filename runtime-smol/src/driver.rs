@@ -433,11 +433,6 @@ impl Shared {
     /// writes the backlog when the socket is writable, and runs the core's
     /// timers even if nobody polls anything, until the connection closes.
     pub(crate) async fn drive(self: Arc<Self>) {
-        // One timer for the task's life, re-armed only when the next wake-up
-        // moves earlier: waking early is harmless, and re-registering a timer
-        // on every message is not free.
-        let mut timer = Timer::never();
-        let mut armed: Option<Instant> = None;
         loop {
             let listener = self.driver_wake.listen();
             let (closed, blocked, wake, callers_active) = {
@@ -483,53 +478,26 @@ impl Shared {
                 self.finish(jobs);
                 continue;
             }
-            if let Some(at) = wake {
-                if armed.is_none_or(|a| at < a) {
-                    timer.set_at(at);
-                    armed = Some(at);
-                }
-            }
-            let fired = if callers_active {
-                future::or(
-                    async {
-                        listener.await;
-                        false
-                    },
-                    async {
-                        (&mut timer).await;
-                        true
-                    },
-                )
-                .await
+            if callers_active {
+                future::or(listener, sleep_until(wake)).await;
             } else {
                 if self.read_now() {
                     continue;
                 }
-                let fired = future::or(
+                let readable = future::or(
                     async {
                         let _ = self.socket.readable().await;
+                        true
+                    },
+                    async {
+                        future::or(listener, sleep_until(wake)).await;
                         false
                     },
-                    future::or(
-                        async {
-                            listener.await;
-                            false
-                        },
-                        async {
-                            (&mut timer).await;
-                            true
-                        },
-                    ),
                 )
                 .await;
-                if !fired && self.read_now() {
+                if readable && self.read_now() {
                     continue;
                 }
-                fired
-            };
-            if fired {
-                timer = Timer::never();
-                armed = None;
             }
             self.tick();
         }
