@@ -2,7 +2,12 @@
 //! reconnect, handler threads and connection limit. One type, so that a user
 //! who configures one runtime has configured them all.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use crate::codec::Payload;
+use crate::error::{CallError, EchoError};
+use crate::event::Event;
 
 use crate::config::{Keepalive, Secret};
 
@@ -126,5 +131,113 @@ impl<P> std::fmt::Debug for Hooks<P> {
             .field("on_disconnect", &self.on_disconnect.is_some())
             .field("on_message", &self.on_message.is_some())
             .finish()
+    }
+}
+
+/// The results that callers of a runtime are waiting for, filled from the
+/// core's events: call answers, echoes and pongs by id, and whether the
+/// handshake completed. Every runtime keeps one per connection, so what
+/// "routing a result to its waiter" means is decided once, here.
+///
+/// Register an id before waiting on it (`expect_*`); only registered ids
+/// are kept, so a caller that gave up leaves nothing behind.
+#[derive(Debug, Default)]
+pub struct Waiters {
+    calls: BTreeMap<u64, Option<Result<Payload, CallError>>>,
+    confirms: BTreeMap<u64, Option<Result<(), EchoError>>>,
+    pongs: BTreeMap<u64, Option<Duration>>,
+    connected: bool,
+}
+
+/// Removes and returns the result for `id` once it has arrived.
+fn take_ready<T>(slots: &mut BTreeMap<u64, Option<T>>, id: u64) -> Option<T> {
+    match slots.get(&id) {
+        Some(Some(_)) => slots.remove(&id).flatten(),
+        _ => None,
+    }
+}
+
+impl Waiters {
+    /// Whether the handshake has completed (the connection may have closed since).
+    pub fn connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Someone will wait for the answer to call `id`.
+    pub fn expect_call(&mut self, id: u64) {
+        self.calls.insert(id, None);
+    }
+
+    /// Nobody waits for call `id` any more (it was cancelled).
+    pub fn forget_call(&mut self, id: u64) {
+        self.calls.remove(&id);
+    }
+
+    /// Whether the answer to call `id` has arrived (without taking it).
+    pub fn call_ready(&self, id: u64) -> bool {
+        matches!(self.calls.get(&id), Some(Some(_)))
+    }
+
+    /// The answer to call `id`, once it has arrived.
+    pub fn take_call(&mut self, id: u64) -> Option<Result<Payload, CallError>> {
+        take_ready(&mut self.calls, id)
+    }
+
+    /// Someone will wait for the echo of confirmed send `seq`.
+    pub fn expect_confirm(&mut self, seq: u64) {
+        self.confirms.insert(seq, None);
+    }
+
+    /// The outcome of confirmed send `seq`, once known.
+    pub fn take_confirm(&mut self, seq: u64) -> Option<Result<(), EchoError>> {
+        take_ready(&mut self.confirms, seq)
+    }
+
+    /// Someone will wait for the pong of ping `seq`.
+    pub fn expect_pong(&mut self, seq: u64) {
+        self.pongs.insert(seq, None);
+    }
+
+    /// Nobody waits for the pong of ping `seq` any more.
+    pub fn forget_pong(&mut self, seq: u64) {
+        self.pongs.remove(&seq);
+    }
+
+    /// The round trip of ping `seq`, once its pong has arrived.
+    pub fn take_pong(&mut self, seq: u64) -> Option<Duration> {
+        take_ready(&mut self.pongs, seq)
+    }
+
+    /// Stores a result for its waiter; returns the events that are the
+    /// runtime's to act on (calls, notifies, messages, cancels, close, ...).
+    pub fn route(&mut self, event: Event) -> Option<Event> {
+        fn fill<T>(slots: &mut BTreeMap<u64, Option<T>>, id: u64, value: T) {
+            if let Some(slot) = slots.get_mut(&id) {
+                *slot = Some(value);
+            }
+        }
+        match event {
+            Event::Connected { .. } => {
+                self.connected = true;
+                return Some(event);
+            }
+            Event::Response { id, result } => fill(&mut self.calls, id, result),
+            Event::Confirmed { seq } => fill(&mut self.confirms, seq, Ok(())),
+            Event::ConfirmFailed { seq, error } => fill(&mut self.confirms, seq, Err(error)),
+            Event::Pong { seq, rtt } => fill(&mut self.pongs, seq, rtt),
+            other => return Some(other),
+        }
+        None
+    }
+}
+
+/// The earlier of two optional instants (`None` means "never").
+pub fn earliest(
+    a: Option<std::time::Instant>,
+    b: Option<std::time::Instant>,
+) -> Option<std::time::Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

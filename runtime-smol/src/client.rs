@@ -72,7 +72,7 @@ async fn open(
     let outcome = shared
         .wait_for(Some(deadline), None, |s| match closed(s) {
             Some(err) => Some(Err(err)),
-            None if s.connected => Some(Ok(())),
+            None if s.waiters.connected() => Some(Ok(())),
             None => None,
         })
         .await;

@@ -29,9 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
-use rigwire_core::{
-    CallError, Connection, ConnectionError, EchoError, IncomingCall, Payload, RemoteError,
-};
+use rigwire_core::runtime::{earliest, Waiters};
+use rigwire_core::{Connection, ConnectionError, IncomingCall, Payload, RemoteError};
 use rigwire_ws::WsCodec;
 use smol::{future, Task, Timer};
 
@@ -61,14 +60,12 @@ pub(crate) struct State {
     backlog_bytes: usize,
     write_blocked: bool,
     write_failed: Option<String>,
-    pub(crate) calls: HashMap<u64, Option<Result<Payload, CallError>>>,
-    pub(crate) confirms: HashMap<u64, Option<Result<(), EchoError>>>,
-    pub(crate) pings: HashMap<u64, Option<Duration>>,
+    /// Results callers wait for (answers, echoes, pongs, the handshake).
+    pub(crate) waiters: Waiters,
     /// Handlers still running, by call id; dropping one cancels it.
     tasks: HashMap<u64, Task<()>>,
     fg_waiters: usize,
     fg_last: Option<Instant>,
-    pub(crate) connected: bool,
 }
 
 enum Job {
@@ -114,13 +111,10 @@ impl Shared {
                 backlog_bytes: 0,
                 write_blocked: false,
                 write_failed: None,
-                calls: HashMap::new(),
-                confirms: HashMap::new(),
-                pings: HashMap::new(),
+                waiters: Waiters::default(),
                 tasks: HashMap::new(),
                 fg_waiters: 0,
                 fg_last: None,
-                connected: false,
             }),
             changed: Event::new(),
             driver_wake: Event::new(),
@@ -252,42 +246,22 @@ impl Shared {
         }
     }
 
-    /// Drains events (results to their slots) and output; returns the work to do.
+    /// Drains events (results to their waiters) and output; returns the work to do.
     fn pump(&self, g: &mut State) -> Vec<Job> {
         let mut jobs = Vec::new();
         while let Some(event) = g.conn.poll_event() {
             use rigwire_core::Event as E;
+            let Some(event) = g.waiters.route(event) else {
+                continue;
+            };
             match event {
-                E::Connected { .. } => {
-                    g.connected = true;
-                    jobs.push(Job::Connected);
-                }
+                E::Connected { .. } => jobs.push(Job::Connected),
                 E::Call(call) => jobs.push(Job::Call(call)),
                 E::Notify(n) => jobs.push(Job::Notify(n)),
-                E::Response { id, result } => {
-                    if let Some(slot) = g.calls.get_mut(&id) {
-                        *slot = Some(result);
-                    }
-                }
                 E::Cancelled { id, .. } => {
                     g.tasks.remove(&id); // dropping the task drops the handler's future
                 }
                 E::Message { payload, .. } => jobs.push(Job::Message(payload)),
-                E::Confirmed { seq } => {
-                    if let Some(slot) = g.confirms.get_mut(&seq) {
-                        *slot = Some(Ok(()));
-                    }
-                }
-                E::ConfirmFailed { seq, error } => {
-                    if let Some(slot) = g.confirms.get_mut(&seq) {
-                        *slot = Some(Err(error));
-                    }
-                }
-                E::Pong { seq, rtt } => {
-                    if let Some(slot) = g.pings.get_mut(&seq) {
-                        *slot = Some(rtt);
-                    }
-                }
                 E::PeerError(err) => tracing::warn!(peer = %self.label, "the peer reported: {err}"),
                 E::Closed(err) => {
                     g.tasks.clear();
@@ -620,13 +594,6 @@ impl Drop for WaiterGuard<'_> {
 fn run_hook(label: &str, name: &str, hook: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err() {
         tracing::error!(peer = %label, "the {name} hook panicked");
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
     }
 }
 

@@ -44,7 +44,7 @@ impl Drop for CallGuard<'_> {
         if !self.done {
             let id = self.id;
             self.shared.command(|s, _| {
-                s.calls.remove(&id);
+                s.waiters.forget_call(id);
                 s.conn.cancel(id)
             });
         }
@@ -74,7 +74,7 @@ impl Peer {
     /// Whether the handshake is done and the connection is up.
     pub fn is_connected(&self) -> bool {
         let g = self.shared.lock();
-        g.connected && !g.conn.is_closed()
+        g.waiters.connected() && !g.conn.is_closed()
     }
 
     /// Why the connection closed, once it has.
@@ -128,7 +128,7 @@ impl Peer {
             .command_waiting(
                 |s, now| {
                     let id = s.conn.call(method, args.clone(), timeout, now)?;
-                    s.calls.insert(id, None);
+                    s.waiters.expect_call(id);
                     // Look again at the call's own deadline; other timers are the driver's.
                     let limit = timeout.or(s.conn.config().default_call_timeout);
                     Ok((id, limit.and_then(|t| now.checked_add(t))))
@@ -143,10 +143,7 @@ impl Peer {
         };
         let result = self
             .shared
-            .wait_for(None, deadline, |s| match s.calls.get(&id) {
-                Some(Some(_)) => s.calls.remove(&id).flatten(),
-                _ => None,
-            })
+            .wait_for(None, deadline, |s| s.waiters.take_call(id))
             .await
             .expect("waits without deadline end with a result");
         guard.done = true;
@@ -185,7 +182,7 @@ impl Peer {
             .command_waiting(
                 |s, now| {
                     let seq = s.conn.ping(now)?;
-                    s.pings.insert(seq, None);
+                    s.waiters.expect_pong(seq);
                     Ok(seq)
                 },
                 |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
@@ -194,12 +191,13 @@ impl Peer {
         let found = self
             .shared
             .wait_for(None, None, |s| {
-                if let Some(Some(rtt)) = s.pings.get(&seq) {
-                    let rtt = *rtt;
-                    s.pings.remove(&seq);
+                if let Some(rtt) = s.waiters.take_pong(seq) {
                     return Some(Ok(rtt));
                 }
-                closed(s).map(Err)
+                closed(s).map(|e| {
+                    s.waiters.forget_pong(seq);
+                    Err(e)
+                })
             })
             .await;
         found.expect("waits without deadline end with a result")
@@ -216,7 +214,7 @@ impl Peer {
             .command_waiting(
                 |s, now| {
                     let seq = s.conn.confirmed_send(payload.clone(), now)?;
-                    s.confirms.insert(seq, None);
+                    s.waiters.expect_confirm(seq);
                     Ok(seq)
                 },
                 |r: &Result<u64, EchoError>| matches!(r, Err(EchoError::Backpressure { .. })),
@@ -224,10 +222,7 @@ impl Peer {
             .await?;
         let found = self
             .shared
-            .wait_for(None, None, |s| match s.confirms.get(&seq) {
-                Some(Some(_)) => s.confirms.remove(&seq).flatten(),
-                _ => None,
-            })
+            .wait_for(None, None, |s| s.waiters.take_confirm(seq))
             .await;
         found
             .expect("the core always resolves a confirmed send")

@@ -91,7 +91,7 @@ pub(crate) fn open(
     let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
     let outcome = shared.wait_for(Some(deadline), |s| match closed(s) {
         Some(err) => Some(Err(err)),
-        None if s.connected => Some(Ok(())),
+        None if s.waiters.connected() => Some(Ok(())),
         None => None,
     });
     match outcome {

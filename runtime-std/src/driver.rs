@@ -19,14 +19,13 @@
 //! Lock discipline: the state mutex is never held across a read, a write or a
 //! handler.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{
-    CallError, Connection, ConnectionError, EchoError, Event, IncomingCall, Payload, RemoteError,
-};
+use rigwire_core::runtime::{earliest, Waiters};
+use rigwire_core::{Connection, ConnectionError, Event, IncomingCall, Payload, RemoteError};
 
 use crate::handler::{CallContext, Handlers};
 use crate::peer::Peer;
@@ -51,9 +50,8 @@ pub(crate) struct State {
     write_failed: Option<String>,
     /// Results of our calls, by id: `None` while pending. Only calls someone
     /// may still wait for are here.
-    pub(crate) calls: HashMap<u64, Option<Result<Payload, CallError>>>,
-    pub(crate) confirms: HashMap<u64, Option<Result<(), EchoError>>>,
-    pub(crate) pings: HashMap<u64, Option<Duration>>,
+    /// Results callers wait for (answers, echoes, pongs, the handshake).
+    pub(crate) waiters: Waiters,
     cancelled: HashSet<u64>,
     /// Threads inside `wait_for`.
     fg_waiters: usize,
@@ -64,7 +62,6 @@ pub(crate) struct State {
     /// Whether the background thread is asleep on `bg_cond` (waking it
     /// otherwise is a wasted system call on every message).
     bg_sleeping: bool,
-    pub(crate) connected: bool,
 }
 
 /// Work found while holding the state, done after releasing it.
@@ -109,15 +106,12 @@ impl Shared {
                 reader: Some(reader),
                 writing: false,
                 write_failed: None,
-                calls: HashMap::new(),
-                confirms: HashMap::new(),
-                pings: HashMap::new(),
+                waiters: Waiters::default(),
                 cancelled: HashSet::new(),
                 fg_waiters: 0,
                 fg_sleepers: 0,
                 fg_last: None,
                 bg_sleeping: false,
-                connected: false,
             }),
             cond: Condvar::new(),
             bg_cond: Condvar::new(),
@@ -503,49 +497,22 @@ impl Shared {
     }
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// Drains the core's events: results go to their waiters' slots, the rest
+/// Drains the core's events: results go to their waiters, the rest
 /// becomes work to do outside the lock.
 fn collect_jobs(s: &mut State) -> Vec<Job> {
     let mut jobs = Vec::new();
     while let Some(event) = s.conn.poll_event() {
+        let Some(event) = s.waiters.route(event) else {
+            continue;
+        };
         match event {
-            Event::Connected { .. } => {
-                s.connected = true;
-                jobs.push(Job::Connected);
-            }
+            Event::Connected { .. } => jobs.push(Job::Connected),
             Event::Call(call) => jobs.push(Job::Call(call)),
             Event::Notify(n) => jobs.push(Job::Notify(n)),
-            Event::Response { id, result } => {
-                if let Some(slot) = s.calls.get_mut(&id) {
-                    *slot = Some(result);
-                }
-            }
             Event::Cancelled { id, .. } => {
                 s.cancelled.insert(id);
             }
             Event::Message { payload, .. } => jobs.push(Job::Message(payload)),
-            Event::Confirmed { seq } => {
-                if let Some(slot) = s.confirms.get_mut(&seq) {
-                    *slot = Some(Ok(()));
-                }
-            }
-            Event::ConfirmFailed { seq, error } => {
-                if let Some(slot) = s.confirms.get_mut(&seq) {
-                    *slot = Some(Err(error));
-                }
-            }
-            Event::Pong { seq, rtt } => {
-                if let Some(slot) = s.pings.get_mut(&seq) {
-                    *slot = Some(rtt);
-                }
-            }
             Event::PeerError(err) => tracing::warn!("the peer reported: {err}"),
             Event::Closed(err) => {
                 s.cancelled.clear();

@@ -53,7 +53,7 @@ impl Peer {
     /// Whether the handshake is done and the connection is up.
     pub fn is_connected(&self) -> bool {
         let g = self.shared.lock();
-        g.connected && !g.conn.is_closed()
+        g.waiters.connected() && !g.conn.is_closed()
     }
 
     /// Why the connection closed, once it has.
@@ -132,7 +132,7 @@ impl Peer {
         let outcome = self.shared.command(
             |s, now| {
                 let id = s.conn.call(method, args.clone(), timeout, now)?;
-                s.calls.insert(id, None);
+                s.waiters.expect_call(id);
                 Ok(id)
             },
             |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
@@ -174,19 +174,17 @@ impl Peer {
         let seq = self.shared.command(
             |s, now| {
                 let seq = s.conn.ping(now)?;
-                s.pings.insert(seq, None);
+                s.waiters.expect_pong(seq);
                 Ok(seq)
             },
             |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
         )?;
         let found = self.shared.wait_for(None, |s| {
-            if let Some(Some(rtt)) = s.pings.get(&seq) {
-                let rtt = *rtt;
-                s.pings.remove(&seq);
+            if let Some(rtt) = s.waiters.take_pong(seq) {
                 return Some(Ok(rtt));
             }
             closed(s).map(|e| {
-                s.pings.remove(&seq);
+                s.waiters.forget_pong(seq);
                 Err(e)
             })
         });
@@ -203,17 +201,14 @@ impl Peer {
         let seq = self.shared.command(
             |s, now| {
                 let seq = s.conn.confirmed_send(payload.clone(), now)?;
-                s.confirms.insert(seq, None);
+                s.waiters.expect_confirm(seq);
                 Ok(seq)
             },
             |r: &Result<u64, rigwire_core::EchoError>| {
                 matches!(r, Err(rigwire_core::EchoError::Backpressure { .. }))
             },
         )?;
-        let found = self.shared.wait_for(None, |s| match s.confirms.get(&seq) {
-            Some(Some(_)) => s.confirms.remove(&seq).flatten(),
-            _ => None,
-        });
+        let found = self.shared.wait_for(None, |s| s.waiters.take_confirm(seq));
         found
             .expect("the core always resolves a confirmed send")
             .map_err(Error::from)
@@ -255,7 +250,7 @@ impl RawPendingCall {
     /// Whether the result (or its failure) has arrived; never blocks.
     pub fn is_ready(&self) -> bool {
         self.shared.tick();
-        matches!(self.shared.lock().calls.get(&self.id), Some(Some(_)))
+        self.shared.lock().waiters.call_ready(self.id)
     }
 
     /// Waits for the result, however long the call's deadline allows.
@@ -279,10 +274,9 @@ impl RawPendingCall {
 
     fn wait_until(&mut self, deadline: Option<Instant>) -> Option<Result<Payload, Error>> {
         let id = self.id;
-        let found = self.shared.wait_for(deadline, |s| match s.calls.get(&id) {
-            Some(Some(_)) => s.calls.remove(&id).flatten(),
-            _ => None,
-        })?;
+        let found = self
+            .shared
+            .wait_for(deadline, |s| s.waiters.take_call(id))?;
         self.done = true;
         Some(found.map_err(Error::from))
     }
@@ -300,7 +294,7 @@ impl RawPendingCall {
         let id = self.id;
         self.shared.command(
             |s, _| {
-                s.calls.remove(&id);
+                s.waiters.forget_call(id);
                 s.conn.cancel(id)
             },
             |_| false,
