@@ -19,10 +19,16 @@
 //! A service registers by calling [`REGISTER_METHOD`] with the list of its
 //! names (`Vec<String>`); the answer is the list registered.
 //!
-//! Drive it like a [`Connection`]: after every `handle_*` or command, drain
-//! `poll_transmit` for every connection, `poll_event`, then `poll_timeout`.
+//! Drive it like a [`Connection`], for many connections at once. After every
+//! `handle_*` or command:
+//! 1. for each connection [`Relay::poll_touched`] names, drain
+//!    `connection(id).poll_transmit()` onto its socket (a forwarded call puts
+//!    output on a connection other than the one that was read);
+//! 2. drain [`Relay::poll_event`];
+//! 3. sleep until [`Relay::poll_timeout`] (or the next input), then
+//!    [`Relay::handle_timeout`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -38,6 +44,10 @@ use crate::message::ErrorKind;
 
 /// The built-in method a service calls to register its names.
 pub const REGISTER_METHOD: &str = "rigwire.register";
+
+/// The built-in method a client calls to list the service names routed now
+/// (`Vec<String>`, sorted).
+pub const SERVICES_METHOD: &str = "rigwire.services";
 
 /// The handler id that marks a call or notify to be forwarded.
 const FORWARD: HandlerId = HandlerId(u32::MAX);
@@ -66,6 +76,9 @@ pub struct RelayConfig {
     pub allowed: Option<Vec<String>>,
     /// Longest time a forwarded call may take, whatever the caller allows.
     pub max_forward_timeout: Option<Duration>,
+    /// Connections (clients and services together) served at once; more are
+    /// rejected with `ConnectionLimit` and a reason (default 1024).
+    pub max_connections: usize,
 }
 
 impl Default for RelayConfig {
@@ -75,6 +88,7 @@ impl Default for RelayConfig {
             services: Config::named("relay"),
             allowed: None,
             max_forward_timeout: None,
+            max_connections: 1024,
         }
     }
 }
@@ -141,6 +155,8 @@ pub struct Relay {
     /// The reverse, for cancels travelling from the client.
     by_client: BTreeMap<(ConnId, u64), (ConnId, u64)>,
     events: VecDeque<RelayEvent>,
+    /// Connections that may have output since the runtime last asked.
+    touched: BTreeSet<ConnId>,
     next_conn: u64,
 }
 
@@ -170,6 +186,7 @@ impl Relay {
             forwarded: BTreeMap::new(),
             by_client: BTreeMap::new(),
             events: VecDeque::new(),
+            touched: BTreeSet::new(),
             next_conn: 1,
         })
     }
@@ -189,6 +206,7 @@ impl Relay {
         let config = match side {
             Side::Client => {
                 registry.set_fallback(Some(FORWARD));
+                registry.expose_reserved(SERVICES_METHOD);
                 self.config.clients.clone()
             }
             Side::Service => {
@@ -196,9 +214,17 @@ impl Relay {
                 self.config.services.clone()
             }
         };
-        let conn = Connection::new(config, registry, Role::Server, framing, nonce, now)?;
+        let mut conn = Connection::new(config, registry, Role::Server, framing, nonce, now)?;
+        if self.peers.len() >= self.config.max_connections {
+            let limit = self.config.max_connections;
+            conn.reject(
+                crate::message::RejectCode::ConnectionLimit,
+                &format!("the relay is full: {limit} connections (limit {limit})"),
+            );
+        }
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
+        self.touched.insert(id);
         self.peers.insert(
             id,
             Peer {
@@ -218,6 +244,12 @@ impl Relay {
     /// Names currently routed, with the service serving each.
     pub fn routes(&self) -> impl Iterator<Item = (&str, ConnId)> {
         self.routes.iter().map(|(n, c)| (n.as_str(), *c))
+    }
+
+    /// The next connection that may have output to transmit since this was
+    /// last asked; drain its `poll_transmit` (see the module's call order).
+    pub fn poll_touched(&mut self) -> Option<ConnId> {
+        self.touched.pop_first()
     }
 
     /// Calls forwarded and not yet answered.
@@ -255,6 +287,9 @@ impl Relay {
         for id in ids {
             if let Some(p) = self.peers.get_mut(&id) {
                 p.conn.handle_timeout(now);
+                if p.conn.queued_output() > 0 {
+                    self.touched.insert(id);
+                }
             }
             self.process(id, now);
         }
@@ -275,6 +310,7 @@ impl Relay {
 
     /// Forgets a closed connection (after its last transmits were written).
     pub fn remove(&mut self, id: ConnId) {
+        self.touched.remove(&id);
         self.peers.remove(&id);
     }
 
@@ -292,14 +328,43 @@ impl Relay {
             .peers
             .get_mut(&id)
             .ok_or(crate::error::ReplyError::NotPending(call))?;
+        self.touched.insert(id);
         p.conn.reply(call, result)
+    }
+
+    /// Refuses connection `id` with `code` and the reason its peer is shown
+    /// (a relay shutting down refuses newcomers with `Shutdown`).
+    pub fn reject(&mut self, id: ConnId, code: crate::message::RejectCode, reason: &str) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.conn.reject(code, reason);
+            self.touched.insert(id);
+        }
+    }
+
+    /// Says goodbye on every connection (a relay shutting down); calls still
+    /// in flight are answered `Shutdown` by each connection.
+    pub fn shutdown(&mut self, reason: &str, now: Instant) {
+        let ids: Vec<ConnId> = self.peers.keys().copied().collect();
+        for id in ids {
+            if let Some(p) = self.peers.get_mut(&id) {
+                p.conn.shutdown(reason);
+            }
+            self.process(id, now);
+        }
     }
 
     /// Notifies every connected client; returns how many.
     pub fn broadcast_clients(&mut self, method: &str, args: &Payload, now: Instant) -> usize {
         let mut reached = 0;
-        for p in self.peers.values_mut().filter(|p| p.side == Side::Client) {
-            reached += usize::from(p.conn.notify(method, args.clone(), now).is_ok());
+        for (id, p) in self
+            .peers
+            .iter_mut()
+            .filter(|(_, p)| p.side == Side::Client)
+        {
+            if p.conn.notify(method, args.clone(), now).is_ok() {
+                self.touched.insert(*id);
+                reached += 1;
+            }
         }
         reached
     }
@@ -318,11 +383,13 @@ impl Relay {
         let Some(p) = self.peers.get_mut(&id) else {
             return 0;
         };
+        self.touched.insert(id);
         usize::from(p.conn.notify(method, args.clone(), now).is_ok())
     }
 
     /// Routes everything connection `id` produced.
     fn process(&mut self, id: ConnId, now: Instant) {
+        self.touched.insert(id);
         loop {
             let Some(p) = self.peers.get_mut(&id) else {
                 return;
@@ -343,6 +410,14 @@ impl Relay {
                     self.register(id, call)
                 }
                 Event::Call(call) if call.handler == FORWARD => self.forward(id, call, now),
+                Event::Call(call) if side == Side::Client && call.method == SERVICES_METHOD => {
+                    let names: Vec<&String> = self.routes.keys().collect();
+                    let listed = Payload::encode_as(call.args.codec, &names)
+                        .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()));
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        let _ = p.conn.reply(call.id, listed);
+                    }
+                }
                 Event::Call(call) => self.events.push_back(RelayEvent::Call { conn: id, call }),
                 Event::Notify(n) if n.handler == FORWARD => self.forward_notify(id, n, now),
                 Event::Notify(notify) => self
@@ -360,6 +435,7 @@ impl Relay {
                         self.forwarded.remove(&(service, service_call));
                         if let Some(s) = self.peers.get_mut(&service) {
                             s.conn.cancel(service_call);
+                            self.touched.insert(service);
                         }
                     }
                 }
@@ -407,6 +483,19 @@ impl Relay {
                     ErrorKind::Refused,
                     format!(
                         "'{name}' is not a service name: 1 to 128 bytes, no '.', not 'rigwire'"
+                    ),
+                ));
+            }
+            if let Some(own) = self.own.methods().iter().find(|m| {
+                m.name
+                    .split_once('.')
+                    .map_or(m.name == *name, |(prefix, _)| prefix == name)
+            }) {
+                return Err(RemoteError::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "the relay serves '{}' itself, so no service may be named '{name}'",
+                        own.name
                     ),
                 ));
             }
@@ -460,6 +549,7 @@ impl Relay {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                self.touched.insert(service);
                 let sent = self
                     .peers
                     .get_mut(&service)
@@ -486,12 +576,10 @@ impl Relay {
         let Some((name, method)) = notify.method.split_once('.') else {
             return;
         };
-        if let Some(s) = self
-            .routes
-            .get(name)
-            .copied()
-            .and_then(|id| self.peers.get_mut(&id))
-        {
+        if let Some(s) = self.routes.get(name).copied().and_then(|id| {
+            self.touched.insert(id);
+            self.peers.get_mut(&id)
+        }) {
             let _ = s.conn.notify(method, notify.args, now);
         }
     }
@@ -503,6 +591,7 @@ impl Relay {
         };
         self.by_client.remove(&(client, client_call));
         let result = result.map_err(|e| self.hop_error(service, e));
+        self.touched.insert(client);
         if let Some(p) = self.peers.get_mut(&client) {
             let _ = p.conn.reply(client_call, result);
         }
@@ -554,6 +643,7 @@ impl Relay {
             self.forwarded.remove(&(service, service_call));
             if let Some(s) = self.peers.get_mut(&service) {
                 s.conn.cancel(service_call);
+                self.touched.insert(service);
             }
         }
     }

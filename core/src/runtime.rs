@@ -34,6 +34,25 @@ impl Default for Reconnect {
     }
 }
 
+impl Reconnect {
+    /// The waits before each retry: `initial`, doubled each time up to `max`,
+    /// `attempts` of them.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> {
+        let max = self.max;
+        std::iter::successors(Some(self.initial), move |wait| Some((*wait * 2).min(max)))
+            .take(self.attempts as usize)
+    }
+
+    /// The same backoff, retrying for as long as it takes (a remote service
+    /// waiting for its relay to come back).
+    pub fn forever(self) -> Self {
+        Reconnect {
+            attempts: u32::MAX,
+            ..self
+        }
+    }
+}
+
 /// Settings for a a runtime's `Client`, `Server` or `LocalClient`;
 /// the same type in every runtime.
 #[derive(Debug, Clone)]
@@ -239,5 +258,22 @@ pub fn earliest(
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnect_delays_double_up_to_the_cap() {
+        let policy = Reconnect {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+            attempts: 5,
+        };
+        let ms: Vec<u128> = policy.delays().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 500, 500]);
+        assert_eq!(policy.forever().delays().take(1000).count(), 1000);
     }
 }

@@ -3,7 +3,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::relay::{ConnId, Relay, RelayConfig, RelayEvent, Side, REGISTER_METHOD};
+use rigwire_core::relay::{
+    ConnId, Relay, RelayConfig, RelayEvent, Side, REGISTER_METHOD, SERVICES_METHOD,
+};
 use rigwire_core::{
     CallError, Codec, Config, Connection, ErrorKind, Event, Framing, Payload, Registry,
     RemoteError, Role,
@@ -65,12 +67,20 @@ impl Net {
                     self.relay.handle_input(r.relay_side, &b, self.now);
                     moved = true;
                 }
-                if let Some(c) = self.relay.connection(r.relay_side) {
+            }
+            // Only the connections the relay names: a missed one would stall here.
+            while let Some(id) = self.relay.poll_touched() {
+                let Some(r) = self.remotes.iter_mut().find(|r| r.relay_side == id) else {
+                    continue;
+                };
+                if let Some(c) = self.relay.connection(id) {
                     while let Some(b) = c.poll_transmit() {
                         r.conn.handle_input(&b, self.now);
                         moved = true;
                     }
                 }
+            }
+            for r in &mut self.remotes {
                 while let Some(e) = r.conn.poll_event() {
                     r.events.push(e);
                 }
@@ -476,4 +486,62 @@ fn broadcast_reaches_clients_or_one_service() {
             "{who}"
         );
     }
+}
+
+#[test]
+fn a_service_may_not_take_a_name_the_relay_serves_itself() {
+    let mut own = Registry::new();
+    own.expose("relay.routes").unwrap();
+    let mut net = Net::new(RelayConfig::default(), own);
+    let svc = net.join(Side::Service, "impostor", service_registry());
+    let e = net.register(svc, &["relay"]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Refused);
+    assert_eq!(
+        e.message,
+        "the relay serves 'relay.routes' itself, so no service may be named 'relay'"
+    );
+}
+
+#[test]
+fn connections_over_the_limit_are_rejected_with_a_reason() {
+    let config = RelayConfig {
+        max_connections: 2,
+        ..RelayConfig::default()
+    };
+    let mut net = Net::new(config, Registry::new());
+    let a = net.join(Side::Client, "a", Registry::new());
+    let b = net.join(Side::Service, "b", service_registry());
+    let c = net.join(Side::Client, "c", Registry::new());
+    for ok in [a, b] {
+        assert!(net.remotes[ok].conn.is_established());
+    }
+    let closed = net.remotes[c]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Closed(err) => Some(err.to_string()),
+            _ => None,
+        })
+        .expect("the third connection is closed");
+    assert!(
+        closed.contains("the relay is full: 2 connections"),
+        "{closed}"
+    );
+}
+
+#[test]
+fn clients_can_list_the_services_routed_now() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let script = net.join(Side::Client, "script", Registry::new());
+    let list = |net: &mut Net| -> Vec<String> {
+        let id = net.call(script, SERVICES_METHOD, Payload::json(&()).unwrap(), None);
+        take_response(&mut net.remotes[script].events, id)
+            .unwrap()
+            .decode()
+            .unwrap()
+    };
+    assert!(list(&mut net).is_empty());
+    let data = net.join(Side::Service, "scanner", service_registry());
+    net.register(data, &["subject", "data"]).unwrap();
+    assert_eq!(list(&mut net), vec!["data", "subject"]);
 }

@@ -43,7 +43,7 @@ impl Drop for Client {
     }
 }
 
-async fn open(
+pub(crate) async fn open(
     endpoint: &Endpoint,
     config: &Config,
     handlers: &Arc<Handlers>,
@@ -131,8 +131,7 @@ impl Client {
         let Some(policy) = self.config.reconnect else {
             return Ok(current.clone());
         };
-        let mut wait = policy.initial;
-        for attempt in 1..=policy.attempts {
+        for (attempt, wait) in (1..).zip(policy.delays()) {
             smol::Timer::after(wait).await;
             match open(&self.endpoint, &self.config, &self.handlers).await {
                 Ok(peer) => {
@@ -143,7 +142,6 @@ impl Client {
                 Err(e @ (Error::AuthFailed(_) | Error::VersionMismatch { .. })) => return Err(e),
                 Err(e) => last = e,
             }
-            wait = (wait * 2).min(policy.max);
         }
         Err(last)
     }

@@ -21,8 +21,7 @@
 //!
 //! The state mutex is a plain `std` mutex, never held across an `.await`.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::IoSlice;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -37,29 +36,21 @@ use smol::{future, Task, Timer};
 use crate::handler::{CallContext, Handlers};
 use crate::peer::Peer;
 use crate::transport::Socket;
+use crate::wire::Wire;
 
 /// How long after a caller last waited a client's driver keeps off the
 /// socket, so that a script's back-to-back calls each read their own reply.
 pub(crate) const LINGER: Duration = Duration::from_millis(20);
 
-/// Most bytes held outside the core's output queue at once.
-const BACKLOG_LIMIT: usize = 256 * 1024;
-
 /// Bytes read per system call.
-const READ_CHUNK: usize = 64 * 1024;
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
 /// Hooks an endpoint runs for each connection.
 pub(crate) type Hooks = rigwire_core::runtime::Hooks<Peer>;
 
 pub(crate) struct State {
     pub(crate) conn: Connection,
-    /// Websocket framing around the byte stream, on `ws://` connections.
-    ws: Option<WsCodec>,
-    /// Bytes taken from the core that the kernel has not taken yet, in order.
-    backlog: VecDeque<Bytes>,
-    backlog_bytes: usize,
-    write_blocked: bool,
-    write_failed: Option<String>,
+    wire: Wire,
     /// Results callers wait for (answers, echoes, pongs, the handshake).
     pub(crate) waiters: Waiters,
     /// Handlers still running, by call id; dropping one cancels it.
@@ -83,6 +74,8 @@ pub(crate) struct Shared {
     changed: Event,
     /// Wakes the driver: the backlog is blocked, a caller wants the reader, closed.
     driver_wake: Event,
+    /// Wakes whoever waits for the connection to end.
+    closed: Event,
     /// The read buffer; locked only for one non-blocking read.
     reader: Mutex<Vec<u8>>,
     socket: Arc<Socket>,
@@ -106,11 +99,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 conn,
-                ws,
-                backlog: VecDeque::new(),
-                backlog_bytes: 0,
-                write_blocked: false,
-                write_failed: None,
+                wire: Wire::new(ws),
                 waiters: Waiters::default(),
                 tasks: HashMap::new(),
                 fg_waiters: 0,
@@ -118,6 +107,7 @@ impl Shared {
             }),
             changed: Event::new(),
             driver_wake: Event::new(),
+            closed: Event::new(),
             reader: Mutex::new(vec![0; READ_CHUNK]),
             socket: Arc::new(socket),
             handlers,
@@ -126,7 +116,7 @@ impl Shared {
             label,
         });
         let mut g = shared.lock();
-        if g.ws.is_some() {
+        if g.wire.is_ws() {
             // The upgrade may already have buffered the peer's first frames.
             shared.feed(&mut g, Ok(0), &[], Instant::now());
         }
@@ -169,79 +159,13 @@ impl Shared {
         }
     }
 
-    /// Moves the core's output into the backlog and writes what the kernel
-    /// takes now. Shuts the socket once closed and drained.
+    /// Writes the core's output (see [`Wire::flush`]); shuts the socket once
+    /// closed and drained.
     fn flush(&self, g: &mut State) {
-        loop {
-            // Take only a bounded amount out of the core: what stays there is
-            // what its backpressure accounting (and `wants_input`) sees.
-            while g.backlog_bytes < BACKLOG_LIMIT {
-                let Some(chunk) = g.conn.poll_transmit() else {
-                    break;
-                };
-                let chunk = match &mut g.ws {
-                    None => chunk,
-                    Some(codec) => {
-                        // One core frame, one binary message.
-                        if let Err(e) = codec.encode(chunk) {
-                            g.write_failed = Some(format!("websocket: {e}"));
-                            break;
-                        }
-                        Bytes::from(codec.take_output())
-                    }
-                };
-                g.backlog_bytes += chunk.len();
-                g.backlog.push_back(chunk);
-            }
-            if let Some(codec) = &mut g.ws {
-                let control = codec.take_output(); // pongs owed after reads
-                if !control.is_empty() {
-                    g.backlog_bytes += control.len();
-                    g.backlog.push_back(Bytes::from(control));
-                }
-            }
-            if g.backlog.is_empty() || g.write_blocked || g.write_failed.is_some() {
-                break;
-            }
-            let slices: Vec<IoSlice<'_>> =
-                g.backlog.iter().take(64).map(|b| IoSlice::new(b)).collect();
-            match self.socket.try_write_vectored(&slices) {
-                Ok(mut n) => {
-                    g.backlog_bytes -= n;
-                    while n > 0 {
-                        let front = g
-                            .backlog
-                            .front_mut()
-                            .expect("wrote from a non-empty backlog");
-                        if n >= front.len() {
-                            n -= front.len();
-                            g.backlog.pop_front();
-                        } else {
-                            let _ = front.split_to(n);
-                            n = 0;
-                        }
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    g.write_blocked = true;
-                    self.driver_wake.notify(usize::MAX);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // The peer has gone; its last frames may still be unread,
-                    // so the reader reports the end (see the blocking runtime).
-                    tracing::debug!(peer = %self.label, "write failed: {e}");
-                    g.write_failed = Some(format!("write failed: {e}"));
-                }
-            }
+        if g.wire.flush(&mut g.conn, &self.socket, &self.label) {
+            self.driver_wake.notify(usize::MAX);
         }
-        if g.write_failed.is_some() {
-            // Nobody will read these.
-            g.backlog.clear();
-            g.backlog_bytes = 0;
-            while g.conn.poll_transmit().is_some() {}
-        }
-        if g.conn.is_closed() && g.backlog.is_empty() && g.conn.queued_output() == 0 {
+        if g.conn.is_closed() && g.wire.drained(&g.conn) {
             self.socket.shutdown();
         }
     }
@@ -289,39 +213,13 @@ impl Shared {
         self.changed.notify(usize::MAX);
         if closing {
             self.driver_wake.notify(usize::MAX);
+            self.closed.notify(usize::MAX);
         }
     }
 
-    /// Feeds one read (or its failure) to the core. On websocket, `Ok(0)`
-    /// with an empty `buf` only collects frames the codec already holds.
+    /// Feeds one read (or its failure) to the core, then its timers.
     fn feed(&self, g: &mut State, read: std::io::Result<usize>, buf: &[u8], now: Instant) {
-        let eof = |g: &mut State| {
-            let why = g
-                .write_failed
-                .take()
-                .unwrap_or_else(|| "the peer closed the connection".into());
-            g.conn.handle_transport_closed(&why, now);
-        };
-        match (read, &mut g.ws) {
-            (Ok(0), None) => eof(g),
-            (Ok(n), None) => g.conn.handle_input(&buf[..n], now),
-            (Ok(n), Some(codec)) => match codec.decode(&buf[..n]) {
-                Ok(decoded) => {
-                    for frame in decoded.frames {
-                        g.conn.handle_frame(frame, now);
-                    }
-                    if decoded.closed || (n == 0 && !buf.is_empty()) {
-                        eof(g);
-                    }
-                }
-                Err(e) => g
-                    .conn
-                    .handle_transport_closed(&format!("websocket: {e}"), now),
-            },
-            (Err(e), _) => g
-                .conn
-                .handle_transport_closed(&format!("read failed: {e}"), now),
-        }
+        g.wire.feed(&mut g.conn, read, buf, now);
         g.conn.handle_timeout(now);
     }
 
@@ -418,8 +316,8 @@ impl Shared {
                 // client's caller may leave without waking us.
                 let recheck = callers_active.then(|| linger_until.unwrap_or(now + LINGER));
                 (
-                    g.conn.is_closed() && g.backlog.is_empty() && g.conn.queued_output() == 0,
-                    g.write_blocked,
+                    g.conn.is_closed() && g.wire.drained(&g.conn),
+                    g.wire.write_blocked,
                     earliest(g.conn.poll_timeout(), recheck),
                     callers_active,
                 )
@@ -442,7 +340,7 @@ impl Shared {
                 .await;
                 let mut g = self.lock();
                 if writable {
-                    g.write_blocked = false;
+                    g.wire.write_blocked = false;
                 } else if give_up.is_some_and(|t| Instant::now() >= t) {
                     self.socket.shutdown();
                     break;
@@ -561,6 +459,17 @@ impl Shared {
         }
     }
 
+    /// Waits until the connection has closed; returns at once if it has.
+    pub(crate) async fn wait_closed(&self) {
+        loop {
+            let listener = self.closed.listen();
+            if self.lock().conn.is_closed() {
+                return;
+            }
+            listener.await;
+        }
+    }
+
     /// Closes the transport at once, without a goodbye (as a crash would).
     pub(crate) fn shutdown_transport(&self) {
         self.socket.shutdown();
@@ -598,7 +507,7 @@ fn run_hook(label: &str, name: &str, hook: impl FnOnce()) {
 }
 
 /// Sleeps until `at`, or forever if there is nothing to wait for.
-async fn sleep_until(at: Option<Instant>) {
+pub(crate) async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => {
             Timer::at(at).await;

@@ -89,22 +89,7 @@ impl Handlers {
         let f = Arc::new(f);
         self.expose_raw(name, move |ctx: CallContext, args: Payload| {
             let f = Arc::clone(&f);
-            async move {
-                let codec = args.codec;
-                let decoded: A = args.decode().map_err(|e| {
-                    HandlerError::with_kind(
-                        ErrorKind::BadArguments,
-                        format!("arguments do not decode: {e}"),
-                    )
-                })?;
-                let value = f(ctx, decoded).await?;
-                Payload::encode_as(codec, &value).map_err(|e| {
-                    HandlerError::with_kind(
-                        ErrorKind::Internal,
-                        format!("result does not encode: {e}"),
-                    )
-                })
-            }
+            async move { run_typed(args, |decoded| f(ctx, decoded)).await }
         })
     }
 
@@ -168,4 +153,27 @@ impl Handlers {
             }
         })
     }
+}
+
+/// Decodes `args` as `A`, runs `f` and encodes its result in the caller's codec.
+pub(crate) async fn run_typed<A, R, Fut>(
+    args: Payload,
+    f: impl FnOnce(A) -> Fut,
+) -> Result<Payload, HandlerError>
+where
+    A: DeserializeOwned,
+    R: Serialize,
+    Fut: Future<Output = Result<R, HandlerError>>,
+{
+    let codec = args.codec;
+    let decoded: A = args.decode().map_err(|e| {
+        HandlerError::with_kind(
+            ErrorKind::BadArguments,
+            format!("arguments do not decode: {e}"),
+        )
+    })?;
+    let value = f(decoded).await?;
+    Payload::encode_as(codec, &value).map_err(|e| {
+        HandlerError::with_kind(ErrorKind::Internal, format!("result does not encode: {e}"))
+    })
 }

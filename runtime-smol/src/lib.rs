@@ -41,18 +41,24 @@ mod group;
 mod handler;
 mod lifecycle;
 mod peer;
+mod relay;
 mod server;
+mod service;
 mod transport;
+mod wire;
 
 pub use client::Client;
 pub use group::Group;
 pub use handler::{CallContext, Handlers};
 pub use lifecycle::RigService;
 pub use peer::Peer;
+pub use relay::{RelayServer, RunningRelay};
 pub use rigwire_core as core;
+pub use rigwire_core::relay::RelayConfig;
 pub use rigwire_core::runtime::{Config, Reconnect};
 pub use rigwire_core::{
     Codec, Error, ErrorKind, GroupError, GroupResults, HandlerError, Keepalive, Payload,
     RemoteError,
 };
 pub use server::{RunningServer, Server};
+pub use service::{RemoteService, RunningService};

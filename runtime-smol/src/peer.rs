@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rigwire_core::{CallError, EchoError, Error, Payload};
+use rigwire_core::{CallError, ConnectionError, EchoError, Error, Payload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -80,6 +80,15 @@ impl Peer {
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<Error> {
         closed(&self.shared.lock())
+    }
+
+    /// Waits until the connection has closed (for any reason, from either
+    /// side) and returns why. Does not keep the connection busy while waiting.
+    pub async fn closed(&self) -> Error {
+        self.shared.wait_closed().await;
+        self.close_reason().unwrap_or_else(|| {
+            Error::Disconnected(ConnectionError::TransportClosed("closed".into()))
+        })
     }
 
     /// Calls `method` with typed arguments (postcard) and decodes the result.

@@ -153,9 +153,8 @@ impl Client {
         let Some(policy) = self.inner.config.reconnect else {
             return Ok(current.clone()); // its calls report the sticky error
         };
-        let mut wait = policy.initial;
         let mut last = current.close_reason().expect("checked above");
-        for attempt in 1..=policy.attempts {
+        for (attempt, wait) in (1..).zip(policy.delays()) {
             thread::sleep(wait);
             match open(
                 &self.inner.endpoint,
@@ -174,7 +173,6 @@ impl Client {
                     last = e;
                 }
             }
-            wait = (wait * 2).min(policy.max);
         }
         Err(last)
     }

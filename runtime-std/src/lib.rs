@@ -43,6 +43,7 @@ mod local;
 mod peer;
 mod pool;
 mod server;
+mod service;
 mod transport;
 
 pub use client::Client;
@@ -59,4 +60,5 @@ pub use rigwire_core::{
     Codec, Error, ErrorKind, GroupError, GroupResults, Keepalive, Payload, RemoteError,
 };
 pub use server::{RunningServer, Server};
+pub use service::{RemoteService, RunningService};
 pub use transport::Endpoint;

@@ -1,0 +1,640 @@
+//! [`RelayServer`]: the core's [`Relay`] state machine on smol sockets.
+//!
+//! Clients connect on one URL, remote services dial in on another (usually
+//! `ws://`, so that they can reach the relay from behind a firewall), each
+//! side with its own secret. The relay forwards `service.method` calls to the
+//! service that registered `service` (see [`rigwire_core::relay`]).
+//!
+//! One task per connection reads its socket and feeds the relay; whatever
+//! the relay then has to send — on that connection or, for a forwarded call,
+//! on another — is written at once by the same task, without a hand-off. One
+//! more task runs the relay's timers. The state lock is a plain `std` mutex,
+//! never held across an `.await`.
+//!
+//! [`start`](RelayServer::start) needs no executor of the caller's: the tasks
+//! run on smol's global executor, so a blocking program can run a relay too.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use event_listener::Event;
+use rigwire_core::relay::{ConnId, Relay, RelayConfig, RelayEvent, Side};
+use rigwire_core::{
+    Endpoint, Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode,
+    RemoteError,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use smol::{future, Task, Timer};
+
+use crate::client::nonce;
+use crate::driver::{sleep_until, READ_CHUNK};
+use crate::handler::run_typed;
+use crate::transport::{Listener, Socket};
+use crate::wire::{Input, Wire};
+
+type OwnFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
+type OwnFn = dyn Fn(Payload) -> OwnFuture + Send + Sync;
+
+/// A bound relay being set up: expose its own names, then [`start`](Self::start).
+pub struct RelayServer {
+    clients: Listener,
+    services: Listener,
+    config: RelayConfig,
+    own: Registry,
+    own_fns: Vec<Arc<OwnFn>>,
+}
+
+impl std::fmt::Debug for RelayServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayServer")
+            .field("clients", &self.clients_url())
+            .field("services", &self.services_url())
+            .finish()
+    }
+}
+
+impl RelayServer {
+    /// Binds the clients' URL and the services' URL (`tcp://`, `unix://` or
+    /// `ws://`; port 0 picks a free port). `config.clients` and
+    /// `config.services` hold each side's secret and limits.
+    ///
+    /// # Errors
+    /// `InvalidUrl`, `Bind`, `Config`.
+    pub fn bind(
+        clients_url: &str,
+        services_url: &str,
+        config: RelayConfig,
+    ) -> Result<RelayServer, Error> {
+        config.clients.validate()?;
+        config.services.validate()?;
+        Ok(RelayServer {
+            clients: Listener::bind(&Endpoint::parse(clients_url)?)?,
+            services: Listener::bind(&Endpoint::parse(services_url)?)?,
+            config,
+            own: Registry::new(),
+            own_fns: Vec::new(),
+        })
+    }
+
+    /// The URL clients connect to, with the real port.
+    pub fn clients_url(&self) -> String {
+        self.clients.local_endpoint().to_string()
+    }
+
+    /// The URL services dial, with the real port.
+    pub fn services_url(&self) -> String {
+        self.services.local_endpoint().to_string()
+    }
+
+    /// Serves `name` on the relay itself, beside the forwarded names (a
+    /// dotted name's first part can then not be registered by a service).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for an empty, reserved or duplicate name.
+    pub fn expose<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.own.expose(name)?;
+        let f = Arc::new(f);
+        self.own_fns
+            .push(Arc::new(move |args: Payload| -> OwnFuture {
+                let f = Arc::clone(&f);
+                Box::pin(async move { run_typed(args, |a| f(a)).await })
+            }));
+        Ok(self)
+    }
+
+    /// Starts accepting on both URLs.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if a side's configuration is invalid.
+    pub fn start(self) -> Result<RunningRelay, Error> {
+        let clients_url = self.clients_url();
+        let services_url = self.services_url();
+        let relay = Relay::new(self.config.clone(), self.own)?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                relay,
+                io: BTreeMap::new(),
+                timer_at: None,
+            }),
+            timer_wake: Event::new(),
+            gone: Event::new(),
+            own: self.own_fns,
+            config: self.config,
+            stopping: AtomicBool::new(false),
+        });
+        // Only the accept tasks (and upgrades in progress) hold the listeners,
+        // so that a stopped relay's ports are free at once for a restart.
+        let clients = Arc::new(self.clients);
+        let services = Arc::new(self.services);
+        let tasks = vec![
+            smol::spawn(Arc::clone(&inner).accept_loop(Side::Client, Arc::clone(&clients))),
+            smol::spawn(Arc::clone(&inner).accept_loop(Side::Service, Arc::clone(&services))),
+            smol::spawn(Arc::clone(&inner).timers()),
+        ];
+        tracing::info!(clients = %clients_url, services = %services_url, "relay listening");
+        Ok(RunningRelay {
+            inner,
+            tasks,
+            unix_files: [clients, services]
+                .iter()
+                .filter_map(|l| match l.local_endpoint() {
+                    Endpoint::Unix(path) => Some(path),
+                    _ => None,
+                })
+                .collect(),
+            clients_url,
+            services_url,
+        })
+    }
+}
+
+/// The socket side of one relay connection.
+struct ConnIo {
+    socket: Arc<Socket>,
+    wire: Wire,
+    /// Wakes the connection's task: its socket stopped taking bytes.
+    wake: Arc<Event>,
+    label: String,
+}
+
+struct State {
+    relay: Relay,
+    io: BTreeMap<ConnId, ConnIo>,
+    /// When the timer task means to wake; an earlier timer must wake it.
+    timer_at: Option<Instant>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    timer_wake: Event,
+    /// A connection was forgotten.
+    gone: Event,
+    own: Vec<Arc<OwnFn>>,
+    config: RelayConfig,
+    stopping: AtomicBool,
+}
+
+/// What the relay asked the runtime to run: a call or notify to its own names.
+enum OwnJob {
+    Call(ConnId, IncomingCall),
+    Notify(IncomingNotify),
+}
+
+/// Feeds one relay connection's input.
+struct RelayInput<'a> {
+    relay: &'a mut Relay,
+    id: ConnId,
+}
+
+impl Input for RelayInput<'_> {
+    fn bytes(&mut self, bytes: &[u8], now: Instant) {
+        self.relay.handle_input(self.id, bytes, now);
+    }
+    fn frame(&mut self, frame: Bytes, now: Instant) {
+        self.relay.handle_frame(self.id, frame, now);
+    }
+    fn closed(&mut self, reason: &str, now: Instant) {
+        self.relay.handle_transport_closed(self.id, reason, now);
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// After anything the relay did: writes what it queued on every touched
+    /// connection, takes its events, and wakes the timer task if needed.
+    fn settle(&self, g: &mut State) -> Vec<OwnJob> {
+        let State {
+            relay,
+            io,
+            timer_at,
+            ..
+        } = g;
+        while let Some(id) = relay.poll_touched() {
+            let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) else {
+                continue;
+            };
+            if cio.wire.flush(conn, &cio.socket, &cio.label) {
+                cio.wake.notify(usize::MAX);
+            }
+            if conn.is_closed() && cio.wire.drained(conn) {
+                cio.socket.shutdown();
+            }
+        }
+        let mut jobs = Vec::new();
+        while let Some(event) = relay.poll_event() {
+            match event {
+                RelayEvent::Connected {
+                    conn,
+                    side,
+                    peer_name,
+                } => tracing::info!(?conn, ?side, peer = %peer_name, "connected"),
+                RelayEvent::Registered { conn, names } => {
+                    tracing::info!(?conn, ?names, "service registered")
+                }
+                RelayEvent::Call { conn, call } => jobs.push(OwnJob::Call(conn, call)),
+                RelayEvent::Notify { notify, .. } => jobs.push(OwnJob::Notify(notify)),
+                RelayEvent::Closed { conn, error } => {
+                    tracing::info!(?conn, "disconnected: {error}")
+                }
+                _ => {}
+            }
+        }
+        let next = relay.poll_timeout();
+        if next.is_some_and(|t| timer_at.is_none_or(|armed| t < armed)) {
+            *timer_at = next;
+            self.timer_wake.notify(usize::MAX);
+        }
+        jobs
+    }
+
+    /// Runs calls to the relay's own names: polled once here, a task if they wait.
+    fn run(self: &Arc<Self>, jobs: Vec<OwnJob>) {
+        for job in jobs {
+            match job {
+                OwnJob::Call(conn, call) => {
+                    let Some(f) = self.own.get(call.handler.0 as usize).cloned() else {
+                        continue;
+                    };
+                    let mut fut = f(call.args);
+                    let id = call.id;
+                    if let Poll::Ready(result) =
+                        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+                    {
+                        self.reply(conn, id, result.map_err(RemoteError::from));
+                        continue;
+                    }
+                    let inner = Arc::clone(self);
+                    smol::spawn(async move {
+                        let result = fut.await.map_err(RemoteError::from);
+                        inner.reply(conn, id, result);
+                    })
+                    .detach();
+                }
+                OwnJob::Notify(n) => {
+                    if let Some(f) = self.own.get(n.handler.0 as usize).cloned() {
+                        let method = n.method;
+                        let fut = f(n.args);
+                        smol::spawn(async move {
+                            if let Err(e) = fut.await {
+                                tracing::warn!(%method, "notify handler failed: {e}");
+                            }
+                        })
+                        .detach();
+                    }
+                }
+            }
+        }
+    }
+
+    fn reply(self: &Arc<Self>, conn: ConnId, id: u64, result: Result<Payload, RemoteError>) {
+        let mut g = self.lock();
+        if let Err(e) = g.relay.reply(conn, id, result) {
+            tracing::debug!(?conn, "reply to call {id} dropped: {e}");
+        }
+        let jobs = self.settle(&mut g);
+        drop(g);
+        self.run(jobs);
+    }
+
+    /// Runs `f` on the relay, then settles and runs what it caused.
+    fn with_relay<T>(self: &Arc<Self>, f: impl FnOnce(&mut Relay, Instant) -> T) -> T {
+        let mut g = self.lock();
+        let out = f(&mut g.relay, Instant::now());
+        let jobs = self.settle(&mut g);
+        drop(g);
+        self.run(jobs);
+        out
+    }
+
+    async fn accept_loop(self: Arc<Self>, side: Side, listener: Arc<Listener>) {
+        loop {
+            match listener.accept().await {
+                Ok(socket) => {
+                    smol::spawn(Arc::clone(&self).serve(side, socket, Arc::clone(&listener)))
+                        .detach();
+                }
+                Err(e) => {
+                    tracing::warn!(?side, "accept failed: {e}");
+                    Timer::after(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+
+    /// One connection: upgrade, join the relay, then read until it ends.
+    async fn serve(self: Arc<Self>, side: Side, socket: Socket, listener: Arc<Listener>) {
+        let config = match side {
+            Side::Client => &self.config.clients,
+            Side::Service => &self.config.services,
+        };
+        let label = format!("{} ({side:?})", listener.local_endpoint());
+        let codec = match listener
+            .upgrade(&socket, config.max_frame, config.handshake_timeout)
+            .await
+        {
+            Ok(codec) => codec,
+            Err(e) => return tracing::warn!(peer = %label, "{e}"),
+        };
+        let socket = Arc::new(socket);
+        let wake = Arc::new(Event::new());
+        let framing = listener.local_endpoint().framing();
+        drop(listener);
+        let id = {
+            let mut g = self.lock();
+            let now = Instant::now();
+            let id = match g.relay.accept(side, framing, nonce(), now) {
+                Ok(id) => id,
+                Err(e) => return tracing::error!("invalid relay configuration: {e}"),
+            };
+            let mut wire = Wire::new(codec);
+            if self.stopping.load(Ordering::SeqCst) {
+                g.relay
+                    .reject(id, RejectCode::Shutdown, "the relay is shutting down");
+            }
+            if wire.is_ws() {
+                // The upgrade may already have buffered the peer's first frames.
+                let relay = &mut g.relay;
+                wire.feed(&mut RelayInput { relay, id }, Ok(0), &[], now);
+            }
+            g.io.insert(
+                id,
+                ConnIo {
+                    socket: Arc::clone(&socket),
+                    wire,
+                    wake: Arc::clone(&wake),
+                    label: label.clone(),
+                },
+            );
+            let jobs = self.settle(&mut g);
+            drop(g);
+            self.run(jobs);
+            id
+        };
+        self.read_loop(id, &socket, &wake).await;
+        let mut g = self.lock();
+        g.relay.remove(id);
+        g.io.remove(&id);
+        drop(g);
+        self.gone.notify(usize::MAX);
+    }
+
+    async fn read_loop(self: &Arc<Self>, id: ConnId, socket: &Socket, wake: &Event) {
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut ended = false;
+        let mut give_up: Option<Instant> = None;
+        loop {
+            let listener = wake.listen();
+            let blocked = {
+                let mut g = self.lock();
+                let State { relay, io, .. } = &mut *g;
+                let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) else {
+                    return;
+                };
+                if conn.is_closed() && cio.wire.drained(conn) {
+                    socket.shutdown();
+                    return;
+                }
+                if conn.is_closed() {
+                    // A peer that never reads does not keep a closed connection forever.
+                    let until =
+                        *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+                    if Instant::now() >= until {
+                        socket.shutdown();
+                        return;
+                    }
+                }
+                cio.wire.write_blocked
+            };
+            if !ended {
+                let read = socket.try_read(&mut buf);
+                let would_block = matches!(&read, Err(e) if matches!(e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted));
+                if !would_block {
+                    ended = matches!(read, Ok(0) | Err(_));
+                    let mut g = self.lock();
+                    let now = Instant::now();
+                    let State { relay, io, .. } = &mut *g;
+                    if let Some(cio) = io.get_mut(&id) {
+                        cio.wire
+                            .feed(&mut RelayInput { relay, id }, read, &buf, now);
+                    }
+                    let jobs = self.settle(&mut g);
+                    drop(g);
+                    self.run(jobs);
+                    continue;
+                }
+            }
+            let readable = async {
+                if ended {
+                    future::pending::<()>().await;
+                }
+                let _ = socket.readable().await;
+            };
+            let writable = async {
+                if !blocked {
+                    future::pending::<()>().await;
+                }
+                let _ = socket.writable().await;
+                let mut g = self.lock();
+                if let Some(cio) = g.io.get_mut(&id) {
+                    cio.wire.write_blocked = false;
+                }
+                let State { relay, io, .. } = &mut *g;
+                if let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) {
+                    cio.wire.flush(conn, &cio.socket, &cio.label);
+                }
+            };
+            future::or(
+                future::or(readable, writable),
+                future::or(listener, sleep_until(give_up)),
+            )
+            .await;
+        }
+    }
+
+    /// Runs the relay's timers: keepalive, deadlines, handshakes.
+    async fn timers(self: Arc<Self>) {
+        loop {
+            let listener = self.timer_wake.listen();
+            let at = {
+                let mut g = self.lock();
+                let at = g.relay.poll_timeout();
+                g.timer_at = at;
+                at
+            };
+            future::or(listener, sleep_until(at)).await;
+            self.with_relay(|relay, now| relay.handle_timeout(now));
+        }
+    }
+}
+
+/// A running relay. [`shutdown`](Self::shutdown) closes it gracefully;
+/// dropping it closes every connection at once, as [`abort`](Self::abort) does.
+pub struct RunningRelay {
+    inner: Arc<Inner>,
+    tasks: Vec<Task<()>>,
+    /// Unix socket files to remove once stopped.
+    unix_files: Vec<std::path::PathBuf>,
+    clients_url: String,
+    services_url: String,
+}
+
+impl std::fmt::Debug for RunningRelay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningRelay")
+            .field("clients", &self.clients_url)
+            .field("services", &self.services_url)
+            .finish()
+    }
+}
+
+impl RunningRelay {
+    /// The URL clients connect to, with the real port.
+    pub fn clients_url(&self) -> String {
+        self.clients_url.clone()
+    }
+
+    /// The URL services dial, with the real port.
+    pub fn services_url(&self) -> String {
+        self.services_url.clone()
+    }
+
+    /// The names routed now, each with the name its service announced.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        let mut g = self.inner.lock();
+        let routes: Vec<(String, ConnId)> = g
+            .relay
+            .routes()
+            .map(|(name, conn)| (name.to_owned(), conn))
+            .collect();
+        routes
+            .into_iter()
+            .map(|(name, conn)| {
+                let peer = g
+                    .relay
+                    .connection(conn)
+                    .and_then(|c| c.peer().map(|p| p.name.clone()))
+                    .unwrap_or_default();
+                (name, peer)
+            })
+            .collect()
+    }
+
+    /// Calls forwarded to services and not yet answered.
+    pub fn forwarded_in_flight(&self) -> usize {
+        self.inner.lock().relay.forwarded_in_flight()
+    }
+
+    /// Connections open now, clients and services together.
+    pub fn connections(&self) -> usize {
+        self.inner.lock().io.len()
+    }
+
+    /// Notifies every connected client (typed, postcard); returns how many.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `args` does not encode.
+    pub fn broadcast_clients<A: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<usize, Error> {
+        let args = Payload::postcard(args)?;
+        Ok(self
+            .inner
+            .with_relay(|relay, now| relay.broadcast_clients(method, &args, now)))
+    }
+
+    /// Notifies the service registered as `name` (rt-cloud's
+    /// `sendWebSocketMessage`); returns how many were reached (0 or 1).
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `args` does not encode.
+    pub fn broadcast_service<A: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        method: &str,
+        args: &A,
+    ) -> Result<usize, Error> {
+        let args = Payload::postcard(args)?;
+        Ok(self
+            .inner
+            .with_relay(|relay, now| relay.broadcast_service(name, method, &args, now)))
+    }
+
+    /// Stops accepting, lets forwarded calls finish for up to `grace`, then
+    /// says goodbye on every connection (calls still in flight are answered
+    /// `Shutdown`) and waits briefly for the connections to close.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        // The timer task keeps running until the end: goodbyes still need it.
+        for task in self.tasks.drain(..2) {
+            task.cancel().await;
+        }
+        let until = Instant::now() + grace;
+        while self.inner.lock().relay.forwarded_in_flight() > 0 && Instant::now() < until {
+            Timer::after(Duration::from_millis(5)).await;
+        }
+        self.inner
+            .with_relay(|relay, now| relay.shutdown("the relay is shutting down", now));
+        let until = Instant::now() + Duration::from_secs(1);
+        loop {
+            let listener = self.inner.gone.listen();
+            if self.inner.lock().io.is_empty() || Instant::now() >= until {
+                break;
+            }
+            future::or(listener, sleep_until(Some(until))).await;
+        }
+        for cio in self.inner.lock().io.values() {
+            cio.socket.shutdown();
+        }
+        self.cleanup();
+        tracing::info!(clients = %self.clients_url, "relay stopped");
+    }
+
+    /// Drops every connection at once without a goodbye, as a crashed relay would.
+    pub async fn abort(mut self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        for task in self.tasks.drain(..) {
+            task.cancel().await;
+        }
+        for cio in self.inner.lock().io.values() {
+            cio.socket.shutdown();
+        }
+        self.cleanup();
+    }
+
+    fn cleanup(&self) {
+        for path in &self.unix_files {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Drop for RunningRelay {
+    fn drop(&mut self) {
+        if self.inner.stopping.swap(true, Ordering::SeqCst) {
+            return; // shut down or aborted already
+        }
+        for cio in self.inner.lock().io.values() {
+            cio.socket.shutdown();
+        }
+        self.cleanup();
+    }
+}

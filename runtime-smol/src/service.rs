@@ -1,0 +1,285 @@
+//! [`RemoteService`]: a service that dials out to a relay, registers its
+//! names and serves the calls the relay forwards — from behind a firewall,
+//! as rt-cloud's data and subject services do. When the relay goes away (a
+//! restart, a network cut), it reconnects with backoff and registers again.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_listener::Event;
+use rigwire_core::relay::REGISTER_METHOD;
+use rigwire_core::runtime::{Config, Reconnect};
+use rigwire_core::{Endpoint, Error, HandlerError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use smol::{future, Task};
+
+use crate::client::open;
+use crate::driver::sleep_until;
+use crate::handler::{CallContext, Handlers};
+use crate::peer::Peer;
+
+/// A service to run behind a relay: its names and handlers.
+pub struct RemoteService {
+    names: Vec<String>,
+    config: Config,
+    handlers: Handlers,
+}
+
+impl std::fmt::Debug for RemoteService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteService")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+impl RemoteService {
+    /// A service that will register `names` (callers then call
+    /// `name.method`). `config.reconnect` sets the backoff after the relay is
+    /// lost; without it the service retries with the default backoff until
+    /// closed.
+    pub fn new(names: &[&str], config: Config) -> RemoteService {
+        RemoteService {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            config,
+            handlers: Handlers::new(),
+        }
+    }
+
+    /// The handler table.
+    pub fn handlers_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
+    }
+
+    /// Exposes a typed async handler (see [`Handlers::expose`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.handlers.expose(name, f)?;
+        Ok(self)
+    }
+
+    /// Exposes a typed async handler that receives the call's context.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose_with<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned + Send + 'static,
+        R: Serialize + Send + 'static,
+        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
+    {
+        self.handlers.expose_with(name, f)?;
+        Ok(self)
+    }
+
+    /// Dials the relay's services URL and registers. Once this returns, the
+    /// service is reachable through the relay and stays so across relay
+    /// restarts (re-registering each time) until closed.
+    ///
+    /// # Errors
+    /// The first attempt's failure: `Connect`, `AuthFailed`, `Rejected`, or
+    /// `Remote` with kind `Refused` when the relay refuses a name (taken, or
+    /// not allowed), with its reason.
+    pub async fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
+        let endpoint = Endpoint::parse(relay_url)?;
+        let service = Arc::new(ServiceInner {
+            endpoint,
+            policy: self.config.reconnect.unwrap_or_default().forever(),
+            names: self.names,
+            config: Config {
+                reconnect: None,
+                ..self.config
+            },
+            handlers: Arc::new(self.handlers),
+            current: Mutex::new(None),
+            registrations: Mutex::new(0),
+            changed: Event::new(),
+            stop: Event::new(),
+            stopping: AtomicBool::new(false),
+        });
+        let peer = service.register().await?;
+        let task = smol::spawn(Arc::clone(&service).keep_registered(peer));
+        Ok(RunningService {
+            inner: service,
+            task: Some(task),
+        })
+    }
+}
+
+struct ServiceInner {
+    endpoint: Endpoint,
+    policy: Reconnect,
+    names: Vec<String>,
+    config: Config,
+    handlers: Arc<Handlers>,
+    current: Mutex<Option<Peer>>,
+    registrations: Mutex<u64>,
+    changed: Event,
+    stop: Event,
+    stopping: AtomicBool,
+}
+
+impl ServiceInner {
+    /// One connection to the relay, registered.
+    async fn register(&self) -> Result<Peer, Error> {
+        let peer = open(&self.endpoint, &self.config, &self.handlers).await?;
+        match peer
+            .call::<_, Vec<String>>(REGISTER_METHOD, &self.names)
+            .await
+        {
+            Ok(names) => {
+                tracing::info!(relay = %self.endpoint, ?names, "registered");
+                *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
+                *self.registrations.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                self.changed.notify(usize::MAX);
+                Ok(peer)
+            }
+            Err(e) => {
+                peer.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the relay to go away, then reconnects and registers again.
+    async fn keep_registered(self: Arc<Self>, mut peer: Peer) {
+        loop {
+            let stop = self.stop.listen();
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let why = future::or(async { Some(peer.closed().await) }, async {
+                stop.await;
+                None
+            })
+            .await;
+            let Some(why) = why else {
+                return;
+            };
+            tracing::warn!(relay = %self.endpoint, "lost the relay: {why}; reconnecting");
+            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.changed.notify(usize::MAX);
+            let mut again = None;
+            for (attempt, wait) in (1u64..).zip(self.policy.delays()) {
+                let stop = self.stop.listen();
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                future::or(stop, async {
+                    smol::Timer::after(wait).await;
+                })
+                .await;
+                if self.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                match self.register().await {
+                    Ok(p) => {
+                        again = Some(p);
+                        break;
+                    }
+                    // A refusal may be the relay still holding our old
+                    // connection: it is released within its keepalive bound.
+                    Err(e) => tracing::warn!(relay = %self.endpoint, attempt, "{e}"),
+                }
+            }
+            match again {
+                Some(p) => peer = p,
+                None => return tracing::error!(relay = %self.endpoint, "gave up reconnecting"),
+            }
+        }
+    }
+}
+
+/// A service registered at a relay. Dropping it (or [`close`](Self::close))
+/// disconnects it and stops reconnecting.
+pub struct RunningService {
+    inner: Arc<ServiceInner>,
+    task: Option<Task<()>>,
+}
+
+impl std::fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningService")
+            .field("relay", &self.inner.endpoint.to_string())
+            .field("names", &self.inner.names)
+            .finish()
+    }
+}
+
+impl RunningService {
+    /// The connection to the relay while registered, to call the relay itself.
+    pub fn peer(&self) -> Option<Peer> {
+        self.inner
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(Peer::is_connected)
+    }
+
+    /// How many times the service has registered (1 after connecting, one
+    /// more after each reconnect).
+    pub fn registrations(&self) -> u64 {
+        *self
+            .inner
+            .registrations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the service has registered at least `count` times in all,
+    /// for up to `timeout`; returns whether it has.
+    pub async fn wait_registrations(&self, count: u64, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        loop {
+            let listener = self.inner.changed.listen();
+            if self.registrations() >= count {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            future::or(listener, sleep_until(Some(until))).await;
+        }
+    }
+
+    /// Disconnects from the relay (with a goodbye) and stops reconnecting.
+    pub async fn close(mut self) {
+        self.stop();
+        if let Some(task) = self.task.take() {
+            task.cancel().await;
+        }
+    }
+
+    fn stop(&self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.stop.notify(usize::MAX);
+        if let Some(peer) = self
+            .inner
+            .current
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            peer.close();
+        }
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,305 @@
+//! [`RemoteService`]: a service that dials out to a relay, registers its
+//! names and serves the calls the relay forwards — from behind a firewall,
+//! as rt-cloud's data and subject services do. When the relay goes away (a
+//! restart, a network cut), a watcher thread reconnects with backoff and
+//! registers again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use rigwire_core::relay::REGISTER_METHOD;
+use rigwire_core::runtime::{Config, Reconnect};
+use rigwire_core::{Error, HandlerError};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::client::open;
+use crate::handler::{CallContext, Handlers};
+use crate::peer::Peer;
+use crate::pool::Pool;
+use crate::transport::Endpoint;
+
+/// How often the watcher looks whether the relay is still there.
+const WATCH_EVERY: Duration = Duration::from_millis(20);
+
+/// A service to run behind a relay: its names and handlers.
+pub struct RemoteService {
+    names: Vec<String>,
+    config: Config,
+    handlers: Handlers,
+}
+
+impl std::fmt::Debug for RemoteService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteService")
+            .field("names", &self.names)
+            .finish()
+    }
+}
+
+impl RemoteService {
+    /// A service that will register `names` (callers then call
+    /// `name.method`). `config.reconnect` sets the backoff after the relay is
+    /// lost; without it the service retries with the default backoff until
+    /// closed.
+    pub fn new(names: &[&str], config: Config) -> RemoteService {
+        RemoteService {
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            config,
+            handlers: Handlers::new(),
+        }
+    }
+
+    /// The handler table (exposed names, dispatch).
+    pub fn handlers_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
+    }
+
+    /// Exposes a typed handler (see [`Handlers::expose`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        self.handlers.expose(name, f)?;
+        Ok(self)
+    }
+
+    /// Exposes a typed handler that receives the call's context.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] for a bad or duplicate name.
+    pub fn expose_with<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
+    {
+        self.handlers.expose_with(name, f)?;
+        Ok(self)
+    }
+
+    /// Dials the relay's services URL and registers. Once this returns, the
+    /// service is reachable through the relay and stays so across relay
+    /// restarts (re-registering each time) until closed.
+    ///
+    /// # Errors
+    /// The first attempt's failure: `Connect`, `AuthFailed`, `Rejected`, or
+    /// `Remote` with kind `Refused` when the relay refuses a name (taken, or
+    /// not allowed), with its reason.
+    pub fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
+        let endpoint = Endpoint::parse(relay_url)?;
+        let inner = Arc::new(ServiceInner {
+            pool: Pool::new(self.config.handler_threads, "rigwire-service"),
+            endpoint,
+            policy: self.config.reconnect.unwrap_or_default().forever(),
+            names: self.names,
+            config: Config {
+                reconnect: None,
+                ..self.config
+            },
+            handlers: Arc::new(self.handlers),
+            state: Mutex::new(Registration::default()),
+            changed: Condvar::new(),
+            stopping: AtomicBool::new(false),
+        });
+        inner.register()?;
+        let watcher = {
+            let inner = Arc::clone(&inner);
+            thread::Builder::new()
+                .name("rigwire-service".into())
+                .spawn(move || inner.keep_registered())
+                .map_err(|e| Error::Connect {
+                    url: relay_url.to_owned(),
+                    reason: format!("cannot start the watcher thread: {e}"),
+                })?
+        };
+        Ok(RunningService {
+            inner,
+            watcher: Some(watcher),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Registration {
+    current: Option<Peer>,
+    count: u64,
+}
+
+struct ServiceInner {
+    endpoint: Endpoint,
+    policy: Reconnect,
+    names: Vec<String>,
+    config: Config,
+    handlers: Arc<Handlers>,
+    pool: Arc<Pool>,
+    state: Mutex<Registration>,
+    changed: Condvar,
+    stopping: AtomicBool,
+}
+
+impl ServiceInner {
+    fn state(&self) -> std::sync::MutexGuard<'_, Registration> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One connection to the relay, registered.
+    fn register(&self) -> Result<(), Error> {
+        let peer = open(
+            &self.endpoint,
+            &self.config,
+            &self.handlers,
+            Some(&self.pool),
+        )?;
+        match peer.call::<_, Vec<String>>(REGISTER_METHOD, &self.names) {
+            Ok(names) => {
+                tracing::info!(relay = %self.endpoint, ?names, "registered");
+                let mut s = self.state();
+                s.current = Some(peer);
+                s.count += 1;
+                self.changed.notify_all();
+                Ok(())
+            }
+            Err(e) => {
+                peer.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Sleeps `wait` unless stopped first; returns whether to go on.
+    fn pause(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        let mut s = self.state();
+        while !self.stopping.load(Ordering::SeqCst) {
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            s = self
+                .changed
+                .wait_timeout(s, until - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        false
+    }
+
+    fn keep_registered(self: Arc<Self>) {
+        loop {
+            let lost = self.state().current.as_ref().and_then(|p| p.close_reason());
+            let Some(why) = lost else {
+                if !self.pause(WATCH_EVERY) {
+                    return;
+                }
+                continue;
+            };
+            tracing::warn!(relay = %self.endpoint, "lost the relay: {why}; reconnecting");
+            self.state().current = None;
+            let mut registered = false;
+            for (attempt, wait) in (1u64..).zip(self.policy.delays()) {
+                if !self.pause(wait) {
+                    return;
+                }
+                match self.register() {
+                    Ok(()) => {
+                        registered = true;
+                        break;
+                    }
+                    // A refusal may be the relay still holding our old
+                    // connection: it is released within its keepalive bound.
+                    Err(e) => tracing::warn!(relay = %self.endpoint, attempt, "{e}"),
+                }
+            }
+            if !registered {
+                return tracing::error!(relay = %self.endpoint, "gave up reconnecting");
+            }
+        }
+    }
+}
+
+/// A service registered at a relay. Dropping it (or [`close`](Self::close))
+/// disconnects it and stops reconnecting.
+pub struct RunningService {
+    inner: Arc<ServiceInner>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningService")
+            .field("relay", &self.inner.endpoint.to_string())
+            .field("names", &self.inner.names)
+            .finish()
+    }
+}
+
+impl RunningService {
+    /// The connection to the relay while registered, to call the relay itself.
+    pub fn peer(&self) -> Option<Peer> {
+        self.inner
+            .state()
+            .current
+            .clone()
+            .filter(Peer::is_connected)
+    }
+
+    /// How many times the service has registered (1 after connecting, one
+    /// more after each reconnect).
+    pub fn registrations(&self) -> u64 {
+        self.inner.state().count
+    }
+
+    /// Waits until the service has registered at least `count` times in all,
+    /// for up to `timeout`; returns whether it has.
+    pub fn wait_registrations(&self, count: u64, timeout: Duration) -> bool {
+        let until = Instant::now() + timeout;
+        let mut s = self.inner.state();
+        while s.count < count {
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            s = self
+                .inner
+                .changed
+                .wait_timeout(s, until - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Disconnects from the relay (with a goodbye) and stops reconnecting.
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        let current = {
+            let mut s = self.inner.state();
+            self.inner.changed.notify_all();
+            s.current.take()
+        };
+        if let Some(peer) = current {
+            peer.close();
+        }
+        if let Some(watcher) = self.watcher.take() {
+            let _ = watcher.join();
+        }
+    }
+}
+
+impl Drop for RunningService {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

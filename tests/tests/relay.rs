@@ -1,0 +1,513 @@
+//! Two hops over real sockets: clients of both runtimes call services of
+//! both runtimes through a smol relay (clients on tcp or unix, services
+//! dialing in over websocket, each side with its own secret). The relay runs
+//! on smol's global executor, started from these plain (blocking) tests.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rigwire_core::runtime::Config;
+use rigwire_core::{Error, ErrorKind, HandlerError, Keepalive};
+use rigwire_smol::{RelayConfig, RelayServer, RunningRelay};
+
+const CLIENT_SECRET: &str = "clients-secret";
+const SERVICE_SECRET: &str = "services-secret";
+
+fn quick() -> Option<Keepalive> {
+    Some(Keepalive {
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(400),
+    })
+}
+
+fn client_config(name: &str) -> Config {
+    Config::named(name).secret(CLIENT_SECRET).unwrap()
+}
+
+fn service_config(name: &str) -> Config {
+    Config::named(name).secret(SERVICE_SECRET).unwrap()
+}
+
+fn relay_config(allowed: Option<&[&str]>) -> RelayConfig {
+    let mut config = RelayConfig::default();
+    config.clients.secret = Some(rigwire_core::Secret::new(CLIENT_SECRET).unwrap());
+    config.services.secret = Some(rigwire_core::Secret::new(SERVICE_SECRET).unwrap());
+    config.allowed = allowed.map(|names| names.iter().map(|n| (*n).to_owned()).collect());
+    config
+}
+
+fn unix_url() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("rigwire-relay-{}-{n}.sock", std::process::id()));
+    format!("unix://{}", path.display())
+}
+
+fn relay_on(clients: &str, services: &str, config: RelayConfig) -> RunningRelay {
+    let mut relay = RelayServer::bind(clients, services, config).unwrap();
+    relay
+        .expose("relay.hello", |who: String| async move {
+            Ok(format!("the relay greets {who}"))
+        })
+        .unwrap();
+    relay.start().unwrap()
+}
+
+fn relay() -> RunningRelay {
+    relay_on(
+        "tcp://127.0.0.1:0",
+        "ws://127.0.0.1:0/services",
+        relay_config(None),
+    )
+}
+
+/// Set by a service's `watch` handler: it started, and it was cancelled.
+#[derive(Default)]
+struct Probe {
+    started: AtomicBool,
+    cancelled: AtomicBool,
+}
+
+fn wait_flag(flag: &AtomicBool) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if flag.load(Ordering::SeqCst) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// A smol service named `data`: echo, getFile, watch (records its cancel).
+fn smol_data_service(relay_url: &str, probe: Arc<Probe>) -> rigwire_smol::RunningService {
+    struct OnDrop(Arc<Probe>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.cancelled.store(true, Ordering::SeqCst);
+        }
+    }
+    let mut s = rigwire_smol::RemoteService::new(&["data"], service_config("scanner"));
+    s.handlers_mut()
+        .expose_raw("echo", |_ctx, args: rigwire_core::Payload| async move {
+            Ok(args)
+        })
+        .unwrap();
+    s.expose("getFile", |name: String| async move {
+        if name.ends_with(".dcm") {
+            Ok(format!("contents of {name}"))
+        } else {
+            Err(HandlerError::with_kind(
+                ErrorKind::BadArguments,
+                format!("no such file: {name}"),
+            ))
+        }
+    })
+    .unwrap();
+    s.expose("watch", move |(): ()| {
+        let probe = Arc::clone(&probe);
+        async move {
+            probe.started.store(true, Ordering::SeqCst);
+            let _guard = OnDrop(probe);
+            smol::future::pending::<()>().await;
+            Ok(())
+        }
+    })
+    .unwrap();
+    smol::block_on(s.connect(relay_url)).unwrap()
+}
+
+/// A blocking service named `subject`: add, watch (polls its cancel), freeze.
+fn std_subject_service(relay_url: &str, probe: Arc<Probe>) -> rigwire_std::RunningService {
+    let mut s = rigwire_std::RemoteService::new(&["subject"], service_config("display"));
+    s.expose("add", |(a, b): (i64, i64)| Ok(a + b)).unwrap();
+    s.expose_with("watch", move |ctx: &rigwire_std::CallContext, (): ()| {
+        probe.started.store(true, Ordering::SeqCst);
+        for _ in 0..4000 {
+            if ctx.is_cancelled() {
+                probe.cancelled.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    })
+    .unwrap();
+    s.handlers_mut()
+        .dispatch("watch", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    s.connect(relay_url).unwrap()
+}
+
+#[test]
+fn clients_of_both_runtimes_reach_services_of_both_runtimes_in_two_hops() {
+    for clients in ["tcp://127.0.0.1:0".to_owned(), unix_url()] {
+        let relay = relay_on(&clients, "ws://127.0.0.1:0/services", relay_config(None));
+        let _data = smol_data_service(&relay.services_url(), Arc::default());
+        let _subject = std_subject_service(&relay.services_url(), Arc::default());
+        let mut routes = relay.routes();
+        routes.sort();
+        assert_eq!(
+            routes,
+            vec![
+                ("data".to_owned(), "scanner".to_owned()),
+                ("subject".to_owned(), "display".to_owned())
+            ]
+        );
+
+        let script =
+            rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+        let file: String = script.call("data.getFile", &"run1.dcm").unwrap();
+        assert_eq!(file, "contents of run1.dcm");
+        assert_eq!(script.call::<_, i64>("subject.add", &(2, 3)).unwrap(), 5);
+        // The relay's own names and its list of services, beside the forwarded ones.
+        let hello: String = script.call("relay.hello", &"script").unwrap();
+        assert_eq!(hello, "the relay greets script");
+        let names: Vec<String> = script.call("rigwire.services", &()).unwrap();
+        assert_eq!(names, ["data", "subject"]);
+
+        smol::block_on(async {
+            let script =
+                rigwire_smol::Client::connect(&relay.clients_url(), client_config("smol-script"))
+                    .await
+                    .unwrap();
+            let file: String = script.call("data.getFile", &"run2.dcm").await.unwrap();
+            assert_eq!(file, "contents of run2.dcm");
+            let sum: i64 = script.call("subject.add", &(40, 2)).await.unwrap();
+            assert_eq!(sum, 42);
+        });
+    }
+}
+
+#[test]
+fn errors_and_unknown_names_come_back_clearly() {
+    let relay = relay();
+    let _data = smol_data_service(&relay.services_url(), Arc::default());
+    let script =
+        rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+    match script.call::<_, String>("data.getFile", &"notes.txt") {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, ErrorKind::BadArguments);
+            assert_eq!(e.message, "no such file: notes.txt");
+        }
+        other => panic!("expected the service's error, got {other:?}"),
+    }
+    match script.call::<_, String>("camera.snap", &()) {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, ErrorKind::Unavailable);
+            assert_eq!(e.message, "no service 'camera' is connected to this relay");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    match script.call::<_, String>("data.nope", &()) {
+        Err(Error::Remote(e)) => assert_eq!(e.kind, ErrorKind::NoSuchMethod),
+        other => panic!("expected NoSuchMethod, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_frozen_service_fails_pending_calls_within_the_keepalive_bound_naming_it() {
+    let mut config = relay_config(None);
+    config.services.keepalive = quick();
+    let relay = relay_on("tcp://127.0.0.1:0", "ws://127.0.0.1:0/services", config);
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let mut s =
+        rigwire_std::RemoteService::new(&["data"], service_config("scanner").keepalive(quick()));
+    // Runs on the connection's reading thread and blocks it: the service
+    // stops answering everything, keepalive included, as a hung machine would.
+    s.expose("freeze", move |(): ()| {
+        let _ = release_rx
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20));
+        Ok(())
+    })
+    .unwrap();
+    s.handlers_mut()
+        .dispatch("freeze", rigwire_std::Dispatch::Inline)
+        .unwrap();
+    let service = s.connect(&relay.services_url()).unwrap();
+
+    let script =
+        rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+    let started = Instant::now();
+    let outcome = script.call_timeout::<_, ()>("data.freeze", &(), Duration::from_secs(3600));
+    let waited = started.elapsed();
+    match outcome {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+            assert!(e.message.contains("service 'data'"), "{}", e.message);
+            assert!(e.message.contains("silent"), "{}", e.message);
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    // Far from the one-hour deadline: the keepalive bound is 0.4 s.
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
+    assert!(relay.routes().is_empty());
+    let _ = release_tx.send(());
+    drop(service);
+}
+
+#[test]
+fn a_service_reconnects_after_the_relay_restarts_and_is_used_again() {
+    let first = relay();
+    let clients = first.clients_url();
+    let services = first.services_url();
+    let data = smol_data_service(&services, Arc::default());
+    let script = rigwire_std::Client::connect(
+        &clients,
+        client_config("script").reconnect(rigwire_core::runtime::Reconnect {
+            initial: Duration::from_millis(50),
+            max: Duration::from_millis(200),
+            attempts: 50,
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        script.call::<_, String>("data.getFile", &"a.dcm").unwrap(),
+        "contents of a.dcm"
+    );
+    smol::block_on(first.shutdown(Duration::from_secs(1)));
+
+    // The same addresses again, as a restarted relay would bind them.
+    let second = relay_on(&clients, &services, relay_config(None));
+    assert!(
+        smol::block_on(data.wait_registrations(2, Duration::from_secs(20))),
+        "the service did not register again"
+    );
+    assert_eq!(second.routes().len(), 1);
+    assert_eq!(
+        script.call::<_, String>("data.getFile", &"b.dcm").unwrap(),
+        "contents of b.dcm"
+    );
+}
+
+#[test]
+fn duplicate_and_disallowed_registrations_are_refused_with_their_reason() {
+    let relay = relay_on(
+        "tcp://127.0.0.1:0",
+        "ws://127.0.0.1:0/services",
+        relay_config(Some(&["data", "subject"])),
+    );
+    let _first = smol_data_service(&relay.services_url(), Arc::default());
+
+    let second = rigwire_std::RemoteService::new(&["data"], service_config("scanner-2"));
+    match second.connect(&relay.services_url()) {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, ErrorKind::Refused);
+            assert_eq!(
+                e.message,
+                "the service name 'data' is already registered by 'scanner'"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let camera = rigwire_std::RemoteService::new(&["camera"], service_config("camera"));
+    match camera.connect(&relay.services_url()) {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, ErrorKind::Refused);
+            assert_eq!(
+                e.message,
+                "this relay does not accept a service named 'camera' (allowed: data, subject)"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A name the relay serves itself cannot be taken either.
+    let relay_named = rigwire_std::RemoteService::new(&["relay"], service_config("impostor"));
+    assert!(matches!(
+        relay_named.connect(&relay.services_url()),
+        Err(Error::Remote(e)) if e.kind == ErrorKind::Refused
+    ));
+    // Each side has its own secret.
+    let wrong = rigwire_std::RemoteService::new(&["subject"], client_config("wrong-secret"));
+    assert!(matches!(
+        wrong.connect(&relay.services_url()),
+        Err(Error::AuthFailed(_))
+    ));
+    assert!(matches!(
+        rigwire_std::Client::connect(&relay.clients_url(), service_config("wrong-secret")),
+        Err(Error::AuthFailed(_))
+    ));
+    assert_eq!(relay.routes().len(), 1);
+}
+
+#[test]
+fn the_shorter_deadline_wins_whichever_hop_sets_it() {
+    // The client's deadline is the shorter: it expires at the client, and the
+    // cancel reaches the service's handler through the relay.
+    let mut config = relay_config(None);
+    config.max_forward_timeout = Some(Duration::from_secs(30));
+    let relay = relay_on("tcp://127.0.0.1:0", "ws://127.0.0.1:0/services", config);
+    let probe = Arc::new(Probe::default());
+    let _data = smol_data_service(&relay.services_url(), Arc::clone(&probe));
+    let script =
+        rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+    let outcome = script.call_timeout::<_, ()>("data.watch", &(), Duration::from_millis(300));
+    assert!(
+        matches!(outcome, Err(Error::DeadlineExceeded)),
+        "{outcome:?}"
+    );
+    assert!(probe.started.load(Ordering::SeqCst));
+    assert!(
+        wait_flag(&probe.cancelled),
+        "the service never saw the cancel"
+    );
+
+    // The relay's cap is the shorter: the relay answers DeadlineExceeded,
+    // naming the service, long before the client's own deadline.
+    let mut config = relay_config(None);
+    config.max_forward_timeout = Some(Duration::from_millis(300));
+    let relay = relay_on("tcp://127.0.0.1:0", "ws://127.0.0.1:0/services", config);
+    let probe = Arc::new(Probe::default());
+    let _subject = std_subject_service(&relay.services_url(), Arc::clone(&probe));
+    let script =
+        rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+    let started = Instant::now();
+    let outcome = script.call_timeout::<_, ()>("subject.watch", &(), Duration::from_secs(3600));
+    // A deadline is reported one way wherever it expired.
+    assert!(
+        matches!(outcome, Err(Error::DeadlineExceeded)),
+        "{outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(
+        wait_flag(&probe.cancelled),
+        "the service never saw the deadline"
+    );
+}
+
+#[test]
+fn a_cancel_travels_both_hops() {
+    let relay = relay();
+    let data_probe = Arc::new(Probe::default());
+    let subject_probe = Arc::new(Probe::default());
+    let _data = smol_data_service(&relay.services_url(), Arc::clone(&data_probe));
+    let _subject = std_subject_service(&relay.services_url(), Arc::clone(&subject_probe));
+    smol::block_on(async {
+        let script = rigwire_smol::Client::connect(&relay.clients_url(), client_config("script"))
+            .await
+            .unwrap();
+        for (method, probe) in [
+            ("data.watch", &data_probe),
+            ("subject.watch", &subject_probe),
+        ] {
+            let call = script.call::<_, ()>(method, &());
+            // Dropping the call's future cancels it once the handler runs.
+            let started = smol::future::or(async { call.await.map(|_| false) }, async {
+                while !probe.started.load(Ordering::SeqCst) {
+                    smol::Timer::after(Duration::from_millis(2)).await;
+                }
+                Ok(true)
+            })
+            .await;
+            assert!(matches!(started, Ok(true)), "{method}: {started:?}");
+        }
+    });
+    assert!(
+        wait_flag(&data_probe.cancelled),
+        "the smol service kept running"
+    );
+    assert!(
+        wait_flag(&subject_probe.cancelled),
+        "the std service kept running"
+    );
+    assert_eq!(relay_in_flight_settles(&relay), 0);
+}
+
+/// Forwarded calls still open at the relay, once it has settled.
+fn relay_in_flight_settles(relay: &RunningRelay) -> usize {
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = relay.forwarded_in_flight();
+        if n == 0 || Instant::now() >= until {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn many_clients_share_one_service() {
+    let relay = relay();
+    let _subject = std_subject_service(&relay.services_url(), Arc::default());
+    let url = relay.clients_url();
+    let threads: Vec<_> = (0..16i64)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let c = rigwire_std::Client::connect(&url, client_config(&format!("script-{i}")))
+                    .unwrap();
+                for j in 0..50i64 {
+                    assert_eq!(c.call::<_, i64>("subject.add", &(i, j)).unwrap(), i + j);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(relay.forwarded_in_flight(), 0);
+}
+
+#[test]
+fn large_payloads_are_forwarded_intact() {
+    let relay = relay();
+    let _data = smol_data_service(&relay.services_url(), Arc::default());
+    let script =
+        rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+    for len in [1usize << 20, 8 << 20] {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let payload = rigwire_core::Payload::new(rigwire_core::Codec::Postcard, bytes.clone());
+        let back = script.call_raw("data.echo", payload).unwrap();
+        assert!(back.bytes[..] == bytes[..], "{len} bytes came back altered");
+    }
+}
+
+#[test]
+fn the_relay_broadcasts_to_clients_and_to_one_service() {
+    let relay = relay();
+    let (tx, rx) = mpsc::channel::<String>();
+    let service_tx = Mutex::new(tx.clone());
+    let mut s = rigwire_std::RemoteService::new(&["subject"], service_config("display"));
+    s.expose("showText", move |text: String| {
+        service_tx
+            .lock()
+            .unwrap()
+            .send(format!("service: {text}"))
+            .unwrap();
+        Ok(())
+    })
+    .unwrap();
+    let _subject = s.connect(&relay.services_url()).unwrap();
+    let mut handlers = rigwire_std::Handlers::new();
+    let client_tx = Mutex::new(tx);
+    handlers
+        .expose("news", move |text: String| {
+            client_tx
+                .lock()
+                .unwrap()
+                .send(format!("client: {text}"))
+                .unwrap();
+            Ok(())
+        })
+        .unwrap();
+    let _script =
+        rigwire_std::Client::connect_with(&relay.clients_url(), client_config("script"), handlers)
+            .unwrap();
+    assert_eq!(relay.broadcast_clients("news", &"run started").unwrap(), 1);
+    assert_eq!(
+        relay
+            .broadcast_service("subject", "showText", &"+")
+            .unwrap(),
+        1
+    );
+    assert_eq!(relay.broadcast_service("camera", "snap", &()).unwrap(), 0);
+    let mut got: Vec<String> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(10)).unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, ["client: run started", "service: +"]);
+}
