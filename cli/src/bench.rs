@@ -333,6 +333,8 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     let samples = crate::bench_smol::serial(12, n(1500))?;
     latency_rows(&mut rows, "smol TCP serial round trip", &samples);
 
+    let hops = two_hops(12, n(1500), &small)?;
+
     // Idle connections: 1,000 and as close to 10,000 as the fd limit allows
     // (both ends live in this process).
     let most = (open_files_limit().saturating_sub(200) / 2).min(10_000);
@@ -343,7 +345,7 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     let idle = crate::bench_smol::idle_memory(&counts)?;
 
     if json {
-        let report = serde_json::json!({ "rows": rows, "idle_memory": idle });
+        let report = serde_json::json!({ "rows": rows, "relay": hops, "idle_memory": idle });
         println!(
             "{}",
             serde_json::to_string_pretty(&report).expect("report serializes")
@@ -364,6 +366,20 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
         println!(
             "{:<34} {:>8} {:>14.1} {:>14.1} {:>7.2}x  {note}",
             row.name, row.unit, row.raw, row.rigwire, row.ratio
+        );
+    }
+    println!();
+    println!(
+        "{:<34} {:>8} {:>14} {:>14} {:>8}",
+        "serial round trip p50", "unit", "one hop", "two hops", "ratio"
+    );
+    for (name, h) in [
+        ("raw, through a forwarder", &hops.raw),
+        ("rigwire, through a relay", &hops.rigwire),
+    ] {
+        println!(
+            "{name:<34} {:>8} {:>14.1} {:>14.1} {:>7.2}x  (two hops / one hop)",
+            "µs", h.one_hop, h.two_hops, h.ratio
         );
     }
     println!();
@@ -388,4 +404,112 @@ fn open_files_limit() -> usize {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(1024)
+}
+
+/// One hop against two hops, p50 in µs.
+#[derive(Serialize)]
+pub(crate) struct Hops {
+    one_hop: f64,
+    two_hops: f64,
+    /// Median over block pairs of two hops / one hop.
+    ratio: f64,
+}
+
+impl Hops {
+    fn of(samples: &Samples) -> Hops {
+        let p50 = |blocks: &[Vec<Duration>]| percentile(&Samples::all(blocks), 0.5);
+        Hops {
+            one_hop: p50(&samples.raw),
+            two_hops: p50(&samples.rig),
+            ratio: samples.block_ratio(0.5, false),
+        }
+    }
+}
+
+/// The hop comparison, for raw sockets and for rigwire.
+#[derive(Serialize)]
+pub(crate) struct HopRows {
+    /// Raw frames, direct and through a blocking forwarder (two threads per connection).
+    raw: Hops,
+    /// A blocking client and echo handler, direct and through a smol relay.
+    rigwire: Hops,
+}
+
+/// A raw forwarder: each connection is piped to `to` and back by two
+/// blocking threads, the least work a relay can do.
+fn raw_forwarder(to: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("bound").to_string();
+    thread::spawn(move || {
+        for socket in listener.incoming() {
+            let Ok(down) = socket else { return };
+            let Ok(up) = TcpStream::connect(&to) else {
+                return;
+            };
+            let _ = (down.set_nodelay(true), up.set_nodelay(true));
+            let (Ok(down2), Ok(up2)) = (down.try_clone(), up.try_clone()) else {
+                return;
+            };
+            for (mut from, mut into) in [(down, up), (up2, down2)] {
+                thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n @ 1..) = from.read(&mut buf) {
+                        if into.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    addr
+}
+
+/// The same work direct and through one more hop: raw frames through a
+/// forwarder, and a blocking rigwire client calling the same echo handler
+/// directly and through a smol relay (tcp on every hop, so that only the hop
+/// differs).
+fn two_hops(blocks: usize, per_block: usize, small: &Payload) -> Result<HopRows, Error> {
+    let raw_addr = raw_tcp_server();
+    let mut raw_one = RawClient::new(&raw_addr, 32 + 8);
+    let mut raw_two = RawClient::new(&raw_forwarder(raw_addr), 32 + 8);
+    let raw = Hops::of(&alternate(
+        blocks,
+        per_block,
+        || raw_one.round_trip(),
+        || raw_two.round_trip(),
+    ));
+
+    let direct = rig_server("tcp://127.0.0.1:0")?;
+    let relay = rigwire_smol::RelayServer::bind(
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        rigwire_smol::RelayConfig::default(),
+    )?
+    .start()?;
+    let mut service = rigwire_std::RemoteService::new(&["rig"], Config::named("bench-rig"));
+    service
+        .handlers_mut()
+        .expose_raw("echo", |_ctx, args: Payload| Ok(args))?
+        .dispatch("echo", Dispatch::Inline)?;
+    let service = service.connect(&relay.services_url())?;
+    let one = Client::connect(&direct.local_url(), Config::named("bench"))?;
+    let two = Client::connect(&relay.clients_url(), Config::named("bench"))?;
+    let rigwire = Hops::of(&alternate(
+        blocks,
+        per_block,
+        || {
+            one.call_raw("echo", small.clone()).expect("one-hop echo");
+        },
+        || {
+            two.call_raw("rig.echo", small.clone())
+                .expect("two-hop echo");
+        },
+    ));
+    one.close();
+    two.close();
+    service.close();
+    smol::block_on(relay.shutdown(Duration::from_secs(1)));
+    direct.shutdown(Duration::from_secs(1));
+    Ok(HopRows { raw, rigwire })
 }

@@ -1,6 +1,7 @@
 //! `rigwire demo`: an experiment across three loopback rigs, driven by a
-//! script through a [`Group`], printed as a timeline. Every step checks what
-//! it expects, so the demo fails loudly if rigwire misbehaves.
+//! script through a [`Group`], then a service reached in two hops through a
+//! relay, printed as a timeline. Every step checks what it expects, so the
+//! demo fails loudly if rigwire misbehaves.
 
 use std::time::{Duration, Instant};
 
@@ -67,7 +68,7 @@ fn start_rig(name: &str, timeline: &Timeline) -> Result<RunningServer, Error> {
             .notify(methods::EVENT, &("armed", format!("{rig} ready")))?;
         Ok(())
     };
-    expose_demo_rig(&mut server, Some(Box::new(on_start)))?;
+    expose_demo_rig(server.handlers_mut(), Some(Box::new(on_start)))?;
     server.start()
 }
 
@@ -198,5 +199,97 @@ pub fn run() -> Result<(), Error> {
         "script",
         "experiment finished: every rig answered or failed fast, by name",
     );
+    println!();
+    two_hops(&t)
+}
+
+/// rt-cloud's layout: the scanner's data service dials out to a relay beside
+/// the script, which calls `data.getFile` through it.
+fn two_hops(t: &Timeline) -> Result<(), Error> {
+    let mut config = rigwire_smol::RelayConfig::default();
+    config.clients.secret = Some(rigwire_std::core::Secret::new(SECRET)?);
+    config.services.secret = Some(rigwire_std::core::Secret::new("services-secret")?);
+    config.allowed = Some(vec!["data".into(), "subject".into()]);
+    let relay =
+        rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "ws://127.0.0.1:0/services", config)?
+            .start()?;
+    t.say(
+        "relay",
+        format!(
+            "clients on {}, services dial in on {}",
+            relay.clients_url(),
+            relay.services_url()
+        ),
+    );
+
+    let mut data = rigwire_std::RemoteService::new(
+        &["data"],
+        Config::named("scanner").secret("services-secret")?,
+    );
+    expose_demo_rig(data.handlers_mut(), None)?;
+    data.expose("getFile", |name: String| {
+        Ok(format!("{} bytes of {name}", 96 * 96 * 2))
+    })?;
+    let data = data.connect(&relay.services_url())?;
+    t.say("data", "dialed out over websocket and registered 'data'");
+    let impostor = rigwire_std::RemoteService::new(
+        &["data"],
+        Config::named("impostor").secret("services-secret")?,
+    );
+    match impostor.connect(&relay.services_url()) {
+        Err(Error::Remote(e)) if e.kind == ErrorKind::Refused => t.say(
+            "impostor",
+            format!("registering 'data' refused: {}", e.message),
+        ),
+        other => {
+            return Err(unexpected(format!(
+                "a second 'data' was not refused: {other:?}"
+            )))
+        }
+    }
+
+    let script = Client::connect(
+        &relay.clients_url(),
+        Config::named("script").secret(SECRET)?,
+    )?;
+    let asked = Instant::now();
+    let file: String = script.call("data.getFile", &"run1_vol001.dcm")?;
+    t.say(
+        "script",
+        format!(
+            "data.getFile(\"run1_vol001.dcm\") through the relay -> {file:?} in {:.2} ms",
+            asked.elapsed().as_secs_f64() * 1e3
+        ),
+    );
+    let pending = script.start::<_, f64>("data.sleep", &30.0f64)?;
+    std::thread::sleep(Duration::from_millis(100));
+    t.say("data", "goes away in the middle of data.sleep(30 s)");
+    let gone = Instant::now();
+    data.close();
+    match pending.wait() {
+        Err(Error::Remote(e)) if e.kind == ErrorKind::Unavailable => t.say(
+            "script",
+            format!(
+                "the pending call failed after {:.0} ms: {}",
+                gone.elapsed().as_secs_f64() * 1e3,
+                e.message
+            ),
+        ),
+        other => {
+            return Err(unexpected(format!(
+                "the pending call did not fail: {other:?}"
+            )))
+        }
+    }
+    match script.call::<_, String>("data.getFile", &"run1_vol002.dcm") {
+        Err(Error::Remote(e)) if e.kind == ErrorKind::Unavailable => t.say(
+            "script",
+            format!("the next call fails at once: {}", e.message),
+        ),
+        other => return Err(unexpected(format!("a call to a gone service: {other:?}"))),
+    }
+    script.close();
+    smol::block_on(relay.shutdown(Duration::from_secs(1)));
+    t.say("script", "two hops done: no call waited out a timeout");
     Ok(())
 }

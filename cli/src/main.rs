@@ -1,5 +1,6 @@
-//! The `rigwire` command: serve a demo rig, call it, ping it, list its
-//! methods, run the demo and the benchmarks.
+//! The `rigwire` command: serve a demo rig (listening, or dialing out to a
+//! relay), run a relay, call, ping, list methods, run the demo and the
+//! benchmarks.
 //!
 //! Exit codes: 0 success; 1 the call failed (remote error, deadline); 2 the
 //! connection failed (cannot connect, authentication, version, rejected) or
@@ -8,6 +9,7 @@
 mod bench;
 mod bench_smol;
 mod demo;
+mod relay;
 mod rig;
 
 use std::io::Write;
@@ -42,18 +44,46 @@ struct SecretArgs {
 enum Command {
     /// Serve a demo rig (echo, add, sleep, exp.*) until Ctrl-C or SIGTERM.
     Serve {
-        /// URL to listen on (tcp://, unix://, ws://); repeat for several. Port 0 picks a free port.
-        #[arg(
-            long = "listen",
-            value_name = "URL",
-            default_value = "tcp://127.0.0.1:7400"
-        )]
+        /// URL to listen on (tcp://, unix://, ws://); repeat for several. Port 0 picks
+        /// a free port. Default tcp://127.0.0.1:7400, or none with --via.
+        #[arg(long = "listen", value_name = "URL")]
         listen: Vec<String>,
         /// The rig's name, as peers see it.
         #[arg(long, default_value = "rig")]
         name: String,
+        /// Dial out to a relay's services URL and serve through it (with --as).
+        #[arg(long, value_name = "RELAY_URL", requires = "service_name")]
+        via: Option<String>,
+        /// The service name to register at the relay; callers call NAME.method.
+        #[arg(long = "as", value_name = "NAME", requires = "via")]
+        service_name: Option<String>,
         #[command(flatten)]
         secret: SecretArgs,
+    },
+    /// Run a relay: clients call NAME.method, services dial in and register NAME.
+    Relay {
+        /// URL clients connect to (tcp://, unix://, ws://). Port 0 picks a free port.
+        #[arg(long, value_name = "URL", default_value = "tcp://127.0.0.1:7500")]
+        clients: String,
+        /// URL remote services dial (usually ws:// to pass firewalls).
+        #[arg(
+            long,
+            value_name = "URL",
+            default_value = "ws://127.0.0.1:7501/services"
+        )]
+        services: String,
+        /// Accept only these service names (repeat); default: any.
+        #[arg(long = "allow", value_name = "NAME")]
+        allow: Vec<String>,
+        /// Cap every forwarded call at this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        max_forward_timeout: Option<f64>,
+        /// The clients' secret (else RIGWIRE_SECRET, if set).
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// The services' secret, from this file (else RIGWIRE_SERVICE_SECRET, if set).
+        #[arg(long, value_name = "FILE")]
+        service_secret_file: Option<PathBuf>,
     },
     /// Call METHOD with JSON arguments and print the JSON result.
     Call {
@@ -129,7 +159,7 @@ impl From<Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+    let default_level = if matches!(cli.command, Command::Serve { .. } | Command::Relay { .. }) {
         "info"
     } else {
         "warn"
@@ -146,8 +176,25 @@ fn main() -> ExitCode {
         Command::Serve {
             listen,
             name,
+            via,
+            service_name,
             secret,
-        } => serve(&listen, &name, &secret),
+        } => serve(&listen, &name, via.zip(service_name), &secret),
+        Command::Relay {
+            clients,
+            services,
+            allow,
+            max_forward_timeout,
+            secret,
+            service_secret_file,
+        } => relay::run(relay::Options {
+            clients,
+            services,
+            allow,
+            max_forward_timeout,
+            client_secret: secret_of(&secret.secret_file, "RIGWIRE_SECRET"),
+            service_secret: secret_of(&service_secret_file, "RIGWIRE_SERVICE_SECRET"),
+        }),
         Command::Call {
             url,
             method,
@@ -169,50 +216,106 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where one secret comes from: a file, else an environment variable.
+struct SecretSource {
+    file: Option<PathBuf>,
+    env: &'static str,
+}
+
+fn secret_of(file: &Option<PathBuf>, env: &'static str) -> SecretSource {
+    SecretSource {
+        file: file.clone(),
+        env,
+    }
+}
+
+impl SecretSource {
+    /// The secret, if one is configured.
+    fn load(&self) -> Result<Option<rigwire_std::core::Secret>, Failure> {
+        let usage = |message: String| Failure { code: 2, message };
+        if let Some(path) = &self.file {
+            return Ok(Some(
+                rigwire_std::secret_from_file(path).map_err(|e| usage(e.to_string()))?,
+            ));
+        }
+        match std::env::var_os(self.env) {
+            Some(value) => rigwire_std::core::Secret::new(value.into_encoded_bytes())
+                .map(Some)
+                .map_err(|e| usage(format!("{}: {e}", self.env))),
+            None => Ok(None),
+        }
+    }
+}
+
 fn config(name: &str, secret: &SecretArgs) -> Result<Config, Failure> {
     let mut config = Config::named(name);
-    let usage = |message: String| Failure { code: 2, message };
-    if let Some(path) = &secret.secret_file {
-        config.protocol.secret =
-            Some(rigwire_std::secret_from_file(path).map_err(|e| usage(e.to_string()))?);
-    } else if let Some(value) = std::env::var_os("RIGWIRE_SECRET") {
-        config = config
-            .secret(value.into_encoded_bytes())
-            .map_err(|e| usage(format!("RIGWIRE_SECRET: {e}")))?;
-    }
+    config.protocol.secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
     Ok(config)
 }
 
-fn serve(listen: &[String], name: &str, secret: &SecretArgs) -> Result<(), Failure> {
-    let config = config(name, secret)?;
-    // Before anything is printed: a script may signal us as soon as it reads
-    // the first line, and the default action would kill us ungracefully.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-    ])
-    .map_err(|e| Failure {
-        code: 2,
-        message: format!("cannot watch for signals: {e}"),
-    })?;
+/// Installs SIGINT/SIGTERM handling. Call before printing anything: a script
+/// may signal us as soon as it reads the first line, and the default action
+/// would kill us ungracefully.
+fn watch_signals() -> Result<signal_hook::iterator::Signals, Failure> {
+    signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| Failure {
+            code: 2,
+            message: format!("cannot watch for signals: {e}"),
+        })
+}
 
+/// Prints lines on stdout at once (a script waits for them).
+fn announce(lines: &[String]) {
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        let _ = writeln!(stdout, "{line}");
+    }
+    let _ = stdout.flush();
+}
+
+fn serve(
+    listen: &[String],
+    name: &str,
+    via: Option<(String, String)>,
+    secret: &SecretArgs,
+) -> Result<(), Failure> {
+    let config = config(name, secret)?;
+    let mut signals = watch_signals()?;
+    let default_listen = ["tcp://127.0.0.1:7400".to_owned()];
+    let listen = if listen.is_empty() && via.is_none() {
+        &default_listen[..]
+    } else {
+        listen
+    };
     let mut running = Vec::new();
     for url in listen {
         let mut server = Server::bind(url, config.clone())?;
-        rig::expose_demo_rig(&mut server, None)?;
+        rig::expose_demo_rig(server.handlers_mut(), None)?;
         server.on_connect(|peer| tracing::info!(peer = %peer.name(), "connected"));
         server
             .on_disconnect(|peer, why| tracing::info!(peer = %peer.name(), "disconnected: {why}"));
         running.push(server.start()?);
     }
-    let mut stdout = std::io::stdout().lock();
-    for server in &running {
-        let _ = writeln!(stdout, "listening {}", server.local_url());
-    }
-    let _ = stdout.flush();
-    drop(stdout);
+    let mut lines: Vec<String> = running
+        .iter()
+        .map(|s| format!("listening {}", s.local_url()))
+        .collect();
+    let service = match via {
+        Some((relay_url, service_name)) => {
+            let mut service = rigwire_std::RemoteService::new(&[&service_name], config.clone());
+            rig::expose_demo_rig(service.handlers_mut(), None)?;
+            let service = service.connect(&relay_url)?;
+            lines.push(format!("registered {service_name} via {relay_url}"));
+            Some(service)
+        }
+        None => None,
+    };
+    announce(&lines);
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
+    }
+    if let Some(service) = service {
+        service.close();
     }
     for server in running {
         server.shutdown(Duration::from_secs(5));

@@ -5,17 +5,17 @@ use std::time::{Duration, Instant};
 
 use rigwire_std::core::ExpRef;
 use rigwire_std::{
-    CallContext, Dispatch, Error, ErrorKind, HandlerError, Payload, RigService, Server,
+    CallContext, Dispatch, Error, ErrorKind, HandlerError, Handlers, Payload, RigService,
 };
 
 /// Runs when the rig starts an experiment (the demo uses it to call back).
 pub type StartHook = Box<dyn Fn(&CallContext, &ExpRef) -> Result<(), HandlerError> + Send + Sync>;
 
-/// Exposes the demo rig's methods on `server`.
+/// Exposes the demo rig's methods in `server` (a server's or a remote service's handlers).
 ///
 /// # Errors
 /// [`Error::Registry`] if a name clashes with one already exposed.
-pub fn expose_demo_rig(server: &mut Server, on_start: Option<StartHook>) -> Result<(), Error> {
+pub fn expose_demo_rig(server: &mut Handlers, on_start: Option<StartHook>) -> Result<(), Error> {
     server.expose_raw("echo", |_ctx, args: Payload| Ok(args))?;
     server.dispatch("echo", Dispatch::Inline)?;
     server.expose("add", |(a, b): (f64, f64)| Ok(a + b))?;
@@ -44,6 +44,6 @@ pub fn expose_demo_rig(server: &mut Server, on_start: Option<StartHook>) -> Resu
     if let Some(hook) = on_start {
         service = service.on_start(hook);
     }
-    service.expose(server.handlers_mut())?;
+    service.expose(server)?;
     Ok(())
 }

@@ -8,56 +8,36 @@ const BIN: &str = env!("CARGO_BIN_EXE_rigwire");
 
 /// A `rigwire serve` child process, killed when dropped.
 struct Rig {
-    child: Child,
+    process: Spawned,
     url: String,
 }
 
 impl Rig {
     fn start(extra: &[&str], env: &[(&str, &str)]) -> Rig {
-        let mut cmd = Command::new(BIN);
-        cmd.args([
+        let mut args = vec![
             "serve",
             "--listen",
             "tcp://127.0.0.1:0",
             "--name",
             "test-rig",
-        ])
-        .args(extra);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
+        ];
+        args.extend_from_slice(extra);
+        let process = Spawned::start(&args, env, 1);
+        let url = process.lines[0]
             .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"))
+            .unwrap_or_else(|| panic!("first line: {:?}", process.lines[0]))
             .to_owned();
         assert!(url.starts_with("tcp://127.0.0.1:"), "{url}");
-        Rig { child, url }
+        Rig { process, url }
     }
 
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
+            .args([sig, &self.process.child.id().to_string()])
             .status()
             .unwrap()
             .success();
         assert!(ok);
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -249,7 +229,7 @@ fn sigterm_shuts_the_rig_down_gracefully() {
     rig.signal("-TERM");
     let started = Instant::now();
     loop {
-        if let Some(status) = rig.child.try_wait().unwrap() {
+        if let Some(status) = rig.process.child.try_wait().unwrap() {
             assert!(status.success(), "{status}");
             break;
         }
@@ -293,6 +273,12 @@ fn the_demo_runs_and_exits_zero() {
         "rig-3    sleep(0.3 s) on all failed: disconnected",
         "exp.cleanup -> Connected",
         "experiment finished",
+        "registering 'data' refused: the service name 'data' is already registered by 'scanner'",
+        "through the relay -> \"18432 bytes of run1_vol001.dcm\"",
+        "the pending call failed after",
+        "service 'data' disconnected",
+        "the next call fails at once: no service 'data' is connected to this relay",
+        "two hops done",
     ] {
         assert!(
             timeline.contains(expected),
@@ -314,9 +300,166 @@ fn bench_reports_every_row_as_json() {
         "{names:?}"
     );
     assert!(rows.iter().all(|r| r["ratio"].as_f64().unwrap() > 0.0));
+    for side in ["raw", "rigwire"] {
+        let hops = &report["relay"][side];
+        for field in ["one_hop", "two_hops", "ratio"] {
+            assert!(hops[field].as_f64().unwrap() > 0.0, "{side}: {hops}");
+        }
+    }
     let idle = report["idle_memory"].as_array().unwrap();
     assert_eq!(idle.len(), 2);
     assert!(idle
         .iter()
         .all(|m| m["connections"].as_u64().unwrap() >= 10));
+}
+
+/// A `rigwire` child process, killed when dropped, with the first lines it printed.
+struct Spawned {
+    child: Child,
+    lines: Vec<String>,
+}
+
+impl Spawned {
+    fn start(args: &[&str], env: &[(&str, &str)], lines: usize) -> Spawned {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env_remove("RIGWIRE_SECRET");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let lines = (0..lines)
+            .map(|_| {
+                let mut line = String::new();
+                out.read_line(&mut line).unwrap();
+                line.trim().to_owned()
+            })
+            .collect();
+        Spawned { child, lines }
+    }
+
+    /// The second word of the line ending in `suffix`.
+    fn url(&self, suffix: &str) -> String {
+        self.lines
+            .iter()
+            .find(|l| l.ends_with(suffix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no line ending in {suffix:?} in {:?}", self.lines))
+            .to_owned()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CLIENT_SECRET: (&str, &str) = ("RIGWIRE_SECRET", "clients-secret");
+const SERVICE_SECRET: (&str, &str) = ("RIGWIRE_SERVICE_SECRET", "services-secret");
+
+#[test]
+fn two_hops_from_three_terminals() {
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+            "--allow",
+            "data",
+        ],
+        &[CLIENT_SECRET, SERVICE_SECRET],
+        2,
+    );
+    let (clients, services) = (relay.url("clients"), relay.url("services"));
+    assert!(clients.starts_with("tcp://127.0.0.1:"), "{clients}");
+    assert!(services.starts_with("ws://127.0.0.1:"), "{services}");
+    let service_env = [("RIGWIRE_SECRET", SERVICE_SECRET.1)];
+    let service = Spawned::start(
+        &[
+            "serve", "--via", &services, "--as", "data", "--name", "scanner",
+        ],
+        &service_env,
+        1,
+    );
+    assert_eq!(service.lines[0], format!("registered data via {services}"));
+
+    let call = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env(CLIENT_SECRET.0, CLIENT_SECRET.1)
+            .output()
+            .unwrap()
+    };
+    let out = call(&["call", &clients, "data.add", "[1, 2]"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "3.0");
+    let out = call(&["call", &clients, "rigwire.services"]);
+    assert_eq!(text(&out.stdout).trim(), r#"["data"]"#);
+
+    // A second service under the same name, or under one not allowed, is refused.
+    for (name, reason) in [
+        (
+            "data",
+            "the service name 'data' is already registered by 'scanner'",
+        ),
+        (
+            "camera",
+            "this relay does not accept a service named 'camera'",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(["serve", "--via", &services, "--as", name])
+            .env("RIGWIRE_SECRET", SERVICE_SECRET.1)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(reason), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn a_service_killed_mid_call_fails_the_call_at_once_naming_it() {
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+        ],
+        &[],
+        2,
+    );
+    let mut service = Spawned::start(
+        &["serve", "--via", &relay.url("services"), "--as", "data"],
+        &[],
+        1,
+    );
+    let client =
+        rigwire_std::Client::connect(&relay.url("clients"), rigwire_std::Config::named("script"))
+            .unwrap();
+    let mut pending = client.start::<_, f64>("data.sleep", &30.0f64).unwrap();
+    // The call has reached the service once a later one has come back.
+    assert_eq!(client.call::<_, f64>("data.add", &(1.0, 1.0)).unwrap(), 2.0);
+    service.child.kill().unwrap();
+    let _ = service.child.wait();
+    match pending.wait_timeout(Duration::from_secs(20)) {
+        Err(rigwire_std::Error::Remote(e)) => {
+            assert_eq!(e.kind, rigwire_std::ErrorKind::Unavailable, "{e}");
+            assert!(
+                e.message.starts_with("service 'data' disconnected"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected Unavailable naming the service, got {other:?}"),
+    }
 }

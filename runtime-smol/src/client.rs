@@ -43,10 +43,14 @@ impl Drop for Client {
     }
 }
 
+/// Dials, runs the handshake, and returns once it has completed or failed.
+/// `linger` is [`LINGER`] for a script's client, zero for a connection that
+/// mostly serves (a remote service).
 pub(crate) async fn open(
     endpoint: &Endpoint,
     config: &Config,
     handlers: &Arc<Handlers>,
+    linger: Duration,
 ) -> Result<Peer, Error> {
     let (socket, codec) =
         transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout).await?;
@@ -65,7 +69,7 @@ pub(crate) async fn open(
         Arc::clone(handlers),
         Arc::new(Hooks::default()),
         endpoint.to_string(),
-        LINGER,
+        linger,
     );
     smol::spawn(Arc::clone(&shared).drive()).detach();
     let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
@@ -109,7 +113,7 @@ impl Client {
     ) -> Result<Client, Error> {
         let endpoint = Endpoint::parse(url)?;
         let handlers = Arc::new(handlers);
-        let peer = open(&endpoint, &config, &handlers).await?;
+        let peer = open(&endpoint, &config, &handlers, LINGER).await?;
         Ok(Client {
             endpoint,
             config,
@@ -133,7 +137,7 @@ impl Client {
         };
         for (attempt, wait) in (1..).zip(policy.delays()) {
             smol::Timer::after(wait).await;
-            match open(&self.endpoint, &self.config, &self.handlers).await {
+            match open(&self.endpoint, &self.config, &self.handlers, LINGER).await {
                 Ok(peer) => {
                     tracing::info!(peer = %self.endpoint, attempt, "reconnected");
                     *current = peer.clone();

@@ -11,14 +11,18 @@
 //! more task runs the relay's timers. The state lock is a plain `std` mutex,
 //! never held across an `.await`.
 //!
-//! [`start`](RelayServer::start) needs no executor of the caller's: the tasks
-//! run on smol's global executor, so a blocking program can run a relay too.
+//! The relay runs on a thread of its own, with its own executor that also
+//! drives the reactor: a socket becoming readable wakes the task on that same
+//! thread, with no hand-off between a reactor thread and an executor thread
+//! (a hand-off on each of the four wake-ups of a two-hop call would cost
+//! more than the forwarding itself). So [`start`](RelayServer::start) needs
+//! no executor of the caller's, and a blocking program can run a relay too.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -31,7 +35,7 @@ use rigwire_core::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use smol::{future, Task, Timer};
+use smol::{future, Executor, Task, Timer};
 
 use crate::client::nonce;
 use crate::driver::{sleep_until, READ_CHUNK};
@@ -115,15 +119,34 @@ impl RelayServer {
         Ok(self)
     }
 
-    /// Starts accepting on both URLs.
+    /// Starts accepting on both URLs, on a thread of the relay's own.
     ///
     /// # Errors
-    /// [`Error::Config`] if a side's configuration is invalid.
+    /// [`Error::Config`] if a side's configuration is invalid; `Bind` if the
+    /// relay's thread cannot be started.
     pub fn start(self) -> Result<RunningRelay, Error> {
         let clients_url = self.clients_url();
         let services_url = self.services_url();
         let relay = Relay::new(self.config.clone(), self.own)?;
+        let executor = Arc::new(Executor::new());
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        {
+            let executor = Arc::clone(&executor);
+            std::thread::Builder::new()
+                .name("rigwire-relay".into())
+                .spawn(move || {
+                    // Runs until told to stop, or until the RunningRelay is gone.
+                    smol::block_on(executor.run(async {
+                        let _ = stopped.recv().await;
+                    }));
+                })
+                .map_err(|e| Error::Bind {
+                    url: clients_url.clone(),
+                    reason: format!("cannot start the relay's thread: {e}"),
+                })?;
+        }
         let inner = Arc::new(Inner {
+            executor: Arc::downgrade(&executor),
             state: Mutex::new(State {
                 relay,
                 io: BTreeMap::new(),
@@ -140,14 +163,18 @@ impl RelayServer {
         let clients = Arc::new(self.clients);
         let services = Arc::new(self.services);
         let tasks = vec![
-            smol::spawn(Arc::clone(&inner).accept_loop(Side::Client, Arc::clone(&clients))),
-            smol::spawn(Arc::clone(&inner).accept_loop(Side::Service, Arc::clone(&services))),
-            smol::spawn(Arc::clone(&inner).timers()),
+            executor.spawn(Arc::clone(&inner).accept_loop(Side::Client, Arc::clone(&clients))),
+            executor.spawn(Arc::clone(&inner).accept_loop(Side::Service, Arc::clone(&services))),
+            executor.spawn(Arc::clone(&inner).timers()),
         ];
+        // Only the relay's thread holds the executor: when it ends, every
+        // task (and with them the state) is dropped.
+        drop(executor);
         tracing::info!(clients = %clients_url, services = %services_url, "relay listening");
         Ok(RunningRelay {
             inner,
             tasks,
+            _stop: stop,
             unix_files: [clients, services]
                 .iter()
                 .filter_map(|l| match l.local_endpoint() {
@@ -178,6 +205,9 @@ struct State {
 }
 
 struct Inner {
+    /// The relay thread's executor; weak, so that tasks holding `Inner` do
+    /// not keep it alive.
+    executor: Weak<Executor<'static>>,
     state: Mutex<State>,
     timer_wake: Event,
     /// A connection was forgotten.
@@ -214,6 +244,13 @@ impl Input for RelayInput<'_> {
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `future` on the relay's thread (dropped if the relay has stopped).
+    fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        if let Some(executor) = self.executor.upgrade() {
+            executor.spawn(future).detach();
+        }
     }
 
     /// After anything the relay did: writes what it queued on every touched
@@ -280,22 +317,20 @@ impl Inner {
                         continue;
                     }
                     let inner = Arc::clone(self);
-                    smol::spawn(async move {
+                    self.spawn(async move {
                         let result = fut.await.map_err(RemoteError::from);
                         inner.reply(conn, id, result);
-                    })
-                    .detach();
+                    });
                 }
                 OwnJob::Notify(n) => {
                     if let Some(f) = self.own.get(n.handler.0 as usize).cloned() {
                         let method = n.method;
                         let fut = f(n.args);
-                        smol::spawn(async move {
+                        self.spawn(async move {
                             if let Err(e) = fut.await {
                                 tracing::warn!(%method, "notify handler failed: {e}");
                             }
-                        })
-                        .detach();
+                        });
                     }
                 }
             }
@@ -326,8 +361,7 @@ impl Inner {
         loop {
             match listener.accept().await {
                 Ok(socket) => {
-                    smol::spawn(Arc::clone(&self).serve(side, socket, Arc::clone(&listener)))
-                        .detach();
+                    self.spawn(Arc::clone(&self).serve(side, socket, Arc::clone(&listener)));
                 }
                 Err(e) => {
                     tracing::warn!(?side, "accept failed: {e}");
@@ -397,6 +431,9 @@ impl Inner {
     async fn read_loop(self: &Arc<Self>, id: ConnId, socket: &Socket, wake: &Event) {
         let mut buf = vec![0u8; READ_CHUNK];
         let mut ended = false;
+        // The last read came back short, so the socket is empty: wait for
+        // readiness rather than spend a system call finding that out.
+        let mut emptied = false;
         let mut give_up: Option<Instant> = None;
         loop {
             let listener = wake.listen();
@@ -421,10 +458,11 @@ impl Inner {
                 }
                 cio.wire.write_blocked
             };
-            if !ended {
+            if !ended && !emptied {
                 let read = socket.try_read(&mut buf);
                 let would_block = matches!(&read, Err(e) if matches!(e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted));
+                emptied = would_block || matches!(read, Ok(n) if n < buf.len());
                 if !would_block {
                     ended = matches!(read, Ok(0) | Err(_));
                     let mut g = self.lock();
@@ -445,6 +483,7 @@ impl Inner {
                     future::pending::<()>().await;
                 }
                 let _ = socket.readable().await;
+                true
             };
             let writable = async {
                 if !blocked {
@@ -459,12 +498,15 @@ impl Inner {
                 if let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) {
                     cio.wire.flush(conn, &cio.socket, &cio.label);
                 }
+                false
             };
-            future::or(
-                future::or(readable, writable),
-                future::or(listener, sleep_until(give_up)),
-            )
-            .await;
+            let woken = async {
+                future::or(listener, sleep_until(give_up)).await;
+                false
+            };
+            if future::or(future::or(readable, writable), woken).await {
+                emptied = false;
+            }
         }
     }
 
@@ -489,6 +531,8 @@ impl Inner {
 pub struct RunningRelay {
     inner: Arc<Inner>,
     tasks: Vec<Task<()>>,
+    /// Held only: dropping it ends the relay's thread.
+    _stop: smol::channel::Sender<()>,
     /// Unix socket files to remove once stopped.
     unix_files: Vec<std::path::PathBuf>,
     clients_url: String,

@@ -134,7 +134,8 @@ struct ServiceInner {
 impl ServiceInner {
     /// One connection to the relay, registered.
     async fn register(&self) -> Result<Peer, Error> {
-        let peer = open(&self.endpoint, &self.config, &self.handlers).await?;
+        // It serves: no caller of its own to linger for.
+        let peer = open(&self.endpoint, &self.config, &self.handlers, Duration::ZERO).await?;
         match peer
             .call::<_, Vec<String>>(REGISTER_METHOD, &self.names)
             .await

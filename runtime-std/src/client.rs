@@ -10,7 +10,7 @@ use rigwire_core::{Connection, Error, Payload, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::driver::{Hooks, Shared};
+use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
 use crate::peer::{closed, Peer, PendingCall, RawPendingCall};
 use crate::pool::Pool;
@@ -54,11 +54,14 @@ pub(crate) fn nonce() -> [u8; 32] {
 }
 
 /// Dials, runs the handshake, and returns once it has completed or failed.
+/// `linger` is [`LINGER`](crate::driver::LINGER) for a script's client, zero
+/// for a connection that mostly serves (a remote service).
 pub(crate) fn open(
     endpoint: &Endpoint,
     config: &Config,
     handlers: &Arc<Handlers>,
     pool: Option<&Arc<Pool>>,
+    linger: Duration,
 ) -> Result<Peer, Error> {
     let halves = transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout)?;
     let conn = Connection::new(
@@ -76,7 +79,7 @@ pub(crate) fn open(
         pool.cloned(),
         Arc::new(Hooks::default()),
         endpoint.to_string(),
-        crate::driver::LINGER,
+        linger,
     );
     if pool.is_some() {
         let driver = Arc::clone(&shared);
@@ -128,7 +131,7 @@ impl Client {
         let endpoint = Endpoint::parse(url)?;
         let handlers = Arc::new(handlers);
         let pool = Pool::new(config.handler_threads, "rigwire-client");
-        let peer = open(&endpoint, &config, &handlers, Some(&pool))?;
+        let peer = open(&endpoint, &config, &handlers, Some(&pool), LINGER)?;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 endpoint,
@@ -161,6 +164,7 @@ impl Client {
                 &self.inner.config,
                 &self.inner.handlers,
                 Some(&self.inner.pool),
+                LINGER,
             ) {
                 Ok(peer) => {
                     tracing::info!(peer = %self.inner.endpoint, attempt, "reconnected");

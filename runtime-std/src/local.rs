@@ -35,7 +35,13 @@ impl LocalClient {
         handlers: Handlers,
     ) -> Result<LocalClient, Error> {
         let endpoint = Endpoint::parse(url)?;
-        let peer = open(&endpoint, &config, &Arc::new(handlers), None)?;
+        let peer = open(
+            &endpoint,
+            &config,
+            &Arc::new(handlers),
+            None,
+            crate::driver::LINGER,
+        )?;
         Ok(LocalClient { peer })
     }
 

@@ -157,6 +157,7 @@ impl ServiceInner {
             &self.config,
             &self.handlers,
             Some(&self.pool),
+            Duration::ZERO, // it serves: no caller of its own to linger for
         )?;
         match peer.call::<_, Vec<String>>(REGISTER_METHOD, &self.names) {
             Ok(names) => {

@@ -1,0 +1,50 @@
+//! `rigwire relay`: a relay on smol, run from the blocking command line.
+
+use std::time::Duration;
+
+use rigwire_smol::{RelayConfig, RelayServer};
+
+use crate::{announce, watch_signals, Failure, SecretSource};
+
+/// What the command line asked for.
+pub struct Options {
+    pub clients: String,
+    pub services: String,
+    pub allow: Vec<String>,
+    pub max_forward_timeout: Option<f64>,
+    pub client_secret: SecretSource,
+    pub service_secret: SecretSource,
+}
+
+/// Runs the relay until SIGINT or SIGTERM.
+pub fn run(options: Options) -> Result<(), Failure> {
+    let mut config = RelayConfig::default();
+    config.clients.secret = options.client_secret.load()?;
+    config.services.secret = options.service_secret.load()?;
+    if !options.allow.is_empty() {
+        config.allowed = Some(options.allow);
+    }
+    config.max_forward_timeout = match options.max_forward_timeout {
+        None => None,
+        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
+        Some(s) => {
+            return Err(Failure {
+                code: 2,
+                message: format!(
+                    "--max-forward-timeout must be a positive number of seconds, got {s}"
+                ),
+            })
+        }
+    };
+    let mut signals = watch_signals()?;
+    let relay = RelayServer::bind(&options.clients, &options.services, config)?.start()?;
+    announce(&[
+        format!("listening {} clients", relay.clients_url()),
+        format!("listening {} services", relay.services_url()),
+    ]);
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down");
+    }
+    smol::block_on(relay.shutdown(Duration::from_secs(5)));
+    Ok(())
+}
