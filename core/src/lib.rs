@@ -88,6 +88,7 @@ pub mod fuzzing;
 pub mod group;
 mod handler_error;
 mod handshake;
+pub mod ibl;
 pub mod lifecycle;
 pub mod message;
 mod receive;

@@ -1,0 +1,531 @@
+//! The iblutil dialect: the wire format of `iblutil.io.net` (version 1.20.0),
+//! so that a rigwire program can join an existing set of Python rigs. It sits
+//! beside the native protocol and shares nothing with it on the wire.
+//!
+//! Every message is a JSON array `[event, *fields]`, with no framing: one
+//! UDP datagram, or one TCP read, is one message. Every message received is
+//! echoed back byte for byte *before* it is handled, and the sender counts a
+//! message as delivered only once the echo has come back (within 1 s by
+//! default). Errors are `[0, "Type: message", event]` and are never echoed.
+//!
+//! [`IblEndpoint`] is the echo rule as a sans-IO state machine for any address
+//! type (a UDP peer, a TCP connection): feed it what arrives and what time it
+//! is, send through it, and drain `poll_transmit`, `poll_event`, then sleep
+//! until `poll_timeout` — the same call order as [`Connection`](crate::Connection).
+//!
+//! Where it differs from iblutil, on purpose: a failed or missing echo fails
+//! that one send and leaves the endpoint usable (iblutil closes the
+//! communicator); a second confirmed send to an address already waiting for
+//! an echo is refused instead of silently replacing the first; and while an
+//! echo is awaited, a datagram that is not the echo but is a valid message is
+//! handled as a message rather than failing the send (iblutil takes *any*
+//! datagram from that address for the echo).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::Value;
+
+/// iblutil's default port.
+pub const DEFAULT_PORT: u16 = 11001;
+
+/// How long a confirmed send waits for its echo unless told otherwise.
+pub const DEFAULT_ECHO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// iblutil's `ExpMessage` values (powers of two since iblutil 1.11), and 0 for errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum IblEvent {
+    /// `[0, "Type: message", event]`: a callback on the other side failed.
+    Error,
+    /// EXPINIT = 1.
+    Init,
+    /// EXPSTART = 2.
+    Start,
+    /// EXPEND = 4 (a normal stop).
+    End,
+    /// EXPCLEANUP = 8.
+    Cleanup,
+    /// EXPINTERRUPT = 16 (a stop with `immediately`).
+    Interrupt,
+    /// EXPSTATUS = 32.
+    Status,
+    /// EXPINFO = 64.
+    Info,
+    /// ALYX = 128.
+    Alyx,
+}
+
+impl IblEvent {
+    /// Every event, in code order.
+    pub const ALL: [IblEvent; 9] = [
+        IblEvent::Error,
+        IblEvent::Init,
+        IblEvent::Start,
+        IblEvent::End,
+        IblEvent::Cleanup,
+        IblEvent::Interrupt,
+        IblEvent::Status,
+        IblEvent::Info,
+        IblEvent::Alyx,
+    ];
+
+    /// The number on the wire.
+    pub fn code(self) -> i64 {
+        match self {
+            IblEvent::Error => 0,
+            IblEvent::Init => 1,
+            IblEvent::Start => 2,
+            IblEvent::End => 4,
+            IblEvent::Cleanup => 8,
+            IblEvent::Interrupt => 16,
+            IblEvent::Status => 32,
+            IblEvent::Info => 64,
+            IblEvent::Alyx => 128,
+        }
+    }
+
+    /// The event with this number, if there is one.
+    pub fn from_code(code: i64) -> Option<IblEvent> {
+        IblEvent::ALL.into_iter().find(|e| e.code() == code)
+    }
+
+    /// The event named like iblutil's enum (`EXPINIT`) or plainly (`init`),
+    /// in any case, or given by its number.
+    pub fn from_name(name: &str) -> Option<IblEvent> {
+        if let Ok(code) = name.parse::<i64>() {
+            return IblEvent::from_code(code);
+        }
+        let name = name.to_ascii_lowercase();
+        let name = name.strip_prefix("exp").unwrap_or(&name);
+        Some(match name {
+            "error" => IblEvent::Error,
+            "init" => IblEvent::Init,
+            "start" => IblEvent::Start,
+            "end" | "stop" => IblEvent::End,
+            "cleanup" => IblEvent::Cleanup,
+            "interrupt" => IblEvent::Interrupt,
+            "status" => IblEvent::Status,
+            "info" => IblEvent::Info,
+            "alyx" => IblEvent::Alyx,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for IblEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            IblEvent::Error => "error",
+            IblEvent::Init => "EXPINIT",
+            IblEvent::Start => "EXPSTART",
+            IblEvent::End => "EXPEND",
+            IblEvent::Cleanup => "EXPCLEANUP",
+            IblEvent::Interrupt => "EXPINTERRUPT",
+            IblEvent::Status => "EXPSTATUS",
+            IblEvent::Info => "EXPINFO",
+            IblEvent::Alyx => "ALYX",
+        };
+        f.write_str(name)
+    }
+}
+
+/// One iblutil message: an event and the fields after it, as iblutil's
+/// `Service` methods lay them out (see `IblMessage::init` and its siblings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IblMessage {
+    /// What the message is about.
+    pub event: IblEvent,
+    /// The array's elements after the event number.
+    pub fields: Vec<Value>,
+}
+
+/// Why received bytes are not an iblutil message (they are still echoed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IblDecodeError {
+    /// Not JSON at all.
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an array of an event and at least one field.
+    #[error("expected [event, field, ...], got {0}")]
+    NotAMessage(String),
+    /// The first element is not one of iblutil's event numbers.
+    #[error("unknown event {0}")]
+    UnknownEvent(String),
+}
+
+impl IblMessage {
+    /// `[1, data]`: initialize.
+    pub fn init(data: Value) -> Self {
+        Self::with(IblEvent::Init, vec![data])
+    }
+
+    /// `[2, exp_ref, data]`: start the experiment `exp_ref` (iblutil does not
+    /// validate the reference; neither does this).
+    pub fn start(exp_ref: Option<&str>, data: Value) -> Self {
+        let exp_ref = exp_ref.map_or(Value::Null, |r| Value::String(r.to_owned()));
+        Self::with(IblEvent::Start, vec![exp_ref, data])
+    }
+
+    /// `[4, data]`, or `[16, data]` when stopping `immediately`.
+    pub fn stop(data: Value, immediately: bool) -> Self {
+        let event = if immediately {
+            IblEvent::Interrupt
+        } else {
+            IblEvent::End
+        };
+        Self::with(event, vec![data])
+    }
+
+    /// `[8, data]`: clean up.
+    pub fn cleanup(data: Value) -> Self {
+        Self::with(IblEvent::Cleanup, vec![data])
+    }
+
+    /// `[32, status]`: a status report (iblutil's `ExpStatus` codes 0/10/20/30).
+    pub fn status(status: Value) -> Self {
+        Self::with(IblEvent::Status, vec![status])
+    }
+
+    /// `[64, status, data]`: information about the rig.
+    pub fn info(status: Value, data: Value) -> Self {
+        Self::with(IblEvent::Info, vec![status, data])
+    }
+
+    /// `[128, base_url, {user: token}]`, or `[128, null, {}]` to ask for a token.
+    pub fn alyx(base_url: Option<&str>, token: Value) -> Self {
+        let url = base_url.map_or(Value::Null, |u| Value::String(u.to_owned()));
+        Self::with(IblEvent::Alyx, vec![url, token])
+    }
+
+    /// `[0, "Type: message", event]`: handling `event` failed (never echoed).
+    pub fn error(kind: &str, message: &str, event: IblEvent) -> Self {
+        Self::with(
+            IblEvent::Error,
+            vec![
+                Value::String(format!("{kind}: {message}")),
+                Value::from(event.code()),
+            ],
+        )
+    }
+
+    fn with(event: IblEvent, fields: Vec<Value>) -> Self {
+        IblMessage { event, fields }
+    }
+
+    /// The `n`th field after the event, or null.
+    pub fn field(&self, n: usize) -> &Value {
+        self.fields.get(n).unwrap_or(&Value::Null)
+    }
+
+    /// The bytes iblutil would send for this message: Python's `json.dumps`
+    /// with its default `", "` and `": "` separators and ASCII escapes.
+    pub fn encode(&self) -> Bytes {
+        let mut array = Vec::with_capacity(self.fields.len() + 1);
+        array.push(Value::from(self.event.code()));
+        array.extend(self.fields.iter().cloned());
+        Bytes::from(python_json(&Value::Array(array)))
+    }
+
+    /// Reads one received message.
+    ///
+    /// # Errors
+    /// [`IblDecodeError`] for non-JSON, non-array or too short data, and for
+    /// an unknown event number.
+    pub fn decode(bytes: &[u8]) -> Result<IblMessage, IblDecodeError> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| IblDecodeError::NotJson(e.to_string()))?;
+        let Value::Array(mut items) = value else {
+            return Err(IblDecodeError::NotAMessage(short(bytes)));
+        };
+        if items.len() < 2 {
+            return Err(IblDecodeError::NotAMessage(short(bytes)));
+        }
+        let fields = items.split_off(1);
+        let code = &items[0];
+        let event = code
+            .as_i64()
+            .and_then(IblEvent::from_code)
+            .ok_or_else(|| IblDecodeError::UnknownEvent(code.to_string()))?;
+        Ok(IblMessage { event, fields })
+    }
+
+    /// For an error message: what failed (`"Type: message"`) and for which event.
+    pub fn error_report(&self) -> Option<(String, Option<IblEvent>)> {
+        (self.event == IblEvent::Error).then(|| {
+            let text = match self.field(0) {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (text, self.field(1).as_i64().and_then(IblEvent::from_code))
+        })
+    }
+}
+
+impl std::fmt::Display for IblMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.encode()))
+    }
+}
+
+fn short(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(80)]).into_owned();
+    if bytes.len() > 80 {
+        format!("{text}...")
+    } else {
+        text
+    }
+}
+
+/// `json.dumps` with Python's defaults: `", "` and `": "`, non-ASCII escaped.
+/// Rewrites serde_json's compact form, outside strings and inside them.
+fn python_json(value: &Value) -> Vec<u8> {
+    let compact = value.to_string();
+    let mut out = String::with_capacity(compact.len() + compact.len() / 4);
+    let (mut in_string, mut escaped) = (false, false);
+    for c in compact.chars() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            continue;
+        }
+        out.push(c);
+        match c {
+            '"' => in_string = true,
+            ',' | ':' => out.push(' '),
+            _ => {}
+        }
+    }
+    out.into_bytes()
+}
+
+/// What an [`IblEndpoint`] tells its runtime.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum IblEndpointEvent<A> {
+    /// A message arrived (already echoed, unless it was an error report).
+    Received {
+        /// Who sent it.
+        from: A,
+        /// The message.
+        message: IblMessage,
+    },
+    /// Bytes arrived that are not a message; they were echoed, as iblutil
+    /// does, and nothing else happens.
+    Malformed {
+        /// Who sent them.
+        from: A,
+        /// Why they are not a message.
+        error: IblDecodeError,
+    },
+    /// The echo of the confirmed send to `to` came back.
+    Confirmed {
+        /// The address it was sent to.
+        to: A,
+    },
+    /// The confirmed send to `to` failed; the endpoint stays usable.
+    EchoFailed {
+        /// The address it was sent to.
+        to: A,
+        /// Why.
+        error: IblEchoError,
+    },
+}
+
+/// Why a confirmed send failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IblEchoError {
+    /// No echo within the timeout.
+    #[error("no echo within {0:?}")]
+    Timeout(Duration),
+    /// What came back was not the bytes sent, nor a message.
+    #[error("the echo differs from what was sent ({got} bytes back, {sent} sent)")]
+    Mismatch {
+        /// Bytes sent.
+        sent: usize,
+        /// Bytes received instead.
+        got: usize,
+    },
+    /// A confirmed send to this address is still waiting for its echo.
+    #[error("a confirmed send to this address is still waiting for its echo")]
+    Busy,
+    /// The transport to this address ended.
+    #[error("the connection ended before the echo came back")]
+    Disconnected,
+}
+
+struct AwaitedEcho {
+    sent: Bytes,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// The echo rule for any address type `A`, with no I/O.
+pub struct IblEndpoint<A> {
+    awaited: BTreeMap<A, AwaitedEcho>,
+    transmits: VecDeque<(A, Bytes)>,
+    events: VecDeque<IblEndpointEvent<A>>,
+    /// Most addresses awaiting an echo at once (each costs one buffered message).
+    max_awaited: usize,
+}
+
+impl<A> std::fmt::Debug for IblEndpoint<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IblEndpoint")
+            .field("awaiting_echo", &self.awaited.len())
+            .finish()
+    }
+}
+
+impl<A: Ord + Clone> Default for IblEndpoint<A> {
+    fn default() -> Self {
+        IblEndpoint {
+            awaited: BTreeMap::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            max_awaited: 1024,
+        }
+    }
+}
+
+impl<A: Ord + Clone> IblEndpoint<A> {
+    /// An endpoint with nothing in flight.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a confirmed send to `to` is waiting for its echo.
+    pub fn awaiting_echo(&self, to: &A) -> bool {
+        self.awaited.contains_key(to)
+    }
+
+    /// Sends `message` to `to` and waits up to `timeout` for its echo; the
+    /// outcome comes as [`IblEndpointEvent::Confirmed`] or `EchoFailed`.
+    ///
+    /// # Errors
+    /// [`IblEchoError::Busy`] if a confirmed send to `to` is still waiting
+    /// (nothing is sent).
+    pub fn confirmed_send(
+        &mut self,
+        to: A,
+        message: &IblMessage,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<(), IblEchoError> {
+        if self.awaited.contains_key(&to) || self.awaited.len() >= self.max_awaited {
+            return Err(IblEchoError::Busy);
+        }
+        let sent = message.encode();
+        self.awaited.insert(
+            to.clone(),
+            AwaitedEcho {
+                sent: sent.clone(),
+                deadline: now + timeout,
+                timeout,
+            },
+        );
+        self.transmits.push_back((to, sent));
+        Ok(())
+    }
+
+    /// Sends `message` without waiting for an echo (error reports are sent so).
+    pub fn send(&mut self, to: A, message: &IblMessage) {
+        self.transmits.push_back((to, message.encode()));
+    }
+
+    /// One datagram (UDP) or one read (TCP) from `from`.
+    pub fn handle_input(&mut self, from: A, data: &[u8], now: Instant) {
+        let _ = now;
+        if let Some(awaited) = self.awaited.get(&from) {
+            if awaited.sent[..] == *data {
+                self.awaited.remove(&from);
+                self.events
+                    .push_back(IblEndpointEvent::Confirmed { to: from });
+                return;
+            }
+            if IblMessage::decode(data).is_err() {
+                let sent = awaited.sent.len();
+                self.awaited.remove(&from);
+                self.events.push_back(IblEndpointEvent::EchoFailed {
+                    to: from,
+                    error: IblEchoError::Mismatch {
+                        sent,
+                        got: data.len(),
+                    },
+                });
+                return;
+            }
+            // A message of the peer's own crossed our send: handle it as one.
+        }
+        // Echo before handling; error reports are never echoed (iblutil
+        // tests the second character of the text for '0').
+        if data.get(1) != Some(&b'0') {
+            self.transmits
+                .push_back((from.clone(), Bytes::copy_from_slice(data)));
+        }
+        let event = match IblMessage::decode(data) {
+            Ok(message) => IblEndpointEvent::Received { from, message },
+            Err(error) => IblEndpointEvent::Malformed { from, error },
+        };
+        self.events.push_back(event);
+    }
+
+    /// The transport to `to` ended (a TCP connection): its awaited echo fails.
+    pub fn handle_disconnect(&mut self, to: &A) {
+        if self.awaited.remove(to).is_some() {
+            self.events.push_back(IblEndpointEvent::EchoFailed {
+                to: to.clone(),
+                error: IblEchoError::Disconnected,
+            });
+        }
+        self.transmits.retain(|(a, _)| a != to);
+    }
+
+    /// Lets time pass: echoes not back by their deadline fail.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let late: Vec<A> = self
+            .awaited
+            .iter()
+            .filter(|(_, a)| a.deadline <= now)
+            .map(|(to, _)| to.clone())
+            .collect();
+        for to in late {
+            if let Some(a) = self.awaited.remove(&to) {
+                self.events.push_back(IblEndpointEvent::EchoFailed {
+                    to,
+                    error: IblEchoError::Timeout(a.timeout),
+                });
+            }
+        }
+    }
+
+    /// The next bytes to send, and where.
+    pub fn poll_transmit(&mut self) -> Option<(A, Bytes)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next thing that happened.
+    pub fn poll_event(&mut self) -> Option<IblEndpointEvent<A>> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.awaited.values().map(|a| a.deadline).min()
+    }
+}

@@ -1,0 +1,156 @@
+//! The iblutil dialect: the captured bytes of iblutil 1.20.0, and the echo rule.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::ibl::{IblEchoError, IblEndpoint, IblEndpointEvent, IblEvent, IblMessage};
+use serde_json::{json, Value};
+
+#[test]
+fn messages_encode_as_the_captured_bytes_of_iblutil_1_20() {
+    let cases: [(IblMessage, &str); 10] = [
+        (IblMessage::init(Value::Null), "[1, null]"),
+        (
+            IblMessage::init(json!({"x": [1, 2]})),
+            r#"[1, {"x": [1, 2]}]"#,
+        ),
+        (
+            IblMessage::start(Some("2022-01-01_1_subject"), json!({"foo": "bar"})),
+            r#"[2, "2022-01-01_1_subject", {"foo": "bar"}]"#,
+        ),
+        (IblMessage::stop(Value::Null, false), "[4, null]"),
+        (IblMessage::stop(json!(5), true), "[16, 5]"),
+        (IblMessage::cleanup(Value::Null), "[8, null]"),
+        (IblMessage::status(json!(30)), "[32, 30]"),
+        (
+            IblMessage::info(json!(20), json!({"k": "v"})),
+            r#"[64, 20, {"k": "v"}]"#,
+        ),
+        (IblMessage::alyx(None, json!({})), "[128, null, {}]"),
+        (
+            IblMessage::error("ValueError", "boom", IblEvent::Start),
+            r#"[0, "ValueError: boom", 2]"#,
+        ),
+    ];
+    for (message, bytes) in cases {
+        assert_eq!(&message.encode()[..], bytes.as_bytes());
+        assert_eq!(IblMessage::decode(bytes.as_bytes()).unwrap(), message);
+    }
+    assert_eq!(
+        &IblMessage::init(json!("µ")).encode()[..],
+        br#"[1, "\u00b5"]"#
+    );
+}
+
+#[test]
+fn non_messages_are_reported_not_fatal() {
+    for (bytes, want) in [
+        (&b"hello"[..], "not JSON"),
+        (b"[2]", "expected [event"),
+        (b"{\"a\": 1}", "expected [event"),
+        (b"[3, null]", "unknown event 3"),
+    ] {
+        let err = IblMessage::decode(bytes).unwrap_err().to_string();
+        assert!(err.contains(want), "{err}");
+    }
+}
+
+fn drain<A: Ord + Clone>(e: &mut IblEndpoint<A>) -> (Vec<(A, Bytes)>, Vec<IblEndpointEvent<A>>) {
+    (
+        std::iter::from_fn(|| e.poll_transmit()).collect(),
+        std::iter::from_fn(|| e.poll_event()).collect(),
+    )
+}
+
+#[test]
+fn received_messages_are_echoed_byte_for_byte_before_they_are_handled() {
+    let mut rig = IblEndpoint::new();
+    let now = Instant::now();
+    // Not Python's spacing: the echo is still the bytes received.
+    rig.handle_input(7, b"[1,{\"a\":1}]", now);
+    rig.handle_input(7, b"hello", now);
+    rig.handle_input(7, br#"[0, "ValueError: boom", 2]"#, now);
+    let (out, events) = drain(&mut rig);
+    assert_eq!(
+        out,
+        vec![
+            (7, Bytes::from_static(b"[1,{\"a\":1}]")),
+            (7, Bytes::from_static(b"hello"))
+        ]
+    );
+    assert!(
+        matches!(&events[0], IblEndpointEvent::Received { message, .. } if message.event == IblEvent::Init)
+    );
+    assert!(matches!(&events[1], IblEndpointEvent::Malformed { .. }));
+    assert!(
+        matches!(&events[2], IblEndpointEvent::Received { message, .. }
+        if message.error_report() == Some(("ValueError: boom".into(), Some(IblEvent::Start))))
+    );
+}
+
+#[test]
+fn a_confirmed_send_succeeds_fails_or_times_out_alone() {
+    let now = Instant::now();
+    let mut script = IblEndpoint::new();
+    let init = IblMessage::init(Value::Null);
+    let t = Duration::from_secs(1);
+    script.confirmed_send(1, &init, t, now).unwrap();
+    assert_eq!(
+        script.confirmed_send(1, &init, t, now),
+        Err(IblEchoError::Busy)
+    );
+    script.confirmed_send(2, &init, t, now).unwrap();
+    script.confirmed_send(3, &init, t, now).unwrap();
+    assert_eq!(script.poll_timeout(), Some(now + t));
+    let (out, _) = drain(&mut script);
+    assert_eq!(out.len(), 3);
+    script.handle_input(1, b"[1, null]", now);
+    script.handle_input(2, b"garbage", now);
+    // A message of rig 3's own crossing our send is handled, not fatal.
+    script.handle_input(3, b"[32, 20]", now);
+    script.handle_timeout(now + t);
+    let (out, events) = drain(&mut script);
+    assert_eq!(out, vec![(3, Bytes::from_static(b"[32, 20]"))]);
+    assert_eq!(events[0], IblEndpointEvent::Confirmed { to: 1 });
+    assert!(matches!(
+        events[1],
+        IblEndpointEvent::EchoFailed {
+            to: 2,
+            error: IblEchoError::Mismatch { .. }
+        }
+    ));
+    assert!(matches!(
+        &events[2],
+        IblEndpointEvent::Received { from: 3, .. }
+    ));
+    assert_eq!(
+        events[3],
+        IblEndpointEvent::EchoFailed {
+            to: 3,
+            error: IblEchoError::Timeout(t)
+        }
+    );
+    // Usable afterwards.
+    script.confirmed_send(2, &init, t, now + t).unwrap();
+    script.handle_disconnect(&2);
+    let (out, events) = drain(&mut script);
+    assert!(out.is_empty());
+    assert_eq!(
+        events,
+        vec![IblEndpointEvent::EchoFailed {
+            to: 2,
+            error: IblEchoError::Disconnected
+        }]
+    );
+}
+
+#[test]
+fn events_are_named_as_iblutil_or_plainly() {
+    for e in IblEvent::ALL {
+        assert_eq!(IblEvent::from_code(e.code()), Some(e));
+        assert_eq!(IblEvent::from_name(&e.to_string()), Some(e));
+        assert_eq!(IblEvent::from_name(&e.code().to_string()), Some(e));
+    }
+    assert_eq!(IblEvent::from_name("stop"), Some(IblEvent::End));
+    assert_eq!(IblEvent::from_name("nope"), None);
+}
