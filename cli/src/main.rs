@@ -9,6 +9,7 @@
 mod bench;
 mod bench_smol;
 mod demo;
+mod ibl;
 mod relay;
 mod rig;
 
@@ -117,6 +118,11 @@ enum Command {
         #[command(flatten)]
         secret: SecretArgs,
     },
+    /// Speak iblutil.io.net: a Rust rig among Python rigs, or one message to one.
+    Ibl {
+        #[command(subcommand)]
+        command: IblCommand,
+    },
     /// Run a whole experiment on loopback rigs and print its timeline.
     Demo,
     /// Measure rigwire against raw sockets, in one run.
@@ -127,6 +133,32 @@ enum Command {
         /// Scale the number of iterations (1.0 = default).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum IblCommand {
+    /// Serve as an iblutil rig: echo, print and answer each message, until Ctrl-C or SIGTERM.
+    Rig {
+        /// udp://host:port or tcp://host:port (default port 11001; port 0 picks a free one).
+        #[arg(long, value_name = "URL", default_value = "udp://127.0.0.1:11001")]
+        listen: String,
+        /// The rig's name, reported in its info.
+        #[arg(long, default_value = "rigwire-rig")]
+        name: String,
+    },
+    /// Send one message, wait for its echo, then print what comes back.
+    Send {
+        /// The rig's URL (udp:// or tcp://).
+        url: String,
+        /// init, start, stop, interrupt, cleanup, status, info, alyx, error, or the event number.
+        event: String,
+        /// The fields after the event: a JSON array, or one JSON value.
+        #[arg(default_value = "null")]
+        fields: String,
+        /// Seconds to wait for answers after the echo.
+        #[arg(long, default_value_t = 1.0)]
+        wait: f64,
     },
 }
 
@@ -143,7 +175,11 @@ impl From<Error> for Failure {
             | Error::DeadlineExceeded
             | Error::Busy(_)
             | Error::TooLarge { .. }
-            | Error::Echo(_) => 1,
+            | Error::Echo(_)
+            | Error::Ibl(
+                rigwire_std::core::ibl::IblError::Echo { .. }
+                | rigwire_std::core::ibl::IblError::Timeout { .. },
+            ) => 1,
             _ => 2,
         };
         let message = match &err {
@@ -159,7 +195,10 @@ impl From<Error> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Serve { .. } | Command::Relay { .. }) {
+    let default_level = if matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Relay { .. } | Command::Ibl { .. }
+    ) {
         "info"
     } else {
         "warn"
@@ -204,6 +243,18 @@ fn main() -> ExitCode {
         } => call(&url, &method, &args, timeout, &secret),
         Command::Ping { url, count, secret } => ping(&url, count, &secret),
         Command::Methods { url, secret } => methods(&url, &secret),
+        Command::Ibl {
+            command: IblCommand::Rig { listen, name },
+        } => ibl::rig(&listen, &name),
+        Command::Ibl {
+            command:
+                IblCommand::Send {
+                    url,
+                    event,
+                    fields,
+                    wait,
+                },
+        } => ibl::send(&url, &event, &fields, wait),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench { json, scale } => bench::run(json, scale).map_err(Failure::from),
     };

@@ -408,6 +408,9 @@ pub enum Error {
     /// A confirmed send failed.
     #[error("confirmed send failed: {0}")]
     Echo(EchoError),
+    /// Talking to an iblutil peer failed (see [`IblError`](crate::ibl::IblError)).
+    #[error(transparent)]
+    Ibl(#[from] crate::ibl::IblError),
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),

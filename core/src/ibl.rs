@@ -313,6 +313,26 @@ fn python_json(value: &Value) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// `data` cut into the JSON values it holds back to back, each with the
+/// whitespace before it (the last also with any after it); one piece (all of
+/// it) unless it is two or more whole values.
+fn split_values(data: &[u8]) -> Vec<&[u8]> {
+    let mut values =
+        serde_json::Deserializer::from_slice(data).into_iter::<serde::de::IgnoredAny>();
+    let mut cuts = vec![0];
+    while let Some(Ok(_)) = values.next() {
+        cuts.push(values.byte_offset());
+    }
+    let Some(last) = cuts.pop() else {
+        return vec![data];
+    };
+    if cuts.len() < 2 || !data[last..].iter().all(u8::is_ascii_whitespace) {
+        return vec![data];
+    }
+    cuts.push(data.len());
+    cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect()
+}
+
 /// What an [`IblEndpoint`] tells its runtime.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -367,6 +387,47 @@ pub enum IblEchoError {
     /// The transport to this address ended.
     #[error("the connection ended before the echo came back")]
     Disconnected,
+}
+
+/// What went wrong talking to an iblutil peer, as a runtime reports it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IblError {
+    /// A confirmed send to `to` was not confirmed.
+    #[error("message to {to} not confirmed: {error}")]
+    Echo {
+        /// The peer's address.
+        to: String,
+        /// How the echo failed.
+        error: IblEchoError,
+    },
+    /// Nothing (or not the awaited event) arrived in time.
+    #[error("no {what} within {waited:?}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        waited: Duration,
+    },
+    /// The TCP connection to the peer ended.
+    #[error("the connection to {peer} ended: {reason}")]
+    Disconnected {
+        /// The peer's address.
+        peer: String,
+        /// Why.
+        reason: String,
+    },
+    /// No peer to send to: a server that has not heard from anyone yet.
+    #[error("no peer to send to: {0}")]
+    NoPeer(String),
+    /// The socket failed.
+    #[error("socket error on {url}: {reason}")]
+    Io {
+        /// The endpoint.
+        url: String,
+        /// The system's message.
+        reason: String,
+    },
 }
 
 struct AwaitedEcho {
@@ -449,8 +510,32 @@ impl<A: Ord + Clone> IblEndpoint<A> {
     }
 
     /// One datagram (UDP) or one read (TCP) from `from`.
+    ///
+    /// iblutil takes each TCP read for one message, which breaks when two
+    /// messages arrive in one read (an echo and the answer right behind it).
+    /// Here a read that is several JSON values back to back is taken apart,
+    /// and an awaited echo at its start is recognised; each piece is then
+    /// handled (and echoed) on its own, so the bytes echoed are still exactly
+    /// the bytes received.
     pub fn handle_input(&mut self, from: A, data: &[u8], now: Instant) {
-        let _ = now;
+        if let Some(awaited) = self.awaited.get(&from) {
+            let sent = awaited.sent.clone();
+            if data.len() > sent.len() && data.starts_with(&sent) {
+                self.handle_input(from.clone(), &sent, now);
+                return self.handle_input(from, &data[sent.len()..], now);
+            }
+        }
+        let pieces = split_values(data);
+        if pieces.len() > 1 {
+            for piece in pieces {
+                self.handle_one(from.clone(), piece);
+            }
+        } else {
+            self.handle_one(from, data);
+        }
+    }
+
+    fn handle_one(&mut self, from: A, data: &[u8]) {
         if let Some(awaited) = self.awaited.get(&from) {
             if awaited.sent[..] == *data {
                 self.awaited.remove(&from);
@@ -528,4 +613,52 @@ impl<A: Ord + Clone> IblEndpoint<A> {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.awaited.values().map(|a| a.deadline).min()
     }
+}
+
+/// What a rig answers to `message`, as a Python rig built on iblutil does:
+/// for a lifecycle step, the same event back with its new status (which is
+/// what iblutil's `Services` waits for from each rig); for a status or info
+/// request, its status; for a step out of order, an error report
+/// `[0, "RuntimeError: ...", event]`. `None` when nothing is owed (error
+/// reports, Alyx tokens, which this rig does not hold).
+pub fn rig_answer(
+    lifecycle: &mut crate::lifecycle::Lifecycle,
+    message: &IblMessage,
+    rig_name: &str,
+) -> Option<IblMessage> {
+    use crate::lifecycle::Step;
+    let step = match message.event {
+        IblEvent::Init => Step::Init,
+        IblEvent::Start => Step::Start,
+        IblEvent::End => Step::Stop,
+        IblEvent::Interrupt => Step::Interrupt,
+        IblEvent::Cleanup => Step::Cleanup,
+        IblEvent::Status => return Some(IblMessage::status(lifecycle.status().code().into())),
+        IblEvent::Info => {
+            let info = lifecycle.info();
+            let exp_ref = info.exp_ref.map(|r| r.to_string());
+            return Some(IblMessage::info(
+                info.status.code().into(),
+                serde_json::json!({ "name": rig_name, "exp_ref": exp_ref }),
+            ));
+        }
+        _ => return None,
+    };
+    let exp_ref = message.field(0).as_str().map(str::to_owned);
+    let status = match lifecycle.apply(step, exp_ref.as_deref().and_then(|r| r.parse().ok())) {
+        Ok(status) => serde_json::json!({ "status": status.code() }),
+        Err(e) => {
+            return Some(IblMessage::error(
+                "RuntimeError",
+                &e.to_string(),
+                message.event,
+            ))
+        }
+    };
+    Some(match message.event {
+        IblEvent::Init => IblMessage::init(status),
+        IblEvent::Start => IblMessage::start(exp_ref.as_deref(), status),
+        IblEvent::Cleanup => IblMessage::cleanup(status),
+        event => IblMessage::stop(status, event == IblEvent::Interrupt),
+    })
 }

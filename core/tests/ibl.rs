@@ -154,3 +154,86 @@ fn events_are_named_as_iblutil_or_plainly() {
     assert_eq!(IblEvent::from_name("stop"), Some(IblEvent::End));
     assert_eq!(IblEvent::from_name("nope"), None);
 }
+
+#[test]
+fn a_rig_answers_each_step_with_its_status_and_refuses_steps_out_of_order() {
+    use rigwire_core::ibl::rig_answer;
+    use rigwire_core::Lifecycle;
+    let mut rig = Lifecycle::new();
+    let mut answer = |m: IblMessage| rig_answer(&mut rig, &m, "rig-1").map(|a| a.to_string());
+    assert_eq!(
+        answer(IblMessage::start(Some("2022-01-01_1_subject"), Value::Null)).unwrap(),
+        format!(
+            r#"[0, "RuntimeError: {}", 2]"#,
+            Lifecycle::new()
+                .check(rigwire_core::Step::Start)
+                .unwrap_err()
+        )
+    );
+    assert_eq!(
+        answer(IblMessage::init(Value::Null)).unwrap(),
+        r#"[1, {"status": 10}]"#
+    );
+    assert_eq!(
+        answer(IblMessage::start(
+            Some("2022-01-01_1_subject"),
+            json!({"foo": "bar"})
+        ))
+        .unwrap(),
+        r#"[2, "2022-01-01_1_subject", {"status": 20}]"#
+    );
+    assert_eq!(answer(IblMessage::status(Value::Null)).unwrap(), "[32, 20]");
+    assert_eq!(
+        answer(IblMessage::info(Value::Null, Value::Null)).unwrap(),
+        r#"[64, 20, {"exp_ref": "2022-01-01_1_subject", "name": "rig-1"}]"#
+    );
+    assert_eq!(
+        answer(IblMessage::stop(Value::Null, true)).unwrap(),
+        r#"[16, {"status": 30}]"#
+    );
+    assert_eq!(
+        answer(IblMessage::cleanup(Value::Null)).unwrap(),
+        r#"[8, {"status": 0}]"#
+    );
+    assert_eq!(
+        answer(IblMessage::error("ValueError", "boom", IblEvent::Init)),
+        None
+    );
+}
+
+#[test]
+fn tcp_reads_holding_several_messages_are_taken_apart() {
+    let now = Instant::now();
+    let mut script = IblEndpoint::new();
+    let init = IblMessage::init(Value::Null);
+    script
+        .confirmed_send(1, &init, Duration::from_secs(1), now)
+        .unwrap();
+    let _ = drain(&mut script);
+    // The echo and the rig's answer in one read.
+    script.handle_input(1, br#"[1, null][1, {"status": 10}]"#, now);
+    let (out, events) = drain(&mut script);
+    assert_eq!(
+        out,
+        vec![(1, Bytes::from_static(br#"[1, {"status": 10}]"#))]
+    );
+    assert_eq!(events[0], IblEndpointEvent::Confirmed { to: 1 });
+    assert!(
+        matches!(&events[1], IblEndpointEvent::Received { message, .. } if message.event == IblEvent::Init)
+    );
+    // Two messages in one read, nothing awaited: each echoed and handled.
+    script.handle_input(2, b"[4, null] [8, null]\n", now);
+    let (out, events) = drain(&mut script);
+    assert_eq!(
+        out,
+        vec![
+            (2, Bytes::from_static(b"[4, null]")),
+            (2, Bytes::from_static(b" [8, null]\n"))
+        ]
+    );
+    assert_eq!(events.len(), 2);
+    // Half a message stays one (malformed) piece, echoed whole.
+    script.handle_input(3, b"[4, nu", now);
+    let (out, _) = drain(&mut script);
+    assert_eq!(out, vec![(3, Bytes::from_static(b"[4, nu"))]);
+}
