@@ -32,6 +32,19 @@ const INBOX_LIMIT: usize = 1024;
 /// The largest datagram or read taken at once (iblutil's default too).
 const MAX_MESSAGE: usize = 64 * 1024;
 
+/// Least time between two writes on one TCP connection. iblutil takes each
+/// TCP read for one message, so an answer written right behind an echo can
+/// reach it in the same read and be taken for a wrong echo (which closes its
+/// communicator). Spacing the writes lets its event loop read them apart.
+const TCP_WRITE_GAP: Duration = Duration::from_millis(10);
+
+/// One TCP connection: its stream, and one writer at a time, spaced.
+struct TcpConn {
+    stream: Async<TcpStream>,
+    /// Held across a write (async), so that writes never interleave.
+    writing: smol::lock::Mutex<Option<Instant>>,
+}
+
 /// `udp://host:port` or `tcp://host:port` (also `ws://`, which iblutil
 /// treats as plain TCP); no scheme means UDP, no port means 11001.
 fn parse(url: &str) -> Result<(bool, SocketAddr), Error> {
@@ -69,7 +82,7 @@ fn parse(url: &str) -> Result<(bool, SocketAddr), Error> {
 enum Transport {
     Udp(Arc<Async<UdpSocket>>),
     /// TCP connections by peer address (one for a client, any number for a server).
-    Tcp(Mutex<BTreeMap<SocketAddr, Arc<Async<TcpStream>>>>),
+    Tcp(Mutex<BTreeMap<SocketAddr, Arc<TcpConn>>>),
 }
 
 struct State {
@@ -394,6 +407,31 @@ impl IblPeer {
             .await
     }
 
+    /// The peer's answer to a step `event`: its next message of that event,
+    /// or its error report for that event (`[0, "Type: msg", event]`), which
+    /// becomes a `Remote` error of kind `Handler` with the report's text.
+    ///
+    /// # Errors
+    /// As [`next_message`](Self::next_message), and the error report.
+    pub async fn wait_answer(
+        &self,
+        event: IblEvent,
+        timeout: Duration,
+    ) -> Result<(SocketAddr, IblMessage), Error> {
+        let (from, message) = self
+            .take(timeout, &format!("answer to {event}"), |m| {
+                m.event == event || m.error_report().is_some_and(|(_, e)| e == Some(event))
+            })
+            .await?;
+        match message.error_report() {
+            Some((text, _)) => Err(Error::Remote(rigwire_core::RemoteError::new(
+                rigwire_core::ErrorKind::Handler,
+                text,
+            ))),
+            None => Ok((from, message)),
+        }
+    }
+
     async fn take(
         &self,
         timeout: Duration,
@@ -458,8 +496,8 @@ impl Inner {
         let tasks = std::mem::take(&mut *self.lock_tasks());
         drop(tasks); // dropping a task cancels it
         if let Transport::Tcp(conns) = &self.transport {
-            for stream in conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
-                let _ = stream.get_ref().shutdown(std::net::Shutdown::Both);
+            for conn in conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                let _ = conn.stream.get_ref().shutdown(std::net::Shutdown::Both);
             }
         }
     }
@@ -487,13 +525,21 @@ impl Inner {
         let outcome = match &self.transport {
             Transport::Udp(socket) => socket.send_to(bytes, to).await.map(|_| ()),
             Transport::Tcp(conns) => {
-                let stream = conns
+                let conn = conns
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&to)
                     .cloned();
-                match stream {
-                    Some(stream) => (&*stream).write_all(bytes).await,
+                match conn {
+                    Some(conn) => {
+                        let mut last = conn.writing.lock().await;
+                        if let Some(at) = *last {
+                            sleep_until(Some(at + TCP_WRITE_GAP)).await;
+                        }
+                        let written = (&conn.stream).write_all(bytes).await;
+                        *last = Some(Instant::now());
+                        written
+                    }
                     None => Err(std::io::Error::new(
                         std::io::ErrorKind::NotConnected,
                         format!("no connection to {to}"),
@@ -541,14 +587,17 @@ impl Inner {
 
     /// Serves one TCP connection: each read is one message, as in iblutil.
     fn add_connection(self: &Arc<Self>, peer: SocketAddr, stream: Async<TcpStream>) {
-        let stream = Arc::new(stream);
-        self.set_connection(peer, Some(Arc::clone(&stream)));
+        let conn = Arc::new(TcpConn {
+            stream,
+            writing: smol::lock::Mutex::new(None),
+        });
+        self.set_connection(peer, Some(Arc::clone(&conn)));
         self.lock().lost.remove(&peer);
         let inner = Arc::clone(self);
         let task = smol::spawn(async move {
             let mut buf = vec![0u8; MAX_MESSAGE];
             let reason = loop {
-                match (&*stream).read(&mut buf).await {
+                match (&conn.stream).read(&mut buf).await {
                     Ok(0) => break "the peer closed the connection".to_owned(),
                     Ok(n) => inner.input(peer, &buf[..n]).await,
                     Err(e) => break e.to_string(),
@@ -566,11 +615,11 @@ impl Inner {
     }
 
     /// Puts `stream` in the TCP connection table as `peer`'s, or removes `peer`'s.
-    fn set_connection(&self, peer: SocketAddr, stream: Option<Arc<Async<TcpStream>>>) {
+    fn set_connection(&self, peer: SocketAddr, conn: Option<Arc<TcpConn>>) {
         if let Transport::Tcp(conns) = &self.transport {
             let mut conns = conns.lock().unwrap_or_else(|p| p.into_inner());
-            match stream {
-                Some(stream) => conns.insert(peer, stream),
+            match conn {
+                Some(conn) => conns.insert(peer, conn),
                 None => conns.remove(&peer),
             };
         }
