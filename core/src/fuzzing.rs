@@ -338,3 +338,47 @@ pub fn relay(data: &[u8], epoch: Instant) {
         );
     }
 }
+
+/// Interprets `data` as a script against an iblutil endpoint with three
+/// peers: op bytes choose a peer and whether to feed it bytes (the next
+/// length-prefixed piece), make a confirmed send, or let time pass. Checks
+/// that whatever is echoed is exactly a piece of what was received.
+pub fn ibl(data: &[u8], epoch: Instant) {
+    use crate::ibl::{IblEndpoint, IblMessage};
+    use std::time::Duration;
+    let mut endpoint = IblEndpoint::<u8>::new();
+    let mut now = epoch;
+    let mut rest = data;
+    while let [op, tail @ ..] = rest {
+        rest = tail;
+        let peer = op % 3;
+        match op / 3 % 4 {
+            0 | 1 => {
+                let len = rest
+                    .first()
+                    .map_or(0, |l| usize::from(*l))
+                    .min(rest.len().saturating_sub(1));
+                let piece = rest.get(1..1 + len).unwrap_or(&[]);
+                rest = rest.get(1 + len..).unwrap_or(&[]);
+                endpoint.handle_input(peer, piece, now);
+                while let Some((to, echoed)) = endpoint.poll_transmit() {
+                    assert_eq!(to, peer, "an echo goes back to its sender");
+                    assert!(
+                        echoed.is_empty() || piece.windows(echoed.len()).any(|w| w == &echoed[..]),
+                        "an echo is a piece of what was received"
+                    );
+                }
+            }
+            2 => {
+                let message = IblMessage::status(serde_json::Value::from(*op));
+                let _ = endpoint.confirmed_send(peer, &message, Duration::from_millis(5), now);
+                while endpoint.poll_transmit().is_some() {}
+            }
+            _ => {
+                now += Duration::from_millis(u64::from(*op % 8));
+                endpoint.handle_timeout(now);
+            }
+        }
+        while endpoint.poll_event().is_some() {}
+    }
+}

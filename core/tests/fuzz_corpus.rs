@@ -57,3 +57,9 @@ fn relay_ops_corpus() {
     let epoch = Instant::now();
     replay("relay_ops", 5, |d| rigwire_core::fuzzing::relay(d, epoch));
 }
+
+#[test]
+fn ibl_input_corpus() {
+    let epoch = Instant::now();
+    replay("ibl_input", 5, |d| rigwire_core::fuzzing::ibl(d, epoch));
+}
