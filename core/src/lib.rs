@@ -22,6 +22,8 @@
 //!   state machine.
 //! * [`group`] — results of addressing many rigs at once, by rig name.
 //! * [`relay`] — services reached in two hops: routing between connections.
+//! * [`ibl`] — beside the protocol, not part of it: the iblutil.io.net dialect
+//!   (JSON arrays and the echo rule) for joining Python iblutil rigs.
 //! * [`testing`] — a deterministic two-peer harness with virtual time, latency
 //!   and loss, used by the tests and the fuzz targets.
 //!

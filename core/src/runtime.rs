@@ -93,7 +93,7 @@ impl Config {
     /// Requires this shared secret from the peer, and proves we hold it.
     ///
     /// # Errors
-    /// [`Error::Config`] for an empty secret.
+    /// [`Error::Config`](crate::error::Error::Config) for an empty secret.
     pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Self, crate::error::Error> {
         self.protocol.secret = Some(Secret::new(secret)?);
         Ok(self)

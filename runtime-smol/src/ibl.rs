@@ -143,7 +143,7 @@ fn io_error(url: &str) -> impl Fn(std::io::Error) -> Error + '_ {
 }
 
 impl IblPeer {
-    /// A server bound to `url` (port 0 picks a free port; see [`local_url`](Self::local_url)).
+    /// A server bound to `url` (port 0 picks a free port; see [`url`](Self::url)).
     ///
     /// # Errors
     /// `InvalidUrl`, or `Ibl(Io)` if the address cannot be bound.

@@ -29,6 +29,10 @@
 //! * [`Group`] addresses named rigs together; [`RigService`] is the standard
 //!   experiment lifecycle a rig exposes for it.
 //! * Transports: `tcp://host:port`, `unix:///path`, `ws://host:port/path`.
+//! * [`RelayServer`] forwards `service.method` calls to services that dial in
+//!   ([`RemoteService`]) and register names; it runs on a thread of its own.
+//! * [`IblPeer`] and [`IblGroup`] speak iblutil.io.net (UDP or TCP) with
+//!   Python rigs.
 //!
 //! How the tasks are arranged, and why, is explained in `driver.rs`.
 

@@ -25,6 +25,8 @@
 //! * [`LocalClient`] is a connection with no background threads.
 //! * [`Group`] addresses named rigs together; [`RigService`] is the standard
 //!   experiment lifecycle a rig exposes for it.
+//! * [`RemoteService`] dials out to a relay (rigwire-smol's `RelayServer`),
+//!   registers its names and serves the calls forwarded to it.
 //! * Transports by URL: `tcp://host:port`, `unix:///path`, `ws://host:port/path`.
 //! * Every failure is one [`Error`], saying which thing happened.
 //!
