@@ -2,18 +2,15 @@
 //! and smol client against blocking server, over tcp, unix and ws, with and
 //! without a secret.
 
+mod common;
+
+use common::{quick, wait_flag, Probe};
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rigwire_core::{ConnectionError, Error, ErrorKind, HandlerError, Keepalive};
-
-/// What a rig's `watch` handler reports: it started, and it was cancelled.
-#[derive(Default)]
-struct Probe {
-    started: AtomicBool,
-    cancelled: AtomicBool,
-}
+use rigwire_core::{ConnectionError, Error, ErrorKind, HandlerError};
 
 fn urls() -> Vec<String> {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -34,22 +31,9 @@ fn config(name: &str, secret: bool) -> rigwire_core::runtime::Config {
     }
 }
 
-fn quick() -> Option<Keepalive> {
-    Some(Keepalive {
-        interval: Duration::from_millis(100),
-        timeout: Duration::from_millis(400),
-    })
-}
-
 /// A smol rig: add, fail, callback, watch (sets `cancelled` when its future
 /// is dropped), freeze (blocks its executor thread).
 fn smol_rig(url: &str, secret: bool, probe: Arc<Probe>) -> rigwire_smol::RunningServer {
-    struct OnDrop(Arc<Probe>);
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.cancelled.store(true, Ordering::SeqCst);
-        }
-    }
     let mut s = rigwire_smol::Server::bind(url, config("smol-rig", secret)).unwrap();
     s.expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
         .unwrap();
@@ -70,8 +54,7 @@ fn smol_rig(url: &str, secret: bool, probe: Arc<Probe>) -> rigwire_smol::Running
     s.expose("watch", move |(): ()| {
         let probe = Arc::clone(&probe);
         async move {
-            probe.started.store(true, Ordering::SeqCst);
-            let _guard = OnDrop(probe);
+            let _guard = probe.start();
             smol::future::pending::<()>().await;
             Ok(())
         }
@@ -122,17 +105,6 @@ fn std_rig(url: &str, secret: bool, probe: Arc<Probe>) -> rigwire_std::RunningSe
     .dispatch("freeze", rigwire_std::Dispatch::Inline)
     .unwrap();
     s.start().unwrap()
-}
-
-fn wait_flag(flag: &AtomicBool) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if flag.load(Ordering::SeqCst) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 #[test]

@@ -3,23 +3,20 @@
 //! dialing in over websocket, each side with its own secret). The relay runs
 //! on smol's global executor, started from these plain (blocking) tests.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod common;
+
+use common::{quick, wait_flag, Probe};
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rigwire_core::runtime::Config;
-use rigwire_core::{Error, ErrorKind, HandlerError, Keepalive};
+use rigwire_core::{Error, ErrorKind, HandlerError};
 use rigwire_smol::{RelayConfig, RelayServer, RunningRelay};
 
 const CLIENT_SECRET: &str = "clients-secret";
 const SERVICE_SECRET: &str = "services-secret";
-
-fn quick() -> Option<Keepalive> {
-    Some(Keepalive {
-        interval: Duration::from_millis(100),
-        timeout: Duration::from_millis(400),
-    })
-}
 
 fn client_config(name: &str) -> Config {
     Config::named(name).secret(CLIENT_SECRET).unwrap()
@@ -62,32 +59,8 @@ fn relay() -> RunningRelay {
     )
 }
 
-/// Set by a service's `watch` handler: it started, and it was cancelled.
-#[derive(Default)]
-struct Probe {
-    started: AtomicBool,
-    cancelled: AtomicBool,
-}
-
-fn wait_flag(flag: &AtomicBool) -> bool {
-    let until = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < until {
-        if flag.load(Ordering::SeqCst) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
-
 /// A smol service named `data`: echo, getFile, watch (records its cancel).
 fn smol_data_service(relay_url: &str, probe: Arc<Probe>) -> rigwire_smol::RunningService {
-    struct OnDrop(Arc<Probe>);
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.cancelled.store(true, Ordering::SeqCst);
-        }
-    }
     let mut s = rigwire_smol::RemoteService::new(&["data"], service_config("scanner"));
     s.handlers_mut()
         .expose_raw("echo", |_ctx, args: rigwire_core::Payload| async move {
@@ -108,8 +81,7 @@ fn smol_data_service(relay_url: &str, probe: Arc<Probe>) -> rigwire_smol::Runnin
     s.expose("watch", move |(): ()| {
         let probe = Arc::clone(&probe);
         async move {
-            probe.started.store(true, Ordering::SeqCst);
-            let _guard = OnDrop(probe);
+            let _guard = probe.start();
             smol::future::pending::<()>().await;
             Ok(())
         }
