@@ -338,13 +338,9 @@ impl Inner {
     }
 
     fn reply(self: &Arc<Self>, conn: ConnId, id: u64, result: Result<Payload, RemoteError>) {
-        let mut g = self.lock();
-        if let Err(e) = g.relay.reply(conn, id, result) {
+        if let Err(e) = self.with_relay(|relay, _| relay.reply(conn, id, result)) {
             tracing::debug!(?conn, "reply to call {id} dropped: {e}");
         }
-        let jobs = self.settle(&mut g);
-        drop(g);
-        self.run(jobs);
     }
 
     /// Runs `f` on the relay, then settles and runs what it caused.
@@ -491,11 +487,9 @@ impl Inner {
                 }
                 let _ = socket.writable().await;
                 let mut g = self.lock();
-                if let Some(cio) = g.io.get_mut(&id) {
-                    cio.wire.write_blocked = false;
-                }
                 let State { relay, io, .. } = &mut *g;
                 if let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) {
+                    cio.wire.write_blocked = false;
                     cio.wire.flush(conn, &cio.socket, &cio.label);
                 }
                 false

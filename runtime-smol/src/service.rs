@@ -103,8 +103,7 @@ impl RemoteService {
                 ..self.config
             },
             handlers: Arc::new(self.handlers),
-            current: Mutex::new(None),
-            registrations: Mutex::new(0),
+            state: Mutex::new(Registration::default()),
             changed: Event::new(),
             stop: Event::new(),
             stopping: AtomicBool::new(false),
@@ -118,20 +117,30 @@ impl RemoteService {
     }
 }
 
+/// The connection while registered, and how many registrations so far.
+#[derive(Default)]
+struct Registration {
+    current: Option<Peer>,
+    count: u64,
+}
+
 struct ServiceInner {
     endpoint: Endpoint,
     policy: Reconnect,
     names: Vec<String>,
     config: Config,
     handlers: Arc<Handlers>,
-    current: Mutex<Option<Peer>>,
-    registrations: Mutex<u64>,
+    state: Mutex<Registration>,
     changed: Event,
     stop: Event,
     stopping: AtomicBool,
 }
 
 impl ServiceInner {
+    fn state(&self) -> std::sync::MutexGuard<'_, Registration> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// One connection to the relay, registered.
     async fn register(&self) -> Result<Peer, Error> {
         // It serves: no caller of its own to linger for.
@@ -142,8 +151,10 @@ impl ServiceInner {
         {
             Ok(names) => {
                 tracing::info!(relay = %self.endpoint, ?names, "registered");
-                *self.current.lock().unwrap_or_else(|p| p.into_inner()) = Some(peer.clone());
-                *self.registrations.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                let mut state = self.state();
+                state.current = Some(peer.clone());
+                state.count += 1;
+                drop(state);
                 self.changed.notify(usize::MAX);
                 Ok(peer)
             }
@@ -170,7 +181,7 @@ impl ServiceInner {
                 return;
             };
             tracing::warn!(relay = %self.endpoint, "lost the relay: {why}; reconnecting");
-            *self.current.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            self.state().current = None;
             self.changed.notify(usize::MAX);
             let mut again = None;
             for (attempt, wait) in (1u64..).zip(self.policy.delays()) {
@@ -223,9 +234,8 @@ impl RunningService {
     /// The connection to the relay while registered, to call the relay itself.
     pub fn peer(&self) -> Option<Peer> {
         self.inner
+            .state()
             .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .clone()
             .filter(Peer::is_connected)
     }
@@ -233,11 +243,7 @@ impl RunningService {
     /// How many times the service has registered (1 after connecting, one
     /// more after each reconnect).
     pub fn registrations(&self) -> u64 {
-        *self
-            .inner
-            .registrations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        self.inner.state().count
     }
 
     /// Waits until the service has registered at least `count` times in all,
@@ -267,13 +273,8 @@ impl RunningService {
     fn stop(&self) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.stop.notify(usize::MAX);
-        if let Some(peer) = self
-            .inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        let current = self.inner.state().current.take();
+        if let Some(peer) = current {
             peer.close();
         }
     }
