@@ -11,6 +11,9 @@
 //!   order to call them in. Its behaviour is spread by concern over
 //!   `connection.rs` (inputs, outputs, timers, failure), `handshake.rs`,
 //!   `receive.rs` (established traffic), `commands.rs` and `echo.rs`.
+//! * [`Link`] — one connection as a runtime drives it: output accounting,
+//!   call admission that never blocks, result routing, the job queue and
+//!   the IO interest (read? write? wake when?). Runtimes are loops around it.
 //! * [`message`] — the wire messages and their postcard encoding.
 //! * [`framing`] — length-prefixed frames on streams, one frame per message on
 //!   websocket and UDP, and the output queue.
@@ -92,6 +95,7 @@ mod handler_error;
 mod handshake;
 pub mod ibl;
 pub mod lifecycle;
+pub mod link;
 pub mod message;
 mod receive;
 pub mod relay;
@@ -112,4 +116,5 @@ pub use framing::Framing;
 pub use group::{EventWait, GroupError, GroupResults};
 pub use handler_error::HandlerError;
 pub use lifecycle::{ExpInfo, ExpRef, ExpStatus, Lifecycle, Step, StopArgs};
+pub use link::{Admit, Interest, Job, Link};
 pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};

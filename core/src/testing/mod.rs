@@ -2,6 +2,9 @@
 //! network with virtual time, latency, and seeded loss and corruption (as
 //! quinn-proto's `Pair` and str0m's netem). Used by the test suite and the
 //! fuzz targets; it performs no I/O and reads no clock.
+//!
+//! [`LinkPair`] does the same one layer up: two [`Link`](crate::Link)s driven
+//! as a runtime drives them, over byte streams with finite kernel buffers.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -13,6 +16,9 @@ use crate::connection::Connection;
 use crate::dispatch::Registry;
 use crate::event::Event;
 use crate::framing::Framing;
+
+mod links;
+pub use links::{Behaviour, CallRecord, LinkPair};
 
 /// Which peer of a [`Pair`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,609 @@
+//! One connection as a runtime drives it: the [`Connection`] plus everything
+//! a runtime would otherwise decide for itself, so that every runtime (and
+//! every binding built on one) decides it the same way.
+//!
+//! A [`Link`] owns:
+//!
+//! * the output between the protocol and the socket, with its accounting:
+//!   bytes count as queued until the runtime reports them written
+//!   ([`handle_written`](Link::handle_written)), so backpressure measures
+//!   what really has not left;
+//! * **call admission that never blocks**: a call whose frame fits under the
+//!   queued-output limit enters the call table at once, whether or not the
+//!   socket is writable. Over the limit the link says "no room"
+//!   ([`Admit::NoRoom`]) and later raises a *room freed* edge
+//!   ([`take_room_freed`](Link::take_room_freed)) once written bytes brought
+//!   the output back under the limit, or the connection failed. A call's
+//!   deadline runs from the moment it was first made, so a caller that waits
+//!   for room waits within it;
+//! * the routing of answers, echoes and pongs to their waiters
+//!   ([`Waiters`]);
+//! * the queue of work for the application ([`poll_job`](Link::poll_job)):
+//!   handlers to start, cancels of running ones, hooks to run. A call the
+//!   peer cancels before its handler was handed out never starts;
+//! * **IO interest**: [`poll_interest`](Link::poll_interest) says whether to
+//!   read, whether to write and when to wake. A runtime reads only when told
+//!   (the peer is not reading our answers: stop reading its requests),
+//!   writes only when told, and sleeps until `wake_at`;
+//! * the end of a connection: after it closes, its last frames (a goodbye or
+//!   a reject saying why) get [`CLOSE_LINGER`] to leave, then the link is
+//!   [`finished`](Link::is_finished) and the runtime closes the socket.
+//!
+//! # Call order
+//!
+//! As for [`Connection`]: after every input or command, take the jobs
+//! ([`poll_job`](Link::poll_job)) and the room edge, write what
+//! [`output`](Link::output) holds if the interest says so, then wait for what
+//! [`poll_interest`](Link::poll_interest) names. Inputs and commands leave the
+//! connection's own output drained into the link, so there is no other queue
+//! to look at.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::codec::Payload;
+use crate::connection::{Connection, PeerInfo};
+use crate::error::{CallError, ConnectionError, EchoError, RemoteError, ReplyError};
+use crate::event::{Event, IncomingCall, IncomingNotify};
+use crate::runtime::Waiters;
+
+/// How long a closed connection's last frames may take to leave before the
+/// runtime closes the socket anyway: a peer that never reads does not keep
+/// a connection (and its thread or task) forever.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Room reserved for a frame's head beside its method name and payload, when
+/// estimating whether a call fits under the output limit.
+const FRAME_OVERHEAD: usize = 64;
+
+/// What the runtime should wait for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interest {
+    /// Read from the transport when it is readable.
+    pub read: bool,
+    /// Write [`Link::output`] when the transport is writable.
+    pub write: bool,
+    /// Call [`Link::handle_timeout`] at this instant, if nothing happens first.
+    pub wake_at: Option<Instant>,
+}
+
+/// Work the application does outside the link, in the order it arose.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Job {
+    /// The handshake completed.
+    Connected,
+    /// Start this call's handler; answer with [`Link::reply`].
+    Call(IncomingCall),
+    /// Run this notify's handler.
+    Notify(IncomingNotify),
+    /// The peer cancelled a call whose handler was started (or its deadline
+    /// passed): the handler may stop, and its reply will be dropped.
+    Cancel(u64),
+    /// A confirmed message from the peer (already echoed).
+    Message(Bytes),
+    /// The peer reported an error not tied to a call.
+    PeerError(RemoteError),
+    /// The connection closed; the last job.
+    Closed(ConnectionError),
+}
+
+/// Why a command could not be admitted now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit<E> {
+    /// The output is over its limit: wait for [`Link::take_room_freed`]
+    /// (within the command's deadline), then try again.
+    NoRoom {
+        /// Bytes queued and not yet written.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The command failed for good.
+    Failed(E),
+}
+
+impl Admit<CallError> {
+    /// The error a caller that does not wait for room reports.
+    pub fn into_error(self) -> CallError {
+        match self {
+            Admit::NoRoom { queued, limit } => CallError::Busy(format!(
+                "output queue full ({queued} bytes not yet written, limit {limit})"
+            )),
+            Admit::Failed(e) => e,
+        }
+    }
+}
+
+impl Admit<EchoError> {
+    /// The error a sender that does not wait for room reports.
+    pub fn into_error(self) -> EchoError {
+        match self {
+            Admit::NoRoom { queued, limit } => EchoError::Backpressure { queued, limit },
+            Admit::Failed(e) => e,
+        }
+    }
+}
+
+/// One connection with its output, waiters, jobs and interest: the whole of
+/// what a runtime needs to drive it. See the [module docs](self).
+#[derive(Debug)]
+pub struct Link {
+    conn: Connection,
+    waiters: Waiters,
+    jobs: VecDeque<Job>,
+    /// Incoming calls whose handler was handed out and has not replied.
+    running: BTreeSet<u64>,
+    /// Of those, the ones no longer wanted.
+    cancelled: BTreeSet<u64>,
+    /// Bytes taken from the connection and not yet written, in order.
+    unsent: VecDeque<Bytes>,
+    unsent_bytes: usize,
+    /// Writing failed: nothing more will be written; reading reports the end.
+    write_failed: Option<String>,
+    /// Someone was refused for room and waits for the edge.
+    room_wanted: bool,
+    room_freed: bool,
+    /// When a closed connection stops waiting for its last frames to leave.
+    close_by: Option<Instant>,
+    /// The transport reported its end (or the link gave up on it).
+    transport_done: bool,
+}
+
+impl Link {
+    /// Wraps a new connection (its `Hello` is already queued).
+    pub fn new(conn: Connection) -> Link {
+        let mut link = Link {
+            conn,
+            waiters: Waiters::default(),
+            jobs: VecDeque::new(),
+            running: BTreeSet::new(),
+            cancelled: BTreeSet::new(),
+            unsent: VecDeque::new(),
+            unsent_bytes: 0,
+            write_failed: None,
+            room_wanted: false,
+            room_freed: false,
+            close_by: None,
+            transport_done: false,
+        };
+        link.settle();
+        link
+    }
+
+    // ----- getters -----
+
+    /// The connection, for its getters.
+    pub fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The connection, for commands the link does not wrap (`registry_mut`).
+    /// Call [`settle`](Self::settle) after changing anything that produces
+    /// output or events.
+    pub fn conn_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
+    /// Results waiting for their callers.
+    pub fn waiters(&mut self) -> &mut Waiters {
+        &mut self.waiters
+    }
+
+    /// What the peer announced, once its `Hello` was accepted.
+    pub fn peer(&self) -> Option<&PeerInfo> {
+        self.conn.peer()
+    }
+
+    /// Whether the handshake completed and the connection is not closed.
+    pub fn is_connected(&self) -> bool {
+        self.waiters.connected() && !self.conn.is_closed()
+    }
+
+    /// Whether the connection is closed (its last frames may still be leaving).
+    pub fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
+
+    /// Closed and nothing left to write (or given up on writing it): close
+    /// the socket.
+    pub fn is_finished(&self) -> bool {
+        self.conn.is_closed()
+            && (self.unsent.is_empty() || self.write_failed.is_some() || self.transport_done)
+    }
+
+    /// Bytes queued for the transport and not yet written.
+    pub fn queued_output(&self) -> usize {
+        self.unsent_bytes
+    }
+
+    /// Whether the handler of incoming call `id` should stop: the peer
+    /// cancelled it, its deadline passed or the connection closed.
+    pub fn is_cancelled(&self, id: u64) -> bool {
+        self.cancelled.contains(&id)
+    }
+
+    /// Whether a deadline-less wait on this link could last forever: without
+    /// keepalive a silent peer is never detected.
+    pub fn has_liveness(&self) -> bool {
+        self.conn.config().keepalive.is_some()
+    }
+
+    /// The deadline of a command made now with `timeout`, or with the
+    /// configured default when `timeout` is `None`.
+    pub fn deadline(&self, timeout: Option<Duration>, now: Instant) -> Option<Instant> {
+        timeout
+            .or(self.conn.config().default_call_timeout)
+            .and_then(|t| now.checked_add(t))
+    }
+
+    // ----- outputs -----
+
+    /// What to wait for next; see [`Interest`].
+    pub fn poll_interest(&self) -> Interest {
+        let limit = self.conn.config().max_queued_output;
+        let writable = !self.unsent.is_empty() && self.write_failed.is_none();
+        if self.conn.is_closed() {
+            return Interest {
+                read: false,
+                write: writable && !self.transport_done,
+                wake_at: if self.is_finished() {
+                    None
+                } else {
+                    self.close_by
+                },
+            };
+        }
+        Interest {
+            read: !self.transport_done && self.unsent_bytes <= limit,
+            write: writable,
+            wake_at: self.conn.poll_timeout(),
+        }
+    }
+
+    /// The bytes to write, in order: on byte streams any prefix may be
+    /// written; on message transports each chunk is one frame. Report what
+    /// left with [`handle_written`](Self::handle_written).
+    pub fn output(&self) -> &VecDeque<Bytes> {
+        &self.unsent
+    }
+
+    /// The next job for the application.
+    pub fn poll_job(&mut self) -> Option<Job> {
+        let job = self.jobs.pop_front()?;
+        if let Job::Call(call) = &job {
+            self.running.insert(call.id);
+        }
+        Some(job)
+    }
+
+    /// Whether room was freed (or the connection failed) since a command
+    /// was refused with [`Admit::NoRoom`]: wake every caller waiting for room.
+    /// True once per edge.
+    pub fn take_room_freed(&mut self) -> bool {
+        std::mem::take(&mut self.room_freed)
+    }
+
+    // ----- inputs -----
+
+    /// Bytes read from a byte stream.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        self.conn.handle_input(bytes, now);
+        self.settle();
+    }
+
+    /// One frame from a message transport.
+    pub fn handle_frame(&mut self, frame: Bytes, now: Instant) {
+        self.conn.handle_frame(frame, now);
+        self.settle();
+    }
+
+    /// Time passed: deadlines, keepalive, the close linger. Extra calls are
+    /// harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.settle();
+        if self.close_by.is_some_and(|t| now >= t) && !self.unsent.is_empty() {
+            // The peer did not take our last frames in time; give up on them.
+            self.transport_done = true;
+        }
+    }
+
+    /// The transport ended (end of stream, or a read error saying why).
+    /// A write failure seen earlier is the better reason, and is used.
+    pub fn handle_transport_closed(&mut self, reason: &str, now: Instant) {
+        self.transport_done = true;
+        let reason = self
+            .write_failed
+            .clone()
+            .unwrap_or_else(|| reason.to_owned());
+        self.conn.handle_transport_closed(&reason, now);
+        self.settle();
+    }
+
+    /// `n` bytes from the front of [`output`](Self::output) were written. On
+    /// message transports report whole frames only.
+    pub fn handle_written(&mut self, mut n: usize) {
+        let limit = self.conn.config().max_queued_output;
+        let was_over = self.unsent_bytes > limit;
+        self.unsent_bytes -= n.min(self.unsent_bytes);
+        while n > 0 {
+            let Some(front) = self.unsent.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.unsent.pop_front();
+            } else {
+                let _ = front.split_to(n);
+                n = 0;
+            }
+        }
+        if self.room_wanted && (was_over || self.unsent_bytes <= limit) {
+            self.room_wanted = false;
+            self.room_freed = true;
+        }
+    }
+
+    /// Writing failed: nothing more is written. The connection ends when the
+    /// reader reaches the end of the stream (the peer's last frames, saying
+    /// why, may still be unread), or at once if it is already closed.
+    pub fn handle_write_failed(&mut self, reason: &str) {
+        if self.write_failed.is_none() {
+            self.write_failed = Some(format!("write failed: {reason}"));
+        }
+        self.unsent.clear();
+        self.unsent_bytes = 0;
+        if self.room_wanted {
+            self.room_wanted = false;
+            self.room_freed = true;
+        }
+    }
+
+    // ----- commands -----
+
+    /// Calls `method` on the peer, with `deadline` fixed when the caller
+    /// first asked (see [`deadline`](Self::deadline)). The answer is routed
+    /// to [`Waiters::take_call`].
+    ///
+    /// # Errors
+    /// [`Admit::NoRoom`] while the output is over its limit (unless the
+    /// output is empty: a frame larger than the limit still goes, alone);
+    /// `Failed` with `DeadlineExceeded` if `deadline` has passed, or what
+    /// [`Connection::call`] refuses.
+    pub fn call(
+        &mut self,
+        method: &str,
+        args: Payload,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<u64, Admit<CallError>> {
+        self.admit(method.len() + args.bytes.len(), deadline, now)?;
+        let timeout = deadline.map(|d| d.saturating_duration_since(now));
+        let id = self
+            .conn
+            .call(method, args, timeout, now)
+            .map_err(Admit::Failed)?;
+        self.waiters.expect_call(id);
+        self.settle();
+        Ok(id)
+    }
+
+    /// Sends a one-way notification, admitted like a call.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub fn notify(
+        &mut self,
+        method: &str,
+        args: Payload,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<(), Admit<CallError>> {
+        self.admit(method.len() + args.bytes.len(), deadline, now)?;
+        self.conn.notify(method, args, now).map_err(Admit::Failed)?;
+        self.settle();
+        Ok(())
+    }
+
+    /// Sends `payload` for the peer to echo; the outcome is routed to
+    /// [`Waiters::take_confirm`].
+    ///
+    /// # Errors
+    /// As [`call`](Self::call), with echo errors.
+    pub fn confirmed_send(
+        &mut self,
+        payload: Bytes,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<u64, Admit<EchoError>> {
+        let echo_timeout = self.conn.config().echo_timeout;
+        self.admit(payload.len(), deadline, now)
+            .map_err(|r| r.into_echo(echo_timeout))?;
+        let seq = self
+            .conn
+            .confirmed_send(payload, now)
+            .map_err(Admit::Failed)?;
+        self.waiters.expect_confirm(seq);
+        self.settle();
+        Ok(seq)
+    }
+
+    /// Sends a ping; its round trip is routed to [`Waiters::take_pong`].
+    /// Pings are small and never wait for room.
+    ///
+    /// # Errors
+    /// `Disconnected`, or `Busy` when too many pings await their pong.
+    pub fn ping(&mut self, now: Instant) -> Result<u64, CallError> {
+        let seq = self.conn.ping(now)?;
+        self.waiters.expect_pong(seq);
+        self.settle();
+        Ok(seq)
+    }
+
+    /// Gives up on our call `id` (the peer is sent `Cancel`); nobody waits
+    /// for it any more.
+    pub fn cancel(&mut self, id: u64) -> bool {
+        self.waiters.forget_call(id);
+        let was = self.conn.cancel(id);
+        self.settle();
+        was
+    }
+
+    /// Answers incoming call `id`; its handler is done. Replies are never
+    /// refused for room: their number is bounded by the incoming-call limit.
+    ///
+    /// # Errors
+    /// As [`Connection::reply`]; `NotPending` for a cancelled call is harmless.
+    pub fn reply(
+        &mut self,
+        id: u64,
+        result: Result<Payload, RemoteError>,
+    ) -> Result<(), ReplyError> {
+        self.running.remove(&id);
+        self.cancelled.remove(&id);
+        let out = self.conn.reply(id, result);
+        self.settle();
+        out
+    }
+
+    /// The handler of incoming call `id` stopped without replying (it was
+    /// cancelled and dropped): nothing is tracked for it any more.
+    pub fn handler_dropped(&mut self, id: u64) {
+        self.running.remove(&id);
+        self.cancelled.remove(&id);
+    }
+
+    /// Closes with a goodbye; pending calls fail with `Disconnected`.
+    pub fn close(&mut self, reason: &str, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.conn.close(reason);
+        self.settle_at(now);
+    }
+
+    /// Closes gracefully: pending incoming calls are answered `Shutdown`.
+    pub fn shutdown(&mut self, reason: &str, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.conn.shutdown(reason);
+        self.settle_at(now);
+    }
+
+    /// Refuses the connection with a reason the peer is sent.
+    pub fn reject(&mut self, code: crate::message::RejectCode, reason: &str, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.conn.reject(code, reason);
+        self.settle_at(now);
+    }
+
+    /// Takes the connection's output and events into the link. Inputs and
+    /// commands do this themselves; call it after using
+    /// [`conn_mut`](Self::conn_mut).
+    pub fn settle(&mut self) {
+        let now = self.conn_now();
+        self.settle_at(now);
+    }
+
+    // ----- internals -----
+
+    /// The latest instant the connection has seen (it never goes back).
+    fn conn_now(&self) -> Instant {
+        self.conn.now
+    }
+
+    fn settle_at(&mut self, now: Instant) {
+        while let Some(chunk) = self.conn.poll_transmit() {
+            if self.write_failed.is_some() || self.transport_done {
+                continue; // nobody will read these
+            }
+            self.unsent_bytes += chunk.len();
+            self.unsent.push_back(chunk);
+        }
+        while let Some(event) = self.conn.poll_event() {
+            let Some(event) = self.waiters.route(event) else {
+                continue;
+            };
+            match event {
+                Event::Connected { .. } => self.jobs.push_back(Job::Connected),
+                Event::Call(call) => self.jobs.push_back(Job::Call(call)),
+                Event::Notify(n) => self.jobs.push_back(Job::Notify(n)),
+                Event::Cancelled { id, .. } => self.on_cancelled(id),
+                Event::Message { payload, .. } => self.jobs.push_back(Job::Message(payload)),
+                Event::PeerError(err) => self.jobs.push_back(Job::PeerError(err)),
+                Event::Closed(err) => {
+                    self.close_by = now.checked_add(CLOSE_LINGER);
+                    if self.room_wanted {
+                        self.room_wanted = false;
+                        self.room_freed = true;
+                    }
+                    self.jobs.push_back(Job::Closed(err));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A call no longer wanted: never started if its job is still queued,
+    /// else its running handler is told.
+    fn on_cancelled(&mut self, id: u64) {
+        let queued = self
+            .jobs
+            .iter()
+            .position(|j| matches!(j, Job::Call(c) if c.id == id));
+        if let Some(at) = queued {
+            self.jobs.remove(at);
+        } else if self.running.contains(&id) && self.cancelled.insert(id) {
+            self.jobs.push_back(Job::Cancel(id));
+        }
+    }
+
+    /// The checks a command passes before it reaches the connection.
+    fn admit(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        if let Some(err) = self.conn.error() {
+            return Err(Refusal::Closed(err.clone()));
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Refusal::DeadlinePassed);
+        }
+        let limit = self.conn.config().max_queued_output;
+        let queued = self.unsent_bytes;
+        if queued > 0 && queued + len + FRAME_OVERHEAD > limit {
+            self.room_wanted = true;
+            return Err(Refusal::NoRoom { queued, limit });
+        }
+        Ok(())
+    }
+}
+
+/// Why [`Link::admit`] refused a command, before each command names it.
+enum Refusal {
+    Closed(ConnectionError),
+    DeadlinePassed,
+    NoRoom { queued: usize, limit: usize },
+}
+
+impl From<Refusal> for Admit<CallError> {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Closed(e) => Admit::Failed(CallError::Disconnected(e)),
+            Refusal::DeadlinePassed => Admit::Failed(CallError::DeadlineExceeded),
+            Refusal::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
+        }
+    }
+}
+
+impl Refusal {
+    fn into_echo(self, waited: Duration) -> Admit<EchoError> {
+        match self {
+            Refusal::Closed(e) => Admit::Failed(EchoError::Disconnected(e)),
+            Refusal::DeadlinePassed => Admit::Failed(EchoError::Timeout(waited)),
+            Refusal::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
+        }
+    }
+}

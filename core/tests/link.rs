@@ -1,0 +1,271 @@
+//! The link's promise, in virtual time: calls end by their deadline whatever
+//! the peer does, output stays within its limit, and a peer that does not
+//! read our answers is not read from.
+
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use rigwire_core::testing::{Behaviour, LinkPair, Side};
+use rigwire_core::{CallError, Config, ConnectionError, Keepalive};
+
+const MIB: usize = 1024 * 1024;
+
+/// Small limits, so that backpressure comes quickly: 1 MiB frames and output.
+fn config(name: &str) -> Config {
+    Config {
+        max_frame: MIB as u32,
+        max_queued_output: MIB,
+        ..Config::named(name)
+    }
+}
+
+fn connected(client: Config, server: Config) -> LinkPair {
+    let mut pair = LinkPair::new(Instant::now(), client, server);
+    pair.advance(Duration::from_millis(10));
+    assert!(pair.link(Side::Client).is_connected());
+    pair
+}
+
+/// Every call ended exactly once (the harness panics on a second end), and
+/// none later than its deadline.
+fn assert_promise(pair: &LinkPair) {
+    for (i, call) in pair.calls.iter().enumerate() {
+        let (at, _) = call
+            .ended
+            .as_ref()
+            .unwrap_or_else(|| panic!("call {i} never ended"));
+        assert!(*at >= call.made);
+        if let Some(deadline) = call.deadline {
+            assert!(
+                *at <= deadline,
+                "call {i} ended {:?} after its deadline",
+                *at - deadline
+            );
+        }
+    }
+}
+
+#[test]
+fn calls_to_a_deaf_peer_end_by_their_deadline_and_output_stays_bounded() {
+    let mut pair = connected(config("script"), config("rig"));
+    pair.set_behaviour(Side::Server, Behaviour::Deaf);
+    for _ in 0..40 {
+        pair.call(
+            Side::Client,
+            "echo",
+            64 * 1024,
+            Some(Duration::from_millis(500)),
+        );
+    }
+    pair.call(
+        Side::Client,
+        "echo",
+        8 * MIB / 10,
+        Some(Duration::from_millis(500)),
+    );
+    let mut peak = 0;
+    for _ in 0..100 {
+        pair.advance(Duration::from_millis(10));
+        peak = peak.max(pair.link(Side::Client).queued_output());
+    }
+    assert_promise(&pair);
+    assert!(peak <= MIB + 64 * 1024, "output grew to {peak}");
+    let ended: Vec<_> = pair
+        .calls
+        .iter()
+        .map(|c| &c.ended.as_ref().unwrap().1)
+        .collect();
+    assert!(ended
+        .iter()
+        .all(|r| matches!(r, Err(CallError::DeadlineExceeded))));
+    // The connection itself is fine: the peer is alive, only slow.
+    assert!(!pair.link(Side::Client).is_closed());
+}
+
+#[test]
+fn a_frozen_peer_is_declared_silent_within_the_keepalive_bound() {
+    let keepalive = Some(Keepalive {
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_millis(600),
+    });
+    let client = Config {
+        keepalive,
+        ..config("script")
+    };
+    let mut pair = connected(client, config("rig"));
+    pair.set_behaviour(Side::Server, Behaviour::Frozen);
+    for _ in 0..30 {
+        pair.call(
+            Side::Client,
+            "echo",
+            64 * 1024,
+            Some(Duration::from_secs(60)),
+        );
+    }
+    pair.advance(Duration::from_secs(1));
+    assert_eq!(pair.pending(), 0);
+    for call in &pair.calls {
+        let (at, result) = call.ended.as_ref().unwrap();
+        assert!(*at <= call.made + Duration::from_millis(600));
+        assert!(
+            matches!(
+                result,
+                Err(CallError::Disconnected(ConnectionError::PeerSilent(_)))
+            ),
+            "{result:?}"
+        );
+    }
+    // The closed link gives up on its unsent frames: the socket can close.
+    pair.advance(Duration::from_secs(2));
+    assert!(pair.link(Side::Client).is_finished());
+}
+
+#[test]
+fn a_peer_that_never_reads_its_answers_is_not_read_from() {
+    let mut pair = connected(config("script"), config("rig"));
+    pair.set_behaviour(Side::Client, Behaviour::Deaf);
+    let mut server_peak = 0;
+    for _ in 0..400 {
+        pair.call(Side::Client, "echo", 32 * 1024, None);
+        pair.advance(Duration::from_millis(1));
+        server_peak = server_peak.max(pair.link(Side::Server).queued_output());
+    }
+    // The server stopped reading once its answers backed up, so the client's
+    // calls then waited for room instead of piling up anywhere.
+    assert!(
+        server_peak <= MIB + 64 * 1024,
+        "server output grew to {server_peak}"
+    );
+    assert!(!pair.link(Side::Server).poll_interest().read);
+    assert!(pair.link(Side::Client).queued_output() <= MIB + 64 * 1024);
+    let waiting = pair.calls.iter().filter(|c| c.ended.is_none()).count();
+    assert!(waiting > 0);
+}
+
+#[test]
+fn room_freed_lets_waiting_callers_in_once_the_peer_reads_again() {
+    let mut pair = connected(config("script"), config("rig"));
+    pair.set_behaviour(Side::Server, Behaviour::Deaf);
+    for _ in 0..40 {
+        pair.call(
+            Side::Client,
+            "echo",
+            64 * 1024,
+            Some(Duration::from_secs(5)),
+        );
+    }
+    pair.advance(Duration::from_millis(100));
+    assert!(pair.calls.iter().any(|c| c.ended.is_none()));
+    pair.set_behaviour(Side::Server, Behaviour::Normal);
+    pair.advance(Duration::from_secs(1));
+    assert_promise(&pair);
+    assert!(pair
+        .calls
+        .iter()
+        .all(|c| matches!(c.ended, Some((_, Ok(_))))));
+}
+
+#[test]
+fn a_call_cancelled_in_the_same_read_never_starts_its_handler() {
+    let mut pair = connected(config("script"), config("rig"));
+    let at = pair.call(Side::Client, "slow", 10, None);
+    let id = 1; // the first call on the connection
+    assert!(pair.link(Side::Client).cancel(id));
+    pair.settle();
+    pair.advance(Duration::from_millis(100));
+    assert_eq!(pair.started[Side::Server as usize], 0);
+    assert!(
+        pair.calls[at].ended.is_none(),
+        "a cancelled call reports nothing"
+    );
+    // The next call runs normally.
+    let next = pair.call(Side::Client, "slow", 10, None);
+    pair.advance(Duration::from_millis(100));
+    assert_eq!(pair.started[Side::Server as usize], 1);
+    assert!(matches!(pair.calls[next].ended, Some((_, Ok(_)))));
+}
+
+#[test]
+fn a_running_handler_is_told_when_its_call_is_cancelled() {
+    let mut pair = connected(config("script"), config("rig"));
+    pair.call(Side::Client, "slow", 10, Some(Duration::from_millis(20)));
+    pair.advance(Duration::from_millis(10));
+    assert_eq!(pair.started[Side::Server as usize], 1);
+    assert!(!pair.link(Side::Server).is_cancelled(1));
+    pair.advance(Duration::from_millis(15));
+    // The harness's handler stopped when told, and the link forgot the call.
+    assert!(!pair.link(Side::Server).is_cancelled(1));
+    assert_eq!(pair.link(Side::Server).conn().incoming_in_flight(), 0);
+    assert_promise(&pair);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Call {
+        slow: bool,
+        len: usize,
+        timeout_ms: u64,
+    },
+    Behave(Side, Behaviour),
+    Advance(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let side = prop_oneof![Just(Side::Client), Just(Side::Server)];
+    let behaviour = prop_oneof![
+        4 => Just(Behaviour::Normal),
+        2 => Just(Behaviour::Deaf),
+        1 => Just(Behaviour::Frozen),
+        1 => Just(Behaviour::Dead),
+    ];
+    prop_oneof![
+        6 => (any::<bool>(), prop_oneof![0usize..100, 1000usize..300_000], 1u64..2000)
+            .prop_map(|(slow, len, timeout_ms)| Op::Call { slow, len, timeout_ms }),
+        // The calling side's own process keeps running: it may stop reading,
+        // not freeze or die (then nobody is left to wait for the calls).
+        1 => (side, behaviour).prop_map(|(s, b)| match (s, b) {
+            (Side::Client, Behaviour::Frozen | Behaviour::Dead) => Op::Behave(s, Behaviour::Deaf),
+            _ => Op::Behave(s, b),
+        }),
+        3 => (0u64..300).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The promise as an invariant: whatever either peer does, every call
+    /// ends exactly once and no later than its deadline.
+    #[test]
+    fn every_call_ends_once_by_its_deadline(ops in prop::collection::vec(op(), 1..60), latency_ms in 0u64..20) {
+        let keepalive = Some(Keepalive {
+            interval: Duration::from_millis(300),
+            timeout: Duration::from_millis(900),
+        });
+        let mut pair = LinkPair::new(
+            Instant::now(),
+            Config { keepalive, ..config("script") },
+            Config { keepalive, ..config("rig") },
+        );
+        pair.latency = Duration::from_millis(latency_ms);
+        pair.capacity = 128 * 1024;
+        for op in ops {
+            match op {
+                Op::Call { slow, len, timeout_ms } => {
+                    let method = if slow { "slow" } else { "echo" };
+                    pair.call(Side::Client, method, len, Some(Duration::from_millis(timeout_ms)));
+                }
+                Op::Behave(side, b) => pair.set_behaviour(side, b),
+                Op::Advance(ms) => pair.advance(Duration::from_millis(ms)),
+            }
+            for call in pair.calls.iter().filter(|c| c.ended.is_some()) {
+                let (at, _) = call.ended.as_ref().unwrap();
+                prop_assert!(call.deadline.is_none_or(|d| *at <= d));
+            }
+            prop_assert!(pair.link(Side::Client).queued_output() <= MIB + 300_000 + 1024);
+        }
+        pair.advance(Duration::from_secs(3));
+        prop_assert_eq!(pair.pending(), 0);
+        assert_promise(&pair);
+    }
+}
