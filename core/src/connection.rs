@@ -263,6 +263,20 @@ impl Connection {
         self.out.queued()
     }
 
+    /// Bytes of calls and notifies made before the handshake completed,
+    /// waiting in order to be sent the moment it does.
+    pub fn queued_before_handshake(&self) -> usize {
+        self.queued
+            .iter()
+            .map(|q| match q {
+                Queued::Call { method, args, .. } | Queued::Notify { method, args } => {
+                    method.len() + args.bytes.len()
+                }
+                Queued::Confirm { .. } | Queued::Ping { .. } => 0,
+            })
+            .sum()
+    }
+
     /// Bytes of a partial frame held by the stream decoder.
     pub fn buffered_input(&self) -> usize {
         self.decoder.buffered()

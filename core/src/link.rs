@@ -214,9 +214,10 @@ impl Link {
             && (self.unsent.is_empty() || self.write_failed.is_some() || self.transport_done)
     }
 
-    /// Bytes queued for the transport and not yet written.
+    /// Bytes queued for the transport and not yet written, counting calls
+    /// made before the handshake completed.
     pub fn queued_output(&self) -> usize {
-        self.unsent_bytes
+        self.unsent_bytes + self.conn.queued_before_handshake()
     }
 
     /// Whether the handler of incoming call `id` should stop: the peer
@@ -572,7 +573,7 @@ impl Link {
             return Err(Refusal::DeadlinePassed);
         }
         let limit = self.conn.config().max_queued_output;
-        let queued = self.unsent_bytes;
+        let queued = self.queued_output();
         if queued > 0 && queued + len + FRAME_OVERHEAD > limit {
             self.room_wanted = true;
             return Err(Refusal::NoRoom { queued, limit });
