@@ -116,5 +116,5 @@ pub use framing::Framing;
 pub use group::{EventWait, GroupError, GroupResults};
 pub use handler_error::HandlerError;
 pub use lifecycle::{ExpInfo, ExpRef, ExpStatus, Lifecycle, Step, StopArgs};
-pub use link::{Admit, Interest, Job, Link};
+pub use link::{Admit, Interest, Job, Link, Outbox};
 pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};

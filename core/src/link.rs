@@ -54,9 +54,74 @@ use crate::runtime::Waiters;
 /// a connection (and its thread or task) forever.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// How long after a caller last waited a client's background reader keeps
+/// off the socket, so that a script's back-to-back calls each read their own
+/// reply instead of having it handed across threads or tasks. Servers do not
+/// linger: their callers are the exception.
+pub const LINGER: Duration = Duration::from_millis(20);
+
+/// Bytes a runtime reads per system call.
+pub const READ_CHUNK: usize = 64 * 1024;
+
 /// Room reserved for a frame's head beside its method name and payload, when
 /// estimating whether a call fits under the output limit.
 const FRAME_OVERHEAD: usize = 64;
+
+/// Bytes on their way to a socket, kept until it took them: what a link
+/// (or a relay connection) counts as queued output.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    chunks: VecDeque<Bytes>,
+    bytes: usize,
+}
+
+impl Outbox {
+    /// Takes everything `conn` queued.
+    pub fn fill(&mut self, conn: &mut Connection) {
+        while let Some(chunk) = conn.poll_transmit() {
+            self.bytes += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
+    /// The chunks, in order.
+    pub fn chunks(&self) -> &VecDeque<Bytes> {
+        &self.chunks
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// `n` bytes from the front were written.
+    pub fn consume(&mut self, mut n: usize) {
+        self.bytes -= n.min(self.bytes);
+        while n > 0 {
+            let Some(front) = self.chunks.front_mut() else {
+                break;
+            };
+            if n >= front.len() {
+                n -= front.len();
+                self.chunks.pop_front();
+            } else {
+                let _ = front.split_to(n);
+                n = 0;
+            }
+        }
+    }
+
+    /// Forgets everything held.
+    pub fn clear(&mut self) {
+        self.chunks.clear();
+        self.bytes = 0;
+    }
+}
 
 /// What the runtime should wait for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,23 +170,32 @@ pub enum Admit<E> {
     Failed(E),
 }
 
-impl Admit<CallError> {
-    /// The error a caller that does not wait for room reports.
-    pub fn into_error(self) -> CallError {
-        match self {
-            Admit::NoRoom { queued, limit } => CallError::Busy(format!(
-                "output queue full ({queued} bytes not yet written, limit {limit})"
-            )),
-            Admit::Failed(e) => e,
-        }
+/// The error a command reports when it was refused for room and its
+/// caller does not wait ([`Admit::into_error`]).
+pub trait NoRoomError {
+    /// The error for "the output holds `queued` bytes, over `limit`".
+    fn no_room(queued: usize, limit: usize) -> Self;
+}
+
+impl NoRoomError for CallError {
+    fn no_room(queued: usize, limit: usize) -> Self {
+        CallError::Busy(format!(
+            "output queue full ({queued} bytes not yet written, limit {limit})"
+        ))
     }
 }
 
-impl Admit<EchoError> {
-    /// The error a sender that does not wait for room reports.
-    pub fn into_error(self) -> EchoError {
+impl NoRoomError for EchoError {
+    fn no_room(queued: usize, limit: usize) -> Self {
+        EchoError::Backpressure { queued, limit }
+    }
+}
+
+impl<E: NoRoomError> Admit<E> {
+    /// The error a caller that does not wait for room reports.
+    pub fn into_error(self) -> E {
         match self {
-            Admit::NoRoom { queued, limit } => EchoError::Backpressure { queued, limit },
+            Admit::NoRoom { queued, limit } => E::no_room(queued, limit),
             Admit::Failed(e) => e,
         }
     }
@@ -139,12 +213,11 @@ pub struct Link {
     /// Of those, the ones no longer wanted.
     cancelled: BTreeSet<u64>,
     /// Bytes taken from the connection and not yet written, in order.
-    unsent: VecDeque<Bytes>,
-    unsent_bytes: usize,
+    unsent: Outbox,
     /// Writing failed: nothing more will be written; reading reports the end.
     write_failed: Option<String>,
-    /// Someone was refused for room and waits for the edge.
-    room_wanted: bool,
+    /// The smallest command refused for room, waiting for the edge.
+    room_wanted: Option<usize>,
     room_freed: bool,
     /// When a closed connection stops waiting for its last frames to leave.
     close_by: Option<Instant>,
@@ -161,10 +234,9 @@ impl Link {
             jobs: VecDeque::new(),
             running: BTreeSet::new(),
             cancelled: BTreeSet::new(),
-            unsent: VecDeque::new(),
-            unsent_bytes: 0,
+            unsent: Outbox::default(),
             write_failed: None,
-            room_wanted: false,
+            room_wanted: None,
             room_freed: false,
             close_by: None,
             transport_done: false,
@@ -217,7 +289,7 @@ impl Link {
     /// Bytes queued for the transport and not yet written, counting calls
     /// made before the handshake completed.
     pub fn queued_output(&self) -> usize {
-        self.unsent_bytes + self.conn.queued_before_handshake()
+        self.unsent.bytes() + self.conn.queued_before_handshake()
     }
 
     /// Whether the handler of incoming call `id` should stop: the peer
@@ -258,7 +330,7 @@ impl Link {
             };
         }
         Interest {
-            read: !self.transport_done && self.unsent_bytes <= limit,
+            read: !self.transport_done && self.unsent.bytes() <= limit,
             write: writable,
             wake_at: self.conn.poll_timeout(),
         }
@@ -268,7 +340,7 @@ impl Link {
     /// written; on message transports each chunk is one frame. Report what
     /// left with [`handle_written`](Self::handle_written).
     pub fn output(&self) -> &VecDeque<Bytes> {
-        &self.unsent
+        self.unsent.chunks()
     }
 
     /// The next job for the application.
@@ -326,25 +398,12 @@ impl Link {
 
     /// `n` bytes from the front of [`output`](Self::output) were written. On
     /// message transports report whole frames only.
-    pub fn handle_written(&mut self, mut n: usize) {
-        let limit = self.conn.config().max_queued_output;
-        let was_over = self.unsent_bytes > limit;
-        self.unsent_bytes -= n.min(self.unsent_bytes);
-        while n > 0 {
-            let Some(front) = self.unsent.front_mut() else {
-                break;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                self.unsent.pop_front();
-            } else {
-                let _ = front.split_to(n);
-                n = 0;
+    pub fn handle_written(&mut self, n: usize) {
+        self.unsent.consume(n);
+        if let Some(len) = self.room_wanted {
+            if self.fits(len) {
+                self.wake_room_waiters();
             }
-        }
-        if self.room_wanted && (was_over || self.unsent_bytes <= limit) {
-            self.room_wanted = false;
-            self.room_freed = true;
         }
     }
 
@@ -356,11 +415,7 @@ impl Link {
             self.write_failed = Some(format!("write failed: {reason}"));
         }
         self.unsent.clear();
-        self.unsent_bytes = 0;
-        if self.room_wanted {
-            self.room_wanted = false;
-            self.room_freed = true;
-        }
+        self.wake_room_waiters();
     }
 
     // ----- commands -----
@@ -514,12 +569,9 @@ impl Link {
     }
 
     fn settle_at(&mut self, now: Instant) {
-        while let Some(chunk) = self.conn.poll_transmit() {
-            if self.write_failed.is_some() || self.transport_done {
-                continue; // nobody will read these
-            }
-            self.unsent_bytes += chunk.len();
-            self.unsent.push_back(chunk);
+        self.unsent.fill(&mut self.conn);
+        if self.write_failed.is_some() || self.transport_done {
+            self.unsent.clear(); // nobody will read these
         }
         while let Some(event) = self.conn.poll_event() {
             let Some(event) = self.waiters.route(event) else {
@@ -534,10 +586,7 @@ impl Link {
                 Event::PeerError(err) => self.jobs.push_back(Job::PeerError(err)),
                 Event::Closed(err) => {
                     self.close_by = now.checked_add(CLOSE_LINGER);
-                    if self.room_wanted {
-                        self.room_wanted = false;
-                        self.room_freed = true;
-                    }
+                    self.wake_room_waiters();
                     self.jobs.push_back(Job::Closed(err));
                 }
                 _ => {}
@@ -572,13 +621,29 @@ impl Link {
         if deadline.is_some_and(|d| now >= d) {
             return Err(Refusal::DeadlinePassed);
         }
-        let limit = self.conn.config().max_queued_output;
-        let queued = self.queued_output();
-        if queued > 0 && queued + len + FRAME_OVERHEAD > limit {
-            self.room_wanted = true;
-            return Err(Refusal::NoRoom { queued, limit });
+        if !self.fits(len) {
+            self.room_wanted = Some(self.room_wanted.map_or(len, |l| l.min(len)));
+            return Err(Refusal::NoRoom {
+                queued: self.queued_output(),
+                limit: self.conn.config().max_queued_output,
+            });
         }
         Ok(())
+    }
+
+    /// Whether a command of `len` bytes fits under the output limit now. A
+    /// frame larger than the limit fits an empty queue, alone.
+    fn fits(&self, len: usize) -> bool {
+        let queued = self.queued_output();
+        queued == 0 || queued + len + FRAME_OVERHEAD <= self.conn.config().max_queued_output
+    }
+
+    /// Raises the room edge for everyone waiting for room (they retry, and
+    /// learn of a failure if that is why).
+    fn wake_room_waiters(&mut self) {
+        if self.room_wanted.take().is_some() {
+            self.room_freed = true;
+        }
     }
 }
 

@@ -1,78 +1,69 @@
-//! Drives one [`rigwire_core::Connection`] on smol: a thin loop over the
-//! core's `handle_*` / `poll_*` calls, with `poll_timeout` mapped onto an
-//! `async_io::Timer`.
+//! Drives one [`rigwire_core::Link`] on smol: waits for what the link's
+//! interest names (readable, writable, its next instant), does that IO, and
+//! feeds the outcome back. Every rule — what may be read, when calls wait for
+//! room, when a closed connection gives up on its last frames — is the
+//! link's; this file only moves bytes and wakes tasks.
 //!
-//! The same rules as the blocking runtime, for the same reason (a thread or
-//! task hand-off costs more than the call itself):
+//! Two choices are the runtime's own, both to avoid task hand-offs (a
+//! hand-off costs more than the call itself):
 //!
 //! * **Writes go out from whoever produced them**, as non-blocking writes
-//!   under the state lock. What the kernel does not take waits in a backlog
-//!   that the connection's driver task writes once the socket is writable — so
-//!   a caller's future can be dropped at any point without leaving half a
-//!   frame on the wire.
-//! * **Whoever is waiting reads.** A call waiting for its answer waits for the
-//!   socket to be readable and reads its own reply, without a hand-off. Reads
-//!   are non-blocking attempts under a lock held for the attempt only — never
-//!   across an `.await`, because a future may be suspended and never polled
-//!   again, and must not starve the others. The driver task waits for
-//!   readability only while no caller is waiting (on the dialing side, only
-//!   after [`LINGER`]).
-//! * **Handlers are polled once where the call was read** (see [`crate::handler`]).
+//!   under the state lock. What the kernel does not take stays in the link
+//!   (counted against its output limit) and the driver task writes it once
+//!   the socket is writable — so a caller's future can be dropped at any
+//!   point without leaving half a frame on the wire.
+//! * **Whoever is waiting reads.** A call waiting for its answer reads its own
+//!   reply when the link wants input. Reads are non-blocking attempts under a
+//!   lock held for the attempt only. The driver task reads only while no
+//!   caller is waiting (on the dialing side, only after [`LINGER`]).
+//!
+//! Waiting never spins: a caller refused for room listens for the link's
+//! room edge, which fires only when written bytes made room or the
+//! connection failed, and otherwise sleeps until its deadline.
 //!
 //! The state mutex is a plain `std` mutex, never held across an `.await`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::Bytes;
 use event_listener::Event;
-use rigwire_core::runtime::{earliest, Waiters};
-use rigwire_core::{Connection, ConnectionError, IncomingCall, Payload, RemoteError};
-use rigwire_ws::WsCodec;
+pub(crate) use rigwire_core::link::READ_CHUNK;
+use rigwire_core::link::{Admit, Job, Link, NoRoomError};
+use rigwire_core::runtime::earliest;
+use rigwire_core::{Connection, IncomingCall, Payload, RemoteError};
+use rigwire_ws::{Flushed, Wire, WsCodec};
 use smol::{future, Task, Timer};
 
 use crate::handler::{CallContext, Handlers};
 use crate::peer::Peer;
 use crate::transport::Socket;
-use crate::wire::Wire;
 
-/// How long after a caller last waited a client's driver keeps off the
-/// socket, so that a script's back-to-back calls each read their own reply.
-pub(crate) const LINGER: Duration = Duration::from_millis(20);
-
-/// Bytes read per system call.
-pub(crate) const READ_CHUNK: usize = 64 * 1024;
+pub(crate) use rigwire_core::link::LINGER;
 
 /// Hooks an endpoint runs for each connection.
 pub(crate) type Hooks = rigwire_core::runtime::Hooks<Peer>;
 
 pub(crate) struct State {
-    pub(crate) conn: Connection,
+    pub(crate) link: Link,
     wire: Wire,
-    /// Results callers wait for (answers, echoes, pongs, the handshake).
-    pub(crate) waiters: Waiters,
+    /// The kernel took nothing last time: wait for the socket to be writable.
+    write_blocked: bool,
     /// Handlers still running, by call id; dropping one cancels it.
     tasks: HashMap<u64, Task<()>>,
     fg_waiters: usize,
     fg_last: Option<Instant>,
 }
 
-enum Job {
-    Call(IncomingCall),
-    Notify(rigwire_core::IncomingNotify),
-    Message(Bytes),
-    Connected,
-    Closed(ConnectionError),
-}
-
 /// Everything one connection's tasks share.
 pub(crate) struct Shared {
     state: Mutex<State>,
-    /// Wakes callers: a result arrived, the reader is free, output has room, closed.
+    /// Wakes callers: a result arrived, the reader is free, closed.
     changed: Event,
-    /// Wakes the driver: the backlog is blocked, a caller wants the reader, closed.
+    /// Wakes callers waiting for room in the output (the link's edge).
+    room: Event,
+    /// Wakes the driver: the socket blocked, a caller left, closed.
     driver_wake: Event,
     /// Wakes whoever waits for the connection to end.
     closed: Event,
@@ -81,7 +72,7 @@ pub(crate) struct Shared {
     socket: Arc<Socket>,
     handlers: Arc<Handlers>,
     hooks: Arc<Hooks>,
-    linger: Duration,
+    linger: std::time::Duration,
     /// For logs: where this connection goes or comes from.
     pub(crate) label: String,
 }
@@ -94,18 +85,19 @@ impl Shared {
         handlers: Arc<Handlers>,
         hooks: Arc<Hooks>,
         label: String,
-        linger: Duration,
+        linger: std::time::Duration,
     ) -> Arc<Shared> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                conn,
+                link: Link::new(conn),
                 wire: Wire::new(ws),
-                waiters: Waiters::default(),
+                write_blocked: false,
                 tasks: HashMap::new(),
                 fg_waiters: 0,
                 fg_last: None,
             }),
             changed: Event::new(),
+            room: Event::new(),
             driver_wake: Event::new(),
             closed: Event::new(),
             reader: Mutex::new(vec![0; READ_CHUNK]),
@@ -118,10 +110,12 @@ impl Shared {
         let mut g = shared.lock();
         if g.wire.is_ws() {
             // The upgrade may already have buffered the peer's first frames.
-            shared.feed(&mut g, Ok(0), &[], Instant::now());
+            let State { link, wire, .. } = &mut *g;
+            wire.feed(link, Ok(0), &[], Instant::now());
         }
-        shared.flush(&mut g); // our Hello
+        let jobs = shared.pump(&mut g); // our Hello
         drop(g);
+        shared.finish(jobs);
         shared
     }
 
@@ -129,72 +123,85 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs a command on the core, sends what it queued and does what it caused.
-    pub(crate) fn command<T>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> T) -> T {
+    /// Runs a command on the link, writes what it queued and does what it caused.
+    pub(crate) fn command<T>(self: &Arc<Self>, f: impl FnOnce(&mut Link, Instant) -> T) -> T {
         let mut g = self.lock();
-        let out = f(&mut g, Instant::now());
+        let out = f(&mut g.link, Instant::now());
         let jobs = self.pump(&mut g);
         drop(g);
         self.finish(jobs);
         out
     }
 
-    /// As [`command`](Self::command), but waits for room while the output is
-    /// backed up (`backpressured` says so) instead of failing.
-    pub(crate) async fn command_waiting<T>(
+    /// Runs a command the link admits only while its output has room. When
+    /// refused for room, waits for the link's room edge, within `deadline`,
+    /// and tries again; the link itself answers with the deadline's error
+    /// once it has passed. `wait` false answers `Busy` at once instead.
+    pub(crate) async fn admit<T, E>(
         self: &Arc<Self>,
-        mut f: impl FnMut(&mut State, Instant) -> T,
-        backpressured: impl Fn(&T) -> bool,
-    ) -> T {
+        deadline: Option<Instant>,
+        wait: bool,
+        mut f: impl FnMut(&mut Link, Instant) -> Result<T, Admit<E>>,
+    ) -> Result<T, E>
+    where
+        E: NoRoomError,
+    {
         loop {
-            let listener = self.changed.listen();
-            let out = self.command(&mut f);
-            if !backpressured(&out) {
-                return out;
+            match self.command(&mut f) {
+                Ok(out) => return Ok(out),
+                Err(Admit::NoRoom { .. }) if wait => {}
+                Err(refusal) => return Err(refusal.into_error()),
             }
-            future::or(listener, async {
-                Timer::after(Duration::from_millis(100)).await;
-            })
-            .await;
+            // Listen, then look again: an edge raised in between is not lost.
+            let listener = self.room.listen();
+            match self.command(&mut f) {
+                Ok(out) => return Ok(out),
+                Err(Admit::NoRoom { .. }) => {}
+                Err(refusal) => return Err(refusal.into_error()),
+            }
+            future::or(listener, sleep_until(deadline)).await;
         }
     }
 
-    /// Writes the core's output (see [`Wire::flush`]); shuts the socket once
-    /// closed and drained.
+    /// Writes the link's output until the socket blocks; shuts the socket
+    /// once the link is finished.
     fn flush(&self, g: &mut State) {
-        if g.wire.flush(&mut g.conn, &self.socket, &self.label) {
-            self.driver_wake.notify(usize::MAX);
+        if !g.write_blocked {
+            let State { link, wire, .. } = g;
+            if wire.flush(link, |slices| self.socket.try_write_vectored(slices)) == Flushed::Blocked
+            {
+                g.write_blocked = true;
+                self.driver_wake.notify(usize::MAX);
+            }
         }
-        if g.conn.is_closed() && g.wire.drained(&g.conn) {
+        if g.link.is_finished() {
             self.socket.shutdown();
         }
     }
 
-    /// Drains events (results to their waiters) and output; returns the work to do.
+    /// Writes the output, takes the link's jobs and wakes callers waiting
+    /// for room; returns the jobs to do with the state released.
     fn pump(&self, g: &mut State) -> Vec<Job> {
+        self.flush(g);
         let mut jobs = Vec::new();
-        while let Some(event) = g.conn.poll_event() {
-            use rigwire_core::Event as E;
-            let Some(event) = g.waiters.route(event) else {
-                continue;
-            };
-            match event {
-                E::Connected { .. } => jobs.push(Job::Connected),
-                E::Call(call) => jobs.push(Job::Call(call)),
-                E::Notify(n) => jobs.push(Job::Notify(n)),
-                E::Cancelled { id, .. } => {
-                    g.tasks.remove(&id); // dropping the task drops the handler's future
+        while let Some(job) = g.link.poll_job() {
+            match job {
+                Job::Cancel(id) => {
+                    if g.tasks.remove(&id).is_some() {
+                        // Dropping the task dropped the handler's future.
+                        g.link.handler_dropped(id);
+                    }
                 }
-                E::Message { payload, .. } => jobs.push(Job::Message(payload)),
-                E::PeerError(err) => tracing::warn!(peer = %self.label, "the peer reported: {err}"),
-                E::Closed(err) => {
+                Job::Closed(_) => {
                     g.tasks.clear();
-                    jobs.push(Job::Closed(err));
+                    jobs.push(job);
                 }
-                _ => {}
+                job => jobs.push(job),
             }
         }
-        self.flush(g);
+        if g.link.take_room_freed() {
+            self.room.notify(usize::MAX);
+        }
         jobs
     }
 
@@ -208,7 +215,11 @@ impl Shared {
         if calls {
             // Replies of handlers that finished at once leave in one write.
             let mut g = self.lock();
-            self.flush(&mut g);
+            let more = self.pump(&mut g);
+            drop(g);
+            if !more.is_empty() {
+                self.finish(more);
+            }
         }
         self.changed.notify(usize::MAX);
         if closing {
@@ -217,15 +228,13 @@ impl Shared {
         }
     }
 
-    /// Feeds one read (or its failure) to the core, then its timers.
-    fn feed(&self, g: &mut State, read: std::io::Result<usize>, buf: &[u8], now: Instant) {
-        g.wire.feed(&mut g.conn, read, buf, now);
-        g.conn.handle_timeout(now);
-    }
-
-    /// Reads whatever is there now, if nobody else is reading this instant,
-    /// and does what it causes. Returns whether anything was read.
+    /// Reads whatever is there now, if the link wants input and nobody
+    /// else is reading this instant, and does what it causes. Returns
+    /// whether anything was read.
     fn read_now(self: &Arc<Self>) -> bool {
+        if !self.lock().link.poll_interest().read {
+            return false;
+        }
         let Ok(mut buf) = self.reader.try_lock() else {
             return false;
         };
@@ -236,7 +245,9 @@ impl Shared {
         }
         let now = Instant::now();
         let mut g = self.lock();
-        self.feed(&mut g, read, &buf, now);
+        let State { link, wire, .. } = &mut *g;
+        wire.feed(link, read, &buf, now);
+        link.handle_timeout(now);
         drop(buf);
         let jobs = self.pump(&mut g);
         drop(g);
@@ -245,25 +256,25 @@ impl Shared {
     }
 
     /// Waits until `take` finds what it wants, reading the transport itself
-    /// when there is something to read, until `deadline` (then `None`).
+    /// when the link wants input, until `deadline` (then `None`).
     /// `wake_hint` is a moment to look again (a call's own deadline); the
-    /// core's other timers are the driver task's business. Cancel-safe.
+    /// link's other timers are the driver task's business. Cancel-safe.
     pub(crate) async fn wait_for<T>(
         self: &Arc<Self>,
         deadline: Option<Instant>,
         wake_hint: Option<Instant>,
-        mut take: impl FnMut(&mut State) -> Option<T>,
+        mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
         let _waiting = WaiterGuard::enter(self);
         let mut check = |shared: &Self| {
             let mut g = shared.lock();
-            if let Some(found) = take(&mut g) {
+            if let Some(found) = take(&mut g.link) {
                 return Err(Some(found));
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(None);
             }
-            Ok(earliest(wake_hint, deadline))
+            Ok((earliest(wake_hint, deadline), g.link.poll_interest().read))
         };
         loop {
             if let Err(done) = check(self) {
@@ -275,12 +286,15 @@ impl Shared {
             // Nothing to read: listen for news, then look once more before
             // sleeping so that nothing that arrived in between is missed.
             let listener = self.changed.listen();
-            let wake = match check(self) {
+            let (wake, read) = match check(self) {
                 Err(done) => return done,
-                Ok(wake) => wake,
+                Ok(found) => found,
             };
             let readable = future::or(
                 async {
+                    if !read {
+                        future::pending::<()>().await;
+                    }
                     let _ = self.socket.readable().await;
                     true
                 },
@@ -298,80 +312,80 @@ impl Shared {
 
     /// Lets time pass without reading: expired deadlines resolve, timers fire.
     pub(crate) fn tick(self: &Arc<Self>) {
-        self.command(|s, now| s.conn.handle_timeout(now));
+        self.command(|link, now| link.handle_timeout(now));
     }
 
-    /// The connection's driver task: reads when no caller is waiting,
-    /// writes the backlog when the socket is writable, and runs the core's
-    /// timers even if nobody polls anything, until the connection closes.
+    /// The connection's driver task: does what the link's interest names —
+    /// reads when no caller is waiting, writes when the socket is writable
+    /// again, runs the link's timers — until the link is finished.
     pub(crate) async fn drive(self: Arc<Self>) {
         loop {
             let listener = self.driver_wake.listen();
-            let (closed, blocked, wake, callers_active) = {
+            let (finished, interest, blocked, callers_active, recheck) = {
                 let g = self.lock();
                 let now = Instant::now();
                 let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
                 let callers_active = g.fg_waiters > 0 || linger_until.is_some();
-                // While callers are active, re-check at least every LINGER: a
-                // client's caller may leave without waking us.
+                // While callers are active, look again when the linger ends:
+                // a client's caller may leave without waking us.
                 let recheck = callers_active.then(|| linger_until.unwrap_or(now + LINGER));
                 (
-                    g.conn.is_closed() && g.wire.drained(&g.conn),
-                    g.wire.write_blocked,
-                    earliest(g.conn.poll_timeout(), recheck),
+                    g.link.is_finished(),
+                    g.link.poll_interest(),
+                    g.write_blocked,
                     callers_active,
+                    recheck,
                 )
             };
-            if closed {
+            if finished {
+                self.socket.shutdown();
                 break;
             }
-            if blocked {
-                // A closed connection's last frames get one second to leave;
-                // a peer that never reads does not keep this task forever.
-                let give_up = self
-                    .lock()
-                    .conn
-                    .is_closed()
-                    .then(|| Instant::now() + Duration::from_secs(1));
-                let writable = future::or(async { self.socket.writable().await.is_ok() }, async {
-                    future::or(listener, sleep_until(give_up)).await;
-                    false
-                })
-                .await;
-                let mut g = self.lock();
-                if writable {
-                    g.wire.write_blocked = false;
-                } else if give_up.is_some_and(|t| Instant::now() >= t) {
-                    self.socket.shutdown();
-                    break;
-                }
-                let jobs = self.pump(&mut g);
-                drop(g);
-                self.finish(jobs);
+            let read = interest.read && !callers_active;
+            if read && self.read_now() {
                 continue;
             }
-            if callers_active {
-                future::or(listener, sleep_until(wake)).await;
-            } else {
-                if self.read_now() {
-                    continue;
+            let readable = async {
+                if !read {
+                    future::pending::<()>().await;
                 }
-                let readable = future::or(
+                let _ = self.socket.readable().await;
+                Wake::Readable
+            };
+            let writable = async {
+                if !(blocked && (interest.write || self.lock().wire.has_own_output())) {
+                    future::pending::<()>().await;
+                }
+                let _ = self.socket.writable().await;
+                Wake::Writable
+            };
+            let other = async {
+                future::or(
                     async {
-                        let _ = self.socket.readable().await;
-                        true
+                        listener.await;
+                        Wake::Woken
                     },
                     async {
-                        future::or(listener, sleep_until(wake)).await;
-                        false
+                        sleep_until(earliest(interest.wake_at, recheck)).await;
+                        Wake::Timer
                     },
                 )
-                .await;
-                if readable && self.read_now() {
-                    continue;
+                .await
+            };
+            match future::or(future::or(readable, writable), other).await {
+                Wake::Readable => {
+                    self.read_now();
                 }
+                Wake::Writable => {
+                    let mut g = self.lock();
+                    g.write_blocked = false;
+                    let jobs = self.pump(&mut g);
+                    drop(g);
+                    self.finish(jobs);
+                }
+                Wake::Timer => self.tick(),
+                Wake::Woken => {}
             }
-            self.tick();
         }
         tracing::debug!(peer = %self.label, "driver finished");
     }
@@ -379,44 +393,7 @@ impl Shared {
     fn run_job(self: &Arc<Self>, job: Job) {
         let peer = || Peer::new(Arc::clone(self));
         match job {
-            Job::Call(call) => {
-                // The peer may have cancelled it in the same read.
-                if !self.lock().conn.is_incoming(call.id) {
-                    return;
-                }
-                let ctx = CallContext {
-                    peer: peer(),
-                    method: call.method,
-                    deadline: call.deadline,
-                    id: call.id,
-                };
-                let mut fut = self.handlers.call(call.handler, ctx, call.args);
-                // Polled once right here: a handler that does not wait answers
-                // with no hand-off. The task polls it again with a real waker.
-                if let Poll::Ready(result) =
-                    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-                {
-                    // Written by `finish`, with the rest of the batch.
-                    if let Err(e) = self.lock().conn.reply(call.id, result) {
-                        tracing::debug!(peer = %self.label, "reply to call {} dropped: {e}", call.id);
-                    }
-                    return;
-                }
-                let shared = Arc::clone(self);
-                let id = call.id;
-                // Under the lock, so that a `Cancelled` processed by another
-                // reader either finds the task or is seen here.
-                let mut g = self.lock();
-                if !g.conn.is_incoming(id) {
-                    return; // dropping `fut` cancels the handler
-                }
-                let task = smol::spawn(async move {
-                    let result = fut.await;
-                    shared.reply(id, result);
-                    shared.lock().tasks.remove(&id);
-                });
-                g.tasks.insert(id, task);
-            }
+            Job::Call(call) => self.start_call(call),
             Job::Notify(n) => {
                 let ctx = CallContext {
                     peer: peer(),
@@ -443,6 +420,9 @@ impl Shared {
                     run_hook(&self.label, "on_connect", || hook(&peer()));
                 }
             }
+            Job::PeerError(err) => {
+                tracing::warn!(peer = %self.label, "the peer reported: {err}");
+            }
             Job::Closed(err) => {
                 tracing::debug!(peer = %self.label, "connection closed: {err}");
                 if let Some(hook) = &self.hooks.on_disconnect {
@@ -450,11 +430,48 @@ impl Shared {
                     run_hook(&self.label, "on_disconnect", || hook(&peer(), &err));
                 }
             }
+            Job::Cancel(_) => {}
+            _ => {}
         }
     }
 
+    /// Polls a handler once right here: one that does not wait answers with
+    /// no hand-off. One that waits becomes a task, dropped if the call is
+    /// cancelled.
+    fn start_call(self: &Arc<Self>, call: IncomingCall) {
+        let ctx = CallContext {
+            peer: Peer::new(Arc::clone(self)),
+            method: call.method,
+            deadline: call.deadline,
+            id: call.id,
+        };
+        let id = call.id;
+        let mut fut = self.handlers.call(call.handler, ctx, call.args);
+        if let Poll::Ready(result) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            // Written by `finish`, with the rest of the batch.
+            if let Err(e) = self.lock().link.reply(id, result) {
+                tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
+            }
+            return;
+        }
+        let shared = Arc::clone(self);
+        // Under the lock, so that a cancel processed by another reader
+        // either finds the task or is seen here.
+        let mut g = self.lock();
+        if g.link.is_cancelled(id) || !g.link.conn().is_incoming(id) {
+            g.link.handler_dropped(id);
+            return; // dropping `fut` cancels the handler
+        }
+        let task = smol::spawn(async move {
+            let result = fut.await;
+            shared.lock().tasks.remove(&id);
+            shared.reply(id, result);
+        });
+        g.tasks.insert(id, task);
+    }
+
     fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>) {
-        if let Err(e) = self.command(|s, _| s.conn.reply(id, result)) {
+        if let Err(e) = self.command(|link, _| link.reply(id, result)) {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
         }
     }
@@ -463,7 +480,7 @@ impl Shared {
     pub(crate) async fn wait_closed(&self) {
         loop {
             let listener = self.closed.listen();
-            if self.lock().conn.is_closed() {
+            if self.lock().link.is_closed() {
                 return;
             }
             listener.await;
@@ -474,6 +491,14 @@ impl Shared {
     pub(crate) fn shutdown_transport(&self) {
         self.socket.shutdown();
     }
+}
+
+/// What woke the driver.
+enum Wake {
+    Readable,
+    Writable,
+    Timer,
+    Woken,
 }
 
 /// Counts a caller as waiting while it is inside `wait_for`, however it leaves.

@@ -4,14 +4,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{CallError, ConnectionError, EchoError, Error, Payload};
+use rigwire_core::{ConnectionError, Error, Link, Payload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::driver::{Shared, State};
+use crate::driver::Shared;
 
 /// One connected peer. Cheap to clone; every clone is the same connection.
 #[derive(Clone)]
@@ -28,8 +28,8 @@ impl fmt::Debug for Peer {
 }
 
 /// The sticky error of a closed connection, as the user sees it.
-pub(crate) fn closed(s: &State) -> Option<Error> {
-    s.conn.error().cloned().map(Error::from)
+pub(crate) fn closed(link: &Link) -> Option<Error> {
+    link.conn().error().cloned().map(Error::from)
 }
 
 /// Cancels the call if the future owning it is dropped before its answer.
@@ -43,10 +43,7 @@ impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if !self.done {
             let id = self.id;
-            self.shared.command(|s, _| {
-                s.waiters.forget_call(id);
-                s.conn.cancel(id)
-            });
+            self.shared.command(|link, _| link.cancel(id));
         }
     }
 }
@@ -60,7 +57,7 @@ impl Peer {
     pub fn name(&self) -> String {
         self.shared
             .lock()
-            .conn
+            .link
             .peer()
             .map(|p| p.name.clone())
             .unwrap_or_default()
@@ -73,13 +70,12 @@ impl Peer {
 
     /// Whether the handshake is done and the connection is up.
     pub fn is_connected(&self) -> bool {
-        let g = self.shared.lock();
-        g.waiters.connected() && !g.conn.is_closed()
+        self.shared.lock().link.is_connected()
     }
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<Error> {
-        closed(&self.shared.lock())
+        closed(&self.shared.lock().link)
     }
 
     /// Waits until the connection has closed (for any reason, from either
@@ -132,18 +128,12 @@ impl Peer {
         args: Payload,
         timeout: Option<Duration>,
     ) -> Result<Payload, Error> {
-        let (id, deadline) = self
+        let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
+        let id = self
             .shared
-            .command_waiting(
-                |s, now| {
-                    let id = s.conn.call(method, args.clone(), timeout, now)?;
-                    s.waiters.expect_call(id);
-                    // Look again at the call's own deadline; other timers are the driver's.
-                    let limit = timeout.or(s.conn.config().default_call_timeout);
-                    Ok((id, limit.and_then(|t| now.checked_add(t))))
-                },
-                |r: &Result<_, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
-            )
+            .admit(deadline, true, |link, now| {
+                link.call(method, args.clone(), deadline, now)
+            })
             .await?;
         let mut guard = CallGuard {
             shared: &self.shared,
@@ -152,7 +142,7 @@ impl Peer {
         };
         let result = self
             .shared
-            .wait_for(None, deadline, |s| s.waiters.take_call(id))
+            .wait_for(None, deadline, |link| link.waiters().take_call(id))
             .await
             .expect("waits without deadline end with a result");
         guard.done = true;
@@ -172,11 +162,11 @@ impl Peer {
     /// # Errors
     /// `Disconnected`, `TooLarge`.
     pub async fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
+        let deadline = self.shared.lock().link.deadline(None, Instant::now());
         self.shared
-            .command_waiting(
-                |s, now| s.conn.notify(method, args.clone(), now),
-                |r| matches!(r, Err(CallError::Backpressure { .. })),
-            )
+            .admit(deadline, true, |link, now| {
+                link.notify(method, args.clone(), deadline, now)
+            })
             .await
             .map_err(Error::from)
     }
@@ -186,25 +176,15 @@ impl Peer {
     /// # Errors
     /// `Disconnected`, `Busy`.
     pub async fn ping(&self) -> Result<Duration, Error> {
-        let seq = self
-            .shared
-            .command_waiting(
-                |s, now| {
-                    let seq = s.conn.ping(now)?;
-                    s.waiters.expect_pong(seq);
-                    Ok(seq)
-                },
-                |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
-            )
-            .await?;
+        let seq = self.shared.command(|link, now| link.ping(now))?;
         let found = self
             .shared
-            .wait_for(None, None, |s| {
-                if let Some(rtt) = s.waiters.take_pong(seq) {
+            .wait_for(None, None, |link| {
+                if let Some(rtt) = link.waiters().take_pong(seq) {
                     return Some(Ok(rtt));
                 }
-                closed(s).map(|e| {
-                    s.waiters.forget_pong(seq);
+                closed(link).map(|e| {
+                    link.waiters().forget_pong(seq);
                     Err(e)
                 })
             })
@@ -218,20 +198,16 @@ impl Peer {
     /// [`Error::Echo`] (`Mismatch`, `Timeout`: this send only) or `Disconnected`.
     pub async fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
         let payload = payload.into();
+        let deadline = self.shared.lock().link.deadline(None, Instant::now());
         let seq = self
             .shared
-            .command_waiting(
-                |s, now| {
-                    let seq = s.conn.confirmed_send(payload.clone(), now)?;
-                    s.waiters.expect_confirm(seq);
-                    Ok(seq)
-                },
-                |r: &Result<u64, EchoError>| matches!(r, Err(EchoError::Backpressure { .. })),
-            )
+            .admit(deadline, true, |link, now| {
+                link.confirmed_send(payload.clone(), deadline, now)
+            })
             .await?;
         let found = self
             .shared
-            .wait_for(None, None, |s| s.waiters.take_confirm(seq))
+            .wait_for(None, None, |link| link.waiters().take_confirm(seq))
             .await;
         found
             .expect("the core always resolves a confirmed send")
@@ -241,6 +217,6 @@ impl Peer {
     /// Closes the connection: the peer is told goodbye; pending calls fail.
     pub fn close(&self) {
         self.shared
-            .command(|s, _| s.conn.close("closed by the application"));
+            .command(|link, now| link.close("closed by the application", now));
     }
 }

@@ -41,7 +41,8 @@ use crate::client::nonce;
 use crate::driver::{sleep_until, READ_CHUNK};
 use crate::handler::run_typed;
 use crate::transport::{Listener, Socket};
-use crate::wire::{Input, Wire};
+use crate::wire::RelayOutbox;
+use rigwire_ws::{Flushed, Sink, Wire};
 
 type OwnFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
 type OwnFn = dyn Fn(Payload) -> OwnFuture + Send + Sync;
@@ -192,6 +193,9 @@ impl RelayServer {
 struct ConnIo {
     socket: Arc<Socket>,
     wire: Wire,
+    out: RelayOutbox,
+    /// The kernel took nothing last time: wait for the socket to be writable.
+    write_blocked: bool,
     /// Wakes the connection's task: its socket stopped taking bytes.
     wake: Arc<Event>,
     label: String,
@@ -227,9 +231,11 @@ enum OwnJob {
 struct RelayInput<'a> {
     relay: &'a mut Relay,
     id: ConnId,
+    /// Why writing failed, if it did: the better reason for the end.
+    write_failed: Option<String>,
 }
 
-impl Input for RelayInput<'_> {
+impl Sink for RelayInput<'_> {
     fn bytes(&mut self, bytes: &[u8], now: Instant) {
         self.relay.handle_input(self.id, bytes, now);
     }
@@ -237,7 +243,35 @@ impl Input for RelayInput<'_> {
         self.relay.handle_frame(self.id, frame, now);
     }
     fn closed(&mut self, reason: &str, now: Instant) {
+        let reason = self.write_failed.as_deref().unwrap_or(reason);
         self.relay.handle_transport_closed(self.id, reason, now);
+    }
+}
+
+impl ConnIo {
+    /// Writes what `conn` queued until the socket blocks; shuts the socket
+    /// once the connection is closed and its output is out.
+    fn flush(&mut self, conn: &mut rigwire_core::Connection) {
+        self.out.fill(conn);
+        if !self.write_blocked {
+            let socket = &self.socket;
+            match self
+                .wire
+                .flush(&mut self.out, |slices| socket.try_write_vectored(slices))
+            {
+                Flushed::Blocked => {
+                    self.write_blocked = true;
+                    self.wake.notify(usize::MAX);
+                }
+                Flushed::Failed => {
+                    tracing::debug!(peer = %self.label, "{}", self.out.failed.as_deref().unwrap_or(""));
+                }
+                Flushed::Done => {}
+            }
+        }
+        if conn.is_closed() && self.out.drained() {
+            self.socket.shutdown();
+        }
     }
 }
 
@@ -266,12 +300,7 @@ impl Inner {
             let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) else {
                 continue;
             };
-            if cio.wire.flush(conn, &cio.socket, &cio.label) {
-                cio.wake.notify(usize::MAX);
-            }
-            if conn.is_closed() && cio.wire.drained(conn) {
-                cio.socket.shutdown();
-            }
+            cio.flush(conn);
         }
         let mut jobs = Vec::new();
         while let Some(event) = relay.poll_event() {
@@ -400,13 +429,20 @@ impl Inner {
             if wire.is_ws() {
                 // The upgrade may already have buffered the peer's first frames.
                 let relay = &mut g.relay;
-                wire.feed(&mut RelayInput { relay, id }, Ok(0), &[], now);
+                let input = &mut RelayInput {
+                    relay,
+                    id,
+                    write_failed: None,
+                };
+                wire.feed(input, Ok(0), &[], now);
             }
             g.io.insert(
                 id,
                 ConnIo {
                     socket: Arc::clone(&socket),
                     wire,
+                    out: RelayOutbox::default(),
+                    write_blocked: false,
                     wake: Arc::clone(&wake),
                     label: label.clone(),
                 },
@@ -433,13 +469,13 @@ impl Inner {
         let mut give_up: Option<Instant> = None;
         loop {
             let listener = wake.listen();
-            let blocked = {
+            let (blocked, wants_input) = {
                 let mut g = self.lock();
                 let State { relay, io, .. } = &mut *g;
                 let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) else {
                     return;
                 };
-                if conn.is_closed() && cio.wire.drained(conn) {
+                if conn.is_closed() && cio.out.drained() {
                     socket.shutdown();
                     return;
                 }
@@ -452,9 +488,11 @@ impl Inner {
                         return;
                     }
                 }
-                cio.wire.write_blocked
+                (cio.write_blocked, cio.out.wants_input(conn))
             };
-            if !ended && !emptied {
+            // A peer that does not read our answers is not read from.
+            let read = !ended && wants_input;
+            if read && !emptied {
                 let read = socket.try_read(&mut buf);
                 let would_block = matches!(&read, Err(e) if matches!(e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted));
@@ -465,8 +503,13 @@ impl Inner {
                     let now = Instant::now();
                     let State { relay, io, .. } = &mut *g;
                     if let Some(cio) = io.get_mut(&id) {
-                        cio.wire
-                            .feed(&mut RelayInput { relay, id }, read, &buf, now);
+                        let write_failed = cio.out.failed.clone();
+                        let input = &mut RelayInput {
+                            relay,
+                            id,
+                            write_failed,
+                        };
+                        cio.wire.feed(input, read, &buf, now);
                     }
                     let jobs = self.settle(&mut g);
                     drop(g);
@@ -475,7 +518,7 @@ impl Inner {
                 }
             }
             let readable = async {
-                if ended {
+                if !read {
                     future::pending::<()>().await;
                 }
                 let _ = socket.readable().await;
@@ -489,8 +532,8 @@ impl Inner {
                 let mut g = self.lock();
                 let State { relay, io, .. } = &mut *g;
                 if let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) {
-                    cio.wire.write_blocked = false;
-                    cio.wire.flush(conn, &cio.socket, &cio.label);
+                    cio.write_blocked = false;
+                    cio.flush(conn);
                 }
                 false
             };

@@ -238,7 +238,7 @@ impl ServerInner {
         };
         if let Some((code, reason)) = refuse {
             tracing::warn!(peer = %label, "rejecting: {reason}");
-            shared.command(|s, _| s.conn.reject(code, &reason));
+            shared.command(|link, now| link.reject(code, &reason, now));
         }
         Arc::clone(&shared).drive().await;
         self.connections
@@ -321,11 +321,12 @@ impl RunningServer {
         }
         let until = Instant::now() + grace;
         for peer in self.inner.all_peers() {
-            while peer.shared.lock().conn.incoming_in_flight() > 0 && Instant::now() < until {
+            while peer.shared.lock().link.conn().incoming_in_flight() > 0 && Instant::now() < until
+            {
                 smol::Timer::after(Duration::from_millis(5)).await;
             }
             peer.shared
-                .command(|s, _| s.conn.shutdown("the server is shutting down"));
+                .command(|link, now| link.shutdown("the server is shutting down", now));
         }
         while !self.inner.all_peers().is_empty() && Instant::now() < until + Duration::from_secs(1)
         {

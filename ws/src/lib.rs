@@ -7,6 +7,10 @@
 //! The HTTP upgrade works the same way ([`Handshake`]), then [`WsCodec`] turns
 //! bytes into whole binary messages (one rigwire frame each) and back.
 //!
+//! [`Wire`] is the byte side of a connection for every runtime: plain
+//! streams or websocket messages, and which of the link's output bytes a
+//! socket write completed.
+//!
 //! Limits: messages and frames are capped at the protocol's frame limit (plus
 //! the websocket header), and tungstenite's write buffer is bounded.
 
@@ -14,6 +18,9 @@
 #![warn(missing_docs, unreachable_pub)]
 
 use std::io::{self, Read, Write};
+
+mod wire;
+pub use wire::{Flushed, Incoming, Outbox, Sink, Wire, ENCODE_AHEAD, MAX_SLICES};
 
 use bytes::{Bytes, BytesMut};
 use tungstenite::handshake::client::ClientHandshake;
@@ -307,7 +314,7 @@ mod tests {
     use super::*;
 
     /// Runs both handshakes against each other in memory.
-    fn upgraded(path: &str) -> Result<(WsCodec, WsCodec), String> {
+    pub(crate) fn upgraded(path: &str) -> Result<(WsCodec, WsCodec), String> {
         let mut client = Handshake::client("ws://rig:1/data", 1 << 20)?;
         let mut server = Handshake::server(path, 1 << 20)?;
         let mut c = None;
