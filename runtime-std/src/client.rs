@@ -63,7 +63,8 @@ pub(crate) fn open(
     pool: Option<&Arc<Pool>>,
     linger: Duration,
 ) -> Result<Peer, Error> {
-    let halves = transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout)?;
+    let transport =
+        transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout)?;
     let conn = Connection::new(
         config.protocol.clone(),
         handlers.registry().clone(),
@@ -74,13 +75,17 @@ pub(crate) fn open(
     )?;
     let shared = Shared::new(
         conn,
-        halves,
+        transport,
         Arc::clone(handlers),
         pool.cloned(),
         Arc::new(Hooks::default()),
         endpoint.to_string(),
         linger,
-    );
+    )
+    .map_err(|e| Error::Connect {
+        url: endpoint.to_string(),
+        reason: e.to_string(),
+    })?;
     if pool.is_some() {
         let driver = Arc::clone(&shared);
         thread::Builder::new()
@@ -92,9 +97,9 @@ pub(crate) fn open(
             })?;
     }
     let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
-    let outcome = shared.wait_for(Some(deadline), |s| match closed(s) {
+    let outcome = shared.wait_for(Some(deadline), |link| match closed(link) {
         Some(err) => Some(Err(err)),
-        None if s.waiters.connected() => Some(Ok(())),
+        None if link.waiters().connected() => Some(Ok(())),
         None => None,
     });
     match outcome {

@@ -1,61 +1,66 @@
-//! Drives one [`rigwire_core::Connection`] with blocking threads.
+//! Drives one [`rigwire_core::Link`] with blocking threads: waits for what
+//! the link's interest names, does that IO, feeds the outcome back. Every
+//! rule — what may be read, when calls wait for room, when a closed
+//! connection gives up on its last frames — is the link's.
 //!
-//! Why it is shaped like this: on small machines waking a sleeping thread costs
-//! more than a whole loopback round trip, so the hot path must add no thread
-//! hand-off. Three rules follow.
+//! How the threads are arranged, and why: on small machines waking a
+//! sleeping thread costs more than a whole loopback round trip, so the hot
+//! path must add no thread hand-off.
 //!
-//! * **The reader is a token.** The transport's read half lives in the state
-//!   while nobody reads. A thread waiting for a result takes it and reads its
-//!   own reply (leader/follower). The connection's background thread reads
+//! * **The reader is a token.** The [`Reader`] lives in the state while
+//!   nobody reads. A thread waiting for a result takes it and reads its own
+//!   reply (leader/follower). The connection's background thread reads
 //!   whenever no caller is waiting — on the dialing side only after no caller
-//!   has waited for [`LINGER`], so that a script's back-to-back calls each
-//!   read their own reply instead of having it handed across threads.
-//! * **One writer at a time, nobody waits for it.** Output stays in the core's
-//!   queue; whoever finds no write in progress drains and writes it, and loops
-//!   until the queue is empty. Calls made meanwhile leave with that write
-//!   (batching), and no thread ever waits on a write while holding the state.
+//!   has waited for [`LINGER`]. Reads block with a timeout: the link's next
+//!   instant, or the reader's own deadline. Nobody reads while the link wants
+//!   no input (the peer is not reading our answers).
+//! * **Writes never block.** Whoever changed the link writes its output at
+//!   once with a non-blocking send, under the state lock, so calls made
+//!   back to back leave together. What the kernel does not take stays in the
+//!   link, counted against its output limit; the connection's writer thread
+//!   (started the first time the socket is full) waits for the socket to
+//!   become writable, bounded by the link's next instant, so keepalive and
+//!   deadlines still fire while a peer does not read. A [`LocalClient`]'s
+//!   only thread does that wait itself.
+//! * **A caller refused for room** waits on a condition variable for the
+//!   link's room edge, within its own deadline.
 //! * **Short handlers run where the call was read** (see [`crate::handler`]).
 //!
-//! Lock discipline: the state mutex is never held across a read, a write or a
-//! handler.
+//! The state lock is never held across a blocking read, a wait for the
+//! socket or a handler.
+//!
+//! [`LocalClient`]: crate::LocalClient
 
-use std::collections::HashSet;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rigwire_core::runtime::{earliest, Waiters};
-use rigwire_core::{Connection, ConnectionError, Event, IncomingCall, Payload, RemoteError};
+use rigwire_core::link::{Admit, Job, NoRoomError};
+use rigwire_core::runtime::earliest;
+use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
+use rigwire_ws::{Flushed, Wire, WsCodec};
 
 use crate::handler::{CallContext, Handlers};
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::transport::{Reader, Received, Writer};
+use crate::transport::{Reader, Received, Socket};
 
-/// How long after a caller last waited a client's background thread keeps off
-/// the socket, so that a script's back-to-back calls each read their own
-/// reply. Servers do not linger: their callers are the exception.
-pub(crate) const LINGER: Duration = Duration::from_millis(20);
+pub(crate) use rigwire_core::link::LINGER;
 
 /// Hooks an endpoint runs for each connection.
 pub(crate) type Hooks = rigwire_core::runtime::Hooks<Peer>;
 
 pub(crate) struct State {
-    pub(crate) conn: Connection,
+    pub(crate) link: Link,
+    wire: Wire,
     reader: Option<Reader>,
-    writing: bool,
-    /// Set once a write fails. The peer has gone, but its last frames (a
-    /// `Reject` or `Goodbye` saying why) may still be unread, so the
-    /// connection ends when the reader reaches the end of the stream.
-    write_failed: Option<String>,
-    /// Results of our calls, by id: `None` while pending. Only calls someone
-    /// may still wait for are here.
-    /// Results callers wait for (answers, echoes, pongs, the handshake).
-    pub(crate) waiters: Waiters,
-    cancelled: HashSet<u64>,
+    /// The kernel took nothing last time: someone waits for it to be writable.
+    write_blocked: bool,
+    writer_started: bool,
+    writer_sleeping: bool,
     /// Threads inside `wait_for`.
     fg_waiters: usize,
-    /// Threads asleep on `cond` (waiting for a result, the reader or the writer).
+    /// Threads asleep on `cond`.
     fg_sleepers: usize,
     /// When a caller last finished waiting.
     fg_last: Option<Instant>,
@@ -64,26 +69,25 @@ pub(crate) struct State {
     bg_sleeping: bool,
 }
 
-/// Work found while holding the state, done after releasing it.
-enum Job {
-    Call(IncomingCall),
-    Notify(rigwire_core::IncomingNotify),
-    Message(Bytes),
-    Connected,
-    Closed(ConnectionError),
-}
-
 /// Everything one connection's threads share.
 pub(crate) struct Shared {
+    /// Itself, for the writer thread it may start.
+    me: Weak<Shared>,
     state: Mutex<State>,
-    /// Wakes callers: a result, the reader or room in the output arrived.
+    /// Wakes callers: a result or the reader arrived.
     cond: Condvar,
+    /// Wakes callers waiting for room in the output (the link's edge).
+    room: Condvar,
     /// Wakes the background thread: the reader is free, or the connection closed.
     bg_cond: Condvar,
+    /// Wakes the writer thread: the socket blocked, or the connection closed.
+    writer_cond: Condvar,
     /// See [`LINGER`]; zero on the accepting side.
     linger: Duration,
-    writer: Mutex<Writer>,
+    /// For sends, waits and shutdown; never locked.
+    socket: Socket,
     handlers: Arc<Handlers>,
+    /// Threads for handlers; `None` for a connection with no threads of its own.
     pool: Option<Arc<Pool>>,
     hooks: Arc<Hooks>,
     /// For logs: where this connection goes or comes from.
@@ -93,140 +97,214 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         conn: Connection,
-        (reader, writer): (Reader, Writer),
+        (socket, ws): (Socket, Option<WsCodec>),
         handlers: Arc<Handlers>,
         pool: Option<Arc<Pool>>,
         hooks: Arc<Hooks>,
         label: String,
         linger: Duration,
-    ) -> Arc<Shared> {
-        let shared = Arc::new(Shared {
+    ) -> io::Result<Arc<Shared>> {
+        let reader = Reader::new(&socket)?;
+        let shared = Arc::new_cyclic(|me| Shared {
+            me: me.clone(),
             state: Mutex::new(State {
-                conn,
+                link: Link::new(conn),
+                wire: Wire::new(ws),
                 reader: Some(reader),
-                writing: false,
-                write_failed: None,
-                waiters: Waiters::default(),
-                cancelled: HashSet::new(),
+                write_blocked: false,
+                writer_started: false,
+                writer_sleeping: false,
                 fg_waiters: 0,
                 fg_sleepers: 0,
                 fg_last: None,
                 bg_sleeping: false,
             }),
             cond: Condvar::new(),
+            room: Condvar::new(),
             bg_cond: Condvar::new(),
+            writer_cond: Condvar::new(),
             linger,
-            writer: Mutex::new(writer),
+            socket,
             handlers,
             pool,
             hooks,
             label,
         });
-        shared.flush(); // our Hello
-        shared
+        let mut g = shared.lock();
+        if g.wire.is_ws() {
+            // The upgrade may already have buffered the peer's first frames.
+            let State { link, wire, .. } = &mut *g;
+            wire.feed(link, Ok(0), &[], Instant::now());
+        }
+        let jobs = shared.pump(&mut g); // our Hello
+        drop(g);
+        shared.run_jobs(jobs, false);
+        Ok(shared)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs a command on the core, then sends what it queued and does what it
-    /// caused. Commands refused for backpressure wait for the writer instead.
-    pub(crate) fn command<T>(
-        self: &Arc<Self>,
-        mut f: impl FnMut(&mut State, Instant) -> T,
-        backpressured: impl Fn(&T) -> bool,
-    ) -> T {
+    /// Runs a command on the link, writes what it queued and does what it caused.
+    pub(crate) fn command<T>(self: &Arc<Self>, f: impl FnOnce(&mut Link, Instant) -> T) -> T {
         let mut g = self.lock();
-        let out = loop {
-            let out = f(&mut g, Instant::now());
-            if !backpressured(&out) {
-                break out;
-            }
-            // The writer wakes sleepers after every write; wait for room.
-            g.fg_sleepers += 1;
-            g = self
-                .cond
-                .wait_timeout(g, Duration::from_millis(100))
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-            g.fg_sleepers -= 1;
-        };
-        let jobs = collect_jobs(&mut g);
-        self.wake(&g);
+        let out = f(&mut g.link, Instant::now());
+        let jobs = self.pump(&mut g);
         drop(g);
-        self.flush();
         self.run_jobs(jobs, false);
         out
     }
 
-    /// Writes everything the core has queued, unless another thread is
-    /// writing (it will pick ours up). Shuts the socket once the connection
-    /// has closed and its last frames are out.
-    pub(crate) fn flush(self: &Arc<Self>) {
+    /// Runs a command the link admits only while its output has room. When
+    /// refused for room, waits for the link's room edge within `deadline`
+    /// and tries again; the link answers with the deadline's error once it
+    /// has passed. `wait` false answers `Busy` at once instead.
+    pub(crate) fn admit<T, E: NoRoomError>(
+        self: &Arc<Self>,
+        deadline: Option<Instant>,
+        wait: bool,
+        mut f: impl FnMut(&mut Link, Instant) -> Result<T, Admit<E>>,
+    ) -> Result<T, E> {
         let mut g = self.lock();
-        if g.writing {
-            return;
-        }
-        loop {
-            // One chunk is the common case: no Vec for it.
-            let Some(first) = g.conn.poll_transmit() else {
-                if g.conn.is_closed() {
-                    self.writer
-                        .lock()
+        let out = loop {
+            match f(&mut g.link, Instant::now()) {
+                Err(Admit::NoRoom { .. }) if wait => {}
+                other => break other,
+            }
+            // The edge is raised under this lock, so none is missed between
+            // the refusal and the wait.
+            g = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    self.room
+                        .wait_timeout(g, left)
                         .unwrap_or_else(|p| p.into_inner())
-                        .shutdown();
+                        .0
                 }
-                return;
+                None => self.room.wait(g).unwrap_or_else(|p| p.into_inner()),
             };
-            let mut rest = Vec::new();
-            while let Some(chunk) = g.conn.poll_transmit() {
-                rest.push(chunk);
+        };
+        let jobs = self.pump(&mut g);
+        drop(g);
+        self.run_jobs(jobs, false);
+        out.map_err(Admit::into_error)
+    }
+
+    /// Writes the link's output until the socket blocks, takes the link's
+    /// jobs, wakes whoever may proceed; returns the jobs to do with the
+    /// state released.
+    fn pump(&self, g: &mut State) -> Vec<Job> {
+        self.flush(g);
+        let mut jobs = Vec::new();
+        while let Some(job) = g.link.poll_job() {
+            // A cancelled handler learns it from `CallContext::is_cancelled`.
+            if !matches!(job, Job::Cancel(_)) {
+                jobs.push(job);
             }
-            if g.write_failed.is_some() {
-                continue; // nobody will read these; the reader reports the end
+        }
+        if g.link.take_room_freed() {
+            self.room.notify_all();
+        }
+        self.wake(g);
+        jobs
+    }
+
+    /// Non-blocking writes of the link's output; when the socket is full,
+    /// hands the wait for it to the writer thread. Shuts the socket once
+    /// the link is finished.
+    fn flush(&self, g: &mut State) {
+        if !g.write_blocked {
+            let State { link, wire, .. } = g;
+            match wire.flush(link, |slices| self.socket.try_send(slices)) {
+                Flushed::Done => {}
+                Flushed::Blocked => {
+                    g.write_blocked = true;
+                    self.start_writer(g);
+                }
+                Flushed::Failed => tracing::debug!(peer = %self.label, "write failed"),
             }
-            g.writing = true;
+        }
+        if g.link.is_finished() {
+            self.socket.shutdown();
+        }
+    }
+
+    /// Makes sure someone waits for the socket to become writable: the
+    /// writer thread (started on first need), or — with no threads of our
+    /// own — the caller's own wait.
+    fn start_writer(&self, g: &mut State) {
+        if self.pool.is_none() || g.writer_started {
+            return; // woken by `wake`
+        }
+        g.writer_started = true;
+        let Some(shared) = self.me.upgrade() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("rigwire-writer".into())
+            .spawn(move || shared.write_loop());
+        if let Err(e) = spawned {
+            tracing::error!(peer = %self.label, "cannot start a writer thread: {e}");
+            g.link
+                .handle_write_failed("no thread to wait for the socket");
+        }
+    }
+
+    /// The writer thread: while the socket is full, waits for it to be
+    /// writable (bounded by the link's next instant, whose timers it runs),
+    /// then writes; sleeps while nothing is blocked; ends with the link.
+    fn write_loop(self: Arc<Self>) {
+        let mut g = self.lock();
+        loop {
+            if g.link.is_finished() {
+                self.socket.shutdown();
+                break;
+            }
+            if !g.write_blocked {
+                g.writer_sleeping = true;
+                g = self.writer_cond.wait(g).unwrap_or_else(|p| p.into_inner());
+                g.writer_sleeping = false;
+                continue;
+            }
+            let wake_at = g.link.poll_interest().wake_at;
             drop(g);
-            let result = {
-                let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-                if rest.is_empty() {
-                    writer.send(std::slice::from_ref(&first))
-                } else {
-                    rest.insert(0, first);
-                    writer.send(&rest)
-                }
-            };
+            let ready = self.socket.wait(false, true, wake_at);
             g = self.lock();
-            g.writing = false;
-            self.wake(&g);
-            if let Err(e) = result {
-                tracing::debug!(peer = %self.label, "write failed: {e}");
-                g.write_failed = Some(format!("write failed: {e}"));
+            if !matches!(ready, Ok((_, false))) {
+                g.write_blocked = false;
             }
+            g.link.handle_timeout(Instant::now());
+            let jobs = self.pump(&mut g);
+            drop(g);
+            self.run_jobs(jobs, false);
+            g = self.lock();
         }
     }
 
     /// Waits until `take` finds what it wants, reading the transport itself
-    /// whenever nobody else is, until `deadline`.
+    /// whenever nobody else is and the link wants input, until `deadline`.
     pub(crate) fn wait_for<T>(
         self: &Arc<Self>,
         deadline: Option<Instant>,
-        mut take: impl FnMut(&mut State) -> Option<T>,
+        mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
         let mut g = self.lock();
         g.fg_waiters += 1;
         let found = loop {
-            if let Some(found) = take(&mut g) {
+            if let Some(found) = take(&mut g.link) {
                 break Some(found);
             }
-            let now = Instant::now();
-            if deadline.is_some_and(|d| now >= d) {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 break None;
             }
-            g = match g.reader.is_some() {
-                true => self.read_step(g, deadline),
-                false => self.idle_step(g, deadline, false),
+            let read = g.reader.is_some() && g.link.poll_interest().read;
+            g = if self.pool.is_none() && g.write_blocked {
+                self.socket_step(g, deadline)
+            } else if read {
+                self.read_step(g, deadline)
+            } else {
+                self.idle_step(g, deadline, false)
             };
         };
         g.fg_waiters -= 1;
@@ -235,103 +313,137 @@ impl Shared {
         found
     }
 
-    /// Wakes whoever may now proceed: sleeping callers (a result, the reader
-    /// or room may be there), and the background thread when the connection
-    /// closed or, on the accepting side, when no caller holds it off.
+    /// Wakes whoever may now proceed: sleeping callers (a result or the
+    /// reader may be there), the background thread when the connection
+    /// closed or, on the accepting side, when it may read again, and the
+    /// writer thread when the socket blocked or the connection closed.
     fn wake(&self, g: &State) {
         if g.fg_sleepers > 0 {
             self.cond.notify_all();
         }
-        let reader_free_on_server =
-            g.fg_waiters == 0 && self.linger.is_zero() && g.reader.is_some();
-        if g.bg_sleeping && (g.conn.is_closed() || reader_free_on_server) {
+        let closed = g.link.is_closed();
+        let reader_free_on_server = g.fg_waiters == 0
+            && self.linger.is_zero()
+            && g.reader.is_some()
+            && g.link.poll_interest().read;
+        if g.bg_sleeping && (closed || reader_free_on_server) {
             self.bg_cond.notify_one();
+        }
+        if g.writer_sleeping && (g.write_blocked || closed) {
+            self.writer_cond.notify_one();
         }
     }
 
     /// The connection's background thread: reads whenever no caller is
-    /// reading, until the connection closes. `inline` jobs run here.
+    /// reading and the link wants input, until the connection closes.
+    /// `inline` jobs run here.
     pub(crate) fn drive(self: &Arc<Self>) {
         let mut g = self.lock();
         loop {
             // Closing always happens inside a step, which has already run the
-            // resulting work (the disconnect hook among it).
-            if g.conn.is_closed() {
+            // resulting work (the disconnect hook among it). What is left to
+            // write is the writer thread's, within the link's close linger.
+            if g.link.is_closed() {
                 break;
             }
             let now = Instant::now();
             let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
             let callers_active = g.fg_waiters > 0 || linger_until.is_some();
-            g = if g.reader.is_some() && !callers_active {
+            let read = g.reader.is_some() && g.link.poll_interest().read;
+            g = if read && !callers_active {
                 self.read_step(g, None)
             } else {
-                // Re-check at least every LINGER: a caller may leave without
-                // waking us, and our timers may have been computed before
-                // its commands changed them.
-                let recheck = linger_until.unwrap_or(now + LINGER);
-                self.idle_step(g, Some(recheck), true)
+                // Look again when the linger ends: a caller may leave
+                // without waking us.
+                let recheck = linger_until.or_else(|| callers_active.then(|| now + LINGER));
+                self.idle_step(g, recheck, true)
             };
         }
+        let jobs = self.pump(&mut g);
         drop(g);
-        self.flush();
+        self.run_jobs(jobs, false);
     }
 
-    /// Holds the reader: one read, then feeds the core, sends its output and
-    /// does the resulting work with the state released.
+    /// Holds the reader: one read bounded by the link's next instant and
+    /// `deadline`, then feeds the link, writes and does the resulting work
+    /// with the state released.
     fn read_step<'a>(
         self: &'a Arc<Self>,
         mut g: MutexGuard<'a, State>,
         deadline: Option<Instant>,
     ) -> MutexGuard<'a, State> {
         let mut reader = g.reader.take().expect("caller checked the reader is here");
-        let wake = earliest(g.conn.poll_timeout(), deadline);
+        let wake = earliest(g.link.poll_interest().wake_at, deadline);
         drop(g);
         let received = reader.read(wake);
-        let timed_out = matches!(received, Ok(Received::TimedOut));
-        let now = Instant::now();
         let mut g = self.lock();
-        match received {
-            Ok(Received::Bytes(bytes)) => g.conn.handle_input(bytes, now),
-            Ok(Received::Frames(frames)) => {
-                for frame in frames {
-                    g.conn.handle_frame(frame, now);
-                }
-            }
-            Ok(Received::TimedOut) => {}
-            Ok(Received::Closed) => {
-                let why = g
-                    .write_failed
-                    .take()
-                    .unwrap_or_else(|| "the peer closed the connection".into());
-                g.conn.handle_transport_closed(&why, now);
-            }
-            Err(e) => g
-                .conn
-                .handle_transport_closed(&format!("read failed: {e}"), now),
-        }
+        self.feed(&mut g, &received, &reader);
         g.reader = Some(reader);
-        // After data, `handle_input`/`handle_frame` have run the timers already.
-        if timed_out {
-            g.conn.handle_timeout(now);
-        }
-        let jobs = collect_jobs(&mut g);
-        self.wake(&g);
+        let jobs = self.pump(&mut g);
         drop(g);
-        self.flush();
+        let calls = jobs.iter().any(|j| matches!(j, Job::Call(_)));
         self.run_jobs(jobs, true);
-        self.flush(); // the replies of handlers that ran inline, in one write
+        let mut g = self.lock();
+        if calls {
+            // The replies of handlers that ran inline, in one write.
+            let jobs = self.pump(&mut g);
+            drop(g);
+            self.run_jobs(jobs, false);
+            g = self.lock();
+        }
+        g
+    }
+
+    /// Feeds the outcome of one read to the link, then its timers.
+    fn feed(&self, g: &mut State, received: &Received, reader: &Reader) {
+        let now = Instant::now();
+        let State { link, wire, .. } = g;
+        match received {
+            Received::Data(n) => wire.feed(link, Ok(*n), reader.buf(), now),
+            Received::TimedOut => {}
+            Received::Failed(e) => {
+                wire.feed(link, Err(io::Error::new(e.kind(), e.to_string())), &[], now)
+            }
+        }
+        link.handle_timeout(now);
+    }
+
+    /// With no threads of our own and the socket full: waits for it to be
+    /// writable (and readable, if the link wants input) within `deadline`.
+    fn socket_step<'a>(
+        self: &'a Arc<Self>,
+        g: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        let interest = g.link.poll_interest();
+        let read = interest.read && g.reader.is_some();
+        let wake = earliest(interest.wake_at, deadline);
+        drop(g);
+        let ready = self.socket.wait(read, true, wake);
+        let mut g = self.lock();
+        if !matches!(ready, Ok((_, false))) {
+            g.write_blocked = false;
+        }
+        if read && matches!(ready, Ok((true, _))) {
+            // Data is there: this read returns at once.
+            return self.read_step(g, deadline);
+        }
+        g.link.handle_timeout(Instant::now());
+        let jobs = self.pump(&mut g);
+        drop(g);
+        self.run_jobs(jobs, false);
         self.lock()
     }
 
     /// Sleeps until woken or a timer is due (someone else holds the reader,
-    /// or the background thread is keeping off it).
+    /// the link wants no input, or the background thread keeps off it).
     fn idle_step<'a>(
         self: &'a Arc<Self>,
         mut g: MutexGuard<'a, State>,
         deadline: Option<Instant>,
         background: bool,
     ) -> MutexGuard<'a, State> {
-        let wake = earliest(g.conn.poll_timeout(), deadline);
+        let wake = earliest(g.link.poll_interest().wake_at, deadline);
         let cond = if background {
             &self.bg_cond
         } else {
@@ -356,14 +468,12 @@ impl Shared {
         } else {
             g.fg_sleepers -= 1;
         }
-        g.conn.handle_timeout(Instant::now());
-        let jobs = collect_jobs(&mut g);
-        if jobs.is_empty() && g.conn.queued_output() == 0 {
+        g.link.handle_timeout(Instant::now());
+        let jobs = self.pump(&mut g);
+        if jobs.is_empty() {
             return g;
         }
-        self.wake(&g);
         drop(g);
-        self.flush();
         self.run_jobs(jobs, false);
         self.lock()
     }
@@ -398,6 +508,9 @@ impl Shared {
                         self.run_hook("on_connect", || hook(&Peer::new(Arc::clone(self))));
                     }
                 }
+                Job::PeerError(err) => {
+                    tracing::warn!(peer = %self.label, "the peer reported: {err}");
+                }
                 Job::Closed(err) => {
                     tracing::debug!(peer = %self.label, "connection closed: {err}");
                     if let Some(hook) = &self.hooks.on_disconnect {
@@ -405,6 +518,7 @@ impl Shared {
                         self.run_hook("on_disconnect", || hook(&Peer::new(Arc::clone(self)), &err));
                     }
                 }
+                _ => {}
             }
         }
     }
@@ -457,17 +571,9 @@ impl Shared {
     /// Answers call `id`; `flush` false leaves the writing to the caller.
     fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>, flush: bool) {
         let outcome = if flush {
-            self.command(
-                |s, _| {
-                    s.cancelled.remove(&id);
-                    s.conn.reply(id, result.clone())
-                },
-                |_| false,
-            )
+            self.command(|link, _| link.reply(id, result))
         } else {
-            let mut g = self.lock();
-            g.cancelled.remove(&id);
-            g.conn.reply(id, result)
+            self.lock().link.reply(id, result)
         };
         if let Err(e) = outcome {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
@@ -476,50 +582,15 @@ impl Shared {
 
     /// Lets time pass without reading: expired deadlines resolve, timers fire.
     pub(crate) fn tick(self: &Arc<Self>) {
-        let mut g = self.lock();
-        g.conn.handle_timeout(Instant::now());
-        let jobs = collect_jobs(&mut g);
-        drop(g);
-        self.flush();
-        self.run_jobs(jobs, false);
+        self.command(|link, now| link.handle_timeout(now));
     }
 
     pub(crate) fn is_cancelled(&self, id: u64) -> bool {
-        self.lock().cancelled.contains(&id)
+        self.lock().link.is_cancelled(id)
     }
 
-    /// Closes the transport at once (the reading thread wakes up).
+    /// Closes the transport at once; never waits for anything.
     pub(crate) fn shutdown_transport(&self) {
-        self.writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .shutdown();
+        self.socket.shutdown();
     }
-}
-
-/// Drains the core's events: results go to their waiters, the rest
-/// becomes work to do outside the lock.
-fn collect_jobs(s: &mut State) -> Vec<Job> {
-    let mut jobs = Vec::new();
-    while let Some(event) = s.conn.poll_event() {
-        let Some(event) = s.waiters.route(event) else {
-            continue;
-        };
-        match event {
-            Event::Connected { .. } => jobs.push(Job::Connected),
-            Event::Call(call) => jobs.push(Job::Call(call)),
-            Event::Notify(n) => jobs.push(Job::Notify(n)),
-            Event::Cancelled { id, .. } => {
-                s.cancelled.insert(id);
-            }
-            Event::Message { payload, .. } => jobs.push(Job::Message(payload)),
-            Event::PeerError(err) => tracing::warn!("the peer reported: {err}"),
-            Event::Closed(err) => {
-                s.cancelled.clear();
-                jobs.push(Job::Closed(err));
-            }
-            _ => {}
-        }
-    }
-    jobs
 }

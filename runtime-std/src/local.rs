@@ -60,7 +60,7 @@ impl LocalClient {
     /// The connection's error if it closes.
     pub fn serve(&self, duration: Duration) -> Result<(), Error> {
         let until = Instant::now() + duration;
-        match self.peer.shared.wait_for(Some(until), |s| closed(s)) {
+        match self.peer.shared.wait_for(Some(until), |link| closed(link)) {
             Some(err) => Err(err),
             None => Ok(()),
         }

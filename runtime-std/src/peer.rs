@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{CallError, Codec, Error, Payload};
+use rigwire_core::{Codec, Error, Link, Payload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::driver::{Shared, State};
+use crate::driver::Shared;
 
 /// One connected peer. Cheap to clone; every clone is the same connection.
 /// Calls block the calling thread until their answer, error or deadline;
@@ -39,7 +39,7 @@ impl Peer {
     pub fn name(&self) -> String {
         self.shared
             .lock()
-            .conn
+            .link
             .peer()
             .map(|p| p.name.clone())
             .unwrap_or_default()
@@ -52,13 +52,12 @@ impl Peer {
 
     /// Whether the handshake is done and the connection is up.
     pub fn is_connected(&self) -> bool {
-        let g = self.shared.lock();
-        g.waiters.connected() && !g.conn.is_closed()
+        self.shared.lock().link.is_connected()
     }
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<Error> {
-        self.shared.lock().conn.error().cloned().map(Error::from)
+        closed(&self.shared.lock().link)
     }
 
     /// Calls `method` with typed arguments (postcard) and decodes the result.
@@ -129,15 +128,10 @@ impl Peer {
         args: Payload,
         timeout: Option<Duration>,
     ) -> Result<RawPendingCall, Error> {
-        let outcome = self.shared.command(
-            |s, now| {
-                let id = s.conn.call(method, args.clone(), timeout, now)?;
-                s.waiters.expect_call(id);
-                Ok(id)
-            },
-            |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
-        );
-        let id = outcome?;
+        let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
+        let id = self.shared.admit(deadline, true, |link, now| {
+            link.call(method, args.clone(), deadline, now)
+        })?;
         Ok(RawPendingCall {
             shared: Arc::clone(&self.shared),
             id,
@@ -158,11 +152,11 @@ impl Peer {
     /// # Errors
     /// `Disconnected`, `TooLarge`.
     pub fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
+        let deadline = self.shared.lock().link.deadline(None, Instant::now());
         self.shared
-            .command(
-                |s, now| s.conn.notify(method, args.clone(), now),
-                |r| matches!(r, Err(CallError::Backpressure { .. })),
-            )
+            .admit(deadline, true, |link, now| {
+                link.notify(method, args.clone(), deadline, now)
+            })
             .map_err(Error::from)
     }
 
@@ -171,20 +165,13 @@ impl Peer {
     /// # Errors
     /// `Disconnected` (including a peer that dies before answering), `Busy`.
     pub fn ping(&self) -> Result<Duration, Error> {
-        let seq = self.shared.command(
-            |s, now| {
-                let seq = s.conn.ping(now)?;
-                s.waiters.expect_pong(seq);
-                Ok(seq)
-            },
-            |r: &Result<u64, CallError>| matches!(r, Err(CallError::Backpressure { .. })),
-        )?;
-        let found = self.shared.wait_for(None, |s| {
-            if let Some(rtt) = s.waiters.take_pong(seq) {
+        let seq = self.shared.command(|link, now| link.ping(now))?;
+        let found = self.shared.wait_for(None, |link| {
+            if let Some(rtt) = link.waiters().take_pong(seq) {
                 return Some(Ok(rtt));
             }
-            closed(s).map(|e| {
-                s.waiters.forget_pong(seq);
+            closed(link).map(|e| {
+                link.waiters().forget_pong(seq);
                 Err(e)
             })
         });
@@ -198,17 +185,13 @@ impl Peer {
     /// [`Error::Echo`] with `Mismatch` or `Timeout` (this send only), or `Disconnected`.
     pub fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
         let payload = payload.into();
-        let seq = self.shared.command(
-            |s, now| {
-                let seq = s.conn.confirmed_send(payload.clone(), now)?;
-                s.waiters.expect_confirm(seq);
-                Ok(seq)
-            },
-            |r: &Result<u64, rigwire_core::EchoError>| {
-                matches!(r, Err(rigwire_core::EchoError::Backpressure { .. }))
-            },
-        )?;
-        let found = self.shared.wait_for(None, |s| s.waiters.take_confirm(seq));
+        let deadline = self.shared.lock().link.deadline(None, Instant::now());
+        let seq = self.shared.admit(deadline, true, |link, now| {
+            link.confirmed_send(payload.clone(), deadline, now)
+        })?;
+        let found = self
+            .shared
+            .wait_for(None, |link| link.waiters().take_confirm(seq));
         found
             .expect("the core always resolves a confirmed send")
             .map_err(Error::from)
@@ -218,13 +201,13 @@ impl Peer {
     /// fails with `Disconnected`.
     pub fn close(&self) {
         self.shared
-            .command(|s, _| s.conn.close("closed by the application"), |_| false);
+            .command(|link, now| link.close("closed by the application", now));
     }
 }
 
 /// The sticky error of a closed connection, as the user sees it.
-pub(crate) fn closed(s: &State) -> Option<Error> {
-    s.conn.error().cloned().map(Error::from)
+pub(crate) fn closed(link: &Link) -> Option<Error> {
+    link.conn().error().cloned().map(Error::from)
 }
 
 /// A call in flight with raw payloads. Dropping it without waiting cancels
@@ -250,7 +233,7 @@ impl RawPendingCall {
     /// Whether the result (or its failure) has arrived; never blocks.
     pub fn is_ready(&self) -> bool {
         self.shared.tick();
-        self.shared.lock().waiters.call_ready(self.id)
+        self.shared.lock().link.waiters().call_ready(self.id)
     }
 
     /// Waits for the result, however long the call's deadline allows.
@@ -276,7 +259,7 @@ impl RawPendingCall {
         let id = self.id;
         let found = self
             .shared
-            .wait_for(deadline, |s| s.waiters.take_call(id))?;
+            .wait_for(deadline, |link| link.waiters().take_call(id))?;
         self.done = true;
         Some(found.map_err(Error::from))
     }
@@ -292,13 +275,7 @@ impl RawPendingCall {
         }
         self.done = true;
         let id = self.id;
-        self.shared.command(
-            |s, _| {
-                s.waiters.forget_call(id);
-                s.conn.cancel(id)
-            },
-            |_| false,
-        );
+        self.shared.command(|link, _| link.cancel(id));
     }
 }
 

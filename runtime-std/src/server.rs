@@ -272,6 +272,14 @@ impl ServerInner {
             label.clone(),
             Duration::ZERO,
         );
+        let shared = match shared {
+            Ok(shared) => shared,
+            Err(e) => {
+                tracing::warn!(peer = %label, "{e}");
+                self.forget(id);
+                return;
+            }
+        };
         if over_limit || self.stopping.load(Ordering::SeqCst) {
             let (code, reason) = if over_limit {
                 let limit = self.config.max_connections;
@@ -286,7 +294,7 @@ impl ServerInner {
                 )
             };
             tracing::warn!(peer = %label, "rejecting: {reason}");
-            shared.command(|s, _| s.conn.reject(code, &reason), |_| false);
+            shared.command(|link, now| link.reject(code, &reason, now));
             self.forget(id);
             return;
         }
@@ -409,14 +417,12 @@ impl RunningServer {
         let until = Instant::now() + grace;
         let peers = self.inner.all_peers();
         for peer in &peers {
-            let busy = |p: &Peer| p.shared.lock().conn.incoming_in_flight() > 0;
+            let busy = |p: &Peer| p.shared.lock().link.conn().incoming_in_flight() > 0;
             while busy(peer) && Instant::now() < until {
                 thread::sleep(Duration::from_millis(5));
             }
-            peer.shared.command(
-                |s, _| s.conn.shutdown("the server is shutting down"),
-                |_| false,
-            );
+            peer.shared
+                .command(|link, now| link.shutdown("the server is shutting down", now));
         }
         let threads: Vec<JoinHandle<()>> = {
             let mut conns = self

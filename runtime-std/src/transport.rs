@@ -1,22 +1,19 @@
 //! Transports chosen by URL: `tcp://host:port`, `unix:///path`,
-//! `ws://host:port/path`. Each connection is split into a [`Reader`] (held by
-//! whichever thread is reading) and a [`Writer`] (behind the connection's
-//! write lock), so reading and writing never wait for each other.
+//! `ws://host:port/path`. A connection is one socket: whichever thread holds
+//! the [`Reader`] blocks in reads bounded by a timeout; writes never block
+//! ([`Socket::try_send`]); a thread that must wait for room in the kernel's
+//! buffer waits with [`Socket::wait`], bounded by a deadline.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 pub use rigwire_core::Endpoint;
 use rigwire_core::Error;
 use rigwire_ws::{Handshake, WsCodec};
-
-/// Bytes read per system call on byte streams.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A connected socket of either family.
 #[derive(Debug)]
@@ -40,12 +37,64 @@ impl Socket {
         }
     }
 
+    /// Writes what the kernel takes now, without blocking (and without
+    /// `SIGPIPE` on a closed peer); `WouldBlock` if it takes nothing.
+    pub(crate) fn try_send(&self, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+        use rustix::net::{sendmsg, SendAncillaryBuffer, SendFlags};
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        sendmsg(self, slices, &mut SendAncillaryBuffer::default(), flags).map_err(io::Error::from)
+    }
+
+    /// Waits until the socket is readable (if `read`) or writable (if
+    /// `write`), or `deadline` passes. Returns (readable, writable); a
+    /// closed or failed socket counts as both.
+    pub(crate) fn wait(
+        &self,
+        read: bool,
+        write: bool,
+        deadline: Option<Instant>,
+    ) -> io::Result<(bool, bool)> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut events = PollFlags::empty();
+        if read {
+            events |= PollFlags::IN;
+        }
+        if write {
+            events |= PollFlags::OUT;
+        }
+        let timeout = deadline
+            .map(|d| Timespec::try_from(d.saturating_duration_since(Instant::now())))
+            .transpose()
+            .map_err(|_| io::Error::other("timeout out of range"))?;
+        let mut fds = [PollFd::new(self, events)];
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok((false, false)),
+            Err(e) => return Err(e.into()),
+        }
+        let got = fds[0].revents();
+        let broken = got.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL);
+        Ok((
+            broken || got.contains(PollFlags::IN),
+            broken || got.contains(PollFlags::OUT),
+        ))
+    }
+
     /// Ends both directions; a thread blocked reading it wakes with end of stream.
     pub(crate) fn shutdown(&self) {
         let _ = match self {
             Socket::Tcp(s) => s.shutdown(Shutdown::Both),
             Socket::Unix(s) => s.shutdown(Shutdown::Both),
         };
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Socket::Tcp(s) => s.as_fd(),
+            Socket::Unix(s) => s.as_fd(),
+        }
     }
 }
 
@@ -76,38 +125,42 @@ impl Write for Socket {
     }
 }
 
-type SharedWs = Arc<Mutex<WsCodec>>;
-
-/// The receiving half of a connection.
+/// The receiving side of a connection: held by whichever thread reads.
 #[derive(Debug)]
 pub(crate) struct Reader {
     socket: Socket,
     buf: Vec<u8>,
     /// The read timeout currently set on the socket, to skip needless system calls.
     timeout: Option<Duration>,
-    ws: Option<SharedWs>,
-    /// Frames tungstenite had already buffered during the handshake.
-    early: Vec<Bytes>,
 }
 
 /// What one read produced.
-pub(crate) enum Received<'a> {
-    /// Bytes of a byte stream.
-    Bytes(&'a [u8]),
-    /// Whole frames of a message transport (possibly none, for a partial one).
-    Frames(Vec<Bytes>),
+pub(crate) enum Received {
+    /// `n` bytes are in [`Reader::buf`]; 0 is the end of the stream.
+    Data(usize),
     /// Nothing arrived before the deadline.
     TimedOut,
-    /// The peer closed the transport.
-    Closed,
+    /// The read failed.
+    Failed(io::Error),
 }
 
 impl Reader {
+    /// A reader on its own handle of `socket`.
+    pub(crate) fn new(socket: &Socket) -> io::Result<Reader> {
+        Ok(Reader {
+            socket: socket.try_clone()?,
+            buf: vec![0; rigwire_core::link::READ_CHUNK],
+            timeout: None,
+        })
+    }
+
+    /// The bytes of the last read.
+    pub(crate) fn buf(&self) -> &[u8] {
+        &self.buf
+    }
+
     /// Blocks until data arrives, the transport closes, or `deadline` passes.
-    pub(crate) fn read(&mut self, deadline: Option<Instant>) -> io::Result<Received<'_>> {
-        if !self.early.is_empty() {
-            return Ok(Received::Frames(std::mem::take(&mut self.early)));
-        }
+    pub(crate) fn read(&mut self, deadline: Option<Instant>) -> Received {
         let wanted = deadline.map(|d| {
             d.saturating_duration_since(Instant::now())
                 .max(Duration::from_micros(500))
@@ -123,108 +176,26 @@ impl Reader {
             _ => true,
         };
         if rearm {
-            self.socket.set_read_timeout(wanted)?;
+            if let Err(e) = self.socket.set_read_timeout(wanted) {
+                return Received::Failed(e);
+            }
             self.timeout = wanted;
         }
-        let n = match self.socket.read(&mut self.buf) {
-            Ok(0) => return Ok(Received::Closed),
-            Ok(n) => n,
+        match self.socket.read(&mut self.buf) {
+            Ok(n) => Received::Data(n),
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
                 ) =>
             {
-                return Ok(Received::TimedOut)
+                Received::TimedOut
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Received::TimedOut),
-            Err(e) => return Err(e),
-        };
-        let Some(ws) = &self.ws else {
-            return Ok(Received::Bytes(&self.buf[..n]));
-        };
-        let decoded = ws
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .decode(&self.buf[..n])?;
-        Ok(match decoded.closed {
-            true => Received::Closed,
-            false => Received::Frames(decoded.frames),
-        })
-    }
-}
-
-/// The sending half of a connection.
-#[derive(Debug)]
-pub(crate) struct Writer {
-    socket: Socket,
-    ws: Option<SharedWs>,
-}
-
-impl Writer {
-    /// Writes chunks in order: on streams in as few system calls as the kernel
-    /// allows, on websocket one binary message per chunk (plus any control
-    /// frames tungstenite has queued, such as pongs).
-    pub(crate) fn send(&mut self, chunks: &[Bytes]) -> io::Result<()> {
-        match &self.ws {
-            None => write_all_vectored(&mut self.socket, chunks),
-            Some(ws) => {
-                let out = {
-                    let mut ws = ws.lock().unwrap_or_else(|p| p.into_inner());
-                    for chunk in chunks {
-                        ws.encode(chunk.clone())?;
-                    }
-                    ws.take_output()
-                };
-                self.socket.write_all(&out)
-            }
+            Err(e) => Received::Failed(e),
         }
     }
-
-    /// Closes the transport; the reading thread wakes with end of stream.
-    pub(crate) fn shutdown(&self) {
-        self.socket.shutdown();
-    }
-}
-
-fn write_all_vectored(socket: &mut Socket, chunks: &[Bytes]) -> io::Result<()> {
-    if let [one] = chunks {
-        return socket.write_all(one);
-    }
-    let mut slices: Vec<IoSlice<'_>> = chunks.iter().map(|c| IoSlice::new(c)).collect();
-    let mut rest = &mut slices[..];
-    while !rest.is_empty() {
-        let n = socket.write_vectored(rest)?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut rest, n);
-    }
-    Ok(())
-}
-
-/// Splits a connected socket (after any websocket upgrade) into halves.
-fn split(socket: Socket, ws: Option<WsCodec>) -> io::Result<(Reader, Writer)> {
-    let (ws, early) = match ws {
-        Some(mut codec) => {
-            // The upgrade may already have buffered the peer's first frames.
-            let early = codec.decode(&[])?.frames;
-            (Some(Arc::new(Mutex::new(codec))), early)
-        }
-        None => (None, Vec::new()),
-    };
-    let writer = Writer {
-        socket: socket.try_clone()?,
-        ws: ws.clone(),
-    };
-    let reader = Reader {
-        socket,
-        buf: vec![0; READ_CHUNK],
-        timeout: None,
-        ws,
-        early,
-    };
-    Ok((reader, writer))
 }
 
 /// Runs a websocket upgrade over a blocking socket: send what the handshake
@@ -271,7 +242,7 @@ pub(crate) fn connect(
     endpoint: &Endpoint,
     max_frame: u32,
     timeout: Duration,
-) -> Result<(Reader, Writer), Error> {
+) -> Result<(Socket, Option<WsCodec>), Error> {
     let fail = |reason: String| Error::Connect {
         url: endpoint.to_string(),
         reason,
@@ -292,7 +263,7 @@ pub(crate) fn connect(
         }
         _ => None,
     };
-    split(socket, ws).map_err(|e| fail(e.to_string()))
+    Ok((socket, ws))
 }
 
 fn dial_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
@@ -398,11 +369,11 @@ impl Listener {
         mut socket: Socket,
         max_frame: u32,
         timeout: Duration,
-    ) -> Result<(Reader, Writer), String> {
+    ) -> Result<(Socket, Option<WsCodec>), String> {
         let Listener::Tcp(_, Some(path)) = self else {
-            return split(socket, None).map_err(|e| e.to_string());
+            return Ok((socket, None));
         };
         let codec = upgrade(&mut socket, Handshake::server(path, max_frame)?, timeout)?;
-        split(socket, Some(codec)).map_err(|e| e.to_string())
+        Ok((socket, Some(codec)))
     }
 }

@@ -51,6 +51,9 @@ fn cancelling_a_pending_call_reaches_the_handler() {
         let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
         let pending = client.start::<_, bool>("watch_cancel", &()).unwrap();
         assert!(!pending.is_ready());
+        // Cancelled before the rig read the call, the handler would never
+        // start (tested in the core); here it is running.
+        assert!(probe.watching.wait(Duration::from_secs(10)), "{url}");
         pending.cancel();
         assert!(probe.saw_cancel.wait(Duration::from_secs(10)), "{url}");
         server.shutdown(Duration::from_secs(1));

@@ -61,6 +61,8 @@ pub struct Probe {
     pub gate: Gate,
     /// `watch_cancel` opens this when it sees its call cancelled.
     pub saw_cancel: Gate,
+    /// `watch_cancel` opens this when it starts.
+    pub watching: Gate,
 }
 
 /// The test rig: add, echo (raw), fail, sleep_ms, panic, block (until the
@@ -118,8 +120,10 @@ pub fn rig(url: &str, config: Config, probe: Probe) -> RunningServer {
         })
         .unwrap();
     let saw = probe.saw_cancel.clone();
+    let watching = probe.watching.clone();
     server
         .expose_with("watch_cancel", move |ctx: &CallContext, (): ()| {
+            watching.open();
             for _ in 0..2000 {
                 if ctx.is_cancelled() {
                     saw.open();
