@@ -223,6 +223,8 @@ pub struct Link {
     close_by: Option<Instant>,
     /// The transport reported its end (or the link gave up on it).
     transport_done: bool,
+    /// Counts what waiting callers may be waiting for; see [`progress`](Link::progress).
+    progress: u64,
 }
 
 impl Link {
@@ -240,6 +242,7 @@ impl Link {
             room_freed: false,
             close_by: None,
             transport_done: false,
+            progress: 0,
         };
         link.settle();
         link
@@ -290,6 +293,15 @@ impl Link {
     /// made before the handshake completed.
     pub fn queued_output(&self) -> usize {
         self.unsent.bytes() + self.conn.queued_before_handshake()
+    }
+
+    /// A count that moves whenever something a waiting caller may be
+    /// waiting for happened: a result was routed to [`waiters`](Self::waiters),
+    /// the handshake completed, the connection closed. Wake waiting callers
+    /// when it moved, and only then: waking them for nothing makes them
+    /// wake each other in turn.
+    pub fn progress(&self) -> u64 {
+        self.progress
     }
 
     /// Whether the handler of incoming call `id` should stop: the peer
@@ -575,16 +587,21 @@ impl Link {
         }
         while let Some(event) = self.conn.poll_event() {
             let Some(event) = self.waiters.route(event) else {
+                self.progress += 1; // a result for a waiter
                 continue;
             };
             match event {
-                Event::Connected { .. } => self.jobs.push_back(Job::Connected),
+                Event::Connected { .. } => {
+                    self.progress += 1;
+                    self.jobs.push_back(Job::Connected);
+                }
                 Event::Call(call) => self.jobs.push_back(Job::Call(call)),
                 Event::Notify(n) => self.jobs.push_back(Job::Notify(n)),
                 Event::Cancelled { id, .. } => self.on_cancelled(id),
                 Event::Message { payload, .. } => self.jobs.push_back(Job::Message(payload)),
                 Event::PeerError(err) => self.jobs.push_back(Job::PeerError(err)),
                 Event::Closed(err) => {
+                    self.progress += 1;
                     self.close_by = now.checked_add(CLOSE_LINGER);
                     self.wake_room_waiters();
                     self.jobs.push_back(Job::Closed(err));

@@ -54,12 +54,14 @@ pub(crate) struct State {
     tasks: HashMap<u64, Task<()>>,
     fg_waiters: usize,
     fg_last: Option<Instant>,
+    /// The link's progress when waiting callers were last woken.
+    woken_at: u64,
 }
 
 /// Everything one connection's tasks share.
 pub(crate) struct Shared {
     state: Mutex<State>,
-    /// Wakes callers: a result arrived, the reader is free, closed.
+    /// Wakes callers: a result arrived, the handshake completed, closed.
     changed: Event,
     /// Wakes callers waiting for room in the output (the link's edge).
     room: Event,
@@ -95,6 +97,7 @@ impl Shared {
                 tasks: HashMap::new(),
                 fg_waiters: 0,
                 fg_last: None,
+                woken_at: 0,
             }),
             changed: Event::new(),
             room: Event::new(),
@@ -202,6 +205,13 @@ impl Shared {
         if g.link.take_room_freed() {
             self.room.notify(usize::MAX);
         }
+        // Callers are woken when something they may wait for happened, and
+        // only then: woken for nothing, they would wake each other in turn.
+        let progress = g.link.progress();
+        if progress != g.woken_at {
+            g.woken_at = progress;
+            self.changed.notify(usize::MAX);
+        }
         jobs
     }
 
@@ -221,7 +231,6 @@ impl Shared {
                 self.finish(more);
             }
         }
-        self.changed.notify(usize::MAX);
         if closing {
             self.driver_wake.notify(usize::MAX);
             self.closed.notify(usize::MAX);
@@ -517,8 +526,7 @@ impl Drop for WaiterGuard<'_> {
         g.fg_waiters -= 1;
         g.fg_last = Some(Instant::now());
         drop(g);
-        // The reader may be free now, and on the accepting side nobody else reads.
-        self.0.changed.notify(usize::MAX);
+        // On the accepting side nobody else reads now.
         if self.0.linger.is_zero() {
             self.0.driver_wake.notify(usize::MAX);
         }

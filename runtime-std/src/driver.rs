@@ -67,6 +67,8 @@ pub(crate) struct State {
     /// Whether the background thread is asleep on `bg_cond` (waking it
     /// otherwise is a wasted system call on every message).
     bg_sleeping: bool,
+    /// The link's progress when sleeping callers were last woken.
+    woken_at: u64,
 }
 
 /// Everything one connection's threads share.
@@ -118,6 +120,7 @@ impl Shared {
                 fg_sleepers: 0,
                 fg_last: None,
                 bg_sleeping: false,
+                woken_at: 0,
             }),
             cond: Condvar::new(),
             room: Condvar::new(),
@@ -206,7 +209,7 @@ impl Shared {
         if g.link.take_room_freed() {
             self.room.notify_all();
         }
-        self.wake(g);
+        self.wake(g, false);
         jobs
     }
 
@@ -309,18 +312,23 @@ impl Shared {
         };
         g.fg_waiters -= 1;
         g.fg_last = Some(Instant::now());
-        self.wake(&g);
+        // The reader may be free now for another caller or the background thread.
+        self.wake(&mut g, true);
         found
     }
 
-    /// Wakes whoever may now proceed: sleeping callers (a result or the
-    /// reader may be there), the background thread when the connection
-    /// closed or, on the accepting side, when it may read again, and the
-    /// writer thread when the socket blocked or the connection closed.
-    fn wake(&self, g: &State) {
-        if g.fg_sleepers > 0 {
+    /// Wakes whoever may now proceed: sleeping callers when a result came
+    /// (or the reader was handed back, `reader_back`), the background thread
+    /// when the connection closed or, on the accepting side, when it may read
+    /// again, and the writer thread when the socket blocked or the connection
+    /// closed. Nobody is woken for nothing: sleepers woken for nothing would
+    /// wake each other in turn.
+    fn wake(&self, g: &mut State, reader_back: bool) {
+        let progress = g.link.progress();
+        if g.fg_sleepers > 0 && (reader_back || progress != g.woken_at) {
             self.cond.notify_all();
         }
+        g.woken_at = progress;
         let closed = g.link.is_closed();
         let reader_free_on_server = g.fg_waiters == 0
             && self.linger.is_zero()
@@ -379,6 +387,7 @@ impl Shared {
         let mut g = self.lock();
         self.feed(&mut g, &received, &reader);
         g.reader = Some(reader);
+        self.wake(&mut g, true);
         let jobs = self.pump(&mut g);
         drop(g);
         let calls = jobs.iter().any(|j| matches!(j, Job::Call(_)));

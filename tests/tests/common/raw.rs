@@ -1,0 +1,192 @@
+//! Peers that misbehave on purpose, over raw loopback sockets and the core's
+//! own `Connection`: they complete the handshake honestly, then stop reading.
+//! Also the process's CPU time and resident memory, read from `/proc`, for
+//! tests that must tell a waiting task from a spinning one.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rigwire_core::{Config, Connection, Framing, Payload, Registry, Role};
+
+/// The longest a deaf peer holds its sockets.
+pub const HOLD: Duration = Duration::from_secs(30);
+
+/// Drives `conn` over `stream` until the handshake completes.
+///
+/// # Panics
+/// If it does not within 5 s: a test helper.
+pub fn handshake(stream: &mut TcpStream, conn: &mut Connection) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 64 * 1024];
+    while !conn.is_established() {
+        assert!(Instant::now() < until, "handshake did not complete");
+        assert!(!conn.is_closed(), "handshake failed: {:?}", conn.error());
+        while let Some(chunk) = conn.poll_transmit() {
+            stream.write_all(&chunk).unwrap();
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("the peer closed during the handshake"),
+            Ok(n) => conn.handle_input(&buf[..n], Instant::now()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("handshake read: {e}"),
+        }
+    }
+    while let Some(chunk) = conn.poll_transmit() {
+        stream.write_all(&chunk).unwrap();
+    }
+}
+
+/// A server that completes the handshake with every client and then never
+/// reads or writes again, holding each socket until dropped (at most
+/// [`HOLD`]).
+pub struct DeafServer {
+    /// Where to dial it.
+    pub url: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DeafServer {
+    /// Listens on loopback; `config` is the rigwire side it presents.
+    pub fn start(config: Config) -> DeafServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("tcp://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut held = Vec::new();
+            while !stopping.load(Ordering::SeqCst) && started.elapsed() < HOLD {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let mut conn = Connection::new(
+                            config.clone(),
+                            Registry::new(),
+                            Role::Server,
+                            Framing::Stream,
+                            [9; 32],
+                            Instant::now(),
+                        )
+                        .unwrap();
+                        handshake(&mut stream, &mut conn);
+                        held.push((stream, conn)); // never read again
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        DeafServer {
+            url,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for DeafServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What [`flood_without_reading`] left behind.
+pub struct Flood {
+    /// Bytes the server took before it stopped reading.
+    pub sent: usize,
+    /// The socket, still open (the server sees a peer that does not read).
+    pub stream: TcpStream,
+}
+
+/// Connects to `addr` (host:port), completes the handshake with `config`,
+/// then sends calls to `method` with `len` bytes of arguments without ever
+/// reading an answer, until the peer has taken no byte for a second or
+/// `max_bytes` are sent.
+pub fn flood_without_reading(
+    addr: &str,
+    config: Config,
+    method: &str,
+    len: usize,
+    max_bytes: usize,
+) -> Flood {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let config = Config {
+        max_outgoing_calls: u32::MAX,
+        keepalive: None,
+        ..config
+    };
+    let mut conn = Connection::new(
+        config,
+        Registry::new(),
+        Role::Client,
+        Framing::Stream,
+        [8; 32],
+        Instant::now(),
+    )
+    .unwrap();
+    handshake(&mut stream, &mut conn);
+    stream
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    // A valid `Vec<u8>`, so typed echo handlers answer it in full.
+    let args = Payload::postcard(&vec![7u8; len]).unwrap();
+    let mut sent = 0;
+    'flood: while sent < max_bytes {
+        conn.call(method, args.clone(), None, Instant::now())
+            .unwrap();
+        while let Some(chunk) = conn.poll_transmit() {
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                match stream.write(rest) {
+                    Ok(n) => {
+                        sent += n;
+                        rest = &rest[n..];
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        break 'flood;
+                    }
+                    Err(e) => panic!("flood write: {e}"),
+                }
+            }
+        }
+    }
+    Flood { sent, stream }
+}
+
+/// CPU time this process has used, user and system.
+pub fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // The fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+/// Resident memory of this process.
+pub fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}

@@ -1,0 +1,249 @@
+//! The central promise under a peer that stops reading, over real loopback
+//! sockets in both runtimes: calls end by their deadline (never behind a
+//! stuck write), a silent peer is declared dead within the keepalive bound,
+//! waiting costs no CPU, and a peer that never reads our answers is not read
+//! from, so it cannot grow our memory.
+//!
+//! The tests here run one at a time (CPU time is the process's), and each
+//! bounds its own wall time far below the deaf peer's 30 s hold.
+
+#[path = "common/raw.rs"]
+mod raw;
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use raw::{cpu_time, flood_without_reading, resident_bytes, DeafServer};
+use rigwire_core::{Config, ConnectionError, Error, Keepalive, Payload};
+
+const MIB: usize = 1024 * 1024;
+const DEADLINE: Duration = Duration::from_millis(500);
+/// Far below the deaf peer's hold: a call that waited behind a stuck write
+/// would take the whole 30 s.
+const BOUND: Duration = Duration::from_secs(5);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A client whose keepalive declares a silent peer dead after 1 s.
+fn client_config(max_frame: usize, max_queued_output: usize) -> rigwire_core::runtime::Config {
+    rigwire_core::runtime::Config {
+        protocol: Config {
+            max_frame: max_frame as u32,
+            max_queued_output,
+            keepalive: Some(Keepalive {
+                interval: Duration::from_millis(200),
+                timeout: Duration::from_secs(1),
+            }),
+            ..Config::named("script")
+        },
+        ..Default::default()
+    }
+}
+
+/// 64 KiB and 8 MiB of arguments, encoded once (encoding is not what is
+/// measured) and shared by every call without a copy.
+fn payloads() -> (Payload, Payload) {
+    let raw = |len| Payload::new(rigwire_core::Codec::Postcard, vec![0u8; len]);
+    (raw(64 * 1024), raw(8 * MIB))
+}
+
+fn assert_ended_in_time(outcome: &Result<(), Error>, took: Duration) {
+    assert!(
+        matches!(outcome, Err(Error::DeadlineExceeded | Error::Busy(_))),
+        "{outcome:?}"
+    );
+    assert!(took < BOUND, "a call took {took:?}");
+}
+
+fn assert_silent(err: Error) {
+    assert!(
+        matches!(err, Error::Disconnected(ConnectionError::PeerSilent(_))),
+        "{err}"
+    );
+}
+
+/// Asserts that waiting cost little CPU: a spinning thread or task would
+/// use about as much CPU as wall time.
+fn assert_no_spin(cpu_before: Duration, started: Instant) {
+    let cpu = cpu_time() - cpu_before;
+    let wall = started.elapsed();
+    eprintln!("waiting used {cpu:?} of CPU in {wall:?}");
+    assert!(
+        cpu < wall / 3,
+        "used {cpu:?} of CPU in {wall:?}: something spins"
+    );
+}
+
+#[test]
+fn std_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
+    let _one = serial();
+    let deaf = DeafServer::start(Config::named("deaf"));
+    let small = rigwire_std::Client::connect(&deaf.url, client_config(MIB, MIB)).unwrap();
+    let big = rigwire_std::Client::connect(&deaf.url, client_config(16 * MIB, 64 * MIB)).unwrap();
+    let (small_args, big_args) = payloads();
+    let (cpu, started) = (cpu_time(), Instant::now());
+    std::thread::scope(|s| {
+        let mut calls = Vec::new();
+        for i in 0..42 {
+            let (client, args) = match i < 40 {
+                true => (&small, small_args.clone()),
+                false => (&big, big_args.clone()),
+            };
+            calls.push(s.spawn(move || {
+                let t = Instant::now();
+                let r = client
+                    .start_raw("echo", args, Some(DEADLINE))
+                    .and_then(|c| c.wait())
+                    .map(|_| ());
+                (r, t.elapsed())
+            }));
+        }
+        for call in calls {
+            let (outcome, took) = call.join().unwrap();
+            assert_ended_in_time(&outcome, took);
+        }
+    });
+    assert_no_spin(cpu, started);
+    // The peer says nothing: keepalive declares it dead, and every later
+    // call fails at once, however long its own deadline.
+    let t = Instant::now();
+    let err = small
+        .call_timeout::<_, ()>("echo", &(), Duration::from_secs(60))
+        .unwrap_err();
+    assert_silent(err);
+    assert!(t.elapsed() < BOUND);
+}
+
+#[test]
+fn smol_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
+    let _one = serial();
+    let deaf = DeafServer::start(Config::named("deaf"));
+    smol::block_on(async {
+        let small = rigwire_smol::Client::connect(&deaf.url, client_config(MIB, MIB))
+            .await
+            .unwrap();
+        let big = rigwire_smol::Client::connect(&deaf.url, client_config(16 * MIB, 64 * MIB))
+            .await
+            .unwrap();
+        let small = std::sync::Arc::new(small);
+        let big = std::sync::Arc::new(big);
+        let (small_args, big_args) = payloads();
+        let (cpu, started) = (cpu_time(), Instant::now());
+        let mut calls = Vec::new();
+        for i in 0..42 {
+            let (client, args) = match i < 40 {
+                true => (small.clone(), small_args.clone()),
+                false => (big.clone(), big_args.clone()),
+            };
+            calls.push(smol::spawn(async move {
+                let t = Instant::now();
+                let r = client.call_raw("echo", args, Some(DEADLINE)).await;
+                (r.map(|_| ()), t.elapsed())
+            }));
+        }
+        for call in calls {
+            let (outcome, took) = call.await;
+            assert_ended_in_time(&outcome, took);
+        }
+        assert_no_spin(cpu, started);
+        let t = Instant::now();
+        let err = small
+            .call_timeout::<_, ()>("echo", &(), Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert_silent(err);
+        assert!(t.elapsed() < BOUND);
+    });
+}
+
+/// A server's limits for the flood tests: 1 MiB frames, 4 MiB of output.
+fn server_protocol() -> Config {
+    Config {
+        max_frame: MIB as u32,
+        max_queued_output: 4 * MIB,
+        ..Config::named("rig")
+    }
+}
+
+/// Floods `addr` with 64 KiB echo calls without reading an answer; the
+/// server must stop reading (the flood stalls far below its 512 MiB) and
+/// its memory must stay near its output limit.
+fn assert_flood_is_contained(addr: &str) -> raw::Flood {
+    let before = resident_bytes();
+    let flood = flood_without_reading(addr, Config::named("flood"), "echo", 64 * 1024, 512 * MIB);
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(
+        flood.sent < 64 * MIB,
+        "the server kept reading: it took {} MiB",
+        flood.sent / MIB
+    );
+    assert!(grown < 48 * MIB, "memory grew by {} MiB", grown / MIB);
+    flood
+}
+
+fn addr_of(url: &str) -> &str {
+    url.strip_prefix("tcp://").unwrap()
+}
+
+#[test]
+fn a_std_server_stops_reading_from_a_client_that_never_reads_its_answers() {
+    let _one = serial();
+    let config = rigwire_core::runtime::Config {
+        protocol: server_protocol(),
+        ..Default::default()
+    };
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config).unwrap();
+    server.expose_raw("echo", |_, args| Ok(args)).unwrap();
+    let running = server.start().unwrap();
+    let url = running.local_url();
+    let flood = assert_flood_is_contained(addr_of(&url));
+    // Other clients are served meanwhile.
+    let other = rigwire_std::Client::connect(&url, Default::default()).unwrap();
+    let echoed = other
+        .call_raw("echo", Payload::json(&"still here").unwrap())
+        .unwrap();
+    assert_eq!(echoed.decode::<String>().unwrap(), "still here");
+    drop(flood);
+    running.shutdown(Duration::from_secs(1));
+}
+
+#[test]
+fn a_smol_server_stops_reading_from_a_client_that_never_reads_its_answers() {
+    let _one = serial();
+    let config = rigwire_core::runtime::Config {
+        protocol: server_protocol(),
+        ..Default::default()
+    };
+    let mut server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", config).unwrap();
+    server
+        .expose_raw("echo", |_, args| async move { Ok(args) })
+        .unwrap();
+    let running = server.start();
+    let url = running.local_url();
+    let flood = assert_flood_is_contained(addr_of(&url));
+    drop(flood);
+    smol::block_on(running.shutdown(Duration::from_secs(1)));
+}
+
+#[test]
+fn the_relay_stops_reading_from_a_client_that_never_reads_its_answers() {
+    let _one = serial();
+    let mut config = rigwire_smol::RelayConfig::default();
+    config.clients = server_protocol();
+    let mut relay =
+        rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config).unwrap();
+    relay
+        .expose("echo", |args: Vec<u8>| async move { Ok(args) })
+        .unwrap();
+    let running = relay.start().unwrap();
+    let url = running.clients_url();
+    let started = Instant::now();
+    let flood = assert_flood_is_contained(addr_of(&url));
+    assert!(started.elapsed() < Duration::from_secs(60));
+    drop(flood);
+    smol::block_on(running.shutdown(Duration::from_secs(1)));
+}
