@@ -4,6 +4,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "../../tests/tests/common/raw.rs"]
+mod raw;
+
 const BIN: &str = env!("CARGO_BIN_EXE_rigwire");
 
 /// A `rigwire serve` child process, killed when dropped.
@@ -239,6 +242,37 @@ fn sigterm_shuts_the_rig_down_gracefully() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn sigterm_stops_a_rig_whose_peer_never_reads_within_its_grace() {
+    let mut rig = Rig::start(&[], &[]);
+    // A peer that floods calls and never reads an answer: the rig's output
+    // to it is stuck, and it holds the socket open.
+    let addr = rig.url.strip_prefix("tcp://").unwrap().to_owned();
+    let flood = raw::flood_without_reading(
+        &addr,
+        rigwire_core::Config::named("deaf"),
+        "echo",
+        64 * 1024,
+        512 * 1024 * 1024,
+    );
+    assert!(flood.sent < 256 * 1024 * 1024, "the rig kept reading");
+    rig.signal("-TERM");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = rig.process.child.try_wait().unwrap() {
+            assert!(status.success(), "{status}");
+            break;
+        }
+        // The grace period is 5 s, plus a second for the last frames.
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the rig did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(flood);
 }
 
 #[test]

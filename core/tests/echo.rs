@@ -1,5 +1,8 @@
 //! Echo-confirmed messages: exact echo, mismatch and timeout fail that send only.
 
+// The sans-IO rule (core/clippy.toml) is for core/src; tests may read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod common;
 
 use std::time::Duration;

@@ -2,6 +2,9 @@
 //! the peer does, output stays within its limit, and a peer that does not
 //! read our answers is not read from.
 
+// The sans-IO rule (core/clippy.toml) is for core/src; tests may read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;

@@ -5,6 +5,9 @@
 //! `RIGWIRE_BLESS=1 cargo test -p rigwire-core --test vectors` rewrites the
 //! files; review the diff like any other change to the wire format.
 
+// The sans-IO rule (core/clippy.toml) is for core/src; tests may read the clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

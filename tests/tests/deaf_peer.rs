@@ -232,8 +232,10 @@ fn a_smol_server_stops_reading_from_a_client_that_never_reads_its_answers() {
 #[test]
 fn the_relay_stops_reading_from_a_client_that_never_reads_its_answers() {
     let _one = serial();
-    let mut config = rigwire_smol::RelayConfig::default();
-    config.clients = server_protocol();
+    let config = rigwire_smol::RelayConfig {
+        clients: server_protocol(),
+        ..Default::default()
+    };
     let mut relay =
         rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config).unwrap();
     relay
