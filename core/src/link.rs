@@ -326,9 +326,16 @@ impl Link {
 
     // ----- outputs -----
 
+    /// Whether to read from the transport: `poll_interest().read`, without
+    /// computing the rest.
+    pub fn wants_input(&self) -> bool {
+        !self.conn.is_closed()
+            && !self.transport_done
+            && self.unsent.bytes() <= self.conn.config().max_queued_output
+    }
+
     /// What to wait for next; see [`Interest`].
     pub fn poll_interest(&self) -> Interest {
-        let limit = self.conn.config().max_queued_output;
         let writable = !self.unsent.is_empty() && self.write_failed.is_none();
         if self.conn.is_closed() {
             return Interest {
@@ -342,7 +349,7 @@ impl Link {
             };
         }
         Interest {
-            read: !self.transport_done && self.unsent.bytes() <= limit,
+            read: self.wants_input(),
             write: writable,
             wake_at: self.conn.poll_timeout(),
         }

@@ -159,19 +159,25 @@ impl Shared {
         out
     }
 
-    /// Runs a command the link admits only while its output has room. When
-    /// refused for room, waits for the link's room edge within `deadline`
-    /// and tries again; the link answers with the deadline's error once it
-    /// has passed. `wait` false answers `Busy` at once instead.
+    /// Runs a command the link admits only while its output has room. Its
+    /// deadline is fixed now, from `timeout` (or the configured default),
+    /// and handed to `f`. When refused for room, waits for the link's room
+    /// edge within that deadline and tries again; the link answers with the
+    /// deadline's error once it has passed. `wait` false answers `Busy` at
+    /// once instead.
     pub(crate) fn admit<T, E: NoRoomError>(
         self: &Arc<Self>,
-        deadline: Option<Instant>,
+        timeout: Option<Duration>,
         wait: bool,
-        mut f: impl FnMut(&mut Link, Instant) -> Result<T, Admit<E>>,
+        mut f: impl FnMut(&mut Link, Option<Instant>, Instant) -> Result<T, Admit<E>>,
     ) -> Result<T, E> {
         let mut g = self.lock();
+        let now = Instant::now();
+        let deadline = g.link.deadline(timeout, now);
+        let mut now = Some(now);
         let out = loop {
-            match f(&mut g.link, Instant::now()) {
+            let at = now.take().unwrap_or_else(Instant::now);
+            match f(&mut g.link, deadline, at) {
                 Err(Admit::NoRoom { .. }) if wait => {}
                 other => break other,
             }
@@ -301,7 +307,7 @@ impl Shared {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break None;
             }
-            let read = g.reader.is_some() && g.link.poll_interest().read;
+            let read = g.reader.is_some() && g.link.wants_input();
             g = if self.pool.is_none() && g.write_blocked {
                 self.socket_step(g, deadline)
             } else if read {
@@ -330,12 +336,14 @@ impl Shared {
         }
         g.woken_at = progress;
         let closed = g.link.is_closed();
-        let reader_free_on_server = g.fg_waiters == 0
-            && self.linger.is_zero()
-            && g.reader.is_some()
-            && g.link.poll_interest().read;
-        if g.bg_sleeping && (closed || reader_free_on_server) {
-            self.bg_cond.notify_one();
+        if g.bg_sleeping {
+            let reader_free_on_server = g.fg_waiters == 0
+                && self.linger.is_zero()
+                && g.reader.is_some()
+                && g.link.wants_input();
+            if closed || reader_free_on_server {
+                self.bg_cond.notify_one();
+            }
         }
         if g.writer_sleeping && (g.write_blocked || closed) {
             self.writer_cond.notify_one();
@@ -357,7 +365,7 @@ impl Shared {
             let now = Instant::now();
             let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
             let callers_active = g.fg_waiters > 0 || linger_until.is_some();
-            let read = g.reader.is_some() && g.link.poll_interest().read;
+            let read = g.reader.is_some() && g.link.wants_input();
             g = if read && !callers_active {
                 self.read_step(g, None)
             } else {

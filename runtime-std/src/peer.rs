@@ -128,8 +128,7 @@ impl Peer {
         args: Payload,
         timeout: Option<Duration>,
     ) -> Result<RawPendingCall, Error> {
-        let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
-        let id = self.shared.admit(deadline, true, |link, now| {
+        let id = self.shared.admit(timeout, true, |link, deadline, now| {
             link.call(method, args.clone(), deadline, now)
         })?;
         Ok(RawPendingCall {
@@ -152,9 +151,8 @@ impl Peer {
     /// # Errors
     /// `Disconnected`, `TooLarge`.
     pub fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
-        let deadline = self.shared.lock().link.deadline(None, Instant::now());
         self.shared
-            .admit(deadline, true, |link, now| {
+            .admit(None, true, |link, deadline, now| {
                 link.notify(method, args.clone(), deadline, now)
             })
             .map_err(Error::from)
@@ -185,8 +183,7 @@ impl Peer {
     /// [`Error::Echo`] with `Mismatch` or `Timeout` (this send only), or `Disconnected`.
     pub fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
         let payload = payload.into();
-        let deadline = self.shared.lock().link.deadline(None, Instant::now());
-        let seq = self.shared.admit(deadline, true, |link, now| {
+        let seq = self.shared.admit(None, true, |link, deadline, now| {
             link.confirmed_send(payload.clone(), deadline, now)
         })?;
         let found = self

@@ -158,39 +158,43 @@ impl Wire {
         !self.encoded.is_empty()
     }
 
-    /// The slices to write next, taken from `output` (the link's) and from
-    /// what the wire holds. Empty when there is nothing to write.
+    /// Fills `slices` with what to write next, taken from `output` (the
+    /// link's) and from what the wire holds; returns how many it filled
+    /// (0 when there is nothing to write). No allocation on plain streams.
     ///
     /// # Errors
     /// On websocket, a frame over the codec's limits.
-    pub fn slices<'a>(&'a mut self, output: &'a VecDeque<Bytes>) -> io::Result<Vec<IoSlice<'a>>> {
-        if let Some(codec) = &mut self.ws {
-            while self.encoded_bytes < ENCODE_AHEAD {
-                let Some(frame) = output.get(self.frames_encoded) else {
-                    break;
-                };
-                codec.encode(frame.clone())?;
-                let bytes = Bytes::from(codec.take_output());
-                self.frames_encoded += 1;
-                self.encoded_bytes += bytes.len();
-                self.encoded.push_back(Encoded {
-                    bytes,
-                    credit: frame.len(),
-                    frames: 1,
-                });
+    pub fn slices<'a>(
+        &'a mut self,
+        output: &'a VecDeque<Bytes>,
+        slices: &mut [IoSlice<'a>; MAX_SLICES],
+    ) -> io::Result<usize> {
+        let mut fill = |chunks: &mut dyn Iterator<Item = &'a [u8]>| {
+            let mut n = 0;
+            for (slot, chunk) in slices.iter_mut().zip(chunks) {
+                *slot = IoSlice::new(chunk);
+                n += 1;
             }
-            return Ok(self
-                .encoded
-                .iter()
-                .take(MAX_SLICES)
-                .map(|e| IoSlice::new(&e.bytes))
-                .collect());
+            n
+        };
+        let Some(codec) = &mut self.ws else {
+            return Ok(fill(&mut output.iter().map(|c| &c[..])));
+        };
+        while self.encoded_bytes < ENCODE_AHEAD {
+            let Some(frame) = output.get(self.frames_encoded) else {
+                break;
+            };
+            codec.encode(frame.clone())?;
+            let bytes = Bytes::from(codec.take_output());
+            self.frames_encoded += 1;
+            self.encoded_bytes += bytes.len();
+            self.encoded.push_back(Encoded {
+                bytes,
+                credit: frame.len(),
+                frames: 1,
+            });
         }
-        Ok(output
-            .iter()
-            .take(MAX_SLICES)
-            .map(|c| IoSlice::new(c))
-            .collect())
+        Ok(fill(&mut self.encoded.iter().map(|e| &e.bytes[..])))
     }
 
     /// `n` bytes of the last [`slices`](Self::slices) were written. Returns
@@ -260,9 +264,10 @@ impl Wire {
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> Flushed {
         loop {
-            let result = match self.slices(outbox.output()) {
-                Ok(slices) if slices.is_empty() => return Flushed::Done,
-                Ok(slices) => write(&slices),
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let result = match self.slices(outbox.output(), &mut slices) {
+                Ok(0) => return Flushed::Done,
+                Ok(n) => write(&slices[..n]),
                 Err(e) => Err(e),
             };
             match result {
@@ -316,8 +321,8 @@ mod tests {
     fn plain_streams_write_the_output_itself() {
         let mut wire = Wire::new(None);
         let out: VecDeque<Bytes> = [Bytes::from_static(b"abc"), Bytes::from_static(b"de")].into();
-        let slices = wire.slices(&out).unwrap();
-        assert_eq!(slices.len(), 2);
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        assert_eq!(wire.slices(&out, &mut slices).unwrap(), 2);
         assert_eq!(wire.written(4), 4);
     }
 
@@ -328,7 +333,9 @@ mod tests {
         let mut wire = Wire::new(Some(server));
         let out: VecDeque<Bytes> =
             [Bytes::from_static(b"hello"), Bytes::from_static(b"rig")].into();
-        let total: usize = wire.slices(&out).unwrap().iter().map(|s| s.len()).sum();
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let n = wire.slices(&out, &mut slices).unwrap();
+        let total: usize = slices[..n].iter().map(|s| s.len()).sum();
         assert!(total > 8, "two messages with their headers");
         assert_eq!(wire.written(3), 0, "part of the first message");
         let first_rest = 5 + 2 - 3; // 2-byte header + 5 bytes, 3 written
