@@ -102,6 +102,10 @@ fn the_lifecycle_runs_through_the_command_line() {
         ("exp.start", r#""2026-11-21_2_ZM_1""#, "running"),
         ("exp.stop", r#"{"immediately": true}"#, "stopped"),
         ("exp.cleanup", "null", "connected"),
+        // iblutil's init carries a dict of data.
+        ("exp.init", r#"{"subject": "ZM_1"}"#, "initialized"),
+        ("exp.cleanup", "null", "connected"),
+        ("exp.init", "{}", "initialized"),
     ] {
         let out = rigwire(&["call", &rig.url, method, args]);
         assert_eq!(
@@ -120,7 +124,7 @@ fn the_lifecycle_runs_through_the_command_line() {
     let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (info["status"].as_str(), info["interrupted"].as_bool()),
-        (Some("connected"), Some(true))
+        (Some("initialized"), Some(false))
     );
 }
 

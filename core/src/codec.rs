@@ -35,6 +35,37 @@ pub enum CodecError {
 }
 
 impl Payload {
+    /// Decodes a handler's arguments: as [`decode`](Self::decode), with a
+    /// failure as the `BadArguments` error the caller is sent.
+    ///
+    /// # Errors
+    /// `BadArguments`, saying why the arguments do not decode.
+    pub fn decode_args<A: DeserializeOwned>(&self) -> Result<A, crate::HandlerError> {
+        self.decode().map_err(|e| {
+            crate::HandlerError::with_kind(
+                crate::ErrorKind::BadArguments,
+                format!("arguments do not decode: {e}"),
+            )
+        })
+    }
+
+    /// Encodes a handler's result in the caller's `codec`, with a failure as
+    /// the `Internal` error the caller is sent.
+    ///
+    /// # Errors
+    /// `Internal`, saying why the result does not encode.
+    pub fn encode_result<R: Serialize + ?Sized>(
+        codec: Codec,
+        value: &R,
+    ) -> Result<Self, crate::HandlerError> {
+        Self::encode_as(codec, value).map_err(|e| {
+            crate::HandlerError::with_kind(
+                crate::ErrorKind::Internal,
+                format!("result does not encode: {e}"),
+            )
+        })
+    }
+
     /// Wraps already-encoded bytes.
     pub fn new(codec: Codec, bytes: impl Into<Bytes>) -> Self {
         Payload {

@@ -115,6 +115,8 @@ pub use event::{CancelReason, Event, IncomingCall, IncomingNotify, Stats};
 pub use framing::Framing;
 pub use group::{EventWait, GroupError, GroupResults};
 pub use handler_error::HandlerError;
-pub use lifecycle::{ExpInfo, ExpRef, ExpStatus, Lifecycle, Step, StopArgs};
+pub use lifecycle::{
+    ExpInfo, ExpRef, ExpStatus, InitData, Lifecycle, Step, StepRefused, StepRequest, StopArgs,
+};
 pub use link::{Admit, Interest, Job, Link, Outbox};
 pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};

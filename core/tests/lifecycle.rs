@@ -181,3 +181,35 @@ mod endpoints {
         }
     }
 }
+
+#[test]
+fn a_step_in_progress_refuses_every_other_step_until_it_finishes() {
+    use rigwire_core::lifecycle::StepRefused;
+    let mut rig = Lifecycle::new();
+    rig.begin(Step::Init).unwrap();
+    assert_eq!(rig.in_progress(), Some(Step::Init));
+    assert_eq!(
+        rig.begin(Step::Init),
+        Err(StepRefused::InProgress {
+            step: Step::Init,
+            in_progress: Step::Init
+        })
+    );
+    let err = rig.begin(Step::Cleanup).unwrap_err();
+    assert_eq!(err.to_string(), "cannot cleanup while init is in progress");
+    // A failed hook leaves the status as it was, and frees the rig.
+    assert_eq!(rig.finish(Step::Init, None, false), ExpStatus::Connected);
+    assert_eq!(rig.in_progress(), None);
+    rig.begin(Step::Init).unwrap();
+    assert_eq!(rig.finish(Step::Init, None, true), ExpStatus::Initialized);
+    // Out of order is still out of order.
+    assert!(matches!(
+        rig.begin(Step::Stop),
+        Err(StepRefused::OutOfOrder(_))
+    ));
+    // Finishing a step that was not begun changes nothing.
+    assert_eq!(
+        rig.finish(Step::Cleanup, None, true),
+        ExpStatus::Initialized
+    );
+}

@@ -9,7 +9,8 @@ use event_listener::Event;
 use rigwire_core::lifecycle::methods;
 use rigwire_core::runtime::Config;
 use rigwire_core::{
-    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, Payload, StopArgs,
+    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, InitData, Payload,
+    StopArgs,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -215,6 +216,16 @@ impl Group {
     /// `exp.init` on every rig at once.
     pub async fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
         self.call_all(methods::INIT, &(), timeout).await
+    }
+
+    /// `exp.init` with data (iblutil's init dict) on every rig at once.
+    pub async fn init_with(
+        &self,
+        data: &InitData,
+        timeout: Option<Duration>,
+    ) -> GroupResults<ExpStatus> {
+        self.call_all(methods::INIT, &data.as_postcard_arg(), timeout)
+            .await
     }
 
     /// `exp.start` on every rig at once.

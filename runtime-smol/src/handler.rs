@@ -165,15 +165,6 @@ where
     R: Serialize,
     Fut: Future<Output = Result<R, HandlerError>>,
 {
-    let codec = args.codec;
-    let decoded: A = args.decode().map_err(|e| {
-        HandlerError::with_kind(
-            ErrorKind::BadArguments,
-            format!("arguments do not decode: {e}"),
-        )
-    })?;
-    let value = f(decoded).await?;
-    Payload::encode_as(codec, &value).map_err(|e| {
-        HandlerError::with_kind(ErrorKind::Internal, format!("result does not encode: {e}"))
-    })
+    let value = f(args.decode_args()?).await?;
+    Payload::encode_result(args.codec, &value)
 }

@@ -1,27 +1,43 @@
 //! The standard rig service on smol: `exp.init`, `exp.start`, `exp.stop`,
 //! `exp.cleanup`, `exp.status`, `exp.info` on the core's state machine, with
-//! the rig's own work in async hooks. A step out of order is refused before
-//! any hook runs; a hook that fails leaves the status unchanged.
+//! the rig's own work in async hooks.
+//!
+//! A step is atomic: it begins (refused if out of order, or while another
+//! step's hook runs, naming that step), its hook runs, then it finishes —
+//! applied if the hook succeeded, status unchanged if it failed, panicked or
+//! was cancelled. Two concurrent `exp.init` run the hook once.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rigwire_core::lifecycle::methods;
-use rigwire_core::{Error, ExpInfo, ExpRef, ExpStatus, HandlerError, Lifecycle, Step, StopArgs};
+use rigwire_core::lifecycle::StepInProgress;
+use rigwire_core::{Error, ExpRef, HandlerError, InitData, Lifecycle, Payload, StepRequest};
 
 use crate::handler::{CallContext, Handlers};
 
-type HookFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
-type Hook<A> = Arc<dyn Fn(CallContext, A) -> HookFuture + Send + Sync>;
+type Outcome = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+type Hook<A> = Arc<dyn Fn(CallContext, A) -> Outcome + Send + Sync>;
 
 /// What a rig does at each step; every hook defaults to doing nothing.
 #[derive(Default, Clone)]
 struct Hooks {
-    init: Option<Hook<()>>,
+    init: Option<Hook<InitData>>,
     start: Option<Hook<ExpRef>>,
     stop: Option<Hook<bool>>,
     cleanup: Option<Hook<()>>,
+}
+
+impl Hooks {
+    fn run(&self, ctx: CallContext, request: StepRequest) -> Option<Outcome> {
+        match request {
+            StepRequest::Init(data) => self.init.as_ref().map(|f| f(ctx, data)),
+            StepRequest::Start(exp_ref) => self.start.as_ref().map(|f| f(ctx, exp_ref)),
+            StepRequest::Stop { immediately } => self.stop.as_ref().map(|f| f(ctx, immediately)),
+            StepRequest::Cleanup => self.cleanup.as_ref().map(|f| f(ctx, ())),
+        }
+    }
 }
 
 fn boxed<A, F, Fut>(f: F) -> Hook<A>
@@ -44,13 +60,13 @@ impl RigService {
         Self::default()
     }
 
-    /// Runs on `exp.init`.
+    /// Runs on `exp.init` with the data it carried (nothing, `null` or an object).
     pub fn on_init<F, Fut>(mut self, f: F) -> Self
     where
-        F: Fn(CallContext) -> Fut + Send + Sync + 'static,
+        F: Fn(CallContext, InitData) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.hooks.init = Some(boxed(move |ctx, ()| f(ctx)));
+        self.hooks.init = Some(boxed(f));
         self
     }
 
@@ -90,73 +106,43 @@ impl RigService {
     /// [`Error::Registry`] if an `exp.*` name is already exposed.
     pub fn expose(self, handlers: &mut Handlers) -> Result<Arc<Mutex<Lifecycle>>, Error> {
         let lifecycle = Arc::new(Mutex::new(Lifecycle::new()));
-        let hooks = self.hooks;
-        fn step<A: Send + 'static>(
-            lifecycle: &Arc<Mutex<Lifecycle>>,
-            which: Step,
-            hook: Option<Hook<A>>,
-            ctx: CallContext,
-            arg: A,
-            exp_ref: Option<ExpRef>,
-        ) -> impl Future<Output = Result<ExpStatus, HandlerError>> + Send + 'static {
-            let lifecycle = Arc::clone(lifecycle);
-            async move {
-                let lock = || lifecycle.lock().unwrap_or_else(|p| p.into_inner());
-                lock()
-                    .check(which)
-                    .map_err(|e| HandlerError::new(e.to_string()))?;
-                if let Some(hook) = hook {
-                    hook(ctx, arg).await?;
-                }
-                let status = lock()
-                    .apply(which, exp_ref)
-                    .map_err(|e| HandlerError::new(e.to_string()))?;
-                tracing::info!(%which, %status, "experiment step");
-                Ok(status)
-            }
-        }
-        let (l, h) = (Arc::clone(&lifecycle), hooks.clone());
-        handlers.expose_with(methods::INIT, move |ctx: CallContext, (): ()| {
-            step(&l, Step::Init, h.init.clone(), ctx, (), None)
-        })?;
-        let (l, h) = (Arc::clone(&lifecycle), hooks.clone());
-        handlers.expose_with(methods::START, move |ctx: CallContext, exp_ref: ExpRef| {
-            step(
-                &l,
-                Step::Start,
-                h.start.clone(),
-                ctx,
-                exp_ref.clone(),
-                Some(exp_ref),
-            )
-        })?;
-        let (l, h) = (Arc::clone(&lifecycle), hooks.clone());
-        handlers.expose_with(
+        let hooks = Arc::new(self.hooks);
+        for method in [
+            methods::INIT,
+            methods::START,
             methods::STOP,
-            move |ctx: CallContext, args: Option<StopArgs>| {
-                let immediately = args.unwrap_or_default().immediately;
-                let which = if immediately {
-                    Step::Interrupt
-                } else {
-                    Step::Stop
-                };
-                step(&l, which, h.stop.clone(), ctx, immediately, None)
-            },
-        )?;
-        let (l, h) = (Arc::clone(&lifecycle), hooks);
-        handlers.expose_with(methods::CLEANUP, move |ctx: CallContext, (): ()| {
-            step(&l, Step::Cleanup, h.cleanup.clone(), ctx, (), None)
-        })?;
+            methods::CLEANUP,
+        ] {
+            let (lifecycle, hooks) = (Arc::clone(&lifecycle), Arc::clone(&hooks));
+            handlers.expose_raw(method, move |ctx: CallContext, args: Payload| {
+                let (lifecycle, hooks) = (Arc::clone(&lifecycle), Arc::clone(&hooks));
+                async move {
+                    let request = lock(&lifecycle).begin_call(method, &args)?;
+                    let step = StepInProgress::new(|| lock(&lifecycle), &request);
+                    let peer = ctx.peer.name();
+                    if let Some(hook) = hooks.run(ctx, request.clone()) {
+                        hook.await?;
+                    }
+                    let status = step.succeed();
+                    tracing::info!(%peer, step = %request.step(), %status, "experiment step");
+                    Payload::encode_result(args.codec, &status)
+                }
+            })?;
+        }
         let l = Arc::clone(&lifecycle);
         handlers.expose(methods::STATUS, move |(): ()| {
-            let status = l.lock().unwrap_or_else(|p| p.into_inner()).status();
+            let status = lock(&l).status();
             async move { Ok(status) }
         })?;
         let l = Arc::clone(&lifecycle);
         handlers.expose(methods::INFO, move |(): ()| {
-            let info: ExpInfo = l.lock().unwrap_or_else(|p| p.into_inner()).info();
+            let info = lock(&l).info();
             async move { Ok(info) }
         })?;
         Ok(lifecycle)
     }
+}
+
+fn lock(lifecycle: &Mutex<Lifecycle>) -> MutexGuard<'_, Lifecycle> {
+    lifecycle.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{
-    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, Payload, StopArgs,
+    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, InitData, Payload,
+    StopArgs,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -227,6 +228,11 @@ impl Group {
     /// `exp.init` on every rig at once.
     pub fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
         self.call_all(methods::INIT, &(), timeout)
+    }
+
+    /// `exp.init` with data (iblutil's init dict) on every rig at once.
+    pub fn init_with(&self, data: &InitData, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
+        self.call_all(methods::INIT, &data.as_postcard_arg(), timeout)
     }
 
     /// `exp.start` on every rig at once.

@@ -90,24 +90,6 @@ impl fmt::Debug for Handlers {
     }
 }
 
-fn decode_args<A: DeserializeOwned>(args: &Payload) -> Result<A, HandlerError> {
-    args.decode().map_err(|e| {
-        HandlerError::with_kind(
-            ErrorKind::BadArguments,
-            format!("arguments do not decode: {e}"),
-        )
-    })
-}
-
-fn encode_result<R: Serialize>(
-    codec: rigwire_core::Codec,
-    value: &R,
-) -> Result<Payload, HandlerError> {
-    Payload::encode_as(codec, value).map_err(|e| {
-        HandlerError::with_kind(ErrorKind::Internal, format!("result does not encode: {e}"))
-    })
-}
-
 impl Handlers {
     /// No handlers: every call is answered `NoSuchMethod`.
     pub fn new() -> Self {
@@ -139,8 +121,8 @@ impl Handlers {
         F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
     {
         self.expose_raw(name, move |ctx, args| {
-            let value = f(ctx, decode_args(&args)?)?;
-            encode_result(args.codec, &value)
+            let value = f(ctx, args.decode_args()?)?;
+            Payload::encode_result(args.codec, &value)
         })
     }
 

@@ -1,28 +1,46 @@
 //! The standard rig service: the experiment lifecycle (`exp.init`,
 //! `exp.start`, `exp.stop`, `exp.cleanup`, `exp.status`, `exp.info`) on the
-//! core's state machine, with the rig's own work in hooks. A step out of
-//! order is refused before any hook runs; a hook that fails leaves the status
-//! unchanged.
+//! core's state machine, with the rig's own work in hooks.
+//!
+//! A step is atomic: it begins (refused if out of order, or while another
+//! step's hook runs, naming that step), its hook runs, then it finishes —
+//! applied if the hook succeeded, status unchanged if it failed or panicked.
+//! Two concurrent `exp.init` run the hook once; the other is refused.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rigwire_core::lifecycle::methods;
-use rigwire_core::{Error, ExpInfo, ExpRef, ExpStatus, Lifecycle, Step, StopArgs};
+use rigwire_core::lifecycle::StepInProgress;
+use rigwire_core::{Error, ExpRef, HandlerError, InitData, Lifecycle, Payload, StepRequest};
 
 use crate::handler::{CallContext, Dispatch, Handlers};
-use rigwire_core::HandlerError;
 
-type Hook<A> = Box<dyn Fn(&CallContext, A) -> Result<(), HandlerError> + Send + Sync>;
-
-type StartHook = Box<dyn Fn(&CallContext, &ExpRef) -> Result<(), HandlerError> + Send + Sync>;
+type Outcome = Result<(), HandlerError>;
+type InitHook = Box<dyn Fn(&CallContext, &InitData) -> Outcome + Send + Sync>;
+type StartHook = Box<dyn Fn(&CallContext, &ExpRef) -> Outcome + Send + Sync>;
+type StopHook = Box<dyn Fn(&CallContext, bool) -> Outcome + Send + Sync>;
+type CleanupHook = Box<dyn Fn(&CallContext) -> Outcome + Send + Sync>;
 
 /// What a rig does at each step; every hook defaults to doing nothing.
 #[derive(Default)]
 struct Hooks {
-    init: Option<Hook<()>>,
+    init: Option<InitHook>,
     start: Option<StartHook>,
-    stop: Option<Hook<bool>>,
-    cleanup: Option<Hook<()>>,
+    stop: Option<StopHook>,
+    cleanup: Option<CleanupHook>,
+}
+
+impl Hooks {
+    fn run(&self, ctx: &CallContext, request: &StepRequest) -> Outcome {
+        match request {
+            StepRequest::Init(data) => self.init.as_ref().map_or(Ok(()), |f| f(ctx, data)),
+            StepRequest::Start(exp_ref) => self.start.as_ref().map_or(Ok(()), |f| f(ctx, exp_ref)),
+            StepRequest::Stop { immediately } => {
+                self.stop.as_ref().map_or(Ok(()), |f| f(ctx, *immediately))
+            }
+            StepRequest::Cleanup => self.cleanup.as_ref().map_or(Ok(()), |f| f(ctx)),
+        }
+    }
 }
 
 /// Builds the lifecycle service: chain `on_*` calls, then [`expose`](Self::expose).
@@ -37,19 +55,19 @@ impl RigService {
         Self::default()
     }
 
-    /// Runs on `exp.init`.
+    /// Runs on `exp.init` with the data it carried (nothing, `null` or an object).
     pub fn on_init(
         mut self,
-        f: impl Fn(&CallContext) -> Result<(), HandlerError> + Send + Sync + 'static,
+        f: impl Fn(&CallContext, &InitData) -> Outcome + Send + Sync + 'static,
     ) -> Self {
-        self.hooks.init = Some(Box::new(move |ctx, ()| f(ctx)));
+        self.hooks.init = Some(Box::new(f));
         self
     }
 
     /// Runs on `exp.start` with the validated experiment reference.
     pub fn on_start(
         mut self,
-        f: impl Fn(&CallContext, &ExpRef) -> Result<(), HandlerError> + Send + Sync + 'static,
+        f: impl Fn(&CallContext, &ExpRef) -> Outcome + Send + Sync + 'static,
     ) -> Self {
         self.hooks.start = Some(Box::new(f));
         self
@@ -58,7 +76,7 @@ impl RigService {
     /// Runs on `exp.stop`; the flag says whether to interrupt at once.
     pub fn on_stop(
         mut self,
-        f: impl Fn(&CallContext, bool) -> Result<(), HandlerError> + Send + Sync + 'static,
+        f: impl Fn(&CallContext, bool) -> Outcome + Send + Sync + 'static,
     ) -> Self {
         self.hooks.stop = Some(Box::new(f));
         self
@@ -67,9 +85,9 @@ impl RigService {
     /// Runs on `exp.cleanup`.
     pub fn on_cleanup(
         mut self,
-        f: impl Fn(&CallContext) -> Result<(), HandlerError> + Send + Sync + 'static,
+        f: impl Fn(&CallContext) -> Outcome + Send + Sync + 'static,
     ) -> Self {
-        self.hooks.cleanup = Some(Box::new(move |ctx, ()| f(ctx)));
+        self.hooks.cleanup = Some(Box::new(f));
         self
     }
 
@@ -81,86 +99,31 @@ impl RigService {
     pub fn expose(self, handlers: &mut Handlers) -> Result<Arc<Mutex<Lifecycle>>, Error> {
         let lifecycle = Arc::new(Mutex::new(Lifecycle::new()));
         let hooks = Arc::new(self.hooks);
-        let step = {
-            let lifecycle = Arc::clone(&lifecycle);
-            Arc::new(
-                move |step: Step,
-                      ctx: &CallContext,
-                      run: &dyn Fn() -> Result<(), HandlerError>,
-                      exp_ref: Option<ExpRef>| {
-                    let lock = || lifecycle.lock().unwrap_or_else(|p| p.into_inner());
-                    lock()
-                        .check(step)
-                        .map_err(|e| HandlerError::new(e.to_string()))?;
-                    run()?;
-                    let status = lock()
-                        .apply(step, exp_ref)
-                        .map_err(|e| HandlerError::new(e.to_string()))?;
-                    tracing::info!(peer = %ctx.peer.name(), %step, %status, "experiment step");
-                    Ok::<ExpStatus, HandlerError>(status)
-                },
-            )
-        };
-        let (s, h) = (Arc::clone(&step), Arc::clone(&hooks));
-        handlers.expose_with(methods::INIT, move |ctx: &CallContext, (): ()| {
-            s(
-                Step::Init,
-                ctx,
-                &|| h.init.as_ref().map_or(Ok(()), |f| f(ctx, ())),
-                None,
-            )
-        })?;
-        let (s, h) = (Arc::clone(&step), Arc::clone(&hooks));
-        handlers.expose_with(methods::START, move |ctx: &CallContext, exp_ref: ExpRef| {
-            let run = || h.start.as_ref().map_or(Ok(()), |f| f(ctx, &exp_ref));
-            s(Step::Start, ctx, &run, Some(exp_ref.clone()))
-        })?;
-        let (s, h) = (Arc::clone(&step), Arc::clone(&hooks));
-        handlers.expose_with(
-            methods::STOP,
-            move |ctx: &CallContext, args: Option<StopArgs>| {
-                let immediately = args.unwrap_or_default().immediately;
-                let which = if immediately {
-                    Step::Interrupt
-                } else {
-                    Step::Stop
-                };
-                s(
-                    which,
-                    ctx,
-                    &|| h.stop.as_ref().map_or(Ok(()), |f| f(ctx, immediately)),
-                    None,
-                )
-            },
-        )?;
-        let (s, h) = (step, hooks);
-        handlers.expose_with(methods::CLEANUP, move |ctx: &CallContext, (): ()| {
-            s(
-                Step::Cleanup,
-                ctx,
-                &|| h.cleanup.as_ref().map_or(Ok(()), |f| f(ctx, ())),
-                None,
-            )
-        })?;
-        let l = Arc::clone(&lifecycle);
-        handlers.expose(methods::STATUS, move |(): ()| {
-            Ok(l.lock().unwrap_or_else(|p| p.into_inner()).status())
-        })?;
-        let l = Arc::clone(&lifecycle);
-        handlers.expose(
-            methods::INFO,
-            move |(): ()| -> Result<ExpInfo, HandlerError> {
-                Ok(l.lock().unwrap_or_else(|p| p.into_inner()).info())
-            },
-        )?;
-        for name in [
+        for method in [
             methods::INIT,
             methods::START,
             methods::STOP,
             methods::CLEANUP,
         ] {
-            handlers.dispatch(name, Dispatch::Pool)?;
+            let (lifecycle, hooks) = (Arc::clone(&lifecycle), Arc::clone(&hooks));
+            handlers.expose_raw(method, move |ctx, args: Payload| {
+                let request = lock(&lifecycle).begin_call(method, &args)?;
+                let step = StepInProgress::new(|| lock(&lifecycle), &request);
+                hooks.run(ctx, &request)?;
+                let status = step.succeed();
+                tracing::info!(peer = %ctx.peer.name(), step = %request.step(), %status, "experiment step");
+                Payload::encode_result(args.codec, &status)
+            })?;
+            handlers.dispatch(method, Dispatch::Pool)?;
         }
+        let l = Arc::clone(&lifecycle);
+        handlers.expose(methods::STATUS, move |(): ()| Ok(lock(&l).status()))?;
+        let l = Arc::clone(&lifecycle);
+        handlers.expose(methods::INFO, move |(): ()| Ok(lock(&l).info()))?;
         Ok(lifecycle)
     }
+}
+
+fn lock(lifecycle: &Mutex<Lifecycle>) -> MutexGuard<'_, Lifecycle> {
+    lifecycle.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -22,13 +22,15 @@ fn lifecycle_rig(
 ) -> RunningServer {
     let mut server = Server::bind("tcp://127.0.0.1:0", cfg(name)).unwrap();
     let service = RigService::new()
-        .on_init(move |_ctx: &CallContext| {
-            if broken {
-                Err(HandlerError::new("camera not found"))
-            } else {
-                Ok(())
-            }
-        })
+        .on_init(
+            move |_ctx: &CallContext, _data: &rigwire_std::core::InitData| {
+                if broken {
+                    Err(HandlerError::new("camera not found"))
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .on_start(move |ctx: &CallContext, _exp: &ExpRef| {
             if !silent {
                 ctx.peer.notify(methods::EVENT, &("armed", name))?;

@@ -22,7 +22,7 @@ fn a_smol_group_runs_an_experiment_across_both_runtimes() {
     let first_init = Arc::new(Mutex::new(true));
     let s = Arc::clone(&stops);
     rigwire_smol::RigService::new()
-        .on_init(move |_ctx| {
+        .on_init(move |_ctx, _data| {
             let fail = std::mem::replace(&mut *first_init.lock().unwrap(), false);
             async move {
                 if fail {

@@ -9,10 +9,14 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod request;
+pub use request::{InitData, StepInProgress, StepRequest};
+
 /// The methods of the standard rig service, which every runtime's lifecycle
 /// service exposes and every `Group` calls.
 pub mod methods {
-    /// Prepare for an experiment; no arguments; returns the new status.
+    /// Prepare for an experiment; the argument is optional data
+    /// ([`InitData`](super::InitData)); returns the new status.
     pub const INIT: &str = "exp.init";
     /// Start; the argument is the experiment reference; returns the new status.
     pub const START: &str = "exp.start";
@@ -280,6 +284,23 @@ pub struct OutOfOrder {
     pub hint: &'static str,
 }
 
+/// Why a step was refused: out of order, or another step still running.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StepRefused {
+    /// The step does not follow from the rig's status.
+    #[error(transparent)]
+    OutOfOrder(#[from] OutOfOrder),
+    /// Another step has begun and not finished (its hook is running).
+    #[error("cannot {step} while {in_progress} is in progress")]
+    InProgress {
+        /// The step refused.
+        step: Step,
+        /// The step still running.
+        in_progress: Step,
+    },
+}
+
 /// What `info` reports: status and the running experiment, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExpInfo {
@@ -297,6 +318,8 @@ pub struct Lifecycle {
     status: ExpStatus,
     exp_ref: Option<ExpRef>,
     interrupted: bool,
+    /// A step that has begun and not yet finished.
+    in_progress: Option<Step>,
 }
 
 impl Default for Lifecycle {
@@ -305,6 +328,7 @@ impl Default for Lifecycle {
             status: ExpStatus::Connected,
             exp_ref: None,
             interrupted: false,
+            in_progress: None,
         }
     }
 }
@@ -354,6 +378,62 @@ impl Lifecycle {
             status: self.status,
             hint,
         })
+    }
+
+    /// The step that has begun and not finished, if any.
+    pub fn in_progress(&self) -> Option<Step> {
+        self.in_progress
+    }
+
+    /// Begins `step`: it must follow from the status, and no other step may
+    /// be in progress. Until [`finish`](Self::finish), every other step is
+    /// refused, naming this one; so a rig's hook for a step runs at most once
+    /// at a time, however many callers ask at once.
+    ///
+    /// # Errors
+    /// [`StepRefused`]: out of order, or another step in progress.
+    pub fn begin(&mut self, step: Step) -> Result<(), StepRefused> {
+        if let Some(in_progress) = self.in_progress {
+            return Err(StepRefused::InProgress { step, in_progress });
+        }
+        self.check(step)?;
+        self.in_progress = Some(step);
+        Ok(())
+    }
+
+    /// Decodes a call to one of the step methods and begins its step: what
+    /// a rig's lifecycle service does before running its own work.
+    ///
+    /// # Errors
+    /// Arguments that do not decode (`BadArguments`), a step out of order
+    /// (`Handler`), or another step in progress (`Busy`), each saying why.
+    pub fn begin_call(
+        &mut self,
+        method: &str,
+        args: &crate::codec::Payload,
+    ) -> Result<StepRequest, crate::handler_error::HandlerError> {
+        let request = StepRequest::decode(method, args)?;
+        self.begin(request.step()).map_err(|refused| {
+            let kind = match refused {
+                StepRefused::InProgress { .. } => crate::message::ErrorKind::Busy,
+                _ => crate::message::ErrorKind::Handler,
+            };
+            crate::handler_error::HandlerError::with_kind(kind, refused.to_string())
+        })?;
+        Ok(request)
+    }
+
+    /// Finishes the step begun with [`begin`](Self::begin): applies it if
+    /// the rig's work `succeeded` (`exp_ref` is required for `Start`), and
+    /// leaves the status unchanged otherwise. Returns the status now.
+    pub fn finish(&mut self, step: Step, exp_ref: Option<ExpRef>, succeeded: bool) -> ExpStatus {
+        if self.in_progress == Some(step) {
+            self.in_progress = None;
+            if succeeded {
+                let _ = self.apply(step, exp_ref);
+            }
+        }
+        self.status
     }
 
     /// Takes `step`; `exp_ref` is required for `Start` and ignored otherwise.
