@@ -3,6 +3,7 @@
 //! relay, printed as a timeline. Every step checks what it expects, so the
 //! demo fails loudly if rigwire misbehaves.
 
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use rigwire_std::core::lifecycle::methods;
@@ -12,7 +13,7 @@ use rigwire_std::{
     RunningServer, Server,
 };
 
-use crate::rig::expose_demo_rig;
+use crate::rig::{self, expose_demo_rig, DemoHooks};
 
 const SECRET: &str = "demo-secret";
 
@@ -53,7 +54,12 @@ fn unexpected(what: String) -> Error {
     ))
 }
 
-fn start_rig(name: &str, timeline: &Timeline) -> Result<RunningServer, Error> {
+/// Starts a demo rig; `sleeping` learns when one of its `sleep` calls begins.
+fn start_rig(
+    name: &str,
+    timeline: &Timeline,
+    sleeping: Option<mpsc::Sender<()>>,
+) -> Result<RunningServer, Error> {
     let mut server = Server::bind("tcp://127.0.0.1:0", Config::named(name).secret(SECRET)?)?;
     let (t, rig) = (timeline.clone(), name.to_owned());
     let on_start = move |ctx: &CallContext, exp_ref: &ExpRef| {
@@ -68,7 +74,17 @@ fn start_rig(name: &str, timeline: &Timeline) -> Result<RunningServer, Error> {
             .notify(methods::EVENT, &("armed", format!("{rig} ready")))?;
         Ok(())
     };
-    expose_demo_rig(server.handlers_mut(), Some(Box::new(on_start)))?;
+    let on_sleep = sleeping.map(|tx| {
+        let tx = Mutex::new(tx);
+        Box::new(move || {
+            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(());
+        }) as rig::SleepHook
+    });
+    let hooks = DemoHooks {
+        on_start: Some(Box::new(on_start)),
+        on_sleep,
+    };
+    expose_demo_rig(server.handlers_mut(), hooks)?;
     server.start()
 }
 
@@ -76,10 +92,11 @@ fn start_rig(name: &str, timeline: &Timeline) -> Result<RunningServer, Error> {
 pub fn run() -> Result<(), Error> {
     let t = Timeline(Instant::now());
     println!("rigwire demo: a script drives three rigs over loopback TCP, with a shared secret.\n");
+    let (rig3_sleeping, sleep_began) = mpsc::channel();
     let rigs = [
-        start_rig("rig-1", &t)?,
-        start_rig("rig-2", &t)?,
-        start_rig("rig-3", &t)?,
+        start_rig("rig-1", &t, None)?,
+        start_rig("rig-2", &t, None)?,
+        start_rig("rig-3", &t, Some(rig3_sleeping))?,
     ];
     let urls: Vec<String> = rigs.iter().map(RunningServer::local_url).collect();
     for (i, url) in urls.iter().enumerate() {
@@ -163,8 +180,11 @@ pub fn run() -> Result<(), Error> {
     let killer = std::thread::spawn({
         let t = t.clone();
         move || {
-            std::thread::sleep(Duration::from_millis(100));
-            t.say("rig-3", "crashes in the middle of sleep(0.3 s)");
+            // Only once rig-3 is inside the call: the crash is mid-call on
+            // any machine, however slow.
+            if sleep_began.recv_timeout(Duration::from_secs(10)).is_ok() {
+                t.say("rig-3", "crashes in the middle of sleep(0.3 s)");
+            }
             rig3.abort();
         }
     });
@@ -226,7 +246,7 @@ fn two_hops(t: &Timeline) -> Result<(), Error> {
         &["data"],
         Config::named("scanner").secret("services-secret")?,
     );
-    expose_demo_rig(data.handlers_mut(), None)?;
+    expose_demo_rig(data.handlers_mut(), DemoHooks::default())?;
     data.expose("getFile", |name: String| {
         Ok(format!("{} bytes of {name}", 96 * 96 * 2))
     })?;

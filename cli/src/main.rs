@@ -341,10 +341,15 @@ fn serve(
     let mut running = Vec::new();
     for url in listen {
         let mut server = Server::bind(url, config.clone())?;
-        rig::expose_demo_rig(server.handlers_mut(), None)?;
+        rig::expose_demo_rig(server.handlers_mut(), rig::DemoHooks::default())?;
         server.on_connect(|peer| tracing::info!(peer = %peer.name(), "connected"));
-        server
-            .on_disconnect(|peer, why| tracing::info!(peer = %peer.name(), "disconnected: {why}"));
+        server.on_disconnect(|peer, why| match why {
+            // Say "disconnected" once, then why.
+            Error::Disconnected(why) => {
+                tracing::info!(peer = %peer.name(), "disconnected: {why}")
+            }
+            other => tracing::info!(peer = %peer.name(), "disconnected: {other}"),
+        });
         running.push(server.start()?);
     }
     let mut lines: Vec<String> = running
@@ -354,7 +359,7 @@ fn serve(
     let service = match via {
         Some((relay_url, service_name)) => {
             let mut service = rigwire_std::RemoteService::new(&[&service_name], config.clone());
-            rig::expose_demo_rig(service.handlers_mut(), None)?;
+            rig::expose_demo_rig(service.handlers_mut(), rig::DemoHooks::default())?;
             let service = service.connect(&relay_url)?;
             lines.push(format!("registered {service_name} via {relay_url}"));
             Some(service)

@@ -11,15 +11,31 @@ use rigwire_std::{
 /// Runs when the rig starts an experiment (the demo uses it to call back).
 pub type StartHook = Box<dyn Fn(&CallContext, &ExpRef) -> Result<(), HandlerError> + Send + Sync>;
 
+/// Runs when a `sleep` call begins (the demo crashes a rig in the middle of one).
+pub type SleepHook = Box<dyn Fn() + Send + Sync>;
+
+/// What the demo adds to a rig; `rigwire serve` adds nothing.
+#[derive(Default)]
+pub struct DemoHooks {
+    /// See [`StartHook`].
+    pub on_start: Option<StartHook>,
+    /// See [`SleepHook`].
+    pub on_sleep: Option<SleepHook>,
+}
+
 /// Exposes the demo rig's methods in `server` (a server's or a remote service's handlers).
 ///
 /// # Errors
 /// [`Error::Registry`] if a name clashes with one already exposed.
-pub fn expose_demo_rig(server: &mut Handlers, on_start: Option<StartHook>) -> Result<(), Error> {
+pub fn expose_demo_rig(server: &mut Handlers, hooks: DemoHooks) -> Result<(), Error> {
+    let DemoHooks { on_start, on_sleep } = hooks;
     server.expose_raw("echo", |_ctx, args: Payload| Ok(args))?;
     server.dispatch("echo", Dispatch::Inline)?;
     server.expose("add", |(a, b): (f64, f64)| Ok(a + b))?;
-    server.expose_with("sleep", |ctx: &CallContext, seconds: f64| {
+    server.expose_with("sleep", move |ctx: &CallContext, seconds: f64| {
+        if let Some(hook) = &on_sleep {
+            hook();
+        }
         if !(0.0..=3600.0).contains(&seconds) {
             return Err(HandlerError::with_kind(
                 ErrorKind::BadArguments,

@@ -76,8 +76,8 @@ pub enum ConnectionError {
     /// Nothing arrived from the peer for longer than the keepalive bound.
     #[error("peer silent for {0:?}: declared dead")]
     PeerSilent(Duration),
-    /// The peer closed the connection with `Goodbye`.
-    #[error("the peer closed the connection: {0}")]
+    /// The peer closed the connection with `Goodbye`, giving this reason.
+    #[error("the peer closed the connection ({0})")]
     PeerClosed(String),
     /// This side closed the connection.
     #[error("closed locally: {0}")]

@@ -149,15 +149,25 @@ fn a_rig_that_drops_out_mid_call_shows_as_disconnected_and_the_others_are_kept()
     let probe = Probe::default();
     let b = rig("tcp://127.0.0.1:0", cfg("b"), probe.clone());
     let group = group_of(&[("a", &a), ("b", &b)]);
+    assert_eq!(
+        group
+            .call_all::<_, i64>("add", &(1, 2), None)
+            .into_result()
+            .unwrap(),
+        [("a".to_owned(), 3), ("b".to_owned(), 3)]
+    );
+    // b dies while its `block` handler holds the call; a has no `block`
+    // and answers at once.
+    let started = probe.blocking.clone();
     let killer = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            started.wait(Duration::from_secs(10)),
+            "b never started the call"
+        );
         b.abort();
     });
-    // b blocks until it dies; a answers at once.
-    let results = group.call_all::<_, i64>("add", &(1, 2), Some(Duration::from_secs(10)));
-    killer.join().unwrap();
-    assert_eq!(results.get("a"), Some(&Ok(3)));
     let blocked = group.call_all::<_, bool>("block", &(), Some(Duration::from_secs(10)));
+    killer.join().unwrap();
     assert!(
         matches!(blocked.get("a"), Some(Err(Error::Remote(e))) if e.kind == ErrorKind::NoSuchMethod)
     );

@@ -135,7 +135,8 @@ fn a_frozen_peer_fails_every_pending_call_within_the_keepalive_bound() {
             );
         }
         // Failed by the keepalive bound (0.4 s here), not the one-hour deadline.
-        assert!(started.elapsed() < Duration::from_secs(3000));
+        // Far below the one-hour deadline it would otherwise have waited for.
+        assert!(started.elapsed() < Duration::from_secs(30));
         probe.gate.open();
         server.shutdown(Duration::ZERO);
     }

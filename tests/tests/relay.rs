@@ -322,7 +322,10 @@ fn the_shorter_deadline_wins_whichever_hop_sets_it() {
         matches!(outcome, Err(Error::DeadlineExceeded)),
         "{outcome:?}"
     );
-    assert!(probe.started.load(Ordering::SeqCst));
+    assert!(
+        wait_flag(&probe.started),
+        "the service never started the call"
+    );
     assert!(
         wait_flag(&probe.cancelled),
         "the service never saw the cancel"

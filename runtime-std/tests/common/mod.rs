@@ -63,6 +63,8 @@ pub struct Probe {
     pub saw_cancel: Gate,
     /// `watch_cancel` opens this when it starts.
     pub watching: Gate,
+    /// `block` opens this when it starts.
+    pub blocking: Gate,
 }
 
 /// The test rig: add, echo (raw), fail, sleep_ms, panic, block (until the
@@ -97,8 +99,12 @@ pub fn rig(url: &str, config: Config, probe: Probe) -> RunningServer {
         })
         .unwrap();
     let g = gate.clone();
+    let blocking = probe.blocking.clone();
     server
-        .expose("block", move |(): ()| Ok(g.wait(Duration::from_secs(20))))
+        .expose("block", move |(): ()| {
+            blocking.open();
+            Ok(g.wait(Duration::from_secs(20)))
+        })
         .unwrap()
         .dispatch("block", Dispatch::Pool)
         .unwrap();
