@@ -141,12 +141,17 @@ struct Peer {
     side: Side,
     /// Names this service registered.
     names: Vec<String>,
+    /// Counted against the connection limit (it was not refused).
+    admitted: bool,
 }
 
 /// The relay state machine.
 pub struct Relay {
     config: RelayConfig,
     own: Registry,
+    admission: crate::link::Admission,
+    /// A graceful shutdown under way: until when, and the reason.
+    drain: Option<(Instant, String)>,
     peers: BTreeMap<ConnId, Peer>,
     /// Registered name -> the service serving it.
     routes: BTreeMap<String, ConnId>,
@@ -179,6 +184,8 @@ impl Relay {
         config.clients.validate()?;
         config.services.validate()?;
         Ok(Relay {
+            admission: crate::link::Admission::new("relay", config.max_connections),
+            drain: None,
             config,
             own,
             peers: BTreeMap::new(),
@@ -215,12 +222,9 @@ impl Relay {
             }
         };
         let mut conn = Connection::new(config, registry, Role::Server, framing, nonce, now)?;
-        if self.peers.len() >= self.config.max_connections {
-            let limit = self.config.max_connections;
-            conn.reject(
-                crate::message::RejectCode::ConnectionLimit,
-                &format!("the relay is full: {limit} connections (limit {limit})"),
-            );
+        let admitted = self.admission.admit();
+        if let Err(refusal) = &admitted {
+            conn.reject(refusal.code, &refusal.reason);
         }
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -231,6 +235,7 @@ impl Relay {
                 conn,
                 side,
                 names: Vec::new(),
+                admitted: admitted.is_ok(),
             },
         );
         Ok(id)
@@ -263,6 +268,7 @@ impl Relay {
             p.conn.handle_input(bytes, now);
             self.process(id, now);
         }
+        self.check_drain(now);
     }
 
     /// One frame (websocket message) from connection `id`.
@@ -271,6 +277,7 @@ impl Relay {
             p.conn.handle_frame(frame, now);
             self.process(id, now);
         }
+        self.check_drain(now);
     }
 
     /// Connection `id`'s transport ended.
@@ -279,6 +286,7 @@ impl Relay {
             p.conn.handle_transport_closed(reason, now);
             self.process(id, now);
         }
+        self.check_drain(now);
     }
 
     /// Lets time pass on every connection.
@@ -293,13 +301,16 @@ impl Relay {
             }
             self.process(id, now);
         }
+        self.check_drain(now);
     }
 
     /// The earliest instant at which `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let drain = self.drain.as_ref().map(|(until, _)| *until);
         self.peers
             .values()
             .filter_map(|p| p.conn.poll_timeout())
+            .chain(drain)
             .min()
     }
 
@@ -311,7 +322,9 @@ impl Relay {
     /// Forgets a closed connection (after its last transmits were written).
     pub fn remove(&mut self, id: ConnId) {
         self.touched.remove(&id);
-        self.peers.remove(&id);
+        if self.peers.remove(&id).is_some_and(|p| p.admitted) {
+            self.admission.release();
+        }
     }
 
     /// Answers a call to one of the relay's own names.
@@ -341,9 +354,33 @@ impl Relay {
         }
     }
 
+    /// Shuts down gracefully: no new connection is admitted, forwarded calls
+    /// in flight may finish for up to `grace`, then (or as soon as none is
+    /// left) every connection is closed as with [`shutdown`](Self::shutdown).
+    /// The grace is a timer in [`poll_timeout`](Self::poll_timeout).
+    pub fn drain(&mut self, grace: Duration, reason: &str, now: Instant) {
+        self.admission.stop();
+        self.drain = Some((now.checked_add(grace).unwrap_or(now), reason.to_owned()));
+        self.check_drain(now);
+    }
+
+    /// During a drain: closes everything once no forwarded call is left or
+    /// the grace is over.
+    fn check_drain(&mut self, now: Instant) {
+        let Some((until, reason)) = &self.drain else {
+            return;
+        };
+        if self.forwarded.is_empty() || now >= *until {
+            let reason = reason.clone();
+            self.drain = None;
+            self.shutdown(&reason, now);
+        }
+    }
+
     /// Says goodbye on every connection (a relay shutting down); calls still
     /// in flight are answered `Shutdown` by each connection.
     pub fn shutdown(&mut self, reason: &str, now: Instant) {
+        self.admission.stop();
         let ids: Vec<ConnId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(p) = self.peers.get_mut(&id) {

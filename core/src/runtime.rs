@@ -10,48 +10,7 @@ use crate::error::{CallError, EchoError};
 use crate::event::Event;
 
 use crate::config::{Keepalive, Secret};
-
-/// Reconnect with exponential backoff after the connection is lost. Calls in
-/// flight when it is lost still fail with `Disconnected` (they may have run);
-/// the next call reconnects first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reconnect {
-    /// Wait before the first retry (default 100 ms), doubled after each failure.
-    pub initial: Duration,
-    /// Longest wait between retries (default 5 s).
-    pub max: Duration,
-    /// Attempts before giving up (default 10).
-    pub attempts: u32,
-}
-
-impl Default for Reconnect {
-    fn default() -> Self {
-        Reconnect {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-            attempts: 10,
-        }
-    }
-}
-
-impl Reconnect {
-    /// The waits before each retry: `initial`, doubled each time up to `max`,
-    /// `attempts` of them.
-    pub fn delays(&self) -> impl Iterator<Item = Duration> {
-        let max = self.max;
-        std::iter::successors(Some(self.initial), move |wait| Some((*wait * 2).min(max)))
-            .take(self.attempts as usize)
-    }
-
-    /// The same backoff, retrying for as long as it takes (a remote service
-    /// waiting for its relay to come back).
-    pub fn forever(self) -> Self {
-        Reconnect {
-            attempts: u32::MAX,
-            ..self
-        }
-    }
-}
+pub use crate::link::reconnect::Reconnect;
 
 /// Settings for a a runtime's `Client`, `Server` or `LocalClient`;
 /// the same type in every runtime.
@@ -258,22 +217,5 @@ pub fn earliest(
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reconnect_delays_double_up_to_the_cap() {
-        let policy = Reconnect {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(500),
-            attempts: 5,
-        };
-        let ms: Vec<u128> = policy.delays().map(|d| d.as_millis()).collect();
-        assert_eq!(ms, [100, 200, 400, 500, 500]);
-        assert_eq!(policy.forever().delays().take(1000).count(), 1000);
     }
 }

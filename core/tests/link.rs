@@ -272,3 +272,57 @@ proptest! {
         assert_promise(&pair);
     }
 }
+
+#[test]
+fn a_drain_lets_running_calls_finish_and_refuses_new_ones() {
+    let mut pair = connected(config("script"), config("rig"));
+    let running = pair.call(Side::Client, "slow", 10, None);
+    pair.advance(Duration::from_millis(5));
+    let now = pair.now;
+    pair.link(Side::Server)
+        .drain(Duration::from_secs(10), "the rig is shutting down", now);
+    pair.settle();
+    let late = pair.call(Side::Client, "echo", 10, None);
+    pair.advance(Duration::from_millis(20));
+    match &pair.calls[late].ended {
+        Some((_, Err(CallError::Remote(e)))) => {
+            assert_eq!(e.kind, rigwire_core::ErrorKind::Shutdown);
+            assert_eq!(e.message, "the rig is shutting down");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !pair.link(Side::Server).is_closed(),
+        "a call is still running"
+    );
+    // The slow handler (50 ms) finishes; then the connection closes.
+    pair.advance(Duration::from_millis(100));
+    assert!(matches!(pair.calls[running].ended, Some((_, Ok(_)))));
+    assert!(pair.link(Side::Server).is_closed());
+    assert!(pair.link(Side::Client).is_closed());
+}
+
+#[test]
+fn a_drain_closes_at_the_end_of_its_grace_however_long_calls_run() {
+    let mut pair = connected(config("script"), config("rig"));
+    pair.slow_handler = Duration::from_secs(60);
+    let running = pair.call(Side::Client, "slow", 10, None);
+    pair.advance(Duration::from_millis(5));
+    let now = pair.now;
+    pair.link(Side::Server)
+        .drain(Duration::from_millis(200), "bye", now);
+    // Nothing polls: the grace is a timer in the link's interest.
+    assert_eq!(
+        pair.link(Side::Server).poll_interest().wake_at,
+        Some(now + Duration::from_millis(200))
+    );
+    pair.advance(Duration::from_millis(300));
+    assert!(pair.link(Side::Server).is_closed());
+    match &pair.calls[running].ended {
+        Some((at, Err(CallError::Remote(e)))) => {
+            assert_eq!(e.kind, rigwire_core::ErrorKind::Shutdown);
+            assert!(*at <= now + Duration::from_millis(250));
+        }
+        other => panic!("{other:?}"),
+    }
+}

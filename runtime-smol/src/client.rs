@@ -135,16 +135,19 @@ impl Client {
         let Some(policy) = self.config.reconnect else {
             return Ok(current.clone());
         };
-        for (attempt, wait) in (1..).zip(policy.delays()) {
+        let mut round = policy.start();
+        while let Some(wait) = round.next(&last) {
             smol::Timer::after(wait).await;
             match open(&self.endpoint, &self.config, &self.handlers, LINGER).await {
                 Ok(peer) => {
-                    tracing::info!(peer = %self.endpoint, attempt, "reconnected");
+                    tracing::info!(peer = %self.endpoint, attempt = round.attempt(), "reconnected");
                     *current = peer.clone();
                     return Ok(peer);
                 }
-                Err(e @ (Error::AuthFailed(_) | Error::VersionMismatch { .. })) => return Err(e),
-                Err(e) => last = e,
+                Err(e) => {
+                    tracing::warn!(peer = %self.endpoint, attempt = round.attempt(), "reconnect failed: {e}");
+                    last = e;
+                }
             }
         }
         Err(last)

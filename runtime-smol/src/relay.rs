@@ -481,8 +481,8 @@ impl Inner {
                 }
                 if conn.is_closed() {
                     // A peer that never reads does not keep a closed connection forever.
-                    let until =
-                        *give_up.get_or_insert_with(|| Instant::now() + Duration::from_secs(1));
+                    let until = *give_up
+                        .get_or_insert_with(|| Instant::now() + rigwire_core::link::CLOSE_LINGER);
                     if Instant::now() >= until {
                         socket.shutdown();
                         return;
@@ -668,13 +668,13 @@ impl RunningRelay {
         for task in self.tasks.drain(..2) {
             task.cancel().await;
         }
-        let until = Instant::now() + grace;
-        while self.inner.lock().relay.forwarded_in_flight() > 0 && Instant::now() < until {
-            Timer::after(Duration::from_millis(5)).await;
-        }
+        // The relay closes every connection once its forwarded calls are
+        // answered or the grace is over (a timer the timer task runs); each
+        // connection then ends once its goodbye is out, or the link's close
+        // linger gave up on a peer that does not read.
         self.inner
-            .with_relay(|relay, now| relay.shutdown("the relay is shutting down", now));
-        let until = Instant::now() + Duration::from_secs(1);
+            .with_relay(|relay, now| relay.drain(grace, "the relay is shutting down", now));
+        let until = Instant::now() + grace + rigwire_core::link::CLOSE_LINGER;
         loop {
             let listener = self.inner.gone.listen();
             if self.inner.lock().io.is_empty() || Instant::now() >= until {

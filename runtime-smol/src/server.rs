@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rigwire_core::link::{Admission, Refusal};
 use rigwire_core::runtime::Config;
-use rigwire_core::{Connection, Endpoint, Error, HandlerError, Payload, RejectCode, Role};
+use rigwire_core::{Connection, Endpoint, Error, HandlerError, Payload, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use smol::Task;
@@ -137,6 +138,7 @@ impl Server {
     /// Starts accepting on a task.
     pub fn start(self) -> RunningServer {
         let url = self.local_url();
+        let admission = Admission::new("server", self.config.max_connections);
         let inner = Arc::new(ServerInner {
             listener: self.listener,
             config: self.config,
@@ -144,7 +146,8 @@ impl Server {
             hooks: Arc::new(self.hooks),
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            stopping: AtomicBool::new(false),
+            admission: Mutex::new(admission),
+            gone: event_listener::Event::new(),
             url: url.clone(),
         });
         let accept = smol::spawn(Arc::clone(&inner).accept_loop());
@@ -156,6 +159,9 @@ impl Server {
     }
 }
 
+/// What a server tells its peers when it shuts down.
+const SHUTTING_DOWN: &str = "the server is shutting down";
+
 struct ServerInner {
     listener: Listener,
     config: Config,
@@ -163,7 +169,9 @@ struct ServerInner {
     hooks: Arc<Hooks>,
     connections: Mutex<BTreeMap<u64, Peer>>,
     next_id: AtomicU64,
-    stopping: AtomicBool,
+    admission: Mutex<Admission>,
+    /// A connection ended.
+    gone: event_listener::Event,
     url: String,
 }
 
@@ -173,7 +181,8 @@ impl ServerInner {
             match self.listener.accept().await {
                 Ok(socket) => {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    smol::spawn(Arc::clone(&self).serve(id, socket)).detach();
+                    let admitted = self.admission().admit();
+                    smol::spawn(Arc::clone(&self).serve(id, socket, admitted)).detach();
                 }
                 Err(e) => {
                     tracing::warn!(url = %self.url, "accept failed: {e}");
@@ -183,7 +192,19 @@ impl ServerInner {
         }
     }
 
-    async fn serve(self: Arc<Self>, id: u64, socket: Socket) {
+    async fn serve(self: Arc<Self>, id: u64, socket: Socket, admitted: Result<(), Refusal>) {
+        self.serve_admitted(id, socket, &admitted).await;
+        if admitted.is_ok() {
+            self.admission().release();
+        }
+    }
+
+    async fn serve_admitted(
+        self: &Arc<Self>,
+        id: u64,
+        socket: Socket,
+        admitted: &Result<(), Refusal>,
+    ) {
         let label = format!("{} #{id}", self.url);
         let conn = Connection::new(
             self.config.protocol.clone(),
@@ -218,33 +239,28 @@ impl ServerInner {
             label.clone(),
             Duration::ZERO,
         );
-        let refuse = {
-            let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            if self.stopping.load(Ordering::SeqCst) {
-                Some((
-                    RejectCode::Shutdown,
-                    "the server is shutting down".to_owned(),
-                ))
-            } else if conns.len() >= self.config.max_connections {
-                let limit = self.config.max_connections;
-                Some((
-                    RejectCode::ConnectionLimit,
-                    format!("the server is full: {limit} connections (limit {limit})"),
-                ))
-            } else {
-                conns.insert(id, Peer::new(Arc::clone(&shared)));
-                None
+        match admitted {
+            Ok(()) => {
+                self.connections
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, Peer::new(Arc::clone(&shared)));
             }
-        };
-        if let Some((code, reason)) = refuse {
-            tracing::warn!(peer = %label, "rejecting: {reason}");
-            shared.command(|link, now| link.reject(code, &reason, now));
+            Err(refusal) => {
+                tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
+                shared.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
+            }
         }
         Arc::clone(&shared).drive().await;
         self.connections
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.gone.notify(usize::MAX);
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn all_peers(&self) -> Vec<Peer> {
@@ -315,22 +331,30 @@ impl RunningServer {
     /// Stops accepting, lets calls in progress finish for up to `grace`,
     /// answers the rest `Shutdown`, and says goodbye to every peer.
     pub async fn shutdown(mut self, grace: Duration) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.admission().stop();
         if let Some(accept) = self.accept.take() {
             accept.cancel().await;
         }
-        let until = Instant::now() + grace;
-        for peer in self.inner.all_peers() {
-            while peer.shared.lock().link.conn().incoming_in_flight() > 0 && Instant::now() < until
-            {
-                smol::Timer::after(Duration::from_millis(5)).await;
-            }
+        let peers = self.inner.all_peers();
+        for peer in &peers {
             peer.shared
-                .command(|link, now| link.shutdown("the server is shutting down", now));
+                .command(|link, now| link.drain(grace, SHUTTING_DOWN, now));
         }
-        while !self.inner.all_peers().is_empty() && Instant::now() < until + Duration::from_secs(1)
-        {
-            smol::Timer::after(Duration::from_millis(5)).await;
+        // Each link closes by the end of its grace, a timer of its own (run
+        // here), then its driver ends once its last frames are out or the
+        // link gave up on them.
+        let until = Instant::now() + grace;
+        for peer in &peers {
+            peer.shared
+                .wait_for(None, Some(until), |link| link.is_closed().then_some(()))
+                .await;
+        }
+        loop {
+            let gone = self.inner.gone.listen();
+            if self.inner.all_peers().is_empty() {
+                break;
+            }
+            gone.await;
         }
         self.inner.listener.cleanup();
         tracing::info!(url = %self.inner.url, "stopped");
@@ -338,7 +362,7 @@ impl RunningServer {
 
     /// Drops every connection at once without a goodbye, as a crashed rig would.
     pub async fn abort(mut self) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.admission().stop();
         if let Some(accept) = self.accept.take() {
             accept.cancel().await;
         }

@@ -183,8 +183,8 @@ impl ServiceInner {
             tracing::warn!(relay = %self.endpoint, "lost the relay: {why}; reconnecting");
             self.state().current = None;
             self.changed.notify(usize::MAX);
-            let mut again = None;
-            for (attempt, wait) in (1u64..).zip(self.policy.delays()) {
+            let (mut again, mut round, mut last) = (None, self.policy.start(), why);
+            while let Some(wait) = round.next(&last) {
                 let stop = self.stop.listen();
                 if self.stopping.load(Ordering::SeqCst) {
                     return;
@@ -201,14 +201,17 @@ impl ServiceInner {
                         again = Some(p);
                         break;
                     }
-                    // A refusal may be the relay still holding our old
-                    // connection: it is released within its keepalive bound.
-                    Err(e) => tracing::warn!(relay = %self.endpoint, attempt, "{e}"),
+                    Err(e) => {
+                        tracing::warn!(relay = %self.endpoint, attempt = round.attempt(), "{e}");
+                        last = e;
+                    }
                 }
             }
             match again {
                 Some(p) => peer = p,
-                None => return tracing::error!(relay = %self.endpoint, "gave up reconnecting"),
+                None => {
+                    return tracing::error!(relay = %self.endpoint, "gave up reconnecting: {last}")
+                }
             }
         }
     }

@@ -162,7 +162,8 @@ impl Client {
             return Ok(current.clone()); // its calls report the sticky error
         };
         let mut last = current.close_reason().expect("checked above");
-        for (attempt, wait) in (1..).zip(policy.delays()) {
+        let mut round = policy.start();
+        while let Some(wait) = round.next(&last) {
             thread::sleep(wait);
             match open(
                 &self.inner.endpoint,
@@ -172,12 +173,13 @@ impl Client {
                 LINGER,
             ) {
                 Ok(peer) => {
+                    let attempt = round.attempt();
                     tracing::info!(peer = %self.inner.endpoint, attempt, "reconnected");
                     *current = peer.clone();
                     return Ok(peer);
                 }
-                Err(e @ (Error::AuthFailed(_) | Error::VersionMismatch { .. })) => return Err(e),
                 Err(e) => {
+                    let attempt = round.attempt();
                     tracing::warn!(peer = %self.inner.endpoint, attempt, "reconnect failed: {e}");
                     last = e;
                 }

@@ -3,13 +3,14 @@
 //! bounded pool, and shuts down gracefully.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{Connection, Error, Payload, RejectCode, Role};
+use rigwire_core::link::{Admission, Refusal};
+use rigwire_core::{Connection, Error, Payload, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -149,6 +150,7 @@ impl Server {
     /// [`Error::Bind`] if the accept thread cannot be started.
     pub fn start(self) -> Result<RunningServer, Error> {
         let url = self.local_url();
+        let admission = Admission::new("server", self.config.max_connections);
         let inner = Arc::new(ServerInner {
             pool: Pool::new(self.config.handler_threads, "rigwire-server"),
             listener: self.listener,
@@ -157,7 +159,7 @@ impl Server {
             hooks: Arc::new(self.hooks),
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            stopping: AtomicBool::new(false),
+            admission: Mutex::new(admission),
             url: url.clone(),
         });
         let acceptor = Arc::clone(&inner);
@@ -176,6 +178,9 @@ impl Server {
     }
 }
 
+/// What a server tells its peers when it shuts down.
+const SHUTTING_DOWN: &str = "the server is shutting down";
+
 struct Conn {
     peer: Option<Peer>,
     thread: Option<JoinHandle<()>>,
@@ -189,7 +194,7 @@ struct ServerInner {
     pool: Arc<Pool>,
     connections: Mutex<BTreeMap<u64, Conn>>,
     next_id: AtomicU64,
-    stopping: AtomicBool,
+    admission: Mutex<Admission>,
     url: String,
 }
 
@@ -199,7 +204,7 @@ impl ServerInner {
             let socket = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) => {
-                    if self.stopping.load(Ordering::SeqCst) {
+                    if self.admission().is_stopping() {
                         return;
                     }
                     tracing::warn!(url = %self.url, "accept failed: {e}");
@@ -207,16 +212,16 @@ impl ServerInner {
                     continue;
                 }
             };
-            if self.stopping.load(Ordering::SeqCst) {
+            if self.admission().is_stopping() {
                 return;
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let server = Arc::clone(self);
+            let admitted = self.admission().admit();
             let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            let over_limit = conns.len() >= self.config.max_connections;
             let spawned = thread::Builder::new()
                 .name("rigwire-conn".into())
-                .spawn(move || server.serve_connection(id, socket, over_limit));
+                .spawn(move || server.serve_connection(id, socket, admitted));
             match spawned {
                 Ok(thread) => {
                     conns.insert(
@@ -232,7 +237,7 @@ impl ServerInner {
         }
     }
 
-    fn serve_connection(self: Arc<Self>, id: u64, socket: Socket, over_limit: bool) {
+    fn serve_connection(self: Arc<Self>, id: u64, socket: Socket, admitted: Result<(), Refusal>) {
         let label = format!("{} #{id}", self.url);
         let halves = match self.listener.upgrade(
             socket,
@@ -242,7 +247,7 @@ impl ServerInner {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(peer = %label, "{e}");
-                self.forget(id);
+                self.forget(id, admitted.is_ok());
                 return;
             }
         };
@@ -259,7 +264,7 @@ impl ServerInner {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("invalid configuration: {e}");
-                self.forget(id);
+                self.forget(id, admitted.is_ok());
                 return;
             }
         };
@@ -276,26 +281,14 @@ impl ServerInner {
             Ok(shared) => shared,
             Err(e) => {
                 tracing::warn!(peer = %label, "{e}");
-                self.forget(id);
+                self.forget(id, admitted.is_ok());
                 return;
             }
         };
-        if over_limit || self.stopping.load(Ordering::SeqCst) {
-            let (code, reason) = if over_limit {
-                let limit = self.config.max_connections;
-                (
-                    RejectCode::ConnectionLimit,
-                    format!("the server is full: {limit} connections (limit {limit})"),
-                )
-            } else {
-                (
-                    RejectCode::Shutdown,
-                    "the server is shutting down".to_owned(),
-                )
-            };
-            tracing::warn!(peer = %label, "rejecting: {reason}");
-            shared.command(|link, now| link.reject(code, &reason, now));
-            self.forget(id);
+        if let Err(refusal) = admitted {
+            tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
+            shared.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
+            self.forget(id, false);
             return;
         }
         if let Some(c) = self
@@ -307,16 +300,28 @@ impl ServerInner {
             c.peer = Some(Peer::new(Arc::clone(&shared)));
         }
         shared.drive();
-        self.forget(id);
+        self.forget(id, true);
     }
 
-    fn forget(&self, id: u64) {
+    /// A connection ended; `admitted` ones free their place.
+    fn forget(&self, id: u64, admitted: bool) {
+        let stopping = {
+            let mut admission = self.admission();
+            if admitted {
+                admission.release();
+            }
+            admission.is_stopping()
+        };
         let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.stopping.load(Ordering::SeqCst) {
+        if !stopping {
             conns.remove(&id);
         } else if let Some(c) = conns.get_mut(&id) {
             c.peer = None; // shutdown joins the thread
         }
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every connection with a core, handshaking or not.
@@ -400,7 +405,7 @@ impl RunningServer {
     /// killed rig would; peers see the transport end. For tests and demos of
     /// failure handling.
     pub fn abort(mut self) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.admission().stop();
         for peer in self.inner.all_peers() {
             peer.shared.shutdown_transport();
         }
@@ -411,18 +416,19 @@ impl RunningServer {
         let Some(accept) = self.accept.take() else {
             return;
         };
-        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.admission().stop();
         self.inner.listener.wake();
         let _ = accept.join();
-        let until = Instant::now() + grace;
         let peers = self.inner.all_peers();
         for peer in &peers {
-            let busy = |p: &Peer| p.shared.lock().link.conn().incoming_in_flight() > 0;
-            while busy(peer) && Instant::now() < until {
-                thread::sleep(Duration::from_millis(5));
-            }
             peer.shared
-                .command(|link, now| link.shutdown("the server is shutting down", now));
+                .command(|link, now| link.drain(grace, SHUTTING_DOWN, now));
+        }
+        // Each link closes by the end of its grace (a timer of its own);
+        // waiting here runs those timers.
+        for peer in &peers {
+            peer.shared
+                .wait_for(None, |link| link.is_closed().then_some(()));
         }
         let threads: Vec<JoinHandle<()>> = {
             let mut conns = self

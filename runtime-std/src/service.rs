@@ -204,23 +204,24 @@ impl ServiceInner {
             };
             tracing::warn!(relay = %self.endpoint, "lost the relay: {why}; reconnecting");
             self.state().current = None;
-            let mut registered = false;
-            for (attempt, wait) in (1u64..).zip(self.policy.delays()) {
+            let (mut round, mut last) = (self.policy.start(), why);
+            let registered = loop {
+                let Some(wait) = round.next(&last) else {
+                    break false;
+                };
                 if !self.pause(wait) {
                     return;
                 }
                 match self.register() {
-                    Ok(()) => {
-                        registered = true;
-                        break;
+                    Ok(()) => break true,
+                    Err(e) => {
+                        tracing::warn!(relay = %self.endpoint, attempt = round.attempt(), "{e}");
+                        last = e;
                     }
-                    // A refusal may be the relay still holding our old
-                    // connection: it is released within its keepalive bound.
-                    Err(e) => tracing::warn!(relay = %self.endpoint, attempt, "{e}"),
                 }
-            }
+            };
             if !registered {
-                return tracing::error!(relay = %self.endpoint, "gave up reconnecting");
+                return tracing::error!(relay = %self.endpoint, "gave up reconnecting: {last}");
             }
         }
     }

@@ -47,7 +47,13 @@ use crate::codec::Payload;
 use crate::connection::{Connection, PeerInfo};
 use crate::error::{CallError, ConnectionError, EchoError, RemoteError, ReplyError};
 use crate::event::{Event, IncomingCall, IncomingNotify};
+use crate::message::ErrorKind;
 use crate::runtime::Waiters;
+
+pub mod admission;
+pub mod reconnect;
+pub use admission::{Admission, Refusal};
+pub use reconnect::{is_permanent, Reconnect, Redial};
 
 /// How long a closed connection's last frames may take to leave before the
 /// runtime closes the socket anyway: a peer that never reads does not keep
@@ -225,6 +231,9 @@ pub struct Link {
     transport_done: bool,
     /// Counts what waiting callers may be waiting for; see [`progress`](Link::progress).
     progress: u64,
+    /// A graceful shutdown in progress: until when calls may finish, and
+    /// the reason the peer is told.
+    drain: Option<(Instant, String)>,
 }
 
 impl Link {
@@ -243,6 +252,7 @@ impl Link {
             close_by: None,
             transport_done: false,
             progress: 0,
+            drain: None,
         };
         link.settle();
         link
@@ -348,10 +358,11 @@ impl Link {
                 },
             };
         }
+        let drain_until = self.drain.as_ref().map(|(until, _)| *until);
         Interest {
             read: self.wants_input(),
             write: writable,
-            wake_at: self.conn.poll_timeout(),
+            wake_at: crate::runtime::earliest(self.conn.poll_timeout(), drain_until),
         }
     }
 
@@ -565,6 +576,23 @@ impl Link {
         self.settle_at(now);
     }
 
+    /// Shuts down gracefully: calls already running may finish for up to
+    /// `grace`; calls that arrive meanwhile are answered `Shutdown` at once;
+    /// then (or as soon as none is running) the connection closes as with
+    /// [`shutdown`](Self::shutdown). The grace is a timer in
+    /// [`poll_interest`](Self::poll_interest): nothing polls for it.
+    pub fn drain(&mut self, grace: Duration, reason: &str, now: Instant) {
+        let until = now.checked_add(grace).unwrap_or(now);
+        self.drain = Some((until, reason.to_owned()));
+        self.conn.handle_timeout(now);
+        self.settle_at(now);
+    }
+
+    /// Whether a graceful shutdown ([`drain`](Self::drain)) is under way.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_some()
+    }
+
     /// Refuses the connection with a reason the peer is sent.
     pub fn reject(&mut self, code: crate::message::RejectCode, reason: &str, now: Instant) {
         self.conn.handle_timeout(now);
@@ -588,34 +616,64 @@ impl Link {
     }
 
     fn settle_at(&mut self, now: Instant) {
-        self.unsent.fill(&mut self.conn);
-        if self.write_failed.is_some() || self.transport_done {
-            self.unsent.clear(); // nobody will read these
-        }
-        while let Some(event) = self.conn.poll_event() {
-            let Some(event) = self.waiters.route(event) else {
-                self.progress += 1; // a result for a waiter
-                continue;
-            };
-            match event {
-                Event::Connected { .. } => {
-                    self.progress += 1;
-                    self.jobs.push_back(Job::Connected);
+        loop {
+            self.unsent.fill(&mut self.conn);
+            if self.write_failed.is_some() || self.transport_done {
+                self.unsent.clear(); // nobody will read these
+            }
+            let mut again = false;
+            while let Some(event) = self.conn.poll_event() {
+                let Some(event) = self.waiters.route(event) else {
+                    self.progress += 1; // a result for a waiter
+                    continue;
+                };
+                match event {
+                    Event::Connected { .. } => {
+                        self.progress += 1;
+                        self.jobs.push_back(Job::Connected);
+                    }
+                    Event::Call(call) => match &self.drain {
+                        Some((_, reason)) => {
+                            let err = RemoteError::new(ErrorKind::Shutdown, reason.as_str());
+                            let _ = self.conn.reply(call.id, Err(err));
+                            again = true;
+                        }
+                        None => self.jobs.push_back(Job::Call(call)),
+                    },
+                    Event::Notify(n) => self.jobs.push_back(Job::Notify(n)),
+                    Event::Cancelled { id, .. } => self.on_cancelled(id),
+                    Event::Message { payload, .. } => self.jobs.push_back(Job::Message(payload)),
+                    Event::PeerError(err) => self.jobs.push_back(Job::PeerError(err)),
+                    Event::Closed(err) => {
+                        self.progress += 1;
+                        self.drain = None;
+                        self.close_by = now.checked_add(CLOSE_LINGER);
+                        self.wake_room_waiters();
+                        self.jobs.push_back(Job::Closed(err));
+                    }
+                    _ => {}
                 }
-                Event::Call(call) => self.jobs.push_back(Job::Call(call)),
-                Event::Notify(n) => self.jobs.push_back(Job::Notify(n)),
-                Event::Cancelled { id, .. } => self.on_cancelled(id),
-                Event::Message { payload, .. } => self.jobs.push_back(Job::Message(payload)),
-                Event::PeerError(err) => self.jobs.push_back(Job::PeerError(err)),
-                Event::Closed(err) => {
-                    self.progress += 1;
-                    self.close_by = now.checked_add(CLOSE_LINGER);
-                    self.wake_room_waiters();
-                    self.jobs.push_back(Job::Closed(err));
-                }
-                _ => {}
+            }
+            again |= self.check_drain(now);
+            if !again {
+                return;
             }
         }
+    }
+
+    /// During a drain: once no call from before it is pending, or the
+    /// grace is over, the connection shuts down. Returns whether it did.
+    fn check_drain(&mut self, now: Instant) -> bool {
+        let Some((until, reason)) = &self.drain else {
+            return false;
+        };
+        if self.conn.incoming_in_flight() > 0 && now < *until {
+            return false;
+        }
+        let reason = reason.clone();
+        self.drain = None;
+        self.conn.shutdown(&reason);
+        true
     }
 
     /// A call no longer wanted: never started if its job is still queued,
@@ -638,16 +696,16 @@ impl Link {
         len: usize,
         deadline: Option<Instant>,
         now: Instant,
-    ) -> Result<(), Refusal> {
+    ) -> Result<(), Refused> {
         if let Some(err) = self.conn.error() {
-            return Err(Refusal::Closed(err.clone()));
+            return Err(Refused::Closed(err.clone()));
         }
         if deadline.is_some_and(|d| now >= d) {
-            return Err(Refusal::DeadlinePassed);
+            return Err(Refused::DeadlinePassed);
         }
         if !self.fits(len) {
             self.room_wanted = Some(self.room_wanted.map_or(len, |l| l.min(len)));
-            return Err(Refusal::NoRoom {
+            return Err(Refused::NoRoom {
                 queued: self.queued_output(),
                 limit: self.conn.config().max_queued_output,
             });
@@ -672,28 +730,28 @@ impl Link {
 }
 
 /// Why [`Link::admit`] refused a command, before each command names it.
-enum Refusal {
+enum Refused {
     Closed(ConnectionError),
     DeadlinePassed,
     NoRoom { queued: usize, limit: usize },
 }
 
-impl From<Refusal> for Admit<CallError> {
-    fn from(r: Refusal) -> Self {
+impl From<Refused> for Admit<CallError> {
+    fn from(r: Refused) -> Self {
         match r {
-            Refusal::Closed(e) => Admit::Failed(CallError::Disconnected(e)),
-            Refusal::DeadlinePassed => Admit::Failed(CallError::DeadlineExceeded),
-            Refusal::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
+            Refused::Closed(e) => Admit::Failed(CallError::Disconnected(e)),
+            Refused::DeadlinePassed => Admit::Failed(CallError::DeadlineExceeded),
+            Refused::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
         }
     }
 }
 
-impl Refusal {
+impl Refused {
     fn into_echo(self, waited: Duration) -> Admit<EchoError> {
         match self {
-            Refusal::Closed(e) => Admit::Failed(EchoError::Disconnected(e)),
-            Refusal::DeadlinePassed => Admit::Failed(EchoError::Timeout(waited)),
-            Refusal::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
+            Refused::Closed(e) => Admit::Failed(EchoError::Disconnected(e)),
+            Refused::DeadlinePassed => Admit::Failed(EchoError::Timeout(waited)),
+            Refused::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
         }
     }
 }

@@ -1,0 +1,161 @@
+//! Reconnecting after a lost connection or a failed attempt: the backoff and
+//! the rules for giving up, the same for a client and for a service that
+//! dials out to a relay.
+
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::message::{ErrorKind, RejectCode};
+
+/// Reconnect with exponential backoff after the connection is lost. Calls in
+/// flight when it is lost still fail with `Disconnected` (they may have run);
+/// the next call reconnects first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// Wait before the first retry (default 100 ms), doubled after each failure.
+    pub initial: Duration,
+    /// Longest wait between retries (default 5 s).
+    pub max: Duration,
+    /// Attempts before giving up (default 10).
+    pub attempts: u32,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Reconnect {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            attempts: 10,
+        }
+    }
+}
+
+impl Reconnect {
+    /// The waits before each retry: `initial`, doubled each time up to `max`,
+    /// `attempts` of them.
+    pub fn delays(&self) -> impl Iterator<Item = Duration> {
+        let max = self.max;
+        std::iter::successors(Some(self.initial), move |wait| Some((*wait * 2).min(max)))
+            .take(self.attempts as usize)
+    }
+
+    /// The same backoff, retrying for as long as it takes (a remote service
+    /// waiting for its relay to come back).
+    pub fn forever(self) -> Self {
+        Reconnect {
+            attempts: u32::MAX,
+            ..self
+        }
+    }
+
+    /// Starts a round of reconnecting under this policy.
+    pub fn start(self) -> Redial {
+        Redial {
+            delays: Box::new(self.delays()),
+            attempt: 0,
+        }
+    }
+}
+
+/// One round of reconnecting: after each failure, how long to wait before
+/// the next attempt, or that it is time to give up.
+pub struct Redial {
+    delays: Box<dyn Iterator<Item = Duration> + Send>,
+    attempt: u32,
+}
+
+impl std::fmt::Debug for Redial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redial")
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+impl Redial {
+    /// The wait before the next attempt after `failure` (the lost
+    /// connection's error, or the last attempt's), or `None` to give up:
+    /// when the attempts are used up, or at once when retrying cannot help
+    /// ([`is_permanent`]).
+    pub fn next(&mut self, failure: &Error) -> Option<Duration> {
+        if is_permanent(failure) {
+            return None;
+        }
+        let wait = self.delays.next()?;
+        self.attempt += 1;
+        Some(wait)
+    }
+
+    /// Attempts made so far in this round (1 for the first retry).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+}
+
+/// Whether retrying cannot help: the secrets differ, the versions do not
+/// overlap, the peer found us in breach of the protocol, or our own
+/// configuration or URL is wrong. A refused connection (full, shutting
+/// down), an unreachable peer, a lost connection or a refused registration
+/// (a relay may still hold our old connection) are worth retrying.
+pub fn is_permanent(failure: &Error) -> bool {
+    match failure {
+        Error::AuthFailed(_)
+        | Error::VersionMismatch { .. }
+        | Error::InvalidUrl { .. }
+        | Error::Config(_) => true,
+        Error::Rejected { code, .. } => matches!(
+            code,
+            RejectCode::AuthFailed
+                | RejectCode::AuthRequired
+                | RejectCode::VersionMismatch
+                | RejectCode::Protocol
+        ),
+        Error::Remote(e) => matches!(e.kind, ErrorKind::Protocol),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AuthFailure;
+
+    #[test]
+    fn delays_double_up_to_the_cap() {
+        let policy = Reconnect {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(500),
+            attempts: 5,
+        };
+        let ms: Vec<u128> = policy.delays().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [100, 200, 400, 500, 500]);
+        assert_eq!(policy.forever().delays().take(1000).count(), 1000);
+    }
+
+    #[test]
+    fn a_round_gives_up_when_attempts_run_out_or_at_once_on_a_wrong_secret() {
+        let lost = Error::Connect {
+            url: "tcp://rig:1".into(),
+            reason: "refused".into(),
+        };
+        let policy = Reconnect {
+            attempts: 2,
+            ..Reconnect::default()
+        };
+        let mut round = policy.start();
+        assert!(round.next(&lost).is_some());
+        assert!(round.next(&lost).is_some());
+        assert_eq!(round.attempt(), 2);
+        assert_eq!(round.next(&lost), None);
+        let mut round = policy.forever().start();
+        assert_eq!(
+            round.next(&Error::AuthFailed(AuthFailure::WrongSecret)),
+            None
+        );
+        let full = Error::Rejected {
+            code: RejectCode::ConnectionLimit,
+            reason: "full".into(),
+        };
+        assert!(round.next(&full).is_some());
+    }
+}
