@@ -188,3 +188,113 @@ impl<T> EventWait<T> {
             .collect())
     }
 }
+
+/// The order in which a group calls its rigs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupOrder {
+    /// Every rig at once.
+    Concurrent,
+    /// One after another, in group order.
+    InOrder,
+    /// One after another, last rig first (the last started is stopped first).
+    Reverse,
+}
+
+impl GroupOrder {
+    /// The positions of `n` rigs in calling order (all of them, once each).
+    pub fn positions(self, n: usize) -> Vec<usize> {
+        match self {
+            GroupOrder::Reverse => (0..n).rev().collect(),
+            GroupOrder::Concurrent | GroupOrder::InOrder => (0..n).collect(),
+        }
+    }
+}
+
+/// One lifecycle step as a group sends it: the method, the order it calls
+/// the rigs in, and the arguments (postcard). Init and start go to every
+/// rig at once; stop and cleanup one rig after another in reverse order;
+/// status and info at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupStep {
+    /// The method called on each rig.
+    pub method: &'static str,
+    /// The order the rigs are called in.
+    pub order: GroupOrder,
+    /// The arguments, encoded.
+    pub args: crate::codec::Payload,
+}
+
+impl GroupStep {
+    fn new<A: serde::Serialize + ?Sized>(
+        method: &'static str,
+        order: GroupOrder,
+        args: &A,
+    ) -> Self {
+        let args = crate::codec::Payload::postcard(args).expect("lifecycle arguments encode");
+        GroupStep {
+            method,
+            order,
+            args,
+        }
+    }
+
+    /// `exp.init`, with optional data (iblutil's init dict).
+    pub fn init(data: &crate::lifecycle::InitData) -> Self {
+        use crate::lifecycle::methods::INIT;
+        match data.0 {
+            None => Self::new(INIT, GroupOrder::Concurrent, &()),
+            Some(_) => Self::new(INIT, GroupOrder::Concurrent, &data.as_postcard_arg()),
+        }
+    }
+
+    /// `exp.start` with the experiment reference.
+    pub fn start(exp_ref: &crate::lifecycle::ExpRef) -> Self {
+        Self::new(
+            crate::lifecycle::methods::START,
+            GroupOrder::Concurrent,
+            exp_ref,
+        )
+    }
+
+    /// `exp.stop`; `immediately` interrupts.
+    pub fn stop(immediately: bool) -> Self {
+        let args = Some(crate::lifecycle::StopArgs { immediately });
+        Self::new(crate::lifecycle::methods::STOP, GroupOrder::Reverse, &args)
+    }
+
+    /// `exp.cleanup`.
+    pub fn cleanup() -> Self {
+        Self::new(crate::lifecycle::methods::CLEANUP, GroupOrder::Reverse, &())
+    }
+
+    /// `exp.status`.
+    pub fn status() -> Self {
+        Self::new(
+            crate::lifecycle::methods::STATUS,
+            GroupOrder::Concurrent,
+            &(),
+        )
+    }
+
+    /// `exp.info`.
+    pub fn info() -> Self {
+        Self::new(crate::lifecycle::methods::INFO, GroupOrder::Concurrent, &())
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::lifecycle::methods;
+
+    #[test]
+    fn stop_and_cleanup_go_in_reverse_the_rest_at_once() {
+        assert_eq!(GroupStep::stop(false).order, GroupOrder::Reverse);
+        assert_eq!(GroupStep::cleanup().order, GroupOrder::Reverse);
+        assert_eq!(GroupStep::cleanup().method, methods::CLEANUP);
+        let data = crate::lifecycle::InitData::default();
+        assert_eq!(GroupStep::init(&data).order, GroupOrder::Concurrent);
+        assert_eq!(GroupOrder::Reverse.positions(3), [2, 1, 0]);
+        assert_eq!(GroupOrder::InOrder.positions(3), [0, 1, 2]);
+    }
+}

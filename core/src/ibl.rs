@@ -436,6 +436,32 @@ struct AwaitedEcho {
     timeout: Duration,
 }
 
+/// Least time between two writes on one TCP connection to an iblutil peer.
+/// iblutil takes each TCP read for one message, so an answer written right
+/// behind an echo can reach it in the same read and be taken for a wrong
+/// echo (which closes its communicator); spaced writes let its event loop
+/// read them apart. A workaround, not a guarantee: a peer that stalls longer
+/// still merges reads.
+pub const TCP_WRITE_GAP: Duration = Duration::from_millis(10);
+
+/// When the next write on one TCP connection to iblutil may go.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WritePacing {
+    last: Option<Instant>,
+}
+
+impl WritePacing {
+    /// The instant before which the next write must wait, if any.
+    pub fn not_before(&self) -> Option<Instant> {
+        self.last.and_then(|t| t.checked_add(TCP_WRITE_GAP))
+    }
+
+    /// A write went out at `now`.
+    pub fn wrote(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+}
+
 /// The echo rule for any address type `A`, with no I/O.
 pub struct IblEndpoint<A> {
     awaited: BTreeMap<A, AwaitedEcho>,

@@ -113,7 +113,7 @@ pub use error::{
 };
 pub use event::{CancelReason, Event, IncomingCall, IncomingNotify, Stats};
 pub use framing::Framing;
-pub use group::{EventWait, GroupError, GroupResults};
+pub use group::{EventWait, GroupError, GroupOrder, GroupResults, GroupStep};
 pub use handler_error::HandlerError;
 pub use lifecycle::{
     ExpInfo, ExpRef, ExpStatus, InitData, Lifecycle, Step, StepRefused, StepRequest, StopArgs,

@@ -9,8 +9,8 @@ use event_listener::Event;
 use rigwire_core::lifecycle::methods;
 use rigwire_core::runtime::Config;
 use rigwire_core::{
-    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, InitData, Payload,
-    StopArgs,
+    CodecError, Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
+    GroupStep, InitData, Payload,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -23,6 +23,12 @@ use crate::handler::Handlers;
 struct Events {
     seen: Mutex<Vec<(String, String, String)>>,
     arrived: Event,
+}
+
+/// A rig's call: running on its own task (concurrent), or already answered.
+enum Pending {
+    Running(smol::Task<Result<Payload, Error>>),
+    Done(Result<Payload, Error>),
 }
 
 /// Named rigs, each with its own connection, addressed together.
@@ -117,23 +123,13 @@ impl Group {
         args: &A,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        let args = Payload::postcard(args).map_err(Error::from);
-        let mut calls = Vec::new();
-        for (name, client) in &self.rigs {
-            let (peer, args, method) = (client.peer().await, args.clone(), method.to_owned());
-            calls.push((
-                name,
-                smol::spawn(async move { peer?.call_raw(&method, args?, timeout).await }),
-            ));
-        }
-        let mut results = GroupResults::new();
-        for (name, call) in calls {
-            results.push(
-                name.clone(),
-                call.await.and_then(|p| p.decode().map_err(Error::from)),
-            );
-        }
-        results
+        self.call(
+            GroupOrder::Concurrent,
+            method,
+            Payload::postcard(args),
+            timeout,
+        )
+        .await
     }
 
     /// Calls the rigs one after another in group order.
@@ -143,8 +139,13 @@ impl Group {
         args: &A,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        self.sequential(self.rigs.iter(), method, args, timeout)
-            .await
+        self.call(
+            GroupOrder::InOrder,
+            method,
+            Payload::postcard(args),
+            timeout,
+        )
+        .await
     }
 
     /// Calls the rigs one after another in reverse group order (stop, cleanup).
@@ -154,27 +155,53 @@ impl Group {
         args: &A,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        self.sequential(self.rigs.iter().rev(), method, args, timeout)
+        self.call(
+            GroupOrder::Reverse,
+            method,
+            Payload::postcard(args),
+            timeout,
+        )
+        .await
+    }
+
+    /// Runs one lifecycle step on every rig, in the step's order.
+    pub async fn step<R: DeserializeOwned>(
+        &self,
+        step: GroupStep,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        self.call(step.order, step.method, Ok(step.args), timeout)
             .await
     }
 
-    async fn sequential<'a, A: Serialize + ?Sized, R: DeserializeOwned>(
+    async fn call<R: DeserializeOwned>(
         &self,
-        rigs: impl Iterator<Item = &'a (String, Client)>,
+        order: GroupOrder,
         method: &str,
-        args: &A,
+        args: Result<Payload, CodecError>,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        let mut results = GroupResults::new();
-        for (name, client) in rigs {
-            let outcome = match Payload::postcard(args) {
-                Ok(p) => client
-                    .call_raw(method, p, timeout)
-                    .await
-                    .and_then(|r| r.decode().map_err(Error::from)),
-                Err(e) => Err(e.into()),
+        let mut calls = Vec::new();
+        for i in order.positions(self.rigs.len()) {
+            let (name, client) = &self.rigs[i];
+            let (peer, args, method) = (client.peer().await, args.clone(), method.to_owned());
+            let call = async move { peer?.call_raw(&method, args?, timeout).await };
+            let outcome = match order {
+                GroupOrder::Concurrent => Pending::Running(smol::spawn(call)),
+                _ => Pending::Done(call.await),
             };
-            results.push(name.clone(), outcome);
+            calls.push((name, outcome));
+        }
+        let mut results = GroupResults::new();
+        for (name, call) in calls {
+            let answer = match call {
+                Pending::Running(task) => task.await,
+                Pending::Done(answer) => answer,
+            };
+            results.push(
+                name.clone(),
+                answer.and_then(|p| p.decode().map_err(Error::from)),
+            );
         }
         results
     }
@@ -215,7 +242,7 @@ impl Group {
 
     /// `exp.init` on every rig at once.
     pub async fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_all(methods::INIT, &(), timeout).await
+        self.init_with(&InitData::default(), timeout).await
     }
 
     /// `exp.init` with data (iblutil's init dict) on every rig at once.
@@ -224,8 +251,7 @@ impl Group {
         data: &InitData,
         timeout: Option<Duration>,
     ) -> GroupResults<ExpStatus> {
-        self.call_all(methods::INIT, &data.as_postcard_arg(), timeout)
-            .await
+        self.step(GroupStep::init(data), timeout).await
     }
 
     /// `exp.start` on every rig at once.
@@ -234,7 +260,7 @@ impl Group {
         exp_ref: &ExpRef,
         timeout: Option<Duration>,
     ) -> GroupResults<ExpStatus> {
-        self.call_all(methods::START, exp_ref, timeout).await
+        self.step(GroupStep::start(exp_ref), timeout).await
     }
 
     /// `exp.stop` on each rig, in reverse order.
@@ -243,23 +269,22 @@ impl Group {
         immediately: bool,
         timeout: Option<Duration>,
     ) -> GroupResults<ExpStatus> {
-        self.call_in_reverse(methods::STOP, &Some(StopArgs { immediately }), timeout)
-            .await
+        self.step(GroupStep::stop(immediately), timeout).await
     }
 
     /// `exp.cleanup` on each rig, in reverse order.
     pub async fn cleanup(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_in_reverse(methods::CLEANUP, &(), timeout).await
+        self.step(GroupStep::cleanup(), timeout).await
     }
 
     /// `exp.status` of every rig.
     pub async fn status(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_all(methods::STATUS, &(), timeout).await
+        self.step(GroupStep::status(), timeout).await
     }
 
     /// `exp.info` of every rig.
     pub async fn info(&self, timeout: Option<Duration>) -> GroupResults<ExpInfo> {
-        self.call_all(methods::INFO, &(), timeout).await
+        self.step(GroupStep::info(), timeout).await
     }
 
     /// Closes every connection.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use event_listener::Event;
 use rigwire_core::ibl::{
-    IblEchoError, IblEndpoint, IblEndpointEvent, IblError, IblEvent, IblMessage,
+    IblEchoError, IblEndpoint, IblEndpointEvent, IblError, IblEvent, IblMessage, WritePacing,
     DEFAULT_ECHO_TIMEOUT, DEFAULT_PORT,
 };
 use rigwire_core::Error;
@@ -32,17 +32,11 @@ const INBOX_LIMIT: usize = 1024;
 /// The largest datagram or read taken at once (iblutil's default too).
 const MAX_MESSAGE: usize = 64 * 1024;
 
-/// Least time between two writes on one TCP connection. iblutil takes each
-/// TCP read for one message, so an answer written right behind an echo can
-/// reach it in the same read and be taken for a wrong echo (which closes its
-/// communicator). Spacing the writes lets its event loop read them apart.
-const TCP_WRITE_GAP: Duration = Duration::from_millis(10);
-
 /// One TCP connection: its stream, and one writer at a time, spaced.
 struct TcpConn {
     stream: Async<TcpStream>,
     /// Held across a write (async), so that writes never interleave.
-    writing: smol::lock::Mutex<Option<Instant>>,
+    writing: smol::lock::Mutex<WritePacing>,
 }
 
 /// `udp://host:port` or `tcp://host:port` (also `ws://`, which iblutil
@@ -532,12 +526,10 @@ impl Inner {
                     .cloned();
                 match conn {
                     Some(conn) => {
-                        let mut last = conn.writing.lock().await;
-                        if let Some(at) = *last {
-                            sleep_until(Some(at + TCP_WRITE_GAP)).await;
-                        }
+                        let mut pacing = conn.writing.lock().await;
+                        sleep_until(pacing.not_before()).await;
                         let written = (&conn.stream).write_all(bytes).await;
-                        *last = Some(Instant::now());
+                        pacing.wrote(Instant::now());
                         written
                     }
                     None => Err(std::io::Error::new(
@@ -589,7 +581,7 @@ impl Inner {
     fn add_connection(self: &Arc<Self>, peer: SocketAddr, stream: Async<TcpStream>) {
         let conn = Arc::new(TcpConn {
             stream,
-            writing: smol::lock::Mutex::new(None),
+            writing: smol::lock::Mutex::new(WritePacing::default()),
         });
         self.set_connection(peer, Some(Arc::clone(&conn)));
         self.lock().lost.remove(&peer);

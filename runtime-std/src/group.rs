@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{
-    Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupResults, InitData, Payload,
-    StopArgs,
+    CodecError, Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
+    GroupStep, InitData, Payload,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::client::Client;
 use crate::handler::Handlers;
+use crate::peer::RawPendingCall;
 use rigwire_core::runtime::Config;
 
 /// Events rigs have reported: (rig, event, detail), oldest first.
@@ -131,26 +132,12 @@ impl Group {
         args: &A,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        let started: Vec<_> = self
-            .rigs
-            .iter()
-            .map(|(name, client)| {
-                (
-                    name,
-                    Payload::postcard(args)
-                        .map_err(Error::from)
-                        .and_then(|p| client.start_raw(method, p, timeout)),
-                )
-            })
-            .collect();
-        let mut results = GroupResults::new();
-        for (name, call) in started {
-            let outcome = call
-                .and_then(|c| c.wait())
-                .and_then(|p| p.decode().map_err(Error::from));
-            results.push(name.clone(), outcome);
-        }
-        results
+        self.call(
+            GroupOrder::Concurrent,
+            method,
+            Payload::postcard(args),
+            timeout,
+        )
     }
 
     /// Calls the rigs one after another in group order; every rig is called
@@ -161,7 +148,12 @@ impl Group {
         args: &A,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        self.sequential(self.rigs.iter(), method, args, timeout)
+        self.call(
+            GroupOrder::InOrder,
+            method,
+            Payload::postcard(args),
+            timeout,
+        )
     }
 
     /// Calls the rigs one after another in reverse group order (for stop and cleanup).
@@ -171,24 +163,54 @@ impl Group {
         args: &A,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        self.sequential(self.rigs.iter().rev(), method, args, timeout)
+        self.call(
+            GroupOrder::Reverse,
+            method,
+            Payload::postcard(args),
+            timeout,
+        )
     }
 
-    fn sequential<'a, A: Serialize + ?Sized, R: DeserializeOwned>(
+    /// Runs one lifecycle step on every rig, in the step's order.
+    pub fn step<R: DeserializeOwned>(
         &self,
-        rigs: impl Iterator<Item = &'a (String, Client)>,
-        method: &str,
-        args: &A,
+        step: GroupStep,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        let mut results = GroupResults::new();
-        for (name, client) in rigs {
-            let outcome = Payload::postcard(args)
+        self.call(step.order, step.method, Ok(step.args), timeout)
+    }
+
+    fn call<R: DeserializeOwned>(
+        &self,
+        order: GroupOrder,
+        method: &str,
+        args: Result<Payload, CodecError>,
+        timeout: Option<Duration>,
+    ) -> GroupResults<R> {
+        let start = |client: &Client| {
+            args.clone()
                 .map_err(Error::from)
                 .and_then(|p| client.start_raw(method, p, timeout))
-                .and_then(|c| c.wait())
-                .and_then(|p| p.decode().map_err(Error::from));
-            results.push(name.clone(), outcome);
+        };
+        let finish = |call: Result<RawPendingCall, Error>| {
+            call.and_then(|c| c.wait())
+                .and_then(|p| p.decode().map_err(Error::from))
+        };
+        let rigs: Vec<_> = order
+            .positions(self.rigs.len())
+            .into_iter()
+            .map(|i| &self.rigs[i])
+            .collect();
+        let mut results = GroupResults::new();
+        if order == GroupOrder::Concurrent {
+            let started: Vec<_> = rigs.iter().map(|(name, c)| (name, start(c))).collect();
+            for (name, call) in started {
+                results.push(name.clone(), finish(call));
+            }
+        } else {
+            for (name, client) in rigs {
+                results.push(name.clone(), finish(start(client)));
+            }
         }
         results
     }
@@ -227,37 +249,37 @@ impl Group {
 
     /// `exp.init` on every rig at once.
     pub fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_all(methods::INIT, &(), timeout)
+        self.init_with(&InitData::default(), timeout)
     }
 
     /// `exp.init` with data (iblutil's init dict) on every rig at once.
     pub fn init_with(&self, data: &InitData, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_all(methods::INIT, &data.as_postcard_arg(), timeout)
+        self.step(GroupStep::init(data), timeout)
     }
 
     /// `exp.start` on every rig at once.
     pub fn start(&self, exp_ref: &ExpRef, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_all(methods::START, exp_ref, timeout)
+        self.step(GroupStep::start(exp_ref), timeout)
     }
 
     /// `exp.stop` on each rig, in reverse order.
     pub fn stop(&self, immediately: bool, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_in_reverse(methods::STOP, &Some(StopArgs { immediately }), timeout)
+        self.step(GroupStep::stop(immediately), timeout)
     }
 
     /// `exp.cleanup` on each rig, in reverse order.
     pub fn cleanup(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_in_reverse(methods::CLEANUP, &(), timeout)
+        self.step(GroupStep::cleanup(), timeout)
     }
 
     /// `exp.status` of every rig.
     pub fn status(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.call_all(methods::STATUS, &(), timeout)
+        self.step(GroupStep::status(), timeout)
     }
 
     /// `exp.info` of every rig.
     pub fn info(&self, timeout: Option<Duration>) -> GroupResults<ExpInfo> {
-        self.call_all(methods::INFO, &(), timeout)
+        self.step(GroupStep::info(), timeout)
     }
 
     /// Closes every connection.
