@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     bg_cond: Condvar,
     /// Wakes the writer thread: the socket blocked, or the connection closed.
     writer_cond: Condvar,
+    /// Wakes whoever waits for the connection to close ([`Peer::closed`]).
+    closed_cond: Condvar,
     /// See [`LINGER`]; zero on the accepting side.
     linger: Duration,
     /// For sends, waits and shutdown; never locked.
@@ -126,6 +128,7 @@ impl Shared {
             room: Condvar::new(),
             bg_cond: Condvar::new(),
             writer_cond: Condvar::new(),
+            closed_cond: Condvar::new(),
             linger,
             socket,
             handlers,
@@ -207,9 +210,14 @@ impl Shared {
         self.flush(g);
         let mut jobs = Vec::new();
         while let Some(job) = g.link.poll_job() {
-            // A cancelled handler learns it from `CallContext::is_cancelled`.
-            if !matches!(job, Job::Cancel(_)) {
-                jobs.push(job);
+            match job {
+                // A cancelled handler learns it from `CallContext::is_cancelled`.
+                Job::Cancel(_) => {}
+                Job::Closed(_) => {
+                    self.closed_cond.notify_all();
+                    jobs.push(job);
+                }
+                job => jobs.push(job),
             }
         }
         if g.link.take_room_freed() {
@@ -594,6 +602,15 @@ impl Shared {
         };
         if let Err(e) = outcome {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
+        }
+    }
+
+    /// Blocks until the connection has closed (at once if it has); reads
+    /// nothing itself, so it takes no part in the connection's traffic.
+    pub(crate) fn wait_closed(&self) {
+        let mut g = self.lock();
+        while !g.link.is_closed() {
+            g = self.closed_cond.wait(g).unwrap_or_else(|p| p.into_inner());
         }
     }
 

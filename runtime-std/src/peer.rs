@@ -60,6 +60,16 @@ impl Peer {
         closed(&self.shared.lock().link)
     }
 
+    /// Blocks until the connection has closed (for any reason, from either
+    /// side) and returns why. Takes no part in the connection's traffic while
+    /// waiting.
+    pub fn closed(&self) -> Error {
+        self.shared.wait_closed();
+        self.close_reason().unwrap_or_else(|| {
+            Error::Disconnected(rigwire_core::ConnectionError::TransportClosed("closed".into()))
+        })
+    }
+
     /// Calls `method` with typed arguments (postcard) and decodes the result.
     /// Uses the configured default deadline, if any.
     ///

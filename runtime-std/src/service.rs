@@ -21,9 +21,6 @@ use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::Endpoint;
 
-/// How often the watcher looks whether the relay is still there.
-const WATCH_EVERY: Duration = Duration::from_millis(20);
-
 /// A service to run behind a relay: its names and handlers.
 pub struct RemoteService {
     names: Vec<String>,
@@ -193,15 +190,17 @@ impl ServiceInner {
         false
     }
 
+    /// Waits for the relay to go away, then reconnects and registers again.
     fn keep_registered(self: Arc<Self>) {
         loop {
-            let lost = self.state().current.as_ref().and_then(|p| p.close_reason());
-            let Some(why) = lost else {
-                if !self.pause(WATCH_EVERY) {
-                    return;
-                }
-                continue;
+            let Some(peer) = self.state().current.clone() else {
+                return;
             };
+            // Closing the service closes this peer too, which ends the wait.
+            let why = peer.closed();
+            if self.stopping.load(Ordering::SeqCst) {
+                return;
+            }
             tracing::warn!(relay = %self.endpoint, "lost the relay: {why}; reconnecting");
             self.state().current = None;
             let (mut round, mut last) = (self.policy.start(), why);
