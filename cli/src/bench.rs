@@ -251,7 +251,9 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     let rig = rig_server("tcp://127.0.0.1:0")?;
     let client = Client::connect(&rig.local_url(), Config::named("bench"))?;
     let echo = |client: &Client, payload: &Payload| {
-        client.call_raw("echo", payload.clone()).expect("echo call");
+        client
+            .call_raw("echo", payload.clone(), None)
+            .expect("echo call");
     };
 
     // Serial round trips of a small call.
@@ -499,10 +501,11 @@ fn two_hops(blocks: usize, per_block: usize, small: &Payload) -> Result<HopRows,
         blocks,
         per_block,
         || {
-            one.call_raw("echo", small.clone()).expect("one-hop echo");
+            one.call_raw("echo", small.clone(), None)
+                .expect("one-hop echo");
         },
         || {
-            two.call_raw("rig.echo", small.clone())
+            two.call_raw("rig.echo", small.clone(), None)
                 .expect("two-hop echo");
         },
     ));

@@ -71,7 +71,7 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, 
     let raw_addr = raw_smol_server();
     let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("bench-rig"))?;
     server.expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })?;
-    let server = server.start();
+    let server = server.start()?;
     smol::block_on(async {
         let client = Client::connect(&server.local_url(), Config::named("bench")).await?;
         let mut raw = Async::<TcpStream>::connect(
@@ -142,7 +142,7 @@ pub fn idle_memory(counts: &[usize]) -> Result<Vec<IdleMemory>, Error> {
         timeout: Duration::from_secs(180),
     });
     config.max_connections = 100_000;
-    let server = Server::bind("tcp://127.0.0.1:0", config)?.start();
+    let server = Server::bind("tcp://127.0.0.1:0", config)?.start()?;
     let addr = server.local_url().trim_start_matches("tcp://").to_owned();
     let hello = rigwire_std::core::Message::Hello(rigwire_std::core::message::Hello {
         magic: *b"RGWR",

@@ -447,6 +447,7 @@ fn methods(url: &str, secret: &SecretArgs) -> Result<(), Failure> {
     let reply = client.call_raw(
         rigwire_std::core::INTROSPECTION_METHOD,
         json_payload("null")?,
+        None,
     )?;
     let methods: Vec<ExposedMethod> = reply.decode().map_err(Error::from)?;
     for m in methods {

@@ -52,6 +52,17 @@ impl Secret {
         Ok(Secret(bytes))
     }
 
+    /// The secret as read from a secret file: a trailing newline (`\n` or
+    /// `\r\n`) is not part of it. The runtimes read the file.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn from_file_contents(contents: &[u8]) -> Result<Self, ConfigError> {
+        let trimmed = contents.strip_suffix(b"\n").unwrap_or(contents);
+        let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
+        Self::new(trimmed.to_vec())
+    }
+
     /// The secret's bytes, for keying the HMAC.
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.0
@@ -140,6 +151,15 @@ impl Config {
             name: name.into(),
             ..Config::default()
         }
+    }
+
+    /// Requires this shared secret from the peer, and proves we hold it.
+    ///
+    /// # Errors
+    /// As [`Secret::new`].
+    pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
+        self.secret = Some(Secret::new(secret)?);
+        Ok(self)
     }
 
     /// Checks every rule the core relies on.

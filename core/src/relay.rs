@@ -81,6 +81,27 @@ pub struct RelayConfig {
     pub max_connections: usize,
 }
 
+impl RelayConfig {
+    /// Requires `secret` from clients.
+    ///
+    /// # Errors
+    /// As [`Secret::new`](crate::Secret::new).
+    pub fn clients_secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
+        self.clients = self.clients.secret(secret)?;
+        Ok(self)
+    }
+
+    /// Requires `secret` from services (a secret of their own, so that a
+    /// client cannot register a service and forge its answers).
+    ///
+    /// # Errors
+    /// As [`Secret::new`](crate::Secret::new).
+    pub fn services_secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
+        self.services = self.services.secret(secret)?;
+        Ok(self)
+    }
+}
+
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {

@@ -153,6 +153,11 @@ impl Client {
         Err(last)
     }
 
+    /// The URL this client dials.
+    pub fn url(&self) -> String {
+        self.endpoint.to_string()
+    }
+
     /// See [`Peer::call`].
     ///
     /// # Errors

@@ -99,6 +99,14 @@ impl Group {
         })
     }
 
+    /// A group of clients connected elsewhere (they do not receive `exp.event`).
+    pub fn from_clients(rigs: Vec<(String, Client)>) -> Group {
+        Group {
+            rigs,
+            events: Arc::default(),
+        }
+    }
+
     /// The rigs' names, in group order.
     pub fn names(&self) -> Vec<String> {
         self.rigs.iter().map(|(n, _)| n.clone()).collect()

@@ -33,6 +33,16 @@ pub struct CallContext {
     pub id: u64,
 }
 
+impl CallContext {
+    /// Whether the caller has cancelled the call or its deadline has passed.
+    /// A cancelled handler's future is dropped at its next `.await`; a
+    /// handler that computes for long between awaits may check this.
+    pub fn is_cancelled(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+            || self.peer.shared.lock().link.is_cancelled(self.id)
+    }
+}
+
 /// A handler's future, boxed.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Payload, RemoteError>> + Send>>;
 

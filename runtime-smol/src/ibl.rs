@@ -527,7 +527,9 @@ impl Inner {
                 match conn {
                     Some(conn) => {
                         let mut pacing = conn.writing.lock().await;
-                        sleep_until(pacing.not_before()).await;
+                        if let Some(at) = pacing.not_before() {
+                            smol::Timer::at(at).await;
+                        }
                         let written = (&conn.stream).write_all(bytes).await;
                         pacing.wrote(Instant::now());
                         written

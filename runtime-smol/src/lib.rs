@@ -9,7 +9,7 @@
 //! smol::block_on(async {
 //!     let mut server = Server::bind("tcp://127.0.0.1:7400", Config::named("rig").secret("s3cret")?)?;
 //!     server.expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })?;
-//!     let running = server.start();
+//!     let running = server.start()?;
 //!
 //!     let rig = Client::connect("tcp://127.0.0.1:7400", Config::named("script").secret("s3cret")?).await?;
 //!     let sum: i64 = rig.call("add", &(1, 2)).await?;
@@ -40,6 +40,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod client;
+mod config;
 mod driver;
 mod group;
 mod handler;
@@ -54,6 +55,7 @@ mod transport;
 mod wire;
 
 pub use client::Client;
+pub use config::secret_from_file;
 pub use group::Group;
 pub use handler::{CallContext, Handlers};
 pub use ibl::IblPeer;
@@ -62,6 +64,7 @@ pub use lifecycle::RigService;
 pub use peer::Peer;
 pub use relay::{RelayServer, RunningRelay};
 pub use rigwire_core as core;
+pub use rigwire_core::ibl::{IblEvent, IblMessage};
 pub use rigwire_core::relay::RelayConfig;
 pub use rigwire_core::runtime::{Config, Reconnect};
 pub use rigwire_core::{

@@ -1,7 +1,6 @@
 //! [`Server`]: accepts peers on one URL; every connection gets a driver task.
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -9,14 +8,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rigwire_core::link::{Admission, Refusal};
 use rigwire_core::runtime::Config;
-use rigwire_core::{Connection, Endpoint, Error, HandlerError, Payload, Role};
-use serde::de::DeserializeOwned;
+use rigwire_core::{Connection, Endpoint, Error, Payload, Role};
 use serde::Serialize;
 use smol::Task;
 
 use crate::client::nonce;
 use crate::driver::{Hooks, Shared};
-use crate::handler::{CallContext, Handlers};
+use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::transport::{Listener, Socket};
 
@@ -62,58 +60,6 @@ impl Server {
         &mut self.handlers
     }
 
-    /// Exposes a typed async handler (see [`Handlers::expose`]).
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
-    {
-        self.handlers.expose(name, f)?;
-        Ok(self)
-    }
-
-    /// Exposes a typed async handler that receives the call's context.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose_with<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
-    {
-        self.handlers.expose_with(name, f)?;
-        Ok(self)
-    }
-
-    /// Exposes an async raw-payload handler.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose_raw<F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Payload, HandlerError>> + Send + 'static,
-    {
-        self.handlers.expose_raw(name, f)?;
-        Ok(self)
-    }
-
-    /// Makes `alias` reach the handler of `name`.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
-    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
-        self.handlers.alias(alias, name)?;
-        Ok(self)
-    }
-
     /// Runs `f` when a peer has connected (after authentication). Runs inline: keep it quick.
     pub fn on_connect(&mut self, f: impl Fn(&Peer) + Send + Sync + 'static) -> &mut Self {
         self.hooks.on_connect = Some(Box::new(f));
@@ -136,7 +82,11 @@ impl Server {
     }
 
     /// Starts accepting on a task.
-    pub fn start(self) -> RunningServer {
+    ///
+    /// # Errors
+    /// None on smol at present (the blocking runtime's can fail to start its
+    /// thread); the `Result` keeps the two runtimes' servers alike.
+    pub fn start(self) -> Result<RunningServer, Error> {
         let url = self.local_url();
         let admission = Admission::new("server", self.config.max_connections);
         let inner = Arc::new(ServerInner {
@@ -152,10 +102,10 @@ impl Server {
         });
         let accept = smol::spawn(Arc::clone(&inner).accept_loop());
         tracing::info!(%url, "listening");
-        RunningServer {
+        Ok(RunningServer {
             inner,
             accept: Some(accept),
-        }
+        })
     }
 }
 
@@ -273,8 +223,10 @@ impl ServerInner {
     }
 }
 
-/// A server accepting connections. Dropping it stops accepting; call
-/// [`shutdown`](Self::shutdown) to close the connections gracefully.
+/// A server accepting connections. [`shutdown`](Self::shutdown) closes it
+/// gracefully; dropping it stops accepting and says goodbye to every peer
+/// at once (calls in progress are answered `Shutdown`), as `shutdown` with
+/// no grace would, without waiting.
 pub struct RunningServer {
     inner: Arc<ServerInner>,
     accept: Option<Task<()>>,
@@ -303,8 +255,8 @@ impl RunningServer {
             .collect()
     }
 
-    /// Notifies every live peer (typed, postcard); returns how many it reached.
-    /// Peers still completing their handshake get it once they have authenticated.
+    /// Notifies every peer (typed, postcard); returns how many it reached.
+    /// See [`broadcast_raw`](Self::broadcast_raw).
     ///
     /// # Errors
     /// [`Error::Codec`] if `args` does not encode.
@@ -313,7 +265,16 @@ impl RunningServer {
         method: &str,
         args: &A,
     ) -> Result<usize, Error> {
-        let args = Payload::postcard(args)?;
+        self.broadcast_raw(method, Payload::postcard(args)?).await
+    }
+
+    /// Notifies every peer with a raw payload; returns how many it reached.
+    /// Peers still completing their handshake are included: the notify is
+    /// queued and sent once they have authenticated (and dropped if they fail to).
+    ///
+    /// # Errors
+    /// Never at present; the `Result` leaves room for codec errors in wrappers.
+    pub async fn broadcast_raw(&self, method: &str, args: Payload) -> Result<usize, Error> {
         let mut reached = 0;
         for peer in self
             .inner
@@ -368,6 +329,36 @@ impl RunningServer {
         }
         for peer in self.inner.all_peers() {
             peer.shared.shutdown_transport();
+        }
+        self.inner.listener.cleanup();
+    }
+}
+
+/// The builder hands out its handler table: `expose`, `expose_with`,
+/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
+/// own, called through it.
+impl std::ops::Deref for Server {
+    type Target = Handlers;
+    fn deref(&self) -> &Handlers {
+        &self.handlers
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        if self.accept.is_none() {
+            return; // shut down or aborted already
+        }
+        self.inner.admission().stop();
+        for peer in self.inner.all_peers() {
+            peer.shared
+                .command(|link, now| link.shutdown(SHUTTING_DOWN, now));
         }
         self.inner.listener.cleanup();
     }

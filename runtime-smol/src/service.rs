@@ -3,7 +3,6 @@
 //! as rt-cloud's data and subject services do. When the relay goes away (a
 //! restart, a network cut), it reconnects with backoff and registers again.
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,14 +10,12 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use rigwire_core::relay::REGISTER_METHOD;
 use rigwire_core::runtime::{Config, Reconnect};
-use rigwire_core::{Endpoint, Error, HandlerError};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use rigwire_core::{Endpoint, Error};
 use smol::{future, Task};
 
 use crate::client::open;
 use crate::driver::sleep_until;
-use crate::handler::{CallContext, Handlers};
+use crate::handler::Handlers;
 use crate::peer::Peer;
 
 /// A service to run behind a relay: its names and handlers.
@@ -52,36 +49,6 @@ impl RemoteService {
     /// The handler table.
     pub fn handlers_mut(&mut self) -> &mut Handlers {
         &mut self.handlers
-    }
-
-    /// Exposes a typed async handler (see [`Handlers::expose`]).
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        F: Fn(A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
-    {
-        self.handlers.expose(name, f)?;
-        Ok(self)
-    }
-
-    /// Exposes a typed async handler that receives the call's context.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose_with<A, R, F, Fut>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned + Send + 'static,
-        R: Serialize + Send + 'static,
-        F: Fn(CallContext, A) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<R, HandlerError>> + Send + 'static,
-    {
-        self.handlers.expose_with(name, f)?;
-        Ok(self)
     }
 
     /// Dials the relay's services URL and registers. Once this returns, the
@@ -286,5 +253,21 @@ impl RunningService {
 impl Drop for RunningService {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The builder hands out its handler table: `expose`, `expose_with`,
+/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
+/// own, called through it.
+impl std::ops::Deref for RemoteService {
+    type Target = Handlers;
+    fn deref(&self) -> &Handlers {
+        &self.handlers
+    }
+}
+
+impl std::ops::DerefMut for RemoteService {
+    fn deref_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
     }
 }

@@ -84,7 +84,7 @@ fn rig(url: &str, config: Config, dropped: Sender<()>, gate: Receiver<()>) -> Ru
             Ok(format!("client said {back}"))
         })
         .unwrap();
-    server.start()
+    server.start().unwrap()
 }
 
 fn plain_rig(url: &str, config: Config) -> RunningServer {

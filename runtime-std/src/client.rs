@@ -222,8 +222,13 @@ impl Client {
     ///
     /// # Errors
     /// As [`Peer::call_raw`].
-    pub fn call_raw(&self, method: &str, args: Payload) -> Result<Payload, Error> {
-        self.peer()?.call_raw(method, args)
+    pub fn call_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, Error> {
+        self.peer()?.call_raw(method, args, timeout)
     }
 
     /// See [`Peer::start`].

@@ -16,7 +16,5 @@ pub fn secret_from_file(path: &Path) -> Result<Secret, Error> {
             path.display()
         )))
     })?;
-    let trimmed = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-    let trimmed = trimmed.strip_suffix(b"\r").unwrap_or(trimmed);
-    Ok(Secret::new(trimmed.to_vec())?)
+    Ok(Secret::from_file_contents(&bytes)?)
 }

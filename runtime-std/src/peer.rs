@@ -66,7 +66,9 @@ impl Peer {
     pub fn closed(&self) -> Error {
         self.shared.wait_closed();
         self.close_reason().unwrap_or_else(|| {
-            Error::Disconnected(rigwire_core::ConnectionError::TransportClosed("closed".into()))
+            Error::Disconnected(rigwire_core::ConnectionError::TransportClosed(
+                "closed".into(),
+            ))
         })
     }
 
@@ -82,7 +84,7 @@ impl Peer {
         method: &str,
         args: &A,
     ) -> Result<R, Error> {
-        self.call_raw(method, Payload::postcard(args)?)?
+        self.call_raw(method, Payload::postcard(args)?, None)?
             .decode()
             .map_err(Error::from)
     }
@@ -103,12 +105,18 @@ impl Peer {
             .map_err(Error::from)
     }
 
-    /// Calls with an already-encoded payload (any codec) and returns the raw result.
+    /// Calls with an already-encoded payload (any codec) and an optional
+    /// deadline (else the configured default), and returns the raw result.
     ///
     /// # Errors
     /// As [`call`](Self::call), without `Codec`.
-    pub fn call_raw(&self, method: &str, args: Payload) -> Result<Payload, Error> {
-        self.start_raw(method, args, None)?.wait()
+    pub fn call_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<Payload, Error> {
+        self.start_raw(method, args, timeout)?.wait()
     }
 
     /// Starts a call without waiting: the returned handle is waited on, polled

@@ -11,17 +11,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rigwire_core::link::{Admission, Refusal};
 use rigwire_core::{Connection, Error, Payload, Role};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::client::nonce;
 use crate::driver::{Hooks, Shared};
-use crate::handler::{CallContext, Dispatch, Handlers};
+use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::{Endpoint, Listener, Socket};
 use rigwire_core::runtime::Config;
-use rigwire_core::HandlerError;
 
 /// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
 pub struct Server {
@@ -63,64 +61,6 @@ impl Server {
     /// The handler table, to expose many names at once or share a prepared one.
     pub fn handlers_mut(&mut self) -> &mut Handlers {
         &mut self.handlers
-    }
-
-    /// Exposes a typed handler (see [`Handlers::expose`]).
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned,
-        R: Serialize,
-        F: Fn(A) -> Result<R, HandlerError> + Send + Sync + 'static,
-    {
-        self.handlers.expose(name, f)?;
-        Ok(self)
-    }
-
-    /// Exposes a typed handler that receives the call's context (see [`Handlers::expose_with`]).
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose_with<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned,
-        R: Serialize,
-        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
-    {
-        self.handlers.expose_with(name, f)?;
-        Ok(self)
-    }
-
-    /// Exposes a raw-payload handler (see [`Handlers::expose_raw`]).
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose_raw<F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        F: Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
-    {
-        self.handlers.expose_raw(name, f)?;
-        Ok(self)
-    }
-
-    /// Makes `alias` reach the handler of `name`.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
-    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
-        self.handlers.alias(alias, name)?;
-        Ok(self)
-    }
-
-    /// Sets where the handler of `name` runs (see [`Dispatch`]).
-    ///
-    /// # Errors
-    /// [`Error::Registry`] if `name` is not exposed.
-    pub fn dispatch(&mut self, name: &str, dispatch: Dispatch) -> Result<&mut Self, Error> {
-        self.handlers.dispatch(name, dispatch)?;
-        Ok(self)
     }
 
     /// Runs `f` when a peer has connected (after authentication).
@@ -449,5 +389,21 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.stop(Duration::ZERO);
+    }
+}
+
+/// The builder hands out its handler table: `expose`, `expose_with`,
+/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
+/// own, called through it.
+impl std::ops::Deref for Server {
+    type Target = Handlers;
+    fn deref(&self) -> &Handlers {
+        &self.handlers
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
     }
 }

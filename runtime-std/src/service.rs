@@ -11,12 +11,10 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::relay::REGISTER_METHOD;
 use rigwire_core::runtime::{Config, Reconnect};
-use rigwire_core::{Error, HandlerError};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use rigwire_core::Error;
 
 use crate::client::open;
-use crate::handler::{CallContext, Handlers};
+use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::Endpoint;
@@ -52,34 +50,6 @@ impl RemoteService {
     /// The handler table (exposed names, dispatch).
     pub fn handlers_mut(&mut self) -> &mut Handlers {
         &mut self.handlers
-    }
-
-    /// Exposes a typed handler (see [`Handlers::expose`]).
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned,
-        R: Serialize,
-        F: Fn(A) -> Result<R, HandlerError> + Send + Sync + 'static,
-    {
-        self.handlers.expose(name, f)?;
-        Ok(self)
-    }
-
-    /// Exposes a typed handler that receives the call's context.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] for a bad or duplicate name.
-    pub fn expose_with<A, R, F>(&mut self, name: &str, f: F) -> Result<&mut Self, Error>
-    where
-        A: DeserializeOwned,
-        R: Serialize,
-        F: Fn(&CallContext, A) -> Result<R, HandlerError> + Send + Sync + 'static,
-    {
-        self.handlers.expose_with(name, f)?;
-        Ok(self)
     }
 
     /// Dials the relay's services URL and registers. Once this returns, the
@@ -302,5 +272,21 @@ impl RunningService {
 impl Drop for RunningService {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// The builder hands out its handler table: `expose`, `expose_with`,
+/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
+/// own, called through it.
+impl std::ops::Deref for RemoteService {
+    type Target = Handlers;
+    fn deref(&self) -> &Handlers {
+        &self.handlers
+    }
+}
+
+impl std::ops::DerefMut for RemoteService {
+    fn deref_mut(&mut self) -> &mut Handlers {
+        &mut self.handlers
     }
 }

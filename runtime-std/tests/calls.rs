@@ -20,11 +20,11 @@ fn typed_raw_and_json_calls_on_every_transport() {
         let sum: i64 = client.call("plus", &(20, 3)).unwrap();
         assert_eq!(sum, 23);
         let raw = client
-            .call_raw("add", json_payload("[40, 2]").unwrap())
+            .call_raw("add", json_payload("[40, 2]").unwrap(), None)
             .unwrap();
         assert_eq!((raw.codec, &raw.bytes[..]), (Codec::Json, &b"42"[..]));
         let echoed = client
-            .call_raw("echo", Payload::new(Codec::Postcard, vec![1, 2, 3]))
+            .call_raw("echo", Payload::new(Codec::Postcard, vec![1, 2, 3]), None)
             .unwrap();
         assert_eq!(&echoed.bytes[..], &[1, 2, 3]);
         let methods: Vec<ExposedMethod> = client.call("rigwire.methods", &()).unwrap();
@@ -196,7 +196,7 @@ fn large_payloads_cross_intact() {
         let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
         let big: Vec<u8> = (0..1 << 20).map(|i| (i * 7 % 251) as u8).collect();
         let back = client
-            .call_raw("echo", Payload::new(Codec::Postcard, big.clone()))
+            .call_raw("echo", Payload::new(Codec::Postcard, big.clone()), None)
             .unwrap();
         assert!(back.bytes == big, "{url}");
         server.shutdown(Duration::from_secs(1));
@@ -206,12 +206,12 @@ fn large_payloads_cross_intact() {
     let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
     let big = vec![9u8; 16 * 1024 * 1024 - 64];
     let back = client
-        .call_raw("echo", Payload::new(Codec::Postcard, big.clone()))
+        .call_raw("echo", Payload::new(Codec::Postcard, big.clone()), None)
         .unwrap();
     assert!(back.bytes == big);
     let too_big = vec![9u8; 16 * 1024 * 1024];
     assert!(matches!(
-        client.call_raw("echo", Payload::new(Codec::Postcard, too_big)),
+        client.call_raw("echo", Payload::new(Codec::Postcard, too_big), None),
         Err(Error::TooLarge { .. })
     ));
     server.shutdown(Duration::from_secs(1));

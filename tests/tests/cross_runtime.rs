@@ -65,7 +65,7 @@ fn smol_rig(url: &str, secret: bool, probe: Arc<Probe>) -> rigwire_smol::Running
         Ok(ms)
     })
     .unwrap();
-    s.start()
+    s.start().unwrap()
 }
 
 /// The same rig on the blocking runtime.

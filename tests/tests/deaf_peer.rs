@@ -204,7 +204,7 @@ fn a_std_server_stops_reading_from_a_client_that_never_reads_its_answers() {
     // Other clients are served meanwhile.
     let other = rigwire_std::Client::connect(&url, Default::default()).unwrap();
     let echoed = other
-        .call_raw("echo", Payload::json(&"still here").unwrap())
+        .call_raw("echo", Payload::json(&"still here").unwrap(), None)
         .unwrap();
     assert_eq!(echoed.decode::<String>().unwrap(), "still here");
     drop(flood);
@@ -222,7 +222,7 @@ fn a_smol_server_stops_reading_from_a_client_that_never_reads_its_answers() {
     server
         .expose_raw("echo", |_, args| async move { Ok(args) })
         .unwrap();
-    let running = server.start();
+    let running = server.start().unwrap();
     let url = running.local_url();
     let flood = assert_flood_is_contained(addr_of(&url));
     drop(flood);

@@ -46,7 +46,7 @@ fn smol_rig(seen: Arc<Seen>) -> rigwire_smol::RunningServer {
         })
         .expose(server.handlers_mut())
         .unwrap();
-    server.start()
+    server.start().unwrap()
 }
 
 /// Two `exp.init` at once: one succeeds, the other is refused as `Busy`,
@@ -86,7 +86,7 @@ fn std_two_concurrent_inits_run_the_hook_once() {
     let status: ExpStatus = client.call(methods::CLEANUP, &()).unwrap();
     assert_eq!(status, ExpStatus::Connected);
     let answer = client
-        .call_raw(methods::INIT, json(r#"{"subject": "mouse-1"}"#))
+        .call_raw(methods::INIT, json(r#"{"subject": "mouse-1"}"#), None)
         .unwrap();
     assert_eq!(
         answer.decode::<ExpStatus>().unwrap(),
@@ -96,9 +96,11 @@ fn std_two_concurrent_inits_run_the_hook_once() {
         seen.data.lock().unwrap().as_ref().unwrap()["subject"],
         "mouse-1"
     );
-    let bad = client.call_raw(methods::CLEANUP, json("")).unwrap();
+    let bad = client.call_raw(methods::CLEANUP, json(""), None).unwrap();
     assert_eq!(bad.decode::<ExpStatus>().unwrap(), ExpStatus::Connected);
-    let err = client.call_raw(methods::INIT, json("[1, 2]")).unwrap_err();
+    let err = client
+        .call_raw(methods::INIT, json("[1, 2]"), None)
+        .unwrap_err();
     assert!(
         matches!(err, Error::Remote(ref e) if e.kind == ErrorKind::BadArguments),
         "{err}"

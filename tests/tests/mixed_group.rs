@@ -44,7 +44,7 @@ fn a_smol_group_runs_an_experiment_across_both_runtimes() {
         })
         .expose(smol_server.handlers_mut())
         .unwrap();
-    let smol_server = smol_server.start();
+    let smol_server = smol_server.start().unwrap();
     // The blocking rig never reports `armed`.
     let mut std_server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config("std-rig")).unwrap();
     let s = Arc::clone(&stops);

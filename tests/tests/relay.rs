@@ -27,9 +27,11 @@ fn service_config(name: &str) -> Config {
 }
 
 fn relay_config(allowed: Option<&[&str]>) -> RelayConfig {
-    let mut config = RelayConfig::default();
-    config.clients.secret = Some(rigwire_core::Secret::new(CLIENT_SECRET).unwrap());
-    config.services.secret = Some(rigwire_core::Secret::new(SERVICE_SECRET).unwrap());
+    let mut config = RelayConfig::default()
+        .clients_secret(CLIENT_SECRET)
+        .unwrap()
+        .services_secret(SERVICE_SECRET)
+        .unwrap();
     config.allowed = allowed.map(|names| names.iter().map(|n| (*n).to_owned()).collect());
     config
 }
@@ -436,7 +438,7 @@ fn large_payloads_are_forwarded_intact() {
     for len in [1usize << 20, 8 << 20] {
         let bytes: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let payload = rigwire_core::Payload::new(rigwire_core::Codec::Postcard, bytes.clone());
-        let back = script.call_raw("data.echo", payload).unwrap();
+        let back = script.call_raw("data.echo", payload, None).unwrap();
         assert!(back.bytes[..] == bytes[..], "{len} bytes came back altered");
     }
 }

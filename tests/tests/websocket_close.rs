@@ -117,7 +117,7 @@ fn smol_delivers_the_frames_that_came_with_a_close() {
             async { Ok(()) }
         })
         .unwrap();
-    let running = server.start();
+    let running = server.start().unwrap();
     notify_then_close(&running.local_url());
     assert!(wait_for(&marked), "the notify before the close was dropped");
     smol::block_on(running.shutdown(Duration::from_secs(1)));

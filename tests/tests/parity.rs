@@ -1,0 +1,93 @@
+//! The two runtimes are twins: the same script, written once, runs against
+//! both. This file compiles only while their public APIs match in name and
+//! shape (the blocking one without `.await`, the async one with it); the
+//! parity table in `docs/ARCHITECTURE.md` lists the same items.
+
+use std::time::Duration;
+
+use rigwire_core::{InitData, Payload};
+
+/// One script over a runtime's API; `$($aw)*` is `.await` for the async
+/// runtime and nothing for the blocking one.
+macro_rules! twin_script {
+    ($rt:ident, $url:expr, [$($aw:tt)*]) => {{
+        use $rt::{Client, Config, Group};
+        let url: String = $url;
+        let client = Client::connect(&url, Config::named("script")) $($aw)* .unwrap();
+        assert_eq!(client.url(), url);
+        let sum: i64 = client.call("add", &(1i64, 2i64)) $($aw)* .unwrap();
+        assert_eq!(sum, 3);
+        let sum: i64 = client
+            .call_timeout("add", &(2i64, 2i64), Duration::from_secs(5)) $($aw)*
+            .unwrap();
+        assert_eq!(sum, 4);
+        let raw = client
+            .call_raw("add", Payload::json(&(3, 3)).unwrap(), Some(Duration::from_secs(5))) $($aw)*
+            .unwrap();
+        assert_eq!(raw.decode::<i64>().unwrap(), 6);
+        client.ping() $($aw)* .unwrap();
+        client.notify("add", &(1i64, 1i64)) $($aw)* .unwrap();
+        let peer = client.peer() $($aw)* .unwrap();
+        assert_eq!(peer.name(), "rig");
+        assert!(peer.is_connected());
+        assert!(peer.close_reason().is_none());
+        let group = Group::from_clients(vec![("rig".to_owned(), client)]);
+        assert_eq!(group.names(), ["rig"]);
+        assert!(group.init_with(&InitData::default(), None) $($aw)* .all_ok());
+        assert!(group.cleanup(None) $($aw)* .all_ok());
+        let status = group.status(None) $($aw)*;
+        assert!(status.all_ok(), "{status:?}");
+        group.close() $($aw)*;
+        let why = peer.closed() $($aw)*;
+        assert!(matches!(why, rigwire_core::Error::Disconnected(_)), "{why}");
+    }};
+}
+
+/// A rig of either runtime: `add` and the lifecycle service; the handler
+/// bodies are the runtime's own (blocking or async), the rest is the same.
+macro_rules! twin_rig {
+    ($rt:ident, $add:expr) => {{
+        use $rt::{Config, RigService, Server};
+        let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+        server.expose("add", $add).unwrap();
+        server.alias("plus", "add").unwrap();
+        RigService::new().expose(server.handlers_mut()).unwrap();
+        server.on_connect(|peer| assert!(!peer.name().is_empty()));
+        server.start().unwrap()
+    }};
+}
+
+#[test]
+fn the_blocking_runtime_runs_the_twin_script() {
+    let rig = twin_rig!(rigwire_std, |(a, b): (i64, i64)| Ok(a + b));
+    twin_script!(rigwire_std, rig.local_url(), []);
+    // The script has gone (the rig may not have seen its goodbye yet).
+    assert!(rig.broadcast("add", &(1i64, 1i64)).unwrap() <= 1);
+    let _ = rig.broadcast_raw("add", Payload::json(&(1, 1)).unwrap());
+    assert!(rig.peers().len() <= 1);
+    rig.shutdown(Duration::from_millis(100));
+}
+
+#[test]
+fn the_async_runtime_runs_the_twin_script() {
+    let rig = twin_rig!(rigwire_smol, |(a, b): (i64, i64)| async move { Ok(a + b) });
+    smol::block_on(async {
+        twin_script!(rigwire_smol, rig.local_url(), [.await]);
+        assert!(rig.broadcast("add", &(1i64, 1i64)).await.unwrap() <= 1);
+        let _ = rig
+            .broadcast_raw("add", Payload::json(&(1, 1)).unwrap())
+            .await;
+        assert!(rig.peers().len() <= 1);
+        rig.shutdown(Duration::from_millis(100)).await;
+    });
+}
+
+#[test]
+fn both_runtimes_read_a_secret_file_alike() {
+    let path = std::env::temp_dir().join(format!("rigwire-parity-{}.secret", std::process::id()));
+    std::fs::write(&path, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let a = rigwire_std::secret_from_file(&path).unwrap();
+    let b = rigwire_smol::secret_from_file(&path).unwrap();
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    std::fs::remove_file(&path).unwrap();
+}
