@@ -65,8 +65,17 @@ pub(crate) enum Queued {
 /// # The four method families
 ///
 /// * **Getters** (`&self`): [`is_established`](Self::is_established),
-///   [`peer`](Self::peer), [`error`](Self::error), [`stats`](Self::stats),
-///   [`wants_input`](Self::wants_input), ...
+///   [`is_closed`](Self::is_closed), [`error`](Self::error),
+///   [`peer`](Self::peer), [`role`](Self::role), [`config`](Self::config),
+///   [`registry`](Self::registry), [`stats`](Self::stats),
+///   [`calls_in_flight`](Self::calls_in_flight),
+///   [`incoming_in_flight`](Self::incoming_in_flight),
+///   [`is_incoming`](Self::is_incoming), [`incoming_ids`](Self::incoming_ids),
+///   [`queued_output`](Self::queued_output),
+///   [`queued_before_handshake`](Self::queued_before_handshake),
+///   [`buffered_input`](Self::buffered_input) and
+///   [`wants_input`](Self::wants_input); and
+///   [`registry_mut`](Self::registry_mut) to expose more names while connected.
 /// * **Inputs**: [`handle_input`](Self::handle_input) for byte streams,
 ///   [`handle_frame`](Self::handle_frame) for websocket messages and datagrams,
 ///   [`handle_timeout`](Self::handle_timeout) when the instant from
@@ -75,8 +84,10 @@ pub(crate) enum Queued {
 ///   or an I/O error.
 /// * **Commands**: [`call`](Self::call), [`notify`](Self::notify),
 ///   [`reply`](Self::reply), [`cancel`](Self::cancel), [`ping`](Self::ping),
-///   [`confirmed_send`](Self::confirmed_send), [`close`](Self::close). Each
-///   returns a typed error instead of panicking.
+///   [`confirmed_send`](Self::confirmed_send), [`close`](Self::close),
+///   [`shutdown`](Self::shutdown) (answers pending incoming calls first) and
+///   [`reject`](Self::reject) (refuses a connection with a code and reason).
+///   Each returns a typed error instead of panicking.
 /// * **Outputs**: [`poll_transmit`](Self::poll_transmit),
 ///   [`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout).
 ///

@@ -9,7 +9,6 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::error::FrameError;
 use crate::message::{write_head, MessageHead};
 
 /// The largest frame either side accepts before the handshake has completed.
@@ -34,80 +33,91 @@ pub enum Framing {
     Message,
 }
 
-/// Cuts frames out of a byte stream, however the stream is split into chunks.
-///
-/// Memory is bounded by the limit passed to [`FrameDecoder::decode`]: a length
-/// over the limit is rejected as soon as its 4 header bytes are in, before any
-/// byte of its body is buffered, and the decoder never holds more than one
-/// partial frame.
-#[derive(Debug, Default)]
-pub struct FrameDecoder {
-    header: [u8; LENGTH_PREFIX],
-    header_len: usize,
-    /// Body length of the frame being assembled, once its header is complete.
-    body_len: Option<usize>,
-    body: BytesMut,
-}
+pub(crate) use decoder::FrameDecoder;
 
-impl FrameDecoder {
-    /// A decoder at the start of a stream.
-    pub fn new() -> Self {
-        Self::default()
-    }
+// Public only to the harnesses (`testing`), which drive it directly.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
+pub(crate) mod decoder {
+    use bytes::{Bytes, BytesMut};
 
-    /// Consumes bytes from `input` up to the end of the next frame. Returns how
-    /// many bytes were consumed and the frame, if one completed; call again with
-    /// the rest of `input` until it is empty.
+    use super::LENGTH_PREFIX;
+    use crate::error::FrameError;
+
+    /// Cuts frames out of a byte stream, however the stream is split into chunks.
     ///
-    /// # Errors
-    /// [`FrameError::TooLarge`] when a header announces more than `limit` bytes;
-    /// the decoder is then unusable (the stream cannot be resynchronised).
-    pub fn decode(
-        &mut self,
-        input: &[u8],
-        limit: u32,
-        pre_auth: bool,
-    ) -> Result<(usize, Option<Bytes>), FrameError> {
-        let mut used = 0;
-        let len = match self.body_len {
-            Some(len) => len,
-            None => {
-                let take = (LENGTH_PREFIX - self.header_len).min(input.len());
-                self.header[self.header_len..self.header_len + take]
-                    .copy_from_slice(&input[..take]);
-                self.header_len += take;
-                used += take;
-                if self.header_len < LENGTH_PREFIX {
-                    return Ok((used, None));
-                }
-                let len = u32::from_be_bytes(self.header);
-                if len > limit {
-                    return Err(FrameError::TooLarge {
-                        len: u64::from(len),
-                        limit,
-                        pre_auth,
-                    });
-                }
-                let len = len as usize;
-                self.body.reserve(len);
-                self.body_len = Some(len);
-                len
-            }
-        };
-        let take = (len - self.body.len()).min(input.len() - used);
-        self.body.extend_from_slice(&input[used..used + take]);
-        used += take;
-        if self.body.len() < len {
-            return Ok((used, None));
-        }
-        self.header_len = 0;
-        self.body_len = None;
-        Ok((used, Some(self.body.split().freeze())))
+    /// Memory is bounded by the limit passed to [`FrameDecoder::decode`]: a length
+    /// over the limit is rejected as soon as its 4 header bytes are in, before any
+    /// byte of its body is buffered, and the decoder never holds more than one
+    /// partial frame.
+    #[derive(Debug, Default)]
+    pub struct FrameDecoder {
+        header: [u8; LENGTH_PREFIX],
+        header_len: usize,
+        /// Body length of the frame being assembled, once its header is complete.
+        body_len: Option<usize>,
+        body: BytesMut,
     }
 
-    /// Bytes of a partial frame held (header and body), for accounting.
-    pub fn buffered(&self) -> usize {
-        self.header_len + self.body.len()
+    impl FrameDecoder {
+        /// A decoder at the start of a stream.
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        /// Consumes bytes from `input` up to the end of the next frame. Returns how
+        /// many bytes were consumed and the frame, if one completed; call again with
+        /// the rest of `input` until it is empty.
+        ///
+        /// # Errors
+        /// [`FrameError::TooLarge`] when a header announces more than `limit` bytes;
+        /// the decoder is then unusable (the stream cannot be resynchronised).
+        pub fn decode(
+            &mut self,
+            input: &[u8],
+            limit: u32,
+            pre_auth: bool,
+        ) -> Result<(usize, Option<Bytes>), FrameError> {
+            let mut used = 0;
+            let len = match self.body_len {
+                Some(len) => len,
+                None => {
+                    let take = (LENGTH_PREFIX - self.header_len).min(input.len());
+                    self.header[self.header_len..self.header_len + take]
+                        .copy_from_slice(&input[..take]);
+                    self.header_len += take;
+                    used += take;
+                    if self.header_len < LENGTH_PREFIX {
+                        return Ok((used, None));
+                    }
+                    let len = u32::from_be_bytes(self.header);
+                    if len > limit {
+                        return Err(FrameError::TooLarge {
+                            len: u64::from(len),
+                            limit,
+                            pre_auth,
+                        });
+                    }
+                    let len = len as usize;
+                    self.body.reserve(len);
+                    self.body_len = Some(len);
+                    len
+                }
+            };
+            let take = (len - self.body.len()).min(input.len() - used);
+            self.body.extend_from_slice(&input[used..used + take]);
+            used += take;
+            if self.body.len() < len {
+                return Ok((used, None));
+            }
+            self.header_len = 0;
+            self.body_len = None;
+            Ok((used, Some(self.body.split().freeze())))
+        }
+
+        /// Bytes of a partial frame held (header and body), for accounting.
+        pub fn buffered(&self) -> usize {
+            self.header_len + self.body.len()
+        }
     }
 }
 

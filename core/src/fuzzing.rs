@@ -218,7 +218,7 @@ fn payload(arg: u8) -> Payload {
 /// replies, cancels, closes, raw bytes, time) and checks that nothing panics
 /// and that every forwarded call stays accounted for.
 pub fn relay(data: &[u8], epoch: Instant) {
-    use crate::relay::{Relay, RelayConfig, Side, REGISTER_METHOD};
+    use crate::relay::{PeerKind, Relay, RelayConfig, REGISTER_METHOD};
     let config = RelayConfig {
         allowed: Some(vec!["a".into(), "b".into(), "c".into()]),
         max_forward_timeout: Some(Duration::from_millis(300)),
@@ -230,13 +230,13 @@ pub fn relay(data: &[u8], epoch: Instant) {
     let mut now = epoch;
     let mut service_registry = Registry::new();
     let _ = service_registry.expose("m");
-    let sides = [Side::Service, Side::Service, Side::Client, Side::Client];
+    let sides = [PeerKind::Service, PeerKind::Service, PeerKind::Client, PeerKind::Client];
     let mut peers = Vec::new();
     for (i, side) in sides.iter().enumerate() {
         let Ok(id) = relay.accept(*side, Framing::Stream, [i as u8; 32], now) else {
             return;
         };
-        let registry = if *side == Side::Service {
+        let registry = if *side == PeerKind::Service {
             service_registry.clone()
         } else {
             Registry::new()

@@ -11,24 +11,32 @@
 //!   order to call them in. Its behaviour is spread by concern over
 //!   `connection.rs` (inputs, outputs, timers, failure), `handshake.rs`,
 //!   `receive.rs` (established traffic), `commands.rs` and `echo.rs`.
-//! * [`Link`] — one connection as a runtime drives it: output accounting,
-//!   call admission that never blocks, result routing, the job queue and
-//!   the IO interest (read? write? wake when?). Runtimes are loops around it.
+//! * [`link`] — the layer between the protocol and the runtimes. [`Link`]
+//!   is one connection as a runtime drives it: output accounting, call
+//!   admission that never blocks, result routing, the job queue, graceful
+//!   drain and the IO interest (read? write? wake when?). Beside it the small
+//!   policies every runtime shares: connection [`Admission`](link::Admission),
+//!   [`Reconnect`](link::Reconnect) with its give-up rules. Runtimes are loops
+//!   around it.
 //! * [`message`] — the wire messages and their postcard encoding.
 //! * [`framing`] — length-prefixed frames on streams, one frame per message on
 //!   websocket and UDP, and the output queue.
 //! * [`auth`] — HMAC-SHA256 proofs over the handshake transcript.
-//! * [`calls`] — the bounded in-flight tables.
 //! * [`dispatch`] — exposed names, aliases and introspection.
-//! * [`codec`] — payloads tagged postcard or JSON.
 //! * [`lifecycle`] — experiment references and a rig's init/start/stop/cleanup
 //!   state machine.
-//! * [`group`] — results of addressing many rigs at once, by rig name.
+//! * [`group`] — results of addressing many rigs at once, by rig name, and
+//!   the plan of each lifecycle step (which order, which arguments).
 //! * [`relay`] — services reached in two hops: routing between connections.
 //! * [`ibl`] — beside the protocol, not part of it: the iblutil.io.net dialect
 //!   (JSON arrays and the echo rule) for joining Python iblutil rigs.
-//! * [`testing`] — a deterministic two-peer harness with virtual time, latency
-//!   and loss, used by the tests and the fuzz targets.
+//! * [`codec`], [`config`], [`error`] — payloads tagged postcard or JSON,
+//!   settings, and every error by what happened.
+//! * [`runtime`] — the settings, hooks and result routing every runtime
+//!   shares.
+//! * `testing` and `fuzzing` (cargo feature `testing`) — deterministic
+//!   two-peer harnesses with virtual time, latency and loss, over
+//!   `Connection`s and over `Link`s, and the fuzz targets' entry points.
 //!
 //! The wire format is specified in `spec/PROTOCOL.md`; byte-exact vectors in
 //! `spec/vectors/` are checked by the test suite.
@@ -78,17 +86,20 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod auth;
-pub mod calls;
+// Public only to the harnesses (`testing`), which drive it directly.
+#[cfg_attr(not(feature = "testing"), allow(unreachable_pub, dead_code))]
+mod calls;
 pub mod codec;
 mod commands;
 pub mod config;
 mod connection;
 pub mod dispatch;
 mod echo;
-mod endpoint;
+mod url;
 pub mod error;
 mod event;
 pub mod framing;
+#[cfg(feature = "testing")]
 pub mod fuzzing;
 pub mod group;
 mod handler_error;
@@ -100,13 +111,14 @@ pub mod message;
 mod receive;
 pub mod relay;
 pub mod runtime;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use codec::{CodecError, Payload};
 pub use config::{Config, Keepalive, Role, Secret};
 pub use connection::{Connection, PeerInfo};
 pub use dispatch::{ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
-pub use endpoint::Endpoint;
+pub use url::Url;
 pub use error::{
     AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, Error,
     FrameError, RegistryError, RemoteError, ReplyError, VersionRange,

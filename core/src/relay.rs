@@ -58,7 +58,7 @@ pub struct ConnId(pub u64);
 
 /// Which listener a connection came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
+pub enum PeerKind {
     /// A client: its calls to `name.method` are forwarded.
     Client,
     /// A remote service: it may register names.
@@ -123,7 +123,7 @@ pub enum RelayEvent {
         /// The connection.
         conn: ConnId,
         /// Which listener it came in on.
-        side: Side,
+        side: PeerKind,
         /// The name it announced.
         peer_name: String,
     },
@@ -159,7 +159,7 @@ pub enum RelayEvent {
 
 struct Peer {
     conn: Connection,
-    side: Side,
+    side: PeerKind,
     /// Names this service registered.
     names: Vec<String>,
     /// Counted against the connection limit (it was not refused).
@@ -225,19 +225,19 @@ impl Relay {
     /// [`ConfigError`], as [`Connection::new`].
     pub fn accept(
         &mut self,
-        side: Side,
+        side: PeerKind,
         framing: Framing,
         nonce: [u8; 32],
         now: Instant,
     ) -> Result<ConnId, ConfigError> {
         let mut registry = self.own.clone();
         let config = match side {
-            Side::Client => {
+            PeerKind::Client => {
                 registry.set_fallback(Some(FORWARD));
                 registry.expose_reserved(SERVICES_METHOD);
                 self.config.clients.clone()
             }
-            Side::Service => {
+            PeerKind::Service => {
                 registry.expose_reserved(REGISTER_METHOD);
                 self.config.services.clone()
             }
@@ -417,7 +417,7 @@ impl Relay {
         for (id, p) in self
             .peers
             .iter_mut()
-            .filter(|(_, p)| p.side == Side::Client)
+            .filter(|(_, p)| p.side == PeerKind::Client)
         {
             if p.conn.notify(method, args.clone(), now).is_ok() {
                 self.touched.insert(*id);
@@ -464,11 +464,11 @@ impl Relay {
                         peer_name,
                     })
                 }
-                Event::Call(call) if side == Side::Service && call.method == REGISTER_METHOD => {
+                Event::Call(call) if side == PeerKind::Service && call.method == REGISTER_METHOD => {
                     self.register(id, call)
                 }
                 Event::Call(call) if call.handler == FORWARD => self.forward(id, call, now),
-                Event::Call(call) if side == Side::Client && call.method == SERVICES_METHOD => {
+                Event::Call(call) if side == PeerKind::Client && call.method == SERVICES_METHOD => {
                     let names: Vec<&String> = self.routes.keys().collect();
                     let listed = Payload::encode_as(call.args.codec, &names)
                         .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()));

@@ -148,7 +148,7 @@ mod group_results {
 }
 
 mod endpoints {
-    use rigwire_core::{Endpoint, Framing};
+    use rigwire_core::{Url, Framing};
 
     #[test]
     fn urls_parse_into_endpoints_and_print_back() {
@@ -157,11 +157,11 @@ mod endpoints {
             ("unix:///tmp/rig.sock", Framing::Stream),
             ("ws://rig-host:8888/wsData", Framing::Message),
         ] {
-            let e = Endpoint::parse(url).unwrap();
+            let e = Url::parse(url).unwrap();
             assert_eq!((e.to_string().as_str(), e.framing()), (url, framing));
         }
         assert_eq!(
-            Endpoint::parse("ws://h:1").unwrap().to_string(),
+            Url::parse("ws://h:1").unwrap().to_string(),
             "ws://h:1/"
         );
         for bad in [
@@ -173,7 +173,7 @@ mod endpoints {
             "wss://h:1/x",
             "smtp://h:25",
         ] {
-            let err = Endpoint::parse(bad).unwrap_err();
+            let err = Url::parse(bad).unwrap_err();
             assert!(
                 err.to_string().starts_with(&format!("invalid URL '{bad}'")),
                 "{err}"

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rigwire_core::calls::{CallTable, InsertError};
-use rigwire_core::framing::FrameDecoder;
+use rigwire_core::testing::{CallTable, FrameDecoder, InsertError};
 use rigwire_core::message::Hello;
 use rigwire_core::{Codec, ErrorKind, Message, RejectCode};
 

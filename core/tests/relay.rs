@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_core::relay::{
-    ConnId, Relay, RelayConfig, RelayEvent, Side, REGISTER_METHOD, SERVICES_METHOD,
+    ConnId, Relay, RelayConfig, RelayEvent, PeerKind, REGISTER_METHOD, SERVICES_METHOD,
 };
 use rigwire_core::{
     CallError, Codec, Config, Connection, ErrorKind, Event, Framing, Payload, Registry,
@@ -38,7 +38,7 @@ impl Net {
         }
     }
 
-    fn join(&mut self, side: Side, name: &str, registry: Registry) -> usize {
+    fn join(&mut self, side: PeerKind, name: &str, registry: Registry) -> usize {
         let relay_side = self
             .relay
             .accept(side, Framing::Stream, [3; 32], self.now)
@@ -180,10 +180,10 @@ fn remote(result: Result<Payload, CallError>) -> RemoteError {
 #[test]
 fn a_call_crosses_two_hops_with_ids_remapped_and_the_payload_untouched() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(Side::Service, "data-service", service_registry());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
     assert_eq!(net.register(data, &["data"]).unwrap(), vec!["data"]);
-    let script = net.join(Side::Client, "script", Registry::new());
-    let other = net.join(Side::Client, "other-script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let other = net.join(PeerKind::Client, "other-script", Registry::new());
     let big = Bytes::from((0..100_000u32).map(|i| i as u8).collect::<Vec<u8>>());
     // Both clients use call id 1: the relay keeps them apart.
     let a = net.call(
@@ -240,9 +240,9 @@ fn a_call_crosses_two_hops_with_ids_remapped_and_the_payload_untouched() {
 #[test]
 fn errors_from_the_service_reach_the_client_unchanged() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(Side::Service, "data-service", service_registry());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
     net.register(data, &["data"]).unwrap();
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     let id = net.call(script, "data.getFile", Payload::json(&()).unwrap(), None);
     let call = net.calls_at(data).remove(0);
     let err =
@@ -267,7 +267,7 @@ fn errors_from_the_service_reach_the_client_unchanged() {
 #[test]
 fn a_name_nobody_serves_fails_at_once_with_unavailable() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     let id = net.call(script, "subject.show", Payload::json(&()).unwrap(), None);
     let e = remote(take_response(&mut net.remotes[script].events, id));
     assert_eq!(
@@ -282,9 +282,9 @@ fn a_name_nobody_serves_fails_at_once_with_unavailable() {
 #[test]
 fn when_a_service_drops_every_call_pending_on_it_fails_naming_it() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(Side::Service, "data-service", service_registry());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
     net.register(data, &["data"]).unwrap();
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     let ids: Vec<u64> = (0..3)
         .map(|_| {
             net.call(
@@ -312,7 +312,7 @@ fn when_a_service_drops_every_call_pending_on_it_fails_naming_it() {
     }
     assert_eq!(net.relay.routes().count(), 0);
     // The name is free again: a new service takes it.
-    let again = net.join(Side::Service, "data-service-2", service_registry());
+    let again = net.join(PeerKind::Service, "data-service-2", service_registry());
     assert_eq!(net.register(again, &["data"]).unwrap(), vec!["data"]);
 }
 
@@ -323,9 +323,9 @@ fn taken_and_disallowed_names_are_refused_with_the_reason() {
         ..RelayConfig::default()
     };
     let mut net = Net::new(config, Registry::new());
-    let first = net.join(Side::Service, "scanner-1", service_registry());
+    let first = net.join(PeerKind::Service, "scanner-1", service_registry());
     net.register(first, &["data"]).unwrap();
-    let second = net.join(Side::Service, "scanner-2", service_registry());
+    let second = net.join(PeerKind::Service, "scanner-2", service_registry());
     let e = net.register(second, &["data"]).unwrap_err();
     assert_eq!(
         (e.kind, e.message.as_str()),
@@ -346,7 +346,7 @@ fn taken_and_disallowed_names_are_refused_with_the_reason() {
         .message
         .contains("not a service name"));
     // Clients may not register.
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     let id = net.call(
         script,
         REGISTER_METHOD,
@@ -366,9 +366,9 @@ fn the_remaining_deadline_travels_on_and_the_relay_can_cap_it() {
         ..RelayConfig::default()
     };
     let mut net = Net::new(config, Registry::new());
-    let data = net.join(Side::Service, "data-service", service_registry());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
     net.register(data, &["data"]).unwrap();
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     // Shorter at the client than at the relay: the client's 500 ms travels on.
     net.call(
         script,
@@ -408,9 +408,9 @@ fn the_remaining_deadline_travels_on_and_the_relay_can_cap_it() {
 #[test]
 fn a_cancel_travels_both_hops() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(Side::Service, "data-service", service_registry());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
     net.register(data, &["data"]).unwrap();
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     let id = net.call(script, "data.slow", Payload::json(&()).unwrap(), None);
     let at_service = net.calls_at(data).remove(0);
     assert!(net.remotes[script].conn.cancel(id));
@@ -427,7 +427,7 @@ fn the_relays_own_names_work_beside_forwarded_ones() {
     let mut own = Registry::new();
     own.expose("status").unwrap();
     let mut net = Net::new(RelayConfig::default(), own);
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     let id = net.call(script, "status", Payload::json(&()).unwrap(), None);
     let Some(RelayEvent::Call { conn, call }) = net
         .relay_events
@@ -455,14 +455,14 @@ fn broadcast_reaches_clients_or_one_service() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());
     let mut reg = Registry::new();
     reg.expose("news").unwrap();
-    let data = net.join(Side::Service, "data-service", {
+    let data = net.join(PeerKind::Service, "data-service", {
         let mut r = service_registry();
         r.expose("news").unwrap();
         r
     });
     net.register(data, &["data"]).unwrap();
-    let a = net.join(Side::Client, "a", reg.clone());
-    let b = net.join(Side::Client, "b", reg);
+    let a = net.join(PeerKind::Client, "a", reg.clone());
+    let b = net.join(PeerKind::Client, "b", reg);
     let now = net.now;
     assert_eq!(
         net.relay
@@ -496,7 +496,7 @@ fn a_service_may_not_take_a_name_the_relay_serves_itself() {
     let mut own = Registry::new();
     own.expose("relay.routes").unwrap();
     let mut net = Net::new(RelayConfig::default(), own);
-    let svc = net.join(Side::Service, "impostor", service_registry());
+    let svc = net.join(PeerKind::Service, "impostor", service_registry());
     let e = net.register(svc, &["relay"]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Refused);
     assert_eq!(
@@ -512,9 +512,9 @@ fn connections_over_the_limit_are_rejected_with_a_reason() {
         ..RelayConfig::default()
     };
     let mut net = Net::new(config, Registry::new());
-    let a = net.join(Side::Client, "a", Registry::new());
-    let b = net.join(Side::Service, "b", service_registry());
-    let c = net.join(Side::Client, "c", Registry::new());
+    let a = net.join(PeerKind::Client, "a", Registry::new());
+    let b = net.join(PeerKind::Service, "b", service_registry());
+    let c = net.join(PeerKind::Client, "c", Registry::new());
     for ok in [a, b] {
         assert!(net.remotes[ok].conn.is_established());
     }
@@ -535,7 +535,7 @@ fn connections_over_the_limit_are_rejected_with_a_reason() {
 #[test]
 fn clients_can_list_the_services_routed_now() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let script = net.join(Side::Client, "script", Registry::new());
+    let script = net.join(PeerKind::Client, "script", Registry::new());
     let list = |net: &mut Net| -> Vec<String> {
         let id = net.call(script, SERVICES_METHOD, Payload::json(&()).unwrap(), None);
         take_response(&mut net.remotes[script].events, id)
@@ -544,7 +544,7 @@ fn clients_can_list_the_services_routed_now() {
             .unwrap()
     };
     assert!(list(&mut net).is_empty());
-    let data = net.join(Side::Service, "scanner", service_registry());
+    let data = net.join(PeerKind::Service, "scanner", service_registry());
     net.register(data, &["subject", "data"]).unwrap();
     assert_eq!(list(&mut net), vec!["data", "subject"]);
 }

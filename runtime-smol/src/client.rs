@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rigwire_core::runtime::Config;
-use rigwire_core::{Connection, Endpoint, Error, Payload, Role};
+use rigwire_core::{Connection, Url, Error, Payload, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -23,7 +23,7 @@ pub(crate) fn nonce() -> [u8; 32] {
 
 /// A connection to one peer, made by dialing it. See [`Peer`] for each call.
 pub struct Client {
-    endpoint: Endpoint,
+    endpoint: Url,
     config: Config,
     handlers: Arc<Handlers>,
     current: smol::lock::Mutex<Peer>,
@@ -47,7 +47,7 @@ impl Drop for Client {
 /// `linger` is [`LINGER`] for a script's client, zero for a connection that
 /// mostly serves (a remote service).
 pub(crate) async fn open(
-    endpoint: &Endpoint,
+    endpoint: &Url,
     config: &Config,
     handlers: &Arc<Handlers>,
     linger: Duration,
@@ -111,7 +111,7 @@ impl Client {
         config: Config,
         handlers: Handlers,
     ) -> Result<Client, Error> {
-        let endpoint = Endpoint::parse(url)?;
+        let endpoint = Url::parse(url)?;
         let handlers = Arc::new(handlers);
         let peer = open(&endpoint, &config, &handlers, LINGER).await?;
         Ok(Client {

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
-use rigwire_core::relay::{ConnId, Relay, RelayConfig, RelayEvent, Side};
+use rigwire_core::relay::{ConnId, Relay, RelayConfig, RelayEvent, PeerKind};
 use rigwire_core::{
-    Endpoint, Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode,
+    Url, Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode,
     RemoteError,
 };
 use serde::de::DeserializeOwned;
@@ -80,8 +80,8 @@ impl RelayServer {
         config.clients.validate()?;
         config.services.validate()?;
         Ok(RelayServer {
-            clients: Listener::bind(&Endpoint::parse(clients_url)?)?,
-            services: Listener::bind(&Endpoint::parse(services_url)?)?,
+            clients: Listener::bind(&Url::parse(clients_url)?)?,
+            services: Listener::bind(&Url::parse(services_url)?)?,
             config,
             own: Registry::new(),
             own_fns: Vec::new(),
@@ -164,8 +164,8 @@ impl RelayServer {
         let clients = Arc::new(self.clients);
         let services = Arc::new(self.services);
         let tasks = vec![
-            executor.spawn(Arc::clone(&inner).accept_loop(Side::Client, Arc::clone(&clients))),
-            executor.spawn(Arc::clone(&inner).accept_loop(Side::Service, Arc::clone(&services))),
+            executor.spawn(Arc::clone(&inner).accept_loop(PeerKind::Client, Arc::clone(&clients))),
+            executor.spawn(Arc::clone(&inner).accept_loop(PeerKind::Service, Arc::clone(&services))),
             executor.spawn(Arc::clone(&inner).timers()),
         ];
         // Only the relay's thread holds the executor: when it ends, every
@@ -179,7 +179,7 @@ impl RelayServer {
             unix_files: [clients, services]
                 .iter()
                 .filter_map(|l| match l.local_endpoint() {
-                    Endpoint::Unix(path) => Some(path),
+                    Url::Unix(path) => Some(path),
                     _ => None,
                 })
                 .collect(),
@@ -382,7 +382,7 @@ impl Inner {
         out
     }
 
-    async fn accept_loop(self: Arc<Self>, side: Side, listener: Arc<Listener>) {
+    async fn accept_loop(self: Arc<Self>, side: PeerKind, listener: Arc<Listener>) {
         loop {
             match listener.accept().await {
                 Ok(socket) => {
@@ -397,10 +397,10 @@ impl Inner {
     }
 
     /// One connection: upgrade, join the relay, then read until it ends.
-    async fn serve(self: Arc<Self>, side: Side, socket: Socket, listener: Arc<Listener>) {
+    async fn serve(self: Arc<Self>, side: PeerKind, socket: Socket, listener: Arc<Listener>) {
         let config = match side {
-            Side::Client => &self.config.clients,
-            Side::Service => &self.config.services,
+            PeerKind::Client => &self.config.clients,
+            PeerKind::Service => &self.config.services,
         };
         let label = format!("{} ({side:?})", listener.local_endpoint());
         let codec = match listener

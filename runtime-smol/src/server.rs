@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use rigwire_core::link::{Admission, Refusal};
 use rigwire_core::runtime::Config;
-use rigwire_core::{Connection, Endpoint, Error, Payload, Role};
+use rigwire_core::{Connection, Url, Error, Payload, Role};
 use serde::Serialize;
 use smol::Task;
 
@@ -41,7 +41,7 @@ impl Server {
     /// `InvalidUrl`, `Bind`, `Config`.
     pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
         config.protocol.validate()?;
-        let listener = Listener::bind(&Endpoint::parse(url)?)?;
+        let listener = Listener::bind(&Url::parse(url)?)?;
         Ok(Server {
             listener,
             config,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use rigwire_core::relay::REGISTER_METHOD;
 use rigwire_core::runtime::{Config, Reconnect};
-use rigwire_core::{Endpoint, Error};
+use rigwire_core::{Url, Error};
 use smol::{future, Task};
 
 use crate::client::open;
@@ -60,7 +60,7 @@ impl RemoteService {
     /// `Remote` with kind `Refused` when the relay refuses a name (taken, or
     /// not allowed), with its reason.
     pub async fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
-        let endpoint = Endpoint::parse(relay_url)?;
+        let endpoint = Url::parse(relay_url)?;
         let service = Arc::new(ServiceInner {
             endpoint,
             policy: self.config.reconnect.unwrap_or_default().forever(),
@@ -92,7 +92,7 @@ struct Registration {
 }
 
 struct ServiceInner {
-    endpoint: Endpoint,
+    endpoint: Url,
     policy: Reconnect,
     names: Vec<String>,
     config: Config,

@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rigwire_core::{Endpoint, Error};
+use rigwire_core::{Url, Error};
 use rigwire_ws::{Handshake, WsCodec};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{future, Async, Timer};
@@ -114,7 +114,7 @@ async fn upgrade(
 
 /// Dials `endpoint` within `timeout`; websocket connections are upgraded here.
 pub(crate) async fn connect(
-    endpoint: &Endpoint,
+    endpoint: &Url,
     max_frame: u32,
     timeout: Duration,
 ) -> Result<(Socket, Option<WsCodec>), Error> {
@@ -124,7 +124,7 @@ pub(crate) async fn connect(
     };
     let dial = async {
         match endpoint {
-            Endpoint::Tcp(addr) | Endpoint::Ws { addr, .. } => {
+            Url::Tcp(addr) | Url::Ws { addr, .. } => {
                 let mut last = format!("{addr} resolved to no address");
                 for sa in smol::net::resolve(addr.as_str()).await? {
                     match Async::<TcpStream>::connect(sa).await {
@@ -137,7 +137,7 @@ pub(crate) async fn connect(
                 }
                 Err(io::Error::other(last))
             }
-            Endpoint::Unix(path) => Ok(Socket::Unix(Async::<UnixStream>::connect(path).await?)),
+            Url::Unix(path) => Ok(Socket::Unix(Async::<UnixStream>::connect(path).await?)),
         }
     };
     let timed_out = async {
@@ -151,7 +151,7 @@ pub(crate) async fn connect(
         .await
         .map_err(|e| fail(e.to_string()))?;
     let codec = match (endpoint, &socket) {
-        (Endpoint::Ws { .. }, Socket::Tcp(tcp)) => {
+        (Url::Ws { .. }, Socket::Tcp(tcp)) => {
             let handshake = Handshake::client(&endpoint.to_string(), max_frame).map_err(fail)?;
             Some(upgrade(tcp, handshake, timeout).await.map_err(fail)?)
         }
@@ -170,24 +170,24 @@ pub(crate) enum Listener {
 
 impl Listener {
     /// Binds `endpoint`; a stale Unix socket file is replaced only if nothing answers on it.
-    pub(crate) fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
+    pub(crate) fn bind(endpoint: &Url) -> Result<Listener, Error> {
         let fail = |e: io::Error| Error::Bind {
             url: endpoint.to_string(),
             reason: e.to_string(),
         };
         match endpoint {
-            Endpoint::Tcp(addr) => {
+            Url::Tcp(addr) => {
                 let listener = TcpListener::bind(addr).map_err(fail)?;
                 Ok(Listener::Tcp(Async::new(listener).map_err(fail)?, None))
             }
-            Endpoint::Ws { addr, path } => {
+            Url::Ws { addr, path } => {
                 let listener = TcpListener::bind(addr).map_err(fail)?;
                 Ok(Listener::Tcp(
                     Async::new(listener).map_err(fail)?,
                     Some(path.clone()),
                 ))
             }
-            Endpoint::Unix(path) => {
+            Url::Unix(path) => {
                 if path.exists() && UnixStream::connect(path).is_err() {
                     let _ = std::fs::remove_file(path);
                 }
@@ -201,7 +201,7 @@ impl Listener {
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).
-    pub(crate) fn local_endpoint(&self) -> Endpoint {
+    pub(crate) fn local_endpoint(&self) -> Url {
         match self {
             Listener::Tcp(l, ws) => {
                 let addr = l
@@ -210,14 +210,14 @@ impl Listener {
                     .map(|a| a.to_string())
                     .unwrap_or_default();
                 match ws {
-                    None => Endpoint::Tcp(addr),
-                    Some(path) => Endpoint::Ws {
+                    None => Url::Tcp(addr),
+                    Some(path) => Url::Ws {
                         addr,
                         path: path.clone(),
                     },
                 }
             }
-            Listener::Unix(_, path) => Endpoint::Unix(path.clone()),
+            Listener::Unix(_, path) => Url::Unix(path.clone()),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
 use crate::peer::{closed, Peer, PendingCall, RawPendingCall};
 use crate::pool::Pool;
-use crate::transport::{self, Endpoint};
+use crate::transport::{self, Url};
 use rigwire_core::runtime::Config;
 
 /// A connection to one peer, made by dialing it. Blocking calls; many
@@ -24,7 +24,7 @@ pub struct Client {
 }
 
 struct ClientInner {
-    endpoint: Endpoint,
+    endpoint: Url,
     config: Config,
     handlers: Arc<Handlers>,
     pool: Arc<Pool>,
@@ -57,7 +57,7 @@ pub(crate) fn nonce() -> [u8; 32] {
 /// `linger` is [`LINGER`](crate::driver::LINGER) for a script's client, zero
 /// for a connection that mostly serves (a remote service).
 pub(crate) fn open(
-    endpoint: &Endpoint,
+    endpoint: &Url,
     config: &Config,
     handlers: &Arc<Handlers>,
     pool: Option<&Arc<Pool>>,
@@ -133,7 +133,7 @@ impl Client {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub fn connect_with(url: &str, config: Config, handlers: Handlers) -> Result<Client, Error> {
-        let endpoint = Endpoint::parse(url)?;
+        let endpoint = Url::parse(url)?;
         let handlers = Arc::new(handlers);
         let pool = Pool::new(config.handler_threads, "rigwire-client");
         let peer = open(&endpoint, &config, &handlers, Some(&pool), LINGER)?;

@@ -63,4 +63,4 @@ pub use rigwire_core::{
 };
 pub use server::{RunningServer, Server};
 pub use service::{RemoteService, RunningService};
-pub use transport::Endpoint;
+pub use transport::Url;

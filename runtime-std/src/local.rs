@@ -12,7 +12,7 @@ use rigwire_core::Error;
 use crate::client::open;
 use crate::handler::Handlers;
 use crate::peer::{closed, Peer};
-use crate::transport::Endpoint;
+use crate::transport::Url;
 use rigwire_core::runtime::Config;
 
 /// A single-threaded connection: nothing happens on it except inside its own
@@ -34,7 +34,7 @@ impl LocalClient {
         config: Config,
         handlers: Handlers,
     ) -> Result<LocalClient, Error> {
-        let endpoint = Endpoint::parse(url)?;
+        let endpoint = Url::parse(url)?;
         let peer = open(
             &endpoint,
             &config,

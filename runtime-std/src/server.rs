@@ -18,7 +18,7 @@ use crate::driver::{Hooks, Shared};
 use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::transport::{Endpoint, Listener, Socket};
+use crate::transport::{Url, Listener, Socket};
 use rigwire_core::runtime::Config;
 
 /// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
@@ -44,7 +44,7 @@ impl Server {
     /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
     pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
         config.protocol.validate()?;
-        let listener = Listener::bind(&Endpoint::parse(url)?)?;
+        let listener = Listener::bind(&Url::parse(url)?)?;
         Ok(Server {
             listener,
             config,

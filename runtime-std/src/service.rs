@@ -17,7 +17,7 @@ use crate::client::open;
 use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::transport::Endpoint;
+use crate::transport::Url;
 
 /// A service to run behind a relay: its names and handlers.
 pub struct RemoteService {
@@ -61,7 +61,7 @@ impl RemoteService {
     /// `Remote` with kind `Refused` when the relay refuses a name (taken, or
     /// not allowed), with its reason.
     pub fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
-        let endpoint = Endpoint::parse(relay_url)?;
+        let endpoint = Url::parse(relay_url)?;
         let inner = Arc::new(ServiceInner {
             pool: Pool::new(self.config.handler_threads, "rigwire-service"),
             endpoint,
@@ -101,7 +101,7 @@ struct Registration {
 }
 
 struct ServiceInner {
-    endpoint: Endpoint,
+    endpoint: Url,
     policy: Reconnect,
     names: Vec<String>,
     config: Config,

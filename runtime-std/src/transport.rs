@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use rigwire_core::Endpoint;
+pub use rigwire_core::Url;
 use rigwire_core::Error;
 use rigwire_ws::{Handshake, WsCodec};
 
@@ -244,7 +244,7 @@ fn upgrade(
 
 /// Dials `endpoint`; websocket connections complete their HTTP upgrade here.
 pub(crate) fn connect(
-    endpoint: &Endpoint,
+    endpoint: &Url,
     max_frame: u32,
     timeout: Duration,
 ) -> Result<(Socket, Option<WsCodec>), Error> {
@@ -253,16 +253,16 @@ pub(crate) fn connect(
         reason,
     };
     let socket = match endpoint {
-        Endpoint::Tcp(addr) | Endpoint::Ws { addr, .. } => {
+        Url::Tcp(addr) | Url::Ws { addr, .. } => {
             Socket::Tcp(dial_tcp(addr, timeout).map_err(fail)?)
         }
-        Endpoint::Unix(path) => {
+        Url::Unix(path) => {
             Socket::Unix(UnixStream::connect(path).map_err(|e| fail(e.to_string()))?)
         }
     };
     let mut socket = socket;
     let ws = match endpoint {
-        Endpoint::Ws { .. } => {
+        Url::Ws { .. } => {
             let handshake = Handshake::client(&endpoint.to_string(), max_frame).map_err(fail)?;
             Some(upgrade(&mut socket, handshake, timeout).map_err(fail)?)
         }
@@ -294,18 +294,18 @@ pub(crate) enum Listener {
 
 impl Listener {
     /// Binds `endpoint`. A stale Unix socket file is replaced only if nothing answers on it.
-    pub(crate) fn bind(endpoint: &Endpoint) -> Result<Listener, Error> {
+    pub(crate) fn bind(endpoint: &Url) -> Result<Listener, Error> {
         let fail = |e: io::Error| Error::Bind {
             url: endpoint.to_string(),
             reason: e.to_string(),
         };
         match endpoint {
-            Endpoint::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).map_err(fail)?, None)),
-            Endpoint::Ws { addr, path } => Ok(Listener::Tcp(
+            Url::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).map_err(fail)?, None)),
+            Url::Ws { addr, path } => Ok(Listener::Tcp(
                 TcpListener::bind(addr).map_err(fail)?,
                 Some(path.clone()),
             )),
-            Endpoint::Unix(path) => {
+            Url::Unix(path) => {
                 if path.exists() && UnixStream::connect(path).is_err() {
                     let _ = std::fs::remove_file(path);
                 }
@@ -318,19 +318,19 @@ impl Listener {
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).
-    pub(crate) fn local_endpoint(&self) -> Endpoint {
+    pub(crate) fn local_endpoint(&self) -> Url {
         match self {
             Listener::Tcp(l, ws) => {
                 let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
                 match ws {
-                    None => Endpoint::Tcp(addr),
-                    Some(path) => Endpoint::Ws {
+                    None => Url::Tcp(addr),
+                    Some(path) => Url::Ws {
                         addr,
                         path: path.clone(),
                     },
                 }
             }
-            Listener::Unix(_, path) => Endpoint::Unix(path.clone()),
+            Listener::Unix(_, path) => Url::Unix(path.clone()),
         }
     }
 
@@ -349,13 +349,13 @@ impl Listener {
     /// Wakes a thread blocked in `accept` by connecting to ourselves.
     pub(crate) fn wake(&self) {
         match self.local_endpoint() {
-            Endpoint::Tcp(addr) | Endpoint::Ws { addr, .. } => {
+            Url::Tcp(addr) | Url::Ws { addr, .. } => {
                 let _ = TcpStream::connect_timeout(
                     &addr.parse().expect("a bound address parses"),
                     Duration::from_secs(1),
                 );
             }
-            Endpoint::Unix(path) => {
+            Url::Unix(path) => {
                 let _ = UnixStream::connect(path);
             }
         }

@@ -20,6 +20,10 @@ use crate::framing::Framing;
 mod links;
 pub use links::{Behaviour, CallRecord, LinkPair};
 
+// Internals the property tests and fuzz targets drive directly.
+pub use crate::calls::{CallTable, InsertError};
+pub use crate::framing::decoder::FrameDecoder;
+
 /// Which peer of a [`Pair`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {

@@ -9,7 +9,7 @@ use crate::framing::Framing;
 
 /// Where to connect or listen, parsed from a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
+pub enum Url {
     /// `tcp://host:port`
     Tcp(String),
     /// `unix:///absolute/path` (or `unix://relative/path`)
@@ -23,12 +23,12 @@ pub enum Endpoint {
     },
 }
 
-impl Endpoint {
+impl Url {
     /// Parses a rigwire URL.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] for an unknown scheme or a missing host, port or path.
-    pub fn parse(url: &str) -> Result<Endpoint, Error> {
+    pub fn parse(url: &str) -> Result<Url, Error> {
         let invalid = |reason: &str| Error::InvalidUrl {
             url: url.to_owned(),
             reason: reason.to_owned(),
@@ -41,13 +41,13 @@ impl Endpoint {
                 if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
                     return Err(invalid("expected tcp://host:port"));
                 }
-                Ok(Endpoint::Tcp(rest.to_owned()))
+                Ok(Url::Tcp(rest.to_owned()))
             }
             "unix" => {
                 if rest.is_empty() {
                     return Err(invalid("expected unix:///path/to/socket"));
                 }
-                Ok(Endpoint::Unix(PathBuf::from(rest)))
+                Ok(Url::Unix(PathBuf::from(rest)))
             }
             "ws" => {
                 let (addr, path) = match rest.find('/') {
@@ -57,7 +57,7 @@ impl Endpoint {
                 if addr.is_empty() || !addr.contains(':') {
                     return Err(invalid("expected ws://host:port/path"));
                 }
-                Ok(Endpoint::Ws {
+                Ok(Url::Ws {
                     addr: addr.to_owned(),
                     path: path.to_owned(),
                 })
@@ -72,18 +72,18 @@ impl Endpoint {
     /// How frames are delimited on this transport.
     pub fn framing(&self) -> Framing {
         match self {
-            Endpoint::Ws { .. } => Framing::Message,
+            Url::Ws { .. } => Framing::Message,
             _ => Framing::Stream,
         }
     }
 }
 
-impl fmt::Display for Endpoint {
+impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Tcp(addr) => write!(f, "tcp://{addr}"),
-            Endpoint::Unix(path) => write!(f, "unix://{}", path.display()),
-            Endpoint::Ws { addr, path } => write!(f, "ws://{addr}{path}"),
+            Url::Tcp(addr) => write!(f, "tcp://{addr}"),
+            Url::Unix(path) => write!(f, "unix://{}", path.display()),
+            Url::Ws { addr, path } => write!(f, "ws://{addr}{path}"),
         }
     }
 }
