@@ -256,7 +256,7 @@ fn sigterm_stops_a_rig_whose_peer_never_reads_within_its_grace() {
     let addr = rig.url.strip_prefix("tcp://").unwrap().to_owned();
     let flood = raw::flood_without_reading(
         &addr,
-        rigwire_core::Config::named("deaf"),
+        rigwire_core::ProtocolConfig::named("deaf"),
         "echo",
         64 * 1024,
         512 * 1024 * 1024,

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use divan::{black_box, Bencher};
-use rigwire_core::{Codec, Config, Connection, Event, Framing, Message, Payload, Registry, Role};
+use rigwire_core::{
+    Codec, Connection, Event, Framing, Message, Payload, ProtocolConfig, Registry, Role,
+};
 
 fn main() {
     divan::main();
@@ -20,7 +22,7 @@ fn connected_pair() -> (Connection, Connection, Instant) {
     let mut registry = Registry::new();
     registry.expose("add").unwrap();
     let mut client = Connection::new(
-        Config::named("c"),
+        ProtocolConfig::named("c"),
         Registry::new(),
         Role::Client,
         Framing::Stream,
@@ -29,7 +31,7 @@ fn connected_pair() -> (Connection, Connection, Instant) {
     )
     .unwrap();
     let mut server = Connection::new(
-        Config::named("s"),
+        ProtocolConfig::named("s"),
         registry,
         Role::Server,
         Framing::Stream,

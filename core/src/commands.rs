@@ -12,7 +12,7 @@ impl Connection {
     /// Calls `method` on the peer. Returns the call's id; its outcome arrives as
     /// [`Event::Response`](crate::Event::Response) with that id.
     ///
-    /// `timeout` overrides [`Config::default_call_timeout`](crate::Config); with
+    /// `timeout` overrides [`ProtocolConfig::default_call_timeout`](crate::ProtocolConfig); with
     /// neither, the call waits as long as the peer is alive. On expiry the
     /// caller gets `DeadlineExceeded` and the peer a `Cancel`. Before the
     /// handshake completes the call is queued (it counts against the in-flight

@@ -96,7 +96,7 @@ impl Default for Keepalive {
 
 /// Everything a connection is configured with.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct ProtocolConfig {
     /// This side's name, sent in `Hello` (at most 255 bytes).
     pub name: String,
     /// The shared secret; `None` means no authentication is demanded.
@@ -125,9 +125,9 @@ pub struct Config {
     pub default_call_timeout: Option<Duration>,
 }
 
-impl Default for Config {
+impl Default for ProtocolConfig {
     fn default() -> Self {
-        Config {
+        ProtocolConfig {
             name: String::from("rigwire"),
             secret: None,
             max_frame: DEFAULT_MAX_FRAME,
@@ -144,12 +144,12 @@ impl Default for Config {
     }
 }
 
-impl Config {
+impl ProtocolConfig {
     /// A default configuration with the given name.
     pub fn named(name: impl Into<String>) -> Self {
-        Config {
+        ProtocolConfig {
             name: name.into(),
-            ..Config::default()
+            ..ProtocolConfig::default()
         }
     }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::calls::CallTable;
 use crate::codec::Payload;
-use crate::config::{Config, Role};
+use crate::config::{ProtocolConfig, Role};
 use crate::dispatch::Registry;
 use crate::error::{CallError, ConfigError, ConnectionError, DecodeError, EchoError};
 use crate::event::{CancelReason, Event, Stats};
@@ -109,7 +109,7 @@ pub(crate) enum Queued {
 /// queued output has been written.
 #[derive(Debug)]
 pub struct Connection {
-    pub(crate) config: Config,
+    pub(crate) config: ProtocolConfig,
     pub(crate) registry: Registry,
     pub(crate) role: Role,
     pub(crate) state: State,
@@ -152,9 +152,9 @@ impl Connection {
     /// an eavesdropper replay a proof. `registry` lists what the peer may call.
     ///
     /// # Errors
-    /// [`ConfigError`] if `config` breaks a rule (see [`Config::validate`]).
+    /// [`ConfigError`] if `config` breaks a rule (see [`ProtocolConfig::validate`]).
     pub fn new(
-        config: Config,
+        config: ProtocolConfig,
         registry: Registry,
         role: Role,
         framing: Framing,
@@ -240,7 +240,7 @@ impl Connection {
     }
 
     /// The configuration in force.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &ProtocolConfig {
         &self.config
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::{Config, Keepalive, Secret};
+use crate::config::{Keepalive, ProtocolConfig, Secret};
 use crate::dispatch::Registry;
 use crate::event::Event;
 use crate::framing::{FrameDecoder, Framing};
@@ -81,7 +81,7 @@ pub fn connection(data: &[u8], epoch: Instant) {
         Framing::Message
     };
     let secret = |on: bool, s: &str| on.then(|| Secret::new(s).expect("non-empty"));
-    let base = Config {
+    let base = ProtocolConfig {
         max_frame: 8192,
         max_incoming_calls: 4,
         max_outgoing_calls: 4,
@@ -92,13 +92,13 @@ pub fn connection(data: &[u8], epoch: Instant) {
             interval: Duration::from_millis(100),
             timeout: Duration::from_millis(300),
         }),
-        ..Config::default()
+        ..ProtocolConfig::default()
     };
-    let client = Config {
+    let client = ProtocolConfig {
         secret: secret(setup & 2 != 0, "k"),
         ..base.clone()
     };
-    let server = Config {
+    let server = ProtocolConfig {
         secret: secret(setup & 4 != 0, if setup & 8 != 0 { "other" } else { "k" }),
         ..base
     };
@@ -230,7 +230,12 @@ pub fn relay(data: &[u8], epoch: Instant) {
     let mut now = epoch;
     let mut service_registry = Registry::new();
     let _ = service_registry.expose("m");
-    let sides = [PeerKind::Service, PeerKind::Service, PeerKind::Client, PeerKind::Client];
+    let sides = [
+        PeerKind::Service,
+        PeerKind::Service,
+        PeerKind::Client,
+        PeerKind::Client,
+    ];
     let mut peers = Vec::new();
     for (i, side) in sides.iter().enumerate() {
         let Ok(id) = relay.accept(*side, Framing::Stream, [i as u8; 32], now) else {
@@ -242,7 +247,7 @@ pub fn relay(data: &[u8], epoch: Instant) {
             Registry::new()
         };
         let Ok(conn) = crate::Connection::new(
-            Config::named("peer"),
+            ProtocolConfig::named("peer"),
             registry,
             crate::Role::Client,
             Framing::Stream,

@@ -32,8 +32,6 @@
 //!   (JSON arrays and the echo rule) for joining Python iblutil rigs.
 //! * [`codec`], [`config`], [`error`] — payloads tagged postcard or JSON,
 //!   settings, and every error by what happened.
-//! * [`runtime`] — the settings, hooks and result routing every runtime
-//!   shares.
 //! * `testing` and `fuzzing` (cargo feature `testing`) — deterministic
 //!   two-peer harnesses with virtual time, latency and loss, over
 //!   `Connection`s and over `Link`s, and the fuzz targets' entry points.
@@ -45,14 +43,14 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use rigwire_core::{Config, Connection, Event, Framing, Payload, Registry, Role};
+//! use rigwire_core::{ProtocolConfig, Connection, Event, Framing, Payload, Registry, Role};
 //!
 //! let now = Instant::now();
 //! let mut registry = Registry::new();
 //! registry.expose("add").unwrap();
-//! let mut client = Connection::new(Config::named("script"), Registry::new(),
+//! let mut client = Connection::new(ProtocolConfig::named("script"), Registry::new(),
 //!     Role::Client, Framing::Stream, [1; 32], now).unwrap();
-//! let mut server = Connection::new(Config::named("rig"), registry,
+//! let mut server = Connection::new(ProtocolConfig::named("rig"), registry,
 //!     Role::Server, Framing::Stream, [2; 32], now).unwrap();
 //!
 //! // A call made before the handshake is queued and sent once it completes.
@@ -95,7 +93,6 @@ pub mod config;
 mod connection;
 pub mod dispatch;
 mod echo;
-mod url;
 pub mod error;
 mod event;
 pub mod framing;
@@ -110,15 +107,14 @@ pub mod link;
 pub mod message;
 mod receive;
 pub mod relay;
-pub mod runtime;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod url;
 
 pub use codec::{CodecError, Payload};
-pub use config::{Config, Keepalive, Role, Secret};
+pub use config::{Keepalive, ProtocolConfig, Role, Secret};
 pub use connection::{Connection, PeerInfo};
 pub use dispatch::{ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
-pub use url::Url;
 pub use error::{
     AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, Error,
     FrameError, RegistryError, RemoteError, ReplyError, VersionRange,
@@ -131,4 +127,6 @@ pub use lifecycle::{
     ExpInfo, ExpRef, ExpStatus, InitData, Lifecycle, Step, StepRefused, StepRequest, StopArgs,
 };
 pub use link::{Admit, Interest, Job, Link, Outbox};
+pub use link::{Config, Reconnect};
 pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};
+pub use url::Url;

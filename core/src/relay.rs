@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::Payload;
-use crate::config::{Config, Role};
+use crate::config::{ProtocolConfig, Role};
 use crate::connection::Connection;
 use crate::dispatch::{HandlerId, Registry};
 use crate::error::{CallError, ConfigError, ConnectionError, RemoteError};
@@ -69,9 +69,9 @@ pub enum PeerKind {
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     /// Settings for client connections (their secret, limits, keepalive).
-    pub clients: Config,
+    pub clients: ProtocolConfig,
     /// Settings for service connections (their own secret, limits, keepalive).
-    pub services: Config,
+    pub services: ProtocolConfig,
     /// Names services may register; `None` allows any name.
     pub allowed: Option<Vec<String>>,
     /// Longest time a forwarded call may take, whatever the caller allows.
@@ -105,8 +105,8 @@ impl RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
-            clients: Config::named("relay"),
-            services: Config::named("relay"),
+            clients: ProtocolConfig::named("relay"),
+            services: ProtocolConfig::named("relay"),
             allowed: None,
             max_forward_timeout: None,
             max_connections: 1024,
@@ -464,7 +464,9 @@ impl Relay {
                         peer_name,
                     })
                 }
-                Event::Call(call) if side == PeerKind::Service && call.method == REGISTER_METHOD => {
+                Event::Call(call)
+                    if side == PeerKind::Service && call.method == REGISTER_METHOD =>
+                {
                     self.register(id, call)
                 }
                 Event::Call(call) if call.handler == FORWARD => self.forward(id, call, now),

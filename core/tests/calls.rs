@@ -12,8 +12,8 @@ use bytes::Bytes;
 use common::*;
 use rigwire_core::testing::{Netem, Side};
 use rigwire_core::{
-    CallError, CancelReason, Codec, Config, ErrorKind, Event, ExposedMethod, Framing, Message,
-    Payload, RemoteError, ReplyError, INTROSPECTION_METHOD,
+    CallError, CancelReason, Codec, ErrorKind, Event, ExposedMethod, Framing, Message, Payload,
+    ProtocolConfig, RemoteError, ReplyError, INTROSPECTION_METHOD,
 };
 
 #[test]
@@ -292,7 +292,7 @@ fn cancel_reaches_the_callee() {
 
 #[test]
 fn a_full_outgoing_table_answers_busy_and_does_not_grow() {
-    let client = Config {
+    let client = ProtocolConfig {
         max_outgoing_calls: 2,
         ..config("script", None)
     };
@@ -309,7 +309,7 @@ fn a_full_outgoing_table_answers_busy_and_does_not_grow() {
 
 #[test]
 fn a_full_incoming_table_answers_busy() {
-    let server = Config {
+    let server = ProtocolConfig {
         max_incoming_calls: 1,
         ..config("rig", None)
     };
@@ -326,7 +326,7 @@ fn a_full_incoming_table_answers_busy() {
 
 #[test]
 fn an_oversized_call_fails_locally_and_an_oversized_reply_reaches_the_caller_as_an_error() {
-    let small = Config {
+    let small = ProtocolConfig {
         max_frame: 8192,
         ..config("rig", None)
     };
@@ -352,7 +352,7 @@ fn an_oversized_call_fails_locally_and_an_oversized_reply_reaches_the_caller_as_
 
 #[test]
 fn an_error_too_long_for_a_frame_is_shortened_not_lost() {
-    let small = Config {
+    let small = ProtocolConfig {
         max_frame: 4096,
         ..config("rig", None)
     };

@@ -148,7 +148,7 @@ mod group_results {
 }
 
 mod endpoints {
-    use rigwire_core::{Url, Framing};
+    use rigwire_core::{Framing, Url};
 
     #[test]
     fn urls_parse_into_endpoints_and_print_back() {
@@ -160,10 +160,7 @@ mod endpoints {
             let e = Url::parse(url).unwrap();
             assert_eq!((e.to_string().as_str(), e.framing()), (url, framing));
         }
-        assert_eq!(
-            Url::parse("ws://h:1").unwrap().to_string(),
-            "ws://h:1/"
-        );
+        assert_eq!(Url::parse("ws://h:1").unwrap().to_string(), "ws://h:1/");
         for bad in [
             "127.0.0.1:7400",
             "tcp://nohost",

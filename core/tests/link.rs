@@ -9,20 +9,20 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use rigwire_core::testing::{Behaviour, LinkPair, Side};
-use rigwire_core::{CallError, Config, ConnectionError, Keepalive};
+use rigwire_core::{CallError, ConnectionError, Keepalive, ProtocolConfig};
 
 const MIB: usize = 1024 * 1024;
 
 /// Small limits, so that backpressure comes quickly: 1 MiB frames and output.
-fn config(name: &str) -> Config {
-    Config {
+fn config(name: &str) -> ProtocolConfig {
+    ProtocolConfig {
         max_frame: MIB as u32,
         max_queued_output: MIB,
-        ..Config::named(name)
+        ..ProtocolConfig::named(name)
     }
 }
 
-fn connected(client: Config, server: Config) -> LinkPair {
+fn connected(client: ProtocolConfig, server: ProtocolConfig) -> LinkPair {
     let mut pair = LinkPair::new(Instant::now(), client, server);
     pair.advance(Duration::from_millis(10));
     assert!(pair.link(Side::Client).is_connected());
@@ -91,7 +91,7 @@ fn a_frozen_peer_is_declared_silent_within_the_keepalive_bound() {
         interval: Duration::from_millis(200),
         timeout: Duration::from_millis(600),
     });
-    let client = Config {
+    let client = ProtocolConfig {
         keepalive,
         ..config("script")
     };
@@ -247,8 +247,8 @@ proptest! {
         });
         let mut pair = LinkPair::new(
             Instant::now(),
-            Config { keepalive, ..config("script") },
-            Config { keepalive, ..config("rig") },
+            ProtocolConfig { keepalive, ..config("script") },
+            ProtocolConfig { keepalive, ..config("rig") },
         );
         pair.latency = Duration::from_millis(latency_ms);
         pair.capacity = 128 * 1024;

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use common::*;
 use rigwire_core::testing::{Netem, Side};
-use rigwire_core::{CallError, CancelReason, Config, ConnectionError, EchoError, Event, Framing};
+use rigwire_core::{
+    CallError, CancelReason, ConnectionError, EchoError, Event, Framing, ProtocolConfig,
+};
 
 fn live_pair() -> rigwire_core::testing::Pair {
-    let client = Config {
+    let client = ProtocolConfig {
         keepalive: fast_keepalive(),
         ..config("script", None)
     };
-    let server = Config {
+    let server = ProtocolConfig {
         keepalive: fast_keepalive(),
         ..config("rig", None)
     };
@@ -94,11 +96,11 @@ fn a_dead_peer_fails_every_pending_call_within_the_keepalive_bound() {
 
 #[test]
 fn keepalive_off_means_no_pings_and_no_silence_timeout() {
-    let client = Config {
+    let client = ProtocolConfig {
         keepalive: None,
         ..config("script", None)
     };
-    let server = Config {
+    let server = ProtocolConfig {
         keepalive: None,
         ..config("rig", None)
     };

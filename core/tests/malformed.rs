@@ -280,7 +280,7 @@ fn a_peer_that_floods_without_reading_is_cut_off_at_the_output_limit() {
     for seq in 0..10_000u64 {
         pings.extend_from_slice(&framed(&Message::Ping { seq }));
     }
-    let small = rigwire_core::Config {
+    let small = rigwire_core::ProtocolConfig {
         max_frame: 4096,
         max_queued_output: 4096,
         ..config("s", None)
@@ -327,12 +327,12 @@ fn lossy_and_corrupting_networks_end_in_defined_states() {
                 garble: 0.05,
                 seed,
             };
-            let client = rigwire_core::Config {
+            let client = rigwire_core::ProtocolConfig {
                 keepalive: fast_keepalive(),
                 default_call_timeout: Some(Duration::from_millis(300)),
                 ..config("c", Some("k"))
             };
-            let server = rigwire_core::Config {
+            let server = rigwire_core::ProtocolConfig {
                 keepalive: fast_keepalive(),
                 ..config("s", Some("k"))
             };

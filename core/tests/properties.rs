@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use proptest::prelude::*;
-use rigwire_core::testing::{CallTable, FrameDecoder, InsertError};
 use rigwire_core::message::Hello;
+use rigwire_core::testing::{CallTable, FrameDecoder, InsertError};
 use rigwire_core::{Codec, ErrorKind, Message, RejectCode};
 
 fn codec() -> impl Strategy<Value = Codec> {
@@ -243,7 +243,7 @@ proptest! {
 mod connection_model {
     use super::*;
     use rigwire_core::testing::{Netem, Pair, Side};
-    use rigwire_core::{CallError, Config, Event, Framing, Payload, Registry};
+    use rigwire_core::{CallError, Event, Framing, Payload, ProtocolConfig, Registry};
 
     #[derive(Debug, Clone)]
     enum CallOp {
@@ -280,8 +280,8 @@ mod connection_model {
         fn every_call_ends_exactly_once_as_the_model_says(ops in prop::collection::vec(call_op(), 0..80)) {
             let mut registry = Registry::new();
             registry.expose("work").unwrap();
-            let client = Config { max_outgoing_calls: 8, keepalive: None, ..Config::named("c") };
-            let server = Config { keepalive: None, ..Config::named("s") };
+            let client = ProtocolConfig { max_outgoing_calls: 8, keepalive: None, ..ProtocolConfig::named("c") };
+            let server = ProtocolConfig { keepalive: None, ..ProtocolConfig::named("s") };
             // Zero latency: the model need not track transit.
             let netem = Netem { latency: Duration::ZERO, ..Netem::default() };
             let mut p = Pair::new(Instant::now(), Framing::Stream, (client, Registry::new()), (server, registry), netem);

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_core::relay::{
-    ConnId, Relay, RelayConfig, RelayEvent, PeerKind, REGISTER_METHOD, SERVICES_METHOD,
+    ConnId, PeerKind, Relay, RelayConfig, RelayEvent, REGISTER_METHOD, SERVICES_METHOD,
 };
 use rigwire_core::{
-    CallError, Codec, Config, Connection, ErrorKind, Event, Framing, Payload, Registry,
+    CallError, Codec, Connection, ErrorKind, Event, Framing, Payload, ProtocolConfig, Registry,
     RemoteError, Role,
 };
 
@@ -44,7 +44,7 @@ impl Net {
             .accept(side, Framing::Stream, [3; 32], self.now)
             .unwrap();
         let conn = Connection::new(
-            Config::named(name),
+            ProtocolConfig::named(name),
             registry,
             Role::Client,
             Framing::Stream,

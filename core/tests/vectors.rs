@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_core::{
-    CallError, Codec, Config, Connection, ErrorKind, Event, Framing, Message, Payload, Registry,
-    RemoteError, Role, Secret,
+    CallError, Codec, Connection, ErrorKind, Event, Framing, Message, Payload, ProtocolConfig,
+    Registry, RemoteError, Role, Secret,
 };
 
 const SECRET: &str = "correct horse battery staple";
@@ -45,9 +45,9 @@ fn registry() -> Registry {
 impl Run {
     fn new(framing: Framing, client_secret: Option<&str>, server_secret: Option<&str>) -> Run {
         let now = Instant::now();
-        let cfg = |name: &str, secret: Option<&str>| Config {
+        let cfg = |name: &str, secret: Option<&str>| ProtocolConfig {
             secret: secret.map(|s| Secret::new(s).unwrap()),
-            ..Config::named(name)
+            ..ProtocolConfig::named(name)
         };
         let client = Connection::new(
             cfg("script", client_secret),

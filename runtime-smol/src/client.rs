@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rigwire_core::runtime::Config;
-use rigwire_core::{Connection, Url, Error, Payload, Role};
+use rigwire_core::Config;
+use rigwire_core::{Connection, Error, Payload, Role, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 

@@ -1,5 +1,5 @@
 //! Reading a shared secret from a file; the configuration itself is
-//! [`rigwire_core::runtime::Config`], the same type in every runtime.
+//! [`rigwire_core::Config`], the same type in every runtime.
 
 use std::path::Path;
 

@@ -29,9 +29,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use event_listener::Event;
+use rigwire_core::link::earliest;
 pub(crate) use rigwire_core::link::READ_CHUNK;
 use rigwire_core::link::{Admit, Job, Link, NoRoomError};
-use rigwire_core::runtime::earliest;
 use rigwire_core::{Connection, IncomingCall, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire, WsCodec};
 use smol::{future, Task, Timer};
@@ -43,7 +43,7 @@ use crate::transport::Socket;
 pub(crate) use rigwire_core::link::LINGER;
 
 /// Hooks an endpoint runs for each connection.
-pub(crate) type Hooks = rigwire_core::runtime::Hooks<Peer>;
+pub(crate) type Hooks = rigwire_core::link::Hooks<Peer>;
 
 pub(crate) struct State {
     pub(crate) link: Link,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 use rigwire_core::lifecycle::methods;
-use rigwire_core::runtime::Config;
+use rigwire_core::Config;
 use rigwire_core::{
     CodecError, Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
     GroupStep, InitData, Payload,

@@ -66,10 +66,10 @@ pub use relay::{RelayServer, RunningRelay};
 pub use rigwire_core as core;
 pub use rigwire_core::ibl::{IblEvent, IblMessage};
 pub use rigwire_core::relay::RelayConfig;
-pub use rigwire_core::runtime::{Config, Reconnect};
 pub use rigwire_core::{
     Codec, Error, ErrorKind, GroupError, GroupResults, HandlerError, Keepalive, Payload,
     RemoteError,
 };
+pub use rigwire_core::{Config, Reconnect};
 pub use server::{RunningServer, Server};
 pub use service::{RemoteService, RunningService};

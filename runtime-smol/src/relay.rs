@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
-use rigwire_core::relay::{ConnId, Relay, RelayConfig, RelayEvent, PeerKind};
+use rigwire_core::relay::{ConnId, PeerKind, Relay, RelayConfig, RelayEvent};
 use rigwire_core::{
-    Url, Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode,
-    RemoteError,
+    Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode, RemoteError,
+    Url,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -165,7 +165,8 @@ impl RelayServer {
         let services = Arc::new(self.services);
         let tasks = vec![
             executor.spawn(Arc::clone(&inner).accept_loop(PeerKind::Client, Arc::clone(&clients))),
-            executor.spawn(Arc::clone(&inner).accept_loop(PeerKind::Service, Arc::clone(&services))),
+            executor
+                .spawn(Arc::clone(&inner).accept_loop(PeerKind::Service, Arc::clone(&services))),
             executor.spawn(Arc::clone(&inner).timers()),
         ];
         // Only the relay's thread holds the executor: when it ends, every

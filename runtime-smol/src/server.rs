@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_core::link::{Admission, Refusal};
-use rigwire_core::runtime::Config;
-use rigwire_core::{Connection, Url, Error, Payload, Role};
+use rigwire_core::Config;
+use rigwire_core::{Connection, Error, Payload, Role, Url};
 use serde::Serialize;
 use smol::Task;
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 use rigwire_core::relay::REGISTER_METHOD;
-use rigwire_core::runtime::{Config, Reconnect};
-use rigwire_core::{Url, Error};
+use rigwire_core::{Config, Reconnect};
+use rigwire_core::{Error, Url};
 use smol::{future, Task};
 
 use crate::client::open;

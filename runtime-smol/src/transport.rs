@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rigwire_core::{Url, Error};
+use rigwire_core::{Error, Url};
 use rigwire_ws::{Handshake, WsCodec};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{future, Async, Timer};

@@ -243,9 +243,9 @@ fn a_frozen_peer_fails_pending_calls_within_the_keepalive_bound() {
 #[test]
 fn when_the_peer_does_not_read_callers_wait_instead_of_queueing_without_bound() {
     smol::block_on(async {
-        let deaf = raw::DeafServer::start(rigwire_smol::core::Config {
+        let deaf = raw::DeafServer::start(rigwire_smol::core::ProtocolConfig {
             keepalive: None,
-            ..rigwire_smol::core::Config::named("deaf")
+            ..rigwire_smol::core::ProtocolConfig::named("deaf")
         });
         let url = deaf.url.clone();
         let mut config = Config::named("script").keepalive(None);

@@ -15,7 +15,7 @@ use crate::handler::Handlers;
 use crate::peer::{closed, Peer, PendingCall, RawPendingCall};
 use crate::pool::Pool;
 use crate::transport::{self, Url};
-use rigwire_core::runtime::Config;
+use rigwire_core::Config;
 
 /// A connection to one peer, made by dialing it. Blocking calls; many
 /// threads may share one client. See [`Peer`] for what each call does.

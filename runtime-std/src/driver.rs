@@ -35,8 +35,8 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use rigwire_core::link::earliest;
 use rigwire_core::link::{Admit, Job, NoRoomError};
-use rigwire_core::runtime::earliest;
 use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire, WsCodec};
 
@@ -48,7 +48,7 @@ use crate::transport::{Reader, Received, Socket};
 pub(crate) use rigwire_core::link::LINGER;
 
 /// Hooks an endpoint runs for each connection.
-pub(crate) type Hooks = rigwire_core::runtime::Hooks<Peer>;
+pub(crate) type Hooks = rigwire_core::link::Hooks<Peer>;
 
 pub(crate) struct State {
     pub(crate) link: Link,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::client::Client;
 use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
-use rigwire_core::runtime::Config;
+use rigwire_core::Config;
 
 /// Events rigs have reported: (rig, event, detail), oldest first.
 #[derive(Default)]

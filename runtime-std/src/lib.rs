@@ -56,11 +56,11 @@ pub use lifecycle::RigService;
 pub use local::LocalClient;
 pub use peer::{json_payload, Peer, PendingCall, RawPendingCall};
 pub use rigwire_core as core;
-pub use rigwire_core::runtime::{Config, Reconnect};
 pub use rigwire_core::HandlerError;
 pub use rigwire_core::{
     Codec, Error, ErrorKind, GroupError, GroupResults, Keepalive, Payload, RemoteError,
 };
+pub use rigwire_core::{Config, Reconnect};
 pub use server::{RunningServer, Server};
 pub use service::{RemoteService, RunningService};
 pub use transport::Url;

@@ -13,7 +13,7 @@ use crate::client::open;
 use crate::handler::Handlers;
 use crate::peer::{closed, Peer};
 use crate::transport::Url;
-use rigwire_core::runtime::Config;
+use rigwire_core::Config;
 
 /// A single-threaded connection: nothing happens on it except inside its own
 /// methods. Between calls nobody reads, so the peer's keepalive pings go

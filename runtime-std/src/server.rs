@@ -18,8 +18,8 @@ use crate::driver::{Hooks, Shared};
 use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::transport::{Url, Listener, Socket};
-use rigwire_core::runtime::Config;
+use crate::transport::{Listener, Socket, Url};
+use rigwire_core::Config;
 
 /// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
 pub struct Server {

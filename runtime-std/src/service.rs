@@ -10,8 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rigwire_core::relay::REGISTER_METHOD;
-use rigwire_core::runtime::{Config, Reconnect};
 use rigwire_core::Error;
+use rigwire_core::{Config, Reconnect};
 
 use crate::client::open;
 use crate::handler::Handlers;

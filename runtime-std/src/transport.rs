@@ -11,8 +11,8 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub use rigwire_core::Url;
 use rigwire_core::Error;
+pub use rigwire_core::Url;
 use rigwire_ws::{Handshake, WsCodec};
 
 /// A connected socket of either family.

@@ -22,8 +22,8 @@ fn urls() -> Vec<String> {
     ]
 }
 
-fn config(name: &str, secret: bool) -> rigwire_core::runtime::Config {
-    let c = rigwire_core::runtime::Config::named(name);
+fn config(name: &str, secret: bool) -> rigwire_core::Config {
+    let c = rigwire_core::Config::named(name);
     if secret {
         c.secret("cross-secret").unwrap()
     } else {

@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use raw::{cpu_time, flood_without_reading, resident_bytes, DeafServer};
-use rigwire_core::{Config, ConnectionError, Error, Keepalive, Payload};
+use rigwire_core::{ConnectionError, Error, Keepalive, Payload, ProtocolConfig};
 
 const MIB: usize = 1024 * 1024;
 const DEADLINE: Duration = Duration::from_millis(500);
@@ -29,16 +29,16 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A client whose keepalive declares a silent peer dead after 1 s.
-fn client_config(max_frame: usize, max_queued_output: usize) -> rigwire_core::runtime::Config {
-    rigwire_core::runtime::Config {
-        protocol: Config {
+fn client_config(max_frame: usize, max_queued_output: usize) -> rigwire_core::Config {
+    rigwire_core::Config {
+        protocol: ProtocolConfig {
             max_frame: max_frame as u32,
             max_queued_output,
             keepalive: Some(Keepalive {
                 interval: Duration::from_millis(200),
                 timeout: Duration::from_secs(1),
             }),
-            ..Config::named("script")
+            ..ProtocolConfig::named("script")
         },
         ..Default::default()
     }
@@ -81,7 +81,7 @@ fn assert_no_spin(cpu_before: Duration, started: Instant) {
 #[test]
 fn std_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
     let _one = serial();
-    let deaf = DeafServer::start(Config::named("deaf"));
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
     let small = rigwire_std::Client::connect(&deaf.url, client_config(MIB, MIB)).unwrap();
     let big = rigwire_std::Client::connect(&deaf.url, client_config(16 * MIB, 64 * MIB)).unwrap();
     let (small_args, big_args) = payloads();
@@ -121,7 +121,7 @@ fn std_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
 #[test]
 fn smol_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
     let _one = serial();
-    let deaf = DeafServer::start(Config::named("deaf"));
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
     smol::block_on(async {
         let small = rigwire_smol::Client::connect(&deaf.url, client_config(MIB, MIB))
             .await
@@ -161,11 +161,11 @@ fn smol_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
 }
 
 /// A server's limits for the flood tests: 1 MiB frames, 4 MiB of output.
-fn server_protocol() -> Config {
-    Config {
+fn server_protocol() -> ProtocolConfig {
+    ProtocolConfig {
         max_frame: MIB as u32,
         max_queued_output: 4 * MIB,
-        ..Config::named("rig")
+        ..ProtocolConfig::named("rig")
     }
 }
 
@@ -174,7 +174,13 @@ fn server_protocol() -> Config {
 /// its memory must stay near its output limit.
 fn assert_flood_is_contained(addr: &str) -> raw::Flood {
     let before = resident_bytes();
-    let flood = flood_without_reading(addr, Config::named("flood"), "echo", 64 * 1024, 512 * MIB);
+    let flood = flood_without_reading(
+        addr,
+        ProtocolConfig::named("flood"),
+        "echo",
+        64 * 1024,
+        512 * MIB,
+    );
     let grown = resident_bytes().saturating_sub(before);
     assert!(
         flood.sent < 64 * MIB,
@@ -192,7 +198,7 @@ fn addr_of(url: &str) -> &str {
 #[test]
 fn a_std_server_stops_reading_from_a_client_that_never_reads_its_answers() {
     let _one = serial();
-    let config = rigwire_core::runtime::Config {
+    let config = rigwire_core::Config {
         protocol: server_protocol(),
         ..Default::default()
     };
@@ -214,7 +220,7 @@ fn a_std_server_stops_reading_from_a_client_that_never_reads_its_answers() {
 #[test]
 fn a_smol_server_stops_reading_from_a_client_that_never_reads_its_answers() {
     let _one = serial();
-    let config = rigwire_core::runtime::Config {
+    let config = rigwire_core::Config {
         protocol: server_protocol(),
         ..Default::default()
     };

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rigwire_core::lifecycle::methods;
-use rigwire_core::runtime::Config;
+use rigwire_core::Config;
 use rigwire_core::{Error, ErrorKind, ExpInfo, ExpStatus, Payload, StopArgs};
 
 /// What the rig's init hook saw: how often it ran, and its last data.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{Error, ExpRef, ExpStatus, GroupError, HandlerError};
 
-fn config(name: &str) -> rigwire_core::runtime::Config {
-    rigwire_core::runtime::Config::named(name)
+fn config(name: &str) -> rigwire_core::Config {
+    rigwire_core::Config::named(name)
         .secret("group-secret")
         .unwrap()
 }

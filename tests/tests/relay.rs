@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rigwire_core::runtime::Config;
+use rigwire_core::Config;
 use rigwire_core::{Error, ErrorKind, HandlerError};
 use rigwire_smol::{RelayConfig, RelayServer, RunningRelay};
 
@@ -232,7 +232,7 @@ fn a_service_reconnects_after_the_relay_restarts_and_is_used_again() {
     let data = smol_data_service(&services, Arc::default());
     let script = rigwire_std::Client::connect(
         &clients,
-        client_config("script").reconnect(rigwire_core::runtime::Reconnect {
+        client_config("script").reconnect(rigwire_core::Reconnect {
             initial: Duration::from_millis(50),
             max: Duration::from_millis(200),
             attempts: 50,

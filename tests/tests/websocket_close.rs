@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rigwire_core::runtime::Config;
+use rigwire_core::Config;
 use rigwire_core::{Codec, Connection, Framing, Payload, Registry, Role};
 use rigwire_ws::{Handshake, WsCodec};
 
@@ -44,7 +44,7 @@ fn notify_then_close(url: &str) {
         }
     };
     let mut conn = Connection::new(
-        rigwire_core::Config::named("closer"),
+        rigwire_core::ProtocolConfig::named("closer"),
         Registry::new(),
         Role::Client,
         Framing::Message,

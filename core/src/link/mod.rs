@@ -48,12 +48,13 @@ use crate::connection::{Connection, PeerInfo};
 use crate::error::{CallError, ConnectionError, EchoError, RemoteError, ReplyError};
 use crate::event::{Event, IncomingCall, IncomingNotify};
 use crate::message::ErrorKind;
-use crate::runtime::Waiters;
 
 pub mod admission;
 pub mod reconnect;
+mod settings;
 pub use admission::{Admission, Refusal};
 pub use reconnect::{is_permanent, Reconnect, Redial};
+pub use settings::{earliest, Config, Hooks, Waiters};
 
 /// How long a closed connection's last frames may take to leave before the
 /// runtime closes the socket anyway: a peer that never reads does not keep
@@ -362,7 +363,7 @@ impl Link {
         Interest {
             read: self.wants_input(),
             write: writable,
-            wake_at: crate::runtime::earliest(self.conn.poll_timeout(), drain_until),
+            wake_at: earliest(self.conn.poll_timeout(), drain_until),
         }
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::codec::Payload;
-use crate::config::{Config, Role};
+use crate::config::{ProtocolConfig, Role};
 use crate::connection::Connection;
 use crate::dispatch::Registry;
 use crate::error::CallError;
@@ -107,7 +107,7 @@ impl LinkPair {
     ///
     /// # Panics
     /// If either configuration is invalid: this is a test helper.
-    pub fn new(epoch: Instant, client: Config, server: Config) -> LinkPair {
+    pub fn new(epoch: Instant, client: ProtocolConfig, server: ProtocolConfig) -> LinkPair {
         let registry = || {
             let mut r = Registry::new();
             r.expose("echo").expect("valid name");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::config::{Config, Role};
+use crate::config::{ProtocolConfig, Role};
 use crate::connection::Connection;
 use crate::dispatch::Registry;
 use crate::event::Event;
@@ -89,8 +89,8 @@ impl Pair {
     pub fn new(
         epoch: Instant,
         framing: Framing,
-        client: (Config, Registry),
-        server: (Config, Registry),
+        client: (ProtocolConfig, Registry),
+        server: (ProtocolConfig, Registry),
         netem: Netem,
     ) -> Pair {
         let client = Connection::new(client.0, client.1, Role::Client, framing, [1; 32], epoch)

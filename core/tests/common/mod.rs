@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::testing::{Netem, Pair, Side};
 use rigwire_core::{
-    CallError, Config, Event, Framing, IncomingCall, Payload, Registry, RemoteError, Secret,
+    CallError, Event, Framing, IncomingCall, Payload, ProtocolConfig, Registry, RemoteError, Secret,
 };
 use rigwire_core::{ErrorKind, Keepalive};
 
@@ -21,14 +21,19 @@ pub fn rig_registry() -> Registry {
     r
 }
 
-pub fn config(name: &str, secret: Option<&str>) -> Config {
-    Config {
+pub fn config(name: &str, secret: Option<&str>) -> ProtocolConfig {
+    ProtocolConfig {
         secret: secret.map(|s| Secret::new(s.as_bytes()).unwrap()),
-        ..Config::named(name)
+        ..ProtocolConfig::named(name)
     }
 }
 
-pub fn pair_with(framing: Framing, client: Config, server: Config, netem: Netem) -> Pair {
+pub fn pair_with(
+    framing: Framing,
+    client: ProtocolConfig,
+    server: ProtocolConfig,
+    netem: Netem,
+) -> Pair {
     Pair::new(
         Instant::now(),
         framing,
@@ -39,7 +44,7 @@ pub fn pair_with(framing: Framing, client: Config, server: Config, netem: Netem)
 }
 
 /// A connected pair over a byte stream with these configs; events so far cleared.
-pub fn connected_with(client: Config, server: Config) -> Pair {
+pub fn connected_with(client: ProtocolConfig, server: ProtocolConfig) -> Pair {
     let mut p = pair_with(Framing::Stream, client, server, Netem::default());
     p.connect();
     assert!(p.client.is_established() && p.server.is_established());

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rigwire_core::{Config, Connection, Framing, Payload, Registry, Role};
+use rigwire_core::{Connection, Framing, Payload, ProtocolConfig, Registry, Role};
 
 /// The longest a deaf peer holds its sockets.
 pub const HOLD: Duration = Duration::from_secs(30);
@@ -56,7 +56,7 @@ pub struct DeafServer {
 
 impl DeafServer {
     /// Listens on loopback; `config` is the rigwire side it presents.
-    pub fn start(config: Config) -> DeafServer {
+    pub fn start(config: ProtocolConfig) -> DeafServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("tcp://{}", listener.local_addr().unwrap());
         listener.set_nonblocking(true).unwrap();
@@ -116,13 +116,13 @@ pub struct Flood {
 /// `max_bytes` are sent.
 pub fn flood_without_reading(
     addr: &str,
-    config: Config,
+    config: ProtocolConfig,
     method: &str,
     len: usize,
     max_bytes: usize,
 ) -> Flood {
     let mut stream = TcpStream::connect(addr).unwrap();
-    let config = Config {
+    let config = ProtocolConfig {
         max_outgoing_calls: u32::MAX,
         keepalive: None,
         ..config

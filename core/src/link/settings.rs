@@ -1,6 +1,7 @@
-//! The settings every runtime takes: the protocol's, plus connect timeout,
-//! reconnect, handler threads and connection limit. One type, so that a user
-//! who configures one runtime has configured them all.
+//! What every runtime takes and keeps per connection: the settings (the
+//! protocol's, plus connect timeout, reconnect, handler threads and connection
+//! limit; one type, so that a user who configures one runtime has configured
+//! them all), the application's hooks, and the results callers wait for.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,14 +11,14 @@ use crate::error::{CallError, EchoError};
 use crate::event::Event;
 
 use crate::config::{Keepalive, Secret};
-pub use crate::link::reconnect::Reconnect;
+use crate::link::reconnect::Reconnect;
 
 /// Settings for a a runtime's `Client`, `Server` or `LocalClient`;
 /// the same type in every runtime.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The protocol's settings: name, secret, limits, keepalive, default deadline.
-    pub protocol: crate::config::Config,
+    pub protocol: crate::config::ProtocolConfig,
     /// Time allowed to establish the transport (default 5 s).
     pub connect_timeout: Duration,
     /// Reconnect after a lost connection (clients only; default off).
@@ -31,7 +32,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            protocol: crate::config::Config::default(),
+            protocol: crate::config::ProtocolConfig::default(),
             connect_timeout: Duration::from_secs(5),
             reconnect: None,
             handler_threads: 16,
@@ -44,7 +45,7 @@ impl Config {
     /// Defaults, with this endpoint's name (sent to the peer, shown in its logs).
     pub fn named(name: &str) -> Self {
         Config {
-            protocol: crate::config::Config::named(name),
+            protocol: crate::config::ProtocolConfig::named(name),
             ..Config::default()
         }
     }
