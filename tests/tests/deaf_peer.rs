@@ -13,7 +13,7 @@ mod raw;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use raw::{cpu_time, flood_without_reading, resident_bytes, DeafServer};
+use raw::{cpu_time, deaf_service, flood_without_reading, resident_bytes, DeafServer};
 use rigwire_core::{ConnectionError, Error, Keepalive, Payload, ProtocolConfig};
 
 const MIB: usize = 1024 * 1024;
@@ -254,4 +254,50 @@ fn the_relay_stops_reading_from_a_client_that_never_reads_its_answers() {
     assert!(started.elapsed() < Duration::from_secs(60));
     drop(flood);
     smol::block_on(running.shutdown(Duration::from_secs(1)));
+}
+
+#[test]
+fn calls_through_the_relay_to_a_deaf_service_end_by_their_deadline() {
+    let _one = serial();
+    let config = rigwire_smol::RelayConfig {
+        clients: server_protocol(),
+        services: server_protocol(),
+        ..Default::default()
+    };
+    let relay = rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config)
+        .unwrap()
+        .start()
+        .unwrap();
+    let services = relay.services_url();
+    let _deaf = deaf_service(addr_of(&services), ProtocolConfig::named("deaf"), "deaf");
+    let script =
+        rigwire_std::Client::connect(&relay.clients_url(), client_config(MIB, MIB)).unwrap();
+    let (small_args, _) = payloads();
+    let (cpu, started) = (cpu_time(), Instant::now());
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let (script, args) = (&script, small_args.clone());
+                s.spawn(move || {
+                    let t = Instant::now();
+                    let r = script
+                        .start_raw("deaf.echo", args, Some(DEADLINE))
+                        .and_then(|c| c.wait())
+                        .map(|_| ());
+                    (r, t.elapsed())
+                })
+            })
+            .collect();
+        for call in calls {
+            let (outcome, took) = call.join().unwrap();
+            // Expired at the client, or at the relay (which then says so).
+            assert!(
+                matches!(outcome, Err(Error::DeadlineExceeded | Error::Busy(_))),
+                "{outcome:?}"
+            );
+            assert!(took < BOUND, "a call took {took:?}");
+        }
+    });
+    assert_no_spin(cpu, started);
+    smol::block_on(relay.shutdown(Duration::from_millis(100)));
 }

@@ -102,6 +102,56 @@ impl Drop for DeafServer {
     }
 }
 
+/// A service that dials the relay at `addr` (host:port, plain TCP),
+/// registers `name`, and then never reads or writes again. Returns the
+/// socket; the relay sees a live, registered service that does not read.
+pub fn deaf_service(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut conn = Connection::new(
+        config,
+        Registry::new(),
+        Role::Client,
+        Framing::Stream,
+        [7; 32],
+        Instant::now(),
+    )
+    .unwrap();
+    handshake(&mut stream, &mut conn);
+    let names = Payload::postcard(&vec![name.to_owned()]).unwrap();
+    let id = conn
+        .call(
+            rigwire_core::relay::REGISTER_METHOD,
+            names,
+            None,
+            Instant::now(),
+        )
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        assert!(
+            Instant::now() < until,
+            "the relay did not answer the registration"
+        );
+        while let Some(chunk) = conn.poll_transmit() {
+            stream.write_all(&chunk).unwrap();
+        }
+        while let Some(event) = conn.poll_event() {
+            if let rigwire_core::Event::Response { id: done, result } = event {
+                assert_eq!(done, id);
+                result.expect("registered");
+                return stream; // never read again
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("the relay closed during registration"),
+            Ok(n) => conn.handle_input(&buf[..n], Instant::now()),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("registration read: {e}"),
+        }
+    }
+}
+
 /// What [`flood_without_reading`] left behind.
 pub struct Flood {
     /// Bytes the server took before it stopped reading.
