@@ -264,17 +264,28 @@ impl Wire {
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> Flushed {
         loop {
-            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-            let result = match self.slices(outbox.output(), &mut slices) {
-                Ok(0) => return Flushed::Done,
-                Ok(n) => write(&slices[..n]),
-                Err(e) => Err(e),
+            let output = outbox.output();
+            let result = match output.len() {
+                _ if self.ws.is_none() && output.is_empty() => return Flushed::Done,
+                // One chunk on a plain stream, the common case: no slice table.
+                1 if self.ws.is_none() => write(&[IoSlice::new(&output[0])]),
+                _ => {
+                    let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                    match self.slices(output, &mut slices) {
+                        Ok(0) => return Flushed::Done,
+                        Ok(n) => write(&slices[..n]),
+                        Err(e) => Err(e),
+                    }
+                }
             };
             match result {
                 Ok(0) => return self.fail(outbox, "the socket took no bytes".into()),
                 Ok(n) => {
                     let done = self.written(n);
                     outbox.handle_written(done);
+                    if outbox.output().is_empty() && self.encoded.is_empty() {
+                        return Flushed::Done;
+                    }
                 }
                 Err(e)
                     if matches!(
