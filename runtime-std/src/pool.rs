@@ -41,7 +41,10 @@ impl Pool {
     pub(crate) fn submit(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         q.jobs.push_back(Box::new(job));
-        if q.idle > 0 {
+        // Idle threads only count while there are fewer waiting jobs than
+        // them: one woken thread takes one job, and until it has, `idle`
+        // still counts it (a burst must start threads, not queue behind it).
+        if q.jobs.len() <= q.idle {
             self.cond.notify_one();
         } else if q.threads < self.max_threads {
             q.threads += 1;
@@ -77,5 +80,52 @@ impl Pool {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Instant;
+
+    /// Jobs that each wait until all of them have started: they finish only
+    /// if the pool runs them side by side.
+    #[test]
+    fn a_burst_of_blocking_jobs_runs_in_parallel() {
+        let pool = Pool::new(16, "test");
+        // One idle thread first: the case that used to serialize a burst.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = tx.clone();
+        pool.submit(move || first.send(true).unwrap());
+        assert!(rx.recv().unwrap());
+        std::thread::sleep(Duration::from_millis(20)); // the thread is idle now
+        let started = Arc::new((Mutex::new(0usize), Condvar::new()));
+        let all_met = Arc::new(AtomicUsize::new(0));
+        for _ in 0..16 {
+            let (started, all_met, tx) = (Arc::clone(&started), Arc::clone(&all_met), tx.clone());
+            pool.submit(move || {
+                let (count, cond) = &*started;
+                let mut n = count.lock().unwrap();
+                *n += 1;
+                cond.notify_all();
+                let until = Instant::now() + Duration::from_secs(5);
+                while *n < 16 && Instant::now() < until {
+                    n = cond.wait_timeout(n, until - Instant::now()).unwrap().0;
+                }
+                if *n == 16 {
+                    all_met.fetch_add(1, Ordering::SeqCst);
+                }
+                tx.send(true).unwrap();
+            });
+        }
+        for _ in 0..16 {
+            rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        }
+        assert_eq!(
+            all_met.load(Ordering::SeqCst),
+            16,
+            "the burst did not run in parallel"
+        );
     }
 }
