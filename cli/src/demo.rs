@@ -15,7 +15,7 @@ use rigwire_std::{
 
 use crate::rig::{self, expose_demo_rig, DemoHooks};
 
-const SECRET: &str = "demo-secret";
+const SECRET: &str = "demo-secret-0123456789";
 
 /// Prints timeline lines with the time since the demo started.
 #[derive(Clone)]
@@ -121,7 +121,10 @@ pub fn run() -> Result<(), Error> {
         format!("connected to {} (authenticated)", group.names().join(", ")),
     );
 
-    match Client::connect(&urls[0], Config::named("intruder").secret("guess")?) {
+    match Client::connect(
+        &urls[0],
+        Config::named("intruder").secret("guess-guess-guess-guess")?,
+    ) {
         Err(e @ Error::AuthFailed(_)) => t.say("intruder", format!("refused: {e}")),
         other => {
             return Err(unexpected(format!(
@@ -228,7 +231,7 @@ pub fn run() -> Result<(), Error> {
 fn two_hops(t: &Timeline) -> Result<(), Error> {
     let mut config = rigwire_smol::RelayConfig::default();
     config.clients.secret = Some(rigwire_std::core::Secret::new(SECRET)?);
-    config.services.secret = Some(rigwire_std::core::Secret::new("services-secret")?);
+    config.services.secret = Some(rigwire_std::core::Secret::new("services-secret-0123456")?);
     config.allowed = Some(vec!["data".into(), "subject".into()]);
     let relay =
         rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "ws://127.0.0.1:0/services", config)?
@@ -244,7 +247,7 @@ fn two_hops(t: &Timeline) -> Result<(), Error> {
 
     let mut data = rigwire_std::RemoteService::new(
         &["data"],
-        Config::named("scanner").secret("services-secret")?,
+        Config::named("scanner").secret("services-secret-0123456")?,
     );
     expose_demo_rig(data.handlers_mut(), DemoHooks::default())?;
     data.expose("getFile", |name: String| {
@@ -254,7 +257,7 @@ fn two_hops(t: &Timeline) -> Result<(), Error> {
     t.say("data", "dialed out over websocket and registered 'data'");
     let impostor = rigwire_std::RemoteService::new(
         &["data"],
-        Config::named("impostor").secret("services-secret")?,
+        Config::named("impostor").secret("services-secret-0123456")?,
     );
     match impostor.connect(&relay.services_url()) {
         Err(Error::Remote(e)) if e.kind == ErrorKind::Refused => t.say(

@@ -12,6 +12,7 @@ mod demo;
 mod ibl;
 mod relay;
 mod rig;
+mod secret;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -123,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         command: IblCommand,
     },
+    /// Make shared secrets.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Run a whole experiment on loopback rigs and print its timeline.
     Demo,
     /// Measure rigwire against raw sockets, in one run.
@@ -133,6 +139,16 @@ enum Command {
         /// Scale the number of iterations (1.0 = default).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCommand {
+    /// A new random secret (32 bytes, hex): written to FILE, readable by its
+    /// owner only, or printed when no FILE is given.
+    New {
+        /// Where to write it (refused if the file exists).
+        file: Option<PathBuf>,
     },
 }
 
@@ -255,6 +271,9 @@ fn main() -> ExitCode {
                     wait,
                 },
         } => ibl::send(&url, &event, &fields, wait),
+        Command::Secret {
+            command: SecretCommand::New { file },
+        } => secret::new(file.as_deref()),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench { json, scale } => bench::run(json, scale).map_err(Failure::from),
     };

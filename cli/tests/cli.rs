@@ -161,7 +161,7 @@ fn secrets_come_from_a_file_or_the_environment_and_a_wrong_one_exits_two() {
     let dir = std::env::temp_dir().join(format!("rigwire-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("secret");
-    std::fs::write(&file, "lab-secret\n").unwrap();
+    std::fs::write(&file, "lab-secret-0123456789\n").unwrap();
     let rig = Rig::start(&["--secret-file", file.to_str().unwrap()], &[]);
     let out = rigwire(&[
         "call",
@@ -174,13 +174,13 @@ fn secrets_come_from_a_file_or_the_environment_and_a_wrong_one_exits_two() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = Command::new(BIN)
         .args(["call", &rig.url, "add", "[1,2]"])
-        .env("RIGWIRE_SECRET", "lab-secret")
+        .env("RIGWIRE_SECRET", "lab-secret-0123456789")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let out = Command::new(BIN)
         .args(["call", &rig.url, "add", "[1,2]"])
-        .env("RIGWIRE_SECRET", "wrong")
+        .env("RIGWIRE_SECRET", "a-wrong-secret-of-enough-length")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -197,9 +197,62 @@ fn secrets_come_from_a_file_or_the_environment_and_a_wrong_one_exits_two() {
         text(&out.stderr)
     );
     // There is no way to pass the secret itself as an argument.
-    let out = rigwire(&["call", &rig.url, "add", "[1,2]", "--secret", "lab-secret"]);
+    let out = rigwire(&[
+        "call",
+        &rig.url,
+        "add",
+        "[1,2]",
+        "--secret",
+        "lab-secret-0123456789",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn secret_new_writes_a_long_random_secret_only_its_owner_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("rigwire-secret-new-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("lab.secret");
+    let _ = std::fs::remove_file(&file);
+    let out = rigwire(&["secret", "new", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let secret = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(secret.trim().len(), 64, "32 bytes, hex");
+    assert!(secret.trim().chars().all(|c| c.is_ascii_hexdigit()));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // Never over an existing file.
+    assert_eq!(
+        rigwire(&["secret", "new", file.to_str().unwrap()])
+            .status
+            .code(),
+        Some(2)
+    );
+    // A rig serves with it; a short secret is refused, saying how to make one.
+    let rig = Rig::start(&["--secret-file", file.to_str().unwrap()], &[]);
+    let out = rigwire(&[
+        "call",
+        &rig.url,
+        "add",
+        "[1,2]",
+        "--secret-file",
+        file.to_str().unwrap(),
+    ]);
+    assert_eq!(text(&out.stdout).trim(), "3.0", "{}", text(&out.stderr));
+    let out = Command::new(BIN)
+        .args(["call", &rig.url, "add", "[1,2]"])
+        .env("RIGWIRE_SECRET", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("rigwire secret new"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -398,8 +451,8 @@ impl Drop for Spawned {
     }
 }
 
-const CLIENT_SECRET: (&str, &str) = ("RIGWIRE_SECRET", "clients-secret");
-const SERVICE_SECRET: (&str, &str) = ("RIGWIRE_SERVICE_SECRET", "services-secret");
+const CLIENT_SECRET: (&str, &str) = ("RIGWIRE_SECRET", "clients-secret-0123456");
+const SERVICE_SECRET: (&str, &str) = ("RIGWIRE_SERVICE_SECRET", "services-secret-0123456");
 
 #[test]
 fn two_hops_from_three_terminals() {

@@ -39,15 +39,25 @@ impl Role {
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(Vec<u8>);
 
+/// The shortest shared secret accepted, in bytes. A handshake proof is an
+/// HMAC of the secret over public data, so whoever records one can try
+/// guesses offline; a secret must be long and random, not a password
+/// (`rigwire secret new` writes 32 random bytes, hex-encoded).
+pub const MIN_SECRET_LEN: usize = 16;
+
 impl Secret {
     /// Wraps the secret's bytes.
     ///
     /// # Errors
-    /// [`ConfigError::ZeroLimit`] for an empty secret, which would authenticate nothing.
+    /// [`ConfigError::SecretTooShort`] for fewer than [`MIN_SECRET_LEN`]
+    /// bytes, with how to make a good one.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
         let bytes = bytes.into();
-        if bytes.is_empty() {
-            return Err(ConfigError::ZeroLimit("secret length"));
+        if bytes.len() < MIN_SECRET_LEN {
+            return Err(ConfigError::SecretTooShort {
+                len: bytes.len(),
+                min: MIN_SECRET_LEN,
+            });
         }
         Ok(Secret(bytes))
     }

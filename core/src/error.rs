@@ -297,6 +297,17 @@ pub enum ConfigError {
     /// The name does not fit the pre-authentication frame.
     #[error("name is {0} bytes; at most 255 are allowed")]
     NameTooLong(usize),
+    /// The shared secret is shorter than [`MIN_SECRET_LEN`](crate::config::MIN_SECRET_LEN):
+    /// short secrets can be guessed offline from a recorded handshake.
+    #[error(
+        "the shared secret has {len} bytes; it must have at least {min}: make a random one with `rigwire secret new FILE`"
+    )]
+    SecretTooShort {
+        /// Its length.
+        len: usize,
+        /// The minimum.
+        min: usize,
+    },
     /// The secret could not be read (path and reason).
     #[error("cannot read the secret: {0}")]
     SecretUnreadable(String),

@@ -95,11 +95,18 @@ pub fn connection(data: &[u8], epoch: Instant) {
         ..ProtocolConfig::default()
     };
     let client = ProtocolConfig {
-        secret: secret(setup & 2 != 0, "k"),
+        secret: secret(setup & 2 != 0, "key-of-sixteen-bytes"),
         ..base.clone()
     };
     let server = ProtocolConfig {
-        secret: secret(setup & 4 != 0, if setup & 8 != 0 { "other" } else { "k" }),
+        secret: secret(
+            setup & 4 != 0,
+            if setup & 8 != 0 {
+                "other-key-sixteen-b"
+            } else {
+                "key-of-sixteen-bytes"
+            },
+        ),
         ..base
     };
     let mut registry = Registry::new();

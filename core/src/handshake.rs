@@ -1,6 +1,9 @@
-//! The handshake: both sides send `Hello` at once; with a shared secret each
-//! then sends an `Auth` proof over both Hellos (see [`crate::auth`]). No call,
-//! notify or echo is processed until it completes.
+//! The handshake: both sides send `Hello` at once. With a shared secret the
+//! client then sends its `Auth` proof over both Hellos (see [`crate::auth`]);
+//! the server sends its own proof only once the client's has verified, so a
+//! stranger who connects receives nothing that depends on the secret and
+//! has nothing to guess it from offline. No call, notify or echo is processed
+//! until the handshake completes.
 
 use bytes::Bytes;
 
@@ -74,8 +77,10 @@ impl Connection {
         match (&self.config.secret, hello.secret_required) {
             (None, false) => self.establish(),
             (Some(secret), true) => {
-                let proof = self.transcript().proof(secret, self.role);
-                self.send_control(&Message::Auth { proof });
+                if self.role == Role::Client {
+                    let proof = self.transcript().proof(secret, self.role);
+                    self.send_control(&Message::Auth { proof });
+                }
                 self.awaiting_proof = true;
             }
             (None, true) => self.refuse_auth(
@@ -98,6 +103,13 @@ impl Connection {
         };
         if verified {
             self.awaiting_proof = false;
+            if self.role == Role::Server {
+                // Only now, to a peer that has shown it holds the secret.
+                if let Some(secret) = &self.config.secret {
+                    let proof = self.transcript().proof(secret, self.role);
+                    self.send_control(&Message::Auth { proof });
+                }
+            }
             self.establish();
         } else {
             self.refuse_auth(

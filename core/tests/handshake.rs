@@ -45,8 +45,8 @@ fn with_matching_secret_both_sides_connect() {
     for framing in [Framing::Stream, Framing::Message] {
         let mut p = pair_with(
             framing,
-            config("script", Some("s3cret")),
-            config("rig", Some("s3cret")),
+            config("script", Some("s3cret-s3cret-s3cret")),
+            config("rig", Some("s3cret-s3cret-s3cret")),
             Netem::default(),
         );
         p.connect();
@@ -59,20 +59,23 @@ fn with_matching_secret_both_sides_connect() {
 fn wrong_secret_fails_on_both_sides_with_a_reject() {
     let mut p = pair_with(
         Framing::Stream,
-        config("script", Some("one")),
-        config("rig", Some("two")),
+        config("script", Some("secret-number-one")),
+        config("rig", Some("secret-number-two")),
         Netem::default(),
     );
     p.connect();
-    // Each side detects the bad proof itself and says so; neither is left guessing.
-    assert_eq!(
-        closed_error(&p.client_events),
-        Some(ConnectionError::AuthFailed(AuthFailure::WrongSecret))
-    );
+    // The server finds the client's proof wrong and says so; the client is
+    // told why, not left guessing.
     assert_eq!(
         closed_error(&p.server_events),
         Some(ConnectionError::AuthFailed(AuthFailure::WrongSecret))
     );
+    match closed_error(&p.client_events) {
+        Some(ConnectionError::AuthFailed(AuthFailure::RejectedByPeer(why))) => {
+            assert!(why.contains("secrets differ"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert!(!p
         .client_events
         .iter()
@@ -81,14 +84,16 @@ fn wrong_secret_fails_on_both_sides_with_a_reject() {
 
 #[test]
 fn wrong_secret_sends_an_explicit_reject_frame() {
-    let (mut conn, now) = lone(Role::Server, Some("right"));
+    let (mut conn, now) = lone(Role::Server, Some("the-right-secret-1234"));
     drain_messages(&mut conn);
     conn.handle_input(&framed(&hello(1, 1, true)), now);
     conn.handle_input(&framed(&Message::Auth { proof: [0; 32] }), now);
     let sent = drain_messages(&mut conn);
-    assert!(matches!(sent[0], Message::Auth { .. }));
+    // Only the refusal: nothing that depends on the secret goes to a peer
+    // whose proof failed.
+    assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(
-        matches!(&sent[1], Message::Reject { code: RejectCode::AuthFailed, reason } if reason.contains("secrets differ")),
+        matches!(&sent[0], Message::Reject { code: RejectCode::AuthFailed, reason } if reason.contains("secrets differ")),
         "{sent:?}"
     );
     assert_eq!(
@@ -102,7 +107,7 @@ fn missing_secret_on_either_side_is_reported_on_both() {
     let mut p = pair_with(
         Framing::Stream,
         config("script", None),
-        config("rig", Some("s")),
+        config("rig", Some("secret-of-16-bytes")),
         Netem::default(),
     );
     p.connect();
@@ -117,7 +122,7 @@ fn missing_secret_on_either_side_is_reported_on_both() {
 
     let mut p = pair_with(
         Framing::Stream,
-        config("script", Some("s")),
+        config("script", Some("secret-of-16-bytes")),
         config("rig", None),
         Netem::default(),
     );
@@ -201,8 +206,8 @@ fn handshake_timeout_fails_pending_calls_and_rejects() {
 fn calls_made_before_the_handshake_are_queued_then_sent_in_order() {
     let mut p = pair_with(
         Framing::Stream,
-        config("script", Some("k")),
-        config("rig", Some("k")),
+        config("script", Some("key-of-sixteen-bytes")),
+        config("rig", Some("key-of-sixteen-bytes")),
         Netem::default(),
     );
     let a = p.client.call("add", json((1, 2)), None, p.now).unwrap();
@@ -280,7 +285,7 @@ fn a_call_before_the_handshake_is_a_protocol_violation() {
 #[test]
 fn a_reflected_proof_does_not_verify() {
     // The server echoes the client's own proof back: the role tag differs.
-    let (mut client, now) = lone(Role::Client, Some("k"));
+    let (mut client, now) = lone(Role::Client, Some("key-of-sixteen-bytes"));
     let client_hello = drain_messages(&mut client);
     let mut server_hello = hello(1, 1, true);
     if let Message::Hello(h) = &mut server_hello {
@@ -320,4 +325,14 @@ fn an_http_client_is_refused_as_not_rigwire() {
         .unwrap()
         .to_string()
         .contains("is the peer speaking rigwire?"));
+}
+
+#[test]
+fn the_server_proves_itself_only_after_the_client_has() {
+    let (mut server, now) = lone(Role::Server, Some("the-right-secret-1234"));
+    drain_messages(&mut server);
+    // A stranger's Hello alone gets nothing that depends on the secret.
+    server.handle_input(&framed(&hello(1, 1, true)), now);
+    assert!(drain_messages(&mut server).is_empty());
+    assert!(!server.is_established());
 }

@@ -330,11 +330,11 @@ fn lossy_and_corrupting_networks_end_in_defined_states() {
             let client = rigwire_core::ProtocolConfig {
                 keepalive: fast_keepalive(),
                 default_call_timeout: Some(Duration::from_millis(300)),
-                ..config("c", Some("k"))
+                ..config("c", Some("key-of-sixteen-bytes"))
             };
             let server = rigwire_core::ProtocolConfig {
                 keepalive: fast_keepalive(),
-                ..config("s", Some("k"))
+                ..config("s", Some("key-of-sixteen-bytes"))
             };
             let mut p = pair_with(framing, client, server, netem);
             let mut ids = Vec::new();

@@ -179,7 +179,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "handshake-secret",
-            about: "Handshake with the shared secret \"correct horse battery staple\" on both sides; same names and nonces as handshake-plain. Each side sends Auth{HMAC-SHA256(secret, transcript)}.",
+            about: "Handshake with the shared secret \"correct horse battery staple\" on both sides; same names and nonces as handshake-plain. The client sends Auth{HMAC-SHA256(secret, transcript)}; the server sends its own only once the client's has verified.",
             play: |f| {
                 let run = Run::new(f, Some(SECRET), Some(SECRET));
                 assert!(connected(&run));
@@ -188,9 +188,9 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "auth-rejected",
-            about: "The server holds the secret \"wrong secret\": both proofs fail to verify; each side sends Reject{AuthFailed} and closes with AuthFailed.",
+            about: "The server holds the secret \"a wrong secret, long enough\": the client's proof fails to verify, so the server sends Reject{AuthFailed} and no proof of its own; both close with AuthFailed.",
             play: |f| {
-                let run = Run::new(f, Some(SECRET), Some("wrong secret"));
+                let run = Run::new(f, Some(SECRET), Some("a wrong secret, long enough"));
                 assert!(!connected(&run));
                 assert!(run.client.error().unwrap().to_string().starts_with("authentication failed"));
                 assert!(run.server.error().unwrap().to_string().starts_with("authentication failed"));
@@ -383,6 +383,7 @@ fn the_vector_proofs_follow_the_spec_definition() {
         frame.extend_from_slice(&mac.finalize().into_bytes());
         frame
     };
-    assert_eq!(frames[2], proof(2), "server's Auth");
-    assert_eq!(frames[3], proof(1), "client's Auth");
+    // The client proves itself first; the server only after verifying it.
+    assert_eq!(frames[2], proof(1), "client's Auth");
+    assert_eq!(frames[3], proof(2), "server's Auth");
 }

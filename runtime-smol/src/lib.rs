@@ -7,11 +7,11 @@
 //! use rigwire_smol::{Client, Config, Server};
 //!
 //! smol::block_on(async {
-//!     let mut server = Server::bind("tcp://127.0.0.1:7400", Config::named("rig").secret("s3cret")?)?;
+//!     let mut server = Server::bind("tcp://127.0.0.1:7400", Config::named("rig").secret("s3cret-s3cret-s3cret")?)?;
 //!     server.expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })?;
 //!     let running = server.start()?;
 //!
-//!     let rig = Client::connect("tcp://127.0.0.1:7400", Config::named("script").secret("s3cret")?).await?;
+//!     let rig = Client::connect("tcp://127.0.0.1:7400", Config::named("script").secret("s3cret-s3cret-s3cret")?).await?;
 //!     let sum: i64 = rig.call("add", &(1, 2)).await?;
 //!     assert_eq!(sum, 3);
 //!     running.shutdown(std::time::Duration::from_secs(1)).await;

@@ -24,7 +24,7 @@ fn transports() -> Vec<String> {
 }
 
 fn cfg(name: &str) -> Config {
-    Config::named(name).secret("lab-secret").unwrap()
+    Config::named(name).secret("lab-secret-0123456789").unwrap()
 }
 
 /// Sends on drop: lets a test see that a handler's future was dropped.
@@ -152,7 +152,8 @@ fn remote_errors_and_panics_are_typed_and_the_connection_survives() {
                 panic!()
             };
             assert_eq!(e.kind, ErrorKind::Panicked);
-            let Err(Error::Remote(e)) = client.call::<_, ()>("nope", &()).await else {
+            let Err(Error::Remote(e)) = client.call::<_, ()>("nope-nope-nope-nope", &()).await
+            else {
                 panic!()
             };
             assert_eq!(e.kind, ErrorKind::NoSuchMethod);
@@ -312,7 +313,9 @@ fn limits_secrets_shutdown_and_reconnect() {
         let open = plain_rig("tcp://127.0.0.1:0", cfg("rig"));
         let guess = Client::connect(
             &open.local_url(),
-            Config::named("x").secret("guess").unwrap(),
+            Config::named("x")
+                .secret("guess-guess-guess-guess")
+                .unwrap(),
         )
         .await;
         assert!(matches!(guess, Err(Error::AuthFailed(_))), "{guess:?}");

@@ -8,12 +8,12 @@
 //! use rigwire_std::{Client, Config, Server};
 //!
 //! // A rig:
-//! let mut server = Server::bind("tcp://127.0.0.1:7400", Config::named("rig-1").secret("s3cret")?)?;
+//! let mut server = Server::bind("tcp://127.0.0.1:7400", Config::named("rig-1").secret("s3cret-s3cret-s3cret")?)?;
 //! server.expose("add", |(a, b): (i64, i64)| Ok(a + b))?;
 //! let running = server.start()?;
 //!
 //! // The experiment script:
-//! let rig = Client::connect("tcp://127.0.0.1:7400", Config::named("script").secret("s3cret")?)?;
+//! let rig = Client::connect("tcp://127.0.0.1:7400", Config::named("script").secret("s3cret-s3cret-s3cret")?)?;
 //! let sum: i64 = rig.call("add", &(1, 2))?;
 //! assert_eq!(sum, 3);
 //! # running.shutdown(std::time::Duration::from_secs(1));

@@ -49,7 +49,7 @@ fn remote_errors_are_typed_and_the_connection_survives_them() {
             (e.kind, e.message.as_str(), e.detail.as_deref()),
             (ErrorKind::Handler, "motor stalled", Some("at rig.rs:1"))
         );
-        let Err(Error::Remote(e)) = client.call::<_, ()>("nope", &()) else {
+        let Err(Error::Remote(e)) = client.call::<_, ()>("nope-nope-nope-nope", &()) else {
             panic!()
         };
         assert_eq!(e.kind, ErrorKind::NoSuchMethod);

@@ -219,7 +219,7 @@ fn connecting_a_group_names_the_rigs_that_cannot_be_reached() {
     // A wrong secret is named too.
     let err = Group::connect(
         &[("a", url.as_str())],
-        &Config::named("x").secret("nope").unwrap(),
+        &Config::named("x").secret("nope-nope-nope-nope").unwrap(),
     )
     .unwrap_err();
     assert!(

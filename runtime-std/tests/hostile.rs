@@ -124,7 +124,13 @@ fn hostile_clients_are_rejected_and_good_clients_keep_working() {
         check_good();
 
         // A wrong secret, through a real client.
-        let wrong = Client::connect(&url, Config::named("x").secret("guess").unwrap()).unwrap_err();
+        let wrong = Client::connect(
+            &url,
+            Config::named("x")
+                .secret("guess-guess-guess-guess")
+                .unwrap(),
+        )
+        .unwrap_err();
         assert!(
             matches!(wrong, rigwire_std::Error::AuthFailed(_)),
             "{wrong}"

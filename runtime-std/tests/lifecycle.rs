@@ -249,7 +249,9 @@ fn wrong_and_missing_secrets_fail_clearly_on_the_client() {
         let server = rig(&url, cfg("rig"), Probe::default());
         let wrong = Client::connect(
             &server.local_url(),
-            Config::named("x").secret("guess").unwrap(),
+            Config::named("x")
+                .secret("guess-guess-guess-guess")
+                .unwrap(),
         )
         .unwrap_err();
         assert!(matches!(wrong, Error::AuthFailed(_)), "{url}: {wrong}");

@@ -25,7 +25,7 @@ fn urls() -> Vec<String> {
 fn config(name: &str, secret: bool) -> rigwire_core::Config {
     let c = rigwire_core::Config::named(name);
     if secret {
-        c.secret("cross-secret").unwrap()
+        c.secret("cross-secret-0123456").unwrap()
     } else {
         c
     }

@@ -9,7 +9,7 @@ use rigwire_core::{Error, ExpRef, ExpStatus, GroupError, HandlerError};
 
 fn config(name: &str) -> rigwire_core::Config {
     rigwire_core::Config::named(name)
-        .secret("group-secret")
+        .secret("group-secret-0123456")
         .unwrap()
 }
 

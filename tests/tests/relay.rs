@@ -15,8 +15,8 @@ use rigwire_core::Config;
 use rigwire_core::{Error, ErrorKind, HandlerError};
 use rigwire_smol::{RelayConfig, RelayServer, RunningRelay};
 
-const CLIENT_SECRET: &str = "clients-secret";
-const SERVICE_SECRET: &str = "services-secret";
+const CLIENT_SECRET: &str = "clients-secret-0123456";
+const SERVICE_SECRET: &str = "services-secret-0123456";
 
 fn client_config(name: &str) -> Config {
     Config::named(name).secret(CLIENT_SECRET).unwrap()

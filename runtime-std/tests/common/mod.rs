@@ -51,7 +51,7 @@ pub fn quick_keepalive() -> Option<Keepalive> {
 }
 
 pub fn cfg(name: &str) -> Config {
-    Config::named(name).secret("lab-secret").unwrap()
+    Config::named(name).secret("lab-secret-0123456789").unwrap()
 }
 
 /// What the rig's handlers let a test observe and control.
