@@ -237,6 +237,11 @@ struct RelayInput<'a> {
 }
 
 impl Sink for RelayInput<'_> {
+    fn authenticated(&mut self) -> bool {
+        self.relay
+            .connection(self.id)
+            .is_some_and(|c| c.is_established())
+    }
     fn bytes(&mut self, bytes: &[u8], now: Instant) {
         self.relay.handle_input(self.id, bytes, now);
     }

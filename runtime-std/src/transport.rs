@@ -210,9 +210,9 @@ fn upgrade(
     mut handshake: Handshake,
     timeout: Duration,
 ) -> Result<WsCodec, String> {
-    socket
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
+    // One deadline for the whole upgrade: a peer that trickles bytes must
+    // not earn a fresh timeout with each.
+    let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 4096];
     let mut input: &[u8] = &[];
     loop {
@@ -232,9 +232,21 @@ fn upgrade(
             socket.set_read_timeout(None).map_err(|e| e.to_string())?;
             return Ok(codec);
         }
-        let n = socket
-            .read(&mut buf)
-            .map_err(|e| format!("websocket handshake: {e}"))?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!(
+                "websocket handshake did not complete within {timeout:?}"
+            ));
+        }
+        socket
+            .set_read_timeout(Some(left))
+            .map_err(|e| e.to_string())?;
+        let n = socket.read(&mut buf).map_err(|e| match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                format!("websocket handshake did not complete within {timeout:?}")
+            }
+            _ => format!("websocket handshake: {e}"),
+        })?;
         if n == 0 {
             return Err("websocket handshake: the peer closed the connection".into());
         }

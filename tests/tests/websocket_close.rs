@@ -122,3 +122,132 @@ fn smol_delivers_the_frames_that_came_with_a_close() {
     assert!(wait_for(&marked), "the notify before the close was dropped");
     smol::block_on(running.shutdown(Duration::from_secs(1)));
 }
+
+/// Upgrades to websocket and returns the socket, with nothing else sent.
+fn upgraded(url: &str) -> TcpStream {
+    let addr = url
+        .strip_prefix("ws://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut upgrade = Handshake::client(url, 1 << 20).unwrap();
+    let mut input: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < until, "the upgrade did not complete");
+        if upgrade.feed(&input).unwrap().is_some() {
+            return stream;
+        }
+        stream.write_all(&upgrade.take_output()).unwrap();
+        input.clear();
+        if let Ok(n) = stream.read(&mut buf) {
+            input.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// Whether the server closes `stream` within `within` (reads until end of
+/// stream or an error, discarding what it sent).
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let until = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < until {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The header of a masked binary websocket message announcing 8 MiB, and a
+/// little of its body: what a stranger sends to make a server buffer.
+fn huge_message_start() -> Vec<u8> {
+    let mut bytes = vec![0x82, 0xFF];
+    bytes.extend_from_slice(&(8u64 << 20).to_be_bytes());
+    bytes.extend_from_slice(&[1, 2, 3, 4]);
+    bytes.extend_from_slice(&[0u8; 1024]);
+    bytes
+}
+
+/// A server whose own handshake timeout is long (30 s), so that a prompt
+/// close can only come from the pre-authentication limit.
+fn patient() -> Config {
+    let mut config = Config::named("rig");
+    config.protocol.handshake_timeout = Duration::from_secs(30);
+    config
+}
+
+#[test]
+fn before_authentication_a_large_websocket_message_is_refused_at_its_header() {
+    let std_rig = rigwire_std::Server::bind("ws://127.0.0.1:0/rig", patient())
+        .unwrap()
+        .start()
+        .unwrap();
+    let smol_rig = rigwire_smol::Server::bind("ws://127.0.0.1:0/rig", patient())
+        .unwrap()
+        .start()
+        .unwrap();
+    for url in [std_rig.local_url(), smol_rig.local_url()] {
+        let mut stream = upgraded(&url);
+        stream.write_all(&huge_message_start()).unwrap();
+        assert!(
+            closed_within(&mut stream, Duration::from_secs(5)),
+            "{url}: the server waited for the rest of an 8 MiB message"
+        );
+    }
+    std_rig.shutdown(Duration::ZERO);
+    smol::block_on(smol_rig.shutdown(Duration::ZERO));
+}
+
+#[test]
+fn a_websocket_upgrade_that_trickles_ends_at_its_deadline() {
+    let mut config = Config::named("rig");
+    config.protocol.handshake_timeout = Duration::from_millis(500);
+    let rig = rigwire_std::Server::bind("ws://127.0.0.1:0/rig", config)
+        .unwrap()
+        .start()
+        .unwrap();
+    let url = rig.local_url();
+    let addr = url
+        .strip_prefix("ws://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let request = Handshake::client(&url, 1 << 20).unwrap().take_output();
+    let started = Instant::now();
+    let mut closed = false;
+    // One byte every 100 ms: each read would once have restarted the timeout.
+    for byte in request.iter().take(60) {
+        if stream.write_all(&[*byte]).is_err()
+            || closed_within(&mut stream, Duration::from_millis(100))
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "the trickling upgrade was still open after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    rig.shutdown(Duration::ZERO);
+}

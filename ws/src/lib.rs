@@ -20,9 +20,10 @@
 use std::io::{self, Read, Write};
 
 mod wire;
-pub use wire::{Flushed, Incoming, Outbox, Sink, Wire, ENCODE_AHEAD, MAX_SLICES};
+pub use wire::{Flushed, Outbox, Sink, Wire, ENCODE_AHEAD, MAX_SLICES};
 
 use bytes::{Bytes, BytesMut};
+use rigwire_core::framing::PRE_AUTH_MAX_FRAME;
 use tungstenite::handshake::client::ClientHandshake;
 use tungstenite::handshake::server::{Callback, ErrorResponse, Request, Response, ServerHandshake};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
@@ -59,12 +60,18 @@ impl Write for Shim {
 }
 
 fn config(max_frame: u32) -> WebSocketConfig {
-    let max = max_frame as usize + 64; // a rigwire frame plus the websocket header
-    WebSocketConfig::default()
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
+    limit(WebSocketConfig::default(), max_frame)
         .read_buffer_size(16 * 1024)
         .write_buffer_size(0)
+}
+
+/// Messages and frames capped at a rigwire frame of `max_frame` bytes plus
+/// the websocket header.
+fn limit(config: WebSocketConfig, max_frame: u32) -> WebSocketConfig {
+    let max = max_frame as usize + 64;
+    config
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
         .max_write_buffer_size(2 * max)
 }
 
@@ -194,7 +201,7 @@ impl Handshake {
         match result {
             Ok(mut ws) => {
                 self.output.append(&mut ws.get_mut().outbound);
-                Ok(Some(WsCodec { ws }))
+                Ok(Some(WsCodec::new(ws)))
             }
             Err(Ok(mut mid)) => {
                 let out = match &mut mid {
@@ -238,6 +245,10 @@ pub struct Decoded {
 /// An upgraded websocket, as a codec: bytes in, frames out, and back.
 pub struct WsCodec {
     ws: WebSocket<Shim>,
+    /// The limit after authentication; until [`open_up`](Self::open_up),
+    /// messages are capped at the protocol's pre-authentication frame size,
+    /// so a stranger cannot make us buffer a large message.
+    full_limit: Option<u32>,
 }
 
 impl std::fmt::Debug for WsCodec {
@@ -247,6 +258,32 @@ impl std::fmt::Debug for WsCodec {
 }
 
 impl WsCodec {
+    fn new(mut ws: WebSocket<Shim>) -> WsCodec {
+        let full = ws
+            .get_config()
+            .max_frame_size
+            .unwrap_or(0)
+            .saturating_sub(64) as u32;
+        ws.set_config(|c| *c = limit(*c, PRE_AUTH_MAX_FRAME));
+        WsCodec {
+            ws,
+            full_limit: Some(full),
+        }
+    }
+
+    /// The peer has authenticated: messages up to the configured frame size
+    /// are accepted from now on. Extra calls do nothing.
+    pub fn open_up(&mut self) {
+        if let Some(full) = self.full_limit.take() {
+            self.ws.set_config(|c| *c = limit(*c, full));
+        }
+    }
+
+    /// Whether [`open_up`](Self::open_up) is still to come.
+    pub fn is_pre_auth(&self) -> bool {
+        self.full_limit.is_some()
+    }
+
     /// Hands in bytes from the peer (possibly none, to collect what the
     /// upgrade already buffered) and returns the whole messages they complete.
     /// Pings are answered by queueing pongs in [`take_output`](Self::take_output).
@@ -254,15 +291,37 @@ impl WsCodec {
     /// # Errors
     /// A text message, an over-limit message, or broken framing.
     pub fn decode(&mut self, bytes: &[u8]) -> io::Result<Decoded> {
-        self.ws.get_mut().inbound.extend_from_slice(bytes);
+        self.push(bytes);
         let mut decoded = Decoded::default();
+        while let Some(next) = self.next_frame()? {
+            match next {
+                Some(frame) => decoded.frames.push(frame),
+                None => {
+                    decoded.closed = true;
+                    break;
+                }
+            }
+        }
+        Ok(decoded)
+    }
+
+    /// Hands in bytes from the peer without decoding them yet.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.ws.get_mut().inbound.extend_from_slice(bytes);
+    }
+
+    /// The next whole message from what was handed in: `Some(Some(frame))`,
+    /// `Some(None)` when the peer closed, `None` when more bytes are needed.
+    /// One at a time, so that a limit raised after one frame (the end of
+    /// authentication) applies to the next.
+    ///
+    /// # Errors
+    /// A text message, an over-limit message, or broken framing.
+    pub fn next_frame(&mut self) -> io::Result<Option<Option<Bytes>>> {
         loop {
             match self.ws.read() {
-                Ok(Message::Binary(data)) => decoded.frames.push(data),
-                Ok(Message::Close(_)) => {
-                    decoded.closed = true;
-                    return Ok(decoded);
-                }
+                Ok(Message::Binary(data)) => return Ok(Some(Some(data))),
+                Ok(Message::Close(_)) => return Ok(Some(None)),
                 Ok(Message::Text(_)) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -271,11 +330,10 @@ impl WsCodec {
                 }
                 Ok(_) => {} // ping/pong: tungstenite queues the answer
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(decoded)
+                    return Ok(None)
                 }
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                    decoded.closed = true;
-                    return Ok(decoded);
+                    return Ok(Some(None))
                 }
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }

@@ -23,23 +23,11 @@ pub const ENCODE_AHEAD: usize = 256 * 1024;
 /// Most slices handed to one vectored write.
 pub const MAX_SLICES: usize = 64;
 
-/// What a read turned into.
-#[derive(Debug)]
-pub enum Incoming<'a> {
-    /// Bytes of a rigwire byte stream (tcp, unix).
-    Bytes(&'a [u8]),
-    /// Whole websocket messages, one rigwire frame each; `closed` when the
-    /// peer's close frame came after them (they are delivered all the same).
-    Frames {
-        /// The frames, in order.
-        frames: Vec<Bytes>,
-        /// The peer closed the websocket.
-        closed: bool,
-    },
-}
-
 /// Where decoded input goes: a [`Link`], or one connection of a relay.
 pub trait Sink {
+    /// Whether the peer has authenticated (then larger websocket messages
+    /// are accepted).
+    fn authenticated(&mut self) -> bool;
     /// Bytes of the rigwire stream (tcp, unix).
     fn bytes(&mut self, bytes: &[u8], now: Instant);
     /// One websocket message: one rigwire frame.
@@ -60,6 +48,9 @@ pub trait Outbox {
 }
 
 impl Sink for Link {
+    fn authenticated(&mut self) -> bool {
+        self.conn().is_established()
+    }
     fn bytes(&mut self, bytes: &[u8], now: Instant) {
         self.handle_input(bytes, now);
     }
@@ -129,27 +120,6 @@ impl Wire {
     /// Whether frames travel as websocket messages.
     pub fn is_ws(&self) -> bool {
         self.ws.is_some()
-    }
-
-    /// Turns bytes read from the socket into rigwire input. On websocket an
-    /// empty `bytes` collects frames the upgrade had already buffered, and
-    /// pings are answered (the pong leaves with the next write).
-    ///
-    /// # Errors
-    /// Broken websocket framing, a text message, or an over-limit message.
-    pub fn decode<'a>(&mut self, bytes: &'a [u8]) -> io::Result<Incoming<'a>> {
-        let Some(codec) = &mut self.ws else {
-            return Ok(Incoming::Bytes(bytes));
-        };
-        let decoded = codec.decode(bytes)?;
-        let control = codec.take_output();
-        if !control.is_empty() {
-            self.push(Bytes::from(control), 0, 0);
-        }
-        Ok(Incoming::Frames {
-            frames: decoded.frames,
-            closed: decoded.closed,
-        })
     }
 
     /// Whether anything of the wire's own (a pong, a partly written
@@ -241,17 +211,30 @@ impl Wire {
             Ok(n) => n,
             Err(e) => return sink.closed(&format!("read failed: {e}"), now),
         };
-        match self.decode(&buf[..n]) {
-            Ok(Incoming::Bytes(bytes)) => sink.bytes(bytes, now),
-            Ok(Incoming::Frames { frames, closed }) => {
-                for frame in frames {
+        let Some(codec) = &mut self.ws else {
+            return sink.bytes(&buf[..n], now);
+        };
+        codec.push(&buf[..n]);
+        let outcome = loop {
+            match codec.next_frame() {
+                Ok(Some(Some(frame))) => {
                     sink.frame(frame, now);
+                    // Larger messages only once the peer has authenticated.
+                    if codec.is_pre_auth() && sink.authenticated() {
+                        codec.open_up();
+                    }
                 }
-                if closed {
-                    sink.closed("the peer closed the websocket", now);
-                }
+                Ok(Some(None)) => break Some("the peer closed the websocket".to_owned()),
+                Ok(None) => break None,
+                Err(e) => break Some(format!("websocket: {e}")),
             }
-            Err(e) => sink.closed(&format!("websocket: {e}"), now),
+        };
+        let control = codec.take_output(); // pongs owed
+        if !control.is_empty() {
+            self.push(Bytes::from(control), 0, 0);
+        }
+        if let Some(reason) = outcome {
+            sink.closed(&reason, now);
         }
     }
 
