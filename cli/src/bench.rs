@@ -486,7 +486,11 @@ fn two_hops(blocks: usize, per_block: usize, small: &Payload) -> Result<HopRows,
     let relay = rigwire_smol::RelayServer::bind(
         "tcp://127.0.0.1:0",
         "tcp://127.0.0.1:0",
-        rigwire_smol::RelayConfig::default(),
+        // Loopback, for the figures: no secrets on either side.
+        rigwire_smol::RelayConfig {
+            insecure_services: true,
+            ..Default::default()
+        },
     )?
     .start()?;
     let mut service = rigwire_std::RemoteService::new(&["rig"], Config::named("bench-rig"));

@@ -86,6 +86,10 @@ enum Command {
         /// The services' secret, from this file (else RIGWIRE_SERVICE_SECRET, if set).
         #[arg(long, value_name = "FILE")]
         service_secret_file: Option<PathBuf>,
+        /// Let services register without a secret (anyone who reaches the
+        /// services URL could then register a service and forge its answers).
+        #[arg(long)]
+        insecure_services: bool,
     },
     /// Call METHOD with JSON arguments and print the JSON result.
     Call {
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
             max_forward_timeout,
             secret,
             service_secret_file,
+            insecure_services,
         } => relay::run(relay::Options {
             clients,
             services,
@@ -249,6 +254,7 @@ fn main() -> ExitCode {
             max_forward_timeout,
             client_secret: secret_of(&secret.secret_file, "RIGWIRE_SECRET"),
             service_secret: secret_of(&service_secret_file, "RIGWIRE_SERVICE_SECRET"),
+            insecure_services,
         }),
         Command::Call {
             url,

@@ -14,6 +14,7 @@ pub struct Options {
     pub max_forward_timeout: Option<f64>,
     pub client_secret: SecretSource,
     pub service_secret: SecretSource,
+    pub insecure_services: bool,
 }
 
 /// Runs the relay until SIGINT or SIGTERM.
@@ -21,6 +22,16 @@ pub fn run(options: Options) -> Result<(), Failure> {
     let mut config = RelayConfig::default();
     config.clients.secret = options.client_secret.load()?;
     config.services.secret = options.service_secret.load()?;
+    config.insecure_services = options.insecure_services;
+    if options.insecure_services && config.services.secret.is_none() {
+        // Said loudly, on every start: this relay trusts whoever registers.
+        eprintln!(
+            "rigwire relay: WARNING: --insecure-services: services register without a secret; \
+             anyone who reaches {} can register a service and forge its answers",
+            options.services
+        );
+        tracing::warn!("services register without a secret (--insecure-services)");
+    }
     if !options.allow.is_empty() {
         config.allowed = Some(options.allow);
     }

@@ -518,6 +518,8 @@ fn two_hops_from_three_terminals() {
 
 #[test]
 fn a_service_killed_mid_call_fails_the_call_at_once_naming_it() {
+    // Failure handling is under test here, not secrets: a loopback relay
+    // whose services need none.
     let relay = Spawned::start(
         &[
             "relay",
@@ -525,6 +527,7 @@ fn a_service_killed_mid_call_fails_the_call_at_once_naming_it() {
             "tcp://127.0.0.1:0",
             "--services",
             "ws://127.0.0.1:0/services",
+            "--insecure-services",
         ],
         &[],
         2,
@@ -553,4 +556,52 @@ fn a_service_killed_mid_call_fails_the_call_at_once_naming_it() {
         }
         other => panic!("expected Unavailable naming the service, got {other:?}"),
     }
+}
+
+#[test]
+fn a_relay_without_a_services_secret_refuses_to_start_unless_told_and_then_warns() {
+    let out = Command::new(BIN)
+        .args([
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "tcp://127.0.0.1:0",
+        ])
+        .env_remove("RIGWIRE_SECRET")
+        .env_remove("RIGWIRE_SERVICE_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--insecure-services"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Told: it starts, and says what it risks before anything else.
+    let mut child = Command::new(BIN)
+        .args([
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "tcp://127.0.0.1:0",
+            "--insecure-services",
+        ])
+        .env_remove("RIGWIRE_SECRET")
+        .env_remove("RIGWIRE_SERVICE_SECRET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.contains("WARNING") && first.contains("forge"),
+        "{first}"
+    );
 }

@@ -280,6 +280,12 @@ pub enum EchoError {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ConfigError {
+    /// A relay's services port has no secret, so anyone could register a
+    /// service and forge its answers; set one, or say `insecure_services`.
+    #[error(
+        "the relay's services have no shared secret: anyone could register a service and forge its answers; set one (RIGWIRE_SERVICE_SECRET or --service-secret-file), or pass --insecure-services"
+    )]
+    ServicesSecretRequired,
     /// `max_frame` is below the pre-authentication limit.
     #[error("max_frame {0} is below the minimum of 4096 bytes")]
     FrameLimitTooSmall(u32),

@@ -229,6 +229,7 @@ pub fn relay(data: &[u8], epoch: Instant) {
     let config = RelayConfig {
         allowed: Some(vec!["a".into(), "b".into(), "c".into()]),
         max_forward_timeout: Some(Duration::from_millis(300)),
+        insecure_services: true,
         ..RelayConfig::default()
     };
     let Ok(mut relay) = Relay::new(config, Registry::new()) else {

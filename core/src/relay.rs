@@ -79,6 +79,10 @@ pub struct RelayConfig {
     /// Connections (clients and services together) served at once; more are
     /// rejected with `ConnectionLimit` and a reason (default 1024).
     pub max_connections: usize,
+    /// Lets services register without a secret (default false: a relay
+    /// whose services have no secret refuses to start, since anyone could
+    /// register a service and forge its answers).
+    pub insecure_services: bool,
 }
 
 impl RelayConfig {
@@ -110,6 +114,7 @@ impl Default for RelayConfig {
             allowed: None,
             max_forward_timeout: None,
             max_connections: 1024,
+            insecure_services: false,
         }
     }
 }
@@ -204,6 +209,9 @@ impl Relay {
     pub fn new(config: RelayConfig, own: Registry) -> Result<Relay, ConfigError> {
         config.clients.validate()?;
         config.services.validate()?;
+        if config.services.secret.is_none() && !config.insecure_services {
+            return Err(ConfigError::ServicesSecretRequired);
+        }
         Ok(Relay {
             admission: crate::link::Admission::new("relay", config.max_connections),
             drain: None,

@@ -30,6 +30,11 @@ struct Net {
 
 impl Net {
     fn new(config: RelayConfig, own: Registry) -> Net {
+        // Routing is under test here, not the services' secret.
+        let config = RelayConfig {
+            insecure_services: true,
+            ..config
+        };
         Net {
             relay: Relay::new(config, own).unwrap(),
             remotes: Vec::new(),
@@ -547,4 +552,22 @@ fn clients_can_list_the_services_routed_now() {
     let data = net.join(PeerKind::Service, "scanner", service_registry());
     net.register(data, &["subject", "data"]).unwrap();
     assert_eq!(list(&mut net), vec!["data", "subject"]);
+}
+
+#[test]
+fn a_relay_whose_services_have_no_secret_refuses_to_start_unless_told() {
+    let err = Relay::new(RelayConfig::default(), Registry::new()).unwrap_err();
+    assert!(
+        err.to_string().contains("anyone could register a service"),
+        "{err}"
+    );
+    let config = RelayConfig::default()
+        .services_secret("services-secret-0123456")
+        .unwrap();
+    assert!(Relay::new(config, Registry::new()).is_ok());
+    let insecure = RelayConfig {
+        insecure_services: true,
+        ..RelayConfig::default()
+    };
+    assert!(Relay::new(insecure, Registry::new()).is_ok());
 }

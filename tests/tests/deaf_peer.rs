@@ -240,6 +240,7 @@ fn the_relay_stops_reading_from_a_client_that_never_reads_its_answers() {
     let _one = serial();
     let config = rigwire_smol::RelayConfig {
         clients: server_protocol(),
+        insecure_services: true,
         ..Default::default()
     };
     let mut relay =
@@ -262,6 +263,7 @@ fn calls_through_the_relay_to_a_deaf_service_end_by_their_deadline() {
     let config = rigwire_smol::RelayConfig {
         clients: server_protocol(),
         services: server_protocol(),
+        insecure_services: true,
         ..Default::default()
     };
     let relay = rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config)
