@@ -79,6 +79,10 @@ pub struct RelayConfig {
     /// Connections (clients and services together) served at once; more are
     /// rejected with `ConnectionLimit` and a reason (default 1024).
     pub max_connections: usize,
+    /// Names one service may hold (default 64).
+    pub max_names_per_service: usize,
+    /// Names all services together may hold (default 1024).
+    pub max_names: usize,
     /// Lets services register without a secret (default false: a relay
     /// whose services have no secret refuses to start, since anyone could
     /// register a service and forge its answers).
@@ -114,6 +118,8 @@ impl Default for RelayConfig {
             allowed: None,
             max_forward_timeout: None,
             max_connections: 1024,
+            max_names_per_service: 64,
+            max_names: 1024,
             insecure_services: false,
         }
     }
@@ -526,11 +532,16 @@ impl Relay {
             Ok(names) => self.check_names(id, &names).map(|()| names),
         };
         let result = outcome.and_then(|names| {
+            // Registering a name again is idempotent: each is held once.
             for name in &names {
                 self.routes.insert(name.clone(), id);
             }
             if let Some(p) = self.peers.get_mut(&id) {
-                p.names.extend(names.iter().cloned());
+                for name in &names {
+                    if !p.names.contains(name) {
+                        p.names.push(name.clone());
+                    }
+                }
             }
             self.events.push_back(RelayEvent::Registered {
                 conn: id,
@@ -545,6 +556,29 @@ impl Relay {
     }
 
     fn check_names(&self, id: ConnId, names: &[String]) -> Result<(), RemoteError> {
+        let refused = |message: String| Err(RemoteError::new(ErrorKind::Refused, message));
+        let mut unique: Vec<&String> = names.iter().collect();
+        unique.sort();
+        unique.dedup();
+        if unique.len() != names.len() {
+            return refused("a registration names a service twice".to_owned());
+        }
+        let held = self.peers.get(&id).map_or(&[][..], |p| &p.names[..]);
+        let new = names.iter().filter(|n| !held.contains(n)).count();
+        let limit = self.config.max_names_per_service;
+        if held.len() + new > limit {
+            return refused(format!(
+                "a service may hold at most {limit} names ({} held, {new} more asked)",
+                held.len()
+            ));
+        }
+        let limit = self.config.max_names;
+        if self.routes.len() + new > limit {
+            return refused(format!(
+                "this relay holds at most {limit} service names ({} held)",
+                self.routes.len()
+            ));
+        }
         for name in names {
             if name.is_empty() || name.contains('.') || name.len() > 128 || name == "rigwire" {
                 return Err(RemoteError::new(

@@ -571,3 +571,32 @@ fn a_relay_whose_services_have_no_secret_refuses_to_start_unless_told() {
     };
     assert!(Relay::new(insecure, Registry::new()).is_ok());
 }
+
+#[test]
+fn registrations_are_bounded_refuse_duplicates_and_can_be_repeated() {
+    let config = RelayConfig {
+        max_names_per_service: 3,
+        max_names: 4,
+        ..RelayConfig::default()
+    };
+    let mut net = Net::new(config, Registry::new());
+    let a = net.join(PeerKind::Service, "a", Registry::new());
+    let b = net.join(PeerKind::Service, "b", Registry::new());
+    let refused = |r: Result<Vec<String>, RemoteError>| match r {
+        Err(e) if e.kind == ErrorKind::Refused => e.message,
+        other => panic!("{other:?}"),
+    };
+    let twice = refused(net.register(a, &["x", "x"]));
+    assert!(twice.contains("twice"), "{twice}");
+    assert_eq!(net.register(a, &["x", "y"]).unwrap(), ["x", "y"]);
+    // Again: idempotent, nothing held twice.
+    assert_eq!(net.register(a, &["x", "y"]).unwrap(), ["x", "y"]);
+    assert_eq!(net.register(a, &["z"]).unwrap(), ["z"]);
+    let per_service = refused(net.register(a, &["w"]));
+    assert!(per_service.contains("at most 3 names"), "{per_service}");
+    assert_eq!(net.register(b, &["v"]).unwrap(), ["v"]);
+    let total = refused(net.register(b, &["u"]));
+    assert!(total.contains("at most 4 service names"), "{total}");
+    let routes: Vec<_> = net.relay.routes().map(|(n, _)| n.to_owned()).collect();
+    assert_eq!(routes, ["v", "x", "y", "z"]);
+}
