@@ -17,7 +17,7 @@ mod secret;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use rigwire_std::core::ExposedMethod;
@@ -429,9 +429,20 @@ fn call(
         }
         None => None,
     };
-    let client = connect(url, secret)?;
+    // The timeout covers everything: connecting and the handshake too.
+    let started = Instant::now();
+    let mut config = config("rigwire-cli", secret)?;
+    if let Some(t) = timeout {
+        config.connect_timeout = config.connect_timeout.min(t);
+        config.protocol.handshake_timeout = config.protocol.handshake_timeout.min(t);
+    }
+    let client = Client::connect(url, config)?;
+    let left = timeout.map(|t| {
+        t.saturating_sub(started.elapsed())
+            .max(Duration::from_millis(1))
+    });
     let result = client
-        .start_raw(method, args, timeout)?
+        .start_raw(method, args, left)?
         .wait()
         .map_err(|e| match (e, timeout) {
             (Error::DeadlineExceeded, Some(t)) => Failure {

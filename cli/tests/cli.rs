@@ -605,3 +605,18 @@ fn a_relay_without_a_services_secret_refuses_to_start_unless_told_and_then_warns
         "{first}"
     );
 }
+
+#[test]
+fn a_call_timeout_covers_connecting_and_the_handshake() {
+    // A server that accepts and then says nothing, not even its Hello.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let holder = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let started = Instant::now();
+    let out = rigwire(&["call", &url, "add", "[1,2]", "--timeout", "1"]);
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // Far below the 10 s handshake timeout it would otherwise have waited.
+    assert!(took < Duration::from_secs(6), "took {took:?}");
+    drop(holder.join());
+}

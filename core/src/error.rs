@@ -348,6 +348,22 @@ pub enum RegistryError {
     UnknownHandler(u32),
 }
 
+/// Peer-supplied text made safe to print: control characters (newlines
+/// included, which could forge log lines, and terminal escapes) are escaped
+/// as `\n`, `\u{1b}` and so on. `keep_lines` keeps newlines and tabs, for
+/// multi-line details such as a remote backtrace.
+pub fn printable(text: &str, keep_lines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && !(keep_lines && (c == '\n' || c == '\t')) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The one error a runtime's user sees, whichever runtime: every way a
 /// connect, call, notify, ping or confirmed send can fail, by what happened.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -98,7 +98,9 @@ pub(crate) mod decoder {
                         });
                     }
                     let len = len as usize;
-                    self.body.reserve(len);
+                    // Room for what has arrived, not for what was announced:
+                    // a peer that announces 16 MiB and sends 4 bytes costs 4.
+                    self.body.reserve(len.min(input.len() - used));
                     self.body_len = Some(len);
                     len
                 }
@@ -112,6 +114,12 @@ pub(crate) mod decoder {
             self.header_len = 0;
             self.body_len = None;
             Ok((used, Some(self.body.split().freeze())))
+        }
+
+        /// Bytes reserved for the frame being assembled (for tests of memory use).
+        #[cfg(test)]
+        pub(crate) fn body_capacity(&self) -> usize {
+            self.body.capacity()
         }
 
         /// Bytes of a partial frame held (header and body), for accounting.
@@ -203,5 +211,25 @@ impl OutQueue {
         };
         self.queued -= chunk.len();
         Some(chunk)
+    }
+}
+
+#[cfg(test)]
+mod decoder_tests {
+    use super::FrameDecoder;
+
+    #[test]
+    fn an_announced_length_costs_nothing_until_its_bytes_arrive() {
+        let mut decoder = FrameDecoder::new();
+        let header = (16u32 << 20).to_be_bytes();
+        let (used, frame) = decoder.decode(&header, 16 << 20, false).unwrap();
+        assert_eq!((used, frame), (4, None));
+        assert!(
+            decoder.body_capacity() < 1024,
+            "reserved {}",
+            decoder.body_capacity()
+        );
+        decoder.decode(&[7u8; 100], 16 << 20, false).unwrap();
+        assert!(decoder.body_capacity() < 64 * 1024);
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::auth::Transcript;
 use crate::config::Role;
 use crate::connection::{Connection, PeerInfo, Queued, State};
-use crate::error::{AuthFailure, CallError, ConnectionError, EchoError, VersionRange};
+use crate::error::{printable, AuthFailure, CallError, ConnectionError, EchoError, VersionRange};
 use crate::event::Event;
 use crate::framing::PRE_AUTH_MAX_FRAME;
 use crate::message::{Hello, Message, MessageRef, PayloadLen, RejectCode, PROTOCOL_VERSION};
@@ -27,7 +27,7 @@ impl Connection {
             Message::Auth { proof } if self.awaiting_proof => self.on_proof(&proof),
             Message::Reject { code, reason } => self.on_reject(code, reason),
             Message::Goodbye { reason } => {
-                self.fail(ConnectionError::PeerClosed(reason.to_owned()))
+                self.fail(ConnectionError::PeerClosed(printable(reason, false)))
             }
             other => {
                 let what = other.type_name();
@@ -69,7 +69,7 @@ impl Connection {
         }
         self.peer_hello = Some(frame.clone());
         self.peer = Some(PeerInfo {
-            name: hello.name.to_owned(),
+            name: printable(hello.name, false),
             version,
             max_frame: hello.max_frame,
             max_incoming_calls: hello.max_incoming_calls,
@@ -128,14 +128,12 @@ impl Connection {
     /// A `Reject` ends the connection at any stage; authentication refusals
     /// surface as `AuthFailed` so both sides report the same class of error.
     pub(crate) fn on_reject(&mut self, code: crate::message::RejectCode, reason: &str) {
+        let reason = printable(reason, false);
         let err = match code {
             RejectCode::AuthFailed | RejectCode::AuthRequired => {
-                ConnectionError::AuthFailed(AuthFailure::RejectedByPeer(reason.to_owned()))
+                ConnectionError::AuthFailed(AuthFailure::RejectedByPeer(reason))
             }
-            _ => ConnectionError::Rejected {
-                code,
-                reason: reason.to_owned(),
-            },
+            _ => ConnectionError::Rejected { code, reason },
         };
         self.fail(err);
     }

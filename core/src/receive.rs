@@ -9,7 +9,7 @@ use bytes::Bytes;
 use crate::codec::Payload;
 use crate::connection::Connection;
 use crate::dispatch::INTROSPECTION_METHOD;
-use crate::error::{CallError, ConnectionError, RemoteError};
+use crate::error::{printable, CallError, ConnectionError, RemoteError};
 use crate::event::{CancelReason, Event, IncomingCall, IncomingNotify};
 use crate::message::{Codec, ErrorKind, Message, MessageRef, PayloadLen, RawBytes};
 
@@ -40,8 +40,8 @@ impl Connection {
             } => {
                 let err = RemoteError {
                     kind,
-                    message: message.to_owned(),
-                    detail: detail.map(str::to_owned),
+                    message: printable(message, false),
+                    detail: detail.map(|d| printable(d, true)),
                 };
                 if id == 0 {
                     self.events.push_back(Event::PeerError(err));
@@ -75,7 +75,7 @@ impl Connection {
             Message::Echo { seq, payload } => self.on_echo(seq, payload.0),
             Message::Reject { code, reason } => self.on_reject(code, reason),
             Message::Goodbye { reason } => {
-                self.fail(ConnectionError::PeerClosed(reason.to_owned()))
+                self.fail(ConnectionError::PeerClosed(printable(reason, false)))
             }
             Message::Hello(_) | Message::Auth { .. } => {
                 let what = msg.type_name();

@@ -580,11 +580,17 @@ impl Relay {
             ));
         }
         for name in names {
-            if name.is_empty() || name.contains('.') || name.len() > 128 || name == "rigwire" {
+            if name.is_empty()
+                || name.contains('.')
+                || name.len() > 128
+                || name == "rigwire"
+                || name.chars().any(char::is_control)
+            {
                 return Err(RemoteError::new(
                     ErrorKind::Refused,
                     format!(
-                        "'{name}' is not a service name: 1 to 128 bytes, no '.', not 'rigwire'"
+                        "'{}' is not a service name: 1 to 128 bytes, no '.' or control characters, not 'rigwire'",
+                        crate::error::printable(name, false)
                     ),
                 ));
             }

@@ -336,3 +336,25 @@ fn the_server_proves_itself_only_after_the_client_has() {
     assert!(drain_messages(&mut server).is_empty());
     assert!(!server.is_established());
 }
+
+#[test]
+fn peer_text_cannot_forge_log_lines() {
+    let mut p = pair_with(
+        Framing::Stream,
+        config("evil\nINFO rigwire: connected peer=trusted-rig", None),
+        config("rig", None),
+        Netem::default(),
+    );
+    p.connect();
+    let name = &p.server.peer().unwrap().name;
+    assert!(!name.contains('\n'), "{name:?}");
+    assert_eq!(name, "evil\\nINFO rigwire: connected peer=trusted-rig");
+    p.client.close("bye\n\u{1b}[31mred");
+    p.run();
+    match p.server.error() {
+        Some(ConnectionError::PeerClosed(why)) => {
+            assert!(!why.chars().any(char::is_control), "{why:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
