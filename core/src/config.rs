@@ -125,7 +125,8 @@ pub struct ProtocolConfig {
     /// `Backpressure` and [`Connection::wants_input`](crate::Connection::wants_input)
     /// turns false (default 64 MiB; at least `max_frame`). Twice this is fatal.
     pub max_queued_output: usize,
-    /// Time allowed for the whole handshake (default 10 s).
+    /// Time allowed for the whole handshake (default 3 s, ample on a LAN; a
+    /// stranger that says nothing holds a place no longer).
     pub handshake_timeout: Duration,
     /// Keepalive settings; `None` disables liveness checking (default 2 s / 6 s).
     pub keepalive: Option<Keepalive>,
@@ -146,7 +147,7 @@ impl Default for ProtocolConfig {
             max_pending_confirms: 64,
             max_pending_pings: 16,
             max_queued_output: 64 * 1024 * 1024,
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(3),
             keepalive: Some(Keepalive::default()),
             echo_timeout: Duration::from_secs(1),
             default_call_timeout: None,

@@ -76,9 +76,14 @@ pub struct RelayConfig {
     pub allowed: Option<Vec<String>>,
     /// Longest time a forwarded call may take, whatever the caller allows.
     pub max_forward_timeout: Option<Duration>,
-    /// Connections (clients and services together) served at once; more are
-    /// rejected with `ConnectionLimit` and a reason (default 1024).
+    /// Authenticated connections served at once on each listener (clients,
+    /// services); more are refused with `ConnectionLimit` and a reason
+    /// (default 1024).
     pub max_connections: usize,
+    /// Connections still in the handshake per listener (default 64); when
+    /// full, the oldest is closed to make room (strangers never crowd out
+    /// authenticated peers).
+    pub max_handshaking: usize,
     /// Names one service may hold (default 64).
     pub max_names_per_service: usize,
     /// Names all services together may hold (default 1024).
@@ -118,6 +123,7 @@ impl Default for RelayConfig {
             allowed: None,
             max_forward_timeout: None,
             max_connections: 1024,
+            max_handshaking: 64,
             max_names_per_service: 64,
             max_names: 1024,
             insecure_services: false,
@@ -173,15 +179,18 @@ struct Peer {
     side: PeerKind,
     /// Names this service registered.
     names: Vec<String>,
-    /// Counted against the connection limit (it was not refused).
-    admitted: bool,
+    /// Its place in its listener's admission (none if refused).
+    ticket: Option<crate::link::Ticket>,
+    /// Counted against its listener's established connections.
+    established: bool,
 }
 
 /// The relay state machine.
 pub struct Relay {
     config: RelayConfig,
     own: Registry,
-    admission: crate::link::Admission,
+    /// One admission per listener: clients and services never compete.
+    admission: [crate::link::Admission; 2],
     /// A graceful shutdown under way: until when, and the reason.
     drain: Option<(Instant, String)>,
     peers: BTreeMap<ConnId, Peer>,
@@ -219,7 +228,18 @@ impl Relay {
             return Err(ConfigError::ServicesSecretRequired);
         }
         Ok(Relay {
-            admission: crate::link::Admission::new("relay", config.max_connections),
+            admission: [
+                crate::link::Admission::new(
+                    "relay",
+                    config.max_connections,
+                    config.max_handshaking,
+                ),
+                crate::link::Admission::new(
+                    "relay",
+                    config.max_connections,
+                    config.max_handshaking,
+                ),
+            ],
             drain: None,
             config,
             own,
@@ -257,9 +277,13 @@ impl Relay {
             }
         };
         let mut conn = Connection::new(config, registry, Role::Server, framing, nonce, now)?;
-        let admitted = self.admission.admit();
-        if let Err(refusal) = &admitted {
-            conn.reject(refusal.code, &refusal.reason);
+        let admitted = self.admission[side as usize].admit();
+        match &admitted {
+            Err(refusal) => conn.reject(refusal.code, &refusal.reason),
+            Ok(crate::link::Admitted {
+                evicted: Some(old), ..
+            }) => self.evict(side, *old),
+            Ok(_) => {}
         }
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -270,7 +294,8 @@ impl Relay {
                 conn,
                 side,
                 names: Vec::new(),
-                admitted: admitted.is_ok(),
+                ticket: admitted.ok().map(|a| a.ticket),
+                established: false,
             },
         );
         Ok(id)
@@ -357,8 +382,10 @@ impl Relay {
     /// Forgets a closed connection (after its last transmits were written).
     pub fn remove(&mut self, id: ConnId) {
         self.touched.remove(&id);
-        if self.peers.remove(&id).is_some_and(|p| p.admitted) {
-            self.admission.release();
+        if let Some(p) = self.peers.remove(&id) {
+            if let Some(ticket) = p.ticket {
+                self.admission[p.side as usize].release(ticket, p.established);
+            }
         }
     }
 
@@ -394,7 +421,7 @@ impl Relay {
     /// left) every connection is closed as with [`shutdown`](Self::shutdown).
     /// The grace is a timer in [`poll_timeout`](Self::poll_timeout).
     pub fn drain(&mut self, grace: Duration, reason: &str, now: Instant) {
-        self.admission.stop();
+        self.admission.iter_mut().for_each(|a| a.stop());
         self.drain = Some((now.checked_add(grace).unwrap_or(now), reason.to_owned()));
         self.check_drain(now);
     }
@@ -415,7 +442,7 @@ impl Relay {
     /// Says goodbye on every connection (a relay shutting down); calls still
     /// in flight are answered `Shutdown` by each connection.
     pub fn shutdown(&mut self, reason: &str, now: Instant) {
-        self.admission.stop();
+        self.admission.iter_mut().for_each(|a| a.stop());
         let ids: Vec<ConnId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(p) = self.peers.get_mut(&id) {
@@ -472,6 +499,12 @@ impl Relay {
             };
             match event {
                 Event::Connected { peer_name, .. } => {
+                    if let Err(refusal) = self.establish(id, side) {
+                        if let Some(p) = self.peers.get_mut(&id) {
+                            p.conn.close(&refusal.reason);
+                        }
+                        continue;
+                    }
                     self.events.push_back(RelayEvent::Connected {
                         conn: id,
                         side,
@@ -520,6 +553,37 @@ impl Relay {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A connection authenticated: it counts against its listener's
+    /// established connections, or is refused if they are at the limit.
+    fn establish(&mut self, id: ConnId, side: PeerKind) -> Result<(), crate::link::Refusal> {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(ticket) = p.ticket else {
+            return Ok(());
+        };
+        self.admission[side as usize].established(ticket)?;
+        p.established = true;
+        Ok(())
+    }
+
+    /// Closes the connection holding `ticket` on `side`'s listener, the
+    /// oldest still in the handshake, to make room for a newcomer.
+    fn evict(&mut self, side: PeerKind, ticket: crate::link::Ticket) {
+        let victim = self
+            .peers
+            .iter_mut()
+            .find(|(_, p)| p.side == side && p.ticket == Some(ticket));
+        if let Some((id, p)) = victim {
+            p.ticket = None; // its place was given away already
+            p.conn.reject(
+                crate::message::RejectCode::HandshakeTimeout,
+                "too many connections are in the handshake; the oldest is closed",
+            );
+            self.touched.insert(*id);
         }
     }
 

@@ -517,10 +517,12 @@ fn connections_over_the_limit_are_rejected_with_a_reason() {
         ..RelayConfig::default()
     };
     let mut net = Net::new(config, Registry::new());
+    // Each listener has its own limit: clients never crowd out services.
     let a = net.join(PeerKind::Client, "a", Registry::new());
-    let b = net.join(PeerKind::Service, "b", service_registry());
+    let b = net.join(PeerKind::Client, "b", Registry::new());
     let c = net.join(PeerKind::Client, "c", Registry::new());
-    for ok in [a, b] {
+    let s = net.join(PeerKind::Service, "s", service_registry());
+    for ok in [a, b, s] {
         assert!(net.remotes[ok].conn.is_established());
     }
     let closed = net.remotes[c]
@@ -530,11 +532,41 @@ fn connections_over_the_limit_are_rejected_with_a_reason() {
             Event::Closed(err) => Some(err.to_string()),
             _ => None,
         })
-        .expect("the third connection is closed");
+        .expect("the third client is closed");
     assert!(
         closed.contains("the relay is full: 2 connections"),
         "{closed}"
     );
+}
+
+#[test]
+fn strangers_in_the_handshake_never_crowd_out_peers_that_authenticate() {
+    let config = RelayConfig {
+        max_handshaking: 3,
+        ..RelayConfig::default()
+    };
+    let mut net = Net::new(config, Registry::new());
+    // Silent sockets: accepted by the relay, never say Hello.
+    let now = net.now;
+    let silent: Vec<_> = (0..10)
+        .map(|i| {
+            net.relay
+                .accept(PeerKind::Client, Framing::Stream, [i as u8; 32], now)
+                .unwrap()
+        })
+        .collect();
+    net.pump();
+    // The oldest were closed to make room, the newest still wait.
+    let closed = silent
+        .iter()
+        .filter(|id| net.relay.connection(**id).is_some_and(|c| c.is_closed()))
+        .count();
+    assert_eq!(closed, 7);
+    // A script and a service still get in, authenticate and work.
+    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let service = net.join(PeerKind::Service, "data", service_registry());
+    assert!(net.remotes[script].conn.is_established());
+    assert!(net.remotes[service].conn.is_established());
 }
 
 #[test]

@@ -64,7 +64,7 @@ pub(crate) async fn open(
     )?;
     let shared = Shared::new(
         conn,
-        socket,
+        Arc::new(socket),
         codec,
         Arc::clone(handlers),
         Arc::new(Hooks::default()),

@@ -82,7 +82,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         conn: Connection,
-        socket: Socket,
+        socket: Arc<Socket>,
         ws: Option<WsCodec>,
         handlers: Arc<Handlers>,
         hooks: Arc<Hooks>,
@@ -104,7 +104,7 @@ impl Shared {
             driver_wake: Event::new(),
             closed: Event::new(),
             reader: Mutex::new(vec![0; READ_CHUNK]),
-            socket: Arc::new(socket),
+            socket,
             handlers,
             hooks,
             linger,
@@ -425,6 +425,11 @@ impl Shared {
                 }
             }
             Job::Connected => {
+                if let Err(refusal) = self.admit_established() {
+                    tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+                    self.command(|link, now| link.close(&refusal.reason, now));
+                    return;
+                }
                 if let Some(hook) = &self.hooks.on_connect {
                     run_hook(&self.label, "on_connect", || hook(&peer()));
                 }
@@ -477,6 +482,16 @@ impl Shared {
             shared.reply(id, result);
         });
         g.tasks.insert(id, task);
+    }
+
+    /// A server's admission of this connection now that it authenticated.
+    fn admit_established(&self) -> Result<(), rigwire_core::link::Refusal> {
+        let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
+            return Ok(());
+        };
+        admit(ticket)?;
+        self.lock().link.set_admitted();
+        Ok(())
     }
 
     fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>) {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::link::{Admission, Refusal};
+use rigwire_core::link::{Admission, Admitted, Refusal, Ticket};
 use rigwire_core::Config;
 use rigwire_core::{Connection, Error, Payload, Role, Url};
 use serde::Serialize;
@@ -88,15 +88,28 @@ impl Server {
     /// thread); the `Result` keeps the two runtimes' servers alike.
     pub fn start(self) -> Result<RunningServer, Error> {
         let url = self.local_url();
-        let admission = Admission::new("server", self.config.max_connections);
+        let admission = Arc::new(Mutex::new(Admission::new(
+            "server",
+            self.config.max_connections,
+            self.config.max_handshaking,
+        )));
+        let mut hooks = self.hooks;
+        let admit = Arc::clone(&admission);
+        hooks.admit = Some(Box::new(move |ticket| {
+            admit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .established(ticket)
+        }));
         let inner = Arc::new(ServerInner {
             listener: self.listener,
             config: self.config,
             handlers: Arc::new(self.handlers),
-            hooks: Arc::new(self.hooks),
+            hooks: Arc::new(hooks),
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            admission: Mutex::new(admission),
+            admission,
+            sockets: Mutex::new(BTreeMap::new()),
             gone: event_listener::Event::new(),
             url: url.clone(),
         });
@@ -119,7 +132,9 @@ struct ServerInner {
     hooks: Arc<Hooks>,
     connections: Mutex<BTreeMap<u64, Peer>>,
     next_id: AtomicU64,
-    admission: Mutex<Admission>,
+    admission: Arc<Mutex<Admission>>,
+    /// Sockets of admitted connections, to close one that is evicted.
+    sockets: Mutex<BTreeMap<Ticket, Arc<Socket>>>,
     /// A connection ended.
     gone: event_listener::Event,
     url: String,
@@ -131,7 +146,25 @@ impl ServerInner {
             match self.listener.accept().await {
                 Ok(socket) => {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                    let socket = Arc::new(socket);
                     let admitted = self.admission().admit();
+                    let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Ok(Admitted {
+                        evicted: Some(oldest),
+                        ..
+                    }) = &admitted
+                    {
+                        // Its place went to this newcomer: close it.
+                        if let Some(old) = sockets.get(oldest) {
+                            tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
+                            old.shutdown();
+                        }
+                    }
+                    let admitted = admitted.map(|a| a.ticket);
+                    if let Ok(ticket) = admitted {
+                        sockets.insert(ticket, Arc::clone(&socket));
+                    }
+                    drop(sockets);
                     smol::spawn(Arc::clone(&self).serve(id, socket, admitted)).detach();
                 }
                 Err(e) => {
@@ -142,19 +175,29 @@ impl ServerInner {
         }
     }
 
-    async fn serve(self: Arc<Self>, id: u64, socket: Socket, admitted: Result<(), Refusal>) {
-        self.serve_admitted(id, socket, &admitted).await;
-        if admitted.is_ok() {
-            self.admission().release();
+    async fn serve(
+        self: Arc<Self>,
+        id: u64,
+        socket: Arc<Socket>,
+        admitted: Result<Ticket, Refusal>,
+    ) {
+        let established = self.serve_admitted(id, socket, &admitted).await;
+        if let Ok(ticket) = admitted {
+            self.sockets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ticket);
+            self.admission().release(ticket, established);
         }
     }
 
+    /// Returns whether the connection was admitted as established.
     async fn serve_admitted(
         self: &Arc<Self>,
         id: u64,
-        socket: Socket,
-        admitted: &Result<(), Refusal>,
-    ) {
+        socket: Arc<Socket>,
+        admitted: &Result<Ticket, Refusal>,
+    ) -> bool {
         let label = format!("{} #{id}", self.url);
         let conn = Connection::new(
             self.config.protocol.clone(),
@@ -166,7 +209,10 @@ impl ServerInner {
         );
         let conn = match conn {
             Ok(c) => c,
-            Err(e) => return tracing::error!("invalid configuration: {e}"),
+            Err(e) => {
+                tracing::error!("invalid configuration: {e}");
+                return false;
+            }
         };
         let codec = match self
             .listener
@@ -178,7 +224,10 @@ impl ServerInner {
             .await
         {
             Ok(codec) => codec,
-            Err(e) => return tracing::warn!(peer = %label, "{e}"),
+            Err(e) => {
+                tracing::warn!(peer = %label, "{e}");
+                return false;
+            }
         };
         let shared = Shared::new(
             conn,
@@ -190,7 +239,8 @@ impl ServerInner {
             Duration::ZERO,
         );
         match admitted {
-            Ok(()) => {
+            Ok(ticket) => {
+                shared.lock().link.set_ticket(*ticket);
                 self.connections
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -207,6 +257,8 @@ impl ServerInner {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         self.gone.notify(usize::MAX);
+        let established = shared.lock().link.is_admitted();
+        established
     }
 
     fn admission(&self) -> MutexGuard<'_, Admission> {

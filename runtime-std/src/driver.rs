@@ -529,6 +529,11 @@ impl Shared {
                     }
                 }
                 Job::Connected => {
+                    if let Err(refusal) = self.admit_established() {
+                        tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+                        self.command(|link, now| link.close(&refusal.reason, now));
+                        continue;
+                    }
                     if let Some(hook) = &self.hooks.on_connect {
                         self.run_hook("on_connect", || hook(&Peer::new(Arc::clone(self))));
                     }
@@ -546,6 +551,16 @@ impl Shared {
                 _ => {}
             }
         }
+    }
+
+    /// A server's admission of this connection now that it authenticated.
+    fn admit_established(&self) -> Result<(), rigwire_core::link::Refusal> {
+        let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
+            return Ok(());
+        };
+        admit(ticket)?;
+        self.lock().link.set_admitted();
+        Ok(())
     }
 
     /// Runs an application hook; a panic in it is logged, never fatal to the

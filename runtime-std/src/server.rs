@@ -9,7 +9,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::link::{Admission, Refusal};
+use rigwire_core::link::{Admission, Admitted, Refusal, Ticket};
 use rigwire_core::{Connection, Error, Payload, Role};
 use serde::Serialize;
 
@@ -90,16 +90,28 @@ impl Server {
     /// [`Error::Bind`] if the accept thread cannot be started.
     pub fn start(self) -> Result<RunningServer, Error> {
         let url = self.local_url();
-        let admission = Admission::new("server", self.config.max_connections);
+        let admission = Arc::new(Mutex::new(Admission::new(
+            "server",
+            self.config.max_connections,
+            self.config.max_handshaking,
+        )));
+        let mut hooks = self.hooks;
+        let admit = Arc::clone(&admission);
+        hooks.admit = Some(Box::new(move |ticket| {
+            admit
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .established(ticket)
+        }));
         let inner = Arc::new(ServerInner {
             pool: Pool::new(self.config.handler_threads, "rigwire-server"),
             listener: self.listener,
             config: self.config,
             handlers: Arc::new(self.handlers),
-            hooks: Arc::new(self.hooks),
+            hooks: Arc::new(hooks),
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            admission: Mutex::new(admission),
+            admission,
             url: url.clone(),
         });
         let acceptor = Arc::clone(&inner);
@@ -124,6 +136,10 @@ const SHUTTING_DOWN: &str = "the server is shutting down";
 struct Conn {
     peer: Option<Peer>,
     thread: Option<JoinHandle<()>>,
+    /// Its place in the admission (none if refused).
+    ticket: Option<Ticket>,
+    /// A handle on its socket, to close it if it is evicted mid-handshake.
+    killer: Option<Socket>,
 }
 
 struct ServerInner {
@@ -134,7 +150,7 @@ struct ServerInner {
     pool: Arc<Pool>,
     connections: Mutex<BTreeMap<u64, Conn>>,
     next_id: AtomicU64,
-    admission: Mutex<Admission>,
+    admission: Arc<Mutex<Admission>>,
     url: String,
 }
 
@@ -158,10 +174,25 @@ impl ServerInner {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let server = Arc::clone(self);
             let admitted = self.admission().admit();
+            let killer = socket.try_clone().ok();
             let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            if let Ok(Admitted {
+                evicted: Some(oldest),
+                ..
+            }) = &admitted
+            {
+                // Its place went to this newcomer: close it, whatever it is doing.
+                if let Some(c) = conns.values().find(|c| c.ticket == Some(*oldest)) {
+                    tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
+                    if let Some(k) = &c.killer {
+                        k.shutdown();
+                    }
+                }
+            }
+            let ticket = admitted.as_ref().ok().map(|a| a.ticket);
             let spawned = thread::Builder::new()
                 .name("rigwire-conn".into())
-                .spawn(move || server.serve_connection(id, socket, admitted));
+                .spawn(move || server.serve_connection(id, socket, admitted.map(|a| a.ticket)));
             match spawned {
                 Ok(thread) => {
                     conns.insert(
@@ -169,6 +200,8 @@ impl ServerInner {
                         Conn {
                             peer: None,
                             thread: Some(thread),
+                            ticket,
+                            killer,
                         },
                     );
                 }
@@ -177,7 +210,12 @@ impl ServerInner {
         }
     }
 
-    fn serve_connection(self: Arc<Self>, id: u64, socket: Socket, admitted: Result<(), Refusal>) {
+    fn serve_connection(
+        self: Arc<Self>,
+        id: u64,
+        socket: Socket,
+        admitted: Result<Ticket, Refusal>,
+    ) {
         let label = format!("{} #{id}", self.url);
         let halves = match self.listener.upgrade(
             socket,
@@ -187,7 +225,7 @@ impl ServerInner {
             Ok(h) => h,
             Err(e) => {
                 tracing::warn!(peer = %label, "{e}");
-                self.forget(id, admitted.is_ok());
+                self.forget(id, admitted.ok(), false);
                 return;
             }
         };
@@ -204,7 +242,7 @@ impl ServerInner {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("invalid configuration: {e}");
-                self.forget(id, admitted.is_ok());
+                self.forget(id, admitted.ok(), false);
                 return;
             }
         };
@@ -221,16 +259,20 @@ impl ServerInner {
             Ok(shared) => shared,
             Err(e) => {
                 tracing::warn!(peer = %label, "{e}");
-                self.forget(id, admitted.is_ok());
+                self.forget(id, admitted.ok(), false);
                 return;
             }
         };
-        if let Err(refusal) = admitted {
-            tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
-            shared.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
-            self.forget(id, false);
-            return;
-        }
+        let ticket = match admitted {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
+                shared.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
+                self.forget(id, None, false);
+                return;
+            }
+        };
+        shared.lock().link.set_ticket(ticket);
         if let Some(c) = self
             .connections
             .lock()
@@ -240,15 +282,16 @@ impl ServerInner {
             c.peer = Some(Peer::new(Arc::clone(&shared)));
         }
         shared.drive();
-        self.forget(id, true);
+        let established = shared.lock().link.is_admitted();
+        self.forget(id, Some(ticket), established);
     }
 
-    /// A connection ended; `admitted` ones free their place.
-    fn forget(&self, id: u64, admitted: bool) {
+    /// A connection ended; it frees its place in the admission.
+    fn forget(&self, id: u64, ticket: Option<Ticket>, established: bool) {
         let stopping = {
             let mut admission = self.admission();
-            if admitted {
-                admission.release();
+            if let Some(ticket) = ticket {
+                admission.release(ticket, established);
             }
             admission.is_stopping()
         };

@@ -1,7 +1,14 @@
-//! Which connections a server takes: up to its connection limit, and none
-//! once it is shutting down. Each refusal carries the `Reject` code and the
-//! reason the peer is told, worded once for every server (both runtimes'
-//! servers and the relay).
+//! Which connections a server takes. Connections still in the handshake
+//! (strangers, until they prove otherwise) have a budget of their own,
+//! apart from the established ones: when it is full the *oldest* of them is
+//! evicted, not the newcomer, so sockets that connect and say nothing can
+//! never crowd out the lab's own machines. Established connections are
+//! counted against the connection limit once they have authenticated. None
+//! are taken once the server is shutting down. Each refusal carries the
+//! `Reject` code and the reason the peer is told, worded once for every
+//! server (both runtimes' servers and the relay).
+
+use std::collections::VecDeque;
 
 use crate::message::RejectCode;
 
@@ -14,57 +21,109 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// The connections a server holds, against its limit.
+/// One admitted connection, by the number [`Admission::admit`] gave it.
+pub type Ticket = u64;
+
+/// What [`Admission::admit`] decided for a new connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The new connection's ticket.
+    pub ticket: Ticket,
+    /// The oldest connection still in the handshake, evicted to make room:
+    /// close it at once (it proved nothing in all that time).
+    pub evicted: Option<Ticket>,
+}
+
+/// The connections a server holds, against its two budgets.
 #[derive(Debug, Clone)]
 pub struct Admission {
     /// What is being admitted to, for reasons ("server", "relay").
     what: &'static str,
     limit: usize,
-    open: usize,
+    handshake_limit: usize,
+    /// Tickets still in the handshake, oldest first.
+    handshaking: VecDeque<Ticket>,
+    established: usize,
+    next: Ticket,
     stopping: bool,
 }
 
 impl Admission {
     /// A server of kind `what` ("server", "relay") taking up to `limit`
-    /// connections at once.
-    pub fn new(what: &'static str, limit: usize) -> Admission {
+    /// established connections and `handshake_limit` still in the handshake.
+    pub fn new(what: &'static str, limit: usize, handshake_limit: usize) -> Admission {
         Admission {
             what,
             limit,
-            open: 0,
+            handshake_limit: handshake_limit.max(1),
+            handshaking: VecDeque::new(),
+            established: 0,
+            next: 1,
             stopping: false,
         }
     }
 
-    /// Decides on a new connection: `Ok` counts it as open (call
-    /// [`release`](Self::release) when it ends); `Err` says why it is
-    /// refused (reject it with that code and reason, then drop it).
+    /// Takes a new connection into the handshake budget, evicting the
+    /// oldest one there if it is full. Call [`established`](Self::established)
+    /// when its handshake completes and [`release`](Self::release) when it ends.
     ///
     /// # Errors
-    /// A [`Refusal`]: shutting down, or the limit is reached.
-    pub fn admit(&mut self) -> Result<(), Refusal> {
+    /// A [`Refusal`] once shutting down, or when the authenticated
+    /// connections are already at the limit (strangers in the handshake
+    /// never count towards it).
+    pub fn admit(&mut self) -> Result<Admitted, Refusal> {
         if self.stopping {
             return Err(Refusal {
                 code: RejectCode::Shutdown,
                 reason: format!("the {} is shutting down", self.what),
             });
         }
-        if self.open >= self.limit {
-            return Err(Refusal {
-                code: RejectCode::ConnectionLimit,
-                reason: format!(
-                    "the {} is full: {} connections (limit {})",
-                    self.what, self.open, self.limit
-                ),
-            });
+        if self.established >= self.limit {
+            return Err(self.full());
         }
-        self.open += 1;
+        let evicted = if self.handshaking.len() >= self.handshake_limit {
+            self.handshaking.pop_front()
+        } else {
+            None
+        };
+        let ticket = self.next;
+        self.next += 1;
+        self.handshaking.push_back(ticket);
+        Ok(Admitted { ticket, evicted })
+    }
+
+    /// `ticket`'s handshake completed: it moves to the established budget.
+    ///
+    /// # Errors
+    /// A [`Refusal`] when the established connections are at the limit
+    /// (close it with that reason; then `release` it, as refused).
+    pub fn established(&mut self, ticket: Ticket) -> Result<(), Refusal> {
+        self.forget_handshake(ticket);
+        if self.established >= self.limit {
+            return Err(self.full());
+        }
+        self.established += 1;
         Ok(())
     }
 
-    /// An admitted connection ended.
-    pub fn release(&mut self) {
-        self.open = self.open.saturating_sub(1);
+    fn full(&self) -> Refusal {
+        Refusal {
+            code: RejectCode::ConnectionLimit,
+            reason: format!(
+                "the {} is full: {} connections (limit {})",
+                self.what, self.established, self.limit
+            ),
+        }
+    }
+
+    /// `ticket` ended; `was_established` if [`established`](Self::established)
+    /// accepted it.
+    pub fn release(&mut self, ticket: Ticket, was_established: bool) {
+        if was_established {
+            self.established = self.established.saturating_sub(1);
+        } else {
+            self.forget_handshake(ticket);
+        }
     }
 
     /// From now on every connection is refused with `Shutdown`.
@@ -77,9 +136,20 @@ impl Admission {
         self.stopping
     }
 
-    /// Connections admitted and not yet released.
+    /// Established connections.
     pub fn open(&self) -> usize {
-        self.open
+        self.established
+    }
+
+    /// Connections still in the handshake.
+    pub fn handshaking(&self) -> usize {
+        self.handshaking.len()
+    }
+
+    fn forget_handshake(&mut self, ticket: Ticket) {
+        if let Some(at) = self.handshaking.iter().position(|t| *t == ticket) {
+            self.handshaking.remove(at);
+        }
     }
 }
 
@@ -88,21 +158,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_limit_and_shutdown_refuse_with_their_reasons() {
-        let mut admission = Admission::new("server", 2);
-        assert!(admission.admit().is_ok());
-        assert!(admission.admit().is_ok());
+    fn strangers_in_the_handshake_evict_each_other_never_the_established() {
+        let mut admission = Admission::new("server", 2, 3);
+        let lab = admission.admit().unwrap().ticket;
+        admission.established(lab).unwrap();
+        // Silent sockets fill the handshake budget, then push each other out.
+        let silent: Vec<_> = (0..3).map(|_| admission.admit().unwrap()).collect();
+        assert!(silent.iter().all(|a| a.evicted.is_none()));
+        let next = admission.admit().unwrap();
+        assert_eq!(next.evicted, Some(silent[0].ticket), "the oldest goes");
+        assert_eq!(admission.handshaking(), 3);
+        assert_eq!(admission.open(), 1, "the lab's machine keeps its place");
+        // A legitimate newcomer still gets in and authenticates.
+        let second = admission.admit().unwrap();
+        admission.established(second.ticket).unwrap();
+        // The established budget is the limit for authenticated peers: a
+        // newcomer is refused at once while it is full...
         let full = admission.admit().unwrap_err();
         assert_eq!(full.code, RejectCode::ConnectionLimit);
         assert_eq!(full.reason, "the server is full: 2 connections (limit 2)");
-        admission.release();
-        assert!(admission.admit().is_ok());
+        // ...and one that was let in while there was room, but finds it
+        // gone once authenticated, is refused then.
+        admission.release(second.ticket, true);
+        let third = admission.admit().unwrap();
+        let fourth = admission.admit().unwrap();
+        admission.established(third.ticket).unwrap();
+        assert!(admission.established(fourth.ticket).is_err());
+        admission.release(fourth.ticket, false);
+        admission.release(lab, true);
+        assert_eq!(admission.open(), 1);
         admission.stop();
         let closing = admission.admit().unwrap_err();
         assert_eq!(
             (closing.code, closing.reason.as_str()),
             (RejectCode::Shutdown, "the server is shutting down")
         );
-        assert_eq!(admission.open(), 2);
     }
 }

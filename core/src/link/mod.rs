@@ -52,7 +52,7 @@ use crate::message::ErrorKind;
 pub mod admission;
 pub mod reconnect;
 mod settings;
-pub use admission::{Admission, Refusal};
+pub use admission::{Admission, Admitted, Refusal, Ticket};
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
 
@@ -235,6 +235,9 @@ pub struct Link {
     /// A graceful shutdown in progress: until when calls may finish, and
     /// the reason the peer is told.
     drain: Option<(Instant, String)>,
+    /// A server's admission ticket, and whether it was admitted as
+    /// established.
+    ticket: Option<(crate::link::Ticket, bool)>,
 }
 
 impl Link {
@@ -254,6 +257,7 @@ impl Link {
             transport_done: false,
             progress: 0,
             drain: None,
+            ticket: None,
         };
         link.settle();
         link
@@ -587,6 +591,29 @@ impl Link {
         self.drain = Some((until, reason.to_owned()));
         self.conn.handle_timeout(now);
         self.settle_at(now);
+    }
+
+    /// Records this connection's place in a server's [`Admission`].
+    pub fn set_ticket(&mut self, ticket: Ticket) {
+        self.ticket = Some((ticket, false));
+    }
+
+    /// This connection's admission ticket, if a server gave it one.
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.ticket.map(|(t, _)| t)
+    }
+
+    /// The server admitted this connection as established (its ticket then
+    /// counts against the connection limit until released).
+    pub fn set_admitted(&mut self) {
+        if let Some((_, admitted)) = &mut self.ticket {
+            *admitted = true;
+        }
+    }
+
+    /// Whether [`set_admitted`](Self::set_admitted) was called.
+    pub fn is_admitted(&self) -> bool {
+        self.ticket.is_some_and(|(_, admitted)| admitted)
     }
 
     /// Whether a graceful shutdown ([`drain`](Self::drain)) is under way.

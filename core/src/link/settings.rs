@@ -27,6 +27,10 @@ pub struct Config {
     pub handler_threads: usize,
     /// Connections a server serves at once; more are rejected with a reason (default 256).
     pub max_connections: usize,
+    /// Connections a server holds while they are still in the handshake
+    /// (default 64). When full, the oldest is closed to make room: strangers
+    /// that connect and say nothing never crowd out the lab's machines.
+    pub max_handshaking: usize,
 }
 
 impl Default for Config {
@@ -37,6 +41,7 @@ impl Default for Config {
             reconnect: None,
             handler_threads: 16,
             max_connections: 256,
+            max_handshaking: 64,
         }
     }
 }
@@ -91,7 +96,13 @@ pub struct Hooks<P> {
     pub on_disconnect: Option<DisconnectHook<P>>,
     /// For every confirmed message a peer sends (already echoed).
     pub on_message: Option<MessageHook<P>>,
+    /// A server's admission of an authenticated connection (its
+    /// [`Link::ticket`](crate::Link::ticket)); a refusal closes it with the
+    /// reason, before `on_connect`.
+    pub admit: Option<AdmitHook>,
 }
+
+type AdmitHook = Box<dyn Fn(crate::link::Ticket) -> Result<(), crate::link::Refusal> + Send + Sync>;
 
 impl<P> Default for Hooks<P> {
     fn default() -> Self {
@@ -99,6 +110,7 @@ impl<P> Default for Hooks<P> {
             on_connect: None,
             on_disconnect: None,
             on_message: None,
+            admit: None,
         }
     }
 }

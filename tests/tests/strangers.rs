@@ -1,0 +1,130 @@
+//! Strangers can never lock the lab out: hundreds of sockets that connect
+//! and say nothing fill only the budget for connections in the handshake,
+//! where the oldest is closed to make room. A legitimate client's calls all
+//! succeed meanwhile, on both servers and on both ports of the relay, and
+//! the strangers' sockets are closed afterwards (file descriptors return).
+
+#[path = "common/raw.rs"]
+mod raw;
+
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use rigwire_core::Config;
+
+const STRANGERS: usize = 300;
+
+/// One at a time: the file descriptors counted are the process's.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn silent_sockets(url: &str) -> Vec<TcpStream> {
+    let addr = url.strip_prefix("tcp://").unwrap();
+    (0..STRANGERS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect()
+}
+
+/// A server that would lock out for 30 s if strangers counted against its
+/// connection limit (128) and waited out its handshake timeout.
+fn config(name: &str) -> Config {
+    let mut config = Config::named(name);
+    config.max_connections = 128;
+    config.max_handshaking = 16;
+    config.protocol.handshake_timeout = Duration::from_secs(30);
+    config
+}
+
+/// Every one of `calls` calls succeeds, each on a fresh connection (the
+/// case that silent sockets used to lock out).
+fn all_calls_succeed(url: &str, calls: usize) {
+    for i in 0..calls {
+        let client = rigwire_std::Client::connect(url, config("script"))
+            .unwrap_or_else(|e| panic!("connection {i} failed: {e}"));
+        let sum: i64 = client
+            .call_timeout("add", &(i as i64, 1i64), Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("call {i} failed: {e}"));
+        assert_eq!(sum, i as i64 + 1);
+    }
+}
+
+/// The strangers' sockets are closed by the server (evicted, or timed out).
+fn fds_return(before: usize, strangers: Vec<TcpStream>) {
+    drop(strangers);
+    let until = Instant::now() + Duration::from_secs(10);
+    while raw::open_fds() > before + 8 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        raw::open_fds() <= before + 8,
+        "{} fds open, {before} before",
+        raw::open_fds()
+    );
+}
+
+#[test]
+fn silent_sockets_never_lock_out_a_blocking_server() {
+    let _one = serial();
+    let before = raw::open_fds();
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config("rig")).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+        .unwrap();
+    let running = server.start().unwrap();
+    let strangers = silent_sockets(&running.local_url());
+    all_calls_succeed(&running.local_url(), 40);
+    running.shutdown(Duration::ZERO);
+    fds_return(before, strangers);
+}
+
+#[test]
+fn silent_sockets_never_lock_out_an_async_server() {
+    let _one = serial();
+    let mut server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", config("rig")).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+        .unwrap();
+    let running = server.start().unwrap();
+    let strangers = silent_sockets(&running.local_url());
+    all_calls_succeed(&running.local_url(), 40);
+    drop(strangers);
+    smol::block_on(running.shutdown(Duration::ZERO));
+}
+
+#[test]
+fn silent_sockets_on_the_clients_port_never_stop_a_service_registering() {
+    let _one = serial();
+    let relay_config = rigwire_smol::RelayConfig {
+        clients: config("relay").protocol,
+        services: config("relay").protocol,
+        max_handshaking: 16,
+        insecure_services: true,
+        ..Default::default()
+    };
+    let mut relay =
+        rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", relay_config)
+            .unwrap();
+    relay
+        .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+        .unwrap();
+    let relay = relay.start().unwrap();
+    let on_clients = silent_sockets(&relay.clients_url());
+    let on_services = silent_sockets(&relay.services_url());
+    // A service still registers; scripts still call it and the relay.
+    let mut service = rigwire_std::RemoteService::new(&["rig"], config("service"));
+    service
+        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+        .unwrap();
+    let _running = service.connect(&relay.services_url()).unwrap();
+    for i in 0..20i64 {
+        let script = rigwire_std::Client::connect(&relay.clients_url(), config("script")).unwrap();
+        let via: i64 = script.call("rig.add", &(i, 1i64)).unwrap();
+        let own: i64 = script.call("add", &(i, 2i64)).unwrap();
+        assert_eq!((via, own), (i + 1, i + 2));
+    }
+    drop((on_clients, on_services));
+    smol::block_on(relay.shutdown(Duration::ZERO));
+}
