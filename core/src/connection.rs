@@ -134,6 +134,11 @@ pub struct Connection {
     /// Our application pings awaiting their pong, with the time sent.
     pub(crate) pings: CallTable<Instant>,
     pub(crate) queued: VecDeque<Queued>,
+    /// Notify handlers running here (they count against the incoming limit).
+    pub(crate) notifies_running: usize,
+    /// Handlers of calls cancelled or expired that still run: their slot is
+    /// not free until they finish.
+    pub(crate) abandoned: usize,
     pub(crate) next_call_id: u64,
     pub(crate) next_confirm_seq: u64,
     pub(crate) next_ping_seq: u64,
@@ -197,6 +202,8 @@ impl Connection {
             out,
             events: VecDeque::new(),
             queued: VecDeque::new(),
+            notifies_running: 0,
+            abandoned: 0,
             next_call_id: 1,
             next_confirm_seq: 1,
             next_ping_seq: 1,

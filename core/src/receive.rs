@@ -131,11 +131,14 @@ impl Connection {
             );
         }
         let deadline = deadline_us.and_then(|us| self.now.checked_add(Duration::from_micros(us)));
-        if self.incoming.insert(id, deadline, ()).is_err() {
+        let elsewhere = self.notifies_running + self.abandoned;
+        if self.incoming.len() + elsewhere >= self.incoming.capacity()
+            || self.incoming.insert(id, deadline, ()).is_err()
+        {
             self.stats.busy_rejections += 1;
             let message = format!(
-                "{} calls already in flight here (limit {})",
-                self.incoming.len(),
+                "{} calls and notifies already in flight here (limit {})",
+                self.incoming.len() + elsewhere,
                 self.incoming.capacity()
             );
             return self.answer_directly(id, Err(RemoteError::new(ErrorKind::Busy, message)));
@@ -150,12 +153,26 @@ impl Connection {
     }
 
     fn on_notify(&mut self, method: &str, codec: Codec, args: RawBytes<'_>, frame: &Bytes) {
+        let in_flight = self.incoming.len() + self.notifies_running + self.abandoned;
         match self.registry.lookup(method) {
-            Some(handler) => self.events.push_back(Event::Notify(IncomingNotify {
-                method: method.to_owned(),
-                handler,
-                args: Payload::new(codec, frame.slice_ref(args.0)),
-            })),
+            // Notifies count against the incoming limit like calls; one over
+            // it is dropped, and the sender told so.
+            Some(_) if in_flight >= self.incoming.capacity() => {
+                self.stats.busy_rejections += 1;
+                let message = format!(
+                    "notify to '{method}' dropped: {in_flight} calls and notifies already in flight here (limit {})",
+                    self.incoming.capacity()
+                );
+                self.send_error(0, &RemoteError::new(ErrorKind::Busy, message));
+            }
+            Some(handler) => {
+                self.notifies_running += 1;
+                self.events.push_back(Event::Notify(IncomingNotify {
+                    method: method.to_owned(),
+                    handler,
+                    args: Payload::new(codec, frame.slice_ref(args.0)),
+                }));
+            }
             None => {
                 // A notify has no id to answer; id 0 tells the sender anyway.
                 self.stats.no_such_method += 1;

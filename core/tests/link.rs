@@ -326,3 +326,92 @@ fn a_drain_closes_at_the_end_of_its_grace_however_long_calls_run() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A server link fed raw frames, for what the peer may do with call ids.
+#[path = "common/mod.rs"]
+mod raw_peer;
+
+#[test]
+fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_reused_meanwhile() {
+    use bytes::Bytes;
+    use rigwire_core::{Codec, ErrorKind, Job, Link, Message, Role};
+    let now = Instant::now();
+    let config = ProtocolConfig {
+        max_incoming_calls: 1,
+        ..ProtocolConfig::named("rig")
+    };
+    let conn = rigwire_core::Connection::new(
+        config,
+        raw_peer::rig_registry(),
+        Role::Server,
+        rigwire_core::Framing::Stream,
+        [7; 32],
+        now,
+    )
+    .unwrap();
+    let mut link = Link::new(conn);
+    let call = |id: u64| {
+        raw_peer::framed(&Message::Call {
+            id,
+            method: "slow".into(),
+            deadline_us: None,
+            codec: Codec::Json,
+            args: Bytes::from_static(b"null"),
+        })
+    };
+    link.handle_input(&raw_peer::framed(&raw_peer::hello(1, 1, false)), now);
+    link.handle_input(&call(1), now);
+    while let Some(job) = link.poll_job() {
+        if let Job::Call(c) = job {
+            assert_eq!(c.id, 1); // its handler starts (and keeps running)
+        }
+    }
+    link.handle_input(&raw_peer::framed(&Message::Cancel { id: 1 }), now);
+    assert!(link.is_cancelled(1));
+    // The same id again while the old handler runs: refused, so that the
+    // old handler's late answer cannot reach the new call.
+    link.handle_input(&call(1), now);
+    assert!(!matches!(link.poll_job(), Some(Job::Call(_))));
+    // The slot is still taken: with room for one call, a new id is Busy.
+    link.handle_input(&call(2), now);
+    assert!(!matches!(link.poll_job(), Some(Job::Call(_))));
+    let mut conn_out = Vec::new();
+    for chunk in link.output() {
+        conn_out.extend_from_slice(chunk);
+    }
+    let errors = decode_errors(&conn_out);
+    assert!(
+        errors
+            .iter()
+            .any(|(id, k)| *id == 1 && *k == ErrorKind::Busy),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|(id, k)| *id == 2 && *k == ErrorKind::Busy),
+        "{errors:?}"
+    );
+    // The old handler ends: its answer goes nowhere, and the slot is free.
+    assert!(link
+        .reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()))
+        .is_err());
+    link.handle_input(&call(3), now);
+    assert!(matches!(link.poll_job(), Some(Job::Call(c)) if c.id == 3));
+}
+
+/// (id, kind) of every `Error` frame in a byte stream.
+fn decode_errors(mut bytes: &[u8]) -> Vec<(u64, rigwire_core::ErrorKind)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 4 {
+        let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize;
+        let body = bytes::Bytes::copy_from_slice(&bytes[4..4 + len]);
+        if let Ok(rigwire_core::Message::Error { id, kind, .. }) =
+            rigwire_core::Message::decode(&body)
+        {
+            out.push((id, kind));
+        }
+        bytes = &bytes[4 + len..];
+    }
+    out
+}

@@ -50,8 +50,11 @@ pub(crate) struct State {
     wire: Wire,
     /// The kernel took nothing last time: wait for the socket to be writable.
     write_blocked: bool,
-    /// Handlers still running, by call id; dropping one cancels it.
+    /// Handlers still running, by call id (notifies by a key of their own);
+    /// dropping one cancels it.
     tasks: HashMap<u64, Task<()>>,
+    /// The last key given to a notify's task.
+    notify_key: u64,
     fg_waiters: usize,
     fg_last: Option<Instant>,
     /// The link's progress when waiting callers were last woken.
@@ -95,6 +98,7 @@ impl Shared {
                 wire: Wire::new(ws),
                 write_blocked: false,
                 tasks: HashMap::new(),
+                notify_key: 0,
                 fg_waiters: 0,
                 fg_last: None,
                 woken_at: 0,
@@ -412,12 +416,21 @@ impl Shared {
                 };
                 let method = ctx.method.clone();
                 let fut = self.handlers.call(n.handler, ctx, n.args);
-                smol::spawn(async move {
+                let shared = Arc::clone(self);
+                let mut g = self.lock();
+                // Kept with the calls' tasks, so that it is dropped (and its
+                // place freed) when the connection ends.
+                g.notify_key = g.notify_key.wrapping_add(1);
+                let key = NOTIFY_KEYS | g.notify_key;
+                let task = smol::spawn(async move {
                     if let Err(e) = fut.await {
                         tracing::warn!(%method, "notify handler failed: {e}");
                     }
-                })
-                .detach();
+                    let mut g = shared.lock();
+                    g.tasks.remove(&key);
+                    g.link.notify_done();
+                });
+                g.tasks.insert(key, task);
             }
             Job::Message(payload) => {
                 if let Some(hook) = &self.hooks.on_message {
@@ -516,6 +529,9 @@ impl Shared {
         self.socket.shutdown();
     }
 }
+
+/// Keys of notify tasks in the task table: call ids never have the top bit.
+const NOTIFY_KEYS: u64 = 1 << 63;
 
 /// What woke the driver.
 enum Wake {

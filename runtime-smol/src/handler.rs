@@ -38,8 +38,11 @@ impl CallContext {
     /// A cancelled handler's future is dropped at its next `.await`; a
     /// handler that computes for long between awaits may check this.
     pub fn is_cancelled(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d)
-            || self.peer.shared.lock().link.is_cancelled(self.id)
+        let closed_or_cancelled = {
+            let g = self.peer.shared.lock();
+            g.link.is_cancelled(self.id) || g.link.is_closed()
+        };
+        self.deadline.is_some_and(|d| Instant::now() >= d) || closed_or_cancelled
     }
 }
 

@@ -1,7 +1,7 @@
 //! [`Server`]: accepts peers on one URL; every connection gets a driver task.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -110,6 +110,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             admission,
             sockets: Mutex::new(BTreeMap::new()),
+            serving: AtomicUsize::new(0),
             gone: event_listener::Event::new(),
             url: url.clone(),
         });
@@ -135,7 +136,9 @@ struct ServerInner {
     admission: Arc<Mutex<Admission>>,
     /// Sockets of admitted connections, to close one that is evicted.
     sockets: Mutex<BTreeMap<Ticket, Arc<Socket>>>,
-    /// A connection ended.
+    /// Connection tasks still running.
+    serving: AtomicUsize,
+    /// A connection task ended.
     gone: event_listener::Event,
     url: String,
 }
@@ -165,6 +168,7 @@ impl ServerInner {
                         sockets.insert(ticket, Arc::clone(&socket));
                     }
                     drop(sockets);
+                    self.serving.fetch_add(1, Ordering::SeqCst);
                     smol::spawn(Arc::clone(&self).serve(id, socket, admitted)).detach();
                 }
                 Err(e) => {
@@ -189,6 +193,9 @@ impl ServerInner {
                 .remove(&ticket);
             self.admission().release(ticket, established);
         }
+        // Last: once no task serves, nothing holds the listener but the server.
+        self.serving.fetch_sub(1, Ordering::SeqCst);
+        self.gone.notify(usize::MAX);
     }
 
     /// Returns whether the connection was admitted as established.
@@ -364,7 +371,7 @@ impl RunningServer {
         }
         loop {
             let gone = self.inner.gone.listen();
-            if self.inner.all_peers().is_empty() {
+            if self.inner.serving.load(Ordering::SeqCst) == 0 {
                 break;
             }
             gone.await;

@@ -517,10 +517,12 @@ impl Shared {
                         deadline: None,
                         id: 0,
                     };
+                    let shared = Arc::clone(self);
                     self.spawn_or_run(on_reading_thread && entry.runs_inline(), move || {
                         if let Err(e) = entry.run(&ctx, n.args) {
                             tracing::warn!(method = %ctx.method, "notify handler failed: {e}");
                         }
+                        shared.lock().link.notify_done();
                     });
                 }
                 Job::Message(payload) => {
@@ -634,8 +636,11 @@ impl Shared {
         self.command(|link, now| link.handle_timeout(now));
     }
 
+    /// Whether the handler of incoming call `id` (0 for a notify) should
+    /// stop: the call was cancelled or expired, or the connection is gone.
     pub(crate) fn is_cancelled(&self, id: u64) -> bool {
-        self.lock().link.is_cancelled(id)
+        let g = self.lock();
+        g.link.is_cancelled(id) || g.link.is_closed()
     }
 
     /// Closes the transport at once; never waits for anything.

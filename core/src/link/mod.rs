@@ -554,7 +554,12 @@ impl Link {
         result: Result<Payload, RemoteError>,
     ) -> Result<(), ReplyError> {
         self.running.remove(&id);
-        self.cancelled.remove(&id);
+        if self.cancelled.remove(&id) {
+            // A cancelled call's handler finished: its slot is free now, and
+            // its answer goes nowhere.
+            self.conn.abandoned = self.conn.abandoned.saturating_sub(1);
+            return Err(ReplyError::NotPending(id));
+        }
         let out = self.conn.reply(id, result);
         self.settle();
         out
@@ -564,7 +569,15 @@ impl Link {
     /// cancelled and dropped): nothing is tracked for it any more.
     pub fn handler_dropped(&mut self, id: u64) {
         self.running.remove(&id);
-        self.cancelled.remove(&id);
+        if self.cancelled.remove(&id) {
+            self.conn.abandoned = self.conn.abandoned.saturating_sub(1);
+        }
+    }
+
+    /// A notify's handler finished (or was dropped): its place under the
+    /// incoming limit is free again.
+    pub fn notify_done(&mut self) {
+        self.conn.notifies_running = self.conn.notifies_running.saturating_sub(1);
     }
 
     /// Closes with a goodbye; pending calls fail with `Disconnected`.
@@ -666,6 +679,19 @@ impl Link {
                             let _ = self.conn.reply(call.id, Err(err));
                             again = true;
                         }
+                        // The id of a cancelled call whose handler still
+                        // runs: its late answer must not reach this one.
+                        None if self.cancelled.contains(&call.id) => {
+                            let err = RemoteError::new(
+                                ErrorKind::Busy,
+                                format!(
+                                    "call id {} is still in use by a cancelled call's handler",
+                                    call.id
+                                ),
+                            );
+                            let _ = self.conn.reply(call.id, Err(err));
+                            again = true;
+                        }
                         None => self.jobs.push_back(Job::Call(call)),
                     },
                     Event::Notify(n) => self.jobs.push_back(Job::Notify(n)),
@@ -714,6 +740,8 @@ impl Link {
         if let Some(at) = queued {
             self.jobs.remove(at);
         } else if self.running.contains(&id) && self.cancelled.insert(id) {
+            // Its handler still runs: the slot stays taken until it ends.
+            self.conn.abandoned += 1;
             self.jobs.push_back(Job::Cancel(id));
         }
     }

@@ -316,6 +316,7 @@ impl LinkPair {
                 Job::Call(call) => {
                     let _ = self.links[idx(side)].reply(call.id, Ok(call.args));
                 }
+                Job::Notify(_) => self.links[idx(side)].notify_done(),
                 Job::Cancel(id) => {
                     self.handlers.retain(|h| !(h.0 == side && h.1 == id));
                     self.links[idx(side)].handler_dropped(id);
