@@ -29,6 +29,9 @@ use crate::driver::sleep_until;
 /// Messages kept for [`IblPeer::next_message`] before the oldest are dropped.
 const INBOX_LIMIT: usize = 1024;
 
+/// Departed TCP peers whose reason is kept, to tell a later send why.
+const LOST_KEPT: usize = 64;
+
 /// The largest datagram or read taken at once (iblutil's default too).
 const MAX_MESSAGE: usize = 64 * 1024;
 
@@ -602,10 +605,16 @@ impl Inner {
             let mut g = inner.lock();
             g.endpoint.handle_disconnect(&peer);
             g.lost.insert(peer, reason);
+            // Departed peers are remembered for a while, not forever.
+            while g.lost.len() > LOST_KEPT {
+                g.lost.pop_first();
+            }
             drop(g);
             inner.deliver();
         });
-        self.lock_tasks().push(task);
+        let mut tasks = self.lock_tasks();
+        tasks.retain(|t| !t.is_finished()); // departed connections' tasks
+        tasks.push(task);
     }
 
     /// Puts `stream` in the TCP connection table as `peer`'s, or removes `peer`'s.
