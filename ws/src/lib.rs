@@ -20,6 +20,9 @@
 use std::io::{self, Read, Write};
 
 mod wire;
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub use wire::{Flushed, Outbox, Sink, Wire, ENCODE_AHEAD, MAX_SLICES};
 
 use bytes::{Bytes, BytesMut};
