@@ -21,11 +21,20 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Opens the strangers' sockets and prints what they cost the process.
 fn silent_sockets(url: &str) -> Vec<TcpStream> {
     let addr = url.strip_prefix("tcp://").unwrap();
-    (0..STRANGERS)
+    let (rss, threads) = (raw::resident_bytes(), raw::threads());
+    let sockets: Vec<_> = (0..STRANGERS)
         .map(|_| TcpStream::connect(addr).unwrap())
-        .collect()
+        .collect();
+    std::thread::sleep(Duration::from_millis(200)); // let the server take them
+    eprintln!(
+        "{STRANGERS} silent sockets on {url}: {} KiB of resident memory, {} threads more",
+        raw::resident_bytes().saturating_sub(rss) / 1024,
+        raw::threads() as i64 - threads as i64
+    );
+    sockets
 }
 
 /// A server that would lock out for 30 s if strangers counted against its
