@@ -69,7 +69,13 @@ pub(crate) struct State {
     bg_sleeping: bool,
     /// The link's progress when sleeping callers were last woken.
     woken_at: u64,
+    /// Pool threads this connection's handlers hold now.
+    pool_held: usize,
+    /// Handlers waiting for this connection's share of the pool.
+    pool_waiting: std::collections::VecDeque<PoolJob>,
 }
+
+type PoolJob = Box<dyn FnOnce() + Send>;
 
 /// Everything one connection's threads share.
 pub(crate) struct Shared {
@@ -123,6 +129,8 @@ impl Shared {
                 fg_last: None,
                 bg_sleeping: false,
                 woken_at: 0,
+                pool_held: 0,
+                pool_waiting: std::collections::VecDeque::new(),
             }),
             cond: Condvar::new(),
             room: Condvar::new(),
@@ -598,15 +606,48 @@ impl Shared {
             // The reading thread writes once after the whole batch it read
             // (as a raw echo server would), not once per reply.
             _ if inline => run(false),
-            Some(pool) => pool.submit(move || run(true)),
+            Some(_) => self.to_pool(Box::new(move || run(true))),
             None => run(true),
         }
     }
 
-    fn spawn_or_run(&self, inline: bool, job: impl FnOnce() + Send + 'static) {
+    fn spawn_or_run(self: &Arc<Self>, inline: bool, job: impl FnOnce() + Send + 'static) {
         match &self.pool {
-            Some(pool) if !inline => pool.submit(job),
+            Some(_) if !inline => self.to_pool(Box::new(job)),
             _ => job(),
+        }
+    }
+
+    /// Runs `job` on the pool within this connection's share of it; beyond
+    /// the share it waits for one of this connection's own jobs to end.
+    fn to_pool(self: &Arc<Self>, job: PoolJob) {
+        let Some(pool) = &self.pool else {
+            return job();
+        };
+        let mut g = self.lock();
+        if g.pool_held >= pool.share() {
+            g.pool_waiting.push_back(job);
+            return;
+        }
+        g.pool_held += 1;
+        drop(g);
+        let shared = Arc::clone(self);
+        pool.submit(move || shared.run_pooled(job));
+    }
+
+    /// Runs a pooled job, then this connection's next waiting one, if any,
+    /// on the same thread.
+    fn run_pooled(self: Arc<Self>, mut job: PoolJob) {
+        loop {
+            job();
+            let mut g = self.lock();
+            match g.pool_waiting.pop_front() {
+                Some(next) => job = next,
+                None => {
+                    g.pool_held -= 1;
+                    return;
+                }
+            }
         }
     }
 

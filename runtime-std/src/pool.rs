@@ -37,6 +37,13 @@ impl Pool {
         })
     }
 
+    /// The most threads one connection may hold at once: half the pool, so
+    /// that one peer's long handlers (an hour-long notify, say) can never
+    /// take every thread from the others.
+    pub(crate) fn share(&self) -> usize {
+        (self.max_threads / 2).max(1)
+    }
+
     /// Queues a job; it runs on an idle thread, a new one, or the next free.
     pub(crate) fn submit(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());

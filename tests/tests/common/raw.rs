@@ -21,27 +21,40 @@ pub const HOLD: Duration = Duration::from_secs(30);
 /// # Panics
 /// If it does not within 5 s: a test helper.
 pub fn handshake(stream: &mut TcpStream, conn: &mut Connection) {
+    if let Err(e) = try_handshake(stream, conn) {
+        panic!("{e}");
+    }
+}
+
+/// As [`handshake`], saying why it failed instead of panicking.
+pub fn try_handshake(stream: &mut TcpStream, conn: &mut Connection) -> Result<(), String> {
     stream
         .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
+        .map_err(|e| e.to_string())?;
     let until = Instant::now() + Duration::from_secs(5);
     let mut buf = vec![0u8; 64 * 1024];
+    let io = |e: std::io::Error| format!("handshake: {e}");
     while !conn.is_established() {
-        assert!(Instant::now() < until, "handshake did not complete");
-        assert!(!conn.is_closed(), "handshake failed: {:?}", conn.error());
+        if Instant::now() > until {
+            return Err("handshake did not complete".into());
+        }
+        if conn.is_closed() {
+            return Err(format!("handshake failed: {:?}", conn.error()));
+        }
         while let Some(chunk) = conn.poll_transmit() {
-            stream.write_all(&chunk).unwrap();
+            stream.write_all(&chunk).map_err(io)?;
         }
         match stream.read(&mut buf) {
-            Ok(0) => panic!("the peer closed during the handshake"),
+            Ok(0) => return Err("the peer closed during the handshake".into()),
             Ok(n) => conn.handle_input(&buf[..n], Instant::now()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => panic!("handshake read: {e}"),
+            Err(e) => return Err(io(e)),
         }
     }
     while let Some(chunk) = conn.poll_transmit() {
-        stream.write_all(&chunk).unwrap();
+        stream.write_all(&chunk).map_err(io)?;
     }
+    Ok(())
 }
 
 /// A server that completes the handshake with every client and then never
@@ -186,7 +199,10 @@ pub fn flood_without_reading(
         Instant::now(),
     )
     .unwrap();
-    handshake(&mut stream, &mut conn);
+    if try_handshake(&mut stream, &mut conn).is_err() {
+        // Refused or evicted before it could start: nothing sent.
+        return Flood { sent: 0, stream };
+    }
     stream
         .set_write_timeout(Some(Duration::from_secs(1)))
         .unwrap();
@@ -204,10 +220,8 @@ pub fn flood_without_reading(
                         sent += n;
                         rest = &rest[n..];
                     }
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                        break 'flood;
-                    }
-                    Err(e) => panic!("flood write: {e}"),
+                    // The peer stopped taking bytes, or closed on us.
+                    Err(_) => break 'flood,
                 }
             }
         }

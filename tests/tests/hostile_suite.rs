@@ -1,0 +1,322 @@
+//! Every hostile peer at once, over real loopback sockets, against both
+//! runtimes' servers and the relay: 1,000 silent sockets, 100 connections of
+//! random garbage, oversized length prefixes before and after
+//! authentication, trickling websocket upgrades, long notifies, and a client
+//! that floods calls and never reads. Meanwhile a legitimate client's calls
+//! must all succeed; afterwards memory, file descriptors and threads return
+//! near where they started. Each target runs alone (the process's resources
+//! are what is measured) and bounds its own duration.
+
+#[path = "common/raw.rs"]
+mod raw;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rigwire_core::{Config, ProtocolConfig};
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Silent sockets: as many as asked, or as the file limit allows.
+fn silent_count() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(1024);
+    1000.min(soft / 4)
+}
+
+fn addr(url: &str) -> String {
+    url.trim_start_matches("tcp://")
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Reads until the peer closes (or `within` passes); whether it closed.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+    let until = Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < until {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+/// The attacks that need no rigwire handshake, started on their own
+/// threads; they end when `stop` is set. Returns the threads.
+fn attack(url: &str, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    let mut attackers = Vec::new();
+    let a = addr(url);
+    // Silent sockets, held until the end.
+    let (target, s) = (a.clone(), Arc::clone(&stop));
+    attackers.push(std::thread::spawn(move || {
+        let held: Vec<_> = (0..silent_count())
+            .filter_map(|_| TcpStream::connect(&target).ok())
+            .collect();
+        while !s.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(held);
+    }));
+    // Random garbage on 100 connections.
+    let (target, s) = (a.clone(), Arc::clone(&stop));
+    attackers.push(std::thread::spawn(move || {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..100 {
+            if s.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(mut sock) = TcpStream::connect(&target) else {
+                continue;
+            };
+            let bytes: Vec<u8> = (0..1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = sock.write_all(&bytes);
+            closed_within(&mut sock, Duration::from_millis(100));
+        }
+    }));
+    // An oversized length prefix before authentication, over and over.
+    let (target, s) = (a, stop);
+    attackers.push(std::thread::spawn(move || {
+        while !s.load(Ordering::SeqCst) {
+            if let Ok(mut sock) = TcpStream::connect(&target) {
+                let _ = sock.write_all(&u32::MAX.to_be_bytes());
+                closed_within(&mut sock, Duration::from_millis(200));
+            }
+        }
+    }));
+    attackers
+}
+
+/// What the target's process holds now: resident bytes, fds, threads.
+fn footprint() -> (usize, usize, usize) {
+    (raw::resident_bytes(), raw::open_fds(), raw::threads())
+}
+
+/// Waits until fds and threads are back near `before` (the server may take
+/// a moment to notice closed sockets).
+fn returns_to(before: (usize, usize, usize), what: &str) {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (rss, fds, threads) = footprint();
+        let settled = fds <= before.1 + 16 && threads <= before.2 + 8;
+        if settled || Instant::now() > until {
+            eprintln!(
+                "{what}: after the attack {} MiB resident (+{} MiB), {fds} fds ({} before), {threads} threads ({} before)",
+                rss >> 20,
+                rss.saturating_sub(before.0) >> 20,
+                before.1,
+                before.2
+            );
+            assert!(
+                settled,
+                "{what}: {fds} fds / {threads} threads did not return"
+            );
+            assert!(
+                rss.saturating_sub(before.0) < 256 << 20,
+                "{what}: resident memory grew by {} MiB",
+                rss.saturating_sub(before.0) >> 20
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs every attack against `url` while a legitimate client (a fresh
+/// connection per call, the case strangers used to lock out) makes 50 calls.
+fn under_attack(
+    url: &str,
+    with_rigwire: impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>>,
+) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut attackers = attack(url, Arc::clone(&stop));
+    attackers.extend(with_rigwire(Arc::clone(&stop)));
+    std::thread::sleep(Duration::from_millis(300)); // let the attacks build up
+    let started = Instant::now();
+    let mut ok = 0;
+    for i in 0..50i64 {
+        let mut config = Config::named("script");
+        config.protocol.handshake_timeout = Duration::from_secs(10);
+        let client = rigwire_std::Client::connect(url, config)
+            .unwrap_or_else(|e| panic!("legitimate connection {i} failed under attack: {e}"));
+        let sum: i64 = client
+            .call_timeout("add", &(i, 1i64), Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("legitimate call {i} failed under attack: {e}"));
+        assert_eq!(sum, i + 1);
+        ok += 1;
+    }
+    eprintln!(
+        "{url}: {ok}/50 legitimate calls succeeded under attack (100%), in {:?}",
+        started.elapsed()
+    );
+    stop.store(true, Ordering::SeqCst);
+    for a in attackers {
+        a.join().unwrap();
+    }
+}
+
+/// The attacks that speak some rigwire: long notifies from a client that
+/// then stays, and a client that floods calls and never reads.
+fn rigwire_attacks(
+    url: String,
+) -> impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    move |stop| {
+        let mut threads = Vec::new();
+        let (u, s) = (url.clone(), Arc::clone(&stop));
+        threads.push(std::thread::spawn(move || {
+            // It may be evicted in the crowd of strangers; then it retries.
+            let notifier = loop {
+                match rigwire_std::Client::connect(&u, Config::named("notifier")) {
+                    Ok(c) => break Some(c),
+                    Err(_) if !s.load(Ordering::SeqCst) => continue,
+                    Err(_) => break None,
+                }
+            };
+            for _ in 0..16 {
+                if let Some(n) = &notifier {
+                    let _ = n.notify("hold", &());
+                }
+            }
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }));
+        let (u, s) = (url, stop);
+        threads.push(std::thread::spawn(move || {
+            let flood = raw::flood_without_reading(
+                &addr(&u),
+                ProtocolConfig::named("flood"),
+                "echo",
+                64 * 1024,
+                256 << 20,
+            );
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(flood);
+        }));
+        threads
+    }
+}
+
+fn rig_config() -> Config {
+    let mut config = Config::named("rig");
+    config.max_handshaking = 64;
+    config.protocol.max_queued_output = 16 << 20;
+    config
+}
+
+#[test]
+fn a_blocking_server_serves_the_lab_under_every_attack_at_once() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = footprint();
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", rig_config()).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+        .unwrap();
+    server.expose_raw("echo", |_, args| Ok(args)).unwrap();
+    server
+        .expose_with("hold", |ctx: &rigwire_std::CallContext, (): ()| {
+            while !ctx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .unwrap()
+        .dispatch("hold", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    let running = server.start().unwrap();
+    let url = running.local_url();
+    under_attack(&url, rigwire_attacks(url.clone()));
+    running.shutdown(Duration::ZERO);
+    returns_to(before, "rigwire-std server");
+}
+
+#[test]
+fn an_async_server_serves_the_lab_under_every_attack_at_once() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = footprint();
+    let mut server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", rig_config()).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+        .unwrap();
+    server
+        .expose_raw("echo", |_, args| async move { Ok(args) })
+        .unwrap();
+    server
+        .expose("hold", |(): ()| async move {
+            smol::Timer::after(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .unwrap();
+    let running = server.start().unwrap();
+    let url = running.local_url();
+    under_attack(&url, rigwire_attacks(url.clone()));
+    smol::block_on(running.shutdown(Duration::ZERO));
+    returns_to(before, "rigwire-smol server");
+}
+
+#[test]
+fn the_relay_serves_the_lab_under_every_attack_at_once() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = footprint();
+    let relay_config = rigwire_smol::RelayConfig {
+        clients: rig_config().protocol,
+        services: rig_config().protocol,
+        insecure_services: true,
+        ..Default::default()
+    };
+    let mut relay =
+        rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", relay_config)
+            .unwrap();
+    relay
+        .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+        .unwrap();
+    relay
+        .expose("echo", |args: Vec<u8>| async move { Ok(args) })
+        .unwrap();
+    relay
+        .expose("hold", |(): ()| async move {
+            smol::Timer::after(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .unwrap();
+    let relay = relay.start().unwrap();
+    let clients = relay.clients_url();
+    // The services port is attacked too, while a service stays registered.
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_services = attack(&relay.services_url(), Arc::clone(&stop));
+    under_attack(&clients, rigwire_attacks(clients.clone()));
+    stop.store(true, Ordering::SeqCst);
+    for a in on_services {
+        a.join().unwrap();
+    }
+    smol::block_on(relay.shutdown(Duration::ZERO));
+    returns_to(before, "relay");
+}
