@@ -10,7 +10,7 @@
 #[path = "common/raw.rs"]
 mod raw;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,26 +39,6 @@ fn addr(url: &str) -> String {
         .next()
         .unwrap()
         .to_owned()
-}
-
-/// Reads until the peer closes (or `within` passes); whether it closed.
-fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
-    let until = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < until {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
 }
 
 /// The attacks that need no rigwire handshake, started on their own
@@ -97,7 +77,7 @@ fn attack(url: &str, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> 
                 })
                 .collect();
             let _ = sock.write_all(&bytes);
-            closed_within(&mut sock, Duration::from_millis(100));
+            raw::closed_within(&mut sock, Duration::from_millis(100));
         }
     }));
     // An oversized length prefix before authentication, over and over.
@@ -106,7 +86,7 @@ fn attack(url: &str, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> 
         while !s.load(Ordering::SeqCst) {
             if let Ok(mut sock) = TcpStream::connect(&target) {
                 let _ = sock.write_all(&u32::MAX.to_be_bytes());
-                closed_within(&mut sock, Duration::from_millis(200));
+                raw::closed_within(&mut sock, Duration::from_millis(200));
             }
         }
     }));

@@ -2,6 +2,9 @@
 //! both runtimes deliver those frames, then end the connection (they once
 //! disagreed: one dropped them).
 
+#[path = "common/raw.rs"]
+mod raw;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,26 +155,6 @@ fn upgraded(url: &str) -> TcpStream {
     }
 }
 
-/// Whether the server closes `stream` within `within` (reads until end of
-/// stream or an error, discarding what it sent).
-fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
-    let until = Instant::now() + within;
-    let mut buf = [0u8; 4096];
-    while Instant::now() < until {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => return true,
-        }
-    }
-    false
-}
-
 /// The header of a masked binary websocket message announcing 8 MiB, and a
 /// little of its body: what a stranger sends to make a server buffer.
 fn huge_message_start() -> Vec<u8> {
@@ -204,7 +187,7 @@ fn before_authentication_a_large_websocket_message_is_refused_at_its_header() {
         let mut stream = upgraded(&url);
         stream.write_all(&huge_message_start()).unwrap();
         assert!(
-            closed_within(&mut stream, Duration::from_secs(5)),
+            raw::closed_within(&mut stream, Duration::from_secs(5)),
             "{url}: the server waited for the rest of an 8 MiB message"
         );
     }
@@ -237,7 +220,7 @@ fn a_websocket_upgrade_that_trickles_ends_at_its_deadline() {
     // One byte every 100 ms: each read would once have restarted the timeout.
     for byte in request.iter().take(60) {
         if stream.write_all(&[*byte]).is_err()
-            || closed_within(&mut stream, Duration::from_millis(100))
+            || raw::closed_within(&mut stream, Duration::from_millis(100))
         {
             closed = true;
             break;

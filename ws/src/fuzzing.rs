@@ -70,4 +70,18 @@ mod tests {
         request.extend_from_slice(&[0u8; 300]);
         upgrade_and_frames(&request);
     }
+
+    /// The seed corpus and any saved crash reproducers, replayed.
+    #[test]
+    fn the_fuzz_corpus_replays_cleanly() {
+        let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+        for dir in ["corpus/ws_input", "artifacts/ws_input"] {
+            let Ok(entries) = std::fs::read_dir(fuzz.join(dir)) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                upgrade_and_frames(&std::fs::read(entry.path()).unwrap());
+            }
+        }
+    }
 }
