@@ -21,31 +21,9 @@ const CLOSE: [u8; 6] = [0x88, 0x80, 0, 0, 0, 0];
 /// Upgrades, runs the rigwire handshake, then sends one notify to `mark`
 /// and a Close in one write.
 fn notify_then_close(url: &str) {
-    let addr = url
-        .strip_prefix("ws://")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
+    let (mut stream, mut codec) = upgraded(url);
     let mut buf = vec![0u8; 64 * 1024];
-    let mut upgrade = Handshake::client(url, 1 << 20).unwrap();
-    let mut input: Vec<u8> = Vec::new();
     let until = Instant::now() + Duration::from_secs(5);
-    let mut codec: WsCodec = loop {
-        assert!(Instant::now() < until, "the upgrade did not complete");
-        if let Some(codec) = upgrade.feed(&input).unwrap() {
-            break codec;
-        }
-        stream.write_all(&upgrade.take_output()).unwrap();
-        input.clear();
-        if let Ok(n) = stream.read(&mut buf) {
-            input.extend_from_slice(&buf[..n]);
-        }
-    };
     let mut conn = Connection::new(
         rigwire_core::ProtocolConfig::named("closer"),
         Registry::new(),
@@ -126,8 +104,9 @@ fn smol_delivers_the_frames_that_came_with_a_close() {
     smol::block_on(running.shutdown(Duration::from_secs(1)));
 }
 
-/// Upgrades to websocket and returns the socket, with nothing else sent.
-fn upgraded(url: &str) -> TcpStream {
+/// Upgrades to websocket and returns the socket and its codec, with
+/// nothing else sent.
+fn upgraded(url: &str) -> (TcpStream, WsCodec) {
     let addr = url
         .strip_prefix("ws://")
         .unwrap()
@@ -144,8 +123,8 @@ fn upgraded(url: &str) -> TcpStream {
     let until = Instant::now() + Duration::from_secs(5);
     loop {
         assert!(Instant::now() < until, "the upgrade did not complete");
-        if upgrade.feed(&input).unwrap().is_some() {
-            return stream;
+        if let Some(codec) = upgrade.feed(&input).unwrap() {
+            return (stream, codec);
         }
         stream.write_all(&upgrade.take_output()).unwrap();
         input.clear();
@@ -184,7 +163,7 @@ fn before_authentication_a_large_websocket_message_is_refused_at_its_header() {
         .start()
         .unwrap();
     for url in [std_rig.local_url(), smol_rig.local_url()] {
-        let mut stream = upgraded(&url);
+        let (mut stream, _) = upgraded(&url);
         stream.write_all(&huge_message_start()).unwrap();
         assert!(
             raw::closed_within(&mut stream, Duration::from_secs(5)),
