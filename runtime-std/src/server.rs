@@ -1,6 +1,8 @@
 //! [`Server`]: accepts peers on one URL, runs each connection on its own
 //! thread (which reads, and runs short handlers), long handlers on a shared
-//! bounded pool, and shuts down gracefully.
+//! bounded pool, and shuts down gracefully. A socket gets its thread only
+//! once its peer has spoken: until then the accept thread holds it, within
+//! the handshake budget and timeout, so silent strangers cost no thread.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,6 +135,39 @@ impl Server {
 /// What a server tells its peers when it shuts down.
 const SHUTTING_DOWN: &str = "the server is shutting down";
 
+/// An accepted socket that has not spoken yet: no thread of its own.
+struct Waiting {
+    id: u64,
+    ticket: Ticket,
+    socket: Socket,
+    /// Its connection, `Hello` already sent (plain streams).
+    conn: Option<Connection>,
+    /// When it is closed if it still has not spoken.
+    until: Instant,
+}
+
+/// What a connection evicted from the handshake budget is told.
+const EVICTED: &str = "too many connections are in the handshake; the oldest is closed";
+
+impl Waiting {
+    /// Sends what its connection has to say before it is dropped (a
+    /// `Reject` saying why), without waiting for the socket.
+    fn last_words(&mut self) {
+        let Some(conn) = &mut self.conn else {
+            return;
+        };
+        while let Some(chunk) = conn.poll_transmit() {
+            if self
+                .socket
+                .try_send(&[std::io::IoSlice::new(&chunk)])
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
 struct Conn {
     peer: Option<Peer>,
     thread: Option<JoinHandle<()>>,
@@ -155,8 +190,44 @@ struct ServerInner {
 }
 
 impl ServerInner {
+    /// Accepts connections. A new socket gets no thread of its own until
+    /// its peer has said something: until then it waits here, polled with
+    /// the others, for at most the handshake timeout (and is evicted first
+    /// when strangers crowd the handshake budget). Our `Hello` goes out at
+    /// once all the same, so a peer that waits for it is not kept waiting.
     fn accept_loop(self: &Arc<Self>) {
+        let mut waiting: Vec<Waiting> = Vec::new();
         loop {
+            let now = Instant::now();
+            waiting.retain_mut(|w| {
+                let alive = now < w.until;
+                if !alive {
+                    // Silent for the whole handshake timeout: told so, and closed.
+                    if let Some(conn) = &mut w.conn {
+                        conn.handle_timeout(now);
+                        w.last_words();
+                    }
+                    self.admission().release(w.ticket, false);
+                }
+                alive
+            });
+            let deadline = waiting.iter().map(|w| w.until).min();
+            let sockets: Vec<&Socket> = waiting.iter().map(|w| &w.socket).collect();
+            let (incoming, spoke) = match self.listener.wait_any(&sockets, deadline) {
+                Ok(ready) => ready,
+                Err(e) => {
+                    tracing::warn!(url = %self.url, "waiting for connections failed: {e}");
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            for i in spoke.into_iter().rev() {
+                let w = waiting.swap_remove(i);
+                self.spawn_connection(w.id, w.socket, Ok(w.ticket), w.conn);
+            }
+            if !incoming {
+                continue;
+            }
             let socket = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) => {
@@ -164,7 +235,6 @@ impl ServerInner {
                         return;
                     }
                     tracing::warn!(url = %self.url, "accept failed: {e}");
-                    thread::sleep(Duration::from_millis(10));
                     continue;
                 }
             };
@@ -172,41 +242,106 @@ impl ServerInner {
                 return;
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let server = Arc::clone(self);
             let admitted = self.admission().admit();
-            let killer = socket.try_clone().ok();
-            let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            if let Ok(Admitted {
-                evicted: Some(oldest),
-                ..
-            }) = &admitted
-            {
-                // Its place went to this newcomer: close it, whatever it is doing.
-                if let Some(c) = conns.values().find(|c| c.ticket == Some(*oldest)) {
-                    tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
-                    if let Some(k) = &c.killer {
-                        k.shutdown();
-                    }
+            let Admitted { ticket, evicted } = match admitted {
+                Ok(admitted) => admitted,
+                Err(refusal) => {
+                    // Told why on a thread of its own, briefly.
+                    self.spawn_connection(id, socket, Err(refusal), None);
+                    continue;
                 }
+            };
+            if let Some(oldest) = evicted {
+                self.evict(oldest, &mut waiting);
             }
-            let ticket = admitted.as_ref().ok().map(|a| a.ticket);
-            let spawned = thread::Builder::new()
-                .name("rigwire-conn".into())
-                .spawn(move || server.serve_connection(id, socket, admitted.map(|a| a.ticket)));
-            match spawned {
-                Ok(thread) => {
-                    conns.insert(
-                        id,
-                        Conn {
-                            peer: None,
-                            thread: Some(thread),
-                            ticket,
-                            killer,
-                        },
-                    );
-                }
-                Err(e) => tracing::error!("cannot start a connection thread: {e}"),
+            let conn = self.say_hello(&socket);
+            // After the connection's own start, so that its handshake timer
+            // has run out too when this one does.
+            let until = Instant::now() + self.config.protocol.handshake_timeout;
+            waiting.push(Waiting {
+                id,
+                ticket,
+                socket,
+                conn,
+                until,
+            });
+        }
+    }
+
+    /// Its place went to a newcomer: closes the connection holding `ticket`,
+    /// whatever it is doing.
+    fn evict(&self, ticket: Ticket, waiting: &mut Vec<Waiting>) {
+        tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
+        if let Some(at) = waiting.iter().position(|w| w.ticket == ticket) {
+            let mut w = waiting.swap_remove(at); // dropping it closes it
+            if let Some(conn) = &mut w.conn {
+                conn.reject(rigwire_core::RejectCode::HandshakeTimeout, EVICTED);
+                w.last_words();
             }
+            return;
+        }
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = conns.values().find(|c| c.ticket == Some(ticket)) {
+            if let Some(k) = &c.killer {
+                k.shutdown();
+            }
+        }
+    }
+
+    /// On a plain stream, starts the connection and sends its `Hello` at
+    /// once (a websocket waits for the peer's upgrade request first).
+    fn say_hello(&self, socket: &Socket) -> Option<Connection> {
+        if self.listener.is_ws() {
+            return None;
+        }
+        let mut conn = self.new_connection().ok()?;
+        let hello = conn.poll_transmit()?;
+        // A fresh socket takes a few dozen bytes at once; if not, it is dropped.
+        match socket.try_send(&[std::io::IoSlice::new(&hello)]) {
+            Ok(n) if n == hello.len() => Some(conn),
+            _ => None,
+        }
+    }
+
+    fn new_connection(&self) -> Result<Connection, rigwire_core::ConfigError> {
+        Connection::new(
+            self.config.protocol.clone(),
+            self.handlers.registry().clone(),
+            Role::Server,
+            self.listener.local_endpoint().framing(),
+            nonce(),
+            Instant::now(),
+        )
+    }
+
+    /// Gives a connection that has spoken (or is refused) a thread of its own.
+    fn spawn_connection(
+        self: &Arc<Self>,
+        id: u64,
+        socket: Socket,
+        admitted: Result<Ticket, Refusal>,
+        conn: Option<Connection>,
+    ) {
+        let server = Arc::clone(self);
+        let ticket = admitted.as_ref().ok().copied();
+        let killer = socket.try_clone().ok();
+        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let spawned = thread::Builder::new()
+            .name("rigwire-conn".into())
+            .spawn(move || server.serve_connection(id, socket, admitted, conn));
+        match spawned {
+            Ok(thread) => {
+                conns.insert(
+                    id,
+                    Conn {
+                        peer: None,
+                        thread: Some(thread),
+                        ticket,
+                        killer,
+                    },
+                );
+            }
+            Err(e) => tracing::error!("cannot start a connection thread: {e}"),
         }
     }
 
@@ -215,6 +350,7 @@ impl ServerInner {
         id: u64,
         socket: Socket,
         admitted: Result<Ticket, Refusal>,
+        conn: Option<Connection>,
     ) {
         let label = format!("{} #{id}", self.url);
         let halves = match self.listener.upgrade(
@@ -229,16 +365,7 @@ impl ServerInner {
                 return;
             }
         };
-        let framing = self.listener.local_endpoint().framing();
-        let conn = Connection::new(
-            self.config.protocol.clone(),
-            self.handlers.registry().clone(),
-            Role::Server,
-            framing,
-            nonce(),
-            Instant::now(),
-        );
-        let conn = match conn {
+        let conn = match conn.map(Ok).unwrap_or_else(|| self.new_connection()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("invalid configuration: {e}");

@@ -358,6 +358,45 @@ impl Listener {
         }
     }
 
+    /// Whether accepted sockets are upgraded to websocket first.
+    pub(crate) fn is_ws(&self) -> bool {
+        matches!(self, Listener::Tcp(_, Some(_)))
+    }
+
+    /// Waits until a connection can be accepted or one of `waiting` has
+    /// sent something (or closed), or `deadline` passes. Returns whether the
+    /// listener is ready, and which of `waiting` are.
+    pub(crate) fn wait_any(
+        &self,
+        waiting: &[&Socket],
+        deadline: Option<Instant>,
+    ) -> io::Result<(bool, Vec<usize>)> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let listener: BorrowedFd<'_> = match self {
+            Listener::Tcp(l, _) => l.as_fd(),
+            Listener::Unix(l, _) => l.as_fd(),
+        };
+        let mut fds = vec![PollFd::from_borrowed_fd(listener, PollFlags::IN)];
+        fds.extend(waiting.iter().map(|s| PollFd::new(*s, PollFlags::IN)));
+        let timeout = deadline
+            .map(|d| Timespec::try_from(d.saturating_duration_since(Instant::now())))
+            .transpose()
+            .map_err(|_| io::Error::other("timeout out of range"))?;
+        match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => return Ok((false, Vec::new())),
+            Err(e) => return Err(e.into()),
+        }
+        let ready = |fd: &PollFd<'_>| !fd.revents().is_empty();
+        let spoke = fds[1..]
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| ready(fd))
+            .map(|(i, _)| i)
+            .collect();
+        Ok((ready(&fds[0]), spoke))
+    }
+
     /// Wakes a thread blocked in `accept` by connecting to ourselves.
     pub(crate) fn wake(&self) {
         match self.local_endpoint() {

@@ -83,7 +83,14 @@ fn silent_sockets_never_lock_out_a_blocking_server() {
         .expose("add", |(a, b): (i64, i64)| Ok(a + b))
         .unwrap();
     let running = server.start().unwrap();
+    let threads = raw::threads();
     let strangers = silent_sockets(&running.local_url());
+    // A socket gets a thread only once its peer speaks.
+    assert!(
+        raw::threads() <= threads + 1,
+        "{} threads for {STRANGERS} silent sockets",
+        raw::threads() - threads
+    );
     all_calls_succeed(&running.local_url(), 40);
     running.shutdown(Duration::ZERO);
     fds_return(before, strangers);
