@@ -110,8 +110,7 @@ impl Server {
             next_id: AtomicU64::new(1),
             admission,
             sockets: Mutex::new(BTreeMap::new()),
-            serving: AtomicUsize::new(0),
-            gone: event_listener::Event::new(),
+            serving: Arc::new(Serving::default()),
             url: url.clone(),
         });
         let accept = smol::spawn(Arc::clone(&inner).accept_loop());
@@ -121,6 +120,15 @@ impl Server {
             accept: Some(accept),
         })
     }
+}
+
+/// The connection tasks of a server, counted apart from it so that the
+/// last one can say it ended after letting go of the server.
+#[derive(Default)]
+struct Serving {
+    count: AtomicUsize,
+    /// A connection task ended.
+    gone: event_listener::Event,
 }
 
 /// What a server tells its peers when it shuts down.
@@ -137,9 +145,7 @@ struct ServerInner {
     /// Sockets of admitted connections, to close one that is evicted.
     sockets: Mutex<BTreeMap<Ticket, Arc<Socket>>>,
     /// Connection tasks still running.
-    serving: AtomicUsize,
-    /// A connection task ended.
-    gone: event_listener::Event,
+    serving: Arc<Serving>,
     url: String,
 }
 
@@ -168,7 +174,7 @@ impl ServerInner {
                         sockets.insert(ticket, Arc::clone(&socket));
                     }
                     drop(sockets);
-                    self.serving.fetch_add(1, Ordering::SeqCst);
+                    self.serving.count.fetch_add(1, Ordering::SeqCst);
                     smol::spawn(Arc::clone(&self).serve(id, socket, admitted)).detach();
                 }
                 Err(e) => {
@@ -193,9 +199,12 @@ impl ServerInner {
                 .remove(&ticket);
             self.admission().release(ticket, established);
         }
-        // Last: once no task serves, nothing holds the listener but the server.
-        self.serving.fetch_sub(1, Ordering::SeqCst);
-        self.gone.notify(usize::MAX);
+        // Last, and without holding the server: once no task serves, nothing
+        // holds the listener but the server itself (a restart can bind again).
+        let serving = Arc::clone(&self.serving);
+        drop(self);
+        serving.count.fetch_sub(1, Ordering::SeqCst);
+        serving.gone.notify(usize::MAX);
     }
 
     /// Returns whether the connection was admitted as established.
@@ -263,7 +272,7 @@ impl ServerInner {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        self.gone.notify(usize::MAX);
+        self.serving.gone.notify(usize::MAX);
         let established = shared.lock().link.is_admitted();
         established
     }
@@ -370,8 +379,8 @@ impl RunningServer {
                 .await;
         }
         loop {
-            let gone = self.inner.gone.listen();
-            if self.inner.serving.load(Ordering::SeqCst) == 0 {
+            let gone = self.inner.serving.gone.listen();
+            if self.inner.serving.count.load(Ordering::SeqCst) == 0 {
                 break;
             }
             gone.await;

@@ -140,7 +140,9 @@ fn under_attack(
     std::thread::sleep(Duration::from_millis(300)); // let the attacks build up
     let started = Instant::now();
     let mut ok = 0;
+    let mut peak = raw::resident_bytes();
     for i in 0..50i64 {
+        peak = peak.max(raw::resident_bytes());
         let mut config = Config::named("script");
         config.protocol.handshake_timeout = Duration::from_secs(10);
         let client = rigwire_std::Client::connect(url, config)
@@ -152,8 +154,9 @@ fn under_attack(
         ok += 1;
     }
     eprintln!(
-        "{url}: {ok}/50 legitimate calls succeeded under attack (100%), in {:?}",
-        started.elapsed()
+        "{url}: {ok}/50 legitimate calls succeeded under attack (100%), in {:?}; peak resident memory during the attack {} MiB",
+        started.elapsed(),
+        peak.max(raw::resident_bytes()) >> 20
     );
     stop.store(true, Ordering::SeqCst);
     for a in attackers {
@@ -299,4 +302,67 @@ fn the_relay_serves_the_lab_under_every_attack_at_once() {
     }
     smol::block_on(relay.shutdown(Duration::ZERO));
     returns_to(before, "relay");
+}
+
+/// The websocket attacks: upgrades that trickle one byte at a time, and a
+/// message header announcing 8 MiB before authentication, over and over.
+fn websocket_attacks(
+    url: String,
+) -> impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    move |stop| {
+        let mut threads = Vec::new();
+        for _ in 0..20 {
+            let (u, s) = (url.clone(), Arc::clone(&stop));
+            threads.push(std::thread::spawn(move || {
+                let request = rigwire_ws::Handshake::client(&u, 1 << 20)
+                    .unwrap()
+                    .take_output();
+                while !s.load(Ordering::SeqCst) {
+                    let Ok(mut sock) = TcpStream::connect(addr(&u)) else {
+                        continue;
+                    };
+                    for byte in &request {
+                        if s.load(Ordering::SeqCst) || sock.write_all(&[*byte]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }));
+        }
+        let (u, s) = (url, stop);
+        threads.push(std::thread::spawn(move || {
+            let request = rigwire_ws::Handshake::client(&u, 1 << 20)
+                .unwrap()
+                .take_output();
+            while !s.load(Ordering::SeqCst) {
+                let Ok(mut sock) = TcpStream::connect(addr(&u)) else {
+                    continue;
+                };
+                let mut huge = request.clone();
+                huge.extend_from_slice(&[0x82, 0xFF, 0, 0, 0, 0, 0, 0x80, 0, 0, 1, 2, 3, 4]);
+                huge.extend_from_slice(&[0u8; 1024]);
+                let _ = sock.write_all(&huge);
+                raw::closed_within(&mut sock, Duration::from_millis(500));
+            }
+        }));
+        threads
+    }
+}
+
+#[test]
+fn a_websocket_server_serves_the_lab_under_every_attack_at_once() {
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let before = footprint();
+    let mut config = rig_config();
+    config.protocol.handshake_timeout = Duration::from_secs(2);
+    let mut server = rigwire_std::Server::bind("ws://127.0.0.1:0/rig", config).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+        .unwrap();
+    let running = server.start().unwrap();
+    let url = running.local_url();
+    under_attack(&url, websocket_attacks(url.clone()));
+    running.shutdown(Duration::ZERO);
+    returns_to(before, "rigwire-std websocket server");
 }
