@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rigwire_core::{Config, ProtocolConfig};
+use rigwire_core::{Config, Connection, Framing, ProtocolConfig, Registry, Role};
 
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -189,6 +189,39 @@ fn rigwire_attacks(
             while !s.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
             }
+        }));
+        // An oversized length prefix after authentication, over and over:
+        // a peer the server trusts must be closed for it all the same.
+        let (u, s) = (url.clone(), Arc::clone(&stop));
+        threads.push(std::thread::spawn(move || {
+            let mut closed = 0usize;
+            let until = Instant::now() + Duration::from_secs(20);
+            // At least one gets through, even if only as the crowd leaves.
+            while !s.load(Ordering::SeqCst) || (closed == 0 && Instant::now() < until) {
+                let Ok(mut sock) = TcpStream::connect(addr(&u)) else {
+                    continue;
+                };
+                let mut conn = Connection::new(
+                    ProtocolConfig::named("liar"),
+                    Registry::new(),
+                    Role::Client,
+                    Framing::Stream,
+                    [9; 32],
+                    Instant::now(),
+                )
+                .unwrap();
+                if raw::try_handshake(&mut sock, &mut conn).is_err() {
+                    continue; // evicted in the crowd of strangers
+                }
+                let _ = sock.write_all(&u32::MAX.to_be_bytes());
+                assert!(
+                    raw::closed_within(&mut sock, Duration::from_secs(5)),
+                    "an authenticated peer that announced a 4 GiB frame was kept"
+                );
+                closed += 1;
+            }
+            assert!(closed > 0, "no authenticated liar got through the crowd");
+            eprintln!("{u}: {closed} authenticated peers announcing 4 GiB frames, all closed");
         }));
         let (u, s) = (url, stop);
         threads.push(std::thread::spawn(move || {
