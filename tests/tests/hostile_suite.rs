@@ -164,6 +164,28 @@ fn under_attack(
     }
 }
 
+/// A client that sends 16 long notifies (`hold`) and stays connected until
+/// `stop`; it retries while the crowd of strangers evicts its handshake.
+fn notifier(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let notifier = loop {
+            match rigwire_std::Client::connect(&url, Config::named("notifier")) {
+                Ok(c) => break Some(c),
+                Err(_) if !stop.load(Ordering::SeqCst) => continue,
+                Err(_) => break None,
+            }
+        };
+        for _ in 0..16 {
+            if let Some(n) = &notifier {
+                let _ = n.notify("hold", &());
+            }
+        }
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+}
+
 /// The attacks that speak some rigwire: long notifies from a client that
 /// then stays, and a client that floods calls and never reads.
 fn rigwire_attacks(
@@ -171,25 +193,7 @@ fn rigwire_attacks(
 ) -> impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
     move |stop| {
         let mut threads = Vec::new();
-        let (u, s) = (url.clone(), Arc::clone(&stop));
-        threads.push(std::thread::spawn(move || {
-            // It may be evicted in the crowd of strangers; then it retries.
-            let notifier = loop {
-                match rigwire_std::Client::connect(&u, Config::named("notifier")) {
-                    Ok(c) => break Some(c),
-                    Err(_) if !s.load(Ordering::SeqCst) => continue,
-                    Err(_) => break None,
-                }
-            };
-            for _ in 0..16 {
-                if let Some(n) = &notifier {
-                    let _ = n.notify("hold", &());
-                }
-            }
-            while !s.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }));
+        threads.push(notifier(url.clone(), Arc::clone(&stop)));
         // An oversized length prefix after authentication, over and over:
         // a peer the server trusts must be closed for it all the same.
         let (u, s) = (url.clone(), Arc::clone(&stop));
@@ -241,6 +245,20 @@ fn rigwire_attacks(
     }
 }
 
+/// `hold`: a handler on the pool that runs until its call is cancelled.
+fn expose_hold(server: &mut rigwire_std::Server) {
+    server
+        .expose_with("hold", |ctx: &rigwire_std::CallContext, (): ()| {
+            while !ctx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .unwrap()
+        .dispatch("hold", rigwire_std::Dispatch::Pool)
+        .unwrap();
+}
+
 fn rig_config() -> Config {
     let mut config = Config::named("rig");
     config.max_handshaking = 64;
@@ -257,16 +275,7 @@ fn a_blocking_server_serves_the_lab_under_every_attack_at_once() {
         .expose("add", |(a, b): (i64, i64)| Ok(a + b))
         .unwrap();
     server.expose_raw("echo", |_, args| Ok(args)).unwrap();
-    server
-        .expose_with("hold", |ctx: &rigwire_std::CallContext, (): ()| {
-            while !ctx.is_cancelled() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
-        })
-        .unwrap()
-        .dispatch("hold", rigwire_std::Dispatch::Pool)
-        .unwrap();
+    expose_hold(&mut server);
     let running = server.start().unwrap();
     let url = running.local_url();
     under_attack(&url, rigwire_attacks(url.clone()));
@@ -337,13 +346,14 @@ fn the_relay_serves_the_lab_under_every_attack_at_once() {
     returns_to(before, "relay");
 }
 
-/// The websocket attacks: upgrades that trickle one byte at a time, and a
-/// message header announcing 8 MiB before authentication, over and over.
+/// The websocket attacks: upgrades that trickle one byte at a time, a
+/// message header announcing 8 MiB before authentication, over and over,
+/// and long notifies from a client that then stays.
 fn websocket_attacks(
     url: String,
 ) -> impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
     move |stop| {
-        let mut threads = Vec::new();
+        let mut threads = vec![notifier(url.clone(), Arc::clone(&stop))];
         for _ in 0..20 {
             let (u, s) = (url.clone(), Arc::clone(&stop));
             threads.push(std::thread::spawn(move || {
@@ -393,6 +403,7 @@ fn a_websocket_server_serves_the_lab_under_every_attack_at_once() {
     server
         .expose("add", |(a, b): (i64, i64)| Ok(a + b))
         .unwrap();
+    expose_hold(&mut server);
     let running = server.start().unwrap();
     let url = running.local_url();
     under_attack(&url, websocket_attacks(url.clone()));
