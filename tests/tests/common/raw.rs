@@ -250,6 +250,21 @@ pub fn resident_bytes() -> usize {
     pages * 4096
 }
 
+/// Starts a new high-water mark of this process's resident memory (Linux
+/// `clear_refs` 5). False if the kernel does not allow it.
+pub fn reset_peak_resident() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// The most resident memory this process has held since it started or
+/// since [`reset_peak_resident`] (`VmHWM`), in bytes.
+pub fn peak_resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: usize = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
 /// Open file descriptors of this process.
 pub fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
