@@ -2,8 +2,8 @@
 //! runtimes' servers (TCP and websocket) and the relay: 1,000 silent
 //! sockets, 100 connections of random garbage, oversized length prefixes
 //! before and after authentication, trickling websocket upgrades and
-//! oversized websocket messages, long notifies, and (on TCP) a client that
-//! floods calls and never reads. Meanwhile a legitimate client's calls must
+//! oversized websocket messages, long notifies, and a client that floods
+//! calls and never reads. Meanwhile a legitimate client's calls must
 //! all succeed; the peak resident memory during the attack is the kernel's
 //! high-water mark; afterwards memory, file descriptors and threads return
 //! near where they started. Each target runs alone (the process's resources
@@ -194,6 +194,64 @@ fn notifier(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     })
 }
 
+/// Authenticated peers that announce a frame far over the limit, over and
+/// over: a peer the server trusts must be closed for it all the same. On
+/// TCP a 4 GiB length prefix, on websocket a 1 GiB message header.
+fn liars(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let ws = url.starts_with("ws://");
+        let mut closed = 0usize;
+        let until = Instant::now() + Duration::from_secs(20);
+        // At least one gets through, even if only as the crowd leaves.
+        while !stop.load(Ordering::SeqCst) || (closed == 0 && Instant::now() < until) {
+            let framing = if ws {
+                Framing::Message
+            } else {
+                Framing::Stream
+            };
+            let mut conn = Connection::new(
+                ProtocolConfig::named("liar"),
+                Registry::new(),
+                Role::Client,
+                framing,
+                [9; 32],
+                Instant::now(),
+            )
+            .unwrap();
+            // Either may fail when evicted in the crowd of strangers.
+            let (mut sock, lie) = if ws {
+                let Ok((mut sock, mut codec)) = raw::try_ws_upgrade(&url) else {
+                    continue;
+                };
+                if raw::try_ws_handshake(&mut sock, &mut codec, &mut conn).is_err() {
+                    continue;
+                }
+                let mut lie = vec![0x82, 0xFF];
+                lie.extend_from_slice(&(1u64 << 30).to_be_bytes());
+                lie.extend_from_slice(&[1, 2, 3, 4]);
+                lie.extend_from_slice(&[0u8; 1024]);
+                (sock, lie)
+            } else {
+                let Ok(mut sock) = TcpStream::connect(addr(&url)) else {
+                    continue;
+                };
+                if raw::try_handshake(&mut sock, &mut conn).is_err() {
+                    continue;
+                }
+                (sock, u32::MAX.to_be_bytes().to_vec())
+            };
+            let _ = sock.write_all(&lie);
+            assert!(
+                raw::closed_within(&mut sock, Duration::from_secs(5)),
+                "an authenticated peer that announced a huge frame was kept"
+            );
+            closed += 1;
+        }
+        assert!(closed > 0, "no authenticated liar got through the crowd");
+        eprintln!("{url}: {closed} authenticated peers announcing huge frames, all closed");
+    })
+}
+
 /// The attacks that speak some rigwire: long notifies from a client that
 /// then stays, and a client that floods calls and never reads.
 fn rigwire_attacks(
@@ -202,39 +260,7 @@ fn rigwire_attacks(
     move |stop| {
         let mut threads = Vec::new();
         threads.push(notifier(url.clone(), Arc::clone(&stop)));
-        // An oversized length prefix after authentication, over and over:
-        // a peer the server trusts must be closed for it all the same.
-        let (u, s) = (url.clone(), Arc::clone(&stop));
-        threads.push(std::thread::spawn(move || {
-            let mut closed = 0usize;
-            let until = Instant::now() + Duration::from_secs(20);
-            // At least one gets through, even if only as the crowd leaves.
-            while !s.load(Ordering::SeqCst) || (closed == 0 && Instant::now() < until) {
-                let Ok(mut sock) = TcpStream::connect(addr(&u)) else {
-                    continue;
-                };
-                let mut conn = Connection::new(
-                    ProtocolConfig::named("liar"),
-                    Registry::new(),
-                    Role::Client,
-                    Framing::Stream,
-                    [9; 32],
-                    Instant::now(),
-                )
-                .unwrap();
-                if raw::try_handshake(&mut sock, &mut conn).is_err() {
-                    continue; // evicted in the crowd of strangers
-                }
-                let _ = sock.write_all(&u32::MAX.to_be_bytes());
-                assert!(
-                    raw::closed_within(&mut sock, Duration::from_secs(5)),
-                    "an authenticated peer that announced a 4 GiB frame was kept"
-                );
-                closed += 1;
-            }
-            assert!(closed > 0, "no authenticated liar got through the crowd");
-            eprintln!("{u}: {closed} authenticated peers announcing 4 GiB frames, all closed");
-        }));
+        threads.push(liars(url.clone(), Arc::clone(&stop)));
         let (u, s) = (url, stop);
         threads.push(std::thread::spawn(move || {
             let flood = raw::flood_without_reading(
@@ -244,6 +270,7 @@ fn rigwire_attacks(
                 64 * 1024,
                 256 << 20,
             );
+            eprintln!("{u}: the flood stalled after {} MiB", flood.sent >> 20);
             while !s.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -355,13 +382,38 @@ fn the_relay_serves_the_lab_under_every_attack_at_once() {
 }
 
 /// The websocket attacks: upgrades that trickle one byte at a time, a
-/// message header announcing 8 MiB before authentication, over and over,
-/// and long notifies from a client that then stays.
+/// message header announcing 8 MiB before authentication and one announcing
+/// 1 GiB after it, over and over, long notifies from a client that then
+/// stays, and a client that floods calls and never reads.
 fn websocket_attacks(
     url: String,
 ) -> impl FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
     move |stop| {
-        let mut threads = vec![notifier(url.clone(), Arc::clone(&stop))];
+        let mut threads = vec![
+            notifier(url.clone(), Arc::clone(&stop)),
+            liars(url.clone(), Arc::clone(&stop)),
+        ];
+        let (u, s) = (url.clone(), Arc::clone(&stop));
+        threads.push(std::thread::spawn(move || {
+            // Evicted in the crowd, it tries again.
+            let mut flood = None;
+            while flood.is_none() && !s.load(Ordering::SeqCst) {
+                flood = raw::ws_flood_without_reading(
+                    &u,
+                    ProtocolConfig::named("flood"),
+                    "echo",
+                    64 * 1024,
+                    256 << 20,
+                )
+                .filter(|f| f.sent > 0);
+            }
+            let sent = flood.as_ref().map_or(0, |f| f.sent);
+            eprintln!("{u}: the flood stalled after {} MiB", sent >> 20);
+            while !s.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            drop(flood);
+        }));
         for _ in 0..20 {
             let (u, s) = (url.clone(), Arc::clone(&stop));
             threads.push(std::thread::spawn(move || {
@@ -411,6 +463,7 @@ fn a_websocket_server_serves_the_lab_under_every_attack_at_once() {
     server
         .expose("add", |(a, b): (i64, i64)| Ok(a + b))
         .unwrap();
+    server.expose_raw("echo", |_, args| Ok(args)).unwrap();
     expose_hold(&mut server);
     let running = server.start().unwrap();
     let url = running.local_url();
@@ -428,6 +481,9 @@ fn an_async_websocket_server_serves_the_lab_under_every_attack_at_once() {
     let mut server = rigwire_smol::Server::bind("ws://127.0.0.1:0/rig", config).unwrap();
     server
         .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+        .unwrap();
+    server
+        .expose_raw("echo", |_, args| async move { Ok(args) })
         .unwrap();
     server
         .expose("hold", |(): ()| async move {

@@ -107,31 +107,7 @@ fn smol_delivers_the_frames_that_came_with_a_close() {
 /// Upgrades to websocket and returns the socket and its codec, with
 /// nothing else sent.
 fn upgraded(url: &str) -> (TcpStream, WsCodec) {
-    let addr = url
-        .strip_prefix("ws://")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let mut upgrade = Handshake::client(url, 1 << 20).unwrap();
-    let mut input: Vec<u8> = Vec::new();
-    let mut buf = [0u8; 4096];
-    let until = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(Instant::now() < until, "the upgrade did not complete");
-        if let Some(codec) = upgrade.feed(&input).unwrap() {
-            return (stream, codec);
-        }
-        stream.write_all(&upgrade.take_output()).unwrap();
-        input.clear();
-        if let Ok(n) = stream.read(&mut buf) {
-            input.extend_from_slice(&buf[..n]);
-        }
-    }
+    raw::try_ws_upgrade(url).unwrap()
 }
 
 /// The header of a masked binary websocket message announcing 8 MiB, and a
