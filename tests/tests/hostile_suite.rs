@@ -11,6 +11,8 @@
 
 #[path = "common/raw.rs"]
 mod raw;
+#[path = "common/raw_ws.rs"]
+mod raw_ws;
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -220,10 +222,10 @@ fn liars(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
             .unwrap();
             // Either may fail when evicted in the crowd of strangers.
             let (mut sock, lie) = if ws {
-                let Ok((mut sock, mut codec)) = raw::try_ws_upgrade(&url) else {
+                let Ok((mut sock, mut codec)) = raw_ws::try_ws_upgrade(&url) else {
                     continue;
                 };
-                if raw::try_ws_handshake(&mut sock, &mut codec, &mut conn).is_err() {
+                if raw_ws::try_ws_handshake(&mut sock, &mut codec, &mut conn).is_err() {
                     continue;
                 }
                 let mut lie = vec![0x82, 0xFF];
@@ -398,7 +400,7 @@ fn websocket_attacks(
             // Evicted in the crowd, it tries again.
             let mut flood = None;
             while flood.is_none() && !s.load(Ordering::SeqCst) {
-                flood = raw::ws_flood_without_reading(
+                flood = raw_ws::ws_flood_without_reading(
                     &u,
                     ProtocolConfig::named("flood"),
                     "echo",

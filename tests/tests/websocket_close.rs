@@ -4,6 +4,8 @@
 
 #[path = "common/raw.rs"]
 mod raw;
+#[path = "common/raw_ws.rs"]
+mod raw_ws;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -107,7 +109,7 @@ fn smol_delivers_the_frames_that_came_with_a_close() {
 /// Upgrades to websocket and returns the socket and its codec, with
 /// nothing else sent.
 fn upgraded(url: &str) -> (TcpStream, WsCodec) {
-    raw::try_ws_upgrade(url).unwrap()
+    raw_ws::try_ws_upgrade(url).unwrap()
 }
 
 /// The header of a masked binary websocket message announcing 8 MiB, and a
