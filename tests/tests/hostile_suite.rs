@@ -282,66 +282,11 @@ fn rigwire_attacks(
     }
 }
 
-/// `hold`: a handler on the pool that runs until its call is cancelled.
-fn expose_hold(server: &mut rigwire_std::Server) {
-    server
-        .expose_with("hold", |ctx: &rigwire_std::CallContext, (): ()| {
-            while !ctx.is_cancelled() {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Ok(())
-        })
-        .unwrap()
-        .dispatch("hold", rigwire_std::Dispatch::Pool)
-        .unwrap();
-}
-
 fn rig_config() -> Config {
     let mut config = Config::named("rig");
     config.max_handshaking = 64;
     config.protocol.max_queued_output = 16 << 20;
     config
-}
-
-#[test]
-fn a_blocking_server_serves_the_lab_under_every_attack_at_once() {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let before = footprint();
-    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", rig_config()).unwrap();
-    server
-        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
-        .unwrap();
-    server.expose_raw("echo", |_, args| Ok(args)).unwrap();
-    expose_hold(&mut server);
-    let running = server.start().unwrap();
-    let url = running.local_url();
-    under_attack(&url, rigwire_attacks(url.clone()));
-    running.shutdown(Duration::ZERO);
-    returns_to(before, "rigwire-std server");
-}
-
-#[test]
-fn an_async_server_serves_the_lab_under_every_attack_at_once() {
-    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let before = footprint();
-    let mut server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", rig_config()).unwrap();
-    server
-        .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
-        .unwrap();
-    server
-        .expose_raw("echo", |_, args| async move { Ok(args) })
-        .unwrap();
-    server
-        .expose("hold", |(): ()| async move {
-            smol::Timer::after(Duration::from_secs(3600)).await;
-            Ok(())
-        })
-        .unwrap();
-    let running = server.start().unwrap();
-    let url = running.local_url();
-    under_attack(&url, rigwire_attacks(url.clone()));
-    smol::block_on(running.shutdown(Duration::ZERO));
-    returns_to(before, "rigwire-smol server");
 }
 
 #[test]
@@ -455,47 +400,113 @@ fn websocket_attacks(
     }
 }
 
-#[test]
-fn a_websocket_server_serves_the_lab_under_every_attack_at_once() {
+/// A rigwire-std server on `url` with the lab's handlers (`add`, `echo`,
+/// and `hold`, on the pool, running until its call is cancelled), under
+/// `attacks`; then its resources must return.
+fn blocking_server_under_attack<A>(url: &str, config: Config, attacks: fn(String) -> A, what: &str)
+where
+    A: FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>>,
+{
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let before = footprint();
-    let mut config = rig_config();
-    config.protocol.handshake_timeout = Duration::from_secs(2);
-    let mut server = rigwire_std::Server::bind("ws://127.0.0.1:0/rig", config).unwrap();
+    let mut server = rigwire_std::Server::bind(url, config).unwrap();
     server
         .expose("add", |(a, b): (i64, i64)| Ok(a + b))
         .unwrap();
     server.expose_raw("echo", |_, args| Ok(args)).unwrap();
-    expose_hold(&mut server);
+    server
+        .expose_with("hold", |ctx: &rigwire_std::CallContext, (): ()| {
+            while !ctx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        })
+        .unwrap()
+        .dispatch("hold", rigwire_std::Dispatch::Pool)
+        .unwrap();
     let running = server.start().unwrap();
     let url = running.local_url();
-    under_attack(&url, websocket_attacks(url.clone()));
+    under_attack(&url, attacks(url.clone()));
     running.shutdown(Duration::ZERO);
-    returns_to(before, "rigwire-std websocket server");
+    returns_to(before, what);
 }
 
-#[test]
-fn an_async_websocket_server_serves_the_lab_under_every_attack_at_once() {
+/// As [`blocking_server_under_attack`], with a rigwire-smol server.
+fn async_server_under_attack<A>(url: &str, config: Config, attacks: fn(String) -> A, what: &str)
+where
+    A: FnOnce(Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>>,
+{
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let before = footprint();
-    let mut config = rig_config();
-    config.protocol.handshake_timeout = Duration::from_secs(2);
-    let mut server = rigwire_smol::Server::bind("ws://127.0.0.1:0/rig", config).unwrap();
-    server
+    let mut server = rigwire_smol::Server::bind(url, config).unwrap();
+    expose_async_lab(&mut server);
+    let running = server.start().unwrap();
+    let url = running.local_url();
+    under_attack(&url, attacks(url.clone()));
+    smol::block_on(running.shutdown(Duration::ZERO));
+    returns_to(before, what);
+}
+
+/// The lab's handlers on rigwire-smol: `add`, `echo`, and `hold` for an hour.
+fn expose_async_lab(handlers: &mut rigwire_smol::Handlers) {
+    handlers
         .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
         .unwrap();
-    server
+    handlers
         .expose_raw("echo", |_, args| async move { Ok(args) })
         .unwrap();
-    server
+    handlers
         .expose("hold", |(): ()| async move {
             smol::Timer::after(Duration::from_secs(3600)).await;
             Ok(())
         })
         .unwrap();
-    let running = server.start().unwrap();
-    let url = running.local_url();
-    under_attack(&url, websocket_attacks(url.clone()));
-    smol::block_on(running.shutdown(Duration::ZERO));
-    returns_to(before, "rigwire-smol websocket server");
+}
+
+/// The rig's settings on websocket: a shorter handshake timeout, so the
+/// trickling upgrades are cut within the test.
+fn websocket_rig_config() -> Config {
+    let mut config = rig_config();
+    config.protocol.handshake_timeout = Duration::from_secs(2);
+    config
+}
+
+#[test]
+fn a_blocking_server_serves_the_lab_under_every_attack_at_once() {
+    blocking_server_under_attack(
+        "tcp://127.0.0.1:0",
+        rig_config(),
+        rigwire_attacks,
+        "rigwire-std server",
+    );
+}
+
+#[test]
+fn an_async_server_serves_the_lab_under_every_attack_at_once() {
+    async_server_under_attack(
+        "tcp://127.0.0.1:0",
+        rig_config(),
+        rigwire_attacks,
+        "rigwire-smol server",
+    );
+}
+
+#[test]
+fn a_websocket_server_serves_the_lab_under_every_attack_at_once() {
+    blocking_server_under_attack(
+        "ws://127.0.0.1:0/rig",
+        websocket_rig_config(),
+        websocket_attacks,
+        "rigwire-std websocket server",
+    );
+}
+
+#[test]
+fn an_async_websocket_server_serves_the_lab_under_every_attack_at_once() {
+    async_server_under_attack(
+        "ws://127.0.0.1:0/rig",
+        websocket_rig_config(),
+        websocket_attacks,
+        "rigwire-smol websocket server",
+    );
 }
