@@ -48,18 +48,20 @@ fn assert_promise(pair: &LinkPair) {
     }
 }
 
-#[test]
-fn calls_to_a_deaf_peer_end_by_their_deadline_and_output_stays_bounded() {
+/// A connected pair whose server has stopped reading, and 40 calls of
+/// 64 KiB from the client, each with `deadline`.
+fn forty_calls_to_a_deaf_server(deadline: Duration) -> LinkPair {
     let mut pair = connected(config("script"), config("rig"));
     pair.set_behaviour(Side::Server, Behaviour::Deaf);
     for _ in 0..40 {
-        pair.call(
-            Side::Client,
-            "echo",
-            64 * 1024,
-            Some(Duration::from_millis(500)),
-        );
+        pair.call(Side::Client, "echo", 64 * 1024, Some(deadline));
     }
+    pair
+}
+
+#[test]
+fn calls_to_a_deaf_peer_end_by_their_deadline_and_output_stays_bounded() {
+    let mut pair = forty_calls_to_a_deaf_server(Duration::from_millis(500));
     pair.call(
         Side::Client,
         "echo",
@@ -147,16 +149,7 @@ fn a_peer_that_never_reads_its_answers_is_not_read_from() {
 
 #[test]
 fn room_freed_lets_waiting_callers_in_once_the_peer_reads_again() {
-    let mut pair = connected(config("script"), config("rig"));
-    pair.set_behaviour(Side::Server, Behaviour::Deaf);
-    for _ in 0..40 {
-        pair.call(
-            Side::Client,
-            "echo",
-            64 * 1024,
-            Some(Duration::from_secs(5)),
-        );
-    }
+    let mut pair = forty_calls_to_a_deaf_server(Duration::from_secs(5));
     pair.advance(Duration::from_millis(100));
     assert!(pair.calls.iter().any(|c| c.ended.is_none()));
     pair.set_behaviour(Side::Server, Behaviour::Normal);
