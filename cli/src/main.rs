@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_smol;
+mod conform;
 mod demo;
 mod ibl;
 mod relay;
@@ -59,6 +60,9 @@ enum Command {
         /// The service name to register at the relay; callers call NAME.method.
         #[arg(long = "as", value_name = "NAME", requires = "via")]
         service_name: Option<String>,
+        /// Which runtime serves: the blocking `std` or the async `smol`.
+        #[arg(long, value_enum, default_value_t = Runtime::Std)]
+        runtime: Runtime,
         #[command(flatten)]
         secret: SecretArgs,
     },
@@ -133,6 +137,12 @@ enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// Test an implementation of the protocol against the spec, one case per
+    /// rule (spec/PROTOCOL.md §11). Exit 1 if any case fails.
+    Conform {
+        #[command(subcommand)]
+        side: ConformSide,
+    },
     /// Run a whole experiment on loopback rigs and print its timeline.
     Demo,
     /// Measure rigwire against raw sockets, in one run.
@@ -143,6 +153,48 @@ enum Command {
         /// Scale the number of iterations (1.0 = default).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+    },
+}
+
+/// A rigwire runtime, for commands that can run on either.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Runtime {
+    /// rigwire-std: threads and blocking sockets.
+    Std,
+    /// rigwire-smol: async tasks on smol.
+    Smol,
+}
+
+#[derive(Subcommand)]
+enum ConformSide {
+    /// Dial a server under test (exposing the conformance rig: echo, add,
+    /// sleep) and run one case per rule, each on a fresh connection.
+    Server {
+        /// The server's URL.
+        url: String,
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// Print one JSON report instead of a line per case.
+        #[arg(long)]
+        json: bool,
+        /// Run only this case (repeat for several).
+        #[arg(long = "case", value_name = "NAME")]
+        cases: Vec<String>,
+    },
+    /// Play the server for a client under test, which runs the script of
+    /// spec §11.2; prints `listening URL` first.
+    Client {
+        /// Where to listen (tcp://, unix://, ws://; port 0 picks a free port).
+        #[arg(long, value_name = "URL")]
+        listen: String,
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// Print one JSON report instead of a line per case.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for each of the script's connections.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        wait: f64,
     },
 }
 
@@ -237,8 +289,23 @@ fn main() -> ExitCode {
             name,
             via,
             service_name,
+            runtime: Runtime::Std,
             secret,
         } => serve(&listen, &name, via.zip(service_name), &secret),
+        Command::Serve {
+            listen,
+            name,
+            via,
+            runtime: Runtime::Smol,
+            secret,
+            ..
+        } => match via {
+            Some(_) => Err(Failure {
+                code: 2,
+                message: "--via runs on the std runtime; leave out --runtime smol".into(),
+            }),
+            None => serve_smol(&listen, &name, &secret),
+        },
         Command::Relay {
             clients,
             services,
@@ -280,6 +347,7 @@ fn main() -> ExitCode {
         Command::Secret {
             command: SecretCommand::New { file },
         } => secret::new(file.as_deref()),
+        Command::Conform { side } => conform(side),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench { json, scale } => bench::run(json, scale).map_err(Failure::from),
     };
@@ -320,6 +388,40 @@ impl SecretSource {
                 .map_err(|e| usage(format!("{}: {e}", self.env))),
             None => Ok(None),
         }
+    }
+}
+
+/// Runs `rigwire conform`; exit 1 when a case failed.
+fn conform(side: ConformSide) -> Result<(), Failure> {
+    let usage = |message: String| Failure { code: 2, message };
+    let code = match side {
+        ConformSide::Server {
+            url,
+            secret,
+            json,
+            cases,
+        } => {
+            let secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
+            conform::test_server(&url, secret, json, &cases).map_err(usage)?
+        }
+        ConformSide::Client {
+            listen,
+            secret,
+            json,
+            wait,
+        } => {
+            let secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
+            let wait = Duration::try_from_secs_f64(wait)
+                .map_err(|_| usage(format!("--wait {wait}: not a number of seconds")))?;
+            conform::test_client(&listen, secret, json, wait).map_err(usage)?
+        }
+    };
+    match code {
+        0 => Ok(()),
+        code => Err(Failure {
+            code,
+            message: "some cases failed".into(),
+        }),
     }
 }
 
@@ -400,6 +502,37 @@ fn serve(
     }
     for server in running {
         server.shutdown(Duration::from_secs(5));
+    }
+    Ok(())
+}
+
+/// `rigwire serve --runtime smol`: the demo rig on rigwire-smol's servers,
+/// shut down gracefully on SIGINT or SIGTERM.
+fn serve_smol(listen: &[String], name: &str, secret: &SecretArgs) -> Result<(), Failure> {
+    let config = config(name, secret)?;
+    let mut signals = watch_signals()?;
+    let default_listen = ["tcp://127.0.0.1:7400".to_owned()];
+    let listen = if listen.is_empty() {
+        &default_listen[..]
+    } else {
+        listen
+    };
+    let mut running = Vec::new();
+    for url in listen {
+        let mut server = rigwire_smol::Server::bind(url, config.clone())?;
+        rig::expose_demo_rig_smol(server.handlers_mut())?;
+        running.push(server.start()?);
+    }
+    let lines: Vec<String> = running
+        .iter()
+        .map(|s| format!("listening {}", s.local_url()))
+        .collect();
+    announce(&lines);
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down");
+    }
+    for server in running {
+        smol::block_on(server.shutdown(Duration::from_secs(5)));
     }
     Ok(())
 }
@@ -485,13 +618,27 @@ fn methods(url: &str, secret: &SecretArgs) -> Result<(), Failure> {
         json_payload("null")?,
         None,
     )?;
-    let methods: Vec<ExposedMethod> = reply.decode().map_err(Error::from)?;
-    for m in methods {
-        if m.aliases.is_empty() {
-            println!("{}", m.name);
-        } else {
-            println!("{} (aliases: {})", m.name, m.aliases.join(", "));
+    /// A record of the JSON answer (spec §6.6).
+    #[derive(serde::Deserialize)]
+    struct Described {
+        #[serde(flatten)]
+        method: ExposedMethod,
+        signature: Option<String>,
+    }
+    let methods: Vec<Described> = reply.decode().map_err(Error::from)?;
+    for Described {
+        method: m,
+        signature,
+    } in methods
+    {
+        let mut line = m.name;
+        if let Some(signature) = signature {
+            line = format!("{line:<16} {signature}");
         }
+        if !m.aliases.is_empty() {
+            line = format!("{line} (aliases: {})", m.aliases.join(", "));
+        }
+        println!("{line}");
     }
     client.close();
     Ok(())

@@ -31,6 +31,7 @@ pub fn expose_demo_rig(server: &mut Handlers, hooks: DemoHooks) -> Result<(), Er
     let DemoHooks { on_start, on_sleep } = hooks;
     server.expose_raw("echo", |_ctx, args: Payload| Ok(args))?;
     server.dispatch("echo", Dispatch::Inline)?;
+    server.describe("echo", "any -> the same payload, in the same codec")?;
     server.expose("add", |(a, b): (f64, f64)| Ok(a + b))?;
     server.expose_with("sleep", move |ctx: &CallContext, seconds: f64| {
         if let Some(hook) = &on_sleep {
@@ -61,5 +62,29 @@ pub fn expose_demo_rig(server: &mut Handlers, hooks: DemoHooks) -> Result<(), Er
         service = service.on_start(hook);
     }
     service.expose(server)?;
+    Ok(())
+}
+
+/// The demo rig on rigwire-smol (`rigwire serve --runtime smol`): the same
+/// `echo`, `add`, `sleep` and experiment lifecycle, as async handlers.
+///
+/// # Errors
+/// [`Error::Registry`] if a name clashes with one already exposed.
+pub fn expose_demo_rig_smol(server: &mut rigwire_smol::Handlers) -> Result<(), Error> {
+    server.expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })?;
+    server.describe("echo", "any -> the same payload, in the same codec")?;
+    server.expose("add", |(a, b): (f64, f64)| async move { Ok(a + b) })?;
+    // A cancelled call's future is dropped, which ends the sleep.
+    server.expose("sleep", |seconds: f64| async move {
+        if !(0.0..=3600.0).contains(&seconds) {
+            return Err(HandlerError::with_kind(
+                ErrorKind::BadArguments,
+                "sleep takes 0 to 3600 seconds",
+            ));
+        }
+        smol::Timer::after(Duration::from_secs_f64(seconds)).await;
+        Ok(seconds)
+    })?;
+    rigwire_smol::RigService::new().expose(server)?;
     Ok(())
 }

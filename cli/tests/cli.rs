@@ -1,13 +1,14 @@
 //! The `rigwire` command as a user runs it: exit codes, messages, signals.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "../../tests/tests/common/raw.rs"]
 mod raw;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rigwire");
+mod common;
+use common::{Spawned, BIN};
 
 /// A `rigwire serve` child process, killed when dropped.
 struct Rig {
@@ -277,10 +278,19 @@ fn ping_and_methods() {
         "exp.info",
     ] {
         assert!(
-            listed.lines().any(|l| l == name),
+            listed
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
             "{name} missing from {listed}"
         );
     }
+    // Described, as spec §2.1 publishes them.
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("add ") && l.ends_with("(f64, f64) -> f64")),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -405,52 +415,6 @@ fn bench_reports_every_row_as_json() {
 }
 
 /// A `rigwire` child process, killed when dropped, with the first lines it printed.
-struct Spawned {
-    child: Child,
-    lines: Vec<String>,
-}
-
-impl Spawned {
-    fn start(args: &[&str], env: &[(&str, &str)], lines: usize) -> Spawned {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args).env_remove("RIGWIRE_SECRET");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let lines = (0..lines)
-            .map(|_| {
-                let mut line = String::new();
-                out.read_line(&mut line).unwrap();
-                line.trim().to_owned()
-            })
-            .collect();
-        Spawned { child, lines }
-    }
-
-    /// The second word of the line ending in `suffix`.
-    fn url(&self, suffix: &str) -> String {
-        self.lines
-            .iter()
-            .find(|l| l.ends_with(suffix))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("no line ending in {suffix:?} in {:?}", self.lines))
-            .to_owned()
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const CLIENT_SECRET: (&str, &str) = ("RIGWIRE_SECRET", "clients-secret-0123456");
 const SERVICE_SECRET: (&str, &str) = ("RIGWIRE_SERVICE_SECRET", "services-secret-0123456");
 

@@ -47,3 +47,16 @@ impl Transcript<'_> {
         self.mac(secret, prover).verify_slice(proof).is_ok()
     }
 }
+
+/// The proof `prover` sends on a connection whose Hellos were `client_hello`
+/// and `server_hello` (frame bodies exactly as sent), as spec §5.3 defines it:
+/// for tools that speak the handshake frame by frame, such as `rigwire
+/// conform`. A [`Connection`](crate::Connection) computes and checks proofs
+/// itself.
+pub fn proof(secret: &Secret, prover: Role, client_hello: &[u8], server_hello: &[u8]) -> [u8; 32] {
+    Transcript {
+        client_hello,
+        server_hello,
+    }
+    .proof(secret, prover)
+}

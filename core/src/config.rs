@@ -178,7 +178,7 @@ impl ProtocolConfig {
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.name.len() > 255 {
+        if self.name.len() > crate::message::MAX_NAME {
             return Err(ConfigError::NameTooLong(self.name.len()));
         }
         if self.max_frame < PRE_AUTH_MAX_FRAME {

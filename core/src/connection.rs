@@ -373,16 +373,26 @@ impl Connection {
             return;
         }
         if frame.len() > self.frame_limit as usize {
-            let pre_auth = self.state == State::Handshaking;
-            let err = crate::error::FrameError::TooLarge {
-                len: frame.len() as u64,
-                limit: self.frame_limit,
-                pre_auth,
-            };
-            self.fail_by_peer(err.into());
-            return;
+            return self.handle_oversized_frame(frame.len() as u64, now);
         }
         self.on_frame(frame);
+    }
+
+    /// A message transport's own decoder met a frame of `len` bytes over the
+    /// limit it enforces, and dropped it unread (a websocket message cap):
+    /// the same protocol violation as an oversized frame, answered
+    /// `Reject{Protocol}` before the handshake completes, `Goodbye` after.
+    pub fn handle_oversized_frame(&mut self, len: u64, now: Instant) {
+        self.handle_timeout(now);
+        if self.state == State::Closed {
+            return;
+        }
+        let err = crate::error::FrameError::TooLarge {
+            len,
+            limit: self.frame_limit,
+            pre_auth: self.state == State::Handshaking,
+        };
+        self.fail_by_peer(err.into());
     }
 
     /// Lets time pass: expires deadlines, sends keepalives, declares a silent

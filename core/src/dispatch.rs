@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::codec::{CodecError, Payload};
 use crate::error::RegistryError;
+use crate::message::Codec;
 
 /// The built-in method that lists what a peer exposes. Its result is a list of
 /// [`ExposedMethod`] in the caller's codec.
@@ -35,6 +37,8 @@ pub struct ExposedMethod {
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     methods: Vec<ExposedMethod>,
+    /// Each method's signature for people, if described (JSON introspection only).
+    signatures: BTreeMap<u32, String>,
     by_name: BTreeMap<String, HandlerId>,
     /// Where names nobody exposed go, instead of `NoSuchMethod` (a relay
     /// forwards them); never listed by introspection.
@@ -48,7 +52,7 @@ impl Registry {
     }
 
     fn check_free(&self, name: &str) -> Result<(), RegistryError> {
-        if name.is_empty() || name.len() > 255 {
+        if name.is_empty() || name.len() > crate::message::MAX_NAME {
             return Err(RegistryError::BadLength(name.len()));
         }
         if name.starts_with(RESERVED_PREFIX) {
@@ -113,6 +117,48 @@ impl Registry {
         id
     }
 
+    /// Describes the method exposed as `name` for people: its argument and
+    /// result types, such as `(f64, f64) -> f64`. JSON introspection shows
+    /// it as `signature` (spec §6.6); postcard introspection has no room for it.
+    ///
+    /// # Errors
+    /// [`RegistryError::NotExposed`] if no method (or alias) is called `name`.
+    pub fn describe(&mut self, name: &str, signature: &str) -> Result<(), RegistryError> {
+        let id = self
+            .by_name
+            .get(name)
+            .ok_or_else(|| RegistryError::NotExposed(name.to_owned()))?;
+        self.signatures.insert(id.0, signature.to_owned());
+        Ok(())
+    }
+
+    /// The introspection answer (`rigwire.methods`) in `codec`: postcard
+    /// records are `(name, aliases)`; JSON records add `signature` where one
+    /// was described.
+    ///
+    /// # Errors
+    /// A [`CodecError`] for a codec this side does not speak.
+    pub fn introspect(&self, codec: Codec) -> Result<Payload, CodecError> {
+        if codec != Codec::Json {
+            return Payload::encode_as(codec, &self.methods);
+        }
+        #[derive(Serialize)]
+        struct Described<'a> {
+            name: &'a str,
+            aliases: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signature: Option<&'a str>,
+        }
+        let described: Vec<Described<'_>> = (self.methods.iter().enumerate())
+            .map(|(i, m)| Described {
+                name: &m.name,
+                aliases: &m.aliases,
+                signature: self.signatures.get(&(i as u32)).map(String::as_str),
+            })
+            .collect();
+        Payload::encode_as(codec, &described)
+    }
+
     /// Everything exposed, in registration order.
     pub fn methods(&self) -> &[ExposedMethod] {
         &self.methods
@@ -122,4 +168,30 @@ impl Registry {
     pub fn name_of(&self, id: HandlerId) -> Option<&str> {
         self.methods.get(id.0 as usize).map(|m| m.name.as_str())
     }
+}
+
+/// A typed handler's signature for [`Registry::describe`], from its Rust
+/// types with their module paths left out: `(f64, f64) -> f64`. The names are
+/// what the compiler reports, for people to read, not for parsing.
+pub fn rust_signature<A, R>() -> String {
+    fn short(path: &str) -> String {
+        let mut out = String::with_capacity(path.len());
+        let mut word = String::new();
+        for c in path.chars() {
+            if c.is_alphanumeric() || c == '_' || c == ':' {
+                word.push(c);
+            } else {
+                out.push_str(word.rsplit("::").next().unwrap_or(""));
+                word.clear();
+                out.push(c);
+            }
+        }
+        out.push_str(word.rsplit("::").next().unwrap_or(""));
+        out
+    }
+    format!(
+        "{} -> {}",
+        short(std::any::type_name::<A>()),
+        short(std::any::type_name::<R>())
+    )
 }

@@ -13,7 +13,9 @@ use crate::connection::{Connection, PeerInfo, Queued, State};
 use crate::error::{printable, AuthFailure, CallError, ConnectionError, EchoError, VersionRange};
 use crate::event::Event;
 use crate::framing::PRE_AUTH_MAX_FRAME;
-use crate::message::{Hello, Message, MessageRef, PayloadLen, RejectCode, PROTOCOL_VERSION};
+use crate::message::{
+    Hello, Message, MessageRef, PayloadLen, RejectCode, MAX_NAME, PROTOCOL_VERSION,
+};
 
 const OURS: VersionRange = VersionRange {
     min: PROTOCOL_VERSION,
@@ -65,6 +67,12 @@ impl Connection {
             return self.fail_by_peer(ConnectionError::Protocol(format!(
                 "Hello announces max_frame {} and max_incoming_calls {}; the minimums are {} and 1",
                 hello.max_frame, hello.max_incoming_calls, PRE_AUTH_MAX_FRAME
+            )));
+        }
+        if hello.name.len() > MAX_NAME {
+            return self.fail_by_peer(ConnectionError::Protocol(format!(
+                "Hello carries a name of {} bytes; at most {MAX_NAME} are allowed",
+                hello.name.len()
             )));
         }
         self.peer_hello = Some(frame.clone());

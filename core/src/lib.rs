@@ -114,7 +114,7 @@ mod url;
 pub use codec::{CodecError, Payload};
 pub use config::{Keepalive, ProtocolConfig, Role, Secret};
 pub use connection::{Connection, PeerInfo};
-pub use dispatch::{ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
+pub use dispatch::{rust_signature, ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
 pub use error::{
     AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, Error,
     FrameError, RegistryError, RemoteError, ReplyError, VersionRange,
@@ -128,5 +128,5 @@ pub use lifecycle::{
 };
 pub use link::{Admit, Interest, Job, Link, Outbox};
 pub use link::{Config, Reconnect};
-pub use message::{Codec, ErrorKind, Message, RejectCode, PROTOCOL_VERSION};
+pub use message::{Codec, ErrorKind, Message, RejectCode, MAX_NAME, PROTOCOL_VERSION};
 pub use url::Url;

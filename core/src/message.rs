@@ -22,6 +22,11 @@ pub const MAGIC: [u8; 4] = *b"RGWR";
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// The longest peer name (in `Hello`) and method name, in bytes. A peer's
+/// `Hello` with a longer name is a protocol violation; a call to a longer
+/// method name is answered `NoSuchMethod`, since no such name can be exposed.
+pub const MAX_NAME: usize = 255;
+
 /// How a payload's bytes are encoded. Sent as a `u8`; unknown codes decode as
 /// [`Codec::Other`] so that a newer peer's codec is reported, not a decode failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

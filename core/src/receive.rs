@@ -103,7 +103,7 @@ impl Connection {
             )));
         }
         if method == INTROSPECTION_METHOD {
-            let listed = Payload::encode_as(args.codec, self.registry.methods());
+            let listed = self.registry.introspect(args.codec);
             return self.answer_directly(
                 id,
                 listed.map_err(|e| RemoteError::new(ErrorKind::BadArguments, e.to_string())),

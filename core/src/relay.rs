@@ -340,6 +340,16 @@ impl Relay {
         self.check_drain(now);
     }
 
+    /// Connection `id`'s transport dropped a frame of `len` bytes over its
+    /// limit ([`Connection::handle_oversized_frame`]).
+    pub fn handle_oversized_frame(&mut self, id: ConnId, len: u64, now: Instant) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.conn.handle_oversized_frame(len, now);
+            self.process(id, now);
+        }
+        self.check_drain(now);
+    }
+
     /// Connection `id`'s transport ended.
     pub fn handle_transport_closed(&mut self, id: ConnId, reason: &str, now: Instant) {
         if let Some(p) = self.peers.get_mut(&id) {

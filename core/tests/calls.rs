@@ -154,6 +154,34 @@ fn introspection_lists_names_and_aliases_in_the_callers_codec() {
     assert_eq!(rp.decode::<Vec<ExposedMethod>>().unwrap(), expected);
 }
 
+/// Spec §6.6: described methods carry `signature` in JSON only; postcard
+/// records keep their two fields.
+#[test]
+fn introspection_describes_signatures_in_json_only() {
+    let mut registry = rig_registry();
+    registry
+        .describe("add", &rigwire_core::rust_signature::<(f64, f64), f64>())
+        .unwrap();
+    assert!(registry.describe("nope", "x").is_err());
+    let json = registry.introspect(Codec::Json).unwrap();
+    assert!(
+        std::str::from_utf8(&json.bytes).unwrap().starts_with(
+            r#"[{"name":"add","aliases":["plus"],"signature":"(f64, f64) -> f64"},{"name":"echo","aliases":[]}"#
+        ),
+        "{json:?}"
+    );
+    let postcard = registry.introspect(Codec::Postcard).unwrap();
+    assert_eq!(
+        postcard.decode::<Vec<ExposedMethod>>().unwrap(),
+        rig_registry().methods()
+    );
+    assert_eq!(
+        rigwire_core::rust_signature::<Vec<String>, Option<std::collections::BTreeMap<String, u8>>>(
+        ),
+        "Vec<String> -> Option<BTreeMap<String, u8>>"
+    );
+}
+
 #[test]
 fn remote_errors_carry_kind_message_and_detail() {
     let mut p = connected();

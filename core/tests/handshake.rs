@@ -358,3 +358,26 @@ fn peer_text_cannot_forge_log_lines() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Spec §5.1: a peer name is at most 255 bytes; a longer one is a protocol
+/// violation, answered `Reject{Protocol}` naming the length.
+#[test]
+fn a_hello_with_a_name_over_255_bytes_is_rejected() {
+    for (len, refused) in [(255, false), (256, true)] {
+        let (mut conn, now) = lone(Role::Server, None);
+        drain_messages(&mut conn);
+        let Message::Hello(mut h) = hello(1, 1, false) else {
+            unreachable!()
+        };
+        h.name = "n".repeat(len);
+        conn.handle_input(&framed(&Message::Hello(h)), now);
+        let sent = drain_messages(&mut conn);
+        assert_eq!(conn.error().is_some(), refused, "{len}: {sent:?}");
+        if refused {
+            assert!(
+                matches!(&sent[0], Message::Reject { code: RejectCode::Protocol, reason } if reason.contains("256 bytes")),
+                "{sent:?}"
+            );
+        }
+    }
+}

@@ -324,25 +324,32 @@ fn a_drain_closes_at_the_end_of_its_grace_however_long_calls_run() {
 #[path = "common/mod.rs"]
 mod raw_peer;
 
-#[test]
-fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_reused_meanwhile() {
-    use bytes::Bytes;
-    use rigwire_core::{Codec, ErrorKind, Job, Link, Message, Role};
-    let now = Instant::now();
-    let config = ProtocolConfig {
-        max_incoming_calls: 1,
-        ..ProtocolConfig::named("rig")
-    };
+/// A server link for the rig, past the handshake with a raw peer's `Hello`.
+fn raw_server_link(config: ProtocolConfig, now: Instant) -> rigwire_core::Link {
     let conn = rigwire_core::Connection::new(
         config,
         raw_peer::rig_registry(),
-        Role::Server,
+        rigwire_core::Role::Server,
         rigwire_core::Framing::Stream,
         [7; 32],
         now,
     )
     .unwrap();
-    let mut link = Link::new(conn);
+    let mut link = rigwire_core::Link::new(conn);
+    link.handle_input(&raw_peer::framed(&raw_peer::hello(1, 1, false)), now);
+    link
+}
+
+#[test]
+fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_reused_meanwhile() {
+    use bytes::Bytes;
+    use rigwire_core::{Codec, ErrorKind, Job, Message};
+    let now = Instant::now();
+    let config = ProtocolConfig {
+        max_incoming_calls: 1,
+        ..ProtocolConfig::named("rig")
+    };
+    let mut link = raw_server_link(config, now);
     let call = |id: u64| {
         raw_peer::framed(&Message::Call {
             id,
@@ -352,7 +359,6 @@ fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_r
             args: Bytes::from_static(b"null"),
         })
     };
-    link.handle_input(&raw_peer::framed(&raw_peer::hello(1, 1, false)), now);
     link.handle_input(&call(1), now);
     while let Some(job) = link.poll_job() {
         if let Job::Call(c) = job {
@@ -387,7 +393,7 @@ fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_r
     );
     // The old handler ends: its answer goes nowhere, and the slot is free.
     assert!(link
-        .reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()))
+        .reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), now)
         .is_err());
     link.handle_input(&call(3), now);
     assert!(matches!(link.poll_job(), Some(Job::Call(c)) if c.id == 3));
@@ -407,4 +413,37 @@ fn decode_errors(mut bytes: &[u8]) -> Vec<(u64, rigwire_core::ErrorKind)> {
         bytes = &bytes[4 + len..];
     }
     out
+}
+
+/// Spec §6.1: when the callee's deadline passes it sends nothing, even when
+/// the handler's answer comes before any timer has run (the race a handler
+/// that watches the clock itself would otherwise win).
+#[test]
+fn a_reply_after_the_calls_deadline_is_never_sent_even_before_a_timer_ran() {
+    use bytes::Bytes;
+    use rigwire_core::{Codec, Job, Message};
+    let start = Instant::now();
+    let mut link = raw_server_link(ProtocolConfig::named("rig"), start);
+    let call = raw_peer::framed(&Message::Call {
+        id: 1,
+        method: "slow".into(),
+        deadline_us: Some(200_000),
+        codec: Codec::Json,
+        args: Bytes::from_static(b"null"),
+    });
+    link.handle_input(&call, start);
+    assert!(std::iter::from_fn(|| link.poll_job()).any(|j| matches!(j, Job::Call(_))));
+    let before: usize = link.output().iter().map(|c| c.len()).sum();
+    let late = start + Duration::from_millis(201);
+    let answered = link.reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), late);
+    assert!(answered.is_err(), "{answered:?}");
+    let after: usize = link.output().iter().map(|c| c.len()).sum();
+    assert_eq!(before, after, "nothing may follow the deadline");
+    // One that answers in time is sent.
+    link.handle_input(&call, late);
+    assert!(std::iter::from_fn(|| link.poll_job()).any(|j| matches!(j, Job::Call(_))));
+    let in_time = late + Duration::from_millis(199);
+    link.reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), in_time)
+        .unwrap();
+    assert!(link.output().iter().map(|c| c.len()).sum::<usize>() > after);
 }

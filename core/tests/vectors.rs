@@ -39,6 +39,7 @@ fn registry() -> Registry {
     r.expose("fail").unwrap();
     r.expose("slow").unwrap();
     r.expose("log").unwrap();
+    r.expose("echo").unwrap();
     r
 }
 
@@ -116,6 +117,7 @@ impl Run {
                             let (a, b): (i64, i64) = call.args.decode().unwrap();
                             Ok(Payload::encode_as(call.args.codec, &(a + b)).unwrap())
                         }
+                        "echo" => Ok(call.args.clone()),
                         "fail" => Err(RemoteError::new(ErrorKind::Handler, "motor stalled")
                             .with_detail("at rig.py:42")),
                         _ => continue,
@@ -245,7 +247,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "cancel",
-            about: "After handshake-plain: call 1 slow() with a 5 s deadline, then Cancel{1}; the server reports the call cancelled.",
+            about: "After handshake-plain: call 1 slow() with a 5 s deadline, then Cancel{1}; the server's application is told the call is cancelled, and nothing is sent back (§6.4).",
             play: |f| {
                 let mut run = Run::new(f, None, None);
                 let now = run.now;
@@ -254,6 +256,40 @@ fn scenarios() -> Vec<Scenario> {
                 assert!(run.client.cancel(id));
                 run.exchange();
                 assert!(run.server_events.iter().any(|e| matches!(e, Event::Cancelled { id: got, .. } if *got == id)));
+                run
+            },
+        },
+        Scenario {
+            name: "postcard-payloads",
+            about: "After handshake-plain: echo() returns its arguments untouched. Postcard payloads of the types a caller needs (§2.1), one call each: (f64, f64) (1.5, -2.25), the demo rig's add; i64 -3 (zigzag); String \"rig-1\"; Option<u32> Some(300); Vec<u16> [1, 2]; BTreeMap<String, bool> {\"a\": true}; a struct {x: u8 = 7, y: bool = false}; the unit () of a method without arguments.",
+            play: |f| {
+                #[derive(serde::Serialize)]
+                struct Point {
+                    x: u8,
+                    y: bool,
+                }
+                let mut run = Run::new(f, None, None);
+                let now = run.now;
+                let map: std::collections::BTreeMap<String, bool> = [("a".to_owned(), true)].into();
+                let payloads = [
+                    Payload::postcard(&(1.5f64, -2.25f64)).unwrap(),
+                    Payload::postcard(&-3i64).unwrap(),
+                    Payload::postcard("rig-1").unwrap(),
+                    Payload::postcard(&Some(300u32)).unwrap(),
+                    Payload::postcard(&vec![1u16, 2]).unwrap(),
+                    Payload::postcard(&map).unwrap(),
+                    Payload::postcard(&Point { x: 7, y: false }).unwrap(),
+                    Payload::postcard(&()).unwrap(),
+                ];
+                for p in &payloads {
+                    run.client.call("echo", p.clone(), None, now).unwrap();
+                }
+                run.exchange();
+                let echoed: Vec<_> = run.client_events.iter().filter_map(|e| match e {
+                    Event::Response { result: Ok(p), .. } => Some(p.bytes.clone()),
+                    _ => None,
+                }).collect();
+                assert_eq!(echoed, payloads.iter().map(|p| p.bytes.clone()).collect::<Vec<_>>());
                 run
             },
         },

@@ -476,7 +476,7 @@ impl Shared {
         let mut fut = self.handlers.call(call.handler, ctx, call.args);
         if let Poll::Ready(result) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             // Written by `finish`, with the rest of the batch.
-            if let Err(e) = self.lock().link.reply(id, result) {
+            if let Err(e) = self.lock().link.reply(id, result, Instant::now()) {
                 tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
             }
             return;
@@ -508,7 +508,7 @@ impl Shared {
     }
 
     fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>) {
-        if let Err(e) = self.command(|link, _| link.reply(id, result)) {
+        if let Err(e) = self.command(|link, now| link.reply(id, result, now)) {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
         }
     }

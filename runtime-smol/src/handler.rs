@@ -103,7 +103,19 @@ impl Handlers {
         self.expose_raw(name, move |ctx: CallContext, args: Payload| {
             let f = Arc::clone(&f);
             async move { run_typed(args, |decoded| f(ctx, decoded)).await }
-        })
+        })?;
+        self.describe(name, &rigwire_core::rust_signature::<A, R>())
+    }
+
+    /// Describes `name` for people, as `rigwire.methods` shows it in JSON:
+    /// its argument and result types, such as `(f64, f64) -> f64`. Typed
+    /// handlers are described from their Rust types; this overrides that.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if `name` is not exposed.
+    pub fn describe(&mut self, name: &str, signature: &str) -> Result<&mut Self, Error> {
+        self.registry.describe(name, signature)?;
+        Ok(self)
     }
 
     /// Exposes an async handler of raw payloads; it should answer in `args.codec`.

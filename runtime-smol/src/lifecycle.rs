@@ -128,6 +128,9 @@ impl RigService {
                     Payload::encode_result(args.codec, &status)
                 }
             })?;
+            if let Some(signature) = methods::step_signature(method) {
+                handlers.describe(method, signature)?;
+            }
         }
         let l = Arc::clone(&lifecycle);
         handlers.expose(methods::STATUS, move |(): ()| {

@@ -248,6 +248,9 @@ impl Sink for RelayInput<'_> {
     fn frame(&mut self, frame: Bytes, now: Instant) {
         self.relay.handle_frame(self.id, frame, now);
     }
+    fn too_large(&mut self, len: u64, now: Instant) {
+        self.relay.handle_oversized_frame(self.id, len, now);
+    }
     fn closed(&mut self, reason: &str, now: Instant) {
         let reason = self.write_failed.as_deref().unwrap_or(reason);
         self.relay.handle_transport_closed(self.id, reason, now);

@@ -360,10 +360,10 @@ impl RunningServer {
     /// Stops accepting, lets calls in progress finish for up to `grace`,
     /// answers the rest `Shutdown`, and says goodbye to every peer.
     pub async fn shutdown(mut self, grace: Duration) {
+        // Newcomers during the grace are still accepted, and refused with
+        // `Reject{Shutdown}` (spec §6.9), not left unanswered in the backlog.
         self.inner.admission().stop();
-        if let Some(accept) = self.accept.take() {
-            accept.cancel().await;
-        }
+        let accept = self.accept.take();
         let peers = self.inner.all_peers();
         for peer in &peers {
             peer.shared
@@ -377,6 +377,9 @@ impl RunningServer {
             peer.shared
                 .wait_for(None, Some(until), |link| link.is_closed().then_some(()))
                 .await;
+        }
+        if let Some(accept) = accept {
+            accept.cancel().await;
         }
         loop {
             let gone = self.inner.serving.gone.listen();

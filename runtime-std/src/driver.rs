@@ -654,9 +654,9 @@ impl Shared {
     /// Answers call `id`; `flush` false leaves the writing to the caller.
     fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>, flush: bool) {
         let outcome = if flush {
-            self.command(|link, _| link.reply(id, result))
+            self.command(|link, now| link.reply(id, result, now))
         } else {
-            self.lock().link.reply(id, result)
+            self.lock().link.reply(id, result, Instant::now())
         };
         if let Err(e) = outcome {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");

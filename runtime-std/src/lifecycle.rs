@@ -115,6 +115,9 @@ impl RigService {
                 Payload::encode_result(args.codec, &status)
             })?;
             handlers.dispatch(method, Dispatch::Pool)?;
+            if let Some(signature) = methods::step_signature(method) {
+                handlers.describe(method, signature)?;
+            }
         }
         let l = Arc::clone(&lifecycle);
         handlers.expose(methods::STATUS, move |(): ()| Ok(lock(&l).status()))?;

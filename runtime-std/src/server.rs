@@ -5,7 +5,7 @@
 //! the handshake budget and timeout, so silent strangers cost no thread.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -113,6 +113,7 @@ impl Server {
             hooks: Arc::new(hooks),
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
             admission,
             url: url.clone(),
         });
@@ -185,6 +186,9 @@ struct ServerInner {
     pool: Arc<Pool>,
     connections: Mutex<BTreeMap<u64, Conn>>,
     next_id: AtomicU64,
+    /// The accept loop ends: set after the grace of a shutdown, during which
+    /// newcomers are still accepted, to be told `Reject{Shutdown}`.
+    closed: AtomicBool,
     admission: Arc<Mutex<Admission>>,
     url: String,
 }
@@ -231,14 +235,14 @@ impl ServerInner {
             let socket = match self.listener.accept() {
                 Ok(s) => s,
                 Err(e) => {
-                    if self.admission().is_stopping() {
+                    if self.closed.load(Ordering::SeqCst) {
                         return;
                     }
                     tracing::warn!(url = %self.url, "accept failed: {e}");
                     continue;
                 }
             };
-            if self.admission().is_stopping() {
+            if self.closed.load(Ordering::SeqCst) {
                 return;
             }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -526,9 +530,9 @@ impl RunningServer {
         let Some(accept) = self.accept.take() else {
             return;
         };
+        // Newcomers during the grace are still accepted, and refused with
+        // `Reject{Shutdown}` (spec §6.9), not left unanswered in the backlog.
         self.inner.admission().stop();
-        self.inner.listener.wake();
-        let _ = accept.join();
         let peers = self.inner.all_peers();
         for peer in &peers {
             peer.shared
@@ -540,6 +544,9 @@ impl RunningServer {
             peer.shared
                 .wait_for(None, |link| link.is_closed().then_some(()));
         }
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.listener.wake();
+        let _ = accept.join();
         let threads: Vec<JoinHandle<()>> = {
             let mut conns = self
                 .inner

@@ -338,6 +338,14 @@ impl WsCodec {
                 Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
                     return Ok(Some(None))
                 }
+                Err(tungstenite::Error::Capacity(
+                    tungstenite::error::CapacityError::MessageTooLong { size, .. },
+                )) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        Oversized(size as u64),
+                    ))
+                }
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
         }
@@ -361,6 +369,24 @@ impl WsCodec {
         let _ = self.ws.flush();
         std::mem::take(&mut self.ws.get_mut().outbound)
     }
+}
+
+/// The error a [`WsCodec`] reports for a message over its limit, carrying
+/// the size the message announced.
+#[derive(Debug)]
+struct Oversized(u64);
+
+impl std::fmt::Display for Oversized {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a websocket message of {} bytes, over the limit", self.0)
+    }
+}
+
+impl std::error::Error for Oversized {}
+
+/// The size of the message `e` reports as over the limit, if that is what it says.
+fn oversized(e: &io::Error) -> Option<u64> {
+    e.get_ref()?.downcast_ref::<Oversized>().map(|o| o.0)
 }
 
 fn ws_io(e: tungstenite::Error) -> io::Error {

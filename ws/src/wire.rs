@@ -32,6 +32,9 @@ pub trait Sink {
     fn bytes(&mut self, bytes: &[u8], now: Instant);
     /// One websocket message: one rigwire frame.
     fn frame(&mut self, frame: Bytes, now: Instant);
+    /// A websocket message of `len` bytes was over the limit and dropped
+    /// unread: a protocol violation, which the peer is told of.
+    fn too_large(&mut self, len: u64, now: Instant);
     /// The transport ended, for this reason.
     fn closed(&mut self, reason: &str, now: Instant);
 }
@@ -56,6 +59,9 @@ impl Sink for Link {
     }
     fn frame(&mut self, frame: Bytes, now: Instant) {
         self.handle_frame(frame, now);
+    }
+    fn too_large(&mut self, len: u64, now: Instant) {
+        self.handle_oversized_frame(len, now);
     }
     fn closed(&mut self, reason: &str, now: Instant) {
         self.handle_transport_closed(reason, now);
@@ -226,7 +232,14 @@ impl Wire {
                 }
                 Ok(Some(None)) => break Some("the peer closed the websocket".to_owned()),
                 Ok(None) => break None,
-                Err(e) => break Some(format!("websocket: {e}")),
+                Err(e) => match crate::oversized(&e) {
+                    // The link answers it (a Reject or Goodbye) and closes.
+                    Some(len) => {
+                        sink.too_large(len, now);
+                        break None;
+                    }
+                    None => break Some(format!("websocket: {e}")),
+                },
             }
         };
         let control = codec.take_output(); // pongs owed

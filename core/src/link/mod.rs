@@ -408,6 +408,13 @@ impl Link {
         self.settle();
     }
 
+    /// A message transport dropped a frame of `len` bytes over its limit
+    /// ([`Connection::handle_oversized_frame`]).
+    pub fn handle_oversized_frame(&mut self, len: u64, now: Instant) {
+        self.conn.handle_oversized_frame(len, now);
+        self.settle();
+    }
+
     /// Time passed: deadlines, keepalive, the close linger. Extra calls are
     /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -545,14 +552,19 @@ impl Link {
 
     /// Answers incoming call `id`; its handler is done. Replies are never
     /// refused for room: their number is bounded by the incoming-call limit.
+    /// A call whose deadline has passed by `now` gets no answer (spec §6.1),
+    /// even if no timer has run since: the timers run first.
     ///
     /// # Errors
-    /// As [`Connection::reply`]; `NotPending` for a cancelled call is harmless.
+    /// As [`Connection::reply`]; `NotPending` for a cancelled or expired
+    /// call is harmless.
     pub fn reply(
         &mut self,
         id: u64,
         result: Result<Payload, RemoteError>,
+        now: Instant,
     ) -> Result<(), ReplyError> {
+        self.handle_timeout(now);
         self.running.remove(&id);
         if self.cancelled.remove(&id) {
             // A cancelled call's handler finished: its slot is free now, and

@@ -314,7 +314,8 @@ impl LinkPair {
                         .push((side, call.id, self.now + self.slow_handler, call.args));
                 }
                 Job::Call(call) => {
-                    let _ = self.links[idx(side)].reply(call.id, Ok(call.args));
+                    let now = self.now;
+                    let _ = self.links[idx(side)].reply(call.id, Ok(call.args), now);
                 }
                 Job::Notify(_) => self.links[idx(side)].notify_done(),
                 Job::Cancel(id) => {
@@ -337,7 +338,7 @@ impl LinkPair {
             .collect();
         self.handlers.retain(|h| !(h.0 == side && h.2 <= now));
         for (id, payload) in &due {
-            let _ = self.links[idx(side)].reply(*id, Ok(payload.clone()));
+            let _ = self.links[idx(side)].reply(*id, Ok(payload.clone()), now);
         }
         !due.is_empty()
     }

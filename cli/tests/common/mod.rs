@@ -1,0 +1,56 @@
+//! Helpers shared by the command's tests: the binary, and a child process
+//! whose first lines are read (the `listening URL` lines a script waits for).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+/// The `rigwire` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_rigwire");
+
+/// A `rigwire` child process and its first lines, killed when dropped.
+pub struct Spawned {
+    pub child: Child,
+    pub lines: Vec<String>,
+}
+
+impl Spawned {
+    pub fn start(args: &[&str], env: &[(&str, &str)], lines: usize) -> Spawned {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env_remove("RIGWIRE_SECRET");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let lines = (0..lines)
+            .map(|_| {
+                let mut line = String::new();
+                out.read_line(&mut line).unwrap();
+                line.trim().to_owned()
+            })
+            .collect();
+        Spawned { child, lines }
+    }
+
+    /// The second word of the line ending in `suffix`.
+    pub fn url(&self, suffix: &str) -> String {
+        self.lines
+            .iter()
+            .find(|l| l.ends_with(suffix))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no line ending in {suffix:?} in {:?}", self.lines))
+            .to_owned()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,111 @@
+//! Spec §6.9, graceful shutdown, in both runtimes: during the grace a call
+//! already running finishes and is answered, a new connection gets `Hello`
+//! then `Reject{Shutdown}` (not silence in the listen backlog), and the
+//! server then says `Goodbye`.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rigwire_core::{Config, Message, RejectCode};
+
+/// Reads whole frames from a raw socket until it closes or 10 s pass.
+fn frames_until_closed(stream: &mut TcpStream) -> Vec<Message> {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < until {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            Err(_) => break,
+        }
+    }
+    let mut out = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let Some(body) = rest.get(4..4 + len) else {
+            break;
+        };
+        out.push(Message::decode(&Bytes::copy_from_slice(body)).unwrap());
+        rest = &rest[4 + len..];
+    }
+    out
+}
+
+/// While a 600 ms call runs, `stop` shuts the server down with a 5 s grace
+/// on a thread of its own; a newcomer connects during the grace.
+fn check_grace(url: &str, running: &AtomicBool, stop: impl FnOnce() + Send + 'static) {
+    let client = rigwire_std::Client::connect(url, Config::named("script")).unwrap();
+    let slow = client.start("nap", &600u64).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while !running.load(Ordering::SeqCst) {
+        assert!(Instant::now() < until, "the handler never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stopper = std::thread::spawn(stop);
+    std::thread::sleep(Duration::from_millis(50));
+    let addr = url.trim_start_matches("tcp://");
+    let mut newcomer = TcpStream::connect(addr).unwrap();
+    let said = frames_until_closed(&mut newcomer);
+    assert!(matches!(said.first(), Some(Message::Hello(_))), "{said:?}");
+    assert!(
+        matches!(said.get(1), Some(Message::Reject { code: RejectCode::Shutdown, reason }) if reason.contains("shutting down")),
+        "{said:?}"
+    );
+    // The call that was running when the shutdown began is answered.
+    let slept: u64 = slow.wait().unwrap();
+    assert_eq!(slept, 600);
+    stopper.join().unwrap();
+}
+
+/// A flag the `nap` handler raises when it starts.
+fn started() -> (Arc<AtomicBool>, Arc<AtomicBool>) {
+    let flag = Arc::new(AtomicBool::new(false));
+    (Arc::clone(&flag), flag)
+}
+
+#[test]
+fn std_server_answers_running_calls_and_refuses_newcomers_during_its_grace() {
+    let (running, flag) = started();
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+    server
+        .expose("nap", move |ms: u64| {
+            flag.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(ms)
+        })
+        .unwrap();
+    let server = server.start().unwrap();
+    check_grace(&server.local_url(), &running, move || {
+        server.shutdown(Duration::from_secs(5))
+    });
+}
+
+#[test]
+fn smol_server_answers_running_calls_and_refuses_newcomers_during_its_grace() {
+    let (running, flag) = started();
+    let mut server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+    server
+        .expose("nap", move |ms: u64| {
+            flag.store(true, Ordering::SeqCst);
+            async move {
+                smol::Timer::after(Duration::from_millis(ms)).await;
+                Ok(ms)
+            }
+        })
+        .unwrap();
+    let server = server.start().unwrap();
+    check_grace(&server.local_url(), &running, move || {
+        smol::block_on(server.shutdown(Duration::from_secs(5)))
+    });
+}
