@@ -395,6 +395,14 @@ impl Connection {
         self.fail_by_peer(err.into());
     }
 
+    /// The transport saw the peer break the protocol below the frames (a
+    /// text websocket message, say), for `reason`: answered `Reject{Protocol}`
+    /// before the handshake completes, `Goodbye` after, then closed.
+    pub fn handle_protocol_violation(&mut self, reason: &str, now: Instant) {
+        self.handle_timeout(now);
+        self.fail_by_peer(ConnectionError::Protocol(reason.to_owned()));
+    }
+
     /// Lets time pass: expires deadlines, sends keepalives, declares a silent
     /// peer dead, enforces the handshake timeout. Calling it early does nothing.
     pub fn handle_timeout(&mut self, now: Instant) {

@@ -340,11 +340,16 @@ impl Relay {
         self.check_drain(now);
     }
 
-    /// Connection `id`'s transport dropped a frame of `len` bytes over its
-    /// limit ([`Connection::handle_oversized_frame`]).
-    pub fn handle_oversized_frame(&mut self, id: ConnId, len: u64, now: Instant) {
+    /// Connection `id`'s transport saw the peer break the protocol below
+    /// the frames: a frame of `len` bytes over the limit
+    /// ([`Connection::handle_oversized_frame`]) if `len` is given, else
+    /// `reason` ([`Connection::handle_protocol_violation`]).
+    pub fn handle_violation(&mut self, id: ConnId, len: Option<u64>, reason: &str, now: Instant) {
         if let Some(p) = self.peers.get_mut(&id) {
-            p.conn.handle_oversized_frame(len, now);
+            match len {
+                Some(len) => p.conn.handle_oversized_frame(len, now),
+                None => p.conn.handle_protocol_violation(reason, now),
+            }
             self.process(id, now);
         }
         self.check_drain(now);

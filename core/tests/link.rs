@@ -447,3 +447,36 @@ fn a_reply_after_the_calls_deadline_is_never_sent_even_before_a_timer_ran() {
         .unwrap();
     assert!(link.output().iter().map(|c| c.len()).sum::<usize>() > after);
 }
+
+/// The graceful ending (spec §6.7): the last frames leave, then the writing
+/// side is shut while the peer's input is still read (and discarded) until
+/// it ends its side, or the close linger passes.
+#[test]
+fn a_closed_link_writes_out_then_reads_to_the_peers_end_within_the_linger() {
+    use rigwire_core::link::CLOSE_LINGER;
+    use rigwire_core::RejectCode;
+    let start = Instant::now();
+    for peer_ends in [true, false] {
+        let mut link = raw_server_link(ProtocolConfig::named("rig"), start);
+        link.reject(RejectCode::ConnectionLimit, "full", start);
+        assert!(link.is_closed());
+        assert!(!link.is_written_out(), "the Reject is still to leave");
+        let queued: usize = link.output().iter().map(|c| c.len()).sum();
+        link.handle_written(queued);
+        assert!(link.is_written_out());
+        assert!(!link.is_finished());
+        let interest = link.poll_interest();
+        assert!(interest.read && link.wants_input(), "{interest:?}");
+        assert_eq!(interest.wake_at, Some(start + CLOSE_LINGER));
+        // What the peer still sends is read and dropped.
+        link.handle_input(&[0u8; 4096], start);
+        assert!(link.output().is_empty() && !link.is_finished());
+        if peer_ends {
+            link.handle_transport_closed("the peer closed the connection", start);
+        } else {
+            link.handle_timeout(start + CLOSE_LINGER);
+        }
+        assert!(link.is_finished());
+        assert!(!link.poll_interest().read && link.poll_interest().wake_at.is_none());
+    }
+}

@@ -190,7 +190,7 @@ fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "auth-rejected",
-            about: "The server holds the secret \"a wrong secret, long enough\": the client's proof fails to verify, so the server sends Reject{AuthFailed} and no proof of its own; both close with AuthFailed.",
+            about: "The client holds the secret \"correct horse battery staple\", the server \"a wrong secret, long enough\": the client's proof fails to verify, so the server sends Reject{AuthFailed} and no proof of its own; both close with AuthFailed.",
             play: |f| {
                 let run = Run::new(f, Some(SECRET), Some("a wrong secret, long enough"));
                 assert!(!connected(&run));

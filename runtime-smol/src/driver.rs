@@ -24,6 +24,7 @@
 //! The state mutex is a plain `std` mutex, never held across an `.await`.
 
 use std::collections::HashMap;
+use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -181,8 +182,11 @@ impl Shared {
                 self.driver_wake.notify(usize::MAX);
             }
         }
+        if g.link.is_written_out() {
+            self.socket.shutdown(Shutdown::Write);
+        }
         if g.link.is_finished() {
-            self.socket.shutdown();
+            self.socket.shutdown(Shutdown::Both);
         }
     }
 
@@ -351,7 +355,7 @@ impl Shared {
                 )
             };
             if finished {
-                self.socket.shutdown();
+                self.socket.shutdown(Shutdown::Both);
                 break;
             }
             let read = interest.read && !callers_active;
@@ -526,7 +530,7 @@ impl Shared {
 
     /// Closes the transport at once, without a goodbye (as a crash would).
     pub(crate) fn shutdown_transport(&self) {
-        self.socket.shutdown();
+        self.socket.shutdown(Shutdown::Both);
     }
 }
 

@@ -248,8 +248,13 @@ impl Sink for RelayInput<'_> {
     fn frame(&mut self, frame: Bytes, now: Instant) {
         self.relay.handle_frame(self.id, frame, now);
     }
-    fn too_large(&mut self, len: u64, now: Instant) {
-        self.relay.handle_oversized_frame(self.id, len, now);
+    fn violation(&mut self, violation: rigwire_ws::Violation, now: Instant) {
+        let len = match violation {
+            rigwire_ws::Violation::TooLarge(len) => Some(len),
+            _ => None,
+        };
+        self.relay
+            .handle_violation(self.id, len, &violation.to_string(), now);
     }
     fn closed(&mut self, reason: &str, now: Instant) {
         let reason = self.write_failed.as_deref().unwrap_or(reason);
@@ -279,7 +284,8 @@ impl ConnIo {
             }
         }
         if conn.is_closed() && self.out.drained() {
-            self.socket.shutdown();
+            // The reader reads the peer's side to its end, then closes.
+            self.socket.shutdown(std::net::Shutdown::Write);
         }
     }
 }
@@ -484,20 +490,23 @@ impl Inner {
                 let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) else {
                     return;
                 };
-                if conn.is_closed() && cio.out.drained() {
-                    socket.shutdown();
-                    return;
-                }
-                if conn.is_closed() {
-                    // A peer that never reads does not keep a closed connection forever.
+                let closed = conn.is_closed();
+                if closed {
+                    // The link's graceful ending (`Link::is_written_out`): the
+                    // last frames out, our side shut, the peer's read to its
+                    // end, all within the close linger, so a peer that never
+                    // reads does not keep a closed connection forever.
                     let until = *give_up
                         .get_or_insert_with(|| Instant::now() + rigwire_core::link::CLOSE_LINGER);
-                    if Instant::now() >= until {
-                        socket.shutdown();
+                    if cio.out.drained() {
+                        socket.shutdown(std::net::Shutdown::Write);
+                    }
+                    if ended || Instant::now() >= until {
+                        socket.shutdown(std::net::Shutdown::Both);
                         return;
                     }
                 }
-                (cio.write_blocked, cio.out.wants_input(conn))
+                (cio.write_blocked, closed || cio.out.wants_input(conn))
             };
             // A peer that does not read our answers is not read from.
             let read = !ended && wants_input;
@@ -692,7 +701,7 @@ impl RunningRelay {
             future::or(listener, sleep_until(Some(until))).await;
         }
         for cio in self.inner.lock().io.values() {
-            cio.socket.shutdown();
+            cio.socket.shutdown(std::net::Shutdown::Both);
         }
         self.cleanup();
         tracing::info!(clients = %self.clients_url, "relay stopped");
@@ -705,7 +714,7 @@ impl RunningRelay {
             task.cancel().await;
         }
         for cio in self.inner.lock().io.values() {
-            cio.socket.shutdown();
+            cio.socket.shutdown(std::net::Shutdown::Both);
         }
         self.cleanup();
     }
@@ -723,7 +732,7 @@ impl Drop for RunningRelay {
             return; // shut down or aborted already
         }
         for cio in self.inner.lock().io.values() {
-            cio.socket.shutdown();
+            cio.socket.shutdown(std::net::Shutdown::Both);
         }
         self.cleanup();
     }

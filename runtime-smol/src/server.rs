@@ -166,7 +166,7 @@ impl ServerInner {
                         // Its place went to this newcomer: close it.
                         if let Some(old) = sockets.get(oldest) {
                             tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
-                            old.shutdown();
+                            old.shutdown(std::net::Shutdown::Both);
                         }
                     }
                     let admitted = admitted.map(|a| a.ticket);

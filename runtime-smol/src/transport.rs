@@ -57,10 +57,11 @@ impl Socket {
     }
 
     /// Ends both directions; a pending read completes with end of stream.
-    pub(crate) fn shutdown(&self) {
+    /// Shuts down one side or both; a socket already gone is no error.
+    pub(crate) fn shutdown(&self, how: Shutdown) {
         let _ = match self {
-            Socket::Tcp(s) => s.get_ref().shutdown(Shutdown::Both),
-            Socket::Unix(s) => s.get_ref().shutdown(Shutdown::Both),
+            Socket::Tcp(s) => s.get_ref().shutdown(how),
+            Socket::Unix(s) => s.get_ref().shutdown(how),
         };
     }
 }

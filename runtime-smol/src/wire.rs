@@ -16,12 +16,15 @@ pub(crate) struct RelayOutbox {
     out: Outbox,
     /// Writing failed; the reader reports the end with this reason.
     pub(crate) failed: Option<String>,
+    /// The connection has ended (a websocket then sends its Close frame).
+    closed: bool,
 }
 
 impl RelayOutbox {
     /// Takes what the connection queued (dropped if writing has failed).
     pub(crate) fn fill(&mut self, conn: &mut Connection) {
         self.out.fill(conn);
+        self.closed = conn.is_closed();
         if self.failed.is_some() {
             self.out.clear();
         }
@@ -51,5 +54,9 @@ impl rigwire_ws::Outbox for RelayOutbox {
     fn handle_write_failed(&mut self, reason: &str) {
         self.failed = Some(format!("write failed: {reason}"));
         self.out.clear();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed
     }
 }

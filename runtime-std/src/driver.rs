@@ -32,6 +32,7 @@
 //! [`LocalClient`]: crate::LocalClient
 
 use std::io;
+use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -250,8 +251,11 @@ impl Shared {
                 Flushed::Failed => tracing::debug!(peer = %self.label, "write failed"),
             }
         }
+        if g.link.is_written_out() {
+            self.socket.shutdown(Shutdown::Write);
+        }
         if g.link.is_finished() {
-            self.socket.shutdown();
+            self.socket.shutdown(Shutdown::Both);
         }
     }
 
@@ -282,8 +286,9 @@ impl Shared {
     fn write_loop(self: Arc<Self>) {
         let mut g = self.lock();
         loop {
-            if g.link.is_finished() {
-                self.socket.shutdown();
+            // Its work ends with the last frames; the ending is the reader's.
+            if g.link.is_written_out() {
+                self.socket.shutdown(Shutdown::Write);
                 break;
             }
             if !g.write_blocked {
@@ -374,8 +379,9 @@ impl Shared {
         loop {
             // Closing always happens inside a step, which has already run the
             // resulting work (the disconnect hook among it). What is left to
-            // write is the writer thread's, within the link's close linger.
-            if g.link.is_closed() {
+            // write is the writer thread's; reading goes on, discarding, until
+            // the peer ends its side or the link's close linger ends.
+            if g.link.is_finished() {
                 break;
             }
             let now = Instant::now();
@@ -686,6 +692,6 @@ impl Shared {
 
     /// Closes the transport at once; never waits for anything.
     pub(crate) fn shutdown_transport(&self) {
-        self.socket.shutdown();
+        self.socket.shutdown(Shutdown::Both);
     }
 }

@@ -287,7 +287,7 @@ impl ServerInner {
         let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = conns.values().find(|c| c.ticket == Some(ticket)) {
             if let Some(k) = &c.killer {
-                k.shutdown();
+                k.shutdown(std::net::Shutdown::Both);
             }
         }
     }
@@ -399,6 +399,8 @@ impl ServerInner {
             Err(refusal) => {
                 tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
                 shared.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
+                // Until the peer has read why (see `Link::is_written_out`).
+                shared.drive();
                 self.forget(id, None, false);
                 return;
             }

@@ -86,10 +86,11 @@ impl Socket {
     }
 
     /// Ends both directions; a thread blocked reading it wakes with end of stream.
-    pub(crate) fn shutdown(&self) {
+    /// Shuts down one side or both; a socket already gone is no error.
+    pub(crate) fn shutdown(&self, how: Shutdown) {
         let _ = match self {
-            Socket::Tcp(s) => s.shutdown(Shutdown::Both),
-            Socket::Unix(s) => s.shutdown(Shutdown::Both),
+            Socket::Tcp(s) => s.shutdown(how),
+            Socket::Unix(s) => s.shutdown(how),
         };
     }
 }

@@ -325,12 +325,7 @@ impl WsCodec {
             match self.ws.read() {
                 Ok(Message::Binary(data)) => return Ok(Some(Some(data))),
                 Ok(Message::Close(_)) => return Ok(Some(None)),
-                Ok(Message::Text(_)) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "text websocket message; rigwire sends binary frames",
-                    ))
-                }
+                Ok(Message::Text(_)) => return Err(Violation::Text.into()),
                 Ok(_) => {} // ping/pong: tungstenite queues the answer
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     return Ok(None)
@@ -340,12 +335,7 @@ impl WsCodec {
                 }
                 Err(tungstenite::Error::Capacity(
                     tungstenite::error::CapacityError::MessageTooLong { size, .. },
-                )) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        Oversized(size as u64),
-                    ))
-                }
+                )) => return Err(Violation::TooLarge(size as u64).into()),
                 Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
             }
         }
@@ -364,6 +354,15 @@ impl WsCodec {
         }
     }
 
+    /// Queues a websocket Close frame: the rigwire connection has ended and
+    /// its last frames are queued before it (spec §1.1). Nothing after it is
+    /// sent.
+    pub fn close(&mut self) {
+        // Already closing or closed: nothing more to say.
+        let _ = self.ws.close(None);
+        let _ = self.ws.flush();
+    }
+
     /// Bytes to send to the peer now (frames and control answers, in order).
     pub fn take_output(&mut self) -> Vec<u8> {
         let _ = self.ws.flush();
@@ -371,22 +370,31 @@ impl WsCodec {
     }
 }
 
-/// The error a [`WsCodec`] reports for a message over its limit, carrying
-/// the size the message announced.
-#[derive(Debug)]
-struct Oversized(u64);
+/// A websocket message rigwire does not accept: a protocol violation the
+/// rigwire connection answers (`Reject{Protocol}` or `Goodbye`, spec §1.1),
+/// unlike broken websocket framing, which just ends the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Violation {
+    /// A message over the limit, of this many bytes; dropped unread.
+    #[error("a websocket message of {0} bytes, over the frame limit")]
+    TooLarge(u64),
+    /// A text message; rigwire frames travel as binary messages only.
+    #[error("a text websocket message; rigwire frames travel as binary messages")]
+    Text,
+}
 
-impl std::fmt::Display for Oversized {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "a websocket message of {} bytes, over the limit", self.0)
+impl From<Violation> for io::Error {
+    fn from(v: Violation) -> io::Error {
+        io::Error::new(io::ErrorKind::InvalidData, v)
     }
 }
 
-impl std::error::Error for Oversized {}
-
-/// The size of the message `e` reports as over the limit, if that is what it says.
-fn oversized(e: &io::Error) -> Option<u64> {
-    e.get_ref()?.downcast_ref::<Oversized>().map(|o| o.0)
+impl Violation {
+    /// The violation `e` reports, if it reports one.
+    pub fn of(e: &io::Error) -> Option<Violation> {
+        e.get_ref()?.downcast_ref::<Violation>().copied()
+    }
 }
 
 fn ws_io(e: tungstenite::Error) -> io::Error {
@@ -438,6 +446,37 @@ mod tests {
             client.decode(&server.take_output()).unwrap().frames,
             vec![Bytes::from_static(b"back")]
         );
+    }
+
+    /// Spec §1.1: a text message and a message over the limit are
+    /// protocol violations the connection answers; a closing side ends with
+    /// a Close frame, after its last frames.
+    #[test]
+    fn text_and_oversized_messages_are_violations_and_close_ends_the_stream() {
+        let (mut client, mut server) = upgraded("/data").unwrap();
+        client.ws.write(Message::text("[1, 2]")).unwrap();
+        client.ws.flush().unwrap();
+        let err = server.decode(&client.take_output()).unwrap_err();
+        assert_eq!(Violation::of(&err), Some(Violation::Text));
+
+        let (mut client, mut server) = upgraded("/data").unwrap();
+        // Before authentication the cap is the pre-handshake frame limit.
+        client.encode(Bytes::from(vec![0; 5000])).unwrap();
+        let err = server.decode(&client.take_output()).unwrap_err();
+        assert!(
+            matches!(Violation::of(&err), Some(Violation::TooLarge(n)) if n >= 5000),
+            "{err}"
+        );
+
+        let (mut client, mut server) = upgraded("/data").unwrap();
+        server.encode(Bytes::from_static(b"goodbye")).unwrap();
+        server.close();
+        let decoded = client.decode(&server.take_output()).unwrap();
+        assert_eq!(decoded.frames, vec![Bytes::from_static(b"goodbye")]);
+        assert!(decoded.closed);
+        // Broken framing is not a violation of ours: it just ends the transport.
+        let err = server.decode(&[0x8f, 0x80, 0, 0, 0, 0]).unwrap_err();
+        assert_eq!(Violation::of(&err), None);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use rigwire_core::Link;
 
-use crate::WsCodec;
+use crate::{Violation, WsCodec};
 
 /// Most encoded websocket bytes held ahead of the socket.
 pub const ENCODE_AHEAD: usize = 256 * 1024;
@@ -32,9 +32,9 @@ pub trait Sink {
     fn bytes(&mut self, bytes: &[u8], now: Instant);
     /// One websocket message: one rigwire frame.
     fn frame(&mut self, frame: Bytes, now: Instant);
-    /// A websocket message of `len` bytes was over the limit and dropped
-    /// unread: a protocol violation, which the peer is told of.
-    fn too_large(&mut self, len: u64, now: Instant);
+    /// The peer sent a websocket message rigwire does not accept: a
+    /// protocol violation, which the peer is told of before the end.
+    fn violation(&mut self, violation: Violation, now: Instant);
     /// The transport ended, for this reason.
     fn closed(&mut self, reason: &str, now: Instant);
 }
@@ -48,6 +48,9 @@ pub trait Outbox {
     fn handle_written(&mut self, n: usize);
     /// Writing failed for this reason; nothing more will be written.
     fn handle_write_failed(&mut self, reason: &str);
+    /// The connection has ended: once its output is out, a websocket says
+    /// so with a Close frame.
+    fn is_closed(&self) -> bool;
 }
 
 impl Sink for Link {
@@ -60,8 +63,11 @@ impl Sink for Link {
     fn frame(&mut self, frame: Bytes, now: Instant) {
         self.handle_frame(frame, now);
     }
-    fn too_large(&mut self, len: u64, now: Instant) {
-        self.handle_oversized_frame(len, now);
+    fn violation(&mut self, violation: Violation, now: Instant) {
+        match violation {
+            Violation::TooLarge(len) => self.handle_oversized_frame(len, now),
+            other => self.handle_protocol_violation(&other.to_string(), now),
+        }
     }
     fn closed(&mut self, reason: &str, now: Instant) {
         self.handle_transport_closed(reason, now);
@@ -77,6 +83,9 @@ impl Outbox for Link {
     }
     fn handle_write_failed(&mut self, reason: &str) {
         Link::handle_write_failed(self, reason);
+    }
+    fn is_closed(&self) -> bool {
+        Link::is_closed(self)
     }
 }
 
@@ -110,6 +119,8 @@ pub struct Wire {
     encoded_bytes: usize,
     /// Frames at the front of the link's output already encoded.
     frames_encoded: usize,
+    /// The websocket Close frame is queued (after the link's last frames).
+    close_queued: bool,
 }
 
 impl Wire {
@@ -120,6 +131,7 @@ impl Wire {
             encoded: VecDeque::new(),
             encoded_bytes: 0,
             frames_encoded: 0,
+            close_queued: false,
         }
     }
 
@@ -232,10 +244,10 @@ impl Wire {
                 }
                 Ok(Some(None)) => break Some("the peer closed the websocket".to_owned()),
                 Ok(None) => break None,
-                Err(e) => match crate::oversized(&e) {
+                Err(e) => match Violation::of(&e) {
                     // The link answers it (a Reject or Goodbye) and closes.
-                    Some(len) => {
-                        sink.too_large(len, now);
+                    Some(violation) => {
+                        sink.violation(violation, now);
                         break None;
                     }
                     None => break Some(format!("websocket: {e}")),
@@ -261,6 +273,10 @@ impl Wire {
     ) -> Flushed {
         loop {
             let output = outbox.output();
+            if output.is_empty() && self.encoded.is_empty() && outbox.is_closed() {
+                self.queue_close();
+            }
+            let output = outbox.output();
             let result = match output.len() {
                 _ if self.ws.is_none() && output.is_empty() => return Flushed::Done,
                 // One chunk on a plain stream, the common case: no slice table.
@@ -279,7 +295,8 @@ impl Wire {
                 Ok(n) => {
                     let done = self.written(n);
                     outbox.handle_written(done);
-                    if outbox.output().is_empty() && self.encoded.is_empty() {
+                    let close_owed = self.is_ws() && !self.close_queued && outbox.is_closed();
+                    if outbox.output().is_empty() && self.encoded.is_empty() && !close_owed {
                         return Flushed::Done;
                     }
                 }
@@ -294,6 +311,19 @@ impl Wire {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return self.fail(outbox, e.to_string()),
             }
+        }
+    }
+
+    /// On a websocket whose connection ended, queues the Close frame once.
+    fn queue_close(&mut self) {
+        let Some(codec) = self.ws.as_mut().filter(|_| !self.close_queued) else {
+            return;
+        };
+        self.close_queued = true;
+        codec.close();
+        let bytes = codec.take_output();
+        if !bytes.is_empty() {
+            self.push(Bytes::from(bytes), 0, 0);
         }
     }
 

@@ -120,6 +120,8 @@ pub fn describe(m: &Message) -> String {
 /// One connection to or from the implementation under test.
 pub struct Wire {
     kind: Kind,
+    /// A websocket Close frame arrived.
+    ws_closed: bool,
 }
 
 fn ws_config() -> WebSocketConfig {
@@ -144,7 +146,46 @@ impl Wire {
                 Kind::Ws(Box::new(ws))
             }
         };
-        Ok(Wire { kind })
+        Ok(Wire {
+            kind,
+            ws_closed: false,
+        })
+    }
+
+    /// Sends a websocket text message; `false` on a byte stream, which has
+    /// no such thing.
+    pub fn send_text(&mut self, text: &str) -> io::Result<bool> {
+        match &mut self.kind {
+            Kind::Framed(..) => Ok(false),
+            Kind::Ws(ws) => ws
+                .send(tungstenite::Message::text(text))
+                .map(|()| true)
+                .map_err(io::Error::other),
+        }
+    }
+
+    /// Sends `body` as a binary websocket message in two fragments; `false`
+    /// on a byte stream.
+    pub fn send_fragmented(&mut self, body: &[u8]) -> io::Result<bool> {
+        use tungstenite::protocol::frame::coding::{Data, OpCode};
+        use tungstenite::protocol::frame::Frame;
+        let Kind::Ws(ws) = &mut self.kind else {
+            return Ok(false);
+        };
+        let (a, b) = body.split_at(body.len() / 2);
+        let first = Frame::message(a.to_vec(), OpCode::Data(Data::Binary), false);
+        let rest = Frame::message(b.to_vec(), OpCode::Data(Data::Continue), true);
+        for frame in [first, rest] {
+            ws.write(tungstenite::Message::Frame(frame))
+                .map_err(io::Error::other)?;
+        }
+        ws.flush().map_err(io::Error::other)?;
+        Ok(true)
+    }
+
+    /// Whether a websocket Close frame arrived.
+    pub fn saw_ws_close(&self) -> bool {
+        self.ws_closed
     }
 
     /// Sends one frame body (a length prefix or one binary message around it).
@@ -163,6 +204,28 @@ impl Wire {
             Kind::Ws(ws) => ws
                 .send(tungstenite::Message::binary(body.to_vec()))
                 .map_err(io::Error::other),
+        }
+    }
+
+    /// Sends several frame bodies in one write (on websocket, one message
+    /// each, flushed together).
+    pub fn send_bodies(&mut self, bodies: &[Vec<u8>]) -> io::Result<()> {
+        match &mut self.kind {
+            Kind::Framed(s, _) => {
+                let mut bytes = Vec::new();
+                for body in bodies {
+                    bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+                    bytes.extend_from_slice(body);
+                }
+                s.write_all(&bytes)
+            }
+            Kind::Ws(ws) => {
+                for body in bodies {
+                    ws.write(tungstenite::Message::binary(body.clone()))
+                        .map_err(io::Error::other)?;
+                }
+                ws.flush().map_err(io::Error::other)
+            }
         }
     }
 
@@ -220,7 +283,10 @@ impl Wire {
                     }
                     match ws.read() {
                         Ok(tungstenite::Message::Binary(b)) => return Got::Frame(b),
-                        Ok(tungstenite::Message::Close(_)) => return Got::Closed,
+                        Ok(tungstenite::Message::Close(_)) => {
+                            self.ws_closed = true;
+                            return Got::Closed;
+                        }
                         Ok(_) => {}
                         Err(tungstenite::Error::Io(e)) if timed_out(&e) => {}
                         Err(tungstenite::Error::Capacity(_)) => {
@@ -347,7 +413,10 @@ impl Listener {
         if let Kind::Framed(Stream::Tcp(s), _) = &kind {
             s.set_nodelay(true)?;
         }
-        Ok(Wire { kind })
+        Ok(Wire {
+            kind,
+            ws_closed: false,
+        })
     }
 }
 

@@ -25,9 +25,12 @@
 //!   read, whether to write and when to wake. A runtime reads only when told
 //!   (the peer is not reading our answers: stop reading its requests),
 //!   writes only when told, and sleeps until `wake_at`;
-//! * the end of a connection: after it closes, its last frames (a goodbye or
-//!   a reject saying why) get [`CLOSE_LINGER`] to leave, then the link is
-//!   [`finished`](Link::is_finished) and the runtime closes the socket.
+//! * the end of a connection, gracefully: after it closes, its last frames
+//!   (a goodbye or a reject saying why) leave; then the link is
+//!   [written out](Link::is_written_out) and the runtime shuts down its
+//!   writing side; it keeps reading, and discarding, until the peer ends its
+//!   side; then the link is [`finished`](Link::is_finished) and the runtime
+//!   closes the socket. The whole ending takes at most [`CLOSE_LINGER`].
 //!
 //! # Call order
 //!
@@ -297,11 +300,22 @@ impl Link {
         self.conn.is_closed()
     }
 
-    /// Closed and nothing left to write (or given up on writing it): close
-    /// the socket.
-    pub fn is_finished(&self) -> bool {
+    /// Closed, and its last frames are out (or given up on): shut down the
+    /// transport's writing side now, so the peer reads them and then the end
+    /// of the stream. Keep reading (and discarding) until
+    /// [`is_finished`](Self::is_finished): closing a socket with unread input
+    /// resets it, and a reset can destroy the last frames before the peer
+    /// reads them (a `Reject` saying why it was refused).
+    pub fn is_written_out(&self) -> bool {
         self.conn.is_closed()
             && (self.unsent.is_empty() || self.write_failed.is_some() || self.transport_done)
+    }
+
+    /// Closed, and the transport is done with: the peer ended its side (or
+    /// it failed), or [`CLOSE_LINGER`] passed since the close. Close the
+    /// socket.
+    pub fn is_finished(&self) -> bool {
+        self.conn.is_closed() && self.transport_done
     }
 
     /// Bytes queued for the transport and not yet written, counting calls
@@ -344,9 +358,11 @@ impl Link {
     /// Whether to read from the transport: `poll_interest().read`, without
     /// computing the rest.
     pub fn wants_input(&self) -> bool {
-        !self.conn.is_closed()
-            && !self.transport_done
-            && self.unsent.bytes() <= self.conn.config().max_queued_output
+        if self.conn.is_closed() {
+            // Read, and discard, until the peer ends its side.
+            return !self.transport_done;
+        }
+        !self.transport_done && self.unsent.bytes() <= self.conn.config().max_queued_output
     }
 
     /// What to wait for next; see [`Interest`].
@@ -354,7 +370,7 @@ impl Link {
         let writable = !self.unsent.is_empty() && self.write_failed.is_none();
         if self.conn.is_closed() {
             return Interest {
-                read: false,
+                read: !self.transport_done,
                 write: writable && !self.transport_done,
                 wake_at: if self.is_finished() {
                     None
@@ -415,14 +431,23 @@ impl Link {
         self.settle();
     }
 
+    /// The transport saw the peer break the protocol below the frames
+    /// ([`Connection::handle_protocol_violation`]).
+    pub fn handle_protocol_violation(&mut self, reason: &str, now: Instant) {
+        self.conn.handle_protocol_violation(reason, now);
+        self.settle();
+    }
+
     /// Time passed: deadlines, keepalive, the close linger. Extra calls are
     /// harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.conn.handle_timeout(now);
         self.settle();
-        if self.close_by.is_some_and(|t| now >= t) && !self.unsent.is_empty() {
-            // The peer did not take our last frames in time; give up on them.
+        if self.close_by.is_some_and(|t| now >= t) {
+            // The peer did not take our last frames, or did not end its
+            // side, in time: give up on it.
             self.transport_done = true;
+            self.unsent.clear();
         }
     }
 

@@ -1,7 +1,8 @@
 //! The handshake's cases (spec §5, and the limits before it completes).
 
 use bytes::Bytes;
-use rigwire_std::core::{Codec, Message, RejectCode};
+use rigwire_std::core::auth::proof;
+use rigwire_std::core::{Codec, Message, RejectCode, Role};
 
 use super::*;
 
@@ -98,5 +99,53 @@ pub(super) fn oversized_before_handshake(t: &Target) -> Checked {
     // must decide from the prefix, before any body byte is buffered.
     wire.send_oversized(5000, 0)
         .map_err(|e| fail("to send", e.to_string()))?;
+    rejects(&mut wire, RejectCode::Protocol)
+}
+
+pub(super) fn pipelined_call(t: &Target) -> Checked {
+    let (mut wire, _, server_body) = open(t)?;
+    let ours = Message::Hello(our_hello(t.secret.is_some()));
+    let mut frames = vec![ours.encode()];
+    if let Some(secret) = &t.secret {
+        let mine = proof(secret, Role::Client, &frames[0], &server_body);
+        frames.push(Message::Auth { proof: mine }.encode());
+    }
+    frames.push(
+        Message::Call {
+            id: 1,
+            method: "add".into(),
+            deadline_us: None,
+            codec: Codec::Json,
+            args: Bytes::from_static(b"[1,2]"),
+        }
+        .encode(),
+    );
+    wire.send_bodies(&frames)
+        .map_err(|e| fail("to send", e.to_string()))?;
+    loop {
+        let got = wire.next(PROMPT);
+        match got.message() {
+            // The server's proof comes first with a secret.
+            Some(Message::Auth { .. }) if t.secret.is_some() => {}
+            Some(Message::Reply { id: 1, .. }) => return Ok(()),
+            _ => return Err(fail("Reply{id 1}", got.describe())),
+        }
+    }
+}
+
+pub(super) fn graceful_close(t: &Target) -> Checked {
+    let mut wire = open_with(t, |h| h.magic = *b"XXXX")?;
+    // Go on sending while the server refuses and closes: it must read (and
+    // drop) what comes until we end our side, within its 1 s linger.
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(300);
+    while std::time::Instant::now() < until {
+        if let Err(e) = wire.send_body(&[0x42; 1024]) {
+            return Err(fail(
+                "no reset while we still send, within 1 s (§6.7)",
+                format!("a reset: {e}"),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     rejects(&mut wire, RejectCode::Protocol)
 }

@@ -216,6 +216,8 @@ pub fn cases() -> Vec<Case<Target>> {
         "wrong-secret", "5.3", "a proof that does not verify: Reject{AuthFailed}, no proof from the server" => wrong_secret;
         "secret-on-one-side", "5.2", "a secret on one side only: Reject{AuthRequired}" => secret_on_one_side;
         "call-before-handshake", "5.5", "a Call before the handshake completes: Reject{Protocol}" => call_before_handshake;
+        "pipelined-call", "5.5", "a Call right behind our Hello (and proof), in one write, is served" => pipelined_call;
+        "graceful-close", "6.7", "a refused peer that goes on sending reads the Reject and meets no reset" => graceful_close;
         "oversized-before-handshake", "8", "a frame over 4096 bytes before completion: Reject{Protocol}" => oversized_before_handshake;
         "call-json", "6.1", "add [1, 2] in JSON: Reply in JSON, 3" => call_json;
         "call-postcard", "6.1", "add (1.5, 2.25) in postcard: Reply in postcard, 3.75" => call_postcard;
@@ -243,6 +245,9 @@ pub fn cases() -> Vec<Case<Target>> {
         "hello-after-handshake", "9", "a Hello after completion: Goodbye, close" => hello_after_handshake;
         "oversized-after-handshake", "8", "a frame over the negotiated limit: Goodbye, close" => oversized_after_handshake;
         "goodbye", "6.7", "after our Goodbye the server closes" => goodbye;
+        "ws-text-message", "1.1", "a text websocket message: Goodbye, a websocket Close, close" => ws_text_message;
+        "ws-fragmented", "1.1", "a Call in a fragmented binary message is served" => ws_fragmented;
+        "ws-wrong-path", "1.1", "an upgrade to another path: 404 Not Found" => ws_wrong_path;
         "keepalive", "7", "a silent peer is pinged (Ping{0}) within the interval" => keepalive;
         "handshake-timeout", "5.5", "no Hello from us: Reject{HandshakeTimeout}" => handshake_timeout;
     }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use rigwire_std::core::{Codec, ErrorKind, ExposedMethod, Message, RejectCode};
+use rigwire_std::core::{Codec, ErrorKind, ExposedMethod, Message, RejectCode, Url};
 
 use super::*;
 
@@ -312,5 +312,56 @@ pub(super) fn handshake_timeout(t: &Target) -> Checked {
             ..
         }) => Ok(()),
         _ => Err(fail("Reject{HandshakeTimeout} within 15 s", got.describe())),
+    }
+}
+
+pub(super) fn ws_text_message(t: &Target) -> Checked {
+    let mut s = establish(t)?;
+    let sent = s.wire.send_text("[1, 2]");
+    if !sent.map_err(|e| fail("to send", e.to_string()))? {
+        return Err(skip("websocket only"));
+    }
+    s.goodbye()?;
+    if !s.wire.saw_ws_close() {
+        return Err(fail(
+            "a websocket Close frame after the Goodbye",
+            "the connection closed without one",
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn ws_fragmented(t: &Target) -> Checked {
+    let mut s = establish(t)?;
+    let call = Message::Call {
+        id: 1,
+        method: "add".into(),
+        deadline_us: None,
+        codec: Codec::Json,
+        args: Bytes::from_static(b"[1,2]"),
+    };
+    let sent = s.wire.send_fragmented(&call.encode());
+    if !sent.map_err(|e| fail("to send", e.to_string()))? {
+        return Err(skip("websocket only"));
+    }
+    let sum: f64 = s.reply(1, Codec::Json)?;
+    if sum != 3.0 {
+        return Err(fail("3", sum.to_string()));
+    }
+    Ok(())
+}
+
+pub(super) fn ws_wrong_path(t: &Target) -> Checked {
+    let Url::Ws { addr, path } = &t.url else {
+        return Err(skip("websocket only"));
+    };
+    let other = Url::Ws {
+        addr: addr.clone(),
+        path: format!("{}-not-this-one", path.trim_end_matches('/')),
+    };
+    match Wire::connect(&other) {
+        Err(e) if e.to_string().contains("404") => Ok(()),
+        Err(e) => Err(fail("404 Not Found", e.to_string())),
+        Ok(_) => Err(fail("404 Not Found", "the upgrade succeeded")),
     }
 }
