@@ -16,7 +16,8 @@ use common::{Spawned, BIN};
 const SECRET: &str = "conformance-secret-0123456789";
 
 /// How long one conform run may take before the test gives up on it (the
-/// slowest cases wait for keepalive and the handshake timeout, ~8 s).
+/// slowest cases wait for keepalive and its timeout and for the handshake
+/// timeout, ~15 s in all).
 const RUN_BOUND: Duration = Duration::from_secs(120);
 
 /// Waits for `child` to exit within [`RUN_BOUND`] (killing it otherwise),

@@ -175,7 +175,7 @@ pub fn cases() -> Vec<Case<Stage>> {
     case_table! { Stage:
         "client-handshake-and-call", "5.1", "a valid Hello at once, a proof that verifies, a well-formed Call" => handshake_and_call;
         "client-error", "6.2", "an Error answer ends the call; the client closes cleanly" => error_answer;
-        "client-deadline", "6.1", "no answer: the client sends Cancel{id} once its deadline passes" => deadline;
+        "client-deadline", "6.1", "no answer: Cancel{id} once the deadline passes; a late answer is ignored" => deadline;
         "client-ping", "7", "the client answers Ping{seq} with Pong{seq}" => ping;
         "client-goodbye", "6.7", "after our Goodbye the client sends nothing and closes" => goodbye;
         "client-reject", "6.7", "after a Reject the client closes; with a secret it never sent a Call" => reject;
@@ -222,6 +222,8 @@ fn deadline(s: &Stage) -> Checked {
             format!("a Cancel after {} ms", arrived.elapsed().as_millis()),
         ));
     }
+    // A late answer is ignored (§6.1): the client just closes, as it would.
+    c.answer_three(id)?;
     c.closes(Duration::from_secs(5), true)
 }
 

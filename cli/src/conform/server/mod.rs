@@ -248,7 +248,7 @@ pub fn cases() -> Vec<Case<Target>> {
         "ws-text-message", "1.1", "a text websocket message: Goodbye, a websocket Close, close" => ws_text_message;
         "ws-fragmented", "1.1", "a Call in a fragmented binary message is served" => ws_fragmented;
         "ws-wrong-path", "1.1", "an upgrade to another path: 404 Not Found" => ws_wrong_path;
-        "keepalive", "7", "a silent peer is pinged (Ping{0}) within the interval" => keepalive;
+        "keepalive", "7", "a silent peer is pinged (Ping{0}), then dropped past the timeout" => keepalive;
         "handshake-timeout", "5.5", "no Hello from us: Reject{HandshakeTimeout}" => handshake_timeout;
     }
 }

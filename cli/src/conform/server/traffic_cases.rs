@@ -297,9 +297,26 @@ pub(super) fn keepalive(t: &Target) -> Checked {
     let mut s = establish(t)?;
     // Default interval 2 s; allow a slow or busy server.
     let got = s.wire.recv(Duration::from_secs(10));
-    match got.message() {
-        Some(Message::Ping { seq: 0 }) => Ok(()),
-        _ => Err(fail("Ping{0} within 10 s of silence", got.describe())),
+    if !matches!(got.message(), Some(Message::Ping { seq: 0 })) {
+        return Err(fail("Ping{0} within 10 s of silence", got.describe()));
+    }
+    // Never answered, and silent ourselves: past the keepalive timeout
+    // (default 6 s) the server declares us dead and closes.
+    let until = std::time::Instant::now() + Duration::from_secs(12);
+    loop {
+        let got = s
+            .wire
+            .recv(until.saturating_duration_since(std::time::Instant::now()));
+        match got {
+            Got::Closed => return Ok(()),
+            _ if matches!(got.message(), Some(Message::Ping { seq: 0 })) => {}
+            _ => {
+                return Err(fail(
+                    "more Ping{0}, then the connection closed within 12 s (§7)",
+                    got.describe(),
+                ))
+            }
+        }
     }
 }
 
