@@ -180,6 +180,10 @@ enum ConformSide {
         /// Run only this case (repeat for several).
         #[arg(long = "case", value_name = "NAME")]
         cases: Vec<String>,
+        /// The URL is a relay's clients URL: reach the conformance rig as the
+        /// service NAME registered there (NAME.echo, ...), two hops away.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
     },
     /// Play the server for a client under test, which runs the script of
     /// spec §11.2; prints `listening URL` first.
@@ -400,9 +404,10 @@ fn conform(side: ConformSide) -> Result<(), Failure> {
             secret,
             json,
             cases,
+            service,
         } => {
             let secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
-            conform::test_server(&url, secret, json, &cases).map_err(usage)?
+            conform::test_server(&url, secret, json, &cases, service).map_err(usage)?
         }
         ConformSide::Client {
             listen,

@@ -51,7 +51,20 @@ fn command(args: &[&str], secret: bool) -> Command {
 
 /// `rigwire conform server URL --json [--case NAME]...`: exit code and report.
 fn conform_server(url: &str, secret: bool, cases: &[&str]) -> (i32, serde_json::Value) {
+    conform_server_via(url, secret, cases, None)
+}
+
+/// The same, with `--service NAME` when `url` is a relay's.
+fn conform_server_via(
+    url: &str,
+    secret: bool,
+    cases: &[&str],
+    service: Option<&str>,
+) -> (i32, serde_json::Value) {
     let mut args = vec!["conform", "server", url, "--json"];
+    if let Some(name) = service {
+        args.extend(["--service", name]);
+    }
     for case in cases {
         args.extend(["--case", case]);
     }
@@ -145,6 +158,55 @@ impl UrlWith for Spawned {
     }
 }
 
+/// A relay on tcp with the demo rig registered behind it as `data`, all with
+/// the secret; the relay's clients URL.
+fn relay_with_service() -> (Vec<Spawned>, String) {
+    let secrets = [
+        ("RIGWIRE_SECRET", SECRET),
+        ("RIGWIRE_SERVICE_SECRET", SECRET),
+    ];
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+        ],
+        &secrets,
+        2,
+    );
+    let service = Spawned::start(
+        &["serve", "--via", &relay.url(" services"), "--as", "data"],
+        &[("RIGWIRE_SECRET", SECRET)],
+        1,
+    );
+    let clients = relay.url(" clients");
+    (vec![relay, service], clients)
+}
+
+#[test]
+fn a_relay_passes_every_case_two_hops_away() {
+    let (_processes, url) = relay_with_service();
+    let report = conform_server_via(&url, true, &[], Some("data"));
+    assert_all_pass(&url, &report);
+    let skipped: Vec<_> = with_verdict(&report.1, "skip")
+        .iter()
+        .map(|c| c["case"].as_str().unwrap().to_owned())
+        .collect();
+    // The websocket cases (a tcp URL) and the one rule a relay cannot keep.
+    assert_eq!(
+        skipped,
+        [
+            "notify-unknown",
+            "ws-text-message",
+            "ws-fragmented",
+            "ws-wrong-path"
+        ],
+        "{report:?}"
+    );
+}
+
 #[test]
 fn servers_of_both_runtimes_pass_every_case_on_every_transport() {
     let (_std, mut targets) = servers("std", "tcp://127.0.0.1:0");
@@ -163,15 +225,17 @@ fn servers_of_both_runtimes_pass_every_case_on_every_transport() {
             .iter()
             .map(|c| c["case"].as_str().unwrap())
             .collect();
-        // Only wrong-secret needs a secret, and only the ws- cases a websocket.
+        // Only wrong-secret needs a secret, only the ws- cases a websocket,
+        // and the relay- cases a relay.
         let expected = |case: &&str| {
             (*case == "wrong-secret" && !*secret)
                 || (case.starts_with("ws-") && !url.starts_with("ws://"))
+                || case.starts_with("relay-")
         };
         assert!(skipped.iter().all(expected), "{url}: {skipped:?}");
         assert_eq!(
             skipped.len(),
-            usize::from(!*secret) + if url.starts_with("ws://") { 0 } else { 3 },
+            usize::from(!*secret) + if url.starts_with("ws://") { 2 } else { 5 },
             "{url}: {skipped:?}"
         );
     }

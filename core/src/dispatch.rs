@@ -100,6 +100,12 @@ impl Registry {
         self.by_name.get(name).copied().or(self.fallback)
     }
 
+    /// Whether `name` goes to the fallback: nobody exposed it, and a
+    /// fallback is set (a relay forwards it, and its service checks it).
+    pub fn forwards(&self, name: &str) -> bool {
+        self.fallback.is_some() && !self.by_name.contains_key(name)
+    }
+
     /// Sends calls and notifies to names nobody exposed to `id` instead of
     /// answering `NoSuchMethod` (what a relay does with `service.method`).
     pub fn set_fallback(&mut self, id: Option<HandlerId>) {

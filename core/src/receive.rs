@@ -117,7 +117,9 @@ impl Connection {
             return self
                 .answer_directly(id, Err(RemoteError::new(ErrorKind::NoSuchMethod, message)));
         };
-        if let Codec::Other(code) = args.codec {
+        // A forwarded call's codec is its service's to check (spec §6.8),
+        // so that a name the service lacks is NoSuchMethod first, as direct.
+        if let (Codec::Other(code), false) = (args.codec, self.registry.forwards(method)) {
             let message =
                 format!("unsupported codec {code}; this side speaks postcard (0) and JSON (1)");
             return self

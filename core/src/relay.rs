@@ -548,7 +548,7 @@ impl Relay {
                 Event::Response {
                     id: service_call,
                     result,
-                } => self.answer(id, service_call, result),
+                } => self.answer(id, service_call, result, now),
                 Event::Cancelled {
                     id: client_call, ..
                 } => {
@@ -771,8 +771,16 @@ impl Relay {
         }
     }
 
-    /// The service answered (or the call to it failed): back to the client.
-    fn answer(&mut self, service: ConnId, service_call: u64, result: Result<Payload, CallError>) {
+    /// The service answered (or the call to it failed): back to the client,
+    /// unless the client's own deadline has passed by `now`: a callee sends
+    /// nothing then (spec §6.1), and the relay is the client's callee.
+    fn answer(
+        &mut self,
+        service: ConnId,
+        service_call: u64,
+        result: Result<Payload, CallError>,
+        now: Instant,
+    ) {
         let Some((client, client_call)) = self.forwarded.remove(&(service, service_call)) else {
             return;
         };
@@ -780,8 +788,12 @@ impl Relay {
         let result = result.map_err(|e| self.hop_error(service, e));
         self.touched.insert(client);
         if let Some(p) = self.peers.get_mut(&client) {
+            // An expired call leaves the table here, and gets no answer.
+            p.conn.handle_timeout(now);
             let _ = p.conn.reply(client_call, result);
         }
+        // What those timers raised on the client's connection.
+        self.process(client, now);
     }
 
     /// What the client is told when the service hop failed.

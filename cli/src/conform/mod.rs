@@ -270,7 +270,8 @@ pub fn hello_of(got: &Got) -> Result<Hello, Mismatch> {
 pub const PROMPT: Duration = Duration::from_secs(3);
 
 /// `rigwire conform server URL`: runs every case (or those named in
-/// `only`) against the server at `url`; returns the exit code.
+/// `only`) against the server at `url` (a relay, reaching the rig as
+/// `service`, if given); returns the exit code.
 ///
 /// # Errors
 /// A bad URL, or a name in `only` that is no case.
@@ -279,10 +280,12 @@ pub fn test_server(
     secret: Option<Secret>,
     json: bool,
     only: &[String],
+    service: Option<String>,
 ) -> Result<u8, String> {
     let target = server::Target {
         url: Url::parse(url).map_err(|e| e.to_string())?,
         secret,
+        service,
     };
     let cases = server::cases();
     if let Some(unknown) = only

@@ -84,7 +84,7 @@ pub(super) fn call_before_handshake(t: &Target) -> Checked {
         &mut wire,
         &Message::Call {
             id: 1,
-            method: "add".into(),
+            method: t.method("add"),
             deadline_us: None,
             codec: Codec::Json,
             args: Bytes::from_static(b"[1,2]"),
@@ -113,7 +113,7 @@ pub(super) fn pipelined_call(t: &Target) -> Checked {
     frames.push(
         Message::Call {
             id: 1,
-            method: "add".into(),
+            method: t.method("add"),
             deadline_us: None,
             codec: Codec::Json,
             args: Bytes::from_static(b"[1,2]"),

@@ -27,6 +27,25 @@ pub struct Target {
     pub url: Url,
     /// The shared secret, if it requires one.
     pub secret: Option<Secret>,
+    /// The target is a relay, and the conformance rig is the service of this
+    /// name registered there (spec §6.8): its methods are called `NAME.echo`
+    /// and so on, two hops away.
+    pub service: Option<String>,
+}
+
+impl Target {
+    /// The name to call for the rig's `method` (through the relay, if any).
+    fn method(&self, method: &str) -> String {
+        through(self.service.as_deref(), method)
+    }
+}
+
+/// `method` of the rig, reached as `service.method` through a relay.
+fn through(service: Option<&str>, method: &str) -> String {
+    match service {
+        Some(service) => format!("{service}.{method}"),
+        None => method.to_owned(),
+    }
 }
 
 /// A connection to the server with the handshake done.
@@ -34,6 +53,8 @@ struct Session {
     wire: Wire,
     server: Hello,
     next_id: u64,
+    /// See [`Target::service`].
+    service: Option<String>,
 }
 
 /// Dials the target and reads its `Hello`, which must come without ours.
@@ -64,6 +85,7 @@ fn establish(target: &Target) -> Result<Session, Mismatch> {
         wire,
         server,
         next_id: 1,
+        service: target.service.clone(),
     })
 }
 
@@ -92,11 +114,12 @@ impl Session {
         payload: Payload,
         deadline_us: Option<u64>,
     ) -> Checked {
+        let method = through(self.service.as_deref(), method);
         send(
             &mut self.wire,
             &Message::Call {
                 id,
-                method: method.into(),
+                method,
                 deadline_us,
                 codec: payload.codec,
                 args: payload.bytes,
@@ -245,6 +268,8 @@ pub fn cases() -> Vec<Case<Target>> {
         "hello-after-handshake", "9", "a Hello after completion: Goodbye, close" => hello_after_handshake;
         "oversized-after-handshake", "8", "a frame over the negotiated limit: Goodbye, close" => oversized_after_handshake;
         "goodbye", "6.7", "after our Goodbye the server closes" => goodbye;
+        "relay-services", "6.8", "a relay lists the service in rigwire.services" => relay_services;
+        "relay-unavailable", "6.8", "a relay answers a name nobody serves: Error{Unavailable}" => relay_unavailable;
         "ws-text-message", "1.1", "a text websocket message: Goodbye, a websocket Close, close" => ws_text_message;
         "ws-fragmented", "1.1", "a Call in a fragmented binary message is served" => ws_fragmented;
         "ws-wrong-path", "1.1", "an upgrade to another path: 404 Not Found" => ws_wrong_path;

@@ -81,6 +81,10 @@ pub(super) fn check_order(t: &Target) -> Checked {
         None,
     )?;
     s.error(id, ErrorKind::NoSuchMethod)?;
+    if t.service.is_some() {
+        // Through a relay, 5 is the relay's and 3 and 4 the service's (§6.8).
+        return Ok(());
+    }
     // 4 before 5: an unknown codec that arrived expired.
     let id = s.call("echo", Payload::new(Codec::Other(7), &b"?"[..]), Some(0))?;
     s.error(id, ErrorKind::BadArguments)?;
@@ -157,7 +161,7 @@ pub(super) fn notify(t: &Target) -> Checked {
     send(
         &mut s.wire,
         &Message::Notify {
-            method: "echo".into(),
+            method: t.method("echo"),
             codec: args.codec,
             args: args.bytes,
         },
@@ -166,11 +170,16 @@ pub(super) fn notify(t: &Target) -> Checked {
 }
 
 pub(super) fn notify_unknown(t: &Target) -> Checked {
+    if t.service.is_some() {
+        return Err(skip(
+            "a relay cannot route a service's Error{id 0} back to its sender (§6.8)",
+        ));
+    }
     let mut s = establish(t)?;
     send(
         &mut s.wire,
         &Message::Notify {
-            method: "conform.nope".into(),
+            method: t.method("conform.nope"),
             codec: Codec::Json,
             args: Bytes::from_static(b"null"),
         },
@@ -352,7 +361,7 @@ pub(super) fn ws_fragmented(t: &Target) -> Checked {
     let mut s = establish(t)?;
     let call = Message::Call {
         id: 1,
-        method: "add".into(),
+        method: t.method("add"),
         deadline_us: None,
         codec: Codec::Json,
         args: Bytes::from_static(b"[1,2]"),
@@ -381,4 +390,31 @@ pub(super) fn ws_wrong_path(t: &Target) -> Checked {
         Err(e) => Err(fail("404 Not Found", e.to_string())),
         Ok(_) => Err(fail("404 Not Found", "the upgrade succeeded")),
     }
+}
+
+pub(super) fn relay_services(t: &Target) -> Checked {
+    let Some(service) = &t.service else {
+        return Err(skip("needs --service (the target is a relay)"));
+    };
+    let mut s = establish(t)?;
+    s.service = None; // the relay's own name
+    let id = s.call("rigwire.services", json("null"), None)?;
+    let names: Vec<String> = s.reply(id, Codec::Json)?;
+    if !names.contains(service) {
+        return Err(fail(
+            format!("a list with {service:?}"),
+            format!("{names:?}"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn relay_unavailable(t: &Target) -> Checked {
+    if t.service.is_none() {
+        return Err(skip("needs --service (the target is a relay)"));
+    }
+    let mut s = establish(t)?;
+    s.service = None;
+    let id = s.call("conform-nobody.echo", json("null"), None)?;
+    s.error(id, ErrorKind::Unavailable)
 }
