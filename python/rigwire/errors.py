@@ -1,0 +1,77 @@
+"""rigwire's exceptions. ``rigwire.Error`` is the base of all of them."""
+
+import concurrent.futures
+from typing import Optional
+
+
+class Error(Exception):
+    """Something rigwire could not do; ``str(e)`` says what.
+
+    ``kind`` names the protocol's error kind when the peer reported it
+    (``"NoSuchMethod"``, ``"Handler"``, ...), else ``None``; ``detail`` is the
+    peer's cause chain or traceback, if it sent one.
+    """
+
+    def __init__(self, message: str, kind: Optional[str] = None, detail: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.detail = detail
+
+
+class RemoteError(Error):
+    """The peer answered the call with an error (a handler failed, say)."""
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class NoSuchMethod(RemoteError):
+    """The peer exposes no method of that name (``client.methods()`` lists them)."""
+
+
+class Unavailable(RemoteError):
+    """A relay has no service of that name, or the service went away; the message names it."""
+
+
+class Busy(Error):
+    """Too many calls in flight: here (the output queue is full) or at the peer."""
+
+
+class DeadlineExceeded(Error, TimeoutError):
+    """The call had no answer within its deadline; the peer was told to cancel it."""
+
+
+class Disconnected(Error, ConnectionError):
+    """The connection ended (the peer closed, crashed or went silent) before the answer."""
+
+
+class ConnectFailed(Error, ConnectionError):
+    """The peer could not be reached (nothing listening, no route, timeout)."""
+
+
+class Cancelled(Error, concurrent.futures.CancelledError):
+    """The call was cancelled (``handle.cancel()``, or Ctrl-C while waiting), so it has no result."""
+
+
+class AuthenticationFailed(Error):
+    """The shared secrets differ, or only one side has one."""
+
+
+class Rejected(Error):
+    """The peer refused the connection (full, shutting down, another protocol version)."""
+
+
+__all__ = [
+    "Error",
+    "RemoteError",
+    "NoSuchMethod",
+    "Unavailable",
+    "Busy",
+    "DeadlineExceeded",
+    "Disconnected",
+    "ConnectFailed",
+    "Cancelled",
+    "AuthenticationFailed",
+    "Rejected",
+]

@@ -1,0 +1,270 @@
+//! The blocking client: `rigwire.connect` and the calls of a `Client`.
+//! Arguments and results cross as JSON text (the package's `json` turns
+//! Python values into it and back; see `rigwire/__init__.py` for the rule
+//! that maps `call(name, *args, **kwargs)` to one payload).
+//!
+//! Every wait releases the GIL, in slices of [`SIGNAL_CHECK`], between which
+//! Python's signal handlers run: Ctrl-C raises `KeyboardInterrupt` in the
+//! waiting thread, and the call it waited for is cancelled on the wire.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use pyo3::exceptions::{PyTimeoutError, PyValueError};
+use pyo3::prelude::*;
+use rigwire_std::core::{Codec, Secret};
+use rigwire_std::{Client, Config, Error, Payload, RawPendingCall};
+
+use crate::errors::to_py;
+
+/// How long a wait runs with the GIL released before Python's signal
+/// handlers get a turn: the bound on how late Ctrl-C is noticed.
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
+/// Seconds from Python as a duration; negative, infinite or NaN is refused.
+fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
+    value
+        .map(|s| {
+            Duration::try_from_secs_f64(s).map_err(|_| {
+                PyValueError::new_err(format!(
+                    "{what} must be a finite number of seconds ≥ 0, got {s}"
+                ))
+            })
+        })
+        .transpose()
+}
+
+fn json(text: String) -> Payload {
+    Payload::new(Codec::Json, text.into_bytes())
+}
+
+/// A result's JSON text (calls from Python are made in JSON, and answered so).
+fn text_of(payload: Payload) -> Result<String, Error> {
+    match payload.codec {
+        Codec::Json => String::from_utf8(payload.bytes.to_vec())
+            .map_err(|e| Error::Codec(rigwire_std::core::CodecError::Json(e.to_string()))),
+        other => Err(Error::Codec(rigwire_std::core::CodecError::Json(format!(
+            "the peer answered a JSON call in {other:?}"
+        )))),
+    }
+}
+
+/// Connects to `url` as `name`, with a shared secret given as bytes or read
+/// from `secret_file` (one trailing newline is not part of it). `timeout`
+/// bounds connecting and is every call's default deadline.
+#[pyfunction]
+#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None))]
+pub(crate) fn connect(
+    py: Python<'_>,
+    url: String,
+    name: &str,
+    secret: Option<Vec<u8>>,
+    secret_file: Option<PathBuf>,
+    timeout: Option<f64>,
+) -> PyResult<NativeClient> {
+    let mut config = Config::named(name);
+    config.protocol.secret = match (secret, secret_file) {
+        (Some(_), Some(_)) => {
+            return Err(PyValueError::new_err(
+                "give secret or secret_file, not both",
+            ))
+        }
+        (Some(bytes), None) => {
+            Some(Secret::new(bytes).map_err(|e| PyValueError::new_err(e.to_string()))?)
+        }
+        (None, Some(path)) => Some(
+            rigwire_std::secret_from_file(&path)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+        ),
+        (None, None) => None,
+    };
+    if let Some(timeout) = seconds("timeout", timeout)? {
+        config.connect_timeout = timeout;
+        config.protocol.default_call_timeout = Some(timeout);
+    }
+    let client = py
+        .detach(|| Client::connect(&url, config))
+        .map_err(|e| to_py(py, e))?;
+    Ok(NativeClient {
+        inner: Arc::new(client),
+    })
+}
+
+/// One connection to a rig or service; safe to share between threads.
+#[pyclass(module = "rigwire._rigwire", frozen)]
+pub(crate) struct NativeClient {
+    inner: Arc<Client>,
+}
+
+/// Waits for `pending` with the GIL released, letting Python's signal
+/// handlers run every [`SIGNAL_CHECK`]; `until` bounds the wait (then
+/// `Ok(None)`, the call still in flight). A handler's exception (Ctrl-C's
+/// `KeyboardInterrupt`) is returned as `Err(Some(..))`, the call untouched:
+/// the caller decides to cancel it.
+fn wait(
+    py: Python<'_>,
+    pending: &mut RawPendingCall,
+    until: Option<Instant>,
+) -> Result<Option<Result<Payload, Error>>, PyErr> {
+    loop {
+        let slice = match until {
+            Some(t) => SIGNAL_CHECK.min(t.saturating_duration_since(Instant::now())),
+            None => SIGNAL_CHECK,
+        };
+        match py.detach(|| pending.wait_timeout(slice)) {
+            Err(Error::WaitTimeout(_)) => {}
+            done => return Ok(Some(done)),
+        }
+        py.check_signals()?;
+        if until.is_some_and(|t| Instant::now() >= t) {
+            return Ok(None);
+        }
+    }
+}
+
+#[pymethods]
+impl NativeClient {
+    /// The URL this client dialed.
+    #[getter]
+    fn url(&self) -> String {
+        self.inner.url()
+    }
+
+    /// Calls `method` with `args` (JSON text) and returns the result's JSON
+    /// text. `timeout` (seconds) is the call's deadline; `None` takes the
+    /// client's default. Ctrl-C cancels the call and raises `KeyboardInterrupt`.
+    #[pyo3(signature = (method, args, timeout=None))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        args: String,
+        timeout: Option<f64>,
+    ) -> PyResult<String> {
+        let timeout = seconds("timeout", timeout)?;
+        let mut pending = py
+            .detach(|| self.inner.start_raw(method, json(args), timeout))
+            .map_err(|e| to_py(py, e))?;
+        // A KeyboardInterrupt drops `pending`, which cancels the call.
+        let done =
+            wait(py, &mut pending, None)?.expect("a wait without a bound ends with a result");
+        done.and_then(text_of).map_err(|e| to_py(py, e))
+    }
+
+    /// Starts a call and returns its handle at once.
+    #[pyo3(signature = (method, args, timeout=None))]
+    fn start(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        args: String,
+        timeout: Option<f64>,
+    ) -> PyResult<NativeCall> {
+        let timeout = seconds("timeout", timeout)?;
+        let pending = py
+            .detach(|| self.inner.start_raw(method, json(args), timeout))
+            .map_err(|e| to_py(py, e))?;
+        Ok(NativeCall {
+            state: Mutex::new(CallState::Pending(pending)),
+        })
+    }
+
+    /// Sends a one-way notify of `method` with `args` (JSON text).
+    fn notify(&self, py: Python<'_>, method: &str, args: String) -> PyResult<()> {
+        py.detach(|| self.inner.peer()?.notify_raw(method, json(args)))
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Round-trip time of an application ping, in seconds.
+    fn ping(&self, py: Python<'_>) -> PyResult<f64> {
+        py.detach(|| self.inner.ping())
+            .map(|rtt| rtt.as_secs_f64())
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Closes the connection with a goodbye; later calls fail `Disconnected`.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close());
+    }
+}
+
+enum CallState {
+    Pending(RawPendingCall),
+    Done(Result<String, Error>),
+    Cancelled,
+}
+
+/// A call in flight, like a `concurrent.futures.Future`.
+#[pyclass(module = "rigwire._rigwire", frozen)]
+pub(crate) struct NativeCall {
+    state: Mutex<CallState>,
+}
+
+impl NativeCall {
+    fn state(&self) -> MutexGuard<'_, CallState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl NativeCall {
+    /// The result's JSON text, waiting up to `timeout` seconds (`None`: as
+    /// long as the call's deadline allows). A wait that times out raises
+    /// `TimeoutError` and leaves the call in flight; Ctrl-C cancels it.
+    #[pyo3(signature = (timeout=None))]
+    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<String> {
+        let until = seconds("timeout", timeout)?.map(|t| Instant::now() + t);
+        // Held across the wait: a second thread asking for the same result
+        // waits for the first, then reads what it stored. Taken without
+        // holding the GIL while blocked, since the first needs the GIL
+        // between its slices.
+        let mut state = loop {
+            match self.state.try_lock() {
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    py.detach(|| std::thread::sleep(Duration::from_millis(1)));
+                    py.check_signals()?;
+                }
+            }
+        };
+        let outcome = match &mut *state {
+            CallState::Pending(pending) => match wait(py, pending, until) {
+                Ok(Some(done)) => done.and_then(text_of),
+                Ok(None) => {
+                    return Err(PyTimeoutError::new_err(
+                        "no result yet; the call is still in flight",
+                    ))
+                }
+                Err(interrupted) => {
+                    *state = CallState::Cancelled; // drops the call: cancelled on the wire
+                    return Err(interrupted);
+                }
+            },
+            CallState::Done(done) => done.clone(),
+            CallState::Cancelled => return Err(crate::errors::cancelled(py)),
+        };
+        *state = CallState::Done(outcome.clone());
+        outcome.map_err(|e| to_py(py, e))
+    }
+
+    /// Whether the result (or its failure) is there; never blocks.
+    fn done(&self) -> bool {
+        match &*self.state() {
+            CallState::Pending(pending) => pending.is_ready(),
+            _ => true,
+        }
+    }
+
+    /// Gives up on the call: the peer is told to cancel it. Returns whether
+    /// it was still in flight.
+    fn cancel(&self) -> bool {
+        let mut state = self.state();
+        let was_pending = matches!(&*state, CallState::Pending(p) if !p.is_ready());
+        if matches!(&*state, CallState::Pending(_)) {
+            *state = CallState::Cancelled;
+        }
+        was_pending
+    }
+}

@@ -1,0 +1,61 @@
+//! rigwire's errors as the Python exceptions of `rigwire.errors`, which
+//! the package defines (so that `DeadlineExceeded` can also be a
+//! `TimeoutError`, and `Disconnected` a `ConnectionError`).
+
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use rigwire_std::{Error, ErrorKind};
+
+/// The Python exception for `err`, from `rigwire.errors`.
+pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
+    // If the package's errors module is broken, that error is the one to see.
+    build(py, &err).unwrap_or_else(|e| e)
+}
+
+fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
+    let (class, kind, message, detail) = match err {
+        Error::Remote(remote) => {
+            let class = match remote.kind {
+                ErrorKind::NoSuchMethod => "NoSuchMethod",
+                ErrorKind::Unavailable => "Unavailable",
+                ErrorKind::Busy => "Busy",
+                ErrorKind::DeadlineExceeded => "DeadlineExceeded",
+                _ => "RemoteError",
+            };
+            let kind = Some(remote.kind.to_string());
+            (class, kind, remote.message.clone(), remote.detail.clone())
+        }
+        other => {
+            let class = match other {
+                Error::DeadlineExceeded | Error::WaitTimeout(_) => "DeadlineExceeded",
+                Error::Disconnected(_) => "Disconnected",
+                Error::Connect { .. } => "ConnectFailed",
+                Error::AuthFailed(_) => "AuthenticationFailed",
+                Error::Rejected { .. } | Error::VersionMismatch { .. } => "Rejected",
+                Error::Busy(_) => "Busy",
+                _ => "Error",
+            };
+            (class, None, other.to_string(), None)
+        }
+    };
+    let class = py.import("rigwire.errors")?.getattr(class)?;
+    let args = PyTuple::new(
+        py,
+        [
+            message.into_pyobject(py)?.into_any(),
+            kind.into_pyobject(py)?.into_any(),
+            detail.into_pyobject(py)?.into_any(),
+        ],
+    )?;
+    Ok(PyErr::from_value(class.call1(args)?))
+}
+
+/// `rigwire.errors.Cancelled`: the handle's call was cancelled, so there is
+/// no result (a `concurrent.futures.CancelledError` too).
+pub(crate) fn cancelled(py: Python<'_>) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let class = py.import("rigwire.errors")?.getattr("Cancelled")?;
+        Ok(PyErr::from_value(class.call1(("the call was cancelled",))?))
+    };
+    build().unwrap_or_else(|e| e)
+}

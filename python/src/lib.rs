@@ -1,0 +1,24 @@
+//! The native module `rigwire._rigwire`: a blocking rigwire client for
+//! Python, built on `rigwire-std` and re-implementing nothing of the
+//! protocol. The Python package `rigwire` wraps it in the API users see
+//! (`rigwire.connect`, `Client.call`, `Client.root`, exceptions); this layer
+//! moves JSON text and bytes, releases the GIL for every wait, and turns
+//! Ctrl-C during a wait into `KeyboardInterrupt` with the call cancelled on
+//! the wire.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod errors;
+
+use pyo3::prelude::*;
+
+/// The module `rigwire._rigwire`.
+#[pymodule]
+fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<client::NativeClient>()?;
+    m.add_class::<client::NativeCall>()?;
+    m.add_function(wrap_pyfunction!(client::connect, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,179 @@
+"""The blocking client against rigwire's own rigs, in both runtimes."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import rigwire
+from conftest import SECRET, Rig
+
+
+def test_calls_in_the_familiar_shapes(rig):
+    with rigwire.connect(rig.url, name="script") as c:
+        assert c.call("add", 1, 2) == 3
+        assert c.root.add(1.5, 2) == 3.5
+        assert c.root.exp.status() == "connected"
+        # keyword arguments travel as one JSON object
+        assert c.call("exp.init", subject="ZM_1") == "initialized"
+        assert c.call("echo", {"trial": 3, "valves": [True, False]}) == {"trial": 3, "valves": [True, False]}
+        assert c.call("echo") is None
+        names = [m["name"] for m in c.methods()]
+        assert {"echo", "add", "sleep"} <= set(names)
+        assert 0 < c.ping() < 5
+        c.notify("echo", "a notify")
+        assert c.url == rig.url
+
+
+def test_a_started_call_is_a_future(rig):
+    with rigwire.connect(rig.url) as c:
+        call = c.start("sleep", 0.3)
+        with pytest.raises(TimeoutError):
+            call.result(timeout=0.01)
+        assert call.result(timeout=10) == 0.3
+        assert call.done()
+        assert call.result() == 0.3  # again: the same result
+        long = c.start("sleep", 30)
+        assert not long.done()
+        assert long.cancel()
+        with pytest.raises(rigwire.Cancelled):
+            long.result()
+        # the connection is still good
+        assert c.call("add", 2, 2) == 4
+
+
+def test_errors_are_typed(rig):
+    with rigwire.connect(rig.url) as c:
+        with pytest.raises(rigwire.NoSuchMethod) as e:
+            c.call("launch_missiles")
+        assert e.value.kind == "NoSuchMethod" and "launch_missiles" in str(e.value)
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("exp.start", "2026-13-01_1_mouse")
+        assert e.value.kind == "BadArguments"
+        with pytest.raises(rigwire.DeadlineExceeded) as e:
+            c.call("sleep", 5, timeout=0.2)
+        assert isinstance(e.value, TimeoutError) and isinstance(e.value, rigwire.Error)
+        with pytest.raises(TypeError, match="JSON"):
+            c.call("echo", object())
+        with pytest.raises(TypeError, match="not both"):
+            c.call("add", 1, b=2)
+        with pytest.raises(ValueError):
+            c.call("add", 1, 2, timeout=-1)
+    c.close()
+    with pytest.raises(rigwire.Disconnected) as e:
+        c.call("add", 1, 2)
+    assert isinstance(e.value, ConnectionError)
+
+
+def test_a_rig_that_dies_mid_call_is_reported_disconnected():
+    r = Rig("std")
+    c = rigwire.connect(r.url)
+    call = c.start("sleep", 30)
+    time.sleep(0.2)
+    r.stop()
+    with pytest.raises(rigwire.Disconnected):
+        call.result(timeout=10)
+
+
+def test_secrets(secret_rig, tmp_path):
+    with rigwire.connect(secret_rig.url, secret=SECRET) as c:
+        assert c.call("add", 1, 2) == 3
+    path = tmp_path / "lab.secret"
+    path.write_text(SECRET + "\n")
+    with rigwire.connect(secret_rig.url, secret_file=path) as c:
+        assert c.call("add", 1, 2) == 3
+    with pytest.raises(rigwire.AuthenticationFailed):
+        rigwire.connect(secret_rig.url, secret="a wrong secret, long enough")
+    with pytest.raises(rigwire.AuthenticationFailed):
+        rigwire.connect(secret_rig.url)
+    with pytest.raises(ValueError, match="16"):
+        rigwire.connect(secret_rig.url, secret="short")
+    with pytest.raises(ValueError, match="not both"):
+        rigwire.connect(secret_rig.url, secret=SECRET, secret_file=path)
+
+
+def test_connect_failures():
+    with pytest.raises(rigwire.ConnectFailed) as e:
+        rigwire.connect("tcp://127.0.0.1:1", timeout=2)
+    assert isinstance(e.value, ConnectionError)
+    with pytest.raises(rigwire.Error):
+        rigwire.connect("http://example.org")
+
+
+def test_eight_threads_share_one_client(rig):
+    with rigwire.connect(rig.url) as c:
+        results = [[] for _ in range(8)]
+        slow = c.start("sleep", 0.5)  # in flight all along
+
+        def work(k):
+            for i in range(100):
+                results[k].append(c.call("add", k, i))
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
+        for k in range(8):
+            assert results[k] == [k + i for i in range(100)]
+        assert slow.result(timeout=10) == 0.5
+
+
+def rss_kib() -> int:
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def test_ten_thousand_calls_leave_memory_flat(rig):
+    with rigwire.connect(rig.url) as c:
+        for i in range(1000):
+            c.call("add", i, 1)
+        before = rss_kib()
+        for i in range(10_000):
+            assert c.call("add", i, 1) == i + 1
+        grown = rss_kib() - before
+    assert grown < 8 * 1024, f"resident memory grew by {grown} KiB over 10,000 calls"
+
+
+CTRL_C_SCRIPT = """
+import sys, rigwire
+c = rigwire.connect(sys.argv[1])
+print("calling", flush=True)
+c.call("sleep", 30)
+"""
+
+
+def test_ctrl_c_interrupts_a_waiting_call_and_cancels_it():
+    rig = Rig("std", log=True)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CTRL_C_SCRIPT, rig.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "calling"
+        time.sleep(0.5)  # the call is in flight, its thread waiting
+        started = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=20)
+        assert child.returncode != 0
+        assert "KeyboardInterrupt" in err, err
+        # Well before the sleep's 30 s: the wait did not outlast Ctrl-C.
+        assert time.monotonic() - started < 15
+        # The rig saw the cancel: its handler stopped early, and its answer
+        # went nowhere.
+        rig.process.kill()
+        _, log = rig.process.communicate(timeout=10)
+        assert "reply to call 1 dropped" in log, log
+    finally:
+        if rig.process.returncode is None:
+            rig.stop()
