@@ -25,11 +25,22 @@ sends one payload, by this rule:
 
 A value JSON cannot carry raises ``TypeError`` before anything is sent. The
 result is the JSON answer as Python values.
+
+**Serving.** ``rigwire.Server(url)`` exposes Python functions; a payload
+reaches a handler by the same rule read backwards: ``null`` calls it with no
+arguments, a JSON array with its elements as positional arguments, a JSON
+object with keyword arguments, anything else with that one value. A handler
+that raises answers the call with an error: kind ``Handler`` (``BadArguments``
+when the arguments do not fit its signature), the exception's type name and
+message, and its traceback as the detail.
 """
 
+import inspect as _inspect
 import json as _json
 import os as _os
-from typing import Any, Dict, Optional, Tuple, Union
+import time as _time
+import traceback as _traceback
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
 from . import _rigwire
 from .errors import (
@@ -50,6 +61,7 @@ __all__ = [
     "connect",
     "Client",
     "Call",
+    "Server",
     "payload",
     "Error",
     "RemoteError",
@@ -205,3 +217,133 @@ def connect(
         secret = secret.encode()
     path = None if secret_file is None else _os.fspath(secret_file)
     return Client(_rigwire.connect(url, name, secret, path, timeout))
+
+
+def _handler(fn: Callable[..., Any]) -> Callable[[str], Tuple[Optional[str], str, Optional[str]]]:
+    """Wraps ``fn`` for the native server: JSON text in; ``(None, result_json)``
+    or ``(kind, message, traceback)`` out."""
+    signature = _inspect.signature(fn)
+
+    def run(text: str) -> Tuple[Optional[str], str, Optional[str]]:
+        value = _json.loads(text)
+        if value is None:
+            args, kwargs = (), {}
+        elif isinstance(value, list):
+            args, kwargs = tuple(value), {}
+        elif isinstance(value, dict):
+            args, kwargs = (), value
+        else:
+            args, kwargs = (value,), {}
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as e:
+            return ("BadArguments", f"{fn.__name__}{signature}: {e}", None)
+        try:
+            result = fn(*args, **kwargs)
+            return (None, _json.dumps(result, allow_nan=False, separators=(",", ":")), None)
+        except Exception as e:  # the caller gets it; the server carries on
+            kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
+            detail = "".join(_traceback.format_exception(type(e), e, e.__traceback__))
+            return (kind, f"{type(e).__name__}: {e}", detail)
+
+    return run
+
+
+class Server:
+    """Serves Python functions to rigwire peers (scripts in Python, Rust or the
+    command line). Bound at creation (``url`` port 0 picks a free port; see
+    ``.url``), serving once started; a context manager that shuts it down.
+
+        server = rigwire.Server("tcp://127.0.0.1:0", name="rig-1")
+
+        @server.expose
+        def add(a, b):
+            return a + b
+
+        @server.expose("stage.move", aliases=["move"])
+        def move(x, y=0.0):
+            ...
+
+        server.serve_forever()   # until Ctrl-C
+
+    Handlers run on a pool of threads, so a slow one does not hold up other calls.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        name: str = "python",
+        secret: Optional[Secret] = None,
+        secret_file: Optional[PathLike] = None,
+    ):
+        if isinstance(secret, str):
+            secret = secret.encode()
+        path = None if secret_file is None else _os.fspath(secret_file)
+        self._native = _rigwire.serve(url, name, secret, path)
+
+    @property
+    def url(self) -> str:
+        """The URL listened on, with the real port."""
+        return self._native.url
+
+    def expose(
+        self,
+        fn: Union[Callable[..., Any], str, None] = None,
+        *,
+        name: Optional[str] = None,
+        aliases: Iterable[str] = (),
+    ) -> Any:
+        """Exposes a function under its own name, or ``name`` (dotted names are
+        fine), and ``aliases``. Use it as ``@server.expose``,
+        ``@server.expose("stage.move")`` or ``server.expose(fn, name=...)``."""
+        if isinstance(fn, str):
+            name, fn = fn, None
+        if fn is None:
+            return lambda f: self.expose(f, name=name, aliases=aliases)
+        exposed = name or fn.__name__
+        self._native.expose(exposed, _handler(fn))
+        self._native.describe(exposed, f"{fn.__name__}{_inspect.signature(fn)} (Python)")
+        for alias in aliases:
+            self._native.alias(alias, exposed)
+        return fn
+
+    def start(self) -> "Server":
+        """Starts serving in the background; returns the server."""
+        self._native.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Starts serving (if not yet) and returns only on Ctrl-C, after a
+        graceful shutdown; the ``KeyboardInterrupt`` is raised again."""
+        try:
+            self._native.start()
+        except RuntimeError:
+            pass  # started already
+        try:
+            while True:
+                _time.sleep(3600)
+        except KeyboardInterrupt:
+            self.shutdown()
+            raise
+
+    def broadcast(self, method: str, *args: Any, **kwargs: Any) -> int:
+        """Notifies every connected peer; returns how many it reached."""
+        return self._native.broadcast(method, payload(args, kwargs))
+
+    def peer_count(self) -> int:
+        """How many peers are connected now."""
+        return self._native.peer_count()
+
+    def shutdown(self, grace: float = 5.0) -> None:
+        """Stops accepting, lets calls in progress finish for up to ``grace``
+        seconds, then says goodbye to every peer. Extra calls do nothing."""
+        self._native.shutdown(grace)
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<rigwire.Server {self.url}>"

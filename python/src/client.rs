@@ -23,7 +23,7 @@ use crate::errors::to_py;
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 /// Seconds from Python as a duration; negative, infinite or NaN is refused.
-fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
+pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
     value
         .map(|s| {
             Duration::try_from_secs_f64(s).map_err(|_| {
@@ -63,6 +63,24 @@ pub(crate) fn connect(
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
 ) -> PyResult<NativeClient> {
+    let config = config(name, secret, secret_file, timeout)?;
+    let client = py
+        .detach(|| Client::connect(&url, config))
+        .map_err(|e| to_py(py, e))?;
+    Ok(NativeClient {
+        inner: Arc::new(client),
+    })
+}
+
+/// An endpoint's settings from what Python passed: its name, a secret as
+/// bytes or from a file (not both), and a timeout for connecting and as
+/// every call's default deadline.
+pub(crate) fn config(
+    name: &str,
+    secret: Option<Vec<u8>>,
+    secret_file: Option<PathBuf>,
+    timeout: Option<f64>,
+) -> PyResult<Config> {
     let mut config = Config::named(name);
     config.protocol.secret = match (secret, secret_file) {
         (Some(_), Some(_)) => {
@@ -83,12 +101,7 @@ pub(crate) fn connect(
         config.connect_timeout = timeout;
         config.protocol.default_call_timeout = Some(timeout);
     }
-    let client = py
-        .detach(|| Client::connect(&url, config))
-        .map_err(|e| to_py(py, e))?;
-    Ok(NativeClient {
-        inner: Arc::new(client),
-    })
+    Ok(config)
 }
 
 /// One connection to a rig or service; safe to share between threads.

@@ -1,5 +1,5 @@
-//! The native module `rigwire._rigwire`: a blocking rigwire client for
-//! Python, built on `rigwire-std` and re-implementing nothing of the
+//! The native module `rigwire._rigwire`: a blocking rigwire client and
+//! server for Python, built on `rigwire-std` and re-implementing nothing of the
 //! protocol. The Python package `rigwire` wraps it in the API users see
 //! (`rigwire.connect`, `Client.call`, `Client.root`, exceptions); this layer
 //! moves JSON text and bytes, releases the GIL for every wait, and turns
@@ -11,6 +11,7 @@
 
 mod client;
 mod errors;
+mod server;
 
 use pyo3::prelude::*;
 
@@ -20,5 +21,7 @@ fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeCall>()?;
     m.add_function(wrap_pyfunction!(client::connect, m)?)?;
+    m.add_class::<server::NativeServer>()?;
+    m.add_function(wrap_pyfunction!(server::serve, m)?)?;
     Ok(())
 }

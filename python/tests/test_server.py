@@ -1,0 +1,119 @@
+"""Serving from Python: Python and Rust clients call Python handlers."""
+
+import subprocess
+import threading
+import time
+
+import pytest
+
+import rigwire
+from conftest import BIN, SECRET
+
+
+@pytest.fixture
+def server():
+    s = rigwire.Server("tcp://127.0.0.1:0", name="py-rig")
+
+    @s.expose
+    def add(a, b):
+        return a + b
+
+    @s.expose("stage.move", aliases=["move"])
+    def move(x, y=0.0):
+        return {"x": x, "y": y}
+
+    @s.expose
+    def nap(seconds):
+        time.sleep(seconds)
+        return seconds
+
+    @s.expose
+    def fail():
+        raise ValueError("motor stalled")
+
+    @s.expose
+    def unserialisable():
+        return object()
+
+    s.start()
+    yield s
+    s.shutdown(grace=1)
+
+
+def test_a_python_client_calls_python_handlers(server):
+    with rigwire.connect(server.url) as c:
+        assert c.call("add", 1, 2) == 3
+        assert c.root.stage.move(1.5) == {"x": 1.5, "y": 0.0}
+        assert c.call("move", x=1, y=2) == {"x": 1, "y": 2}
+        names = {m["name"]: m for m in c.methods()}
+        assert names["stage.move"]["aliases"] == ["move"]
+        assert "(x, y=0.0)" in names["stage.move"]["signature"]
+        assert server.peer_count() == 1
+
+
+def test_handler_errors_reach_the_caller_with_the_traceback(server):
+    with rigwire.connect(server.url) as c:
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("fail")
+        assert e.value.kind == "Handler"
+        assert e.value.message == "ValueError: motor stalled"
+        assert "Traceback" in e.value.detail and "raise ValueError" in e.value.detail
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("add", 1)
+        assert e.value.kind == "BadArguments"
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("unserialisable")
+        assert "TypeError" in e.value.message
+        # The server carries on.
+        assert c.call("add", 2, 2) == 4
+
+
+def test_a_slow_handler_does_not_hold_up_other_calls(server):
+    with rigwire.connect(server.url) as c:
+        slow = c.start("nap", 1.0)
+        started = time.monotonic()
+        assert c.call("add", 1, 1) == 2
+        assert time.monotonic() - started < 0.9, "the fast call waited for the slow one"
+        assert slow.result(timeout=10) == 1.0
+
+
+def test_the_rust_command_line_calls_a_python_server(server):
+    out = subprocess.run([BIN, "call", server.url, "add", "[1, 2]"], capture_output=True, text=True, timeout=30)
+    assert (out.returncode, out.stdout.strip()) == (0, "3"), out.stderr
+    out = subprocess.run([BIN, "call", server.url, "fail"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 1 and "motor stalled" in out.stderr, out.stderr
+
+
+def test_many_threads_call_one_python_server(server):
+    with rigwire.connect(server.url) as c:
+        errors = []
+
+        def work(k):
+            try:
+                for i in range(50):
+                    assert c.call("add", k, i) == k + i
+            except Exception as e:  # reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors
+
+
+def test_secret_broadcast_and_shutdown(tmp_path):
+    with rigwire.Server("tcp://127.0.0.1:0", secret=SECRET) as s:
+        s.expose(lambda: "pong", name="hello")
+        s.start()
+        with pytest.raises(rigwire.AuthenticationFailed):
+            rigwire.connect(s.url)
+        c = rigwire.connect(s.url, secret=SECRET)
+        assert c.call("hello") == "pong"
+        assert s.broadcast("news", 1, 2) == 1
+        with pytest.raises(RuntimeError):
+            s.expose(lambda: 1, name="late")
+    # Shut down by the context manager: the client sees the goodbye.
+    with pytest.raises(rigwire.Disconnected):
+        c.call("hello")
