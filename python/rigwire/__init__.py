@@ -49,6 +49,7 @@ from .errors import (
     Cancelled,
     ConnectFailed,
     DeadlineExceeded,
+    GroupError,
     Disconnected,
     Error,
     NoSuchMethod,
@@ -62,6 +63,9 @@ __all__ = [
     "Client",
     "Call",
     "Server",
+    "Group",
+    "GroupResults",
+    "ExpRef",
     "payload",
     "Error",
     "RemoteError",
@@ -72,6 +76,7 @@ __all__ = [
     "Disconnected",
     "ConnectFailed",
     "Cancelled",
+    "GroupError",
     "AuthenticationFailed",
     "Rejected",
 ]
@@ -347,3 +352,109 @@ class Server:
 
     def __repr__(self) -> str:
         return f"<rigwire.Server {self.url}>"
+
+
+def ExpRef(text: str) -> str:
+    """Checks an experiment reference, ``yyyy-mm-dd_n_subject`` (a real date,
+    a session number from 1, a subject that may contain ``_``), as the rigs
+    will; returns it, or raises ``ValueError`` saying what is wrong."""
+    return _rigwire.exp_ref(text)
+
+
+class GroupResults(dict):
+    """A group step's answers by rig name (the rigs that answered), with
+    ``failed``: each failing rig's exception, by name. The others' answers
+    are kept whatever failed."""
+
+    def __init__(self, outcomes: list):
+        super().__init__()
+        self.failed: Dict[str, Error] = {}
+        self.order = [rig for rig, _, _ in outcomes]
+        for rig, text, error in outcomes:
+            if error is None:
+                self[rig] = _json.loads(text)
+            else:
+                self.failed[rig] = error
+
+    def ok(self) -> bool:
+        """Whether every rig answered."""
+        return not self.failed
+
+    def raise_on_failure(self) -> "GroupResults":
+        """Raises ``GroupError`` naming the failed rigs, if any; else returns self."""
+        if self.failed:
+            names = ", ".join(f"{rig} ({e})" for rig, e in self.failed.items())
+            raise GroupError(f"{len(self.failed)} of {len(self.order)} rigs failed: {names}", self.failed)
+        return self
+
+
+class Group:
+    """Several rigs, driven together through the standard experiment lifecycle
+    (``exp.*``): each step runs on every rig at once, stop and cleanup in
+    reverse order, and each rig's answer or error comes back by name.
+
+        with rigwire.Group({"rig-1": url_1, "rig-2": url_2}, secret_file="lab.secret") as rigs:
+            rigs.init(subject="ZM_1").raise_on_failure()
+            rigs.start("2026-11-26_1_ZM_1")
+            rigs.wait_event("trial_done", timeout=60)
+            rigs.stop()
+            rigs.cleanup()
+
+    Connecting raises ``GroupError`` naming every rig that could not be reached."""
+
+    def __init__(
+        self,
+        rigs: Dict[str, str],
+        name: str = "script",
+        secret: Optional[Secret] = None,
+        secret_file: Optional[PathLike] = None,
+        timeout: Optional[float] = None,
+    ):
+        if isinstance(secret, str):
+            secret = secret.encode()
+        path = None if secret_file is None else _os.fspath(secret_file)
+        self._native = _rigwire.connect_group(list(rigs.items()), name, secret, path, timeout)
+
+    @property
+    def names(self) -> list:
+        """The rigs' names, in the group's order."""
+        return self._native.names()
+
+    def init(self, data: Optional[Dict[str, Any]] = None, *, timeout: Optional[float] = None, **fields: Any) -> GroupResults:
+        """``exp.init`` on every rig, with optional data (a dict, or keyword fields)."""
+        if data is not None and fields:
+            raise TypeError("give the init data as a dict or as keyword fields, not both")
+        data = data if data is not None else (fields or None)
+        text = None if data is None else payload((data,), {})
+        return GroupResults(self._native.init(text, timeout))
+
+    def start(self, exp_ref: str, *, timeout: Optional[float] = None) -> GroupResults:
+        """``exp.start`` with the experiment reference (checked first, see ``ExpRef``)."""
+        return GroupResults(self._native.start(ExpRef(exp_ref), timeout))
+
+    def stop(self, immediately: bool = False, *, timeout: Optional[float] = None) -> GroupResults:
+        """``exp.stop``, rigs in reverse order; ``immediately`` interrupts."""
+        return GroupResults(self._native.stop(immediately, timeout))
+
+    def cleanup(self, *, timeout: Optional[float] = None) -> GroupResults:
+        """``exp.cleanup``, rigs in reverse order."""
+        return GroupResults(self._native.cleanup(timeout))
+
+    def status(self, *, timeout: Optional[float] = None) -> GroupResults:
+        """Each rig's status: ``"connected"``, ``"initialized"``, ``"running"`` or ``"stopped"``."""
+        return GroupResults(self._native.status(timeout))
+
+    def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
+        """Waits until every rig has reported ``event`` (``exp.event``); returns
+        each rig's detail. Raises ``GroupError`` naming the rigs that did not."""
+        return dict(self._native.wait_event(event, timeout))
+
+    def close(self) -> None:
+        """Closes every connection."""
+        self._native.close()
+
+    def __enter__(self) -> "Group":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

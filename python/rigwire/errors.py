@@ -1,7 +1,7 @@
 """rigwire's exceptions. ``rigwire.Error`` is the base of all of them."""
 
 import concurrent.futures
-from typing import Optional
+from typing import Dict, List, Optional
 
 
 class Error(Exception):
@@ -54,6 +54,16 @@ class Cancelled(Error, concurrent.futures.CancelledError):
     """The call was cancelled (``handle.cancel()``, or Ctrl-C while waiting), so it has no result."""
 
 
+class GroupError(Error):
+    """Some rigs of a group failed (``failed``: rig name to its exception, the
+    others' answers kept) or did not answer in time (``missing``)."""
+
+    def __init__(self, message: str, failed: Optional[Dict[str, Error]] = None, missing: Optional[List[str]] = None):
+        super().__init__(message)
+        self.failed = dict(failed or {})
+        self.missing = list(missing or [])
+
+
 class AuthenticationFailed(Error):
     """The shared secrets differ, or only one side has one."""
 
@@ -72,6 +82,7 @@ __all__ = [
     "Disconnected",
     "ConnectFailed",
     "Cancelled",
+    "GroupError",
     "AuthenticationFailed",
     "Rejected",
 ]

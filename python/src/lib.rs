@@ -11,6 +11,7 @@
 
 mod client;
 mod errors;
+mod group;
 mod server;
 
 use pyo3::prelude::*;
@@ -23,5 +24,8 @@ fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client::connect, m)?)?;
     m.add_class::<server::NativeServer>()?;
     m.add_function(wrap_pyfunction!(server::serve, m)?)?;
+    m.add_class::<group::NativeGroup>()?;
+    m.add_function(wrap_pyfunction!(group::connect_group, m)?)?;
+    m.add_function(wrap_pyfunction!(group::exp_ref, m)?)?;
     Ok(())
 }

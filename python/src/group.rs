@@ -1,0 +1,177 @@
+//! Groups of rigs from Python: rigwire-std's `Group`, whose steps run on
+//! every rig at once (in reverse order for stop and cleanup, by the core's
+//! group plan), with each rig's answer or error kept by name.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rigwire_std::core::{ExpRef, InitData};
+use rigwire_std::{Group, GroupError, GroupResults};
+use serde::Serialize;
+
+use crate::client::{config, seconds};
+use crate::errors::to_py;
+
+/// One rig's outcome as Python receives it: the result's JSON text, or the
+/// exception it failed with.
+type Outcome = (String, Option<String>, Option<Py<PyAny>>);
+
+/// Several rigs, addressed together.
+#[pyclass(module = "rigwire._rigwire", frozen)]
+pub(crate) struct NativeGroup {
+    inner: Group,
+}
+
+/// `rigwire.errors.GroupError` for `err`, with `failed` (rig name to
+/// exception) and `missing` (the rigs that did not answer in time).
+fn group_error(py: Python<'_>, err: GroupError) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let failed = PyDict::new(py);
+        let mut missing = Vec::new();
+        match &err {
+            GroupError::Failed { failed: f, .. } => {
+                for (rig, e) in f {
+                    failed.set_item(rig, to_py(py, e.clone()).into_value(py))?;
+                }
+            }
+            GroupError::Timeout { missing: m, .. } => missing.clone_from(m),
+            _ => {}
+        }
+        let class = py.import("rigwire.errors")?.getattr("GroupError")?;
+        let value = class.call1((err.to_string(), failed, missing))?;
+        Ok(PyErr::from_value(value))
+    };
+    build().unwrap_or_else(|e| e)
+}
+
+/// Each rig's outcome of a step, in the group's order.
+fn outcomes<T: Serialize>(py: Python<'_>, results: GroupResults<T>) -> PyResult<Vec<Outcome>> {
+    results
+        .into_iter()
+        .map(|(rig, outcome)| {
+            Ok(match outcome {
+                Ok(value) => {
+                    let text = serde_json::to_string(&value)
+                        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+                    (rig, Some(text), None)
+                }
+                Err(e) => (rig, None, Some(to_py(py, e).into_value(py).into_any())),
+            })
+        })
+        .collect()
+}
+
+/// Connects to every rig of `rigs` (name, URL) at once, with the settings
+/// of `connect`.
+#[pyfunction]
+#[pyo3(signature = (rigs, name, secret=None, secret_file=None, timeout=None))]
+pub(crate) fn connect_group(
+    py: Python<'_>,
+    rigs: Vec<(String, String)>,
+    name: &str,
+    secret: Option<Vec<u8>>,
+    secret_file: Option<PathBuf>,
+    timeout: Option<f64>,
+) -> PyResult<NativeGroup> {
+    let config = config(name, secret, secret_file, timeout)?;
+    let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+    let inner = py
+        .detach(|| Group::connect(&pairs, &config))
+        .map_err(|e| group_error(py, e))?;
+    Ok(NativeGroup { inner })
+}
+
+/// Checks an experiment reference (`yyyy-mm-dd_n_subject`) as the rigs
+/// will; returns it, or raises `ValueError` saying what is wrong.
+#[pyfunction]
+pub(crate) fn exp_ref(text: &str) -> PyResult<String> {
+    text.parse::<ExpRef>()
+        .map(|r| r.to_string())
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+#[pymethods]
+impl NativeGroup {
+    /// The rigs' names, in the group's order.
+    fn names(&self) -> Vec<String> {
+        self.inner.names()
+    }
+
+    /// `exp.init` on every rig at once, with `data` (a JSON object's text) if given.
+    #[pyo3(signature = (data=None, timeout=None))]
+    fn init(
+        &self,
+        py: Python<'_>,
+        data: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Outcome>> {
+        let timeout = seconds("timeout", timeout)?;
+        let data = match data {
+            Some(text) => InitData(Some(
+                serde_json::from_str(&text).map_err(|e| PyValueError::new_err(e.to_string()))?,
+            )),
+            None => InitData::default(),
+        };
+        outcomes(py, py.detach(|| self.inner.init_with(&data, timeout)))
+    }
+
+    /// `exp.start` with the experiment reference, on every rig at once.
+    #[pyo3(signature = (exp_ref, timeout=None))]
+    fn start(&self, py: Python<'_>, exp_ref: &str, timeout: Option<f64>) -> PyResult<Vec<Outcome>> {
+        let timeout = seconds("timeout", timeout)?;
+        let exp_ref: ExpRef =
+            exp_ref
+                .parse()
+                .map_err(|e: rigwire_std::core::lifecycle::ExpRefError| {
+                    PyValueError::new_err(e.to_string())
+                })?;
+        outcomes(py, py.detach(|| self.inner.start(&exp_ref, timeout)))
+    }
+
+    /// `exp.stop` (an interrupt if `immediately`), rigs in reverse order.
+    #[pyo3(signature = (immediately=false, timeout=None))]
+    fn stop(
+        &self,
+        py: Python<'_>,
+        immediately: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<Outcome>> {
+        let timeout = seconds("timeout", timeout)?;
+        outcomes(py, py.detach(|| self.inner.stop(immediately, timeout)))
+    }
+
+    /// `exp.cleanup`, rigs in reverse order.
+    #[pyo3(signature = (timeout=None))]
+    fn cleanup(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<Outcome>> {
+        let timeout = seconds("timeout", timeout)?;
+        outcomes(py, py.detach(|| self.inner.cleanup(timeout)))
+    }
+
+    /// `exp.status` of every rig.
+    #[pyo3(signature = (timeout=None))]
+    fn status(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<Outcome>> {
+        let timeout = seconds("timeout", timeout)?;
+        outcomes(py, py.detach(|| self.inner.status(timeout)))
+    }
+
+    /// Waits until every rig has reported `event` (`exp.event`), up to
+    /// `timeout` seconds; returns each rig's detail.
+    fn wait_event(
+        &self,
+        py: Python<'_>,
+        event: &str,
+        timeout: f64,
+    ) -> PyResult<Vec<(String, String)>> {
+        let timeout = seconds("timeout", Some(timeout))?.unwrap_or(Duration::ZERO);
+        py.detach(|| self.inner.wait_event(event, timeout))
+            .map_err(|e| group_error(py, e))
+    }
+
+    /// Closes every connection.
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close());
+    }
+}

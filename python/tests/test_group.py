@@ -1,0 +1,63 @@
+"""Groups of rigs from Python: rigs of both Rust runtimes driven together."""
+
+import pytest
+
+import rigwire
+from conftest import Rig
+
+
+@pytest.fixture
+def rigs():
+    started = {"rig-1": Rig("std"), "rig-2": Rig("smol"), "rig-3": Rig("std")}
+    yield started
+    for r in started.values():
+        if r.process.returncode is None:
+            r.stop()
+
+
+def test_a_whole_experiment_on_a_mixed_group(rigs):
+    with rigwire.Group({n: r.url for n, r in rigs.items()}) as group:
+        assert group.names == ["rig-1", "rig-2", "rig-3"]
+        assert group.status() == {n: "connected" for n in rigs}
+        assert group.init(subject="ZM_1").raise_on_failure() == {n: "initialized" for n in rigs}
+        assert group.start("2026-11-26_1_ZM_1").ok()
+        assert group.status() == {n: "running" for n in rigs}
+        assert group.stop(immediately=True) == {n: "stopped" for n in rigs}
+        assert group.cleanup() == {n: "connected" for n in rigs}
+
+
+def test_a_failing_rig_is_named_and_the_others_answers_are_kept(rigs):
+    group = rigwire.Group({n: r.url for n, r in rigs.items()})
+    # A step out of order on one rig only.
+    rigwire.connect(rigs["rig-2"].url).call("exp.init")
+    results = group.init()
+    assert results == {"rig-1": "initialized", "rig-3": "initialized"}
+    assert list(results.failed) == ["rig-2"]
+    assert isinstance(results.failed["rig-2"], rigwire.RemoteError)
+    with pytest.raises(rigwire.GroupError) as e:
+        results.raise_on_failure()
+    assert "rig-2" in str(e.value) and list(e.value.failed) == ["rig-2"]
+    # A rig that dies is named too.
+    rigs["rig-3"].stop()
+    results = group.status(timeout=5)
+    assert set(results) == {"rig-1", "rig-2"}
+    assert isinstance(results.failed["rig-3"], rigwire.Disconnected)
+    group.close()
+
+
+def test_experiment_references_are_checked_before_anything_is_sent(rigs):
+    assert rigwire.ExpRef("2026-11-26_1_ZM_1") == "2026-11-26_1_ZM_1"
+    for bad in ["2026-13-01_1_mouse", "2026-11-26_0_mouse", "not a reference"]:
+        with pytest.raises(ValueError):
+            rigwire.ExpRef(bad)
+    with rigwire.Group({"rig-1": rigs["rig-1"].url}) as group:
+        with pytest.raises(ValueError):
+            group.start("2026-13-01_1_mouse")
+        assert group.status() == {"rig-1": "connected"}
+
+
+def test_a_rig_that_cannot_be_reached_is_named():
+    with pytest.raises(rigwire.GroupError) as e:
+        rigwire.Group({"nowhere": "tcp://127.0.0.1:1"}, timeout=2)
+    assert "nowhere" in e.value.failed
+    assert isinstance(e.value.failed["nowhere"], rigwire.ConnectFailed)
