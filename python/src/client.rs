@@ -8,6 +8,7 @@
 //! waiting thread, and the call it waited for is cancelled on the wire.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -110,16 +111,27 @@ pub(crate) struct NativeClient {
     inner: Arc<Client>,
 }
 
+/// How a [`wait`] ended, short of a signal handler's exception.
+enum WaitEnd {
+    /// The call's result or failure.
+    Done(Result<Payload, Error>),
+    /// `until` passed; the call is still in flight.
+    TimedOut,
+    /// Another thread asked to cancel the call.
+    CancelAsked,
+}
+
 /// Waits for `pending` with the GIL released, letting Python's signal
-/// handlers run every [`SIGNAL_CHECK`]; `until` bounds the wait (then
-/// `Ok(None)`, the call still in flight). A handler's exception (Ctrl-C's
-/// `KeyboardInterrupt`) is returned as `Err(Some(..))`, the call untouched:
+/// handlers run every [`SIGNAL_CHECK`]; `until` bounds the wait, and
+/// `cancel` (when given) is looked at between slices. A handler's exception
+/// (Ctrl-C's `KeyboardInterrupt`) is returned as `Err`, the call untouched:
 /// the caller decides to cancel it.
 fn wait(
     py: Python<'_>,
     pending: &mut RawPendingCall,
     until: Option<Instant>,
-) -> Result<Option<Result<Payload, Error>>, PyErr> {
+    cancel: Option<&AtomicBool>,
+) -> PyResult<WaitEnd> {
     loop {
         let slice = match until {
             Some(t) => SIGNAL_CHECK.min(t.saturating_duration_since(Instant::now())),
@@ -127,11 +139,14 @@ fn wait(
         };
         match py.detach(|| pending.wait_timeout(slice)) {
             Err(Error::WaitTimeout(_)) => {}
-            done => return Ok(Some(done)),
+            done => return Ok(WaitEnd::Done(done)),
         }
         py.check_signals()?;
+        if cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+            return Ok(WaitEnd::CancelAsked);
+        }
         if until.is_some_and(|t| Instant::now() >= t) {
-            return Ok(None);
+            return Ok(WaitEnd::TimedOut);
         }
     }
 }
@@ -160,9 +175,12 @@ impl NativeClient {
             .detach(|| self.inner.start_raw(method, json(args), timeout))
             .map_err(|e| to_py(py, e))?;
         // A KeyboardInterrupt drops `pending`, which cancels the call.
-        let done =
-            wait(py, &mut pending, None)?.expect("a wait without a bound ends with a result");
-        done.and_then(text_of).map_err(|e| to_py(py, e))
+        match wait(py, &mut pending, None, None)? {
+            WaitEnd::Done(done) => done.and_then(text_of).map_err(|e| to_py(py, e)),
+            WaitEnd::TimedOut | WaitEnd::CancelAsked => {
+                unreachable!("a wait without a bound or a cancel flag ends with a result")
+            }
+        }
     }
 
     /// Starts a call and returns its handle at once.
@@ -180,6 +198,7 @@ impl NativeClient {
             .map_err(|e| to_py(py, e))?;
         Ok(NativeCall {
             state: Mutex::new(CallState::Pending(pending)),
+            cancel: AtomicBool::new(false),
         })
     }
 
@@ -204,14 +223,20 @@ impl NativeClient {
 
 enum CallState {
     Pending(RawPendingCall),
+    /// A thread waits for it (holding the call, not this state's lock).
+    Waiting,
     Done(Result<String, Error>),
     Cancelled,
 }
 
-/// A call in flight, like a `concurrent.futures.Future`.
+/// A call in flight, like a `concurrent.futures.Future`. Its lock is never
+/// held across a wait, so that `done` and `cancel` answer at once while
+/// another thread waits in `result`.
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeCall {
     state: Mutex<CallState>,
+    /// Asks the thread waiting in `result` to cancel the call.
+    cancel: AtomicBool,
 }
 
 impl NativeCall {
@@ -228,45 +253,58 @@ impl NativeCall {
     #[pyo3(signature = (timeout=None))]
     fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<String> {
         let until = seconds("timeout", timeout)?.map(|t| Instant::now() + t);
-        // Held across the wait: a second thread asking for the same result
-        // waits for the first, then reads what it stored. Taken without
-        // holding the GIL while blocked, since the first needs the GIL
-        // between its slices.
-        let mut state = loop {
-            match self.state.try_lock() {
-                Ok(guard) => break guard,
-                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => {
+        let mut pending = loop {
+            let mut state = self.state();
+            match std::mem::replace(&mut *state, CallState::Waiting) {
+                CallState::Pending(pending) => break pending,
+                CallState::Waiting => {
+                    // Another thread waits for it: wait for that one.
+                    drop(state);
                     py.detach(|| std::thread::sleep(Duration::from_millis(1)));
                     py.check_signals()?;
+                    if until.is_some_and(|t| Instant::now() >= t) {
+                        return Err(still_in_flight());
+                    }
+                }
+                CallState::Done(done) => {
+                    *state = CallState::Done(done.clone());
+                    return done.map_err(|e| to_py(py, e));
+                }
+                CallState::Cancelled => {
+                    *state = CallState::Cancelled;
+                    return Err(crate::errors::cancelled(py));
                 }
             }
         };
-        let outcome = match &mut *state {
-            CallState::Pending(pending) => match wait(py, pending, until) {
-                Ok(Some(done)) => done.and_then(text_of),
-                Ok(None) => {
-                    return Err(PyTimeoutError::new_err(
-                        "no result yet; the call is still in flight",
-                    ))
-                }
-                Err(interrupted) => {
-                    *state = CallState::Cancelled; // drops the call: cancelled on the wire
-                    return Err(interrupted);
-                }
-            },
-            CallState::Done(done) => done.clone(),
-            CallState::Cancelled => return Err(crate::errors::cancelled(py)),
-        };
-        *state = CallState::Done(outcome.clone());
-        outcome.map_err(|e| to_py(py, e))
+        let end = wait(py, &mut pending, until, Some(&self.cancel));
+        let mut state = self.state();
+        match end {
+            Ok(WaitEnd::Done(done)) => {
+                let done = done.and_then(text_of);
+                *state = CallState::Done(done.clone());
+                done.map_err(|e| to_py(py, e))
+            }
+            Ok(WaitEnd::TimedOut) => {
+                *state = CallState::Pending(pending);
+                Err(still_in_flight())
+            }
+            Ok(WaitEnd::CancelAsked) => {
+                *state = CallState::Cancelled; // `pending` dropped: cancelled on the wire
+                Err(crate::errors::cancelled(py))
+            }
+            Err(interrupted) => {
+                *state = CallState::Cancelled;
+                Err(interrupted)
+            }
+        }
     }
 
     /// Whether the result (or its failure) is there; never blocks.
     fn done(&self) -> bool {
         match &*self.state() {
             CallState::Pending(pending) => pending.is_ready(),
-            _ => true,
+            CallState::Waiting => false,
+            CallState::Done(_) | CallState::Cancelled => true,
         }
     }
 
@@ -274,10 +312,22 @@ impl NativeCall {
     /// it was still in flight.
     fn cancel(&self) -> bool {
         let mut state = self.state();
-        let was_pending = matches!(&*state, CallState::Pending(p) if !p.is_ready());
-        if matches!(&*state, CallState::Pending(_)) {
-            *state = CallState::Cancelled;
+        match &*state {
+            CallState::Pending(pending) => {
+                let in_flight = !pending.is_ready();
+                *state = CallState::Cancelled; // dropping the call cancels it
+                in_flight
+            }
+            CallState::Waiting => {
+                self.cancel.store(true, Ordering::SeqCst);
+                true
+            }
+            CallState::Done(_) | CallState::Cancelled => false,
         }
-        was_pending
     }
+}
+
+/// What `result(timeout)` raises when the wait ends first.
+fn still_in_flight() -> PyErr {
+    PyTimeoutError::new_err("no result yet; the call is still in flight")
 }

@@ -1,0 +1,108 @@
+"""rigwire with ``async def``: the client API of ``rigwire`` for asyncio code.
+
+It runs under ``asyncio.run`` and inside an event loop that is already
+running (Jupyter's), needs no other event loop or runtime, and never blocks
+the loop: each wait runs on a thread of a pool of its own, with the GIL
+released. Cancelling the task that awaits a call cancels the call on the wire.
+
+    import rigwire.aio
+
+    async def main():
+        async with await rigwire.aio.connect("tcp://127.0.0.1:7400") as rig:
+            print(await rig.call("add", 1, 2))
+            print(await rig.root.exp.status())
+"""
+
+import asyncio
+import concurrent.futures
+from typing import Any, Callable, Optional, TypeVar
+
+import rigwire as _rigwire
+
+__all__ = ["connect", "Client"]
+
+T = TypeVar("T")
+
+# Waits block a thread each (the GIL released); more threads than the default
+# executor's few, so that many calls can be awaited at once.
+_POOL = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="rigwire-aio")
+
+
+async def _off_loop(fn: Callable[[], T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_POOL, fn)
+
+
+async def connect(
+    url: str,
+    name: str = "python",
+    secret: Optional[_rigwire.Secret] = None,
+    secret_file: Optional[_rigwire.PathLike] = None,
+    timeout: Optional[float] = None,
+) -> "Client":
+    """``rigwire.connect``, awaited."""
+    return Client(await _off_loop(lambda: _rigwire.connect(url, name, secret, secret_file, timeout)))
+
+
+class _Root:
+    def __init__(self, client: "Client", name: str = ""):
+        self._client = client
+        self._name = name
+
+    def __getattr__(self, part: str) -> "_Root":
+        if part.startswith("__"):
+            raise AttributeError(part)
+        return _Root(self._client, f"{self._name}.{part}" if self._name else part)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self._name:
+            raise TypeError("call a method of root, such as await root.add(1, 2)")
+        return self._client.call(self._name, *args, **kwargs)
+
+
+class Client:
+    """A ``rigwire.Client`` whose waits are awaited (from ``rigwire.aio.connect``)."""
+
+    def __init__(self, client: _rigwire.Client):
+        self._client = client
+
+    @property
+    def url(self) -> str:
+        """The URL this client dialed."""
+        return self._client.url
+
+    @property
+    def root(self) -> _Root:
+        """Methods as attributes: ``await client.root.add(1, 2)``."""
+        return _Root(self)
+
+    async def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
+        """Calls ``method`` and returns its result, as ``rigwire.Client.call``.
+        Cancelling the awaiting task cancels the call on the wire."""
+        call = self._client.start(method, *args, timeout=timeout, **kwargs)
+        try:
+            return await _off_loop(call.result)
+        except asyncio.CancelledError:
+            call.cancel()
+            raise
+
+    async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Sends a one-way notify."""
+        await _off_loop(lambda: self._client.notify(method, *args, **kwargs))
+
+    async def ping(self) -> float:
+        """The round-trip time of a ping, in seconds."""
+        return await _off_loop(self._client.ping)
+
+    async def methods(self) -> list:
+        """What the peer exposes."""
+        return await self.call("rigwire.methods")
+
+    async def close(self) -> None:
+        """Closes the connection with a goodbye."""
+        await _off_loop(self._client.close)
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

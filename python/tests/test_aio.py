@@ -1,0 +1,67 @@
+"""rigwire.aio under asyncio, as a notebook uses it: calls awaited from a
+running loop, many at once, and a cancelled task cancelling its call."""
+
+import asyncio
+import time
+
+import pytest
+
+import rigwire
+import rigwire.aio
+from conftest import Rig
+
+
+def test_calls_are_awaited_from_a_running_loop(rig):
+    async def main():
+        async with await rigwire.aio.connect(rig.url, name="notebook") as c:
+            assert await c.call("add", 1, 2) == 3
+            assert await c.root.exp.status() == "connected"
+            assert 0 < await c.ping() < 5
+            await c.notify("echo", "hello")
+            names = [m["name"] for m in await c.methods()]
+            assert "sleep" in names
+            # Many at once; the loop stays free meanwhile.
+            started = time.monotonic()
+            naps = [c.call("sleep", 0.3) for _ in range(40)]
+            ticks = 0
+
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            t = asyncio.ensure_future(ticker())
+            assert await asyncio.gather(*naps) == [0.3] * 40
+            t.cancel()
+            assert ticks > 5, "the event loop was blocked"
+            assert time.monotonic() - started < 10
+            with pytest.raises(rigwire.DeadlineExceeded):
+                await c.call("sleep", 5, timeout=0.2)
+
+    asyncio.run(main())
+
+
+def test_cancelling_the_task_cancels_the_call_on_the_wire():
+    rig = Rig("std", log=True)
+    try:
+        async def main():
+            c = await rigwire.aio.connect(rig.url)
+            task = asyncio.ensure_future(c.call("sleep", 30))
+            await asyncio.sleep(0.5)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # The connection stays open while the cancel travels and the
+            # rig's handler stops.
+            await asyncio.sleep(0.5)
+            assert await c.call("add", 1, 1) == 2
+            await c.close()
+
+        asyncio.run(asyncio.wait_for(main(), 20))
+        rig.process.kill()
+        _, log = rig.process.communicate(timeout=10)
+        assert "reply to call 1 dropped" in log, log
+    finally:
+        if rig.process.returncode is None:
+            rig.stop()
