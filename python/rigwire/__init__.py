@@ -63,6 +63,7 @@ __all__ = [
     "Client",
     "Call",
     "Server",
+    "Rig",
     "Group",
     "GroupResults",
     "ExpRef",
@@ -276,7 +277,7 @@ class Server:
 
     def __init__(
         self,
-        url: str,
+        url: Optional[str],
         name: str = "python",
         secret: Optional[Secret] = None,
         secret_file: Optional[PathLike] = None,
@@ -287,8 +288,9 @@ class Server:
         self._native = _rigwire.serve(url, name, secret, path)
 
     @property
-    def url(self) -> str:
-        """The URL listened on, with the real port."""
+    def url(self) -> Optional[str]:
+        """The URL listened on, with the real port (``None`` when created
+        without one, to serve only through a relay)."""
         return self._native.url
 
     def expose(
@@ -330,6 +332,15 @@ class Server:
         except KeyboardInterrupt:
             self.shutdown()
             raise
+
+    def serve_via(self, relay_url: str, as_: str) -> "Server":
+        """Dials a relay's services URL and registers as the service ``as_``:
+        callers of the relay then reach ``as_.method``. It registers again
+        whenever the relay comes back, until ``shutdown``. Expose everything
+        first. Raises ``RemoteError`` (kind ``Refused``) when the relay refuses
+        the name, and the connection errors of ``connect``."""
+        self._native.serve_via(relay_url, [as_])
+        return self
 
     def broadcast(self, method: str, *args: Any, **kwargs: Any) -> int:
         """Notifies every connected peer; returns how many it reached."""
@@ -458,3 +469,69 @@ class Group:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _hook(fn: Callable[..., Any]) -> Callable[[str], Tuple[Optional[str], str, Optional[str]]]:
+    """Wraps a lifecycle hook: the step's argument (JSON text) is passed as
+    one value if the function takes one, else nothing."""
+    takes_value = bool(_inspect.signature(fn).parameters)
+
+    def run(text: str) -> Tuple[Optional[str], str, Optional[str]]:
+        try:
+            fn(_json.loads(text)) if takes_value else fn()
+            return (None, "null", None)
+        except Exception as e:  # the step fails with it; the rig carries on
+            kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
+            detail = "".join(_traceback.format_exception(type(e), e, e.__traceback__))
+            return (kind, f"{type(e).__name__}: {e}", detail)
+
+    return run
+
+
+class Rig:
+    """The standard experiment lifecycle a rig exposes (``exp.init``,
+    ``exp.start``, ``exp.stop``, ``exp.cleanup``, ``exp.status``,
+    ``exp.info``), as the Rust ``RigService`` does, with Python hooks. Steps
+    out of order are refused before a hook runs, and a step in progress
+    refuses a second one; a hook that raises fails its step.
+
+        rig = rigwire.Rig()
+
+        @rig.on_start
+        def start(exp_ref):        # "2026-11-26_1_ZM_1"
+            ...
+
+        server = rigwire.Server("tcp://0.0.0.0:7400", name="rig-1")
+        rig.expose(server)
+        server.serve_forever()
+
+    ``on_init`` gets the init data (a dict, or ``None``), ``on_stop`` whether
+    to interrupt at once, ``on_cleanup`` nothing; a hook may also take no
+    argument at all."""
+
+    def __init__(self) -> None:
+        self._hooks: Dict[str, Callable[..., Any]] = {}
+
+    def on_init(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Runs on ``exp.init`` with its data."""
+        self._hooks["on_init"] = fn
+        return fn
+
+    def on_start(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Runs on ``exp.start`` with the experiment reference."""
+        self._hooks["on_start"] = fn
+        return fn
+
+    def on_stop(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Runs on ``exp.stop`` with whether to interrupt at once."""
+        self._hooks["on_stop"] = fn
+        return fn
+
+    def on_cleanup(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Runs on ``exp.cleanup``."""
+        self._hooks["on_cleanup"] = fn
+        return fn
+
+    def expose(self, server: Server) -> None:
+        """Exposes the lifecycle on ``server`` (before it serves)."""
+        server._native.expose_lifecycle(**{k: _hook(f) for k, f in self._hooks.items()})

@@ -1,8 +1,9 @@
-//! Serving from Python: a rigwire-std server whose handlers are Python
-//! callables. A handler runs on the server's pool (never on a connection's
-//! reading thread, since Python code may block), taking the GIL only while
-//! it runs; arguments and results cross as JSON text, which the package's
-//! wrapper turns into Python values and back.
+//! Serving from Python: rigwire-std's server (listening) and dial-out
+//! service (through a relay), whose handlers are Python callables. A handler
+//! runs on a pool thread (never on a connection's reading thread, since
+//! Python code may block), taking the GIL only while it runs; arguments and
+//! results cross as JSON text, which the package's wrapper turns into Python
+//! values and back.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -11,41 +12,63 @@ use std::time::Duration;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use rigwire_std::core::{Codec, ErrorKind};
-use rigwire_std::{Dispatch, HandlerError, Payload, RunningServer, Server};
+use rigwire_std::{
+    Config, Dispatch, HandlerError, Handlers, Payload, RemoteService, RigService, RunningServer,
+    RunningService, Server,
+};
 
 use crate::client::{config, seconds};
 use crate::errors::to_py;
 
-enum State {
-    /// Bound, handlers being exposed.
+enum Listening {
+    /// Bound, not serving yet.
     Bound(Box<Server>),
     Running(RunningServer),
-    Stopped,
+    /// No listener (a service that only dials out), or shut down.
+    None,
 }
 
-/// A server: bound at creation, serving once started.
+/// A Python server: one handler table, served on a listener and through
+/// any number of relays.
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeServer {
-    state: Mutex<State>,
-    url: String,
+    handlers: Mutex<Handlers>,
+    listening: Mutex<Listening>,
+    services: Mutex<Vec<RunningService>>,
+    config: Config,
+    url: Option<String>,
 }
 
-/// Binds `url` as `name` (port 0 picks a free port), with a shared secret
-/// as for `connect`.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A server as `name`, listening on `url` (port 0 picks a free port) unless
+/// it is `None`, with a shared secret as for `connect`.
 #[pyfunction]
 #[pyo3(signature = (url, name, secret=None, secret_file=None))]
 pub(crate) fn serve(
     py: Python<'_>,
-    url: &str,
+    url: Option<&str>,
     name: &str,
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
 ) -> PyResult<NativeServer> {
     let config = config(name, secret, secret_file, None)?;
-    let server = Server::bind(url, config).map_err(|e| to_py(py, e))?;
+    let (listening, url) = match url {
+        Some(url) => {
+            let server = Server::bind(url, config.clone()).map_err(|e| to_py(py, e))?;
+            let url = server.local_url();
+            (Listening::Bound(Box::new(server)), Some(url))
+        }
+        None => (Listening::None, None),
+    };
     Ok(NativeServer {
-        url: server.local_url(),
-        state: Mutex::new(State::Bound(Box::new(server))),
+        handlers: Mutex::new(Handlers::new()),
+        listening: Mutex::new(listening),
+        services: Mutex::new(Vec::new()),
+        config,
+        url,
     })
 }
 
@@ -63,7 +86,27 @@ fn kind_of(name: &str) -> ErrorKind {
     }
 }
 
-/// Runs the wrapped Python handler on `args`, with the GIL.
+/// Calls a wrapped Python function (JSON text in, an [`Outcome`] out) with
+/// the GIL.
+fn run_text(handler: &Py<PyAny>, text: String) -> Result<String, HandlerError> {
+    let outcome: PyResult<Outcome> = Python::attach(|py| handler.call1(py, (text,))?.extract(py));
+    match outcome {
+        Ok((None, json, _)) => Ok(json),
+        Ok((Some(kind), message, detail)) => {
+            let err = HandlerError::with_kind(kind_of(&kind), message);
+            Err(match detail {
+                Some(d) => err.detail(d),
+                None => err,
+            })
+        }
+        // The wrapper itself failed (it catches the function's exceptions).
+        Err(e) => Err(HandlerError::new(format!(
+            "the Python handler wrapper failed: {e}"
+        ))),
+    }
+}
+
+/// Runs a wrapped Python handler on a call's arguments.
 fn run(handler: &Py<PyAny>, args: Payload) -> Result<Payload, HandlerError> {
     if args.codec != Codec::Json {
         return Err(HandlerError::with_kind(
@@ -73,116 +116,163 @@ fn run(handler: &Py<PyAny>, args: Payload) -> Result<Payload, HandlerError> {
     }
     let text = String::from_utf8(args.bytes.to_vec())
         .map_err(|e| HandlerError::with_kind(ErrorKind::BadArguments, e.to_string()))?;
-    let outcome: PyResult<Outcome> = Python::attach(|py| handler.call1(py, (text,))?.extract(py));
-    match outcome {
-        Ok((None, json, _)) => Ok(Payload::new(Codec::Json, json.into_bytes())),
-        Ok((Some(kind), message, detail)) => {
-            let err = HandlerError::with_kind(kind_of(&kind), message);
-            Err(match detail {
-                Some(d) => err.detail(d),
-                None => err,
-            })
-        }
-        // The wrapper itself failed (it catches the handler's exceptions).
-        Err(e) => Err(HandlerError::new(format!(
-            "the Python handler wrapper failed: {e}"
-        ))),
-    }
+    run_text(handler, text).map(|json| Payload::new(Codec::Json, json.into_bytes()))
+}
+
+/// Runs a lifecycle hook (a wrapped Python function) on the step's
+/// argument as JSON text; its result is ignored.
+fn hook(f: &Py<PyAny>, arg: String) -> Result<(), HandlerError> {
+    run_text(f, arg).map(drop)
 }
 
 impl NativeServer {
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn bound<T>(
+    fn edit<T>(
         &self,
-        f: impl FnOnce(&mut Server) -> Result<T, rigwire_std::Error>,
+        f: impl FnOnce(&mut Handlers) -> Result<T, rigwire_std::Error>,
     ) -> PyResult<T> {
-        match &mut *self.state() {
-            State::Bound(server) => f(server).map_err(|e| Python::attach(|py| to_py(py, e))),
-            _ => Err(PyRuntimeError::new_err(
-                "expose names before start(); the server is already serving",
-            )),
+        let serving = matches!(&*lock(&self.listening), Listening::Running(_))
+            || !lock(&self.services).is_empty();
+        if serving {
+            return Err(PyRuntimeError::new_err(
+                "expose names before serving; the server already serves them",
+            ));
         }
+        f(&mut lock(&self.handlers)).map_err(|e| Python::attach(|py| to_py(py, e)))
     }
 }
 
 #[pymethods]
 impl NativeServer {
-    /// The URL listened on, with the real port.
+    /// The URL listened on, with the real port (`None` without a listener).
     #[getter]
-    fn url(&self) -> String {
+    fn url(&self) -> Option<String> {
         self.url.clone()
     }
 
     /// Exposes `name`, answered by `handler` (the package's wrapper, called
     /// with the arguments' JSON text), on the pool.
     fn expose(&self, name: &str, handler: Py<PyAny>) -> PyResult<()> {
-        self.bound(|server| {
-            server.expose_raw(name, move |_ctx, args| run(&handler, args))?;
-            server.dispatch(name, Dispatch::Pool)?;
+        self.edit(|handlers| {
+            handlers.expose_raw(name, move |_ctx, args| run(&handler, args))?;
+            handlers.dispatch(name, Dispatch::Pool)?;
             Ok(())
         })
     }
 
     /// Makes `alias` reach the method exposed as `name`.
     fn alias(&self, alias: &str, name: &str) -> PyResult<()> {
-        self.bound(|server| server.alias(alias, name).map(|_| ()))
+        self.edit(|handlers| handlers.alias(alias, name).map(drop))
     }
 
     /// Describes `name` for `rigwire.methods` (its arguments and result).
     fn describe(&self, name: &str, signature: &str) -> PyResult<()> {
-        self.bound(|server| server.describe(name, signature).map(|_| ()))
+        self.edit(|handlers| handlers.describe(name, signature).map(drop))
     }
 
-    /// Starts serving on background threads.
+    /// Exposes the standard experiment lifecycle (`exp.*`) with these hooks
+    /// (wrapped Python functions, each optional): init gets its data, start
+    /// the experiment reference, stop whether to interrupt, all as JSON text.
+    #[pyo3(signature = (on_init=None, on_start=None, on_stop=None, on_cleanup=None))]
+    fn expose_lifecycle(
+        &self,
+        on_init: Option<Py<PyAny>>,
+        on_start: Option<Py<PyAny>>,
+        on_stop: Option<Py<PyAny>>,
+        on_cleanup: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        let mut service = RigService::new();
+        if let Some(f) = on_init {
+            service = service.on_init(move |_ctx, data| {
+                let json = serde_json::to_string(&data.0).unwrap_or_else(|_| "null".into());
+                hook(&f, json)
+            });
+        }
+        if let Some(f) = on_start {
+            service = service.on_start(move |_ctx, exp_ref| {
+                let json = serde_json::to_string(&exp_ref.to_string()).unwrap_or_default();
+                hook(&f, json)
+            });
+        }
+        if let Some(f) = on_stop {
+            service = service.on_stop(move |_ctx, immediately| hook(&f, immediately.to_string()));
+        }
+        if let Some(f) = on_cleanup {
+            service = service.on_cleanup(move |_ctx| hook(&f, "null".into()));
+        }
+        self.edit(|handlers| service.expose(handlers).map(drop))
+    }
+
+    /// Starts serving on the listener, in the background.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
-        let mut state = self.state();
-        match std::mem::replace(&mut *state, State::Stopped) {
-            State::Bound(server) => {
+        let mut listening = lock(&self.listening);
+        match std::mem::replace(&mut *listening, Listening::None) {
+            Listening::Bound(mut server) => {
+                *server.handlers_mut() = lock(&self.handlers).clone();
                 let running = py.detach(|| (*server).start()).map_err(|e| to_py(py, e))?;
-                *state = State::Running(running);
+                *listening = Listening::Running(running);
                 Ok(())
             }
             other => {
-                *state = other;
-                Err(PyRuntimeError::new_err("the server was started already"))
+                *listening = other;
+                Err(PyRuntimeError::new_err(
+                    "nothing to start: serving already, or no listener",
+                ))
             }
         }
     }
 
-    /// Notifies every connected peer with `args` (JSON text); returns how
-    /// many it reached.
+    /// Dials the relay's services URL and registers `names` there; the
+    /// methods are then reachable as `NAME.method` through the relay, across
+    /// its restarts, until shutdown.
+    fn serve_via(&self, py: Python<'_>, relay_url: &str, names: Vec<String>) -> PyResult<()> {
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut service = RemoteService::new(&names, self.config.clone());
+        *service.handlers_mut() = lock(&self.handlers).clone();
+        let running = py
+            .detach(|| service.connect(relay_url))
+            .map_err(|e| to_py(py, e))?;
+        lock(&self.services).push(running);
+        Ok(())
+    }
+
+    /// Notifies every peer connected to the listener with `args` (JSON
+    /// text); returns how many it reached.
     fn broadcast(&self, py: Python<'_>, method: &str, args: String) -> PyResult<usize> {
-        match &*self.state() {
-            State::Running(running) => py
+        match &*lock(&self.listening) {
+            Listening::Running(running) => py
                 .detach(|| {
                     running.broadcast_raw(method, Payload::new(Codec::Json, args.into_bytes()))
                 })
                 .map_err(|e| to_py(py, e)),
-            _ => Err(PyRuntimeError::new_err("the server is not serving")),
+            _ => Err(PyRuntimeError::new_err("the server is not listening")),
         }
     }
 
-    /// How many peers are connected now.
+    /// How many peers are connected to the listener now.
     fn peer_count(&self) -> usize {
-        match &*self.state() {
-            State::Running(running) => running.peers().len(),
+        match &*lock(&self.listening) {
+            Listening::Running(running) => running.peers().len(),
             _ => 0,
         }
     }
 
     /// Stops accepting, lets calls in progress finish for up to `grace`
-    /// seconds, then says goodbye to every peer. Extra calls do nothing.
+    /// seconds, says goodbye to every peer, and leaves every relay. Extra
+    /// calls do nothing.
     #[pyo3(signature = (grace=5.0))]
     fn shutdown(&self, py: Python<'_>, grace: f64) -> PyResult<()> {
         let grace = seconds("grace", Some(grace))?.unwrap_or(Duration::ZERO);
-        let previous = std::mem::replace(&mut *self.state(), State::Stopped);
-        if let State::Running(running) = previous {
-            // Handlers still running need the GIL to finish.
-            py.detach(|| running.shutdown(grace));
-        }
+        let services = std::mem::take(&mut *lock(&self.services));
+        let listening = std::mem::replace(&mut *lock(&self.listening), Listening::None);
+        // Handlers still running need the GIL to finish.
+        py.detach(|| {
+            for service in services {
+                service.close();
+            }
+            if let Listening::Running(running) = listening {
+                running.shutdown(grace);
+            }
+        });
         Ok(())
     }
 }

@@ -61,3 +61,58 @@ def test_a_rig_that_cannot_be_reached_is_named():
         rigwire.Group({"nowhere": "tcp://127.0.0.1:1"}, timeout=2)
     assert "nowhere" in e.value.failed
     assert isinstance(e.value.failed["nowhere"], rigwire.ConnectFailed)
+
+
+def test_a_group_of_rust_and_python_rigs(rigs):
+    seen = []
+    rig = rigwire.Rig()
+
+    @rig.on_init
+    def init(data):
+        seen.append(("init", data))
+
+    @rig.on_start
+    def start(exp_ref):
+        seen.append(("start", exp_ref))
+
+    @rig.on_stop
+    def stop(immediately):
+        seen.append(("stop", immediately))
+
+    @rig.on_cleanup
+    def cleanup():
+        seen.append(("cleanup",))
+
+    with rigwire.Server("tcp://127.0.0.1:0", name="py-rig") as server:
+        rig.expose(server)
+        server.start()
+        urls = {"rig-1": rigs["rig-1"].url, "py-rig": server.url, "rig-2": rigs["rig-2"].url}
+        with rigwire.Group(urls) as group:
+            assert group.init(subject="ZM_1").raise_on_failure() == {n: "initialized" for n in urls}
+            assert group.start("2026-11-26_2_ZM_1").ok()
+            assert group.stop(immediately=True).ok()
+            assert group.cleanup() == {n: "connected" for n in urls}
+    assert seen == [
+        ("init", {"subject": "ZM_1"}),
+        ("start", "2026-11-26_2_ZM_1"),
+        ("stop", True),
+        ("cleanup",),
+    ]
+
+
+def test_a_python_hook_that_raises_fails_its_step():
+    rig = rigwire.Rig()
+
+    @rig.on_start
+    def start(exp_ref):
+        raise RuntimeError("no water in the reservoir")
+
+    with rigwire.Server("tcp://127.0.0.1:0") as server:
+        rig.expose(server)
+        server.start()
+        with rigwire.connect(server.url) as c:
+            c.call("exp.init")
+            with pytest.raises(rigwire.RemoteError) as e:
+                c.call("exp.start", "2026-11-26_1_ZM_1")
+            assert "no water" in e.value.message and "Traceback" in e.value.detail
+            assert c.call("exp.status") == "initialized"

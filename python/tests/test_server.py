@@ -1,5 +1,6 @@
 """Serving from Python: Python and Rust clients call Python handlers."""
 
+import os
 import subprocess
 import threading
 import time
@@ -117,3 +118,47 @@ def test_secret_broadcast_and_shutdown(tmp_path):
     # Shut down by the context manager: the client sees the goodbye.
     with pytest.raises(rigwire.Disconnected):
         c.call("hello")
+
+
+def test_a_python_service_through_the_relay():
+    env_secrets = {"RIGWIRE_SECRET": SECRET, "RIGWIRE_SERVICE_SECRET": SECRET}
+    relay = subprocess.Popen(
+        [BIN, "relay", "--clients", "tcp://127.0.0.1:0", "--services", "ws://127.0.0.1:0/services"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **env_secrets},
+        text=True,
+    )
+    try:
+        lines = [relay.stdout.readline().split() for _ in range(2)]
+        urls = {line[2]: line[1] for line in lines}
+        service = rigwire.Server(None, name="scanner", secret=SECRET)
+
+        @service.expose
+        def add(a, b):
+            return a + b
+
+        service.serve_via(urls["services"], as_="data")
+        try:
+            with rigwire.connect(urls["clients"], secret=SECRET) as c:
+                assert c.call("data.add", 1, 2) == 3
+                assert c.root.data.add(2, 2) == 4
+                assert "data" in c.call("rigwire.services")
+            out = subprocess.run(
+                [BIN, "call", urls["clients"], "data.add", "[1, 2]"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "RIGWIRE_SECRET": SECRET},
+            )
+            assert (out.returncode, out.stdout.strip()) == (0, "3"), out.stderr
+        finally:
+            service.shutdown()
+        # The service has left: calls to it fail at once, naming it.
+        with rigwire.connect(urls["clients"], secret=SECRET) as c:
+            with pytest.raises(rigwire.Unavailable) as e:
+                c.call("data.add", 1, 2)
+            assert "data" in str(e.value)
+    finally:
+        relay.kill()
+        relay.communicate(timeout=10)
