@@ -414,7 +414,6 @@ fn bench_reports_every_row_as_json() {
         .all(|m| m["connections"].as_u64().unwrap() >= 10));
 }
 
-/// A `rigwire` child process, killed when dropped, with the first lines it printed.
 const CLIENT_SECRET: (&str, &str) = ("RIGWIRE_SECRET", "clients-secret-0123456");
 const SERVICE_SECRET: (&str, &str) = ("RIGWIRE_SERVICE_SECRET", "services-secret-0123456");
 

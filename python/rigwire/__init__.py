@@ -42,7 +42,7 @@ import time as _time
 import traceback as _traceback
 from typing import Any, Callable, Dict, Iterable, Optional, Tuple, Union
 
-from . import _rigwire
+from . import _rigwire, errors
 from .errors import (
     AuthenticationFailed,
     Busy,
@@ -68,19 +68,7 @@ __all__ = [
     "GroupResults",
     "ExpRef",
     "payload",
-    "Error",
-    "RemoteError",
-    "NoSuchMethod",
-    "Unavailable",
-    "Busy",
-    "DeadlineExceeded",
-    "Disconnected",
-    "ConnectFailed",
-    "Cancelled",
-    "GroupError",
-    "AuthenticationFailed",
-    "Rejected",
-]
+] + errors.__all__
 
 Secret = Union[str, bytes]
 PathLike = Union[str, "_os.PathLike[str]"]
@@ -144,6 +132,7 @@ class _Root:
         return _Root(self._client, f"{self._name}.{part}" if self._name else part)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # For a rigwire.aio client, the call is a coroutine to await.
         if not self._name:
             raise TypeError("call a method of root, such as root.add(1, 2)")
         return self._client.call(self._name, *args, **kwargs)

@@ -43,22 +43,6 @@ async def connect(
     return Client(await _off_loop(lambda: _rigwire.connect(url, name, secret, secret_file, timeout)))
 
 
-class _Root:
-    def __init__(self, client: "Client", name: str = ""):
-        self._client = client
-        self._name = name
-
-    def __getattr__(self, part: str) -> "_Root":
-        if part.startswith("__"):
-            raise AttributeError(part)
-        return _Root(self._client, f"{self._name}.{part}" if self._name else part)
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if not self._name:
-            raise TypeError("call a method of root, such as await root.add(1, 2)")
-        return self._client.call(self._name, *args, **kwargs)
-
-
 class Client:
     """A ``rigwire.Client`` whose waits are awaited (from ``rigwire.aio.connect``)."""
 
@@ -71,9 +55,9 @@ class Client:
         return self._client.url
 
     @property
-    def root(self) -> _Root:
+    def root(self) -> "_rigwire._Root":
         """Methods as attributes: ``await client.root.add(1, 2)``."""
-        return _Root(self)
+        return _rigwire._Root(self)
 
     async def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Calls ``method`` and returns its result, as ``rigwire.Client.call``.

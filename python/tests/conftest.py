@@ -29,6 +29,12 @@ class Rig:
         assert line.startswith("listening "), line
         self.url = line.split()[1]
 
+    def stop_and_read_log(self) -> str:
+        """Kills the rig and returns what it logged (needs ``log=True``)."""
+        self.process.kill()
+        _, log = self.process.communicate(timeout=10)
+        return log
+
     def stop(self) -> None:
         self.process.kill()
         self.process.communicate(timeout=10)  # reaps it and closes its pipes
