@@ -71,11 +71,11 @@ def test_handler_errors_reach_the_caller_with_the_traceback(server):
 
 def test_a_slow_handler_does_not_hold_up_other_calls(server):
     with rigwire.connect(server.url) as c:
-        slow = c.start("nap", 1.0)
-        started = time.monotonic()
+        slow = c.start("nap", 5.0)
         assert c.call("add", 1, 1) == 2
-        assert time.monotonic() - started < 0.9, "the fast call waited for the slow one"
-        assert slow.result(timeout=10) == 1.0
+        # Answered while the slow one still runs: they did not queue.
+        assert not slow.done()
+        slow.cancel()
 
 
 def test_the_rust_command_line_calls_a_python_server(server):
