@@ -26,13 +26,15 @@ sends one payload, by this rule:
 A value JSON cannot carry raises ``TypeError`` before anything is sent. The
 result is the JSON answer as Python values.
 
-**Serving.** ``rigwire.Server(url)`` exposes Python functions; a payload
+**Serving.** ``rigwire.Server(url)`` exposes Python functions (and
+``connect(..., expose={...})`` lets a peer call back a client); a payload
 reaches a handler by the same rule read backwards: ``null`` calls it with no
 arguments, a JSON array with its elements as positional arguments, a JSON
 object with keyword arguments, anything else with that one value. A handler
 that raises answers the call with an error: kind ``Handler`` (``BadArguments``
 when the arguments do not fit its signature), the exception's type name and
-message, and its traceback as the detail.
+message, and its traceback as the detail. A handler with a parameter named
+``caller`` gets a ``Client`` of the peer that called it, to call it back.
 """
 
 import inspect as _inspect
@@ -200,26 +202,49 @@ def connect(
     secret: Optional[Secret] = None,
     secret_file: Optional[PathLike] = None,
     timeout: Optional[float] = None,
+    expose: Optional[Dict[str, Callable[..., Any]]] = None,
 ) -> Client:
     """Connects to ``url`` (``tcp://host:port``, ``unix:///path``, ``ws://host:port/path``)
     as ``name``. The shared secret comes from ``secret`` (text or bytes) or
     ``secret_file`` (one trailing newline is not part of it). ``timeout``
     (seconds) bounds connecting and is every call's default deadline.
+    ``expose`` maps names to functions the peer may call back over this
+    connection (rt-cloud's and RPyC's callback pattern), served as
+    ``Server.expose`` serves them.
 
     Raises ``ConnectFailed``, ``AuthenticationFailed``, ``Rejected``, or
     ``ValueError`` for a bad secret or timeout."""
     if isinstance(secret, str):
         secret = secret.encode()
     path = None if secret_file is None else _os.fspath(secret_file)
-    return Client(_rigwire.connect(url, name, secret, path, timeout))
+    handlers = [(n, _handler(f)) for n, f in (expose or {}).items()]
+    return Client(_rigwire.connect(url, name, secret, path, timeout, handlers))
 
 
-def _handler(fn: Callable[..., Any]) -> Callable[[str], Tuple[Optional[str], str, Optional[str]]]:
-    """Wraps ``fn`` for the native server: JSON text in; ``(None, result_json)``
-    or ``(kind, message, traceback)`` out."""
+_Outcome = Tuple[Optional[str], str, Optional[str]]
+
+
+def _failure(e: Exception) -> _Outcome:
+    """What a Python exception answers a call with: its kind (``Handler``,
+    or a ``RemoteError``'s own), type and message, and traceback."""
+    kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
+    detail = "".join(_traceback.format_exception(type(e), e, e.__traceback__))
+    return (kind, f"{type(e).__name__}: {e}", detail)
+
+
+def _takes_caller(fn: Callable[..., Any]) -> bool:
+    return "caller" in _inspect.signature(fn).parameters
+
+
+def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
+    """Wraps ``fn`` for the native side: JSON text and the caller in;
+    ``(None, result_json)`` or ``(kind, message, traceback)`` out. A
+    parameter named ``caller`` receives a ``Client`` of the peer that made the
+    call, to call it back."""
     signature = _inspect.signature(fn)
+    wants_caller = _takes_caller(fn)
 
-    def run(text: str) -> Tuple[Optional[str], str, Optional[str]]:
+    def run(text: str, caller: Any) -> _Outcome:
         value = _json.loads(text)
         if value is None:
             args, kwargs = (), {}
@@ -229,6 +254,8 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str], Tuple[Optional[str], str
             args, kwargs = (), value
         else:
             args, kwargs = (value,), {}
+        if wants_caller:
+            kwargs = {**kwargs, "caller": Client(caller)}
         try:
             signature.bind(*args, **kwargs)
         except TypeError as e:
@@ -237,9 +264,7 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str], Tuple[Optional[str], str
             result = fn(*args, **kwargs)
             return (None, _json.dumps(result, allow_nan=False, separators=(",", ":")), None)
         except Exception as e:  # the caller gets it; the server carries on
-            kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
-            detail = "".join(_traceback.format_exception(type(e), e, e.__traceback__))
-            return (kind, f"{type(e).__name__}: {e}", detail)
+            return _failure(e)
 
     return run
 
@@ -460,19 +485,20 @@ class Group:
         self.close()
 
 
-def _hook(fn: Callable[..., Any]) -> Callable[[str], Tuple[Optional[str], str, Optional[str]]]:
+def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     """Wraps a lifecycle hook: the step's argument (JSON text) is passed as
-    one value if the function takes one, else nothing."""
-    takes_value = bool(_inspect.signature(fn).parameters)
+    one value if the function takes one besides ``caller``, else nothing."""
+    wants_caller = _takes_caller(fn)
+    takes_value = len([p for p in _inspect.signature(fn).parameters if p != "caller"]) > 0
 
-    def run(text: str) -> Tuple[Optional[str], str, Optional[str]]:
+    def run(text: str, caller: Any) -> _Outcome:
+        args = (_json.loads(text),) if takes_value else ()
+        kwargs = {"caller": Client(caller)} if wants_caller else {}
         try:
-            fn(_json.loads(text)) if takes_value else fn()
+            fn(*args, **kwargs)
             return (None, "null", None)
         except Exception as e:  # the step fails with it; the rig carries on
-            kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
-            detail = "".join(_traceback.format_exception(type(e), e, e.__traceback__))
-            return (kind, f"{type(e).__name__}: {e}", detail)
+            return _failure(e)
 
     return run
 

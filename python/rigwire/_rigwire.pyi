@@ -3,7 +3,8 @@
 from typing import Callable, List, Optional, Tuple
 
 Outcome = Tuple[str, Optional[str], Optional[BaseException]]
-Hook = Callable[[str], Tuple[Optional[str], str, Optional[str]]]
+Hook = Callable[[str, "NativeClient"], Tuple[Optional[str], str, Optional[str]]]
+Handler = Hook
 
 class NativeCall:
     def result(self, timeout: Optional[float] = None) -> str: ...
@@ -71,4 +72,5 @@ def connect(
     secret: Optional[bytes] = None,
     secret_file: Optional[str] = None,
     timeout: Optional[float] = None,
+    expose: List[Tuple[str, Handler]] = ...,
 ) -> NativeClient: ...

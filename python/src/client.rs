@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use rigwire_std::core::{Codec, Secret};
-use rigwire_std::{Client, Config, Error, Payload, RawPendingCall};
+use rigwire_std::{Client, Config, Error, Handlers, Payload, Peer, RawPendingCall};
 
 use crate::errors::to_py;
 
@@ -53,9 +53,10 @@ fn text_of(payload: Payload) -> Result<String, Error> {
 
 /// Connects to `url` as `name`, with a shared secret given as bytes or read
 /// from `secret_file` (one trailing newline is not part of it). `timeout`
-/// bounds connecting and is every call's default deadline.
+/// bounds connecting and is every call's default deadline. `expose` names
+/// the package's wrapped functions the peer may call back.
 #[pyfunction]
-#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None))]
+#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None, expose=Vec::new()))]
 pub(crate) fn connect(
     py: Python<'_>,
     url: String,
@@ -63,14 +64,56 @@ pub(crate) fn connect(
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
+    expose: Vec<(String, Py<PyAny>)>,
 ) -> PyResult<NativeClient> {
     let config = config(name, secret, secret_file, timeout)?;
+    let mut handlers = Handlers::new();
+    for (method, handler) in expose {
+        crate::server::expose_python(&mut handlers, &method, handler).map_err(|e| to_py(py, e))?;
+    }
     let client = py
-        .detach(|| Client::connect(&url, config))
+        .detach(|| Client::connect_with(&url, config, handlers))
         .map_err(|e| to_py(py, e))?;
     Ok(NativeClient {
-        inner: Arc::new(client),
+        inner: Endpoint::Client(Arc::new(client)),
     })
+}
+
+/// What a [`NativeClient`] calls: a connection it dialed, or the peer that
+/// called one of our handlers (to call it back).
+enum Endpoint {
+    Client(Arc<Client>),
+    Caller(Peer),
+}
+
+impl Endpoint {
+    fn start_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<RawPendingCall, Error> {
+        match self {
+            Endpoint::Client(c) => c.start_raw(method, args, timeout),
+            Endpoint::Caller(p) => p.start_raw(method, args, timeout),
+        }
+    }
+
+    fn peer(&self) -> Result<Peer, Error> {
+        match self {
+            Endpoint::Client(c) => c.peer(),
+            Endpoint::Caller(p) => Ok(p.clone()),
+        }
+    }
+}
+
+impl NativeClient {
+    /// A client of the peer that made a call, handed to its Python handler.
+    pub(crate) fn caller(peer: Peer) -> NativeClient {
+        NativeClient {
+            inner: Endpoint::Caller(peer),
+        }
+    }
 }
 
 /// An endpoint's settings from what Python passed: its name, a secret as
@@ -108,7 +151,7 @@ pub(crate) fn config(
 /// One connection to a rig or service; safe to share between threads.
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeClient {
-    inner: Arc<Client>,
+    inner: Endpoint,
 }
 
 /// How a [`wait`] ended, short of a signal handler's exception.
@@ -153,10 +196,13 @@ fn wait(
 
 #[pymethods]
 impl NativeClient {
-    /// The URL this client dialed.
+    /// The URL this client dialed (for a caller, where its connection came from).
     #[getter]
     fn url(&self) -> String {
-        self.inner.url()
+        match &self.inner {
+            Endpoint::Client(c) => c.url(),
+            Endpoint::Caller(p) => p.address().to_owned(),
+        }
     }
 
     /// Calls `method` with `args` (JSON text) and returns the result's JSON
@@ -210,14 +256,17 @@ impl NativeClient {
 
     /// Round-trip time of an application ping, in seconds.
     fn ping(&self, py: Python<'_>) -> PyResult<f64> {
-        py.detach(|| self.inner.ping())
+        py.detach(|| self.inner.peer()?.ping())
             .map(|rtt| rtt.as_secs_f64())
             .map_err(|e| to_py(py, e))
     }
 
     /// Closes the connection with a goodbye; later calls fail `Disconnected`.
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.inner.close());
+        py.detach(|| match &self.inner {
+            Endpoint::Client(c) => c.close(),
+            Endpoint::Caller(p) => p.close(),
+        });
     }
 }
 

@@ -13,11 +13,11 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use rigwire_std::core::{Codec, ErrorKind};
 use rigwire_std::{
-    Config, Dispatch, HandlerError, Handlers, Payload, RemoteService, RigService, RunningServer,
-    RunningService, Server,
+    Config, Dispatch, HandlerError, Handlers, Payload, Peer, RemoteService, RigService,
+    RunningServer, RunningService, Server,
 };
 
-use crate::client::{config, seconds};
+use crate::client::{config, seconds, NativeClient};
 use crate::errors::to_py;
 
 enum Listening {
@@ -86,10 +86,13 @@ fn kind_of(name: &str) -> ErrorKind {
     }
 }
 
-/// Calls a wrapped Python function (JSON text in, an [`Outcome`] out) with
-/// the GIL.
-fn run_text(handler: &Py<PyAny>, text: String) -> Result<String, HandlerError> {
-    let outcome: PyResult<Outcome> = Python::attach(|py| handler.call1(py, (text,))?.extract(py));
+/// Calls a wrapped Python function (JSON text and its caller in, an
+/// [`Outcome`] out) with the GIL.
+fn run_text(handler: &Py<PyAny>, text: String, caller: &Peer) -> Result<String, HandlerError> {
+    let outcome: PyResult<Outcome> = Python::attach(|py| {
+        let caller = NativeClient::caller(caller.clone());
+        handler.call1(py, (text, caller))?.extract(py)
+    });
     match outcome {
         Ok((None, json, _)) => Ok(json),
         Ok((Some(kind), message, detail)) => {
@@ -107,7 +110,7 @@ fn run_text(handler: &Py<PyAny>, text: String) -> Result<String, HandlerError> {
 }
 
 /// Runs a wrapped Python handler on a call's arguments.
-fn run(handler: &Py<PyAny>, args: Payload) -> Result<Payload, HandlerError> {
+fn run(handler: &Py<PyAny>, args: Payload, caller: &Peer) -> Result<Payload, HandlerError> {
     if args.codec != Codec::Json {
         return Err(HandlerError::with_kind(
             ErrorKind::BadArguments,
@@ -116,13 +119,25 @@ fn run(handler: &Py<PyAny>, args: Payload) -> Result<Payload, HandlerError> {
     }
     let text = String::from_utf8(args.bytes.to_vec())
         .map_err(|e| HandlerError::with_kind(ErrorKind::BadArguments, e.to_string()))?;
-    run_text(handler, text).map(|json| Payload::new(Codec::Json, json.into_bytes()))
+    run_text(handler, text, caller).map(|json| Payload::new(Codec::Json, json.into_bytes()))
+}
+
+/// Exposes `name` in `handlers`, answered by a wrapped Python function on
+/// the pool (Python code may block: never on a connection's reading thread).
+pub(crate) fn expose_python(
+    handlers: &mut Handlers,
+    name: &str,
+    handler: Py<PyAny>,
+) -> Result<(), rigwire_std::Error> {
+    handlers.expose_raw(name, move |ctx, args| run(&handler, args, &ctx.peer))?;
+    handlers.dispatch(name, Dispatch::Pool)?;
+    Ok(())
 }
 
 /// Runs a lifecycle hook (a wrapped Python function) on the step's
 /// argument as JSON text; its result is ignored.
-fn hook(f: &Py<PyAny>, arg: String) -> Result<(), HandlerError> {
-    run_text(f, arg).map(drop)
+fn hook(f: &Py<PyAny>, arg: String, caller: &Peer) -> Result<(), HandlerError> {
+    run_text(f, arg, caller).map(drop)
 }
 
 impl NativeServer {
@@ -152,11 +167,7 @@ impl NativeServer {
     /// Exposes `name`, answered by `handler` (the package's wrapper, called
     /// with the arguments' JSON text), on the pool.
     fn expose(&self, name: &str, handler: Py<PyAny>) -> PyResult<()> {
-        self.edit(|handlers| {
-            handlers.expose_raw(name, move |_ctx, args| run(&handler, args))?;
-            handlers.dispatch(name, Dispatch::Pool)?;
-            Ok(())
-        })
+        self.edit(|handlers| expose_python(handlers, name, handler))
     }
 
     /// Makes `alias` reach the method exposed as `name`.
@@ -182,22 +193,23 @@ impl NativeServer {
     ) -> PyResult<()> {
         let mut service = RigService::new();
         if let Some(f) = on_init {
-            service = service.on_init(move |_ctx, data| {
+            service = service.on_init(move |ctx, data| {
                 let json = serde_json::to_string(&data.0).unwrap_or_else(|_| "null".into());
-                hook(&f, json)
+                hook(&f, json, &ctx.peer)
             });
         }
         if let Some(f) = on_start {
-            service = service.on_start(move |_ctx, exp_ref| {
+            service = service.on_start(move |ctx, exp_ref| {
                 let json = serde_json::to_string(&exp_ref.to_string()).unwrap_or_default();
-                hook(&f, json)
+                hook(&f, json, &ctx.peer)
             });
         }
         if let Some(f) = on_stop {
-            service = service.on_stop(move |_ctx, immediately| hook(&f, immediately.to_string()));
+            service = service
+                .on_stop(move |ctx, immediately| hook(&f, immediately.to_string(), &ctx.peer));
         }
         if let Some(f) = on_cleanup {
-            service = service.on_cleanup(move |_ctx| hook(&f, "null".into()));
+            service = service.on_cleanup(move |ctx| hook(&f, "null".into(), &ctx.peer));
         }
         self.edit(|handlers| service.expose(handlers).map(drop))
     }

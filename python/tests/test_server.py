@@ -162,3 +162,49 @@ def test_a_python_service_through_the_relay():
     finally:
         relay.kill()
         relay.communicate(timeout=10)
+
+
+def test_a_handler_calls_back_the_peer_that_called_it():
+    progress = []
+    with rigwire.Server("tcp://127.0.0.1:0", name="scanner") as s:
+
+        @s.expose
+        def acquire(volumes, caller):
+            for v in range(volumes):
+                caller.call("progress", v + 1, volumes)
+            caller.notify("log", "acquired")
+            return volumes
+
+        s.start()
+        logged = []
+        script = rigwire.connect(
+            s.url,
+            expose={
+                "progress": lambda done, of: progress.append((done, of)) or done,
+                "log": lambda text: logged.append(text),
+            },
+        )
+        with script:
+            assert script.call("acquire", 3) == 3
+            assert progress == [(1, 3), (2, 3), (3, 3)]
+            deadline = time.monotonic() + 10
+            while not logged and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert logged == ["acquired"]
+
+
+def test_a_lifecycle_hook_may_call_back_the_script():
+    rig = rigwire.Rig()
+
+    @rig.on_start
+    def start(exp_ref, caller):
+        caller.call("started", exp_ref)
+
+    seen = []
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+        rig.expose(s)
+        s.start()
+        with rigwire.connect(s.url, expose={"started": seen.append}) as c:
+            c.call("exp.init")
+            c.call("exp.start", "2026-11-26_3_ZM_1")
+    assert seen == ["2026-11-26_3_ZM_1"]
