@@ -79,9 +79,12 @@ pub(crate) enum Queued {
 /// * **Inputs**: [`handle_input`](Self::handle_input) for byte streams,
 ///   [`handle_frame`](Self::handle_frame) for websocket messages and datagrams,
 ///   [`handle_timeout`](Self::handle_timeout) when the instant from
-///   `poll_timeout` has passed (extra calls are harmless), and
+///   `poll_timeout` has passed (extra calls are harmless),
 ///   [`handle_transport_closed`](Self::handle_transport_closed) on end of stream
-///   or an I/O error.
+///   or an I/O error, and, from a message transport's own decoder,
+///   [`handle_oversized_frame`](Self::handle_oversized_frame) and
+///   [`handle_protocol_violation`](Self::handle_protocol_violation) (a
+///   websocket message over the limit, or a text one).
 /// * **Commands**: [`call`](Self::call), [`notify`](Self::notify),
 ///   [`reply`](Self::reply), [`cancel`](Self::cancel), [`ping`](Self::ping),
 ///   [`confirmed_send`](Self::confirmed_send), [`close`](Self::close),

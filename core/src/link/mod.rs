@@ -39,7 +39,10 @@
 //! [`output`](Link::output) holds if the interest says so, then wait for what
 //! [`poll_interest`](Link::poll_interest) names. Inputs and commands leave the
 //! connection's own output drained into the link, so there is no other queue
-//! to look at.
+//! to look at. Once the link is closed: shut the transport's writing side
+//! when [`is_written_out`](Link::is_written_out), keep reading while the
+//! interest says so, and close the socket when
+//! [`is_finished`](Link::is_finished).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
