@@ -16,7 +16,7 @@
 //!   admission that never blocks, result routing, the job queue, graceful
 //!   drain and the IO interest (read? write? wake when?). Beside it the small
 //!   policies every runtime shares: connection [`Admission`](link::Admission),
-//!   [`Reconnect`](link::Reconnect) with its give-up rules. Runtimes are loops
+//!   [`Reconnect`] with its give-up rules. Runtimes are loops
 //!   around it.
 //! * [`message`] — the wire messages and their postcard encoding.
 //! * [`framing`] — length-prefixed frames on streams, one frame per message on
