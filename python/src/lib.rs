@@ -12,6 +12,7 @@
 mod client;
 mod errors;
 mod group;
+mod ibl;
 mod server;
 
 use pyo3::prelude::*;
@@ -27,5 +28,9 @@ fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<group::NativeGroup>()?;
     m.add_function(wrap_pyfunction!(group::connect_group, m)?)?;
     m.add_function(wrap_pyfunction!(group::exp_ref, m)?)?;
+    m.add_class::<ibl::NativeIblPeer>()?;
+    m.add_class::<ibl::NativeIblServices>()?;
+    m.add_function(wrap_pyfunction!(ibl::ibl_connect, m)?)?;
+    m.add_function(wrap_pyfunction!(ibl::ibl_services, m)?)?;
     Ok(())
 }
