@@ -138,6 +138,17 @@ impl Connection {
         Ok(())
     }
 
+    /// Takes incoming call `id` out of the table if its deadline has passed by
+    /// `now`, as its timer would have, so that it gets no answer (spec
+    /// §6.1) even when no timer has run since. Returns whether it did.
+    pub(crate) fn expire_if_due(&mut self, id: u64, now: Instant) -> bool {
+        let due = self.incoming.deadline(id).is_some_and(|d| d <= now);
+        if due {
+            self.incoming.remove(id);
+        }
+        due
+    }
+
     /// Gives up on our call `id`: the peer is sent `Cancel` and no
     /// `Response` event will be emitted for it. Returns whether it was pending.
     pub fn cancel(&mut self, id: u64) -> bool {

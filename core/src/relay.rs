@@ -789,11 +789,10 @@ impl Relay {
         self.touched.insert(client);
         if let Some(p) = self.peers.get_mut(&client) {
             // An expired call leaves the table here, and gets no answer.
-            p.conn.handle_timeout(now);
-            let _ = p.conn.reply(client_call, result);
+            if !p.conn.expire_if_due(client_call, now) {
+                let _ = p.conn.reply(client_call, result);
+            }
         }
-        // What those timers raised on the client's connection.
-        self.process(client, now);
     }
 
     /// What the client is told when the service hop failed.

@@ -3,6 +3,8 @@
 import os
 import subprocess
 import sys
+import threading
+import time
 import pytest
 
 BIN = os.environ.get("RIGWIRE_BIN", "rigwire")
@@ -29,11 +31,27 @@ class Rig:
         assert line.startswith("listening "), line
         self.url = line.split()[1]
 
-    def stop_and_read_log(self) -> str:
-        """Kills the rig and returns what it logged (needs ``log=True``)."""
+    def stop_when_logged(self, text: str, within: float = 10.0) -> str:
+        """Waits until the rig has logged a line containing ``text`` (or
+        ``within`` seconds pass), then kills it and returns its log (needs
+        ``log=True``)."""
+        lines = []
+
+        def read():
+            for line in self.process.stderr:
+                lines.append(line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        until = time.monotonic() + within
+        while time.monotonic() < until and not any(text in line for line in lines):
+            time.sleep(0.01)
         self.process.kill()
-        _, log = self.process.communicate(timeout=10)
-        return log
+        self.process.wait(timeout=10)
+        reader.join(timeout=10)
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return "".join(lines)
 
     def stop(self) -> None:
         self.process.kill()

@@ -57,7 +57,7 @@ def test_cancelling_the_task_cancels_the_call_on_the_wire():
             await c.close()
 
         asyncio.run(asyncio.wait_for(main(), 20))
-        log = rig.stop_and_read_log()
+        log = rig.stop_when_logged("reply to call 1 dropped")
         assert "reply to call 1 dropped" in log, log
     finally:
         if rig.process.returncode is None:

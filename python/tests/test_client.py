@@ -171,7 +171,7 @@ def test_ctrl_c_interrupts_a_waiting_call_and_cancels_it():
         assert time.monotonic() - started < 15
         # The rig saw the cancel: its handler stopped early, and its answer
         # went nowhere.
-        log = rig.stop_and_read_log()
+        log = rig.stop_when_logged("reply to call 1 dropped")
         assert "reply to call 1 dropped" in log, log
     finally:
         if rig.process.returncode is None:

@@ -182,7 +182,7 @@ impl Shared {
                 self.driver_wake.notify(usize::MAX);
             }
         }
-        if g.link.is_written_out() {
+        if g.link.take_shut_write() {
             self.socket.shutdown(Shutdown::Write);
         }
         if g.link.is_finished() {

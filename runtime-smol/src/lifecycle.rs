@@ -107,12 +107,7 @@ impl RigService {
     pub fn expose(self, handlers: &mut Handlers) -> Result<Arc<Mutex<Lifecycle>>, Error> {
         let lifecycle = Arc::new(Mutex::new(Lifecycle::new()));
         let hooks = Arc::new(self.hooks);
-        for method in [
-            methods::INIT,
-            methods::START,
-            methods::STOP,
-            methods::CLEANUP,
-        ] {
+        for (method, signature) in methods::STEPS {
             let (lifecycle, hooks) = (Arc::clone(&lifecycle), Arc::clone(&hooks));
             handlers.expose_raw(method, move |ctx: CallContext, args: Payload| {
                 let (lifecycle, hooks) = (Arc::clone(&lifecycle), Arc::clone(&hooks));
@@ -128,9 +123,7 @@ impl RigService {
                     Payload::encode_result(args.codec, &status)
                 }
             })?;
-            if let Some(signature) = methods::step_signature(method) {
-                handlers.describe(method, signature)?;
-            }
+            handlers.describe(method, signature)?;
         }
         let l = Arc::clone(&lifecycle);
         handlers.expose(methods::STATUS, move |(): ()| {

@@ -283,7 +283,7 @@ impl ConnIo {
                 Flushed::Done => {}
             }
         }
-        if conn.is_closed() && self.out.drained() {
+        if self.out.take_shut_write() {
             // The reader reads the peer's side to its end, then closes.
             self.socket.shutdown(std::net::Shutdown::Write);
         }
@@ -498,9 +498,7 @@ impl Inner {
                     // reads does not keep a closed connection forever.
                     let until = *give_up
                         .get_or_insert_with(|| Instant::now() + rigwire_core::link::CLOSE_LINGER);
-                    if cio.out.drained() {
-                        socket.shutdown(std::net::Shutdown::Write);
-                    }
+                    cio.flush(conn);
                     if ended || Instant::now() >= until {
                         socket.shutdown(std::net::Shutdown::Both);
                         return;

@@ -18,6 +18,8 @@ pub(crate) struct RelayOutbox {
     pub(crate) failed: Option<String>,
     /// The connection has ended (a websocket then sends its Close frame).
     closed: bool,
+    /// [`take_shut_write`](Self::take_shut_write) has said so.
+    write_shut: bool,
 }
 
 impl RelayOutbox {
@@ -30,9 +32,13 @@ impl RelayOutbox {
         }
     }
 
-    /// Nothing left to write (or nothing will be written any more).
-    pub(crate) fn drained(&self) -> bool {
-        self.out.is_empty()
+    /// True once, when the connection has ended and its output is out (or
+    /// given up): shut down the socket's writing side now, as a link's
+    /// `take_shut_write` says for a runtime's connection.
+    pub(crate) fn take_shut_write(&mut self) -> bool {
+        let now = !self.write_shut && self.closed && self.out.is_empty();
+        self.write_shut |= now;
+        now
     }
 
     /// Whether to read from this connection: not while our answers to it

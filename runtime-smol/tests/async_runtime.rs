@@ -303,6 +303,8 @@ fn limits_secrets_shutdown_and_reconnect() {
         let first = Client::connect(&url, cfg("a").reconnect(policy))
             .await
             .unwrap();
+        // Answered only once the server has admitted it: the limit is full.
+        first.call::<_, i64>("add", &(0, 0)).await.unwrap();
         let Error::Rejected { code, reason } = Client::connect(&url, cfg("b")).await.unwrap_err()
         else {
             panic!()

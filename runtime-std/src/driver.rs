@@ -251,7 +251,7 @@ impl Shared {
                 Flushed::Failed => tracing::debug!(peer = %self.label, "write failed"),
             }
         }
-        if g.link.is_written_out() {
+        if g.link.take_shut_write() {
             self.socket.shutdown(Shutdown::Write);
         }
         if g.link.is_finished() {
@@ -286,9 +286,9 @@ impl Shared {
     fn write_loop(self: Arc<Self>) {
         let mut g = self.lock();
         loop {
-            // Its work ends with the last frames; the ending is the reader's.
+            // Its work ends with the last frames (`flush` shuts the writing
+            // side); the ending is the reader's.
             if g.link.is_written_out() {
-                self.socket.shutdown(Shutdown::Write);
                 break;
             }
             if !g.write_blocked {

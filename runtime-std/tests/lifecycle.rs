@@ -232,6 +232,11 @@ fn past_the_connection_limit_a_client_is_rejected_with_the_reason() {
     let server = rig("tcp://127.0.0.1:0", config, Probe::default());
     let a = Client::connect(&server.local_url(), cfg("a")).unwrap();
     let b = Client::connect(&server.local_url(), cfg("b")).unwrap();
+    // A call answered means the server has admitted that connection (its
+    // admission runs before its first call): only then is the limit full.
+    for client in [&a, &b] {
+        client.call::<_, i64>("add", &(0, 0)).unwrap();
+    }
     let err = Client::connect(&server.local_url(), cfg("c")).unwrap_err();
     let Error::Rejected { code, reason } = err else {
         panic!("{err}")

@@ -272,8 +272,7 @@ impl Wire {
         mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
     ) -> Flushed {
         loop {
-            let output = outbox.output();
-            if output.is_empty() && self.encoded.is_empty() && outbox.is_closed() {
+            if outbox.output().is_empty() && self.encoded.is_empty() && outbox.is_closed() {
                 self.queue_close();
             }
             let output = outbox.output();
@@ -292,13 +291,10 @@ impl Wire {
             };
             match result {
                 Ok(0) => return self.fail(outbox, "the socket took no bytes".into()),
+                // Once all is out, the next round queues a Close owed, or ends.
                 Ok(n) => {
                     let done = self.written(n);
                     outbox.handle_written(done);
-                    let close_owed = self.is_ws() && !self.close_queued && outbox.is_closed();
-                    if outbox.output().is_empty() && self.encoded.is_empty() && !close_owed {
-                        return Flushed::Done;
-                    }
                 }
                 Err(e)
                     if matches!(

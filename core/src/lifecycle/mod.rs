@@ -31,17 +31,14 @@ pub mod methods {
     /// Notified by a rig to report an event `(name, detail)` to its script.
     pub const EVENT: &str = "exp.event";
 
-    /// How `rigwire.methods` describes the step `method` (spec §6.6), or
-    /// `None` for a name that is not a step.
-    pub fn step_signature(method: &str) -> Option<&'static str> {
-        Some(match method {
-            INIT => "nothing, null or an object of data -> ExpStatus",
-            START => "ExpRef (\"yyyy-mm-dd_n_subject\") -> ExpStatus",
-            STOP => "nothing, null or {immediately: bool} -> ExpStatus",
-            CLEANUP => "nothing -> ExpStatus",
-            _ => return None,
-        })
-    }
+    /// The four steps a rig exposes, each with how `rigwire.methods`
+    /// describes it (spec §6.6).
+    pub const STEPS: [(&str, &str); 4] = [
+        (INIT, "nothing, null or an object of data -> ExpStatus"),
+        (START, "ExpRef (\"yyyy-mm-dd_n_subject\") -> ExpStatus"),
+        (STOP, "nothing, null or {immediately: bool} -> ExpStatus"),
+        (CLEANUP, "nothing -> ExpStatus"),
+    ];
 }
 
 /// Arguments of `exp.stop`; `None` or `immediately: false` stops at the end

@@ -40,7 +40,7 @@
 //! [`poll_interest`](Link::poll_interest) names. Inputs and commands leave the
 //! connection's own output drained into the link, so there is no other queue
 //! to look at. Once the link is closed: shut the transport's writing side
-//! when [`is_written_out`](Link::is_written_out), keep reading while the
+//! when [`take_shut_write`](Link::take_shut_write) says so, keep reading while the
 //! interest says so, and close the socket when
 //! [`is_finished`](Link::is_finished).
 
@@ -236,6 +236,8 @@ pub struct Link {
     close_by: Option<Instant>,
     /// The transport reported its end (or the link gave up on it).
     transport_done: bool,
+    /// [`take_shut_write`](Link::take_shut_write) has said so.
+    write_shut: bool,
     /// Counts what waiting callers may be waiting for; see [`progress`](Link::progress).
     progress: u64,
     /// A graceful shutdown in progress: until when calls may finish, and
@@ -261,6 +263,7 @@ impl Link {
             room_freed: false,
             close_by: None,
             transport_done: false,
+            write_shut: false,
             progress: 0,
             drain: None,
             ticket: None,
@@ -312,6 +315,14 @@ impl Link {
     pub fn is_written_out(&self) -> bool {
         self.conn.is_closed()
             && (self.unsent.is_empty() || self.write_failed.is_some() || self.transport_done)
+    }
+
+    /// True once, when the link becomes [written out](Self::is_written_out):
+    /// shut down the transport's writing side now.
+    pub fn take_shut_write(&mut self) -> bool {
+        let now = !self.write_shut && self.is_written_out();
+        self.write_shut |= now;
+        now
     }
 
     /// Closed, and the transport is done with: the peer ended its side (or
@@ -581,7 +592,7 @@ impl Link {
     /// Answers incoming call `id`; its handler is done. Replies are never
     /// refused for room: their number is bounded by the incoming-call limit.
     /// A call whose deadline has passed by `now` gets no answer (spec §6.1),
-    /// even if no timer has run since: the timers run first.
+    /// even if no timer has run since to take it out of the table.
     ///
     /// # Errors
     /// As [`Connection::reply`]; `NotPending` for a cancelled or expired
@@ -592,12 +603,14 @@ impl Link {
         result: Result<Payload, RemoteError>,
         now: Instant,
     ) -> Result<(), ReplyError> {
-        self.handle_timeout(now);
         self.running.remove(&id);
         if self.cancelled.remove(&id) {
             // A cancelled call's handler finished: its slot is free now, and
             // its answer goes nowhere.
             self.conn.abandoned = self.conn.abandoned.saturating_sub(1);
+            return Err(ReplyError::NotPending(id));
+        }
+        if self.conn.expire_if_due(id, now) {
             return Err(ReplyError::NotPending(id));
         }
         let out = self.conn.reply(id, result);
