@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use rigwire_std::core::ExposedMethod;
-use rigwire_std::{json_payload, Client, Config, Error, Server};
+use rigwire_std::{json_payload, Client, Codec, Config, Error, Payload, Server};
 
 #[derive(Parser)]
 #[command(
@@ -104,6 +104,11 @@ enum Command {
         /// Arguments as JSON (default null).
         #[arg(default_value = "null")]
         args: String,
+        /// Send the bytes of FILE (`-`: standard input) as the one argument,
+        /// in the bytes codec, instead of JSON. A byte-string result is
+        /// written out as is (summarised on a terminal).
+        #[arg(long, value_name = "FILE", conflicts_with = "args")]
+        bytes: Option<std::path::PathBuf>,
         /// Give up after this many seconds (the peer is told to cancel).
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
@@ -331,9 +336,16 @@ fn main() -> ExitCode {
             url,
             method,
             args,
+            bytes,
             timeout,
             secret,
-        } => call(&url, &method, &args, timeout, &secret),
+        } => call(
+            &url,
+            &method,
+            call_args(&args, bytes.as_deref()),
+            timeout,
+            &secret,
+        ),
         Command::Ping { url, count, secret } => ping(&url, count, &secret),
         Command::Methods { url, secret } => methods(&url, &secret),
         Command::Ibl {
@@ -546,17 +558,59 @@ fn connect(url: &str, secret: &SecretArgs) -> Result<Client, Failure> {
     Ok(Client::connect(url, config("rigwire-cli", secret)?)?)
 }
 
+/// A call's arguments: the JSON text given, or the bytes of a file (`-`:
+/// standard input) in the bytes codec.
+fn call_args(json: &str, bytes: Option<&std::path::Path>) -> Result<Payload, Failure> {
+    let usage = |message: String| Failure { code: 2, message };
+    let Some(path) = bytes else {
+        return json_payload(json).map_err(|e| usage(format!("the arguments are not JSON: {e}")));
+    };
+    let data = if path.as_os_str() == "-" {
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut data)
+            .map(|_| data)
+            .map_err(|e| usage(format!("cannot read standard input: {e}")))?
+    } else {
+        std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?
+    };
+    Ok(Payload::bytes(data))
+}
+
+/// Prints a call's result: JSON as text; a byte string as is, or, on a
+/// terminal, its length and first bytes in hex.
+fn print_result(result: &Payload) -> Result<(), Failure> {
+    use std::io::IsTerminal;
+    if result.codec != Codec::Bytes {
+        println!("{}", String::from_utf8_lossy(&result.bytes));
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    let written = if out.is_terminal() {
+        let head: String = result
+            .bytes
+            .iter()
+            .take(32)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let more = if result.bytes.len() > 32 { "…" } else { "" };
+        writeln!(out, "{} bytes: {head}{more}", result.bytes.len())
+    } else {
+        out.write_all(&result.bytes).and_then(|()| out.flush())
+    };
+    written.map_err(|e| Failure {
+        code: 1,
+        message: format!("cannot write the result: {e}"),
+    })
+}
+
 fn call(
     url: &str,
     method: &str,
-    args: &str,
+    args: Result<Payload, Failure>,
     timeout: Option<f64>,
     secret: &SecretArgs,
 ) -> Result<(), Failure> {
-    let args = json_payload(args).map_err(|e| Failure {
-        code: 2,
-        message: format!("the arguments are not JSON: {e}"),
-    })?;
+    let args = args?;
     let timeout = match timeout {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -589,8 +643,7 @@ fn call(
             },
             (e, _) => e.into(),
         })?;
-    let text = String::from_utf8_lossy(&result.bytes);
-    println!("{text}");
+    print_result(&result)?;
     client.close();
     Ok(())
 }

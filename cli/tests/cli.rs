@@ -74,6 +74,46 @@ fn call_prints_json_results_and_exits_zero() {
 }
 
 #[test]
+fn call_sends_a_file_as_bytes_and_writes_a_byte_result_as_is() {
+    let rig = Rig::start(&[], &[]);
+    let dir = std::env::temp_dir().join(format!("rigwire-bytes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("frame.bin");
+    // Every byte value, a NUL and invalid UTF-8 among them.
+    let data: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    std::fs::write(&file, &data).unwrap();
+    let out = rigwire(&["call", &rig.url, "echo", "--bytes", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == data, "the echo came back as other bytes");
+    // From standard input, too.
+    let mut child = Command::new(BIN)
+        .args(["call", &rig.url, "echo", "--bytes", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"\x00\xffraw").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.stdout, b"\x00\xffraw");
+    // A typed method refuses bytes it cannot take, as BadArguments.
+    let out = rigwire(&["call", &rig.url, "add", "--bytes", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("BadArguments"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rigwire(&["call", &rig.url, "echo", "--bytes", "/no/such/file"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("/no/such/file"),
+        "{}",
+        text(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_remote_error_prints_kind_and_message_and_exits_one() {
     let rig = Rig::start(&[], &[]);
     let out = rigwire(&["call", &rig.url, "exp.start", r#""2026-11-21_1_mouse""#]);

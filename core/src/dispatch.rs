@@ -140,11 +140,15 @@ impl Registry {
 
     /// The introspection answer (`rigwire.methods`) in `codec`: postcard
     /// records are `(name, aliases)`; JSON records add `signature` where one
-    /// was described.
+    /// was described. A bytes caller is answered in JSON, its partner.
     ///
     /// # Errors
     /// A [`CodecError`] for a codec this side does not speak.
     pub fn introspect(&self, codec: Codec) -> Result<Payload, CodecError> {
+        let codec = match codec {
+            Codec::Bytes => Codec::Json,
+            other => other,
+        };
         if codec != Codec::Json {
             return Payload::encode_as(codec, &self.methods);
         }

@@ -36,6 +36,9 @@ pub enum Codec {
     Postcard,
     /// JSON (code 1): for the command line, scripts and other languages.
     Json,
+    /// Bytes (code 2): the payload is one byte string, as is (files, images,
+    /// arrays). JSON's partner: see [`Payload::encode_result`](crate::Payload::encode_result).
+    Bytes,
     /// A codec this version does not know; handlers answer it with `BadArguments`.
     Other(u8),
 }
@@ -45,6 +48,7 @@ impl From<u8> for Codec {
         match code {
             0 => Codec::Postcard,
             1 => Codec::Json,
+            2 => Codec::Bytes,
             other => Codec::Other(other),
         }
     }
@@ -55,6 +59,7 @@ impl From<Codec> for u8 {
         match codec {
             Codec::Postcard => 0,
             Codec::Json => 1,
+            Codec::Bytes => 2,
             Codec::Other(code) => code,
         }
     }

@@ -40,6 +40,8 @@ fn registry() -> Registry {
     r.expose("slow").unwrap();
     r.expose("log").unwrap();
     r.expose("echo").unwrap();
+    r.expose("len").unwrap();
+    r.expose("frame").unwrap();
     r
 }
 
@@ -118,6 +120,18 @@ impl Run {
                             Ok(Payload::encode_as(call.args.codec, &(a + b)).unwrap())
                         }
                         "echo" => Ok(call.args.clone()),
+                        "len" => {
+                            let data: Bytes = call.args.decode().unwrap();
+                            Ok(
+                                Payload::encode_result(call.args.codec, &(data.len() as u64))
+                                    .unwrap(),
+                            )
+                        }
+                        "frame" => Ok(Payload::encode_result(
+                            call.args.codec,
+                            &Bytes::from_static(&[0, 0xff, 0x7f, 0x80]),
+                        )
+                        .unwrap()),
                         "fail" => Err(RemoteError::new(ErrorKind::Handler, "motor stalled")
                             .with_detail("at rig.py:42")),
                         _ => continue,
@@ -290,6 +304,29 @@ fn scenarios() -> Vec<Scenario> {
                     _ => None,
                 }).collect();
                 assert_eq!(echoed, payloads.iter().map(|p| p.bytes.clone()).collect::<Vec<_>>());
+                run
+            },
+        },
+        Scenario {
+            name: "bytes-payloads",
+            about: "After handshake-plain: the bytes codec (2, §4.1). Call 1 echo(bytes 00 ff 0a) in bytes is answered the same bytes in bytes; call 2 len(bytes 00 ff 0a) in bytes is answered 3 in JSON, its partner; call 3 frame() in JSON (null) is answered the byte string 00 ff 7f 80 in bytes.",
+            play: |f| {
+                let mut run = Run::new(f, None, None);
+                let now = run.now;
+                let data = Bytes::from_static(&[0, 0xff, 0x0a]);
+                run.client.call("echo", Payload::bytes(data.clone()), None, now).unwrap();
+                run.client.call("len", Payload::bytes(data.clone()), None, now).unwrap();
+                run.client.call("frame", Payload::json(&()).unwrap(), None, now).unwrap();
+                run.exchange();
+                let answers: Vec<_> = run.client_events.iter().filter_map(|e| match e {
+                    Event::Response { result: Ok(p), .. } => Some((p.codec, p.bytes.clone())),
+                    _ => None,
+                }).collect();
+                assert_eq!(answers, vec![
+                    (Codec::Bytes, data),
+                    (Codec::Json, Bytes::from_static(b"3")),
+                    (Codec::Bytes, Bytes::from_static(&[0, 0xff, 0x7f, 0x80])),
+                ]);
                 run
             },
         },

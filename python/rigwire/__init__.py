@@ -23,14 +23,22 @@ sends one payload, by this rule:
 * positional and keyword arguments together are refused with ``TypeError``:
   one payload cannot carry both.
 
+**Bytes.** One bytes-like argument (``bytes``, ``bytearray``, ``memoryview``,
+a numpy array or any other buffer) travels as a byte string in the bytes
+codec, without JSON or base64 (``call("store", frame)``); a ``bytes`` is not
+copied on the way out, another buffer once. Bytes inside other values (a list,
+keyword arguments) raise ``TypeError``: make them the call's one argument.
+
 A value JSON cannot carry raises ``TypeError`` before anything is sent. The
-result is the JSON answer as Python values.
+result is the JSON answer as Python values, or ``bytes`` when the peer
+answers a byte string.
 
 **Serving.** ``rigwire.Server(url)`` exposes Python functions (and
 ``connect(..., expose={...})`` lets a peer call back a client); a payload
 reaches a handler by the same rule read backwards: ``null`` calls it with no
 arguments, a JSON array with its elements as positional arguments, a JSON
-object with keyword arguments, anything else with that one value. A handler
+object with keyword arguments, bytes or anything else with that one value;
+a handler's bytes-like result goes back as bytes. A handler
 that raises answers the call with an error: kind ``Handler`` (``BadArguments``
 when the arguments do not fit its signature), the exception's type name and
 message, and its traceback as the detail. A handler with a parameter named
@@ -76,8 +84,45 @@ Secret = Union[str, bytes]
 PathLike = Union[str, "_os.PathLike[str]"]
 
 
-def payload(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
-    """The JSON text ``call(name, *args, **kwargs)`` sends (see the module's rule)."""
+def _as_bytes(value: Any) -> Optional[bytes]:
+    """``value`` as ``bytes`` if it is bytes-like (``bytes`` as it is, any other
+    buffer such as ``bytearray``, ``memoryview`` or a numpy array copied once,
+    in C order), else ``None``."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (str, int, float, list, dict, tuple)) or value is None:
+        return None  # the common cases, without trying a memoryview
+    try:
+        return memoryview(value).tobytes()
+    except TypeError:
+        return None
+
+
+def _not_json(value: Any) -> Any:
+    """``json.dumps``'s fallback: say why a value cannot be sent."""
+    if _as_bytes(value) is not None:
+        raise TypeError(
+            f"a {type(value).__name__} travels as bytes only as a call's one argument "
+            "(or a handler's whole result), not inside other values"
+        )
+    raise TypeError(f"a {type(value).__name__} is not JSON serializable")
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return _json.dumps(value, allow_nan=False, separators=(",", ":"), default=_not_json)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"the arguments cannot be sent as JSON: {e}") from None
+
+
+def _decode(answer: Union[str, bytes]) -> Any:
+    """A result as Python values: ``bytes`` as they came, JSON decoded."""
+    return answer if isinstance(answer, bytes) else _json.loads(answer)
+
+
+def payload(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Union[str, bytes]:
+    """What ``call(name, *args, **kwargs)`` sends (see the module's rule): JSON
+    text, or ``bytes`` for one bytes-like argument."""
     if args and kwargs:
         raise TypeError(
             "rigwire sends one payload per call: pass positional arguments "
@@ -87,14 +132,14 @@ def payload(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> str:
         value: Any = kwargs
     elif len(args) == 1:
         value = args[0]
+        data = _as_bytes(value)
+        if data is not None:
+            return data
     elif args:
         value = list(args)
     else:
         value = None
-    try:
-        return _json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"the arguments cannot be sent as JSON: {e}") from None
+    return _json_text(value)
 
 
 class Call:
@@ -108,7 +153,7 @@ class Call:
         call's deadline allows). Raises ``TimeoutError`` if the wait ends first
         (the call stays in flight), the call's error if it failed, and
         ``Cancelled`` if it was cancelled."""
-        return _json.loads(self._native.result(timeout))
+        return _decode(self._native.result(timeout))
 
     def done(self) -> bool:
         """Whether the result (or the failure) has arrived; never blocks."""
@@ -163,8 +208,7 @@ class Client:
     def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Calls ``method`` and returns its result; ``timeout`` (seconds) is the
         call's deadline, else the client's default. Raises a ``rigwire.Error``."""
-        text = payload(args, kwargs)
-        return _json.loads(self._native.call(method, text, timeout))
+        return _decode(self._native.call(method, payload(args, kwargs), timeout))
 
     def start(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Call:
         """Starts a call and returns its handle at once."""
@@ -221,7 +265,7 @@ def connect(
     return Client(_rigwire.connect(url, name, secret, path, timeout, handlers))
 
 
-_Outcome = Tuple[Optional[str], str, Optional[str]]
+_Outcome = Tuple[Optional[str], Union[str, bytes], Optional[str]]
 
 
 def _failure(e: Exception) -> _Outcome:
@@ -237,16 +281,19 @@ def _takes_caller(fn: Callable[..., Any]) -> bool:
 
 
 def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
-    """Wraps ``fn`` for the native side: JSON text and the caller in;
-    ``(None, result_json)`` or ``(kind, message, traceback)`` out. A
-    parameter named ``caller`` receives a ``Client`` of the peer that made the
-    call, to call it back."""
+    """Wraps ``fn`` for the native side: the arguments (JSON text, or ``bytes``
+    passed as the one argument) and the caller in; ``(None, result)`` (JSON
+    text, or ``bytes`` for a bytes-like result) or ``(kind, message,
+    traceback)`` out. A parameter named ``caller`` receives a ``Client`` of the
+    peer that made the call, to call it back."""
     signature = _inspect.signature(fn)
     wants_caller = _takes_caller(fn)
 
-    def run(text: str, caller: Any) -> _Outcome:
-        value = _json.loads(text)
-        if value is None:
+    def run(data: Union[str, bytes], caller: Any) -> _Outcome:
+        value = _decode(data)
+        if isinstance(value, bytes):
+            args, kwargs = (value,), {}
+        elif value is None:
             args, kwargs = (), {}
         elif isinstance(value, list):
             args, kwargs = tuple(value), {}
@@ -262,6 +309,9 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
             return ("BadArguments", f"{fn.__name__}{signature}: {e}", None)
         try:
             result = fn(*args, **kwargs)
+            data = _as_bytes(result)
+            if data is not None:
+                return (None, data, None)
             return (None, _json.dumps(result, allow_nan=False, separators=(",", ":")), None)
         except Exception as e:  # the caller gets it; the server carries on
             return _failure(e)
@@ -450,7 +500,7 @@ class Group:
         if data is not None and fields:
             raise TypeError("give the init data as a dict or as keyword fields, not both")
         data = data if data is not None else (fields or None)
-        text = None if data is None else payload((data,), {})
+        text = None if data is None else _json_text(data)
         return GroupResults(self._native.init(text, timeout))
 
     def start(self, exp_ref: str, *, timeout: Optional[float] = None) -> GroupResults:

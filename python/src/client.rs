@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use rigwire_std::core::{Codec, Secret};
+use rigwire_std::core::Secret;
 use rigwire_std::{Client, Config, Error, Handlers, Payload, Peer, RawPendingCall};
 
+use crate::data::{Answer, Data};
 use crate::errors::to_py;
 
 /// How long a wait runs with the GIL released before Python's signal
@@ -34,21 +35,6 @@ pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duratio
             })
         })
         .transpose()
-}
-
-fn json(text: String) -> Payload {
-    Payload::new(Codec::Json, text.into_bytes())
-}
-
-/// A result's JSON text (calls from Python are made in JSON, and answered so).
-fn text_of(payload: Payload) -> Result<String, Error> {
-    match payload.codec {
-        Codec::Json => String::from_utf8(payload.bytes.to_vec())
-            .map_err(|e| Error::Codec(rigwire_std::core::CodecError::Json(e.to_string()))),
-        other => Err(Error::Codec(rigwire_std::core::CodecError::Json(format!(
-            "the peer answered a JSON call in {other:?}"
-        )))),
-    }
 }
 
 /// Connects to `url` as `name`, with a shared secret given as bytes or read
@@ -205,24 +191,29 @@ impl NativeClient {
         }
     }
 
-    /// Calls `method` with `args` (JSON text) and returns the result's JSON
-    /// text. `timeout` (seconds) is the call's deadline; `None` takes the
-    /// client's default. Ctrl-C cancels the call and raises `KeyboardInterrupt`.
+    /// Calls `method` with `args` (JSON text, or `bytes` for the bytes codec)
+    /// and returns the result's JSON text, or `bytes`. `timeout` (seconds) is
+    /// the call's deadline; `None` takes the client's default. Ctrl-C cancels
+    /// the call and raises `KeyboardInterrupt`.
     #[pyo3(signature = (method, args, timeout=None))]
     fn call(
         &self,
         py: Python<'_>,
         method: &str,
-        args: String,
+        args: Data,
         timeout: Option<f64>,
-    ) -> PyResult<String> {
+    ) -> PyResult<Py<PyAny>> {
         let timeout = seconds("timeout", timeout)?;
+        let args = args.into_payload();
         let mut pending = py
-            .detach(|| self.inner.start_raw(method, json(args), timeout))
+            .detach(|| self.inner.start_raw(method, args, timeout))
             .map_err(|e| to_py(py, e))?;
         // A KeyboardInterrupt drops `pending`, which cancels the call.
         match wait(py, &mut pending, None, None)? {
-            WaitEnd::Done(done) => done.and_then(text_of).map_err(|e| to_py(py, e)),
+            WaitEnd::Done(done) => done
+                .and_then(Answer::from_payload)
+                .map(|a| a.into_py(py))
+                .map_err(|e| to_py(py, e)),
             WaitEnd::TimedOut | WaitEnd::CancelAsked => {
                 unreachable!("a wait without a bound or a cancel flag ends with a result")
             }
@@ -235,12 +226,13 @@ impl NativeClient {
         &self,
         py: Python<'_>,
         method: &str,
-        args: String,
+        args: Data,
         timeout: Option<f64>,
     ) -> PyResult<NativeCall> {
         let timeout = seconds("timeout", timeout)?;
+        let args = args.into_payload();
         let pending = py
-            .detach(|| self.inner.start_raw(method, json(args), timeout))
+            .detach(|| self.inner.start_raw(method, args, timeout))
             .map_err(|e| to_py(py, e))?;
         Ok(NativeCall {
             state: Mutex::new(CallState::Pending(pending)),
@@ -248,9 +240,10 @@ impl NativeClient {
         })
     }
 
-    /// Sends a one-way notify of `method` with `args` (JSON text).
-    fn notify(&self, py: Python<'_>, method: &str, args: String) -> PyResult<()> {
-        py.detach(|| self.inner.peer()?.notify_raw(method, json(args)))
+    /// Sends a one-way notify of `method` with `args` (JSON text or `bytes`).
+    fn notify(&self, py: Python<'_>, method: &str, args: Data) -> PyResult<()> {
+        let args = args.into_payload();
+        py.detach(|| self.inner.peer()?.notify_raw(method, args))
             .map_err(|e| to_py(py, e))
     }
 
@@ -274,7 +267,7 @@ enum CallState {
     Pending(RawPendingCall),
     /// A thread waits for it (holding the call, not this state's lock).
     Waiting,
-    Done(Result<String, Error>),
+    Done(Result<Answer, Error>),
     Cancelled,
 }
 
@@ -296,11 +289,11 @@ impl NativeCall {
 
 #[pymethods]
 impl NativeCall {
-    /// The result's JSON text, waiting up to `timeout` seconds (`None`: as
+    /// The result's JSON text (or `bytes`), waiting up to `timeout` seconds (`None`: as
     /// long as the call's deadline allows). A wait that times out raises
     /// `TimeoutError` and leaves the call in flight; Ctrl-C cancels it.
     #[pyo3(signature = (timeout=None))]
-    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<String> {
+    fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
         let until = seconds("timeout", timeout)?.map(|t| Instant::now() + t);
         let mut pending = loop {
             let mut state = self.state();
@@ -317,7 +310,7 @@ impl NativeCall {
                 }
                 CallState::Done(done) => {
                     *state = CallState::Done(done.clone());
-                    return done.map_err(|e| to_py(py, e));
+                    return done.map(|a| a.into_py(py)).map_err(|e| to_py(py, e));
                 }
                 CallState::Cancelled => {
                     *state = CallState::Cancelled;
@@ -329,9 +322,9 @@ impl NativeCall {
         let mut state = self.state();
         match end {
             Ok(WaitEnd::Done(done)) => {
-                let done = done.and_then(text_of);
+                let done = done.and_then(Answer::from_payload);
                 *state = CallState::Done(done.clone());
-                done.map_err(|e| to_py(py, e))
+                done.map(|a| a.into_py(py)).map_err(|e| to_py(py, e))
             }
             Ok(WaitEnd::TimedOut) => {
                 *state = CallState::Pending(pending);

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod data;
 mod errors;
 mod group;
 mod ibl;

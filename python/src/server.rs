@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use rigwire_std::core::{Codec, ErrorKind};
+use rigwire_std::core::ErrorKind;
 use rigwire_std::{
     Config, Dispatch, HandlerError, Handlers, Payload, Peer, RemoteService, RigService,
     RunningServer, RunningService, Server,
 };
 
 use crate::client::{config, seconds, NativeClient};
+use crate::data::{Answer, Data};
 use crate::errors::to_py;
 
 enum Listening {
@@ -72,9 +73,10 @@ pub(crate) fn serve(
     })
 }
 
-/// What the package's handler wrapper returns: `(None, result_json)` on
-/// success, `(kind, message, detail)` on failure.
-type Outcome = (Option<String>, String, Option<String>);
+/// What the package's handler wrapper returns: `(None, result, None)` on
+/// success, the result JSON text or `bytes`; `(kind, message, detail)` on
+/// failure.
+type Outcome = (Option<String>, Data, Option<String>);
 
 fn kind_of(name: &str) -> ErrorKind {
     match name {
@@ -86,16 +88,20 @@ fn kind_of(name: &str) -> ErrorKind {
     }
 }
 
-/// Calls a wrapped Python function (JSON text and its caller in, an
-/// [`Outcome`] out) with the GIL.
-fn run_text(handler: &Py<PyAny>, text: String, caller: &Peer) -> Result<String, HandlerError> {
+/// Calls a wrapped Python function (the arguments as JSON text or `bytes`,
+/// and its caller, in; an [`Outcome`] out) with the GIL.
+fn run_wrapped(handler: &Py<PyAny>, args: Answer, caller: &Peer) -> Result<Data, HandlerError> {
     let outcome: PyResult<Outcome> = Python::attach(|py| {
         let caller = NativeClient::caller(caller.clone());
-        handler.call1(py, (text, caller))?.extract(py)
+        handler.call1(py, (args.into_py(py), caller))?.extract(py)
     });
     match outcome {
-        Ok((None, json, _)) => Ok(json),
+        Ok((None, result, _)) => Ok(result),
         Ok((Some(kind), message, detail)) => {
+            let message = match message {
+                Data::Json(text) => text,
+                Data::Bytes(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            };
             let err = HandlerError::with_kind(kind_of(&kind), message);
             Err(match detail {
                 Some(d) => err.detail(d),
@@ -109,17 +115,16 @@ fn run_text(handler: &Py<PyAny>, text: String, caller: &Peer) -> Result<String, 
     }
 }
 
-/// Runs a wrapped Python handler on a call's arguments.
+/// Runs a wrapped Python handler on a call's arguments (JSON or bytes); a
+/// byte-string result is answered in bytes, anything else in JSON (§4.1).
 fn run(handler: &Py<PyAny>, args: Payload, caller: &Peer) -> Result<Payload, HandlerError> {
-    if args.codec != Codec::Json {
-        return Err(HandlerError::with_kind(
+    let args = Answer::from_payload(args).map_err(|_| {
+        HandlerError::with_kind(
             ErrorKind::BadArguments,
-            "a Python handler takes JSON arguments (codec 1)",
-        ));
-    }
-    let text = String::from_utf8(args.bytes.to_vec())
-        .map_err(|e| HandlerError::with_kind(ErrorKind::BadArguments, e.to_string()))?;
-    run_text(handler, text, caller).map(|json| Payload::new(Codec::Json, json.into_bytes()))
+            "a Python handler takes JSON or bytes arguments (codec 1 or 2)",
+        )
+    })?;
+    run_wrapped(handler, args, caller).map(Data::into_payload)
 }
 
 /// Exposes `name` in `handlers`, answered by a wrapped Python function on
@@ -137,7 +142,7 @@ pub(crate) fn expose_python(
 /// Runs a lifecycle hook (a wrapped Python function) on the step's
 /// argument as JSON text; its result is ignored.
 fn hook(f: &Py<PyAny>, arg: String, caller: &Peer) -> Result<(), HandlerError> {
-    run_text(f, arg, caller).map(drop)
+    run_wrapped(f, Answer::Json(arg), caller).map(drop)
 }
 
 impl NativeServer {
@@ -248,13 +253,12 @@ impl NativeServer {
     }
 
     /// Notifies every peer connected to the listener with `args` (JSON
-    /// text); returns how many it reached.
-    fn broadcast(&self, py: Python<'_>, method: &str, args: String) -> PyResult<usize> {
+    /// text or `bytes`); returns how many it reached.
+    fn broadcast(&self, py: Python<'_>, method: &str, args: Data) -> PyResult<usize> {
+        let args = args.into_payload();
         match &*lock(&self.listening) {
             Listening::Running(running) => py
-                .detach(|| {
-                    running.broadcast_raw(method, Payload::new(Codec::Json, args.into_bytes()))
-                })
+                .detach(|| running.broadcast_raw(method, args))
                 .map_err(|e| to_py(py, e)),
             _ => Err(PyRuntimeError::new_err("the server is not listening")),
         }

@@ -58,6 +58,13 @@ class Rig:
         self.process.communicate(timeout=10)  # reaps it and closes its pipes
 
 
+def rss_kib() -> int:
+    """This process's resident memory, in KiB."""
+    with open("/proc/self/statm") as f:
+        pages = int(f.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
 @pytest.fixture(params=["std", "smol"])
 def rig(request):
     r = Rig(request.param)

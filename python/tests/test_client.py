@@ -1,7 +1,6 @@
 """The blocking client against rigwire's own rigs, in both runtimes."""
 
 import json
-import os
 import resource
 import signal
 import subprocess
@@ -12,7 +11,7 @@ import time
 import pytest
 
 import rigwire
-from conftest import SECRET, Rig
+from conftest import SECRET, Rig, rss_kib
 
 
 def test_calls_in_the_familiar_shapes(rig):
@@ -124,12 +123,6 @@ def test_eight_threads_share_one_client(rig):
         for k in range(8):
             assert results[k] == [k + i for i in range(100)]
         assert slow.result(timeout=10) == 0.5
-
-
-def rss_kib() -> int:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def test_ten_thousand_calls_leave_memory_flat(rig):

@@ -36,7 +36,7 @@ impl InitData {
     pub fn encode(&self, codec: Codec) -> Result<Payload, crate::CodecError> {
         match (codec, &self.0) {
             (_, None) => Ok(Payload::new(codec, Vec::new())),
-            (Codec::Json | Codec::Other(_), Some(map)) => Payload::json(map),
+            (Codec::Json | Codec::Bytes | Codec::Other(_), Some(map)) => Payload::json(map),
             (Codec::Postcard, Some(_)) => Payload::postcard(&self.as_postcard_arg()),
         }
     }
@@ -64,6 +64,7 @@ impl InitData {
                 Ok(Some(text)) => serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?,
                 Err(e) => return Err(bad(e.to_string())),
             },
+            Codec::Bytes => return Err(bad("a byte string".into())),
             Codec::Other(n) => return Err(bad(format!("unknown codec {n}"))),
         };
         match value {

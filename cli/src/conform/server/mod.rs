@@ -244,7 +244,7 @@ pub fn cases() -> Vec<Case<Target>> {
         "oversized-before-handshake", "8", "a frame over 4096 bytes before completion: Reject{Protocol}" => oversized_before_handshake;
         "call-json", "6.1", "add [1, 2] in JSON: Reply in JSON, 3" => call_json;
         "call-postcard", "6.1", "add (1.5, 2.25) in postcard: Reply in postcard, 3.75" => call_postcard;
-        "echo-bytes", "6.1", "echo returns the payload's bytes and codec untouched" => echo_bytes;
+        "echo-bytes", "6.1", "echo returns the payload's bytes and codec untouched (postcard, JSON, bytes)" => echo_bytes;
         "no-such-method", "6.1", "a name not exposed: Error{NoSuchMethod}" => no_such_method;
         "long-method-name", "6.6", "a method name over 255 bytes: Error{NoSuchMethod}" => long_method_name;
         "unknown-codec", "6.1", "an unknown codec: Error{BadArguments}" => unknown_codec;

@@ -34,6 +34,7 @@ pub(super) fn echo_bytes(t: &Target) -> Checked {
     for payload in [
         postcard(&noise),
         json(r#"{"trial": 7, "valves": [true, false]}"#),
+        Payload::bytes(noise.clone()),
     ] {
         let id = s.call("echo", payload.clone(), None)?;
         match s.answer(id, PROMPT)? {

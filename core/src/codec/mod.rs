@@ -1,9 +1,12 @@
 //! Payloads: opaque bytes tagged with the codec that encoded them.
 //!
-//! Typed code encodes and decodes through serde with either codec; a handler
-//! should answer in the codec the caller used ([`Payload::encode_as`]).
+//! Typed code encodes and decodes through serde with any codec; a handler
+//! answers in the codec the caller used, except that JSON and bytes answer
+//! for each other ([`Payload::encode_result`]).
 
-use bytes::Bytes;
+mod bytes;
+
+use ::bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use thiserror::Error;
@@ -29,6 +32,12 @@ pub enum CodecError {
     /// serde_json could not encode or decode the value.
     #[error("json: {0}")]
     Json(String),
+    /// The value is not a byte string, so the bytes codec cannot carry it.
+    #[error("{}", bytes::NotBytes)]
+    NotBytes,
+    /// A bytes payload did not decode as the type asked for.
+    #[error("bytes: {0}")]
+    Bytes(String),
     /// The codec is not one this version knows.
     #[error("unsupported codec {0}")]
     Unsupported(u8),
@@ -49,8 +58,11 @@ impl Payload {
         })
     }
 
-    /// Encodes a handler's result in the caller's `codec`, with a failure as
-    /// the `Internal` error the caller is sent.
+    /// Encodes a handler's result for a caller that used `codec`, with a
+    /// failure as the `Internal` error the caller is sent. A postcard caller
+    /// is answered in postcard. JSON and bytes are partners (spec §4.1): for
+    /// a caller in either, a byte string (`Bytes`, `serde_bytes`) is answered
+    /// in bytes and anything else in JSON.
     ///
     /// # Errors
     /// `Internal`, saying why the result does not encode.
@@ -58,7 +70,12 @@ impl Payload {
         codec: Codec,
         value: &R,
     ) -> Result<Self, crate::HandlerError> {
-        Self::encode_as(codec, value).map_err(|e| {
+        let encoded = match codec {
+            Codec::Json | Codec::Bytes => Self::encode_as(Codec::Bytes, value)
+                .or_else(|_| Self::encode_as(Codec::Json, value)),
+            other => Self::encode_as(other, value),
+        };
+        encoded.map_err(|e| {
             crate::HandlerError::with_kind(
                 crate::ErrorKind::Internal,
                 format!("result does not encode: {e}"),
@@ -77,7 +94,9 @@ impl Payload {
     /// Encodes `value` with `codec`.
     ///
     /// # Errors
-    /// [`CodecError`] if serde fails or the codec is unknown.
+    /// [`CodecError`] if serde fails or the codec is unknown;
+    /// [`CodecError::NotBytes`] for the bytes codec and a value that is not
+    /// a byte string.
     pub fn encode_as<T: Serialize + ?Sized>(codec: Codec, value: &T) -> Result<Self, CodecError> {
         let bytes = match codec {
             Codec::Postcard => {
@@ -86,6 +105,9 @@ impl Payload {
             Codec::Json => {
                 serde_json::to_vec(value).map_err(|e| CodecError::Json(e.to_string()))?
             }
+            Codec::Bytes => value
+                .serialize(bytes::ToByteString)
+                .map_err(|_| CodecError::NotBytes)?,
             Codec::Other(code) => return Err(CodecError::Unsupported(code)),
         };
         Ok(Payload::new(codec, bytes))
@@ -97,6 +119,11 @@ impl Payload {
     /// [`CodecError::Postcard`] if serde fails.
     pub fn postcard<T: Serialize + ?Sized>(value: &T) -> Result<Self, CodecError> {
         Self::encode_as(Codec::Postcard, value)
+    }
+
+    /// Wraps a byte string as a bytes payload (codec 2), without copying it.
+    pub fn bytes(bytes: impl Into<Bytes>) -> Self {
+        Payload::new(Codec::Bytes, bytes)
     }
 
     /// Encodes `value` as JSON.
@@ -127,6 +154,8 @@ impl Payload {
             Codec::Json => {
                 serde_json::from_slice(&self.bytes).map_err(|e| CodecError::Json(e.to_string()))
             }
+            Codec::Bytes => T::deserialize(bytes::ByteString(&self.bytes))
+                .map_err(|e| CodecError::Bytes(e.to_string())),
             Codec::Other(code) => Err(CodecError::Unsupported(code)),
         }
     }

@@ -1,0 +1,111 @@
+"""Bytes travel as bytes (the bytes codec, spec §4.1): no JSON, no base64,
+to and from Rust rigs, Python servers and the command line."""
+
+import subprocess
+
+import numpy
+import pytest
+
+import rigwire
+from conftest import BIN, rss_kib
+
+# Every byte value, NUL and invalid UTF-8 among them.
+DATA = bytes(range(256)) * 40
+
+
+def test_bytes_like_arguments_reach_a_rust_rig_and_come_back_as_bytes(rig):
+    frame = numpy.arange(12, dtype=numpy.float32).reshape(3, 4)
+    with rigwire.connect(rig.url) as c:
+        for value in (DATA, bytearray(DATA), memoryview(DATA), memoryview(DATA)[10:20], b""):
+            answer = c.call("echo", value)
+            assert type(answer) is bytes
+            assert answer == bytes(value)
+        # A numpy array goes through the buffer protocol, in C order.
+        assert numpy.frombuffer(c.call("echo", frame), dtype=numpy.float32).reshape(3, 4).tolist() == frame.tolist()
+        assert c.call("echo", frame.T) == frame.T.tobytes()
+        assert c.start("echo", DATA).result(timeout=10) == DATA
+        # A typed Rust method that takes numbers refuses bytes, naming why.
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("add", DATA)
+        assert e.value.kind == "BadArguments"
+        # Text is still JSON, not bytes.
+        assert c.call("echo", "text") == "text"
+
+
+def test_bytes_inside_other_values_are_refused_before_sending(rig):
+    with rigwire.connect(rig.url) as c:
+        for args, kwargs in (((b"a", 1), {}), (([b"a"],), {}), ((), {"data": b"a"}), ((numpy.zeros(2),), {"x": 1})):
+            with pytest.raises(TypeError) as e:
+                c.call("echo", *args, **kwargs)
+            assert "one argument" in str(e.value) or "not both" in str(e.value), e.value
+        assert c.call("add", 1, 2) == 3  # the connection is untouched
+
+
+def test_a_python_handler_takes_and_returns_bytes():
+    seen = []
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        def store(data):
+            seen.append(data)
+            return len(data)
+
+        @s.expose
+        def snapshot():
+            return numpy.full(4, 7, dtype=numpy.uint8)
+
+        @s.expose
+        def reverse(data):
+            return bytearray(reversed(data))
+
+        s.start()
+        with rigwire.connect(s.url) as c:
+            assert c.call("store", DATA) == len(DATA)
+            assert type(seen[0]) is bytes and seen[0] == DATA
+            assert c.call("snapshot") == b"\x07" * 4
+            assert c.call("reverse", b"\x00\x01\x02") == b"\x02\x01\x00"
+            assert c.call("store", "text") == 4  # JSON text stays text
+            assert seen[-1] == "text"
+
+
+def test_the_command_line_sends_a_file_as_bytes_to_a_python_server(tmp_path):
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+        s.expose(lambda data: bytes(reversed(data)), name="reverse")
+        s.start()
+        path = tmp_path / "frame.bin"
+        path.write_bytes(DATA)
+        out = subprocess.run([BIN, "call", s.url, "reverse", "--bytes", str(path)], capture_output=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == DATA[::-1]
+
+
+def test_a_broadcast_of_bytes_reaches_a_client_handler():
+    import threading
+
+    got = threading.Event()
+    received = []
+
+    def frame(data):
+        received.append(data)
+        got.set()
+
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+        s.expose(lambda: None, name="hello")
+        s.start()
+        with rigwire.connect(s.url, expose={"frame": frame}) as c:
+            c.call("hello")  # connected and admitted
+            assert s.broadcast("frame", DATA) == 1
+            assert got.wait(10)
+    assert received == [DATA]
+
+
+def test_large_byte_strings_round_trip_and_leave_memory_flat(rig):
+    big = numpy.random.default_rng(1).integers(0, 256, 8 << 20, dtype=numpy.uint8).tobytes()
+    with rigwire.connect(rig.url, timeout=30) as c:
+        assert c.call("echo", big) == big
+        before = rss_kib()
+        for _ in range(100):
+            assert len(c.call("echo", big)) == len(big)
+        grown = rss_kib() - before
+    # 100 round trips of 8 MiB: a leak of either copy would be 800 MiB or more.
+    assert grown < 200 * 1024, f"resident memory grew by {grown} KiB"
