@@ -11,8 +11,9 @@ Rows (each a benchmark, never a test assertion):
 * rigwire to the Rust rig: ``rigwire serve`` (its ``echo``), the same client;
 * RPyC 6 (if installed): a ``ThreadedServer`` with ``exposed_echo``.
 
-Serial rows report the p50 round trip and calls/s; the pipelined row keeps
-64 calls in flight from one Python thread. Pin it (``taskset -c 0``) to
+Serial rows report the p50 round trip and calls/s; the pipelined rows keep
+64 calls in flight from one Python thread, refilled one ``start()`` at a
+time, and through ``Client.map`` (which starts them in batches). Pin it (``taskset -c 0``) to
 compare like with like on a small machine.
 """
 
@@ -92,6 +93,14 @@ def pipelined(client, n=N, window=64):
     return n / (time.perf_counter() - started)
 
 
+def mapped(client, n=N, window=64):
+    """The same window through ``Client.map``, which starts calls in batches."""
+    started = time.perf_counter()
+    for _ in client.map("echo", (PAYLOAD for _ in range(n)), window=window):
+        pass
+    return n / (time.perf_counter() - started)
+
+
 def main():
     rows = []
     p50, rate = serial(raw_echo())
@@ -104,6 +113,7 @@ def main():
     with rigwire.connect(server.url) as c:
         rows.append(("rigwire → Python server",) + serial(lambda: c.call("echo", PAYLOAD)))
         py_pipe = pipelined(c)
+        py_map = mapped(c)
 
     bin_ = os.environ.get("RIGWIRE_BIN", "rigwire")
     rig = subprocess.Popen(
@@ -113,6 +123,7 @@ def main():
     with rigwire.connect(url) as c:
         rows.append(("rigwire → Rust rig",) + serial(lambda: c.call("echo", PAYLOAD)))
         rust_pipe = pipelined(c)
+        rust_map = mapped(c)
     rig.kill()
     rig.communicate()
 
@@ -140,9 +151,9 @@ def main():
     print(f"{'serial round trip':<28} {'p50 µs':>10} {'calls/s':>10} {'vs raw':>8}")
     for name, p50, rate in rows:
         print(f"{name:<28} {p50:>10.1f} {rate:>10.0f} {p50 / raw_p50:>7.2f}x")
-    print(f"{'pipelined, 64 in flight':<28} {'':>10} {'calls/s':>10}")
-    print(f"{'rigwire → Python server':<28} {'':>10} {py_pipe:>10.0f}")
-    print(f"{'rigwire → Rust rig':<28} {'':>10} {rust_pipe:>10.0f}")
+    print(f"{'64 in flight':<28} {'start()':>10} {'map()':>10}  calls/s")
+    print(f"{'rigwire → Python server':<28} {py_pipe:>10.0f} {py_map:>10.0f}")
+    print(f"{'rigwire → Rust rig':<28} {rust_pipe:>10.0f} {rust_map:>10.0f}")
     if rpyc_p50:
         best = min(p for n, p, _ in rows if n.startswith("rigwire"))
         print(f"RPyC p50 / rigwire p50 (Python server): {rpyc_p50 / rows[1][1]:.2f}x; (Rust rig): {rpyc_p50 / rows[2][1]:.2f}x; best {rpyc_p50 / best:.2f}x")

@@ -85,6 +85,18 @@ impl Endpoint {
         }
     }
 
+    fn start_batch(
+        &self,
+        method: &str,
+        args: Vec<Payload>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<RawPendingCall>, Error> {
+        match self {
+            Endpoint::Client(c) => c.start_batch(method, args, timeout),
+            Endpoint::Caller(p) => p.start_batch(method, args, timeout),
+        }
+    }
+
     fn peer(&self) -> Result<Peer, Error> {
         match self {
             Endpoint::Client(c) => c.peer(),
@@ -234,10 +246,25 @@ impl NativeClient {
         let pending = py
             .detach(|| self.inner.start_raw(method, args, timeout))
             .map_err(|e| to_py(py, e))?;
-        Ok(NativeCall {
-            state: Mutex::new(CallState::Pending(pending)),
-            cancel: AtomicBool::new(false),
-        })
+        Ok(NativeCall::new(pending))
+    }
+
+    /// Starts one call of `method` per item of `args` (each JSON text or
+    /// `bytes`), their frames written together; returns their handles.
+    #[pyo3(signature = (method, args, timeout=None))]
+    fn start_batch(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        args: Vec<Data>,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<NativeCall>> {
+        let timeout = seconds("timeout", timeout)?;
+        let args: Vec<Payload> = args.into_iter().map(Data::into_payload).collect();
+        let started = py
+            .detach(|| self.inner.start_batch(method, args, timeout))
+            .map_err(|e| to_py(py, e))?;
+        Ok(started.into_iter().map(NativeCall::new).collect())
     }
 
     /// Sends a one-way notify of `method` with `args` (JSON text or `bytes`).
@@ -282,6 +309,13 @@ pub(crate) struct NativeCall {
 }
 
 impl NativeCall {
+    fn new(pending: RawPendingCall) -> NativeCall {
+        NativeCall {
+            state: Mutex::new(CallState::Pending(pending)),
+            cancel: AtomicBool::new(false),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, CallState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

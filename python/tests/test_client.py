@@ -136,6 +136,38 @@ def test_ten_thousand_calls_leave_memory_flat(rig):
     assert grown < 8 * 1024, f"resident memory grew by {grown} KiB over 10,000 calls"
 
 
+def test_map_keeps_a_window_in_flight_and_yields_in_order(rig):
+    with rigwire.connect(rig.url) as c:
+        assert list(c.map("add", [(i, 1) for i in range(1000)], window=16)) == [i + 1 for i in range(1000)]
+        assert list(c.map("echo", [b"\x00a", "b", {"c": [1]}], window=1)) == [b"\x00a", "b", {"c": [1]}]
+        assert list(c.map("echo", [])) == []
+        with pytest.raises(ValueError):
+            next(c.map("echo", [1], window=0))
+        results = c.map("add", [(1, 1), ("x", 1), (2, 2)])
+        assert next(results) == 2
+        with pytest.raises(rigwire.RemoteError) as e:
+            next(results)
+        assert e.value.kind == "BadArguments"
+        assert list(results) == []  # the first failure ends it
+        assert c.call("add", 1, 2) == 3
+
+
+def test_closing_a_map_early_cancels_the_calls_in_flight():
+    rig = Rig("std", log=True)
+    try:
+        with rigwire.connect(rig.url) as c:
+            results = c.map("sleep", [0.01, 30, 30, 30], window=4)
+            assert next(results) == pytest.approx(0.01, abs=0.5)
+            results.close()
+            # The rig saw the cancels: the sleeps stopped early, their
+            # answers went nowhere.
+            log = rig.stop_when_logged("reply to call 4 dropped")
+        assert all(f"reply to call {i} dropped" in log for i in (2, 3, 4)), log
+    finally:
+        if rig.process.returncode is None:
+            rig.stop()
+
+
 CTRL_C_SCRIPT = """
 import sys, rigwire
 c = rigwire.connect(sys.argv[1])

@@ -256,6 +256,19 @@ impl Client {
         self.peer()?.start_raw(method, args, timeout)
     }
 
+    /// See [`Peer::start_batch`].
+    ///
+    /// # Errors
+    /// As [`Peer::start_batch`].
+    pub fn start_batch(
+        &self,
+        method: &str,
+        args: impl IntoIterator<Item = Payload>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<RawPendingCall>, Error> {
+        self.peer()?.start_batch(method, args, timeout)
+    }
+
     /// See [`Peer::notify`].
     ///
     /// # Errors

@@ -57,6 +57,9 @@ pub(crate) struct State {
     reader: Option<Reader>,
     /// The kernel took nothing last time: someone waits for it to be writable.
     write_blocked: bool,
+    /// A batch of calls is being started: their frames leave in one write,
+    /// when it ends ([`Shared::corked`]).
+    corked: bool,
     writer_started: bool,
     writer_sleeping: bool,
     /// Threads inside `wait_for`.
@@ -123,6 +126,7 @@ impl Shared {
                 wire: Wire::new(ws),
                 reader: Some(reader),
                 write_blocked: false,
+                corked: false,
                 writer_started: false,
                 writer_sleeping: false,
                 fg_waiters: 0,
@@ -193,6 +197,11 @@ impl Shared {
                 Err(Admit::NoRoom { .. }) if wait => {}
                 other => break other,
             }
+            // Room comes only from writing: a batch's frames go out now, and
+            // the rest of it unbatched, so the writer thread may write too.
+            if std::mem::take(&mut g.corked) {
+                self.flush(&mut g);
+            }
             // The edge is raised under this lock, so none is missed between
             // the refusal and the wait.
             g = match deadline {
@@ -210,6 +219,27 @@ impl Shared {
         drop(g);
         self.run_jobs(jobs, false);
         out.map_err(Admit::into_error)
+    }
+
+    /// Runs `f` with writing held back, then writes what it queued at once:
+    /// calls started back to back leave in one system call. A call refused
+    /// for room inside `f` ends the hold: what is queued is written before
+    /// it waits, and the rest of `f` writes as usual.
+    pub(crate) fn corked<T>(self: &Arc<Self>, f: impl FnOnce() -> T) -> T {
+        /// Uncorks and writes when the batch ends, even by a panic.
+        struct Uncork<'a>(&'a Arc<Shared>);
+        impl Drop for Uncork<'_> {
+            fn drop(&mut self) {
+                let mut g = self.0.lock();
+                g.corked = false;
+                let jobs = self.0.pump(&mut g);
+                drop(g);
+                self.0.run_jobs(jobs, false);
+            }
+        }
+        self.lock().corked = true;
+        let _uncork = Uncork(self);
+        f()
     }
 
     /// Writes the link's output until the socket blocks, takes the link's
@@ -240,7 +270,7 @@ impl Shared {
     /// hands the wait for it to the writer thread. Shuts the socket once
     /// the link is finished.
     fn flush(&self, g: &mut State) {
-        if !g.write_blocked {
+        if !g.write_blocked && !g.corked {
             let State { link, wire, .. } = g;
             match wire.flush(link, |slices| self.socket.try_send(slices)) {
                 Flushed::Done => {}

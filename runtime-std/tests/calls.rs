@@ -190,6 +190,45 @@ fn many_threads_share_one_client() {
 }
 
 #[test]
+fn a_batch_of_calls_starts_together_and_each_gets_its_own_answer() {
+    for url in transports() {
+        let server = rig(&url, cfg("rig"), Probe::default());
+        let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let args: Vec<Payload> = (0..200u32)
+            .map(|i| Payload::postcard(&i).unwrap())
+            .collect();
+        let calls = client.start_batch("echo", args.clone(), None).unwrap();
+        assert_eq!(calls.len(), 200);
+        let back: Vec<Payload> = calls.into_iter().map(|c| c.wait().unwrap()).collect();
+        assert_eq!(back, args, "{url}");
+        // One call that cannot start fails the batch; the connection carries on.
+        let too_big = Payload::new(Codec::Postcard, vec![0u8; 16 * 1024 * 1024]);
+        let batch = [Payload::postcard(&1u8).unwrap(), too_big];
+        assert!(matches!(
+            client.start_batch("echo", batch, None),
+            Err(Error::TooLarge { .. })
+        ));
+        let sum: i64 = client.call("add", &(2, 3)).unwrap();
+        assert_eq!(sum, 5);
+        assert!(client.start_batch("echo", [], None).unwrap().is_empty());
+        // A batch larger than the output limit: refused for room midway, it
+        // writes what it holds and waits for the peer to read it.
+        let mut small = cfg("script");
+        small.protocol.max_queued_output = 1 << 20;
+        small.protocol.max_frame = 1 << 20;
+        let small = Client::connect(&server.local_url(), small).unwrap();
+        let half = Payload::new(Codec::Postcard, vec![7u8; 512 * 1024]);
+        let calls = small
+            .start_batch("echo", vec![half.clone(); 8], Some(Duration::from_secs(20)))
+            .unwrap();
+        for call in calls {
+            assert!(call.wait().unwrap() == half, "{url}");
+        }
+        server.shutdown(Duration::from_secs(1));
+    }
+}
+
+#[test]
 fn large_payloads_cross_intact() {
     for url in transports() {
         let server = rig(&url, cfg("rig"), Probe::default());

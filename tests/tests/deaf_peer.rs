@@ -79,6 +79,25 @@ fn assert_no_spin(cpu_before: Duration, started: Instant) {
 }
 
 #[test]
+fn a_std_batch_to_a_deaf_peer_writes_what_it_can_and_ends_by_its_deadline() {
+    let _one = serial();
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
+    let client =
+        rigwire_std::Client::connect(&deaf.url, client_config(16 * MIB, 16 * MIB)).unwrap();
+    let (_, big_args) = payloads();
+    let (cpu, started) = (cpu_time(), Instant::now());
+    // 64 MiB in one batch: more than the output limit and the kernel's
+    // buffers together. The batch's frames are held back only until a call
+    // is refused for room; then they are written and the call waits for
+    // room within its deadline, which passes.
+    let outcome = client
+        .start_batch("echo", vec![big_args; 8], Some(DEADLINE))
+        .map(|_| ());
+    assert_ended_in_time(&outcome, started.elapsed());
+    assert_no_spin(cpu, started);
+}
+
+#[test]
 fn std_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
     let _one = serial();
     let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
