@@ -5,8 +5,10 @@
 //! A full table refuses new entries; it never grows past its capacity. Ordered
 //! maps keep every traversal deterministic (no hash seeds in the core).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
+
+use crate::id_map::IdMap;
 
 /// Why an entry was not inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -23,7 +25,7 @@ pub enum InsertError {
 /// A bounded table of in-flight entries keyed by id, each with an optional deadline.
 #[derive(Debug, Clone)]
 pub struct CallTable<T> {
-    entries: BTreeMap<u64, (Option<Instant>, T)>,
+    entries: IdMap<(Option<Instant>, T)>,
     deadlines: BTreeSet<(Instant, u64)>,
     capacity: usize,
 }
@@ -32,7 +34,7 @@ impl<T> CallTable<T> {
     /// An empty table holding at most `capacity` entries.
     pub fn new(capacity: usize) -> Self {
         CallTable {
-            entries: BTreeMap::new(),
+            entries: IdMap::default(),
             deadlines: BTreeSet::new(),
             capacity,
         }
@@ -55,22 +57,22 @@ impl<T> CallTable<T> {
 
     /// Whether `id` is present.
     pub fn contains(&self, id: u64) -> bool {
-        self.entries.contains_key(&id)
+        self.entries.contains_key(id)
     }
 
     /// The entry for `id`.
     pub fn get(&self, id: u64) -> Option<&T> {
-        self.entries.get(&id).map(|(_, v)| v)
+        self.entries.get(id).map(|(_, v)| v)
     }
 
     /// The entry for `id`, mutably.
     pub fn get_mut(&mut self, id: u64) -> Option<&mut T> {
-        self.entries.get_mut(&id).map(|(_, v)| v)
+        self.entries.get_mut(id).map(|(_, v)| v)
     }
 
     /// The deadline of the entry for `id`, if it has one.
     pub fn deadline(&self, id: u64) -> Option<Instant> {
-        self.entries.get(&id).and_then(|(d, _)| *d)
+        self.entries.get(id).and_then(|(d, _)| *d)
     }
 
     /// Adds an entry.
@@ -83,7 +85,7 @@ impl<T> CallTable<T> {
         deadline: Option<Instant>,
         value: T,
     ) -> Result<(), InsertError> {
-        if self.entries.contains_key(&id) {
+        if self.entries.contains_key(id) {
             return Err(InsertError::Duplicate);
         }
         if self.entries.len() >= self.capacity {
@@ -98,7 +100,7 @@ impl<T> CallTable<T> {
 
     /// Removes and returns the entry for `id`.
     pub fn remove(&mut self, id: u64) -> Option<T> {
-        let (deadline, value) = self.entries.remove(&id)?;
+        let (deadline, value) = self.entries.remove(id)?;
         if let Some(at) = deadline {
             self.deadlines.remove(&(at, id));
         }
@@ -118,19 +120,17 @@ impl<T> CallTable<T> {
             return None;
         }
         self.deadlines.pop_first();
-        self.entries.remove(&id).map(|(_, v)| (id, v))
+        self.entries.remove(id).map(|(_, v)| (id, v))
     }
 
     /// Removes every entry, in ascending id order.
     pub fn drain(&mut self) -> impl Iterator<Item = (u64, T)> {
         self.deadlines.clear();
-        std::mem::take(&mut self.entries)
-            .into_iter()
-            .map(|(id, (_, v))| (id, v))
+        self.entries.take_all().map(|(id, (_, v))| (id, v))
     }
 
     /// Ids present, ascending.
     pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.entries.keys().copied()
+        self.entries.keys()
     }
 }

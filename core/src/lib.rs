@@ -102,6 +102,7 @@ pub mod group;
 mod handler_error;
 mod handshake;
 pub mod ibl;
+mod id_map;
 pub mod lifecycle;
 pub mod link;
 pub mod message;

@@ -106,6 +106,9 @@ pub(crate) struct Shared {
     hooks: Arc<Hooks>,
     /// For logs: where this connection goes or comes from.
     pub(crate) label: String,
+    /// When the connection was made: the time given to the link where the
+    /// link will not look at it.
+    created: Instant,
 }
 
 impl Shared {
@@ -148,6 +151,7 @@ impl Shared {
             pool,
             hooks,
             label,
+            created: Instant::now(),
         });
         let mut g = shared.lock();
         if g.wire.is_ws() {
@@ -176,19 +180,19 @@ impl Shared {
     }
 
     /// Runs a command the link admits only while its output has room. Its
-    /// deadline is fixed now, from `timeout` (or the configured default),
+    /// deadline is fixed at `now` (when the command was made), from
+    /// `timeout` (or the configured default),
     /// and handed to `f`. When refused for room, waits for the link's room
     /// edge within that deadline and tries again; the link answers with the
     /// deadline's error once it has passed. `wait` false answers `Busy` at
     /// once instead.
     pub(crate) fn admit<T, E: NoRoomError>(
         self: &Arc<Self>,
-        timeout: Option<Duration>,
+        (timeout, now): (Option<Duration>, Instant),
         wait: bool,
         mut f: impl FnMut(&mut Link, Option<Instant>, Instant) -> Result<T, Admit<E>>,
     ) -> Result<T, E> {
         let mut g = self.lock();
-        let now = Instant::now();
         let deadline = g.link.deadline(timeout, now);
         let mut now = Some(now);
         let out = loop {
@@ -623,7 +627,7 @@ impl Shared {
                 rigwire_core::ErrorKind::Internal,
                 "handler table out of step with the registry",
             );
-            self.reply(call.id, Err(err), true);
+            self.reply(call.id, call.deadline, Err(err), true);
             return;
         };
         let inline = on_reading_thread && entry.runs_inline();
@@ -636,7 +640,7 @@ impl Shared {
                 id: call.id,
             };
             let result = entry.run(&ctx, call.args);
-            shared.reply(call.id, result, flush);
+            shared.reply(call.id, call.deadline, result, flush);
         };
         match &self.pool {
             // The reading thread writes once after the whole batch it read
@@ -688,11 +692,20 @@ impl Shared {
     }
 
     /// Answers call `id`; `flush` false leaves the writing to the caller.
-    fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>, flush: bool) {
+    /// The link looks at the time only to drop the answer of a call whose
+    /// `deadline` has passed; a call without one needs no clock reading.
+    fn reply(
+        self: &Arc<Self>,
+        id: u64,
+        deadline: Option<Instant>,
+        result: Result<Payload, RemoteError>,
+        flush: bool,
+    ) {
         let outcome = if flush {
             self.command(|link, now| link.reply(id, result, now))
         } else {
-            self.lock().link.reply(id, result, Instant::now())
+            let now = deadline.map_or(self.created, |_| Instant::now());
+            self.lock().link.reply(id, result, now)
         };
         if let Err(e) = outcome {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");

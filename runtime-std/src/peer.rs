@@ -146,9 +146,22 @@ impl Peer {
         args: Payload,
         timeout: Option<Duration>,
     ) -> Result<RawPendingCall, Error> {
-        let id = self.shared.admit(timeout, true, |link, deadline, now| {
-            link.call(method, args.clone(), deadline, now)
-        })?;
+        self.start_at(method, args, timeout, Instant::now())
+    }
+
+    /// Starts a call made at `now`.
+    fn start_at(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> Result<RawPendingCall, Error> {
+        let id = self
+            .shared
+            .admit((timeout, now), true, |link, deadline, now| {
+                link.call(method, args.clone(), deadline, now)
+            })?;
         Ok(RawPendingCall {
             shared: Arc::clone(&self.shared),
             id,
@@ -170,9 +183,11 @@ impl Peer {
         args: impl IntoIterator<Item = Payload>,
         timeout: Option<Duration>,
     ) -> Result<Vec<RawPendingCall>, Error> {
+        // Made together: one clock reading fixes every deadline.
+        let now = Instant::now();
         self.shared.corked(|| {
             args.into_iter()
-                .map(|a| self.start_raw(method, a, timeout))
+                .map(|a| self.start_at(method, a, timeout, now))
                 .collect()
         })
     }
@@ -191,7 +206,7 @@ impl Peer {
     /// `Disconnected`, `TooLarge`.
     pub fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
         self.shared
-            .admit(None, true, |link, deadline, now| {
+            .admit((None, Instant::now()), true, |link, deadline, now| {
                 link.notify(method, args.clone(), deadline, now)
             })
             .map_err(Error::from)
@@ -222,9 +237,11 @@ impl Peer {
     /// [`Error::Echo`] with `Mismatch` or `Timeout` (this send only), or `Disconnected`.
     pub fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
         let payload = payload.into();
-        let seq = self.shared.admit(None, true, |link, deadline, now| {
-            link.confirmed_send(payload.clone(), deadline, now)
-        })?;
+        let seq = self
+            .shared
+            .admit((None, Instant::now()), true, |link, deadline, now| {
+                link.confirmed_send(payload.clone(), deadline, now)
+            })?;
         let found = self
             .shared
             .wait_for(None, |link| link.waiters().take_confirm(seq));
@@ -287,6 +304,11 @@ impl RawPendingCall {
     /// # Errors
     /// As [`Peer::call_raw`], plus `WaitTimeout`.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Payload, Error> {
+        // An answer already here needs no clock (polling a window of calls).
+        if let Some(found) = self.shared.lock().link.waiters().take_call(self.id) {
+            self.done = true;
+            return found.map_err(Error::from);
+        }
         self.wait_until(Some(Instant::now() + timeout))
             .unwrap_or(Err(Error::WaitTimeout(timeout)))
     }

@@ -3,7 +3,7 @@
 //! limit; one type, so that a user who configures one runtime has configured
 //! them all), the application's hooks, and the results callers wait for.
 
-use std::collections::BTreeMap;
+use crate::id_map::IdMap;
 use std::time::Duration;
 
 use crate::codec::Payload;
@@ -134,16 +134,16 @@ impl<P> std::fmt::Debug for Hooks<P> {
 /// are kept, so a caller that gave up leaves nothing behind.
 #[derive(Debug, Default)]
 pub struct Waiters {
-    calls: BTreeMap<u64, Option<Result<Payload, CallError>>>,
-    confirms: BTreeMap<u64, Option<Result<(), EchoError>>>,
-    pongs: BTreeMap<u64, Option<Duration>>,
+    calls: IdMap<Option<Result<Payload, CallError>>>,
+    confirms: IdMap<Option<Result<(), EchoError>>>,
+    pongs: IdMap<Option<Duration>>,
     connected: bool,
 }
 
 /// Removes and returns the result for `id` once it has arrived.
-fn take_ready<T>(slots: &mut BTreeMap<u64, Option<T>>, id: u64) -> Option<T> {
-    match slots.get(&id) {
-        Some(Some(_)) => slots.remove(&id).flatten(),
+fn take_ready<T>(slots: &mut IdMap<Option<T>>, id: u64) -> Option<T> {
+    match slots.get(id) {
+        Some(Some(_)) => slots.remove(id).flatten(),
         _ => None,
     }
 }
@@ -161,12 +161,12 @@ impl Waiters {
 
     /// Nobody waits for call `id` any more (it was cancelled).
     pub fn forget_call(&mut self, id: u64) {
-        self.calls.remove(&id);
+        self.calls.remove(id);
     }
 
     /// Whether the answer to call `id` has arrived (without taking it).
     pub fn call_ready(&self, id: u64) -> bool {
-        matches!(self.calls.get(&id), Some(Some(_)))
+        matches!(self.calls.get(id), Some(Some(_)))
     }
 
     /// The answer to call `id`, once it has arrived.
@@ -191,7 +191,7 @@ impl Waiters {
 
     /// Nobody waits for the pong of ping `seq` any more.
     pub fn forget_pong(&mut self, seq: u64) {
-        self.pongs.remove(&seq);
+        self.pongs.remove(seq);
     }
 
     /// The round trip of ping `seq`, once its pong has arrived.
@@ -202,8 +202,8 @@ impl Waiters {
     /// Stores a result for its waiter; returns the events that are the
     /// runtime's to act on (calls, notifies, messages, cancels, close, ...).
     pub fn route(&mut self, event: Event) -> Option<Event> {
-        fn fill<T>(slots: &mut BTreeMap<u64, Option<T>>, id: u64, value: T) {
-            if let Some(slot) = slots.get_mut(&id) {
+        fn fill<T>(slots: &mut IdMap<Option<T>>, id: u64, value: T) {
+            if let Some(slot) = slots.get_mut(id) {
                 *slot = Some(value);
             }
         }
