@@ -414,6 +414,14 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     // rigwire-smol against raw smol TCP.
     let samples = crate::bench_smol::serial(12, n(1500))?;
     latency_rows(&mut rows, "smol TCP serial round trip", &samples);
+    let samples = crate::bench_smol::window(6, n(12), window, per_run)?;
+    throughput_row(
+        &mut rows,
+        "smol TCP window of 64 kept full",
+        "calls/s",
+        per_run as f64,
+        &samples,
+    );
 
     let hops = two_hops(12, n(1500), &small)?;
 

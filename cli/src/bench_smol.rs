@@ -122,6 +122,116 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, 
     })
 }
 
+/// A window of `window` calls kept full until `calls` answers are in, raw
+/// smol against rigwire-smol, block by block; a sample is one whole run.
+/// The raw client writes as many frames as answers came, in one write.
+/// rigwire-smol keeps `window` calls in flight from as many tasks on one
+/// thread; each call writes its own frame as it is made.
+pub fn window(
+    blocks: usize,
+    runs: usize,
+    window: usize,
+    calls: usize,
+) -> Result<crate::bench::Samples, Error> {
+    let raw_addr = raw_smol_server();
+    let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("bench-rig"))?;
+    server.expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })?;
+    let server = server.start()?;
+    smol::block_on(async {
+        let client = Client::connect(&server.local_url(), Config::named("bench")).await?;
+        let mut raw = Async::<TcpStream>::connect(
+            raw_addr
+                .parse::<std::net::SocketAddr>()
+                .expect("an address"),
+        )
+        .await
+        .map_err(|e| Error::Connect {
+            url: raw_addr.clone(),
+            reason: e.to_string(),
+        })?;
+        raw.get_ref().set_nodelay(true).expect("nodelay");
+        let mut frame = 40u32.to_be_bytes().to_vec();
+        frame.extend([7u8; 40]);
+        let small = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; 32]));
+        let mut samples = crate::bench::Samples {
+            raw: Vec::new(),
+            rig: Vec::new(),
+        };
+        for _ in 0..blocks {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for _ in 0..runs {
+                let t = Instant::now();
+                raw_window(&mut raw, &frame, window, calls).await;
+                a.push(t.elapsed());
+            }
+            for _ in 0..runs {
+                let t = Instant::now();
+                rig_window(&client, &small, window, calls).await;
+                b.push(t.elapsed());
+            }
+            samples.raw.push(a);
+            samples.rig.push(b);
+        }
+        client.close().await;
+        server.shutdown(Duration::from_secs(1)).await;
+        Ok(samples)
+    })
+}
+
+async fn raw_window(socket: &mut Async<TcpStream>, frame: &[u8], window: usize, calls: usize) {
+    let len = frame.len();
+    let mut out = Vec::with_capacity(len * window);
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut sent, mut done, mut partial) = (0, 0, 0);
+    let mut more = window.min(calls);
+    loop {
+        if more > 0 {
+            out.clear();
+            for _ in 0..more {
+                out.extend_from_slice(frame);
+            }
+            socket.write_all(&out).await.expect("write");
+            sent += more;
+        }
+        if done == calls {
+            return;
+        }
+        let n = socket.read(&mut buf).await.expect("read");
+        assert!(n > 0, "the raw server closed");
+        partial += n;
+        let answers = partial / len;
+        partial %= len;
+        done += answers;
+        more = answers.min(calls - sent);
+    }
+}
+
+async fn rig_window(client: &Client, payload: &Payload, window: usize, calls: usize) {
+    // Declared before the executor, so that it outlives the tasks.
+    let left = std::cell::Cell::new(calls);
+    let executor = smol::LocalExecutor::new();
+    let callers: Vec<_> = (0..window)
+        .map(|_| {
+            executor.spawn(async {
+                while left.get() > 0 {
+                    left.set(left.get() - 1);
+                    client
+                        .call_raw("echo", payload.clone(), None)
+                        .await
+                        .expect("echo call");
+                }
+            })
+        })
+        .collect();
+    executor
+        .run(async {
+            for caller in callers {
+                caller.await;
+            }
+        })
+        .await;
+}
+
 fn resident_bytes() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status

@@ -74,7 +74,7 @@ pub(crate) async fn open(
     smol::spawn(Arc::clone(&shared).drive()).detach();
     let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
     let outcome = shared
-        .wait_for(Some(deadline), None, |link| match closed(link) {
+        .wait_for((Some(deadline), None, None), |link| match closed(link) {
             Some(err) => Some(Err(err)),
             None if link.waiters().connected() => Some(Ok(())),
             None => None,

@@ -23,13 +23,13 @@
 //!
 //! The state mutex is a plain `std` mutex, never held across an `.await`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use event_listener::Event;
+use event_listener::{Event, IntoNotification};
 use rigwire_core::link::earliest;
 pub(crate) use rigwire_core::link::READ_CHUNK;
 use rigwire_core::link::{Admit, Job, Link, NoRoomError};
@@ -58,6 +58,18 @@ pub(crate) struct State {
     notify_key: u64,
     fg_waiters: usize,
     fg_last: Option<Instant>,
+    /// A waiting caller watches the socket for the others ([`Watcher`]).
+    watched: bool,
+    /// Reads that brought bytes; the driver task reads what a watcher
+    /// that is no longer polled left, when this has not moved.
+    reads: u64,
+    /// Callers waiting for the answer to a call, by its id: woken one by
+    /// one as answers come ([`CallWake`]), not all at every answer.
+    call_wakers: HashMap<u64, Waker>,
+    /// Calls whose waiters were woken with their answers and have not
+    /// taken them yet: those tasks are about to run, and the calls they
+    /// make then may leave together ([`Shared::write_soon`]).
+    woken: HashSet<u64>,
     /// The link's progress when waiting callers were last woken.
     woken_at: u64,
 }
@@ -67,6 +79,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes callers: a result arrived, the handshake completed, closed.
     changed: Event,
+    /// Wakes one more waiting caller to watch the socket ([`Watcher`]).
+    handoff: Event,
     /// Wakes callers waiting for room in the output (the link's edge).
     room: Event,
     /// Wakes the driver: the socket blocked, a caller left, closed.
@@ -102,9 +116,14 @@ impl Shared {
                 notify_key: 0,
                 fg_waiters: 0,
                 fg_last: None,
+                watched: false,
+                reads: 0,
+                call_wakers: HashMap::new(),
+                woken: HashSet::new(),
                 woken_at: 0,
             }),
             changed: Event::new(),
+            handoff: Event::new(),
             room: Event::new(),
             driver_wake: Event::new(),
             closed: Event::new(),
@@ -121,7 +140,8 @@ impl Shared {
             let State { link, wire, .. } = &mut *g;
             wire.feed(link, Ok(0), &[], Instant::now());
         }
-        let jobs = shared.pump(&mut g); // our Hello
+        shared.flush(&mut g); // our Hello
+        let jobs = shared.pump(&mut g);
         drop(g);
         shared.finish(jobs);
         shared
@@ -133,29 +153,66 @@ impl Shared {
 
     /// Runs a command on the link, writes what it queued and does what it caused.
     pub(crate) fn command<T>(self: &Arc<Self>, f: impl FnOnce(&mut Link, Instant) -> T) -> T {
+        self.command_then(true, f)
+    }
+
+    /// As [`command`](Self::command); `write` false leaves what it queued
+    /// to the next write (see [`write_soon`](Self::write_soon)).
+    fn command_then<T>(
+        self: &Arc<Self>,
+        write: bool,
+        f: impl FnOnce(&mut Link, Instant) -> T,
+    ) -> T {
         let mut g = self.lock();
         let out = f(&mut g.link, Instant::now());
+        if write {
+            self.flush(&mut g);
+        }
         let jobs = self.pump(&mut g);
         drop(g);
         self.finish(jobs);
         out
     }
 
+    /// Writes what the link holds. While other callers woken with their
+    /// answers are about to run (a window refilled as answers arrive), it
+    /// first lets them: the calls they make meanwhile leave in this one
+    /// write. Otherwise (a lone call) it writes at once. Should this task
+    /// not be polled again, the last of those callers to take its answer
+    /// writes instead ([`WaiterGuard`]).
+    pub(crate) async fn write_soon(self: &Arc<Self>) {
+        if !self.lock().woken.is_empty() {
+            future::yield_now().await;
+        }
+        self.write_now();
+    }
+
+    fn write_now(self: &Arc<Self>) {
+        let mut g = self.lock();
+        self.flush(&mut g);
+        let jobs = self.pump(&mut g);
+        drop(g);
+        self.finish(jobs);
+    }
+
     /// Runs a command the link admits only while its output has room. When
     /// refused for room, waits for the link's room edge, within `deadline`,
     /// and tries again; the link itself answers with the deadline's error
     /// once it has passed. `wait` false answers `Busy` at once instead.
+    /// `write` false leaves the first attempt's frame to be written later
+    /// ([`write_soon`](Self::write_soon)); a refusal for room writes at once.
     pub(crate) async fn admit<T, E>(
         self: &Arc<Self>,
-        deadline: Option<Instant>,
+        (deadline, write): (Option<Instant>, bool),
         wait: bool,
         mut f: impl FnMut(&mut Link, Instant) -> Result<T, Admit<E>>,
     ) -> Result<T, E>
     where
         E: NoRoomError,
     {
+        let mut write = write;
         loop {
-            match self.command(&mut f) {
+            match self.command_then(std::mem::replace(&mut write, true), &mut f) {
                 Ok(out) => return Ok(out),
                 Err(Admit::NoRoom { .. }) if wait => {}
                 Err(refusal) => return Err(refusal.into_error()),
@@ -190,10 +247,10 @@ impl Shared {
         }
     }
 
-    /// Writes the output, takes the link's jobs and wakes callers waiting
-    /// for room; returns the jobs to do with the state released.
+    /// Takes the link's jobs (after a [`flush`](Self::flush), so that room
+    /// made by the write is seen) and wakes callers waiting for room;
+    /// returns the jobs to do with the state released.
     fn pump(&self, g: &mut State) -> Vec<Job> {
-        self.flush(g);
         let mut jobs = Vec::new();
         while let Some(job) = g.link.poll_job() {
             match job {
@@ -218,6 +275,21 @@ impl Shared {
         let progress = g.link.progress();
         if progress != g.woken_at {
             g.woken_at = progress;
+            let closed = g.link.is_closed();
+            let State {
+                link,
+                call_wakers,
+                woken,
+                ..
+            } = g;
+            call_wakers.retain(|id, waker| {
+                let due = closed || link.waiters().call_ready(*id);
+                if due {
+                    woken.insert(*id);
+                    waker.wake_by_ref();
+                }
+                !due
+            });
             self.changed.notify(usize::MAX);
         }
         jobs
@@ -233,6 +305,7 @@ impl Shared {
         if calls {
             // Replies of handlers that finished at once leave in one write.
             let mut g = self.lock();
+            self.flush(&mut g);
             let more = self.pump(&mut g);
             drop(g);
             if !more.is_empty() {
@@ -262,10 +335,12 @@ impl Shared {
         }
         let now = Instant::now();
         let mut g = self.lock();
+        g.reads += 1;
         let State { link, wire, .. } = &mut *g;
         wire.feed(link, read, &buf, now);
         link.handle_timeout(now);
         drop(buf);
+        self.flush(&mut g);
         let jobs = self.pump(&mut g);
         drop(g);
         self.finish(jobs);
@@ -275,14 +350,24 @@ impl Shared {
     /// Waits until `take` finds what it wants, reading the transport itself
     /// when the link wants input, until `deadline` (then `None`).
     /// `wake_hint` is a moment to look again (a call's own deadline); the
-    /// link's other timers are the driver task's business. Cancel-safe.
+    /// link's other timers are the driver task's business. A wait for the
+    /// answer to `call` is woken by that answer, not by every answer.
+    /// Cancel-safe.
+    ///
+    /// One waiter at a time watches the socket and reads ([`Watcher`]);
+    /// the others sleep until what it read concerns them. (All watching,
+    /// every arrival would wake them all to try a read.) A watcher whose
+    /// wait is no longer polled is covered by the driver task, which reads
+    /// what nobody has read by its next look ([`LINGER`]). Only a wait's own
+    /// moment runs the link's timers, which write: a caller woken for news
+    /// must not write out what others left for one write.
     pub(crate) async fn wait_for<T>(
         self: &Arc<Self>,
-        deadline: Option<Instant>,
-        wake_hint: Option<Instant>,
+        (deadline, wake_hint, call): (Option<Instant>, Option<Instant>, Option<u64>),
         mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
-        let _waiting = WaiterGuard::enter(self);
+        let _waiting = WaiterGuard::enter(self, call);
+        let mut watcher = None;
         let mut check = |shared: &Self| {
             let mut g = shared.lock();
             if let Some(found) = take(&mut g.link) {
@@ -293,37 +378,66 @@ impl Shared {
             }
             Ok((earliest(wake_hint, deadline), g.link.poll_interest().read))
         };
+        // A read right after our call went out would find nothing yet.
+        let mut try_read = false;
         loop {
-            if let Err(done) = check(self) {
-                return done;
+            let (_, read) = match check(self) {
+                Err(done) => return done,
+                Ok(found) => found,
+            };
+            if read && watcher.is_none() {
+                watcher = Watcher::take(self);
             }
-            if self.read_now() {
+            if try_read && watcher.is_some() && self.read_now() {
                 continue;
             }
-            // Nothing to read: listen for news, then look once more before
-            // sleeping so that nothing that arrived in between is missed.
-            let listener = self.changed.listen();
+            // Listen for news, then look once more before sleeping, so that
+            // nothing that arrived in between is missed.
+            let listener = call.is_none().then(|| self.changed.listen());
+            let handoff = self.handoff.listen();
             let (wake, read) = match check(self) {
                 Err(done) => return done,
                 Ok(found) => found,
             };
-            let readable = future::or(
+            let watching = read && watcher.is_some();
+            let woke = future::or(
                 async {
-                    if !read {
+                    if !watching {
                         future::pending::<()>().await;
                     }
                     let _ = self.socket.readable().await;
-                    true
+                    Woke::Readable
                 },
-                async {
-                    future::or(listener, sleep_until(wake)).await;
-                    false
-                },
+                future::or(
+                    async {
+                        match (listener, call) {
+                            (Some(listener), _) => listener.await,
+                            (None, Some(id)) => CallWake::new(self, id).await,
+                            (None, None) => future::pending().await,
+                        }
+                        Woke::News
+                    },
+                    future::or(
+                        async {
+                            handoff.await;
+                            Woke::News
+                        },
+                        async {
+                            sleep_until(wake).await;
+                            Woke::Timer
+                        },
+                    ),
+                ),
             )
             .await;
-            if !readable {
-                self.tick();
-            }
+            try_read = match woke {
+                Woke::Readable => true,
+                Woke::Timer => {
+                    self.tick();
+                    false
+                }
+                Woke::News => false,
+            };
         }
     }
 
@@ -336,9 +450,11 @@ impl Shared {
     /// reads when no caller is waiting, writes when the socket is writable
     /// again, runs the link's timers — until the link is finished.
     pub(crate) async fn drive(self: Arc<Self>) {
+        // The reads counted at the last look while callers were active.
+        let mut seen_reads = u64::MAX;
         loop {
             let listener = self.driver_wake.listen();
-            let (finished, interest, blocked, callers_active, recheck) = {
+            let (finished, interest, blocked, callers_active, recheck, reads) = {
                 let g = self.lock();
                 let now = Instant::now();
                 let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
@@ -352,6 +468,7 @@ impl Shared {
                     g.write_blocked,
                     callers_active,
                     recheck,
+                    g.reads,
                 )
             };
             if finished {
@@ -396,11 +513,20 @@ impl Shared {
                 Wake::Writable => {
                     let mut g = self.lock();
                     g.write_blocked = false;
+                    self.flush(&mut g);
                     let jobs = self.pump(&mut g);
                     drop(g);
                     self.finish(jobs);
                 }
-                Wake::Timer => self.tick(),
+                Wake::Timer => {
+                    // Nothing read since the last look while callers wait:
+                    // their watcher may be a wait no longer polled.
+                    if callers_active && interest.read && reads == seen_reads {
+                        self.read_now();
+                    }
+                    seen_reads = reads;
+                    self.tick();
+                }
                 Wake::Woken => {}
             }
         }
@@ -546,12 +672,77 @@ enum Wake {
 }
 
 /// Counts a caller as waiting while it is inside `wait_for`, however it leaves.
-struct WaiterGuard<'a>(&'a Shared);
+/// The one caller watching the socket for the others; leaving the role
+/// (or the wait, dropped) hands it to another waiting caller.
+struct Watcher<'a>(&'a Shared);
+
+impl<'a> Watcher<'a> {
+    fn take(shared: &'a Shared) -> Option<Self> {
+        let mut g = shared.lock();
+        if g.watched {
+            return None;
+        }
+        g.watched = true;
+        Some(Watcher(shared))
+    }
+}
+
+impl Drop for Watcher<'_> {
+    fn drop(&mut self) {
+        self.0.lock().watched = false;
+        self.0.handoff.notify(1.additional());
+    }
+}
+
+/// Resolves when the answer to call `id` is there or the connection has
+/// closed; [`Shared::pump`] wakes it.
+struct CallWake<'a> {
+    shared: &'a Shared,
+    id: u64,
+}
+
+impl<'a> CallWake<'a> {
+    fn new(shared: &'a Shared, id: u64) -> Self {
+        CallWake { shared, id }
+    }
+}
+
+impl std::future::Future for CallWake<'_> {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut g = self.shared.lock();
+        if g.link.is_closed() || g.link.waiters().call_ready(self.id) {
+            g.call_wakers.remove(&self.id);
+            return Poll::Ready(());
+        }
+        g.call_wakers.insert(self.id, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for CallWake<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().call_wakers.remove(&self.id);
+    }
+}
+
+/// What ended a caller's sleep.
+enum Woke {
+    /// The socket has data.
+    Readable,
+    /// Something a caller may wait for happened.
+    News,
+    /// The wait's own moment came.
+    Timer,
+}
+
+struct WaiterGuard<'a>(&'a Arc<Shared>, Option<u64>);
 
 impl<'a> WaiterGuard<'a> {
-    fn enter(shared: &'a Shared) -> Self {
+    fn enter(shared: &'a Arc<Shared>, call: Option<u64>) -> Self {
         shared.lock().fg_waiters += 1;
-        WaiterGuard(shared)
+        WaiterGuard(shared, call)
     }
 }
 
@@ -560,7 +751,15 @@ impl Drop for WaiterGuard<'_> {
         let mut g = self.0.lock();
         g.fg_waiters -= 1;
         g.fg_last = Some(Instant::now());
+        // The last caller woken with its answer writes what the others
+        // left for one write (see `write_soon`).
+        let last_woken = self
+            .1
+            .is_some_and(|id| g.woken.remove(&id) && g.woken.is_empty());
         drop(g);
+        if last_woken {
+            self.0.write_now();
+        }
         // On the accepting side nobody else reads now.
         if self.0.linger.is_zero() {
             self.0.driver_wake.notify(usize::MAX);

@@ -131,7 +131,7 @@ impl Peer {
         let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
         let id = self
             .shared
-            .admit(deadline, true, |link, now| {
+            .admit((deadline, false), true, |link, now| {
                 link.call(method, args.clone(), deadline, now)
             })
             .await?;
@@ -140,9 +140,13 @@ impl Peer {
             id,
             done: false,
         };
+        // Calls made by tasks that run in the same turn leave in one write.
+        self.shared.write_soon().await;
         let result = self
             .shared
-            .wait_for(None, deadline, |link| link.waiters().take_call(id))
+            .wait_for((None, deadline, Some(id)), |link| {
+                link.waiters().take_call(id)
+            })
             .await
             .expect("waits without deadline end with a result");
         guard.done = true;
@@ -164,7 +168,7 @@ impl Peer {
     pub async fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
         let deadline = self.shared.lock().link.deadline(None, Instant::now());
         self.shared
-            .admit(deadline, true, |link, now| {
+            .admit((deadline, true), true, |link, now| {
                 link.notify(method, args.clone(), deadline, now)
             })
             .await
@@ -179,7 +183,7 @@ impl Peer {
         let seq = self.shared.command(|link, now| link.ping(now))?;
         let found = self
             .shared
-            .wait_for(None, None, |link| {
+            .wait_for((None, None, None), |link| {
                 if let Some(rtt) = link.waiters().take_pong(seq) {
                     return Some(Ok(rtt));
                 }
@@ -201,13 +205,13 @@ impl Peer {
         let deadline = self.shared.lock().link.deadline(None, Instant::now());
         let seq = self
             .shared
-            .admit(deadline, true, |link, now| {
+            .admit((deadline, true), true, |link, now| {
                 link.confirmed_send(payload.clone(), deadline, now)
             })
             .await?;
         let found = self
             .shared
-            .wait_for(None, None, |link| link.waiters().take_confirm(seq))
+            .wait_for((None, None, None), |link| link.waiters().take_confirm(seq))
             .await;
         found
             .expect("the core always resolves a confirmed send")

@@ -375,7 +375,9 @@ impl RunningServer {
         let until = Instant::now() + grace;
         for peer in &peers {
             peer.shared
-                .wait_for(None, Some(until), |link| link.is_closed().then_some(()))
+                .wait_for((None, Some(until), None), |link| {
+                    link.is_closed().then_some(())
+                })
                 .await;
         }
         if let Some(accept) = accept {
