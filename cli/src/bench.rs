@@ -425,14 +425,13 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
 
     let hops = two_hops(12, n(1500), &small)?;
 
-    // Idle connections: 1,000 and as close to 10,000 as the fd limit allows
-    // (both ends live in this process).
-    let most = (open_files_limit().saturating_sub(200) / 2).min(10_000);
-    let counts: Vec<usize> = [1000usize, most]
+    // Idle connections: 1,000 and 10,000, the peers in another process.
+    let limit = crate::bench_idle::raise_open_files_limit();
+    let counts: Vec<usize> = [1000usize, 10_000]
         .iter()
-        .map(|c| ((*c as f64 * scale) as usize).clamp(10, most))
+        .map(|c| ((*c as f64 * scale) as usize).max(10))
         .collect();
-    let idle = crate::bench_smol::idle_memory(&counts)?;
+    let idle = crate::bench_idle::run(&counts)?;
 
     if json {
         let report = serde_json::json!({ "rows": rows, "relay": hops, "idle_memory": idle });
@@ -474,26 +473,15 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
     }
     println!();
     for m in &idle {
-        println!("rigwire-smol server, {} idle connections: {:.0} bytes of resident memory per connection", m.connections, m.bytes_per_connection);
+        println!(
+            "rigwire-{} server, {} idle connections: {:.0} bytes of resident memory per connection",
+            m.runtime, m.connections, m.bytes_per_connection
+        );
     }
-    if most < 10_000 {
-        println!("(10,000 connections need more than this process's limit of {} open files; {most} is the most it allows)", open_files_limit());
+    if limit < 10_100 {
+        println!("(this process may open {limit} files: fewer than 10,000 connections need)");
     }
     Ok(())
-}
-
-/// This process's soft limit on open files, from /proc (Linux).
-fn open_files_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            limits
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(1024)
 }
 
 /// One hop against two hops, p50 in µs.

@@ -1,25 +1,14 @@
 //! The smol rows of `rigwire bench`: rigwire-smol against a raw smol TCP
 //! ping-pong with the same tasks and threads (server on the smol executor,
-//! client in `block_on`), and the memory an idle connection costs a server.
+//! client in `block_on`).
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_smol::{Client, Codec, Config, Error, Payload, Server};
-use serde::Serialize;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
-
-/// Memory of idle server connections.
-#[derive(Serialize)]
-pub struct IdleMemory {
-    /// Connections open and idle.
-    pub connections: usize,
-    /// Resident memory added per connection, in bytes.
-    pub bytes_per_connection: f64,
-}
 
 /// A raw smol echo server for length-prefixed frames, as the std raw server does.
 fn raw_smol_server() -> String {
@@ -230,83 +219,4 @@ async fn rig_window(client: &Client, payload: &Payload, window: usize, calls: us
             }
         })
         .await;
-}
-
-fn resident_bytes() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb * 1024.0)
-}
-
-/// Opens `counts` idle connections (raw clients that complete the handshake,
-/// so nearly all the memory measured is the server's) and reports the
-/// resident memory each adds.
-pub fn idle_memory(counts: &[usize]) -> Result<Vec<IdleMemory>, Error> {
-    let mut config = Config::named("idle-rig");
-    // Raw clients do not answer keepalives; keep them idle, not dead.
-    config.protocol.keepalive = Some(rigwire_smol::Keepalive {
-        interval: Duration::from_secs(60),
-        timeout: Duration::from_secs(180),
-    });
-    config.max_connections = 100_000;
-    let server = Server::bind("tcp://127.0.0.1:0", config)?.start()?;
-    let addr = server.local_url().trim_start_matches("tcp://").to_owned();
-    let hello = rigwire_std::core::Message::Hello(rigwire_std::core::message::Hello {
-        magic: *b"RGWR",
-        min_version: 1,
-        max_version: 1,
-        name: "idle".into(),
-        nonce: [0; 32],
-        max_frame: 1 << 20,
-        max_incoming_calls: 16,
-        secret_required: false,
-    })
-    .encode();
-    let mut framed = (hello.len() as u32).to_be_bytes().to_vec();
-    framed.extend_from_slice(&hello);
-    let mut results = Vec::new();
-    for &count in counts {
-        let before = resident_bytes();
-        let mut sockets = Vec::with_capacity(count);
-        for _ in 0..count {
-            let mut s = TcpStream::connect(&addr).map_err(|e| Error::Connect {
-                url: addr.clone(),
-                reason: e.to_string(),
-            })?;
-            s.write_all(&framed).map_err(|e| Error::Connect {
-                url: addr.clone(),
-                reason: e.to_string(),
-            })?;
-            let mut len = [0u8; 4];
-            s.read_exact(&mut len).map_err(|e| Error::Connect {
-                url: addr.clone(),
-                reason: e.to_string(),
-            })?;
-            let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-            s.read_exact(&mut body).map_err(|e| Error::Connect {
-                url: addr.clone(),
-                reason: e.to_string(),
-            })?;
-            sockets.push(s);
-        }
-        let until = Instant::now() + Duration::from_secs(30);
-        while server.peers().len() < count && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let after = resident_bytes();
-        results.push(IdleMemory {
-            connections: count,
-            bytes_per_connection: (after - before) / count as f64,
-        });
-        drop(sockets);
-        let until = Instant::now() + Duration::from_secs(30);
-        while !server.peers().is_empty() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-    smol::block_on(server.shutdown(Duration::from_secs(1)));
-    Ok(results)
 }

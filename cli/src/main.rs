@@ -7,6 +7,7 @@
 //! the command line is wrong.
 
 mod bench;
+mod bench_idle;
 mod bench_smol;
 mod conform;
 mod demo;
@@ -158,6 +159,14 @@ enum Command {
         /// Scale the number of iterations (1.0 = default).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+    },
+    /// The idle peers of `rigwire bench`, in a process of their own.
+    #[command(hide = true)]
+    BenchIdlePeers {
+        /// The server's URL.
+        url: String,
+        /// How many connections to open and hold.
+        count: usize,
     },
 }
 
@@ -366,6 +375,9 @@ fn main() -> ExitCode {
         Command::Conform { side } => conform(side),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench { json, scale } => bench::run(json, scale).map_err(Failure::from),
+        Command::BenchIdlePeers { url, count } => {
+            bench_idle::peers(&url, count).map_err(Failure::from)
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

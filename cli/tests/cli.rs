@@ -435,11 +435,14 @@ fn bench_reports_every_row_as_json() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 9, "{names:?}");
-    assert!(
-        names.contains(&"smol TCP serial round trip p50"),
-        "{names:?}"
-    );
+    assert_eq!(names.len(), 11, "{names:?}");
+    for row in [
+        "smol TCP serial round trip p50",
+        "TCP window of 64 kept full",
+        "smol TCP window of 64 kept full",
+    ] {
+        assert!(names.contains(&row), "{row} missing from {names:?}");
+    }
     assert!(rows.iter().all(|r| r["ratio"].as_f64().unwrap() > 0.0));
     for side in ["raw", "rigwire"] {
         let hops = &report["relay"][side];
@@ -447,11 +450,16 @@ fn bench_reports_every_row_as_json() {
             assert!(hops[field].as_f64().unwrap() > 0.0, "{side}: {hops}");
         }
     }
+    // Both runtimes at both counts, every peer connected (they live in a
+    // child process) and costing something.
     let idle = report["idle_memory"].as_array().unwrap();
-    assert_eq!(idle.len(), 2);
-    assert!(idle
+    let runtimes: Vec<&str> = idle
         .iter()
-        .all(|m| m["connections"].as_u64().unwrap() >= 10));
+        .map(|m| m["runtime"].as_str().unwrap())
+        .collect();
+    assert_eq!(runtimes, ["std", "smol", "std", "smol"]);
+    assert!(idle.iter().all(|m| m["connections"].as_u64().unwrap() >= 10
+        && m["bytes_per_connection"].as_f64().unwrap().is_finite()));
 }
 
 const CLIENT_SECRET: (&str, &str) = ("RIGWIRE_SECRET", "clients-secret-0123456");

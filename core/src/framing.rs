@@ -98,9 +98,18 @@ pub(crate) mod decoder {
                         });
                     }
                     let len = len as usize;
-                    // Room for what has arrived, not for what was announced:
-                    // a peer that announces 16 MiB and sends 4 bytes costs 4.
-                    self.body.reserve(len.min(input.len() - used));
+                    // Before authentication, room for what has arrived, not
+                    // for what was announced: a stranger that announces
+                    // 16 MiB and sends 4 bytes costs 4. After it, room for
+                    // the whole frame at once (within the configured frame
+                    // limit), so that a large frame is not copied again each
+                    // time its buffer doubles.
+                    let room = if pre_auth {
+                        len.min(input.len() - used)
+                    } else {
+                        len
+                    };
+                    self.body.reserve(room);
                     self.body_len = Some(len);
                     len
                 }
@@ -219,17 +228,41 @@ mod decoder_tests {
     use super::FrameDecoder;
 
     #[test]
-    fn an_announced_length_costs_nothing_until_its_bytes_arrive() {
+    fn before_authentication_an_announced_length_costs_nothing_until_its_bytes_arrive() {
         let mut decoder = FrameDecoder::new();
         let header = (16u32 << 20).to_be_bytes();
-        let (used, frame) = decoder.decode(&header, 16 << 20, false).unwrap();
+        let (used, frame) = decoder.decode(&header, 16 << 20, true).unwrap();
         assert_eq!((used, frame), (4, None));
         assert!(
             decoder.body_capacity() < 1024,
             "reserved {}",
             decoder.body_capacity()
         );
-        decoder.decode(&[7u8; 100], 16 << 20, false).unwrap();
+        decoder.decode(&[7u8; 100], 16 << 20, true).unwrap();
         assert!(decoder.body_capacity() < 64 * 1024);
+    }
+
+    #[test]
+    fn after_authentication_a_frame_gets_its_room_at_once_within_the_limit() {
+        let mut decoder = FrameDecoder::new();
+        let header = (1u32 << 20).to_be_bytes();
+        decoder.decode(&header, 16 << 20, false).unwrap();
+        let reserved = decoder.body_capacity();
+        assert!(reserved >= 1 << 20, "reserved {reserved}");
+        // Filled without growing again: no copy of what arrived.
+        let (mut fed, chunk) = (0, vec![7u8; 64 * 1024]);
+        let mut frame = None;
+        while frame.is_none() {
+            let (used, f) = decoder.decode(&chunk, 16 << 20, false).unwrap();
+            assert!(decoder.body_capacity() == reserved || f.is_some());
+            (fed, frame) = (fed + used, f);
+        }
+        assert_eq!((fed, frame.unwrap().len()), (1 << 20, 1 << 20));
+        // Over the limit is refused before anything is reserved.
+        let mut decoder = FrameDecoder::new();
+        assert!(decoder
+            .decode(&(32u32 << 20).to_be_bytes(), 16 << 20, false)
+            .is_err());
+        assert!(decoder.body_capacity() < 1024);
     }
 }

@@ -46,6 +46,11 @@ pub(crate) use rigwire_core::link::LINGER;
 /// Hooks an endpoint runs for each connection.
 pub(crate) type Hooks = rigwire_core::link::Hooks<Peer>;
 
+thread_local! {
+    /// Each thread's read buffer, shared by every connection it reads.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
 pub(crate) struct State {
     pub(crate) link: Link,
     wire: Wire,
@@ -87,8 +92,9 @@ pub(crate) struct Shared {
     driver_wake: Event,
     /// Wakes whoever waits for the connection to end.
     closed: Event,
-    /// The read buffer; locked only for one non-blocking read.
-    reader: Mutex<Vec<u8>>,
+    /// Held for one non-blocking read and the feeding of what it brought,
+    /// so that reads reach the link in order.
+    reader: Mutex<()>,
     socket: Arc<Socket>,
     handlers: Arc<Handlers>,
     hooks: Arc<Hooks>,
@@ -127,7 +133,7 @@ impl Shared {
             room: Event::new(),
             driver_wake: Event::new(),
             closed: Event::new(),
-            reader: Mutex::new(vec![0; READ_CHUNK]),
+            reader: Mutex::new(()),
             socket,
             handlers,
             hooks,
@@ -325,21 +331,29 @@ impl Shared {
         if !self.lock().link.poll_interest().read {
             return false;
         }
-        let Ok(mut buf) = self.reader.try_lock() else {
+        let Ok(reading) = self.reader.try_lock() else {
             return false;
         };
-        let read = self.socket.try_read(&mut buf);
-        if matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted))
-        {
+        // The bytes go through this thread's buffer into the link, which
+        // keeps what it needs: an idle connection holds no read buffer.
+        let fed = READ_BUF.with_borrow_mut(|buf| {
+            let read = self.socket.try_read(buf);
+            if matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted))
+            {
+                return None;
+            }
+            let now = Instant::now();
+            let mut g = self.lock();
+            g.reads += 1;
+            let State { link, wire, .. } = &mut *g;
+            wire.feed(link, read, buf, now);
+            link.handle_timeout(now);
+            Some(g)
+        });
+        drop(reading);
+        let Some(mut g) = fed else {
             return false;
-        }
-        let now = Instant::now();
-        let mut g = self.lock();
-        g.reads += 1;
-        let State { link, wire, .. } = &mut *g;
-        wire.feed(link, read, &buf, now);
-        link.handle_timeout(now);
-        drop(buf);
+        };
         self.flush(&mut g);
         let jobs = self.pump(&mut g);
         drop(g);

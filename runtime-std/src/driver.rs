@@ -20,8 +20,10 @@
 //!   link, counted against its output limit; the connection's writer thread
 //!   (started the first time the socket is full) waits for the socket to
 //!   become writable, bounded by the link's next instant, so keepalive and
-//!   deadlines still fire while a peer does not read. A [`LocalClient`]'s
-//!   only thread does that wait itself.
+//!   deadlines still fire while a peer does not read. A caller waiting for
+//!   its reply while holding the reader does that wait itself, with the
+//!   read (a large call's frame then leaves without a hand-off), and so
+//!   does a [`LocalClient`]'s only thread.
 //! * **A caller refused for room** waits on a condition variable for the
 //!   link's room edge, within its own deadline.
 //! * **Short handlers run where the call was read** (see [`crate::handler`]).
@@ -62,6 +64,9 @@ pub(crate) struct State {
     corked: bool,
     writer_started: bool,
     writer_sleeping: bool,
+    /// A waiting caller waits for the socket to take more itself (with its
+    /// reply's read): the writer thread stands by meanwhile.
+    fg_writing: bool,
     /// Threads inside `wait_for`.
     fg_waiters: usize,
     /// Threads asleep on `cond`.
@@ -132,6 +137,7 @@ impl Shared {
                 corked: false,
                 writer_started: false,
                 writer_sleeping: false,
+                fg_writing: false,
                 fg_waiters: 0,
                 fg_sleepers: 0,
                 fg_last: None,
@@ -325,7 +331,7 @@ impl Shared {
             if g.link.is_written_out() {
                 break;
             }
-            if !g.write_blocked {
+            if !g.write_blocked || g.fg_writing {
                 g.writer_sleeping = true;
                 g = self.writer_cond.wait(g).unwrap_or_else(|p| p.into_inner());
                 g.writer_sleeping = false;
@@ -363,7 +369,10 @@ impl Shared {
                 break None;
             }
             let read = g.reader.is_some() && g.link.wants_input();
-            g = if self.pool.is_none() && g.write_blocked {
+            // With the socket full, a caller holding the reader waits for it
+            // to take more (and for its reply) itself: handing the writes to
+            // the writer thread would cost a wake-up each way.
+            g = if g.write_blocked && g.reader.is_some() {
                 self.socket_step(g, deadline)
             } else if read {
                 self.read_step(g, deadline)
@@ -400,7 +409,7 @@ impl Shared {
                 self.bg_cond.notify_one();
             }
         }
-        if g.writer_sleeping && (g.write_blocked || closed) {
+        if g.writer_sleeping && ((g.write_blocked && !g.fg_writing) || closed) {
             self.writer_cond.notify_one();
         }
     }
@@ -422,7 +431,11 @@ impl Shared {
             let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
             let callers_active = g.fg_waiters > 0 || linger_until.is_some();
             let read = g.reader.is_some() && g.link.wants_input();
-            g = if read && !callers_active {
+            g = if !callers_active && g.write_blocked && g.reader.is_some() {
+                // Waits for the socket to take more, reading meanwhile if
+                // the link wants input: no hand-off to the writer thread.
+                self.socket_step(g, None)
+            } else if read && !callers_active {
                 self.read_step(g, None)
             } else {
                 // Look again when the linger ends: a caller may leave
@@ -491,9 +504,12 @@ impl Shared {
         let interest = g.link.poll_interest();
         let read = interest.read && g.reader.is_some();
         let wake = earliest(interest.wake_at, deadline);
+        let mut g = g;
+        g.fg_writing = true;
         drop(g);
         let ready = self.socket.wait(read, true, wake);
         let mut g = self.lock();
+        g.fg_writing = false;
         if !matches!(ready, Ok((_, false))) {
             g.write_blocked = false;
         }

@@ -328,7 +328,7 @@ impl ServerInner {
     ) {
         let server = Arc::clone(self);
         let ticket = admitted.as_ref().ok().copied();
-        let killer = socket.try_clone().ok();
+        let killer = Some(socket.share());
         let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let spawned = thread::Builder::new()
             .name("rigwire-conn".into())

@@ -9,25 +9,26 @@ use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rigwire_core::Error;
 pub use rigwire_core::Url;
 use rigwire_ws::{Handshake, WsCodec};
 
-/// A connected socket of either family.
-#[derive(Debug)]
+/// A connected socket of either family. Its handles share one descriptor
+/// ([`share`](Self::share)): a connection costs one file, not one per
+/// thread that reads, writes or closes it.
+#[derive(Debug, Clone)]
 pub(crate) enum Socket {
-    Tcp(TcpStream),
-    Unix(UnixStream),
+    Tcp(Arc<TcpStream>),
+    Unix(Arc<UnixStream>),
 }
 
 impl Socket {
-    pub(crate) fn try_clone(&self) -> io::Result<Socket> {
-        Ok(match self {
-            Socket::Tcp(s) => Socket::Tcp(s.try_clone()?),
-            Socket::Unix(s) => Socket::Unix(s.try_clone()?),
-        })
+    /// Another handle on the same socket.
+    pub(crate) fn share(&self) -> Socket {
+        self.clone()
     }
 
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
@@ -107,8 +108,8 @@ impl AsFd for Socket {
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.read(buf),
-            Socket::Unix(s) => s.read(buf),
+            Socket::Tcp(s) => (&**s).read(buf),
+            Socket::Unix(s) => (&**s).read(buf),
         }
     }
 }
@@ -116,14 +117,14 @@ impl Read for Socket {
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.write(buf),
-            Socket::Unix(s) => s.write(buf),
+            Socket::Tcp(s) => (&**s).write(buf),
+            Socket::Unix(s) => (&**s).write(buf),
         }
     }
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.write_vectored(bufs),
-            Socket::Unix(s) => s.write_vectored(bufs),
+            Socket::Tcp(s) => (&**s).write_vectored(bufs),
+            Socket::Unix(s) => (&**s).write_vectored(bufs),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -140,6 +141,12 @@ pub(crate) struct Reader {
     timeout: Option<Duration>,
 }
 
+/// The read buffer a connection starts with: an idle connection holds no
+/// more; the first read that fills it grows it to [`READ_CHUNK`].
+///
+/// [`READ_CHUNK`]: rigwire_core::link::READ_CHUNK
+const SMALL_READ: usize = 2048;
+
 /// What one read produced.
 pub(crate) enum Received {
     /// `n` bytes are in [`Reader::buf`]; 0 is the end of the stream.
@@ -151,11 +158,11 @@ pub(crate) enum Received {
 }
 
 impl Reader {
-    /// A reader on its own handle of `socket`.
+    /// A reader on `socket`.
     pub(crate) fn new(socket: &Socket) -> io::Result<Reader> {
         Ok(Reader {
-            socket: socket.try_clone()?,
-            buf: vec![0; rigwire_core::link::READ_CHUNK],
+            socket: socket.share(),
+            buf: vec![0; SMALL_READ],
             timeout: None,
         })
     }
@@ -188,7 +195,14 @@ impl Reader {
             self.timeout = wanted;
         }
         match self.socket.read(&mut self.buf) {
-            Ok(n) => Received::Data(n),
+            Ok(n) => {
+                // A full buffer: more is coming than an idle connection's
+                // small one holds; read in large chunks from now on.
+                if n == self.buf.len() && n < rigwire_core::link::READ_CHUNK {
+                    self.buf.resize(rigwire_core::link::READ_CHUNK, 0);
+                }
+                Received::Data(n)
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -267,11 +281,11 @@ pub(crate) fn connect(
     };
     let socket = match endpoint {
         Url::Tcp(addr) | Url::Ws { addr, .. } => {
-            Socket::Tcp(dial_tcp(addr, timeout).map_err(fail)?)
+            Socket::Tcp(Arc::new(dial_tcp(addr, timeout).map_err(fail)?))
         }
-        Url::Unix(path) => {
-            Socket::Unix(UnixStream::connect(path).map_err(|e| fail(e.to_string()))?)
-        }
+        Url::Unix(path) => Socket::Unix(Arc::new(
+            UnixStream::connect(path).map_err(|e| fail(e.to_string()))?,
+        )),
     };
     let mut socket = socket;
     let ws = match endpoint {
@@ -353,9 +367,9 @@ impl Listener {
             Listener::Tcp(l, _) => {
                 let (s, _) = l.accept()?;
                 s.set_nodelay(true)?;
-                Ok(Socket::Tcp(s))
+                Ok(Socket::Tcp(Arc::new(s)))
             }
-            Listener::Unix(l, _) => Ok(Socket::Unix(l.accept()?.0)),
+            Listener::Unix(l, _) => Ok(Socket::Unix(Arc::new(l.accept()?.0))),
         }
     }
 
