@@ -307,7 +307,7 @@ fn raw_ws_server() -> String {
 }
 
 /// Runs every row and prints the report.
-pub fn run(json: bool, scale: f64) -> Result<(), Error> {
+pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), crate::Failure> {
     let n = |base: usize| ((base as f64 * scale).ceil() as usize).max(4);
     let mut rows = Vec::new();
     let raw_addr = raw_tcp_server();
@@ -432,6 +432,29 @@ pub fn run(json: bool, scale: f64) -> Result<(), Error> {
         .map(|c| ((*c as f64 * scale) as usize).max(10))
         .collect();
     let idle = crate::bench_idle::run(&counts)?;
+
+    if let Some(path) = svg {
+        let mut bars: Vec<(String, f64)> = rows
+            .iter()
+            .map(|r| {
+                let speed = if r.higher_is_better { r.ratio } else { 1.0 / r.ratio };
+                (r.name.clone(), speed)
+            })
+            .collect();
+        bars.push((
+            "relay, two hops p50".to_owned(),
+            hops.raw.two_hops / hops.rigwire.two_hops,
+        ));
+        let title = format!(
+            "rigwire bench, {} (loopback; each row against raw sockets in the same run)",
+            crate::bench_chart::machine()
+        );
+        crate::bench_chart::draw(path, &title, &bars).map_err(|message| crate::Failure {
+            code: 1,
+            message,
+        })?;
+        eprintln!("chart written to {}", path.display());
+    }
 
     if json {
         let report = serde_json::json!({ "rows": rows, "relay": hops, "idle_memory": idle });

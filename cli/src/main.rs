@@ -7,6 +7,7 @@
 //! the command line is wrong.
 
 mod bench;
+mod bench_chart;
 mod bench_idle;
 mod bench_smol;
 mod conform;
@@ -159,6 +160,9 @@ enum Command {
         /// Scale the number of iterations (1.0 = default).
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
+        /// Also draw the rows as a bar chart into this SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
     },
     /// The idle peers of `rigwire bench`, in a process of their own.
     #[command(hide = true)]
@@ -374,7 +378,7 @@ fn main() -> ExitCode {
         } => secret::new(file.as_deref()),
         Command::Conform { side } => conform(side),
         Command::Demo => demo::run().map_err(Failure::from),
-        Command::Bench { json, scale } => bench::run(json, scale).map_err(Failure::from),
+        Command::Bench { json, scale, svg } => bench::run(json, scale, svg.as_deref()),
         Command::BenchIdlePeers { url, count } => {
             bench_idle::peers(&url, count).map_err(Failure::from)
         }

@@ -429,9 +429,23 @@ fn the_demo_runs_and_exits_zero() {
 }
 
 #[test]
-fn bench_reports_every_row_as_json() {
-    let out = rigwire(&["bench", "--json", "--scale", "0.01"]);
+fn bench_reports_every_row_as_json_and_draws_them() {
+    let svg = std::env::temp_dir().join(format!("rigwire-bench-{}.svg", std::process::id()));
+    let out = rigwire(&[
+        "bench",
+        "--json",
+        "--scale",
+        "0.01",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    std::fs::remove_file(&svg).unwrap();
+    assert!(chart.starts_with("<svg"), "{chart:.100}");
+    for label in ["TCP window of 64 kept full", "relay, two hops p50", "1.0 = raw"] {
+        assert!(chart.contains(label), "{label} missing from the chart");
+    }
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
