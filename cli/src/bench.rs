@@ -437,7 +437,11 @@ pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), 
         let mut bars: Vec<(String, f64)> = rows
             .iter()
             .map(|r| {
-                let speed = if r.higher_is_better { r.ratio } else { 1.0 / r.ratio };
+                let speed = if r.higher_is_better {
+                    r.ratio
+                } else {
+                    1.0 / r.ratio
+                };
                 (r.name.clone(), speed)
             })
             .collect();
@@ -449,10 +453,8 @@ pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), 
             "rigwire bench, {} (loopback; each row against raw sockets in the same run)",
             crate::bench_chart::machine()
         );
-        crate::bench_chart::draw(path, &title, &bars).map_err(|message| crate::Failure {
-            code: 1,
-            message,
-        })?;
+        crate::bench_chart::draw(path, &title, &bars)
+            .map_err(|message| crate::Failure { code: 1, message })?;
         eprintln!("chart written to {}", path.display());
     }
 

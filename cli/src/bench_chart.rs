@@ -60,7 +60,10 @@ pub(crate) fn draw(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<(
     chart
         .draw_series(bars.iter().enumerate().map(|(i, (_, speed))| {
             let mut bar = Rectangle::new(
-                [(0.0, SegmentValue::Exact(i)), (*speed, SegmentValue::Exact(i + 1))],
+                [
+                    (0.0, SegmentValue::Exact(i)),
+                    (*speed, SegmentValue::Exact(i + 1)),
+                ],
                 colour(*speed).filled(),
             );
             bar.set_margin(4, 4, 0, 0);
@@ -78,7 +81,10 @@ pub(crate) fn draw(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<(
         .map_err(|e| fail(&e))?;
     chart
         .draw_series(std::iter::once(PathElement::new(
-            vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Exact(bars.len()))],
+            vec![
+                (1.0, SegmentValue::Exact(0)),
+                (1.0, SegmentValue::Exact(bars.len())),
+            ],
             BLACK.stroke_width(1),
         )))
         .map_err(|e| fail(&e))?;

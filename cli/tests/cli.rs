@@ -443,7 +443,11 @@ fn bench_reports_every_row_as_json_and_draws_them() {
     let chart = std::fs::read_to_string(&svg).unwrap();
     std::fs::remove_file(&svg).unwrap();
     assert!(chart.starts_with("<svg"), "{chart:.100}");
-    for label in ["TCP window of 64 kept full", "relay, two hops p50", "1.0 = raw"] {
+    for label in [
+        "TCP window of 64 kept full",
+        "relay, two hops p50",
+        "1.0 = raw",
+    ] {
         assert!(chart.contains(label), "{label} missing from the chart");
     }
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

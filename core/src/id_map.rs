@@ -31,7 +31,15 @@ impl<T> IdMap<T> {
             (_, Some(&(last, _))) if id == last => Ok(len - 1),
             (Some(&(first, _)), _) if id == first => Ok(0),
             (Some(&(first, _)), _) if id < first => Err(0),
-            _ => self.slots.binary_search_by_key(&id, |(k, _)| *k),
+            (Some(&(first, _)), _) => {
+                // Ids in flight are mostly consecutive: where `id` would
+                // stand if none were missing is usually where it is.
+                let guess = (id - first) as usize;
+                match self.slots.get(guess) {
+                    Some(&(k, _)) if k == id => Ok(guess),
+                    _ => self.slots.binary_search_by_key(&id, |(k, _)| *k),
+                }
+            }
         }
     }
 
