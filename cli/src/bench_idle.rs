@@ -62,22 +62,68 @@ pub fn raise_open_files_limit() -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-/// Measures both runtimes at each count in `counts`.
+/// Measures both runtimes at each count in `counts`, each server in a
+/// fresh process of its own (`rigwire bench-idle-server`, hidden), so that
+/// what one measurement freed does not count for or against the next.
 pub fn run(counts: &[usize]) -> Result<Vec<IdleMemory>, Error> {
     let mut results = Vec::new();
     for &count in counts {
-        // std: a server on its own threads.
-        let server = rigwire_std::Server::bind("tcp://127.0.0.1:0", idle_config())?.start()?;
-        let url = server.local_url();
-        results.push(measure("std", count, &url, || server.peers().len())?);
-        server.shutdown(Duration::from_secs(1));
-        // smol: the same on the smol executor.
-        let server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", idle_config())?.start()?;
-        let url = server.local_url();
-        results.push(measure("smol", count, &url, || server.peers().len())?);
-        smol::block_on(server.shutdown(Duration::from_secs(1)));
+        for runtime in ["std", "smol"] {
+            results.push(in_child(runtime, count)?);
+        }
     }
     Ok(results)
+}
+
+fn in_child(runtime: &'static str, count: usize) -> Result<IdleMemory, Error> {
+    let failed = |reason: String| Error::Connect {
+        url: format!("bench-idle-server {runtime} {count}"),
+        reason,
+    };
+    let exe = std::env::current_exe().map_err(|e| failed(e.to_string()))?;
+    let out = Command::new(exe)
+        .args(["bench-idle-server", runtime, &count.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| failed(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.split_whitespace();
+    let (Some(connections), Some(bytes)) = (fields.next(), fields.next()) else {
+        return Err(failed(format!("no measurement: {text:?}")));
+    };
+    Ok(IdleMemory {
+        runtime,
+        connections: connections.parse().map_err(|_| failed(text.to_string()))?,
+        bytes_per_connection: bytes.parse().map_err(|_| failed(text.to_string()))?,
+    })
+}
+
+/// The child process that holds one server: starts it in `runtime` (`std`
+/// or `smol`), has `count` idle peers connect from a process of their own,
+/// and prints how many connected and the resident bytes each added.
+pub fn server(runtime: &str, count: usize) -> Result<(), Error> {
+    raise_open_files_limit();
+    let measured = match runtime {
+        "std" => {
+            let server = rigwire_std::Server::bind("tcp://127.0.0.1:0", idle_config())?.start()?;
+            let url = server.local_url();
+            let m = measure("std", count, &url, || server.peers().len())?;
+            server.abort();
+            m
+        }
+        _ => {
+            let server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", idle_config())?.start()?;
+            let url = server.local_url();
+            let m = measure("smol", count, &url, || server.peers().len())?;
+            smol::block_on(server.abort());
+            m
+        }
+    };
+    println!(
+        "{} {:.0}",
+        measured.connections, measured.bytes_per_connection
+    );
+    Ok(())
 }
 
 fn measure(

@@ -164,6 +164,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
     },
+    /// A server of `rigwire bench`'s idle connections, in a process of its own.
+    #[command(hide = true)]
+    BenchIdleServer {
+        /// `std` or `smol`.
+        runtime: String,
+        /// How many idle peers to measure.
+        count: usize,
+    },
     /// The idle peers of `rigwire bench`, in a process of their own.
     #[command(hide = true)]
     BenchIdlePeers {
@@ -379,6 +387,9 @@ fn main() -> ExitCode {
         Command::Conform { side } => conform(side),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench { json, scale, svg } => bench::run(json, scale, svg.as_deref()),
+        Command::BenchIdleServer { runtime, count } => {
+            bench_idle::server(&runtime, count).map_err(Failure::from)
+        }
         Command::BenchIdlePeers { url, count } => {
             bench_idle::peers(&url, count).map_err(Failure::from)
         }
