@@ -69,6 +69,47 @@ fn raw_tcp_server() -> String {
     addr
 }
 
+/// The count a raw client keeps of its window: answers are echoes of
+/// `len` bytes; as they come, as many new frames go out, until `calls`.
+pub(crate) struct RawWindow {
+    len: usize,
+    calls: usize,
+    sent: usize,
+    done: usize,
+    partial: usize,
+}
+
+impl RawWindow {
+    /// The count, and how many frames to write first.
+    pub(crate) fn new(len: usize, window: usize, calls: usize) -> (RawWindow, usize) {
+        let first = window.min(calls);
+        let count = RawWindow {
+            len,
+            calls,
+            sent: first,
+            done: 0,
+            partial: 0,
+        };
+        (count, first)
+    }
+
+    /// `n` more bytes came back: how many new frames to write now.
+    pub(crate) fn received(&mut self, n: usize) -> usize {
+        self.partial += n;
+        let answers = self.partial / self.len;
+        self.partial %= self.len;
+        self.done += answers;
+        let more = answers.min(self.calls - self.sent);
+        self.sent += more;
+        more
+    }
+
+    /// Whether every answer is in.
+    pub(crate) fn finished(&self) -> bool {
+        self.done >= self.calls
+    }
+}
+
 struct RawClient {
     socket: TcpStream,
     frame: Vec<u8>,
@@ -97,30 +138,20 @@ impl RawClient {
     /// what is there and writes as many new frames as answers came, in one
     /// system call.
     fn window(&mut self, window: usize, calls: usize) {
-        let len = self.frame.len();
-        let mut out = Vec::with_capacity(len * window);
-        let mut buf = vec![0u8; 64 * 1024];
-        let (mut sent, mut done, mut partial) = (0, 0, 0);
-        let mut more = window.min(calls);
+        let (mut buf, mut out) = (vec![0u8; 64 * 1024], Vec::new());
+        let (mut count, mut more) = RawWindow::new(self.frame.len(), window, calls);
         loop {
             if more > 0 {
                 out.clear();
-                for _ in 0..more {
-                    out.extend_from_slice(&self.frame);
-                }
+                (0..more).for_each(|_| out.extend_from_slice(&self.frame));
                 self.socket.write_all(&out).expect("write");
-                sent += more;
             }
-            if done == calls {
+            if count.finished() {
                 return;
             }
             let n = self.socket.read(&mut buf).expect("read");
             assert!(n > 0, "the raw server closed");
-            partial += n;
-            let answers = partial / len;
-            partial %= len;
-            done += answers;
-            more = answers.min(calls - sent);
+            more = count.received(n);
         }
     }
 
@@ -306,8 +337,30 @@ fn raw_ws_server() -> String {
     addr
 }
 
-/// Runs every row and prints the report.
-pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), crate::Failure> {
+/// What to run, and how: `only` keeps the sections whose name contains it
+/// (`TCP serial`, `TCP window`, `TCP waves`, `TCP echo`, `websocket`,
+/// `smol serial`, `smol window`, `relay`, `idle`; any case), to profile one.
+pub struct Options<'a> {
+    /// Print JSON instead of a table.
+    pub json: bool,
+    /// Iterations and idle counts, as a factor of the defaults.
+    pub scale: f64,
+    /// Also draw the chart here.
+    pub svg: Option<&'a std::path::Path>,
+    /// Run only the sections whose name contains this.
+    pub only: Option<&'a str>,
+}
+
+/// Runs every row (or those `only` names) and prints the report.
+pub fn run(options: Options<'_>) -> Result<(), crate::Failure> {
+    let Options {
+        json,
+        scale,
+        svg,
+        only,
+    } = options;
+    let want =
+        |section: &str| only.is_none_or(|o| section.to_lowercase().contains(&o.to_lowercase()));
     let n = |base: usize| ((base as f64 * scale).ceil() as usize).max(4);
     let mut rows = Vec::new();
     let raw_addr = raw_tcp_server();
@@ -322,55 +375,64 @@ pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), 
     // Serial round trips of a small call.
     let small = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; 32]));
     let mut raw = RawClient::new(&raw_addr, 32 + 8); // a rigwire call frame of 32 B carries ~8 B of head
-    let samples = alternate(12, n(1500), || raw.round_trip(), || echo(&client, &small));
-    latency_rows(&mut rows, "TCP serial round trip", &samples);
+    if want("TCP serial") {
+        let samples = alternate(12, n(1500), || raw.round_trip(), || echo(&client, &small));
+        latency_rows(&mut rows, "TCP serial round trip", &samples);
+    }
 
     // A window of 64 calls kept full on one connection: each side writes
     // what is ready in one system call.
     let (window, per_run) = (64, 3200);
-    let samples = alternate(
-        6,
-        n(12),
-        || raw.window(window, per_run),
-        || rig_window(&client, &small, window, per_run),
-    );
-    throughput_row(
-        &mut rows,
-        "TCP window of 64 kept full",
-        "calls/s",
-        per_run as f64,
-        &samples,
-    );
+    if want("TCP window") {
+        let samples = alternate(
+            6,
+            n(12),
+            || raw.window(window, per_run),
+            || rig_window(&client, &small, window, per_run),
+        );
+        throughput_row(
+            &mut rows,
+            "TCP window of 64 kept full",
+            "calls/s",
+            per_run as f64,
+            &samples,
+        );
+    }
 
     // The old row: waves of 64 calls, each written on its own.
     let depth = 64;
-    let samples = alternate(
-        10,
-        n(60),
-        || raw.pipelined(depth),
-        || {
-            let calls: Vec<RawPendingCall> = (0..depth)
-                .map(|_| {
-                    client
-                        .start_raw("echo", small.clone(), None)
-                        .expect("start")
-                })
-                .collect();
-            for c in calls {
-                c.wait().expect("echo call");
-            }
-        },
-    );
-    throughput_row(
-        &mut rows,
-        "TCP waves of 64 single writes",
-        "calls/s",
-        depth as f64,
-        &samples,
-    );
+    let samples = want("TCP waves").then(|| {
+        alternate(
+            10,
+            n(60),
+            || raw.pipelined(depth),
+            || {
+                let calls: Vec<RawPendingCall> = (0..depth)
+                    .map(|_| {
+                        client
+                            .start_raw("echo", small.clone(), None)
+                            .expect("start")
+                    })
+                    .collect();
+                for c in calls {
+                    c.wait().expect("echo call");
+                }
+            },
+        )
+    });
+    if let Some(samples) = samples {
+        throughput_row(
+            &mut rows,
+            "TCP waves of 64 single writes",
+            "calls/s",
+            depth as f64,
+            &samples,
+        );
+    }
 
     // Large payloads.
-    for (label, size, runs) in [("1 MiB", 1 << 20, n(60)), ("16 MiB", (16 << 20) - 64, n(6))] {
+    let sizes = [("1 MiB", 1 << 20, n(60)), ("16 MiB", (16 << 20) - 64, n(6))];
+    for (label, size, runs) in sizes.into_iter().filter(|_| want("TCP echo")) {
         let big = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; size]));
         let mut raw = RawClient::new(&raw_addr, size);
         let samples = alternate(2, runs, || raw.round_trip(), || echo(&client, &big));
@@ -386,44 +448,53 @@ pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), 
     rig.shutdown(Duration::from_secs(1));
 
     // Websocket: rigwire over ws:// against raw tungstenite.
-    let ws_addr = raw_ws_server();
-    let (mut raw_ws, _) =
-        tungstenite::connect(format!("ws://{ws_addr}/")).map_err(|e| Error::Connect {
-            url: ws_addr.clone(),
-            reason: e.to_string(),
-        })?;
-    if let tungstenite::stream::MaybeTlsStream::Plain(s) = raw_ws.get_ref() {
-        let _ = s.set_nodelay(true);
+    if want("websocket") {
+        let ws_addr = raw_ws_server();
+        let (mut raw_ws, _) =
+            tungstenite::connect(format!("ws://{ws_addr}/")).map_err(|e| Error::Connect {
+                url: ws_addr.clone(),
+                reason: e.to_string(),
+            })?;
+        if let tungstenite::stream::MaybeTlsStream::Plain(s) = raw_ws.get_ref() {
+            let _ = s.set_nodelay(true);
+        }
+        let ws_rig = rig_server("ws://127.0.0.1:0/bench")?;
+        let ws_client = Client::connect(&ws_rig.local_url(), Config::named("bench"))?;
+        let msg = tungstenite::Message::Binary(Bytes::from(vec![7u8; 40]));
+        let samples = alternate(
+            4,
+            n(5000),
+            || {
+                raw_ws.send(msg.clone()).expect("ws send");
+                raw_ws.read().expect("ws read");
+            },
+            || echo(&ws_client, &small),
+        );
+        latency_rows(&mut rows, "websocket serial round trip", &samples);
+        ws_client.close();
+        ws_rig.shutdown(Duration::from_secs(1));
     }
-    let ws_rig = rig_server("ws://127.0.0.1:0/bench")?;
-    let ws_client = Client::connect(&ws_rig.local_url(), Config::named("bench"))?;
-    let msg = tungstenite::Message::Binary(Bytes::from(vec![7u8; 40]));
-    let samples = alternate(
-        4,
-        n(5000),
-        || {
-            raw_ws.send(msg.clone()).expect("ws send");
-            raw_ws.read().expect("ws read");
-        },
-        || echo(&ws_client, &small),
-    );
-    latency_rows(&mut rows, "websocket serial round trip", &samples);
-    ws_client.close();
-    ws_rig.shutdown(Duration::from_secs(1));
 
     // rigwire-smol against raw smol TCP.
-    let samples = crate::bench_smol::serial(12, n(1500))?;
-    latency_rows(&mut rows, "smol TCP serial round trip", &samples);
-    let samples = crate::bench_smol::window(6, n(12), window, per_run)?;
-    throughput_row(
-        &mut rows,
-        "smol TCP window of 64 kept full",
-        "calls/s",
-        per_run as f64,
-        &samples,
-    );
+    if want("smol serial") {
+        let samples = crate::bench_smol::serial(12, n(1500))?;
+        latency_rows(&mut rows, "smol TCP serial round trip", &samples);
+    }
+    if want("smol window") {
+        let samples = crate::bench_smol::window(6, n(12), window, per_run)?;
+        throughput_row(
+            &mut rows,
+            "smol TCP window of 64 kept full",
+            "calls/s",
+            per_run as f64,
+            &samples,
+        );
+    }
 
-    let hops = two_hops(12, n(1500), &small)?;
+    let hops = match want("relay") {
+        true => Some(two_hops(12, n(1500), &small)?),
+        false => None,
+    };
 
     // Idle connections: 1,000 and 10,000, the peers in another process.
     let limit = crate::bench_idle::raise_open_files_limit();
@@ -431,7 +502,10 @@ pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), 
         .iter()
         .map(|c| ((*c as f64 * scale) as usize).max(10))
         .collect();
-    let idle = crate::bench_idle::run(&counts)?;
+    let idle = match want("idle") {
+        true => crate::bench_idle::run(&counts)?,
+        false => Vec::new(),
+    };
 
     if let Some(path) = svg {
         let mut bars: Vec<(String, f64)> = rows
@@ -445,10 +519,12 @@ pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), 
                 (r.name.clone(), speed)
             })
             .collect();
-        bars.push((
-            "relay, two hops p50".to_owned(),
-            hops.raw.two_hops / hops.rigwire.two_hops,
-        ));
+        if let Some(hops) = &hops {
+            bars.push((
+                "relay, two hops p50".to_owned(),
+                hops.raw.two_hops / hops.rigwire.two_hops,
+            ));
+        }
         let title = format!(
             "rigwire bench, {} (loopback; each row against raw sockets in the same run)",
             crate::bench_chart::machine()
@@ -483,27 +559,29 @@ pub fn run(json: bool, scale: f64, svg: Option<&std::path::Path>) -> Result<(), 
         );
     }
     println!();
-    println!(
-        "{:<34} {:>8} {:>14} {:>14} {:>8}",
-        "serial round trip p50", "unit", "one hop", "two hops", "ratio"
-    );
-    for (name, h) in [
-        ("raw, through a forwarder", &hops.raw),
-        ("rigwire, through a relay", &hops.rigwire),
-    ] {
+    if let Some(hops) = &hops {
         println!(
-            "{name:<34} {:>8} {:>14.1} {:>14.1} {:>7.2}x  (two hops / one hop)",
-            "µs", h.one_hop, h.two_hops, h.ratio
+            "{:<34} {:>8} {:>14} {:>14} {:>8}",
+            "serial round trip p50", "unit", "one hop", "two hops", "ratio"
         );
+        for (name, h) in [
+            ("raw, through a forwarder", &hops.raw),
+            ("rigwire, through a relay", &hops.rigwire),
+        ] {
+            println!(
+                "{name:<34} {:>8} {:>14.1} {:>14.1} {:>7.2}x  (two hops / one hop)",
+                "µs", h.one_hop, h.two_hops, h.ratio
+            );
+        }
+        println!();
     }
-    println!();
     for m in &idle {
         println!(
             "rigwire-{} server, {} idle connections: {:.0} bytes of resident memory per connection",
             m.runtime, m.connections, m.bytes_per_connection
         );
     }
-    if limit < 10_100 {
+    if !idle.is_empty() && limit < 10_100 {
         println!("(this process may open {limit} files: fewer than 10,000 connections need)");
     }
     Ok(())

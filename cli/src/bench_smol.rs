@@ -55,29 +55,57 @@ fn raw_smol_server() -> String {
     addr
 }
 
-/// Serial round trips of a small call: raw smol samples, rigwire-smol samples.
-pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, Error> {
-    let raw_addr = raw_smol_server();
-    let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("bench-rig"))?;
-    server.expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })?;
-    let server = server.start()?;
-    smol::block_on(async {
+/// What both smol rows use: a rigwire-smol rig and a client of it, a raw
+/// smol echo server and a client of that, and a small call in either form.
+struct Rigs {
+    server: rigwire_smol::RunningServer,
+    client: Client,
+    raw: Async<TcpStream>,
+    /// A raw frame as long as rigwire's call frame for `small`.
+    frame: Vec<u8>,
+    small: Payload,
+}
+
+impl Rigs {
+    async fn start() -> Result<Rigs, Error> {
+        let raw_addr = raw_smol_server();
+        let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("bench-rig"))?;
+        server.expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })?;
+        let server = server.start()?;
         let client = Client::connect(&server.local_url(), Config::named("bench")).await?;
-        let mut raw = Async::<TcpStream>::connect(
-            raw_addr
-                .parse::<std::net::SocketAddr>()
-                .expect("an address"),
-        )
-        .await
-        .map_err(|e| Error::Connect {
-            url: raw_addr.clone(),
-            reason: e.to_string(),
-        })?;
+        let addr = raw_addr
+            .parse::<std::net::SocketAddr>()
+            .expect("an address");
+        let raw = Async::<TcpStream>::connect(addr)
+            .await
+            .map_err(|e| Error::Connect {
+                url: raw_addr.clone(),
+                reason: e.to_string(),
+            })?;
         raw.get_ref().set_nodelay(true).expect("nodelay");
         let mut frame = 40u32.to_be_bytes().to_vec();
         frame.extend([7u8; 40]);
-        let mut reply = vec![0u8; frame.len()];
         let small = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; 32]));
+        Ok(Rigs {
+            server,
+            client,
+            raw,
+            frame,
+            small,
+        })
+    }
+
+    async fn stop(self) {
+        self.client.close().await;
+        self.server.shutdown(Duration::from_secs(1)).await;
+    }
+}
+
+/// Serial round trips of a small call: raw smol samples, rigwire-smol samples.
+pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, Error> {
+    smol::block_on(async {
+        let mut rigs = Rigs::start().await?;
+        let mut reply = vec![0u8; rigs.frame.len()];
         let mut samples = crate::bench::Samples {
             raw: Vec::new(),
             rig: Vec::new(),
@@ -88,15 +116,17 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, 
                 let n = if warm { per_block / 10 } else { per_block };
                 for _ in 0..n {
                     let t = Instant::now();
-                    raw.write_all(&frame).await.expect("write");
-                    raw.read_exact(&mut reply).await.expect("read");
+                    rigs.raw.write_all(&rigs.frame).await.expect("write");
+                    rigs.raw.read_exact(&mut reply).await.expect("read");
                     if !warm {
                         a.push(t.elapsed());
                     }
                 }
                 for _ in 0..n {
                     let t = Instant::now();
-                    client.call_raw("echo", small.clone(), None).await?;
+                    rigs.client
+                        .call_raw("echo", rigs.small.clone(), None)
+                        .await?;
                     if !warm {
                         b.push(t.elapsed());
                     }
@@ -105,8 +135,7 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, 
             samples.raw.push(a);
             samples.rig.push(b);
         }
-        client.close().await;
-        server.shutdown(Duration::from_secs(1)).await;
+        rigs.stop().await;
         Ok(samples)
     })
 }
@@ -115,33 +144,15 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, 
 /// smol against rigwire-smol, block by block; a sample is one whole run.
 /// The raw client writes as many frames as answers came, in one write.
 /// rigwire-smol keeps `window` calls in flight from as many tasks on one
-/// thread; each call writes its own frame as it is made.
+/// thread; the calls of tasks woken together leave in one write.
 pub fn window(
     blocks: usize,
     runs: usize,
     window: usize,
     calls: usize,
 ) -> Result<crate::bench::Samples, Error> {
-    let raw_addr = raw_smol_server();
-    let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("bench-rig"))?;
-    server.expose_raw("echo", |_ctx, args: Payload| async move { Ok(args) })?;
-    let server = server.start()?;
     smol::block_on(async {
-        let client = Client::connect(&server.local_url(), Config::named("bench")).await?;
-        let mut raw = Async::<TcpStream>::connect(
-            raw_addr
-                .parse::<std::net::SocketAddr>()
-                .expect("an address"),
-        )
-        .await
-        .map_err(|e| Error::Connect {
-            url: raw_addr.clone(),
-            reason: e.to_string(),
-        })?;
-        raw.get_ref().set_nodelay(true).expect("nodelay");
-        let mut frame = 40u32.to_be_bytes().to_vec();
-        frame.extend([7u8; 40]);
-        let small = Payload::new(Codec::Postcard, Bytes::from(vec![7u8; 32]));
+        let mut rigs = Rigs::start().await?;
         let mut samples = crate::bench::Samples {
             raw: Vec::new(),
             rig: Vec::new(),
@@ -150,48 +161,37 @@ pub fn window(
             let (mut a, mut b) = (Vec::new(), Vec::new());
             for _ in 0..runs {
                 let t = Instant::now();
-                raw_window(&mut raw, &frame, window, calls).await;
+                raw_window(&mut rigs.raw, &rigs.frame, window, calls).await;
                 a.push(t.elapsed());
             }
             for _ in 0..runs {
                 let t = Instant::now();
-                rig_window(&client, &small, window, calls).await;
+                rig_window(&rigs.client, &rigs.small, window, calls).await;
                 b.push(t.elapsed());
             }
             samples.raw.push(a);
             samples.rig.push(b);
         }
-        client.close().await;
-        server.shutdown(Duration::from_secs(1)).await;
+        rigs.stop().await;
         Ok(samples)
     })
 }
 
 async fn raw_window(socket: &mut Async<TcpStream>, frame: &[u8], window: usize, calls: usize) {
-    let len = frame.len();
-    let mut out = Vec::with_capacity(len * window);
-    let mut buf = vec![0u8; 64 * 1024];
-    let (mut sent, mut done, mut partial) = (0, 0, 0);
-    let mut more = window.min(calls);
+    let (mut buf, mut out) = (vec![0u8; 64 * 1024], Vec::new());
+    let (mut count, mut more) = crate::bench::RawWindow::new(frame.len(), window, calls);
     loop {
         if more > 0 {
             out.clear();
-            for _ in 0..more {
-                out.extend_from_slice(frame);
-            }
+            (0..more).for_each(|_| out.extend_from_slice(frame));
             socket.write_all(&out).await.expect("write");
-            sent += more;
         }
-        if done == calls {
+        if count.finished() {
             return;
         }
         let n = socket.read(&mut buf).await.expect("read");
         assert!(n > 0, "the raw server closed");
-        partial += n;
-        let answers = partial / len;
-        partial %= len;
-        done += answers;
-        more = answers.min(calls - sent);
+        more = count.received(n);
     }
 }
 

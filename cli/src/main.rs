@@ -163,6 +163,11 @@ enum Command {
         /// Also draw the rows as a bar chart into this SVG file.
         #[arg(long, value_name = "FILE")]
         svg: Option<PathBuf>,
+        /// Run only the sections whose name contains this (`TCP serial`, `TCP
+        /// window`, `TCP waves`, `TCP echo`, `websocket`, `smol serial`, `smol
+        /// window`, `relay`, `idle`; any case): to profile one of them.
+        #[arg(long, value_name = "SECTION")]
+        only: Option<String>,
     },
     /// A server of `rigwire bench`'s idle connections, in a process of its own.
     #[command(hide = true)]
@@ -386,7 +391,17 @@ fn main() -> ExitCode {
         } => secret::new(file.as_deref()),
         Command::Conform { side } => conform(side),
         Command::Demo => demo::run().map_err(Failure::from),
-        Command::Bench { json, scale, svg } => bench::run(json, scale, svg.as_deref()),
+        Command::Bench {
+            json,
+            scale,
+            svg,
+            only,
+        } => bench::run(bench::Options {
+            json,
+            scale,
+            svg: svg.as_deref(),
+            only: only.as_deref(),
+        }),
         Command::BenchIdleServer { runtime, count } => {
             bench_idle::server(&runtime, count).map_err(Failure::from)
         }

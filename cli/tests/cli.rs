@@ -470,6 +470,13 @@ fn bench_reports_every_row_as_json_and_draws_them() {
     }
     // Both runtimes at both counts, every peer connected (they live in a
     // child process) and costing something.
+    // One section alone, to profile it.
+    let out = rigwire(&["bench", "--json", "--scale", "0.01", "--only", "RELAY"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let only: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(only["rows"].as_array().map(Vec::len), Some(0), "{only}");
+    assert!(only["relay"]["rigwire"]["two_hops"].as_f64().unwrap() > 0.0);
+    assert_eq!(only["idle_memory"].as_array().map(Vec::len), Some(0));
     let idle = report["idle_memory"].as_array().unwrap();
     let runtimes: Vec<&str> = idle
         .iter()
