@@ -298,6 +298,30 @@ impl Connection {
             .sum()
     }
 
+    /// Lends out the rest of a frame being received on a byte stream, once
+    /// the peer has authenticated and at least `min` bytes of it are still
+    /// to come: a runtime reads them straight into it, outside its lock,
+    /// and gives it back with [`return_room`](Self::return_room). Until then
+    /// no input may be fed.
+    pub fn lend_room(&mut self, min: usize) -> Option<crate::framing::FrameRoom> {
+        if self.state != State::Established {
+            return None;
+        }
+        self.decoder.lend(min)
+    }
+
+    /// Gives back a room from [`lend_room`](Self::lend_room) with `n` bytes
+    /// read into it (0: none arrived); a completed frame is handled as any
+    /// other. Timers due by `now` fire first.
+    pub fn return_room(&mut self, room: crate::framing::FrameRoom, n: usize, now: Instant) {
+        self.handle_timeout(now);
+        if let Some(frame) = self.decoder.give_back(room, n) {
+            if self.state != State::Closed {
+                self.on_frame(frame);
+            }
+        }
+    }
+
     /// Bytes of a partial frame held by the stream decoder.
     pub fn buffered_input(&self) -> usize {
         self.decoder.buffered()

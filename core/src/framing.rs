@@ -34,11 +34,12 @@ pub enum Framing {
 }
 
 pub(crate) use decoder::FrameDecoder;
+pub use decoder::FrameRoom;
 
 // Public only to the harnesses (`testing`), which drive it directly.
 #[cfg_attr(not(feature = "testing"), allow(unreachable_pub))]
 pub(crate) mod decoder {
-    use bytes::{Bytes, BytesMut};
+    use bytes::Bytes;
 
     use super::LENGTH_PREFIX;
     use crate::error::FrameError;
@@ -49,13 +50,39 @@ pub(crate) mod decoder {
     /// over the limit is rejected as soon as its 4 header bytes are in, before any
     /// byte of its body is buffered, and the decoder never holds more than one
     /// partial frame.
+    ///
+    /// After authentication a frame's body is allocated whole when its header
+    /// arrives (zeroed, which for a large frame the allocator gets from fresh
+    /// pages at no cost), so that a runtime can read the rest of a large
+    /// frame straight into it ([`room`](Self::room)): the frame is then never
+    /// copied after the read.
     #[derive(Debug, Default)]
     pub struct FrameDecoder {
         header: [u8; LENGTH_PREFIX],
         header_len: usize,
         /// Body length of the frame being assembled, once its header is complete.
         body_len: Option<usize>,
-        body: BytesMut,
+        /// The body: its whole length once authenticated, else what arrived.
+        body: Vec<u8>,
+        /// Bytes of the body received so far.
+        filled: usize,
+        /// The body is out, lent to be read into ([`lend`](Self::lend)).
+        lent: bool,
+    }
+
+    /// The rest of a frame's body, lent out to be read into directly; give
+    /// it back with [`FrameDecoder::give_back`].
+    #[derive(Debug)]
+    pub struct FrameRoom {
+        body: Vec<u8>,
+        filled: usize,
+    }
+
+    impl FrameRoom {
+        /// Where the next bytes of the frame go.
+        pub fn buf(&mut self) -> &mut [u8] {
+            &mut self.body[self.filled..]
+        }
     }
 
     impl FrameDecoder {
@@ -100,29 +127,72 @@ pub(crate) mod decoder {
                     let len = len as usize;
                     // Before authentication, room for what has arrived, not
                     // for what was announced: a stranger that announces
-                    // 16 MiB and sends 4 bytes costs 4. After it, room for
-                    // the whole frame at once (within the configured frame
-                    // limit), so that a large frame is not copied again each
-                    // time its buffer doubles.
-                    let room = if pre_auth {
-                        len.min(input.len() - used)
+                    // 16 MiB and sends 4 bytes costs 4. After it, the whole
+                    // frame at once (within the configured frame limit).
+                    self.body = if pre_auth {
+                        Vec::with_capacity(len.min(input.len() - used))
                     } else {
-                        len
+                        vec![0; len]
                     };
-                    self.body.reserve(room);
+                    self.filled = 0;
                     self.body_len = Some(len);
                     len
                 }
             };
-            let take = (len - self.body.len()).min(input.len() - used);
-            self.body.extend_from_slice(&input[used..used + take]);
+            let take = (len - self.filled).min(input.len() - used);
+            let bytes = &input[used..used + take];
+            if self.body.len() == len {
+                self.body[self.filled..self.filled + take].copy_from_slice(bytes);
+            } else {
+                self.body.extend_from_slice(bytes);
+            }
+            self.filled += take;
             used += take;
-            if self.body.len() < len {
-                return Ok((used, None));
+            Ok((used, self.complete()))
+        }
+
+        /// The frame, once its body is complete; the decoder is then ready
+        /// for the next header.
+        fn complete(&mut self) -> Option<Bytes> {
+            let len = self.body_len?;
+            if self.filled < len {
+                return None;
             }
             self.header_len = 0;
             self.body_len = None;
-            Ok((used, Some(self.body.split().freeze())))
+            self.filled = 0;
+            Some(Bytes::from(std::mem::take(&mut self.body)))
+        }
+
+        /// Lends out the part of an authenticated frame's body still to
+        /// come, when at least `min` bytes are, to read into directly (the
+        /// lock around the decoder need not be held while reading). `None`
+        /// between frames, before authentication, or with less missing.
+        /// Nothing may be decoded until the room is given back.
+        pub fn lend(&mut self, min: usize) -> Option<FrameRoom> {
+            let len = self.body_len?;
+            if self.lent || self.body.len() != len || len - self.filled < min.max(1) {
+                return None;
+            }
+            self.lent = true;
+            Some(FrameRoom {
+                body: std::mem::take(&mut self.body),
+                filled: self.filled,
+            })
+        }
+
+        /// Takes back a lent room with `n` bytes read into it: the frame, if
+        /// that completed it. A room this decoder did not lend (it was reset
+        /// meanwhile) is dropped.
+        pub fn give_back(&mut self, room: FrameRoom, n: usize) -> Option<Bytes> {
+            let len = self.body_len?;
+            if !self.lent || room.filled != self.filled {
+                return None;
+            }
+            self.lent = false;
+            self.body = room.body;
+            self.filled = (self.filled + n).min(len);
+            self.complete()
         }
 
         /// Bytes reserved for the frame being assembled (for tests of memory use).
@@ -133,7 +203,7 @@ pub(crate) mod decoder {
 
         /// Bytes of a partial frame held (header and body), for accounting.
         pub fn buffered(&self) -> usize {
-            self.header_len + self.body.len()
+            self.header_len + self.filled
         }
     }
 }
@@ -226,6 +296,47 @@ impl OutQueue {
 #[cfg(test)]
 mod decoder_tests {
     use super::FrameDecoder;
+
+    #[test]
+    fn the_rest_of_a_frame_is_read_straight_into_a_lent_room() {
+        let mut decoder = FrameDecoder::new();
+        // Before authentication nothing is lent.
+        decoder
+            .decode(&1000u32.to_be_bytes(), 1 << 20, true)
+            .unwrap();
+        assert!(decoder.lend(1).is_none());
+        let mut decoder = FrameDecoder::new();
+        let mut stream = 1000u32.to_be_bytes().to_vec();
+        stream.extend((0..1000u32).map(|i| i as u8));
+        let (used, frame) = decoder.decode(&stream[..300], 1 << 20, false).unwrap();
+        assert_eq!((used, frame), (300, None));
+        assert!(decoder.lend(800).is_none(), "only 704 bytes are missing");
+        let mut room = decoder.lend(1).unwrap();
+        assert_eq!(room.buf().len(), 704);
+        assert!(decoder.lend(1).is_none(), "lent once at a time");
+        room.buf()[..200].copy_from_slice(&stream[300..500]);
+        assert!(decoder.give_back(room, 200).is_none());
+        let mut room = decoder.lend(1).unwrap();
+        room.buf().copy_from_slice(&stream[500..]);
+        let frame = decoder.give_back(room, 504).unwrap();
+        assert_eq!(&frame[..], &stream[4..]);
+        // Ready for the next frame, which arrives as usual.
+        let (_, frame) = decoder.decode(&[0, 0, 0, 2, 9, 9], 1 << 20, false).unwrap();
+        assert_eq!(&frame.unwrap()[..], &[9, 9]);
+    }
+
+    #[test]
+    fn a_room_given_back_to_a_decoder_that_did_not_lend_it_is_dropped() {
+        let mut decoder = FrameDecoder::new();
+        decoder
+            .decode(&100u32.to_be_bytes(), 1 << 20, false)
+            .unwrap();
+        let room = decoder.lend(1).unwrap();
+        // The connection was reset meanwhile: a fresh decoder.
+        let mut decoder = FrameDecoder::new();
+        assert!(decoder.give_back(room, 100).is_none());
+        assert_eq!(decoder.buffered(), 0);
+    }
 
     #[test]
     fn before_authentication_an_announced_length_costs_nothing_until_its_bytes_arrive() {

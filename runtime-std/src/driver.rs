@@ -38,8 +38,9 @@ use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
+use rigwire_core::framing::FrameRoom;
 use rigwire_core::link::earliest;
-use rigwire_core::link::{Admit, Job, NoRoomError};
+use rigwire_core::link::{Admit, Job, NoRoomError, READ_CHUNK};
 use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire, WsCodec};
 
@@ -459,10 +460,12 @@ impl Shared {
     ) -> MutexGuard<'a, State> {
         let mut reader = g.reader.take().expect("caller checked the reader is here");
         let wake = earliest(g.link.poll_interest().wake_at, deadline);
+        // The rest of a large frame is read straight into it.
+        let mut room = g.link.lend_room(READ_CHUNK);
         drop(g);
-        let received = reader.read(wake);
+        let received = reader.read(wake, room.as_mut().map(FrameRoom::buf));
         let mut g = self.lock();
-        self.feed(&mut g, &received, &reader);
+        self.feed(&mut g, &received, &reader, room);
         g.reader = Some(reader);
         self.wake(&mut g, true);
         let jobs = self.pump(&mut g);
@@ -480,11 +483,24 @@ impl Shared {
         g
     }
 
-    /// Feeds the outcome of one read to the link, then its timers.
-    fn feed(&self, g: &mut State, received: &Received, reader: &Reader) {
+    /// Feeds the outcome of one read to the link (into the frame's `room`,
+    /// if it was read there), then its timers.
+    fn feed(&self, g: &mut State, received: &Received, reader: &Reader, room: Option<FrameRoom>) {
         let now = Instant::now();
         let State { link, wire, .. } = g;
+        if let Some(room) = room {
+            let n = match received {
+                Received::Data(n) => *n,
+                _ => 0,
+            };
+            link.return_room(room, n, now);
+            if n > 0 {
+                return link.handle_timeout(now);
+            }
+        }
         match received {
+            // An end of stream (0) in a room, too: the reader's own buffer
+            // is never empty, which tells the wire the stream ended.
             Received::Data(n) => wire.feed(link, Ok(*n), reader.buf(), now),
             Received::TimedOut => {}
             Received::Failed(e) => {

@@ -172,8 +172,10 @@ impl Reader {
         &self.buf
     }
 
-    /// Blocks until data arrives, the transport closes, or `deadline` passes.
-    pub(crate) fn read(&mut self, deadline: Option<Instant>) -> Received {
+    /// Blocks until data arrives, the transport closes, or `deadline` passes;
+    /// reads into `room` when given (the rest of a large frame), else into
+    /// its own buffer ([`buf`](Self::buf)).
+    pub(crate) fn read(&mut self, deadline: Option<Instant>, room: Option<&mut [u8]>) -> Received {
         let wanted = deadline.map(|d| {
             d.saturating_duration_since(Instant::now())
                 .max(Duration::from_micros(500))
@@ -194,6 +196,12 @@ impl Reader {
             }
             self.timeout = wanted;
         }
+        if let Some(room) = room {
+            return match self.socket.read(room) {
+                Ok(n) => Received::Data(n),
+                Err(e) => Self::failed(e),
+            };
+        }
         match self.socket.read(&mut self.buf) {
             Ok(n) => {
                 // A full buffer: more is coming than an idle connection's
@@ -203,17 +211,17 @@ impl Reader {
                 }
                 Received::Data(n)
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
+            Err(e) => Self::failed(e),
+        }
+    }
+
+    /// A timeout (or an interrupted read) is not a failure.
+    fn failed(e: io::Error) -> Received {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {
                 Received::TimedOut
             }
-            Err(e) => Received::Failed(e),
+            _ => Received::Failed(e),
         }
     }
 }

@@ -432,6 +432,23 @@ impl Link {
         self.settle();
     }
 
+    /// Lends out the rest of a large frame being received, when the link
+    /// wants input ([`Connection::lend_room`]): read it straight into the
+    /// room, then [`return_room`](Self::return_room).
+    pub fn lend_room(&mut self, min: usize) -> Option<crate::framing::FrameRoom> {
+        if !self.wants_input() {
+            return None;
+        }
+        self.conn.lend_room(min)
+    }
+
+    /// Gives back a lent room with `n` bytes read into it
+    /// ([`Connection::return_room`]).
+    pub fn return_room(&mut self, room: crate::framing::FrameRoom, n: usize, now: Instant) {
+        self.conn.return_room(room, n, now);
+        self.settle();
+    }
+
     /// One frame from a message transport.
     pub fn handle_frame(&mut self, frame: Bytes, now: Instant) {
         self.conn.handle_frame(frame, now);
