@@ -12,10 +12,14 @@
 //!   (counted against its output limit) and the driver task writes it once
 //!   the socket is writable — so a caller's future can be dropped at any
 //!   point without leaving half a frame on the wire.
-//! * **Whoever is waiting reads.** A call waiting for its answer reads its own
-//!   reply when the link wants input. Reads are non-blocking attempts under a
-//!   lock held for the attempt only. The driver task reads only while no
-//!   caller is waiting (on the dialing side, only after [`LINGER`]).
+//! * **Whoever is waiting reads.** One waiting caller watches the socket and
+//!   reads, for itself and the others ([`Watcher`]); each of the others is
+//!   woken by its own answer ([`CallWake`]). Reads are non-blocking attempts
+//!   under a lock held for the attempt only. The driver task reads only
+//!   while no caller is waiting (on the dialing side, only after
+//!   [`LINGER`]), and what a watcher no longer polled left.
+//! * **Calls made together leave together**: callers woken by answers from
+//!   one read write their next calls in one write ([`Shared::write_soon`]).
 //!
 //! Waiting never spins: a caller refused for room listens for the link's
 //! room edge, which fires only when written bytes made room or the
