@@ -171,6 +171,39 @@ class Call:
         return self._native.cancel()
 
 
+class _Window:
+    """The calls of a ``map`` in flight: up to ``window`` of them, refilled in
+    batches of a quarter window (one write each, while the rest keeps the
+    peer busy), their results taken in order."""
+
+    def __init__(self, items: Iterable[Any], window: int):
+        if window < 1:
+            raise ValueError(f"window must be at least 1, got {window}")
+        self._items = iter(items)
+        self._window = window
+        self._batch = max(1, window // 4)
+        self._inflight: Deque[Call] = _deque()
+
+    def due(self) -> list:
+        """The payloads to start now (none while the window is full enough)."""
+        room = self._window - len(self._inflight)
+        if room < self._batch and self._inflight:
+            return []
+        return [payload((item,), {}) for item in _islice(self._items, room)]
+
+    def started(self, natives: Iterable["_rigwire.NativeCall"]) -> None:
+        self._inflight.extend(Call(native) for native in natives)
+
+    def next(self) -> Optional[Call]:
+        """The oldest call in flight, or ``None`` when every item is done."""
+        return self._inflight.popleft() if self._inflight else None
+
+    def cancel(self) -> None:
+        """Cancels the calls still in flight."""
+        while self._inflight:
+            self._inflight.popleft().cancel()
+
+
 class _Root:
     """``client.root.name(*args, **kwargs)`` is ``client.call("name", ...)``;
     dotted names work too: ``client.root.exp.status()``."""
@@ -231,27 +264,18 @@ class Client:
         ``timeout`` is each call's deadline. The first failure is raised
         where its result would be; the calls still in flight are then
         cancelled, as they are when the iterator is closed early."""
-        if window < 1:
-            raise ValueError(f"window must be at least 1, got {window}")
-        pending = iter(items)
-        inflight: Deque[Call] = _deque()
-        # Refill in batches of a quarter window: one write per batch, while
-        # the rest of the window keeps the peer busy.
-        batch = max(1, window // 4)
+        calls = _Window(items, window)
         try:
             while True:
-                room = window - len(inflight)
-                if room >= batch or not inflight:
-                    args = [payload((item,), {}) for item in _islice(pending, room)]
-                    if args:
-                        started = self._native.start_batch(method, args, timeout)
-                        inflight.extend(Call(native) for native in started)
-                if not inflight:
+                due = calls.due()
+                if due:
+                    calls.started(self._native.start_batch(method, due, timeout))
+                call = calls.next()
+                if call is None:
                     return
-                yield inflight.popleft().result()
+                yield call.result()
         finally:
-            for call in inflight:
-                call.cancel()
+            calls.cancel()
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Sends a one-way notify; nothing comes back."""

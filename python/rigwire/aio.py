@@ -15,7 +15,7 @@ released. Cancelling the task that awaits a call cancels the call on the wire.
 
 import asyncio
 import concurrent.futures
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterable, Optional, TypeVar
 
 import rigwire as _rigwire
 
@@ -68,6 +68,31 @@ class Client:
         except asyncio.CancelledError:
             call.cancel()
             raise
+
+    async def map(
+        self, method: str, items: Iterable[Any], *, window: int = 64, timeout: Optional[float] = None
+    ) -> AsyncIterator[Any]:
+        """``rigwire.Client.map``, awaited: ``async for result in client.map(...)``
+        yields the results in order, with up to ``window`` calls in flight
+        started in batches. Cancelling the awaiting task, or closing the
+        iterator early, cancels the calls in flight."""
+        calls = _rigwire._Window(items, window)
+        native = self._client._native
+        try:
+            while True:
+                due = calls.due()
+                if due:
+                    calls.started(await _off_loop(lambda: native.start_batch(method, due, timeout)))
+                call = calls.next()
+                if call is None:
+                    return
+                try:
+                    yield await _off_loop(call.result)
+                except asyncio.CancelledError:
+                    call.cancel()
+                    raise
+        finally:
+            calls.cancel()
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
         """Sends a one-way notify."""

@@ -40,6 +40,26 @@ def test_calls_are_awaited_from_a_running_loop(rig):
     asyncio.run(main())
 
 
+def test_map_is_an_async_iterator_of_the_results_in_order(rig):
+    async def main():
+        async with await rigwire.aio.connect(rig.url) as c:
+            got = [r async for r in c.map("add", [(i, 1) for i in range(500)], window=16)]
+            assert got == [i + 1 for i in range(500)]
+            results = c.map("add", [(1, 1), ("x", 1)])
+            assert await results.__anext__() == 2
+            with pytest.raises(rigwire.RemoteError):
+                await results.__anext__()
+            # Closed early: the sleeps in flight are cancelled, not waited for.
+            naps = c.map("sleep", [0.01, 30, 30], window=3)
+            assert await naps.__anext__() == pytest.approx(0.01, abs=0.5)
+            await asyncio.wait_for(naps.aclose(), timeout=10)
+            assert await c.call("add", 2, 2) == 4
+            with pytest.raises(ValueError):
+                await c.map("add", [], window=0).__anext__()
+
+    asyncio.run(main())
+
+
 def test_cancelling_the_task_cancels_the_call_on_the_wire():
     rig = Rig("std", log=True)
     try:
