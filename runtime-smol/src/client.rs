@@ -196,6 +196,19 @@ impl Client {
         self.peer().await?.call_raw(method, args, timeout).await
     }
 
+    /// See [`Peer::call_batch_raw`].
+    pub async fn call_batch_raw(
+        &self,
+        method: &str,
+        args: impl IntoIterator<Item = Payload>,
+        timeout: Option<Duration>,
+    ) -> Vec<Result<Payload, Error>> {
+        match self.peer().await {
+            Ok(peer) => peer.call_batch_raw(method, args, timeout).await,
+            Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
     /// See [`Peer::notify`].
     ///
     /// # Errors

@@ -197,7 +197,8 @@ impl Shared {
         self.write_now();
     }
 
-    fn write_now(self: &Arc<Self>) {
+    /// Writes what the link holds, now.
+    pub(crate) fn write_now(self: &Arc<Self>) {
         let mut g = self.lock();
         self.flush(&mut g);
         let jobs = self.pump(&mut g);

@@ -153,6 +153,55 @@ impl Peer {
         result.map_err(Error::from)
     }
 
+    /// Calls `method` once for each payload, their frames written together
+    /// (one system call where the socket takes them), and waits for every
+    /// answer: the results in the order of `args`, each its own (a call
+    /// that could not start fails alone). Each call has its own deadline from
+    /// `timeout` (else the configured default). Dropping the future cancels
+    /// the calls still in flight.
+    pub async fn call_batch_raw(
+        &self,
+        method: &str,
+        args: impl IntoIterator<Item = Payload>,
+        timeout: Option<Duration>,
+    ) -> Vec<Result<Payload, Error>> {
+        let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
+        let mut started = Vec::new();
+        for args in args {
+            let admitted = self
+                .shared
+                .admit((deadline, false), true, |link, now| {
+                    link.call(method, args.clone(), deadline, now)
+                })
+                .await;
+            started.push(admitted.map(|id| CallGuard {
+                shared: &self.shared,
+                id,
+                done: false,
+            }));
+        }
+        self.shared.write_now();
+        let mut results = Vec::with_capacity(started.len());
+        for call in started {
+            results.push(match call {
+                Ok(mut guard) => {
+                    let id = guard.id;
+                    let result = self
+                        .shared
+                        .wait_for((None, deadline, Some(id)), |link| {
+                            link.waiters().take_call(id)
+                        })
+                        .await
+                        .expect("waits without deadline end with a result");
+                    guard.done = true;
+                    result.map_err(Error::from)
+                }
+                Err(e) => Err(e.into()),
+            });
+        }
+        results
+    }
+
     /// Sends a one-way notification (typed, postcard).
     ///
     /// # Errors

@@ -379,3 +379,56 @@ fn a_group_keeps_the_answers_of_the_rigs_that_stay_when_one_drops_out_mid_call()
         stays.shutdown(Duration::from_secs(1)).await;
     });
 }
+
+#[test]
+fn a_batch_of_calls_leaves_together_and_each_gets_its_own_answer() {
+    smol::block_on(async {
+        for url in transports() {
+            let (dropped_tx, dropped) = bounded(8);
+            let (_gate_tx, gate) = bounded(1);
+            let server = rig(&url, cfg("rig"), dropped_tx, gate);
+            let client = Client::connect(&server.local_url(), cfg("script"))
+                .await
+                .unwrap();
+            let args: Vec<Payload> = (0..200u32)
+                .map(|i| Payload::postcard(&i).unwrap())
+                .collect();
+            let back = client.call_batch_raw("echo", args.clone(), None).await;
+            let back: Vec<Payload> = back.into_iter().map(Result::unwrap).collect();
+            assert_eq!(back, args, "{url}");
+            // A call that cannot start fails alone.
+            let too_big = Payload::new(rigwire_smol::Codec::Postcard, vec![0u8; 16 * 1024 * 1024]);
+            let one = Payload::postcard(&1u8).unwrap();
+            let back = client
+                .call_batch_raw("echo", [one.clone(), too_big, one.clone()], None)
+                .await;
+            assert!(matches!(back[1], Err(Error::TooLarge { .. })), "{back:?}");
+            assert_eq!(
+                (back[0].as_ref().unwrap(), back[2].as_ref().unwrap()),
+                (&one, &one)
+            );
+            // Dropped before the answers: the calls in flight are cancelled,
+            // and the rig drops their handlers' futures.
+            let mut hanging = Box::pin(client.call_batch_raw(
+                "hang",
+                [
+                    Payload::postcard(&()).unwrap(),
+                    Payload::postcard(&()).unwrap(),
+                ],
+                None,
+            ));
+            assert!(smol::future::poll_once(&mut hanging).await.is_none());
+            client.ping().await.unwrap(); // the calls have reached the rig
+            drop(hanging);
+            for _ in 0..2 {
+                let seen = smol::future::or(async { dropped.recv().await.is_ok() }, async {
+                    smol::Timer::after(Duration::from_secs(10)).await;
+                    false
+                })
+                .await;
+                assert!(seen, "{url}: a handler's future was not dropped");
+            }
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+    });
+}
