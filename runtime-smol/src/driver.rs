@@ -339,6 +339,32 @@ impl Shared {
         let Ok(reading) = self.reader.try_lock() else {
             return false;
         };
+        // The rest of a large frame is read straight into it.
+        let room = self.lock().link.lend_room(READ_CHUNK);
+        if let Some(mut room) = room {
+            let read = self.socket.try_read(room.buf());
+            let now = Instant::now();
+            let mut g = self.lock();
+            let n = *read.as_ref().unwrap_or(&0);
+            g.link.return_room(room, n, now);
+            let would_block = matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted));
+            if n == 0 && !would_block {
+                // The end of the stream, or a failure: the wire says which.
+                let State { link, wire, .. } = &mut *g;
+                wire.feed(link, read, &[], now);
+            }
+            if would_block {
+                return false;
+            }
+            g.reads += 1;
+            g.link.handle_timeout(now);
+            drop(reading);
+            self.flush(&mut g);
+            let jobs = self.pump(&mut g);
+            drop(g);
+            self.finish(jobs);
+            return true;
+        }
         // The bytes go through this thread's buffer into the link, which
         // keeps what it needs: an idle connection holds no read buffer.
         let fed = READ_BUF.with_borrow_mut(|buf| {

@@ -432,3 +432,33 @@ fn a_batch_of_calls_leaves_together_and_each_gets_its_own_answer() {
         }
     });
 }
+
+#[test]
+fn large_payloads_cross_intact_read_straight_into_their_frames() {
+    smol::block_on(async {
+        for url in transports() {
+            let (dropped_tx, _dropped) = bounded(8);
+            let (_gate_tx, gate) = bounded(1);
+            let server = rig(&url, cfg("rig"), dropped_tx, gate);
+            let client = Client::connect(&server.local_url(), cfg("script"))
+                .await
+                .unwrap();
+            for size in [100_000, 1 << 20, (16 << 20) - 64] {
+                let big: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+                let back = client
+                    .call_raw(
+                        "echo",
+                        Payload::new(rigwire_smol::Codec::Postcard, big.clone()),
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                assert!(back.bytes == big, "{url}: {size} bytes came back different");
+            }
+            // And the connection carries small calls on after them.
+            let sum: i64 = client.call("add", &(2, 3)).await.unwrap();
+            assert_eq!(sum, 5);
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+    });
+}
