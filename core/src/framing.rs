@@ -71,7 +71,7 @@ pub(crate) mod decoder {
     }
 
     /// The rest of a frame's body, lent out to be read into directly; give
-    /// it back with [`FrameDecoder::give_back`].
+    /// it back with [`Link::return_room`](crate::Link::return_room).
     #[derive(Debug)]
     pub struct FrameRoom {
         body: Vec<u8>,

@@ -111,7 +111,7 @@ struct Encoded {
     frames: usize,
 }
 
-/// Framing and output mapping of one socket; see the [module docs](self).
+/// Framing and output mapping of one socket (the crate docs say how a runtime drives it).
 #[derive(Debug)]
 pub struct Wire {
     ws: Option<WsCodec>,
