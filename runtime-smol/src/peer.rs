@@ -129,28 +129,10 @@ impl Peer {
         timeout: Option<Duration>,
     ) -> Result<Payload, Error> {
         let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
-        let id = self
-            .shared
-            .admit((deadline, false), true, |link, now| {
-                link.call(method, args.clone(), deadline, now)
-            })
-            .await?;
-        let mut guard = CallGuard {
-            shared: &self.shared,
-            id,
-            done: false,
-        };
+        let call = self.start_call(method, args, deadline).await?;
         // Calls made by tasks that run in the same turn leave in one write.
         self.shared.write_soon().await;
-        let result = self
-            .shared
-            .wait_for((None, deadline, Some(id)), |link| {
-                link.waiters().take_call(id)
-            })
-            .await
-            .expect("waits without deadline end with a result");
-        guard.done = true;
-        result.map_err(Error::from)
+        self.answer(call, deadline).await
     }
 
     /// Calls `method` once for each payload, their frames written together
@@ -168,38 +150,56 @@ impl Peer {
         let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
         let mut started = Vec::new();
         for args in args {
-            let admitted = self
-                .shared
-                .admit((deadline, false), true, |link, now| {
-                    link.call(method, args.clone(), deadline, now)
-                })
-                .await;
-            started.push(admitted.map(|id| CallGuard {
-                shared: &self.shared,
-                id,
-                done: false,
-            }));
+            started.push(self.start_call(method, args, deadline).await);
         }
         self.shared.write_now();
         let mut results = Vec::with_capacity(started.len());
         for call in started {
             results.push(match call {
-                Ok(mut guard) => {
-                    let id = guard.id;
-                    let result = self
-                        .shared
-                        .wait_for((None, deadline, Some(id)), |link| {
-                            link.waiters().take_call(id)
-                        })
-                        .await
-                        .expect("waits without deadline end with a result");
-                    guard.done = true;
-                    result.map_err(Error::from)
-                }
-                Err(e) => Err(e.into()),
+                Ok(call) => self.answer(call, deadline).await,
+                Err(e) => Err(e),
             });
         }
         results
+    }
+
+    /// Admits a call, its frame left for the next write; the guard cancels
+    /// it if dropped before its answer.
+    async fn start_call(
+        &self,
+        method: &str,
+        args: Payload,
+        deadline: Option<Instant>,
+    ) -> Result<CallGuard<'_>, Error> {
+        let id = self
+            .shared
+            .admit((deadline, false), true, |link, now| {
+                link.call(method, args.clone(), deadline, now)
+            })
+            .await?;
+        Ok(CallGuard {
+            shared: &self.shared,
+            id,
+            done: false,
+        })
+    }
+
+    /// Waits for the answer to a started call.
+    async fn answer(
+        &self,
+        mut call: CallGuard<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Payload, Error> {
+        let id = call.id;
+        let result = self
+            .shared
+            .wait_for((None, deadline, Some(id)), |link| {
+                link.waiters().take_call(id)
+            })
+            .await
+            .expect("waits without deadline end with a result");
+        call.done = true;
+        result.map_err(Error::from)
     }
 
     /// Sends a one-way notification (typed, postcard).

@@ -37,6 +37,23 @@ impl Drop for DropSignal {
 
 /// A rig: add, fail, panic, hang (never answers; signals when its future is
 /// dropped), freeze (blocks its thread), callback, gate (waits for the gate).
+/// Held by the test that measures the process's CPU time and by the tests
+/// heavy enough to spoil that measure: they run one at a time.
+static CPU_QUIET: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn quiet() -> std::sync::MutexGuard<'static, ()> {
+    CPU_QUIET.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether the rig reports a handler's future dropped within 10 s.
+async fn handler_dropped(dropped: &Receiver<()>) -> bool {
+    smol::future::or(async { dropped.recv().await.is_ok() }, async {
+        smol::Timer::after(Duration::from_secs(10)).await;
+        false
+    })
+    .await
+}
+
 fn rig(url: &str, config: Config, dropped: Sender<()>, gate: Receiver<()>) -> RunningServer {
     let mut server = Server::bind(url, config).unwrap();
     server
@@ -181,11 +198,7 @@ fn dropping_a_call_future_cancels_it_and_drops_the_handler_future() {
             assert!(smol::future::poll_once(&mut call).await.is_none()); // sent, pending
             client.ping().await.unwrap(); // the call has reached the rig
             drop(call);
-            let seen = smol::future::or(async { dropped.recv().await.is_ok() }, async {
-                smol::Timer::after(Duration::from_secs(10)).await;
-                false
-            })
-            .await;
+            let seen = handler_dropped(&dropped).await;
             assert!(seen, "{url}: the handler's future was not dropped");
             server.shutdown(Duration::from_secs(1)).await;
         }
@@ -205,11 +218,7 @@ fn a_deadline_holds_even_if_nobody_polls_the_call() {
             Box::pin(client.call_timeout::<_, ()>("hang", &(), Duration::from_millis(100)));
         assert!(smol::future::poll_once(&mut call).await.is_none());
         // Nobody polls `call` now; the rig still learns of the deadline.
-        let seen = smol::future::or(async { dropped.recv().await.is_ok() }, async {
-            smol::Timer::after(Duration::from_secs(10)).await;
-            false
-        })
-        .await;
+        let seen = handler_dropped(&dropped).await;
         assert!(seen, "the deadline did not cancel the handler");
         assert_eq!(call.await, Err(Error::DeadlineExceeded));
         server.shutdown(Duration::from_secs(1)).await;
@@ -243,6 +252,7 @@ fn a_frozen_peer_fails_pending_calls_within_the_keepalive_bound() {
 
 #[test]
 fn when_the_peer_does_not_read_callers_wait_instead_of_queueing_without_bound() {
+    let _alone = quiet();
     smol::block_on(async {
         let deaf = raw::DeafServer::start(rigwire_smol::core::ProtocolConfig {
             keepalive: None,
@@ -382,6 +392,7 @@ fn a_group_keeps_the_answers_of_the_rigs_that_stay_when_one_drops_out_mid_call()
 
 #[test]
 fn a_batch_of_calls_leaves_together_and_each_gets_its_own_answer() {
+    let _alone = quiet();
     smol::block_on(async {
         for url in transports() {
             let (dropped_tx, dropped) = bounded(8);
@@ -421,11 +432,7 @@ fn a_batch_of_calls_leaves_together_and_each_gets_its_own_answer() {
             client.ping().await.unwrap(); // the calls have reached the rig
             drop(hanging);
             for _ in 0..2 {
-                let seen = smol::future::or(async { dropped.recv().await.is_ok() }, async {
-                    smol::Timer::after(Duration::from_secs(10)).await;
-                    false
-                })
-                .await;
+                let seen = handler_dropped(&dropped).await;
                 assert!(seen, "{url}: a handler's future was not dropped");
             }
             server.shutdown(Duration::from_secs(1)).await;
@@ -435,6 +442,7 @@ fn a_batch_of_calls_leaves_together_and_each_gets_its_own_answer() {
 
 #[test]
 fn large_payloads_cross_intact_read_straight_into_their_frames() {
+    let _alone = quiet();
     smol::block_on(async {
         for url in transports() {
             let (dropped_tx, _dropped) = bounded(8);
