@@ -139,10 +139,11 @@ impl Connection {
     }
 
     /// Takes incoming call `id` out of the table if its deadline has passed by
-    /// `now`, as its timer would have, so that it gets no answer (spec
-    /// §6.1) even when no timer has run since. Returns whether it did.
-    pub(crate) fn expire_if_due(&mut self, id: u64, now: Instant) -> bool {
-        let due = self.incoming.deadline(id).is_some_and(|d| d <= now);
+    /// now (`clock` is read only for a call that has one), as its timer
+    /// would have, so that it gets no answer (spec §6.1) even when no timer
+    /// has run since. Returns whether it did.
+    pub(crate) fn expire_if_due(&mut self, id: u64, clock: impl FnOnce() -> Instant) -> bool {
+        let due = self.incoming.deadline(id).is_some_and(|d| d <= clock());
         if due {
             self.incoming.remove(id);
         }

@@ -789,7 +789,7 @@ impl Relay {
         self.touched.insert(client);
         if let Some(p) = self.peers.get_mut(&client) {
             // An expired call leaves the table here, and gets no answer.
-            if !p.conn.expire_if_due(client_call, now) {
+            if !p.conn.expire_if_due(client_call, || now) {
                 let _ = p.conn.reply(client_call, result);
             }
         }

@@ -393,7 +393,7 @@ fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_r
     );
     // The old handler ends: its answer goes nowhere, and the slot is free.
     assert!(link
-        .reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), now)
+        .reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), || now)
         .is_err());
     link.handle_input(&call(3), now);
     assert!(matches!(link.poll_job(), Some(Job::Call(c)) if c.id == 3));
@@ -435,7 +435,7 @@ fn a_reply_after_the_calls_deadline_is_never_sent_even_before_a_timer_ran() {
     assert!(std::iter::from_fn(|| link.poll_job()).any(|j| matches!(j, Job::Call(_))));
     let before: usize = link.output().iter().map(|c| c.len()).sum();
     let late = start + Duration::from_millis(201);
-    let answered = link.reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), late);
+    let answered = link.reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), || late);
     assert!(answered.is_err(), "{answered:?}");
     let after: usize = link.output().iter().map(|c| c.len()).sum();
     assert_eq!(before, after, "nothing may follow the deadline");
@@ -443,7 +443,7 @@ fn a_reply_after_the_calls_deadline_is_never_sent_even_before_a_timer_ran() {
     link.handle_input(&call, late);
     assert!(std::iter::from_fn(|| link.poll_job()).any(|j| matches!(j, Job::Call(_))));
     let in_time = late + Duration::from_millis(199);
-    link.reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), in_time)
+    link.reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), || in_time)
         .unwrap();
     assert!(link.output().iter().map(|c| c.len()).sum::<usize>() > after);
 }
@@ -479,4 +479,39 @@ fn a_closed_link_writes_out_then_reads_to_the_peers_end_within_the_linger() {
         assert!(link.is_finished());
         assert!(!link.poll_interest().read && link.poll_interest().wake_at.is_none());
     }
+}
+
+#[test]
+fn held_output_leaves_together_and_a_refusal_for_room_releases_it() {
+    let mut pair = connected(config("script"), config("rig"));
+    pair.set_behaviour(Side::Server, Behaviour::Deaf);
+    let now = Instant::now() + Duration::from_secs(1);
+    let link = pair.link(Side::Client);
+    let payload =
+        |len: usize| rigwire_core::Payload::new(rigwire_core::Codec::Postcard, vec![0u8; len]);
+    let queued = link.output().iter().map(|b| b.len()).sum::<usize>();
+    link.hold_output();
+    link.call("echo", payload(10), None, now).unwrap();
+    link.call("echo", payload(10), None, now).unwrap();
+    // Held: nothing to write, and no interest in writing, until released.
+    assert!(link.output().is_empty());
+    assert!(!link.poll_interest().write);
+    link.release_output();
+    let both = link.output().iter().map(|b| b.len()).sum::<usize>() - queued;
+    assert!(
+        both > 20,
+        "the two calls are there to write together: {both} bytes"
+    );
+    // A call refused for room releases a hold: room comes only from writing.
+    link.hold_output();
+    let refused = (0..40).find_map(|_| link.call("echo", payload(64 * 1024), None, now).err());
+    assert!(
+        matches!(refused, Some(rigwire_core::link::Admit::NoRoom { .. })),
+        "{refused:?}"
+    );
+    assert!(!link.output().is_empty());
+    // A closed link's output (its goodbye) is never held.
+    link.hold_output();
+    link.close("done", now);
+    assert!(!link.output().is_empty());
 }

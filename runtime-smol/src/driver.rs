@@ -339,48 +339,27 @@ impl Shared {
         let Ok(reading) = self.reader.try_lock() else {
             return false;
         };
-        // The rest of a large frame is read straight into it.
         let room = self.lock().link.lend_room(READ_CHUNK);
-        if let Some(mut room) = room {
-            let read = self.socket.try_read(room.buf());
-            let now = Instant::now();
-            let mut g = self.lock();
-            let n = *read.as_ref().unwrap_or(&0);
-            g.link.return_room(room, n, now);
-            let would_block = matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted));
-            if n == 0 && !would_block {
-                // The end of the stream, or a failure: the wire says which.
-                let State { link, wire, .. } = &mut *g;
-                wire.feed(link, read, &[], now);
+        let fed = match room {
+            // The rest of a large frame is read straight into it.
+            Some(mut room) => {
+                let read = self.socket.try_read(room.buf());
+                self.fed(read, |link, wire, read, now| match read {
+                    Some(read) => wire.feed_room(link, room, read, now),
+                    None => link.return_room(room, 0, now),
+                })
             }
-            if would_block {
-                return false;
-            }
-            g.reads += 1;
-            g.link.handle_timeout(now);
-            drop(reading);
-            self.flush(&mut g);
-            let jobs = self.pump(&mut g);
-            drop(g);
-            self.finish(jobs);
-            return true;
-        }
-        // The bytes go through this thread's buffer into the link, which
-        // keeps what it needs: an idle connection holds no read buffer.
-        let fed = READ_BUF.with_borrow_mut(|buf| {
-            let read = self.socket.try_read(buf);
-            if matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted))
-            {
-                return None;
-            }
-            let now = Instant::now();
-            let mut g = self.lock();
-            g.reads += 1;
-            let State { link, wire, .. } = &mut *g;
-            wire.feed(link, read, buf, now);
-            link.handle_timeout(now);
-            Some(g)
-        });
+            // Other bytes go through this thread's buffer into the link,
+            // which keeps what it needs: an idle connection holds none.
+            None => READ_BUF.with_borrow_mut(|buf| {
+                let read = self.socket.try_read(buf);
+                self.fed(read, |link, wire, read, now| {
+                    if let Some(read) = read {
+                        wire.feed(link, read, buf, now);
+                    }
+                })
+            }),
+        };
         drop(reading);
         let Some(mut g) = fed else {
             return false;
@@ -390,6 +369,28 @@ impl Shared {
         drop(g);
         self.finish(jobs);
         true
+    }
+
+    /// Hands a read's outcome to `feed` under the lock (`None`: nothing was
+    /// there), then runs the timers; returns the lock if bytes (or the end)
+    /// came.
+    fn fed<'a>(
+        &'a self,
+        read: std::io::Result<usize>,
+        feed: impl FnOnce(&mut Link, &mut Wire, Option<std::io::Result<usize>>, Instant),
+    ) -> Option<MutexGuard<'a, State>> {
+        let nothing = matches!(&read, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted));
+        let now = Instant::now();
+        let mut g = self.lock();
+        let State { link, wire, .. } = &mut *g;
+        if nothing {
+            feed(link, wire, None, now);
+            return None;
+        }
+        feed(link, wire, Some(read), now);
+        link.handle_timeout(now);
+        g.reads += 1;
+        Some(g)
     }
 
     /// Waits until `take` finds what it wants, reading the transport itself
@@ -651,7 +652,7 @@ impl Shared {
         let mut fut = self.handlers.call(call.handler, ctx, call.args);
         if let Poll::Ready(result) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
             // Written by `finish`, with the rest of the batch.
-            if let Err(e) = self.lock().link.reply(id, result, Instant::now()) {
+            if let Err(e) = self.lock().link.reply(id, result, Instant::now) {
                 tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
             }
             return;
@@ -683,7 +684,7 @@ impl Shared {
     }
 
     fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>) {
-        if let Err(e) = self.command(|link, now| link.reply(id, result, now)) {
+        if let Err(e) = self.command(|link, now| link.reply(id, result, || now)) {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
         }
     }
@@ -716,7 +717,6 @@ enum Wake {
     Woken,
 }
 
-/// Counts a caller as waiting while it is inside `wait_for`, however it leaves.
 /// The one caller watching the socket for the others; leaving the role
 /// (or the wait, dropped) hands it to another waiting caller.
 struct Watcher<'a>(&'a Shared);
@@ -782,6 +782,9 @@ enum Woke {
     Timer,
 }
 
+/// Counts a caller as waiting while it is inside `wait_for`, however it
+/// leaves; a caller woken with its answer also leaves the set of those
+/// (see [`Shared::write_soon`]).
 struct WaiterGuard<'a>(&'a Arc<Shared>, Option<u64>);
 
 impl<'a> WaiterGuard<'a> {

@@ -45,6 +45,18 @@ fn quiet() -> std::sync::MutexGuard<'static, ()> {
     CPU_QUIET.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A rig on `url` and a client of it; the rig reports dropped handler
+/// futures on the receiver, and `hang` waits on the gate (kept open).
+async fn rig_and_client(url: &str) -> (RunningServer, Client, Receiver<()>, Sender<()>) {
+    let (dropped_tx, dropped) = bounded(8);
+    let (gate_tx, gate) = bounded(1);
+    let server = rig(url, cfg("rig"), dropped_tx, gate);
+    let client = Client::connect(&server.local_url(), cfg("script"))
+        .await
+        .unwrap();
+    (server, client, dropped, gate_tx)
+}
+
 /// Whether the rig reports a handler's future dropped within 10 s.
 async fn handler_dropped(dropped: &Receiver<()>) -> bool {
     smol::future::or(async { dropped.recv().await.is_ok() }, async {
@@ -188,12 +200,7 @@ fn remote_errors_and_panics_are_typed_and_the_connection_survives() {
 fn dropping_a_call_future_cancels_it_and_drops_the_handler_future() {
     smol::block_on(async {
         for url in transports() {
-            let (dropped_tx, dropped) = bounded(8);
-            let (_gate_tx, gate) = bounded(1);
-            let server = rig(&url, cfg("rig"), dropped_tx, gate);
-            let client = Client::connect(&server.local_url(), cfg("script"))
-                .await
-                .unwrap();
+            let (server, client, dropped, _gate) = rig_and_client(&url).await;
             let mut call = Box::pin(client.call::<_, ()>("hang", &()));
             assert!(smol::future::poll_once(&mut call).await.is_none()); // sent, pending
             client.ping().await.unwrap(); // the call has reached the rig
@@ -208,12 +215,7 @@ fn dropping_a_call_future_cancels_it_and_drops_the_handler_future() {
 #[test]
 fn a_deadline_holds_even_if_nobody_polls_the_call() {
     smol::block_on(async {
-        let (dropped_tx, dropped) = bounded(8);
-        let (_gate_tx, gate) = bounded(1);
-        let server = rig("tcp://127.0.0.1:0", cfg("rig"), dropped_tx, gate);
-        let client = Client::connect(&server.local_url(), cfg("script"))
-            .await
-            .unwrap();
+        let (server, client, dropped, _gate) = rig_and_client("tcp://127.0.0.1:0").await;
         let mut call =
             Box::pin(client.call_timeout::<_, ()>("hang", &(), Duration::from_millis(100)));
         assert!(smol::future::poll_once(&mut call).await.is_none());
@@ -395,12 +397,7 @@ fn a_batch_of_calls_leaves_together_and_each_gets_its_own_answer() {
     let _alone = quiet();
     smol::block_on(async {
         for url in transports() {
-            let (dropped_tx, dropped) = bounded(8);
-            let (_gate_tx, gate) = bounded(1);
-            let server = rig(&url, cfg("rig"), dropped_tx, gate);
-            let client = Client::connect(&server.local_url(), cfg("script"))
-                .await
-                .unwrap();
+            let (server, client, dropped, _gate) = rig_and_client(&url).await;
             let args: Vec<Payload> = (0..200u32)
                 .map(|i| Payload::postcard(&i).unwrap())
                 .collect();
@@ -445,12 +442,7 @@ fn large_payloads_cross_intact_read_straight_into_their_frames() {
     let _alone = quiet();
     smol::block_on(async {
         for url in transports() {
-            let (dropped_tx, _dropped) = bounded(8);
-            let (_gate_tx, gate) = bounded(1);
-            let server = rig(&url, cfg("rig"), dropped_tx, gate);
-            let client = Client::connect(&server.local_url(), cfg("script"))
-                .await
-                .unwrap();
+            let (server, client, _dropped, _gate) = rig_and_client(&url).await;
             for size in [100_000, 1 << 20, (16 << 20) - 64] {
                 let big: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
                 let back = client

@@ -60,9 +60,6 @@ pub(crate) struct State {
     reader: Option<Reader>,
     /// The kernel took nothing last time: someone waits for it to be writable.
     write_blocked: bool,
-    /// A batch of calls is being started: their frames leave in one write,
-    /// when it ends ([`Shared::corked`]).
-    corked: bool,
     writer_started: bool,
     writer_sleeping: bool,
     /// A waiting caller waits for the socket to take more itself (with its
@@ -112,9 +109,6 @@ pub(crate) struct Shared {
     hooks: Arc<Hooks>,
     /// For logs: where this connection goes or comes from.
     pub(crate) label: String,
-    /// When the connection was made: the time given to the link where the
-    /// link will not look at it.
-    created: Instant,
 }
 
 impl Shared {
@@ -135,7 +129,6 @@ impl Shared {
                 wire: Wire::new(ws),
                 reader: Some(reader),
                 write_blocked: false,
-                corked: false,
                 writer_started: false,
                 writer_sleeping: false,
                 fg_writing: false,
@@ -158,7 +151,6 @@ impl Shared {
             pool,
             hooks,
             label,
-            created: Instant::now(),
         });
         let mut g = shared.lock();
         if g.wire.is_ws() {
@@ -208,11 +200,9 @@ impl Shared {
                 Err(Admit::NoRoom { .. }) if wait => {}
                 other => break other,
             }
-            // Room comes only from writing: a batch's frames go out now, and
-            // the rest of it unbatched, so the writer thread may write too.
-            if std::mem::take(&mut g.corked) {
-                self.flush(&mut g);
-            }
+            // Room comes only from writing: what the link held back (a
+            // batch, released by the refusal) goes out before the wait.
+            self.flush(&mut g);
             // The edge is raised under this lock, so none is missed between
             // the refusal and the wait.
             g = match deadline {
@@ -232,24 +222,19 @@ impl Shared {
         out.map_err(Admit::into_error)
     }
 
-    /// Runs `f` with writing held back, then writes what it queued at once:
-    /// calls started back to back leave in one system call. A call refused
-    /// for room inside `f` ends the hold: what is queued is written before
-    /// it waits, and the rest of `f` writes as usual.
+    /// Runs `f` with the link's output held back ([`Link::hold_output`]),
+    /// then writes what it queued at once: calls started back to back leave
+    /// in one system call.
     pub(crate) fn corked<T>(self: &Arc<Self>, f: impl FnOnce() -> T) -> T {
-        /// Uncorks and writes when the batch ends, even by a panic.
-        struct Uncork<'a>(&'a Arc<Shared>);
-        impl Drop for Uncork<'_> {
+        /// Releases the output and writes it when the batch ends, even by a panic.
+        struct Release<'a>(&'a Arc<Shared>);
+        impl Drop for Release<'_> {
             fn drop(&mut self) {
-                let mut g = self.0.lock();
-                g.corked = false;
-                let jobs = self.0.pump(&mut g);
-                drop(g);
-                self.0.run_jobs(jobs, false);
+                self.0.command(|link, _| link.release_output());
             }
         }
-        self.lock().corked = true;
-        let _uncork = Uncork(self);
+        self.lock().link.hold_output();
+        let _release = Release(self);
         f()
     }
 
@@ -281,7 +266,7 @@ impl Shared {
     /// hands the wait for it to the writer thread. Shuts the socket once
     /// the link is finished.
     fn flush(&self, g: &mut State) {
-        if !g.write_blocked && !g.corked {
+        if !g.write_blocked {
             let State { link, wire, .. } = g;
             match wire.flush(link, |slices| self.socket.try_send(slices)) {
                 Flushed::Done => {}
@@ -488,24 +473,16 @@ impl Shared {
     fn feed(&self, g: &mut State, received: &Received, reader: &Reader, room: Option<FrameRoom>) {
         let now = Instant::now();
         let State { link, wire, .. } = g;
-        if let Some(room) = room {
-            let n = match received {
-                Received::Data(n) => *n,
-                _ => 0,
-            };
-            link.return_room(room, n, now);
-            if n > 0 {
-                return link.handle_timeout(now);
-            }
-        }
-        match received {
-            // An end of stream (0) in a room, too: the reader's own buffer
-            // is never empty, which tells the wire the stream ended.
-            Received::Data(n) => wire.feed(link, Ok(*n), reader.buf(), now),
-            Received::TimedOut => {}
-            Received::Failed(e) => {
-                wire.feed(link, Err(io::Error::new(e.kind(), e.to_string())), &[], now)
-            }
+        let read = match received {
+            Received::Data(n) => Some(Ok(*n)),
+            Received::TimedOut => None,
+            Received::Failed(e) => Some(Err(io::Error::new(e.kind(), e.to_string()))),
+        };
+        match (room, read) {
+            (Some(room), Some(read)) => wire.feed_room(link, room, read, now),
+            (Some(room), None) => link.return_room(room, 0, now),
+            (None, Some(read)) => wire.feed(link, read, reader.buf(), now),
+            (None, None) => {}
         }
         link.handle_timeout(now);
     }
@@ -659,7 +636,7 @@ impl Shared {
                 rigwire_core::ErrorKind::Internal,
                 "handler table out of step with the registry",
             );
-            self.reply(call.id, call.deadline, Err(err), true);
+            self.reply(call.id, Err(err), true);
             return;
         };
         let inline = on_reading_thread && entry.runs_inline();
@@ -672,7 +649,7 @@ impl Shared {
                 id: call.id,
             };
             let result = entry.run(&ctx, call.args);
-            shared.reply(call.id, call.deadline, result, flush);
+            shared.reply(call.id, result, flush);
         };
         match &self.pool {
             // The reading thread writes once after the whole batch it read
@@ -724,20 +701,11 @@ impl Shared {
     }
 
     /// Answers call `id`; `flush` false leaves the writing to the caller.
-    /// The link looks at the time only to drop the answer of a call whose
-    /// `deadline` has passed; a call without one needs no clock reading.
-    fn reply(
-        self: &Arc<Self>,
-        id: u64,
-        deadline: Option<Instant>,
-        result: Result<Payload, RemoteError>,
-        flush: bool,
-    ) {
+    fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>, flush: bool) {
         let outcome = if flush {
-            self.command(|link, now| link.reply(id, result, now))
+            self.command(|link, now| link.reply(id, result, || now))
         } else {
-            let now = deadline.map_or(self.created, |_| Instant::now());
-            self.lock().link.reply(id, result, now)
+            self.lock().link.reply(id, result, Instant::now)
         };
         if let Err(e) = outcome {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");

@@ -13,6 +13,7 @@ use std::io::{self, IoSlice};
 use std::time::Instant;
 
 use bytes::Bytes;
+use rigwire_core::framing::FrameRoom;
 use rigwire_core::Link;
 
 use crate::{Violation, WsCodec};
@@ -209,6 +210,25 @@ impl Wire {
             }
         }
         credit
+    }
+
+    /// Gives back a frame's room the read went straight into
+    /// ([`Link::lend_room`]) with what the read brought; `read` is the
+    /// read's outcome, never a timeout (give the room back with 0 bytes
+    /// then). An end of stream or a failure ends the link, as in
+    /// [`feed`](Self::feed).
+    pub fn feed_room(
+        &mut self,
+        link: &mut Link,
+        room: FrameRoom,
+        read: io::Result<usize>,
+        now: Instant,
+    ) {
+        let n = *read.as_ref().unwrap_or(&0);
+        link.return_room(room, n, now);
+        if n == 0 {
+            self.feed(link, read, &[], now);
+        }
     }
 
     /// Feeds the outcome of one read to `sink`: `Ok(0)` is the end of the

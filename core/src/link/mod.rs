@@ -231,6 +231,8 @@ pub struct Link {
     write_failed: Option<String>,
     /// The smallest command refused for room, waiting for the edge.
     room_wanted: Option<usize>,
+    /// The output is held back ([`Link::hold_output`]).
+    held: bool,
     room_freed: bool,
     /// When a closed connection stops waiting for its last frames to leave.
     close_by: Option<Instant>,
@@ -260,6 +262,7 @@ impl Link {
             unsent: Outbox::default(),
             write_failed: None,
             room_wanted: None,
+            held: false,
             room_freed: false,
             close_by: None,
             transport_done: false,
@@ -381,7 +384,7 @@ impl Link {
 
     /// What to wait for next; see [`Interest`].
     pub fn poll_interest(&self) -> Interest {
-        let writable = !self.unsent.is_empty() && self.write_failed.is_none();
+        let writable = !self.output().is_empty() && self.write_failed.is_none();
         if self.conn.is_closed() {
             return Interest {
                 read: !self.transport_done,
@@ -405,7 +408,25 @@ impl Link {
     /// written; on message transports each chunk is one frame. Report what
     /// left with [`handle_written`](Self::handle_written).
     pub fn output(&self) -> &VecDeque<Bytes> {
+        /// What a held output shows.
+        static HELD: VecDeque<Bytes> = VecDeque::new();
+        if self.held && !self.conn.is_closed() {
+            return &HELD;
+        }
         self.unsent.chunks()
+    }
+
+    /// Holds the output back until [`release_output`](Self::release_output):
+    /// commands made meanwhile leave together, in one write. A command
+    /// refused for room releases it (room comes only from writing), and a
+    /// closed connection's output is never held.
+    pub fn hold_output(&mut self) {
+        self.held = true;
+    }
+
+    /// Ends [`hold_output`](Self::hold_output): write the output now.
+    pub fn release_output(&mut self) {
+        self.held = false;
     }
 
     /// The next job for the application.
@@ -608,8 +629,9 @@ impl Link {
 
     /// Answers incoming call `id`; its handler is done. Replies are never
     /// refused for room: their number is bounded by the incoming-call limit.
-    /// A call whose deadline has passed by `now` gets no answer (spec §6.1),
-    /// even if no timer has run since to take it out of the table.
+    /// A call whose deadline has passed gets no answer (spec §6.1), even if
+    /// no timer has run since to take it out of the table; `clock` gives the
+    /// time, and is read only for a call that has a deadline.
     ///
     /// # Errors
     /// As [`Connection::reply`]; `NotPending` for a cancelled or expired
@@ -618,7 +640,7 @@ impl Link {
         &mut self,
         id: u64,
         result: Result<Payload, RemoteError>,
-        now: Instant,
+        clock: impl FnOnce() -> Instant,
     ) -> Result<(), ReplyError> {
         self.running.remove(&id);
         if self.cancelled.remove(&id) {
@@ -627,7 +649,7 @@ impl Link {
             self.conn.abandoned = self.conn.abandoned.saturating_sub(1);
             return Err(ReplyError::NotPending(id));
         }
-        if self.conn.expire_if_due(id, now) {
+        if self.conn.expire_if_due(id, clock) {
             return Err(ReplyError::NotPending(id));
         }
         let out = self.conn.reply(id, result);
@@ -830,6 +852,7 @@ impl Link {
             return Err(Refused::DeadlinePassed);
         }
         if !self.fits(len) {
+            self.held = false;
             self.room_wanted = Some(self.room_wanted.map_or(len, |l| l.min(len)));
             return Err(Refused::NoRoom {
                 queued: self.queued_output(),

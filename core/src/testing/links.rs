@@ -315,7 +315,7 @@ impl LinkPair {
                 }
                 Job::Call(call) => {
                     let now = self.now;
-                    let _ = self.links[idx(side)].reply(call.id, Ok(call.args), now);
+                    let _ = self.links[idx(side)].reply(call.id, Ok(call.args), || now);
                 }
                 Job::Notify(_) => self.links[idx(side)].notify_done(),
                 Job::Cancel(id) => {
@@ -338,7 +338,7 @@ impl LinkPair {
             .collect();
         self.handlers.retain(|h| !(h.0 == side && h.2 <= now));
         for (id, payload) in &due {
-            let _ = self.links[idx(side)].reply(*id, Ok(payload.clone()), now);
+            let _ = self.links[idx(side)].reply(*id, Ok(payload.clone()), || now);
         }
         !due.is_empty()
     }
