@@ -263,7 +263,7 @@ impl Samples {
 }
 
 /// Alternates raw and rigwire blocks.
-fn alternate(
+pub(crate) fn alternate(
     blocks: usize,
     per_block: usize,
     mut raw: impl FnMut(),
@@ -301,7 +301,13 @@ pub(crate) fn latency_rows(rows: &mut Vec<Row>, what: &str, s: &Samples) {
     }
 }
 
-fn throughput_row(rows: &mut Vec<Row>, name: &str, unit: &'static str, per_run: f64, s: &Samples) {
+pub(crate) fn throughput_row(
+    rows: &mut Vec<Row>,
+    name: &str,
+    unit: &'static str,
+    per_run: f64,
+    s: &Samples,
+) {
     let rate = |blocks: &[Vec<Duration>]| per_run / percentile(&Samples::all(blocks), 0.5) * 1e6;
     let (r, g) = (rate(&s.raw), rate(&s.rig));
     rows.push(Row {
@@ -492,6 +498,10 @@ pub fn run(options: Options<'_>) -> Result<(), crate::Failure> {
             per_run as f64,
             &samples,
         );
+    }
+
+    if want("TLS") {
+        crate::bench_tls::rows(&mut rows, n)?;
     }
 
     let hops = match want("relay") {

@@ -10,6 +10,7 @@ mod bench;
 mod bench_chart;
 mod bench_idle;
 mod bench_smol;
+mod bench_tls;
 mod conform;
 mod demo;
 mod ibl;
@@ -23,7 +24,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use rigwire_std::core::ExposedMethod;
+use rigwire_std::core::{ExposedMethod, TlsSettings, Trust};
 use rigwire_std::{json_payload, Client, Codec, Config, Error, Payload, Server};
 
 #[derive(Parser)]
@@ -43,6 +44,45 @@ struct SecretArgs {
     /// Read the shared secret from this file (else from RIGWIRE_SECRET, if set).
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
+}
+
+/// How to trust a TLS peer (`tls://`, `wss://`); the system's roots unless one is given.
+#[derive(clap::Args, Clone, Default)]
+struct TrustArgs {
+    /// For tls:// and wss://: trust exactly the certificate with this
+    /// fingerprint (`sha256:…`, as `rigwire cert new` and `serve` print it).
+    #[arg(long, value_name = "sha256:HEX", conflicts_with = "ca")]
+    pin: Option<String>,
+    /// For tls:// and wss://: trust certificates issued by the authorities
+    /// in this PEM file.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+}
+
+/// The certificate a `tls://` or `wss://` listener presents.
+#[derive(clap::Args, Clone, Default)]
+struct IdentityArgs {
+    /// For tls:// and wss:// listeners: the certificate chain (PEM), as
+    /// `rigwire cert new` writes it.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+}
+
+/// The TLS settings of a command's identity and trust options.
+fn tls_settings(identity: &IdentityArgs, trust: &TrustArgs) -> TlsSettings {
+    TlsSettings {
+        cert: identity.cert.clone(),
+        key: identity.key.clone(),
+        trust: match (&trust.pin, &trust.ca) {
+            (Some(pin), _) => Trust::Pin(pin.clone()),
+            (None, Some(ca)) => Trust::Ca(ca.clone()),
+            (None, None) => Trust::SystemRoots,
+        },
+        server_name: None,
+    }
 }
 
 #[derive(Subcommand)]
@@ -67,6 +107,11 @@ enum Command {
         runtime: Runtime,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        identity: IdentityArgs,
+        /// How to trust a relay reached with --via over tls:// or wss://.
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Run a relay: clients call NAME.method, services dial in and register NAME.
     Relay {
@@ -96,6 +141,9 @@ enum Command {
         /// services URL could then register a service and forge its answers).
         #[arg(long)]
         insecure_services: bool,
+        /// The certificate both URLs present when they are tls:// or wss://.
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
     /// Call METHOD with JSON arguments and print the JSON result.
     Call {
@@ -116,6 +164,8 @@ enum Command {
         timeout: Option<f64>,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Measure round trips to a peer.
     Ping {
@@ -126,6 +176,8 @@ enum Command {
         count: u32,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// List the methods a peer exposes.
     Methods {
@@ -133,6 +185,8 @@ enum Command {
         url: String,
         #[command(flatten)]
         secret: SecretArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Speak iblutil.io.net: a Rust rig among Python rigs, or one message to one.
     Ibl {
@@ -143,6 +197,11 @@ enum Command {
     Secret {
         #[command(subcommand)]
         command: SecretCommand,
+    },
+    /// Make TLS certificates for tls:// and wss:// servers.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
     },
     /// Test an implementation of the protocol against the spec, one case per
     /// rule (spec/PROTOCOL.md §11). Exit 1 if any case fails.
@@ -165,7 +224,7 @@ enum Command {
         svg: Option<PathBuf>,
         /// Run only the sections whose name contains this (`TCP serial`, `TCP
         /// window`, `TCP waves`, `TCP echo`, `websocket`, `smol serial`, `smol
-        /// window`, `relay`, `idle`; any case): to profile one of them.
+        /// window`, `TLS`, `relay`, `idle`; any case): to profile one of them.
         #[arg(long, value_name = "SECTION")]
         only: Option<String>,
     },
@@ -215,6 +274,8 @@ enum ConformSide {
         /// service NAME registered there (NAME.echo, ...), two hops away.
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Play the server for a client under test, which runs the script of
     /// spec §11.2; prints `listening URL` first.
@@ -230,6 +291,28 @@ enum ConformSide {
         /// Seconds to wait for each of the script's connections.
         #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
         wait: f64,
+        #[command(flatten)]
+        identity: IdentityArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// A new self-signed certificate and key, `NAME.crt` and `NAME.key`
+    /// (readable by its owner only), for a tls:// or wss:// server; prints
+    /// the fingerprint clients pin with --pin.
+    New {
+        /// The server's name; the certificate also names each --host.
+        #[arg(long)]
+        name: String,
+        /// More host names or IP addresses the certificate names (for
+        /// clients that check names, with --ca).
+        #[arg(long = "host", value_name = "HOST")]
+        hosts: Vec<String>,
+        /// The folder to write into (default: the current one). Existing
+        /// files are not overwritten.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
     },
 }
 
@@ -326,20 +409,34 @@ fn main() -> ExitCode {
             service_name,
             runtime: Runtime::Std,
             secret,
-        } => serve(&listen, &name, via.zip(service_name), &secret),
+            identity,
+            trust,
+        } => serve(
+            &listen,
+            &name,
+            via.zip(service_name),
+            &secret,
+            tls_settings(&identity, &trust),
+        ),
         Command::Serve {
             listen,
             name,
             via,
             runtime: Runtime::Smol,
             secret,
+            identity,
             ..
         } => match via {
             Some(_) => Err(Failure {
                 code: 2,
                 message: "--via runs on the std runtime; leave out --runtime smol".into(),
             }),
-            None => serve_smol(&listen, &name, &secret),
+            None => serve_smol(
+                &listen,
+                &name,
+                &secret,
+                tls_settings(&identity, &TrustArgs::default()),
+            ),
         },
         Command::Relay {
             clients,
@@ -349,7 +446,9 @@ fn main() -> ExitCode {
             secret,
             service_secret_file,
             insecure_services,
+            identity,
         } => relay::run(relay::Options {
+            tls: tls_settings(&identity, &TrustArgs::default()),
             clients,
             services,
             allow,
@@ -365,15 +464,21 @@ fn main() -> ExitCode {
             bytes,
             timeout,
             secret,
+            trust,
         } => call(
             &url,
             &method,
             call_args(&args, bytes.as_deref()),
             timeout,
-            &secret,
+            &Access { secret, trust },
         ),
-        Command::Ping { url, count, secret } => ping(&url, count, &secret),
-        Command::Methods { url, secret } => methods(&url, &secret),
+        Command::Ping {
+            url,
+            count,
+            secret,
+            trust,
+        } => ping(&url, count, &Access { secret, trust }),
+        Command::Methods { url, secret, trust } => methods(&url, &Access { secret, trust }),
         Command::Ibl {
             command: IblCommand::Rig { listen, name },
         } => ibl::rig(&listen, &name),
@@ -389,6 +494,9 @@ fn main() -> ExitCode {
         Command::Secret {
             command: SecretCommand::New { file },
         } => secret::new(file.as_deref()),
+        Command::Cert {
+            command: CertCommand::New { name, hosts, out },
+        } => secret::new_cert(&name, &hosts, &out),
         Command::Conform { side } => conform(side),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench {
@@ -459,20 +567,24 @@ fn conform(side: ConformSide) -> Result<(), Failure> {
             json,
             cases,
             service,
+            trust,
         } => {
             let secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
-            conform::test_server(&url, secret, json, &cases, service).map_err(usage)?
+            let tls = tls_settings(&IdentityArgs::default(), &trust);
+            conform::test_server(&url, secret, tls, json, &cases, service).map_err(usage)?
         }
         ConformSide::Client {
             listen,
             secret,
             json,
             wait,
+            identity,
         } => {
             let secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
             let wait = Duration::try_from_secs_f64(wait)
                 .map_err(|_| usage(format!("--wait {wait}: not a number of seconds")))?;
-            conform::test_client(&listen, secret, json, wait).map_err(usage)?
+            let tls = tls_settings(&identity, &TrustArgs::default());
+            conform::test_client(&listen, secret, tls, json, wait).map_err(usage)?
         }
     };
     match code {
@@ -484,10 +596,27 @@ fn conform(side: ConformSide) -> Result<(), Failure> {
     }
 }
 
-fn config(name: &str, secret: &SecretArgs) -> Result<Config, Failure> {
+/// What a client command needs to be let in: the shared secret, and how
+/// to trust a TLS server.
+struct Access {
+    secret: SecretArgs,
+    trust: TrustArgs,
+}
+
+fn config(name: &str, secret: &SecretArgs, tls: TlsSettings) -> Result<Config, Failure> {
     let mut config = Config::named(name);
     config.protocol.secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
+    config.tls = tls;
     Ok(config)
+}
+
+/// The `listening` line of a server: its URL, and the fingerprint to pin
+/// when it serves TLS.
+fn listening_line(url: &str, fingerprint: Option<String>) -> String {
+    match fingerprint {
+        Some(fingerprint) => format!("listening {url} fingerprint {fingerprint}"),
+        None => format!("listening {url}"),
+    }
 }
 
 /// Installs SIGINT/SIGTERM handling. Call before printing anything: a script
@@ -515,8 +644,9 @@ fn serve(
     name: &str,
     via: Option<(String, String)>,
     secret: &SecretArgs,
+    tls: TlsSettings,
 ) -> Result<(), Failure> {
-    let config = config(name, secret)?;
+    let config = config(name, secret, tls)?;
     let mut signals = watch_signals()?;
     let default_listen = ["tcp://127.0.0.1:7400".to_owned()];
     let listen = if listen.is_empty() && via.is_none() {
@@ -540,7 +670,7 @@ fn serve(
     }
     let mut lines: Vec<String> = running
         .iter()
-        .map(|s| format!("listening {}", s.local_url()))
+        .map(|s| listening_line(&s.local_url(), s.tls_fingerprint()))
         .collect();
     let service = match via {
         Some((relay_url, service_name)) => {
@@ -567,8 +697,13 @@ fn serve(
 
 /// `rigwire serve --runtime smol`: the demo rig on rigwire-smol's servers,
 /// shut down gracefully on SIGINT or SIGTERM.
-fn serve_smol(listen: &[String], name: &str, secret: &SecretArgs) -> Result<(), Failure> {
-    let config = config(name, secret)?;
+fn serve_smol(
+    listen: &[String],
+    name: &str,
+    secret: &SecretArgs,
+    tls: TlsSettings,
+) -> Result<(), Failure> {
+    let config = config(name, secret, tls)?;
     let mut signals = watch_signals()?;
     let default_listen = ["tcp://127.0.0.1:7400".to_owned()];
     let listen = if listen.is_empty() {
@@ -584,7 +719,7 @@ fn serve_smol(listen: &[String], name: &str, secret: &SecretArgs) -> Result<(), 
     }
     let lines: Vec<String> = running
         .iter()
-        .map(|s| format!("listening {}", s.local_url()))
+        .map(|s| listening_line(&s.local_url(), s.tls_fingerprint()))
         .collect();
     announce(&lines);
     if let Some(signal) = signals.forever().next() {
@@ -596,8 +731,12 @@ fn serve_smol(listen: &[String], name: &str, secret: &SecretArgs) -> Result<(), 
     Ok(())
 }
 
-fn connect(url: &str, secret: &SecretArgs) -> Result<Client, Failure> {
-    Ok(Client::connect(url, config("rigwire-cli", secret)?)?)
+fn connect(url: &str, access: &Access) -> Result<Client, Failure> {
+    let tls = tls_settings(&IdentityArgs::default(), &access.trust);
+    Ok(Client::connect(
+        url,
+        config("rigwire-cli", &access.secret, tls)?,
+    )?)
 }
 
 /// A call's arguments: the JSON text given, or the bytes of a file (`-`:
@@ -650,7 +789,7 @@ fn call(
     method: &str,
     args: Result<Payload, Failure>,
     timeout: Option<f64>,
-    secret: &SecretArgs,
+    access: &Access,
 ) -> Result<(), Failure> {
     let args = args?;
     let timeout = match timeout {
@@ -665,7 +804,8 @@ fn call(
     };
     // The timeout covers everything: connecting and the handshake too.
     let started = Instant::now();
-    let mut config = config("rigwire-cli", secret)?;
+    let tls = tls_settings(&IdentityArgs::default(), &access.trust);
+    let mut config = config("rigwire-cli", &access.secret, tls)?;
     if let Some(t) = timeout {
         config.connect_timeout = config.connect_timeout.min(t);
         config.protocol.handshake_timeout = config.protocol.handshake_timeout.min(t);
@@ -690,8 +830,8 @@ fn call(
     Ok(())
 }
 
-fn ping(url: &str, count: u32, secret: &SecretArgs) -> Result<(), Failure> {
-    let client = connect(url, secret)?;
+fn ping(url: &str, count: u32, access: &Access) -> Result<(), Failure> {
+    let client = connect(url, access)?;
     let mut rtts = Vec::new();
     for _ in 0..count.max(1) {
         let rtt = client.ping()?;
@@ -711,8 +851,8 @@ fn ping(url: &str, count: u32, secret: &SecretArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn methods(url: &str, secret: &SecretArgs) -> Result<(), Failure> {
-    let client = connect(url, secret)?;
+fn methods(url: &str, access: &Access) -> Result<(), Failure> {
+    let client = connect(url, access)?;
     let reply = client.call_raw(
         rigwire_std::core::INTROSPECTION_METHOD,
         json_payload("null")?,

@@ -8,6 +8,7 @@ use crate::{announce, watch_signals, Failure, SecretSource};
 
 /// What the command line asked for.
 pub struct Options {
+    pub tls: rigwire_std::core::TlsSettings,
     pub clients: String,
     pub services: String,
     pub allow: Vec<String>,
@@ -19,7 +20,10 @@ pub struct Options {
 
 /// Runs the relay until SIGINT or SIGTERM.
 pub fn run(options: Options) -> Result<(), Failure> {
-    let mut config = RelayConfig::default();
+    let mut config = RelayConfig {
+        tls: options.tls,
+        ..RelayConfig::default()
+    };
     config.clients.secret = options.client_secret.load()?;
     config.services.secret = options.service_secret.load()?;
     config.insecure_services = options.insecure_services;
@@ -49,9 +53,13 @@ pub fn run(options: Options) -> Result<(), Failure> {
     };
     let mut signals = watch_signals()?;
     let relay = RelayServer::bind(&options.clients, &options.services, config)?.start()?;
+    let fingerprint = relay
+        .tls_fingerprint()
+        .map(|f| format!(" fingerprint {f}"))
+        .unwrap_or_default();
     announce(&[
-        format!("listening {} clients", relay.clients_url()),
-        format!("listening {} services", relay.services_url()),
+        format!("listening {} clients{fingerprint}", relay.clients_url()),
+        format!("listening {} services{fingerprint}", relay.services_url()),
     ]);
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");

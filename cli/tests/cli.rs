@@ -453,11 +453,14 @@ fn bench_reports_every_row_as_json_and_draws_them() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 11, "{names:?}");
+    assert_eq!(names.len(), 15, "{names:?}");
     for row in [
         "smol TCP serial round trip p50",
         "TCP window of 64 kept full",
         "smol TCP window of 64 kept full",
+        "TLS vs tcp serial round trip p50",
+        "TLS vs tcp echo of 16 MiB",
+        "TLS vs tcp handshakes",
     ] {
         assert!(names.contains(&row), "{row} missing from {names:?}");
     }
@@ -655,4 +658,233 @@ fn a_call_timeout_covers_connecting_and_the_handshake() {
     // Far below the 10 s handshake timeout it would otherwise have waited.
     assert!(took < Duration::from_secs(6), "took {took:?}");
     drop(holder.join());
+}
+
+/// A temporary folder of this test process.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rigwire-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `rigwire cert new` into `dir`: the fingerprint it prints.
+fn cert_new(dir: &std::path::Path, name: &str) -> String {
+    let out = rigwire(&[
+        "cert",
+        "new",
+        "--name",
+        name,
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn cert_new_writes_a_certificate_and_a_private_key_and_prints_the_pin() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("cert-new");
+    let fingerprint = cert_new(&dir, "rig-1");
+    assert!(
+        fingerprint.starts_with("sha256:") && fingerprint.len() == 7 + 64,
+        "{fingerprint}"
+    );
+    let key = std::fs::metadata(dir.join("rig-1.key")).unwrap();
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    let cert = std::fs::read_to_string(dir.join("rig-1.crt")).unwrap();
+    assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+    // Never over an existing pair.
+    let again = rigwire(&[
+        "cert",
+        "new",
+        "--name",
+        "rig-1",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        text(&again.stderr).contains("not overwritten"),
+        "{}",
+        text(&again.stderr)
+    );
+}
+
+/// A `rigwire serve` on `tls://` and `wss://` with `dir`'s `NAME` certificate.
+fn tls_rig(dir: &std::path::Path, name: &str) -> Spawned {
+    let (cert, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    Spawned::start(
+        &[
+            "serve",
+            "--listen",
+            "tls://127.0.0.1:0",
+            "--listen",
+            "wss://127.0.0.1:0/rig",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+        2,
+    )
+}
+
+#[test]
+fn a_tls_rig_is_called_by_pin_and_every_way_trust_fails_exits_two_saying_why() {
+    let dir = scratch("tls-rig");
+    let pin = cert_new(&dir, "rig-1");
+    let other = cert_new(&dir, "rig-2");
+    let rig = tls_rig(&dir, "rig-1");
+    // `serve` prints the fingerprint beside each `listening` line.
+    let words: Vec<Vec<&str>> = rig
+        .lines
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for line in &words {
+        assert_eq!(
+            (line[0], line[2], line[3]),
+            ("listening", "fingerprint", pin.as_str()),
+            "{line:?}"
+        );
+    }
+    let (tls, wss) = (words[0][1].to_owned(), words[1][1].to_owned());
+    assert!(
+        tls.starts_with("tls://") && wss.starts_with("wss://"),
+        "{tls} {wss}"
+    );
+    for url in [&tls, &wss] {
+        let out = rigwire(&["call", url, "add", "[1, 2]", "--pin", &pin]);
+        assert_eq!(
+            (out.status.code(), text(&out.stdout).trim()),
+            (Some(0), "3.0"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let ca = dir.join("rig-1.crt");
+    let plain_tcp = tls.replacen("tls://", "tcp://", 1);
+    let plain_ws = wss.replacen("wss://", "ws://", 1);
+    let cases: [(&[&str], Vec<&str>); 5] = [
+        // Another certificate's pin: both fingerprints named.
+        (
+            &["call", &tls, "add", "[1, 2]", "--pin", &other],
+            vec![&pin, &other],
+        ),
+        // Trusted by CA, but issued for another name: both names.
+        (
+            &["call", &tls, "add", "[1, 2]", "--ca", ca.to_str().unwrap()],
+            vec!["rig-1", "127.0.0.1"],
+        ),
+        // Plain clients at TLS ports: told which side expected TLS.
+        (
+            &["call", &plain_tcp, "add", "[1, 2]"],
+            vec!["the server expects TLS", &tls],
+        ),
+        (
+            &["call", &plain_ws, "add", "[1, 2]"],
+            vec!["the server expects TLS", &wss],
+        ),
+        // A pin that is no pin.
+        (
+            &["ping", &tls, "--pin", "sha256:beef"],
+            vec!["64 hex digits"],
+        ),
+    ];
+    for (args, said) in cases {
+        let out = rigwire(args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        for words in said {
+            assert!(
+                err.contains(words),
+                "{args:?}: {err:?} should name {words:?}"
+            );
+        }
+    }
+    // A TLS client at a plain rig.
+    let plain = Rig::start(&[], &[]);
+    let as_tls = plain.url.replacen("tcp://", "tls://", 1);
+    let out = rigwire(&["call", &as_tls, "add", "[1, 2]", "--pin", &pin]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("does not speak TLS"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn expired_and_not_yet_valid_certificates_exit_two_with_their_dates() {
+    let dir = scratch("tls-dates");
+    for (name, from, to, said) in [
+        ("old", (2000, 1, 1), (2001, 2, 3), "expired on 2001-02-03"),
+        (
+            "young",
+            (2999, 1, 1),
+            (3000, 1, 1),
+            "not valid before 2999-01-01",
+        ),
+    ] {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(from.0, from.1, from.2);
+        params.not_after = rcgen::date_time_ymd(to.0, to.1, to.2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        let rig = tls_rig(&dir, name);
+        let url = rig.lines[0].split_whitespace().nth(1).unwrap().to_owned();
+        let ca = dir.join(format!("{name}.crt"));
+        let out = rigwire(&["call", &url, "add", "[1, 2]", "--ca", ca.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(said), "{}", text(&out.stderr));
+    }
+}
+
+#[test]
+fn two_hops_with_both_relay_ports_under_tls() {
+    let dir = scratch("tls-relay");
+    let pin = cert_new(&dir, "relay");
+    let (cert, key) = (dir.join("relay.crt"), dir.join("relay.key"));
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tls://127.0.0.1:0",
+            "--services",
+            "wss://127.0.0.1:0/services",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[CLIENT_SECRET, SERVICE_SECRET],
+        2,
+    );
+    let (clients, services) = (relay.url("clients"), relay.url("services"));
+    assert!(
+        relay.lines.iter().all(|l| l.ends_with(&pin)),
+        "{:?}",
+        relay.lines
+    );
+    let service = Spawned::start(
+        &["serve", "--via", &services, "--as", "data", "--pin", &pin],
+        &[("RIGWIRE_SECRET", SERVICE_SECRET.1)],
+        1,
+    );
+    assert_eq!(service.lines[0], format!("registered data via {services}"));
+    let out = Command::new(BIN)
+        .args(["call", &clients, "data.add", "[1, 2]", "--pin", &pin])
+        .env(CLIENT_SECRET.0, CLIENT_SECRET.1)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "3.0");
 }

@@ -1,5 +1,5 @@
 //! `rigwire conform` as CI runs it: rigwire's own servers and clients, in
-//! both runtimes, over tcp, unix and ws, with and without a secret, pass
+//! both runtimes, over tcp, unix, ws, tls and wss, with and without a secret, pass
 //! every case; and broken peers (a wrong proof, a missing reply, a frame over
 //! the limit) fail the matching case, so the tester is known to catch them.
 
@@ -49,6 +49,45 @@ fn command(args: &[&str], secret: bool) -> Command {
     cmd
 }
 
+/// A certificate made once with `rigwire cert new`: its files and fingerprint.
+fn cert() -> &'static (String, String, String) {
+    static CERT: std::sync::OnceLock<(String, String, String)> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("rigwire-conform-cert-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "cert",
+                "new",
+                "--name",
+                "conform",
+                "--out",
+                dir.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let path = |f: &str| dir.join(f).display().to_string();
+        (path("conform.crt"), path("conform.key"), pin)
+    })
+}
+
+/// `--pin` with the test certificate's fingerprint, for a TLS URL.
+fn pin_for(url: &str) -> Vec<&'static str> {
+    match url.starts_with("tls://") || url.starts_with("wss://") {
+        true => vec!["--pin", cert().2.as_str()],
+        false => Vec::new(),
+    }
+}
+
+/// `--cert` and `--key` of the test certificate.
+fn identity() -> [&'static str; 4] {
+    let (c, k, _) = cert();
+    ["--cert", c.as_str(), "--key", k.as_str()]
+}
+
 /// `rigwire conform server URL --json [--case NAME]...`: exit code and report.
 fn conform_server(url: &str, secret: bool, cases: &[&str]) -> (i32, serde_json::Value) {
     conform_server_via(url, secret, cases, None)
@@ -62,6 +101,7 @@ fn conform_server_via(
     service: Option<&str>,
 ) -> (i32, serde_json::Value) {
     let mut args = vec!["conform", "server", url, "--json"];
+    args.extend(pin_for(url));
     if let Some(name) = service {
         args.extend(["--service", name]);
     }
@@ -110,8 +150,8 @@ fn socket_path(name: &str) -> String {
 }
 
 /// A `rigwire serve` on tcp, unix and ws in `runtime`, and one more on
-/// `secret_url`'s scheme with a secret; their URLs, each with whether it
-/// needs the secret.
+/// `secret_url`'s scheme with a secret (and the test certificate); their
+/// URLs, each with whether it needs the secret.
 fn servers(runtime: &str, secret_url: &str) -> (Vec<Spawned>, Vec<(String, bool)>) {
     let unix = format!("unix://{}", socket_path(runtime));
     let plain = Spawned::start(
@@ -129,11 +169,9 @@ fn servers(runtime: &str, secret_url: &str) -> (Vec<Spawned>, Vec<(String, bool)
         &[],
         3,
     );
-    let secret = Spawned::start(
-        &["serve", "--runtime", runtime, "--listen", secret_url],
-        &[("RIGWIRE_SECRET", SECRET)],
-        1,
-    );
+    let mut args = vec!["serve", "--runtime", runtime, "--listen", secret_url];
+    args.extend(identity());
+    let secret = Spawned::start(&args, &[("RIGWIRE_SECRET", SECRET)], 1);
     let mut urls: Vec<(String, bool)> = ["tcp://", "unix://", "ws://"]
         .iter()
         .map(|scheme| (plain.url_with(scheme), false))
@@ -152,6 +190,7 @@ impl UrlWith for Spawned {
         self.lines
             .iter()
             .filter_map(|l| l.strip_prefix("listening "))
+            .filter_map(|l| l.split_whitespace().next())
             .find(|u| u.starts_with(scheme))
             .unwrap_or_else(|| panic!("no {scheme} URL in {:?}", self.lines))
             .to_owned()
@@ -209,8 +248,8 @@ fn a_relay_passes_every_case_two_hops_away() {
 
 #[test]
 fn servers_of_both_runtimes_pass_every_case_on_every_transport() {
-    let (_std, mut targets) = servers("std", "tcp://127.0.0.1:0");
-    let (_smol, smol_targets) = servers("smol", "ws://127.0.0.1:0/rig");
+    let (_std, mut targets) = servers("std", "tls://127.0.0.1:0");
+    let (_smol, smol_targets) = servers("smol", "wss://127.0.0.1:0/rig");
     targets.extend(smol_targets);
     let reports: Vec<_> = std::thread::scope(|s| {
         let runs: Vec<_> = targets
@@ -227,15 +266,16 @@ fn servers_of_both_runtimes_pass_every_case_on_every_transport() {
             .collect();
         // Only wrong-secret needs a secret, only the ws- cases a websocket,
         // and the relay- cases a relay.
+        let ws = url.starts_with("ws://") || url.starts_with("wss://");
         let expected = |case: &&str| {
             (*case == "wrong-secret" && !*secret)
-                || (case.starts_with("ws-") && !url.starts_with("ws://"))
+                || (case.starts_with("ws-") && !ws)
                 || case.starts_with("relay-")
         };
         assert!(skipped.iter().all(expected), "{url}: {skipped:?}");
         assert_eq!(
             skipped.len(),
-            usize::from(!*secret) + if url.starts_with("ws://") { 2 } else { 5 },
+            usize::from(!*secret) + if ws { 2 } else { 5 },
             "{url}: {skipped:?}"
         );
     }
@@ -243,7 +283,11 @@ fn servers_of_both_runtimes_pass_every_case_on_every_transport() {
 
 /// `rigwire conform client --listen URL --json`, and its `listening` URL.
 fn conform_client(listen: &str, secret: bool) -> (Child, BufReader<ChildStdout>, String) {
-    let mut child = command(&["conform", "client", "--listen", listen, "--json"], secret)
+    let mut args = vec!["conform", "client", "--listen", listen, "--json"];
+    if listen.starts_with("tls://") || listen.starts_with("wss://") {
+        args.extend(identity());
+    }
+    let mut child = command(&args, secret)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -261,8 +305,10 @@ fn conform_client(listen: &str, secret: bool) -> (Child, BufReader<ChildStdout>,
 
 /// The script of spec §11.2 with `rigwire call` (the std client).
 fn std_script(url: &str, secret: bool) {
+    let mut args = vec!["call", url, "add", "[1, 2]", "--timeout", "2"];
+    args.extend(pin_for(url));
     for _ in 0..7 {
-        let status = command(&["call", url, "add", "[1, 2]", "--timeout", "2"], secret)
+        let status = command(&args, secret)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -274,7 +320,8 @@ fn std_script(url: &str, secret: bool) {
 
 /// The script of spec §11.2 with a rigwire-smol client.
 fn smol_script(url: &str, secret: bool) {
-    let mut config = rigwire_core::Config::named("smol-script");
+    let mut config = rigwire_core::Config::named("smol-script")
+        .tls_trust(rigwire_core::Trust::Pin(cert().2.clone()));
     if secret {
         config.protocol.secret = Some(rigwire_core::Secret::new(SECRET).unwrap());
     }
@@ -297,13 +344,15 @@ type Script = fn(&str, bool);
 
 #[test]
 fn clients_of_both_runtimes_pass_every_case_on_every_transport() {
-    let script: [(&str, Script, &str, bool); 6] = [
+    let script: [(&str, Script, &str, bool); 8] = [
         ("std", std_script, "tcp://127.0.0.1:0", false),
         ("std", std_script, "unix://", true),
         ("std", std_script, "ws://127.0.0.1:0/rig", false),
+        ("std", std_script, "tls://127.0.0.1:0", true),
         ("smol", smol_script, "tcp://127.0.0.1:0", true),
         ("smol", smol_script, "unix://", false),
         ("smol", smol_script, "ws://127.0.0.1:0/rig", true),
+        ("smol", smol_script, "wss://127.0.0.1:0/rig", false),
     ];
     std::thread::scope(|s| {
         for (i, (runtime, run_script, listen, secret)) in script.into_iter().enumerate() {

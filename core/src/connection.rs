@@ -81,7 +81,8 @@ pub(crate) enum Queued {
 ///   [`handle_timeout`](Self::handle_timeout) when the instant from
 ///   `poll_timeout` has passed (extra calls are harmless),
 ///   [`handle_transport_closed`](Self::handle_transport_closed) on end of stream
-///   or an I/O error, and, from a message transport's own decoder,
+///   or an I/O error, [`handle_tls_failure`](Self::handle_tls_failure) when
+///   the TLS under the stream fails, and, from a message transport's own decoder,
 ///   [`handle_oversized_frame`](Self::handle_oversized_frame) and
 ///   [`handle_protocol_violation`](Self::handle_protocol_violation) (a
 ///   websocket message over the limit, or a text one).
@@ -488,6 +489,13 @@ impl Connection {
     pub fn handle_transport_closed(&mut self, reason: &str, now: Instant) {
         self.advance(now);
         self.fail(ConnectionError::TransportClosed(reason.to_owned()));
+    }
+
+    /// The transport's TLS failed, or the peer spoke TLS where we did not
+    /// (or the reverse); the connection fails with [`ConnectionError::Tls`].
+    pub fn handle_tls_failure(&mut self, problem: crate::tls::TlsProblem, now: Instant) {
+        self.advance(now);
+        self.fail(ConnectionError::Tls(problem));
     }
 
     // ----- internals shared by the sibling modules -----

@@ -94,6 +94,9 @@ pub enum ConnectionError {
     /// The peer sent a valid message at a time or with content the protocol forbids.
     #[error("protocol violation by the peer: {0}")]
     Protocol(String),
+    /// TLS failed, or one side spoke TLS and the other did not.
+    #[error("{0}")]
+    Tls(crate::tls::TlsProblem),
     /// The peer kept sending while not reading our answers, past the output limit.
     #[error(
         "output queue overflow: {queued} bytes queued, limit {limit}; the peer is not reading"
@@ -404,6 +407,10 @@ pub enum Error {
         /// Versions the peer speaks.
         theirs: VersionRange,
     },
+    /// TLS could not be set up or failed: an untrusted or wrong
+    /// certificate, or one side speaking TLS and the other not.
+    #[error("TLS failed: {0}")]
+    Tls(crate::tls::TlsProblem),
     /// The peer refused the connection (full, shutting down...).
     #[error("rejected by the peer ({code}): {reason}")]
     Rejected {
@@ -460,6 +467,7 @@ impl From<ConnectionError> for Error {
                 Error::VersionMismatch { ours, theirs }
             }
             ConnectionError::Rejected { code, reason } => Error::Rejected { code, reason },
+            ConnectionError::Tls(problem) => Error::Tls(problem),
             other => Error::Disconnected(other),
         }
     }

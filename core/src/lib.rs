@@ -30,6 +30,8 @@
 //! * [`relay`] — services reached in two hops: routing between connections.
 //! * [`ibl`] — beside the protocol, not part of it: the iblutil.io.net dialect
 //!   (JSON arrays and the echo rule) for joining Python iblutil rigs.
+//! * [`tls`] — what TLS (`tls://`, `wss://`) is configured with and why it
+//!   failed; the `rigwire-ws` crate runs rustls with it.
 //! * [`codec`], [`config`], [`error`] — payloads tagged postcard or JSON,
 //!   settings, and every error by what happened.
 //! * `testing` and `fuzzing` (cargo feature `testing`) — deterministic
@@ -110,6 +112,7 @@ mod receive;
 pub mod relay;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 mod url;
 
 pub use codec::{CodecError, Payload};
@@ -130,4 +133,5 @@ pub use lifecycle::{
 pub use link::{Admit, Interest, Job, Link, Outbox};
 pub use link::{Config, Reconnect};
 pub use message::{Codec, ErrorKind, Message, RejectCode, MAX_NAME, PROTOCOL_VERSION};
+pub use tls::{TlsProblem, TlsSettings, Trust};
 pub use url::Url;

@@ -92,6 +92,9 @@ pub struct RelayConfig {
     /// whose services have no secret refuses to start, since anyone could
     /// register a service and forge its answers).
     pub insecure_services: bool,
+    /// The certificate and key both listeners serve when their URL is
+    /// `tls://` or `wss://`.
+    pub tls: crate::tls::TlsSettings,
 }
 
 impl RelayConfig {
@@ -113,6 +116,18 @@ impl RelayConfig {
         self.services = self.services.secret(secret)?;
         Ok(self)
     }
+
+    /// Serves this certificate chain and key (PEM files) on listeners
+    /// whose URL is `tls://` or `wss://`; read when the relay binds.
+    pub fn tls_identity(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        self.tls.cert = Some(cert.into());
+        self.tls.key = Some(key.into());
+        self
+    }
 }
 
 impl Default for RelayConfig {
@@ -127,6 +142,7 @@ impl Default for RelayConfig {
             max_names_per_service: 64,
             max_names: 1024,
             insecure_services: false,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Where to connect or listen, from a URL: `tcp://host:port`,
-//! `unix:///path`, `ws://host:port/path`. Parsing only; the runtimes do the I/O.
+//! `tls://host:port`, `unix:///path`, `ws://host:port/path` and
+//! `wss://host:port/path`. Parsing only; the runtimes do the I/O.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -10,16 +11,23 @@ use crate::framing::Framing;
 /// Where to connect or listen, parsed from a URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Url {
-    /// `tcp://host:port`
-    Tcp(String),
+    /// `tcp://host:port`, or `tls://host:port` when `tls` is set.
+    Tcp {
+        /// `host:port`
+        addr: String,
+        /// The stream runs inside TLS.
+        tls: bool,
+    },
     /// `unix:///absolute/path` (or `unix://relative/path`)
     Unix(PathBuf),
-    /// `ws://host:port/path`
+    /// `ws://host:port/path`, or `wss://host:port/path` when `tls` is set.
     Ws {
         /// `host:port`
         addr: String,
         /// The request path, starting with `/`.
         path: String,
+        /// The websocket runs inside TLS.
+        tls: bool,
     },
 }
 
@@ -34,14 +42,20 @@ impl Url {
             reason: reason.to_owned(),
         };
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            invalid("expected tcp://host:port, unix:///path or ws://host:port/path")
+            invalid(
+                "expected tcp://host:port, tls://host:port, unix:///path, \
+                 ws://host:port/path or wss://host:port/path",
+            )
         })?;
         match scheme {
-            "tcp" => {
+            "tcp" | "tls" => {
                 if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
-                    return Err(invalid("expected tcp://host:port"));
+                    return Err(invalid(&format!("expected {scheme}://host:port")));
                 }
-                Ok(Url::Tcp(rest.to_owned()))
+                Ok(Url::Tcp {
+                    addr: rest.to_owned(),
+                    tls: scheme == "tls",
+                })
             }
             "unix" => {
                 if rest.is_empty() {
@@ -49,22 +63,20 @@ impl Url {
                 }
                 Ok(Url::Unix(PathBuf::from(rest)))
             }
-            "ws" => {
+            "ws" | "wss" => {
                 let (addr, path) = match rest.find('/') {
                     Some(i) => (&rest[..i], &rest[i..]),
                     None => (rest, "/"),
                 };
                 if addr.is_empty() || !addr.contains(':') {
-                    return Err(invalid("expected ws://host:port/path"));
+                    return Err(invalid(&format!("expected {scheme}://host:port/path")));
                 }
                 Ok(Url::Ws {
                     addr: addr.to_owned(),
                     path: path.to_owned(),
+                    tls: scheme == "wss",
                 })
             }
-            "wss" => Err(invalid(
-                "wss:// (TLS) is not supported; use ws:// behind a TLS proxy",
-            )),
             other => Err(invalid(&format!("unknown scheme '{other}'"))),
         }
     }
@@ -76,14 +88,69 @@ impl Url {
             _ => Framing::Stream,
         }
     }
+
+    /// The `host:port` of a network URL; `None` for `unix://`.
+    pub fn addr(&self) -> Option<&str> {
+        match self {
+            Url::Tcp { addr, .. } | Url::Ws { addr, .. } => Some(addr),
+            Url::Unix(_) => None,
+        }
+    }
+
+    /// The host of a network URL, without the port (and without the
+    /// brackets of an IPv6 address): the name a TLS certificate must carry.
+    pub fn host(&self) -> Option<&str> {
+        let addr = self.addr()?;
+        let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+        Some(host.trim_start_matches('[').trim_end_matches(']'))
+    }
+
+    /// Whether the transport runs inside TLS (`tls://`, `wss://`).
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Url::Tcp { tls: true, .. } | Url::Ws { tls: true, .. })
+    }
+
+    /// The websocket request path, for `ws://` and `wss://`.
+    pub fn ws_path(&self) -> Option<&str> {
+        match self {
+            Url::Ws { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The same scheme and path at another `host:port` (a listener's bound
+    /// address, say); a `unix://` URL is returned unchanged.
+    pub fn at(&self, addr: String) -> Url {
+        match self {
+            Url::Tcp { tls, .. } => Url::Tcp { addr, tls: *tls },
+            Url::Ws { path, tls, .. } => Url::Ws {
+                addr,
+                path: path.clone(),
+                tls: *tls,
+            },
+            Url::Unix(_) => self.clone(),
+        }
+    }
+
+    /// This URL's scheme: `tcp`, `tls`, `unix`, `ws` or `wss`.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Url::Tcp { tls: false, .. } => "tcp",
+            Url::Tcp { tls: true, .. } => "tls",
+            Url::Unix(_) => "unix",
+            Url::Ws { tls: false, .. } => "ws",
+            Url::Ws { tls: true, .. } => "wss",
+        }
+    }
 }
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = self.scheme();
         match self {
-            Url::Tcp(addr) => write!(f, "tcp://{addr}"),
-            Url::Unix(path) => write!(f, "unix://{}", path.display()),
-            Url::Ws { addr, path } => write!(f, "ws://{addr}{path}"),
+            Url::Tcp { addr, .. } => write!(f, "{scheme}://{addr}"),
+            Url::Unix(path) => write!(f, "{scheme}://{}", path.display()),
+            Url::Ws { addr, path, .. } => write!(f, "{scheme}://{addr}{path}"),
         }
     }
 }

@@ -156,18 +156,24 @@ mod endpoints {
             ("tcp://127.0.0.1:7400", Framing::Stream),
             ("unix:///tmp/rig.sock", Framing::Stream),
             ("ws://rig-host:8888/wsData", Framing::Message),
+            ("tls://rig-host:7400", Framing::Stream),
+            ("wss://rig-host:443/data", Framing::Message),
         ] {
             let e = Url::parse(url).unwrap();
             assert_eq!((e.to_string().as_str(), e.framing()), (url, framing));
         }
         assert_eq!(Url::parse("ws://h:1").unwrap().to_string(), "ws://h:1/");
+        let tls = Url::parse("wss://[::1]:9/x").unwrap();
+        assert!(tls.is_tls() && !Url::parse("ws://h:1").unwrap().is_tls());
+        assert_eq!((tls.host(), tls.ws_path()), (Some("::1"), Some("/x")));
         for bad in [
             "127.0.0.1:7400",
             "tcp://nohost",
             "tcp://h:1/x",
             "unix://",
             "ws://",
-            "wss://h:1/x",
+            "tls://nohost",
+            "wss://",
             "smtp://h:25",
         ] {
             let err = Url::parse(bad).unwrap_err();

@@ -60,6 +60,7 @@ from .errors import (
     Busy,
     Cancelled,
     ConnectFailed,
+    TlsFailed,
     DeadlineExceeded,
     GroupError,
     Disconnected,
@@ -310,22 +311,40 @@ def connect(
     secret_file: Optional[PathLike] = None,
     timeout: Optional[float] = None,
     expose: Optional[Dict[str, Callable[..., Any]]] = None,
+    *,
+    pin: Optional[str] = None,
+    ca: Optional[PathLike] = None,
 ) -> Client:
-    """Connects to ``url`` (``tcp://host:port``, ``unix:///path``, ``ws://host:port/path``)
-    as ``name``. The shared secret comes from ``secret`` (text or bytes) or
+    """Connects to ``url`` (``tcp://host:port``, ``tls://host:port``,
+    ``unix:///path``, ``ws://host:port/path``, ``wss://host:port/path``) as
+    ``name``. The shared secret comes from ``secret`` (text or bytes) or
     ``secret_file`` (one trailing newline is not part of it). ``timeout``
     (seconds) bounds connecting and is every call's default deadline.
     ``expose`` maps names to functions the peer may call back over this
     connection (rt-cloud's and RPyC's callback pattern), served as
-    ``Server.expose`` serves them.
+    ``Server.expose`` serves them. Over TLS the server is trusted by
+    ``pin`` (its certificate's fingerprint, ``sha256:…``, as ``rigwire cert
+    new`` prints it), by ``ca`` (a PEM file of authorities), or else by the
+    system's roots.
 
-    Raises ``ConnectFailed``, ``AuthenticationFailed``, ``Rejected``, or
-    ``ValueError`` for a bad secret or timeout."""
+    Raises ``ConnectFailed``, ``TlsFailed``, ``AuthenticationFailed``,
+    ``Rejected``, or ``ValueError`` for a bad secret or timeout."""
     if isinstance(secret, str):
         secret = secret.encode()
     path = None if secret_file is None else _os.fspath(secret_file)
     handlers = [(n, _handler(f)) for n, f in (expose or {}).items()]
-    return Client(_rigwire.connect(url, name, secret, path, timeout, handlers))
+    return Client(_rigwire.connect(url, name, secret, path, timeout, handlers, _tls(pin=pin, ca=ca)))
+
+
+def _tls(
+    cert: Optional[PathLike] = None,
+    key: Optional[PathLike] = None,
+    pin: Optional[str] = None,
+    ca: Optional[PathLike] = None,
+) -> Tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
+    """TLS settings as the native module takes them."""
+    path = lambda p: None if p is None else _os.fspath(p)  # noqa: E731
+    return (path(cert), path(key), pin, path(ca))
 
 
 _Outcome = Tuple[Optional[str], Union[str, bytes], Optional[str]]
@@ -412,17 +431,32 @@ class Server:
         name: str = "python",
         secret: Optional[Secret] = None,
         secret_file: Optional[PathLike] = None,
+        *,
+        cert: Optional[PathLike] = None,
+        key: Optional[PathLike] = None,
+        pin: Optional[str] = None,
+        ca: Optional[PathLike] = None,
     ):
+        """A ``tls://`` or ``wss://`` URL presents ``cert`` with its ``key``
+        (PEM files, as ``rigwire cert new`` writes them); ``pin`` or ``ca``
+        say how to trust a relay dialed over TLS by ``serve_via``."""
         if isinstance(secret, str):
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)
-        self._native = _rigwire.serve(url, name, secret, path)
+        tls = _tls(cert=cert, key=key, pin=pin, ca=ca)
+        self._native = _rigwire.serve(url, name, secret, path, tls)
 
     @property
     def url(self) -> Optional[str]:
         """The URL listened on, with the real port (``None`` when created
         without one, to serve only through a relay)."""
         return self._native.url
+
+    @property
+    def fingerprint(self) -> Optional[str]:
+        """The fingerprint of the TLS certificate served (``sha256:…``),
+        for clients to pin; ``None`` without TLS."""
+        return self._native.fingerprint
 
     def expose(
         self,
@@ -551,11 +585,15 @@ class Group:
         secret: Optional[Secret] = None,
         secret_file: Optional[PathLike] = None,
         timeout: Optional[float] = None,
+        *,
+        pin: Optional[str] = None,
+        ca: Optional[PathLike] = None,
     ):
         if isinstance(secret, str):
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)
-        self._native = _rigwire.connect_group(list(rigs.items()), name, secret, path, timeout)
+        tls = _tls(pin=pin, ca=ca)
+        self._native = _rigwire.connect_group(list(rigs.items()), name, secret, path, timeout, tls)
 
     @property
     def names(self) -> list:

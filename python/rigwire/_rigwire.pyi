@@ -25,6 +25,8 @@ class NativeClient:
 class NativeServer:
     @property
     def url(self) -> Optional[str]: ...
+    @property
+    def fingerprint(self) -> Optional[str]: ...
     def expose(self, name: str, handler: Hook) -> None: ...
     def alias(self, alias: str, name: str) -> None: ...
     def describe(self, name: str, signature: str) -> None: ...
@@ -41,11 +43,14 @@ class NativeServer:
     def peer_count(self) -> int: ...
     def shutdown(self, grace: float = 5.0) -> None: ...
 
+Tls = Tuple[Optional[str], Optional[str], Optional[str], Optional[str]]
+
 def serve(
     url: Optional[str],
     name: str,
     secret: Optional[bytes] = None,
     secret_file: Optional[str] = None,
+    tls: Tls = ...,
 ) -> NativeServer: ...
 
 class NativeGroup:
@@ -64,6 +69,7 @@ def connect_group(
     secret: Optional[bytes] = None,
     secret_file: Optional[str] = None,
     timeout: Optional[float] = None,
+    tls: Tls = ...,
 ) -> NativeGroup: ...
 
 def exp_ref(text: str) -> str: ...
@@ -104,4 +110,5 @@ def connect(
     secret_file: Optional[str] = None,
     timeout: Optional[float] = None,
     expose: List[Tuple[str, Handler]] = ...,
+    tls: Tls = ...,
 ) -> NativeClient: ...

@@ -38,9 +38,12 @@ async def connect(
     secret: Optional[_rigwire.Secret] = None,
     secret_file: Optional[_rigwire.PathLike] = None,
     timeout: Optional[float] = None,
+    *,
+    pin: Optional[str] = None,
+    ca: Optional[_rigwire.PathLike] = None,
 ) -> "Client":
     """``rigwire.connect``, awaited."""
-    return Client(await _off_loop(lambda: _rigwire.connect(url, name, secret, secret_file, timeout)))
+    return Client(await _off_loop(lambda: _rigwire.connect(url, name, secret, secret_file, timeout, pin=pin, ca=ca)))
 
 
 class Client:

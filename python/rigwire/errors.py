@@ -50,6 +50,13 @@ class ConnectFailed(Error, ConnectionError):
     """The peer could not be reached (nothing listening, no route, timeout)."""
 
 
+class TlsFailed(ConnectFailed):
+    """TLS failed: the server's certificate is not the pinned one (both
+    fingerprints named), expired or not yet valid (its dates), for another
+    name (both names) or from no trusted authority; or one side spoke TLS
+    and the other did not (which one, and the URL to use)."""
+
+
 class Cancelled(Error, concurrent.futures.CancelledError):
     """The call was cancelled (``handle.cancel()``, or Ctrl-C while waiting), so it has no result."""
 
@@ -81,6 +88,7 @@ __all__ = [
     "DeadlineExceeded",
     "Disconnected",
     "ConnectFailed",
+    "TlsFailed",
     "Cancelled",
     "GroupError",
     "AuthenticationFailed",

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
-use rigwire_std::core::Secret;
+use rigwire_std::core::{Secret, TlsSettings, Trust};
 use rigwire_std::{Client, Config, Error, Handlers, Payload, Peer, RawPendingCall};
 
 use crate::data::{Answer, Data};
@@ -42,7 +42,8 @@ pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duratio
 /// bounds connecting and is every call's default deadline. `expose` names
 /// the package's wrapped functions the peer may call back.
 #[pyfunction]
-#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None, expose=Vec::new()))]
+#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None, expose=Vec::new(), tls=Tls::default()))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn connect(
     py: Python<'_>,
     url: String,
@@ -51,8 +52,9 @@ pub(crate) fn connect(
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
     expose: Vec<(String, Py<PyAny>)>,
+    tls: Tls,
 ) -> PyResult<NativeClient> {
-    let config = config(name, secret, secret_file, timeout)?;
+    let config = config(name, secret, secret_file, timeout, tls)?;
     let mut handlers = Handlers::new();
     for (method, handler) in expose {
         crate::server::expose_python(&mut handlers, &method, handler).map_err(|e| to_py(py, e))?;
@@ -114,16 +116,50 @@ impl NativeClient {
     }
 }
 
+/// TLS as Python gives it, `(cert, key, pin, ca)`: a server's certificate
+/// and key files, and how a client trusts its server (a pinned
+/// fingerprint, or a CA file; the system's roots when neither).
+#[derive(Debug, Default, FromPyObject)]
+pub(crate) struct Tls(
+    Option<PathBuf>,
+    Option<PathBuf>,
+    Option<String>,
+    Option<PathBuf>,
+);
+
+impl Tls {
+    fn settings(self) -> PyResult<TlsSettings> {
+        let Tls(cert, key, pin, ca) = self;
+        if cert.is_some() != key.is_some() {
+            return Err(PyValueError::new_err("give cert and key together"));
+        }
+        let trust = match (pin, ca) {
+            (Some(_), Some(_)) => return Err(PyValueError::new_err("give pin or ca, not both")),
+            (Some(pin), None) => Trust::Pin(pin),
+            (None, Some(ca)) => Trust::Ca(ca),
+            (None, None) => Trust::SystemRoots,
+        };
+        Ok(TlsSettings {
+            cert,
+            key,
+            trust,
+            server_name: None,
+        })
+    }
+}
+
 /// An endpoint's settings from what Python passed: its name, a secret as
-/// bytes or from a file (not both), and a timeout for connecting and as
-/// every call's default deadline.
+/// bytes or from a file (not both), a timeout for connecting and as every
+/// call's default deadline, and TLS.
 pub(crate) fn config(
     name: &str,
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
+    tls: Tls,
 ) -> PyResult<Config> {
     let mut config = Config::named(name);
+    config.tls = tls.settings()?;
     config.protocol.secret = match (secret, secret_file) {
         (Some(_), Some(_)) => {
             return Err(PyValueError::new_err(

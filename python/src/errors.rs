@@ -30,6 +30,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
                 Error::DeadlineExceeded | Error::WaitTimeout(_) => "DeadlineExceeded",
                 Error::Disconnected(_) => "Disconnected",
                 Error::Connect { .. } => "ConnectFailed",
+                Error::Tls(_) => "TlsFailed",
                 Error::AuthFailed(_) => "AuthenticationFailed",
                 Error::Rejected { .. } | Error::VersionMismatch { .. } => "Rejected",
                 Error::Busy(_) => "Busy",

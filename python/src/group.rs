@@ -12,7 +12,7 @@ use rigwire_std::core::{ExpRef, InitData};
 use rigwire_std::{Group, GroupError, GroupResults};
 use serde::Serialize;
 
-use crate::client::{config, seconds};
+use crate::client::{config, seconds, Tls};
 use crate::errors::to_py;
 
 /// One rig's outcome as Python receives it: the result's JSON text, or the
@@ -67,7 +67,7 @@ fn outcomes<T: Serialize>(py: Python<'_>, results: GroupResults<T>) -> PyResult<
 /// Connects to every rig of `rigs` (name, URL) at once, with the settings
 /// of `connect`.
 #[pyfunction]
-#[pyo3(signature = (rigs, name, secret=None, secret_file=None, timeout=None))]
+#[pyo3(signature = (rigs, name, secret=None, secret_file=None, timeout=None, tls=Tls::default()))]
 pub(crate) fn connect_group(
     py: Python<'_>,
     rigs: Vec<(String, String)>,
@@ -75,8 +75,9 @@ pub(crate) fn connect_group(
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
+    tls: Tls,
 ) -> PyResult<NativeGroup> {
-    let config = config(name, secret, secret_file, timeout)?;
+    let config = config(name, secret, secret_file, timeout, tls)?;
     let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
     let inner = py
         .detach(|| Group::connect(&pairs, &config))

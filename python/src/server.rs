@@ -17,7 +17,7 @@ use rigwire_std::{
     RunningServer, RunningService, Server,
 };
 
-use crate::client::{config, seconds, NativeClient};
+use crate::client::{config, seconds, NativeClient, Tls};
 use crate::data::{Answer, Data};
 use crate::errors::to_py;
 
@@ -47,15 +47,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// A server as `name`, listening on `url` (port 0 picks a free port) unless
 /// it is `None`, with a shared secret as for `connect`.
 #[pyfunction]
-#[pyo3(signature = (url, name, secret=None, secret_file=None))]
+#[pyo3(signature = (url, name, secret=None, secret_file=None, tls=Tls::default()))]
 pub(crate) fn serve(
     py: Python<'_>,
     url: Option<&str>,
     name: &str,
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
+    tls: Tls,
 ) -> PyResult<NativeServer> {
-    let config = config(name, secret, secret_file, None)?;
+    let config = config(name, secret, secret_file, None, tls)?;
     let (listening, url) = match url {
         Some(url) => {
             let server = Server::bind(url, config.clone()).map_err(|e| to_py(py, e))?;
@@ -167,6 +168,17 @@ impl NativeServer {
     #[getter]
     fn url(&self) -> Option<String> {
         self.url.clone()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
+    /// `wss://`), for clients to pin; `None` without TLS.
+    #[getter]
+    fn fingerprint(&self) -> Option<String> {
+        match &*lock(&self.listening) {
+            Listening::Bound(server) => server.tls_fingerprint(),
+            Listening::Running(server) => server.tls_fingerprint(),
+            Listening::None => None,
+        }
     }
 
     /// Exposes `name`, answered by `handler` (the package's wrapper, called

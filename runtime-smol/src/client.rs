@@ -52,8 +52,7 @@ pub(crate) async fn open(
     handlers: &Arc<Handlers>,
     linger: Duration,
 ) -> Result<Peer, Error> {
-    let (socket, codec) =
-        transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout).await?;
+    let (socket, codec) = transport::connect(endpoint, config).await?;
     let conn = Connection::new(
         config.protocol.clone(),
         handlers.registry().clone(),

@@ -38,7 +38,7 @@ use rigwire_core::link::earliest;
 pub(crate) use rigwire_core::link::READ_CHUNK;
 use rigwire_core::link::{Admit, Job, Link, NoRoomError};
 use rigwire_core::{Connection, IncomingCall, Payload, RemoteError};
-use rigwire_ws::{Flushed, Wire, WsCodec};
+use rigwire_ws::{Flushed, Wire};
 use smol::{future, Task, Timer};
 
 use crate::handler::{CallContext, Handlers};
@@ -111,7 +111,7 @@ impl Shared {
     pub(crate) fn new(
         conn: Connection,
         socket: Arc<Socket>,
-        ws: Option<WsCodec>,
+        wire: Wire,
         handlers: Arc<Handlers>,
         hooks: Arc<Hooks>,
         label: String,
@@ -120,7 +120,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 link: Link::new(conn),
-                wire: Wire::new(ws),
+                wire,
                 write_blocked: false,
                 tasks: HashMap::new(),
                 notify_key: 0,
@@ -145,10 +145,10 @@ impl Shared {
             label,
         });
         let mut g = shared.lock();
-        if g.wire.is_ws() {
-            // The upgrade may already have buffered the peer's first frames.
+        {
+            // The opening may already have brought the peer's first bytes.
             let State { link, wire, .. } = &mut *g;
-            wire.feed(link, Ok(0), &[], Instant::now());
+            wire.start(link, Instant::now());
         }
         shared.flush(&mut g); // our Hello
         let jobs = shared.pump(&mut g);
@@ -339,7 +339,11 @@ impl Shared {
         let Ok(reading) = self.reader.try_lock() else {
             return false;
         };
-        let room = self.lock().link.lend_room(READ_CHUNK);
+        let room = {
+            let mut g = self.lock();
+            let State { link, wire, .. } = &mut *g;
+            wire.lend_room(link, READ_CHUNK)
+        };
         let fed = match room {
             // The rest of a large frame is read straight into it.
             Some(mut room) => {

@@ -66,8 +66,9 @@ impl std::fmt::Debug for RelayServer {
 }
 
 impl RelayServer {
-    /// Binds the clients' URL and the services' URL (`tcp://`, `unix://` or
-    /// `ws://`; port 0 picks a free port). `config.clients` and
+    /// Binds the clients' URL and the services' URL (`tcp://`, `tls://`,
+    /// `unix://`, `ws://` or `wss://`; port 0 picks a free port; TLS serves
+    /// `config.tls`'s identity). `config.clients` and
     /// `config.services` hold each side's secret and limits.
     ///
     /// # Errors
@@ -80,8 +81,8 @@ impl RelayServer {
         config.clients.validate()?;
         config.services.validate()?;
         Ok(RelayServer {
-            clients: Listener::bind(&Url::parse(clients_url)?)?,
-            services: Listener::bind(&Url::parse(services_url)?)?,
+            clients: Listener::bind(&Url::parse(clients_url)?, &config.tls)?,
+            services: Listener::bind(&Url::parse(services_url)?, &config.tls)?,
             config,
             own: Registry::new(),
             own_fns: Vec::new(),
@@ -91,6 +92,13 @@ impl RelayServer {
     /// The URL clients connect to, with the real port.
     pub fn clients_url(&self) -> String {
         self.clients.local_endpoint().to_string()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate the relay serves on
+    /// its `tls://` or `wss://` URLs; `None` without TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        let fingerprint = self.clients.fingerprint().or(self.services.fingerprint());
+        fingerprint.map(str::to_owned)
     }
 
     /// The URL services dial, with the real port.
@@ -172,7 +180,18 @@ impl RelayServer {
         // Only the relay's thread holds the executor: when it ends, every
         // task (and with them the state) is dropped.
         drop(executor);
-        tracing::info!(clients = %clients_url, services = %services_url, "relay listening");
+        let fingerprint = clients
+            .fingerprint()
+            .or(services.fingerprint())
+            .map(str::to_owned);
+        match &fingerprint {
+            Some(fingerprint) => tracing::info!(
+                clients = %clients_url, services = %services_url, fingerprint, "relay listening"
+            ),
+            None => {
+                tracing::info!(clients = %clients_url, services = %services_url, "relay listening")
+            }
+        }
         Ok(RunningRelay {
             inner,
             tasks,
@@ -180,12 +199,13 @@ impl RelayServer {
             unix_files: [clients, services]
                 .iter()
                 .filter_map(|l| match l.local_endpoint() {
-                    Url::Unix(path) => Some(path),
+                    Url::Unix(path) => Some(path.clone()),
                     _ => None,
                 })
                 .collect(),
             clients_url,
             services_url,
+            fingerprint,
         })
     }
 }
@@ -259,6 +279,10 @@ impl Sink for RelayInput<'_> {
     fn closed(&mut self, reason: &str, now: Instant) {
         let reason = self.write_failed.as_deref().unwrap_or(reason);
         self.relay.handle_transport_closed(self.id, reason, now);
+    }
+    fn tls_failed(&mut self, problem: rigwire_core::TlsProblem, now: Instant) {
+        self.relay
+            .handle_transport_closed(self.id, &problem.to_string(), now);
     }
 }
 
@@ -418,11 +442,11 @@ impl Inner {
             PeerKind::Service => &self.config.services,
         };
         let label = format!("{} ({side:?})", listener.local_endpoint());
-        let codec = match listener
-            .upgrade(&socket, config.max_frame, config.handshake_timeout)
+        let mut wire = match listener
+            .open(&socket, config.max_frame, config.handshake_timeout)
             .await
         {
-            Ok(codec) => codec,
+            Ok(wire) => wire,
             Err(e) => return tracing::warn!(peer = %label, "{e}"),
         };
         let socket = Arc::new(socket);
@@ -436,20 +460,19 @@ impl Inner {
                 Ok(id) => id,
                 Err(e) => return tracing::error!("invalid relay configuration: {e}"),
             };
-            let mut wire = Wire::new(codec);
             if self.stopping.load(Ordering::SeqCst) {
                 g.relay
                     .reject(id, RejectCode::Shutdown, "the relay is shutting down");
             }
-            if wire.is_ws() {
-                // The upgrade may already have buffered the peer's first frames.
+            {
+                // The opening may already have brought the peer's first bytes.
                 let relay = &mut g.relay;
                 let input = &mut RelayInput {
                     relay,
                     id,
                     write_failed: None,
                 };
-                wire.feed(input, Ok(0), &[], now);
+                wire.start(input, now);
             }
             g.io.insert(
                 id,
@@ -590,6 +613,7 @@ pub struct RunningRelay {
     unix_files: Vec<std::path::PathBuf>,
     clients_url: String,
     services_url: String,
+    fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for RunningRelay {
@@ -605,6 +629,11 @@ impl RunningRelay {
     /// The URL clients connect to, with the real port.
     pub fn clients_url(&self) -> String {
         self.clients_url.clone()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate served; `None` without TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.fingerprint.clone()
     }
 
     /// The URL services dial, with the real port.

@@ -41,7 +41,7 @@ impl Server {
     /// `InvalidUrl`, `Bind`, `Config`.
     pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
         config.protocol.validate()?;
-        let listener = Listener::bind(&Url::parse(url)?)?;
+        let listener = Listener::bind(&Url::parse(url)?, &config.tls)?;
         Ok(Server {
             listener,
             config,
@@ -53,6 +53,12 @@ impl Server {
     /// The URL actually listened on, with the real port.
     pub fn local_url(&self) -> String {
         self.listener.local_endpoint().to_string()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
+    /// `wss://`), for clients to pin; `None` without TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.listener.fingerprint().map(str::to_owned)
     }
 
     /// The handler table.
@@ -114,7 +120,10 @@ impl Server {
             url: url.clone(),
         });
         let accept = smol::spawn(Arc::clone(&inner).accept_loop());
-        tracing::info!(%url, "listening");
+        match inner.listener.fingerprint() {
+            Some(fingerprint) => tracing::info!(%url, fingerprint, "listening"),
+            None => tracing::info!(%url, "listening"),
+        }
         Ok(RunningServer {
             inner,
             accept: Some(accept),
@@ -230,16 +239,16 @@ impl ServerInner {
                 return false;
             }
         };
-        let codec = match self
+        let wire = match self
             .listener
-            .upgrade(
+            .open(
                 &socket,
                 self.config.protocol.max_frame,
                 self.config.protocol.handshake_timeout,
             )
             .await
         {
-            Ok(codec) => codec,
+            Ok(wire) => wire,
             Err(e) => {
                 tracing::warn!(peer = %label, "{e}");
                 return false;
@@ -248,7 +257,7 @@ impl ServerInner {
         let shared = Shared::new(
             conn,
             socket,
-            codec,
+            wire,
             Arc::clone(&self.handlers),
             Arc::clone(&self.hooks),
             label.clone(),
@@ -312,6 +321,12 @@ impl RunningServer {
     /// The URL listened on, with the real port.
     pub fn local_url(&self) -> String {
         self.inner.url.clone()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
+    /// `wss://`), for clients to pin; `None` without TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.inner.listener.fingerprint().map(str::to_owned)
     }
 
     /// The peers connected now.

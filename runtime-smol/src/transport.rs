@@ -1,6 +1,7 @@
-//! Transports on async-io: `tcp://host:port`, `unix:///path` and
-//! `ws://host:port/path` (the upgrade here, the framing by `rigwire-ws` in
-//! the driver). Reads and
+//! Transports on async-io: `tcp://host:port`, `tls://host:port`,
+//! `unix:///path`, `ws://host:port/path` and `wss://host:port/path` (the
+//! opening of TLS and websocket here, their framing by `rigwire-ws` in the
+//! driver). Reads and
 //! writes are non-blocking attempts; waiting is for readiness only, so no
 //! future ever holds the socket across an `.await` and a dropped future never
 //! leaves half a frame on the wire.
@@ -8,11 +9,10 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use rigwire_core::{Error, Url};
-use rigwire_ws::{Handshake, WsCodec};
+use rigwire_core::{Config, Error, TlsSettings, Url};
+use rigwire_ws::{client_opening, server_identity, Opening, OpeningError, ServerTls, Wire};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{future, Async, Timer};
 
@@ -56,6 +56,23 @@ impl Socket {
         }
     }
 
+    /// Reads what arrives next, waiting for it (for the opening only: the
+    /// driver never waits holding the socket).
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => (&*s).read(buf).await,
+            Socket::Unix(s) => (&*s).read(buf).await,
+        }
+    }
+
+    /// Writes all of `bytes`, waiting for room (for the opening only).
+    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Socket::Tcp(s) => (&*s).write_all(bytes).await,
+            Socket::Unix(s) => (&*s).write_all(bytes).await,
+        }
+    }
+
     /// Ends both directions; a pending read completes with end of stream.
     /// Shuts down one side or both; a socket already gone is no error.
     pub(crate) fn shutdown(&self, how: Shutdown) {
@@ -66,68 +83,64 @@ impl Socket {
     }
 }
 
-/// Runs a websocket upgrade on a fresh connection, within `timeout`.
-async fn upgrade(
-    socket: &Async<TcpStream>,
-    mut handshake: Handshake,
+/// Opens a fresh connection's layers (TLS, websocket) within `timeout`.
+async fn open(
+    socket: &Socket,
+    mut opening: Opening,
     timeout: Duration,
-) -> Result<WsCodec, String> {
+) -> Result<Wire, OpeningError> {
     let work = async {
         let mut buf = vec![0u8; 4096];
         let mut input: &[u8] = &[];
         loop {
-            let done = match handshake.feed(input) {
-                Ok(done) => done,
-                Err(e) => {
-                    // A refusal (a 404 for a wrong path) still goes to the peer.
-                    let _ = (&*socket).write_all(&handshake.take_output()).await;
-                    return Err(e);
-                }
-            };
-            let out = handshake.take_output();
+            let fed = opening.feed(input);
+            let out = opening.take_output();
             if !out.is_empty() {
-                (&*socket)
-                    .write_all(&out)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                // Last words (an alert, an HTTP refusal) matter less than the failure.
+                let sent = socket.write_all(&out).await;
+                if fed.is_ok() {
+                    sent.map_err(|e| OpeningError::Io(e.to_string()))?;
+                }
             }
-            if let Some(codec) = done {
-                return Ok(codec);
+            if let Some(wire) = fed? {
+                return Ok(wire);
             }
-            let n = (&*socket)
+            let n = socket
                 .read(&mut buf)
                 .await
-                .map_err(|e| format!("websocket handshake: {e}"))?;
+                .map_err(|e| OpeningError::Io(format!("handshake: {e}")))?;
             if n == 0 {
-                return Err("websocket handshake: the peer closed the connection".into());
+                return Err(OpeningError::Io(
+                    "the peer closed the connection in the TLS or websocket handshake".into(),
+                ));
             }
             input = &buf[..n];
         }
     };
     future::or(work, async {
         Timer::after(timeout).await;
-        Err(format!(
-            "websocket handshake did not complete within {timeout:?}"
-        ))
+        Err(OpeningError::Io(format!(
+            "the TLS or websocket handshake did not complete within {timeout:?}"
+        )))
     })
     .await
 }
 
-/// Dials `endpoint` within `timeout`; websocket connections are upgraded here.
-pub(crate) async fn connect(
-    endpoint: &Url,
-    max_frame: u32,
-    timeout: Duration,
-) -> Result<(Socket, Option<WsCodec>), Error> {
+/// Dials `endpoint` within the connect timeout, and opens its layers (TLS
+/// as `config` says, websocket) within the same.
+pub(crate) async fn connect(endpoint: &Url, config: &Config) -> Result<(Socket, Wire), Error> {
     let fail = |reason: String| Error::Connect {
         url: endpoint.to_string(),
         reason,
     };
+    let timeout = config.connect_timeout;
     let dial = async {
         match endpoint {
-            Url::Tcp(addr) | Url::Ws { addr, .. } => {
+            Url::Unix(path) => Ok(Socket::Unix(Async::<UnixStream>::connect(path).await?)),
+            _ => {
+                let addr = endpoint.addr().unwrap_or_default();
                 let mut last = format!("{addr} resolved to no address");
-                for sa in smol::net::resolve(addr.as_str()).await? {
+                for sa in smol::net::resolve(addr).await? {
                     match Async::<TcpStream>::connect(sa).await {
                         Ok(s) => {
                             s.get_ref().set_nodelay(true)?;
@@ -138,7 +151,6 @@ pub(crate) async fn connect(
                 }
                 Err(io::Error::other(last))
             }
-            Url::Unix(path) => Ok(Socket::Unix(Async::<UnixStream>::connect(path).await?)),
         }
     };
     let timed_out = async {
@@ -151,107 +163,94 @@ pub(crate) async fn connect(
     let socket = future::or(dial, timed_out)
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let codec = match (endpoint, &socket) {
-        (Url::Ws { .. }, Socket::Tcp(tcp)) => {
-            let handshake = Handshake::client(&endpoint.to_string(), max_frame).map_err(fail)?;
-            Some(upgrade(tcp, handshake, timeout).await.map_err(fail)?)
-        }
-        _ => None,
-    };
-    Ok((socket, codec))
+    let opening = client_opening(endpoint, &config.tls, config.protocol.max_frame)?;
+    let wire = open(&socket, opening, timeout)
+        .await
+        .map_err(|e| e.into_error(endpoint))?;
+    Ok((socket, wire))
 }
 
-/// A bound listening socket.
+/// A bound listening socket, with the TLS identity it serves (`tls://`, `wss://`).
 #[derive(Debug)]
-pub(crate) enum Listener {
-    /// TCP; with a path when serving websocket there.
-    Tcp(Async<TcpListener>, Option<String>),
-    Unix(Async<UnixListener>, PathBuf),
+pub(crate) struct Listener {
+    socket: ListeningSocket,
+    /// The URL bound, with the port the OS chose for port 0.
+    url: Url,
+    tls: Option<ServerTls>,
+}
+
+#[derive(Debug)]
+enum ListeningSocket {
+    Tcp(Async<TcpListener>),
+    Unix(Async<UnixListener>),
 }
 
 impl Listener {
-    /// Binds `endpoint`; a stale Unix socket file is replaced only if nothing answers on it.
-    pub(crate) fn bind(endpoint: &Url) -> Result<Listener, Error> {
+    /// Binds `endpoint`, reading the TLS identity `tls` names when it
+    /// asks for TLS. A stale Unix socket file is replaced only if nothing
+    /// answers on it.
+    pub(crate) fn bind(endpoint: &Url, tls: &TlsSettings) -> Result<Listener, Error> {
         let fail = |e: io::Error| Error::Bind {
             url: endpoint.to_string(),
             reason: e.to_string(),
         };
-        match endpoint {
-            Url::Tcp(addr) => {
-                let listener = TcpListener::bind(addr).map_err(fail)?;
-                Ok(Listener::Tcp(Async::new(listener).map_err(fail)?, None))
-            }
-            Url::Ws { addr, path } => {
-                let listener = TcpListener::bind(addr).map_err(fail)?;
-                Ok(Listener::Tcp(
-                    Async::new(listener).map_err(fail)?,
-                    Some(path.clone()),
-                ))
-            }
+        let tls = server_identity(endpoint, tls)?;
+        let (socket, url) = match endpoint {
             Url::Unix(path) => {
                 if path.exists() && UnixStream::connect(path).is_err() {
                     let _ = std::fs::remove_file(path);
                 }
                 let listener = UnixListener::bind(path).map_err(fail)?;
-                Ok(Listener::Unix(
-                    Async::new(listener).map_err(fail)?,
-                    path.clone(),
-                ))
+                let socket = ListeningSocket::Unix(Async::new(listener).map_err(fail)?);
+                (socket, endpoint.clone())
             }
-        }
+            _ => {
+                let listener =
+                    TcpListener::bind(endpoint.addr().unwrap_or_default()).map_err(fail)?;
+                let bound = listener.local_addr().map_err(fail)?.to_string();
+                let socket = ListeningSocket::Tcp(Async::new(listener).map_err(fail)?);
+                (socket, endpoint.at(bound))
+            }
+        };
+        Ok(Listener { socket, url, tls })
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).
-    pub(crate) fn local_endpoint(&self) -> Url {
-        match self {
-            Listener::Tcp(l, ws) => {
-                let addr = l
-                    .get_ref()
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_default();
-                match ws {
-                    None => Url::Tcp(addr),
-                    Some(path) => Url::Ws {
-                        addr,
-                        path: path.clone(),
-                    },
-                }
-            }
-            Listener::Unix(_, path) => Url::Unix(path.clone()),
-        }
+    pub(crate) fn local_endpoint(&self) -> &Url {
+        &self.url
     }
 
-    /// Waits for the next connection.
+    /// The fingerprint of the TLS certificate served, if any.
+    pub(crate) fn fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(ServerTls::fingerprint)
+    }
+
+    /// Waits for the next connection; its layers are not yet open.
     pub(crate) async fn accept(&self) -> io::Result<Socket> {
-        match self {
-            Listener::Tcp(l, _) => {
+        match &self.socket {
+            ListeningSocket::Tcp(l) => {
                 let (s, _) = l.accept().await?;
                 s.get_ref().set_nodelay(true)?;
                 Ok(Socket::Tcp(s))
             }
-            Listener::Unix(l, _) => Ok(Socket::Unix(l.accept().await?.0)),
+            ListeningSocket::Unix(l) => Ok(Socket::Unix(l.accept().await?.0)),
         }
     }
 
-    /// Completes an accepted socket: the websocket upgrade when serving ws://.
-    pub(crate) async fn upgrade(
+    /// Opens an accepted socket's layers (TLS, websocket), within `timeout`.
+    pub(crate) async fn open(
         &self,
         socket: &Socket,
         max_frame: u32,
         timeout: Duration,
-    ) -> Result<Option<WsCodec>, String> {
-        match (self, socket) {
-            (Listener::Tcp(_, Some(path)), Socket::Tcp(tcp)) => Ok(Some(
-                upgrade(tcp, Handshake::server(path, max_frame)?, timeout).await?,
-            )),
-            _ => Ok(None),
-        }
+    ) -> Result<Wire, OpeningError> {
+        let opening = Opening::server(&self.url, self.tls.as_ref(), max_frame)?;
+        open(socket, opening, timeout).await
     }
 
     /// Removes a Unix socket file after use.
     pub(crate) fn cleanup(&self) {
-        if let Listener::Unix(_, path) = self {
+        if let Url::Unix(path) = &self.url {
             let _ = std::fs::remove_file(path);
         }
     }

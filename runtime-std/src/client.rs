@@ -63,8 +63,7 @@ pub(crate) fn open(
     pool: Option<&Arc<Pool>>,
     linger: Duration,
 ) -> Result<Peer, Error> {
-    let transport =
-        transport::connect(endpoint, config.protocol.max_frame, config.connect_timeout)?;
+    let transport = transport::connect(endpoint, config)?;
     let conn = Connection::new(
         config.protocol.clone(),
         handlers.registry().clone(),

@@ -42,7 +42,7 @@ use rigwire_core::framing::FrameRoom;
 use rigwire_core::link::earliest;
 use rigwire_core::link::{Admit, Job, NoRoomError, READ_CHUNK};
 use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
-use rigwire_ws::{Flushed, Wire, WsCodec};
+use rigwire_ws::{Flushed, Wire};
 
 use crate::handler::{CallContext, Handlers};
 use crate::peer::Peer;
@@ -114,7 +114,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         conn: Connection,
-        (socket, ws): (Socket, Option<WsCodec>),
+        (socket, wire): (Socket, Wire),
         handlers: Arc<Handlers>,
         pool: Option<Arc<Pool>>,
         hooks: Arc<Hooks>,
@@ -126,7 +126,7 @@ impl Shared {
             me: me.clone(),
             state: Mutex::new(State {
                 link: Link::new(conn),
-                wire: Wire::new(ws),
+                wire,
                 reader: Some(reader),
                 write_blocked: false,
                 writer_started: false,
@@ -153,10 +153,10 @@ impl Shared {
             label,
         });
         let mut g = shared.lock();
-        if g.wire.is_ws() {
-            // The upgrade may already have buffered the peer's first frames.
+        {
+            // The opening may already have brought the peer's first bytes.
             let State { link, wire, .. } = &mut *g;
-            wire.feed(link, Ok(0), &[], Instant::now());
+            wire.start(link, Instant::now());
         }
         let jobs = shared.pump(&mut g); // our Hello
         drop(g);
@@ -446,7 +446,10 @@ impl Shared {
         let mut reader = g.reader.take().expect("caller checked the reader is here");
         let wake = earliest(g.link.poll_interest().wake_at, deadline);
         // The rest of a large frame is read straight into it.
-        let mut room = g.link.lend_room(READ_CHUNK);
+        let mut room = {
+            let State { link, wire, .. } = &mut *g;
+            wire.lend_room(link, READ_CHUNK)
+        };
         drop(g);
         let received = reader.read(wake, room.as_mut().map(FrameRoom::buf));
         let mut g = self.lock();

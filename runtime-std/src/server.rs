@@ -46,7 +46,7 @@ impl Server {
     /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
     pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
         config.protocol.validate()?;
-        let listener = Listener::bind(&Url::parse(url)?)?;
+        let listener = Listener::bind(&Url::parse(url)?, &config.tls)?;
         Ok(Server {
             listener,
             config,
@@ -58,6 +58,12 @@ impl Server {
     /// The URL actually listened on, with the real port.
     pub fn local_url(&self) -> String {
         self.listener.local_endpoint().to_string()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
+    /// `wss://`), for clients to pin; `None` without TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.listener.fingerprint().map(str::to_owned)
     }
 
     /// The handler table, to expose many names at once or share a prepared one.
@@ -125,7 +131,10 @@ impl Server {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        tracing::info!(%url, "listening");
+        match inner.listener.fingerprint() {
+            Some(fingerprint) => tracing::info!(%url, fingerprint, "listening"),
+            None => tracing::info!(%url, "listening"),
+        }
         Ok(RunningServer {
             inner,
             accept: Some(accept),
@@ -295,7 +304,7 @@ impl ServerInner {
     /// On a plain stream, starts the connection and sends its `Hello` at
     /// once (a websocket waits for the peer's upgrade request first).
     fn say_hello(&self, socket: &Socket) -> Option<Connection> {
-        if self.listener.is_ws() {
+        if self.listener.needs_opening() {
             return None;
         }
         let mut conn = self.new_connection().ok()?;
@@ -357,7 +366,7 @@ impl ServerInner {
         conn: Option<Connection>,
     ) {
         let label = format!("{} #{id}", self.url);
-        let halves = match self.listener.upgrade(
+        let halves = match self.listener.open(
             socket,
             self.config.protocol.max_frame,
             self.config.protocol.handshake_timeout,
@@ -472,6 +481,11 @@ impl RunningServer {
     /// The URL listened on, with the real port.
     pub fn local_url(&self) -> String {
         self.inner.url.clone()
+    }
+
+    /// The SHA-256 fingerprint of the TLS certificate served; `None` without TLS.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.inner.listener.fingerprint().map(str::to_owned)
     }
 
     /// The peers connected now.

@@ -1,5 +1,5 @@
-//! Transports chosen by URL: `tcp://host:port`, `unix:///path`,
-//! `ws://host:port/path`. A connection is one socket: whichever thread holds
+//! Transports chosen by URL: `tcp://host:port`, `tls://host:port`,
+//! `unix:///path`, `ws://host:port/path`, `wss://host:port/path`. A connection is one socket: whichever thread holds
 //! the [`Reader`] blocks in reads bounded by a timeout; writes never block
 //! ([`Socket::try_send`]); a thread that must wait for room in the kernel's
 //! buffer waits with [`Socket::wait`], bounded by a deadline.
@@ -8,13 +8,12 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rigwire_core::Error;
 pub use rigwire_core::Url;
-use rigwire_ws::{Handshake, WsCodec};
+use rigwire_core::{Config, Error, TlsSettings};
+use rigwire_ws::{client_opening, server_identity, Opening, OpeningError, ServerTls, Wire};
 
 /// A connected socket of either family. Its handles share one descriptor
 /// ([`share`](Self::share)): a connection costs one file, not one per
@@ -226,84 +225,79 @@ impl Reader {
     }
 }
 
-/// Runs a websocket upgrade over a blocking socket: send what the handshake
-/// produces, feed it what arrives, until it completes or `timeout` passes.
-fn upgrade(
+/// Opens a connection's layers (TLS, websocket) over a blocking socket:
+/// send what the opening produces, feed it what arrives, until it hands
+/// back the wire or `timeout` passes.
+fn open(
     socket: &mut Socket,
-    mut handshake: Handshake,
+    mut opening: Opening,
     timeout: Duration,
-) -> Result<WsCodec, String> {
-    // One deadline for the whole upgrade: a peer that trickles bytes must
+) -> Result<Wire, OpeningError> {
+    // One deadline for the whole opening: a peer that trickles bytes must
     // not earn a fresh timeout with each.
     let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 4096];
     let mut input: &[u8] = &[];
+    let late = || {
+        OpeningError::Io(format!(
+            "the TLS or websocket handshake did not complete within {timeout:?}"
+        ))
+    };
     loop {
-        let done = match handshake.feed(input) {
-            Ok(done) => done,
-            Err(e) => {
-                // A refusal (a 404 for a wrong path) still goes to the peer.
-                let _ = socket.write_all(&handshake.take_output());
-                return Err(e);
-            }
-        };
-        let out = handshake.take_output();
+        let fed = opening.feed(input);
+        let out = opening.take_output();
         if !out.is_empty() {
-            socket.write_all(&out).map_err(|e| e.to_string())?;
+            // Last words (an alert, an HTTP refusal) matter less than the failure.
+            let sent = socket.write_all(&out);
+            if fed.is_ok() {
+                sent.map_err(|e| OpeningError::Io(e.to_string()))?;
+            }
         }
-        if let Some(codec) = done {
-            socket.set_read_timeout(None).map_err(|e| e.to_string())?;
-            return Ok(codec);
+        if let Some(wire) = fed? {
+            socket
+                .set_read_timeout(None)
+                .map_err(|e| OpeningError::Io(e.to_string()))?;
+            return Ok(wire);
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "websocket handshake did not complete within {timeout:?}"
-            ));
+            return Err(late());
         }
         socket
             .set_read_timeout(Some(left))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| OpeningError::Io(e.to_string()))?;
         let n = socket.read(&mut buf).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                format!("websocket handshake did not complete within {timeout:?}")
-            }
-            _ => format!("websocket handshake: {e}"),
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => late(),
+            _ => OpeningError::Io(format!("handshake: {e}")),
         })?;
         if n == 0 {
-            return Err("websocket handshake: the peer closed the connection".into());
+            return Err(OpeningError::Io(
+                "the peer closed the connection in the TLS or websocket handshake".into(),
+            ));
         }
         input = &buf[..n];
     }
 }
 
-/// Dials `endpoint`; websocket connections complete their HTTP upgrade here.
-pub(crate) fn connect(
-    endpoint: &Url,
-    max_frame: u32,
-    timeout: Duration,
-) -> Result<(Socket, Option<WsCodec>), Error> {
+/// Connects to `endpoint` within the connect timeout, and opens its layers
+/// (TLS as `config` says, websocket) within the same.
+pub(crate) fn connect(endpoint: &Url, config: &Config) -> Result<(Socket, Wire), Error> {
     let fail = |reason: String| Error::Connect {
         url: endpoint.to_string(),
         reason,
     };
-    let socket = match endpoint {
-        Url::Tcp(addr) | Url::Ws { addr, .. } => {
-            Socket::Tcp(Arc::new(dial_tcp(addr, timeout).map_err(fail)?))
-        }
+    let timeout = config.connect_timeout;
+    let mut socket = match endpoint {
         Url::Unix(path) => Socket::Unix(Arc::new(
             UnixStream::connect(path).map_err(|e| fail(e.to_string()))?,
         )),
+        _ => Socket::Tcp(Arc::new(
+            dial_tcp(endpoint.addr().unwrap_or_default(), timeout).map_err(fail)?,
+        )),
     };
-    let mut socket = socket;
-    let ws = match endpoint {
-        Url::Ws { .. } => {
-            let handshake = Handshake::client(&endpoint.to_string(), max_frame).map_err(fail)?;
-            Some(upgrade(&mut socket, handshake, timeout).map_err(fail)?)
-        }
-        _ => None,
-    };
-    Ok((socket, ws))
+    let opening = client_opening(endpoint, &config.tls, config.protocol.max_frame)?;
+    let wire = open(&mut socket, opening, timeout).map_err(|e| e.into_error(endpoint))?;
+    Ok((socket, wire))
 }
 
 fn dial_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
@@ -320,70 +314,75 @@ fn dial_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
     Err(last)
 }
 
-/// A bound listening socket.
+/// A bound listening socket, with the TLS identity it serves (`tls://`, `wss://`).
 #[derive(Debug)]
-pub(crate) enum Listener {
-    Tcp(TcpListener, Option<String>),
-    Unix(UnixListener, PathBuf),
+pub(crate) struct Listener {
+    socket: ListeningSocket,
+    /// The URL bound, with the port the OS chose for port 0.
+    url: Url,
+    tls: Option<ServerTls>,
+}
+
+#[derive(Debug)]
+enum ListeningSocket {
+    Tcp(TcpListener),
+    Unix(UnixListener),
 }
 
 impl Listener {
-    /// Binds `endpoint`. A stale Unix socket file is replaced only if nothing answers on it.
-    pub(crate) fn bind(endpoint: &Url) -> Result<Listener, Error> {
+    /// Binds `endpoint`, reading the TLS identity `tls` names when it
+    /// asks for TLS. A stale Unix socket file is replaced only if nothing
+    /// answers on it.
+    pub(crate) fn bind(endpoint: &Url, tls: &TlsSettings) -> Result<Listener, Error> {
         let fail = |e: io::Error| Error::Bind {
             url: endpoint.to_string(),
             reason: e.to_string(),
         };
-        match endpoint {
-            Url::Tcp(addr) => Ok(Listener::Tcp(TcpListener::bind(addr).map_err(fail)?, None)),
-            Url::Ws { addr, path } => Ok(Listener::Tcp(
-                TcpListener::bind(addr).map_err(fail)?,
-                Some(path.clone()),
-            )),
+        let tls = server_identity(endpoint, tls)?;
+        let (socket, url) = match endpoint {
             Url::Unix(path) => {
                 if path.exists() && UnixStream::connect(path).is_err() {
                     let _ = std::fs::remove_file(path);
                 }
-                Ok(Listener::Unix(
-                    UnixListener::bind(path).map_err(fail)?,
-                    path.clone(),
-                ))
+                let socket = UnixListener::bind(path).map_err(fail)?;
+                (ListeningSocket::Unix(socket), endpoint.clone())
             }
-        }
+            _ => {
+                let socket =
+                    TcpListener::bind(endpoint.addr().unwrap_or_default()).map_err(fail)?;
+                let bound = socket.local_addr().map_err(fail)?.to_string();
+                (ListeningSocket::Tcp(socket), endpoint.at(bound))
+            }
+        };
+        Ok(Listener { socket, url, tls })
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).
-    pub(crate) fn local_endpoint(&self) -> Url {
-        match self {
-            Listener::Tcp(l, ws) => {
-                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                match ws {
-                    None => Url::Tcp(addr),
-                    Some(path) => Url::Ws {
-                        addr,
-                        path: path.clone(),
-                    },
-                }
-            }
-            Listener::Unix(_, path) => Url::Unix(path.clone()),
-        }
+    pub(crate) fn local_endpoint(&self) -> &Url {
+        &self.url
     }
 
-    /// Waits for the next connection; the socket is not yet upgraded to websocket.
+    /// The fingerprint of the TLS certificate served, if any.
+    pub(crate) fn fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(ServerTls::fingerprint)
+    }
+
+    /// Waits for the next connection; its layers are not yet open.
     pub(crate) fn accept(&self) -> io::Result<Socket> {
-        match self {
-            Listener::Tcp(l, _) => {
+        match &self.socket {
+            ListeningSocket::Tcp(l) => {
                 let (s, _) = l.accept()?;
                 s.set_nodelay(true)?;
                 Ok(Socket::Tcp(Arc::new(s)))
             }
-            Listener::Unix(l, _) => Ok(Socket::Unix(Arc::new(l.accept()?.0))),
+            ListeningSocket::Unix(l) => Ok(Socket::Unix(Arc::new(l.accept()?.0))),
         }
     }
 
-    /// Whether accepted sockets are upgraded to websocket first.
-    pub(crate) fn is_ws(&self) -> bool {
-        matches!(self, Listener::Tcp(_, Some(_)))
+    /// Whether accepted sockets open layers (TLS, websocket) before rigwire
+    /// speaks; on a plain stream the server's Hello goes out at once.
+    pub(crate) fn needs_opening(&self) -> bool {
+        self.url.is_tls() || self.url.ws_path().is_some()
     }
 
     /// Waits until a connection can be accepted or one of `waiting` has
@@ -395,9 +394,9 @@ impl Listener {
         deadline: Option<Instant>,
     ) -> io::Result<(bool, Vec<usize>)> {
         use rustix::event::{poll, PollFd, PollFlags, Timespec};
-        let listener: BorrowedFd<'_> = match self {
-            Listener::Tcp(l, _) => l.as_fd(),
-            Listener::Unix(l, _) => l.as_fd(),
+        let listener: BorrowedFd<'_> = match &self.socket {
+            ListeningSocket::Tcp(l) => l.as_fd(),
+            ListeningSocket::Unix(l) => l.as_fd(),
         };
         let mut fds = vec![PollFd::from_borrowed_fd(listener, PollFlags::IN)];
         fds.extend(waiting.iter().map(|s| PollFd::new(*s, PollFlags::IN)));
@@ -422,37 +421,36 @@ impl Listener {
 
     /// Wakes a thread blocked in `accept` by connecting to ourselves.
     pub(crate) fn wake(&self) {
-        match self.local_endpoint() {
-            Url::Tcp(addr) | Url::Ws { addr, .. } => {
+        match &self.url {
+            Url::Unix(path) => {
+                let _ = UnixStream::connect(path);
+            }
+            url => {
+                let addr = url.addr().unwrap_or_default();
                 let _ = TcpStream::connect_timeout(
                     &addr.parse().expect("a bound address parses"),
                     Duration::from_secs(1),
                 );
-            }
-            Url::Unix(path) => {
-                let _ = UnixStream::connect(path);
             }
         }
     }
 
     /// Removes a Unix socket file after use.
     pub(crate) fn cleanup(&self) {
-        if let Listener::Unix(_, path) = self {
+        if let Url::Unix(path) = &self.url {
             let _ = std::fs::remove_file(path);
         }
     }
 
-    /// Completes an accepted socket: the websocket upgrade when listening on ws://.
-    pub(crate) fn upgrade(
+    /// Opens an accepted socket's layers (TLS, websocket), within `timeout`.
+    pub(crate) fn open(
         &self,
         mut socket: Socket,
         max_frame: u32,
         timeout: Duration,
-    ) -> Result<(Socket, Option<WsCodec>), String> {
-        let Listener::Tcp(_, Some(path)) = self else {
-            return Ok((socket, None));
-        };
-        let codec = upgrade(&mut socket, Handshake::server(path, max_frame)?, timeout)?;
-        Ok((socket, Some(codec)))
+    ) -> Result<(Socket, Wire), OpeningError> {
+        let opening = Opening::server(&self.url, self.tls.as_ref(), max_frame)?;
+        let wire = open(&mut socket, opening, timeout)?;
+        Ok((socket, wire))
     }
 }

@@ -1,10 +1,10 @@
 //! The two runtimes against each other: blocking client against smol server
-//! and smol client against blocking server, over tcp, unix and ws, with and
-//! without a secret.
+//! and smol client against blocking server, over tcp, unix, ws, tls and
+//! wss, with and without a secret.
 
 mod common;
 
-use common::{quick, wait_flag, Probe};
+use common::{quick, wait_flag, with_tls, Probe};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,11 +19,15 @@ fn urls() -> Vec<String> {
     vec![
         "tcp://127.0.0.1:0".into(),
         format!("unix://{}", path.display()),
+        "ws://127.0.0.1:0/rig".into(),
+        "tls://127.0.0.1:0".into(),
+        "wss://127.0.0.1:0/rig".into(),
     ]
 }
 
+/// Every end serves and pins the test certificate: used by TLS URLs only.
 fn config(name: &str, secret: bool) -> rigwire_core::Config {
-    let c = rigwire_core::Config::named(name);
+    let c = with_tls(rigwire_core::Config::named(name));
     if secret {
         c.secret("cross-secret-0123456").unwrap()
     } else {

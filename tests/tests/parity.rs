@@ -49,6 +49,11 @@ macro_rules! twin_rig {
     ($rt:ident, $add:expr) => {{
         use $rt::{Config, RigService, Server};
         let mut server = Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+        assert_eq!(
+            server.tls_fingerprint(),
+            None,
+            "plain tcp serves no certificate"
+        );
         server.expose("add", $add).unwrap();
         server.alias("plus", "add").unwrap();
         RigService::new().expose(server.handlers_mut()).unwrap();

@@ -1,11 +1,12 @@
 //! Two hops over real sockets: clients of both runtimes call services of
-//! both runtimes through a smol relay (clients on tcp or unix, services
-//! dialing in over websocket, each side with its own secret). The relay runs
+//! both runtimes through a smol relay (clients on tcp, unix or tls,
+//! services dialing in over websocket or websocket over TLS, each side with
+//! its own secret). The relay runs
 //! on smol's global executor, started from these plain (blocking) tests.
 
 mod common;
 
-use common::{quick, wait_flag, Probe};
+use common::{quick, test_cert, wait_flag, with_tls, Probe};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -18,12 +19,15 @@ use rigwire_smol::{RelayConfig, RelayServer, RunningRelay};
 const CLIENT_SECRET: &str = "clients-secret-0123456";
 const SERVICE_SECRET: &str = "services-secret-0123456";
 
+/// Clients and services pin the test certificate (used on TLS URLs only).
 fn client_config(name: &str) -> Config {
-    Config::named(name).secret(CLIENT_SECRET).unwrap()
+    with_tls(Config::named(name)).secret(CLIENT_SECRET).unwrap()
 }
 
 fn service_config(name: &str) -> Config {
-    Config::named(name).secret(SERVICE_SECRET).unwrap()
+    with_tls(Config::named(name))
+        .secret(SERVICE_SECRET)
+        .unwrap()
 }
 
 fn relay_config(allowed: Option<&[&str]>) -> RelayConfig {
@@ -33,7 +37,7 @@ fn relay_config(allowed: Option<&[&str]>) -> RelayConfig {
         .services_secret(SERVICE_SECRET)
         .unwrap();
     config.allowed = allowed.map(|names| names.iter().map(|n| (*n).to_owned()).collect());
-    config
+    config.tls_identity(&test_cert().cert, &test_cert().key)
 }
 
 fn unix_url() -> String {
@@ -116,8 +120,19 @@ fn std_subject_service(relay_url: &str, probe: Arc<Probe>) -> rigwire_std::Runni
 
 #[test]
 fn clients_of_both_runtimes_reach_services_of_both_runtimes_in_two_hops() {
-    for clients in ["tcp://127.0.0.1:0".to_owned(), unix_url()] {
-        let relay = relay_on(&clients, "ws://127.0.0.1:0/services", relay_config(None));
+    let ends = [
+        ("tcp://127.0.0.1:0".to_owned(), "ws://127.0.0.1:0/services"),
+        (unix_url(), "ws://127.0.0.1:0/services"),
+        // Both of the relay's ports under TLS.
+        ("tls://127.0.0.1:0".to_owned(), "wss://127.0.0.1:0/services"),
+    ];
+    for (clients, services) in ends {
+        let relay = relay_on(&clients, services, relay_config(None));
+        assert_eq!(
+            relay.tls_fingerprint().is_some(),
+            clients.starts_with("tls"),
+            "the relay serves its certificate on TLS ports"
+        );
         let _data = smol_data_service(&relay.services_url(), Arc::default());
         let _subject = std_subject_service(&relay.services_url(), Arc::default());
         let mut routes = relay.routes();

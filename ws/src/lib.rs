@@ -1,4 +1,4 @@
-//! # rigwire-ws: websocket framing without I/O
+//! # rigwire-ws: the byte layers without I/O: websocket and TLS
 //!
 //! tungstenite cannot split a websocket into halves that read and write at
 //! once, and a runtime that owns its sockets wants no library doing I/O. So
@@ -7,8 +7,11 @@
 //! The HTTP upgrade works the same way ([`Handshake`]), then [`WsCodec`] turns
 //! bytes into whole binary messages (one rigwire frame each) and back.
 //!
-//! [`Wire`] is the byte side of a connection for every runtime: plain
-//! streams or websocket messages, and which of the link's output bytes a
+//! [`tls`] runs rustls (also sans-IO) under the stream (`tls://`) or under
+//! the websocket (`wss://`). [`Opening`] opens a connection's layers (the
+//! TLS handshake, then the upgrade) and hands back its [`Wire`]: the byte
+//! side of a connection for every runtime, plain streams or websocket
+//! messages, with or without TLS, and which of the link's output bytes a
 //! socket write completed.
 //!
 //! Limits: messages and frames are capped at the protocol's frame limit (plus
@@ -19,10 +22,15 @@
 
 use std::io::{self, Read, Write};
 
+mod opening;
+pub mod tls;
 mod wire;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
+pub use opening::{client_opening, server_identity, Opening, OpeningError};
+pub use rustls;
+pub use tls::{ClientTls, ServerTls};
 pub use wire::{Flushed, Outbox, Sink, Wire, ENCODE_AHEAD, MAX_SLICES};
 
 use bytes::{Bytes, BytesMut};

@@ -1,12 +1,14 @@
-//! The byte side of one connection, the same for every runtime: websocket
-//! framing around the stream when there is one, and the mapping between the
-//! link's output (whole rigwire frames) and the bytes a socket took.
+//! The byte side of one connection, the same for every runtime: TLS and
+//! websocket framing around the stream when there are, and the mapping
+//! between the link's output (whole rigwire frames) and the bytes a socket
+//! took.
 //!
 //! The link keeps its output until it is reported written, so its
 //! backpressure sees what really has not left. On plain streams the bytes
-//! written are the link's own bytes. On websocket each frame is encoded into
-//! one binary message first (at most [`ENCODE_AHEAD`] bytes ahead of the
-//! socket), and a frame counts as written once its whole message has left.
+//! written are the link's own bytes. Under websocket or TLS each frame is
+//! encoded first (into one binary message, then TLS records; at most
+//! [`ENCODE_AHEAD`] bytes ahead of the socket), and a frame counts as
+//! written once all its encoded bytes have left.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
@@ -14,12 +16,17 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rigwire_core::framing::FrameRoom;
-use rigwire_core::Link;
+use rigwire_core::{Link, TlsProblem};
 
+use crate::tls::{looks_like_tls, Tls};
 use crate::{Violation, WsCodec};
 
 /// Most encoded websocket bytes held ahead of the socket.
 pub const ENCODE_AHEAD: usize = 256 * 1024;
+
+/// Most plaintext encrypted at once: a larger message is encrypted as the
+/// socket takes the pieces before it.
+const TLS_PIECE: usize = 64 * 1024;
 
 /// Most slices handed to one vectored write.
 pub const MAX_SLICES: usize = 64;
@@ -38,6 +45,8 @@ pub trait Sink {
     fn violation(&mut self, violation: Violation, now: Instant);
     /// The transport ended, for this reason.
     fn closed(&mut self, reason: &str, now: Instant);
+    /// TLS failed, or the peer spoke TLS where we did not (or the reverse).
+    fn tls_failed(&mut self, problem: TlsProblem, now: Instant);
 }
 
 /// Output kept until it is reported written: a [`Link`]'s, or one relay
@@ -72,6 +81,9 @@ impl Sink for Link {
     }
     fn closed(&mut self, reason: &str, now: Instant) {
         self.handle_transport_closed(reason, now);
+    }
+    fn tls_failed(&mut self, problem: TlsProblem, now: Instant) {
+        self.handle_tls_failure(problem, now);
     }
 }
 
@@ -116,22 +128,45 @@ struct Encoded {
 #[derive(Debug)]
 pub struct Wire {
     ws: Option<WsCodec>,
+    tls: Option<Tls>,
+    /// Plaintext that arrived with the end of the opening, for [`start`](Wire::start).
+    pending: Vec<u8>,
+    /// On a plain stream, what it means if the peer's first bytes are TLS.
+    tls_mismatch: Option<TlsProblem>,
     encoded: VecDeque<Encoded>,
     encoded_bytes: usize,
     /// Frames at the front of the link's output already encoded.
     frames_encoded: usize,
+    /// The next frame's message (websocket-encoded, or the frame itself)
+    /// while TLS encrypts it piece by piece: what is left of it, and the
+    /// frame's length (credited once the last piece is written).
+    partial: Option<(Bytes, usize)>,
     /// The websocket Close frame is queued (after the link's last frames).
     close_queued: bool,
 }
 
 impl Wire {
-    /// A plain byte stream, or a websocket when `ws` is given.
+    /// A plain byte stream, or a websocket when `ws` is given (no TLS; an
+    /// [`Opening`](crate::Opening) makes the wire of any URL).
     pub fn new(ws: Option<WsCodec>) -> Wire {
+        Self::opened(ws, None, Vec::new(), None)
+    }
+
+    pub(crate) fn opened(
+        ws: Option<WsCodec>,
+        tls: Option<Tls>,
+        pending: Vec<u8>,
+        tls_mismatch: Option<TlsProblem>,
+    ) -> Wire {
         Wire {
             ws,
+            tls,
+            pending,
+            tls_mismatch,
             encoded: VecDeque::new(),
             encoded_bytes: 0,
             frames_encoded: 0,
+            partial: None,
             close_queued: false,
         }
     }
@@ -139,6 +174,35 @@ impl Wire {
     /// Whether frames travel as websocket messages.
     pub fn is_ws(&self) -> bool {
         self.ws.is_some()
+    }
+
+    /// Whether the stream runs inside TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Whether frames are encoded before they are written (websocket or
+    /// TLS), rather than written as the link's own bytes.
+    fn is_layered(&self) -> bool {
+        self.ws.is_some() || self.tls.is_some()
+    }
+
+    /// Room in the link's frame to read straight into
+    /// ([`Link::lend_room`]), unless the socket's bytes must be decrypted first.
+    pub fn lend_room(&self, link: &mut Link, max: usize) -> Option<FrameRoom> {
+        if self.tls.is_some() {
+            return None;
+        }
+        link.lend_room(max)
+    }
+
+    /// Delivers what arrived with the end of the opening (and frames the
+    /// websocket upgrade buffered): call once, when the connection starts.
+    pub fn start(&mut self, sink: &mut impl Sink, now: Instant) {
+        let pending = std::mem::take(&mut self.pending);
+        if self.ws.is_some() || !pending.is_empty() {
+            self.deliver(sink, &pending, now);
+        }
     }
 
     /// Whether anything of the wire's own (a pong, a partly written
@@ -166,21 +230,46 @@ impl Wire {
             }
             n
         };
-        let Some(codec) = &mut self.ws else {
+        if !self.is_layered() {
             return Ok(fill(&mut output.iter().map(|c| &c[..])));
-        };
+        }
         while self.encoded_bytes < ENCODE_AHEAD {
-            let Some(frame) = output.get(self.frames_encoded) else {
-                break;
+            let (mut message, credit) = match self.partial.take() {
+                Some(partial) => partial,
+                None => {
+                    let Some(frame) = output.get(self.frames_encoded) else {
+                        break;
+                    };
+                    let message = match &mut self.ws {
+                        Some(codec) => {
+                            codec.encode(frame.clone())?;
+                            Bytes::from(codec.take_output())
+                        }
+                        None => frame.clone(),
+                    };
+                    (message, frame.len())
+                }
             };
-            codec.encode(frame.clone())?;
-            let bytes = Bytes::from(codec.take_output());
-            self.frames_encoded += 1;
+            // TLS encrypts a large message a piece at a time, so that what
+            // waits for the socket stays small (and its buffers warm).
+            let bytes = match &mut self.tls {
+                Some(tls) => {
+                    let piece = message.split_to(message.len().min(TLS_PIECE));
+                    Bytes::from(tls.encrypt(&piece))
+                }
+                None => std::mem::take(&mut message),
+            };
+            let done = message.is_empty();
+            if done {
+                self.frames_encoded += 1;
+            } else {
+                self.partial = Some((message, credit));
+            }
             self.encoded_bytes += bytes.len();
             self.encoded.push_back(Encoded {
                 bytes,
-                credit: frame.len(),
-                frames: 1,
+                credit: if done { credit } else { 0 },
+                frames: usize::from(done),
             });
         }
         Ok(fill(&mut self.encoded.iter().map(|e| &e.bytes[..])))
@@ -190,7 +279,7 @@ impl Wire {
     /// how many of the link's bytes that completes: pass it to the link's
     /// `handle_written`.
     pub fn written(&mut self, mut n: usize) -> usize {
-        if self.ws.is_none() {
+        if !self.is_layered() {
             return n;
         }
         let mut credit = 0;
@@ -232,9 +321,8 @@ impl Wire {
     }
 
     /// Feeds the outcome of one read to `sink`: `Ok(0)` is the end of the
-    /// stream (but, with an empty `buf` on websocket, only collects frames
-    /// the upgrade had buffered). Frames that arrive with a websocket close
-    /// are delivered before it.
+    /// stream. Frames that arrive with a websocket close are delivered
+    /// before it.
     pub fn feed(
         &mut self,
         sink: &mut impl Sink,
@@ -242,17 +330,48 @@ impl Wire {
         buf: &[u8],
         now: Instant,
     ) {
-        let n = match read {
-            Ok(0) if !buf.is_empty() || !self.is_ws() => {
-                return sink.closed("the peer closed the connection", now);
-            }
-            Ok(n) => n,
+        let input = match read {
+            Ok(0) => return sink.closed("the peer closed the connection", now),
+            Ok(n) => &buf[..n],
             Err(e) => return sink.closed(&format!("read failed: {e}"), now),
         };
-        let Some(codec) = &mut self.ws else {
-            return sink.bytes(&buf[..n], now);
+        if let Some(problem) = self.tls_mismatch.take() {
+            if looks_like_tls(input) {
+                return sink.tls_failed(problem, now);
+            }
+        }
+        let Wire { tls, ws, .. } = self;
+        let Some(tls) = tls else {
+            return self.deliver(sink, input, now);
         };
-        codec.push(&buf[..n]);
+        // Plaintext goes from rustls's buffer straight on: to the link, or
+        // into the websocket decoder.
+        let decrypted = tls.decrypt(input, |plain| match ws {
+            Some(codec) => codec.push(plain),
+            None => sink.bytes(plain, now),
+        });
+        let (records, peer_closed) = (tls.take_output(), tls.peer_closed());
+        self.push(Bytes::from(records)); // alerts, key updates
+        if let Err(problem) = decrypted {
+            return sink.tls_failed(problem, now);
+        }
+        if self.ws.is_some() {
+            self.deliver(sink, &[], now);
+        }
+        if peer_closed {
+            sink.closed("the peer ended the TLS session", now);
+        }
+    }
+
+    /// Hands plaintext of the rigwire stream, or of the websocket, to `sink`.
+    fn deliver(&mut self, sink: &mut impl Sink, bytes: &[u8], now: Instant) {
+        let Some(codec) = &mut self.ws else {
+            if !bytes.is_empty() {
+                sink.bytes(bytes, now);
+            }
+            return;
+        };
+        codec.push(bytes);
         let outcome = loop {
             match codec.next_frame() {
                 Ok(Some(Some(frame))) => {
@@ -275,9 +394,7 @@ impl Wire {
             }
         };
         let control = codec.take_output(); // pongs owed
-        if !control.is_empty() {
-            self.push(Bytes::from(control), 0, 0);
-        }
+        self.push_plain(&control);
         if let Some(reason) = outcome {
             sink.closed(&reason, now);
         }
@@ -297,9 +414,9 @@ impl Wire {
             }
             let output = outbox.output();
             let result = match output.len() {
-                _ if self.ws.is_none() && output.is_empty() => return Flushed::Done,
+                _ if !self.is_layered() && output.is_empty() => return Flushed::Done,
                 // One chunk on a plain stream, the common case: no slice table.
-                1 if self.ws.is_none() => write(&[IoSlice::new(&output[0])]),
+                1 if !self.is_layered() => write(&[IoSlice::new(&output[0])]),
                 _ => {
                     let mut slices = [IoSlice::new(&[]); MAX_SLICES];
                     match self.slices(output, &mut slices) {
@@ -330,16 +447,21 @@ impl Wire {
         }
     }
 
-    /// On a websocket whose connection ended, queues the Close frame once.
+    /// Once the connection has ended, queues the websocket Close frame and
+    /// TLS's close_notify, once.
     fn queue_close(&mut self) {
-        let Some(codec) = self.ws.as_mut().filter(|_| !self.close_queued) else {
+        if self.close_queued || !self.is_layered() {
             return;
-        };
+        }
         self.close_queued = true;
-        codec.close();
-        let bytes = codec.take_output();
-        if !bytes.is_empty() {
-            self.push(Bytes::from(bytes), 0, 0);
+        if let Some(codec) = &mut self.ws {
+            codec.close();
+            let bytes = codec.take_output();
+            self.push_plain(&bytes);
+        }
+        if let Some(tls) = &mut self.tls {
+            let notify = tls.close();
+            self.push(Bytes::from(notify));
         }
     }
 
@@ -354,14 +476,31 @@ impl Wire {
         self.encoded.clear();
         self.encoded_bytes = 0;
         self.frames_encoded = 0;
+        self.partial = None;
     }
 
-    fn push(&mut self, bytes: Bytes, credit: usize, frames: usize) {
+    /// Queues bytes of the wire's own (websocket control frames), encrypted
+    /// when under TLS.
+    fn push_plain(&mut self, plain: &[u8]) {
+        match &mut self.tls {
+            Some(tls) => {
+                let records = tls.encrypt(plain);
+                self.push(Bytes::from(records));
+            }
+            None => self.push(Bytes::copy_from_slice(plain)),
+        }
+    }
+
+    /// Queues bytes ready for the socket that complete none of the link's frames.
+    fn push(&mut self, bytes: Bytes) {
+        if bytes.is_empty() {
+            return;
+        }
         self.encoded_bytes += bytes.len();
         self.encoded.push_back(Encoded {
             bytes,
-            credit,
-            frames,
+            credit: 0,
+            frames: 0,
         });
     }
 }

@@ -31,7 +31,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use rigwire_std::core::message::{Hello, MAGIC};
-use rigwire_std::core::{Message, Secret, Url, PROTOCOL_VERSION};
+use rigwire_std::core::{Message, Secret, TlsSettings, Url, PROTOCOL_VERSION};
+use rigwire_ws::ClientTls;
 use serde::Serialize;
 
 pub use wire::{describe, Got, Listener, Wire, OUR_MAX_FRAME};
@@ -278,14 +279,21 @@ pub const PROMPT: Duration = Duration::from_secs(3);
 pub fn test_server(
     url: &str,
     secret: Option<Secret>,
+    tls: TlsSettings,
     json: bool,
     only: &[String],
     service: Option<String>,
 ) -> Result<u8, String> {
+    let url_parsed = Url::parse(url).map_err(|e| e.to_string())?;
+    let tls = match url_parsed.is_tls() {
+        true => Some(ClientTls::from_settings(&tls).map_err(|e| e.to_string())?),
+        false => None,
+    };
     let target = server::Target {
-        url: Url::parse(url).map_err(|e| e.to_string())?,
+        url: url_parsed,
         secret,
         service,
+        tls,
     };
     let cases = server::cases();
     if let Some(unknown) = only
@@ -321,11 +329,14 @@ pub fn test_server(
 pub fn test_client(
     listen: &str,
     secret: Option<Secret>,
+    tls: TlsSettings,
     json: bool,
     wait: Duration,
 ) -> Result<u8, String> {
-    let listener = Listener::bind(&Url::parse(listen).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let url = Url::parse(listen).map_err(|e| e.to_string())?;
+    let identity = rigwire_ws::server_identity(&url, &tls).map_err(|e| e.to_string())?;
+    let listener =
+        Listener::bind(&url, identity).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let url = listener.local_url();
     {
         let mut out = std::io::stdout().lock();

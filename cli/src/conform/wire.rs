@@ -1,5 +1,5 @@
 //! The conformance tester's own end of a connection: raw frames over tcp,
-//! unix or ws, so that it can send what a correct peer never would (a wrong
+//! tls, unix, ws or wss, so that it can send what a correct peer never would (a wrong
 //! magic, an oversized length prefix, garbage) and see exactly what comes
 //! back. It deliberately does not use a `Connection`: the implementation
 //! under test is judged by the spec, not by our core.
@@ -7,21 +7,24 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_std::core::{Message, Url};
+use rigwire_ws::rustls::{ClientConnection, ServerConnection, StreamOwned};
+use rigwire_ws::{ClientTls, ServerTls};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::WebSocket;
 
 /// The largest frame the tester accepts, and announces in its `Hello`.
 pub const OUR_MAX_FRAME: u32 = 1 << 20;
 
-/// A byte stream of either family.
+/// A byte stream of either family, or TLS over tcp (either end).
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    TlsClient(Box<StreamOwned<ClientConnection, TcpStream>>),
+    TlsServer(Box<StreamOwned<ServerConnection, TcpStream>>),
 }
 
 impl Stream {
@@ -29,6 +32,8 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.set_read_timeout(t),
             Stream::Unix(s) => s.set_read_timeout(t),
+            Stream::TlsClient(s) => s.sock.set_read_timeout(t),
+            Stream::TlsServer(s) => s.sock.set_read_timeout(t),
         }
     }
 }
@@ -38,6 +43,8 @@ impl Read for Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Unix(s) => s.read(buf),
+            Stream::TlsClient(s) => s.read(buf),
+            Stream::TlsServer(s) => s.read(buf),
         }
     }
 }
@@ -47,10 +54,16 @@ impl Write for Stream {
         match self {
             Stream::Tcp(s) => s.write(buf),
             Stream::Unix(s) => s.write(buf),
+            Stream::TlsClient(s) => s.write(buf),
+            Stream::TlsServer(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        match self {
+            Stream::TlsClient(s) => s.flush(),
+            Stream::TlsServer(s) => s.flush(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -131,13 +144,24 @@ fn ws_config() -> WebSocketConfig {
 }
 
 impl Wire {
-    /// Dials `url`.
-    pub fn connect(url: &Url) -> io::Result<Wire> {
+    /// Dials `url`, trusting a TLS server as `tls` says.
+    pub fn connect(url: &Url, tls: Option<&ClientTls>) -> io::Result<Wire> {
+        let stream = |addr: &str| -> io::Result<Stream> {
+            let socket = tcp(addr)?;
+            if !url.is_tls() {
+                return Ok(Stream::Tcp(socket));
+            }
+            let tls = tls.ok_or_else(|| io::Error::other("TLS needs --pin or --ca"))?;
+            let session = tls.session(url).map_err(io::Error::other)?;
+            Ok(Stream::TlsClient(Box::new(StreamOwned::new(
+                session, socket,
+            ))))
+        };
         let kind = match url {
-            Url::Tcp(addr) => Kind::Framed(Stream::Tcp(tcp(addr)?), Vec::new()),
+            Url::Tcp { addr, .. } => Kind::Framed(stream(addr)?, Vec::new()),
             Url::Unix(path) => Kind::Framed(Stream::Unix(UnixStream::connect(path)?), Vec::new()),
-            Url::Ws { addr, path } => {
-                let stream = Stream::Tcp(tcp(addr)?);
+            Url::Ws { addr, path, .. } => {
+                let stream = stream(addr)?;
                 stream.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let request = format!("ws://{addr}{path}");
                 let (ws, _) =
@@ -199,7 +223,8 @@ impl Wire {
             Kind::Framed(s, _) => {
                 let mut frame = (body.len() as u32).to_be_bytes().to_vec();
                 frame.extend_from_slice(body);
-                s.write_all(&frame)
+                s.write_all(&frame)?;
+                s.flush()
             }
             Kind::Ws(ws) => ws
                 .send(tungstenite::Message::binary(body.to_vec()))
@@ -217,7 +242,8 @@ impl Wire {
                     bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
                     bytes.extend_from_slice(body);
                 }
-                s.write_all(&bytes)
+                s.write_all(&bytes)?;
+                s.flush()
             }
             Kind::Ws(ws) => {
                 for body in bodies {
@@ -237,7 +263,8 @@ impl Wire {
             Kind::Framed(s, _) => {
                 let mut frame = len.to_be_bytes().to_vec();
                 frame.resize(4 + sent, 0);
-                s.write_all(&frame)
+                s.write_all(&frame)?;
+                s.flush()
             }
             Kind::Ws(_) => self.send_body(&vec![0; len as usize]),
         }
@@ -339,52 +366,59 @@ fn tcp(addr: &str) -> io::Result<TcpStream> {
 }
 
 /// Where the tester listens for a client under test.
-pub enum Listener {
-    /// tcp, or ws (`path` set).
-    Tcp(TcpListener, Option<String>),
+pub struct Listener {
+    socket: ListeningSocket,
+    /// The URL bound, with the real port.
+    url: Url,
+    tls: Option<ServerTls>,
+}
+
+enum ListeningSocket {
+    Tcp(TcpListener),
     /// A Unix socket, removed when dropped.
-    Unix(UnixListener, PathBuf),
+    Unix(UnixListener),
 }
 
 impl Listener {
-    /// Binds `url`.
-    pub fn bind(url: &Url) -> io::Result<Listener> {
-        Ok(match url {
-            Url::Tcp(addr) => Listener::Tcp(TcpListener::bind(addr)?, None),
-            Url::Ws { addr, path } => Listener::Tcp(TcpListener::bind(addr)?, Some(path.clone())),
+    /// Binds `url`, serving `tls` when it is `tls://` or `wss://`.
+    pub fn bind(url: &Url, tls: Option<ServerTls>) -> io::Result<Listener> {
+        if url.is_tls() && tls.is_none() {
+            return Err(io::Error::other(format!("{url} needs --cert and --key")));
+        }
+        let (socket, url) = match url {
             Url::Unix(path) => {
                 let _ = std::fs::remove_file(path);
-                Listener::Unix(UnixListener::bind(path)?, path.clone())
+                (
+                    ListeningSocket::Unix(UnixListener::bind(path)?),
+                    url.clone(),
+                )
             }
-        })
+            _ => {
+                let socket = TcpListener::bind(url.addr().unwrap_or_default())?;
+                let bound = socket.local_addr()?.to_string();
+                (ListeningSocket::Tcp(socket), url.at(bound))
+            }
+        };
+        Ok(Listener { socket, url, tls })
     }
 
     /// The URL listened on, with the real port.
     pub fn local_url(&self) -> String {
-        match self {
-            Listener::Tcp(l, path) => {
-                let addr = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-                match path {
-                    Some(path) => format!("ws://{addr}{path}"),
-                    None => format!("tcp://{addr}"),
-                }
-            }
-            Listener::Unix(_, path) => format!("unix://{}", path.display()),
-        }
+        self.url.to_string()
     }
 
     /// Accepts the next connection, waiting up to `within`.
     pub fn accept(&self, within: Duration) -> io::Result<Wire> {
         let until = Instant::now() + within;
-        let set_nonblocking = |on: bool| match self {
-            Listener::Tcp(l, _) => l.set_nonblocking(on),
-            Listener::Unix(l, _) => l.set_nonblocking(on),
+        let set_nonblocking = |on: bool| match &self.socket {
+            ListeningSocket::Tcp(l) => l.set_nonblocking(on),
+            ListeningSocket::Unix(l) => l.set_nonblocking(on),
         };
         set_nonblocking(true)?;
         let stream = loop {
-            let accepted = match self {
-                Listener::Tcp(l, _) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-                Listener::Unix(l, _) => l.accept().map(|(s, _)| Stream::Unix(s)),
+            let accepted = match &self.socket {
+                ListeningSocket::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
+                ListeningSocket::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
             };
             match accepted {
                 Ok(s) => break s,
@@ -401,8 +435,19 @@ impl Listener {
             }
         };
         set_nonblocking(false)?;
-        let kind = match (self, stream) {
-            (Listener::Tcp(_, Some(_)), stream) => {
+        if let Stream::Tcp(s) = &stream {
+            s.set_nodelay(true)?;
+            s.set_nonblocking(false)?;
+        }
+        let stream = match (stream, &self.tls) {
+            (Stream::Tcp(socket), Some(tls)) => {
+                let session = tls.session().map_err(io::Error::other)?;
+                Stream::TlsServer(Box::new(StreamOwned::new(session, socket)))
+            }
+            (stream, _) => stream,
+        };
+        let kind = match (self.url.ws_path(), stream) {
+            (Some(_), stream) => {
                 stream.set_read_timeout(Some(Duration::from_secs(5)))?;
                 let ws = tungstenite::accept_with_config(stream, Some(ws_config()))
                     .map_err(io::Error::other)?;
@@ -410,9 +455,6 @@ impl Listener {
             }
             (_, stream) => Kind::Framed(stream, Vec::new()),
         };
-        if let Kind::Framed(Stream::Tcp(s), _) = &kind {
-            s.set_nodelay(true)?;
-        }
         Ok(Wire {
             kind,
             ws_closed: false,
@@ -422,7 +464,7 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Url::Unix(path) = &self.url {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -37,13 +37,14 @@ impl Spawned {
         Spawned { child, lines }
     }
 
-    /// The second word of the line ending in `suffix`.
+    /// The second word of the line whose third word is `suffix` (`listening
+    /// URL clients`, and a fingerprint after it under TLS).
     pub fn url(&self, suffix: &str) -> String {
         self.lines
             .iter()
-            .find(|l| l.ends_with(suffix))
+            .find(|l| l.split_whitespace().nth(2) == Some(suffix.trim()))
             .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap_or_else(|| panic!("no line ending in {suffix:?} in {:?}", self.lines))
+            .unwrap_or_else(|| panic!("no line for {suffix:?} in {:?}", self.lines))
             .to_owned()
     }
 }

@@ -515,6 +515,14 @@ impl Link {
         self.settle();
     }
 
+    /// The transport's TLS failed (or one side spoke TLS and the other did
+    /// not): the connection ends with that problem, and so does the transport.
+    pub fn handle_tls_failure(&mut self, problem: crate::tls::TlsProblem, now: Instant) {
+        self.transport_done = true;
+        self.conn.handle_tls_failure(problem, now);
+        self.settle();
+    }
+
     /// `n` bytes from the front of [`output`](Self::output) were written. On
     /// message transports report whole frames only.
     pub fn handle_written(&mut self, n: usize) {

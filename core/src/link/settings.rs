@@ -4,6 +4,7 @@
 //! them all), the application's hooks, and the results callers wait for.
 
 use crate::id_map::IdMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::codec::Payload;
@@ -12,6 +13,7 @@ use crate::event::Event;
 
 use crate::config::{Keepalive, Secret};
 use crate::link::reconnect::Reconnect;
+use crate::tls::Trust;
 
 /// Settings for a a runtime's `Client`, `Server` or `LocalClient`;
 /// the same type in every runtime.
@@ -31,6 +33,9 @@ pub struct Config {
     /// (default 64). When full, the oldest is closed to make room: strangers
     /// that connect and say nothing never crowd out the lab's machines.
     pub max_handshaking: usize,
+    /// TLS for `tls://` and `wss://`: a server's certificate and key, how a
+    /// client trusts its server (default: the system's roots).
+    pub tls: crate::tls::TlsSettings,
 }
 
 impl Default for Config {
@@ -42,6 +47,7 @@ impl Default for Config {
             handler_threads: 16,
             max_connections: 256,
             max_handshaking: 64,
+            tls: crate::tls::TlsSettings::default(),
         }
     }
 }
@@ -62,6 +68,22 @@ impl Config {
     pub fn secret(mut self, secret: impl Into<Vec<u8>>) -> Result<Self, crate::error::Error> {
         self.protocol.secret = Some(Secret::new(secret)?);
         Ok(self)
+    }
+
+    /// Presents this certificate chain and key (PEM files) on `tls://` and
+    /// `wss://` listeners. The files are read when the server binds; a
+    /// missing or unusable file fails the bind.
+    pub fn tls_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls.cert = Some(cert.into());
+        self.tls.key = Some(key.into());
+        self
+    }
+
+    /// Trusts a TLS server by how [`Trust`] says (a pinned fingerprint, a
+    /// CA file, or the system's roots, the default). Read when connecting.
+    pub fn tls_trust(mut self, trust: Trust) -> Self {
+        self.tls.trust = trust;
+        self
     }
 
     /// Gives calls made without an explicit deadline this one.

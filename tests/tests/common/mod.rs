@@ -50,3 +50,41 @@ pub fn wait_flag(flag: &AtomicBool) -> bool {
     }
     false
 }
+
+/// A self-signed certificate made once per test process, its files in a
+/// temporary folder.
+pub struct TestCert {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    pub fingerprint: String,
+}
+
+/// The process's test certificate (for the name `rig` and 127.0.0.1).
+#[allow(dead_code)]
+pub fn test_cert() -> &'static TestCert {
+    static CERT: std::sync::OnceLock<TestCert> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        let made =
+            rigwire_ws::tls::self_signed(&["rig".into(), "127.0.0.1".into()]).expect("a cert");
+        let dir = std::env::temp_dir().join(format!("rigwire-test-cert-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("rig.crt"), dir.join("rig.key"));
+        std::fs::write(&cert, made.cert_pem).unwrap();
+        std::fs::write(&key, made.key_pem).unwrap();
+        TestCert {
+            cert,
+            key,
+            fingerprint: made.fingerprint,
+        }
+    })
+}
+
+/// `config` serving the test certificate and trusting it by its pin: one
+/// configuration for both ends of a `tls://` or `wss://` test.
+#[allow(dead_code)]
+pub fn with_tls(config: rigwire_core::Config) -> rigwire_core::Config {
+    let cert = test_cert();
+    config
+        .tls_identity(&cert.cert, &cert.key)
+        .tls_trust(rigwire_core::Trust::Pin(cert.fingerprint.clone()))
+}

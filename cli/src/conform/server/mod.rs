@@ -31,6 +31,8 @@ pub struct Target {
     /// name registered there (spec §6.8): its methods are called `NAME.echo`
     /// and so on, two hops away.
     pub service: Option<String>,
+    /// How to trust it over `tls://` and `wss://`.
+    pub tls: Option<rigwire_ws::ClientTls>,
 }
 
 impl Target {
@@ -59,7 +61,7 @@ struct Session {
 
 /// Dials the target and reads its `Hello`, which must come without ours.
 fn open(target: &Target) -> Result<(Wire, Hello, Bytes), Mismatch> {
-    let mut wire = Wire::connect(&target.url)
+    let mut wire = Wire::connect(&target.url, target.tls.as_ref())
         .map_err(|e| fail("to connect", format!("cannot connect: {e}")))?;
     let got = wire.recv(PROMPT);
     let hello = hello_of(&got)?;

@@ -379,14 +379,15 @@ pub(super) fn ws_fragmented(t: &Target) -> Checked {
 }
 
 pub(super) fn ws_wrong_path(t: &Target) -> Checked {
-    let Url::Ws { addr, path } = &t.url else {
+    let Url::Ws { addr, path, tls } = &t.url else {
         return Err(skip("websocket only"));
     };
     let other = Url::Ws {
         addr: addr.clone(),
         path: format!("{}-not-this-one", path.trim_end_matches('/')),
+        tls: *tls,
     };
-    match Wire::connect(&other) {
+    match Wire::connect(&other, t.tls.as_ref()) {
         Err(e) if e.to_string().contains("404") => Ok(()),
         Err(e) => Err(fail("404 Not Found", e.to_string())),
         Ok(_) => Err(fail("404 Not Found", "the upgrade succeeded")),

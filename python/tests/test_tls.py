@@ -1,0 +1,72 @@
+"""TLS from Python: a Python server on tls:// and wss:// with a certificate
+from `rigwire cert new`, clients that trust it by pin (blocking, aio and a
+group), and every refusal as `TlsFailed` with its reason."""
+
+import asyncio
+import subprocess
+
+import pytest
+
+import rigwire
+from rigwire.aio import connect as aio_connect
+from conftest import BIN
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def cert_new(tmp_path, name):
+    """Runs `rigwire cert new`; returns (cert, key, fingerprint)."""
+    out = subprocess.run(
+        [BIN, "cert", "new", "--name", name, "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )
+    return tmp_path / f"{name}.crt", tmp_path / f"{name}.key", out.stdout.strip()
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    cert, key, pin = cert_new(tmp_path, "rig-1")
+    servers = [rigwire.Server(url, name="py-rig", cert=cert, key=key) for url in ("tls://127.0.0.1:0", "wss://127.0.0.1:0/rig")]
+    for server in servers:
+        server.expose(lambda a, b: a + b, name="add")
+        server.start()
+    yield servers, pin, tmp_path
+    for server in servers:
+        server.shutdown()
+
+
+def test_a_python_server_serves_tls_and_clients_trust_it_by_pin(tls_server):
+    servers, pin, _ = tls_server
+    for server in servers:
+        assert server.fingerprint == pin
+        with rigwire.connect(server.url, pin=pin) as rig:
+            assert rig.call("add", 2, 3) == 5
+
+        async def over_aio():
+            rig = await aio_connect(server.url, pin=pin)
+            try:
+                return await rig.call("add", 20, 22)
+            finally:
+                await rig.close()
+
+        assert asyncio.run(over_aio()) == 42
+    with rigwire.Group({"a": servers[0].url, "b": servers[1].url}, pin=pin) as rigs:
+        assert rigs.names == ["a", "b"]
+
+
+def test_every_refusal_is_tls_failed_with_its_reason(tls_server):
+    servers, pin, tmp_path = tls_server
+    url = servers[0].url
+    _, _, other = cert_new(tmp_path, "rig-2")
+    with pytest.raises(rigwire.errors.TlsFailed) as failed:
+        rigwire.connect(url, pin=other)
+    assert pin in str(failed.value) and other in str(failed.value)
+    assert isinstance(failed.value, ConnectionError)
+    with pytest.raises(rigwire.errors.TlsFailed, match="expects TLS"):
+        rigwire.connect(url.replace("tls://", "tcp://"))
+    with pytest.raises(rigwire.errors.TlsFailed, match="for rig-1, not 127.0.0.1"):
+        rigwire.connect(url, ca=tmp_path / "rig-1.crt")
+    with pytest.raises(ValueError, match="not both"):
+        rigwire.connect(url, pin=pin, ca=tmp_path / "rig-1.crt")
+    with pytest.raises(rigwire.errors.TlsFailed, match="--cert"):
+        rigwire.Server("tls://127.0.0.1:0")

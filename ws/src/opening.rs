@@ -1,0 +1,297 @@
+//! Opening a connection's byte layers, before rigwire's own handshake: the
+//! TLS handshake (`tls://`, `wss://`), then the websocket upgrade (`ws://`,
+//! `wss://`). Plain `tcp://` and `unix://` have nothing to open.
+//!
+//! A runtime drives it like the handshakes of the core: write
+//! [`take_output`](Opening::take_output), read, [`feed`](Opening::feed) what
+//! arrived, until `feed` hands back the connection's [`Wire`]; within the
+//! handshake timeout. On failure it still writes `take_output` (a TLS alert,
+//! an HTTP refusal) before it closes.
+//!
+//! A side that expected TLS and got plain bytes, or the reverse, says so
+//! ([`TlsProblem::ServerIsPlain`] and its kin) instead of a decode error.
+
+use rigwire_core::{Error, TlsProblem, TlsSettings, Url};
+
+use crate::tls::{looks_like_tls, ClientTls, ServerTls, Tls};
+use crate::{Handshake, Wire};
+
+/// Why opening failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpeningError {
+    /// TLS failed, or one side spoke TLS and the other did not.
+    #[error(transparent)]
+    Tls(#[from] TlsProblem),
+    /// The websocket upgrade failed (bad response, wrong path, ...).
+    #[error("{0}")]
+    Upgrade(String),
+    /// The socket failed, the peer closed, or the time ran out (seen by the
+    /// runtime that drives the opening).
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Which end opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Client,
+    Server,
+}
+
+/// The byte layers of one connection being opened.
+#[derive(Debug)]
+pub struct Opening {
+    end: End,
+    url: Url,
+    max_frame: u32,
+    tls: Option<Tls>,
+    /// The websocket upgrade in progress (a client's starts once TLS is up).
+    ws: Option<Handshake>,
+    ws_wanted: bool,
+    output: Vec<u8>,
+    seen_input: bool,
+    /// Plaintext that arrived with the TLS handshake's last messages.
+    early: Vec<u8>,
+}
+
+impl Opening {
+    /// The client side, dialing `url`; `tls` is needed for `tls://` and `wss://`.
+    ///
+    /// # Errors
+    /// [`OpeningError::Tls`] if `url` wants TLS and none is configured, or
+    /// the server name is unusable; [`OpeningError::Upgrade`] for a
+    /// websocket URL tungstenite refuses.
+    pub fn client(
+        url: &Url,
+        tls: Option<&ClientTls>,
+        max_frame: u32,
+    ) -> Result<Opening, OpeningError> {
+        let tls = match (url.is_tls(), tls) {
+            (false, _) => None,
+            (true, Some(settings)) => Some(Tls::client(settings, url)?),
+            (true, None) => return Err(no_settings(url).into()),
+        };
+        let mut opening = Self::new(End::Client, url, tls, max_frame);
+        if let Some(tls) = &mut opening.tls {
+            opening.output = tls.take_output(); // the ClientHello
+        } else {
+            opening.start_ws()?;
+        }
+        Ok(opening)
+    }
+
+    /// The server side of a listener at `url`; `tls` is needed for `tls://`
+    /// and `wss://`.
+    ///
+    /// # Errors
+    /// [`OpeningError::Tls`] if `url` wants TLS and no identity is given.
+    pub fn server(
+        url: &Url,
+        tls: Option<&ServerTls>,
+        max_frame: u32,
+    ) -> Result<Opening, OpeningError> {
+        let tls = match (url.is_tls(), tls) {
+            (false, _) => None,
+            (true, Some(identity)) => Some(Tls::server(identity)?),
+            (true, None) => return Err(no_settings(url).into()),
+        };
+        let mut opening = Self::new(End::Server, url, tls, max_frame);
+        if opening.tls.is_none() {
+            opening.start_ws()?;
+        }
+        Ok(opening)
+    }
+
+    fn new(end: End, url: &Url, tls: Option<Tls>, max_frame: u32) -> Opening {
+        Opening {
+            end,
+            url: url.clone(),
+            max_frame,
+            tls,
+            ws: None,
+            ws_wanted: url.ws_path().is_some(),
+            output: Vec::new(),
+            seen_input: false,
+            early: Vec::new(),
+        }
+    }
+
+    /// Whether there is nothing to open: the first [`feed`](Self::feed)
+    /// hands back the wire without reading (plain `tcp://`, `unix://`).
+    pub fn is_plain(&self) -> bool {
+        self.tls.is_none() && !self.ws_wanted
+    }
+
+    /// Bytes to send to the peer now.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Hands in bytes from the peer (none, the first time). `Ok(Some(wire))`
+    /// once every layer is open: send [`take_output`](Self::take_output),
+    /// then drive the connection through the wire (its
+    /// [`start`](Wire::start) delivers what arrived with the last bytes of
+    /// the opening). `Ok(None)` while more bytes are needed.
+    ///
+    /// # Errors
+    /// Why opening failed; send `take_output` (an alert or an HTTP answer),
+    /// then close.
+    pub fn feed(&mut self, input: &[u8]) -> Result<Option<Wire>, OpeningError> {
+        if !input.is_empty() && !self.seen_input {
+            self.seen_input = true;
+            self.check_first(input)?;
+        }
+        let plain = match &mut self.tls {
+            None => input.to_vec(),
+            Some(tls) => {
+                let mut plain = Vec::new();
+                let decrypted = tls.decrypt(input, |piece| plain.extend_from_slice(piece));
+                self.output.extend(tls.take_output());
+                self.early.extend(plain);
+                decrypted?;
+                if tls.is_handshaking() {
+                    return Ok(None);
+                }
+                std::mem::take(&mut self.early)
+            }
+        };
+        if self.ws_wanted && self.ws.is_none() {
+            self.start_ws()?;
+        }
+        let (codec, pending) = match &mut self.ws {
+            None => (None, plain),
+            Some(handshake) => {
+                let fed = handshake.feed(&plain);
+                let answer = handshake.take_output();
+                self.send(&answer);
+                match fed.map_err(OpeningError::Upgrade)? {
+                    Some(codec) => (Some(codec), Vec::new()),
+                    None => return Ok(None),
+                }
+            }
+        };
+        let hint = self.tls.is_none().then(|| self.mismatch());
+        Ok(Some(Wire::opened(codec, self.tls.take(), pending, hint)))
+    }
+
+    /// Starts the websocket upgrade, if the URL asks for one.
+    fn start_ws(&mut self) -> Result<(), OpeningError> {
+        let Some(path) = self.url.ws_path().filter(|_| self.ws.is_none()) else {
+            return Ok(());
+        };
+        let mut handshake = match self.end {
+            End::Client => {
+                let addr = self.url.addr().unwrap_or_default();
+                Handshake::client(&format!("ws://{addr}{path}"), self.max_frame)
+            }
+            End::Server => Handshake::server(path, self.max_frame),
+        }
+        .map_err(OpeningError::Upgrade)?;
+        let request = handshake.take_output();
+        self.send(&request);
+        self.ws = Some(handshake);
+        Ok(())
+    }
+
+    /// Sends plaintext of the opening, through TLS when there is TLS.
+    fn send(&mut self, plain: &[u8]) {
+        if plain.is_empty() {
+            return;
+        }
+        match &mut self.tls {
+            Some(tls) => self.output.extend(tls.encrypt(plain)),
+            None => self.output.extend_from_slice(plain),
+        }
+    }
+
+    /// The peer's first bytes tell whether it speaks TLS.
+    fn check_first(&mut self, input: &[u8]) -> Result<(), OpeningError> {
+        let tls_expected = self.tls.is_some();
+        if looks_like_tls(input) == tls_expected {
+            return Ok(());
+        }
+        if let Some(tls) = &mut self.tls {
+            // Let rustls refuse it too, so the peer gets an alert.
+            let _ = tls.decrypt(input, |_| {});
+            self.output.extend(tls.take_output());
+        } else if self.end == End::Server {
+            let body = format!("this endpoint is {}, without TLS", self.url);
+            self.output.extend_from_slice(
+                format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        Err(self.mismatch().into())
+    }
+
+    /// What it means when the peer speaks the other way (TLS or not) than we do.
+    fn mismatch(&self) -> TlsProblem {
+        let tls = self.tls.is_some();
+        let other = || {
+            let url = self.url.to_string();
+            let (ours, theirs) = if tls {
+                ("s://", "://")
+            } else {
+                ("://", "s://")
+            };
+            match self.url {
+                Url::Tcp { .. } if tls => url.replacen("tls://", "tcp://", 1),
+                Url::Tcp { .. } => url.replacen("tcp://", "tls://", 1),
+                _ => url.replacen(&format!("ws{ours}"), &format!("ws{theirs}"), 1),
+            }
+        };
+        match (self.end, tls) {
+            (End::Client, true) => TlsProblem::ServerIsPlain(other()),
+            (End::Client, false) => TlsProblem::ServerExpectsTls(other()),
+            (End::Server, true) => TlsProblem::ClientIsPlain(self.url.to_string()),
+            (End::Server, false) => TlsProblem::ClientSpeaksTls(self.url.to_string()),
+        }
+    }
+}
+
+fn no_settings(url: &Url) -> TlsProblem {
+    TlsProblem::Setup(format!("{url} needs TLS settings"))
+}
+
+impl OpeningError {
+    /// The error a runtime reports for it, connecting to (or serving) `url`.
+    pub fn into_error(self, url: &Url) -> Error {
+        match self {
+            OpeningError::Tls(problem) => Error::Tls(problem),
+            OpeningError::Upgrade(reason) | OpeningError::Io(reason) => Error::Connect {
+                url: url.to_string(),
+                reason,
+            },
+        }
+    }
+}
+
+/// The opening of a connection to `url` with the TLS trust `tls` names
+/// (read only when `url` asks for TLS).
+///
+/// # Errors
+/// [`Error::Tls`] when the trust settings are unusable (a malformed pin,
+/// an unreadable CA file, no system roots).
+pub fn client_opening(url: &Url, tls: &TlsSettings, max_frame: u32) -> Result<Opening, Error> {
+    let tls = match url.is_tls() {
+        true => Some(ClientTls::from_settings(tls).map_err(Error::Tls)?),
+        false => None,
+    };
+    Opening::client(url, tls.as_ref(), max_frame).map_err(|e| e.into_error(url))
+}
+
+/// The TLS identity a listener at `url` serves, read as `tls` says (none
+/// unless `url` asks for TLS).
+///
+/// # Errors
+/// [`Error::Tls`] when the certificate or key is missing or unusable.
+pub fn server_identity(url: &Url, tls: &TlsSettings) -> Result<Option<ServerTls>, Error> {
+    match url.is_tls() {
+        true => Ok(Some(ServerTls::from_settings(tls).map_err(Error::Tls)?)),
+        false => Ok(None),
+    }
+}
