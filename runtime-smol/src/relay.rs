@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
+use rigwire_core::link::{Admission, Ticket};
 use rigwire_core::relay::{ConnId, PeerKind, Relay, RelayConfig, RelayEvent};
 use rigwire_core::{
     Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode, RemoteError,
@@ -42,7 +43,7 @@ use crate::driver::{sleep_until, READ_CHUNK};
 use crate::handler::run_typed;
 use crate::transport::{Listener, Socket};
 use crate::wire::RelayOutbox;
-use rigwire_ws::{Flushed, Sink, Wire};
+use rigwire_ws::{Flushed, OpeningError, Sink, Wire};
 
 type OwnFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
 type OwnFn = dyn Fn(Payload) -> OwnFuture + Send + Sync;
@@ -164,6 +165,12 @@ impl RelayServer {
             timer_wake: Event::new(),
             gone: Event::new(),
             own: self.own_fns,
+            openings: [(); 2].map(|()| {
+                Mutex::new(Openings {
+                    admission: Admission::new("relay", usize::MAX, self.config.max_handshaking),
+                    evict: BTreeMap::new(),
+                })
+            }),
             config: self.config,
             stopping: AtomicBool::new(false),
         });
@@ -240,6 +247,40 @@ struct Inner {
     own: Vec<Arc<OwnFn>>,
     config: RelayConfig,
     stopping: AtomicBool,
+    /// Connections still opening TLS or websocket, per listener (clients,
+    /// services).
+    openings: [Mutex<Openings>; 2],
+}
+
+/// The connections of one listener still in their TLS handshake or
+/// websocket upgrade: they hold places of the pre-authentication budget
+/// like the relay's own handshakes, and the oldest is evicted to make room.
+struct Openings {
+    admission: Admission,
+    /// Each one's signal to give up.
+    evict: BTreeMap<Ticket, Arc<Evict>>,
+}
+
+/// Set, and its event notified, when an opening connection is evicted.
+#[derive(Default)]
+struct Evict {
+    done: AtomicBool,
+    event: Event,
+}
+
+impl Evict {
+    async fn wait(&self) {
+        loop {
+            if self.done.load(Ordering::SeqCst) {
+                return;
+            }
+            let listener = self.event.listen();
+            if self.done.load(Ordering::SeqCst) {
+                return;
+            }
+            listener.await;
+        }
+    }
 }
 
 /// What the relay asked the runtime to run: a call or notify to its own names.
@@ -315,6 +356,37 @@ impl ConnIo {
 }
 
 impl Inner {
+    /// Takes a place in `side`'s opening budget, evicting the oldest
+    /// opening connection when it is full.
+    fn begin_opening(&self, side: PeerKind) -> (Option<Ticket>, Arc<Evict>) {
+        let evict = Arc::new(Evict::default());
+        let mut openings = self.openings[side as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let Ok(admitted) = openings.admission.admit() else {
+            return (None, evict); // stopping: the relay refuses it after the opening
+        };
+        if let Some(oldest) = admitted.evicted.and_then(|t| openings.evict.remove(&t)) {
+            tracing::debug!(?side, "evicting the oldest connection still opening");
+            oldest.done.store(true, Ordering::SeqCst);
+            oldest.event.notify(usize::MAX);
+        }
+        openings.evict.insert(admitted.ticket, Arc::clone(&evict));
+        (Some(admitted.ticket), evict)
+    }
+
+    /// Gives back the place [`begin_opening`](Self::begin_opening) took.
+    fn end_opening(&self, side: PeerKind, ticket: Option<Ticket>) {
+        let Some(ticket) = ticket else {
+            return;
+        };
+        let mut openings = self.openings[side as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        openings.evict.remove(&ticket);
+        openings.admission.release(ticket, false);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -442,10 +514,19 @@ impl Inner {
             PeerKind::Service => &self.config.services,
         };
         let label = format!("{} ({side:?})", listener.local_endpoint());
-        let mut wire = match listener
-            .open(&socket, config.max_frame, config.handshake_timeout)
-            .await
-        {
+        let (ticket, evict) = self.begin_opening(side);
+        let opened = future::or(
+            listener.open(&socket, config.max_frame, config.handshake_timeout),
+            async {
+                evict.wait().await;
+                Err(OpeningError::Io(
+                    "evicted: too many connections are in the handshake".into(),
+                ))
+            },
+        )
+        .await;
+        self.end_opening(side, ticket);
+        let mut wire = match opened {
             Ok(wire) => wire,
             Err(e) => return tracing::warn!(peer = %label, "{e}"),
         };

@@ -291,3 +291,67 @@ fn hostile_input_on_a_tls_port_is_closed_and_others_are_served_in_both_runtimes(
     }
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn a_relay_evicts_the_oldest_tls_handshakes_and_serves_on_both_tls_ports() {
+    let started = Instant::now();
+    let cert = test_cert();
+    let mut config = rigwire_smol::RelayConfig::default()
+        .clients_secret("clients-secret-0123456")
+        .unwrap()
+        .services_secret("services-secret-0123456")
+        .unwrap()
+        .tls_identity(&cert.cert, &cert.key);
+    config.max_handshaking = 4;
+    config.clients.handshake_timeout = Duration::from_secs(30);
+    config.services.handshake_timeout = Duration::from_secs(30);
+    let relay =
+        rigwire_smol::RelayServer::bind("tls://127.0.0.1:0", "wss://127.0.0.1:0/services", config)
+            .unwrap()
+            .start()
+            .unwrap();
+    // More half-open TLS handshakes on each port than the budget holds, each
+    // holding out for longer than the test (the handshake timeout is 30 s).
+    let mut held = Vec::new();
+    for url in [relay.clients_url(), relay.services_url()] {
+        let addr = url
+            .trim_start_matches("tls://")
+            .trim_start_matches("wss://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        for _ in 0..10 {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            let _ = s.write_all(&[0x16, 0x03, 0x01]);
+            held.push(s);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut service = rigwire_std::RemoteService::new(
+        &["data"],
+        with_tls(Config::named("scanner"))
+            .secret("services-secret-0123456")
+            .unwrap(),
+    );
+    service
+        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+        .unwrap();
+    let _service = service.connect(&relay.services_url()).unwrap();
+    let client = rigwire_std::Client::connect(
+        &relay.clients_url(),
+        with_tls(Config::named("script"))
+            .secret("clients-secret-0123456")
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(client.call::<_, i64>("data.add", &(2, 3)).unwrap(), 5);
+    // The oldest were evicted to make room: at least the first of each port.
+    let evicted = held
+        .iter_mut()
+        .map(|s| raw::closed_within(s, Duration::from_millis(300)))
+        .filter(|closed| *closed)
+        .count();
+    assert!(evicted >= 12, "{evicted} of 20 half-open handshakes closed");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
