@@ -66,6 +66,13 @@ fn both_refused(url: &str, config: &Config) -> [Error; 2] {
     [from_std, from_smol]
 }
 
+/// A rig serving the test certificate, for the default trust; its URL.
+fn rig_url_for_roots() -> String {
+    static RIG: std::sync::OnceLock<rigwire_std::RunningServer> = std::sync::OnceLock::new();
+    RIG.get_or_init(|| std_rig("tls://127.0.0.1:0", with_tls(Config::named("rig"))))
+        .local_url()
+}
+
 fn trusting(trust: Trust) -> Config {
     Config::named("script").tls_trust(trust)
 }
@@ -148,6 +155,17 @@ fn expired_not_yet_valid_and_misnamed_certificates_are_refused_with_their_dates_
             }
         }
         smol::block_on(rig.shutdown(Duration::from_secs(1)));
+    }
+    // Trusting the system's roots (the default), a lab's self-signed
+    // certificate is refused: nobody vouches for it.
+    for err in both_refused(&rig_url_for_roots(), &Config::named("script")) {
+        assert!(
+            matches!(
+                &err,
+                Error::Tls(TlsProblem::Untrusted(_) | TlsProblem::Setup(_))
+            ),
+            "{err}"
+        );
     }
     // A certificate from no trusted authority: said so, with what to do.
     let (cert, key) = cert_files("unknown", &["127.0.0.1"], ((2000, 1, 1), (3000, 1, 1)));
