@@ -17,6 +17,22 @@ use crate::message::Codec;
 /// [`ExposedMethod`] in the caller's codec.
 pub const INTROSPECTION_METHOD: &str = "rigwire.methods";
 
+/// The built-in method that answers the callee's wall clock (spec §6.6):
+/// seconds since 1970-01-01 UTC as an `f64`, in the caller's codec. With the
+/// round trip a caller estimates the clock offset as NTP does. The runtimes
+/// answer it ([`wall_clock`] is the answer), since the core reads no clock;
+/// introspection does not list it.
+pub const CLOCK_METHOD: &str = "rigwire.clock";
+
+/// The answer to [`CLOCK_METHOD`] given this wall-clock reading: seconds
+/// since 1970 UTC (negative before it).
+pub fn wall_clock(now: std::time::SystemTime) -> f64 {
+    match now.duration_since(std::time::UNIX_EPOCH) {
+        Ok(since) => since.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
+}
+
 /// Prefix reserved for names the protocol defines.
 pub const RESERVED_PREFIX: &str = "rigwire.";
 
@@ -112,6 +128,16 @@ impl Registry {
         self.fallback = id;
     }
 
+    /// Exposes the built-in [`CLOCK_METHOD`]; the runtime's handler at the
+    /// returned id answers it with [`wall_clock`]. Exposing it twice returns
+    /// the same id.
+    pub fn expose_clock(&mut self) -> HandlerId {
+        match self.by_name.get(CLOCK_METHOD) {
+            Some(id) => *id,
+            None => self.expose_reserved(CLOCK_METHOD),
+        }
+    }
+
     /// Exposes a name the protocol reserves (`rigwire.*`), for the core's own services.
     pub(crate) fn expose_reserved(&mut self, name: &str) -> HandlerId {
         let id = HandlerId(self.methods.len() as u32);
@@ -149,8 +175,10 @@ impl Registry {
             Codec::Bytes => Codec::Json,
             other => other,
         };
+        let listed = || self.methods.iter().enumerate().filter(|(_, m)| m.name != CLOCK_METHOD);
         if codec != Codec::Json {
-            return Payload::encode_as(codec, &self.methods);
+            let methods: Vec<&ExposedMethod> = listed().map(|(_, m)| m).collect();
+            return Payload::encode_as(codec, &methods);
         }
         #[derive(Serialize)]
         struct Described<'a> {
@@ -159,7 +187,7 @@ impl Registry {
             #[serde(skip_serializing_if = "Option::is_none")]
             signature: Option<&'a str>,
         }
-        let described: Vec<Described<'_>> = (self.methods.iter().enumerate())
+        let described: Vec<Described<'_>> = listed()
             .map(|(i, m)| Described {
                 name: &m.name,
                 aliases: &m.aliases,

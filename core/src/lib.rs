@@ -118,7 +118,9 @@ mod url;
 pub use codec::{CodecError, Payload};
 pub use config::{Keepalive, ProtocolConfig, Role, Secret};
 pub use connection::{Connection, PeerInfo};
-pub use dispatch::{rust_signature, ExposedMethod, HandlerId, Registry, INTROSPECTION_METHOD};
+pub use dispatch::{
+    rust_signature, wall_clock, ExposedMethod, HandlerId, Registry, CLOCK_METHOD, INTROSPECTION_METHOD,
+};
 pub use error::{
     AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, Error,
     FrameError, RegistryError, RemoteError, ReplyError, VersionRange,

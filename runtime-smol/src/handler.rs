@@ -53,11 +53,27 @@ type RawFn = dyn Fn(CallContext, Payload) -> Pin<Box<dyn Future<Output = Result<
     + Send
     + Sync;
 
-/// The exposed names of one endpoint and their async handlers.
-#[derive(Clone, Default)]
+/// The exposed names of one endpoint and their async handlers; every table
+/// answers the built-in `rigwire.clock` with this machine's wall clock.
+#[derive(Clone)]
 pub struct Handlers {
     registry: Registry,
     entries: Vec<Arc<RawFn>>,
+}
+
+impl Default for Handlers {
+    fn default() -> Self {
+        let mut registry = Registry::new();
+        registry.expose_clock();
+        let clock: Arc<RawFn> = Arc::new(|_ctx, args: Payload| {
+            let now = rigwire_core::wall_clock(std::time::SystemTime::now());
+            Box::pin(async move { Payload::encode_result(args.codec, &now) })
+        });
+        Handlers {
+            registry,
+            entries: vec![clock],
+        }
+    }
 }
 
 impl fmt::Debug for Handlers {

@@ -16,7 +16,7 @@ use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rigwire_core::{Error, ErrorKind, HandlerError, HandlerId, Payload, Registry, RemoteError};
 use serde::de::DeserializeOwned;
@@ -75,11 +75,31 @@ pub(crate) struct Entry {
 
 const DISPATCHES: [Dispatch; 3] = [Dispatch::Adaptive, Dispatch::Inline, Dispatch::Pool];
 
-/// The exposed names of one endpoint and their handlers.
-#[derive(Clone, Default)]
+/// The exposed names of one endpoint and their handlers; every table
+/// answers the built-in `rigwire.clock` with this machine's wall clock.
+#[derive(Clone)]
 pub struct Handlers {
     registry: Registry,
     entries: Vec<Arc<Entry>>,
+}
+
+impl Default for Handlers {
+    fn default() -> Self {
+        let mut registry = Registry::new();
+        registry.expose_clock();
+        let clock: Box<RawFn> = Box::new(|_ctx, args| {
+            Payload::encode_result(args.codec, &rigwire_core::wall_clock(SystemTime::now()))
+        });
+        let inline = DISPATCHES.iter().position(|d| *d == Dispatch::Inline);
+        Handlers {
+            registry,
+            entries: vec![Arc::new(Entry {
+                f: clock,
+                dispatch: AtomicU8::new(inline.unwrap_or(0) as u8),
+                fast_runs: AtomicU32::new(0),
+            })],
+        }
+    }
 }
 
 impl fmt::Debug for Handlers {

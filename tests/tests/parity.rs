@@ -26,6 +26,16 @@ macro_rules! twin_script {
             .unwrap();
         assert_eq!(raw.decode::<i64>().unwrap(), 6);
         client.ping() $($aw)* .unwrap();
+        // Every rig tells its wall clock (for offsets, NTP-style), unlisted.
+        let clock: f64 = client.call("rigwire.clock", &()) $($aw)* .unwrap();
+        let here = rigwire_core::wall_clock(std::time::SystemTime::now());
+        assert!((clock - here).abs() < 3600.0, "{clock} against {here}");
+        let listed: serde_json::Value = client
+            .call_raw("rigwire.methods", Payload::json(&()).unwrap(), None) $($aw)*
+            .unwrap()
+            .decode()
+            .unwrap();
+        assert!(!listed.to_string().contains("rigwire.clock"), "{listed}");
         client.notify("add", &(1i64, 1i64)) $($aw)* .unwrap();
         let peer = client.peer() $($aw)* .unwrap();
         assert_eq!(peer.name(), "rig");
