@@ -12,6 +12,7 @@ mod bench_idle;
 mod bench_smol;
 mod bench_tls;
 mod conform;
+mod control;
 mod demo;
 mod ibl;
 mod relay;
@@ -197,6 +198,30 @@ enum Command {
     Secret {
         #[command(subcommand)]
         command: SecretCommand,
+    },
+    /// Serve a web page to watch and drive rigs: states, round trips,
+    /// clock offsets, the lifecycle of all of them, calls, a live log.
+    Control {
+        /// Where the page is served (loopback by default: the page drives experiments).
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+        listen: String,
+        /// A rig to control, as NAME=URL (repeat).
+        #[arg(long = "rig", value_name = "NAME=URL")]
+        rigs: Vec<String>,
+        /// A TOML file of rigs: `NAME = "URL"`, or `[NAME]` with `url` and
+        /// `secret_file` (relative to the file).
+        #[arg(long = "rigs", value_name = "FILE")]
+        rigs_file: Option<PathBuf>,
+        /// Control the services registered at this relay (its clients URL).
+        #[arg(long, value_name = "URL")]
+        relay: Option<String>,
+        /// Read the page's access token from this file (default: a new random one).
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// Make TLS certificates for tls:// and wss:// servers.
     Cert {
@@ -387,7 +412,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = if matches!(
         cli.command,
-        Command::Serve { .. } | Command::Relay { .. } | Command::Ibl { .. }
+        Command::Serve { .. }
+            | Command::Relay { .. }
+            | Command::Ibl { .. }
+            | Command::Control { .. }
     ) {
         "info"
     } else {
@@ -497,6 +525,27 @@ fn main() -> ExitCode {
         Command::Cert {
             command: CertCommand::New { name, hosts, out },
         } => secret::new_cert(&name, &hosts, &out),
+        Command::Control {
+            listen,
+            rigs,
+            rigs_file,
+            relay,
+            token_file,
+            secret,
+            trust,
+        } => {
+            let mut config = Config::named("control");
+            config.tls = tls_settings(&IdentityArgs::default(), &trust);
+            control::run(control::Options {
+                listen,
+                rigs,
+                rigs_file,
+                relay,
+                token_file,
+                secret: secret_of(&secret.secret_file, "RIGWIRE_SECRET"),
+                config,
+            })
+        }
         Command::Conform { side } => conform(side),
         Command::Demo => demo::run().map_err(Failure::from),
         Command::Bench {

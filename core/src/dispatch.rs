@@ -175,7 +175,12 @@ impl Registry {
             Codec::Bytes => Codec::Json,
             other => other,
         };
-        let listed = || self.methods.iter().enumerate().filter(|(_, m)| m.name != CLOCK_METHOD);
+        let listed = || {
+            self.methods
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.name != CLOCK_METHOD)
+        };
         if codec != Codec::Json {
             let methods: Vec<&ExposedMethod> = listed().map(|(_, m)| m).collect();
             return Payload::encode_as(codec, &methods);

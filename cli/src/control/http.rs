@@ -1,0 +1,265 @@
+//! The control room's web server: the page's few files (compiled into the
+//! binary), and one websocket per viewer, all behind the access token.
+//!
+//! A request's head is parsed by `httparse` while it is still in the
+//! kernel's buffer (peeked, not read), so that a websocket upgrade is handed
+//! whole to tungstenite; anything else is answered and the connection
+//! closed (`Connection: close`: the page loads four files once).
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::{Message, WebSocket};
+
+use super::state::Control;
+
+/// The page, compiled in: lab machines are often offline.
+const FILES: [(&str, &str, &str); 4] = [
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("page/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("page/app.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("page/style.css"),
+    ),
+    (
+        "/favicon.svg",
+        "image/svg+xml",
+        include_str!("page/favicon.svg"),
+    ),
+];
+
+/// Longest request head accepted, and how long a client may take to send it.
+const MAX_HEAD: usize = 8 * 1024;
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a viewer's thread looks for changes to send while it waits
+/// for the page's messages.
+const VIEWER_TICK: Duration = Duration::from_millis(50);
+
+/// Serves until the process ends: one thread per connection.
+pub fn serve(listener: TcpListener, control: Arc<Control>, token: Arc<String>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let (control, token) = (Arc::clone(&control), Arc::clone(&token));
+        let _ = std::thread::Builder::new()
+            .name("control-http".into())
+            .spawn(move || {
+                if let Err(e) = handle(stream, &control, &token) {
+                    tracing::debug!("control page connection: {e}");
+                }
+            });
+    }
+}
+
+/// Whether `query` carries the access token (compared in constant time).
+fn authorized(path: &str, token: &str) -> bool {
+    let Some((_, query)) = path.split_once('?') else {
+        return false;
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("token="))
+        .any(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
+}
+
+fn handle(stream: TcpStream, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
+    let (method, path, upgrade, head_len) = match peek_head(&stream)? {
+        Some(head) => head,
+        None => return respond(stream, 0, 400, "text/plain", "bad request"),
+    };
+    let route = path.split('?').next().unwrap_or("/").to_owned();
+    if !authorized(&path, token) {
+        return respond(
+            stream,
+            head_len,
+            401,
+            "text/plain; charset=utf-8",
+            "401: open the URL `rigwire control` printed; it carries the access token",
+        );
+    }
+    if route == "/ws" && upgrade {
+        return viewer(stream, control, token);
+    }
+    if method != "GET" {
+        return respond(stream, head_len, 405, "text/plain", "only GET");
+    }
+    match FILES.iter().find(|(p, _, _)| *p == route) {
+        // The page names its files with the token, which it was opened with.
+        Some((_, kind, body)) if route == "/" => respond(
+            stream,
+            head_len,
+            200,
+            kind,
+            &body.replace("__TOKEN__", token),
+        ),
+        Some((_, kind, body)) => respond(stream, head_len, 200, kind, body),
+        None => respond(stream, head_len, 404, "text/plain", "not found"),
+    }
+}
+
+/// The request's method, path, whether it asks for a websocket, and the
+/// head's length; `None` for a request that is not HTTP.
+fn peek_head(stream: &TcpStream) -> std::io::Result<Option<(String, String, bool, usize)>> {
+    let until = Instant::now() + HEAD_TIMEOUT;
+    let mut buf = vec![0u8; MAX_HEAD];
+    loop {
+        let n = stream.peek(&mut buf)?;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&buf[..n]) {
+            Ok(httparse::Status::Complete(len)) => {
+                let upgrade = request.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("upgrade")
+                        && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
+                });
+                let method = request.method.unwrap_or("").to_owned();
+                let path = request.path.unwrap_or("/").to_owned();
+                return Ok(Some((method, path, upgrade, len)));
+            }
+            Ok(httparse::Status::Partial) if n < MAX_HEAD && n > 0 && Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+fn respond(
+    mut stream: TcpStream,
+    head_len: usize,
+    status: u16,
+    kind: &str,
+    body: &str,
+) -> std::io::Result<()> {
+    let mut head = vec![0u8; head_len];
+    stream.read_exact(&mut head)?;
+    let reason = match status {
+        200 => "OK",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Bad Request",
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+/// One viewer: the snapshot, then every change, while its messages (actions
+/// and calls) run on threads of their own so that a slow rig blocks nothing.
+fn viewer(stream: TcpStream, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
+    let token = token.to_owned();
+    // tungstenite's callback type; its error is the HTTP answer.
+    #[allow(clippy::result_large_err)]
+    let check = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        let path = request.uri().to_string();
+        if authorized(&path, &token) {
+            return Ok(response);
+        }
+        let mut refused = ErrorResponse::new(Some("the access token is missing or wrong".into()));
+        *refused.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
+        Err(refused)
+    };
+    let mut ws = tungstenite::accept_hdr(stream, check).map_err(std::io::Error::other)?;
+    ws.get_ref().set_read_timeout(Some(VIEWER_TICK))?;
+    let (snapshot, changes) = control.subscribe();
+    send(&mut ws, snapshot)?;
+    loop {
+        while let Ok(change) = changes.try_recv() {
+            send(&mut ws, change)?;
+        }
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                if let Err(why) = act(control, &text) {
+                    send(
+                        &mut ws,
+                        json!({"type": "error", "message": why}).to_string(),
+                    )?;
+                }
+            }
+            Ok(Message::Close(_)) => return Ok(()),
+            Ok(Message::Binary(_)) => {
+                let why = "messages are JSON text";
+                send(
+                    &mut ws,
+                    json!({"type": "error", "message": why}).to_string(),
+                )?;
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+    }
+}
+
+fn send(ws: &mut WebSocket<TcpStream>, text: String) -> std::io::Result<()> {
+    ws.send(Message::text(text)).map_err(std::io::Error::other)
+}
+
+/// Runs one message from the page: `{"op": "lifecycle", "step": ...,
+/// "exp_ref": ...}` or `{"op": "call", "rig": ..., "method": ..., "args":
+/// ...}`. What it does runs on a thread of its own; a malformed message is
+/// refused at once, with the reason.
+fn act(control: &Arc<Control>, text: &str) -> Result<(), String> {
+    let message: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let field = |name: &str| message.get(name).and_then(Value::as_str).map(str::to_owned);
+    let control = Arc::clone(control);
+    match field("op").as_deref() {
+        Some("lifecycle") => {
+            let step = field("step").ok_or("a lifecycle message needs \"step\"")?;
+            let exp_ref = field("exp_ref");
+            if !["init", "start", "stop", "interrupt", "cleanup"].contains(&step.as_str()) {
+                return Err(format!("no lifecycle step '{step}'"));
+            }
+            if step == "start" {
+                let text = exp_ref.as_deref().ok_or("start needs \"exp_ref\"")?;
+                text.parse::<rigwire_std::core::ExpRef>()
+                    .map_err(|e| format!("invalid experiment reference '{text}': {e}"))?;
+            }
+            std::thread::spawn(move || {
+                if let Err(why) = control.lifecycle(&step, exp_ref.as_deref()) {
+                    control.log("error", None, &why);
+                }
+            });
+            Ok(())
+        }
+        Some("call") => {
+            let rig = field("rig").ok_or("a call needs \"rig\"")?;
+            let method = field("method").ok_or("a call needs \"method\"")?;
+            let args = message.get("args").cloned().unwrap_or(Value::Null);
+            std::thread::spawn(move || {
+                if let Err(why) = control.call(&rig, &method, &args) {
+                    control.log("error", Some(&rig), &why);
+                }
+            });
+            Ok(())
+        }
+        Some(other) => Err(format!(
+            "no operation '{other}'; use \"lifecycle\" or \"call\""
+        )),
+        None => Err("a message needs \"op\": \"lifecycle\" or \"call\"".into()),
+    }
+}

@@ -1,0 +1,184 @@
+//! `rigwire control`: a web page to watch and drive a set of rigs. This
+//! process is a rigwire client of every rig; the page talks JSON to it over
+//! a websocket. The page's files are compiled in, and nothing is served
+//! without the access token printed at start.
+
+mod http;
+mod state;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rigwire_std::{Client, Config};
+
+use crate::{announce, watch_signals, Failure, SecretSource};
+use state::{Control, RigSpec};
+
+/// What the command line asked for.
+pub struct Options {
+    pub listen: String,
+    pub rigs: Vec<String>,
+    pub rigs_file: Option<PathBuf>,
+    pub relay: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub secret: SecretSource,
+    pub config: Config,
+}
+
+fn usage(message: String) -> Failure {
+    Failure { code: 2, message }
+}
+
+/// Runs the control room until SIGINT or SIGTERM.
+pub fn run(options: Options) -> Result<(), Failure> {
+    let mut config = options.config.clone();
+    config.protocol.secret = options.secret.load()?;
+    let specs = rig_specs(&options, &config)?;
+    if specs.is_empty() {
+        return Err(usage(
+            "no rigs: give --rig NAME=URL (repeat), --rigs FILE or --relay URL".into(),
+        ));
+    }
+    let addr = options
+        .listen
+        .strip_prefix("http://")
+        .ok_or_else(|| {
+            usage(format!(
+                "--listen {}: expected http://host:port",
+                options.listen
+            ))
+        })?
+        .trim_end_matches('/');
+    let listener = TcpListener::bind(addr)
+        .map_err(|e| usage(format!("cannot listen on {}: {e}", options.listen)))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| usage(format!("cannot listen on {}: {e}", options.listen)))?;
+    if !bound.ip().is_loopback() {
+        eprintln!(
+            "rigwire control: WARNING: serving {bound} beyond this machine without TLS: the access \
+             token and every action travel in clear; prefer 127.0.0.1 and an SSH tunnel"
+        );
+    }
+    let token = Arc::new(match &options.token_file {
+        Some(path) => read_token(path)?,
+        None => new_token()?,
+    });
+    let mut signals = watch_signals()?;
+    let control = Control::start(specs);
+    let serving = Arc::clone(&control);
+    let page_token = Arc::clone(&token);
+    std::thread::Builder::new()
+        .name("control-http".into())
+        .spawn(move || http::serve(listener, serving, page_token))
+        .map_err(|e| usage(format!("cannot start the web server: {e}")))?;
+    announce(&[
+        format!("listening http://{bound}"),
+        format!("open http://{bound}/?token={token}"),
+    ]);
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "shutting down");
+    }
+    Ok(())
+}
+
+/// The rigs named on the command line, in a file, and behind a relay.
+fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure> {
+    let mut specs = Vec::new();
+    let mut add = |name: &str, url: &str, config: Config, via_relay: bool| {
+        if specs.iter().any(|s: &RigSpec| s.name == name) {
+            return Err(usage(format!("the rig name '{name}' is given twice")));
+        }
+        specs.push(RigSpec {
+            name: name.to_owned(),
+            url: url.to_owned(),
+            via_relay,
+            config,
+        });
+        Ok(())
+    };
+    for rig in &options.rigs {
+        let (name, url) = rig
+            .split_once('=')
+            .filter(|(n, u)| !n.is_empty() && !u.is_empty())
+            .ok_or_else(|| usage(format!("--rig {rig}: expected NAME=URL")))?;
+        add(name, url, config.clone(), false)?;
+    }
+    if let Some(path) = &options.rigs_file {
+        for (name, url, secret) in rigs_file(path)? {
+            let mut config = config.clone();
+            if let Some(file) = secret {
+                config.protocol.secret = Some(
+                    rigwire_std::secret_from_file(&file)
+                        .map_err(|e| usage(format!("rig '{name}': {e}")))?,
+                );
+            }
+            add(&name, &url, config, false)?;
+        }
+    }
+    if let Some(relay) = &options.relay {
+        let client = Client::connect(relay, config.clone())?;
+        let names: Vec<String> = client.call("rigwire.services", &())?;
+        client.close();
+        for name in names {
+            add(&name, relay, config.clone(), true)?;
+        }
+    }
+    Ok(specs)
+}
+
+/// A rigs file: a TOML table of name to URL, or to `{ url, secret_file }`
+/// (a secret file relative to the rigs file's folder).
+fn rigs_file(path: &Path) -> Result<Vec<(String, String, Option<PathBuf>)>, Failure> {
+    let bad = |why: String| usage(format!("{}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| bad(e.to_string()))?;
+    let folder = path.parent().unwrap_or(Path::new("."));
+    table
+        .into_iter()
+        .map(|(name, value)| match value {
+            toml::Value::String(url) => Ok((name, url, None)),
+            toml::Value::Table(rig) => {
+                let url = rig
+                    .get("url")
+                    .and_then(toml::Value::as_str)
+                    .ok_or_else(|| bad(format!("rig '{name}' needs url = \"...\"")))?;
+                let secret = rig
+                    .get("secret_file")
+                    .and_then(toml::Value::as_str)
+                    .map(|f| folder.join(f));
+                Ok((name, url.to_owned(), secret))
+            }
+            _ => Err(bad(format!(
+                "rig '{name}': a URL, or a table with url and secret_file"
+            ))),
+        })
+        .collect()
+}
+
+fn new_token() -> Result<String, Failure> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| usage(format!("the operating system's random source failed: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn read_token(path: &Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+    let token = text.trim().to_owned();
+    if token.len() < 16
+        || !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(usage(format!(
+            "{}: a token is 16 or more letters, digits, '-' or '_'",
+            path.display()
+        )));
+    }
+    Ok(token)
+}

@@ -1,0 +1,436 @@
+//! What the control room knows and does: one monitor thread per rig (its
+//! connection, round trip, clock offset, lifecycle and methods), the live
+//! log, the lifecycle steps run over all rigs by the group rules, and the
+//! viewers every change is pushed to.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use rigwire_std::core::lifecycle::methods;
+use rigwire_std::core::{wall_clock, ExpInfo, ExpRef, GroupStep, InitData, CLOCK_METHOD};
+use rigwire_std::{Client, Codec, Config, Error, Handlers, Payload};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Log entries kept for viewers that open the page later.
+const LOG_KEPT: usize = 500;
+
+/// Round trips kept per rig, for its sparkline.
+const RTTS_KEPT: usize = 40;
+
+/// How often a connected rig is measured (round trip, clock, lifecycle).
+const POLL: Duration = Duration::from_secs(1);
+
+/// How long a lifecycle step or a call from the page may take per rig.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One rig as the page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RigView {
+    pub name: String,
+    pub url: String,
+    /// `connecting`, `authenticated` or `disconnected`.
+    pub state: &'static str,
+    /// Why it is disconnected (or not yet connected).
+    pub reason: Option<String>,
+    /// Its lifecycle status (`connected`, `initialized`, `running`, `stopped`).
+    pub status: Option<String>,
+    pub exp_ref: Option<String>,
+    /// Round trips in milliseconds, oldest first.
+    pub rtt_ms: VecDeque<f64>,
+    /// Its clock minus ours, in milliseconds.
+    pub offset_ms: Option<f64>,
+    pub methods: Vec<String>,
+    /// The last action's outcome on this rig: `{ok, text}`.
+    pub last: Option<Value>,
+}
+
+/// One rig: where it is, what the page shows, its connection when up.
+struct Rig {
+    /// Through a relay, the service's name: its methods are `NAME.method`.
+    via_relay: bool,
+    view: Mutex<RigView>,
+    client: Mutex<Option<Arc<Client>>>,
+}
+
+impl Rig {
+    fn method(&self, name: &str, method: &str) -> String {
+        match self.via_relay {
+            true => format!("{name}.{method}"),
+            false => method.to_owned(),
+        }
+    }
+}
+
+/// Where one rig is and how to reach it.
+#[derive(Debug, Clone)]
+pub struct RigSpec {
+    pub name: String,
+    pub url: String,
+    pub via_relay: bool,
+    pub config: Config,
+}
+
+/// The control room's state, shared by the HTTP server, the viewers and
+/// the monitors.
+pub struct Control {
+    rigs: Vec<Rig>,
+    log: Mutex<VecDeque<Value>>,
+    viewers: Mutex<Vec<Sender<String>>>,
+}
+
+impl Control {
+    /// Starts a monitor for each rig.
+    pub fn start(specs: Vec<RigSpec>) -> Arc<Control> {
+        let rigs = specs
+            .iter()
+            .map(|s| Rig {
+                via_relay: s.via_relay,
+                view: Mutex::new(RigView {
+                    name: s.name.clone(),
+                    url: s.url.clone(),
+                    state: "connecting",
+                    reason: None,
+                    status: None,
+                    exp_ref: None,
+                    rtt_ms: VecDeque::new(),
+                    offset_ms: None,
+                    methods: Vec::new(),
+                    last: None,
+                }),
+                client: Mutex::new(None),
+            })
+            .collect();
+        let control = Arc::new(Control {
+            rigs,
+            log: Mutex::new(VecDeque::new()),
+            viewers: Mutex::new(Vec::new()),
+        });
+        for (i, spec) in specs.into_iter().enumerate() {
+            let control = Arc::clone(&control);
+            std::thread::Builder::new()
+                .name(format!("control-{}", spec.name))
+                .spawn(move || control.monitor(i, spec))
+                .expect("a monitor thread");
+        }
+        control
+    }
+
+    /// A new viewer: what it is sent first (every rig and the log so far),
+    /// and where later changes arrive.
+    pub fn subscribe(&self) -> (String, Receiver<String>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let rigs: Vec<RigView> = self.rigs.iter().map(|r| lock(&r.view).clone()).collect();
+        let log: Vec<Value> = lock(&self.log).iter().cloned().collect();
+        lock(&self.viewers).push(tx);
+        let snapshot = json!({"type": "snapshot", "rigs": rigs, "log": log});
+        (snapshot.to_string(), rx)
+    }
+
+    fn push(&self, message: &Value) {
+        let text = message.to_string();
+        lock(&self.viewers).retain(|v| v.send(text.clone()).is_ok());
+    }
+
+    /// Adds to the live log (`kind`: action, result, error, connection, notify).
+    pub fn log(&self, kind: &str, rig: Option<&str>, text: &str) {
+        let entry = json!({
+            "t": wall_clock(SystemTime::now()),
+            "kind": kind,
+            "rig": rig,
+            "text": text,
+        });
+        {
+            let mut log = lock(&self.log);
+            if log.len() == LOG_KEPT {
+                log.pop_front();
+            }
+            log.push_back(entry.clone());
+        }
+        self.push(&json!({"type": "log", "entry": entry}));
+    }
+
+    /// Changes rig `i`'s view and pushes it to every viewer.
+    fn update(&self, i: usize, f: impl FnOnce(&mut RigView)) {
+        let view = {
+            let mut view = lock(&self.rigs[i].view);
+            f(&mut view);
+            view.clone()
+        };
+        self.push(&json!({"type": "rig", "rig": view}));
+    }
+
+    fn name(&self, i: usize) -> String {
+        lock(&self.rigs[i].view).name.clone()
+    }
+
+    /// Keeps rig `i` connected and measured, until the process ends.
+    fn monitor(self: Arc<Self>, i: usize, spec: RigSpec) {
+        // Why the last connection ended: shown until the rig is back.
+        let mut lost: Option<String> = None;
+        loop {
+            if lost.is_none() {
+                self.update(i, |v| v.state = "connecting");
+            }
+            let connected = Client::connect_with(&spec.url, spec.config.clone(), self.listen(i));
+            let client = match connected {
+                Ok(client) => Arc::new(client),
+                Err(e) => {
+                    let reason = match &lost {
+                        Some(lost) => format!("{lost} (reconnecting: {})", reason_of(&e)),
+                        None => reason_of(&e),
+                    };
+                    self.disconnected(i, reason);
+                    std::thread::sleep(POLL);
+                    continue;
+                }
+            };
+            *lock(&self.rigs[i].client) = Some(Arc::clone(&client));
+            let methods = self.methods(i, &client);
+            self.update(i, |v| {
+                v.state = "authenticated";
+                v.reason = None;
+                v.methods = methods;
+            });
+            self.log(
+                "connection",
+                Some(&spec.name),
+                &format!("connected to {}", spec.url),
+            );
+            let why = loop {
+                if let Err(e) = self.measure(i, &client) {
+                    break e;
+                }
+                std::thread::sleep(POLL);
+            };
+            *lock(&self.rigs[i].client) = None;
+            client.close();
+            let reason = reason_of(&why);
+            self.disconnected(i, reason.clone());
+            lost = Some(reason);
+        }
+    }
+
+    /// Shows rig `i` disconnected for `reason`, and logs it when it is news.
+    fn disconnected(&self, i: usize, reason: String) {
+        let changed = {
+            let view = lock(&self.rigs[i].view);
+            view.state != "disconnected" || view.reason.as_deref() != Some(&reason)
+        };
+        self.update(i, |v| {
+            v.state = "disconnected";
+            v.reason = Some(reason.clone());
+        });
+        if changed {
+            let name = self.name(i);
+            self.log(
+                "connection",
+                Some(&name),
+                &format!("disconnected: {reason}"),
+            );
+        }
+    }
+
+    /// What a rig's connection answers when the rig notifies us: its events
+    /// and log lines go to the live log.
+    fn listen(self: &Arc<Self>, i: usize) -> Handlers {
+        let mut handlers = Handlers::new();
+        let events = Arc::clone(self);
+        let _ = handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
+            events.log(
+                "notify",
+                Some(&events.name(i)),
+                &format!("event {event}: {detail}"),
+            );
+            Ok(())
+        });
+        for name in ["userLog", "log"] {
+            let logs = Arc::clone(self);
+            let _ = handlers.expose_raw(name, move |ctx, args: Payload| {
+                let text = payload_text(&args);
+                logs.log(
+                    "notify",
+                    Some(&logs.name(i)),
+                    &format!("{}: {text}", ctx.method),
+                );
+                Ok(Payload::json(&()).expect("null encodes"))
+            });
+        }
+        handlers
+    }
+
+    fn methods(&self, i: usize, client: &Client) -> Vec<String> {
+        let name = self.name(i);
+        let method = self.rigs[i].method(&name, "rigwire.methods");
+        let listed = client
+            .call_raw(
+                &method,
+                Payload::json(&()).expect("null"),
+                Some(ACTION_TIMEOUT),
+            )
+            .and_then(|p| p.decode::<Value>().map_err(Error::from));
+        match listed {
+            Ok(Value::Array(methods)) => methods
+                .iter()
+                .filter_map(|m| m["name"].as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// One round of measurement: the clock (round trip and offset, as NTP
+    /// does) and the lifecycle.
+    fn measure(&self, i: usize, client: &Client) -> Result<(), Error> {
+        let name = self.name(i);
+        let rig = &self.rigs[i];
+        let (sent, t0) = (Instant::now(), wall_clock(SystemTime::now()));
+        let clock: f64 = client
+            .call_raw(
+                &rig.method(&name, CLOCK_METHOD),
+                Payload::json(&())?,
+                Some(POLL * 5),
+            )?
+            .decode()?;
+        let rtt = sent.elapsed();
+        let t1 = wall_clock(SystemTime::now());
+        let info: Option<ExpInfo> = client
+            .call_raw(
+                &rig.method(&name, methods::INFO),
+                Payload::json(&())?,
+                Some(POLL * 5),
+            )
+            .ok()
+            .and_then(|p| p.decode().ok());
+        self.update(i, |v| {
+            if v.rtt_ms.len() == RTTS_KEPT {
+                v.rtt_ms.pop_front();
+            }
+            v.rtt_ms.push_back(rtt.as_secs_f64() * 1e3);
+            v.offset_ms = Some((clock - (t0 + t1) / 2.0) * 1e3);
+            if let Some(info) = info {
+                v.status = serde_json::to_value(info.status)
+                    .ok()
+                    .and_then(|s| s.as_str().map(str::to_owned));
+                v.exp_ref = info.exp_ref.map(|r| r.to_string());
+            }
+        });
+        Ok(())
+    }
+
+    /// Runs a lifecycle step on every rig by the group rules: init and start
+    /// at once, stop, interrupt and cleanup one after another in reverse
+    /// order. Each rig's outcome is logged and shown beside it.
+    pub fn lifecycle(&self, step: &str, exp_ref: Option<&str>) -> Result<(), String> {
+        // In JSON, so that the answers read as text (and Python rigs take them).
+        let (step, args) = match step {
+            "init" => (GroupStep::init(&InitData::default()), json!(null)),
+            "start" => {
+                let text = exp_ref.ok_or("start needs an experiment reference")?;
+                let exp_ref: ExpRef = text
+                    .parse()
+                    .map_err(|e| format!("invalid experiment reference '{text}': {e}"))?;
+                (GroupStep::start(&exp_ref), json!(exp_ref.to_string()))
+            }
+            "stop" => (GroupStep::stop(false), json!({"immediately": false})),
+            "interrupt" => (GroupStep::stop(true), json!({"immediately": true})),
+            "cleanup" => (GroupStep::cleanup(), json!(null)),
+            other => return Err(format!("no lifecycle step '{other}'")),
+        };
+        let args = Payload::json(&args).map_err(|e| e.to_string())?;
+        let what = match exp_ref {
+            Some(r) if step.method == methods::START => format!("{} {r}", step.method),
+            _ if args.bytes.as_ref() == br#"{"immediately":true}"# => "exp.stop (interrupt)".into(),
+            _ => step.method.to_owned(),
+        };
+        self.log("action", None, &format!("{what} on every rig"));
+        let order = step.order.positions(self.rigs.len());
+        let call = |i: usize| {
+            let client = lock(&self.rigs[i].client).clone();
+            let name = self.name(i);
+            match client {
+                None => Err(Error::Disconnected(
+                    rigwire_std::core::ConnectionError::TransportClosed("not connected".into()),
+                )),
+                Some(c) => c.start_raw(
+                    &self.rigs[i].method(&name, step.method),
+                    args.clone(),
+                    Some(ACTION_TIMEOUT),
+                ),
+            }
+        };
+        let mut outcomes = Vec::new();
+        if step.order == rigwire_std::core::GroupOrder::Concurrent {
+            let started: Vec<_> = order.iter().map(|&i| (i, call(i))).collect();
+            for (i, pending) in started {
+                outcomes.push((i, pending.and_then(|p| p.wait())));
+            }
+        } else {
+            for i in order {
+                outcomes.push((i, call(i).and_then(|p| p.wait())));
+            }
+        }
+        for (i, outcome) in outcomes {
+            self.outcome(i, &what, outcome);
+        }
+        Ok(())
+    }
+
+    /// Calls `method` on one rig with JSON arguments, as `rigwire call` does.
+    pub fn call(&self, rig: &str, method: &str, args: &Value) -> Result<(), String> {
+        let i = (0..self.rigs.len())
+            .find(|&i| self.name(i) == rig)
+            .ok_or_else(|| format!("no rig named '{rig}'"))?;
+        if method.is_empty() {
+            return Err("no method given".into());
+        }
+        self.log("action", Some(rig), &format!("call {method} {args}"));
+        let client = lock(&self.rigs[i].client).clone();
+        let outcome = match client {
+            None => Err(Error::Disconnected(
+                rigwire_std::core::ConnectionError::TransportClosed("not connected".into()),
+            )),
+            Some(c) => Payload::json(args).map_err(Error::from).and_then(|a| {
+                c.call_raw(&self.rigs[i].method(rig, method), a, Some(ACTION_TIMEOUT))
+            }),
+        };
+        self.outcome(i, method, outcome);
+        Ok(())
+    }
+
+    fn outcome(&self, i: usize, what: &str, outcome: Result<Payload, Error>) {
+        let name = self.name(i);
+        let (ok, text) = match outcome {
+            Ok(result) => (true, payload_text(&result)),
+            Err(Error::Remote(e)) => (false, format!("{}: {}", e.kind, e.message)),
+            Err(e) => (false, e.to_string()),
+        };
+        let kind = if ok { "result" } else { "error" };
+        self.log(kind, Some(&name), &format!("{what} → {text}"));
+        self.update(i, |v| {
+            v.last = Some(json!({"ok": ok, "what": what, "text": text}))
+        });
+    }
+}
+
+/// Why a connection failed or ended, said once.
+fn reason_of(err: &Error) -> String {
+    match err {
+        Error::Disconnected(e) => e.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A payload for people: JSON as text, anything else by its size.
+fn payload_text(p: &Payload) -> String {
+    match p.codec {
+        Codec::Json => String::from_utf8_lossy(&p.bytes).into_owned(),
+        Codec::Bytes => format!("{} bytes", p.bytes.len()),
+        _ => format!("{} bytes of postcard", p.bytes.len()),
+    }
+}

@@ -1,0 +1,446 @@
+//! `rigwire control` as a person uses it, in a real browser (headless
+//! Chromium driven by `cli/tests/browser/control.mjs`), and its JSON API
+//! from a plain websocket client: malformed messages get a clear error,
+//! never a crash.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tungstenite::Message;
+
+mod common;
+use common::{Spawned, BIN};
+
+/// Three `rigwire serve` rigs and a `rigwire control` of them; the control's
+/// `open` URL.
+struct Room {
+    rigs: Vec<Spawned>,
+    control: Spawned,
+    open: String,
+}
+
+impl Room {
+    fn start() -> Room {
+        let rigs: Vec<Spawned> = (1..=3)
+            .map(|i| {
+                let name = format!("rig-{i}");
+                Spawned::start(
+                    &["serve", "--listen", "tcp://127.0.0.1:0", "--name", &name],
+                    &[],
+                    1,
+                )
+            })
+            .collect();
+        let mut args = vec![
+            "control".to_owned(),
+            "--listen".into(),
+            "http://127.0.0.1:0".into(),
+        ];
+        for (i, rig) in rigs.iter().enumerate() {
+            let url = rig.lines[0].split_whitespace().nth(1).unwrap();
+            args.extend(["--rig".into(), format!("rig-{}={url}", i + 1)]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let control = Spawned::start(&args, &[], 2);
+        let open = control.lines[1]
+            .strip_prefix("open ")
+            .unwrap_or_else(|| panic!("{:?}", control.lines))
+            .to_owned();
+        Room {
+            rigs,
+            control,
+            open,
+        }
+    }
+
+    /// The websocket URL of the JSON API, with the token (or without).
+    fn ws(&self, with_token: bool) -> String {
+        let (base, token) = self.open.split_once("/?").unwrap();
+        let base = base.replacen("http://", "ws://", 1);
+        match with_token {
+            true => format!("{base}/ws?{token}"),
+            false => format!("{base}/ws"),
+        }
+    }
+}
+
+/// Width and height of a PNG, from its header.
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[1..4], b"PNG", "not a PNG");
+    let word = |at: usize| u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap());
+    (word(16), word(20))
+}
+
+#[test]
+fn a_person_drives_three_rigs_from_the_page_in_a_real_browser() {
+    // scripts/test installs Chromium and playwright-core and says where.
+    let Ok(dir) = std::env::var("RIGWIRE_BROWSER_DIR") else {
+        eprintln!("SKIPPED: run scripts/test (it sets RIGWIRE_BROWSER_DIR) for the browser test");
+        return;
+    };
+    let started = Instant::now();
+    let room = Room::start();
+    let dir = PathBuf::from(dir);
+    let script = dir.join("control.mjs");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/control.mjs"),
+        &script,
+    )
+    .unwrap();
+    let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("control-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let rig3 = room.rigs[2].child.id().to_string();
+    let mut node = Command::new("node")
+        .args([
+            script.to_str().unwrap(),
+            &room.open,
+            &rig3,
+            shot.to_str().unwrap(),
+        ])
+        .current_dir(&dir)
+        .spawn()
+        .expect("node runs");
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = node.kill();
+            panic!("the browser test ran for more than 2 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.success(),
+        "the browser checks failed (see its output above)"
+    );
+    // The screenshot is the page, not a blank: full size, and not tiny.
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert_eq!(png_size(&png), (1400, 1000));
+    assert!(
+        png.len() > 20_000,
+        "a {} byte screenshot is a blank page",
+        png.len()
+    );
+    drop(room);
+}
+
+/// Reads JSON messages until one of `kind` arrives (or 10 s pass).
+fn next_of(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    kind: &str,
+) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if let Message::Text(text) = ws.read().expect("the control room answers") {
+            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+            if message["type"] == kind {
+                return message;
+            }
+        }
+    }
+    panic!("no {kind} message within 10 s");
+}
+
+#[test]
+fn the_json_api_refuses_malformed_messages_with_a_reason_and_carries_on() {
+    let room = Room::start();
+    // Without the token: 401 for the websocket too.
+    match tungstenite::connect(room.ws(false)) {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("connected without the token: {:?}", other.map(|_| ())),
+    }
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    let snapshot = next_of(&mut ws, "snapshot");
+    assert_eq!(snapshot["rigs"].as_array().unwrap().len(), 3);
+    let refused = [
+        ("not json at all", "not JSON"),
+        (r#"{"op": "fly"}"#, "no operation 'fly'"),
+        (r#"{"step": "init"}"#, "needs \"op\""),
+        (
+            r#"{"op": "lifecycle", "step": "explode"}"#,
+            "no lifecycle step 'explode'",
+        ),
+        (
+            r#"{"op": "lifecycle", "step": "start"}"#,
+            "start needs \"exp_ref\"",
+        ),
+        (
+            r#"{"op": "lifecycle", "step": "start", "exp_ref": "2026-02-30_1_mouse"}"#,
+            "invalid experiment reference",
+        ),
+        (
+            r#"{"op": "call", "rig": "rig-1"}"#,
+            "a call needs \"method\"",
+        ),
+        (r#"[1, 2, 3]"#, "needs \"op\""),
+    ];
+    for (sent, said) in refused {
+        ws.send(Message::text(sent)).unwrap();
+        let error = next_of(&mut ws, "error");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(said), "{sent} → {message}");
+    }
+    ws.send(Message::binary(vec![1, 2, 3])).unwrap();
+    assert!(next_of(&mut ws, "error")["message"]
+        .as_str()
+        .unwrap()
+        .contains("JSON text"));
+    // Still serving: a call to an unknown rig is logged as an error, a
+    // real one answers.
+    ws.send(Message::text(
+        r#"{"op": "call", "rig": "rig-9", "method": "add", "args": [1, 2]}"#,
+    ))
+    .unwrap();
+    let entry = next_of(&mut ws, "log");
+    assert!(
+        entry["entry"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no rig named 'rig-9'"),
+        "{entry}"
+    );
+    ws.send(Message::text(
+        r#"{"op": "call", "rig": "rig-2", "method": "add", "args": [2, 3]}"#,
+    ))
+    .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let entry = next_of(&mut ws, "log");
+        let text = entry["entry"]["text"].as_str().unwrap().to_owned();
+        if text.contains("add → 5.0") {
+            break;
+        }
+        assert!(Instant::now() < until, "no answer to the call");
+    }
+    assert!(room.control.lines[0].starts_with("listening http://127.0.0.1:"));
+}
+
+#[test]
+fn control_refuses_a_bad_command_line_with_exit_two() {
+    for (args, said) in [
+        (vec!["control"], "no rigs"),
+        (vec!["control", "--rig", "nourl"], "expected NAME=URL"),
+        (
+            vec![
+                "control",
+                "--rig",
+                "a=tcp://127.0.0.1:1",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "expected http://host:port",
+        ),
+        (
+            vec!["control", "--rig", "a=tcp://x:1", "--rig", "a=tcp://y:1"],
+            "given twice",
+        ),
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .env_remove("RIGWIRE_SECRET")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(said), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
+    let dir = std::env::temp_dir().join(format!("rigwire-control-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rig-b.secret"), "rig-b-secret-0123456789\n").unwrap();
+    // rig-a has the secret every rig without a file of its own uses.
+    let plain = Spawned::start(
+        &["serve", "--listen", "tcp://127.0.0.1:0"],
+        &[("RIGWIRE_SECRET", "clients-secret-0123456")],
+        1,
+    );
+    let guarded = Spawned::start(
+        &["serve", "--listen", "tcp://127.0.0.1:0"],
+        &[("RIGWIRE_SECRET", "rig-b-secret-0123456789")],
+        1,
+    );
+    let url = |s: &Spawned| s.lines[0].split_whitespace().nth(1).unwrap().to_owned();
+    std::fs::write(
+        dir.join("rigs.toml"),
+        format!(
+            "rig-a = \"{}\"\n\n[rig-b]\nurl = \"{}\"\nsecret_file = \"rig-b.secret\"\n",
+            url(&plain),
+            url(&guarded)
+        ),
+    )
+    .unwrap();
+    // A relay with one service behind it, reached as `data.method`.
+    let secrets = [
+        ("RIGWIRE_SECRET", "clients-secret-0123456"),
+        ("RIGWIRE_SERVICE_SECRET", "services-secret-0123456"),
+    ];
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+        ],
+        &secrets,
+        2,
+    );
+    let _service = Spawned::start(
+        &["serve", "--via", &relay.url("services"), "--as", "data"],
+        &[("RIGWIRE_SECRET", "services-secret-0123456")],
+        1,
+    );
+    std::fs::write(dir.join("token"), "a-token-of-the-lab-0123\n").unwrap();
+    let control = Spawned::start(
+        &[
+            "control",
+            "--listen",
+            "http://127.0.0.1:0",
+            "--rigs",
+            dir.join("rigs.toml").to_str().unwrap(),
+            "--relay",
+            &relay.url("clients"),
+            "--token-file",
+            dir.join("token").to_str().unwrap(),
+        ],
+        &[("RIGWIRE_SECRET", "clients-secret-0123456")],
+        2,
+    );
+    assert!(
+        control.lines[1].ends_with("/?token=a-token-of-the-lab-0123"),
+        "{:?}",
+        control.lines
+    );
+    let room = Room {
+        rigs: Vec::new(),
+        open: control.lines[1].strip_prefix("open ").unwrap().to_owned(),
+        control,
+    };
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    let snapshot = next_of(&mut ws, "snapshot");
+    let names: Vec<&str> = snapshot["rigs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["rig-a", "rig-b", "data"]);
+    // All three come up (rig-b with its own secret, data two hops away).
+    let mut up = std::collections::BTreeSet::new();
+    let until = Instant::now() + Duration::from_secs(15);
+    while up.len() < 3 {
+        assert!(Instant::now() < until, "only {up:?} connected");
+        let rig = next_of(&mut ws, "rig");
+        if rig["rig"]["state"] == "authenticated" && rig["rig"]["offset_ms"].is_number() {
+            up.insert(rig["rig"]["name"].as_str().unwrap().to_owned());
+        }
+    }
+    ws.send(Message::text(
+        r#"{"op": "call", "rig": "data", "method": "add", "args": [20, 22]}"#,
+    ))
+    .unwrap();
+    loop {
+        let entry = next_of(&mut ws, "log");
+        if entry["entry"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("add → 42.0")
+        {
+            assert_eq!(entry["entry"]["rig"], "data");
+            break;
+        }
+        assert!(
+            Instant::now() < until + Duration::from_secs(10),
+            "no answer through the relay"
+        );
+    }
+}
+
+#[test]
+fn serving_beyond_loopback_warns_that_nothing_is_encrypted() {
+    let rig = Spawned::start(&["serve", "--listen", "tcp://127.0.0.1:0"], &[], 1);
+    let rig_url = rig.lines[0].split_whitespace().nth(1).unwrap().to_owned();
+    let mut child = Command::new(BIN)
+        .args([
+            "control",
+            "--listen",
+            "http://0.0.0.0:0",
+            "--rig",
+            &format!("a={rig_url}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.starts_with("listening http://0.0.0.0:"), "{line}");
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING") && err.contains("without TLS"),
+        "{err}"
+    );
+}
+
+#[test]
+fn what_rigs_notify_shows_in_the_live_log() {
+    // A rig that greets whoever connects: a log line and an event.
+    let mut rig =
+        rigwire_std::Server::bind("tcp://127.0.0.1:0", rigwire_std::Config::named("scanner"))
+            .unwrap();
+    rig.on_connect(|peer| {
+        let _ = peer.notify_raw(
+            "userLog",
+            rigwire_std::Payload::json(&"scanner ready").unwrap(),
+        );
+        let _ = peer.notify("exp.event", &("trial".to_owned(), "1".to_owned()));
+    });
+    let rig = rig.start().unwrap();
+    let control = Spawned::start(
+        &[
+            "control",
+            "--listen",
+            "http://127.0.0.1:0",
+            "--rig",
+            &format!("scanner={}", rig.local_url()),
+        ],
+        &[],
+        2,
+    );
+    let room = Room {
+        rigs: Vec::new(),
+        open: control.lines[1].strip_prefix("open ").unwrap().to_owned(),
+        control,
+    };
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    // What was logged before this viewer came is in its snapshot.
+    let snapshot = next_of(&mut ws, "snapshot");
+    let mut seen: Vec<String> = snapshot["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "notify")
+        .map(|e| e["text"].as_str().unwrap().to_owned())
+        .collect();
+    let until = Instant::now() + Duration::from_secs(10);
+    let wanted = ["userLog: \"scanner ready\"", "event trial: 1"];
+    while !wanted
+        .iter()
+        .all(|w| seen.iter().any(|s: &String| s.contains(w)))
+    {
+        assert!(Instant::now() < until, "the log has {seen:?}");
+        let message = next_of(&mut ws, "log");
+        if message["entry"]["kind"] == "notify" {
+            seen.push(message["entry"]["text"].as_str().unwrap().to_owned());
+        }
+    }
+}
