@@ -284,8 +284,8 @@ impl Control {
         }
     }
 
-    /// One round of measurement: the clock (round trip and offset, as NTP
-    /// does) and the lifecycle.
+    /// One round of measurement: the round trip, the clock offset (as NTP
+    /// does, within half the clock call's round trip) and the lifecycle.
     fn measure(&self, i: usize, client: &Client) -> Result<(), Error> {
         let name = self.name(i);
         let rig = &self.rigs[i];
@@ -297,8 +297,13 @@ impl Control {
                 Some(POLL * 5),
             )?
             .decode()?;
-        let rtt = sent.elapsed();
         let t1 = wall_clock(SystemTime::now());
+        // A ping measures the round trip to the rig itself; through a relay
+        // it would stop at the relay, so there the clock's call does.
+        let rtt = match rig.via_relay {
+            true => sent.elapsed(),
+            false => client.ping()?,
+        };
         let info: Option<ExpInfo> = client
             .call_raw(
                 &rig.method(&name, methods::INFO),
