@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rigwire_core::{Message, Payload};
 
 mod common;
-use common::{Spawned, BIN};
+use common::{relay_with_data, Spawned, BIN};
 
 const SECRET: &str = "conformance-secret-0123456789";
 
@@ -197,36 +197,9 @@ impl UrlWith for Spawned {
     }
 }
 
-/// A relay on tcp with the demo rig registered behind it as `data`, all with
-/// the secret; the relay's clients URL.
-fn relay_with_service() -> (Vec<Spawned>, String) {
-    let secrets = [
-        ("RIGWIRE_SECRET", SECRET),
-        ("RIGWIRE_SERVICE_SECRET", SECRET),
-    ];
-    let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-        ],
-        &secrets,
-        2,
-    );
-    let service = Spawned::start(
-        &["serve", "--via", &relay.url(" services"), "--as", "data"],
-        &[("RIGWIRE_SECRET", SECRET)],
-        1,
-    );
-    let clients = relay.url(" clients");
-    (vec![relay, service], clients)
-}
-
 #[test]
 fn a_relay_passes_every_case_two_hops_away() {
-    let (_processes, url) = relay_with_service();
+    let (_processes, url) = relay_with_data(SECRET, SECRET);
     let report = conform_server_via(&url, true, &[], Some("data"));
     assert_all_pass(&url, &report);
     let skipped: Vec<_> = with_verdict(&report.1, "skip")

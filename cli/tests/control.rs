@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 mod common;
-use common::{Spawned, BIN};
+use common::{relay_with_data, Spawned, BIN};
 
 /// Three `rigwire serve` rigs and a `rigwire control` of them; the control's
 /// `open` URL.
@@ -49,6 +49,19 @@ impl Room {
             .to_owned();
         Room {
             rigs,
+            control,
+            open,
+        }
+    }
+
+    /// The room of a `rigwire control` already started (its rigs elsewhere).
+    fn of(control: Spawned) -> Room {
+        let open = control.lines[1]
+            .strip_prefix("open ")
+            .unwrap_or_else(|| panic!("{:?}", control.lines))
+            .to_owned();
+        Room {
+            rigs: Vec::new(),
             control,
             open,
         }
@@ -276,26 +289,8 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
     )
     .unwrap();
     // A relay with one service behind it, reached as `data.method`.
-    let secrets = [
-        ("RIGWIRE_SECRET", "clients-secret-0123456"),
-        ("RIGWIRE_SERVICE_SECRET", "services-secret-0123456"),
-    ];
-    let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-        ],
-        &secrets,
-        2,
-    );
-    let _service = Spawned::start(
-        &["serve", "--via", &relay.url("services"), "--as", "data"],
-        &[("RIGWIRE_SECRET", "services-secret-0123456")],
-        1,
-    );
+    let (_relay, relay_clients) =
+        relay_with_data("clients-secret-0123456", "services-secret-0123456");
     std::fs::write(dir.join("token"), "a-token-of-the-lab-0123\n").unwrap();
     let control = Spawned::start(
         &[
@@ -305,7 +300,7 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
             "--rigs",
             dir.join("rigs.toml").to_str().unwrap(),
             "--relay",
-            &relay.url("clients"),
+            &relay_clients,
             "--token-file",
             dir.join("token").to_str().unwrap(),
         ],
@@ -317,11 +312,7 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
         "{:?}",
         control.lines
     );
-    let room = Room {
-        rigs: Vec::new(),
-        open: control.lines[1].strip_prefix("open ").unwrap().to_owned(),
-        control,
-    };
+    let room = Room::of(control);
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     let snapshot = next_of(&mut ws, "snapshot");
     let names: Vec<&str> = snapshot["rigs"]
@@ -416,11 +407,7 @@ fn what_rigs_notify_shows_in_the_live_log() {
         &[],
         2,
     );
-    let room = Room {
-        rigs: Vec::new(),
-        open: control.lines[1].strip_prefix("open ").unwrap().to_owned(),
-        control,
-    };
+    let room = Room::of(control);
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     // What was logged before this viewer came is in its snapshot.
     let snapshot = next_of(&mut ws, "snapshot");

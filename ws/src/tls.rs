@@ -221,18 +221,9 @@ impl ClientTls {
                 }
                 builder.with_root_certificates(roots).with_no_client_auth()
             }
-            Trust::SystemRoots => {
-                let mut roots = RootCertStore::empty();
-                let found = rustls_native_certs::load_native_certs();
-                let (added, _) = roots.add_parsable_certificates(found.certs);
-                if added == 0 {
-                    return Err(setup(
-                        "this machine has no trusted root certificates; \
-                         pin the server (--pin) or give its CA (--ca)",
-                    ));
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
+            Trust::SystemRoots => builder
+                .with_root_certificates(system_roots()?)
+                .with_no_client_auth(),
             other => return Err(setup(format!("unsupported trust setting {other:?}"))),
         };
         let mut config = config;
@@ -269,6 +260,24 @@ impl ClientTls {
         rustls::ClientConnection::new(Arc::new(config), name)
             .map_err(|e| TlsProblem::Other(e.to_string()))
     }
+}
+
+/// The operating system's trusted roots, read once per process (a group
+/// of rigs, or a client that reconnects, does not read them again).
+fn system_roots() -> Result<Arc<RootCertStore>, TlsProblem> {
+    static ROOTS: std::sync::OnceLock<Arc<RootCertStore>> = std::sync::OnceLock::new();
+    let roots = ROOTS.get_or_init(|| {
+        let mut roots = RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        Arc::new(roots)
+    });
+    if roots.is_empty() {
+        return Err(setup(
+            "this machine has no trusted root certificates; \
+             pin the server (--pin) or give its CA (--ca)",
+        ));
+    }
+    Ok(Arc::clone(roots))
 }
 
 /// Accepts exactly the pinned certificate, whatever its names and dates;

@@ -55,3 +55,30 @@ impl Drop for Spawned {
         let _ = self.child.wait();
     }
 }
+
+/// A relay on tcp (services dialing in over ws) with the demo rig
+/// registered behind it as `data`, each side with its secret; the processes
+/// and the relay's clients URL.
+pub fn relay_with_data(clients_secret: &str, services_secret: &str) -> (Vec<Spawned>, String) {
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+        ],
+        &[
+            ("RIGWIRE_SECRET", clients_secret),
+            ("RIGWIRE_SERVICE_SECRET", services_secret),
+        ],
+        2,
+    );
+    let service = Spawned::start(
+        &["serve", "--via", &relay.url("services"), "--as", "data"],
+        &[("RIGWIRE_SECRET", services_secret)],
+        1,
+    );
+    let clients = relay.url("clients");
+    (vec![relay, service], clients)
+}
