@@ -202,7 +202,8 @@ enum Command {
     /// Serve a web page to watch and drive rigs: states, round trips,
     /// clock offsets, the lifecycle of all of them, calls, a live log.
     Control {
-        /// Where the page is served (loopback by default: the page drives experiments).
+        /// Where the page is served: http://host:port, or https:// with
+        /// --cert and --key (loopback by default: the page drives experiments).
         #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
         listen: String,
         /// A rig to control, as NAME=URL (repeat).
@@ -220,8 +221,12 @@ enum Command {
         token_file: Option<PathBuf>,
         #[command(flatten)]
         secret: SecretArgs,
+        /// How to trust rigs reached over tls:// or wss://.
         #[command(flatten)]
         trust: TrustArgs,
+        /// The certificate an https:// page presents.
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
     /// Make TLS certificates for tls:// and wss:// servers.
     Cert {
@@ -533,9 +538,10 @@ fn main() -> ExitCode {
             token_file,
             secret,
             trust,
+            identity,
         } => {
             let mut config = Config::named("control");
-            config.tls = tls_settings(&IdentityArgs::default(), &trust);
+            config.tls = tls_settings(&identity, &trust);
             control::run(control::Options {
                 listen,
                 rigs,

@@ -431,3 +431,85 @@ fn what_rigs_notify_shows_in_the_live_log() {
         }
     }
 }
+
+#[test]
+fn the_page_is_served_over_https_with_a_certificate_clients_pin() {
+    use rigwire_std::core::{TlsSettings, Trust, Url};
+    use rigwire_ws::rustls::StreamOwned;
+    use std::io::{Read, Write};
+    let dir = std::env::temp_dir().join(format!("rigwire-control-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "cert",
+            "new",
+            "--name",
+            "control",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let rig = Spawned::start(&["serve", "--listen", "tcp://127.0.0.1:0"], &[], 1);
+    let rig_url = rig.lines[0].split_whitespace().nth(1).unwrap().to_owned();
+    let (cert, key) = (dir.join("control.crt"), dir.join("control.key"));
+    let control = Spawned::start(
+        &[
+            "control",
+            "--listen",
+            "https://127.0.0.1:0",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+            "--rig",
+            &format!("a={rig_url}"),
+        ],
+        &[],
+        2,
+    );
+    let words: Vec<&str> = control.lines[0].split_whitespace().collect();
+    assert_eq!(
+        (words[0], words[2], words[3]),
+        ("listening", "fingerprint", pin.as_str())
+    );
+    let open = control.lines[1].strip_prefix("open ").unwrap().to_owned();
+    let (base, token) = open.split_once("/?").unwrap();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let addr = base.trim_start_matches("https://").to_owned();
+    let trust = rigwire_ws::ClientTls::from_settings(&TlsSettings {
+        trust: Trust::Pin(pin.clone()),
+        ..TlsSettings::default()
+    })
+    .unwrap();
+    let tls = || {
+        let url = Url::parse(&format!("wss://{addr}/ws")).unwrap();
+        let tcp = std::net::TcpStream::connect(&addr).unwrap();
+        StreamOwned::new(trust.session(&url).unwrap(), tcp)
+    };
+    let get = |path: &str| {
+        let mut stream = tls();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let page = get(&format!("/?{token}"));
+    assert!(
+        page.starts_with("HTTP/1.1 200 OK") && page.contains("rigwire control"),
+        "{page:.200}"
+    );
+    assert!(get("/").starts_with("HTTP/1.1 401"));
+    // The page's websocket, over TLS.
+    let (mut ws, _) = tungstenite::client(format!("wss://{addr}/ws?{token}"), tls()).unwrap();
+    loop {
+        if let Message::Text(text) = ws.read().unwrap() {
+            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(message["type"], "snapshot", "{message}");
+            assert_eq!(message["rigs"][0]["name"], "a");
+            break;
+        }
+    }
+}

@@ -1,16 +1,19 @@
 //! The control room's web server: the page's few files (compiled into the
-//! binary), and one websocket per viewer, all behind the access token.
+//! binary), and one websocket per viewer, all behind the access token;
+//! over HTTPS when given a certificate (rustls, as `tls://` is served).
 //!
-//! A request's head is parsed by `httparse` while it is still in the
-//! kernel's buffer (peeked, not read), so that a websocket upgrade is handed
-//! whole to tungstenite; anything else is answered and the connection
-//! closed (`Connection: close`: the page loads four files once).
+//! A request's head is read and parsed by `httparse`; a websocket upgrade
+//! is then handed to tungstenite with the head put back in front of the
+//! stream, anything else answered and the connection closed
+//! (`Connection: close`: the page loads four files once).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rigwire_ws::rustls::{ServerConnection, StreamOwned};
+use rigwire_ws::ServerTls;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -51,17 +54,95 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const VIEWER_TICK: Duration = Duration::from_millis(50);
 
 /// Serves until the process ends: one thread per connection.
-pub fn serve(listener: TcpListener, control: Arc<Control>, token: Arc<String>) {
+pub fn serve(
+    listener: TcpListener,
+    control: Arc<Control>,
+    token: Arc<String>,
+    tls: Option<ServerTls>,
+) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let (control, token) = (Arc::clone(&control), Arc::clone(&token));
+        let (control, token, tls) = (Arc::clone(&control), Arc::clone(&token), tls.clone());
         let _ = std::thread::Builder::new()
             .name("control-http".into())
             .spawn(move || {
-                if let Err(e) = handle(stream, &control, &token) {
+                let conn = match tls.map(|t| t.session()).transpose() {
+                    Ok(None) => Conn::Plain(stream),
+                    Ok(Some(session)) => Conn::Tls(Box::new(StreamOwned::new(session, stream))),
+                    Err(e) => return tracing::warn!("control page: {e}"),
+                };
+                if let Err(e) = handle(conn, &control, &token) {
                     tracing::debug!("control page connection: {e}");
                 }
             });
+    }
+}
+
+/// One connection of the page: plain, or inside TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.set_read_timeout(Some(timeout)),
+            Conn::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A connection whose first bytes (a request head already read) are given
+/// back before the rest: tungstenite reads the upgrade request itself.
+struct Replayed {
+    head: Vec<u8>,
+    at: usize,
+    conn: Conn,
+}
+
+impl Read for Replayed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at < self.head.len() {
+            let n = buf.len().min(self.head.len() - self.at);
+            buf[..n].copy_from_slice(&self.head[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
+        }
+        self.conn.read(buf)
+    }
+}
+
+impl Write for Replayed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.conn.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.conn.flush()
     }
 }
 
@@ -76,78 +157,74 @@ fn authorized(path: &str, token: &str) -> bool {
         .any(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
 }
 
-fn handle(stream: TcpStream, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(HEAD_TIMEOUT))?;
-    let (method, path, upgrade, head_len) = match peek_head(&stream)? {
-        Some(head) => head,
-        None => return respond(stream, 0, 400, "text/plain", "bad request"),
+fn handle(mut conn: Conn, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
+    conn.set_read_timeout(HEAD_TIMEOUT)?;
+    let head = read_head(&mut conn)?;
+    let Some((method, path, upgrade)) = parse_head(&head) else {
+        return respond(conn, 400, "text/plain", "bad request");
     };
     let route = path.split('?').next().unwrap_or("/").to_owned();
     if !authorized(&path, token) {
         return respond(
-            stream,
-            head_len,
+            conn,
             401,
             "text/plain; charset=utf-8",
             "401: open the URL `rigwire control` printed; it carries the access token",
         );
     }
     if route == "/ws" && upgrade {
-        return viewer(stream, control, token);
+        return viewer(Replayed { head, at: 0, conn }, control, token);
     }
     if method != "GET" {
-        return respond(stream, head_len, 405, "text/plain", "only GET");
+        return respond(conn, 405, "text/plain", "only GET");
     }
     match FILES.iter().find(|(p, _, _)| *p == route) {
         // The page names its files with the token, which it was opened with.
-        Some((_, kind, body)) if route == "/" => respond(
-            stream,
-            head_len,
-            200,
-            kind,
-            &body.replace("__TOKEN__", token),
-        ),
-        Some((_, kind, body)) => respond(stream, head_len, 200, kind, body),
-        None => respond(stream, head_len, 404, "text/plain", "not found"),
+        Some((_, kind, body)) if route == "/" => {
+            respond(conn, 200, kind, &body.replace("__TOKEN__", token))
+        }
+        Some((_, kind, body)) => respond(conn, 200, kind, body),
+        None => respond(conn, 404, "text/plain", "not found"),
     }
 }
 
-/// The request's method, path, whether it asks for a websocket, and the
-/// head's length; `None` for a request that is not HTTP.
-fn peek_head(stream: &TcpStream) -> std::io::Result<Option<(String, String, bool, usize)>> {
+/// Reads a request head: up to its blank line (what follows stays unread
+/// unless it came in the same read), within the size and time limits.
+fn read_head(conn: &mut Conn) -> std::io::Result<Vec<u8>> {
     let until = Instant::now() + HEAD_TIMEOUT;
-    let mut buf = vec![0u8; MAX_HEAD];
-    loop {
-        let n = stream.peek(&mut buf)?;
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut request = httparse::Request::new(&mut headers);
-        match request.parse(&buf[..n]) {
-            Ok(httparse::Status::Complete(len)) => {
-                let upgrade = request.headers.iter().any(|h| {
-                    h.name.eq_ignore_ascii_case("upgrade")
-                        && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
-                });
-                let method = request.method.unwrap_or("").to_owned();
-                let path = request.path.unwrap_or("/").to_owned();
-                return Ok(Some((method, path, upgrade, len)));
-            }
-            Ok(httparse::Status::Partial) if n < MAX_HEAD && n > 0 && Instant::now() < until => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            _ => return Ok(None),
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 2048];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        if head.len() > MAX_HEAD || Instant::now() > until {
+            return Err(std::io::Error::other(
+                "the request head is too long or too slow",
+            ));
+        }
+        match conn.read(&mut chunk)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => head.extend_from_slice(&chunk[..n]),
         }
     }
+    Ok(head)
 }
 
-fn respond(
-    mut stream: TcpStream,
-    head_len: usize,
-    status: u16,
-    kind: &str,
-    body: &str,
-) -> std::io::Result<()> {
-    let mut head = vec![0u8; head_len];
-    stream.read_exact(&mut head)?;
+/// The request's method, path, and whether it asks for a websocket;
+/// `None` for a head that is not HTTP.
+fn parse_head(head: &[u8]) -> Option<(String, String, bool)> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut request = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(_) = request.parse(head).ok()? else {
+        return None;
+    };
+    let upgrade = request.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade")
+            && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
+    });
+    let method = request.method?.to_owned();
+    Some((method, request.path?.to_owned(), upgrade))
+}
+
+fn respond(mut conn: Conn, status: u16, kind: &str, body: &str) -> std::io::Result<()> {
     let reason = match status {
         200 => "OK",
         401 => "Unauthorized",
@@ -156,17 +233,22 @@ fn respond(
         _ => "Bad Request",
     };
     write!(
-        stream,
+        conn,
         "HTTP/1.1 {status} {reason}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\
          Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )?;
-    stream.flush()
+    conn.flush()?;
+    if let Conn::Tls(tls) = &mut conn {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+    Ok(())
 }
 
 /// One viewer: the snapshot, then every change, while its messages (actions
 /// and calls) run on threads of their own so that a slow rig blocks nothing.
-fn viewer(stream: TcpStream, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
+fn viewer(stream: Replayed, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
     let token = token.to_owned();
     // tungstenite's callback type; its error is the HTTP answer.
     #[allow(clippy::result_large_err)]
@@ -180,7 +262,7 @@ fn viewer(stream: TcpStream, control: &Arc<Control>, token: &str) -> std::io::Re
         Err(refused)
     };
     let mut ws = tungstenite::accept_hdr(stream, check).map_err(std::io::Error::other)?;
-    ws.get_ref().set_read_timeout(Some(VIEWER_TICK))?;
+    ws.get_ref().conn.set_read_timeout(VIEWER_TICK)?;
     let (snapshot, changes) = control.subscribe();
     send(&mut ws, snapshot)?;
     loop {
@@ -215,7 +297,7 @@ fn viewer(stream: TcpStream, control: &Arc<Control>, token: &str) -> std::io::Re
     }
 }
 
-fn send(ws: &mut WebSocket<TcpStream>, text: String) -> std::io::Result<()> {
+fn send(ws: &mut WebSocket<Replayed>, text: String) -> std::io::Result<()> {
     ws.send(Message::text(text)).map_err(std::io::Error::other)
 }
 

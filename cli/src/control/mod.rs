@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rigwire_std::{Client, Config};
+use rigwire_ws::ServerTls;
 
 use crate::{announce, watch_signals, Failure, SecretSource};
 use state::{Control, RigSpec};
@@ -40,25 +41,31 @@ pub fn run(options: Options) -> Result<(), Failure> {
             "no rigs: give --rig NAME=URL (repeat), --rigs FILE or --relay URL".into(),
         ));
     }
-    let addr = options
+    let (scheme, addr) = options
         .listen
-        .strip_prefix("http://")
+        .split_once("://")
+        .filter(|(scheme, _)| ["http", "https"].contains(scheme))
         .ok_or_else(|| {
             usage(format!(
-                "--listen {}: expected http://host:port",
+                "--listen {}: expected http://host:port (or https:// with --cert and --key)",
                 options.listen
             ))
-        })?
-        .trim_end_matches('/');
+        })?;
+    let addr = addr.trim_end_matches('/');
+    let tls = match scheme {
+        "https" => Some(ServerTls::from_settings(&config.tls).map_err(|e| usage(e.to_string()))?),
+        _ => None,
+    };
     let listener = TcpListener::bind(addr)
         .map_err(|e| usage(format!("cannot listen on {}: {e}", options.listen)))?;
     let bound = listener
         .local_addr()
         .map_err(|e| usage(format!("cannot listen on {}: {e}", options.listen)))?;
-    if !bound.ip().is_loopback() {
+    if !bound.ip().is_loopback() && tls.is_none() {
         eprintln!(
             "rigwire control: WARNING: serving {bound} beyond this machine without TLS: the access \
-             token and every action travel in clear; prefer 127.0.0.1 and an SSH tunnel"
+             token and every action travel in clear; serve https:// (--cert, --key) or \
+             127.0.0.1 with an SSH tunnel"
         );
     }
     let token = Arc::new(match &options.token_file {
@@ -69,14 +76,16 @@ pub fn run(options: Options) -> Result<(), Failure> {
     let control = Control::start(specs);
     let serving = Arc::clone(&control);
     let page_token = Arc::clone(&token);
+    let fingerprint = tls.as_ref().map(|t| t.fingerprint().to_owned());
     std::thread::Builder::new()
         .name("control-http".into())
-        .spawn(move || http::serve(listener, serving, page_token))
+        .spawn(move || http::serve(listener, serving, page_token, tls))
         .map_err(|e| usage(format!("cannot start the web server: {e}")))?;
-    announce(&[
-        format!("listening http://{bound}"),
-        format!("open http://{bound}/?token={token}"),
-    ]);
+    let listening = match &fingerprint {
+        Some(fingerprint) => format!("listening {scheme}://{bound} fingerprint {fingerprint}"),
+        None => format!("listening {scheme}://{bound}"),
+    };
+    announce(&[listening, format!("open {scheme}://{bound}/?token={token}")]);
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
     }
