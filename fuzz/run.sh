@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder message_decode connection_ops relay_ops ibl_input ws_input)
+[ ${#targets[@]} -gt 0 ] || targets=(frame_decoder message_decode connection_ops relay_ops ibl_input ws_input tls_input)
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
 for t in "${targets[@]}"; do
   work="target/fuzz-corpus/$t"

@@ -128,7 +128,7 @@ struct Encoded {
 #[derive(Debug)]
 pub struct Wire {
     ws: Option<WsCodec>,
-    tls: Option<Tls>,
+    pub(crate) tls: Option<Tls>,
     /// Plaintext that arrived with the end of the opening, for [`start`](Wire::start).
     pending: Vec<u8>,
     /// On a plain stream, what it means if the peer's first bytes are TLS.
