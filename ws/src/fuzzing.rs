@@ -197,8 +197,10 @@ mod tests {
     #[test]
     fn the_fuzz_corpus_replays_cleanly() {
         let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-        let targets: [(&str, fn(&[u8])); 2] =
-            [("ws_input", upgrade_and_frames), ("tls_input", tls_input)];
+        let targets = [
+            ("ws_input", upgrade_and_frames as fn(&[u8])),
+            ("tls_input", tls_input),
+        ];
         for (target, run) in targets {
             for dir in ["corpus", "artifacts"] {
                 let Ok(entries) = std::fs::read_dir(fuzz.join(dir).join(target)) else {
