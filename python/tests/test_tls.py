@@ -70,3 +70,30 @@ def test_every_refusal_is_tls_failed_with_its_reason(tls_server):
         rigwire.connect(url, pin=pin, ca=tmp_path / "rig-1.crt")
     with pytest.raises(rigwire.errors.TlsFailed, match="--cert"):
         rigwire.Server("tls://127.0.0.1:0")
+
+
+def test_a_python_service_dials_a_tls_relay_and_a_python_client_calls_it(tmp_path):
+    import os
+    secret = "python-tls-secret-0123456789"
+    cert, key, pin = cert_new(tmp_path, "relay")
+    relay = subprocess.Popen(
+        [BIN, "relay", "--clients", "tls://127.0.0.1:0", "--services", "wss://127.0.0.1:0/services",
+         "--cert", str(cert), "--key", str(key)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "RIGWIRE_SECRET": secret, "RIGWIRE_SERVICE_SECRET": secret},
+    )
+    try:
+        lines = [relay.stdout.readline().split() for _ in range(2)]
+        urls = {line[2]: line[1] for line in lines}
+        assert all(line[3:] == ["fingerprint", pin] for line in lines), lines
+        service = rigwire.Server(None, name="scanner", secret=secret, pin=pin)
+        service.expose(lambda a, b: a * b, name="times")
+        service.serve_via(urls["services"], as_="data")
+        try:
+            with rigwire.connect(urls["clients"], secret=secret, pin=pin) as c:
+                assert c.call("data.times", 6, 7) == 42
+        finally:
+            service.shutdown()
+    finally:
+        relay.kill()
+        relay.communicate(timeout=10)
