@@ -209,8 +209,9 @@ enum Command {
         /// A rig to control, as NAME=URL (repeat).
         #[arg(long = "rig", value_name = "NAME=URL")]
         rigs: Vec<String>,
-        /// A TOML file of rigs: `NAME = "URL"`, or `[NAME]` with `url` and
-        /// `secret_file` (relative to the file).
+        /// A TOML file of rigs, in order: `NAME = "URL"`, or `[NAME]` with
+        /// `url` and optionally `secret_file`, `pin` or `ca` (files relative
+        /// to it).
         #[arg(long = "rigs", value_name = "FILE")]
         rigs_file: Option<PathBuf>,
         /// Control the services registered at this relay (its clients URL).

@@ -279,13 +279,41 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
         1,
     );
     let url = |s: &Spawned| s.lines[0].split_whitespace().nth(1).unwrap().to_owned();
+    // rig-t serves TLS; the file pins its certificate.
+    let out = Command::new(BIN)
+        .args([
+            "cert",
+            "new",
+            "--name",
+            "rig-t",
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let (cert, key) = (dir.join("rig-t.crt"), dir.join("rig-t.key"));
+    let tls = Spawned::start(
+        &[
+            "serve",
+            "--listen",
+            "tls://127.0.0.1:0",
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ],
+        &[("RIGWIRE_SECRET", "clients-secret-0123456")],
+        1,
+    );
+    // In the file's order, not sorted.
     std::fs::write(
         dir.join("rigs.toml"),
         format!(
-            "rig-a = \"{}\"\n\n[rig-b]\nurl = \"{}\"\nsecret_file = \"rig-b.secret\"\n",
-            url(&plain),
-            url(&guarded)
-        ),
+            "[rig-b]\nurl = \"{}\"\nsecret_file = \"rig-b.secret\"\n\n[rig-t]\nurl = \"{}\"\npin = \"{pin}\"\n",
+            url(&guarded),
+            url(&tls)
+        ) + &format!("\n[rig-a]\nurl = \"{}\"\n", url(&plain)),
     )
     .unwrap();
     // A relay with one service behind it, reached as `data.method`.
@@ -321,11 +349,12 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["rig-a", "rig-b", "data"]);
-    // All three come up (rig-b with its own secret, data two hops away).
+    assert_eq!(names, ["rig-b", "rig-t", "rig-a", "data"]);
+    // All four come up (rig-b with its own secret, rig-t over TLS by its
+    // pin, data two hops away).
     let mut up = std::collections::BTreeSet::new();
     let until = Instant::now() + Duration::from_secs(15);
-    while up.len() < 3 {
+    while up.len() < 4 {
         assert!(Instant::now() < until, "only {up:?} connected");
         let rig = next_of(&mut ws, "rig");
         if rig["rig"]["state"] == "authenticated" && rig["rig"]["offset_ms"].is_number() {

@@ -10,6 +10,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rigwire_std::core::Trust;
 use rigwire_std::{Client, Config};
 use rigwire_ws::ServerTls;
 
@@ -115,15 +116,18 @@ fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure
         add(name, url, config.clone(), false)?;
     }
     if let Some(path) = &options.rigs_file {
-        for (name, url, secret) in rigs_file(path)? {
+        for rig in rigs_file(path)? {
             let mut config = config.clone();
-            if let Some(file) = secret {
+            if let Some(file) = &rig.secret_file {
                 config.protocol.secret = Some(
-                    rigwire_std::secret_from_file(&file)
-                        .map_err(|e| usage(format!("rig '{name}': {e}")))?,
+                    rigwire_std::secret_from_file(file)
+                        .map_err(|e| usage(format!("rig '{}': {e}", rig.name)))?,
                 );
             }
-            add(&name, &url, config, false)?;
+            if let Some(trust) = rig.trust {
+                config.tls.trust = trust;
+            }
+            add(&rig.name, &rig.url, config, false)?;
         }
     }
     if let Some(relay) = &options.relay {
@@ -137,35 +141,56 @@ fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure
     Ok(specs)
 }
 
-/// A rigs file: a TOML table of name to URL, or to `{ url, secret_file }`
-/// (a secret file relative to the rigs file's folder).
-fn rigs_file(path: &Path) -> Result<Vec<(String, String, Option<PathBuf>)>, Failure> {
+/// One rig of a rigs file.
+struct FileRig {
+    name: String,
+    url: String,
+    secret_file: Option<PathBuf>,
+    trust: Option<Trust>,
+}
+
+/// A rigs file: a TOML table of name to URL, or to `{ url, secret_file,
+/// pin, ca }` (files relative to the rigs file's folder), in the file's order.
+fn rigs_file(path: &Path) -> Result<Vec<FileRig>, Failure> {
     let bad = |why: String| usage(format!("{}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let table: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| bad(e.to_string()))?;
     let folder = path.parent().unwrap_or(Path::new("."));
-    table
-        .into_iter()
-        .map(|(name, value)| match value {
-            toml::Value::String(url) => Ok((name, url, None)),
-            toml::Value::Table(rig) => {
-                let url = rig
-                    .get("url")
-                    .and_then(toml::Value::as_str)
-                    .ok_or_else(|| bad(format!("rig '{name}' needs url = \"...\"")))?;
-                let secret = rig
-                    .get("secret_file")
-                    .and_then(toml::Value::as_str)
-                    .map(|f| folder.join(f));
-                Ok((name, url.to_owned(), secret))
+    let rigs = table.into_iter().map(|(name, value)| {
+        let rig = match value {
+            toml::Value::String(url) => {
+                return Ok(FileRig {
+                    name,
+                    url,
+                    secret_file: None,
+                    trust: None,
+                })
             }
-            _ => Err(bad(format!(
-                "rig '{name}': a URL, or a table with url and secret_file"
-            ))),
+            toml::Value::Table(rig) => rig,
+            _ => {
+                return Err(bad(format!(
+                    "rig '{name}': a URL, or a table with url (and secret_file, pin, ca)"
+                )))
+            }
+        };
+        let text = |key: &str| rig.get(key).and_then(toml::Value::as_str);
+        let url = text("url").ok_or_else(|| bad(format!("rig '{name}' needs url = \"...\"")))?;
+        let trust = match (text("pin"), text("ca")) {
+            (Some(_), Some(_)) => return Err(bad(format!("rig '{name}': pin or ca, not both"))),
+            (Some(pin), None) => Some(Trust::Pin(pin.to_owned())),
+            (None, Some(ca)) => Some(Trust::Ca(folder.join(ca))),
+            (None, None) => None,
+        };
+        Ok(FileRig {
+            url: url.to_owned(),
+            secret_file: text("secret_file").map(|f| folder.join(f)),
+            trust,
+            name,
         })
-        .collect()
+    });
+    rigs.collect()
 }
 
 fn new_token() -> Result<String, Failure> {
