@@ -542,3 +542,92 @@ fn the_page_is_served_over_https_with_a_certificate_clients_pin() {
         }
     }
 }
+
+/// Resident memory of process `pid`, in bytes.
+fn resident(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn a_tab_that_stops_reading_is_dropped_and_memory_stays_bounded() {
+    let started = Instant::now();
+    let room = Room::start();
+    // Tab A takes its snapshot, then never reads again.
+    let (mut stuck, _) = tungstenite::connect(room.ws(true)).unwrap();
+    next_of(&mut stuck, "snapshot");
+    // Tab B keeps calling echo with 50 KB of arguments, reading as it goes:
+    // every call pushes its action, result and the rig's update to A too.
+    let (mut busy, _) = tungstenite::connect(room.ws(true)).unwrap();
+    let big = "x".repeat(20_000);
+    let call = serde_json::json!({"op": "call", "rig": "rig-1", "method": "echo", "args": big});
+    // Batches of 32 calls in flight (under the limit of actions at once).
+    for batch in 0..80 {
+        for _ in 0..32 {
+            busy.send(Message::text(call.to_string())).unwrap();
+        }
+        let mut answered = 0;
+        while answered < 32 {
+            let entry = next_of(&mut busy, "log");
+            if entry["entry"]["kind"] == "result" {
+                let text = entry["entry"]["text"].as_str().unwrap();
+                assert!(
+                    text.len() < 1000,
+                    "a result shown whole: {} bytes",
+                    text.len()
+                );
+                answered += 1;
+            }
+        }
+        if batch % 20 == 0 {
+            let rss = resident(room.control.child.id());
+            assert!(rss < 200 << 20, "the control room holds {rss} bytes");
+        }
+    }
+    // A was dropped: what was queued for it drains, then the connection ends.
+    if let tungstenite::stream::MaybeTlsStream::Plain(socket) = stuck.get_ref() {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+    }
+    let mut drained = 0;
+    let ended = loop {
+        match stuck.read() {
+            Ok(Message::Close(_)) => break true,
+            Ok(_) => drained += 1,
+            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
+                break true
+            }
+            // A read that times out: nothing more came, and nothing ended.
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                break false
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        ended,
+        "the stuck tab was never dropped ({drained} messages read)"
+    );
+    // Everyone else carries on.
+    let (mut fresh, _) = tungstenite::connect(room.ws(true)).unwrap();
+    assert_eq!(
+        next_of(&mut fresh, "snapshot")["rigs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
+}

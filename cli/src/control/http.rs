@@ -51,7 +51,10 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a viewer's thread looks for changes to send while it waits
 /// for the page's messages.
-const VIEWER_TICK: Duration = Duration::from_millis(50);
+const VIEWER_TICK: Duration = Duration::from_millis(20);
+
+/// How long a write to a viewer may block before the viewer is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serves until the process ends: one thread per connection.
 pub fn serve(
@@ -85,11 +88,15 @@ enum Conn {
 }
 
 impl Conn {
-    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+    fn socket(&self) -> &TcpStream {
         match self {
-            Conn::Plain(s) => s.set_read_timeout(Some(timeout)),
-            Conn::Tls(s) => s.sock.set_read_timeout(Some(timeout)),
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => &s.sock,
         }
+    }
+
+    fn set_read_timeout(&self, timeout: Duration) -> std::io::Result<()> {
+        self.socket().set_read_timeout(Some(timeout))
     }
 }
 
@@ -263,11 +270,25 @@ fn viewer(stream: Replayed, control: &Arc<Control>, token: &str) -> std::io::Res
     };
     let mut ws = tungstenite::accept_hdr(stream, check).map_err(std::io::Error::other)?;
     ws.get_ref().conn.set_read_timeout(VIEWER_TICK)?;
+    // A tab that stops reading fails its writes instead of holding the thread.
+    ws.get_ref()
+        .conn
+        .socket()
+        .set_write_timeout(Some(WRITE_TIMEOUT))?;
     let (snapshot, changes) = control.subscribe();
     send(&mut ws, snapshot)?;
     loop {
-        while let Ok(change) = changes.try_recv() {
-            send(&mut ws, change)?;
+        loop {
+            match changes.try_recv() {
+                Ok(change) => send(&mut ws, change)?,
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                // Dropped for falling behind.
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let _ = ws.close(None);
+                    let _ = ws.flush();
+                    return Ok(());
+                }
+            }
         }
         match ws.read() {
             Ok(Message::Text(text)) => {
@@ -321,27 +342,35 @@ fn act(control: &Arc<Control>, text: &str) -> Result<(), String> {
                 text.parse::<rigwire_std::core::ExpRef>()
                     .map_err(|e| format!("invalid experiment reference '{text}': {e}"))?;
             }
-            std::thread::spawn(move || {
-                if let Err(why) = control.lifecycle(&step, exp_ref.as_deref()) {
-                    control.log("error", None, &why);
-                }
-            });
-            Ok(())
+            run_action(control, move |control| {
+                control.lifecycle(&step, exp_ref.as_deref())
+            })
         }
         Some("call") => {
             let rig = field("rig").ok_or("a call needs \"rig\"")?;
             let method = field("method").ok_or("a call needs \"method\"")?;
             let args = message.get("args").cloned().unwrap_or(Value::Null);
-            std::thread::spawn(move || {
-                if let Err(why) = control.call(&rig, &method, &args) {
-                    control.log("error", Some(&rig), &why);
-                }
-            });
-            Ok(())
+            run_action(control, move |control| control.call(&rig, &method, &args))
         }
         Some(other) => Err(format!(
             "no operation '{other}'; use \"lifecycle\" or \"call\""
         )),
         None => Err("a message needs \"op\": \"lifecycle\" or \"call\"".into()),
     }
+}
+
+/// Runs an action on a thread of its own, if a place among those running
+/// at once is free; its failure goes to the log.
+fn run_action(
+    control: Arc<Control>,
+    action: impl FnOnce(&Control) -> Result<(), String> + Send + 'static,
+) -> Result<(), String> {
+    let slot = control.begin_action()?;
+    std::thread::spawn(move || {
+        let _slot = slot;
+        if let Err(why) = action(&control) {
+            control.log("error", None, &why);
+        }
+    });
+    Ok(())
 }

@@ -4,7 +4,8 @@
 //! viewers every change is pushed to.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +23,14 @@ const RTTS_KEPT: usize = 40;
 
 /// How often a connected rig is measured (round trip, clock, lifecycle).
 const POLL: Duration = Duration::from_secs(1);
+
+/// Changes waiting for one viewer; a viewer further behind (a tab that
+/// stopped reading) is dropped rather than let the backlog grow.
+const VIEWER_BACKLOG: usize = 1024;
+
+/// Actions (lifecycle steps and calls) from the page running at once; more
+/// are refused until some finish.
+const ACTIONS_AT_ONCE: usize = 64;
 
 /// How long a lifecycle step or a call from the page may take per rig.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -82,7 +91,17 @@ pub struct RigSpec {
 pub struct Control {
     rigs: Vec<Rig>,
     log: Mutex<VecDeque<Value>>,
-    viewers: Mutex<Vec<Sender<String>>>,
+    viewers: Mutex<Vec<SyncSender<String>>>,
+    actions: Arc<AtomicUsize>,
+}
+
+/// A place among the actions running at once, given back when dropped.
+pub struct ActionSlot(Arc<AtomicUsize>);
+
+impl Drop for ActionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Control {
@@ -111,6 +130,7 @@ impl Control {
             rigs,
             log: Mutex::new(VecDeque::new()),
             viewers: Mutex::new(Vec::new()),
+            actions: Arc::new(AtomicUsize::new(0)),
         });
         for (i, spec) in specs.into_iter().enumerate() {
             let control = Arc::clone(&control);
@@ -125,7 +145,7 @@ impl Control {
     /// A new viewer: what it is sent first (every rig and the log so far),
     /// and where later changes arrive.
     pub fn subscribe(&self) -> (String, Receiver<String>) {
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(VIEWER_BACKLOG);
         let rigs: Vec<RigView> = self.rigs.iter().map(|r| lock(&r.view).clone()).collect();
         let log: Vec<Value> = lock(&self.log).iter().cloned().collect();
         lock(&self.viewers).push(tx);
@@ -133,9 +153,30 @@ impl Control {
         (snapshot.to_string(), rx)
     }
 
+    /// Sends `message` to every viewer; one too far behind is dropped (its
+    /// thread sees the channel end and closes the websocket).
     fn push(&self, message: &Value) {
         let text = message.to_string();
-        lock(&self.viewers).retain(|v| v.send(text.clone()).is_ok());
+        lock(&self.viewers).retain(|v| match v.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("a viewer of the page stopped reading; dropping it");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+    }
+
+    /// A place to run one more action from the page, or why not.
+    pub fn begin_action(&self) -> Result<ActionSlot, String> {
+        let running = self.actions.fetch_add(1, Ordering::SeqCst);
+        let slot = ActionSlot(Arc::clone(&self.actions));
+        if running >= ACTIONS_AT_ONCE {
+            return Err(format!(
+                "busy: {ACTIONS_AT_ONCE} actions are running; try again when they finish"
+            ));
+        }
+        Ok(slot)
     }
 
     /// Adds to the live log (`kind`: action, result, error, connection, notify).
@@ -394,7 +435,11 @@ impl Control {
         if method.is_empty() {
             return Err("no method given".into());
         }
-        self.log("action", Some(rig), &format!("call {method} {args}"));
+        self.log(
+            "action",
+            Some(rig),
+            &format!("call {method} {}", shortened(&args.to_string())),
+        );
         let client = lock(&self.rigs[i].client).clone();
         let outcome = match client {
             None => Err(Error::Disconnected(
@@ -431,11 +476,23 @@ fn reason_of(err: &Error) -> String {
     }
 }
 
-/// A payload for people: JSON as text, anything else by its size.
+/// A payload for people: JSON as text (its start, if long), anything else
+/// by its size.
 fn payload_text(p: &Payload) -> String {
     match p.codec {
-        Codec::Json => String::from_utf8_lossy(&p.bytes).into_owned(),
+        Codec::Json => shortened(&String::from_utf8_lossy(&p.bytes)),
         Codec::Bytes => format!("{} bytes", p.bytes.len()),
         _ => format!("{} bytes of postcard", p.bytes.len()),
+    }
+}
+
+/// Most characters of a value shown in the log and beside a rig.
+const SHOWN: usize = 500;
+
+/// `text`, or its first [`SHOWN`] characters and how long it was.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(SHOWN) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
     }
 }
