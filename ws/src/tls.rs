@@ -351,11 +351,13 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
-/// Whether `bytes` start like a TLS record (handshake, alert, change cipher
-/// spec or application data, version 3.x). Rigwire's first frame on a
-/// stream starts with a small length, so it never looks like one.
+/// Whether `bytes`, the first a peer sent, start like a TLS record
+/// (handshake, alert, change cipher spec or application data, then version
+/// 3.x when a second byte is there). Rigwire's first frame on a stream
+/// starts with a zero byte (a small length), an HTTP request with a letter,
+/// so the first byte alone tells them apart when it came alone.
 pub fn looks_like_tls(bytes: &[u8]) -> bool {
-    matches!(bytes, [0x14..=0x17, 0x03, ..])
+    matches!(bytes, [0x14..=0x17] | [0x14..=0x17, 0x03, ..])
 }
 
 fn date(t: UnixTime) -> String {

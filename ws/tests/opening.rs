@@ -244,3 +244,27 @@ fn each_side_says_which_one_expected_tls() {
         Some(TlsProblem::ServerExpectsTls("tls://127.0.0.1:1".into()))
     );
 }
+
+#[test]
+fn a_client_hello_that_arrives_a_byte_at_a_time_is_still_tls() {
+    let dir = tempdir("trickle");
+    let cert = self_signed(&["rig-1".into()]).unwrap();
+    let url = Url::parse("tls://127.0.0.1:1").unwrap();
+    let mut client = Opening::client(&url, Some(&pinned(&cert.fingerprint)), 1 << 20).unwrap();
+    let mut server = Opening::server(&url, Some(&identity(&dir, &cert)), 1 << 20).unwrap();
+    assert!(client.feed(&[]).unwrap().is_none());
+    let hello = client.take_output();
+    for byte in &hello[..hello.len() - 1] {
+        let fed = server.feed(std::slice::from_ref(byte));
+        assert!(
+            matches!(fed, Ok(None)),
+            "refused mid-hello: {:?}",
+            fed.err()
+        );
+    }
+    assert!(server.feed(&hello[hello.len() - 1..]).unwrap().is_none());
+    assert!(
+        !server.take_output().is_empty(),
+        "the server answers the whole hello"
+    );
+}
