@@ -423,6 +423,7 @@ fn what_rigs_notify_shows_in_the_live_log() {
             rigwire_std::Payload::json(&"scanner ready").unwrap(),
         );
         let _ = peer.notify("exp.event", &("trial".to_owned(), "1".to_owned()));
+        let _ = peer.notify_raw("trialDone", rigwire_std::Payload::json(&[1, 2]).unwrap());
     });
     let rig = rig.start().unwrap();
     let control = Spawned::start(
@@ -448,7 +449,11 @@ fn what_rigs_notify_shows_in_the_live_log() {
         .map(|e| e["text"].as_str().unwrap().to_owned())
         .collect();
     let until = Instant::now() + Duration::from_secs(10);
-    let wanted = ["userLog: \"scanner ready\"", "event trial: 1"];
+    let wanted = [
+        "userLog: \"scanner ready\"",
+        "event trial: 1",
+        "trialDone: [1,2]",
+    ];
     while !wanted
         .iter()
         .all(|w| seen.iter().any(|s: &String| s.contains(w)))

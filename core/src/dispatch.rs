@@ -33,6 +33,16 @@ pub fn wall_clock(now: std::time::SystemTime) -> f64 {
     }
 }
 
+/// The name a runtime's catch-all handler is registered under
+/// ([`Registry::expose_fallback`]): never listed, and a name nobody would
+/// call.
+const FALLBACK_NAME: &str = "rigwire.*";
+
+/// Whether introspection lists `name` (the built-ins a runtime adds are not).
+fn is_listed(name: &str) -> bool {
+    name != CLOCK_METHOD && name != FALLBACK_NAME
+}
+
 /// Prefix reserved for names the protocol defines.
 pub const RESERVED_PREFIX: &str = "rigwire.";
 
@@ -138,6 +148,22 @@ impl Registry {
         }
     }
 
+    /// Registers a catch-all: calls and notifies to names nobody exposed go
+    /// to the returned id (the runtime's handler sees the name called)
+    /// instead of being answered `NoSuchMethod`. Introspection lists no
+    /// name for it.
+    ///
+    /// # Errors
+    /// [`RegistryError::Duplicate`] if a catch-all is already registered.
+    pub fn expose_fallback(&mut self) -> Result<HandlerId, RegistryError> {
+        if self.fallback.is_some() {
+            return Err(RegistryError::Duplicate(FALLBACK_NAME.to_owned()));
+        }
+        let id = self.expose_reserved(FALLBACK_NAME);
+        self.fallback = Some(id);
+        Ok(id)
+    }
+
     /// Exposes a name the protocol reserves (`rigwire.*`), for the core's own services.
     pub(crate) fn expose_reserved(&mut self, name: &str) -> HandlerId {
         let id = HandlerId(self.methods.len() as u32);
@@ -179,7 +205,7 @@ impl Registry {
             self.methods
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| m.name != CLOCK_METHOD)
+                .filter(|(_, m)| is_listed(&m.name))
         };
         if codec != Codec::Json {
             let methods: Vec<&ExposedMethod> = listed().map(|(_, m)| m).collect();

@@ -149,6 +149,24 @@ impl Handlers {
         Ok(self)
     }
 
+    /// Sends calls and notifies to names nobody exposed to `f` (a raw async
+    /// handler; `ctx.method` is the name called, `ctx.id` 0 for a notify)
+    /// instead of answering `NoSuchMethod`: a catch-all, for a console that
+    /// shows whatever a peer sends. Introspection does not list it.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if a catch-all is already set.
+    pub fn expose_fallback_raw<F, Fut>(&mut self, f: F) -> Result<&mut Self, Error>
+    where
+        F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Payload, HandlerError>> + Send + 'static,
+    {
+        self.registry.expose_fallback()?;
+        self.entries
+            .push(Arc::new(move |ctx, args| Box::pin(f(ctx, args))));
+        Ok(self)
+    }
+
     /// Makes `alias` reach the handler exposed as `name`.
     ///
     /// # Errors

@@ -167,12 +167,33 @@ impl Handlers {
         F: Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
     {
         self.registry.expose(name)?;
+        self.push(Box::new(f));
+        Ok(self)
+    }
+
+    /// Sends calls and notifies to names nobody exposed to `f` (a raw
+    /// handler; `ctx.method` is the name called, `ctx.id` 0 for a notify)
+    /// instead of answering `NoSuchMethod`: a catch-all, for a console that
+    /// shows whatever a peer sends. Introspection does not list it.
+    ///
+    /// # Errors
+    /// [`Error::Registry`] if a catch-all is already set.
+    pub fn expose_fallback_raw<F>(&mut self, f: F) -> Result<&mut Self, Error>
+    where
+        F: Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
+    {
+        self.registry.expose_fallback()?;
+        self.push(Box::new(f));
+        Ok(self)
+    }
+
+    /// Adds the handler of the id the registry just gave out.
+    fn push(&mut self, f: Box<RawFn>) {
         self.entries.push(Arc::new(Entry {
-            f: Box::new(f),
+            f,
             dispatch: AtomicU8::new(0),
             fast_runs: AtomicU32::new(0),
         }));
-        Ok(self)
     }
 
     /// Sets where the handler of `name` runs (see [`Dispatch`]).

@@ -106,3 +106,74 @@ fn both_runtimes_read_a_secret_file_alike() {
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
     std::fs::remove_file(&path).unwrap();
 }
+
+/// A catch-all handler in either runtime: it answers names nobody exposed,
+/// calls and notifies alike, is not listed, and is set once.
+#[test]
+fn both_runtimes_send_unexposed_names_to_a_catch_all() {
+    use std::sync::{Arc, Mutex};
+    let heard = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut blocking =
+        rigwire_std::Server::bind("tcp://127.0.0.1:0", rigwire_std::Config::named("rig")).unwrap();
+    let seen = Arc::clone(&heard);
+    blocking
+        .handlers_mut()
+        .expose_fallback_raw(move |ctx, args| {
+            seen.lock()
+                .unwrap()
+                .push(format!("std {} {}", ctx.method, ctx.id == 0));
+            Ok(args)
+        })
+        .unwrap();
+    assert!(
+        blocking
+            .handlers_mut()
+            .expose_fallback_raw(|_, a| Ok(a))
+            .is_err(),
+        "set once"
+    );
+    let blocking = blocking.start().unwrap();
+    let mut asynchronous =
+        rigwire_smol::Server::bind("tcp://127.0.0.1:0", rigwire_smol::Config::named("rig"))
+            .unwrap();
+    let seen = Arc::clone(&heard);
+    asynchronous
+        .handlers_mut()
+        .expose_fallback_raw(move |ctx: rigwire_smol::CallContext, args: Payload| {
+            seen.lock()
+                .unwrap()
+                .push(format!("smol {} {}", ctx.method, ctx.id == 0));
+            async move { Ok(args) }
+        })
+        .unwrap();
+    let asynchronous = asynchronous.start().unwrap();
+    for url in [blocking.local_url(), asynchronous.local_url()] {
+        let client =
+            rigwire_std::Client::connect(&url, rigwire_std::Config::named("script")).unwrap();
+        let echoed: String = client.call("anything.at.all", &"hi").unwrap();
+        assert_eq!(echoed, "hi");
+        client.notify("trialDone", &1u8).unwrap();
+        let listed: serde_json::Value = client
+            .call_raw("rigwire.methods", Payload::json(&()).unwrap(), None)
+            .unwrap()
+            .decode()
+            .unwrap();
+        assert_eq!(listed, serde_json::json!([]), "the catch-all is not listed");
+        client.close();
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while heard.lock().unwrap().len() < 4 && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut heard = heard.lock().unwrap().clone();
+    heard.sort();
+    assert_eq!(
+        heard,
+        [
+            "smol anything.at.all false",
+            "smol trialDone true",
+            "std anything.at.all false",
+            "std trialDone true"
+        ]
+    );
+}

@@ -278,8 +278,8 @@ impl Control {
         }
     }
 
-    /// What a rig's connection answers when the rig notifies us: its events
-    /// and log lines go to the live log.
+    /// What a rig's connection answers when the rig notifies us: its
+    /// events, and anything else it sends, go to the live log.
     fn listen(self: &Arc<Self>, i: usize) -> Handlers {
         let mut handlers = Handlers::new();
         let events = Arc::clone(self);
@@ -291,18 +291,24 @@ impl Control {
             );
             Ok(())
         });
-        for name in ["userLog", "log"] {
-            let logs = Arc::clone(self);
-            let _ = handlers.expose_raw(name, move |ctx, args: Payload| {
-                let text = payload_text(&args);
-                logs.log(
-                    "notify",
-                    Some(&logs.name(i)),
-                    &format!("{}: {text}", ctx.method),
-                );
-                Ok(Payload::json(&()).expect("null encodes"))
-            });
-        }
+        // Whatever else a rig notifies (rt-cloud's userLog, a trial's end...)
+        // goes to the log too; a call to a name we do not serve is refused.
+        let logs = Arc::clone(self);
+        let _ = handlers.expose_fallback_raw(move |ctx, args: Payload| {
+            let text = payload_text(&args);
+            logs.log(
+                "notify",
+                Some(&logs.name(i)),
+                &format!("{}: {text}", ctx.method),
+            );
+            match ctx.id {
+                0 => Ok(Payload::json(&()).expect("null encodes")),
+                _ => Err(rigwire_std::HandlerError::with_kind(
+                    rigwire_std::ErrorKind::NoSuchMethod,
+                    format!("the control room serves no method '{}'", ctx.method),
+                )),
+            }
+        });
         handlers
     }
 
