@@ -128,7 +128,8 @@ struct Encoded {
 #[derive(Debug)]
 pub struct Wire {
     ws: Option<WsCodec>,
-    pub(crate) tls: Option<Tls>,
+    /// Boxed: a TLS session is large, and most wires have none.
+    pub(crate) tls: Option<Box<Tls>>,
     /// Plaintext that arrived with the end of the opening, for [`start`](Wire::start).
     pending: Vec<u8>,
     /// On a plain stream, what it means if the peer's first bytes are TLS.
@@ -154,7 +155,7 @@ impl Wire {
 
     pub(crate) fn opened(
         ws: Option<WsCodec>,
-        tls: Option<Tls>,
+        tls: Option<Box<Tls>>,
         pending: Vec<u8>,
         tls_mismatch: Option<TlsProblem>,
     ) -> Wire {
@@ -335,8 +336,9 @@ impl Wire {
             Ok(n) => &buf[..n],
             Err(e) => return sink.closed(&format!("read failed: {e}"), now),
         };
-        if let Some(problem) = self.tls_mismatch.take() {
-            if looks_like_tls(input) {
+        // Only the first bytes of a plain stream are checked.
+        if self.tls_mismatch.is_some() {
+            if let Some(problem) = self.tls_mismatch.take().filter(|_| looks_like_tls(input)) {
                 return sink.tls_failed(problem, now);
             }
         }
