@@ -172,7 +172,12 @@ impl Opening {
             }
         };
         let hint = self.tls.is_none().then(|| self.mismatch());
-        Ok(Some(Wire::opened(codec, self.tls.take().map(Box::new), pending, hint)))
+        Ok(Some(Wire::opened(
+            codec,
+            self.tls.take().map(Box::new),
+            pending,
+            hint,
+        )))
     }
 
     /// Starts the websocket upgrade, if the URL asks for one.
