@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 mod raw;
 
 mod common;
-use common::{Spawned, BIN};
+use common::{cert_new, scratch, Spawned, BIN};
 
 /// A `rigwire serve` child process, killed when dropped.
 struct Rig {
@@ -658,28 +658,6 @@ fn a_call_timeout_covers_connecting_and_the_handshake() {
     // Far below the 10 s handshake timeout it would otherwise have waited.
     assert!(took < Duration::from_secs(6), "took {took:?}");
     drop(holder.join());
-}
-
-/// A temporary folder of this test process.
-fn scratch(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("rigwire-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `rigwire cert new` into `dir`: the fingerprint it prints.
-fn cert_new(dir: &std::path::Path, name: &str) -> String {
-    let out = rigwire(&[
-        "cert",
-        "new",
-        "--name",
-        name,
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    text(&out.stdout).trim().to_owned()
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rigwire_core::{Message, Payload};
 
 mod common;
-use common::{relay_with_data, Spawned, BIN};
+use common::{cert_new, relay_with_data, scratch, Spawned, BIN};
 
 const SECRET: &str = "conformance-secret-0123456789";
 
@@ -53,22 +53,8 @@ fn command(args: &[&str], secret: bool) -> Command {
 fn cert() -> &'static (String, String, String) {
     static CERT: std::sync::OnceLock<(String, String, String)> = std::sync::OnceLock::new();
     CERT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("rigwire-conform-cert-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(BIN)
-            .args([
-                "cert",
-                "new",
-                "--name",
-                "conform",
-                "--out",
-                dir.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let dir = scratch("conform-cert");
+        let pin = cert_new(&dir, "conform");
         let path = |f: &str| dir.join(f).display().to_string();
         (path("conform.crt"), path("conform.key"), pin)
     })

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 mod common;
-use common::{relay_with_data, Spawned, BIN};
+use common::{cert_new, relay_with_data, scratch, Spawned, BIN};
 
 /// Three `rigwire serve` rigs and a `rigwire control` of them; the control's
 /// `open` URL.
@@ -280,18 +280,7 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
     );
     let url = |s: &Spawned| s.lines[0].split_whitespace().nth(1).unwrap().to_owned();
     // rig-t serves TLS; the file pins its certificate.
-    let out = Command::new(BIN)
-        .args([
-            "cert",
-            "new",
-            "--name",
-            "rig-t",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let pin = cert_new(&dir, "rig-t");
     let (cert, key) = (dir.join("rig-t.crt"), dir.join("rig-t.key"));
     let tls = Spawned::start(
         &[
@@ -471,21 +460,8 @@ fn the_page_is_served_over_https_with_a_certificate_clients_pin() {
     use rigwire_std::core::{TlsSettings, Trust, Url};
     use rigwire_ws::rustls::StreamOwned;
     use std::io::{Read, Write};
-    let dir = std::env::temp_dir().join(format!("rigwire-control-tls-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "cert",
-            "new",
-            "--name",
-            "control",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let pin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let dir = scratch("control-tls");
+    let pin = cert_new(&dir, "control");
     let rig = Spawned::start(&["serve", "--listen", "tcp://127.0.0.1:0"], &[], 1);
     let rig_url = rig.lines[0].split_whitespace().nth(1).unwrap().to_owned();
     let (cert, key) = (dir.join("control.crt"), dir.join("control.key"));

@@ -82,3 +82,30 @@ pub fn relay_with_data(clients_secret: &str, services_secret: &str) -> (Vec<Spaw
     let clients = relay.url("clients");
     (vec![relay, service], clients)
 }
+
+/// A fresh temporary folder of this test process.
+pub fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("rigwire-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `rigwire cert new --name NAME` into `dir` (`NAME.crt`, `NAME.key`): the
+/// fingerprint it prints.
+pub fn cert_new(dir: &std::path::Path, name: &str) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "cert",
+            "new",
+            "--name",
+            name,
+            "--out",
+            dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
