@@ -666,9 +666,9 @@ fn config(name: &str, secret: &SecretArgs, tls: TlsSettings) -> Result<Config, F
     Ok(config)
 }
 
-/// The `listening` line of a server: its URL, and the fingerprint to pin
-/// when it serves TLS.
-fn listening_line(url: &str, fingerprint: Option<String>) -> String {
+/// The `listening` line of a server: its URL (and what it is for, on a
+/// relay), and the fingerprint to pin when it serves TLS.
+pub(crate) fn listening_line(url: &str, fingerprint: Option<String>) -> String {
     match fingerprint {
         Some(fingerprint) => format!("listening {url} fingerprint {fingerprint}"),
         None => format!("listening {url}"),

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use rigwire_smol::{RelayConfig, RelayServer};
 
-use crate::{announce, watch_signals, Failure, SecretSource};
+use crate::{announce, listening_line, watch_signals, Failure, SecretSource};
 
 /// What the command line asked for.
 pub struct Options {
@@ -53,13 +53,10 @@ pub fn run(options: Options) -> Result<(), Failure> {
     };
     let mut signals = watch_signals()?;
     let relay = RelayServer::bind(&options.clients, &options.services, config)?.start()?;
-    let fingerprint = relay
-        .tls_fingerprint()
-        .map(|f| format!(" fingerprint {f}"))
-        .unwrap_or_default();
+    let line = |side: String| listening_line(&side, relay.tls_fingerprint());
     announce(&[
-        format!("listening {} clients{fingerprint}", relay.clients_url()),
-        format!("listening {} services{fingerprint}", relay.services_url()),
+        line(format!("{} clients", relay.clients_url())),
+        line(format!("{} services", relay.services_url())),
     ]);
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");

@@ -220,8 +220,11 @@ pub struct GroupStep {
     pub method: &'static str,
     /// The order the rigs are called in.
     pub order: GroupOrder,
-    /// The arguments, encoded.
+    /// The arguments, encoded in postcard (what a Rust group sends).
     pub args: crate::codec::Payload,
+    /// The same arguments in JSON, for rigs spoken to in JSON (a person's
+    /// console, whose answers then read as text; Python rigs).
+    pub json_args: crate::codec::Payload,
 }
 
 impl GroupStep {
@@ -230,12 +233,35 @@ impl GroupStep {
         order: GroupOrder,
         args: &A,
     ) -> Self {
-        let args = crate::codec::Payload::postcard(args).expect("lifecycle arguments encode");
+        let encoded = |codec| {
+            crate::codec::Payload::encode_as(codec, args).expect("lifecycle arguments encode")
+        };
         GroupStep {
             method,
             order,
-            args,
+            args: encoded(crate::message::Codec::Postcard),
+            json_args: encoded(crate::message::Codec::Json),
         }
+    }
+
+    /// The plan of lifecycle `step` for every rig: init without data, start
+    /// with `exp_ref` (which it needs), stop, interrupt (a stop at once),
+    /// cleanup.
+    ///
+    /// # Errors
+    /// The reason, for a start without an experiment reference.
+    pub fn of(
+        step: crate::lifecycle::Step,
+        exp_ref: Option<&crate::lifecycle::ExpRef>,
+    ) -> Result<Self, &'static str> {
+        use crate::lifecycle::Step;
+        Ok(match step {
+            Step::Init => Self::init(&crate::lifecycle::InitData::default()),
+            Step::Start => Self::start(exp_ref.ok_or("start needs an experiment reference")?),
+            Step::Stop => Self::stop(false),
+            Step::Interrupt => Self::stop(true),
+            Step::Cleanup => Self::cleanup(),
+        })
     }
 
     /// `exp.init`, with optional data (iblutil's init dict).
@@ -243,7 +269,12 @@ impl GroupStep {
         use crate::lifecycle::methods::INIT;
         match data.0 {
             None => Self::new(INIT, GroupOrder::Concurrent, &()),
-            Some(_) => Self::new(INIT, GroupOrder::Concurrent, &data.as_postcard_arg()),
+            Some(_) => GroupStep {
+                json_args: data
+                    .encode(crate::message::Codec::Json)
+                    .expect("JSON encodes"),
+                ..Self::new(INIT, GroupOrder::Concurrent, &data.as_postcard_arg())
+            },
         }
     }
 
@@ -296,5 +327,18 @@ mod plan_tests {
         assert_eq!(GroupStep::init(&data).order, GroupOrder::Concurrent);
         assert_eq!(GroupOrder::Reverse.positions(3), [2, 1, 0]);
         assert_eq!(GroupOrder::InOrder.positions(3), [0, 1, 2]);
+        use crate::lifecycle::Step;
+        assert_eq!(
+            GroupStep::of(Step::Interrupt, None),
+            Ok(GroupStep::stop(true))
+        );
+        assert!(GroupStep::of(Step::Start, None).is_err());
+        let exp_ref: crate::lifecycle::ExpRef = "2026-11-26_1_mouse".parse().unwrap();
+        let start = GroupStep::of(Step::Start, Some(&exp_ref)).unwrap();
+        assert_eq!(&start.json_args.bytes[..], br#""2026-11-26_1_mouse""#);
+        assert_eq!(
+            &GroupStep::stop(true).json_args.bytes[..],
+            br#"{"immediately":true}"#
+        );
     }
 }

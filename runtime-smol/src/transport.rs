@@ -12,7 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use rigwire_core::{Config, Error, TlsSettings, Url};
-use rigwire_ws::{client_opening, server_identity, Opening, OpeningError, ServerTls, Wire};
+use rigwire_ws::{client_opening, Opening, OpeningError, Served, Wire};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{future, Async, Timer};
 
@@ -174,9 +174,8 @@ pub(crate) async fn connect(endpoint: &Url, config: &Config) -> Result<(Socket, 
 #[derive(Debug)]
 pub(crate) struct Listener {
     socket: ListeningSocket,
-    /// The URL bound, with the port the OS chose for port 0.
-    url: Url,
-    tls: Option<ServerTls>,
+    /// The URL bound (with the port the OS chose for port 0) and its TLS identity.
+    served: Served,
 }
 
 #[derive(Debug)]
@@ -194,35 +193,35 @@ impl Listener {
             url: endpoint.to_string(),
             reason: e.to_string(),
         };
-        let tls = server_identity(endpoint, tls)?;
-        let (socket, url) = match endpoint {
+        let served = Served::new(endpoint, tls)?;
+        let (socket, served) = match endpoint {
             Url::Unix(path) => {
                 if path.exists() && UnixStream::connect(path).is_err() {
                     let _ = std::fs::remove_file(path);
                 }
                 let listener = UnixListener::bind(path).map_err(fail)?;
                 let socket = ListeningSocket::Unix(Async::new(listener).map_err(fail)?);
-                (socket, endpoint.clone())
+                (socket, served)
             }
             _ => {
                 let listener =
                     TcpListener::bind(endpoint.addr().unwrap_or_default()).map_err(fail)?;
                 let bound = listener.local_addr().map_err(fail)?.to_string();
                 let socket = ListeningSocket::Tcp(Async::new(listener).map_err(fail)?);
-                (socket, endpoint.at(bound))
+                (socket, served.bound_at(bound))
             }
         };
-        Ok(Listener { socket, url, tls })
+        Ok(Listener { socket, served })
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).
     pub(crate) fn local_endpoint(&self) -> &Url {
-        &self.url
+        self.served.url()
     }
 
     /// The fingerprint of the TLS certificate served, if any.
     pub(crate) fn fingerprint(&self) -> Option<&str> {
-        self.tls.as_ref().map(ServerTls::fingerprint)
+        self.served.fingerprint()
     }
 
     /// Waits for the next connection; its layers are not yet open.
@@ -244,13 +243,13 @@ impl Listener {
         max_frame: u32,
         timeout: Duration,
     ) -> Result<Wire, OpeningError> {
-        let opening = Opening::server(&self.url, self.tls.as_ref(), max_frame)?;
+        let opening = self.served.opening(max_frame)?;
         open(socket, opening, timeout).await
     }
 
     /// Removes a Unix socket file after use.
     pub(crate) fn cleanup(&self) {
-        if let Url::Unix(path) = &self.url {
+        if let Url::Unix(path) = self.served.url() {
             let _ = std::fs::remove_file(path);
         }
     }

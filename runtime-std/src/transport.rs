@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 pub use rigwire_core::Url;
 use rigwire_core::{Config, Error, TlsSettings};
-use rigwire_ws::{client_opening, server_identity, Opening, OpeningError, ServerTls, Wire};
+use rigwire_ws::{client_opening, Opening, OpeningError, Served, Wire};
 
 /// A connected socket of either family. Its handles share one descriptor
 /// ([`share`](Self::share)): a connection costs one file, not one per
@@ -318,9 +318,8 @@ fn dial_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
 #[derive(Debug)]
 pub(crate) struct Listener {
     socket: ListeningSocket,
-    /// The URL bound, with the port the OS chose for port 0.
-    url: Url,
-    tls: Option<ServerTls>,
+    /// The URL bound (with the port the OS chose for port 0) and its TLS identity.
+    served: Served,
 }
 
 #[derive(Debug)]
@@ -338,33 +337,33 @@ impl Listener {
             url: endpoint.to_string(),
             reason: e.to_string(),
         };
-        let tls = server_identity(endpoint, tls)?;
-        let (socket, url) = match endpoint {
+        let served = Served::new(endpoint, tls)?;
+        let (socket, served) = match endpoint {
             Url::Unix(path) => {
                 if path.exists() && UnixStream::connect(path).is_err() {
                     let _ = std::fs::remove_file(path);
                 }
                 let socket = UnixListener::bind(path).map_err(fail)?;
-                (ListeningSocket::Unix(socket), endpoint.clone())
+                (ListeningSocket::Unix(socket), served)
             }
             _ => {
                 let socket =
                     TcpListener::bind(endpoint.addr().unwrap_or_default()).map_err(fail)?;
                 let bound = socket.local_addr().map_err(fail)?.to_string();
-                (ListeningSocket::Tcp(socket), endpoint.at(bound))
+                (ListeningSocket::Tcp(socket), served.bound_at(bound))
             }
         };
-        Ok(Listener { socket, url, tls })
+        Ok(Listener { socket, served })
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).
     pub(crate) fn local_endpoint(&self) -> &Url {
-        &self.url
+        self.served.url()
     }
 
     /// The fingerprint of the TLS certificate served, if any.
     pub(crate) fn fingerprint(&self) -> Option<&str> {
-        self.tls.as_ref().map(ServerTls::fingerprint)
+        self.served.fingerprint()
     }
 
     /// Waits for the next connection; its layers are not yet open.
@@ -382,7 +381,7 @@ impl Listener {
     /// Whether accepted sockets open layers (TLS, websocket) before rigwire
     /// speaks; on a plain stream the server's Hello goes out at once.
     pub(crate) fn needs_opening(&self) -> bool {
-        self.url.is_tls() || self.url.ws_path().is_some()
+        self.served.needs_opening()
     }
 
     /// Waits until a connection can be accepted or one of `waiting` has
@@ -421,7 +420,7 @@ impl Listener {
 
     /// Wakes a thread blocked in `accept` by connecting to ourselves.
     pub(crate) fn wake(&self) {
-        match &self.url {
+        match self.served.url() {
             Url::Unix(path) => {
                 let _ = UnixStream::connect(path);
             }
@@ -437,7 +436,7 @@ impl Listener {
 
     /// Removes a Unix socket file after use.
     pub(crate) fn cleanup(&self) {
-        if let Url::Unix(path) = &self.url {
+        if let Url::Unix(path) = self.served.url() {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -449,7 +448,7 @@ impl Listener {
         max_frame: u32,
         timeout: Duration,
     ) -> Result<(Socket, Wire), OpeningError> {
-        let opening = Opening::server(&self.url, self.tls.as_ref(), max_frame)?;
+        let opening = self.served.opening(max_frame)?;
         let wire = open(&mut socket, opening, timeout)?;
         Ok((socket, wire))
     }

@@ -28,7 +28,7 @@ mod wire;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
-pub use opening::{client_opening, server_identity, Opening, OpeningError};
+pub use opening::{client_opening, server_identity, Opening, OpeningError, Served};
 pub use rustls;
 pub use tls::{ClientTls, ServerTls};
 pub use wire::{Flushed, Outbox, Sink, Wire, ENCODE_AHEAD, MAX_SLICES};

@@ -48,7 +48,6 @@ pub struct Opening {
     tls: Option<Tls>,
     /// The websocket upgrade in progress (a client's starts once TLS is up).
     ws: Option<Handshake>,
-    ws_wanted: bool,
     output: Vec<u8>,
     seen_input: bool,
     /// Plaintext that arrived with the TLS handshake's last messages.
@@ -110,7 +109,6 @@ impl Opening {
             max_frame,
             tls,
             ws: None,
-            ws_wanted: url.ws_path().is_some(),
             output: Vec::new(),
             seen_input: false,
             early: Vec::new(),
@@ -120,7 +118,7 @@ impl Opening {
     /// Whether there is nothing to open: the first [`feed`](Self::feed)
     /// hands back the wire without reading (plain `tcp://`, `unix://`).
     pub fn is_plain(&self) -> bool {
-        self.tls.is_none() && !self.ws_wanted
+        self.tls.is_none() && self.url.ws_path().is_none()
     }
 
     /// Bytes to send to the peer now.
@@ -156,9 +154,7 @@ impl Opening {
                 std::mem::take(&mut self.early)
             }
         };
-        if self.ws_wanted && self.ws.is_none() {
-            self.start_ws()?;
-        }
+        self.start_ws()?; // once TLS is up (nothing to do without a path, or when started)
         let (codec, pending) = match &mut self.ws {
             None => (None, plain),
             Some(handshake) => {
@@ -298,5 +294,60 @@ pub fn server_identity(url: &Url, tls: &TlsSettings) -> Result<Option<ServerTls>
     match url.is_tls() {
         true => Ok(Some(ServerTls::from_settings(tls).map_err(Error::Tls)?)),
         false => Ok(None),
+    }
+}
+
+/// What a listener serves, the same in every runtime: the URL it is bound
+/// at and the TLS identity it presents, from which each accepted
+/// connection's [`Opening`] is made.
+#[derive(Debug, Clone)]
+pub struct Served {
+    url: Url,
+    tls: Option<ServerTls>,
+}
+
+impl Served {
+    /// A listener at `url`, with the TLS identity `tls` names read when
+    /// `url` asks for TLS.
+    ///
+    /// # Errors
+    /// [`Error::Tls`] when the certificate or key is missing or unusable.
+    pub fn new(url: &Url, tls: &TlsSettings) -> Result<Served, Error> {
+        Ok(Served {
+            url: url.clone(),
+            tls: server_identity(url, tls)?,
+        })
+    }
+
+    /// The same, bound at `addr` (with the port the OS chose for port 0).
+    pub fn bound_at(self, addr: String) -> Served {
+        Served {
+            url: self.url.at(addr),
+            ..self
+        }
+    }
+
+    /// The URL served.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The fingerprint of the TLS certificate served, if any.
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(ServerTls::fingerprint)
+    }
+
+    /// Whether accepted connections open layers (TLS, websocket) before
+    /// rigwire speaks; on a plain stream the server's Hello may go at once.
+    pub fn needs_opening(&self) -> bool {
+        self.url.is_tls() || self.url.ws_path().is_some()
+    }
+
+    /// The opening of one accepted connection.
+    ///
+    /// # Errors
+    /// As [`Opening::server`].
+    pub fn opening(&self, max_frame: u32) -> Result<Opening, OpeningError> {
+        Opening::server(&self.url, self.tls.as_ref(), max_frame)
     }
 }

@@ -19,6 +19,8 @@ use subtle::ConstantTimeEq;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::{Message, WebSocket};
 
+use rigwire_std::core::{ExpRef, GroupStep, Step};
+
 use super::state::Control;
 
 /// The page, compiled in: lab machines are often offline.
@@ -332,18 +334,10 @@ fn act(control: &Arc<Control>, text: &str) -> Result<(), String> {
     let control = Arc::clone(control);
     match field("op").as_deref() {
         Some("lifecycle") => {
-            let step = field("step").ok_or("a lifecycle message needs \"step\"")?;
-            let exp_ref = field("exp_ref");
-            if !["init", "start", "stop", "interrupt", "cleanup"].contains(&step.as_str()) {
-                return Err(format!("no lifecycle step '{step}'"));
-            }
-            if step == "start" {
-                let text = exp_ref.as_deref().ok_or("start needs \"exp_ref\"")?;
-                text.parse::<rigwire_std::core::ExpRef>()
-                    .map_err(|e| format!("invalid experiment reference '{text}': {e}"))?;
-            }
+            let (step, what) = lifecycle_step(&field("step"), field("exp_ref").as_deref())?;
             run_action(control, move |control| {
-                control.lifecycle(&step, exp_ref.as_deref())
+                control.lifecycle(&step, &what);
+                Ok(())
             })
         }
         Some("call") => {
@@ -373,4 +367,33 @@ fn run_action(
         }
     });
     Ok(())
+}
+
+/// The plan of the lifecycle step a message names, and what to call it in
+/// the log; or why the message is refused (checked here, so that the
+/// sender hears it at once).
+fn lifecycle_step(
+    step: &Option<String>,
+    exp_ref: Option<&str>,
+) -> Result<(GroupStep, String), String> {
+    let name = step
+        .as_deref()
+        .ok_or("a lifecycle message needs \"step\"")?;
+    let step: Step = serde_json::from_value(Value::from(name))
+        .map_err(|_| format!("no lifecycle step '{name}'"))?;
+    let exp_ref = match (step, exp_ref) {
+        (Step::Start, None) => return Err("start needs \"exp_ref\"".into()),
+        (Step::Start, Some(text)) => Some(
+            text.parse::<ExpRef>()
+                .map_err(|e| format!("invalid experiment reference '{text}': {e}"))?,
+        ),
+        _ => None,
+    };
+    let plan = GroupStep::of(step, exp_ref.as_ref())?;
+    let what = match (step, &exp_ref) {
+        (Step::Start, Some(r)) => format!("{} {r}", plan.method),
+        (Step::Interrupt, _) => format!("{} (interrupt)", plan.method),
+        _ => plan.method.to_owned(),
+    };
+    Ok((plan, what))
 }

@@ -14,7 +14,7 @@ use rigwire_std::core::Trust;
 use rigwire_std::{Client, Config};
 use rigwire_ws::ServerTls;
 
-use crate::{announce, watch_signals, Failure, SecretSource};
+use crate::{announce, listening_line, watch_signals, Failure, SecretSource};
 use state::{Control, RigSpec};
 
 /// What the command line asked for.
@@ -82,11 +82,10 @@ pub fn run(options: Options) -> Result<(), Failure> {
         .name("control-http".into())
         .spawn(move || http::serve(listener, serving, page_token, tls))
         .map_err(|e| usage(format!("cannot start the web server: {e}")))?;
-    let listening = match &fingerprint {
-        Some(fingerprint) => format!("listening {scheme}://{bound} fingerprint {fingerprint}"),
-        None => format!("listening {scheme}://{bound}"),
-    };
-    announce(&[listening, format!("open {scheme}://{bound}/?token={token}")]);
+    announce(&[
+        listening_line(&format!("{scheme}://{bound}"), fingerprint),
+        format!("open {scheme}://{bound}/?token={token}"),
+    ]);
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
     }

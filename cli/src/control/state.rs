@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use rigwire_std::core::lifecycle::methods;
-use rigwire_std::core::{wall_clock, ExpInfo, ExpRef, GroupStep, InitData, CLOCK_METHOD};
+use rigwire_std::core::{wall_clock, ExpInfo, GroupOrder, GroupStep, CLOCK_METHOD};
 use rigwire_std::{Client, Codec, Config, Error, Handlers, Payload};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -62,16 +62,18 @@ pub struct RigView {
 
 /// One rig: where it is, what the page shows, its connection when up.
 struct Rig {
-    /// Through a relay, the service's name: its methods are `NAME.method`.
+    name: String,
+    /// Reached through a relay, where its methods are `NAME.method`.
     via_relay: bool,
     view: Mutex<RigView>,
     client: Mutex<Option<Arc<Client>>>,
 }
 
 impl Rig {
-    fn method(&self, name: &str, method: &str) -> String {
+    /// What to call for the rig's `method`.
+    fn method(&self, method: &str) -> String {
         match self.via_relay {
-            true => format!("{name}.{method}"),
+            true => format!("{}.{method}", self.name),
             false => method.to_owned(),
         }
     }
@@ -110,6 +112,7 @@ impl Control {
         let rigs = specs
             .iter()
             .map(|s| Rig {
+                name: s.name.clone(),
                 via_relay: s.via_relay,
                 view: Mutex::new(RigView {
                     name: s.name.clone(),
@@ -207,8 +210,8 @@ impl Control {
         self.push(&json!({"type": "rig", "rig": view}));
     }
 
-    fn name(&self, i: usize) -> String {
-        lock(&self.rigs[i].view).name.clone()
+    fn name(&self, i: usize) -> &str {
+        &self.rigs[i].name
     }
 
     /// Keeps rig `i` connected and measured, until the process ends.
@@ -270,11 +273,7 @@ impl Control {
         });
         if changed {
             let name = self.name(i);
-            self.log(
-                "connection",
-                Some(&name),
-                &format!("disconnected: {reason}"),
-            );
+            self.log("connection", Some(name), &format!("disconnected: {reason}"));
         }
     }
 
@@ -286,7 +285,7 @@ impl Control {
         let _ = handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
             events.log(
                 "notify",
-                Some(&events.name(i)),
+                Some(events.name(i)),
                 &format!("event {event}: {detail}"),
             );
             Ok(())
@@ -298,7 +297,7 @@ impl Control {
             let text = payload_text(&args);
             logs.log(
                 "notify",
-                Some(&logs.name(i)),
+                Some(logs.name(i)),
                 &format!("{}: {text}", ctx.method),
             );
             match ctx.id {
@@ -313,8 +312,7 @@ impl Control {
     }
 
     fn methods(&self, i: usize, client: &Client) -> Vec<String> {
-        let name = self.name(i);
-        let method = self.rigs[i].method(&name, "rigwire.methods");
+        let method = self.rigs[i].method("rigwire.methods");
         let listed = client
             .call_raw(
                 &method,
@@ -334,12 +332,11 @@ impl Control {
     /// One round of measurement: the round trip, the clock offset (as NTP
     /// does, within half the clock call's round trip) and the lifecycle.
     fn measure(&self, i: usize, client: &Client) -> Result<(), Error> {
-        let name = self.name(i);
         let rig = &self.rigs[i];
         let (sent, t0) = (Instant::now(), wall_clock(SystemTime::now()));
         let clock: f64 = client
             .call_raw(
-                &rig.method(&name, CLOCK_METHOD),
+                &rig.method(CLOCK_METHOD),
                 Payload::json(&())?,
                 Some(POLL * 5),
             )?
@@ -353,7 +350,7 @@ impl Control {
         };
         let info: Option<ExpInfo> = client
             .call_raw(
-                &rig.method(&name, methods::INFO),
+                &rig.method(methods::INFO),
                 Payload::json(&())?,
                 Some(POLL * 5),
             )
@@ -375,86 +372,59 @@ impl Control {
         Ok(())
     }
 
-    /// Runs a lifecycle step on every rig by the group rules: init and start
-    /// at once, stop, interrupt and cleanup one after another in reverse
-    /// order. Each rig's outcome is logged and shown beside it.
-    pub fn lifecycle(&self, step: &str, exp_ref: Option<&str>) -> Result<(), String> {
-        // In JSON, so that the answers read as text (and Python rigs take them).
-        let (step, args) = match step {
-            "init" => (GroupStep::init(&InitData::default()), json!(null)),
-            "start" => {
-                let text = exp_ref.ok_or("start needs an experiment reference")?;
-                let exp_ref: ExpRef = text
-                    .parse()
-                    .map_err(|e| format!("invalid experiment reference '{text}': {e}"))?;
-                (GroupStep::start(&exp_ref), json!(exp_ref.to_string()))
-            }
-            "stop" => (GroupStep::stop(false), json!({"immediately": false})),
-            "interrupt" => (GroupStep::stop(true), json!({"immediately": true})),
-            "cleanup" => (GroupStep::cleanup(), json!(null)),
-            other => return Err(format!("no lifecycle step '{other}'")),
-        };
-        let args = Payload::json(&args).map_err(|e| e.to_string())?;
-        let what = match exp_ref {
-            Some(r) if step.method == methods::START => format!("{} {r}", step.method),
-            _ if args.bytes.as_ref() == br#"{"immediately":true}"# => "exp.stop (interrupt)".into(),
-            _ => step.method.to_owned(),
-        };
+    /// Runs a lifecycle step on every rig by the group rules (its plan says
+    /// which order), in JSON so that the answers read as text; `what` names
+    /// it in the log. Each rig's outcome is logged and shown beside it.
+    pub fn lifecycle(&self, step: &GroupStep, what: &str) {
         self.log("action", None, &format!("{what} on every rig"));
-        let order = step.order.positions(self.rigs.len());
         let call = |i: usize| {
-            let client = lock(&self.rigs[i].client).clone();
-            let name = self.name(i);
-            match client {
-                None => Err(Error::Disconnected(
-                    rigwire_std::core::ConnectionError::TransportClosed("not connected".into()),
-                )),
-                Some(c) => c.start_raw(
-                    &self.rigs[i].method(&name, step.method),
-                    args.clone(),
-                    Some(ACTION_TIMEOUT),
-                ),
-            }
+            self.client(i).and_then(|c| {
+                let method = self.rigs[i].method(step.method);
+                c.start_raw(&method, step.json_args.clone(), Some(ACTION_TIMEOUT))
+            })
         };
-        let mut outcomes = Vec::new();
-        if step.order == rigwire_std::core::GroupOrder::Concurrent {
-            let started: Vec<_> = order.iter().map(|&i| (i, call(i))).collect();
-            for (i, pending) in started {
-                outcomes.push((i, pending.and_then(|p| p.wait())));
+        let order = step.order.positions(self.rigs.len());
+        let outcomes: Vec<_> = match step.order {
+            GroupOrder::Concurrent => {
+                let started: Vec<_> = order.into_iter().map(|i| (i, call(i))).collect();
+                started
+                    .into_iter()
+                    .map(|(i, p)| (i, p.and_then(|p| p.wait())))
+                    .collect()
             }
-        } else {
-            for i in order {
-                outcomes.push((i, call(i).and_then(|p| p.wait())));
-            }
-        }
+            _ => order
+                .into_iter()
+                .map(|i| (i, call(i).and_then(|p| p.wait())))
+                .collect(),
+        };
         for (i, outcome) in outcomes {
-            self.outcome(i, &what, outcome);
+            self.outcome(i, what, outcome);
         }
-        Ok(())
+    }
+
+    /// Rig `i`'s connection, if it is up.
+    fn client(&self, i: usize) -> Result<Arc<Client>, Error> {
+        lock(&self.rigs[i].client).clone().ok_or_else(|| {
+            Error::Disconnected(rigwire_std::core::ConnectionError::TransportClosed(
+                "not connected".into(),
+            ))
+        })
     }
 
     /// Calls `method` on one rig with JSON arguments, as `rigwire call` does.
     pub fn call(&self, rig: &str, method: &str, args: &Value) -> Result<(), String> {
         let i = (0..self.rigs.len())
-            .find(|&i| self.name(i) == rig)
+            .find(|&i| self.rigs[i].name == rig)
             .ok_or_else(|| format!("no rig named '{rig}'"))?;
         if method.is_empty() {
             return Err("no method given".into());
         }
-        self.log(
-            "action",
-            Some(rig),
-            &format!("call {method} {}", shortened(&args.to_string())),
-        );
-        let client = lock(&self.rigs[i].client).clone();
-        let outcome = match client {
-            None => Err(Error::Disconnected(
-                rigwire_std::core::ConnectionError::TransportClosed("not connected".into()),
-            )),
-            Some(c) => Payload::json(args).map_err(Error::from).and_then(|a| {
-                c.call_raw(&self.rigs[i].method(rig, method), a, Some(ACTION_TIMEOUT))
-            }),
-        };
+        let shown = shortened(&args.to_string());
+        self.log("action", Some(rig), &format!("call {method} {shown}"));
+        let outcome = self.client(i).and_then(|c| {
+            let args = Payload::json(args)?;
+            c.call_raw(&self.rigs[i].method(method), args, Some(ACTION_TIMEOUT))
+        });
         self.outcome(i, method, outcome);
         Ok(())
     }
@@ -467,7 +437,7 @@ impl Control {
             Err(e) => (false, e.to_string()),
         };
         let kind = if ok { "result" } else { "error" };
-        self.log(kind, Some(&name), &format!("{what} → {text}"));
+        self.log(kind, Some(name), &format!("{what} → {text}"));
         self.update(i, |v| {
             v.last = Some(json!({"ok": ok, "what": what, "text": text}))
         });
