@@ -139,8 +139,10 @@ fn measure(
         std::thread::sleep(Duration::from_millis(20));
     }
     let connected = peers();
-    // Let the server settle (buffers of the handshake released).
-    std::thread::sleep(Duration::from_millis(200));
+    // Let the server settle: buffers of the handshake released, and (std)
+    // connections idle for `PARK_AFTER` given to the parker, as every idle
+    // connection of a long-running server is.
+    std::thread::sleep(rigwire_std::core::link::PARK_AFTER + Duration::from_millis(500));
     let after = resident_bytes();
     drop(child.stdin.take()); // the peers hang up
     let _ = child.wait();

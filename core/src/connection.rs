@@ -91,7 +91,9 @@ pub(crate) enum Queued {
 ///   [`confirmed_send`](Self::confirmed_send), [`close`](Self::close),
 ///   [`shutdown`](Self::shutdown) (answers pending incoming calls first) and
 ///   [`reject`](Self::reject) (refuses a connection with a code and reason).
-///   Each returns a typed error instead of panicking.
+///   Each returns a typed error instead of panicking. And
+///   [`release_idle_buffers`](Self::release_idle_buffers), for a runtime
+///   setting an idle connection aside.
 /// * **Outputs**: [`poll_transmit`](Self::poll_transmit),
 ///   [`poll_event`](Self::poll_event), [`poll_timeout`](Self::poll_timeout).
 ///
@@ -278,6 +280,14 @@ impl Connection {
     /// The peer's calls awaiting our reply.
     pub fn incoming_in_flight(&self) -> usize {
         self.incoming.len()
+    }
+
+    /// Gives back the block frames are encoded into when nothing is queued
+    /// in it: a connection set aside idle need not keep it. Harmless at any
+    /// time (the next frame takes a new block); it changes no state the
+    /// peer sees.
+    pub fn release_idle_buffers(&mut self) {
+        self.out.release_block();
     }
 
     /// Bytes queued for the transport and not yet taken by `poll_transmit`.

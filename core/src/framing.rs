@@ -231,6 +231,14 @@ impl OutQueue {
         }
     }
 
+    /// Gives back the block frames are encoded into, if nothing is queued:
+    /// an idle connection need not keep it (the next frame takes a new one).
+    pub(crate) fn release_block(&mut self) {
+        if self.queued == 0 {
+            self.pending = BytesMut::new();
+        }
+    }
+
     /// Bytes queued and not yet handed to the transport.
     pub(crate) fn queued(&self) -> usize {
         self.queued

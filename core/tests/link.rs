@@ -515,3 +515,29 @@ fn held_output_leaves_together_and_a_refusal_for_room_releases_it() {
     link.close("done", now);
     assert!(!link.output().is_empty());
 }
+
+#[test]
+fn a_link_is_idle_only_while_nothing_is_under_way() {
+    let mut pair = connected(config("script"), config("rig"));
+    let rig = |pair: &mut LinkPair| pair.link(Side::Server).is_idle();
+    assert!(rig(&mut pair), "connected, nothing asked");
+    let at = pair.call(Side::Client, "slow", 10, None);
+    pair.advance(Duration::from_millis(10));
+    assert_eq!(pair.started[Side::Server as usize], 1);
+    assert!(!rig(&mut pair), "a handler runs");
+    pair.advance(Duration::from_millis(100));
+    assert!(matches!(pair.calls[at].ended, Some((_, Ok(_)))));
+    assert!(rig(&mut pair), "answered and written");
+    // A call of its own waiting for an answer does not count: the answer
+    // arrives as input.
+    pair.set_behaviour(Side::Client, Behaviour::Frozen);
+    pair.call(Side::Server, "echo", 10, Some(Duration::from_secs(5)));
+    pair.advance(Duration::from_millis(10));
+    assert!(rig(&mut pair), "waiting for an answer");
+    let now = pair.now;
+    pair.link(Side::Server)
+        .drain(Duration::from_secs(1), "stopping", now);
+    assert!(!rig(&mut pair), "draining");
+    pair.link(Side::Server).close("bye", now);
+    assert!(!rig(&mut pair), "closed");
+}

@@ -232,27 +232,31 @@ impl ServerInner {
             nonce(),
             Instant::now(),
         );
+        // Boxed across the opening (its handshake timer runs from here),
+        // and the opening boxed too: an idle connection's task keeps the
+        // room of its largest state, and these live only until the wire is open.
         let conn = match conn {
-            Ok(c) => c,
+            Ok(c) => Box::new(c),
             Err(e) => {
                 tracing::error!("invalid configuration: {e}");
                 return false;
             }
         };
-        let wire = match self
-            .listener
-            .open(
-                &socket,
-                self.config.protocol.max_frame,
-                self.config.protocol.handshake_timeout,
-            )
-            .await
-        {
+        let opening = Box::pin(self.listener.open(
+            &socket,
+            self.config.protocol.max_frame,
+            self.config.protocol.handshake_timeout,
+        ));
+        let wire = match opening.await {
             Ok(wire) => wire,
             Err(e) => {
                 tracing::warn!(peer = %label, "{e}");
                 return false;
             }
+        };
+        let conn = {
+            let boxed = conn; // its room freed here, not at the end of the task
+            *boxed
         };
         let shared = Shared::new(
             conn,

@@ -40,11 +40,12 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::framing::FrameRoom;
 use rigwire_core::link::earliest;
-use rigwire_core::link::{Admit, Job, NoRoomError, READ_CHUNK};
+use rigwire_core::link::{Admit, Job, NoRoomError, PARK_AFTER, READ_CHUNK};
 use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire};
 
 use crate::handler::{CallContext, Handlers};
+use crate::park::Parker;
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::{Reader, Received, Socket};
@@ -80,6 +81,22 @@ pub(crate) struct State {
     pool_held: usize,
     /// Handlers waiting for this connection's share of the pool.
     pool_waiting: std::collections::VecDeque<PoolJob>,
+    /// A server's connection: its id and the parker that takes it, idle,
+    /// from its thread ([`crate::park`]).
+    park: Option<(u64, Parker)>,
+    /// In the parker's hands: no thread of its own.
+    parked: bool,
+    /// Since when the connection has been quiet ([`Shared::quiet`]).
+    quiet_since: Instant,
+}
+
+/// How [`Shared::drive`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Driven {
+    /// The connection is finished.
+    Finished,
+    /// The connection is idle and the parker has it: the thread may end.
+    Parked,
 }
 
 type PoolJob = Box<dyn FnOnce() + Send>;
@@ -139,6 +156,9 @@ impl Shared {
                 woken_at: 0,
                 pool_held: 0,
                 pool_waiting: std::collections::VecDeque::new(),
+                park: None,
+                parked: false,
+                quiet_since: Instant::now(),
             }),
             cond: Condvar::new(),
             room: Condvar::new(),
@@ -162,6 +182,17 @@ impl Shared {
         drop(g);
         shared.run_jobs(jobs, false);
         Ok(shared)
+    }
+
+    /// Lets `parker` take this connection (server id `id`) from its thread
+    /// once it has been idle for [`PARK_AFTER`].
+    pub(crate) fn parks_with(&self, id: u64, parker: Parker) {
+        self.lock().park = Some((id, parker));
+    }
+
+    /// The connection's socket, for the parker to watch.
+    pub(crate) fn socket(&self) -> &Socket {
+        &self.socket
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -398,12 +429,23 @@ impl Shared {
         if g.writer_sleeping && ((g.write_blocked && !g.fg_writing) || closed) {
             self.writer_cond.notify_one();
         }
+        if let (true, Some((id, parker))) = (g.parked, &g.park) {
+            // A command changed a parked link: the parker looks by its next
+            // timer (now, if it closed).
+            let at = match closed {
+                true => Some(Instant::now()),
+                false => g.link.poll_interest().wake_at,
+            };
+            if let Some(at) = at {
+                parker.poke(*id, at);
+            }
+        }
     }
 
     /// The connection's background thread: reads whenever no caller is
     /// reading and the link wants input, until the connection closes.
     /// `inline` jobs run here.
-    pub(crate) fn drive(self: &Arc<Self>) {
+    pub(crate) fn drive(self: &Arc<Self>) -> Driven {
         let mut g = self.lock();
         loop {
             // Closing always happens inside a step, which has already run the
@@ -417,12 +459,22 @@ impl Shared {
             let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
             let callers_active = g.fg_waiters > 0 || linger_until.is_some();
             let read = g.reader.is_some() && g.link.wants_input();
+            let park_at = match self.quiet(&g) {
+                true => Some(g.quiet_since + PARK_AFTER),
+                false => {
+                    g.quiet_since = now;
+                    None
+                }
+            };
+            if park_at.is_some_and(|at| at <= now) && self.park(&mut g) {
+                return Driven::Parked;
+            }
             g = if !callers_active && g.write_blocked && g.reader.is_some() {
                 // Waits for the socket to take more, reading meanwhile if
                 // the link wants input: no hand-off to the writer thread.
                 self.socket_step(g, None)
             } else if read && !callers_active {
-                self.read_step(g, None)
+                self.read_step(g, park_at)
             } else {
                 // Look again when the linger ends: a caller may leave
                 // without waking us.
@@ -433,6 +485,74 @@ impl Shared {
         let jobs = self.pump(&mut g);
         drop(g);
         self.run_jobs(jobs, false);
+        Driven::Finished
+    }
+
+    /// Whether this server connection could be parked: idle, and none of
+    /// our own threads busy with it.
+    fn quiet(&self, g: &State) -> bool {
+        g.park.is_some()
+            && g.fg_waiters == 0
+            && !g.write_blocked
+            && g.pool_held == 0
+            && g.pool_waiting.is_empty()
+            && g.reader.is_some()
+            && g.link.is_idle()
+    }
+
+    /// Hands the connection to the parker (its thread may then end);
+    /// `false` if the parker would not take it.
+    fn park(self: &Arc<Self>, g: &mut State) -> bool {
+        let Some((id, parker)) = g.park.clone() else {
+            return false;
+        };
+        if let Some(reader) = &mut g.reader {
+            reader.shrink();
+        }
+        g.link.release_idle_buffers();
+        g.parked = parker.park(id, self, g.link.poll_interest().wake_at);
+        g.parked
+    }
+
+    /// The parker's look at this parked connection: reads what arrived (if
+    /// `readable`) and runs due timers, writes what that queued (a pong, a
+    /// ping); if the connection is still quiet, `repark` takes it again
+    /// (with its next timer) and this returns `true`. Otherwise it needs a
+    /// thread: [`resume`](Self::resume).
+    pub(crate) fn parked_step(
+        self: &Arc<Self>,
+        readable: bool,
+        repark: impl FnOnce(Option<Instant>) -> bool,
+    ) -> bool {
+        let mut g = self.lock();
+        if readable {
+            if let Some(mut reader) = g.reader.take() {
+                let received = reader.try_read();
+                self.feed(&mut g, &received, &reader, None);
+                g.reader = Some(reader);
+            }
+        }
+        g.link.handle_timeout(Instant::now());
+        self.flush(&mut g);
+        let stays = self.quiet(&g) && repark(g.link.poll_interest().wake_at);
+        g.parked = stays;
+        if let (true, Some(reader)) = (stays, &mut g.reader) {
+            reader.shrink();
+            g.link.release_idle_buffers();
+        }
+        stays
+    }
+
+    /// A thread again for a connection the parker had: does the work its
+    /// link queued meanwhile, then drives it.
+    pub(crate) fn resume(self: &Arc<Self>) -> Driven {
+        let mut g = self.lock();
+        g.parked = false;
+        g.quiet_since = Instant::now();
+        let jobs = self.pump(&mut g);
+        drop(g);
+        self.run_jobs(jobs, false);
+        self.drive()
     }
 
     /// Holds the reader: one read bounded by the link's next instant and
@@ -476,6 +596,7 @@ impl Shared {
     fn feed(&self, g: &mut State, received: &Received, reader: &Reader, room: Option<FrameRoom>) {
         let now = Instant::now();
         let State { link, wire, .. } = g;
+        let progress = link.progress();
         let read = match received {
             Received::Data(n) => Some(Ok(*n)),
             Received::TimedOut => None,
@@ -488,6 +609,11 @@ impl Shared {
             (None, None) => {}
         }
         link.handle_timeout(now);
+        // Work for the application, or answers to our calls, end a quiet
+        // stretch; keepalive traffic does not.
+        if link.has_jobs() || link.progress() != progress {
+            g.quiet_since = now;
+        }
     }
 
     /// With no threads of our own and the socket full: waits for it to be

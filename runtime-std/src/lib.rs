@@ -30,7 +30,11 @@
 //! * Transports by URL: `tcp://host:port`, `unix:///path`, `ws://host:port/path`.
 //! * Every failure is one [`Error`], saying which thing happened.
 //!
-//! How the threads are arranged (and why) is explained in `driver.rs`.
+//! How the threads are arranged (and why) is explained in `driver.rs`. A
+//! server's connection keeps a thread while it is busy; idle for
+//! [`PARK_AFTER`](rigwire_core::link::PARK_AFTER) (1 s), it gives the thread
+//! back to the server's one parker thread (`park.rs`, Linux), which answers
+//! its keepalive and gives it a thread again when its peer calls.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -42,6 +46,7 @@ mod group;
 mod handler;
 mod lifecycle;
 mod local;
+mod park;
 mod peer;
 mod pool;
 mod server;

@@ -2,7 +2,9 @@
 //! thread (which reads, and runs short handlers), long handlers on a shared
 //! bounded pool, and shuts down gracefully. A socket gets its thread only
 //! once its peer has spoken: until then the accept thread holds it, within
-//! the handshake budget and timeout, so silent strangers cost no thread.
+//! the handshake budget and timeout, so silent strangers cost no thread;
+//! and a connection idle for a while gives its thread back to the parker
+//! ([`crate::park`]) until its peer speaks again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,8 +18,9 @@ use rigwire_core::{Connection, Error, Payload, Role};
 use serde::Serialize;
 
 use crate::client::nonce;
-use crate::driver::{Hooks, Shared};
+use crate::driver::{Driven, Hooks, Shared};
 use crate::handler::Handlers;
+use crate::park::Parker;
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::{Listener, Socket, Url};
@@ -111,7 +114,15 @@ impl Server {
                 .unwrap_or_else(|p| p.into_inner())
                 .established(ticket)
         }));
-        let inner = Arc::new(ServerInner {
+        let inner = Arc::new_cyclic(|me: &std::sync::Weak<ServerInner>| ServerInner {
+            parker: {
+                let server = me.clone();
+                Parker::start(Box::new(move |id, shared| {
+                    if let Some(server) = server.upgrade() {
+                        server.resume(id, shared);
+                    }
+                }))
+            },
             pool: Pool::new(self.config.handler_threads, "rigwire-server"),
             listener: self.listener,
             config: self.config,
@@ -200,6 +211,9 @@ struct ServerInner {
     closed: AtomicBool,
     admission: Arc<Mutex<Admission>>,
     url: String,
+    /// Takes idle connections from their threads; `None` where the system
+    /// has no epoll (they keep their threads).
+    parker: Option<Parker>,
 }
 
 impl ServerInner {
@@ -415,6 +429,9 @@ impl ServerInner {
             }
         };
         shared.lock().link.set_ticket(ticket);
+        if let Some(parker) = &self.parker {
+            shared.parks_with(id, parker.clone());
+        }
         if let Some(c) = self
             .connections
             .lock()
@@ -423,9 +440,58 @@ impl ServerInner {
         {
             c.peer = Some(Peer::new(Arc::clone(&shared)));
         }
-        shared.drive();
-        let established = shared.lock().link.is_admitted();
-        self.forget(id, Some(ticket), established);
+        let driven = shared.drive();
+        self.driven(id, &shared, driven);
+    }
+
+    /// A connection's thread has ended its drive: the connection is
+    /// finished (its place is freed), or parked.
+    fn driven(&self, id: u64, shared: &Shared, driven: Driven) {
+        match driven {
+            Driven::Finished => {
+                let (ticket, established) = {
+                    let g = shared.lock();
+                    (g.link.ticket(), g.link.is_admitted())
+                };
+                self.forget(id, ticket, established);
+            }
+            Driven::Parked => {
+                // Detached: an ended thread nobody joins would keep its stack.
+                let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(c) = conns.get_mut(&id) {
+                    c.thread.take();
+                }
+            }
+        }
+    }
+
+    /// Gives parked connection `id` a thread again (on the parker's thread).
+    fn resume(self: Arc<Self>, id: u64, shared: Arc<Shared>) {
+        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let server = Arc::clone(&self);
+        let resumed = Arc::clone(&shared);
+        let spawned = thread::Builder::new()
+            .name("rigwire-conn".into())
+            .spawn(move || {
+                let driven = resumed.resume();
+                server.driven(id, &resumed, driven);
+            });
+        match spawned {
+            Ok(thread) => {
+                if let Some(c) = conns.get_mut(&id) {
+                    c.thread = Some(thread); // the one that parked it has ended
+                }
+            }
+            Err(e) => {
+                drop(conns);
+                tracing::error!(peer = %shared.label, "cannot resume a connection: {e}");
+                shared.shutdown_transport();
+                shared.command(|link, now| {
+                    link.handle_transport_closed("no thread to serve the connection", now)
+                });
+                self.driven(id, &shared, Driven::Finished);
+            }
+        }
     }
 
     /// A connection ended; it frees its place in the admission.
@@ -563,6 +629,10 @@ impl RunningServer {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.listener.wake();
         let _ = accept.join();
+        // Parked connections get their threads back, to finish on them.
+        if let Some(parker) = &self.inner.parker {
+            parker.stop();
+        }
         let threads: Vec<JoinHandle<()>> = {
             let mut conns = self
                 .inner

@@ -140,8 +140,9 @@ pub(crate) struct Reader {
     timeout: Option<Duration>,
 }
 
-/// The read buffer a connection starts with: an idle connection holds no
-/// more; the first read that fills it grows it to [`READ_CHUNK`].
+/// The read buffer a connection starts with (and takes again after it was
+/// parked, holding none); the first read that fills it grows it to
+/// [`READ_CHUNK`].
 ///
 /// [`READ_CHUNK`]: rigwire_core::link::READ_CHUNK
 const SMALL_READ: usize = 2048;
@@ -201,6 +202,7 @@ impl Reader {
                 Err(e) => Self::failed(e),
             };
         }
+        self.unshrink();
         match self.socket.read(&mut self.buf) {
             Ok(n) => {
                 // A full buffer: more is coming than an idle connection's
@@ -211,6 +213,29 @@ impl Reader {
                 Received::Data(n)
             }
             Err(e) => Self::failed(e),
+        }
+    }
+
+    /// Reads what is there now, without waiting (for a parked connection's
+    /// poller, which knows the socket is readable).
+    pub(crate) fn try_read(&mut self) -> Received {
+        use rustix::net::{recv, RecvFlags};
+        self.unshrink();
+        match recv(&self.socket, &mut self.buf[..], RecvFlags::DONTWAIT) {
+            Ok((n, _)) => Received::Data(n),
+            Err(e) => Self::failed(e.into()),
+        }
+    }
+
+    /// Gives back the buffer: a parked connection holds none; the next
+    /// read takes a small one again.
+    pub(crate) fn shrink(&mut self) {
+        self.buf = Vec::new();
+    }
+
+    fn unshrink(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; SMALL_READ];
         }
     }
 

@@ -76,6 +76,15 @@ pub const LINGER: Duration = Duration::from_millis(20);
 /// Bytes a runtime reads per system call.
 pub const READ_CHUNK: usize = 64 * 1024;
 
+/// How long a server's connection must have been [idle](Link::is_idle)
+/// before a runtime that gives each connection a thread may park it: give
+/// the thread back, and watch the socket and the link's timers from one
+/// shared poller until the peer speaks (or a timer needs more than a ping).
+/// A connection that is quiet for less keeps its thread, so traffic with
+/// gaps shorter than this pays no hand-off; the first message after a
+/// longer silence pays one thread start.
+pub const PARK_AFTER: Duration = Duration::from_secs(1);
+
 /// Room reserved for a frame's head beside its method name and payload, when
 /// estimating whether a call fits under the output limit.
 const FRAME_OVERHEAD: usize = 64;
@@ -248,6 +257,8 @@ pub struct Link {
     /// A server's admission ticket, and whether it was admitted as
     /// established.
     ticket: Option<(crate::link::Ticket, bool)>,
+    /// The block the handshake's frames were encoded into is still kept.
+    handshake_block: bool,
 }
 
 impl Link {
@@ -270,6 +281,7 @@ impl Link {
             progress: 0,
             drain: None,
             ticket: None,
+            handshake_block: true,
         };
         link.settle();
         link
@@ -438,6 +450,11 @@ impl Link {
         Some(job)
     }
 
+    /// Whether work for the application is queued ([`poll_job`](Self::poll_job)).
+    pub fn has_jobs(&self) -> bool {
+        !self.jobs.is_empty()
+    }
+
     /// Whether room was freed (or the connection failed) since a command
     /// was refused with [`Admit::NoRoom`]: wake every caller waiting for room.
     /// True once per edge.
@@ -527,6 +544,12 @@ impl Link {
     /// message transports report whole frames only.
     pub fn handle_written(&mut self, n: usize) {
         self.unsent.consume(n);
+        if self.handshake_block && self.unsent.is_empty() && self.conn.is_established() {
+            // The handshake's frames have left: most connections then idle,
+            // and need not keep the block they were encoded into.
+            self.handshake_block = false;
+            self.conn.release_idle_buffers();
+        }
         if let Some(len) = self.room_wanted {
             if self.fits(len) {
                 self.wake_room_waiters();
@@ -727,6 +750,26 @@ impl Link {
     /// Whether [`set_admitted`](Self::set_admitted) was called.
     pub fn is_admitted(&self) -> bool {
         self.ticket.is_some_and(|(_, admitted)| admitted)
+    }
+
+    /// Whether nothing is under way: authenticated and open, no work for
+    /// the application queued or running, no output left to write, no
+    /// shutdown in progress. Calls of ours still waiting for answers do not
+    /// count: their answers and deadlines arrive as input and timers. An
+    /// idle connection may be parked ([`PARK_AFTER`]).
+    pub fn is_idle(&self) -> bool {
+        self.is_connected()
+            && self.jobs.is_empty()
+            && self.running.is_empty()
+            && self.unsent.is_empty()
+            && self.conn.queued_before_handshake() == 0
+            && self.drain.is_none()
+    }
+
+    /// Gives back buffers an idle connection does not need
+    /// ([`Connection::release_idle_buffers`]); for a runtime parking it.
+    pub fn release_idle_buffers(&mut self) {
+        self.conn.release_idle_buffers();
     }
 
     /// Whether a graceful shutdown ([`drain`](Self::drain)) is under way.
