@@ -541,3 +541,19 @@ fn a_link_is_idle_only_while_nothing_is_under_way() {
     pair.link(Side::Server).close("bye", now);
     assert!(!rig(&mut pair), "closed");
 }
+
+#[test]
+fn a_link_with_half_a_frame_received_is_not_idle() {
+    let now = Instant::now();
+    let mut link = raw_server_link(config("rig"), now);
+    while !link.output().is_empty() {
+        let n = link.output().iter().map(|c| c.len()).sum();
+        link.handle_written(n);
+    }
+    while link.poll_job().is_some() {}
+    assert!(link.is_connected());
+    assert!(link.is_idle());
+    // The length prefix of a frame, and two of its bytes.
+    link.handle_input(&[0, 0, 0, 9, 1, 2], now);
+    assert!(!link.is_idle(), "a frame is arriving");
+}

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rigwire_core::link::PARK_AFTER;
-use rigwire_core::{Config, Connection, Framing, Keepalive, Registry, Role};
+use rigwire_core::{Codec, Config, Connection, Framing, Keepalive, Payload, Registry, Role};
 use rigwire_std::{Client, Handlers, Peer, RunningServer, Server};
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -77,6 +77,7 @@ fn rig(url: &str) -> Rig {
     server
         .expose("add", |(a, b): (i64, i64)| Ok(a + b))
         .unwrap();
+    server.expose_raw("echo", |_, args| Ok(args)).unwrap();
     let peers = Arc::new(Mutex::new(Vec::new()));
     let disconnects = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&peers);
@@ -155,6 +156,15 @@ fn parks_keeps_alive_and_wakes(url: &str) {
         let sum: i64 = c.call("add", &(i as i64, 2i64)).unwrap();
         assert_eq!(sum, i as i64 + 2);
     }
+    // Parked again, then a frame of 4 MiB arrives (read on a thread, not
+    // two kilobytes at a time by the parker).
+    assert!(eventually(|| connection_threads() == 0));
+    let big = Payload::new(Codec::Postcard, vec![7u8; 4 << 20]);
+    let echoed = clients[0]
+        .call_raw("echo", big.clone(), Some(Duration::from_secs(10)))
+        .unwrap();
+    assert!(echoed == big, "the 4 MiB echo came back different");
+
     // Parked again, then the server calls every client back.
     assert!(eventually(|| connection_threads() == 0));
     let peers = rig.peers.lock().unwrap().clone();
@@ -252,6 +262,15 @@ fn a_peer_that_falls_silent_or_dies_while_parked_is_noticed() {
     assert!(rig.server.peers().len() == 1);
     let sum: i64 = living.call("add", &(40i64, 2i64)).unwrap();
     assert_eq!(sum, 42);
-    rig.server.shutdown(Duration::from_secs(1));
+
+    // Aborted with its last connection parked: no goodbye, but no thread
+    // left behind and no wait either.
+    assert!(eventually(|| connection_threads() == 0));
+    let ours = living.peer().unwrap();
+    let stopping = Instant::now();
+    rig.server.abort();
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+    assert!(eventually(|| !ours.is_connected()));
+    assert_eq!(connection_threads(), 0);
     assert!(started.elapsed() < Duration::from_secs(60));
 }

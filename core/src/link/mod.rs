@@ -752,13 +752,14 @@ impl Link {
         self.ticket.is_some_and(|(_, admitted)| admitted)
     }
 
-    /// Whether nothing is under way: authenticated and open, no work for
-    /// the application queued or running, no output left to write, no
-    /// shutdown in progress. Calls of ours still waiting for answers do not
-    /// count: their answers and deadlines arrive as input and timers. An
-    /// idle connection may be parked ([`PARK_AFTER`]).
+    /// Whether nothing is under way: authenticated and open, no frame half
+    /// received, no work for the application queued or running, no output
+    /// left to write, no shutdown in progress. Calls of ours still waiting
+    /// for answers do not count: their answers and deadlines arrive as input
+    /// and timers. An idle connection may be parked ([`PARK_AFTER`]).
     pub fn is_idle(&self) -> bool {
         self.is_connected()
+            && self.conn.buffered_input() == 0
             && self.jobs.is_empty()
             && self.running.is_empty()
             && self.unsent.is_empty()
