@@ -13,7 +13,7 @@ use crate::config::{ProtocolConfig, Role};
 use crate::dispatch::Registry;
 use crate::error::{CallError, ConfigError, ConnectionError, DecodeError, EchoError};
 use crate::event::{CancelReason, Event, Stats};
-use crate::framing::{FrameDecoder, Framing, OutQueue, PRE_AUTH_MAX_FRAME};
+use crate::framing::{FrameDecoder, Framing, OutQueue, LENGTH_PREFIX, PRE_AUTH_MAX_FRAME};
 use crate::message::{
     head_to_vec, Hello, Message, MessageHead, MessageRef, RejectCode, MAGIC, PROTOCOL_VERSION,
 };
@@ -390,6 +390,22 @@ impl Connection {
     pub fn handle_input(&mut self, mut input: &[u8], now: Instant) {
         self.handle_timeout(now);
         while !input.is_empty() && self.state != State::Closed {
+            let run = self.decoder.whole_frames(input, self.frame_limit);
+            if run > 0 {
+                // Whole small frames: one block, each frame a slice of it.
+                // Its own allocation, freed with its last frame: a decoder
+                // between frames holds nothing.
+                let block = Bytes::copy_from_slice(&input[..run]);
+                input = &input[run..];
+                let mut at = 0;
+                while at < run && self.state != State::Closed {
+                    let header = block[at..at + LENGTH_PREFIX].try_into().expect("4 bytes");
+                    let end = at + LENGTH_PREFIX + u32::from_be_bytes(header) as usize;
+                    self.on_frame(block.slice(at + LENGTH_PREFIX..end));
+                    at = end;
+                }
+                continue;
+            }
             let pre_auth = self.state == State::Handshaking;
             match self.decoder.decode(input, self.frame_limit, pre_auth) {
                 Ok((used, frame)) => {

@@ -24,6 +24,11 @@ pub const LENGTH_PREFIX: usize = 4;
 /// being copied next to their head: below it a copy is cheaper than a separate write.
 const INLINE_PAYLOAD: usize = 2048;
 
+/// The longest run of whole frames taken from one read into one shared
+/// block. Bounded: a payload the application keeps holds its block, so a
+/// kept one-byte argument holds at most this much.
+pub(crate) const SHARED_RUN: usize = 1008;
+
 /// How frames are delimited on the transport a connection runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -41,7 +46,7 @@ pub use decoder::FrameRoom;
 pub(crate) mod decoder {
     use bytes::Bytes;
 
-    use super::LENGTH_PREFIX;
+    use super::{LENGTH_PREFIX, SHARED_RUN};
     use crate::error::FrameError;
 
     /// Cuts frames out of a byte stream, however the stream is split into chunks.
@@ -149,6 +154,28 @@ pub(crate) mod decoder {
             self.filled += take;
             used += take;
             Ok((used, self.complete()))
+        }
+
+        /// The length of the run of whole frames at the start of `input`
+        /// (each within `limit`), when the decoder is between frames; 0
+        /// otherwise, or past [`SHARED_RUN`] bytes. Such a run is taken
+        /// in one block, its frames shared slices of it
+        /// ([`Connection::handle_input`](crate::Connection::handle_input)):
+        /// one allocation and one copy per read instead of per frame.
+        pub fn whole_frames(&self, input: &[u8], limit: u32) -> usize {
+            if self.header_len != 0 || self.body_len.is_some() {
+                return 0;
+            }
+            let mut end = 0;
+            while let Some(header) = input.get(end..end + LENGTH_PREFIX) {
+                let len = u32::from_be_bytes(header.try_into().expect("4 bytes"));
+                let next = end + LENGTH_PREFIX + len as usize;
+                if len > limit || next > input.len() || next > SHARED_RUN {
+                    break;
+                }
+                end = next;
+            }
+            end
         }
 
         /// The frame, once its body is complete; the decoder is then ready

@@ -557,3 +557,23 @@ fn a_link_with_half_a_frame_received_is_not_idle() {
     link.handle_input(&[0, 0, 0, 9, 1, 2], now);
     assert!(!link.is_idle(), "a frame is arriving");
 }
+
+#[test]
+fn calls_made_back_to_back_leave_as_one_chunk() {
+    let mut pair = connected(config("script"), config("rig"));
+    let now = pair.now;
+    let link = pair.link(Side::Client);
+    for _ in 0..10 {
+        let args = rigwire_core::Payload::new(rigwire_core::Codec::Postcard, vec![7u8; 40]);
+        link.call("echo", args, None, now).unwrap();
+    }
+    assert!(link.poll_interest().write);
+    let queued = link.queued_output();
+    let output = link.output();
+    assert_eq!(
+        output.len(),
+        1,
+        "one slice for the write, not one per frame"
+    );
+    assert_eq!(output[0].len(), queued);
+}

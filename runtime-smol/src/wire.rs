@@ -49,7 +49,7 @@ impl RelayOutbox {
 }
 
 impl rigwire_ws::Outbox for RelayOutbox {
-    fn output(&self) -> &VecDeque<Bytes> {
+    fn output(&mut self) -> &VecDeque<Bytes> {
         self.out.chunks()
     }
 

@@ -183,13 +183,30 @@ impl Peer {
         args: impl IntoIterator<Item = Payload>,
         timeout: Option<Duration>,
     ) -> Result<Vec<RawPendingCall>, Error> {
-        // Made together: one clock reading fixes every deadline.
+        // Made together: one clock reading fixes every deadline, and one
+        // admission under one lock takes them all (a refusal for room
+        // waits, then goes on from the call it stopped at).
         let now = Instant::now();
-        self.shared.corked(|| {
-            args.into_iter()
-                .map(|a| self.start_at(method, a, timeout, now))
-                .collect()
-        })
+        let mut args = args.into_iter().peekable();
+        let mut ids = Vec::new();
+        let admitted = self.shared.corked(|| {
+            self.shared
+                .admit((timeout, now), true, |link, deadline, now| {
+                    while let Some(a) = args.peek() {
+                        ids.push(link.call(method, a.clone(), deadline, now)?);
+                        args.next();
+                    }
+                    Ok(())
+                })
+        });
+        let calls = ids.into_iter().map(|id| RawPendingCall {
+            shared: Arc::clone(&self.shared),
+            id,
+            done: false,
+        });
+        // On a refusal, dropping the calls already started cancels them.
+        let calls: Vec<RawPendingCall> = calls.collect();
+        admitted.map(|()| calls).map_err(Error::from)
     }
 
     /// Sends a one-way notification (typed, postcard). Returns once it is queued.

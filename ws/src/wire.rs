@@ -53,7 +53,7 @@ pub trait Sink {
 /// connection's.
 pub trait Outbox {
     /// The bytes to write, in order (whole frames on message transports).
-    fn output(&self) -> &VecDeque<Bytes>;
+    fn output(&mut self) -> &VecDeque<Bytes>;
     /// `n` bytes from the front left.
     fn handle_written(&mut self, n: usize);
     /// Writing failed for this reason; nothing more will be written.
@@ -88,7 +88,7 @@ impl Sink for Link {
 }
 
 impl Outbox for Link {
-    fn output(&self) -> &VecDeque<Bytes> {
+    fn output(&mut self) -> &VecDeque<Bytes> {
         Link::output(self)
     }
     fn handle_written(&mut self, n: usize) {

@@ -105,7 +105,7 @@ impl Sink for Got {
 fn cross(from: &mut Wire, to: &mut Wire, frames: &[&'static [u8]]) -> Got {
     struct Out(std::collections::VecDeque<Bytes>, bool);
     impl rigwire_ws::Outbox for Out {
-        fn output(&self) -> &std::collections::VecDeque<Bytes> {
+        fn output(&mut self) -> &std::collections::VecDeque<Bytes> {
             &self.0
         }
         fn handle_written(&mut self, mut n: usize) {

@@ -329,7 +329,7 @@ impl Link {
     /// reads them (a `Reject` saying why it was refused).
     pub fn is_written_out(&self) -> bool {
         self.conn.is_closed()
-            && (self.unsent.is_empty() || self.write_failed.is_some() || self.transport_done)
+            && (self.unwritten() == 0 || self.write_failed.is_some() || self.transport_done)
     }
 
     /// True once, when the link becomes [written out](Self::is_written_out):
@@ -350,7 +350,13 @@ impl Link {
     /// Bytes queued for the transport and not yet written, counting calls
     /// made before the handshake completed.
     pub fn queued_output(&self) -> usize {
-        self.unsent.bytes() + self.conn.queued_before_handshake()
+        self.unwritten() + self.conn.queued_before_handshake()
+    }
+
+    /// Bytes encoded and not yet written: taken by [`output`](Self::output)
+    /// or still in the connection.
+    fn unwritten(&self) -> usize {
+        self.unsent.bytes() + self.conn.queued_output()
     }
 
     /// A count that moves whenever something a waiting caller may be
@@ -391,12 +397,13 @@ impl Link {
             // Read, and discard, until the peer ends its side.
             return !self.transport_done;
         }
-        !self.transport_done && self.unsent.bytes() <= self.conn.config().max_queued_output
+        !self.transport_done && self.unwritten() <= self.conn.config().max_queued_output
     }
 
     /// What to wait for next; see [`Interest`].
     pub fn poll_interest(&self) -> Interest {
-        let writable = !self.output().is_empty() && self.write_failed.is_none();
+        let held = self.held && !self.conn.is_closed();
+        let writable = !held && self.unwritten() > 0 && self.write_failed.is_none();
         if self.conn.is_closed() {
             return Interest {
                 read: !self.transport_done,
@@ -418,13 +425,17 @@ impl Link {
 
     /// The bytes to write, in order: on byte streams any prefix may be
     /// written; on message transports each chunk is one frame. Report what
-    /// left with [`handle_written`](Self::handle_written).
-    pub fn output(&self) -> &VecDeque<Bytes> {
+    /// left with [`handle_written`](Self::handle_written). Frames are taken
+    /// from the connection here, when they are about to be written, not as
+    /// each is made: on a byte stream the frames made since the last write
+    /// are one chunk (one slice of a vectored write, not one each).
+    pub fn output(&mut self) -> &VecDeque<Bytes> {
         /// What a held output shows.
         static HELD: VecDeque<Bytes> = VecDeque::new();
         if self.held && !self.conn.is_closed() {
             return &HELD;
         }
+        self.unsent.fill(&mut self.conn);
         self.unsent.chunks()
     }
 
@@ -544,7 +555,7 @@ impl Link {
     /// message transports report whole frames only.
     pub fn handle_written(&mut self, n: usize) {
         self.unsent.consume(n);
-        if self.handshake_block && self.unsent.is_empty() && self.conn.is_established() {
+        if self.handshake_block && self.unwritten() == 0 && self.conn.is_established() {
             // The handshake's frames have left: most connections then idle,
             // and need not keep the block they were encoded into.
             self.handshake_block = false;
@@ -762,8 +773,7 @@ impl Link {
             && self.conn.buffered_input() == 0
             && self.jobs.is_empty()
             && self.running.is_empty()
-            && self.unsent.is_empty()
-            && self.conn.queued_before_handshake() == 0
+            && self.queued_output() == 0
             && self.drain.is_none()
     }
 
@@ -802,8 +812,8 @@ impl Link {
 
     fn settle_at(&mut self, now: Instant) {
         loop {
-            self.unsent.fill(&mut self.conn);
             if self.write_failed.is_some() || self.transport_done {
+                self.unsent.fill(&mut self.conn);
                 self.unsent.clear(); // nobody will read these
             }
             let mut again = false;
