@@ -577,3 +577,21 @@ fn calls_made_back_to_back_leave_as_one_chunk() {
     );
     assert_eq!(output[0].len(), queued);
 }
+
+#[test]
+fn the_calls_whose_answers_arrived_are_listed_once_asked_for() {
+    let mut pair = connected(config("script"), config("rig"));
+    let waiters = |pair: &mut LinkPair| -> Vec<u64> {
+        pair.link(Side::Client).waiters().drain_arrived().collect()
+    };
+    assert!(
+        waiters(&mut pair).is_empty(),
+        "the first look starts the record"
+    );
+    for _ in 0..3 {
+        pair.call(Side::Client, "echo", 10, None);
+    }
+    pair.advance(Duration::from_millis(10));
+    assert_eq!(waiters(&mut pair), vec![1, 2, 3]);
+    assert!(waiters(&mut pair).is_empty(), "each listed once");
+}

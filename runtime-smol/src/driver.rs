@@ -286,21 +286,27 @@ impl Shared {
         let progress = g.link.progress();
         if progress != g.woken_at {
             g.woken_at = progress;
-            let closed = g.link.is_closed();
             let State {
                 link,
                 call_wakers,
                 woken,
                 ..
             } = g;
-            call_wakers.retain(|id, waker| {
-                let due = closed || link.waiters().call_ready(*id);
-                if due {
-                    woken.insert(*id);
-                    waker.wake_by_ref();
+            // Exactly the callers whose answers came (all, once closed).
+            let mut wake = |(id, waker): (u64, Waker)| {
+                woken.insert(id);
+                waker.wake();
+            };
+            if link.is_closed() {
+                link.waiters().drain_arrived();
+                call_wakers.drain().for_each(&mut wake);
+            } else {
+                for id in link.waiters().drain_arrived() {
+                    if let Some(waker) = call_wakers.remove(&id) {
+                        wake((id, waker));
+                    }
                 }
-                !due
-            });
+            }
             self.changed.notify(usize::MAX);
         }
         jobs
@@ -802,7 +808,10 @@ impl Drop for WaiterGuard<'_> {
     fn drop(&mut self) {
         let mut g = self.0.lock();
         g.fg_waiters -= 1;
-        g.fg_last = Some(Instant::now());
+        if g.fg_waiters == 0 {
+            // The linger runs from when the last caller left.
+            g.fg_last = Some(Instant::now());
+        }
         // The last caller woken with its answer writes what the others
         // left for one write (see `write_soon`).
         let last_woken = self

@@ -160,6 +160,9 @@ pub struct Waiters {
     confirms: IdMap<Option<Result<(), EchoError>>>,
     pongs: IdMap<Option<Duration>>,
     connected: bool,
+    /// Calls whose answers arrived since [`drain_arrived`](Self::drain_arrived)
+    /// last looked; kept only once that has been asked for.
+    arrived: Option<Vec<u64>>,
 }
 
 /// Removes and returns the result for `id` once it has arrived.
@@ -171,6 +174,13 @@ fn take_ready<T>(slots: &mut IdMap<Option<T>>, id: u64) -> Option<T> {
 }
 
 impl Waiters {
+    /// The calls whose answers (or failures) arrived since the last look,
+    /// so that a runtime can wake exactly their callers instead of asking
+    /// each waiting caller's call. The first look starts the record.
+    pub fn drain_arrived(&mut self) -> std::vec::Drain<'_, u64> {
+        self.arrived.get_or_insert_with(Vec::new).drain(..)
+    }
+
     /// Whether the handshake has completed (the connection may have closed since).
     pub fn connected(&self) -> bool {
         self.connected
@@ -234,7 +244,14 @@ impl Waiters {
                 self.connected = true;
                 return Some(event);
             }
-            Event::Response { id, result } => fill(&mut self.calls, id, result),
+            Event::Response { id, result } => {
+                if let Some(slot) = self.calls.get_mut(id) {
+                    *slot = Some(result);
+                    if let Some(arrived) = &mut self.arrived {
+                        arrived.push(id);
+                    }
+                }
+            }
             Event::Confirmed { seq } => fill(&mut self.confirms, seq, Ok(())),
             Event::ConfirmFailed { seq, error } => fill(&mut self.confirms, seq, Err(error)),
             Event::Pong { seq, rtt } => fill(&mut self.pongs, seq, rtt),
