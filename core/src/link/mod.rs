@@ -53,6 +53,7 @@ use crate::codec::Payload;
 use crate::connection::{Connection, PeerInfo};
 use crate::error::{CallError, ConnectionError, EchoError, RemoteError, ReplyError};
 use crate::event::{Event, IncomingCall, IncomingNotify};
+use crate::id_map::IdMap;
 use crate::message::ErrorKind;
 
 pub mod admission;
@@ -231,7 +232,7 @@ pub struct Link {
     waiters: Waiters,
     jobs: VecDeque<Job>,
     /// Incoming calls whose handler was handed out and has not replied.
-    running: BTreeSet<u64>,
+    running: IdMap<()>,
     /// Of those, the ones no longer wanted.
     cancelled: BTreeSet<u64>,
     /// Bytes taken from the connection and not yet written, in order.
@@ -268,7 +269,7 @@ impl Link {
             conn,
             waiters: Waiters::default(),
             jobs: VecDeque::new(),
-            running: BTreeSet::new(),
+            running: IdMap::default(),
             cancelled: BTreeSet::new(),
             unsent: Outbox::default(),
             write_failed: None,
@@ -456,7 +457,7 @@ impl Link {
     pub fn poll_job(&mut self) -> Option<Job> {
         let job = self.jobs.pop_front()?;
         if let Job::Call(call) = &job {
-            self.running.insert(call.id);
+            self.running.insert(call.id, ());
         }
         Some(job)
     }
@@ -684,7 +685,7 @@ impl Link {
         result: Result<Payload, RemoteError>,
         clock: impl FnOnce() -> Instant,
     ) -> Result<(), ReplyError> {
-        self.running.remove(&id);
+        self.running.remove(id);
         if self.cancelled.remove(&id) {
             // A cancelled call's handler finished: its slot is free now, and
             // its answer goes nowhere.
@@ -702,7 +703,7 @@ impl Link {
     /// The handler of incoming call `id` stopped without replying (it was
     /// cancelled and dropped): nothing is tracked for it any more.
     pub fn handler_dropped(&mut self, id: u64) {
-        self.running.remove(&id);
+        self.running.remove(id);
         if self.cancelled.remove(&id) {
             self.conn.abandoned = self.conn.abandoned.saturating_sub(1);
         }
@@ -893,7 +894,7 @@ impl Link {
             .position(|j| matches!(j, Job::Call(c) if c.id == id));
         if let Some(at) = queued {
             self.jobs.remove(at);
-        } else if self.running.contains(&id) && self.cancelled.insert(id) {
+        } else if self.running.contains_key(id) && self.cancelled.insert(id) {
             // Its handler still runs: the slot stays taken until it ends.
             self.conn.abandoned += 1;
             self.jobs.push_back(Job::Cancel(id));
