@@ -601,7 +601,18 @@ impl Shared {
                     id: 0,
                 };
                 let method = ctx.method.clone();
-                let fut = self.handlers.call(n.handler, ctx, n.args);
+                let mut fut = self.handlers.call(n.handler, ctx, n.args);
+                // Started here, as a call's handler is: one that does not
+                // wait is done before anything else (a close) can drop it.
+                if let Poll::Ready(done) =
+                    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+                {
+                    if let Err(e) = done {
+                        tracing::warn!(%method, "notify handler failed: {e}");
+                    }
+                    self.lock().link.notify_done();
+                    return;
+                }
                 let shared = Arc::clone(self);
                 let mut g = self.lock();
                 // Kept with the calls' tasks, so that it is dropped (and its

@@ -140,3 +140,50 @@ fn smol_a_refused_peer_that_already_sent_reads_the_reject() {
     wait_admitted(&admitted);
     refused_peer_reads_why(&url);
 }
+
+/// A notify sent just before a close is handled, on both servers: the
+/// notify and the goodbye arrive in one read, and the goodbye must not
+/// drop a handler that has not started yet.
+#[test]
+fn a_notify_sent_just_before_closing_is_handled_by_both_servers() {
+    use std::sync::atomic::AtomicUsize;
+    let heard = Arc::new(AtomicUsize::new(0));
+    let mut blocking =
+        rigwire_std::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+    let seen = Arc::clone(&heard);
+    blocking
+        .expose("trialDone", move |_: u32| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+    let blocking = blocking.start().unwrap();
+    let mut asynchronous =
+        rigwire_smol::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+    let seen = Arc::clone(&heard);
+    asynchronous
+        .expose("trialDone", move |_: u32| {
+            let seen = Arc::clone(&seen);
+            async move {
+                seen.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .unwrap();
+    let asynchronous = asynchronous.start().unwrap();
+    let rounds = 20;
+    for url in [blocking.local_url(), asynchronous.local_url()] {
+        for i in 0..rounds {
+            let client = rigwire_std::Client::connect(&url, Config::named("script")).unwrap();
+            client.notify("trialDone", &i).unwrap();
+            client.close();
+        }
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while heard.load(Ordering::SeqCst) < 2 * rounds as usize && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(heard.load(Ordering::SeqCst), 2 * rounds as usize);
+    blocking.shutdown(Duration::from_secs(1));
+    smol::block_on(asynchronous.shutdown(Duration::from_secs(1)));
+}
