@@ -37,9 +37,11 @@
 //! As for [`Connection`]: after every input or command, take the jobs
 //! ([`poll_job`](Link::poll_job)) and the room edge, write what
 //! [`output`](Link::output) holds if the interest says so, then wait for what
-//! [`poll_interest`](Link::poll_interest) names. Inputs and commands leave the
-//! connection's own output drained into the link, so there is no other queue
-//! to look at. Once the link is closed: shut the transport's writing side
+//! [`poll_interest`](Link::poll_interest) names. The link is the only queue
+//! to look at: [`output`](Link::output) takes what the connection encoded
+//! when it is asked for (so frames made between two writes leave as one
+//! slice), and the interest and the accounting count both. Once the link is
+//! closed: shut the transport's writing side
 //! when [`take_shut_write`](Link::take_shut_write) says so, keep reading while the
 //! interest says so, and close the socket when
 //! [`is_finished`](Link::is_finished).
