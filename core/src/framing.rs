@@ -169,8 +169,11 @@ pub(crate) mod decoder {
             let mut end = 0;
             while let Some(header) = input.get(end..end + LENGTH_PREFIX) {
                 let len = u32::from_be_bytes(header.try_into().expect("4 bytes"));
+                if len > limit {
+                    break; // the decoder reports it
+                }
                 let next = end + LENGTH_PREFIX + len as usize;
-                if len > limit || next > input.len() || next > SHARED_RUN {
+                if next > input.len() || next > SHARED_RUN {
                     break;
                 }
                 end = next;

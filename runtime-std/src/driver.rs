@@ -511,6 +511,11 @@ impl Shared {
         }
         g.link.release_idle_buffers();
         g.parked = parker.park(id, self, g.link.poll_interest().wake_at);
+        if !g.parked {
+            // Refused (the server is stopping): try again after another
+            // quiet stretch, not at every read.
+            g.quiet_since = Instant::now();
+        }
         g.parked
     }
 

@@ -457,9 +457,14 @@ impl ServerInner {
             }
             Driven::Parked => {
                 // Detached: an ended thread nobody joins would keep its stack.
+                // Only this thread's handle: the parker may already have
+                // given the connection a new thread, which stop must join.
                 let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+                let me = thread::current().id();
                 if let Some(c) = conns.get_mut(&id) {
-                    c.thread.take();
+                    if c.thread.as_ref().is_some_and(|t| t.thread().id() == me) {
+                        c.thread.take();
+                    }
                 }
             }
         }
