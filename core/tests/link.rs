@@ -595,3 +595,25 @@ fn the_calls_whose_answers_arrived_are_listed_once_asked_for() {
     assert_eq!(waiters(&mut pair), vec![1, 2, 3]);
     assert!(waiters(&mut pair).is_empty(), "each listed once");
 }
+
+#[test]
+fn due_connections_come_out_once_at_their_latest_timer() {
+    let t0 = Instant::now();
+    let at = |ms| t0 + Duration::from_millis(ms);
+    let mut parked = rigwire_core::link::Parked::default();
+    assert!(parked.insert(1, "a", Some(at(100))), "the first timer");
+    assert!(!parked.insert(2, "b", Some(at(200))));
+    assert!(
+        !parked.insert(3, "c", None),
+        "no timer: only its socket wakes it"
+    );
+    assert!(parked.poke(2, at(50)), "sooner");
+    assert!(!parked.poke(1, at(150)), "later: the earlier timer stands");
+    assert!(!parked.poke(9, at(10)), "not parked");
+    assert_eq!(parked.next_wake(), Some(at(50)));
+    assert_eq!(parked.take_due(at(60)), vec![(2, "b")]);
+    assert_eq!(parked.take(1), Some("a"));
+    assert!(parked.take_due(at(1000)).is_empty(), "stale timers skipped");
+    assert_eq!(parked.take_all(), vec![(3, "c")]);
+    assert_eq!(parked.next_wake(), None);
+}

@@ -41,7 +41,7 @@ use rigwire_core::{Connection, IncomingCall, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire};
 use smol::{future, Task, Timer};
 
-use crate::handler::{CallContext, Handlers};
+use crate::handler::{CallContext, HandlerFuture, Handlers};
 use crate::peer::Peer;
 use crate::transport::Socket;
 
@@ -601,33 +601,17 @@ impl Shared {
                     id: 0,
                 };
                 let method = ctx.method.clone();
-                let mut fut = self.handlers.call(n.handler, ctx, n.args);
-                // Started here, as a call's handler is: one that does not
-                // wait is done before anything else (a close) can drop it.
-                if let Poll::Ready(done) =
-                    fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
-                {
-                    if let Err(e) = done {
+                let fut = self.handlers.call(n.handler, ctx, n.args);
+                let key = |g: &mut State| {
+                    g.notify_key = g.notify_key.wrapping_add(1);
+                    Some(NOTIFY_KEYS | g.notify_key)
+                };
+                self.run_handler(fut, key, move |shared, result, _| {
+                    if let Err(e) = result {
                         tracing::warn!(%method, "notify handler failed: {e}");
                     }
-                    self.lock().link.notify_done();
-                    return;
-                }
-                let shared = Arc::clone(self);
-                let mut g = self.lock();
-                // Kept with the calls' tasks, so that it is dropped (and its
-                // place freed) when the connection ends.
-                g.notify_key = g.notify_key.wrapping_add(1);
-                let key = NOTIFY_KEYS | g.notify_key;
-                let task = smol::spawn(async move {
-                    if let Err(e) = fut.await {
-                        tracing::warn!(%method, "notify handler failed: {e}");
-                    }
-                    let mut g = shared.lock();
-                    g.tasks.remove(&key);
-                    g.link.notify_done();
+                    shared.lock().link.notify_done();
                 });
-                g.tasks.insert(key, task);
             }
             Job::Message(payload) => {
                 if let Some(hook) = &self.hooks.on_message {
@@ -659,9 +643,8 @@ impl Shared {
         }
     }
 
-    /// Polls a handler once right here: one that does not wait answers with
-    /// no hand-off. One that waits becomes a task, dropped if the call is
-    /// cancelled.
+    /// Starts a call's handler ([`run_handler`](Self::run_handler)); a
+    /// call cancelled before its handler had to wait never becomes a task.
     fn start_call(self: &Arc<Self>, call: IncomingCall) {
         let ctx = CallContext {
             peer: Peer::new(Arc::clone(self)),
@@ -670,28 +653,56 @@ impl Shared {
             id: call.id,
         };
         let id = call.id;
-        let mut fut = self.handlers.call(call.handler, ctx, call.args);
-        if let Poll::Ready(result) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            // Written by `finish`, with the rest of the batch.
-            if let Err(e) = self.lock().link.reply(id, result, Instant::now) {
-                tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
+        let fut = self.handlers.call(call.handler, ctx, call.args);
+        let key = move |g: &mut State| {
+            if g.link.is_cancelled(id) || !g.link.conn().is_incoming(id) {
+                g.link.handler_dropped(id);
+                return None;
             }
-            return;
+            Some(id)
+        };
+        self.run_handler(fut, key, move |shared, result, inline| {
+            let replied = match inline {
+                // Written by `finish`, with the rest of the batch.
+                true => shared.lock().link.reply(id, result, Instant::now),
+                false => shared.command(|link, now| link.reply(id, result, || now)),
+            };
+            if let Err(e) = replied {
+                tracing::debug!(peer = %shared.label, "reply to call {id} dropped: {e}");
+            }
+        });
+    }
+
+    /// Runs a handler: polled once right here, so that one that does not
+    /// wait is done with no hand-off (and before anything read with it, a
+    /// close, can drop it); one that waits becomes a task kept in the task
+    /// table under the key `key` gives it (dropped, so cancelled, with its
+    /// call or the connection; `None`: not started). `done` takes the
+    /// result, told whether it came at once.
+    fn run_handler<D>(
+        self: &Arc<Self>,
+        mut fut: HandlerFuture,
+        key: impl FnOnce(&mut State) -> Option<u64>,
+        done: D,
+    ) where
+        D: FnOnce(&Arc<Shared>, Result<Payload, RemoteError>, bool) + Send + 'static,
+    {
+        if let Poll::Ready(result) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return done(self, result, true);
         }
-        let shared = Arc::clone(self);
         // Under the lock, so that a cancel processed by another reader
-        // either finds the task or is seen here.
+        // either finds the task or is seen by `key`.
         let mut g = self.lock();
-        if g.link.is_cancelled(id) || !g.link.conn().is_incoming(id) {
-            g.link.handler_dropped(id);
+        let Some(key) = key(&mut g) else {
             return; // dropping `fut` cancels the handler
-        }
+        };
+        let shared = Arc::clone(self);
         let task = smol::spawn(async move {
             let result = fut.await;
-            shared.lock().tasks.remove(&id);
-            shared.reply(id, result);
+            shared.lock().tasks.remove(&key);
+            done(&shared, result, false);
         });
-        g.tasks.insert(id, task);
+        g.tasks.insert(key, task);
     }
 
     /// A server's admission of this connection now that it authenticated.
@@ -702,12 +713,6 @@ impl Shared {
         admit(ticket)?;
         self.lock().link.set_admitted();
         Ok(())
-    }
-
-    fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>) {
-        if let Err(e) = self.command(|link, now| link.reply(id, result, || now)) {
-            tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
-        }
     }
 
     /// Waits until the connection has closed; returns at once if it has.

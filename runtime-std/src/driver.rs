@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::framing::FrameRoom;
 use rigwire_core::link::earliest;
-use rigwire_core::link::{Admit, Job, NoRoomError, PARK_AFTER, READ_CHUNK};
+use rigwire_core::link::{Admit, Job, NoRoomError, READ_CHUNK};
 use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire};
 
@@ -86,8 +86,6 @@ pub(crate) struct State {
     park: Option<(u64, Parker)>,
     /// In the parker's hands: no thread of its own.
     parked: bool,
-    /// Since when the connection has been quiet ([`Shared::quiet`]).
-    quiet_since: Instant,
 }
 
 /// How [`Shared::drive`] ended.
@@ -158,7 +156,6 @@ impl Shared {
                 pool_waiting: std::collections::VecDeque::new(),
                 park: None,
                 parked: false,
-                quiet_since: Instant::now(),
             }),
             cond: Condvar::new(),
             room: Condvar::new(),
@@ -185,7 +182,7 @@ impl Shared {
     }
 
     /// Lets `parker` take this connection (server id `id`) from its thread
-    /// once it has been idle for [`PARK_AFTER`].
+    /// once it has been idle for [`PARK_AFTER`](rigwire_core::link::PARK_AFTER).
     pub(crate) fn parks_with(&self, id: u64, parker: Parker) {
         self.lock().park = Some((id, parker));
     }
@@ -459,15 +456,12 @@ impl Shared {
             let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
             let callers_active = g.fg_waiters > 0 || linger_until.is_some();
             let read = g.reader.is_some() && g.link.wants_input();
-            let park_at = match self.quiet(&g) {
-                true => Some(g.quiet_since + PARK_AFTER),
-                false => {
-                    g.quiet_since = now;
-                    None
+            let mut park_at = self.parkable(&g).then(|| g.link.park_at()).flatten();
+            if park_at.is_some_and(|at| at <= now) {
+                if self.park(&mut g) {
+                    return Driven::Parked;
                 }
-            };
-            if park_at.is_some_and(|at| at <= now) && self.park(&mut g) {
-                return Driven::Parked;
+                park_at = None; // refused (the server is stopping)
             }
             g = if !callers_active && g.write_blocked && g.reader.is_some() {
                 // Waits for the socket to take more, reading meanwhile if
@@ -488,16 +482,15 @@ impl Shared {
         Driven::Finished
     }
 
-    /// Whether this server connection could be parked: idle, and none of
-    /// our own threads busy with it.
-    fn quiet(&self, g: &State) -> bool {
+    /// Whether this server connection could be parked as far as our own
+    /// threads go (none busy with it); the link says whether it is idle.
+    fn parkable(&self, g: &State) -> bool {
         g.park.is_some()
             && g.fg_waiters == 0
             && !g.write_blocked
             && g.pool_held == 0
             && g.pool_waiting.is_empty()
             && g.reader.is_some()
-            && g.link.is_idle()
     }
 
     /// Hands the connection to the parker (its thread may then end);
@@ -506,16 +499,8 @@ impl Shared {
         let Some((id, parker)) = g.park.clone() else {
             return false;
         };
-        if let Some(reader) = &mut g.reader {
-            reader.shrink();
-        }
-        g.link.release_idle_buffers();
         g.parked = parker.park(id, self, g.link.poll_interest().wake_at);
-        if !g.parked {
-            // Refused (the server is stopping): try again after another
-            // quiet stretch, not at every read.
-            g.quiet_since = Instant::now();
-        }
+        set_aside(g);
         g.parked
     }
 
@@ -539,13 +524,10 @@ impl Shared {
         }
         g.link.handle_timeout(Instant::now());
         self.flush(&mut g);
-        let stays = self.quiet(&g) && repark(g.link.poll_interest().wake_at);
-        g.parked = stays;
-        if let (true, Some(reader)) = (stays, &mut g.reader) {
-            reader.shrink();
-            g.link.release_idle_buffers();
-        }
-        stays
+        let idle = self.parkable(&g) && g.link.is_idle();
+        g.parked = idle && repark(g.link.poll_interest().wake_at);
+        set_aside(&mut g);
+        g.parked
     }
 
     /// A thread again for a connection the parker had: does the work its
@@ -553,7 +535,6 @@ impl Shared {
     pub(crate) fn resume(self: &Arc<Self>) -> Driven {
         let mut g = self.lock();
         g.parked = false;
-        g.quiet_since = Instant::now();
         let jobs = self.pump(&mut g);
         drop(g);
         self.run_jobs(jobs, false);
@@ -601,7 +582,6 @@ impl Shared {
     fn feed(&self, g: &mut State, received: &Received, reader: &Reader, room: Option<FrameRoom>) {
         let now = Instant::now();
         let State { link, wire, .. } = g;
-        let progress = link.progress();
         let read = match received {
             Received::Data(n) => Some(Ok(*n)),
             Received::TimedOut => None,
@@ -614,11 +594,6 @@ impl Shared {
             (None, None) => {}
         }
         link.handle_timeout(now);
-        // Work for the application, or answers to our calls, end a quiet
-        // stretch; keepalive traffic does not.
-        if link.has_jobs() || link.progress() != progress {
-            g.quiet_since = now;
-        }
     }
 
     /// With no threads of our own and the socket full: waits for it to be
@@ -870,5 +845,17 @@ impl Shared {
     /// Closes the transport at once; never waits for anything.
     pub(crate) fn shutdown_transport(&self) {
         self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// A parked connection gives back the buffers its traffic grew (its read
+/// buffer, its output block); it takes small ones again when it next reads
+/// or writes.
+fn set_aside(g: &mut State) {
+    if g.parked {
+        if let Some(reader) = &mut g.reader {
+            reader.shrink();
+        }
+        g.link.release_idle_buffers();
     }
 }

@@ -36,13 +36,12 @@ pub(crate) use fallback::Parker;
 
 #[cfg(target_os = "linux")]
 mod epoll {
-    use std::cmp::Reverse;
-    use std::collections::{BinaryHeap, HashMap};
     use std::os::fd::{AsFd, OwnedFd};
     use std::sync::{Arc, Mutex, MutexGuard};
     use std::thread::JoinHandle;
     use std::time::Instant;
 
+    use rigwire_core::link::Parked;
     use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
     use rustix::event::{eventfd, EventfdFlags, Timespec};
 
@@ -70,16 +69,8 @@ mod epoll {
 
     #[derive(Default)]
     struct Table {
-        parked: HashMap<u64, Entry>,
-        /// Each parked connection's next timer; stale entries (the
-        /// connection left, or its timer moved) are skipped when due.
-        timers: BinaryHeap<Reverse<(Instant, u64)>>,
+        parked: Parked<Arc<Shared>>,
         stopping: bool,
-    }
-
-    struct Entry {
-        shared: Arc<Shared>,
-        wake_at: Option<Instant>,
     }
 
     impl Parker {
@@ -115,22 +106,17 @@ mod epoll {
             if table.stopping || !self.inner.watch(id, shared) {
                 return false;
             }
-            self.inner
-                .insert(&mut table, id, Arc::clone(shared), wake_at);
+            if table.parked.insert(id, Arc::clone(shared), wake_at) {
+                self.inner.wake_thread(); // sooner than the thread sleeps for
+            }
             true
         }
 
         /// A parked connection's link changed under a command (a sooner
         /// timer, or it closed: `at` is then now): look at it by `at`.
         pub(crate) fn poke(&self, id: u64, at: Instant) {
-            let mut table = lock(&self.inner.table);
-            let Some(entry) = table.parked.get_mut(&id) else {
-                return; // in the parker's hands right now: it looks anyway
-            };
-            if entry.wake_at.is_none_or(|t| at < t) {
-                entry.wake_at = Some(at);
-                table.timers.push(Reverse((at, id)));
-                drop(table);
+            // Not in the table: in the parker's hands, which looks anyway.
+            if lock(&self.inner.table).parked.poke(id, at) {
                 self.inner.wake_thread();
             }
         }
@@ -162,26 +148,6 @@ mod epoll {
                 || epoll::add(&self.epoll, socket.as_fd(), data, flags).is_ok()
         }
 
-        fn insert(
-            &self,
-            table: &mut Table,
-            id: u64,
-            shared: Arc<Shared>,
-            wake_at: Option<Instant>,
-        ) {
-            if let Some(at) = wake_at {
-                table.timers.push(Reverse((at, id)));
-                if table
-                    .timers
-                    .peek()
-                    .is_some_and(|Reverse(first)| first.1 == id)
-                {
-                    self.wake_thread(); // sooner than what the thread sleeps for
-                }
-            }
-            table.parked.insert(id, Entry { shared, wake_at });
-        }
-
         fn wake_thread(&self) {
             let _ = rustix::io::write(&self.wake, &1u64.to_ne_bytes());
         }
@@ -194,33 +160,22 @@ mod epoll {
                 let next = {
                     let mut table = lock(&self.table);
                     if table.stopping {
-                        let all: Vec<_> = table.parked.drain().collect();
-                        table.timers.clear();
+                        let all = table.parked.take_all();
                         drop(table);
-                        for (id, entry) in all {
-                            (self.resume)(id, entry.shared);
+                        for (id, shared) in all {
+                            (self.resume)(id, shared);
                         }
                         return;
                     }
-                    let now = Instant::now();
-                    let mut due = Vec::new();
-                    while let Some(Reverse((at, id))) = table.timers.peek().copied() {
-                        if at > now {
-                            break;
-                        }
-                        table.timers.pop();
-                        if table.parked.get(&id).is_some_and(|e| e.wake_at == Some(at)) {
-                            due.push(id);
-                        }
-                    }
+                    let due = table.parked.take_due(Instant::now());
                     if !due.is_empty() {
                         drop(table);
-                        for id in due {
-                            self.look(id, false);
+                        for (id, shared) in due {
+                            self.look(id, shared, false);
                         }
                         continue;
                     }
-                    table.timers.peek().map(|Reverse((at, _))| *at)
+                    table.parked.next_wake()
                 };
                 let timeout = next
                     .map(|at| Timespec::try_from(at.saturating_duration_since(Instant::now())))
@@ -243,26 +198,28 @@ mod epoll {
                     if id == WAKE_KEY {
                         let _ = rustix::io::read(&self.wake, &mut [0u8; 8]);
                     } else {
-                        self.look(id, true);
+                        // Out of the table first: `look` takes the table again.
+                        let taken = lock(&self.table).parked.take(id);
+                        if let Some(shared) = taken {
+                            self.look(id, shared, true);
+                        }
                     }
                 }
             }
         }
 
-        /// Takes connection `id` in hand, lets it read (if `readable`) and
-        /// run its timers; it parks itself again (under its own lock, so
+        /// Lets connection `id` (taken out of the table) read, if
+        /// `readable`, and run its timers; it parks itself again (under its own lock, so
         /// that no command in between goes unseen) or gets a thread.
-        fn look(&self, id: u64, readable: bool) {
-            let Some(entry) = lock(&self.table).parked.remove(&id) else {
-                return;
-            };
-            let shared = entry.shared;
+        fn look(&self, id: u64, shared: Arc<Shared>, readable: bool) {
             let stays = shared.parked_step(readable, |wake_at| {
                 let mut table = lock(&self.table);
                 if table.stopping || !self.watch(id, &shared) {
                     return false;
                 }
-                self.insert(&mut table, id, Arc::clone(&shared), wake_at);
+                // Its timer is the earliest only if it moved sooner, and
+                // this thread recomputes its sleep after the look anyway.
+                table.parked.insert(id, Arc::clone(&shared), wake_at);
                 true
             });
             if !stays {

@@ -59,9 +59,11 @@ use crate::id_map::IdMap;
 use crate::message::ErrorKind;
 
 pub mod admission;
+mod parked;
 pub mod reconnect;
 mod settings;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
+pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
 
@@ -262,6 +264,10 @@ pub struct Link {
     ticket: Option<(crate::link::Ticket, bool)>,
     /// The block the handshake's frames were encoded into is still kept.
     handshake_block: bool,
+    /// When work for the application was last queued or running, or an
+    /// answer last arrived ([`park_at`](Link::park_at)); keepalive traffic
+    /// does not count.
+    active_at: Option<Instant>,
 }
 
 impl Link {
@@ -285,6 +291,7 @@ impl Link {
             drain: None,
             ticket: None,
             handshake_block: true,
+            active_at: None,
         };
         link.settle();
         link
@@ -462,11 +469,6 @@ impl Link {
             self.running.insert(call.id, ());
         }
         Some(job)
-    }
-
-    /// Whether work for the application is queued ([`poll_job`](Self::poll_job)).
-    pub fn has_jobs(&self) -> bool {
-        !self.jobs.is_empty()
     }
 
     /// Whether room was freed (or the connection failed) since a command
@@ -780,6 +782,16 @@ impl Link {
             && self.drain.is_none()
     }
 
+    /// When this link may be parked: [`PARK_AFTER`] after work for the
+    /// application or an answer last came, while it is
+    /// [idle](Self::is_idle); `None` while it is not.
+    pub fn park_at(&self) -> Option<Instant> {
+        if !self.is_idle() {
+            return None;
+        }
+        self.active_at?.checked_add(PARK_AFTER)
+    }
+
     /// Gives back buffers an idle connection does not need
     /// ([`Connection::release_idle_buffers`]); for a runtime parking it.
     pub fn release_idle_buffers(&mut self) {
@@ -814,6 +826,7 @@ impl Link {
     }
 
     fn settle_at(&mut self, now: Instant) {
+        let progress = self.progress;
         loop {
             if self.write_failed.is_some() || self.transport_done {
                 self.unsent.fill(&mut self.conn);
@@ -867,6 +880,9 @@ impl Link {
             }
             again |= self.check_drain(now);
             if !again {
+                if self.progress != progress || !self.jobs.is_empty() || !self.running.is_empty() {
+                    self.active_at = Some(now);
+                }
                 return;
             }
         }
