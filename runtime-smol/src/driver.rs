@@ -81,6 +81,11 @@ pub(crate) struct State {
     woken: HashSet<u64>,
     /// The link's progress when waiting callers were last woken.
     woken_at: u64,
+    /// When the driver task's timer fires (`None`: not armed). It runs the
+    /// link's timers, calls' deadlines among them: a caller whose deadline
+    /// comes sooner wakes the driver to move it, and needs no timer of its
+    /// own.
+    timer_at: Option<Instant>,
 }
 
 /// Everything one connection's tasks share.
@@ -131,6 +136,7 @@ impl Shared {
                 call_wakers: HashMap::new(),
                 woken: HashSet::new(),
                 woken_at: 0,
+                timer_at: None,
             }),
             changed: Event::new(),
             handoff: Event::new(),
@@ -405,9 +411,11 @@ impl Shared {
 
     /// Waits until `take` finds what it wants, reading the transport itself
     /// when the link wants input, until `deadline` (then `None`).
-    /// `wake_hint` is a moment to look again (a call's own deadline); the
-    /// link's other timers are the driver task's business. A wait for the
-    /// answer to `call` is woken by that answer, not by every answer.
+    /// `wake_hint` is a moment to look again; the link's timers are the
+    /// driver task's business. A wait for the answer to `call` is woken by
+    /// that answer, not by every answer, and has no timer of its own: its
+    /// hint is the call's deadline, which the link answers when the driver's
+    /// timer runs it (the driver is woken to fire sooner if it must).
     /// Cancel-safe.
     ///
     /// One waiter at a time watches the socket and reads ([`Watcher`]);
@@ -422,7 +430,8 @@ impl Shared {
         (deadline, wake_hint, call): (Option<Instant>, Option<Instant>, Option<u64>),
         mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
-        let _waiting = WaiterGuard::enter(self, call);
+        let _waiting = WaiterGuard::enter(self, call, wake_hint);
+        let wake_hint = wake_hint.filter(|_| call.is_none());
         let mut watcher = None;
         let mut check = |shared: &Self| {
             let mut g = shared.lock();
@@ -508,25 +517,39 @@ impl Shared {
     pub(crate) async fn drive(self: Arc<Self>) {
         // The reads counted at the last look while callers were active.
         let mut seen_reads = u64::MAX;
+        // One timer for the task's life, moved only to fire sooner
+        // (`State::timer_at`): one that fires early just makes the loop look
+        // again, while each move costs the reactor a wake-up, and keepalive,
+        // the linger and calls' deadlines move with every message.
+        let mut timer = Timer::never();
         loop {
             let listener = self.driver_wake.listen();
-            let (finished, interest, blocked, callers_active, recheck, reads) = {
-                let g = self.lock();
+            let (finished, interest, blocked, callers_active, arm, reads) = {
+                let mut g = self.lock();
                 let now = Instant::now();
                 let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
                 let callers_active = g.fg_waiters > 0 || linger_until.is_some();
                 // While callers are active, look again when the linger ends:
                 // a client's caller may leave without waking us.
                 let recheck = callers_active.then(|| linger_until.unwrap_or(now + LINGER));
+                let interest = g.link.poll_interest();
+                let arm = earliest(interest.wake_at, recheck)
+                    .filter(|at| g.timer_at.is_none_or(|armed| *at < armed));
+                if arm.is_some() {
+                    g.timer_at = arm;
+                }
                 (
                     g.link.is_finished(),
-                    g.link.poll_interest(),
+                    interest,
                     g.write_blocked,
                     callers_active,
-                    recheck,
+                    arm,
                     g.reads,
                 )
             };
+            if let Some(at) = arm {
+                timer.set_at(at);
+            }
             if finished {
                 self.socket.shutdown(Shutdown::Both);
                 break;
@@ -556,7 +579,7 @@ impl Shared {
                         Wake::Woken
                     },
                     async {
-                        sleep_until(earliest(interest.wake_at, recheck)).await;
+                        (&mut timer).await;
                         Wake::Timer
                     },
                 )
@@ -575,6 +598,7 @@ impl Shared {
                     self.finish(jobs);
                 }
                 Wake::Timer => {
+                    self.lock().timer_at = None;
                     // Nothing read since the last look while callers wait:
                     // their watcher may be a wait no longer polled.
                     if callers_active && interest.read && reads == seen_reads {
@@ -814,8 +838,17 @@ enum Woke {
 struct WaiterGuard<'a>(&'a Arc<Shared>, Option<u64>);
 
 impl<'a> WaiterGuard<'a> {
-    fn enter(shared: &'a Arc<Shared>, call: Option<u64>) -> Self {
-        shared.lock().fg_waiters += 1;
+    /// Counts a waiting caller in; for a call's wait, `deadline` (the
+    /// call's) wakes the driver if its timer would fire later.
+    fn enter(shared: &'a Arc<Shared>, call: Option<u64>, deadline: Option<Instant>) -> Self {
+        let mut g = shared.lock();
+        g.fg_waiters += 1;
+        let sooner =
+            call.is_some() && deadline.is_some_and(|d| g.timer_at.is_none_or(|armed| d < armed));
+        drop(g);
+        if sooner {
+            shared.driver_wake.notify(usize::MAX);
+        }
         WaiterGuard(shared, call)
     }
 }

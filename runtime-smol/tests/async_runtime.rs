@@ -228,6 +228,33 @@ fn a_deadline_holds_even_if_nobody_polls_the_call() {
 }
 
 #[test]
+fn a_sooner_deadline_holds_while_a_later_one_is_pending() {
+    // A call's wait has no timer of its own: the connection's one timer runs
+    // every deadline, armed here for the hour-long call first.
+    smol::block_on(async {
+        let (dropped_tx, _dropped) = bounded(8);
+        let (_gate_tx, gate) = bounded(1);
+        let server = rig("tcp://127.0.0.1:0", cfg("rig"), dropped_tx, gate);
+        let client = Client::connect(&server.local_url(), cfg("script").keepalive(None))
+            .await
+            .unwrap();
+        let mut long =
+            Box::pin(client.call_timeout::<_, ()>("hang", &(), Duration::from_secs(3600)));
+        assert!(smol::future::poll_once(&mut long).await.is_none());
+        client.ping().await.unwrap();
+        let started = Instant::now();
+        let short = client
+            .call_timeout::<_, ()>("hang", &(), Duration::from_millis(200))
+            .await;
+        assert_eq!(short, Err(Error::DeadlineExceeded));
+        // Far below the hour the first call's deadline set the timer for.
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(smol::future::poll_once(&mut long).await.is_none());
+        server.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+#[test]
 fn a_frozen_peer_fails_pending_calls_within_the_keepalive_bound() {
     smol::block_on(async {
         let server = plain_rig("tcp://127.0.0.1:0", cfg("rig"));
