@@ -579,6 +579,7 @@ pub fn run(options: Options<'_>) -> Result<(), crate::Failure> {
         );
         for (name, h) in [
             ("raw, through a forwarder", &hops.raw),
+            ("raw, through a smol forwarder", &hops.raw_smol),
             ("rigwire, through a relay", &hops.rigwire),
         ] {
             println!(
@@ -586,6 +587,11 @@ pub fn run(options: Options<'_>) -> Result<(), crate::Failure> {
                 "µs", h.one_hop, h.two_hops, h.ratio
             );
         }
+        println!(
+            "two hops, rigwire / raw: {:.2}x the blocking forwarder, {:.2}x the smol forwarder",
+            hops.rigwire.two_hops / hops.raw.two_hops,
+            hops.rigwire.two_hops / hops.raw_smol.two_hops
+        );
         println!();
     }
     for m in &idle {
@@ -625,6 +631,10 @@ impl Hops {
 pub(crate) struct HopRows {
     /// Raw frames, direct and through a blocking forwarder (two threads per connection).
     raw: Hops,
+    /// Raw frames, direct and through a forwarder on one thread running
+    /// smol's reactor and an executor, as the relay does: what forwarding
+    /// costs on the relay's design before any of rigwire's work.
+    raw_smol: Hops,
     /// A blocking client and echo handler, direct and through a smol relay.
     rigwire: Hops,
 }
@@ -659,6 +669,54 @@ fn raw_forwarder(to: String) -> String {
     addr
 }
 
+/// A raw forwarder built as the relay is: one thread whose executor also
+/// drives the reactor, a task per direction of each connection.
+fn raw_smol_forwarder(to: String) -> String {
+    use smol::io::AsyncWriteExt;
+    use smol::Async;
+    use std::sync::Arc;
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let addr = listener.local_addr().expect("bound").to_string();
+    let to: std::net::SocketAddr = to.parse().expect("an address");
+    thread::spawn(move || {
+        let tasks = smol::Executor::new();
+        smol::block_on(tasks.run(async {
+            let listener = Async::new(listener).expect("a non-blocking listener");
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = Async::<TcpStream>::connect(to).await else {
+                    return;
+                };
+                let _ = (
+                    down.get_ref().set_nodelay(true),
+                    up.get_ref().set_nodelay(true),
+                );
+                let (down, up) = (Arc::new(down), Arc::new(up));
+                for (from, into) in [(Arc::clone(&down), Arc::clone(&up)), (up, down)] {
+                    let pipe = async move {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        // Wait for readiness, then read once: no read
+                        // that finds nothing, the least a reactor allows.
+                        while from.readable().await.is_ok() {
+                            let n = match (&*from.get_ref()).read(&mut buf) {
+                                Ok(0) => return,
+                                Ok(n) => n,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                                Err(_) => return,
+                            };
+                            if (&*into).write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    };
+                    tasks.spawn(pipe).detach();
+                }
+            }
+        }));
+    });
+    addr
+}
+
 /// The same work direct and through one more hop: raw frames through a
 /// forwarder, and a blocking rigwire client calling the same echo handler
 /// directly and through a smol relay (tcp on every hop, so that only the hop
@@ -666,12 +724,19 @@ fn raw_forwarder(to: String) -> String {
 fn two_hops(blocks: usize, per_block: usize, small: &Payload) -> Result<HopRows, Error> {
     let raw_addr = raw_tcp_server();
     let mut raw_one = RawClient::new(&raw_addr, 32 + 8);
-    let mut raw_two = RawClient::new(&raw_forwarder(raw_addr), 32 + 8);
+    let mut raw_two = RawClient::new(&raw_forwarder(raw_addr.clone()), 32 + 8);
     let raw = Hops::of(&alternate(
         blocks,
         per_block,
         || raw_one.round_trip(),
         || raw_two.round_trip(),
+    ));
+    let mut raw_smol_two = RawClient::new(&raw_smol_forwarder(raw_addr), 32 + 8);
+    let raw_smol = Hops::of(&alternate(
+        blocks,
+        per_block,
+        || raw_one.round_trip(),
+        || raw_smol_two.round_trip(),
     ));
 
     let direct = rig_server("tcp://127.0.0.1:0")?;
@@ -710,5 +775,9 @@ fn two_hops(blocks: usize, per_block: usize, small: &Payload) -> Result<HopRows,
     service.close();
     smol::block_on(relay.shutdown(Duration::from_secs(1)));
     direct.shutdown(Duration::from_secs(1));
-    Ok(HopRows { raw, rigwire })
+    Ok(HopRows {
+        raw,
+        raw_smol,
+        rigwire,
+    })
 }
