@@ -698,7 +698,7 @@ fn raw_smol_forwarder(to: String) -> String {
                         // Wait for readiness, then read once: no read
                         // that finds nothing, the least a reactor allows.
                         while from.readable().await.is_ok() {
-                            let n = match (&*from.get_ref()).read(&mut buf) {
+                            let n = match from.get_ref().read(&mut buf) {
                                 Ok(0) => return,
                                 Ok(n) => n,
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
