@@ -490,14 +490,14 @@ pub fn run(options: Options<'_>) -> Result<(), crate::Failure> {
         latency_rows(&mut rows, "smol TCP serial round trip", &samples);
     }
     if want("smol window") {
-        let samples = crate::bench_smol::window(6, n(12), window, per_run)?;
-        throughput_row(
-            &mut rows,
-            "smol TCP window of 64 kept full",
-            "calls/s",
-            per_run as f64,
-            &samples,
-        );
+        use crate::bench_smol::WindowBy;
+        for (by, name) in [
+            (WindowBy::Batch, "smol TCP window of 64 kept full"),
+            (WindowBy::Tasks, "smol TCP window, a task per call"),
+        ] {
+            let samples = crate::bench_smol::window(6, n(12), (window, per_run), by)?;
+            throughput_row(&mut rows, name, "calls/s", per_run as f64, &samples);
+        }
     }
 
     if want("TLS") {

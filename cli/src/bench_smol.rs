@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_smol::{Client, Codec, Config, Error, Payload, Server};
+use rigwire_smol::{Client, Codec, Config, Error, Payload, RawPendingCall, Server};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::Async;
 
@@ -140,16 +140,26 @@ pub fn serial(blocks: usize, per_block: usize) -> Result<crate::bench::Samples, 
     })
 }
 
+/// How rigwire-smol keeps a window of calls in flight.
+#[derive(Clone, Copy)]
+pub enum WindowBy {
+    /// One task: as answers come, it takes every answer already there and
+    /// starts as many calls in one batch (`Client::start_batch`), as the
+    /// blocking runtime's row does.
+    Batch,
+    /// A task per call in flight, each calling in a loop, on one thread; the
+    /// calls of tasks woken together leave in one write.
+    Tasks,
+}
+
 /// A window of `window` calls kept full until `calls` answers are in, raw
 /// smol against rigwire-smol, block by block; a sample is one whole run.
 /// The raw client writes as many frames as answers came, in one write.
-/// rigwire-smol keeps `window` calls in flight from as many tasks on one
-/// thread; the calls of tasks woken together leave in one write.
 pub fn window(
     blocks: usize,
     runs: usize,
-    window: usize,
-    calls: usize,
+    (window, calls): (usize, usize),
+    by: WindowBy,
 ) -> Result<crate::bench::Samples, Error> {
     smol::block_on(async {
         let mut rigs = Rigs::start().await?;
@@ -166,7 +176,10 @@ pub fn window(
             }
             for _ in 0..runs {
                 let t = Instant::now();
-                rig_window(&rigs.client, &rigs.small, window, calls).await;
+                match by {
+                    WindowBy::Batch => batch_window(&rigs.client, &rigs.small, window, calls).await,
+                    WindowBy::Tasks => task_window(&rigs.client, &rigs.small, window, calls).await,
+                }
                 b.push(t.elapsed());
             }
             samples.raw.push(a);
@@ -195,7 +208,32 @@ async fn raw_window(socket: &mut Async<TcpStream>, frame: &[u8], window: usize, 
     }
 }
 
-async fn rig_window(client: &Client, payload: &Payload, window: usize, calls: usize) {
+async fn batch_window(client: &Client, payload: &Payload, window: usize, calls: usize) {
+    let batch =
+        |k: usize| client.start_batch("echo", std::iter::repeat_n(payload.clone(), k), None);
+    let mut inflight: std::collections::VecDeque<RawPendingCall> = batch(window.min(calls))
+        .await
+        .expect("start a batch")
+        .into();
+    let mut sent = inflight.len();
+    while let Some(oldest) = inflight.pop_front() {
+        oldest.wait().await.expect("echo call");
+        let mut answers = 1;
+        while inflight.front().is_some_and(RawPendingCall::is_ready) {
+            if let Some(next) = inflight.pop_front() {
+                next.wait().await.expect("echo call");
+                answers += 1;
+            }
+        }
+        let more = answers.min(calls - sent);
+        if more > 0 {
+            inflight.extend(batch(more).await.expect("start a batch"));
+            sent += more;
+        }
+    }
+}
+
+async fn task_window(client: &Client, payload: &Payload, window: usize, calls: usize) {
     // Declared before the executor, so that it outlives the tasks.
     let left = std::cell::Cell::new(calls);
     let executor = smol::LocalExecutor::new();

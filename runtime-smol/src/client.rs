@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
 use crate::peer::{closed, Peer};
+use crate::pending::{PendingCall, RawPendingCall};
 use crate::transport;
 
 /// Fresh 32 random bytes for a handshake nonce.
@@ -206,6 +207,44 @@ impl Client {
             Ok(peer) => peer.call_batch_raw(method, args, timeout).await,
             Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
         }
+    }
+
+    /// See [`Peer::start`].
+    ///
+    /// # Errors
+    /// As [`Peer::start`].
+    pub async fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<PendingCall<R>, Error> {
+        self.peer().await?.start(method, args).await
+    }
+
+    /// See [`Peer::start_raw`].
+    ///
+    /// # Errors
+    /// As [`Peer::start_raw`].
+    pub async fn start_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<RawPendingCall, Error> {
+        self.peer().await?.start_raw(method, args, timeout).await
+    }
+
+    /// See [`Peer::start_batch`].
+    ///
+    /// # Errors
+    /// As [`Peer::start_batch`].
+    pub async fn start_batch(
+        &self,
+        method: &str,
+        args: impl IntoIterator<Item = Payload>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<RawPendingCall>, Error> {
+        self.peer().await?.start_batch(method, args, timeout).await
     }
 
     /// See [`Peer::notify`].

@@ -430,7 +430,10 @@ impl Shared {
         (deadline, wake_hint, call): (Option<Instant>, Option<Instant>, Option<u64>),
         mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
-        let _waiting = WaiterGuard::enter(self, call, wake_hint);
+        let _waiting = match WaiterGuard::enter(self, (call, wake_hint), &mut take) {
+            Ok(waiting) => waiting,
+            Err(found) => return Some(found),
+        };
         let wake_hint = wake_hint.filter(|_| call.is_none());
         let mut watcher = None;
         let mut check = |shared: &Self| {
@@ -838,10 +841,18 @@ enum Woke {
 struct WaiterGuard<'a>(&'a Arc<Shared>, Option<u64>);
 
 impl<'a> WaiterGuard<'a> {
-    /// Counts a waiting caller in; for a call's wait, `deadline` (the
+    /// Counts a waiting caller in, unless what it waits for is already
+    /// there (`Err`: taken at once). For a call's wait, `deadline` (the
     /// call's) wakes the driver if its timer would fire later.
-    fn enter(shared: &'a Arc<Shared>, call: Option<u64>, deadline: Option<Instant>) -> Self {
+    fn enter<T>(
+        shared: &'a Arc<Shared>,
+        (call, deadline): (Option<u64>, Option<Instant>),
+        take: &mut impl FnMut(&mut Link) -> Option<T>,
+    ) -> Result<Self, T> {
         let mut g = shared.lock();
+        if let Some(found) = take(&mut g.link) {
+            return Err(found);
+        }
         g.fg_waiters += 1;
         let sooner =
             call.is_some() && deadline.is_some_and(|d| g.timer_at.is_none_or(|armed| d < armed));
@@ -849,7 +860,7 @@ impl<'a> WaiterGuard<'a> {
         if sooner {
             shared.driver_wake.notify(usize::MAX);
         }
-        WaiterGuard(shared, call)
+        Ok(WaiterGuard(shared, call))
     }
 }
 

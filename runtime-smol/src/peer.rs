@@ -3,6 +3,7 @@
 //! kept by the connection's driver task whether or not anyone polls.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::driver::Shared;
+use crate::pending::{PendingCall, RawPendingCall};
 
 /// One connected peer. Cheap to clone; every clone is the same connection.
 #[derive(Clone)]
@@ -30,22 +32,6 @@ impl fmt::Debug for Peer {
 /// The sticky error of a closed connection, as the user sees it.
 pub(crate) fn closed(link: &Link) -> Option<Error> {
     link.conn().error().cloned().map(Error::from)
-}
-
-/// Cancels the call if the future owning it is dropped before its answer.
-struct CallGuard<'a> {
-    shared: &'a Arc<Shared>,
-    id: u64,
-    done: bool,
-}
-
-impl Drop for CallGuard<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            let id = self.id;
-            self.shared.command(|link, _| link.cancel(id));
-        }
-    }
 }
 
 impl Peer {
@@ -128,11 +114,7 @@ impl Peer {
         args: Payload,
         timeout: Option<Duration>,
     ) -> Result<Payload, Error> {
-        let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
-        let call = self.start_call(method, args, deadline).await?;
-        // Calls made by tasks that run in the same turn leave in one write.
-        self.shared.write_soon().await;
-        self.answer(call, deadline).await
+        self.start_raw(method, args, timeout).await?.wait().await
     }
 
     /// Calls `method` once for each payload, their frames written together
@@ -156,50 +138,106 @@ impl Peer {
         let mut results = Vec::with_capacity(started.len());
         for call in started {
             results.push(match call {
-                Ok(call) => self.answer(call, deadline).await,
+                Ok(call) => call.wait().await,
                 Err(e) => Err(e),
             });
         }
         results
     }
 
-    /// Admits a call, its frame left for the next write; the guard cancels
-    /// it if dropped before its answer.
+    /// Starts a call without waiting for its answer: the returned handle is
+    /// waited on, polled or cancelled later, so one task can keep many calls
+    /// in flight. Returns once the call is admitted (it waits for room in
+    /// the output, within the call's deadline).
+    ///
+    /// # Errors
+    /// Failures known at once: `Disconnected`, `Busy`, `TooLarge`, `Codec`.
+    pub async fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<PendingCall<R>, Error> {
+        let raw = self
+            .start_raw(method, Payload::postcard(args)?, None)
+            .await?;
+        Ok(PendingCall {
+            raw,
+            _result: PhantomData,
+        })
+    }
+
+    /// Starts a call with a raw payload and an optional deadline (else the
+    /// default). Calls started by tasks that run in the same turn of the
+    /// executor leave in one write.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), without `Codec`.
+    pub async fn start_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> Result<RawPendingCall, Error> {
+        let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
+        let call = self.start_call(method, args, deadline).await?;
+        self.shared.write_soon().await;
+        Ok(call)
+    }
+
+    /// Starts one call of `method` for each payload, their frames written
+    /// together (one system call where the socket takes them): many small
+    /// calls kept in flight cost a fraction of starting each alone. Each
+    /// has its own deadline from `timeout` (else the configured default).
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), for the first call that cannot start; the
+    /// calls of the batch already started are then cancelled.
+    pub async fn start_batch(
+        &self,
+        method: &str,
+        args: impl IntoIterator<Item = Payload>,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<RawPendingCall>, Error> {
+        // Made together: one clock reading fixes every deadline, and one
+        // admission under one lock takes them all (a refusal for room
+        // waits, then goes on from the call it stopped at).
+        let deadline = self.shared.lock().link.deadline(timeout, Instant::now());
+        let mut args = args.into_iter().peekable();
+        let mut ids = Vec::new();
+        let admitted = self
+            .shared
+            .admit((deadline, false), true, |link, now| {
+                while let Some(a) = args.peek() {
+                    ids.push(link.call(method, a.clone(), deadline, now)?);
+                    args.next();
+                }
+                Ok(())
+            })
+            .await;
+        self.shared.write_now();
+        // On a refusal, dropping the calls already started cancels them.
+        let calls: Vec<RawPendingCall> = ids
+            .into_iter()
+            .map(|id| RawPendingCall::new(&self.shared, id, deadline))
+            .collect();
+        admitted.map(|()| calls).map_err(Error::from)
+    }
+
+    /// Admits a call, its frame left for the next write; dropping the
+    /// handle before the answer cancels it.
     async fn start_call(
         &self,
         method: &str,
         args: Payload,
         deadline: Option<Instant>,
-    ) -> Result<CallGuard<'_>, Error> {
+    ) -> Result<RawPendingCall, Error> {
         let id = self
             .shared
             .admit((deadline, false), true, |link, now| {
                 link.call(method, args.clone(), deadline, now)
             })
             .await?;
-        Ok(CallGuard {
-            shared: &self.shared,
-            id,
-            done: false,
-        })
-    }
-
-    /// Waits for the answer to a started call.
-    async fn answer(
-        &self,
-        mut call: CallGuard<'_>,
-        deadline: Option<Instant>,
-    ) -> Result<Payload, Error> {
-        let id = call.id;
-        let result = self
-            .shared
-            .wait_for((None, deadline, Some(id)), |link| {
-                link.waiters().take_call(id)
-            })
-            .await
-            .expect("waits without deadline end with a result");
-        call.done = true;
-        result.map_err(Error::from)
+        Ok(RawPendingCall::new(&self.shared, id, deadline))
     }
 
     /// Sends a one-way notification (typed, postcard).

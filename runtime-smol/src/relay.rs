@@ -11,12 +11,13 @@
 //! more task runs the relay's timers. The state lock is a plain `std` mutex,
 //! never held across an `.await`.
 //!
-//! The relay runs on a thread of its own, with its own executor that also
-//! drives the reactor: a socket becoming readable wakes the task on that same
-//! thread, with no hand-off between a reactor thread and an executor thread
-//! (a hand-off on each of the four wake-ups of a two-hop call would cost
-//! more than the forwarding itself). So [`start`](RelayServer::start) needs
-//! no executor of the caller's, and a blocking program can run a relay too.
+//! The relay runs on a thread of its own, with its own executor, so
+//! [`start`](RelayServer::start) needs no executor of the caller's, and a
+//! blocking program can run a relay too. The thread drives smol's reactor
+//! when it can take it; the reactor is one per process, and most of the time
+//! async-io's own helper thread holds it and wakes the relay's thread with a
+//! futex: a hand-off per hop (`perf`/`strace` of `rigwire bench --only relay`,
+//! `docs/performance.md`).
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -325,6 +325,102 @@ fn when_the_peer_does_not_read_callers_wait_instead_of_queueing_without_bound() 
 }
 
 #[test]
+fn calls_started_now_are_answered_later_and_a_dropped_handle_cancels() {
+    smol::block_on(async {
+        for url in transports() {
+            let (server, client, dropped, _gate) = rig_and_client(&url).await;
+            // A window kept in flight from one task, answers taken in order.
+            let args: Vec<Payload> = (0..200u32)
+                .map(|i| Payload::postcard(&i).unwrap())
+                .collect();
+            let calls = client
+                .start_batch("echo", args.clone(), None)
+                .await
+                .unwrap();
+            let ids: std::collections::BTreeSet<u64> = calls.iter().map(|c| c.id()).collect();
+            assert_eq!(ids.len(), args.len(), "{url}: one id per call");
+            let mut back = Vec::new();
+            for call in calls {
+                back.push(call.wait().await.unwrap());
+            }
+            assert_eq!(back, args, "{url}");
+            let sum = client.start::<_, i64>("add", &(2i64, 5i64)).await.unwrap();
+            assert_eq!(sum.wait().await, Ok(7));
+
+            // Waiting with a timeout leaves an unanswered call in flight.
+            let mut hung = client
+                .start_raw("hang", Payload::postcard(&()).unwrap(), None)
+                .await
+                .unwrap();
+            let waited = hung.wait_timeout(Duration::from_millis(50)).await;
+            assert!(
+                matches!(waited, Err(Error::WaitTimeout(_))),
+                "{url}: {waited:?}"
+            );
+            assert!(!hung.is_ready());
+            // Dropping the handle cancels the call: the rig drops the handler.
+            drop(hung);
+            assert!(
+                handler_dropped(&dropped).await,
+                "{url}: drop did not cancel"
+            );
+            let hung = client.start::<_, ()>("hang", &()).await.unwrap();
+            client.ping().await.unwrap(); // the call has reached the rig
+            hung.cancel();
+            assert!(
+                handler_dropped(&dropped).await,
+                "{url}: cancel did not cancel"
+            );
+            // The connection is still good for calls.
+            assert_eq!(client.call::<_, i64>("add", &(1i64, 1i64)).await, Ok(2));
+            server.shutdown(Duration::from_secs(1)).await;
+        }
+    });
+}
+
+#[test]
+fn a_batch_to_a_peer_that_does_not_read_ends_by_its_deadline_without_spinning() {
+    let _alone = quiet();
+    smol::block_on(async {
+        let deaf = raw::DeafServer::start(rigwire_smol::core::ProtocolConfig {
+            keepalive: None,
+            ..rigwire_smol::core::ProtocolConfig::named("deaf")
+        });
+        let mut config = Config::named("script").keepalive(None);
+        config.protocol.max_frame = 1 << 20;
+        config.protocol.max_queued_output = 1 << 20;
+        let client = Client::connect(&deaf.url, config).await.unwrap();
+        let big = Payload::new(rigwire_smol::Codec::Postcard, vec![1u8; 256 << 10]);
+        let (cpu, started) = (raw::cpu_time(), Instant::now());
+        // 10 MiB of calls against a 1 MiB queue: the batch waits for room
+        // within its calls' deadline, then ends with the deadline's error;
+        // the calls it had started are cancelled.
+        let batch = client
+            .start_batch(
+                "x",
+                std::iter::repeat_n(big, 40),
+                Some(Duration::from_millis(500)),
+            )
+            .await;
+        assert!(matches!(batch, Err(Error::DeadlineExceeded)), "{batch:?}");
+        // A small call still fits beside the queued frames; unanswered, it
+        // ends by its deadline (kept by the connection's one timer).
+        let small = Payload::postcard(&1u8).unwrap();
+        let more = client
+            .start_raw("x", small, Some(Duration::from_millis(300)))
+            .await;
+        assert_eq!(more.unwrap().wait().await, Err(Error::DeadlineExceeded));
+        let (cpu, wall) = (raw::cpu_time() - cpu, started.elapsed());
+        assert!(wall < Duration::from_secs(30), "held for {wall:?}");
+        assert!(
+            cpu < wall / 3,
+            "used {cpu:?} of CPU in {wall:?}: something spins"
+        );
+        client.close().await;
+    });
+}
+
+#[test]
 fn limits_secrets_shutdown_and_reconnect() {
     smol::block_on(async {
         let config = Config {

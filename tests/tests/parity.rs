@@ -37,6 +37,19 @@ macro_rules! twin_script {
             .unwrap();
         assert!(!listed.to_string().contains("rigwire.clock"), "{listed}");
         client.notify("add", &(1i64, 1i64)) $($aw)* .unwrap();
+        // Calls kept in flight: started now, their answers taken later.
+        let pending = client.start::<_, i64>("add", &(4i64, 4i64)) $($aw)* .unwrap();
+        assert!(pending.id() > 0);
+        assert_eq!(pending.wait() $($aw)* .unwrap(), 8);
+        let args = (0..3i64).map(|i| Payload::postcard(&(i, i)).unwrap());
+        let batch = client.start_batch("add", args, None) $($aw)* .unwrap();
+        for (i, mut call) in (0i64..).zip(batch) {
+            let _ = call.is_ready();
+            let sum = call.wait_timeout(Duration::from_secs(5)) $($aw)* .unwrap();
+            assert_eq!(sum.decode::<i64>().unwrap(), 2 * i);
+        }
+        let args = Payload::postcard(&(0i64, 0i64)).unwrap();
+        client.start_raw("add", args, None) $($aw)* .unwrap().cancel();
         let peer = client.peer() $($aw)* .unwrap();
         assert_eq!(peer.name(), "rig");
         assert!(peer.is_connected());

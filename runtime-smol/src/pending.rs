@@ -1,0 +1,160 @@
+//! [`RawPendingCall`] and [`PendingCall`]: calls started and not yet
+//! answered, so that one task can keep many in flight ([`Peer::start_batch`]).
+//! Dropping one before its answer cancels the call.
+//!
+//! [`Peer::start_batch`]: crate::Peer::start_batch
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rigwire_core::{Error, Payload};
+use serde::de::DeserializeOwned;
+
+use crate::driver::Shared;
+
+/// A call in flight with raw payloads. Dropping it before its answer cancels
+/// the call (the peer is sent `Cancel`).
+pub struct RawPendingCall {
+    shared: Arc<Shared>,
+    id: u64,
+    /// The call's own deadline, which the connection keeps.
+    deadline: Option<Instant>,
+    done: bool,
+}
+
+impl fmt::Debug for RawPendingCall {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PendingCall").field("id", &self.id).finish()
+    }
+}
+
+impl RawPendingCall {
+    pub(crate) fn new(shared: &Arc<Shared>, id: u64, deadline: Option<Instant>) -> Self {
+        RawPendingCall {
+            shared: Arc::clone(shared),
+            id,
+            deadline,
+            done: false,
+        }
+    }
+
+    /// The call's id on this connection.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Whether the result (or its failure) has arrived; never waits.
+    pub fn is_ready(&self) -> bool {
+        self.shared.lock().link.waiters().call_ready(self.id)
+    }
+
+    /// Waits for the result, however long the call's deadline allows.
+    /// Dropping the future before it ends cancels the call.
+    ///
+    /// # Errors
+    /// As [`Peer::call_raw`](crate::Peer::call_raw).
+    pub async fn wait(mut self) -> Result<Payload, Error> {
+        self.wait_until(None)
+            .await
+            .expect("waits without deadline end with a result")
+    }
+
+    /// Waits at most `timeout`; on [`Error::WaitTimeout`] (or if the future
+    /// is dropped) the call stays in flight and can be waited on again.
+    ///
+    /// # Errors
+    /// As [`Peer::call_raw`](crate::Peer::call_raw), plus `WaitTimeout`.
+    pub async fn wait_timeout(&mut self, timeout: Duration) -> Result<Payload, Error> {
+        self.wait_until(Some(timeout))
+            .await
+            .unwrap_or(Err(Error::WaitTimeout(timeout)))
+    }
+
+    async fn wait_until(&mut self, timeout: Option<Duration>) -> Option<Result<Payload, Error>> {
+        let id = self.id;
+        let until = match timeout {
+            // An answer already here needs no clock (polling a window).
+            Some(_) if self.shared.lock().link.waiters().call_ready(id) => None,
+            Some(timeout) => Some(Instant::now() + timeout),
+            None => None,
+        };
+        let found = self
+            .shared
+            .wait_for((until, self.deadline, Some(id)), |link| {
+                link.waiters().take_call(id)
+            })
+            .await?;
+        self.done = true;
+        Some(found.map_err(Error::from))
+    }
+
+    /// Gives up on the call: the peer is sent `Cancel`; nothing more arrives.
+    pub fn cancel(mut self) {
+        self.cancel_now();
+    }
+
+    fn cancel_now(&mut self) {
+        if !std::mem::replace(&mut self.done, true) {
+            let id = self.id;
+            self.shared.command(|link, _| link.cancel(id));
+        }
+    }
+}
+
+impl Drop for RawPendingCall {
+    fn drop(&mut self) {
+        self.cancel_now();
+    }
+}
+
+/// A typed call in flight (see [`Peer::start`](crate::Peer::start)).
+/// Dropping it before its answer cancels the call.
+pub struct PendingCall<R> {
+    pub(crate) raw: RawPendingCall,
+    pub(crate) _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for PendingCall<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.raw.fmt(f)
+    }
+}
+
+impl<R: DeserializeOwned> PendingCall<R> {
+    /// The call's id on this connection.
+    pub fn id(&self) -> u64 {
+        self.raw.id
+    }
+
+    /// Whether the result has arrived; never waits.
+    pub fn is_ready(&self) -> bool {
+        self.raw.is_ready()
+    }
+
+    /// Waits for the result.
+    ///
+    /// # Errors
+    /// As [`Peer::call`](crate::Peer::call).
+    pub async fn wait(self) -> Result<R, Error> {
+        self.raw.wait().await?.decode().map_err(Error::from)
+    }
+
+    /// Waits at most `timeout`; on `WaitTimeout` the call stays in flight.
+    ///
+    /// # Errors
+    /// As [`Peer::call`](crate::Peer::call), plus `WaitTimeout`.
+    pub async fn wait_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
+        self.raw
+            .wait_timeout(timeout)
+            .await?
+            .decode()
+            .map_err(Error::from)
+    }
+
+    /// Gives up on the call; the peer is sent `Cancel`.
+    pub fn cancel(self) {
+        self.raw.cancel();
+    }
+}
