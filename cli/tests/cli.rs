@@ -453,11 +453,12 @@ fn bench_reports_every_row_as_json_and_draws_them() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = report["rows"].as_array().unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 16, "{names:?}");
     for row in [
         "smol TCP serial round trip p50",
         "TCP window of 64 kept full",
         "smol TCP window of 64 kept full",
+        "smol TCP window, a task per call",
         "TLS vs tcp serial round trip p50",
         "TLS vs tcp echo of 16 MiB",
         "TLS vs tcp handshakes",
@@ -465,7 +466,7 @@ fn bench_reports_every_row_as_json_and_draws_them() {
         assert!(names.contains(&row), "{row} missing from {names:?}");
     }
     assert!(rows.iter().all(|r| r["ratio"].as_f64().unwrap() > 0.0));
-    for side in ["raw", "rigwire"] {
+    for side in ["raw", "raw_smol", "rigwire"] {
         let hops = &report["relay"][side];
         for field in ["one_hop", "two_hops", "ratio"] {
             assert!(hops[field].as_f64().unwrap() > 0.0, "{side}: {hops}");

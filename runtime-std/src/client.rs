@@ -255,6 +255,19 @@ impl Client {
         self.peer()?.start_raw(method, args, timeout)
     }
 
+    /// See [`Peer::call_batch_raw`].
+    pub fn call_batch_raw(
+        &self,
+        method: &str,
+        args: impl IntoIterator<Item = Payload>,
+        timeout: Option<Duration>,
+    ) -> Vec<Result<Payload, Error>> {
+        match self.peer() {
+            Ok(peer) => peer.call_batch_raw(method, args, timeout),
+            Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
     /// See [`Peer::start_batch`].
     ///
     /// # Errors

@@ -209,6 +209,26 @@ impl Peer {
         admitted.map(|()| calls).map_err(Error::from)
     }
 
+    /// Calls `method` once for each payload, their frames written together
+    /// (one system call where the socket takes them), and waits for every
+    /// answer: the results in the order of `args`, each its own (a call
+    /// that could not start fails alone). Each call has its own deadline
+    /// from `timeout` (else the configured default).
+    pub fn call_batch_raw(
+        &self,
+        method: &str,
+        args: impl IntoIterator<Item = Payload>,
+        timeout: Option<Duration>,
+    ) -> Vec<Result<Payload, Error>> {
+        let now = Instant::now();
+        let started: Vec<_> = self.shared.corked(|| {
+            let start = |args| self.start_at(method, args, timeout, now);
+            args.into_iter().map(start).collect()
+        });
+        let wait = |call: Result<RawPendingCall, Error>| call.and_then(RawPendingCall::wait);
+        started.into_iter().map(wait).collect()
+    }
+
     /// Sends a one-way notification (typed, postcard). Returns once it is queued.
     ///
     /// # Errors

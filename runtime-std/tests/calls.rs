@@ -211,6 +211,13 @@ fn a_batch_of_calls_starts_together_and_each_gets_its_own_answer() {
         let sum: i64 = client.call("add", &(2, 3)).unwrap();
         assert_eq!(sum, 5);
         assert!(client.start_batch("echo", [], None).unwrap().is_empty());
+        // Called as a batch, the call that cannot start fails alone.
+        let one = Payload::postcard(&1u8).unwrap();
+        let too_big = Payload::new(Codec::Postcard, vec![0u8; 16 * 1024 * 1024]);
+        let back = client.call_batch_raw("echo", [one.clone(), too_big, one.clone()], None);
+        assert!(matches!(back[1], Err(Error::TooLarge { .. })), "{back:?}");
+        assert_eq!(back[0], Ok(one.clone()));
+        assert_eq!(back[2], Ok(one));
         // A batch larger than the output limit: refused for room midway, it
         // writes what it holds and waits for the peer to read it.
         let mut small = cfg("script");

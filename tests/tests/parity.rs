@@ -50,6 +50,10 @@ macro_rules! twin_script {
         }
         let args = Payload::postcard(&(0i64, 0i64)).unwrap();
         client.start_raw("add", args, None) $($aw)* .unwrap().cancel();
+        let args = (0..3i64).map(|i| Payload::postcard(&(i, 1i64)).unwrap());
+        let sums = client.call_batch_raw("add", args, None) $($aw)*;
+        let sums: Vec<i64> = sums.into_iter().map(|s| s.unwrap().decode().unwrap()).collect();
+        assert_eq!(sums, [1, 2, 3]);
         let peer = client.peer() $($aw)* .unwrap();
         assert_eq!(peer.name(), "rig");
         assert!(peer.is_connected());
