@@ -57,6 +57,11 @@ async fn rig_and_client(url: &str) -> (RunningServer, Client, Receiver<()>, Send
     (server, client, dropped, gate_tx)
 }
 
+/// `n` small payloads, each a different number.
+fn numbered(n: u32) -> Vec<Payload> {
+    (0..n).map(|i| Payload::postcard(&i).unwrap()).collect()
+}
+
 /// Whether the rig reports a handler's future dropped within 10 s.
 async fn handler_dropped(dropped: &Receiver<()>) -> bool {
     smol::future::or(async { dropped.recv().await.is_ok() }, async {
@@ -330,9 +335,7 @@ fn calls_started_now_are_answered_later_and_a_dropped_handle_cancels() {
         for url in transports() {
             let (server, client, dropped, _gate) = rig_and_client(&url).await;
             // A window kept in flight from one task, answers taken in order.
-            let args: Vec<Payload> = (0..200u32)
-                .map(|i| Payload::postcard(&i).unwrap())
-                .collect();
+            let args = numbered(200);
             let calls = client
                 .start_batch("echo", args.clone(), None)
                 .await
@@ -521,9 +524,7 @@ fn a_batch_of_calls_leaves_together_and_each_gets_its_own_answer() {
     smol::block_on(async {
         for url in transports() {
             let (server, client, dropped, _gate) = rig_and_client(&url).await;
-            let args: Vec<Payload> = (0..200u32)
-                .map(|i| Payload::postcard(&i).unwrap())
-                .collect();
+            let args = numbered(200);
             let back = client.call_batch_raw("echo", args.clone(), None).await;
             let back: Vec<Payload> = back.into_iter().map(Result::unwrap).collect();
             assert_eq!(back, args, "{url}");
