@@ -447,12 +447,19 @@ impl Relay {
         }
     }
 
+    /// What the relay's peers are told when it shuts down.
+    pub fn goodbye(&self) -> String {
+        self.admission[0].goodbye()
+    }
+
     /// Shuts down gracefully: no new connection is admitted, forwarded calls
     /// in flight may finish for up to `grace`, then (or as soon as none is
     /// left) every connection is closed as with [`shutdown`](Self::shutdown).
     /// The grace is a timer in [`poll_timeout`](Self::poll_timeout).
     pub fn drain(&mut self, grace: Duration, reason: &str, now: Instant) {
-        self.admission.iter_mut().for_each(|a| a.stop());
+        for a in &mut self.admission {
+            a.stop();
+        }
         self.drain = Some((now.checked_add(grace).unwrap_or(now), reason.to_owned()));
         self.check_drain(now);
     }
@@ -473,7 +480,9 @@ impl Relay {
     /// Says goodbye on every connection (a relay shutting down); calls still
     /// in flight are answered `Shutdown` by each connection.
     pub fn shutdown(&mut self, reason: &str, now: Instant) {
-        self.admission.iter_mut().for_each(|a| a.stop());
+        for a in &mut self.admission {
+            a.stop();
+        }
         let ids: Vec<ConnId> = self.peers.keys().copied().collect();
         for id in ids {
             if let Some(p) = self.peers.get_mut(&id) {

@@ -72,7 +72,7 @@ pub(crate) async fn open(
         linger,
     );
     smol::spawn(Arc::clone(&shared).drive()).detach();
-    let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
+    let deadline = Instant::now() + config.handshake_wait();
     let outcome = shared
         .wait_for((Some(deadline), None, None), |link| match closed(link) {
             Some(err) => Some(Err(err)),

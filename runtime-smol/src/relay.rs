@@ -502,7 +502,7 @@ impl Inner {
                 }
                 Err(e) => {
                     tracing::warn!(?side, "accept failed: {e}");
-                    Timer::after(Duration::from_millis(10)).await;
+                    Timer::after(rigwire_core::link::RETRY_AFTER).await;
                 }
             }
         }
@@ -543,8 +543,8 @@ impl Inner {
                 Err(e) => return tracing::error!("invalid relay configuration: {e}"),
             };
             if self.stopping.load(Ordering::SeqCst) {
-                g.relay
-                    .reject(id, RejectCode::Shutdown, "the relay is shutting down");
+                let goodbye = g.relay.goodbye();
+                g.relay.reject(id, RejectCode::Shutdown, &goodbye);
             }
             {
                 // The opening may already have brought the peer's first bytes.
@@ -800,7 +800,7 @@ impl RunningRelay {
         // connection then ends once its goodbye is out, or the link's close
         // linger gave up on a peer that does not read.
         self.inner
-            .with_relay(|relay, now| relay.drain(grace, "the relay is shutting down", now));
+            .with_relay(|relay, now| relay.drain(grace, &relay.goodbye(), now));
         let until = Instant::now() + grace + rigwire_core::link::CLOSE_LINGER;
         loop {
             let listener = self.inner.gone.listen();

@@ -140,9 +140,6 @@ struct Serving {
     gone: event_listener::Event,
 }
 
-/// What a server tells its peers when it shuts down.
-const SHUTTING_DOWN: &str = "the server is shutting down";
-
 struct ServerInner {
     listener: Listener,
     config: Config,
@@ -166,31 +163,52 @@ impl ServerInner {
                     let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                     let socket = Arc::new(socket);
                     let admitted = self.admission().admit();
-                    let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
                     if let Ok(Admitted {
                         evicted: Some(oldest),
                         ..
                     }) = &admitted
                     {
-                        // Its place went to this newcomer: close it.
-                        if let Some(old) = sockets.get(oldest) {
-                            tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
-                            old.shutdown(std::net::Shutdown::Both);
-                        }
+                        self.evict(*oldest);
                     }
                     let admitted = admitted.map(|a| a.ticket);
                     if let Ok(ticket) = admitted {
+                        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
                         sockets.insert(ticket, Arc::clone(&socket));
                     }
-                    drop(sockets);
                     self.serving.count.fetch_add(1, Ordering::SeqCst);
                     smol::spawn(Arc::clone(&self).serve(id, socket, admitted)).detach();
                 }
                 Err(e) => {
                     tracing::warn!(url = %self.url, "accept failed: {e}");
-                    smol::Timer::after(Duration::from_millis(10)).await;
+                    smol::Timer::after(rigwire_core::link::RETRY_AFTER).await;
                 }
             }
+        }
+    }
+
+    /// Its place went to a newcomer: closes the connection holding
+    /// `ticket`, telling it why once it is past its opening (TLS, websocket).
+    fn evict(&self, ticket: Ticket) {
+        tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
+        let peer = self
+            .connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .find(|p| p.shared.lock().link.ticket() == Some(ticket))
+            .cloned();
+        if let Some(peer) = peer {
+            // Its last words go out with a write that does not wait, then
+            // the socket is shut: a crowd of strangers holds nothing longer.
+            let evicted = Admission::eviction();
+            peer.shared
+                .command(|link, now| link.reject(evicted.code, &evicted.reason, now));
+            peer.shared.shutdown_transport();
+            return;
+        }
+        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(socket) = sockets.get(&ticket) {
+            socket.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -381,12 +399,12 @@ impl RunningServer {
     pub async fn shutdown(mut self, grace: Duration) {
         // Newcomers during the grace are still accepted, and refused with
         // `Reject{Shutdown}` (spec §6.9), not left unanswered in the backlog.
-        self.inner.admission().stop();
+        let goodbye = self.inner.admission().stop();
         let accept = self.accept.take();
         let peers = self.inner.all_peers();
         for peer in &peers {
             peer.shared
-                .command(|link, now| link.drain(grace, SHUTTING_DOWN, now));
+                .command(|link, now| link.drain(grace, &goodbye, now));
         }
         // Each link closes by the end of its grace, a timer of its own (run
         // here), then its driver ends once its last frames are out or the
@@ -447,10 +465,10 @@ impl Drop for RunningServer {
         if self.accept.is_none() {
             return; // shut down or aborted already
         }
-        self.inner.admission().stop();
+        let goodbye = self.inner.admission().stop();
         for peer in self.inner.all_peers() {
             peer.shared
-                .command(|link, now| link.shutdown(SHUTTING_DOWN, now));
+                .command(|link, now| link.shutdown(&goodbye, now));
         }
         self.inner.listener.cleanup();
     }

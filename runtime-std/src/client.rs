@@ -95,7 +95,7 @@ pub(crate) fn open(
                 reason: format!("cannot start a thread: {e}"),
             })?;
     }
-    let deadline = Instant::now() + config.protocol.handshake_timeout + Duration::from_millis(100);
+    let deadline = Instant::now() + config.handshake_wait();
     let outcome = shared.wait_for(Some(deadline), |link| match closed(link) {
         Some(err) => Some(Err(err)),
         None if link.waiters().connected() => Some(Ok(())),

@@ -189,7 +189,7 @@ mod epoll {
                 if let Err(e) = waited {
                     if e != rustix::io::Errno::INTR {
                         tracing::error!("the parker cannot wait for its sockets: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        std::thread::sleep(rigwire_core::link::RETRY_AFTER);
                     }
                     continue;
                 }

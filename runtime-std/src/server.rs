@@ -153,9 +153,6 @@ impl Server {
     }
 }
 
-/// What a server tells its peers when it shuts down.
-const SHUTTING_DOWN: &str = "the server is shutting down";
-
 /// An accepted socket that has not spoken yet: no thread of its own.
 struct Waiting {
     id: u64,
@@ -166,9 +163,6 @@ struct Waiting {
     /// When it is closed if it still has not spoken.
     until: Instant,
 }
-
-/// What a connection evicted from the handshake budget is told.
-const EVICTED: &str = "too many connections are in the handshake; the oldest is closed";
 
 impl Waiting {
     /// Sends what its connection has to say before it is dropped (a
@@ -244,7 +238,7 @@ impl ServerInner {
                 Ok(ready) => ready,
                 Err(e) => {
                     tracing::warn!(url = %self.url, "waiting for connections failed: {e}");
-                    thread::sleep(Duration::from_millis(10));
+                    thread::sleep(rigwire_core::link::RETRY_AFTER);
                     continue;
                 }
             };
@@ -302,7 +296,8 @@ impl ServerInner {
         if let Some(at) = waiting.iter().position(|w| w.ticket == ticket) {
             let mut w = waiting.swap_remove(at); // dropping it closes it
             if let Some(conn) = &mut w.conn {
-                conn.reject(rigwire_core::RejectCode::HandshakeTimeout, EVICTED);
+                let evicted = Admission::eviction();
+                conn.reject(evicted.code, &evicted.reason);
                 w.last_words();
             }
             return;
@@ -619,11 +614,11 @@ impl RunningServer {
         };
         // Newcomers during the grace are still accepted, and refused with
         // `Reject{Shutdown}` (spec §6.9), not left unanswered in the backlog.
-        self.inner.admission().stop();
+        let goodbye = self.inner.admission().stop();
         let peers = self.inner.all_peers();
         for peer in &peers {
             peer.shared
-                .command(|link, now| link.drain(grace, SHUTTING_DOWN, now));
+                .command(|link, now| link.drain(grace, &goodbye, now));
         }
         // Each link closes by the end of its grace (a timer of its own);
         // waiting here runs those timers.

@@ -74,6 +74,27 @@ fn fds_return(before: usize, strangers: Vec<TcpStream>) {
     );
 }
 
+/// The oldest stranger in a full handshake budget is told why it is
+/// closed: it reads the server's `Hello`, a `Reject` with the reason, the end.
+fn the_evicted_stranger_is_told_why(url: &str) {
+    use std::io::Read;
+    let addr = url.strip_prefix("tcp://").unwrap();
+    let mut oldest = TcpStream::connect(addr).unwrap();
+    oldest
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // the server takes it first
+    let crowd: Vec<_> = (0..16).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut said = Vec::new();
+    let _ = oldest.read_to_end(&mut said); // until closed, or the 10 s bound
+    let said = String::from_utf8_lossy(&said);
+    assert!(
+        said.contains("too many connections are in the handshake"),
+        "{said:?}"
+    );
+    drop(crowd);
+}
+
 #[test]
 fn silent_sockets_never_lock_out_a_blocking_server() {
     let _one = serial();
@@ -92,8 +113,10 @@ fn silent_sockets_never_lock_out_a_blocking_server() {
         raw::threads() - threads
     );
     all_calls_succeed(&running.local_url(), 40);
+    drop(strangers);
+    the_evicted_stranger_is_told_why(&running.local_url());
     running.shutdown(Duration::ZERO);
-    fds_return(before, strangers);
+    fds_return(before, Vec::new());
 }
 
 #[test]
@@ -107,6 +130,7 @@ fn silent_sockets_never_lock_out_an_async_server() {
     let strangers = silent_sockets(&running.local_url());
     all_calls_succeed(&running.local_url(), 40);
     drop(strangers);
+    the_evicted_stranger_is_told_why(&running.local_url());
     smol::block_on(running.shutdown(Duration::ZERO));
 }
 

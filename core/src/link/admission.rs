@@ -75,7 +75,7 @@ impl Admission {
         if self.stopping {
             return Err(Refusal {
                 code: RejectCode::Shutdown,
-                reason: format!("the {} is shutting down", self.what),
+                reason: self.goodbye(),
             });
         }
         if self.established >= self.limit {
@@ -90,6 +90,21 @@ impl Admission {
         self.next += 1;
         self.handshaking.push_back(ticket);
         Ok(Admitted { ticket, evicted })
+    }
+
+    /// What the peers are told when the server shuts down (the reason of a
+    /// drain, and of the refusals once stopping).
+    pub fn goodbye(&self) -> String {
+        format!("the {} is shutting down", self.what)
+    }
+
+    /// What a connection evicted from the handshake budget
+    /// ([`Admitted::evicted`]) is told, where it can still be told.
+    pub fn eviction() -> Refusal {
+        Refusal {
+            code: RejectCode::HandshakeTimeout,
+            reason: "too many connections are in the handshake; the oldest is closed".into(),
+        }
     }
 
     /// `ticket`'s handshake completed: it moves to the established budget.
@@ -126,9 +141,11 @@ impl Admission {
         }
     }
 
-    /// From now on every connection is refused with `Shutdown`.
-    pub fn stop(&mut self) {
+    /// Refuses every newcomer from now on (the server is shutting down);
+    /// returns what its peers are told ([`goodbye`](Self::goodbye)).
+    pub fn stop(&mut self) -> String {
         self.stopping = true;
+        self.goodbye()
     }
 
     /// Whether [`stop`](Self::stop) was called.

@@ -90,6 +90,11 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// longer silence pays one thread start.
 pub const PARK_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a loop waiting on the system (an accept loop, the parker) pauses
+/// after a failure it cannot act on (out of file descriptors, say) before it
+/// tries again: without the pause it would spin, logging.
+pub const RETRY_AFTER: Duration = Duration::from_millis(10);
+
 /// Room reserved for a frame's head beside its method name and payload, when
 /// estimating whether a call fits under the output limit.
 const FRAME_OVERHEAD: usize = 64;

@@ -53,6 +53,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// How long a client waits for its handshake: a little longer than the
+    /// handshake timeout, so that the connection's own timer (with its
+    /// precise error) ends the wait first.
+    pub fn handshake_wait(&self) -> Duration {
+        self.protocol.handshake_timeout + Duration::from_millis(100)
+    }
+
     /// Defaults, with this endpoint's name (sent to the peer, shown in its logs).
     pub fn named(name: &str) -> Self {
         Config {
