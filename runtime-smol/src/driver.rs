@@ -82,9 +82,9 @@ pub(crate) struct State {
     /// The link's progress when waiting callers were last woken.
     woken_at: u64,
     /// When the driver task's timer fires (`None`: not armed). It runs the
-    /// link's timers, calls' deadlines among them: a caller whose deadline
-    /// comes sooner wakes the driver to move it, and needs no timer of its
-    /// own.
+    /// link's timers, calls' deadlines among them: a command that makes a
+    /// sooner one wakes the driver to move it (`command_then`), so a caller needs
+    /// no timer of its own.
     timer_at: Option<Instant>,
 }
 
@@ -181,6 +181,14 @@ impl Shared {
     ) -> T {
         let mut g = self.lock();
         let out = f(&mut g.link, Instant::now());
+        // A timer sooner than the driver's (a new call's deadline, say)
+        // wakes the driver to move its timer: nobody may wait for the call.
+        // (What a read brings is seen by the driver at its next look, or
+        // within the linger while a caller reads for it.)
+        let due = g.link.poll_interest().wake_at;
+        if due.is_some_and(|due| g.timer_at.is_none_or(|armed| due < armed)) {
+            self.driver_wake.notify(usize::MAX);
+        }
         if write {
             self.flush(&mut g);
         }
@@ -415,7 +423,7 @@ impl Shared {
     /// driver task's business. A wait for the answer to `call` is woken by
     /// that answer, not by every answer, and has no timer of its own: its
     /// hint is the call's deadline, which the link answers when the driver's
-    /// timer runs it (the driver is woken to fire sooner if it must).
+    /// timer runs it (moved sooner when the call was made: `command_then`).
     /// Cancel-safe.
     ///
     /// One waiter at a time watches the socket and reads ([`Watcher`]);
@@ -430,7 +438,7 @@ impl Shared {
         (deadline, wake_hint, call): (Option<Instant>, Option<Instant>, Option<u64>),
         mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
-        let _waiting = match WaiterGuard::enter(self, (call, wake_hint), &mut take) {
+        let _waiting = match WaiterGuard::enter(self, call, &mut take) {
             Ok(waiting) => waiting,
             Err(found) => return Some(found),
         };
@@ -842,11 +850,10 @@ struct WaiterGuard<'a>(&'a Arc<Shared>, Option<u64>);
 
 impl<'a> WaiterGuard<'a> {
     /// Counts a waiting caller in, unless what it waits for is already
-    /// there (`Err`: taken at once). For a call's wait, `deadline` (the
-    /// call's) wakes the driver if its timer would fire later.
+    /// there (`Err`: taken at once).
     fn enter<T>(
         shared: &'a Arc<Shared>,
-        (call, deadline): (Option<u64>, Option<Instant>),
+        call: Option<u64>,
         take: &mut impl FnMut(&mut Link) -> Option<T>,
     ) -> Result<Self, T> {
         let mut g = shared.lock();
@@ -854,12 +861,6 @@ impl<'a> WaiterGuard<'a> {
             return Err(found);
         }
         g.fg_waiters += 1;
-        let sooner =
-            call.is_some() && deadline.is_some_and(|d| g.timer_at.is_none_or(|armed| d < armed));
-        drop(g);
-        if sooner {
-            shared.driver_wake.notify(usize::MAX);
-        }
         Ok(WaiterGuard(shared, call))
     }
 }

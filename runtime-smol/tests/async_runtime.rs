@@ -382,6 +382,38 @@ fn calls_started_now_are_answered_later_and_a_dropped_handle_cancels() {
 }
 
 #[test]
+fn a_started_call_nobody_waits_on_still_ends_by_its_deadline() {
+    // Polled with `is_ready` only: no caller waits, so only the connection's
+    // own timer can end the call, on a connection with nothing else to do.
+    smol::block_on(async {
+        let (dropped_tx, dropped) = bounded(8);
+        let (_gate_tx, gate) = bounded(1);
+        let quiet_rig = cfg("rig").keepalive(None);
+        let server = rig("tcp://127.0.0.1:0", quiet_rig, dropped_tx, gate);
+        let client = Client::connect(&server.local_url(), cfg("script").keepalive(None))
+            .await
+            .unwrap();
+        // Long enough for the connection to settle: nothing due, no timer.
+        smol::Timer::after(Duration::from_millis(300)).await;
+        let args = Payload::postcard(&()).unwrap();
+        let calls = client
+            .start_batch("hang", [args], Some(Duration::from_millis(200)))
+            .await
+            .unwrap();
+        let started = Instant::now();
+        while !calls[0].is_ready() && started.elapsed() < Duration::from_secs(10) {
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        assert!(calls[0].is_ready(), "the deadline passed unnoticed");
+        for call in calls {
+            assert_eq!(call.wait().await, Err(Error::DeadlineExceeded));
+        }
+        assert!(handler_dropped(&dropped).await, "the rig was not told");
+        server.shutdown(Duration::from_secs(1)).await;
+    });
+}
+
+#[test]
 fn a_batch_to_a_peer_that_does_not_read_ends_by_its_deadline_without_spinning() {
     let _alone = quiet();
     smol::block_on(async {

@@ -29,6 +29,30 @@ fn a_deadline_fails_the_call_and_cancels_the_handler() {
 }
 
 #[test]
+fn a_started_call_nobody_waits_on_still_ends_by_its_deadline() {
+    // No caller waits and nobody polls: only the connection's own thread can
+    // end the call, on a connection with nothing else to do (no keepalive).
+    let probe = Probe::default();
+    let server = rig(
+        "tcp://127.0.0.1:0",
+        cfg("rig").keepalive(None),
+        probe.clone(),
+    );
+    let client = Client::connect(&server.local_url(), cfg("script").keepalive(None)).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // settled: nothing due
+    let args = rigwire_std::Payload::postcard(&()).unwrap();
+    let pending = client
+        .start_raw("watch_cancel", args, Some(Duration::from_millis(200)))
+        .unwrap();
+    assert!(
+        probe.saw_cancel.wait(Duration::from_secs(10)),
+        "the deadline passed unnoticed: the rig was never told"
+    );
+    assert_eq!(pending.wait(), Err(Error::DeadlineExceeded));
+    server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
 fn a_default_deadline_applies_to_every_call() {
     let server = rig("tcp://127.0.0.1:0", cfg("rig"), Probe::default());
     let client = Client::connect(
