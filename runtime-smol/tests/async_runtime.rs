@@ -349,6 +349,20 @@ fn calls_started_now_are_answered_later_and_a_dropped_handle_cancels() {
             assert_eq!(back, args, "{url}");
             let sum = client.start::<_, i64>("add", &(2i64, 5i64)).await.unwrap();
             assert_eq!(sum.wait().await, Ok(7));
+            // One call that cannot start fails the batch; the calls it had
+            // started are cancelled, and the connection carries on.
+            let too_big = Payload::new(rigwire_smol::Codec::Postcard, vec![0u8; 16 << 20]);
+            let batch = [Payload::postcard(&1u8).unwrap(), too_big];
+            let refused = client.start_batch("echo", batch, None).await;
+            assert!(
+                matches!(refused, Err(Error::TooLarge { .. })),
+                "{refused:?}"
+            );
+            assert!(client
+                .start_batch("echo", [], None)
+                .await
+                .unwrap()
+                .is_empty());
 
             // Waiting with a timeout leaves an unanswered call in flight.
             let mut hung = client
