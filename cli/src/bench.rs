@@ -670,8 +670,9 @@ fn raw_forwarder(to: String) -> String {
 }
 
 /// A raw forwarder built as the relay is: one thread whose executor also
-/// drives the reactor, a task per direction of each connection.
-fn raw_smol_forwarder(to: String) -> String {
+/// drives the reactor, a task per direction. It forwards one connection and
+/// its thread ends with it (no second executor thread beside the relay's).
+fn raw_smol_forwarder(to: String) -> (String, thread::JoinHandle<()>) {
     use smol::io::AsyncWriteExt;
     use smol::Async;
     use std::sync::Arc;
@@ -679,11 +680,11 @@ fn raw_smol_forwarder(to: String) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = listener.local_addr().expect("bound").to_string();
     let to: std::net::SocketAddr = to.parse().expect("an address");
-    thread::spawn(move || {
+    let forwarding = thread::spawn(move || {
         let tasks = smol::Executor::new();
         smol::block_on(tasks.run(async {
             let listener = Async::new(listener).expect("a non-blocking listener");
-            while let Ok((down, _)) = listener.accept().await {
+            if let Ok((down, _)) = listener.accept().await {
                 let Ok(up) = Async::<TcpStream>::connect(to).await else {
                     return;
                 };
@@ -692,6 +693,7 @@ fn raw_smol_forwarder(to: String) -> String {
                     up.get_ref().set_nodelay(true),
                 );
                 let (down, up) = (Arc::new(down), Arc::new(up));
+                let mut pipes = Vec::new();
                 for (from, into) in [(Arc::clone(&down), Arc::clone(&up)), (up, down)] {
                     let pipe = async move {
                         let mut buf = vec![0u8; 64 * 1024];
@@ -699,22 +701,27 @@ fn raw_smol_forwarder(to: String) -> String {
                         // that finds nothing, the least a reactor allows.
                         while from.readable().await.is_ok() {
                             let n = match from.get_ref().read(&mut buf) {
-                                Ok(0) => return,
+                                Ok(0) => break,
                                 Ok(n) => n,
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                                Err(_) => return,
+                                Err(_) => break,
                             };
                             if (&*into).write_all(&buf[..n]).await.is_err() {
-                                return;
+                                break;
                             }
                         }
+                        // The end travels on: the other direction ends too.
+                        let _ = into.get_ref().shutdown(std::net::Shutdown::Write);
                     };
-                    tasks.spawn(pipe).detach();
+                    pipes.push(tasks.spawn(pipe));
+                }
+                for pipe in pipes {
+                    pipe.await;
                 }
             }
         }));
     });
-    addr
+    (addr, forwarding)
 }
 
 /// The same work direct and through one more hop: raw frames through a
@@ -731,13 +738,16 @@ fn two_hops(blocks: usize, per_block: usize, small: &Payload) -> Result<HopRows,
         || raw_one.round_trip(),
         || raw_two.round_trip(),
     ));
-    let mut raw_smol_two = RawClient::new(&raw_smol_forwarder(raw_addr), 32 + 8);
+    let (forwarder, forwarding) = raw_smol_forwarder(raw_addr);
+    let mut raw_smol_two = RawClient::new(&forwarder, 32 + 8);
     let raw_smol = Hops::of(&alternate(
         blocks,
         per_block,
         || raw_one.round_trip(),
         || raw_smol_two.round_trip(),
     ));
+    drop(raw_smol_two);
+    let _ = forwarding.join();
 
     let direct = rig_server("tcp://127.0.0.1:0")?;
     let relay = rigwire_smol::RelayServer::bind(

@@ -83,8 +83,8 @@ pub(crate) struct State {
     woken_at: u64,
     /// When the driver task's timer fires (`None`: not armed). It runs the
     /// link's timers, calls' deadlines among them: a command that makes a
-    /// sooner one wakes the driver to move it (`command_then`), so a caller needs
-    /// no timer of its own.
+    /// sooner one wakes the driver to move it (`command_then`), so a
+    /// caller needs no timer of its own.
     timer_at: Option<Instant>,
 }
 
@@ -419,11 +419,10 @@ impl Shared {
 
     /// Waits until `take` finds what it wants, reading the transport itself
     /// when the link wants input, until `deadline` (then `None`).
-    /// `wake_hint` is a moment to look again; the link's timers are the
-    /// driver task's business. A wait for the answer to `call` is woken by
-    /// that answer, not by every answer, and has no timer of its own: its
-    /// hint is the call's deadline, which the link answers when the driver's
-    /// timer runs it (moved sooner when the call was made: `command_then`).
+    /// `wake_hint` is a moment to look again; the link's timers, calls'
+    /// deadlines among them, are the driver task's business (its timer is
+    /// moved sooner when a call is made: `command_then`). A wait for the
+    /// answer to `call` is woken by that answer, not by every answer.
     /// Cancel-safe.
     ///
     /// One waiter at a time watches the socket and reads ([`Watcher`]);
@@ -442,7 +441,6 @@ impl Shared {
             Ok(waiting) => waiting,
             Err(found) => return Some(found),
         };
-        let wake_hint = wake_hint.filter(|_| call.is_none());
         let mut watcher = None;
         let mut check = |shared: &Self| {
             let mut g = shared.lock();

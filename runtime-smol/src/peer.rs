@@ -218,7 +218,7 @@ impl Peer {
         // On a refusal, dropping the calls already started cancels them.
         let calls: Vec<RawPendingCall> = ids
             .into_iter()
-            .map(|id| RawPendingCall::new(&self.shared, id, deadline))
+            .map(|id| RawPendingCall::new(&self.shared, id))
             .collect();
         admitted.map(|()| calls).map_err(Error::from)
     }
@@ -237,7 +237,7 @@ impl Peer {
                 link.call(method, args.clone(), deadline, now)
             })
             .await?;
-        Ok(RawPendingCall::new(&self.shared, id, deadline))
+        Ok(RawPendingCall::new(&self.shared, id))
     }
 
     /// Sends a one-way notification (typed, postcard).

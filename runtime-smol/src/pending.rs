@@ -19,8 +19,6 @@ use crate::driver::Shared;
 pub struct RawPendingCall {
     shared: Arc<Shared>,
     id: u64,
-    /// The call's own deadline, which the connection keeps.
-    deadline: Option<Instant>,
     done: bool,
 }
 
@@ -31,11 +29,10 @@ impl fmt::Debug for RawPendingCall {
 }
 
 impl RawPendingCall {
-    pub(crate) fn new(shared: &Arc<Shared>, id: u64, deadline: Option<Instant>) -> Self {
+    pub(crate) fn new(shared: &Arc<Shared>, id: u64) -> Self {
         RawPendingCall {
             shared: Arc::clone(shared),
             id,
-            deadline,
             done: false,
         }
     }
@@ -82,9 +79,7 @@ impl RawPendingCall {
         };
         let found = self
             .shared
-            .wait_for((until, self.deadline, Some(id)), |link| {
-                link.waiters().take_call(id)
-            })
+            .wait_for((until, None, Some(id)), |link| link.waiters().take_call(id))
             .await?;
         self.done = true;
         Some(found.map_err(Error::from))
