@@ -8,6 +8,7 @@
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use rigwire_core::link::{Alarm, Callers, LINGER};
 use rigwire_core::testing::{Behaviour, LinkPair, Side};
 use rigwire_core::{CallError, ConnectionError, Keepalive, ProtocolConfig};
 
@@ -616,4 +617,50 @@ fn due_connections_come_out_once_at_their_latest_timer() {
     assert!(parked.take_due(at(1000)).is_empty(), "stale timers skipped");
     assert_eq!(parked.take_all(), vec![(3, "c")]);
     assert_eq!(parked.next_wake(), None);
+}
+
+#[test]
+fn callers_are_active_while_one_waits_and_for_the_linger_after() {
+    let t0 = Instant::now();
+    let mut callers = Callers::default();
+    callers.set_linger(LINGER);
+    assert_eq!(callers.active(t0), None, "nobody yet: the runtime reads");
+    callers.enter();
+    callers.enter();
+    assert_eq!(callers.active(t0), Some(t0 + LINGER), "look again later");
+    assert!(!callers.leave(), "one still waits");
+    assert!(callers.leave(), "the last left");
+    callers.all_left(t0);
+    let later = t0 + LINGER / 2;
+    assert_eq!(callers.active(later), Some(t0 + LINGER), "the linger's end");
+    assert_eq!(callers.active(t0 + LINGER), None, "the linger is over");
+    let mut serving = Callers::default();
+    serving.enter();
+    assert!(serving.leave());
+    serving.all_left(t0);
+    assert!(!serving.lingers());
+    assert_eq!(serving.active(t0), None, "no linger: reads at once");
+}
+
+#[test]
+fn an_alarm_moves_only_sooner_until_it_fires() {
+    let t0 = Instant::now();
+    let s = Duration::from_secs(1);
+    let mut alarm = Alarm::default();
+    assert_eq!(alarm.arm(None), None, "nothing wanted, nothing set");
+    assert_eq!(alarm.arm(Some(t0 + 5 * s)), Some(t0 + 5 * s));
+    assert_eq!(
+        alarm.arm(Some(t0 + 6 * s)),
+        None,
+        "later: left to fire early"
+    );
+    assert!(!alarm.is_sooner(Some(t0 + 6 * s)));
+    assert!(alarm.is_sooner(Some(t0 + s)));
+    assert_eq!(alarm.arm(Some(t0 + s)), Some(t0 + s), "sooner: moved");
+    alarm.fired();
+    assert!(
+        alarm.is_sooner(Some(t0 + 9 * s)),
+        "fired: anything is sooner"
+    );
+    assert_eq!(alarm.arm(Some(t0 + 9 * s)), Some(t0 + 9 * s));
 }

@@ -36,7 +36,7 @@ use std::time::Instant;
 use event_listener::{Event, IntoNotification};
 use rigwire_core::link::earliest;
 pub(crate) use rigwire_core::link::READ_CHUNK;
-use rigwire_core::link::{Admit, Job, Link, NoRoomError};
+use rigwire_core::link::{Admit, Alarm, Job, Link, NoRoomError};
 use rigwire_core::{Connection, IncomingCall, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire};
 use smol::{future, Task, Timer};
@@ -65,8 +65,6 @@ pub(crate) struct State {
     tasks: HashMap<u64, Task<()>>,
     /// The last key given to a notify's task.
     notify_key: u64,
-    fg_waiters: usize,
-    fg_last: Option<Instant>,
     /// A waiting caller watches the socket for the others ([`Watcher`]).
     watched: bool,
     /// Reads that brought bytes; the driver task reads what a watcher
@@ -81,11 +79,10 @@ pub(crate) struct State {
     woken: HashSet<u64>,
     /// The link's progress when waiting callers were last woken.
     woken_at: u64,
-    /// When the driver task's timer fires (`None`: not armed). It runs the
-    /// link's timers, calls' deadlines among them: a command that makes a
-    /// sooner one wakes the driver to move it (`command_then`), so a
-    /// caller needs no timer of its own.
-    timer_at: Option<Instant>,
+    /// The driver task's timer. It runs the link's timers, calls' deadlines
+    /// among them: a command that makes a sooner one wakes the driver to
+    /// move it (`command_then`), so a caller needs no timer of its own.
+    alarm: Alarm,
 }
 
 /// Everything one connection's tasks share.
@@ -107,7 +104,6 @@ pub(crate) struct Shared {
     socket: Arc<Socket>,
     handlers: Arc<Handlers>,
     hooks: Arc<Hooks>,
-    linger: std::time::Duration,
     /// For logs: where this connection goes or comes from.
     pub(crate) label: String,
 }
@@ -122,21 +118,21 @@ impl Shared {
         label: String,
         linger: std::time::Duration,
     ) -> Arc<Shared> {
+        let mut link = Link::new(conn);
+        link.callers_mut().set_linger(linger);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                link: Link::new(conn),
+                link,
                 wire,
                 write_blocked: false,
                 tasks: HashMap::new(),
                 notify_key: 0,
-                fg_waiters: 0,
-                fg_last: None,
                 watched: false,
                 reads: 0,
                 call_wakers: HashMap::new(),
                 woken: HashSet::new(),
                 woken_at: 0,
-                timer_at: None,
+                alarm: Alarm::default(),
             }),
             changed: Event::new(),
             handoff: Event::new(),
@@ -147,7 +143,6 @@ impl Shared {
             socket,
             handlers,
             hooks,
-            linger,
             label,
         });
         let mut g = shared.lock();
@@ -185,8 +180,7 @@ impl Shared {
         // wakes the driver to move its timer: nobody may wait for the call.
         // (What a read brings is seen by the driver at its next look, or
         // within the linger while a caller reads for it.)
-        let due = g.link.poll_interest().wake_at;
-        if due.is_some_and(|due| g.timer_at.is_none_or(|armed| due < armed)) {
+        if g.alarm.is_sooner(g.link.poll_interest().wake_at) {
             self.driver_wake.notify(usize::MAX);
         }
         if write {
@@ -527,26 +521,17 @@ impl Shared {
         // The reads counted at the last look while callers were active.
         let mut seen_reads = u64::MAX;
         // One timer for the task's life, moved only to fire sooner
-        // (`State::timer_at`): one that fires early just makes the loop look
-        // again, while each move costs the reactor a wake-up, and keepalive,
-        // the linger and calls' deadlines move with every message.
+        // (`State::alarm`).
         let mut timer = Timer::never();
         loop {
             let listener = self.driver_wake.listen();
             let (finished, interest, blocked, callers_active, arm, reads) = {
                 let mut g = self.lock();
-                let now = Instant::now();
-                let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
-                let callers_active = g.fg_waiters > 0 || linger_until.is_some();
-                // While callers are active, look again when the linger ends:
-                // a client's caller may leave without waking us.
-                let recheck = callers_active.then(|| linger_until.unwrap_or(now + LINGER));
+                // While callers read, look again when they may have left.
+                let recheck = g.link.callers().active(Instant::now());
+                let callers_active = recheck.is_some();
                 let interest = g.link.poll_interest();
-                let arm = earliest(interest.wake_at, recheck)
-                    .filter(|at| g.timer_at.is_none_or(|armed| *at < armed));
-                if arm.is_some() {
-                    g.timer_at = arm;
-                }
+                let arm = g.alarm.arm(earliest(interest.wake_at, recheck));
                 (
                     g.link.is_finished(),
                     interest,
@@ -607,7 +592,7 @@ impl Shared {
                     self.finish(jobs);
                 }
                 Wake::Timer => {
-                    self.lock().timer_at = None;
+                    self.lock().alarm.fired();
                     // Nothing read since the last look while callers wait:
                     // their watcher may be a wait no longer polled.
                     if callers_active && interest.read && reads == seen_reads {
@@ -858,7 +843,7 @@ impl<'a> WaiterGuard<'a> {
         if let Some(found) = take(&mut g.link) {
             return Err(found);
         }
-        g.fg_waiters += 1;
+        g.link.callers_mut().enter();
         Ok(WaiterGuard(shared, call))
     }
 }
@@ -866,11 +851,10 @@ impl<'a> WaiterGuard<'a> {
 impl Drop for WaiterGuard<'_> {
     fn drop(&mut self) {
         let mut g = self.0.lock();
-        g.fg_waiters -= 1;
-        if g.fg_waiters == 0 {
-            // The linger runs from when the last caller left.
-            g.fg_last = Some(Instant::now());
+        if g.link.callers_mut().leave() {
+            g.link.callers_mut().all_left(Instant::now());
         }
+        let lingers = g.link.callers().lingers();
         // The last caller woken with its answer writes what the others
         // left for one write (see `write_soon`).
         let last_woken = self
@@ -881,7 +865,7 @@ impl Drop for WaiterGuard<'_> {
             self.0.write_now();
         }
         // On the accepting side nobody else reads now.
-        if self.0.linger.is_zero() {
+        if !lingers {
             self.0.driver_wake.notify(usize::MAX);
         }
     }

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
-use rigwire_core::link::{Admission, Ticket};
+use rigwire_core::link::{Admission, Alarm, Ticket};
 use rigwire_core::relay::{ConnId, PeerKind, Relay, RelayConfig, RelayEvent};
 use rigwire_core::{
     Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode, RemoteError,
@@ -161,7 +161,7 @@ impl RelayServer {
             state: Mutex::new(State {
                 relay,
                 io: BTreeMap::new(),
-                timer_at: None,
+                alarm: Alarm::default(),
             }),
             timer_wake: Event::new(),
             gone: Event::new(),
@@ -233,8 +233,8 @@ struct ConnIo {
 struct State {
     relay: Relay,
     io: BTreeMap<ConnId, ConnIo>,
-    /// When the timer task means to wake; an earlier timer must wake it.
-    timer_at: Option<Instant>,
+    /// The timer task's timer; an earlier timer must wake the task.
+    alarm: Alarm,
 }
 
 struct Inner {
@@ -403,10 +403,7 @@ impl Inner {
     /// connection, takes its events, and wakes the timer task if needed.
     fn settle(&self, g: &mut State) -> Vec<OwnJob> {
         let State {
-            relay,
-            io,
-            timer_at,
-            ..
+            relay, io, alarm, ..
         } = g;
         while let Some(id) = relay.poll_touched() {
             let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) else {
@@ -433,9 +430,7 @@ impl Inner {
                 _ => {}
             }
         }
-        let next = relay.poll_timeout();
-        if next.is_some_and(|t| timer_at.is_none_or(|armed| t < armed)) {
-            *timer_at = next;
+        if alarm.is_sooner(relay.poll_timeout()) {
             self.timer_wake.notify(usize::MAX);
         }
         jobs
@@ -670,15 +665,32 @@ impl Inner {
 
     /// Runs the relay's timers: keepalive, deadlines, handshakes.
     async fn timers(self: Arc<Self>) {
+        // One timer, moved only to fire sooner (`State::alarm`).
+        let mut timer = Timer::never();
         loop {
             let listener = self.timer_wake.listen();
-            let at = {
+            let arm = {
                 let mut g = self.lock();
-                let at = g.relay.poll_timeout();
-                g.timer_at = at;
-                at
+                let due = g.relay.poll_timeout();
+                g.alarm.arm(due)
             };
-            future::or(listener, sleep_until(at)).await;
+            if let Some(at) = arm {
+                timer.set_at(at);
+            }
+            let fired = future::or(
+                async {
+                    (&mut timer).await;
+                    true
+                },
+                async {
+                    listener.await;
+                    false
+                },
+            )
+            .await;
+            if fired {
+                self.lock().alarm.fired();
+            }
             self.with_relay(|relay, now| relay.handle_timeout(now));
         }
     }

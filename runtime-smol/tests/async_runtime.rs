@@ -48,10 +48,19 @@ fn quiet() -> std::sync::MutexGuard<'static, ()> {
 /// A rig on `url` and a client of it; the rig reports dropped handler
 /// futures on the receiver, and `hang` waits on the gate (kept open).
 async fn rig_and_client(url: &str) -> (RunningServer, Client, Receiver<()>, Sender<()>) {
+    rig_and_client_with(url, cfg("rig"), cfg("script")).await
+}
+
+/// As [`rig_and_client`], with the rig's and the client's configurations.
+async fn rig_and_client_with(
+    url: &str,
+    rig_config: Config,
+    client_config: Config,
+) -> (RunningServer, Client, Receiver<()>, Sender<()>) {
     let (dropped_tx, dropped) = bounded(8);
     let (gate_tx, gate) = bounded(1);
-    let server = rig(url, cfg("rig"), dropped_tx, gate);
-    let client = Client::connect(&server.local_url(), cfg("script"))
+    let server = rig(url, rig_config, dropped_tx, gate);
+    let client = Client::connect(&server.local_url(), client_config)
         .await
         .unwrap();
     (server, client, dropped, gate_tx)
@@ -237,12 +246,9 @@ fn a_sooner_deadline_holds_while_a_later_one_is_pending() {
     // A call's wait has no timer of its own: the connection's one timer runs
     // every deadline, armed here for the hour-long call first.
     smol::block_on(async {
-        let (dropped_tx, _dropped) = bounded(8);
-        let (_gate_tx, gate) = bounded(1);
-        let server = rig("tcp://127.0.0.1:0", cfg("rig"), dropped_tx, gate);
-        let client = Client::connect(&server.local_url(), cfg("script").keepalive(None))
-            .await
-            .unwrap();
+        let quiet = cfg("script").keepalive(None);
+        let (server, client, _dropped, _gate) =
+            rig_and_client_with("tcp://127.0.0.1:0", cfg("rig"), quiet).await;
         let mut long =
             Box::pin(client.call_timeout::<_, ()>("hang", &(), Duration::from_secs(3600)));
         assert!(smol::future::poll_once(&mut long).await.is_none());
@@ -400,13 +406,9 @@ fn a_started_call_nobody_waits_on_still_ends_by_its_deadline() {
     // Polled with `is_ready` only: no caller waits, so only the connection's
     // own timer can end the call, on a connection with nothing else to do.
     smol::block_on(async {
-        let (dropped_tx, dropped) = bounded(8);
-        let (_gate_tx, gate) = bounded(1);
-        let quiet_rig = cfg("rig").keepalive(None);
-        let server = rig("tcp://127.0.0.1:0", quiet_rig, dropped_tx, gate);
-        let client = Client::connect(&server.local_url(), cfg("script").keepalive(None))
-            .await
-            .unwrap();
+        let (quiet_rig, quiet) = (cfg("rig").keepalive(None), cfg("script").keepalive(None));
+        let (server, client, dropped, _gate) =
+            rig_and_client_with("tcp://127.0.0.1:0", quiet_rig, quiet).await;
         // Long enough for the connection to settle: nothing due, no timer.
         smol::Timer::after(Duration::from_millis(300)).await;
         let args = Payload::postcard(&()).unwrap();

@@ -66,12 +66,8 @@ pub(crate) struct State {
     /// A waiting caller waits for the socket to take more itself (with its
     /// reply's read): the writer thread stands by meanwhile.
     fg_writing: bool,
-    /// Threads inside `wait_for`.
-    fg_waiters: usize,
     /// Threads asleep on `cond`.
     fg_sleepers: usize,
-    /// When a caller last finished waiting.
-    fg_last: Option<Instant>,
     /// Whether the background thread is asleep on `bg_cond` (waking it
     /// otherwise is a wasted system call on every message).
     bg_sleeping: bool,
@@ -114,8 +110,6 @@ pub(crate) struct Shared {
     writer_cond: Condvar,
     /// Wakes whoever waits for the connection to close ([`Peer::closed`]).
     closed_cond: Condvar,
-    /// See [`LINGER`]; zero on the accepting side.
-    linger: Duration,
     /// For sends, waits and shutdown; never locked.
     socket: Socket,
     handlers: Arc<Handlers>,
@@ -137,19 +131,19 @@ impl Shared {
         linger: Duration,
     ) -> io::Result<Arc<Shared>> {
         let reader = Reader::new(&socket)?;
+        let mut link = Link::new(conn);
+        link.callers_mut().set_linger(linger);
         let shared = Arc::new_cyclic(|me| Shared {
             me: me.clone(),
             state: Mutex::new(State {
-                link: Link::new(conn),
+                link,
                 wire,
                 reader: Some(reader),
                 write_blocked: false,
                 writer_started: false,
                 writer_sleeping: false,
                 fg_writing: false,
-                fg_waiters: 0,
                 fg_sleepers: 0,
-                fg_last: None,
                 bg_sleeping: false,
                 woken_at: 0,
                 pool_held: 0,
@@ -162,7 +156,6 @@ impl Shared {
             bg_cond: Condvar::new(),
             writer_cond: Condvar::new(),
             closed_cond: Condvar::new(),
-            linger,
             socket,
             handlers,
             pool,
@@ -374,7 +367,7 @@ impl Shared {
         mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
         let mut g = self.lock();
-        g.fg_waiters += 1;
+        g.link.callers_mut().enter();
         let found = loop {
             if let Some(found) = take(&mut g.link) {
                 break Some(found);
@@ -394,8 +387,9 @@ impl Shared {
                 self.idle_step(g, deadline, false)
             };
         };
-        g.fg_waiters -= 1;
-        g.fg_last = Some(Instant::now());
+        if g.link.callers_mut().leave() {
+            g.link.callers_mut().all_left(Instant::now());
+        }
         // The reader may be free now for another caller or the background thread.
         self.wake(&mut g, true);
         found
@@ -415,8 +409,9 @@ impl Shared {
         g.woken_at = progress;
         let closed = g.link.is_closed();
         if g.bg_sleeping {
-            let reader_free_on_server = g.fg_waiters == 0
-                && self.linger.is_zero()
+            let callers = g.link.callers();
+            let reader_free_on_server = callers.waiting() == 0
+                && !callers.lingers()
                 && g.reader.is_some()
                 && g.link.wants_input();
             if closed || reader_free_on_server {
@@ -453,8 +448,9 @@ impl Shared {
                 break;
             }
             let now = Instant::now();
-            let linger_until = g.fg_last.map(|t| t + self.linger).filter(|t| *t > now);
-            let callers_active = g.fg_waiters > 0 || linger_until.is_some();
+            // While callers read, look again when they may have left.
+            let recheck = g.link.callers().active(now);
+            let callers_active = recheck.is_some();
             let read = g.reader.is_some() && g.link.wants_input();
             let mut park_at = self.parkable(&g).then(|| g.link.park_at()).flatten();
             if park_at.is_some_and(|at| at <= now) {
@@ -470,9 +466,6 @@ impl Shared {
             } else if read && !callers_active {
                 self.read_step(g, park_at)
             } else {
-                // Look again when the linger ends: a caller may leave
-                // without waking us.
-                let recheck = linger_until.or_else(|| callers_active.then(|| now + LINGER));
                 self.idle_step(g, recheck, true)
             };
         }
@@ -486,7 +479,7 @@ impl Shared {
     /// threads go (none busy with it); the link says whether it is idle.
     fn parkable(&self, g: &State) -> bool {
         g.park.is_some()
-            && g.fg_waiters == 0
+            && g.link.callers().waiting() == 0
             && !g.write_blocked
             && g.pool_held == 0
             && g.pool_waiting.is_empty()

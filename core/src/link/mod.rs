@@ -17,7 +17,8 @@
 //!   deadline runs from the moment it was first made, so a caller that waits
 //!   for room waits within it;
 //! * the routing of answers, echoes and pongs to their waiters
-//!   ([`Waiters`]);
+//!   ([`Waiters`]), and who reads for them: the callers waiting, and the
+//!   linger after the last left ([`Callers`]);
 //! * the queue of work for the application ([`poll_job`](Link::poll_job)):
 //!   handlers to start, cancels of running ones, hooks to run. A call the
 //!   peer cancels before its handler was handed out never starts;
@@ -59,10 +60,12 @@ use crate::id_map::IdMap;
 use crate::message::ErrorKind;
 
 pub mod admission;
+mod callers;
 mod parked;
 pub mod reconnect;
 mod settings;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
+pub use callers::{Alarm, Callers};
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
@@ -239,6 +242,7 @@ impl<E: NoRoomError> Admit<E> {
 pub struct Link {
     conn: Connection,
     waiters: Waiters,
+    callers: Callers,
     jobs: VecDeque<Job>,
     /// Incoming calls whose handler was handed out and has not replied.
     running: IdMap<()>,
@@ -281,6 +285,7 @@ impl Link {
         let mut link = Link {
             conn,
             waiters: Waiters::default(),
+            callers: Callers::default(),
             jobs: VecDeque::new(),
             running: IdMap::default(),
             cancelled: BTreeSet::new(),
@@ -319,6 +324,16 @@ impl Link {
     /// Results waiting for their callers.
     pub fn waiters(&mut self) -> &mut Waiters {
         &mut self.waiters
+    }
+
+    /// The callers waiting on this connection, who read for it.
+    pub fn callers(&self) -> &Callers {
+        &self.callers
+    }
+
+    /// The callers, to count one in or out.
+    pub fn callers_mut(&mut self) -> &mut Callers {
+        &mut self.callers
     }
 
     /// What the peer announced, once its `Hello` was accepted.

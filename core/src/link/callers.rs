@@ -1,0 +1,107 @@
+//! Who reads and when to look: the application's callers waiting on a
+//! connection ([`Callers`]), and the one timer a runtime keeps for it
+//! ([`Alarm`]). Both runtimes wait the same way (whoever waits reads), so
+//! these rules are written once, here.
+
+use std::time::{Duration, Instant};
+
+use super::LINGER;
+
+/// The application's callers waiting on one connection, as a runtime counts
+/// them. While any waits, or within the linger after the last one left, a
+/// caller reads for the connection (its answer and the others') and the
+/// runtime's own reader keeps off the socket: a script's back-to-back calls
+/// each read their own reply instead of having it handed across threads or
+/// tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Callers {
+    waiting: usize,
+    /// When the last waiting caller left.
+    last_left: Option<Instant>,
+    /// How long after the last left a caller is still expected back.
+    linger: Duration,
+}
+
+impl Callers {
+    /// Sets how long after the last caller left one is still expected back:
+    /// [`LINGER`] for a script's client, zero for a connection that serves
+    /// (its callers are the exception).
+    pub fn set_linger(&mut self, linger: Duration) {
+        self.linger = linger;
+    }
+
+    /// Whether callers linger: if not, the runtime's reader may read as
+    /// soon as the last caller left.
+    pub fn lingers(&self) -> bool {
+        !self.linger.is_zero()
+    }
+
+    /// A caller starts waiting.
+    pub fn enter(&mut self) {
+        self.waiting += 1;
+    }
+
+    /// A caller stopped waiting. Returns `true` when it was the last: then
+    /// say when with [`all_left`](Self::all_left), from which the linger
+    /// runs (the clock is read only then).
+    pub fn leave(&mut self) -> bool {
+        self.waiting = self.waiting.saturating_sub(1);
+        self.waiting == 0
+    }
+
+    /// The last waiting caller left at `now`.
+    pub fn all_left(&mut self, now: Instant) {
+        self.last_left = Some(now);
+    }
+
+    /// Callers waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Whether callers are active at `now` (waiting, or within the linger
+    /// after the last left), and if so when the runtime's reader should look
+    /// again: the linger's end, or [`LINGER`] from now while one waits (a
+    /// caller may stop waiting without telling anyone). `None`: nobody reads
+    /// for the connection; the runtime's reader does.
+    pub fn active(&self, now: Instant) -> Option<Instant> {
+        let linger_until = self.last_left.map(|t| t + self.linger).filter(|t| *t > now);
+        linger_until.or_else(|| (self.waiting > 0).then(|| now + LINGER))
+    }
+}
+
+/// The moment a runtime's one timer for a connection (or a relay) is set
+/// for, moved only to fire sooner: a timer that fires early just makes the
+/// runtime look again, while each move costs it (a new timer, a wake-up of
+/// its reactor), and keepalive, the linger and calls' deadlines move with
+/// every message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Alarm {
+    at: Option<Instant>,
+}
+
+impl Alarm {
+    /// The runtime is about to wait and wants to wake at `want`: returns
+    /// the moment to set its timer to when it must move (sooner than set,
+    /// or not set), `None` to leave it as it is.
+    pub fn arm(&mut self, want: Option<Instant>) -> Option<Instant> {
+        let at = want.filter(|want| self.is_later_than(*want))?;
+        self.at = Some(at);
+        Some(at)
+    }
+
+    /// Whether `due` (a timer just made, a new call's deadline) comes before
+    /// the alarm: then whoever waits on the alarm must be woken to move it.
+    pub fn is_sooner(&self, due: Option<Instant>) -> bool {
+        due.is_some_and(|due| self.is_later_than(due))
+    }
+
+    /// The timer fired: nothing is set until the next [`arm`](Self::arm).
+    pub fn fired(&mut self) {
+        self.at = None;
+    }
+
+    fn is_later_than(&self, t: Instant) -> bool {
+        self.at.is_none_or(|at| t < at)
+    }
+}
