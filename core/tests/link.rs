@@ -664,3 +664,23 @@ fn an_alarm_moves_only_sooner_until_it_fires() {
     );
     assert_eq!(alarm.arm(Some(t0 + 9 * s)), Some(t0 + 9 * s));
 }
+
+#[test]
+fn a_connection_holds_at_most_half_the_pool_and_its_jobs_wait_in_order() {
+    use rigwire_core::link::PoolShare;
+    let mut share = PoolShare::default();
+    assert!(share.is_idle());
+    // A pool of 4: two threads at most for one connection.
+    assert_eq!(share.admit("a", 4), Some("a"));
+    assert_eq!(share.admit("b", 4), Some("b"));
+    assert_eq!(share.admit("c", 4), None, "over its share: it waits");
+    assert_eq!(share.admit("d", 4), None);
+    assert!(!share.is_idle());
+    assert_eq!(share.finished(), Some("c"), "the next, on the same thread");
+    assert_eq!(share.finished(), Some("d"));
+    assert_eq!(share.finished(), None, "a thread given back");
+    assert_eq!(share.finished(), None, "the other one");
+    assert!(share.is_idle());
+    // A pool of one still lets a connection run one job.
+    assert_eq!(PoolShare::<()>::limit(1), 1);
+}

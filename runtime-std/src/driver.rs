@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::framing::FrameRoom;
 use rigwire_core::link::earliest;
-use rigwire_core::link::{Admit, Job, NoRoomError, READ_CHUNK};
+use rigwire_core::link::{Admit, Job, NoRoomError, PoolShare, READ_CHUNK};
 use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
 use rigwire_ws::{Flushed, Wire};
 
@@ -73,10 +73,8 @@ pub(crate) struct State {
     bg_sleeping: bool,
     /// The link's progress when sleeping callers were last woken.
     woken_at: u64,
-    /// Pool threads this connection's handlers hold now.
-    pool_held: usize,
-    /// Handlers waiting for this connection's share of the pool.
-    pool_waiting: std::collections::VecDeque<PoolJob>,
+    /// This connection's handlers on the pool: threads held, jobs waiting.
+    pool_share: PoolShare<PoolJob>,
     /// A server's connection: its id and the parker that takes it, idle,
     /// from its thread ([`crate::park`]).
     park: Option<(u64, Parker)>,
@@ -146,8 +144,7 @@ impl Shared {
                 fg_sleepers: 0,
                 bg_sleeping: false,
                 woken_at: 0,
-                pool_held: 0,
-                pool_waiting: std::collections::VecDeque::new(),
+                pool_share: PoolShare::default(),
                 park: None,
                 parked: false,
             }),
@@ -481,8 +478,7 @@ impl Shared {
         g.park.is_some()
             && g.link.callers().waiting() == 0
             && !g.write_blocked
-            && g.pool_held == 0
-            && g.pool_waiting.is_empty()
+            && g.pool_share.is_idle()
             && g.reader.is_some()
     }
 
@@ -775,13 +771,9 @@ impl Shared {
         let Some(pool) = &self.pool else {
             return job();
         };
-        let mut g = self.lock();
-        if g.pool_held >= pool.share() {
-            g.pool_waiting.push_back(job);
-            return;
-        }
-        g.pool_held += 1;
-        drop(g);
+        let Some(job) = self.lock().pool_share.admit(job, pool.threads()) else {
+            return; // it waits for this connection's share
+        };
         let shared = Arc::clone(self);
         pool.submit(move || shared.run_pooled(job));
     }
@@ -791,13 +783,9 @@ impl Shared {
     fn run_pooled(self: Arc<Self>, mut job: PoolJob) {
         loop {
             job();
-            let mut g = self.lock();
-            match g.pool_waiting.pop_front() {
+            match self.lock().pool_share.finished() {
                 Some(next) => job = next,
-                None => {
-                    g.pool_held -= 1;
-                    return;
-                }
+                None => return,
             }
         }
     }

@@ -37,11 +37,10 @@ impl Pool {
         })
     }
 
-    /// The most threads one connection may hold at once: half the pool, so
-    /// that one peer's long handlers (an hour-long notify, say) can never
-    /// take every thread from the others.
-    pub(crate) fn share(&self) -> usize {
-        (self.max_threads / 2).max(1)
+    /// Threads the pool may run at once (a connection's share of them:
+    /// [`PoolShare`](rigwire_core::link::PoolShare)).
+    pub(crate) fn threads(&self) -> usize {
+        self.max_threads
     }
 
     /// Queues a job; it runs on an idle thread, a new one, or the next free.

@@ -1,7 +1,7 @@
-//! Who reads and when to look: the application's callers waiting on a
-//! connection ([`Callers`]), and the one timer a runtime keeps for it
-//! ([`Alarm`]). Both runtimes wait the same way (whoever waits reads), so
-//! these rules are written once, here.
+//! A runtime's own arrangements for a connection, as rules written once:
+//! who reads (the application's callers waiting on it, [`Callers`]), when
+//! to look (the one timer a runtime keeps for it, [`Alarm`]), and how many
+//! handler threads it may hold ([`PoolShare`]).
 
 use std::time::{Duration, Instant};
 
@@ -103,5 +103,58 @@ impl Alarm {
 
     fn is_later_than(&self, t: Instant) -> bool {
         self.at.is_none_or(|at| t < at)
+    }
+}
+
+/// One connection's share of a pool of handler threads shared by a server's
+/// connections: it may hold at most half the pool at once, so that one
+/// peer's long handlers (an hour-long notify, say) never take every thread
+/// from the others. Jobs over its share wait, in order, and run on the
+/// thread that finishes one of its jobs.
+#[derive(Debug)]
+pub struct PoolShare<J> {
+    held: usize,
+    waiting: std::collections::VecDeque<J>,
+}
+
+impl<J> Default for PoolShare<J> {
+    fn default() -> Self {
+        PoolShare {
+            held: 0,
+            waiting: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl<J> PoolShare<J> {
+    /// The most threads one connection may hold of a pool of `threads`.
+    pub fn limit(threads: usize) -> usize {
+        (threads / 2).max(1)
+    }
+
+    /// A job for the pool of `threads`: `Some(job)` to submit now (it holds
+    /// a thread), `None` when the share is full (it waits its turn).
+    pub fn admit(&mut self, job: J, threads: usize) -> Option<J> {
+        if self.held >= Self::limit(threads) {
+            self.waiting.push_back(job);
+            return None;
+        }
+        self.held += 1;
+        Some(job)
+    }
+
+    /// A job of this connection finished on a pool thread: the next waiting
+    /// one to run on that same thread, or `None` (the thread is given back).
+    pub fn finished(&mut self) -> Option<J> {
+        let next = self.waiting.pop_front();
+        if next.is_none() {
+            self.held = self.held.saturating_sub(1);
+        }
+        next
+    }
+
+    /// Whether no job of this connection holds a thread or waits for one.
+    pub fn is_idle(&self) -> bool {
+        self.held == 0 && self.waiting.is_empty()
     }
 }

@@ -65,7 +65,7 @@ mod parked;
 pub mod reconnect;
 mod settings;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
-pub use callers::{Alarm, Callers};
+pub use callers::{Alarm, Callers, PoolShare};
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
