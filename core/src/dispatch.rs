@@ -239,6 +239,118 @@ impl Registry {
     }
 }
 
+/// The exposed names of one endpoint, each with its handler of whatever type
+/// the runtime runs (`E`): the [`Registry`] the core dispatches by, and the
+/// handlers in the order it gave out their ids, so that a [`HandlerId`] from
+/// the core finds its handler. Every table answers the built-in
+/// [`CLOCK_METHOD`], with the handler its runtime gives.
+///
+/// A runtime's `Handlers` adds the typed ways to expose a handler and
+/// dereferences to this table for the rest (`describe`, `alias`).
+#[derive(Clone)]
+pub struct HandlerTable<E> {
+    registry: Registry,
+    entries: Vec<E>,
+}
+
+impl<E> std::fmt::Debug for HandlerTable<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers")
+            .field("methods", &self.registry.methods())
+            .finish()
+    }
+}
+
+impl<E> HandlerTable<E> {
+    /// A table that answers only [`CLOCK_METHOD`], with `clock`.
+    pub fn new(clock: E) -> Self {
+        let mut registry = Registry::new();
+        registry.expose_clock();
+        HandlerTable {
+            registry,
+            entries: vec![clock],
+        }
+    }
+
+    /// Exposes `name`, answered by `handler`.
+    ///
+    /// # Errors
+    /// [`Error::Registry`](crate::Error::Registry) for an empty, over-long,
+    /// reserved or duplicate name.
+    pub fn insert(&mut self, name: &str, handler: E) -> Result<HandlerId, crate::Error> {
+        let id = self.registry.expose(name)?;
+        self.entries.push(handler);
+        Ok(id)
+    }
+
+    /// Sends calls and notifies to names nobody exposed to `handler` instead
+    /// of answering `NoSuchMethod` (see [`Registry::expose_fallback`]).
+    ///
+    /// # Errors
+    /// [`Error::Registry`](crate::Error::Registry) if a catch-all is already set.
+    pub fn insert_fallback(&mut self, handler: E) -> Result<HandlerId, crate::Error> {
+        let id = self.registry.expose_fallback()?;
+        self.entries.push(handler);
+        Ok(id)
+    }
+
+    /// Describes `name` for people, as `rigwire.methods` shows it in JSON:
+    /// its argument and result types, such as `(f64, f64) -> f64`. Typed
+    /// handlers are described from their Rust types; this overrides that.
+    ///
+    /// # Errors
+    /// [`Error::Registry`](crate::Error::Registry) if `name` is not exposed.
+    pub fn describe(&mut self, name: &str, signature: &str) -> Result<&mut Self, crate::Error> {
+        self.registry.describe(name, signature)?;
+        Ok(self)
+    }
+
+    /// Makes `alias` reach the handler exposed as `name`.
+    ///
+    /// # Errors
+    /// [`Error::Registry`](crate::Error::Registry) if `name` is not exposed
+    /// or `alias` is taken.
+    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, crate::Error> {
+        let id = self.lookup(name)?;
+        self.registry.alias(alias, id)?;
+        Ok(self)
+    }
+
+    /// The id of the handler exposed as `name` (or one of its aliases).
+    ///
+    /// # Errors
+    /// [`Error::Registry`](crate::Error::Registry) if `name` is not exposed.
+    pub fn lookup(&self, name: &str) -> Result<HandlerId, crate::Error> {
+        self.registry
+            .lookup(name)
+            .ok_or_else(|| RegistryError::NotExposed(name.to_owned()).into())
+    }
+
+    /// The names exposed, for a [`Connection`](crate::Connection).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The handler of `id`; `None` for an id this table did not give out.
+    pub fn get(&self, id: HandlerId) -> Option<&E> {
+        self.entries.get(id.0 as usize)
+    }
+}
+
+/// The answer to a call whose handler panicked with `panic`, naming the
+/// method and what the panic said.
+pub fn handler_panicked(method: &str, panic: &(dyn std::any::Any + Send)) -> crate::RemoteError {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_owned());
+    crate::RemoteError::new(
+        crate::ErrorKind::Panicked,
+        format!("handler '{method}' panicked: {what}"),
+    )
+}
+
 /// A typed handler's signature for [`Registry::describe`], from its Rust
 /// types with their module paths left out: `(f64, f64) -> f64`. The names are
 /// what the compiler reports, for people to read, not for parsing.

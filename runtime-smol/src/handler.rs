@@ -13,7 +13,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rigwire_core::{Error, ErrorKind, HandlerError, HandlerId, Payload, Registry, RemoteError};
+use rigwire_core::{
+    handler_panicked, Error, ErrorKind, HandlerError, HandlerId, HandlerTable, Payload, RemoteError,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use smol::future::FutureExt;
@@ -55,32 +57,41 @@ type RawFn = dyn Fn(CallContext, Payload) -> Pin<Box<dyn Future<Output = Result<
 
 /// The exposed names of one endpoint and their async handlers; every table
 /// answers the built-in `rigwire.clock` with this machine's wall clock.
+/// `describe` and `alias` are the [`HandlerTable`]'s, which this
+/// dereferences to.
 #[derive(Clone)]
 pub struct Handlers {
-    registry: Registry,
-    entries: Vec<Arc<RawFn>>,
+    table: HandlerTable<Arc<RawFn>>,
 }
 
 impl Default for Handlers {
     fn default() -> Self {
-        let mut registry = Registry::new();
-        registry.expose_clock();
         let clock: Arc<RawFn> = Arc::new(|_ctx, args: Payload| {
             let now = rigwire_core::wall_clock(std::time::SystemTime::now());
             Box::pin(async move { Payload::encode_result(args.codec, &now) })
         });
         Handlers {
-            registry,
-            entries: vec![clock],
+            table: HandlerTable::new(clock),
         }
     }
 }
 
 impl fmt::Debug for Handlers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handlers")
-            .field("methods", &self.registry.methods())
-            .finish()
+        self.table.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Handlers {
+    type Target = HandlerTable<Arc<RawFn>>;
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for Handlers {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.table
     }
 }
 
@@ -120,17 +131,8 @@ impl Handlers {
             let f = Arc::clone(&f);
             async move { run_typed(args, |decoded| f(ctx, decoded)).await }
         })?;
-        self.describe(name, &rigwire_core::rust_signature::<A, R>())
-    }
-
-    /// Describes `name` for people, as `rigwire.methods` shows it in JSON:
-    /// its argument and result types, such as `(f64, f64) -> f64`. Typed
-    /// handlers are described from their Rust types; this overrides that.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] if `name` is not exposed.
-    pub fn describe(&mut self, name: &str, signature: &str) -> Result<&mut Self, Error> {
-        self.registry.describe(name, signature)?;
+        self.table
+            .describe(name, &rigwire_core::rust_signature::<A, R>())?;
         Ok(self)
     }
 
@@ -143,9 +145,8 @@ impl Handlers {
         F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Payload, HandlerError>> + Send + 'static,
     {
-        self.registry.expose(name)?;
-        self.entries
-            .push(Arc::new(move |ctx, args| Box::pin(f(ctx, args))));
+        self.table
+            .insert(name, Arc::new(move |ctx, args| Box::pin(f(ctx, args))))?;
         Ok(self)
     }
 
@@ -161,32 +162,15 @@ impl Handlers {
         F: Fn(CallContext, Payload) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Payload, HandlerError>> + Send + 'static,
     {
-        self.registry.expose_fallback()?;
-        self.entries
-            .push(Arc::new(move |ctx, args| Box::pin(f(ctx, args))));
+        self.table
+            .insert_fallback(Arc::new(move |ctx, args| Box::pin(f(ctx, args))))?;
         Ok(self)
-    }
-
-    /// Makes `alias` reach the handler exposed as `name`.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
-    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
-        let id = self.registry.lookup(name).ok_or_else(|| {
-            Error::Registry(rigwire_core::RegistryError::NotExposed(name.to_owned()))
-        })?;
-        self.registry.alias(alias, id)?;
-        Ok(self)
-    }
-
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
     }
 
     /// The handler's future for one call: panics become `Panicked`, errors
     /// become remote errors.
     pub(crate) fn call(&self, id: HandlerId, ctx: CallContext, args: Payload) -> HandlerFuture {
-        let Some(f) = self.entries.get(id.0 as usize).cloned() else {
+        let Some(f) = self.table.get(id).cloned() else {
             let err = RemoteError::new(
                 ErrorKind::Internal,
                 "handler table out of step with the registry",
@@ -198,16 +182,9 @@ impl Handlers {
             match AssertUnwindSafe(f(ctx, args)).catch_unwind().await {
                 Ok(result) => result.map_err(RemoteError::from),
                 Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a non-string panic payload".into());
-                    tracing::error!(%method, "handler panicked: {what}");
-                    Err(RemoteError::new(
-                        ErrorKind::Panicked,
-                        format!("handler '{method}' panicked: {what}"),
-                    ))
+                    let err = handler_panicked(&method, &*panic);
+                    tracing::error!(%method, "{}", err.message);
+                    Err(err)
                 }
             }
         })

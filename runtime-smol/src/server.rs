@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rigwire_core::link::{Admission, Admitted, Refusal, Ticket};
+use rigwire_core::link::{Admission, Admitted, Refusal, ServerSetup, Ticket};
 use rigwire_core::Config;
 use rigwire_core::{Connection, Error, Payload, Role, Url};
 use serde::Serialize;
@@ -18,73 +17,28 @@ use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::transport::{Listener, Socket};
 
-/// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
+/// A bound server being set up: expose handlers and hooks (the
+/// [`ServerSetup`]'s, which this dereferences to), then [`start`](Self::start).
+#[derive(Debug)]
 pub struct Server {
     listener: Listener,
-    config: Config,
-    handlers: Handlers,
-    hooks: Hooks,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("url", &self.local_url())
-            .finish()
-    }
+    setup: ServerSetup<Handlers, Peer>,
 }
 
 impl Server {
     /// Binds `url` (port 0 picks a free port; see [`local_url`](Self::local_url)).
     ///
     /// # Errors
-    /// `InvalidUrl`, `Bind`, `Config`.
+    /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
     pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
-        config.protocol.validate()?;
-        let listener = Listener::bind(&Url::parse(url)?, &config.tls)?;
-        Ok(Server {
-            listener,
-            config,
-            handlers: Handlers::new(),
-            hooks: Hooks::default(),
-        })
-    }
-
-    /// The URL actually listened on, with the real port.
-    pub fn local_url(&self) -> String {
-        self.listener.local_endpoint().to_string()
-    }
-
-    /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
-    /// `wss://`), for clients to pin; `None` without TLS.
-    pub fn tls_fingerprint(&self) -> Option<String> {
-        self.listener.fingerprint().map(str::to_owned)
-    }
-
-    /// The handler table.
-    pub fn handlers_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
-    }
-
-    /// Runs `f` when a peer has connected (after authentication). Runs inline: keep it quick.
-    pub fn on_connect(&mut self, f: impl Fn(&Peer) + Send + Sync + 'static) -> &mut Self {
-        self.hooks.on_connect = Some(Box::new(f));
-        self
-    }
-
-    /// Runs `f` when a peer's connection has closed, with the reason.
-    pub fn on_disconnect(
-        &mut self,
-        f: impl Fn(&Peer, &Error) + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.hooks.on_disconnect = Some(Box::new(f));
-        self
-    }
-
-    /// Runs `f` for every confirmed message a peer sends (already echoed).
-    pub fn on_message(&mut self, f: impl Fn(&Peer, Bytes) + Send + Sync + 'static) -> &mut Self {
-        self.hooks.on_message = Some(Box::new(f));
-        self
+        let url = Url::parse(url)?;
+        let (listener, setup) = ServerSetup::bind(config, Handlers::new(), |config| {
+            let listener = Listener::bind(&url, &config.tls)?;
+            let bound = listener.local_endpoint().to_string();
+            let fingerprint = listener.fingerprint().map(str::to_owned);
+            Ok((listener, bound, fingerprint))
+        })?;
+        Ok(Server { listener, setup })
     }
 
     /// Starts accepting on a task.
@@ -94,12 +48,8 @@ impl Server {
     /// thread); the `Result` keeps the two runtimes' servers alike.
     pub fn start(self) -> Result<RunningServer, Error> {
         let url = self.local_url();
-        let admission = Arc::new(Mutex::new(Admission::new(
-            "server",
-            self.config.max_connections,
-            self.config.max_handshaking,
-        )));
-        let mut hooks = self.hooks;
+        let (config, handlers, mut hooks, admission) = self.setup.into_parts();
+        let admission = Arc::new(Mutex::new(admission));
         let admit = Arc::clone(&admission);
         hooks.admit = Some(Box::new(move |ticket| {
             admit
@@ -109,8 +59,8 @@ impl Server {
         }));
         let inner = Arc::new(ServerInner {
             listener: self.listener,
-            config: self.config,
-            handlers: Arc::new(self.handlers),
+            config,
+            handlers: Arc::new(handlers),
             hooks: Arc::new(hooks),
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
@@ -444,19 +394,19 @@ impl RunningServer {
     }
 }
 
-/// The builder hands out its handler table: `expose`, `expose_with`,
-/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
-/// own, called through it.
+/// The setup: `on_connect`, `on_disconnect`, `on_message`, `handlers_mut`,
+/// and through it the handler table's `expose`, `expose_with`, `expose_raw`
+/// and `alias`.
 impl std::ops::Deref for Server {
-    type Target = Handlers;
-    fn deref(&self) -> &Handlers {
-        &self.handlers
+    type Target = ServerSetup<Handlers, Peer>;
+    fn deref(&self) -> &Self::Target {
+        &self.setup
     }
 }
 
 impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.setup
     }
 }
 

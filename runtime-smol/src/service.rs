@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
+use rigwire_core::link::ServiceSetup;
 use rigwire_core::relay::REGISTER_METHOD;
 use rigwire_core::{Config, Reconnect};
 use rigwire_core::{Error, Url};
@@ -18,37 +19,19 @@ use crate::driver::sleep_until;
 use crate::handler::Handlers;
 use crate::peer::Peer;
 
-/// A service to run behind a relay: its names and handlers.
+/// A service to run behind a relay: its names, settings and handlers (the
+/// [`ServiceSetup`]'s, which this dereferences to).
+#[derive(Debug)]
 pub struct RemoteService {
-    names: Vec<String>,
-    config: Config,
-    handlers: Handlers,
-}
-
-impl std::fmt::Debug for RemoteService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteService")
-            .field("names", &self.names)
-            .finish()
-    }
+    setup: ServiceSetup<Handlers>,
 }
 
 impl RemoteService {
-    /// A service that will register `names` (callers then call
-    /// `name.method`). `config.reconnect` sets the backoff after the relay is
-    /// lost; without it the service retries with the default backoff until
-    /// closed.
+    /// A service that will register `names`; see [`ServiceSetup::new`].
     pub fn new(names: &[&str], config: Config) -> RemoteService {
         RemoteService {
-            names: names.iter().map(|n| (*n).to_owned()).collect(),
-            config,
-            handlers: Handlers::new(),
+            setup: ServiceSetup::new(names, config, Handlers::new()),
         }
-    }
-
-    /// The handler table.
-    pub fn handlers_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
     }
 
     /// Dials the relay's services URL and registers. Once this returns, the
@@ -61,15 +44,13 @@ impl RemoteService {
     /// not allowed), with its reason.
     pub async fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
         let endpoint = Url::parse(relay_url)?;
+        let (names, config, policy, handlers) = self.setup.into_parts();
         let service = Arc::new(ServiceInner {
             endpoint,
-            policy: self.config.reconnect.unwrap_or_default().forever(),
-            names: self.names,
-            config: Config {
-                reconnect: None,
-                ..self.config
-            },
-            handlers: Arc::new(self.handlers),
+            policy,
+            names,
+            config,
+            handlers: Arc::new(handlers),
             state: Mutex::new(Registration::default()),
             changed: Event::new(),
             stop: Event::new(),
@@ -256,18 +237,17 @@ impl Drop for RunningService {
     }
 }
 
-/// The builder hands out its handler table: `expose`, `expose_with`,
-/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
-/// own, called through it.
+/// The setup: `handlers_mut`, and through it the handler table's `expose`,
+/// `expose_with`, `expose_raw` and `alias`.
 impl std::ops::Deref for RemoteService {
-    type Target = Handlers;
-    fn deref(&self) -> &Handlers {
-        &self.handlers
+    type Target = ServiceSetup<Handlers>;
+    fn deref(&self) -> &Self::Target {
+        &self.setup
     }
 }
 
 impl std::ops::DerefMut for RemoteService {
-    fn deref_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.setup
     }
 }

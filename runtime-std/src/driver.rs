@@ -663,7 +663,7 @@ impl Shared {
             match job {
                 Job::Call(call) => self.dispatch(call, on_reading_thread),
                 Job::Notify(n) => {
-                    let Some(entry) = self.handlers.entry(n.handler).cloned() else {
+                    let Some(entry) = self.handlers.get(n.handler).cloned() else {
                         continue;
                     };
                     let ctx = CallContext {
@@ -729,7 +729,7 @@ impl Shared {
     }
 
     fn dispatch(self: &Arc<Self>, call: IncomingCall, on_reading_thread: bool) {
-        let Some(entry) = self.handlers.entry(call.handler).cloned() else {
+        let Some(entry) = self.handlers.get(call.handler).cloned() else {
             let err = RemoteError::new(
                 rigwire_core::ErrorKind::Internal,
                 "handler table out of step with the registry",

@@ -11,14 +11,13 @@
 //! on the pool and moves to the reading thread once it has shown itself fast
 //! [`FAST_RUNS`] times in a row; one slow run sends it back to the pool.
 
-use std::any::Any;
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rigwire_core::{Error, ErrorKind, HandlerError, HandlerId, Payload, Registry, RemoteError};
+use rigwire_core::{handler_panicked, Error, HandlerError, HandlerTable, Payload, RemoteError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -66,7 +65,9 @@ impl CallContext {
 
 type RawFn = dyn Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync;
 
-pub(crate) struct Entry {
+/// One exposed handler as the table keeps it: the function and where it
+/// runs. Opaque: the connection runs it.
+pub struct HandlerEntry {
     f: Box<RawFn>,
     /// A [`Dispatch`] as its index, changeable after the handlers are shared.
     dispatch: AtomicU8,
@@ -77,36 +78,43 @@ const DISPATCHES: [Dispatch; 3] = [Dispatch::Adaptive, Dispatch::Inline, Dispatc
 
 /// The exposed names of one endpoint and their handlers; every table
 /// answers the built-in `rigwire.clock` with this machine's wall clock.
+/// `describe` and `alias` are the [`HandlerTable`]'s, which this
+/// dereferences to.
 #[derive(Clone)]
 pub struct Handlers {
-    registry: Registry,
-    entries: Vec<Arc<Entry>>,
+    table: HandlerTable<Arc<HandlerEntry>>,
 }
 
 impl Default for Handlers {
     fn default() -> Self {
-        let mut registry = Registry::new();
-        registry.expose_clock();
-        let clock: Box<RawFn> = Box::new(|_ctx, args| {
-            Payload::encode_result(args.codec, &rigwire_core::wall_clock(SystemTime::now()))
-        });
-        let inline = DISPATCHES.iter().position(|d| *d == Dispatch::Inline);
+        let clock = HandlerEntry::new(
+            Box::new(|_ctx, args| {
+                Payload::encode_result(args.codec, &rigwire_core::wall_clock(SystemTime::now()))
+            }),
+            Dispatch::Inline,
+        );
         Handlers {
-            registry,
-            entries: vec![Arc::new(Entry {
-                f: clock,
-                dispatch: AtomicU8::new(inline.unwrap_or(0) as u8),
-                fast_runs: AtomicU32::new(0),
-            })],
+            table: HandlerTable::new(clock),
         }
     }
 }
 
 impl fmt::Debug for Handlers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handlers")
-            .field("methods", &self.registry.methods())
-            .finish()
+        self.table.fmt(f)
+    }
+}
+
+impl std::ops::Deref for Handlers {
+    type Target = HandlerTable<Arc<HandlerEntry>>;
+    fn deref(&self) -> &Self::Target {
+        &self.table
+    }
+}
+
+impl std::ops::DerefMut for Handlers {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.table
     }
 }
 
@@ -144,17 +152,8 @@ impl Handlers {
             let value = f(ctx, args.decode_args()?)?;
             Payload::encode_result(args.codec, &value)
         })?;
-        self.describe(name, &rigwire_core::rust_signature::<A, R>())
-    }
-
-    /// Describes `name` for people, as `rigwire.methods` shows it in JSON:
-    /// its argument and result types, such as `(f64, f64) -> f64`. Typed
-    /// handlers are described from their Rust types; this overrides that.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] if `name` is not exposed.
-    pub fn describe(&mut self, name: &str, signature: &str) -> Result<&mut Self, Error> {
-        self.registry.describe(name, signature)?;
+        self.table
+            .describe(name, &rigwire_core::rust_signature::<A, R>())?;
         Ok(self)
     }
 
@@ -166,8 +165,8 @@ impl Handlers {
     where
         F: Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
     {
-        self.registry.expose(name)?;
-        self.push(Box::new(f));
+        self.table
+            .insert(name, HandlerEntry::new(Box::new(f), Dispatch::Adaptive))?;
         Ok(self)
     }
 
@@ -182,18 +181,9 @@ impl Handlers {
     where
         F: Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync + 'static,
     {
-        self.registry.expose_fallback()?;
-        self.push(Box::new(f));
+        self.table
+            .insert_fallback(HandlerEntry::new(Box::new(f), Dispatch::Adaptive))?;
         Ok(self)
-    }
-
-    /// Adds the handler of the id the registry just gave out.
-    fn push(&mut self, f: Box<RawFn>) {
-        self.entries.push(Arc::new(Entry {
-            f,
-            dispatch: AtomicU8::new(0),
-            fast_runs: AtomicU32::new(0),
-        }));
     }
 
     /// Sets where the handler of `name` runs (see [`Dispatch`]).
@@ -201,41 +191,29 @@ impl Handlers {
     /// # Errors
     /// [`Error::Registry`] if `name` is not exposed.
     pub fn dispatch(&mut self, name: &str, dispatch: Dispatch) -> Result<&mut Self, Error> {
-        let id = self.lookup(name)?;
-        let index = DISPATCHES.iter().position(|d| *d == dispatch).unwrap_or(0);
-        self.entries[id.0 as usize]
-            .dispatch
-            .store(index as u8, Ordering::Relaxed);
+        let id = self.table.lookup(name)?;
+        if let Some(entry) = self.table.get(id) {
+            entry
+                .dispatch
+                .store(dispatch_index(dispatch), Ordering::Relaxed);
+        }
         Ok(self)
-    }
-
-    /// Makes `alias` reach the handler exposed as `name`.
-    ///
-    /// # Errors
-    /// [`Error::Registry`] if `name` is not exposed or `alias` is taken.
-    pub fn alias(&mut self, alias: &str, name: &str) -> Result<&mut Self, Error> {
-        let id = self.lookup(name)?;
-        self.registry.alias(alias, id)?;
-        Ok(self)
-    }
-
-    fn lookup(&self, name: &str) -> Result<HandlerId, Error> {
-        self.registry.lookup(name).ok_or_else(|| {
-            Error::Registry(rigwire_core::RegistryError::NotExposed(name.to_owned()))
-        })
-    }
-
-    /// The names exposed, for the core.
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    pub(crate) fn entry(&self, id: HandlerId) -> Option<&Arc<Entry>> {
-        self.entries.get(id.0 as usize)
     }
 }
 
-impl Entry {
+fn dispatch_index(dispatch: Dispatch) -> u8 {
+    DISPATCHES.iter().position(|d| *d == dispatch).unwrap_or(0) as u8
+}
+
+impl HandlerEntry {
+    fn new(f: Box<RawFn>, dispatch: Dispatch) -> Arc<HandlerEntry> {
+        Arc::new(HandlerEntry {
+            f,
+            dispatch: AtomicU8::new(dispatch_index(dispatch)),
+            fast_runs: AtomicU32::new(0),
+        })
+    }
+
     /// Whether the next call may run on the reading thread.
     pub(crate) fn runs_inline(&self) -> bool {
         match DISPATCHES[usize::from(self.dispatch.load(Ordering::Relaxed)) % 3] {
@@ -266,21 +244,10 @@ impl Entry {
         match outcome {
             Ok(result) => result.map_err(RemoteError::from),
             Err(panic) => {
-                let what = panic_message(&*panic);
-                tracing::error!(method = %ctx.method, "handler panicked: {what}");
-                Err(RemoteError::new(
-                    ErrorKind::Panicked,
-                    format!("handler '{}' panicked: {what}", ctx.method),
-                ))
+                let err = handler_panicked(&ctx.method, &*panic);
+                tracing::error!(method = %ctx.method, "{}", err.message);
+                Err(err)
             }
         }
     }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".to_owned())
 }

@@ -56,7 +56,7 @@ mod transport;
 pub use client::Client;
 pub use config::secret_from_file;
 pub use group::Group;
-pub use handler::{CallContext, Dispatch, Handlers, FAST_RUN, FAST_RUNS};
+pub use handler::{CallContext, Dispatch, HandlerEntry, Handlers, FAST_RUN, FAST_RUNS};
 pub use lifecycle::RigService;
 pub use local::LocalClient;
 pub use peer::{json_payload, Peer, PendingCall, RawPendingCall};

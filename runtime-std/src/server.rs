@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use rigwire_core::link::{Admission, Admitted, Refusal, Ticket};
+use rigwire_core::link::{Admission, Admitted, Refusal, ServerSetup, Ticket};
 use rigwire_core::{Connection, Error, Payload, Role};
 use serde::Serialize;
 
@@ -26,20 +25,12 @@ use crate::pool::Pool;
 use crate::transport::{Listener, Socket, Url};
 use rigwire_core::Config;
 
-/// A bound server being set up: expose handlers and hooks, then [`start`](Self::start).
+/// A bound server being set up: expose handlers and hooks (the
+/// [`ServerSetup`]'s, which this dereferences to), then [`start`](Self::start).
+#[derive(Debug)]
 pub struct Server {
     listener: Listener,
-    config: Config,
-    handlers: Handlers,
-    hooks: Hooks,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("url", &self.local_url())
-            .finish()
-    }
+    setup: ServerSetup<Handlers, Peer>,
 }
 
 impl Server {
@@ -48,51 +39,14 @@ impl Server {
     /// # Errors
     /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
     pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
-        config.protocol.validate()?;
-        let listener = Listener::bind(&Url::parse(url)?, &config.tls)?;
-        Ok(Server {
-            listener,
-            config,
-            handlers: Handlers::new(),
-            hooks: Hooks::default(),
-        })
-    }
-
-    /// The URL actually listened on, with the real port.
-    pub fn local_url(&self) -> String {
-        self.listener.local_endpoint().to_string()
-    }
-
-    /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
-    /// `wss://`), for clients to pin; `None` without TLS.
-    pub fn tls_fingerprint(&self) -> Option<String> {
-        self.listener.fingerprint().map(str::to_owned)
-    }
-
-    /// The handler table, to expose many names at once or share a prepared one.
-    pub fn handlers_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
-    }
-
-    /// Runs `f` when a peer has connected (after authentication).
-    pub fn on_connect(&mut self, f: impl Fn(&Peer) + Send + Sync + 'static) -> &mut Self {
-        self.hooks.on_connect = Some(Box::new(f));
-        self
-    }
-
-    /// Runs `f` when a peer's connection has closed, with the reason.
-    pub fn on_disconnect(
-        &mut self,
-        f: impl Fn(&Peer, &Error) + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.hooks.on_disconnect = Some(Box::new(f));
-        self
-    }
-
-    /// Runs `f` for every confirmed message a peer sends (already echoed).
-    pub fn on_message(&mut self, f: impl Fn(&Peer, Bytes) + Send + Sync + 'static) -> &mut Self {
-        self.hooks.on_message = Some(Box::new(f));
-        self
+        let url = Url::parse(url)?;
+        let (listener, setup) = ServerSetup::bind(config, Handlers::new(), |config| {
+            let listener = Listener::bind(&url, &config.tls)?;
+            let bound = listener.local_endpoint().to_string();
+            let fingerprint = listener.fingerprint().map(str::to_owned);
+            Ok((listener, bound, fingerprint))
+        })?;
+        Ok(Server { listener, setup })
     }
 
     /// Starts accepting on a background thread.
@@ -101,12 +55,8 @@ impl Server {
     /// [`Error::Bind`] if the accept thread cannot be started.
     pub fn start(self) -> Result<RunningServer, Error> {
         let url = self.local_url();
-        let admission = Arc::new(Mutex::new(Admission::new(
-            "server",
-            self.config.max_connections,
-            self.config.max_handshaking,
-        )));
-        let mut hooks = self.hooks;
+        let (config, handlers, mut hooks, admission) = self.setup.into_parts();
+        let admission = Arc::new(Mutex::new(admission));
         let admit = Arc::clone(&admission);
         hooks.admit = Some(Box::new(move |ticket| {
             admit
@@ -123,10 +73,10 @@ impl Server {
                     }
                 }))
             },
-            pool: Pool::new(self.config.handler_threads, "rigwire-server"),
+            pool: Pool::new(config.handler_threads, "rigwire-server"),
             listener: self.listener,
-            config: self.config,
-            handlers: Arc::new(self.handlers),
+            config,
+            handlers: Arc::new(handlers),
             hooks: Arc::new(hooks),
             connections: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
@@ -655,18 +605,18 @@ impl Drop for RunningServer {
     }
 }
 
-/// The builder hands out its handler table: `expose`, `expose_with`,
-/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
-/// own, called through it.
+/// The setup: `on_connect`, `on_disconnect`, `on_message`, `handlers_mut`,
+/// and through it the handler table's `expose`, `expose_with`, `expose_raw`
+/// and `alias`.
 impl std::ops::Deref for Server {
-    type Target = Handlers;
-    fn deref(&self) -> &Handlers {
-        &self.handlers
+    type Target = ServerSetup<Handlers, Peer>;
+    fn deref(&self) -> &Self::Target {
+        &self.setup
     }
 }
 
 impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.setup
     }
 }

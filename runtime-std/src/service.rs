@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use rigwire_core::link::ServiceSetup;
 use rigwire_core::relay::REGISTER_METHOD;
 use rigwire_core::Error;
 use rigwire_core::{Config, Reconnect};
@@ -19,37 +20,19 @@ use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::Url;
 
-/// A service to run behind a relay: its names and handlers.
+/// A service to run behind a relay: its names, settings and handlers (the
+/// [`ServiceSetup`]'s, which this dereferences to).
+#[derive(Debug)]
 pub struct RemoteService {
-    names: Vec<String>,
-    config: Config,
-    handlers: Handlers,
-}
-
-impl std::fmt::Debug for RemoteService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RemoteService")
-            .field("names", &self.names)
-            .finish()
-    }
+    setup: ServiceSetup<Handlers>,
 }
 
 impl RemoteService {
-    /// A service that will register `names` (callers then call
-    /// `name.method`). `config.reconnect` sets the backoff after the relay is
-    /// lost; without it the service retries with the default backoff until
-    /// closed.
+    /// A service that will register `names`; see [`ServiceSetup::new`].
     pub fn new(names: &[&str], config: Config) -> RemoteService {
         RemoteService {
-            names: names.iter().map(|n| (*n).to_owned()).collect(),
-            config,
-            handlers: Handlers::new(),
+            setup: ServiceSetup::new(names, config, Handlers::new()),
         }
-    }
-
-    /// The handler table (exposed names, dispatch).
-    pub fn handlers_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
     }
 
     /// Dials the relay's services URL and registers. Once this returns, the
@@ -62,16 +45,14 @@ impl RemoteService {
     /// not allowed), with its reason.
     pub fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
         let endpoint = Url::parse(relay_url)?;
+        let (names, config, policy, handlers) = self.setup.into_parts();
         let inner = Arc::new(ServiceInner {
-            pool: Pool::new(self.config.handler_threads, "rigwire-service"),
+            pool: Pool::new(config.handler_threads, "rigwire-service"),
             endpoint,
-            policy: self.config.reconnect.unwrap_or_default().forever(),
-            names: self.names,
-            config: Config {
-                reconnect: None,
-                ..self.config
-            },
-            handlers: Arc::new(self.handlers),
+            policy,
+            names,
+            config,
+            handlers: Arc::new(handlers),
             state: Mutex::new(Registration::default()),
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
@@ -275,18 +256,17 @@ impl Drop for RunningService {
     }
 }
 
-/// The builder hands out its handler table: `expose`, `expose_with`,
-/// `expose_raw` and `alias` (and, blocking, `dispatch`) are [`Handlers`]'
-/// own, called through it.
+/// The setup: `handlers_mut`, and through it the handler table's `expose`,
+/// `expose_with`, `expose_raw` and `alias`.
 impl std::ops::Deref for RemoteService {
-    type Target = Handlers;
-    fn deref(&self) -> &Handlers {
-        &self.handlers
+    type Target = ServiceSetup<Handlers>;
+    fn deref(&self) -> &Self::Target {
+        &self.setup
     }
 }
 
 impl std::ops::DerefMut for RemoteService {
-    fn deref_mut(&mut self) -> &mut Handlers {
-        &mut self.handlers
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.setup
     }
 }

@@ -64,11 +64,13 @@ mod callers;
 mod parked;
 pub mod reconnect;
 mod settings;
+mod setup;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
 pub use callers::{Alarm, Callers, PoolShare};
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
+pub use setup::{ServerSetup, ServiceSetup};
 
 /// How long a closed connection's last frames may take to leave before the
 /// runtime closes the socket anyway: a peer that never reads does not keep
