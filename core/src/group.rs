@@ -189,6 +189,83 @@ impl<T> EventWait<T> {
     }
 }
 
+/// A group's rigs by name, in group order, each with its runtime's client
+/// `C`. Each runtime's `Group` dereferences to it.
+#[derive(Debug)]
+pub struct Rigs<C> {
+    rigs: Vec<(String, C)>,
+}
+
+impl<C> Rigs<C> {
+    /// These rigs, in this order.
+    pub fn new(rigs: Vec<(String, C)>) -> Self {
+        Rigs { rigs }
+    }
+
+    /// The rigs' names, in group order.
+    pub fn names(&self) -> Vec<String> {
+        self.rigs.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// One rig's client.
+    ///
+    /// # Errors
+    /// [`GroupError::UnknownRig`].
+    pub fn rig(&self, name: &str) -> Result<&C, GroupError> {
+        self.rigs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+            .ok_or_else(|| GroupError::UnknownRig(name.to_owned()))
+    }
+
+    /// The rigs with their names, in the order a call in `order` reaches them.
+    pub fn in_order(&self, order: GroupOrder) -> impl Iterator<Item = (&str, &C)> {
+        order
+            .positions(self.rigs.len())
+            .into_iter()
+            .map(|i| (self.rigs[i].0.as_str(), &self.rigs[i].1))
+    }
+}
+
+/// The events a group's rigs have reported (`exp.event`), for waits to look
+/// at: the first detail of each rig's event, so that a wait counts events
+/// reported before it began. At most [`EventLog::MAX`] are kept; past that
+/// the oldest is forgotten, so a rig that reports ever new event names
+/// cannot grow it.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    /// (rig, event) and the detail it came with, oldest first.
+    seen: std::collections::VecDeque<((String, String), String)>,
+}
+
+impl EventLog {
+    /// The most (rig, event) pairs kept.
+    pub const MAX: usize = 1024;
+
+    /// Records that `rig` reported `event` with `detail` (the first report
+    /// of an event counts; later ones are ignored).
+    pub fn record(&mut self, rig: &str, event: &str, detail: String) {
+        if self.seen.iter().any(|((r, e), _)| r == rig && e == event) {
+            return;
+        }
+        if self.seen.len() == Self::MAX {
+            self.seen.pop_front();
+        }
+        self.seen
+            .push_back(((rig.to_owned(), event.to_owned()), detail));
+    }
+
+    /// A wait for `event` from each of `rigs`, with what they have reported so far.
+    pub fn wait(&self, event: &str, rigs: Vec<String>) -> EventWait<String> {
+        let mut wait = EventWait::new(rigs);
+        for ((rig, _), detail) in self.seen.iter().filter(|((_, e), _)| e == event) {
+            wait.record(rig, detail.clone());
+        }
+        wait
+    }
+}
+
 /// The order in which a group calls its rigs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupOrder {

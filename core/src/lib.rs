@@ -128,7 +128,7 @@ pub use error::{
 };
 pub use event::{CancelReason, Event, IncomingCall, IncomingNotify, Stats};
 pub use framing::Framing;
-pub use group::{EventWait, GroupError, GroupOrder, GroupResults, GroupStep};
+pub use group::{EventLog, EventWait, GroupError, GroupOrder, GroupResults, GroupStep, Rigs};
 pub use handler_error::HandlerError;
 pub use lifecycle::{
     ExpInfo, ExpRef, ExpStatus, InitData, Lifecycle, Step, StepRefused, StepRequest, StopArgs,

@@ -110,7 +110,7 @@ fn status_codes_match_iblutil() {
 mod group_results {
     use std::time::Duration;
 
-    use rigwire_core::{Error, EventWait, GroupError, GroupResults};
+    use rigwire_core::{Error, EventLog, EventWait, GroupError, GroupOrder, GroupResults, Rigs};
 
     #[test]
     fn results_keep_every_rig_by_name() {
@@ -144,6 +144,48 @@ mod group_results {
             w.finish(Duration::ZERO).unwrap(),
             vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]
         );
+    }
+
+    #[test]
+    fn rigs_are_found_by_name_and_reached_in_the_order_of_the_call() {
+        let rigs = Rigs::new(vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        assert_eq!(rigs.names(), vec!["a", "b", "c"]);
+        assert_eq!(rigs.rig("b").ok(), Some(&2));
+        let err = rigs.rig("d").unwrap_err();
+        assert!(
+            matches!(&err, GroupError::UnknownRig(n) if n == "d"),
+            "{err}"
+        );
+        let order = |o| rigs.in_order(o).map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(order(GroupOrder::InOrder), vec!["a", "b", "c"]);
+        assert_eq!(order(GroupOrder::Concurrent), vec!["a", "b", "c"]);
+        assert_eq!(order(GroupOrder::Reverse), vec!["c", "b", "a"]);
+    }
+
+    #[test]
+    fn the_event_log_keeps_each_first_report_and_stays_bounded() {
+        let mut log = EventLog::default();
+        log.record("a", "ready", "first".into());
+        log.record("a", "ready", "second".into()); // the first report counts
+        log.record("b", "done", "x".into());
+        log.record("stranger", "ready", "y".into());
+        let wait = log.wait("ready", vec!["a".into(), "b".into()]);
+        assert_eq!(wait.missing(), vec!["b"]);
+        log.record("b", "ready", "late".into());
+        let both = log.wait("ready", vec!["a".into(), "b".into()]);
+        assert_eq!(
+            both.finish(Duration::ZERO).unwrap(),
+            vec![("a".into(), "first".into()), ("b".into(), "late".into())]
+        );
+        // A rig reporting ever new event names: the oldest are forgotten,
+        // the newest still counts.
+        for i in 0..EventLog::MAX * 3 {
+            log.record("a", &format!("tick {i}"), String::new());
+        }
+        let last = format!("tick {}", EventLog::MAX * 3 - 1);
+        assert!(log.wait(&last, vec!["a".into()]).is_complete());
+        assert!(!log.wait("ready", vec!["a".into()]).is_complete());
+        assert!(!log.wait("tick 0", vec!["a".into()]).is_complete());
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rigwire_core::link::handshake_timed_out;
 use rigwire_core::Config;
 use rigwire_core::{Connection, Error, Payload, Role, Url};
 use serde::de::DeserializeOwned;
@@ -11,7 +12,7 @@ use serde::Serialize;
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
-use crate::peer::{closed, Peer};
+use crate::peer::Peer;
 use crate::pending::{PendingCall, RawPendingCall};
 use crate::transport;
 
@@ -74,10 +75,8 @@ pub(crate) async fn open(
     smol::spawn(Arc::clone(&shared).drive()).detach();
     let deadline = Instant::now() + config.handshake_wait();
     let outcome = shared
-        .wait_for((Some(deadline), None, None), |link| match closed(link) {
-            Some(err) => Some(Err(err)),
-            None if link.waiters().connected() => Some(Ok(())),
-            None => None,
+        .wait_for((Some(deadline), None, None), |link| {
+            link.handshake_outcome()
         })
         .await;
     match outcome {
@@ -85,10 +84,7 @@ pub(crate) async fn open(
         Some(Err(err)) => Err(err),
         None => {
             shared.shutdown_transport();
-            Err(Error::Connect {
-                url: endpoint.to_string(),
-                reason: "handshake did not complete in time".into(),
-            })
+            Err(handshake_timed_out(&endpoint.to_string()))
         }
     }
 }

@@ -9,8 +9,8 @@ use event_listener::Event;
 use rigwire_core::lifecycle::methods;
 use rigwire_core::Config;
 use rigwire_core::{
-    CodecError, Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
-    GroupStep, InitData, Payload,
+    CodecError, Error, EventLog, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
+    GroupStep, InitData, Payload, Rigs,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,10 +18,10 @@ use serde::Serialize;
 use crate::client::Client;
 use crate::handler::Handlers;
 
-/// Events rigs have reported: (rig, event, detail), oldest first.
+/// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
 struct Events {
-    seen: Mutex<Vec<(String, String, String)>>,
+    log: Mutex<EventLog>,
     arrived: Event,
 }
 
@@ -31,9 +31,10 @@ enum Pending {
     Done(Result<Payload, Error>),
 }
 
-/// Named rigs, each with its own connection, addressed together.
+/// Named rigs, each with its own connection, addressed together; `names`
+/// and `rig` are the [`Rigs`]' own, which this dereferences to.
 pub struct Group {
-    rigs: Vec<(String, Client)>,
+    rigs: Rigs<Client>,
     events: Arc<Events>,
 }
 
@@ -77,11 +78,8 @@ impl Group {
                 smol::spawn(async move {
                     let rig = name.clone();
                     handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
-                        events.seen.lock().unwrap_or_else(|p| p.into_inner()).push((
-                            rig.clone(),
-                            event,
-                            detail,
-                        ));
+                        let mut log = events.log.lock().unwrap_or_else(|p| p.into_inner());
+                        log.record(&rig, &event, detail);
                         events.arrived.notify(usize::MAX);
                         async { Ok(()) }
                     })?;
@@ -94,7 +92,7 @@ impl Group {
             results.push(*name, attempt.await);
         }
         Ok(Group {
-            rigs: results.into_result()?,
+            rigs: Rigs::new(results.into_result()?),
             events,
         })
     }
@@ -102,26 +100,9 @@ impl Group {
     /// A group of clients connected elsewhere (they do not receive `exp.event`).
     pub fn from_clients(rigs: Vec<(String, Client)>) -> Group {
         Group {
-            rigs,
+            rigs: Rigs::new(rigs),
             events: Arc::default(),
         }
-    }
-
-    /// The rigs' names, in group order.
-    pub fn names(&self) -> Vec<String> {
-        self.rigs.iter().map(|(n, _)| n.clone()).collect()
-    }
-
-    /// One rig's client.
-    ///
-    /// # Errors
-    /// [`GroupError::UnknownRig`].
-    pub fn rig(&self, name: &str) -> Result<&Client, GroupError> {
-        self.rigs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, c)| c)
-            .ok_or_else(|| GroupError::UnknownRig(name.to_owned()))
     }
 
     /// Calls every rig at once and collects each answer or error by name.
@@ -190,8 +171,7 @@ impl Group {
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
         let mut calls = Vec::new();
-        for i in order.positions(self.rigs.len()) {
-            let (name, client) = &self.rigs[i];
+        for (name, client) in self.rigs.in_order(order) {
             let (peer, args, method) = (client.peer().await, args.clone(), method.to_owned());
             let call = async move { peer?.call_raw(&method, args?, timeout).await };
             let outcome = match order {
@@ -206,10 +186,7 @@ impl Group {
                 Pending::Running(task) => task.await,
                 Pending::Done(answer) => answer,
             };
-            results.push(
-                name.clone(),
-                answer.and_then(|p| p.decode().map_err(Error::from)),
-            );
+            results.push(name, answer.and_then(|p| p.decode().map_err(Error::from)));
         }
         results
     }
@@ -226,18 +203,10 @@ impl Group {
         let until = Instant::now() + timeout;
         loop {
             let listener = self.events.arrived.listen();
-            let mut wait = EventWait::new(self.names());
-            for (rig, e, detail) in self
-                .events
-                .seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-            {
-                if e == event {
-                    wait.record(rig, detail.clone());
-                }
-            }
+            let wait = {
+                let log = self.events.log.lock().unwrap_or_else(|p| p.into_inner());
+                log.wait(event, self.names())
+            };
             if wait.is_complete() || Instant::now() >= until {
                 return wait.finish(timeout);
             }
@@ -297,8 +266,15 @@ impl Group {
 
     /// Closes every connection.
     pub async fn close(&self) {
-        for (_, client) in &self.rigs {
+        for (_, client) in self.rigs.in_order(GroupOrder::InOrder) {
             client.close().await;
         }
+    }
+}
+
+impl std::ops::Deref for Group {
+    type Target = Rigs<Client>;
+    fn deref(&self) -> &Rigs<Client> {
+        &self.rigs
     }
 }

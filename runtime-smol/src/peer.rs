@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{ConnectionError, Error, Link, Payload};
+use rigwire_core::{ConnectionError, Error, Payload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -27,11 +27,6 @@ impl fmt::Debug for Peer {
             .field("peer", &self.shared.label)
             .finish()
     }
-}
-
-/// The sticky error of a closed connection, as the user sees it.
-pub(crate) fn closed(link: &Link) -> Option<Error> {
-    link.conn().error().cloned().map(Error::from)
 }
 
 impl Peer {
@@ -61,7 +56,7 @@ impl Peer {
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<Error> {
-        closed(&self.shared.lock().link)
+        self.shared.lock().link.close_reason()
     }
 
     /// Waits until the connection has closed (for any reason, from either
@@ -270,15 +265,7 @@ impl Peer {
         let seq = self.shared.command(|link, now| link.ping(now))?;
         let found = self
             .shared
-            .wait_for((None, None, None), |link| {
-                if let Some(rtt) = link.waiters().take_pong(seq) {
-                    return Some(Ok(rtt));
-                }
-                closed(link).map(|e| {
-                    link.waiters().forget_pong(seq);
-                    Err(e)
-                })
-            })
+            .wait_for((None, None, None), |link| link.ping_outcome(seq))
             .await;
         found.expect("waits without deadline end with a result")
     }

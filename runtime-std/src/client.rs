@@ -6,13 +6,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use rigwire_core::link::handshake_timed_out;
 use rigwire_core::{Connection, Error, Payload, Role};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
-use crate::peer::{closed, Peer, PendingCall, RawPendingCall};
+use crate::peer::{Peer, PendingCall, RawPendingCall};
 use crate::pool::Pool;
 use crate::transport::{self, Url};
 use rigwire_core::Config;
@@ -96,11 +97,7 @@ pub(crate) fn open(
             })?;
     }
     let deadline = Instant::now() + config.handshake_wait();
-    let outcome = shared.wait_for(Some(deadline), |link| match closed(link) {
-        Some(err) => Some(Err(err)),
-        None if link.waiters().connected() => Some(Ok(())),
-        None => None,
-    });
+    let outcome = shared.wait_for(Some(deadline), |link| link.handshake_outcome());
     match outcome {
         Some(Ok(())) => {
             tracing::debug!(peer = %endpoint, "connected");
@@ -109,10 +106,7 @@ pub(crate) fn open(
         Some(Err(err)) => Err(err),
         None => {
             shared.shutdown_transport();
-            Err(Error::Connect {
-                url: endpoint.to_string(),
-                reason: "handshake did not complete in time".into(),
-            })
+            Err(handshake_timed_out(&endpoint.to_string()))
         }
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{
-    CodecError, Error, EventWait, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
-    GroupStep, InitData, Payload,
+    CodecError, Error, EventLog, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
+    GroupStep, InitData, Payload, Rigs,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,16 +18,17 @@ use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
 use rigwire_core::Config;
 
-/// Events rigs have reported: (rig, event, detail), oldest first.
+/// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
 struct Events {
-    seen: Mutex<Vec<(String, String, String)>>,
+    log: Mutex<EventLog>,
     arrived: Condvar,
 }
 
-/// Named rigs, each with its own connection, addressed together.
+/// Named rigs, each with its own connection, addressed together; `names`
+/// and `rig` are the [`Rigs`]' own, which this dereferences to.
 pub struct Group {
-    rigs: Vec<(String, Client)>,
+    rigs: Rigs<Client>,
     events: Arc<Events>,
 }
 
@@ -73,11 +74,8 @@ impl Group {
                 std::thread::spawn(move || {
                     let rig = name.clone();
                     handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
-                        events.seen.lock().unwrap_or_else(|p| p.into_inner()).push((
-                            rig.clone(),
-                            event,
-                            detail,
-                        ));
+                        let mut log = events.log.lock().unwrap_or_else(|p| p.into_inner());
+                        log.record(&rig, &event, detail);
                         events.arrived.notify_all();
                         Ok(())
                     })?;
@@ -95,33 +93,16 @@ impl Group {
             });
             results.push(*name, outcome);
         }
-        let rigs = results.into_result()?;
+        let rigs = Rigs::new(results.into_result()?);
         Ok(Group { rigs, events })
     }
 
     /// A group of clients connected elsewhere (they do not receive `exp.event`).
     pub fn from_clients(rigs: Vec<(String, Client)>) -> Group {
         Group {
-            rigs,
+            rigs: Rigs::new(rigs),
             events: Arc::default(),
         }
-    }
-
-    /// The rigs' names, in group order.
-    pub fn names(&self) -> Vec<String> {
-        self.rigs.iter().map(|(n, _)| n.clone()).collect()
-    }
-
-    /// One rig's client.
-    ///
-    /// # Errors
-    /// [`GroupError::UnknownRig`].
-    pub fn rig(&self, name: &str) -> Result<&Client, GroupError> {
-        self.rigs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, c)| c)
-            .ok_or_else(|| GroupError::UnknownRig(name.to_owned()))
     }
 
     /// Calls every rig at once and collects each answer or error by name.
@@ -196,20 +177,19 @@ impl Group {
             call.and_then(|c| c.wait())
                 .and_then(|p| p.decode().map_err(Error::from))
         };
-        let rigs: Vec<_> = order
-            .positions(self.rigs.len())
-            .into_iter()
-            .map(|i| &self.rigs[i])
-            .collect();
         let mut results = GroupResults::new();
         if order == GroupOrder::Concurrent {
-            let started: Vec<_> = rigs.iter().map(|(name, c)| (name, start(c))).collect();
+            let started: Vec<_> = self
+                .rigs
+                .in_order(order)
+                .map(|(n, c)| (n, start(c)))
+                .collect();
             for (name, call) in started {
-                results.push(name.clone(), finish(call));
+                results.push(name, finish(call));
             }
         } else {
-            for (name, client) in rigs {
-                results.push(name.clone(), finish(start(client)));
+            for (name, client) in self.rigs.in_order(order) {
+                results.push(name, finish(start(client)));
             }
         }
         results
@@ -226,22 +206,17 @@ impl Group {
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, GroupError> {
         let until = Instant::now() + timeout;
-        let mut seen = self.events.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = self.events.log.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let mut wait = EventWait::new(self.names());
-            for (rig, e, detail) in seen.iter() {
-                if e == event {
-                    wait.record(rig, detail.clone());
-                }
-            }
+            let wait = log.wait(event, self.names());
             let now = Instant::now();
             if wait.is_complete() || now >= until {
                 return wait.finish(timeout);
             }
-            seen = self
+            log = self
                 .events
                 .arrived
-                .wait_timeout(seen, until - now)
+                .wait_timeout(log, until - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
@@ -284,8 +259,15 @@ impl Group {
 
     /// Closes every connection.
     pub fn close(&self) {
-        for (_, client) in &self.rigs {
+        for (_, client) in self.rigs.in_order(GroupOrder::InOrder) {
             client.close();
         }
+    }
+}
+
+impl std::ops::Deref for Group {
+    type Target = Rigs<Client>;
+    fn deref(&self) -> &Rigs<Client> {
+        &self.rigs
     }
 }

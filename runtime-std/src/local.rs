@@ -11,7 +11,7 @@ use rigwire_core::Error;
 
 use crate::client::open;
 use crate::handler::Handlers;
-use crate::peer::{closed, Peer};
+use crate::peer::Peer;
 use crate::transport::Url;
 use rigwire_core::Config;
 
@@ -60,7 +60,11 @@ impl LocalClient {
     /// The connection's error if it closes.
     pub fn serve(&self, duration: Duration) -> Result<(), Error> {
         let until = Instant::now() + duration;
-        match self.peer.shared.wait_for(Some(until), |link| closed(link)) {
+        match self
+            .peer
+            .shared
+            .wait_for(Some(until), |link| link.close_reason())
+        {
             Some(err) => Err(err),
             None => Ok(()),
         }

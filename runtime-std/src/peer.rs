@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{Codec, Error, Link, Payload};
+use rigwire_core::{Codec, Error, Payload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -57,7 +57,7 @@ impl Peer {
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<Error> {
-        closed(&self.shared.lock().link)
+        self.shared.lock().link.close_reason()
     }
 
     /// Blocks until the connection has closed (for any reason, from either
@@ -255,15 +255,7 @@ impl Peer {
     /// `Disconnected` (including a peer that dies before answering), `Busy`.
     pub fn ping(&self) -> Result<Duration, Error> {
         let seq = self.shared.command(|link, now| link.ping(now))?;
-        let found = self.shared.wait_for(None, |link| {
-            if let Some(rtt) = link.waiters().take_pong(seq) {
-                return Some(Ok(rtt));
-            }
-            closed(link).map(|e| {
-                link.waiters().forget_pong(seq);
-                Err(e)
-            })
-        });
+        let found = self.shared.wait_for(None, |link| link.ping_outcome(seq));
         found.expect("waits without deadline end with a result")
     }
 
@@ -293,11 +285,6 @@ impl Peer {
         self.shared
             .command(|link, now| link.close("closed by the application", now));
     }
-}
-
-/// The sticky error of a closed connection, as the user sees it.
-pub(crate) fn closed(link: &Link) -> Option<Error> {
-    link.conn().error().cloned().map(Error::from)
 }
 
 /// A call in flight with raw payloads. Dropping it without waiting cancels

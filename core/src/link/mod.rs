@@ -70,6 +70,15 @@ pub use callers::{Alarm, Callers, PoolShare};
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
+
+/// The error of a wait for `url`'s handshake that ran out before the
+/// connection's own timer ended it.
+pub fn handshake_timed_out(url: &str) -> crate::Error {
+    crate::Error::Connect {
+        url: url.to_owned(),
+        reason: "handshake did not complete in time".into(),
+    }
+}
 pub use setup::{ServerSetup, ServiceSetup};
 
 /// How long a closed connection's last frames may take to leave before the
@@ -351,6 +360,32 @@ impl Link {
     /// Whether the connection is closed (its last frames may still be leaving).
     pub fn is_closed(&self) -> bool {
         self.conn.is_closed()
+    }
+
+    /// Why the connection closed, as the application sees it; `None` while open.
+    pub fn close_reason(&self) -> Option<crate::Error> {
+        self.conn.error().cloned().map(crate::Error::from)
+    }
+
+    /// How a wait for the handshake ends: `Ok` once it completed, the
+    /// connection's error once it closed, `None` meanwhile. A wait that runs
+    /// out fails with [`handshake_timed_out`].
+    pub fn handshake_outcome(&self) -> Option<Result<(), crate::Error>> {
+        match self.close_reason() {
+            Some(err) => Some(Err(err)),
+            None => self.waiters.connected().then_some(Ok(())),
+        }
+    }
+
+    /// The round trip of ping `seq` once its pong came, or the connection's
+    /// error once it closed (the ping is then forgotten); `None` meanwhile.
+    pub fn ping_outcome(&mut self, seq: u64) -> Option<Result<Duration, crate::Error>> {
+        if let Some(rtt) = self.waiters.take_pong(seq) {
+            return Some(Ok(rtt));
+        }
+        let err = self.close_reason()?;
+        self.waiters.forget_pong(seq);
+        Some(Err(err))
     }
 
     /// Closed, and its last frames are out (or given up on): shut down the
