@@ -337,6 +337,69 @@ impl<E> HandlerTable<E> {
     }
 }
 
+/// Where a handler runs, in a runtime with both a thread that reads the
+/// connection and a pool of threads for handlers (rigwire-std; an async
+/// runtime polls each handler where the call was read instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dispatch {
+    /// On the pool until proven fast ([`FAST_RUNS`] runs in a row under
+    /// [`FAST_RUN`]), then on the reading thread, until one slow run sends
+    /// it back to the pool (the default).
+    #[default]
+    Adaptive,
+    /// Always on the reading thread: lowest latency; the connection reads
+    /// nothing else while it runs, so use it only for handlers that never block.
+    Inline,
+    /// Always on the pool: for handlers that block or run long.
+    Pool,
+}
+
+/// Runs under this long count as fast.
+pub const FAST_RUN: std::time::Duration = std::time::Duration::from_micros(500);
+
+/// Consecutive fast runs after which an adaptive handler runs inline.
+pub const FAST_RUNS: u32 = 3;
+
+impl Dispatch {
+    /// Whether the handler's next call runs on the thread that read it,
+    /// given its consecutive fast runs so far.
+    pub fn runs_inline(self, fast_runs: u32) -> bool {
+        match self {
+            Dispatch::Inline => true,
+            Dispatch::Pool => false,
+            Dispatch::Adaptive => fast_runs >= FAST_RUNS,
+        }
+    }
+
+    /// Whether the handler learns from its run times (only adaptive ones:
+    /// the others need not read the clock).
+    pub fn learns(self) -> bool {
+        self == Dispatch::Adaptive
+    }
+
+    /// The consecutive fast runs after one more run that took `took`.
+    pub fn fast_runs_after(fast_runs: u32, took: std::time::Duration) -> u32 {
+        match took <= FAST_RUN {
+            true => fast_runs.saturating_add(1),
+            false => 0,
+        }
+    }
+
+    /// As a number, for a runtime to keep in an atomic.
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// Back from [`as_u8`](Self::as_u8); an unknown number is `Adaptive`.
+    pub fn from_u8(n: u8) -> Dispatch {
+        match n {
+            1 => Dispatch::Inline,
+            2 => Dispatch::Pool,
+            _ => Dispatch::Adaptive,
+        }
+    }
+}
+
 /// The answer to a call whose handler panicked with `panic`, naming the
 /// method and what the panic said.
 pub fn handler_panicked(method: &str, panic: &(dyn std::any::Any + Send)) -> crate::RemoteError {

@@ -119,8 +119,8 @@ pub use codec::{CodecError, Payload};
 pub use config::{Keepalive, ProtocolConfig, Role, Secret};
 pub use connection::{Connection, PeerInfo};
 pub use dispatch::{
-    handler_panicked, rust_signature, wall_clock, ExposedMethod, HandlerId, HandlerTable, Registry,
-    CLOCK_METHOD, INTROSPECTION_METHOD,
+    handler_panicked, rust_signature, wall_clock, Dispatch, ExposedMethod, HandlerId, HandlerTable,
+    Registry, CLOCK_METHOD, FAST_RUN, FAST_RUNS, INTROSPECTION_METHOD,
 };
 pub use error::{
     AuthFailure, CallError, ConfigError, ConnectionError, DecodeError, EchoError, Error,

@@ -509,3 +509,56 @@ fn an_answer_read_after_the_deadline_is_late_even_before_the_timer_fires() {
     );
     assert_eq!(p.client.stats().unknown_replies, 1);
 }
+
+#[test]
+fn a_handler_table_finds_each_handler_by_name_alias_and_id() {
+    use rigwire_core::{HandlerTable, CLOCK_METHOD};
+    let mut table = HandlerTable::new("clock");
+    let add = table.insert("add", "adder").unwrap();
+    table
+        .alias("plus", "add")
+        .unwrap()
+        .describe("add", "(f64, f64) -> f64")
+        .unwrap();
+    assert_eq!(table.lookup("plus").unwrap(), add);
+    assert_eq!(table.get(add), Some(&"adder"));
+    let clock = table.registry().lookup(CLOCK_METHOD).unwrap();
+    assert_eq!(table.get(clock), Some(&"clock"));
+    assert!(
+        table.insert("add", "again").is_err(),
+        "a name is exposed once"
+    );
+    assert!(table.alias("x", "missing").is_err());
+    let fallback = table.insert_fallback("catch-all").unwrap();
+    assert_eq!(table.get(fallback), Some(&"catch-all"));
+    assert!(table.insert_fallback("second").is_err());
+    assert_eq!(table.get(rigwire_core::HandlerId(99)), None);
+    let panicked = rigwire_core::handler_panicked("add", &"boom");
+    assert_eq!(panicked.kind, rigwire_core::ErrorKind::Panicked);
+    assert_eq!(panicked.message, "handler 'add' panicked: boom");
+}
+
+#[test]
+fn adaptive_dispatch_moves_a_handler_inline_after_fast_runs_and_back_after_a_slow_one() {
+    use rigwire_core::{Dispatch, FAST_RUN, FAST_RUNS};
+    let mut runs = 0;
+    for _ in 0..FAST_RUNS {
+        assert!(!Dispatch::Adaptive.runs_inline(runs));
+        runs = Dispatch::fast_runs_after(runs, FAST_RUN);
+    }
+    assert!(Dispatch::Adaptive.runs_inline(runs));
+    runs = Dispatch::fast_runs_after(runs, FAST_RUN + Duration::from_micros(1));
+    assert!(
+        !Dispatch::Adaptive.runs_inline(runs),
+        "one slow run sends it back"
+    );
+    assert!(Dispatch::Inline.runs_inline(0) && !Dispatch::Pool.runs_inline(u32::MAX));
+    assert_eq!(
+        Dispatch::fast_runs_after(u32::MAX, Duration::ZERO),
+        u32::MAX
+    );
+    for d in [Dispatch::Adaptive, Dispatch::Inline, Dispatch::Pool] {
+        assert_eq!(Dispatch::from_u8(d.as_u8()), d);
+    }
+    assert!(Dispatch::Adaptive.learns() && !Dispatch::Inline.learns());
+}

@@ -9,38 +9,24 @@
 //! (no thread hand-off, which costs more than the call itself), long ones on
 //! the bounded pool so that they stall nothing. By default each handler starts
 //! on the pool and moves to the reading thread once it has shown itself fast
-//! [`FAST_RUNS`] times in a row; one slow run sends it back to the pool.
+//! [`FAST_RUNS`] times in a row; one slow run sends it back to the pool (the
+//! core's rule, [`Dispatch`]).
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use rigwire_core::{handler_panicked, Error, HandlerError, HandlerTable, Payload, RemoteError};
+#[cfg(doc)]
+use rigwire_core::FAST_RUNS;
+use rigwire_core::{
+    handler_panicked, Dispatch, Error, HandlerError, HandlerTable, Payload, RemoteError,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::peer::Peer;
-
-/// Runs under this long count as fast.
-pub const FAST_RUN: Duration = Duration::from_micros(500);
-
-/// Consecutive fast runs after which an adaptive handler runs inline.
-pub const FAST_RUNS: u32 = 3;
-
-/// Where a handler runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Dispatch {
-    /// On the pool until proven fast, then on the reading thread (default).
-    #[default]
-    Adaptive,
-    /// Always on the reading thread: lowest latency; the connection reads
-    /// nothing else while it runs, so use it only for handlers that never block.
-    Inline,
-    /// Always on the pool: for handlers that block or run long.
-    Pool,
-}
 
 /// What a handler knows about the call it is answering.
 #[derive(Debug, Clone)]
@@ -73,8 +59,6 @@ pub struct HandlerEntry {
     dispatch: AtomicU8,
     fast_runs: AtomicU32,
 }
-
-const DISPATCHES: [Dispatch; 3] = [Dispatch::Adaptive, Dispatch::Inline, Dispatch::Pool];
 
 /// The exposed names of one endpoint and their handlers; every table
 /// answers the built-in `rigwire.clock` with this machine's wall clock.
@@ -193,53 +177,43 @@ impl Handlers {
     pub fn dispatch(&mut self, name: &str, dispatch: Dispatch) -> Result<&mut Self, Error> {
         let id = self.table.lookup(name)?;
         if let Some(entry) = self.table.get(id) {
-            entry
-                .dispatch
-                .store(dispatch_index(dispatch), Ordering::Relaxed);
+            entry.dispatch.store(dispatch.as_u8(), Ordering::Relaxed);
         }
         Ok(self)
     }
-}
-
-fn dispatch_index(dispatch: Dispatch) -> u8 {
-    DISPATCHES.iter().position(|d| *d == dispatch).unwrap_or(0) as u8
 }
 
 impl HandlerEntry {
     fn new(f: Box<RawFn>, dispatch: Dispatch) -> Arc<HandlerEntry> {
         Arc::new(HandlerEntry {
             f,
-            dispatch: AtomicU8::new(dispatch_index(dispatch)),
+            dispatch: AtomicU8::new(dispatch.as_u8()),
             fast_runs: AtomicU32::new(0),
         })
     }
 
+    fn dispatch(&self) -> Dispatch {
+        Dispatch::from_u8(self.dispatch.load(Ordering::Relaxed))
+    }
+
     /// Whether the next call may run on the reading thread.
     pub(crate) fn runs_inline(&self) -> bool {
-        match DISPATCHES[usize::from(self.dispatch.load(Ordering::Relaxed)) % 3] {
-            Dispatch::Inline => true,
-            Dispatch::Pool => false,
-            Dispatch::Adaptive => self.fast_runs.load(Ordering::Relaxed) >= FAST_RUNS,
-        }
+        self.dispatch()
+            .runs_inline(self.fast_runs.load(Ordering::Relaxed))
     }
 
     /// Runs the handler, turning a panic into a `Panicked` error, and learns
     /// from how long it took.
     pub(crate) fn run(&self, ctx: &CallContext, args: Payload) -> Result<Payload, RemoteError> {
-        // Only adaptive handlers learn from their run times; the others skip the clock.
-        let adaptive = self.dispatch.load(Ordering::Relaxed) == 0;
-        let started = adaptive.then(Instant::now);
+        let started = self.dispatch().learns().then(Instant::now);
         let outcome = catch_unwind(AssertUnwindSafe(|| (self.f)(ctx, args)));
         if let Some(started) = started {
-            if started.elapsed() <= FAST_RUN {
-                let _ = self
-                    .fast_runs
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                        Some(n.saturating_add(1))
-                    });
-            } else {
-                self.fast_runs.store(0, Ordering::Relaxed);
-            }
+            let took = started.elapsed();
+            let _ = self
+                .fast_runs
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(Dispatch::fast_runs_after(n, took))
+                });
         }
         match outcome {
             Ok(result) => result.map_err(RemoteError::from),

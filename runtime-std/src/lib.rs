@@ -56,7 +56,7 @@ mod transport;
 pub use client::Client;
 pub use config::secret_from_file;
 pub use group::Group;
-pub use handler::{CallContext, Dispatch, HandlerEntry, Handlers, FAST_RUN, FAST_RUNS};
+pub use handler::{CallContext, HandlerEntry, Handlers};
 pub use lifecycle::RigService;
 pub use local::LocalClient;
 pub use peer::{json_payload, Peer, PendingCall, RawPendingCall};
@@ -66,6 +66,7 @@ pub use rigwire_core::{
     Codec, Error, ErrorKind, GroupError, GroupResults, Keepalive, Payload, RemoteError,
 };
 pub use rigwire_core::{Config, Reconnect};
+pub use rigwire_core::{Dispatch, FAST_RUN, FAST_RUNS};
 pub use server::{RunningServer, Server};
 pub use service::{RemoteService, RunningService};
 pub use transport::Url;

@@ -13,7 +13,8 @@ use rigwire_core::lifecycle::methods;
 use rigwire_core::lifecycle::StepInProgress;
 use rigwire_core::{Error, ExpRef, HandlerError, InitData, Lifecycle, Payload, StepRequest};
 
-use crate::handler::{CallContext, Dispatch, Handlers};
+use crate::handler::{CallContext, Handlers};
+use rigwire_core::Dispatch;
 
 type Outcome = Result<(), HandlerError>;
 type InitHook = Box<dyn Fn(&CallContext, &InitData) -> Outcome + Send + Sync>;
