@@ -381,3 +381,76 @@ fn a_hello_with_a_name_over_255_bytes_is_rejected() {
         }
     }
 }
+
+#[test]
+fn the_lobby_lets_go_of_who_spoke_and_tells_the_silent_and_the_evicted_why() {
+    use rigwire_core::link::{Admission, Lobby};
+
+    fn frames(chunks: Vec<bytes::Bytes>) -> Vec<Message> {
+        let bytes: Vec<u8> = chunks.concat();
+        let mut rest = &bytes[..];
+        let mut out = Vec::new();
+        while rest.len() >= 4 {
+            let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(Message::decode(&bytes::Bytes::copy_from_slice(&rest[4..4 + len])).unwrap());
+            rest = &rest[4 + len..];
+        }
+        out
+    }
+    let held = |name| {
+        let (mut conn, now) = lone(Role::Server, None);
+        drain_messages(&mut conn); // our Hello, sent on accept
+        (name, conn, now)
+    };
+    let mut lobby = Lobby::default();
+    assert_eq!(lobby.next_deadline(), None);
+    let mut start = None;
+    for (id, name) in [(1, "a"), (2, "b"), (3, "c"), (4, "d")] {
+        let (socket, conn, now) = held(name);
+        let until = now + Duration::from_secs(10 + id);
+        start.get_or_insert(until);
+        lobby.hold(id, id * 100, socket, Some(conn), until);
+    }
+    assert_eq!(lobby.next_deadline(), start);
+
+    // "a" and "c" spoke: let go to be served, the others stay.
+    let spoke = lobby.spoke(vec![2, 0, 2, 9]);
+    let mut ids: Vec<u64> = spoke.iter().map(|l| l.id).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 3]);
+    let mut left: Vec<&str> = lobby.sockets().copied().collect();
+    left.sort();
+    assert_eq!(left, vec!["b", "d"]);
+
+    // "b" is evicted for a newcomer: its last words say why.
+    let mut evicted = lobby.evict(200).expect("held here");
+    assert_eq!((evicted.id, evicted.socket), (2, "b"));
+    let why = Admission::eviction();
+    assert_eq!(
+        frames(evicted.last_words()),
+        vec![Message::Reject {
+            code: why.code,
+            reason: why.reason
+        }]
+    );
+    assert!(lobby.evict(200).is_none(), "not held any more");
+
+    // "d" stays silent: nothing before its time, then told the handshake timed out.
+    let (_, _, now) = held("probe");
+    assert!(lobby.expire(now).is_empty());
+    let mut expired = lobby.expire(now + Duration::from_secs(60));
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].ticket, 400);
+    let words = frames(expired[0].last_words());
+    assert!(
+        matches!(
+            words.as_slice(),
+            [Message::Reject {
+                code: RejectCode::HandshakeTimeout,
+                ..
+            }]
+        ),
+        "{words:?}"
+    );
+    assert!(lobby.is_empty() && lobby.next_deadline().is_none());
+}

@@ -7,12 +7,13 @@
 //! ([`crate::park`]) until its peer speaks again.
 
 use std::collections::BTreeMap;
+use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{Admission, Admitted, Refusal, ServerSetup, Ticket};
+use rigwire_core::link::{Admission, Admitted, Leaving, Lobby, Refusal, ServerSetup, Ticket};
 use rigwire_core::{Connection, Error, Payload, Role};
 use serde::Serialize;
 
@@ -103,32 +104,12 @@ impl Server {
     }
 }
 
-/// An accepted socket that has not spoken yet: no thread of its own.
-struct Waiting {
-    id: u64,
-    ticket: Ticket,
-    socket: Socket,
-    /// Its connection, `Hello` already sent (plain streams).
-    conn: Option<Connection>,
-    /// When it is closed if it still has not spoken.
-    until: Instant,
-}
-
-impl Waiting {
-    /// Sends what its connection has to say before it is dropped (a
-    /// `Reject` saying why), without waiting for the socket.
-    fn last_words(&mut self) {
-        let Some(conn) = &mut self.conn else {
+/// Sends what a connection let go unheard has left to say (a `Reject`
+/// saying why), without waiting for the socket; dropping it closes it.
+fn say_last_words(mut leaving: Leaving<Socket>) {
+    for chunk in leaving.last_words() {
+        if leaving.socket.try_send(&[IoSlice::new(&chunk)]).is_err() {
             return;
-        };
-        while let Some(chunk) = conn.poll_transmit() {
-            if self
-                .socket
-                .try_send(&[std::io::IoSlice::new(&chunk)])
-                .is_err()
-            {
-                return;
-            }
         }
     }
 }
@@ -167,24 +148,16 @@ impl ServerInner {
     /// when strangers crowd the handshake budget). Our `Hello` goes out at
     /// once all the same, so a peer that waits for it is not kept waiting.
     fn accept_loop(self: &Arc<Self>) {
-        let mut waiting: Vec<Waiting> = Vec::new();
+        let mut lobby: Lobby<Socket> = Lobby::default();
         loop {
-            let now = Instant::now();
-            waiting.retain_mut(|w| {
-                let alive = now < w.until;
-                if !alive {
-                    // Silent for the whole handshake timeout: told so, and closed.
-                    if let Some(conn) = &mut w.conn {
-                        conn.handle_timeout(now);
-                        w.last_words();
-                    }
-                    self.admission().release(w.ticket, false);
-                }
-                alive
-            });
-            let deadline = waiting.iter().map(|w| w.until).min();
-            let sockets: Vec<&Socket> = waiting.iter().map(|w| &w.socket).collect();
-            let (incoming, spoke) = match self.listener.wait_any(&sockets, deadline) {
+            for silent in lobby.expire(Instant::now()) {
+                // Silent for the whole handshake timeout: told so, and closed.
+                self.admission().release(silent.ticket, false);
+                say_last_words(silent);
+            }
+            let sockets: Vec<&Socket> = lobby.sockets().collect();
+            let waited = self.listener.wait_any(&sockets, lobby.next_deadline());
+            let (incoming, spoke) = match waited {
                 Ok(ready) => ready,
                 Err(e) => {
                     tracing::warn!(url = %self.url, "waiting for connections failed: {e}");
@@ -192,8 +165,7 @@ impl ServerInner {
                     continue;
                 }
             };
-            for i in spoke.into_iter().rev() {
-                let w = waiting.swap_remove(i);
+            for w in lobby.spoke(spoke) {
                 self.spawn_connection(w.id, w.socket, Ok(w.ticket), w.conn);
             }
             if !incoming {
@@ -223,34 +195,22 @@ impl ServerInner {
                 }
             };
             if let Some(oldest) = evicted {
-                self.evict(oldest, &mut waiting);
+                self.evict(oldest, &mut lobby);
             }
             let conn = self.say_hello(&socket);
             // After the connection's own start, so that its handshake timer
             // has run out too when this one does.
             let until = Instant::now() + self.config.protocol.handshake_timeout;
-            waiting.push(Waiting {
-                id,
-                ticket,
-                socket,
-                conn,
-                until,
-            });
+            lobby.hold(id, ticket, socket, conn, until);
         }
     }
 
     /// Its place went to a newcomer: closes the connection holding `ticket`,
     /// whatever it is doing.
-    fn evict(&self, ticket: Ticket, waiting: &mut Vec<Waiting>) {
+    fn evict(&self, ticket: Ticket, lobby: &mut Lobby<Socket>) {
         tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
-        if let Some(at) = waiting.iter().position(|w| w.ticket == ticket) {
-            let mut w = waiting.swap_remove(at); // dropping it closes it
-            if let Some(conn) = &mut w.conn {
-                let evicted = Admission::eviction();
-                conn.reject(evicted.code, &evicted.reason);
-                w.last_words();
-            }
-            return;
+        if let Some(evicted) = lobby.evict(ticket) {
+            return say_last_words(evicted);
         }
         let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = conns.values().find(|c| c.ticket == Some(ticket)) {
@@ -269,7 +229,7 @@ impl ServerInner {
         let mut conn = self.new_connection().ok()?;
         let hello = conn.poll_transmit()?;
         // A fresh socket takes a few dozen bytes at once; if not, it is dropped.
-        match socket.try_send(&[std::io::IoSlice::new(&hello)]) {
+        match socket.try_send(&[IoSlice::new(&hello)]) {
             Ok(n) if n == hello.len() => Some(conn),
             _ => None,
         }

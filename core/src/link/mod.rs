@@ -61,12 +61,14 @@ use crate::message::ErrorKind;
 
 pub mod admission;
 mod callers;
+pub mod lobby;
 mod parked;
 pub mod reconnect;
 mod settings;
 mod setup;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
 pub use callers::{Alarm, Callers, PoolShare};
+pub use lobby::{Leaving, Lobby};
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
