@@ -26,7 +26,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `url` (port 0 picks a free port; see [`local_url`](Self::local_url)).
+    /// Binds `url` (port 0 picks a free port; see [`ServerSetup::local_url`]).
     ///
     /// # Errors
     /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.

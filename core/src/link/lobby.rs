@@ -5,7 +5,7 @@
 //! connection's own start, so that its timer has run out too when the lobby
 //! lets it go), and the lobby decides what a connection let go unheard is
 //! told: the handshake timeout, or the eviction when a newcomer took its
-//! place in the handshake budget ([`Admission`](crate::link::Admission)).
+//! place in the handshake budget ([`Admission`]).
 
 use std::time::Instant;
 
