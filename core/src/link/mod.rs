@@ -60,15 +60,19 @@ use crate::id_map::IdMap;
 use crate::message::ErrorKind;
 
 pub mod admission;
+mod admit;
 mod callers;
 pub mod lobby;
+mod outbox;
 mod parked;
 pub mod reconnect;
 mod settings;
 mod setup;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
+pub use admit::{Admit, NoRoomError};
 pub use callers::{Alarm, Callers, PoolShare};
 pub use lobby::{Leaving, Lobby};
+pub use outbox::Outbox;
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
@@ -111,66 +115,6 @@ pub const PARK_AFTER: Duration = Duration::from_secs(1);
 /// tries again: without the pause it would spin, logging.
 pub const RETRY_AFTER: Duration = Duration::from_millis(10);
 
-/// Room reserved for a frame's head beside its method name and payload, when
-/// estimating whether a call fits under the output limit.
-const FRAME_OVERHEAD: usize = 64;
-
-/// Bytes on their way to a socket, kept until it took them: what a link
-/// (or a relay connection) counts as queued output.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    chunks: VecDeque<Bytes>,
-    bytes: usize,
-}
-
-impl Outbox {
-    /// Takes everything `conn` queued.
-    pub fn fill(&mut self, conn: &mut Connection) {
-        while let Some(chunk) = conn.poll_transmit() {
-            self.bytes += chunk.len();
-            self.chunks.push_back(chunk);
-        }
-    }
-
-    /// The chunks, in order.
-    pub fn chunks(&self) -> &VecDeque<Bytes> {
-        &self.chunks
-    }
-
-    /// Bytes held.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// Whether nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    /// `n` bytes from the front were written.
-    pub fn consume(&mut self, mut n: usize) {
-        self.bytes -= n.min(self.bytes);
-        while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                break;
-            };
-            if n >= front.len() {
-                n -= front.len();
-                self.chunks.pop_front();
-            } else {
-                let _ = front.split_to(n);
-                n = 0;
-            }
-        }
-    }
-
-    /// Forgets everything held.
-    pub fn clear(&mut self) {
-        self.chunks.clear();
-        self.bytes = 0;
-    }
-}
-
 /// What the runtime should wait for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interest {
@@ -201,52 +145,6 @@ pub enum Job {
     PeerError(RemoteError),
     /// The connection closed; the last job.
     Closed(ConnectionError),
-}
-
-/// Why a command could not be admitted now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Admit<E> {
-    /// The output is over its limit: wait for [`Link::take_room_freed`]
-    /// (within the command's deadline), then try again.
-    NoRoom {
-        /// Bytes queued and not yet written.
-        queued: usize,
-        /// The configured limit.
-        limit: usize,
-    },
-    /// The command failed for good.
-    Failed(E),
-}
-
-/// The error a command reports when it was refused for room and its
-/// caller does not wait ([`Admit::into_error`]).
-pub trait NoRoomError {
-    /// The error for "the output holds `queued` bytes, over `limit`".
-    fn no_room(queued: usize, limit: usize) -> Self;
-}
-
-impl NoRoomError for CallError {
-    fn no_room(queued: usize, limit: usize) -> Self {
-        CallError::Busy(format!(
-            "output queue full ({queued} bytes not yet written, limit {limit})"
-        ))
-    }
-}
-
-impl NoRoomError for EchoError {
-    fn no_room(queued: usize, limit: usize) -> Self {
-        EchoError::Backpressure { queued, limit }
-    }
-}
-
-impl<E: NoRoomError> Admit<E> {
-    /// The error a caller that does not wait for room reports.
-    pub fn into_error(self) -> E {
-        match self {
-            Admit::NoRoom { queued, limit } => E::no_room(queued, limit),
-            Admit::Failed(e) => e,
-        }
-    }
 }
 
 /// One connection with its output, waiters, jobs and interest: the whole of
@@ -975,72 +873,6 @@ impl Link {
             // Its handler still runs: the slot stays taken until it ends.
             self.conn.abandoned += 1;
             self.jobs.push_back(Job::Cancel(id));
-        }
-    }
-
-    /// The checks a command passes before it reaches the connection.
-    fn admit(
-        &mut self,
-        len: usize,
-        deadline: Option<Instant>,
-        now: Instant,
-    ) -> Result<(), Refused> {
-        if let Some(err) = self.conn.error() {
-            return Err(Refused::Closed(err.clone()));
-        }
-        if deadline.is_some_and(|d| now >= d) {
-            return Err(Refused::DeadlinePassed);
-        }
-        if !self.fits(len) {
-            self.held = false;
-            self.room_wanted = Some(self.room_wanted.map_or(len, |l| l.min(len)));
-            return Err(Refused::NoRoom {
-                queued: self.queued_output(),
-                limit: self.conn.config().max_queued_output,
-            });
-        }
-        Ok(())
-    }
-
-    /// Whether a command of `len` bytes fits under the output limit now. A
-    /// frame larger than the limit fits an empty queue, alone.
-    fn fits(&self, len: usize) -> bool {
-        let queued = self.queued_output();
-        queued == 0 || queued + len + FRAME_OVERHEAD <= self.conn.config().max_queued_output
-    }
-
-    /// Raises the room edge for everyone waiting for room (they retry, and
-    /// learn of a failure if that is why).
-    fn wake_room_waiters(&mut self) {
-        if self.room_wanted.take().is_some() {
-            self.room_freed = true;
-        }
-    }
-}
-
-/// Why [`Link::admit`] refused a command, before each command names it.
-enum Refused {
-    Closed(ConnectionError),
-    DeadlinePassed,
-    NoRoom { queued: usize, limit: usize },
-}
-
-impl From<Refused> for Admit<CallError> {
-    fn from(r: Refused) -> Self {
-        match r {
-            Refused::Closed(e) => Admit::Failed(CallError::Disconnected(e)),
-            Refused::DeadlinePassed => Admit::Failed(CallError::DeadlineExceeded),
-            Refused::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
-        }
-    }
-}
-
-impl Refused {
-    fn into_echo(self, waited: Duration) -> Admit<EchoError> {
-        match self {
-            Refused::Closed(e) => Admit::Failed(EchoError::Disconnected(e)),
-            Refused::DeadlinePassed => Admit::Failed(EchoError::Timeout(waited)),
-            Refused::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
         }
     }
 }

@@ -1,0 +1,127 @@
+//! Call admission, which never blocks: the checks a command passes before
+//! it reaches the connection (open, deadline not passed, room under the
+//! output limit), what a refusal says, and the *room freed* edge a refused
+//! caller waits for.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{CallError, ConnectionError, EchoError};
+use crate::link::Link;
+
+/// Room reserved for a frame's head beside its method name and payload, when
+/// estimating whether a call fits under the output limit.
+const FRAME_OVERHEAD: usize = 64;
+
+/// Why a command could not be admitted now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admit<E> {
+    /// The output is over its limit: wait for [`Link::take_room_freed`]
+    /// (within the command's deadline), then try again.
+    NoRoom {
+        /// Bytes queued and not yet written.
+        queued: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The command failed for good.
+    Failed(E),
+}
+
+/// The error a command reports when it was refused for room and its
+/// caller does not wait ([`Admit::into_error`]).
+pub trait NoRoomError {
+    /// The error for "the output holds `queued` bytes, over `limit`".
+    fn no_room(queued: usize, limit: usize) -> Self;
+}
+
+impl NoRoomError for CallError {
+    fn no_room(queued: usize, limit: usize) -> Self {
+        CallError::Busy(format!(
+            "output queue full ({queued} bytes not yet written, limit {limit})"
+        ))
+    }
+}
+
+impl NoRoomError for EchoError {
+    fn no_room(queued: usize, limit: usize) -> Self {
+        EchoError::Backpressure { queued, limit }
+    }
+}
+
+impl<E: NoRoomError> Admit<E> {
+    /// The error a caller that does not wait for room reports.
+    pub fn into_error(self) -> E {
+        match self {
+            Admit::NoRoom { queued, limit } => E::no_room(queued, limit),
+            Admit::Failed(e) => e,
+        }
+    }
+}
+
+impl Link {
+    /// The checks a command passes before it reaches the connection.
+    pub(super) fn admit(
+        &mut self,
+        len: usize,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<(), Refused> {
+        if let Some(err) = self.conn.error() {
+            return Err(Refused::Closed(err.clone()));
+        }
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Refused::DeadlinePassed);
+        }
+        if !self.fits(len) {
+            self.held = false;
+            self.room_wanted = Some(self.room_wanted.map_or(len, |l| l.min(len)));
+            return Err(Refused::NoRoom {
+                queued: self.queued_output(),
+                limit: self.conn.config().max_queued_output,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether a command of `len` bytes fits under the output limit now. A
+    /// frame larger than the limit fits an empty queue, alone.
+    pub(super) fn fits(&self, len: usize) -> bool {
+        let queued = self.queued_output();
+        queued == 0 || queued + len + FRAME_OVERHEAD <= self.conn.config().max_queued_output
+    }
+
+    /// Raises the room edge for everyone waiting for room (they retry, and
+    /// learn of a failure if that is why).
+    pub(super) fn wake_room_waiters(&mut self) {
+        if self.room_wanted.take().is_some() {
+            self.room_freed = true;
+        }
+    }
+}
+
+/// Why [`Link::admit`] refused a command, before each command names it.
+pub(super) enum Refused {
+    Closed(ConnectionError),
+    DeadlinePassed,
+    NoRoom { queued: usize, limit: usize },
+}
+
+impl From<Refused> for Admit<CallError> {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Closed(e) => Admit::Failed(CallError::Disconnected(e)),
+            Refused::DeadlinePassed => Admit::Failed(CallError::DeadlineExceeded),
+            Refused::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
+        }
+    }
+}
+
+impl Refused {
+    pub(super) fn into_echo(self, waited: Duration) -> Admit<EchoError> {
+        match self {
+            Refused::Closed(e) => Admit::Failed(EchoError::Disconnected(e)),
+            Refused::DeadlinePassed => Admit::Failed(EchoError::Timeout(waited)),
+            Refused::NoRoom { queued, limit } => Admit::NoRoom { queued, limit },
+        }
+    }
+}
