@@ -41,16 +41,21 @@ use std::time::{Duration, Instant};
 use rigwire_core::framing::FrameRoom;
 use rigwire_core::link::earliest;
 use rigwire_core::link::{Admit, Job, NoRoomError, PoolShare, READ_CHUNK};
-use rigwire_core::{Connection, IncomingCall, Link, Payload, RemoteError};
+use rigwire_core::{Connection, Link};
 use rigwire_ws::{Flushed, Wire};
 
-use crate::handler::{CallContext, Handlers};
+use crate::handler::Handlers;
 use crate::park::Parker;
 use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::{Reader, Received, Socket};
 
 pub(crate) use rigwire_core::link::LINGER;
+
+// A part of the driver, in a file of its own: what a connection runs for the
+// application.
+#[path = "jobs.rs"]
+mod jobs;
 
 /// Hooks an endpoint runs for each connection.
 pub(crate) type Hooks = rigwire_core::link::Hooks<Peer>;
@@ -656,150 +661,6 @@ impl Shared {
         drop(g);
         self.run_jobs(jobs, false);
         self.lock()
-    }
-
-    fn run_jobs(self: &Arc<Self>, jobs: Vec<Job>, on_reading_thread: bool) {
-        for job in jobs {
-            match job {
-                Job::Call(call) => self.dispatch(call, on_reading_thread),
-                Job::Notify(n) => {
-                    let Some(entry) = self.handlers.get(n.handler).cloned() else {
-                        continue;
-                    };
-                    let ctx = CallContext {
-                        peer: Peer::new(Arc::clone(self)),
-                        method: n.method,
-                        deadline: None,
-                        id: 0,
-                    };
-                    let shared = Arc::clone(self);
-                    self.spawn_or_run(on_reading_thread && entry.runs_inline(), move || {
-                        if let Err(e) = entry.run(&ctx, n.args) {
-                            tracing::warn!(method = %ctx.method, "notify handler failed: {e}");
-                        }
-                        shared.lock().link.notify_done();
-                    });
-                }
-                Job::Message(payload) => {
-                    if let Some(hook) = &self.hooks.on_message {
-                        self.run_hook("on_message", || hook(&Peer::new(Arc::clone(self)), payload));
-                    }
-                }
-                Job::Connected => {
-                    if let Err(refusal) = self.admit_established() {
-                        tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
-                        self.command(|link, now| link.close(&refusal.reason, now));
-                        continue;
-                    }
-                    if let Some(hook) = &self.hooks.on_connect {
-                        self.run_hook("on_connect", || hook(&Peer::new(Arc::clone(self))));
-                    }
-                }
-                Job::PeerError(err) => {
-                    tracing::warn!(peer = %self.label, "the peer reported: {err}");
-                }
-                Job::Closed(err) => {
-                    tracing::debug!(peer = %self.label, "connection closed: {err}");
-                    if let Some(hook) = &self.hooks.on_disconnect {
-                        let err = err.into();
-                        self.run_hook("on_disconnect", || hook(&Peer::new(Arc::clone(self)), &err));
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// A server's admission of this connection now that it authenticated.
-    fn admit_established(&self) -> Result<(), rigwire_core::link::Refusal> {
-        let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
-            return Ok(());
-        };
-        admit(ticket)?;
-        self.lock().link.set_admitted();
-        Ok(())
-    }
-
-    /// Runs an application hook; a panic in it is logged, never fatal to the
-    /// connection's thread.
-    fn run_hook(&self, name: &str, hook: impl FnOnce()) {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err() {
-            tracing::error!(peer = %self.label, "the {name} hook panicked");
-        }
-    }
-
-    fn dispatch(self: &Arc<Self>, call: IncomingCall, on_reading_thread: bool) {
-        let Some(entry) = self.handlers.get(call.handler).cloned() else {
-            let err = RemoteError::new(
-                rigwire_core::ErrorKind::Internal,
-                "handler table out of step with the registry",
-            );
-            self.reply(call.id, Err(err), true);
-            return;
-        };
-        let inline = on_reading_thread && entry.runs_inline();
-        let shared = Arc::clone(self);
-        let run = move |flush: bool| {
-            let ctx = CallContext {
-                peer: Peer::new(Arc::clone(&shared)),
-                method: call.method,
-                deadline: call.deadline,
-                id: call.id,
-            };
-            let result = entry.run(&ctx, call.args);
-            shared.reply(call.id, result, flush);
-        };
-        match &self.pool {
-            // The reading thread writes once after the whole batch it read
-            // (as a raw echo server would), not once per reply.
-            _ if inline => run(false),
-            Some(_) => self.to_pool(Box::new(move || run(true))),
-            None => run(true),
-        }
-    }
-
-    fn spawn_or_run(self: &Arc<Self>, inline: bool, job: impl FnOnce() + Send + 'static) {
-        match &self.pool {
-            Some(_) if !inline => self.to_pool(Box::new(job)),
-            _ => job(),
-        }
-    }
-
-    /// Runs `job` on the pool within this connection's share of it; beyond
-    /// the share it waits for one of this connection's own jobs to end.
-    fn to_pool(self: &Arc<Self>, job: PoolJob) {
-        let Some(pool) = &self.pool else {
-            return job();
-        };
-        let Some(job) = self.lock().pool_share.admit(job, pool.threads()) else {
-            return; // it waits for this connection's share
-        };
-        let shared = Arc::clone(self);
-        pool.submit(move || shared.run_pooled(job));
-    }
-
-    /// Runs a pooled job, then this connection's next waiting one, if any,
-    /// on the same thread.
-    fn run_pooled(self: Arc<Self>, mut job: PoolJob) {
-        loop {
-            job();
-            match self.lock().pool_share.finished() {
-                Some(next) => job = next,
-                None => return,
-            }
-        }
-    }
-
-    /// Answers call `id`; `flush` false leaves the writing to the caller.
-    fn reply(self: &Arc<Self>, id: u64, result: Result<Payload, RemoteError>, flush: bool) {
-        let outcome = if flush {
-            self.command(|link, now| link.reply(id, result, || now))
-        } else {
-            self.lock().link.reply(id, result, Instant::now)
-        };
-        if let Err(e) = outcome {
-            tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
-        }
     }
 
     /// Blocks until the connection has closed (at once if it has); reads

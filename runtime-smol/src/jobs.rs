@@ -1,0 +1,154 @@
+//! What a connection runs for the application: its handlers (polled once
+//! where the call was read, a task if they wait), its hooks, and a server's
+//! admission of a peer that authenticated. A part of [`crate::driver`] (its
+//! child module, in a file of its own).
+
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use rigwire_core::link::Job;
+use rigwire_core::{IncomingCall, Payload, RemoteError};
+
+use super::{Shared, State};
+use crate::handler::{CallContext, HandlerFuture};
+use crate::peer::Peer;
+
+/// Keys of notify tasks in the task table: call ids never have the top bit.
+const NOTIFY_KEYS: u64 = 1 << 63;
+
+impl Shared {
+    /// Does what the link asked of the application: a handler, a hook, the
+    /// admission of a peer that authenticated.
+    pub(super) fn run_job(self: &Arc<Self>, job: Job) {
+        let peer = || Peer::new(Arc::clone(self));
+        match job {
+            Job::Call(call) => self.start_call(call),
+            Job::Notify(n) => {
+                let ctx = CallContext {
+                    peer: peer(),
+                    method: n.method,
+                    deadline: None,
+                    id: 0,
+                };
+                let method = ctx.method.clone();
+                let fut = self.handlers.call(n.handler, ctx, n.args);
+                let key = |g: &mut State| {
+                    g.notify_key = g.notify_key.wrapping_add(1);
+                    Some(NOTIFY_KEYS | g.notify_key)
+                };
+                self.run_handler(fut, key, move |shared, result, _| {
+                    if let Err(e) = result {
+                        tracing::warn!(%method, "notify handler failed: {e}");
+                    }
+                    shared.lock().link.notify_done();
+                });
+            }
+            Job::Message(payload) => {
+                if let Some(hook) = &self.hooks.on_message {
+                    run_hook(&self.label, "on_message", || hook(&peer(), payload));
+                }
+            }
+            Job::Connected => {
+                if let Err(refusal) = self.admit_established() {
+                    tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+                    self.command(|link, now| link.close(&refusal.reason, now));
+                    return;
+                }
+                if let Some(hook) = &self.hooks.on_connect {
+                    run_hook(&self.label, "on_connect", || hook(&peer()));
+                }
+            }
+            Job::PeerError(err) => {
+                tracing::warn!(peer = %self.label, "the peer reported: {err}");
+            }
+            Job::Closed(err) => {
+                tracing::debug!(peer = %self.label, "connection closed: {err}");
+                if let Some(hook) = &self.hooks.on_disconnect {
+                    let err = err.into();
+                    run_hook(&self.label, "on_disconnect", || hook(&peer(), &err));
+                }
+            }
+            Job::Cancel(_) => {}
+            _ => {}
+        }
+    }
+
+    /// Starts a call's handler ([`run_handler`](Self::run_handler)); a
+    /// call cancelled before its handler had to wait never becomes a task.
+    fn start_call(self: &Arc<Self>, call: IncomingCall) {
+        let ctx = CallContext {
+            peer: Peer::new(Arc::clone(self)),
+            method: call.method,
+            deadline: call.deadline,
+            id: call.id,
+        };
+        let id = call.id;
+        let fut = self.handlers.call(call.handler, ctx, call.args);
+        let key = move |g: &mut State| {
+            if g.link.is_cancelled(id) || !g.link.conn().is_incoming(id) {
+                g.link.handler_dropped(id);
+                return None;
+            }
+            Some(id)
+        };
+        self.run_handler(fut, key, move |shared, result, inline| {
+            let replied = match inline {
+                // Written by `finish`, with the rest of the batch.
+                true => shared.lock().link.reply(id, result, Instant::now),
+                false => shared.command(|link, now| link.reply(id, result, || now)),
+            };
+            if let Err(e) = replied {
+                tracing::debug!(peer = %shared.label, "reply to call {id} dropped: {e}");
+            }
+        });
+    }
+
+    /// Runs a handler: polled once right here, so that one that does not
+    /// wait is done with no hand-off (and before anything read with it, a
+    /// close, can drop it); one that waits becomes a task kept in the task
+    /// table under the key `key` gives it (dropped, so cancelled, with its
+    /// call or the connection; `None`: not started). `done` takes the
+    /// result, told whether it came at once.
+    fn run_handler<D>(
+        self: &Arc<Self>,
+        mut fut: HandlerFuture,
+        key: impl FnOnce(&mut State) -> Option<u64>,
+        done: D,
+    ) where
+        D: FnOnce(&Arc<Shared>, Result<Payload, RemoteError>, bool) + Send + 'static,
+    {
+        if let Poll::Ready(result) = fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            return done(self, result, true);
+        }
+        // Under the lock, so that a cancel processed by another reader
+        // either finds the task or is seen by `key`.
+        let mut g = self.lock();
+        let Some(key) = key(&mut g) else {
+            return; // dropping `fut` cancels the handler
+        };
+        let shared = Arc::clone(self);
+        let task = smol::spawn(async move {
+            let result = fut.await;
+            shared.lock().tasks.remove(&key);
+            done(&shared, result, false);
+        });
+        g.tasks.insert(key, task);
+    }
+
+    /// A server's admission of this connection now that it authenticated.
+    fn admit_established(&self) -> Result<(), rigwire_core::link::Refusal> {
+        let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
+            return Ok(());
+        };
+        admit(ticket)?;
+        self.lock().link.set_admitted();
+        Ok(())
+    }
+}
+
+fn run_hook(label: &str, name: &str, hook: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err() {
+        tracing::error!(peer = %label, "the {name} hook panicked");
+    }
+}
