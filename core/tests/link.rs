@@ -684,3 +684,44 @@ fn a_connection_holds_at_most_half_the_pool_and_its_jobs_wait_in_order() {
     // A pool of one still lets a connection run one job.
     assert_eq!(PoolShare::<()>::limit(1), 1);
 }
+
+#[test]
+fn hooks_run_for_their_jobs_and_a_panicking_hook_is_caught_and_named() {
+    use rigwire_core::link::{Hooks, Job};
+    use std::sync::{Arc, Mutex};
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut hooks: Hooks<&'static str> = Hooks::default();
+    let log = Arc::clone(&seen);
+    hooks.on_connect = Some(Box::new(move |peer| {
+        log.lock().unwrap().push(format!("connect {peer}"))
+    }));
+    let log = Arc::clone(&seen);
+    hooks.on_message = Some(Box::new(move |peer, bytes| {
+        log.lock()
+            .unwrap()
+            .push(format!("{peer}: {} bytes", bytes.len()))
+    }));
+    hooks.on_disconnect = Some(Box::new(|_, _| panic!("a bug in the application's hook")));
+
+    assert_eq!(hooks.run(Job::Connected, || "rig"), Ok(()));
+    assert_eq!(
+        hooks.run(Job::Message(bytes::Bytes::from_static(b"abc")), || "rig"),
+        Ok(())
+    );
+    let closed = Job::Closed(ConnectionError::TransportClosed("gone".into()));
+    assert_eq!(hooks.run(closed, || "rig"), Err("on_disconnect"));
+    assert_eq!(
+        hooks.run(Job::Cancel(7), || panic!(
+            "no peer is made for a job without a hook"
+        )),
+        Ok(())
+    );
+    assert_eq!(*seen.lock().unwrap(), vec!["connect rig", "rig: 3 bytes"]);
+
+    let none: Hooks<&'static str> = Hooks::default();
+    assert_eq!(
+        none.run(Job::Connected, || panic!("no hook, no peer")),
+        Ok(())
+    );
+}

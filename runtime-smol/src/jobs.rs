@@ -44,33 +44,20 @@ impl Shared {
                     shared.lock().link.notify_done();
                 });
             }
-            Job::Message(payload) => {
-                if let Some(hook) = &self.hooks.on_message {
-                    run_hook(&self.label, "on_message", || hook(&peer(), payload));
-                }
-            }
-            Job::Connected => {
-                if let Err(refusal) = self.admit_established() {
-                    tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
-                    self.command(|link, now| link.close(&refusal.reason, now));
-                    return;
-                }
-                if let Some(hook) = &self.hooks.on_connect {
-                    run_hook(&self.label, "on_connect", || hook(&peer()));
-                }
-            }
             Job::PeerError(err) => {
                 tracing::warn!(peer = %self.label, "the peer reported: {err}");
             }
-            Job::Closed(err) => {
-                tracing::debug!(peer = %self.label, "connection closed: {err}");
-                if let Some(hook) = &self.hooks.on_disconnect {
-                    let err = err.into();
-                    run_hook(&self.label, "on_disconnect", || hook(&peer(), &err));
+            job => {
+                if let Job::Closed(err) = &job {
+                    tracing::debug!(peer = %self.label, "connection closed: {err}");
+                }
+                if matches!(job, Job::Connected) && self.refused() {
+                    return;
+                }
+                if let Err(hook) = self.hooks.run(job, peer) {
+                    tracing::error!(peer = %self.label, "the {hook} hook panicked");
                 }
             }
-            Job::Cancel(_) => {}
-            _ => {}
         }
     }
 
@@ -136,19 +123,18 @@ impl Shared {
         g.tasks.insert(key, task);
     }
 
-    /// A server's admission of this connection now that it authenticated.
-    fn admit_established(&self) -> Result<(), rigwire_core::link::Refusal> {
+    /// A server's admission of this connection now that it authenticated;
+    /// a refused one is closed with the reason (`true`).
+    fn refused(self: &Arc<Self>) -> bool {
         let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
-            return Ok(());
+            return false;
         };
-        admit(ticket)?;
+        if let Err(refusal) = admit(ticket) {
+            tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+            self.command(|link, now| link.close(&refusal.reason, now));
+            return true;
+        }
         self.lock().link.set_admitted();
-        Ok(())
-    }
-}
-
-fn run_hook(label: &str, name: &str, hook: impl FnOnce()) {
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err() {
-        tracing::error!(peer = %label, "the {name} hook panicked");
+        false
     }
 }

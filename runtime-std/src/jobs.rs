@@ -39,52 +39,37 @@ impl Shared {
                         shared.lock().link.notify_done();
                     });
                 }
-                Job::Message(payload) => {
-                    if let Some(hook) = &self.hooks.on_message {
-                        self.run_hook("on_message", || hook(&Peer::new(Arc::clone(self)), payload));
-                    }
-                }
-                Job::Connected => {
-                    if let Err(refusal) = self.admit_established() {
-                        tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
-                        self.command(|link, now| link.close(&refusal.reason, now));
-                        continue;
-                    }
-                    if let Some(hook) = &self.hooks.on_connect {
-                        self.run_hook("on_connect", || hook(&Peer::new(Arc::clone(self))));
-                    }
-                }
                 Job::PeerError(err) => {
                     tracing::warn!(peer = %self.label, "the peer reported: {err}");
                 }
-                Job::Closed(err) => {
-                    tracing::debug!(peer = %self.label, "connection closed: {err}");
-                    if let Some(hook) = &self.hooks.on_disconnect {
-                        let err = err.into();
-                        self.run_hook("on_disconnect", || hook(&Peer::new(Arc::clone(self)), &err));
+                job => {
+                    if let Job::Closed(err) = &job {
+                        tracing::debug!(peer = %self.label, "connection closed: {err}");
+                    }
+                    if matches!(job, Job::Connected) && self.refused() {
+                        continue;
+                    }
+                    if let Err(hook) = self.hooks.run(job, || Peer::new(Arc::clone(self))) {
+                        tracing::error!(peer = %self.label, "the {hook} hook panicked");
                     }
                 }
-                _ => {}
             }
         }
     }
 
-    /// A server's admission of this connection now that it authenticated.
-    fn admit_established(&self) -> Result<(), rigwire_core::link::Refusal> {
+    /// A server's admission of this connection now that it authenticated;
+    /// a refused one is closed with the reason (`true`).
+    fn refused(self: &Arc<Self>) -> bool {
         let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
-            return Ok(());
+            return false;
         };
-        admit(ticket)?;
-        self.lock().link.set_admitted();
-        Ok(())
-    }
-
-    /// Runs an application hook; a panic in it is logged, never fatal to the
-    /// connection's thread.
-    fn run_hook(&self, name: &str, hook: impl FnOnce()) {
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err() {
-            tracing::error!(peer = %self.label, "the {name} hook panicked");
+        if let Err(refusal) = admit(ticket) {
+            tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+            self.command(|link, now| link.close(&refusal.reason, now));
+            return true;
         }
+        self.lock().link.set_admitted();
+        false
     }
 
     fn dispatch(self: &Arc<Self>, call: IncomingCall, on_reading_thread: bool) {

@@ -13,7 +13,9 @@ use crate::event::Event;
 
 use crate::config::{Keepalive, Secret};
 use crate::link::reconnect::Reconnect;
+use crate::link::Job;
 use crate::tls::Trust;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Settings for a a runtime's `Client`, `Server` or `LocalClient`;
 /// the same type in every runtime.
@@ -140,6 +142,40 @@ impl<P> Default for Hooks<P> {
             on_disconnect: None,
             on_message: None,
             admit: None,
+        }
+    }
+}
+
+impl<P> Hooks<P> {
+    /// Runs the application's hook for `job` with the peer `peer` makes:
+    /// `on_connect` for [`Job::Connected`] (after a server's admission,
+    /// which the runtime runs first), `on_message` for [`Job::Message`],
+    /// `on_disconnect` for [`Job::Closed`]; other jobs have none. A hook
+    /// that panics is caught, so that it never ends the connection's thread
+    /// or task: `Err` names it, for the runtime's log.
+    pub fn run(&self, job: Job, peer: impl FnOnce() -> P) -> Result<(), &'static str> {
+        let ran = match job {
+            Job::Connected => self.on_connect.as_ref().map(|hook| {
+                let peer = peer();
+                ("on_connect", catch_unwind(AssertUnwindSafe(|| hook(&peer))))
+            }),
+            Job::Message(payload) => self.on_message.as_ref().map(|hook| {
+                let peer = peer();
+                let ran = catch_unwind(AssertUnwindSafe(|| hook(&peer, payload)));
+                ("on_message", ran)
+            }),
+            Job::Closed(err) => self.on_disconnect.as_ref().map(|hook| {
+                let (peer, err) = (peer(), err.into());
+                (
+                    "on_disconnect",
+                    catch_unwind(AssertUnwindSafe(|| hook(&peer, &err))),
+                )
+            }),
+            _ => None,
+        };
+        match ran {
+            Some((hook, Err(_))) => Err(hook),
+            _ => Ok(()),
         }
     }
 }
