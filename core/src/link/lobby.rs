@@ -130,11 +130,6 @@ impl<S> Lobby<S> {
         Some(leaving)
     }
 
-    /// How many are held.
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
     /// Whether none are held.
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
