@@ -255,7 +255,7 @@ pub struct HandlerTable<E> {
 
 impl<E> std::fmt::Debug for HandlerTable<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Handlers")
+        f.debug_struct("HandlerTable")
             .field("methods", &self.registry.methods())
             .finish()
     }

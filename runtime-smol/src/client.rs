@@ -6,9 +6,7 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::link::handshake_timed_out;
 use rigwire_core::Config;
-use rigwire_core::{Connection, Error, Payload, Role, Url};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use rigwire_core::{Connection, Error, Role, Url};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
@@ -154,118 +152,7 @@ impl Client {
         self.endpoint.to_string()
     }
 
-    /// See [`Peer::call`].
-    ///
-    /// # Errors
-    /// As [`Peer::call`].
-    pub async fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<R, Error> {
-        self.peer().await?.call(method, args).await
-    }
-
-    /// See [`Peer::call_timeout`].
-    ///
-    /// # Errors
-    /// As [`Peer::call`].
-    pub async fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Duration,
-    ) -> Result<R, Error> {
-        self.peer().await?.call_timeout(method, args, timeout).await
-    }
-
-    /// See [`Peer::call_raw`].
-    ///
-    /// # Errors
-    /// As [`Peer::call_raw`].
-    pub async fn call_raw(
-        &self,
-        method: &str,
-        args: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<Payload, Error> {
-        self.peer().await?.call_raw(method, args, timeout).await
-    }
-
-    /// See [`Peer::call_batch_raw`].
-    pub async fn call_batch_raw(
-        &self,
-        method: &str,
-        args: impl IntoIterator<Item = Payload>,
-        timeout: Option<Duration>,
-    ) -> Vec<Result<Payload, Error>> {
-        match self.peer().await {
-            Ok(peer) => peer.call_batch_raw(method, args, timeout).await,
-            Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
-        }
-    }
-
-    /// See [`Peer::start`].
-    ///
-    /// # Errors
-    /// As [`Peer::start`].
-    pub async fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<PendingCall<R>, Error> {
-        self.peer().await?.start(method, args).await
-    }
-
-    /// See [`Peer::start_raw`].
-    ///
-    /// # Errors
-    /// As [`Peer::start_raw`].
-    pub async fn start_raw(
-        &self,
-        method: &str,
-        args: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<RawPendingCall, Error> {
-        self.peer().await?.start_raw(method, args, timeout).await
-    }
-
-    /// See [`Peer::start_batch`].
-    ///
-    /// # Errors
-    /// As [`Peer::start_batch`].
-    pub async fn start_batch(
-        &self,
-        method: &str,
-        args: impl IntoIterator<Item = Payload>,
-        timeout: Option<Duration>,
-    ) -> Result<Vec<RawPendingCall>, Error> {
-        self.peer().await?.start_batch(method, args, timeout).await
-    }
-
-    /// See [`Peer::notify`].
-    ///
-    /// # Errors
-    /// As [`Peer::notify`].
-    pub async fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
-        self.peer().await?.notify(method, args).await
-    }
-
-    /// See [`Peer::ping`].
-    ///
-    /// # Errors
-    /// As [`Peer::ping`].
-    pub async fn ping(&self) -> Result<Duration, Error> {
-        self.peer().await?.ping().await
-    }
-
-    /// See [`Peer::confirmed_send`].
-    ///
-    /// # Errors
-    /// As [`Peer::confirmed_send`].
-    pub async fn confirmed_send(&self, payload: impl Into<bytes::Bytes>) -> Result<(), Error> {
-        self.peer().await?.confirmed_send(payload).await
-    }
+    rigwire_core::twin_client_calls!([async] [.await]);
 
     /// Closes the connection (see [`Peer::close`]).
     pub async fn close(&self) {

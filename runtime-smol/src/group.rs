@@ -9,14 +9,12 @@ use event_listener::Event;
 use rigwire_core::lifecycle::methods;
 use rigwire_core::Config;
 use rigwire_core::{
-    CodecError, Error, EventLog, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
-    GroupStep, InitData, Payload, Rigs,
+    CodecError, Error, EventLog, GroupError, GroupOrder, GroupResults, Payload, Rigs,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::client::Client;
 use crate::handler::Handlers;
+use serde::de::DeserializeOwned;
 
 /// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
@@ -105,63 +103,7 @@ impl Group {
         }
     }
 
-    /// Calls every rig at once and collects each answer or error by name.
-    pub async fn call_all<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(
-            GroupOrder::Concurrent,
-            method,
-            Payload::postcard(args),
-            timeout,
-        )
-        .await
-    }
-
-    /// Calls the rigs one after another in group order.
-    pub async fn call_in_order<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(
-            GroupOrder::InOrder,
-            method,
-            Payload::postcard(args),
-            timeout,
-        )
-        .await
-    }
-
-    /// Calls the rigs one after another in reverse group order (stop, cleanup).
-    pub async fn call_in_reverse<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(
-            GroupOrder::Reverse,
-            method,
-            Payload::postcard(args),
-            timeout,
-        )
-        .await
-    }
-
-    /// Runs one lifecycle step on every rig, in the step's order.
-    pub async fn step<R: DeserializeOwned>(
-        &self,
-        step: GroupStep,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(step.order, step.method, Ok(step.args), timeout)
-            .await
-    }
+    rigwire_core::twin_group_calls!([async] [.await]);
 
     async fn call<R: DeserializeOwned>(
         &self,
@@ -215,53 +157,6 @@ impl Group {
             })
             .await;
         }
-    }
-
-    /// `exp.init` on every rig at once.
-    pub async fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.init_with(&InitData::default(), timeout).await
-    }
-
-    /// `exp.init` with data (iblutil's init dict) on every rig at once.
-    pub async fn init_with(
-        &self,
-        data: &InitData,
-        timeout: Option<Duration>,
-    ) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::init(data), timeout).await
-    }
-
-    /// `exp.start` on every rig at once.
-    pub async fn start(
-        &self,
-        exp_ref: &ExpRef,
-        timeout: Option<Duration>,
-    ) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::start(exp_ref), timeout).await
-    }
-
-    /// `exp.stop` on each rig, in reverse order.
-    pub async fn stop(
-        &self,
-        immediately: bool,
-        timeout: Option<Duration>,
-    ) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::stop(immediately), timeout).await
-    }
-
-    /// `exp.cleanup` on each rig, in reverse order.
-    pub async fn cleanup(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::cleanup(), timeout).await
-    }
-
-    /// `exp.status` of every rig.
-    pub async fn status(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::status(), timeout).await
-    }
-
-    /// `exp.info` of every rig.
-    pub async fn info(&self, timeout: Option<Duration>) -> GroupResults<ExpInfo> {
-        self.step(GroupStep::info(), timeout).await
     }
 
     /// Closes every connection.

@@ -6,7 +6,6 @@
 //! the caller cancels or its deadline passes. A panicking handler is
 //! answered `Panicked`; the connection carries on.
 
-use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -59,7 +58,7 @@ type RawFn = dyn Fn(CallContext, Payload) -> Pin<Box<dyn Future<Output = Result<
 /// answers the built-in `rigwire.clock` with this machine's wall clock.
 /// `describe` and `alias` are the [`HandlerTable`]'s, which this
 /// dereferences to.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Handlers {
     table: HandlerTable<Arc<RawFn>>,
 }
@@ -73,12 +72,6 @@ impl Default for Handlers {
         Handlers {
             table: HandlerTable::new(clock),
         }
-    }
-}
-
-impl fmt::Debug for Handlers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.table.fmt(f)
     }
 }
 

@@ -3,14 +3,11 @@
 //! kept by the connection's driver task whether or not anyone polls.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{ConnectionError, Error, Payload};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use rigwire_core::{Error, Payload};
 
 use crate::driver::Shared;
 use crate::pending::{PendingCall, RawPendingCall};
@@ -36,12 +33,7 @@ impl Peer {
 
     /// The name the peer announced in its handshake (empty before it).
     pub fn name(&self) -> String {
-        self.shared
-            .lock()
-            .link
-            .peer()
-            .map(|p| p.name.clone())
-            .unwrap_or_default()
+        self.shared.lock().link.peer_name()
     }
 
     /// The peer's address, for logs.
@@ -63,54 +55,10 @@ impl Peer {
     /// side) and returns why. Does not keep the connection busy while waiting.
     pub async fn closed(&self) -> Error {
         self.shared.wait_closed().await;
-        self.close_reason().unwrap_or_else(|| {
-            Error::Disconnected(ConnectionError::TransportClosed("closed".into()))
-        })
+        self.shared.lock().link.closed_error()
     }
 
-    /// Calls `method` with typed arguments (postcard) and decodes the result.
-    ///
-    /// # Errors
-    /// `Remote`, `DeadlineExceeded`, `Disconnected`, `Busy`, `TooLarge`, `Codec`.
-    pub async fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<R, Error> {
-        self.call_raw(method, Payload::postcard(args)?, None)
-            .await?
-            .decode()
-            .map_err(Error::from)
-    }
-
-    /// As [`call`](Self::call), with an explicit deadline.
-    ///
-    /// # Errors
-    /// As [`call`](Self::call).
-    pub async fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Duration,
-    ) -> Result<R, Error> {
-        self.call_raw(method, Payload::postcard(args)?, Some(timeout))
-            .await?
-            .decode()
-            .map_err(Error::from)
-    }
-
-    /// Calls with a raw payload and an optional deadline (else the default).
-    ///
-    /// # Errors
-    /// As [`call`](Self::call), without `Codec`.
-    pub async fn call_raw(
-        &self,
-        method: &str,
-        args: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<Payload, Error> {
-        self.start_raw(method, args, timeout).await?.wait().await
-    }
+    rigwire_core::twin_peer_calls!([async] [.await]);
 
     /// Calls `method` once for each payload, their frames written together
     /// (one system call where the socket takes them), and waits for every
@@ -138,27 +86,6 @@ impl Peer {
             });
         }
         results
-    }
-
-    /// Starts a call without waiting for its answer: the returned handle is
-    /// waited on, polled or cancelled later, so one task can keep many calls
-    /// in flight. Returns once the call is admitted (it waits for room in
-    /// the output, within the call's deadline).
-    ///
-    /// # Errors
-    /// Failures known at once: `Disconnected`, `Busy`, `TooLarge`, `Codec`.
-    pub async fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<PendingCall<R>, Error> {
-        let raw = self
-            .start_raw(method, Payload::postcard(args)?, None)
-            .await?;
-        Ok(PendingCall {
-            raw,
-            _result: PhantomData,
-        })
     }
 
     /// Starts a call with a raw payload and an optional deadline (else the
@@ -233,14 +160,6 @@ impl Peer {
             })
             .await?;
         Ok(RawPendingCall::new(&self.shared, id))
-    }
-
-    /// Sends a one-way notification (typed, postcard).
-    ///
-    /// # Errors
-    /// `Disconnected`, `TooLarge`, `Codec`.
-    pub async fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
-        self.notify_raw(method, Payload::postcard(args)?).await
     }
 
     /// Sends a one-way notification with a raw payload.

@@ -5,12 +5,10 @@
 //! [`Peer::start_batch`]: crate::Peer::start_batch
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rigwire_core::{Error, Payload};
-use serde::de::DeserializeOwned;
 
 use crate::driver::Shared;
 
@@ -104,52 +102,4 @@ impl Drop for RawPendingCall {
     }
 }
 
-/// A typed call in flight (see [`Peer::start`](crate::Peer::start)).
-/// Dropping it before its answer cancels the call.
-pub struct PendingCall<R> {
-    pub(crate) raw: RawPendingCall,
-    pub(crate) _result: PhantomData<fn() -> R>,
-}
-
-impl<R> fmt::Debug for PendingCall<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.raw.fmt(f)
-    }
-}
-
-impl<R: DeserializeOwned> PendingCall<R> {
-    /// The call's id on this connection.
-    pub fn id(&self) -> u64 {
-        self.raw.id
-    }
-
-    /// Whether the result has arrived; never waits.
-    pub fn is_ready(&self) -> bool {
-        self.raw.is_ready()
-    }
-
-    /// Waits for the result.
-    ///
-    /// # Errors
-    /// As [`Peer::call`](crate::Peer::call).
-    pub async fn wait(self) -> Result<R, Error> {
-        self.raw.wait().await?.decode().map_err(Error::from)
-    }
-
-    /// Waits at most `timeout`; on `WaitTimeout` the call stays in flight.
-    ///
-    /// # Errors
-    /// As [`Peer::call`](crate::Peer::call), plus `WaitTimeout`.
-    pub async fn wait_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
-        self.raw
-            .wait_timeout(timeout)
-            .await?
-            .decode()
-            .map_err(Error::from)
-    }
-
-    /// Gives up on the call; the peer is sent `Cancel`.
-    pub fn cancel(self) {
-        self.raw.cancel();
-    }
-}
+rigwire_core::twin_pending_call!([async] [.await]);

@@ -5,11 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rigwire_core::link::handshake_timed_out;
-use rigwire_core::{Connection, Error, Payload, Role};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use rigwire_core::{Connection, Error, Role};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
@@ -186,118 +183,7 @@ impl Client {
         self.inner.endpoint.to_string()
     }
 
-    /// See [`Peer::call`].
-    ///
-    /// # Errors
-    /// As [`Peer::call`].
-    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<R, Error> {
-        self.peer()?.call(method, args)
-    }
-
-    /// See [`Peer::call_timeout`].
-    ///
-    /// # Errors
-    /// As [`Peer::call`].
-    pub fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Duration,
-    ) -> Result<R, Error> {
-        self.peer()?.call_timeout(method, args, timeout)
-    }
-
-    /// See [`Peer::call_raw`].
-    ///
-    /// # Errors
-    /// As [`Peer::call_raw`].
-    pub fn call_raw(
-        &self,
-        method: &str,
-        args: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<Payload, Error> {
-        self.peer()?.call_raw(method, args, timeout)
-    }
-
-    /// See [`Peer::start`].
-    ///
-    /// # Errors
-    /// As [`Peer::start`].
-    pub fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<PendingCall<R>, Error> {
-        self.peer()?.start(method, args)
-    }
-
-    /// See [`Peer::start_raw`].
-    ///
-    /// # Errors
-    /// As [`Peer::start_raw`].
-    pub fn start_raw(
-        &self,
-        method: &str,
-        args: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<RawPendingCall, Error> {
-        self.peer()?.start_raw(method, args, timeout)
-    }
-
-    /// See [`Peer::call_batch_raw`].
-    pub fn call_batch_raw(
-        &self,
-        method: &str,
-        args: impl IntoIterator<Item = Payload>,
-        timeout: Option<Duration>,
-    ) -> Vec<Result<Payload, Error>> {
-        match self.peer() {
-            Ok(peer) => peer.call_batch_raw(method, args, timeout),
-            Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
-        }
-    }
-
-    /// See [`Peer::start_batch`].
-    ///
-    /// # Errors
-    /// As [`Peer::start_batch`].
-    pub fn start_batch(
-        &self,
-        method: &str,
-        args: impl IntoIterator<Item = Payload>,
-        timeout: Option<Duration>,
-    ) -> Result<Vec<RawPendingCall>, Error> {
-        self.peer()?.start_batch(method, args, timeout)
-    }
-
-    /// See [`Peer::notify`].
-    ///
-    /// # Errors
-    /// As [`Peer::notify`].
-    pub fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
-        self.peer()?.notify(method, args)
-    }
-
-    /// See [`Peer::ping`].
-    ///
-    /// # Errors
-    /// As [`Peer::ping`].
-    pub fn ping(&self) -> Result<Duration, Error> {
-        self.peer()?.ping()
-    }
-
-    /// See [`Peer::confirmed_send`].
-    ///
-    /// # Errors
-    /// As [`Peer::confirmed_send`].
-    pub fn confirmed_send(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
-        self.peer()?.confirmed_send(payload)
-    }
+    rigwire_core::twin_client_calls!([] []);
 
     /// Closes the connection (see [`Peer::close`]).
     pub fn close(&self) {

@@ -7,16 +7,14 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{
-    CodecError, Error, EventLog, ExpInfo, ExpRef, ExpStatus, GroupError, GroupOrder, GroupResults,
-    GroupStep, InitData, Payload, Rigs,
+    CodecError, Error, EventLog, GroupError, GroupOrder, GroupResults, Payload, Rigs,
 };
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::client::Client;
 use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
 use rigwire_core::Config;
+use serde::de::DeserializeOwned;
 
 /// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
@@ -105,61 +103,7 @@ impl Group {
         }
     }
 
-    /// Calls every rig at once and collects each answer or error by name.
-    /// A rig that drops out shows as `Disconnected`; the others' answers are kept.
-    pub fn call_all<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(
-            GroupOrder::Concurrent,
-            method,
-            Payload::postcard(args),
-            timeout,
-        )
-    }
-
-    /// Calls the rigs one after another in group order; every rig is called
-    /// even if an earlier one failed.
-    pub fn call_in_order<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(
-            GroupOrder::InOrder,
-            method,
-            Payload::postcard(args),
-            timeout,
-        )
-    }
-
-    /// Calls the rigs one after another in reverse group order (for stop and cleanup).
-    pub fn call_in_reverse<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(
-            GroupOrder::Reverse,
-            method,
-            Payload::postcard(args),
-            timeout,
-        )
-    }
-
-    /// Runs one lifecycle step on every rig, in the step's order.
-    pub fn step<R: DeserializeOwned>(
-        &self,
-        step: GroupStep,
-        timeout: Option<Duration>,
-    ) -> GroupResults<R> {
-        self.call(step.order, step.method, Ok(step.args), timeout)
-    }
+    rigwire_core::twin_group_calls!([] []);
 
     fn call<R: DeserializeOwned>(
         &self,
@@ -220,41 +164,6 @@ impl Group {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-    }
-
-    /// `exp.init` on every rig at once.
-    pub fn init(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.init_with(&InitData::default(), timeout)
-    }
-
-    /// `exp.init` with data (iblutil's init dict) on every rig at once.
-    pub fn init_with(&self, data: &InitData, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::init(data), timeout)
-    }
-
-    /// `exp.start` on every rig at once.
-    pub fn start(&self, exp_ref: &ExpRef, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::start(exp_ref), timeout)
-    }
-
-    /// `exp.stop` on each rig, in reverse order.
-    pub fn stop(&self, immediately: bool, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::stop(immediately), timeout)
-    }
-
-    /// `exp.cleanup` on each rig, in reverse order.
-    pub fn cleanup(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::cleanup(), timeout)
-    }
-
-    /// `exp.status` of every rig.
-    pub fn status(&self, timeout: Option<Duration>) -> GroupResults<ExpStatus> {
-        self.step(GroupStep::status(), timeout)
-    }
-
-    /// `exp.info` of every rig.
-    pub fn info(&self, timeout: Option<Duration>) -> GroupResults<ExpInfo> {
-        self.step(GroupStep::info(), timeout)
     }
 
     /// Closes every connection.

@@ -12,7 +12,6 @@
 //! [`FAST_RUNS`] times in a row; one slow run sends it back to the pool (the
 //! core's rule, [`Dispatch`]).
 
-use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -64,7 +63,7 @@ pub struct HandlerEntry {
 /// answers the built-in `rigwire.clock` with this machine's wall clock.
 /// `describe` and `alias` are the [`HandlerTable`]'s, which this
 /// dereferences to.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Handlers {
     table: HandlerTable<Arc<HandlerEntry>>,
 }
@@ -80,12 +79,6 @@ impl Default for Handlers {
         Handlers {
             table: HandlerTable::new(clock),
         }
-    }
-}
-
-impl fmt::Debug for Handlers {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.table.fmt(f)
     }
 }
 

@@ -3,14 +3,11 @@
 //! script that called it.
 
 use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_core::{Codec, Error, Payload};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::driver::Shared;
 
@@ -37,12 +34,7 @@ impl Peer {
 
     /// The name the peer announced in its handshake (empty before it).
     pub fn name(&self) -> String {
-        self.shared
-            .lock()
-            .link
-            .peer()
-            .map(|p| p.name.clone())
-            .unwrap_or_default()
+        self.shared.lock().link.peer_name()
     }
 
     /// The peer's address, for logs.
@@ -65,76 +57,10 @@ impl Peer {
     /// waiting.
     pub fn closed(&self) -> Error {
         self.shared.wait_closed();
-        self.close_reason().unwrap_or_else(|| {
-            Error::Disconnected(rigwire_core::ConnectionError::TransportClosed(
-                "closed".into(),
-            ))
-        })
+        self.shared.lock().link.closed_error()
     }
 
-    /// Calls `method` with typed arguments (postcard) and decodes the result.
-    /// Uses the configured default deadline, if any.
-    ///
-    /// # Errors
-    /// [`Error::Remote`] if the peer's handler failed, `DeadlineExceeded`,
-    /// `Disconnected`, `Busy`, `TooLarge`, or `Codec` if a value does not encode
-    /// or decode.
-    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<R, Error> {
-        self.call_raw(method, Payload::postcard(args)?, None)?
-            .decode()
-            .map_err(Error::from)
-    }
-
-    /// As [`call`](Self::call), with an explicit deadline for this call.
-    ///
-    /// # Errors
-    /// As [`call`](Self::call).
-    pub fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-        timeout: Duration,
-    ) -> Result<R, Error> {
-        self.start_raw(method, Payload::postcard(args)?, Some(timeout))?
-            .wait()?
-            .decode()
-            .map_err(Error::from)
-    }
-
-    /// Calls with an already-encoded payload (any codec) and an optional
-    /// deadline (else the configured default), and returns the raw result.
-    ///
-    /// # Errors
-    /// As [`call`](Self::call), without `Codec`.
-    pub fn call_raw(
-        &self,
-        method: &str,
-        args: Payload,
-        timeout: Option<Duration>,
-    ) -> Result<Payload, Error> {
-        self.start_raw(method, args, timeout)?.wait()
-    }
-
-    /// Starts a call without waiting: the returned handle is waited on, polled
-    /// or cancelled later, so one thread can keep many calls in flight.
-    ///
-    /// # Errors
-    /// Failures known at once: `Disconnected`, `Busy`, `TooLarge`, `Codec`.
-    pub fn start<A: Serialize + ?Sized, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<PendingCall<R>, Error> {
-        let raw = self.start_raw(method, Payload::postcard(args)?, None)?;
-        Ok(PendingCall {
-            raw,
-            _result: PhantomData,
-        })
-    }
+    rigwire_core::twin_peer_calls!([] []);
 
     /// Starts a call with a raw payload and an optional deadline (else the default).
     ///
@@ -227,14 +153,6 @@ impl Peer {
         });
         let wait = |call: Result<RawPendingCall, Error>| call.and_then(RawPendingCall::wait);
         started.into_iter().map(wait).collect()
-    }
-
-    /// Sends a one-way notification (typed, postcard). Returns once it is queued.
-    ///
-    /// # Errors
-    /// `Disconnected`, `TooLarge`, `Codec`.
-    pub fn notify<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<(), Error> {
-        self.notify_raw(method, Payload::postcard(args)?)
     }
 
     /// Sends a one-way notification with a raw payload.
@@ -367,53 +285,7 @@ impl Drop for RawPendingCall {
     }
 }
 
-/// A typed call in flight (see [`Peer::start`]). Dropping it cancels the call.
-pub struct PendingCall<R> {
-    raw: RawPendingCall,
-    _result: PhantomData<fn() -> R>,
-}
-
-impl<R> fmt::Debug for PendingCall<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.raw.fmt(f)
-    }
-}
-
-impl<R: DeserializeOwned> PendingCall<R> {
-    /// The call's id on this connection.
-    pub fn id(&self) -> u64 {
-        self.raw.id
-    }
-
-    /// Whether the result has arrived; never blocks.
-    pub fn is_ready(&self) -> bool {
-        self.raw.is_ready()
-    }
-
-    /// Waits for the result.
-    ///
-    /// # Errors
-    /// As [`Peer::call`].
-    pub fn wait(self) -> Result<R, Error> {
-        self.raw.wait()?.decode().map_err(Error::from)
-    }
-
-    /// Waits at most `timeout`; on `WaitTimeout` the call stays in flight.
-    ///
-    /// # Errors
-    /// As [`Peer::call`], plus `WaitTimeout`.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<R, Error> {
-        self.raw
-            .wait_timeout(timeout)?
-            .decode()
-            .map_err(Error::from)
-    }
-
-    /// Gives up on the call; the peer is sent `Cancel`.
-    pub fn cancel(self) {
-        self.raw.cancel();
-    }
-}
+rigwire_core::twin_pending_call!([] []);
 
 /// Encodes JSON text as a payload, for the command line and scripts.
 ///

@@ -252,6 +252,11 @@ impl Link {
         self.conn.peer()
     }
 
+    /// The name the peer announced in its handshake; empty before it.
+    pub fn peer_name(&self) -> String {
+        self.peer().map(|p| p.name.clone()).unwrap_or_default()
+    }
+
     /// Whether the handshake completed and the connection is not closed.
     pub fn is_connected(&self) -> bool {
         self.waiters.connected() && !self.conn.is_closed()
@@ -265,6 +270,15 @@ impl Link {
     /// Why the connection closed, as the application sees it; `None` while open.
     pub fn close_reason(&self) -> Option<crate::Error> {
         self.conn.error().cloned().map(crate::Error::from)
+    }
+
+    /// What a wait for the connection to close returns: its close reason, or
+    /// `Disconnected(TransportClosed("closed"))` if it holds none (it is still
+    /// open, or closed without an error).
+    pub fn closed_error(&self) -> crate::Error {
+        self.close_reason().unwrap_or_else(|| {
+            crate::Error::Disconnected(crate::ConnectionError::TransportClosed("closed".into()))
+        })
     }
 
     /// How a wait for the handshake ends: `Ok` once it completed, the
