@@ -1,13 +1,18 @@
-//! The twin API: what `rigwire-std` and `rigwire-smol` offer alike but for
-//! blocking or awaiting, written once.
+//! The twin API: what `rigwire-std` and `rigwire-smol` offer alike, written
+//! once.
 //!
 //! Both runtimes have the same public types with the same methods; one
 //! blocks the calling thread, the other returns futures. Where a method is a
 //! typed layer over a runtime's own raw method (encode the arguments, call,
 //! decode the answer) or a forward to another type (a `Client` to its current
 //! `Peer`, a `Group` to its plan), its body differs between the runtimes only
-//! by `.await`. Those methods are these macros. Each runtime expands them in
-//! its own `impl` blocks, with `[] []` (blocking) or `[async] [.await]`:
+//! by `.await`; where a type is a handle on the core's parts (`Server` on a
+//! [`ServerSetup`](crate::link::ServerSetup), `Handlers` on a
+//! [`HandlerTable`](crate::HandlerTable)) or a method reads state the same
+//! way in both (`Peer::name`), it does not differ at all. Those types and
+//! methods are these macros, so the twins cannot drift apart. Each runtime
+//! expands them in its own modules, with `[] []` (blocking) or
+//! `[async] [.await]`:
 //!
 //! ```ignore
 //! impl Peer {
@@ -15,10 +20,13 @@
 //! }
 //! ```
 //!
-//! A macro's methods call the runtime's own methods by name, and name the
-//! runtime's types (`Peer`, `PendingCall`, `RawPendingCall`) as they are in
-//! scope where it expands. Its doc comments are the methods' docs in both
-//! runtimes, so they speak of "waiting" for what blocks or is awaited.
+//! A macro's code calls the runtime's own methods and fields by name, and
+//! names the runtime's types (`Peer`, `Shared`, `Handlers`, `Listener`,
+//! `PendingCall`, `RawPendingCall`) as they are in scope where it expands;
+//! each macro's doc says what it expects. Its doc comments are the items'
+//! docs in both runtimes, so they speak of "waiting" for what blocks or is
+//! awaited. What stays in each runtime is how it waits: admission, reading,
+//! reconnecting, spawning.
 //!
 //! These macros are for the runtimes of this workspace; they are not an API
 //! of their own (hidden from the docs, no stability promise).
@@ -457,6 +465,342 @@ macro_rules! twin_group_calls {
             timeout: Option<::std::time::Duration>,
         ) -> $crate::GroupResults<$crate::ExpInfo> {
             self.step($crate::GroupStep::info(), timeout)$($aw)*
+        }
+    };
+}
+
+/// `Peer`'s `Debug` and what it answers of its connection: `name`,
+/// `address`, `is_connected`, `close_reason`, and `closed`, which waits.
+/// Expects `Peer { shared }` whose `shared` has `label` (the address),
+/// `lock()` (a guard whose `link` is the connection's `Link`) and
+/// `wait_closed()`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! twin_peer_state {
+    ([$($async:tt)?] [$($aw:tt)*]) => {
+        impl ::std::fmt::Debug for Peer {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("Peer")
+                    .field("peer", &self.shared.label)
+                    .finish()
+            }
+        }
+
+        impl Peer {
+            pub(crate) fn new(shared: ::std::sync::Arc<Shared>) -> Peer {
+                Peer { shared }
+            }
+
+            /// The name the peer announced in its handshake (empty before it).
+            pub fn name(&self) -> String {
+                self.shared.lock().link.peer_name()
+            }
+
+            /// The peer's address, for logs.
+            pub fn address(&self) -> &str {
+                &self.shared.label
+            }
+
+            /// Whether the handshake is done and the connection is up.
+            pub fn is_connected(&self) -> bool {
+                self.shared.lock().link.is_connected()
+            }
+
+            /// Why the connection closed, once it has.
+            pub fn close_reason(&self) -> Option<$crate::Error> {
+                self.shared.lock().link.close_reason()
+            }
+
+            /// Waits until the connection has closed (for any reason, from
+            /// either side) and returns why. Takes no part in the
+            /// connection's traffic while waiting.
+            pub $($async)? fn closed(&self) -> $crate::Error {
+                self.shared.wait_closed()$($aw)*;
+                self.shared.lock().link.closed_error()
+            }
+        }
+    };
+}
+
+/// `RunningServer`'s `Debug`, `local_url`, `tls_fingerprint`, `peers` and
+/// broadcasts. Expects `RunningServer { inner }` whose `inner` has `url`,
+/// `listener.fingerprint()` and `all_peers()` (every connection's `Peer`,
+/// handshaking or not).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! twin_running_server {
+    ([$($async:tt)?] [$($aw:tt)*]) => {
+        impl ::std::fmt::Debug for RunningServer {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("RunningServer")
+                    .field("url", &self.inner.url)
+                    .finish()
+            }
+        }
+
+        impl RunningServer {
+            /// The URL listened on, with the real port.
+            pub fn local_url(&self) -> String {
+                self.inner.url.clone()
+            }
+
+            /// The SHA-256 fingerprint of the TLS certificate served
+            /// (`tls://`, `wss://`), for clients to pin; `None` without TLS.
+            pub fn tls_fingerprint(&self) -> Option<String> {
+                self.inner.listener.fingerprint().map(str::to_owned)
+            }
+
+            /// The peers connected now (handshake done, not closed).
+            pub fn peers(&self) -> Vec<Peer> {
+                let mut peers = self.inner.all_peers();
+                peers.retain(Peer::is_connected);
+                peers
+            }
+
+            /// Notifies every peer (typed, postcard); returns how many it
+            /// reached. See [`broadcast_raw`](Self::broadcast_raw).
+            ///
+            /// # Errors
+            /// [`Error::Codec`]($crate::Error::Codec) if `args` does not encode.
+            pub $($async)? fn broadcast<A: $crate::twin::Serialize + ?Sized>(
+                &self,
+                method: &str,
+                args: &A,
+            ) -> Result<usize, $crate::Error> {
+                self.broadcast_raw(method, $crate::Payload::postcard(args)?)$($aw)*
+            }
+
+            /// Notifies every peer with a raw payload; returns how many it
+            /// reached. Peers still completing their handshake are included:
+            /// the notify is queued and sent once they have authenticated
+            /// (and dropped if they fail to).
+            ///
+            /// # Errors
+            /// Never at present; the `Result` leaves room for codec errors in
+            /// wrappers.
+            pub $($async)? fn broadcast_raw(
+                &self,
+                method: &str,
+                args: $crate::Payload,
+            ) -> Result<usize, $crate::Error> {
+                let mut reached = 0;
+                for peer in self.inner.all_peers() {
+                    if peer.close_reason().is_some() {
+                        continue;
+                    }
+                    match peer.notify_raw(method, args.clone())$($aw)* {
+                        Ok(()) => reached += 1,
+                        Err(e) => ::tracing::debug!(
+                            peer = %peer.address(),
+                            "broadcast missed a peer: {e}"
+                        ),
+                    }
+                }
+                Ok(reached)
+            }
+        }
+    };
+}
+
+/// `Server`: the bound listener and the [`ServerSetup`](crate::link::ServerSetup)
+/// it dereferences to, `bind`, and `parts`, which takes it apart for `start`
+/// with the admission shared between the accept loop and each connection's
+/// `admit` hook. Expects `Listener` (with `bind(&Url, &TlsSettings)`,
+/// `local_endpoint()`, `fingerprint()`), `Handlers` and `Peer` in scope.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! twin_server {
+    () => {
+        /// A bound server being set up: expose handlers and hooks (the
+        /// [`ServerSetup`]($crate::link::ServerSetup)'s, which this
+        /// dereferences to), then [`start`](Self::start).
+        #[derive(Debug)]
+        pub struct Server {
+            listener: Listener,
+            setup: $crate::link::ServerSetup<Handlers, Peer>,
+        }
+
+        impl Server {
+            /// Binds `url` (port 0 picks a free port; see
+            /// [`ServerSetup::local_url`]($crate::link::ServerSetup::local_url)).
+            ///
+            /// # Errors
+            /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
+            pub fn bind(url: &str, config: $crate::Config) -> Result<Server, $crate::Error> {
+                let url = $crate::Url::parse(url)?;
+                let (listener, setup) =
+                    $crate::link::ServerSetup::bind(config, Handlers::new(), |config| {
+                        let listener = Listener::bind(&url, &config.tls)?;
+                        let bound = listener.local_endpoint().to_string();
+                        let fingerprint = listener.fingerprint().map(str::to_owned);
+                        Ok((listener, bound, fingerprint))
+                    })?;
+                Ok(Server { listener, setup })
+            }
+
+            /// What `start` runs with: the listener, the URL bound, the
+            /// settings, handlers and hooks, and the admission of
+            /// connections, which the hooks' `admit` consults.
+            #[allow(clippy::type_complexity)]
+            fn parts(
+                self,
+            ) -> (
+                Listener,
+                String,
+                $crate::Config,
+                Handlers,
+                $crate::link::Hooks<Peer>,
+                ::std::sync::Arc<::std::sync::Mutex<$crate::link::Admission>>,
+            ) {
+                let url = self.setup.local_url();
+                let (config, handlers, mut hooks, admission) = self.setup.into_parts();
+                let admission = ::std::sync::Arc::new(::std::sync::Mutex::new(admission));
+                let admit = ::std::sync::Arc::clone(&admission);
+                hooks.admit = Some(Box::new(move |ticket| {
+                    admit
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .established(ticket)
+                }));
+                (self.listener, url, config, handlers, hooks, admission)
+            }
+        }
+
+        /// The setup: `on_connect`, `on_disconnect`, `on_message`,
+        /// `handlers_mut`, and through it the handler table's `expose`,
+        /// `expose_with`, `expose_raw` and `alias`.
+        impl ::std::ops::Deref for Server {
+            type Target = $crate::link::ServerSetup<Handlers, Peer>;
+            fn deref(&self) -> &Self::Target {
+                &self.setup
+            }
+        }
+
+        impl ::std::ops::DerefMut for Server {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.setup
+            }
+        }
+    };
+}
+
+/// `RunningService`'s `Debug`, `peer` and `registrations`. Expects
+/// `RunningService { inner }` whose `inner` has `endpoint`, `names` and
+/// `state()` (a guard with `current: Option<Peer>` and `count: u64`).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! twin_running_service {
+    () => {
+        impl ::std::fmt::Debug for RunningService {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("RunningService")
+                    .field("relay", &self.inner.endpoint.to_string())
+                    .field("names", &self.inner.names)
+                    .finish()
+            }
+        }
+
+        impl RunningService {
+            /// The connection to the relay while registered, to call the
+            /// relay itself.
+            pub fn peer(&self) -> Option<Peer> {
+                let current = self.inner.state().current.clone();
+                current.filter(Peer::is_connected)
+            }
+
+            /// How many times the service has registered (1 after
+            /// connecting, one more after each reconnect).
+            pub fn registrations(&self) -> u64 {
+                self.inner.state().count
+            }
+        }
+    };
+}
+
+/// `RemoteService`: the [`ServiceSetup`](crate::link::ServiceSetup) it
+/// dereferences to, and `new`. Expects `Handlers` in scope.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! twin_remote_service {
+    () => {
+        /// A service to run behind a relay: its names, settings and handlers
+        /// (the [`ServiceSetup`]($crate::link::ServiceSetup)'s, which this
+        /// dereferences to), then [`connect`](Self::connect).
+        #[derive(Debug)]
+        pub struct RemoteService {
+            setup: $crate::link::ServiceSetup<Handlers>,
+        }
+
+        impl RemoteService {
+            /// A service that will register `names`; see
+            /// [`ServiceSetup::new`]($crate::link::ServiceSetup::new).
+            pub fn new(names: &[&str], config: $crate::Config) -> RemoteService {
+                RemoteService {
+                    setup: $crate::link::ServiceSetup::new(names, config, Handlers::new()),
+                }
+            }
+        }
+
+        /// The setup: `handlers_mut`, and through it the handler table's
+        /// `expose`, `expose_with`, `expose_raw` and `alias`.
+        impl ::std::ops::Deref for RemoteService {
+            type Target = $crate::link::ServiceSetup<Handlers>;
+            fn deref(&self) -> &Self::Target {
+                &self.setup
+            }
+        }
+
+        impl ::std::ops::DerefMut for RemoteService {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.setup
+            }
+        }
+    };
+}
+
+/// `Handlers`: a [`HandlerTable`](crate::HandlerTable) of the runtime's
+/// handler entries (`$entry`), which it dereferences to, answering the
+/// built-in clock with `$clock` (an expression making one entry), and `new`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! twin_handlers {
+    ($entry:ty, $clock:expr) => {
+        /// The exposed names of one endpoint and their handlers; every table
+        /// answers the built-in `rigwire.clock` with this machine's wall
+        /// clock. `describe` and `alias` are the
+        /// [`HandlerTable`]($crate::HandlerTable)'s, which this dereferences
+        /// to.
+        #[derive(Clone, Debug)]
+        pub struct Handlers {
+            table: $crate::HandlerTable<$entry>,
+        }
+
+        impl Default for Handlers {
+            fn default() -> Self {
+                Handlers {
+                    table: $crate::HandlerTable::new($clock),
+                }
+            }
+        }
+
+        impl ::std::ops::Deref for Handlers {
+            type Target = $crate::HandlerTable<$entry>;
+            fn deref(&self) -> &Self::Target {
+                &self.table
+            }
+        }
+
+        impl ::std::ops::DerefMut for Handlers {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.table
+            }
+        }
+
+        impl Handlers {
+            /// No handlers: every call is answered `NoSuchMethod`.
+            pub fn new() -> Self {
+                Self::default()
+            }
         }
     };
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use rigwire_core::{
-    handler_panicked, Error, ErrorKind, HandlerError, HandlerId, HandlerTable, Payload, RemoteError,
+    handler_panicked, Error, ErrorKind, HandlerError, HandlerId, Payload, RemoteError,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -54,46 +54,15 @@ type RawFn = dyn Fn(CallContext, Payload) -> Pin<Box<dyn Future<Output = Result<
     + Send
     + Sync;
 
-/// The exposed names of one endpoint and their async handlers; every table
-/// answers the built-in `rigwire.clock` with this machine's wall clock.
-/// `describe` and `alias` are the [`HandlerTable`]'s, which this
-/// dereferences to.
-#[derive(Clone, Debug)]
-pub struct Handlers {
-    table: HandlerTable<Arc<RawFn>>,
-}
-
-impl Default for Handlers {
-    fn default() -> Self {
-        let clock: Arc<RawFn> = Arc::new(|_ctx, args: Payload| {
-            let now = rigwire_core::wall_clock(std::time::SystemTime::now());
-            Box::pin(async move { Payload::encode_result(args.codec, &now) })
-        });
-        Handlers {
-            table: HandlerTable::new(clock),
-        }
-    }
-}
-
-impl std::ops::Deref for Handlers {
-    type Target = HandlerTable<Arc<RawFn>>;
-    fn deref(&self) -> &Self::Target {
-        &self.table
-    }
-}
-
-impl std::ops::DerefMut for Handlers {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.table
-    }
-}
+rigwire_core::twin_handlers!(
+    Arc<RawFn>,
+    Arc::new(|_ctx, args: Payload| {
+        let now = rigwire_core::wall_clock(std::time::SystemTime::now());
+        Box::pin(async move { Payload::encode_result(args.codec, &now) })
+    })
+);
 
 impl Handlers {
-    /// No handlers: every call is answered `NoSuchMethod`.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Exposes a typed async handler; arguments and result travel in the caller's codec.
     ///
     /// # Errors

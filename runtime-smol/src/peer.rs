@@ -2,7 +2,6 @@
 //! dropping it cancels the call (the peer is sent `Cancel`). Deadlines are
 //! kept by the connection's driver task whether or not anyone polls.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,46 +17,9 @@ pub struct Peer {
     pub(crate) shared: Arc<Shared>,
 }
 
-impl fmt::Debug for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peer")
-            .field("peer", &self.shared.label)
-            .finish()
-    }
-}
+rigwire_core::twin_peer_state!([async] [.await]);
 
 impl Peer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Peer {
-        Peer { shared }
-    }
-
-    /// The name the peer announced in its handshake (empty before it).
-    pub fn name(&self) -> String {
-        self.shared.lock().link.peer_name()
-    }
-
-    /// The peer's address, for logs.
-    pub fn address(&self) -> &str {
-        &self.shared.label
-    }
-
-    /// Whether the handshake is done and the connection is up.
-    pub fn is_connected(&self) -> bool {
-        self.shared.lock().link.is_connected()
-    }
-
-    /// Why the connection closed, once it has.
-    pub fn close_reason(&self) -> Option<Error> {
-        self.shared.lock().link.close_reason()
-    }
-
-    /// Waits until the connection has closed (for any reason, from either
-    /// side) and returns why. Does not keep the connection busy while waiting.
-    pub async fn closed(&self) -> Error {
-        self.shared.wait_closed().await;
-        self.shared.lock().link.closed_error()
-    }
-
     rigwire_core::twin_peer_calls!([async] [.await]);
 
     /// Calls `method` once for each payload, their frames written together

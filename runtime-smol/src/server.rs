@@ -5,10 +5,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{Admission, Admitted, Refusal, ServerSetup, Ticket};
+use rigwire_core::link::{Admission, Admitted, Refusal, Ticket};
 use rigwire_core::Config;
-use rigwire_core::{Connection, Error, Payload, Role, Url};
-use serde::Serialize;
+use rigwire_core::{Connection, Error, Role};
 use smol::Task;
 
 use crate::client::nonce;
@@ -17,48 +16,18 @@ use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::transport::{Listener, Socket};
 
-/// A bound server being set up: expose handlers and hooks (the
-/// [`ServerSetup`]'s, which this dereferences to), then [`start`](Self::start).
-#[derive(Debug)]
-pub struct Server {
-    listener: Listener,
-    setup: ServerSetup<Handlers, Peer>,
-}
+rigwire_core::twin_server!();
 
 impl Server {
-    /// Binds `url` (port 0 picks a free port; see [`ServerSetup::local_url`]).
-    ///
-    /// # Errors
-    /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
-    pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
-        let url = Url::parse(url)?;
-        let (listener, setup) = ServerSetup::bind(config, Handlers::new(), |config| {
-            let listener = Listener::bind(&url, &config.tls)?;
-            let bound = listener.local_endpoint().to_string();
-            let fingerprint = listener.fingerprint().map(str::to_owned);
-            Ok((listener, bound, fingerprint))
-        })?;
-        Ok(Server { listener, setup })
-    }
-
     /// Starts accepting on a task.
     ///
     /// # Errors
     /// None on smol at present (the blocking runtime's can fail to start its
     /// thread); the `Result` keeps the two runtimes' servers alike.
     pub fn start(self) -> Result<RunningServer, Error> {
-        let url = self.local_url();
-        let (config, handlers, mut hooks, admission) = self.setup.into_parts();
-        let admission = Arc::new(Mutex::new(admission));
-        let admit = Arc::clone(&admission);
-        hooks.admit = Some(Box::new(move |ticket| {
-            admit
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .established(ticket)
-        }));
+        let (listener, url, config, handlers, hooks, admission) = self.parts();
         let inner = Arc::new(ServerInner {
-            listener: self.listener,
+            listener,
             config,
             handlers: Arc::new(handlers),
             hooks: Arc::new(hooks),
@@ -281,69 +250,9 @@ pub struct RunningServer {
     accept: Option<Task<()>>,
 }
 
-impl std::fmt::Debug for RunningServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningServer")
-            .field("url", &self.inner.url)
-            .finish()
-    }
-}
+rigwire_core::twin_running_server!([async] [.await]);
 
 impl RunningServer {
-    /// The URL listened on, with the real port.
-    pub fn local_url(&self) -> String {
-        self.inner.url.clone()
-    }
-
-    /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
-    /// `wss://`), for clients to pin; `None` without TLS.
-    pub fn tls_fingerprint(&self) -> Option<String> {
-        self.inner.listener.fingerprint().map(str::to_owned)
-    }
-
-    /// The peers connected now.
-    pub fn peers(&self) -> Vec<Peer> {
-        self.inner
-            .all_peers()
-            .into_iter()
-            .filter(Peer::is_connected)
-            .collect()
-    }
-
-    /// Notifies every peer (typed, postcard); returns how many it reached.
-    /// See [`broadcast_raw`](Self::broadcast_raw).
-    ///
-    /// # Errors
-    /// [`Error::Codec`] if `args` does not encode.
-    pub async fn broadcast<A: Serialize + ?Sized>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<usize, Error> {
-        self.broadcast_raw(method, Payload::postcard(args)?).await
-    }
-
-    /// Notifies every peer with a raw payload; returns how many it reached.
-    /// Peers still completing their handshake are included: the notify is
-    /// queued and sent once they have authenticated (and dropped if they fail to).
-    ///
-    /// # Errors
-    /// Never at present; the `Result` leaves room for codec errors in wrappers.
-    pub async fn broadcast_raw(&self, method: &str, args: Payload) -> Result<usize, Error> {
-        let mut reached = 0;
-        for peer in self
-            .inner
-            .all_peers()
-            .into_iter()
-            .filter(|p| p.close_reason().is_none())
-        {
-            if peer.notify_raw(method, args.clone()).await.is_ok() {
-                reached += 1;
-            }
-        }
-        Ok(reached)
-    }
-
     /// Stops accepting, lets calls in progress finish for up to `grace`,
     /// answers the rest `Shutdown`, and says goodbye to every peer.
     pub async fn shutdown(mut self, grace: Duration) {
@@ -391,22 +300,6 @@ impl RunningServer {
             peer.shared.shutdown_transport();
         }
         self.inner.listener.cleanup();
-    }
-}
-
-/// The setup: `on_connect`, `on_disconnect`, `on_message`, `handlers_mut`,
-/// and through it the handler table's `expose`, `expose_with`, `expose_raw`
-/// and `alias`.
-impl std::ops::Deref for Server {
-    type Target = ServerSetup<Handlers, Peer>;
-    fn deref(&self) -> &Self::Target {
-        &self.setup
-    }
-}
-
-impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.setup
     }
 }
 

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use rigwire_core::link::ServiceSetup;
 use rigwire_core::relay::REGISTER_METHOD;
 use rigwire_core::{Config, Reconnect};
 use rigwire_core::{Error, Url};
@@ -19,21 +18,9 @@ use crate::driver::sleep_until;
 use crate::handler::Handlers;
 use crate::peer::Peer;
 
-/// A service to run behind a relay: its names, settings and handlers (the
-/// [`ServiceSetup`]'s, which this dereferences to).
-#[derive(Debug)]
-pub struct RemoteService {
-    setup: ServiceSetup<Handlers>,
-}
+rigwire_core::twin_remote_service!();
 
 impl RemoteService {
-    /// A service that will register `names`; see [`ServiceSetup::new`].
-    pub fn new(names: &[&str], config: Config) -> RemoteService {
-        RemoteService {
-            setup: ServiceSetup::new(names, config, Handlers::new()),
-        }
-    }
-
     /// Dials the relay's services URL and registers. Once this returns, the
     /// service is reachable through the relay and stays so across relay
     /// restarts (re-registering each time) until closed.
@@ -172,31 +159,9 @@ pub struct RunningService {
     task: Option<Task<()>>,
 }
 
-impl std::fmt::Debug for RunningService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningService")
-            .field("relay", &self.inner.endpoint.to_string())
-            .field("names", &self.inner.names)
-            .finish()
-    }
-}
+rigwire_core::twin_running_service!();
 
 impl RunningService {
-    /// The connection to the relay while registered, to call the relay itself.
-    pub fn peer(&self) -> Option<Peer> {
-        self.inner
-            .state()
-            .current
-            .clone()
-            .filter(Peer::is_connected)
-    }
-
-    /// How many times the service has registered (1 after connecting, one
-    /// more after each reconnect).
-    pub fn registrations(&self) -> u64 {
-        self.inner.state().count
-    }
-
     /// Waits until the service has registered at least `count` times in all,
     /// for up to `timeout`; returns whether it has.
     pub async fn wait_registrations(&self, count: u64, timeout: Duration) -> bool {
@@ -234,20 +199,5 @@ impl RunningService {
 impl Drop for RunningService {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// The setup: `handlers_mut`, and through it the handler table's `expose`,
-/// `expose_with`, `expose_raw` and `alias`.
-impl std::ops::Deref for RemoteService {
-    type Target = ServiceSetup<Handlers>;
-    fn deref(&self) -> &Self::Target {
-        &self.setup
-    }
-}
-
-impl std::ops::DerefMut for RemoteService {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.setup
     }
 }

@@ -19,9 +19,7 @@ use std::time::{Instant, SystemTime};
 
 #[cfg(doc)]
 use rigwire_core::FAST_RUNS;
-use rigwire_core::{
-    handler_panicked, Dispatch, Error, HandlerError, HandlerTable, Payload, RemoteError,
-};
+use rigwire_core::{handler_panicked, Dispatch, Error, HandlerError, Payload, RemoteError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -59,48 +57,17 @@ pub struct HandlerEntry {
     fast_runs: AtomicU32,
 }
 
-/// The exposed names of one endpoint and their handlers; every table
-/// answers the built-in `rigwire.clock` with this machine's wall clock.
-/// `describe` and `alias` are the [`HandlerTable`]'s, which this
-/// dereferences to.
-#[derive(Clone, Debug)]
-pub struct Handlers {
-    table: HandlerTable<Arc<HandlerEntry>>,
-}
-
-impl Default for Handlers {
-    fn default() -> Self {
-        let clock = HandlerEntry::new(
-            Box::new(|_ctx, args| {
-                Payload::encode_result(args.codec, &rigwire_core::wall_clock(SystemTime::now()))
-            }),
-            Dispatch::Inline,
-        );
-        Handlers {
-            table: HandlerTable::new(clock),
-        }
-    }
-}
-
-impl std::ops::Deref for Handlers {
-    type Target = HandlerTable<Arc<HandlerEntry>>;
-    fn deref(&self) -> &Self::Target {
-        &self.table
-    }
-}
-
-impl std::ops::DerefMut for Handlers {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.table
-    }
-}
+rigwire_core::twin_handlers!(
+    Arc<HandlerEntry>,
+    HandlerEntry::new(
+        Box::new(|_ctx, args| {
+            Payload::encode_result(args.codec, &rigwire_core::wall_clock(SystemTime::now()))
+        }),
+        Dispatch::Inline,
+    )
+);
 
 impl Handlers {
-    /// No handlers: every call is answered `NoSuchMethod`.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Exposes a typed handler. Arguments arrive in the caller's codec
     /// (postcard or JSON) and the result goes back in it.
     ///

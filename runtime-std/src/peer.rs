@@ -19,47 +19,9 @@ pub struct Peer {
     pub(crate) shared: Arc<Shared>,
 }
 
-impl fmt::Debug for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Peer")
-            .field("peer", &self.shared.label)
-            .finish()
-    }
-}
+rigwire_core::twin_peer_state!([] []);
 
 impl Peer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Peer {
-        Peer { shared }
-    }
-
-    /// The name the peer announced in its handshake (empty before it).
-    pub fn name(&self) -> String {
-        self.shared.lock().link.peer_name()
-    }
-
-    /// The peer's address, for logs.
-    pub fn address(&self) -> &str {
-        &self.shared.label
-    }
-
-    /// Whether the handshake is done and the connection is up.
-    pub fn is_connected(&self) -> bool {
-        self.shared.lock().link.is_connected()
-    }
-
-    /// Why the connection closed, once it has.
-    pub fn close_reason(&self) -> Option<Error> {
-        self.shared.lock().link.close_reason()
-    }
-
-    /// Blocks until the connection has closed (for any reason, from either
-    /// side) and returns why. Takes no part in the connection's traffic while
-    /// waiting.
-    pub fn closed(&self) -> Error {
-        self.shared.wait_closed();
-        self.shared.lock().link.closed_error()
-    }
-
     rigwire_core::twin_peer_calls!([] []);
 
     /// Starts a call with a raw payload and an optional deadline (else the default).

@@ -13,9 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{Admission, Admitted, Leaving, Lobby, Refusal, ServerSetup, Ticket};
-use rigwire_core::{Connection, Error, Payload, Role};
-use serde::Serialize;
+use rigwire_core::link::{Admission, Admitted, Leaving, Lobby, Refusal, Ticket};
+use rigwire_core::{Connection, Error, Role};
 
 use crate::client::nonce;
 use crate::driver::{Driven, Hooks, Shared};
@@ -23,48 +22,18 @@ use crate::handler::Handlers;
 use crate::park::Parker;
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::transport::{Listener, Socket, Url};
+use crate::transport::{Listener, Socket};
 use rigwire_core::Config;
 
-/// A bound server being set up: expose handlers and hooks (the
-/// [`ServerSetup`]'s, which this dereferences to), then [`start`](Self::start).
-#[derive(Debug)]
-pub struct Server {
-    listener: Listener,
-    setup: ServerSetup<Handlers, Peer>,
-}
+rigwire_core::twin_server!();
 
 impl Server {
-    /// Binds `url` (port 0 picks a free port; see [`ServerSetup::local_url`]).
-    ///
-    /// # Errors
-    /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
-    pub fn bind(url: &str, config: Config) -> Result<Server, Error> {
-        let url = Url::parse(url)?;
-        let (listener, setup) = ServerSetup::bind(config, Handlers::new(), |config| {
-            let listener = Listener::bind(&url, &config.tls)?;
-            let bound = listener.local_endpoint().to_string();
-            let fingerprint = listener.fingerprint().map(str::to_owned);
-            Ok((listener, bound, fingerprint))
-        })?;
-        Ok(Server { listener, setup })
-    }
-
     /// Starts accepting on a background thread.
     ///
     /// # Errors
     /// [`Error::Bind`] if the accept thread cannot be started.
     pub fn start(self) -> Result<RunningServer, Error> {
-        let url = self.local_url();
-        let (config, handlers, mut hooks, admission) = self.setup.into_parts();
-        let admission = Arc::new(Mutex::new(admission));
-        let admit = Arc::clone(&admission);
-        hooks.admit = Some(Box::new(move |ticket| {
-            admit
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .established(ticket)
-        }));
+        let (listener, url, config, handlers, hooks, admission) = self.parts();
         let inner = Arc::new_cyclic(|me: &std::sync::Weak<ServerInner>| ServerInner {
             parker: {
                 let server = me.clone();
@@ -75,7 +44,7 @@ impl Server {
                 }))
             },
             pool: Pool::new(config.handler_threads, "rigwire-server"),
-            listener: self.listener,
+            listener,
             config,
             handlers: Arc::new(handlers),
             hooks: Arc::new(hooks),
@@ -430,13 +399,6 @@ impl ServerInner {
         let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         conns.values().filter_map(|c| c.peer.clone()).collect()
     }
-
-    fn peers(&self) -> Vec<Peer> {
-        self.all_peers()
-            .into_iter()
-            .filter(Peer::is_connected)
-            .collect()
-    }
 }
 
 /// A server accepting connections. Dropping it shuts it down at once.
@@ -445,61 +407,9 @@ pub struct RunningServer {
     accept: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for RunningServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningServer")
-            .field("url", &self.inner.url)
-            .finish()
-    }
-}
+rigwire_core::twin_running_server!([] []);
 
 impl RunningServer {
-    /// The URL listened on, with the real port.
-    pub fn local_url(&self) -> String {
-        self.inner.url.clone()
-    }
-
-    /// The SHA-256 fingerprint of the TLS certificate served; `None` without TLS.
-    pub fn tls_fingerprint(&self) -> Option<String> {
-        self.inner.listener.fingerprint().map(str::to_owned)
-    }
-
-    /// The peers connected now.
-    pub fn peers(&self) -> Vec<Peer> {
-        self.inner.peers()
-    }
-
-    /// Notifies every peer (typed, postcard); returns how many it reached.
-    /// See [`broadcast_raw`](Self::broadcast_raw).
-    ///
-    /// # Errors
-    /// [`Error::Codec`] if `args` does not encode.
-    pub fn broadcast<A: Serialize + ?Sized>(&self, method: &str, args: &A) -> Result<usize, Error> {
-        self.broadcast_raw(method, Payload::postcard(args)?)
-    }
-
-    /// Notifies every peer with a raw payload; returns how many it reached.
-    /// Peers still completing their handshake are included: the notify is
-    /// queued and sent once they have authenticated (and dropped if they fail to).
-    ///
-    /// # Errors
-    /// Never at present; the `Result` leaves room for codec errors in wrappers.
-    pub fn broadcast_raw(&self, method: &str, args: Payload) -> Result<usize, Error> {
-        let mut reached = 0;
-        let live = self
-            .inner
-            .all_peers()
-            .into_iter()
-            .filter(|p| p.close_reason().is_none());
-        for peer in live {
-            match peer.notify_raw(method, args.clone()) {
-                Ok(()) => reached += 1,
-                Err(e) => tracing::debug!(peer = %peer.address(), "broadcast missed a peer: {e}"),
-            }
-        }
-        Ok(reached)
-    }
-
     /// Stops accepting, lets calls in progress finish for up to `grace`,
     /// answers the rest `Shutdown`, says goodbye to every peer (their pending
     /// calls to us fail, ours to them fail), and waits for every thread.
@@ -562,21 +472,5 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.stop(Duration::ZERO);
-    }
-}
-
-/// The setup: `on_connect`, `on_disconnect`, `on_message`, `handlers_mut`,
-/// and through it the handler table's `expose`, `expose_with`, `expose_raw`
-/// and `alias`.
-impl std::ops::Deref for Server {
-    type Target = ServerSetup<Handlers, Peer>;
-    fn deref(&self) -> &Self::Target {
-        &self.setup
-    }
-}
-
-impl std::ops::DerefMut for Server {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.setup
     }
 }
