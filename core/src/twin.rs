@@ -208,51 +208,34 @@ macro_rules! twin_pending_call {
 #[macro_export]
 macro_rules! twin_client_calls {
     ([$($async:tt)?] [$($aw:tt)*]) => {
-        /// See [`Peer::call`](crate::Peer::call).
-        ///
-        /// # Errors
-        /// As [`Peer::call`](crate::Peer::call), or the connection's error if
-        /// it is lost and cannot be re-established.
-        pub $($async)? fn call<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
-        >(
-            &self,
-            method: &str,
-            args: &A,
-        ) -> Result<R, $crate::Error> {
-            self.peer()$($aw)*?.call(method, args)$($aw)*
-        }
-
-        /// See [`Peer::call_timeout`](crate::Peer::call_timeout).
-        ///
-        /// # Errors
-        /// As [`call`](Self::call).
-        pub $($async)? fn call_timeout<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
-        >(
-            &self,
-            method: &str,
-            args: &A,
-            timeout: ::std::time::Duration,
-        ) -> Result<R, $crate::Error> {
-            self.peer()$($aw)*?.call_timeout(method, args, timeout)$($aw)*
-        }
-
-        /// See [`Peer::call_raw`](crate::Peer::call_raw).
-        ///
-        /// # Errors
-        /// As [`Peer::call_raw`](crate::Peer::call_raw), or the connection's
-        /// error if it is lost and cannot be re-established.
-        pub $($async)? fn call_raw(
-            &self,
-            method: &str,
-            args: $crate::Payload,
-            timeout: Option<::std::time::Duration>,
-        ) -> Result<$crate::Payload, $crate::Error> {
-            self.peer()$($aw)*?.call_raw(method, args, timeout)$($aw)*
-        }
+        $crate::twin_client_calls!(@forward [$($async)?] [$($aw)*]
+            /// See [`Peer::call`](crate::Peer::call).
+            fn call[A: $crate::twin::Serialize + ?Sized, R: $crate::twin::DeserializeOwned](
+                method: &str, args: &A) -> Result<R, $crate::Error>;
+            /// See [`Peer::call_timeout`](crate::Peer::call_timeout).
+            fn call_timeout[A: $crate::twin::Serialize + ?Sized, R: $crate::twin::DeserializeOwned](
+                method: &str, args: &A, timeout: ::std::time::Duration) -> Result<R, $crate::Error>;
+            /// See [`Peer::call_raw`](crate::Peer::call_raw).
+            fn call_raw[](method: &str, args: $crate::Payload,
+                timeout: Option<::std::time::Duration>) -> Result<$crate::Payload, $crate::Error>;
+            /// See [`Peer::start`](crate::Peer::start).
+            fn start[A: $crate::twin::Serialize + ?Sized, R: $crate::twin::DeserializeOwned](
+                method: &str, args: &A) -> Result<PendingCall<R>, $crate::Error>;
+            /// See [`Peer::start_raw`](crate::Peer::start_raw).
+            fn start_raw[](method: &str, args: $crate::Payload,
+                timeout: Option<::std::time::Duration>) -> Result<RawPendingCall, $crate::Error>;
+            /// See [`Peer::start_batch`](crate::Peer::start_batch).
+            fn start_batch[](method: &str, args: impl IntoIterator<Item = $crate::Payload>,
+                timeout: Option<::std::time::Duration>) -> Result<Vec<RawPendingCall>, $crate::Error>;
+            /// See [`Peer::notify`](crate::Peer::notify).
+            fn notify[A: $crate::twin::Serialize + ?Sized](method: &str, args: &A)
+                -> Result<(), $crate::Error>;
+            /// See [`Peer::ping`](crate::Peer::ping).
+            fn ping[]() -> Result<::std::time::Duration, $crate::Error>;
+            /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
+            fn confirmed_send[](payload: impl Into<$crate::twin::Bytes>)
+                -> Result<(), $crate::Error>;
+        );
 
         /// See [`Peer::call_batch_raw`](crate::Peer::call_batch_raw); with
         /// no connection, every call fails with its error.
@@ -267,82 +250,25 @@ macro_rules! twin_client_calls {
                 Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
             }
         }
-
-        /// See [`Peer::start`](crate::Peer::start).
+    };
+    // Each method as the current connection's, or the error of a
+    // connection lost that cannot be re-established.
+    (@forward $async:tt $aw:tt $(
+        $(#[$doc:meta])*
+        fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;
+    )*) => {$(
+        $crate::twin_client_calls!(@one $async $aw $(#[$doc])*
+            fn $name[$($generics)*]($($arg: $ty),*) -> $ret);
+    )*};
+    (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
+        fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        $(#[$doc])*
         ///
         /// # Errors
-        /// As [`Peer::start`](crate::Peer::start), or the connection's error
-        /// if it is lost and cannot be re-established.
-        pub $($async)? fn start<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
-        >(
-            &self,
-            method: &str,
-            args: &A,
-        ) -> Result<PendingCall<R>, $crate::Error> {
-            self.peer()$($aw)*?.start(method, args)$($aw)*
-        }
-
-        /// See [`Peer::start_raw`](crate::Peer::start_raw).
-        ///
-        /// # Errors
-        /// As [`start`](Self::start), without `Codec`.
-        pub $($async)? fn start_raw(
-            &self,
-            method: &str,
-            args: $crate::Payload,
-            timeout: Option<::std::time::Duration>,
-        ) -> Result<RawPendingCall, $crate::Error> {
-            self.peer()$($aw)*?.start_raw(method, args, timeout)$($aw)*
-        }
-
-        /// See [`Peer::start_batch`](crate::Peer::start_batch).
-        ///
-        /// # Errors
-        /// As [`Peer::start_batch`](crate::Peer::start_batch), or the
-        /// connection's error if it is lost and cannot be re-established.
-        pub $($async)? fn start_batch(
-            &self,
-            method: &str,
-            args: impl IntoIterator<Item = $crate::Payload>,
-            timeout: Option<::std::time::Duration>,
-        ) -> Result<Vec<RawPendingCall>, $crate::Error> {
-            self.peer()$($aw)*?.start_batch(method, args, timeout)$($aw)*
-        }
-
-        /// See [`Peer::notify`](crate::Peer::notify).
-        ///
-        /// # Errors
-        /// As [`Peer::notify`](crate::Peer::notify), or the connection's
-        /// error if it is lost and cannot be re-established.
-        pub $($async)? fn notify<A: $crate::twin::Serialize + ?Sized>(
-            &self,
-            method: &str,
-            args: &A,
-        ) -> Result<(), $crate::Error> {
-            self.peer()$($aw)*?.notify(method, args)$($aw)*
-        }
-
-        /// See [`Peer::ping`](crate::Peer::ping).
-        ///
-        /// # Errors
-        /// As [`Peer::ping`](crate::Peer::ping), or the connection's error if
-        /// it is lost and cannot be re-established.
-        pub $($async)? fn ping(&self) -> Result<::std::time::Duration, $crate::Error> {
-            self.peer()$($aw)*?.ping()$($aw)*
-        }
-
-        /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
-        ///
-        /// # Errors
-        /// As [`Peer::confirmed_send`](crate::Peer::confirmed_send), or the
-        /// connection's error if it is lost and cannot be re-established.
-        pub $($async)? fn confirmed_send(
-            &self,
-            payload: impl Into<$crate::twin::Bytes>,
-        ) -> Result<(), $crate::Error> {
-            self.peer()$($aw)*?.confirmed_send(payload)$($aw)*
+        /// As the [`Peer`](crate::Peer)'s, or the connection's error if it is
+        /// lost and cannot be re-established.
+        pub $($async)? fn $name<$($generics)*>(&self, $($arg: $ty),*) -> $ret {
+            self.peer()$($aw)*?.$name($($arg),*)$($aw)*
         }
     };
 }
@@ -353,10 +279,21 @@ macro_rules! twin_client_calls {
 #[macro_export]
 macro_rules! twin_group_calls {
     ([$($async:tt)?] [$($aw:tt)*]) => {
-        /// Calls every rig at once and collects each answer or error by name.
-        /// A rig that drops out shows as `Disconnected`; the others' answers
-        /// are kept.
-        pub $($async)? fn call_all<
+        $crate::twin_group_calls!(@typed [$($async)?] [$($aw)*] call_all, Concurrent,
+            "Calls every rig at once and collects each answer or error by name. A \
+             rig that drops out shows as `Disconnected`; the others' answers are kept.");
+        $crate::twin_group_calls!(@typed [$($async)?] [$($aw)*] call_in_order, InOrder,
+            "Calls the rigs one after another in group order; every rig is called \
+             even if an earlier one failed.");
+        $crate::twin_group_calls!(@typed [$($async)?] [$($aw)*] call_in_reverse, Reverse,
+            "Calls the rigs one after another in reverse group order (for stop and \
+             cleanup).");
+        $crate::twin_group_calls!(@steps [$($async)?] [$($aw)*]);
+    };
+    // One typed call of every rig, in `$order` (a `GroupOrder`).
+    (@typed [$($async:tt)?] [$($aw:tt)*] $name:ident, $order:ident, $doc:literal) => {
+        #[doc = $doc]
+        pub $($async)? fn $name<
             A: $crate::twin::Serialize + ?Sized,
             R: $crate::twin::DeserializeOwned,
         >(
@@ -366,39 +303,10 @@ macro_rules! twin_group_calls {
             timeout: Option<::std::time::Duration>,
         ) -> $crate::GroupResults<R> {
             let args = $crate::Payload::postcard(args);
-            self.call($crate::GroupOrder::Concurrent, method, args, timeout)$($aw)*
+            self.call($crate::GroupOrder::$order, method, args, timeout)$($aw)*
         }
-
-        /// Calls the rigs one after another in group order; every rig is
-        /// called even if an earlier one failed.
-        pub $($async)? fn call_in_order<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
-        >(
-            &self,
-            method: &str,
-            args: &A,
-            timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<R> {
-            let args = $crate::Payload::postcard(args);
-            self.call($crate::GroupOrder::InOrder, method, args, timeout)$($aw)*
-        }
-
-        /// Calls the rigs one after another in reverse group order (for
-        /// stop and cleanup).
-        pub $($async)? fn call_in_reverse<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
-        >(
-            &self,
-            method: &str,
-            args: &A,
-            timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<R> {
-            let args = $crate::Payload::postcard(args);
-            self.call($crate::GroupOrder::Reverse, method, args, timeout)$($aw)*
-        }
-
+    };
+    (@steps [$($async:tt)?] [$($aw:tt)*]) => {
         /// Runs one lifecycle step on every rig, in the step's order.
         pub $($async)? fn step<R: $crate::twin::DeserializeOwned>(
             &self,

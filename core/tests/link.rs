@@ -725,3 +725,25 @@ fn hooks_run_for_their_jobs_and_a_panicking_hook_is_caught_and_named() {
         Ok(())
     );
 }
+
+#[test]
+fn a_link_names_its_peer_once_it_spoke_and_says_why_it_closed() {
+    let start = Instant::now();
+    let mut pair = LinkPair::new(start, config("script"), config("rig"));
+    assert_eq!(pair.link(Side::Client).peer_name(), "");
+    // Still open: a wait that ends anyway says only that it closed.
+    assert!(matches!(
+        pair.link(Side::Client).closed_error(),
+        rigwire_core::Error::Disconnected(ConnectionError::TransportClosed(_))
+    ));
+    pair.advance(Duration::from_millis(10));
+    assert_eq!(pair.link(Side::Client).peer_name(), "rig");
+    assert_eq!(pair.link(Side::Server).peer_name(), "script");
+
+    pair.link(Side::Server)
+        .close("the rig is going home", start + Duration::from_millis(10));
+    pair.advance(Duration::from_millis(10));
+    let why = pair.link(Side::Client).closed_error();
+    assert_eq!(Some(why.clone()), pair.link(Side::Client).close_reason());
+    assert!(why.to_string().contains("the rig is going home"), "{why}");
+}
