@@ -712,3 +712,38 @@ macro_rules! twin_handlers {
         }
     };
 }
+
+/// `CallContext`, what a handler knows about the call it answers, and
+/// `is_cancelled`. Expects `Peer` (whose `shared.lock()` guards the link) in
+/// scope.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! twin_call_context {
+    () => {
+        /// What a handler knows about the call it is answering.
+        #[derive(Debug, Clone)]
+        pub struct CallContext {
+            /// The caller, to call back over the same connection.
+            pub peer: Peer,
+            /// The name called (an alias, if one was used).
+            pub method: String,
+            /// When the caller stops waiting; pass the time left on when
+            /// calling onward.
+            pub deadline: Option<::std::time::Instant>,
+            /// The call's id on this connection (0 for a notification).
+            pub id: u64,
+        }
+
+        impl CallContext {
+            /// Whether the caller has cancelled the call, its deadline has
+            /// passed or the connection closed; a handler that works for long
+            /// may check it and stop early. (On smol a cancelled handler's
+            /// future is also dropped at its next `.await`.)
+            pub fn is_cancelled(&self) -> bool {
+                let now = ::std::time::Instant::now();
+                let link = &self.peer.shared.lock().link;
+                link.answer_unwanted(self.id, self.deadline, now)
+            }
+        }
+    };
+}

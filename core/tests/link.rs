@@ -747,3 +747,20 @@ fn a_link_names_its_peer_once_it_spoke_and_says_why_it_closed() {
     assert_eq!(Some(why.clone()), pair.link(Side::Client).close_reason());
     assert!(why.to_string().contains("the rig is going home"), "{why}");
 }
+
+#[test]
+fn an_answer_is_unwanted_once_cancelled_expired_or_the_connection_closed() {
+    let start = Instant::now();
+    let mut pair = LinkPair::new(start, config("script"), config("rig"));
+    pair.advance(Duration::from_millis(10));
+    pair.call(Side::Client, "slow", 10, Some(Duration::from_millis(20)));
+    pair.advance(Duration::from_millis(5));
+    assert_eq!(pair.started[Side::Server as usize], 1);
+    let deadline = Some(start + Duration::from_millis(30));
+    let server = pair.link(Side::Server);
+    assert!(!server.answer_unwanted(1, deadline, start + Duration::from_millis(15)));
+    assert!(!server.answer_unwanted(1, None, start + Duration::from_secs(60)));
+    assert!(server.answer_unwanted(1, deadline, start + Duration::from_millis(30)));
+    server.close("going home", start + Duration::from_millis(15));
+    assert!(server.answer_unwanted(1, None, start + Duration::from_millis(15)));
+}

@@ -10,7 +10,6 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use rigwire_core::{
     handler_panicked, Error, ErrorKind, HandlerError, HandlerId, Payload, RemoteError,
@@ -21,31 +20,7 @@ use smol::future::FutureExt;
 
 use crate::peer::Peer;
 
-/// What a handler knows about the call it is answering.
-#[derive(Debug, Clone)]
-pub struct CallContext {
-    /// The caller, to call back over the same connection.
-    pub peer: Peer,
-    /// The name called (an alias, if one was used).
-    pub method: String,
-    /// When the caller stops waiting; pass the time left on when calling onward.
-    pub deadline: Option<Instant>,
-    /// The call's id on this connection (0 for a notification).
-    pub id: u64,
-}
-
-impl CallContext {
-    /// Whether the caller has cancelled the call or its deadline has passed.
-    /// A cancelled handler's future is dropped at its next `.await`; a
-    /// handler that computes for long between awaits may check this.
-    pub fn is_cancelled(&self) -> bool {
-        let closed_or_cancelled = {
-            let g = self.peer.shared.lock();
-            g.link.is_cancelled(self.id) || g.link.is_closed()
-        };
-        self.deadline.is_some_and(|d| Instant::now() >= d) || closed_or_cancelled
-    }
-}
+rigwire_core::twin_call_context!();
 
 /// A handler's future, boxed.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Payload, RemoteError>> + Send>>;

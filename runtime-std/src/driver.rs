@@ -677,13 +677,6 @@ impl Shared {
         self.command(|link, now| link.handle_timeout(now));
     }
 
-    /// Whether the handler of incoming call `id` (0 for a notify) should
-    /// stop: the call was cancelled or expired, or the connection is gone.
-    pub(crate) fn is_cancelled(&self, id: u64) -> bool {
-        let g = self.lock();
-        g.link.is_cancelled(id) || g.link.is_closed()
-    }
-
     /// Closes the transport at once; never waits for anything.
     pub(crate) fn shutdown_transport(&self) {
         self.socket.shutdown(Shutdown::Both);

@@ -25,26 +25,7 @@ use serde::Serialize;
 
 use crate::peer::Peer;
 
-/// What a handler knows about the call it is answering.
-#[derive(Debug, Clone)]
-pub struct CallContext {
-    /// The caller, to call back over the same connection.
-    pub peer: Peer,
-    /// The name called (an alias, if one was used).
-    pub method: String,
-    /// When the caller stops waiting; pass the time left on when calling onward.
-    pub deadline: Option<Instant>,
-    /// The call's id on this connection.
-    pub id: u64,
-}
-
-impl CallContext {
-    /// Whether the caller has cancelled the call or its deadline has passed;
-    /// a long handler may check it and stop early.
-    pub fn is_cancelled(&self) -> bool {
-        self.deadline.is_some_and(|d| Instant::now() >= d) || self.peer.shared.is_cancelled(self.id)
-    }
-}
+rigwire_core::twin_call_context!();
 
 type RawFn = dyn Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync;
 

@@ -355,6 +355,13 @@ impl Link {
         self.cancelled.contains(&id)
     }
 
+    /// Whether the handler answering incoming call `id` may stop: its
+    /// caller cancelled it, its `deadline` has passed at `now`, or the
+    /// connection closed (nobody is left to read the answer).
+    pub fn answer_unwanted(&self, id: u64, deadline: Option<Instant>, now: Instant) -> bool {
+        deadline.is_some_and(|d| now >= d) || self.is_cancelled(id) || self.is_closed()
+    }
+
     /// Whether a deadline-less wait on this link could last forever: without
     /// keepalive a silent peer is never detected.
     pub fn has_liveness(&self) -> bool {
