@@ -35,6 +35,11 @@
 //! [`PARK_AFTER`](rigwire_core::link::PARK_AFTER) (1 s), it gives the thread
 //! back to the server's one parker thread (`park.rs`, Linux), which answers
 //! its keepalive and gives it a thread again when its peer calls.
+//!
+//! What this crate and rigwire-smol offer alike (the typed calls, a client's
+//! forwards, a group's steps, `Server`, `Handlers`, `CallContext` …) is
+//! written once, in `rigwire_core`'s `twin` module, and expanded here by the
+//! `rigwire_core::twin_*!` lines; this crate's own code is how it blocks.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
