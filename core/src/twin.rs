@@ -433,7 +433,7 @@ macro_rules! twin_peer_state {
 /// `RunningServer`'s `Debug`, `local_url`, `tls_fingerprint`, `peers` and
 /// broadcasts. Expects `RunningServer { inner }` whose `inner` has `url`,
 /// `listener.fingerprint()` and `all_peers()` (every connection's `Peer`,
-/// handshaking or not).
+/// handshaking or not), and the `tracing` crate (a missed peer is logged).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! twin_running_server {

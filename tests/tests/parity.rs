@@ -26,6 +26,7 @@ macro_rules! twin_script {
             .unwrap();
         assert_eq!(raw.decode::<i64>().unwrap(), 6);
         client.ping() $($aw)* .unwrap();
+        client.confirmed_send(&b"trial 1"[..]) $($aw)* .unwrap();
         // Every rig tells its wall clock (for offsets, NTP-style), unlisted.
         let clock: f64 = client.call("rigwire.clock", &()) $($aw)* .unwrap();
         let here = rigwire_core::wall_clock(std::time::SystemTime::now());
@@ -60,6 +61,12 @@ macro_rules! twin_script {
         assert!(peer.close_reason().is_none());
         let group = Group::from_clients(vec![("rig".to_owned(), client)]);
         assert_eq!(group.names(), ["rig"]);
+        let all: rigwire_core::GroupResults<i64> = group.call_all("add", &(1i64, 1i64), None) $($aw)*;
+        let in_order: rigwire_core::GroupResults<i64> =
+            group.call_in_order("add", &(2i64, 2i64), None) $($aw)*;
+        let reverse: rigwire_core::GroupResults<i64> =
+            group.call_in_reverse("add", &(3i64, 3i64), None) $($aw)*;
+        assert!(all.all_ok() && in_order.all_ok() && reverse.all_ok());
         assert!(group.init_with(&InitData::default(), None) $($aw)* .all_ok());
         assert!(group.cleanup(None) $($aw)* .all_ok());
         let status = group.status(None) $($aw)*;
