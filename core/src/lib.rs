@@ -34,10 +34,6 @@
 //!   failed; the `rigwire-ws` crate runs rustls with it.
 //! * [`codec`], [`config`], [`error`] — payloads tagged postcard or JSON,
 //!   settings, and every error by what happened.
-//! * `twin` — the methods `rigwire-std` and `rigwire-smol` share but for
-//!   blocking or awaiting (typed calls over raw ones, a client's forwards to
-//!   its connection, a group's steps), written once as macros each runtime
-//!   expands.
 //! * `testing` and `fuzzing` (cargo feature `testing`) — deterministic
 //!   two-peer harnesses with virtual time, latency and loss, over
 //!   `Connection`s and over `Link`s, and the fuzz targets' entry points.
@@ -117,8 +113,6 @@ pub mod relay;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
-#[doc(hidden)]
-pub mod twin;
 mod url;
 
 pub use codec::{CodecError, Payload};

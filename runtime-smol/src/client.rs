@@ -152,7 +152,7 @@ impl Client {
         self.endpoint.to_string()
     }
 
-    rigwire_core::twin_client_calls!([async] [.await]);
+    rigwire_twin::client_calls!([async] [.await]);
 
     /// Closes the connection (see [`Peer::close`]).
     pub async fn close(&self) {

@@ -103,7 +103,7 @@ impl Group {
         }
     }
 
-    rigwire_core::twin_group_calls!([async] [.await]);
+    rigwire_twin::group_calls!([async] [.await]);
 
     async fn call<R: DeserializeOwned>(
         &self,

@@ -20,7 +20,7 @@ use smol::future::FutureExt;
 
 use crate::peer::Peer;
 
-rigwire_core::twin_call_context!();
+rigwire_twin::call_context!();
 
 /// A handler's future, boxed.
 pub(crate) type HandlerFuture = Pin<Box<dyn Future<Output = Result<Payload, RemoteError>> + Send>>;
@@ -29,7 +29,7 @@ type RawFn = dyn Fn(CallContext, Payload) -> Pin<Box<dyn Future<Output = Result<
     + Send
     + Sync;
 
-rigwire_core::twin_handlers!(
+rigwire_twin::handlers!(
     Arc<RawFn>,
     Arc::new(|_ctx, args: Payload| {
         let now = rigwire_core::wall_clock(std::time::SystemTime::now());

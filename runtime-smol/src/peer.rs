@@ -17,10 +17,10 @@ pub struct Peer {
     pub(crate) shared: Arc<Shared>,
 }
 
-rigwire_core::twin_peer_state!([async] [.await]);
+rigwire_twin::peer_state!([async] [.await]);
 
 impl Peer {
-    rigwire_core::twin_peer_calls!([async] [.await]);
+    rigwire_twin::peer_calls!([async] [.await]);
 
     /// Calls `method` once for each payload, their frames written together
     /// (one system call where the socket takes them), and waits for every

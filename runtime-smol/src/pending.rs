@@ -4,42 +4,17 @@
 //!
 //! [`Peer::start_batch`]: crate::Peer::start_batch
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rigwire_core::{Error, Payload};
 
 use crate::driver::Shared;
 
-/// A call in flight with raw payloads. Dropping it before its answer cancels
-/// the call (the peer is sent `Cancel`).
-pub struct RawPendingCall {
-    shared: Arc<Shared>,
-    id: u64,
-    done: bool,
-}
-
-impl fmt::Debug for RawPendingCall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingCall").field("id", &self.id).finish()
-    }
-}
+rigwire_twin::raw_pending_call!(
+    "A call in flight with raw payloads. Dropping it before its answer cancels the call (the peer is sent `Cancel`)."
+);
 
 impl RawPendingCall {
-    pub(crate) fn new(shared: &Arc<Shared>, id: u64) -> Self {
-        RawPendingCall {
-            shared: Arc::clone(shared),
-            id,
-            done: false,
-        }
-    }
-
-    /// The call's id on this connection.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Whether the result (or its failure) has arrived; never waits.
     pub fn is_ready(&self) -> bool {
         self.shared.lock().link.waiters().call_ready(self.id)
@@ -82,24 +57,6 @@ impl RawPendingCall {
         self.done = true;
         Some(found.map_err(Error::from))
     }
-
-    /// Gives up on the call: the peer is sent `Cancel`; nothing more arrives.
-    pub fn cancel(mut self) {
-        self.cancel_now();
-    }
-
-    fn cancel_now(&mut self) {
-        if !std::mem::replace(&mut self.done, true) {
-            let id = self.id;
-            self.shared.command(|link, _| link.cancel(id));
-        }
-    }
 }
 
-impl Drop for RawPendingCall {
-    fn drop(&mut self) {
-        self.cancel_now();
-    }
-}
-
-rigwire_core::twin_pending_call!([async] [.await]);
+rigwire_twin::pending_call!([async] [.await]);

@@ -16,7 +16,7 @@ use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::transport::{Listener, Socket};
 
-rigwire_core::twin_server!();
+rigwire_twin::server!();
 
 impl Server {
     /// Starts accepting on a task.
@@ -250,7 +250,7 @@ pub struct RunningServer {
     accept: Option<Task<()>>,
 }
 
-rigwire_core::twin_running_server!([async] [.await]);
+rigwire_twin::running_server!([async] [.await]);
 
 impl RunningServer {
     /// Stops accepting, lets calls in progress finish for up to `grace`,

@@ -18,7 +18,7 @@ use crate::driver::sleep_until;
 use crate::handler::Handlers;
 use crate::peer::Peer;
 
-rigwire_core::twin_remote_service!();
+rigwire_twin::remote_service!();
 
 impl RemoteService {
     /// Dials the relay's services URL and registers. Once this returns, the
@@ -159,7 +159,7 @@ pub struct RunningService {
     task: Option<Task<()>>,
 }
 
-rigwire_core::twin_running_service!();
+rigwire_twin::running_service!();
 
 impl RunningService {
     /// Waits until the service has registered at least `count` times in all,

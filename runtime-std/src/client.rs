@@ -183,7 +183,7 @@ impl Client {
         self.inner.endpoint.to_string()
     }
 
-    rigwire_core::twin_client_calls!([] []);
+    rigwire_twin::client_calls!([] []);
 
     /// Closes the connection (see [`Peer::close`]).
     pub fn close(&self) {

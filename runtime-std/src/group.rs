@@ -103,7 +103,7 @@ impl Group {
         }
     }
 
-    rigwire_core::twin_group_calls!([] []);
+    rigwire_twin::group_calls!([] []);
 
     fn call<R: DeserializeOwned>(
         &self,

@@ -25,7 +25,7 @@ use serde::Serialize;
 
 use crate::peer::Peer;
 
-rigwire_core::twin_call_context!();
+rigwire_twin::call_context!();
 
 type RawFn = dyn Fn(&CallContext, Payload) -> Result<Payload, HandlerError> + Send + Sync;
 
@@ -38,7 +38,7 @@ pub struct HandlerEntry {
     fast_runs: AtomicU32,
 }
 
-rigwire_core::twin_handlers!(
+rigwire_twin::handlers!(
     Arc<HandlerEntry>,
     HandlerEntry::new(
         Box::new(|_ctx, args| {

@@ -38,8 +38,8 @@
 //!
 //! What this crate and rigwire-smol offer alike (the typed calls, a client's
 //! forwards, a group's steps, `Server`, `Handlers`, `CallContext` …) is
-//! written once, in `rigwire_core`'s `twin` module, and expanded here by the
-//! `rigwire_core::twin_*!` lines; this crate's own code is how it blocks.
+//! written once, in the `rigwire-twin` crate, and expanded here by the `rigwire_twin::*!`
+//! lines; this crate's own code is how it blocks.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]

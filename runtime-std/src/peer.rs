@@ -2,7 +2,6 @@
 //! a server hands one to every hook and handler, so a rig can call back the
 //! script that called it.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,10 +18,10 @@ pub struct Peer {
     pub(crate) shared: Arc<Shared>,
 }
 
-rigwire_core::twin_peer_state!([] []);
+rigwire_twin::peer_state!([] []);
 
 impl Peer {
-    rigwire_core::twin_peer_calls!([] []);
+    rigwire_twin::peer_calls!([] []);
 
     /// Starts a call with a raw payload and an optional deadline (else the default).
     ///
@@ -50,11 +49,7 @@ impl Peer {
             .admit((timeout, now), true, |link, deadline, now| {
                 link.call(method, args.clone(), deadline, now)
             })?;
-        Ok(RawPendingCall {
-            shared: Arc::clone(&self.shared),
-            id,
-            done: false,
-        })
+        Ok(RawPendingCall::new(&self.shared, id))
     }
 
     /// Starts one call of `method` for each payload, their frames written
@@ -87,11 +82,9 @@ impl Peer {
                     Ok(())
                 })
         });
-        let calls = ids.into_iter().map(|id| RawPendingCall {
-            shared: Arc::clone(&self.shared),
-            id,
-            done: false,
-        });
+        let calls = ids
+            .into_iter()
+            .map(|id| RawPendingCall::new(&self.shared, id));
         // On a refusal, dropping the calls already started cancels them.
         let calls: Vec<RawPendingCall> = calls.collect();
         admitted.map(|()| calls).map_err(Error::from)
@@ -167,26 +160,11 @@ impl Peer {
     }
 }
 
-/// A call in flight with raw payloads. Dropping it without waiting cancels
-/// the call (the peer is sent `Cancel`).
-pub struct RawPendingCall {
-    shared: Arc<Shared>,
-    id: u64,
-    done: bool,
-}
-
-impl fmt::Debug for RawPendingCall {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PendingCall").field("id", &self.id).finish()
-    }
-}
+rigwire_twin::raw_pending_call!(
+    "A call in flight with raw payloads. Dropping it without waiting cancels the call (the peer is sent `Cancel`)."
+);
 
 impl RawPendingCall {
-    /// The call's id on this connection.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Whether the result (or its failure) has arrived; never blocks.
     pub fn is_ready(&self) -> bool {
         self.shared.tick();
@@ -225,29 +203,9 @@ impl RawPendingCall {
         self.done = true;
         Some(found.map_err(Error::from))
     }
-
-    /// Gives up on the call: the peer is sent `Cancel`; nothing more arrives.
-    pub fn cancel(mut self) {
-        self.cancel_now();
-    }
-
-    fn cancel_now(&mut self) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        let id = self.id;
-        self.shared.command(|link, _| link.cancel(id));
-    }
 }
 
-impl Drop for RawPendingCall {
-    fn drop(&mut self) {
-        self.cancel_now();
-    }
-}
-
-rigwire_core::twin_pending_call!([] []);
+rigwire_twin::pending_call!([] []);
 
 /// Encodes JSON text as a payload, for the command line and scripts.
 ///

@@ -25,7 +25,7 @@ use crate::pool::Pool;
 use crate::transport::{Listener, Socket};
 use rigwire_core::Config;
 
-rigwire_core::twin_server!();
+rigwire_twin::server!();
 
 impl Server {
     /// Starts accepting on a background thread.
@@ -407,7 +407,7 @@ pub struct RunningServer {
     accept: Option<JoinHandle<()>>,
 }
 
-rigwire_core::twin_running_server!([] []);
+rigwire_twin::running_server!([] []);
 
 impl RunningServer {
     /// Stops accepting, lets calls in progress finish for up to `grace`,

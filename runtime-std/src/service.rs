@@ -19,7 +19,7 @@ use crate::peer::Peer;
 use crate::pool::Pool;
 use crate::transport::Url;
 
-rigwire_core::twin_remote_service!();
+rigwire_twin::remote_service!();
 
 impl RemoteService {
     /// Dials the relay's services URL and registers. Once this returns, the
@@ -171,7 +171,7 @@ pub struct RunningService {
     watcher: Option<JoinHandle<()>>,
 }
 
-rigwire_core::twin_running_service!();
+rigwire_twin::running_service!();
 
 impl RunningService {
     /// Waits until the service has registered at least `count` times in all,

@@ -1,5 +1,4 @@
-//! The twin API: what `rigwire-std` and `rigwire-smol` offer alike, written
-//! once.
+//! # rigwire-twin: what `rigwire-std` and `rigwire-smol` offer alike, written once
 //!
 //! Both runtimes have the same public types with the same methods; one
 //! blocks the calling thread, the other returns futures. Where a method is a
@@ -7,8 +6,8 @@
 //! decode the answer) or a forward to another type (a `Client` to its current
 //! `Peer`, a `Group` to its plan), its body differs between the runtimes only
 //! by `.await`; where a type is a handle on the core's parts (`Server` on a
-//! [`ServerSetup`](crate::link::ServerSetup), `Handlers` on a
-//! [`HandlerTable`](crate::HandlerTable)) or a method reads state the same
+//! [`ServerSetup`](rigwire_core::link::ServerSetup), `Handlers` on a
+//! [`HandlerTable`](rigwire_core::HandlerTable)) or a method reads state the same
 //! way in both (`Peer::name`), it does not differ at all. Those types and
 //! methods are these macros, so the twins cannot drift apart. Each runtime
 //! expands them in its own modules, with `[] []` (blocking) or
@@ -16,7 +15,7 @@
 //!
 //! ```ignore
 //! impl Peer {
-//!     rigwire_core::twin_peer_calls!([async] [.await]);
+//!     rigwire_twin::peer_calls!([async] [.await]);
 //! }
 //! ```
 //!
@@ -28,38 +27,47 @@
 //! awaited. What stays in each runtime is how it waits: admission, reading,
 //! reconnecting, spawning.
 //!
-//! These macros are for the runtimes of this workspace; they are not an API
-//! of their own (hidden from the docs, no stability promise).
+//! This is runtime code (it takes locks, reads the clock, logs), so it is a
+//! crate of its own beside the sans-IO core, not part of it. The macros are
+//! for the runtimes of this workspace; they are not an API of their own
+//! (hidden from the docs, no stability promise).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
 
 #[doc(hidden)]
 pub use bytes::Bytes;
 #[doc(hidden)]
+pub use rigwire_core as core;
+#[doc(hidden)]
 pub use serde::{de::DeserializeOwned, Serialize};
+#[doc(hidden)]
+pub use tracing;
 
 /// `Peer`'s typed calls over its raw ones (`start_raw`, `notify_raw`), and
 /// `call_raw` as `start_raw` then `wait`. Expects `PendingCall` in scope.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_peer_calls {
+macro_rules! peer_calls {
     ([$($async:tt)?] [$($aw:tt)*]) => {
         /// Calls `method` with typed arguments (postcard) and decodes the
         /// result. Uses the configured default deadline, if any.
         ///
         /// # Errors
-        /// [`Error::Remote`]($crate::Error::Remote) if the peer's handler
+        /// [`Error::Remote`]($crate::core::Error::Remote) if the peer's handler
         /// failed, `DeadlineExceeded`, `Disconnected`, `Busy`, `TooLarge`, or
         /// `Codec` if a value does not encode or decode.
         pub $($async)? fn call<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
+            A: $crate::Serialize + ?Sized,
+            R: $crate::DeserializeOwned,
         >(
             &self,
             method: &str,
             args: &A,
-        ) -> Result<R, $crate::Error> {
-            self.call_raw(method, $crate::Payload::postcard(args)?, None)$($aw)*?
+        ) -> Result<R, $crate::core::Error> {
+            self.call_raw(method, $crate::core::Payload::postcard(args)?, None)$($aw)*?
                 .decode()
-                .map_err($crate::Error::from)
+                .map_err($crate::core::Error::from)
         }
 
         /// As [`call`](Self::call), with an explicit deadline for this call.
@@ -67,17 +75,17 @@ macro_rules! twin_peer_calls {
         /// # Errors
         /// As [`call`](Self::call).
         pub $($async)? fn call_timeout<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
+            A: $crate::Serialize + ?Sized,
+            R: $crate::DeserializeOwned,
         >(
             &self,
             method: &str,
             args: &A,
             timeout: ::std::time::Duration,
-        ) -> Result<R, $crate::Error> {
-            self.call_raw(method, $crate::Payload::postcard(args)?, Some(timeout))$($aw)*?
+        ) -> Result<R, $crate::core::Error> {
+            self.call_raw(method, $crate::core::Payload::postcard(args)?, Some(timeout))$($aw)*?
                 .decode()
-                .map_err($crate::Error::from)
+                .map_err($crate::core::Error::from)
         }
 
         /// Calls with an already-encoded payload (any codec) and an optional
@@ -88,9 +96,9 @@ macro_rules! twin_peer_calls {
         pub $($async)? fn call_raw(
             &self,
             method: &str,
-            args: $crate::Payload,
+            args: $crate::core::Payload,
             timeout: Option<::std::time::Duration>,
-        ) -> Result<$crate::Payload, $crate::Error> {
+        ) -> Result<$crate::core::Payload, $crate::core::Error> {
             self.start_raw(method, args, timeout)$($aw)*?.wait()$($aw)*
         }
 
@@ -102,14 +110,14 @@ macro_rules! twin_peer_calls {
         /// # Errors
         /// Failures known at once: `Disconnected`, `Busy`, `TooLarge`, `Codec`.
         pub $($async)? fn start<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
+            A: $crate::Serialize + ?Sized,
+            R: $crate::DeserializeOwned,
         >(
             &self,
             method: &str,
             args: &A,
-        ) -> Result<PendingCall<R>, $crate::Error> {
-            let raw = self.start_raw(method, $crate::Payload::postcard(args)?, None)$($aw)*?;
+        ) -> Result<PendingCall<R>, $crate::core::Error> {
+            let raw = self.start_raw(method, $crate::core::Payload::postcard(args)?, None)$($aw)*?;
             Ok(PendingCall::typed(raw))
         }
 
@@ -118,12 +126,12 @@ macro_rules! twin_peer_calls {
         ///
         /// # Errors
         /// `Disconnected`, `TooLarge`, `Codec`.
-        pub $($async)? fn notify<A: $crate::twin::Serialize + ?Sized>(
+        pub $($async)? fn notify<A: $crate::Serialize + ?Sized>(
             &self,
             method: &str,
             args: &A,
-        ) -> Result<(), $crate::Error> {
-            self.notify_raw(method, $crate::Payload::postcard(args)?)$($aw)*
+        ) -> Result<(), $crate::core::Error> {
+            self.notify_raw(method, $crate::core::Payload::postcard(args)?)$($aw)*
         }
     };
 }
@@ -133,7 +141,7 @@ macro_rules! twin_peer_calls {
 /// `cancel`).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_pending_call {
+macro_rules! pending_call {
     ([$($async:tt)?] [$($aw:tt)*]) => {
         /// A typed call in flight (see [`Peer::start`](crate::Peer::start)).
         /// Dropping it before its answer cancels the call.
@@ -158,7 +166,7 @@ macro_rules! twin_pending_call {
             }
         }
 
-        impl<R: $crate::twin::DeserializeOwned> PendingCall<R> {
+        impl<R: $crate::DeserializeOwned> PendingCall<R> {
             /// The call's id on this connection.
             pub fn id(&self) -> u64 {
                 self.raw.id()
@@ -173,8 +181,8 @@ macro_rules! twin_pending_call {
             ///
             /// # Errors
             /// As [`Peer::call`](crate::Peer::call).
-            pub $($async)? fn wait(self) -> Result<R, $crate::Error> {
-                self.raw.wait()$($aw)*?.decode().map_err($crate::Error::from)
+            pub $($async)? fn wait(self) -> Result<R, $crate::core::Error> {
+                self.raw.wait()$($aw)*?.decode().map_err($crate::core::Error::from)
             }
 
             /// Waits at most `timeout`; on `WaitTimeout` the call stays in
@@ -185,11 +193,11 @@ macro_rules! twin_pending_call {
             pub $($async)? fn wait_timeout(
                 &mut self,
                 timeout: ::std::time::Duration,
-            ) -> Result<R, $crate::Error> {
+            ) -> Result<R, $crate::core::Error> {
                 self.raw
                     .wait_timeout(timeout)$($aw)*?
                     .decode()
-                    .map_err($crate::Error::from)
+                    .map_err($crate::core::Error::from)
             }
 
             /// Gives up on the call: the peer is sent `Cancel`; nothing more
@@ -206,35 +214,35 @@ macro_rules! twin_pending_call {
 /// `RawPendingCall` in scope.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_client_calls {
+macro_rules! client_calls {
     ([$($async:tt)?] [$($aw:tt)*]) => {
-        $crate::twin_client_calls!(@forward [$($async)?] [$($aw)*]
+        $crate::client_calls!(@forward [$($async)?] [$($aw)*]
             /// See [`Peer::call`](crate::Peer::call).
-            fn call[A: $crate::twin::Serialize + ?Sized, R: $crate::twin::DeserializeOwned](
-                method: &str, args: &A) -> Result<R, $crate::Error>;
+            fn call[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
+                method: &str, args: &A) -> Result<R, $crate::core::Error>;
             /// See [`Peer::call_timeout`](crate::Peer::call_timeout).
-            fn call_timeout[A: $crate::twin::Serialize + ?Sized, R: $crate::twin::DeserializeOwned](
-                method: &str, args: &A, timeout: ::std::time::Duration) -> Result<R, $crate::Error>;
+            fn call_timeout[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
+                method: &str, args: &A, timeout: ::std::time::Duration) -> Result<R, $crate::core::Error>;
             /// See [`Peer::call_raw`](crate::Peer::call_raw).
-            fn call_raw[](method: &str, args: $crate::Payload,
-                timeout: Option<::std::time::Duration>) -> Result<$crate::Payload, $crate::Error>;
+            fn call_raw[](method: &str, args: $crate::core::Payload,
+                timeout: Option<::std::time::Duration>) -> Result<$crate::core::Payload, $crate::core::Error>;
             /// See [`Peer::start`](crate::Peer::start).
-            fn start[A: $crate::twin::Serialize + ?Sized, R: $crate::twin::DeserializeOwned](
-                method: &str, args: &A) -> Result<PendingCall<R>, $crate::Error>;
+            fn start[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
+                method: &str, args: &A) -> Result<PendingCall<R>, $crate::core::Error>;
             /// See [`Peer::start_raw`](crate::Peer::start_raw).
-            fn start_raw[](method: &str, args: $crate::Payload,
-                timeout: Option<::std::time::Duration>) -> Result<RawPendingCall, $crate::Error>;
+            fn start_raw[](method: &str, args: $crate::core::Payload,
+                timeout: Option<::std::time::Duration>) -> Result<RawPendingCall, $crate::core::Error>;
             /// See [`Peer::start_batch`](crate::Peer::start_batch).
-            fn start_batch[](method: &str, args: impl IntoIterator<Item = $crate::Payload>,
-                timeout: Option<::std::time::Duration>) -> Result<Vec<RawPendingCall>, $crate::Error>;
+            fn start_batch[](method: &str, args: impl IntoIterator<Item = $crate::core::Payload>,
+                timeout: Option<::std::time::Duration>) -> Result<Vec<RawPendingCall>, $crate::core::Error>;
             /// See [`Peer::notify`](crate::Peer::notify).
-            fn notify[A: $crate::twin::Serialize + ?Sized](method: &str, args: &A)
-                -> Result<(), $crate::Error>;
+            fn notify[A: $crate::Serialize + ?Sized](method: &str, args: &A)
+                -> Result<(), $crate::core::Error>;
             /// See [`Peer::ping`](crate::Peer::ping).
-            fn ping[]() -> Result<::std::time::Duration, $crate::Error>;
+            fn ping[]() -> Result<::std::time::Duration, $crate::core::Error>;
             /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
-            fn confirmed_send[](payload: impl Into<$crate::twin::Bytes>)
-                -> Result<(), $crate::Error>;
+            fn confirmed_send[](payload: impl Into<$crate::Bytes>)
+                -> Result<(), $crate::core::Error>;
         );
 
         /// See [`Peer::call_batch_raw`](crate::Peer::call_batch_raw); with
@@ -242,9 +250,9 @@ macro_rules! twin_client_calls {
         pub $($async)? fn call_batch_raw(
             &self,
             method: &str,
-            args: impl IntoIterator<Item = $crate::Payload>,
+            args: impl IntoIterator<Item = $crate::core::Payload>,
             timeout: Option<::std::time::Duration>,
-        ) -> Vec<Result<$crate::Payload, $crate::Error>> {
+        ) -> Vec<Result<$crate::core::Payload, $crate::core::Error>> {
             match self.peer()$($aw)* {
                 Ok(peer) => peer.call_batch_raw(method, args, timeout)$($aw)*,
                 Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
@@ -257,7 +265,7 @@ macro_rules! twin_client_calls {
         $(#[$doc:meta])*
         fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;
     )*) => {$(
-        $crate::twin_client_calls!(@one $async $aw $(#[$doc])*
+        $crate::client_calls!(@one $async $aw $(#[$doc])*
             fn $name[$($generics)*]($($arg: $ty),*) -> $ret);
     )*};
     (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
@@ -277,42 +285,42 @@ macro_rules! twin_client_calls {
 /// `call(order, method, args: Result<Payload, CodecError>, timeout)`.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_group_calls {
+macro_rules! group_calls {
     ([$($async:tt)?] [$($aw:tt)*]) => {
-        $crate::twin_group_calls!(@typed [$($async)?] [$($aw)*] call_all, Concurrent,
+        $crate::group_calls!(@typed [$($async)?] [$($aw)*] call_all, Concurrent,
             "Calls every rig at once and collects each answer or error by name. A \
              rig that drops out shows as `Disconnected`; the others' answers are kept.");
-        $crate::twin_group_calls!(@typed [$($async)?] [$($aw)*] call_in_order, InOrder,
+        $crate::group_calls!(@typed [$($async)?] [$($aw)*] call_in_order, InOrder,
             "Calls the rigs one after another in group order; every rig is called \
              even if an earlier one failed.");
-        $crate::twin_group_calls!(@typed [$($async)?] [$($aw)*] call_in_reverse, Reverse,
+        $crate::group_calls!(@typed [$($async)?] [$($aw)*] call_in_reverse, Reverse,
             "Calls the rigs one after another in reverse group order (for stop and \
              cleanup).");
-        $crate::twin_group_calls!(@steps [$($async)?] [$($aw)*]);
+        $crate::group_calls!(@steps [$($async)?] [$($aw)*]);
     };
     // One typed call of every rig, in `$order` (a `GroupOrder`).
     (@typed [$($async:tt)?] [$($aw:tt)*] $name:ident, $order:ident, $doc:literal) => {
         #[doc = $doc]
         pub $($async)? fn $name<
-            A: $crate::twin::Serialize + ?Sized,
-            R: $crate::twin::DeserializeOwned,
+            A: $crate::Serialize + ?Sized,
+            R: $crate::DeserializeOwned,
         >(
             &self,
             method: &str,
             args: &A,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<R> {
-            let args = $crate::Payload::postcard(args);
-            self.call($crate::GroupOrder::$order, method, args, timeout)$($aw)*
+        ) -> $crate::core::GroupResults<R> {
+            let args = $crate::core::Payload::postcard(args);
+            self.call($crate::core::GroupOrder::$order, method, args, timeout)$($aw)*
         }
     };
     (@steps [$($async:tt)?] [$($aw:tt)*]) => {
         /// Runs one lifecycle step on every rig, in the step's order.
-        pub $($async)? fn step<R: $crate::twin::DeserializeOwned>(
+        pub $($async)? fn step<R: $crate::DeserializeOwned>(
             &self,
-            step: $crate::GroupStep,
+            step: $crate::core::GroupStep,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<R> {
+        ) -> $crate::core::GroupResults<R> {
             self.call(step.order, step.method, Ok(step.args), timeout)$($aw)*
         }
 
@@ -320,26 +328,26 @@ macro_rules! twin_group_calls {
         pub $($async)? fn init(
             &self,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<$crate::ExpStatus> {
-            self.step($crate::GroupStep::init(&$crate::InitData::default()), timeout)$($aw)*
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::init(&$crate::core::InitData::default()), timeout)$($aw)*
         }
 
         /// `exp.init` with data (iblutil's init dict) on every rig at once.
         pub $($async)? fn init_with(
             &self,
-            data: &$crate::InitData,
+            data: &$crate::core::InitData,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<$crate::ExpStatus> {
-            self.step($crate::GroupStep::init(data), timeout)$($aw)*
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::init(data), timeout)$($aw)*
         }
 
         /// `exp.start` on every rig at once.
         pub $($async)? fn start(
             &self,
-            exp_ref: &$crate::ExpRef,
+            exp_ref: &$crate::core::ExpRef,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<$crate::ExpStatus> {
-            self.step($crate::GroupStep::start(exp_ref), timeout)$($aw)*
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::start(exp_ref), timeout)$($aw)*
         }
 
         /// `exp.stop` on each rig, in reverse order.
@@ -347,32 +355,32 @@ macro_rules! twin_group_calls {
             &self,
             immediately: bool,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<$crate::ExpStatus> {
-            self.step($crate::GroupStep::stop(immediately), timeout)$($aw)*
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::stop(immediately), timeout)$($aw)*
         }
 
         /// `exp.cleanup` on each rig, in reverse order.
         pub $($async)? fn cleanup(
             &self,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<$crate::ExpStatus> {
-            self.step($crate::GroupStep::cleanup(), timeout)$($aw)*
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::cleanup(), timeout)$($aw)*
         }
 
         /// `exp.status` of every rig.
         pub $($async)? fn status(
             &self,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<$crate::ExpStatus> {
-            self.step($crate::GroupStep::status(), timeout)$($aw)*
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::status(), timeout)$($aw)*
         }
 
         /// `exp.info` of every rig.
         pub $($async)? fn info(
             &self,
             timeout: Option<::std::time::Duration>,
-        ) -> $crate::GroupResults<$crate::ExpInfo> {
-            self.step($crate::GroupStep::info(), timeout)$($aw)*
+        ) -> $crate::core::GroupResults<$crate::core::ExpInfo> {
+            self.step($crate::core::GroupStep::info(), timeout)$($aw)*
         }
     };
 }
@@ -384,7 +392,7 @@ macro_rules! twin_group_calls {
 /// `wait_closed()`.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_peer_state {
+macro_rules! peer_state {
     ([$($async:tt)?] [$($aw:tt)*]) => {
         impl ::std::fmt::Debug for Peer {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -415,14 +423,14 @@ macro_rules! twin_peer_state {
             }
 
             /// Why the connection closed, once it has.
-            pub fn close_reason(&self) -> Option<$crate::Error> {
+            pub fn close_reason(&self) -> Option<$crate::core::Error> {
                 self.shared.lock().link.close_reason()
             }
 
             /// Waits until the connection has closed (for any reason, from
             /// either side) and returns why. Takes no part in the
             /// connection's traffic while waiting.
-            pub $($async)? fn closed(&self) -> $crate::Error {
+            pub $($async)? fn closed(&self) -> $crate::core::Error {
                 self.shared.wait_closed()$($aw)*;
                 self.shared.lock().link.closed_error()
             }
@@ -436,7 +444,7 @@ macro_rules! twin_peer_state {
 /// handshaking or not), and the `tracing` crate (a missed peer is logged).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_running_server {
+macro_rules! running_server {
     ([$($async:tt)?] [$($aw:tt)*]) => {
         impl ::std::fmt::Debug for RunningServer {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -469,13 +477,13 @@ macro_rules! twin_running_server {
             /// reached. See [`broadcast_raw`](Self::broadcast_raw).
             ///
             /// # Errors
-            /// [`Error::Codec`]($crate::Error::Codec) if `args` does not encode.
-            pub $($async)? fn broadcast<A: $crate::twin::Serialize + ?Sized>(
+            /// [`Error::Codec`]($crate::core::Error::Codec) if `args` does not encode.
+            pub $($async)? fn broadcast<A: $crate::Serialize + ?Sized>(
                 &self,
                 method: &str,
                 args: &A,
-            ) -> Result<usize, $crate::Error> {
-                self.broadcast_raw(method, $crate::Payload::postcard(args)?)$($aw)*
+            ) -> Result<usize, $crate::core::Error> {
+                self.broadcast_raw(method, $crate::core::Payload::postcard(args)?)$($aw)*
             }
 
             /// Notifies every peer with a raw payload; returns how many it
@@ -489,8 +497,8 @@ macro_rules! twin_running_server {
             pub $($async)? fn broadcast_raw(
                 &self,
                 method: &str,
-                args: $crate::Payload,
-            ) -> Result<usize, $crate::Error> {
+                args: $crate::core::Payload,
+            ) -> Result<usize, $crate::core::Error> {
                 let mut reached = 0;
                 for peer in self.inner.all_peers() {
                     if peer.close_reason().is_some() {
@@ -498,7 +506,7 @@ macro_rules! twin_running_server {
                     }
                     match peer.notify_raw(method, args.clone())$($aw)* {
                         Ok(()) => reached += 1,
-                        Err(e) => ::tracing::debug!(
+                        Err(e) => $crate::tracing::debug!(
                             peer = %peer.address(),
                             "broadcast missed a peer: {e}"
                         ),
@@ -510,34 +518,37 @@ macro_rules! twin_running_server {
     };
 }
 
-/// `Server`: the bound listener and the [`ServerSetup`](crate::link::ServerSetup)
+/// `Server`: the bound listener and the [`ServerSetup`](rigwire_core::link::ServerSetup)
 /// it dereferences to, `bind`, and `parts`, which takes it apart for `start`
 /// with the admission shared between the accept loop and each connection's
 /// `admit` hook. Expects `Listener` (with `bind(&Url, &TlsSettings)`,
 /// `local_endpoint()`, `fingerprint()`), `Handlers` and `Peer` in scope.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_server {
+macro_rules! server {
     () => {
         /// A bound server being set up: expose handlers and hooks (the
-        /// [`ServerSetup`]($crate::link::ServerSetup)'s, which this
+        /// [`ServerSetup`]($crate::core::link::ServerSetup)'s, which this
         /// dereferences to), then [`start`](Self::start).
         #[derive(Debug)]
         pub struct Server {
             listener: Listener,
-            setup: $crate::link::ServerSetup<Handlers, Peer>,
+            setup: $crate::core::link::ServerSetup<Handlers, Peer>,
         }
 
         impl Server {
             /// Binds `url` (port 0 picks a free port; see
-            /// [`ServerSetup::local_url`]($crate::link::ServerSetup::local_url)).
+            /// [`ServerSetup::local_url`]($crate::core::link::ServerSetup::local_url)).
             ///
             /// # Errors
             /// `InvalidUrl`, `Bind` (address in use, permission), `Config`.
-            pub fn bind(url: &str, config: $crate::Config) -> Result<Server, $crate::Error> {
-                let url = $crate::Url::parse(url)?;
+            pub fn bind(
+                url: &str,
+                config: $crate::core::Config,
+            ) -> Result<Server, $crate::core::Error> {
+                let url = $crate::core::Url::parse(url)?;
                 let (listener, setup) =
-                    $crate::link::ServerSetup::bind(config, Handlers::new(), |config| {
+                    $crate::core::link::ServerSetup::bind(config, Handlers::new(), |config| {
                         let listener = Listener::bind(&url, &config.tls)?;
                         let bound = listener.local_endpoint().to_string();
                         let fingerprint = listener.fingerprint().map(str::to_owned);
@@ -555,10 +566,10 @@ macro_rules! twin_server {
             ) -> (
                 Listener,
                 String,
-                $crate::Config,
+                $crate::core::Config,
                 Handlers,
-                $crate::link::Hooks<Peer>,
-                ::std::sync::Arc<::std::sync::Mutex<$crate::link::Admission>>,
+                $crate::core::link::Hooks<Peer>,
+                ::std::sync::Arc<::std::sync::Mutex<$crate::core::link::Admission>>,
             ) {
                 let url = self.setup.local_url();
                 let (config, handlers, mut hooks, admission) = self.setup.into_parts();
@@ -578,7 +589,7 @@ macro_rules! twin_server {
         /// `handlers_mut`, and through it the handler table's `expose`,
         /// `expose_with`, `expose_raw` and `alias`.
         impl ::std::ops::Deref for Server {
-            type Target = $crate::link::ServerSetup<Handlers, Peer>;
+            type Target = $crate::core::link::ServerSetup<Handlers, Peer>;
             fn deref(&self) -> &Self::Target {
                 &self.setup
             }
@@ -597,7 +608,7 @@ macro_rules! twin_server {
 /// `state()` (a guard with `current: Option<Peer>` and `count: u64`).
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_running_service {
+macro_rules! running_service {
     () => {
         impl ::std::fmt::Debug for RunningService {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
@@ -625,26 +636,26 @@ macro_rules! twin_running_service {
     };
 }
 
-/// `RemoteService`: the [`ServiceSetup`](crate::link::ServiceSetup) it
+/// `RemoteService`: the [`ServiceSetup`](rigwire_core::link::ServiceSetup) it
 /// dereferences to, and `new`. Expects `Handlers` in scope.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_remote_service {
+macro_rules! remote_service {
     () => {
         /// A service to run behind a relay: its names, settings and handlers
-        /// (the [`ServiceSetup`]($crate::link::ServiceSetup)'s, which this
+        /// (the [`ServiceSetup`]($crate::core::link::ServiceSetup)'s, which this
         /// dereferences to), then [`connect`](Self::connect).
         #[derive(Debug)]
         pub struct RemoteService {
-            setup: $crate::link::ServiceSetup<Handlers>,
+            setup: $crate::core::link::ServiceSetup<Handlers>,
         }
 
         impl RemoteService {
             /// A service that will register `names`; see
-            /// [`ServiceSetup::new`]($crate::link::ServiceSetup::new).
-            pub fn new(names: &[&str], config: $crate::Config) -> RemoteService {
+            /// [`ServiceSetup::new`]($crate::core::link::ServiceSetup::new).
+            pub fn new(names: &[&str], config: $crate::core::Config) -> RemoteService {
                 RemoteService {
-                    setup: $crate::link::ServiceSetup::new(names, config, Handlers::new()),
+                    setup: $crate::core::link::ServiceSetup::new(names, config, Handlers::new()),
                 }
             }
         }
@@ -652,7 +663,7 @@ macro_rules! twin_remote_service {
         /// The setup: `handlers_mut`, and through it the handler table's
         /// `expose`, `expose_with`, `expose_raw` and `alias`.
         impl ::std::ops::Deref for RemoteService {
-            type Target = $crate::link::ServiceSetup<Handlers>;
+            type Target = $crate::core::link::ServiceSetup<Handlers>;
             fn deref(&self) -> &Self::Target {
                 &self.setup
             }
@@ -666,33 +677,33 @@ macro_rules! twin_remote_service {
     };
 }
 
-/// `Handlers`: a [`HandlerTable`](crate::HandlerTable) of the runtime's
+/// `Handlers`: a [`HandlerTable`](rigwire_core::HandlerTable) of the runtime's
 /// handler entries (`$entry`), which it dereferences to, answering the
 /// built-in clock with `$clock` (an expression making one entry), and `new`.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_handlers {
+macro_rules! handlers {
     ($entry:ty, $clock:expr) => {
         /// The exposed names of one endpoint and their handlers; every table
         /// answers the built-in `rigwire.clock` with this machine's wall
         /// clock. `describe` and `alias` are the
-        /// [`HandlerTable`]($crate::HandlerTable)'s, which this dereferences
+        /// [`HandlerTable`]($crate::core::HandlerTable)'s, which this dereferences
         /// to.
         #[derive(Clone, Debug)]
         pub struct Handlers {
-            table: $crate::HandlerTable<$entry>,
+            table: $crate::core::HandlerTable<$entry>,
         }
 
         impl Default for Handlers {
             fn default() -> Self {
                 Handlers {
-                    table: $crate::HandlerTable::new($clock),
+                    table: $crate::core::HandlerTable::new($clock),
                 }
             }
         }
 
         impl ::std::ops::Deref for Handlers {
-            type Target = $crate::HandlerTable<$entry>;
+            type Target = $crate::core::HandlerTable<$entry>;
             fn deref(&self) -> &Self::Target {
                 &self.table
             }
@@ -718,7 +729,7 @@ macro_rules! twin_handlers {
 /// scope.
 #[doc(hidden)]
 #[macro_export]
-macro_rules! twin_call_context {
+macro_rules! call_context {
     () => {
         /// What a handler knows about the call it is answering.
         #[derive(Debug, Clone)]
@@ -743,6 +754,64 @@ macro_rules! twin_call_context {
                 let now = ::std::time::Instant::now();
                 let link = &self.peer.shared.lock().link;
                 link.answer_unwanted(self.id, self.deadline, now)
+            }
+        }
+    };
+}
+
+/// `RawPendingCall`'s shape: the connection, the call's id and whether it
+/// ended; `Debug`, `new`, `id`, `cancel`, and the cancel a drop sends for a
+/// call not yet ended. Expects `Shared` (with `command(|link, now| …)`) in
+/// scope; the runtime writes `is_ready`, `wait` and `wait_timeout`, which
+/// set `done` once they took the answer.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! raw_pending_call {
+    ($doc:literal) => {
+        #[doc = $doc]
+        pub struct RawPendingCall {
+            shared: ::std::sync::Arc<Shared>,
+            id: u64,
+            done: bool,
+        }
+
+        impl ::std::fmt::Debug for RawPendingCall {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("PendingCall").field("id", &self.id).finish()
+            }
+        }
+
+        impl RawPendingCall {
+            pub(crate) fn new(shared: &::std::sync::Arc<Shared>, id: u64) -> Self {
+                RawPendingCall {
+                    shared: ::std::sync::Arc::clone(shared),
+                    id,
+                    done: false,
+                }
+            }
+
+            /// The call's id on this connection.
+            pub fn id(&self) -> u64 {
+                self.id
+            }
+
+            /// Gives up on the call: the peer is sent `Cancel`; nothing more
+            /// arrives.
+            pub fn cancel(mut self) {
+                self.cancel_now();
+            }
+
+            fn cancel_now(&mut self) {
+                if !::std::mem::replace(&mut self.done, true) {
+                    let id = self.id;
+                    self.shared.command(|link, _| link.cancel(id));
+                }
+            }
+        }
+
+        impl Drop for RawPendingCall {
+            fn drop(&mut self) {
+                self.cancel_now();
             }
         }
     };
