@@ -31,10 +31,11 @@ class Rig:
         assert line.startswith("listening "), line
         self.url = line.split()[1]
 
-    def stop_when_logged(self, text: str, within: float = 10.0) -> str:
-        """Waits until the rig has logged a line containing ``text`` (or
-        ``within`` seconds pass), then kills it and returns its log (needs
-        ``log=True``)."""
+    def stop_when_logged(self, *texts: str, within: float = 10.0) -> str:
+        """Waits until the rig has logged each of ``texts`` (or ``within``
+        seconds pass), then kills it and returns its log (needs
+        ``log=True``). Wait for every line a test checks: lines logged by
+        concurrent handlers come in any order."""
         lines = []
 
         def read():
@@ -44,7 +45,10 @@ class Rig:
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         until = time.monotonic() + within
-        while time.monotonic() < until and not any(text in line for line in lines):
+        def logged(text: str) -> bool:
+            return any(text in line for line in list(lines))
+
+        while time.monotonic() < until and not all(logged(t) for t in texts):
             time.sleep(0.01)
         self.process.kill()
         self.process.wait(timeout=10)

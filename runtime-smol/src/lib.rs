@@ -45,7 +45,6 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod client;
-mod config;
 mod driver;
 mod group;
 mod handler;
@@ -61,7 +60,6 @@ mod transport;
 mod wire;
 
 pub use client::Client;
-pub use config::secret_from_file;
 pub use group::Group;
 pub use handler::{CallContext, Handlers};
 pub use ibl::IblPeer;
@@ -78,5 +76,6 @@ pub use rigwire_core::{
     RemoteError,
 };
 pub use rigwire_core::{Config, Reconnect};
+pub use rigwire_twin::secret_from_file;
 pub use server::{RunningServer, Server};
 pub use service::{RemoteService, RunningService};

@@ -12,6 +12,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
 use rigwire_core::{Config, Error, TlsSettings, Url};
+use rigwire_twin::Bound;
 use rigwire_ws::{client_opening, Opening, OpeningError, Served, Wire};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{future, Async, Timer};
@@ -189,29 +190,18 @@ impl Listener {
     /// asks for TLS. A stale Unix socket file is replaced only if nothing
     /// answers on it.
     pub(crate) fn bind(endpoint: &Url, tls: &TlsSettings) -> Result<Listener, Error> {
-        let fail = |e: io::Error| Error::Bind {
-            url: endpoint.to_string(),
-            reason: e.to_string(),
-        };
         let served = Served::new(endpoint, tls)?;
-        let (socket, served) = match endpoint {
-            Url::Unix(path) => {
-                if path.exists() && UnixStream::connect(path).is_err() {
-                    let _ = std::fs::remove_file(path);
-                }
-                let listener = UnixListener::bind(path).map_err(fail)?;
-                let socket = ListeningSocket::Unix(Async::new(listener).map_err(fail)?);
-                (socket, served)
-            }
-            _ => {
-                let listener =
-                    TcpListener::bind(endpoint.addr().unwrap_or_default()).map_err(fail)?;
-                let bound = listener.local_addr().map_err(fail)?.to_string();
-                let socket = ListeningSocket::Tcp(Async::new(listener).map_err(fail)?);
-                (socket, served.bound_at(bound))
-            }
-        };
-        Ok(Listener { socket, served })
+        let fail = |e| rigwire_twin::bind_failed(endpoint, e);
+        Ok(match rigwire_twin::bind(endpoint)? {
+            Bound::Unix(socket) => Listener {
+                socket: ListeningSocket::Unix(Async::new(socket).map_err(fail)?),
+                served,
+            },
+            Bound::Tcp(socket, addr) => Listener {
+                socket: ListeningSocket::Tcp(Async::new(socket).map_err(fail)?),
+                served: served.bound_at(addr),
+            },
+        })
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).

@@ -45,7 +45,6 @@
 #![warn(missing_docs, unreachable_pub)]
 
 mod client;
-mod config;
 mod driver;
 mod group;
 mod handler;
@@ -59,7 +58,6 @@ mod service;
 mod transport;
 
 pub use client::Client;
-pub use config::secret_from_file;
 pub use group::Group;
 pub use handler::{CallContext, HandlerEntry, Handlers};
 pub use lifecycle::RigService;
@@ -72,6 +70,7 @@ pub use rigwire_core::{
 };
 pub use rigwire_core::{Config, Reconnect};
 pub use rigwire_core::{Dispatch, FAST_RUN, FAST_RUNS};
+pub use rigwire_twin::secret_from_file;
 pub use server::{RunningServer, Server};
 pub use service::{RemoteService, RunningService};
 pub use transport::Url;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub use rigwire_core::Url;
 use rigwire_core::{Config, Error, TlsSettings};
+use rigwire_twin::Bound;
 use rigwire_ws::{client_opening, Opening, OpeningError, Served, Wire};
 
 /// A connected socket of either family. Its handles share one descriptor
@@ -358,27 +359,17 @@ impl Listener {
     /// asks for TLS. A stale Unix socket file is replaced only if nothing
     /// answers on it.
     pub(crate) fn bind(endpoint: &Url, tls: &TlsSettings) -> Result<Listener, Error> {
-        let fail = |e: io::Error| Error::Bind {
-            url: endpoint.to_string(),
-            reason: e.to_string(),
-        };
         let served = Served::new(endpoint, tls)?;
-        let (socket, served) = match endpoint {
-            Url::Unix(path) => {
-                if path.exists() && UnixStream::connect(path).is_err() {
-                    let _ = std::fs::remove_file(path);
-                }
-                let socket = UnixListener::bind(path).map_err(fail)?;
-                (ListeningSocket::Unix(socket), served)
-            }
-            _ => {
-                let socket =
-                    TcpListener::bind(endpoint.addr().unwrap_or_default()).map_err(fail)?;
-                let bound = socket.local_addr().map_err(fail)?.to_string();
-                (ListeningSocket::Tcp(socket), served.bound_at(bound))
-            }
-        };
-        Ok(Listener { socket, served })
+        Ok(match rigwire_twin::bind(endpoint)? {
+            Bound::Unix(socket) => Listener {
+                socket: ListeningSocket::Unix(socket),
+                served,
+            },
+            Bound::Tcp(socket, addr) => Listener {
+                socket: ListeningSocket::Tcp(socket),
+                served: served.bound_at(addr),
+            },
+        })
     }
 
     /// The endpoint actually bound (with the port the OS chose for port 0).

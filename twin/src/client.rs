@@ -1,0 +1,73 @@
+//! A client's calls: forwards to its current connection.
+
+/// `Client`'s calls, each on its current connection (`self.peer()`, which
+/// reconnects when configured to). Expects `PendingCall` and
+/// `RawPendingCall` in scope.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! client_calls {
+    ([$($async:tt)?] [$($aw:tt)*]) => {
+        $crate::client_calls!(@forward [$($async)?] [$($aw)*]
+            /// See [`Peer::call`](crate::Peer::call).
+            fn call[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
+                method: &str, args: &A) -> Result<R, $crate::core::Error>;
+            /// See [`Peer::call_timeout`](crate::Peer::call_timeout).
+            fn call_timeout[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
+                method: &str, args: &A, timeout: ::std::time::Duration) -> Result<R, $crate::core::Error>;
+            /// See [`Peer::call_raw`](crate::Peer::call_raw).
+            fn call_raw[](method: &str, args: $crate::core::Payload,
+                timeout: Option<::std::time::Duration>) -> Result<$crate::core::Payload, $crate::core::Error>;
+            /// See [`Peer::start`](crate::Peer::start).
+            fn start[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
+                method: &str, args: &A) -> Result<PendingCall<R>, $crate::core::Error>;
+            /// See [`Peer::start_raw`](crate::Peer::start_raw).
+            fn start_raw[](method: &str, args: $crate::core::Payload,
+                timeout: Option<::std::time::Duration>) -> Result<RawPendingCall, $crate::core::Error>;
+            /// See [`Peer::start_batch`](crate::Peer::start_batch).
+            fn start_batch[](method: &str, args: impl IntoIterator<Item = $crate::core::Payload>,
+                timeout: Option<::std::time::Duration>) -> Result<Vec<RawPendingCall>, $crate::core::Error>;
+            /// See [`Peer::notify`](crate::Peer::notify).
+            fn notify[A: $crate::Serialize + ?Sized](method: &str, args: &A)
+                -> Result<(), $crate::core::Error>;
+            /// See [`Peer::ping`](crate::Peer::ping).
+            fn ping[]() -> Result<::std::time::Duration, $crate::core::Error>;
+            /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
+            fn confirmed_send[](payload: impl Into<$crate::Bytes>)
+                -> Result<(), $crate::core::Error>;
+        );
+
+        /// See [`Peer::call_batch_raw`](crate::Peer::call_batch_raw); with
+        /// no connection, every call fails with its error.
+        pub $($async)? fn call_batch_raw(
+            &self,
+            method: &str,
+            args: impl IntoIterator<Item = $crate::core::Payload>,
+            timeout: Option<::std::time::Duration>,
+        ) -> Vec<Result<$crate::core::Payload, $crate::core::Error>> {
+            match self.peer()$($aw)* {
+                Ok(peer) => peer.call_batch_raw(method, args, timeout)$($aw)*,
+                Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
+            }
+        }
+    };
+    // Each method as the current connection's, or the error of a
+    // connection lost that cannot be re-established.
+    (@forward $async:tt $aw:tt $(
+        $(#[$doc:meta])*
+        fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;
+    )*) => {$(
+        $crate::client_calls!(@one $async $aw $(#[$doc])*
+            fn $name[$($generics)*]($($arg: $ty),*) -> $ret);
+    )*};
+    (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
+        fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        $(#[$doc])*
+        ///
+        /// # Errors
+        /// As the [`Peer`](crate::Peer)'s, or the connection's error if it is
+        /// lost and cannot be re-established.
+        pub $($async)? fn $name<$($generics)*>(&self, $($arg: $ty),*) -> $ret {
+            self.peer()$($aw)*?.$name($($arg),*)$($aw)*
+        }
+    };
+}

@@ -1,0 +1,105 @@
+//! A group's calls: one rule for the three orders, and the lifecycle steps.
+
+/// `Group`'s typed calls and lifecycle steps, over its own
+/// `call(order, method, args: Result<Payload, CodecError>, timeout)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! group_calls {
+    ([$($async:tt)?] [$($aw:tt)*]) => {
+        $crate::group_calls!(@typed [$($async)?] [$($aw)*] call_all, Concurrent,
+            "Calls every rig at once and collects each answer or error by name. A \
+             rig that drops out shows as `Disconnected`; the others' answers are kept.");
+        $crate::group_calls!(@typed [$($async)?] [$($aw)*] call_in_order, InOrder,
+            "Calls the rigs one after another in group order; every rig is called \
+             even if an earlier one failed.");
+        $crate::group_calls!(@typed [$($async)?] [$($aw)*] call_in_reverse, Reverse,
+            "Calls the rigs one after another in reverse group order (for stop and \
+             cleanup).");
+        $crate::group_calls!(@steps [$($async)?] [$($aw)*]);
+    };
+    // One typed call of every rig, in `$order` (a `GroupOrder`).
+    (@typed [$($async:tt)?] [$($aw:tt)*] $name:ident, $order:ident, $doc:literal) => {
+        #[doc = $doc]
+        pub $($async)? fn $name<
+            A: $crate::Serialize + ?Sized,
+            R: $crate::DeserializeOwned,
+        >(
+            &self,
+            method: &str,
+            args: &A,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<R> {
+            let args = $crate::core::Payload::postcard(args);
+            self.call($crate::core::GroupOrder::$order, method, args, timeout)$($aw)*
+        }
+    };
+    (@steps [$($async:tt)?] [$($aw:tt)*]) => {
+        /// Runs one lifecycle step on every rig, in the step's order.
+        pub $($async)? fn step<R: $crate::DeserializeOwned>(
+            &self,
+            step: $crate::core::GroupStep,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<R> {
+            self.call(step.order, step.method, Ok(step.args), timeout)$($aw)*
+        }
+
+        /// `exp.init` on every rig at once.
+        pub $($async)? fn init(
+            &self,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::init(&$crate::core::InitData::default()), timeout)$($aw)*
+        }
+
+        /// `exp.init` with data (iblutil's init dict) on every rig at once.
+        pub $($async)? fn init_with(
+            &self,
+            data: &$crate::core::InitData,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::init(data), timeout)$($aw)*
+        }
+
+        /// `exp.start` on every rig at once.
+        pub $($async)? fn start(
+            &self,
+            exp_ref: &$crate::core::ExpRef,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::start(exp_ref), timeout)$($aw)*
+        }
+
+        /// `exp.stop` on each rig, in reverse order.
+        pub $($async)? fn stop(
+            &self,
+            immediately: bool,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::stop(immediately), timeout)$($aw)*
+        }
+
+        /// `exp.cleanup` on each rig, in reverse order.
+        pub $($async)? fn cleanup(
+            &self,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::cleanup(), timeout)$($aw)*
+        }
+
+        /// `exp.status` of every rig.
+        pub $($async)? fn status(
+            &self,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
+            self.step($crate::core::GroupStep::status(), timeout)$($aw)*
+        }
+
+        /// `exp.info` of every rig.
+        pub $($async)? fn info(
+            &self,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::ExpInfo> {
+            self.step($crate::core::GroupStep::info(), timeout)$($aw)*
+        }
+    };
+}
