@@ -27,6 +27,11 @@
 //! awaited. What stays in each runtime is how it waits: admission, reading,
 //! reconnecting, spawning.
 //!
+//! Two plain functions are shared the same way: reading a secret file
+//! ([`secret_from_file`], which both runtimes re-export) and binding the
+//! listening socket a URL names (the async runtime then registers it with
+//! its reactor).
+//!
 //! This is runtime code (it takes locks, reads the clock, logs), so it is a
 //! crate of its own beside the sans-IO core, not part of it. The macros are
 //! for the runtimes of this workspace; they are not an API of their own
