@@ -1,6 +1,7 @@
 //! What a connection runs for the application: its handlers (polled once
-//! where the call was read, a task if they wait), its hooks, and a server's
-//! admission of a peer that authenticated. A part of [`crate::driver`] (its
+//! where the call was read, a task if they wait), its hooks and a server's
+//! admission of a peer that authenticated (those two written once for both
+//! runtimes, `rigwire_twin::hooks_jobs`). A part of [`crate::driver`] (its
 //! child module, in a file of its own).
 
 use std::sync::Arc;
@@ -18,15 +19,16 @@ use crate::peer::Peer;
 const NOTIFY_KEYS: u64 = 1 << 63;
 
 impl Shared {
+    rigwire_twin::hooks_jobs!();
+
     /// Does what the link asked of the application: a handler, a hook, the
     /// admission of a peer that authenticated.
     pub(super) fn run_job(self: &Arc<Self>, job: Job) {
-        let peer = || Peer::new(Arc::clone(self));
         match job {
             Job::Call(call) => self.start_call(call),
             Job::Notify(n) => {
                 let ctx = CallContext {
-                    peer: peer(),
+                    peer: Peer::new(Arc::clone(self)),
                     method: n.method,
                     deadline: None,
                     id: 0,
@@ -44,20 +46,7 @@ impl Shared {
                     shared.lock().link.notify_done();
                 });
             }
-            Job::PeerError(err) => {
-                tracing::warn!(peer = %self.label, "the peer reported: {err}");
-            }
-            job => {
-                if let Job::Closed(err) = &job {
-                    tracing::debug!(peer = %self.label, "connection closed: {err}");
-                }
-                if matches!(job, Job::Connected) && self.refused() {
-                    return;
-                }
-                if let Err(hook) = self.hooks.run(job, peer) {
-                    tracing::error!(peer = %self.label, "the {hook} hook panicked");
-                }
-            }
+            job => self.hear(job),
         }
     }
 
@@ -121,20 +110,5 @@ impl Shared {
             done(&shared, result, false);
         });
         g.tasks.insert(key, task);
-    }
-
-    /// A server's admission of this connection now that it authenticated;
-    /// a refused one is closed with the reason (`true`).
-    fn refused(self: &Arc<Self>) -> bool {
-        let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
-            return false;
-        };
-        if let Err(refusal) = admit(ticket) {
-            tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
-            self.command(|link, now| link.close(&refusal.reason, now));
-            return true;
-        }
-        self.lock().link.set_admitted();
-        false
     }
 }

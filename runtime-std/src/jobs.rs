@@ -1,7 +1,8 @@
 //! What a connection runs for the application: its handlers (on the thread
 //! that read the call, or on the pool within the connection's share of it),
-//! its hooks, and a server's admission of a peer that authenticated. A
-//! part of [`crate::driver`] (its child module, in a file of its own).
+//! its hooks and a server's admission of a peer that authenticated (those
+//! two written once for both runtimes, `rigwire_twin::hooks_jobs`). A part
+//! of [`crate::driver`] (its child module, in a file of its own).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +15,8 @@ use crate::handler::CallContext;
 use crate::peer::Peer;
 
 impl Shared {
+    rigwire_twin::hooks_jobs!();
+
     /// Does what the link asked of the application: handlers (inline
     /// here when `on_reading_thread` and the handler is quick, else on the
     /// pool), hooks, the admission of a peer that authenticated.
@@ -39,37 +42,9 @@ impl Shared {
                         shared.lock().link.notify_done();
                     });
                 }
-                Job::PeerError(err) => {
-                    tracing::warn!(peer = %self.label, "the peer reported: {err}");
-                }
-                job => {
-                    if let Job::Closed(err) = &job {
-                        tracing::debug!(peer = %self.label, "connection closed: {err}");
-                    }
-                    if matches!(job, Job::Connected) && self.refused() {
-                        continue;
-                    }
-                    if let Err(hook) = self.hooks.run(job, || Peer::new(Arc::clone(self))) {
-                        tracing::error!(peer = %self.label, "the {hook} hook panicked");
-                    }
-                }
+                job => self.hear(job),
             }
         }
-    }
-
-    /// A server's admission of this connection now that it authenticated;
-    /// a refused one is closed with the reason (`true`).
-    fn refused(self: &Arc<Self>) -> bool {
-        let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket()) else {
-            return false;
-        };
-        if let Err(refusal) = admit(ticket) {
-            tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
-            self.command(|link, now| link.close(&refusal.reason, now));
-            return true;
-        }
-        self.lock().link.set_admitted();
-        false
     }
 
     fn dispatch(self: &Arc<Self>, call: IncomingCall, on_reading_thread: bool) {

@@ -45,6 +45,7 @@ mod client;
 mod files;
 mod group;
 mod handlers;
+mod hooks;
 mod server;
 mod service;
 

@@ -1,0 +1,50 @@
+//! What the application hears of a connection: its lifecycle hooks, and a
+//! server's admission of a peer that authenticated.
+
+/// `Shared::hear(job)`: a job of the link's that is not a handler's — the
+/// peer's reported error (logged), or a hook's (`on_connect` after a
+/// server's admission of the peer, `on_message`, `on_disconnect`), with a
+/// panicking hook caught and named; and `Shared::refused`, that admission.
+/// Expands inside `impl Shared`; expects its fields `hooks` (a
+/// [`Hooks`](rigwire_core::link::Hooks) of `Peer`) and `label`, its methods
+/// `lock()` and `command(|link, now| …)`, and `Peer::new(Arc<Shared>)`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! hooks_jobs {
+    () => {
+        /// Runs what the link asked of the application that is not a
+        /// handler: a hook, or the log of what the peer reported.
+        fn hear(self: &::std::sync::Arc<Self>, job: $crate::core::link::Job) {
+            use $crate::core::link::Job;
+            if let Job::PeerError(err) = &job {
+                $crate::tracing::warn!(peer = %self.label, "the peer reported: {err}");
+                return;
+            }
+            if let Job::Closed(err) = &job {
+                $crate::tracing::debug!(peer = %self.label, "connection closed: {err}");
+            }
+            if matches!(job, Job::Connected) && self.refused() {
+                return;
+            }
+            if let Err(hook) = self.hooks.run(job, || Peer::new(::std::sync::Arc::clone(self))) {
+                $crate::tracing::error!(peer = %self.label, "the {hook} hook panicked");
+            }
+        }
+
+        /// A server's admission of this connection now that it
+        /// authenticated; a refused one is closed with the reason (`true`).
+        fn refused(self: &::std::sync::Arc<Self>) -> bool {
+            let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket())
+            else {
+                return false;
+            };
+            if let Err(refusal) = admit(ticket) {
+                $crate::tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+                self.command(|link, now| link.close(&refusal.reason, now));
+                return true;
+            }
+            self.lock().link.set_admitted();
+            false
+        }
+    };
+}
