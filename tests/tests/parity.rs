@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rigwire_core::{InitData, Payload};
+use rigwire_core::{ConfigError, Error, InitData, Payload};
 
 /// One script over a runtime's API; `$($aw)*` is `.await` for the async
 /// runtime and nothing for the blocking one.
@@ -128,7 +128,91 @@ fn both_runtimes_read_a_secret_file_alike() {
     let a = rigwire_std::secret_from_file(&path).unwrap();
     let b = rigwire_smol::secret_from_file(&path).unwrap();
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    // An empty secret is refused, and so is a file that cannot be read,
+    // naming it.
+    std::fs::write(&path, "\n").unwrap();
+    assert!(matches!(
+        rigwire_std::secret_from_file(&path),
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        rigwire_smol::secret_from_file(&path),
+        Err(Error::Config(_))
+    ));
     std::fs::remove_file(&path).unwrap();
+    for err in [
+        rigwire_std::secret_from_file(&path).unwrap_err(),
+        rigwire_smol::secret_from_file(&path).unwrap_err(),
+    ] {
+        let Error::Config(ConfigError::SecretUnreadable(why)) = &err else {
+            panic!("{err:?}");
+        };
+        assert!(why.contains(&path.display().to_string()), "{why}");
+    }
+}
+
+/// Both runtimes bind a URL's socket alike: a port in use is refused naming
+/// the URL; a Unix socket file nobody answers on (left by a rig that
+/// crashed) is replaced, one a live rig serves is not.
+#[test]
+fn both_runtimes_bind_alike() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", taken.local_addr().unwrap());
+    let refusals = [
+        rigwire_std::Server::bind(&url, rigwire_std::Config::named("rig")).err(),
+        rigwire_smol::Server::bind(&url, rigwire_smol::Config::named("rig")).err(),
+    ];
+    for refusal in refusals {
+        let Some(Error::Bind { url: named, reason }) = &refusal else {
+            panic!("{refusal:?}");
+        };
+        assert_eq!(named, &url);
+        assert!(!reason.is_empty());
+    }
+
+    let path = std::env::temp_dir().join(format!("rigwire-parity-{}.sock", std::process::id()));
+    let url = format!("unix://{}", path.display());
+    let crashed = || {
+        // A crashed rig's socket file: still there, nobody answers.
+        let _ = std::fs::remove_file(&path);
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        assert!(path.exists());
+    };
+    crashed();
+    let blocking = rigwire_std::Server::bind(&url, rigwire_std::Config::named("rig"))
+        .unwrap()
+        .start()
+        .unwrap();
+    let live = rigwire_smol::Server::bind(&url, rigwire_smol::Config::named("rig")).err();
+    assert!(matches!(live, Some(Error::Bind { .. })), "{live:?}");
+    let client = rigwire_std::Client::connect(&url, rigwire_std::Config::named("script")).unwrap();
+    client.ping().unwrap();
+    client.close();
+    blocking.shutdown(Duration::from_millis(100));
+    assert!(
+        !path.exists(),
+        "a server removes its socket file when it stops"
+    );
+
+    crashed();
+    let asynchronous = rigwire_smol::Server::bind(&url, rigwire_smol::Config::named("rig"))
+        .unwrap()
+        .start()
+        .unwrap();
+    let live = rigwire_std::Server::bind(&url, rigwire_std::Config::named("rig")).err();
+    assert!(matches!(live, Some(Error::Bind { .. })), "{live:?}");
+    smol::block_on(async {
+        let client = rigwire_smol::Client::connect(&url, rigwire_smol::Config::named("script"))
+            .await
+            .unwrap();
+        client.ping().await.unwrap();
+        client.close().await;
+        asynchronous.shutdown(Duration::from_millis(100)).await;
+    });
+    assert!(
+        !path.exists(),
+        "a server removes its socket file when it stops"
+    );
 }
 
 /// A catch-all handler in either runtime: it answers names nobody exposed,
