@@ -151,6 +151,9 @@ fn next_of(
             if message["type"] == kind {
                 return message;
             }
+            if message["type"] == "error" && kind != "error" {
+                panic!("waiting for a {kind} message, the control room refused: {message}");
+            }
         }
     }
     panic!("no {kind} message within 10 s");
@@ -556,6 +559,9 @@ fn a_tab_that_stops_reading_is_dropped_and_memory_stays_bounded() {
         let mut answered = 0;
         while answered < 32 {
             let entry = next_of(&mut busy, "log");
+            // A refusal or a failed call would leave the batch short: say
+            // which, rather than wait for an answer that is not coming.
+            assert_ne!(entry["entry"]["kind"], "error", "batch {batch}: {entry}");
             if entry["entry"]["kind"] == "result" {
                 let text = entry["entry"]["text"].as_str().unwrap();
                 assert!(
