@@ -48,7 +48,7 @@ macro_rules! group_calls {
             &self,
             timeout: Option<::std::time::Duration>,
         ) -> $crate::core::GroupResults<$crate::core::ExpStatus> {
-            self.step($crate::core::GroupStep::init(&$crate::core::InitData::default()), timeout)$($aw)*
+            self.init_with(&$crate::core::InitData::default(), timeout)$($aw)*
         }
 
         /// `exp.init` with data (iblutil's init dict) on every rig at once.

@@ -25,18 +25,9 @@ macro_rules! handlers {
             }
         }
 
-        impl ::std::ops::Deref for Handlers {
-            type Target = $crate::core::HandlerTable<$entry>;
-            fn deref(&self) -> &Self::Target {
-                &self.table
-            }
-        }
-
-        impl ::std::ops::DerefMut for Handlers {
-            fn deref_mut(&mut self) -> &mut Self::Target {
-                &mut self.table
-            }
-        }
+        $crate::deref_to!(
+            Handlers.table: $crate::core::HandlerTable<$entry>
+        );
 
         impl Handlers {
             /// No handlers: every call is answered `NoSuchMethod`.

@@ -59,3 +59,26 @@ pub use rigwire_core as core;
 pub use serde::{de::DeserializeOwned, Serialize};
 #[doc(hidden)]
 pub use tracing;
+
+/// `Deref` and `DerefMut` from a twin's handle to the core part it wraps
+/// (`$outer.$field: $target`), with `$doc` on the `Deref`: what the part
+/// offers through it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! deref_to {
+    ($(#[$doc:meta])* $outer:ident . $field:ident : $target:ty) => {
+        $(#[$doc])*
+        impl ::std::ops::Deref for $outer {
+            type Target = $target;
+            fn deref(&self) -> &Self::Target {
+                &self.$field
+            }
+        }
+
+        impl ::std::ops::DerefMut for $outer {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.$field
+            }
+        }
+    };
+}

@@ -120,21 +120,12 @@ macro_rules! server {
             }
         }
 
-        /// The setup: `on_connect`, `on_disconnect`, `on_message`,
-        /// `handlers_mut`, and through it the handler table's `expose`,
-        /// `expose_with`, `expose_raw` and `alias`.
-        impl ::std::ops::Deref for Server {
-            type Target = $crate::core::link::ServerSetup<Handlers, Peer>;
-            fn deref(&self) -> &Self::Target {
-                &self.setup
-            }
-        }
-
-        impl ::std::ops::DerefMut for Server {
-            fn deref_mut(&mut self) -> &mut Self::Target {
-                &mut self.setup
-            }
-        }
+        $crate::deref_to!(
+            /// The setup: `on_connect`, `on_disconnect`, `on_message`,
+            /// `handlers_mut`, and through it the handler table's `expose`,
+            /// `expose_with`, `expose_raw` and `alias`.
+            Server.setup: $crate::core::link::ServerSetup<Handlers, Peer>
+        );
     };
 }
 

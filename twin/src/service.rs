@@ -24,20 +24,11 @@ macro_rules! remote_service {
             }
         }
 
-        /// The setup: `handlers_mut`, and through it the handler table's
-        /// `expose`, `expose_with`, `expose_raw` and `alias`.
-        impl ::std::ops::Deref for RemoteService {
-            type Target = $crate::core::link::ServiceSetup<Handlers>;
-            fn deref(&self) -> &Self::Target {
-                &self.setup
-            }
-        }
-
-        impl ::std::ops::DerefMut for RemoteService {
-            fn deref_mut(&mut self) -> &mut Self::Target {
-                &mut self.setup
-            }
-        }
+        $crate::deref_to!(
+            /// The setup: `handlers_mut`, and through it the handler table's
+            /// `expose`, `expose_with`, `expose_raw` and `alias`.
+            RemoteService.setup: $crate::core::link::ServiceSetup<Handlers>
+        );
     };
 }
 
