@@ -247,6 +247,11 @@ impl Connection {
         self.peer.as_ref()
     }
 
+    /// The name the peer announced in its `Hello`; empty before it.
+    pub fn peer_name(&self) -> String {
+        self.peer().map(|p| p.name.clone()).unwrap_or_default()
+    }
+
     /// This side's role.
     pub fn role(&self) -> Role {
         self.role

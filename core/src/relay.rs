@@ -726,8 +726,7 @@ impl Relay {
                 let who = self
                     .peers
                     .get(holder)
-                    .and_then(|p| p.conn.peer())
-                    .map(|p| p.name.clone())
+                    .map(|p| p.conn.peer_name())
                     .unwrap_or_default();
                 return Err(RemoteError::new(
                     ErrorKind::Refused,

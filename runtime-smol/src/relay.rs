@@ -749,7 +749,7 @@ impl RunningRelay {
                 let peer = g
                     .relay
                     .connection(conn)
-                    .and_then(|c| c.peer().map(|p| p.name.clone()))
+                    .map(|c| c.peer_name())
                     .unwrap_or_default();
                 (name, peer)
             })

@@ -76,6 +76,7 @@ pub use outbox::Outbox;
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial};
 pub use settings::{earliest, Config, Hooks, Waiters};
+pub use setup::{ServerSetup, ServiceSetup};
 
 /// The error of a wait for `url`'s handshake that ran out before the
 /// connection's own timer ended it.
@@ -85,7 +86,6 @@ pub fn handshake_timed_out(url: &str) -> crate::Error {
         reason: "handshake did not complete in time".into(),
     }
 }
-pub use setup::{ServerSetup, ServiceSetup};
 
 /// How long a closed connection's last frames may take to leave before the
 /// runtime closes the socket anyway: a peer that never reads does not keep
@@ -254,7 +254,7 @@ impl Link {
 
     /// The name the peer announced in its handshake; empty before it.
     pub fn peer_name(&self) -> String {
-        self.peer().map(|p| p.name.clone()).unwrap_or_default()
+        self.conn.peer_name()
     }
 
     /// Whether the handshake completed and the connection is not closed.
