@@ -339,6 +339,8 @@ enum Fault {
     DropReplies,
     /// Replaces every `Reply` with a 2 MiB length prefix and garbage.
     OversizedReply,
+    /// Drops every `Cancel`.
+    DropCancels,
 }
 
 /// A TCP proxy in front of `upstream` that applies `fault` to what flows
@@ -384,6 +386,7 @@ fn pump(mut from: TcpStream, mut to: TcpStream, fault: Option<Fault>) {
         match (fault, message) {
             (Some(Fault::WrongProof), Some(Message::Auth { .. })) => out[5] ^= 0xff,
             (Some(Fault::DropReplies), Some(Message::Reply { .. })) => continue,
+            (Some(Fault::DropCancels), Some(Message::Cancel { .. })) => continue,
             (Some(Fault::OversizedReply), Some(Message::Reply { .. })) => {
                 out = (2u32 << 20).to_be_bytes().to_vec();
                 out.resize(4096, 0x42);
@@ -405,6 +408,44 @@ fn case<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
         .iter()
         .find(|c| c["case"] == name)
         .unwrap_or_else(|| panic!("no case {name} in {report}"))
+}
+
+/// Behind a relay every case's calls reach the service on one connection,
+/// and a cancelled call keeps its slot there until its handler ends (§6.4).
+/// Here the service never hears the cancels, so the busy case's 256 sleeps
+/// hold their slots until their 5 s deadline: the case waits for them, and
+/// the cases after it meet a service at rest. (A CI run once failed `id-reused` with
+/// the service's `Busy` when the busy case did not wait.)
+#[test]
+fn behind_a_relay_the_busy_case_leaves_the_service_at_rest() {
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "tcp://127.0.0.1:0",
+        ],
+        &[
+            ("RIGWIRE_SECRET", SECRET),
+            ("RIGWIRE_SERVICE_SECRET", SECRET),
+        ],
+        2,
+    );
+    let deaf_to_cancels = Mangler::start(&relay.url("services"), Fault::DropCancels, true);
+    let _service = Spawned::start(
+        &["serve", "--via", &deaf_to_cancels.url, "--as", "data"],
+        &[("RIGWIRE_SECRET", SECRET)],
+        1,
+    );
+    // The second run starts the moment the first has ended.
+    for cases in [&["busy"][..], &["call-json", "id-zero", "id-reused"]] {
+        let (code, report) = conform_server_via(&relay.url("clients"), true, cases, Some("data"));
+        assert_eq!(code, 0, "{report}");
+        for name in cases {
+            assert_eq!(case(&report, name)["verdict"], "pass", "{report}");
+        }
+    }
 }
 
 #[test]

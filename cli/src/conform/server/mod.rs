@@ -255,7 +255,7 @@ pub fn cases() -> Vec<Case<Target>> {
         "expired-on-arrival", "6.1", "deadline_us Some(0): Error{DeadlineExceeded}" => expired_on_arrival;
         "callee-deadline", "6.1", "a call whose deadline passes gets no answer" => callee_deadline;
         "cancel", "6.4", "a cancelled call gets no answer" => cancel;
-        "busy", "6.1", "a call beyond max_incoming_calls: Error{Busy}" => busy;
+        "busy", "6.1", "a call beyond max_incoming_calls: Error{Busy}; served again once all are cancelled" => busy;
         "id-zero", "6.1", "a Call with id 0: Goodbye, close" => id_zero;
         "id-reused", "6.1", "a Call reusing an id in flight: Goodbye, close" => id_reused;
         "notify", "6.3", "a notify gets no answer" => notify;

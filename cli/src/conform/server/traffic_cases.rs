@@ -1,6 +1,6 @@
 //! The cases of established traffic (spec §2, §3, §6 to §9).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rigwire_std::core::{Codec, ErrorKind, ExposedMethod, Message, RejectCode, Url};
@@ -140,7 +140,47 @@ pub(super) fn busy(t: &Target) -> Checked {
     for id in ids {
         let _ = s.wire.send(&Message::Cancel { id });
     }
-    outcome
+    outcome?;
+    // A cancelled call keeps its slot until its handler ends (§6.4), and
+    // behind a relay every case reaches the service on the relay's one
+    // connection: the case ends when the server takes calls again, so that
+    // the next case does not meet a full table.
+    served_again(&mut s, SLOTS_FREED)
+}
+
+/// How long the busy case waits for the server to take calls again once
+/// it has cancelled its calls. A server that hears the cancels frees the
+/// slots at once; one that does not (a lost `Cancel`) frees them when the
+/// calls' 5 s deadline ends their handlers, and the `add` that then finds a
+/// slot may wait its turn behind them.
+const SLOTS_FREED: Duration = Duration::from_secs(8);
+
+/// Calls `add` until it is served, while it is refused `Busy` for at most
+/// `within`.
+fn served_again(s: &mut Session, within: Duration) -> Checked {
+    let give_up = Instant::now() + within;
+    loop {
+        let id = s.call("add", json("[1,2]"), None)?;
+        let wait = give_up
+            .saturating_duration_since(Instant::now())
+            .max(PROMPT);
+        match s.answer(id, wait)? {
+            Message::Reply { .. } => return Ok(()),
+            Message::Error {
+                kind: ErrorKind::Busy,
+                ..
+            } if Instant::now() < give_up => std::thread::sleep(Duration::from_millis(20)),
+            other => {
+                return Err(fail(
+                    format!(
+                        "a Reply within {} s of cancelling every call",
+                        within.as_secs()
+                    ),
+                    crate::conform::describe(&other),
+                ))
+            }
+        }
+    }
 }
 
 pub(super) fn id_zero(t: &Target) -> Checked {
