@@ -159,6 +159,31 @@ fn next_of(
     panic!("no {kind} message within 10 s");
 }
 
+/// Reads rig updates until every rig of `snapshot` is connected (the room
+/// connects to its rigs after it starts: a call made before would fail with
+/// "not connected").
+fn until_up(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    snapshot: &serde_json::Value,
+) {
+    let up = |rig: &serde_json::Value| rig["state"] == "authenticated";
+    let mut down: std::collections::BTreeSet<String> = snapshot["rigs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|rig| !up(rig))
+        .map(|rig| rig["name"].as_str().unwrap().to_owned())
+        .collect();
+    let until = Instant::now() + Duration::from_secs(15);
+    while !down.is_empty() {
+        assert!(Instant::now() < until, "{down:?} never connected");
+        let update = next_of(ws, "rig");
+        if up(&update["rig"]) {
+            down.remove(update["rig"]["name"].as_str().unwrap());
+        }
+    }
+}
+
 #[test]
 fn the_json_api_refuses_malformed_messages_with_a_reason_and_carries_on() {
     let room = Room::start();
@@ -170,6 +195,7 @@ fn the_json_api_refuses_malformed_messages_with_a_reason_and_carries_on() {
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     let snapshot = next_of(&mut ws, "snapshot");
     assert_eq!(snapshot["rigs"].as_array().unwrap().len(), 3);
+    until_up(&mut ws, &snapshot);
     let refused = [
         ("not json at all", "not JSON"),
         (r#"{"op": "fly"}"#, "no operation 'fly'"),
@@ -549,6 +575,8 @@ fn a_tab_that_stops_reading_is_dropped_and_memory_stays_bounded() {
     // Tab B keeps calling echo with 50 KB of arguments, reading as it goes:
     // every call pushes its action, result and the rig's update to A too.
     let (mut busy, _) = tungstenite::connect(room.ws(true)).unwrap();
+    let snapshot = next_of(&mut busy, "snapshot");
+    until_up(&mut busy, &snapshot);
     let big = "x".repeat(20_000);
     let call = serde_json::json!({"op": "call", "rig": "rig-1", "method": "echo", "args": big});
     // Batches of 32 calls in flight (under the limit of actions at once).

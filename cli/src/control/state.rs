@@ -92,9 +92,33 @@ pub struct RigSpec {
 /// the monitors.
 pub struct Control {
     rigs: Vec<Rig>,
-    log: Mutex<VecDeque<Value>>,
-    viewers: Mutex<Vec<SyncSender<String>>>,
+    page: Mutex<Page>,
     actions: Arc<AtomicUsize>,
+}
+
+/// What the viewers are sent, under one lock (taken before any rig's view):
+/// a new viewer's snapshot and the changes after it then meet exactly, with
+/// nothing lost between them and nothing sent twice, and the changes of a rig
+/// reach every viewer in the order they were made.
+struct Page {
+    log: VecDeque<Value>,
+    viewers: Vec<SyncSender<String>>,
+}
+
+impl Page {
+    /// Sends `message` to every viewer; one too far behind is dropped (its
+    /// thread sees the channel end and closes the websocket).
+    fn push(&mut self, message: &Value) {
+        let text = message.to_string();
+        self.viewers.retain(|v| match v.try_send(text.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("a viewer of the page stopped reading; dropping it");
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+    }
 }
 
 /// A place among the actions running at once, given back when dropped.
@@ -131,8 +155,10 @@ impl Control {
             .collect();
         let control = Arc::new(Control {
             rigs,
-            log: Mutex::new(VecDeque::new()),
-            viewers: Mutex::new(Vec::new()),
+            page: Mutex::new(Page {
+                log: VecDeque::new(),
+                viewers: Vec::new(),
+            }),
             actions: Arc::new(AtomicUsize::new(0)),
         });
         for (i, spec) in specs.into_iter().enumerate() {
@@ -149,25 +175,12 @@ impl Control {
     /// and where later changes arrive.
     pub fn subscribe(&self) -> (String, Receiver<String>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(VIEWER_BACKLOG);
+        let mut page = lock(&self.page);
         let rigs: Vec<RigView> = self.rigs.iter().map(|r| lock(&r.view).clone()).collect();
-        let log: Vec<Value> = lock(&self.log).iter().cloned().collect();
-        lock(&self.viewers).push(tx);
+        let log: Vec<Value> = page.log.iter().cloned().collect();
+        page.viewers.push(tx);
         let snapshot = json!({"type": "snapshot", "rigs": rigs, "log": log});
         (snapshot.to_string(), rx)
-    }
-
-    /// Sends `message` to every viewer; one too far behind is dropped (its
-    /// thread sees the channel end and closes the websocket).
-    fn push(&self, message: &Value) {
-        let text = message.to_string();
-        lock(&self.viewers).retain(|v| match v.try_send(text.clone()) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!("a viewer of the page stopped reading; dropping it");
-                false
-            }
-            Err(TrySendError::Disconnected(_)) => false,
-        });
     }
 
     /// A place to run one more action from the page, or why not.
@@ -190,24 +203,23 @@ impl Control {
             "rig": rig,
             "text": text,
         });
-        {
-            let mut log = lock(&self.log);
-            if log.len() == LOG_KEPT {
-                log.pop_front();
-            }
-            log.push_back(entry.clone());
+        let mut page = lock(&self.page);
+        if page.log.len() == LOG_KEPT {
+            page.log.pop_front();
         }
-        self.push(&json!({"type": "log", "entry": entry}));
+        page.log.push_back(entry.clone());
+        page.push(&json!({"type": "log", "entry": entry}));
     }
 
     /// Changes rig `i`'s view and pushes it to every viewer.
     fn update(&self, i: usize, f: impl FnOnce(&mut RigView)) {
+        let mut page = lock(&self.page);
         let view = {
             let mut view = lock(&self.rigs[i].view);
             f(&mut view);
             view.clone()
         };
-        self.push(&json!({"type": "rig", "rig": view}));
+        page.push(&json!({"type": "rig", "rig": view}));
     }
 
     fn name(&self, i: usize) -> &str {
@@ -470,5 +482,60 @@ fn shortened(text: &str) -> String {
     match text.char_indices().nth(SHOWN) {
         None => text.to_owned(),
         Some((end, _)) => format!("{}… ({} bytes)", &text[..end], text.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// The log entries a viewer has: its snapshot's, then the changes it
+    /// reads (up to `more`), as the numbers the writer logged.
+    fn entries_seen(control: &Control, more: usize) -> Vec<u64> {
+        let number = |entry: &Value| entry["text"].as_str().unwrap().parse::<u64>().unwrap();
+        let (snapshot, changes) = control.subscribe();
+        let snapshot: Value = serde_json::from_str(&snapshot).unwrap();
+        let mut seen: Vec<u64> = snapshot["log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(number)
+            .collect();
+        // A viewer dropped for falling behind ends early: what it read still counts.
+        while let Ok(change) = changes.recv_timeout(Duration::from_secs(5)) {
+            let change: Value = serde_json::from_str(&change).unwrap();
+            seen.push(number(&change["entry"]));
+            if seen.len() >= more {
+                break;
+            }
+        }
+        seen
+    }
+
+    /// Viewers that come while the log is written to: each one's snapshot
+    /// and the changes after it hold every entry exactly once, in order.
+    #[test]
+    fn a_new_viewer_misses_no_log_entry_and_gets_none_twice() {
+        let control = Control::start(Vec::new());
+        let writing = Arc::new(AtomicBool::new(true));
+        let writer = {
+            let (control, writing) = (Arc::clone(&control), Arc::clone(&writing));
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while writing.load(Ordering::Relaxed) {
+                    control.log("action", None, &n.to_string());
+                    n += 1;
+                }
+                n
+            })
+        };
+        for viewer in 0..300 {
+            let seen = entries_seen(&control, LOG_KEPT + 20);
+            let gap = seen.windows(2).find(|w| w[1] != w[0] + 1);
+            assert!(gap.is_none(), "viewer {viewer}: {gap:?} in {seen:?}");
+        }
+        writing.store(false, Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 0);
     }
 }
