@@ -175,10 +175,13 @@ impl Control {
     /// and where later changes arrive.
     pub fn subscribe(&self) -> (String, Receiver<String>) {
         let (tx, rx) = std::sync::mpsc::sync_channel(VIEWER_BACKLOG);
-        let mut page = lock(&self.page);
-        let rigs: Vec<RigView> = self.rigs.iter().map(|r| lock(&r.view).clone()).collect();
-        let log: Vec<Value> = page.log.iter().cloned().collect();
-        page.viewers.push(tx);
+        let (rigs, log) = {
+            let mut page = lock(&self.page);
+            let rigs: Vec<RigView> = self.rigs.iter().map(|r| lock(&r.view).clone()).collect();
+            let log: Vec<Value> = page.log.iter().cloned().collect();
+            page.viewers.push(tx);
+            (rigs, log)
+        };
         let snapshot = json!({"type": "snapshot", "rigs": rigs, "log": log});
         (snapshot.to_string(), rx)
     }
