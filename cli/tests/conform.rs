@@ -414,8 +414,8 @@ fn case<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value 
 /// and a cancelled call keeps its slot there until its handler ends (§6.4).
 /// Here the service never hears the cancels, so the busy case's 256 sleeps
 /// hold their slots until their 5 s deadline: the case waits for them, and
-/// the cases after it meet a service at rest. (A CI run once failed `id-reused` with
-/// the service's `Busy` when the busy case did not wait.)
+/// the cases after it meet a service at rest. (A CI run once failed
+/// `id-reused` with the service's `Busy` when the busy case did not wait.)
 #[test]
 fn behind_a_relay_the_busy_case_leaves_the_service_at_rest() {
     let relay = Spawned::start(
