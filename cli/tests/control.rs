@@ -159,6 +159,17 @@ fn next_of(
     panic!("no {kind} message within 10 s");
 }
 
+/// The next JSON message from the room, whatever its type.
+fn next_message(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+) -> serde_json::Value {
+    loop {
+        if let Message::Text(text) = ws.read().expect("the control room answers") {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
 /// Reads rig updates until every rig of `snapshot` is connected (the room
 /// connects to its rigs after it starts: a call made before would fail with
 /// "not connected").
@@ -398,6 +409,130 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
             "no answer through the relay"
         );
     }
+}
+
+/// A relay's service that goes away leaves the relay answering for it: the
+/// rig is shown "not answering", with the relay's reason, on the connection
+/// it has (before, the room reconnected to the relay as fast as the relay
+/// answered, a thousand times a second), and answers again when the service
+/// is back.
+#[test]
+fn a_service_gone_from_its_relay_is_not_answering_until_it_is_back() {
+    let started = Instant::now();
+    let secret = "services-secret-0123456";
+    let (mut relay, clients) = relay_with_data("clients-secret-0123456", secret);
+    let control = Spawned::start(
+        &[
+            "control",
+            "--listen",
+            "http://127.0.0.1:0",
+            "--relay",
+            &clients,
+        ],
+        &[("RIGWIRE_SECRET", "clients-secret-0123456")],
+        2,
+    );
+    let room = Room::of(control);
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    let snapshot = next_of(&mut ws, "snapshot");
+    until_up(&mut ws, &snapshot);
+    // The service dies; the relay stays.
+    drop(relay.pop());
+    // What the page hears of `data` until it answers again, once the
+    // service is back: its states and its connection log.
+    let mut states = vec!["authenticated".to_owned()];
+    let mut news = Vec::new();
+    let mut restarted = None;
+    while news.last().map(String::as_str) != Some("answering again") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} states, the last {:?}; {} log entries, the last {:?}",
+            states.len(),
+            &states[states.len().saturating_sub(4)..],
+            news.len(),
+            &news[news.len().saturating_sub(4)..],
+        );
+        let message = next_message(&mut ws);
+        match message["type"].as_str() {
+            Some("rig") if message["rig"]["name"] == "data" => {
+                let state = message["rig"]["state"].as_str().unwrap().to_owned();
+                if state == "not answering" {
+                    let reason = message["rig"]["reason"].as_str().unwrap();
+                    assert!(reason.contains("data"), "{reason}");
+                }
+                if states.last() != Some(&state) {
+                    states.push(state);
+                }
+            }
+            Some("log")
+                if message["entry"]["kind"] == "connection"
+                    && message["entry"]["rig"] == "data" =>
+            {
+                let text = message["entry"]["text"].as_str().unwrap().to_owned();
+                // The connection's own news may trail its state; a second
+                // one would be a reconnect.
+                let first = text.starts_with("connected to") && states.len() == 1;
+                if !first {
+                    news.push(text);
+                }
+            }
+            _ => {}
+        }
+        if states.last().map(String::as_str) == Some("not answering") && restarted.is_none() {
+            restarted = Some(Spawned::start(
+                &["serve", "--via", &relay[0].url("services"), "--as", "data"],
+                &[("RIGWIRE_SECRET", secret)],
+                1,
+            ));
+        }
+    }
+    assert_eq!(states, ["authenticated", "not answering", "authenticated"]);
+    assert_eq!(news.len(), 2, "{news:?}");
+    assert!(news[0].starts_with("not answering: "), "{news:?}");
+}
+
+/// A rig that closes every connection as soon as it is made is tried again
+/// once a poll (a second), not as fast as it accepts: an upper bound the
+/// room keeps however slow the machine.
+#[test]
+fn a_rig_that_drops_every_connection_is_retried_once_a_second() {
+    let mut rig =
+        rigwire_std::Server::bind("tcp://127.0.0.1:0", rigwire_std::Config::named("flaky"))
+            .unwrap();
+    rig.on_connect(|peer| peer.close());
+    let rig = rig.start().unwrap();
+    let control = Spawned::start(
+        &[
+            "control",
+            "--listen",
+            "http://127.0.0.1:0",
+            "--rig",
+            &format!("flaky={}", rig.local_url()),
+        ],
+        &[],
+        2,
+    );
+    let room = Room::of(control);
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    next_of(&mut ws, "snapshot");
+    let watched = Instant::now();
+    let mut connects = 0;
+    while watched.elapsed() < Duration::from_secs(3) {
+        let entry = next_of(&mut ws, "log");
+        if entry["entry"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("connected to")
+        {
+            connects += 1;
+        }
+    }
+    // At most one a second, and one more that began before we watched.
+    assert!(
+        (1..=5).contains(&connects),
+        "{connects} connections in 3 s (the last entry at {:?})",
+        watched.elapsed()
+    );
 }
 
 #[test]

@@ -250,6 +250,7 @@ impl Control {
                     continue;
                 }
             };
+            let connected_at = Instant::now();
             *lock(&self.rigs[i].client) = Some(Arc::clone(&client));
             let methods = self.methods(i, &client);
             self.update(i, |v| {
@@ -263,8 +264,20 @@ impl Control {
                 &format!("connected to {}", spec.url),
             );
             let why = loop {
-                if let Err(e) = self.measure(i, &client) {
-                    break e;
+                match self.measure(i, &client) {
+                    Ok(()) => self.show(i, "authenticated", None, "answering again"),
+                    // The connection is gone: connect again.
+                    Err(e @ Error::Disconnected(_)) => break e,
+                    // Connected, but the probe failed: a relay whose service
+                    // is gone, a rig whose clock did not answer in time. The
+                    // connection is kept, so the page's calls in flight on it
+                    // carry on (keepalive still ends it if the rig is gone),
+                    // and reconnecting would not help.
+                    Err(e) => {
+                        let why = reason_of(&e);
+                        let news = format!("not answering: {why}");
+                        self.show(i, "not answering", Some(why), &news);
+                    }
                 }
                 std::thread::sleep(POLL);
             };
@@ -273,22 +286,31 @@ impl Control {
             let reason = reason_of(&why);
             self.disconnected(i, reason.clone());
             lost = Some(reason);
+            // A rig that drops every connection at once is tried once a
+            // poll, not as fast as it accepts.
+            std::thread::sleep(POLL.saturating_sub(connected_at.elapsed()));
         }
     }
 
     /// Shows rig `i` disconnected for `reason`, and logs it when it is news.
     fn disconnected(&self, i: usize, reason: String) {
+        let news = format!("disconnected: {reason}");
+        self.show(i, "disconnected", Some(reason), &news);
+    }
+
+    /// Shows rig `i` in `state` for `reason`, and logs `news` when that
+    /// changes what the page shows.
+    fn show(&self, i: usize, state: &'static str, reason: Option<String>, news: &str) {
         let changed = {
             let view = lock(&self.rigs[i].view);
-            view.state != "disconnected" || view.reason.as_deref() != Some(&reason)
+            view.state != state || view.reason != reason
         };
-        self.update(i, |v| {
-            v.state = "disconnected";
-            v.reason = Some(reason.clone());
-        });
         if changed {
-            let name = self.name(i);
-            self.log("connection", Some(name), &format!("disconnected: {reason}"));
+            self.update(i, |v| {
+                v.state = state;
+                v.reason = reason;
+            });
+            self.log("connection", Some(self.name(i)), news);
         }
     }
 

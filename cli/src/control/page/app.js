@@ -98,12 +98,13 @@ function card(name) {
 
 function showRig(rig) {
   const el = card(rig.name);
-  el.className = `rig ${rig.state}`;
+  el.className = `rig ${rig.state.replaceAll(" ", "-")}`;
   el.dataset.state = rig.state;
   el.dataset.status = rig.status || "";
   el.querySelector(".state").textContent = rig.state;
   el.querySelector(".url").textContent = rig.url;
-  el.querySelector(".reason").textContent = rig.state === "disconnected" ? rig.reason || "" : "";
+  // Why a rig is disconnected, or connected but not answering its probes.
+  el.querySelector(".reason").textContent = rig.reason || "";
   // A disconnected rig's lifecycle is what it was when last seen.
   const stale = rig.state !== "authenticated" && rig.status;
   const status = el.querySelector(".status");
@@ -155,7 +156,9 @@ function addLog(entry) {
 function summarize() {
   const states = [...rigs.values()].map((el) => el.dataset.state);
   const up = states.filter((s) => s === "authenticated").length;
-  document.getElementById("summary").textContent = `${up} of ${states.length} rigs connected`;
+  const silent = states.filter((s) => s === "not answering").length;
+  document.getElementById("summary").textContent =
+    `${up} of ${states.length} rigs connected` + (silent ? `, ${silent} not answering` : "");
 }
 
 document.querySelectorAll("#steps button").forEach((button) => {
