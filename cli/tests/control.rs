@@ -415,7 +415,7 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
 /// rig is shown "not answering", with the relay's reason, on the connection
 /// it has (before, the room reconnected to the relay as fast as the relay
 /// answered, a thousand times a second), and answers again when the service
-/// is back.
+/// is back, with the methods it now serves.
 #[test]
 fn a_service_gone_from_its_relay_is_not_answering_until_it_is_back() {
     let started = Instant::now();
@@ -443,6 +443,7 @@ fn a_service_gone_from_its_relay_is_not_answering_until_it_is_back() {
     let mut states = vec!["authenticated".to_owned()];
     let mut news = Vec::new();
     let mut restarted = None;
+    let mut methods: Vec<String> = Vec::new();
     while news.last().map(String::as_str) != Some("answering again") {
         assert!(
             started.elapsed() < Duration::from_secs(30),
@@ -456,6 +457,7 @@ fn a_service_gone_from_its_relay_is_not_answering_until_it_is_back() {
         match message["type"].as_str() {
             Some("rig") if message["rig"]["name"] == "data" => {
                 let state = message["rig"]["state"].as_str().unwrap().to_owned();
+                methods = serde_json::from_value(message["rig"]["methods"].clone()).unwrap();
                 if state == "not answering" {
                     let reason = message["rig"]["reason"].as_str().unwrap();
                     assert!(reason.contains("data"), "{reason}");
@@ -479,14 +481,17 @@ fn a_service_gone_from_its_relay_is_not_answering_until_it_is_back() {
             _ => {}
         }
         if states.last().map(String::as_str) == Some("not answering") && restarted.is_none() {
-            restarted = Some(Spawned::start(
-                &["serve", "--via", &relay[0].url("services"), "--as", "data"],
-                &[("RIGWIRE_SECRET", secret)],
-                1,
-            ));
+            // Back in a new version, with a method the old one lacked.
+            let config = rigwire_std::Config::named("data-v2")
+                .secret(secret)
+                .unwrap();
+            let mut service = rigwire_std::RemoteService::new(&["data"], config);
+            service.expose("calibrate", |(): ()| Ok(true)).unwrap();
+            restarted = Some(service.connect(&relay[0].url("services")).unwrap());
         }
     }
     assert_eq!(states, ["authenticated", "not answering", "authenticated"]);
+    assert!(methods.iter().any(|m| m == "calibrate"), "{methods:?}");
     assert_eq!(news.len(), 2, "{news:?}");
     assert!(news[0].starts_with("not answering: "), "{news:?}");
 }

@@ -263,9 +263,18 @@ impl Control {
                 Some(&spec.name),
                 &format!("connected to {}", spec.url),
             );
+            let mut answering = true;
             let why = loop {
                 match self.measure(i, &client) {
-                    Ok(()) => self.show(i, "authenticated", None, "answering again"),
+                    Ok(()) if !answering => {
+                        // What it serves may have changed meanwhile (a
+                        // service back at its relay in a new version).
+                        let methods = self.methods(i, &client);
+                        self.update(i, |v| v.methods = methods);
+                        self.show(i, "authenticated", None, "answering again");
+                        answering = true;
+                    }
+                    Ok(()) => {}
                     // The connection is gone: connect again.
                     Err(e @ Error::Disconnected(_)) => break e,
                     // Connected, but the probe failed: a relay whose service
@@ -274,6 +283,7 @@ impl Control {
                     // carry on (keepalive still ends it if the rig is gone),
                     // and reconnecting would not help.
                     Err(e) => {
+                        answering = false;
                         let why = reason_of(&e);
                         let news = format!("not answering: {why}");
                         self.show(i, "not answering", Some(why), &news);
