@@ -12,6 +12,9 @@ use tungstenite::Message;
 mod common;
 use common::{cert_new, relay_with_data, scratch, Spawned, BIN};
 
+/// A websocket to the room, as a tab of the page has.
+type Tab = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
 /// Three `rigwire serve` rigs and a `rigwire control` of them; the control's
 /// `open` URL.
 struct Room {
@@ -52,6 +55,13 @@ impl Room {
             control,
             open,
         }
+    }
+
+    /// A `rigwire control` of the one rig `name` at `url`, which the test runs.
+    fn watching(name: &str, url: &str) -> Room {
+        let rig = format!("{name}={url}");
+        let args = ["control", "--listen", "http://127.0.0.1:0", "--rig", &rig];
+        Room::of(Spawned::start(&args, &[], 2))
     }
 
     /// The room of a `rigwire control` already started (its rigs elsewhere).
@@ -140,29 +150,22 @@ fn a_person_drives_three_rigs_from_the_page_in_a_real_browser() {
 }
 
 /// Reads JSON messages until one of `kind` arrives (or 10 s pass).
-fn next_of(
-    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
-    kind: &str,
-) -> serde_json::Value {
+fn next_of(ws: &mut Tab, kind: &str) -> serde_json::Value {
     let until = Instant::now() + Duration::from_secs(10);
     while Instant::now() < until {
-        if let Message::Text(text) = ws.read().expect("the control room answers") {
-            let message: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if message["type"] == kind {
-                return message;
-            }
-            if message["type"] == "error" && kind != "error" {
-                panic!("waiting for a {kind} message, the control room refused: {message}");
-            }
+        let message = next_message(ws);
+        if message["type"] == kind {
+            return message;
+        }
+        if message["type"] == "error" && kind != "error" {
+            panic!("waiting for a {kind} message, the control room refused: {message}");
         }
     }
     panic!("no {kind} message within 10 s");
 }
 
 /// The next JSON message from the room, whatever its type.
-fn next_message(
-    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
-) -> serde_json::Value {
+fn next_message(ws: &mut Tab) -> serde_json::Value {
     loop {
         if let Message::Text(text) = ws.read().expect("the control room answers") {
             return serde_json::from_str(&text).unwrap();
@@ -173,10 +176,7 @@ fn next_message(
 /// Reads rig updates until every rig of `snapshot` is connected (the room
 /// connects to its rigs after it starts: a call made before would fail with
 /// "not connected").
-fn until_up(
-    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
-    snapshot: &serde_json::Value,
-) {
+fn until_up(ws: &mut Tab, snapshot: &serde_json::Value) {
     let up = |rig: &serde_json::Value| rig["state"] == "authenticated";
     let mut down: std::collections::BTreeSet<String> = snapshot["rigs"]
         .as_array()
@@ -506,18 +506,7 @@ fn a_rig_that_drops_every_connection_is_retried_once_a_second() {
             .unwrap();
     rig.on_connect(|peer| peer.close());
     let rig = rig.start().unwrap();
-    let control = Spawned::start(
-        &[
-            "control",
-            "--listen",
-            "http://127.0.0.1:0",
-            "--rig",
-            &format!("flaky={}", rig.local_url()),
-        ],
-        &[],
-        2,
-    );
-    let room = Room::of(control);
+    let room = Room::watching("flaky", &rig.local_url());
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     next_of(&mut ws, "snapshot");
     let watched = Instant::now();
@@ -584,18 +573,7 @@ fn what_rigs_notify_shows_in_the_live_log() {
         let _ = peer.notify_raw("trialDone", rigwire_std::Payload::json(&[1, 2]).unwrap());
     });
     let rig = rig.start().unwrap();
-    let control = Spawned::start(
-        &[
-            "control",
-            "--listen",
-            "http://127.0.0.1:0",
-            "--rig",
-            &format!("scanner={}", rig.local_url()),
-        ],
-        &[],
-        2,
-    );
-    let room = Room::of(control);
+    let room = Room::watching("scanner", &rig.local_url());
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     // What was logged before this viewer came is in its snapshot.
     let snapshot = next_of(&mut ws, "snapshot");
