@@ -122,7 +122,7 @@ impl Connection {
         } else {
             self.refuse_auth(
                 RejectCode::AuthFailed,
-                "authentication failed: the proofs do not match, so the shared secrets differ",
+                "the proofs do not match, so the shared secrets differ",
                 AuthFailure::WrongSecret,
             );
         }

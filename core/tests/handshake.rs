@@ -71,8 +71,11 @@ fn wrong_secret_fails_on_both_sides_with_a_reject() {
         Some(ConnectionError::AuthFailed(AuthFailure::WrongSecret))
     );
     match closed_error(&p.client_events) {
-        Some(ConnectionError::AuthFailed(AuthFailure::RejectedByPeer(why))) => {
-            assert!(why.contains("secrets differ"), "{why}")
+        Some(e @ ConnectionError::AuthFailed(AuthFailure::RejectedByPeer(_))) => {
+            // Said once: the failure, who refused, and why.
+            let shown = e.to_string();
+            assert!(shown.contains("secrets differ"), "{shown}");
+            assert_eq!(shown.matches("authentication failed").count(), 1, "{shown}");
         }
         other => panic!("{other:?}"),
     }

@@ -37,8 +37,9 @@ answers a byte string.
 ``connect(..., expose={...})`` lets a peer call back a client); a payload
 reaches a handler by the same rule read backwards: ``null`` calls it with no
 arguments, a JSON array with its elements as positional arguments, a JSON
-object with keyword arguments, bytes or anything else with that one value;
-a handler's bytes-like result goes back as bytes. A handler
+object with keyword arguments, bytes or anything else with that one value (so
+one list or dict reaches a handler whole only by keyword, ``x=[...]``, as the
+error says when it did not fit); a handler's bytes-like result goes back as bytes. A handler
 that raises answers the call with an error: kind ``Handler`` (``BadArguments``
 when the arguments do not fit its signature), the exception's type name and
 message, and its traceback as the detail. A handler with a parameter named
@@ -362,6 +363,24 @@ def _takes_caller(fn: Callable[..., Any]) -> bool:
     return "caller" in _inspect.signature(fn).parameters
 
 
+def _spread_hint(value: Any, signature: _inspect.Signature) -> str:
+    """How to pass one list or dict to a handler of one parameter, which the
+    payload rule spreads over its parameters instead: the usual surprise when
+    a call did not fit."""
+    params = [p for p in signature.parameters if p != "caller"]
+    if len(params) != 1 or not isinstance(value, (list, dict)):
+        return ""
+    (name,) = params
+    if isinstance(value, list):
+        json, spread, what, shape = "array", "positional", "list", "[...]"
+    else:
+        json, spread, what, shape = "object", "keyword", "dict", "{...}"
+    return (
+        f" (a JSON {json} is passed as the {spread} arguments: to pass one {what},"
+        f' send {{"{name}": {shape}}}, in Python {name}={shape})'
+    )
+
+
 def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     """Wraps ``fn`` for the native side: the arguments (JSON text, or ``bytes``
     passed as the one argument) and the caller in; ``(None, result)`` (JSON
@@ -397,7 +416,8 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
             try:
                 signature.bind(*args, **kwargs)
             except TypeError as unfit:
-                return ("BadArguments", f"{fn.__name__}{signature}: {unfit}", None)
+                hint = _spread_hint(value, signature)
+                return ("BadArguments", f"{fn.__name__}{signature}: {unfit}{hint}", None)
             return _failure(e)
         except Exception as e:  # the caller gets it; the server carries on
             return _failure(e)

@@ -36,6 +36,10 @@ def server():
     def unserialisable():
         return object()
 
+    @s.expose
+    def count(items):
+        return len(items)
+
     s.start()
     yield s
     s.shutdown(grace=1)
@@ -67,6 +71,24 @@ def test_handler_errors_reach_the_caller_with_the_traceback(server):
         assert "TypeError" in e.value.message
         # The server carries on.
         assert c.call("add", 2, 2) == 4
+
+
+def test_a_list_or_dict_spread_over_one_parameter_says_how_to_pass_it(server):
+    with rigwire.connect(server.url) as c:
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("count", [1, 2, 3])
+        assert e.value.kind == "BadArguments"
+        assert 'to pass one list, send {"items": [...]}, in Python items=[...]' in e.value.message
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("count", {"a": 1})
+        assert 'to pass one dict, send {"items": {...}}, in Python items={...}' in e.value.message
+        # As the hint says.
+        assert c.call("count", items=[1, 2, 3]) == 3
+        assert c.call("count", items={"a": 1}) == 1
+        # A handler of several parameters gets no hint: the array was meant for them.
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("add", 1, 2, 3)
+        assert "to pass one" not in e.value.message
 
 
 def test_a_slow_handler_does_not_hold_up_other_calls(server):

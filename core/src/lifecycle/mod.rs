@@ -376,7 +376,7 @@ impl Lifecycle {
             (Step::Cleanup, Initialized | Stopped) => return Ok(()),
             (Step::Init, _) => "cleanup the previous experiment first",
             (Step::Start, Connected) => "init first",
-            (Step::Start, Running) => "it is already running; stop it first",
+            (Step::Start, Running) => "stop it first",
             (Step::Start, Stopped) => "cleanup, then init, before starting again",
             (Step::Stop | Step::Interrupt, _) => "only a running experiment can be stopped",
             (Step::Cleanup, Connected) => "there is nothing to clean up",
