@@ -24,6 +24,7 @@ fn every_library_crate_forbids_unsafe_and_warns_on_missing_docs() {
         "runtime-std",
         "runtime-smol",
         "tests",
+        "twin",
         "ws",
         "python",
     ] {
