@@ -138,6 +138,28 @@ fn std_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
 }
 
 #[test]
+fn a_local_client_to_a_deaf_peer_ends_its_calls_by_their_deadline() {
+    // No background thread: the call itself writes, waits for room and
+    // reads, so the deadline must hold inside that one thread.
+    let _one = serial();
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
+    let local =
+        rigwire_std::LocalClient::connect(&deaf.url, client_config(16 * MIB, 16 * MIB)).unwrap();
+    let (_, big_args) = payloads();
+    let (cpu, started) = (cpu_time(), Instant::now());
+    // Within the keepalive's 1 s: later calls would find the peer silent.
+    let t = Instant::now();
+    let outcome = local.call_raw("echo", big_args, Some(DEADLINE)).map(|_| ());
+    assert_ended_in_time(&outcome, t.elapsed());
+    assert_no_spin(cpu, started);
+    // Serving waits for the peer too, and learns that it is silent.
+    let t = Instant::now();
+    let err = local.serve(Duration::from_secs(60)).unwrap_err();
+    assert_silent(err);
+    assert!(t.elapsed() < BOUND);
+}
+
+#[test]
 fn smol_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
     let _one = serial();
     let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
