@@ -315,6 +315,7 @@ def connect(
     *,
     pin: Optional[str] = None,
     ca: Optional[PathLike] = None,
+    reconnect: bool = False,
 ) -> Client:
     """Connects to ``url`` (``tcp://host:port``, ``tls://host:port``,
     ``unix:///path``, ``ws://host:port/path``, ``wss://host:port/path``) as
@@ -328,13 +329,21 @@ def connect(
     new`` prints it), by ``ca`` (a PEM file of authorities), or else by the
     system's roots.
 
+    With ``reconnect=True`` a lost connection (the rig restarted, the network
+    dropped) is made again by the next call, retrying after 0.1 s, then
+    waiting twice as long each time up to 5 s, 10 attempts, before it raises.
+    A call in flight when the connection is lost still raises
+    ``Disconnected``, since it may have run; a wrong secret or a refusal is
+    not retried. Without it a lost connection stays lost.
+
     Raises ``ConnectFailed``, ``TlsFailed``, ``AuthenticationFailed``,
     ``Rejected``, or ``ValueError`` for a bad secret or timeout."""
     if isinstance(secret, str):
         secret = secret.encode()
     path = None if secret_file is None else _os.fspath(secret_file)
     handlers = [(n, _handler(f)) for n, f in (expose or {}).items()]
-    return Client(_rigwire.connect(url, name, secret, path, timeout, handlers, _tls(pin=pin, ca=ca)))
+    tls = _tls(pin=pin, ca=ca)
+    return Client(_rigwire.connect(url, name, secret, path, timeout, handlers, tls, reconnect))
 
 
 def _tls(
@@ -596,7 +605,8 @@ class Group:
             rigs.stop()
             rigs.cleanup()
 
-    Connecting raises ``GroupError`` naming every rig that could not be reached."""
+    Connecting raises ``GroupError`` naming every rig that could not be reached.
+    The settings are ``connect``'s, ``reconnect`` too: each rig's own."""
 
     def __init__(
         self,
@@ -608,12 +618,14 @@ class Group:
         *,
         pin: Optional[str] = None,
         ca: Optional[PathLike] = None,
+        reconnect: bool = False,
     ):
         if isinstance(secret, str):
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(pin=pin, ca=ca)
-        self._native = _rigwire.connect_group(list(rigs.items()), name, secret, path, timeout, tls)
+        rigs = list(rigs.items())
+        self._native = _rigwire.connect_group(rigs, name, secret, path, timeout, tls, reconnect)
 
     @property
     def names(self) -> list:

@@ -70,6 +70,7 @@ def connect_group(
     secret_file: Optional[str] = None,
     timeout: Optional[float] = None,
     tls: Tls = ...,
+    reconnect: bool = False,
 ) -> NativeGroup: ...
 
 def exp_ref(text: str) -> str: ...
@@ -111,4 +112,5 @@ def connect(
     timeout: Optional[float] = None,
     expose: List[Tuple[str, Handler]] = ...,
     tls: Tls = ...,
+    reconnect: bool = False,
 ) -> NativeClient: ...

@@ -41,9 +41,13 @@ async def connect(
     *,
     pin: Optional[str] = None,
     ca: Optional[_rigwire.PathLike] = None,
+    reconnect: bool = False,
 ) -> "Client":
     """``rigwire.connect``, awaited."""
-    return Client(await _off_loop(lambda: _rigwire.connect(url, name, secret, secret_file, timeout, pin=pin, ca=ca)))
+    def dial() -> _rigwire.Client:
+        return _rigwire.connect(url, name, secret, secret_file, timeout, pin=pin, ca=ca, reconnect=reconnect)
+
+    return Client(await _off_loop(dial))
 
 
 class Client:

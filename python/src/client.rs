@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use rigwire_std::core::{Secret, TlsSettings, Trust};
-use rigwire_std::{Client, Config, Error, Handlers, Payload, Peer, RawPendingCall};
+use rigwire_std::{Client, Config, Error, Handlers, Payload, Peer, RawPendingCall, Reconnect};
 
 use crate::data::{Answer, Data};
 use crate::errors::to_py;
@@ -40,9 +40,11 @@ pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duratio
 /// Connects to `url` as `name`, with a shared secret given as bytes or read
 /// from `secret_file` (one trailing newline is not part of it). `timeout`
 /// bounds connecting and is every call's default deadline. `expose` names
-/// the package's wrapped functions the peer may call back.
+/// the package's wrapped functions the peer may call back. With `reconnect`,
+/// the next call after a lost connection connects again first (the core's
+/// default backoff and give-up rules).
 #[pyfunction]
-#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None, expose=Vec::new(), tls=Tls::default()))]
+#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None, expose=Vec::new(), tls=Tls::default(), reconnect=false))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect(
     py: Python<'_>,
@@ -53,8 +55,10 @@ pub(crate) fn connect(
     timeout: Option<f64>,
     expose: Vec<(String, Py<PyAny>)>,
     tls: Tls,
+    reconnect: bool,
 ) -> PyResult<NativeClient> {
-    let config = config(name, secret, secret_file, timeout, tls)?;
+    let mut config = config(name, secret, secret_file, timeout, tls)?;
+    config.reconnect = reconnect.then(Reconnect::default);
     let mut handlers = Handlers::new();
     for (method, handler) in expose {
         crate::server::expose_python(&mut handlers, &method, handler).map_err(|e| to_py(py, e))?;

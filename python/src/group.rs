@@ -67,7 +67,8 @@ fn outcomes<T: Serialize>(py: Python<'_>, results: GroupResults<T>) -> PyResult<
 /// Connects to every rig of `rigs` (name, URL) at once, with the settings
 /// of `connect`.
 #[pyfunction]
-#[pyo3(signature = (rigs, name, secret=None, secret_file=None, timeout=None, tls=Tls::default()))]
+#[pyo3(signature = (rigs, name, secret=None, secret_file=None, timeout=None, tls=Tls::default(), reconnect=false))]
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn connect_group(
     py: Python<'_>,
     rigs: Vec<(String, String)>,
@@ -76,8 +77,10 @@ pub(crate) fn connect_group(
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
     tls: Tls,
+    reconnect: bool,
 ) -> PyResult<NativeGroup> {
-    let config = config(name, secret, secret_file, timeout, tls)?;
+    let mut config = config(name, secret, secret_file, timeout, tls)?;
+    config.reconnect = reconnect.then(rigwire_std::Reconnect::default);
     let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
     let inner = py
         .detach(|| Group::connect(&pairs, &config))

@@ -14,14 +14,14 @@ SECRET = "python-tests-secret-0123456789"
 class Rig:
     """A `rigwire serve` child process; `url` is where it listens."""
 
-    def __init__(self, runtime: str, secret: bool = False, log: bool = False):
+    def __init__(self, runtime: str, secret: bool = False, log: bool = False, listen: str = "tcp://127.0.0.1:0"):
         env = {k: v for k, v in os.environ.items() if k != "RIGWIRE_SECRET"}
         if secret:
             env["RIGWIRE_SECRET"] = SECRET
         if log:
             env["RIGWIRE_LOG"] = "debug"
         self.process = subprocess.Popen(
-            [BIN, "serve", "--runtime", runtime, "--listen", "tcp://127.0.0.1:0", "--name", f"rig-{runtime}"],
+            [BIN, "serve", "--runtime", runtime, "--listen", listen, "--name", f"rig-{runtime}"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if log else subprocess.DEVNULL,
             env=env,

@@ -1,5 +1,6 @@
 """The blocking client against rigwire's own rigs, in both runtimes."""
 
+import asyncio
 import json
 import resource
 import signal
@@ -11,6 +12,7 @@ import time
 import pytest
 
 import rigwire
+import rigwire.aio
 from conftest import SECRET, Rig, rss_kib
 
 
@@ -78,6 +80,37 @@ def test_a_rig_that_dies_mid_call_is_reported_disconnected():
     r.stop()
     with pytest.raises(rigwire.Disconnected):
         call.result(timeout=10)
+
+
+def test_reconnect_makes_a_lost_connection_again_on_the_next_call():
+    first = Rig("std")
+    client = rigwire.connect(first.url, timeout=5, reconnect=True)
+    group = rigwire.Group({"rig": first.url}, timeout=5, reconnect=True)
+    plain = rigwire.connect(first.url, timeout=5)
+    assert client.call("add", 1, 2) == 3
+    in_flight = client.start("sleep", 30)
+    time.sleep(0.2)
+    first.stop()
+    # It may have run: a call in flight is never made again.
+    with pytest.raises(rigwire.Disconnected):
+        in_flight.result(timeout=10)
+    again = Rig("smol", listen=first.url)  # the rig restarted, on its port
+    try:
+        assert client.call("add", 2, 2) == 4
+        assert group.status() == {"rig": "connected"}
+
+        async def awaited():
+            async with await rigwire.aio.connect(again.url, reconnect=True) as rig:
+                return await rig.call("add", 3, 3)
+
+        assert asyncio.run(awaited()) == 6
+        # Without reconnect, a lost connection stays lost.
+        with pytest.raises(rigwire.Disconnected):
+            plain.call("add", 1, 1)
+    finally:
+        for c in (client, group, plain):
+            c.close()
+        again.stop()
 
 
 def test_secrets(secret_rig, tmp_path):
