@@ -400,6 +400,60 @@ fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_r
     assert!(matches!(link.poll_job(), Some(Job::Call(c)) if c.id == 3));
 }
 
+#[test]
+fn a_handler_that_waited_past_its_calls_deadline_or_cancel_never_starts_and_frees_its_slot() {
+    use bytes::Bytes;
+    use rigwire_core::{Codec, Job, Message};
+    let start = Instant::now();
+    let config = ProtocolConfig {
+        max_incoming_calls: 2,
+        ..ProtocolConfig::named("rig")
+    };
+    let mut link = raw_server_link(config, start);
+    let call = |id: u64, deadline_us: Option<u64>| {
+        raw_peer::framed(&Message::Call {
+            id,
+            method: "slow".into(),
+            deadline_us,
+            codec: Codec::Json,
+            args: Bytes::from_static(b"null"),
+        })
+    };
+    let taken = |link: &mut rigwire_core::Link| {
+        std::iter::from_fn(|| link.poll_job())
+            .filter_map(|j| match j {
+                Job::Call(c) => Some((c.id, c.deadline)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // Two calls taken by the runtime, both waiting for a thread.
+    link.handle_input(&call(1, Some(100_000)), start);
+    link.handle_input(&call(2, None), start);
+    let waiting = taken(&mut link);
+    assert_eq!(waiting.len(), 2);
+    // Call 1's deadline passes and call 2 is cancelled while they wait.
+    let later = start + Duration::from_millis(150);
+    link.handle_input(&raw_peer::framed(&Message::Cancel { id: 2 }), later);
+    for (id, deadline) in waiting {
+        assert!(
+            !link.start_handler(id, deadline, later),
+            "call {id} started"
+        );
+    }
+    // Both slots are free at once: two new calls are taken, not refused.
+    link.handle_input(&call(3, None), later);
+    link.handle_input(&call(4, Some(5_000_000)), later);
+    let next = taken(&mut link);
+    assert_eq!(next.iter().map(|c| c.0).collect::<Vec<_>>(), [3, 4]);
+    for (id, deadline) in next {
+        assert!(
+            link.start_handler(id, deadline, later),
+            "call {id} not started"
+        );
+    }
+}
+
 /// (id, kind) of every `Error` frame in a byte stream.
 fn decode_errors(mut bytes: &[u8]) -> Vec<(u64, rigwire_core::ErrorKind)> {
     let mut out = Vec::new();

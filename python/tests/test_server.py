@@ -91,6 +91,30 @@ def test_a_list_or_dict_spread_over_one_parameter_says_how_to_pass_it(server):
         assert "to pass one" not in e.value.message
 
 
+def test_calls_that_waited_for_a_thread_past_their_deadline_never_run():
+    naps = []
+    s = rigwire.Server("tcp://127.0.0.1:0", name="py-rig")
+
+    @s.expose
+    def stuck(seconds):
+        naps.append(seconds)
+        time.sleep(seconds)  # deaf to the cancel, as most handlers are
+
+    s.start()
+    try:
+        with rigwire.connect(s.url) as c:
+            calls = [c.start("stuck", 1.0, timeout=0.3) for _ in range(64)]
+            for call in calls:
+                with pytest.raises(rigwire.DeadlineExceeded):
+                    call.result()
+            # The calls still waiting for a thread are dropped when one comes
+            # free: this call waits for one nap, not for the other 56.
+            assert c.call("stuck", 0.0, timeout=5) is None
+        assert len(naps) <= 17, f"{len(naps)} handlers ran for calls nobody waited for"
+    finally:
+        s.shutdown(grace=0)
+
+
 def test_a_slow_handler_does_not_hold_up_other_calls(server):
     with rigwire.connect(server.url) as c:
         slow = c.start("nap", 5.0)

@@ -59,14 +59,11 @@ impl Shared {
             deadline: call.deadline,
             id: call.id,
         };
-        let id = call.id;
+        let (id, deadline) = (call.id, call.deadline);
         let fut = self.handlers.call(call.handler, ctx, call.args);
         let key = move |g: &mut State| {
-            if g.link.is_cancelled(id) || !g.link.conn().is_incoming(id) {
-                g.link.handler_dropped(id);
-                return None;
-            }
-            Some(id)
+            let wanted = g.link.start_handler(id, deadline, Instant::now());
+            wanted.then_some(id)
         };
         self.run_handler(fut, key, move |shared, result, inline| {
             let replied = match inline {

@@ -58,6 +58,7 @@ impl Shared {
         };
         let inline = on_reading_thread && entry.runs_inline();
         let shared = Arc::clone(self);
+        let (id, deadline) = (call.id, call.deadline);
         let run = move |flush: bool| {
             let ctx = CallContext {
                 peer: Peer::new(Arc::clone(&shared)),
@@ -72,7 +73,19 @@ impl Shared {
             // The reading thread writes once after the whole batch it read
             // (as a raw echo server would), not once per reply.
             _ if inline => run(false),
-            Some(_) => self.to_pool(Box::new(move || run(true))),
+            Some(_) => {
+                // It may wait for a thread past its caller's interest.
+                let shared = Arc::clone(self);
+                self.to_pool(Box::new(move || {
+                    let wanted = shared
+                        .lock()
+                        .link
+                        .start_handler(id, deadline, Instant::now());
+                    if wanted {
+                        run(true)
+                    }
+                }))
+            }
             None => run(true),
         }
     }

@@ -29,6 +29,51 @@ fn a_deadline_fails_the_call_and_cancels_the_handler() {
 }
 
 #[test]
+fn calls_that_waited_for_a_thread_past_their_deadline_never_run() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // One handler thread, and a handler that ignores cancellation: each
+    // call it runs holds the thread for its whole 300 ms.
+    let started = Arc::new(AtomicUsize::new(0));
+    let config = Config {
+        handler_threads: 1,
+        ..cfg("rig")
+    };
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config).unwrap();
+    let count = Arc::clone(&started);
+    server
+        .expose("nap", move |(): ()| {
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(())
+        })
+        .unwrap()
+        .dispatch("nap", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    let server = server.start().unwrap();
+    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let args = rigwire_std::Payload::postcard(&()).unwrap();
+            client
+                .start_raw("nap", args, Some(Duration::from_millis(100)))
+                .unwrap()
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.wait(), Err(Error::DeadlineExceeded));
+    }
+    // The 19 or 20 calls still queued for the thread are dropped when it
+    // comes to them: this call waits for one nap at most, not nineteen.
+    client
+        .call_timeout::<_, ()>("nap", &(), Duration::from_secs(5))
+        .unwrap();
+    let ran = started.load(Ordering::SeqCst);
+    assert!(ran <= 2, "{ran} naps ran for calls nobody waited for");
+    server.shutdown(Duration::from_secs(1));
+}
+
+#[test]
 fn a_started_call_nobody_waits_on_still_ends_by_its_deadline() {
     // No caller waits and nobody polls: only the connection's own thread can
     // end the call, on a connection with nothing else to do (no keepalive).

@@ -682,6 +682,23 @@ impl Link {
         out
     }
 
+    /// Whether the handler of incoming call `id` (taken with
+    /// [`poll_job`](Self::poll_job)) should start now. A handler that had to
+    /// wait (for a thread of a pool, behind the connection's other handlers)
+    /// may no longer be wanted: its caller cancelled it, its `deadline`
+    /// passed at `now`, or the connection closed. Such a call is dropped
+    /// here, its slot freed at once, and its handler must not run: else
+    /// handlers nobody waits for would hold the pool, each to its end, and
+    /// keep every later call waiting behind them.
+    pub fn start_handler(&mut self, id: u64, deadline: Option<Instant>, now: Instant) -> bool {
+        if !self.answer_unwanted(id, deadline, now) && self.conn.is_incoming(id) {
+            return true;
+        }
+        self.handler_dropped(id);
+        self.conn.expire_if_due(id, || now);
+        false
+    }
+
     /// The handler of incoming call `id` stopped without replying (it was
     /// cancelled and dropped): nothing is tracked for it any more.
     pub fn handler_dropped(&mut self, id: u64) {
