@@ -156,6 +156,20 @@ impl Default for ProtocolConfig {
 }
 
 impl ProtocolConfig {
+    /// What to warn a server's operator of when it listens at `bound`: no
+    /// shared secret on an address other machines reach, so that anyone who
+    /// reaches it may call every method. `None` with a secret, on loopback
+    /// or on a Unix socket.
+    pub fn exposure_warning(&self, bound: &crate::Url) -> Option<String> {
+        if self.secret.is_some() || !bound.is_reachable_from_elsewhere() {
+            return None;
+        }
+        Some(format!(
+            "serving {bound} without a shared secret: anyone who reaches it may call every \
+             method; give the server a secret (`rigwire secret new`), or listen on 127.0.0.1"
+        ))
+    }
+
     /// A default configuration with the given name.
     pub fn named(name: impl Into<String>) -> Self {
         ProtocolConfig {

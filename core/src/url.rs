@@ -105,6 +105,19 @@ impl Url {
         Some(host.trim_start_matches('[').trim_end_matches(']'))
     }
 
+    /// Whether other machines may reach a server bound here: a network URL
+    /// whose host is not a loopback address or `localhost` (a host name
+    /// other than that counts as reachable). A Unix socket never is.
+    pub fn is_reachable_from_elsewhere(&self) -> bool {
+        let Some(host) = self.host() else {
+            return false;
+        };
+        match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => !ip.is_loopback(),
+            Err(_) => !host.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
     /// Whether the transport runs inside TLS (`tls://`, `wss://`).
     pub fn is_tls(&self) -> bool {
         matches!(self, Url::Tcp { tls: true, .. } | Url::Ws { tls: true, .. })

@@ -457,3 +457,36 @@ fn the_lobby_lets_go_of_who_spoke_and_tells_the_silent_and_the_evicted_why() {
     );
     assert!(lobby.is_empty() && lobby.next_deadline().is_none());
 }
+
+#[test]
+fn a_server_without_a_secret_beyond_this_machine_is_warned_of() {
+    use rigwire_core::{ProtocolConfig, Url};
+    let open = ProtocolConfig::named("rig");
+    let closed = ProtocolConfig::named("rig")
+        .secret("the-right-secret-1234")
+        .unwrap();
+    let warned =
+        |config: &ProtocolConfig, url: &str| config.exposure_warning(&Url::parse(url).unwrap());
+    for reachable in [
+        "tcp://0.0.0.0:7400",
+        "tcp://[::]:7400",
+        "ws://10.0.0.5:7400/rig",
+        "tls://rig-1.lab:7400",
+    ] {
+        let warning = warned(&open, reachable).expect(reachable);
+        assert!(
+            warning.contains(reachable) && warning.contains("without a shared secret"),
+            "{warning}"
+        );
+        assert_eq!(warned(&closed, reachable), None, "{reachable}");
+    }
+    for here in [
+        "tcp://127.0.0.1:7400",
+        "tcp://127.0.0.2:7400",
+        "tcp://[::1]:7400",
+        "ws://localhost:7400/rig",
+        "unix:///tmp/rig.sock",
+    ] {
+        assert_eq!(warned(&open, here), None, "{here}");
+    }
+}

@@ -51,6 +51,7 @@ import json as _json
 import os as _os
 import time as _time
 import traceback as _traceback
+import warnings as _warnings
 from collections import deque as _deque
 from itertools import islice as _islice
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Tuple, Union
@@ -468,12 +469,18 @@ class Server:
     ):
         """A ``tls://`` or ``wss://`` URL presents ``cert`` with its ``key``
         (PEM files, as ``rigwire cert new`` writes them); ``pin`` or ``ca``
-        say how to trust a relay dialed over TLS by ``serve_via``."""
+        say how to trust a relay dialed over TLS by ``serve_via``. Listening
+        beyond this machine (``0.0.0.0``, a lab address) without a secret
+        warns (``RuntimeWarning``): anyone who reaches it may call every
+        method."""
         if isinstance(secret, str):
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(cert=cert, key=key, pin=pin, ca=ca)
         self._native = _rigwire.serve(url, name, secret, path, tls)
+        warning = self._native.exposure_warning
+        if warning:
+            _warnings.warn(warning, RuntimeWarning, stacklevel=2)
 
     @property
     def url(self) -> Optional[str]:

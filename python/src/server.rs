@@ -170,6 +170,15 @@ impl NativeServer {
         self.url.clone()
     }
 
+    /// What to warn the operator of, if anything: listening beyond this
+    /// machine without a shared secret, so that anyone who reaches the
+    /// server may call every method.
+    #[getter]
+    fn exposure_warning(&self) -> Option<String> {
+        let url = rigwire_std::Url::parse(self.url.as_deref()?).ok()?;
+        self.config.protocol.exposure_warning(&url)
+    }
+
     /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,
     /// `wss://`), for clients to pin; `None` without TLS.
     #[getter]

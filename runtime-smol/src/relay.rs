@@ -200,6 +200,13 @@ impl RelayServer {
                 tracing::info!(clients = %clients_url, services = %services_url, "relay listening")
             }
         }
+        if let Some(warning) = inner
+            .config
+            .clients
+            .exposure_warning(clients.local_endpoint())
+        {
+            tracing::warn!("{warning}");
+        }
         Ok(RunningRelay {
             inner,
             tasks,

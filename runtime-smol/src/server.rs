@@ -39,10 +39,12 @@ impl Server {
             url: url.clone(),
         });
         let accept = smol::spawn(Arc::clone(&inner).accept_loop());
-        match inner.listener.fingerprint() {
-            Some(fingerprint) => tracing::info!(%url, fingerprint, "listening"),
-            None => tracing::info!(%url, "listening"),
-        }
+        let listener = &inner.listener;
+        rigwire_twin::log_listening!(
+            listener.local_endpoint(),
+            listener.fingerprint(),
+            &inner.config,
+        );
         Ok(RunningServer {
             inner,
             accept: Some(accept),

@@ -62,10 +62,12 @@ impl Server {
                 url: url.clone(),
                 reason: e.to_string(),
             })?;
-        match inner.listener.fingerprint() {
-            Some(fingerprint) => tracing::info!(%url, fingerprint, "listening"),
-            None => tracing::info!(%url, "listening"),
-        }
+        let listener = &inner.listener;
+        rigwire_twin::log_listening!(
+            listener.local_endpoint(),
+            listener.fingerprint(),
+            &inner.config,
+        );
         Ok(RunningServer {
             inner,
             accept: Some(accept),

@@ -1,5 +1,24 @@
 //! A server and its connections: the handles on the core's parts, what reads their state.
 
+/// Logs that a server listens at `$url` (a `&Url`, with `$fingerprint` of
+/// the TLS certificate it serves, if any), and warns when anyone who reaches
+/// it may call every method (`ProtocolConfig::exposure_warning` of `$config.protocol`).
+/// A macro so that the lines carry the runtime's own log target.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! log_listening {
+    ($url:expr, $fingerprint:expr, $config:expr $(,)?) => {{
+        let url: &$crate::core::Url = $url;
+        match $fingerprint {
+            Some(fingerprint) => $crate::tracing::info!(%url, fingerprint, "listening"),
+            None => $crate::tracing::info!(%url, "listening"),
+        }
+        if let Some(warning) = $config.protocol.exposure_warning(url) {
+            $crate::tracing::warn!("{warning}");
+        }
+    }};
+}
+
 /// `Peer`'s `Debug` and what it answers of its connection: `name`,
 /// `address`, `is_connected`, `close_reason`, and `closed`, which waits.
 /// Expects `Peer { shared }` whose `shared` has `label` (the address),
