@@ -609,8 +609,9 @@ impl Shared {
         if !matches!(ready, Ok((_, false))) {
             g.write_blocked = false;
         }
-        if read && matches!(ready, Ok((true, _))) {
-            // Data is there: this read returns at once.
+        // Data is there: this read returns at once; unless another caller,
+        // woken with this one, took the reader while the lock was free.
+        if read && matches!(ready, Ok((true, _))) && g.reader.is_some() {
             return self.read_step(g, deadline);
         }
         g.link.handle_timeout(Instant::now());

@@ -344,3 +344,68 @@ fn calls_through_the_relay_to_a_deaf_service_end_by_their_deadline() {
     assert_no_spin(cpu, started);
     smol::block_on(relay.shutdown(Duration::from_millis(100)));
 }
+
+/// 4 MiB of arguments, and room for 24 such calls: they wait for the
+/// socket, not for room.
+fn calls_that_fill_the_socket() -> (Payload, rigwire_core::Config) {
+    let args = Payload::new(rigwire_core::Codec::Postcard, vec![0u8; 4 * MIB]);
+    (args, client_config(16 * MIB, 128 * MIB))
+}
+
+fn assert_disconnected<T: std::fmt::Debug>(outcome: Result<T, Error>) {
+    assert!(
+        matches!(outcome, Err(Error::Disconnected(_))),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn callers_waiting_on_a_full_socket_when_the_deaf_peer_dies_all_fail_with_disconnected() {
+    // The peer's death makes the socket readable and writable for every
+    // waiting caller at once, and only one of them may take the reader.
+    let _one = serial();
+    let (args, config) = calls_that_fill_the_socket();
+    for _ in 0..3 {
+        let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
+        let client = rigwire_std::Client::connect(&deaf.url, config.clone()).unwrap();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            let calls: Vec<_> = (0..24)
+                .map(|_| {
+                    let (client, args) = (&client, args.clone());
+                    s.spawn(move || client.call_raw("echo", args, Some(Duration::from_secs(20))))
+                })
+                .collect();
+            std::thread::sleep(Duration::from_millis(300)); // all waiting
+            drop(deaf);
+            for call in calls {
+                assert_disconnected(call.join().expect("a caller panicked"));
+            }
+        });
+        assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
+    }
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
+    smol::block_on(async {
+        let client = rigwire_smol::Client::connect(&deaf.url, config)
+            .await
+            .unwrap();
+        let client = std::sync::Arc::new(client);
+        let started = Instant::now();
+        let calls: Vec<_> = (0..24)
+            .map(|_| {
+                let (client, args) = (client.clone(), args.clone());
+                smol::spawn(async move {
+                    client
+                        .call_raw("echo", args, Some(Duration::from_secs(20)))
+                        .await
+                })
+            })
+            .collect();
+        smol::Timer::after(Duration::from_millis(300)).await;
+        drop(deaf);
+        for call in calls {
+            assert_disconnected(call.await);
+        }
+        assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
+    });
+}
