@@ -253,7 +253,9 @@ class Client:
         return _decode(self._native.call(method, payload(args, kwargs), timeout))
 
     def start(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Call:
-        """Starts a call and returns its handle at once."""
+        """Starts a call and returns its handle: at once, unless the peer has
+        stopped reading (then it waits for room, within the call's deadline)
+        or, with ``reconnect``, a lost connection is being made again."""
         return Call(self._native.start(method, payload(args, kwargs), timeout))
 
     def map(

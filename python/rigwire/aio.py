@@ -3,7 +3,7 @@
 It runs under ``asyncio.run`` and inside an event loop that is already
 running (Jupyter's), needs no other event loop or runtime, and never blocks
 the loop: each wait runs on a thread of a pool of its own, with the GIL
-released. Cancelling the task that awaits a call cancels the call on the wire.
+released; so does starting a call, which waits while the peer does not read. Cancelling the task that awaits a call cancels the call on the wire.
 
     import rigwire.aio
 
@@ -30,6 +30,24 @@ _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_prefi
 
 async def _off_loop(fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn)
+
+
+async def _start_off_loop(start: Callable[[], T], cancel: Callable[[T], None]) -> T:
+    """Starts calls off the loop: starting waits while the peer does not read
+    (for room, within the calls' deadline) or while a lost connection is made
+    again. If the awaiting task is cancelled meanwhile, what ``start``
+    started is cancelled as soon as it has."""
+    started = asyncio.get_running_loop().run_in_executor(_POOL, start)
+    try:
+        return await asyncio.shield(started)
+    except asyncio.CancelledError:
+
+        def cancel_when_started(done: "asyncio.Future[T]") -> None:
+            if not done.cancelled() and done.exception() is None:
+                cancel(done.result())
+
+        started.add_done_callback(cancel_when_started)
+        raise
 
 
 async def connect(
@@ -69,7 +87,8 @@ class Client:
     async def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Calls ``method`` and returns its result, as ``rigwire.Client.call``.
         Cancelling the awaiting task cancels the call on the wire."""
-        call = self._client.start(method, *args, timeout=timeout, **kwargs)
+        start = lambda: self._client.start(method, *args, timeout=timeout, **kwargs)  # noqa: E731
+        call = await _start_off_loop(start, _rigwire.Call.cancel)
         try:
             return await _off_loop(call.result)
         except asyncio.CancelledError:
@@ -89,7 +108,9 @@ class Client:
             while True:
                 due = calls.due()
                 if due:
-                    calls.started(await _off_loop(lambda: native.start_batch(method, due, timeout)))
+                    batch = lambda: native.start_batch(method, due, timeout)  # noqa: E731
+                    cancel_all = lambda natives: [n.cancel() for n in natives]  # noqa: E731
+                    calls.started(await _start_off_loop(batch, cancel_all))
                 call = calls.next()
                 if call is None:
                     return

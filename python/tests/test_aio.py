@@ -2,6 +2,8 @@
 running loop, many at once, and a cancelled task cancelling its call."""
 
 import asyncio
+import os
+import signal
 
 import pytest
 
@@ -82,3 +84,36 @@ def test_cancelling_the_task_cancels_the_call_on_the_wire():
     finally:
         if rig.process.returncode is None:
             rig.stop()
+
+
+def test_a_rig_that_stops_reading_does_not_block_the_loop():
+    # A stopped process: its socket takes bytes until the kernel's buffers
+    # and our output limit are full, then starting a call waits for room.
+    frozen, healthy = Rig("std"), Rig("smol")
+    try:
+
+        async def main():
+            stuck = await rigwire.aio.connect(frozen.url)
+            fine = await rigwire.aio.connect(healthy.url)
+            assert await stuck.call("add", 1, 2) == 3
+            os.kill(frozen.process.pid, signal.SIGSTOP)
+            blob = b"x" * (4 << 20)
+            waiting = [asyncio.ensure_future(stuck.call("echo", blob, timeout=30)) for _ in range(20)]
+            # The loop serves the healthy rig while those wait for room; a
+            # start that waited on the loop would hold this back 30 s.
+            assert await fine.call("add", 2, 2) == 4
+            assert not all(c.done() for c in waiting), "the calls ended before the loop was free"
+            # Cancelling a task whose call is still being started cancels it.
+            waiting[-1].cancel()
+            frozen.process.kill()
+            for call in waiting[:-1]:
+                with pytest.raises(rigwire.Disconnected):
+                    await call
+            with pytest.raises(asyncio.CancelledError):
+                await waiting[-1]
+            await fine.close()
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+    finally:
+        frozen.stop()
+        healthy.stop()
