@@ -77,11 +77,8 @@ impl Shared {
                 // It may wait for a thread past its caller's interest.
                 let shared = Arc::clone(self);
                 self.to_pool(Box::new(move || {
-                    let wanted = shared
-                        .lock()
-                        .link
-                        .start_handler(id, deadline, Instant::now());
-                    if wanted {
+                    // A command: a call dropped here may be what a drain waits for.
+                    if shared.command(|link, now| link.start_handler(id, deadline, now)) {
                         run(true)
                     }
                 }))
