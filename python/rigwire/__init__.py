@@ -49,6 +49,8 @@ message, and its traceback as the detail. A handler with a parameter named
 import inspect as _inspect
 import json as _json
 import os as _os
+import signal as _signal
+import threading as _threading
 import time as _time
 import traceback as _traceback
 import warnings as _warnings
@@ -375,6 +377,32 @@ def _takes_caller(fn: Callable[..., Any]) -> bool:
     return "caller" in _inspect.signature(fn).parameters
 
 
+class _Signalled(BaseException):
+    """A signal asked a waiting ``serve_forever`` to stop."""
+
+
+class _signal_caught:
+    """While in its ``with`` block, ``signum`` raises ``_Signalled`` in the
+    main thread instead of ending the process; the previous handler is put
+    back after. Elsewhere than the main thread, it does nothing."""
+
+    def __init__(self, signum: int):
+        self._signum = signum
+        self._previous: Any = None
+
+    def __enter__(self) -> None:
+        if _threading.current_thread() is _threading.main_thread():
+            self._previous = _signal.signal(self._signum, self._raise)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            _signal.signal(self._signum, self._previous)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise _Signalled(signum)
+
+
 def _spread_hint(value: Any, signature: _inspect.Signature) -> str:
     """How to pass one list or dict to a handler of one parameter, which the
     payload rule spreads over its parameters instead: the usual surprise when
@@ -452,7 +480,7 @@ class Server:
         def move(x, y=0.0):
             ...
 
-        server.serve_forever()   # until Ctrl-C
+        server.serve_forever()   # until Ctrl-C or SIGTERM
 
     Handlers run on a pool of threads, so a slow one does not hold up other calls.
     """
@@ -523,18 +551,26 @@ class Server:
         return self
 
     def serve_forever(self) -> None:
-        """Starts serving (if not yet) and returns only on Ctrl-C, after a
-        graceful shutdown; the ``KeyboardInterrupt`` is raised again."""
+        """Starts serving (if not yet) until Ctrl-C or ``SIGTERM`` (what a
+        service manager or a launcher sends), then shuts down gracefully:
+        calls in progress may finish (``shutdown``). After Ctrl-C the
+        ``KeyboardInterrupt`` is raised again; after ``SIGTERM`` it returns,
+        so that the script's own cleanup runs. (``SIGTERM`` is caught only
+        when called from the main thread, as Python's signals are.)"""
         try:
             self._native.start()
         except RuntimeError:
             pass  # started already
         try:
-            while True:
-                _time.sleep(3600)
+            # A second SIGTERM, during the shutdown, ends the process at once.
+            with _signal_caught(_signal.SIGTERM):
+                while True:
+                    _time.sleep(3600)
         except KeyboardInterrupt:
             self.shutdown()
             raise
+        except _Signalled:
+            self.shutdown()
 
     def serve_via(self, relay_url: str, as_: str) -> "Server":
         """Dials a relay's services URL and registers as the service ``as_``:

@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -254,3 +255,35 @@ def test_a_lifecycle_hook_may_call_back_the_script():
             c.call("exp.init")
             c.call("exp.start", "2026-11-26_3_ZM_1")
     assert seen == ["2026-11-26_3_ZM_1"]
+
+
+SERVE_FOREVER = """
+import sys, time, rigwire
+server = rigwire.Server("tcp://127.0.0.1:0", name="py-rig")
+
+@server.expose
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+print(server.url, flush=True)
+server.serve_forever()
+print("cleaned up", flush=True)
+"""
+
+
+def test_sigterm_shuts_serve_forever_down_gracefully_and_returns():
+    rig = subprocess.Popen([sys.executable, "-c", SERVE_FOREVER], stdout=subprocess.PIPE, text=True)
+    try:
+        url = rig.stdout.readline().strip()
+        with rigwire.connect(url) as c:
+            running = c.start("nap", 1.0)
+            time.sleep(0.3)  # the nap is running
+            rig.terminate()
+            # A call in progress finishes; the script's own cleanup runs.
+            assert running.result(timeout=10) == 1.0
+        out, _ = rig.communicate(timeout=10)
+        assert out == "cleaned up\n"
+        assert rig.returncode == 0
+    finally:
+        rig.kill()
