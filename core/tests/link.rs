@@ -341,25 +341,27 @@ fn raw_server_link(config: ProtocolConfig, now: Instant) -> rigwire_core::Link {
     link
 }
 
+/// A framed `Call` of `slow` (JSON `null` arguments), as a raw peer sends it.
+fn slow_call(id: u64, deadline_us: Option<u64>) -> Vec<u8> {
+    raw_peer::framed(&rigwire_core::Message::Call {
+        id,
+        method: "slow".into(),
+        deadline_us,
+        codec: rigwire_core::Codec::Json,
+        args: bytes::Bytes::from_static(b"null"),
+    })
+}
+
 #[test]
 fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_reused_meanwhile() {
-    use bytes::Bytes;
-    use rigwire_core::{Codec, ErrorKind, Job, Message};
+    use rigwire_core::{ErrorKind, Job, Message};
     let now = Instant::now();
     let config = ProtocolConfig {
         max_incoming_calls: 1,
         ..ProtocolConfig::named("rig")
     };
     let mut link = raw_server_link(config, now);
-    let call = |id: u64| {
-        raw_peer::framed(&Message::Call {
-            id,
-            method: "slow".into(),
-            deadline_us: None,
-            codec: Codec::Json,
-            args: Bytes::from_static(b"null"),
-        })
-    };
+    let call = |id: u64| slow_call(id, None);
     link.handle_input(&call(1), now);
     while let Some(job) = link.poll_job() {
         if let Job::Call(c) = job {
@@ -402,23 +404,14 @@ fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_r
 
 #[test]
 fn a_handler_that_waited_past_its_calls_deadline_or_cancel_never_starts_and_frees_its_slot() {
-    use bytes::Bytes;
-    use rigwire_core::{Codec, Job, Message};
+    use rigwire_core::{Job, Message};
     let start = Instant::now();
     let config = ProtocolConfig {
         max_incoming_calls: 2,
         ..ProtocolConfig::named("rig")
     };
     let mut link = raw_server_link(config, start);
-    let call = |id: u64, deadline_us: Option<u64>| {
-        raw_peer::framed(&Message::Call {
-            id,
-            method: "slow".into(),
-            deadline_us,
-            codec: Codec::Json,
-            args: Bytes::from_static(b"null"),
-        })
-    };
+    let call = slow_call;
     let taken = |link: &mut rigwire_core::Link| {
         std::iter::from_fn(|| link.poll_job())
             .filter_map(|j| match j {
@@ -475,17 +468,10 @@ fn decode_errors(mut bytes: &[u8]) -> Vec<(u64, rigwire_core::ErrorKind)> {
 /// that watches the clock itself would otherwise win).
 #[test]
 fn a_reply_after_the_calls_deadline_is_never_sent_even_before_a_timer_ran() {
-    use bytes::Bytes;
-    use rigwire_core::{Codec, Job, Message};
+    use rigwire_core::Job;
     let start = Instant::now();
     let mut link = raw_server_link(ProtocolConfig::named("rig"), start);
-    let call = raw_peer::framed(&Message::Call {
-        id: 1,
-        method: "slow".into(),
-        deadline_us: Some(200_000),
-        codec: Codec::Json,
-        args: Bytes::from_static(b"null"),
-    });
+    let call = slow_call(1, Some(200_000));
     link.handle_input(&call, start);
     assert!(std::iter::from_fn(|| link.poll_job()).any(|j| matches!(j, Job::Call(_))));
     let before: usize = link.output().iter().map(|c| c.len()).sum();
