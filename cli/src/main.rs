@@ -863,8 +863,7 @@ fn call(
     let tls = tls_settings(&IdentityArgs::default(), &access.trust);
     let mut config = config("rigwire-cli", &access.secret, tls)?;
     if let Some(t) = timeout {
-        config.connect_timeout = config.connect_timeout.min(t);
-        config.protocol.handshake_timeout = config.protocol.handshake_timeout.min(t);
+        config = config.connect_within(t);
     }
     let client = Client::connect(url, config)?;
     let left = timeout.map(|t| {

@@ -326,7 +326,8 @@ def connect(
     ``unix:///path``, ``ws://host:port/path``, ``wss://host:port/path``) as
     ``name``. The shared secret comes from ``secret`` (text or bytes) or
     ``secret_file`` (one trailing newline is not part of it). ``timeout``
-    (seconds) bounds connecting and is every call's default deadline.
+    (seconds) bounds connecting, the handshake too (a rig that accepts and
+    says nothing), and is every call's default deadline.
     ``expose`` maps names to functions the peer may call back over this
     connection (rt-cloud's and RPyC's callback pattern), served as
     ``Server.expose`` serves them. Over TLS the server is trusted by

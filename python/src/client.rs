@@ -180,8 +180,7 @@ pub(crate) fn config(
         (None, None) => None,
     };
     if let Some(timeout) = seconds("timeout", timeout)? {
-        config.connect_timeout = timeout;
-        config.protocol.default_call_timeout = Some(timeout);
+        config = config.connect_within(timeout).default_timeout(timeout);
     }
     Ok(config)
 }

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -128,6 +129,18 @@ def test_secrets(secret_rig, tmp_path):
         rigwire.connect(secret_rig.url, secret="short")
     with pytest.raises(ValueError, match="not both"):
         rigwire.connect(secret_rig.url, secret=SECRET, secret_file=path)
+
+
+def test_the_timeout_bounds_the_handshake_too():
+    frozen = Rig("std")
+    os.kill(frozen.process.pid, signal.SIGSTOP)  # accepts, then says nothing
+    try:
+        with pytest.raises(rigwire.Error) as e:
+            rigwire.connect(frozen.url, timeout=0.5)
+        assert "handshake did not complete within 500ms" in str(e.value)
+    finally:
+        os.kill(frozen.process.pid, signal.SIGCONT)
+        frozen.stop()
 
 
 def test_connect_failures():

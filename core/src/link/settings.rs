@@ -101,6 +101,17 @@ impl Config {
         self
     }
 
+    /// Connects within `limit`: the transport and its layers (TLS,
+    /// websocket) within it, as [`connect_timeout`](Self::connect_timeout),
+    /// and the handshake after them within it too (never longer than the
+    /// protocol's own handshake timeout), so that a peer that accepts and
+    /// says nothing is given up on by then.
+    pub fn connect_within(mut self, limit: Duration) -> Self {
+        self.connect_timeout = limit;
+        self.protocol.handshake_timeout = self.protocol.handshake_timeout.min(limit);
+        self
+    }
+
     /// Sets keepalive (`None` turns liveness checking off).
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.protocol.keepalive = keepalive;
