@@ -134,6 +134,11 @@ pub struct ProtocolConfig {
     pub echo_timeout: Duration,
     /// Deadline given to calls made without one (default: none).
     pub default_call_timeout: Option<Duration>,
+    /// The codec typed calls, notifies and broadcasts are sent in (default
+    /// postcard). JSON reaches peers that cannot decode postcard without
+    /// its types, such as a Python rig's handlers; a handler answers in the
+    /// caller's codec (§4.1), so typed results decode either way.
+    pub call_codec: crate::message::Codec,
 }
 
 impl Default for ProtocolConfig {
@@ -151,6 +156,7 @@ impl Default for ProtocolConfig {
             keepalive: Some(Keepalive::default()),
             echo_timeout: Duration::from_secs(1),
             default_call_timeout: None,
+            call_codec: crate::message::Codec::Postcard,
         }
     }
 }

@@ -321,6 +321,15 @@ impl GroupStep {
         }
     }
 
+    /// The arguments as a rig spoken to in `codec` takes them: JSON for
+    /// JSON, postcard otherwise.
+    pub fn args_in(&self, codec: crate::message::Codec) -> crate::codec::Payload {
+        match codec {
+            crate::message::Codec::Json => self.json_args.clone(),
+            _ => self.args.clone(),
+        }
+    }
+
     /// The plan of lifecycle `step` for every rig: init without data, start
     /// with `exp_ref` (which it needs), stop, interrupt (a stop at once),
     /// cleanup.

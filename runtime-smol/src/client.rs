@@ -147,6 +147,11 @@ impl Client {
         Err(last)
     }
 
+    /// The codec its typed calls go out in ([`Config::call_codec`]).
+    pub fn call_codec(&self) -> rigwire_core::Codec {
+        self.config.protocol.call_codec
+    }
+
     /// The URL this client dials.
     pub fn url(&self) -> String {
         self.endpoint.to_string()

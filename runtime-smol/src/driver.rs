@@ -111,6 +111,8 @@ pub(crate) struct Shared {
     hooks: Arc<Hooks>,
     /// For logs: where this connection goes or comes from.
     pub(crate) label: String,
+    /// The codec of typed calls ([`ProtocolConfig::call_codec`](rigwire_core::ProtocolConfig::call_codec)).
+    pub(crate) call_codec: rigwire_core::Codec,
 }
 
 impl Shared {
@@ -123,6 +125,7 @@ impl Shared {
         label: String,
         linger: std::time::Duration,
     ) -> Arc<Shared> {
+        let call_codec = conn.config().call_codec;
         let mut link = Link::new(conn);
         link.callers_mut().set_linger(linger);
         let shared = Arc::new(Shared {
@@ -149,6 +152,7 @@ impl Shared {
             handlers,
             hooks,
             label,
+            call_codec,
         });
         let mut g = shared.lock();
         {

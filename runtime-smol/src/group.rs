@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 use rigwire_core::lifecycle::methods;
-use rigwire_core::Config;
+use rigwire_core::{Codec, Config};
 use rigwire_core::{
     CodecError, Error, EventLog, GroupError, GroupOrder, GroupResults, Payload, Rigs,
 };
@@ -109,12 +109,13 @@ impl Group {
         &self,
         order: GroupOrder,
         method: &str,
-        args: Result<Payload, CodecError>,
+        args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
         let mut calls = Vec::new();
         for (name, client) in self.rigs.in_order(order) {
-            let (peer, args, method) = (client.peer().await, args.clone(), method.to_owned());
+            let args = args(client.call_codec());
+            let (peer, method) = (client.peer().await, method.to_owned());
             let call = async move { peer?.call_raw(&method, args?, timeout).await };
             let outcome = match order {
                 GroupOrder::Concurrent => Pending::Running(smol::spawn(call)),

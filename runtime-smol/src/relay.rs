@@ -773,7 +773,8 @@ impl RunningRelay {
         self.inner.lock().io.len()
     }
 
-    /// Notifies every connected client (typed, postcard); returns how many.
+    /// Notifies every connected client (typed, in the clients' `call_codec`,
+    /// postcard unless set); returns how many.
     ///
     /// # Errors
     /// [`Error::Codec`] if `args` does not encode.
@@ -782,14 +783,15 @@ impl RunningRelay {
         method: &str,
         args: &A,
     ) -> Result<usize, Error> {
-        let args = Payload::postcard(args)?;
+        let args = Payload::encode_as(self.inner.config.clients.call_codec, args)?;
         Ok(self
             .inner
             .with_relay(|relay, now| relay.broadcast_clients(method, &args, now)))
     }
 
     /// Notifies the service registered as `name` (rt-cloud's
-    /// `sendWebSocketMessage`); returns how many were reached (0 or 1).
+    /// `sendWebSocketMessage`; typed, in the services' `call_codec`); returns
+    /// how many were reached (0 or 1).
     ///
     /// # Errors
     /// [`Error::Codec`] if `args` does not encode.
@@ -799,7 +801,7 @@ impl RunningRelay {
         method: &str,
         args: &A,
     ) -> Result<usize, Error> {
-        let args = Payload::postcard(args)?;
+        let args = Payload::encode_as(self.inner.config.services.call_codec, args)?;
         Ok(self
             .inner
             .with_relay(|relay, now| relay.broadcast_service(name, method, &args, now)))

@@ -178,6 +178,11 @@ impl Client {
         Err(last)
     }
 
+    /// The codec its typed calls go out in ([`Config::call_codec`]).
+    pub fn call_codec(&self) -> rigwire_core::Codec {
+        self.inner.config.protocol.call_codec
+    }
+
     /// The URL this client dials.
     pub fn url(&self) -> String {
         self.inner.endpoint.to_string()

@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     hooks: Arc<Hooks>,
     /// For logs: where this connection goes or comes from.
     pub(crate) label: String,
+    /// The codec of typed calls ([`ProtocolConfig::call_codec`](rigwire_core::ProtocolConfig::call_codec)).
+    pub(crate) call_codec: rigwire_core::Codec,
 }
 
 impl Shared {
@@ -134,6 +136,7 @@ impl Shared {
         linger: Duration,
     ) -> io::Result<Arc<Shared>> {
         let reader = Reader::new(&socket)?;
+        let call_codec = conn.config().call_codec;
         let mut link = Link::new(conn);
         link.callers_mut().set_linger(linger);
         let shared = Arc::new_cyclic(|me| Shared {
@@ -163,6 +166,7 @@ impl Shared {
             pool,
             hooks,
             label,
+            call_codec,
         });
         let mut g = shared.lock();
         {

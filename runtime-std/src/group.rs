@@ -13,7 +13,7 @@ use rigwire_core::{
 use crate::client::Client;
 use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
-use rigwire_core::Config;
+use rigwire_core::{Codec, Config};
 use serde::de::DeserializeOwned;
 
 /// Events rigs have reported, and a wake-up for waits on them.
@@ -109,11 +109,11 @@ impl Group {
         &self,
         order: GroupOrder,
         method: &str,
-        args: Result<Payload, CodecError>,
+        args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
         let start = |client: &Client| {
-            args.clone()
+            args(client.call_codec())
                 .map_err(Error::from)
                 .and_then(|p| client.start_raw(method, p, timeout))
         };

@@ -15,6 +15,7 @@ macro_rules! twin_script {
         let url: String = $url;
         let client = Client::connect(&url, Config::named("script")) $($aw)* .unwrap();
         assert_eq!(client.url(), url);
+        assert_eq!(client.call_codec(), rigwire_core::Codec::Postcard);
         let sum: i64 = client.call("add", &(1i64, 2i64)) $($aw)* .unwrap();
         assert_eq!(sum, 3);
         let sum: i64 = client
@@ -57,6 +58,7 @@ macro_rules! twin_script {
         assert_eq!(sums, [1, 2, 3]);
         let peer = client.peer() $($aw)* .unwrap();
         assert_eq!(peer.name(), "rig");
+        assert_eq!(peer.call_codec(), rigwire_core::Codec::Postcard);
         assert!(peer.is_connected());
         assert!(peer.close_reason().is_none());
         let group = Group::from_clients(vec![("rig".to_owned(), client)]);

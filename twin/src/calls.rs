@@ -6,8 +6,9 @@
 #[macro_export]
 macro_rules! peer_calls {
     ([$($async:tt)?] [$($aw:tt)*]) => {
-        /// Calls `method` with typed arguments (postcard) and decodes the
-        /// result. Uses the configured default deadline, if any.
+        /// Calls `method` with typed arguments (in the configured
+        /// [`call_codec`](Self::call_codec), postcard unless set) and decodes
+        /// the result. Uses the configured default deadline, if any.
         ///
         /// # Errors
         /// [`Error::Remote`]($crate::core::Error::Remote) if the peer's handler
@@ -21,7 +22,7 @@ macro_rules! peer_calls {
             method: &str,
             args: &A,
         ) -> Result<R, $crate::core::Error> {
-            self.call_raw(method, $crate::core::Payload::postcard(args)?, None)$($aw)*?
+            self.call_raw(method, $crate::core::Payload::encode_as(self.call_codec(), args)?, None)$($aw)*?
                 .decode()
                 .map_err($crate::core::Error::from)
         }
@@ -39,7 +40,7 @@ macro_rules! peer_calls {
             args: &A,
             timeout: ::std::time::Duration,
         ) -> Result<R, $crate::core::Error> {
-            self.call_raw(method, $crate::core::Payload::postcard(args)?, Some(timeout))$($aw)*?
+            self.call_raw(method, $crate::core::Payload::encode_as(self.call_codec(), args)?, Some(timeout))$($aw)*?
                 .decode()
                 .map_err($crate::core::Error::from)
         }
@@ -73,11 +74,11 @@ macro_rules! peer_calls {
             method: &str,
             args: &A,
         ) -> Result<PendingCall<R>, $crate::core::Error> {
-            let raw = self.start_raw(method, $crate::core::Payload::postcard(args)?, None)$($aw)*?;
+            let raw = self.start_raw(method, $crate::core::Payload::encode_as(self.call_codec(), args)?, None)$($aw)*?;
             Ok(PendingCall::typed(raw))
         }
 
-        /// Sends a one-way notification (typed, postcard). Returns once it
+        /// Sends a one-way notification (typed, in the call codec). Returns once it
         /// is queued.
         ///
         /// # Errors
@@ -87,7 +88,7 @@ macro_rules! peer_calls {
             method: &str,
             args: &A,
         ) -> Result<(), $crate::core::Error> {
-            self.notify_raw(method, $crate::core::Payload::postcard(args)?)$($aw)*
+            self.notify_raw(method, $crate::core::Payload::encode_as(self.call_codec(), args)?)$($aw)*
         }
     };
 }

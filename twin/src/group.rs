@@ -29,7 +29,8 @@ macro_rules! group_calls {
             args: &A,
             timeout: Option<::std::time::Duration>,
         ) -> $crate::core::GroupResults<R> {
-            let args = $crate::core::Payload::postcard(args);
+            // Each rig's in its client's call codec.
+            let args = |codec| $crate::core::Payload::encode_as(codec, args);
             self.call($crate::core::GroupOrder::$order, method, args, timeout)$($aw)*
         }
     };
@@ -40,7 +41,7 @@ macro_rules! group_calls {
             step: $crate::core::GroupStep,
             timeout: Option<::std::time::Duration>,
         ) -> $crate::core::GroupResults<R> {
-            self.call(step.order, step.method, Ok(step.args), timeout)$($aw)*
+            self.call(step.order, step.method, |codec| Ok(step.args_in(codec)), timeout)$($aw)*
         }
 
         /// `exp.init` on every rig at once.

@@ -51,6 +51,12 @@ macro_rules! peer_state {
                 &self.shared.label
             }
 
+            /// The codec typed calls, notifies and broadcasts go out in
+            /// ([`Config::call_codec`]($crate::core::Config::call_codec)).
+            pub fn call_codec(&self) -> $crate::core::Codec {
+                self.shared.call_codec
+            }
+
             /// Whether the handshake is done and the connection is up.
             pub fn is_connected(&self) -> bool {
                 self.shared.lock().link.is_connected()
@@ -183,8 +189,9 @@ macro_rules! running_server {
                 peers
             }
 
-            /// Notifies every peer (typed, postcard); returns how many it
-            /// reached. See [`broadcast_raw`](Self::broadcast_raw).
+            /// Notifies every peer (typed, in the configured
+            /// [`call_codec`]($crate::core::Config::call_codec)); returns how
+            /// many it reached. See [`broadcast_raw`](Self::broadcast_raw).
             ///
             /// # Errors
             /// [`Error::Codec`]($crate::core::Error::Codec) if `args` does not encode.
@@ -193,7 +200,8 @@ macro_rules! running_server {
                 method: &str,
                 args: &A,
             ) -> Result<usize, $crate::core::Error> {
-                self.broadcast_raw(method, $crate::core::Payload::postcard(args)?)$($aw)*
+                let codec = self.inner.config.protocol.call_codec;
+                self.broadcast_raw(method, $crate::core::Payload::encode_as(codec, args)?)$($aw)*
             }
 
             /// Notifies every peer with a raw payload; returns how many it

@@ -112,6 +112,14 @@ impl Config {
         self
     }
 
+    /// Sends typed calls, notifies and broadcasts in `codec`
+    /// ([`ProtocolConfig::call_codec`](crate::ProtocolConfig::call_codec)):
+    /// `Codec::Json` to call a Python rig's handlers.
+    pub fn call_codec(mut self, codec: crate::Codec) -> Self {
+        self.protocol.call_codec = codec;
+        self
+    }
+
     /// Sets keepalive (`None` turns liveness checking off).
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.protocol.keepalive = keepalive;
