@@ -39,8 +39,8 @@ reaches a handler by the same rule read backwards: ``null`` calls it with no
 arguments, a JSON array with its elements as positional arguments, a JSON
 object with keyword arguments, bytes or anything else with that one value (so
 one list or dict reaches a handler whole only by keyword, ``x=[...]``, as the
-error says when it did not fit); a handler's bytes-like result goes back as bytes. A handler
-that raises answers the call with an error: kind ``Handler`` (``BadArguments``
+error says when it did not fit); a handler's bytes-like result goes back as
+bytes. A handler that raises answers the call with an error: kind ``Handler`` (``BadArguments``
 when the arguments do not fit its signature), the exception's type name and
 message, and its traceback as the detail. A handler with a parameter named
 ``caller`` gets a ``Client`` of the peer that called it, to call it back.

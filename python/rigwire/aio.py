@@ -3,7 +3,8 @@
 It runs under ``asyncio.run`` and inside an event loop that is already
 running (Jupyter's), needs no other event loop or runtime, and never blocks
 the loop: each wait runs on a thread of a pool of its own, with the GIL
-released; so does starting a call, which waits while the peer does not read. Cancelling the task that awaits a call cancels the call on the wire.
+released; so does starting a call, which waits while the peer does not read.
+Cancelling the task that awaits a call cancels the call on the wire.
 
     import rigwire.aio
 
