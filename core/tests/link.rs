@@ -341,6 +341,14 @@ fn raw_server_link(config: ProtocolConfig, now: Instant) -> rigwire_core::Link {
     link
 }
 
+/// A rig's settings that run at most `calls` of the peer's calls at once.
+fn rig_running_at_most(calls: u32) -> ProtocolConfig {
+    ProtocolConfig {
+        max_incoming_calls: calls,
+        ..ProtocolConfig::named("rig")
+    }
+}
+
 /// A framed `Call` of `slow` (JSON `null` arguments), as a raw peer sends it.
 fn slow_call(id: u64, deadline_us: Option<u64>) -> Vec<u8> {
     raw_peer::framed(&rigwire_core::Message::Call {
@@ -356,10 +364,7 @@ fn slow_call(id: u64, deadline_us: Option<u64>) -> Vec<u8> {
 fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_reused_meanwhile() {
     use rigwire_core::{ErrorKind, Job, Message};
     let now = Instant::now();
-    let config = ProtocolConfig {
-        max_incoming_calls: 1,
-        ..ProtocolConfig::named("rig")
-    };
+    let config = rig_running_at_most(1);
     let mut link = raw_server_link(config, now);
     let call = |id: u64| slow_call(id, None);
     link.handle_input(&call(1), now);
@@ -406,12 +411,8 @@ fn a_cancelled_call_holds_its_slot_until_its_handler_ends_and_its_id_cannot_be_r
 fn a_handler_that_waited_past_its_calls_deadline_or_cancel_never_starts_and_frees_its_slot() {
     use rigwire_core::{Job, Message};
     let start = Instant::now();
-    let config = ProtocolConfig {
-        max_incoming_calls: 2,
-        ..ProtocolConfig::named("rig")
-    };
+    let config = rig_running_at_most(2);
     let mut link = raw_server_link(config, start);
-    let call = slow_call;
     let taken = |link: &mut rigwire_core::Link| {
         std::iter::from_fn(|| link.poll_job())
             .filter_map(|j| match j {
@@ -421,8 +422,8 @@ fn a_handler_that_waited_past_its_calls_deadline_or_cancel_never_starts_and_free
             .collect::<Vec<_>>()
     };
     // Two calls taken by the runtime, both waiting for a thread.
-    link.handle_input(&call(1, Some(100_000)), start);
-    link.handle_input(&call(2, None), start);
+    link.handle_input(&slow_call(1, Some(100_000)), start);
+    link.handle_input(&slow_call(2, None), start);
     let waiting = taken(&mut link);
     assert_eq!(waiting.len(), 2);
     // Call 1's deadline passes and call 2 is cancelled while they wait.
@@ -435,8 +436,8 @@ fn a_handler_that_waited_past_its_calls_deadline_or_cancel_never_starts_and_free
         );
     }
     // Both slots are free at once: two new calls are taken, not refused.
-    link.handle_input(&call(3, None), later);
-    link.handle_input(&call(4, Some(5_000_000)), later);
+    link.handle_input(&slow_call(3, None), later);
+    link.handle_input(&slow_call(4, Some(5_000_000)), later);
     let next = taken(&mut link);
     assert_eq!(next.iter().map(|c| c.0).collect::<Vec<_>>(), [3, 4]);
     for (id, deadline) in next {
