@@ -176,6 +176,18 @@ impl ProtocolConfig {
         ))
     }
 
+    /// When a call made at `now` with `timeout` (else the default call
+    /// timeout, if any) must be done.
+    pub fn call_deadline(
+        &self,
+        timeout: Option<Duration>,
+        now: std::time::Instant,
+    ) -> Option<std::time::Instant> {
+        timeout
+            .or(self.default_call_timeout)
+            .and_then(|t| now.checked_add(t))
+    }
+
     /// A default configuration with the given name.
     pub fn named(name: impl Into<String>) -> Self {
         ProtocolConfig {

@@ -337,7 +337,8 @@ def connect(
 
     With ``reconnect=True`` a lost connection (the rig restarted, the network
     dropped) is made again by the next call, retrying after 0.1 s, then
-    waiting twice as long each time up to 5 s, 10 attempts, before it raises.
+    waiting twice as long each time up to 5 s, 10 attempts, before it raises
+    (a call with a deadline tries only within it).
     A call in flight when the connection is lost still raises
     ``Disconnected``, since it may have run; a wrong secret or a refusal is
     not retried. Without it a lost connection stays lost.

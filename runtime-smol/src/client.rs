@@ -122,6 +122,19 @@ impl Client {
     /// # Errors
     /// The connection's error if it is lost and cannot be re-established.
     pub async fn peer(&self) -> Result<Peer, Error> {
+        self.peer_by(None).await
+    }
+
+    /// The connection for a call with `timeout` (else the configured
+    /// default): one made again only within the call's deadline.
+    async fn peer_within(&self, timeout: Option<Duration>) -> Result<Peer, Error> {
+        self.peer_by(self.config.protocol.call_deadline(timeout, Instant::now()))
+            .await
+    }
+
+    /// [`peer`](Self::peer), giving up on reconnecting by `deadline` with
+    /// the last attempt's error.
+    async fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
         let mut current = self.current.lock().await;
         let Some(mut last) = current.close_reason() else {
             return Ok(current.clone());
@@ -129,10 +142,11 @@ impl Client {
         let Some(policy) = self.config.reconnect else {
             return Ok(current.clone());
         };
-        let mut round = policy.start();
-        while let Some(wait) = round.next(&last) {
+        let mut round = policy.start_before(deadline);
+        while let Some(wait) = round.next(&last, Instant::now()) {
             smol::Timer::after(wait).await;
-            match open(&self.endpoint, &self.config, &self.handlers, LINGER).await {
+            let config = self.config.cut_to(round.time_left(Instant::now()));
+            match open(&self.endpoint, &config, &self.handlers, LINGER).await {
                 Ok(peer) => {
                     tracing::info!(peer = %self.endpoint, attempt = round.attempt(), "reconnected");
                     *current = peer.clone();

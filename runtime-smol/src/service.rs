@@ -119,7 +119,7 @@ impl ServiceInner {
             self.state().current = None;
             self.changed.notify(usize::MAX);
             let (mut again, mut round, mut last) = (None, self.policy.start(), why);
-            while let Some(wait) = round.next(&last) {
+            while let Some(wait) = round.next(&last, Instant::now()) {
                 let stop = self.stop.listen();
                 if self.stopping.load(Ordering::SeqCst) {
                     return;

@@ -144,24 +144,32 @@ impl Client {
     /// # Errors
     /// The connection's error if it is lost and cannot be re-established.
     pub fn peer(&self) -> Result<Peer, Error> {
+        self.peer_by(None)
+    }
+
+    /// The connection for a call with `timeout` (else the configured
+    /// default): one made again only within the call's deadline.
+    fn peer_within(&self, timeout: Option<Duration>) -> Result<Peer, Error> {
+        let config = &self.inner.config;
+        self.peer_by(config.protocol.call_deadline(timeout, Instant::now()))
+    }
+
+    /// [`peer`](Self::peer), giving up on reconnecting by `deadline` with
+    /// the last attempt's error.
+    fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
         let mut current = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
-        if current.close_reason().is_none() {
+        let Some(mut last) = current.close_reason() else {
             return Ok(current.clone());
-        }
+        };
         let Some(policy) = self.inner.config.reconnect else {
             return Ok(current.clone()); // its calls report the sticky error
         };
-        let mut last = current.close_reason().expect("checked above");
-        let mut round = policy.start();
-        while let Some(wait) = round.next(&last) {
+        let mut round = policy.start_before(deadline);
+        while let Some(wait) = round.next(&last, Instant::now()) {
             thread::sleep(wait);
-            match open(
-                &self.inner.endpoint,
-                &self.inner.config,
-                &self.inner.handlers,
-                Some(&self.inner.pool),
-                LINGER,
-            ) {
+            let config = self.inner.config.cut_to(round.time_left(Instant::now()));
+            let (endpoint, handlers) = (&self.inner.endpoint, &self.inner.handlers);
+            match open(endpoint, &config, handlers, Some(&self.inner.pool), LINGER) {
                 Ok(peer) => {
                     let attempt = round.attempt();
                     tracing::info!(peer = %self.inner.endpoint, attempt, "reconnected");

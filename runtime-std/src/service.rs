@@ -143,7 +143,7 @@ impl ServiceInner {
             self.state().current = None;
             let (mut round, mut last) = (self.policy.start(), why);
             let registered = loop {
-                let Some(wait) = round.next(&last) else {
+                let Some(wait) = round.next(&last, Instant::now()) else {
                     break false;
                 };
                 if !self.pause(wait) {

@@ -1,8 +1,8 @@
 //! A client's calls: forwards to its current connection.
 
-/// `Client`'s calls, each on its current connection (`self.peer()`, which
-/// reconnects when configured to). Expects `PendingCall` and
-/// `RawPendingCall` in scope.
+/// `Client`'s calls, each on its current connection
+/// (`self.peer_within(timeout)`, which reconnects when configured to, within
+/// the call's deadline). Expects `PendingCall` and `RawPendingCall` in scope.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! client_calls {
@@ -10,30 +10,34 @@ macro_rules! client_calls {
         $crate::client_calls!(@forward [$($async)?] [$($aw)*]
             /// See [`Peer::call`](crate::Peer::call).
             fn call[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
-                method: &str, args: &A) -> Result<R, $crate::core::Error>;
+                method: &str, args: &A) -> Result<R, $crate::core::Error>; within None;
             /// See [`Peer::call_timeout`](crate::Peer::call_timeout).
             fn call_timeout[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
-                method: &str, args: &A, timeout: ::std::time::Duration) -> Result<R, $crate::core::Error>;
+                method: &str, args: &A, timeout: ::std::time::Duration)
+                -> Result<R, $crate::core::Error>; within Some(timeout);
             /// See [`Peer::call_raw`](crate::Peer::call_raw).
             fn call_raw[](method: &str, args: $crate::core::Payload,
-                timeout: Option<::std::time::Duration>) -> Result<$crate::core::Payload, $crate::core::Error>;
+                timeout: Option<::std::time::Duration>)
+                -> Result<$crate::core::Payload, $crate::core::Error>; within timeout;
             /// See [`Peer::start`](crate::Peer::start).
             fn start[A: $crate::Serialize + ?Sized, R: $crate::DeserializeOwned](
-                method: &str, args: &A) -> Result<PendingCall<R>, $crate::core::Error>;
+                method: &str, args: &A) -> Result<PendingCall<R>, $crate::core::Error>; within None;
             /// See [`Peer::start_raw`](crate::Peer::start_raw).
             fn start_raw[](method: &str, args: $crate::core::Payload,
-                timeout: Option<::std::time::Duration>) -> Result<RawPendingCall, $crate::core::Error>;
+                timeout: Option<::std::time::Duration>)
+                -> Result<RawPendingCall, $crate::core::Error>; within timeout;
             /// See [`Peer::start_batch`](crate::Peer::start_batch).
             fn start_batch[](method: &str, args: impl IntoIterator<Item = $crate::core::Payload>,
-                timeout: Option<::std::time::Duration>) -> Result<Vec<RawPendingCall>, $crate::core::Error>;
+                timeout: Option<::std::time::Duration>)
+                -> Result<Vec<RawPendingCall>, $crate::core::Error>; within timeout;
             /// See [`Peer::notify`](crate::Peer::notify).
             fn notify[A: $crate::Serialize + ?Sized](method: &str, args: &A)
-                -> Result<(), $crate::core::Error>;
+                -> Result<(), $crate::core::Error>; within None;
             /// See [`Peer::ping`](crate::Peer::ping).
-            fn ping[]() -> Result<::std::time::Duration, $crate::core::Error>;
+            fn ping[]() -> Result<::std::time::Duration, $crate::core::Error>; within None;
             /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
             fn confirmed_send[](payload: impl Into<$crate::Bytes>)
-                -> Result<(), $crate::core::Error>;
+                -> Result<(), $crate::core::Error>; within None;
         );
 
         /// See [`Peer::call_batch_raw`](crate::Peer::call_batch_raw); with
@@ -44,7 +48,7 @@ macro_rules! client_calls {
             args: impl IntoIterator<Item = $crate::core::Payload>,
             timeout: Option<::std::time::Duration>,
         ) -> Vec<Result<$crate::core::Payload, $crate::core::Error>> {
-            match self.peer()$($aw)* {
+            match self.peer_within(timeout)$($aw)* {
                 Ok(peer) => peer.call_batch_raw(method, args, timeout)$($aw)*,
                 Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
             }
@@ -55,19 +59,22 @@ macro_rules! client_calls {
     (@forward $async:tt $aw:tt $(
         $(#[$doc:meta])*
         fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty;
+        within $timeout:expr;
     )*) => {$(
         $crate::client_calls!(@one $async $aw $(#[$doc])*
-            fn $name[$($generics)*]($($arg: $ty),*) -> $ret);
+            fn $name[$($generics)*]($($arg: $ty),*) -> $ret; within $timeout);
     )*};
     (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
-        fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),*) -> $ret:ty) => {
+        fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),*) -> $ret:ty;
+        within $timeout:expr) => {
         $(#[$doc])*
         ///
         /// # Errors
         /// As the [`Peer`](crate::Peer)'s, or the connection's error if it is
-        /// lost and cannot be re-established.
+        /// lost and cannot be re-established: with reconnect on, by the
+        /// call's deadline (the error of the last attempt), if it has one.
         pub $($async)? fn $name<$($generics)*>(&self, $($arg: $ty),*) -> $ret {
-            self.peer()$($aw)*?.$name($($arg),*)$($aw)*
+            self.peer_within($timeout)$($aw)*?.$name($($arg),*)$($aw)*
         }
     };
 }

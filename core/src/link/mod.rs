@@ -371,9 +371,7 @@ impl Link {
     /// The deadline of a command made now with `timeout`, or with the
     /// configured default when `timeout` is `None`.
     pub fn deadline(&self, timeout: Option<Duration>, now: Instant) -> Option<Instant> {
-        timeout
-            .or(self.conn.config().default_call_timeout)
-            .and_then(|t| now.checked_add(t))
+        self.conn.config().call_deadline(timeout, now)
     }
 
     // ----- outputs -----

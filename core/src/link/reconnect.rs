@@ -2,14 +2,14 @@
 //! the rules for giving up, the same for a client and for a service that
 //! dials out to a relay.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::message::{ErrorKind, RejectCode};
 
 /// Reconnect with exponential backoff after the connection is lost. Calls in
 /// flight when it is lost still fail with `Disconnected` (they may have run);
-/// the next call reconnects first.
+/// the next call reconnects first, within its own deadline if it has one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reconnect {
     /// Wait before the first retry (default 100 ms), doubled after each failure.
@@ -50,9 +50,17 @@ impl Reconnect {
 
     /// Starts a round of reconnecting under this policy.
     pub fn start(self) -> Redial {
+        self.start_before(None)
+    }
+
+    /// Starts a round for a caller that must be done by `deadline` (a
+    /// call's): it gives up once the next wait would end at or past it,
+    /// and each attempt gets only the time left ([`Redial::time_left`]).
+    pub fn start_before(self, deadline: Option<Instant>) -> Redial {
         Redial {
             delays: Box::new(self.delays()),
             attempt: 0,
+            deadline,
         }
     }
 }
@@ -62,6 +70,7 @@ impl Reconnect {
 pub struct Redial {
     delays: Box<dyn Iterator<Item = Duration> + Send>,
     attempt: u32,
+    deadline: Option<Instant>,
 }
 
 impl std::fmt::Debug for Redial {
@@ -74,16 +83,26 @@ impl std::fmt::Debug for Redial {
 
 impl Redial {
     /// The wait before the next attempt after `failure` (the lost
-    /// connection's error, or the last attempt's), or `None` to give up:
-    /// when the attempts are used up, or at once when retrying cannot help
+    /// connection's error, or the last attempt's) at `now`, or `None` to
+    /// give up: when the attempts are used up, when the wait would end at or
+    /// past the round's deadline, or at once when retrying cannot help
     /// ([`is_permanent`]).
-    pub fn next(&mut self, failure: &Error) -> Option<Duration> {
+    pub fn next(&mut self, failure: &Error, now: Instant) -> Option<Duration> {
         if is_permanent(failure) {
             return None;
         }
         let wait = self.delays.next()?;
+        if self.deadline.is_some_and(|d| now + wait >= d) {
+            return None;
+        }
         self.attempt += 1;
         Some(wait)
+    }
+
+    /// What is left of the round's deadline at `now`, to bound the attempt
+    /// about to be made ([`Config::cut_to`](crate::link::Config::cut_to)).
+    pub fn time_left(&self, now: Instant) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(now))
     }
 
     /// Attempts made so far in this round (1 for the first retry).
@@ -116,6 +135,7 @@ pub fn is_permanent(failure: &Error) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test may read the clock to start from
 mod tests {
     use super::*;
     use crate::error::AuthFailure;
@@ -142,20 +162,45 @@ mod tests {
             attempts: 2,
             ..Reconnect::default()
         };
+        let now = Instant::now();
         let mut round = policy.start();
-        assert!(round.next(&lost).is_some());
-        assert!(round.next(&lost).is_some());
+        assert!(round.next(&lost, now).is_some());
+        assert!(round.next(&lost, now).is_some());
         assert_eq!(round.attempt(), 2);
-        assert_eq!(round.next(&lost), None);
+        assert_eq!(round.next(&lost, now), None);
         let mut round = policy.forever().start();
         assert_eq!(
-            round.next(&Error::AuthFailed(AuthFailure::WrongSecret)),
+            round.next(&Error::AuthFailed(AuthFailure::WrongSecret), now),
             None
         );
         let full = Error::Rejected {
             code: RejectCode::ConnectionLimit,
             reason: "full".into(),
         };
-        assert!(round.next(&full).is_some());
+        assert!(round.next(&full, now).is_some());
+    }
+
+    #[test]
+    fn a_round_for_a_call_gives_up_before_its_deadline() {
+        let lost = Error::Connect {
+            url: "tcp://rig:1".into(),
+            reason: "refused".into(),
+        };
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        // Waits of 100, 200, 400 ms fit in a second; the next, 800, does not.
+        let mut round = Reconnect::default().start_before(Some(start + second));
+        let mut now = start;
+        while let Some(wait) = round.next(&lost, now) {
+            now += wait;
+            assert!(now < start + second);
+            assert_eq!(round.time_left(now), Some(start + second - now));
+        }
+        assert_eq!(round.attempt(), 3);
+        assert_eq!(now - start, Duration::from_millis(700));
+        // Without a deadline, the policy's ten attempts.
+        let mut round = Reconnect::default().start();
+        while round.next(&lost, now).is_some() {}
+        assert_eq!((round.attempt(), round.time_left(now)), (10, None));
     }
 }

@@ -120,6 +120,17 @@ impl Config {
         self
     }
 
+    /// These settings for one attempt to connect that has `left` at most
+    /// (what is left of a call's deadline): connecting and the handshake
+    /// are cut to it ([`connect_within`](Self::connect_within)); `None`
+    /// leaves them as they are.
+    pub fn cut_to(&self, left: Option<Duration>) -> Config {
+        match left {
+            Some(left) if left < self.connect_timeout => self.clone().connect_within(left),
+            _ => self.clone(),
+        }
+    }
+
     /// Sets keepalive (`None` turns liveness checking off).
     pub fn keepalive(mut self, keepalive: Option<Keepalive>) -> Self {
         self.protocol.keepalive = keepalive;

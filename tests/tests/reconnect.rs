@@ -1,0 +1,66 @@
+//! Reconnecting holds a call's deadline: a client told to reconnect tries
+//! for about 26 s by default, and a call with half a second must not wait
+//! for that, in either runtime.
+
+use std::time::{Duration, Instant};
+
+use rigwire_core::{Config, Error, Reconnect};
+
+const HALF: Duration = Duration::from_millis(500);
+/// Far below the default round's 26 s.
+const BOUND: Duration = Duration::from_secs(5);
+
+/// A rig's URL where nothing listens any more, and a client of each
+/// runtime that was connected there and reconnects with `config`.
+fn clients_of_a_rig_gone(config: Config) -> (rigwire_std::Client, rigwire_smol::Client) {
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+        .unwrap();
+    let server = server.start().unwrap();
+    let url = server.local_url();
+    let std_client = rigwire_std::Client::connect(&url, config.clone()).unwrap();
+    let smol_client = smol::block_on(rigwire_smol::Client::connect(&url, config)).unwrap();
+    assert_eq!(std_client.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
+    server.shutdown(Duration::ZERO);
+    (std_client, smol_client)
+}
+
+/// The call gave up by its deadline with the last attempt's error (nothing
+/// listens there), or met the loss itself (it is never retried: it may have run).
+fn assert_gave_up_in_time(outcome: Result<i64, Error>, took: Duration) {
+    assert!(
+        matches!(outcome, Err(Error::Connect { .. } | Error::Disconnected(_))),
+        "{outcome:?}"
+    );
+    assert!(took < BOUND, "took {took:?}");
+}
+
+#[test]
+fn reconnecting_to_a_rig_that_stays_away_ends_each_call_by_its_deadline() {
+    let config = Config::named("script").reconnect(Reconnect::default());
+    let (std_client, smol_client) = clients_of_a_rig_gone(config);
+    for _ in 0..2 {
+        let t = Instant::now();
+        let outcome = std_client.call_timeout::<_, i64>("add", &(2, 2), HALF);
+        assert_gave_up_in_time(outcome, t.elapsed());
+        let t = Instant::now();
+        let outcome = smol::block_on(smol_client.call_timeout::<_, i64>("add", &(2, 2), HALF));
+        assert_gave_up_in_time(outcome, t.elapsed());
+    }
+}
+
+#[test]
+fn a_default_deadline_bounds_reconnecting_too() {
+    let config = Config::named("script")
+        .reconnect(Reconnect::default())
+        .default_timeout(HALF);
+    let (std_client, smol_client) = clients_of_a_rig_gone(config);
+    for _ in 0..2 {
+        let t = Instant::now();
+        assert_gave_up_in_time(std_client.call("add", &(2, 2)), t.elapsed());
+        let t = Instant::now();
+        let outcome = smol::block_on(smol_client.call("add", &(2, 2)));
+        assert_gave_up_in_time(outcome, t.elapsed());
+    }
+}
