@@ -83,6 +83,7 @@ def test_a_rig_that_dies_mid_call_is_reported_disconnected():
         call.result(timeout=10)
 
 
+@pytest.mark.timeout(20)  # a call that waited out the default round would take 26 s
 def test_reconnect_makes_a_lost_connection_again_on_the_next_call():
     first = Rig("std")
     client = rigwire.connect(first.url, timeout=5, reconnect=True)
@@ -95,6 +96,10 @@ def test_reconnect_makes_a_lost_connection_again_on_the_next_call():
     # It may have run: a call in flight is never made again.
     with pytest.raises(rigwire.Disconnected):
         in_flight.result(timeout=10)
+    # While it is away, a call with a deadline gives up by then (the default
+    # round would try for 26 s), with the last attempt's error.
+    with pytest.raises(rigwire.ConnectFailed):
+        client.call("add", 1, 1, timeout=0.5)
     again = Rig("smol", listen=first.url)  # the rig restarted, on its port
     try:
         assert client.call("add", 2, 2) == 4
