@@ -128,8 +128,12 @@ impl Client {
     /// The connection for a call with `timeout` (else the configured
     /// default): one made again only within the call's deadline.
     async fn peer_within(&self, timeout: Option<Duration>) -> Result<Peer, Error> {
-        self.peer_by(self.config.protocol.call_deadline(timeout, Instant::now()))
-            .await
+        let config = &self.config;
+        // Without reconnect there is nothing to bound: no clock reading.
+        let deadline = config
+            .reconnect
+            .and_then(|_| config.protocol.call_deadline(timeout, Instant::now()));
+        self.peer_by(deadline).await
     }
 
     /// [`peer`](Self::peer), giving up on reconnecting by `deadline` with

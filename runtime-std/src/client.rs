@@ -151,7 +151,11 @@ impl Client {
     /// default): one made again only within the call's deadline.
     fn peer_within(&self, timeout: Option<Duration>) -> Result<Peer, Error> {
         let config = &self.inner.config;
-        self.peer_by(config.protocol.call_deadline(timeout, Instant::now()))
+        // Without reconnect there is nothing to bound: no clock reading.
+        let deadline = config
+            .reconnect
+            .and_then(|_| config.protocol.call_deadline(timeout, Instant::now()));
+        self.peer_by(deadline)
     }
 
     /// [`peer`](Self::peer), giving up on reconnecting by `deadline` with
