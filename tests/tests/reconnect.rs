@@ -64,3 +64,43 @@ fn a_default_deadline_bounds_reconnecting_too() {
         assert_gave_up_in_time(outcome, t.elapsed());
     }
 }
+
+#[test]
+fn a_client_closed_by_its_application_stays_closed() {
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+    server
+        .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+        .unwrap();
+    let server = server.start().unwrap();
+    let config = Config::named("script").reconnect(Reconnect::default());
+    let closed_here = |outcome: Result<i64, Error>| {
+        assert!(
+            matches!(
+                outcome,
+                Err(Error::Disconnected(
+                    rigwire_core::ConnectionError::LocallyClosed(_)
+                ))
+            ),
+            "{outcome:?}"
+        )
+    };
+    let client = rigwire_std::Client::connect(&server.local_url(), config.clone()).unwrap();
+    assert_eq!(client.call::<_, i64>("add", &(1, 1)).unwrap(), 2);
+    client.close();
+    closed_here(client.call("add", &(1, 1)));
+    smol::block_on(async {
+        let client = rigwire_smol::Client::connect(&server.local_url(), config)
+            .await
+            .unwrap();
+        assert_eq!(client.call::<_, i64>("add", &(1, 1)).await.unwrap(), 2);
+        client.close().await;
+        closed_here(client.call("add", &(1, 1)).await);
+    });
+    // Neither came back: the server has no peer left.
+    let until = Instant::now() + BOUND;
+    while !server.peers().is_empty() {
+        assert!(Instant::now() < until, "a closed client reconnected");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.shutdown(Duration::ZERO);
+}

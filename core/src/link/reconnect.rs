@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::error::{ConnectionError, Error};
 use crate::message::{ErrorKind, RejectCode};
 
 /// Reconnect with exponential backoff after the connection is lost. Calls in
@@ -113,11 +113,14 @@ impl Redial {
 
 /// Whether retrying cannot help: the secrets differ, the versions do not
 /// overlap, the peer found us in breach of the protocol, or our own
-/// configuration or URL is wrong. A refused connection (full, shutting
-/// down), an unreachable peer, a lost connection or a refused registration
-/// (a relay may still hold our old connection) are worth retrying.
+/// configuration or URL is wrong; or must not: this side closed the
+/// connection itself (a closed client stays closed). A refused connection
+/// (full, shutting down), an unreachable peer, a lost connection or a
+/// refused registration (a relay may still hold our old connection) are
+/// worth retrying.
 pub fn is_permanent(failure: &Error) -> bool {
     match failure {
+        Error::Disconnected(ConnectionError::LocallyClosed(_)) => true,
         Error::AuthFailed(_)
         | Error::VersionMismatch { .. }
         | Error::InvalidUrl { .. }
@@ -178,6 +181,8 @@ mod tests {
             reason: "full".into(),
         };
         assert!(round.next(&full, now).is_some());
+        let closed_here = Error::Disconnected(ConnectionError::LocallyClosed("closed".into()));
+        assert_eq!(round.next(&closed_here, now), None);
     }
 
     #[test]
