@@ -137,9 +137,22 @@ impl Client {
     }
 
     /// [`peer`](Self::peer), giving up on reconnecting by `deadline` with
-    /// the last attempt's error.
+    /// the last attempt's error. One caller reconnects at a time, holding
+    /// the lock; the others wait for it within their own deadlines (else
+    /// `DeadlineExceeded`).
     async fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
-        let mut current = self.current.lock().await;
+        let locked = async { Some(self.current.lock().await) };
+        let mut current = match deadline {
+            None => locked.await,
+            Some(d) => {
+                smol::future::or(locked, async {
+                    smol::Timer::at(d).await;
+                    None
+                })
+                .await
+            }
+        }
+        .ok_or(Error::DeadlineExceeded)?;
         let Some(mut last) = current.close_reason() else {
             return Ok(current.clone());
         };

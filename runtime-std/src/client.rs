@@ -1,11 +1,11 @@
 //! [`Client`]: dials a peer and keeps a background thread that answers its
 //! keepalives and its calls back to us while the application is busy.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::handshake_timed_out;
+use rigwire_core::link::{handshake_timed_out, Redial};
 use rigwire_core::{Connection, Error, Role};
 
 use crate::driver::{Hooks, Shared, LINGER};
@@ -26,7 +26,18 @@ struct ClientInner {
     config: Config,
     handlers: Arc<Handlers>,
     pool: Arc<Pool>,
-    current: Mutex<Peer>,
+    current: Mutex<Current>,
+    /// Wakes callers waiting for a reconnect another caller is making.
+    redialed: Condvar,
+}
+
+/// The client's connection; whether a caller is making it again (without
+/// the lock, so that others may wait within their own deadlines); whether
+/// the application closed the client (then it stays closed).
+struct Current {
+    peer: Peer,
+    redialing: bool,
+    closed: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -37,10 +48,13 @@ impl std::fmt::Debug for Client {
 
 impl Drop for ClientInner {
     fn drop(&mut self) {
-        self.current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .close();
+        self.current().peer.close();
+    }
+}
+
+impl ClientInner {
+    fn current(&self) -> MutexGuard<'_, Current> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -133,7 +147,12 @@ impl Client {
                 config,
                 handlers,
                 pool,
-                current: Mutex::new(peer),
+                current: Mutex::new(Current {
+                    peer,
+                    redialing: false,
+                    closed: false,
+                }),
+                redialed: Condvar::new(),
             }),
         })
     }
@@ -159,30 +178,68 @@ impl Client {
     }
 
     /// [`peer`](Self::peer), giving up on reconnecting by `deadline` with
-    /// the last attempt's error.
+    /// the last attempt's error. One caller reconnects at a time; the others
+    /// wait for it within their own deadlines (else `DeadlineExceeded`).
     fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
-        let mut current = self.inner.current.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(mut last) = current.close_reason() else {
-            return Ok(current.clone());
-        };
-        let Some(policy) = self.inner.config.reconnect else {
-            return Ok(current.clone()); // its calls report the sticky error
-        };
-        let mut round = policy.start_before(deadline);
+        let inner = &self.inner;
+        let mut current = inner.current();
+        loop {
+            let Some(last) = current.peer.close_reason() else {
+                return Ok(current.peer.clone());
+            };
+            let Some(policy) = inner.config.reconnect.filter(|_| !current.closed) else {
+                return Ok(current.peer.clone()); // its calls report the sticky error
+            };
+            if !current.redialing {
+                current.redialing = true;
+                drop(current);
+                let made = self.redial(policy.start_before(deadline), last);
+                let mut current = inner.current();
+                current.redialing = false;
+                inner.redialed.notify_all();
+                let peer = made?;
+                if current.closed {
+                    peer.close(); // closed while it was being made
+                }
+                current.peer = peer.clone();
+                return Ok(peer);
+            }
+            // Another caller is reconnecting: wait for it, within our deadline.
+            current = match deadline.map(|d| d.checked_duration_since(Instant::now())) {
+                None => inner
+                    .redialed
+                    .wait(current)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(Some(left)) => {
+                    let waited = inner.redialed.wait_timeout(current, left);
+                    waited.unwrap_or_else(|p| p.into_inner()).0
+                }
+                Some(None) => return Err(Error::DeadlineExceeded),
+            };
+        }
+    }
+
+    /// One round of reconnecting, after the connection failed with `last`.
+    fn redial(&self, mut round: Redial, mut last: Error) -> Result<Peer, Error> {
+        let inner = &self.inner;
         while let Some(wait) = round.next(&last, Instant::now()) {
             thread::sleep(wait);
-            let config = self.inner.config.cut_to(round.time_left(Instant::now()));
-            let (endpoint, handlers) = (&self.inner.endpoint, &self.inner.handlers);
-            match open(endpoint, &config, handlers, Some(&self.inner.pool), LINGER) {
+            let config = inner.config.cut_to(round.time_left(Instant::now()));
+            match open(
+                &inner.endpoint,
+                &config,
+                &inner.handlers,
+                Some(&inner.pool),
+                LINGER,
+            ) {
                 Ok(peer) => {
                     let attempt = round.attempt();
-                    tracing::info!(peer = %self.inner.endpoint, attempt, "reconnected");
-                    *current = peer.clone();
+                    tracing::info!(peer = %inner.endpoint, attempt, "reconnected");
                     return Ok(peer);
                 }
                 Err(e) => {
                     let attempt = round.attempt();
-                    tracing::warn!(peer = %self.inner.endpoint, attempt, "reconnect failed: {e}");
+                    tracing::warn!(peer = %inner.endpoint, attempt, "reconnect failed: {e}");
                     last = e;
                 }
             }
@@ -202,12 +259,11 @@ impl Client {
 
     rigwire_twin::client_calls!([] []);
 
-    /// Closes the connection (see [`Peer::close`]).
+    /// Closes the connection (see [`Peer::close`]); the client stays closed,
+    /// reconnect or not.
     pub fn close(&self) {
-        self.inner
-            .current
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .close();
+        let mut current = self.inner.current();
+        current.closed = true;
+        current.peer.close();
     }
 }

@@ -104,3 +104,37 @@ fn a_client_closed_by_its_application_stays_closed() {
     }
     server.shutdown(Duration::ZERO);
 }
+
+#[test]
+fn a_call_waits_for_another_callers_reconnect_only_within_its_own_deadline() {
+    // The first caller has no deadline: its round takes 8 s. A second
+    // caller with half a second waits for that round only so long.
+    let slow = Reconnect {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(1),
+        attempts: 8,
+    };
+    let (std_client, smol_client) = clients_of_a_rig_gone(Config::named("script").reconnect(slow));
+    let std_client = std::sync::Arc::new(std_client);
+    let smol_client = std::sync::Arc::new(smol_client);
+    let first = std::sync::Arc::clone(&std_client);
+    std::thread::spawn(move || first.call::<_, i64>("add", &(1, 1)));
+    let first = std::sync::Arc::clone(&smol_client);
+    smol::spawn(async move { first.call::<_, i64>("add", &(1, 1)).await }).detach();
+    std::thread::sleep(Duration::from_millis(200)); // both rounds under way
+    let waited = |outcome: Result<i64, Error>, took: Duration| {
+        assert!(
+            matches!(
+                outcome,
+                Err(Error::DeadlineExceeded | Error::Connect { .. })
+            ),
+            "{outcome:?}"
+        );
+        assert!(took < BOUND, "took {took:?}");
+    };
+    let t = Instant::now();
+    waited(std_client.call_timeout("add", &(2, 2), HALF), t.elapsed());
+    let t = Instant::now();
+    let outcome = smol::block_on(smol_client.call_timeout("add", &(2, 2), HALF));
+    waited(outcome, t.elapsed());
+}
