@@ -112,7 +112,8 @@ impl Url {
         let Some(host) = self.host() else {
             return false;
         };
-        match host.parse::<std::net::IpAddr>() {
+        // Parsing an address is pure (`core::net`), no IO.
+        match host.parse::<::core::net::IpAddr>() {
             Ok(ip) => !ip.is_loopback(),
             Err(_) => !host.eq_ignore_ascii_case("localhost"),
         }
