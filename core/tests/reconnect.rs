@@ -63,3 +63,67 @@ fn a_round_for_a_call_gives_up_before_its_deadline() {
     while round.next(&lost, now).is_some() {}
     assert_eq!((round.attempt(), round.time_left(now)), (10, None));
 }
+
+#[test]
+fn one_caller_makes_the_connection_again_the_others_wait_within_their_deadlines() {
+    use rigwire_core::link::{SharedConnection, Want};
+    let lost = || {
+        Some(Error::Disconnected(ConnectionError::TransportClosed(
+            "gone".into(),
+        )))
+    };
+    let policy = Some(Reconnect::default());
+    let now = Instant::now();
+    let mut shared = SharedConnection::new(1u32);
+    assert!(matches!(
+        shared.want(None, policy, None, || now),
+        Ok(Want::Use(1))
+    ));
+    // Lost: the first caller makes it, the second waits, a third whose
+    // deadline has passed gives up.
+    assert!(matches!(
+        shared.want(lost(), policy, None, || now),
+        Ok(Want::Redial(..))
+    ));
+    let later = now + Duration::from_secs(1);
+    assert!(matches!(
+        shared.want(lost(), policy, Some(later), || now),
+        Ok(Want::Wait)
+    ));
+    let gave_up = shared.want(lost(), policy, Some(now), || now);
+    assert!(
+        matches!(gave_up, Err(Error::DeadlineExceeded)),
+        "{gave_up:?}"
+    );
+    assert_eq!(shared.made(Ok(2)).unwrap(), (2, false));
+    assert_eq!(*shared.peer(), 2);
+    // A round that failed, or whose caller went away, lets the next make it.
+    assert!(matches!(
+        shared.want(lost(), policy, None, || now),
+        Ok(Want::Redial(..))
+    ));
+    assert!(shared.made(Err(Error::DeadlineExceeded)).is_err());
+    assert!(matches!(
+        shared.want(lost(), policy, None, || now),
+        Ok(Want::Redial(..))
+    ));
+    shared.abandoned();
+    assert!(matches!(
+        shared.want(lost(), policy, None, || now),
+        Ok(Want::Redial(..))
+    ));
+    // Closed while it was being made: the new connection is to be closed,
+    // and no round starts again.
+    assert_eq!(*shared.close(), 2);
+    assert_eq!(shared.made(Ok(3)).unwrap(), (3, true));
+    assert!(matches!(
+        shared.want(lost(), policy, None, || now),
+        Ok(Want::Use(3))
+    ));
+    // Without a policy, a lost connection is used as it is.
+    let mut plain = SharedConnection::new(1u32);
+    assert!(matches!(
+        plain.want(lost(), None, None, || now),
+        Ok(Want::Use(1))
+    ));
+}

@@ -1,10 +1,11 @@
 //! [`Client`]: dials a peer; a driver task keeps the connection alive and
 //! serves the peer's calls while the application is busy.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::handshake_timed_out;
+use event_listener::Event;
+use rigwire_core::link::{handshake_timed_out, Redial, SharedConnection, Want};
 use rigwire_core::Config;
 use rigwire_core::{Connection, Error, Role, Url};
 
@@ -26,7 +27,9 @@ pub struct Client {
     endpoint: Url,
     config: Config,
     handlers: Arc<Handlers>,
-    current: smol::lock::Mutex<Peer>,
+    current: Mutex<SharedConnection<Peer>>,
+    /// Wakes callers waiting for a reconnect another caller is making.
+    redialed: Event,
 }
 
 impl std::fmt::Debug for Client {
@@ -39,7 +42,20 @@ impl std::fmt::Debug for Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        self.current.get_mut().close();
+        self.current().peer().close();
+    }
+}
+
+/// Lets the other callers make the connection if the caller making it
+/// stops (its task dropped) before its round ends.
+struct Redialing<'a>(Option<&'a Client>);
+
+impl Drop for Redialing<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.0 {
+            client.current().abandoned();
+            client.redialed.notify(usize::MAX);
+        }
     }
 }
 
@@ -112,7 +128,8 @@ impl Client {
             endpoint,
             config,
             handlers,
-            current: smol::lock::Mutex::new(peer),
+            current: Mutex::new(SharedConnection::new(peer)),
+            redialed: Event::new(),
         })
     }
 
@@ -137,36 +154,60 @@ impl Client {
     }
 
     /// [`peer`](Self::peer), giving up on reconnecting by `deadline` with
-    /// the last attempt's error. One caller reconnects at a time, holding
-    /// the lock; the others wait for it within their own deadlines (else
-    /// `DeadlineExceeded`).
+    /// the last attempt's error. One caller reconnects at a time; the others
+    /// wait for it within their own deadlines (else `DeadlineExceeded`).
     async fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
-        let locked = async { Some(self.current.lock().await) };
-        let mut current = match deadline {
-            None => locked.await,
-            Some(d) => {
-                smol::future::or(locked, async {
-                    smol::Timer::at(d).await;
-                    None
-                })
-                .await
+        loop {
+            let (want, woken) = {
+                let mut current = self.current();
+                let lost = current.peer().close_reason();
+                let want = current.want(lost, self.config.reconnect, deadline, Instant::now)?;
+                // Listening under the lock: no wake-up between is missed.
+                let woken = matches!(want, Want::Wait).then(|| self.redialed.listen());
+                (want, woken)
+            };
+            let (round, last) = match (want, woken) {
+                (Want::Use(peer), _) => return Ok(peer),
+                (Want::Redial(round, last), _) => (round, last),
+                (Want::Wait, woken) => {
+                    let woken = async {
+                        if let Some(woken) = woken {
+                            woken.await;
+                        }
+                    };
+                    match deadline {
+                        None => woken.await,
+                        Some(d) => {
+                            smol::future::or(woken, async {
+                                smol::Timer::at(d).await;
+                            })
+                            .await
+                        }
+                    }
+                    continue;
+                }
+            };
+            let mut guard = Redialing(Some(self));
+            let made = self.redial(round, last).await;
+            guard.0 = None;
+            let made = self.current().made(made);
+            self.redialed.notify(usize::MAX);
+            let (peer, closed_meanwhile) = made?;
+            if closed_meanwhile {
+                peer.close();
             }
+            return Ok(peer);
         }
-        .ok_or(Error::DeadlineExceeded)?;
-        let Some(mut last) = current.close_reason() else {
-            return Ok(current.clone());
-        };
-        let Some(policy) = self.config.reconnect else {
-            return Ok(current.clone());
-        };
-        let mut round = policy.start_before(deadline);
+    }
+
+    /// One round of reconnecting, after the connection failed with `last`.
+    async fn redial(&self, mut round: Redial, mut last: Error) -> Result<Peer, Error> {
         while let Some(wait) = round.next(&last, Instant::now()) {
             smol::Timer::after(wait).await;
             let config = self.config.cut_to(round.time_left(Instant::now()));
             match open(&self.endpoint, &config, &self.handlers, LINGER).await {
                 Ok(peer) => {
                     tracing::info!(peer = %self.endpoint, attempt = round.attempt(), "reconnected");
-                    *current = peer.clone();
                     return Ok(peer);
                 }
                 Err(e) => {
@@ -176,6 +217,10 @@ impl Client {
             }
         }
         Err(last)
+    }
+
+    fn current(&self) -> MutexGuard<'_, SharedConnection<Peer>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The codec its typed calls go out in ([`Config::call_codec`]).
@@ -190,8 +235,9 @@ impl Client {
 
     rigwire_twin::client_calls!([async] [.await]);
 
-    /// Closes the connection (see [`Peer::close`]).
+    /// Closes the connection (see [`Peer::close`]); the client stays
+    /// closed, reconnect or not.
     pub async fn close(&self) {
-        self.current.lock().await.close();
+        self.current().close().close();
     }
 }

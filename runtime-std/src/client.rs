@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{handshake_timed_out, Redial};
+use rigwire_core::link::{handshake_timed_out, Redial, SharedConnection, Want};
 use rigwire_core::{Connection, Error, Role};
 
 use crate::driver::{Hooks, Shared, LINGER};
@@ -26,18 +26,9 @@ struct ClientInner {
     config: Config,
     handlers: Arc<Handlers>,
     pool: Arc<Pool>,
-    current: Mutex<Current>,
+    current: Mutex<SharedConnection<Peer>>,
     /// Wakes callers waiting for a reconnect another caller is making.
     redialed: Condvar,
-}
-
-/// The client's connection; whether a caller is making it again (without
-/// the lock, so that others may wait within their own deadlines); whether
-/// the application closed the client (then it stays closed).
-struct Current {
-    peer: Peer,
-    redialing: bool,
-    closed: bool,
 }
 
 impl std::fmt::Debug for Client {
@@ -48,12 +39,12 @@ impl std::fmt::Debug for Client {
 
 impl Drop for ClientInner {
     fn drop(&mut self) {
-        self.current().peer.close();
+        self.current().peer().close();
     }
 }
 
 impl ClientInner {
-    fn current(&self) -> MutexGuard<'_, Current> {
+    fn current(&self) -> MutexGuard<'_, SharedConnection<Peer>> {
         self.current.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -147,11 +138,7 @@ impl Client {
                 config,
                 handlers,
                 pool,
-                current: Mutex::new(Current {
-                    peer,
-                    redialing: false,
-                    closed: false,
-                }),
+                current: Mutex::new(SharedConnection::new(peer)),
                 redialed: Condvar::new(),
             }),
         })
@@ -184,38 +171,35 @@ impl Client {
         let inner = &self.inner;
         let mut current = inner.current();
         loop {
-            let Some(last) = current.peer.close_reason() else {
-                return Ok(current.peer.clone());
-            };
-            let Some(policy) = inner.config.reconnect.filter(|_| !current.closed) else {
-                return Ok(current.peer.clone()); // its calls report the sticky error
-            };
-            if !current.redialing {
-                current.redialing = true;
-                drop(current);
-                let made = self.redial(policy.start_before(deadline), last);
-                let mut current = inner.current();
-                current.redialing = false;
-                inner.redialed.notify_all();
-                let peer = made?;
-                if current.closed {
-                    peer.close(); // closed while it was being made
-                }
-                current.peer = peer.clone();
-                return Ok(peer);
+            let lost = current.peer().close_reason();
+            let (round, last) =
+                match current.want(lost, inner.config.reconnect, deadline, Instant::now)? {
+                    Want::Use(peer) => return Ok(peer),
+                    Want::Redial(round, last) => (round, last),
+                    Want::Wait => {
+                        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                        current = match left {
+                            None => inner
+                                .redialed
+                                .wait(current)
+                                .unwrap_or_else(|p| p.into_inner()),
+                            Some(left) => {
+                                let waited = inner.redialed.wait_timeout(current, left);
+                                waited.unwrap_or_else(|p| p.into_inner()).0
+                            }
+                        };
+                        continue;
+                    }
+                };
+            drop(current);
+            let made = self.redial(round, last);
+            let made = inner.current().made(made);
+            inner.redialed.notify_all();
+            let (peer, closed_meanwhile) = made?;
+            if closed_meanwhile {
+                peer.close();
             }
-            // Another caller is reconnecting: wait for it, within our deadline.
-            current = match deadline.map(|d| d.checked_duration_since(Instant::now())) {
-                None => inner
-                    .redialed
-                    .wait(current)
-                    .unwrap_or_else(|p| p.into_inner()),
-                Some(Some(left)) => {
-                    let waited = inner.redialed.wait_timeout(current, left);
-                    waited.unwrap_or_else(|p| p.into_inner()).0
-                }
-                Some(None) => return Err(Error::DeadlineExceeded),
-            };
+            return Ok(peer);
         }
     }
 
@@ -262,8 +246,6 @@ impl Client {
     /// Closes the connection (see [`Peer::close`]); the client stays closed,
     /// reconnect or not.
     pub fn close(&self) {
-        let mut current = self.inner.current();
-        current.closed = true;
-        current.peer.close();
+        self.inner.current().close().close();
     }
 }

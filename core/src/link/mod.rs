@@ -74,7 +74,7 @@ pub use callers::{Alarm, Callers, PoolShare};
 pub use lobby::{Leaving, Lobby};
 pub use outbox::Outbox;
 pub use parked::Parked;
-pub use reconnect::{is_permanent, Reconnect, Redial};
+pub use reconnect::{is_permanent, Reconnect, Redial, SharedConnection, Want};
 pub use settings::{earliest, Config, Hooks, Waiters};
 pub use setup::{ServerSetup, ServiceSetup};
 

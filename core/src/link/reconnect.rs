@@ -111,6 +111,105 @@ impl Redial {
     }
 }
 
+/// A client's connection as its callers share it: the one in use, whether
+/// a caller is making it again, and whether the application closed the
+/// client. The runtime holds it under its lock and makes the connection
+/// without the lock, so that the other callers wait for it each within its
+/// own deadline; a closed client stays closed, reconnect or not.
+#[derive(Debug)]
+pub struct SharedConnection<P> {
+    peer: P,
+    redialing: bool,
+    closed: bool,
+}
+
+/// What a caller that wants the connection does next
+/// ([`SharedConnection::want`]).
+#[derive(Debug)]
+pub enum Want<P> {
+    /// Use this connection: live, or lost for good (its calls say why).
+    Use(P),
+    /// Make the connection again: run this round with the lock released,
+    /// starting from the lost connection's error, then report it
+    /// ([`SharedConnection::made`]).
+    Redial(Redial, Error),
+    /// Another caller is making it: wait to be woken (by the runtime, when
+    /// it reports), no later than the caller's deadline, then ask again.
+    Wait,
+}
+
+impl<P: Clone> SharedConnection<P> {
+    /// A client's first connection.
+    pub fn new(peer: P) -> Self {
+        SharedConnection {
+            peer,
+            redialing: false,
+            closed: false,
+        }
+    }
+
+    /// The connection in use.
+    pub fn peer(&self) -> &P {
+        &self.peer
+    }
+
+    /// For a caller whose connection is `lost` (its error, `None` while it
+    /// is up) under `policy`, which must be done by `deadline`; `clock`
+    /// gives the time, read only while another caller is making the
+    /// connection (a live connection's calls read no clock here).
+    ///
+    /// # Errors
+    /// `DeadlineExceeded` once the caller's deadline passes while another
+    /// caller is making the connection.
+    pub fn want(
+        &mut self,
+        lost: Option<Error>,
+        policy: Option<Reconnect>,
+        deadline: Option<Instant>,
+        clock: impl FnOnce() -> Instant,
+    ) -> Result<Want<P>, Error> {
+        let (Some(last), Some(policy)) = (lost, policy.filter(|_| !self.closed)) else {
+            return Ok(Want::Use(self.peer.clone()));
+        };
+        if !self.redialing {
+            self.redialing = true;
+            return Ok(Want::Redial(policy.start_before(deadline), last));
+        }
+        match deadline {
+            Some(d) if clock() >= d => Err(Error::DeadlineExceeded),
+            _ => Ok(Want::Wait),
+        }
+    }
+
+    /// The round of [`Want::Redial`] ended with `made`: a new connection is
+    /// the one in use from now on. Wake the waiting callers. The `bool`
+    /// says to close the new connection at once: the client was closed
+    /// while it was being made.
+    ///
+    /// # Errors
+    /// The round's error.
+    pub fn made(&mut self, made: Result<P, Error>) -> Result<(P, bool), Error> {
+        self.redialing = false;
+        let peer = made?;
+        self.peer = peer.clone();
+        Ok((peer, self.closed))
+    }
+
+    /// The caller making the connection stopped before its round ended (an
+    /// async task dropped): another caller may make it. Wake the waiting
+    /// callers.
+    pub fn abandoned(&mut self) {
+        self.redialing = false;
+    }
+
+    /// The application closes the client: no round starts from now on.
+    /// Returns the connection to close.
+    pub fn close(&mut self) -> &P {
+        self.closed = true;
+        &self.peer
+    }
+}
+
 /// Whether retrying cannot help: the secrets differ, the versions do not
 /// overlap, the peer found us in breach of the protocol, or our own
 /// configuration or URL is wrong; or must not: this side closed the
