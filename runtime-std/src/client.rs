@@ -156,11 +156,7 @@ impl Client {
     /// The connection for a call with `timeout` (else the configured
     /// default): one made again only within the call's deadline.
     fn peer_within(&self, timeout: Option<Duration>) -> Result<Peer, Error> {
-        let config = &self.inner.config;
-        // Without reconnect there is nothing to bound: no clock reading.
-        let deadline = config
-            .reconnect
-            .and_then(|_| config.protocol.call_deadline(timeout, Instant::now()));
+        let deadline = self.inner.config.reconnect_deadline(timeout, Instant::now);
         self.peer_by(deadline)
     }
 

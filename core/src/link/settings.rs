@@ -120,6 +120,19 @@ impl Config {
         self
     }
 
+    /// The deadline by which a call with `timeout` (else the default call
+    /// timeout) must have its lost connection made again, if it has to:
+    /// none without reconnect, and then `clock` is not read (a live
+    /// connection's calls pay no clock reading for it).
+    pub fn reconnect_deadline(
+        &self,
+        timeout: Option<Duration>,
+        clock: impl FnOnce() -> std::time::Instant,
+    ) -> Option<std::time::Instant> {
+        self.reconnect
+            .and_then(|_| self.protocol.call_deadline(timeout, clock()))
+    }
+
     /// These settings for one attempt to connect that has `left` at most
     /// (what is left of a call's deadline): connecting and the handshake
     /// are cut to it ([`connect_within`](Self::connect_within)); `None`
