@@ -397,6 +397,32 @@ impl ServerInner {
     }
 
     /// Every connection with a core, handshaking or not.
+    /// Once nothing more is accepted: the connections admitted while the
+    /// others were being told to go (registered after they were listed)
+    /// were not. Each is told now, or its thread would serve it on, kept
+    /// alive by its peer's keepalive, while the server waits to join it. One
+    /// still opening has its socket shut.
+    fn tell_latecomers(&self, goodbye: &str) {
+        let (peers, opening): (Vec<Peer>, Vec<Socket>) = {
+            let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            let peers = conns.values().filter_map(|c| c.peer.clone()).collect();
+            let opening = conns.values().filter(|c| c.peer.is_none());
+            (peers, opening.filter_map(|c| c.killer.clone()).collect())
+        };
+        for socket in opening {
+            socket.shutdown(std::net::Shutdown::Both);
+        }
+        for peer in peers {
+            peer.shared.command(|link, now| {
+                if !link.is_closed() {
+                    link.drain(Duration::ZERO, goodbye, now);
+                }
+            });
+            peer.shared
+                .wait_for(None, |link| link.is_closed().then_some(()));
+        }
+    }
+
     fn all_peers(&self) -> Vec<Peer> {
         let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         conns.values().filter_map(|c| c.peer.clone()).collect()
@@ -451,6 +477,7 @@ impl RunningServer {
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.listener.wake();
         let _ = accept.join();
+        self.inner.tell_latecomers(&goodbye);
         // Parked connections get their threads back, to finish on them.
         if let Some(parker) = &self.inner.parker {
             parker.stop();
