@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use rigwire_core::link::{handshake_timed_out, Redial, SharedConnection, Want};
+use rigwire_core::link::{Redial, SharedConnection, Want};
 use rigwire_core::Config;
 use rigwire_core::{Connection, Error, Role, Url};
 
@@ -68,14 +68,16 @@ pub(crate) async fn open(
     handlers: &Arc<Handlers>,
     linger: Duration,
 ) -> Result<Peer, Error> {
-    let (socket, codec) = transport::connect(endpoint, config).await?;
+    let attempt = config.connecting(Instant::now());
+    let (socket, codec) = transport::connect(endpoint, config, &attempt).await?;
+    let begun = Instant::now();
     let conn = Connection::new(
-        config.protocol.clone(),
+        attempt.handshake_settings(&config.protocol, begun),
         handlers.registry().clone(),
         Role::Client,
         endpoint.framing(),
         nonce(),
-        Instant::now(),
+        begun,
     )?;
     let shared = Shared::new(
         conn,
@@ -87,20 +89,17 @@ pub(crate) async fn open(
         linger,
     );
     smol::spawn(Arc::clone(&shared).drive()).detach();
-    let deadline = Instant::now() + config.handshake_wait();
     let outcome = shared
-        .wait_for((Some(deadline), None, None), |link| {
+        .wait_for((Some(attempt.handshake_wait(begun)), None, None), |link| {
             link.handshake_outcome()
         })
         .await;
-    match outcome {
-        Some(Ok(())) => Ok(Peer::new(shared)),
-        Some(Err(err)) => Err(err),
-        None => {
-            shared.shutdown_transport();
-            Err(handshake_timed_out(&endpoint.to_string()))
-        }
+    if outcome.is_none() {
+        shared.shutdown_transport();
     }
+    attempt.handshake_outcome(outcome, &endpoint.to_string())?;
+    tracing::debug!(peer = %endpoint, "connected");
+    Ok(Peer::new(shared))
 }
 
 impl Client {

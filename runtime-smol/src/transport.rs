@@ -9,8 +9,9 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rigwire_core::link::Connecting;
 use rigwire_core::{Config, Error, TlsSettings, Url};
 use rigwire_twin::Bound;
 use rigwire_ws::{client_opening, Opening, OpeningError, Served, Wire};
@@ -84,11 +85,11 @@ impl Socket {
     }
 }
 
-/// Opens a fresh connection's layers (TLS, websocket) within `timeout`.
+/// Opens a fresh connection's layers (TLS, websocket) by `deadline`.
 async fn open(
     socket: &Socket,
     mut opening: Opening,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<Wire, OpeningError> {
     let work = async {
         let mut buf = vec![0u8; 4096];
@@ -119,22 +120,25 @@ async fn open(
         }
     };
     future::or(work, async {
-        Timer::after(timeout).await;
-        Err(OpeningError::Io(format!(
-            "the TLS or websocket handshake did not complete within {timeout:?}"
-        )))
+        Timer::at(deadline).await;
+        Err(OpeningError::Io(
+            "the TLS or websocket handshake did not complete in time".into(),
+        ))
     })
     .await
 }
 
-/// Dials `endpoint` within the connect timeout, and opens its layers (TLS
-/// as `config` says, websocket) within the same.
-pub(crate) async fn connect(endpoint: &Url, config: &Config) -> Result<(Socket, Wire), Error> {
+/// Dials `endpoint` and opens its layers (TLS as `config` says,
+/// websocket), by the attempt's deadline.
+pub(crate) async fn connect(
+    endpoint: &Url,
+    config: &Config,
+    attempt: &Connecting,
+) -> Result<(Socket, Wire), Error> {
     let fail = |reason: String| Error::Connect {
         url: endpoint.to_string(),
         reason,
     };
-    let timeout = config.connect_timeout;
     let dial = async {
         match endpoint {
             Url::Unix(path) => Ok(Socket::Unix(Async::<UnixStream>::connect(path).await?)),
@@ -155,17 +159,17 @@ pub(crate) async fn connect(endpoint: &Url, config: &Config) -> Result<(Socket, 
         }
     };
     let timed_out = async {
-        Timer::after(timeout).await;
+        Timer::at(attempt.by()).await;
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("no connection within {timeout:?}"),
+            "no connection in time",
         ))
     };
     let socket = future::or(dial, timed_out)
         .await
         .map_err(|e| fail(e.to_string()))?;
     let opening = client_opening(endpoint, &config.tls, config.protocol.max_frame)?;
-    let wire = open(&socket, opening, timeout)
+    let wire = open(&socket, opening, attempt.by())
         .await
         .map_err(|e| e.into_error(endpoint))?;
     Ok((socket, wire))
@@ -234,7 +238,7 @@ impl Listener {
         timeout: Duration,
     ) -> Result<Wire, OpeningError> {
         let opening = self.served.opening(max_frame)?;
-        open(socket, opening, timeout).await
+        open(socket, opening, Instant::now() + timeout).await
     }
 
     /// Removes a Unix socket file after use.

@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{handshake_timed_out, Redial, SharedConnection, Want};
+use rigwire_core::link::{Redial, SharedConnection, Want};
 use rigwire_core::{Connection, Error, Role};
 
 use crate::driver::{Hooks, Shared, LINGER};
@@ -66,14 +66,16 @@ pub(crate) fn open(
     pool: Option<&Arc<Pool>>,
     linger: Duration,
 ) -> Result<Peer, Error> {
-    let transport = transport::connect(endpoint, config)?;
+    let attempt = config.connecting(Instant::now());
+    let transport = transport::connect(endpoint, config, &attempt)?;
+    let begun = Instant::now();
     let conn = Connection::new(
-        config.protocol.clone(),
+        attempt.handshake_settings(&config.protocol, begun),
         handlers.registry().clone(),
         Role::Client,
         endpoint.framing(),
         nonce(),
-        Instant::now(),
+        begun,
     )?;
     let shared = Shared::new(
         conn,
@@ -98,19 +100,15 @@ pub(crate) fn open(
                 reason: format!("cannot start a thread: {e}"),
             })?;
     }
-    let deadline = Instant::now() + config.handshake_wait();
-    let outcome = shared.wait_for(Some(deadline), |link| link.handshake_outcome());
-    match outcome {
-        Some(Ok(())) => {
-            tracing::debug!(peer = %endpoint, "connected");
-            Ok(Peer::new(shared))
-        }
-        Some(Err(err)) => Err(err),
-        None => {
-            shared.shutdown_transport();
-            Err(handshake_timed_out(&endpoint.to_string()))
-        }
+    let outcome = shared.wait_for(Some(attempt.handshake_wait(begun)), |link| {
+        link.handshake_outcome()
+    });
+    if outcome.is_none() {
+        shared.shutdown_transport();
     }
+    attempt.handshake_outcome(outcome, &endpoint.to_string())?;
+    tracing::debug!(peer = %endpoint, "connected");
+    Ok(Peer::new(shared))
 }
 
 impl Client {

@@ -11,6 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rigwire_core::link::Connecting;
 pub use rigwire_core::Url;
 use rigwire_core::{Config, Error, TlsSettings};
 use rigwire_twin::Bound;
@@ -253,22 +254,17 @@ impl Reader {
 
 /// Opens a connection's layers (TLS, websocket) over a blocking socket:
 /// send what the opening produces, feed it what arrives, until it hands
-/// back the wire or `timeout` passes.
+/// back the wire or `deadline` passes (one deadline for the whole opening:
+/// a peer that trickles bytes must not earn a fresh timeout with each).
 fn open(
     socket: &mut Socket,
     mut opening: Opening,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<Wire, OpeningError> {
-    // One deadline for the whole opening: a peer that trickles bytes must
-    // not earn a fresh timeout with each.
-    let deadline = Instant::now() + timeout;
     let mut buf = vec![0u8; 4096];
     let mut input: &[u8] = &[];
-    let late = || {
-        OpeningError::Io(format!(
-            "the TLS or websocket handshake did not complete within {timeout:?}"
-        ))
-    };
+    let late =
+        || OpeningError::Io("the TLS or websocket handshake did not complete in time".into());
     loop {
         let fed = opening.feed(input);
         let out = opening.take_output();
@@ -305,31 +301,39 @@ fn open(
     }
 }
 
-/// Connects to `endpoint` within the connect timeout, and opens its layers
-/// (TLS as `config` says, websocket) within the same.
-pub(crate) fn connect(endpoint: &Url, config: &Config) -> Result<(Socket, Wire), Error> {
+/// Connects to `endpoint` and opens its layers (TLS as `config` says,
+/// websocket), by the attempt's deadline.
+pub(crate) fn connect(
+    endpoint: &Url,
+    config: &Config,
+    attempt: &Connecting,
+) -> Result<(Socket, Wire), Error> {
     let fail = |reason: String| Error::Connect {
         url: endpoint.to_string(),
         reason,
     };
-    let timeout = config.connect_timeout;
     let mut socket = match endpoint {
         Url::Unix(path) => Socket::Unix(Arc::new(
             UnixStream::connect(path).map_err(|e| fail(e.to_string()))?,
         )),
         _ => Socket::Tcp(Arc::new(
-            dial_tcp(endpoint.addr().unwrap_or_default(), timeout).map_err(fail)?,
+            dial_tcp(endpoint.addr().unwrap_or_default(), attempt).map_err(fail)?,
         )),
     };
     let opening = client_opening(endpoint, &config.tls, config.protocol.max_frame)?;
-    let wire = open(&mut socket, opening, timeout).map_err(|e| e.into_error(endpoint))?;
+    let wire = open(&mut socket, opening, attempt.by()).map_err(|e| e.into_error(endpoint))?;
     Ok((socket, wire))
 }
 
-fn dial_tcp(addr: &str, timeout: Duration) -> Result<TcpStream, String> {
+/// Dials each address `addr` resolves to in turn, all by the attempt's deadline.
+fn dial_tcp(addr: &str, attempt: &Connecting) -> Result<TcpStream, String> {
     let mut last = format!("{addr} resolved to no address");
     for sa in addr.to_socket_addrs().map_err(|e| e.to_string())? {
-        match TcpStream::connect_timeout(&sa, timeout) {
+        let left = attempt.left(Instant::now());
+        if left.is_zero() {
+            return Err(format!("{last}; no time left to try {sa}"));
+        }
+        match TcpStream::connect_timeout(&sa, left) {
             Ok(s) => {
                 s.set_nodelay(true).map_err(|e| e.to_string())?;
                 return Ok(s);
@@ -465,7 +469,7 @@ impl Listener {
         timeout: Duration,
     ) -> Result<(Socket, Wire), OpeningError> {
         let opening = self.served.opening(max_frame)?;
-        let wire = open(&mut socket, opening, timeout)?;
+        let wire = open(&mut socket, opening, Instant::now() + timeout)?;
         Ok((socket, wire))
     }
 }

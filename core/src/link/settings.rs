@@ -5,7 +5,7 @@
 
 use crate::id_map::IdMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::codec::Payload;
 use crate::error::{CallError, EchoError};
@@ -23,7 +23,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub struct Config {
     /// The protocol's settings: name, secret, limits, keepalive, default deadline.
     pub protocol: crate::config::ProtocolConfig,
-    /// Time allowed to establish the transport (default 5 s).
+    /// Time allowed to connect, in all: the transport, its layers (TLS,
+    /// websocket) and the handshake, which also has the protocol's own
+    /// [`handshake_timeout`](crate::ProtocolConfig::handshake_timeout)
+    /// (default 5 s). See [`Config::connecting`].
     pub connect_timeout: Duration,
     /// Reconnect after a lost connection (clients only; default off).
     pub reconnect: Option<Reconnect>,
@@ -55,11 +58,14 @@ impl Default for Config {
 }
 
 impl Config {
-    /// How long a client waits for its handshake: a little longer than the
-    /// handshake timeout, so that the connection's own timer (with its
-    /// precise error) ends the wait first.
-    pub fn handshake_wait(&self) -> Duration {
-        self.protocol.handshake_timeout + Duration::from_millis(100)
+    /// An attempt to connect with these settings, begun at `now`: its
+    /// deadlines ([`Connecting`]).
+    pub fn connecting(&self, now: Instant) -> Connecting {
+        Connecting {
+            by: now + self.connect_timeout,
+            within: self.connect_timeout,
+            handshake_timeout: self.protocol.handshake_timeout,
+        }
     }
 
     /// Defaults, with this endpoint's name (sent to the peer, shown in its logs).
@@ -101,14 +107,13 @@ impl Config {
         self
     }
 
-    /// Connects within `limit`: the transport and its layers (TLS,
-    /// websocket) within it, as [`connect_timeout`](Self::connect_timeout),
-    /// and the handshake after them within it too (never longer than the
-    /// protocol's own handshake timeout), so that a peer that accepts and
-    /// says nothing is given up on by then.
+    /// Connects within `limit` in all
+    /// ([`connect_timeout`](Self::connect_timeout)): the transport, its
+    /// layers (TLS, websocket) and the handshake, so that a peer that
+    /// accepts and then says nothing, or answers each step slowly, is given
+    /// up on by then.
     pub fn connect_within(mut self, limit: Duration) -> Self {
         self.connect_timeout = limit;
-        self.protocol.handshake_timeout = self.protocol.handshake_timeout.min(limit);
         self
     }
 
@@ -154,6 +159,75 @@ impl Config {
     pub fn reconnect(mut self, reconnect: Reconnect) -> Self {
         self.reconnect = Some(reconnect);
         self
+    }
+}
+
+/// One attempt to connect ([`Config::connecting`]), the same in every
+/// runtime: dialling, the transport's layers (TLS, websocket) and the
+/// handshake all end by one instant, [`by`](Self::by), so that steps that
+/// each take nearly their time never add up past what the user asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct Connecting {
+    by: Instant,
+    within: Duration,
+    handshake_timeout: Duration,
+}
+
+impl Connecting {
+    /// When the attempt has succeeded or is given up.
+    pub fn by(&self) -> Instant {
+        self.by
+    }
+
+    /// What is left of the attempt at `now`; zero once it is over (a
+    /// runtime then gives up before the next step, not during it).
+    pub fn left(&self, now: Instant) -> Duration {
+        self.by.saturating_duration_since(now)
+    }
+
+    /// `protocol` for the connection whose handshake begins at `now`: its
+    /// handshake timeout cut to what is left of the attempt, so that the
+    /// connection's own timer (with its precise error) ends it in time.
+    pub fn handshake_settings(
+        &self,
+        protocol: &crate::config::ProtocolConfig,
+        now: Instant,
+    ) -> crate::config::ProtocolConfig {
+        let mut protocol = protocol.clone();
+        protocol.handshake_timeout = self.handshake_timeout.min(self.left(now));
+        protocol
+    }
+
+    /// Until when a caller waits for the handshake begun at `now`: a
+    /// little past the connection's own timeout, so that its timer ends the
+    /// wait first and the caller sees its error, not a bare timeout.
+    pub fn handshake_wait(&self, now: Instant) -> Instant {
+        now + self.handshake_timeout.min(self.left(now)) + Duration::from_millis(100)
+    }
+
+    /// What the caller's wait for the handshake came to (`None`: the wait
+    /// ended first), as the caller should see it: a handshake that timed
+    /// out names the limit the user set (the protocol's, or the whole
+    /// attempt's if that is shorter), not what was left of it.
+    ///
+    /// # Errors
+    /// The handshake's failure; [`Error::Connect`](crate::Error::Connect)
+    /// for `url` if the wait ended first.
+    pub fn handshake_outcome(
+        &self,
+        waited: Option<Result<(), crate::Error>>,
+        url: &str,
+    ) -> Result<(), crate::Error> {
+        use crate::error::ConnectionError::HandshakeTimeout;
+        match waited {
+            Some(Err(crate::Error::Disconnected(HandshakeTimeout(_)))) => {
+                Err(crate::Error::Disconnected(HandshakeTimeout(
+                    self.handshake_timeout.min(self.within),
+                )))
+            }
+            Some(outcome) => outcome,
+            None => Err(crate::link::handshake_timed_out(url)),
+        }
     }
 }
 

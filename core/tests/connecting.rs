@@ -1,0 +1,68 @@
+//! One attempt to connect has one deadline: each step (dialling, TLS,
+//! websocket, the handshake) gets what the steps before it left, and a
+//! handshake that times out names the limit the user set.
+
+// The sans-IO rule (core/clippy.toml) is for core/src; tests may read the clock.
+#![allow(clippy::disallowed_methods)]
+
+use std::time::{Duration, Instant};
+
+use rigwire_core::{Config, ConnectionError, Error, ProtocolConfig};
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+#[test]
+fn the_handshake_gets_what_the_transport_left_of_the_limit() {
+    let config = Config::named("script").connect_within(secs(2.0));
+    let start = Instant::now();
+    let attempt = config.connecting(start);
+    assert_eq!(attempt.by(), start + secs(2.0));
+
+    // The upgrade took 1.7 s: the handshake has 0.3 s, not 2 s of its own.
+    let begun = start + secs(1.7);
+    assert_eq!(attempt.left(begun), secs(0.3));
+    let protocol = attempt.handshake_settings(&config.protocol, begun);
+    assert_eq!(protocol.handshake_timeout, secs(0.3));
+    assert!(attempt.handshake_wait(begun) <= attempt.by() + secs(0.1));
+
+    // A quick transport leaves the protocol's own (shorter) timeout as it is.
+    let quick = attempt.handshake_settings(&config.protocol, start);
+    assert_eq!(
+        quick.handshake_timeout,
+        ProtocolConfig::default().handshake_timeout.min(secs(2.0))
+    );
+
+    // Past the deadline nothing is left, and nothing underflows.
+    assert_eq!(attempt.left(start + secs(9.0)), Duration::ZERO);
+    let late = attempt.handshake_settings(&config.protocol, start + secs(9.0));
+    assert_eq!(late.handshake_timeout, Duration::ZERO);
+}
+
+#[test]
+fn a_handshake_that_timed_out_names_the_limit_the_user_set() {
+    let config = Config::named("script").connect_within(secs(0.5));
+    let attempt = config.connecting(Instant::now());
+    let cut = Error::Disconnected(ConnectionError::HandshakeTimeout(secs(0.2)));
+    match attempt.handshake_outcome(Some(Err(cut)), "tcp://rig:1") {
+        Err(Error::Disconnected(ConnectionError::HandshakeTimeout(limit))) => {
+            assert_eq!(limit, secs(0.5));
+        }
+        other => panic!("expected a handshake timeout, got {other:?}"),
+    }
+
+    // Other outcomes pass as they are; a wait that ended first is a connect failure.
+    assert!(attempt
+        .handshake_outcome(Some(Ok(())), "tcp://rig:1")
+        .is_ok());
+    let refused = Error::AuthFailed(rigwire_core::AuthFailure::WrongSecret);
+    assert!(matches!(
+        attempt.handshake_outcome(Some(Err(refused)), "tcp://rig:1"),
+        Err(Error::AuthFailed(_))
+    ));
+    assert!(matches!(
+        attempt.handshake_outcome(None, "tcp://rig:1"),
+        Err(Error::Connect { url, .. }) if url == "tcp://rig:1"
+    ));
+}
