@@ -467,6 +467,29 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     return run
 
 
+def _raw_handler(fn: Callable[..., Any]) -> Callable[[str, bytes, Any], Tuple[Any, Any, Any]]:
+    """Wraps ``fn`` of ``Server.expose_raw`` for the native side: the codec's
+    name, the payload's bytes and the caller in; ``(None, codec, bytes)`` or
+    ``(kind, message, traceback)`` out."""
+    wants_caller = _takes_caller(fn)
+
+    def run(codec: str, data: bytes, caller: Any) -> Tuple[Any, Any, Any]:
+        try:
+            if wants_caller:
+                answer = fn(codec, data, caller=Client(caller))
+            else:
+                answer = fn(codec, data)
+            if isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str):
+                out = _as_bytes(answer[1])
+                if out is not None:
+                    return (None, answer[0], out)
+            return ("Handler", f"{fn.__name__} must return (codec, bytes), not {type(answer).__name__}", None)
+        except Exception as e:  # the caller gets it; the server carries on
+            return _failure(e)
+
+    return run
+
+
 class Server:
     """Serves Python functions to rigwire peers (scripts in Python, Rust or the
     command line). Bound at creation (``url`` port 0 picks a free port; see
@@ -536,12 +559,33 @@ class Server:
         """Exposes a function under its own name, or ``name`` (dotted names are
         fine), and ``aliases``. Use it as ``@server.expose``,
         ``@server.expose("stage.move")`` or ``server.expose(fn, name=...)``."""
+        return self._expose(fn, name, aliases, raw=False)
+
+    def expose_raw(
+        self,
+        fn: Union[Callable[..., Any], str, None] = None,
+        *,
+        name: Optional[str] = None,
+        aliases: Iterable[str] = (),
+    ) -> Any:
+        """Exposes a function that takes a call's payload as it came and
+        answers with one as it goes: ``fn(codec, data)`` gets the codec's
+        name (``"postcard"``, ``"json"`` or ``"bytes"``) and the payload's
+        ``bytes``, and returns ``(codec, data)``. Nothing is decoded or
+        encoded on the way: for a recorder, a forwarder, or postcard a Rust
+        peer sends (``struct`` reads its numbers). Raise
+        ``rigwire.RemoteError(message, kind="BadArguments")`` for a payload
+        it cannot take. Used as ``expose`` is; a ``caller`` parameter works
+        the same."""
+        return self._expose(fn, name, aliases, raw=True)
+
+    def _expose(self, fn: Any, name: Optional[str], aliases: Iterable[str], raw: bool) -> Any:
         if isinstance(fn, str):
             name, fn = fn, None
         if fn is None:
-            return lambda f: self.expose(f, name=name, aliases=aliases)
+            return lambda f: self._expose(f, name, aliases, raw)
         exposed = name or fn.__name__
-        self._native.expose(exposed, _handler(fn))
+        self._native.expose(exposed, (_raw_handler if raw else _handler)(fn), raw)
         self._native.describe(exposed, f"{fn.__name__}{_inspect.signature(fn)} (Python)")
         for alias in aliases:
             self._native.alias(alias, exposed)

@@ -61,7 +61,8 @@ pub(crate) fn connect(
     config.reconnect = reconnect.then(Reconnect::default);
     let mut handlers = Handlers::new();
     for (method, handler) in expose {
-        crate::server::expose_python(&mut handlers, &method, handler).map_err(|e| to_py(py, e))?;
+        crate::server::expose_python(&mut handlers, &method, handler, false)
+            .map_err(|e| to_py(py, e))?;
     }
     let client = py
         .detach(|| Client::connect_with(&url, config, handlers))

@@ -9,9 +9,12 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
-use rigwire_std::core::ErrorKind;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::PyBytes;
+use rigwire_std::core::{Codec, ErrorKind};
 use rigwire_std::{
     Config, Dispatch, HandlerError, Handlers, Payload, Peer, RemoteService, RigService,
     RunningServer, RunningService, Server,
@@ -103,16 +106,76 @@ fn run_wrapped(handler: &Py<PyAny>, args: Answer, caller: &Peer) -> Result<Data,
                 Data::Json(text) => text,
                 Data::Bytes(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             };
-            let err = HandlerError::with_kind(kind_of(&kind), message);
-            Err(match detail {
-                Some(d) => err.detail(d),
-                None => err,
-            })
+            Err(failed(&kind, message, detail))
         }
-        // The wrapper itself failed (it catches the function's exceptions).
-        Err(e) => Err(HandlerError::new(format!(
-            "the Python handler wrapper failed: {e}"
-        ))),
+        Err(e) => Err(wrapper_failed(e)),
+    }
+}
+
+/// The error a handler's failure answers with: its kind, message and detail
+/// (the Python traceback).
+fn failed(kind: &str, message: String, detail: Option<String>) -> HandlerError {
+    let err = HandlerError::with_kind(kind_of(kind), message);
+    match detail {
+        Some(d) => err.detail(d),
+        None => err,
+    }
+}
+
+/// The package's wrapper itself failed (it catches the function's exceptions).
+fn wrapper_failed(e: PyErr) -> HandlerError {
+    HandlerError::new(format!("the Python handler wrapper failed: {e}"))
+}
+
+/// The last item of what the package's raw-handler wrapper returns: the
+/// answer's bytes on success, the traceback (if any) on failure.
+#[derive(FromPyObject)]
+enum RawTail {
+    Bytes(PyBackedBytes),
+    Detail(Option<String>),
+}
+
+/// A codec as a raw Python handler names it.
+fn codec_name(codec: Codec) -> String {
+    match codec {
+        Codec::Postcard => "postcard".into(),
+        Codec::Json => "json".into(),
+        Codec::Bytes => "bytes".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Runs a wrapped raw Python handler: the call's codec (by name) and bytes
+/// in, `(None, codec, bytes)` or `(kind, message, traceback)` out; nothing
+/// is decoded or encoded on the way.
+fn run_raw(handler: &Py<PyAny>, args: Payload, caller: &Peer) -> Result<Payload, HandlerError> {
+    let outcome: PyResult<(Option<String>, String, RawTail)> = Python::attach(|py| {
+        let caller = NativeClient::caller(caller.clone());
+        let data = PyBytes::new(py, &args.bytes);
+        handler
+            .call1(py, (codec_name(args.codec), data, caller))?
+            .extract(py)
+    });
+    match outcome {
+        Ok((None, codec, RawTail::Bytes(bytes))) => {
+            let codec = match codec.as_str() {
+                "postcard" => Codec::Postcard,
+                "json" => Codec::Json,
+                "bytes" => Codec::Bytes,
+                _ => {
+                    return Err(HandlerError::new(format!(
+                        "a raw handler answered in codec {codec:?}; \
+                         answer in \"postcard\", \"json\" or \"bytes\""
+                    )))
+                }
+            };
+            Ok(Payload::new(codec, Bytes::from_owner(bytes)))
+        }
+        Ok((Some(kind), message, RawTail::Detail(detail))) => Err(failed(&kind, message, detail)),
+        Ok(_) => Err(HandlerError::new(
+            "the Python raw handler wrapper returned a malformed outcome",
+        )),
+        Err(e) => Err(wrapper_failed(e)),
     }
 }
 
@@ -129,13 +192,19 @@ fn run(handler: &Py<PyAny>, args: Payload, caller: &Peer) -> Result<Payload, Han
 }
 
 /// Exposes `name` in `handlers`, answered by a wrapped Python function on
-/// the pool (Python code may block: never on a connection's reading thread).
+/// the pool (Python code may block: never on a connection's reading thread):
+/// with the arguments decoded, or as they came if `raw`.
 pub(crate) fn expose_python(
     handlers: &mut Handlers,
     name: &str,
     handler: Py<PyAny>,
+    raw: bool,
 ) -> Result<(), rigwire_std::Error> {
-    handlers.expose_raw(name, move |ctx, args| run(&handler, args, &ctx.peer))?;
+    if raw {
+        handlers.expose_raw(name, move |ctx, args| run_raw(&handler, args, &ctx.peer))?;
+    } else {
+        handlers.expose_raw(name, move |ctx, args| run(&handler, args, &ctx.peer))?;
+    }
     handlers.dispatch(name, Dispatch::Pool)?;
     Ok(())
 }
@@ -191,9 +260,11 @@ impl NativeServer {
     }
 
     /// Exposes `name`, answered by `handler` (the package's wrapper, called
-    /// with the arguments' JSON text), on the pool.
-    fn expose(&self, name: &str, handler: Py<PyAny>) -> PyResult<()> {
-        self.edit(|handlers| expose_python(handlers, name, handler))
+    /// with the arguments' JSON text or `bytes`; with `raw`, with the
+    /// codec's name and the payload's bytes), on the pool.
+    #[pyo3(signature = (name, handler, raw=false))]
+    fn expose(&self, name: &str, handler: Py<PyAny>, raw: bool) -> PyResult<()> {
+        self.edit(|handlers| expose_python(handlers, name, handler, raw))
     }
 
     /// Makes `alias` reach the method exposed as `name`.
