@@ -202,7 +202,7 @@ pub enum CallError {
     #[error("disconnected: {0}")]
     Disconnected(ConnectionError),
     /// The call's frame would exceed the frame size limit.
-    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    #[error("frame of {len} bytes exceeds the connection's limit of {limit} bytes (the smaller of the two sides' max_frame; raise it on both, or send less at once)")]
     TooLarge {
         /// Size of the frame that would have been sent.
         len: usize,
@@ -259,7 +259,7 @@ pub enum EchoError {
     #[error("too many confirmed sends awaiting an echo (limit {0})")]
     TooMany(usize),
     /// The message would exceed the frame size limit.
-    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    #[error("frame of {len} bytes exceeds the connection's limit of {limit} bytes (the smaller of the two sides' max_frame; raise it on both, or send less at once)")]
     TooLarge {
         /// Size of the frame that would have been sent.
         len: usize,
@@ -435,7 +435,7 @@ pub enum Error {
     #[error("busy: {0}")]
     Busy(String),
     /// A frame would exceed the frame size limit.
-    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    #[error("frame of {len} bytes exceeds the connection's limit of {limit} bytes (the smaller of the two sides' max_frame; raise it on both, or send less at once)")]
     TooLarge {
         /// Size of the frame.
         len: usize,

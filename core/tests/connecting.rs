@@ -1,6 +1,7 @@
-//! One attempt to connect has one deadline: each step (dialling, TLS,
-//! websocket, the handshake) gets what the steps before it left, and a
-//! handshake that times out names the limit the user set.
+//! What an endpoint sets up before it connects. One attempt to connect has
+//! one deadline: each step (dialling, TLS, websocket, the handshake) gets
+//! what the steps before it left, and a handshake that times out names the
+//! limit the user set. A raised frame limit stays a valid setting.
 
 // The sans-IO rule (core/clippy.toml) is for core/src; tests may read the clock.
 #![allow(clippy::disallowed_methods)]
@@ -65,4 +66,25 @@ fn a_handshake_that_timed_out_names_the_limit_the_user_set() {
         attempt.handshake_outcome(None, "tcp://rig:1"),
         Err(Error::Connect { url, .. }) if url == "tcp://rig:1"
     ));
+}
+
+#[test]
+fn a_raised_frame_limit_leaves_room_to_queue_such_a_frame() {
+    let big = Config::named("camera").max_frame(256 << 20);
+    assert_eq!(big.protocol.max_frame, 256 << 20);
+    assert!(big.protocol.max_queued_output >= 256 << 20);
+    big.protocol
+        .validate()
+        .expect("a raised frame limit is a valid setting");
+    // Lowering it leaves the queue as it was.
+    let small = Config::named("rig").max_frame(64 << 10);
+    assert_eq!(
+        small.protocol.max_queued_output,
+        ProtocolConfig::default().max_queued_output
+    );
+    assert!(Config::named("rig")
+        .max_frame(100)
+        .protocol
+        .validate()
+        .is_err());
 }

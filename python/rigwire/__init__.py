@@ -72,6 +72,7 @@ from .errors import (
     NoSuchMethod,
     Rejected,
     RemoteError,
+    TooLarge,
     Unavailable,
 )
 
@@ -321,6 +322,7 @@ def connect(
     pin: Optional[str] = None,
     ca: Optional[PathLike] = None,
     reconnect: bool = False,
+    max_frame: Optional[int] = None,
 ) -> Client:
     """Connects to ``url`` (``tcp://host:port``, ``tls://host:port``,
     ``unix:///path``, ``ws://host:port/path``, ``wss://host:port/path``) as
@@ -343,14 +345,19 @@ def connect(
     ``Disconnected``, since it may have run; a wrong secret or a refusal is
     not retried. Without it a lost connection stays lost.
 
+    ``max_frame`` is the largest message, in bytes, this side takes (16 MiB
+    unless given; at least 4096). A connection keeps the smaller of its two
+    sides' limits, so to send more at once raise it on both (the server's
+    ``Server(..., max_frame=...)``); over it a call raises ``TooLarge``.
+
     Raises ``ConnectFailed``, ``TlsFailed``, ``AuthenticationFailed``,
-    ``Rejected``, or ``ValueError`` for a bad secret or timeout."""
+    ``Rejected``, or ``ValueError`` for a bad secret, timeout or max_frame."""
     if isinstance(secret, str):
         secret = secret.encode()
     path = None if secret_file is None else _os.fspath(secret_file)
     handlers = [(n, _handler(f)) for n, f in (expose or {}).items()]
     tls = _tls(pin=pin, ca=ca)
-    return Client(_rigwire.connect(url, name, secret, path, timeout, handlers, tls, reconnect))
+    return Client(_rigwire.connect(url, name, secret, path, timeout, handlers, tls, reconnect, max_frame))
 
 
 def _tls(
@@ -521,8 +528,11 @@ class Server:
         key: Optional[PathLike] = None,
         pin: Optional[str] = None,
         ca: Optional[PathLike] = None,
+        max_frame: Optional[int] = None,
     ):
-        """A ``tls://`` or ``wss://`` URL presents ``cert`` with its ``key``
+        """``max_frame`` is as for ``connect``: raise it here and in the
+        clients to take larger calls.
+        A ``tls://`` or ``wss://`` URL presents ``cert`` with its ``key``
         (PEM files, as ``rigwire cert new`` writes them); ``pin`` or ``ca``
         say how to trust a relay dialed over TLS by ``serve_via``. Listening
         beyond this machine (``0.0.0.0``, a lab address) without a secret
@@ -532,7 +542,7 @@ class Server:
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(cert=cert, key=key, pin=pin, ca=ca)
-        self._native = _rigwire.serve(url, name, secret, path, tls)
+        self._native = _rigwire.serve(url, name, secret, path, tls, max_frame)
         warning = self._native.exposure_warning
         if warning:
             _warnings.warn(warning, RuntimeWarning, stacklevel=2)
@@ -697,7 +707,7 @@ class Group:
             rigs.cleanup()
 
     Connecting raises ``GroupError`` naming every rig that could not be reached.
-    The settings are ``connect``'s, ``reconnect`` too: each rig's own."""
+    The settings are ``connect``'s, ``reconnect`` and ``max_frame`` too: each rig's own."""
 
     def __init__(
         self,
@@ -710,13 +720,14 @@ class Group:
         pin: Optional[str] = None,
         ca: Optional[PathLike] = None,
         reconnect: bool = False,
+        max_frame: Optional[int] = None,
     ):
         if isinstance(secret, str):
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(pin=pin, ca=ca)
         rigs = list(rigs.items())
-        self._native = _rigwire.connect_group(rigs, name, secret, path, timeout, tls, reconnect)
+        self._native = _rigwire.connect_group(rigs, name, secret, path, timeout, tls, reconnect, max_frame)
 
     @property
     def names(self) -> list:

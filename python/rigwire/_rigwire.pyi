@@ -54,6 +54,7 @@ def serve(
     secret: Optional[bytes] = None,
     secret_file: Optional[str] = None,
     tls: Tls = ...,
+    max_frame: Optional[int] = None,
 ) -> NativeServer: ...
 
 class NativeGroup:
@@ -74,6 +75,7 @@ def connect_group(
     timeout: Optional[float] = None,
     tls: Tls = ...,
     reconnect: bool = False,
+    max_frame: Optional[int] = None,
 ) -> NativeGroup: ...
 
 def exp_ref(text: str) -> str: ...
@@ -116,4 +118,5 @@ def connect(
     expose: List[Tuple[str, Handler]] = ...,
     tls: Tls = ...,
     reconnect: bool = False,
+    max_frame: Optional[int] = None,
 ) -> NativeClient: ...

@@ -61,10 +61,13 @@ async def connect(
     pin: Optional[str] = None,
     ca: Optional[_rigwire.PathLike] = None,
     reconnect: bool = False,
+    max_frame: Optional[int] = None,
 ) -> "Client":
     """``rigwire.connect``, awaited."""
     def dial() -> _rigwire.Client:
-        return _rigwire.connect(url, name, secret, secret_file, timeout, pin=pin, ca=ca, reconnect=reconnect)
+        return _rigwire.connect(
+            url, name, secret, secret_file, timeout, pin=pin, ca=ca, reconnect=reconnect, max_frame=max_frame
+        )
 
     return Client(await _off_loop(dial))
 

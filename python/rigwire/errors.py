@@ -38,6 +38,14 @@ class Busy(Error):
     """Too many calls in flight: here (the output queue is full) or at the peer."""
 
 
+class TooLarge(Error, ValueError):
+    """The call's arguments would exceed the connection's frame limit: the
+    smaller of the two sides' ``max_frame`` (16 MiB unless both raise it:
+    ``connect(..., max_frame=...)`` and ``Server(..., max_frame=...)``).
+    Nothing was sent. A result too large for it reaches the caller as a
+    ``RemoteError`` of kind ``"TooLarge"``."""
+
+
 class DeadlineExceeded(Error, TimeoutError):
     """The call had no answer within its deadline; the peer was told to cancel it."""
 
@@ -85,6 +93,7 @@ __all__ = [
     "NoSuchMethod",
     "Unavailable",
     "Busy",
+    "TooLarge",
     "DeadlineExceeded",
     "Disconnected",
     "ConnectFailed",

@@ -42,9 +42,10 @@ pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duratio
 /// bounds connecting and is every call's default deadline. `expose` names
 /// the package's wrapped functions the peer may call back. With `reconnect`,
 /// the next call after a lost connection connects again first (the core's
-/// default backoff and give-up rules).
+/// default backoff and give-up rules). `max_frame` (bytes) is the largest
+/// frame this side takes (the connection keeps the smaller of both sides').
 #[pyfunction]
-#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None, expose=Vec::new(), tls=Tls::default(), reconnect=false))]
+#[pyo3(signature = (url, name, secret=None, secret_file=None, timeout=None, expose=Vec::new(), tls=Tls::default(), reconnect=false, max_frame=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect(
     py: Python<'_>,
@@ -56,8 +57,9 @@ pub(crate) fn connect(
     expose: Vec<(String, Py<PyAny>)>,
     tls: Tls,
     reconnect: bool,
+    max_frame: Option<i64>,
 ) -> PyResult<NativeClient> {
-    let mut config = config(name, secret, secret_file, timeout, tls)?;
+    let mut config = config(name, secret, secret_file, timeout, tls, max_frame)?;
     config.reconnect = reconnect.then(Reconnect::default);
     let mut handlers = Handlers::new();
     for (method, handler) in expose {
@@ -155,15 +157,27 @@ impl Tls {
 
 /// An endpoint's settings from what Python passed: its name, a secret as
 /// bytes or from a file (not both), a timeout for connecting and as every
-/// call's default deadline, and TLS.
+/// call's default deadline, TLS, and the largest frame (bytes) it takes.
 pub(crate) fn config(
     name: &str,
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
     tls: Tls,
+    max_frame: Option<i64>,
 ) -> PyResult<Config> {
     let mut config = Config::named(name);
+    if let Some(bytes) = max_frame {
+        match u32::try_from(bytes) {
+            Ok(bytes) if bytes >= 4096 => config = config.max_frame(bytes),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "max_frame must be a number of bytes from 4096 to {}, got {bytes}",
+                    u32::MAX
+                )))
+            }
+        }
+    }
     config.tls = tls.settings()?;
     config.protocol.secret = match (secret, secret_file) {
         (Some(_), Some(_)) => {

@@ -34,6 +34,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
                 Error::AuthFailed(_) => "AuthenticationFailed",
                 Error::Rejected { .. } | Error::VersionMismatch { .. } => "Rejected",
                 Error::Busy(_) => "Busy",
+                Error::TooLarge { .. } => "TooLarge",
                 _ => "Error",
             };
             (class, None, other.to_string(), None)

@@ -67,7 +67,7 @@ fn outcomes<T: Serialize>(py: Python<'_>, results: GroupResults<T>) -> PyResult<
 /// Connects to every rig of `rigs` (name, URL) at once, with the settings
 /// of `connect`.
 #[pyfunction]
-#[pyo3(signature = (rigs, name, secret=None, secret_file=None, timeout=None, tls=Tls::default(), reconnect=false))]
+#[pyo3(signature = (rigs, name, secret=None, secret_file=None, timeout=None, tls=Tls::default(), reconnect=false, max_frame=None))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn connect_group(
     py: Python<'_>,
@@ -78,8 +78,9 @@ pub(crate) fn connect_group(
     timeout: Option<f64>,
     tls: Tls,
     reconnect: bool,
+    max_frame: Option<i64>,
 ) -> PyResult<NativeGroup> {
-    let mut config = config(name, secret, secret_file, timeout, tls)?;
+    let mut config = config(name, secret, secret_file, timeout, tls, max_frame)?;
     config.reconnect = reconnect.then(rigwire_std::Reconnect::default);
     let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
     let inner = py

@@ -48,9 +48,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A server as `name`, listening on `url` (port 0 picks a free port) unless
-/// it is `None`, with a shared secret as for `connect`.
+/// it is `None`, with a shared secret and frame limit as for `connect`.
 #[pyfunction]
-#[pyo3(signature = (url, name, secret=None, secret_file=None, tls=Tls::default()))]
+#[pyo3(signature = (url, name, secret=None, secret_file=None, tls=Tls::default(), max_frame=None))]
 pub(crate) fn serve(
     py: Python<'_>,
     url: Option<&str>,
@@ -58,8 +58,9 @@ pub(crate) fn serve(
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
     tls: Tls,
+    max_frame: Option<i64>,
 ) -> PyResult<NativeServer> {
-    let config = config(name, secret, secret_file, None, tls)?;
+    let config = config(name, secret, secret_file, None, tls, max_frame)?;
     let (listening, url) = match url {
         Some(url) => {
             let server = Server::bind(url, config.clone()).map_err(|e| to_py(py, e))?;

@@ -109,3 +109,27 @@ def test_large_byte_strings_round_trip_and_leave_memory_flat(rig):
         grown = rss_kib() - before
     # 100 round trips of 8 MiB: a leak of either copy would be 800 MiB or more.
     assert grown < 200 * 1024, f"resident memory grew by {grown} KiB"
+
+
+def test_more_than_16_mib_at_once_needs_max_frame_on_both_sides():
+    big = numpy.arange(5 << 20, dtype=numpy.uint32)  # 20 MiB
+    server = rigwire.Server("tcp://127.0.0.1:0", name="camera", max_frame=64 << 20)
+
+    @server.expose
+    def total(frame):
+        return int(numpy.frombuffer(frame, dtype=numpy.uint32).sum(dtype=numpy.uint64))
+
+    server.start()
+    try:
+        with rigwire.connect(server.url) as c:  # the default, 16 MiB, is this side's
+            with pytest.raises(rigwire.TooLarge, match="raise it on both") as e:
+                c.call("total", big)
+            assert isinstance(e.value, ValueError)
+            assert c.call("total", big[:16]) == int(big[:16].sum())  # the connection carries on
+        with rigwire.connect(server.url, max_frame=64 << 20) as c:
+            assert c.call("total", big) == int(big.sum(dtype=numpy.uint64))
+        for wrong in (100, 1 << 40, -1):
+            with pytest.raises(ValueError, match="max_frame must be a number of bytes from 4096"):
+                rigwire.connect(server.url, max_frame=wrong)
+    finally:
+        server.shutdown(grace=1)
