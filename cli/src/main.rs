@@ -47,6 +47,24 @@ struct SecretArgs {
     secret_file: Option<PathBuf>,
 }
 
+/// The largest message this side takes.
+#[derive(clap::Args, Clone, Copy, Default)]
+struct FrameArgs {
+    /// The largest message, in bytes, this side takes (default 16 MiB). A
+    /// connection keeps the smaller of its two sides' limits: raise it on both.
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(4096..))]
+    max_frame: Option<u32>,
+}
+
+impl FrameArgs {
+    fn apply(self, config: Config) -> Config {
+        match self.max_frame {
+            Some(bytes) => config.max_frame(bytes),
+            None => config,
+        }
+    }
+}
+
 /// How to trust a TLS peer (`tls://`, `wss://`); the system's roots unless one is given.
 #[derive(clap::Args, Clone, Default)]
 struct TrustArgs {
@@ -113,6 +131,8 @@ enum Command {
         /// How to trust a relay reached with --via over tls:// or wss://.
         #[command(flatten)]
         trust: TrustArgs,
+        #[command(flatten)]
+        frame: FrameArgs,
     },
     /// Run a relay: clients call NAME.method, services dial in and register NAME.
     Relay {
@@ -167,6 +187,8 @@ enum Command {
         secret: SecretArgs,
         #[command(flatten)]
         trust: TrustArgs,
+        #[command(flatten)]
+        frame: FrameArgs,
     },
     /// Measure round trips to a peer.
     Ping {
@@ -445,12 +467,14 @@ fn main() -> ExitCode {
             secret,
             identity,
             trust,
+            frame,
         } => serve(
             &listen,
             &name,
             via.zip(service_name),
             &secret,
             tls_settings(&identity, &trust),
+            frame,
         ),
         Command::Serve {
             listen,
@@ -459,6 +483,7 @@ fn main() -> ExitCode {
             runtime: Runtime::Smol,
             secret,
             identity,
+            frame,
             ..
         } => match via {
             Some(_) => Err(Failure {
@@ -470,6 +495,7 @@ fn main() -> ExitCode {
                 &name,
                 &secret,
                 tls_settings(&identity, &TrustArgs::default()),
+                frame,
             ),
         },
         Command::Relay {
@@ -499,12 +525,14 @@ fn main() -> ExitCode {
             timeout,
             secret,
             trust,
+            frame,
         } => call(
             &url,
             &method,
             call_args(&args, bytes.as_deref()),
             timeout,
             &Access { secret, trust },
+            frame,
         ),
         Command::Ping {
             url,
@@ -701,8 +729,9 @@ fn serve(
     via: Option<(String, String)>,
     secret: &SecretArgs,
     tls: TlsSettings,
+    frame: FrameArgs,
 ) -> Result<(), Failure> {
-    let config = config(name, secret, tls)?;
+    let config = frame.apply(config(name, secret, tls)?);
     let mut signals = watch_signals()?;
     let default_listen = ["tcp://127.0.0.1:7400".to_owned()];
     let listen = if listen.is_empty() && via.is_none() {
@@ -758,8 +787,9 @@ fn serve_smol(
     name: &str,
     secret: &SecretArgs,
     tls: TlsSettings,
+    frame: FrameArgs,
 ) -> Result<(), Failure> {
-    let config = config(name, secret, tls)?;
+    let config = frame.apply(config(name, secret, tls)?);
     let mut signals = watch_signals()?;
     let default_listen = ["tcp://127.0.0.1:7400".to_owned()];
     let listen = if listen.is_empty() {
@@ -846,6 +876,7 @@ fn call(
     args: Result<Payload, Failure>,
     timeout: Option<f64>,
     access: &Access,
+    frame: FrameArgs,
 ) -> Result<(), Failure> {
     let args = args?;
     let timeout = match timeout {
@@ -861,7 +892,7 @@ fn call(
     // The timeout covers everything: connecting and the handshake too.
     let started = Instant::now();
     let tls = tls_settings(&IdentityArgs::default(), &access.trust);
-    let mut config = config("rigwire-cli", &access.secret, tls)?;
+    let mut config = frame.apply(config("rigwire-cli", &access.secret, tls)?);
     if let Some(t) = timeout {
         config = config.connect_within(t);
     }

@@ -114,6 +114,38 @@ fn call_sends_a_file_as_bytes_and_writes_a_byte_result_as_is() {
 }
 
 #[test]
+fn a_file_over_16_mib_needs_max_frame_on_both_sides() {
+    let rig = Rig::start(&["--max-frame", "33554432"], &[]);
+    let dir = std::env::temp_dir().join(format!("rigwire-big-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stack.bin");
+    let data: Vec<u8> = (0..=250u8).cycle().take(20 << 20).collect();
+    std::fs::write(&file, &data).unwrap();
+    let path = file.to_str().unwrap();
+    let out = rigwire(&["call", &rig.url, "echo", "--bytes", path]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("raise it on both"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rigwire(&[
+        "call",
+        &rig.url,
+        "echo",
+        "--bytes",
+        path,
+        "--max-frame",
+        "33554432",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == data, "the echo came back as other bytes");
+    let out = rigwire(&["call", &rig.url, "echo", "--max-frame", "100"]);
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_remote_error_prints_kind_and_message_and_exits_one() {
     let rig = Rig::start(&[], &[]);
     let out = rigwire(&["call", &rig.url, "exp.start", r#""2026-11-21_1_mouse""#]);
