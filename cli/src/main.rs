@@ -165,6 +165,8 @@ enum Command {
         /// The certificate both URLs present when they are tls:// or wss://.
         #[command(flatten)]
         identity: IdentityArgs,
+        #[command(flatten)]
+        frame: FrameArgs,
     },
     /// Call METHOD with JSON arguments and print the JSON result.
     Call {
@@ -507,6 +509,7 @@ fn main() -> ExitCode {
             service_secret_file,
             insecure_services,
             identity,
+            frame,
         } => relay::run(relay::Options {
             tls: tls_settings(&identity, &TrustArgs::default()),
             clients,
@@ -516,6 +519,7 @@ fn main() -> ExitCode {
             client_secret: secret_of(&secret.secret_file, "RIGWIRE_SECRET"),
             service_secret: secret_of(&service_secret_file, "RIGWIRE_SERVICE_SECRET"),
             insecure_services,
+            max_frame: frame.max_frame,
         }),
         Command::Call {
             url,

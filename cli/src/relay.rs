@@ -16,6 +16,8 @@ pub struct Options {
     pub client_secret: SecretSource,
     pub service_secret: SecretSource,
     pub insecure_services: bool,
+    /// The largest frame forwarded (`--max-frame`), both sides.
+    pub max_frame: Option<u32>,
 }
 
 /// Runs the relay until SIGINT or SIGTERM.
@@ -24,6 +26,9 @@ pub fn run(options: Options) -> Result<(), Failure> {
         tls: options.tls,
         ..RelayConfig::default()
     };
+    if let Some(bytes) = options.max_frame {
+        config = config.max_frame(bytes);
+    }
     config.clients.secret = options.client_secret.load()?;
     config.services.secret = options.service_secret.load()?;
     config.insecure_services = options.insecure_services;

@@ -114,7 +114,7 @@ fn call_sends_a_file_as_bytes_and_writes_a_byte_result_as_is() {
 }
 
 #[test]
-fn a_file_over_16_mib_needs_max_frame_on_both_sides() {
+fn a_file_over_16_mib_needs_max_frame_on_both_sides_and_on_the_relay() {
     let rig = Rig::start(&["--max-frame", "33554432"], &[]);
     let dir = std::env::temp_dir().join(format!("rigwire-big-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -142,6 +142,47 @@ fn a_file_over_16_mib_needs_max_frame_on_both_sides() {
     assert!(out.stdout == data, "the echo came back as other bytes");
     let out = rigwire(&["call", &rig.url, "echo", "--max-frame", "100"]);
     assert_eq!(out.status.code(), Some(2));
+
+    // Two hops: the relay forwards it too once it is raised there.
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+            "--insecure-services",
+            "--max-frame",
+            "33554432",
+        ],
+        &[],
+        2,
+    );
+    let _service = Spawned::start(
+        &[
+            "serve",
+            "--via",
+            &relay.url("services"),
+            "--as",
+            "big",
+            "--max-frame",
+            "33554432",
+        ],
+        &[],
+        1,
+    );
+    let clients = relay.url("clients");
+    let out = rigwire(&[
+        "call",
+        &clients,
+        "big.echo",
+        "--bytes",
+        path,
+        "--max-frame",
+        "33554432",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout == data, "the echo came back as other bytes");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -205,6 +205,18 @@ impl ProtocolConfig {
         Ok(self)
     }
 
+    /// Accepts frames of up to `bytes` after the handshake
+    /// ([`max_frame`](Self::max_frame)), and lets at least one such frame
+    /// wait for the socket ([`max_queued_output`](Self::max_queued_output)
+    /// is raised to it if lower). A connection keeps the smaller of its two
+    /// sides' limits, so raise it on both. Under 4 KiB fails
+    /// [`validate`](Self::validate).
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.max_frame = bytes;
+        self.max_queued_output = self.max_queued_output.max(bytes as usize);
+        self
+    }
+
     /// Checks every rule the core relies on.
     ///
     /// # Errors

@@ -117,6 +117,16 @@ impl RelayConfig {
         Ok(self)
     }
 
+    /// Forwards frames of up to `bytes`, on both sides
+    /// ([`ProtocolConfig::max_frame`]): a call two hops away carries no more
+    /// than the smallest limit on its way, so raise it at the caller and
+    /// the service too.
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.clients = self.clients.max_frame(bytes);
+        self.services = self.services.max_frame(bytes);
+        self
+    }
+
     /// Serves this certificate chain and key (PEM files) on listeners
     /// whose URL is `tls://` or `wss://`; read when the relay binds.
     pub fn tls_identity(

@@ -117,15 +117,12 @@ impl Config {
         self
     }
 
-    /// Accepts frames of up to `bytes` after the handshake
-    /// ([`ProtocolConfig::max_frame`](crate::ProtocolConfig::max_frame)),
-    /// and lets at least one such frame wait for the socket. A connection
-    /// keeps the smaller of its two sides' limits, so raise it on both.
-    /// Starting fails with a configuration error under 4 KiB.
+    /// Accepts frames of up to `bytes` after the handshake, as
+    /// [`ProtocolConfig::max_frame`](crate::ProtocolConfig::max_frame)
+    /// says (raise it on both sides). Starting fails with a configuration
+    /// error under 4 KiB.
     pub fn max_frame(mut self, bytes: u32) -> Self {
-        self.protocol.max_frame = bytes;
-        let bytes = bytes as usize;
-        self.protocol.max_queued_output = self.protocol.max_queued_output.max(bytes);
+        self.protocol = self.protocol.max_frame(bytes);
         self
     }
 
