@@ -227,7 +227,7 @@ impl Connection {
 
     pub(crate) fn send_too_large(&mut self, id: u64, len: usize) {
         let message = format!(
-            "result of {len} bytes exceeds the frame limit of {} bytes",
+            "result of {len} bytes exceeds the frame limit of {} bytes (the smaller of the two sides' max_frame)",
             self.frame_limit
         );
         self.send_error(id, &RemoteError::new(ErrorKind::TooLarge, message));

@@ -430,16 +430,36 @@ def _spread_hint(value: Any, signature: _inspect.Signature) -> str:
     )
 
 
-def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
-    """Wraps ``fn`` for the native side: the arguments (JSON text, or ``bytes``
-    passed as the one argument) and the caller in; ``(None, result)`` (JSON
-    text, or ``bytes`` for a bytes-like result) or ``(kind, message,
-    traceback)`` out. A parameter named ``caller`` receives a ``Client`` of the
-    peer that made the call, to call it back."""
-    signature = _inspect.signature(fn)
-    wants_caller = _takes_caller(fn)
+def _extras(fn: Callable[..., Any]) -> Callable[[Any, Any], Dict[str, Any]]:
+    """What a handler takes besides the call's arguments, by the name of its
+    parameter: ``caller`` gets a ``Client`` of the peer that made the call, to
+    call it back; ``cancelled`` gets a function that says whether the call is
+    no longer wanted (the caller cancelled it, its deadline passed or the
+    connection closed), for a long handler to stop early."""
+    parameters = _inspect.signature(fn).parameters
+    wants_caller, wants_cancelled = "caller" in parameters, "cancelled" in parameters
 
-    def run(data: Union[str, bytes], caller: Any) -> _Outcome:
+    def extras(caller: Any, cancelled: Any) -> Dict[str, Any]:
+        given: Dict[str, Any] = {}
+        if wants_caller:
+            given["caller"] = Client(caller)
+        if wants_cancelled:
+            given["cancelled"] = cancelled
+        return given
+
+    return extras
+
+
+def _handler(fn: Callable[..., Any]) -> Callable[[str, Any, Any], _Outcome]:
+    """Wraps ``fn`` for the native side: the arguments (JSON text, or ``bytes``
+    passed as the one argument), the caller and the call's cancellation in;
+    ``(None, result)`` (JSON text, or ``bytes`` for a bytes-like result) or
+    ``(kind, message, traceback)`` out. See ``_extras`` for the parameters
+    ``caller`` and ``cancelled``."""
+    signature = _inspect.signature(fn)
+    extras = _extras(fn)
+
+    def run(data: Union[str, bytes], caller: Any, cancelled: Any) -> _Outcome:
         value = _decode(data)
         if isinstance(value, bytes):
             args, kwargs = (value,), {}
@@ -451,8 +471,9 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
             args, kwargs = (), value
         else:
             args, kwargs = (value,), {}
-        if wants_caller:
-            kwargs = {**kwargs, "caller": Client(caller)}
+        given = extras(caller, cancelled)
+        if given:
+            kwargs = {**kwargs, **given}
         try:
             result = fn(*args, **kwargs)
             data = _as_bytes(result)
@@ -474,18 +495,15 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     return run
 
 
-def _raw_handler(fn: Callable[..., Any]) -> Callable[[str, bytes, Any], Tuple[Any, Any, Any]]:
+def _raw_handler(fn: Callable[..., Any]) -> Callable[[str, bytes, Any, Any], Tuple[Any, Any, Any]]:
     """Wraps ``fn`` of ``Server.expose_raw`` for the native side: the codec's
-    name, the payload's bytes and the caller in; ``(None, codec, bytes)`` or
-    ``(kind, message, traceback)`` out."""
-    wants_caller = _takes_caller(fn)
+    name, the payload's bytes, the caller and the call's cancellation in;
+    ``(None, codec, bytes)`` or ``(kind, message, traceback)`` out."""
+    extras = _extras(fn)
 
-    def run(codec: str, data: bytes, caller: Any) -> Tuple[Any, Any, Any]:
+    def run(codec: str, data: bytes, caller: Any, cancelled: Any) -> Tuple[Any, Any, Any]:
         try:
-            if wants_caller:
-                answer = fn(codec, data, caller=Client(caller))
-            else:
-                answer = fn(codec, data)
+            answer = fn(codec, data, **extras(caller, cancelled))
             if isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str):
                 out = _as_bytes(answer[1])
                 if out is not None:
@@ -568,7 +586,18 @@ class Server:
     ) -> Any:
         """Exposes a function under its own name, or ``name`` (dotted names are
         fine), and ``aliases``. Use it as ``@server.expose``,
-        ``@server.expose("stage.move")`` or ``server.expose(fn, name=...)``."""
+        ``@server.expose("stage.move")`` or ``server.expose(fn, name=...)``.
+        A parameter named ``caller`` gets a ``Client`` to call the caller
+        back; one named ``cancelled`` gets a function that says whether the
+        call is no longer wanted (cancelled, past its deadline, or its
+        connection closed), so that a long handler can stop early:
+
+            @server.expose
+            def acquire(seconds, cancelled):
+                until = time.monotonic() + seconds
+                while time.monotonic() < until and not cancelled():
+                    take_frame()
+        """
         return self._expose(fn, name, aliases, raw=False)
 
     def expose_raw(
@@ -585,8 +614,8 @@ class Server:
         encoded on the way: for a recorder, a forwarder, or postcard a Rust
         peer sends (``struct`` reads its numbers). Raise
         ``rigwire.RemoteError(message, kind="BadArguments")`` for a payload
-        it cannot take. Used as ``expose`` is; a ``caller`` parameter works
-        the same."""
+        it cannot take. Used as ``expose`` is; ``caller`` and ``cancelled``
+        parameters work the same."""
         return self._expose(fn, name, aliases, raw=True)
 
     def _expose(self, fn: Any, name: Optional[str], aliases: Iterable[str], raw: bool) -> Any:

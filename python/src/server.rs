@@ -16,7 +16,7 @@ use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 use rigwire_std::core::{Codec, ErrorKind};
 use rigwire_std::{
-    Config, Dispatch, HandlerError, Handlers, Payload, Peer, RemoteService, RigService,
+    CallContext, Config, Dispatch, HandlerError, Handlers, Payload, RemoteService, RigService,
     RunningServer, RunningService, Server,
 };
 
@@ -93,12 +93,41 @@ fn kind_of(name: &str) -> ErrorKind {
     }
 }
 
-/// Calls a wrapped Python function (the arguments as JSON text or `bytes`,
-/// and its caller, in; an [`Outcome`] out) with the GIL.
-fn run_wrapped(handler: &Py<PyAny>, args: Answer, caller: &Peer) -> Result<Data, HandlerError> {
+/// A handler's `cancelled`: called, it says whether the call it answers is
+/// no longer wanted (cancelled by the caller, past its deadline, or its
+/// connection closed), so that a long handler can stop early.
+#[pyclass(module = "rigwire._rigwire", frozen)]
+pub(crate) struct NativeCancelled {
+    ctx: CallContext,
+}
+
+#[pymethods]
+impl NativeCancelled {
+    /// Whether the call is no longer wanted.
+    fn __call__(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.ctx.is_cancelled())
+    }
+}
+
+/// Calls a wrapped Python function with the GIL: the arguments as JSON text
+/// or `bytes`, its caller, and (for a handler, not a lifecycle hook) its
+/// [`NativeCancelled`] in; an [`Outcome`] out.
+fn run_wrapped(
+    handler: &Py<PyAny>,
+    args: Answer,
+    ctx: &CallContext,
+    cancellable: bool,
+) -> Result<Data, HandlerError> {
     let outcome: PyResult<Outcome> = Python::attach(|py| {
-        let caller = NativeClient::caller(caller.clone());
-        handler.call1(py, (args.into_py(py), caller))?.extract(py)
+        let caller = NativeClient::caller(ctx.peer.clone());
+        let args = args.into_py(py);
+        let outcome = if cancellable {
+            let cancelled = NativeCancelled { ctx: ctx.clone() };
+            handler.call1(py, (args, caller, cancelled))?
+        } else {
+            handler.call1(py, (args, caller))?
+        };
+        outcome.extract(py)
     });
     match outcome {
         Ok((None, result, _)) => Ok(result),
@@ -146,15 +175,16 @@ fn codec_name(codec: Codec) -> String {
     }
 }
 
-/// Runs a wrapped raw Python handler: the call's codec (by name) and bytes
-/// in, `(None, codec, bytes)` or `(kind, message, traceback)` out; nothing
-/// is decoded or encoded on the way.
-fn run_raw(handler: &Py<PyAny>, args: Payload, caller: &Peer) -> Result<Payload, HandlerError> {
+/// Runs a wrapped raw Python handler: the call's codec (by name) and bytes,
+/// its caller and its [`NativeCancelled`] in, `(None, codec, bytes)` or
+/// `(kind, message, traceback)` out; nothing is decoded or encoded on the way.
+fn run_raw(handler: &Py<PyAny>, args: Payload, ctx: &CallContext) -> Result<Payload, HandlerError> {
     let outcome: PyResult<(Option<String>, String, RawTail)> = Python::attach(|py| {
-        let caller = NativeClient::caller(caller.clone());
+        let caller = NativeClient::caller(ctx.peer.clone());
+        let cancelled = NativeCancelled { ctx: ctx.clone() };
         let data = PyBytes::new(py, &args.bytes);
         handler
-            .call1(py, (codec_name(args.codec), data, caller))?
+            .call1(py, (codec_name(args.codec), data, caller, cancelled))?
             .extract(py)
     });
     match outcome {
@@ -182,14 +212,14 @@ fn run_raw(handler: &Py<PyAny>, args: Payload, caller: &Peer) -> Result<Payload,
 
 /// Runs a wrapped Python handler on a call's arguments (JSON or bytes); a
 /// byte-string result is answered in bytes, anything else in JSON (§4.1).
-fn run(handler: &Py<PyAny>, args: Payload, caller: &Peer) -> Result<Payload, HandlerError> {
+fn run(handler: &Py<PyAny>, args: Payload, ctx: &CallContext) -> Result<Payload, HandlerError> {
     let args = Answer::from_payload(args).map_err(|_| {
         HandlerError::with_kind(
             ErrorKind::BadArguments,
             "a Python handler takes JSON or bytes arguments (codec 1 or 2)",
         )
     })?;
-    run_wrapped(handler, args, caller).map(Data::into_payload)
+    run_wrapped(handler, args, ctx, true).map(Data::into_payload)
 }
 
 /// Exposes `name` in `handlers`, answered by a wrapped Python function on
@@ -202,9 +232,9 @@ pub(crate) fn expose_python(
     raw: bool,
 ) -> Result<(), rigwire_std::Error> {
     if raw {
-        handlers.expose_raw(name, move |ctx, args| run_raw(&handler, args, &ctx.peer))?;
+        handlers.expose_raw(name, move |ctx, args| run_raw(&handler, args, ctx))?;
     } else {
-        handlers.expose_raw(name, move |ctx, args| run(&handler, args, &ctx.peer))?;
+        handlers.expose_raw(name, move |ctx, args| run(&handler, args, ctx))?;
     }
     handlers.dispatch(name, Dispatch::Pool)?;
     Ok(())
@@ -212,8 +242,8 @@ pub(crate) fn expose_python(
 
 /// Runs a lifecycle hook (a wrapped Python function) on the step's
 /// argument as JSON text; its result is ignored.
-fn hook(f: &Py<PyAny>, arg: String, caller: &Peer) -> Result<(), HandlerError> {
-    run_wrapped(f, Answer::Json(arg), caller).map(drop)
+fn hook(f: &Py<PyAny>, arg: String, ctx: &CallContext) -> Result<(), HandlerError> {
+    run_wrapped(f, Answer::Json(arg), ctx, false).map(drop)
 }
 
 impl NativeServer {
@@ -293,21 +323,21 @@ impl NativeServer {
         if let Some(f) = on_init {
             service = service.on_init(move |ctx, data| {
                 let json = serde_json::to_string(&data.0).unwrap_or_else(|_| "null".into());
-                hook(&f, json, &ctx.peer)
+                hook(&f, json, ctx)
             });
         }
         if let Some(f) = on_start {
             service = service.on_start(move |ctx, exp_ref| {
                 let json = serde_json::to_string(&exp_ref.to_string()).unwrap_or_default();
-                hook(&f, json, &ctx.peer)
+                hook(&f, json, ctx)
             });
         }
         if let Some(f) = on_stop {
-            service = service
-                .on_stop(move |ctx, immediately| hook(&f, immediately.to_string(), &ctx.peer));
+            service =
+                service.on_stop(move |ctx, immediately| hook(&f, immediately.to_string(), ctx));
         }
         if let Some(f) = on_cleanup {
-            service = service.on_cleanup(move |ctx| hook(&f, "null".into(), &ctx.peer));
+            service = service.on_cleanup(move |ctx| hook(&f, "null".into(), ctx));
         }
         self.edit(|handlers| service.expose(handlers).map(drop))
     }

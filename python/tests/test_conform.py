@@ -38,8 +38,11 @@ def conformance_rig(url: str) -> rigwire.Server:
         return "json", json.dumps(value[0] + value[1]).encode()
 
     @server.expose
-    def sleep(seconds):
-        time.sleep(seconds)
+    def sleep(seconds, cancelled):
+        # Stops early when cancelled, as the conformance rig's sleep does.
+        until = time.monotonic() + seconds
+        while time.monotonic() < until and not cancelled():
+            time.sleep(0.01)
 
     return server.start()
 

@@ -287,3 +287,44 @@ def test_sigterm_shuts_serve_forever_down_gracefully_and_returns():
         assert rig.returncode == 0
     finally:
         rig.kill()
+
+
+def test_a_long_handler_learns_its_call_is_no_longer_wanted():
+    import queue
+
+    server = rigwire.Server("tcp://127.0.0.1:0", name="camera")
+    ended = queue.Queue()
+
+    @server.expose
+    def acquire(seconds, cancelled):
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            if cancelled():
+                ended.put("stopped early")
+                return None
+            time.sleep(0.01)
+        ended.put("ran its course")
+        return seconds
+
+    server.start()
+    try:
+        with rigwire.connect(server.url) as c:
+            assert c.call("acquire", 0.05) == 0.05
+            assert ended.get(timeout=5) == "ran its course"
+            # Past its deadline.
+            with pytest.raises(rigwire.DeadlineExceeded):
+                c.call("acquire", 30, timeout=0.3)
+            assert ended.get(timeout=10) == "stopped early"
+            # Cancelled by the caller.
+            call = c.start("acquire", 30)
+            time.sleep(0.2)
+            call.cancel()
+            assert ended.get(timeout=10) == "stopped early"
+        # Its connection closed.
+        c = rigwire.connect(server.url)
+        call = c.start("acquire", 30)  # kept: a dropped call is cancelled
+        time.sleep(0.2)
+        c.close()
+        assert ended.get(timeout=10) == "stopped early"
+    finally:
+        server.shutdown(grace=1)
