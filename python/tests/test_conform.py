@@ -1,5 +1,6 @@
 """A Python server against the spec: `rigwire conform server` passes every
-case that applies, over tcp:// and ws://, with a shared secret. The
+case that applies, over tcp:// and ws://, with a shared secret, and through
+a relay as a service two hops away. The
 conformance rig (spec §11: echo, add, sleep) is written here in Python;
 `echo` and the postcard half of `add` need `Server.expose_raw`."""
 
@@ -16,7 +17,7 @@ import rigwire
 from conftest import BIN, SECRET
 
 
-def conformance_rig(url: str) -> rigwire.Server:
+def conformance_rig(url) -> rigwire.Server:
     server = rigwire.Server(url, name="py-conformance", secret=SECRET)
 
     @server.expose_raw
@@ -44,13 +45,14 @@ def conformance_rig(url: str) -> rigwire.Server:
         while time.monotonic() < until and not cancelled():
             time.sleep(0.01)
 
-    return server.start()
+    return server.start() if url else server
 
 
-def conform(url: str) -> dict:
+def conform(url: str, service=None) -> dict:
     env = {**os.environ, "RIGWIRE_SECRET": SECRET}
+    through = ["--service", service] if service else []
     run = subprocess.run(
-        [BIN, "conform", "server", url, "--json"],
+        [BIN, "conform", "server", url, "--json", *through],
         capture_output=True, text=True, env=env, timeout=120,
     )
     report = json.loads(run.stdout)
@@ -81,6 +83,30 @@ def test_a_python_server_passes_rigwire_conform():
         assert {"call-postcard", "echo-bytes", "bad-arguments", "busy", "wrong-secret"} <= passed
         if server.url.startswith("ws://"):
             assert {"ws-text-message", "ws-fragmented", "ws-wrong-path"} <= passed
+
+
+@pytest.mark.timeout(240)
+def test_a_python_service_behind_a_relay_passes_rigwire_conform():
+    env = {**os.environ, "RIGWIRE_SECRET": SECRET, "RIGWIRE_SERVICE_SECRET": SECRET}
+    relay = subprocess.Popen(
+        [BIN, "relay", "--clients", "tcp://127.0.0.1:0", "--services", "ws://127.0.0.1:0/services"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+    )
+    try:
+        urls = dict(reversed(relay.stdout.readline().split()[1:3]) for _ in range(2))
+        service = conformance_rig(None).serve_via(urls["services"], as_="conformance")
+        try:
+            run = conform(urls["clients"], service="conformance")
+        finally:
+            service.shutdown(grace=0)
+    finally:
+        relay.terminate()
+        relay.wait(timeout=10)
+        relay.stdout.close()
+    by = cases_by_verdict(run["report"])
+    assert not by.get("fail") and run["code"] == 0, by.get("fail")
+    passed = {c["case"] for c in by.get("pass", [])}
+    assert {"relay-services", "relay-unavailable", "echo-bytes", "call-postcard", "busy"} <= passed
 
 
 def test_a_raw_handler_answers_as_it_says_and_its_mistakes_reach_the_caller():
