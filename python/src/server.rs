@@ -2,8 +2,8 @@
 //! service (through a relay), whose handlers are Python callables. A handler
 //! runs on a pool thread (never on a connection's reading thread, since
 //! Python code may block), taking the GIL only while it runs; arguments and
-//! results cross as JSON text, which the package's wrapper turns into Python
-//! values and back.
+//! results cross as JSON text or bytes, which the package's wrapper turns
+//! into Python values and back (or, for a raw handler, as they came).
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
@@ -216,7 +216,8 @@ fn run(handler: &Py<PyAny>, args: Payload, ctx: &CallContext) -> Result<Payload,
     let args = Answer::from_payload(args).map_err(|_| {
         HandlerError::with_kind(
             ErrorKind::BadArguments,
-            "a Python handler takes JSON or bytes arguments (codec 1 or 2)",
+            "a Python handler takes JSON or bytes arguments (codec 1 or 2); \
+             one exposed with expose_raw takes postcard as it came",
         )
     })?;
     run_wrapped(handler, args, ctx, true).map(Data::into_payload)

@@ -23,10 +23,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 pub struct Config {
     /// The protocol's settings: name, secret, limits, keepalive, default deadline.
     pub protocol: crate::config::ProtocolConfig,
-    /// Time allowed to connect, in all: the transport, its layers (TLS,
-    /// websocket) and the handshake, which also has the protocol's own
-    /// [`handshake_timeout`](crate::ProtocolConfig::handshake_timeout)
-    /// (default 5 s). See [`Config::connecting`].
+    /// Time allowed to connect, in all (default 5 s): the transport, its
+    /// layers (TLS, websocket) and the handshake, which is also held to the
+    /// protocol's own
+    /// [`handshake_timeout`](crate::ProtocolConfig::handshake_timeout).
+    /// See [`Config::connecting`].
     pub connect_timeout: Duration,
     /// Reconnect after a lost connection (clients only; default off).
     pub reconnect: Option<Reconnect>,
@@ -186,6 +187,11 @@ impl Connecting {
     /// When the attempt has succeeded or is given up.
     pub fn by(&self) -> Instant {
         self.by
+    }
+
+    /// The time the whole attempt was given (the connect timeout).
+    pub fn within(&self) -> Duration {
+        self.within
     }
 
     /// What is left of the attempt at `now`; zero once it is over (a
