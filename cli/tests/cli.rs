@@ -8,7 +8,13 @@ use std::time::{Duration, Instant};
 mod raw;
 
 mod common;
-use common::{cert_new, scratch, Spawned, BIN};
+use common::{cert_new, relay_with_data_using, scratch, Spawned, BIN};
+
+/// Checks that the command exited with `code` and said `said` on stderr.
+fn fails_saying(out: &Output, code: i32, said: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(said), "{}", text(&out.stderr));
+}
 
 /// A `rigwire serve` child process, killed when dropped.
 struct Rig {
@@ -97,19 +103,9 @@ fn call_sends_a_file_as_bytes_and_writes_a_byte_result_as_is() {
     assert_eq!(out.stdout, b"\x00\xffraw");
     // A typed method refuses bytes it cannot take, as BadArguments.
     let out = rigwire(&["call", &rig.url, "add", "--bytes", file.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("BadArguments"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 1, "BadArguments");
     let out = rigwire(&["call", &rig.url, "echo", "--bytes", "/no/such/file"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("/no/such/file"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 2, "/no/such/file");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -123,12 +119,7 @@ fn a_file_over_16_mib_needs_max_frame_on_both_sides_and_on_the_relay() {
     std::fs::write(&file, &data).unwrap();
     let path = file.to_str().unwrap();
     let out = rigwire(&["call", &rig.url, "echo", "--bytes", path]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("raise it on both"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 1, "raise it on both");
     let out = rigwire(&[
         "call",
         &rig.url,
@@ -144,43 +135,14 @@ fn a_file_over_16_mib_needs_max_frame_on_both_sides_and_on_the_relay() {
     assert_eq!(out.status.code(), Some(2));
 
     // Two hops: the relay forwards it too once it is raised there.
-    let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-            "--insecure-services",
-            "--max-frame",
-            "33554432",
-        ],
-        &[],
-        2,
-    );
-    let _service = Spawned::start(
-        &[
-            "serve",
-            "--via",
-            &relay.url("services"),
-            "--as",
-            "big",
-            "--max-frame",
-            "33554432",
-        ],
-        &[],
-        1,
-    );
-    let clients = relay.url("clients");
-    let out = rigwire(&[
-        "call",
-        &clients,
-        "big.echo",
-        "--bytes",
-        path,
-        "--max-frame",
-        "33554432",
-    ]);
+    let secret = "relay-secret-0123456789";
+    let (_processes, clients) = relay_with_data_using(secret, secret, &["--max-frame", "33554432"]);
+    let out = Command::new(BIN)
+        .args(["call", &clients, "data.echo", "--bytes", path])
+        .args(["--max-frame", "33554432"])
+        .env("RIGWIRE_SECRET", secret)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stdout == data, "the echo came back as other bytes");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -297,19 +259,9 @@ fn secrets_come_from_a_file_or_the_environment_and_a_wrong_one_exits_two() {
         .env("RIGWIRE_SECRET", "a-wrong-secret-of-enough-length")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("authentication failed"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 2, "authentication failed");
     let out = rigwire(&["call", &rig.url, "add", "[1,2]"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("shared secret"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 2, "shared secret");
     // There is no way to pass the secret itself as an argument.
     let out = rigwire(&[
         "call",
@@ -360,12 +312,7 @@ fn secret_new_writes_a_long_random_secret_only_its_owner_can_read() {
         .env("RIGWIRE_SECRET", "short")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("rigwire secret new"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 2, "rigwire secret new");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -685,12 +632,7 @@ fn a_relay_without_a_services_secret_refuses_to_start_unless_told_and_then_warns
         .env_remove("RIGWIRE_SERVICE_SECRET")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("--insecure-services"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 2, "--insecure-services");
     // Told: it starts, and says what it risks before anything else.
     let mut child = Command::new(BIN)
         .args([
@@ -864,12 +806,7 @@ fn a_tls_rig_is_called_by_pin_and_every_way_trust_fails_exits_two_saying_why() {
     let plain = Rig::start(&[], &[]);
     let as_tls = plain.url.replacen("tcp://", "tls://", 1);
     let out = rigwire(&["call", &as_tls, "add", "[1, 2]", "--pin", &pin]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out.stderr).contains("does not speak TLS"),
-        "{}",
-        text(&out.stderr)
-    );
+    fails_saying(&out, 2, "does not speak TLS");
 }
 
 #[test]

@@ -60,25 +60,36 @@ impl Drop for Spawned {
 /// registered behind it as `data`, each side with its secret; the processes
 /// and the relay's clients URL.
 pub fn relay_with_data(clients_secret: &str, services_secret: &str) -> (Vec<Spawned>, String) {
+    relay_with_data_using(clients_secret, services_secret, &[])
+}
+
+/// [`relay_with_data`], with `extra` arguments for both the relay and the
+/// service (`--max-frame BYTES`, say).
+pub fn relay_with_data_using(
+    clients_secret: &str,
+    services_secret: &str,
+    extra: &[&str],
+) -> (Vec<Spawned>, String) {
+    let mut args = vec![
+        "relay",
+        "--clients",
+        "tcp://127.0.0.1:0",
+        "--services",
+        "ws://127.0.0.1:0/services",
+    ];
+    args.extend_from_slice(extra);
     let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-        ],
+        &args,
         &[
             ("RIGWIRE_SECRET", clients_secret),
             ("RIGWIRE_SERVICE_SECRET", services_secret),
         ],
         2,
     );
-    let service = Spawned::start(
-        &["serve", "--via", &relay.url("services"), "--as", "data"],
-        &[("RIGWIRE_SECRET", services_secret)],
-        1,
-    );
+    let services = relay.url("services");
+    let mut args = vec!["serve", "--via", &services, "--as", "data"];
+    args.extend_from_slice(extra);
+    let service = Spawned::start(&args, &[("RIGWIRE_SECRET", services_secret)], 1);
     let clients = relay.url("clients");
     (vec![relay, service], clients)
 }
