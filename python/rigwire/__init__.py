@@ -23,6 +23,10 @@ sends one payload, by this rule:
 * positional and keyword arguments together are refused with ``TypeError``:
   one payload cannot carry both.
 
+``timeout`` is the call's own deadline, never an argument: a remote
+parameter of that name is passed in one dict, ``call("wait", {"timeout": 5})``
+(one positional argument, a JSON object, so it arrives as keywords).
+
 **Bytes.** One bytes-like argument (``bytes``, ``bytearray``, ``memoryview``,
 a numpy array or any other buffer) travels as a byte string in the bytes
 codec, without JSON or base64 (``call("store", frame)``); a ``bytes`` is not
@@ -43,7 +47,10 @@ error says when it did not fit); a handler's bytes-like result goes back as
 bytes. A handler that raises answers the call with an error: kind ``Handler`` (``BadArguments``
 when the arguments do not fit its signature), the exception's type name and
 message, and its traceback as the detail. A handler with a parameter named
-``caller`` gets a ``Client`` of the peer that called it, to call it back.
+``caller`` gets a ``Client`` of the peer that called it, to call it back; one
+named ``cancelled`` gets a function that says whether the call is still
+wanted, to stop early. ``Server.expose_raw`` hands a handler the payload as
+it came, ``(codec, data)``.
 """
 
 import inspect as _inspect

@@ -41,6 +41,10 @@ def server():
     def count(items):
         return len(items)
 
+    @s.expose
+    def doubled(timeout):
+        return timeout * 2
+
     s.start()
     yield s
     s.shutdown(grace=1)
@@ -55,6 +59,11 @@ def test_a_python_client_calls_python_handlers(server):
         assert names["stage.move"]["aliases"] == ["move"]
         assert "(x, y=0.0)" in names["stage.move"]["signature"]
         assert server.peer_count() == 1
+
+
+def test_a_parameter_named_timeout_is_passed_in_one_dict(server):
+    with rigwire.connect(server.url) as c:
+        assert c.call("doubled", {"timeout": 5}) == 10  # timeout= would be the deadline
 
 
 def test_handler_errors_reach_the_caller_with_the_traceback(server):
