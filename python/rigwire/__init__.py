@@ -674,7 +674,8 @@ class Server:
         return self
 
     def broadcast(self, method: str, *args: Any, **kwargs: Any) -> int:
-        """Notifies every connected peer; returns how many it reached."""
+        """Notifies every connected peer; returns how many it reached. A peer
+        that stopped reading (its output full) is skipped, not waited for."""
         return self._native.broadcast(method, payload(args, kwargs))
 
     def peer_count(self) -> int:

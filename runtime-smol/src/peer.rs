@@ -124,14 +124,28 @@ impl Peer {
         Ok(RawPendingCall::new(&self.shared, id))
     }
 
-    /// Sends a one-way notification with a raw payload.
+    /// Sends a one-way notification with a raw payload, waiting for room
+    /// while the peer is not reading (within the default deadline, if one
+    /// is configured).
     ///
     /// # Errors
     /// `Disconnected`, `TooLarge`.
     pub async fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
+        self.notify_waiting(method, args, true).await
+    }
+
+    /// [`notify_raw`](Self::notify_raw), or `Busy` at once when `wait` is
+    /// false and the peer's output is full (a broadcast does not wait for
+    /// one peer that stopped reading).
+    pub(crate) async fn notify_waiting(
+        &self,
+        method: &str,
+        args: Payload,
+        wait: bool,
+    ) -> Result<(), Error> {
         let deadline = self.shared.lock().link.deadline(None, Instant::now());
         self.shared
-            .admit((deadline, true), true, |link, now| {
+            .admit((deadline, true), wait, |link, now| {
                 link.notify(method, args.clone(), deadline, now)
             })
             .await

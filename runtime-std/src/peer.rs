@@ -110,13 +110,27 @@ impl Peer {
         started.into_iter().map(wait).collect()
     }
 
-    /// Sends a one-way notification with a raw payload.
+    /// Sends a one-way notification with a raw payload, waiting for room
+    /// while the peer is not reading (within the default deadline, if one
+    /// is configured).
     ///
     /// # Errors
     /// `Disconnected`, `TooLarge`.
     pub fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
+        self.notify_waiting(method, args, true)
+    }
+
+    /// [`notify_raw`](Self::notify_raw), or `Busy` at once when `wait` is
+    /// false and the peer's output is full (a broadcast does not wait for
+    /// one peer that stopped reading).
+    pub(crate) fn notify_waiting(
+        &self,
+        method: &str,
+        args: Payload,
+        wait: bool,
+    ) -> Result<(), Error> {
         self.shared
-            .admit((None, Instant::now()), true, |link, deadline, now| {
+            .admit((None, Instant::now()), wait, |link, deadline, now| {
                 link.notify(method, args.clone(), deadline, now)
             })
             .map_err(Error::from)

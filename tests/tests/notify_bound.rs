@@ -1,13 +1,18 @@
 //! Notifies are bounded like calls: they count against the incoming limit
 //! (one over it is dropped and the sender told), and their handlers are
 //! cancelled when their connection ends, so long notifies from a peer that
-//! left cannot tie up a rig's handlers.
+//! left cannot tie up a rig's handlers. A broadcast skips a peer that
+//! stopped reading instead of waiting for it.
 
+#[path = "common/raw.rs"]
+mod raw;
+
+use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rigwire_core::Config;
+use rigwire_core::{Config, Connection, Framing, Payload, ProtocolConfig};
 
 /// Handlers of `hold` running now.
 static HOLDING: AtomicUsize = AtomicUsize::new(0);
@@ -124,4 +129,135 @@ fn async_notify_handlers_end_with_their_connection() {
         assert_eq!(other.call::<_, i64>("add", &(2i64, 2i64)).await.unwrap(), 4);
         running.shutdown(Duration::ZERO).await;
     });
+}
+
+/// A broadcast's messages: 2,000 of 32 KiB, far more than a peer that does
+/// not read can take into its socket and its queue of 256 KiB.
+const ROUNDS: usize = 2000;
+
+fn news() -> Payload {
+    Payload::bytes(vec![5u8; 32 << 10])
+}
+
+/// A server with a small output queue and no keepalive: nothing but the
+/// broadcast itself could end a wait for a peer that stopped reading.
+fn broadcaster() -> Config {
+    let mut config = Config::named("broadcaster");
+    config.protocol.keepalive = None;
+    config.protocol.max_frame = 64 << 10;
+    config.protocol.max_queued_output = 256 << 10;
+    config
+}
+
+/// A client that completes the handshake with the server at `url` and
+/// never reads again.
+fn deaf_client(url: &str) -> (TcpStream, Connection) {
+    let mut stream = TcpStream::connect(url.strip_prefix("tcp://").unwrap()).unwrap();
+    let mut conn = raw::flooder(ProtocolConfig::named("deaf"), Framing::Stream);
+    raw::handshake(&mut stream, &mut conn);
+    (stream, conn)
+}
+
+/// Broadcasts [`ROUNDS`] times on a thread, each once the live peer has the
+/// one before (so that it is never behind), and returns how many peers
+/// each reached. Fails if the broadcasts do not end within a minute: a
+/// broadcast that waits for the deaf peer never does.
+fn broadcast_in_lockstep(
+    received: Arc<AtomicUsize>,
+    mut broadcast: impl FnMut() -> usize + Send + 'static,
+) -> Vec<usize> {
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reached = Vec::new();
+        for round in 0..ROUNDS {
+            reached.push(broadcast());
+            let until = Instant::now() + Duration::from_secs(10);
+            while received.load(Ordering::SeqCst) <= round {
+                assert!(
+                    Instant::now() < until,
+                    "the live peer missed broadcast {round}"
+                );
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        let _ = done.send(reached);
+    });
+    outcome
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a broadcast waited for the peer that stopped reading")
+}
+
+/// The live peer got every message, and the deaf one was skipped once it
+/// could take no more (it was reached at first, while it still had room).
+fn assert_skipped_the_deaf_peer(reached: &[usize]) {
+    assert_eq!(
+        reached[0],
+        2,
+        "both peers reached at first: {:?}",
+        &reached[..4]
+    );
+    assert_eq!(reached[ROUNDS - 1], 1, "the deaf peer skipped in the end");
+}
+
+#[test]
+fn a_std_broadcast_skips_a_peer_that_stopped_reading() {
+    let received = Arc::new(AtomicUsize::new(0));
+    let server = rigwire_std::Server::bind("tcp://127.0.0.1:0", broadcaster())
+        .unwrap()
+        .start()
+        .unwrap();
+    let url = server.local_url();
+    let _deaf = deaf_client(&url);
+    let mut handlers = rigwire_std::Handlers::new();
+    let counter = Arc::clone(&received);
+    handlers
+        .expose_raw("news", move |_ctx, _news| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok(Payload::json(&()).unwrap())
+        })
+        .unwrap();
+    let live = rigwire_std::Client::connect_with(&url, Config::named("live"), handlers).unwrap();
+    wait_until("both peers connected", || server.peers().len() == 2);
+    let server = Arc::new(server);
+    let broadcasting = Arc::clone(&server);
+    let reached = broadcast_in_lockstep(received, move || {
+        broadcasting.broadcast_raw("news", news()).unwrap()
+    });
+    assert_skipped_the_deaf_peer(&reached);
+    assert_eq!(server.peers().len(), 2, "the deaf peer is still connected");
+    drop(live);
+}
+
+#[test]
+fn a_smol_broadcast_skips_a_peer_that_stopped_reading() {
+    let received = Arc::new(AtomicUsize::new(0));
+    let server = rigwire_smol::Server::bind("tcp://127.0.0.1:0", broadcaster())
+        .unwrap()
+        .start()
+        .unwrap();
+    let url = server.local_url();
+    let _deaf = deaf_client(&url);
+    let mut handlers = rigwire_smol::Handlers::new();
+    let counter = Arc::clone(&received);
+    handlers
+        .expose_raw("news", move |_ctx, _news| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { Ok(Payload::json(&()).unwrap()) }
+        })
+        .unwrap();
+    let live = smol::block_on(rigwire_smol::Client::connect_with(
+        &url,
+        Config::named("live"),
+        handlers,
+    ))
+    .unwrap();
+    wait_until("both peers connected", || server.peers().len() == 2);
+    let server = Arc::new(server);
+    let broadcasting = Arc::clone(&server);
+    let reached = broadcast_in_lockstep(received, move || {
+        smol::block_on(broadcasting.broadcast_raw("news", news())).unwrap()
+    });
+    assert_skipped_the_deaf_peer(&reached);
+    assert_eq!(server.peers().len(), 2, "the deaf peer is still connected");
+    drop(live);
 }

@@ -207,7 +207,9 @@ macro_rules! running_server {
             /// Notifies every peer with a raw payload; returns how many it
             /// reached. Peers still completing their handshake are included:
             /// the notify is queued and sent once they have authenticated
-            /// (and dropped if they fail to).
+            /// (and dropped if they fail to). A peer whose output is full
+            /// (it stopped reading) is skipped, not waited for: one such
+            /// peer never holds up the broadcast to the others.
             ///
             /// # Errors
             /// Never at present; the `Result` leaves room for codec errors in
@@ -222,7 +224,7 @@ macro_rules! running_server {
                     if peer.close_reason().is_some() {
                         continue;
                     }
-                    match peer.notify_raw(method, args.clone())$($aw)* {
+                    match peer.notify_waiting(method, args.clone(), false)$($aw)* {
                         Ok(()) => reached += 1,
                         Err(e) => $crate::tracing::debug!(
                             peer = %peer.address(),
