@@ -23,10 +23,30 @@ struct Events {
     arrived: Event,
 }
 
-/// A rig's call: running on its own task (concurrent), or already answered.
-enum Pending {
-    Running(smol::Task<Result<Payload, Error>>),
-    Done(Result<Payload, Error>),
+/// Runs `futures` at once on this task and gives their outputs in order:
+/// one that waits (a rig reconnecting, or without room) holds back none of
+/// the others.
+async fn all_at_once<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    smol::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(out) => *output = Some(out),
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Named rigs, each with its own connection, addressed together; `names`
@@ -112,23 +132,33 @@ impl Group {
         args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        let mut calls = Vec::new();
-        for (name, client) in self.rigs.in_order(order) {
-            let args = args(client.call_codec());
-            let (peer, method) = (client.peer().await, method.to_owned());
-            let call = async move { peer?.call_raw(&method, args?, timeout).await };
-            let outcome = match order {
-                GroupOrder::Concurrent => Pending::Running(smol::spawn(call)),
-                _ => Pending::Done(call.await),
-            };
-            calls.push((name, outcome));
+        // Each rig's call on its current connection, made again within the
+        // call's deadline if it was lost (`Client::call_raw`).
+        async fn one(
+            client: &Client,
+            method: &str,
+            args: Result<Payload, CodecError>,
+            timeout: Option<Duration>,
+        ) -> Result<Payload, Error> {
+            client.call_raw(method, args?, timeout).await
         }
+        let call = |client| one(client, method, args(client.call_codec()), timeout);
+        let rigs = self.rigs.in_order(order);
+        let answers = match order {
+            GroupOrder::Concurrent => {
+                let (names, calls): (Vec<_>, Vec<_>) = rigs.map(|(n, c)| (n, call(c))).unzip();
+                names.into_iter().zip(all_at_once(calls).await).collect()
+            }
+            _ => {
+                let mut answers = Vec::new();
+                for (name, client) in rigs {
+                    answers.push((name, call(client).await));
+                }
+                answers
+            }
+        };
         let mut results = GroupResults::new();
-        for (name, call) in calls {
-            let answer = match call {
-                Pending::Running(task) => task.await,
-                Pending::Done(answer) => answer,
-            };
+        for (name, answer) in answers {
             results.push(name, answer.and_then(|p| p.decode().map_err(Error::from)));
         }
         results

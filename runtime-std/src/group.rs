@@ -112,9 +112,9 @@ impl Group {
         args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        let start = |client: &Client| {
-            args(client.call_codec())
-                .map_err(Error::from)
+        // Each rig's arguments in its client's call codec, encoded here.
+        let start = |client: &Client, args: Result<Payload, CodecError>| {
+            args.map_err(Error::from)
                 .and_then(|p| client.start_raw(method, p, timeout))
         };
         let finish = |call: Result<RawPendingCall, Error>| {
@@ -123,17 +123,32 @@ impl Group {
         };
         let mut results = GroupResults::new();
         if order == GroupOrder::Concurrent {
-            let started: Vec<_> = self
-                .rigs
-                .in_order(order)
-                .map(|(n, c)| (n, start(c)))
-                .collect();
+            // Each rig's call starts on a thread of its own (the last on
+            // this one): a rig whose start waits, to reconnect or for room,
+            // must not hold back the others' by its deadline.
+            let started: Vec<_> = std::thread::scope(|scope| {
+                let mut rigs: Vec<_> = self.rigs.in_order(order).collect();
+                let last = rigs.pop();
+                let starting: Vec<_> = rigs
+                    .into_iter()
+                    .map(|(n, c)| {
+                        let args = args(c.call_codec());
+                        (n, scope.spawn(move || start(c, args)))
+                    })
+                    .collect();
+                let last = last.map(|(n, c)| (n, start(c, args(c.call_codec()))));
+                let joined = starting.into_iter().map(|(n, starting)| {
+                    let started = starting.join();
+                    (n, started.unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                });
+                joined.chain(last).collect()
+            });
             for (name, call) in started {
                 results.push(name, finish(call));
             }
         } else {
             for (name, client) in self.rigs.in_order(order) {
-                results.push(name, finish(start(client)));
+                results.push(name, finish(start(client, args(client.call_codec()))));
             }
         }
         results

@@ -1,6 +1,7 @@
 //! Reconnecting holds a call's deadline: a client told to reconnect tries
 //! for about 26 s by default, and a call with half a second must not wait
-//! for that, in either runtime.
+//! for that, in either runtime. Nor may a group's other rigs wait for one
+//! being reconnected.
 
 use std::time::{Duration, Instant};
 
@@ -137,4 +138,93 @@ fn a_call_waits_for_another_callers_reconnect_only_within_its_own_deadline() {
     let t = Instant::now();
     let outcome = smol::block_on(smol_client.call_timeout("add", &(2, 2), HALF));
     waited(outcome, t.elapsed());
+}
+
+/// Three rigs that note when each call reaches them; the first is then
+/// gone for good. Returns their URLs, the notes, and the servers left.
+type Arrivals = std::sync::Arc<std::sync::Mutex<Vec<(String, Instant)>>>;
+
+fn three_rigs_the_first_gone() -> (
+    Vec<(String, String)>,
+    Arrivals,
+    Vec<rigwire_std::RunningServer>,
+) {
+    let arrivals = Arrivals::default();
+    let mut rigs = Vec::new();
+    let mut running = Vec::new();
+    for name in ["rig-1", "rig-2", "rig-3"] {
+        let mut server =
+            rigwire_std::Server::bind("tcp://127.0.0.1:0", Config::named(name)).unwrap();
+        let noted = std::sync::Arc::clone(&arrivals);
+        server
+            .expose("mark", move |(): ()| {
+                noted
+                    .lock()
+                    .unwrap()
+                    .push((name.to_owned(), Instant::now()));
+                Ok(())
+            })
+            .unwrap();
+        let server = server.start().unwrap();
+        rigs.push((name.to_owned(), server.local_url()));
+        running.push(server);
+    }
+    (rigs, arrivals, running)
+}
+
+/// Rigs 2 and 3 got the call at once, not once rig 1's reconnecting gave up.
+fn assert_the_others_were_called_at_once(arrivals: &Arrivals, step_began: Instant, took: Duration) {
+    let arrivals = arrivals.lock().unwrap();
+    let names: Vec<&str> = arrivals.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        names.contains(&"rig-2") && names.contains(&"rig-3"),
+        "{names:?}"
+    );
+    for (name, at) in arrivals.iter() {
+        let after = at.duration_since(step_began);
+        assert!(
+            after < Duration::from_millis(1500) && after < took / 2,
+            "{name} was called {after:?} into a step of {took:?}, behind rig-1's reconnecting"
+        );
+    }
+}
+
+/// A group step reaches every rig at once, even when one of them must be
+/// reconnected first: the rig that is gone (reconnecting for up to the
+/// call's 4 s) once held back the others' calls until it gave up.
+#[test]
+fn a_rig_being_reconnected_holds_back_no_other_rig_of_its_group() {
+    let config = Config::named("script").reconnect(Reconnect::default());
+    let timeout = Some(Duration::from_secs(4));
+    for runtime in ["std", "smol"] {
+        let (rigs, arrivals, mut servers) = three_rigs_the_first_gone();
+        let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+        let std_group;
+        let smol_group;
+        if runtime == "std" {
+            std_group = Some(rigwire_std::Group::connect(&pairs, &config).unwrap());
+            smol_group = None;
+        } else {
+            std_group = None;
+            smol_group =
+                Some(smol::block_on(rigwire_smol::Group::connect(&pairs, &config)).unwrap());
+        }
+        servers.remove(0).shutdown(Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(200)); // its loss is seen
+        let began = Instant::now();
+        let results = match (&std_group, &smol_group) {
+            (Some(g), _) => g.call_all::<_, ()>("mark", &(), timeout),
+            (_, Some(g)) => smol::block_on(g.call_all::<_, ()>("mark", &(), timeout)),
+            _ => unreachable!(),
+        };
+        let took = began.elapsed();
+        assert!(
+            matches!(results.get("rig-1"), Some(Err(_))),
+            "{runtime}: {results:?}"
+        );
+        assert_the_others_were_called_at_once(&arrivals, began, took);
+        for server in servers {
+            server.shutdown(Duration::ZERO);
+        }
+    }
 }
