@@ -112,7 +112,8 @@ impl Group {
         args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
     ) -> GroupResults<R> {
-        // Each rig's arguments in its client's call codec, encoded here.
+        // A rig's call, with its arguments encoded in its client's call codec
+        // (on this thread: `args` need not be shared between threads).
         let start = |client: &Client, args: Result<Payload, CodecError>| {
             args.map_err(Error::from)
                 .and_then(|p| client.start_raw(method, p, timeout))
@@ -125,7 +126,8 @@ impl Group {
         if order == GroupOrder::Concurrent {
             // Each rig's call starts on a thread of its own (the last on
             // this one): a rig whose start waits, to reconnect or for room,
-            // must not hold back the others' by its deadline.
+            // must not hold back the others' by its deadline. Without a
+            // thread to spare, a rig's call starts here after the others.
             let started: Vec<_> = std::thread::scope(|scope| {
                 let mut rigs: Vec<_> = self.rigs.in_order(order).collect();
                 let last = rigs.pop();
@@ -133,13 +135,20 @@ impl Group {
                     .into_iter()
                     .map(|(n, c)| {
                         let args = args(c.call_codec());
-                        (n, scope.spawn(move || start(c, args)))
+                        let thread = std::thread::Builder::new().name("rigwire-group".into());
+                        match thread.spawn_scoped(scope, move || start(c, args)) {
+                            Ok(starting) => (n, Ok(starting)),
+                            Err(_) => (n, Err(c)),
+                        }
                     })
                     .collect();
                 let last = last.map(|(n, c)| (n, start(c, args(c.call_codec()))));
-                let joined = starting.into_iter().map(|(n, starting)| {
-                    let started = starting.join();
-                    (n, started.unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                let joined = starting.into_iter().map(|(n, starting)| match starting {
+                    Ok(starting) => {
+                        let started = starting.join();
+                        (n, started.unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    }
+                    Err(c) => (n, start(c, args(c.call_codec()))),
                 });
                 joined.chain(last).collect()
             });
