@@ -69,7 +69,8 @@ impl Group {
                     Arc::clone(&events),
                 );
                 let mut handlers = handlers.clone();
-                std::thread::spawn(move || {
+                let thread = std::thread::Builder::new().name("rigwire-group".into());
+                thread.spawn(move || {
                     let rig = name.clone();
                     handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
                         let mut log = events.log.lock().unwrap_or_else(|p| p.into_inner());
@@ -82,13 +83,19 @@ impl Group {
             })
             .collect();
         let mut results = GroupResults::new();
-        for ((name, _), attempt) in rigs.iter().zip(attempts) {
-            let outcome = attempt.join().unwrap_or_else(|_| {
+        for ((name, url), attempt) in rigs.iter().zip(attempts) {
+            let failed = |reason: String| {
                 Err(Error::Connect {
-                    url: (*name).to_owned(),
-                    reason: "connect thread panicked".into(),
+                    url: (*url).to_owned(),
+                    reason,
                 })
-            });
+            };
+            let outcome = match attempt {
+                Ok(attempt) => attempt
+                    .join()
+                    .unwrap_or_else(|_| failed("connect thread panicked".into())),
+                Err(e) => failed(format!("cannot start a thread: {e}")),
+            };
             results.push(*name, outcome);
         }
         let rigs = Rigs::new(results.into_result()?);
