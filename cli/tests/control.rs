@@ -289,6 +289,10 @@ fn control_refuses_a_bad_command_line_with_exit_two() {
             vec!["control", "--rig", "a=tcp://x:1", "--rig", "a=tcp://y:1"],
             "given twice",
         ),
+        (
+            vec!["control", "--rig", "a=tcp//x:1"],
+            "rig 'a': invalid URL 'tcp//x:1'",
+        ),
     ] {
         let out = Command::new(BIN)
             .args(&args)

@@ -99,6 +99,8 @@ fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure
         if specs.iter().any(|s: &RigSpec| s.name == name) {
             return Err(usage(format!("the rig name '{name}' is given twice")));
         }
+        // A typo is told at the start, not shown as a rig that never connects.
+        rigwire_std::Url::parse(url).map_err(|e| usage(format!("rig '{name}': {e}")))?;
         specs.push(RigSpec {
             name: name.to_owned(),
             url: url.to_owned(),
