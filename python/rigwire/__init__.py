@@ -443,8 +443,8 @@ def _extras(fn: Callable[..., Any]) -> Callable[[Any, Any], Dict[str, Any]]:
     call it back; ``cancelled`` gets a function that says whether the call is
     no longer wanted (the caller cancelled it, its deadline passed or the
     connection closed), for a long handler to stop early."""
-    parameters = _inspect.signature(fn).parameters
-    wants_caller, wants_cancelled = "caller" in parameters, "cancelled" in parameters
+    wants_caller = _takes_caller(fn)
+    wants_cancelled = "cancelled" in _inspect.signature(fn).parameters
 
     def extras(caller: Any, cancelled: Any) -> Dict[str, Any]:
         given: Dict[str, Any] = {}

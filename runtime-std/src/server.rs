@@ -396,33 +396,35 @@ impl ServerInner {
         self.admission.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every connection with a core, handshaking or not.
-    /// Once nothing more is accepted: the connections admitted while the
-    /// others were being told to go (registered after they were listed)
-    /// were not. Each is told now, or its thread would serve it on, kept
-    /// alive by its peer's keepalive, while the server waits to join it. One
-    /// still opening has its socket shut.
-    fn tell_latecomers(&self, goodbye: &str) {
-        let (peers, opening): (Vec<Peer>, Vec<Socket>) = {
-            let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
-            let peers = conns.values().filter_map(|c| c.peer.clone()).collect();
-            let opening = conns.values().filter(|c| c.peer.is_none());
-            (peers, opening.filter_map(|c| c.killer.clone()).collect())
-        };
-        for socket in opening {
-            socket.shutdown(std::net::Shutdown::Both);
-        }
-        for peer in peers {
+    /// Tells every connection with a core to go within `grace`, and waits
+    /// until each has closed (a closed one needs no telling).
+    fn drain_all(&self, grace: Duration, goodbye: &str) {
+        let peers = self.all_peers();
+        for peer in &peers {
             peer.shared.command(|link, now| {
                 if !link.is_closed() {
-                    link.drain(Duration::ZERO, goodbye, now);
+                    link.drain(grace, goodbye, now);
                 }
             });
+        }
+        // Each link closes by the end of its grace (a timer of its own);
+        // waiting here runs those timers.
+        for peer in &peers {
             peer.shared
                 .wait_for(None, |link| link.is_closed().then_some(()));
         }
     }
 
+    /// Shuts the sockets of connections still opening (no core yet).
+    fn shut_opening(&self) {
+        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let opening = conns.values().filter(|c| c.peer.is_none());
+        for socket in opening.filter_map(|c| c.killer.as_ref()) {
+            socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Every connection with a core, handshaking or not.
     fn all_peers(&self) -> Vec<Peer> {
         let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         conns.values().filter_map(|c| c.peer.clone()).collect()
@@ -463,21 +465,16 @@ impl RunningServer {
         // Newcomers during the grace are still accepted, and refused with
         // `Reject{Shutdown}` (spec §6.9), not left unanswered in the backlog.
         let goodbye = self.inner.admission().stop();
-        let peers = self.inner.all_peers();
-        for peer in &peers {
-            peer.shared
-                .command(|link, now| link.drain(grace, &goodbye, now));
-        }
-        // Each link closes by the end of its grace (a timer of its own);
-        // waiting here runs those timers.
-        for peer in &peers {
-            peer.shared
-                .wait_for(None, |link| link.is_closed().then_some(()));
-        }
+        self.inner.drain_all(grace, &goodbye);
         self.inner.closed.store(true, Ordering::SeqCst);
         self.inner.listener.wake();
         let _ = accept.join();
-        self.inner.tell_latecomers(&goodbye);
+        // Once nothing more is accepted: the connections admitted while the
+        // others were told to go (registered after they were listed) are
+        // told now, or their threads would serve them on, kept alive by
+        // their peers' keepalive, while this waits to join them.
+        self.inner.shut_opening();
+        self.inner.drain_all(Duration::ZERO, &goodbye);
         // Parked connections get their threads back, to finish on them.
         if let Some(parker) = &self.inner.parker {
             parker.stop();

@@ -209,15 +209,21 @@ impl Connecting {
         now: Instant,
     ) -> crate::config::ProtocolConfig {
         let mut protocol = protocol.clone();
-        protocol.handshake_timeout = self.handshake_timeout.min(self.left(now));
+        protocol.handshake_timeout = self.handshake_timeout_at(now);
         protocol
+    }
+
+    /// The handshake's timeout if it begins at `now`: the protocol's, cut
+    /// to what is left of the attempt.
+    fn handshake_timeout_at(&self, now: Instant) -> Duration {
+        self.handshake_timeout.min(self.left(now))
     }
 
     /// Until when a caller waits for the handshake begun at `now`: a
     /// little past the connection's own timeout, so that its timer ends the
     /// wait first and the caller sees its error, not a bare timeout.
     pub fn handshake_wait(&self, now: Instant) -> Instant {
-        now + self.handshake_timeout.min(self.left(now)) + Duration::from_millis(100)
+        now + self.handshake_timeout_at(now) + Duration::from_millis(100)
     }
 
     /// What the caller's wait for the handshake came to (`None`: the wait
