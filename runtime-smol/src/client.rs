@@ -215,7 +215,7 @@ impl Client {
     }
 
     fn current(&self) -> MutexGuard<'_, SharedConnection<Peer>> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.current)
     }
 
     /// The codec its typed calls go out in ([`Config::call_codec`]).

@@ -168,7 +168,7 @@ impl Shared {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.state)
     }
 
     /// Runs a command on the link, writes what it queued and does what it caused.

@@ -96,7 +96,7 @@ impl Group {
                 smol::spawn(async move {
                     let rig = name.clone();
                     handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
-                        let mut log = events.log.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut log = rigwire_twin::lock(&events.log);
                         log.record(&rig, &event, detail);
                         events.arrived.notify(usize::MAX);
                         async { Ok(()) }
@@ -177,7 +177,7 @@ impl Group {
         loop {
             let listener = self.events.arrived.listen();
             let wait = {
-                let log = self.events.log.lock().unwrap_or_else(|p| p.into_inner());
+                let log = rigwire_twin::lock(&self.events.log);
                 log.wait(event, self.names())
             };
             if wait.is_complete() || Instant::now() >= until {

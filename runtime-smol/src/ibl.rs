@@ -482,18 +482,18 @@ fn echo_error(to: SocketAddr, error: IblEchoError) -> Error {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.state)
     }
 
     fn lock_tasks(&self) -> MutexGuard<'_, Vec<Task<()>>> {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.tasks)
     }
 
     fn close(&self) {
         let tasks = std::mem::take(&mut *self.lock_tasks());
         drop(tasks); // dropping a task cancels it
         if let Transport::Tcp(conns) = &self.transport {
-            for conn in conns.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            for conn in rigwire_twin::lock(conns).values() {
                 let _ = conn.stream.get_ref().shutdown(std::net::Shutdown::Both);
             }
         }
@@ -522,11 +522,7 @@ impl Inner {
         let outcome = match &self.transport {
             Transport::Udp(socket) => socket.send_to(bytes, to).await.map(|_| ()),
             Transport::Tcp(conns) => {
-                let conn = conns
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&to)
-                    .cloned();
+                let conn = rigwire_twin::lock(conns).get(&to).cloned();
                 match conn {
                     Some(conn) => {
                         let mut pacing = conn.writing.lock().await;
@@ -620,7 +616,7 @@ impl Inner {
     /// Puts `stream` in the TCP connection table as `peer`'s, or removes `peer`'s.
     fn set_connection(&self, peer: SocketAddr, conn: Option<Arc<TcpConn>>) {
         if let Transport::Tcp(conns) = &self.transport {
-            let mut conns = conns.lock().unwrap_or_else(|p| p.into_inner());
+            let mut conns = rigwire_twin::lock(conns);
             match conn {
                 Some(conn) => conns.insert(peer, conn),
                 None => conns.remove(&peer),

@@ -9,13 +9,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rigwire_core::lifecycle::methods;
 use rigwire_core::lifecycle::StepInProgress;
 use rigwire_core::{Error, ExpRef, HandlerError, InitData, Lifecycle, Payload, StepRequest};
 
 use crate::handler::{CallContext, Handlers};
+use rigwire_twin::lock;
 
 type Outcome = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
 type Hook<A> = Arc<dyn Fn(CallContext, A) -> Outcome + Send + Sync>;
@@ -137,8 +138,4 @@ impl RigService {
         })?;
         Ok(lifecycle)
     }
-}
-
-fn lock(lifecycle: &Mutex<Lifecycle>) -> MutexGuard<'_, Lifecycle> {
-    lifecycle.lock().unwrap_or_else(|p| p.into_inner())
 }

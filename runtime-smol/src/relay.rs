@@ -368,9 +368,7 @@ impl Inner {
     /// opening connection when it is full.
     fn begin_opening(&self, side: PeerKind) -> (Option<Ticket>, Arc<Evict>) {
         let evict = Arc::new(Evict::default());
-        let mut openings = self.openings[side as usize]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut openings = rigwire_twin::lock(&self.openings[side as usize]);
         let Ok(admitted) = openings.admission.admit() else {
             return (None, evict); // stopping: the relay refuses it after the opening
         };
@@ -388,15 +386,13 @@ impl Inner {
         let Some(ticket) = ticket else {
             return;
         };
-        let mut openings = self.openings[side as usize]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut openings = rigwire_twin::lock(&self.openings[side as usize]);
         openings.evict.remove(&ticket);
         openings.admission.release(ticket, false);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.state)
     }
 
     /// Runs `future` on the relay's thread (dropped if the relay has stopped).

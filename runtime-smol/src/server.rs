@@ -93,7 +93,7 @@ impl ServerInner {
                     }
                     let admitted = admitted.map(|a| a.ticket);
                     if let Ok(ticket) = admitted {
-                        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut sockets = rigwire_twin::lock(&self.sockets);
                         sockets.insert(ticket, Arc::clone(&socket));
                     }
                     self.serving.count.fetch_add(1, Ordering::SeqCst);
@@ -111,10 +111,7 @@ impl ServerInner {
     /// `ticket`, telling it why once it is past its opening (TLS, websocket).
     fn evict(&self, ticket: Ticket) {
         tracing::debug!(url = %self.url, "evicting the oldest connection still in the handshake");
-        let peer = self
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let peer = rigwire_twin::lock(&self.connections)
             .values()
             .find(|p| p.shared.lock().link.ticket() == Some(ticket))
             .cloned();
@@ -127,7 +124,7 @@ impl ServerInner {
             peer.shared.shutdown_transport();
             return;
         }
-        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let sockets = rigwire_twin::lock(&self.sockets);
         if let Some(socket) = sockets.get(&ticket) {
             socket.shutdown(std::net::Shutdown::Both);
         }
@@ -141,10 +138,7 @@ impl ServerInner {
     ) {
         let established = self.serve_admitted(id, socket, &admitted).await;
         if let Ok(ticket) = admitted {
-            self.sockets
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&ticket);
+            rigwire_twin::lock(&self.sockets).remove(&ticket);
             self.admission().release(ticket, established);
         }
         // Last, and without holding the server: once no task serves, nothing
@@ -209,10 +203,7 @@ impl ServerInner {
         match admitted {
             Ok(ticket) => {
                 shared.lock().link.set_ticket(*ticket);
-                self.connections
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(id, Peer::new(Arc::clone(&shared)));
+                rigwire_twin::lock(&self.connections).insert(id, Peer::new(Arc::clone(&shared)));
             }
             Err(refusal) => {
                 tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
@@ -220,23 +211,18 @@ impl ServerInner {
             }
         }
         Arc::clone(&shared).drive().await;
-        self.connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        rigwire_twin::lock(&self.connections).remove(&id);
         self.serving.gone.notify(usize::MAX);
         let established = shared.lock().link.is_admitted();
         established
     }
 
     fn admission(&self) -> MutexGuard<'_, Admission> {
-        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.admission)
     }
 
     fn all_peers(&self) -> Vec<Peer> {
-        self.connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.connections)
             .values()
             .cloned()
             .collect()

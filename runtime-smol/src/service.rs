@@ -73,7 +73,7 @@ struct ServiceInner {
 
 impl ServiceInner {
     fn state(&self) -> std::sync::MutexGuard<'_, Registration> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        rigwire_twin::lock(&self.state)
     }
 
     /// One connection to the relay, registered.

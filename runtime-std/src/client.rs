@@ -12,6 +12,7 @@ use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
 use crate::peer::{Peer, PendingCall, RawPendingCall};
 use crate::pool::Pool;
+use crate::sync::{lock, sleep};
 use crate::transport::{self, Url};
 use rigwire_core::Config;
 
@@ -45,7 +46,7 @@ impl Drop for ClientInner {
 
 impl ClientInner {
     fn current(&self) -> MutexGuard<'_, SharedConnection<Peer>> {
-        self.current.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.current)
     }
 }
 
@@ -171,17 +172,7 @@ impl Client {
                     Want::Use(peer) => return Ok(peer),
                     Want::Redial(round, last) => (round, last),
                     Want::Wait => {
-                        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-                        current = match left {
-                            None => inner
-                                .redialed
-                                .wait(current)
-                                .unwrap_or_else(|p| p.into_inner()),
-                            Some(left) => {
-                                let waited = inner.redialed.wait_timeout(current, left);
-                                waited.unwrap_or_else(|p| p.into_inner()).0
-                            }
-                        };
+                        current = sleep(&inner.redialed, current, deadline);
                         continue;
                     }
                 };

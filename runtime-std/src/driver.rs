@@ -48,6 +48,7 @@ use crate::handler::Handlers;
 use crate::park::Parker;
 use crate::peer::Peer;
 use crate::pool::Pool;
+use crate::sync::{lock, sleep, sleep_until};
 use crate::transport::{Reader, Received, Socket};
 
 pub(crate) use rigwire_core::link::LINGER;
@@ -174,9 +175,7 @@ impl Shared {
             let State { link, wire, .. } = &mut *g;
             wire.start(link, Instant::now());
         }
-        let jobs = shared.pump(&mut g); // our Hello
-        drop(g);
-        shared.run_jobs(jobs, false);
+        shared.settle(g); // our Hello
         Ok(shared)
     }
 
@@ -192,16 +191,14 @@ impl Shared {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// Runs a command on the link, writes what it queued and does what it caused.
     pub(crate) fn command<T>(self: &Arc<Self>, f: impl FnOnce(&mut Link, Instant) -> T) -> T {
         let mut g = self.lock();
         let out = f(&mut g.link, Instant::now());
-        let jobs = self.pump(&mut g);
-        drop(g);
-        self.run_jobs(jobs, false);
+        self.settle(g);
         out
     }
 
@@ -232,20 +229,9 @@ impl Shared {
             self.flush(&mut g);
             // The edge is raised under this lock, so none is missed between
             // the refusal and the wait.
-            g = match deadline {
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    self.room
-                        .wait_timeout(g, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0
-                }
-                None => self.room.wait(g).unwrap_or_else(|p| p.into_inner()),
-            };
+            g = sleep(&self.room, g, deadline);
         };
-        let jobs = self.pump(&mut g);
-        drop(g);
-        self.run_jobs(jobs, false);
+        self.settle(g);
         out.map_err(Admit::into_error)
     }
 
@@ -263,6 +249,13 @@ impl Shared {
         self.lock().link.hold_output();
         let _release = Release(self);
         f()
+    }
+
+    /// Pumps ([`pump`](Self::pump)), then does the jobs with the state released.
+    fn settle(self: &Arc<Self>, mut g: MutexGuard<'_, State>) {
+        let jobs = self.pump(&mut g);
+        drop(g);
+        self.run_jobs(jobs, false);
     }
 
     /// Writes the link's output until the socket blocks, takes the link's
@@ -346,7 +339,7 @@ impl Shared {
             }
             if !g.write_blocked || g.fg_writing {
                 g.writer_sleeping = true;
-                g = self.writer_cond.wait(g).unwrap_or_else(|p| p.into_inner());
+                g = sleep(&self.writer_cond, g, None);
                 g.writer_sleeping = false;
                 continue;
             }
@@ -358,9 +351,7 @@ impl Shared {
                 g.write_blocked = false;
             }
             g.link.handle_timeout(Instant::now());
-            let jobs = self.pump(&mut g);
-            drop(g);
-            self.run_jobs(jobs, false);
+            self.settle(g);
             g = self.lock();
         }
     }
@@ -475,9 +466,7 @@ impl Shared {
                 self.idle_step(g, recheck, true)
             };
         }
-        let jobs = self.pump(&mut g);
-        drop(g);
-        self.run_jobs(jobs, false);
+        self.settle(g);
         Driven::Finished
     }
 
@@ -533,9 +522,7 @@ impl Shared {
     pub(crate) fn resume(self: &Arc<Self>) -> Driven {
         let mut g = self.lock();
         g.parked = false;
-        let jobs = self.pump(&mut g);
-        drop(g);
-        self.run_jobs(jobs, false);
+        self.settle(g);
         self.drive()
     }
 
@@ -567,9 +554,7 @@ impl Shared {
         let mut g = self.lock();
         if calls {
             // The replies of handlers that ran inline, in one write.
-            let jobs = self.pump(&mut g);
-            drop(g);
-            self.run_jobs(jobs, false);
+            self.settle(g);
             g = self.lock();
         }
         g
@@ -619,9 +604,7 @@ impl Shared {
             return self.read_step(g, deadline);
         }
         g.link.handle_timeout(Instant::now());
-        let jobs = self.pump(&mut g);
-        drop(g);
-        self.run_jobs(jobs, false);
+        self.settle(g);
         self.lock()
     }
 
@@ -644,15 +627,7 @@ impl Shared {
         } else {
             g.fg_sleepers += 1;
         }
-        let mut g = match wake {
-            Some(at) => {
-                let wait = at.saturating_duration_since(Instant::now());
-                cond.wait_timeout(g, wait)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0
-            }
-            None => cond.wait(g).unwrap_or_else(|p| p.into_inner()),
-        };
+        let mut g = sleep(cond, g, wake);
         if background {
             g.bg_sleeping = false;
         } else {
@@ -671,10 +646,9 @@ impl Shared {
     /// Blocks until the connection has closed (at once if it has); reads
     /// nothing itself, so it takes no part in the connection's traffic.
     pub(crate) fn wait_closed(&self) {
-        let mut g = self.lock();
-        while !g.link.is_closed() {
-            g = self.closed_cond.wait(g).unwrap_or_else(|p| p.into_inner());
-        }
+        drop(sleep_until(&self.closed_cond, self.lock(), None, |s| {
+            s.link.is_closed()
+        }));
     }
 
     /// Lets time pass without reading: expired deadlines resolve, timers fire.

@@ -13,6 +13,7 @@ use rigwire_core::{
 use crate::client::Client;
 use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
+use crate::sync::{all_at_once, lock, sleep_until};
 use rigwire_core::{Codec, Config};
 use serde::de::DeserializeOwned;
 
@@ -59,43 +60,19 @@ impl Group {
         handlers: Handlers,
     ) -> Result<Group, GroupError> {
         let events = Arc::new(Events::default());
-        let attempts: Vec<_> = rigs
-            .iter()
-            .map(|&(name, url)| {
-                let (name, url, config, events) = (
-                    name.to_owned(),
-                    url.to_owned(),
-                    config.clone(),
-                    Arc::clone(&events),
-                );
-                let mut handlers = handlers.clone();
-                let thread = std::thread::Builder::new().name("rigwire-group".into());
-                thread.spawn(move || {
-                    let rig = name.clone();
-                    handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
-                        let mut log = events.log.lock().unwrap_or_else(|p| p.into_inner());
-                        log.record(&rig, &event, detail);
-                        events.arrived.notify_all();
-                        Ok(())
-                    })?;
-                    Client::connect_with(&url, config, handlers)
-                })
-            })
-            .collect();
+        let connect = |&(name, url): &(&str, &str)| {
+            let (rig, events, mut handlers) =
+                (name.to_owned(), Arc::clone(&events), handlers.clone());
+            handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
+                lock(&events.log).record(&rig, &event, detail);
+                events.arrived.notify_all();
+                Ok(())
+            })?;
+            Client::connect_with(url, config.clone(), handlers)
+        };
+        let outcomes = all_at_once(rigs.iter().collect(), connect);
         let mut results = GroupResults::new();
-        for ((name, url), attempt) in rigs.iter().zip(attempts) {
-            let failed = |reason: String| {
-                Err(Error::Connect {
-                    url: (*url).to_owned(),
-                    reason,
-                })
-            };
-            let outcome = match attempt {
-                Ok(attempt) => attempt
-                    .join()
-                    .unwrap_or_else(|_| failed("connect thread panicked".into())),
-                Err(e) => failed(format!("cannot start a thread: {e}")),
-            };
+        for ((name, _), outcome) in rigs.iter().zip(outcomes) {
             results.push(*name, outcome);
         }
         let rigs = Rigs::new(results.into_result()?);
@@ -130,40 +107,21 @@ impl Group {
                 .and_then(|p| p.decode().map_err(Error::from))
         };
         let mut results = GroupResults::new();
+        let rigs: Vec<_> = self.rigs.in_order(order).collect();
         if order == GroupOrder::Concurrent {
-            // Each rig's call starts on a thread of its own (the last on
-            // this one): a rig whose start waits, to reconnect or for room,
-            // must not hold back the others' by its deadline. Without a
-            // thread to spare, a rig's call starts here after the others.
-            let started: Vec<_> = std::thread::scope(|scope| {
-                let mut rigs: Vec<_> = self.rigs.in_order(order).collect();
-                let last = rigs.pop();
-                let starting: Vec<_> = rigs
-                    .into_iter()
-                    .map(|(n, c)| {
-                        let args = args(c.call_codec());
-                        let thread = std::thread::Builder::new().name("rigwire-group".into());
-                        match thread.spawn_scoped(scope, move || start(c, args)) {
-                            Ok(starting) => (n, Ok(starting)),
-                            Err(_) => (n, Err(c)),
-                        }
-                    })
-                    .collect();
-                let last = last.map(|(n, c)| (n, start(c, args(c.call_codec()))));
-                let joined = starting.into_iter().map(|(n, starting)| match starting {
-                    Ok(starting) => {
-                        let started = starting.join();
-                        (n, started.unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    }
-                    Err(c) => (n, start(c, args(c.call_codec()))),
-                });
-                joined.chain(last).collect()
-            });
-            for (name, call) in started {
+            // Each rig's call starts on a thread of its own: a rig whose
+            // start waits, to reconnect or for room, must not hold back the
+            // others' by its deadline.
+            let calls = rigs
+                .iter()
+                .map(|&(_, c)| (c, args(c.call_codec())))
+                .collect();
+            let starts = all_at_once(calls, |(c, args)| start(c, args));
+            for ((name, _), call) in rigs.into_iter().zip(starts) {
                 results.push(name, finish(call));
             }
         } else {
-            for (name, client) in self.rigs.in_order(order) {
+            for (name, client) in rigs {
                 results.push(name, finish(start(client, args(client.call_codec()))));
             }
         }
@@ -180,21 +138,11 @@ impl Group {
         event: &str,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, GroupError> {
-        let until = Instant::now() + timeout;
-        let mut log = self.events.log.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let wait = log.wait(event, self.names());
-            let now = Instant::now();
-            if wait.is_complete() || now >= until {
-                return wait.finish(timeout);
-            }
-            log = self
-                .events
-                .arrived
-                .wait_timeout(log, until - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        let until = Some(Instant::now() + timeout);
+        let (names, events) = (self.names(), &self.events);
+        let complete = |log: &mut EventLog| log.wait(event, names.clone()).is_complete();
+        let (log, _) = sleep_until(&events.arrived, lock(&events.log), until, complete);
+        log.wait(event, names).finish(timeout)
     }
 
     /// Closes every connection.

@@ -55,6 +55,7 @@ mod peer;
 mod pool;
 mod server;
 mod service;
+mod sync;
 mod transport;
 
 pub use client::Client;

@@ -7,13 +7,14 @@
 //! applied if the hook succeeded, status unchanged if it failed or panicked.
 //! Two concurrent `exp.init` run the hook once; the other is refused.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rigwire_core::lifecycle::methods;
 use rigwire_core::lifecycle::StepInProgress;
 use rigwire_core::{Error, ExpRef, HandlerError, InitData, Lifecycle, Payload, StepRequest};
 
 use crate::handler::{CallContext, Handlers};
+use crate::sync::lock;
 use rigwire_core::Dispatch;
 
 type Outcome = Result<(), HandlerError>;
@@ -119,8 +120,4 @@ impl RigService {
         handlers.expose(methods::INFO, move |(): ()| Ok(lock(&l).info()))?;
         Ok(lifecycle)
     }
-}
-
-fn lock(lifecycle: &Mutex<Lifecycle>) -> MutexGuard<'_, Lifecycle> {
-    lifecycle.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -37,7 +37,9 @@ pub(crate) use fallback::Parker;
 #[cfg(target_os = "linux")]
 mod epoll {
     use std::os::fd::{AsFd, OwnedFd};
-    use std::sync::{Arc, Mutex, MutexGuard};
+    use std::sync::{Arc, Mutex};
+
+    use crate::sync::lock;
     use std::thread::JoinHandle;
     use std::time::Instant;
 
@@ -131,10 +133,6 @@ mod epoll {
                 let _ = thread.join();
             }
         }
-    }
-
-    fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-        m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     impl Inner {

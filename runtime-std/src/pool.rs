@@ -5,7 +5,9 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::sync::{lock, sleep};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -45,7 +47,7 @@ impl Pool {
 
     /// Queues a job; it runs on an idle thread, a new one, or the next free.
     pub(crate) fn submit(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&self.queue);
         q.jobs.push_back(Box::new(job));
         // Idle threads only count while there are fewer waiting jobs than
         // them: one woken thread takes one job, and until it has, `idle`
@@ -66,72 +68,22 @@ impl Pool {
     }
 
     fn work(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = lock(&self.queue);
         loop {
             if let Some(job) = q.jobs.pop_front() {
                 drop(q);
                 job();
-                q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                q = lock(&self.queue);
                 continue;
             }
             q.idle += 1;
-            let (guard, timeout) = self
-                .cond
-                .wait_timeout(q, IDLE_EXIT)
-                .unwrap_or_else(|p| p.into_inner());
-            q = guard;
+            let until = Instant::now() + IDLE_EXIT;
+            q = sleep(&self.cond, q, Some(until));
             q.idle -= 1;
-            if timeout.timed_out() && q.jobs.is_empty() {
+            if Instant::now() >= until && q.jobs.is_empty() {
                 q.threads -= 1;
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Instant;
-
-    /// Jobs that each wait until all of them have started: they finish only
-    /// if the pool runs them side by side.
-    #[test]
-    fn a_burst_of_blocking_jobs_runs_in_parallel() {
-        let pool = Pool::new(16, "test");
-        // One idle thread first: the case that used to serialize a burst.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let first = tx.clone();
-        pool.submit(move || first.send(true).unwrap());
-        assert!(rx.recv().unwrap());
-        std::thread::sleep(Duration::from_millis(20)); // the thread is idle now
-        let started = Arc::new((Mutex::new(0usize), Condvar::new()));
-        let all_met = Arc::new(AtomicUsize::new(0));
-        for _ in 0..16 {
-            let (started, all_met, tx) = (Arc::clone(&started), Arc::clone(&all_met), tx.clone());
-            pool.submit(move || {
-                let (count, cond) = &*started;
-                let mut n = count.lock().unwrap();
-                *n += 1;
-                cond.notify_all();
-                let until = Instant::now() + Duration::from_secs(5);
-                while *n < 16 && Instant::now() < until {
-                    n = cond.wait_timeout(n, until - Instant::now()).unwrap().0;
-                }
-                if *n == 16 {
-                    all_met.fetch_add(1, Ordering::SeqCst);
-                }
-                tx.send(true).unwrap();
-            });
-        }
-        for _ in 0..16 {
-            rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        }
-        assert_eq!(
-            all_met.load(Ordering::SeqCst),
-            16,
-            "the burst did not run in parallel"
-        );
     }
 }

@@ -22,6 +22,7 @@ use crate::handler::Handlers;
 use crate::park::Parker;
 use crate::peer::Peer;
 use crate::pool::Pool;
+use crate::sync::lock;
 use crate::transport::{Listener, Socket};
 use rigwire_core::Config;
 
@@ -183,7 +184,7 @@ impl ServerInner {
         if let Some(evicted) = lobby.evict(ticket) {
             return say_last_words(evicted);
         }
-        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = lock(&self.connections);
         if let Some(c) = conns.values().find(|c| c.ticket == Some(ticket)) {
             if let Some(k) = &c.killer {
                 k.shutdown(std::net::Shutdown::Both);
@@ -228,7 +229,7 @@ impl ServerInner {
         let server = Arc::clone(self);
         let ticket = admitted.as_ref().ok().copied();
         let killer = Some(socket.share());
-        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conns = lock(&self.connections);
         let spawned = thread::Builder::new()
             .name("rigwire-conn".into())
             .spawn(move || server.serve_connection(id, socket, admitted, conn));
@@ -308,12 +309,7 @@ impl ServerInner {
         if let Some(parker) = &self.parker {
             shared.parks_with(id, parker.clone());
         }
-        if let Some(c) = self
-            .connections
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&id)
-        {
+        if let Some(c) = lock(&self.connections).get_mut(&id) {
             c.peer = Some(Peer::new(Arc::clone(&shared)));
         }
         let driven = shared.drive();
@@ -335,7 +331,7 @@ impl ServerInner {
                 // Detached: an ended thread nobody joins would keep its stack.
                 // Only this thread's handle: the parker may already have
                 // given the connection a new thread, which stop must join.
-                let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+                let mut conns = lock(&self.connections);
                 let me = thread::current().id();
                 if let Some(c) = conns.get_mut(&id) {
                     if c.thread.as_ref().is_some_and(|t| t.thread().id() == me) {
@@ -348,7 +344,7 @@ impl ServerInner {
 
     /// Gives parked connection `id` a thread again (on the parker's thread).
     fn resume(self: Arc<Self>, id: u64, shared: Arc<Shared>) {
-        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conns = lock(&self.connections);
         let server = Arc::clone(&self);
         let resumed = Arc::clone(&shared);
         let spawned = thread::Builder::new()
@@ -384,7 +380,7 @@ impl ServerInner {
             }
             admission.is_stopping()
         };
-        let mut conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let mut conns = lock(&self.connections);
         if !stopping {
             conns.remove(&id);
         } else if let Some(c) = conns.get_mut(&id) {
@@ -393,7 +389,7 @@ impl ServerInner {
     }
 
     fn admission(&self) -> MutexGuard<'_, Admission> {
-        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.admission)
     }
 
     /// Tells every connection with a core to go within `grace`, and waits
@@ -417,7 +413,7 @@ impl ServerInner {
 
     /// Shuts the sockets of connections still opening (no core yet).
     fn shut_opening(&self) {
-        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = lock(&self.connections);
         let opening = conns.values().filter(|c| c.peer.is_none());
         for socket in opening.filter_map(|c| c.killer.as_ref()) {
             socket.shutdown(std::net::Shutdown::Both);
@@ -426,7 +422,7 @@ impl ServerInner {
 
     /// Every connection with a core, handshaking or not.
     fn all_peers(&self) -> Vec<Peer> {
-        let conns = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = lock(&self.connections);
         conns.values().filter_map(|c| c.peer.clone()).collect()
     }
 }
@@ -480,11 +476,7 @@ impl RunningServer {
             parker.stop();
         }
         let threads: Vec<JoinHandle<()>> = {
-            let mut conns = self
-                .inner
-                .connections
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let mut conns = lock(&self.inner.connections);
             conns.values_mut().filter_map(|c| c.thread.take()).collect()
         };
         for t in threads {

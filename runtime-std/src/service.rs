@@ -17,6 +17,7 @@ use crate::client::open;
 use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::pool::Pool;
+use crate::sync::{lock, sleep_until};
 use crate::transport::Url;
 
 rigwire_twin::remote_service!();
@@ -82,7 +83,7 @@ struct ServiceInner {
 
 impl ServiceInner {
     fn state(&self) -> std::sync::MutexGuard<'_, Registration> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// One connection to the relay, registered.
@@ -112,20 +113,9 @@ impl ServiceInner {
 
     /// Sleeps `wait` unless stopped first; returns whether to go on.
     fn pause(&self, wait: Duration) -> bool {
-        let until = Instant::now() + wait;
-        let mut s = self.state();
-        while !self.stopping.load(Ordering::SeqCst) {
-            let now = Instant::now();
-            if now >= until {
-                return true;
-            }
-            s = self
-                .changed
-                .wait_timeout(s, until - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        false
+        let until = Some(Instant::now() + wait);
+        let stopping = || self.stopping.load(Ordering::SeqCst);
+        !sleep_until(&self.changed, self.state(), until, |_| stopping()).1
     }
 
     /// Waits for the relay to go away, then reconnects and registers again.
@@ -177,21 +167,9 @@ impl RunningService {
     /// Waits until the service has registered at least `count` times in all,
     /// for up to `timeout`; returns whether it has.
     pub fn wait_registrations(&self, count: u64, timeout: Duration) -> bool {
-        let until = Instant::now() + timeout;
-        let mut s = self.inner.state();
-        while s.count < count {
-            let now = Instant::now();
-            if now >= until {
-                return false;
-            }
-            s = self
-                .inner
-                .changed
-                .wait_timeout(s, until - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        let until = Some(Instant::now() + timeout);
+        let inner = &self.inner;
+        sleep_until(&inner.changed, inner.state(), until, |s| s.count >= count).1
     }
 
     /// Disconnects from the relay (with a goodbye) and stops reconnecting.

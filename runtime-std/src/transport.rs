@@ -4,9 +4,9 @@
 //! ([`Socket::try_send`]); a thread that must wait for room in the kernel's
 //! buffer waits with [`Socket::wait`], bounded by a deadline.
 
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice};
 use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,26 +17,31 @@ use rigwire_core::{Config, Error, TlsSettings};
 use rigwire_twin::Bound;
 use rigwire_ws::{client_opening, Opening, OpeningError, Served, Wire};
 
-/// A connected socket of either family. Its handles share one descriptor
-/// ([`share`](Self::share)): a connection costs one file, not one per
-/// thread that reads, writes or closes it.
+/// A connected socket of either family, by its descriptor. Its handles
+/// share that descriptor ([`share`](Self::share)): a connection costs one
+/// file, not one per thread that reads, writes or closes it.
 #[derive(Debug, Clone)]
-pub(crate) enum Socket {
-    Tcp(Arc<TcpStream>),
-    Unix(Arc<UnixStream>),
-}
+pub(crate) struct Socket(Arc<OwnedFd>);
 
 impl Socket {
+    fn new(fd: impl Into<OwnedFd>) -> Socket {
+        Socket(Arc::new(fd.into()))
+    }
+
     /// Another handle on the same socket.
     pub(crate) fn share(&self) -> Socket {
         self.clone()
     }
 
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        match self {
-            Socket::Tcp(s) => s.set_read_timeout(t),
-            Socket::Unix(s) => s.set_read_timeout(t),
-        }
+        use rustix::net::sockopt::{set_socket_timeout, Timeout};
+        Ok(set_socket_timeout(self, Timeout::Recv, t)?)
+    }
+
+    /// Blocks until some bytes arrive (0 at the end of the stream), the
+    /// read timeout passes (`WouldBlock`) or the read fails.
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(rustix::io::read(self, buf)?)
     }
 
     /// Writes what the kernel takes now, without blocking (and without
@@ -52,6 +57,23 @@ impl Socket {
         sent.map_err(io::Error::from)
     }
 
+    /// Writes all of `bytes`, waiting for room within `deadline`.
+    fn send_all(&self, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match self.try_send(&[IoSlice::new(bytes)]) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    self.wait(false, true, Some(deadline))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until the socket is readable (if `read`) or writable (if
     /// `write`), or `deadline` passes. Returns (readable, writable); a
     /// closed or failed socket counts as both.
@@ -61,25 +83,12 @@ impl Socket {
         write: bool,
         deadline: Option<Instant>,
     ) -> io::Result<(bool, bool)> {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        use rustix::event::PollFlags;
         let mut events = PollFlags::empty();
-        if read {
-            events |= PollFlags::IN;
-        }
-        if write {
-            events |= PollFlags::OUT;
-        }
-        let timeout = deadline
-            .map(|d| Timespec::try_from(d.saturating_duration_since(Instant::now())))
-            .transpose()
-            .map_err(|_| io::Error::other("timeout out of range"))?;
-        let mut fds = [PollFd::new(self, events)];
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok((false, false)),
-            Err(e) => return Err(e.into()),
-        }
-        let got = fds[0].revents();
+        events.set(PollFlags::IN, read);
+        events.set(PollFlags::OUT, write);
+        let ready = poll_ready(&[(self.as_fd(), events)], deadline)?;
+        let got = ready.first().copied().unwrap_or(PollFlags::empty());
         let broken = got.intersects(PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL);
         Ok((
             broken || got.contains(PollFlags::IN),
@@ -87,49 +96,44 @@ impl Socket {
         ))
     }
 
-    /// Ends both directions; a thread blocked reading it wakes with end of stream.
-    /// Shuts down one side or both; a socket already gone is no error.
+    /// Shuts down one side or both; a thread blocked reading it wakes with
+    /// end of stream. A socket already gone is no error.
     pub(crate) fn shutdown(&self, how: Shutdown) {
-        let _ = match self {
-            Socket::Tcp(s) => s.shutdown(how),
-            Socket::Unix(s) => s.shutdown(how),
+        use rustix::net::Shutdown as Side;
+        let side = match how {
+            Shutdown::Read => Side::Read,
+            Shutdown::Write => Side::Write,
+            Shutdown::Both => Side::Both,
         };
+        let _ = rustix::net::shutdown(self, side);
     }
 }
 
 impl AsFd for Socket {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        match self {
-            Socket::Tcp(s) => s.as_fd(),
-            Socket::Unix(s) => s.as_fd(),
-        }
+        self.0.as_fd()
     }
 }
 
-impl Read for Socket {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => (&**s).read(buf),
-            Socket::Unix(s) => (&**s).read(buf),
-        }
-    }
-}
-
-impl Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => (&**s).write(buf),
-            Socket::Unix(s) => (&**s).write(buf),
-        }
-    }
-    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        match self {
-            Socket::Tcp(s) => (&**s).write_vectored(bufs),
-            Socket::Unix(s) => (&**s).write_vectored(bufs),
-        }
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+/// Polls `fds` for their events until one is ready or `deadline` passes;
+/// returns what each got (nothing for all when interrupted).
+fn poll_ready(
+    fds: &[(BorrowedFd<'_>, rustix::event::PollFlags)],
+    deadline: Option<Instant>,
+) -> io::Result<Vec<rustix::event::PollFlags>> {
+    use rustix::event::{poll, PollFd, Timespec};
+    let timeout = deadline
+        .map(|d| Timespec::try_from(d.saturating_duration_since(Instant::now())))
+        .transpose()
+        .map_err(|_| io::Error::other("timeout out of range"))?;
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, events)| PollFd::from_borrowed_fd(*fd, *events))
+        .collect();
+    match poll(&mut polled, timeout.as_ref()) {
+        Ok(_) => Ok(polled.iter().map(PollFd::revents).collect()),
+        Err(rustix::io::Errno::INTR) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -270,7 +274,7 @@ fn open(
         let out = opening.take_output();
         if !out.is_empty() {
             // Last words (an alert, an HTTP refusal) matter less than the failure.
-            let sent = socket.write_all(&out);
+            let sent = socket.send_all(&out, deadline);
             if fed.is_ok() {
                 sent.map_err(|e| OpeningError::Io(e.to_string()))?;
             }
@@ -313,12 +317,8 @@ pub(crate) fn connect(
         reason,
     };
     let mut socket = match endpoint {
-        Url::Unix(path) => Socket::Unix(Arc::new(
-            UnixStream::connect(path).map_err(|e| fail(e.to_string()))?,
-        )),
-        _ => Socket::Tcp(Arc::new(
-            dial_tcp(endpoint.addr().unwrap_or_default(), attempt).map_err(fail)?,
-        )),
+        Url::Unix(path) => Socket::new(UnixStream::connect(path).map_err(|e| fail(e.to_string()))?),
+        _ => Socket::new(dial_tcp(endpoint.addr().unwrap_or_default(), attempt).map_err(fail)?),
     };
     let opening = client_opening(endpoint, &config.tls, config.protocol.max_frame)?;
     let wire = open(&mut socket, opening, attempt.by()).map_err(|e| e.into_error(endpoint))?;
@@ -392,9 +392,9 @@ impl Listener {
             ListeningSocket::Tcp(l) => {
                 let (s, _) = l.accept()?;
                 s.set_nodelay(true)?;
-                Ok(Socket::Tcp(Arc::new(s)))
+                Ok(Socket::new(s))
             }
-            ListeningSocket::Unix(l) => Ok(Socket::Unix(Arc::new(l.accept()?.0))),
+            ListeningSocket::Unix(l) => Ok(Socket::new(l.accept()?.0)),
         }
     }
 
@@ -412,30 +412,17 @@ impl Listener {
         waiting: &[&Socket],
         deadline: Option<Instant>,
     ) -> io::Result<(bool, Vec<usize>)> {
-        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        use rustix::event::PollFlags;
         let listener: BorrowedFd<'_> = match &self.socket {
             ListeningSocket::Tcp(l) => l.as_fd(),
             ListeningSocket::Unix(l) => l.as_fd(),
         };
-        let mut fds = vec![PollFd::from_borrowed_fd(listener, PollFlags::IN)];
-        fds.extend(waiting.iter().map(|s| PollFd::new(*s, PollFlags::IN)));
-        let timeout = deadline
-            .map(|d| Timespec::try_from(d.saturating_duration_since(Instant::now())))
-            .transpose()
-            .map_err(|_| io::Error::other("timeout out of range"))?;
-        match poll(&mut fds, timeout.as_ref()) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok((false, Vec::new())),
-            Err(e) => return Err(e.into()),
-        }
-        let ready = |fd: &PollFd<'_>| !fd.revents().is_empty();
-        let spoke = fds[1..]
-            .iter()
-            .enumerate()
-            .filter(|(_, fd)| ready(fd))
-            .map(|(i, _)| i)
-            .collect();
-        Ok((ready(&fds[0]), spoke))
+        let mut fds = vec![(listener, PollFlags::IN)];
+        fds.extend(waiting.iter().map(|s| (s.as_fd(), PollFlags::IN)));
+        let ready = poll_ready(&fds, deadline)?;
+        let spoke = (1..ready.len()).filter(|&i| !ready[i].is_empty());
+        let listener_ready = ready.first().is_some_and(|r| !r.is_empty());
+        Ok((listener_ready, spoke.map(|i| i - 1).collect()))
     }
 
     /// Wakes a thread blocked in `accept` by connecting to ourselves.

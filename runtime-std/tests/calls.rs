@@ -285,3 +285,45 @@ fn ping_and_confirmed_send_on_every_transport() {
         server.shutdown(Duration::from_secs(1));
     }
 }
+
+/// Sixteen blocking handlers that each wait until all sixteen have started
+/// finish only if the server's pool runs them side by side, one idle pool
+/// thread or not (a burst once queued behind the one idle thread).
+#[test]
+fn a_burst_of_blocking_handlers_runs_in_parallel() {
+    const N: usize = 16;
+    let met = Arc::new((std::sync::Mutex::new(0usize), std::sync::Condvar::new()));
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", cfg("rig")).unwrap();
+    let arrivals = Arc::clone(&met);
+    server
+        .expose("meet", move |(): ()| {
+            let (count, cond) = &*arrivals;
+            let mut n = count.lock().unwrap();
+            *n += 1;
+            cond.notify_all();
+            let limit = Duration::from_secs(5);
+            let (n, _) = cond.wait_timeout_while(n, limit, |n| *n < N).unwrap();
+            Ok(*n >= N)
+        })
+        .unwrap();
+    server.expose("warm", |(): ()| Ok(())).unwrap();
+    for method in ["meet", "warm"] {
+        server
+            .dispatch(method, rigwire_std::Dispatch::Pool)
+            .unwrap();
+    }
+    let server = server.start().unwrap();
+    let url = server.local_url();
+    let warm = Client::connect(&url, cfg("warm")).unwrap();
+    warm.call::<_, ()>("warm", &()).unwrap();
+    std::thread::sleep(Duration::from_millis(20)); // its pool thread is idle now
+    let callers: Vec<_> = (0..N)
+        .map(|i| {
+            let client = Client::connect(&url, cfg(&format!("script-{i}"))).unwrap();
+            std::thread::spawn(move || client.call::<_, bool>("meet", &()).unwrap())
+        })
+        .collect();
+    let met_all: Vec<bool> = callers.into_iter().map(|c| c.join().unwrap()).collect();
+    assert_eq!(met_all, vec![true; N], "the burst did not run in parallel");
+    server.shutdown(Duration::from_secs(1));
+}

@@ -27,10 +27,10 @@
 //! awaited. What stays in each runtime is how it waits: admission, reading,
 //! reconnecting, spawning.
 //!
-//! Two plain functions are shared the same way: reading a secret file
-//! ([`secret_from_file`], which both runtimes re-export) and binding the
+//! Three plain functions are shared the same way: reading a secret file
+//! ([`secret_from_file`], which both runtimes re-export), binding the
 //! listening socket a URL names (the async runtime then registers it with
-//! its reactor).
+//! its reactor), and taking a lock ([`lock`]).
 //!
 //! This is runtime code (it takes locks, reads the clock, logs), so it is a
 //! crate of its own beside the sans-IO core, not part of it. The macros are
@@ -59,6 +59,14 @@ pub use rigwire_core as core;
 pub use serde::{de::DeserializeOwned, Serialize};
 #[doc(hidden)]
 pub use tracing;
+
+/// Locks `m`, poisoned or not. A thread that panicked holding one of the
+/// runtimes' locks leaves state the core keeps consistent (it never panics
+/// half-way through a change), so the lock is taken as it is rather than
+/// spreading the panic to every other thread.
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// `Deref` and `DerefMut` from a twin's handle to the core part it wraps
 /// (`$outer.$field: $target`), with `$doc` on the `Deref`: what the part
