@@ -32,6 +32,8 @@ a numpy array or any other buffer) travels as a byte string in the bytes
 codec, without JSON or base64 (``call("store", frame)``); a ``bytes`` is not
 copied on the way out, another buffer once. Bytes inside other values (a list,
 keyword arguments) raise ``TypeError``: make them the call's one argument.
+A numpy scalar (``numpy.int64(3)``, an element of an array, a 0-d array) is
+a number, not bytes: it travels as its value, alone or inside other values.
 
 A value JSON cannot carry raises ``TypeError`` before anything is sent. The
 result is the JSON answer as Python values, or ``bytes`` when the peer
@@ -99,14 +101,24 @@ Secret = Union[str, bytes]
 PathLike = Union[str, "_os.PathLike[str]"]
 
 
+def _is_one_number(value: Any) -> bool:
+    """Whether ``value`` is a numpy scalar (``numpy.int64(3)``, an element of an
+    array) or a 0-d array: one value, which travels as that value. Such
+    objects are buffers too, and sending their bytes would hand the peer
+    ``b"\\x03\\x00..."`` where the script meant ``3``."""
+    return getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None))
+
+
 def _as_bytes(value: Any) -> Optional[bytes]:
     """``value`` as ``bytes`` if it is bytes-like (``bytes`` as it is, any other
     buffer such as ``bytearray``, ``memoryview`` or a numpy array copied once,
-    in C order), else ``None``."""
+    in C order), else ``None``. A numpy scalar is a value, not bytes."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, (str, int, float, list, dict, tuple)) or value is None:
         return None  # the common cases, without trying a memoryview
+    if _is_one_number(value):
+        return None
     try:
         return memoryview(value).tobytes()
     except TypeError:
@@ -114,7 +126,10 @@ def _as_bytes(value: Any) -> Optional[bytes]:
 
 
 def _not_json(value: Any) -> Any:
-    """``json.dumps``'s fallback: say why a value cannot be sent."""
+    """``json.dumps``'s fallback: a numpy scalar as its Python value; for
+    anything else, say why it cannot be sent."""
+    if _is_one_number(value):
+        return value.item()
     if _as_bytes(value) is not None:
         raise TypeError(
             f"a {type(value).__name__} travels as bytes only as a call's one argument "

@@ -22,7 +22,7 @@ import json as _json
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from . import GroupResults as _GroupResults
-from . import _rigwire
+from . import _is_one_number, _rigwire
 
 __all__ = ["Message", "Peer", "Services"]
 
@@ -39,9 +39,16 @@ def _message(received: Any) -> Message:
     return Message(event, _json.loads(fields))
 
 
+def _number(value: Any) -> Any:
+    """``json.dumps``'s fallback: a numpy scalar as its Python value."""
+    if _is_one_number(value):
+        return value.item()
+    raise TypeError(f"a {type(value).__name__} is not JSON serializable")
+
+
 def _text(value: Any) -> str:
     try:
-        return _json.dumps(value, allow_nan=False)
+        return _json.dumps(value, allow_nan=False, default=_number)
     except (TypeError, ValueError) as e:
         raise TypeError(f"the data cannot be sent as JSON: {e}") from None
 

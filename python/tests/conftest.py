@@ -1,6 +1,7 @@
 """Rigs for the tests: `rigwire serve` child processes on loopback, port 0."""
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -56,6 +57,30 @@ class Rig:
         self.process.stdout.close()
         self.process.stderr.close()
         return "".join(lines)
+
+    def freeze(self, within: float = 10.0) -> None:
+        """Stops the rig (SIGSTOP) and returns once every one of its threads
+        has stopped: the signal is asynchronous, and a rig that ran on for a
+        moment once completed a handshake the test meant it to ignore."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+        tasks = f"/proc/{self.process.pid}/task"
+        until = time.monotonic() + within
+        while time.monotonic() < until:
+            states = []
+            for tid in os.listdir(tasks):
+                try:
+                    with open(f"{tasks}/{tid}/stat") as f:
+                        states.append(f.read().rsplit(")", 1)[1].split()[0])
+                except FileNotFoundError:
+                    pass  # a thread that ended
+            if states and all(state in ("T", "t") for state in states):
+                return
+            time.sleep(0.001)
+        raise AssertionError(f"the rig did not stop within {within} s")
+
+    def thaw(self) -> None:
+        """Lets a frozen rig run again (SIGCONT)."""
+        os.kill(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         self.process.kill()

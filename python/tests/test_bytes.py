@@ -41,6 +41,32 @@ def test_bytes_inside_other_values_are_refused_before_sending(rig):
         assert c.call("add", 1, 2) == 3  # the connection is untouched
 
 
+def test_numpy_scalars_travel_as_their_values_not_their_bytes(rig):
+    # A numpy scalar is a buffer too: an element of an array once reached the
+    # peer as b"\x03\x00\x00..." where the script meant 3.
+    with rigwire.connect(rig.url) as c:
+        assert c.call("add", numpy.int64(2), numpy.float32(0.5)) == 2.5
+        for value, meant in ((numpy.int64(3), 3), (numpy.float32(0.5), 0.5), (numpy.bool_(True), True), (numpy.array(7), 7)):
+            answer = c.call("echo", value)
+            assert answer == meant and type(answer) is type(meant), (value, answer)
+        assert c.call("echo", x=[numpy.int64(1), numpy.uint8(2)]) == {"x": [1, 2]}
+        assert c.call("echo", numpy.arange(2, dtype=numpy.uint8)) == b"\x00\x01"  # an array is still bytes
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        def gain(x):
+            return {"got": repr(type(x).__name__), "gain": numpy.int64(5) * x}
+
+        @s.expose
+        def level():
+            return numpy.int32(4)
+
+        s.start()
+        with rigwire.connect(s.url) as c:
+            assert c.call("gain", numpy.int64(2)) == {"got": "'int'", "gain": 10}
+            assert c.call("level") == 4
+
+
 def test_a_python_handler_takes_and_returns_bytes():
     seen = []
     with rigwire.Server("tcp://127.0.0.1:0") as s:

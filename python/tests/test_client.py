@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import os
 import resource
 import signal
 import subprocess
@@ -138,13 +137,13 @@ def test_secrets(secret_rig, tmp_path):
 
 def test_the_timeout_bounds_the_handshake_too():
     frozen = Rig("std")
-    os.kill(frozen.process.pid, signal.SIGSTOP)  # accepts, then says nothing
+    frozen.freeze()  # accepts, then says nothing
     try:
         with pytest.raises(rigwire.Error) as e:
             rigwire.connect(frozen.url, timeout=0.5)
         assert "handshake did not complete within 500ms" in str(e.value)
     finally:
-        os.kill(frozen.process.pid, signal.SIGCONT)
+        frozen.thaw()
         frozen.stop()
 
 
