@@ -377,7 +377,7 @@ def connect(
     if isinstance(secret, str):
         secret = secret.encode()
     path = None if secret_file is None else _os.fspath(secret_file)
-    handlers = [(n, _handler(f)) for n, f in (expose or {}).items()]
+    handlers = [(n, _handler(f, n)) for n, f in (expose or {}).items()]
     tls = _tls(pin=pin, ca=ca)
     return Client(_rigwire.connect(url, name, secret, path, timeout, handlers, tls, reconnect, max_frame))
 
@@ -472,14 +472,38 @@ def _extras(fn: Callable[..., Any]) -> Callable[[Any, Any], Dict[str, Any]]:
     return extras
 
 
-def _handler(fn: Callable[..., Any]) -> Callable[[str, Any, Any], _Outcome]:
-    """Wraps ``fn`` for the native side: the arguments (JSON text, or ``bytes``
-    passed as the one argument), the caller and the call's cancellation in;
-    ``(None, result)`` (JSON text, or ``bytes`` for a bytes-like result) or
-    ``(kind, message, traceback)`` out. See ``_extras`` for the parameters
-    ``caller`` and ``cancelled``."""
+def _label(fn: Callable[..., Any], name: Optional[str] = None) -> str:
+    """What messages call a handler: its own name, else the name it is
+    exposed under (a ``functools.partial`` or a callable object has none)."""
+    label = getattr(fn, "__name__", None) or name
+    if not label:
+        raise TypeError(f"a {type(fn).__name__} has no __name__: expose it with name=...")
+    return label
+
+
+def _awaited(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as a plain function: an ``async def`` runs to its end on an event
+    loop of its own, on the handler's thread (a blocking server's handlers
+    have no loop); anything else as it is."""
+    if not _inspect.iscoroutinefunction(fn):
+        return fn
+    import asyncio
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return asyncio.run(fn(*args, **kwargs))
+
+    return run
+
+
+def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[str, Any, Any], _Outcome]:
+    """Wraps ``fn`` (exposed as ``name``) for the native side: the arguments
+    (JSON text, or ``bytes`` passed as the one argument), the caller and the
+    call's cancellation in; ``(None, result)`` (JSON text, or ``bytes`` for a
+    bytes-like result) or ``(kind, message, traceback)`` out. See ``_extras``
+    for the parameters ``caller`` and ``cancelled``."""
     signature = _inspect.signature(fn)
     extras = _extras(fn)
+    label, call = _label(fn, name), _awaited(fn)
 
     def run(data: Union[str, bytes], caller: Any, cancelled: Any) -> _Outcome:
         value = _decode(data)
@@ -497,7 +521,7 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any, Any], _Outcome]:
         if given:
             kwargs = {**kwargs, **given}
         try:
-            result = fn(*args, **kwargs)
+            result = call(*args, **kwargs)
             data = _as_bytes(result)
             if data is not None:
                 return (None, data, None)
@@ -509,7 +533,7 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any, Any], _Outcome]:
                 signature.bind(*args, **kwargs)
             except TypeError as unfit:
                 hint = _spread_hint(value, signature)
-                return ("BadArguments", f"{fn.__name__}{signature}: {unfit}{hint}", None)
+                return ("BadArguments", f"{label}{signature}: {unfit}{hint}", None)
             return _failure(e)
         except Exception as e:  # the caller gets it; the server carries on
             return _failure(e)
@@ -517,20 +541,22 @@ def _handler(fn: Callable[..., Any]) -> Callable[[str, Any, Any], _Outcome]:
     return run
 
 
-def _raw_handler(fn: Callable[..., Any]) -> Callable[[str, bytes, Any, Any], Tuple[Any, Any, Any]]:
-    """Wraps ``fn`` of ``Server.expose_raw`` for the native side: the codec's
-    name, the payload's bytes, the caller and the call's cancellation in;
-    ``(None, codec, bytes)`` or ``(kind, message, traceback)`` out."""
+def _raw_handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[str, bytes, Any, Any], Tuple[Any, Any, Any]]:
+    """Wraps ``fn`` of ``Server.expose_raw`` (exposed as ``name``) for the
+    native side: the codec's name, the payload's bytes, the caller and the
+    call's cancellation in; ``(None, codec, bytes)`` or ``(kind, message,
+    traceback)`` out."""
     extras = _extras(fn)
+    label, call = _label(fn, name), _awaited(fn)
 
     def run(codec: str, data: bytes, caller: Any, cancelled: Any) -> Tuple[Any, Any, Any]:
         try:
-            answer = fn(codec, data, **extras(caller, cancelled))
+            answer = call(codec, data, **extras(caller, cancelled))
             if isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str):
                 out = _as_bytes(answer[1])
                 if out is not None:
                     return (None, answer[0], out)
-            return ("Handler", f"{fn.__name__} must return (codec, bytes), not {type(answer).__name__}", None)
+            return ("Handler", f"{label} must return (codec, bytes), not {type(answer).__name__}", None)
         except Exception as e:  # the caller gets it; the server carries on
             return _failure(e)
 
@@ -608,7 +634,10 @@ class Server:
     ) -> Any:
         """Exposes a function under its own name, or ``name`` (dotted names are
         fine), and ``aliases``. Use it as ``@server.expose``,
-        ``@server.expose("stage.move")`` or ``server.expose(fn, name=...)``.
+        ``@server.expose("stage.move")`` or ``server.expose(fn, name=...)``
+        (a ``functools.partial`` or a callable object has no name of its own:
+        give one). An ``async def`` runs to its end on an event loop of its
+        own, on the handler's thread.
         A parameter named ``caller`` gets a ``Client`` to call the caller
         back; one named ``cancelled`` gets a function that says whether the
         call is no longer wanted (cancelled, past its deadline, or its
@@ -645,9 +674,10 @@ class Server:
             name, fn = fn, None
         if fn is None:
             return lambda f: self._expose(f, name, aliases, raw)
-        exposed = name or fn.__name__
-        self._native.expose(exposed, (_raw_handler if raw else _handler)(fn), raw)
-        self._native.describe(exposed, f"{fn.__name__}{_inspect.signature(fn)} (Python)")
+        exposed = name or _label(fn)
+        self._native.expose(exposed, (_raw_handler if raw else _handler)(fn, exposed), raw)
+        label = ("async " if _inspect.iscoroutinefunction(fn) else "") + _label(fn, exposed)
+        self._native.describe(exposed, f"{label}{_inspect.signature(fn)} (Python)")
         for alias in aliases:
             self._native.alias(alias, exposed)
         return fn

@@ -337,3 +337,39 @@ def test_a_long_handler_learns_its_call_is_no_longer_wanted():
         assert ended.get(timeout=10) == "stopped early"
     finally:
         server.shutdown(grace=1)
+
+
+def test_async_handlers_partials_and_callable_objects_can_be_exposed():
+    import asyncio
+    import functools
+
+    class Scale:
+        def __call__(self, x):
+            return x * 10
+
+    def scaled(x, k):
+        return x * k
+
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        async def later(x, cancelled):
+            await asyncio.sleep(0.01)
+            return {"twice": x * 2, "cancelled": cancelled()}
+
+        s.expose(functools.partial(scaled, k=3), name="triple")
+        s.expose(Scale(), name="scale")
+        # Without a name there is nothing to expose it as: said at once.
+        with pytest.raises(TypeError, match="name="):
+            s.expose(functools.partial(scaled, k=3))
+        s.start()
+        with rigwire.connect(s.url) as c:
+            # An `async def` once answered "a coroutine is not JSON serializable".
+            assert c.call("later", 2) == {"twice": 4, "cancelled": False}
+            assert c.call("triple", 2) == 6
+            assert c.call("scale", 2) == 20
+            with pytest.raises(rigwire.RemoteError) as e:
+                c.call("triple", 1, 2, 3)
+            assert e.value.kind == "BadArguments" and "triple" in str(e.value)
+            methods = {m["name"]: m["signature"] for m in c.call("rigwire.methods")}
+            assert methods["later"].startswith("async later(x, cancelled)")
