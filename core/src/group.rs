@@ -49,6 +49,16 @@ impl<T> GroupResults<T> {
         self.entries.iter().map(|(n, r)| (n.as_str(), r))
     }
 
+    /// Each rig's value passed through `f`: a rig that failed keeps its
+    /// error, and one whose value `f` refuses gets `f`'s error (a raw answer
+    /// that does not decode, say).
+    pub fn and_then<U>(self, mut f: impl FnMut(T) -> Result<U, Error>) -> GroupResults<U> {
+        let entries = self.entries.into_iter();
+        GroupResults {
+            entries: entries.map(|(rig, r)| (rig, r.and_then(&mut f))).collect(),
+        }
+    }
+
     /// Whether every rig succeeded.
     pub fn all_ok(&self) -> bool {
         self.entries.iter().all(|(_, r)| r.is_ok())

@@ -758,9 +758,9 @@ class GroupResults(dict):
         super().__init__()
         self.failed: Dict[str, Error] = {}
         self.order = [rig for rig, _, _ in outcomes]
-        for rig, text, error in outcomes:
+        for rig, answer, error in outcomes:
             if error is None:
-                self[rig] = _json.loads(text)
+                self[rig] = _decode(answer)
             else:
                 self.failed[rig] = error
 
@@ -787,6 +787,9 @@ class Group:
             rigs.wait_event("trial_done", timeout=60)
             rigs.stop()
             rigs.cleanup()
+
+    ``call("calibrate", 5)`` calls any method of every rig the same way
+    (``call_in_order``, ``call_in_reverse`` one rig after another).
 
     Connecting raises ``GroupError`` naming every rig that could not be reached.
     The settings are ``connect``'s, ``reconnect`` and ``max_frame`` too: each rig's own."""
@@ -815,6 +818,23 @@ class Group:
     def names(self) -> list:
         """The rigs' names, in the group's order."""
         return self._native.names()
+
+    def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> GroupResults:
+        """Calls ``method`` on every rig at once, with the arguments sent as
+        ``Client.call`` sends them (one bytes-like argument as bytes), and
+        returns each rig's answer by name (``failed``: each failing rig's
+        exception; the others' answers are kept). ``timeout`` is each rig's
+        deadline."""
+        return GroupResults(self._native.call("concurrent", method, payload(args, kwargs), timeout))
+
+    def call_in_order(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> GroupResults:
+        """As ``call``, one rig after another in the group's order; every rig
+        is called even if an earlier one failed."""
+        return GroupResults(self._native.call("in_order", method, payload(args, kwargs), timeout))
+
+    def call_in_reverse(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> GroupResults:
+        """As ``call_in_order``, in reverse order (as stop and cleanup run)."""
+        return GroupResults(self._native.call("reverse", method, payload(args, kwargs), timeout))
 
     def init(self, data: Optional[Dict[str, Any]] = None, *, timeout: Optional[float] = None, **fields: Any) -> GroupResults:
         """``exp.init`` on every rig, with optional data (a dict, or keyword fields)."""

@@ -8,16 +8,21 @@ use std::time::Duration;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rigwire_std::core::{ExpRef, InitData};
+use rigwire_std::core::{ExpRef, GroupOrder, InitData};
 use rigwire_std::{Group, GroupError, GroupResults};
 use serde::Serialize;
 
 use crate::client::{config, seconds, Tls};
+use crate::data::{Answer, Data};
 use crate::errors::to_py;
 
 /// One rig's outcome as Python receives it: the result's JSON text, or the
 /// exception it failed with.
 type Outcome = (String, Option<String>, Option<Py<PyAny>>);
+
+/// One rig's outcome of a raw call: its answer as `str` (JSON) or `bytes`,
+/// or the exception it failed with.
+type RawOutcome = (String, Option<Py<PyAny>>, Option<Py<PyAny>>);
 
 /// Several rigs, addressed together.
 #[pyclass(module = "rigwire._rigwire", frozen)]
@@ -160,6 +165,38 @@ impl NativeGroup {
     fn status(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<Outcome>> {
         let timeout = seconds("timeout", timeout)?;
         outcomes(py, py.detach(|| self.inner.status(timeout)))
+    }
+
+    /// Calls `method` on every rig with `args` (JSON text or `bytes`), in
+    /// `order`: `"concurrent"` (all at once), `"in_order"` or `"reverse"`;
+    /// each rig's answer is JSON text or `bytes`, or its exception.
+    #[pyo3(signature = (order, method, args, timeout=None))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        order: &str,
+        method: &str,
+        args: Data,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<RawOutcome>> {
+        let timeout = seconds("timeout", timeout)?;
+        let order = match order {
+            "concurrent" => GroupOrder::Concurrent,
+            "in_order" => GroupOrder::InOrder,
+            "reverse" => GroupOrder::Reverse,
+            other => return Err(PyValueError::new_err(format!("no group order {other:?}"))),
+        };
+        let args = args.into_payload();
+        let results = py.detach(|| self.inner.call_raw(order, method, args, timeout));
+        let results = results.and_then(Answer::from_payload);
+        let failed = |e| Some(to_py(py, e).into_value(py).into_any());
+        Ok(results
+            .into_iter()
+            .map(|(rig, outcome)| match outcome {
+                Ok(answer) => (rig, Some(answer.into_py(py)), None),
+                Err(e) => (rig, None, failed(e)),
+            })
+            .collect())
     }
 
     /// Waits until every rig has reported `event` (`exp.event`), up to

@@ -116,3 +116,31 @@ def test_a_python_hook_that_raises_fails_its_step():
                 c.call("exp.start", "2026-11-26_1_ZM_1")
             assert "no water" in e.value.message and "Traceback" in e.value.detail
             assert c.call("exp.status") == "initialized"
+
+
+def test_any_method_is_called_on_every_rig_in_the_order_asked(rigs):
+    urls = {n: r.url for n, r in rigs.items()}
+    with rigwire.Group(urls) as group:
+        assert group.call("add", 1, 2) == {n: 3 for n in rigs}
+        assert group.call("echo", b"\x00frame") == {n: b"\x00frame" for n in rigs}
+        results = group.call("add", "one", 2)  # every rig refuses, each named
+        assert results == {} and set(results.failed) == set(rigs)
+        assert all(e.kind == "BadArguments" for e in results.failed.values())
+    # The order, seen by Python rigs that log who was called when.
+    called = []
+    servers = []
+    for name in ("a", "b", "c"):
+        s = rigwire.Server("tcp://127.0.0.1:0")
+        s.expose(lambda who=name: called.append(who) or who, name="mark")
+        servers.append(s.start())
+    try:
+        with rigwire.Group({n: s.url for n, s in zip("abc", servers)}) as group:
+            assert group.call_in_order("mark") == {"a": "a", "b": "b", "c": "c"}
+            assert group.call_in_reverse("mark").order == ["c", "b", "a"]
+            assert called == ["a", "b", "c", "c", "b", "a"]
+            servers[1].shutdown(0)
+            results = group.call_in_order("mark", timeout=5)
+            assert list(results) == ["a", "c"] and list(results.failed) == ["b"]
+    finally:
+        for s in servers:
+            s.shutdown(0)

@@ -14,7 +14,6 @@ use rigwire_core::{
 
 use crate::client::Client;
 use crate::handler::Handlers;
-use serde::de::DeserializeOwned;
 
 /// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
@@ -125,13 +124,13 @@ impl Group {
 
     rigwire_twin::group_calls!([async] [.await]);
 
-    async fn call<R: DeserializeOwned>(
+    async fn call(
         &self,
         order: GroupOrder,
         method: &str,
         args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
-    ) -> GroupResults<R> {
+    ) -> GroupResults<Payload> {
         // Each rig's call on its current connection, made again within the
         // call's deadline if it was lost (`Client::call_raw`).
         async fn one(
@@ -159,7 +158,7 @@ impl Group {
         };
         let mut results = GroupResults::new();
         for (name, answer) in answers {
-            results.push(name, answer.and_then(|p| p.decode().map_err(Error::from)));
+            results.push(name, answer);
         }
         results
     }

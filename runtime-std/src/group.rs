@@ -15,7 +15,6 @@ use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
 use crate::sync::{all_at_once, lock, sleep_until};
 use rigwire_core::{Codec, Config};
-use serde::de::DeserializeOwned;
 
 /// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
@@ -89,23 +88,20 @@ impl Group {
 
     rigwire_twin::group_calls!([] []);
 
-    fn call<R: DeserializeOwned>(
+    fn call(
         &self,
         order: GroupOrder,
         method: &str,
         args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
-    ) -> GroupResults<R> {
+    ) -> GroupResults<Payload> {
         // A rig's call, with its arguments encoded in its client's call codec
         // (on this thread: `args` need not be shared between threads).
         let start = |client: &Client, args: Result<Payload, CodecError>| {
             args.map_err(Error::from)
                 .and_then(|p| client.start_raw(method, p, timeout))
         };
-        let finish = |call: Result<RawPendingCall, Error>| {
-            call.and_then(|c| c.wait())
-                .and_then(|p| p.decode().map_err(Error::from))
-        };
+        let finish = |call: Result<RawPendingCall, Error>| call.and_then(|c| c.wait());
         let mut results = GroupResults::new();
         let rigs: Vec<_> = self.rigs.in_order(order).collect();
         if order == GroupOrder::Concurrent {

@@ -69,6 +69,11 @@ macro_rules! twin_script {
         let reverse: rigwire_core::GroupResults<i64> =
             group.call_in_reverse("add", &(3i64, 3i64), None) $($aw)*;
         assert!(all.all_ok() && in_order.all_ok() && reverse.all_ok());
+        // Raw: the arguments go as they are, the answers come as they came.
+        let json = Payload::new(rigwire_core::Codec::Json, &b"[4, 4]"[..]);
+        let raw = group.call_raw(rigwire_core::GroupOrder::Reverse, "add", json, None) $($aw)*;
+        let answer = raw.get("rig").unwrap().as_ref().unwrap();
+        assert_eq!((answer.codec, &answer.bytes[..]), (rigwire_core::Codec::Json, &b"8"[..]));
         assert!(group.init_with(&InitData::default(), None) $($aw)* .all_ok());
         assert!(group.cleanup(None) $($aw)* .all_ok());
         let status = group.status(None) $($aw)*;

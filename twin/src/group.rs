@@ -1,7 +1,19 @@
 //! A group's calls: one rule for the three orders, and the lifecycle steps.
 
-/// `Group`'s typed calls and lifecycle steps, over its own
-/// `call(order, method, args: Result<Payload, CodecError>, timeout)`.
+/// A rig's raw answer decoded, for a group's typed calls.
+///
+/// # Errors
+/// [`Error::Codec`](rigwire_core::Error::Codec) if it does not decode as `R`.
+#[doc(hidden)]
+pub fn decode_answer<R: serde::de::DeserializeOwned>(
+    answer: rigwire_core::Payload,
+) -> Result<R, rigwire_core::Error> {
+    answer.decode().map_err(rigwire_core::Error::from)
+}
+
+/// `Group`'s typed calls, raw calls and lifecycle steps, over its own
+/// `call(order, method, args: Fn(Codec) -> Result<Payload, CodecError>,
+/// timeout) -> GroupResults<Payload>`.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! group_calls {
@@ -32,6 +44,7 @@ macro_rules! group_calls {
             // Each rig's in its client's call codec.
             let args = |codec| $crate::core::Payload::encode_as(codec, args);
             self.call($crate::core::GroupOrder::$order, method, args, timeout)$($aw)*
+                .and_then($crate::decode_answer)
         }
     };
     (@steps [$($async:tt)?] [$($aw:tt)*]) => {
@@ -42,6 +55,20 @@ macro_rules! group_calls {
             timeout: Option<::std::time::Duration>,
         ) -> $crate::core::GroupResults<R> {
             self.call(step.order, step.method, |codec| Ok(step.args_in(codec)), timeout)$($aw)*
+                .and_then($crate::decode_answer)
+        }
+
+        /// Calls every rig in `order` with `args` as they are (whatever the
+        /// clients' call codec), and collects each answer as it came: for a
+        /// forwarder, or a binding that decodes answers itself.
+        pub $($async)? fn call_raw(
+            &self,
+            order: $crate::core::GroupOrder,
+            method: &str,
+            args: $crate::core::Payload,
+            timeout: Option<::std::time::Duration>,
+        ) -> $crate::core::GroupResults<$crate::core::Payload> {
+            self.call(order, method, |_| Ok(args.clone()), timeout)$($aw)*
         }
 
         /// `exp.init` on every rig at once.

@@ -50,6 +50,8 @@ mod server;
 mod service;
 
 pub use files::{bind, bind_failed, secret_from_file, Bound};
+#[doc(hidden)]
+pub use group::decode_answer;
 
 #[doc(hidden)]
 pub use bytes::Bytes;
