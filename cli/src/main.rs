@@ -174,9 +174,11 @@ enum Command {
         url: String,
         /// The method to call.
         method: String,
-        /// Arguments as JSON (default null).
-        #[arg(default_value = "null")]
-        args: String,
+        /// Arguments as JSON (default null). Several are sent as one JSON
+        /// array, as Python's `call(name, *args)` sends them: `add 1 2`
+        /// sends `[1, 2]`, the same as `add '[1, 2]'`.
+        #[arg(num_args = 0.., allow_negative_numbers = true)]
+        args: Vec<String>,
         /// Send the bytes of FILE (`-`: standard input) as the one argument,
         /// in the bytes codec, instead of JSON. A byte-string result is
         /// written out as is (summarised on a terminal).
@@ -831,10 +833,23 @@ fn connect(url: &str, access: &Access) -> Result<Client, Failure> {
 
 /// A call's arguments: the JSON text given, or the bytes of a file (`-`:
 /// standard input) in the bytes codec.
-fn call_args(json: &str, bytes: Option<&std::path::Path>) -> Result<Payload, Failure> {
+fn call_args(json: &[String], bytes: Option<&std::path::Path>) -> Result<Payload, Failure> {
     let usage = |message: String| Failure { code: 2, message };
     let Some(path) = bytes else {
-        return json_payload(json).map_err(|e| usage(format!("the arguments are not JSON: {e}")));
+        let not_json =
+            |e: &dyn std::fmt::Display| usage(format!("the arguments are not JSON: {e}"));
+        return match json {
+            [] => json_payload("null").map_err(|e| not_json(&e)),
+            [one] => json_payload(one).map_err(|e| not_json(&e)),
+            several => {
+                let values = several.iter().enumerate().map(|(i, text)| {
+                    serde_json::from_str::<serde_json::Value>(text)
+                        .map_err(|e| not_json(&format!("argument {} ({text}): {e}", i + 1)))
+                });
+                let array = values.collect::<Result<Vec<_>, _>>()?;
+                Payload::encode_as(Codec::Json, &array).map_err(|e| not_json(&e))
+            }
+        };
     };
     let data = if path.as_os_str() == "-" {
         let mut data = Vec::new();

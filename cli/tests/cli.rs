@@ -77,6 +77,23 @@ fn call_prints_json_results_and_exits_zero() {
     assert_eq!(text(&out.stdout).trim(), r#"{"trial":3}"#);
     let out = rigwire(&["call", &rig.url, "exp.status"]);
     assert_eq!(text(&out.stdout).trim(), r#""connected""#);
+    // Several arguments are one JSON array, as Python's call(name, *args)
+    // sends them (they were refused as "unexpected argument"); negative
+    // numbers are values, not options.
+    let out = rigwire(&["call", &rig.url, "echo", "1", "-2.5", r#""x""#]);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        r#"[1,-2.5,"x"]"#,
+        "{}",
+        text(&out.stderr)
+    );
+    let out = rigwire(&["call", &rig.url, "add", "1", "two"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("argument 2 (two)"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
