@@ -881,12 +881,13 @@ def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     one value if the function takes one besides ``caller``, else nothing."""
     wants_caller = _takes_caller(fn)
     takes_value = len([p for p in _inspect.signature(fn).parameters if p != "caller"]) > 0
+    call = _awaited(fn)
 
     def run(text: str, caller: Any) -> _Outcome:
         args = (_json.loads(text),) if takes_value else ()
         kwargs = {"caller": Client(caller)} if wants_caller else {}
         try:
-            fn(*args, **kwargs)
+            call(*args, **kwargs)
             return (None, "null", None)
         except Exception as e:  # the step fails with it; the rig carries on
             return _failure(e)
@@ -913,7 +914,8 @@ class Rig:
 
     ``on_init`` gets the init data (a dict, or ``None``), ``on_stop`` whether
     to interrupt at once, ``on_cleanup`` nothing; a hook may also take no
-    argument at all."""
+    argument at all. An ``async def`` hook runs to its end, as an ``async
+    def`` handler does."""
 
     def __init__(self) -> None:
         self._hooks: Dict[str, Callable[..., Any]] = {}

@@ -266,6 +266,35 @@ def test_a_lifecycle_hook_may_call_back_the_script():
     assert seen == ["2026-11-26_3_ZM_1"]
 
 
+def test_async_lifecycle_hooks_run_and_their_failures_fail_the_step():
+    import asyncio
+
+    rig = rigwire.Rig()
+    ran = []
+
+    @rig.on_start
+    async def start(exp_ref):
+        await asyncio.sleep(0.01)
+        ran.append(exp_ref)
+
+    @rig.on_stop
+    async def stop(immediately):
+        raise RuntimeError("shutter jammed")
+
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+        rig.expose(s)
+        s.start()
+        with rigwire.connect(s.url) as c:
+            c.call("exp.init")
+            # An async hook was called but never awaited: the step succeeded
+            # without running it.
+            assert c.call("exp.start", "2026-11-26_4_ZM_1") == "running"
+            assert ran == ["2026-11-26_4_ZM_1"]
+            with pytest.raises(rigwire.RemoteError, match="shutter jammed"):
+                c.call("exp.stop")
+            assert c.call("exp.status") == "running"
+
+
 SERVE_FOREVER = """
 import sys, time, rigwire
 server = rigwire.Server("tcp://127.0.0.1:0", name="py-rig")
