@@ -240,7 +240,8 @@ enum Command {
         /// to it).
         #[arg(long = "rigs", value_name = "FILE")]
         rigs_file: Option<PathBuf>,
-        /// Control the services registered at this relay (its clients URL).
+        /// Control the services registered at this relay (its clients URL),
+        /// and each one that registers there later (looked for every 2 s).
         #[arg(long, value_name = "URL")]
         relay: Option<String>,
         /// Read the page's access token from this file (default: a new random one).

@@ -500,6 +500,83 @@ fn a_service_gone_from_its_relay_is_not_answering_until_it_is_back() {
     assert!(news[0].starts_with("not answering: "), "{news:?}");
 }
 
+/// A service that registers at the relay after the room started is shown
+/// (it was not, until the room was restarted), connects, and answers the
+/// page's calls; one that takes a name the room shows already is not.
+#[test]
+fn a_service_registered_at_the_relay_later_appears_on_the_page() {
+    let started = Instant::now();
+    let secret = "services-secret-0123456";
+    let (relay, clients) = relay_with_data("clients-secret-0123456", secret);
+    let control = Spawned::start(
+        &[
+            "control",
+            "--listen",
+            "http://127.0.0.1:0",
+            "--relay",
+            &clients,
+            "--rig",
+            "dup=tcp://127.0.0.1:1",
+        ],
+        &[("RIGWIRE_SECRET", "clients-secret-0123456")],
+        2,
+    );
+    let room = Room::of(control);
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    let snapshot = next_of(&mut ws, "snapshot");
+    let names: Vec<&str> = snapshot["rigs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dup", "data"]);
+    let config = rigwire_std::Config::named("camera").secret(secret).unwrap();
+    let mut camera = rigwire_std::RemoteService::new(&["camera", "dup"], config);
+    camera.expose("snap", |(): ()| Ok("frame-1")).unwrap();
+    let _camera = camera.connect(&relay[0].url("services")).unwrap();
+    let (mut registered, mut up, mut dup_refused) = (false, false, false);
+    while !(registered && up && dup_refused) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "registered {registered}, up {up}, dup refused {dup_refused}"
+        );
+        let message = next_message(&mut ws);
+        match message["type"].as_str() {
+            Some("rig") if message["rig"]["name"] == "camera" => {
+                up = message["rig"]["state"] == "authenticated";
+            }
+            Some("log") if message["entry"]["rig"] == "camera" => {
+                let text = message["entry"]["text"].as_str().unwrap();
+                registered |= text.starts_with("registered at the relay");
+            }
+            Some("log") if message["entry"]["rig"] == "dup" => {
+                let text = message["entry"]["text"].as_str().unwrap();
+                dup_refused |= text.contains("registered at the relay: not shown");
+            }
+            Some("rig") if message["rig"]["name"] == "dup" => {
+                assert!(message["rig"]["url"].as_str().unwrap().ends_with(":1"));
+            }
+            _ => {}
+        }
+    }
+    ws.send(Message::text(
+        r#"{"op": "call", "rig": "camera", "method": "snap"}"#,
+    ))
+    .unwrap();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no answer from the camera"
+        );
+        let message = next_message(&mut ws);
+        if message["type"] == "log" && message["entry"]["kind"] == "result" {
+            assert_eq!(message["entry"]["text"], r#"snap → "frame-1""#);
+            break;
+        }
+    }
+}
+
 /// A rig that closes every connection as soon as it is made is tried again
 /// once a poll (a second), not as fast as it accepts: an upper bound the
 /// room keeps however slow the machine.

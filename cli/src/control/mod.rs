@@ -75,6 +75,9 @@ pub fn run(options: Options) -> Result<(), Failure> {
     });
     let mut signals = watch_signals()?;
     let control = Control::start(specs);
+    if let Some(relay) = &options.relay {
+        control.watch_relay(relay.clone(), config.clone());
+    }
     let serving = Arc::clone(&control);
     let page_token = Arc::clone(&token);
     let fingerprint = tls.as_ref().map(|t| t.fingerprint().to_owned());

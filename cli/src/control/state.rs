@@ -32,6 +32,9 @@ const VIEWER_BACKLOG: usize = 1024;
 /// are refused until some finish.
 const ACTIONS_AT_ONCE: usize = 64;
 
+/// How often the relay (`--relay`) is asked which services it has.
+const RELAY_LOOK: Duration = Duration::from_secs(2);
+
 /// How long a lifecycle step or a call from the page may take per rig.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -91,7 +94,9 @@ pub struct RigSpec {
 /// The control room's state, shared by the HTTP server, the viewers and
 /// the monitors.
 pub struct Control {
-    rigs: Vec<Rig>,
+    /// Every rig shown, in the order they came; only ever added to (a rig's
+    /// index is its identity for its monitor). Locked after the page.
+    rigs: Mutex<Vec<Arc<Rig>>>,
     page: Mutex<Page>,
     actions: Arc<AtomicUsize>,
 }
@@ -133,42 +138,116 @@ impl Drop for ActionSlot {
 impl Control {
     /// Starts a monitor for each rig.
     pub fn start(specs: Vec<RigSpec>) -> Arc<Control> {
-        let rigs = specs
-            .iter()
-            .map(|s| Rig {
-                name: s.name.clone(),
-                via_relay: s.via_relay,
-                view: Mutex::new(RigView {
-                    name: s.name.clone(),
-                    url: s.url.clone(),
-                    state: "connecting",
-                    reason: None,
-                    status: None,
-                    exp_ref: None,
-                    rtt_ms: VecDeque::new(),
-                    offset_ms: None,
-                    methods: Vec::new(),
-                    last: None,
-                }),
-                client: Mutex::new(None),
-            })
-            .collect();
         let control = Arc::new(Control {
-            rigs,
+            rigs: Mutex::new(Vec::new()),
             page: Mutex::new(Page {
                 log: VecDeque::new(),
                 viewers: Vec::new(),
             }),
             actions: Arc::new(AtomicUsize::new(0)),
         });
-        for (i, spec) in specs.into_iter().enumerate() {
-            let control = Arc::clone(&control);
-            std::thread::Builder::new()
-                .name(format!("control-{}", spec.name))
-                .spawn(move || control.monitor(i, spec))
-                .expect("a monitor thread");
+        for spec in specs {
+            control.add(spec);
         }
         control
+    }
+
+    /// Shows one more rig (every viewer is told) and starts its monitor;
+    /// `false`, doing nothing, if a rig of that name is shown already.
+    fn add(self: &Arc<Self>, spec: RigSpec) -> bool {
+        let rig = Arc::new(Rig {
+            name: spec.name.clone(),
+            via_relay: spec.via_relay,
+            view: Mutex::new(RigView {
+                name: spec.name.clone(),
+                url: spec.url.clone(),
+                state: "connecting",
+                reason: None,
+                status: None,
+                exp_ref: None,
+                rtt_ms: VecDeque::new(),
+                offset_ms: None,
+                methods: Vec::new(),
+                last: None,
+            }),
+            client: Mutex::new(None),
+        });
+        let i = {
+            let mut page = lock(&self.page);
+            let mut rigs = lock(&self.rigs);
+            if rigs.iter().any(|r| r.name == spec.name) {
+                return false;
+            }
+            rigs.push(Arc::clone(&rig));
+            page.push(&json!({"type": "rig", "rig": *lock(&rig.view)}));
+            rigs.len() - 1
+        };
+        let control = Arc::clone(self);
+        std::thread::Builder::new()
+            .name(format!("control-{}", spec.name))
+            .spawn(move || control.monitor(i, spec))
+            .expect("a monitor thread");
+        true
+    }
+
+    /// Rig `i`.
+    fn rig(&self, i: usize) -> Arc<Rig> {
+        Arc::clone(&lock(&self.rigs)[i])
+    }
+
+    /// Looks at the relay's services every [`RELAY_LOOK`], on a thread of
+    /// its own, and shows each one newly registered there (a service that
+    /// registers after the room started was not shown until a restart).
+    pub fn watch_relay(self: &Arc<Self>, url: String, config: Config) {
+        let control = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("control-relay".into())
+            .spawn(move || control.look_at_relay(&url, &config))
+            .expect("a relay watcher thread");
+    }
+
+    fn look_at_relay(self: Arc<Self>, url: &str, config: &Config) {
+        let mut relay: Option<Client> = None;
+        let mut told_taken = Vec::new();
+        loop {
+            std::thread::sleep(RELAY_LOOK);
+            if relay.is_none() {
+                relay = Client::connect(url, config.clone()).ok();
+            }
+            let Some(client) = &relay else {
+                continue; // the relay's own rigs show why it is unreachable
+            };
+            let names: Vec<String> = match client.call("rigwire.services", &()) {
+                Ok(names) => names,
+                Err(_) => {
+                    if let Some(lost) = relay.take() {
+                        lost.close();
+                    }
+                    continue;
+                }
+            };
+            for name in names {
+                let spec = RigSpec {
+                    name: name.clone(),
+                    url: url.to_owned(),
+                    via_relay: true,
+                    config: config.clone(),
+                };
+                if self.add(spec) {
+                    let news = format!("registered at the relay {url}");
+                    self.log("connection", Some(&name), &news);
+                    continue;
+                }
+                let relayed = lock(&self.rigs)
+                    .iter()
+                    .any(|r| r.name == name && r.via_relay);
+                if !relayed && !told_taken.contains(&name) {
+                    let news = "a service of this name registered at the relay: not shown";
+                    self.log("connection", Some(&name), news);
+                    told_taken.push(name);
+                }
+            }
+        }
     }
 
     /// A new viewer: what it is sent first (every rig and the log so far),
@@ -177,7 +256,8 @@ impl Control {
         let (tx, rx) = std::sync::mpsc::sync_channel(VIEWER_BACKLOG);
         let (rigs, log) = {
             let mut page = lock(&self.page);
-            let rigs: Vec<RigView> = self.rigs.iter().map(|r| lock(&r.view).clone()).collect();
+            let rigs = lock(&self.rigs);
+            let rigs: Vec<RigView> = rigs.iter().map(|r| lock(&r.view).clone()).collect();
             let log: Vec<Value> = page.log.iter().cloned().collect();
             page.viewers.push(tx);
             (rigs, log)
@@ -218,15 +298,16 @@ impl Control {
     fn update(&self, i: usize, f: impl FnOnce(&mut RigView)) {
         let mut page = lock(&self.page);
         let view = {
-            let mut view = lock(&self.rigs[i].view);
+            let rig = self.rig(i);
+            let mut view = lock(&rig.view);
             f(&mut view);
             view.clone()
         };
         page.push(&json!({"type": "rig", "rig": view}));
     }
 
-    fn name(&self, i: usize) -> &str {
-        &self.rigs[i].name
+    fn name(&self, i: usize) -> String {
+        self.rig(i).name.clone()
     }
 
     /// Keeps rig `i` connected and measured, until the process ends.
@@ -251,7 +332,7 @@ impl Control {
                 }
             };
             let connected_at = Instant::now();
-            *lock(&self.rigs[i].client) = Some(Arc::clone(&client));
+            *lock(&self.rig(i).client) = Some(Arc::clone(&client));
             let methods = self.methods(i, &client);
             self.update(i, |v| {
                 v.state = "authenticated";
@@ -291,7 +372,7 @@ impl Control {
                 }
                 std::thread::sleep(POLL);
             };
-            *lock(&self.rigs[i].client) = None;
+            *lock(&self.rig(i).client) = None;
             client.close();
             let reason = reason_of(&why);
             self.disconnected(i, reason.clone());
@@ -312,7 +393,8 @@ impl Control {
     /// changes what the page shows.
     fn show(&self, i: usize, state: &'static str, reason: Option<String>, news: &str) {
         let changed = {
-            let view = lock(&self.rigs[i].view);
+            let rig = self.rig(i);
+            let view = lock(&rig.view);
             view.state != state || view.reason != reason
         };
         if changed {
@@ -320,7 +402,7 @@ impl Control {
                 v.state = state;
                 v.reason = reason;
             });
-            self.log("connection", Some(self.name(i)), news);
+            self.log("connection", Some(&self.name(i)), news);
         }
     }
 
@@ -332,7 +414,7 @@ impl Control {
         let _ = handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
             events.log(
                 "notify",
-                Some(events.name(i)),
+                Some(&events.name(i)),
                 &format!("event {event}: {detail}"),
             );
             Ok(())
@@ -344,7 +426,7 @@ impl Control {
             let text = payload_text(&args);
             logs.log(
                 "notify",
-                Some(logs.name(i)),
+                Some(&logs.name(i)),
                 &format!("{}: {text}", ctx.method),
             );
             match ctx.id {
@@ -359,7 +441,7 @@ impl Control {
     }
 
     fn methods(&self, i: usize, client: &Client) -> Vec<String> {
-        let method = self.rigs[i].method("rigwire.methods");
+        let method = self.rig(i).method("rigwire.methods");
         let listed = client
             .call_raw(
                 &method,
@@ -379,7 +461,7 @@ impl Control {
     /// One round of measurement: the round trip, the clock offset (as NTP
     /// does, within half the clock call's round trip) and the lifecycle.
     fn measure(&self, i: usize, client: &Client) -> Result<(), Error> {
-        let rig = &self.rigs[i];
+        let rig = self.rig(i);
         let (sent, t0) = (Instant::now(), wall_clock(SystemTime::now()));
         let clock: f64 = client
             .call_raw(
@@ -426,11 +508,11 @@ impl Control {
         self.log("action", None, &format!("{what} on every rig"));
         let call = |i: usize| {
             self.client(i).and_then(|c| {
-                let method = self.rigs[i].method(step.method);
+                let method = self.rig(i).method(step.method);
                 c.start_raw(&method, step.json_args.clone(), Some(ACTION_TIMEOUT))
             })
         };
-        let order = step.order.positions(self.rigs.len());
+        let order = step.order.positions(lock(&self.rigs).len());
         let outcomes: Vec<_> = match step.order {
             GroupOrder::Concurrent => {
                 let started: Vec<_> = order.into_iter().map(|i| (i, call(i))).collect();
@@ -451,7 +533,7 @@ impl Control {
 
     /// Rig `i`'s connection, if it is up.
     fn client(&self, i: usize) -> Result<Arc<Client>, Error> {
-        lock(&self.rigs[i].client).clone().ok_or_else(|| {
+        lock(&self.rig(i).client).clone().ok_or_else(|| {
             Error::Disconnected(rigwire_std::core::ConnectionError::TransportClosed(
                 "not connected".into(),
             ))
@@ -460,8 +542,9 @@ impl Control {
 
     /// Calls `method` on one rig with JSON arguments, as `rigwire call` does.
     pub fn call(&self, rig: &str, method: &str, args: &Value) -> Result<(), String> {
-        let i = (0..self.rigs.len())
-            .find(|&i| self.rigs[i].name == rig)
+        let i = lock(&self.rigs)
+            .iter()
+            .position(|r| r.name == rig)
             .ok_or_else(|| format!("no rig named '{rig}'"))?;
         if method.is_empty() {
             return Err("no method given".into());
@@ -470,7 +553,7 @@ impl Control {
         self.log("action", Some(rig), &format!("call {method} {shown}"));
         let outcome = self.client(i).and_then(|c| {
             let args = Payload::json(args)?;
-            c.call_raw(&self.rigs[i].method(method), args, Some(ACTION_TIMEOUT))
+            c.call_raw(&self.rig(i).method(method), args, Some(ACTION_TIMEOUT))
         });
         self.outcome(i, method, outcome);
         Ok(())
@@ -484,7 +567,7 @@ impl Control {
             Err(e) => (false, e.to_string()),
         };
         let kind = if ok { "result" } else { "error" };
-        self.log(kind, Some(name), &format!("{what} → {text}"));
+        self.log(kind, Some(&name), &format!("{what} → {text}"));
         self.update(i, |v| {
             v.last = Some(json!({"ok": ok, "what": what, "text": text}))
         });
