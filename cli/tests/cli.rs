@@ -826,6 +826,33 @@ fn a_tls_rig_is_called_by_pin_and_every_way_trust_fails_exits_two_saying_why() {
     fails_saying(&out, 2, "does not speak TLS");
 }
 
+/// A plain client at a websocket endpoint, or a websocket client at a plain
+/// one, is told which URL to use (they got "the peer closed the
+/// connection" and an HTTP parse error), and the server says what knocked.
+#[test]
+fn a_websocket_and_a_plain_endpoint_mixed_up_name_the_url_to_use() {
+    let ws = Spawned::start(&["serve", "--listen", "ws://127.0.0.1:0/rig"], &[], 1);
+    let ws_url = ws.lines[0].strip_prefix("listening ").unwrap().to_owned();
+    let ws_addr = ws_url
+        .strip_prefix("ws://")
+        .unwrap()
+        .strip_suffix("/rig")
+        .unwrap();
+    let out = rigwire(&["call", &format!("tcp://{ws_addr}"), "add", "1", "2"]);
+    fails_saying(&out, 2, "the peer answered in HTTP: a websocket endpoint?");
+    let plain = Rig::start(&[], &[]);
+    let plain_addr = plain.url.strip_prefix("tcp://").unwrap();
+    let out = rigwire(&["call", &format!("ws://{plain_addr}/rig"), "add", "1", "2"]);
+    fails_saying(
+        &out,
+        2,
+        &format!(
+            "does not speak HTTP, so no websocket (a plain endpoint?): connect with {}",
+            plain.url
+        ),
+    );
+}
+
 #[test]
 fn expired_and_not_yet_valid_certificates_exit_two_with_their_dates() {
     let dir = scratch("tls-dates");

@@ -114,7 +114,7 @@ pub enum ConnectionError {
 #[non_exhaustive]
 pub enum FrameError {
     /// A frame longer than the current limit; rejected before its body is buffered.
-    #[error("frame of {len} bytes exceeds the {phase} limit of {limit} bytes{hint}", phase = if *.pre_auth { "pre-authentication" } else { "negotiated" }, hint = if *.pre_auth { " (is the peer speaking rigwire?)" } else { "" })]
+    #[error("frame of {len} bytes exceeds the {phase} limit of {limit} bytes{hint}", phase = if *.pre_auth { "pre-authentication" } else { "negotiated" }, hint = not_rigwire_hint(*.len, *.pre_auth))]
     TooLarge {
         /// The announced length.
         len: u64,
@@ -123,6 +123,20 @@ pub enum FrameError {
         /// Whether the handshake was still running.
         pre_auth: bool,
     },
+}
+
+/// What an oversized first frame says about the peer: a length prefix that
+/// spells `GET ` or `HTTP` is HTTP (a websocket client at a plain endpoint,
+/// or a websocket server a plain client reached).
+fn not_rigwire_hint(len: u64, pre_auth: bool) -> &'static str {
+    const GET: u64 = u32::from_be_bytes(*b"GET ") as u64;
+    const HTTP: u64 = u32::from_be_bytes(*b"HTTP") as u64;
+    match (pre_auth, len) {
+        (false, _) => "",
+        (true, GET) => " (it is an HTTP request: a ws:// client? This endpoint speaks rigwire without a websocket)",
+        (true, HTTP) => " (the peer answered in HTTP: a websocket endpoint? Connect with ws://host:port/path)",
+        (true, _) => " (is the peer speaking rigwire?)",
+    }
 }
 
 /// A frame that is not exactly one valid message.

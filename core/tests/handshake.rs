@@ -327,7 +327,15 @@ fn an_http_client_is_refused_as_not_rigwire() {
         .error()
         .unwrap()
         .to_string()
-        .contains("is the peer speaking rigwire?"));
+        .contains("(it is an HTTP request: a ws:// client?"));
+    // A client that reached a websocket server hears HTTP back.
+    let (mut conn, now) = lone(Role::Client, None);
+    conn.handle_input(b"HTTP/1.1 400 Bad Request\r\n\r\n", now);
+    assert!(conn
+        .error()
+        .unwrap()
+        .to_string()
+        .contains("(the peer answered in HTTP: a websocket endpoint? Connect with ws://"));
 }
 
 #[test]

@@ -91,7 +91,7 @@ fn hostile_clients_are_rejected_and_good_clients_keep_working() {
         // Someone pointing a web browser at the rig.
         let (code, reason) = reject_of(&raw_exchange(&url, b"GET / HTTP/1.1\r\nHost: rig\r\n\r\n"));
         assert_eq!(code, RejectCode::Protocol);
-        assert!(reason.contains("is the peer speaking rigwire?"), "{reason}");
+        assert!(reason.contains("it is an HTTP request"), "{reason}");
         check_good();
 
         // A length prefix announcing 4 GiB.

@@ -206,11 +206,15 @@ impl Opening {
         }
     }
 
-    /// The peer's first bytes tell whether it speaks TLS.
+    /// The peer's first bytes tell whether it speaks TLS, and on a plain
+    /// websocket whether it speaks HTTP at all.
     fn check_first(&mut self, input: &[u8]) -> Result<(), OpeningError> {
         let tls_expected = self.tls.is_some();
         if looks_like_tls(input) == tls_expected {
-            return Ok(());
+            return match tls_expected {
+                true => Ok(()),
+                false => self.check_http(input),
+            };
         }
         if let Some(tls) = &mut self.tls {
             // Let rustls refuse it too, so the peer gets an alert.
@@ -227,6 +231,38 @@ impl Opening {
             );
         }
         Err(self.mismatch().into())
+    }
+
+    /// A websocket's peer that does not speak HTTP speaks rigwire bare: a
+    /// `tcp://` server (it says Hello at once) or client. Each side says
+    /// which URL to use instead of an HTTP parse error; a server also
+    /// answers the client in HTTP, which a plain client reports in turn.
+    fn check_http(&mut self, input: &[u8]) -> Result<(), OpeningError> {
+        let Some(addr) = self.url.ws_path().and(self.url.addr()) else {
+            return Ok(());
+        };
+        match self.end {
+            End::Client if !b"HTTP/".starts_with(&input[..input.len().min(5)]) => {
+                Err(OpeningError::Upgrade(format!(
+                    "the server does not speak HTTP, so no websocket (a plain endpoint?): connect with tcp://{addr}"
+                )))
+            }
+            End::Server if !input[0].is_ascii_uppercase() => {
+                let body = format!("this endpoint is {}: rigwire inside a websocket", self.url);
+                self.output.extend_from_slice(
+                    format!(
+                        "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+                Err(OpeningError::Upgrade(format!(
+                    "the client did not send an HTTP request (rigwire without a websocket?); this endpoint is {}",
+                    self.url
+                )))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// What it means when the peer speaks the other way (TLS or not) than we do.
