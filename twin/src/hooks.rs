@@ -3,8 +3,9 @@
 
 /// `Shared::hear(job)`: a job of the link's that is not a handler's — the
 /// peer's reported error (logged), or a hook's (`on_connect` after a
-/// server's admission of the peer, `on_message`, `on_disconnect`), with a
-/// panicking hook caught and named; and `Shared::refused`, that admission.
+/// server's admission of the peer, `on_message`, `on_disconnect` only for a
+/// peer whose `on_connect` ran), with a panicking hook caught and named;
+/// and `Shared::refused`, that admission.
 /// Expands inside `impl Shared`; expects its fields `hooks` (a
 /// [`Hooks`](rigwire_core::link::Hooks) of `Peer`) and `label`, its methods
 /// `lock()` and `command(|link, now| …)`, and `Peer::new(Arc<Shared>)`.
@@ -21,6 +22,19 @@ macro_rules! hooks_jobs {
                 return;
             }
             if let Job::Closed(err) = &job {
+                // `on_disconnect` pairs with `on_connect`: a peer that never
+                // connected (a failed handshake, a refusal) is only logged.
+                let (established, role) = {
+                    let g = self.lock();
+                    (g.link.is_admitted(), g.link.conn().role())
+                };
+                if !established {
+                    // A client's caller gets the error; a server tells its operator.
+                    if role == $crate::core::Role::Server {
+                        $crate::tracing::info!(peer = %self.label, "closed before it was established: {err}");
+                    }
+                    return;
+                }
                 $crate::tracing::debug!(peer = %self.label, "connection closed: {err}");
             }
             if matches!(job, Job::Connected) && self.refused() {
@@ -36,6 +50,7 @@ macro_rules! hooks_jobs {
         fn refused(self: &::std::sync::Arc<Self>) -> bool {
             let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket())
             else {
+                self.lock().link.set_admitted();
                 return false;
             };
             if let Err(refusal) = admit(ticket) {

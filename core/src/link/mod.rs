@@ -179,9 +179,11 @@ pub struct Link {
     /// A graceful shutdown in progress: until when calls may finish, and
     /// the reason the peer is told.
     drain: Option<(Instant, String)>,
-    /// A server's admission ticket, and whether it was admitted as
-    /// established.
-    ticket: Option<(crate::link::Ticket, bool)>,
+    /// A server's admission ticket.
+    ticket: Option<crate::link::Ticket>,
+    /// The application heard it established: authenticated and, on a
+    /// server, admitted (`on_connect` ran; `on_disconnect` will).
+    established: bool,
     /// The block the handshake's frames were encoded into is still kept.
     handshake_block: bool,
     /// When work for the application was last queued or running, or an
@@ -211,6 +213,7 @@ impl Link {
             progress: 0,
             drain: None,
             ticket: None,
+            established: false,
             handshake_block: true,
             active_at: None,
         };
@@ -740,25 +743,26 @@ impl Link {
 
     /// Records this connection's place in a server's [`Admission`].
     pub fn set_ticket(&mut self, ticket: Ticket) {
-        self.ticket = Some((ticket, false));
+        self.ticket = Some(ticket);
     }
 
     /// This connection's admission ticket, if a server gave it one.
     pub fn ticket(&self) -> Option<Ticket> {
-        self.ticket.map(|(t, _)| t)
+        self.ticket
     }
 
-    /// The server admitted this connection as established (its ticket then
-    /// counts against the connection limit until released).
+    /// The application heard this connection established: authenticated
+    /// and, on a server, admitted (its ticket then counts against the
+    /// connection limit until released). Its `on_connect` hook runs, and
+    /// so will its `on_disconnect`: a connection that never got this far
+    /// (a failed handshake, a refusal) runs neither.
     pub fn set_admitted(&mut self) {
-        if let Some((_, admitted)) = &mut self.ticket {
-            *admitted = true;
-        }
+        self.established = true;
     }
 
     /// Whether [`set_admitted`](Self::set_admitted) was called.
     pub fn is_admitted(&self) -> bool {
-        self.ticket.is_some_and(|(_, admitted)| admitted)
+        self.established
     }
 
     /// Whether nothing is under way: authenticated and open, no frame half

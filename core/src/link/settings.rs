@@ -261,7 +261,8 @@ type MessageHook<P> = Box<dyn Fn(&P, bytes::Bytes) + Send + Sync>;
 pub struct Hooks<P> {
     /// After a peer has connected (and authenticated).
     pub on_connect: Option<PeerHook<P>>,
-    /// After a peer's connection has closed, with the reason.
+    /// After a peer's connection has closed, with the reason (only for a
+    /// peer `on_connect` ran for).
     pub on_disconnect: Option<DisconnectHook<P>>,
     /// For every confirmed message a peer sends (already echoed).
     pub on_message: Option<MessageHook<P>>,

@@ -77,7 +77,10 @@ impl<H, P> ServerSetup<H, P> {
         self
     }
 
-    /// Runs `f` when a peer's connection has closed, with the reason.
+    /// Runs `f` when a peer's connection has closed, with the reason: once
+    /// for each peer `on_connect` ran for. A connection that closed before
+    /// (a failed handshake, a stranger, a refusal) runs neither hook; the
+    /// runtime logs it.
     pub fn on_disconnect(
         &mut self,
         f: impl Fn(&P, &crate::error::Error) + Send + Sync + 'static,
