@@ -65,6 +65,21 @@ impl Room {
     }
 
     /// The room of a `rigwire control` already started (its rigs elsewhere).
+    /// A room over the services of the relay whose clients' URL is
+    /// `clients` (secret `clients-secret-0123456`), with `extra` arguments.
+    fn of_relay(clients: &str, extra: &[&str]) -> Room {
+        let mut args = vec![
+            "control",
+            "--listen",
+            "http://127.0.0.1:0",
+            "--relay",
+            clients,
+        ];
+        args.extend_from_slice(extra);
+        let secret = [("RIGWIRE_SECRET", "clients-secret-0123456")];
+        Room::of(Spawned::start(&args, &secret, 2))
+    }
+
     fn of(control: Spawned) -> Room {
         let open = control.lines[1]
             .strip_prefix("open ")
@@ -147,6 +162,12 @@ fn a_person_drives_three_rigs_from_the_page_in_a_real_browser() {
         png.len()
     );
     drop(room);
+}
+
+/// The names of a snapshot's rigs, in the page's order.
+fn rig_names(snapshot: &serde_json::Value) -> Vec<&str> {
+    let rigs = snapshot["rigs"].as_array().unwrap().iter();
+    rigs.map(|r| r["name"].as_str().unwrap()).collect()
 }
 
 /// Reads JSON messages until one of `kind` arrives (or 10 s pass).
@@ -376,12 +397,7 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
     let room = Room::of(control);
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     let snapshot = next_of(&mut ws, "snapshot");
-    let names: Vec<&str> = snapshot["rigs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names = rig_names(&snapshot);
     assert_eq!(names, ["rig-b", "rig-t", "rig-a", "data"]);
     // All four come up (rig-b with its own secret, rig-t over TLS by its
     // pin, data two hops away).
@@ -425,18 +441,7 @@ fn a_service_gone_from_its_relay_is_not_answering_until_it_is_back() {
     let started = Instant::now();
     let secret = "services-secret-0123456";
     let (mut relay, clients) = relay_with_data("clients-secret-0123456", secret);
-    let control = Spawned::start(
-        &[
-            "control",
-            "--listen",
-            "http://127.0.0.1:0",
-            "--relay",
-            &clients,
-        ],
-        &[("RIGWIRE_SECRET", "clients-secret-0123456")],
-        2,
-    );
-    let room = Room::of(control);
+    let room = Room::of_relay(&clients, &[]);
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     let snapshot = next_of(&mut ws, "snapshot");
     until_up(&mut ws, &snapshot);
@@ -508,28 +513,10 @@ fn a_service_registered_at_the_relay_later_appears_on_the_page() {
     let started = Instant::now();
     let secret = "services-secret-0123456";
     let (relay, clients) = relay_with_data("clients-secret-0123456", secret);
-    let control = Spawned::start(
-        &[
-            "control",
-            "--listen",
-            "http://127.0.0.1:0",
-            "--relay",
-            &clients,
-            "--rig",
-            "dup=tcp://127.0.0.1:1",
-        ],
-        &[("RIGWIRE_SECRET", "clients-secret-0123456")],
-        2,
-    );
-    let room = Room::of(control);
+    let room = Room::of_relay(&clients, &["--rig", "dup=tcp://127.0.0.1:1"]);
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     let snapshot = next_of(&mut ws, "snapshot");
-    let names: Vec<&str> = snapshot["rigs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names = rig_names(&snapshot);
     assert_eq!(names, ["dup", "data"]);
     let config = rigwire_std::Config::named("camera").secret(secret).unwrap();
     let mut camera = rigwire_std::RemoteService::new(&["camera", "dup"], config);

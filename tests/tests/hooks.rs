@@ -21,6 +21,14 @@ struct Count {
     runs: AtomicUsize,
 }
 
+impl Count {
+    /// A hook ran: `change` peers more connected.
+    fn heard(&self, change: i64) {
+        self.connected.fetch_add(change, Ordering::SeqCst);
+        self.runs.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Knocks as strangers and misconfigured peers do, then connects properly
 /// and leaves; returns once the server has heard the proper one leave.
 fn knock_then_visit(url: &str, count: &Count) {
@@ -62,14 +70,8 @@ fn hooks_pair_up_in_the_blocking_runtime() {
         .expose("add", |(a, b): (i64, i64)| Ok(a + b))
         .unwrap();
     let (up, down) = (Arc::clone(&count), Arc::clone(&count));
-    server.on_connect(move |_| {
-        up.connected.fetch_add(1, Ordering::SeqCst);
-        up.runs.fetch_add(1, Ordering::SeqCst);
-    });
-    server.on_disconnect(move |_, _| {
-        down.connected.fetch_sub(1, Ordering::SeqCst);
-        down.runs.fetch_add(1, Ordering::SeqCst);
-    });
+    server.on_connect(move |_| up.heard(1));
+    server.on_disconnect(move |_, _| down.heard(-1));
     let server = server.start().unwrap();
     knock_then_visit(&server.local_url(), &count);
     assert_eq!(
@@ -91,14 +93,8 @@ fn hooks_pair_up_in_the_async_runtime() {
         .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
         .unwrap();
     let (up, down) = (Arc::clone(&count), Arc::clone(&count));
-    server.on_connect(move |_| {
-        up.connected.fetch_add(1, Ordering::SeqCst);
-        up.runs.fetch_add(1, Ordering::SeqCst);
-    });
-    server.on_disconnect(move |_, _| {
-        down.connected.fetch_sub(1, Ordering::SeqCst);
-        down.runs.fetch_add(1, Ordering::SeqCst);
-    });
+    server.on_connect(move |_| up.heard(1));
+    server.on_disconnect(move |_, _| down.heard(-1));
     let (url_tx, url_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let executor = std::thread::spawn(move || {
