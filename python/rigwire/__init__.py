@@ -268,6 +268,12 @@ class Client:
         return self._native.url
 
     @property
+    def peer_name(self) -> Optional[str]:
+        """The name the peer gave in its handshake (its ``name=``), or
+        ``None`` once the connection is lost for good."""
+        return self._native.peer_name
+
+    @property
     def root(self) -> _Root:
         """Methods as attributes: ``client.root.add(1, 2)``."""
         return _Root(self)
@@ -680,6 +686,26 @@ class Server:
         self._native.describe(exposed, f"{label}{_inspect.signature(fn)} (Python)")
         for alias in aliases:
             self._native.alias(alias, exposed)
+        return fn
+
+    def on_connect(self, fn: Callable[[Client], Any]) -> Callable[[Client], Any]:
+        """Runs ``fn(peer)`` when a peer has connected to the listener (and
+        authenticated): ``peer`` is a ``Client`` of it (``peer.peer_name``
+        is the name it gave, ``peer.url`` where it came from) that may call
+        it back. Use it as ``@server.on_connect``, before serving. It runs on
+        the connection's own thread: keep it quick; an exception is reported
+        as unraisable (``sys.unraisablehook``), the connection carries on."""
+        self._native.on_connect(lambda native: fn(Client(native)))
+        return fn
+
+    def on_disconnect(self, fn: Callable[[Client, str], Any]) -> Callable[[Client, str], Any]:
+        """Runs ``fn(peer, reason)`` when the connection of a peer that
+        ``on_connect`` saw has closed, with why (a script that ended, or
+        crashed, or whose machine went silent): for a rig that stops what
+        the script started. Strangers that never connected run neither
+        hook. As ``on_connect``: before serving, quick, exceptions
+        unraisable."""
+        self._native.on_disconnect(lambda native, reason: fn(Client(native), reason))
         return fn
 
     def start(self) -> "Server":

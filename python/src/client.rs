@@ -257,6 +257,13 @@ impl NativeClient {
         }
     }
 
+    /// The name the peer gave in its handshake (`None` when the connection
+    /// is lost and not made again).
+    #[getter]
+    fn peer_name(&self) -> Option<String> {
+        self.inner.peer().ok().map(|p| p.name().to_string())
+    }
+
     /// Calls `method` with `args` (JSON text, or `bytes` for the bytes codec)
     /// and returns the result's JSON text, or `bytes`. `timeout` (seconds) is
     /// the call's deadline; `None` takes the client's default. Ctrl-C cancels

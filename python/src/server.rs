@@ -248,6 +248,19 @@ fn hook(f: &Py<PyAny>, arg: String, ctx: &CallContext) -> Result<(), HandlerErro
 }
 
 impl NativeServer {
+    /// Changes the listener before it serves.
+    fn bound(&self, f: impl FnOnce(&mut Server)) -> PyResult<()> {
+        match &mut *lock(&self.listening) {
+            Listening::Bound(server) => {
+                f(server);
+                Ok(())
+            }
+            _ => Err(PyRuntimeError::new_err(
+                "set hooks before serving, on a server with a listener",
+            )),
+        }
+    }
+
     fn edit<T>(
         &self,
         f: impl FnOnce(&mut Handlers) -> Result<T, rigwire_std::Error>,
@@ -341,6 +354,41 @@ impl NativeServer {
             service = service.on_cleanup(move |ctx| hook(&f, "null".into(), ctx));
         }
         self.edit(|handlers| service.expose(handlers).map(drop))
+    }
+
+    /// Runs `hook` (the package's wrapper, called with the peer as a
+    /// `NativeClient`) when a peer has connected to the listener.
+    fn on_connect(&self, hook: Py<PyAny>) -> PyResult<()> {
+        self.bound(|server| {
+            server.on_connect(move |peer| {
+                Python::attach(|py| {
+                    let peer = NativeClient::caller(peer.clone());
+                    if let Err(e) = hook.call1(py, (peer,)) {
+                        e.write_unraisable(py, Some(hook.bind(py)));
+                    }
+                })
+            });
+        })
+    }
+
+    /// Runs `hook` (the package's wrapper, called with the peer as a
+    /// `NativeClient` and the reason as text) when a peer's connection to
+    /// the listener has closed; only for peers `on_connect` ran for.
+    fn on_disconnect(&self, hook: Py<PyAny>) -> PyResult<()> {
+        self.bound(|server| {
+            server.on_disconnect(move |peer, why| {
+                let reason = match why {
+                    rigwire_std::Error::Disconnected(why) => why.to_string(),
+                    other => other.to_string(),
+                };
+                Python::attach(|py| {
+                    let peer = NativeClient::caller(peer.clone());
+                    if let Err(e) = hook.call1(py, (peer, reason)) {
+                        e.write_unraisable(py, Some(hook.bind(py)));
+                    }
+                })
+            });
+        })
     }
 
     /// Starts serving on the listener, in the background.

@@ -402,3 +402,31 @@ def test_async_handlers_partials_and_callable_objects_can_be_exposed():
             assert e.value.kind == "BadArguments" and "triple" in str(e.value)
             methods = {m["name"]: m["signature"] for m in c.call("rigwire.methods")}
             assert methods["later"].startswith("async later(x, cancelled)")
+
+
+def test_connect_and_disconnect_hooks_see_each_peer_once_and_why_it_left():
+    seen = []
+    greeted, done = threading.Event(), threading.Event()
+    with rigwire.Server("tcp://127.0.0.1:0", secret="hooks-secret-0123456789") as s:
+
+        @s.on_connect
+        def hello(peer):
+            seen.append(("connect", peer.peer_name, peer.call("whoami")))
+            greeted.set()
+
+        @s.on_disconnect
+        def bye(peer, reason):
+            seen.append(("disconnect", peer.peer_name, "closed" in reason))
+            done.set()
+
+        s.start()
+        # A wrong secret never connects: neither hook runs for it.
+        with pytest.raises(rigwire.AuthenticationFailed):
+            rigwire.connect(s.url, secret="not-the-secret-0123456")
+        with rigwire.connect(s.url, name="script", secret="hooks-secret-0123456789", expose={"whoami": lambda: "me"}):
+            assert greeted.wait(10)  # the hook may call the peer back
+        assert done.wait(10)
+        # Hooks are set before serving.
+        with pytest.raises(RuntimeError, match="before serving"):
+            s.on_connect(print)
+    assert seen == [("connect", "script", "me"), ("disconnect", "script", True)]
