@@ -2,7 +2,7 @@
 
 from typing import Callable, List, Optional, Tuple, Union
 
-Outcome = Tuple[str, Optional[str], Optional[BaseException]]
+Outcome = Tuple[str, Optional[Union[str, bytes]], Optional[BaseException]]
 Data = Union[str, bytes]
 Hook = Callable[[Data, "NativeClient"], Tuple[Optional[str], Data, Optional[str]]]
 Handler = Callable[[Data, "NativeClient", Callable[[], bool]], Tuple[Optional[str], Data, Optional[str]]]
@@ -70,7 +70,7 @@ class NativeGroup:
     def status(self, timeout: Optional[float] = None) -> List[Outcome]: ...
     def call(
         self, order: str, method: str, args: Union[str, bytes], timeout: Optional[float] = None
-    ) -> List[Tuple[str, Optional[Union[str, bytes]], Optional[BaseException]]]: ...
+    ) -> List[Outcome]: ...
     def wait_event(self, event: str, timeout: float) -> List[Tuple[str, str]]: ...
     def close(self) -> None: ...
 

@@ -3,25 +3,21 @@
 //! group plan), with each rig's answer or error kept by name.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use rigwire_std::core::{ExpRef, GroupOrder, InitData};
-use rigwire_std::{Group, GroupError, GroupResults};
-use serde::Serialize;
+use rigwire_std::core::{ExpRef, GroupOrder, GroupStep, InitData};
+use rigwire_std::{Group, GroupError, Payload};
 
 use crate::client::{config, seconds, Tls};
 use crate::data::{Answer, Data};
 use crate::errors::to_py;
 
-/// One rig's outcome as Python receives it: the result's JSON text, or the
-/// exception it failed with.
-type Outcome = (String, Option<String>, Option<Py<PyAny>>);
-
-/// One rig's outcome of a raw call: its answer as `str` (JSON) or `bytes`,
-/// or the exception it failed with.
+/// One rig's outcome as Python receives it: its answer as `str` (JSON) or
+/// `bytes`, or the exception it failed with.
 type RawOutcome = (String, Option<Py<PyAny>>, Option<Py<PyAny>>);
 
 /// Several rigs, addressed together.
@@ -50,23 +46,6 @@ fn group_error(py: Python<'_>, err: GroupError) -> PyErr {
         Ok(PyErr::from_value(value))
     };
     build().unwrap_or_else(|e| e)
-}
-
-/// Each rig's outcome of a step, in the group's order.
-fn outcomes<T: Serialize>(py: Python<'_>, results: GroupResults<T>) -> PyResult<Vec<Outcome>> {
-    results
-        .into_iter()
-        .map(|(rig, outcome)| {
-            Ok(match outcome {
-                Ok(value) => {
-                    let text = serde_json::to_string(&value)
-                        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-                    (rig, Some(text), None)
-                }
-                Err(e) => (rig, None, Some(to_py(py, e).into_value(py).into_any())),
-            })
-        })
-        .collect()
 }
 
 /// Connects to every rig of `rigs` (name, URL) at once, with the settings
@@ -103,6 +82,60 @@ pub(crate) fn exp_ref(text: &str) -> PyResult<String> {
         .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+impl NativeGroup {
+    /// Calls `method` with `args` on every rig in `order`, waiting with the
+    /// GIL released; Ctrl-C (any signal handler's exception) cancels the
+    /// calls still in flight and raises. Each rig's answer is JSON text or
+    /// `bytes`, or its exception.
+    fn run(
+        &self,
+        py: Python<'_>,
+        order: GroupOrder,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+    ) -> PyResult<Vec<RawOutcome>> {
+        let interrupted = Mutex::new(None);
+        let go_on = || {
+            Python::attach(|py| match py.check_signals() {
+                Ok(()) => true,
+                Err(e) => {
+                    *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                    false
+                }
+            })
+        };
+        let results = py.detach(|| {
+            self.inner
+                .call_raw_while(order, method, args, timeout, &go_on)
+        });
+        let Some(results) = results else {
+            let e = interrupted.into_inner().unwrap_or_else(|p| p.into_inner());
+            return Err(e.unwrap_or_else(|| crate::errors::cancelled(py)));
+        };
+        let failed = |e| Some(to_py(py, e).into_value(py).into_any());
+        Ok(results
+            .and_then(Answer::from_payload)
+            .into_iter()
+            .map(|(rig, outcome)| match outcome {
+                Ok(answer) => (rig, Some(answer.into_py(py)), None),
+                Err(e) => (rig, None, failed(e)),
+            })
+            .collect())
+    }
+
+    /// Runs one lifecycle step, as [`run`](Self::run) does a call.
+    fn step(
+        &self,
+        py: Python<'_>,
+        step: GroupStep,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<RawOutcome>> {
+        let timeout = seconds("timeout", timeout)?;
+        self.run(py, step.order, step.method, step.json_args, timeout)
+    }
+}
+
 #[pymethods]
 impl NativeGroup {
     /// The rigs' names, in the group's order.
@@ -117,28 +150,31 @@ impl NativeGroup {
         py: Python<'_>,
         data: Option<String>,
         timeout: Option<f64>,
-    ) -> PyResult<Vec<Outcome>> {
-        let timeout = seconds("timeout", timeout)?;
+    ) -> PyResult<Vec<RawOutcome>> {
         let data = match data {
             Some(text) => InitData(Some(
                 serde_json::from_str(&text).map_err(|e| PyValueError::new_err(e.to_string()))?,
             )),
             None => InitData::default(),
         };
-        outcomes(py, py.detach(|| self.inner.init_with(&data, timeout)))
+        self.step(py, GroupStep::init(&data), timeout)
     }
 
     /// `exp.start` with the experiment reference, on every rig at once.
     #[pyo3(signature = (exp_ref, timeout=None))]
-    fn start(&self, py: Python<'_>, exp_ref: &str, timeout: Option<f64>) -> PyResult<Vec<Outcome>> {
-        let timeout = seconds("timeout", timeout)?;
+    fn start(
+        &self,
+        py: Python<'_>,
+        exp_ref: &str,
+        timeout: Option<f64>,
+    ) -> PyResult<Vec<RawOutcome>> {
         let exp_ref: ExpRef =
             exp_ref
                 .parse()
                 .map_err(|e: rigwire_std::core::lifecycle::ExpRefError| {
                     PyValueError::new_err(e.to_string())
                 })?;
-        outcomes(py, py.detach(|| self.inner.start(&exp_ref, timeout)))
+        self.step(py, GroupStep::start(&exp_ref), timeout)
     }
 
     /// `exp.stop` (an interrupt if `immediately`), rigs in reverse order.
@@ -148,28 +184,26 @@ impl NativeGroup {
         py: Python<'_>,
         immediately: bool,
         timeout: Option<f64>,
-    ) -> PyResult<Vec<Outcome>> {
-        let timeout = seconds("timeout", timeout)?;
-        outcomes(py, py.detach(|| self.inner.stop(immediately, timeout)))
+    ) -> PyResult<Vec<RawOutcome>> {
+        self.step(py, GroupStep::stop(immediately), timeout)
     }
 
     /// `exp.cleanup`, rigs in reverse order.
     #[pyo3(signature = (timeout=None))]
-    fn cleanup(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<Outcome>> {
-        let timeout = seconds("timeout", timeout)?;
-        outcomes(py, py.detach(|| self.inner.cleanup(timeout)))
+    fn cleanup(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<RawOutcome>> {
+        self.step(py, GroupStep::cleanup(), timeout)
     }
 
     /// `exp.status` of every rig.
     #[pyo3(signature = (timeout=None))]
-    fn status(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<Outcome>> {
-        let timeout = seconds("timeout", timeout)?;
-        outcomes(py, py.detach(|| self.inner.status(timeout)))
+    fn status(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<RawOutcome>> {
+        self.step(py, GroupStep::status(), timeout)
     }
 
     /// Calls `method` on every rig with `args` (JSON text or `bytes`), in
     /// `order`: `"concurrent"` (all at once), `"in_order"` or `"reverse"`;
-    /// each rig's answer is JSON text or `bytes`, or its exception.
+    /// each rig's answer is JSON text or `bytes`, or its exception. Ctrl-C
+    /// cancels the calls in flight.
     #[pyo3(signature = (order, method, args, timeout=None))]
     fn call(
         &self,
@@ -186,17 +220,7 @@ impl NativeGroup {
             "reverse" => GroupOrder::Reverse,
             other => return Err(PyValueError::new_err(format!("no group order {other:?}"))),
         };
-        let args = args.into_payload();
-        let results = py.detach(|| self.inner.call_raw(order, method, args, timeout));
-        let results = results.and_then(Answer::from_payload);
-        let failed = |e| Some(to_py(py, e).into_value(py).into_any());
-        Ok(results
-            .into_iter()
-            .map(|(rig, outcome)| match outcome {
-                Ok(answer) => (rig, Some(answer.into_py(py)), None),
-                Err(e) => (rig, None, failed(e)),
-            })
-            .collect())
+        self.run(py, order, method, args.into_payload(), timeout)
     }
 
     /// Waits until every rig has reported `event` (`exp.event`), up to

@@ -1,5 +1,10 @@
 """Groups of rigs from Python: rigs of both Rust runtimes driven together."""
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 import rigwire
@@ -144,3 +149,43 @@ def test_any_method_is_called_on_every_rig_in_the_order_asked(rigs):
     finally:
         for s in servers:
             s.shutdown(0)
+
+
+CTRL_C_GROUP = """
+import sys, rigwire
+g = rigwire.Group({"a": sys.argv[1], "b": sys.argv[2]})
+print("calling", flush=True)
+getattr(g, sys.argv[3])("sleep", 30)
+"""
+
+
+@pytest.mark.parametrize("how", ["call", "call_in_order"])
+def test_ctrl_c_interrupts_a_group_call_and_cancels_every_rigs_call(how):
+    # A group call once waited out every rig (30 s here) before Ctrl-C took.
+    a, b = Rig("std", log=True), Rig("smol", log=True)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CTRL_C_GROUP, a.url, b.url, how],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "calling"
+        time.sleep(0.5)  # the calls are in flight
+        started = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=20)
+        assert child.returncode != 0 and "KeyboardInterrupt" in err, err
+        assert time.monotonic() - started < 15  # well before the sleeps' 30 s
+        # The rigs called were told: the blocking rig's answer went nowhere,
+        # the async rig's handler was stopped. In order, the second rig was
+        # never called.
+        log = a.stop_when_logged("reply to call 1 dropped")
+        assert "reply to call 1 dropped" in log, log
+        stopped = "call 1 cancelled: its handler stopped"
+        log = b.stop_when_logged(stopped, within=1 if how == "call_in_order" else 10)
+        assert (stopped in log) == (how == "call"), log
+    finally:
+        for rig in (a, b):
+            if rig.process.returncode is None:
+                rig.stop()

@@ -286,6 +286,7 @@ impl Shared {
                     if g.tasks.remove(&id).is_some() {
                         // Dropping the task dropped the handler's future.
                         g.link.handler_dropped(id);
+                        tracing::debug!(peer = %self.label, "call {id} cancelled: its handler stopped");
                     }
                 }
                 Job::Closed(_) => {

@@ -17,6 +17,9 @@ use crate::sync::{all_at_once, lock, sleep_until};
 use rigwire_core::{Codec, Config};
 
 /// Events rigs have reported, and a wake-up for waits on them.
+/// How often [`Group::call_raw_while`] asks whether to go on.
+const ASK_EVERY: Duration = Duration::from_millis(50);
+
 #[derive(Default)]
 struct Events {
     log: Mutex<EventLog>,
@@ -95,13 +98,54 @@ impl Group {
         args: impl Fn(Codec) -> Result<Payload, CodecError>,
         timeout: Option<Duration>,
     ) -> GroupResults<Payload> {
+        self.call_while(order, method, args, timeout, None)
+            .expect("only a caller's go_on interrupts")
+    }
+
+    /// As [`call_raw`](Self::call_raw), asking `go_on` about every 50 ms
+    /// while it waits for the rigs' answers (for a binding whose user may
+    /// press Ctrl-C). Once it says no, the calls still in flight are
+    /// cancelled (each rig is told), no further rig is called, and this
+    /// returns `None`.
+    pub fn call_raw_while(
+        &self,
+        order: GroupOrder,
+        method: &str,
+        args: Payload,
+        timeout: Option<Duration>,
+        go_on: &dyn Fn() -> bool,
+    ) -> Option<GroupResults<Payload>> {
+        self.call_while(order, method, |_| Ok(args.clone()), timeout, Some(go_on))
+    }
+
+    fn call_while(
+        &self,
+        order: GroupOrder,
+        method: &str,
+        args: impl Fn(Codec) -> Result<Payload, CodecError>,
+        timeout: Option<Duration>,
+        go_on: Option<&dyn Fn() -> bool>,
+    ) -> Option<GroupResults<Payload>> {
         // A rig's call, with its arguments encoded in its client's call codec
         // (on this thread: `args` need not be shared between threads).
         let start = |client: &Client, args: Result<Payload, CodecError>| {
             args.map_err(Error::from)
                 .and_then(|p| client.start_raw(method, p, timeout))
         };
-        let finish = |call: Result<RawPendingCall, Error>| call.and_then(|c| c.wait());
+        // Its answer; `None` once `go_on` said no (dropping the call cancels it).
+        let finish = |call: Result<RawPendingCall, Error>| {
+            let (mut call, go_on) = match (call, go_on) {
+                (Ok(call), Some(go_on)) => (call, go_on),
+                (call, _) => return Some(call.and_then(RawPendingCall::wait)),
+            };
+            loop {
+                match call.wait_timeout(ASK_EVERY) {
+                    Err(Error::WaitTimeout(_)) if go_on() => {}
+                    Err(Error::WaitTimeout(_)) => return None,
+                    done => return Some(done),
+                }
+            }
+        };
         let mut results = GroupResults::new();
         let rigs: Vec<_> = self.rigs.in_order(order).collect();
         if order == GroupOrder::Concurrent {
@@ -113,15 +157,16 @@ impl Group {
                 .map(|&(_, c)| (c, args(c.call_codec())))
                 .collect();
             let starts = all_at_once(calls, |(c, args)| start(c, args));
+            // Returning early drops (cancels) the calls not waited for yet.
             for ((name, _), call) in rigs.into_iter().zip(starts) {
-                results.push(name, finish(call));
+                results.push(name, finish(call)?);
             }
         } else {
             for (name, client) in rigs {
-                results.push(name, finish(start(client, args(client.call_codec()))));
+                results.push(name, finish(start(client, args(client.call_codec())))?);
             }
         }
-        results
+        Some(results)
     }
 
     /// Waits until every rig has reported `event` (with `exp.event`), or the

@@ -227,3 +227,52 @@ fn connecting_a_group_names_the_rigs_that_cannot_be_reached() {
         "{err}"
     );
 }
+
+/// A group call whose `go_on` says no stops waiting, cancels the rigs'
+/// calls in flight (each rig is told) and calls no further rig.
+#[test]
+fn a_group_call_told_to_stop_cancels_the_calls_in_flight() {
+    for order in [
+        rigwire_std::core::GroupOrder::Concurrent,
+        rigwire_std::core::GroupOrder::InOrder,
+    ] {
+        let (first, second) = (Probe::default(), Probe::default());
+        let a = rig("tcp://127.0.0.1:0", cfg("a"), first.clone());
+        let b = rig("tcp://127.0.0.1:0", cfg("b"), second.clone());
+        let clients = [("a", &a), ("b", &b)].map(|(n, s)| {
+            (
+                n.to_owned(),
+                rigwire_std::Client::connect(&s.local_url(), cfg("script")).unwrap(),
+            )
+        });
+        let group = Group::from_clients(clients.into());
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        // Asked once the first rig's handler runs: then it says stop.
+        let go_on = || {
+            asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            !first.watching.wait(Duration::ZERO)
+        };
+        let args = rigwire_std::json_payload("null").unwrap();
+        let results = group.call_raw_while(order, "watch_cancel", args, None, &go_on);
+        assert!(results.is_none(), "{order:?}");
+        assert!(
+            first.saw_cancel.wait(Duration::from_secs(10)),
+            "{order:?}: a was not told"
+        );
+        let concurrent = order == rigwire_std::core::GroupOrder::Concurrent;
+        // At once, b was called too and is told; in order, it never was.
+        assert_eq!(
+            second
+                .watching
+                .wait(Duration::from_millis(if concurrent { 10_000 } else { 200 })),
+            concurrent
+        );
+        if concurrent {
+            assert!(
+                second.saw_cancel.wait(Duration::from_secs(10)),
+                "b was not told"
+            );
+        }
+        assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    }
+}
