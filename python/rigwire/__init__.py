@@ -63,6 +63,7 @@ import threading as _threading
 import time as _time
 import traceback as _traceback
 import warnings as _warnings
+import weakref as _weakref
 from collections import deque as _deque
 from itertools import islice as _islice
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, Optional, Tuple, Union
@@ -176,11 +177,52 @@ def payload(args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Union[str, bytes]:
     return _json_text(value)
 
 
+# What holds a connection or a server (its `_native`). A process made by
+# os.fork() (multiprocessing's default on Linux) shares its parent's sockets
+# but none of its threads: using them there would mix the two processes'
+# messages on one connection, and dropping them would say goodbye on the
+# parent's behalf or wait for threads that do not exist. So in the child
+# each is kept alive untouched and answers with an error that says so.
+_holders: "_weakref.WeakSet[Any]" = _weakref.WeakSet()
+
+
+class _MadeBeforeFork:
+    """What a connection, call or server made before ``os.fork()`` is in the
+    child: closing it does nothing, anything else raises ``rigwire.Error``."""
+
+    def __init__(self, kind: str):
+        self._kind = kind
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("close", "shutdown", "cancel", "done"):
+            return lambda *args, **kwargs: False
+        raise Error(
+            f"this {self._kind} was made before os.fork() and belongs to the parent "
+            "process; connect (or serve) again in the child"
+        )
+
+
+def _held(holder: Any) -> None:
+    _holders.add(holder)
+
+
+def _after_fork_in_child() -> None:
+    for holder in list(_holders):
+        native = holder.__dict__.get("_native")
+        if native is not None and not isinstance(native, _MadeBeforeFork):
+            _rigwire.keep_forever(native)
+            holder._native = _MadeBeforeFork(type(holder).__name__)
+
+
+_os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class Call:
     """A call in flight (from ``Client.start``), like a ``concurrent.futures.Future``."""
 
     def __init__(self, native: "_rigwire.NativeCall"):
         self._native = native
+        _held(self)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         """The result, waiting up to ``timeout`` seconds (``None``: as long as the
@@ -261,6 +303,7 @@ class Client:
 
     def __init__(self, native: "_rigwire.NativeClient"):
         self._native = native
+        _held(self)
 
     @property
     def url(self) -> str:
@@ -615,6 +658,7 @@ class Server:
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(cert=cert, key=key, pin=pin, ca=ca)
         self._native = _rigwire.serve(url, name, secret, path, tls, max_frame)
+        _held(self)
         warning = self._native.exposure_warning
         if warning:
             _warnings.warn(warning, RuntimeWarning, stacklevel=2)
@@ -839,6 +883,7 @@ class Group:
         tls = _tls(pin=pin, ca=ca)
         rigs = list(rigs.items())
         self._native = _rigwire.connect_group(rigs, name, secret, path, timeout, tls, reconnect, max_frame)
+        _held(self)
 
     @property
     def names(self) -> list:

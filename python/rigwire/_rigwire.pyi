@@ -87,6 +87,8 @@ def connect_group(
 
 def exp_ref(text: str) -> str: ...
 
+def keep_forever(object: object) -> None: ...
+
 Received = Tuple[str, str]
 
 class NativeIblPeer:

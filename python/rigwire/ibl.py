@@ -22,7 +22,7 @@ import json as _json
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from . import GroupResults as _GroupResults
-from . import _is_one_number, _rigwire
+from . import _held, _is_one_number, _rigwire
 
 __all__ = ["Message", "Peer", "Services"]
 
@@ -58,6 +58,7 @@ class Peer:
 
     def __init__(self, url: str, echo_timeout: float = 1.0):
         self._native = _rigwire.ibl_connect(url, echo_timeout)
+        _held(self)
 
     @property
     def url(self) -> str:
@@ -116,6 +117,7 @@ class Services:
 
     def __init__(self, rigs: Dict[str, str], timeout: float = 10.0, echo_timeout: float = 1.0):
         self._native = _rigwire.ibl_services(list(rigs.items()), timeout, echo_timeout)
+        _held(self)
 
     @property
     def names(self) -> List[str]:

@@ -19,8 +19,18 @@ mod server;
 use pyo3::prelude::*;
 
 /// The module `rigwire._rigwire`.
+/// Keeps `object` alive for the rest of the process: it is never dropped,
+/// not even when the interpreter exits. For what a forked child holds of its
+/// parent (a connection, a server): dropping it there would write a goodbye
+/// on the parent's socket or join threads that exist only in the parent.
+#[pyfunction]
+fn keep_forever(object: Py<PyAny>) {
+    std::mem::forget(object);
+}
+
 #[pymodule]
 fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(keep_forever, m)?)?;
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeCall>()?;
     m.add_function(wrap_pyfunction!(client::connect, m)?)?;

@@ -252,3 +252,45 @@ def test_ctrl_c_interrupts_a_waiting_call_and_cancels_it():
     finally:
         if rig.process.returncode is None:
             rig.stop()
+
+
+FORK_SCRIPT = """
+import os, sys, rigwire
+c = rigwire.connect(sys.argv[1])
+server = rigwire.Server("tcp://127.0.0.1:0")
+server.expose(lambda: 1, name="one")
+server.start()
+call = c.start("sleep", 0.2)
+assert c.call("add", 1, 2) == 3
+pid = os.fork()
+if pid == 0:
+    # The child: the parent's connection, call and server are not its own.
+    for use in (lambda: c.call("add", 2, 2), lambda: call.result(), lambda: server.url):
+        try:
+            use()
+            print("child: used the parent's", flush=True)
+        except rigwire.Error as e:
+            print("child:", "before os.fork()" in str(e), flush=True)
+    c.close()  # nothing to close here
+    sys.exit(0)  # a normal exit: nothing of the parent's is dropped
+_, status = os.waitpid(pid, 0)
+print("child exit:", os.waitstatus_to_exitcode(status), flush=True)
+print("parent:", c.call("add", 3, 3), call.result(timeout=5), flush=True)
+with rigwire.connect(server.url) as mine:
+    print("parent serves:", mine.call("one"), flush=True)
+server.shutdown()
+"""
+
+
+def test_a_forked_child_is_told_the_parents_connections_are_not_its_own(rig):
+    # The child once used (and on exit said goodbye on) the parent's socket.
+    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT, rig.url], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "child: True",
+        "child: True",
+        "child: True",
+        "child exit: 0",
+        "parent: 6.0 0.2",
+        "parent serves: 1",
+    ], out.stdout + out.stderr
