@@ -210,6 +210,9 @@ enum Command {
     Methods {
         /// The peer's URL.
         url: String,
+        /// At a relay's clients URL: the service whose methods to list (as
+        /// `SERVICE.method`); without it, a relay lists its services.
+        service: Option<String>,
         #[command(flatten)]
         secret: SecretArgs,
         #[command(flatten)]
@@ -547,7 +550,12 @@ fn main() -> ExitCode {
             secret,
             trust,
         } => ping(&url, count, &Access { secret, trust }),
-        Command::Methods { url, secret, trust } => methods(&url, &Access { secret, trust }),
+        Command::Methods {
+            url,
+            service,
+            secret,
+            trust,
+        } => methods(&url, service.as_deref(), &Access { secret, trust }),
         Command::Ibl {
             command: IblCommand::Rig { listen, name },
         } => ibl::rig(&listen, &name),
@@ -957,13 +965,19 @@ fn ping(url: &str, count: u32, access: &Access) -> Result<(), Failure> {
     Ok(())
 }
 
-fn methods(url: &str, access: &Access) -> Result<(), Failure> {
+fn methods(url: &str, service: Option<&str>, access: &Access) -> Result<(), Failure> {
     let client = connect(url, access)?;
-    let reply = client.call_raw(
-        rigwire_std::core::INTROSPECTION_METHOD,
-        json_payload("null")?,
-        None,
-    )?;
+    let (method, prefix) = match service {
+        Some(name) => (
+            format!("{name}.{}", rigwire_std::core::INTROSPECTION_METHOD),
+            format!("{name}."),
+        ),
+        None => (
+            rigwire_std::core::INTROSPECTION_METHOD.to_owned(),
+            String::new(),
+        ),
+    };
+    let reply = client.call_raw(&method, json_payload("null")?, None)?;
     /// A record of the JSON answer (spec §6.6).
     #[derive(serde::Deserialize)]
     struct Described {
@@ -977,7 +991,8 @@ fn methods(url: &str, access: &Access) -> Result<(), Failure> {
         signature,
     } in methods
     {
-        let mut line = m.name;
+        let relay = m.name == rigwire_std::core::relay::SERVICES_METHOD && service.is_none();
+        let mut line = format!("{prefix}{}", m.name);
         if let Some(signature) = signature {
             line = format!("{line:<16} {signature}");
         }
@@ -985,6 +1000,13 @@ fn methods(url: &str, access: &Access) -> Result<(), Failure> {
             line = format!("{line} (aliases: {})", m.aliases.join(", "));
         }
         println!("{line}");
+        if relay {
+            // A relay's own method: what it forwards to is one level down.
+            let names: Vec<String> = client.call(&m.name, &())?;
+            for name in names {
+                println!("  service {name:<8} (rigwire methods {url} {name})");
+            }
+        }
     }
     client.close();
     Ok(())

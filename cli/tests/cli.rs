@@ -165,6 +165,40 @@ fn a_file_over_16_mib_needs_max_frame_on_both_sides_and_on_the_relay() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// At a relay, `methods` lists its services, and `methods URL SERVICE` the
+/// methods of one (as `SERVICE.method`); it listed `rigwire.services` only.
+#[test]
+fn methods_at_a_relay_list_its_services_and_then_a_services_methods() {
+    let secret = "relay-secret-0123456789";
+    let (_processes, clients) = relay_with_data_using(secret, secret, &[]);
+    let methods = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("methods")
+            .args(args)
+            .env("RIGWIRE_SECRET", secret)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, listed, err) = methods(&[&clients]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        listed.contains(&format!(
+            "service data     (rigwire methods {clients} data)"
+        )),
+        "{listed}"
+    );
+    let (code, listed, err) = methods(&[&clients, "data"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        listed.lines().any(|l| l.starts_with("data.add ")),
+        "{listed}"
+    );
+    let (code, _, err) = methods(&[&clients, "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no service 'nope'"), "{err}");
+}
+
 #[test]
 fn a_remote_error_prints_kind_and_message_and_exits_one() {
     let rig = Rig::start(&[], &[]);
