@@ -846,6 +846,15 @@ class GroupResults(dict):
         return self
 
 
+# How rigwire.aio cancels a group's wait from its loop: a function the wait
+# asks about every 50 ms, set on the executor's thread for one call.
+_group_go_on = _threading.local()
+
+
+def _go_on() -> Optional[Callable[[], bool]]:
+    return getattr(_group_go_on, "go_on", None)
+
+
 class Group:
     """Several rigs, driven together through the standard experiment lifecycle
     (``exp.*``): each step runs on every rig at once, stop and cleanup in
@@ -896,16 +905,16 @@ class Group:
         returns each rig's answer by name (``failed``: each failing rig's
         exception; the others' answers are kept). ``timeout`` is each rig's
         deadline."""
-        return GroupResults(self._native.call("concurrent", method, payload(args, kwargs), timeout))
+        return GroupResults(self._native.call("concurrent", method, payload(args, kwargs), timeout, _go_on()))
 
     def call_in_order(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> GroupResults:
         """As ``call``, one rig after another in the group's order; every rig
         is called even if an earlier one failed."""
-        return GroupResults(self._native.call("in_order", method, payload(args, kwargs), timeout))
+        return GroupResults(self._native.call("in_order", method, payload(args, kwargs), timeout, _go_on()))
 
     def call_in_reverse(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> GroupResults:
         """As ``call_in_order``, in reverse order (as stop and cleanup run)."""
-        return GroupResults(self._native.call("reverse", method, payload(args, kwargs), timeout))
+        return GroupResults(self._native.call("reverse", method, payload(args, kwargs), timeout, _go_on()))
 
     def init(self, data: Optional[Dict[str, Any]] = None, *, timeout: Optional[float] = None, **fields: Any) -> GroupResults:
         """``exp.init`` on every rig, with optional data (a dict, or keyword fields)."""
@@ -913,23 +922,23 @@ class Group:
             raise TypeError("give the init data as a dict or as keyword fields, not both")
         data = data if data is not None else (fields or None)
         text = None if data is None else _json_text(data)
-        return GroupResults(self._native.init(text, timeout))
+        return GroupResults(self._native.init(text, timeout, _go_on()))
 
     def start(self, exp_ref: str, *, timeout: Optional[float] = None) -> GroupResults:
         """``exp.start`` with the experiment reference (checked first, see ``ExpRef``)."""
-        return GroupResults(self._native.start(ExpRef(exp_ref), timeout))
+        return GroupResults(self._native.start(ExpRef(exp_ref), timeout, _go_on()))
 
     def stop(self, immediately: bool = False, *, timeout: Optional[float] = None) -> GroupResults:
         """``exp.stop``, rigs in reverse order; ``immediately`` interrupts."""
-        return GroupResults(self._native.stop(immediately, timeout))
+        return GroupResults(self._native.stop(immediately, timeout, _go_on()))
 
     def cleanup(self, *, timeout: Optional[float] = None) -> GroupResults:
         """``exp.cleanup``, rigs in reverse order."""
-        return GroupResults(self._native.cleanup(timeout))
+        return GroupResults(self._native.cleanup(timeout, _go_on()))
 
     def status(self, *, timeout: Optional[float] = None) -> GroupResults:
         """Each rig's status: ``"connected"``, ``"initialized"``, ``"running"`` or ``"stopped"``."""
-        return GroupResults(self._native.status(timeout))
+        return GroupResults(self._native.status(timeout, _go_on()))
 
     def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
         """Waits until every rig has reported ``event`` (``exp.event``); returns

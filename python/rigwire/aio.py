@@ -16,11 +16,12 @@ Cancelling the task that awaits a call cancels the call on the wire.
 
 import asyncio
 import concurrent.futures
-from typing import Any, AsyncIterator, Callable, Iterable, Optional, TypeVar
+import threading
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, Optional, TypeVar
 
 import rigwire as _rigwire
 
-__all__ = ["connect", "Client"]
+__all__ = ["connect", "Client", "Group"]
 
 T = TypeVar("T")
 
@@ -48,6 +49,29 @@ async def _start_off_loop(start: Callable[[], T], cancel: Callable[[T], None]) -
                 cancel(done.result())
 
         started.add_done_callback(cancel_when_started)
+        raise
+
+
+async def _cancellable(wait: Callable[[], T]) -> T:
+    """Runs a blocking group wait off the loop; cancelling the awaiting task
+    ends the wait and cancels every rig's call in flight (the wait asks the
+    flag set here about every 50 ms)."""
+    stop = threading.Event()
+
+    def run() -> T:
+        _rigwire._group_go_on.go_on = lambda: not stop.is_set()
+        try:
+            return wait()
+        finally:
+            del _rigwire._group_go_on.go_on
+
+    done = asyncio.get_running_loop().run_in_executor(_POOL, run)
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        stop.set()
+        # What it ends with (rigwire.Cancelled) is nobody's to hear.
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
         raise
 
 
@@ -143,6 +167,82 @@ class Client:
         await _off_loop(self._client.close)
 
     async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class Group:
+    """``rigwire.Group`` awaited (from ``Group.connect``): each step and call
+    runs on every rig as the blocking group does, off the loop. Cancelling
+    the awaiting task cancels every rig's call in flight (each rig is told).
+
+        async with await rigwire.aio.Group.connect({"rig-1": url_1, "rig-2": url_2}) as rigs:
+            await rigs.init(subject="ZM_1")
+            await rigs.start("2026-11-26_1_ZM_1")
+    """
+
+    def __init__(self, group: _rigwire.Group):
+        self._group = group
+
+    @classmethod
+    async def connect(cls, rigs: Dict[str, str], *args: Any, **settings: Any) -> "Group":
+        """``rigwire.Group(rigs, ...)``, awaited: the same settings."""
+        return cls(await _off_loop(lambda: _rigwire.Group(rigs, *args, **settings)))
+
+    @property
+    def names(self) -> list:
+        """The rigs' names, in the group's order."""
+        return self._group.names
+
+    async def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> _rigwire.GroupResults:
+        """``rigwire.Group.call``: every rig at once."""
+        return await _cancellable(lambda: self._group.call(method, *args, timeout=timeout, **kwargs))
+
+    async def call_in_order(
+        self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any
+    ) -> _rigwire.GroupResults:
+        """``rigwire.Group.call_in_order``: one rig after another."""
+        return await _cancellable(lambda: self._group.call_in_order(method, *args, timeout=timeout, **kwargs))
+
+    async def call_in_reverse(
+        self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any
+    ) -> _rigwire.GroupResults:
+        """``rigwire.Group.call_in_reverse``: one rig after another, last first."""
+        return await _cancellable(lambda: self._group.call_in_reverse(method, *args, timeout=timeout, **kwargs))
+
+    async def init(
+        self, data: Optional[Dict[str, Any]] = None, *, timeout: Optional[float] = None, **fields: Any
+    ) -> _rigwire.GroupResults:
+        """``exp.init`` on every rig (``rigwire.Group.init``)."""
+        return await _cancellable(lambda: self._group.init(data, timeout=timeout, **fields))
+
+    async def start(self, exp_ref: str, *, timeout: Optional[float] = None) -> _rigwire.GroupResults:
+        """``exp.start`` on every rig (``rigwire.Group.start``)."""
+        return await _cancellable(lambda: self._group.start(exp_ref, timeout=timeout))
+
+    async def stop(self, immediately: bool = False, *, timeout: Optional[float] = None) -> _rigwire.GroupResults:
+        """``exp.stop``, rigs in reverse order (``rigwire.Group.stop``)."""
+        return await _cancellable(lambda: self._group.stop(immediately, timeout=timeout))
+
+    async def cleanup(self, *, timeout: Optional[float] = None) -> _rigwire.GroupResults:
+        """``exp.cleanup``, rigs in reverse order (``rigwire.Group.cleanup``)."""
+        return await _cancellable(lambda: self._group.cleanup(timeout=timeout))
+
+    async def status(self, *, timeout: Optional[float] = None) -> _rigwire.GroupResults:
+        """``exp.status`` of every rig."""
+        return await _cancellable(lambda: self._group.status(timeout=timeout))
+
+    async def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
+        """``rigwire.Group.wait_event``, awaited (it ends by ``timeout``)."""
+        return await _off_loop(lambda: self._group.wait_event(event, timeout))
+
+    async def close(self) -> None:
+        """Closes every connection."""
+        await _off_loop(self._group.close)
+
+    async def __aenter__(self) -> "Group":
         return self
 
     async def __aexit__(self, *exc: Any) -> None:

@@ -90,15 +90,23 @@ impl NativeGroup {
     fn run(
         &self,
         py: Python<'_>,
-        order: GroupOrder,
-        method: &str,
-        args: Payload,
+        (order, method, args): (GroupOrder, &str, Payload),
         timeout: Option<Duration>,
+        go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<RawOutcome>> {
         let interrupted = Mutex::new(None);
+        // Signal handlers first (Ctrl-C), then the caller's own `go_on` (an
+        // asyncio task's cancellation); an exception from either ends it.
+        let asked = |py: Python<'_>| -> PyResult<bool> {
+            py.check_signals()?;
+            match &go_on {
+                Some(f) => f.call0(py)?.is_truthy(py),
+                None => Ok(true),
+            }
+        };
         let go_on = || {
-            Python::attach(|py| match py.check_signals() {
-                Ok(()) => true,
+            Python::attach(|py| match asked(py) {
+                Ok(go_on) => go_on,
                 Err(e) => {
                     *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     false
@@ -130,9 +138,11 @@ impl NativeGroup {
         py: Python<'_>,
         step: GroupStep,
         timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<RawOutcome>> {
         let timeout = seconds("timeout", timeout)?;
-        self.run(py, step.order, step.method, step.json_args, timeout)
+        let call = (step.order, step.method, step.json_args);
+        self.run(py, call, timeout, go_on)
     }
 }
 
@@ -144,12 +154,13 @@ impl NativeGroup {
     }
 
     /// `exp.init` on every rig at once, with `data` (a JSON object's text) if given.
-    #[pyo3(signature = (data=None, timeout=None))]
+    #[pyo3(signature = (data=None, timeout=None, go_on=None))]
     fn init(
         &self,
         py: Python<'_>,
         data: Option<String>,
         timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<RawOutcome>> {
         let data = match data {
             Some(text) => InitData(Some(
@@ -157,16 +168,17 @@ impl NativeGroup {
             )),
             None => InitData::default(),
         };
-        self.step(py, GroupStep::init(&data), timeout)
+        self.step(py, GroupStep::init(&data), timeout, go_on)
     }
 
     /// `exp.start` with the experiment reference, on every rig at once.
-    #[pyo3(signature = (exp_ref, timeout=None))]
+    #[pyo3(signature = (exp_ref, timeout=None, go_on=None))]
     fn start(
         &self,
         py: Python<'_>,
         exp_ref: &str,
         timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<RawOutcome>> {
         let exp_ref: ExpRef =
             exp_ref
@@ -174,37 +186,49 @@ impl NativeGroup {
                 .map_err(|e: rigwire_std::core::lifecycle::ExpRefError| {
                     PyValueError::new_err(e.to_string())
                 })?;
-        self.step(py, GroupStep::start(&exp_ref), timeout)
+        self.step(py, GroupStep::start(&exp_ref), timeout, go_on)
     }
 
     /// `exp.stop` (an interrupt if `immediately`), rigs in reverse order.
-    #[pyo3(signature = (immediately=false, timeout=None))]
+    #[pyo3(signature = (immediately=false, timeout=None, go_on=None))]
     fn stop(
         &self,
         py: Python<'_>,
         immediately: bool,
         timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<RawOutcome>> {
-        self.step(py, GroupStep::stop(immediately), timeout)
+        self.step(py, GroupStep::stop(immediately), timeout, go_on)
     }
 
     /// `exp.cleanup`, rigs in reverse order.
-    #[pyo3(signature = (timeout=None))]
-    fn cleanup(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<RawOutcome>> {
-        self.step(py, GroupStep::cleanup(), timeout)
+    #[pyo3(signature = (timeout=None, go_on=None))]
+    fn cleanup(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<RawOutcome>> {
+        self.step(py, GroupStep::cleanup(), timeout, go_on)
     }
 
     /// `exp.status` of every rig.
-    #[pyo3(signature = (timeout=None))]
-    fn status(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Vec<RawOutcome>> {
-        self.step(py, GroupStep::status(), timeout)
+    #[pyo3(signature = (timeout=None, go_on=None))]
+    fn status(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<RawOutcome>> {
+        self.step(py, GroupStep::status(), timeout, go_on)
     }
 
     /// Calls `method` on every rig with `args` (JSON text or `bytes`), in
     /// `order`: `"concurrent"` (all at once), `"in_order"` or `"reverse"`;
     /// each rig's answer is JSON text or `bytes`, or its exception. Ctrl-C
-    /// cancels the calls in flight.
-    #[pyo3(signature = (order, method, args, timeout=None))]
+    /// cancels the calls in flight, and so does `go_on` (called about every
+    /// 50 ms while it waits) returning false.
+    #[pyo3(signature = (order, method, args, timeout=None, go_on=None))]
     fn call(
         &self,
         py: Python<'_>,
@@ -212,6 +236,7 @@ impl NativeGroup {
         method: &str,
         args: Data,
         timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<RawOutcome>> {
         let timeout = seconds("timeout", timeout)?;
         let order = match order {
@@ -220,7 +245,7 @@ impl NativeGroup {
             "reverse" => GroupOrder::Reverse,
             other => return Err(PyValueError::new_err(format!("no group order {other:?}"))),
         };
-        self.run(py, order, method, args.into_payload(), timeout)
+        self.run(py, (order, method, args.into_payload()), timeout, go_on)
     }
 
     /// Waits until every rig has reported `event` (`exp.event`), up to

@@ -115,3 +115,34 @@ def test_a_rig_that_stops_reading_does_not_block_the_loop():
     finally:
         frozen.stop()
         healthy.stop()
+
+
+def test_a_group_is_awaited_and_cancelling_the_task_cancels_every_rigs_call():
+    a, b = Rig("std", log=True), Rig("smol")
+    try:
+
+        async def main():
+            async with await rigwire.aio.Group.connect({"a": a.url, "b": b.url}) as rigs:
+                assert rigs.names == ["a", "b"]
+                assert await rigs.init(subject="ZM_1") == {"a": "initialized", "b": "initialized"}
+                assert await rigs.call("add", 1, 2) == {"a": 3, "b": 3}
+                # The loop stays free while the rigs sleep; cancelling the
+                # task ends the wait well before their 30 s.
+                sleeping = asyncio.ensure_future(rigs.call("sleep", 30))
+                await asyncio.sleep(0.5)
+                assert not sleeping.done()
+                started = asyncio.get_running_loop().time()
+                sleeping.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await sleeping
+                assert await asyncio.wait_for(rigs.status(), 10) == {"a": "initialized", "b": "initialized"}
+                assert asyncio.get_running_loop().time() - started < 15
+
+        asyncio.run(asyncio.wait_for(main(), 60))
+        # The rig was told: its answer went nowhere.
+        log = a.stop_when_logged("dropped")
+        assert "reply to call" in log and "dropped" in log, log
+    finally:
+        for rig in (a, b):
+            if rig.process.returncode is None:
+                rig.stop()
