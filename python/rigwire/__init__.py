@@ -891,6 +891,9 @@ class Group:
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(pin=pin, ca=ca)
         rigs = list(rigs.items())
+        if not rigs:
+            # Every step of an empty group would succeed, having done nothing.
+            raise ValueError("a group needs at least one rig: {name: url, ...}")
         self._native = _rigwire.connect_group(rigs, name, secret, path, timeout, tls, reconnect, max_frame)
         _held(self)
 
@@ -898,6 +901,9 @@ class Group:
     def names(self) -> list:
         """The rigs' names, in the group's order."""
         return self._native.names()
+
+    def __repr__(self) -> str:
+        return f"<rigwire.Group {', '.join(self.names)}>"
 
     def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> GroupResults:
         """Calls ``method`` on every rig at once, with the arguments sent as

@@ -125,7 +125,10 @@ def test_a_python_hook_that_raises_fails_its_step():
 
 def test_any_method_is_called_on_every_rig_in_the_order_asked(rigs):
     urls = {n: r.url for n, r in rigs.items()}
+    with pytest.raises(ValueError, match="at least one rig"):
+        rigwire.Group({})  # its every step would have succeeded, doing nothing
     with rigwire.Group(urls) as group:
+        assert repr(group) == "<rigwire.Group rig-1, rig-2, rig-3>"
         assert group.call("add", 1, 2) == {n: 3 for n in rigs}
         assert group.call("echo", b"\x00frame") == {n: b"\x00frame" for n in rigs}
         results = group.call("add", "one", 2)  # every rig refuses, each named
