@@ -68,6 +68,9 @@ def test_every_refusal_is_tls_failed_with_its_reason(tls_server):
         rigwire.connect(url, ca=tmp_path / "rig-1.crt")
     with pytest.raises(ValueError, match="not both"):
         rigwire.connect(url, pin=pin, ca=tmp_path / "rig-1.crt")
+    # Neither: what to give, as Python gives it (it named the CLI's flags only).
+    with pytest.raises(rigwire.errors.TlsFailed, match="ca= in Python; or pin it: --pin, or pin="):
+        rigwire.connect(url)
     with pytest.raises(rigwire.errors.TlsFailed, match="--cert"):
         rigwire.Server("tls://127.0.0.1:0")
 

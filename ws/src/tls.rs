@@ -129,7 +129,8 @@ impl ServerTls {
         let (Some(cert), Some(key)) = (&settings.cert, &settings.key) else {
             return Err(setup(
                 "listening on tls:// or wss:// needs a certificate and its key \
-                 (--cert/--key, or Config::tls_identity; `rigwire cert new` makes a pair)",
+                 (--cert/--key, cert=/key= in Python, or Config::tls_identity; \
+                 `rigwire cert new` makes a pair)",
             ));
         };
         let certs = read_certs(cert)?;
@@ -274,7 +275,7 @@ fn system_roots() -> Result<Arc<RootCertStore>, TlsProblem> {
     if roots.is_empty() {
         return Err(setup(
             "this machine has no trusted root certificates; \
-             pin the server (--pin) or give its CA (--ca)",
+             pin the server (--pin, or pin= in Python) or give its CA (--ca, or ca=)",
         ));
     }
     Ok(Arc::clone(roots))
@@ -410,7 +411,7 @@ pub fn classify(err: &rustls::Error) -> TlsProblem {
         },
         CertificateError::UnknownIssuer | CertificateError::BadSignature => TlsProblem::Untrusted(
             "it is not issued by an authority this client trusts \
-             (give its CA with --ca, or pin it with --pin)"
+             (give its CA: --ca, or ca= in Python; or pin it: --pin, or pin=)"
                 .into(),
         ),
         CertificateError::Other(other) => match other.0.downcast_ref::<PinMismatch>() {
