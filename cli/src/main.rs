@@ -108,7 +108,7 @@ fn tls_settings(identity: &IdentityArgs, trust: &TrustArgs) -> TlsSettings {
 enum Command {
     /// Serve a demo rig (echo, add, sleep, exp.*) until Ctrl-C or SIGTERM.
     Serve {
-        /// URL to listen on (tcp://, unix://, ws://); repeat for several. Port 0 picks
+        /// URL to listen on (tcp://, tls://, unix://, ws://, wss://); repeat for several. Port 0 picks
         /// a free port. Default tcp://127.0.0.1:7400, or none with --via.
         #[arg(long = "listen", value_name = "URL")]
         listen: Vec<String>,
