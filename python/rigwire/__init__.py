@@ -948,8 +948,9 @@ class Group:
 
     def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
         """Waits until every rig has reported ``event`` (``exp.event``); returns
-        each rig's detail. Raises ``GroupError`` naming the rigs that did not."""
-        return dict(self._native.wait_event(event, timeout))
+        each rig's detail. Raises ``GroupError`` naming the rigs that did not
+        (by ``timeout`` seconds). Ctrl-C ends the wait."""
+        return dict(self._native.wait_event(event, timeout, _go_on()))
 
     def close(self) -> None:
         """Closes every connection."""

@@ -235,8 +235,8 @@ class Group:
         return await _cancellable(lambda: self._group.status(timeout=timeout))
 
     async def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
-        """``rigwire.Group.wait_event``, awaited (it ends by ``timeout``)."""
-        return await _off_loop(lambda: self._group.wait_event(event, timeout))
+        """``rigwire.Group.wait_event``, awaited; cancelling the task ends it."""
+        return await _cancellable(lambda: self._group.wait_event(event, timeout))
 
     async def close(self) -> None:
         """Closes every connection."""

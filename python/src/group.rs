@@ -94,33 +94,10 @@ impl NativeGroup {
         timeout: Option<Duration>,
         go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<RawOutcome>> {
-        let interrupted = Mutex::new(None);
-        // Signal handlers first (Ctrl-C), then the caller's own `go_on` (an
-        // asyncio task's cancellation); an exception from either ends it.
-        let asked = |py: Python<'_>| -> PyResult<bool> {
-            py.check_signals()?;
-            match &go_on {
-                Some(f) => f.call0(py)?.is_truthy(py),
-                None => Ok(true),
-            }
-        };
-        let go_on = || {
-            Python::attach(|py| match asked(py) {
-                Ok(go_on) => go_on,
-                Err(e) => {
-                    *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                    false
-                }
-            })
-        };
-        let results = py.detach(|| {
+        let results = asking(py, go_on, |go_on| {
             self.inner
-                .call_raw_while(order, method, args, timeout, &go_on)
-        });
-        let Some(results) = results else {
-            let e = interrupted.into_inner().unwrap_or_else(|p| p.into_inner());
-            return Err(e.unwrap_or_else(|| crate::errors::cancelled(py)));
-        };
+                .call_raw_while(order, method, args, timeout, go_on)
+        })?;
         let failed = |e| Some(to_py(py, e).into_value(py).into_any());
         Ok(results
             .and_then(Answer::from_payload)
@@ -143,6 +120,41 @@ impl NativeGroup {
         let timeout = seconds("timeout", timeout)?;
         let call = (step.order, step.method, step.json_args);
         self.run(py, call, timeout, go_on)
+    }
+}
+
+/// Runs `wait` with the GIL released, handing it a `go_on` that runs
+/// Python's signal handlers (Ctrl-C) and then the caller's own `go_on` (an
+/// asyncio task's cancellation): an exception from either, raised here, or
+/// a false from the caller's, raised as `rigwire.Cancelled`, ends the wait.
+fn asking<T: Send>(
+    py: Python<'_>,
+    go_on: Option<Py<PyAny>>,
+    wait: impl FnOnce(&dyn Fn() -> bool) -> Option<T> + Send,
+) -> PyResult<T> {
+    let interrupted = Mutex::new(None);
+    let asked = |py: Python<'_>| -> PyResult<bool> {
+        py.check_signals()?;
+        match &go_on {
+            Some(f) => f.call0(py)?.is_truthy(py),
+            None => Ok(true),
+        }
+    };
+    let ask = || {
+        Python::attach(|py| match asked(py) {
+            Ok(go_on) => go_on,
+            Err(e) => {
+                *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                false
+            }
+        })
+    };
+    match py.detach(|| wait(&ask)) {
+        Some(done) => Ok(done),
+        None => {
+            let e = interrupted.into_inner().unwrap_or_else(|p| p.into_inner());
+            Err(e.unwrap_or_else(|| crate::errors::cancelled(py)))
+        }
     }
 }
 
@@ -249,16 +261,21 @@ impl NativeGroup {
     }
 
     /// Waits until every rig has reported `event` (`exp.event`), up to
-    /// `timeout` seconds; returns each rig's detail.
+    /// `timeout` seconds; returns each rig's detail. Ctrl-C, or `go_on`
+    /// returning false, ends the wait.
+    #[pyo3(signature = (event, timeout, go_on=None))]
     fn wait_event(
         &self,
         py: Python<'_>,
         event: &str,
         timeout: f64,
+        go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<(String, String)>> {
         let timeout = seconds("timeout", Some(timeout))?.unwrap_or(Duration::ZERO);
-        py.detach(|| self.inner.wait_event(event, timeout))
-            .map_err(|e| group_error(py, e))
+        asking(py, go_on, |go_on| {
+            self.inner.wait_event_while(event, timeout, go_on)
+        })?
+        .map_err(|e| group_error(py, e))
     }
 
     /// Closes every connection.

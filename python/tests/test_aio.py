@@ -137,6 +137,12 @@ def test_a_group_is_awaited_and_cancelling_the_task_cancels_every_rigs_call():
                     await sleeping
                 assert await asyncio.wait_for(rigs.status(), 10) == {"a": "initialized", "b": "initialized"}
                 assert asyncio.get_running_loop().time() - started < 15
+                # Waiting for an event is cancelled the same way.
+                waiting = asyncio.ensure_future(rigs.wait_event("never", 30))
+                await asyncio.sleep(0.2)
+                waiting.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await waiting
 
         asyncio.run(asyncio.wait_for(main(), 60))
         # The rig was told: its answer went nowhere.

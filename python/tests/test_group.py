@@ -158,8 +158,31 @@ CTRL_C_GROUP = """
 import sys, rigwire
 g = rigwire.Group({"a": sys.argv[1], "b": sys.argv[2]})
 print("calling", flush=True)
+if sys.argv[3] == "wait_event":
+    g.wait_event("never", 30)
 getattr(g, sys.argv[3])("sleep", 30)
 """
+
+
+def test_ctrl_c_interrupts_waiting_for_an_event():
+    a, b = Rig("std"), Rig("smol")
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", CTRL_C_GROUP, a.url, b.url, "wait_event"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "calling"
+        time.sleep(0.5)
+        started = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=20)
+        assert child.returncode != 0 and "KeyboardInterrupt" in err, err
+        assert time.monotonic() - started < 15  # well before the wait's 30 s
+    finally:
+        a.stop()
+        b.stop()
 
 
 @pytest.mark.parametrize("how", ["call", "call_in_order"])

@@ -17,7 +17,8 @@ use crate::sync::{all_at_once, lock, sleep_until};
 use rigwire_core::{Codec, Config};
 
 /// Events rigs have reported, and a wake-up for waits on them.
-/// How often [`Group::call_raw_while`] asks whether to go on.
+/// How often [`Group::call_raw_while`] and [`Group::wait_event_while`] ask
+/// whether to go on.
 const ASK_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Default)]
@@ -179,11 +180,42 @@ impl Group {
         event: &str,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, GroupError> {
-        let until = Some(Instant::now() + timeout);
+        self.wait_event_asking(event, timeout, None)
+            .expect("only a caller's go_on interrupts")
+    }
+
+    /// As [`wait_event`](Self::wait_event), asking `go_on` about every 50 ms
+    /// (for a binding whose user may press Ctrl-C); `None` once it says no.
+    pub fn wait_event_while(
+        &self,
+        event: &str,
+        timeout: Duration,
+        go_on: &dyn Fn() -> bool,
+    ) -> Option<Result<Vec<(String, String)>, GroupError>> {
+        self.wait_event_asking(event, timeout, Some(go_on))
+    }
+
+    fn wait_event_asking(
+        &self,
+        event: &str,
+        timeout: Duration,
+        go_on: Option<&dyn Fn() -> bool>,
+    ) -> Option<Result<Vec<(String, String)>, GroupError>> {
+        let until = Instant::now() + timeout;
         let (names, events) = (self.names(), &self.events);
         let complete = |log: &mut EventLog| log.wait(event, names.clone()).is_complete();
-        let (log, _) = sleep_until(&events.arrived, lock(&events.log), until, complete);
-        log.wait(event, names).finish(timeout)
+        loop {
+            let ask_at = go_on.map(|_| Instant::now() + ASK_EVERY);
+            let wake = ask_at.map_or(until, |at| at.min(until));
+            let (log, done) = sleep_until(&events.arrived, lock(&events.log), Some(wake), complete);
+            if done || Instant::now() >= until {
+                return Some(log.wait(event, names).finish(timeout));
+            }
+            drop(log);
+            if go_on.is_some_and(|go_on| !go_on()) {
+                return None;
+            }
+        }
     }
 
     /// Closes every connection.

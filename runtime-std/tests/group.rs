@@ -276,3 +276,27 @@ fn a_group_call_told_to_stop_cancels_the_calls_in_flight() {
         assert!(asked.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     }
 }
+
+/// Waiting for an event ends when `go_on` says no, long before its timeout,
+/// and without it still ends by its timeout naming who did not report.
+#[test]
+fn waiting_for_an_event_ends_when_told_to() {
+    let a = rig("tcp://127.0.0.1:0", cfg("a"), Probe::default());
+    let client = rigwire_std::Client::connect(&a.local_url(), cfg("script")).unwrap();
+    let group = Group::from_clients(vec![("a".to_owned(), client)]);
+    let started = std::time::Instant::now();
+    let asked = std::sync::atomic::AtomicBool::new(false);
+    let go_on = || !asked.swap(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(group
+        .wait_event_while("never", Duration::from_secs(60), &go_on)
+        .is_none());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "it waited out its timeout"
+    );
+    let waited = group.wait_event_while("never", Duration::from_millis(100), &|| true);
+    assert!(
+        matches!(waited, Some(Err(GroupError::Timeout { .. }))),
+        "{waited:?}"
+    );
+}
