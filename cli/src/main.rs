@@ -759,13 +759,9 @@ fn serve(
         let mut server = Server::bind(url, config.clone())?;
         rig::expose_demo_rig(server.handlers_mut(), rig::DemoHooks::default())?;
         server.on_connect(|peer| tracing::info!(peer = %peer.name(), "connected"));
-        server.on_disconnect(|peer, why| match why {
-            // Say "disconnected" once, then why.
-            Error::Disconnected(why) => {
-                tracing::info!(peer = %peer.name(), "disconnected: {why}")
-            }
-            other => tracing::info!(peer = %peer.name(), "disconnected: {other}"),
-        });
+        server.on_disconnect(
+            |peer, why| tracing::info!(peer = %peer.name(), "disconnected: {}", why.reason()),
+        );
         running.push(server.start()?);
     }
     let mut lines: Vec<String> = running

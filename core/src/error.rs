@@ -473,6 +473,19 @@ pub enum Error {
     Registry(#[from] RegistryError),
 }
 
+impl Error {
+    /// Why, for a line that already says the connection ended (a log's
+    /// "disconnected: …", a hook's reason): a closed connection's cause
+    /// without the `disconnected: ` this error's own text begins with;
+    /// any other error as it reads.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Disconnected(why) => why.to_string(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl From<ConnectionError> for Error {
     fn from(err: ConnectionError) -> Self {
         match err {

@@ -247,6 +247,19 @@ fn hook(f: &Py<PyAny>, arg: String, ctx: &CallContext) -> Result<(), HandlerErro
     run_wrapped(f, Answer::Json(arg), ctx, false).map(drop)
 }
 
+/// Calls a connection hook with the GIL taken; its exception goes to
+/// `sys.unraisablehook` (the connection carries on).
+fn call_hook<A>(hook: &Py<PyAny>, args: A)
+where
+    A: for<'py> pyo3::call::PyCallArgs<'py>,
+{
+    Python::attach(|py| {
+        if let Err(e) = hook.call1(py, args) {
+            e.write_unraisable(py, Some(hook.bind(py)));
+        }
+    })
+}
+
 impl NativeServer {
     /// Changes the listener before it serves.
     fn bound(&self, f: impl FnOnce(&mut Server)) -> PyResult<()> {
@@ -360,14 +373,7 @@ impl NativeServer {
     /// `NativeClient`) when a peer has connected to the listener.
     fn on_connect(&self, hook: Py<PyAny>) -> PyResult<()> {
         self.bound(|server| {
-            server.on_connect(move |peer| {
-                Python::attach(|py| {
-                    let peer = NativeClient::caller(peer.clone());
-                    if let Err(e) = hook.call1(py, (peer,)) {
-                        e.write_unraisable(py, Some(hook.bind(py)));
-                    }
-                })
-            });
+            server.on_connect(move |peer| call_hook(&hook, (NativeClient::caller(peer.clone()),)));
         })
     }
 
@@ -377,16 +383,7 @@ impl NativeServer {
     fn on_disconnect(&self, hook: Py<PyAny>) -> PyResult<()> {
         self.bound(|server| {
             server.on_disconnect(move |peer, why| {
-                let reason = match why {
-                    rigwire_std::Error::Disconnected(why) => why.to_string(),
-                    other => other.to_string(),
-                };
-                Python::attach(|py| {
-                    let peer = NativeClient::caller(peer.clone());
-                    if let Err(e) = hook.call1(py, (peer, reason)) {
-                        e.write_unraisable(py, Some(hook.bind(py)));
-                    }
-                })
+                call_hook(&hook, (NativeClient::caller(peer.clone()), why.reason()))
             });
         })
     }

@@ -16,11 +16,11 @@ use crate::peer::RawPendingCall;
 use crate::sync::{all_at_once, lock, sleep_until};
 use rigwire_core::{Codec, Config};
 
-/// Events rigs have reported, and a wake-up for waits on them.
 /// How often [`Group::call_raw_while`] and [`Group::wait_event_while`] ask
 /// whether to go on.
 const ASK_EVERY: Duration = Duration::from_millis(50);
 
+/// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
 struct Events {
     log: Mutex<EventLog>,

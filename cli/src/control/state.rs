@@ -323,8 +323,8 @@ impl Control {
                 Ok(client) => Arc::new(client),
                 Err(e) => {
                     let reason = match &lost {
-                        Some(lost) => format!("{lost} (reconnecting: {})", reason_of(&e)),
-                        None => reason_of(&e),
+                        Some(lost) => format!("{lost} (reconnecting: {})", e.reason()),
+                        None => e.reason(),
                     };
                     self.disconnected(i, reason);
                     std::thread::sleep(POLL);
@@ -365,7 +365,7 @@ impl Control {
                     // and reconnecting would not help.
                     Err(e) => {
                         answering = false;
-                        let why = reason_of(&e);
+                        let why = e.reason();
                         let news = format!("not answering: {why}");
                         self.show(i, "not answering", Some(why), &news);
                     }
@@ -374,7 +374,7 @@ impl Control {
             };
             *lock(&self.rig(i).client) = None;
             client.close();
-            let reason = reason_of(&why);
+            let reason = why.reason();
             self.disconnected(i, reason.clone());
             lost = Some(reason);
             // A rig that drops every connection at once is tried once a
@@ -571,14 +571,6 @@ impl Control {
         self.update(i, |v| {
             v.last = Some(json!({"ok": ok, "what": what, "text": text}))
         });
-    }
-}
-
-/// Why a connection failed or ended, said once.
-fn reason_of(err: &Error) -> String {
-    match err {
-        Error::Disconnected(e) => e.to_string(),
-        other => other.to_string(),
     }
 }
 

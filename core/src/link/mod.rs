@@ -183,7 +183,7 @@ pub struct Link {
     ticket: Option<crate::link::Ticket>,
     /// The application heard it established: authenticated and, on a
     /// server, admitted (`on_connect` ran; `on_disconnect` will).
-    established: bool,
+    admitted: bool,
     /// The block the handshake's frames were encoded into is still kept.
     handshake_block: bool,
     /// When work for the application was last queued or running, or an
@@ -213,7 +213,7 @@ impl Link {
             progress: 0,
             drain: None,
             ticket: None,
-            established: false,
+            admitted: false,
             handshake_block: true,
             active_at: None,
         };
@@ -757,12 +757,12 @@ impl Link {
     /// so will its `on_disconnect`: a connection that never got this far
     /// (a failed handshake, a refusal) runs neither.
     pub fn set_admitted(&mut self) {
-        self.established = true;
+        self.admitted = true;
     }
 
     /// Whether [`set_admitted`](Self::set_admitted) was called.
     pub fn is_admitted(&self) -> bool {
-        self.established
+        self.admitted
     }
 
     /// Whether nothing is under way: authenticated and open, no frame half

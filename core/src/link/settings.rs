@@ -142,8 +142,8 @@ impl Config {
     pub fn reconnect_deadline(
         &self,
         timeout: Option<Duration>,
-        clock: impl FnOnce() -> std::time::Instant,
-    ) -> Option<std::time::Instant> {
+        clock: impl FnOnce() -> Instant,
+    ) -> Option<Instant> {
         self.reconnect
             .and_then(|_| self.protocol.call_deadline(timeout, clock()))
     }
