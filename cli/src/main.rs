@@ -170,7 +170,8 @@ enum Command {
     },
     /// Call METHOD with JSON arguments and print the JSON result.
     Call {
-        /// The peer's URL.
+        /// The peer's URL; a relay's clients URL ending in `#NAME` calls the
+        /// service NAME registered there (`tcp://relay:7500#data add 1 2`).
         url: String,
         /// The method to call.
         method: String,
@@ -235,7 +236,8 @@ enum Command {
         /// --cert and --key (loopback by default: the page drives experiments).
         #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
         listen: String,
-        /// A rig to control, as NAME=URL (repeat).
+        /// A rig to control, as NAME=URL (repeat); a relay's clients URL
+        /// ending in `#SERVICE` is the service registered there.
         #[arg(long = "rig", value_name = "NAME=URL")]
         rigs: Vec<String>,
         /// A TOML file of rigs, in order: `NAME = "URL"`, or `[NAME]` with

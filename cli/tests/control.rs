@@ -383,6 +383,9 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
             dir.join("rigs.toml").to_str().unwrap(),
             "--relay",
             &relay_clients,
+            // The same service again, by a URL that names it.
+            "--rig",
+            &format!("scan={relay_clients}#data"),
             "--token-file",
             dir.join("token").to_str().unwrap(),
         ],
@@ -398,12 +401,12 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
     let snapshot = next_of(&mut ws, "snapshot");
     let names = rig_names(&snapshot);
-    assert_eq!(names, ["rig-b", "rig-t", "rig-a", "data"]);
-    // All four come up (rig-b with its own secret, rig-t over TLS by its
-    // pin, data two hops away).
+    assert_eq!(names, ["scan", "rig-b", "rig-t", "rig-a", "data"]);
+    // All five come up (rig-b with its own secret, rig-t over TLS by its
+    // pin, data and scan two hops away).
     let mut up = std::collections::BTreeSet::new();
     let until = Instant::now() + Duration::from_secs(15);
-    while up.len() < 4 {
+    while up.len() < 5 {
         assert!(Instant::now() < until, "only {up:?} connected");
         let rig = next_of(&mut ws, "rig");
         if rig["rig"]["state"] == "authenticated" && rig["rig"]["offset_ms"].is_number() {
@@ -427,6 +430,25 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
         assert!(
             Instant::now() < until + Duration::from_secs(10),
             "no answer through the relay"
+        );
+    }
+    ws.send(Message::text(
+        r#"{"op": "call", "rig": "scan", "method": "add", "args": [1, 2]}"#,
+    ))
+    .unwrap();
+    loop {
+        let entry = next_of(&mut ws, "log");
+        if entry["entry"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("add → 3.0")
+        {
+            assert_eq!(entry["entry"]["rig"], "scan");
+            break;
+        }
+        assert!(
+            Instant::now() < until + Duration::from_secs(10),
+            "no answer from the service named in its URL"
         );
     }
 }

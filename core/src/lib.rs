@@ -137,4 +137,4 @@ pub use link::{Admit, Interest, Job, Link, Outbox};
 pub use link::{Config, Reconnect};
 pub use message::{Codec, ErrorKind, Message, RejectCode, MAX_NAME, PROTOCOL_VERSION};
 pub use tls::{TlsProblem, TlsSettings, Trust};
-pub use url::Url;
+pub use url::{Target, Url};

@@ -1,7 +1,11 @@
 //! Where to connect or listen, from a URL: `tcp://host:port`,
 //! `tls://host:port`, `unix:///path`, `ws://host:port/path` and
 //! `wss://host:port/path`. Parsing only; the runtimes do the I/O.
+//!
+//! A client's URL may end in `#NAME`: the service `NAME` registered at the
+//! relay listening there ([`Target`]).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -41,6 +45,13 @@ impl Url {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
+        if let Some((_, service)) = url.split_once('#') {
+            return Err(invalid(&format!(
+                "'#{service}' names a service behind a relay, which a Client reaches \
+                 (and what uses one: a group, rigwire call, Python's connect); \
+                 a server, a relay, a remote service or a LocalClient cannot"
+            )));
+        }
         let (scheme, rest) = url.split_once("://").ok_or_else(|| {
             invalid(
                 "expected tcp://host:port, tls://host:port, unix:///path, \
@@ -165,6 +176,75 @@ impl fmt::Display for Url {
             Url::Tcp { addr, .. } => write!(f, "{scheme}://{addr}"),
             Url::Unix(path) => write!(f, "{scheme}://{}", path.display()),
             Url::Ws { addr, path, .. } => write!(f, "{scheme}://{addr}{path}"),
+        }
+    }
+}
+
+/// What a client dials: a [`Url`], and the service behind the relay there
+/// if the URL ends in `#NAME` (`tcp://relay:7500#scanner`). A client with a
+/// service sends each call, notify and batch to `NAME.method`, as the relay
+/// routes them, so a script, a group or `rigwire call` uses a relayed
+/// service as it uses a rig it reaches directly.
+///
+/// What stays the relay's own: a ping (it measures the round trip to the
+/// relay), `confirmed_send`, and whatever the service sends its peer (an
+/// `exp.event` notify, a call back), since its peer is the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Where to connect.
+    pub url: Url,
+    /// The service at a relay there, from `#NAME`.
+    pub service: Option<String>,
+}
+
+impl Target {
+    /// Parses a client's URL: a [`Url`], with an optional `#NAME`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] as [`Url::parse`], or for a service name that
+    /// is empty or holds a `.`, a `/`, a `#` or white space (the relay
+    /// routes `NAME.method` by its first `.`).
+    pub fn parse(url: &str) -> Result<Target, Error> {
+        let Some((base, service)) = url.split_once('#') else {
+            return Ok(Target {
+                url: Url::parse(url)?,
+                service: None,
+            });
+        };
+        let bad = service.is_empty()
+            || service
+                .chars()
+                .any(|c| matches!(c, '.' | '/' | '#') || c.is_whitespace());
+        if bad {
+            return Err(Error::InvalidUrl {
+                url: url.to_owned(),
+                reason: format!(
+                    "'#{service}' is not a service name: expected URL#NAME, \
+                     a name without '.', '/', '#' or spaces"
+                ),
+            });
+        }
+        Ok(Target {
+            url: Url::parse(base)?,
+            service: Some(service.to_owned()),
+        })
+    }
+
+    /// The name `method` goes out as: `NAME.method` for a service, else
+    /// `method` itself.
+    pub fn method<'a>(&self, method: &'a str) -> Cow<'a, str> {
+        match &self.service {
+            Some(service) => Cow::Owned(format!("{service}.{method}")),
+            None => Cow::Borrowed(method),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.service {
+            Some(service) => write!(f, "{}#{service}", self.url),
+            None => self.url.fmt(f),
         }
     }
 }

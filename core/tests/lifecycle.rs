@@ -225,6 +225,53 @@ mod endpoints {
             );
         }
     }
+
+    #[test]
+    fn a_client_url_may_name_a_service_behind_the_relay_there() {
+        use rigwire_core::Target;
+        for (url, base, service) in [
+            ("tcp://relay:7500#data", "tcp://relay:7500", Some("data")),
+            (
+                "wss://[::1]:443/clients#scanner",
+                "wss://[::1]:443/clients",
+                Some("scanner"),
+            ),
+            (
+                "unix:///tmp/relay.sock#stim-2",
+                "unix:///tmp/relay.sock",
+                Some("stim-2"),
+            ),
+            ("tcp://rig:7400", "tcp://rig:7400", None),
+        ] {
+            let target = Target::parse(url).unwrap();
+            assert_eq!(target.url.to_string(), base);
+            assert_eq!(target.service.as_deref(), service);
+            assert_eq!(target.to_string(), url, "prints back as given");
+        }
+        let data = Target::parse("tcp://relay:7500#data").unwrap();
+        assert_eq!(data.method("exp.init"), "data.exp.init");
+        let rig = Target::parse("tcp://rig:7400").unwrap();
+        assert_eq!(rig.method("exp.init"), "exp.init");
+        for bad in [
+            "tcp://r:1#",
+            "tcp://r:1#a.b",
+            "tcp://r:1#a b",
+            "tcp://r:1#a#b",
+            "tcp://r:1#a/b",
+        ] {
+            let err = Target::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("not a service name"), "{bad}: {err}");
+        }
+        // What listens cannot be a service at a relay.
+        let err = Url::parse("tcp://0.0.0.0:7400#rig")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("names a service behind a relay"), "{err}");
+        assert!(
+            Target::parse("tcp://nohost#data").is_err(),
+            "the URL itself is checked too"
+        );
+    }
 }
 
 #[test]

@@ -106,6 +106,13 @@ impl Endpoint {
         }
     }
 
+    fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
+        match self {
+            Endpoint::Client(c) => c.notify_raw(method, args),
+            Endpoint::Caller(p) => p.notify_raw(method, args),
+        }
+    }
+
     fn peer(&self) -> Result<Peer, Error> {
         match self {
             Endpoint::Client(c) => c.peer(),
@@ -331,7 +338,7 @@ impl NativeClient {
     /// Sends a one-way notify of `method` with `args` (JSON text or `bytes`).
     fn notify(&self, py: Python<'_>, method: &str, args: Data) -> PyResult<()> {
         let args = args.into_payload();
-        py.detach(|| self.inner.peer()?.notify_raw(method, args))
+        py.detach(|| self.inner.notify_raw(method, args))
             .map_err(|e| to_py(py, e))
     }
 

@@ -194,6 +194,7 @@ def test_a_python_service_through_the_relay():
         def add(a, b):
             return a + b
 
+        rigwire.Rig().expose(service)
         service.serve_via(urls["services"], as_="data")
         try:
             with rigwire.connect(urls["clients"], secret=SECRET) as c:
@@ -208,6 +209,31 @@ def test_a_python_service_through_the_relay():
                 env={**os.environ, "RIGWIRE_SECRET": SECRET},
             )
             assert (out.returncode, out.stdout.strip()) == (0, "3"), out.stderr
+            # A URL ending in #NAME is that service: its calls go to NAME.method.
+            relayed = urls["clients"] + "#data"
+            with rigwire.connect(relayed, secret=SECRET) as c:
+                assert c.url == relayed
+                assert c.call("add", 1, 2) == 3
+                assert c.root.add(2, 2) == 4
+                assert list(c.map("add", [(1, 1), (2, 2)])) == [2, 4]
+                c.notify("add", 5, 5)  # reaches the service, which drops the answer
+                assert "add" in [m["name"] for m in c.methods()]
+            out = subprocess.run(
+                [BIN, "call", relayed, "add", "3", "4"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**os.environ, "RIGWIRE_SECRET": SECRET},
+            )
+            assert (out.returncode, out.stdout.strip()) == (0, "7"), out.stderr
+            # ... and a group drives relayed services as it drives rigs.
+            with rigwire.Group({"data": relayed}, secret=SECRET) as rigs:
+                assert rigs.call("add", 20, 22) == {"data": 42}
+                assert rigs.init().raise_on_failure() == {"data": "initialized"}
+            with pytest.raises(rigwire.Error, match="not a service name"):
+                rigwire.connect(urls["clients"] + "#da.ta", secret=SECRET)
+            with pytest.raises(rigwire.Error, match="names a service behind a relay"):
+                rigwire.Server(relayed, secret=SECRET)
         finally:
             service.shutdown()
         # The service has left: calls to it fail at once, naming it.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use rigwire_core::link::{Redial, SharedConnection, Want};
 use rigwire_core::Config;
-use rigwire_core::{Connection, Error, Role, Url};
+use rigwire_core::{Connection, Error, Role, Target, Url};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
@@ -24,7 +24,7 @@ pub(crate) fn nonce() -> [u8; 32] {
 
 /// A connection to one peer, made by dialing it. See [`Peer`] for each call.
 pub struct Client {
-    endpoint: Url,
+    endpoint: Target,
     config: Config,
     handlers: Arc<Handlers>,
     current: Mutex<SharedConnection<Peer>>,
@@ -34,9 +34,7 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("url", &self.endpoint.to_string())
-            .finish()
+        f.debug_struct("Client").field("url", &self.url()).finish()
     }
 }
 
@@ -104,6 +102,10 @@ pub(crate) async fn open(
 
 impl Client {
     /// Connects to `url` (`tcp://host:port`, `unix:///path` or `ws://host:port/path`).
+    /// A URL ending in `#NAME` reaches the service `NAME` registered at the
+    /// relay there: each call, notify or batch of this client's goes to
+    /// `NAME.method` (see [`Target`](rigwire_core::Target) for what stays
+    /// the relay's: a ping, `confirmed_send`, and [`peer`](Self::peer)'s own calls).
     ///
     /// # Errors
     /// `Connect`, `AuthFailed`, `VersionMismatch`, `Rejected`, `InvalidUrl`, `Config`.
@@ -120,9 +122,9 @@ impl Client {
         config: Config,
         handlers: Handlers,
     ) -> Result<Client, Error> {
-        let endpoint = Url::parse(url)?;
+        let endpoint = Target::parse(url)?;
         let handlers = Arc::new(handlers);
-        let peer = open(&endpoint, &config, &handlers, LINGER).await?;
+        let peer = open(&endpoint.url, &config, &handlers, LINGER).await?;
         Ok(Client {
             endpoint,
             config,
@@ -200,7 +202,7 @@ impl Client {
         while let Some(wait) = round.next(&last, Instant::now()) {
             smol::Timer::after(wait).await;
             let config = self.config.cut_to(round.time_left(Instant::now()));
-            match open(&self.endpoint, &config, &self.handlers, LINGER).await {
+            match open(&self.endpoint.url, &config, &self.handlers, LINGER).await {
                 Ok(peer) => {
                     tracing::info!(peer = %self.endpoint, attempt = round.attempt(), "reconnected");
                     return Ok(peer);
@@ -223,9 +225,15 @@ impl Client {
         self.config.protocol.call_codec
     }
 
-    /// The URL this client dials.
+    /// The URL this client dials, with the `#NAME` of the service behind
+    /// the relay there that it calls, if it names one.
     pub fn url(&self) -> String {
         self.endpoint.to_string()
+    }
+
+    /// Where it dials, and the relayed service its calls go to.
+    fn target(&self) -> &Target {
+        &self.endpoint
     }
 
     rigwire_twin::client_calls!([async] [.await]);

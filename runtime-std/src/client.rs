@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rigwire_core::link::{Redial, SharedConnection, Want};
-use rigwire_core::{Connection, Error, Role};
+use rigwire_core::{Connection, Error, Role, Target};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
@@ -23,7 +23,7 @@ pub struct Client {
 }
 
 struct ClientInner {
-    endpoint: Url,
+    endpoint: Target,
     config: Config,
     handlers: Arc<Handlers>,
     pool: Arc<Pool>,
@@ -114,6 +114,10 @@ pub(crate) fn open(
 
 impl Client {
     /// Connects to `url` (`tcp://host:port`, `unix:///path`, `ws://host:port/path`).
+    /// A URL ending in `#NAME` reaches the service `NAME` registered at the
+    /// relay there: each call, notify or batch of this client's goes to
+    /// `NAME.method` (see [`Target`](rigwire_core::Target) for what stays
+    /// the relay's: a ping, `confirmed_send`, and [`peer`](Self::peer)'s own calls).
     ///
     /// # Errors
     /// `Connect` (refused, unreachable), `AuthFailed`, `VersionMismatch`,
@@ -127,10 +131,10 @@ impl Client {
     /// # Errors
     /// As [`connect`](Self::connect).
     pub fn connect_with(url: &str, config: Config, handlers: Handlers) -> Result<Client, Error> {
-        let endpoint = Url::parse(url)?;
+        let endpoint = Target::parse(url)?;
         let handlers = Arc::new(handlers);
         let pool = Pool::new(config.handler_threads, "rigwire-client");
-        let peer = open(&endpoint, &config, &handlers, Some(&pool), LINGER)?;
+        let peer = open(&endpoint.url, &config, &handlers, Some(&pool), LINGER)?;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 endpoint,
@@ -195,7 +199,7 @@ impl Client {
             thread::sleep(wait);
             let config = inner.config.cut_to(round.time_left(Instant::now()));
             match open(
-                &inner.endpoint,
+                &inner.endpoint.url,
                 &config,
                 &inner.handlers,
                 Some(&inner.pool),
@@ -221,9 +225,15 @@ impl Client {
         self.inner.config.protocol.call_codec
     }
 
-    /// The URL this client dials.
+    /// The URL this client dials, with the `#NAME` of the service behind
+    /// the relay there that it calls, if it names one.
     pub fn url(&self) -> String {
         self.inner.endpoint.to_string()
+    }
+
+    /// Where it dials, and the relayed service its calls go to.
+    fn target(&self) -> &Target {
+        &self.inner.endpoint
     }
 
     rigwire_twin::client_calls!([] []);

@@ -59,6 +59,8 @@ fn relays() -> Result {
     // In the experiment script:
     let bytes: Vec<u8> = rigwire_std::Client::connect(&relay.clients_url(), Config::named("script"))?
         .call("data.getFile", &"run1.dcm")?;
+    let data = rigwire_std::Client::connect(&format!("{}#data", relay.clients_url()), Config::named("script"))?;
+    let bytes: Vec<u8> = data.call("getFile", &"run1.dcm")?;   // the same call: URL#NAME is that service
     relay.broadcast_service("data", "newRun", &1)?;   // or broadcast_clients(...)
     Ok(())
 }

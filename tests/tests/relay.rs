@@ -503,3 +503,114 @@ fn the_relay_broadcasts_to_clients_and_to_one_service() {
     got.sort();
     assert_eq!(got, ["client: run started", "service: +"]);
 }
+
+/// A blocking service registered as `name`, running the standard lifecycle
+/// (its stop recorded in `stops`) and `add`.
+fn std_rig_service(
+    relay_url: &str,
+    name: &str,
+    stops: &Arc<Mutex<Vec<String>>>,
+) -> rigwire_std::RunningService {
+    let mut s = rigwire_std::RemoteService::new(&[name], service_config(name));
+    s.expose("add", |(a, b): (i64, i64)| Ok(a + b)).unwrap();
+    let (stops, me) = (Arc::clone(stops), name.to_owned());
+    rigwire_std::RigService::new()
+        .on_stop(move |_ctx, _immediately| {
+            stops.lock().unwrap().push(me.clone());
+            Ok(())
+        })
+        .expose(s.handlers_mut())
+        .unwrap();
+    s.connect(relay_url).unwrap()
+}
+
+#[test]
+fn a_url_ending_in_a_service_name_reaches_that_service_through_the_relay() {
+    use rigwire_core::ExpStatus;
+    let relay = relay();
+    let stops = Arc::new(Mutex::new(Vec::new()));
+    let _scanner = std_rig_service(&relay.services_url(), "scanner", &stops);
+    let _stim = std_rig_service(&relay.services_url(), "stim", &stops);
+    let (scanner, stim) = (
+        format!("{}#scanner", relay.clients_url()),
+        format!("{}#stim", relay.clients_url()),
+    );
+
+    // A group of relayed services runs the lifecycle as a group of rigs does.
+    let group = rigwire_std::Group::connect(
+        &[("scanner", scanner.as_str()), ("stim", stim.as_str())],
+        &client_config("script"),
+    )
+    .unwrap();
+    let init = group.init(None);
+    assert_eq!(init.get("scanner"), Some(&Ok(ExpStatus::Initialized)));
+    assert_eq!(init.get("stim"), Some(&Ok(ExpStatus::Initialized)));
+    let exp: rigwire_core::ExpRef = "2026-11-27_1_mouse".parse().unwrap();
+    assert!(group.start(&exp, None).all_ok());
+    let sums = group.call_all::<_, i64>("add", &(2, 3), None);
+    assert_eq!(sums.get("stim"), Some(&Ok(5)));
+    assert!(group.stop(false, None).all_ok());
+    // Stop runs in reverse order, one service after the other.
+    assert_eq!(*stops.lock().unwrap(), ["stim", "scanner"]);
+
+    // One client per service, in both runtimes; its URL says which.
+    let client = rigwire_std::Client::connect(&stim, client_config("script")).unwrap();
+    assert_eq!(client.url(), stim);
+    assert_eq!(client.call::<_, i64>("add", &(40, 2)).unwrap(), 42);
+    let status: ExpStatus = client.call("exp.status", &()).unwrap();
+    assert_eq!(status, ExpStatus::Stopped);
+    smol::block_on(async {
+        let client = rigwire_smol::Client::connect(&scanner, client_config("smol-script"))
+            .await
+            .unwrap();
+        assert_eq!(client.call::<_, i64>("add", &(1, 1)).await.unwrap(), 2);
+        let sums = client
+            .call_batch_raw("add", [rigwire_core::Payload::json(&(3, 4)).unwrap()], None)
+            .await;
+        assert_eq!(sums[0].as_ref().unwrap().decode::<i64>().unwrap(), 7);
+    });
+
+    // A service that is not there is said to be missing, as `NAME.method` is.
+    let ghost = format!("{}#ghost", relay.clients_url());
+    let ghost = rigwire_std::Client::connect(&ghost, client_config("script")).unwrap();
+    match ghost.call::<_, i64>("add", &(1, 2)) {
+        Err(Error::Remote(e)) => {
+            assert_eq!(e.kind, ErrorKind::Unavailable);
+            assert_eq!(e.message, "no service 'ghost' is connected to this relay");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_service_name_in_a_url_is_refused_where_it_means_nothing_and_when_malformed() {
+    let relay = relay();
+    let at = |name: &str| format!("{}#{name}", relay.clients_url());
+    for bad in ["", "a.b", "two words", "a/b"] {
+        match rigwire_std::Client::connect(&at(bad), client_config("script")) {
+            Err(Error::InvalidUrl { reason, .. }) => {
+                assert!(reason.contains("not a service name"), "{reason}")
+            }
+            other => panic!("expected InvalidUrl for '#{bad}', got {other:?}"),
+        }
+    }
+    // Nothing listens on a service, nor does a remote service dial one.
+    let refusals = [
+        rigwire_std::Server::bind("tcp://127.0.0.1:0#rig", client_config("rig")).map(drop),
+        rigwire_std::RemoteService::new(&["data"], service_config("data"))
+            .connect(&format!("{}#data", relay.services_url()))
+            .map(drop),
+        rigwire_std::LocalClient::connect(&at("data"), client_config("script")).map(drop),
+    ];
+    for refused in refusals {
+        match refused {
+            Err(Error::InvalidUrl { reason, .. }) => {
+                assert!(
+                    reason.contains("names a service behind a relay"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected InvalidUrl, got {other:?}"),
+        }
+    }
+}

@@ -2,7 +2,10 @@
 
 /// `Client`'s calls, each on its current connection
 /// (`self.peer_within(timeout)`, which reconnects when configured to, within
-/// the call's deadline). Expects `PendingCall` and `RawPendingCall` in scope.
+/// the call's deadline), each method named by the caller sent to the service
+/// the client's URL names, if any (`self.target()`, a
+/// [`Target`](rigwire_core::Target)). Expects `PendingCall` and
+/// `RawPendingCall` in scope.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! client_calls {
@@ -33,6 +36,9 @@ macro_rules! client_calls {
             /// See [`Peer::notify`](crate::Peer::notify).
             fn notify[A: $crate::Serialize + ?Sized](method: &str, args: &A)
                 -> Result<(), $crate::core::Error>; within None;
+            /// See [`Peer::notify_raw`](crate::Peer::notify_raw).
+            fn notify_raw[](method: &str, args: $crate::core::Payload)
+                -> Result<(), $crate::core::Error>; within None;
             /// See [`Peer::ping`](crate::Peer::ping).
             fn ping[]() -> Result<::std::time::Duration, $crate::core::Error>; within None;
             /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
@@ -49,7 +55,7 @@ macro_rules! client_calls {
             timeout: Option<::std::time::Duration>,
         ) -> Vec<Result<$crate::core::Payload, $crate::core::Error>> {
             match self.peer_within(timeout)$($aw)* {
-                Ok(peer) => peer.call_batch_raw(method, args, timeout)$($aw)*,
+                Ok(peer) => peer.call_batch_raw(&self.target().method(method), args, timeout)$($aw)*,
                 Err(e) => args.into_iter().map(|_| Err(e.clone())).collect(),
             }
         }
@@ -64,6 +70,22 @@ macro_rules! client_calls {
         $crate::client_calls!(@one $async $aw $(#[$doc])*
             fn $name[$($generics)*]($($arg: $ty),*) -> $ret; within $timeout);
     )*};
+    // A method named by the caller goes to the service behind the relay
+    // when the client's URL names one (`Target::method`).
+    (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
+        fn $name:ident[$($generics:tt)*](method: $mty:ty $(, $arg:ident: $ty:ty)*) -> $ret:ty;
+        within $timeout:expr) => {
+        $(#[$doc])*
+        ///
+        /// # Errors
+        /// As the [`Peer`](crate::Peer)'s, or the connection's error if it is
+        /// lost and cannot be re-established: with reconnect on, by the
+        /// call's deadline (the error of the last attempt), if it has one.
+        pub $($async)? fn $name<$($generics)*>(&self, method: $mty $(, $arg: $ty)*) -> $ret {
+            let method = self.target().method(method);
+            self.peer_within($timeout)$($aw)*?.$name(&method $(, $arg)*)$($aw)*
+        }
+    };
     (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
         fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),*) -> $ret:ty;
         within $timeout:expr) => {

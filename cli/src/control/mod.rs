@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rigwire_std::core::Trust;
+use rigwire_std::core::{Target, Trust};
 use rigwire_std::{Client, Config};
 use rigwire_ws::ServerTls;
 
@@ -98,16 +98,15 @@ pub fn run(options: Options) -> Result<(), Failure> {
 /// The rigs named on the command line, in a file, and behind a relay.
 fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure> {
     let mut specs = Vec::new();
-    let mut add = |name: &str, url: &str, config: Config, via_relay: bool| {
+    let mut add = |name: &str, url: &str, config: Config| {
         if specs.iter().any(|s: &RigSpec| s.name == name) {
             return Err(usage(format!("the rig name '{name}' is given twice")));
         }
         // A typo is told at the start, not shown as a rig that never connects.
-        rigwire_std::Url::parse(url).map_err(|e| usage(format!("rig '{name}': {e}")))?;
+        Target::parse(url).map_err(|e| usage(format!("rig '{name}': {e}")))?;
         specs.push(RigSpec {
             name: name.to_owned(),
             url: url.to_owned(),
-            via_relay,
             config,
         });
         Ok(())
@@ -117,7 +116,7 @@ fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure
             .split_once('=')
             .filter(|(n, u)| !n.is_empty() && !u.is_empty())
             .ok_or_else(|| usage(format!("--rig {rig}: expected NAME=URL")))?;
-        add(name, url, config.clone(), false)?;
+        add(name, url, config.clone())?;
     }
     if let Some(path) = &options.rigs_file {
         for rig in rigs_file(path)? {
@@ -131,7 +130,7 @@ fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure
             if let Some(trust) = rig.trust {
                 config.tls.trust = trust;
             }
-            add(&rig.name, &rig.url, config, false)?;
+            add(&rig.name, &rig.url, config)?;
         }
     }
     if let Some(relay) = &options.relay {
@@ -139,7 +138,7 @@ fn rig_specs(options: &Options, config: &Config) -> Result<Vec<RigSpec>, Failure
         let names: Vec<String> = client.call("rigwire.services", &())?;
         client.close();
         for name in names {
-            add(&name, relay, config.clone(), true)?;
+            add(&name, &format!("{relay}#{name}"), config.clone())?;
         }
     }
     Ok(specs)

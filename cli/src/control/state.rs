@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use rigwire_std::core::lifecycle::methods;
-use rigwire_std::core::{wall_clock, ExpInfo, GroupOrder, GroupStep, CLOCK_METHOD};
+use rigwire_std::core::{wall_clock, ExpInfo, GroupOrder, GroupStep, Target, CLOCK_METHOD};
 use rigwire_std::{Client, Codec, Config, Error, Handlers, Payload};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -66,29 +66,25 @@ pub struct RigView {
 /// One rig: where it is, what the page shows, its connection when up.
 struct Rig {
     name: String,
-    /// Reached through a relay, where its methods are `NAME.method`.
+    /// A service behind a relay (its URL ends in `#NAME`).
     via_relay: bool,
     view: Mutex<RigView>,
     client: Mutex<Option<Arc<Client>>>,
 }
 
-impl Rig {
-    /// What to call for the rig's `method`.
-    fn method(&self, method: &str) -> String {
-        match self.via_relay {
-            true => format!("{}.{method}", self.name),
-            false => method.to_owned(),
-        }
-    }
-}
-
-/// Where one rig is and how to reach it.
+/// Where one rig is and how to reach it: a service behind a relay has a
+/// URL ending in `#NAME`, and its client sends its calls on to it.
 #[derive(Debug, Clone)]
 pub struct RigSpec {
     pub name: String,
     pub url: String,
-    pub via_relay: bool,
     pub config: Config,
+}
+
+impl RigSpec {
+    fn via_relay(&self) -> bool {
+        Target::parse(&self.url).is_ok_and(|t| t.service.is_some())
+    }
 }
 
 /// The control room's state, shared by the HTTP server, the viewers and
@@ -157,7 +153,7 @@ impl Control {
     fn add(self: &Arc<Self>, spec: RigSpec) -> bool {
         let rig = Arc::new(Rig {
             name: spec.name.clone(),
-            via_relay: spec.via_relay,
+            via_relay: spec.via_relay(),
             view: Mutex::new(RigView {
                 name: spec.name.clone(),
                 url: spec.url.clone(),
@@ -229,8 +225,7 @@ impl Control {
             for name in names {
                 let spec = RigSpec {
                     name: name.clone(),
-                    url: url.to_owned(),
-                    via_relay: true,
+                    url: format!("{url}#{name}"),
                     config: config.clone(),
                 };
                 if self.add(spec) {
@@ -333,7 +328,7 @@ impl Control {
             };
             let connected_at = Instant::now();
             *lock(&self.rig(i).client) = Some(Arc::clone(&client));
-            let methods = self.methods(i, &client);
+            let methods = Self::methods(&client);
             self.update(i, |v| {
                 v.state = "authenticated";
                 v.reason = None;
@@ -350,7 +345,7 @@ impl Control {
                     Ok(()) if !answering => {
                         // What it serves may have changed meanwhile (a
                         // service back at its relay in a new version).
-                        let methods = self.methods(i, &client);
+                        let methods = Self::methods(&client);
                         self.update(i, |v| v.methods = methods);
                         self.show(i, "authenticated", None, "answering again");
                         answering = true;
@@ -440,11 +435,11 @@ impl Control {
         handlers
     }
 
-    fn methods(&self, i: usize, client: &Client) -> Vec<String> {
-        let method = self.rig(i).method("rigwire.methods");
+    /// The methods the rig exposes, by name (none if it will not say).
+    fn methods(client: &Client) -> Vec<String> {
         let listed = client
             .call_raw(
-                &method,
+                rigwire_std::core::INTROSPECTION_METHOD,
                 Payload::json(&()).expect("null"),
                 Some(ACTION_TIMEOUT),
             )
@@ -464,11 +459,7 @@ impl Control {
         let rig = self.rig(i);
         let (sent, t0) = (Instant::now(), wall_clock(SystemTime::now()));
         let clock: f64 = client
-            .call_raw(
-                &rig.method(CLOCK_METHOD),
-                Payload::json(&())?,
-                Some(POLL * 5),
-            )?
+            .call_raw(CLOCK_METHOD, Payload::json(&())?, Some(POLL * 5))?
             .decode()?;
         let t1 = wall_clock(SystemTime::now());
         // A ping measures the round trip to the rig itself; through a relay
@@ -478,11 +469,7 @@ impl Control {
             false => client.ping()?,
         };
         let info: Option<ExpInfo> = client
-            .call_raw(
-                &rig.method(methods::INFO),
-                Payload::json(&())?,
-                Some(POLL * 5),
-            )
+            .call_raw(methods::INFO, Payload::json(&())?, Some(POLL * 5))
             .ok()
             .and_then(|p| p.decode().ok());
         self.update(i, |v| {
@@ -508,8 +495,7 @@ impl Control {
         self.log("action", None, &format!("{what} on every rig"));
         let call = |i: usize| {
             self.client(i).and_then(|c| {
-                let method = self.rig(i).method(step.method);
-                c.start_raw(&method, step.json_args.clone(), Some(ACTION_TIMEOUT))
+                c.start_raw(step.method, step.json_args.clone(), Some(ACTION_TIMEOUT))
             })
         };
         let order = step.order.positions(lock(&self.rigs).len());
@@ -553,7 +539,7 @@ impl Control {
         self.log("action", Some(rig), &format!("call {method} {shown}"));
         let outcome = self.client(i).and_then(|c| {
             let args = Payload::json(args)?;
-            c.call_raw(&self.rig(i).method(method), args, Some(ACTION_TIMEOUT))
+            c.call_raw(method, args, Some(ACTION_TIMEOUT))
         });
         self.outcome(i, method, outcome);
         Ok(())
