@@ -229,14 +229,20 @@ impl IblMessage {
         Bytes::from(python_json(&Value::Array(array)))
     }
 
-    /// Reads one received message.
+    /// Reads one received message. `NaN`, `Infinity` and `-Infinity`,
+    /// which Python's `json.dumps` writes by default (so iblutil peers send
+    /// them) and JSON has no word for, read as `null`.
     ///
     /// # Errors
     /// [`IblDecodeError`] for non-JSON, non-array or too short data, and for
     /// an unknown event number.
     pub fn decode(bytes: &[u8]) -> Result<IblMessage, IblDecodeError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| IblDecodeError::NotJson(e.to_string()))?;
+        let value: Value = match serde_json::from_slice(bytes) {
+            Ok(value) => value,
+            Err(e) => python_constants(bytes, PythonConstant::Null)
+                .and_then(|json| serde_json::from_slice(&json).ok())
+                .ok_or_else(|| IblDecodeError::NotJson(e.to_string()))?,
+        };
         let Value::Array(mut items) = value else {
             return Err(IblDecodeError::NotAMessage(short(bytes)));
         };
@@ -313,12 +319,65 @@ fn python_json(value: &Value) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// What [`python_constants`] writes in place of `NaN`, `Infinity` and
+/// `-Infinity`.
+#[derive(Clone, Copy)]
+enum PythonConstant {
+    /// `null`: JSON has no word for them, and a missing value is what a
+    /// NaN usually stands for.
+    Null,
+    /// A number of the same length, so that offsets stay where they were.
+    SameLength,
+}
+
+/// `data` with the constants Python's `json.dumps` writes by default (and
+/// iblutil sends) replaced outside strings; `None` if it has none.
+fn python_constants(data: &[u8], with: PythonConstant) -> Option<Vec<u8>> {
+    const CONSTANTS: [(&[u8], &[u8]); 3] = [
+        (b"NaN", b"0.0"),
+        (b"Infinity", b"0.000000"),
+        (b"-Infinity", b"-0.000000"),
+    ];
+    let mut out: Option<Vec<u8>> = None;
+    let (mut in_string, mut escaped, mut i) = (false, false, 0);
+    while i < data.len() {
+        let b = data[i];
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if let Some((word, same)) = CONSTANTS.iter().find(|(w, _)| data[i..].starts_with(w))
+        {
+            let out = out.get_or_insert_with(|| data[..i].to_vec());
+            out.extend_from_slice(match with {
+                PythonConstant::Null => b"null",
+                PythonConstant::SameLength => same,
+            });
+            i += word.len();
+            continue;
+        }
+        if let Some(out) = &mut out {
+            out.push(b);
+        }
+        i += 1;
+    }
+    out
+}
+
 /// `data` cut into the JSON values it holds back to back, each with the
 /// whitespace before it (the last also with any after it); one piece (all of
 /// it) unless it is two or more whole values.
 fn split_values(data: &[u8]) -> Vec<&[u8]> {
-    let mut values =
-        serde_json::Deserializer::from_slice(data).into_iter::<serde::de::IgnoredAny>();
+    // Cut where a copy with Python's constants as numbers of the same
+    // length has its values: the same places.
+    let numbers = python_constants(data, PythonConstant::SameLength);
+    let mut values = serde_json::Deserializer::from_slice(numbers.as_deref().unwrap_or(data))
+        .into_iter::<serde::de::IgnoredAny>();
     let mut cuts = vec![0];
     while let Some(Ok(_)) = values.next() {
         cuts.push(values.byte_offset());

@@ -240,3 +240,39 @@ fn tcp_reads_holding_several_messages_are_taken_apart() {
     let (out, _) = drain(&mut script);
     assert_eq!(out, vec![(3, Bytes::from_static(b"[4, nu"))]);
 }
+
+/// Python's `json.dumps`, which iblutil uses, writes `NaN`, `Infinity` and
+/// `-Infinity`; JSON has no word for them, and a message holding one used
+/// to be dropped as not JSON.
+#[test]
+fn python_nan_and_infinity_from_iblutil_read_as_null_and_are_echoed_as_sent() {
+    let now = Instant::now();
+    let sent: &[u8] =
+        br#"[1, {"threshold": NaN, "range": [-Infinity, Infinity], "note": "NaN \"Infinity\""}]"#;
+    let message = IblMessage::decode(sent).unwrap();
+    assert_eq!(message.event, IblEvent::Init);
+    assert_eq!(
+        message.fields,
+        [json!({"threshold": null, "range": [null, null], "note": "NaN \"Infinity\""})],
+        "replaced outside strings only"
+    );
+    // Two such messages in one TCP read are still taken apart where they
+    // meet, and each is echoed exactly as it came.
+    let mut rig = IblEndpoint::new();
+    rig.handle_input(5, br#"[4, NaN][8, {"t": -Infinity}]"#, now);
+    let (out, events) = drain(&mut rig);
+    assert_eq!(
+        out,
+        vec![
+            (5, Bytes::from_static(br#"[4, NaN]"#)),
+            (5, Bytes::from_static(br#"[8, {"t": -Infinity}]"#))
+        ]
+    );
+    assert!(
+        matches!(&events[..], [IblEndpointEvent::Received { message: a, .. }, IblEndpointEvent::Received { message: b, .. }]
+            if a.event == IblEvent::End && b.event == IblEvent::Cleanup && b.field(0) == &json!({"t": null})),
+        "{events:?}"
+    );
+    // Other bare words are still not JSON.
+    assert!(IblMessage::decode(b"[1, nan]").is_err());
+}

@@ -143,11 +143,19 @@ def _not_json(value: Any) -> Any:
 _ENCODER = _json.JSONEncoder(allow_nan=False, separators=(",", ":"), default=_not_json)
 
 
-def _json_text(value: Any) -> str:
+def _json_text(value: Any, what: str = "the arguments") -> str:
     try:
         return _ENCODER.encode(value)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"the arguments cannot be sent as JSON: {e}") from None
+        raise TypeError(f"{what} cannot be sent as JSON: {e}{_nan_hint(e)}") from None
+
+
+def _nan_hint(e: Exception) -> str:
+    """What to do instead of sending NaN or infinity, which JSON has no word
+    for (a peer in Rust or another language would fail to read them)."""
+    if isinstance(e, ValueError) and "Out of range float" in str(e):
+        return " (NaN and infinity: send None for a missing value, or a numpy array as bytes)"
+    return ""
 
 
 def _decode(answer: Union[str, bytes]) -> Any:
@@ -576,7 +584,7 @@ def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[st
             data = _as_bytes(result)
             if data is not None:
                 return (None, data, None)
-            return (None, _ENCODER.encode(result), None)
+            return (None, _json_text(result, "the result"), None)
         except TypeError as e:
             # Binding the arguments only now, on failure, keeps it off the
             # path of every call: did they not fit, or did the body fail?

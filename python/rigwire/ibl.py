@@ -22,7 +22,7 @@ import json as _json
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from . import GroupResults as _GroupResults
-from . import _held, _is_one_number, _rigwire
+from . import _held, _is_one_number, _nan_hint, _rigwire
 
 __all__ = ["Message", "Peer", "Services"]
 
@@ -50,7 +50,7 @@ def _text(value: Any) -> str:
     try:
         return _json.dumps(value, allow_nan=False, default=_number)
     except (TypeError, ValueError) as e:
-        raise TypeError(f"the data cannot be sent as JSON: {e}") from None
+        raise TypeError(f"the data cannot be sent as JSON: {e}{_nan_hint(e)}") from None
 
 
 class Peer:

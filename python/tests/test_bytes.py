@@ -159,3 +159,26 @@ def test_more_than_16_mib_at_once_needs_max_frame_on_both_sides():
                 rigwire.connect(server.url, max_frame=wrong)
     finally:
         server.shutdown(grace=1)
+
+
+def test_nan_and_infinity_are_refused_saying_what_to_send_instead(rig):
+    # JSON has no word for them: a Rust peer could not read them. The refusal
+    # says what a lab means by a NaN (a missing value) and how to keep one.
+    with rigwire.Server("tcp://127.0.0.1:0", name="py") as s:
+
+        @s.expose
+        def reaction_times():
+            return [0.31, float("nan")]
+
+        s.start()
+        for url in (rig.url, s.url):
+            with rigwire.connect(url) as c:
+                with pytest.raises(TypeError, match="send None for a missing value"):
+                    c.call("echo", [0.31, float("nan")])
+                with pytest.raises(TypeError, match="send None for a missing value"):
+                    c.call("echo", numpy.float64("-inf"))
+        with rigwire.connect(rig.url) as c:
+            assert c.call("echo", [0.31, None]) == [0.31, None]
+        with rigwire.connect(s.url) as c:
+            with pytest.raises(rigwire.RemoteError, match="send None for a missing value"):
+                c.call("reaction_times")
