@@ -9,7 +9,7 @@
         call.result(timeout=10)
 
 Every wait releases the GIL, and Ctrl-C interrupts it with ``KeyboardInterrupt``
-and cancels the call on the wire. A ``Client`` is safe to share between threads.
+and cancels the call on the wire; it ends a connect that waits too. A ``Client`` is safe to share between threads.
 
 **Arguments.** Python values cross as JSON. ``call(name, *args, **kwargs)``
 sends one payload, by this rule:

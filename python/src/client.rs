@@ -66,9 +66,9 @@ pub(crate) fn connect(
         crate::server::expose_python(&mut handlers, &method, handler, false)
             .map_err(|e| to_py(py, e))?;
     }
-    let client = py
-        .detach(|| Client::connect_with(&url, config, handlers))
-        .map_err(|e| to_py(py, e))?;
+    let client =
+        crate::waiting::interruptible(py, move || Client::connect_with(&url, config, handlers))?
+            .map_err(|e| to_py(py, e))?;
     Ok(NativeClient {
         inner: Endpoint::Client(Arc::new(client)),
     })

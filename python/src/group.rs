@@ -3,7 +3,6 @@
 //! group plan), with each rig's answer or error kept by name.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -15,6 +14,7 @@ use rigwire_std::{Group, GroupError, Payload};
 use crate::client::{config, seconds, Tls};
 use crate::data::{Answer, Data};
 use crate::errors::to_py;
+use crate::waiting::{asking, interruptible};
 
 /// One rig's outcome as Python receives it: its answer as `str` (JSON) or
 /// `bytes`, or the exception it failed with.
@@ -66,10 +66,11 @@ pub(crate) fn connect_group(
 ) -> PyResult<NativeGroup> {
     let mut config = config(name, secret, secret_file, timeout, tls, max_frame)?;
     config.reconnect = reconnect.then(rigwire_std::Reconnect::default);
-    let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
-    let inner = py
-        .detach(|| Group::connect(&pairs, &config))
-        .map_err(|e| group_error(py, e))?;
+    let inner = interruptible(py, move || {
+        let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
+        Group::connect(&pairs, &config)
+    })?
+    .map_err(|e| group_error(py, e))?;
     Ok(NativeGroup { inner })
 }
 
@@ -120,41 +121,6 @@ impl NativeGroup {
         let timeout = seconds("timeout", timeout)?;
         let call = (step.order, step.method, step.json_args);
         self.run(py, call, timeout, go_on)
-    }
-}
-
-/// Runs `wait` with the GIL released, handing it a `go_on` that runs
-/// Python's signal handlers (Ctrl-C) and then the caller's own `go_on` (an
-/// asyncio task's cancellation): an exception from either, raised here, or
-/// a false from the caller's, raised as `rigwire.Cancelled`, ends the wait.
-fn asking<T: Send>(
-    py: Python<'_>,
-    go_on: Option<Py<PyAny>>,
-    wait: impl FnOnce(&dyn Fn() -> bool) -> Option<T> + Send,
-) -> PyResult<T> {
-    let interrupted = Mutex::new(None);
-    let asked = |py: Python<'_>| -> PyResult<bool> {
-        py.check_signals()?;
-        match &go_on {
-            Some(f) => f.call0(py)?.is_truthy(py),
-            None => Ok(true),
-        }
-    };
-    let ask = || {
-        Python::attach(|py| match asked(py) {
-            Ok(go_on) => go_on,
-            Err(e) => {
-                *interrupted.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                false
-            }
-        })
-    };
-    match py.detach(|| wait(&ask)) {
-        Some(done) => Ok(done),
-        None => {
-            let e = interrupted.into_inner().unwrap_or_else(|p| p.into_inner());
-            Err(e.unwrap_or_else(|| crate::errors::cancelled(py)))
-        }
     }
 }
 

@@ -15,6 +15,7 @@ mod errors;
 mod group;
 mod ibl;
 mod server;
+mod waiting;
 
 use pyo3::prelude::*;
 

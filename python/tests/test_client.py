@@ -4,6 +4,7 @@ import asyncio
 import json
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -294,3 +295,39 @@ def test_a_forked_child_is_told_the_parents_connections_are_not_its_own(rig):
         "parent: 6.0 0.2",
         "parent serves: 1",
     ], out.stdout + out.stderr
+
+
+CONNECT_CTRL_C_SCRIPT = """
+import sys, rigwire
+print("connecting", flush=True)
+if sys.argv[2] == "group":
+    rigwire.Group({"rig": sys.argv[1]}, timeout=120)
+else:
+    rigwire.connect(sys.argv[1], timeout=120)
+"""
+
+
+@pytest.mark.parametrize("how", ["connect", "group"])
+def test_ctrl_c_interrupts_a_connect_to_a_rig_that_does_not_answer(how):
+    # A server that accepts and never answers the websocket upgrade: the
+    # connect would wait out its whole 120 s timeout.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        url = f"ws://127.0.0.1:{listener.getsockname()[1]}/rig"
+        child = subprocess.Popen(
+            [sys.executable, "-c", CONNECT_CTRL_C_SCRIPT, url, how],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout.readline().strip() == "connecting"
+            accepted, _ = listener.accept()
+            with accepted:
+                child.send_signal(signal.SIGINT)
+                _, err = child.communicate(timeout=30)
+        finally:
+            child.kill()
+    assert child.returncode != 0
+    assert "KeyboardInterrupt" in err, err
