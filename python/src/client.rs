@@ -344,7 +344,10 @@ impl NativeClient {
 
     /// Round-trip time of an application ping, in seconds.
     fn ping(&self, py: Python<'_>) -> PyResult<f64> {
-        py.detach(|| self.inner.peer()?.ping())
+        // A frozen peer's pong never comes: Ctrl-C must not wait for its
+        // deadline or its keepalive.
+        let peer = py.detach(|| self.inner.peer()).map_err(|e| to_py(py, e))?;
+        crate::waiting::interruptible(py, move || peer.ping())?
             .map(|rtt| rtt.as_secs_f64())
             .map_err(|e| to_py(py, e))
     }
