@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::client::seconds;
 use crate::errors::to_py;
+use crate::waiting::on_smol;
 
 /// A message as Python receives it: the event's name and the fields' JSON text.
 type Received = (String, String);
@@ -51,9 +52,7 @@ pub(crate) struct NativeIblPeer {
 #[pyo3(signature = (url, echo_timeout=1.0))]
 pub(crate) fn ibl_connect(py: Python<'_>, url: &str, echo_timeout: f64) -> PyResult<NativeIblPeer> {
     let echo = seconds("echo_timeout", Some(echo_timeout))?.unwrap_or(Duration::from_secs(1));
-    let peer = py
-        .detach(|| smol::block_on(IblPeer::connect(url)))
-        .map_err(|e| to_py(py, e))?;
+    let peer = on_smol(py, IblPeer::connect(url))?.map_err(|e| to_py(py, e))?;
     Ok(NativeIblPeer {
         inner: peer.with_echo_timeout(echo),
     })
@@ -64,7 +63,7 @@ fn send(
     py: Python<'_>,
     send: impl std::future::Future<Output = Result<(), Error>> + Send,
 ) -> PyResult<()> {
-    py.detach(|| smol::block_on(send)).map_err(|e| to_py(py, e))
+    on_smol(py, send)?.map_err(|e| to_py(py, e))
 }
 
 impl NativeIblPeer {
@@ -207,19 +206,13 @@ impl NativeIblServices {
     /// `init` on every rig.
     fn init(&self, py: Python<'_>, data: &str) -> PyResult<Vec<Outcome>> {
         let data = value(data)?;
-        Ok(outcomes(
-            py,
-            py.detach(|| smol::block_on(self.inner.init(data))),
-        ))
+        Ok(outcomes(py, on_smol(py, self.inner.init(data))?))
     }
 
     /// `start` on every rig.
     fn start(&self, py: Python<'_>, exp_ref: &str, data: &str) -> PyResult<Vec<Outcome>> {
         let data = value(data)?;
-        Ok(outcomes(
-            py,
-            py.detach(|| smol::block_on(self.inner.start(exp_ref, data))),
-        ))
+        Ok(outcomes(py, on_smol(py, self.inner.start(exp_ref, data))?))
     }
 
     /// `stop` on every rig (an interrupt if `immediately`).
@@ -227,34 +220,25 @@ impl NativeIblServices {
         let data = value(data)?;
         Ok(outcomes(
             py,
-            py.detach(|| smol::block_on(self.inner.stop(data, immediately))),
+            on_smol(py, self.inner.stop(data, immediately))?,
         ))
     }
 
     /// `cleanup` on every rig.
     fn cleanup(&self, py: Python<'_>, data: &str) -> PyResult<Vec<Outcome>> {
         let data = value(data)?;
-        Ok(outcomes(
-            py,
-            py.detach(|| smol::block_on(self.inner.cleanup(data))),
-        ))
+        Ok(outcomes(py, on_smol(py, self.inner.cleanup(data))?))
     }
 
     /// `status` on every rig.
     fn status(&self, py: Python<'_>, status: &str) -> PyResult<Vec<Outcome>> {
         let status = value(status)?;
-        Ok(outcomes(
-            py,
-            py.detach(|| smol::block_on(self.inner.status(status))),
-        ))
+        Ok(outcomes(py, on_smol(py, self.inner.status(status))?))
     }
 
     /// `info` on every rig.
     fn info(&self, py: Python<'_>, status: &str, data: &str) -> PyResult<Vec<Outcome>> {
         let (status, data) = (value(status)?, value(data)?);
-        Ok(outcomes(
-            py,
-            py.detach(|| smol::block_on(self.inner.info(status, data))),
-        ))
+        Ok(outcomes(py, on_smol(py, self.inner.info(status, data))?))
     }
 }

@@ -73,3 +73,22 @@ pub(crate) fn interruptible<T: Send + 'static>(
         }
     })
 }
+
+/// Runs `future` to its end on this thread with the GIL released, hearing
+/// Ctrl-C meanwhile; once interrupted, the future is dropped (what it was
+/// waiting for is given up).
+pub(crate) fn on_smol<T: Send>(
+    py: Python<'_>,
+    future: impl std::future::Future<Output = T> + Send,
+) -> PyResult<T> {
+    asking(py, None, |go_on| {
+        smol::block_on(smol::future::or(async { Some(future.await) }, async {
+            loop {
+                smol::Timer::after(ASK_EVERY).await;
+                if !go_on() {
+                    return None;
+                }
+            }
+        }))
+    })
+}

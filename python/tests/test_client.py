@@ -331,3 +331,34 @@ def test_ctrl_c_interrupts_a_connect_to_a_rig_that_does_not_answer(how):
             child.kill()
     assert child.returncode != 0
     assert "KeyboardInterrupt" in err, err
+
+
+IBL_CTRL_C_SCRIPT = """
+import sys, rigwire.ibl
+services = rigwire.ibl.Services({"rig": sys.argv[1]}, timeout=120, echo_timeout=120)
+print("initialising", flush=True)
+services.init({"subject": "ZM_1"})
+"""
+
+
+def test_ctrl_c_interrupts_an_iblutil_step_waiting_for_a_silent_rig():
+    # A UDP "rig" that takes the message and never echoes it.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as rig:
+        rig.bind(("127.0.0.1", 0))
+        rig.settimeout(20)
+        url = f"udp://127.0.0.1:{rig.getsockname()[1]}"
+        child = subprocess.Popen(
+            [sys.executable, "-c", IBL_CTRL_C_SCRIPT, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout.readline().strip() == "initialising"
+            rig.recvfrom(65536)  # the init is sent: the step waits now
+            child.send_signal(signal.SIGINT)
+            _, err = child.communicate(timeout=30)
+        finally:
+            child.kill()
+    assert child.returncode != 0
+    assert "KeyboardInterrupt" in err, err
