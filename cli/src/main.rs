@@ -197,7 +197,8 @@ enum Command {
     },
     /// Measure round trips to a peer.
     Ping {
-        /// The peer's URL.
+        /// The peer's URL; with `#NAME` at a relay, the round trip to that
+        /// service through the relay (a call of its clock).
         url: String,
         /// How many pings.
         #[arg(long, default_value_t = 4)]
@@ -944,9 +945,21 @@ fn call(
 
 fn ping(url: &str, count: u32, access: &Access) -> Result<(), Failure> {
     let client = connect(url, access)?;
+    // A ping stops at a relay: a service named in the URL (`#NAME`) is
+    // timed by a call of its clock instead, both hops, as the control room
+    // times it.
+    let relayed = rigwire_std::core::Target::parse(url).is_ok_and(|t| t.service.is_some());
+    let round_trip = || -> Result<Duration, Error> {
+        if !relayed {
+            return client.ping();
+        }
+        let sent = Instant::now();
+        client.call_raw(rigwire_std::core::CLOCK_METHOD, json_payload("null")?, None)?;
+        Ok(sent.elapsed())
+    };
     let mut rtts = Vec::new();
     for _ in 0..count.max(1) {
-        let rtt = client.ping()?;
+        let rtt = round_trip()?;
         println!("rtt {:.3} ms", rtt.as_secs_f64() * 1e3);
         rtts.push(rtt);
     }

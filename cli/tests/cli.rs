@@ -197,6 +197,26 @@ fn methods_at_a_relay_list_its_services_and_then_a_services_methods() {
     let (code, _, err) = methods(&[&clients, "nope"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no service 'nope'"), "{err}");
+    // A URL naming the service: its methods as that URL calls them.
+    let (code, listed, err) = methods(&[&format!("{clients}#data")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(listed.lines().any(|l| l.starts_with("add ")), "{listed}");
+    // Its round trip is the service's, through the relay: one that is not
+    // there does not answer (a ping would have stopped at the relay).
+    let ping = |url: String| {
+        let out = Command::new(BIN)
+            .args(["ping", &url, "--count", "2"])
+            .env("RIGWIRE_SECRET", secret)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, out, err) = ping(format!("{clients}#data"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("over 2 pings"), "{out}");
+    let (code, _, err) = ping(format!("{clients}#nope"));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no service 'nope'"), "{err}");
 }
 
 #[test]
