@@ -945,21 +945,9 @@ fn call(
 
 fn ping(url: &str, count: u32, access: &Access) -> Result<(), Failure> {
     let client = connect(url, access)?;
-    // A ping stops at a relay: a service named in the URL (`#NAME`) is
-    // timed by a call of its clock instead, both hops, as the control room
-    // times it.
-    let relayed = rigwire_std::core::Target::parse(url).is_ok_and(|t| t.service.is_some());
-    let round_trip = || -> Result<Duration, Error> {
-        if !relayed {
-            return client.ping();
-        }
-        let sent = Instant::now();
-        client.call_raw(rigwire_std::core::CLOCK_METHOD, json_payload("null")?, None)?;
-        Ok(sent.elapsed())
-    };
     let mut rtts = Vec::new();
     for _ in 0..count.max(1) {
-        let rtt = round_trip()?;
+        let rtt = client.ping()?;
         println!("rtt {:.3} ms", rtt.as_secs_f64() * 1e3);
         rtts.push(rtt);
     }

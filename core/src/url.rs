@@ -186,9 +186,11 @@ impl fmt::Display for Url {
 /// routes them, so a script, a group or `rigwire call` uses a relayed
 /// service as it uses a rig it reaches directly.
 ///
-/// What stays the relay's own: a ping (it measures the round trip to the
-/// relay), `confirmed_send`, and whatever the service sends its peer (an
-/// `exp.event` notify, a call back), since its peer is the relay.
+/// A client's ping is then a call of the service's clock, both hops (a
+/// ping would stop at the relay). What stays the relay's own:
+/// `confirmed_send`, a client's `peer()` and its calls, and whatever the
+/// service sends its peer (an `exp.event` notify, a call back), since its
+/// peer is the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// Where to connect.

@@ -407,7 +407,7 @@ def connect(
     ``unix:///path``, ``ws://host:port/path``, ``wss://host:port/path``) as
     ``name``. A relay's URL ending in ``#NAME`` (``tcp://relay:7500#data``)
     is the service ``NAME`` registered there: every call and notify goes to
-    ``NAME.method`` (a ping stops at the relay). The shared secret comes from ``secret`` (text or bytes) or
+    ``NAME.method``, and ``ping()`` times the service, both hops. The shared secret comes from ``secret`` (text or bytes) or
     ``secret_file`` (one trailing newline is not part of it). ``timeout``
     (seconds) bounds connecting, the handshake too (a rig that accepts and
     says nothing), and is every call's default deadline.

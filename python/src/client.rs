@@ -76,6 +76,7 @@ pub(crate) fn connect(
 
 /// What a [`NativeClient`] calls: a connection it dialed, or the peer that
 /// called one of our handlers (to call it back).
+#[derive(Clone)]
 enum Endpoint {
     Client(Arc<Client>),
     Caller(Peer),
@@ -110,6 +111,13 @@ impl Endpoint {
         match self {
             Endpoint::Client(c) => c.notify_raw(method, args),
             Endpoint::Caller(p) => p.notify_raw(method, args),
+        }
+    }
+
+    fn ping(&self) -> Result<Duration, Error> {
+        match self {
+            Endpoint::Client(c) => c.ping(),
+            Endpoint::Caller(p) => p.ping(),
         }
     }
 
@@ -346,8 +354,8 @@ impl NativeClient {
     fn ping(&self, py: Python<'_>) -> PyResult<f64> {
         // A frozen peer's pong never comes: Ctrl-C must not wait for its
         // deadline or its keepalive.
-        let peer = py.detach(|| self.inner.peer()).map_err(|e| to_py(py, e))?;
-        crate::waiting::interruptible(py, move || peer.ping())?
+        let endpoint = self.inner.clone();
+        crate::waiting::interruptible(py, move || endpoint.ping())?
             .map(|rtt| rtt.as_secs_f64())
             .map_err(|e| to_py(py, e))
     }

@@ -215,6 +215,7 @@ def test_a_python_service_through_the_relay():
                 assert c.url == relayed
                 assert c.call("add", 1, 2) == 3
                 assert c.root.add(2, 2) == 4
+                assert c.ping() > 0
                 assert list(c.map("add", [(1, 1), (2, 2)])) == [2, 4]
                 c.notify("add", 5, 5)  # reaches the service, which drops the answer
                 assert "add" in [m["name"] for m in c.methods()]
@@ -230,6 +231,9 @@ def test_a_python_service_through_the_relay():
             with rigwire.Group({"data": relayed}, secret=SECRET) as rigs:
                 assert rigs.call("add", 20, 22) == {"data": 42}
                 assert rigs.init().raise_on_failure() == {"data": "initialized"}
+            with rigwire.connect(urls["clients"] + "#ghost", secret=SECRET) as c:
+                with pytest.raises(rigwire.Unavailable, match="no service 'ghost'"):
+                    c.ping()  # the service's round trip, not the relay's
             with pytest.raises(rigwire.Error, match="not a service name"):
                 rigwire.connect(urls["clients"] + "#da.ta", secret=SECRET)
             with pytest.raises(rigwire.Error, match="names a service behind a relay"):

@@ -105,7 +105,8 @@ impl Client {
     /// A URL ending in `#NAME` reaches the service `NAME` registered at the
     /// relay there: each call, notify or batch of this client's goes to
     /// `NAME.method` (see [`Target`](rigwire_core::Target) for what stays
-    /// the relay's: a ping, `confirmed_send`, and [`peer`](Self::peer)'s own calls).
+    /// the relay's: `confirmed_send`, and [`peer`](Self::peer)'s own calls; a
+    /// ping times the service).
     ///
     /// # Errors
     /// `Connect`, `AuthFailed`, `VersionMismatch`, `Rejected`, `InvalidUrl`, `Config`.

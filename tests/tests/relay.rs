@@ -559,6 +559,8 @@ fn a_url_ending_in_a_service_name_reaches_that_service_through_the_relay() {
     assert_eq!(client.call::<_, i64>("add", &(40, 2)).unwrap(), 42);
     let status: ExpStatus = client.call("exp.status", &()).unwrap();
     assert_eq!(status, ExpStatus::Stopped);
+    // Its ping times the service (a ping alone would stop at the relay).
+    assert!(client.ping().is_ok());
     smol::block_on(async {
         let client = rigwire_smol::Client::connect(&scanner, client_config("smol-script"))
             .await
@@ -573,12 +575,15 @@ fn a_url_ending_in_a_service_name_reaches_that_service_through_the_relay() {
     // A service that is not there is said to be missing, as `NAME.method` is.
     let ghost = format!("{}#ghost", relay.clients_url());
     let ghost = rigwire_std::Client::connect(&ghost, client_config("script")).unwrap();
-    match ghost.call::<_, i64>("add", &(1, 2)) {
-        Err(Error::Remote(e)) => {
-            assert_eq!(e.kind, ErrorKind::Unavailable);
-            assert_eq!(e.message, "no service 'ghost' is connected to this relay");
+    let ghost_ping = ghost.ping().map(drop);
+    for outcome in [ghost.call::<_, i64>("add", &(1, 2)).map(drop), ghost_ping] {
+        match outcome {
+            Err(Error::Remote(e)) => {
+                assert_eq!(e.kind, ErrorKind::Unavailable);
+                assert_eq!(e.message, "no service 'ghost' is connected to this relay");
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
         }
-        other => panic!("expected Unavailable, got {other:?}"),
     }
 }
 

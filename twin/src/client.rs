@@ -39,12 +39,28 @@ macro_rules! client_calls {
             /// See [`Peer::notify_raw`](crate::Peer::notify_raw).
             fn notify_raw[](method: &str, args: $crate::core::Payload)
                 -> Result<(), $crate::core::Error>; within None;
-            /// See [`Peer::ping`](crate::Peer::ping).
-            fn ping[]() -> Result<::std::time::Duration, $crate::core::Error>; within None;
             /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
             fn confirmed_send[](payload: impl Into<$crate::Bytes>)
                 -> Result<(), $crate::core::Error>; within None;
         );
+
+        /// See [`Peer::ping`](crate::Peer::ping). For a service behind a
+        /// relay (`URL#NAME`) the round trip is the service's, both hops: a
+        /// call of its clock ([`CLOCK_METHOD`](rigwire_core::CLOCK_METHOD)),
+        /// since a ping stops at the relay.
+        ///
+        /// # Errors
+        /// As the [`Peer`](crate::Peer)'s; for a service, as a call's.
+        pub $($async)? fn ping(&self) -> Result<::std::time::Duration, $crate::core::Error> {
+            let peer = self.peer_within(None)$($aw)*?;
+            if self.target().service.is_none() {
+                return peer.ping()$($aw)*;
+            }
+            let sent = ::std::time::Instant::now();
+            let clock = self.target().method($crate::core::CLOCK_METHOD);
+            peer.call_raw(&clock, $crate::core::Payload::json(&())?, None)$($aw)*?;
+            Ok(sent.elapsed())
+        }
 
         /// See [`Peer::call_batch_raw`](crate::Peer::call_batch_raw); with
         /// no connection, every call fails with its error.
