@@ -39,6 +39,7 @@ macro_rules! twin_script {
             .unwrap();
         assert!(!listed.to_string().contains("rigwire.clock"), "{listed}");
         client.notify("add", &(1i64, 1i64)) $($aw)* .unwrap();
+        client.notify_raw("add", Payload::json(&(2i64, 2i64)).unwrap()) $($aw)* .unwrap();
         // Calls kept in flight: started now, their answers taken later.
         let pending = client.start::<_, i64>("add", &(4i64, 4i64)) $($aw)* .unwrap();
         assert!(pending.id() > 0);
