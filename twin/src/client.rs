@@ -39,10 +39,20 @@ macro_rules! client_calls {
             /// See [`Peer::notify_raw`](crate::Peer::notify_raw).
             fn notify_raw[](method: &str, args: $crate::core::Payload)
                 -> Result<(), $crate::core::Error>; within None;
-            /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send).
-            fn confirmed_send[](payload: impl Into<$crate::Bytes>)
-                -> Result<(), $crate::core::Error>; within None;
         );
+
+        /// See [`Peer::confirmed_send`](crate::Peer::confirmed_send); to
+        /// the relay, for a service behind one.
+        ///
+        /// # Errors
+        /// As the [`Peer`](crate::Peer)'s, or the connection's error if it
+        /// is lost and cannot be re-established.
+        pub $($async)? fn confirmed_send(
+            &self,
+            payload: impl Into<$crate::Bytes>,
+        ) -> Result<(), $crate::core::Error> {
+            self.peer_within(None)$($aw)*?.confirmed_send(payload)$($aw)*
+        }
 
         /// See [`Peer::ping`](crate::Peer::ping). For a service behind a
         /// relay (`URL#NAME`) the round trip is the service's, both hops: a
@@ -86,7 +96,7 @@ macro_rules! client_calls {
         $crate::client_calls!(@one $async $aw $(#[$doc])*
             fn $name[$($generics)*]($($arg: $ty),*) -> $ret; within $timeout);
     )*};
-    // A method named by the caller goes to the service behind the relay
+    // The method named by the caller goes to the service behind the relay
     // when the client's URL names one (`Target::method`).
     (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
         fn $name:ident[$($generics:tt)*](method: $mty:ty $(, $arg:ident: $ty:ty)*) -> $ret:ty;
@@ -100,19 +110,6 @@ macro_rules! client_calls {
         pub $($async)? fn $name<$($generics)*>(&self, method: $mty $(, $arg: $ty)*) -> $ret {
             let method = self.target().method(method);
             self.peer_within($timeout)$($aw)*?.$name(&method $(, $arg)*)$($aw)*
-        }
-    };
-    (@one [$($async:tt)?] [$($aw:tt)*] $(#[$doc:meta])*
-        fn $name:ident[$($generics:tt)*]($($arg:ident: $ty:ty),*) -> $ret:ty;
-        within $timeout:expr) => {
-        $(#[$doc])*
-        ///
-        /// # Errors
-        /// As the [`Peer`](crate::Peer)'s, or the connection's error if it is
-        /// lost and cannot be re-established: with reconnect on, by the
-        /// call's deadline (the error of the last attempt), if it has one.
-        pub $($async)? fn $name<$($generics)*>(&self, $($arg: $ty),*) -> $ret {
-            self.peer_within($timeout)$($aw)*?.$name($($arg),*)$($aw)*
         }
     };
 }
