@@ -413,43 +413,24 @@ fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
             up.insert(rig["rig"]["name"].as_str().unwrap().to_owned());
         }
     }
-    ws.send(Message::text(
-        r#"{"op": "call", "rig": "data", "method": "add", "args": [20, 22]}"#,
-    ))
-    .unwrap();
-    loop {
-        let entry = next_of(&mut ws, "log");
-        if entry["entry"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("add → 42.0")
-        {
-            assert_eq!(entry["entry"]["rig"], "data");
-            break;
+    // Two hops, by the relay's listing and by a URL naming the service.
+    for (rig, args, answer) in [
+        ("data", "[20, 22]", "add → 42.0"),
+        ("scan", "[1, 2]", "add → 3.0"),
+    ] {
+        let call = format!(r#"{{"op": "call", "rig": "{rig}", "method": "add", "args": {args}}}"#);
+        ws.send(Message::text(call)).unwrap();
+        loop {
+            let entry = next_of(&mut ws, "log");
+            if entry["entry"]["text"].as_str().unwrap().contains(answer) {
+                assert_eq!(entry["entry"]["rig"], rig);
+                break;
+            }
+            assert!(
+                Instant::now() < until + Duration::from_secs(10),
+                "no answer from {rig} through the relay"
+            );
         }
-        assert!(
-            Instant::now() < until + Duration::from_secs(10),
-            "no answer through the relay"
-        );
-    }
-    ws.send(Message::text(
-        r#"{"op": "call", "rig": "scan", "method": "add", "args": [1, 2]}"#,
-    ))
-    .unwrap();
-    loop {
-        let entry = next_of(&mut ws, "log");
-        if entry["entry"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("add → 3.0")
-        {
-            assert_eq!(entry["entry"]["rig"], "scan");
-            break;
-        }
-        assert!(
-            Instant::now() < until + Duration::from_secs(10),
-            "no answer from the service named in its URL"
-        );
     }
 }
 

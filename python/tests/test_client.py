@@ -307,6 +307,28 @@ else:
 """
 
 
+def ctrl_c_ends(script: str, *args: str, line: str, waiting=lambda: None) -> None:
+    """Runs ``script`` in a child Python, waits for it to print ``line`` and
+    for ``waiting()`` to return (the child blocks now), presses Ctrl-C, and
+    checks that the child ended by ``KeyboardInterrupt`` long before its own
+    timeouts of 120 s (it is given 30)."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == line
+        waiting()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        child.kill()
+    assert child.returncode != 0
+    assert "KeyboardInterrupt" in err, err
+
+
 @pytest.mark.parametrize("how", ["connect", "group"])
 def test_ctrl_c_interrupts_a_connect_to_a_rig_that_does_not_answer(how):
     # A server that accepts and never answers the websocket upgrade: the
@@ -314,23 +336,14 @@ def test_ctrl_c_interrupts_a_connect_to_a_rig_that_does_not_answer(how):
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
+        accepted = []
         url = f"ws://127.0.0.1:{listener.getsockname()[1]}/rig"
-        child = subprocess.Popen(
-            [sys.executable, "-c", CONNECT_CTRL_C_SCRIPT, url, how],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
         try:
-            assert child.stdout.readline().strip() == "connecting"
-            accepted, _ = listener.accept()
-            with accepted:
-                child.send_signal(signal.SIGINT)
-                _, err = child.communicate(timeout=30)
+            ctrl_c_ends(CONNECT_CTRL_C_SCRIPT, url, how, line="connecting",
+                        waiting=lambda: accepted.append(listener.accept()[0]))
         finally:
-            child.kill()
-    assert child.returncode != 0
-    assert "KeyboardInterrupt" in err, err
+            for socket_ in accepted:
+                socket_.close()
 
 
 IBL_CTRL_C_SCRIPT = """
@@ -347,18 +360,5 @@ def test_ctrl_c_interrupts_an_iblutil_step_waiting_for_a_silent_rig():
         rig.bind(("127.0.0.1", 0))
         rig.settimeout(20)
         url = f"udp://127.0.0.1:{rig.getsockname()[1]}"
-        child = subprocess.Popen(
-            [sys.executable, "-c", IBL_CTRL_C_SCRIPT, url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert child.stdout.readline().strip() == "initialising"
-            rig.recvfrom(65536)  # the init is sent: the step waits now
-            child.send_signal(signal.SIGINT)
-            _, err = child.communicate(timeout=30)
-        finally:
-            child.kill()
-    assert child.returncode != 0
-    assert "KeyboardInterrupt" in err, err
+        # Once the init has reached the rig, the step waits for its echo.
+        ctrl_c_ends(IBL_CTRL_C_SCRIPT, url, line="initialising", waiting=lambda: rig.recvfrom(65536))
