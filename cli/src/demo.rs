@@ -284,6 +284,18 @@ fn two_hops(t: &Timeline) -> Result<(), Error> {
             asked.elapsed().as_secs_f64() * 1e3
         ),
     );
+    // A URL naming the service: a client of `data` itself, as of a rig.
+    let data_url = format!("{}#data", relay.clients_url());
+    let data_rig = Client::connect(&data_url, Config::named("script").secret(SECRET)?)?;
+    let status: ExpStatus = data_rig.call("exp.status", &())?;
+    t.say(
+        "script",
+        format!(
+            "{data_url} is the service itself: exp.status -> {status:?}, round trip {:.2} ms",
+            data_rig.ping()?.as_secs_f64() * 1e3
+        ),
+    );
+    data_rig.close();
     let pending = script.start::<_, f64>("data.sleep", &30.0f64)?;
     std::thread::sleep(Duration::from_millis(100));
     t.say("data", "goes away in the middle of data.sleep(30 s)");

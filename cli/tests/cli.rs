@@ -507,6 +507,7 @@ fn the_demo_runs_and_exits_zero() {
         "experiment finished",
         "registering 'data' refused: the service name 'data' is already registered by 'scanner'",
         "through the relay -> \"18432 bytes of run1_vol001.dcm\"",
+        "#data is the service itself: exp.status -> Connected",
         "the pending call failed after",
         "service 'data' disconnected",
         "the next call fails at once: no service 'data' is connected to this relay",
