@@ -68,17 +68,13 @@ pub fn send(url: &str, event: &str, fields: &str, wait: f64) -> Result<(), Failu
         Value::Array(fields) => fields,
         one => vec![one],
     };
-    if !(wait.is_finite() && wait >= 0.0) {
-        return Err(usage(format!(
-            "--wait must be 0 or more seconds, got {wait}"
-        )));
-    }
+    let wait = crate::flag_seconds("--wait", wait, false)?;
     let message = IblMessage { event, fields };
     smol::block_on(async {
         let peer = IblPeer::connect(url).await?;
         peer.confirmed_send(None, &message).await?;
         println!("confirmed {message}");
-        let until = std::time::Instant::now() + Duration::from_secs_f64(wait);
+        let until = rigwire_smol::core::link::after(std::time::Instant::now(), wait);
         loop {
             let left = until.saturating_duration_since(std::time::Instant::now());
             match peer.next_message(left).await {

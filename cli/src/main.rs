@@ -422,6 +422,22 @@ struct Failure {
     message: String,
 }
 
+/// `value` seconds, given with `flag`: refused (exit 2, saying why) unless
+/// it is a number of seconds a `Duration` holds (not NaN, not negative, not
+/// beyond 2^64) and, when `positive`, above zero.
+fn flag_seconds(flag: &str, value: f64, positive: bool) -> Result<Duration, Failure> {
+    match Duration::try_from_secs_f64(value) {
+        Ok(seconds) if !(positive && seconds.is_zero()) => Ok(seconds),
+        _ => Err(Failure {
+            code: 2,
+            message: format!(
+                "{flag} must be a {} number of seconds (at most 2^64), got {value}",
+                if positive { "positive" } else { "non-negative" }
+            ),
+        }),
+    }
+}
+
 impl From<Error> for Failure {
     fn from(err: Error) -> Self {
         let code = match err {
@@ -683,8 +699,7 @@ fn conform(side: ConformSide) -> Result<(), Failure> {
             identity,
         } => {
             let secret = secret_of(&secret.secret_file, "RIGWIRE_SECRET").load()?;
-            let wait = Duration::try_from_secs_f64(wait)
-                .map_err(|_| usage(format!("--wait {wait}: not a number of seconds")))?;
+            let wait = flag_seconds("--wait", wait, false)?;
             let tls = tls_settings(&identity, &TrustArgs::default());
             conform::test_client(&listen, secret, tls, json, wait).map_err(usage)?
         }
@@ -906,16 +921,9 @@ fn call(
     frame: FrameArgs,
 ) -> Result<(), Failure> {
     let args = args?;
-    let timeout = match timeout {
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => {
-            return Err(Failure {
-                code: 2,
-                message: format!("--timeout must be a positive number of seconds, got {s}"),
-            })
-        }
-        None => None,
-    };
+    let timeout = timeout
+        .map(|s| flag_seconds("--timeout", s, true))
+        .transpose()?;
     // The timeout covers everything: connecting and the handshake too.
     let started = Instant::now();
     let tls = tls_settings(&IdentityArgs::default(), &access.trust);

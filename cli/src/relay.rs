@@ -44,18 +44,10 @@ pub fn run(options: Options) -> Result<(), Failure> {
     if !options.allow.is_empty() {
         config.allowed = Some(options.allow);
     }
-    config.max_forward_timeout = match options.max_forward_timeout {
-        None => None,
-        Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
-        Some(s) => {
-            return Err(Failure {
-                code: 2,
-                message: format!(
-                    "--max-forward-timeout must be a positive number of seconds, got {s}"
-                ),
-            })
-        }
-    };
+    config.max_forward_timeout = options
+        .max_forward_timeout
+        .map(|s| crate::flag_seconds("--max-forward-timeout", s, true))
+        .transpose()?;
     let mut signals = watch_signals()?;
     let relay = RelayServer::bind(&options.clients, &options.services, config)?.start()?;
     let line = |side: String| listening_line(&side, relay.tls_fingerprint());

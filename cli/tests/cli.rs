@@ -219,6 +219,56 @@ fn methods_at_a_relay_list_its_services_and_then_a_services_methods() {
     assert!(err.contains("no service 'nope'"), "{err}");
 }
 
+/// A number of seconds no `Duration` holds is refused as a usage error; it
+/// used to panic (`--timeout 1e300`), and so did a huge wait in the libraries.
+#[test]
+fn seconds_out_of_range_are_refused_not_a_panic() {
+    let rig = Rig::start(&[], &[]);
+    for (args, flag) in [
+        (
+            vec!["call", &rig.url, "add", "1", "2", "--timeout", "1e300"],
+            "--timeout",
+        ),
+        (
+            vec!["call", &rig.url, "add", "1", "2", "--timeout", "0"],
+            "--timeout",
+        ),
+        (
+            vec!["call", &rig.url, "add", "1", "2", "--timeout", "NaN"],
+            "--timeout",
+        ),
+        (
+            vec![
+                "ibl",
+                "send",
+                "udp://127.0.0.1:9",
+                "init",
+                "null",
+                "--wait",
+                "1e300",
+            ],
+            "--wait",
+        ),
+    ] {
+        let out = rigwire(&args);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(&format!("{flag} must be a")),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // The largest a Duration holds is a wait without end, not an overflow.
+    let out = rigwire(&["call", &rig.url, "add", "1", "2", "--timeout", "1.8e19"]);
+    assert_eq!(
+        (out.status.code(), text(&out.stdout).trim()),
+        (Some(0), "3.0"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn a_remote_error_prints_kind_and_message_and_exits_one() {
     let rig = Rig::start(&[], &[]);

@@ -3,7 +3,7 @@
 //! modules as further `impl Connection` blocks.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -187,9 +187,7 @@ impl Connection {
         let our_hello = Bytes::from(head_to_vec(&hello));
         out.push(&hello, None, PRE_AUTH_MAX_FRAME)
             .map_err(ConfigError::NameTooLong)?;
-        let handshake_deadline = now
-            .checked_add(config.handshake_timeout)
-            .unwrap_or(now + Duration::from_secs(86_400 * 365));
+        let handshake_deadline = crate::link::after(now, config.handshake_timeout);
         Ok(Connection {
             outgoing: CallTable::new(config.max_outgoing_calls as usize),
             incoming: CallTable::new(config.max_incoming_calls as usize),

@@ -581,7 +581,7 @@ impl<A: Ord + Clone> IblEndpoint<A> {
             to.clone(),
             AwaitedEcho {
                 sent: sent.clone(),
-                deadline: now + timeout,
+                deadline: crate::link::after(now, timeout),
                 timeout,
             },
         );

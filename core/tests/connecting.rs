@@ -88,3 +88,29 @@ fn a_raised_frame_limit_leaves_room_to_queue_such_a_frame() {
         .validate()
         .is_err());
 }
+
+/// A user's "no limit" given as the largest number of seconds: a deadline
+/// far away, never an overflow of `Instant + Duration` (which panics).
+#[test]
+fn the_longest_limits_are_far_deadlines_not_a_panic() {
+    use rigwire_core::link::after;
+    let now = Instant::now();
+    let century = Duration::from_secs(100 * 365 * 86_400);
+    assert_eq!(after(now, Duration::MAX), now + century);
+    assert_eq!(after(now, secs(2.0)), now + secs(2.0));
+    let mut config = Config::named("script").connect_within(Duration::MAX);
+    config.protocol.handshake_timeout = Duration::MAX;
+    let attempt = config.connecting(now);
+    assert_eq!(attempt.by(), now + century);
+    assert!(attempt.handshake_wait(now) > now + century / 2);
+    let protocol = attempt.handshake_settings(&config.protocol, now);
+    let conn = rigwire_core::Connection::new(
+        protocol,
+        rigwire_core::Registry::default(),
+        rigwire_core::Role::Client,
+        rigwire_core::Framing::Stream,
+        [0; 32],
+        now,
+    );
+    assert!(conn.is_ok());
+}

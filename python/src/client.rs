@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
+use rigwire_std::core::link::after;
 use rigwire_std::core::{Secret, TlsSettings, Trust};
 use rigwire_std::{Client, Config, Error, Handlers, Payload, Peer, RawPendingCall, Reconnect};
 
@@ -407,7 +408,7 @@ impl NativeCall {
     /// `TimeoutError` and leaves the call in flight; Ctrl-C cancels it.
     #[pyo3(signature = (timeout=None))]
     fn result(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let until = seconds("timeout", timeout)?.map(|t| Instant::now() + t);
+        let until = seconds("timeout", timeout)?.map(|t| after(Instant::now(), t));
         let mut pending = loop {
             let mut state = self.state();
             match std::mem::replace(&mut *state, CallState::Waiting) {

@@ -71,7 +71,8 @@ impl NativeIblPeer {
     /// event), in slices between which Ctrl-C can interrupt, up to
     /// `timeout` seconds.
     fn wait(&self, py: Python<'_>, timeout: f64, answer: Option<IblEvent>) -> PyResult<Received> {
-        let until = Instant::now() + seconds("timeout", Some(timeout))?.unwrap_or_default();
+        let timeout = seconds("timeout", Some(timeout))?.unwrap_or_default();
+        let until = rigwire_smol::core::link::after(Instant::now(), timeout);
         loop {
             let left = until.saturating_duration_since(Instant::now());
             let slice = SLICE.min(left);

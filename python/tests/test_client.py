@@ -362,3 +362,16 @@ def test_ctrl_c_interrupts_an_iblutil_step_waiting_for_a_silent_rig():
         url = f"udp://127.0.0.1:{rig.getsockname()[1]}"
         # Once the init has reached the rig, the step waits for its echo.
         ctrl_c_ends(IBL_CTRL_C_SCRIPT, url, line="initialising", waiting=lambda: rig.recvfrom(65536))
+
+
+def test_the_largest_timeouts_mean_no_limit_not_a_panic(rig):
+    # 2^64 seconds is the most a timeout may be; adding it to the clock used
+    # to overflow inside (PanicException) for connect, result and wait_event.
+    most = 1.8e19
+    with rigwire.connect(rig.url, timeout=most) as c:
+        assert c.call("add", 1, 2, timeout=most) == 3
+        assert c.start("add", 2, 2).result(timeout=most) == 4
+    with rigwire.Group({"rig": rig.url}, timeout=most) as rigs:
+        assert rigs.call("add", 3, 3) == {"rig": 6}
+    with pytest.raises(ValueError, match="from 0 to 2"):
+        rigwire.connect(rig.url, timeout=1e20)

@@ -172,7 +172,7 @@ impl Group {
         event: &str,
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, GroupError> {
-        let until = Instant::now() + timeout;
+        let until = rigwire_core::link::after(Instant::now(), timeout);
         loop {
             let listener = self.events.arrived.listen();
             let wait = {

@@ -47,7 +47,7 @@ impl RawPendingCall {
         let until = match timeout {
             // An answer already here needs no clock (polling a window).
             Some(_) if self.shared.lock().link.waiters().call_ready(id) => None,
-            Some(timeout) => Some(Instant::now() + timeout),
+            Some(timeout) => Some(rigwire_core::link::after(Instant::now(), timeout)),
             None => None,
         };
         let found = self

@@ -818,7 +818,10 @@ impl RunningRelay {
         // linger gave up on a peer that does not read.
         self.inner
             .with_relay(|relay, now| relay.drain(grace, &relay.goodbye(), now));
-        let until = Instant::now() + grace + rigwire_core::link::CLOSE_LINGER;
+        let until = rigwire_core::link::after(
+            Instant::now(),
+            grace.saturating_add(rigwire_core::link::CLOSE_LINGER),
+        );
         loop {
             let listener = self.inner.gone.listen();
             if self.inner.lock().io.is_empty() || Instant::now() >= until {

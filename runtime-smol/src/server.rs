@@ -256,7 +256,7 @@ impl RunningServer {
         // Each link closes by the end of its grace, a timer of its own (run
         // here), then its driver ends once its last frames are out or the
         // link gave up on them.
-        let until = Instant::now() + grace;
+        let until = rigwire_core::link::after(Instant::now(), grace);
         for peer in &peers {
             peer.shared
                 .wait_for((None, Some(until), None), |link| {

@@ -165,7 +165,7 @@ impl RunningService {
     /// Waits until the service has registered at least `count` times in all,
     /// for up to `timeout`; returns whether it has.
     pub async fn wait_registrations(&self, count: u64, timeout: Duration) -> bool {
-        let until = Instant::now() + timeout;
+        let until = rigwire_core::link::after(Instant::now(), timeout);
         loop {
             let listener = self.inner.changed.listen();
             if self.registrations() >= count {

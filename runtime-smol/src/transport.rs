@@ -238,7 +238,12 @@ impl Listener {
         timeout: Duration,
     ) -> Result<Wire, OpeningError> {
         let opening = self.served.opening(max_frame)?;
-        open(socket, opening, Instant::now() + timeout).await
+        open(
+            socket,
+            opening,
+            rigwire_core::link::after(Instant::now(), timeout),
+        )
+        .await
     }
 
     /// Removes a Unix socket file after use.

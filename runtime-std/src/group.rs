@@ -201,7 +201,7 @@ impl Group {
         timeout: Duration,
         go_on: Option<&dyn Fn() -> bool>,
     ) -> Option<Result<Vec<(String, String)>, GroupError>> {
-        let until = Instant::now() + timeout;
+        let until = rigwire_core::link::after(Instant::now(), timeout);
         let (names, events) = (self.names(), &self.events);
         let complete = |log: &mut EventLog| log.wait(event, names.clone()).is_complete();
         loop {

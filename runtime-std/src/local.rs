@@ -59,7 +59,7 @@ impl LocalClient {
     /// # Errors
     /// The connection's error if it closes.
     pub fn serve(&self, duration: Duration) -> Result<(), Error> {
-        let until = Instant::now() + duration;
+        let until = rigwire_core::link::after(Instant::now(), duration);
         match self
             .peer
             .shared

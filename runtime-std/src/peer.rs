@@ -205,7 +205,7 @@ impl RawPendingCall {
             self.done = true;
             return found.map_err(Error::from);
         }
-        self.wait_until(Some(Instant::now() + timeout))
+        self.wait_until(Some(rigwire_core::link::after(Instant::now(), timeout)))
             .unwrap_or(Err(Error::WaitTimeout(timeout)))
     }
 

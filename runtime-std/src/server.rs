@@ -172,7 +172,8 @@ impl ServerInner {
             let conn = self.say_hello(&socket);
             // After the connection's own start, so that its handshake timer
             // has run out too when this one does.
-            let until = Instant::now() + self.config.protocol.handshake_timeout;
+            let until =
+                rigwire_core::link::after(Instant::now(), self.config.protocol.handshake_timeout);
             lobby.hold(id, ticket, socket, conn, until);
         }
     }

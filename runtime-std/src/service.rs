@@ -113,7 +113,7 @@ impl ServiceInner {
 
     /// Sleeps `wait` unless stopped first; returns whether to go on.
     fn pause(&self, wait: Duration) -> bool {
-        let until = Some(Instant::now() + wait);
+        let until = Some(rigwire_core::link::after(Instant::now(), wait));
         let stopping = || self.stopping.load(Ordering::SeqCst);
         !sleep_until(&self.changed, self.state(), until, |_| stopping()).1
     }
@@ -167,7 +167,7 @@ impl RunningService {
     /// Waits until the service has registered at least `count` times in all,
     /// for up to `timeout`; returns whether it has.
     pub fn wait_registrations(&self, count: u64, timeout: Duration) -> bool {
-        let until = Some(Instant::now() + timeout);
+        let until = Some(rigwire_core::link::after(Instant::now(), timeout));
         let inner = &self.inner;
         sleep_until(&inner.changed, inner.state(), until, |s| s.count >= count).1
     }

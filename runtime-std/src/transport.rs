@@ -456,7 +456,11 @@ impl Listener {
         timeout: Duration,
     ) -> Result<(Socket, Wire), OpeningError> {
         let opening = self.served.opening(max_frame)?;
-        let wire = open(&mut socket, opening, Instant::now() + timeout)?;
+        let wire = open(
+            &mut socket,
+            opening,
+            rigwire_core::link::after(Instant::now(), timeout),
+        )?;
         Ok((socket, wire))
     }
 }

@@ -75,7 +75,7 @@ pub use lobby::{Leaving, Lobby};
 pub use outbox::Outbox;
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial, SharedConnection, Want};
-pub use settings::{earliest, Config, Connecting, Hooks, Waiters};
+pub use settings::{after, earliest, Config, Connecting, Hooks, Waiters};
 pub use setup::{ServerSetup, ServiceSetup};
 
 /// The error of a wait for `url`'s handshake that ran out before the

@@ -92,7 +92,7 @@ impl Redial {
             return None;
         }
         let wait = self.delays.next()?;
-        if self.deadline.is_some_and(|d| now + wait >= d) {
+        if self.deadline.is_some_and(|d| super::after(now, wait) >= d) {
             return None;
         }
         self.attempt += 1;

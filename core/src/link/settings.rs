@@ -63,7 +63,7 @@ impl Config {
     /// deadlines ([`Connecting`]).
     pub fn connecting(&self, now: Instant) -> Connecting {
         Connecting {
-            by: now + self.connect_timeout,
+            by: after(now, self.connect_timeout),
             within: self.connect_timeout,
             handshake_timeout: self.protocol.handshake_timeout,
         }
@@ -223,7 +223,11 @@ impl Connecting {
     /// little past the connection's own timeout, so that its timer ends the
     /// wait first and the caller sees its error, not a bare timeout.
     pub fn handshake_wait(&self, now: Instant) -> Instant {
-        now + self.handshake_timeout_at(now) + Duration::from_millis(100)
+        after(
+            now,
+            self.handshake_timeout_at(now)
+                .saturating_add(Duration::from_millis(100)),
+        )
     }
 
     /// What the caller's wait for the handshake came to (`None`: the wait
@@ -441,6 +445,16 @@ impl Waiters {
         }
         None
     }
+}
+
+/// `now + wait`, without the panic of `Instant + Duration` when `wait` is
+/// too long to add (a user's "no limit" given as a huge number of seconds):
+/// such a wait ends a century on, which no run of a program reaches.
+pub fn after(now: std::time::Instant, wait: Duration) -> std::time::Instant {
+    /// Long enough to be never, short enough to add to any clock's reading.
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
+    // A clock a century from overflowing is not one a program runs on.
+    now.checked_add(wait.min(CENTURY)).unwrap_or(now)
 }
 
 /// The earlier of two optional instants (`None` means "never").
