@@ -53,25 +53,24 @@ pub(crate) fn interruptible<T: Send + 'static>(
     py: Python<'_>,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> PyResult<T> {
+    use pyo3::exceptions::PyRuntimeError;
     let (done, outcome) = mpsc::sync_channel(1);
     std::thread::Builder::new()
-        .name("rigwire-connect".into())
+        .name("rigwire-wait".into())
         .spawn(move || {
             let _ = done.send(work());
         })
-        .map_err(|e| {
-            pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start a thread: {e}"))
-        })?;
-    asking(py, None, move |go_on| loop {
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start a thread: {e}")))?;
+    let made = asking(py, None, move |go_on| loop {
         match outcome.recv_timeout(ASK_EVERY) {
-            Ok(made) => return Some(made),
+            Ok(made) => return Some(Some(made)),
             Err(mpsc::RecvTimeoutError::Timeout) if go_on() => {}
             Err(mpsc::RecvTimeoutError::Timeout) => return None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("the connecting thread ended without an outcome")
-            }
+            // Its thread panicked (a bug, reported on stderr): said, not hung.
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Some(None),
         }
-    })
+    })?;
+    made.ok_or_else(|| PyRuntimeError::new_err("rigwire failed inside (see the panic above)"))
 }
 
 /// Runs `future` to its end on this thread with the GIL released, hearing
