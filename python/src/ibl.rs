@@ -3,7 +3,7 @@
 //! to completion on smol's executor with the GIL released. Values cross as
 //! JSON text; events by iblutil's names (`EXPINIT`, ...).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -37,9 +37,6 @@ fn event(name: &str) -> PyResult<IblEvent> {
         .ok_or_else(|| PyValueError::new_err(format!("no iblutil event {name:?}")))
 }
 
-/// How long one slice of a long wait lasts before Ctrl-C gets a turn.
-const SLICE: Duration = Duration::from_millis(50);
-
 /// A client of one iblutil rig (`udp://` or `tcp://`).
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeIblPeer {
@@ -68,30 +65,18 @@ fn send(
 
 impl NativeIblPeer {
     /// Waits for the next message (or, with `answer`, the answer to that
-    /// event), in slices between which Ctrl-C can interrupt, up to
-    /// `timeout` seconds.
+    /// event), up to `timeout` seconds; Ctrl-C ends the wait.
     fn wait(&self, py: Python<'_>, timeout: f64, answer: Option<IblEvent>) -> PyResult<Received> {
         let timeout = seconds("timeout", Some(timeout))?.unwrap_or_default();
-        let until = rigwire_smol::core::link::after(Instant::now(), timeout);
-        loop {
-            let left = until.saturating_duration_since(Instant::now());
-            let slice = SLICE.min(left);
-            let got = py.detach(|| {
-                smol::block_on(async {
-                    match answer {
-                        Some(event) => self.inner.wait_answer(event, slice).await,
-                        None => self.inner.next_message(slice).await,
-                    }
-                })
-            });
-            match got {
-                Ok((_, message)) => return Ok(received(&message)),
-                Err(Error::Ibl(rigwire_smol::core::ibl::IblError::Timeout { .. }))
-                    if Instant::now() < until => {}
-                Err(e) => return Err(to_py(py, e)),
+        // Taking a message is all-or-nothing: an interrupted wait loses none.
+        let got = on_smol(py, async {
+            match answer {
+                Some(event) => self.inner.wait_answer(event, timeout).await,
+                None => self.inner.next_message(timeout).await,
             }
-            py.check_signals()?;
-        }
+        })?;
+        got.map(|(_, message)| received(&message))
+            .map_err(|e| to_py(py, e))
     }
 }
 

@@ -435,7 +435,7 @@ impl IblPeer {
         what: &str,
         wanted: impl Fn(&IblMessage) -> bool,
     ) -> Result<(SocketAddr, IblMessage), Error> {
-        let until = Instant::now() + timeout;
+        let until = rigwire_core::link::after(Instant::now(), timeout);
         loop {
             let listener = self.inner.changed.listen();
             {

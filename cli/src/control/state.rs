@@ -456,18 +456,13 @@ impl Control {
     /// One round of measurement: the round trip, the clock offset (as NTP
     /// does, within half the clock call's round trip) and the lifecycle.
     fn measure(&self, i: usize, client: &Client) -> Result<(), Error> {
-        let rig = self.rig(i);
-        let (sent, t0) = (Instant::now(), wall_clock(SystemTime::now()));
+        let t0 = wall_clock(SystemTime::now());
         let clock: f64 = client
             .call_raw(CLOCK_METHOD, Payload::json(&())?, Some(POLL * 5))?
             .decode()?;
         let t1 = wall_clock(SystemTime::now());
-        // A ping measures the round trip to the rig itself; through a relay
-        // it would stop at the relay, so there the clock's call does.
-        let rtt = match rig.via_relay {
-            true => sent.elapsed(),
-            false => client.ping()?,
-        };
+        // The rig's own round trip: a relayed service's, both hops.
+        let rtt = client.ping()?;
         let info: Option<ExpInfo> = client
             .call_raw(methods::INFO, Payload::json(&())?, Some(POLL * 5))
             .ok()
