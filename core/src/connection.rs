@@ -600,6 +600,12 @@ impl Connection {
         Ok(())
     }
 
+    /// An incoming notify has been handled (or handed on): its place under
+    /// the incoming limit is free again.
+    pub(crate) fn notify_finished(&mut self) {
+        self.notifies_running = self.notifies_running.saturating_sub(1);
+    }
+
     /// Fails the connection because of something the peer did, telling the
     /// peer why first (`Reject` during the handshake, `Goodbye` after).
     pub(crate) fn fail_by_peer(&mut self, err: ConnectionError) {

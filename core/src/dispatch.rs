@@ -69,6 +69,10 @@ pub struct Registry {
     /// Where names nobody exposed go, instead of `NoSuchMethod` (a relay
     /// forwards them); never listed by introspection.
     fallback: Option<HandlerId>,
+    /// Where notifies to names nobody exposed go while calls to them are
+    /// still answered `NoSuchMethod` (a relay fans a service's notifies
+    /// out to the clients that follow it).
+    notify_fallback: Option<HandlerId>,
 }
 
 impl Registry {
@@ -124,6 +128,18 @@ impl Registry {
     /// not exposed).
     pub fn lookup(&self, name: &str) -> Option<HandlerId> {
         self.by_name.get(name).copied().or(self.fallback)
+    }
+
+    /// The handler a notify to `name` reaches: as [`lookup`](Self::lookup),
+    /// else the notify fallback.
+    pub(crate) fn lookup_notify(&self, name: &str) -> Option<HandlerId> {
+        self.lookup(name).or(self.notify_fallback)
+    }
+
+    /// Sends notifies to names nobody exposed to `id`; calls to them are
+    /// still answered `NoSuchMethod`.
+    pub(crate) fn set_notify_fallback(&mut self, id: HandlerId) {
+        self.notify_fallback = Some(id);
     }
 
     /// Whether `name` goes to the fallback: nobody exposed it, and a

@@ -156,7 +156,7 @@ impl Connection {
 
     fn on_notify(&mut self, method: &str, codec: Codec, args: RawBytes<'_>, frame: &Bytes) {
         let in_flight = self.incoming.len() + self.notifies_running + self.abandoned;
-        match self.registry.lookup(method) {
+        match self.registry.lookup_notify(method) {
             // Notifies count against the incoming limit like calls; one over
             // it is dropped, and the sender told so.
             Some(_) if in_flight >= self.incoming.capacity() => {

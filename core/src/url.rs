@@ -187,10 +187,11 @@ impl fmt::Display for Url {
 /// service as it uses a rig it reaches directly.
 ///
 /// A client's ping is then a call of the service's clock, both hops (a
-/// ping would stop at the relay). What stays the relay's own:
-/// `confirmed_send`, a client's `peer()` and its calls, and whatever the
-/// service sends its peer (an `exp.event` notify, a call back), since its
-/// peer is the relay.
+/// ping would stop at the relay). The client follows the service
+/// ([`Target::follow`]): the notifies the service sends (its `exp.event`s)
+/// reach it, through the relay. What stays the relay's own:
+/// `confirmed_send`, a client's `peer()` and its calls; and a service's
+/// calls back, since its peer is the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// Where to connect.
@@ -239,6 +240,33 @@ impl Target {
             Some(service) => Cow::Owned(format!("{service}.{method}")),
             None => Cow::Borrowed(method),
         }
+    }
+
+    /// On a fresh client connection (before or after its handshake), for a
+    /// service: queues [`FOLLOW_METHOD`](crate::relay::FOLLOW_METHOD), so
+    /// that what the service sends the relay (its `exp.event`s) comes to
+    /// this connection as it would from the service itself. Nothing for a
+    /// plain URL.
+    ///
+    /// # Errors
+    /// As [`Connection::notify`](crate::Connection::notify).
+    pub fn follow(
+        &self,
+        conn: &mut crate::Connection,
+        now: std::time::Instant,
+    ) -> Result<(), Error> {
+        let Some(service) = &self.service else {
+            return Ok(());
+        };
+        let name = crate::Payload::json(service)?;
+        Ok(conn.notify(crate::relay::FOLLOW_METHOD, name, now)?)
+    }
+}
+
+impl From<Url> for Target {
+    /// A plain URL: no service behind it.
+    fn from(url: Url) -> Target {
+        Target { url, service: None }
     }
 }
 

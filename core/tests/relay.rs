@@ -632,3 +632,183 @@ fn registrations_are_bounded_refuse_duplicates_and_can_be_repeated() {
     let routes: Vec<_> = net.relay.routes().map(|(n, _)| n.to_owned()).collect();
     assert_eq!(routes, ["v", "x", "y", "z"]);
 }
+
+/// What connection `who` has been notified of, by method.
+fn notified(net: &Net, who: usize, method: &str) -> Vec<Payload> {
+    let notifies = net.remotes[who].events.iter().filter_map(|e| match e {
+        Event::Notify(n) if n.method == method => Some(n.args.clone()),
+        _ => None,
+    });
+    notifies.collect()
+}
+
+#[test]
+fn a_services_notifies_reach_the_clients_that_follow_it_as_it_sent_them() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let mut listens = Registry::new();
+    listens.expose("exp.event").unwrap();
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
+    net.register(data, &["data", "scans"]).unwrap();
+    let (a, b, c, d) = (
+        net.join(PeerKind::Client, "a", listens.clone()),
+        net.join(PeerKind::Client, "b", listens.clone()),
+        net.join(PeerKind::Client, "c", listens.clone()),
+        net.join(PeerKind::Client, "d", listens),
+    );
+    // a follows as a client whose URL names the service does; b by a call,
+    // for another of the service's names; c follows another service; d nobody.
+    let target = rigwire_core::Target::parse("tcp://relay:7500#data").unwrap();
+    let now = net.now;
+    target.follow(&mut net.remotes[a].conn, now).unwrap();
+    let follow = net.call(b, "rigwire.follow", Payload::json(&"scans").unwrap(), None);
+    let unit: () = take_response(&mut net.remotes[b].events, follow)
+        .unwrap()
+        .decode()
+        .unwrap();
+    assert_eq!(unit, ());
+    net.remotes[c]
+        .conn
+        .notify("rigwire.follow", Payload::json(&"stim").unwrap(), now)
+        .unwrap();
+    net.pump();
+
+    let event = Payload::postcard(&("armed", "rig 1 ready")).unwrap();
+    net.remotes[data]
+        .conn
+        .notify("exp.event", event.clone(), now)
+        .unwrap();
+    net.pump();
+    for follower in [a, b] {
+        assert_eq!(
+            notified(&net, follower, "exp.event"),
+            std::slice::from_ref(&event)
+        );
+    }
+    for other in [c, d] {
+        assert!(notified(&net, other, "exp.event").is_empty());
+    }
+    // The service is not told its notify went nowhere, as it would be for a
+    // name nobody exposes.
+    assert!(!net.remotes[data]
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::PeerError(_))));
+
+    // A follow that names no service is refused, and said so.
+    net.remotes[d]
+        .conn
+        .notify("rigwire.follow", Payload::json(&42).unwrap(), now)
+        .unwrap();
+    net.pump();
+    assert!(net.remotes[d].events.iter().any(|e| matches!(
+        e,
+        Event::PeerError(err) if err.kind == ErrorKind::BadArguments
+            && err.message.contains("rigwire.follow takes a service name")
+    )));
+    // A service's calls still reach only the relay's own names.
+    let id = net.call(data, "exp.event", Payload::json(&()).unwrap(), None);
+    let refused = remote(take_response(&mut net.remotes[data].events, id));
+    assert_eq!(refused.kind, ErrorKind::NoSuchMethod);
+}
+
+#[test]
+fn notifies_through_the_relay_free_their_place_under_the_incoming_limit() {
+    let mut config = RelayConfig::default();
+    config.clients.max_incoming_calls = 8;
+    config.services.max_incoming_calls = 8;
+    let mut net = Net::new(config, Registry::new());
+    let mut listens = service_registry();
+    listens.expose("exp.event").unwrap();
+    listens.expose("tick").unwrap();
+    let data = net.join(PeerKind::Service, "data-service", listens.clone());
+    net.register(data, &["data"]).unwrap();
+    let client = net.join(PeerKind::Client, "script", listens);
+    let now = net.now;
+    let data_name = rigwire_core::Target::parse("tcp://relay:1#data").unwrap();
+    data_name
+        .follow(&mut net.remotes[client].conn, now)
+        .unwrap();
+    net.pump();
+    // Far more notifies each way than the limit, forwarded and fanned out.
+    for _ in 0..40 {
+        let tick = Payload::json(&1).unwrap();
+        net.remotes[client]
+            .conn
+            .notify("data.tick", tick.clone(), now)
+            .unwrap();
+        net.remotes[data]
+            .conn
+            .notify("exp.event", tick, now)
+            .unwrap();
+        net.pump();
+    }
+    assert_eq!(notified(&net, data, "tick").len(), 40);
+    assert_eq!(notified(&net, client, "exp.event").len(), 40);
+    for who in [client, data] {
+        assert!(!net.remotes[who]
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::PeerError(_))));
+    }
+    // And calls still get through both ways.
+    let id = net.call(
+        client,
+        "data.getFile",
+        Payload::json(&"a.dcm").unwrap(),
+        None,
+    );
+    let calls = net.calls_at(data);
+    assert_eq!(calls.len(), 1);
+    net.remotes[data]
+        .conn
+        .reply(calls[0].id, Ok(Payload::json(&"ok").unwrap()))
+        .unwrap();
+    net.pump();
+    assert!(take_response(&mut net.remotes[client].events, id).is_ok());
+    let id = net.call(client, SERVICES_METHOD, Payload::json(&()).unwrap(), None);
+    assert!(take_response(&mut net.remotes[client].events, id).is_ok());
+}
+
+#[test]
+fn a_follower_that_does_not_read_costs_the_relay_no_more_than_its_output_limit() {
+    const LIMIT: usize = 1 << 20;
+    let mut config = RelayConfig::default();
+    config.clients.max_queued_output = LIMIT;
+    config.clients.max_frame = 128 * 1024;
+    let mut net = Net::new(config, Registry::new());
+    let mut listens = Registry::new();
+    listens.expose("exp.event").unwrap();
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let deaf = net.join(PeerKind::Client, "deaf", listens);
+    let now = net.now;
+    let target = rigwire_core::Target::parse("tcp://relay:1#data").unwrap();
+    target.follow(&mut net.remotes[deaf].conn, now).unwrap();
+    net.pump();
+
+    // The service sends 16 MiB of events; the follower reads none of them
+    // (its bytes are fed to the relay by hand, and nothing is taken back).
+    let frame = Payload::new(Codec::Bytes, Bytes::from(vec![7u8; 64 * 1024]));
+    for _ in 0..256 {
+        let service = &mut net.remotes[data];
+        service
+            .conn
+            .notify("exp.event", frame.clone(), now)
+            .unwrap();
+        let relay_side = service.relay_side;
+        while let Some(b) = service.conn.poll_transmit() {
+            net.relay.handle_input(relay_side, &b, now);
+        }
+    }
+    let deaf_side = net.remotes[deaf].relay_side;
+    let queued = net.relay.connection(deaf_side).unwrap().queued_output();
+    assert!(queued <= LIMIT + 70 * 1024, "{queued} bytes queued");
+    assert!(
+        net.relay.dropped_notifies() >= 200,
+        "{}",
+        net.relay.dropped_notifies()
+    );
+    // The follower is still served once it reads again.
+    net.pump();
+    assert!(!notified(&net, deaf, "exp.event").is_empty());
+}

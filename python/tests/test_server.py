@@ -194,6 +194,11 @@ def test_a_python_service_through_the_relay():
         def add(a, b):
             return a + b
 
+        @service.expose
+        def arm(caller):
+            # To its peer, the relay: on to every client following the service.
+            caller.notify("exp.event", "armed", "data ready")
+
         rigwire.Rig().expose(service)
         service.serve_via(urls["services"], as_="data")
         try:
@@ -231,6 +236,9 @@ def test_a_python_service_through_the_relay():
             with rigwire.Group({"data": relayed}, secret=SECRET) as rigs:
                 assert rigs.call("add", 20, 22) == {"data": 42}
                 assert rigs.init().raise_on_failure() == {"data": "initialized"}
+                rigs.call("arm")
+                # What the service reports reaches the group through the relay.
+                assert rigs.wait_event("armed", timeout=10) == {"data": "data ready"}
             with rigwire.connect(urls["clients"] + "#ghost", secret=SECRET) as c:
                 with pytest.raises(rigwire.Unavailable, match="no service 'ghost'"):
                     c.ping()  # the service's round trip, not the relay's

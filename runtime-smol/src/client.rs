@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use rigwire_core::link::{Redial, SharedConnection, Want};
 use rigwire_core::Config;
-use rigwire_core::{Connection, Error, Role, Target, Url};
+use rigwire_core::{Connection, Error, Role, Target};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
@@ -61,15 +61,16 @@ impl Drop for Redialing<'_> {
 /// `linger` is [`LINGER`] for a script's client, zero for a connection that
 /// mostly serves (a remote service).
 pub(crate) async fn open(
-    endpoint: &Url,
+    target: &Target,
     config: &Config,
     handlers: &Arc<Handlers>,
     linger: Duration,
 ) -> Result<Peer, Error> {
+    let endpoint = &target.url;
     let attempt = config.connecting(Instant::now());
     let (socket, codec) = transport::connect(endpoint, config, &attempt).await?;
     let begun = Instant::now();
-    let conn = Connection::new(
+    let mut conn = Connection::new(
         attempt.handshake_settings(&config.protocol, begun),
         handlers.registry().clone(),
         Role::Client,
@@ -77,6 +78,7 @@ pub(crate) async fn open(
         nonce(),
         begun,
     )?;
+    target.follow(&mut conn, begun)?;
     let shared = Shared::new(
         conn,
         Arc::new(socket),
@@ -125,7 +127,7 @@ impl Client {
     ) -> Result<Client, Error> {
         let endpoint = Target::parse(url)?;
         let handlers = Arc::new(handlers);
-        let peer = open(&endpoint.url, &config, &handlers, LINGER).await?;
+        let peer = open(&endpoint, &config, &handlers, LINGER).await?;
         Ok(Client {
             endpoint,
             config,
@@ -203,7 +205,7 @@ impl Client {
         while let Some(wait) = round.next(&last, Instant::now()) {
             smol::Timer::after(wait).await;
             let config = self.config.cut_to(round.time_left(Instant::now()));
-            match open(&self.endpoint.url, &config, &self.handlers, LINGER).await {
+            match open(&self.endpoint, &config, &self.handlers, LINGER).await {
                 Ok(peer) => {
                     tracing::info!(peer = %self.endpoint, attempt = round.attempt(), "reconnected");
                     return Ok(peer);

@@ -294,7 +294,7 @@ impl Evict {
 /// What the relay asked the runtime to run: a call or notify to its own names.
 enum OwnJob {
     Call(ConnId, IncomingCall),
-    Notify(IncomingNotify),
+    Notify(ConnId, IncomingNotify),
 }
 
 /// Feeds one relay connection's input.
@@ -339,8 +339,11 @@ impl ConnIo {
     /// Writes what `conn` queued until the socket blocks; shuts the socket
     /// once the connection is closed and its output is out.
     fn flush(&mut self, conn: &mut rigwire_core::Connection) {
-        self.out.fill(conn);
-        if !self.write_blocked {
+        loop {
+            let more = self.out.fill(conn);
+            if self.write_blocked {
+                break;
+            }
             let socket = &self.socket;
             match self
                 .wire
@@ -349,11 +352,15 @@ impl ConnIo {
                 Flushed::Blocked => {
                     self.write_blocked = true;
                     self.wake.notify(usize::MAX);
+                    break;
                 }
                 Flushed::Failed => {
                     tracing::debug!(peer = %self.label, "{}", self.out.failed.as_deref().unwrap_or(""));
+                    break;
                 }
-                Flushed::Done => {}
+                // All written: again while the connection holds more.
+                Flushed::Done if more => {}
+                Flushed::Done => break,
             }
         }
         if self.out.take_shut_write() {
@@ -426,7 +433,7 @@ impl Inner {
                     tracing::info!(?conn, ?names, "service registered")
                 }
                 RelayEvent::Call { conn, call } => jobs.push(OwnJob::Call(conn, call)),
-                RelayEvent::Notify { notify, .. } => jobs.push(OwnJob::Notify(notify)),
+                RelayEvent::Notify { conn, notify } => jobs.push(OwnJob::Notify(conn, notify)),
                 RelayEvent::Closed { conn, error } => {
                     tracing::info!(?conn, "disconnected: {error}")
                 }
@@ -461,16 +468,19 @@ impl Inner {
                         inner.reply(conn, id, result);
                     });
                 }
-                OwnJob::Notify(n) => {
-                    if let Some(f) = self.own.get(n.handler.0 as usize).cloned() {
-                        let method = n.method;
-                        let fut = f(n.args);
-                        self.spawn(async move {
-                            if let Err(e) = fut.await {
-                                tracing::warn!(%method, "notify handler failed: {e}");
-                            }
-                        });
-                    }
+                OwnJob::Notify(conn, n) => {
+                    let Some(f) = self.own.get(n.handler.0 as usize).cloned() else {
+                        self.with_relay(|relay, _| relay.notify_done(conn));
+                        continue;
+                    };
+                    let (method, fut, inner) = (n.method, f(n.args), Arc::clone(self));
+                    self.spawn(async move {
+                        if let Err(e) = fut.await {
+                            tracing::warn!(%method, "notify handler failed: {e}");
+                        }
+                        // Its place under the sender's incoming limit is free.
+                        inner.with_relay(|relay, _| relay.notify_done(conn));
+                    });
                 }
             }
         }
@@ -762,6 +772,13 @@ impl RunningRelay {
     /// Calls forwarded to services and not yet answered.
     pub fn forwarded_in_flight(&self) -> usize {
         self.inner.lock().relay.forwarded_in_flight()
+    }
+
+    /// Notifies not passed on since the relay started, because the peer
+    /// they were for had its output over its limit (it does not read;
+    /// spec §6.8).
+    pub fn dropped_notifies(&self) -> u64 {
+        self.inner.lock().relay.dropped_notifies()
     }
 
     /// Connections open now, clients and services together.

@@ -79,7 +79,13 @@ impl ServiceInner {
     /// One connection to the relay, registered.
     async fn register(&self) -> Result<Peer, Error> {
         // It serves: no caller of its own to linger for.
-        let peer = open(&self.endpoint, &self.config, &self.handlers, Duration::ZERO).await?;
+        let peer = open(
+            &self.endpoint.clone().into(),
+            &self.config,
+            &self.handlers,
+            Duration::ZERO,
+        )
+        .await?;
         match peer
             .call::<_, Vec<String>>(REGISTER_METHOD, &self.names)
             .await

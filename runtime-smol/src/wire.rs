@@ -3,12 +3,18 @@
 //! are plain core `Connection`s, so this keeps theirs the same way, in the
 //! same [`Outbox`]: bytes count as queued until the socket took them, and the
 //! relay stops reading from a connection whose output is over its limit.
+//! Only [`WRITE_AHEAD`] bytes leave the `Connection` before the socket takes
+//! them: the rest stays queued there, where the core relay sees it when it
+//! decides whether a peer has room for a notify.
 
 use std::collections::VecDeque;
 
 use bytes::Bytes;
 use rigwire_core::link::Outbox;
 use rigwire_core::Connection;
+
+/// Output taken from a relay connection ahead of the socket.
+const WRITE_AHEAD: usize = 256 * 1024;
 
 /// Bytes taken from a relay connection and not yet written.
 #[derive(Debug, Default)]
@@ -23,13 +29,16 @@ pub(crate) struct RelayOutbox {
 }
 
 impl RelayOutbox {
-    /// Takes what the connection queued (dropped if writing has failed).
-    pub(crate) fn fill(&mut self, conn: &mut Connection) {
-        self.out.fill(conn);
-        self.closed = conn.is_closed();
+    /// Takes up to [`WRITE_AHEAD`] bytes of what the connection queued
+    /// (dropped if writing has failed); whether the connection has more.
+    pub(crate) fn fill(&mut self, conn: &mut Connection) -> bool {
+        self.out.fill_ahead(conn, WRITE_AHEAD);
+        // Ended, and all of its output taken.
+        self.closed = conn.is_closed() && conn.queued_output() == 0;
         if self.failed.is_some() {
             self.out.clear();
         }
+        conn.queued_output() > 0
     }
 
     /// True once, when the connection has ended and its output is out (or
@@ -44,7 +53,8 @@ impl RelayOutbox {
     /// Whether to read from this connection: not while our answers to it
     /// are backed up (the link's rule, for a relay connection).
     pub(crate) fn wants_input(&self, conn: &Connection) -> bool {
-        conn.wants_input() && self.out.bytes() <= conn.config().max_queued_output
+        let queued = conn.queued_output() + self.out.bytes();
+        !conn.is_closed() && queued <= conn.config().max_queued_output
     }
 }
 

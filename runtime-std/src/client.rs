@@ -13,7 +13,7 @@ use crate::handler::Handlers;
 use crate::peer::{Peer, PendingCall, RawPendingCall};
 use crate::pool::Pool;
 use crate::sync::{lock, sleep};
-use crate::transport::{self, Url};
+use crate::transport;
 use rigwire_core::Config;
 
 /// A connection to one peer, made by dialing it. Blocking calls; many
@@ -61,16 +61,17 @@ pub(crate) fn nonce() -> [u8; 32] {
 /// `linger` is [`LINGER`](crate::driver::LINGER) for a script's client, zero
 /// for a connection that mostly serves (a remote service).
 pub(crate) fn open(
-    endpoint: &Url,
+    target: &Target,
     config: &Config,
     handlers: &Arc<Handlers>,
     pool: Option<&Arc<Pool>>,
     linger: Duration,
 ) -> Result<Peer, Error> {
+    let endpoint = &target.url;
     let attempt = config.connecting(Instant::now());
     let transport = transport::connect(endpoint, config, &attempt)?;
     let begun = Instant::now();
-    let conn = Connection::new(
+    let mut conn = Connection::new(
         attempt.handshake_settings(&config.protocol, begun),
         handlers.registry().clone(),
         Role::Client,
@@ -78,6 +79,7 @@ pub(crate) fn open(
         nonce(),
         begun,
     )?;
+    target.follow(&mut conn, begun)?;
     let shared = Shared::new(
         conn,
         transport,
@@ -135,7 +137,7 @@ impl Client {
         let endpoint = Target::parse(url)?;
         let handlers = Arc::new(handlers);
         let pool = Pool::new(config.handler_threads, "rigwire-client");
-        let peer = open(&endpoint.url, &config, &handlers, Some(&pool), LINGER)?;
+        let peer = open(&endpoint, &config, &handlers, Some(&pool), LINGER)?;
         Ok(Client {
             inner: Arc::new(ClientInner {
                 endpoint,
@@ -200,7 +202,7 @@ impl Client {
             thread::sleep(wait);
             let config = inner.config.cut_to(round.time_left(Instant::now()));
             match open(
-                &inner.endpoint.url,
+                &inner.endpoint,
                 &config,
                 &inner.handlers,
                 Some(&inner.pool),

@@ -34,7 +34,7 @@ impl LocalClient {
         config: Config,
         handlers: Handlers,
     ) -> Result<LocalClient, Error> {
-        let endpoint = Url::parse(url)?;
+        let endpoint = Url::parse(url)?.into();
         let peer = open(
             &endpoint,
             &config,

@@ -89,7 +89,7 @@ impl ServiceInner {
     /// One connection to the relay, registered.
     fn register(&self) -> Result<(), Error> {
         let peer = open(
-            &self.endpoint,
+            &self.endpoint.clone().into(),
             &self.config,
             &self.handlers,
             Some(&self.pool),

@@ -409,3 +409,67 @@ fn callers_waiting_on_a_full_socket_when_the_deaf_peer_dies_all_fail_with_discon
         assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
     });
 }
+
+#[test]
+fn a_follower_that_never_reads_holds_up_neither_its_service_nor_its_other_followers() {
+    let _one = serial();
+    let config = rigwire_smol::RelayConfig {
+        clients: server_protocol(),
+        insecure_services: true,
+        ..Default::default()
+    };
+    let relay = rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config)
+        .unwrap()
+        .start()
+        .unwrap();
+    // A service that reports 64 KiB events, as many as it is asked, for each call of `report`.
+    let mut service = rigwire_std::RemoteService::new(&["data"], client_config(MIB, 4 * MIB));
+    service
+        .expose_with("report", |ctx: &rigwire_std::CallContext, n: u32| {
+            let block = vec![7u8; 64 * 1024];
+            for _ in 0..n {
+                ctx.peer.notify("exp.event", &("block", &block))?;
+            }
+            Ok(n)
+        })
+        .unwrap();
+    let _service = service.connect(&relay.services_url()).unwrap();
+    let clients = relay.clients_url();
+    let _deaf = raw::deaf_follower(addr_of(&clients), ProtocolConfig::named("deaf"), "data");
+
+    // A script that follows the service too, and reads.
+    let heard = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut handlers = rigwire_std::Handlers::new();
+    let counter = std::sync::Arc::clone(&heard);
+    handlers
+        .expose("exp.event", move |(_, _): (String, Vec<u8>)| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+    let script = rigwire_std::Client::connect_with(
+        &format!("{clients}#data"),
+        client_config(MIB, 4 * MIB),
+        handlers,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let before = resident_bytes();
+    let reported: u32 = script
+        .call_timeout("report", &1536u32, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(reported, 1536);
+    let grown = resident_bytes().saturating_sub(before);
+    // The relay dropped what the deaf follower could not take, instead of
+    // queueing 96 MiB for it (or stopping its service).
+    assert!(relay.dropped_notifies() > 0);
+    assert!(grown < 48 * MIB, "memory grew by {} MiB", grown / MIB);
+    // The reading follower heard the service, as soon as it reported.
+    let until = Instant::now() + Duration::from_secs(10);
+    while heard.load(std::sync::atomic::Ordering::Relaxed) == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(heard.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    assert!(started.elapsed() < Duration::from_secs(70));
+    smol::block_on(relay.shutdown(Duration::from_millis(100)));
+}

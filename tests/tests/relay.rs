@@ -505,7 +505,8 @@ fn the_relay_broadcasts_to_clients_and_to_one_service() {
 }
 
 /// A blocking service registered as `name`, running the standard lifecycle
-/// (its stop recorded in `stops`) and `add`.
+/// (its start reported by an `armed` event, its stop recorded in `stops`)
+/// and `add`.
 fn std_rig_service(
     relay_url: &str,
     name: &str,
@@ -514,7 +515,13 @@ fn std_rig_service(
     let mut s = rigwire_std::RemoteService::new(&[name], service_config(name));
     s.expose("add", |(a, b): (i64, i64)| Ok(a + b)).unwrap();
     let (stops, me) = (Arc::clone(stops), name.to_owned());
+    let armed = name.to_owned();
     rigwire_std::RigService::new()
+        .on_start(move |ctx, _exp| {
+            ctx.peer
+                .notify("exp.event", &("armed", format!("{armed} ready")))?;
+            Ok(())
+        })
         .on_stop(move |_ctx, _immediately| {
             stops.lock().unwrap().push(me.clone());
             Ok(())
@@ -547,6 +554,12 @@ fn a_url_ending_in_a_service_name_reaches_that_service_through_the_relay() {
     assert_eq!(init.get("stim"), Some(&Ok(ExpStatus::Initialized)));
     let exp: rigwire_core::ExpRef = "2026-11-27_1_mouse".parse().unwrap();
     assert!(group.start(&exp, None).all_ok());
+    // What each service reports reaches the group, through the relay.
+    let mut armed = group.wait_event("armed", Duration::from_secs(10)).unwrap();
+    armed.sort();
+    let expected = [("scanner", "scanner ready"), ("stim", "stim ready")];
+    let expected = expected.map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(armed, expected);
     let sums = group.call_all::<_, i64>("add", &(2, 3), None);
     assert_eq!(sums.get("stim"), Some(&Ok(5)));
     assert!(group.stop(false, None).all_ok());
@@ -570,6 +583,18 @@ fn a_url_ending_in_a_service_name_reaches_that_service_through_the_relay() {
             .call_batch_raw("add", [rigwire_core::Payload::json(&(3, 4)).unwrap()], None)
             .await;
         assert_eq!(sums[0].as_ref().unwrap().decode::<i64>().unwrap(), 7);
+        // A smol group hears relayed services too.
+        let rigs = [("scanner", scanner.as_str()), ("stim", stim.as_str())];
+        let group = rigwire_smol::Group::connect(&rigs, &client_config("smol-script"))
+            .await
+            .unwrap();
+        assert!(group.cleanup(None).await.all_ok());
+        let init = group.init(None).await;
+        assert!(init.all_ok(), "{init:?}");
+        let start = group.start(&exp, None).await;
+        assert!(start.all_ok(), "{start:?}");
+        let armed = group.wait_event("armed", Duration::from_secs(10)).await;
+        assert_eq!(armed.unwrap().len(), 2);
     });
 
     // A service that is not there is said to be missing, as `NAME.method` is.
@@ -617,5 +642,27 @@ fn a_service_name_in_a_url_is_refused_where_it_means_nothing_and_when_malformed(
             }
             other => panic!("expected InvalidUrl, got {other:?}"),
         }
+    }
+}
+
+#[test]
+fn notifies_through_the_relay_or_to_it_do_not_use_up_the_clients_calls() {
+    let relay = relay();
+    let probe = Arc::new(Probe::default());
+    let _data = smol_data_service(&relay.services_url(), probe);
+    let client =
+        rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+    // In all, many more than the relay's incoming limit (256) of calls and
+    // notifies at once; at most 100 at a time, so the service keeps up.
+    for round in 0..6 {
+        for i in 0..100 {
+            client.notify("data.echo", &i).unwrap();
+            // And to a name the relay serves itself.
+            client.notify("relay.hello", &"me").unwrap();
+        }
+        let echoed: i64 = client.call("data.echo", &round).unwrap();
+        assert_eq!(echoed, round);
+        let hello: String = client.call("relay.hello", &"me").unwrap();
+        assert_eq!(hello, "the relay greets me");
     }
 }

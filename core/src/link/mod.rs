@@ -712,7 +712,7 @@ impl Link {
     /// A notify's handler finished (or was dropped): its place under the
     /// incoming limit is free again.
     pub fn notify_done(&mut self) {
-        self.conn.notifies_running = self.conn.notifies_running.saturating_sub(1);
+        self.conn.notify_finished();
     }
 
     /// Closes with a goodbye; pending calls fail with `Disconnected`.

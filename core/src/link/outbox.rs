@@ -23,6 +23,19 @@ impl Outbox {
         }
     }
 
+    /// Takes what `conn` queued until this holds `ahead` bytes or more; the
+    /// rest stays queued in `conn`, where the core counts it (a relay
+    /// decides by it whether a peer has room for a notify).
+    pub fn fill_ahead(&mut self, conn: &mut Connection, ahead: usize) {
+        while self.bytes < ahead {
+            let Some(chunk) = conn.poll_transmit() else {
+                return;
+            };
+            self.bytes += chunk.len();
+            self.chunks.push_back(chunk);
+        }
+    }
+
     /// The chunks, in order.
     pub fn chunks(&self) -> &VecDeque<Bytes> {
         &self.chunks

@@ -165,6 +165,29 @@ pub fn deaf_service(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream
     }
 }
 
+/// A client of the relay at `addr` (host:port, plain TCP) that follows the
+/// service `name` (`rigwire.follow`) and then never reads again. Returns
+/// the socket.
+pub fn deaf_follower(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut conn = Connection::new(
+        config,
+        Registry::new(),
+        Role::Client,
+        Framing::Stream,
+        [8; 32],
+        Instant::now(),
+    )
+    .unwrap();
+    handshake(&mut stream, &mut conn);
+    let target = rigwire_core::Target::parse(&format!("tcp://{addr}#{name}")).unwrap();
+    target.follow(&mut conn, Instant::now()).unwrap();
+    while let Some(chunk) = conn.poll_transmit() {
+        stream.write_all(&chunk).unwrap();
+    }
+    stream
+}
+
 /// What [`flood_without_reading`] left behind.
 pub struct Flood {
     /// Bytes the server took before it stopped reading.

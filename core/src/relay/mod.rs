@@ -49,8 +49,20 @@ pub const REGISTER_METHOD: &str = "rigwire.register";
 /// (`Vec<String>`, sorted).
 pub const SERVICES_METHOD: &str = "rigwire.services";
 
+/// The built-in method a client calls or notifies with a service name
+/// (`String`) to receive what that service sends the relay: each notify
+/// it sends to a name the relay does not serve itself (its `exp.event`s)
+/// goes to every client following it. A connection follows one service; a
+/// client whose URL names one (`relay#NAME`) follows it.
+pub const FOLLOW_METHOD: &str = "rigwire.follow";
+
 /// The handler id that marks a call or notify to be forwarded.
 const FORWARD: HandlerId = HandlerId(u32::MAX);
+
+/// The handler id that marks a service's notify for its followers.
+const FAN_OUT: HandlerId = HandlerId(u32::MAX - 1);
+
+mod notifies;
 
 /// Identifies one connection of the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -209,6 +221,8 @@ struct Peer {
     ticket: Option<crate::link::Ticket>,
     /// Counted against its listener's established connections.
     established: bool,
+    /// The service whose notifies this client receives ([`FOLLOW_METHOD`]).
+    follows: Option<String>,
 }
 
 /// The relay state machine.
@@ -230,6 +244,8 @@ pub struct Relay {
     /// Connections that may have output since the runtime last asked.
     touched: BTreeSet<ConnId>,
     next_conn: u64,
+    /// Notifies not sent on because their receiver's output was full.
+    dropped_notifies: u64,
 }
 
 impl std::fmt::Debug for Relay {
@@ -276,6 +292,7 @@ impl Relay {
             events: VecDeque::new(),
             touched: BTreeSet::new(),
             next_conn: 1,
+            dropped_notifies: 0,
         })
     }
 
@@ -295,10 +312,12 @@ impl Relay {
             PeerKind::Client => {
                 registry.set_fallback(Some(FORWARD));
                 registry.expose_reserved(SERVICES_METHOD);
+                registry.expose_reserved(FOLLOW_METHOD);
                 self.config.clients.clone()
             }
             PeerKind::Service => {
                 registry.expose_reserved(REGISTER_METHOD);
+                registry.set_notify_fallback(FAN_OUT);
                 self.config.services.clone()
             }
         };
@@ -322,6 +341,7 @@ impl Relay {
                 names: Vec::new(),
                 ticket: admitted.ok().map(|a| a.ticket),
                 established: false,
+                follows: None,
             },
         );
         Ok(id)
@@ -502,40 +522,6 @@ impl Relay {
         }
     }
 
-    /// Notifies every connected client; returns how many.
-    pub fn broadcast_clients(&mut self, method: &str, args: &Payload, now: Instant) -> usize {
-        let mut reached = 0;
-        for (id, p) in self
-            .peers
-            .iter_mut()
-            .filter(|(_, p)| p.side == PeerKind::Client)
-        {
-            if p.conn.notify(method, args.clone(), now).is_ok() {
-                self.touched.insert(*id);
-                reached += 1;
-            }
-        }
-        reached
-    }
-
-    /// Notifies the service registered as `name`, if one is.
-    pub fn broadcast_service(
-        &mut self,
-        name: &str,
-        method: &str,
-        args: &Payload,
-        now: Instant,
-    ) -> usize {
-        let Some(id) = self.routes.get(name).copied() else {
-            return 0;
-        };
-        let Some(p) = self.peers.get_mut(&id) else {
-            return 0;
-        };
-        self.touched.insert(id);
-        usize::from(p.conn.notify(method, args.clone(), now).is_ok())
-    }
-
     /// Routes everything connection `id` produced.
     fn process(&mut self, id: ConnId, now: Instant) {
         self.touched.insert(id);
@@ -575,8 +561,27 @@ impl Relay {
                         let _ = p.conn.reply(call.id, listed);
                     }
                 }
+                Event::Call(call) if side == PeerKind::Client && call.method == FOLLOW_METHOD => {
+                    let followed = self.follow(id, &call.args);
+                    let answer = followed.and_then(|()| {
+                        Payload::encode_as(call.args.codec, &())
+                            .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()))
+                    });
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        let _ = p.conn.reply(call.id, answer);
+                    }
+                }
                 Event::Call(call) => self.events.push_back(RelayEvent::Call { conn: id, call }),
                 Event::Notify(n) if n.handler == FORWARD => self.forward_notify(id, n, now),
+                Event::Notify(n) if n.handler == FAN_OUT => self.fan_out(id, n, now),
+                Event::Notify(n) if side == PeerKind::Client && n.method == FOLLOW_METHOD => {
+                    self.notify_done(id);
+                    if let Err(e) = self.follow(id, &n.args) {
+                        if let Some(p) = self.peers.get_mut(&id) {
+                            p.conn.send_error(0, &e);
+                        }
+                    }
+                }
                 Event::Notify(notify) => self
                     .events
                     .push_back(RelayEvent::Notify { conn: id, notify }),
@@ -696,7 +701,7 @@ impl Relay {
         for name in names {
             if name.is_empty()
                 || name.contains('.')
-                || name.len() > 128
+                || name.len() > notifies::MAX_SERVICE_NAME
                 || name == "rigwire"
                 || name.chars().any(char::is_control)
             {
@@ -790,18 +795,6 @@ impl Relay {
         };
         if let Some(p) = self.peers.get_mut(&client) {
             let _ = p.conn.reply(call.id, outcome);
-        }
-    }
-
-    fn forward_notify(&mut self, _client: ConnId, notify: IncomingNotify, now: Instant) {
-        let Some((name, method)) = notify.method.split_once('.') else {
-            return;
-        };
-        if let Some(s) = self.routes.get(name).copied().and_then(|id| {
-            self.touched.insert(id);
-            self.peers.get_mut(&id)
-        }) {
-            let _ = s.conn.notify(method, notify.args, now);
         }
     }
 

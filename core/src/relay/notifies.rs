@@ -1,0 +1,169 @@
+//! Notifies through the relay: a client's `service.method` notify on to its
+//! service, a service's notifies out to the clients following it
+//! ([`FOLLOW_METHOD`]), and broadcasts from the relay itself.
+//!
+//! A notify has no answer to wait for, so none may queue without bound: one
+//! for a peer whose output is over its limit (it does not read) is dropped
+//! and counted ([`Relay::dropped_notifies`]); a client whose notify is
+//! dropped so is told, with `Error{id 0, Busy}`, as a callee that drops one
+//! does (spec §6.3).
+
+use std::time::Instant;
+
+use super::{ConnId, Peer, PeerKind, Relay, FOLLOW_METHOD};
+use crate::codec::Payload;
+use crate::error::RemoteError;
+use crate::event::IncomingNotify;
+use crate::message::ErrorKind;
+
+/// The longest service name a relay registers, so the longest one worth following.
+pub(super) const MAX_SERVICE_NAME: usize = 128;
+
+/// Sends a notify on `p`'s connection if its output has room; `false` if not.
+fn notify_if_room(p: &mut Peer, method: &str, args: &Payload, now: Instant) -> bool {
+    p.conn.wants_input() && p.conn.notify(method, args.clone(), now).is_ok()
+}
+
+impl Relay {
+    /// Notifies every connected client that has room for it; returns how many.
+    pub fn broadcast_clients(&mut self, method: &str, args: &Payload, now: Instant) -> usize {
+        let clients = self
+            .peers
+            .iter_mut()
+            .filter(|(_, p)| p.side == PeerKind::Client);
+        let reached = send_to(clients, &mut self.touched, method, args, now);
+        self.count_dropped(reached);
+        reached.0
+    }
+
+    /// Notifies the service registered as `name`, if one is and its output
+    /// has room; returns how many (0 or 1).
+    pub fn broadcast_service(
+        &mut self,
+        name: &str,
+        method: &str,
+        args: &Payload,
+        now: Instant,
+    ) -> usize {
+        let Some(id) = self.routes.get(name).copied() else {
+            return 0;
+        };
+        let service = self.peers.get_mut(&id).map(|p| (&id, p));
+        let reached = send_to(service.into_iter(), &mut self.touched, method, args, now);
+        self.count_dropped(reached);
+        reached.0
+    }
+
+    /// A notify to one of the relay's own names (a [`RelayEvent::Notify`]
+    /// of connection `id`) has been handled: its place under the sender's
+    /// incoming limit is free again. The runtime calls it when the handler
+    /// ends.
+    ///
+    /// [`RelayEvent::Notify`]: super::RelayEvent::Notify
+    pub fn notify_done(&mut self, id: ConnId) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.conn.notify_finished();
+        }
+    }
+
+    /// Notifies dropped since the relay started because the peer they were
+    /// for had no room (its output over its limit).
+    pub fn dropped_notifies(&self) -> u64 {
+        self.dropped_notifies
+    }
+
+    /// A client's notify to `service.method`: on to the service, if it has room.
+    pub(super) fn forward_notify(&mut self, client: ConnId, notify: IncomingNotify, now: Instant) {
+        self.notify_done(client);
+        let Some((name, method)) = notify.method.split_once('.') else {
+            return;
+        };
+        let Some(id) = self.routes.get(name).copied() else {
+            return;
+        };
+        let service = self.peers.get_mut(&id).map(|p| (&id, p));
+        let reached = send_to(
+            service.into_iter(),
+            &mut self.touched,
+            method,
+            &notify.args,
+            now,
+        );
+        self.count_dropped(reached);
+        if reached.1 > 0 {
+            let message = format!(
+                "notify to '{}' dropped: the service '{name}' is not reading what it is sent",
+                notify.method
+            );
+            if let Some(p) = self.peers.get_mut(&client) {
+                p.conn
+                    .send_error(0, &RemoteError::new(ErrorKind::Busy, message));
+                self.touched.insert(client);
+            }
+        }
+    }
+
+    /// A service's notify to a name the relay does not serve itself: to
+    /// every client following one of the service's names, as it was sent.
+    pub(super) fn fan_out(&mut self, service: ConnId, notify: IncomingNotify, now: Instant) {
+        self.notify_done(service);
+        let Some(names) = self.peers.get(&service).map(|p| p.names.clone()) else {
+            return;
+        };
+        let followers = self.peers.iter_mut().filter(|(_, p)| {
+            p.side == PeerKind::Client && p.follows.as_ref().is_some_and(|f| names.contains(f))
+        });
+        let reached = send_to(
+            followers,
+            &mut self.touched,
+            &notify.method,
+            &notify.args,
+            now,
+        );
+        self.count_dropped(reached);
+    }
+
+    /// Client `id` follows the service named in `args` from now on, instead
+    /// of the one it followed.
+    pub(super) fn follow(&mut self, id: ConnId, args: &Payload) -> Result<(), RemoteError> {
+        let bad = |why: String| RemoteError::new(ErrorKind::BadArguments, why);
+        let name: String = args
+            .decode()
+            .map_err(|e| bad(format!("{FOLLOW_METHOD} takes a service name: {e}")))?;
+        if name.len() > MAX_SERVICE_NAME {
+            return Err(bad(format!(
+                "{FOLLOW_METHOD}: a service name has at most {MAX_SERVICE_NAME} bytes, not {}",
+                name.len()
+            )));
+        }
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.follows = Some(name);
+        }
+        Ok(())
+    }
+
+    fn count_dropped(&mut self, (_, dropped): (usize, usize)) {
+        self.dropped_notifies += dropped as u64;
+    }
+}
+
+/// Sends the notify to each of `peers` still open that has room, marking it touched;
+/// returns how many it reached and how many it did not.
+fn send_to<'a>(
+    peers: impl Iterator<Item = (&'a ConnId, &'a mut Peer)>,
+    touched: &mut std::collections::BTreeSet<ConnId>,
+    method: &str,
+    args: &Payload,
+    now: Instant,
+) -> (usize, usize) {
+    let (mut reached, mut dropped) = (0, 0);
+    for (id, p) in peers.filter(|(_, p)| !p.conn.is_closed()) {
+        if notify_if_room(p, method, args, now) {
+            touched.insert(*id);
+            reached += 1;
+        } else {
+            dropped += 1;
+        }
+    }
+    (reached, dropped)
+}
