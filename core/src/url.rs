@@ -63,6 +63,7 @@ impl Url {
                 if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
                     return Err(invalid(&format!("expected {scheme}://host:port")));
                 }
+                check_host_port(rest).map_err(|why| invalid(&why))?;
                 Ok(Url::Tcp {
                     addr: rest.to_owned(),
                     tls: scheme == "tls",
@@ -82,6 +83,7 @@ impl Url {
                 if addr.is_empty() || !addr.contains(':') {
                     return Err(invalid(&format!("expected {scheme}://host:port/path")));
                 }
+                check_host_port(addr).map_err(|why| invalid(&why))?;
                 Ok(Url::Ws {
                     addr: addr.to_owned(),
                     path: path.to_owned(),
@@ -178,6 +180,26 @@ impl fmt::Display for Url {
             Url::Ws { addr, path, .. } => write!(f, "{scheme}://{addr}{path}"),
         }
     }
+}
+
+/// Checks the `host:port` of a network URL: a host (a name, an IPv4
+/// address or a bracketed IPv6 one) and a port from 0 to 65535. Without
+/// this, an empty host or a bad port fails later as a name lookup.
+fn check_host_port(addr: &str) -> Result<(), String> {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, ""));
+    if host.is_empty() {
+        return Err(
+            "no host before ':': tcp://0.0.0.0:PORT listens on every interface, \
+             tcp://127.0.0.1:PORT on this machine only; a client gives the rig's name or address"
+                .to_owned(),
+        );
+    }
+    if port.parse::<u16>().is_err() {
+        return Err(format!(
+            "the port '{port}' is not a number from 0 to 65535 (0: the system picks one)"
+        ));
+    }
+    Ok(())
 }
 
 /// What a client dials: a [`Url`], and the service behind the relay there

@@ -224,6 +224,25 @@ mod endpoints {
                 "{err}"
             );
         }
+        // A missing host or a bad port is said so, not left to fail as a
+        // name lookup.
+        for (bad, why) in [
+            (
+                "tcp://:7400",
+                "no host before ':': tcp://0.0.0.0:PORT listens on every interface",
+            ),
+            ("ws://:80/x", "no host before ':'"),
+            (
+                "tls://rig:74000",
+                "the port '74000' is not a number from 0 to 65535",
+            ),
+            ("tcp://rig:", "the port '' is not"),
+            ("wss://rig:https/x", "the port 'https' is not"),
+        ] {
+            let err = Url::parse(bad).unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!(Url::parse("tcp://[::1]:0").is_ok());
     }
 
     #[test]

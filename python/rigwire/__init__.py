@@ -865,6 +865,15 @@ def _go_on() -> Optional[Callable[[], bool]]:
     return getattr(_group_go_on, "go_on", None)
 
 
+def _rigs_of(rigs: Dict[str, str]) -> list:
+    """A group's ``(name, url)`` pairs; ValueError for none, since every
+    step of an empty group would succeed, having done nothing."""
+    pairs = list(rigs.items())
+    if not pairs:
+        raise ValueError("a group needs at least one rig: {name: url, ...}")
+    return pairs
+
+
 class Group:
     """Several rigs, driven together through the standard experiment lifecycle
     (``exp.*``): each step runs on every rig at once, stop and cleanup in
@@ -900,10 +909,7 @@ class Group:
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(pin=pin, ca=ca)
-        rigs = list(rigs.items())
-        if not rigs:
-            # Every step of an empty group would succeed, having done nothing.
-            raise ValueError("a group needs at least one rig: {name: url, ...}")
+        rigs = _rigs_of(rigs)
         self._native = _rigwire.connect_group(rigs, name, secret, path, timeout, tls, reconnect, max_frame)
         _held(self)
 

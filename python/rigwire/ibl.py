@@ -22,7 +22,7 @@ import json as _json
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from . import GroupResults as _GroupResults
-from . import _held, _is_one_number, _nan_hint, _rigwire
+from . import _held, _is_one_number, _nan_hint, _rigs_of, _rigwire
 
 __all__ = ["Message", "Peer", "Services"]
 
@@ -116,7 +116,7 @@ class Services:
     to ``timeout`` seconds for every rig (iblutil's default is 10 s)."""
 
     def __init__(self, rigs: Dict[str, str], timeout: float = 10.0, echo_timeout: float = 1.0):
-        self._native = _rigwire.ibl_services(list(rigs.items()), timeout, echo_timeout)
+        self._native = _rigwire.ibl_services(_rigs_of(rigs), timeout, echo_timeout)
         _held(self)
 
     @property

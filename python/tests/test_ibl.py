@@ -76,6 +76,8 @@ def test_a_blocking_peer_drives_an_iblutil_rig(ibl_rig):
 
 
 def test_services_drive_several_iblutil_rigs():
+    with pytest.raises(ValueError, match="at least one rig"):
+        ibl.Services({})  # as a Group: its every step would have succeeded, doing nothing
     rigs = {"rig-udp": IblRig("udp"), "rig-tcp": IblRig("tcp")}
     try:
         services = ibl.Services({n: r.url for n, r in rigs.items()}, timeout=10)
