@@ -799,7 +799,9 @@ class Server:
         return self
 
     def broadcast(self, method: str, *args: Any, **kwargs: Any) -> int:
-        """Notifies every connected peer; returns how many it reached. A peer
+        """Notifies every connected peer, and every relay it serves through
+        (``serve_via``), which passes it on to the clients following the
+        service; returns how many it reached, a relay counting once. A peer
         that stopped reading (its output full) is skipped, not waited for."""
         return self._native.broadcast(method, payload(args, kwargs))
 

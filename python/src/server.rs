@@ -422,15 +422,38 @@ impl NativeServer {
     }
 
     /// Notifies every peer connected to the listener with `args` (JSON
-    /// text or `bytes`); returns how many it reached.
+    /// text or `bytes`), and every relay it serves through, which passes
+    /// it on to the clients following the service; returns how many it
+    /// reached (a relay counts once).
     fn broadcast(&self, py: Python<'_>, method: &str, args: Data) -> PyResult<usize> {
         let args = args.into_payload();
-        match &*lock(&self.listening) {
-            Listening::Running(running) => py
-                .detach(|| running.broadcast_raw(method, args))
-                .map_err(|e| to_py(py, e)),
-            _ => Err(PyRuntimeError::new_err("the server is not listening")),
-        }
+        let relays: Vec<_> = lock(&self.services)
+            .iter()
+            .filter_map(|s| s.peer())
+            .collect();
+        let listening = lock(&self.listening);
+        let running = match &*listening {
+            Listening::Running(running) => Some(running),
+            _ if relays.is_empty() => {
+                return Err(PyRuntimeError::new_err(
+                    "the server is neither listening nor serving through a relay",
+                ))
+            }
+            _ => None,
+        };
+        py.detach(|| {
+            let mut reached = match running {
+                Some(running) => running.broadcast_raw(method, args.clone())?,
+                None => 0,
+            };
+            for relay in relays {
+                if relay.notify_raw(method, args.clone()).is_ok() {
+                    reached += 1;
+                }
+            }
+            Ok(reached)
+        })
+        .map_err(|e| to_py(py, e))
     }
 
     /// How many peers are connected to the listener now.

@@ -239,6 +239,9 @@ def test_a_python_service_through_the_relay():
                 rigs.call("arm")
                 # What the service reports reaches the group through the relay.
                 assert rigs.wait_event("armed", timeout=10) == {"data": "data ready"}
+                # A broadcast from a service reaches its relay, and so its followers.
+                assert service.broadcast("exp.event", "trial_done", "7") == 1
+                assert rigs.wait_event("trial_done", timeout=10) == {"data": "7"}
             with rigwire.connect(urls["clients"] + "#ghost", secret=SECRET) as c:
                 with pytest.raises(rigwire.Unavailable, match="no service 'ghost'"):
                     c.ping()  # the service's round trip, not the relay's
