@@ -298,19 +298,24 @@ fn the_relay_stops_reading_from_a_client_that_never_reads_its_answers() {
     smol::block_on(running.shutdown(Duration::from_secs(1)));
 }
 
-#[test]
-fn calls_through_the_relay_to_a_deaf_service_end_by_their_deadline() {
-    let _one = serial();
+/// A smol relay on loopback TCP, both of its sides with the flood tests' limits.
+fn tcp_relay() -> rigwire_smol::RunningRelay {
     let config = rigwire_smol::RelayConfig {
         clients: server_protocol(),
         services: server_protocol(),
         insecure_services: true,
         ..Default::default()
     };
-    let relay = rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config)
+    rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config)
         .unwrap()
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn calls_through_the_relay_to_a_deaf_service_end_by_their_deadline() {
+    let _one = serial();
+    let relay = tcp_relay();
     let services = relay.services_url();
     let _deaf = deaf_service(addr_of(&services), ProtocolConfig::named("deaf"), "deaf");
     let script =
@@ -413,15 +418,7 @@ fn callers_waiting_on_a_full_socket_when_the_deaf_peer_dies_all_fail_with_discon
 #[test]
 fn a_follower_that_never_reads_holds_up_neither_its_service_nor_its_other_followers() {
     let _one = serial();
-    let config = rigwire_smol::RelayConfig {
-        clients: server_protocol(),
-        insecure_services: true,
-        ..Default::default()
-    };
-    let relay = rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", config)
-        .unwrap()
-        .start()
-        .unwrap();
+    let relay = tcp_relay();
     // A service that reports 64 KiB events, as many as it is asked, for each call of `report`.
     let mut service = rigwire_std::RemoteService::new(&["data"], client_config(MIB, 4 * MIB));
     service

@@ -115,10 +115,9 @@ impl Drop for DeafServer {
     }
 }
 
-/// A service that dials the relay at `addr` (host:port, plain TCP),
-/// registers `name`, and then never reads or writes again. Returns the
-/// socket; the relay sees a live, registered service that does not read.
-pub fn deaf_service(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream {
+/// Dials `addr` (host:port, plain TCP) and completes the handshake as a
+/// client exposing nothing.
+fn dial(addr: &str, config: ProtocolConfig) -> (TcpStream, Connection) {
     let mut stream = TcpStream::connect(addr).unwrap();
     let mut conn = Connection::new(
         config,
@@ -130,6 +129,14 @@ pub fn deaf_service(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream
     )
     .unwrap();
     handshake(&mut stream, &mut conn);
+    (stream, conn)
+}
+
+/// A service that dials the relay at `addr` (host:port, plain TCP),
+/// registers `name`, and then never reads or writes again. Returns the
+/// socket; the relay sees a live, registered service that does not read.
+pub fn deaf_service(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream {
+    let (mut stream, mut conn) = dial(addr, config);
     let names = Payload::postcard(&vec![name.to_owned()]).unwrap();
     let id = conn
         .call(
@@ -169,17 +176,7 @@ pub fn deaf_service(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream
 /// service `name` (`rigwire.follow`) and then never reads again. Returns
 /// the socket.
 pub fn deaf_follower(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    let mut conn = Connection::new(
-        config,
-        Registry::new(),
-        Role::Client,
-        Framing::Stream,
-        [8; 32],
-        Instant::now(),
-    )
-    .unwrap();
-    handshake(&mut stream, &mut conn);
+    let (mut stream, mut conn) = dial(addr, config);
     let target = rigwire_core::Target::parse(&format!("tcp://{addr}#{name}")).unwrap();
     target.follow(&mut conn, Instant::now()).unwrap();
     while let Some(chunk) = conn.poll_transmit() {
