@@ -57,7 +57,6 @@ mod relay;
 mod server;
 mod service;
 mod transport;
-mod wire;
 
 pub use client::Client;
 pub use group::Group;

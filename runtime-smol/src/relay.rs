@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use event_listener::Event;
 use rigwire_core::link::{Admission, Alarm, Ticket};
-use rigwire_core::relay::{ConnId, PeerKind, Relay, RelayConfig, RelayEvent};
+use rigwire_core::relay::{ConnId, PeerKind, PeerOutput, Relay, RelayConfig, RelayEvent};
 use rigwire_core::{
     Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode, RemoteError,
     Url,
@@ -43,7 +43,6 @@ use crate::client::nonce;
 use crate::driver::{sleep_until, READ_CHUNK};
 use crate::handler::run_typed;
 use crate::transport::{Listener, Socket};
-use crate::wire::RelayOutbox;
 use rigwire_ws::{Flushed, OpeningError, Sink, Wire};
 
 type OwnFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
@@ -229,7 +228,7 @@ impl RelayServer {
 struct ConnIo {
     socket: Arc<Socket>,
     wire: Wire,
-    out: RelayOutbox,
+    out: PeerOutput,
     /// The kernel took nothing last time: wait for the socket to be writable.
     write_blocked: bool,
     /// Wakes the connection's task: its socket stopped taking bytes.
@@ -355,7 +354,7 @@ impl ConnIo {
                     break;
                 }
                 Flushed::Failed => {
-                    tracing::debug!(peer = %self.label, "{}", self.out.failed.as_deref().unwrap_or(""));
+                    tracing::debug!(peer = %self.label, "{}", self.out.failure().unwrap_or(""));
                     break;
                 }
                 // All written: again while the connection holds more.
@@ -569,7 +568,7 @@ impl Inner {
                 ConnIo {
                     socket: Arc::clone(&socket),
                     wire,
-                    out: RelayOutbox::default(),
+                    out: PeerOutput::default(),
                     write_blocked: false,
                     wake: Arc::clone(&wake),
                     label: label.clone(),
@@ -632,7 +631,7 @@ impl Inner {
                     let now = Instant::now();
                     let State { relay, io, .. } = &mut *g;
                     if let Some(cio) = io.get_mut(&id) {
-                        let write_failed = cio.out.failed.clone();
+                        let write_failed = cio.out.failure().map(str::to_owned);
                         let input = &mut RelayInput {
                             relay,
                             id,

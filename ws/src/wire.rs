@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rigwire_core::framing::FrameRoom;
+use rigwire_core::relay::PeerOutput;
 use rigwire_core::{Link, TlsProblem};
 
 use crate::tls::{looks_like_tls, Tls};
@@ -99,6 +100,21 @@ impl Outbox for Link {
     }
     fn is_closed(&self) -> bool {
         Link::is_closed(self)
+    }
+}
+
+impl Outbox for PeerOutput {
+    fn output(&mut self) -> &VecDeque<Bytes> {
+        PeerOutput::output(self)
+    }
+    fn handle_written(&mut self, n: usize) {
+        PeerOutput::handle_written(self, n);
+    }
+    fn handle_write_failed(&mut self, reason: &str) {
+        PeerOutput::handle_write_failed(self, reason);
+    }
+    fn is_closed(&self) -> bool {
+        PeerOutput::is_closed(self)
     }
 }
 

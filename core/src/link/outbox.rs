@@ -24,8 +24,7 @@ impl Outbox {
     }
 
     /// Takes what `conn` queued until this holds `ahead` bytes or more; the
-    /// rest stays queued in `conn`, where the core counts it (a relay
-    /// decides by it whether a peer has room for a notify).
+    /// rest stays queued in `conn`, where the core counts it.
     pub fn fill_ahead(&mut self, conn: &mut Connection, ahead: usize) {
         while self.bytes < ahead {
             let Some(chunk) = conn.poll_transmit() else {

@@ -63,6 +63,9 @@ const FORWARD: HandlerId = HandlerId(u32::MAX);
 const FAN_OUT: HandlerId = HandlerId(u32::MAX - 1);
 
 mod notifies;
+mod output;
+
+pub use output::{PeerOutput, WRITE_AHEAD};
 
 /// Identifies one connection of the relay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
