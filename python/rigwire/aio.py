@@ -16,6 +16,8 @@ Cancelling the task that awaits a call cancels the call on the wire.
 
 import asyncio
 import concurrent.futures
+import functools
+import inspect
 import threading
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, Optional, TypeVar
 
@@ -86,14 +88,41 @@ async def connect(
     ca: Optional[_rigwire.PathLike] = None,
     reconnect: bool = False,
     max_frame: Optional[int] = None,
+    expose: Optional[Dict[str, Callable[..., Any]]] = None,
 ) -> "Client":
-    """``rigwire.connect``, awaited."""
+    """``rigwire.connect``, awaited. The functions of ``expose``, which the
+    peer may call back, run on this event loop (an ``async def`` awaited
+    there), so they may touch what the app's tasks touch; their ``caller``
+    is a ``rigwire.aio.Client``. The peer waits for them as for any handler,
+    so a loop that stays blocked holds its calls up to their deadline."""
+    loop = asyncio.get_running_loop()
+    on_loop = {n: _on_loop(f, loop) for n, f in (expose or {}).items()}
+
     def dial() -> _rigwire.Client:
         return _rigwire.connect(
-            url, name, secret, secret_file, timeout, pin=pin, ca=ca, reconnect=reconnect, max_frame=max_frame
+            url, name, secret, secret_file, timeout, on_loop, pin=pin, ca=ca, reconnect=reconnect, max_frame=max_frame
         )
 
     return Client(await _off_loop(dial))
+
+
+def _on_loop(fn: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+    """``fn`` as a handler that runs on ``loop``, from the handler's thread,
+    which waits for its result. ``functools.wraps`` keeps what the server
+    reads of it: its name and its parameters (``caller``, ``cancelled``)."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if "caller" in kwargs:
+            kwargs["caller"] = Client(kwargs["caller"])
+
+        async def on_loop() -> Any:
+            result = fn(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), loop).result()
+
+    return run
 
 
 class Client:

@@ -152,3 +152,43 @@ def test_a_group_is_awaited_and_cancelling_the_task_cancels_every_rigs_call():
         for rig in (a, b):
             if rig.process.returncode is None:
                 rig.stop()
+
+
+def test_functions_a_peer_calls_back_run_on_the_apps_loop():
+    server = rigwire.Server("tcp://127.0.0.1:0", name="rig")
+
+    @server.expose
+    def arm(caller):
+        caller.notify("news", "armed")
+        return caller.call("double", 21)
+
+    server.start()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        heard, threads = [], []
+
+        async def double(x, caller):
+            threads.append(asyncio.get_running_loop() is loop)
+            # Its caller is awaited too: this loop is not blocked by it.
+            assert await caller.call("rigwire.methods") is not None
+            return 2 * x
+
+        def news(what):
+            threads.append(asyncio.get_running_loop() is loop)
+            heard.append(what)
+
+        expose = {"double": double, "news": news}
+        async with await rigwire.aio.connect(server.url, expose=expose) as c:
+            assert await c.call("arm") == 42
+            for _ in range(100):
+                if heard:
+                    break
+                await asyncio.sleep(0.05)
+            assert heard == ["armed"]
+            assert threads == [True, True]
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), timeout=30))
+    finally:
+        server.shutdown()
