@@ -808,6 +808,13 @@ fn a_follower_that_does_not_read_costs_the_relay_no_more_than_its_output_limit()
         "{}",
         net.relay.dropped_notifies()
     );
+    // Nor do the relay's own broadcasts queue up for it.
+    for _ in 0..256 {
+        net.relay.broadcast_clients("exp.event", &frame, now);
+    }
+    let queued = net.relay.connection(deaf_side).unwrap().queued_output();
+    assert!(queued <= LIMIT + 70 * 1024, "{queued} bytes queued");
+    assert!(net.relay.dropped_notifies() >= 450);
     // The follower is still served once it reads again.
     net.pump();
     assert!(!notified(&net, deaf, "exp.event").is_empty());
