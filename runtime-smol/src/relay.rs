@@ -433,6 +433,11 @@ impl Inner {
                 }
                 RelayEvent::Call { conn, call } => jobs.push(OwnJob::Call(conn, call)),
                 RelayEvent::Notify { conn, notify } => jobs.push(OwnJob::Notify(conn, notify)),
+                RelayEvent::NotifiesDropped { conn, peer_name } => tracing::warn!(
+                    ?conn,
+                    peer = %peer_name,
+                    "dropping notifies for a peer that does not read them (until it does)"
+                ),
                 RelayEvent::Closed { conn, error } => {
                     tracing::info!(?conn, "disconnected: {error}")
                 }

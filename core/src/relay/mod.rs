@@ -206,6 +206,14 @@ pub enum RelayEvent {
         /// The notify.
         notify: IncomingNotify,
     },
+    /// A notify for this peer was dropped, its output being over its limit
+    /// (it does not read); said once until a notify reaches it again.
+    NotifiesDropped {
+        /// The peer's connection.
+        conn: ConnId,
+        /// The name it announced.
+        peer_name: String,
+    },
     /// A connection closed; drain its transmits, close its socket, then [`Relay::remove`] it.
     Closed {
         /// The connection.
@@ -226,6 +234,8 @@ struct Peer {
     established: bool,
     /// The service whose notifies this client receives ([`FOLLOW_METHOD`]).
     follows: Option<String>,
+    /// Notifies for it are being dropped (said once, by [`RelayEvent::NotifiesDropped`]).
+    dropping: bool,
 }
 
 /// The relay state machine.
@@ -345,6 +355,7 @@ impl Relay {
                 ticket: admitted.ok().map(|a| a.ticket),
                 established: false,
                 follows: None,
+                dropping: false,
             },
         );
         Ok(id)

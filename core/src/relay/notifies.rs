@@ -4,13 +4,14 @@
 //!
 //! A notify has no answer to wait for, so none may queue without bound: one
 //! for a peer whose output is over its limit (it does not read) is dropped
-//! and counted ([`Relay::dropped_notifies`]); a client whose notify is
-//! dropped so is told, with `Error{id 0, Busy}`, as a callee that drops one
-//! does (spec §6.3).
+//! and counted ([`Relay::dropped_notifies`]), and the runtime told once
+//! ([`RelayEvent::NotifiesDropped`]) until one reaches that peer again; a
+//! client whose notify is dropped so is told, with `Error{id 0, Busy}`, as a
+//! callee that drops one does (spec §6.3).
 
 use std::time::Instant;
 
-use super::{ConnId, Peer, PeerKind, Relay, FOLLOW_METHOD};
+use super::{ConnId, PeerKind, Relay, RelayEvent, FOLLOW_METHOD};
 use crate::codec::Payload;
 use crate::error::RemoteError;
 use crate::event::IncomingNotify;
@@ -19,21 +20,15 @@ use crate::message::ErrorKind;
 /// The longest service name a relay registers, so the longest one worth following.
 pub(super) const MAX_SERVICE_NAME: usize = 128;
 
-/// Sends a notify on `p`'s connection if its output has room; `false` if not.
-fn notify_if_room(p: &mut Peer, method: &str, args: &Payload, now: Instant) -> bool {
-    p.conn.wants_input() && p.conn.notify(method, args.clone(), now).is_ok()
-}
-
 impl Relay {
     /// Notifies every connected client that has room for it; returns how many.
     pub fn broadcast_clients(&mut self, method: &str, args: &Payload, now: Instant) -> usize {
         let clients = self
             .peers
-            .iter_mut()
+            .iter()
             .filter(|(_, p)| p.side == PeerKind::Client);
-        let reached = send_to(clients, &mut self.touched, method, args, now);
-        self.count_dropped(reached);
-        reached.0
+        let clients = clients.map(|(id, _)| *id).collect();
+        self.send_to(clients, method, args, now).0
     }
 
     /// Notifies the service registered as `name`, if one is and its output
@@ -45,21 +40,15 @@ impl Relay {
         args: &Payload,
         now: Instant,
     ) -> usize {
-        let Some(id) = self.routes.get(name).copied() else {
-            return 0;
-        };
-        let service = self.peers.get_mut(&id).map(|p| (&id, p));
-        let reached = send_to(service.into_iter(), &mut self.touched, method, args, now);
-        self.count_dropped(reached);
-        reached.0
+        let service = self.routes.get(name).copied();
+        self.send_to(service.into_iter().collect(), method, args, now)
+            .0
     }
 
     /// A notify to one of the relay's own names (a [`RelayEvent::Notify`]
     /// of connection `id`) has been handled: its place under the sender's
     /// incoming limit is free again. The runtime calls it when the handler
     /// ends.
-    ///
-    /// [`RelayEvent::Notify`]: super::RelayEvent::Notify
     pub fn notify_done(&mut self, id: ConnId) {
         if let Some(p) = self.peers.get_mut(&id) {
             p.conn.notify_finished();
@@ -78,19 +67,11 @@ impl Relay {
         let Some((name, method)) = notify.method.split_once('.') else {
             return;
         };
-        let Some(id) = self.routes.get(name).copied() else {
+        let Some(service) = self.routes.get(name).copied() else {
             return;
         };
-        let service = self.peers.get_mut(&id).map(|p| (&id, p));
-        let reached = send_to(
-            service.into_iter(),
-            &mut self.touched,
-            method,
-            &notify.args,
-            now,
-        );
-        self.count_dropped(reached);
-        if reached.1 > 0 {
+        let (_, dropped) = self.send_to(vec![service], method, &notify.args, now);
+        if dropped > 0 {
             let message = format!(
                 "notify to '{}' dropped: the service '{name}' is not reading what it is sent",
                 notify.method
@@ -107,20 +88,14 @@ impl Relay {
     /// every client following one of the service's names, as it was sent.
     pub(super) fn fan_out(&mut self, service: ConnId, notify: IncomingNotify, now: Instant) {
         self.notify_done(service);
-        let Some(names) = self.peers.get(&service).map(|p| p.names.clone()) else {
+        let Some(names) = self.peers.get(&service).map(|p| &p.names) else {
             return;
         };
-        let followers = self.peers.iter_mut().filter(|(_, p)| {
+        let followers = self.peers.iter().filter(|(_, p)| {
             p.side == PeerKind::Client && p.follows.as_ref().is_some_and(|f| names.contains(f))
         });
-        let reached = send_to(
-            followers,
-            &mut self.touched,
-            &notify.method,
-            &notify.args,
-            now,
-        );
-        self.count_dropped(reached);
+        let followers = followers.map(|(id, _)| *id).collect();
+        self.send_to(followers, &notify.method, &notify.args, now);
     }
 
     /// Client `id` follows the service named in `args` from now on, instead
@@ -142,28 +117,35 @@ impl Relay {
         Ok(())
     }
 
-    fn count_dropped(&mut self, (_, dropped): (usize, usize)) {
-        self.dropped_notifies += dropped as u64;
-    }
-}
-
-/// Sends the notify to each of `peers` still open that has room, marking it touched;
-/// returns how many it reached and how many it did not.
-fn send_to<'a>(
-    peers: impl Iterator<Item = (&'a ConnId, &'a mut Peer)>,
-    touched: &mut std::collections::BTreeSet<ConnId>,
-    method: &str,
-    args: &Payload,
-    now: Instant,
-) -> (usize, usize) {
-    let (mut reached, mut dropped) = (0, 0);
-    for (id, p) in peers.filter(|(_, p)| !p.conn.is_closed()) {
-        if notify_if_room(p, method, args, now) {
-            touched.insert(*id);
-            reached += 1;
-        } else {
+    /// Sends the notify to each of `peers` still open whose output has
+    /// room; returns how many it reached and how many it did not.
+    fn send_to(
+        &mut self,
+        peers: Vec<ConnId>,
+        method: &str,
+        args: &Payload,
+        now: Instant,
+    ) -> (usize, usize) {
+        let (mut reached, mut dropped) = (0, 0);
+        for id in peers {
+            let Some(p) = self.peers.get_mut(&id).filter(|p| !p.conn.is_closed()) else {
+                continue;
+            };
+            if p.conn.wants_input() && p.conn.notify(method, args.clone(), now).is_ok() {
+                self.touched.insert(id);
+                p.dropping = false;
+                reached += 1;
+                continue;
+            }
             dropped += 1;
+            if !std::mem::replace(&mut p.dropping, true) {
+                let peer_name = p.conn.peer_name().to_owned();
+                let conn = id;
+                self.events
+                    .push_back(RelayEvent::NotifiesDropped { conn, peer_name });
+            }
         }
+        self.dropped_notifies += dropped as u64;
+        (reached, dropped)
     }
-    (reached, dropped)
 }
