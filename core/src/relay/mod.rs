@@ -568,22 +568,12 @@ impl Relay {
                 }
                 Event::Call(call) if call.handler == FORWARD => self.forward(id, call, now),
                 Event::Call(call) if side == PeerKind::Client && call.method == SERVICES_METHOD => {
-                    let names: Vec<&String> = self.routes.keys().collect();
-                    let listed = Payload::encode_as(call.args.codec, &names)
-                        .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()));
-                    if let Some(p) = self.peers.get_mut(&id) {
-                        let _ = p.conn.reply(call.id, listed);
-                    }
+                    let names: Vec<String> = self.routes.keys().cloned().collect();
+                    self.answer_builtin(id, &call, Ok(names));
                 }
                 Event::Call(call) if side == PeerKind::Client && call.method == FOLLOW_METHOD => {
                     let followed = self.follow(id, &call.args);
-                    let answer = followed.and_then(|()| {
-                        Payload::encode_as(call.args.codec, &())
-                            .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()))
-                    });
-                    if let Some(p) = self.peers.get_mut(&id) {
-                        let _ = p.conn.reply(call.id, answer);
-                    }
+                    self.answer_builtin(id, &call, followed);
                 }
                 Event::Call(call) => self.events.push_back(RelayEvent::Call { conn: id, call }),
                 Event::Notify(n) if n.handler == FORWARD => self.forward_notify(id, n, now),
@@ -680,11 +670,25 @@ impl Relay {
                 conn: id,
                 names: names.clone(),
             });
-            Payload::encode_as(call.args.codec, &names)
+            Ok(names)
+        });
+        self.answer_builtin(id, &call, result);
+    }
+
+    /// Answers a call to one of the relay's built-in methods on connection
+    /// `id`, in the call's codec.
+    fn answer_builtin<T: serde::Serialize>(
+        &mut self,
+        id: ConnId,
+        call: &IncomingCall,
+        result: Result<T, RemoteError>,
+    ) {
+        let encoded = result.and_then(|value| {
+            Payload::encode_as(call.args.codec, &value)
                 .map_err(|e| RemoteError::new(ErrorKind::Internal, e.to_string()))
         });
         if let Some(p) = self.peers.get_mut(&id) {
-            let _ = p.conn.reply(call.id, result);
+            let _ = p.conn.reply(call.id, encoded);
         }
     }
 
