@@ -654,13 +654,13 @@ impl Relay {
             )),
             Ok(names) => self.check_names(id, &names).map(|()| names),
         };
-        let result = outcome.and_then(|names| {
+        let result = outcome.inspect(|names| {
             // Registering a name again is idempotent: each is held once.
-            for name in &names {
+            for name in names {
                 self.routes.insert(name.clone(), id);
             }
             if let Some(p) = self.peers.get_mut(&id) {
-                for name in &names {
+                for name in names {
                     if !p.names.contains(name) {
                         p.names.push(name.clone());
                     }
@@ -670,7 +670,6 @@ impl Relay {
                 conn: id,
                 names: names.clone(),
             });
-            Ok(names)
         });
         self.answer_builtin(id, &call, result);
     }
