@@ -646,8 +646,22 @@ fn what_rigs_notify_shows_in_the_live_log() {
     let rig = rig.start().unwrap();
     let room = Room::watching("scanner", &rig.local_url());
     let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
-    // What was logged before this viewer came is in its snapshot.
-    let snapshot = next_of(&mut ws, "snapshot");
+    let wanted = [
+        "userLog: \"scanner ready\"",
+        "event trial: 1",
+        "trialDone: [1,2]",
+    ];
+    assert_notified(&mut ws, &wanted);
+}
+
+/// Waits (10 s at most) until the live log has shown a notify containing
+/// each of `wanted`, counting what the snapshot holds (logged before this
+/// viewer came).
+fn assert_notified(
+    ws: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    wanted: &[&str],
+) {
+    let snapshot = next_of(ws, "snapshot");
     let mut seen: Vec<String> = snapshot["log"]
         .as_array()
         .unwrap()
@@ -656,21 +670,72 @@ fn what_rigs_notify_shows_in_the_live_log() {
         .map(|e| e["text"].as_str().unwrap().to_owned())
         .collect();
     let until = Instant::now() + Duration::from_secs(10);
-    let wanted = [
-        "userLog: \"scanner ready\"",
-        "event trial: 1",
-        "trialDone: [1,2]",
-    ];
     while !wanted
         .iter()
         .all(|w| seen.iter().any(|s: &String| s.contains(w)))
     {
         assert!(Instant::now() < until, "the log has {seen:?}");
-        let message = next_of(&mut ws, "log");
+        let message = next_of(ws, "log");
         if message["entry"]["kind"] == "notify" {
             seen.push(message["entry"]["text"].as_str().unwrap().to_owned());
         }
     }
+}
+
+#[test]
+fn what_a_service_behind_a_relay_notifies_shows_in_the_live_log() {
+    let (clients_secret, services_secret) = ("clients-secret-0123456", "services-secret-0123456");
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+        ],
+        &[
+            ("RIGWIRE_SECRET", clients_secret),
+            ("RIGWIRE_SERVICE_SECRET", services_secret),
+        ],
+        2,
+    );
+    // A service that reports, to whoever follows it, when it is armed.
+    let config = rigwire_std::Config::named("scanner")
+        .secret(services_secret)
+        .unwrap();
+    let mut service = rigwire_std::RemoteService::new(&["data"], config);
+    service
+        .expose_with("arm", |ctx: &rigwire_std::CallContext, (): ()| {
+            ctx.peer
+                .notify_raw("userLog", rigwire_std::Payload::json(&"armed")?)?;
+            ctx.peer.notify("exp.event", &("armed", "scanner ready"))?;
+            Ok(())
+        })
+        .unwrap();
+    let _service = service.connect(&relay.url("services")).unwrap();
+    let rig = format!("scan={}#data", relay.url("clients"));
+    let args = ["control", "--listen", "http://127.0.0.1:0", "--rig", &rig];
+    let room = Room::of(Spawned::start(
+        &args,
+        &[("RIGWIRE_SECRET", clients_secret)],
+        2,
+    ));
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        assert!(Instant::now() < until, "the relayed rig did not come up");
+        let rig = next_of(&mut ws, "rig");
+        if rig["rig"]["state"] == "authenticated" {
+            break;
+        }
+    }
+    let call = r#"{"op": "call", "rig": "scan", "method": "arm", "args": null}"#;
+    ws.send(Message::text(call)).unwrap();
+    let (mut ws, _) = tungstenite::connect(room.ws(true)).unwrap();
+    assert_notified(
+        &mut ws,
+        &["userLog: \"armed\"", "event armed: scanner ready"],
+    );
 }
 
 #[test]
