@@ -234,7 +234,8 @@ fn servers_of_both_runtimes_pass_every_case_on_every_transport() {
         assert!(skipped.iter().all(expected), "{url}: {skipped:?}");
         assert_eq!(
             skipped.len(),
-            usize::from(!*secret) + if ws { 2 } else { 5 },
+            // Three relay- cases, three ws- cases.
+            usize::from(!*secret) + if ws { 3 } else { 6 },
             "{url}: {skipped:?}"
         );
     }

@@ -272,6 +272,7 @@ pub fn cases() -> Vec<Case<Target>> {
         "goodbye", "6.7", "after our Goodbye the server closes" => goodbye;
         "relay-services", "6.8", "a relay lists the service in rigwire.services" => relay_services;
         "relay-unavailable", "6.8", "a relay answers a name nobody serves: Error{Unavailable}" => relay_unavailable;
+        "relay-follow", "6.8", "rigwire.follow with a name answers null, with a number Error{BadArguments}" => relay_follow;
         "ws-text-message", "1.1", "a text websocket message: Goodbye, a websocket Close, close" => ws_text_message;
         "ws-fragmented", "1.1", "a Call in a fragmented binary message is served" => ws_fragmented;
         "ws-wrong-path", "1.1", "an upgrade to another path: 404 Not Found" => ws_wrong_path;

@@ -451,6 +451,18 @@ pub(super) fn relay_services(t: &Target) -> Checked {
     Ok(())
 }
 
+pub(super) fn relay_follow(t: &Target) -> Checked {
+    if t.service.is_none() {
+        return Err(skip("needs --service (the target is a relay)"));
+    }
+    let mut s = establish(t)?;
+    s.service = None;
+    let id = s.call("rigwire.follow", json("\"conform-any\""), None)?;
+    s.reply::<()>(id, Codec::Json)?;
+    let id = s.call("rigwire.follow", json("42"), None)?;
+    s.error(id, ErrorKind::BadArguments)
+}
+
 pub(super) fn relay_unavailable(t: &Target) -> Checked {
     if t.service.is_none() {
         return Err(skip("needs --service (the target is a relay)"));
