@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 mod raw;
 
 mod common;
-use common::{cert_new, relay_with_data_using, scratch, Spawned, BIN};
+use common::{cert_new, relay_using, relay_with_data_using, scratch, Spawned, BIN};
 
 /// Checks that the command exited with `code` and said `said` on stderr.
 fn fails_saying(out: &Output, code: i32, said: &str) {
@@ -638,19 +638,7 @@ const SERVICE_SECRET: (&str, &str) = ("RIGWIRE_SERVICE_SECRET", "services-secret
 
 #[test]
 fn two_hops_from_three_terminals() {
-    let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-            "--allow",
-            "data",
-        ],
-        &[CLIENT_SECRET, SERVICE_SECRET],
-        2,
-    );
+    let relay = relay_using(CLIENT_SECRET.1, SERVICE_SECRET.1, &["--allow", "data"]);
     let (clients, services) = (relay.url("clients"), relay.url("services"));
     assert!(clients.starts_with("tcp://127.0.0.1:"), "{clients}");
     assert!(services.starts_with("ws://127.0.0.1:"), "{services}");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 mod common;
-use common::{cert_new, relay_with_data, scratch, Spawned, BIN};
+use common::{cert_new, relay_using, relay_with_data, scratch, Spawned, BIN};
 
 /// A websocket to the room, as a tab of the page has.
 type Tab = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
@@ -685,20 +685,7 @@ fn assert_notified(
 #[test]
 fn what_a_service_behind_a_relay_notifies_shows_in_the_live_log() {
     let (clients_secret, services_secret) = ("clients-secret-0123456", "services-secret-0123456");
-    let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-        ],
-        &[
-            ("RIGWIRE_SECRET", clients_secret),
-            ("RIGWIRE_SERVICE_SECRET", services_secret),
-        ],
-        2,
-    );
+    let relay = relay_using(clients_secret, services_secret, &[]);
     // A service that reports, to whoever follows it, when it is armed.
     let config = rigwire_std::Config::named("scanner")
         .secret(services_secret)

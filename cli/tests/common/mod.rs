@@ -70,6 +70,18 @@ pub fn relay_with_data_using(
     services_secret: &str,
     extra: &[&str],
 ) -> (Vec<Spawned>, String) {
+    let relay = relay_using(clients_secret, services_secret, extra);
+    let services = relay.url("services");
+    let mut args = vec!["serve", "--via", &services, "--as", "data"];
+    args.extend_from_slice(extra);
+    let service = Spawned::start(&args, &[("RIGWIRE_SECRET", services_secret)], 1);
+    let clients = relay.url("clients");
+    (vec![relay, service], clients)
+}
+
+/// `rigwire relay`, clients on tcp and services on ws (loopback, ports the
+/// system picks), with `extra` arguments and nobody behind it yet.
+pub fn relay_using(clients_secret: &str, services_secret: &str, extra: &[&str]) -> Spawned {
     let mut args = vec![
         "relay",
         "--clients",
@@ -78,20 +90,14 @@ pub fn relay_with_data_using(
         "ws://127.0.0.1:0/services",
     ];
     args.extend_from_slice(extra);
-    let relay = Spawned::start(
+    Spawned::start(
         &args,
         &[
             ("RIGWIRE_SECRET", clients_secret),
             ("RIGWIRE_SERVICE_SECRET", services_secret),
         ],
         2,
-    );
-    let services = relay.url("services");
-    let mut args = vec!["serve", "--via", &services, "--as", "data"];
-    args.extend_from_slice(extra);
-    let service = Spawned::start(&args, &[("RIGWIRE_SECRET", services_secret)], 1);
-    let clients = relay.url("clients");
-    (vec![relay, service], clients)
+    )
 }
 
 /// A fresh temporary folder of this test process.

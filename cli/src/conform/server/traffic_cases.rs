@@ -434,15 +434,23 @@ pub(super) fn ws_wrong_path(t: &Target) -> Checked {
     }
 }
 
-pub(super) fn relay_services(t: &Target) -> Checked {
-    let Some(service) = &t.service else {
+/// A session with the relay itself, for its own names; the relay- cases
+/// are skipped unless the target is a relay.
+fn relay_session(t: &Target) -> Result<Session, Mismatch> {
+    if t.service.is_none() {
         return Err(skip("needs --service (the target is a relay)"));
-    };
+    }
     let mut s = establish(t)?;
-    s.service = None; // the relay's own name
+    s.service = None;
+    Ok(s)
+}
+
+pub(super) fn relay_services(t: &Target) -> Checked {
+    let mut s = relay_session(t)?;
+    let service = t.service.as_deref().unwrap_or_default();
     let id = s.call("rigwire.services", json("null"), None)?;
     let names: Vec<String> = s.reply(id, Codec::Json)?;
-    if !names.contains(service) {
+    if !names.iter().any(|n| n == service) {
         return Err(fail(
             format!("a list with {service:?}"),
             format!("{names:?}"),
@@ -452,11 +460,7 @@ pub(super) fn relay_services(t: &Target) -> Checked {
 }
 
 pub(super) fn relay_follow(t: &Target) -> Checked {
-    if t.service.is_none() {
-        return Err(skip("needs --service (the target is a relay)"));
-    }
-    let mut s = establish(t)?;
-    s.service = None;
+    let mut s = relay_session(t)?;
     let id = s.call("rigwire.follow", json("\"conform-any\""), None)?;
     s.reply::<()>(id, Codec::Json)?;
     let id = s.call("rigwire.follow", json("42"), None)?;
@@ -464,11 +468,7 @@ pub(super) fn relay_follow(t: &Target) -> Checked {
 }
 
 pub(super) fn relay_unavailable(t: &Target) -> Checked {
-    if t.service.is_none() {
-        return Err(skip("needs --service (the target is a relay)"));
-    }
-    let mut s = establish(t)?;
-    s.service = None;
+    let mut s = relay_session(t)?;
     let id = s.call("conform-nobody.echo", json("null"), None)?;
     s.error(id, ErrorKind::Unavailable)
 }
