@@ -52,6 +52,16 @@ impl Server {
     }
 }
 
+/// Counts a connection task out of [`Serving`] when dropped.
+struct CountedOut(Arc<Serving>);
+
+impl Drop for CountedOut {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::SeqCst);
+        self.0.gone.notify(usize::MAX);
+    }
+}
+
 /// The connection tasks of a server, counted apart from it so that the
 /// last one can say it ended after letting go of the server.
 #[derive(Default)]
@@ -136,17 +146,17 @@ impl ServerInner {
         socket: Arc<Socket>,
         admitted: Result<Ticket, Refusal>,
     ) {
+        // Counted out last, however the task ends: a task that died (a bug)
+        // must not leave a shutdown waiting for it for ever.
+        let _counted = CountedOut(Arc::clone(&self.serving));
         let established = self.serve_admitted(id, socket, &admitted).await;
         if let Ok(ticket) = admitted {
             rigwire_twin::lock(&self.sockets).remove(&ticket);
             self.admission().release(ticket, established);
         }
-        // Last, and without holding the server: once no task serves, nothing
-        // holds the listener but the server itself (a restart can bind again).
-        let serving = Arc::clone(&self.serving);
+        // Without holding the server: once no task serves, nothing holds
+        // the listener but the server itself (a restart can bind again).
         drop(self);
-        serving.count.fetch_sub(1, Ordering::SeqCst);
-        serving.gone.notify(usize::MAX);
     }
 
     /// Returns whether the connection was admitted as established.

@@ -260,6 +260,12 @@ pub struct WsCodec {
     /// messages are capped at the protocol's pre-authentication frame size,
     /// so a stranger cannot make us buffer a large message.
     full_limit: Option<u32>,
+    /// The peer broke the framing (a violation, a text message, bad
+    /// framing): what it sends after is discarded, never decoded.
+    /// tungstenite's reader is not to be called again after an error: it
+    /// keeps the header it refused, and reading on breaks its buffer's
+    /// invariant (a panic in a debug build, a false end of stream in release).
+    broken: bool,
 }
 
 impl std::fmt::Debug for WsCodec {
@@ -279,6 +285,7 @@ impl WsCodec {
         WsCodec {
             ws,
             full_limit: Some(full),
+            broken: false,
         }
     }
 
@@ -316,9 +323,12 @@ impl WsCodec {
         Ok(decoded)
     }
 
-    /// Hands in bytes from the peer without decoding them yet.
+    /// Hands in bytes from the peer without decoding them yet (none once
+    /// the peer has broken the framing).
     pub fn push(&mut self, bytes: &[u8]) {
-        self.ws.get_mut().inbound.extend_from_slice(bytes);
+        if !self.broken {
+            self.ws.get_mut().inbound.extend_from_slice(bytes);
+        }
     }
 
     /// The next whole message from what was handed in: `Some(Some(frame))`,
@@ -329,6 +339,18 @@ impl WsCodec {
     /// # Errors
     /// A text message, an over-limit message, or broken framing.
     pub fn next_frame(&mut self) -> io::Result<Option<Option<Bytes>>> {
+        if self.broken {
+            return Ok(None);
+        }
+        let next = self.read_next();
+        if next.is_err() {
+            self.broken = true;
+            self.ws.get_mut().inbound.clear();
+        }
+        next
+    }
+
+    fn read_next(&mut self) -> io::Result<Option<Option<Bytes>>> {
         loop {
             match self.ws.read() {
                 Ok(Message::Binary(data)) => return Ok(Some(Some(data))),
