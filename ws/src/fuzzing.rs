@@ -39,12 +39,16 @@ pub fn upgrade_and_frames(data: &[u8]) {
             Err(_) => return,
         }
     };
-    let mut frames = 0usize;
+    // After an error or the peer's close, a runtime goes on reading (and
+    // handing in) until the peer ends its side: so does this, and nothing
+    // more may come out after an error.
+    let (mut frames, mut failed) = (0usize, false);
     for piece in std::iter::once(&[][..]).chain(pieces) {
         codec.push(piece);
         loop {
             match codec.next_frame() {
                 Ok(Some(Some(frame))) => {
+                    assert!(!failed, "a message after the framing broke");
                     assert!(
                         !codec.is_pre_auth() || frame.len() <= PRE_AUTH_MAX_FRAME as usize + 64,
                         "a {}-byte message before authentication",
@@ -55,7 +59,11 @@ pub fn upgrade_and_frames(data: &[u8]) {
                         codec.open_up();
                     }
                 }
-                Ok(Some(None)) | Err(_) => return,
+                Ok(Some(None)) => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
                 Ok(None) => break,
             }
         }
