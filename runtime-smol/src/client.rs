@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use event_listener::Event;
 use rigwire_core::link::{Redial, SharedConnection, Want};
 use rigwire_core::Config;
-use rigwire_core::{Connection, Error, Role, Target};
+use rigwire_core::{Error, Target};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
@@ -70,15 +70,8 @@ pub(crate) async fn open(
     let attempt = config.connecting(Instant::now());
     let (socket, codec) = transport::connect(endpoint, config, &attempt).await?;
     let begun = Instant::now();
-    let mut conn = Connection::new(
-        attempt.handshake_settings(&config.protocol, begun),
-        handlers.registry().clone(),
-        Role::Client,
-        endpoint.framing(),
-        nonce(),
-        begun,
-    )?;
-    target.follow(&mut conn, begun)?;
+    let registry = handlers.registry().clone();
+    let conn = attempt.client_connection(&config.protocol, target, registry, nonce(), begun)?;
     let shared = Shared::new(
         conn,
         Arc::new(socket),

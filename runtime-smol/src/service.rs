@@ -30,7 +30,7 @@ impl RemoteService {
     /// `Remote` with kind `Refused` when the relay refuses a name (taken, or
     /// not allowed), with its reason.
     pub async fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
-        let endpoint = Url::parse(relay_url)?;
+        let endpoint = rigwire_core::Target::from(Url::parse(relay_url)?);
         let (names, config, policy, handlers) = self.setup.into_parts();
         let service = Arc::new(ServiceInner {
             endpoint,
@@ -60,7 +60,7 @@ struct Registration {
 }
 
 struct ServiceInner {
-    endpoint: Url,
+    endpoint: rigwire_core::Target,
     policy: Reconnect,
     names: Vec<String>,
     config: Config,
@@ -79,13 +79,7 @@ impl ServiceInner {
     /// One connection to the relay, registered.
     async fn register(&self) -> Result<Peer, Error> {
         // It serves: no caller of its own to linger for.
-        let peer = open(
-            &self.endpoint.clone().into(),
-            &self.config,
-            &self.handlers,
-            Duration::ZERO,
-        )
-        .await?;
+        let peer = open(&self.endpoint, &self.config, &self.handlers, Duration::ZERO).await?;
         match peer
             .call::<_, Vec<String>>(REGISTER_METHOD, &self.names)
             .await

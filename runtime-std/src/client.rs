@@ -6,7 +6,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rigwire_core::link::{Redial, SharedConnection, Want};
-use rigwire_core::{Connection, Error, Role, Target};
+use rigwire_core::{Error, Target};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
@@ -71,15 +71,8 @@ pub(crate) fn open(
     let attempt = config.connecting(Instant::now());
     let transport = transport::connect(endpoint, config, &attempt)?;
     let begun = Instant::now();
-    let mut conn = Connection::new(
-        attempt.handshake_settings(&config.protocol, begun),
-        handlers.registry().clone(),
-        Role::Client,
-        endpoint.framing(),
-        nonce(),
-        begun,
-    )?;
-    target.follow(&mut conn, begun)?;
+    let registry = handlers.registry().clone();
+    let conn = attempt.client_connection(&config.protocol, target, registry, nonce(), begun)?;
     let shared = Shared::new(
         conn,
         transport,

@@ -32,7 +32,7 @@ impl RemoteService {
     /// `Remote` with kind `Refused` when the relay refuses a name (taken, or
     /// not allowed), with its reason.
     pub fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
-        let endpoint = Url::parse(relay_url)?;
+        let endpoint = rigwire_core::Target::from(Url::parse(relay_url)?);
         let (names, config, policy, handlers) = self.setup.into_parts();
         let inner = Arc::new(ServiceInner {
             pool: Pool::new(config.handler_threads, "rigwire-service"),
@@ -70,7 +70,7 @@ struct Registration {
 }
 
 struct ServiceInner {
-    endpoint: Url,
+    endpoint: rigwire_core::Target,
     policy: Reconnect,
     names: Vec<String>,
     config: Config,
@@ -89,7 +89,7 @@ impl ServiceInner {
     /// One connection to the relay, registered.
     fn register(&self) -> Result<(), Error> {
         let peer = open(
-            &self.endpoint.clone().into(),
+            &self.endpoint,
             &self.config,
             &self.handlers,
             Some(&self.pool),

@@ -213,6 +213,34 @@ impl Connecting {
         protocol
     }
 
+    /// A client's connection to `target` whose handshake begins at `now`
+    /// (its settings as [`handshake_settings`](Self::handshake_settings)
+    /// makes them), exposing `registry`; for a service behind a relay it
+    /// follows that service ([`Target::follow`](crate::Target::follow)).
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) for invalid settings; as
+    /// [`Target::follow`](crate::Target::follow).
+    pub fn client_connection(
+        &self,
+        protocol: &crate::config::ProtocolConfig,
+        target: &crate::Target,
+        registry: crate::dispatch::Registry,
+        nonce: [u8; 32],
+        now: Instant,
+    ) -> Result<crate::Connection, crate::Error> {
+        let mut conn = crate::Connection::new(
+            self.handshake_settings(protocol, now),
+            registry,
+            crate::config::Role::Client,
+            target.url.framing(),
+            nonce,
+            now,
+        )?;
+        target.follow(&mut conn, now)?;
+        Ok(conn)
+    }
+
     /// The handshake's timeout if it begins at `now`: the protocol's, cut
     /// to what is left of the attempt.
     fn handshake_timeout_at(&self, now: Instant) -> Duration {
