@@ -523,7 +523,7 @@ def _extras(fn: Callable[..., Any]) -> Callable[[Any, Any], Dict[str, Any]]:
     def extras(caller: Any, cancelled: Any) -> Dict[str, Any]:
         given: Dict[str, Any] = {}
         if wants_caller:
-            given["caller"] = Client(caller)
+            given["caller"] = _caller(fn, caller)
         if wants_cancelled:
             given["cancelled"] = cancelled
         return given
@@ -540,18 +540,69 @@ def _label(fn: Callable[..., Any], name: Optional[str] = None) -> str:
     return label
 
 
-def _awaited(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` as a plain function: an ``async def`` runs to its end on an event
-    loop of its own, on the handler's thread (a blocking server's handlers
-    have no loop); anything else as it is."""
-    if not _inspect.iscoroutinefunction(fn):
-        return fn
+# The event loop on which `async def` handlers and hooks of blocking servers
+# and clients run: one per process, so that what they keep from one call to
+# the next (a queue, a lock, an open stream, a future) stays on the loop it
+# was made on, and two handlers never touch it from two threads at once.
+# Started when first needed, again in a forked child (the thread is not
+# forked).
+_handler_loop: Optional[Tuple[int, Any]] = None
+_handler_loop_lock = _threading.Lock()
+
+
+def _shared_loop() -> Any:
+    """The process's handler loop, started on its own thread if need be."""
+    global _handler_loop
     import asyncio
 
+    with _handler_loop_lock:
+        if _handler_loop is None or _handler_loop[0] != _os.getpid():
+            loop = asyncio.new_event_loop()
+            name = "rigwire-async-handlers"
+            _threading.Thread(target=loop.run_forever, name=name, daemon=True).start()
+            _handler_loop = (_os.getpid(), loop)
+        return _handler_loop[1]
+
+
+def _on_loop(fn: Callable[..., Any], loop: Callable[[], Any]) -> Callable[..., Any]:
+    """``fn`` as a plain function that runs it on the event loop ``loop()``
+    (awaited there if it returns an awaitable) and waits for its result on
+    the calling thread, a handler's. ``functools.wraps`` keeps what the
+    server reads of it: its name and its parameters (``caller``,
+    ``cancelled``)."""
+    import asyncio
+    import functools
+
+    @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
-        return asyncio.run(fn(*args, **kwargs))
+        async def on_loop() -> Any:
+            result = fn(*args, **kwargs)
+            return await result if _inspect.isawaitable(result) else result
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), loop()).result()
 
     return run
+
+
+def _awaited(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as a plain function: an ``async def`` runs to its end on the
+    process's handler loop (a blocking server's handlers have no loop of
+    their own); anything else as it is, on the handler's thread."""
+    if not _inspect.iscoroutinefunction(fn):
+        return fn
+    return _on_loop(fn, _shared_loop)
+
+
+def _caller(fn: Callable[..., Any], native: Any) -> Any:
+    """What a handler or hook taking ``caller`` gets: a ``Client`` of the
+    peer, awaited (a ``rigwire.aio.Client``) for an ``async def``, which
+    must not block the loop it shares with the others."""
+    client = Client(native)
+    if _inspect.iscoroutinefunction(fn):
+        from . import aio
+
+        return aio.Client(client)
+    return client
 
 
 def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[str, Any, Any], _Outcome]:
@@ -696,8 +747,11 @@ class Server:
         fine), and ``aliases``. Use it as ``@server.expose``,
         ``@server.expose("stage.move")`` or ``server.expose(fn, name=...)``
         (a ``functools.partial`` or a callable object has no name of its own:
-        give one). An ``async def`` runs to its end on an event loop of its
-        own, on the handler's thread.
+        give one). An ``async def`` runs to its end on the process's one
+        handler loop, which all ``async def`` handlers and hooks share, so
+        what they keep between calls (a queue, a lock, an open stream)
+        works; it must not block that loop, and its ``caller`` is awaited
+        (a ``rigwire.aio.Client``).
         A parameter named ``caller`` gets a ``Client`` to call the caller
         back; one named ``cancelled`` gets a function that says whether the
         call is no longer wanted (cancelled, past its deadline, or its
@@ -990,7 +1044,7 @@ def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
 
     def run(text: str, caller: Any) -> _Outcome:
         args = (_json.loads(text),) if takes_value else ()
-        kwargs = {"caller": Client(caller)} if wants_caller else {}
+        kwargs = {"caller": _caller(fn, caller)} if wants_caller else {}
         try:
             call(*args, **kwargs)
             return (None, "null", None)

@@ -17,7 +17,6 @@ Cancelling the task that awaits a call cancels the call on the wire.
 import asyncio
 import concurrent.futures
 import functools
-import inspect
 import threading
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, Optional, TypeVar
 
@@ -107,22 +106,18 @@ async def connect(
 
 
 def _on_loop(fn: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
-    """``fn`` as a handler that runs on ``loop``, from the handler's thread,
-    which waits for its result. ``functools.wraps`` keeps what the server
-    reads of it: its name and its parameters (``caller``, ``cancelled``)."""
+    """``fn`` as a handler that runs on the app's ``loop``, from the
+    handler's thread, which waits for its result. Its ``caller`` is awaited
+    there, whether ``fn`` is an ``async def`` or not: it must not block the
+    app's loop."""
 
     @functools.wraps(fn)
-    def run(*args: Any, **kwargs: Any) -> Any:
-        if "caller" in kwargs:
+    def on_app_loop(*args: Any, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("caller"), _rigwire.Client):
             kwargs["caller"] = Client(kwargs["caller"])
+        return fn(*args, **kwargs)
 
-        async def on_loop() -> Any:
-            result = fn(*args, **kwargs)
-            return await result if inspect.isawaitable(result) else result
-
-        return asyncio.run_coroutine_threadsafe(on_loop(), loop).result()
-
-    return run
+    return _rigwire._on_loop(on_app_loop, lambda: loop)
 
 
 class Client:

@@ -260,7 +260,12 @@ import os, sys, rigwire
 c = rigwire.connect(sys.argv[1])
 server = rigwire.Server("tcp://127.0.0.1:0")
 server.expose(lambda: 1, name="one")
+async def twice(x):
+    return 2 * x
+server.expose(twice)
 server.start()
+with rigwire.connect(server.url) as mine:
+    assert mine.call("twice", 1) == 2  # the handler loop runs, in the parent
 call = c.start("sleep", 0.2)
 assert c.call("add", 1, 2) == 3
 pid = os.fork()
@@ -272,6 +277,14 @@ if pid == 0:
             print("child: used the parent's", flush=True)
         except rigwire.Error as e:
             print("child:", "before os.fork()" in str(e), flush=True)
+    # Its own async handlers run on a loop of its own: the parent's loop
+    # thread was not forked.
+    own = rigwire.Server("tcp://127.0.0.1:0")
+    own.expose(twice)
+    own.start()
+    with rigwire.connect(own.url, timeout=5) as mine:
+        print("child serves:", mine.call("twice", 4), flush=True)
+    own.shutdown()
     c.close()  # nothing to close here
     sys.exit(0)  # a normal exit: nothing of the parent's is dropped
 _, status = os.waitpid(pid, 0)
@@ -291,6 +304,7 @@ def test_a_forked_child_is_told_the_parents_connections_are_not_its_own(rig):
         "child: True",
         "child: True",
         "child: True",
+        "child serves: 8",
         "child exit: 0",
         "parent: 6.0 0.2",
         "parent serves: 1",

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import rigwire
+import rigwire.aio
 from conftest import BIN, SECRET
 
 
@@ -443,6 +444,49 @@ def test_async_handlers_partials_and_callable_objects_can_be_exposed():
             assert e.value.kind == "BadArguments" and "triple" in str(e.value)
             methods = {m["name"]: m["signature"] for m in c.call("rigwire.methods")}
             assert methods["later"].startswith("async later(x, cancelled)")
+
+
+def test_async_handlers_share_one_loop_so_what_they_keep_between_calls_works():
+    # Each `async def` once ran on an event loop of its own: an asyncio
+    # object made in one call (an Event, a Queue, an open stream) did not
+    # work in the next, which a rig keeping a device's stream open meets.
+    import asyncio
+
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+        kept = {}
+        waiting_for_go = threading.Event()
+        loops = []  # kept alive, so that no two have the same id
+
+        def go_event():
+            loops.append(asyncio.get_running_loop())
+            return kept.setdefault("go", asyncio.Event())
+
+        @s.expose
+        async def wait_for_go():
+            event = go_event()
+            waiting_for_go.set()
+            await asyncio.wait_for(event.wait(), 5)
+            return "went"
+
+        @s.expose
+        async def go():
+            go_event().set()
+            return True
+
+        @s.expose
+        async def ask_back(x, caller):
+            # Awaited: a blocking call back would hold up every async handler.
+            assert isinstance(caller, rigwire.aio.Client)
+            return await caller.call("double", x)
+
+        s.start()
+        with rigwire.connect(s.url, expose={"double": lambda x: 2 * x}) as c:
+            waiting = c.start("wait_for_go", timeout=10)
+            assert waiting_for_go.wait(10)
+            assert c.call("go") is True
+            assert waiting.result() == "went"
+            assert len({id(loop) for loop in loops}) == 1
+            assert c.call("ask_back", 21) == 42
 
 
 def test_connect_and_disconnect_hooks_see_each_peer_once_and_why_it_left():
