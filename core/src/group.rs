@@ -11,8 +11,21 @@ use thiserror::Error;
 
 use crate::error::Error;
 
-/// Each rig's outcome, in the order the rigs were addressed.
+/// Each rig's outcome, in the order the rigs were addressed. Some rigs may
+/// have failed while others answered: dropping it unread is a warning.
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn stop() -> Result<rigwire_core::GroupResults<()>, rigwire_core::GroupError> {
+///     Ok(rigwire_core::GroupResults::new())
+/// }
+/// fn script() -> Result<(), rigwire_core::GroupError> {
+///     stop()?; // a rig that failed to stop would go unheard
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "some rigs may have failed: look at `failures()`, or take `into_result()`"]
 pub struct GroupResults<T> {
     entries: Vec<(String, Result<T, Error>)>,
 }

@@ -59,6 +59,7 @@ import inspect as _inspect
 import json as _json
 import os as _os
 import signal as _signal
+import sys as _sys
 import threading as _threading
 import time as _time
 import traceback as _traceback
@@ -888,17 +889,27 @@ def ExpRef(text: str) -> str:
 class GroupResults(dict):
     """A group step's answers by rig name (the rigs that answered), with
     ``failed``: each failing rig's exception, by name. The others' answers
-    are kept whatever failed."""
+    are kept whatever failed. Printed, it shows the failures too; dropped
+    with failures nobody looked at (``failed``, ``ok()``,
+    ``raise_on_failure()``), it warns (``RuntimeWarning``) where it was
+    dropped, naming them: a step that failed on one rig is never silent."""
 
     def __init__(self, outcomes: list):
         super().__init__()
-        self.failed: Dict[str, Error] = {}
+        self._failed: Dict[str, Error] = {}
+        self._looked = False
         self.order = [rig for rig, _, _ in outcomes]
         for rig, answer, error in outcomes:
             if error is None:
                 self[rig] = _decode(answer)
             else:
-                self.failed[rig] = error
+                self._failed[rig] = error
+
+    @property
+    def failed(self) -> Dict[str, Error]:
+        """Each failing rig's exception, by name."""
+        self._looked = True
+        return self._failed
 
     def ok(self) -> bool:
         """Whether every rig answered."""
@@ -907,9 +918,37 @@ class GroupResults(dict):
     def raise_on_failure(self) -> "GroupResults":
         """Raises ``GroupError`` naming the failed rigs, if any; else returns self."""
         if self.failed:
-            names = ", ".join(f"{rig} ({e})" for rig, e in self.failed.items())
-            raise GroupError(f"{len(self.failed)} of {len(self.order)} rigs failed: {names}", self.failed)
+            raise GroupError(self._failures(), self._failed)
         return self
+
+    def _failures(self) -> str:
+        names = ", ".join(f"{rig} ({e})" for rig, e in self._failed.items())
+        return f"{len(self._failed)} of {len(self.order)} rigs failed: {names}"
+
+    def __repr__(self) -> str:
+        if not self._failed:
+            return super().__repr__()
+        self._looked = True
+        return f"{super().__repr__()} failed: {self._failed!r}"
+
+    __str__ = __repr__
+
+    def __del__(self) -> None:
+        if getattr(self, "_looked", True) or not self._failed:
+            return
+        # Blamed on the line that dropped it: the first frame outside this package.
+        frame = _sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+            frame = frame.f_back
+        if frame is None:
+            return  # the interpreter is exiting
+        registry = frame.f_globals.setdefault("__warningregistry__", {})
+        module = frame.f_globals.get("__name__", "?")
+        message = f"rigwire: {self._failures()}; nobody looked (.failed, .ok(), .raise_on_failure())"
+        _warnings.warn_explicit(message, RuntimeWarning, frame.f_code.co_filename, frame.f_lineno, module, registry)
+
+
+_HERE = _os.path.dirname(_os.path.abspath(__file__))
 
 
 # How rigwire.aio cancels a group's wait from its loop: a function the wait

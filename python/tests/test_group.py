@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -47,6 +48,17 @@ def test_a_failing_rig_is_named_and_the_others_answers_are_kept(rigs):
     results = group.status(timeout=5)
     assert set(results) == {"rig-1", "rig-2"}
     assert isinstance(results.failed["rig-3"], rigwire.Disconnected)
+    # Printed, the failures show; dropped unread, they warn where dropped
+    # (a script that calls `group.stop()` and moves on hears of it).
+    assert "rig-3" in repr(results) and "Disconnected" in str(results)
+    with pytest.warns(RuntimeWarning, match=r"1 of 3 rigs failed: rig-3 \(") as dropped:
+        group.status(timeout=5)
+    assert [w.filename for w in dropped] == [__file__]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not group.status(timeout=5).ok()
+        assert group.call("add", 1, 2, timeout=5).failed
+        assert "rig-3" in repr(group.status(timeout=5))
     group.close()
 
 
