@@ -4,13 +4,17 @@
 //! server then says `Goodbye`.
 
 use std::io::Read;
-use std::net::TcpStream;
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::{Config, Message, RejectCode};
+use rigwire_core::{Config, Error, Message, RejectCode};
+
+#[allow(dead_code)]
+mod common;
+use common::wait_flag;
 
 /// Reads whole frames from a raw socket until it closes or 10 s pass.
 fn frames_until_closed(stream: &mut TcpStream) -> Vec<Message> {
@@ -107,5 +111,92 @@ fn smol_server_answers_running_calls_and_refuses_newcomers_during_its_grace() {
     let server = server.start().unwrap();
     check_grace(&server.local_url(), &running, move || {
         smol::block_on(server.shutdown(Duration::from_secs(5)))
+    });
+}
+
+/// A TCP proxy to `upstream` for one connection that passes nothing from
+/// its client on until `open` is set, so that the server holds that
+/// connection in its opening (a websocket waiting for its upgrade) for as
+/// long as the test wants. Returns the proxy's address, and a flag raised
+/// once it has connected upstream.
+fn gated_proxy(upstream: String, open: Arc<AtomicBool>) -> (String, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let connected = Arc::new(AtomicBool::new(false));
+    let upstream_reached = Arc::clone(&connected);
+    std::thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = TcpStream::connect(upstream).unwrap();
+        upstream_reached.store(true, Ordering::SeqCst);
+        let (mut from_server, mut to_client) =
+            (server.try_clone().unwrap(), client.try_clone().unwrap());
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from_server, &mut to_client);
+            let _ = to_client.shutdown(Shutdown::Both);
+        });
+        assert!(wait_flag(&open), "the gate never opened");
+        let (mut from_client, mut to_server) = (client, server);
+        let _ = std::io::copy(&mut from_client, &mut to_server);
+        let _ = to_server.shutdown(Shutdown::Both);
+    });
+    (addr, connected)
+}
+
+/// A client whose websocket opening was held up until the server had begun
+/// to shut down (and had told the peers it knew of to go) is refused then,
+/// in its opening or once authenticated, and the shutdown ends while the
+/// client still holds its side. (The smol server once admitted it, never
+/// told it to go, and waited for it for as long as its peer stayed.)
+fn check_late_opening(url: &str, shutdown: impl FnOnce() + Send + 'static) {
+    let upstream = url
+        .trim_start_matches("ws://")
+        .trim_end_matches("/rig")
+        .to_string();
+    let open = Arc::new(AtomicBool::new(false));
+    let (proxy, connected) = gated_proxy(upstream, Arc::clone(&open));
+    let client = std::thread::spawn(move || {
+        rigwire_std::Client::connect(&format!("ws://{proxy}/rig"), Config::named("late"))
+    });
+    assert!(wait_flag(&connected));
+    // The server accepts it into its opening; then it begins to shut down.
+    std::thread::sleep(Duration::from_millis(200));
+    let (done, stopped) = mpsc::channel();
+    std::thread::spawn(move || {
+        shutdown();
+        let _ = done.send(());
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    open.store(true, Ordering::SeqCst);
+    // Held (not dropped) until the shutdown has ended.
+    let client = client.join().unwrap();
+    stopped
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the shutdown waited for a connection it never told to go");
+    let refused = match &client {
+        Err(e) => e.clone(),
+        Ok(client) => client.call::<_, ()>("rigwire.methods", &()).unwrap_err(),
+    };
+    assert!(
+        matches!(&refused, Error::Connect { .. })
+            || refused.to_string().contains("the server is shutting down"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn std_server_refuses_a_connection_that_opened_after_its_shutdown_began() {
+    let server = rigwire_std::Server::bind("ws://127.0.0.1:0/rig", Config::named("rig")).unwrap();
+    let server = server.start().unwrap();
+    let url = server.local_url();
+    check_late_opening(&url, move || server.shutdown(Duration::from_millis(300)));
+}
+
+#[test]
+fn smol_server_refuses_a_connection_that_opened_after_its_shutdown_began() {
+    let server = rigwire_smol::Server::bind("ws://127.0.0.1:0/rig", Config::named("rig")).unwrap();
+    let server = server.start().unwrap();
+    let url = server.local_url();
+    check_late_opening(&url, move || {
+        smol::block_on(server.shutdown(Duration::from_millis(300)))
     });
 }

@@ -73,10 +73,7 @@ impl Admission {
     /// never count towards it).
     pub fn admit(&mut self) -> Result<Admitted, Refusal> {
         if self.stopping {
-            return Err(Refusal {
-                code: RejectCode::Shutdown,
-                reason: self.goodbye(),
-            });
+            return Err(self.shutting_down());
         }
         if self.established >= self.limit {
             return Err(self.full());
@@ -110,15 +107,29 @@ impl Admission {
     /// `ticket`'s handshake completed: it moves to the established budget.
     ///
     /// # Errors
-    /// A [`Refusal`] when the established connections are at the limit
-    /// (close it with that reason; then `release` it, as refused).
+    /// A [`Refusal`] when the established connections are at the limit, or
+    /// once shutting down (close it with that reason; then `release` it, as
+    /// refused). A connection admitted before the shutdown began may have
+    /// been still opening (TLS, websocket) when the server told its peers
+    /// to go, and so never told: it is refused here, or it would keep the
+    /// shutdown waiting for as long as its peer stays.
     pub fn established(&mut self, ticket: Ticket) -> Result<(), Refusal> {
         self.forget_handshake(ticket);
+        if self.stopping {
+            return Err(self.shutting_down());
+        }
         if self.established >= self.limit {
             return Err(self.full());
         }
         self.established += 1;
         Ok(())
+    }
+
+    fn shutting_down(&self) -> Refusal {
+        Refusal {
+            code: RejectCode::Shutdown,
+            reason: self.goodbye(),
+        }
     }
 
     fn full(&self) -> Refusal {
@@ -204,11 +215,18 @@ mod tests {
         admission.release(fourth.ticket, false);
         admission.release(lab, true);
         assert_eq!(admission.open(), 1);
+        let late = admission.admit().unwrap().ticket;
         admission.stop();
         let closing = admission.admit().unwrap_err();
         assert_eq!(
             (closing.code, closing.reason.as_str()),
             (RejectCode::Shutdown, "the server is shutting down")
         );
+        // Let in before the shutdown, authenticated after it began: refused
+        // too, as nobody told it to go.
+        let strangers = admission.handshaking();
+        assert_eq!(admission.established(late), Err(closing));
+        assert_eq!(admission.handshaking(), strangers - 1);
+        admission.release(late, false);
     }
 }
