@@ -825,3 +825,46 @@ fn a_follower_that_does_not_read_costs_the_relay_no_more_than_its_output_limit()
     net.pump();
     assert!(!notified(&net, deaf, "exp.event").is_empty());
 }
+
+#[test]
+fn a_clients_notify_that_goes_nowhere_is_refused_saying_why() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let now = net.now;
+    for method in ["subject.show", "hello", "rigwire.nope", "data.getFile"] {
+        let one = Payload::json(&1).unwrap();
+        net.remotes[script].conn.notify(method, one, now).unwrap();
+    }
+    net.pump();
+    // A mistyped service name is not silence: the script hears of it, as
+    // from a callee that has no such method.
+    let told: Vec<(ErrorKind, String)> = net.remotes[script]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerError(err) => Some((err.kind, err.message.clone())),
+            _ => None,
+        })
+        .collect();
+    let said = |kind, message: &str| (kind, message.to_owned());
+    assert_eq!(
+        told,
+        [
+            said(
+                ErrorKind::Unavailable,
+                "notify to 'subject.show' dropped: no service 'subject' is connected to this relay"
+            ),
+            said(
+                ErrorKind::NoSuchMethod,
+                "notify to 'hello' dropped: no method 'hello' here; forwarded calls are named service.method"
+            ),
+            said(
+                ErrorKind::NoSuchMethod,
+                "notify to 'rigwire.nope' dropped: no method 'rigwire.nope' here; forwarded calls are named service.method"
+            ),
+        ]
+    );
+    assert_eq!(notified(&net, data, "getFile").len(), 1);
+}

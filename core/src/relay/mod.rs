@@ -271,6 +271,14 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// Why a call or notify to service `name` goes nowhere.
+fn no_service(name: &str) -> RemoteError {
+    RemoteError::new(
+        ErrorKind::Unavailable,
+        format!("no service '{name}' is connected to this relay"),
+    )
+}
+
 impl Relay {
     /// A relay that also serves the names in `own` itself.
     ///
@@ -769,24 +777,29 @@ impl Relay {
         Ok(())
     }
 
+    /// Where a client's `service.method` goes: the service's connection, its
+    /// name and the method there; or why it goes nowhere (`NoSuchMethod`
+    /// for a name that is not `service.method`, `Unavailable` for a service
+    /// not connected).
+    fn route<'m>(&self, method: &'m str) -> Result<(ConnId, &'m str, &'m str), RemoteError> {
+        let (name, inner) = method.split_once('.').unwrap_or((method, ""));
+        if inner.is_empty() || name == "rigwire" {
+            return Err(RemoteError::new(
+                ErrorKind::NoSuchMethod,
+                format!("no method '{method}' here; forwarded calls are named service.method"),
+            ));
+        }
+        match self.routes.get(name) {
+            Some(&service) => Ok((service, name, inner)),
+            None => Err(no_service(name)),
+        }
+    }
+
     /// A client's call to `service.method`: onward to the service, or answered `Unavailable`.
     fn forward(&mut self, client: ConnId, call: IncomingCall, now: Instant) {
-        let (name, method) = call
-            .method
-            .split_once('.')
-            .unwrap_or((call.method.as_str(), ""));
-        let target = self.routes.get(name).copied();
-        let refused = |message: String| Err(RemoteError::new(ErrorKind::Unavailable, message));
-        let outcome = match (target, method) {
-            _ if method.is_empty() || name == "rigwire" => Err(RemoteError::new(
-                ErrorKind::NoSuchMethod,
-                format!(
-                    "no method '{}' here; forwarded calls are named service.method",
-                    call.method
-                ),
-            )),
-            (None, _) => refused(format!("no service '{name}' is connected to this relay")),
-            (Some(service), _) => {
+        let outcome = match self.route(&call.method) {
+            Err(e) => Err(e),
+            Ok((service, name, method)) => {
                 let left = call.deadline.map(|d| d.saturating_duration_since(now));
                 let timeout = match (left, self.config.max_forward_timeout) {
                     (Some(a), Some(b)) => Some(a.min(b)),
@@ -806,7 +819,7 @@ impl Relay {
                         return;
                     }
                     Some(Err(e)) => Err(self.hop_error(service, e)),
-                    None => refused(format!("no service '{name}' is connected to this relay")),
+                    None => Err(no_service(name)),
                 }
             }
         };

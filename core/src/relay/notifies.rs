@@ -61,26 +61,28 @@ impl Relay {
         self.dropped_notifies
     }
 
-    /// A client's notify to `service.method`: on to the service, if it has room.
+    /// A client's notify to `service.method`: on to the service, if it has
+    /// room. The client is told (`Error{id 0}`, as a callee tells of a
+    /// notify it cannot take) when it goes nowhere: no such service, or one
+    /// that does not read.
     pub(super) fn forward_notify(&mut self, client: ConnId, notify: IncomingNotify, now: Instant) {
         self.notify_done(client);
-        let Some((name, method)) = notify.method.split_once('.') else {
-            return;
-        };
-        let Some(service) = self.routes.get(name).copied() else {
-            return;
-        };
-        let (_, dropped) = self.send_to(vec![service], method, &notify.args, now);
-        if dropped > 0 {
-            let message = format!(
-                "notify to '{}' dropped: the service '{name}' is not reading what it is sent",
-                notify.method
-            );
-            if let Some(p) = self.peers.get_mut(&client) {
-                p.conn
-                    .send_error(0, &RemoteError::new(ErrorKind::Busy, message));
-                self.touched.insert(client);
+        let refusal = match self.route(&notify.method) {
+            Err(e) => e,
+            Ok((service, name, method)) => {
+                let (_, dropped) = self.send_to(vec![service], method, &notify.args, now);
+                if dropped == 0 {
+                    return;
+                }
+                let message = format!("the service '{name}' is not reading what it is sent");
+                RemoteError::new(ErrorKind::Busy, message)
             }
+        };
+        let message = format!("notify to '{}' dropped: {}", notify.method, refusal.message);
+        if let Some(p) = self.peers.get_mut(&client) {
+            p.conn
+                .send_error(0, &RemoteError::new(refusal.kind, message));
+            self.touched.insert(client);
         }
     }
 
