@@ -14,6 +14,7 @@ mod data;
 mod errors;
 mod group;
 mod ibl;
+mod log;
 mod server;
 mod waiting;
 
@@ -31,6 +32,7 @@ fn keep_forever(object: Py<PyAny>) {
 
 #[pymodule]
 fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    log::to_python();
     m.add_function(wrap_pyfunction!(keep_forever, m)?)?;
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeCall>()?;

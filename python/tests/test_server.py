@@ -489,6 +489,33 @@ def test_async_handlers_share_one_loop_so_what_they_keep_between_calls_works():
             assert c.call("ask_back", 21) == 42
 
 
+def test_what_rigwire_logs_reaches_pythons_logging(caplog):
+    # A notify whose handler raised, and one to a name nobody exposes, once
+    # went unheard: rigwire logged them where Python does not look.
+    import logging
+
+    def said():
+        return [r for r in caplog.records if r.name == "rigwire"]
+
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        def on_event(x):
+            raise ValueError(f"bad event {x}")
+
+        s.start()
+        with caplog.at_level(logging.WARNING, logger="rigwire"), rigwire.connect(s.url) as c:
+            c.notify("on_event", 5)
+            c.notify("no_such_handler", 5)
+            until = time.monotonic() + 10
+            while len(said()) < 2 and time.monotonic() < until:
+                time.sleep(0.02)
+    messages = [r.getMessage() for r in said()]
+    assert any("ValueError: bad event 5" in m and "on_event" in m for m in messages), messages
+    assert any("NoSuchMethod" in m and "no_such_handler" in m for m in messages), messages
+    assert all(r.levelno == logging.WARNING for r in said()), messages
+
+
 def test_connect_and_disconnect_hooks_see_each_peer_once_and_why_it_left():
     seen = []
     greeted, done = threading.Event(), threading.Event()
