@@ -805,3 +805,24 @@ fn an_answer_is_unwanted_once_cancelled_expired_or_the_connection_closed() {
     server.close("going home", start + Duration::from_millis(15));
     assert!(server.answer_unwanted(1, None, start + Duration::from_millis(15)));
 }
+
+#[test]
+fn each_distinct_report_of_the_peer_is_heard_once_per_connection() {
+    // A rig that broadcasts events to a script that does not listen for
+    // them is told so by every event: its log once filled with the same line.
+    let mut pair = connected(config("script"), config("rig"));
+    let now = pair.now;
+    for method in ["exp.event", "exp.event", "status", "exp.event", "status"] {
+        let event = rigwire_core::Payload::json(&"tick").unwrap();
+        pair.link(Side::Server)
+            .notify(method, event, None, now)
+            .unwrap();
+    }
+    pair.advance(Duration::from_millis(50));
+    let heard: Vec<String> = pair.reported[Side::Server as usize]
+        .iter()
+        .map(|e| e.message.clone())
+        .collect();
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    assert!(heard[0].contains("'exp.event'") && heard[1].contains("'status'"));
+}

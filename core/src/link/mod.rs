@@ -141,7 +141,10 @@ pub enum Job {
     Cancel(u64),
     /// A confirmed message from the peer (already echoed).
     Message(Bytes),
-    /// The peer reported an error not tied to a call.
+    /// The peer reported an error not tied to a call (a notify it could
+    /// not take). Each distinct report comes once per connection: a rig
+    /// that broadcasts events to a script that does not listen for them
+    /// hears so once, not once per event.
     PeerError(RemoteError),
     /// The connection closed; the last job.
     Closed(ConnectionError),
@@ -190,7 +193,15 @@ pub struct Link {
     /// answer last arrived ([`park_at`](Link::park_at)); keepalive traffic
     /// does not count.
     active_at: Option<Instant>,
+    /// The peer's reports passed on as [`Job::PeerError`], by kind and
+    /// message (at most [`REPORTS_KEPT`]).
+    reported: Vec<(ErrorKind, String)>,
 }
+
+/// Distinct peer reports a link remembers, so as to pass each on once;
+/// past that, reports pass on unremembered (a peer choosing the messages
+/// must not grow the link).
+const REPORTS_KEPT: usize = 64;
 
 impl Link {
     /// Wraps a new connection (its `Hello` is already queued).
@@ -216,6 +227,7 @@ impl Link {
             admitted: false,
             handshake_block: true,
             active_at: None,
+            reported: Vec::new(),
         };
         link.settle();
         link
@@ -864,7 +876,7 @@ impl Link {
                     Event::Notify(n) => self.jobs.push_back(Job::Notify(n)),
                     Event::Cancelled { id, .. } => self.on_cancelled(id),
                     Event::Message { payload, .. } => self.jobs.push_back(Job::Message(payload)),
-                    Event::PeerError(err) => self.jobs.push_back(Job::PeerError(err)),
+                    Event::PeerError(err) => self.on_peer_error(err),
                     Event::Closed(err) => {
                         self.progress += 1;
                         self.drain = None;
@@ -902,6 +914,18 @@ impl Link {
 
     /// A call no longer wanted: never started if its job is still queued,
     /// else its running handler is told.
+    /// A peer's report not tied to a call: passed on unless this one was already.
+    fn on_peer_error(&mut self, err: RemoteError) {
+        let key = (err.kind, err.message.clone());
+        if self.reported.contains(&key) {
+            return;
+        }
+        if self.reported.len() < REPORTS_KEPT {
+            self.reported.push(key);
+        }
+        self.jobs.push_back(Job::PeerError(err));
+    }
+
     fn on_cancelled(&mut self, id: u64) {
         let queued = self
             .jobs

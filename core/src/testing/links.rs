@@ -88,6 +88,8 @@ pub struct LinkPair {
     pub slow_handler: Duration,
     /// Handlers started so far, per side.
     pub started: [usize; 2],
+    /// What each side's application heard the peer report ([`Job::PeerError`]).
+    pub reported: [Vec<crate::RemoteError>; 2],
 }
 
 fn idx(side: Side) -> usize {
@@ -134,6 +136,7 @@ impl LinkPair {
             handlers: Vec::new(),
             slow_handler: Duration::from_millis(50),
             started: [0; 2],
+            reported: [Vec::new(), Vec::new()],
         }
     }
 
@@ -322,6 +325,7 @@ impl LinkPair {
                     self.handlers.retain(|h| !(h.0 == side && h.1 == id));
                     self.links[idx(side)].handler_dropped(id);
                 }
+                Job::PeerError(err) => self.reported[idx(side)].push(err),
                 _ => {}
             }
         }
