@@ -225,7 +225,7 @@ fn payload(arg: u8) -> Payload {
 /// replies, cancels, closes, raw bytes, time) and checks that nothing panics
 /// and that every forwarded call stays accounted for.
 pub fn relay(data: &[u8], epoch: Instant) {
-    use crate::relay::{PeerKind, Relay, RelayConfig, REGISTER_METHOD};
+    use crate::relay::{PeerKind, Relay, RelayConfig, FOLLOW_METHOD, REGISTER_METHOD};
     let config = RelayConfig {
         allowed: Some(vec!["a".into(), "b".into(), "c".into()]),
         max_forward_timeout: Some(Duration::from_millis(300)),
@@ -302,7 +302,7 @@ pub fn relay(data: &[u8], epoch: Instant) {
         let who = usize::from(op >> 6);
         let name = names[usize::from(arg) % names.len()];
         let (id, conn, incoming) = &mut peers[who];
-        match op & 0x07 {
+        match op & 0x0F {
             0 => {
                 let _ = conn.call(
                     REGISTER_METHOD,
@@ -331,6 +331,27 @@ pub fn relay(data: &[u8], epoch: Instant) {
                 let len = usize::from(arg).min(ops.len());
                 relay.handle_input(*id, &ops[..len], now);
                 ops = &ops[len..];
+            }
+            // Notifies: forwarded to a service, fanned out from one to its
+            // followers (a name the relay does not serve), refused from a
+            // client; follows by notify and by call; the relay's broadcasts.
+            8 => {
+                let _ = conn.notify(&format!("{name}.m"), payload(arg), now);
+            }
+            9 => {
+                let _ = conn.notify(FOLLOW_METHOD, Payload::json(&name).expect("encodes"), now);
+            }
+            10 => {
+                let _ = conn.call(FOLLOW_METHOD, payload(arg), None, now);
+            }
+            11 => {
+                let _ = conn.notify("news", payload(arg), now);
+            }
+            12 => {
+                relay.broadcast_clients("news", &payload(arg), now);
+            }
+            13 => {
+                relay.broadcast_service(name, "news", &payload(arg), now);
             }
             _ => {
                 now += Duration::from_millis(u64::from(arg) * 4);
