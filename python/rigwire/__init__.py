@@ -366,10 +366,10 @@ class Client:
             calls.cancel()
 
     def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Sends a one-way notify; no answer comes back. A peer that cannot
-        take it (no such method, or its handler raised) says so, and that
-        is logged on the ``rigwire`` logger (``logging``), once per
-        connection for each distinct refusal."""
+        """Sends a one-way notify; no answer comes back. A peer that has no
+        such method says so, and that is logged here on the ``rigwire``
+        logger (``logging``), once per connection for each distinct
+        refusal; a handler that raises is logged where it ran."""
         self._native.notify(method, payload(args, kwargs))
 
     def ping(self) -> float:
