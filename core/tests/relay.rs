@@ -175,6 +175,16 @@ fn service_registry() -> Registry {
     r
 }
 
+/// A relay with the service `data` registered and the client `script`
+/// connected: the net and their indices.
+fn data_and_script(config: RelayConfig) -> (Net, usize, usize) {
+    let mut net = Net::new(config, Registry::new());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let script = net.join(PeerKind::Client, "script", Registry::new());
+    (net, data, script)
+}
+
 fn remote(result: Result<Payload, CallError>) -> RemoteError {
     match result {
         Err(CallError::Remote(e)) => e,
@@ -244,10 +254,7 @@ fn a_call_crosses_two_hops_with_ids_remapped_and_the_payload_untouched() {
 
 #[test]
 fn errors_from_the_service_reach_the_client_unchanged() {
-    let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(PeerKind::Service, "data-service", service_registry());
-    net.register(data, &["data"]).unwrap();
-    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let (mut net, data, script) = data_and_script(RelayConfig::default());
     let id = net.call(script, "data.getFile", Payload::json(&()).unwrap(), None);
     let call = net.calls_at(data).remove(0);
     let err =
@@ -286,10 +293,7 @@ fn a_name_nobody_serves_fails_at_once_with_unavailable() {
 
 #[test]
 fn when_a_service_drops_every_call_pending_on_it_fails_naming_it() {
-    let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(PeerKind::Service, "data-service", service_registry());
-    net.register(data, &["data"]).unwrap();
-    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let (mut net, data, script) = data_and_script(RelayConfig::default());
     let ids: Vec<u64> = (0..3)
         .map(|_| {
             net.call(
@@ -370,10 +374,7 @@ fn the_remaining_deadline_travels_on_and_the_relay_can_cap_it() {
         max_forward_timeout: Some(Duration::from_secs(2)),
         ..RelayConfig::default()
     };
-    let mut net = Net::new(config, Registry::new());
-    let data = net.join(PeerKind::Service, "data-service", service_registry());
-    net.register(data, &["data"]).unwrap();
-    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let (mut net, data, script) = data_and_script(config);
     // Shorter at the client than at the relay: the client's 500 ms travels on.
     net.call(
         script,
@@ -412,10 +413,7 @@ fn the_remaining_deadline_travels_on_and_the_relay_can_cap_it() {
 
 #[test]
 fn a_cancel_travels_both_hops() {
-    let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(PeerKind::Service, "data-service", service_registry());
-    net.register(data, &["data"]).unwrap();
-    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let (mut net, data, script) = data_and_script(RelayConfig::default());
     let id = net.call(script, "data.slow", Payload::json(&()).unwrap(), None);
     let at_service = net.calls_at(data).remove(0);
     assert!(net.remotes[script].conn.cancel(id));
@@ -828,10 +826,7 @@ fn a_follower_that_does_not_read_costs_the_relay_no_more_than_its_output_limit()
 
 #[test]
 fn a_clients_notify_that_goes_nowhere_is_refused_saying_why() {
-    let mut net = Net::new(RelayConfig::default(), Registry::new());
-    let data = net.join(PeerKind::Service, "data-service", service_registry());
-    net.register(data, &["data"]).unwrap();
-    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let (mut net, data, script) = data_and_script(RelayConfig::default());
     let now = net.now;
     for method in ["subject.show", "hello", "rigwire.nope", "data.getFile"] {
         let one = Payload::json(&1).unwrap();
