@@ -9,7 +9,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyTimeoutError, PyValueError};
@@ -384,6 +384,8 @@ enum CallState {
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeCall {
     state: Mutex<CallState>,
+    /// Wakes threads waiting for the one in `result` to end its wait.
+    settled: Condvar,
     /// Asks the thread waiting in `result` to cancel the call.
     cancel: AtomicBool,
 }
@@ -392,6 +394,7 @@ impl NativeCall {
     fn new(pending: RawPendingCall) -> NativeCall {
         NativeCall {
             state: Mutex::new(CallState::Pending(pending)),
+            settled: Condvar::new(),
             cancel: AtomicBool::new(false),
         }
     }
@@ -414,13 +417,22 @@ impl NativeCall {
             match std::mem::replace(&mut *state, CallState::Waiting) {
                 CallState::Pending(pending) => break pending,
                 CallState::Waiting => {
-                    // Another thread waits for it: wait for that one.
+                    // Another thread waits for it: wait for that one, hearing
+                    // Ctrl-C between slices.
                     drop(state);
-                    py.detach(|| std::thread::sleep(Duration::from_millis(1)));
-                    py.check_signals()?;
                     if until.is_some_and(|t| Instant::now() >= t) {
                         return Err(still_in_flight());
                     }
+                    let slice = until.map_or(SIGNAL_CHECK, |t| {
+                        SIGNAL_CHECK.min(t.saturating_duration_since(Instant::now()))
+                    });
+                    py.detach(|| {
+                        let state = self.state();
+                        if matches!(*state, CallState::Waiting) {
+                            drop(self.settled.wait_timeout(state, slice));
+                        }
+                    });
+                    py.check_signals()?;
                 }
                 CallState::Done(done) => {
                     *state = CallState::Done(done.clone());
@@ -434,6 +446,8 @@ impl NativeCall {
         };
         let end = wait(py, &mut pending, until, Some(&self.cancel));
         let mut state = self.state();
+        // Whatever this wait ends with, the others waiting for it look again.
+        self.settled.notify_all();
         match end {
             Ok(WaitEnd::Done(done)) => {
                 let done = done.and_then(Answer::from_payload);
