@@ -894,13 +894,15 @@ class GroupResults(dict):
     ``failed``: each failing rig's exception, by name. The others' answers
     are kept whatever failed. Printed, it shows the failures too; dropped
     with failures nobody looked at (``failed``, ``ok()``,
-    ``raise_on_failure()``), it warns (``RuntimeWarning``) where it was
-    dropped, naming them: a step that failed on one rig is never silent."""
+    ``raise_on_failure()``), it warns (``RuntimeWarning``), naming them, on
+    the line that asked for the step: a step that failed on one rig is
+    never silent."""
 
     def __init__(self, outcomes: list):
         super().__init__()
         self._failed: Dict[str, Error] = {}
         self._looked = False
+        self._blame(_sys._getframe(1))
         self.order = [rig for rig, _, _ in outcomes]
         for rig, answer, error in outcomes:
             if error is None:
@@ -936,19 +938,23 @@ class GroupResults(dict):
 
     __str__ = __repr__
 
-    def __del__(self) -> None:
-        if getattr(self, "_looked", True) or not self._failed:
-            return
-        # Blamed on the line that dropped it: the first frame outside this package.
-        frame = _sys._getframe(1)
+    def _blame(self, frame: Any) -> None:
+        """Where a warning about unread failures points: the first frame
+        from ``frame`` outward that is not this package's, the line that
+        asked for the step (none on a thread of our own: see ``rigwire.aio``)."""
         while frame is not None and frame.f_code.co_filename.startswith(_HERE):
             frame = frame.f_back
-        if frame is None:
-            return  # the interpreter is exiting
-        registry = frame.f_globals.setdefault("__warningregistry__", {})
-        module = frame.f_globals.get("__name__", "?")
+        self._site = None
+        if frame is not None:
+            registry = frame.f_globals.setdefault("__warningregistry__", {})
+            module = frame.f_globals.get("__name__", "?")
+            self._site = (frame.f_code.co_filename, frame.f_lineno, module, registry)
+
+    def __del__(self) -> None:
+        if getattr(self, "_looked", True) or not self._failed or self._site is None:
+            return
         message = f"rigwire: {self._failures()}; nobody looked (.failed, .ok(), .raise_on_failure())"
-        _warnings.warn_explicit(message, RuntimeWarning, frame.f_code.co_filename, frame.f_lineno, module, registry)
+        _warnings.warn_explicit(message, RuntimeWarning, *self._site)
 
 
 _HERE = _os.path.dirname(_os.path.abspath(__file__))

@@ -17,6 +17,7 @@ Cancelling the task that awaits a call cancels the call on the wire.
 import asyncio
 import concurrent.futures
 import functools
+import sys
 import threading
 from typing import Any, AsyncIterator, Callable, Dict, Iterable, Optional, TypeVar
 
@@ -68,7 +69,11 @@ async def _cancellable(wait: Callable[[], T]) -> T:
 
     done = asyncio.get_running_loop().run_in_executor(_POOL, run)
     try:
-        return await asyncio.shield(done)
+        result = await asyncio.shield(done)
+        if isinstance(result, _rigwire.GroupResults):
+            # Made on a pool thread: its warning points at the awaiting line.
+            result._blame(sys._getframe(1))
+        return result
     except asyncio.CancelledError:
         stop.set()
         # What it ends with (rigwire.Cancelled) is nobody's to hear.

@@ -126,6 +126,13 @@ def test_a_group_is_awaited_and_cancelling_the_task_cancels_every_rigs_call():
                 assert rigs.names == ["a", "b"]
                 assert await rigs.init(subject="ZM_1") == {"a": "initialized", "b": "initialized"}
                 assert await rigs.call("add", 1, 2) == {"a": 3, "b": 3}
+                # A step whose failures nobody looks at warns on the line
+                # that awaited it (not in asyncio, where it is let go).
+                with pytest.warns(RuntimeWarning, match="2 of 2 rigs failed") as dropped:
+                    await rigs.call("add", "one", 2)
+                    for _ in range(3):
+                        await asyncio.sleep(0)  # asyncio lets the answers go on its next turns
+                assert [w.filename for w in dropped] == [__file__]
                 # The loop stays free while the rigs sleep; cancelling the
                 # task ends the wait well before their 30 s.
                 sleeping = asyncio.ensure_future(rigs.call("sleep", 30))
