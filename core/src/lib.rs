@@ -131,7 +131,8 @@ pub use framing::Framing;
 pub use group::{EventLog, EventWait, GroupError, GroupOrder, GroupResults, GroupStep, Rigs};
 pub use handler_error::HandlerError;
 pub use lifecycle::{
-    ExpInfo, ExpRef, ExpStatus, InitData, Lifecycle, Step, StepRefused, StepRequest, StopArgs,
+    ExpInfo, ExpRef, ExpStatus, InitData, Lifecycle, RigEvent, Step, StepRefused, StepRequest,
+    StopArgs,
 };
 pub use link::{Admit, Interest, Job, Link, Outbox};
 pub use link::{Config, Reconnect};

@@ -227,3 +227,18 @@ def test_ctrl_c_interrupts_a_group_call_and_cancels_every_rigs_call(how):
         for rig in (a, b):
             if rig.process.returncode is None:
                 rig.stop()
+
+
+def test_a_python_rig_reports_events_in_the_shapes_python_sends():
+    # Only [name, detail] with a string detail was heard: a rig that sent
+    # `broadcast("exp.event", "armed")` left its group waiting out the timeout.
+    with rigwire.Server("tcp://127.0.0.1:0", name="py-rig") as rig:
+        rigwire.Rig().expose(rig)
+        rig.start()
+        with rigwire.Group({"rig": rig.url}, timeout=10) as group:
+            rig.broadcast("exp.event", "armed")
+            rig.broadcast("exp.event", "trial_done", {"n": 3})
+            rig.broadcast("exp.event", "note", "all good")
+            assert group.wait_event("armed", timeout=10) == {"rig": ""}
+            assert group.wait_event("trial_done", timeout=10) == {"rig": '{"n":3}'}
+            assert group.wait_event("note", timeout=10) == {"rig": "all good"}

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use event_listener::Event;
 use rigwire_core::lifecycle::methods;
-use rigwire_core::{Codec, Config};
+use rigwire_core::{Codec, Config, RigEvent};
 use rigwire_core::{
     CodecError, Error, EventLog, GroupError, GroupOrder, GroupResults, Payload, Rigs,
 };
@@ -94,9 +94,9 @@ impl Group {
                 let mut handlers = handlers.clone();
                 smol::spawn(async move {
                     let rig = name.clone();
-                    handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
+                    handlers.expose(methods::EVENT, move |event: RigEvent| {
                         let mut log = rigwire_twin::lock(&events.log);
-                        log.record(&rig, &event, detail);
+                        log.record(&rig, &event.name, event.detail);
                         events.arrived.notify(usize::MAX);
                         async { Ok(()) }
                     })?;

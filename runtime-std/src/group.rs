@@ -14,7 +14,7 @@ use crate::client::Client;
 use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
 use crate::sync::{all_at_once, lock, sleep_until};
-use rigwire_core::{Codec, Config};
+use rigwire_core::{Codec, Config, RigEvent};
 
 /// How often [`Group::call_raw_while`] and [`Group::wait_event_while`] ask
 /// whether to go on.
@@ -66,8 +66,8 @@ impl Group {
         let connect = |&(name, url): &(&str, &str)| {
             let (rig, events, mut handlers) =
                 (name.to_owned(), Arc::clone(&events), handlers.clone());
-            handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
-                lock(&events.log).record(&rig, &event, detail);
+            handlers.expose(methods::EVENT, move |event: RigEvent| {
+                lock(&events.log).record(&rig, &event.name, event.detail);
                 events.arrived.notify_all();
                 Ok(())
             })?;

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use rigwire_std::core::lifecycle::methods;
-use rigwire_std::core::{wall_clock, ExpInfo, GroupOrder, GroupStep, Target, CLOCK_METHOD};
+use rigwire_std::core::{
+    wall_clock, ExpInfo, GroupOrder, GroupStep, RigEvent, Target, CLOCK_METHOD,
+};
 use rigwire_std::{Client, Codec, Config, Error, Handlers, Payload};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -406,11 +408,12 @@ impl Control {
     fn listen(self: &Arc<Self>, i: usize) -> Handlers {
         let mut handlers = Handlers::new();
         let events = Arc::clone(self);
-        let _ = handlers.expose(methods::EVENT, move |(event, detail): (String, String)| {
+        let _ = handlers.expose(methods::EVENT, move |event: RigEvent| {
+            let RigEvent { name, detail } = event;
             events.log(
                 "notify",
                 Some(&events.name(i)),
-                &format!("event {event}: {detail}"),
+                &format!("event {name}: {detail}"),
             );
             Ok(())
         });

@@ -9,7 +9,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod event;
 mod request;
+pub use event::RigEvent;
 pub use request::{InitData, StepInProgress, StepRequest};
 
 /// The methods of the standard rig service, which every runtime's lifecycle
@@ -28,7 +30,8 @@ pub mod methods {
     pub const STATUS: &str = "exp.status";
     /// Status and experiment details ([`ExpInfo`](super::ExpInfo)), at any time.
     pub const INFO: &str = "exp.info";
-    /// Notified by a rig to report an event `(name, detail)` to its script.
+    /// Notified by a rig to report an event to its script: a
+    /// [`RigEvent`](super::RigEvent), `(name, detail)`.
     pub const EVENT: &str = "exp.event";
 
     /// The four steps a rig exposes, each with how `rigwire.methods`
