@@ -96,8 +96,9 @@ impl Callback for PathCheck {
             return Ok(response);
         }
         let mut refused = ErrorResponse::new(Some(format!(
-            "no rigwire endpoint at {}",
-            request.uri().path()
+            "no rigwire endpoint at {}; this server's is at {}",
+            request.uri().path(),
+            self.0
         )));
         *refused.status_mut() = tungstenite::http::StatusCode::NOT_FOUND;
         Err(refused)
@@ -191,6 +192,7 @@ impl Handshake {
             .mid
             .take()
             .ok_or("the handshake has already finished")?;
+        let serving = matches!(mid, Mid::Server(_));
         let result = match mid {
             Mid::Client(mut m) => {
                 m.get_mut().get_mut().inbound.extend_from_slice(bytes);
@@ -226,19 +228,30 @@ impl Handshake {
             Err(Err(e)) => {
                 // A refused upgrade still owes the peer its HTTP answer; the
                 // failed machine took tungstenite's copy with it.
-                if let tungstenite::Error::Http(response) = &e {
-                    let body = response.body().as_deref().unwrap_or_default();
-                    let status = response.status();
-                    let head = format!(
-                        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        status.as_u16(),
-                        status.canonical_reason().unwrap_or(""),
-                        body.len()
-                    );
-                    self.output.extend_from_slice(head.as_bytes());
-                    self.output.extend_from_slice(body);
+                let tungstenite::Error::Http(response) = &e else {
+                    return Err(format!("websocket handshake failed: {e}"));
+                };
+                let body = response.body().as_deref().unwrap_or_default();
+                let status = response.status();
+                let why = String::from_utf8_lossy(body);
+                let why = match why.trim() {
+                    "" => String::new(),
+                    why => format!(": {why}"),
+                };
+                if !serving {
+                    return Err(format!(
+                        "the server refused the websocket upgrade ({status}){why}"
+                    ));
                 }
-                Err(format!("websocket handshake failed: {e}"))
+                let head = format!(
+                    "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    status.as_u16(),
+                    status.canonical_reason().unwrap_or(""),
+                    body.len()
+                );
+                self.output.extend_from_slice(head.as_bytes());
+                self.output.extend_from_slice(body);
+                Err(format!("refused a websocket upgrade ({status}){why}"))
             }
         }
     }
@@ -515,10 +528,19 @@ mod tests {
         assert!(err.contains("404"), "{err}");
         let mut client = Handshake::client("ws://rig:1/data", 1 << 20).unwrap();
         let mut server = Handshake::server("/other", 1 << 20).unwrap();
-        assert!(server.feed(&client.take_output()).is_err());
+        let refused = server.feed(&client.take_output()).unwrap_err();
+        let why = "no rigwire endpoint at /data; this server's is at /other";
+        assert_eq!(
+            refused,
+            format!("refused a websocket upgrade (404 Not Found): {why}")
+        );
         let answer = server.take_output();
         assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 404 Not Found"));
+        // The script that mistyped the path is told which one to use.
         let err = client.feed(&answer).unwrap_err();
-        assert!(err.contains("404"), "{err}");
+        assert_eq!(
+            err,
+            format!("the server refused the websocket upgrade (404 Not Found): {why}")
+        );
     }
 }
