@@ -200,8 +200,8 @@ enum Command {
         /// The peer's URL; with `#NAME` at a relay, the round trip to that
         /// service through the relay (a call of its clock).
         url: String,
-        /// How many pings.
-        #[arg(long, default_value_t = 4)]
+        /// How many pings (at least one).
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
         count: u32,
         #[command(flatten)]
         secret: SecretArgs,
@@ -954,7 +954,7 @@ fn call(
 fn ping(url: &str, count: u32, access: &Access) -> Result<(), Failure> {
     let client = connect(url, access)?;
     let mut rtts = Vec::new();
-    for _ in 0..count.max(1) {
+    for _ in 0..count {
         let rtt = client.ping()?;
         println!("rtt {:.3} ms", rtt.as_secs_f64() * 1e3);
         rtts.push(rtt);

@@ -445,6 +445,9 @@ fn ping_and_methods() {
     let stdout = text(&out.stdout);
     assert_eq!(stdout.lines().filter(|l| l.starts_with("rtt ")).count(), 3);
     assert!(stdout.contains("min/median/max = "), "{stdout}");
+    // Zero pings is refused, not quietly made one.
+    let out = rigwire(&["ping", &rig.url, "--count", "0"]);
+    fails_saying(&out, 2, "0 is not in 1..");
     let out = rigwire(&["methods", &rig.url]);
     let listed = text(&out.stdout);
     for name in [
