@@ -863,11 +863,13 @@ fn call_args(json: &[String], bytes: Option<&std::path::Path>) -> Result<Payload
             |e: &dyn std::fmt::Display| usage(format!("the arguments are not JSON: {e}"));
         return match json {
             [] => json_payload("null").map_err(|e| not_json(&e)),
-            [one] => json_payload(one).map_err(|e| not_json(&e)),
+            [one] => json_payload(one).map_err(|e| not_json(&format!("{e}{}", quote_hint(one)))),
             several => {
                 let values = several.iter().enumerate().map(|(i, text)| {
-                    serde_json::from_str::<serde_json::Value>(text)
-                        .map_err(|e| not_json(&format!("argument {} ({text}): {e}", i + 1)))
+                    serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                        let hint = quote_hint(text);
+                        not_json(&format!("argument {} ({text}): {e}{hint}", i + 1))
+                    })
                 });
                 let array = values.collect::<Result<Vec<_>, _>>()?;
                 Payload::encode_as(Codec::Json, &array).map_err(|e| not_json(&e))
@@ -883,6 +885,17 @@ fn call_args(json: &[String], bytes: Option<&std::path::Path>) -> Result<Payload
         std::fs::read(path).map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?
     };
     Ok(Payload::bytes(data))
+}
+
+/// What to add to the error for an argument that is not JSON: a bare word
+/// was most likely meant as a string, which the shell stripped of its quotes.
+fn quote_hint(text: &str) -> String {
+    match text.chars().next() {
+        Some(c) if c.is_alphabetic() => {
+            format!(" (a string is written in JSON quotes: '\"{text}\"')")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Prints a call's result: JSON as text; a byte string as is, or, on a

@@ -351,6 +351,10 @@ fn connection_failures_exit_two_with_one_line() {
     let out = rigwire(&["call", "tcp://127.0.0.1:1", "add", "{not json"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("not JSON"));
+    // A bare word lost its quotes to the shell: the way to write it is shown.
+    let out = rigwire(&["call", "tcp://127.0.0.1:1", "add", "1", "two"]);
+    fails_saying(&out, 2, "argument 2 (two)");
+    fails_saying(&out, 2, r#"a string is written in JSON quotes: '"two"'"#);
 }
 
 #[test]
