@@ -236,6 +236,9 @@ def test_a_python_rig_reports_events_in_the_shapes_python_sends():
         rigwire.Rig().expose(rig)
         rig.start()
         with rigwire.Group({"rig": rig.url}, timeout=10) as group:
+            # Once it has answered, the rig counts the group's connection
+            # among those a broadcast reaches (its handshake is done there too).
+            assert group.status() == {"rig": "connected"}
             rig.broadcast("exp.event", "armed")
             rig.broadcast("exp.event", "trial_done", {"n": 3})
             rig.broadcast("exp.event", "note", "all good")
