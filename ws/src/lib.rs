@@ -233,10 +233,14 @@ impl Handshake {
                 };
                 let body = response.body().as_deref().unwrap_or_default();
                 let status = response.status();
+                // The reason a rigwire server gives; of another server's
+                // page (HTML, say), a line at most.
                 let why = String::from_utf8_lossy(body);
-                let why = match why.trim() {
-                    "" => String::new(),
-                    why => format!(": {why}"),
+                let why = why.lines().next().unwrap_or_default().trim();
+                let why = match why.char_indices().nth(160) {
+                    _ if why.is_empty() => String::new(),
+                    Some((cut, _)) => format!(": {}…", &why[..cut]),
+                    None => format!(": {why}"),
                 };
                 if !serving {
                     return Err(format!(
@@ -542,5 +546,19 @@ mod tests {
             err,
             format!("the server refused the websocket upgrade (404 Not Found): {why}")
         );
+        // Another server's page is not copied into the error whole.
+        let mut client = Handshake::client("ws://rig:1/data", 1 << 20).unwrap();
+        client.take_output();
+        let page = format!("<!doctype html>\n<body>{}</body>\n", "x".repeat(5000));
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{page}",
+            page.len()
+        );
+        let err = client.feed(answer.as_bytes()).unwrap_err();
+        assert!(
+            err.starts_with("the server refused the websocket upgrade (200 OK)"),
+            "{err}"
+        );
+        assert!(err.len() < 300 && !err.contains("<body>"), "{err}");
     }
 }
