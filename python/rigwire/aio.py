@@ -60,16 +60,20 @@ async def _cancellable(wait: Callable[[], T]) -> T:
     flag set here about every 50 ms)."""
     stop = threading.Event()
 
-    def run() -> T:
+    def run() -> list:
         _rigwire._group_go_on.go_on = lambda: not stop.is_set()
         try:
-            return wait()
+            # In a box the awaiting task empties: the futures and the pool's
+            # thread, which let go of it when they will, never hold the
+            # answers themselves (a step's unread failures warn as the
+            # awaiting line drops them).
+            return [wait()]
         finally:
             del _rigwire._group_go_on.go_on
 
     done = asyncio.get_running_loop().run_in_executor(_POOL, run)
     try:
-        result = await asyncio.shield(done)
+        result = (await asyncio.shield(done)).pop()
         if isinstance(result, _rigwire.GroupResults):
             # Made on a pool thread: its warning points at the awaiting line.
             result._blame(sys._getframe(1))
