@@ -594,48 +594,43 @@ impl Inner {
 
     async fn read_loop(self: &Arc<Self>, id: ConnId, socket: &Socket, wake: &Event) {
         let mut buf = vec![0u8; READ_CHUNK];
-        let mut ended = false;
         // The last read came back short, so the socket is empty: wait for
         // readiness rather than spend a system call finding that out.
         let mut emptied = false;
-        let mut give_up: Option<Instant> = None;
         loop {
             let listener = wake.listen();
-            let (blocked, wants_input) = {
+            let (blocked, read, give_up) = {
                 let mut g = self.lock();
                 let State { relay, io, .. } = &mut *g;
                 let (Some(conn), Some(cio)) = (relay.connection(id), io.get_mut(&id)) else {
                     return;
                 };
-                let closed = conn.is_closed();
-                if closed {
-                    // The link's graceful ending (`Link::is_written_out`): the
-                    // last frames out, our side shut, the peer's read to its
-                    // end, all within the close linger, so a peer that never
-                    // reads does not keep a closed connection forever.
-                    let until = *give_up
-                        .get_or_insert_with(|| Instant::now() + rigwire_core::link::CLOSE_LINGER);
+                if conn.is_closed() {
                     cio.flush(conn);
-                    if ended || Instant::now() >= until {
-                        socket.shutdown(std::net::Shutdown::Both);
-                        return;
-                    }
                 }
-                (cio.write_blocked, closed || cio.out.wants_input(conn))
+                if cio.out.is_finished(conn, Instant::now()) {
+                    socket.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                (
+                    cio.write_blocked,
+                    cio.out.wants_input(conn),
+                    cio.out.wake_at(),
+                )
             };
-            // A peer that does not read our answers is not read from.
-            let read = !ended && wants_input;
             if read && !emptied {
                 let read = socket.try_read(&mut buf);
                 let would_block = matches!(&read, Err(e) if matches!(e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted));
                 emptied = would_block || matches!(read, Ok(n) if n < buf.len());
                 if !would_block {
-                    ended = matches!(read, Ok(0) | Err(_));
                     let mut g = self.lock();
                     let now = Instant::now();
                     let State { relay, io, .. } = &mut *g;
                     if let Some(cio) = io.get_mut(&id) {
+                        if matches!(read, Ok(0) | Err(_)) {
+                            cio.out.handle_read_end();
+                        }
                         let write_failed = cio.out.failure().map(str::to_owned);
                         let input = &mut RelayInput {
                             relay,

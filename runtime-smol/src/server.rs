@@ -222,7 +222,6 @@ impl ServerInner {
         }
         Arc::clone(&shared).drive().await;
         rigwire_twin::lock(&self.connections).remove(&id);
-        self.serving.gone.notify(usize::MAX);
         let established = shared.lock().link.is_admitted();
         established
     }

@@ -10,11 +10,12 @@
 //! [`Relay`]: super::Relay
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::connection::Connection;
-use crate::link::Outbox;
+use crate::link::{after, Outbox, CLOSE_LINGER};
 
 /// Output taken from a relay connection ahead of the socket.
 pub const WRITE_AHEAD: usize = 256 * 1024;
@@ -29,6 +30,10 @@ pub struct PeerOutput {
     closed: bool,
     /// [`take_shut_write`](Self::take_shut_write) has said so.
     write_shut: bool,
+    /// The peer ended its side of the transport, or reading failed.
+    read_ended: bool,
+    /// When a closed connection is given up on, whatever its peer does.
+    close_by: Option<Instant>,
 }
 
 impl PeerOutput {
@@ -53,10 +58,39 @@ impl PeerOutput {
     }
 
     /// Whether to read from this connection: not while our answers to it
-    /// are backed up, here and in the connection (the link's rule).
+    /// are backed up, here and in the connection (the link's rule); once it
+    /// has closed, until the peer ends its side (what arrives is
+    /// discarded: closing a socket with unread input resets it, and a
+    /// reset can destroy our last frames before the peer reads them).
     pub fn wants_input(&self, conn: &Connection) -> bool {
         let queued = conn.queued_output() + self.out.bytes();
-        !conn.is_closed() && queued <= conn.config().max_queued_output
+        !self.read_ended && (conn.is_closed() || queued <= conn.config().max_queued_output)
+    }
+
+    /// The peer ended its side of the transport (a read of nothing), or
+    /// reading failed: nothing more is read.
+    pub fn handle_read_end(&mut self) {
+        self.read_ended = true;
+    }
+
+    /// Closed, and the socket is done with: the peer ended its side, or
+    /// [`CLOSE_LINGER`] passed since the close was first seen here, so that
+    /// a peer that never reads does not keep a closed connection for ever
+    /// (a link's `is_finished`). Close the socket.
+    pub fn is_finished(&mut self, conn: &Connection, now: Instant) -> bool {
+        if !conn.is_closed() {
+            return false;
+        }
+        let by = *self
+            .close_by
+            .get_or_insert_with(|| after(now, CLOSE_LINGER));
+        self.read_ended || now >= by
+    }
+
+    /// When to look again at a closed connection: the end of its close
+    /// linger ([`is_finished`](Self::is_finished)).
+    pub fn wake_at(&self) -> Option<Instant> {
+        self.close_by
     }
 
     /// Why writing failed, once it has.
