@@ -12,6 +12,11 @@ use crate::dispatch::INTROSPECTION_METHOD;
 use crate::error::{printable, CallError, ConnectionError, RemoteError};
 use crate::event::{CancelReason, Event, IncomingCall, IncomingNotify};
 use crate::message::{Codec, ErrorKind, Message, MessageRef, PayloadLen, RawBytes};
+use crate::relay::FOLLOW_METHOD;
+
+/// Why a `URL#NAME` fails at a peer that is not a relay.
+const NOT_A_RELAY: &str = "this peer is not a relay (URL#NAME reaches the service NAME \
+                           through a relay's clients URL): connect to it without #NAME";
 
 impl Connection {
     pub(crate) fn on_message(&mut self, msg: MessageRef<'_>, frame: &Bytes) {
@@ -111,9 +116,12 @@ impl Connection {
         }
         let Some(handler) = self.registry.lookup(method) else {
             self.stats.no_such_method += 1;
-            let message = format!(
-                "no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them"
-            );
+            let message = match self.meant_a_relay(method) {
+                true => format!("no method '{method}' is exposed, and {NOT_A_RELAY}"),
+                false => format!(
+                    "no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them"
+                ),
+            };
             return self
                 .answer_directly(id, Err(RemoteError::new(ErrorKind::NoSuchMethod, message)));
         };
@@ -178,10 +186,22 @@ impl Connection {
             None => {
                 // A notify has no id to answer; id 0 tells the sender anyway.
                 self.stats.no_such_method += 1;
-                let message = format!("notify to '{method}', which is not exposed");
+                let message = match method == FOLLOW_METHOD {
+                    true => format!("notify to '{method}', which is not exposed: {NOT_A_RELAY}"),
+                    false => format!("notify to '{method}', which is not exposed"),
+                };
                 self.send_error(0, &RemoteError::new(ErrorKind::NoSuchMethod, message));
             }
         }
+    }
+
+    /// Whether a call to `NAME.method`, with `method` exposed here, meant
+    /// a service `NAME` behind a relay (a `URL#NAME` given this peer's URL).
+    fn meant_a_relay(&self, method: &str) -> bool {
+        let meant = method.split_once('.').map(|(_, rest)| rest);
+        meant.is_some_and(|rest| {
+            rest == INTROSPECTION_METHOD || self.registry.lookup(rest).is_some()
+        })
     }
 
     /// Answers a call the core handles itself (it never entered the table).

@@ -105,6 +105,47 @@ fn unknown_methods_are_answered_by_the_core() {
     assert_eq!(p.server.stats().no_such_method, 1);
 }
 
+/// A `URL#NAME` given a rig's URL instead of a relay's: the client follows
+/// `NAME` and calls `NAME.method`. The rig says it is not a relay, where it
+/// would otherwise answer only that `NAME.method` is not exposed.
+#[test]
+fn a_service_name_sent_to_a_peer_that_is_not_a_relay_is_told_so() {
+    let mut p = connected();
+    let target = rigwire_core::Target::parse("tcp://127.0.0.1:7400#data").unwrap();
+    target.follow(&mut p.client, p.now).unwrap();
+    let meant = p
+        .client
+        .call(&target.method("echo"), json(1), None, p.now)
+        .unwrap();
+    let listing = target.method(INTROSPECTION_METHOD);
+    let listed = p.client.call(&listing, json(()), None, p.now).unwrap();
+    let typo = p.client.call("data.nope", json(1), None, p.now).unwrap();
+    p.run();
+    let Event::PeerError(follow) = &p.client_events[0] else {
+        panic!("{:?}", p.client_events)
+    };
+    assert!(
+        follow.message.contains("this peer is not a relay"),
+        "{follow:?}"
+    );
+    for id in [meant, listed] {
+        let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else {
+            panic!()
+        };
+        assert_eq!(err.kind, ErrorKind::NoSuchMethod);
+        assert!(err.message.contains("this peer is not a relay"), "{err:?}");
+        assert!(err.message.contains("without #NAME"), "{err:?}");
+    }
+    // `nope` is not exposed here either: no guess about a relay.
+    let Err(CallError::Remote(err)) = response(&p.client_events, typo).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        err.message,
+        "no method 'data.nope' is exposed; call rigwire.methods to list them"
+    );
+}
+
 #[test]
 fn introspection_lists_names_and_aliases_in_the_callers_codec() {
     let mut p = connected();
