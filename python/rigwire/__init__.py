@@ -100,6 +100,16 @@ __all__ = [
 ] + errors.__all__
 
 Secret = Union[str, bytes]
+
+
+def __getattr__(name: str) -> Any:
+    # `rigwire.aio` and `rigwire.ibl` are there after `import rigwire`, as the
+    # docs use them, but load on first use: a blocking script pays for neither.
+    if name in ("aio", "ibl"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'rigwire' has no attribute {name!r}")
 PathLike = Union[str, "_os.PathLike[str]"]
 
 

@@ -33,6 +33,27 @@ def test_calls_in_the_familiar_shapes(rig):
         assert c.url == rig.url
 
 
+def test_the_submodules_the_docs_use_are_there_after_import_rigwire():
+    # In a fresh interpreter: this one imported rigwire.aio above.
+    script = (
+        "import sys, rigwire\n"
+        "assert 'rigwire.aio' not in sys.modules, 'loaded without being asked for'\n"
+        "print(rigwire.aio.connect.__module__, rigwire.ibl.__name__)\n"
+        "try:\n"
+        "    rigwire.nope\n"
+        "except AttributeError as e:\n"
+        "    print(e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "rigwire.aio rigwire.ibl",
+        "module 'rigwire' has no attribute 'nope'",
+    ]
+
+
 def test_a_started_call_is_a_future(rig):
     with rigwire.connect(rig.url) as c:
         call = c.start("sleep", 0.3)
