@@ -52,12 +52,9 @@ impl Url {
                  a server, a relay, a remote service or a LocalClient cannot"
             )));
         }
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-            invalid(
-                "expected tcp://host:port, tls://host:port, unix:///path, \
-                 ws://host:port/path or wss://host:port/path",
-            )
-        })?;
+        const EXPECTED: &str = "expected tcp://host:port, tls://host:port, unix:///path, \
+                                ws://host:port/path or wss://host:port/path";
+        let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid(EXPECTED))?;
         match scheme {
             "tcp" | "tls" => {
                 if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
@@ -90,7 +87,7 @@ impl Url {
                     tls: scheme == "wss",
                 })
             }
-            other => Err(invalid(&format!("unknown scheme '{other}'"))),
+            other => Err(invalid(&format!("unknown scheme '{other}': {EXPECTED}"))),
         }
     }
 

@@ -238,6 +238,11 @@ mod endpoints {
             ),
             ("tcp://rig:", "the port '' is not"),
             ("wss://rig:https/x", "the port 'https' is not"),
+            // Another protocol's scheme is answered with ours.
+            (
+                "http://rig:80",
+                "unknown scheme 'http': expected tcp://host:port, tls://host:port",
+            ),
         ] {
             let err = Url::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
