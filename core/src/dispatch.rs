@@ -73,6 +73,9 @@ pub struct Registry {
     /// still answered `NoSuchMethod` (a relay fans a service's notifies
     /// out to the clients that follow it).
     notify_fallback: Option<HandlerId>,
+    /// Why a call to a name nobody exposed fails here, when the caller
+    /// could not guess it (a relay's service calling back its caller).
+    absent_because: Option<&'static str>,
 }
 
 impl Registry {
@@ -140,6 +143,16 @@ impl Registry {
     /// still answered `NoSuchMethod`.
     pub(crate) fn set_notify_fallback(&mut self, id: HandlerId) {
         self.notify_fallback = Some(id);
+    }
+
+    /// Says `why` in the `NoSuchMethod` answer to a call nobody exposed.
+    pub(crate) fn explain_absent(&mut self, why: &'static str) {
+        self.absent_because = Some(why);
+    }
+
+    /// Why calls to names nobody exposed fail here, if set.
+    pub(crate) fn absent_because(&self) -> Option<&'static str> {
+        self.absent_because
     }
 
     /// Whether `name` goes to the fallback: nobody exposed it, and a

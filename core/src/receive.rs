@@ -116,9 +116,10 @@ impl Connection {
         }
         let Some(handler) = self.registry.lookup(method) else {
             self.stats.no_such_method += 1;
-            let message = match self.meant_a_relay(method) {
-                true => format!("no method '{method}' is exposed, and {NOT_A_RELAY}"),
-                false => format!(
+            let message = match (self.registry.absent_because(), self.meant_a_relay(method)) {
+                (Some(why), _) => format!("no method '{method}' is exposed: {why}"),
+                (None, true) => format!("no method '{method}' is exposed, and {NOT_A_RELAY}"),
+                (None, false) => format!(
                     "no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them"
                 ),
             };

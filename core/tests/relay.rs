@@ -640,6 +640,28 @@ fn notified(net: &Net, who: usize, method: &str) -> Vec<Payload> {
     notifies.collect()
 }
 
+/// A Python service's handler with a `caller` parameter calls back "its
+/// caller": behind a relay, that is the relay. The refusal says so, and
+/// what reaches the client instead, not that `progress` is not exposed
+/// (the client did expose it).
+#[test]
+fn a_service_calling_back_through_the_relay_is_told_why_it_cannot() {
+    let (mut net, data, _script) = data_and_script(RelayConfig::default());
+    let call = net.call(data, "progress", Payload::json(&3).unwrap(), None);
+    let err = remote(take_response(&mut net.remotes[data].events, call));
+    assert_eq!(err.kind, ErrorKind::NoSuchMethod);
+    assert!(
+        err.message.starts_with("no method 'progress' is exposed: "),
+        "{err:?}"
+    );
+    assert!(err
+        .message
+        .contains("calls back to a client do not pass through a relay"));
+    assert!(err
+        .message
+        .contains("notifies reach every client that follows it"));
+}
+
 #[test]
 fn a_services_notifies_reach_the_clients_that_follow_it_as_it_sent_them() {
     let mut net = Net::new(RelayConfig::default(), Registry::new());

@@ -339,6 +339,11 @@ impl Relay {
             PeerKind::Service => {
                 registry.expose_reserved(REGISTER_METHOD);
                 registry.set_notify_fallback(FAN_OUT);
+                registry.explain_absent(
+                    "a service's calls stop at its relay, which has no method of that name; \
+                     calls back to a client do not pass through a relay, but a service's \
+                     notifies reach every client that follows it (a client of URL#NAME)",
+                );
                 self.config.services.clone()
             }
         };
