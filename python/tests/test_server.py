@@ -200,6 +200,13 @@ def test_a_python_service_through_the_relay():
             # To its peer, the relay: on to every client following the service.
             caller.notify("exp.event", "armed", "data ready")
 
+        @service.expose
+        def call_back(caller):
+            # Its caller is the relay, which forwards no call to a client.
+            with pytest.raises(rigwire.NoSuchMethod, match="do not pass through a relay"):
+                caller.call("progress", 1, timeout=5)
+            return "refused"
+
         rigwire.Rig().expose(service)
         service.serve_via(urls["services"], as_="data")
         try:
@@ -224,6 +231,7 @@ def test_a_python_service_through_the_relay():
                 assert c.ping() > 0
                 assert list(c.map("add", [(1, 1), (2, 2)])) == [2, 4]
                 c.notify("add", 5, 5)  # reaches the service, which drops the answer
+                assert c.call("call_back", timeout=10) == "refused"
                 assert "add" in [m["name"] for m in c.methods()]
             out = subprocess.run(
                 [BIN, "call", relayed, "add", "3", "4"],
