@@ -548,9 +548,12 @@ def _extras(fn: Callable[..., Any]) -> Callable[[Any, Any], Dict[str, Any]]:
 def _label(fn: Callable[..., Any], name: Optional[str] = None) -> str:
     """What messages call a handler: its own name, else the name it is
     exposed under (a ``functools.partial`` or a callable object has none)."""
-    label = getattr(fn, "__name__", None) or name
+    own = getattr(fn, "__name__", None)
+    # A lambda's `__name__` is "<lambda>", which no caller would type.
+    label = name if own in (None, "", "<lambda>") else own
     if not label:
-        raise TypeError(f"a {type(fn).__name__} has no __name__: expose it with name=...")
+        what = "lambda" if own == "<lambda>" else type(fn).__name__
+        raise TypeError(f"a {what} has no name of its own: expose it with name=...")
     return label
 
 
@@ -802,7 +805,8 @@ class Server:
             name, fn = fn, None
         if fn is None:
             return lambda f: self._expose(f, name, aliases, raw)
-        exposed = name or _label(fn)
+        # An empty name is the native check's to refuse, not the function's to fill.
+        exposed = _label(fn) if name is None else name
         self._native.expose(exposed, (_raw_handler if raw else _handler)(fn, exposed), raw)
         label = ("async " if _inspect.iscoroutinefunction(fn) else "") + _label(fn, exposed)
         self._native.describe(exposed, f"{label}{_inspect.signature(fn)} (Python)")

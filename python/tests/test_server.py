@@ -441,12 +441,20 @@ def test_async_handlers_partials_and_callable_objects_can_be_exposed():
         # Without a name there is nothing to expose it as: said at once.
         with pytest.raises(TypeError, match="name="):
             s.expose(functools.partial(scaled, k=3))
+        # A lambda's own name is "<lambda>": it was exposed under that name.
+        with pytest.raises(TypeError, match="a lambda has no name of its own"):
+            s.expose(lambda x: x)
+        s.expose(lambda x: -x, name="negate")
+        # An empty name is refused, not replaced by the function's.
+        with pytest.raises(rigwire.Error, match="1 to 255 bytes, got 0"):
+            s.expose(scaled, name="")
         s.start()
         with rigwire.connect(s.url) as c:
             # An `async def` once answered "a coroutine is not JSON serializable".
             assert c.call("later", 2) == {"twice": 4, "cancelled": False}
             assert c.call("triple", 2) == 6
             assert c.call("scale", 2) == 20
+            assert c.call("negate", 2) == -2
             with pytest.raises(rigwire.RemoteError) as e:
                 c.call("triple", 1, 2, 3)
             assert e.value.kind == "BadArguments" and "triple" in str(e.value)
