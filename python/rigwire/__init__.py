@@ -846,10 +846,10 @@ class Server:
         ``KeyboardInterrupt`` is raised again; after ``SIGTERM`` it returns,
         so that the script's own cleanup runs. (``SIGTERM`` is caught only
         when called from the main thread, as Python's signals are.)"""
-        try:
+        if not self._native.serving():
+            # Raises saying why when there is nothing to serve on (a server
+            # made with no URL and no relay once waited here for ever).
             self._native.start()
-        except RuntimeError:
-            pass  # started already
         try:
             # A second SIGTERM, during the shutdown, ends the process at once.
             with _signal_caught(_signal.SIGTERM):

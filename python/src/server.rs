@@ -278,9 +278,7 @@ impl NativeServer {
         &self,
         f: impl FnOnce(&mut Handlers) -> Result<T, rigwire_std::Error>,
     ) -> PyResult<T> {
-        let serving = matches!(&*lock(&self.listening), Listening::Running(_))
-            || !lock(&self.services).is_empty();
-        if serving {
+        if self.serving() {
             return Err(PyRuntimeError::new_err(
                 "expose names before serving; the server already serves them",
             ));
@@ -399,12 +397,29 @@ impl NativeServer {
                 Ok(())
             }
             other => {
+                let no_relay = lock(&self.services).is_empty();
+                let why = match (&other, &self.url, no_relay) {
+                    (Listening::Running(_), ..) => "serving already",
+                    (_, Some(_), _) => "the server has shut down",
+                    (_, None, false) => {
+                        "nothing to start: a server made with no URL serves only through \
+                         its relay (serve_via), which it does"
+                    }
+                    (_, None, true) => {
+                        "nothing to serve on: a server made with no URL listens nowhere; \
+                         serve it through a relay with serve_via(relay_url, as_=NAME), or \
+                         give it a URL to listen on"
+                    }
+                };
                 *listening = other;
-                Err(PyRuntimeError::new_err(
-                    "nothing to start: serving already, or no listener",
-                ))
+                Err(PyRuntimeError::new_err(why))
             }
         }
+    }
+
+    /// Whether it serves: listening, or through a relay.
+    fn serving(&self) -> bool {
+        matches!(&*lock(&self.listening), Listening::Running(_)) || !lock(&self.services).is_empty()
     }
 
     /// Dials the relay's services URL and registers `names` there; the

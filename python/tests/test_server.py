@@ -377,6 +377,33 @@ def test_sigterm_shuts_serve_forever_down_gracefully_and_returns():
         rig.kill()
 
 
+def test_serve_forever_with_nothing_to_serve_on_says_so_at_once():
+    # A server made with no URL and sent through no relay once waited for
+    # ever, serving nothing, without a word.
+    s = rigwire.Server(None, name="lost")
+    s.expose(lambda: 1, name="one")
+    raised = []
+
+    def serve():
+        try:
+            s.serve_forever()
+        except Exception as e:
+            raised.append(e)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    t.join(timeout=10)
+    assert not t.is_alive(), "serve_forever waited, serving nothing"
+    assert isinstance(raised[0], RuntimeError) and "serve_via" in str(raised[0])
+    # Each other refusal of start says its own reason.
+    s = rigwire.Server("tcp://127.0.0.1:0").start()
+    with pytest.raises(RuntimeError, match="serving already"):
+        s.start()
+    s.shutdown(0)
+    with pytest.raises(RuntimeError, match="has shut down"):
+        s.start()
+
+
 def test_a_long_handler_learns_its_call_is_no_longer_wanted():
     import queue
 
