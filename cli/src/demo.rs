@@ -151,7 +151,7 @@ pub fn run() -> Result<(), Error> {
     }
     match group.wait_event("reward", Duration::from_millis(100)) {
         Err(e @ GroupError::Timeout { .. }) => {
-            t.say("script", format!("waiting for 'reward': {e}"))
+            t.say("script", format!("waited for an event nobody sends: {e}"))
         }
         other => {
             return Err(unexpected(format!(

@@ -556,7 +556,7 @@ fn the_demo_runs_and_exits_zero() {
     for expected in [
         "exp.init -> Initialized",
         "calls the script back",
-        "no answer within 100ms from rig-1, rig-2, rig-3",
+        "no 'reward' event within 100ms from rig-1, rig-2, rig-3",
         "DeadlineExceeded",
         "crashes",
         "rig-3    sleep(0.3 s) on all failed: disconnected",

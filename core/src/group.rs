@@ -129,10 +129,12 @@ pub enum GroupError {
         /// The rigs that succeeded.
         succeeded: Vec<String>,
     },
-    /// Not every rig answered before the timeout.
-    #[error("no answer within {waited:?} from {}", missing.join(", "))]
+    /// Not every rig reported the event waited for before the timeout.
+    #[error("no '{event}' event within {waited:?} from {}", missing.join(", "))]
     Timeout {
-        /// The rigs that did not answer.
+        /// The event waited for.
+        event: String,
+        /// The rigs that did not report it.
         missing: Vec<String>,
         /// How long we waited.
         waited: Duration,
@@ -159,14 +161,16 @@ impl fmt::Display for FailedList<'_> {
 /// Collects one event per rig until all have reported; says who is missing.
 #[derive(Debug, Clone)]
 pub struct EventWait<T> {
+    event: String,
     expected: Vec<String>,
     got: BTreeMap<String, T>,
 }
 
 impl<T> EventWait<T> {
-    /// Waits for one event from each of `rigs`.
-    pub fn new(rigs: impl IntoIterator<Item = impl Into<String>>) -> Self {
+    /// Waits for `event` from each of `rigs`.
+    pub fn new(event: &str, rigs: impl IntoIterator<Item = impl Into<String>>) -> Self {
         EventWait {
+            event: event.to_owned(),
             expected: rigs.into_iter().map(Into::into).collect(),
             got: BTreeMap::new(),
         }
@@ -201,6 +205,7 @@ impl<T> EventWait<T> {
         if !self.is_complete() {
             return Err(GroupError::Timeout {
                 missing: self.missing(),
+                event: self.event,
                 waited,
             });
         }
@@ -281,7 +286,7 @@ impl EventLog {
 
     /// A wait for `event` from each of `rigs`, with what they have reported so far.
     pub fn wait(&self, event: &str, rigs: Vec<String>) -> EventWait<String> {
-        let mut wait = EventWait::new(rigs);
+        let mut wait = EventWait::new(event, rigs);
         for ((rig, _), detail) in self.seen.iter().filter(|((_, e), _)| e == event) {
             wait.record(rig, detail.clone());
         }

@@ -131,13 +131,13 @@ mod group_results {
 
     #[test]
     fn an_event_wait_names_who_is_missing_in_group_order() {
-        let mut w = EventWait::new(["a", "b", "c"]);
+        let mut w = EventWait::new("armed", ["a", "b", "c"]);
         w.record("c", 3);
         w.record("stranger", 9);
         w.record("c", 4); // the first report counts
         assert_eq!(w.missing(), vec!["a", "b"]);
         let err = w.clone().finish(Duration::from_secs(2)).unwrap_err();
-        assert_eq!(err.to_string(), "no answer within 2s from a, b");
+        assert_eq!(err.to_string(), "no 'armed' event within 2s from a, b");
         w.record("a", 1);
         w.record("b", 2);
         assert_eq!(

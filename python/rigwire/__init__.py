@@ -986,6 +986,9 @@ def _go_on() -> Optional[Callable[[], bool]]:
 def _rigs_of(rigs: Dict[str, str]) -> list:
     """A group's ``(name, url)`` pairs; ValueError for none, since every
     step of an empty group would succeed, having done nothing."""
+    if not hasattr(rigs, "items"):
+        # A list of URLs names no rig: results, events and errors are by name.
+        raise TypeError(f"a group's rigs are a dict {{name: url, ...}}, not a {type(rigs).__name__}")
     pairs = list(rigs.items())
     if not pairs:
         raise ValueError("a group needs at least one rig: {name: url, ...}")

@@ -139,6 +139,8 @@ def test_any_method_is_called_on_every_rig_in_the_order_asked(rigs):
     urls = {n: r.url for n, r in rigs.items()}
     with pytest.raises(ValueError, match="at least one rig"):
         rigwire.Group({})  # its every step would have succeeded, doing nothing
+    with pytest.raises(TypeError, match=r"a dict \{name: url, ...\}, not a list"):
+        rigwire.Group(list(urls.values()))  # raised AttributeError: 'list' has no 'items'
     with rigwire.Group(urls) as group:
         assert repr(group) == "<rigwire.Group rig-1, rig-2, rig-3>"
         assert group.call("add", 1, 2) == {n: 3 for n in rigs}
