@@ -640,6 +640,38 @@ fn notified(net: &Net, who: usize, method: &str) -> Vec<Payload> {
     notifies.collect()
 }
 
+/// A service's notify to a reserved name is the protocol's business, not
+/// its followers': it is not passed on, and the service is told.
+#[test]
+fn a_services_notify_to_a_reserved_name_is_not_fanned_out() {
+    let (mut net, data, script) = data_and_script(RelayConfig::default());
+    let now = net.now;
+    let target = rigwire_core::Target::parse("tcp://relay:7500#data").unwrap();
+    target.follow(&mut net.remotes[script].conn, now).unwrap();
+    net.pump();
+    net.remotes[data]
+        .conn
+        .notify("rigwire.follow", Payload::json(&"data").unwrap(), now)
+        .unwrap();
+    net.pump();
+    // Passed on, the follower's core would have answered it NoSuchMethod.
+    assert_eq!(net.remotes[script].conn.stats().no_such_method, 0);
+    let told: Vec<&RemoteError> = net.remotes[data]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::PeerError(e) => Some(e),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0].kind, ErrorKind::NoSuchMethod);
+    assert!(
+        told[0].message.contains("belong to the protocol"),
+        "{told:?}"
+    );
+}
+
 /// A Python service's handler with a `caller` parameter calls back "its
 /// caller": behind a relay, that is the relay. The refusal says so, and
 /// what reaches the client instead, not that `progress` is not exposed

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use super::{ConnId, PeerKind, Relay, RelayEvent, FOLLOW_METHOD};
 use crate::codec::Payload;
+use crate::dispatch::RESERVED_PREFIX;
 use crate::error::RemoteError;
 use crate::event::IncomingNotify;
 use crate::message::ErrorKind;
@@ -88,8 +89,23 @@ impl Relay {
 
     /// A service's notify to a name the relay does not serve itself: to
     /// every client following one of the service's names, as it was sent.
+    /// A reserved name (`rigwire.*`) is the protocol's, which no client's
+    /// application hears: the service is told so, and nobody else.
     pub(super) fn fan_out(&mut self, service: ConnId, notify: IncomingNotify, now: Instant) {
         self.notify_done(service);
+        if notify.method.starts_with(RESERVED_PREFIX) {
+            let message = format!(
+                "notify to '{}', which is not exposed: names starting with \
+                 '{RESERVED_PREFIX}' belong to the protocol, and are not passed on to clients",
+                notify.method
+            );
+            if let Some(p) = self.peers.get_mut(&service) {
+                p.conn
+                    .send_error(0, &RemoteError::new(ErrorKind::NoSuchMethod, message));
+                self.touched.insert(service);
+            }
+            return;
+        }
         let Some(names) = self.peers.get(&service).map(|p| &p.names) else {
             return;
         };
