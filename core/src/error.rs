@@ -74,7 +74,7 @@ pub enum ConnectionError {
     #[error("handshake did not complete within {0:?}")]
     HandshakeTimeout(Duration),
     /// Nothing arrived from the peer for longer than the keepalive bound.
-    #[error("peer silent for {0:?}: declared dead")]
+    #[error("peer silent for {:.1} s: declared dead", .0.as_secs_f64())]
     PeerSilent(Duration),
     /// The peer closed the connection with `Goodbye`, giving this reason.
     #[error("the peer closed the connection ({0})")]

@@ -78,6 +78,8 @@ fn a_dead_peer_fails_every_pending_call_within_the_keepalive_bound() {
         matches!(err, ConnectionError::PeerSilent(d) if d <= Duration::from_millis(600) + Duration::from_millis(2)),
         "{err}"
     );
+    // Said in tenths of a second (it was "600.412ms" or "6.000139951s").
+    assert_eq!(err.to_string(), "peer silent for 0.6 s: declared dead");
     for id in [long, forever] {
         assert!(matches!(
             response(&p.client_events, id),
