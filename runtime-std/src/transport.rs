@@ -327,21 +327,26 @@ pub(crate) fn connect(
 
 /// Dials each address `addr` resolves to in turn, all by the attempt's deadline.
 fn dial_tcp(addr: &str, attempt: &Connecting) -> Result<TcpStream, String> {
-    let mut last = format!("{addr} resolved to no address");
+    let mut last = None;
     for sa in addr.to_socket_addrs().map_err(|e| e.to_string())? {
         let left = attempt.left(Instant::now());
         if left.is_zero() {
-            return Err(format!("{last}; no time left to try {sa}"));
+            let tried = last.map(|e| format!(" (the last address tried: {e})"));
+            let within = attempt.within();
+            return Err(format!(
+                "no connection within {within:?}{}",
+                tried.unwrap_or_default()
+            ));
         }
         match TcpStream::connect_timeout(&sa, left) {
             Ok(s) => {
                 s.set_nodelay(true).map_err(|e| e.to_string())?;
                 return Ok(s);
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = Some(e.to_string()),
         }
     }
-    Err(last)
+    Err(last.unwrap_or_else(|| format!("{addr} resolved to no address")))
 }
 
 /// A bound listening socket, with the TLS identity it serves (`tls://`, `wss://`).

@@ -81,3 +81,24 @@ fn a_smol_client_connects_within_its_limit_in_all() {
     given_up_by_the_limit(outcome, started);
     server.join().unwrap();
 }
+
+/// A limit that has run out before the first address is tried is what the
+/// error names; the std client once said the address "resolved to no
+/// address", which it had not.
+#[test]
+fn a_limit_spent_before_dialing_is_named_as_the_reason() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", listener.local_addr().unwrap());
+    let limit = Duration::from_nanos(1);
+    let config = Config::named("hasty").connect_within(limit);
+    let std_err = rigwire_std::Client::connect(&url, config.clone()).unwrap_err();
+    let smol_err = smol::block_on(rigwire_smol::Client::connect(&url, config)).unwrap_err();
+    for err in [std_err, smol_err] {
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("no connection within {limit:?}")),
+            "{text}"
+        );
+        assert!(!text.contains("resolved to no address"), "{text}");
+    }
+}
