@@ -517,6 +517,29 @@ impl Shared {
         g.parked
     }
 
+    /// Reads what the socket holds now, without waiting, if nobody else
+    /// is reading: an end of stream that sat unread (nobody reads in the
+    /// linger after a call) closes the link before a call is written to a
+    /// connection that is gone.
+    pub(crate) fn read_pending(self: &Arc<Self>) {
+        let mut g = self.lock();
+        if g.parked || !g.link.wants_input() {
+            return;
+        }
+        let Some(mut reader) = g.reader.take() else {
+            return;
+        };
+        let received = reader.try_read();
+        let arrived = !matches!(received, Received::TimedOut);
+        if arrived {
+            self.feed(&mut g, &received, &reader, None);
+        }
+        g.reader = Some(reader);
+        if arrived {
+            self.settle(g);
+        }
+    }
+
     /// A thread again for a connection the parker had: does the work its
     /// link queued meanwhile, then drives it.
     pub(crate) fn resume(self: &Arc<Self>) -> Driven {
