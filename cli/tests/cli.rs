@@ -882,7 +882,14 @@ fn a_tls_rig_is_called_by_pin_and_every_way_trust_fails_exits_two_saying_why() {
     let ca = dir.join("rig-1.crt");
     let plain_tcp = tls.replacen("tls://", "tcp://", 1);
     let plain_ws = wss.replacen("wss://", "ws://", 1);
-    let cases: [(&[&str], Vec<&str>); 5] = [
+    // Both layers of TLS right, the websocket mixed up.
+    let wss_at_tls = format!("{}/rig", tls.replacen("tls://", "wss://", 1));
+    let tls_at_wss = wss
+        .replacen("wss://", "tls://", 1)
+        .trim_end_matches("/rig")
+        .to_owned();
+    let use_tls = format!("connect with {tls}");
+    let cases: [(&[&str], Vec<&str>); 7] = [
         // Another certificate's pin: both fingerprints named.
         (
             &["call", &tls, "add", "[1, 2]", "--pin", &other],
@@ -906,6 +913,15 @@ fn a_tls_rig_is_called_by_pin_and_every_way_trust_fails_exits_two_saying_why() {
         (
             &["ping", &tls, "--pin", "sha256:beef"],
             vec!["64 hex digits"],
+        ),
+        // (It was an HTTP parse error.)
+        (
+            &["call", &wss_at_tls, "add", "[1, 2]", "--pin", &pin],
+            vec!["does not speak HTTP", &use_tls],
+        ),
+        (
+            &["call", &tls_at_wss, "add", "[1, 2]", "--pin", &pin],
+            vec!["the peer answered in HTTP", "wss://"],
         ),
     ];
     for (args, said) in cases {
@@ -947,7 +963,7 @@ fn a_websocket_and_a_plain_endpoint_mixed_up_name_the_url_to_use() {
         &out,
         2,
         &format!(
-            "does not speak HTTP, so no websocket (a plain endpoint?): connect with {}",
+            "does not speak HTTP, so no websocket (a tcp:// endpoint?): connect with {}",
             plain.url
         ),
     );

@@ -134,7 +134,7 @@ fn not_rigwire_hint(len: u64, pre_auth: bool) -> &'static str {
     match (pre_auth, len) {
         (false, _) => "",
         (true, GET) => " (it is an HTTP request: a ws:// client? This endpoint speaks rigwire without a websocket)",
-        (true, HTTP) => " (the peer answered in HTTP: a websocket endpoint? Connect with ws://host:port/path)",
+        (true, HTTP) => " (the peer answered in HTTP: a websocket endpoint? Connect with ws://host:port/path, or wss:// under TLS)",
         (true, _) => " (is the peer speaking rigwire?)",
     }
 }

@@ -50,6 +50,8 @@ pub struct Opening {
     ws: Option<Handshake>,
     output: Vec<u8>,
     seen_input: bool,
+    /// Under TLS: the peer's first plaintext has been checked for HTTP.
+    seen_plain: bool,
     /// Plaintext that arrived with the TLS handshake's last messages.
     early: Vec<u8>,
 }
@@ -111,6 +113,7 @@ impl Opening {
             ws: None,
             output: Vec::new(),
             seen_input: false,
+            seen_plain: false,
             early: Vec::new(),
         }
     }
@@ -151,7 +154,13 @@ impl Opening {
                 if tls.is_handshaking() {
                     return Ok(None);
                 }
-                std::mem::take(&mut self.early)
+                let plain = std::mem::take(&mut self.early);
+                if !plain.is_empty() && !self.seen_plain {
+                    // Inside TLS, the first plaintext tells whether it speaks HTTP.
+                    self.seen_plain = true;
+                    self.check_http(&plain)?;
+                }
+                plain
             }
         };
         self.start_ws()?; // once TLS is up (nothing to do without a path, or when started)
@@ -234,22 +243,27 @@ impl Opening {
     }
 
     /// A websocket's peer that does not speak HTTP speaks rigwire bare: a
-    /// `tcp://` server (it says Hello at once) or client. Each side says
-    /// which URL to use instead of an HTTP parse error; a server also
-    /// answers the client in HTTP, which a plain client reports in turn.
+    /// `tcp://` (or, inside TLS, `tls://`) server, which says Hello at
+    /// once, or client. Each side says which URL to use instead of an HTTP
+    /// parse error; a server also answers the client in HTTP, which a
+    /// plain client reports in turn.
     fn check_http(&mut self, input: &[u8]) -> Result<(), OpeningError> {
         let Some(addr) = self.url.ws_path().and(self.url.addr()) else {
             return Ok(());
         };
+        let bare = match self.tls {
+            Some(_) => "tls://",
+            None => "tcp://",
+        };
         match self.end {
             End::Client if !b"HTTP/".starts_with(&input[..input.len().min(5)]) => {
                 Err(OpeningError::Upgrade(format!(
-                    "the server does not speak HTTP, so no websocket (a plain endpoint?): connect with tcp://{addr}"
+                    "the server does not speak HTTP, so no websocket (a {bare} endpoint?): connect with {bare}{addr}"
                 )))
             }
             End::Server if !input[0].is_ascii_uppercase() => {
                 let body = format!("this endpoint is {}: rigwire inside a websocket", self.url);
-                self.output.extend_from_slice(
+                self.send(
                     format!(
                         "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
