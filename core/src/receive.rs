@@ -259,7 +259,7 @@ impl Connection {
 /// failure, so callers handle `Busy` and deadlines one way wherever they arose.
 fn remote_to_call_error(err: RemoteError) -> CallError {
     match err.kind {
-        ErrorKind::Busy => CallError::Busy(format!("the peer is busy: {}", err.message)),
+        ErrorKind::Busy => CallError::Busy(format!("the peer says: {}", err.message)),
         ErrorKind::DeadlineExceeded => CallError::DeadlineExceeded,
         _ => CallError::Remote(err),
     }

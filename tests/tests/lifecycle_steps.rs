@@ -58,9 +58,10 @@ fn assert_one_init(results: Vec<Result<ExpStatus, Error>>, seen: &Seen) {
     let refused = results.into_iter().find_map(Result::err).unwrap();
     // The rig answered `Busy`, which the caller sees as such.
     match refused {
-        Error::Busy(why) => assert!(
-            why.contains("cannot init while init is in progress"),
-            "{why}"
+        // Said once ("busy: the peer is busy: cannot init ..." it was).
+        err @ Error::Busy(_) => assert_eq!(
+            err.to_string(),
+            "busy: the peer says: cannot init while init is in progress"
         ),
         other => panic!("{other}"),
     }
