@@ -55,6 +55,7 @@ wanted, to stop early. ``Server.expose_raw`` hands a handler the payload as
 it came, ``(codec, data)``.
 """
 
+import functools as _functools
 import inspect as _inspect
 import json as _json
 import os as _os
@@ -469,12 +470,38 @@ def _tls(
 _Outcome = Tuple[Optional[str], Union[str, bytes], Optional[str]]
 
 
-def _failure(e: Exception) -> _Outcome:
+def _failure(e: Exception, fn: Any = None) -> _Outcome:
     """What a Python exception answers a call with: its kind (``Handler``,
-    or a ``RemoteError``'s own), type and message, and traceback."""
+    or a ``RemoteError``'s own), type and message, and the traceback from
+    ``fn``'s own frame on (the handler or hook that raised)."""
     kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
-    detail = "".join(_traceback.format_exception(type(e), e, e.__traceback__))
+    tb = _from_own_frame(e.__traceback__, fn)
+    detail = "".join(_traceback.format_exception(type(e), e, tb))
     return (kind, f"{type(e).__name__}: {e}", detail)
+
+
+_PACKAGE_DIR = _os.path.dirname(_os.path.abspath(__file__))
+
+
+def _from_own_frame(tb: Any, fn: Any) -> Any:
+    """The traceback from ``fn``'s frame on: the frames before it are
+    rigwire's wrappers (and, for ``async def``, the event loop's), which a
+    rig's author did not write and the caller cannot use. Without ``fn``'s
+    frame in it (it raised inside rigwire), past rigwire's own frames."""
+    # Past the wrappers: `functools.wraps` (an `expose=` function run on an
+    # app's loop), `functools.partial`.
+    fn = _inspect.unwrap(fn) if callable(fn) else fn
+    while isinstance(fn, _functools.partial):
+        fn = _inspect.unwrap(fn.func)
+    code = getattr(fn, "__code__", None) or getattr(getattr(type(fn), "__call__", None), "__code__", None)
+    at = tb
+    while at is not None:
+        if code is not None and at.tb_frame.f_code is code:
+            return at
+        at = at.tb_next
+    while tb is not None and tb.tb_next is not None and _os.path.dirname(tb.tb_frame.f_code.co_filename) == _PACKAGE_DIR:
+        tb = tb.tb_next
+    return tb
 
 
 def _takes_caller(fn: Callable[..., Any]) -> bool:
@@ -661,9 +688,9 @@ def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[st
             except TypeError as unfit:
                 hint = _spread_hint(value, signature)
                 return ("BadArguments", f"{label}{signature}: {unfit}{hint}", None)
-            return _failure(e)
+            return _failure(e, fn)
         except Exception as e:  # the caller gets it; the server carries on
-            return _failure(e)
+            return _failure(e, fn)
 
     return run
 
@@ -685,7 +712,7 @@ def _raw_handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable
                     return (None, answer[0], out)
             return ("Handler", f"{label} must return (codec, bytes), not {type(answer).__name__}", None)
         except Exception as e:  # the caller gets it; the server carries on
-            return _failure(e)
+            return _failure(e, fn)
 
     return run
 
@@ -1114,7 +1141,7 @@ def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
             call(*args, **kwargs)
             return (None, "null", None)
         except Exception as e:  # the step fails with it; the rig carries on
-            return _failure(e)
+            return _failure(e, fn)
 
     return run
 

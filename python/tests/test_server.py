@@ -62,6 +62,57 @@ def test_a_python_client_calls_python_handlers(server):
         assert server.peer_count() == 1
 
 
+def test_a_handlers_traceback_starts_at_the_handler_not_at_rigwires_wrappers():
+    # The caller's traceback began in rigwire's own wrapper, and an async
+    # handler's went through the event loop's machinery first.
+    import asyncio
+    import functools
+
+    def first_frame(detail):
+        return detail.splitlines()[1].strip()
+
+    class Motor:
+        def __call__(self):
+            raise ValueError("motor stalled")
+
+    def stalled(axis):
+        raise ValueError(f"{axis} stalled")
+
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        def plain():
+            raise ValueError("stalled")
+
+        @s.expose
+        async def later():
+            await asyncio.sleep(0)
+            raise ValueError("stalled")
+
+        s.expose(functools.partial(stalled, "x"), name="partial")
+        s.expose(Motor(), name="motor")
+        rig = rigwire.Rig()
+
+        @rig.on_init
+        def init():
+            raise ValueError("no water")
+
+        rig.expose(s)
+        s.start()
+        with rigwire.connect(s.url) as c:
+            for method, where in [
+                ("plain", "in plain"),
+                ("later", "in later"),
+                ("partial", "in stalled"),
+                ("motor", "in __call__"),
+                ("exp.init", "in init"),
+            ]:
+                with pytest.raises(rigwire.RemoteError) as e:
+                    c.call(method)
+                first = first_frame(e.value.detail)
+                assert first.startswith(f'File "{__file__}"') and first.endswith(where), (method, e.value.detail)
+
+
 def test_a_parameter_named_timeout_is_passed_in_one_dict(server):
     with rigwire.connect(server.url) as c:
         assert c.call("doubled", {"timeout": 5}) == 10  # timeout= would be the deadline
