@@ -342,6 +342,13 @@ pub enum ConfigError {
         /// The configured frame limit.
         frame: u32,
     },
+    /// A name a service would register at a relay that no relay takes
+    /// ([`relay::is_service_name`](crate::relay::is_service_name)).
+    #[error(
+        "'{}' is not a service name: 1 to 128 bytes, no '.' or control characters, not 'rigwire'",
+        printable(.0, false)
+    )]
+    NotAServiceName(String),
 }
 
 /// Why a name could not be exposed.

@@ -307,6 +307,9 @@ def test_a_python_service_through_the_relay():
                     c.ping()  # the service's round trip, not the relay's
             with pytest.raises(rigwire.Error, match="not a service name"):
                 rigwire.connect(urls["clients"] + "#da.ta", secret=SECRET)
+            # Said before dialing: the relay being down once hid it.
+            with pytest.raises(rigwire.Error, match="'da.ta' is not a service name"):
+                rigwire.Server(None).serve_via("ws://127.0.0.1:1/services", as_="da.ta")
             with pytest.raises(rigwire.Error, match="names a service behind a relay"):
                 rigwire.Server(relayed, secret=SECRET)
         finally:

@@ -28,10 +28,11 @@ impl RemoteService {
     /// # Errors
     /// The first attempt's failure: `Connect`, `AuthFailed`, `Rejected`, or
     /// `Remote` with kind `Refused` when the relay refuses a name (taken, or
-    /// not allowed), with its reason.
+    /// not allowed), with its reason; `Config` (before dialing) for a name
+    /// no relay takes (`NAME.method` routes by the first `.`).
     pub async fn connect(self, relay_url: &str) -> Result<RunningService, Error> {
         let endpoint = rigwire_core::Target::from(Url::parse(relay_url)?);
-        let (names, config, policy, handlers) = self.setup.into_parts();
+        let (names, config, policy, handlers) = self.setup.into_parts()?;
         let service = Arc::new(ServiceInner {
             endpoint,
             policy,

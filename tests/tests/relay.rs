@@ -666,3 +666,26 @@ fn notifies_through_the_relay_or_to_it_do_not_use_up_the_clients_calls() {
         assert_eq!(hello, "the relay greets me");
     }
 }
+
+/// A name no relay registers is refused before dialing, in both runtimes:
+/// with the relay down (nothing listens at port 1), it was hidden behind
+/// the failure to connect.
+#[test]
+fn a_service_name_no_relay_takes_is_refused_before_dialing() {
+    let relay = "ws://127.0.0.1:1/services";
+    for name in ["data.x", "", "rigwire"] {
+        let std_err = rigwire_std::RemoteService::new(&["ok", name], Config::named("svc"))
+            .connect(relay)
+            .unwrap_err();
+        let smol_err = smol::block_on(
+            rigwire_smol::RemoteService::new(&["ok", name], Config::named("svc")).connect(relay),
+        )
+        .unwrap_err();
+        for err in [std_err, smol_err] {
+            assert!(
+                matches!(&err, Error::Config(rigwire_core::ConfigError::NotAServiceName(n)) if n == name),
+                "{name:?}: {err}"
+            );
+        }
+    }
+}

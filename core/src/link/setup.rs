@@ -4,6 +4,7 @@
 //! set up one way, and what starting takes from them (the admission of
 //! connections, the reconnect policy) is decided here.
 
+use crate::error::ConfigError;
 use crate::link::reconnect::Reconnect;
 use crate::link::{Admission, Config, Hooks};
 
@@ -165,13 +166,24 @@ impl<H> ServiceSetup<H> {
     /// What the service starts with: its names, its settings for one
     /// connection to the relay (no reconnect of its own), the reconnect
     /// policy it keeps registered by (never giving up), and its handlers.
-    pub fn into_parts(self) -> (Vec<String>, Config, Reconnect, H) {
+    ///
+    /// # Errors
+    /// [`ConfigError::NotAServiceName`] for a name no relay registers, said
+    /// before dialing (a relay that is down would hide it).
+    pub fn into_parts(self) -> Result<(Vec<String>, Config, Reconnect, H), ConfigError> {
+        if let Some(bad) = self
+            .names
+            .iter()
+            .find(|n| !crate::relay::is_service_name(n))
+        {
+            return Err(ConfigError::NotAServiceName(bad.clone()));
+        }
         let policy = self.config.reconnect.unwrap_or_default().forever();
         let config = Config {
             reconnect: None,
             ..self.config
         };
-        (self.names, config, policy, self.handlers)
+        Ok((self.names, config, policy, self.handlers))
     }
 }
 

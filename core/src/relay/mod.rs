@@ -56,6 +56,17 @@ pub const SERVICES_METHOD: &str = "rigwire.services";
 /// client whose URL names one (`relay#NAME`) follows it.
 pub const FOLLOW_METHOD: &str = "rigwire.follow";
 
+/// Whether a relay registers `name` as a service: 1 to 128 bytes, no `.`
+/// (a relay routes `NAME.method` by its first `.`) or control characters,
+/// and not `rigwire` (the protocol's own names).
+pub fn is_service_name(name: &str) -> bool {
+    !(name.is_empty()
+        || name.contains('.')
+        || name.len() > notifies::MAX_SERVICE_NAME
+        || name == "rigwire"
+        || name.chars().any(char::is_control))
+}
+
 /// The handler id that marks a call or notify to be forwarded.
 const FORWARD: HandlerId = HandlerId(u32::MAX);
 
@@ -729,19 +740,9 @@ impl Relay {
             ));
         }
         for name in names {
-            if name.is_empty()
-                || name.contains('.')
-                || name.len() > notifies::MAX_SERVICE_NAME
-                || name == "rigwire"
-                || name.chars().any(char::is_control)
-            {
-                return Err(RemoteError::new(
-                    ErrorKind::Refused,
-                    format!(
-                        "'{}' is not a service name: 1 to 128 bytes, no '.' or control characters, not 'rigwire'",
-                        crate::error::printable(name, false)
-                    ),
-                ));
+            if !is_service_name(name) {
+                let why = ConfigError::NotAServiceName(name.clone());
+                return Err(RemoteError::new(ErrorKind::Refused, why.to_string()));
             }
             if let Some(own) = self.own.methods().iter().find(|m| {
                 m.name
