@@ -373,6 +373,16 @@ fn secrets_come_from_a_file_or_the_environment_and_a_wrong_one_exits_two() {
         file.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Readable by others: used, and warned of; by its owner only: not.
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let secret = file.to_str().unwrap();
+        let out = rigwire(&["call", &rig.url, "add", "[1,2]", "--secret-file", secret]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let said = text(&out.stderr).contains("can be read by other users (mode 644)");
+        assert_eq!(said, warned, "mode {mode:o}: {}", text(&out.stderr));
+    }
     let out = Command::new(BIN)
         .args(["call", &rig.url, "add", "[1,2]"])
         .env("RIGWIRE_SECRET", "lab-secret-0123456789")

@@ -4,22 +4,38 @@
 
 use std::io;
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 use rigwire_core::{ConfigError, Error, Secret, Url};
 
-/// Reads a shared secret from a file (a trailing newline is not part of it).
+/// Reads a shared secret from a file (a trailing newline is not part of
+/// it). A file that other users may read is used, with a warning: on a
+/// shared machine any of them could then drive the rigs.
 ///
 /// # Errors
 /// [`Error::Config`] if the file cannot be read or holds an empty secret.
 pub fn secret_from_file(path: &Path) -> Result<Secret, Error> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    let unreadable = |e: io::Error| {
         Error::Config(ConfigError::SecretUnreadable(format!(
             "{}: {e}",
             path.display()
         )))
-    })?;
+    };
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let mode = std::fs::metadata(path)
+        .map_err(unreadable)?
+        .permissions()
+        .mode();
+    if mode & 0o044 != 0 {
+        tracing::warn!(
+            "the secret file {} can be read by other users (mode {:o}): any of them \
+             could drive the rigs; chmod 600 it",
+            path.display(),
+            mode & 0o777
+        );
+    }
     Ok(Secret::from_file_contents(&bytes)?)
 }
 
