@@ -238,11 +238,28 @@ _os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Call:
-    """A call in flight (from ``Client.start``), like a ``concurrent.futures.Future``."""
+    """A call in flight (from ``Client.start``), like a ``concurrent.futures.Future``,
+    but dropping it while the call is in flight cancels the call (and warns,
+    naming the line that started it: keep the ``Call`` while it should run)."""
 
-    def __init__(self, native: "_rigwire.NativeCall"):
+    def __init__(self, native: "_rigwire.NativeCall", method: Optional[str] = None, site: Any = None):
         self._native = native
+        # Where a warning points if it is dropped in flight; none for the
+        # calls of a `map`, which cancels those it leaves on purpose.
+        self._method = method
+        self._site = site
         _held(self)
+
+    def __del__(self) -> None:
+        native = getattr(self, "_native", None)
+        if self._site is None or native is None or isinstance(native, _MadeBeforeFork):
+            return
+        if native.cancel():  # it was in flight: the drop cancels it, said aloud
+            message = (
+                f"rigwire: the call to '{self._method}' was dropped before its answer, which "
+                "cancels it; keep the Call while it should run (or notify, if nothing waits)"
+            )
+            _warnings.warn_explicit(message, RuntimeWarning, *self._site)
 
     def result(self, timeout: Optional[float] = None) -> Any:
         """The result, waiting up to ``timeout`` seconds (``None``: as long as the
@@ -258,6 +275,7 @@ class Call:
     def cancel(self) -> bool:
         """Gives up on the call; the peer is told to cancel it. Returns whether
         it was still in flight."""
+        self._site = None  # cancelled on purpose: dropping it says nothing
         return self._native.cancel()
 
 
@@ -350,7 +368,8 @@ class Client:
         """Starts a call and returns its handle: at once, unless the peer has
         stopped reading (then it waits for room, within the call's deadline)
         or, with ``reconnect``, a lost connection is being made again."""
-        return Call(self._native.start(method, payload(args, kwargs), timeout))
+        site = _user_site(_sys._getframe(1))
+        return Call(self._native.start(method, payload(args, kwargs), timeout), method, site)
 
     def map(
         self, method: str, items: Iterable[Any], *, window: int = 64, timeout: Optional[float] = None
@@ -480,9 +499,6 @@ def _failure(e: Exception, fn: Any = None) -> _Outcome:
     return (kind, f"{type(e).__name__}: {e}", detail)
 
 
-_PACKAGE_DIR = _os.path.dirname(_os.path.abspath(__file__))
-
-
 def _from_own_frame(tb: Any, fn: Any) -> Any:
     """The traceback from ``fn``'s frame on: the frames before it are
     rigwire's wrappers (and, for ``async def``, the event loop's), which a
@@ -499,7 +515,7 @@ def _from_own_frame(tb: Any, fn: Any) -> Any:
         if code is not None and at.tb_frame.f_code is code:
             return at
         at = at.tb_next
-    while tb is not None and tb.tb_next is not None and _os.path.dirname(tb.tb_frame.f_code.co_filename) == _PACKAGE_DIR:
+    while tb is not None and tb.tb_next is not None and tb.tb_frame.f_code.co_filename.startswith(_HERE):
         tb = tb.tb_next
     return tb
 
@@ -980,16 +996,9 @@ class GroupResults(dict):
     __str__ = __repr__
 
     def _blame(self, frame: Any) -> None:
-        """Where a warning about unread failures points: the first frame
-        from ``frame`` outward that is not this package's, the line that
-        asked for the step (none on a thread of our own: see ``rigwire.aio``)."""
-        while frame is not None and frame.f_code.co_filename.startswith(_HERE):
-            frame = frame.f_back
-        self._site = None
-        if frame is not None:
-            registry = frame.f_globals.setdefault("__warningregistry__", {})
-            module = frame.f_globals.get("__name__", "?")
-            self._site = (frame.f_code.co_filename, frame.f_lineno, module, registry)
+        """Where a warning about unread failures points: the line that asked
+        for the step (none on a thread of our own: see ``rigwire.aio``)."""
+        self._site = _user_site(frame)
 
     def __del__(self) -> None:
         if getattr(self, "_looked", True) or not self._failed or self._site is None:
@@ -999,6 +1008,19 @@ class GroupResults(dict):
 
 
 _HERE = _os.path.dirname(_os.path.abspath(__file__))
+
+
+def _user_site(frame: Any) -> Any:
+    """Where a warning about something of rigwire's points (the arguments of
+    ``warnings.warn_explicit`` after the category): the first frame from
+    ``frame`` outward that is not this package's; ``None`` if there is none."""
+    while frame is not None and frame.f_code.co_filename.startswith(_HERE):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    registry = frame.f_globals.setdefault("__warningregistry__", {})
+    module = frame.f_globals.get("__name__", "?")
+    return (frame.f_code.co_filename, frame.f_lineno, module, registry)
 
 
 # How rigwire.aio cancels a group's wait from its loop: a function the wait

@@ -71,6 +71,26 @@ def test_a_started_call_is_a_future(rig):
         assert c.call("add", 2, 2) == 4
 
 
+def test_a_started_call_dropped_in_flight_is_cancelled_aloud(rig):
+    # `c.start(...)` left unassigned, as one would start background work,
+    # was cancelled at once, silently: the rig never ran it.
+    import inspect
+
+    with rigwire.connect(rig.url) as c:
+        with pytest.warns(RuntimeWarning, match="the call to 'sleep' was dropped before its answer") as w:
+            c.start("sleep", 30); line = inspect.currentframe().f_lineno  # noqa: E702
+        assert (w[0].filename, w[0].lineno) == (__file__, line)
+        # Not when it was answered, cancelled on purpose, or left by a map.
+        done = c.start("sleep", 0)
+        assert done.result(timeout=10) == 0
+        cancelled = c.start("sleep", 30)
+        cancelled.cancel()
+        mapped = c.map("sleep", [0.2] * 4)
+        next(mapped)
+        del done, cancelled, mapped  # pytest turns any warning here into an error
+        assert c.call("add", 2, 2) == 4
+
+
 def test_a_second_thread_waiting_for_the_same_call_costs_no_cpu(rig):
     # It once looked every millisecond: 46 ms of CPU for a 1.5 s wait.
     with rigwire.connect(rig.url) as c:
