@@ -24,6 +24,17 @@ impl Peer {
     rigwire_twin::peer_calls!([] []);
 
     /// Starts a call with a raw payload and an optional deadline (else the default).
+    /// The call runs while its [`RawPendingCall`] is kept: dropping that in
+    /// flight cancels it, which the compiler points out.
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// fn fire_and_forget(rig: &rigwire_std::Peer) -> Result<(), rigwire_std::Error> {
+    ///     let args = rigwire_core::Payload::json(&10)?;
+    ///     rig.start_raw("acquire", args, None)?; // cancelled as it is dropped
+    ///     Ok(())
+    /// }
+    /// ```
     ///
     /// # Errors
     /// As [`start`](Self::start).

@@ -102,6 +102,7 @@ macro_rules! pending_call {
     ([$($async:tt)?] [$($aw:tt)*]) => {
         /// A typed call in flight (see [`Peer::start`](crate::Peer::start)).
         /// Dropping it before its answer cancels the call.
+        #[must_use = "dropping a call in flight cancels it: wait for it, or keep it while it should run"]
         pub struct PendingCall<R> {
             raw: RawPendingCall,
             _result: ::std::marker::PhantomData<fn() -> R>,
@@ -176,6 +177,7 @@ macro_rules! pending_call {
 macro_rules! raw_pending_call {
     ($doc:literal) => {
         #[doc = $doc]
+        #[must_use = "dropping a call in flight cancels it: wait for it, or keep it while it should run"]
         pub struct RawPendingCall {
             shared: ::std::sync::Arc<Shared>,
             id: u64,
