@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use crate::codec::Payload;
 use crate::connection::Connection;
-use crate::dispatch::INTROSPECTION_METHOD;
+use crate::dispatch::{INTROSPECTION_METHOD, RESERVED_PREFIX};
 use crate::error::{printable, CallError, ConnectionError, RemoteError};
 use crate::event::{CancelReason, Event, IncomingCall, IncomingNotify};
 use crate::message::{Codec, ErrorKind, Message, MessageRef, PayloadLen, RawBytes};
@@ -199,6 +199,9 @@ impl Connection {
     /// Whether a call to `NAME.method`, with `method` exposed here, meant
     /// a service `NAME` behind a relay (a `URL#NAME` given this peer's URL).
     fn meant_a_relay(&self, method: &str) -> bool {
+        if method.starts_with(RESERVED_PREFIX) {
+            return false; // the protocol's name, not a service's
+        }
         let meant = method.split_once('.').map(|(_, rest)| rest);
         meant.is_some_and(|rest| {
             rest == INTROSPECTION_METHOD || self.registry.lookup(rest).is_some()

@@ -120,6 +120,7 @@ fn a_service_name_sent_to_a_peer_that_is_not_a_relay_is_told_so() {
     let listing = target.method(INTROSPECTION_METHOD);
     let listed = p.client.call(&listing, json(()), None, p.now).unwrap();
     let typo = p.client.call("data.nope", json(1), None, p.now).unwrap();
+    let reserved = p.client.call("rigwire.echo", json(1), None, p.now).unwrap();
     p.run();
     let Event::PeerError(follow) = &p.client_events[0] else {
         panic!("{:?}", p.client_events)
@@ -144,6 +145,11 @@ fn a_service_name_sent_to_a_peer_that_is_not_a_relay_is_told_so() {
         err.message,
         "no method 'data.nope' is exposed; call rigwire.methods to list them"
     );
+    // Nor about a name of the protocol's.
+    let Err(CallError::Remote(err)) = response(&p.client_events, reserved).unwrap() else {
+        panic!()
+    };
+    assert!(!err.message.contains("relay"), "{err:?}");
 }
 
 #[test]

@@ -155,7 +155,7 @@ impl Client {
             // call (which would then fail as one that may have run). Not
             // under the lock: what the read brings may run.
             let peer = self.current().peer().clone();
-            peer.shared.read_pending();
+            peer.shared.read_now();
         }
         loop {
             let (want, woken) = {

@@ -353,18 +353,10 @@ impl Shared {
         }
     }
 
-    /// Reads what the socket holds now, without waiting, if nobody else
-    /// is reading: an end of stream that sat unread (nobody reads in the
-    /// linger after a call) closes the link before a call is written to a
-    /// connection that is gone.
-    pub(crate) fn read_pending(self: &Arc<Self>) {
-        self.read_now();
-    }
-
     /// Reads whatever is there now, if the link wants input and nobody
     /// else is reading this instant, and does what it causes. Returns
     /// whether anything was read.
-    fn read_now(self: &Arc<Self>) -> bool {
+    pub(crate) fn read_now(self: &Arc<Self>) -> bool {
         if !self.lock().link.poll_interest().read {
             return false;
         }
