@@ -503,11 +503,7 @@ impl Shared {
     ) -> bool {
         let mut g = self.lock();
         if readable {
-            if let Some(mut reader) = g.reader.take() {
-                let received = reader.try_read();
-                self.feed(&mut g, &received, &reader, None);
-                g.reader = Some(reader);
-            }
+            self.read_ready(&mut g);
         }
         g.link.handle_timeout(Instant::now());
         self.flush(&mut g);
@@ -523,21 +519,24 @@ impl Shared {
     /// connection that is gone.
     pub(crate) fn read_pending(self: &Arc<Self>) {
         let mut g = self.lock();
-        if g.parked || !g.link.wants_input() {
-            return;
+        if !g.parked && g.link.wants_input() && self.read_ready(&mut g) {
+            self.settle(g);
         }
+    }
+
+    /// One read that does not wait, fed to the link; whether bytes (or the
+    /// end) arrived. None while another thread holds the reader.
+    fn read_ready(&self, g: &mut State) -> bool {
         let Some(mut reader) = g.reader.take() else {
-            return;
+            return false;
         };
         let received = reader.try_read();
         let arrived = !matches!(received, Received::TimedOut);
         if arrived {
-            self.feed(&mut g, &received, &reader, None);
+            self.feed(g, &received, &reader, None);
         }
         g.reader = Some(reader);
-        if arrived {
-            self.settle(g);
-        }
+        arrived
     }
 
     /// A thread again for a connection the parker had: does the work its
