@@ -256,41 +256,92 @@ impl<C> Rigs<C> {
     }
 }
 
-/// The events a group's rigs have reported (`exp.event`), for waits to look
-/// at: the first detail of each rig's event, so that a wait counts events
-/// reported before it began. At most [`EventLog::MAX`] are kept; past that
-/// the oldest is forgotten, so a rig that reports ever new event names
-/// cannot grow it.
+/// The events a group's rigs have reported (`exp.event`), for waits to
+/// take. Each report is counted by one wait: a wait takes, from each rig,
+/// the oldest report of its event not yet taken, whether it came before the
+/// wait began or during it, so that waiting for `trial_done` once per trial
+/// waits for each trial's. (Every report once counted for every later wait:
+/// the second trial's wait returned the first trial's report at once.)
+///
+/// Bounded: at most [`EventLog::KEPT`] reports of one event from one rig
+/// (past that the oldest goes: a stream of events nobody waits for keeps
+/// its latest), of at most [`EventLog::MAX`] (rig, event) pairs (past that
+/// the pair reported first goes), so a rig that reports ever new event
+/// names cannot grow it.
 #[derive(Debug, Default)]
 pub struct EventLog {
-    /// (rig, event) and the detail it came with, oldest first.
-    seen: std::collections::VecDeque<((String, String), String)>,
+    /// Each (rig, event) pair's reports not yet taken, oldest first; the
+    /// pairs in the order they were first reported.
+    seen: std::collections::VecDeque<((String, String), std::collections::VecDeque<String>)>,
 }
 
 impl EventLog {
     /// The most (rig, event) pairs kept.
     pub const MAX: usize = 1024;
+    /// The most reports of one event from one rig kept untaken.
+    pub const KEPT: usize = 64;
 
-    /// Records that `rig` reported `event` with `detail` (the first report
-    /// of an event counts; later ones are ignored).
+    /// Records that `rig` reported `event` with `detail`.
     pub fn record(&mut self, rig: &str, event: &str, detail: String) {
-        if self.seen.iter().any(|((r, e), _)| r == rig && e == event) {
-            return;
+        let at = self
+            .seen
+            .iter()
+            .position(|((r, e), _)| r == rig && e == event);
+        let reports = match at {
+            Some(at) => &mut self.seen[at].1,
+            None => {
+                if self.seen.len() == Self::MAX {
+                    self.seen.pop_front();
+                }
+                let pair = (rig.to_owned(), event.to_owned());
+                self.seen
+                    .push_back((pair, std::collections::VecDeque::new()));
+                &mut self.seen.back_mut().expect("just pushed").1
+            }
+        };
+        if reports.len() == Self::KEPT {
+            reports.pop_front();
         }
-        if self.seen.len() == Self::MAX {
-            self.seen.pop_front();
-        }
-        self.seen
-            .push_back(((rig.to_owned(), event.to_owned()), detail));
+        reports.push_back(detail);
     }
 
-    /// A wait for `event` from each of `rigs`, with what they have reported so far.
+    /// A look at a wait for `event` from each of `rigs`: each rig's oldest
+    /// report not yet taken. Takes nothing ([`take`](Self::take) does).
     pub fn wait(&self, event: &str, rigs: Vec<String>) -> EventWait<String> {
         let mut wait = EventWait::new(event, rigs);
-        for ((rig, _), detail) in self.seen.iter().filter(|((_, e), _)| e == event) {
-            wait.record(rig, detail.clone());
+        for ((rig, _), reports) in self.seen.iter().filter(|((_, e), _)| e == event) {
+            if let Some(detail) = reports.front() {
+                wait.record(rig, detail.clone());
+            }
         }
         wait
+    }
+
+    /// Ends a wait for `event` from each of `rigs`, `waited` long: if every
+    /// rig has reported it, takes each rig's oldest report (the next wait
+    /// counts only later ones) and returns the details in group order.
+    ///
+    /// # Errors
+    /// [`GroupError::Timeout`] naming the rigs that have not reported it;
+    /// then nothing is taken, so a wait tried again still counts the
+    /// reports of the rigs that did.
+    pub fn take(
+        &mut self,
+        event: &str,
+        rigs: Vec<String>,
+        waited: Duration,
+    ) -> Result<Vec<(String, String)>, GroupError> {
+        let taken = self.wait(event, rigs).finish(waited)?;
+        for (rig, _) in &taken {
+            let pair = self
+                .seen
+                .iter_mut()
+                .find(|((r, e), _)| r == rig && e == event);
+            if let Some((_, reports)) = pair {
+                reports.pop_front();
+            }
+        }
+        Ok(taken)
     }
 }
 

@@ -163,29 +163,55 @@ mod group_results {
     }
 
     #[test]
-    fn the_event_log_keeps_each_first_report_and_stays_bounded() {
+    fn each_report_counts_for_one_wait_and_the_log_stays_bounded() {
+        let ab = || vec!["a".to_owned(), "b".to_owned()];
         let mut log = EventLog::default();
         log.record("a", "ready", "first".into());
-        log.record("a", "ready", "second".into()); // the first report counts
+        log.record("a", "ready", "second".into());
         log.record("b", "done", "x".into());
         log.record("stranger", "ready", "y".into());
-        let wait = log.wait("ready", vec!["a".into(), "b".into()]);
+        let wait = log.wait("ready", ab());
         assert_eq!(wait.missing(), vec!["b"]);
+        // A wait that times out takes nothing: tried again, a's still counts.
+        let err = log.take("ready", ab(), Duration::ZERO).unwrap_err();
+        assert_eq!(err.to_string(), "no 'ready' event within 0ns from b");
         log.record("b", "ready", "late".into());
-        let both = log.wait("ready", vec!["a".into(), "b".into()]);
         assert_eq!(
-            both.finish(Duration::ZERO).unwrap(),
+            log.take("ready", ab(), Duration::ZERO).unwrap(),
             vec![("a".into(), "first".into()), ("b".into(), "late".into())]
         );
-        // A rig reporting ever new event names: the oldest are forgotten,
-        // the newest still counts.
+        // The next wait counts the next reports: a's second, none of b's
+        // yet. (Every later wait once got the first reports again.)
+        assert_eq!(log.wait("ready", ab()).missing(), vec!["b"]);
+        log.record("b", "ready", "again".into());
+        assert_eq!(
+            log.take("ready", ab(), Duration::ZERO).unwrap(),
+            vec![("a".into(), "second".into()), ("b".into(), "again".into())]
+        );
+        assert_eq!(log.wait("ready", ab()).missing(), vec!["a", "b"]);
+
+        // A stream of one event nobody waits for keeps its latest reports,
+        // and keeps no other event out.
+        log.record("a", "armed", "yes".into());
+        for i in 0..EventLog::KEPT * 3 {
+            log.record("a", "frame", i.to_string());
+        }
+        let a = || vec!["a".to_owned()];
+        let oldest_kept = (EventLog::KEPT * 2).to_string();
+        assert_eq!(
+            log.take("frame", a(), Duration::ZERO).unwrap()[0].1,
+            oldest_kept
+        );
+        assert!(log.wait("armed", a()).is_complete());
+        // A rig reporting ever new event names: the oldest pairs are
+        // forgotten, the newest still counts.
         for i in 0..EventLog::MAX * 3 {
             log.record("a", &format!("tick {i}"), String::new());
         }
         let last = format!("tick {}", EventLog::MAX * 3 - 1);
-        assert!(log.wait(&last, vec!["a".into()]).is_complete());
-        assert!(!log.wait("ready", vec!["a".into()]).is_complete());
-        assert!(!log.wait("tick 0", vec!["a".into()]).is_complete());
+        assert!(log.wait(&last, a()).is_complete());
+        assert!(!log.wait("armed", a()).is_complete());
+        assert!(!log.wait("tick 0", a()).is_complete());
     }
 }
 

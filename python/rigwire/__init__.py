@@ -1134,8 +1134,11 @@ class Group:
 
     def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
         """Waits until every rig has reported ``event`` (``exp.event``); returns
-        each rig's detail. Raises ``GroupError`` naming the rigs that did not
-        (by ``timeout`` seconds). Ctrl-C ends the wait."""
+        each rig's detail. Each report counts for one wait: this takes each
+        rig's oldest report not yet taken (one that came before the call
+        too), so waiting once per trial waits for each trial's. Raises
+        ``GroupError`` naming the rigs that did not report (by ``timeout``
+        seconds), taking nothing. Ctrl-C ends the wait."""
         return dict(self._native.wait_event(event, timeout, _go_on()))
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -247,3 +248,23 @@ def test_a_python_rig_reports_events_in_the_shapes_python_sends():
             assert group.wait_event("armed", timeout=10) == {"rig": ""}
             assert group.wait_event("trial_done", timeout=10) == {"rig": '{"n":3}'}
             assert group.wait_event("note", timeout=10) == {"rig": "all good"}
+
+
+def test_waiting_once_per_trial_waits_for_each_trials_event():
+    # Every wait after the first once returned the first trial's report at
+    # once: the script ran ahead of the rig.
+    with rigwire.Server("tcp://127.0.0.1:0", name="rig") as s:
+
+        @s.expose
+        def trial(n, caller):
+            def later():
+                time.sleep(0.05)
+                caller.notify("exp.event", "trial_done", str(n))
+
+            threading.Thread(target=later).start()
+
+        s.start()
+        with rigwire.Group({"rig": s.url}) as rigs:
+            for n in range(3):
+                rigs.call("trial", n).raise_on_failure()
+                assert rigs.wait_event("trial_done", timeout=10) == {"rig": str(n)}

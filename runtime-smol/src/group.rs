@@ -163,7 +163,9 @@ impl Group {
         results
     }
 
-    /// Waits until every rig has reported `event`, or the timeout passes.
+    /// Waits until every rig has reported `event` (with `exp.event`), or the
+    /// timeout passes. Reports that came before the call count, each for
+    /// one wait only ([`EventLog`](rigwire_core::EventLog)).
     ///
     /// # Errors
     /// [`GroupError::Timeout`] naming the rigs that did not report.
@@ -175,12 +177,11 @@ impl Group {
         let until = rigwire_core::link::after(Instant::now(), timeout);
         loop {
             let listener = self.events.arrived.listen();
-            let wait = {
-                let log = rigwire_twin::lock(&self.events.log);
-                log.wait(event, self.names())
-            };
-            if wait.is_complete() || Instant::now() >= until {
-                return wait.finish(timeout);
+            {
+                let mut log = rigwire_twin::lock(&self.events.log);
+                if log.wait(event, self.names()).is_complete() || Instant::now() >= until {
+                    return log.take(event, self.names(), timeout);
+                }
             }
             smol::future::or(listener, async {
                 smol::Timer::at(until).await;

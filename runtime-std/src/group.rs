@@ -171,7 +171,8 @@ impl Group {
     }
 
     /// Waits until every rig has reported `event` (with `exp.event`), or the
-    /// timeout passes. Events reported before the call count.
+    /// timeout passes. Reports that came before the call count, each for
+    /// one wait only ([`EventLog`](rigwire_core::EventLog)).
     ///
     /// # Errors
     /// [`GroupError::Timeout`] naming the rigs that did not report.
@@ -207,9 +208,10 @@ impl Group {
         loop {
             let ask_at = go_on.map(|_| Instant::now() + ASK_EVERY);
             let wake = ask_at.map_or(until, |at| at.min(until));
-            let (log, done) = sleep_until(&events.arrived, lock(&events.log), Some(wake), complete);
+            let (mut log, done) =
+                sleep_until(&events.arrived, lock(&events.log), Some(wake), complete);
             if done || Instant::now() >= until {
-                return Some(log.wait(event, names).finish(timeout));
+                return Some(log.take(event, names, timeout));
             }
             drop(log);
             if go_on.is_some_and(|go_on| !go_on()) {

@@ -114,3 +114,60 @@ fn a_smol_group_runs_an_experiment_across_both_runtimes() {
     });
     std_server.shutdown(Duration::from_secs(1));
 }
+
+/// A std rig whose `trial(n)` reports `trial_done` with `n` a little later,
+/// from a thread of its own, as a rig reports the end of a trial.
+fn trial_rig() -> rigwire_std::RunningServer {
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config("rig")).unwrap();
+    server
+        .expose_with("trial", |ctx: &rigwire_std::CallContext, n: u32| {
+            let peer = ctx.peer.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                let _ = peer.notify(methods::EVENT, &("trial_done", n.to_string()));
+            });
+            Ok(())
+        })
+        .unwrap();
+    server.start().unwrap()
+}
+
+/// Waiting for `trial_done` once per trial waits for each trial's report,
+/// in both runtimes' groups. Every wait after the first once returned the
+/// first trial's report at once, and the script ran ahead of the rig.
+#[test]
+fn each_trials_wait_counts_that_trials_event_only() {
+    let rig = trial_rig();
+    let url = rig.local_url();
+    let rigs = [("rig", url.as_str())];
+    let std_group = rigwire_std::Group::connect(&rigs, &config("script")).unwrap();
+    for n in 0..3u32 {
+        assert!(std_group.call_all::<_, ()>("trial", &n, None).all_ok());
+        let done = std_group
+            .wait_event("trial_done", Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(
+            done,
+            vec![("rig".to_owned(), n.to_string())],
+            "std, trial {n}"
+        );
+    }
+    smol::block_on(async {
+        let group = rigwire_smol::Group::connect(&rigs, &config("script"))
+            .await
+            .unwrap();
+        for n in 0..3u32 {
+            assert!(group.call_all::<_, ()>("trial", &n, None).await.all_ok());
+            let done = group
+                .wait_event("trial_done", Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(
+                done,
+                vec![("rig".to_owned(), n.to_string())],
+                "smol, trial {n}"
+            );
+        }
+    });
+    rig.shutdown(Duration::ZERO);
+}
