@@ -1132,6 +1132,11 @@ class Group:
         """Each rig's status: ``"connected"``, ``"initialized"``, ``"running"`` or ``"stopped"``."""
         return GroupResults(self._native.status(timeout, _go_on()))
 
+    def info(self, *, timeout: Optional[float] = None) -> GroupResults:
+        """Each rig's ``exp.info``: ``{"status": ..., "exp_ref": ..., "interrupted": ...}``
+        (``exp_ref`` is ``None`` before ``start``)."""
+        return GroupResults(self._native.info(timeout, _go_on()))
+
     def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
         """Waits until every rig has reported ``event`` (``exp.event``); returns
         each rig's detail. Each report counts for one wait: this takes each

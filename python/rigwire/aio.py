@@ -267,6 +267,10 @@ class Group:
         """``exp.status`` of every rig."""
         return await _cancellable(lambda: self._group.status(timeout=timeout))
 
+    async def info(self, *, timeout: Optional[float] = None) -> _rigwire.GroupResults:
+        """``exp.info`` of every rig."""
+        return await _cancellable(lambda: self._group.info(timeout=timeout))
+
     async def wait_event(self, event: str, timeout: float) -> Dict[str, str]:
         """``rigwire.Group.wait_event``, awaited; cancelling the task ends it."""
         return await _cancellable(lambda: self._group.wait_event(event, timeout))

@@ -201,6 +201,17 @@ impl NativeGroup {
         self.step(py, GroupStep::status(), timeout, go_on)
     }
 
+    /// `exp.info` of every rig: its status and experiment.
+    #[pyo3(signature = (timeout=None, go_on=None))]
+    fn info(
+        &self,
+        py: Python<'_>,
+        timeout: Option<f64>,
+        go_on: Option<Py<PyAny>>,
+    ) -> PyResult<Vec<RawOutcome>> {
+        self.step(py, GroupStep::info(), timeout, go_on)
+    }
+
     /// Calls `method` on every rig with `args` (JSON text or `bytes`), in
     /// `order`: `"concurrent"` (all at once), `"in_order"` or `"reverse"`;
     /// each rig's answer is JSON text or `bytes`, or its exception. Ctrl-C

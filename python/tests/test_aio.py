@@ -125,6 +125,7 @@ def test_a_group_is_awaited_and_cancelling_the_task_cancels_every_rigs_call():
             async with await rigwire.aio.Group.connect({"a": a.url, "b": b.url}) as rigs:
                 assert rigs.names == ["a", "b"]
                 assert await rigs.init(subject="ZM_1") == {"a": "initialized", "b": "initialized"}
+                assert (await rigs.info())["a"]["status"] == "initialized"
                 assert await rigs.call("add", 1, 2) == {"a": 3, "b": 3}
                 # A step whose failures nobody looks at warns on the line
                 # that awaited it (not in asyncio, where it is let go).

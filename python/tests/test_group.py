@@ -29,6 +29,8 @@ def test_a_whole_experiment_on_a_mixed_group(rigs):
         assert group.init(subject="ZM_1").raise_on_failure() == {n: "initialized" for n in rigs}
         assert group.start("2026-11-26_1_ZM_1").ok()
         assert group.status() == {n: "running" for n in rigs}
+        info = {"status": "running", "exp_ref": "2026-11-26_1_ZM_1", "interrupted": False}
+        assert group.info() == {n: info for n in rigs}
         assert group.stop(immediately=True) == {n: "stopped" for n in rigs}
         assert group.cleanup() == {n: "connected" for n in rigs}
 
