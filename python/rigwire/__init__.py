@@ -144,9 +144,11 @@ def _not_json(value: Any) -> Any:
     if _is_one_number(value):
         return value.item()
     if _as_bytes(value) is not None:
+        # A numpy array inside a dict is most often a few numbers meant as a list.
+        as_list = " (its values as a JSON list: .tolist())" if hasattr(value, "tolist") else ""
         raise TypeError(
             f"a {type(value).__name__} travels as bytes only as a call's one argument "
-            "(or a handler's whole result), not inside other values"
+            f"(or a handler's whole result), not inside other values{as_list}"
         )
     raise TypeError(f"a {type(value).__name__} is not JSON serializable")
 

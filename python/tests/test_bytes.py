@@ -38,6 +38,10 @@ def test_bytes_inside_other_values_are_refused_before_sending(rig):
             with pytest.raises(TypeError) as e:
                 c.call("echo", *args, **kwargs)
             assert "one argument" in str(e.value) or "not both" in str(e.value), e.value
+        # An array inside a dict is told how to go as numbers.
+        with pytest.raises(TypeError, match=r"\.tolist\(\)"):
+            c.call("echo", positions=numpy.array([1.5, 2.5]))
+        assert c.call("echo", positions=numpy.array([1.5, 2.5]).tolist()) == {"positions": [1.5, 2.5]}
         assert c.call("add", 1, 2) == 3  # the connection is untouched
 
 
