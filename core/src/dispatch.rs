@@ -257,6 +257,12 @@ impl Registry {
         Payload::encode_as(codec, &described)
     }
 
+    /// Whether anything is exposed besides the built-ins a runtime adds:
+    /// whether the peer has anything to call or notify here.
+    pub fn exposes_anything(&self) -> bool {
+        self.methods.iter().any(|m| is_listed(&m.name))
+    }
+
     /// Everything exposed, in registration order.
     pub fn methods(&self) -> &[ExposedMethod] {
         &self.methods

@@ -265,7 +265,8 @@ impl Target {
     /// service: queues [`FOLLOW_METHOD`](crate::relay::FOLLOW_METHOD), so
     /// that what the service sends the relay (its `exp.event`s) comes to
     /// this connection as it would from the service itself. Nothing for a
-    /// plain URL.
+    /// plain URL, nor for a connection that exposes nothing (every notify
+    /// passed on would be answered `NoSuchMethod`).
     ///
     /// # Errors
     /// As [`Connection::notify`](crate::Connection::notify).
@@ -277,6 +278,9 @@ impl Target {
         let Some(service) = &self.service else {
             return Ok(());
         };
+        if !conn.registry().exposes_anything() {
+            return Ok(());
+        }
         let name = crate::Payload::json(service)?;
         Ok(conn.notify(crate::relay::FOLLOW_METHOD, name, now)?)
     }

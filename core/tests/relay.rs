@@ -644,7 +644,10 @@ fn notified(net: &Net, who: usize, method: &str) -> Vec<Payload> {
 /// its followers': it is not passed on, and the service is told.
 #[test]
 fn a_services_notify_to_a_reserved_name_is_not_fanned_out() {
-    let (mut net, data, script) = data_and_script(RelayConfig::default());
+    let (mut net, data, _) = data_and_script(RelayConfig::default());
+    let mut listens = Registry::new();
+    listens.expose("exp.event").unwrap();
+    let script = net.join(PeerKind::Client, "listening script", listens);
     let now = net.now;
     let target = rigwire_core::Target::parse("tcp://relay:7500#data").unwrap();
     target.follow(&mut net.remotes[script].conn, now).unwrap();
@@ -670,6 +673,33 @@ fn a_services_notify_to_a_reserved_name_is_not_fanned_out() {
         told[0].message.contains("belong to the protocol"),
         "{told:?}"
     );
+}
+
+/// A client of `URL#NAME` that exposes nothing follows nothing: each of
+/// the service's events would reach it only to be answered `NoSuchMethod`.
+/// One that exposes something follows.
+#[test]
+fn only_a_client_with_something_exposed_follows_its_service() {
+    let (mut net, data, deaf) = data_and_script(RelayConfig::default());
+    let mut listens = Registry::new();
+    listens.expose("exp.event").unwrap();
+    let listening = net.join(PeerKind::Client, "listening script", listens);
+    let now = net.now;
+    let target = rigwire_core::Target::parse("tcp://relay:7500#data").unwrap();
+    for who in [deaf, listening] {
+        target.follow(&mut net.remotes[who].conn, now).unwrap();
+    }
+    net.pump();
+    let event = Payload::postcard(&("armed", "")).unwrap();
+    for _ in 0..3 {
+        net.remotes[data]
+            .conn
+            .notify("exp.event", event.clone(), now)
+            .unwrap();
+    }
+    net.pump();
+    assert_eq!(net.remotes[deaf].conn.stats().no_such_method, 0);
+    assert_eq!(notified(&net, listening, "exp.event").len(), 3);
 }
 
 /// A Python service's handler with a `caller` parameter calls back "its
