@@ -276,7 +276,7 @@ fn a_remote_error_prints_kind_and_message_and_exits_one() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr).trim(),
-        "rigwire: Handler: cannot start while the rig is connected: init first"
+        "rigwire: Refused: cannot start while the rig is connected: init first"
     );
     let out = rigwire(&["call", &rig.url, "exp.start", r#""2026-13-01_1_mouse""#]);
     assert_eq!(out.status.code(), Some(1));

@@ -355,3 +355,21 @@ fn a_step_in_progress_refuses_every_other_step_until_it_finishes() {
         ExpStatus::Initialized
     );
 }
+
+/// What a caller is answered when a step cannot begin: `Refused` out of
+/// order (no hook ran; it was `Handler`, as if the rig's work had failed),
+/// `Busy` while another step runs.
+#[test]
+fn a_step_that_cannot_begin_is_refused_or_busy() {
+    use rigwire_core::{ErrorKind, Payload};
+    let mut rig = Lifecycle::new();
+    let nothing = Payload::json(&()).unwrap();
+    let err = rig.begin_call("exp.stop", &nothing).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Refused, "{err:?}");
+    assert!(err
+        .message
+        .contains("only a running experiment can be stopped"));
+    rig.begin_call("exp.init", &nothing).unwrap();
+    let err = rig.begin_call("exp.init", &nothing).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Busy, "{err:?}");
+}

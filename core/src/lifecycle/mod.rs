@@ -418,7 +418,8 @@ impl Lifecycle {
     ///
     /// # Errors
     /// Arguments that do not decode (`BadArguments`), a step out of order
-    /// (`Handler`), or another step in progress (`Busy`), each saying why.
+    /// (`Refused`: no hook ran), or another step in progress (`Busy`), each
+    /// saying why.
     pub fn begin_call(
         &mut self,
         method: &str,
@@ -428,7 +429,7 @@ impl Lifecycle {
         self.begin(request.step()).map_err(|refused| {
             let kind = match refused {
                 StepRefused::InProgress { .. } => crate::message::ErrorKind::Busy,
-                _ => crate::message::ErrorKind::Handler,
+                _ => crate::message::ErrorKind::Refused,
             };
             crate::handler_error::HandlerError::with_kind(kind, refused.to_string())
         })?;
