@@ -185,11 +185,23 @@ impl ServerInner {
         if let Some(evicted) = lobby.evict(ticket) {
             return say_last_words(evicted);
         }
-        let conns = lock(&self.connections);
-        if let Some(c) = conns.values().find(|c| c.ticket == Some(ticket)) {
-            if let Some(k) = &c.killer {
-                k.shutdown(std::net::Shutdown::Both);
+        let (peer, killer) = {
+            let conns = lock(&self.connections);
+            match conns.values().find(|c| c.ticket == Some(ticket)) {
+                Some(c) => (c.peer.clone(), c.killer.clone()),
+                None => return,
             }
+        };
+        // Told why once past its opening (TLS, websocket), as on smol: its
+        // last words go out with a write that does not wait; then the
+        // socket is shut, so a crowd of strangers holds nothing longer.
+        if let Some(peer) = peer {
+            let evicted = Admission::eviction();
+            peer.shared
+                .command(|link, now| link.reject(evicted.code, &evicted.reason, now));
+        }
+        if let Some(k) = killer {
+            k.shutdown(std::net::Shutdown::Both);
         }
     }
 

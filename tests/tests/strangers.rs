@@ -168,3 +168,51 @@ fn silent_sockets_on_the_clients_port_never_stop_a_service_registering() {
     drop((on_clients, on_services));
     smol::block_on(relay.shutdown(Duration::ZERO));
 }
+
+/// A stranger whose websocket opened but who never says Hello (its socket
+/// has left the accept loop for a connection of its own), evicted by a
+/// crowd, is told why by either server, as a silent one is. The blocking
+/// server shut it without a word.
+fn the_evicted_stranger_past_its_opening_is_told_why(url: &str) {
+    use std::io::{Read, Write};
+    let addr = url
+        .strip_prefix("ws://")
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let mut oldest = TcpStream::connect(addr).unwrap();
+    oldest
+        .write_all(
+            b"GET /rig HTTP/1.1\r\nHost: rig\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .unwrap();
+    oldest
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // opened, and waiting for our Hello
+    let crowd: Vec<_> = (0..16).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let mut said = Vec::new();
+    let _ = oldest.read_to_end(&mut said); // until closed, or the 10 s bound
+    let said = String::from_utf8_lossy(&said);
+    assert!(said.starts_with("HTTP/1.1 101"), "{said:?}");
+    assert!(
+        said.contains("too many connections are in the handshake"),
+        "{said:?}"
+    );
+    drop(crowd);
+}
+
+#[test]
+fn a_stranger_past_its_opening_is_told_why_it_is_evicted_by_both_servers() {
+    let _one = serial();
+    let server = rigwire_std::Server::bind("ws://127.0.0.1:0/rig", config("rig")).unwrap();
+    let running = server.start().unwrap();
+    the_evicted_stranger_past_its_opening_is_told_why(&running.local_url());
+    running.shutdown(Duration::ZERO);
+    let server = rigwire_smol::Server::bind("ws://127.0.0.1:0/rig", config("rig")).unwrap();
+    let running = server.start().unwrap();
+    the_evicted_stranger_past_its_opening_is_told_why(&running.local_url());
+    smol::block_on(running.shutdown(Duration::ZERO));
+}
