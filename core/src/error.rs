@@ -491,6 +491,18 @@ impl Error {
             other => other.to_string(),
         }
     }
+
+    /// Whether the call ran out of time, wherever its deadline was: its own
+    /// ([`Error::DeadlineExceeded`]), or a shorter one the peer held it to
+    /// (a relay's cap: [`Error::Remote`] of kind `DeadlineExceeded`, whose
+    /// message says whose limit it was). The one way to ask.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        match self {
+            Error::DeadlineExceeded => true,
+            Error::Remote(e) => e.kind == crate::message::ErrorKind::DeadlineExceeded,
+            _ => false,
+        }
+    }
 }
 
 impl From<ConnectionError> for Error {

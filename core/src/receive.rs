@@ -51,7 +51,15 @@ impl Connection {
                 if id == 0 {
                     self.events.push_back(Event::PeerError(err));
                 } else {
-                    self.on_answer(id, Err(remote_to_call_error(err)));
+                    // Our deadline passed, as the peer saw it: ours to say.
+                    // Before it (or with none), the peer's own limit did (a
+                    // relay's cap): its reason stays.
+                    let ours = self.outgoing.deadline(id).is_some_and(|d| d <= self.now);
+                    let err = match err.kind == ErrorKind::DeadlineExceeded && !ours {
+                        true => CallError::Remote(err),
+                        false => remote_to_call_error(err),
+                    };
+                    self.on_answer(id, Err(err));
                 }
             }
             Message::Notify {
@@ -259,7 +267,9 @@ impl Connection {
 }
 
 /// Remote errors that mean the same as a local failure are reported as that
-/// failure, so callers handle `Busy` and deadlines one way wherever they arose.
+/// failure, so callers handle `Busy` and deadlines one way wherever they
+/// arose. (A `DeadlineExceeded` that came before our own deadline keeps the
+/// peer's reason instead: see `Error::is_deadline_exceeded`.)
 fn remote_to_call_error(err: RemoteError) -> CallError {
     match err.kind {
         ErrorKind::Busy => CallError::Busy(format!("the peer says: {}", err.message)),

@@ -399,11 +399,14 @@ fn the_remaining_deadline_travels_on_and_the_relay_can_cap_it() {
         long.deadline.unwrap().duration_since(net.now),
         Duration::from_secs(2)
     );
-    // When the cap passes, the client hears DeadlineExceeded, the service a Cancel.
+    // When the cap passes, the client hears DeadlineExceeded saying whose
+    // limit it was (its own is far off), the service a Cancel.
     net.advance(Duration::from_millis(2001));
+    let err = remote(take_response(&mut net.remotes[script].events, capped));
+    assert_eq!(err.kind, ErrorKind::DeadlineExceeded);
     assert_eq!(
-        take_response(&mut net.remotes[script].events, capped),
-        Err(CallError::DeadlineExceeded)
+        err.message,
+        "service 'data' did not answer within the relay's limit of 2s (its max_forward_timeout)"
     );
     assert!(net.remotes[data]
         .events

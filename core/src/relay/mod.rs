@@ -867,9 +867,17 @@ impl Relay {
             .unwrap_or_default();
         match err {
             CallError::Remote(e) => e,
+            // The client is answered only while its own deadline has not
+            // passed: the relay's cap is what did.
             CallError::DeadlineExceeded => RemoteError::new(
                 ErrorKind::DeadlineExceeded,
-                format!("service '{name}' did not answer in time"),
+                match self.config.max_forward_timeout {
+                    Some(cap) => format!(
+                        "service '{name}' did not answer within the relay's limit of \
+                         {cap:?} (its max_forward_timeout)"
+                    ),
+                    None => format!("service '{name}' did not answer in time"),
+                },
             ),
             CallError::Disconnected(e) => RemoteError::new(
                 ErrorKind::Unavailable,

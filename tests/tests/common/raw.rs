@@ -177,8 +177,10 @@ pub fn deaf_service(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream
 /// the socket.
 pub fn deaf_follower(addr: &str, config: ProtocolConfig, name: &str) -> TcpStream {
     let (mut stream, mut conn) = dial(addr, config);
-    let target = rigwire_core::Target::parse(&format!("tcp://{addr}#{name}")).unwrap();
-    target.follow(&mut conn, Instant::now()).unwrap();
+    // Said outright: a client that exposes nothing does not follow.
+    let name = rigwire_core::Payload::json(&name).unwrap();
+    conn.notify(rigwire_core::relay::FOLLOW_METHOD, name, Instant::now())
+        .unwrap();
     while let Some(chunk) = conn.poll_transmit() {
         stream.write_all(&chunk).unwrap();
     }
