@@ -643,14 +643,19 @@ fn notified(net: &Net, who: usize, method: &str) -> Vec<Payload> {
     notifies.collect()
 }
 
+/// A client that listens for the services' events, joined to `net`.
+fn listening_client(net: &mut Net, name: &str) -> usize {
+    let mut listens = Registry::new();
+    listens.expose("exp.event").unwrap();
+    net.join(PeerKind::Client, name, listens)
+}
+
 /// A service's notify to a reserved name is the protocol's business, not
 /// its followers': it is not passed on, and the service is told.
 #[test]
 fn a_services_notify_to_a_reserved_name_is_not_fanned_out() {
     let (mut net, data, _) = data_and_script(RelayConfig::default());
-    let mut listens = Registry::new();
-    listens.expose("exp.event").unwrap();
-    let script = net.join(PeerKind::Client, "listening script", listens);
+    let script = listening_client(&mut net, "listening script");
     let now = net.now;
     let target = rigwire_core::Target::parse("tcp://relay:7500#data").unwrap();
     target.follow(&mut net.remotes[script].conn, now).unwrap();
@@ -684,9 +689,7 @@ fn a_services_notify_to_a_reserved_name_is_not_fanned_out() {
 #[test]
 fn only_a_client_with_something_exposed_follows_its_service() {
     let (mut net, data, deaf) = data_and_script(RelayConfig::default());
-    let mut listens = Registry::new();
-    listens.expose("exp.event").unwrap();
-    let listening = net.join(PeerKind::Client, "listening script", listens);
+    let listening = listening_client(&mut net, "listening script");
     let now = net.now;
     let target = rigwire_core::Target::parse("tcp://relay:7500#data").unwrap();
     for who in [deaf, listening] {

@@ -175,12 +175,7 @@ fn silent_sockets_on_the_clients_port_never_stop_a_service_registering() {
 /// server shut it without a word.
 fn the_evicted_stranger_past_its_opening_is_told_why(url: &str) {
     use std::io::{Read, Write};
-    let addr = url
-        .strip_prefix("ws://")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
+    let addr = raw::ws_addr(url);
     let mut oldest = TcpStream::connect(addr).unwrap();
     oldest
         .write_all(

@@ -161,12 +161,7 @@ fn a_websocket_upgrade_that_trickles_ends_at_its_deadline() {
         .start()
         .unwrap();
     let url = rig.local_url();
-    let addr = url
-        .strip_prefix("ws://")
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
+    let addr = raw::ws_addr(&url);
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(10)))

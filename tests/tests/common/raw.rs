@@ -13,6 +13,12 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::{Connection, Framing, Payload, ProtocolConfig, Registry, Role};
 
+/// The `host:port` of a `ws://host:port/path` URL.
+pub fn ws_addr(url: &str) -> &str {
+    let rest = url.strip_prefix("ws://").expect("a ws:// URL");
+    rest.split('/').next().unwrap_or(rest)
+}
+
 /// The longest a deaf peer holds its sockets.
 pub const HOLD: Duration = Duration::from_secs(30);
 
