@@ -51,15 +51,8 @@ impl Connection {
                 if id == 0 {
                     self.events.push_back(Event::PeerError(err));
                 } else {
-                    // Our deadline passed, as the peer saw it: ours to say.
-                    // Before it (or with none), the peer's own limit did (a
-                    // relay's cap): its reason stays.
-                    let ours = self.outgoing.deadline(id).is_some_and(|d| d <= self.now);
-                    let err = match err.kind == ErrorKind::DeadlineExceeded && !ours {
-                        true => CallError::Remote(err),
-                        false => remote_to_call_error(err),
-                    };
-                    self.on_answer(id, Err(err));
+                    let ours_passed = self.outgoing.deadline(id).is_some_and(|d| d <= self.now);
+                    self.on_answer(id, Err(remote_to_call_error(err, ours_passed)));
                 }
             }
             Message::Notify {
@@ -268,12 +261,14 @@ impl Connection {
 
 /// Remote errors that mean the same as a local failure are reported as that
 /// failure, so callers handle `Busy` and deadlines one way wherever they
-/// arose. (A `DeadlineExceeded` that came before our own deadline keeps the
-/// peer's reason instead: see `Error::is_deadline_exceeded`.)
-fn remote_to_call_error(err: RemoteError) -> CallError {
+/// arose. A `DeadlineExceeded` is ours only once our own deadline has
+/// passed (`ours_passed`); before it (or with none) the peer held the call
+/// to a shorter limit (a relay's cap), and its reason stays (see
+/// `Error::is_deadline_exceeded`).
+fn remote_to_call_error(err: RemoteError, ours_passed: bool) -> CallError {
     match err.kind {
         ErrorKind::Busy => CallError::Busy(format!("the peer says: {}", err.message)),
-        ErrorKind::DeadlineExceeded => CallError::DeadlineExceeded,
+        ErrorKind::DeadlineExceeded if ours_passed => CallError::DeadlineExceeded,
         _ => CallError::Remote(err),
     }
 }

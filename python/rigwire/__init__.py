@@ -961,7 +961,8 @@ class GroupResults(dict):
         super().__init__()
         self._failed: Dict[str, Error] = {}
         self._looked = False
-        self._blame(_sys._getframe(1))
+        # The line that asked for the step (none on a thread of our own: see rigwire.aio).
+        self._site = _user_site(_sys._getframe(1))
         self.order = [rig for rig, _, _ in outcomes]
         for rig, answer, error in outcomes:
             if error is None:
@@ -996,11 +997,6 @@ class GroupResults(dict):
         return f"{super().__repr__()} failed: {self._failed!r}"
 
     __str__ = __repr__
-
-    def _blame(self, frame: Any) -> None:
-        """Where a warning about unread failures points: the line that asked
-        for the step (none on a thread of our own: see ``rigwire.aio``)."""
-        self._site = _user_site(frame)
 
     def __del__(self) -> None:
         if getattr(self, "_looked", True) or not self._failed or self._site is None:

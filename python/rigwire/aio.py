@@ -76,7 +76,7 @@ async def _cancellable(wait: Callable[[], T]) -> T:
         result = (await asyncio.shield(done)).pop()
         if isinstance(result, _rigwire.GroupResults):
             # Made on a pool thread: its warning points at the awaiting line.
-            result._blame(sys._getframe(1))
+            result._site = _rigwire._user_site(sys._getframe(1))
         return result
     except asyncio.CancelledError:
         stop.set()

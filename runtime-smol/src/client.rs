@@ -150,10 +150,8 @@ impl Client {
     /// the last attempt's error. One caller reconnects at a time; the others
     /// wait for it within their own deadlines (else `DeadlineExceeded`).
     async fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
-        if self.config.reconnect.is_some() {
-            // A rig gone since the last call is made again, not sent the
-            // call (which would then fail as one that may have run). Not
-            // under the lock: what the read brings may run.
+        if self.config.reads_before_calls() {
+            // Not under the lock: what the read brings may run.
             let peer = self.current().peer().clone();
             peer.shared.read_now();
         }

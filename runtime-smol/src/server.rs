@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rigwire_core::link::{Admission, Admitted, Refusal, Ticket};
 use rigwire_core::Config;
-use rigwire_core::{Connection, Error, Role};
+use rigwire_core::{Connection, Error, Link, Role};
 use smol::Task;
 
 use crate::client::nonce;
@@ -128,9 +128,7 @@ impl ServerInner {
         if let Some(peer) = peer {
             // Its last words go out with a write that does not wait, then
             // the socket is shut: a crowd of strangers holds nothing longer.
-            let evicted = Admission::eviction();
-            peer.shared
-                .command(|link, now| link.reject(evicted.code, &evicted.reason, now));
+            peer.shared.command(Link::evict);
             peer.shared.shutdown_transport();
             return;
         }

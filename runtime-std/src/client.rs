@@ -164,10 +164,8 @@ impl Client {
     /// wait for it within their own deadlines (else `DeadlineExceeded`).
     fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
         let inner = &self.inner;
-        if inner.config.reconnect.is_some() {
-            // A rig gone since the last call is made again, not sent the
-            // call (which would then fail as one that may have run). Not
-            // under the lock: what the read brings may run.
+        if inner.config.reads_before_calls() {
+            // Not under the lock: what the read brings may run.
             let peer = inner.current().peer().clone();
             peer.shared.read_pending();
         }

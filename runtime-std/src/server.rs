@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rigwire_core::link::{Admission, Admitted, Leaving, Lobby, Refusal, Ticket};
-use rigwire_core::{Connection, Error, Role};
+use rigwire_core::{Connection, Error, Link, Role};
 
 use crate::client::nonce;
 use crate::driver::{Driven, Hooks, Shared};
@@ -196,9 +196,7 @@ impl ServerInner {
         // last words go out with a write that does not wait; then the
         // socket is shut, so a crowd of strangers holds nothing longer.
         if let Some(peer) = peer {
-            let evicted = Admission::eviction();
-            peer.shared
-                .command(|link, now| link.reject(evicted.code, &evicted.reason, now));
+            peer.shared.command(Link::evict);
         }
         if let Some(k) = killer {
             k.shutdown(std::net::Shutdown::Both);

@@ -104,6 +104,14 @@ impl Admission {
         }
     }
 
+    /// Closes `conn`, evicted from the handshake budget, telling its peer why
+    /// ([`eviction`](Self::eviction)): for a connection held in the lobby or
+    /// one with a link of its own ([`Link::evict`](super::Link::evict)) alike.
+    pub(crate) fn evict(conn: &mut crate::connection::Connection) {
+        let evicted = Admission::eviction();
+        conn.reject(evicted.code, &evicted.reason);
+    }
+
     /// `ticket`'s handshake completed: it moves to the established budget.
     ///
     /// # Errors

@@ -124,8 +124,7 @@ impl<S> Lobby<S> {
         let at = self.held.iter().position(|(l, _)| l.ticket == ticket)?;
         let (mut leaving, _) = self.held.swap_remove(at);
         if let Some(conn) = &mut leaving.conn {
-            let evicted = Admission::eviction();
-            conn.reject(evicted.code, &evicted.reason);
+            Admission::evict(conn);
         }
         Some(leaving)
     }

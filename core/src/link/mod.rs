@@ -819,6 +819,14 @@ impl Link {
         self.settle_at(now);
     }
 
+    /// Closes the connection, evicted from the handshake budget to make room
+    /// for a newcomer ([`Admitted::evicted`]), telling the peer why.
+    pub fn evict(&mut self, now: Instant) {
+        self.conn.handle_timeout(now);
+        Admission::evict(&mut self.conn);
+        self.settle_at(now);
+    }
+
     /// Takes the connection's output and events into the link. Inputs and
     /// commands do this themselves; call it after using
     /// [`conn_mut`](Self::conn_mut).
@@ -912,8 +920,6 @@ impl Link {
         true
     }
 
-    /// A call no longer wanted: never started if its job is still queued,
-    /// else its running handler is told.
     /// A peer's report not tied to a call: passed on unless this one was already.
     fn on_peer_error(&mut self, err: RemoteError) {
         let key = (err.kind, err.message.clone());
@@ -926,6 +932,8 @@ impl Link {
         self.jobs.push_back(Job::PeerError(err));
     }
 
+    /// A call no longer wanted: never started if its job is still queued,
+    /// else its running handler is told.
     fn on_cancelled(&mut self, id: u64) {
         let queued = self
             .jobs

@@ -10,8 +10,8 @@ use crate::message::{ErrorKind, RejectCode};
 /// Reconnect with exponential backoff after the connection is lost. Calls in
 /// flight when it is lost still fail with `Disconnected` (they may have run);
 /// the next call reconnects first, within its own deadline if it has one.
-/// (The runtimes read what the old connection holds before a call, so a
-/// peer gone since the last call, its end not read yet, counts as lost.)
+/// (A peer gone since the last call counts as lost: see
+/// [`Config::reads_before_calls`](super::Config::reads_before_calls).)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reconnect {
     /// Wait before the first retry (default 100 ms), doubled after each failure.

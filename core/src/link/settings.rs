@@ -135,6 +135,16 @@ impl Config {
         self
     }
 
+    /// Whether a client reads what its connection holds, without waiting,
+    /// before each call: with reconnect on, so that a peer gone since the
+    /// last call (its end of stream unread in the linger after a call) is
+    /// made again, not sent the call, which would then fail as one that may
+    /// have run. Without reconnect nothing could be made again, and the
+    /// read is not worth its system call.
+    pub fn reads_before_calls(&self) -> bool {
+        self.reconnect.is_some()
+    }
+
     /// The deadline by which a call with `timeout` (else the default call
     /// timeout) must have its lost connection made again, if it has to:
     /// none without reconnect, and then `clock` is not read (a live

@@ -605,9 +605,7 @@ impl Relay {
                 Event::Notify(n) if side == PeerKind::Client && n.method == FOLLOW_METHOD => {
                     self.notify_done(id);
                     if let Err(e) = self.follow(id, &n.args) {
-                        if let Some(p) = self.peers.get_mut(&id) {
-                            p.conn.send_error(0, &e);
-                        }
+                        self.report(id, e);
                     }
                 }
                 Event::Notify(notify) => self

@@ -80,10 +80,15 @@ impl Relay {
             }
         };
         let message = format!("notify to '{}' dropped: {}", notify.method, refusal.message);
-        if let Some(p) = self.peers.get_mut(&client) {
-            p.conn
-                .send_error(0, &RemoteError::new(refusal.kind, message));
-            self.touched.insert(client);
+        self.report(client, RemoteError::new(refusal.kind, message));
+    }
+
+    /// Tells peer `id` of a notify of its that went nowhere, with
+    /// `Error{id 0}`, as a callee tells of a notify it cannot take.
+    pub(super) fn report(&mut self, id: ConnId, err: RemoteError) {
+        if let Some(p) = self.peers.get_mut(&id) {
+            p.conn.send_error(0, &err);
+            self.touched.insert(id);
         }
     }
 
@@ -99,12 +104,7 @@ impl Relay {
                  '{RESERVED_PREFIX}' belong to the protocol, and are not passed on to clients",
                 notify.method
             );
-            if let Some(p) = self.peers.get_mut(&service) {
-                p.conn
-                    .send_error(0, &RemoteError::new(ErrorKind::NoSuchMethod, message));
-                self.touched.insert(service);
-            }
-            return;
+            return self.report(service, RemoteError::new(ErrorKind::NoSuchMethod, message));
         }
         let Some(names) = self.peers.get(&service).map(|p| &p.names) else {
             return;
