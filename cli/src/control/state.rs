@@ -320,6 +320,9 @@ impl Control {
                 Ok(client) => Arc::new(client),
                 Err(e) => {
                     let reason = match &lost {
+                        Some(lost) if *lost == e.reason() => {
+                            format!("{lost} (and again on reconnecting)")
+                        }
                         Some(lost) => format!("{lost} (reconnecting: {})", e.reason()),
                         None => e.reason(),
                     };
