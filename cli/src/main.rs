@@ -952,12 +952,12 @@ fn call(
     let result = client
         .start_raw(method, args, left)?
         .wait()
-        .map_err(|e| match (e, timeout) {
-            (Error::DeadlineExceeded, Some(t)) => Failure {
+        .map_err(|e| match e {
+            Error::DeadlineExceeded => Failure {
                 code: 1,
-                message: format!("deadline exceeded: no answer within {} s", t.as_secs_f64()),
+                message: e.describe_call(method, timeout),
             },
-            (e, _) => e.into(),
+            e => e.into(),
         })?;
     print_result(&result)?;
     client.close();

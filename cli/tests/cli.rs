@@ -332,7 +332,7 @@ fn a_deadline_exits_one_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr).trim(),
-        "rigwire: deadline exceeded: no answer within 0.2 s"
+        "rigwire: deadline exceeded: no answer to 'sleep' within 0.2 s (the peer was told to cancel it)"
     );
 }
 

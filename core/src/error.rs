@@ -503,6 +503,25 @@ impl Error {
             _ => false,
         }
     }
+
+    /// This error's words for one who knows what was asked: a call of
+    /// `method` with deadline `timeout` (`None`: not known here). Only the
+    /// caller's own [`Error::DeadlineExceeded`] reads differently: it names
+    /// the call and how long it had, where its own text says only
+    /// "deadline exceeded" (a script makes many calls). Any other error
+    /// reads as it displays.
+    pub fn describe_call(&self, method: &str, timeout: Option<Duration>) -> String {
+        match (self, timeout) {
+            (Error::DeadlineExceeded, Some(t)) => format!(
+                "deadline exceeded: no answer to '{method}' within {} s (the peer was told to cancel it)",
+                t.as_secs_f64()
+            ),
+            (Error::DeadlineExceeded, None) => format!(
+                "deadline exceeded: no answer to '{method}' within its deadline (the peer was told to cancel it)"
+            ),
+            (other, _) => other.to_string(),
+        }
+    }
 }
 
 impl From<ConnectionError> for Error {

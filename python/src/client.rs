@@ -62,6 +62,7 @@ pub(crate) fn connect(
 ) -> PyResult<NativeClient> {
     let mut config = config(name, secret, secret_file, timeout, tls, max_frame)?;
     config.reconnect = reconnect.then(Reconnect::default);
+    let default_timeout = config.protocol.default_call_timeout;
     let mut handlers = Handlers::new();
     for (method, handler) in expose {
         crate::server::expose_python(&mut handlers, &method, handler, false)
@@ -72,6 +73,7 @@ pub(crate) fn connect(
             .map_err(|e| to_py(py, e))?;
     Ok(NativeClient {
         inner: Endpoint::Client(Arc::new(client)),
+        default_timeout,
     })
 }
 
@@ -135,6 +137,9 @@ impl NativeClient {
     pub(crate) fn caller(peer: Peer) -> NativeClient {
         NativeClient {
             inner: Endpoint::Caller(peer),
+            // A server sets no default deadline: a call back has the one
+            // its handler gives, or none.
+            default_timeout: None,
         }
     }
 }
@@ -220,6 +225,33 @@ pub(crate) fn config(
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeClient {
     inner: Endpoint,
+    /// The deadline of a call made without one, for the words of its
+    /// `DeadlineExceeded`.
+    default_timeout: Option<Duration>,
+}
+
+impl NativeClient {
+    /// Where a call of `method` is made, with its deadline.
+    fn site(&self, method: &str, timeout: Option<Duration>) -> CallSite {
+        CallSite {
+            method: method.to_owned(),
+            timeout: timeout.or(self.default_timeout),
+        }
+    }
+}
+
+/// A call's method and deadline, which the words of its failure name.
+#[derive(Clone)]
+struct CallSite {
+    method: String,
+    timeout: Option<Duration>,
+}
+
+impl CallSite {
+    /// The exception for this call's failure `err`.
+    fn failed(&self, py: Python<'_>, err: Error) -> PyErr {
+        crate::errors::call_failed(py, err, &self.method, self.timeout)
+    }
 }
 
 /// How a [`wait`] ended, short of a signal handler's exception.
@@ -293,16 +325,17 @@ impl NativeClient {
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let timeout = seconds("timeout", timeout)?;
+        let site = self.site(method, timeout);
         let args = args.into_payload();
         let mut pending = py
             .detach(|| self.inner.start_raw(method, args, timeout))
-            .map_err(|e| to_py(py, e))?;
+            .map_err(|e| site.failed(py, e))?;
         // A KeyboardInterrupt drops `pending`, which cancels the call.
         match wait(py, &mut pending, None, None)? {
             WaitEnd::Done(done) => done
                 .and_then(Answer::from_payload)
                 .map(|a| a.into_py(py))
-                .map_err(|e| to_py(py, e)),
+                .map_err(|e| site.failed(py, e)),
             WaitEnd::TimedOut | WaitEnd::CancelAsked => {
                 unreachable!("a wait without a bound or a cancel flag ends with a result")
             }
@@ -319,11 +352,12 @@ impl NativeClient {
         timeout: Option<f64>,
     ) -> PyResult<NativeCall> {
         let timeout = seconds("timeout", timeout)?;
+        let site = self.site(method, timeout);
         let args = args.into_payload();
         let pending = py
             .detach(|| self.inner.start_raw(method, args, timeout))
-            .map_err(|e| to_py(py, e))?;
-        Ok(NativeCall::new(pending))
+            .map_err(|e| site.failed(py, e))?;
+        Ok(NativeCall::new(pending, site))
     }
 
     /// Starts one call of `method` per item of `args` (each JSON text or
@@ -337,11 +371,15 @@ impl NativeClient {
         timeout: Option<f64>,
     ) -> PyResult<Vec<NativeCall>> {
         let timeout = seconds("timeout", timeout)?;
+        let site = self.site(method, timeout);
         let args: Vec<Payload> = args.into_iter().map(Data::into_payload).collect();
         let started = py
             .detach(|| self.inner.start_batch(method, args, timeout))
-            .map_err(|e| to_py(py, e))?;
-        Ok(started.into_iter().map(NativeCall::new).collect())
+            .map_err(|e| site.failed(py, e))?;
+        Ok(started
+            .into_iter()
+            .map(|pending| NativeCall::new(pending, site.clone()))
+            .collect())
     }
 
     /// Sends a one-way notify of `method` with `args` (JSON text or `bytes`).
@@ -388,14 +426,17 @@ pub(crate) struct NativeCall {
     settled: Condvar,
     /// Asks the thread waiting in `result` to cancel the call.
     cancel: AtomicBool,
+    /// What was called, for the words of its failure.
+    site: CallSite,
 }
 
 impl NativeCall {
-    fn new(pending: RawPendingCall) -> NativeCall {
+    fn new(pending: RawPendingCall, site: CallSite) -> NativeCall {
         NativeCall {
             state: Mutex::new(CallState::Pending(pending)),
             settled: Condvar::new(),
             cancel: AtomicBool::new(false),
+            site,
         }
     }
 
@@ -436,7 +477,9 @@ impl NativeCall {
                 }
                 CallState::Done(done) => {
                     *state = CallState::Done(done.clone());
-                    return done.map(|a| a.into_py(py)).map_err(|e| to_py(py, e));
+                    return done
+                        .map(|a| a.into_py(py))
+                        .map_err(|e| self.site.failed(py, e));
                 }
                 CallState::Cancelled => {
                     *state = CallState::Cancelled;
@@ -452,7 +495,8 @@ impl NativeCall {
             Ok(WaitEnd::Done(done)) => {
                 let done = done.and_then(Answer::from_payload);
                 *state = CallState::Done(done.clone());
-                done.map(|a| a.into_py(py)).map_err(|e| to_py(py, e))
+                done.map(|a| a.into_py(py))
+                    .map_err(|e| self.site.failed(py, e))
             }
             Ok(WaitEnd::TimedOut) => {
                 *state = CallState::Pending(pending);

@@ -2,6 +2,8 @@
 //! the package defines (so that `DeadlineExceeded` can also be a
 //! `TimeoutError`, and `Disconnected` a `ConnectionError`).
 
+use std::time::Duration;
+
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use rigwire_std::{Error, ErrorKind};
@@ -9,10 +11,25 @@ use rigwire_std::{Error, ErrorKind};
 /// The Python exception for `err`, from `rigwire.errors`.
 pub(crate) fn to_py(py: Python<'_>, err: Error) -> PyErr {
     // If the package's errors module is broken, that error is the one to see.
-    build(py, &err).unwrap_or_else(|e| e)
+    build(py, &err, None).unwrap_or_else(|e| e)
 }
 
-fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
+/// What a call of `method` with deadline `timeout` (`None`: not known
+/// here) failed with: as [`to_py`], but a `DeadlineExceeded` of the call's
+/// own deadline names the call and how long it had.
+pub(crate) fn call_failed(
+    py: Python<'_>,
+    err: Error,
+    method: &str,
+    timeout: Option<Duration>,
+) -> PyErr {
+    let words = err.describe_call(method, timeout);
+    build(py, &err, Some(words)).unwrap_or_else(|e| e)
+}
+
+/// `err` as its `rigwire.errors` class, with `words` in place of its own
+/// text when given (for an error that is not the peer's).
+fn build(py: Python<'_>, err: &Error, words: Option<String>) -> PyResult<PyErr> {
     let (class, kind, message, detail) = match err {
         Error::Remote(remote) => {
             let class = match remote.kind {
@@ -37,7 +54,12 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
                 Error::TooLarge { .. } => "TooLarge",
                 _ => "Error",
             };
-            (class, None, other.to_string(), None)
+            (
+                class,
+                None,
+                words.unwrap_or_else(|| other.to_string()),
+                None,
+            )
         }
     };
     let class = py.import("rigwire.errors")?.getattr(class)?;

@@ -13,7 +13,7 @@ use rigwire_std::{Group, GroupError, Payload};
 
 use crate::client::{config, seconds, Tls};
 use crate::data::{Answer, Data};
-use crate::errors::to_py;
+use crate::errors::{call_failed, to_py};
 use crate::waiting::{asking, interruptible};
 
 /// One rig's outcome as Python receives it: its answer as `str` (JSON) or
@@ -24,6 +24,9 @@ type RawOutcome = (String, Option<Py<PyAny>>, Option<Py<PyAny>>);
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeGroup {
     inner: Group,
+    /// The deadline of a call made without one, for the words of its
+    /// `DeadlineExceeded`.
+    default_timeout: Option<Duration>,
 }
 
 /// `rigwire.errors.GroupError` for `err`, with `failed` (rig name to
@@ -66,12 +69,16 @@ pub(crate) fn connect_group(
 ) -> PyResult<NativeGroup> {
     let mut config = config(name, secret, secret_file, timeout, tls, max_frame)?;
     config.reconnect = reconnect.then(rigwire_std::Reconnect::default);
+    let default_timeout = config.protocol.default_call_timeout;
     let inner = interruptible(py, move || {
         let pairs: Vec<(&str, &str)> = rigs.iter().map(|(n, u)| (n.as_str(), u.as_str())).collect();
         Group::connect(&pairs, &config)
     })?
     .map_err(|e| group_error(py, e))?;
-    Ok(NativeGroup { inner })
+    Ok(NativeGroup {
+        inner,
+        default_timeout,
+    })
 }
 
 /// Checks an experiment reference (`yyyy-mm-dd_n_subject`) as the rigs
@@ -99,7 +106,14 @@ impl NativeGroup {
             self.inner
                 .call_raw_while(order, method, args, timeout, go_on)
         })?;
-        let failed = |e| Some(to_py(py, e).into_value(py).into_any());
+        let timeout = timeout.or(self.default_timeout);
+        let failed = |e| {
+            Some(
+                call_failed(py, e, method, timeout)
+                    .into_value(py)
+                    .into_any(),
+            )
+        };
         Ok(results
             .and_then(Answer::from_payload)
             .into_iter()

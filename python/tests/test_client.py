@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import resource
 import signal
 import socket
@@ -127,6 +128,27 @@ def test_errors_are_typed(rig):
     with pytest.raises(rigwire.Disconnected) as e:
         c.call("add", 1, 2)
     assert isinstance(e.value, ConnectionError)
+
+
+def test_a_deadline_names_the_call_and_how_long_it_had(rig):
+    # "deadline exceeded" alone does not say which of a script's calls ran
+    # out of time, or whether it was the timeout the script meant.
+    said = "no answer to 'sleep' within 0.2 s (the peer was told to cancel it)"
+    with rigwire.connect(rig.url) as c:
+        with pytest.raises(rigwire.DeadlineExceeded, match=re.escape(said)):
+            c.call("sleep", 5, timeout=0.2)
+        with pytest.raises(rigwire.DeadlineExceeded, match=re.escape(said)):
+            c.start("sleep", 5, timeout=0.2).result()
+        [call] = c._native.start_batch("sleep", ["5"], 0.2)
+        with pytest.raises(rigwire.DeadlineExceeded, match=re.escape(said)):
+            call.result()
+    # Without its own timeout, a call has the connection's.
+    with rigwire.connect(rig.url, timeout=0.2) as c:
+        with pytest.raises(rigwire.DeadlineExceeded, match=re.escape(said)):
+            c.call("sleep", 5)
+    with rigwire.Group({"a": rig.url}) as rigs:
+        results = rigs.call("sleep", 5, timeout=0.2)
+        assert said in str(results.failed["a"])
 
 
 def test_a_rig_that_dies_mid_call_is_reported_disconnected():
