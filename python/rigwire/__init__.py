@@ -491,14 +491,19 @@ def _tls(
 _Outcome = Tuple[Optional[str], Union[str, bytes], Optional[str]]
 
 
-def _failure(e: Exception, fn: Any = None) -> _Outcome:
+def _failure(e: BaseException, fn: Any = None) -> _Outcome:
     """What a Python exception answers a call with: its kind (``Handler``,
     or a ``RemoteError``'s own), type and message, and the traceback from
-    ``fn``'s own frame on (the handler or hook that raised)."""
+    ``fn``'s own frame on (the handler or hook that raised). A handler's
+    ``sys.exit()`` or ``KeyboardInterrupt`` is one too: on a handler's
+    thread it ends that call only, which the caller is told."""
     kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
     tb = _from_own_frame(e.__traceback__, fn)
     detail = "".join(_traceback.format_exception(type(e), e, tb))
-    return (kind, f"{type(e).__name__}: {e}", detail)
+    message = f"{type(e).__name__}: {e}"
+    if not isinstance(e, Exception):
+        message += " (raised by a handler, it ends this call only: the server carries on; shutdown() stops it)"
+    return (kind, message, detail)
 
 
 def _from_own_frame(tb: Any, fn: Any) -> Any:
@@ -707,7 +712,7 @@ def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[st
                 hint = _spread_hint(value, signature)
                 return ("BadArguments", f"{label}{signature}: {unfit}{hint}", None)
             return _failure(e, fn)
-        except Exception as e:  # the caller gets it; the server carries on
+        except BaseException as e:  # the caller gets it; the server carries on
             return _failure(e, fn)
 
     return run
@@ -729,7 +734,7 @@ def _raw_handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable
                 if out is not None:
                     return (None, answer[0], out)
             return ("Handler", f"{label} must return (codec, bytes), not {type(answer).__name__}", None)
-        except Exception as e:  # the caller gets it; the server carries on
+        except BaseException as e:  # the caller gets it; the server carries on
             return _failure(e, fn)
 
     return run
@@ -1168,7 +1173,7 @@ def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
         try:
             call(*args, **kwargs)
             return (None, "null", None)
-        except Exception as e:  # the step fails with it; the rig carries on
+        except BaseException as e:  # the step fails with it; the rig carries on
             return _failure(e, fn)
 
     return run

@@ -39,6 +39,10 @@ def server():
         return object()
 
     @s.expose
+    def quit(code):
+        sys.exit(code)
+
+    @s.expose
     def count(items):
         return len(items)
 
@@ -131,6 +135,13 @@ def test_handler_errors_reach_the_caller_with_the_traceback(server):
         with pytest.raises(rigwire.RemoteError) as e:
             c.call("unserialisable")
         assert "TypeError" in e.value.message
+        # sys.exit() on a handler's thread ends that call only: said so,
+        # with its traceback, not as a failure of rigwire's wrapper.
+        with pytest.raises(rigwire.RemoteError) as e:
+            c.call("quit", 3)
+        assert e.value.kind == "Handler"
+        assert e.value.message.startswith("SystemExit: 3 (raised by a handler, it ends this call only")
+        assert "sys.exit(code)" in e.value.detail
         # The server carries on.
         assert c.call("add", 2, 2) == 4
 
