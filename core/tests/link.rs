@@ -448,6 +448,42 @@ fn a_handler_that_waited_past_its_calls_deadline_or_cancel_never_starts_and_free
     }
 }
 
+#[test]
+fn a_started_handler_counts_as_stuck_once_its_call_was_given_up_on_a_while_ago() {
+    use rigwire_core::link::STUCK_AFTER;
+    use rigwire_core::{Job, Message};
+    let start = Instant::now();
+    let mut link = raw_server_link(rig_running_at_most(8), start);
+    for id in 1..=3 {
+        link.handle_input(&slow_call(id, None), start);
+    }
+    let taken: Vec<u64> = std::iter::from_fn(|| link.poll_job())
+        .filter_map(|j| match j {
+            Job::Call(c) => Some(c.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(taken, [1, 2, 3]);
+    // 1 and 2 start on the pool; 3 still waits for a thread.
+    assert!(link.start_handler(1, None, start));
+    assert!(link.start_handler(2, None, start));
+    let cancel = |id| raw_peer::framed(&Message::Cancel { id });
+    link.handle_input(&cancel(1), start);
+    link.handle_input(&cancel(3), start);
+    assert_eq!(link.stuck_handlers(start), 0, "given up on only just now");
+    let later = start + STUCK_AFTER;
+    // 2 is still wanted, and 3 never started: only 1 is stuck.
+    assert_eq!(link.stuck_handlers(later), 1);
+    link.handle_input(&cancel(2), later);
+    assert_eq!(link.stuck_handlers(later), 1, "2 only just now");
+    assert_eq!(link.stuck_handlers(later + STUCK_AFTER), 2);
+    // A stuck handler that returns is no longer counted.
+    assert!(link
+        .reply(1, Ok(rigwire_core::Payload::json(&1).unwrap()), || later)
+        .is_err());
+    assert_eq!(link.stuck_handlers(later + STUCK_AFTER), 1);
+}
+
 /// (id, kind) of every `Error` frame in a byte stream.
 fn decode_errors(mut bytes: &[u8]) -> Vec<(u64, rigwire_core::ErrorKind)> {
     let mut out = Vec::new();
@@ -724,6 +760,36 @@ fn a_connection_holds_at_most_half_the_pool_and_its_jobs_wait_in_order() {
     assert!(share.is_idle());
     // A pool of one still lets a connection run one job.
     assert_eq!(PoolShare::<()>::limit(1), 1);
+}
+
+#[test]
+fn a_share_whose_every_thread_runs_a_stuck_handler_refuses_new_calls() {
+    use rigwire_core::link::PoolShare;
+    let mut share = PoolShare::default();
+    // A pool of 4: a share of two threads, both taken.
+    assert_eq!(share.admit("a", 4), Some("a"));
+    assert_eq!(
+        share.stuck(4, 2),
+        None,
+        "a thread is free: a call waits for nothing"
+    );
+    assert_eq!(share.admit("b", 4), Some("b"));
+    assert_eq!(
+        share.stuck(4, 1),
+        None,
+        "one runs a call still wanted: it will end"
+    );
+    let stuck = share
+        .stuck(4, 2)
+        .expect("both run calls their callers gave up on");
+    assert!(stuck.reason.contains("may hold (2)"), "{}", stuck.reason);
+    assert!(stuck.first, "the first refusal is the one to log");
+    assert!(!share.stuck(4, 2).unwrap().first, "the next ones are not");
+    // A thread given back ends it; a share stuck again is logged again.
+    assert_eq!(share.finished(), None);
+    assert_eq!(share.stuck(4, 1), None);
+    assert_eq!(share.admit("c", 4), Some("c"));
+    assert!(share.stuck(4, 2).unwrap().first);
 }
 
 #[test]

@@ -188,6 +188,47 @@ def test_calls_that_waited_for_a_thread_past_their_deadline_never_run():
         s.shutdown(grace=0)
 
 
+def test_calls_behind_handlers_that_never_return_are_refused_saying_why():
+    # A handler stuck on hardware keeps its thread whatever its caller does.
+    # Once every thread the connection may hold runs one given up on a
+    # while ago, a call is refused at once, not left to wait out its deadline.
+    release = threading.Event()
+    s = rigwire.Server("tcp://127.0.0.1:0", name="py-rig")
+
+    @s.expose
+    def hang():
+        release.wait(30)
+
+    @s.expose
+    def quick():
+        return 7
+
+    s.start()
+    try:
+        with rigwire.connect(s.url) as c:
+            hung = [c.start("hang", timeout=0.2) for _ in range(8)]
+            for call in hung:
+                with pytest.raises(rigwire.DeadlineExceeded):
+                    call.result()
+            time.sleep(1.2)  # given up on more than a second ago
+            began = time.monotonic()
+            with pytest.raises(rigwire.Busy, match="still runs a call given up on"):
+                c.call("quick", timeout=20)
+            assert time.monotonic() - began < 20, "it waited out its deadline"
+            release.set()
+            for _ in range(1000):
+                try:
+                    assert c.call("quick", timeout=20) == 7
+                    break
+                except rigwire.Busy:
+                    time.sleep(0.01)
+            else:
+                pytest.fail("still refused after the handlers returned")
+    finally:
+        release.set()
+        s.shutdown(grace=0)
+
+
 def test_a_slow_handler_does_not_hold_up_other_calls(server):
     with rigwire.connect(server.url) as c:
         slow = c.start("nap", 5.0)

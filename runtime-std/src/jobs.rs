@@ -73,7 +73,19 @@ impl Shared {
             // The reading thread writes once after the whole batch it read
             // (as a raw echo server would), not once per reply.
             _ if inline => run(false),
-            Some(_) => {
+            Some(pool) => {
+                let stuck = {
+                    let g = &mut *self.lock();
+                    let stuck = g.link.stuck_handlers(Instant::now());
+                    g.pool_share.stuck(pool.threads(), stuck)
+                };
+                if let Some(stuck) = stuck {
+                    if stuck.first {
+                        tracing::warn!(peer = %self.label, "{}", stuck.reason);
+                    }
+                    let busy = RemoteError::new(rigwire_core::ErrorKind::Busy, stuck.reason);
+                    return self.reply(id, Err(busy), true);
+                }
                 // It may wait for a thread past its caller's interest.
                 let shared = Arc::clone(self);
                 self.to_pool(Box::new(move || {

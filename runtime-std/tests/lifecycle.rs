@@ -73,6 +73,75 @@ fn calls_that_waited_for_a_thread_past_their_deadline_never_run() {
     server.shutdown(Duration::from_secs(1));
 }
 
+/// A handler that never returns keeps its pool thread, cancelled or not.
+/// Once every thread of the connection's share runs one given up on a
+/// while ago, a new call is answered `Busy` at once, saying why, instead
+/// of waiting out its deadline behind them; once one returns, calls run.
+#[test]
+fn calls_behind_hung_handlers_are_refused_at_once_saying_why() {
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Instant;
+    let released = Arc::new((Mutex::new(false), Condvar::new()));
+    let config = Config {
+        handler_threads: 2, // a connection's share: one thread
+        ..cfg("rig")
+    };
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config).unwrap();
+    let gate = Arc::clone(&released);
+    server
+        .expose("hang", move |(): ()| {
+            let (open, cond) = &*gate;
+            let limit = Duration::from_secs(30);
+            drop(cond.wait_timeout_while(open.lock().unwrap(), limit, |open| !*open));
+            Ok(())
+        })
+        .unwrap()
+        .expose("quick", |(): ()| Ok(7))
+        .unwrap();
+    for method in ["hang", "quick"] {
+        server
+            .dispatch(method, rigwire_std::Dispatch::Pool)
+            .unwrap();
+    }
+    let server = server.start().unwrap();
+    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+    let began = Instant::now();
+    let hung = client.call_timeout::<_, ()>("hang", &(), Duration::from_millis(100));
+    assert_eq!(hung, Err(Error::DeadlineExceeded));
+    // Until the hung call was given up on a while ago, a call waits for
+    // the thread; after, it is refused at once (not at its 20 s deadline).
+    let refused = loop {
+        match client.call_timeout::<_, i32>("quick", &(), Duration::from_millis(300)) {
+            Err(Error::Busy(why)) => break why,
+            Err(Error::DeadlineExceeded) => {}
+            other => panic!("a call behind a hung handler: {other:?}"),
+        }
+        assert!(began.elapsed() < Duration::from_secs(20), "never refused");
+    };
+    assert!(
+        refused.contains("still runs a call given up on"),
+        "{refused}"
+    );
+    let long = Duration::from_secs(20);
+    let asked = Instant::now();
+    let again = client.call_timeout::<_, i32>("quick", &(), long);
+    assert!(matches!(again, Err(Error::Busy(_))), "{again:?}");
+    assert!(asked.elapsed() < long, "it waited out its deadline");
+    // The hung handler returns: its thread runs calls again.
+    *released.0.lock().unwrap() = true;
+    released.1.notify_all();
+    let ran = loop {
+        match client.call_timeout::<_, i32>("quick", &(), long) {
+            Ok(n) => break n,
+            Err(Error::Busy(_)) => std::thread::sleep(Duration::from_millis(10)),
+            other => panic!("after the handler returned: {other:?}"),
+        }
+        assert!(began.elapsed() < Duration::from_secs(40), "still refused");
+    };
+    assert_eq!(ran, 7);
+    server.shutdown(Duration::from_secs(1));
+}
+
 #[test]
 fn a_started_call_nobody_waits_on_still_ends_by_its_deadline() {
     // No caller waits and nobody polls: only the connection's own thread can

@@ -111,10 +111,19 @@ impl Alarm {
 /// peer's long handlers (an hour-long notify, say) never take every thread
 /// from the others. Jobs over its share wait, in order, and run on the
 /// thread that finishes one of its jobs.
+///
+/// A handler that never returns keeps its thread for good, cancelled or
+/// not. Once every thread of the share runs a call given up on a while ago
+/// ([`STUCK_AFTER`](super::STUCK_AFTER)), a new call is refused at once
+/// ([`stuck`](Self::stuck)) rather than left to wait out its deadline
+/// behind them, silent.
 #[derive(Debug)]
 pub struct PoolShare<J> {
     held: usize,
     waiting: std::collections::VecDeque<J>,
+    /// Whether [`stuck`](Self::stuck) has refused a call since a thread
+    /// was last given back: the rig's log says so once, not once a call.
+    refusing: bool,
 }
 
 impl<J> Default for PoolShare<J> {
@@ -122,8 +131,20 @@ impl<J> Default for PoolShare<J> {
         PoolShare {
             held: 0,
             waiting: std::collections::VecDeque::new(),
+            refusing: false,
         }
     }
+}
+
+/// Why a call is refused rather than left to wait for its connection's
+/// share of the pool ([`PoolShare::stuck`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// What the caller is answered (`Busy`) and the rig's log says.
+    pub reason: String,
+    /// Whether this is the first refusal since a thread was given back:
+    /// the one to log.
+    pub first: bool,
 }
 
 impl<J> PoolShare<J> {
@@ -149,8 +170,33 @@ impl<J> PoolShare<J> {
         let next = self.waiting.pop_front();
         if next.is_none() {
             self.held = self.held.saturating_sub(1);
+            self.refusing = false;
         }
         next
+    }
+
+    /// Whether a new call should be answered `Busy` now instead of waiting
+    /// for this share of a pool of `threads`: every thread the share may
+    /// hold runs a handler stuck on a call given up on (`stuck`:
+    /// [`Link::stuck_handlers`](super::Link::stuck_handlers)), so nothing
+    /// says one will come back before the call's deadline. `None` while a
+    /// thread is free or one runs a call still wanted (or given up on only
+    /// just now).
+    pub fn stuck(&mut self, threads: usize, stuck: usize) -> Option<Stuck> {
+        let limit = Self::limit(threads);
+        if self.held < limit || stuck < self.held {
+            return None;
+        }
+        let first = !std::mem::replace(&mut self.refusing, true);
+        Some(Stuck {
+            reason: format!(
+                "not started: every handler thread this connection may hold ({limit}) still runs \
+                 a call given up on more than {} s ago (a handler that does not return when its \
+                 call is cancelled keeps its thread)",
+                super::STUCK_AFTER.as_secs_f64()
+            ),
+            first,
+        })
     }
 
     /// Whether no job of this connection holds a thread or waits for one.

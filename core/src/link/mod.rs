@@ -47,7 +47,7 @@
 //! interest says so, and close the socket when
 //! [`is_finished`](Link::is_finished).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -70,7 +70,7 @@ mod settings;
 mod setup;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
 pub use admit::{Admit, NoRoomError};
-pub use callers::{Alarm, Callers, PoolShare};
+pub use callers::{Alarm, Callers, PoolShare, Stuck};
 pub use lobby::{Leaving, Lobby};
 pub use outbox::Outbox;
 pub use parked::Parked;
@@ -100,6 +100,14 @@ pub const LINGER: Duration = Duration::from_millis(20);
 
 /// Bytes a runtime reads per system call.
 pub const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a handler may run on after its call was given up on before it
+/// counts as stuck ([`Link::stuck_handlers`]): longer than a handler that
+/// ignores its cancellation but is merely slow takes to finish the work in
+/// hand, short enough that calls queued behind hung ones are refused
+/// (`Busy`, saying why) within a second, not left to wait out their
+/// deadlines.
+pub const STUCK_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a server's connection must have been [idle](Link::is_idle)
 /// before a runtime that gives each connection a thread may park it: give
@@ -158,10 +166,11 @@ pub struct Link {
     waiters: Waiters,
     callers: Callers,
     jobs: VecDeque<Job>,
-    /// Incoming calls whose handler was handed out and has not replied.
-    running: IdMap<()>,
-    /// Of those, the ones no longer wanted.
-    cancelled: BTreeSet<u64>,
+    /// Incoming calls whose handler was handed out and has not replied;
+    /// true once it started on a pool ([`start_handler`](Self::start_handler)).
+    running: IdMap<bool>,
+    /// Of those, the ones no longer wanted, with when they stopped being.
+    cancelled: BTreeMap<u64, Instant>,
     /// Bytes taken from the connection and not yet written, in order.
     unsent: Outbox,
     /// Writing failed: nothing more will be written; reading reports the end.
@@ -212,7 +221,7 @@ impl Link {
             callers: Callers::default(),
             jobs: VecDeque::new(),
             running: IdMap::default(),
-            cancelled: BTreeSet::new(),
+            cancelled: BTreeMap::new(),
             unsent: Outbox::default(),
             write_failed: None,
             room_wanted: None,
@@ -367,7 +376,7 @@ impl Link {
     /// Whether the handler of incoming call `id` should stop: the peer
     /// cancelled it, its deadline passed or the connection closed.
     pub fn is_cancelled(&self, id: u64) -> bool {
-        self.cancelled.contains(&id)
+        self.cancelled.contains_key(&id)
     }
 
     /// Whether the handler answering incoming call `id` may stop: its
@@ -453,11 +462,25 @@ impl Link {
         self.held = false;
     }
 
+    /// How many handlers started on a pool ([`start_handler`](Self::start_handler))
+    /// still run, at `now`, calls given up on (by the caller or a deadline)
+    /// at least [`STUCK_AFTER`] earlier: each holds its thread until it
+    /// returns, and nothing says it will ([`PoolShare::stuck`]).
+    pub fn stuck_handlers(&self, now: Instant) -> usize {
+        self.cancelled
+            .iter()
+            .filter(|&(&id, &at)| {
+                now.saturating_duration_since(at) >= STUCK_AFTER
+                    && self.running.get(id) == Some(&true)
+            })
+            .count()
+    }
+
     /// The next job for the application.
     pub fn poll_job(&mut self) -> Option<Job> {
         let job = self.jobs.pop_front()?;
         if let Job::Call(call) = &job {
-            self.running.insert(call.id, ());
+            self.running.insert(call.id, false);
         }
         Some(job)
     }
@@ -681,7 +704,7 @@ impl Link {
         clock: impl FnOnce() -> Instant,
     ) -> Result<(), ReplyError> {
         self.running.remove(id);
-        if self.cancelled.remove(&id) {
+        if self.cancelled.remove(&id).is_some() {
             // A cancelled call's handler finished: its slot is free now, and
             // its answer goes nowhere.
             self.conn.abandoned = self.conn.abandoned.saturating_sub(1);
@@ -705,6 +728,9 @@ impl Link {
     /// keep every later call waiting behind them.
     pub fn start_handler(&mut self, id: u64, deadline: Option<Instant>, now: Instant) -> bool {
         if !self.answer_unwanted(id, deadline, now) && self.conn.is_incoming(id) {
+            if let Some(started) = self.running.get_mut(id) {
+                *started = true;
+            }
             return true;
         }
         self.handler_dropped(id);
@@ -716,7 +742,7 @@ impl Link {
     /// cancelled and dropped): nothing is tracked for it any more.
     pub fn handler_dropped(&mut self, id: u64) {
         self.running.remove(id);
-        if self.cancelled.remove(&id) {
+        if self.cancelled.remove(&id).is_some() {
             self.conn.abandoned = self.conn.abandoned.saturating_sub(1);
         }
     }
@@ -868,7 +894,7 @@ impl Link {
                         }
                         // The id of a cancelled call whose handler still
                         // runs: its late answer must not reach this one.
-                        None if self.cancelled.contains(&call.id) => {
+                        None if self.cancelled.contains_key(&call.id) => {
                             let err = RemoteError::new(
                                 ErrorKind::Busy,
                                 format!(
@@ -882,7 +908,7 @@ impl Link {
                         None => self.jobs.push_back(Job::Call(call)),
                     },
                     Event::Notify(n) => self.jobs.push_back(Job::Notify(n)),
-                    Event::Cancelled { id, .. } => self.on_cancelled(id),
+                    Event::Cancelled { id, .. } => self.on_cancelled(id, now),
                     Event::Message { payload, .. } => self.jobs.push_back(Job::Message(payload)),
                     Event::PeerError(err) => self.on_peer_error(err),
                     Event::Closed(err) => {
@@ -934,14 +960,15 @@ impl Link {
 
     /// A call no longer wanted: never started if its job is still queued,
     /// else its running handler is told.
-    fn on_cancelled(&mut self, id: u64) {
+    fn on_cancelled(&mut self, id: u64, now: Instant) {
         let queued = self
             .jobs
             .iter()
             .position(|j| matches!(j, Job::Call(c) if c.id == id));
         if let Some(at) = queued {
             self.jobs.remove(at);
-        } else if self.running.contains_key(id) && self.cancelled.insert(id) {
+        } else if self.running.contains_key(id) && !self.cancelled.contains_key(&id) {
+            self.cancelled.insert(id, now);
             // Its handler still runs: the slot stays taken until it ends.
             self.conn.abandoned += 1;
             self.jobs.push_back(Job::Cancel(id));

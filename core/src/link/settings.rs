@@ -31,7 +31,8 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// Reconnect after a lost connection (clients only; default off).
     pub reconnect: Option<Reconnect>,
-    /// Threads for handlers that may block (default 16).
+    /// Threads for handlers that may block (default 16); one connection
+    /// holds at most half of them ([`PoolShare`](super::PoolShare)).
     pub handler_threads: usize,
     /// Connections a server serves at once; more are rejected with a reason (default 256).
     pub max_connections: usize,
