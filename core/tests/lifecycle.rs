@@ -356,6 +356,77 @@ fn a_step_in_progress_refuses_every_other_step_until_it_finishes() {
     );
 }
 
+/// A start hung on its hardware can be aborted: an interrupt begins beside
+/// it (its hook tells the start's to give up), and whichever ends first,
+/// the rig ends stopped, interrupted, or (the start having failed) where
+/// it was. It was refused, "cannot interrupt while start is in progress".
+#[test]
+fn an_interrupt_may_abort_a_start_in_progress_whichever_ends_first() {
+    use rigwire_core::lifecycle::StepRefused;
+    let exp: ExpRef = "2026-11-26_1_ZM_1".parse().unwrap();
+    let initialized = || {
+        let mut rig = Lifecycle::new();
+        rig.begin(Step::Init).unwrap();
+        rig.finish(Step::Init, None, true);
+        rig.begin(Step::Start).unwrap();
+        rig
+    };
+    // The interrupt ends first: stopped at once; the start's end changes nothing.
+    let mut rig = initialized();
+    assert!(
+        matches!(rig.begin(Step::Stop), Err(StepRefused::InProgress { .. })),
+        "a stop at the end of the trial still waits for the start"
+    );
+    rig.begin(Step::Interrupt).unwrap();
+    assert_eq!(rig.in_progress(), Some(Step::Interrupt));
+    let err = rig.begin(Step::Interrupt).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot interrupt while interrupt is in progress"
+    );
+    assert_eq!(rig.finish(Step::Interrupt, None, true), ExpStatus::Stopped);
+    assert!(rig.info().interrupted);
+    let err = rig.begin(Step::Cleanup).unwrap_err();
+    assert_eq!(err.to_string(), "cannot cleanup while start is in progress");
+    assert_eq!(
+        rig.finish(Step::Start, Some(exp.clone()), true),
+        ExpStatus::Stopped
+    );
+    assert_eq!(rig.info().exp_ref, Some(exp.clone()));
+    rig.begin(Step::Cleanup).unwrap();
+    assert_eq!(rig.finish(Step::Cleanup, None, true), ExpStatus::Connected);
+    // The start ends first, and well: the interrupt stops it.
+    let mut rig = initialized();
+    rig.begin(Step::Interrupt).unwrap();
+    assert_eq!(
+        rig.finish(Step::Start, Some(exp.clone()), true),
+        ExpStatus::Running
+    );
+    assert!(matches!(
+        rig.begin(Step::Stop),
+        Err(StepRefused::InProgress { .. })
+    ));
+    assert_eq!(rig.finish(Step::Interrupt, None, true), ExpStatus::Stopped);
+    assert!(rig.info().interrupted);
+    // The start ends first, failed (aborted): nothing was running.
+    let mut rig = initialized();
+    rig.begin(Step::Interrupt).unwrap();
+    assert_eq!(rig.finish(Step::Start, None, false), ExpStatus::Initialized);
+    assert_eq!(
+        rig.finish(Step::Interrupt, None, true),
+        ExpStatus::Initialized
+    );
+    rig.begin(Step::Start).unwrap();
+    // An interrupt whose hook failed changes nothing: the start goes on.
+    rig.begin(Step::Interrupt).unwrap();
+    assert_eq!(
+        rig.finish(Step::Interrupt, None, false),
+        ExpStatus::Initialized
+    );
+    assert_eq!(rig.finish(Step::Start, Some(exp), true), ExpStatus::Running);
+    assert!(!rig.info().interrupted);
+}
+
 /// What a caller is answered when a step cannot begin: `Refused` out of
 /// order (no hook ran; it was `Handler`, as if the rig's work had failed),
 /// `Busy` while another step runs.

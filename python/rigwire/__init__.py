@@ -1184,7 +1184,10 @@ class Rig:
     ``exp.start``, ``exp.stop``, ``exp.cleanup``, ``exp.status``,
     ``exp.info``), as the Rust ``RigService`` does, with Python hooks. Steps
     out of order are refused before a hook runs, and a step in progress
-    refuses a second one; a hook that raises fails its step.
+    refuses a second one, except that ``exp.stop`` with ``immediately``
+    may interrupt a start in progress (its ``on_stop(True)`` runs beside
+    ``on_start``, to make a start hung on its hardware give up; the rig
+    ends stopped); a hook that raises fails its step.
 
         rig = rigwire.Rig()
 

@@ -138,6 +138,44 @@ def test_a_python_hook_that_raises_fails_its_step():
             assert c.call("exp.status") == "initialized"
 
 
+def test_a_start_hung_on_its_hardware_is_aborted_by_stopping_immediately():
+    # It was refused: "cannot interrupt while start is in progress", and
+    # the rig stayed stuck for as long as the start hook hung.
+    armed = threading.Event()
+    rig = rigwire.Rig()
+
+    @rig.on_start
+    def start(exp_ref):
+        if not armed.wait(30):  # the hardware never arms
+            raise RuntimeError("the hardware never armed")
+        raise RuntimeError("aborted")
+
+    @rig.on_stop
+    def stop(immediately):
+        armed.set()  # tells the start to give up
+
+    with rigwire.Server("tcp://127.0.0.1:0") as server:
+        rig.expose(server)
+        server.start()
+        with rigwire.Group({"r": server.url}) as rigs:
+            rigs.init().raise_on_failure()
+            started = threading.Thread(target=lambda: rigs.start("2026-11-26_1_ZM_1", timeout=60).failed)
+            started.start()
+            # Out of order until the start has begun; then it interrupts.
+            deadline = time.monotonic() + 10
+            while True:
+                stopped = rigs.stop(immediately=True, timeout=10)
+                if stopped.ok() or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)  # the start not begun yet: out of order
+            assert stopped.ok(), stopped.failed
+            assert stopped["r"] == "stopped"
+            started.join(15)
+            assert not started.is_alive()
+            assert rigs.call("exp.info")["r"]["interrupted"] is True
+            assert rigs.cleanup().raise_on_failure()["r"] == "connected"
+
+
 def test_any_method_is_called_on_every_rig_in_the_order_asked(rigs):
     urls = {n: r.url for n, r in rigs.items()}
     with pytest.raises(ValueError, match="at least one rig"):

@@ -332,6 +332,12 @@ pub struct Lifecycle {
     interrupted: bool,
     /// A step that has begun and not yet finished.
     in_progress: Option<Step>,
+    /// An interrupt begun while `start` was in progress: its hook runs
+    /// beside start's (to abort a start that hangs on its hardware).
+    interrupting: bool,
+    /// That interrupt finished first: the start in progress ends in
+    /// `Stopped`, whatever its hook returns.
+    start_interrupted: bool,
 }
 
 impl Default for Lifecycle {
@@ -341,6 +347,8 @@ impl Default for Lifecycle {
             exp_ref: None,
             interrupted: false,
             in_progress: None,
+            interrupting: false,
+            start_interrupted: false,
         }
     }
 }
@@ -392,9 +400,13 @@ impl Lifecycle {
         })
     }
 
-    /// The step that has begun and not finished, if any.
+    /// The step that has begun and not finished, if any (an interrupt begun
+    /// during a start: the interrupt, while its hook runs).
     pub fn in_progress(&self) -> Option<Step> {
-        self.in_progress
+        match self.interrupting {
+            true => Some(Step::Interrupt),
+            false => self.in_progress,
+        }
     }
 
     /// Begins `step`: it must follow from the status, and no other step may
@@ -402,10 +414,22 @@ impl Lifecycle {
     /// refused, naming this one; so a rig's hook for a step runs at most once
     /// at a time, however many callers ask at once.
     ///
+    /// One exception: an interrupt (`exp.stop {immediately: true}`) may
+    /// begin while a start is in progress, its hook beside start's, so that
+    /// a start hung on its hardware can be aborted. If the interrupt
+    /// finishes first, the rig is `Stopped` (interrupted) at once and the
+    /// start, when its hook returns, changes nothing; if the start finishes
+    /// first, the interrupt stops what it started (or, had it failed,
+    /// changes nothing).
+    ///
     /// # Errors
     /// [`StepRefused`]: out of order, or another step in progress.
     pub fn begin(&mut self, step: Step) -> Result<(), StepRefused> {
-        if let Some(in_progress) = self.in_progress {
+        if let Some(in_progress) = self.in_progress() {
+            if (step, in_progress) == (Step::Interrupt, Step::Start) {
+                self.interrupting = true;
+                return Ok(());
+            }
             return Err(StepRefused::InProgress { step, in_progress });
         }
         self.check(step)?;
@@ -440,9 +464,24 @@ impl Lifecycle {
     /// the rig's work `succeeded` (`exp_ref` is required for `Start`), and
     /// leaves the status unchanged otherwise. Returns the status now.
     pub fn finish(&mut self, step: Step, exp_ref: Option<ExpRef>, succeeded: bool) -> ExpStatus {
-        if self.in_progress == Some(step) {
+        if step == Step::Interrupt && self.interrupting {
+            self.interrupting = false;
+            if succeeded && self.in_progress == Some(Step::Start) {
+                self.status = ExpStatus::Stopped;
+                self.interrupted = true;
+                self.start_interrupted = true;
+            } else if succeeded {
+                // The start ended first: stop what it started, if anything.
+                let _ = self.apply(step, None);
+            }
+        } else if self.in_progress == Some(step) {
             self.in_progress = None;
-            if succeeded {
+            if step == Step::Start && std::mem::take(&mut self.start_interrupted) {
+                // Interrupted while it started: stopped it stays.
+                if succeeded {
+                    self.exp_ref = exp_ref;
+                }
+            } else if succeeded {
                 let _ = self.apply(step, exp_ref);
             }
         }
