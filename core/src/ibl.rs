@@ -446,6 +446,9 @@ pub enum IblEchoError {
     /// The transport to this address ended.
     #[error("the connection ended before the echo came back")]
     Disconnected,
+    /// The address said nothing listens there (UDP's "port unreachable").
+    #[error("nothing listens there ({0}): is the rig's iblutil server running, on that port?")]
+    Unreachable(String),
 }
 
 /// What went wrong talking to an iblutil peer, as a runtime reports it.
@@ -666,6 +669,19 @@ impl<A: Ord + Clone> IblEndpoint<A> {
             });
         }
         self.transmits.retain(|(a, _)| a != to);
+    }
+
+    /// `to` said nothing listens there (`why`: a UDP socket's "connection
+    /// refused", from an ICMP port unreachable): its awaited echo fails at
+    /// once instead of at the echo timeout. Nothing else changes: a rig
+    /// started later is reached by the next send.
+    pub fn handle_unreachable(&mut self, to: &A, why: &str) {
+        if self.awaited.remove(to).is_some() {
+            self.events.push_back(IblEndpointEvent::EchoFailed {
+                to: to.clone(),
+                error: IblEchoError::Unreachable(why.to_owned()),
+            });
+        }
     }
 
     /// Lets time pass: echoes not back by their deadline fail.

@@ -200,8 +200,11 @@ impl IblPeer {
             }
             .parse()
             .expect("a valid wildcard address");
-            let socket = Async::new(UdpSocket::bind(local).map_err(connect_failed)?)
-                .map_err(connect_failed)?;
+            let socket = UdpSocket::bind(local).map_err(connect_failed)?;
+            // Connected, as iblutil's client is: it hears only its server,
+            // and learns at once when nothing listens there.
+            socket.connect(addr).map_err(connect_failed)?;
+            let socket = Async::new(socket).map_err(connect_failed)?;
             Ok(IblPeer::udp(socket, Some(addr), format!("udp://{addr}")))
         }
     }
@@ -242,8 +245,17 @@ impl IblPeer {
                     // A client hears only its server, as iblutil's does.
                     Ok((_, from)) if inner.remote.is_some_and(|r| r.ip() != from.ip()) => {}
                     Ok((n, from)) => inner.input(from, &buf[..n]).await,
-                    // ICMP "port unreachable" from an earlier send: the echo
-                    // timeout reports it, as for any silent peer.
+                    // A client's earlier send met an ICMP "port unreachable":
+                    // its echo fails now, not at the echo timeout.
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        if let Some(remote) = inner.remote {
+                            inner
+                                .lock()
+                                .endpoint
+                                .handle_unreachable(&remote, &e.to_string());
+                            inner.deliver();
+                        }
+                    }
                     Err(e) => tracing::debug!(url = %inner.url, "receive failed: {e}"),
                 }
             }

@@ -48,3 +48,40 @@ fn a_rig_remembers_a_bounded_number_of_departed_peers() {
         rig.close();
     });
 }
+
+/// A UDP client whose rig is not running learns it from the port's ICMP
+/// "unreachable", at once, as a connected socket hears it (iblutil's client
+/// is one too); it waited out the echo timeout as for a silent rig.
+#[test]
+fn a_udp_message_to_a_port_nobody_listens_on_fails_at_once_saying_so() {
+    smol::block_on(async {
+        // A port just freed: nothing listens there.
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let peer = IblPeer::connect(&format!("udp://127.0.0.1:{port}"))
+            .await
+            .unwrap()
+            .with_echo_timeout(Duration::from_secs(30));
+        let asked = Instant::now();
+        let err = peer
+            .confirmed_send(None, &IblMessage::status(json!(null)))
+            .await
+            .unwrap_err();
+        assert!(
+            asked.elapsed() < Duration::from_secs(30),
+            "waited out the echo timeout"
+        );
+        assert!(err.to_string().contains("nothing listens there"), "{err}");
+        // A rig started there later is reached by the next send.
+        let rig = IblPeer::bind(&format!("udp://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        peer.confirmed_send(None, &IblMessage::status(json!(null)))
+            .await
+            .expect("the rig, up now, echoes");
+        drop(rig);
+    });
+}
