@@ -416,11 +416,10 @@ impl Lifecycle {
     ///
     /// One exception: an interrupt (`exp.stop {immediately: true}`) may
     /// begin while a start is in progress, its hook beside start's, so that
-    /// a start hung on its hardware can be aborted. If the interrupt
-    /// finishes first, the rig is `Stopped` (interrupted) at once and the
-    /// start, when its hook returns, changes nothing; if the start finishes
-    /// first, the interrupt stops what it started (or, had it failed,
-    /// changes nothing).
+    /// a start hung on its hardware can be aborted. Once the interrupt's
+    /// hook succeeds the rig is `Stopped` (interrupted), whichever ended
+    /// first and however the start's hook ended (an abort is a failure);
+    /// a start still running then changes nothing when it returns.
     ///
     /// # Errors
     /// [`StepRefused`]: out of order, or another step in progress.
@@ -466,13 +465,13 @@ impl Lifecycle {
     pub fn finish(&mut self, step: Step, exp_ref: Option<ExpRef>, succeeded: bool) -> ExpStatus {
         if step == Step::Interrupt && self.interrupting {
             self.interrupting = false;
-            if succeeded && self.in_progress == Some(Step::Start) {
+            if succeeded {
+                // Whether the start ended first (well, or aborted by this
+                // interrupt's hook) or still runs: the experiment it began
+                // was interrupted.
                 self.status = ExpStatus::Stopped;
                 self.interrupted = true;
-                self.start_interrupted = true;
-            } else if succeeded {
-                // The start ended first: stop what it started, if anything.
-                let _ = self.apply(step, None);
+                self.start_interrupted = self.in_progress == Some(Step::Start);
             }
         } else if self.in_progress == Some(step) {
             self.in_progress = None;
