@@ -139,6 +139,18 @@ pub enum GroupError {
         /// How long we waited.
         waited: Duration,
     },
+    /// A rig that had not reported the event waited for lost its
+    /// connection: it cannot report it there, so the wait ended at once.
+    #[error("no '{event}' event from {}: {}", missing.join(", "), LostList(lost))]
+    Lost {
+        /// The event waited for.
+        event: String,
+        /// The rigs that did not report it and whose connection ended,
+        /// each with why.
+        lost: Vec<(String, Error)>,
+        /// Every rig that did not report it (the lost ones included).
+        missing: Vec<String>,
+    },
     /// A rig name that is not in the group.
     #[error("no rig named '{0}' in the group")]
     UnknownRig(String),
@@ -157,6 +169,26 @@ impl fmt::Display for FailedList<'_> {
         Ok(())
     }
 }
+
+/// Rigs whose connection ended, as a wait for their event says so.
+struct LostList<'a>(&'a [(String, Error)]);
+
+impl fmt::Display for LostList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, err)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{name}'s connection ended ({})", err.reason())?;
+        }
+        Ok(())
+    }
+}
+
+/// How often a wait for the rigs' events looks whether a rig's connection
+/// ended ([`EventWait::is_settled`]): nothing wakes the wait when one does.
+/// A binding's "go on?" (Ctrl-C) is asked as often.
+pub const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// Collects one event per rig until all have reported; says who is missing.
 #[derive(Debug, Clone)]
@@ -197,12 +229,42 @@ impl<T> EventWait<T> {
             .collect()
     }
 
+    /// The rigs that have not reported and whose connection ended, with
+    /// why (`gone(rig)`: the rig's connection's end, if it has ended).
+    pub fn lost(&self, gone: impl Fn(&str) -> Option<Error>) -> Vec<(String, Error)> {
+        self.missing()
+            .into_iter()
+            .filter_map(|rig| gone(&rig).map(|why| (rig, why)))
+            .collect()
+    }
+
+    /// Whether the wait can end: every rig has reported, or one that has
+    /// not lost its connection (`gone`, as for [`lost`](Self::lost)), so
+    /// that it never will there.
+    pub fn is_settled(&self, gone: impl Fn(&str) -> Option<Error>) -> bool {
+        self.is_complete() || self.missing().iter().any(|rig| gone(rig).is_some())
+    }
+
     /// The events in group order, or an error naming the rigs that did not report.
     ///
     /// # Errors
+    /// [`GroupError::Lost`] if a rig that did not report lost its
+    /// connection (`gone`, as for [`lost`](Self::lost)), else
     /// [`GroupError::Timeout`] listing the missing rigs.
-    pub fn finish(mut self, waited: Duration) -> Result<Vec<(String, T)>, GroupError> {
+    pub fn finish(
+        mut self,
+        waited: Duration,
+        gone: impl Fn(&str) -> Option<Error>,
+    ) -> Result<Vec<(String, T)>, GroupError> {
         if !self.is_complete() {
+            let lost = self.lost(gone);
+            if !lost.is_empty() {
+                return Err(GroupError::Lost {
+                    missing: self.missing(),
+                    event: self.event,
+                    lost,
+                });
+            }
             return Err(GroupError::Timeout {
                 missing: self.missing(),
                 event: self.event,
@@ -320,18 +382,23 @@ impl EventLog {
     /// Ends a wait for `event` from each of `rigs`, `waited` long: if every
     /// rig has reported it, takes each rig's oldest report (the next wait
     /// counts only later ones) and returns the details in group order.
+    /// `gone(rig)` says why a rig's connection ended, if it has: a wait
+    /// ends as soon as one that has not reported is gone
+    /// ([`EventWait::is_settled`]), not at its timeout.
     ///
     /// # Errors
-    /// [`GroupError::Timeout`] naming the rigs that have not reported it;
-    /// then nothing is taken, so a wait tried again still counts the
-    /// reports of the rigs that did.
+    /// [`GroupError::Lost`] naming the rigs that have not reported it and
+    /// whose connection ended, else [`GroupError::Timeout`] naming those
+    /// that have not reported it; then nothing is taken, so a wait tried
+    /// again still counts the reports of the rigs that did.
     pub fn take(
         &mut self,
         event: &str,
         rigs: Vec<String>,
         waited: Duration,
+        gone: impl Fn(&str) -> Option<Error>,
     ) -> Result<Vec<(String, String)>, GroupError> {
-        let taken = self.wait(event, rigs).finish(waited)?;
+        let taken = self.wait(event, rigs).finish(waited, gone)?;
         for (rig, _) in &taken {
             let pair = self
                 .seen

@@ -136,12 +136,15 @@ mod group_results {
         w.record("stranger", 9);
         w.record("c", 4); // the first report counts
         assert_eq!(w.missing(), vec!["a", "b"]);
-        let err = w.clone().finish(Duration::from_secs(2)).unwrap_err();
+        let err = w
+            .clone()
+            .finish(Duration::from_secs(2), |_| None)
+            .unwrap_err();
         assert_eq!(err.to_string(), "no 'armed' event within 2s from a, b");
         w.record("a", 1);
         w.record("b", 2);
         assert_eq!(
-            w.finish(Duration::ZERO).unwrap(),
+            w.finish(Duration::ZERO, |_| None).unwrap(),
             vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]
         );
     }
@@ -162,8 +165,42 @@ mod group_results {
         assert_eq!(order(GroupOrder::Reverse), vec!["c", "b", "a"]);
     }
 
+    /// A rig that has not reported and whose connection ended never will
+    /// there: the wait ends at once, naming it and why (it waited out its
+    /// timeout, and said only that no event came).
+    #[test]
+    fn a_wait_ends_when_a_rig_that_has_not_reported_is_gone() {
+        use rigwire_core::ConnectionError;
+        let ab = || vec!["a".to_owned(), "b".to_owned()];
+        let closed = Error::Disconnected(ConnectionError::TransportClosed("reset".into()));
+        let b_gone = |rig: &str| (rig == "b").then(|| closed.clone());
+        let a_gone = |rig: &str| (rig == "a").then(|| closed.clone());
+        let mut log = EventLog::default();
+        assert!(!log.wait("ready", ab()).is_settled(|_| None));
+        assert!(log.wait("ready", ab()).is_settled(b_gone));
+        log.record("a", "ready", "yes".into());
+        // A rig that reported before it went still counts.
+        assert!(!log.wait("ready", ab()).is_settled(a_gone));
+        let err = log.take("ready", ab(), Duration::ZERO, b_gone).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no 'ready' event from b: b's connection ended (transport closed: reset)"
+        );
+        assert!(matches!(&err, GroupError::Lost { lost, missing, .. }
+            if lost.len() == 1 && missing == &["b"]));
+        // Nothing was taken: a's report still counts for the next wait.
+        log.record("b", "ready", "back".into());
+        assert_eq!(
+            log.take("ready", ab(), Duration::ZERO, |_| None)
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
     #[test]
     fn each_report_counts_for_one_wait_and_the_log_stays_bounded() {
+        let up = |_: &str| None;
         let ab = || vec!["a".to_owned(), "b".to_owned()];
         let mut log = EventLog::default();
         log.record("a", "ready", "first".into());
@@ -173,11 +210,11 @@ mod group_results {
         let wait = log.wait("ready", ab());
         assert_eq!(wait.missing(), vec!["b"]);
         // A wait that times out takes nothing: tried again, a's still counts.
-        let err = log.take("ready", ab(), Duration::ZERO).unwrap_err();
+        let err = log.take("ready", ab(), Duration::ZERO, up).unwrap_err();
         assert_eq!(err.to_string(), "no 'ready' event within 0ns from b");
         log.record("b", "ready", "late".into());
         assert_eq!(
-            log.take("ready", ab(), Duration::ZERO).unwrap(),
+            log.take("ready", ab(), Duration::ZERO, up).unwrap(),
             vec![("a".into(), "first".into()), ("b".into(), "late".into())]
         );
         // The next wait counts the next reports: a's second, none of b's
@@ -185,7 +222,7 @@ mod group_results {
         assert_eq!(log.wait("ready", ab()).missing(), vec!["b"]);
         log.record("b", "ready", "again".into());
         assert_eq!(
-            log.take("ready", ab(), Duration::ZERO).unwrap(),
+            log.take("ready", ab(), Duration::ZERO, up).unwrap(),
             vec![("a".into(), "second".into()), ("b".into(), "again".into())]
         );
         assert_eq!(log.wait("ready", ab()).missing(), vec!["a", "b"]);
@@ -199,7 +236,7 @@ mod group_results {
         let a = || vec!["a".to_owned()];
         let oldest_kept = (EventLog::KEPT * 2).to_string();
         assert_eq!(
-            log.take("frame", a(), Duration::ZERO).unwrap()[0].1,
+            log.take("frame", a(), Duration::ZERO, up).unwrap()[0].1,
             oldest_kept
         );
         assert!(log.wait("armed", a()).is_complete());

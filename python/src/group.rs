@@ -42,6 +42,14 @@ fn group_error(py: Python<'_>, err: GroupError) -> PyErr {
                 }
             }
             GroupError::Timeout { missing: m, .. } => missing.clone_from(m),
+            GroupError::Lost {
+                lost, missing: m, ..
+            } => {
+                for (rig, e) in lost {
+                    failed.set_item(rig, to_py(py, e.clone()).into_value(py))?;
+                }
+                missing.clone_from(m);
+            }
             _ => {}
         }
         let class = py.import("rigwire.errors")?.getattr("GroupError")?;

@@ -308,3 +308,21 @@ def test_waiting_once_per_trial_waits_for_each_trials_event():
             for n in range(3):
                 rigs.call("trial", n).raise_on_failure()
                 assert rigs.wait_event("trial_done", timeout=10) == {"rig": str(n)}
+
+
+def test_a_wait_for_an_event_ends_when_a_rig_goes_away():
+    # It waited out its whole timeout, then said only that no event came.
+    stays, goes = Rig("std"), Rig("smol")
+    try:
+        with rigwire.Group({"stays": stays.url, "goes": goes.url}, timeout=10) as rigs:
+            goes.process.kill()
+            began = time.monotonic()
+            with pytest.raises(rigwire.GroupError, match="goes's connection ended") as e:
+                rigs.wait_event("armed", timeout=60)
+            assert time.monotonic() - began < 60, "waited out its timeout"
+            assert list(e.value.failed) == ["goes"]
+            assert isinstance(e.value.failed["goes"], rigwire.Disconnected)
+            assert sorted(e.value.missing) == ["goes", "stays"]
+    finally:
+        stays.stop()
+        goes.stop()

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
+use rigwire_core::group::LOOK_EVERY;
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{Codec, Config, RigEvent};
 use rigwire_core::{
@@ -164,10 +165,13 @@ impl Group {
     }
 
     /// Waits until every rig has reported `event` (with `exp.event`), or the
-    /// timeout passes. Reports that came before the call count, each for
-    /// one wait only ([`EventLog`](rigwire_core::EventLog)).
+    /// timeout passes, or a rig that has not lost its connection. Reports
+    /// that came before the call count, each for one wait only
+    /// ([`EventLog`](rigwire_core::EventLog)).
     ///
     /// # Errors
+    /// [`GroupError::Lost`] naming the rigs that did not report and whose
+    /// connection ended (at once, not at the timeout), else
     /// [`GroupError::Timeout`] naming the rigs that did not report.
     pub async fn wait_event(
         &self,
@@ -175,16 +179,18 @@ impl Group {
         timeout: Duration,
     ) -> Result<Vec<(String, String)>, GroupError> {
         let until = rigwire_core::link::after(Instant::now(), timeout);
+        let gone = |rig: &str| self.rig(rig).ok().and_then(Client::close_reason);
         loop {
             let listener = self.events.arrived.listen();
             {
                 let mut log = rigwire_twin::lock(&self.events.log);
-                if log.wait(event, self.names()).is_complete() || Instant::now() >= until {
-                    return log.take(event, self.names(), timeout);
+                if log.wait(event, self.names()).is_settled(gone) || Instant::now() >= until {
+                    return log.take(event, self.names(), timeout, gone);
                 }
             }
+            let wake = (Instant::now() + LOOK_EVERY).min(until);
             smol::future::or(listener, async {
-                smol::Timer::at(until).await;
+                smol::Timer::at(wake).await;
             })
             .await;
         }

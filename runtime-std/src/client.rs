@@ -221,6 +221,12 @@ impl Client {
         Err(last)
     }
 
+    /// Why its connection closed, if it has; `None` while it is up. A
+    /// reconnecting client makes it again at its next call, not here.
+    pub fn close_reason(&self) -> Option<Error> {
+        self.inner.current().peer().close_reason()
+    }
+
     /// The codec its typed calls go out in ([`Config::call_codec`]).
     pub fn call_codec(&self) -> rigwire_core::Codec {
         self.inner.config.protocol.call_codec

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use rigwire_core::group::LOOK_EVERY;
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{
     CodecError, Error, EventLog, GroupError, GroupOrder, GroupResults, Payload, Rigs,
@@ -15,10 +16,6 @@ use crate::handler::Handlers;
 use crate::peer::RawPendingCall;
 use crate::sync::{all_at_once, lock, sleep_until};
 use rigwire_core::{Codec, Config, RigEvent};
-
-/// How often [`Group::call_raw_while`] and [`Group::wait_event_while`] ask
-/// whether to go on.
-const ASK_EVERY: Duration = Duration::from_millis(50);
 
 /// Events rigs have reported, and a wake-up for waits on them.
 #[derive(Default)]
@@ -140,7 +137,7 @@ impl Group {
                 (call, _) => return Some(call.and_then(RawPendingCall::wait)),
             };
             loop {
-                match call.wait_timeout(ASK_EVERY) {
+                match call.wait_timeout(LOOK_EVERY) {
                     Err(Error::WaitTimeout(_)) if go_on() => {}
                     Err(Error::WaitTimeout(_)) => return None,
                     done => return Some(done),
@@ -171,10 +168,13 @@ impl Group {
     }
 
     /// Waits until every rig has reported `event` (with `exp.event`), or the
-    /// timeout passes. Reports that came before the call count, each for
-    /// one wait only ([`EventLog`](rigwire_core::EventLog)).
+    /// timeout passes, or a rig that has not lost its connection. Reports
+    /// that came before the call count, each for one wait only
+    /// ([`EventLog`](rigwire_core::EventLog)).
     ///
     /// # Errors
+    /// [`GroupError::Lost`] naming the rigs that did not report and whose
+    /// connection ended (at once, not at the timeout), else
     /// [`GroupError::Timeout`] naming the rigs that did not report.
     pub fn wait_event(
         &self,
@@ -204,14 +204,14 @@ impl Group {
     ) -> Option<Result<Vec<(String, String)>, GroupError>> {
         let until = rigwire_core::link::after(Instant::now(), timeout);
         let (names, events) = (self.names(), &self.events);
-        let complete = |log: &mut EventLog| log.wait(event, names.clone()).is_complete();
+        let gone = |rig: &str| self.rig(rig).ok().and_then(Client::close_reason);
+        let settled = |log: &mut EventLog| log.wait(event, names.clone()).is_settled(gone);
         loop {
-            let ask_at = go_on.map(|_| Instant::now() + ASK_EVERY);
-            let wake = ask_at.map_or(until, |at| at.min(until));
+            let wake = (Instant::now() + LOOK_EVERY).min(until);
             let (mut log, done) =
-                sleep_until(&events.arrived, lock(&events.log), Some(wake), complete);
+                sleep_until(&events.arrived, lock(&events.log), Some(wake), settled);
             if done || Instant::now() >= until {
-                return Some(log.take(event, names, timeout));
+                return Some(log.take(event, names, timeout, gone));
             }
             drop(log);
             if go_on.is_some_and(|go_on| !go_on()) {

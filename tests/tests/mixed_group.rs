@@ -171,3 +171,49 @@ fn each_trials_wait_counts_that_trials_event_only() {
     });
     rig.shutdown(Duration::ZERO);
 }
+
+/// A rig that goes away while a script waits for its event never reports
+/// it on that connection: the wait ends at once, in both runtimes' groups,
+/// naming the rig and why (it waited out its whole timeout and said only
+/// that no event came).
+#[test]
+fn a_wait_for_an_event_ends_when_a_rig_that_has_not_reported_goes_away() {
+    let limit = Duration::from_secs(60);
+    let lost = |err: GroupError| match err {
+        GroupError::Lost { missing, lost, .. } => {
+            assert_eq!(missing, ["stays", "gone"], "neither reported");
+            let names: Vec<_> = lost.iter().map(|(rig, _)| rig.as_str()).collect();
+            assert_eq!(names, ["gone"], "only one went away");
+        }
+        other => panic!("not lost: {other}"),
+    };
+    let stays = trial_rig();
+    let stays_url = stays.local_url();
+    for runtime in ["std", "smol"] {
+        let goes = trial_rig();
+        let goes_url = goes.local_url();
+        let rigs = [("stays", stays_url.as_str()), ("gone", goes_url.as_str())];
+        let began = std::time::Instant::now();
+        if runtime == "std" {
+            let group = rigwire_std::Group::connect(&rigs, &config("script")).unwrap();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                goes.abort();
+            });
+            lost(group.wait_event("armed", limit).unwrap_err());
+        } else {
+            smol::block_on(async {
+                let group = rigwire_smol::Group::connect(&rigs, &config("script"))
+                    .await
+                    .unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(100));
+                    goes.abort();
+                });
+                lost(group.wait_event("armed", limit).await.unwrap_err());
+            });
+        }
+        assert!(began.elapsed() < limit, "{runtime}: waited out its timeout");
+    }
+    stays.shutdown(Duration::ZERO);
+}

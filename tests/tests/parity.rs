@@ -15,6 +15,7 @@ macro_rules! twin_script {
         let url: String = $url;
         let client = Client::connect(&url, Config::named("script")) $($aw)* .unwrap();
         assert_eq!(client.url(), url);
+        assert_eq!(client.close_reason(), None);
         assert_eq!(client.call_codec(), rigwire_core::Codec::Postcard);
         let sum: i64 = client.call("add", &(1i64, 2i64)) $($aw)* .unwrap();
         assert_eq!(sum, 3);
