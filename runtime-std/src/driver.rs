@@ -39,7 +39,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use rigwire_core::framing::FrameRoom;
-use rigwire_core::link::earliest;
+use rigwire_core::link::{after, earliest, SOCKET_RECHECK};
 use rigwire_core::link::{Admit, Job, NoRoomError, PoolShare, READ_CHUNK};
 use rigwire_core::{Connection, Link};
 use rigwire_ws::{Flushed, Wire};
@@ -343,7 +343,8 @@ impl Shared {
                 g.writer_sleeping = false;
                 continue;
             }
-            let wake_at = g.link.poll_interest().wake_at;
+            let recheck = after(Instant::now(), SOCKET_RECHECK);
+            let wake_at = earliest(g.link.poll_interest().wake_at, Some(recheck));
             drop(g);
             let ready = self.socket.wait(false, true, wake_at);
             g = self.lock();
@@ -610,7 +611,8 @@ impl Shared {
     ) -> MutexGuard<'a, State> {
         let interest = g.link.poll_interest();
         let read = interest.read && g.reader.is_some();
-        let wake = earliest(interest.wake_at, deadline);
+        let recheck = after(Instant::now(), SOCKET_RECHECK);
+        let wake = earliest(earliest(interest.wake_at, deadline), Some(recheck));
         let mut g = g;
         g.fg_writing = true;
         drop(g);

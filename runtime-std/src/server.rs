@@ -404,7 +404,7 @@ impl ServerInner {
     }
 
     /// Tells every connection with a core to go within `grace`, and waits
-    /// until each has closed (a closed one needs no telling).
+    /// until each has finished (a closed one needs no telling).
     fn drain_all(&self, grace: Duration, goodbye: &str) {
         let peers = self.all_peers();
         for peer in &peers {
@@ -414,11 +414,14 @@ impl ServerInner {
                 }
             });
         }
-        // Each link closes by the end of its grace (a timer of its own);
-        // waiting here runs those timers.
+        // Each link closes by the end of its grace, and finishes by its
+        // close linger: timers of its own, which waiting here runs. Its
+        // own thread may not: blocked on a socket a deaf peer does not
+        // drain, with no timer when it began (keepalive off), nothing
+        // wakes it but the socket's shutdown, which finishing does.
         for peer in &peers {
             peer.shared
-                .wait_for(None, |link| link.is_closed().then_some(()));
+                .wait_for(None, |link| link.is_finished().then_some(()));
         }
     }
 

@@ -470,3 +470,47 @@ fn a_follower_that_never_reads_holds_up_neither_its_service_nor_its_other_follow
     assert!(started.elapsed() < Duration::from_secs(70));
     smol::block_on(relay.shutdown(Duration::from_millis(100)));
 }
+
+/// Threads of this process named `name` now.
+fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == name)
+        .count()
+}
+
+/// A blocking client closed while its output to a deaf peer is stuck, on a
+/// connection with no timer (keepalive off), ends its threads by its close
+/// linger. They waited on the socket for good: the close set the linger,
+/// but nothing woke a thread blocked in the system's poll to run it.
+#[test]
+fn a_std_client_closed_while_stuck_on_a_deaf_peer_ends_its_threads() {
+    let _one = serial();
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
+    let mut config = client_config(MIB, 64 * MIB);
+    config.protocol.keepalive = None;
+    let client = rigwire_std::Client::connect(&deaf.url, config).unwrap();
+    let before = threads_named("rigwire-writer");
+    // Far more than the kernel's buffers hold: the writer waits on the socket.
+    let args = Payload::new(rigwire_core::Codec::Postcard, vec![0u8; 512 * 1024]);
+    let calls: Vec<_> = (0..64)
+        .map(|_| client.start_raw("echo", args.clone(), None).unwrap())
+        .collect();
+    let until = Instant::now() + BOUND;
+    while threads_named("rigwire-writer") == before {
+        assert!(Instant::now() < until, "the output never blocked");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200)); // it waits on the socket
+    client.close();
+    drop(calls);
+    let until = Instant::now() + Duration::from_secs(20);
+    while threads_named("rigwire-writer") > before {
+        assert!(
+            Instant::now() < until,
+            "the writer thread still waits on the deaf peer's socket"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -261,3 +261,38 @@ fn a_smol_broadcast_skips_a_peer_that_stopped_reading() {
     assert_eq!(server.peers().len(), 2, "the deaf peer is still connected");
     drop(live);
 }
+
+/// A blocking server whose connection's thread waits on a socket a deaf
+/// peer filled, with no timer (keepalive off), still shuts down: finishing
+/// the connection shuts its socket, which wakes that thread. Once, the
+/// drop waited for the thread for good: the link closed and set its linger,
+/// but nothing woke the thread to run it.
+#[test]
+fn a_std_server_shuts_down_past_a_deaf_peer_that_filled_its_socket() {
+    let mut config = broadcaster();
+    config.protocol.max_frame = 1 << 20;
+    config.protocol.max_queued_output = 64 << 20;
+    let server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config)
+        .unwrap()
+        .start()
+        .unwrap();
+    let _deaf = deaf_client(&server.local_url());
+    wait_until("the deaf peer connected", || server.peers().len() == 1);
+    // Far more than the kernel's buffers hold: its thread waits to write.
+    for _ in 0..96 {
+        let reached = server
+            .broadcast_raw("news", Payload::bytes(vec![5u8; 512 << 10]))
+            .unwrap();
+        assert_eq!(reached, 1, "the deaf peer has room in its queue");
+    }
+    // Its own thread reads on (until the link would park it), then waits.
+    std::thread::sleep(rigwire_core::link::PARK_AFTER + Duration::from_millis(500));
+    let (done, stopped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        server.shutdown(Duration::ZERO);
+        let _ = done.send(());
+    });
+    stopped
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the shutdown waited for a thread stuck on the deaf peer's socket");
+}

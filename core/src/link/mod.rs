@@ -92,6 +92,14 @@ pub fn handshake_timed_out(url: &str) -> crate::Error {
 /// a connection (and its thread or task) forever.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
+/// The longest a runtime's thread waits on a socket before it looks at the
+/// link again, whatever the link's timers say: a command run by another
+/// thread (a close, a drain) may set an earlier timer meanwhile, and a
+/// thread blocked in the system's poll cannot be told. Without it, a
+/// thread waiting to write to a peer that never reads, on a connection
+/// with no timer (keepalive off), waited for good after its link closed.
+pub const SOCKET_RECHECK: Duration = CLOSE_LINGER;
+
 /// How long after a caller last waited a client's background reader keeps
 /// off the socket, so that a script's back-to-back calls each read their own
 /// reply instead of having it handed across threads or tasks. Servers do not
