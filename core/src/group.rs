@@ -122,7 +122,7 @@ impl<T> IntoIterator for GroupResults<T> {
 #[non_exhaustive]
 pub enum GroupError {
     /// Some rigs failed; the others' answers were kept.
-    #[error("{} of {} rigs failed: {}", failed.len(), failed.len() + succeeded.len(), FailedList(failed))]
+    #[error("{} of {} rigs failed: {}", failed.len(), failed.len() + succeeded.len(), RigErrors(failed, |rig, e| format!("{rig}: {e}")))]
     Failed {
         /// Each failed rig with its error.
         failed: Vec<(String, Error)>,
@@ -141,7 +141,7 @@ pub enum GroupError {
     },
     /// A rig that had not reported the event waited for lost its
     /// connection: it cannot report it there, so the wait ended at once.
-    #[error("no '{event}' event from {}: {}", missing.join(", "), LostList(lost))]
+    #[error("no '{event}' event from {}: {}", missing.join(", "), RigErrors(lost, |rig, e| format!("{rig}'s connection ended ({})", e.reason())))]
     Lost {
         /// The event waited for.
         event: String,
@@ -156,30 +156,17 @@ pub enum GroupError {
     UnknownRig(String),
 }
 
-struct FailedList<'a>(&'a [(String, Error)]);
+/// Rigs with their errors, `; ` between them, each in the words `each`
+/// gives it: a failed rig's (`b: …`), a lost one's (`b's connection ended (…)`).
+struct RigErrors<'a>(&'a [(String, Error)], fn(&str, &Error) -> String);
 
-impl fmt::Display for FailedList<'_> {
+impl fmt::Display for RigErrors<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, (name, err)) in self.0.iter().enumerate() {
             if i > 0 {
                 f.write_str("; ")?;
             }
-            write!(f, "{name}: {err}")?;
-        }
-        Ok(())
-    }
-}
-
-/// Rigs whose connection ended, as a wait for their event says so.
-struct LostList<'a>(&'a [(String, Error)]);
-
-impl fmt::Display for LostList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (name, err)) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{name}'s connection ended ({})", err.reason())?;
+            f.write_str(&(self.1)(name, err))?;
         }
         Ok(())
     }
@@ -239,8 +226,8 @@ impl<T> EventWait<T> {
     }
 
     /// Whether the wait can end: every rig has reported, or one that has
-    /// not lost its connection (`gone`, as for [`lost`](Self::lost)), so
-    /// that it never will there.
+    /// not reported lost its connection (`gone`, as for
+    /// [`lost`](Self::lost)), so that it never will there.
     pub fn is_settled(&self, gone: impl Fn(&str) -> Option<Error>) -> bool {
         self.is_complete() || self.missing().iter().any(|rig| gone(rig).is_some())
     }

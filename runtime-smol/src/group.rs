@@ -165,9 +165,9 @@ impl Group {
     }
 
     /// Waits until every rig has reported `event` (with `exp.event`), or the
-    /// timeout passes, or a rig that has not lost its connection. Reports
-    /// that came before the call count, each for one wait only
-    /// ([`EventLog`](rigwire_core::EventLog)).
+    /// timeout passes, or a rig that has not reported it loses its
+    /// connection. Reports that came before the call count, each for one
+    /// wait only ([`EventLog`](rigwire_core::EventLog)).
     ///
     /// # Errors
     /// [`GroupError::Lost`] naming the rigs that did not report and whose
