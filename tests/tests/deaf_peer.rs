@@ -490,15 +490,23 @@ fn a_std_client_closed_while_stuck_on_a_deaf_peer_ends_its_threads() {
     let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
     let mut config = client_config(MIB, 64 * MIB);
     config.protocol.keepalive = None;
+    // The tests before this one left writers ending on their own deaf
+    // peers' sockets (by their close linger, or at worst when those peers
+    // let go, 30 s on): once they are gone, every writer is this client's.
+    let writers = || threads_named("rigwire-writer");
+    let until = Instant::now() + Duration::from_secs(40);
+    while writers() > 0 {
+        assert!(Instant::now() < until, "earlier tests' writers stayed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let client = rigwire_std::Client::connect(&deaf.url, config).unwrap();
-    let before = threads_named("rigwire-writer");
     // Far more than the kernel's buffers hold: the writer waits on the socket.
     let args = Payload::new(rigwire_core::Codec::Postcard, vec![0u8; 512 * 1024]);
     let calls: Vec<_> = (0..64)
         .map(|_| client.start_raw("echo", args.clone(), None).unwrap())
         .collect();
     let until = Instant::now() + BOUND;
-    while threads_named("rigwire-writer") == before {
+    while writers() == 0 {
         assert!(Instant::now() < until, "the output never blocked");
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -506,7 +514,7 @@ fn a_std_client_closed_while_stuck_on_a_deaf_peer_ends_its_threads() {
     client.close();
     drop(calls);
     let until = Instant::now() + Duration::from_secs(20);
-    while threads_named("rigwire-writer") > before {
+    while writers() > 0 {
         assert!(
             Instant::now() < until,
             "the writer thread still waits on the deaf peer's socket"
