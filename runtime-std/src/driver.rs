@@ -39,7 +39,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use rigwire_core::framing::FrameRoom;
-use rigwire_core::link::{after, earliest, SOCKET_RECHECK};
+use rigwire_core::link::earliest;
 use rigwire_core::link::{Admit, Job, NoRoomError, PoolShare, READ_CHUNK};
 use rigwire_core::{Connection, Link};
 use rigwire_ws::{Flushed, Wire};
@@ -343,10 +343,9 @@ impl Shared {
                 g.writer_sleeping = false;
                 continue;
             }
-            let recheck = after(Instant::now(), SOCKET_RECHECK);
-            let wake_at = earliest(g.link.poll_interest().wake_at, Some(recheck));
+            let wake_at = g.link.poll_interest().socket_wait_until(Instant::now());
             drop(g);
-            let ready = self.socket.wait(false, true, wake_at);
+            let ready = self.socket.wait(false, true, Some(wake_at));
             g = self.lock();
             if !matches!(ready, Ok((_, false))) {
                 g.write_blocked = false;
@@ -611,8 +610,7 @@ impl Shared {
     ) -> MutexGuard<'a, State> {
         let interest = g.link.poll_interest();
         let read = interest.read && g.reader.is_some();
-        let recheck = after(Instant::now(), SOCKET_RECHECK);
-        let wake = earliest(earliest(interest.wake_at, deadline), Some(recheck));
+        let wake = earliest(Some(interest.socket_wait_until(Instant::now())), deadline);
         let mut g = g;
         g.fg_writing = true;
         drop(g);

@@ -415,10 +415,11 @@ impl ServerInner {
             });
         }
         // Each link closes by the end of its grace, and finishes by its
-        // close linger: timers of its own, which waiting here runs. Its
-        // own thread may not: blocked on a socket a deaf peer does not
-        // drain, with no timer when it began (keepalive off), nothing
-        // wakes it but the socket's shutdown, which finishing does.
+        // close linger: timers of its own, which waiting here runs, so the
+        // stop does not depend on the connection's own thread, which may
+        // be blocked on a socket a deaf peer does not drain (it looks again
+        // only every `SOCKET_RECHECK`). Finishing shuts the socket, which
+        // wakes it.
         for peer in &peers {
             peer.shared
                 .wait_for(None, |link| link.is_finished().then_some(()));

@@ -142,6 +142,16 @@ pub struct Interest {
     pub wake_at: Option<Instant>,
 }
 
+impl Interest {
+    /// Until when a thread blocked on the socket may wait, from `now`:
+    /// [`wake_at`](Self::wake_at), but never past [`SOCKET_RECHECK`] (a
+    /// timer another thread sets meanwhile cannot reach it there).
+    pub fn socket_wait_until(&self, now: Instant) -> Instant {
+        let recheck = after(now, SOCKET_RECHECK);
+        self.wake_at.map_or(recheck, |at| at.min(recheck))
+    }
+}
+
 /// Work the application does outside the link, in the order it arose.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
