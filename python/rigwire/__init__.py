@@ -55,9 +55,11 @@ wanted, to stop early. ``Server.expose_raw`` hands a handler the payload as
 it came, ``(codec, data)``.
 """
 
+import atexit as _atexit
 import functools as _functools
 import inspect as _inspect
 import json as _json
+import logging as _logging
 import os as _os
 import signal as _signal
 import sys as _sys
@@ -237,6 +239,34 @@ def _after_fork_in_child() -> None:
 
 
 _os.register_at_fork(after_in_child=_after_fork_in_child)
+
+#: How long a process that exits waits for rigwire's threads still running
+#: Python code (a peer's call to a handler, a hook) before it exits anyway.
+EXIT_WAIT = 5.0
+
+
+def _before_exit() -> None:
+    # CPython ends a thread that takes the GIL after finalizing began, and on
+    # rigwire's threads that aborts the process: none may be in Python then.
+    if not _rigwire.close():
+        return
+    log = _logging.getLogger("rigwire")
+    try:
+        left = _rigwire.wait_left(min(0.5, EXIT_WAIT))
+        if left:
+            log.warning(
+                "Python is exiting: waiting up to %g s for %d rigwire handler(s) still running "
+                "(Ctrl-C exits without them)", EXIT_WAIT, left)
+            left = _rigwire.wait_left(max(EXIT_WAIT - 0.5, 0.0))
+    except KeyboardInterrupt:
+        left = _rigwire.close()
+    if left:
+        log.warning("exiting with %d rigwire handler(s) still running", left)
+
+
+# Registered after `logging`'s own (imported above): run before it, so the
+# warnings above are still written.
+_atexit.register(_before_exit)
 
 
 class Call:

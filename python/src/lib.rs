@@ -12,6 +12,7 @@
 mod client;
 mod data;
 mod errors;
+mod exit;
 mod group;
 mod ibl;
 mod log;
@@ -34,6 +35,8 @@ fn keep_forever(object: Py<PyAny>) {
 fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     log::to_python();
     m.add_function(wrap_pyfunction!(keep_forever, m)?)?;
+    m.add_function(wrap_pyfunction!(exit::close, m)?)?;
+    m.add_function(wrap_pyfunction!(exit::wait_left, m)?)?;
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeCall>()?;
     m.add_function(wrap_pyfunction!(client::connect, m)?)?;

@@ -69,11 +69,11 @@ fn start_forwarding() -> Option<SyncSender<Record>> {
 }
 
 /// Hands each record to `logging.getLogger("rigwire")`, those queued
-/// meanwhile under the same hold of the GIL; ends when the interpreter is
-/// gone.
+/// meanwhile under the same hold of the GIL; ends when the interpreter
+/// exits.
 fn forward(queued: Receiver<Record>) {
     while let Ok(first) = queued.recv() {
-        let attached = Python::try_attach(|py| {
+        let attached = crate::exit::attach(|py| {
             let logger = py
                 .import("logging")
                 .and_then(|logging| logging.call_method1("getLogger", ("rigwire",)));

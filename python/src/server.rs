@@ -118,7 +118,7 @@ fn run_wrapped(
     ctx: &CallContext,
     cancellable: bool,
 ) -> Result<Data, HandlerError> {
-    let outcome: PyResult<Outcome> = Python::attach(|py| {
+    let outcome: PyResult<Outcome> = crate::exit::attach(|py| {
         let caller = NativeClient::caller(ctx.peer.clone());
         let args = args.into_py(py);
         let outcome = if cancellable {
@@ -128,7 +128,8 @@ fn run_wrapped(
             handler.call1(py, (args, caller))?
         };
         outcome.extract(py)
-    });
+    })
+    .ok_or_else(exiting)?;
     match outcome {
         Ok((None, result, _)) => Ok(result),
         Ok((Some(kind), message, detail)) => {
@@ -150,6 +151,15 @@ fn failed(kind: &str, message: String, detail: Option<String>) -> HandlerError {
         Some(d) => err.detail(d),
         None => err,
     }
+}
+
+/// What a call that arrives while the process's Python exits is answered
+/// ([`crate::exit`]): its handler never ran.
+fn exiting() -> HandlerError {
+    HandlerError::with_kind(
+        ErrorKind::Unavailable,
+        "not run: the Python interpreter serving it is exiting",
+    )
 }
 
 /// The package's wrapper itself failed (it catches the function's exceptions).
@@ -179,14 +189,15 @@ fn codec_name(codec: Codec) -> String {
 /// its caller and its [`NativeCancelled`] in, `(None, codec, bytes)` or
 /// `(kind, message, traceback)` out; nothing is decoded or encoded on the way.
 fn run_raw(handler: &Py<PyAny>, args: Payload, ctx: &CallContext) -> Result<Payload, HandlerError> {
-    let outcome: PyResult<(Option<String>, String, RawTail)> = Python::attach(|py| {
+    let outcome: PyResult<(Option<String>, String, RawTail)> = crate::exit::attach(|py| {
         let caller = NativeClient::caller(ctx.peer.clone());
         let cancelled = NativeCancelled { ctx: ctx.clone() };
         let data = PyBytes::new(py, &args.bytes);
         handler
             .call1(py, (codec_name(args.codec), data, caller, cancelled))?
             .extract(py)
-    });
+    })
+    .ok_or_else(exiting)?;
     match outcome {
         Ok((None, codec, RawTail::Bytes(bytes))) => {
             let codec = match codec.as_str() {
@@ -253,11 +264,12 @@ fn call_hook<A>(hook: &Py<PyAny>, args: A)
 where
     A: for<'py> pyo3::call::PyCallArgs<'py>,
 {
-    Python::attach(|py| {
+    // While Python exits, the hook is not run.
+    crate::exit::attach(|py| {
         if let Err(e) = hook.call1(py, args) {
             e.write_unraisable(py, Some(hook.bind(py)));
         }
-    })
+    });
 }
 
 impl NativeServer {

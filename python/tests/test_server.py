@@ -702,3 +702,73 @@ def test_connect_and_disconnect_hooks_see_each_peer_once_and_why_it_left():
         with pytest.raises(RuntimeError, match="before serving"):
             s.on_connect(print)
     assert seen == [("connect", "script", "me"), ("disconnect", "script", True)]
+
+
+# A script that starts a server and ends while a peer's call runs its
+# handler: the handler returns as Python exits (`release.set()`, the last
+# line). Python ends a thread that takes the GIL once it finalizes, and on
+# rigwire's threads that aborted the process ("Fatal Python error:
+# PyGILState_Release"), every time; now the exit waits for the handler.
+EXIT_SCRIPT = """
+import sys, threading
+import rigwire
+rigwire.EXIT_WAIT = float(sys.argv[1])
+release = threading.Event()
+s = rigwire.Server("tcp://127.0.0.1:0")
+s.expose(lambda: release.wait() and "done", name="slow")
+s.expose(lambda: threading.Event().wait(), name="never")
+s.start()
+c = rigwire.connect(s.url)
+for method in sys.argv[2:]:
+    try:
+        c.call(method, timeout=0.2)
+    except rigwire.DeadlineExceeded:
+        pass
+release.set()
+"""
+
+
+def _exit_of(wait, *methods):
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, str(wait), *methods],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Fatal Python error" not in out.stderr, out.stderr
+    assert out.returncode == 0, out.stderr
+    return out.stderr
+
+
+def test_a_script_that_ends_while_a_handler_runs_exits_cleanly():
+    for _ in range(3):
+        assert "still running" not in _exit_of(30, "slow", "slow")
+
+
+def test_a_script_whose_handler_never_returns_exits_after_its_exit_wait_saying_so():
+    said = _exit_of(0.6, "never")
+    assert "waiting up to 0.6 s for 1 rigwire handler(s) still running" in said, said
+    assert "exiting with 1 rigwire handler(s) still running" in said, said
+
+
+def test_a_call_that_arrives_while_python_exits_is_refused_unrun():
+    # The gate is the process's, and stays closed: closed in a child.
+    out = subprocess.run([sys.executable, "-c", EXIT_GATE_SCRIPT], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "Unavailable: not run: the Python interpreter serving it is exiting" in out.stdout, out.stdout
+
+
+EXIT_GATE_SCRIPT = """
+import rigwire
+ran = []
+s = rigwire.Server("tcp://127.0.0.1:0")
+s.expose(lambda: ran.append(1), name="work")
+s.start()
+c = rigwire.connect(s.url)
+rigwire._rigwire.close()  # what the exit does first
+try:
+    c.call("work", timeout=10)
+except rigwire.Unavailable as e:
+    print("Unavailable:", e)
+assert ran == []
+"""
