@@ -162,7 +162,7 @@ pub(crate) async fn connect(
         Timer::at(attempt.by()).await;
         Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("no connection within {:?}", attempt.within()),
+            attempt.ran_out(None),
         ))
     };
     let socket = future::or(dial, timed_out)

@@ -331,12 +331,7 @@ fn dial_tcp(addr: &str, attempt: &Connecting) -> Result<TcpStream, String> {
     for sa in addr.to_socket_addrs().map_err(|e| e.to_string())? {
         let left = attempt.left(Instant::now());
         if left.is_zero() {
-            let tried = last.map(|e| format!(" (the last address tried: {e})"));
-            let within = attempt.within();
-            return Err(format!(
-                "no connection within {within:?}{}",
-                tried.unwrap_or_default()
-            ));
+            return Err(attempt.ran_out(last.as_deref()));
         }
         match TcpStream::connect_timeout(&sa, left) {
             Ok(s) => {

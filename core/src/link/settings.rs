@@ -190,6 +190,7 @@ impl Config {
 #[derive(Debug, Clone, Copy)]
 pub struct Connecting {
     by: Instant,
+    /// The time the whole attempt was given (the connect timeout).
     within: Duration,
     handshake_timeout: Duration,
 }
@@ -200,9 +201,16 @@ impl Connecting {
         self.by
     }
 
-    /// The time the whole attempt was given (the connect timeout).
-    pub fn within(&self) -> Duration {
-        self.within
+    /// What a runtime says when the attempt's time ran out before a
+    /// connection was made; `last`: why the last address tried failed, if
+    /// one was.
+    pub fn ran_out(&self, last: Option<&str>) -> String {
+        let tried = last.map(|e| format!(" (the last address tried: {e})"));
+        format!(
+            "no connection within {} s{}",
+            self.within.as_secs_f64(),
+            tried.unwrap_or_default()
+        )
     }
 
     /// What is left of the attempt at `now`; zero once it is over (a
