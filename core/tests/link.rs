@@ -484,6 +484,26 @@ fn a_started_handler_counts_as_stuck_once_its_call_was_given_up_on_a_while_ago()
     assert_eq!(link.stuck_handlers(later + STUCK_AFTER), 1);
 }
 
+/// A peer that dies mid-call never cancels it: its handlers, started and
+/// still running, were given up on when the connection ended.
+#[test]
+fn handlers_of_a_connection_that_ended_count_as_stuck_a_while_after_its_end() {
+    use rigwire_core::link::STUCK_AFTER;
+    use rigwire_core::Job;
+    let start = Instant::now();
+    let mut link = raw_server_link(rig_running_at_most(8), start);
+    for id in 1..=2 {
+        link.handle_input(&slow_call(id, None), start);
+    }
+    while link.poll_job().is_some() {}
+    assert!(link.start_handler(1, None, start)); // 2 never starts
+    let end = start + STUCK_AFTER;
+    link.handle_transport_closed("the peer's process was killed", end);
+    assert!(std::iter::from_fn(|| link.poll_job()).any(|j| matches!(j, Job::Closed(_))));
+    assert_eq!(link.stuck_handlers(end), 0, "given up on only just now");
+    assert_eq!(link.stuck_handlers(end + STUCK_AFTER), 1);
+}
+
 /// (id, kind) of every `Error` frame in a byte stream.
 fn decode_errors(mut bytes: &[u8]) -> Vec<(u64, rigwire_core::ErrorKind)> {
     let mut out = Vec::new();

@@ -13,6 +13,7 @@ use rigwire_core::{IncomingCall, Payload, RemoteError};
 use super::{PoolJob, Shared};
 use crate::handler::CallContext;
 use crate::peer::Peer;
+use crate::pool::Holder;
 
 impl Shared {
     rigwire_twin::hooks_jobs!();
@@ -74,11 +75,13 @@ impl Shared {
             // (as a raw echo server would), not once per reply.
             _ if inline => run(false),
             Some(pool) => {
+                let now = Instant::now();
                 let stuck = {
                     let g = &mut *self.lock();
-                    let stuck = g.link.stuck_handlers(Instant::now());
+                    let stuck = g.link.stuck_handlers(now);
                     g.pool_share.stuck(pool.threads(), stuck)
                 };
+                let stuck = stuck.or_else(|| pool.stuck(now));
                 if let Some(stuck) = stuck {
                     if stuck.first {
                         tracing::warn!(peer = %self.label, "{}", stuck.reason);
@@ -116,7 +119,8 @@ impl Shared {
             return; // it waits for this connection's share
         };
         let shared = Arc::clone(self);
-        pool.submit(move || shared.run_pooled(job));
+        let holder: std::sync::Weak<dyn Holder> = Arc::downgrade(self) as _;
+        pool.submit(move || shared.run_pooled(job), holder);
     }
 
     /// Runs a pooled job, then this connection's next waiting one, if any,
@@ -141,5 +145,11 @@ impl Shared {
         if let Err(e) = outcome {
             tracing::debug!(peer = %self.label, "reply to call {id} dropped: {e}");
         }
+    }
+}
+
+impl Holder for Shared {
+    fn stuck(&self, now: Instant) -> usize {
+        self.lock().link.stuck_handlers(now)
     }
 }

@@ -3,22 +3,36 @@
 //! busy threads wait in order. The queue is bounded by the core's in-flight
 //! limits, since every job is a call the core has admitted.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+use rigwire_core::link::Stuck;
 
 use crate::sync::{lock, sleep};
 
 type Job = Box<dyn FnOnce() + Send>;
+
+/// A connection whose jobs the pool runs, asked when every thread is busy.
+pub(crate) trait Holder: Send + Sync {
+    /// How many of its handlers run calls given up on a while ago at `now`
+    /// ([`Link::stuck_handlers`](rigwire_core::Link::stuck_handlers)).
+    fn stuck(&self, now: Instant) -> usize;
+}
+
+/// The connections holding threads, by address: each with how many.
+type Holding = BTreeMap<usize, (Weak<dyn Holder>, usize)>;
 
 /// How long an idle pool thread waits for work before it ends.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<Job>,
+    jobs: VecDeque<(Job, Weak<dyn Holder>)>,
     threads: usize,
     idle: usize,
+    holding: Holding,
 }
 
 /// A bounded handler pool, shared by every connection of a server or client.
@@ -27,6 +41,9 @@ pub(crate) struct Pool {
     cond: Condvar,
     max_threads: usize,
     name: String,
+    /// [`stuck`](Pool::stuck) has refused a call since a thread was last
+    /// given back: the log says so once, not once a call.
+    refusing: AtomicBool,
 }
 
 impl Pool {
@@ -36,6 +53,7 @@ impl Pool {
             cond: Condvar::new(),
             max_threads: max_threads.max(1),
             name: name.to_owned(),
+            refusing: AtomicBool::new(false),
         })
     }
 
@@ -45,10 +63,36 @@ impl Pool {
         self.max_threads
     }
 
-    /// Queues a job; it runs on an idle thread, a new one, or the next free.
-    pub(crate) fn submit(self: &Arc<Self>, job: impl FnOnce() + Send + 'static) {
+    /// Whether a new call should be refused rather than wait for a thread:
+    /// every thread runs a handler stuck on a call given up on, for
+    /// whichever connection (closed ones too), so none may come back.
+    /// The connection asking must not be locked.
+    pub(crate) fn stuck(&self, now: Instant) -> Option<Stuck> {
+        let holders: Vec<Weak<dyn Holder>> = {
+            let q = lock(&self.queue);
+            let busy: usize = q.holding.values().map(|(_, n)| n).sum();
+            if busy < self.max_threads {
+                return None;
+            }
+            q.holding.values().map(|(h, _)| h.clone()).collect()
+        };
+        let held = holders.iter().filter_map(Weak::upgrade);
+        if held.map(|h| h.stuck(now)).sum::<usize>() < self.max_threads {
+            return None;
+        }
+        let first = !self.refusing.swap(true, Ordering::SeqCst);
+        Some(Stuck::whole_pool(self.max_threads, first))
+    }
+
+    /// Queues a job of connection `holder`; it runs on an idle thread, a
+    /// new one, or the next free.
+    pub(crate) fn submit(
+        self: &Arc<Self>,
+        job: impl FnOnce() + Send + 'static,
+        holder: Weak<dyn Holder>,
+    ) {
         let mut q = lock(&self.queue);
-        q.jobs.push_back(Box::new(job));
+        q.jobs.push_back((Box::new(job), holder));
         // Idle threads only count while there are fewer waiting jobs than
         // them: one woken thread takes one job, and until it has, `idle`
         // still counts it (a burst must start threads, not queue behind it).
@@ -70,10 +114,19 @@ impl Pool {
     fn work(&self) {
         let mut q = lock(&self.queue);
         loop {
-            if let Some(job) = q.jobs.pop_front() {
+            if let Some((job, holder)) = q.jobs.pop_front() {
+                let key = holder.as_ptr().cast::<()>() as usize;
+                q.holding.entry(key).or_insert((holder, 0)).1 += 1;
                 drop(q);
                 job();
+                self.refusing.store(false, Ordering::SeqCst);
                 q = lock(&self.queue);
+                if let Some((_, n)) = q.holding.get_mut(&key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        q.holding.remove(&key);
+                    }
+                }
                 continue;
             }
             q.idle += 1;

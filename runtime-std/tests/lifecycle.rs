@@ -142,6 +142,93 @@ fn calls_behind_hung_handlers_are_refused_at_once_saying_why() {
     server.shutdown(Duration::from_secs(1));
 }
 
+/// Handlers that never return may fill the whole pool, a thread each for
+/// peers that have gone: a new peer's share is free, yet its calls would
+/// wait for a thread that never comes, silently (for ever with no
+/// deadline). Once every thread of the pool runs a call given up on a
+/// while ago (here by its connection's end), a new call is refused at once,
+/// saying why.
+#[test]
+fn calls_behind_a_pool_full_of_hung_handlers_of_gone_peers_are_refused_saying_why() {
+    use std::sync::{Arc, Condvar, Mutex};
+    let released = Arc::new((Mutex::new(false), Condvar::new()));
+    let config = Config {
+        handler_threads: 2, // one thread a connection
+        ..cfg("rig")
+    };
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config).unwrap();
+    let gate = Arc::clone(&released);
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = Arc::clone(&started);
+    server
+        .expose("hang", move |(): ()| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (open, cond) = &*gate;
+            let limit = Duration::from_secs(30);
+            drop(cond.wait_timeout_while(open.lock().unwrap(), limit, |open| !*open));
+            Ok(())
+        })
+        .unwrap()
+        .expose("quick", |(): ()| Ok(7))
+        .unwrap();
+    for method in ["hang", "quick"] {
+        server
+            .dispatch(method, rigwire_std::Dispatch::Pool)
+            .unwrap();
+    }
+    let server = server.start().unwrap();
+    let began = Instant::now();
+    // Two scripts each call `hang` with no deadline, then end.
+    for n in 0..2 {
+        let script = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let pending = script.start::<_, ()>("hang", &()).unwrap();
+        while started.load(std::sync::atomic::Ordering::SeqCst) <= n {
+            assert!(
+                began.elapsed() < Duration::from_secs(20),
+                "hang never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        script.close();
+        assert!(matches!(pending.wait(), Err(Error::Disconnected(_))));
+    }
+    let client = Client::connect(&server.local_url(), cfg("third")).unwrap();
+    let refused = loop {
+        match client.call_timeout::<_, i32>("quick", &(), Duration::from_millis(300)) {
+            Err(Error::Busy(why)) => break why,
+            Err(Error::DeadlineExceeded) => {}
+            other => panic!("a call behind a pool of hung handlers: {other:?}"),
+        }
+        assert!(began.elapsed() < Duration::from_secs(20), "never refused");
+    };
+    assert!(
+        refused.contains("every handler thread of this server (2) still runs a call given up on"),
+        "{refused}"
+    );
+    // No deadline at all: refused, not waiting for good.
+    let (done, outcome) = std::sync::mpsc::channel();
+    let asking = std::thread::spawn(move || {
+        let _ = done.send(client.call::<_, i32>("quick", &()));
+        client
+    });
+    let again = outcome.recv_timeout(Duration::from_secs(20));
+    assert!(matches!(again, Ok(Err(Error::Busy(_)))), "{again:?}");
+    let client = asking.join().unwrap();
+    // The hung handlers return: their threads run calls again.
+    *released.0.lock().unwrap() = true;
+    released.1.notify_all();
+    let ran = loop {
+        match client.call_timeout::<_, i32>("quick", &(), Duration::from_secs(20)) {
+            Ok(n) => break n,
+            Err(Error::Busy(_)) => std::thread::sleep(Duration::from_millis(10)),
+            other => panic!("after the handlers returned: {other:?}"),
+        }
+        assert!(began.elapsed() < Duration::from_secs(40), "still refused");
+    };
+    assert_eq!(ran, 7);
+    server.shutdown(Duration::from_secs(1));
+}
+
 #[test]
 fn a_started_call_nobody_waits_on_still_ends_by_its_deadline() {
     // No caller waits and nobody polls: only the connection's own thread can

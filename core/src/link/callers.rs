@@ -147,6 +147,33 @@ pub struct Stuck {
     pub first: bool,
 }
 
+impl Stuck {
+    fn new(threads: String, whose: &str, first: bool) -> Stuck {
+        Stuck {
+            reason: format!(
+                "not started: {threads} still runs a call given up on more than {} s ago{whose} \
+                 (a handler that does not return when its call is cancelled keeps its thread)",
+                super::STUCK_AFTER.as_secs_f64()
+            ),
+            first,
+        }
+    }
+
+    /// Why a call is refused when every one of the `threads` of the whole
+    /// pool, shared by a server's connections, runs a handler stuck on a
+    /// call given up on ([`Link::stuck_handlers`](super::Link::stuck_handlers),
+    /// summed over them, closed ones too): the connection's own share may
+    /// be free, and its calls would still wait for a thread that never
+    /// comes. `first`: the first such refusal since a thread came back.
+    pub fn whole_pool(threads: usize, first: bool) -> Stuck {
+        Stuck::new(
+            format!("every handler thread of this server ({threads})"),
+            ", by this peer or others",
+            first,
+        )
+    }
+}
+
 impl<J> PoolShare<J> {
     /// The most threads one connection may hold of a pool of `threads`.
     pub fn limit(threads: usize) -> usize {
@@ -188,15 +215,11 @@ impl<J> PoolShare<J> {
             return None;
         }
         let first = !std::mem::replace(&mut self.refusing, true);
-        Some(Stuck {
-            reason: format!(
-                "not started: every handler thread this connection may hold ({limit}) still runs \
-                 a call given up on more than {} s ago (a handler that does not return when its \
-                 call is cancelled keeps its thread)",
-                super::STUCK_AFTER.as_secs_f64()
-            ),
+        Some(Stuck::new(
+            format!("every handler thread this connection may hold ({limit})"),
+            "",
             first,
-        })
+        ))
     }
 
     /// Whether no job of this connection holds a thread or waits for one.

@@ -481,9 +481,10 @@ impl Link {
     }
 
     /// How many handlers started on a pool ([`start_handler`](Self::start_handler))
-    /// still run, at `now`, calls given up on (by the caller or a deadline)
-    /// at least [`STUCK_AFTER`] earlier: each holds its thread until it
-    /// returns, and nothing says it will ([`PoolShare::stuck`]).
+    /// still run, at `now`, calls given up on (by the caller, a deadline or
+    /// the connection's end, which cancels them) at least [`STUCK_AFTER`]
+    /// earlier: each holds its thread until it returns, and nothing says it
+    /// will ([`PoolShare::stuck`], [`Stuck::whole_pool`]).
     pub fn stuck_handlers(&self, now: Instant) -> usize {
         self.cancelled
             .iter()
