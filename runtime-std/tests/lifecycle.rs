@@ -73,53 +73,96 @@ fn calls_that_waited_for_a_thread_past_their_deadline_never_run() {
     server.shutdown(Duration::from_secs(1));
 }
 
+/// A rig with a pool of two threads (a connection's share: one), whose
+/// `hang` blocks until the rig is told [`HungRig::release`] (or 30 s), and
+/// `quick` answers 7; `started` counts the `hang`s begun.
+struct HungRig {
+    server: rigwire_std::RunningServer,
+    released: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    started: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HungRig {
+    fn start() -> HungRig {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Condvar, Mutex};
+        let released = Arc::new((Mutex::new(false), Condvar::new()));
+        let started = Arc::new(AtomicUsize::new(0));
+        let config = Config {
+            handler_threads: 2,
+            ..cfg("rig")
+        };
+        let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config).unwrap();
+        let (gate, counted) = (Arc::clone(&released), Arc::clone(&started));
+        server
+            .expose("hang", move |(): ()| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (open, cond) = &*gate;
+                let limit = Duration::from_secs(30);
+                drop(cond.wait_timeout_while(open.lock().unwrap(), limit, |open| !*open));
+                Ok(())
+            })
+            .unwrap()
+            .expose("quick", |(): ()| Ok(7))
+            .unwrap();
+        for method in ["hang", "quick"] {
+            server
+                .dispatch(method, rigwire_std::Dispatch::Pool)
+                .unwrap();
+        }
+        let server = server.start().unwrap();
+        HungRig {
+            server,
+            released,
+            started,
+        }
+    }
+
+    /// Calls `quick` (300 ms deadlines) until refused `Busy`: the reason.
+    fn refused(&self, client: &Client, began: Instant) -> String {
+        loop {
+            match client.call_timeout::<_, i32>("quick", &(), Duration::from_millis(300)) {
+                Err(Error::Busy(why)) => return why,
+                Err(Error::DeadlineExceeded) => {}
+                other => panic!("a call behind hung handlers: {other:?}"),
+            }
+            assert!(began.elapsed() < Duration::from_secs(20), "never refused");
+        }
+    }
+
+    /// Lets every `hang` return; then `quick` runs again on their threads.
+    fn release(self, client: &Client, began: Instant) {
+        *self.released.0.lock().unwrap() = true;
+        self.released.1.notify_all();
+        let ran = loop {
+            match client.call_timeout::<_, i32>("quick", &(), Duration::from_secs(20)) {
+                Ok(n) => break n,
+                Err(Error::Busy(_)) => std::thread::sleep(Duration::from_millis(10)),
+                other => panic!("after the handlers returned: {other:?}"),
+            }
+            assert!(began.elapsed() < Duration::from_secs(40), "still refused");
+        };
+        assert_eq!(ran, 7);
+        self.server.shutdown(Duration::from_secs(1));
+    }
+}
+
 /// A handler that never returns keeps its pool thread, cancelled or not.
 /// Once every thread of the connection's share runs one given up on a
 /// while ago, a new call is answered `Busy` at once, saying why, instead
 /// of waiting out its deadline behind them; once one returns, calls run.
 #[test]
 fn calls_behind_hung_handlers_are_refused_at_once_saying_why() {
-    use std::sync::{Arc, Condvar, Mutex};
-    use std::time::Instant;
-    let released = Arc::new((Mutex::new(false), Condvar::new()));
-    let config = Config {
-        handler_threads: 2, // a connection's share: one thread
-        ..cfg("rig")
-    };
-    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config).unwrap();
-    let gate = Arc::clone(&released);
-    server
-        .expose("hang", move |(): ()| {
-            let (open, cond) = &*gate;
-            let limit = Duration::from_secs(30);
-            drop(cond.wait_timeout_while(open.lock().unwrap(), limit, |open| !*open));
-            Ok(())
-        })
-        .unwrap()
-        .expose("quick", |(): ()| Ok(7))
-        .unwrap();
-    for method in ["hang", "quick"] {
-        server
-            .dispatch(method, rigwire_std::Dispatch::Pool)
-            .unwrap();
-    }
-    let server = server.start().unwrap();
-    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+    let rig = HungRig::start();
+    let client = Client::connect(&rig.server.local_url(), cfg("script")).unwrap();
     let began = Instant::now();
     let hung = client.call_timeout::<_, ()>("hang", &(), Duration::from_millis(100));
     assert_eq!(hung, Err(Error::DeadlineExceeded));
     // Until the hung call was given up on a while ago, a call waits for
     // the thread; after, it is refused at once (not at its 20 s deadline).
-    let refused = loop {
-        match client.call_timeout::<_, i32>("quick", &(), Duration::from_millis(300)) {
-            Err(Error::Busy(why)) => break why,
-            Err(Error::DeadlineExceeded) => {}
-            other => panic!("a call behind a hung handler: {other:?}"),
-        }
-        assert!(began.elapsed() < Duration::from_secs(20), "never refused");
-    };
+    let refused = rig.refused(&client, began);
     assert!(
-        refused.contains("still runs a call given up on"),
+        refused.contains("this connection may hold (1) still runs a call given up on"),
         "{refused}"
     );
     let long = Duration::from_secs(20);
@@ -127,19 +170,7 @@ fn calls_behind_hung_handlers_are_refused_at_once_saying_why() {
     let again = client.call_timeout::<_, i32>("quick", &(), long);
     assert!(matches!(again, Err(Error::Busy(_))), "{again:?}");
     assert!(asked.elapsed() < long, "it waited out its deadline");
-    // The hung handler returns: its thread runs calls again.
-    *released.0.lock().unwrap() = true;
-    released.1.notify_all();
-    let ran = loop {
-        match client.call_timeout::<_, i32>("quick", &(), long) {
-            Ok(n) => break n,
-            Err(Error::Busy(_)) => std::thread::sleep(Duration::from_millis(10)),
-            other => panic!("after the handler returned: {other:?}"),
-        }
-        assert!(began.elapsed() < Duration::from_secs(40), "still refused");
-    };
-    assert_eq!(ran, 7);
-    server.shutdown(Duration::from_secs(1));
+    rig.release(&client, began);
 }
 
 /// Handlers that never return may fill the whole pool, a thread each for
@@ -150,39 +181,14 @@ fn calls_behind_hung_handlers_are_refused_at_once_saying_why() {
 /// saying why.
 #[test]
 fn calls_behind_a_pool_full_of_hung_handlers_of_gone_peers_are_refused_saying_why() {
-    use std::sync::{Arc, Condvar, Mutex};
-    let released = Arc::new((Mutex::new(false), Condvar::new()));
-    let config = Config {
-        handler_threads: 2, // one thread a connection
-        ..cfg("rig")
-    };
-    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", config).unwrap();
-    let gate = Arc::clone(&released);
-    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = Arc::clone(&started);
-    server
-        .expose("hang", move |(): ()| {
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let (open, cond) = &*gate;
-            let limit = Duration::from_secs(30);
-            drop(cond.wait_timeout_while(open.lock().unwrap(), limit, |open| !*open));
-            Ok(())
-        })
-        .unwrap()
-        .expose("quick", |(): ()| Ok(7))
-        .unwrap();
-    for method in ["hang", "quick"] {
-        server
-            .dispatch(method, rigwire_std::Dispatch::Pool)
-            .unwrap();
-    }
-    let server = server.start().unwrap();
+    use std::sync::atomic::Ordering;
+    let rig = HungRig::start();
     let began = Instant::now();
     // Two scripts each call `hang` with no deadline, then end.
     for n in 0..2 {
-        let script = Client::connect(&server.local_url(), cfg("script")).unwrap();
+        let script = Client::connect(&rig.server.local_url(), cfg("script")).unwrap();
         let pending = script.start::<_, ()>("hang", &()).unwrap();
-        while started.load(std::sync::atomic::Ordering::SeqCst) <= n {
+        while rig.started.load(Ordering::SeqCst) <= n {
             assert!(
                 began.elapsed() < Duration::from_secs(20),
                 "hang never started"
@@ -192,15 +198,8 @@ fn calls_behind_a_pool_full_of_hung_handlers_of_gone_peers_are_refused_saying_wh
         script.close();
         assert!(matches!(pending.wait(), Err(Error::Disconnected(_))));
     }
-    let client = Client::connect(&server.local_url(), cfg("third")).unwrap();
-    let refused = loop {
-        match client.call_timeout::<_, i32>("quick", &(), Duration::from_millis(300)) {
-            Err(Error::Busy(why)) => break why,
-            Err(Error::DeadlineExceeded) => {}
-            other => panic!("a call behind a pool of hung handlers: {other:?}"),
-        }
-        assert!(began.elapsed() < Duration::from_secs(20), "never refused");
-    };
+    let client = Client::connect(&rig.server.local_url(), cfg("third")).unwrap();
+    let refused = rig.refused(&client, began);
     assert!(
         refused.contains("every handler thread of this server (2) still runs a call given up on"),
         "{refused}"
@@ -213,20 +212,7 @@ fn calls_behind_a_pool_full_of_hung_handlers_of_gone_peers_are_refused_saying_wh
     });
     let again = outcome.recv_timeout(Duration::from_secs(20));
     assert!(matches!(again, Ok(Err(Error::Busy(_)))), "{again:?}");
-    let client = asking.join().unwrap();
-    // The hung handlers return: their threads run calls again.
-    *released.0.lock().unwrap() = true;
-    released.1.notify_all();
-    let ran = loop {
-        match client.call_timeout::<_, i32>("quick", &(), Duration::from_secs(20)) {
-            Ok(n) => break n,
-            Err(Error::Busy(_)) => std::thread::sleep(Duration::from_millis(10)),
-            other => panic!("after the handlers returned: {other:?}"),
-        }
-        assert!(began.elapsed() < Duration::from_secs(40), "still refused");
-    };
-    assert_eq!(ran, 7);
-    server.shutdown(Duration::from_secs(1));
+    rig.release(&asking.join().unwrap(), began);
 }
 
 #[test]
