@@ -152,7 +152,18 @@ def _not_json(value: Any) -> Any:
             f"a {type(value).__name__} travels as bytes only as a call's one argument "
             f"(or a handler's whole result), not inside other values{as_list}"
         )
-    raise TypeError(f"a {type(value).__name__} is not JSON serializable")
+    raise TypeError(f"a {type(value).__name__} is not JSON serializable{_made_later_hint(value)}")
+
+
+def _made_later_hint(value: Any) -> str:
+    """What to send instead of what makes its values only when asked."""
+    if _inspect.isawaitable(value):
+        if _inspect.iscoroutine(value):
+            value.close()  # it never runs: no "never awaited" warning besides this
+        return " (await it first; a handler that awaits is written `async def`)"
+    if _inspect.isgenerator(value) or isinstance(value, (map, filter, zip, range, type({}.keys()))):
+        return " (send its values as a list: list(...))"
+    return ""
 
 
 # One encoder for every call: ``json.dumps`` with options builds a new one each time.

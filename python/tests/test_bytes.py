@@ -186,3 +186,27 @@ def test_nan_and_infinity_are_refused_saying_what_to_send_instead(rig):
         with rigwire.connect(s.url) as c:
             with pytest.raises(rigwire.RemoteError, match="send None for a missing value"):
                 c.call("reaction_times")
+
+
+def test_values_made_only_when_asked_are_refused_saying_what_to_send_instead(rig):
+    # A generator, a range, a coroutine: JSON cannot hold them, and the
+    # plain "not JSON serializable" did not say what would do.
+    with rigwire.Server("tcp://127.0.0.1:0", name="py") as s:
+
+        @s.expose
+        def readings():
+            yield 0.31
+
+        async def settled():
+            return True
+
+        s.expose(lambda: settled(), name="settled")
+        s.start()
+        with rigwire.connect(s.url) as c:
+            with pytest.raises(rigwire.RemoteError, match=r"generator .* list\(\.\.\.\)"):
+                c.call("readings")
+            with pytest.raises(rigwire.RemoteError, match="await it first; a handler that awaits is written `async def`"):
+                c.call("settled")
+        with rigwire.connect(rig.url) as c:
+            with pytest.raises(TypeError, match=r"a range .* list\(\.\.\.\)"):
+                c.call("echo", [range(3)])
