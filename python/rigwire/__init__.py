@@ -56,6 +56,7 @@ it came, ``(codec, data)``.
 """
 
 import atexit as _atexit
+import contextvars as _contextvars
 import functools as _functools
 import inspect as _inspect
 import json as _json
@@ -701,6 +702,25 @@ def _awaited(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _on_loop(fn, _shared_loop)
 
 
+# The server whose handler or hook runs here (its `_token`), on the handler's
+# thread and on the loop an `async def` one runs on (a task keeps the
+# context it was made in): its `shutdown` must not wait for that handler.
+_serving_for: "_contextvars.ContextVar[Optional[object]]" = _contextvars.ContextVar("rigwire_serving_for", default=None)
+
+
+def _own(token: object, wrapped: Callable[..., Any]) -> Callable[..., Any]:
+    """``wrapped`` (a handler or hook wrapper) run as the server ``token``'s own."""
+
+    def run(*args: Any) -> Any:
+        mark = _serving_for.set(token)
+        try:
+            return wrapped(*args)
+        finally:
+            _serving_for.reset(mark)
+
+    return run
+
+
 def _caller(fn: Callable[..., Any], native: Any) -> Any:
     """What a handler or hook taking ``caller`` gets: a ``Client`` of the
     peer, awaited (a ``rigwire.aio.Client``) for an ``async def``, which
@@ -827,6 +847,10 @@ class Server:
         path = None if secret_file is None else _os.fspath(secret_file)
         tls = _tls(cert=cert, key=key, pin=pin, ca=ca)
         self._native = _rigwire.serve(url, name, secret, path, tls, max_frame)
+        # What its own handlers and hooks are marked with (`_own`): not the
+        # server itself, which they would then keep alive.
+        self._token = object()
+        self._stopped = _threading.Event()
         _held(self)
         warning = self._native.exposure_warning
         if warning:
@@ -898,7 +922,8 @@ class Server:
             return lambda f: self._expose(f, name, aliases, raw)
         # An empty name is the native check's to refuse, not the function's to fill.
         exposed = _label(fn) if name is None else name
-        self._native.expose(exposed, (_raw_handler if raw else _handler)(fn, exposed), raw)
+        wrapped = (_raw_handler if raw else _handler)(fn, exposed)
+        self._native.expose(exposed, _own(self._token, wrapped), raw)
         label = ("async " if _inspect.iscoroutinefunction(fn) else "") + _label(fn, exposed)
         self._native.describe(exposed, f"{label}{_inspect.signature(fn)} (Python)")
         for alias in aliases:
@@ -933,7 +958,9 @@ class Server:
     def serve_forever(self) -> None:
         """Starts serving (if not yet) until Ctrl-C or ``SIGTERM`` (what a
         service manager or a launcher sends), then shuts down gracefully:
-        calls in progress may finish (``shutdown``). After Ctrl-C the
+        calls in progress may finish (``shutdown``). It also returns once
+        the server is shut down otherwise: by one of its handlers (a
+        ``quit`` method the experiment calls) or another thread. After Ctrl-C the
         ``KeyboardInterrupt`` is raised again; after ``SIGTERM`` it returns,
         so that the script's own cleanup runs. (``SIGTERM`` is caught only
         when called from the main thread, as Python's signals are.)"""
@@ -944,8 +971,9 @@ class Server:
         try:
             # A second SIGTERM, during the shutdown, ends the process at once.
             with _signal_caught(_signal.SIGTERM):
-                while True:
-                    _time.sleep(3600)
+                # Until shut down: by a handler (a `quit` method), another thread.
+                while not self._stopped.wait(3600):
+                    pass
         except KeyboardInterrupt:
             self.shutdown()
             raise
@@ -974,8 +1002,22 @@ class Server:
 
     def shutdown(self, grace: float = 5.0) -> None:
         """Stops accepting, lets calls in progress finish for up to ``grace``
-        seconds, then says goodbye to every peer. Extra calls do nothing."""
-        self._native.shutdown(grace)
+        seconds, then says goodbye to every peer. Extra calls do nothing.
+        Called by one of this server's own handlers or hooks (a ``quit``
+        method), it returns at once, and the shutdown goes on on a thread of
+        its own: the handler's answer is sent first (it is a call in
+        progress), and ``serve_forever`` then returns."""
+        if _serving_for.get() is self._token:
+            # Waiting here would wait for this very handler, its whole grace.
+            _threading.Thread(target=self._shut_down, args=(grace,), name="rigwire-shutdown").start()
+        else:
+            self._shut_down(grace)
+
+    def _shut_down(self, grace: float) -> None:
+        try:
+            self._native.shutdown(grace)
+        finally:
+            self._stopped.set()
 
     def __enter__(self) -> "Server":
         return self
@@ -1270,4 +1312,5 @@ class Rig:
 
     def expose(self, server: Server) -> None:
         """Exposes the lifecycle on ``server`` (before it serves)."""
-        server._native.expose_lifecycle(**{k: _hook(f) for k, f in self._hooks.items()})
+        hooks = {k: _own(server._token, _hook(f)) for k, f in self._hooks.items()}
+        server._native.expose_lifecycle(**hooks)

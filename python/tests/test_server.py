@@ -772,3 +772,53 @@ except rigwire.Unavailable as e:
     print("Unavailable:", e)
 assert ran == []
 """
+
+
+# A rig the experiment ends by calling its `quit`: the handler shuts its own
+# server down. That once waited for the handler itself, the whole grace,
+# answered the call `Shutdown` instead of "bye", and `serve_forever` never
+# returned, so the rig's process stayed.
+QUIT_RIG = """
+import asyncio, sys
+import rigwire
+s = rigwire.Server("tcp://127.0.0.1:0")
+kind = sys.argv[1]
+if kind == "plain":
+    @s.expose
+    def quit():
+        s.shutdown()
+        return "bye"
+elif kind == "async":
+    @s.expose
+    async def quit():
+        s.shutdown()
+        await asyncio.sleep(0.05)
+        return "bye"
+else:
+    rig = rigwire.Rig()
+    rig.on_cleanup(lambda: s.shutdown())
+    rig.expose(s)
+print(s.url, flush=True)
+s.serve_forever()
+print("serve_forever returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", ["plain", "async", "hook"])
+def test_a_rig_shut_down_by_its_own_handler_answers_and_its_process_ends(kind):
+    rig = subprocess.Popen(
+        [sys.executable, "-c", QUIT_RIG, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        url = rig.stdout.readline().strip()
+        with rigwire.connect(url) as c:
+            if kind == "hook":
+                c.call("exp.init", timeout=30)
+                assert c.call("exp.cleanup", timeout=30) == "connected"
+            else:
+                assert c.call("quit", timeout=30) == "bye"
+        out, err = rig.communicate(timeout=30)
+        assert rig.returncode == 0, err
+        assert "serve_forever returned" in out
+    finally:
+        rig.kill()
