@@ -250,6 +250,11 @@ rigwire_twin::running_server!([async] [.await]);
 impl RunningServer {
     /// Stops accepting, lets calls in progress finish for up to `grace`,
     /// answers the rest `Shutdown`, and says goodbye to every peer.
+    ///
+    /// One of this server's own handlers (a `quit` method) spawns it
+    /// (`smol::spawn(running.shutdown(grace)).detach()`) and returns:
+    /// awaited there, it would wait for that very handler, a call in
+    /// progress, for the whole grace.
     pub async fn shutdown(mut self, grace: Duration) {
         // Newcomers during the grace are still accepted, and refused with
         // `Reject{Shutdown}` (spec §6.9), not left unanswered in the backlog.

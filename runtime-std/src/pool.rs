@@ -24,6 +24,11 @@ pub(crate) trait Holder: Send + Sync {
 /// The connections holding threads, by address: each with how many.
 type Holding = BTreeMap<usize, (Weak<dyn Holder>, usize)>;
 
+thread_local! {
+    /// The pool whose thread this is (its address), if any.
+    static POOL: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// How long an idle pool thread waits for work before it ends.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
 
@@ -111,7 +116,13 @@ impl Pool {
         }
     }
 
+    /// Whether the current thread is one of this pool's.
+    pub(crate) fn runs_this_thread(&self) -> bool {
+        POOL.with(|pool| pool.get() == self as *const Pool as usize)
+    }
+
     fn work(&self) {
+        POOL.with(|pool| pool.set(self as *const Pool as usize));
         let mut q = lock(&self.queue);
         loop {
             if let Some((job, holder)) = q.jobs.pop_front() {

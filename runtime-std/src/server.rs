@@ -454,6 +454,11 @@ impl RunningServer {
     /// Stops accepting, lets calls in progress finish for up to `grace`,
     /// answers the rest `Shutdown`, says goodbye to every peer (their pending
     /// calls to us fail, ours to them fail), and waits for every thread.
+    ///
+    /// Called by one of this server's own handlers or hooks (a `quit`
+    /// method), it returns at once and the server stops on a thread of its
+    /// own: waiting here would wait for that very handler, a call in
+    /// progress, for the whole grace (and join its own thread).
     pub fn shutdown(mut self, grace: Duration) {
         self.stop(grace);
     }
@@ -473,32 +478,56 @@ impl RunningServer {
         let Some(accept) = self.accept.take() else {
             return;
         };
+        let inner = Arc::clone(&self.inner);
+        if !inner.runs_this_thread() {
+            return inner.stop(accept, grace);
+        }
+        let spawned = thread::Builder::new()
+            .name("rigwire-stop".into())
+            .spawn(move || inner.stop(accept, grace));
+        if let Err(e) = spawned {
+            tracing::error!(url = %self.inner.url, "cannot start a thread to stop the server: {e}");
+        }
+    }
+}
+
+impl ServerInner {
+    /// Whether the current thread is one of this server's: a connection's
+    /// (handlers run there, inline) or its pool's.
+    fn runs_this_thread(&self) -> bool {
+        let me = thread::current().id();
+        let conns = lock(&self.connections);
+        let mut threads = conns.values().filter_map(|c| c.thread.as_ref());
+        self.pool.runs_this_thread() || threads.any(|t| t.thread().id() == me)
+    }
+
+    fn stop(&self, accept: JoinHandle<()>, grace: Duration) {
         // Newcomers during the grace are still accepted, and refused with
         // `Reject{Shutdown}` (spec §6.9), not left unanswered in the backlog.
-        let goodbye = self.inner.admission().stop();
-        self.inner.drain_all(grace, &goodbye);
-        self.inner.closed.store(true, Ordering::SeqCst);
-        self.inner.listener.wake();
+        let goodbye = self.admission().stop();
+        self.drain_all(grace, &goodbye);
+        self.closed.store(true, Ordering::SeqCst);
+        self.listener.wake();
         let _ = accept.join();
         // Once nothing more is accepted: the connections admitted while the
         // others were told to go (registered after they were listed) are
         // told now, or their threads would serve them on, kept alive by
         // their peers' keepalive, while this waits to join them.
-        self.inner.shut_opening();
-        self.inner.drain_all(Duration::ZERO, &goodbye);
+        self.shut_opening();
+        self.drain_all(Duration::ZERO, &goodbye);
         // Parked connections get their threads back, to finish on them.
-        if let Some(parker) = &self.inner.parker {
+        if let Some(parker) = &self.parker {
             parker.stop();
         }
         let threads: Vec<JoinHandle<()>> = {
-            let mut conns = lock(&self.inner.connections);
+            let mut conns = lock(&self.connections);
             conns.values_mut().filter_map(|c| c.thread.take()).collect()
         };
         for t in threads {
             let _ = t.join();
         }
-        self.inner.listener.cleanup();
-        tracing::info!(url = %self.inner.url, "stopped");
+        self.listener.cleanup();
+        tracing::info!(url = %self.url, "stopped");
     }
 }
 

@@ -200,3 +200,49 @@ fn smol_server_refuses_a_connection_that_opened_after_its_shutdown_began() {
         smol::block_on(server.shutdown(Duration::from_millis(300)))
     });
 }
+
+/// A rig whose `quit` handler shuts its own server down, run inline on the
+/// connection's thread or on the pool: the call is answered, and the
+/// server stops. That once waited for the very handler doing it (a call in
+/// progress) for the whole grace, answered the call `Shutdown` instead, and
+/// inline panicked joining its own thread.
+#[test]
+fn std_server_shut_down_by_its_own_handler_answers_it_and_stops() {
+    use std::sync::Mutex;
+    for dispatch in [rigwire_std::Dispatch::Inline, rigwire_std::Dispatch::Pool] {
+        let slot: Arc<Mutex<Option<rigwire_std::RunningServer>>> = Arc::default();
+        let (stopped, told) = mpsc::channel();
+        let mut server =
+            rigwire_std::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+        let own = Arc::clone(&slot);
+        server
+            .expose("quit", move |(): ()| {
+                if let Some(running) = own.lock().unwrap().take() {
+                    running.shutdown(Duration::from_secs(30));
+                    let _ = stopped.send(());
+                }
+                Ok("bye".to_string())
+            })
+            .unwrap();
+        server.dispatch("quit", dispatch).unwrap();
+        let running = server.start().unwrap();
+        let url = running.local_url();
+        *slot.lock().unwrap() = Some(running);
+        let client = rigwire_std::Client::connect(&url, Config::named("script")).unwrap();
+        let answer = client.call_timeout::<_, String>("quit", &(), Duration::from_secs(20));
+        assert_eq!(answer.as_deref(), Ok("bye"), "{dispatch:?}");
+        // The 30 s grace was not waited out: `shutdown` returned at once,
+        // and the server says goodbye once the call was answered.
+        told.recv_timeout(Duration::from_secs(20)).unwrap();
+        let until = Instant::now() + Duration::from_secs(20);
+        while client.close_reason().is_none() {
+            assert!(
+                Instant::now() < until,
+                "{dispatch:?}: the server never stopped"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let reason = client.close_reason().unwrap().to_string();
+        assert!(reason.contains("shutting down"), "{dispatch:?}: {reason}");
+    }
+}
