@@ -688,7 +688,14 @@ def _on_loop(fn: Callable[..., Any], loop: Callable[[], Any]) -> Callable[..., A
             result = fn(*args, **kwargs)
             return await result if _inspect.isawaitable(result) else result
 
-        return asyncio.run_coroutine_threadsafe(on_loop(), loop()).result()
+        target = loop()
+        if target.is_closed():
+            # Its task would never run (nor be awaited): say why instead.
+            raise RuntimeError(
+                f"{_label(fn)} cannot run: the event loop it runs on has closed (the asyncio.run "
+                "that made the connection has ended); keep it running while the peer may call back"
+            )
+        return asyncio.run_coroutine_threadsafe(on_loop(), target).result()
 
     return run
 

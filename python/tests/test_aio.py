@@ -198,3 +198,33 @@ def test_functions_a_peer_calls_back_run_on_the_apps_loop():
         asyncio.run(asyncio.wait_for(main(), timeout=30))
     finally:
         server.shutdown()
+
+
+def test_a_call_back_after_the_scripts_loop_closed_says_so():
+    # The functions a script exposes run on its event loop; once its
+    # asyncio.run has ended, a rig calling one back was told "Event loop is
+    # closed", and the script warned of a coroutine never awaited.
+    server = rigwire.Server("tcp://127.0.0.1:0")
+    callers = []
+
+    @server.expose
+    def subscribe(caller):
+        callers.append(caller)
+
+    server.start()
+
+    async def progress(value):
+        return value
+
+    async def main():
+        c = await rigwire.aio.connect(server.url, expose={"progress": progress})
+        await c.call("subscribe")
+        return c
+
+    try:
+        kept = asyncio.run(asyncio.wait_for(main(), timeout=30))
+        with pytest.raises(rigwire.RemoteError, match="progress cannot run: the event loop it runs on has closed"):
+            callers[0].call("progress", 1, timeout=20)
+        del kept
+    finally:
+        server.shutdown()
