@@ -534,14 +534,19 @@ _Outcome = Tuple[Optional[str], Union[str, bytes], Optional[str]]
 
 
 def _failure(e: BaseException, fn: Any = None) -> _Outcome:
-    """What a Python exception answers a call with: its kind (``Handler``,
-    or a ``RemoteError``'s own), type and message, and the traceback from
+    """What a Python exception answers a call with: its kind and message
+    (a rigwire error with a kind, raised to answer so, or passed on from a
+    call of the handler's own: that kind and its own message; anything
+    else: ``Handler``, its type and message), and the traceback from
     ``fn``'s own frame on (the handler or hook that raised). A handler's
     ``sys.exit()`` or ``KeyboardInterrupt`` is one too: on a handler's
     thread it ends that call only, which the caller is told."""
-    kind = e.kind if isinstance(e, RemoteError) and e.kind else "Handler"
     tb = _from_own_frame(e.__traceback__, fn)
     detail = "".join(_traceback.format_exception(type(e), e, tb))
+    if isinstance(e, Error) and e.kind:
+        # Not "RemoteError: BadArguments: …" again around its own words.
+        return (e.kind, e.message, detail)
+    kind = "Handler"
     message = f"{type(e).__name__}: {e}"
     if not isinstance(e, Exception):
         message += " (raised by a handler, it ends this call only: the server carries on; shutdown() stops it)"

@@ -822,3 +822,34 @@ def test_a_rig_shut_down_by_its_own_handler_answers_and_its_process_ends(kind):
         assert "serve_forever returned" in out
     finally:
         rig.kill()
+
+
+def test_a_handler_answers_with_the_kind_it_raises_in_its_own_words():
+    # `raise rigwire.RemoteError(message, kind=...)` is how a handler (or a
+    # hook) answers with a kind; it once read "BadArguments: RemoteError:
+    # BadArguments: subject not found".
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        def load(subject):
+            raise rigwire.RemoteError(f"no subject {subject}", kind="BadArguments")
+
+        @s.expose
+        def acquire():
+            raise rigwire.RemoteError("the camera is recording", kind="Busy")
+
+        rig = rigwire.Rig()
+        rig.on_init(lambda: (_ for _ in ()).throw(rigwire.RemoteError("no subject", kind="Refused")))
+        rig.expose(s)
+        s.start()
+        with rigwire.connect(s.url) as c:
+            with pytest.raises(rigwire.RemoteError) as e:
+                c.call("load", "ZM_9")
+            assert (e.value.kind, e.value.message) == ("BadArguments", "no subject ZM_9")
+            assert str(e.value) == "BadArguments: no subject ZM_9"
+            assert "raise rigwire.RemoteError" in e.value.detail
+            with pytest.raises(rigwire.Busy, match="the camera is recording"):
+                c.call("acquire")
+            with pytest.raises(rigwire.RemoteError) as e:
+                c.call("exp.init")
+            assert (e.value.kind, e.value.message) == ("Refused", "no subject")
