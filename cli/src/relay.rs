@@ -32,15 +32,7 @@ pub fn run(options: Options) -> Result<(), Failure> {
     config.clients.secret = options.client_secret.load()?;
     config.services.secret = options.service_secret.load()?;
     config.insecure_services = options.insecure_services;
-    if options.insecure_services && config.services.secret.is_none() {
-        // Said loudly, on every start: this relay trusts whoever registers.
-        eprintln!(
-            "rigwire relay: WARNING: --insecure-services: services register without a secret; \
-             anyone who reaches {} can register a service and forge its answers",
-            options.services
-        );
-        tracing::warn!("services register without a secret (--insecure-services)");
-    }
+    let insecure = options.insecure_services && config.services.secret.is_none();
     if !options.allow.is_empty() {
         config.allowed = Some(options.allow);
     }
@@ -49,7 +41,17 @@ pub fn run(options: Options) -> Result<(), Failure> {
         .map(|s| crate::flag_seconds("--max-forward-timeout", s, true))
         .transpose()?;
     let mut signals = watch_signals()?;
-    let relay = RelayServer::bind(&options.clients, &options.services, config)?.start()?;
+    let relay = RelayServer::bind(&options.clients, &options.services, config)?;
+    if insecure {
+        // Said loudly, first, on every start, with the port really bound:
+        // this relay trusts whoever registers.
+        eprintln!(
+            "rigwire relay: WARNING: --insecure-services: services register without a secret; \
+             anyone who reaches {} can register a service and forge its answers",
+            relay.services_url()
+        );
+    }
+    let relay = relay.start()?;
     let line = |side: String| listening_line(&side, relay.tls_fingerprint());
     announce(&[
         line(format!("{} clients", relay.clients_url())),

@@ -786,6 +786,8 @@ fn a_relay_without_a_services_secret_refuses_to_start_unless_told_and_then_warns
         first.contains("WARNING") && first.contains("forge"),
         "{first}"
     );
+    // The URL it names is the one bound, not port 0 as asked.
+    assert!(!first.contains("127.0.0.1:0 "), "{first}");
 }
 
 #[test]
