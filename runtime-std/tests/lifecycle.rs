@@ -201,7 +201,7 @@ fn calls_behind_a_pool_full_of_hung_handlers_of_gone_peers_are_refused_saying_wh
     let client = Client::connect(&rig.server.local_url(), cfg("third")).unwrap();
     let refused = rig.refused(&client, began);
     assert!(
-        refused.contains("every handler thread of this server (2) still runs a call given up on"),
+        refused.contains("every handler thread here (2) still runs a call given up on"),
         "{refused}"
     );
     // No deadline at all: refused, not waiting for good.

@@ -160,15 +160,15 @@ impl Stuck {
     }
 
     /// Why a call is refused when every one of the `threads` of the whole
-    /// pool, shared by a server's connections, runs a handler stuck on a
+    /// pool, shared by a server's (or a client's) connections, runs a handler stuck on a
     /// call given up on ([`Link::stuck_handlers`](super::Link::stuck_handlers),
     /// summed over them, closed ones too): the connection's own share may
     /// be free, and its calls would still wait for a thread that never
     /// comes. `first`: the first such refusal since a thread came back.
     pub fn whole_pool(threads: usize, first: bool) -> Stuck {
         Stuck::new(
-            format!("every handler thread of this server ({threads})"),
-            ", by this peer or others",
+            format!("every handler thread here ({threads})"),
+            ", for this connection or others",
             first,
         )
     }
