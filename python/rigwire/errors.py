@@ -18,6 +18,10 @@ class Error(Exception):
         self.kind = kind
         self.detail = detail
 
+    def __repr__(self) -> str:
+        # What it says, kind and all: a group's printed failures show this.
+        return f"{type(self).__name__}({str(self)!r})"
+
 
 class RemoteError(Error):
     """The peer answered the call with an error (a handler failed, say)."""

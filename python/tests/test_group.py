@@ -43,6 +43,8 @@ def test_a_failing_rig_is_named_and_the_others_answers_are_kept(rigs):
     assert results == {"rig-1": "initialized", "rig-3": "initialized"}
     assert list(results.failed) == ["rig-2"]
     assert isinstance(results.failed["rig-2"], rigwire.RemoteError)
+    # Printed, a failure says its kind too (it read "RemoteError('cannot …')").
+    assert "RemoteError('Refused: cannot init" in str(results), str(results)
     with pytest.raises(rigwire.GroupError) as e:
         results.raise_on_failure()
     assert "rig-2" in str(e.value) and list(e.value.failed) == ["rig-2"]
