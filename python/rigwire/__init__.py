@@ -1014,7 +1014,8 @@ class Server:
 
     def shutdown(self, grace: float = 5.0) -> None:
         """Stops accepting, lets calls in progress finish for up to ``grace``
-        seconds, then says goodbye to every peer. Extra calls do nothing.
+        seconds (those through a relay it serves by too), then says goodbye
+        to every peer and relay. Extra calls do nothing.
         Called by one of this server's own handlers or hooks (a ``quit``
         method), it returns at once, and the shutdown goes on on a thread of
         its own: the handler's answer is sent first (it is a call in

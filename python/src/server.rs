@@ -499,14 +499,20 @@ impl NativeServer {
         let grace = seconds("grace", Some(grace))?.unwrap_or(Duration::ZERO);
         let services = std::mem::take(&mut *lock(&self.services));
         let listening = std::mem::replace(&mut *lock(&self.listening), Listening::None);
-        // Handlers still running need the GIL to finish.
+        // Handlers still running need the GIL to finish. Every relay's
+        // service and the listener drain at once, each within `grace`.
         py.detach(|| {
-            for service in services {
-                service.close();
-            }
-            if let Listening::Running(running) = listening {
-                running.shutdown(grace);
-            }
+            std::thread::scope(|scope| {
+                for service in services {
+                    // With no thread to drain on, it is dropped: closed at once.
+                    let _ = std::thread::Builder::new()
+                        .name("rigwire-stop".into())
+                        .spawn_scoped(scope, move || service.shutdown(grace));
+                }
+                if let Listening::Running(running) = listening {
+                    running.shutdown(grace);
+                }
+            })
         });
         Ok(())
     }

@@ -779,11 +779,12 @@ assert ran == []
 # answered the call `Shutdown` instead of "bye", and `serve_forever` never
 # returned, so the rig's process stayed.
 QUIT_RIG = """
-import asyncio, sys
+import asyncio, os, sys
 import rigwire
-s = rigwire.Server("tcp://127.0.0.1:0")
 kind = sys.argv[1]
-if kind == "plain":
+url = None if kind == "relay" else "tcp://127.0.0.1:0"
+s = rigwire.Server(url, name="lamp", secret=os.environ.get("QUIT_RIG_SECRET"))
+if kind in ("plain", "relay"):
     @s.expose
     def quit():
         s.shutdown()
@@ -798,20 +799,39 @@ else:
     rig = rigwire.Rig()
     rig.on_cleanup(lambda: s.shutdown())
     rig.expose(s)
+if kind == "relay":
+    s.serve_via(sys.argv[2], as_="lamp")
 print(s.url, flush=True)
 s.serve_forever()
 print("serve_forever returned", flush=True)
 """
 
 
-@pytest.mark.parametrize("kind", ["plain", "async", "hook"])
+@pytest.mark.parametrize("kind", ["plain", "async", "hook", "relay"])
 def test_a_rig_shut_down_by_its_own_handler_answers_and_its_process_ends(kind):
+    # Through a relay too: its shutdown closed the relay's connection at
+    # once, and the answer to `quit` was lost with it.
+    relay = None
+    args = [kind]
+    if kind == "relay":
+        relay = subprocess.Popen(
+            [BIN, "relay", "--clients", "tcp://127.0.0.1:0", "--services", "ws://127.0.0.1:0/services"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "RIGWIRE_SECRET": SECRET, "RIGWIRE_SERVICE_SECRET": SECRET},
+            text=True,
+        )
+        urls = dict(reversed(relay.stdout.readline().split()[1:]) for _ in range(2))
+        args.append(urls["services"])
+    env = {**os.environ, "QUIT_RIG_SECRET": SECRET} if relay else None
     rig = subprocess.Popen(
-        [sys.executable, "-c", QUIT_RIG, kind], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", QUIT_RIG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     try:
         url = rig.stdout.readline().strip()
-        with rigwire.connect(url) as c:
+        if relay:
+            url = urls["clients"] + "#lamp"
+        with rigwire.connect(url, secret=SECRET if relay else None) as c:
             if kind == "hook":
                 c.call("exp.init", timeout=30)
                 assert c.call("exp.cleanup", timeout=30) == "connected"
@@ -822,6 +842,9 @@ def test_a_rig_shut_down_by_its_own_handler_answers_and_its_process_ends(kind):
         assert "serve_forever returned" in out
     finally:
         rig.kill()
+        if relay:
+            relay.kill()
+            relay.communicate()
 
 
 def test_a_handler_answers_with_the_kind_it_raises_in_its_own_words():

@@ -31,7 +31,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::Shutdown;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use event_listener::{Event, IntoNotification};
 use rigwire_core::link::earliest;
@@ -123,7 +123,7 @@ impl Shared {
         handlers: Arc<Handlers>,
         hooks: Arc<Hooks>,
         label: String,
-        linger: std::time::Duration,
+        linger: Duration,
     ) -> Arc<Shared> {
         let call_codec = conn.config().call_codec;
         let mut link = Link::new(conn);
@@ -626,6 +626,25 @@ impl Shared {
             }
             listener.await;
         }
+    }
+
+    /// Tells the peer to go within `grace` ([`Link::drain`]: calls in
+    /// progress may finish, new ones are answered `Shutdown`, then
+    /// `goodbye`); a closed connection needs no telling.
+    pub(crate) fn drain(self: &Arc<Self>, grace: Duration, goodbye: &str) {
+        self.command(|link, now| {
+            if !link.is_closed() {
+                link.drain(grace, goodbye, now);
+            }
+        });
+    }
+
+    /// Waits until the connection has closed: by the end of its drain's
+    /// grace, `until`, a timer of the link's that this wait runs; then its
+    /// driver ends once its last frames are out or the link gave up on them.
+    pub(crate) async fn wait_closed_by(self: &Arc<Self>, until: Instant) {
+        let closed = |link: &mut Link| link.is_closed().then_some(());
+        self.wait_for((None, Some(until), None), closed).await;
     }
 
     /// Closes the transport at once, without a goodbye (as a crash would).

@@ -262,19 +262,11 @@ impl RunningServer {
         let accept = self.accept.take();
         let peers = self.inner.all_peers();
         for peer in &peers {
-            peer.shared
-                .command(|link, now| link.drain(grace, &goodbye, now));
+            peer.shared.drain(grace, &goodbye);
         }
-        // Each link closes by the end of its grace, a timer of its own (run
-        // here), then its driver ends once its last frames are out or the
-        // link gave up on them.
         let until = rigwire_core::link::after(Instant::now(), grace);
         for peer in &peers {
-            peer.shared
-                .wait_for((None, Some(until), None), |link| {
-                    link.is_closed().then_some(())
-                })
-                .await;
+            peer.shared.wait_closed_by(until).await;
         }
         if let Some(accept) = accept {
             accept.cancel().await;

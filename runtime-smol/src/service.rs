@@ -179,7 +179,28 @@ impl RunningService {
         }
     }
 
-    /// Disconnects from the relay (with a goodbye) and stops reconnecting.
+    /// Stops reconnecting, lets calls in progress finish for up to `grace`
+    /// (new ones are answered `Shutdown`), then says goodbye to the relay;
+    /// returns once the connection has closed. One of the service's own
+    /// handlers spawns it (`smol::spawn(service.shutdown(grace)).detach()`):
+    /// awaited there, it would wait for that very handler.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        self.inner.stop.notify(usize::MAX);
+        let current = self.inner.state().current.take();
+        if let Some(peer) = current {
+            peer.shared
+                .drain(grace, rigwire_core::link::SERVICE_GOODBYE);
+            let until = rigwire_core::link::after(Instant::now(), grace);
+            peer.shared.wait_closed_by(until).await;
+        }
+        if let Some(task) = self.task.take() {
+            task.cancel().await;
+        }
+    }
+
+    /// Disconnects from the relay at once (with a goodbye: calls in
+    /// progress are lost) and stops reconnecting.
     pub async fn close(mut self) {
         self.stop();
         if let Some(task) = self.task.take() {

@@ -673,6 +673,27 @@ impl Shared {
         }));
     }
 
+    /// Tells the peer to go within `grace` ([`Link::drain`]: calls in
+    /// progress may finish, new ones are answered `Shutdown`, then
+    /// `goodbye`); a closed connection needs no telling.
+    pub(crate) fn drain(self: &Arc<Self>, grace: Duration, goodbye: &str) {
+        self.command(|link, now| {
+            if !link.is_closed() {
+                link.drain(grace, goodbye, now);
+            }
+        });
+    }
+
+    /// Waits until the connection has finished: closed, its last frames
+    /// out or given up on. Runs its timers meanwhile (the grace of a
+    /// drain, the close linger), so it does not depend on the connection's
+    /// own thread, which may be blocked on a socket a deaf peer does not
+    /// drain (it looks again only every `SOCKET_RECHECK`). Finishing shuts
+    /// the socket, which wakes that thread.
+    pub(crate) fn wait_finished(self: &Arc<Self>) {
+        self.wait_for(None, |link| link.is_finished().then_some(()));
+    }
+
     /// Lets time pass without reading: expired deadlines resolve, timers fire.
     pub(crate) fn tick(self: &Arc<Self>) {
         self.command(|link, now| link.handle_timeout(now));

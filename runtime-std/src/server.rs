@@ -404,25 +404,14 @@ impl ServerInner {
     }
 
     /// Tells every connection with a core to go within `grace`, and waits
-    /// until each has finished (a closed one needs no telling).
+    /// until each has finished.
     fn drain_all(&self, grace: Duration, goodbye: &str) {
         let peers = self.all_peers();
         for peer in &peers {
-            peer.shared.command(|link, now| {
-                if !link.is_closed() {
-                    link.drain(grace, goodbye, now);
-                }
-            });
+            peer.shared.drain(grace, goodbye);
         }
-        // Each link closes by the end of its grace, and finishes by its
-        // close linger: timers of its own, which waiting here runs, so the
-        // stop does not depend on the connection's own thread, which may
-        // be blocked on a socket a deaf peer does not drain (it looks again
-        // only every `SOCKET_RECHECK`). Finishing shuts the socket, which
-        // wakes it.
         for peer in &peers {
-            peer.shared
-                .wait_for(None, |link| link.is_finished().then_some(()));
+            peer.shared.wait_finished();
         }
     }
 

@@ -173,20 +173,48 @@ impl RunningService {
         sleep_until(&inner.changed, inner.state(), until, |s| s.count >= count).1
     }
 
-    /// Disconnects from the relay (with a goodbye) and stops reconnecting.
+    /// Disconnects from the relay at once (with a goodbye: calls in
+    /// progress are lost) and stops reconnecting.
     pub fn close(mut self) {
-        self.stop();
+        self.stop(None);
     }
 
-    fn stop(&mut self) {
+    /// Stops reconnecting, lets calls in progress finish for up to `grace`
+    /// (new ones are answered `Shutdown`), then says goodbye to the relay
+    /// and waits for the connection to end.
+    ///
+    /// Called by one of the service's own handlers (a `quit` method), it
+    /// returns at once and the service goes on a thread of its own: waiting
+    /// here would wait for that very handler, a call in progress.
+    pub fn shutdown(mut self, grace: Duration) {
+        if !self.inner.pool.runs_this_thread() {
+            return self.stop(Some(grace));
+        }
+        let spawned = thread::Builder::new()
+            .name("rigwire-stop".into())
+            .spawn(move || self.stop(Some(grace)));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a thread to stop the service: {e}");
+        }
+    }
+
+    /// Stops reconnecting and ends the connection: drained within `grace`,
+    /// or at once.
+    fn stop(&mut self, grace: Option<Duration>) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         let current = {
             let mut s = self.inner.state();
             self.inner.changed.notify_all();
             s.current.take()
         };
-        if let Some(peer) = current {
-            peer.close();
+        match (current, grace) {
+            (Some(peer), Some(grace)) => {
+                peer.shared
+                    .drain(grace, rigwire_core::link::SERVICE_GOODBYE);
+                peer.shared.wait_finished();
+            }
+            (Some(peer), None) => peer.close(),
+            (None, _) => {}
         }
         if let Some(watcher) = self.watcher.take() {
             let _ = watcher.join();
@@ -196,6 +224,6 @@ impl RunningService {
 
 impl Drop for RunningService {
     fn drop(&mut self) {
-        self.stop();
+        self.stop(None);
     }
 }

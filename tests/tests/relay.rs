@@ -693,3 +693,54 @@ fn a_service_name_no_relay_takes_is_refused_before_dialing() {
         }
     }
 }
+
+/// A service shut down with a grace lets the call it is running finish and
+/// be answered through the relay, then leaves it; in both runtimes. (The
+/// Python server's shutdown closed its relays at once, and a call in
+/// progress, its own `quit` among them, was lost.)
+#[test]
+fn a_service_shut_down_gracefully_answers_the_call_it_runs_then_leaves() {
+    let relay = relay();
+    let grace = Duration::from_secs(20);
+    for runtime in ["std", "smol"] {
+        let (started, running) = mpsc::channel::<()>();
+        let slow = move || {
+            let _ = started.send(());
+            std::thread::sleep(Duration::from_millis(300));
+            Ok::<_, HandlerError>("done".to_string())
+        };
+        let stop: Box<dyn FnOnce() + Send> = if runtime == "std" {
+            let mut s = rigwire_std::RemoteService::new(&["lamp"], service_config("lamp"));
+            s.expose("slow", move |(): ()| slow()).unwrap();
+            s.handlers_mut()
+                .dispatch("slow", rigwire_std::Dispatch::Pool)
+                .unwrap();
+            let service = s.connect(&relay.services_url()).unwrap();
+            Box::new(move || service.shutdown(grace))
+        } else {
+            let mut s = rigwire_smol::RemoteService::new(&["lamp"], service_config("lamp"));
+            let slow = Arc::new(Mutex::new(Some(slow)));
+            s.expose("slow", move |(): ()| {
+                let slow = slow.lock().unwrap().take();
+                // The blocking work off the executor, as a smol handler should.
+                smol::unblock(move || slow.map_or(Ok(String::new()), |f| f()))
+            })
+            .unwrap();
+            let service = smol::block_on(s.connect(&relay.services_url())).unwrap();
+            Box::new(move || smol::block_on(service.shutdown(grace)))
+        };
+        let client =
+            rigwire_std::Client::connect(&relay.clients_url(), client_config("script")).unwrap();
+        let pending = client.start::<_, String>("lamp.slow", &()).unwrap();
+        running.recv_timeout(Duration::from_secs(20)).unwrap();
+        let stopping = std::thread::spawn(stop);
+        assert_eq!(pending.wait().as_deref(), Ok("done"), "{runtime}");
+        stopping.join().unwrap();
+        // Gone from the relay: later calls are told so.
+        let after = client.call_timeout::<_, String>("lamp.slow", &(), Duration::from_secs(20));
+        assert!(
+            matches!(&after, Err(Error::Remote(e)) if e.kind == ErrorKind::Unavailable),
+            "{runtime}: {after:?}"
+        );
+    }
+}

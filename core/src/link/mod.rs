@@ -117,6 +117,10 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// deadlines.
 pub const STUCK_AFTER: Duration = Duration::from_secs(1);
 
+/// What a service that dials out tells its relay when it shuts down
+/// gracefully (the reason of its [`Link::drain`]).
+pub const SERVICE_GOODBYE: &str = "the service is shutting down";
+
 /// How long a server's connection must have been [idle](Link::is_idle)
 /// before a runtime that gives each connection a thread may park it: give
 /// the thread back, and watch the socket and the link's timers from one
