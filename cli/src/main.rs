@@ -800,8 +800,9 @@ fn serve(
     if let Some(signal) = signals.forever().next() {
         tracing::info!(signal, "shutting down");
     }
+    // Calls in progress finish, through the relay as on the listeners.
     if let Some(service) = service {
-        service.close();
+        service.shutdown(Duration::from_secs(5));
     }
     for server in running {
         server.shutdown(Duration::from_secs(5));

@@ -703,6 +703,45 @@ fn two_hops_from_three_terminals() {
     }
 }
 
+/// SIGTERM to a rig that serves through a relay lets the call it runs
+/// finish and be answered, as on its own listener (it closed the relay's
+/// connection at once, and the call failed "service 'data' disconnected").
+#[test]
+fn sigterm_lets_a_call_through_the_relay_finish() {
+    let relay = Spawned::start(
+        &[
+            "relay",
+            "--clients",
+            "tcp://127.0.0.1:0",
+            "--services",
+            "ws://127.0.0.1:0/services",
+            "--insecure-services",
+        ],
+        &[],
+        2,
+    );
+    let mut service = Spawned::start(
+        &["serve", "--via", &relay.url("services"), "--as", "data"],
+        &[],
+        1,
+    );
+    let client =
+        rigwire_std::Client::connect(&relay.url("clients"), rigwire_std::Config::named("script"))
+            .unwrap();
+    let mut pending = client.start::<_, f64>("data.sleep", &0.5f64).unwrap();
+    // The call has reached the service once a later one has come back.
+    assert_eq!(client.call::<_, f64>("data.add", &(1.0, 1.0)).unwrap(), 2.0);
+    let term = Command::new("kill")
+        .args(["-TERM", &service.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let answer = pending.wait_timeout(Duration::from_secs(20));
+    assert_eq!(answer, Ok(0.5));
+    let status = service.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn a_service_killed_mid_call_fails_the_call_at_once_naming_it() {
     // Failure handling is under test here, not secrets: a loopback relay
