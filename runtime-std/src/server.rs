@@ -22,7 +22,7 @@ use crate::handler::Handlers;
 use crate::park::Parker;
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::sync::lock;
+use crate::sync::{lock, stop_off};
 use crate::transport::{Listener, Socket};
 use rigwire_core::Config;
 
@@ -468,15 +468,8 @@ impl RunningServer {
             return;
         };
         let inner = Arc::clone(&self.inner);
-        if !inner.runs_this_thread() {
-            return inner.stop(accept, grace);
-        }
-        let spawned = thread::Builder::new()
-            .name("rigwire-stop".into())
-            .spawn(move || inner.stop(accept, grace));
-        if let Err(e) = spawned {
-            tracing::error!(url = %self.inner.url, "cannot start a thread to stop the server: {e}");
-        }
+        let own = inner.runs_this_thread();
+        stop_off(own, "server", move || inner.stop(accept, grace));
     }
 }
 

@@ -17,7 +17,7 @@ use crate::client::open;
 use crate::handler::Handlers;
 use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::sync::{lock, sleep_until};
+use crate::sync::{lock, sleep_until, stop_off};
 use crate::transport::Url;
 
 rigwire_twin::remote_service!();
@@ -187,15 +187,8 @@ impl RunningService {
     /// returns at once and the service goes on a thread of its own: waiting
     /// here would wait for that very handler, a call in progress.
     pub fn shutdown(mut self, grace: Duration) {
-        if !self.inner.pool.runs_this_thread() {
-            return self.stop(Some(grace));
-        }
-        let spawned = thread::Builder::new()
-            .name("rigwire-stop".into())
-            .spawn(move || self.stop(Some(grace)));
-        if let Err(e) = spawned {
-            tracing::error!("cannot start a thread to stop the service: {e}");
-        }
+        let own = self.inner.pool.runs_this_thread();
+        stop_off(own, "service", move || self.stop(Some(grace)));
     }
 
     /// Stops reconnecting and ends the connection: drained within `grace`,

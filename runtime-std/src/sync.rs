@@ -1,10 +1,27 @@
 //! Condition variables as this runtime waits on them: by a deadline, and
-//! poisoned or not (as [`lock`] takes a lock).
+//! poisoned or not (as [`lock`] takes a lock); and a stop that must not
+//! wait for the thread it runs on ([`stop_off`]).
 
 use std::sync::{Condvar, MutexGuard};
 use std::time::Instant;
 
 pub(crate) use rigwire_twin::lock;
+
+/// Runs `stop` (of a server or service, `what`) here, or, when `own` (this
+/// is one of its threads: a handler calling it, a `quit` method), on a
+/// thread of its own: a stop waits for the calls in progress, and for its
+/// threads, which would then be waiting for itself.
+pub(crate) fn stop_off(own: bool, what: &str, stop: impl FnOnce() + Send + 'static) {
+    if !own {
+        return stop();
+    }
+    let spawned = std::thread::Builder::new()
+        .name("rigwire-stop".into())
+        .spawn(stop);
+    if let Err(e) = spawned {
+        tracing::error!("cannot start a thread to stop the {what}: {e}");
+    }
+}
 
 /// Sleeps on `cond` until woken or `deadline` passes (never, for `None`);
 /// the caller checks again what it waits for.
