@@ -703,75 +703,75 @@ fn two_hops_from_three_terminals() {
     }
 }
 
+/// A loopback relay whose services need no secret (failure handling is
+/// under test, not secrets), the demo rig serving through it as `data`, and
+/// a script's `data.sleep(seconds)` that has reached the rig.
+struct RelayedCall {
+    _relay: Spawned,
+    service: Spawned,
+    _client: rigwire_std::Client,
+    pending: rigwire_std::PendingCall<f64>,
+}
+
+impl RelayedCall {
+    fn start(seconds: f64) -> RelayedCall {
+        let relay = Spawned::start(
+            &[
+                "relay",
+                "--clients",
+                "tcp://127.0.0.1:0",
+                "--services",
+                "ws://127.0.0.1:0/services",
+                "--insecure-services",
+            ],
+            &[],
+            2,
+        );
+        let service = Spawned::start(
+            &["serve", "--via", &relay.url("services"), "--as", "data"],
+            &[],
+            1,
+        );
+        let client = rigwire_std::Client::connect(
+            &relay.url("clients"),
+            rigwire_std::Config::named("script"),
+        )
+        .unwrap();
+        let pending = client.start::<_, f64>("data.sleep", &seconds).unwrap();
+        // The call has reached the service once a later one has come back.
+        assert_eq!(client.call::<_, f64>("data.add", &(1.0, 1.0)).unwrap(), 2.0);
+        RelayedCall {
+            _relay: relay,
+            service,
+            _client: client,
+            pending,
+        }
+    }
+}
+
 /// SIGTERM to a rig that serves through a relay lets the call it runs
 /// finish and be answered, as on its own listener (it closed the relay's
 /// connection at once, and the call failed "service 'data' disconnected").
 #[test]
 fn sigterm_lets_a_call_through_the_relay_finish() {
-    let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-            "--insecure-services",
-        ],
-        &[],
-        2,
-    );
-    let mut service = Spawned::start(
-        &["serve", "--via", &relay.url("services"), "--as", "data"],
-        &[],
-        1,
-    );
-    let client =
-        rigwire_std::Client::connect(&relay.url("clients"), rigwire_std::Config::named("script"))
-            .unwrap();
-    let mut pending = client.start::<_, f64>("data.sleep", &0.5f64).unwrap();
-    // The call has reached the service once a later one has come back.
-    assert_eq!(client.call::<_, f64>("data.add", &(1.0, 1.0)).unwrap(), 2.0);
+    let mut call = RelayedCall::start(0.5);
     let term = Command::new("kill")
-        .args(["-TERM", &service.child.id().to_string()])
+        .args(["-TERM", &call.service.child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    let answer = pending.wait_timeout(Duration::from_secs(20));
+    let answer = call.pending.wait_timeout(Duration::from_secs(20));
     assert_eq!(answer, Ok(0.5));
-    let status = service.child.wait().unwrap();
+    let status = call.service.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
 
 #[test]
 fn a_service_killed_mid_call_fails_the_call_at_once_naming_it() {
-    // Failure handling is under test here, not secrets: a loopback relay
-    // whose services need none.
-    let relay = Spawned::start(
-        &[
-            "relay",
-            "--clients",
-            "tcp://127.0.0.1:0",
-            "--services",
-            "ws://127.0.0.1:0/services",
-            "--insecure-services",
-        ],
-        &[],
-        2,
-    );
-    let mut service = Spawned::start(
-        &["serve", "--via", &relay.url("services"), "--as", "data"],
-        &[],
-        1,
-    );
-    let client =
-        rigwire_std::Client::connect(&relay.url("clients"), rigwire_std::Config::named("script"))
-            .unwrap();
-    let mut pending = client.start::<_, f64>("data.sleep", &30.0f64).unwrap();
-    // The call has reached the service once a later one has come back.
-    assert_eq!(client.call::<_, f64>("data.add", &(1.0, 1.0)).unwrap(), 2.0);
-    service.child.kill().unwrap();
-    let _ = service.child.wait();
-    match pending.wait_timeout(Duration::from_secs(20)) {
+    let mut call = RelayedCall::start(30.0);
+    call.service.child.kill().unwrap();
+    let _ = call.service.child.wait();
+    match call.pending.wait_timeout(Duration::from_secs(20)) {
         Err(rigwire_std::Error::Remote(e)) => {
             assert_eq!(e.kind, rigwire_std::ErrorKind::Unavailable, "{e}");
             assert!(
