@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{Admission, Admitted, Leaving, Lobby, Refusal, Ticket};
+use rigwire_core::link::{Admission, Admitted, Leaving, Lobby, Refusal, Ticket, THREAD_END_WAIT};
 use rigwire_core::{Connection, Error, Link, Role};
 
 use crate::client::nonce;
@@ -442,7 +442,11 @@ rigwire_twin::running_server!([] []);
 impl RunningServer {
     /// Stops accepting, lets calls in progress finish for up to `grace`,
     /// answers the rest `Shutdown`, says goodbye to every peer (their pending
-    /// calls to us fail, ours to them fail), and waits for every thread.
+    /// calls to us fail, ours to them fail), and waits for every thread;
+    /// a thread still in a handler that does not return (one run on its
+    /// connection's thread, hung on its hardware) only for
+    /// [`THREAD_END_WAIT`](rigwire_core::link::THREAD_END_WAIT), then it is
+    /// left running, and the log says so.
     ///
     /// Called by one of this server's own handlers or hooks (a `quit`
     /// method), it returns at once and the server stops on a thread of its
@@ -505,11 +509,28 @@ impl ServerInner {
             let mut conns = lock(&self.connections);
             conns.values_mut().filter_map(|c| c.thread.take()).collect()
         };
+        // Every link has finished: a thread that has not ended within a
+        // short while runs a handler that does not return. Looked at every
+        // few milliseconds, not joined: joining it would wait for good.
+        let until = rigwire_core::link::after(Instant::now(), THREAD_END_WAIT);
+        let mut left = 0;
         for t in threads {
-            let _ = t.join();
+            while !t.is_finished() && Instant::now() < until {
+                thread::sleep(Duration::from_millis(10));
+            }
+            match t.is_finished() {
+                true => drop(t.join()),
+                false => left += 1, // dropped: it runs on, detached
+            }
         }
         self.listener.cleanup();
-        tracing::info!(url = %self.url, "stopped");
+        match left {
+            0 => tracing::info!(url = %self.url, "stopped"),
+            n => tracing::warn!(
+                url = %self.url,
+                "stopped, leaving {n} connection thread(s) in a handler that has not returned"
+            ),
+        }
     }
 }
 

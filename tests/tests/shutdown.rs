@@ -246,3 +246,41 @@ fn std_server_shut_down_by_its_own_handler_answers_it_and_stops() {
         assert!(reason.contains("shutting down"), "{dispatch:?}: {reason}");
     }
 }
+
+/// A handler run on its connection's thread (inline, or adaptive once it
+/// proved fast) that then hangs on its hardware keeps that thread. The
+/// server's shutdown once joined it, and so never returned: a rig stuck
+/// for good on SIGTERM. It now stops within its grace and a short wait for
+/// its threads, and leaves that one running, saying so.
+#[test]
+fn std_server_shutdown_does_not_wait_for_good_for_a_handler_hung_on_its_connections_thread() {
+    use std::sync::Mutex;
+    let released = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let gate = Arc::clone(&released);
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", Config::named("rig")).unwrap();
+    server
+        .expose("hang", move |(): ()| {
+            let (open, cond) = &*gate;
+            let limit = Duration::from_secs(60);
+            drop(cond.wait_timeout_while(open.lock().unwrap(), limit, |open| !*open));
+            Ok(())
+        })
+        .unwrap();
+    server
+        .dispatch("hang", rigwire_std::Dispatch::Inline)
+        .unwrap();
+    let running = server.start().unwrap();
+    let client =
+        rigwire_std::Client::connect(&running.local_url(), Config::named("script")).unwrap();
+    let hung = client.call_timeout::<_, ()>("hang", &(), Duration::from_millis(200));
+    assert_eq!(hung, Err(Error::DeadlineExceeded));
+    let (stopped, told) = mpsc::channel();
+    std::thread::spawn(move || {
+        running.shutdown(Duration::from_millis(100));
+        let _ = stopped.send(());
+    });
+    let outcome = told.recv_timeout(Duration::from_secs(30));
+    *released.0.lock().unwrap() = true;
+    released.1.notify_all();
+    assert!(outcome.is_ok(), "the shutdown waited for the hung handler");
+}

@@ -100,6 +100,13 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// with no timer (keepalive off), waited for good after its link closed.
 pub const SOCKET_RECHECK: Duration = CLOSE_LINGER;
 
+/// How long a runtime's stop waits for a connection's thread to end once its
+/// link has finished. Past it the thread is running a handler that has not
+/// returned (hung on its hardware, deaf to its cancel), and the stop leaves
+/// it running rather than wait for good. Longer than [`SOCKET_RECHECK`], the
+/// longest such a thread waits on a socket before it sees its link finished.
+pub const THREAD_END_WAIT: Duration = Duration::from_secs(2);
+
 /// How long after a caller last waited a client's background reader keeps
 /// off the socket, so that a script's back-to-back calls each read their own
 /// reply instead of having it handed across threads or tasks. Servers do not
