@@ -448,15 +448,22 @@ fn a_handler_that_waited_past_its_calls_deadline_or_cancel_never_starts_and_free
     }
 }
 
+/// A server's link at `start`, to which its peer has sent calls `1..=n`
+/// with no deadline.
+fn link_with_calls(n: u64, start: Instant) -> rigwire_core::Link {
+    let mut link = raw_server_link(rig_running_at_most(8), start);
+    for id in 1..=n {
+        link.handle_input(&slow_call(id, None), start);
+    }
+    link
+}
+
 #[test]
 fn a_started_handler_counts_as_stuck_once_its_call_was_given_up_on_a_while_ago() {
     use rigwire_core::link::STUCK_AFTER;
     use rigwire_core::{Job, Message};
     let start = Instant::now();
-    let mut link = raw_server_link(rig_running_at_most(8), start);
-    for id in 1..=3 {
-        link.handle_input(&slow_call(id, None), start);
-    }
+    let mut link = link_with_calls(3, start);
     let taken: Vec<u64> = std::iter::from_fn(|| link.poll_job())
         .filter_map(|j| match j {
             Job::Call(c) => Some(c.id),
@@ -491,10 +498,7 @@ fn handlers_of_a_connection_that_ended_count_as_stuck_a_while_after_its_end() {
     use rigwire_core::link::STUCK_AFTER;
     use rigwire_core::Job;
     let start = Instant::now();
-    let mut link = raw_server_link(rig_running_at_most(8), start);
-    for id in 1..=2 {
-        link.handle_input(&slow_call(id, None), start);
-    }
+    let mut link = link_with_calls(2, start);
     while link.poll_job().is_some() {}
     assert!(link.start_handler(1, None, start)); // 2 never starts
     let end = start + STUCK_AFTER;
@@ -911,4 +915,37 @@ fn each_distinct_report_of_the_peer_is_heard_once_per_connection() {
         .collect();
     assert_eq!(heard.len(), 2, "{heard:?}");
     assert!(heard[0].contains("'exp.event'") && heard[1].contains("'status'"));
+}
+
+/// The whole pool's rule: its holders are asked only once every thread is
+/// held, a call is refused only when their stuck handlers fill every
+/// thread, and the refusal is logged once until a thread comes back.
+#[test]
+fn a_pool_whose_every_thread_runs_a_stuck_handler_refuses_saying_so_once() {
+    use rigwire_core::link::PoolHolders;
+    let mut pool: PoolHolders<u8, char> = PoolHolders::default();
+    pool.took(1, 'a');
+    assert_eq!(pool.when_full(2), None, "a thread is free");
+    pool.took(2, 'b');
+    let mut asked = pool.when_full(2).unwrap();
+    asked.sort();
+    assert_eq!(asked, ['a', 'b']);
+    assert_eq!(
+        pool.stuck(2, 1),
+        None,
+        "one thread runs a call still wanted"
+    );
+    let refused = pool.stuck(2, 2).unwrap();
+    assert!(refused.first);
+    assert!(refused
+        .reason
+        .starts_with("not started: every handler thread here (2)"));
+    assert!(!pool.stuck(2, 2).unwrap().first, "logged once");
+    pool.gave_back(&1);
+    assert_eq!(pool.when_full(2), None);
+    pool.took(1, 'a');
+    assert!(
+        pool.stuck(2, 2).unwrap().first,
+        "again, after a thread came back"
+    );
 }

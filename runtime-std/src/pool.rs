@@ -3,12 +3,11 @@
 //! busy threads wait in order. The queue is bounded by the core's in-flight
 //! limits, since every job is a call the core has admitted.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::Stuck;
+use rigwire_core::link::{PoolHolders, Stuck};
 
 use crate::sync::{lock, sleep};
 
@@ -20,9 +19,6 @@ pub(crate) trait Holder: Send + Sync {
     /// ([`Link::stuck_handlers`](rigwire_core::Link::stuck_handlers)).
     fn stuck(&self, now: Instant) -> usize;
 }
-
-/// The connections holding threads, by address: each with how many.
-type Holding = BTreeMap<usize, (Weak<dyn Holder>, usize)>;
 
 thread_local! {
     /// The pool whose thread this is (its address), if any.
@@ -37,7 +33,8 @@ struct Queue {
     jobs: VecDeque<(Job, Weak<dyn Holder>)>,
     threads: usize,
     idle: usize,
-    holding: Holding,
+    /// The connections holding threads, by address.
+    holding: PoolHolders<usize, Weak<dyn Holder>>,
 }
 
 /// A bounded handler pool, shared by every connection of a server or client.
@@ -46,9 +43,6 @@ pub(crate) struct Pool {
     cond: Condvar,
     max_threads: usize,
     name: String,
-    /// [`stuck`](Pool::stuck) has refused a call since a thread was last
-    /// given back: the log says so once, not once a call.
-    refusing: AtomicBool,
 }
 
 impl Pool {
@@ -58,7 +52,6 @@ impl Pool {
             cond: Condvar::new(),
             max_threads: max_threads.max(1),
             name: name.to_owned(),
-            refusing: AtomicBool::new(false),
         })
     }
 
@@ -73,20 +66,11 @@ impl Pool {
     /// whichever connection (closed ones too), so none may come back.
     /// The connection asking must not be locked.
     pub(crate) fn stuck(&self, now: Instant) -> Option<Stuck> {
-        let holders: Vec<Weak<dyn Holder>> = {
-            let q = lock(&self.queue);
-            let busy: usize = q.holding.values().map(|(_, n)| n).sum();
-            if busy < self.max_threads {
-                return None;
-            }
-            q.holding.values().map(|(h, _)| h.clone()).collect()
-        };
+        // Asked without the queue's lock: each holder takes its own.
+        let holders = lock(&self.queue).holding.when_full(self.max_threads)?;
         let held = holders.iter().filter_map(Weak::upgrade);
-        if held.map(|h| h.stuck(now)).sum::<usize>() < self.max_threads {
-            return None;
-        }
-        let first = !self.refusing.swap(true, Ordering::SeqCst);
-        Some(Stuck::whole_pool(self.max_threads, first))
+        let stuck = held.map(|h| h.stuck(now)).sum();
+        lock(&self.queue).holding.stuck(self.max_threads, stuck)
     }
 
     /// Queues a job of connection `holder`; it runs on an idle thread, a
@@ -127,17 +111,11 @@ impl Pool {
         loop {
             if let Some((job, holder)) = q.jobs.pop_front() {
                 let key = holder.as_ptr().cast::<()>() as usize;
-                q.holding.entry(key).or_insert((holder, 0)).1 += 1;
+                q.holding.took(key, holder);
                 drop(q);
                 job();
-                self.refusing.store(false, Ordering::SeqCst);
                 q = lock(&self.queue);
-                if let Some((_, n)) = q.holding.get_mut(&key) {
-                    *n -= 1;
-                    if *n == 0 {
-                        q.holding.remove(&key);
-                    }
-                }
+                q.holding.gave_back(&key);
                 continue;
             }
             q.idle += 1;

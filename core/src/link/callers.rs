@@ -158,19 +158,70 @@ impl Stuck {
             first,
         }
     }
+}
 
-    /// Why a call is refused when every one of the `threads` of the whole
-    /// pool, shared by a server's (or a client's) connections, runs a handler stuck on a
-    /// call given up on ([`Link::stuck_handlers`](super::Link::stuck_handlers),
-    /// summed over them, closed ones too): the connection's own share may
-    /// be free, and its calls would still wait for a thread that never
-    /// comes. `first`: the first such refusal since a thread came back.
-    pub fn whole_pool(threads: usize, first: bool) -> Stuck {
-        Stuck::new(
+/// The whole pool's part of the stuck rule ([`PoolShare`] is one
+/// connection's): which connections' jobs hold its threads, keyed by `K`
+/// with a handle `H` to ask each ([`Link::stuck_handlers`](super::Link::stuck_handlers)),
+/// and whether a refusal has been logged since a thread came back. Once
+/// every thread runs a handler stuck on a call given up on, for whichever
+/// connections (closed ones too), a connection's own share may be free and
+/// its calls would still wait for a thread that never comes.
+#[derive(Debug)]
+pub struct PoolHolders<K, H> {
+    holding: std::collections::BTreeMap<K, (H, usize)>,
+    held: usize,
+    refusing: bool,
+}
+
+impl<K, H> Default for PoolHolders<K, H> {
+    fn default() -> Self {
+        PoolHolders {
+            holding: std::collections::BTreeMap::new(),
+            held: 0,
+            refusing: false,
+        }
+    }
+}
+
+impl<K: Ord, H: Clone> PoolHolders<K, H> {
+    /// A thread began a job of the connection `key` (`holder`: how to ask it).
+    pub fn took(&mut self, key: K, holder: H) {
+        self.holding.entry(key).or_insert((holder, 0)).1 += 1;
+        self.held += 1;
+    }
+
+    /// That job ended: its thread is given back.
+    pub fn gave_back(&mut self, key: &K) {
+        if let Some((_, n)) = self.holding.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.holding.remove(key);
+            }
+            self.held -= 1;
+        }
+        self.refusing = false;
+    }
+
+    /// The connections to ask how many of their handlers are stuck, once
+    /// every one of the pool's `threads` is held; `None` while one is free.
+    pub fn when_full(&self, threads: usize) -> Option<Vec<H>> {
+        (self.held >= threads).then(|| self.holding.values().map(|(h, _)| h.clone()).collect())
+    }
+
+    /// Whether a new call is refused (`Busy`, saying why), given the
+    /// `stuck` handlers those connections count: when they fill all
+    /// `threads`.
+    pub fn stuck(&mut self, threads: usize, stuck: usize) -> Option<Stuck> {
+        if stuck < threads {
+            return None;
+        }
+        let first = !std::mem::replace(&mut self.refusing, true);
+        Some(Stuck::new(
             format!("every handler thread here ({threads})"),
             ", for this connection or others",
             first,
-        )
+        ))
     }
 }
 

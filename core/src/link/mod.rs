@@ -70,7 +70,7 @@ mod settings;
 mod setup;
 pub use admission::{Admission, Admitted, Refusal, Ticket};
 pub use admit::{Admit, NoRoomError};
-pub use callers::{Alarm, Callers, PoolShare, Stuck};
+pub use callers::{Alarm, Callers, PoolHolders, PoolShare, Stuck};
 pub use lobby::{Leaving, Lobby};
 pub use outbox::Outbox;
 pub use parked::Parked;
@@ -495,7 +495,7 @@ impl Link {
     /// still run, at `now`, calls given up on (by the caller, a deadline or
     /// the connection's end, which cancels them) at least [`STUCK_AFTER`]
     /// earlier: each holds its thread until it returns, and nothing says it
-    /// will ([`PoolShare::stuck`], [`Stuck::whole_pool`]).
+    /// will ([`PoolShare::stuck`], [`PoolHolders::stuck`]).
     pub fn stuck_handlers(&self, now: Instant) -> usize {
         self.cancelled
             .iter()
