@@ -148,7 +148,10 @@ pub struct Stuck {
 }
 
 impl Stuck {
-    fn new(threads: String, whose: &str, first: bool) -> Stuck {
+    /// The refusal for `threads` (whose calls: `whose`), first since
+    /// `refusing` was last cleared (a thread came back), which it sets.
+    fn refuse(refusing: &mut bool, threads: String, whose: &str) -> Stuck {
+        let first = !std::mem::replace(refusing, true);
         Stuck {
             reason: format!(
                 "not started: {threads} still runs a call given up on more than {} s ago{whose} \
@@ -216,11 +219,11 @@ impl<K: Ord, H: Clone> PoolHolders<K, H> {
         if stuck < threads {
             return None;
         }
-        let first = !std::mem::replace(&mut self.refusing, true);
-        Some(Stuck::new(
-            format!("every handler thread here ({threads})"),
+        let threads = format!("every handler thread here ({threads})");
+        Some(Stuck::refuse(
+            &mut self.refusing,
+            threads,
             ", for this connection or others",
-            first,
         ))
     }
 }
@@ -265,12 +268,8 @@ impl<J> PoolShare<J> {
         if self.held < limit || stuck < self.held {
             return None;
         }
-        let first = !std::mem::replace(&mut self.refusing, true);
-        Some(Stuck::new(
-            format!("every handler thread this connection may hold ({limit})"),
-            "",
-            first,
-        ))
+        let threads = format!("every handler thread this connection may hold ({limit})");
+        Some(Stuck::refuse(&mut self.refusing, threads, ""))
     }
 
     /// Whether no job of this connection holds a thread or waits for one.
