@@ -756,7 +756,12 @@ def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[st
     label, call = _label(fn, name), _awaited(fn)
 
     def run(data: Union[str, bytes], caller: Any, cancelled: Any) -> _Outcome:
-        value = _decode(data)
+        try:
+            value = _decode(data)
+        except (ValueError, RecursionError) as e:
+            # The peer's encoder is at fault, not the handler: said as a
+            # Rust handler says it.
+            return ("BadArguments", f"{label}: arguments do not decode: json: {e}", None)
         if isinstance(value, bytes):
             args, kwargs = (value,), {}
         elif value is None:

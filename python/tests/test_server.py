@@ -146,6 +146,19 @@ def test_handler_errors_reach_the_caller_with_the_traceback(server):
         assert c.call("add", 2, 2) == 4
 
 
+def test_arguments_that_are_not_json_are_bad_arguments_and_the_server_carries_on(server):
+    # Another implementation's client (or a hostile one) sends what Python's
+    # encoder never would; it was answered "Handler: the Python handler
+    # wrapper failed: JSONDecodeError", blaming the rig.
+    with rigwire.connect(server.url) as c:
+        for text in ["{not json", "[" * 100_000 + "]" * 100_000]:
+            with pytest.raises(rigwire.RemoteError) as e:
+                c._native.call("add", text, 5.0)
+            assert e.value.kind == "BadArguments"
+            assert e.value.message.startswith("add: arguments do not decode: json: ")
+        assert c.call("add", 2, 2) == 4
+
+
 def test_a_list_or_dict_spread_over_one_parameter_says_how_to_pass_it(server):
     with rigwire.connect(server.url) as c:
         with pytest.raises(rigwire.RemoteError) as e:
