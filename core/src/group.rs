@@ -316,12 +316,41 @@ impl<C> Rigs<C> {
 /// (past that the oldest goes: a stream of events nobody waits for keeps
 /// its latest), of at most [`EventLog::MAX`] (rig, event) pairs (past that
 /// the pair reported first goes), so a rig that reports ever new event
-/// names cannot grow it.
+/// names cannot grow it; and at most [`EventLog::BYTES`] of details in all
+/// (past that the oldest report of the pair holding the most bytes goes:
+/// a rig streaming large details nobody waits for pushes out its own, not
+/// another rig's `trial_done`).
 #[derive(Debug, Default)]
 pub struct EventLog {
     /// Each (rig, event) pair's reports not yet taken, oldest first; the
     /// pairs in the order they were first reported.
-    seen: std::collections::VecDeque<((String, String), std::collections::VecDeque<String>)>,
+    seen: std::collections::VecDeque<Reports>,
+    /// The bytes of every detail kept.
+    bytes: usize,
+}
+
+/// One rig's reports of one event, not yet taken.
+#[derive(Debug)]
+struct Reports {
+    rig: String,
+    event: String,
+    /// Oldest first.
+    details: std::collections::VecDeque<String>,
+    /// The bytes of `details`.
+    bytes: usize,
+}
+
+impl Reports {
+    fn is(&self, rig: &str, event: &str) -> bool {
+        self.rig == rig && self.event == event
+    }
+
+    /// Lets the oldest report go; the bytes it held.
+    fn drop_oldest(&mut self) -> usize {
+        let freed = self.details.pop_front().map_or(0, |d| d.len());
+        self.bytes -= freed;
+        freed
+    }
 }
 
 impl EventLog {
@@ -329,38 +358,50 @@ impl EventLog {
     pub const MAX: usize = 1024;
     /// The most reports of one event from one rig kept untaken.
     pub const KEPT: usize = 64;
+    /// The most bytes of details kept, all reports together.
+    pub const BYTES: usize = 16 << 20;
 
     /// Records that `rig` reported `event` with `detail`.
     pub fn record(&mut self, rig: &str, event: &str, detail: String) {
-        let at = self
-            .seen
-            .iter()
-            .position(|((r, e), _)| r == rig && e == event);
-        let reports = match at {
-            Some(at) => &mut self.seen[at].1,
+        let at = match self.seen.iter().position(|r| r.is(rig, event)) {
+            Some(at) => at,
             None => {
                 if self.seen.len() == Self::MAX {
-                    self.seen.pop_front();
+                    let first = self.seen.pop_front().expect("MAX pairs");
+                    self.bytes -= first.bytes;
                 }
-                let pair = (rig.to_owned(), event.to_owned());
-                self.seen
-                    .push_back((pair, std::collections::VecDeque::new()));
-                &mut self.seen.back_mut().expect("just pushed").1
+                self.seen.push_back(Reports {
+                    rig: rig.to_owned(),
+                    event: event.to_owned(),
+                    details: std::collections::VecDeque::new(),
+                    bytes: 0,
+                });
+                self.seen.len() - 1
             }
         };
-        if reports.len() == Self::KEPT {
-            reports.pop_front();
+        let reports = &mut self.seen[at];
+        if reports.details.len() == Self::KEPT {
+            self.bytes -= reports.drop_oldest();
         }
-        reports.push_back(detail);
+        reports.bytes += detail.len();
+        self.bytes += detail.len();
+        reports.details.push_back(detail);
+        while self.bytes > Self::BYTES {
+            let largest = self.seen.iter_mut().max_by_key(|r| r.bytes);
+            match largest {
+                Some(r) if r.bytes > 0 => self.bytes -= r.drop_oldest(),
+                _ => break,
+            }
+        }
     }
 
     /// A look at a wait for `event` from each of `rigs`: each rig's oldest
     /// report not yet taken. Takes nothing ([`take`](Self::take) does).
     pub fn wait(&self, event: &str, rigs: Vec<String>) -> EventWait<String> {
         let mut wait = EventWait::new(event, rigs);
-        for ((rig, _), reports) in self.seen.iter().filter(|((_, e), _)| e == event) {
-            if let Some(detail) = reports.front() {
-                wait.record(rig, detail.clone());
+        for reports in self.seen.iter().filter(|r| r.event == event) {
+            if let Some(detail) = reports.details.front() {
+                wait.record(&reports.rig, detail.clone());
             }
         }
         wait
@@ -387,12 +428,8 @@ impl EventLog {
     ) -> Result<Vec<(String, String)>, GroupError> {
         let taken = self.wait(event, rigs).finish(waited, gone)?;
         for (rig, _) in &taken {
-            let pair = self
-                .seen
-                .iter_mut()
-                .find(|((r, e), _)| r == rig && e == event);
-            if let Some((_, reports)) = pair {
-                reports.pop_front();
+            if let Some(reports) = self.seen.iter_mut().find(|r| r.is(rig, event)) {
+                self.bytes -= reports.drop_oldest();
             }
         }
         Ok(taken)

@@ -250,6 +250,38 @@ mod group_results {
         assert!(!log.wait("armed", a()).is_complete());
         assert!(!log.wait("tick 0", a()).is_complete());
     }
+
+    #[test]
+    fn large_details_nobody_waits_for_push_out_their_own_reports_only() {
+        let up = |_: &str| None;
+        let ab = || vec!["a".to_owned(), "b".to_owned()];
+        let mut log = EventLog::default();
+        log.record("b", "trial_done", "7".into());
+        // A rig streams 1 MiB details (64 kept would be 64 MiB): the log
+        // keeps BYTES of them, its latest, and b's small report stays.
+        let big = |i: usize| format!("{i:08}{}", "x".repeat((1 << 20) - 8));
+        for i in 0..EventLog::KEPT {
+            log.record("a", "frame", big(i));
+        }
+        let kept = EventLog::BYTES / (1 << 20) - 1;
+        let taken = log.take("frame", vec!["a".into()], Duration::ZERO, up).unwrap();
+        assert_eq!(&taken[0].1[..8], format!("{:08}", EventLog::KEPT - kept));
+        log.record("a", "trial_done", "7".into());
+        assert!(log.wait("trial_done", ab()).is_complete());
+        // Taking gives bytes back: as many new ones fit again, the oldest
+        // still there.
+        for i in 0..(kept - 1) {
+            assert_eq!(
+                log.take("frame", vec!["a".into()], Duration::ZERO, up).unwrap()[0].1[..8],
+                format!("{:08}", EventLog::KEPT - kept + 1 + i)
+            );
+        }
+        for i in 0..kept {
+            log.record("a", "frame", big(1000 + i));
+        }
+        let first = log.take("frame", vec!["a".into()], Duration::ZERO, up).unwrap();
+        assert_eq!(&first[0].1[..8], "00001000");
+    }
 }
 
 mod endpoints {

@@ -227,7 +227,9 @@ fn run(handler: &Py<PyAny>, args: Payload, ctx: &CallContext) -> Result<Payload,
     let args = Answer::from_payload(args).map_err(|_| {
         HandlerError::with_kind(
             ErrorKind::BadArguments,
-            "a Python handler takes JSON or bytes arguments (codec 1 or 2); \
+            "a Python handler takes JSON or bytes arguments (codec 1 or 2), \
+             not postcard: a Rust caller sets \
+             `Config::named(..).call_codec(Codec::Json)`, and \
              one exposed with expose_raw takes postcard as it came",
         )
     })?;
