@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
+use rigwire_std::core::AuthFailure;
 use rigwire_std::{Error, ErrorKind};
 
 /// The Python exception for `err`, from `rigwire.errors`.
@@ -54,12 +55,9 @@ fn build(py: Python<'_>, err: &Error, words: Option<String>) -> PyResult<PyErr> 
                 Error::TooLarge { .. } => "TooLarge",
                 _ => "Error",
             };
-            (
-                class,
-                None,
-                words.unwrap_or_else(|| other.to_string()),
-                None,
-            )
+            let mut message = words.unwrap_or_else(|| other.to_string());
+            message.push_str(&secret_hint(other));
+            (class, None, message, None)
         }
     };
     let class = py.import("rigwire.errors")?.getattr(class)?;
@@ -72,6 +70,20 @@ fn build(py: Python<'_>, err: &Error, words: Option<String>) -> PyResult<PyErr> 
         ],
     )?;
     Ok(PyErr::from_value(class.call1(args)?))
+}
+
+/// For a peer that wants a secret we were not given, while `RIGWIRE_SECRET`
+/// is set: the `rigwire` command reads it, the package does not (a secret
+/// is passed, not found), which a lab that exports it for the command
+/// would not guess.
+fn secret_hint(err: &Error) -> String {
+    let unset = !matches!(err, Error::AuthFailed(AuthFailure::NoSecretConfigured));
+    if unset || std::env::var_os("RIGWIRE_SECRET").is_none() {
+        return String::new();
+    }
+    " (RIGWIRE_SECRET is set, but only the rigwire command reads it: pass \
+     secret_file=... or secret=os.environ[\"RIGWIRE_SECRET\"])"
+        .to_owned()
 }
 
 /// `rigwire.errors.Cancelled`: the handle's call was cancelled, so there is

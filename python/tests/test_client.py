@@ -197,7 +197,8 @@ def test_reconnect_makes_a_lost_connection_again_on_the_next_call():
         again.stop()
 
 
-def test_secrets(secret_rig, tmp_path):
+def test_secrets(secret_rig, tmp_path, monkeypatch):
+    monkeypatch.delenv("RIGWIRE_SECRET", raising=False)
     with rigwire.connect(secret_rig.url, secret=SECRET) as c:
         assert c.call("add", 1, 2) == 3
     path = tmp_path / "lab.secret"
@@ -206,12 +207,25 @@ def test_secrets(secret_rig, tmp_path):
         assert c.call("add", 1, 2) == 3
     with pytest.raises(rigwire.AuthenticationFailed):
         rigwire.connect(secret_rig.url, secret="a wrong secret, long enough")
-    with pytest.raises(rigwire.AuthenticationFailed):
+    with pytest.raises(rigwire.AuthenticationFailed) as e:
         rigwire.connect(secret_rig.url)
+    assert "RIGWIRE_SECRET" not in str(e.value)
     with pytest.raises(ValueError, match="16"):
         rigwire.connect(secret_rig.url, secret="short")
     with pytest.raises(ValueError, match="not both"):
         rigwire.connect(secret_rig.url, secret=SECRET, secret_file=path)
+
+
+def test_a_missing_secret_while_rigwire_secret_is_set_says_the_package_does_not_read_it(secret_rig, monkeypatch):
+    # A lab exports RIGWIRE_SECRET for the rigwire command; a script that
+    # then passes no secret was told only "none is configured here".
+    monkeypatch.setenv("RIGWIRE_SECRET", SECRET)
+    with pytest.raises(rigwire.AuthenticationFailed) as e:
+        rigwire.connect(secret_rig.url)
+    assert 'only the rigwire command reads it: pass secret_file=... or secret=os.environ["RIGWIRE_SECRET"]' in str(e.value)
+    with pytest.raises(rigwire.GroupError) as e:
+        rigwire.Group({"rig-1": secret_rig.url})
+    assert "only the rigwire command reads it" in str(e.value.failed["rig-1"])
 
 
 def test_the_timeout_bounds_the_handshake_too():
