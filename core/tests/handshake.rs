@@ -498,3 +498,47 @@ fn a_server_without_a_secret_beyond_this_machine_is_warned_of() {
         assert_eq!(warned(&open, here), None, "{here}");
     }
 }
+
+#[test]
+fn failed_accepts_pause_longer_each_time_and_are_told_of_once_a_minute_and_on_recovery() {
+    use rigwire_core::link::{AcceptFailures, RETRY_AFTER};
+
+    let t0 = std::time::Instant::now();
+    let out_of_fds = std::io::Error::from_raw_os_error(24);
+    let mut failures = AcceptFailures::default();
+    assert_eq!(
+        failures.accepted(t0),
+        None,
+        "nothing failed: nothing to tell"
+    );
+    // A failure that lasts: accept fails at once whenever it is tried.
+    let mut now = t0;
+    let mut told = Vec::new();
+    let mut pauses = Vec::new();
+    while now < t0 + Duration::from_secs(150) {
+        let pause = failures.failed(&out_of_fds, now);
+        told.extend(pause.tell);
+        pauses.push(pause.until - now);
+        now = pause.until;
+    }
+    assert_eq!(pauses[0], RETRY_AFTER);
+    assert_eq!(pauses[1], RETRY_AFTER * 2);
+    assert!(pauses.windows(2).all(|w| w[1] >= w[0]));
+    assert_eq!(*pauses.last().unwrap(), AcceptFailures::LONGEST_PAUSE);
+    // About one try a second, not a spin; three lines in 150 s, not one per try.
+    assert!(pauses.len() < 170, "{} tries", pauses.len());
+    assert_eq!(told.len(), 3, "{told:#?}");
+    assert!(told[0].starts_with("accept failed: Too many open files"));
+    assert!(told[0].contains("pausing accepts"));
+    assert!(told[1].starts_with("accept still failing: Too many open files ("));
+    // Recovered: told so, with the count; the next failure starts afresh.
+    let back = failures.accepted(now).expect("a recovery is told of");
+    assert!(back.starts_with(&format!(
+        "accepting again, after {} failed accepts in 1",
+        pauses.len()
+    )));
+    assert_eq!(failures.accepted(now), None);
+    let again = failures.failed(&out_of_fds, now);
+    assert_eq!(again.until - now, RETRY_AFTER);
+    assert!(again.tell.is_some());
+}

@@ -264,7 +264,9 @@ mod group_results {
             log.record("a", "frame", big(i));
         }
         let kept = EventLog::BYTES / (1 << 20) - 1;
-        let taken = log.take("frame", vec!["a".into()], Duration::ZERO, up).unwrap();
+        let taken = log
+            .take("frame", vec!["a".into()], Duration::ZERO, up)
+            .unwrap();
         assert_eq!(&taken[0].1[..8], format!("{:08}", EventLog::KEPT - kept));
         log.record("a", "trial_done", "7".into());
         assert!(log.wait("trial_done", ab()).is_complete());
@@ -272,14 +274,18 @@ mod group_results {
         // still there.
         for i in 0..(kept - 1) {
             assert_eq!(
-                log.take("frame", vec!["a".into()], Duration::ZERO, up).unwrap()[0].1[..8],
+                log.take("frame", vec!["a".into()], Duration::ZERO, up)
+                    .unwrap()[0]
+                    .1[..8],
                 format!("{:08}", EventLog::KEPT - kept + 1 + i)
             );
         }
         for i in 0..kept {
             log.record("a", "frame", big(1000 + i));
         }
-        let first = log.take("frame", vec!["a".into()], Duration::ZERO, up).unwrap();
+        let first = log
+            .take("frame", vec!["a".into()], Duration::ZERO, up)
+            .unwrap();
         assert_eq!(&first[0].1[..8], "00001000");
     }
 }

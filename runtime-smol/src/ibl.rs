@@ -25,6 +25,8 @@ use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{future, Async, Task};
 
 use crate::driver::sleep_until;
+use crate::transport::accept_paced;
+use rigwire_core::link::AcceptFailures;
 
 /// Messages kept for [`IblPeer::next_message`] before the oldest are dropped.
 const INBOX_LIMIT: usize = 1024;
@@ -156,8 +158,14 @@ impl IblPeer {
                 format!("tcp://{local}"),
             );
             let inner = Arc::clone(&peer.inner);
+            let url = format!("tcp://{local}");
             peer.spawn(async move {
-                while let Ok((stream, from)) = listener.accept().await {
+                // One failed accept (a peer gone before it was taken, out of
+                // file descriptors) once ended the accepting for good.
+                let mut failures = AcceptFailures::default();
+                loop {
+                    let accept = || listener.accept();
+                    let (stream, from) = accept_paced(&mut failures, &url, accept).await;
                     let _ = stream.get_ref().set_nodelay(true);
                     inner.add_connection(from, stream);
                 }

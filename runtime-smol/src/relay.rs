@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use event_listener::Event;
-use rigwire_core::link::{Admission, Alarm, Ticket};
+use rigwire_core::link::{AcceptFailures, Admission, Alarm, Ticket};
 use rigwire_core::relay::{ConnId, PeerKind, PeerOutput, Relay, RelayConfig, RelayEvent};
 use rigwire_core::{
     Error, HandlerError, IncomingCall, IncomingNotify, Payload, Registry, RejectCode, RemoteError,
@@ -507,16 +507,10 @@ impl Inner {
     }
 
     async fn accept_loop(self: Arc<Self>, side: PeerKind, listener: Arc<Listener>) {
+        let mut failures = AcceptFailures::default();
         loop {
-            match listener.accept().await {
-                Ok(socket) => {
-                    self.spawn(Arc::clone(&self).serve(side, socket, Arc::clone(&listener)));
-                }
-                Err(e) => {
-                    tracing::warn!(?side, "accept failed: {e}");
-                    Timer::after(rigwire_core::link::RETRY_AFTER).await;
-                }
-            }
+            let socket = listener.accept(&mut failures).await;
+            self.spawn(Arc::clone(&self).serve(side, socket, Arc::clone(&listener)));
         }
     }
 

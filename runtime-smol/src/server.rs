@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{Admission, Admitted, Refusal, Ticket};
+use rigwire_core::link::{AcceptFailures, Admission, Admitted, Refusal, Ticket};
 use rigwire_core::Config;
 use rigwire_core::{Connection, Error, Link, Role};
 use smol::Task;
@@ -88,32 +88,25 @@ struct ServerInner {
 
 impl ServerInner {
     async fn accept_loop(self: Arc<Self>) {
+        let mut failures = AcceptFailures::default();
         loop {
-            match self.listener.accept().await {
-                Ok(socket) => {
-                    let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                    let socket = Arc::new(socket);
-                    let admitted = self.admission().admit();
-                    if let Ok(Admitted {
-                        evicted: Some(oldest),
-                        ..
-                    }) = &admitted
-                    {
-                        self.evict(*oldest);
-                    }
-                    let admitted = admitted.map(|a| a.ticket);
-                    if let Ok(ticket) = admitted {
-                        let mut sockets = rigwire_twin::lock(&self.sockets);
-                        sockets.insert(ticket, Arc::clone(&socket));
-                    }
-                    self.serving.count.fetch_add(1, Ordering::SeqCst);
-                    smol::spawn(Arc::clone(&self).serve(id, socket, admitted)).detach();
-                }
-                Err(e) => {
-                    tracing::warn!(url = %self.url, "accept failed: {e}");
-                    smol::Timer::after(rigwire_core::link::RETRY_AFTER).await;
-                }
+            let socket = Arc::new(self.listener.accept(&mut failures).await);
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let admitted = self.admission().admit();
+            if let Ok(Admitted {
+                evicted: Some(oldest),
+                ..
+            }) = &admitted
+            {
+                self.evict(*oldest);
             }
+            let admitted = admitted.map(|a| a.ticket);
+            if let Ok(ticket) = admitted {
+                let mut sockets = rigwire_twin::lock(&self.sockets);
+                sockets.insert(ticket, Arc::clone(&socket));
+            }
+            self.serving.count.fetch_add(1, Ordering::SeqCst);
+            smol::spawn(Arc::clone(&self).serve(id, socket, admitted)).detach();
         }
     }
 

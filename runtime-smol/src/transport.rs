@@ -11,7 +11,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::Connecting;
+use rigwire_core::link::{AcceptFailures, Connecting};
 use rigwire_core::{Config, Error, TlsSettings, Url};
 use rigwire_twin::Bound;
 use rigwire_ws::{client_opening, Opening, OpeningError, Served, Wire};
@@ -189,6 +189,37 @@ enum ListeningSocket {
     Unix(Async<UnixListener>),
 }
 
+/// The next connection `accept` gives; a failed accept pauses this task
+/// and is logged (naming `url`) as the core's [`AcceptFailures`] says, so
+/// a failure that lasts (out of file descriptors) neither spins nor floods
+/// the log, and never ends the accepting.
+pub(crate) async fn accept_paced<T, F>(
+    failures: &mut AcceptFailures,
+    url: &str,
+    mut accept: impl FnMut() -> F,
+) -> T
+where
+    F: std::future::Future<Output = io::Result<T>>,
+{
+    loop {
+        match accept().await {
+            Ok(accepted) => {
+                if let Some(tell) = failures.accepted(Instant::now()) {
+                    tracing::info!(url, "{tell}");
+                }
+                return accepted;
+            }
+            Err(e) => {
+                let pause = failures.failed(&e, Instant::now());
+                if let Some(tell) = pause.tell {
+                    tracing::warn!(url, "{tell}");
+                }
+                Timer::at(pause.until).await;
+            }
+        }
+    }
+}
+
 impl Listener {
     /// Binds `endpoint`, reading the TLS identity `tls` names when it
     /// asks for TLS. A stale Unix socket file is replaced only if nothing
@@ -218,8 +249,14 @@ impl Listener {
         self.served.fingerprint()
     }
 
-    /// Waits for the next connection; its layers are not yet open.
-    pub(crate) async fn accept(&self) -> io::Result<Socket> {
+    /// The next connection, its layers not yet open; failures are paced
+    /// ([`accept_paced`]).
+    pub(crate) async fn accept(&self, failures: &mut AcceptFailures) -> Socket {
+        let url = self.local_endpoint().to_string();
+        accept_paced(failures, &url, || self.accept_once()).await
+    }
+
+    async fn accept_once(&self) -> io::Result<Socket> {
         match &self.socket {
             ListeningSocket::Tcp(l) => {
                 let (s, _) = l.accept().await?;

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{Admission, Admitted, Leaving, Lobby, Refusal, Ticket, THREAD_END_WAIT};
+use rigwire_core::link::{
+    earliest, AcceptFailures, Admission, Admitted, Leaving, Lobby, Refusal, Ticket, THREAD_END_WAIT,
+};
 use rigwire_core::{Connection, Error, Link, Role};
 
 use crate::client::nonce;
@@ -121,14 +123,21 @@ impl ServerInner {
     /// once all the same, so a peer that waits for it is not kept waiting.
     fn accept_loop(self: &Arc<Self>) {
         let mut lobby: Lobby<Socket> = Lobby::default();
+        let mut failures = AcceptFailures::default();
+        let mut paused_until = None;
         loop {
-            for silent in lobby.expire(Instant::now()) {
+            let now = Instant::now();
+            for silent in lobby.expire(now) {
                 // Silent for the whole handshake timeout: told so, and closed.
                 self.admission().release(silent.ticket, false);
                 say_last_words(silent);
             }
+            paused_until = paused_until.filter(|&until| until > now);
             let sockets: Vec<&Socket> = lobby.sockets().collect();
-            let waited = self.listener.wait_any(&sockets, lobby.next_deadline());
+            let wake = earliest(lobby.next_deadline(), paused_until);
+            let waited = self
+                .listener
+                .wait_any(paused_until.is_none(), &sockets, wake);
             let (incoming, spoke) = match waited {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -149,10 +158,17 @@ impl ServerInner {
                     if self.closed.load(Ordering::SeqCst) {
                         return;
                     }
-                    tracing::warn!(url = %self.url, "accept failed: {e}");
+                    let pause = failures.failed(&e, Instant::now());
+                    if let Some(tell) = pause.tell {
+                        tracing::warn!(url = %self.url, "{tell}");
+                    }
+                    paused_until = Some(pause.until);
                     continue;
                 }
             };
+            if let Some(tell) = failures.accepted(Instant::now()) {
+                tracing::info!(url = %self.url, "{tell}");
+            }
             if self.closed.load(Ordering::SeqCst) {
                 return;
             }

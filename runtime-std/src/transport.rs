@@ -404,11 +404,12 @@ impl Listener {
         self.served.needs_opening()
     }
 
-    /// Waits until a connection can be accepted or one of `waiting` has
-    /// sent something (or closed), or `deadline` passes. Returns whether the
-    /// listener is ready, and which of `waiting` are.
+    /// Waits until a connection can be accepted (if `listen`) or one of
+    /// `waiting` has sent something (or closed), or `deadline` passes.
+    /// Returns whether the listener is ready, and which of `waiting` are.
     pub(crate) fn wait_any(
         &self,
+        listen: bool,
         waiting: &[&Socket],
         deadline: Option<Instant>,
     ) -> io::Result<(bool, Vec<usize>)> {
@@ -417,11 +418,17 @@ impl Listener {
             ListeningSocket::Tcp(l) => l.as_fd(),
             ListeningSocket::Unix(l) => l.as_fd(),
         };
-        let mut fds = vec![(listener, PollFlags::IN)];
+        // Not listening: looked at for nothing, so never ready.
+        let wanted = if listen {
+            PollFlags::IN
+        } else {
+            PollFlags::empty()
+        };
+        let mut fds = vec![(listener, wanted)];
         fds.extend(waiting.iter().map(|s| (s.as_fd(), PollFlags::IN)));
         let ready = poll_ready(&fds, deadline)?;
         let spoke = (1..ready.len()).filter(|&i| !ready[i].is_empty());
-        let listener_ready = ready.first().is_some_and(|r| !r.is_empty());
+        let listener_ready = listen && ready.first().is_some_and(|r| !r.is_empty());
         Ok((listener_ready, spoke.map(|i| i - 1).collect()))
     }
 

@@ -59,6 +59,7 @@ use crate::event::{Event, IncomingCall, IncomingNotify};
 use crate::id_map::IdMap;
 use crate::message::ErrorKind;
 
+mod accept;
 pub mod admission;
 mod admit;
 mod callers;
@@ -68,6 +69,7 @@ mod parked;
 pub mod reconnect;
 mod settings;
 mod setup;
+pub use accept::{AcceptFailures, AcceptPause};
 pub use admission::{Admission, Admitted, Refusal, Ticket};
 pub use admit::{Admit, NoRoomError};
 pub use callers::{Alarm, Callers, PoolHolders, PoolShare, Stuck};
