@@ -136,3 +136,40 @@ fn an_iblutil_rig_out_of_file_descriptors_accepts_again() {
     let _ = rig.wait();
     assert!(echoed, "the iblutil rig never took a connection again");
 }
+
+/// The control page's HTTP listener spun on a failed accept (a core at
+/// 100 %) for as long as its descriptors were taken.
+#[test]
+fn the_control_page_out_of_file_descriptors_does_not_spin_and_answers_again() {
+    use std::io::{Read, Write};
+
+    let dir = scratch("out-of-fds-control");
+    let control = "control --listen http://127.0.0.1:0 --rig r=tcp://127.0.0.1:1";
+    let (mut page, url) = starved(control, &dir.join("control.log"));
+    let (spent, waited) = crowd(&page, &url);
+    let addr = url.split_once("://").unwrap().1.to_owned();
+    // Its answer without the token: it serves.
+    let refused = || -> std::io::Result<String> {
+        let mut http = TcpStream::connect(&addr)?;
+        http.set_read_timeout(Some(Duration::from_secs(10)))?;
+        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")?;
+        let mut answer = String::new();
+        http.read_to_string(&mut answer)?;
+        Ok(answer)
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    let answered = loop {
+        match refused() {
+            Ok(answer) if answer.starts_with("HTTP/1.1 401") => break true,
+            _ if Instant::now() > until => break false,
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    let _ = page.kill();
+    let _ = page.wait();
+    assert!(
+        spent < waited / 4,
+        "{spent:?} of CPU in {waited:?} while out of descriptors: it spins"
+    );
+    assert!(answered, "the page never answered again");
+}

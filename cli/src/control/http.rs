@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::{Message, WebSocket};
 
+use rigwire_std::core::link::AcceptFailures;
 use rigwire_std::core::{ExpRef, GroupStep, Step};
 
 use super::state::Control;
@@ -65,8 +66,24 @@ pub fn serve(
     token: Arc<String>,
     tls: Option<ServerTls>,
 ) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
+    // Out of file descriptors, accepting fails at once for as long as it
+    // lasts: paced and told as every rigwire server does, not a spin.
+    let mut failures = AcceptFailures::default();
+    loop {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                let pause = failures.failed(&e, Instant::now());
+                if let Some(tell) = pause.tell {
+                    tracing::warn!("control page: {tell}");
+                }
+                std::thread::sleep(pause.until.saturating_duration_since(Instant::now()));
+                continue;
+            }
+        };
+        if let Some(tell) = failures.accepted(Instant::now()) {
+            tracing::info!("control page: {tell}");
+        }
         let (control, token, tls) = (Arc::clone(&control), Arc::clone(&token), tls.clone());
         let _ = std::thread::Builder::new()
             .name("control-http".into())
