@@ -787,6 +787,14 @@ impl Relay {
     /// not connected).
     fn route<'m>(&self, method: &'m str) -> Result<(ConnId, &'m str, &'m str), RemoteError> {
         let (name, inner) = method.split_once('.').unwrap_or((method, ""));
+        if method == REGISTER_METHOD {
+            // A service that dialed the clients' URL instead of the services'.
+            return Err(RemoteError::new(
+                ErrorKind::Refused,
+                "services register at the relay's services URL, not at this one, its \
+                 clients' (`rigwire relay` prints both: `listening URL services`)",
+            ));
+        }
         if inner.is_empty() || name == "rigwire" {
             return Err(RemoteError::new(
                 ErrorKind::NoSuchMethod,
