@@ -730,6 +730,11 @@ fn a_service_calling_back_through_the_relay_is_told_why_it_cannot() {
     assert!(err
         .message
         .contains("calls back to a client do not pass through a relay"));
+    // The same words tell a script that dialed the services' URL by
+    // mistake where to call.
+    assert!(err
+        .message
+        .contains("this is the relay's services URL: a script calls at its clients' URL"));
     assert!(err
         .message
         .contains("notifies reach every client that follows it"));

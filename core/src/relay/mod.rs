@@ -351,9 +351,11 @@ impl Relay {
                 registry.expose_reserved(REGISTER_METHOD);
                 registry.set_notify_fallback(FAN_OUT);
                 registry.explain_absent(
-                    "a service's calls stop at its relay, which has no method of that name; \
-                     calls back to a client do not pass through a relay, but a service's \
-                     notifies reach every client that follows it (a client of URL#NAME)",
+                    "this is the relay's services URL: a script calls at its clients' URL \
+                     (`rigwire relay` prints both: `listening URL clients`); a service's \
+                     calls stop at its relay, which has no method of that name; calls back \
+                     to a client do not pass through a relay, but a service's notifies \
+                     reach every client that follows it (a client of URL#NAME)",
                 );
                 self.config.services.clone()
             }
