@@ -244,6 +244,34 @@ fn a_tls_listener_without_a_certificate_refuses_to_start_and_says_what_it_needs(
     assert!(err.to_string().contains("/nonexistent/cert.pem"), "{err}");
 }
 
+/// Two certificates' files mixed up, or swapped: said in those words. They
+/// read "keys may not be consistent: KeyMismatch" and "no items found".
+#[test]
+fn a_key_of_another_certificate_or_swapped_files_are_named_so() {
+    let valid = ((2020, 1, 1), (2100, 1, 1));
+    let (cert_a, key_a) = cert_files("pair-a", &["rig-a"], valid);
+    let (_, key_b) = cert_files("pair-b", &["rig-b"], valid);
+    let refused = |cert: &PathBuf, key: &PathBuf| {
+        let config = Config::named("rig").tls_identity(cert, key);
+        let from_std = rigwire_std::Server::bind("tls://127.0.0.1:0", config.clone());
+        let from_smol = rigwire_smol::Server::bind("tls://127.0.0.1:0", config);
+        [from_std.unwrap_err(), from_smol.unwrap_err()].map(|e| e.to_string())
+    };
+    for why in refused(&cert_a, &key_b) {
+        let names = format!("{} is not the key of {}", key_b.display(), cert_a.display());
+        assert!(
+            why.contains(&names) && why.contains("not one pair"),
+            "{why}"
+        );
+    }
+    for why in refused(&cert_a, &cert_a) {
+        assert!(why.contains("cert.pem: no private key in it"), "{why}");
+    }
+    for why in refused(&key_a, &key_a) {
+        assert!(why.contains("key.pem: no certificate in it"), "{why}");
+    }
+}
+
 /// What hostile peers do to a TLS port, one kind per connection.
 fn hostile(addr: &str) -> Vec<TcpStream> {
     let mut held = Vec::new();

@@ -94,12 +94,20 @@ pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsProblem> {
     })
 }
 
+/// Why a key cannot serve a certificate: it is another pair's.
+const KEY_NOT_THE_CERTIFICATES: &str =
+    "the key and the certificate are not one pair: each certificate has its own key";
+
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsProblem> {
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| setup(format!("{}: {e}", path.display())))?;
     if certs.is_empty() {
-        return Err(setup(format!("{}: no certificate in it", path.display())));
+        return Err(setup(format!(
+            "{}: no certificate in it (PEM `BEGIN CERTIFICATE` blocks, as \
+             `rigwire cert new` writes them in the .crt file)",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -134,9 +142,21 @@ impl ServerTls {
             ));
         };
         let certs = read_certs(cert)?;
-        let key = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| setup(format!("{}: {e}", key.display())))?;
-        Self::new(certs, key)
+        let key_path = key.display();
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
+            rustls::pki_types::pem::Error::NoItemsFound => setup(format!(
+                "{key_path}: no private key in it (the key is the .key file \
+                 `rigwire cert new` wrote beside the certificate)"
+            )),
+            e => setup(format!("{key_path}: {e}")),
+        })?;
+        Self::new(certs, key).map_err(|e| match e {
+            TlsProblem::Setup(why) if why == KEY_NOT_THE_CERTIFICATES => setup(format!(
+                "{key_path} is not the key of {} ({why})",
+                cert.display()
+            )),
+            e => e,
+        })
     }
 
     /// Serves this certificate chain (leaf first) with this key.
@@ -153,7 +173,10 @@ impl ServerTls {
             .map_err(setup)?
             .with_no_client_auth()
             .with_single_cert(certs, key)
-            .map_err(setup)?;
+            .map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => setup(KEY_NOT_THE_CERTIFICATES),
+                e => setup(e),
+            })?;
         // No resumption: connections are long-lived, and tickets are bytes for nothing.
         config.send_tls13_tickets = 0;
         config.alpn_protocols = vec![ALPN_RIGWIRE.to_vec(), ALPN_HTTP.to_vec()];
