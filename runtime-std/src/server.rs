@@ -141,8 +141,13 @@ impl ServerInner {
             let (incoming, spoke) = match waited {
                 Ok(ready) => ready,
                 Err(e) => {
-                    tracing::warn!(url = %self.url, "waiting for connections failed: {e}");
-                    thread::sleep(rigwire_core::link::RETRY_AFTER);
+                    // Paced as a failed accept: the system refused the wait.
+                    let why = format!("waiting for connections: {e}");
+                    let pause = failures.failed(why, Instant::now());
+                    if let Some(tell) = pause.tell {
+                        tracing::warn!(url = %self.url, "{tell}");
+                    }
+                    thread::sleep(pause.until.saturating_duration_since(Instant::now()));
                     continue;
                 }
             };
