@@ -463,10 +463,15 @@ impl NativeServer {
         let listening = lock(&self.listening);
         let running = match &*listening {
             Listening::Running(running) => Some(running),
-            _ if relays.is_empty() => {
-                return Err(PyRuntimeError::new_err(
-                    "the server is neither listening nor serving through a relay",
-                ))
+            other if relays.is_empty() => {
+                let why = match (other, &self.url) {
+                    (Listening::Bound(_), _) => {
+                        "the server has not started: start() or serve_forever() it first"
+                    }
+                    (_, Some(_)) => "the server has shut down",
+                    _ => "the server is neither listening nor serving through a relay",
+                };
+                return Err(PyRuntimeError::new_err(why));
             }
             _ => None,
         };

@@ -291,6 +291,10 @@ def test_many_threads_call_one_python_server(server):
 def test_secret_broadcast_and_shutdown(tmp_path):
     with rigwire.Server("tcp://127.0.0.1:0", secret=SECRET) as s:
         s.expose(lambda: "pong", name="hello")
+        # A broadcast before start (from a thread the rig started early)
+        # said "neither listening nor serving through a relay".
+        with pytest.raises(RuntimeError, match="has not started: start"):
+            s.broadcast("news", 1, 2)
         s.start()
         with pytest.raises(rigwire.AuthenticationFailed):
             rigwire.connect(s.url)
@@ -302,6 +306,8 @@ def test_secret_broadcast_and_shutdown(tmp_path):
     # Shut down by the context manager: the client sees the goodbye.
     with pytest.raises(rigwire.Disconnected):
         c.call("hello")
+    with pytest.raises(RuntimeError, match="the server has shut down"):
+        s.broadcast("news", 1, 2)
 
 
 def test_a_python_service_through_the_relay():
