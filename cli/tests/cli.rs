@@ -357,6 +357,51 @@ fn connection_failures_exit_two_with_one_line() {
     fails_saying(&out, 2, r#"a string is written in JSON quotes: '"two"'"#);
 }
 
+/// A TLS key other users may read is used, and warned of, as a secret
+/// file is: any of them could pose as the rig.
+#[test]
+fn a_private_key_other_users_may_read_is_warned_of() {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("key-mode");
+    cert_new(&dir, "rig");
+    let (cert, key) = (dir.join("rig.crt"), dir.join("rig.key"));
+    for (mode, warned) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut rig = Command::new(BIN)
+            .args(["serve", "--listen", "tls://127.0.0.1:0"])
+            .args([
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut listening = String::new();
+        BufReader::new(rig.stdout.take().unwrap())
+            .read_line(&mut listening)
+            .unwrap();
+        let _ = rig.kill();
+        let _ = rig.wait();
+        let mut logged = String::new();
+        rig.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut logged)
+            .unwrap();
+        assert!(
+            listening.starts_with("listening tls://"),
+            "{listening}{logged}"
+        );
+        let said = logged.contains("rig.key can be read by other users (mode 644)")
+            && logged.contains("chmod 600 it");
+        assert_eq!(said, warned, "mode {mode:o}: {logged}");
+    }
+}
+
 #[test]
 fn secrets_come_from_a_file_or_the_environment_and_a_wrong_one_exits_two() {
     let dir = std::env::temp_dir().join(format!("rigwire-cli-{}", std::process::id()));

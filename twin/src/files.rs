@@ -4,7 +4,6 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
@@ -24,16 +23,11 @@ pub fn secret_from_file(path: &Path) -> Result<Secret, Error> {
         )))
     };
     let bytes = std::fs::read(path).map_err(unreadable)?;
-    let mode = std::fs::metadata(path)
-        .map_err(unreadable)?
-        .permissions()
-        .mode();
-    if mode & 0o044 != 0 {
+    if let Some(mode) = rigwire_ws::tls::readable_by_others(path) {
         tracing::warn!(
-            "the secret file {} can be read by other users (mode {:o}): any of them \
+            "the secret file {} can be read by other users (mode {mode:o}): any of them \
              could drive the rigs; chmod 600 it",
             path.display(),
-            mode & 0o777
         );
     }
     Ok(Secret::from_file_contents(&bytes)?)

@@ -94,6 +94,16 @@ pub fn self_signed(names: &[String]) -> Result<SelfSigned, TlsProblem> {
     })
 }
 
+/// The permission bits of `path` if users other than its owner may read
+/// it (a shared secret, a private key): on a shared machine, any of them
+/// could then pose as the lab's own. `None` if only its owner may, or it
+/// cannot be looked at (reading it will say why).
+pub fn readable_by_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o044 != 0).then_some(mode)
+}
+
 /// Why a key cannot serve a certificate: it is another pair's.
 const KEY_NOT_THE_CERTIFICATES: &str =
     "the key and the certificate are not one pair: each certificate has its own key";
@@ -142,6 +152,13 @@ impl ServerTls {
             ));
         };
         let certs = read_certs(cert)?;
+        if let Some(mode) = readable_by_others(key) {
+            tracing::warn!(
+                "the private key {} can be read by other users (mode {mode:o}): any of \
+                 them could pose as this server; chmod 600 it",
+                key.display()
+            );
+        }
         let key_path = key.display();
         let key = PrivateKeyDer::from_pem_file(key).map_err(|e| match e {
             rustls::pki_types::pem::Error::NoItemsFound => setup(format!(
