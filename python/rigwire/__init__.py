@@ -665,7 +665,8 @@ _handler_loop_lock = _threading.Lock()
 
 
 def _shared_loop() -> Any:
-    """The process's handler loop, started on its own thread if need be."""
+    """The process's handler loop, started on its own thread if need be,
+    with a watch on it (``_watch_loop``)."""
     global _handler_loop
     import asyncio
 
@@ -673,9 +674,62 @@ def _shared_loop() -> Any:
         if _handler_loop is None or _handler_loop[0] != _os.getpid():
             loop = asyncio.new_event_loop()
             name = "rigwire-async-handlers"
-            _threading.Thread(target=loop.run_forever, name=name, daemon=True).start()
+            runner = _threading.Thread(target=loop.run_forever, name=name, daemon=True)
+            runner.start()
+            watch = _threading.Thread(target=_watch_loop, args=(loop, runner), name="rigwire-loop-watch", daemon=True)
+            watch.start()
             _handler_loop = (_os.getpid(), loop)
         return _handler_loop[1]
+
+
+# The code of every `async def` handler and hook on the shared loop, to
+# name the one that blocks it; how long it may block before that is said.
+_async_handlers: Dict[Any, str] = {}
+_LOOP_BLOCKED_AFTER = 1.0
+
+
+def _watch_loop(loop: Any, runner: "_threading.Thread") -> None:
+    """Looks every half second whether the handler loop still runs. An
+    ``async def`` handler that blocks it (``time.sleep``, a blocking driver
+    call) holds every other one and every hook: the calls to them waited
+    in silence. Blocked for over a second, the handler found on the loop's
+    stack is named on the logger ``rigwire``, with the line it is at, once
+    per place."""
+    told = set()
+    while not loop.is_closed():
+        ran = _threading.Event()
+        try:
+            loop.call_soon_threadsafe(ran.set)
+        except RuntimeError:  # closed meanwhile
+            return
+        if not ran.wait(_LOOP_BLOCKED_AFTER):
+            frame = _sys._current_frames().get(runner.ident)
+            where = _blocking_handler(frame)
+            if where not in told:
+                told.add(where)
+                _logging.getLogger("rigwire").warning(
+                    "the event loop of async def handlers has been blocked for over %.0f s by %s: "
+                    "every other async def handler and hook waits meanwhile. An async def handler "
+                    "must not block: await asyncio.sleep(...) or asyncio.to_thread(...) instead, "
+                    "or write it as a plain def, which runs on a thread of its own",
+                    _LOOP_BLOCKED_AFTER,
+                    where,
+                )
+            ran.wait()
+        _time.sleep(0.5)
+
+
+def _blocking_handler(frame: Any) -> str:
+    """Which handler the loop's stack (innermost ``frame``) is in, and where."""
+    innermost = frame
+    while frame is not None:
+        label = _async_handlers.get(frame.f_code)
+        if label is not None:
+            return f"{label} (at {frame.f_code.co_filename}:{frame.f_lineno})"
+        frame = frame.f_back
+    if innermost is None:
+        return "code outside any handler"
+    return f"code outside any handler (at {innermost.f_code.co_filename}:{innermost.f_lineno})"
 
 
 def _on_loop(fn: Callable[..., Any], loop: Callable[[], Any]) -> Callable[..., Any]:
@@ -711,6 +765,9 @@ def _awaited(fn: Callable[..., Any]) -> Callable[..., Any]:
     their own); anything else as it is, on the handler's thread."""
     if not _inspect.iscoroutinefunction(fn):
         return fn
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        _async_handlers[code] = getattr(fn, "__name__", None) or code.co_name
     return _on_loop(fn, _shared_loop)
 
 

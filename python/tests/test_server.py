@@ -695,6 +695,37 @@ def test_what_rigwire_logs_reaches_pythons_logging(caplog):
     assert all(r.levelno == logging.WARNING for r in said()), messages
 
 
+def test_an_async_handler_that_blocks_the_handler_loop_is_named_with_its_line(caplog):
+    # `time.sleep` in an `async def` handler holds every other async
+    # handler and hook: their calls waited in silence.
+    import asyncio
+    import logging
+
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        async def waits_nicely():
+            await asyncio.sleep(3)
+
+        @s.expose
+        async def grab_frame():
+            time.sleep(3)  # the blocking call, by mistake
+
+        s.start()
+        with caplog.at_level(logging.WARNING, logger="rigwire"), rigwire.connect(s.url, timeout=20) as c:
+            nice = c.start("waits_nicely")
+            c.call("grab_frame")
+            nice.result()
+    said = [r.getMessage() for r in caplog.records if r.name == "rigwire" and "blocked" in r.getMessage()]
+    import inspect
+
+    source, first = inspect.getsourcelines(grab_frame)
+    line = first + next(i for i, text in enumerate(source) if "time.sleep(3)" in text)
+    assert any(f"blocked for over 1 s by grab_frame (at {__file__}:{line})" in m for m in said), said
+    assert any("write it as a plain def" in m for m in said), said
+    assert not any("waits_nicely" in m for m in said), said
+
+
 def test_connect_and_disconnect_hooks_see_each_peer_once_and_why_it_left():
     seen = []
     greeted, done = threading.Event(), threading.Event()
