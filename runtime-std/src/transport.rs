@@ -5,7 +5,7 @@
 //! buffer waits with [`Socket::wait`], bounded by a deadline.
 
 use std::io::{self, IoSlice};
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
@@ -325,10 +325,12 @@ pub(crate) fn connect(
     Ok((socket, wire))
 }
 
-/// Dials each address `addr` resolves to in turn, all by the attempt's deadline.
+/// Dials each address `addr` resolves to in turn, all by the attempt's
+/// deadline, the lookup of a name included.
 fn dial_tcp(addr: &str, attempt: &Connecting) -> Result<TcpStream, String> {
     let mut last = None;
-    for sa in addr.to_socket_addrs().map_err(|e| e.to_string())? {
+    let left = attempt.left(Instant::now());
+    for sa in rigwire_twin::resolve_within(addr, left, rigwire_twin::system_lookup)? {
         let left = attempt.left(Instant::now());
         if left.is_zero() {
             return Err(attempt.ran_out(last.as_deref()));

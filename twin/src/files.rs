@@ -33,6 +33,52 @@ pub fn secret_from_file(path: &Path) -> Result<Secret, Error> {
     Ok(Secret::from_file_contents(&bytes)?)
 }
 
+/// How a name is looked up: the system's resolver, or a test's stand-in.
+#[doc(hidden)]
+pub type Lookup = fn(&str) -> io::Result<Vec<std::net::SocketAddr>>;
+
+/// The system's resolver (`getaddrinfo`), which blocks.
+#[doc(hidden)]
+pub fn system_lookup(addr: &str) -> io::Result<Vec<std::net::SocketAddr>> {
+    std::net::ToSocketAddrs::to_socket_addrs(addr).map(Iterator::collect)
+}
+
+/// The addresses `addr` (`host:port`) names, within `left`. An address is
+/// parsed at once. A name is looked up by `lookup` on a thread of its own:
+/// the system's resolver blocks, and waits out its own timeouts (5 s a
+/// try) when no DNS server answers, which a connect's deadline must not
+/// wait for. Such a lookup is left to finish alone.
+///
+/// # Errors
+/// Why the lookup failed, or that it did not finish within `left`.
+#[doc(hidden)]
+pub fn resolve_within(
+    addr: &str,
+    left: std::time::Duration,
+    lookup: Lookup,
+) -> Result<Vec<std::net::SocketAddr>, String> {
+    use std::sync::mpsc::{sync_channel, RecvTimeoutError};
+    if let Ok(at) = addr.parse() {
+        return Ok(vec![at]);
+    }
+    let (found, finding) = sync_channel(1);
+    let name = addr.to_owned();
+    std::thread::Builder::new()
+        .name("rigwire-lookup".into())
+        .spawn(move || drop(found.send(lookup(&name))))
+        .map_err(|e| format!("cannot start a thread to look up {addr}: {e}"))?;
+    match finding.recv_timeout(left) {
+        Ok(Ok(addrs)) if addrs.is_empty() => Err(format!("{addr} resolved to no address")),
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(format!("looking up {addr}: {e}")),
+        Err(RecvTimeoutError::Timeout) => Err(format!(
+            "looking up {addr} did not finish within {} s (does the DNS server answer?)",
+            left.as_secs_f64()
+        )),
+        Err(RecvTimeoutError::Disconnected) => Err(format!("looking up {addr} failed")),
+    }
+}
+
 /// A socket bound to listen on a rigwire URL, not yet accepting.
 #[doc(hidden)]
 #[derive(Debug)]

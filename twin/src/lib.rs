@@ -49,7 +49,9 @@ mod hooks;
 mod server;
 mod service;
 
-pub use files::{bind, bind_failed, secret_from_file, Bound};
+pub use files::{
+    bind, bind_failed, resolve_within, secret_from_file, system_lookup, Bound, Lookup,
+};
 #[doc(hidden)]
 pub use group::decode_answer;
 
