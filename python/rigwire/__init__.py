@@ -759,13 +759,21 @@ def _on_loop(fn: Callable[..., Any], loop: Callable[[], Any]) -> Callable[..., A
     return run
 
 
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """Whether calling ``fn`` makes a coroutine: an ``async def``, or an
+    object whose ``__call__`` is one (a camera class's instance, say; taken
+    for a plain function, its hook never ran and the step succeeded)."""
+    return _inspect.iscoroutinefunction(fn) or _inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
 def _awaited(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` as a plain function: an ``async def`` runs to its end on the
-    process's handler loop (a blocking server's handlers have no loop of
-    their own); anything else as it is, on the handler's thread."""
-    if not _inspect.iscoroutinefunction(fn):
+    """``fn`` as a plain function: an ``async def`` (or an object whose
+    ``__call__`` is one) runs to its end on the process's handler loop (a
+    blocking server's handlers have no loop of their own); anything else
+    as it is, on the handler's thread."""
+    if not _is_async(fn):
         return fn
-    code = getattr(fn, "__code__", None)
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
     if code is not None:
         _async_handlers[code] = getattr(fn, "__name__", None) or code.co_name
     return _on_loop(fn, _shared_loop)
@@ -795,7 +803,7 @@ def _caller(fn: Callable[..., Any], native: Any) -> Any:
     peer, awaited (a ``rigwire.aio.Client``) for an ``async def``, which
     must not block the loop it shares with the others."""
     client = Client(native)
-    if _inspect.iscoroutinefunction(fn):
+    if _is_async(fn):
         from . import aio
 
         return aio.Client(client)
@@ -998,7 +1006,7 @@ class Server:
         exposed = _label(fn) if name is None else name
         wrapped = (_raw_handler if raw else _handler)(fn, exposed)
         self._native.expose(exposed, _own(self._token, wrapped), raw)
-        label = ("async " if _inspect.iscoroutinefunction(fn) else "") + _label(fn, exposed)
+        label = ("async " if _is_async(fn) else "") + _label(fn, exposed)
         self._native.describe(exposed, f"{label}{_inspect.signature(fn)} (Python)")
         for alias in aliases:
             self._native.alias(alias, exposed)
@@ -1329,7 +1337,15 @@ def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
         args = (_json.loads(text),) if takes_value else ()
         kwargs = {"caller": _caller(fn, caller)} if wants_caller else {}
         try:
-            call(*args, **kwargs)
+            made = call(*args, **kwargs)
+            if _inspect.isawaitable(made):
+                # A plain def that made a coroutine: nothing would run it, and
+                # the step would succeed with its work undone.
+                getattr(made, "close", lambda: None)()
+                raise TypeError(
+                    f"{_label(fn, 'the hook')} returned {type(made).__name__} that nothing awaits: "
+                    "write the hook async def, and it runs to its end"
+                )
             return (None, "null", None)
         except BaseException as e:  # the step fails with it; the rig carries on
             return _failure(e, fn)

@@ -726,6 +726,46 @@ def test_an_async_handler_that_blocks_the_handler_loop_is_named_with_its_line(ca
     assert not any("waits_nicely" in m for m in said), said
 
 
+def test_an_object_whose_call_is_async_is_awaited_and_a_hook_that_makes_a_coroutine_fails():
+    # An instance with `async def __call__` was taken for a plain function:
+    # as a hook it never ran and its step succeeded; as a handler it was
+    # refused "a coroutine is not JSON serializable (await it first…)".
+    import asyncio
+
+    class Camera:
+        started = None
+
+        async def __call__(self, exp_ref):
+            await asyncio.sleep(0.01)
+            self.started = exp_ref
+
+    class Probe:
+        async def __call__(self):
+            await asyncio.sleep(0.01)
+            return "probed"
+
+    def cleanup():
+        return asyncio.sleep(0)  # a coroutine nothing awaits
+
+    camera = Camera()
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+        rig = rigwire.Rig()
+        rig.on_start(camera)
+        rig.on_cleanup(cleanup)
+        rig.expose(s)
+        s.expose(Probe(), name="probe")
+        s.start()
+        with rigwire.connect(s.url, timeout=10) as c:
+            assert c.call("probe") == "probed"
+            c.call("exp.init")
+            assert c.call("exp.start", "2026-11-28_1_ZM_1") == "running"
+            assert camera.started == "2026-11-28_1_ZM_1"
+            c.call("exp.stop")
+            with pytest.raises(rigwire.RemoteError) as e:
+                c.call("exp.cleanup")
+            assert "cleanup returned coroutine that nothing awaits: write the hook async def" in str(e.value)
+
+
 def test_connect_and_disconnect_hooks_see_each_peer_once_and_why_it_left():
     seen = []
     greeted, done = threading.Event(), threading.Event()
