@@ -153,7 +153,9 @@ def _not_json(value: Any) -> Any:
             f"a {type(value).__name__} travels as bytes only as a call's one argument "
             f"(or a handler's whole result), not inside other values{as_list}"
         )
-    raise TypeError(f"a {type(value).__name__} is not JSON serializable{_made_later_hint(value)}")
+    kind = type(value).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
+    raise TypeError(f"{article} {kind} is not JSON serializable{_made_later_hint(value)}")
 
 
 def _made_later_hint(value: Any) -> str:
@@ -164,6 +166,8 @@ def _made_later_hint(value: Any) -> str:
         return " (await it first; a handler that awaits is written `async def`)"
     if _inspect.isgenerator(value) or isinstance(value, (map, filter, zip, range, type({}.keys()))):
         return " (send its values as a list: list(...))"
+    if _inspect.isasyncgen(value):
+        return " (send its values as a list: [x async for x in ...] in an async def)"
     return ""
 
 

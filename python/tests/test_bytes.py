@@ -201,10 +201,18 @@ def test_values_made_only_when_asked_are_refused_saying_what_to_send_instead(rig
             return True
 
         s.expose(lambda: settled(), name="settled")
+
+        @s.expose
+        async def frames():
+            yield b"frame"
+
         s.start()
         with rigwire.connect(s.url) as c:
             with pytest.raises(rigwire.RemoteError, match=r"generator .* list\(\.\.\.\)"):
                 c.call("readings")
+            # It read "a async_generator is not JSON serializable", and no more.
+            with pytest.raises(rigwire.RemoteError, match=r"an async_generator .*\[x async for x in \.\.\.\]"):
+                c.call("frames")
             with pytest.raises(rigwire.RemoteError, match="await it first; a handler that awaits is written `async def`"):
                 c.call("settled")
         with rigwire.connect(rig.url) as c:
