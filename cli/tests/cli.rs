@@ -1,6 +1,5 @@
 //! The `rigwire` command as a user runs it: exit codes, messages, signals.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant};
 mod raw;
 
 mod common;
-use common::{cert_new, relay_using, relay_with_data_using, scratch, Spawned, BIN};
+use common::{cert_new, first_line, relay_using, relay_with_data_using, scratch, Spawned, BIN};
 
 /// Checks that the command exited with `code` and said `said` on stderr.
 fn fails_saying(out: &Output, code: i32, said: &str) {
@@ -380,10 +379,7 @@ fn a_private_key_other_users_may_read_is_warned_of() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut listening = String::new();
-        BufReader::new(rig.stdout.take().unwrap())
-            .read_line(&mut listening)
-            .unwrap();
+        let listening = first_line(rig.stdout.take().unwrap());
         let _ = rig.kill();
         let _ = rig.wait();
         let mut logged = String::new();
@@ -860,10 +856,7 @@ fn a_relay_without_a_services_secret_refuses_to_start_unless_told_and_then_warns
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = first_line(child.stderr.take().unwrap());
     let _ = child.kill();
     let _ = child.wait();
     assert!(

@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{scratch, BIN};
+use common::{first_line, scratch, BIN};
 
 /// CPU time process `pid` has used, user and system.
 fn cpu_of(pid: u32) -> Duration {
@@ -55,10 +54,7 @@ fn starved(args: &str, log: &std::path::Path) -> (Child, String) {
         .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let first = first_line(child.stdout.take().unwrap());
     let url = first.split_whitespace().nth(1).unwrap().to_owned();
     (child, url)
 }

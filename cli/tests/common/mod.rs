@@ -8,6 +8,13 @@ use std::process::{Child, Command, Stdio};
 /// The `rigwire` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rigwire");
 
+/// The first line `out` (a child's stdout or stderr) gives, trimmed.
+pub fn first_line(out: impl std::io::Read) -> String {
+    let mut line = String::new();
+    BufReader::new(out).read_line(&mut line).unwrap();
+    line.trim().to_owned()
+}
+
 /// A `rigwire` child process and its first lines, killed when dropped.
 pub struct Spawned {
     pub child: Child,
