@@ -51,6 +51,11 @@ impl Secret {
     /// # Errors
     /// [`ConfigError::SecretTooShort`] for fewer than [`MIN_SECRET_LEN`]
     /// bytes, with how to make a good one.
+    /// [`ConfigError::SecretEndsInLineBreak`] for text that ends in a line
+    /// break: a secret file read whole (`std::fs::read`, Python's
+    /// `open(...).read()`), which would differ from the same file read as
+    /// a secret file ([`from_file_contents`](Self::from_file_contents)).
+    /// Random bytes that are not text are taken as they are.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Result<Self, ConfigError> {
         let bytes = bytes.into();
         if bytes.len() < MIN_SECRET_LEN {
@@ -58,6 +63,9 @@ impl Secret {
                 len: bytes.len(),
                 min: MIN_SECRET_LEN,
             });
+        }
+        if bytes.ends_with(b"\n") && std::str::from_utf8(&bytes).is_ok() {
+            return Err(ConfigError::SecretEndsInLineBreak);
         }
         Ok(Secret(bytes))
     }

@@ -331,6 +331,15 @@ pub enum ConfigError {
         /// The minimum.
         min: usize,
     },
+    /// The secret is text that ends in a line break, as a file read whole
+    /// does: `--secret-file` and `secret_file=` leave one trailing line
+    /// break out, so this secret would differ from theirs.
+    #[error(
+        "the shared secret ends in a line break, as a file read whole does; rigwire reads a \
+         secret file without it (--secret-file, secret_file=, secret_from_file), so the peers \
+         would hold different secrets: trim it, or read the file that way"
+    )]
+    SecretEndsInLineBreak,
     /// The secret could not be read (path and reason).
     #[error("cannot read the secret: {0}")]
     SecretUnreadable(String),

@@ -55,6 +55,27 @@ fn with_matching_secret_both_sides_connect() {
     }
 }
 
+/// A secret file read whole (`std::fs::read`, Python's `open(f).read()`)
+/// keeps its line break, which `--secret-file` leaves out: the two sides
+/// then held different secrets, and the handshake said only that they
+/// differ. Such a secret is refused where it is made, saying so.
+#[test]
+fn a_text_secret_ending_in_a_line_break_is_refused_and_a_file_drops_it() {
+    use rigwire_core::{ConfigError, Secret};
+    let file = b"8f2c0a9e4b7d1f3a6c5e0b2d9a8f7e6c\n";
+    for read_whole in [&file[..], b"8f2c0a9e4b7d1f3a6c5e0b2d9a8f7e6c\r\n"] {
+        let refused = Secret::new(read_whole.to_vec()).unwrap_err();
+        assert_eq!(refused, ConfigError::SecretEndsInLineBreak);
+        assert!(refused.to_string().contains("--secret-file"), "{refused}");
+        assert!(Secret::from_file_contents(read_whole).is_ok());
+    }
+    assert!(Secret::new(&file[..file.len() - 1]).is_ok());
+    // Random bytes that are not text may end in 0x0a: taken as they are.
+    let mut random = vec![0xff; 31];
+    random.push(b'\n');
+    assert!(Secret::new(random).is_ok());
+}
+
 #[test]
 fn wrong_secret_fails_on_both_sides_with_a_reject() {
     let mut p = pair_with(

@@ -212,6 +212,10 @@ def test_secrets(secret_rig, tmp_path, monkeypatch):
     assert "RIGWIRE_SECRET" not in str(e.value)
     with pytest.raises(ValueError, match="16"):
         rigwire.connect(secret_rig.url, secret="short")
+    # The file read whole keeps its line break, which secret_file= leaves
+    # out: refused, saying so, not "the shared secrets differ" at the peer.
+    with pytest.raises(ValueError, match="ends in a line break, as a file read whole does"):
+        rigwire.connect(secret_rig.url, secret=path.read_text())
     with pytest.raises(ValueError, match="not both"):
         rigwire.connect(secret_rig.url, secret=SECRET, secret_file=path)
 

@@ -45,21 +45,25 @@ async fn from_rust_async() -> Result {
 fn relays() -> Result {
     use rigwire_smol::{RelayConfig, RelayServer};
 
+    // Each side's secret, as `rigwire secret new` wrote it; read as --secret-file reads it, without the line break
+    let clients_secret = std::fs::read_to_string("clients.secret")?.trim_end().to_owned();
+    let services_secret = std::fs::read_to_string("services.secret")?.trim_end().to_owned();
     let mut config = RelayConfig::default()           // config.clients and config.services: each side's settings
-        .clients_secret(std::fs::read("clients.secret")?)?
-        .services_secret(std::fs::read("services.secret")?)?;
+        .clients_secret(clients_secret.clone())?
+        .services_secret(services_secret.clone())?;
     config.allowed = Some(vec!["data".into()]);
     let relay = RelayServer::bind("tcp://127.0.0.1:0", "ws://127.0.0.1:0/services", config)?.start()?;
 
     // On the scanner's machine (blocking; rigwire_smol::RemoteService is the same, async):
-    let mut data = rigwire_std::RemoteService::new(&["data"], Config::named("scanner"));
+    let mut data = rigwire_std::RemoteService::new(&["data"], Config::named("scanner").secret(services_secret)?);
     data.expose("getFile", |name: String| Ok(std::fs::read(name)?))?;
     let running = data.connect(&relay.services_url())?;    // registered; re-registers after a relay restart
 
     // In the experiment script:
-    let bytes: Vec<u8> = rigwire_std::Client::connect(&relay.clients_url(), Config::named("script"))?
+    let script = Config::named("script").secret(clients_secret)?;
+    let bytes: Vec<u8> = rigwire_std::Client::connect(&relay.clients_url(), script.clone())?
         .call("data.getFile", &"run1.dcm")?;
-    let data = rigwire_std::Client::connect(&format!("{}#data", relay.clients_url()), Config::named("script"))?;
+    let data = rigwire_std::Client::connect(&format!("{}#data", relay.clients_url()), script)?;
     let bytes: Vec<u8> = data.call("getFile", &"run1.dcm")?;   // the same call: URL#NAME is that service
     relay.broadcast_service("data", "newRun", &1)?;   // or broadcast_clients(...)
     Ok(())
