@@ -190,12 +190,13 @@ enum ListeningSocket {
 }
 
 /// The next connection `accept` gives; a failed accept pauses this task
-/// and is logged (naming `url`) as the core's [`AcceptFailures`] says, so
-/// a failure that lasts (out of file descriptors) neither spins nor floods
-/// the log, and never ends the accepting.
+/// and is logged (naming `url`) as the core's [`AcceptFailures`] says
+/// ([`rigwire_twin::accept_failed`]), so a failure that lasts (out of file
+/// descriptors) neither spins nor floods the log, and never ends the
+/// accepting.
 pub(crate) async fn accept_paced<T, F>(
     failures: &mut AcceptFailures,
-    url: &str,
+    url: &(dyn std::fmt::Display + Sync),
     mut accept: impl FnMut() -> F,
 ) -> T
 where
@@ -203,18 +204,13 @@ where
 {
     loop {
         match accept().await {
-            Ok(accepted) => {
-                if let Some(tell) = failures.accepted(Instant::now()) {
-                    tracing::info!(url, "{tell}");
-                }
-                return accepted;
+            Ok(socket) => {
+                rigwire_twin::accepted(failures, url, Instant::now());
+                return socket;
             }
             Err(e) => {
-                let pause = failures.failed(&e, Instant::now());
-                if let Some(tell) = pause.tell {
-                    tracing::warn!(url, "{tell}");
-                }
-                Timer::at(pause.until).await;
+                let until = rigwire_twin::accept_failed(failures, e, url, Instant::now());
+                Timer::at(until).await;
             }
         }
     }
@@ -252,8 +248,7 @@ impl Listener {
     /// The next connection, its layers not yet open; failures are paced
     /// ([`accept_paced`]).
     pub(crate) async fn accept(&self, failures: &mut AcceptFailures) -> Socket {
-        let url = self.local_endpoint().to_string();
-        accept_paced(failures, &url, || self.accept_once()).await
+        accept_paced(failures, self.local_endpoint(), || self.accept_once()).await
     }
 
     async fn accept_once(&self) -> io::Result<Socket> {

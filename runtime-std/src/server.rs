@@ -27,6 +27,7 @@ use crate::pool::Pool;
 use crate::sync::{lock, stop_off};
 use crate::transport::{Listener, Socket};
 use rigwire_core::Config;
+use rigwire_twin::{accept_failed, accepted};
 
 rigwire_twin::server!();
 
@@ -143,11 +144,8 @@ impl ServerInner {
                 Err(e) => {
                     // Paced as a failed accept: the system refused the wait.
                     let why = format!("waiting for connections: {e}");
-                    let pause = failures.failed(why, Instant::now());
-                    if let Some(tell) = pause.tell {
-                        tracing::warn!(url = %self.url, "{tell}");
-                    }
-                    thread::sleep(pause.until.saturating_duration_since(Instant::now()));
+                    let until = accept_failed(&mut failures, why, &self.url, Instant::now());
+                    thread::sleep(until.saturating_duration_since(Instant::now()));
                     continue;
                 }
             };
@@ -163,17 +161,12 @@ impl ServerInner {
                     if self.closed.load(Ordering::SeqCst) {
                         return;
                     }
-                    let pause = failures.failed(&e, Instant::now());
-                    if let Some(tell) = pause.tell {
-                        tracing::warn!(url = %self.url, "{tell}");
-                    }
-                    paused_until = Some(pause.until);
+                    let until = accept_failed(&mut failures, e, &self.url, Instant::now());
+                    paused_until = Some(until);
                     continue;
                 }
             };
-            if let Some(tell) = failures.accepted(Instant::now()) {
-                tracing::info!(url = %self.url, "{tell}");
-            }
+            accepted(&mut failures, &self.url, Instant::now());
             if self.closed.load(Ordering::SeqCst) {
                 return;
             }

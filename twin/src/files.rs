@@ -33,6 +33,38 @@ pub fn secret_from_file(path: &Path) -> Result<Secret, Error> {
     Ok(Secret::from_file_contents(&bytes)?)
 }
 
+/// A failed accept on `url`, at `now`, as the core's
+/// [`AcceptFailures`](rigwire_core::link::AcceptFailures) paces it: logs
+/// what it says to tell, and returns when to accept again. Every accept
+/// loop (both runtimes' servers, the relay, the iblutil rig, the control
+/// page) goes through this and [`accepted`].
+#[doc(hidden)]
+pub fn accept_failed(
+    failures: &mut rigwire_core::link::AcceptFailures,
+    error: impl std::fmt::Display,
+    url: &dyn std::fmt::Display,
+    now: std::time::Instant,
+) -> std::time::Instant {
+    let pause = failures.failed(error, now);
+    if let Some(tell) = pause.tell {
+        tracing::warn!(%url, "{tell}");
+    }
+    pause.until
+}
+
+/// An accept on `url` succeeded at `now`: logs the end of a run of
+/// failures, if it ends one ([`accept_failed`]).
+#[doc(hidden)]
+pub fn accepted(
+    failures: &mut rigwire_core::link::AcceptFailures,
+    url: &dyn std::fmt::Display,
+    now: std::time::Instant,
+) {
+    if let Some(tell) = failures.accepted(now) {
+        tracing::info!(%url, "{tell}");
+    }
+}
+
 /// How a name is looked up: the system's resolver, or a test's stand-in.
 #[doc(hidden)]
 pub type Lookup = fn(&str) -> io::Result<Vec<std::net::SocketAddr>>;

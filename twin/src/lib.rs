@@ -50,7 +50,8 @@ mod server;
 mod service;
 
 pub use files::{
-    bind, bind_failed, resolve_within, secret_from_file, system_lookup, Bound, Lookup,
+    accept_failed, accepted, bind, bind_failed, resolve_within, secret_from_file, system_lookup,
+    Bound, Lookup,
 };
 #[doc(hidden)]
 pub use group::decode_answer;

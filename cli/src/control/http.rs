@@ -69,21 +69,20 @@ pub fn serve(
     // Out of file descriptors, accepting fails at once for as long as it
     // lasts: paced and told as every rigwire server does, not a spin.
     let mut failures = AcceptFailures::default();
+    let url = listener.local_addr().map_or_else(
+        |_| "the control page".to_owned(),
+        |a| format!("the control page at {a}"),
+    );
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
             Err(e) => {
-                let pause = failures.failed(&e, Instant::now());
-                if let Some(tell) = pause.tell {
-                    tracing::warn!("control page: {tell}");
-                }
-                std::thread::sleep(pause.until.saturating_duration_since(Instant::now()));
+                let until = rigwire_twin::accept_failed(&mut failures, e, &url, Instant::now());
+                std::thread::sleep(until.saturating_duration_since(Instant::now()));
                 continue;
             }
         };
-        if let Some(tell) = failures.accepted(Instant::now()) {
-            tracing::info!("control page: {tell}");
-        }
+        rigwire_twin::accepted(&mut failures, &url, Instant::now());
         let (control, token, tls) = (Arc::clone(&control), Arc::clone(&token), tls.clone());
         let _ = std::thread::Builder::new()
             .name("control-http".into())
