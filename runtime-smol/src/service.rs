@@ -184,42 +184,45 @@ impl RunningService {
     /// returns once the connection has closed. One of the service's own
     /// handlers spawns it (`smol::spawn(service.shutdown(grace)).detach()`):
     /// awaited there, it would wait for that very handler.
-    pub async fn shutdown(mut self, grace: Duration) {
-        self.inner.stopping.store(true, Ordering::SeqCst);
-        self.inner.stop.notify(usize::MAX);
-        let current = self.inner.state().current.take();
-        if let Some(peer) = current {
+    pub async fn shutdown(self, grace: Duration) {
+        self.end(|peer| async move {
             peer.shared
                 .drain(grace, rigwire_core::link::SERVICE_GOODBYE);
             let until = rigwire_core::link::after(Instant::now(), grace);
             peer.shared.wait_closed_by(until).await;
-        }
-        if let Some(task) = self.task.take() {
-            task.cancel().await;
-        }
+        })
+        .await;
     }
 
     /// Disconnects from the relay at once (with a goodbye: calls in
     /// progress are lost) and stops reconnecting.
-    pub async fn close(mut self) {
-        self.stop();
+    pub async fn close(self) {
+        self.end(|peer| async move { peer.close() }).await;
+    }
+
+    /// Stops reconnecting, ends the connection there is with `ending`,
+    /// then the task that kept it.
+    async fn end<F: std::future::Future<Output = ()>>(mut self, ending: impl FnOnce(Peer) -> F) {
+        if let Some(peer) = self.stop() {
+            ending(peer).await;
+        }
         if let Some(task) = self.task.take() {
             task.cancel().await;
         }
     }
 
-    fn stop(&self) {
+    /// Stops reconnecting; the connection there is, to end.
+    fn stop(&self) -> Option<Peer> {
         self.inner.stopping.store(true, Ordering::SeqCst);
         self.inner.stop.notify(usize::MAX);
-        let current = self.inner.state().current.take();
-        if let Some(peer) = current {
-            peer.close();
-        }
+        self.inner.state().current.take()
     }
 }
 
 impl Drop for RunningService {
     fn drop(&mut self) {
-        self.stop();
+        if let Some(peer) = self.stop() {
+            peer.close();
+        }
     }
 }
