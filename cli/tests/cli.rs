@@ -356,6 +356,31 @@ fn connection_failures_exit_two_with_one_line() {
     fails_saying(&out, 2, r#"a string is written in JSON quotes: '"two"'"#);
 }
 
+/// A port still held (a rig left running in another terminal) and an
+/// address copied from another machine's settings are the two ways a lab
+/// fails to listen; each says what to do, whichever command listens.
+#[test]
+fn a_port_in_use_or_an_address_not_this_machines_says_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let tcp = format!("tcp://127.0.0.1:{port}");
+    let in_use = "another program listens there, perhaps a rig or relay still running";
+    for runtime in ["std", "smol"] {
+        let out = rigwire(&["serve", "--listen", &tcp, "--runtime", runtime]);
+        fails_saying(&out, 2, &format!("could not listen on {tcp}: "));
+        fails_saying(&out, 2, in_use);
+    }
+    let out = rigwire(&["relay", "--clients", &tcp]);
+    fails_saying(&out, 2, in_use);
+    let out = rigwire(&["ibl", "rig", "--listen", &tcp]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains(in_use), "{}", text(&out.stderr));
+    // 192.0.2.0/24 is for documentation: no machine has such an address.
+    let out = rigwire(&["serve", "--listen", "tcp://192.0.2.7:0"]);
+    fails_saying(&out, 2, "that address is not one of this machine's");
+    drop(taken);
+}
+
 /// A TLS key other users may read is used, and warned of, as a secret
 /// file is: any of them could pose as the rig.
 #[test]

@@ -132,11 +132,11 @@ impl std::fmt::Debug for IblPeer {
     }
 }
 
-fn io_error(url: &str) -> impl Fn(std::io::Error) -> Error + '_ {
+fn bind_failed(url: &str) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| {
         Error::Ibl(IblError::Io {
             url: url.to_owned(),
-            reason: e.to_string(),
+            reason: rigwire_twin::why_not_bound(&e, false),
         })
     }
 }
@@ -148,7 +148,7 @@ impl IblPeer {
     /// `InvalidUrl`, or `Ibl(Io)` if the address cannot be bound.
     pub async fn bind(url: &str) -> Result<IblPeer, Error> {
         let (tcp, addr) = parse(url)?;
-        let fail = io_error(url);
+        let fail = bind_failed(url);
         if tcp {
             let listener = Async::new(TcpListener::bind(addr).map_err(&fail)?).map_err(&fail)?;
             let local = listener.get_ref().local_addr().map_err(&fail)?;

@@ -149,6 +149,35 @@ pub fn bind(endpoint: &Url) -> Result<Bound, Error> {
 pub fn bind_failed(endpoint: &Url, e: io::Error) -> Error {
     Error::Bind {
         url: endpoint.to_string(),
-        reason: e.to_string(),
+        reason: why_not_bound(&e, matches!(endpoint, Url::Unix(_))),
     }
+}
+
+/// What the system said when a listening socket could not be bound (a
+/// Unix socket's, if `unix`), with what to do for the mistakes a lab makes
+/// most: a rig still running on that port, an address copied from another
+/// machine's settings, a port below 1024.
+#[doc(hidden)]
+pub fn why_not_bound(e: &io::Error, unix: bool) -> String {
+    let hint = match (e.kind(), unix) {
+        (io::ErrorKind::AddrInUse, false) => {
+            "another program listens there, perhaps a rig or relay still running: stop it, or \
+             choose another port (port 0 lets the system choose a free one)"
+        }
+        (io::ErrorKind::AddrInUse, true) => {
+            "another server listens on that socket file: stop it, or choose another path"
+        }
+        (io::ErrorKind::AddrNotAvailable, _) => {
+            "that address is not one of this machine's: listen on an address of its own, or on \
+             0.0.0.0 for all of them"
+        }
+        (io::ErrorKind::PermissionDenied, false) => {
+            "ports below 1024 need administrator rights: choose a port from 1024 up"
+        }
+        (io::ErrorKind::PermissionDenied, true) => {
+            "the socket file cannot be made there: choose a directory this user may write to"
+        }
+        _ => return e.to_string(),
+    };
+    format!("{e}: {hint}")
 }

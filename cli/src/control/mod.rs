@@ -57,8 +57,10 @@ pub fn run(options: Options) -> Result<(), Failure> {
         "https" => Some(ServerTls::from_settings(&config.tls).map_err(|e| usage(e.to_string()))?),
         _ => None,
     };
-    let listener = TcpListener::bind(addr)
-        .map_err(|e| usage(format!("cannot listen on {}: {e}", options.listen)))?;
+    let listener = TcpListener::bind(addr).map_err(|e| {
+        let why = rigwire_twin::why_not_bound(&e, false);
+        usage(format!("cannot listen on {}: {why}", options.listen))
+    })?;
     let bound = listener
         .local_addr()
         .map_err(|e| usage(format!("cannot listen on {}: {e}", options.listen)))?;
