@@ -186,7 +186,7 @@ impl IblPeer {
         let (tcp, addr) = parse(url)?;
         let connect_failed = |e: std::io::Error| Error::Connect {
             url: url.to_owned(),
-            reason: e.to_string(),
+            reason: rigwire_twin::why_not_connected(&e, false),
         };
         if tcp {
             let stream = Async::<TcpStream>::connect(addr)

@@ -141,7 +141,10 @@ pub(crate) async fn connect(
     };
     let dial = async {
         match endpoint {
-            Url::Unix(path) => Ok(Socket::Unix(Async::<UnixStream>::connect(path).await?)),
+            Url::Unix(path) => match Async::<UnixStream>::connect(path).await {
+                Ok(s) => Ok(Socket::Unix(s)),
+                Err(e) => Err(io::Error::other(rigwire_twin::why_not_connected(&e, true))),
+            },
             _ => {
                 let addr = endpoint.addr().unwrap_or_default();
                 let mut last = format!("{addr} resolved to no address");
@@ -151,7 +154,7 @@ pub(crate) async fn connect(
                             s.get_ref().set_nodelay(true)?;
                             return Ok(Socket::Tcp(s));
                         }
-                        Err(e) => last = e.to_string(),
+                        Err(e) => last = rigwire_twin::why_not_connected(&e, false),
                     }
                 }
                 Err(io::Error::other(last))

@@ -317,7 +317,10 @@ pub(crate) fn connect(
         reason,
     };
     let mut socket = match endpoint {
-        Url::Unix(path) => Socket::new(UnixStream::connect(path).map_err(|e| fail(e.to_string()))?),
+        Url::Unix(path) => Socket::new(
+            UnixStream::connect(path)
+                .map_err(|e| fail(rigwire_twin::why_not_connected(&e, true)))?,
+        ),
         _ => Socket::new(dial_tcp(endpoint.addr().unwrap_or_default(), attempt).map_err(fail)?),
     };
     let opening = client_opening(endpoint, &config.tls, config.protocol.max_frame)?;
@@ -340,7 +343,7 @@ fn dial_tcp(addr: &str, attempt: &Connecting) -> Result<TcpStream, String> {
                 s.set_nodelay(true).map_err(|e| e.to_string())?;
                 return Ok(s);
             }
-            Err(e) => last = Some(e.to_string()),
+            Err(e) => last = Some(rigwire_twin::why_not_connected(&e, false)),
         }
     }
     Err(last.unwrap_or_else(|| format!("{addr} resolved to no address")))

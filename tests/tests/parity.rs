@@ -176,7 +176,7 @@ fn both_runtimes_bind_alike() {
             panic!("{refusal:?}");
         };
         assert_eq!(named, &url);
-        assert!(!reason.is_empty());
+        assert!(reason.contains("another program listens there"), "{reason}");
     }
 
     let path = std::env::temp_dir().join(format!("rigwire-parity-{}.sock", std::process::id()));
@@ -193,7 +193,13 @@ fn both_runtimes_bind_alike() {
         .start()
         .unwrap();
     let live = rigwire_smol::Server::bind(&url, rigwire_smol::Config::named("rig")).err();
-    assert!(matches!(live, Some(Error::Bind { .. })), "{live:?}");
+    let Some(Error::Bind { reason, .. }) = &live else {
+        panic!("{live:?}");
+    };
+    assert!(
+        reason.contains("another server listens on that socket file"),
+        "{reason}"
+    );
     let client = rigwire_std::Client::connect(&url, rigwire_std::Config::named("script")).unwrap();
     client.ping().unwrap();
     client.close();
@@ -222,6 +228,37 @@ fn both_runtimes_bind_alike() {
         !path.exists(),
         "a server removes its socket file when it stops"
     );
+}
+
+/// Both runtimes say where to look when nothing listens at a URL: a port
+/// nobody listens on, a Unix socket file that is not there.
+#[test]
+fn both_runtimes_say_what_to_look_at_when_nothing_listens() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = format!("tcp://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let path =
+        std::env::temp_dir().join(format!("rigwire-parity-none-{}.sock", std::process::id()));
+    let unix = format!("unix://{}", path.display());
+    for (url, hint) in [
+        (&tcp, "nothing listens on that port: is the rig running"),
+        (&unix, "no server listens on that socket file"),
+    ] {
+        let failures = [
+            rigwire_std::Client::connect(url, rigwire_std::Config::named("script")).err(),
+            smol::block_on(rigwire_smol::Client::connect(
+                url,
+                rigwire_smol::Config::named("script"),
+            ))
+            .err(),
+        ];
+        for failure in failures {
+            let Some(Error::Connect { reason, .. }) = &failure else {
+                panic!("{failure:?}");
+            };
+            assert!(reason.contains(hint), "{url}: {reason}");
+        }
+    }
 }
 
 /// A catch-all handler in either runtime: it answers names nobody exposed,

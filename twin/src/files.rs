@@ -153,6 +153,22 @@ pub fn bind_failed(endpoint: &Url, e: io::Error) -> Error {
     }
 }
 
+/// What the system said when a connection could not be made (to a Unix
+/// socket, if `unix`), with what to look at when nothing listens there.
+#[doc(hidden)]
+pub fn why_not_connected(e: &io::Error, unix: bool) -> String {
+    let hint = match (e.kind(), unix) {
+        (io::ErrorKind::ConnectionRefused, false) => {
+            "nothing listens on that port: is the rig running, and is this its port?"
+        }
+        (io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound, true) => {
+            "no server listens on that socket file: is it running, and is this its path?"
+        }
+        _ => return e.to_string(),
+    };
+    format!("{e}: {hint}")
+}
+
 /// What the system said when a listening socket could not be bound (a
 /// Unix socket's, if `unix`), with what to do for the mistakes a lab makes
 /// most: a rig still running on that port, an address copied from another

@@ -51,7 +51,7 @@ mod service;
 
 pub use files::{
     accept_failed, accepted, bind, bind_failed, resolve_within, secret_from_file, system_lookup,
-    why_not_bound, Bound, Lookup,
+    why_not_bound, why_not_connected, Bound, Lookup,
 };
 #[doc(hidden)]
 pub use group::decode_answer;
