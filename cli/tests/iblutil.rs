@@ -2,12 +2,13 @@
 //! installs in `target/ibl-venv`): a Python script drives the Rust rig, and a
 //! Rust client drives a Python rig, over UDP and over TCP.
 
-use std::io::{BufRead, BufReader, Lines};
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use rigwire_smol::core::ibl::{IblEchoError, IblError, IblEvent, IblMessage};
+use rigwire_smol::core::ibl::{IblEchoError, IblError, IblEvent, IblMessage, MAX_MESSAGE};
 use rigwire_smol::{Error, IblPeer};
 use serde_json::{json, Value};
 
@@ -37,10 +38,12 @@ fn script(name: &str) -> PathBuf {
     workspace().join("tests/ibl").join(name)
 }
 
-/// A child process, killed when dropped, whose stdout is read line by line.
+/// A child process, killed when dropped, whose stdout is read line by line
+/// as it comes: iblutil logs every message it receives there, and a child
+/// whose pipe is full would stop before it echoes.
 struct Proc {
     child: Child,
-    lines: Lines<BufReader<ChildStdout>>,
+    lines: Receiver<String>,
 }
 
 impl Proc {
@@ -51,19 +54,28 @@ impl Proc {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Proc { child, lines }
     }
 
-    /// The next line starting with `prefix` (iblutil logs on stdout too).
+    /// The next line starting with `prefix` (iblutil logs on stdout too),
+    /// within a minute.
     fn line_starting(&mut self, prefix: &str) -> String {
-        for line in self.lines.by_ref() {
-            let line = line.unwrap();
-            if line.starts_with(prefix) {
-                return line;
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(60)) {
+                Ok(line) if line.starts_with(prefix) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("no line starting with {prefix:?}: {e}"),
             }
         }
-        panic!("the process ended before printing a line starting with {prefix:?}");
     }
 }
 
@@ -178,6 +190,29 @@ fn rust_client_drives_the_python_rig(proto: &str) {
             report.error_report(),
             Some(("ValueError: boom".to_owned(), Some(IblEvent::Info)))
         );
+        // The largest message iblutil takes whole goes through (one UDP
+        // datagram: over TCP it may arrive in pieces, which iblutil takes
+        // for messages); a larger one is refused at once, saying why,
+        // and leaves the peer usable.
+        let sized = |n: usize| {
+            let empty = IblMessage::status(json!("")).encode().len();
+            IblMessage::status(json!("x".repeat(n - empty)))
+        };
+        let largest = sized(MAX_MESSAGE);
+        assert_eq!(largest.encode().len(), MAX_MESSAGE);
+        if proto == "udp" {
+            peer.confirmed_send(None, &largest).await.unwrap();
+            peer.wait_event(IblEvent::Status, wait).await.unwrap();
+        }
+        let refused = peer.confirmed_send(None, &sized(MAX_MESSAGE + 1)).await;
+        let Err(Error::Ibl(IblError::Echo { error, .. })) = &refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(error, &IblEchoError::TooLarge(MAX_MESSAGE + 1));
+        assert!(error.to_string().contains("send less"), "{error}");
+        let refused = peer.send(None, &sized(1 << 20)).await;
+        assert!(refused.is_err(), "{refused:?}");
+        peer.status(json!(null)).await.unwrap();
         peer.close();
     });
 }

@@ -33,6 +33,12 @@ pub const DEFAULT_PORT: u16 = 11001;
 /// How long a confirmed send waits for its echo unless told otherwise.
 pub const DEFAULT_ECHO_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The largest message, in bytes of JSON, that iblutil carries: one UDP
+/// datagram over IPv4. A larger one is refused when sent, over TCP too,
+/// where iblutil takes each read for a whole message and a larger one
+/// would arrive in pieces.
+pub const MAX_MESSAGE: usize = 65_507;
+
 /// iblutil's `ExpMessage` values (powers of two since iblutil 1.11), and 0 for errors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
@@ -446,6 +452,13 @@ pub enum IblEchoError {
     /// The transport to this address ended.
     #[error("the connection ended before the echo came back")]
     Disconnected,
+    /// The message is larger than one message may be ([`MAX_MESSAGE`]);
+    /// nothing was sent.
+    #[error(
+        "the message is {0} bytes of JSON, and iblutil carries at most {MAX_MESSAGE} in one \
+         (a UDP datagram): send less, such as a file's path rather than its contents"
+    )]
+    TooLarge(usize),
     /// The address said nothing listens there (UDP's "port unreachable").
     #[error("nothing listens there ({0}): is the rig's iblutil server running, on that port?")]
     Unreachable(String),
@@ -524,6 +537,15 @@ impl WritePacing {
     }
 }
 
+/// `message` as sent, if it is small enough for iblutil to take whole.
+fn encode_within_limit(message: &IblMessage) -> Result<Bytes, IblEchoError> {
+    let encoded = message.encode();
+    match encoded.len() {
+        n if n > MAX_MESSAGE => Err(IblEchoError::TooLarge(n)),
+        _ => Ok(encoded),
+    }
+}
+
 /// The echo rule for any address type `A`, with no I/O.
 pub struct IblEndpoint<A> {
     awaited: BTreeMap<A, AwaitedEcho>,
@@ -567,8 +589,9 @@ impl<A: Ord + Clone> IblEndpoint<A> {
     /// outcome comes as [`IblEndpointEvent::Confirmed`] or `EchoFailed`.
     ///
     /// # Errors
-    /// [`IblEchoError::Busy`] if a confirmed send to `to` is still waiting
-    /// (nothing is sent).
+    /// Nothing is sent on an error: [`IblEchoError::Busy`] if a confirmed
+    /// send to `to` is still waiting; [`IblEchoError::TooLarge`] for a
+    /// message over [`MAX_MESSAGE`].
     pub fn confirmed_send(
         &mut self,
         to: A,
@@ -579,7 +602,7 @@ impl<A: Ord + Clone> IblEndpoint<A> {
         if self.awaited.contains_key(&to) || self.awaited.len() >= self.max_awaited {
             return Err(IblEchoError::Busy);
         }
-        let sent = message.encode();
+        let sent = encode_within_limit(message)?;
         self.awaited.insert(
             to.clone(),
             AwaitedEcho {
@@ -593,8 +616,14 @@ impl<A: Ord + Clone> IblEndpoint<A> {
     }
 
     /// Sends `message` without waiting for an echo (error reports are sent so).
-    pub fn send(&mut self, to: A, message: &IblMessage) {
-        self.transmits.push_back((to, message.encode()));
+    ///
+    /// # Errors
+    /// [`IblEchoError::TooLarge`] for a message over [`MAX_MESSAGE`]
+    /// (nothing is sent).
+    pub fn send(&mut self, to: A, message: &IblMessage) -> Result<(), IblEchoError> {
+        self.transmits
+            .push_back((to, encode_within_limit(message)?));
+        Ok(())
     }
 
     /// One datagram (UDP) or one read (TCP) from `from`.

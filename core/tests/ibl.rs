@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rigwire_core::ibl::{IblEchoError, IblEndpoint, IblEndpointEvent, IblEvent, IblMessage};
+use rigwire_core::ibl::{
+    IblEchoError, IblEndpoint, IblEndpointEvent, IblEvent, IblMessage, MAX_MESSAGE,
+};
 use serde_json::{json, Value};
 
 #[test]
@@ -89,6 +91,33 @@ fn received_messages_are_echoed_byte_for_byte_before_they_are_handled() {
         matches!(&events[2], IblEndpointEvent::Received { message, .. }
         if message.error_report() == Some(("ValueError: boom".into(), Some(IblEvent::Start))))
     );
+}
+
+/// A message over one UDP datagram is refused before anything is sent,
+/// rather than lost on the way and reported as an echo that never came.
+#[test]
+fn a_message_larger_than_iblutil_carries_is_refused_and_nothing_is_sent() {
+    let now = Instant::now();
+    let mut script = IblEndpoint::new();
+    let status = |text: String| IblMessage::status(json!(text));
+    let overhead = status(String::new()).encode().len();
+    let too_large = status("x".repeat(MAX_MESSAGE + 1 - overhead));
+    let t = Duration::from_secs(1);
+    assert_eq!(
+        script.confirmed_send(1, &too_large, t, now),
+        Err(IblEchoError::TooLarge(MAX_MESSAGE + 1))
+    );
+    assert_eq!(
+        script.send(1, &too_large),
+        Err(IblEchoError::TooLarge(MAX_MESSAGE + 1))
+    );
+    assert_eq!(drain(&mut script), (vec![], vec![]));
+    assert_eq!(script.poll_timeout(), None);
+    // Nothing waits for an echo: the largest message goes at once.
+    let largest = status("x".repeat(MAX_MESSAGE - overhead));
+    script.confirmed_send(1, &largest, t, now).unwrap();
+    let (out, _) = drain(&mut script);
+    assert_eq!(out[0].1.len(), MAX_MESSAGE);
 }
 
 #[test]

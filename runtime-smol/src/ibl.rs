@@ -34,8 +34,9 @@ const INBOX_LIMIT: usize = 1024;
 /// Departed TCP peers whose reason is kept, to tell a later send why.
 const LOST_KEPT: usize = 64;
 
-/// The largest datagram or read taken at once (iblutil's default too).
-const MAX_MESSAGE: usize = 64 * 1024;
+/// The most bytes one datagram or read takes: a whole message
+/// ([`rigwire_core::ibl::MAX_MESSAGE`]) and more.
+const READ_BUF: usize = 64 * 1024;
 
 /// One TCP connection: its stream, and one writer at a time, spaced.
 struct TcpConn {
@@ -247,7 +248,7 @@ impl IblPeer {
         let peer = IblPeer::new(Transport::Udp(Arc::clone(&socket)), remote, url);
         let inner = Arc::clone(&peer.inner);
         peer.spawn(async move {
-            let mut buf = vec![0u8; MAX_MESSAGE];
+            let mut buf = vec![0u8; READ_BUF];
             loop {
                 match socket.recv_from(&mut buf).await {
                     // A client hears only its server, as iblutil's does.
@@ -334,10 +335,12 @@ impl IblPeer {
     /// Sends `message` without waiting for an echo (as iblutil sends error reports).
     ///
     /// # Errors
-    /// `Ibl(NoPeer)` with nobody to send to.
+    /// `Ibl(NoPeer)` with nobody to send to; `Ibl(Echo)` with
+    /// [`IblEchoError::TooLarge`] for a message over iblutil's limit.
     pub async fn send(&self, to: Option<SocketAddr>, message: &IblMessage) -> Result<(), Error> {
         let to = self.destination(to)?;
-        self.inner.lock().endpoint.send(to, message);
+        let refused = self.inner.lock().endpoint.send(to, message);
+        refused.map_err(|e| echo_error(to, e))?;
         self.inner.flush().await;
         Ok(())
     }
@@ -608,7 +611,7 @@ impl Inner {
         self.lock().lost.remove(&peer);
         let inner = Arc::clone(self);
         let task = smol::spawn(async move {
-            let mut buf = vec![0u8; MAX_MESSAGE];
+            let mut buf = vec![0u8; READ_BUF];
             let reason = loop {
                 match (&conn.stream).read(&mut buf).await {
                     Ok(0) => break "the peer closed the connection".to_owned(),
