@@ -255,6 +255,35 @@ fn a_silent_peer_fails_each_send_and_leaves_the_peer_usable() {
     });
 }
 
+/// A message the network cuts in two (a large one over TCP) reaches the
+/// Rust rig whole: echoed once, whole, and answered. iblutil would take
+/// each half for a message.
+#[test]
+fn a_message_cut_in_two_by_tcp_reaches_the_rust_rig_whole() {
+    use std::io::{Read, Write};
+    let mut rig =
+        Proc::start(Command::new(BIN).args(["ibl", "rig", "--listen", "tcp://127.0.0.1:0"]));
+    let url = rig.line_starting("listening ")["listening ".len()..].to_owned();
+    let mut stream = std::net::TcpStream::connect(url.trim_start_matches("tcp://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let status = IblMessage::status(json!("x".repeat(MAX_MESSAGE - 20))).encode();
+    let (first, second) = status.split_at(status.len() / 2);
+    stream.write_all(first).unwrap();
+    // Long enough for the rig to have read the first half alone.
+    std::thread::sleep(Duration::from_millis(200));
+    stream.write_all(second).unwrap();
+    let mut echo = vec![0; status.len()];
+    stream.read_exact(&mut echo).unwrap();
+    assert!(echo == status[..], "the echo is not the message sent");
+    // Then the rig's answer, which nothing else comes before.
+    let mut answer = [0; 64];
+    let n = stream.read(&mut answer).unwrap();
+    let answer = IblMessage::decode(&answer[..n]).unwrap();
+    assert_eq!(answer.event, IblEvent::Status, "{answer}");
+}
+
 #[test]
 fn a_lost_tcp_connection_is_reported() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -19,7 +19,9 @@
 //! an echo is refused instead of silently replacing the first; and while an
 //! echo is awaited, a datagram that is not the echo but is a valid message is
 //! handled as a message rather than failing the send (iblutil takes *any*
-//! datagram from that address for the echo).
+//! datagram from that address for the echo); over TCP, a read that ends
+//! inside a message waits for the rest ([`IblEndpoint::for_streams`]); and
+//! a message over [`MAX_MESSAGE`] is refused before it is sent.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -398,6 +400,31 @@ fn split_values(data: &[u8]) -> Vec<&[u8]> {
     cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect()
 }
 
+/// Where the value `data` ends inside of begins: after the last whole
+/// value (a read that stopped inside a message), or `data.len()` if `data`
+/// ends between values or holds something that is not JSON.
+fn unfinished_from(data: &[u8]) -> usize {
+    let numbers = python_constants(data, PythonConstant::SameLength);
+    let mut values = serde_json::Deserializer::from_slice(numbers.as_deref().unwrap_or(data))
+        .into_iter::<serde::de::IgnoredAny>();
+    let mut whole = 0;
+    loop {
+        match values.next() {
+            Some(Ok(_)) => whole = values.byte_offset(),
+            Some(Err(e)) if e.is_eof() || ends_inside_python_constant(data) => return whole,
+            _ => return data.len(),
+        }
+    }
+}
+
+/// Whether `data` ends with the start of a constant of Python's (`Na`,
+/// `Infin`), which JSON reads as a mistake rather than as cut short.
+fn ends_inside_python_constant(data: &[u8]) -> bool {
+    [b"NaN".as_slice(), b"Infinity"]
+        .iter()
+        .any(|word| (1..word.len()).any(|n| data.ends_with(&word[..n])))
+}
+
 /// What an [`IblEndpoint`] tells its runtime.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -553,6 +580,9 @@ pub struct IblEndpoint<A> {
     events: VecDeque<IblEndpointEvent<A>>,
     /// Most addresses awaiting an echo at once (each costs one buffered message).
     max_awaited: usize,
+    /// Over a stream (TCP): the start of a message whose read ended inside
+    /// it, per address, until the rest arrives ([`IblEndpoint::for_streams`]).
+    unfinished: Option<BTreeMap<A, Vec<u8>>>,
 }
 
 impl<A> std::fmt::Debug for IblEndpoint<A> {
@@ -570,14 +600,27 @@ impl<A: Ord + Clone> Default for IblEndpoint<A> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             max_awaited: 1024,
+            unfinished: None,
         }
     }
 }
 
 impl<A: Ord + Clone> IblEndpoint<A> {
-    /// An endpoint with nothing in flight.
+    /// An endpoint with nothing in flight, for datagrams (UDP): each input
+    /// is whole messages.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An endpoint for streams (TCP), where a read may end inside a message
+    /// (a large one, cut where the network cut it): that start is kept, up
+    /// to [`MAX_MESSAGE`] bytes, and handled with the rest when it comes.
+    /// iblutil takes such a piece for a message, and fails it.
+    pub fn for_streams() -> Self {
+        IblEndpoint {
+            unfinished: Some(BTreeMap::new()),
+            ..Self::default()
+        }
     }
 
     /// Whether a confirmed send to `to` is waiting for its echo.
@@ -633,10 +676,29 @@ impl<A: Ord + Clone> IblEndpoint<A> {
     /// Here a read that is several JSON values back to back is taken apart,
     /// and an awaited echo at its start is recognised; each piece is then
     /// handled (and echoed) on its own, so the bytes echoed are still exactly
-    /// the bytes received.
+    /// the bytes received. On a stream's endpoint ([`for_streams`]) a read
+    /// that ends inside a message keeps that start for the next read.
+    ///
+    /// [`for_streams`]: IblEndpoint::for_streams
     pub fn handle_input(&mut self, from: A, data: &[u8], now: Instant) {
         let _ = now; // the echo rule needs no clock; kept for the call order
+        let joined;
         let mut data = data;
+        if let Some(unfinished) = &mut self.unfinished {
+            if let Some(mut start) = unfinished.remove(&from) {
+                start.extend_from_slice(data);
+                joined = start;
+                data = &joined;
+            }
+            let whole = unfinished_from(data);
+            if data.len() - whole <= MAX_MESSAGE && whole < data.len() {
+                unfinished.insert(from.clone(), data[whole..].to_vec());
+                data = &data[..whole];
+                if data.is_empty() {
+                    return;
+                }
+            }
+        }
         if let Some(awaited) = self.awaited.get(&from) {
             let sent = awaited.sent.clone();
             if data.len() > sent.len() && data.starts_with(&sent) {
@@ -682,6 +744,11 @@ impl<A: Ord + Clone> IblEndpoint<A> {
             self.transmits
                 .push_back((from.clone(), Bytes::copy_from_slice(data)));
         }
+        // On a stream, what separates messages may arrive alone: echoed
+        // (the echoed stream stays the stream received), not a message.
+        if self.unfinished.is_some() && data.iter().all(u8::is_ascii_whitespace) {
+            return;
+        }
         let event = match IblMessage::decode(data) {
             Ok(message) => IblEndpointEvent::Received { from, message },
             Err(error) => IblEndpointEvent::Malformed { from, error },
@@ -691,6 +758,9 @@ impl<A: Ord + Clone> IblEndpoint<A> {
 
     /// The transport to `to` ended (a TCP connection): its awaited echo fails.
     pub fn handle_disconnect(&mut self, to: &A) {
+        if let Some(unfinished) = &mut self.unfinished {
+            unfinished.remove(to);
+        }
         if self.awaited.remove(to).is_some() {
             self.events.push_back(IblEndpointEvent::EchoFailed {
                 to: to.clone(),

@@ -270,6 +270,66 @@ fn tcp_reads_holding_several_messages_are_taken_apart() {
     assert_eq!(out, vec![(3, Bytes::from_static(b"[4, nu"))]);
 }
 
+/// Over TCP a large message may come in several reads (the network cuts
+/// it where it likes): the start is kept until the rest arrives, and the
+/// message is then echoed and handled once, whole. iblutil takes each piece
+/// for a message, and fails.
+#[test]
+fn a_message_cut_across_tcp_reads_is_handled_once_whole() {
+    let now = Instant::now();
+    let sent = IblMessage::init(json!({"frames": "x".repeat(40)}));
+    let echo = sent.encode();
+    let answer = br#" [1, {"status": 10, "gain": NaN}]"#;
+    let read = [&echo[..], &answer[..]].concat();
+    for cut in 1..read.len() {
+        let mut script = IblEndpoint::for_streams();
+        script
+            .confirmed_send(7, &sent, Duration::from_secs(1), now)
+            .unwrap();
+        let _ = drain(&mut script);
+        script.handle_input(7, &read[..cut], now);
+        script.handle_input(7, &read[cut..], now);
+        let (out, events) = drain(&mut script);
+        let echoed: Vec<u8> = out.iter().flat_map(|(_, bytes)| bytes.to_vec()).collect();
+        assert_eq!(echoed, answer, "cut at {cut}");
+        assert_eq!(events.len(), 2, "cut at {cut}: {events:?}");
+        assert_eq!(events[0], IblEndpointEvent::Confirmed { to: 7 });
+        assert!(
+            matches!(&events[1], IblEndpointEvent::Received { message, .. }
+            if message.field(0)["gain"].is_null()),
+            "cut at {cut}: {events:?}"
+        );
+    }
+}
+
+/// What is kept of an unfinished message is bounded, and forgotten with its
+/// connection; something that is not JSON is not kept at all.
+#[test]
+fn an_unfinished_message_is_kept_up_to_the_limit_and_forgotten_on_disconnect() {
+    let now = Instant::now();
+    let mut rig = IblEndpoint::for_streams();
+    // A start that never ends, longer than any message: handled as it is.
+    let endless = [b"[32, \"".as_slice(), &vec![b'x'; MAX_MESSAGE]].concat();
+    rig.handle_input(1, &endless, now);
+    let (out, events) = drain(&mut rig);
+    assert_eq!(out.len(), 1);
+    assert!(matches!(&events[..], [IblEndpointEvent::Malformed { .. }]));
+    rig.handle_input(1, b"[32, 1]", now);
+    let (_, events) = drain(&mut rig);
+    assert!(matches!(&events[..], [IblEndpointEvent::Received { .. }]));
+    // Not JSON: handled at once, as iblutil's garbage always was.
+    rig.handle_input(2, b"[32, nope", now);
+    let (out, _) = drain(&mut rig);
+    assert_eq!(out, vec![(2, Bytes::from_static(b"[32, nope"))]);
+    // A start forgotten with its connection: the next one begins afresh.
+    rig.handle_input(3, b"[32, ", now);
+    assert_eq!(drain(&mut rig), (vec![], vec![]));
+    rig.handle_disconnect(&3);
+    rig.handle_input(3, b"[32, 2]", now);
+    let (out, _) = drain(&mut rig);
+    assert_eq!(out, vec![(3, Bytes::from_static(b"[32, 2]"))]);
+}
+
 /// Python's `json.dumps`, which iblutil uses, writes `NaN`, `Infinity` and
 /// `-Infinity`; JSON has no word for them, and a message holding one used
 /// to be dropped as not JSON.

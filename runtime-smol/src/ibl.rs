@@ -219,9 +219,13 @@ impl IblPeer {
     }
 
     fn new(transport: Transport, remote: Option<SocketAddr>, url: String) -> IblPeer {
+        let endpoint = match transport {
+            Transport::Tcp(_) => IblEndpoint::for_streams(),
+            Transport::Udp(_) => IblEndpoint::new(),
+        };
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
-                endpoint: IblEndpoint::new(),
+                endpoint,
                 inbox: VecDeque::new(),
                 outcomes: BTreeMap::new(),
                 last_peer: remote,
