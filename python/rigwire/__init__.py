@@ -155,7 +155,35 @@ def _not_json(value: Any) -> Any:
         )
     kind = type(value).__name__
     article = "an" if kind[:1].lower() in "aeiou" else "a"
-    raise TypeError(f"{article} {kind} is not JSON serializable{_made_later_hint(value)}")
+    hint = _made_later_hint(value) or _plain_value_hint(value)
+    raise TypeError(f"{article} {kind} is not JSON serializable{hint}")
+
+
+def _plain_value_hint(value: Any) -> str:
+    """The plain value to send instead of one of the standard library's
+    types that a lab's code returns most (a timestamp, a path, a record)."""
+    import dataclasses
+    import datetime
+    import decimal
+    import enum
+    import pathlib
+    import uuid
+
+    if isinstance(value, datetime.datetime):
+        return " (send it as text: .isoformat(), or as seconds: .timestamp())"
+    if isinstance(value, (datetime.date, datetime.time)):
+        return " (send it as text: .isoformat())"
+    if isinstance(value, (pathlib.PurePath, uuid.UUID)):
+        return " (send it as text: str(...))"
+    if isinstance(value, decimal.Decimal):
+        return " (send it as a number: float(...), or exactly as text: str(...))"
+    if isinstance(value, enum.Enum):
+        return " (send its .value or its .name)"
+    if isinstance(value, (set, frozenset)):
+        return " (send it as a list: sorted(...) or list(...))"
+    if dataclasses.is_dataclass(value):
+        return " (send it as a dict: dataclasses.asdict(...))"
+    return ""
 
 
 def _made_later_hint(value: Any) -> str:

@@ -218,3 +218,47 @@ def test_values_made_only_when_asked_are_refused_saying_what_to_send_instead(rig
         with rigwire.connect(rig.url) as c:
             with pytest.raises(TypeError, match=r"a range .* list\(\.\.\.\)"):
                 c.call("echo", [range(3)])
+
+
+def test_standard_library_values_json_cannot_hold_are_refused_saying_what_to_send(rig):
+    # A timestamp, a path, a record: each read only "a datetime is not JSON
+    # serializable", and a lab's code returns them all the time.
+    import dataclasses
+    import datetime
+    import decimal
+    import enum
+    import pathlib
+
+    class Shutter(enum.Enum):
+        OPEN = 1
+
+    @dataclasses.dataclass
+    class Position:
+        x: float
+        y: float
+
+    hints = [
+        (datetime.datetime(2026, 11, 28, 9, 30), r"\.isoformat\(\), or as seconds: \.timestamp\(\)"),
+        (datetime.date(2026, 11, 28), r"as text: \.isoformat\(\)\)"),
+        (pathlib.Path("/data/session"), r"as text: str\(\.\.\.\)"),
+        (decimal.Decimal("0.1"), r"float\(\.\.\.\)"),
+        (Shutter.OPEN, r"its \.value or its \.name"),
+        ({1, 2}, r"sorted\(\.\.\.\)"),
+        (Position(1.0, 2.0), r"dataclasses\.asdict\(\.\.\.\)"),
+    ]
+    with rigwire.Server("tcp://127.0.0.1:0", name="py") as s:
+        returned = {}
+
+        @s.expose
+        def latest():
+            return {"value": returned["value"]}
+
+        s.start()
+        with rigwire.connect(rig.url) as c, rigwire.connect(s.url) as to_py:
+            for value, hint in hints:
+                with pytest.raises(TypeError, match=hint):
+                    c.call("echo", [value])
+                returned["value"] = value
+                with pytest.raises(rigwire.RemoteError, match=hint):
+                    to_py.call("latest")
+            assert c.call("echo", [dataclasses.asdict(Position(1.0, 2.0))]) == [{"x": 1.0, "y": 2.0}]
