@@ -43,6 +43,27 @@ fn is_listed(name: &str) -> bool {
     name != CLOCK_METHOD && name != FALLBACK_NAME
 }
 
+/// How many typos turn `a` into `b`: letters inserted, deleted or changed,
+/// and neighbours swapped (the optimal string alignment distance).
+fn typos_between(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    // Three rows of the distance table: two back (for swaps), one back, this one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut last: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let changed = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + changed);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut last, row);
+    }
+    last[b.len()]
+}
+
 /// Prefix reserved for names the protocol defines.
 pub const RESERVED_PREFIX: &str = "rigwire.";
 
@@ -261,6 +282,33 @@ impl Registry {
     /// whether the peer has anything to call or notify here.
     pub fn exposes_anything(&self) -> bool {
         self.methods.iter().any(|m| is_listed(&m.name))
+    }
+
+    /// The exposed name `asked` was most likely meant to be (a typo: a
+    /// letter missing, extra, wrong or two swapped; or another case), for
+    /// the `NoSuchMethod` answer; `None` if no name is that close.
+    pub fn closest_to(&self, asked: &str) -> Option<&str> {
+        // Bounded: a peer's mistakes must not cost much to answer.
+        if asked.len() > 64 {
+            return None;
+        }
+        let allowed = if asked.chars().count() <= 4 { 1 } else { 2 };
+        self.methods
+            .iter()
+            .take(1024)
+            .filter(|m| is_listed(&m.name))
+            .flat_map(|m| std::iter::once(&m.name).chain(&m.aliases))
+            .filter(|name| name.len().abs_diff(asked.len()) <= allowed)
+            .map(|name| {
+                let distance = match name.eq_ignore_ascii_case(asked) {
+                    true => 0,
+                    false => typos_between(asked, name),
+                };
+                (distance, name.as_str())
+            })
+            .filter(|(distance, _)| *distance <= allowed)
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, name)| name)
     }
 
     /// Everything exposed, in registration order.

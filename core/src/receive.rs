@@ -120,9 +120,15 @@ impl Connection {
             let message = match (self.registry.absent_because(), self.meant_a_relay(method)) {
                 (Some(why), _) => format!("no method '{method}' is exposed: {why}"),
                 (None, true) => format!("no method '{method}' is exposed, and {NOT_A_RELAY}"),
-                (None, false) => format!(
-                    "no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them"
-                ),
+                (None, false) => match self.registry.closest_to(method) {
+                    Some(meant) => format!(
+                        "no method '{method}' is exposed: did you mean '{meant}'? (call \
+                         {INTROSPECTION_METHOD} to list them)"
+                    ),
+                    None => format!(
+                        "no method '{method}' is exposed; call {INTROSPECTION_METHOD} to list them"
+                    ),
+                },
             };
             return self
                 .answer_directly(id, Err(RemoteError::new(ErrorKind::NoSuchMethod, message)));

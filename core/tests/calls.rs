@@ -6,14 +6,14 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use rigwire_core::testing::{Netem, Side};
+use rigwire_core::testing::{Netem, Pair, Side};
 use rigwire_core::{
     CallError, CancelReason, Codec, ErrorKind, Event, ExposedMethod, Framing, Message, Payload,
-    ProtocolConfig, RemoteError, ReplyError, INTROSPECTION_METHOD,
+    ProtocolConfig, Registry, RemoteError, ReplyError, INTROSPECTION_METHOD,
 };
 
 #[test]
@@ -103,6 +103,52 @@ fn unknown_methods_are_answered_by_the_core() {
         "no method 'launch_missiles' is exposed; call rigwire.methods to list them"
     );
     assert_eq!(p.server.stats().no_such_method, 1);
+}
+
+/// A name one typo away from an exposed one (a letter missing, extra,
+/// wrong, two swapped, another case) is answered with the name meant.
+#[test]
+fn a_misspelt_method_is_answered_with_the_name_meant() {
+    let mut rig = Registry::new();
+    for name in ["exp.start", "exp.stop", "grab_frame", "set_laser_power"] {
+        rig.expose(name).unwrap();
+    }
+    let mut p = Pair::new(
+        Instant::now(),
+        Framing::Stream,
+        (config("script", None), Registry::new()),
+        (config("rig", None), rig),
+        Netem::default(),
+    );
+    p.connect();
+    let asked = [
+        ("exp.strat", Some("exp.start")),
+        ("exp.stp", Some("exp.stop")),
+        ("Grab_Frame", Some("grab_frame")),
+        ("grab_frames", Some("grab_frame")),
+        ("set_lazer_powr", Some("set_laser_power")),
+        ("laser", None),
+        ("exp", None),
+    ];
+    let ids: Vec<u64> = asked
+        .iter()
+        .map(|(name, _)| p.client.call(name, json(()), None, p.now).unwrap())
+        .collect();
+    p.run();
+    for ((name, meant), id) in asked.iter().zip(ids) {
+        let Err(CallError::Remote(err)) = response(&p.client_events, id).unwrap() else {
+            panic!()
+        };
+        assert_eq!(err.kind, ErrorKind::NoSuchMethod);
+        let expected = match meant {
+            Some(meant) => format!(
+                "no method '{name}' is exposed: did you mean '{meant}'? (call rigwire.methods \
+                 to list them)"
+            ),
+            None => format!("no method '{name}' is exposed; call rigwire.methods to list them"),
+        };
+        assert_eq!(err.message, expected);
+    }
 }
 
 /// A `URL#NAME` given a rig's URL instead of a relay's: the client follows

@@ -286,7 +286,7 @@ fn a_name_nobody_serves_fails_at_once_with_unavailable() {
         (e.kind, e.message.as_str()),
         (
             ErrorKind::Unavailable,
-            "no service 'subject' is connected to this relay"
+            "no service 'subject' is connected to this relay (none is connected now)"
         )
     );
 }
@@ -949,7 +949,8 @@ fn a_clients_notify_that_goes_nowhere_is_refused_saying_why() {
         [
             said(
                 ErrorKind::Unavailable,
-                "notify to 'subject.show' dropped: no service 'subject' is connected to this relay"
+                "notify to 'subject.show' dropped: no service 'subject' is connected to this relay \
+                 (connected now: data)"
             ),
             said(
                 ErrorKind::NoSuchMethod,

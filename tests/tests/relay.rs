@@ -185,7 +185,11 @@ fn errors_and_unknown_names_come_back_clearly() {
     match script.call::<_, String>("camera.snap", &()) {
         Err(Error::Remote(e)) => {
             assert_eq!(e.kind, ErrorKind::Unavailable);
-            assert_eq!(e.message, "no service 'camera' is connected to this relay");
+            // The services connected are named: a misspelt name shows itself.
+            assert_eq!(
+                e.message,
+                "no service 'camera' is connected to this relay (connected now: data)"
+            );
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -609,7 +613,10 @@ fn a_url_ending_in_a_service_name_reaches_that_service_through_the_relay() {
         match outcome {
             Err(Error::Remote(e)) => {
                 assert_eq!(e.kind, ErrorKind::Unavailable);
-                assert_eq!(e.message, "no service 'ghost' is connected to this relay");
+                assert_eq!(
+                    e.message,
+                    "no service 'ghost' is connected to this relay (connected now: scanner, stim)"
+                );
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }

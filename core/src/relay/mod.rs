@@ -282,11 +282,21 @@ impl std::fmt::Debug for Relay {
     }
 }
 
-/// Why a call or notify to service `name` goes nowhere.
-fn no_service(name: &str) -> RemoteError {
+/// Why a call or notify to service `name` goes nowhere, naming the
+/// services that are connected (`routes`): a misspelt name shows itself.
+fn no_service(name: &str, routes: &BTreeMap<String, ConnId>) -> RemoteError {
+    const NAMED: usize = 8;
+    let mut connected: Vec<&str> = routes.keys().take(NAMED).map(String::as_str).collect();
+    if routes.len() > NAMED {
+        connected.push("…");
+    }
+    let now = match connected.is_empty() {
+        true => "none is connected now".to_owned(),
+        false => format!("connected now: {}", connected.join(", ")),
+    };
     RemoteError::new(
         ErrorKind::Unavailable,
-        format!("no service '{name}' is connected to this relay"),
+        format!("no service '{name}' is connected to this relay ({now})"),
     )
 }
 
@@ -805,7 +815,7 @@ impl Relay {
         }
         match self.routes.get(name) {
             Some(&service) => Ok((service, name, inner)),
-            None => Err(no_service(name)),
+            None => Err(no_service(name, &self.routes)),
         }
     }
 
@@ -833,7 +843,7 @@ impl Relay {
                         return;
                     }
                     Some(Err(e)) => Err(self.hop_error(service, e)),
-                    None => Err(no_service(name)),
+                    None => Err(no_service(name, &self.routes)),
                 }
             }
         };
