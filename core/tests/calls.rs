@@ -655,3 +655,38 @@ fn adaptive_dispatch_moves_a_handler_inline_after_fast_runs_and_back_after_a_slo
     }
     assert!(Dispatch::Adaptive.learns() && !Dispatch::Inline.learns());
 }
+
+/// A call with too few or too many arguments for a handler that takes a
+/// tuple is told how many it takes; serde said "invalid length 1, expected
+/// a tuple of size 2", or "trailing characters" for one too many.
+#[test]
+fn arguments_of_the_wrong_number_are_told_how_many_the_method_takes() {
+    let told = |args: Payload| {
+        let refused = args.decode_args::<(f64, f64)>().unwrap_err();
+        assert_eq!(refused.kind, ErrorKind::BadArguments);
+        refused.message
+    };
+    let takes = "this method takes 2 arguments (a JSON array of 2 values); ";
+    let sent = [
+        (json((1,)), "1 was sent"),
+        (json(1), "1 was sent"),
+        (json((1, 2, 3)), "3 were sent"),
+        (json(()), "none were sent"),
+        (json(Vec::<u8>::new()), "0 were sent"),
+        (
+            Payload::json(&serde_json::json!({"a": 1, "b": 2})).unwrap(),
+            "named arguments (a JSON object) were sent",
+        ),
+    ];
+    for (args, said) in sent {
+        assert_eq!(told(args), format!("{takes}{said}"));
+    }
+    // As many as it takes, of the wrong kind: serde's words, which say it.
+    assert!(told(json(("x", 2))).contains("invalid type: string \"x\", expected f64"));
+    // A handler that takes one value is not counted.
+    let one = json((1, 2)).decode_args::<String>().unwrap_err();
+    assert!(
+        one.message.starts_with("arguments do not decode"),
+        "{one:?}"
+    );
+}

@@ -4,6 +4,7 @@
 //! answers in the codec the caller used, except that JSON and bytes answer
 //! for each other ([`Payload::encode_result`]).
 
+mod arity;
 mod bytes;
 
 use ::bytes::Bytes;
@@ -51,11 +52,39 @@ impl Payload {
     /// `BadArguments`, saying why the arguments do not decode.
     pub fn decode_args<A: DeserializeOwned>(&self) -> Result<A, crate::HandlerError> {
         self.decode().map_err(|e| {
-            crate::HandlerError::with_kind(
-                crate::ErrorKind::BadArguments,
-                format!("arguments do not decode: {e}"),
-            )
+            let why = self
+                .arguments_counted_wrong::<A>()
+                .unwrap_or_else(|| format!("arguments do not decode: {e}"));
+            crate::HandlerError::with_kind(crate::ErrorKind::BadArguments, why)
         })
+    }
+
+    /// Says so when JSON arguments are not as many as the tuple `A` holds:
+    /// a JSON array of another length, or one value that is not an array.
+    fn arguments_counted_wrong<A: DeserializeOwned>(&self) -> Option<String> {
+        let wanted = arity::tuple_len::<A>()?;
+        if self.codec != Codec::Json {
+            return None;
+        }
+        let plural = |n: usize, one: &'static str, many: &'static str| match n {
+            1 => one,
+            _ => many,
+        };
+        let sent = match serde_json::from_slice(&self.bytes).ok()? {
+            serde_json::Value::Array(values) if values.len() == wanted => return None,
+            serde_json::Value::Array(values) => {
+                let n = values.len();
+                format!("{n} {} sent", plural(n, "was", "were"))
+            }
+            serde_json::Value::Object(_) => "named arguments (a JSON object) were sent".into(),
+            serde_json::Value::Null => "none were sent".into(),
+            _ => "1 was sent".into(),
+        };
+        Some(format!(
+            "this method takes {wanted} {} (a JSON array of {wanted} {}); {sent}",
+            plural(wanted, "argument", "arguments"),
+            plural(wanted, "value", "values"),
+        ))
     }
 
     /// Encodes a handler's result for a caller that used `codec`, with a

@@ -103,6 +103,17 @@ impl StepRequest {
         };
         Ok(match method {
             methods::INIT => StepRequest::Init(InitData::decode(args)?),
+            methods::START
+                if args.codec == Codec::Json && matches!(&args.bytes[..], b"" | b"null") =>
+            {
+                return Err(HandlerError::with_kind(
+                    ErrorKind::BadArguments,
+                    format!(
+                        "{method} takes the experiment's reference, as text of the form \
+                         yyyy-mm-dd_n_subject (\"2026-11-28_1_mouse\"), and none was sent"
+                    ),
+                ))
+            }
             methods::START => StepRequest::Start(args.decode().map_err(decode_err)?),
             methods::STOP => {
                 let stop: Option<StopArgs> = match args.bytes.is_empty() {
@@ -223,6 +234,23 @@ mod tests {
             let payload = sent.encode(codec).unwrap();
             assert_eq!(InitData::decode(&payload).unwrap(), sent);
         }
+    }
+
+    #[test]
+    fn a_start_without_its_reference_says_what_to_send() {
+        for sent in ["", "null"] {
+            let args = Payload::new(Codec::Json, sent.as_bytes().to_vec());
+            let err = StepRequest::decode(methods::START, &args).unwrap_err();
+            assert_eq!(err.kind, ErrorKind::BadArguments);
+            assert_eq!(
+                err.message,
+                "exp.start takes the experiment's reference, as text of the form \
+                 yyyy-mm-dd_n_subject (\"2026-11-28_1_mouse\"), and none was sent"
+            );
+        }
+        let sent = Payload::json("2026-11-28_1_mouse").unwrap();
+        let start = StepRequest::decode(methods::START, &sent).unwrap();
+        assert_eq!(start.step(), Step::Start);
     }
 
     #[test]
