@@ -54,11 +54,24 @@ impl Url {
         }
         const EXPECTED: &str = "expected tcp://host:port, tls://host:port, unix:///path, \
                                 ws://host:port/path or wss://host:port/path";
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| invalid(EXPECTED))?;
-        match scheme {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            // `rig-1:7400`: a host and port with the scheme left out.
+            return Err(match url.contains(':') && !url.contains('/') {
+                true => invalid(&format!("{EXPECTED}: did you mean 'tcp://{url}'?")),
+                false => invalid(EXPECTED),
+            });
+        };
+        // Schemes are case-insensitive (RFC 3986 §3.1).
+        let scheme = scheme.to_ascii_lowercase();
+        match scheme.as_str() {
             "tcp" | "tls" => {
                 if rest.is_empty() || rest.contains('/') || !rest.contains(':') {
-                    return Err(invalid(&format!("expected {scheme}://host:port")));
+                    let missing = match (rest.contains('/'), rest.contains(':')) {
+                        (true, _) => " (with no path: a path is for ws:// URLs)",
+                        (false, false) => " (the port is missing)",
+                        _ => "",
+                    };
+                    return Err(invalid(&format!("expected {scheme}://host:port{missing}")));
                 }
                 check_host_port(rest).map_err(|why| invalid(&why))?;
                 Ok(Url::Tcp {
@@ -87,6 +100,14 @@ impl Url {
                     tls: scheme == "wss",
                 })
             }
+            "udp" => Err(invalid(&format!(
+                "udp:// is iblutil's: an iblutil rig is reached with rigwire.ibl (Python) or \
+                 `rigwire ibl` (the command line); {EXPECTED}"
+            ))),
+            "http" | "https" => Err(invalid(&format!(
+                "{scheme}:// is the control page's (`rigwire control`); rigs and relays take \
+                 ws:// for websockets: {EXPECTED}"
+            ))),
             other => Err(invalid(&format!("unknown scheme '{other}': {EXPECTED}"))),
         }
     }

@@ -339,16 +339,45 @@ mod endpoints {
             ),
             ("tcp://rig:", "the port '' is not"),
             ("wss://rig:https/x", "the port 'https' is not"),
-            // Another protocol's scheme is answered with ours.
+            // Another protocol's scheme is answered with ours, and with
+            // where that one belongs.
             (
                 "http://rig:80",
-                "unknown scheme 'http': expected tcp://host:port, tls://host:port",
+                "http:// is the control page's (`rigwire control`); rigs and relays take ws://",
+            ),
+            (
+                "https://rig:443",
+                "expected tcp://host:port, tls://host:port",
+            ),
+            (
+                "udp://rig-1:11001",
+                "udp:// is iblutil's: an iblutil rig is reached with rigwire.ibl",
+            ),
+            (
+                "smtp://h:25",
+                "unknown scheme 'smtp': expected tcp://host:port",
+            ),
+            // The scheme left out, the port left out, a path where none goes.
+            ("rig-1:7400", "did you mean 'tcp://rig-1:7400'?"),
+            (
+                "tcp://rig-1",
+                "expected tcp://host:port (the port is missing)",
+            ),
+            (
+                "tcp://rig-1:7400/",
+                "(with no path: a path is for ws:// URLs)",
             ),
         ] {
             let err = Url::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
         assert!(Url::parse("tcp://[::1]:0").is_ok());
+        // Schemes are case-insensitive (RFC 3986).
+        assert_eq!(
+            Url::parse("TCP://rig-1:7400").unwrap(),
+            Url::parse("tcp://rig-1:7400").unwrap()
+        );
+        assert!(Url::parse("WSS://rig-1:443/x").unwrap().is_tls());
     }
 
     #[test]
