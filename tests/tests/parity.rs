@@ -241,7 +241,7 @@ fn both_runtimes_say_what_to_look_at_when_nothing_listens() {
         std::env::temp_dir().join(format!("rigwire-parity-none-{}.sock", std::process::id()));
     let unix = format!("unix://{}", path.display());
     for (url, hint) in [
-        (&tcp, "nothing listens on that port: is the rig running"),
+        (&tcp, "nothing listens on that port: is the rig or relay running"),
         (&unix, "no server listens on that socket file"),
     ] {
         let failures = [

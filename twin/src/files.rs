@@ -159,7 +159,7 @@ pub fn bind_failed(endpoint: &Url, e: io::Error) -> Error {
 pub fn why_not_connected(e: &io::Error, unix: bool) -> String {
     let hint = match (e.kind(), unix) {
         (io::ErrorKind::ConnectionRefused, false) => {
-            "nothing listens on that port: is the rig running, and is this its port?"
+            "nothing listens on that port: is the rig or relay running, and is this its port?"
         }
         (io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound, true) => {
             "no server listens on that socket file: is it running, and is this its path?"
