@@ -400,9 +400,9 @@ fn split_values(data: &[u8]) -> Vec<&[u8]> {
     cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect()
 }
 
-/// Where the value `data` ends inside of begins: after the last whole
-/// value (a read that stopped inside a message), or `data.len()` if `data`
-/// ends between values or holds something that is not JSON.
+/// Where the unfinished value at the end of `data` (a read that stopped
+/// inside a message) begins: after the last whole value. `data.len()` when
+/// `data` ends between values, or holds something that is not JSON.
 fn unfinished_from(data: &[u8]) -> usize {
     let numbers = python_constants(data, PythonConstant::SameLength);
     let mut values = serde_json::Deserializer::from_slice(numbers.as_deref().unwrap_or(data))
