@@ -15,12 +15,7 @@ use crate::peer::Peer;
 use crate::pending::{PendingCall, RawPendingCall};
 use crate::transport;
 
-/// Fresh 32 random bytes for a handshake nonce.
-pub(crate) fn nonce() -> [u8; 32] {
-    let mut nonce = [0; 32];
-    getrandom::fill(&mut nonce).expect("the operating system's random source is available");
-    nonce
-}
+pub(crate) use rigwire_twin::nonce;
 
 /// A connection to one peer, made by dialing it. See [`Peer`] for each call.
 pub struct Client {

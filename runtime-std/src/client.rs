@@ -50,12 +50,7 @@ impl ClientInner {
     }
 }
 
-/// Fresh 32 random bytes for a handshake nonce.
-pub(crate) fn nonce() -> [u8; 32] {
-    let mut nonce = [0; 32];
-    getrandom::fill(&mut nonce).expect("the operating system's random source is available");
-    nonce
-}
+pub(crate) use rigwire_twin::nonce;
 
 /// Dials, runs the handshake, and returns once it has completed or failed.
 /// `linger` is [`LINGER`](crate::driver::LINGER) for a script's client, zero

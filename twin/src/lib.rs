@@ -65,6 +65,18 @@ pub use serde::{de::DeserializeOwned, Serialize};
 #[doc(hidden)]
 pub use tracing;
 
+/// Fresh 32 random bytes for a handshake nonce, from the operating system.
+///
+/// # Panics
+/// If the operating system has no random source to read, which no
+/// supported system lacks: a handshake without a fresh nonce could be
+/// replayed, so there is no fallback.
+pub fn nonce() -> [u8; 32] {
+    let mut nonce = [0; 32];
+    getrandom::fill(&mut nonce).expect("the operating system's random source is available");
+    nonce
+}
+
 /// Locks `m`, poisoned or not. A thread that panicked holding one of the
 /// runtimes' locks leaves state the core keeps consistent (it never panics
 /// half-way through a change), so the lock is taken as it is rather than

@@ -189,8 +189,7 @@ pub fn finish(mode: &'static str, url: &str, outcomes: &[Outcome], json: bool) -
 
 /// The tester's `Hello`: name "conform", a fresh nonce, our limits.
 pub fn our_hello(secret_required: bool) -> Hello {
-    let mut nonce = [0u8; 32];
-    getrandom::fill(&mut nonce).expect("the operating system's random source works");
+    let nonce = rigwire_twin::nonce();
     Hello {
         magic: MAGIC,
         min_version: PROTOCOL_VERSION,
