@@ -154,6 +154,22 @@ pub enum GroupError {
     /// A rig name that is not in the group.
     #[error("no rig named '{0}' in the group")]
     UnknownRig(String),
+    /// Two rigs were given the same name; nothing was connected.
+    #[error("two rigs are named '{0}': a group tells its rigs apart by name, so each needs one of its own")]
+    SameName(String),
+}
+
+/// Checks that no two of a group's rigs share a name: their answers, their
+/// events and `rig(name)` would be told apart by nothing.
+///
+/// # Errors
+/// [`GroupError::SameName`] with the first name given twice.
+pub fn distinct_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), GroupError> {
+    let mut seen = std::collections::BTreeSet::new();
+    match names.into_iter().find(|name| !seen.insert(*name)) {
+        Some(twice) => Err(GroupError::SameName(twice.to_owned())),
+        None => Ok(()),
+    }
 }
 
 /// Rigs with their errors, `; ` between them, each in the words `each`
@@ -275,8 +291,12 @@ pub struct Rigs<C> {
 
 impl<C> Rigs<C> {
     /// These rigs, in this order.
-    pub fn new(rigs: Vec<(String, C)>) -> Self {
-        Rigs { rigs }
+    ///
+    /// # Errors
+    /// [`GroupError::SameName`] if two rigs share a name.
+    pub fn new(rigs: Vec<(String, C)>) -> Result<Self, GroupError> {
+        distinct_names(rigs.iter().map(|(name, _)| name.as_str()))?;
+        Ok(Rigs { rigs })
     }
 
     /// The rigs' names, in group order.

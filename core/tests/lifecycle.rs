@@ -151,7 +151,7 @@ mod group_results {
 
     #[test]
     fn rigs_are_found_by_name_and_reached_in_the_order_of_the_call() {
-        let rigs = Rigs::new(vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        let rigs = Rigs::new(vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]).unwrap();
         assert_eq!(rigs.names(), vec!["a", "b", "c"]);
         assert_eq!(rigs.rig("b").ok(), Some(&2));
         let err = rigs.rig("d").unwrap_err();
@@ -163,6 +163,20 @@ mod group_results {
         assert_eq!(order(GroupOrder::InOrder), vec!["a", "b", "c"]);
         assert_eq!(order(GroupOrder::Concurrent), vec!["a", "b", "c"]);
         assert_eq!(order(GroupOrder::Reverse), vec!["c", "b", "a"]);
+    }
+
+    /// Two rigs of one name could not be told apart (their answers, their
+    /// events, `rig(name)`): refused, naming it.
+    #[test]
+    fn two_rigs_of_one_name_are_refused_naming_it() {
+        let twice = Rigs::new(vec![("a".into(), 1), ("b".into(), 2), ("a".into(), 3)]);
+        let err = twice.unwrap_err();
+        assert_eq!(err, GroupError::SameName("a".into()));
+        assert_eq!(
+            err.to_string(),
+            "two rigs are named 'a': a group tells its rigs apart by name, so each needs one of \
+             its own"
+        );
     }
 
     /// A rig that has not reported and whose connection ended never will

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_listener::Event;
-use rigwire_core::group::LOOK_EVERY;
+use rigwire_core::group::{distinct_names, LOOK_EVERY};
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{Codec, Config, RigEvent};
 use rigwire_core::{
@@ -68,7 +68,8 @@ impl Group {
     /// Connects to every rig at once; each connection listens for `exp.event`.
     ///
     /// # Errors
-    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why;
+    /// [`GroupError::SameName`] (before connecting) if two rigs share a name.
     pub async fn connect(rigs: &[(&str, &str)], config: &Config) -> Result<Group, GroupError> {
         Self::connect_with(rigs, config, Handlers::new()).await
     }
@@ -76,12 +77,14 @@ impl Group {
     /// As [`connect`](Self::connect), exposing `handlers` to every rig.
     ///
     /// # Errors
-    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why;
+    /// [`GroupError::SameName`] (before connecting) if two rigs share a name.
     pub async fn connect_with(
         rigs: &[(&str, &str)],
         config: &Config,
         handlers: Handlers,
     ) -> Result<Group, GroupError> {
+        distinct_names(rigs.iter().map(|(name, _)| *name))?;
         let events = Arc::new(Events::default());
         let attempts: Vec<_> = rigs
             .iter()
@@ -110,17 +113,20 @@ impl Group {
             results.push(*name, attempt.await);
         }
         Ok(Group {
-            rigs: Rigs::new(results.into_result()?),
+            rigs: Rigs::new(results.into_result()?)?,
             events,
         })
     }
 
     /// A group of clients connected elsewhere (they do not receive `exp.event`).
-    pub fn from_clients(rigs: Vec<(String, Client)>) -> Group {
-        Group {
-            rigs: Rigs::new(rigs),
+    ///
+    /// # Errors
+    /// [`GroupError::SameName`] if two of them share a name.
+    pub fn from_clients(rigs: Vec<(String, Client)>) -> Result<Group, GroupError> {
+        Ok(Group {
+            rigs: Rigs::new(rigs)?,
             events: Arc::default(),
-        }
+        })
     }
 
     rigwire_twin::group_calls!([async] [.await]);

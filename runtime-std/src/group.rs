@@ -5,7 +5,7 @@
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use rigwire_core::group::LOOK_EVERY;
+use rigwire_core::group::{distinct_names, LOOK_EVERY};
 use rigwire_core::lifecycle::methods;
 use rigwire_core::{
     CodecError, Error, EventLog, GroupError, GroupOrder, GroupResults, Payload, Rigs,
@@ -44,7 +44,8 @@ impl Group {
     /// `exp.event` notifications (see [`wait_event`](Self::wait_event)).
     ///
     /// # Errors
-    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why;
+    /// [`GroupError::SameName`] (before connecting) if two rigs share a name.
     pub fn connect(rigs: &[(&str, &str)], config: &Config) -> Result<Group, GroupError> {
         Self::connect_with(rigs, config, Handlers::new())
     }
@@ -53,12 +54,14 @@ impl Group {
     /// may call them back).
     ///
     /// # Errors
-    /// [`GroupError::Failed`] naming each rig that could not be reached and why.
+    /// [`GroupError::Failed`] naming each rig that could not be reached and why;
+    /// [`GroupError::SameName`] (before connecting) if two rigs share a name.
     pub fn connect_with(
         rigs: &[(&str, &str)],
         config: &Config,
         handlers: Handlers,
     ) -> Result<Group, GroupError> {
+        distinct_names(rigs.iter().map(|(name, _)| *name))?;
         let events = Arc::new(Events::default());
         let connect = |&(name, url): &(&str, &str)| {
             let (rig, events, mut handlers) =
@@ -75,16 +78,19 @@ impl Group {
         for ((name, _), outcome) in rigs.iter().zip(outcomes) {
             results.push(*name, outcome);
         }
-        let rigs = Rigs::new(results.into_result()?);
+        let rigs = Rigs::new(results.into_result()?)?;
         Ok(Group { rigs, events })
     }
 
     /// A group of clients connected elsewhere (they do not receive `exp.event`).
-    pub fn from_clients(rigs: Vec<(String, Client)>) -> Group {
-        Group {
-            rigs: Rigs::new(rigs),
+    ///
+    /// # Errors
+    /// [`GroupError::SameName`] if two of them share a name.
+    pub fn from_clients(rigs: Vec<(String, Client)>) -> Result<Group, GroupError> {
+        Ok(Group {
+            rigs: Rigs::new(rigs)?,
             events: Arc::default(),
-        }
+        })
     }
 
     rigwire_twin::group_calls!([] []);

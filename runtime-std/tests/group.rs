@@ -245,7 +245,7 @@ fn a_group_call_told_to_stop_cancels_the_calls_in_flight() {
                 rigwire_std::Client::connect(&s.local_url(), cfg("script")).unwrap(),
             )
         });
-        let group = Group::from_clients(clients.into());
+        let group = Group::from_clients(clients.into()).unwrap();
         let asked = std::sync::atomic::AtomicUsize::new(0);
         // Asked once the first rig's handler runs: then it says stop.
         let go_on = || {
@@ -283,7 +283,7 @@ fn a_group_call_told_to_stop_cancels_the_calls_in_flight() {
 fn waiting_for_an_event_ends_when_told_to() {
     let a = rig("tcp://127.0.0.1:0", cfg("a"), Probe::default());
     let client = rigwire_std::Client::connect(&a.local_url(), cfg("script")).unwrap();
-    let group = Group::from_clients(vec![("a".to_owned(), client)]);
+    let group = Group::from_clients(vec![("a".to_owned(), client)]).unwrap();
     let started = std::time::Instant::now();
     let asked = std::sync::atomic::AtomicBool::new(false);
     let go_on = || !asked.swap(true, std::sync::atomic::Ordering::SeqCst);

@@ -78,7 +78,7 @@ fn typed_calls_reach_a_json_only_rig_from_both_runtimes() {
     let started = client.start::<_, i64>("add", &(3i64, 3i64)).unwrap();
     assert_eq!(started.wait().unwrap(), 6);
     client.notify("log", &"trial 1").unwrap();
-    let group = rigwire_std::Group::from_clients(vec![("rig".into(), client)]);
+    let group = rigwire_std::Group::from_clients(vec![("rig".into(), client)]).unwrap();
     let sums = group.call_all::<_, i64>("add", &(4i64, 4i64), None);
     assert_eq!(sums.into_result().unwrap(), [("rig".to_owned(), 8)]);
 
@@ -89,7 +89,7 @@ fn typed_calls_reach_a_json_only_rig_from_both_runtimes() {
             10
         );
         client.notify("log", &"trial 2").await.unwrap();
-        let group = rigwire_smol::Group::from_clients(vec![("rig".into(), client)]);
+        let group = rigwire_smol::Group::from_clients(vec![("rig".into(), client)]).unwrap();
         let sums = group.call_all::<_, i64>("add", &(6i64, 6i64), None).await;
         assert_eq!(sums.into_result().unwrap(), [("rig".to_owned(), 12)]);
     });

@@ -63,7 +63,7 @@ macro_rules! twin_script {
         assert_eq!(peer.call_codec(), rigwire_core::Codec::Postcard);
         assert!(peer.is_connected());
         assert!(peer.close_reason().is_none());
-        let group = Group::from_clients(vec![("rig".to_owned(), client)]);
+        let group = Group::from_clients(vec![("rig".to_owned(), client)]).unwrap();
         assert_eq!(group.names(), ["rig"]);
         let all: rigwire_core::GroupResults<i64> = group.call_all("add", &(1i64, 1i64), None) $($aw)*;
         let in_order: rigwire_core::GroupResults<i64> =
@@ -241,7 +241,10 @@ fn both_runtimes_say_what_to_look_at_when_nothing_listens() {
         std::env::temp_dir().join(format!("rigwire-parity-none-{}.sock", std::process::id()));
     let unix = format!("unix://{}", path.display());
     for (url, hint) in [
-        (&tcp, "nothing listens on that port: is the rig or relay running"),
+        (
+            &tcp,
+            "nothing listens on that port: is the rig or relay running",
+        ),
         (&unix, "no server listens on that socket file"),
     ] {
         let failures = [
@@ -258,6 +261,31 @@ fn both_runtimes_say_what_to_look_at_when_nothing_listens() {
             };
             assert!(reason.contains(hint), "{url}: {reason}");
         }
+    }
+}
+
+/// A group given two rigs of one name is refused in either runtime,
+/// naming it, before anything is dialed (these URLs would fail otherwise).
+#[test]
+fn both_runtimes_refuse_a_group_with_two_rigs_of_one_name() {
+    let rigs = [
+        ("rig-1", "tcp://127.0.0.1:1"),
+        ("rig-2", "tcp://127.0.0.1:1"),
+        ("rig-1", "tcp://127.0.0.1:1"),
+    ];
+    let refusals = [
+        rigwire_std::Group::connect(&rigs, &rigwire_std::Config::named("script")).err(),
+        smol::block_on(rigwire_smol::Group::connect(
+            &rigs,
+            &rigwire_smol::Config::named("script"),
+        ))
+        .err(),
+    ];
+    for refusal in refusals {
+        assert_eq!(
+            refusal,
+            Some(rigwire_core::GroupError::SameName("rig-1".into()))
+        );
     }
 }
 
