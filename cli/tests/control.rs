@@ -326,6 +326,35 @@ fn control_refuses_a_bad_command_line_with_exit_two() {
     }
 }
 
+/// A rigs file's mistyped key, or a value that is not text, is refused
+/// naming it: left out, the rig would be reached without its secret or its
+/// pin, and fail later for a reason that does not point here.
+#[test]
+fn a_rigs_file_with_a_mistyped_key_or_a_value_not_text_is_refused_naming_it() {
+    let dir = scratch("control-rigs-typo");
+    for (text, said) in [
+        (
+            "[rig-2]\nurl = \"tcp://127.0.0.1:1\"\nsecret_flie = \"lab.secret\"\n",
+            "rig 'rig-2': unknown key 'secret_flie' (a rig takes url, secret_file, pin, ca)",
+        ),
+        (
+            "rig-1 = { url = \"tcp://127.0.0.1:1\", pin = 5 }\n",
+            "rig 'rig-1': pin is text, in quotes",
+        ),
+    ] {
+        let file = dir.join("rigs.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["control", "--rigs", file.to_str().unwrap()])
+            .env_remove("RIGWIRE_SECRET")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(said), "{err}");
+    }
+}
+
 #[test]
 fn rigs_come_from_a_file_with_their_own_secrets_and_from_a_relay() {
     let dir = std::env::temp_dir().join(format!("rigwire-control-{}", std::process::id()));

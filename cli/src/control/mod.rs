@@ -180,6 +180,20 @@ fn rigs_file(path: &Path) -> Result<Vec<FileRig>, Failure> {
                 )))
             }
         };
+        // A key mistyped (`secret_flie`), or not text, would otherwise be
+        // left out without a word, and the rig reached without it.
+        const KEYS: [&str; 4] = ["url", "secret_file", "pin", "ca"];
+        for (key, value) in &rig {
+            if !KEYS.contains(&key.as_str()) {
+                return Err(bad(format!(
+                    "rig '{name}': unknown key '{key}' (a rig takes {})",
+                    KEYS.join(", ")
+                )));
+            }
+            if !value.is_str() {
+                return Err(bad(format!("rig '{name}': {key} is text, in quotes")));
+            }
+        }
         let text = |key: &str| rig.get(key).and_then(toml::Value::as_str);
         let url = text("url").ok_or_else(|| bad(format!("rig '{name}' needs url = \"...\"")))?;
         let trust = match (text("pin"), text("ca")) {
