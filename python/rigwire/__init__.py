@@ -1412,28 +1412,41 @@ class Rig:
 
     def __init__(self) -> None:
         self._hooks: Dict[str, Callable[..., Any]] = {}
+        self._exposed = False
+
+    def _set(self, step: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if self._exposed:
+            # The server took the hooks as they were: this one would never
+            # run, and its step would succeed all the same.
+            raise RuntimeError(
+                f"{step} registered after rig.expose(server), where it would never run: "
+                "register every hook first, then expose the rig"
+            )
+        self._hooks[step] = fn
+        return fn
 
     def on_init(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Runs on ``exp.init`` with its data."""
-        self._hooks["on_init"] = fn
-        return fn
+        """Runs on ``exp.init`` with its data. Registered before ``expose``."""
+        return self._set("on_init", fn)
 
     def on_start(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Runs on ``exp.start`` with the experiment reference."""
-        self._hooks["on_start"] = fn
-        return fn
+        """Runs on ``exp.start`` with the experiment reference. Registered
+        before ``expose``."""
+        return self._set("on_start", fn)
 
     def on_stop(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Runs on ``exp.stop`` with whether to interrupt at once."""
-        self._hooks["on_stop"] = fn
-        return fn
+        """Runs on ``exp.stop`` with whether to interrupt at once. Registered
+        before ``expose``."""
+        return self._set("on_stop", fn)
 
     def on_cleanup(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """Runs on ``exp.cleanup``."""
-        self._hooks["on_cleanup"] = fn
-        return fn
+        """Runs on ``exp.cleanup``. Registered before ``expose``."""
+        return self._set("on_cleanup", fn)
 
     def expose(self, server: Server) -> None:
-        """Exposes the lifecycle on ``server`` (before it serves)."""
+        """Exposes the lifecycle on ``server`` (before it serves), with the
+        hooks registered so far; registering one later raises
+        ``RuntimeError``, as it would never run."""
         hooks = {k: _own(server._token, _hook(f)) for k, f in self._hooks.items()}
         server._native.expose_lifecycle(**hooks)
+        self._exposed = True

@@ -452,6 +452,19 @@ def test_a_lifecycle_hook_may_call_back_the_script():
     assert seen == ["2026-11-26_3_ZM_1"]
 
 
+def test_a_hook_registered_after_the_rig_is_exposed_is_refused_not_left_to_never_run():
+    # It was kept where the server never looked: exp.start answered
+    # `running` and the camera never started.
+    rig = rigwire.Rig()
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+        rig.expose(s)
+        with pytest.raises(RuntimeError, match=r"on_start registered after rig\.expose\(server\)"):
+
+            @rig.on_start
+            def start(exp_ref):
+                pass
+
+
 def test_async_lifecycle_hooks_run_and_their_failures_fail_the_step():
     import asyncio
 
