@@ -230,6 +230,9 @@ impl ProtocolConfig {
     /// # Errors
     /// The first [`ConfigError`] found.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::EmptyName);
+        }
         if self.name.len() > crate::message::MAX_NAME {
             return Err(ConfigError::NameTooLong(self.name.len()));
         }

@@ -320,6 +320,10 @@ pub enum ConfigError {
     /// The name does not fit the pre-authentication frame.
     #[error("name is {0} bytes; at most 255 are allowed")]
     NameTooLong(usize),
+    /// The name is empty: peers, their logs and the control page would
+    /// show this side as nothing.
+    #[error("the name is empty: peers and their logs tell this side by its name; give it one")]
+    EmptyName,
     /// The shared secret is shorter than [`MIN_SECRET_LEN`](crate::config::MIN_SECRET_LEN):
     /// short secrets can be guessed offline from a recorded handshake.
     #[error(

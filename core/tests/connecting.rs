@@ -89,6 +89,17 @@ fn a_raised_frame_limit_leaves_room_to_queue_such_a_frame() {
         .is_err());
 }
 
+/// An empty name would show this side to its peers, their logs and the
+/// control page as nothing: refused, as a name too long is.
+#[test]
+fn a_name_empty_or_too_long_is_refused() {
+    use rigwire_core::ConfigError;
+    let named = |name: &str| Config::named(name).protocol.validate();
+    assert_eq!(named(""), Err(ConfigError::EmptyName));
+    assert_eq!(named(&"r".repeat(256)), Err(ConfigError::NameTooLong(256)));
+    assert_eq!(named("rig-1"), Ok(()));
+}
+
 /// A user's "no limit" given as the largest number of seconds: a deadline
 /// far away, never an overflow of `Instant + Duration` (which panics).
 #[test]
