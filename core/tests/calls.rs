@@ -151,6 +151,19 @@ fn a_misspelt_method_is_answered_with_the_name_meant() {
     }
 }
 
+/// Finding the name meant is bounded: past the first names looked at, a
+/// rig exposing thousands answers without a guess rather than spend its
+/// time on a peer's unknown names.
+#[test]
+fn the_name_meant_is_looked_for_among_a_bounded_number_of_names() {
+    let mut rig = Registry::new();
+    for i in 0..2000 {
+        rig.expose(&format!("channel_{i:04}")).unwrap();
+    }
+    assert_eq!(rig.closest_to("chanel_0001"), Some("channel_0001"));
+    assert_eq!(rig.closest_to("chanel_1999"), None);
+}
+
 /// A `URL#NAME` given a rig's URL instead of a relay's: the client follows
 /// `NAME` and calls `NAME.method`. The rig says it is not a relay, where it
 /// would otherwise answer only that `NAME.method` is not exposed.
