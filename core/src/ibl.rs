@@ -682,23 +682,38 @@ impl<A: Ord + Clone> IblEndpoint<A> {
     /// [`for_streams`]: IblEndpoint::for_streams
     pub fn handle_input(&mut self, from: A, data: &[u8], now: Instant) {
         let _ = now; // the echo rule needs no clock; kept for the call order
+        let Some(unfinished) = &mut self.unfinished else {
+            return self.handle_read(from, data);
+        };
         let joined;
         let mut data = data;
-        if let Some(unfinished) = &mut self.unfinished {
-            if let Some(mut start) = unfinished.remove(&from) {
-                start.extend_from_slice(data);
-                joined = start;
-                data = &joined;
-            }
-            let whole = unfinished_from(data);
-            if data.len() - whole <= MAX_MESSAGE && whole < data.len() {
-                unfinished.insert(from.clone(), data[whole..].to_vec());
-                data = &data[..whole];
-                if data.is_empty() {
-                    return;
-                }
-            }
+        if let Some(mut start) = unfinished.remove(&from) {
+            start.extend_from_slice(data);
+            joined = start;
+            data = &joined;
         }
+        let (whole, rest) = data.split_at(unfinished_from(data));
+        if rest.len() <= MAX_MESSAGE {
+            if !rest.is_empty() {
+                unfinished.insert(from.clone(), rest.to_vec());
+            }
+            if !whole.is_empty() {
+                self.handle_read(from, whole);
+            }
+        } else {
+            // Longer than any message can be: it is not one, and is
+            // handled (echoed, reported) as it is.
+            if !whole.is_empty() {
+                self.handle_read(from.clone(), whole);
+            }
+            self.handle_one(from, rest);
+        }
+    }
+
+    /// Whole messages from `from`: an awaited echo at their start, then
+    /// each value on its own.
+    fn handle_read(&mut self, from: A, data: &[u8]) {
+        let mut data = data;
         if let Some(awaited) = self.awaited.get(&from) {
             let sent = awaited.sent.clone();
             if data.len() > sent.len() && data.starts_with(&sent) {

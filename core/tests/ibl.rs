@@ -308,12 +308,20 @@ fn a_message_cut_across_tcp_reads_is_handled_once_whole() {
 fn an_unfinished_message_is_kept_up_to_the_limit_and_forgotten_on_disconnect() {
     let now = Instant::now();
     let mut rig = IblEndpoint::for_streams();
-    // A start that never ends, longer than any message: handled as it is.
-    let endless = [b"[32, \"".as_slice(), &vec![b'x'; MAX_MESSAGE]].concat();
+    // A start that never ends, longer than any message, behind a whole
+    // one: the whole one is handled, and the rest as it is.
+    let endless = [b"[4, null][32, \"".as_slice(), &vec![b'x'; MAX_MESSAGE]].concat();
     rig.handle_input(1, &endless, now);
     let (out, events) = drain(&mut rig);
-    assert_eq!(out.len(), 1);
-    assert!(matches!(&events[..], [IblEndpointEvent::Malformed { .. }]));
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].1, Bytes::from_static(b"[4, null]"));
+    assert!(matches!(
+        &events[..],
+        [
+            IblEndpointEvent::Received { .. },
+            IblEndpointEvent::Malformed { .. }
+        ]
+    ));
     rig.handle_input(1, b"[32, 1]", now);
     let (_, events) = drain(&mut rig);
     assert!(matches!(&events[..], [IblEndpointEvent::Received { .. }]));
