@@ -284,6 +284,24 @@ fn a_message_cut_in_two_by_tcp_reaches_the_rust_rig_whole() {
     assert_eq!(answer.event, IblEvent::Status, "{answer}");
 }
 
+/// Two iblutil rigs of one name in a group are refused naming it, as a
+/// rigwire group refuses them: their answers could not be told apart.
+#[test]
+fn a_group_with_two_iblutil_rigs_of_one_name_is_refused() {
+    smol::block_on(async {
+        let rig = || IblPeer::connect("udp://127.0.0.1:1");
+        let rigs = vec![
+            ("behavior".to_owned(), rig().await.unwrap()),
+            ("behavior".to_owned(), rig().await.unwrap()),
+        ];
+        let refused = rigwire_smol::IblGroup::new(rigs, Duration::from_secs(1)).err();
+        assert_eq!(
+            refused,
+            Some(rigwire_smol::core::GroupError::SameName("behavior".into()))
+        );
+    });
+}
+
 #[test]
 fn a_lost_tcp_connection_is_reported() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -320,7 +338,7 @@ fn a_group_drives_a_rust_rig_and_a_python_rig_together_and_names_a_silent_one() 
         for (name, url) in [("rust", &rust_url), ("python", &python_url)] {
             rigs.push((name.to_owned(), IblPeer::connect(url).await.unwrap()));
         }
-        let group = rigwire_smol::IblGroup::new(rigs, Duration::from_secs(10));
+        let group = rigwire_smol::IblGroup::new(rigs, Duration::from_secs(10)).unwrap();
         let status = |r: &Result<IblMessage, Error>| r.as_ref().unwrap().field(0)["status"].clone();
         let init = group.init(json!(null)).await;
         assert!(init.all_ok(), "{init:?}");
@@ -352,7 +370,7 @@ fn a_group_drives_a_rust_rig_and_a_python_rig_together_and_names_a_silent_one() 
         for (name, url) in [("python", &python_url), ("silent", &silent_url)] {
             rigs.push((name.to_owned(), IblPeer::connect(url).await.unwrap()));
         }
-        let group = rigwire_smol::IblGroup::new(rigs, Duration::from_secs(10));
+        let group = rigwire_smol::IblGroup::new(rigs, Duration::from_secs(10)).unwrap();
         let init = group.init(json!(null)).await;
         assert!(init.get("python").unwrap().is_ok(), "{init:?}");
         assert!(matches!(

@@ -164,9 +164,8 @@ pub(crate) fn ibl_services(
         let peer = ibl_connect(py, &url, echo_timeout)?;
         peers.push((name, peer.inner));
     }
-    Ok(NativeIblServices {
-        inner: IblGroup::new(peers, timeout),
-    })
+    let inner = IblGroup::new(peers, timeout).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok(NativeIblServices { inner })
 }
 
 /// Each rig's outcome: its answer, or the exception it failed with.

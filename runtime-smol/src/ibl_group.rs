@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
+use rigwire_core::group::distinct_names;
 use rigwire_core::ibl::{IblEvent, IblMessage};
-use rigwire_core::{Error, GroupResults};
+use rigwire_core::{Error, GroupError, GroupResults};
 use serde_json::Value;
 
 use crate::ibl::IblPeer;
@@ -22,8 +23,13 @@ pub struct IblGroup {
 impl IblGroup {
     /// The rigs, in order; each step waits up to `timeout` for each rig's answer
     /// (iblutil's `Services` default is 10 s).
-    pub fn new(rigs: Vec<(String, IblPeer)>, timeout: Duration) -> IblGroup {
-        IblGroup { rigs, timeout }
+    ///
+    /// # Errors
+    /// [`GroupError::SameName`] if two rigs share a name: their answers
+    /// could not be told apart.
+    pub fn new(rigs: Vec<(String, IblPeer)>, timeout: Duration) -> Result<IblGroup, GroupError> {
+        distinct_names(rigs.iter().map(|(name, _)| name.as_str()))?;
+        Ok(IblGroup { rigs, timeout })
     }
 
     /// The rigs' names, in order.

@@ -77,7 +77,7 @@ async fn speaking_iblutil() -> Result {
     let rig = IblPeer::connect("udp://10.0.0.7:11001").await?;   // or IblPeer::bind(...) to be the rig
     rig.init(json!({"subject": "test"})).await?;                  // returns once the rig echoed it
     let (_, answer) = rig.wait_answer(IblEvent::Init, Duration::from_secs(10)).await?;
-    let group = IblGroup::new(vec![("behavior".into(), rig)], Duration::from_secs(10));  // like iblutil's Services
+    let group = IblGroup::new(vec![("behavior".into(), rig)], Duration::from_secs(10))?; // like iblutil's Services
     let started = group.start("2022-01-01_1_subject", json!(null)).await;               // answers by rig name
     Ok(())
 }
