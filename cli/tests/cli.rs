@@ -850,6 +850,58 @@ fn a_service_killed_mid_call_fails_the_call_at_once_naming_it() {
     }
 }
 
+/// A crowd of strangers at the relay's services URL, past its handshake
+/// budget, evicts one another: each eviction once logged a warning, so a
+/// crowd's size was the log's. Now only what is left to time out is told.
+#[test]
+fn a_crowd_of_strangers_at_the_relay_does_not_write_a_line_each() {
+    let dir = scratch("relay-crowd");
+    let log = dir.join("relay.log");
+    let mut relay = Command::new(BIN)
+        .args(["relay", "--clients", "tcp://127.0.0.1:0", "--services"])
+        .arg("ws://127.0.0.1:0/services")
+        .env("RIGWIRE_SECRET", "clients-secret-123456")
+        .env("RIGWIRE_SERVICE_SECRET", "services-secret-123456")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(relay.stdout.take().unwrap());
+    let services = (0..2)
+        .map(|_| {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+            line
+        })
+        .find(|l| l.trim_end().ends_with("services"))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+        .unwrap();
+    let addr = services
+        .trim_start_matches("ws://")
+        .trim_end_matches("/services");
+    // 300 strangers, 64 of whom the budget holds: the oldest are evicted,
+    // which each of them sees as its socket closed.
+    let crowd: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    for mut evicted in &crowd[..200] {
+        evicted
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let read = std::io::Read::read(&mut evicted, &mut [0; 64]);
+        assert!(
+            !matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "a stranger was never evicted"
+        );
+    }
+    let _ = relay.kill();
+    let _ = relay.wait();
+    drop(crowd);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines = text.lines().filter(|l| l.contains("evicted")).count();
+    assert_eq!(lines, 0, "{text}");
+}
+
 #[test]
 fn a_relay_without_a_services_secret_refuses_to_start_unless_told_and_then_warns() {
     let out = Command::new(BIN)

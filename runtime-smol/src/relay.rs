@@ -43,7 +43,7 @@ use crate::client::nonce;
 use crate::driver::{sleep_until, READ_CHUNK};
 use crate::handler::run_typed;
 use crate::transport::{Listener, Socket};
-use rigwire_ws::{Flushed, OpeningError, Sink, Wire};
+use rigwire_ws::{Flushed, Sink, Wire};
 
 type OwnFuture = Pin<Box<dyn Future<Output = Result<Payload, HandlerError>> + Send>>;
 type OwnFn = dyn Fn(Payload) -> OwnFuture + Send + Sync;
@@ -523,19 +523,25 @@ impl Inner {
         let label = format!("{} ({side:?})", listener.local_endpoint());
         let (ticket, evict) = self.begin_opening(side);
         let opened = future::or(
-            listener.open(&socket, config.max_frame, config.handshake_timeout),
+            async {
+                let opened = listener.open(&socket, config.max_frame, config.handshake_timeout);
+                Some(opened.await)
+            },
             async {
                 evict.wait().await;
-                Err(OpeningError::Io(
-                    "evicted: too many connections are in the handshake".into(),
-                ))
+                None
             },
         )
         .await;
         self.end_opening(side, ticket);
         let mut wire = match opened {
-            Ok(wire) => wire,
-            Err(e) => return tracing::warn!(peer = %label, "{e}"),
+            Some(Ok(wire)) => wire,
+            Some(Err(e)) => return tracing::warn!(peer = %label, "{e}"),
+            // One line per stranger would let a crowd of them flood the
+            // log; the servers of both runtimes tell of evictions so too.
+            None => {
+                return tracing::debug!(peer = %label, "evicted: too many connections are in the handshake")
+            }
         };
         let socket = Arc::new(socket);
         let wake = Arc::new(Event::new());
