@@ -289,7 +289,8 @@ fn a_message_cut_in_two_by_tcp_reaches_the_rust_rig_whole() {
 #[test]
 fn a_group_with_two_iblutil_rigs_of_one_name_is_refused() {
     smol::block_on(async {
-        let rig = || IblPeer::connect("udp://127.0.0.1:1");
+        // Schemes in any case, as rigwire's own URLs take them.
+        let rig = || IblPeer::connect("UDP://127.0.0.1:1");
         let rigs = vec![
             ("behavior".to_owned(), rig().await.unwrap()),
             ("behavior".to_owned(), rig().await.unwrap()),

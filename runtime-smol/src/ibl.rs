@@ -9,7 +9,7 @@
 //! reported to whoever waits instead of passing silently.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,15 +45,17 @@ struct TcpConn {
     writing: smol::lock::Mutex<WritePacing>,
 }
 
+/// Whether `url` is TCP, and its address, its host looked up:
 /// `udp://host:port` or `tcp://host:port` (also `ws://`, which iblutil
 /// treats as plain TCP); no scheme means UDP, no port means 11001.
-fn parse(url: &str) -> Result<(bool, SocketAddr), Error> {
+async fn parse(url: &str) -> Result<(bool, SocketAddr), Error> {
     let invalid = |why: &str| Error::InvalidUrl {
         url: url.to_owned(),
         reason: why.to_owned(),
     };
     let (scheme, rest) = url.split_once("://").unwrap_or(("udp", url));
-    let tcp = match scheme {
+    // Schemes are case-insensitive (RFC 3986), as rigwire's own URLs.
+    let tcp = match scheme.to_ascii_lowercase().as_str() {
         "udp" => false,
         "tcp" | "ws" | "wss" => true,
         _ => {
@@ -71,11 +73,18 @@ fn parse(url: &str) -> Result<(bool, SocketAddr), Error> {
     } else {
         format!("{rest}:{DEFAULT_PORT}")
     };
-    let addr = with_port
-        .to_socket_addrs()
-        .map_err(|e| invalid(&e.to_string()))?
+    // A name the resolver does not know is not a mistake in the URL.
+    let unknown = |why: String| Error::Connect {
+        url: url.to_owned(),
+        reason: format!("looking up {with_port}: {why}"),
+    };
+    // On smol's thread for blocking work: a slow resolver holds no task.
+    let addr = smol::net::resolve(with_port.as_str())
+        .await
+        .map_err(|e| unknown(e.to_string()))?
+        .into_iter()
         .next()
-        .ok_or_else(|| invalid("the host has no address"))?;
+        .ok_or_else(|| unknown("the host has no address".into()))?;
     Ok((tcp, addr))
 }
 
@@ -146,9 +155,10 @@ impl IblPeer {
     /// A server bound to `url` (port 0 picks a free port; see [`url`](Self::url)).
     ///
     /// # Errors
-    /// `InvalidUrl`, or `Ibl(Io)` if the address cannot be bound.
+    /// `InvalidUrl`; `Connect` if the host cannot be looked up; `Ibl(Io)`
+    /// if the address cannot be bound.
     pub async fn bind(url: &str) -> Result<IblPeer, Error> {
-        let (tcp, addr) = parse(url)?;
+        let (tcp, addr) = parse(url).await?;
         let fail = bind_failed(url);
         if tcp {
             let listener = Async::new(TcpListener::bind(addr).map_err(&fail)?).map_err(&fail)?;
@@ -182,9 +192,10 @@ impl IblPeer {
     /// A client of the server at `url`.
     ///
     /// # Errors
-    /// `InvalidUrl`, `Connect` if a TCP connection is refused.
+    /// `InvalidUrl`; `Connect` if the host cannot be looked up or a TCP
+    /// connection is refused.
     pub async fn connect(url: &str) -> Result<IblPeer, Error> {
-        let (tcp, addr) = parse(url)?;
+        let (tcp, addr) = parse(url).await?;
         let connect_failed = |e: std::io::Error| Error::Connect {
             url: url.to_owned(),
             reason: rigwire_twin::why_not_connected(&e, false),
