@@ -258,7 +258,8 @@ impl Connection {
 
     pub(crate) fn send_too_large(&mut self, id: u64, len: usize) {
         let message = format!(
-            "result of {len} bytes exceeds the frame limit of {} bytes (the smaller of the two sides' max_frame)",
+            "result of {len} bytes exceeds the frame limit of {} bytes (the smaller of the two \
+             sides' max_frame; raise it on both, or answer with less at once)",
             self.frame_limit
         );
         self.send_error(id, &RemoteError::new(ErrorKind::TooLarge, message));

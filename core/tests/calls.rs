@@ -482,6 +482,13 @@ fn an_oversized_call_fails_locally_and_an_oversized_reply_reaches_the_caller_as_
         panic!()
     };
     assert_eq!(remote.kind, ErrorKind::TooLarge);
+    // Said as a call too large is: what the limit is, and what to do.
+    assert!(
+        remote
+            .message
+            .ends_with("max_frame; raise it on both, or answer with less at once)"),
+        "{remote:?}"
+    );
 }
 
 #[test]
