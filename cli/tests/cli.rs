@@ -378,6 +378,13 @@ fn a_port_in_use_or_an_address_not_this_machines_says_what_to_do() {
     // 192.0.2.0/24 is for documentation: no machine has such an address.
     let out = rigwire(&["serve", "--listen", "tcp://192.0.2.7:0"]);
     fails_saying(&out, 2, "that address is not one of this machine's");
+    let nowhere = scratch("no-such-dir").join("missing").join("rig.sock");
+    let out = rigwire(&[
+        "serve",
+        "--listen",
+        &format!("unix://{}", nowhere.display()),
+    ]);
+    fails_saying(&out, 2, "the socket file's directory does not exist");
     drop(taken);
 }
 

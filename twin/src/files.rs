@@ -193,6 +193,9 @@ pub fn why_not_bound(e: &io::Error, unix: bool) -> String {
         (io::ErrorKind::PermissionDenied, true) => {
             "the socket file cannot be made there: choose a directory this user may write to"
         }
+        (io::ErrorKind::NotFound, true) => {
+            "the socket file's directory does not exist: make it first, or choose another"
+        }
         _ => return e.to_string(),
     };
     format!("{e}: {hint}")
