@@ -18,7 +18,7 @@ fn secs(s: f64) -> Duration {
 fn the_handshake_gets_what_the_transport_left_of_the_limit() {
     let config = Config::named("script").connect_within(secs(2.0));
     let start = Instant::now();
-    let attempt = config.connecting(start);
+    let attempt = config.connecting(start).unwrap();
     assert_eq!(attempt.by(), start + secs(2.0));
 
     // The upgrade took 1.7 s: the handshake has 0.3 s, not 2 s of its own.
@@ -44,7 +44,7 @@ fn the_handshake_gets_what_the_transport_left_of_the_limit() {
 #[test]
 fn a_handshake_that_timed_out_names_the_limit_the_user_set() {
     let config = Config::named("script").connect_within(secs(0.5));
-    let attempt = config.connecting(Instant::now());
+    let attempt = config.connecting(Instant::now()).unwrap();
     let cut = Error::Disconnected(ConnectionError::HandshakeTimeout(secs(0.2)));
     match attempt.handshake_outcome(Some(Err(cut)), "tcp://rig:1") {
         Err(Error::Disconnected(ConnectionError::HandshakeTimeout(limit))) => {
@@ -111,7 +111,7 @@ fn the_longest_limits_are_far_deadlines_not_a_panic() {
     assert_eq!(after(now, secs(2.0)), now + secs(2.0));
     let mut config = Config::named("script").connect_within(Duration::MAX);
     config.protocol.handshake_timeout = Duration::MAX;
-    let attempt = config.connecting(now);
+    let attempt = config.connecting(now).unwrap();
     assert_eq!(attempt.by(), now + century);
     assert!(attempt.handshake_wait(now) > now + century / 2);
     let protocol = attempt.handshake_settings(&config.protocol, now);

@@ -62,7 +62,7 @@ pub(crate) async fn open(
     linger: Duration,
 ) -> Result<Peer, Error> {
     let endpoint = &target.url;
-    let attempt = config.connecting(Instant::now());
+    let attempt = config.connecting(Instant::now())?;
     let (socket, codec) = transport::connect(endpoint, config, &attempt).await?;
     let begun = Instant::now();
     let registry = handlers.registry().clone();

@@ -63,7 +63,7 @@ pub(crate) fn open(
     linger: Duration,
 ) -> Result<Peer, Error> {
     let endpoint = &target.url;
-    let attempt = config.connecting(Instant::now());
+    let attempt = config.connecting(Instant::now())?;
     let transport = transport::connect(endpoint, config, &attempt)?;
     let begun = Instant::now();
     let registry = handlers.registry().clone();

@@ -264,6 +264,27 @@ fn both_runtimes_say_what_to_look_at_when_nothing_listens() {
     }
 }
 
+/// Settings the connection would refuse are said before anything is
+/// dialed: a rig that is down (here, nothing listens) no longer hides them.
+#[test]
+fn both_runtimes_refuse_bad_settings_before_they_dial() {
+    let nowhere = "tcp://127.0.0.1:1";
+    let refusals = [
+        rigwire_std::Client::connect(nowhere, rigwire_std::Config::named("")).err(),
+        smol::block_on(rigwire_smol::Client::connect(
+            nowhere,
+            rigwire_smol::Config::named(""),
+        ))
+        .err(),
+    ];
+    for refusal in refusals {
+        assert!(
+            matches!(refusal, Some(Error::Config(ConfigError::EmptyName))),
+            "{refusal:?}"
+        );
+    }
+}
+
 /// A group given two rigs of one name is refused in either runtime,
 /// naming it, before anything is dialed (these URLs would fail otherwise).
 #[test]

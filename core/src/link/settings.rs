@@ -62,12 +62,18 @@ impl Default for Config {
 impl Config {
     /// An attempt to connect with these settings, begun at `now`: its
     /// deadlines ([`Connecting`]).
-    pub fn connecting(&self, now: Instant) -> Connecting {
-        Connecting {
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) for settings the connection
+    /// would refuse: said before anything is dialed, so that a rig that is
+    /// down does not hide them.
+    pub fn connecting(&self, now: Instant) -> Result<Connecting, crate::Error> {
+        self.protocol.validate()?;
+        Ok(Connecting {
             by: after(now, self.connect_timeout),
             within: self.connect_timeout,
             handshake_timeout: self.protocol.handshake_timeout,
-        }
+        })
     }
 
     /// Defaults, with this endpoint's name (sent to the peer, shown in its logs).
