@@ -58,7 +58,7 @@ pub(crate) fn connect(
     expose: Vec<(String, Py<PyAny>)>,
     tls: Tls,
     reconnect: bool,
-    max_frame: Option<i64>,
+    max_frame: Option<Bound<'_, PyAny>>,
 ) -> PyResult<NativeClient> {
     let mut config = config(name, secret, secret_file, timeout, tls, max_frame)?;
     config.reconnect = reconnect.then(Reconnect::default);
@@ -185,18 +185,26 @@ pub(crate) fn config(
     secret_file: Option<PathBuf>,
     timeout: Option<f64>,
     tls: Tls,
-    max_frame: Option<i64>,
+    max_frame: Option<Bound<'_, PyAny>>,
 ) -> PyResult<Config> {
     let mut config = Config::named(name);
-    if let Some(bytes) = max_frame {
+    if let Some(given) = max_frame {
+        let out_of_range = || {
+            PyValueError::new_err(format!(
+                "max_frame must be a number of bytes from 4096 to {}, got {given}",
+                u32::MAX
+            ))
+        };
+        // An int too large for 64 bits is out of range as any other is,
+        // not an OverflowError; what is not an int is a TypeError.
+        let bytes = match given.extract::<i64>() {
+            Ok(bytes) => bytes,
+            Err(_) if given.is_instance_of::<pyo3::types::PyInt>() => return Err(out_of_range()),
+            Err(e) => return Err(e),
+        };
         match u32::try_from(bytes) {
             Ok(bytes) if bytes >= 4096 => config = config.max_frame(bytes),
-            _ => {
-                return Err(PyValueError::new_err(format!(
-                    "max_frame must be a number of bytes from 4096 to {}, got {bytes}",
-                    u32::MAX
-                )))
-            }
+            _ => return Err(out_of_range()),
         }
     }
     config.tls = tls.settings()?;

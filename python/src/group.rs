@@ -73,7 +73,7 @@ pub(crate) fn connect_group(
     timeout: Option<f64>,
     tls: Tls,
     reconnect: bool,
-    max_frame: Option<i64>,
+    max_frame: Option<Bound<'_, PyAny>>,
 ) -> PyResult<NativeGroup> {
     let mut config = config(name, secret, secret_file, timeout, tls, max_frame)?;
     config.reconnect = reconnect.then(rigwire_std::Reconnect::default);

@@ -58,7 +58,7 @@ pub(crate) fn serve(
     secret: Option<Vec<u8>>,
     secret_file: Option<PathBuf>,
     tls: Tls,
-    max_frame: Option<i64>,
+    max_frame: Option<Bound<'_, PyAny>>,
 ) -> PyResult<NativeServer> {
     let config = config(name, secret, secret_file, None, tls, max_frame)?;
     let (listening, url) = match url {

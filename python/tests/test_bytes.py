@@ -158,9 +158,14 @@ def test_more_than_16_mib_at_once_needs_max_frame_on_both_sides():
             assert c.call("total", big[:16]) == int(big[:16].sum())  # the connection carries on
         with rigwire.connect(server.url, max_frame=64 << 20) as c:
             assert c.call("total", big) == int(big.sum(dtype=numpy.uint64))
-        for wrong in (100, 1 << 40, -1):
+        # 2**70 once raised OverflowError, from the conversion to 64 bits.
+        for wrong in (100, 1 << 40, -1, 1 << 70):
             with pytest.raises(ValueError, match="max_frame must be a number of bytes from 4096"):
                 rigwire.connect(server.url, max_frame=wrong)
+            with pytest.raises(ValueError, match="max_frame must be a number of bytes from 4096"):
+                rigwire.Server("tcp://127.0.0.1:0", max_frame=wrong)
+        with pytest.raises(TypeError):
+            rigwire.connect(server.url, max_frame=1.5)
     finally:
         server.shutdown(grace=1)
 
