@@ -425,6 +425,63 @@ fn ends_inside_python_constant(data: &[u8]) -> bool {
         .any(|word| (1..word.len()).any(|n| data.ends_with(&word[..n])))
 }
 
+/// The start of a message a stream's read ended inside, and how far it
+/// has been read: enough to tell from each new byte alone whether a value
+/// may have ended there, without parsing it all again.
+#[derive(Debug, Default)]
+struct Unfinished {
+    bytes: Vec<u8>,
+    /// Arrays and objects open.
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// A value has begun (past the whitespace before it).
+    begun: bool,
+    /// How many bytes were kept when they were last parsed.
+    parsed_at: usize,
+}
+
+impl Unfinished {
+    /// Appends `data`; whether a value may have ended in it, or what began
+    /// cannot be JSON: then it is time to parse.
+    fn read(&mut self, data: &[u8]) -> bool {
+        let mut may_end = false;
+        for &b in data {
+            if self.in_string {
+                match b {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => {
+                        self.in_string = false;
+                        may_end |= self.depth == 0;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            if !self.begun {
+                if b.is_ascii_whitespace() {
+                    continue;
+                }
+                self.begun = true;
+                // Not how a JSON value (or Python's NaN, Infinity) begins.
+                may_end |= !b"[{\"-0123456789tfnNI".contains(&b);
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'[' | b'{' => self.depth = self.depth.saturating_add(1),
+                b']' | b'}' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    may_end |= self.depth == 0;
+                }
+                _ => {}
+            }
+        }
+        self.bytes.extend_from_slice(data);
+        may_end
+    }
+}
+
 /// What an [`IblEndpoint`] tells its runtime.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -582,7 +639,9 @@ pub struct IblEndpoint<A> {
     max_awaited: usize,
     /// Over a stream (TCP): the start of a message whose read ended inside
     /// it, per address, until the rest arrives ([`IblEndpoint::for_streams`]).
-    unfinished: Option<BTreeMap<A, Vec<u8>>>,
+    unfinished: Option<BTreeMap<A, Unfinished>>,
+    /// How many times a stream's input was parsed for whole values.
+    parses: u64,
 }
 
 impl<A> std::fmt::Debug for IblEndpoint<A> {
@@ -601,6 +660,7 @@ impl<A: Ord + Clone> Default for IblEndpoint<A> {
             events: VecDeque::new(),
             max_awaited: 1024,
             unfinished: None,
+            parses: 0,
         }
     }
 }
@@ -621,6 +681,13 @@ impl<A: Ord + Clone> IblEndpoint<A> {
             unfinished: Some(BTreeMap::new()),
             ..Self::default()
         }
+    }
+
+    /// How many times a stream's endpoint parsed what it had read for whole
+    /// messages: a few per message however its reads cut it (the cost of a
+    /// peer that sends a byte at a time).
+    pub fn parses(&self) -> u64 {
+        self.parses
     }
 
     /// Whether a confirmed send to `to` is waiting for its echo.
@@ -685,17 +752,26 @@ impl<A: Ord + Clone> IblEndpoint<A> {
         let Some(unfinished) = &mut self.unfinished else {
             return self.handle_read(from, data);
         };
-        let joined;
-        let mut data = data;
-        if let Some(mut start) = unfinished.remove(&from) {
-            start.extend_from_slice(data);
-            joined = start;
-            data = &joined;
+        let mut kept = unfinished.remove(&from).unwrap_or_default();
+        // Parsed again only once a value may have ended, or what is kept
+        // has doubled since (to find what is not JSON): a peer that sends
+        // a message a byte at a time costs a few passes over it, not one
+        // a byte.
+        let may_end = kept.read(data);
+        let grown = kept.bytes.len() >= 2 * kept.parsed_at;
+        if !may_end && !grown && kept.bytes.len() <= MAX_MESSAGE {
+            unfinished.insert(from, kept);
+            return;
         }
-        let (whole, rest) = data.split_at(unfinished_from(data));
+        self.parses += 1;
+        let data = kept.bytes;
+        let (whole, rest) = data.split_at(unfinished_from(&data));
         if rest.len() <= MAX_MESSAGE {
             if !rest.is_empty() {
-                unfinished.insert(from.clone(), rest.to_vec());
+                let mut start = Unfinished::default();
+                start.read(rest);
+                start.parsed_at = rest.len();
+                unfinished.insert(from.clone(), start);
             }
             if !whole.is_empty() {
                 self.handle_read(from, whole);

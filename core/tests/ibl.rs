@@ -302,6 +302,25 @@ fn a_message_cut_across_tcp_reads_is_handled_once_whole() {
     }
 }
 
+/// A peer that sends a large message a byte at a time gets it handled
+/// once, whole, and costs a few parses of it: one parse a byte cost
+/// seconds of a core for 60 KB.
+#[test]
+fn a_message_sent_a_byte_at_a_time_is_handled_once_and_parsed_a_few_times() {
+    let now = Instant::now();
+    let mut rig = IblEndpoint::for_streams();
+    let message = IblMessage::status(json!("x".repeat(60_000))).encode();
+    for byte in message.iter() {
+        rig.handle_input(1, std::slice::from_ref(byte), now);
+    }
+    let (out, events) = drain(&mut rig);
+    assert_eq!(out, vec![(1, message.clone())]);
+    assert!(matches!(&events[..], [IblEndpointEvent::Received { .. }]));
+    // Once each time what is kept doubled (17 times to 60 KB), and once
+    // when the message closed.
+    assert!(rig.parses() <= 20, "{} parses", rig.parses());
+}
+
 /// What is kept of an unfinished message is bounded, and forgotten with its
 /// connection; something that is not JSON is not kept at all.
 #[test]
