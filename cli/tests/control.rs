@@ -291,6 +291,19 @@ fn the_json_api_refuses_malformed_messages_with_a_reason_and_carries_on() {
     assert!(room.control.lines[0].starts_with("listening http://127.0.0.1:"));
 }
 
+/// `rigwire control` with `args` exits 2 (a bad command line or rigs
+/// file) saying `said`.
+fn refused_saying(args: &[&str], said: &str) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("RIGWIRE_SECRET")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(said), "{args:?}: {err}");
+}
+
 #[test]
 fn control_refuses_a_bad_command_line_with_exit_two() {
     for (args, said) in [
@@ -315,14 +328,7 @@ fn control_refuses_a_bad_command_line_with_exit_two() {
             "rig 'a': invalid URL 'tcp//x:1'",
         ),
     ] {
-        let out = Command::new(BIN)
-            .args(&args)
-            .env_remove("RIGWIRE_SECRET")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(said), "{args:?}: {err}");
+        refused_saying(&args, said);
     }
 }
 
@@ -344,14 +350,7 @@ fn a_rigs_file_with_a_mistyped_key_or_a_value_not_text_is_refused_naming_it() {
     ] {
         let file = dir.join("rigs.toml");
         std::fs::write(&file, text).unwrap();
-        let out = Command::new(BIN)
-            .args(["control", "--rigs", file.to_str().unwrap()])
-            .env_remove("RIGWIRE_SECRET")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains(said), "{err}");
+        refused_saying(&["control", "--rigs", file.to_str().unwrap()], said);
     }
 }
 

@@ -230,6 +230,19 @@ fn both_runtimes_bind_alike() {
     );
 }
 
+/// Why connecting to `url` as `name` failed, in the blocking runtime and
+/// then in the async one.
+fn connect_failures(url: &str, name: &str) -> [Option<Error>; 2] {
+    [
+        rigwire_std::Client::connect(url, rigwire_std::Config::named(name)).err(),
+        smol::block_on(rigwire_smol::Client::connect(
+            url,
+            rigwire_smol::Config::named(name),
+        ))
+        .err(),
+    ]
+}
+
 /// Both runtimes say where to look when nothing listens at a URL: a port
 /// nobody listens on, a Unix socket file that is not there.
 #[test]
@@ -247,15 +260,7 @@ fn both_runtimes_say_what_to_look_at_when_nothing_listens() {
         ),
         (&unix, "no server listens on that socket file"),
     ] {
-        let failures = [
-            rigwire_std::Client::connect(url, rigwire_std::Config::named("script")).err(),
-            smol::block_on(rigwire_smol::Client::connect(
-                url,
-                rigwire_smol::Config::named("script"),
-            ))
-            .err(),
-        ];
-        for failure in failures {
+        for failure in connect_failures(url, "script") {
             let Some(Error::Connect { reason, .. }) = &failure else {
                 panic!("{failure:?}");
             };
@@ -268,16 +273,7 @@ fn both_runtimes_say_what_to_look_at_when_nothing_listens() {
 /// dialed: a rig that is down (here, nothing listens) no longer hides them.
 #[test]
 fn both_runtimes_refuse_bad_settings_before_they_dial() {
-    let nowhere = "tcp://127.0.0.1:1";
-    let refusals = [
-        rigwire_std::Client::connect(nowhere, rigwire_std::Config::named("")).err(),
-        smol::block_on(rigwire_smol::Client::connect(
-            nowhere,
-            rigwire_smol::Config::named(""),
-        ))
-        .err(),
-    ];
-    for refusal in refusals {
+    for refusal in connect_failures("tcp://127.0.0.1:1", "") {
         assert!(
             matches!(refusal, Some(Error::Config(ConfigError::EmptyName))),
             "{refusal:?}"
