@@ -5,25 +5,14 @@
 //! again once descriptors are free.
 
 mod common;
+#[path = "../../tests/tests/common/raw.rs"]
+mod raw;
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{first_line, scratch, BIN};
-
-/// CPU time process `pid` has used, user and system.
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .unwrap()
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
-}
 
 /// Calls `add` on the rig at `url` until it answers (the backlog of gone
 /// strangers goes first), for at most 30 s.
@@ -69,9 +58,9 @@ fn crowd(child: &Child, url: &str) -> (Duration, Duration) {
         .filter_map(|_| TcpStream::connect(addr).ok())
         .collect();
     std::thread::sleep(Duration::from_millis(500));
-    let (cpu, wall) = (cpu_of(child.id()), Instant::now());
+    let (cpu, wall) = (raw::cpu_time_of(child.id()), Instant::now());
     std::thread::sleep(Duration::from_secs(2));
-    let spent = (cpu_of(child.id()) - cpu, wall.elapsed());
+    let spent = (raw::cpu_time_of(child.id()) - cpu, wall.elapsed());
     drop(strangers);
     spent
 }

@@ -280,7 +280,17 @@ pub fn flood(
 
 /// CPU time this process has used, user and system.
 pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    cpu_time_in("self")
+}
+
+/// CPU time process `pid` (a child's) has used, user and system.
+pub fn cpu_time_of(pid: u32) -> Duration {
+    cpu_time_in(&pid.to_string())
+}
+
+/// CPU time of the process `/proc/{process}` describes.
+fn cpu_time_in(process: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{process}/stat")).unwrap();
     // The fields after the command name, which is in parentheses.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
