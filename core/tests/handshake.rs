@@ -538,6 +538,9 @@ fn failed_accepts_pause_longer_each_time_and_are_told_of_once_a_minute_and_on_re
     let mut pauses = Vec::new();
     while now < t0 + Duration::from_secs(150) {
         let pause = failures.failed(&out_of_fds, now);
+        // The pause is the core's to remember: a runtime asks for it.
+        assert_eq!(failures.paused_until(now), Some(pause.until));
+        assert_eq!(failures.paused_until(pause.until), None);
         told.extend(pause.tell);
         pauses.push(pause.until - now);
         now = pause.until;

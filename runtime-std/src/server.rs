@@ -125,7 +125,6 @@ impl ServerInner {
     fn accept_loop(self: &Arc<Self>) {
         let mut lobby: Lobby<Socket> = Lobby::default();
         let mut failures = AcceptFailures::default();
-        let mut paused_until = None;
         loop {
             let now = Instant::now();
             for silent in lobby.expire(now) {
@@ -133,7 +132,7 @@ impl ServerInner {
                 self.admission().release(silent.ticket, false);
                 say_last_words(silent);
             }
-            paused_until = paused_until.filter(|&until| until > now);
+            let paused_until = failures.paused_until(now);
             let sockets: Vec<&Socket> = lobby.sockets().collect();
             let wake = earliest(lobby.next_deadline(), paused_until);
             let waited = self
@@ -161,8 +160,7 @@ impl ServerInner {
                     if self.closed.load(Ordering::SeqCst) {
                         return;
                     }
-                    let until = accept_failed(&mut failures, e, &self.url, Instant::now());
-                    paused_until = Some(until);
+                    accept_failed(&mut failures, e, &self.url, Instant::now());
                     continue;
                 }
             };

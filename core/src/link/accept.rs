@@ -20,6 +20,8 @@ pub struct AcceptFailures {
     since: Option<Instant>,
     /// When it was last told of.
     told_at: Option<Instant>,
+    /// No accept before this instant: the pause after the last failure.
+    paused_until: Option<Instant>,
 }
 
 /// What to do after a failed accept.
@@ -65,15 +67,21 @@ impl AcceptFailures {
                 ),
             }
         });
-        AcceptPause {
-            until: after(now, pause),
-            tell,
-        }
+        let until = after(now, pause);
+        self.paused_until = Some(until);
+        AcceptPause { until, tell }
+    }
+
+    /// Until when accepts pause at `now`, after the last failure; `None`
+    /// once that pause is over (or nothing failed).
+    pub fn paused_until(&self, now: Instant) -> Option<Instant> {
+        self.paused_until.filter(|&until| until > now)
     }
 
     /// An accept succeeded at `now`: what to log (at info) if it ends a
     /// run of failures.
     pub fn accepted(&mut self, now: Instant) -> Option<String> {
+        self.paused_until = None;
         let since = self.since.take()?;
         let failures = std::mem::take(&mut self.in_a_row);
         self.told_at = None;
