@@ -377,43 +377,56 @@ fn python_constants(data: &[u8], with: PythonConstant) -> Option<Vec<u8>> {
     out
 }
 
+/// How bytes read end: between values (or in the whitespace after one),
+/// inside a value cut short, or in something that is not JSON.
+#[derive(PartialEq)]
+enum Ending {
+    Between,
+    CutShort,
+    NotJson,
+}
+
+/// Where each whole JSON value `data` holds back to back ends, and how
+/// `data` ends. Python's constants count as numbers of the same length,
+/// which end in the same places.
+fn value_ends(data: &[u8]) -> (Vec<usize>, Ending) {
+    let numbers = python_constants(data, PythonConstant::SameLength);
+    let mut values = serde_json::Deserializer::from_slice(numbers.as_deref().unwrap_or(data))
+        .into_iter::<serde::de::IgnoredAny>();
+    let mut ends = Vec::new();
+    loop {
+        match values.next() {
+            Some(Ok(_)) => ends.push(values.byte_offset()),
+            None => return (ends, Ending::Between),
+            Some(Err(e)) if e.is_eof() || ends_inside_python_constant(data) => {
+                return (ends, Ending::CutShort)
+            }
+            Some(Err(_)) => return (ends, Ending::NotJson),
+        }
+    }
+}
+
 /// `data` cut into the JSON values it holds back to back, each with the
 /// whitespace before it (the last also with any after it); one piece (all of
 /// it) unless it is two or more whole values.
 fn split_values(data: &[u8]) -> Vec<&[u8]> {
-    // Cut where a copy with Python's constants as numbers of the same
-    // length has its values: the same places.
-    let numbers = python_constants(data, PythonConstant::SameLength);
-    let mut values = serde_json::Deserializer::from_slice(numbers.as_deref().unwrap_or(data))
-        .into_iter::<serde::de::IgnoredAny>();
-    let mut cuts = vec![0];
-    while let Some(Ok(_)) = values.next() {
-        cuts.push(values.byte_offset());
-    }
-    let Some(last) = cuts.pop() else {
-        return vec![data];
-    };
-    if cuts.len() < 2 || !data[last..].iter().all(u8::is_ascii_whitespace) {
+    let (mut ends, ending) = value_ends(data);
+    if ends.len() < 2 || ending != Ending::Between {
         return vec![data];
     }
-    cuts.push(data.len());
-    cuts.windows(2).map(|w| &data[w[0]..w[1]]).collect()
+    ends.pop();
+    let starts = std::iter::once(0).chain(ends.iter().copied());
+    let stops = ends.iter().copied().chain(std::iter::once(data.len()));
+    starts.zip(stops).map(|(a, b)| &data[a..b]).collect()
 }
 
 /// Where the unfinished value at the end of `data` (a read that stopped
 /// inside a message) begins: after the last whole value. `data.len()` when
 /// `data` ends between values, or holds something that is not JSON.
 fn unfinished_from(data: &[u8]) -> usize {
-    let numbers = python_constants(data, PythonConstant::SameLength);
-    let mut values = serde_json::Deserializer::from_slice(numbers.as_deref().unwrap_or(data))
-        .into_iter::<serde::de::IgnoredAny>();
-    let mut whole = 0;
-    loop {
-        match values.next() {
-            Some(Ok(_)) => whole = values.byte_offset(),
-            Some(Err(e)) if e.is_eof() || ends_inside_python_constant(data) => return whole,
-            _ => return data.len(),
-        }
+    match value_ends(data) {
+        (ends, Ending::CutShort) => ends.last().copied().unwrap_or(0),
+        _ => data.len(),
     }
 }
 

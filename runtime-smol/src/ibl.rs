@@ -48,7 +48,7 @@ struct TcpConn {
 /// Whether `url` is TCP, and its address, its host looked up:
 /// `udp://host:port` or `tcp://host:port` (also `ws://`, which iblutil
 /// treats as plain TCP); no scheme means UDP, no port means 11001.
-async fn parse(url: &str) -> Result<(bool, SocketAddr), Error> {
+async fn address_of(url: &str) -> Result<(bool, SocketAddr), Error> {
     let invalid = |why: &str| Error::InvalidUrl {
         url: url.to_owned(),
         reason: why.to_owned(),
@@ -158,7 +158,7 @@ impl IblPeer {
     /// `InvalidUrl`; `Connect` if the host cannot be looked up; `Ibl(Io)`
     /// if the address cannot be bound.
     pub async fn bind(url: &str) -> Result<IblPeer, Error> {
-        let (tcp, addr) = parse(url).await?;
+        let (tcp, addr) = address_of(url).await?;
         let fail = bind_failed(url);
         if tcp {
             let listener = Async::new(TcpListener::bind(addr).map_err(&fail)?).map_err(&fail)?;
@@ -195,7 +195,7 @@ impl IblPeer {
     /// `InvalidUrl`; `Connect` if the host cannot be looked up or a TCP
     /// connection is refused.
     pub async fn connect(url: &str) -> Result<IblPeer, Error> {
-        let (tcp, addr) = parse(url).await?;
+        let (tcp, addr) = address_of(url).await?;
         let connect_failed = |e: std::io::Error| Error::Connect {
             url: url.to_owned(),
             reason: rigwire_twin::why_not_connected(&e, false),
