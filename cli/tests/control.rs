@@ -823,16 +823,102 @@ fn the_page_is_served_over_https_with_a_certificate_clients_pin() {
     }
 }
 
+/// A number from process `pid`'s `/proc` status line `field` ("VmRSS:", in kB).
+fn status_of(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
 /// Resident memory of process `pid`, in bytes.
 fn resident(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse::<u64>()
-        .unwrap()
-        * 1024
+    status_of(pid, "VmRSS:") * 1024
+}
+
+#[test]
+fn a_crowd_of_silent_strangers_holds_a_bounded_number_of_threads_and_a_tab_still_opens() {
+    let started = Instant::now();
+    let room = Room::start();
+    let pid = room.control.child.id();
+    let (mut tab, _) = tungstenite::connect(room.ws(true)).unwrap();
+    next_of(&mut tab, "snapshot");
+    let before = status_of(pid, "Threads:");
+    // 400 sockets that connect and say nothing (each would hold a thread
+    // for the 5 s a request head may take).
+    let address = room.open.trim_start_matches("http://");
+    let address = address.split('/').next().unwrap().to_owned();
+    let strangers: Vec<std::net::TcpStream> = (0..400)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    // Once the control has taken them all (their count stops growing):
+    let mut threads = status_of(pid, "Threads:");
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(40));
+        let now = status_of(pid, "Threads:");
+        if now == threads {
+            break;
+        }
+        threads = now;
+    }
+    assert!(
+        threads < before + 100,
+        "400 silent sockets took {} threads (from {before} to {threads})",
+        threads - before
+    );
+    // The oldest strangers were closed to make room for the newer ones.
+    let mut first = &strangers[0];
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(std::io::Read::read(&mut first, &mut byte), Ok(0) | Err(_)),
+        "the oldest stranger is still held"
+    );
+    // A new tab opens, and the open one carries on.
+    let (mut fresh, _) = tungstenite::connect(room.ws(true)).unwrap();
+    next_of(&mut fresh, "snapshot");
+    let call = serde_json::json!({"op": "call", "rig": "rig-1", "method": "echo", "args": "hi"});
+    tab.send(Message::text(call.to_string())).unwrap();
+    loop {
+        let entry = next_of(&mut tab, "log");
+        assert_ne!(entry["entry"]["kind"], "error", "{entry}");
+        if entry["entry"]["kind"] == "result" {
+            break;
+        }
+    }
+    drop(strangers);
+    // Tabs up to the limit open; the next is told the page is full; once
+    // one closes, it opens.
+    let mut tabs: Vec<Tab> = (2..64)
+        .map(|_| tungstenite::connect(room.ws(true)).unwrap().0)
+        .collect();
+    let refused = match tungstenite::connect(room.ws(true)) {
+        Err(tungstenite::Error::Http(response)) => response,
+        other => panic!("a 65th tab: {:?}", other.map(|_| "opened")),
+    };
+    assert_eq!(refused.status(), 503);
+    // Why, as a browser shows it.
+    let mut page = std::net::TcpStream::connect(&address).unwrap();
+    page.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut page, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.ends_with("the control page is full: 64 connections (limit 64)"),
+        "{answer}"
+    );
+    tabs.pop().unwrap().close(None).unwrap();
+    let reopened = (0..100).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        tungstenite::connect(room.ws(true)).ok()
+    });
+    next_of(
+        &mut reopened.expect("no room after a tab closed").0,
+        "snapshot",
+    );
+    assert!(started.elapsed() < Duration::from_secs(120));
 }
 
 #[test]

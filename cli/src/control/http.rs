@@ -7,9 +7,10 @@
 //! stream, anything else answered and the connection closed
 //! (`Connection: close`: the page loads four files once).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rigwire_ws::rustls::{ServerConnection, StreamOwned};
@@ -19,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::{Message, WebSocket};
 
-use rigwire_std::core::link::AcceptFailures;
+use rigwire_std::core::link::{AcceptFailures, Admission, Admitted, Refusal, Ticket};
 use rigwire_std::core::{ExpRef, GroupStep, Step};
 
 use super::state::Control;
@@ -59,7 +60,77 @@ const VIEWER_TICK: Duration = Duration::from_millis(20);
 /// How long a write to a viewer may block before the viewer is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves until the process ends: one thread per connection.
+/// Open tabs at once; and connections at once that have not yet shown the
+/// token (each holds a thread for up to [`HEAD_TIMEOUT`]). A browser loads
+/// the page over a few connections; a crowd of strangers beyond this
+/// evicts its own oldest, never a tab.
+const MAX_VIEWERS: usize = 64;
+const MAX_OPENING: usize = 64;
+
+/// The page's connections, against the two budgets every rigwire server
+/// keeps (the core's [`Admission`]), and each one's socket, to shut it
+/// when it is evicted.
+struct Doors {
+    admission: Admission,
+    sockets: BTreeMap<Ticket, TcpStream>,
+}
+
+/// A connection's place at the [`Doors`], given back when it ends.
+struct Place {
+    doors: Arc<Mutex<Doors>>,
+    ticket: Ticket,
+    viewing: bool,
+}
+
+impl Place {
+    /// Takes a place for `stream`, shutting the oldest stranger's socket if
+    /// the strangers' budget is full.
+    fn take(doors: &Arc<Mutex<Doors>>, stream: &TcpStream) -> Result<Place, Refusal> {
+        let mut d = lock(doors);
+        let Admitted { ticket, evicted } = d.admission.admit()?;
+        if let Some(socket) = evicted.and_then(|oldest| d.sockets.remove(&oldest)) {
+            tracing::debug!(
+                "control page: too many connections without the token; closing the oldest"
+            );
+            let _ = socket.shutdown(Shutdown::Both);
+        }
+        if let Ok(socket) = stream.try_clone() {
+            d.sockets.insert(ticket, socket);
+        }
+        Ok(Place {
+            doors: Arc::clone(doors),
+            ticket,
+            viewing: false,
+        })
+    }
+
+    /// The connection is a tab that showed the token: it counts against
+    /// the tabs' budget, and is evicted no more.
+    fn view(&mut self) -> Result<(), Refusal> {
+        let mut d = lock(&self.doors);
+        d.sockets.remove(&self.ticket);
+        d.admission.established(self.ticket)?;
+        self.viewing = true;
+        Ok(())
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut d = lock(&self.doors);
+        d.sockets.remove(&self.ticket);
+        d.admission.release(self.ticket, self.viewing);
+    }
+}
+
+fn lock(doors: &Mutex<Doors>) -> std::sync::MutexGuard<'_, Doors> {
+    doors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Serves until the process ends: one thread per connection, within the
+/// [`Doors`]' budgets.
 pub fn serve(
     listener: TcpListener,
     control: Arc<Control>,
@@ -73,6 +144,10 @@ pub fn serve(
         |_| "the control page".to_owned(),
         |a| format!("the control page at {a}"),
     );
+    let doors = Arc::new(Mutex::new(Doors {
+        admission: Admission::new("control page", MAX_VIEWERS, MAX_OPENING),
+        sockets: BTreeMap::new(),
+    }));
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -83,6 +158,13 @@ pub fn serve(
             }
         };
         rigwire_twin::accepted(&mut failures, &url, Instant::now());
+        let place = match Place::take(&doors, &stream) {
+            Ok(place) => place,
+            Err(refusal) => {
+                refuse_at_once(stream, tls.is_some(), &refusal.reason);
+                continue;
+            }
+        };
         let (control, token, tls) = (Arc::clone(&control), Arc::clone(&token), tls.clone());
         let _ = std::thread::Builder::new()
             .name("control-http".into())
@@ -92,10 +174,24 @@ pub fn serve(
                     Ok(Some(session)) => Conn::Tls(Box::new(StreamOwned::new(session, stream))),
                     Err(e) => return tracing::warn!("control page: {e}"),
                 };
-                if let Err(e) = handle(conn, &control, &token) {
+                if let Err(e) = handle(conn, place, &control, &token) {
                     tracing::debug!("control page connection: {e}");
                 }
             });
+    }
+}
+
+/// Tells a connection refused for room why, if that costs no wait (a
+/// plain one: a fresh socket takes a short answer at once), and closes it.
+fn refuse_at_once(stream: TcpStream, tls: bool, reason: &str) {
+    tracing::warn!("control page: refusing a connection: {reason}");
+    if !tls && stream.set_nonblocking(true).is_ok() {
+        let _ = respond(
+            Conn::Plain(stream),
+            503,
+            "text/plain; charset=utf-8",
+            reason,
+        );
     }
 }
 
@@ -182,7 +278,12 @@ fn authorized(path: &str, token: &str) -> bool {
         .any(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
 }
 
-fn handle(mut conn: Conn, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
+fn handle(
+    mut conn: Conn,
+    place: Place,
+    control: &Arc<Control>,
+    token: &str,
+) -> std::io::Result<()> {
     conn.set_read_timeout(HEAD_TIMEOUT)?;
     let head = read_head(&mut conn)?;
     let Some((method, path, upgrade)) = parse_head(&head) else {
@@ -198,7 +299,7 @@ fn handle(mut conn: Conn, control: &Arc<Control>, token: &str) -> std::io::Resul
         );
     }
     if route == "/ws" && upgrade {
-        return viewer(Replayed { head, at: 0, conn }, control, token);
+        return viewer(Replayed { head, at: 0, conn }, place, control, token);
     }
     if method != "GET" {
         return respond(conn, 405, "text/plain", "only GET");
@@ -253,6 +354,7 @@ fn respond(mut conn: Conn, status: u16, kind: &str, body: &str) -> std::io::Resu
     let reason = match status {
         200 => "OK",
         401 => "Unauthorized",
+        503 => "Service Unavailable",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Bad Request",
@@ -273,7 +375,12 @@ fn respond(mut conn: Conn, status: u16, kind: &str, body: &str) -> std::io::Resu
 
 /// One viewer: the snapshot, then every change, while its messages (actions
 /// and calls) run on threads of their own so that a slow rig blocks nothing.
-fn viewer(stream: Replayed, control: &Arc<Control>, token: &str) -> std::io::Result<()> {
+fn viewer(
+    stream: Replayed,
+    mut place: Place,
+    control: &Arc<Control>,
+    token: &str,
+) -> std::io::Result<()> {
     let token = token.to_owned();
     // tungstenite's callback type; its error is the HTTP answer.
     #[allow(clippy::result_large_err)]
@@ -287,6 +394,14 @@ fn viewer(stream: Replayed, control: &Arc<Control>, token: &str) -> std::io::Res
         Err(refused)
     };
     let mut ws = tungstenite::accept_hdr(stream, check).map_err(std::io::Error::other)?;
+    if let Err(refusal) = place.view() {
+        let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Again,
+            reason: refusal.reason.into(),
+        }));
+        let _ = ws.flush();
+        return Ok(());
+    }
     ws.get_ref().conn.set_read_timeout(VIEWER_TICK)?;
     // A tab that stops reading fails its writes instead of holding the thread.
     ws.get_ref()
