@@ -411,11 +411,21 @@ class _Root:
         return f"<rigwire method {self._name or '(root)'} of {self._client.url}>"
 
 
+def _not_native(connect: str, given: Any) -> str:
+    """Why a client cannot be made from ``given``: a client comes from
+    ``connect`` (a URL is dialed there, with its name and secret)."""
+    if isinstance(given, str):
+        return f"a client is not made from a URL: use {connect}({given!r}, name=..., secret_file=...)"
+    return f"a client is made by {connect}(url, ...), not from {type(given).__name__}"
+
+
 class Client:
     """A connection to one rig or service (from ``rigwire.connect``). Safe to
     share between threads; a context manager that closes it."""
 
     def __init__(self, native: "_rigwire.NativeClient"):
+        if not isinstance(native, _rigwire.NativeClient):
+            raise TypeError(_not_native("rigwire.connect", native))
         self._native = native
         _held(self)
 

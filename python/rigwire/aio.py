@@ -133,6 +133,8 @@ class Client:
     """A ``rigwire.Client`` whose waits are awaited (from ``rigwire.aio.connect``)."""
 
     def __init__(self, client: _rigwire.Client):
+        if not isinstance(client, _rigwire.Client):
+            raise TypeError(_rigwire._not_native("await rigwire.aio.connect", client))
         self._client = client
 
     @property

@@ -34,6 +34,19 @@ def test_calls_in_the_familiar_shapes(rig):
         assert c.url == rig.url
 
 
+def test_a_client_made_from_a_url_says_to_use_connect(rig):
+    # As many libraries have it: Client(url). The client is made by connect,
+    # and saying so beats "'str' object has no attribute 'call'" at the first call.
+    with pytest.raises(TypeError, match=r"not made from a URL: use rigwire.connect\('tcp://"):
+        rigwire.Client(rig.url)
+    with pytest.raises(TypeError, match=r"use await rigwire.aio.connect\('tcp://"):
+        rigwire.aio.Client(rig.url)
+    with pytest.raises(TypeError, match=r"made by rigwire.connect\(url, ...\), not from NoneType"):
+        rigwire.Client(None)
+    with rigwire.connect(rig.url) as c:
+        assert rigwire.aio.Client(c).url == rig.url
+
+
 def test_the_submodules_the_docs_use_are_there_after_import_rigwire():
     # In a fresh interpreter: this one imported rigwire.aio above.
     script = (
