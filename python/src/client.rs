@@ -31,7 +31,7 @@ pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duratio
         .map(|s| {
             Duration::try_from_secs_f64(s).map_err(|_| {
                 PyValueError::new_err(format!(
-                    "{what} must be a number of seconds from 0 to 2^64 (None for no limit), got {s}"
+                    "{what} must be a number of seconds from 0 to 2^64 (None for no limit), got {s:?}"
                 ))
             })
         })

@@ -496,5 +496,7 @@ def test_the_largest_timeouts_mean_no_limit_not_a_panic(rig):
         assert c.start("add", 2, 2).result(timeout=most) == 4
     with rigwire.Group({"rig": rig.url}, timeout=most) as rigs:
         assert rigs.call("add", 3, 3) == {"rig": 6}
-    with pytest.raises(ValueError, match="from 0 to 2"):
+    with pytest.raises(ValueError, match=r"from 0 to 2\^64 \(None for no limit\), got 1e20$"):
         rigwire.connect(rig.url, timeout=1e20)
+    with pytest.raises(ValueError, match=r", got -0.5$"):
+        rigwire.connect(rig.url, timeout=-0.5)
