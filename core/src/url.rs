@@ -244,9 +244,9 @@ impl Target {
     /// Parses a client's URL: a [`Url`], with an optional `#NAME`.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] as [`Url::parse`], or for a service name that
-    /// is empty or holds a `.`, a `/`, a `#` or white space (the relay
-    /// routes `NAME.method` by its first `.`).
+    /// [`Error::InvalidUrl`] as [`Url::parse`], or for a name after the
+    /// first `#` that no relay registers
+    /// ([`relay::is_service_name`](crate::relay::is_service_name)).
     pub fn parse(url: &str) -> Result<Target, Error> {
         let Some((base, service)) = url.split_once('#') else {
             return Ok(Target {
@@ -254,17 +254,12 @@ impl Target {
                 service: None,
             });
         };
-        let bad = service.is_empty()
-            || service
-                .chars()
-                .any(|c| matches!(c, '.' | '/' | '#') || c.is_whitespace());
-        if bad {
+        // Every name a relay registers, and only those: one rule.
+        if !crate::relay::is_service_name(service) {
+            let why = crate::ConfigError::NotAServiceName(service.to_owned());
             return Err(Error::InvalidUrl {
                 url: url.to_owned(),
-                reason: format!(
-                    "'#{service}' is not a service name: expected URL#NAME, \
-                     a name without '.', '/', '#' or spaces"
-                ),
+                reason: format!("URL#NAME: {why}"),
             });
         }
         Ok(Target {

@@ -420,15 +420,17 @@ mod endpoints {
         assert_eq!(data.method("exp.init"), "data.exp.init");
         let rig = Target::parse("tcp://rig:7400").unwrap();
         assert_eq!(rig.method("exp.init"), "exp.init");
-        for bad in [
-            "tcp://r:1#",
-            "tcp://r:1#a.b",
-            "tcp://r:1#a b",
-            "tcp://r:1#a#b",
-            "tcp://r:1#a/b",
-        ] {
+        // Any name a relay registers is reached this way, and no other.
+        for name in ["rig 1", "a#b", "#x", "a/b", "α"] {
+            let target = Target::parse(&format!("tcp://r:1#{name}")).unwrap();
+            assert_eq!(target.service.as_deref(), Some(name));
+            assert!(rigwire_core::relay::is_service_name(name));
+        }
+        let long = format!("tcp://r:1#{}", "x".repeat(129));
+        for bad in ["tcp://r:1#", "tcp://r:1#a.b", "tcp://r:1#a\tb", "tcp://r:1#rigwire", &long] {
             let err = Target::parse(bad).unwrap_err().to_string();
-            assert!(err.contains("not a service name"), "{bad}: {err}");
+            assert!(err.contains("URL#NAME: '"), "{bad}: {err}");
+            assert!(err.contains("' is not a service name: 1 to 128 bytes"), "{bad}: {err}");
         }
         // What listens cannot be a service at a relay.
         let err = Url::parse("tcp://0.0.0.0:7400#rig")
