@@ -684,6 +684,21 @@ def _extras(fn: Callable[..., Any]) -> Callable[[Any, Any], Dict[str, Any]]:
     return extras
 
 
+def _check_exposable(fn: Any) -> None:
+    """Raises ``TypeError`` for what cannot be a handler: a thing that is
+    not callable, and an RPyC-style service (its ``exposed_`` methods), whose
+    class would otherwise be exposed as a method that makes an instance."""
+    rpyc = [a for a in dir(fn) if a.startswith("exposed_")]
+    if rpyc:
+        what = fn.__name__ if _inspect.isclass(fn) else f"a {type(fn).__name__}"
+        raise TypeError(
+            f"{what} is an RPyC-style service ({', '.join(rpyc[:3])}): expose each method, "
+            f"server.expose(service.{rpyc[0]}, name={rpyc[0][len('exposed_'):]!r})"
+        )
+    if not callable(fn):
+        raise TypeError(f"a {type(fn).__name__} is not callable: expose a function, or an object's method (obj.move)")
+
+
 def _label(fn: Callable[..., Any], name: Optional[str] = None) -> str:
     """What messages call a handler: its own name, else the name it is
     exposed under (a ``functools.partial`` or a callable object has none)."""
@@ -1044,6 +1059,7 @@ class Server:
             name, fn = fn, None
         if fn is None:
             return lambda f: self._expose(f, name, aliases, raw)
+        _check_exposable(fn)
         # An empty name is the native check's to refuse, not the function's to fill.
         exposed = _label(fn) if name is None else name
         wrapped = (_raw_handler if raw else _handler)(fn, exposed)

@@ -979,3 +979,22 @@ def test_a_handler_answers_with_the_kind_it_raises_in_its_own_words():
             with pytest.raises(rigwire.RemoteError) as e:
                 c.call("exp.init")
             assert (e.value.kind, e.value.message) == ("Refused", "no subject")
+
+
+def test_what_cannot_be_a_handler_is_refused_when_exposed():
+    class RigService:  # as an RPyC service is written
+        def exposed_move(self, x, y=0):
+            return [x, y]
+
+    server = rigwire.Server("tcp://127.0.0.1:0")
+    # The class would have been a method "RigService" making an instance.
+    with pytest.raises(TypeError, match=r"RigService is an RPyC-style service \(exposed_move\): expose each method, "
+                       r"server.expose\(service.exposed_move, name='move'\)"):
+        server.expose(RigService)
+    with pytest.raises(TypeError, match="a RigService is an RPyC-style service"):
+        server.expose(RigService())
+    with pytest.raises(TypeError, match="a int is not callable"):
+        server.expose(3, name="three")
+    server.expose(RigService().exposed_move, name="move")
+    with server.start(), rigwire.connect(server.url) as c:
+        assert c.call("move", x=1, y=2) == [1, 2]
