@@ -549,16 +549,20 @@ pub fn run(options: Options<'_>) -> Result<(), crate::Failure> {
 
     if json {
         let report = serde_json::json!({ "rows": rows, "relay": hops, "idle_memory": idle });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("report serializes")
         );
         return Ok(());
     }
-    println!("rigwire against raw sockets, same threads, same run (loopback)\n");
-    println!(
+    outln!("rigwire against raw sockets, same threads, same run (loopback)\n");
+    outln!(
         "{:<34} {:>8} {:>14} {:>14} {:>8}",
-        "", "unit", "raw", "rigwire", "ratio"
+        "",
+        "unit",
+        "raw",
+        "rigwire",
+        "ratio"
     );
     for row in &rows {
         let note = if row.higher_is_better {
@@ -566,42 +570,55 @@ pub fn run(options: Options<'_>) -> Result<(), crate::Failure> {
         } else {
             "(lower is better)"
         };
-        println!(
+        outln!(
             "{:<34} {:>8} {:>14.1} {:>14.1} {:>7.2}x  {note}",
-            row.name, row.unit, row.raw, row.rigwire, row.ratio
+            row.name,
+            row.unit,
+            row.raw,
+            row.rigwire,
+            row.ratio
         );
     }
-    println!();
+    outln!();
     if let Some(hops) = &hops {
-        println!(
+        outln!(
             "{:<34} {:>8} {:>14} {:>14} {:>8}",
-            "serial round trip p50", "unit", "one hop", "two hops", "ratio"
+            "serial round trip p50",
+            "unit",
+            "one hop",
+            "two hops",
+            "ratio"
         );
         for (name, h) in [
             ("raw, through a forwarder", &hops.raw),
             ("raw, through a smol forwarder", &hops.raw_smol),
             ("rigwire, through a relay", &hops.rigwire),
         ] {
-            println!(
+            outln!(
                 "{name:<34} {:>8} {:>14.1} {:>14.1} {:>7.2}x  (two hops / one hop)",
-                "µs", h.one_hop, h.two_hops, h.ratio
+                "µs",
+                h.one_hop,
+                h.two_hops,
+                h.ratio
             );
         }
-        println!(
+        outln!(
             "two hops, rigwire / raw: {:.2}x the blocking forwarder, {:.2}x the smol forwarder",
             hops.rigwire.two_hops / hops.raw.two_hops,
             hops.rigwire.two_hops / hops.raw_smol.two_hops
         );
-        println!();
+        outln!();
     }
     for m in &idle {
-        println!(
+        outln!(
             "rigwire-{} server, {} idle connections: {:.0} bytes of resident memory per connection",
-            m.runtime, m.connections, m.bytes_per_connection
+            m.runtime,
+            m.connections,
+            m.bytes_per_connection
         );
     }
     if !idle.is_empty() && limit < 10_100 {
-        println!("(this process may open {limit} files: fewer than 10,000 connections need)");
+        outln!("(this process may open {limit} files: fewer than 10,000 connections need)");
     }
     Ok(())
 }

@@ -119,9 +119,10 @@ pub fn server(runtime: &str, count: usize) -> Result<(), Error> {
             m
         }
     };
-    println!(
+    outln!(
         "{} {:.0}",
-        measured.connections, measured.bytes_per_connection
+        measured.connections,
+        measured.bytes_per_connection
     );
     Ok(())
 }
@@ -222,7 +223,7 @@ pub fn peers(url: &str, count: usize) -> Result<(), Error> {
         s.read_exact(&mut body).map_err(failed)?;
         sockets.push(s);
     }
-    println!("ready");
+    outln!("ready");
     let _ = std::io::stdout().flush();
     let _ = std::io::stdin().read_to_end(&mut Vec::new());
     Ok(())

@@ -24,7 +24,7 @@ struct Timeline(Instant);
 impl Timeline {
     fn say(&self, who: &str, what: impl AsRef<str>) {
         let ms = self.0.elapsed().as_secs_f64() * 1e3;
-        println!("[{ms:8.1} ms] {who:<8} {}", what.as_ref());
+        outln!("[{ms:8.1} ms] {who:<8} {}", what.as_ref());
     }
 
     /// Prints each rig's outcome; fails unless each is what `expect` accepts.
@@ -91,7 +91,7 @@ fn start_rig(
 /// Runs the demo; `Ok` only if every step behaved as rigwire promises.
 pub fn run() -> Result<(), Error> {
     let t = Timeline(Instant::now());
-    println!("rigwire demo: a script drives three rigs over loopback TCP, with a shared secret.\n");
+    outln!("rigwire demo: a script drives three rigs over loopback TCP, with a shared secret.\n");
     let (rig3_sleeping, sleep_began) = mpsc::channel();
     let rigs = [
         start_rig("rig-1", &t, None)?,
@@ -222,7 +222,7 @@ pub fn run() -> Result<(), Error> {
         "script",
         "experiment finished: every rig answered or failed fast, by name",
     );
-    println!();
+    outln!();
     two_hops(&t)
 }
 

@@ -73,12 +73,12 @@ pub fn send(url: &str, event: &str, fields: &str, wait: f64) -> Result<(), Failu
     smol::block_on(async {
         let peer = IblPeer::connect(url).await?;
         peer.confirmed_send(None, &message).await?;
-        println!("confirmed {message}");
+        outln!("confirmed {message}");
         let until = rigwire_smol::core::link::after(std::time::Instant::now(), wait);
         loop {
             let left = until.saturating_duration_since(std::time::Instant::now());
             match peer.next_message(left).await {
-                Ok((from, answer)) => println!("from {from}: {answer}"),
+                Ok((from, answer)) => outln!("from {from}: {answer}"),
                 Err(Error::Ibl(rigwire_smol::core::ibl::IblError::Timeout { .. })) => break,
                 Err(e) => return Err(e),
             }

@@ -6,6 +6,15 @@
 //! connection failed (cannot connect, authentication, version, rejected) or
 //! the command line is wrong.
 
+/// `println!` for what a command prints: once the reader has gone
+/// (`rigwire ping URL | head -1`), the command ends quietly, as any Unix
+/// tool does, where `println!` panicked; another failure to write is told
+/// on stderr, with exit status 1.
+macro_rules! outln {
+    () => { $crate::out(format_args!("")) };
+    ($($arg:tt)*) => { $crate::out(format_args!($($arg)*)) };
+}
+
 mod bench;
 mod bench_chart;
 mod bench_idle;
@@ -748,6 +757,20 @@ fn watch_signals() -> Result<signal_hook::iterator::Signals, Failure> {
 }
 
 /// Prints lines on stdout at once (a script waits for them).
+/// Writes one line of a command's output ([`outln!`]).
+fn out(line: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("rigwire: cannot write to standard output: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 fn announce(lines: &[String]) {
     let mut stdout = std::io::stdout().lock();
     for line in lines {
@@ -904,7 +927,7 @@ fn quote_hint(text: &str) -> String {
 fn print_result(result: &Payload) -> Result<(), Failure> {
     use std::io::IsTerminal;
     if result.codec != Codec::Bytes {
-        println!("{}", String::from_utf8_lossy(&result.bytes));
+        outln!("{}", String::from_utf8_lossy(&result.bytes));
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
@@ -970,12 +993,12 @@ fn ping(url: &str, count: u32, access: &Access) -> Result<(), Failure> {
     let mut rtts = Vec::new();
     for _ in 0..count {
         let rtt = client.ping()?;
-        println!("rtt {:.3} ms", rtt.as_secs_f64() * 1e3);
+        outln!("rtt {:.3} ms", rtt.as_secs_f64() * 1e3);
         rtts.push(rtt);
     }
     rtts.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    println!(
+    outln!(
         "min/median/max = {:.3}/{:.3}/{:.3} ms over {} pings",
         ms(rtts[0]),
         ms(rtts[rtts.len() / 2]),
@@ -1020,12 +1043,12 @@ fn methods(url: &str, service: Option<&str>, access: &Access) -> Result<(), Fail
         if !m.aliases.is_empty() {
             line = format!("{line} (aliases: {})", m.aliases.join(", "));
         }
-        println!("{line}");
+        outln!("{line}");
         if relay {
             // A relay's own method: what it forwards to is one level down.
             let names: Vec<String> = client.call(&m.name, &())?;
             for name in names {
-                println!("  service {name:<8} (rigwire methods {url} {name})");
+                outln!("  service {name:<8} (rigwire methods {url} {name})");
             }
         }
     }

@@ -18,7 +18,7 @@ pub fn new(file: Option<&Path>) -> Result<(), Failure> {
     })?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let Some(path) = file else {
-        println!("{hex}");
+        outln!("{hex}");
         return Ok(());
     };
     write_new(path, format!("{hex}\n").as_bytes(), 0o600)?;
@@ -77,6 +77,6 @@ pub fn new_cert(name: &str, hosts: &[String], out: &Path) -> Result<(), Failure>
         key.display(),
         made.fingerprint
     );
-    println!("{}", made.fingerprint);
+    outln!("{}", made.fingerprint);
     Ok(())
 }

@@ -1210,3 +1210,41 @@ fn two_hops_with_both_relay_ports_under_tls() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), "3.0");
 }
+
+#[test]
+fn output_read_only_in_part_ends_the_command_quietly() {
+    let started = Instant::now();
+    let rig = Rig::start(&[], &[]);
+    // `rigwire ping URL --count 100000 | head -1`: the reader goes after a line.
+    let mut ping = Command::new(BIN)
+        .args(["ping", &rig.url, "--count", "100000"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let line = first_line(ping.stdout.take().unwrap()); // and the pipe closes
+    assert!(line.starts_with("rtt "), "{line}");
+    let out = ping.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Nowhere to write at all: said, exit 1.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["methods", &rig.url])
+        .stdout(full)
+        .output()
+        .unwrap();
+    fails_saying(
+        &out,
+        1,
+        "rigwire: cannot write to standard output: No space left on device",
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

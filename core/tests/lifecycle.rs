@@ -427,10 +427,19 @@ mod endpoints {
             assert!(rigwire_core::relay::is_service_name(name));
         }
         let long = format!("tcp://r:1#{}", "x".repeat(129));
-        for bad in ["tcp://r:1#", "tcp://r:1#a.b", "tcp://r:1#a\tb", "tcp://r:1#rigwire", &long] {
+        for bad in [
+            "tcp://r:1#",
+            "tcp://r:1#a.b",
+            "tcp://r:1#a\tb",
+            "tcp://r:1#rigwire",
+            &long,
+        ] {
             let err = Target::parse(bad).unwrap_err().to_string();
             assert!(err.contains("URL#NAME: '"), "{bad}: {err}");
-            assert!(err.contains("' is not a service name: 1 to 128 bytes"), "{bad}: {err}");
+            assert!(
+                err.contains("' is not a service name: 1 to 128 bytes"),
+                "{bad}: {err}"
+            );
         }
         // What listens cannot be a service at a relay.
         let err = Url::parse("tcp://0.0.0.0:7400#rig")

@@ -174,14 +174,16 @@ pub fn finish(mode: &'static str, url: &str, outcomes: &[Outcome], json: bool) -
         cases: outcomes,
     };
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&report).expect("a report serializes")
         );
     } else {
-        println!(
+        outln!(
             "{} passed, {} failed, {} skipped",
-            report.passed, report.failed, report.skipped
+            report.passed,
+            report.failed,
+            report.skipped
         );
     }
     u8::from(report.failed > 0)
