@@ -710,6 +710,7 @@ impl Inner {
 
 /// A running relay. [`shutdown`](Self::shutdown) closes it gracefully;
 /// dropping it closes every connection at once, as [`abort`](Self::abort) does.
+#[must_use = "dropping a running relay closes it at once: keep it while it should relay"]
 pub struct RunningRelay {
     inner: Arc<Inner>,
     tasks: Vec<Task<()>>,

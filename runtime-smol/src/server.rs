@@ -233,6 +233,7 @@ impl ServerInner {
 /// gracefully; dropping it stops accepting and says goodbye to every peer
 /// at once (calls in progress are answered `Shutdown`), as `shutdown` with
 /// no grace would, without waiting.
+#[must_use = "dropping a running server shuts it down at once: keep it while it should serve"]
 pub struct RunningServer {
     inner: Arc<ServerInner>,
     accept: Option<Task<()>>,

@@ -443,7 +443,17 @@ impl ServerInner {
     }
 }
 
-/// A server accepting connections. Dropping it shuts it down at once.
+/// A server accepting connections. Dropping it shuts it down at once, so
+/// a server started and not kept serves nothing, which the compiler points out:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// fn serve(server: rigwire_std::Server) -> Result<(), rigwire_std::Error> {
+///     server.start()?; // shut down as it is dropped
+///     Ok(())
+/// }
+/// ```
+#[must_use = "dropping a running server shuts it down at once: keep it while it should serve"]
 pub struct RunningServer {
     inner: Arc<ServerInner>,
     accept: Option<JoinHandle<()>>,

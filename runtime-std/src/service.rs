@@ -157,6 +157,7 @@ impl ServiceInner {
 
 /// A service registered at a relay. Dropping it (or [`close`](Self::close))
 /// disconnects it and stops reconnecting.
+#[must_use = "dropping a running service disconnects it from the relay: keep it while it should serve"]
 pub struct RunningService {
     inner: Arc<ServiceInner>,
     watcher: Option<JoinHandle<()>>,
