@@ -1384,6 +1384,33 @@ class Group:
         self.close()
 
 
+_HOOK_TAKES = {
+    "on_init": "the init data",
+    "on_start": "the experiment reference",
+    "on_stop": "whether to interrupt at once",
+    "on_cleanup": "nothing",
+}
+
+
+def _check_hook(step: str, fn: Callable[..., Any]) -> None:
+    """Raises ``TypeError`` for a hook that the call ``_hook`` makes cannot
+    fit (``on_init(a, b)``): said when it is registered, not when the step
+    is taken, mid-experiment."""
+    try:
+        signature = _inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin: left to its call
+        return
+    takes_value = any(p != "caller" for p in signature.parameters)
+    kwargs = {"caller": None} if _takes_caller(fn) else {}
+    try:
+        signature.bind(*((None,) if takes_value else ()), **kwargs)
+    except TypeError as e:
+        raise TypeError(
+            f"the {step} hook {_label(fn, 'hook')}{signature} cannot take its step: it is called with "
+            f"{_HOOK_TAKES[step]} as its one argument, or with nothing ({e})"
+        ) from None
+
+
 def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     """Wraps a lifecycle hook: the step's argument (JSON text) is passed as
     one value if the function takes one besides ``caller``, else nothing."""
@@ -1448,6 +1475,7 @@ class Rig:
                 f"{step} registered after rig.expose(server), where it would never run: "
                 "register every hook first, then expose the rig"
             )
+        _check_hook(step, fn)
         self._hooks[step] = fn
         return fn
 

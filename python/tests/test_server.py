@@ -998,3 +998,23 @@ def test_what_cannot_be_a_handler_is_refused_when_exposed():
     server.expose(RigService().exposed_move, name="move")
     with server.start(), rigwire.connect(server.url) as c:
         assert c.call("move", x=1, y=2) == [1, 2]
+
+
+def test_a_hook_that_cannot_take_its_step_is_refused_when_registered():
+    rig = rigwire.Rig()
+    with pytest.raises(TypeError, match=r"the on_init hook init\(a, b\) cannot take its step: it is called with "
+                       r"the init data as its one argument, or with nothing \(missing a required argument: 'b'\)"):
+        @rig.on_init
+        def init(a, b):
+            pass
+
+    with pytest.raises(TypeError, match=r"the on_start hook start\(\*, exp_ref\) cannot take its step"):
+        @rig.on_start
+        def start(*, exp_ref):
+            pass
+
+    # What fits is taken: one value, nothing, defaults, *args, caller.
+    rig.on_init(lambda data=None: None)
+    rig.on_start(lambda *args: None)
+    rig.on_stop(lambda immediately, caller: None)
+    rig.on_cleanup(lambda: None)
