@@ -1077,6 +1077,7 @@ class Server:
         it back. Use it as ``@server.on_connect``, before serving. It runs on
         the connection's own thread: keep it quick; an exception is reported
         as unraisable (``sys.unraisablehook``), the connection carries on."""
+        _check_fits(fn, "the on_connect hook", "the peer (a Client)", (None,), {})
         self._native.on_connect(lambda native: fn(Client(native)))
         return fn
 
@@ -1087,6 +1088,7 @@ class Server:
         the script started. Strangers that never connected run neither
         hook. As ``on_connect``: before serving, quick, exceptions
         unraisable."""
+        _check_fits(fn, "the on_disconnect hook", "the peer (a Client) and the reason", (None, None), {})
         self._native.on_disconnect(lambda native, reason: fn(Client(native), reason))
         return fn
 
@@ -1396,18 +1398,32 @@ def _check_hook(step: str, fn: Callable[..., Any]) -> None:
     """Raises ``TypeError`` for a hook that the call ``_hook`` makes cannot
     fit (``on_init(a, b)``): said when it is registered, not when the step
     is taken, mid-experiment."""
+    takes_value = any(p != "caller" for p in _parameters(fn))
+    kwargs = {"caller": None} if _takes_caller(fn) else {}
+    said = f"{_HOOK_TAKES[step]} as its one argument, or with nothing"
+    _check_fits(fn, f"the {step} hook", said, (None,) if takes_value else (), kwargs)
+
+
+def _parameters(fn: Callable[..., Any]) -> Any:
+    """``fn``'s parameters by name; none known for a builtin."""
+    try:
+        return _inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return {}
+
+
+def _check_fits(fn: Callable[..., Any], what: str, said: str, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> None:
+    """Raises ``TypeError`` when ``fn`` cannot be called with ``args`` and
+    ``kwargs`` (placeholders of what it will be called with, ``said``)."""
     try:
         signature = _inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin: left to its call
         return
-    takes_value = any(p != "caller" for p in signature.parameters)
-    kwargs = {"caller": None} if _takes_caller(fn) else {}
     try:
-        signature.bind(*((None,) if takes_value else ()), **kwargs)
+        signature.bind(*args, **kwargs)
     except TypeError as e:
         raise TypeError(
-            f"the {step} hook {_label(fn, 'hook')}{signature} cannot take its step: it is called with "
-            f"{_HOOK_TAKES[step]} as its one argument, or with nothing ({e})"
+            f"{what} {_label(fn, 'hook')}{signature} cannot take its call: it is called with {said} ({e})"
         ) from None
 
 
@@ -1415,7 +1431,7 @@ def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     """Wraps a lifecycle hook: the step's argument (JSON text) is passed as
     one value if the function takes one besides ``caller``, else nothing."""
     wants_caller = _takes_caller(fn)
-    takes_value = len([p for p in _inspect.signature(fn).parameters if p != "caller"]) > 0
+    takes_value = any(p != "caller" for p in _parameters(fn))
     call = _awaited(fn)
 
     def run(text: str, caller: Any) -> _Outcome:

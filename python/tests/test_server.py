@@ -1000,15 +1000,15 @@ def test_what_cannot_be_a_handler_is_refused_when_exposed():
         assert c.call("move", x=1, y=2) == [1, 2]
 
 
-def test_a_hook_that_cannot_take_its_step_is_refused_when_registered():
+def test_a_hook_that_cannot_take_its_call_is_refused_when_registered():
     rig = rigwire.Rig()
-    with pytest.raises(TypeError, match=r"the on_init hook init\(a, b\) cannot take its step: it is called with "
+    with pytest.raises(TypeError, match=r"the on_init hook init\(a, b\) cannot take its call: it is called with "
                        r"the init data as its one argument, or with nothing \(missing a required argument: 'b'\)"):
         @rig.on_init
         def init(a, b):
             pass
 
-    with pytest.raises(TypeError, match=r"the on_start hook start\(\*, exp_ref\) cannot take its step"):
+    with pytest.raises(TypeError, match=r"the on_start hook start\(\*, exp_ref\) cannot take its call"):
         @rig.on_start
         def start(*, exp_ref):
             pass
@@ -1018,3 +1018,17 @@ def test_a_hook_that_cannot_take_its_step_is_refused_when_registered():
     rig.on_start(lambda *args: None)
     rig.on_stop(lambda immediately, caller: None)
     rig.on_cleanup(lambda: None)
+    server = rigwire.Server("tcp://127.0.0.1:0")
+    with pytest.raises(TypeError, match=r"the on_connect hook hello\(\) cannot take its call: it is called with the peer"):
+        @server.on_connect
+        def hello():
+            pass
+
+    with pytest.raises(TypeError, match=r"the on_disconnect hook gone\(peer\) cannot take its call: it is called with "
+                       r"the peer \(a Client\) and the reason"):
+        @server.on_disconnect
+        def gone(peer):
+            pass
+
+    server.on_connect(lambda peer: None)
+    server.on_disconnect(lambda peer, reason: None)
