@@ -1270,6 +1270,12 @@ def _rigs_of(rigs: Dict[str, str]) -> list:
     pairs = list(rigs.items())
     if not pairs:
         raise ValueError("a group needs at least one rig: {name: url, ...}")
+    for name, url in pairs:
+        if not isinstance(name, str):
+            raise TypeError(f"a rig's name is a str, not {type(name).__name__} ({name!r}): {{name: url, ...}}")
+        if not isinstance(url, str):
+            hint = ": a group connects its rigs itself" if isinstance(url, Client) else ""
+            raise TypeError(f"rig {name!r}: its URL is a str, not {type(url).__name__}{hint}")
     return pairs
 
 

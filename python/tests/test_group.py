@@ -184,6 +184,14 @@ def test_any_method_is_called_on_every_rig_in_the_order_asked(rigs):
         rigwire.Group({})  # its every step would have succeeded, doing nothing
     with pytest.raises(TypeError, match=r"a dict \{name: url, ...\}, not a list"):
         rigwire.Group(list(urls.values()))  # raised AttributeError: 'list' has no 'items'
+    # Was "'int' object is not an instance of 'str'", naming no rig.
+    with pytest.raises(TypeError, match=r"rig 'rig-1': its URL is a str, not int$"):
+        rigwire.Group({"rig-1": 7400})
+    with pytest.raises(TypeError, match=r"a rig's name is a str, not int \(1\)"):
+        rigwire.Group({1: urls["rig-1"]})
+    with rigwire.connect(urls["rig-1"]) as client:
+        with pytest.raises(TypeError, match="its URL is a str, not Client: a group connects its rigs itself"):
+            rigwire.Group({"rig-1": client})
     with rigwire.Group(urls) as group:
         assert repr(group) == "<rigwire.Group rig-1, rig-2, rig-3>"
         assert group.call("add", 1, 2) == {n: 3 for n in rigs}
