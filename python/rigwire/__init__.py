@@ -553,12 +553,27 @@ def connect(
 
     Raises ``ConnectFailed``, ``TlsFailed``, ``AuthenticationFailed``,
     ``Rejected``, or ``ValueError`` for a bad secret, timeout or max_frame."""
+    _check_address(url, name, "rigwire.connect")
     if isinstance(secret, str):
         secret = secret.encode()
     path = None if secret_file is None else _os.fspath(secret_file)
     handlers = [(n, _handler(f, n)) for n, f in (expose or {}).items()]
     tls = _tls(pin=pin, ca=ca)
     return Client(_rigwire.connect(url, name, secret, path, timeout, handlers, tls, reconnect, max_frame))
+
+
+def _check_address(url: Any, name: Any, made_by: str) -> None:
+    """Raises ``TypeError`` for a URL that is not text, and for a port
+    given as the name (RPyC's ``connect(host, port)``)."""
+    if isinstance(name, int) and not isinstance(name, bool) and isinstance(url, str) and "://" not in url:
+        raise TypeError(
+            f"{made_by} takes one URL, not a host and a port: {made_by}('tcp://{url}:{name}'); "
+            "its second argument is this side's name"
+        )
+    if not isinstance(url, str):
+        raise TypeError(f"the URL is a str such as 'tcp://rig-1:7400', not {type(url).__name__} ({url!r})")
+    if not isinstance(name, str):
+        raise TypeError(f"name is this side's name, a str, not {type(name).__name__} ({name!r})")
 
 
 def _tls(
@@ -981,6 +996,8 @@ class Server:
         beyond this machine (``0.0.0.0``, a lab address) without a secret
         warns (``RuntimeWarning``): anyone who reaches it may call every
         method."""
+        if url is not None:
+            _check_address(url, name, "rigwire.Server")
         if isinstance(secret, str):
             secret = secret.encode()
         path = None if secret_file is None else _os.fspath(secret_file)

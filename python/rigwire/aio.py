@@ -103,6 +103,7 @@ async def connect(
     there), so they may touch what the app's tasks touch; their ``caller``
     is a ``rigwire.aio.Client``. The peer waits for them as for any handler,
     so a loop that stays blocked holds its calls up to their deadline."""
+    _rigwire._check_address(url, name, "rigwire.aio.connect")
     loop = asyncio.get_running_loop()
     on_loop = {n: _on_loop(f, loop) for n, f in (expose or {}).items()}
 

@@ -34,7 +34,7 @@ def test_calls_in_the_familiar_shapes(rig):
         assert c.url == rig.url
 
 
-def test_a_client_made_from_a_url_says_to_use_connect(rig):
+def test_a_client_made_as_other_libraries_make_one_says_how_rigwire_does(rig):
     # As many libraries have it: Client(url). The client is made by connect,
     # and saying so beats "'str' object has no attribute 'call'" at the first call.
     with pytest.raises(TypeError, match=r"not made from a URL: use rigwire.connect\('tcp://"):
@@ -45,6 +45,19 @@ def test_a_client_made_from_a_url_says_to_use_connect(rig):
         rigwire.Client(None)
     with rigwire.connect(rig.url) as c:
         assert rigwire.aio.Client(c).url == rig.url
+    # RPyC's connect(host, port), and a URL that is not text.
+    host, port = rig.url.removeprefix("tcp://").rsplit(":", 1)
+    with pytest.raises(TypeError, match=rf"rigwire.connect takes one URL, not a host and a port: "
+                       rf"rigwire.connect\('tcp://{host}:{port}'\); its second argument is this side's name"):
+        rigwire.connect(host, int(port))
+    with pytest.raises(TypeError, match=r"rigwire.aio.connect takes one URL"):
+        asyncio.run(rigwire.aio.connect(host, int(port)))
+    with pytest.raises(TypeError, match=r"rigwire.Server takes one URL"):
+        rigwire.Server("0.0.0.0", 18861)
+    with pytest.raises(TypeError, match=r"the URL is a str such as 'tcp://rig-1:7400', not tuple"):
+        rigwire.connect((host, int(port)))
+    with pytest.raises(TypeError, match=r"name is this side's name, a str, not int \(3\)"):
+        rigwire.connect(rig.url, 3)
 
 
 def test_the_submodules_the_docs_use_are_there_after_import_rigwire():
