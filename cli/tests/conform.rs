@@ -493,3 +493,49 @@ fn conform_refuses_an_unknown_case_and_a_bad_url_with_exit_two() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+#[test]
+fn a_url_where_nothing_answers_is_told_at_once_not_in_every_case() {
+    let started = Instant::now();
+    // Listening, so connections are made, but never a word (a wrong port:
+    // another program's, or a server that waits for our Hello first). Each
+    // case used to wait out its own 3 s: minutes, then a page of FAILs.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("tcp://{}", silent.local_addr().unwrap());
+    let mut child = command(&["conform", "server", &url], false)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("conform still runs its cases against a URL where nothing answers");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    assert_eq!(status.code(), Some(2), "{said}");
+    assert!(
+        said.contains(&format!(
+            "nothing came from {url} within 3 s: a rigwire server sends its Hello at once"
+        )),
+        "{said}"
+    );
+    // Nothing listening at all: the same, at once.
+    drop(silent);
+    let out = command(&["conform", "server", &url], false)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot connect to {url}")));
+}

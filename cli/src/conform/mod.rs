@@ -276,7 +276,8 @@ pub const PROMPT: Duration = Duration::from_secs(3);
 /// `service`, if given); returns the exit code.
 ///
 /// # Errors
-/// A bad URL, or a name in `only` that is no case.
+/// A bad URL, a name in `only` that is no case, or nothing answering at
+/// `url` ([`server::answers`]).
 pub fn test_server(
     url: &str,
     secret: Option<Secret>,
@@ -307,6 +308,7 @@ pub fn test_server(
             names.join(", ")
         ));
     }
+    server::answers(&target)?;
     let mut outcomes = Vec::new();
     for case in cases
         .iter()

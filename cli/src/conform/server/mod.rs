@@ -71,6 +71,28 @@ fn open(target: &Target) -> Result<(Wire, Hello, Bytes), Mismatch> {
     Ok((wire, hello, body))
 }
 
+/// Whether anything answers at the target at all: a connection, and a first
+/// frame within [`PROMPT`]. Every case needs one, so a wrong port or a
+/// server that waits for our `Hello` is told once, at once, instead of in
+/// every case after its wait.
+///
+/// # Errors
+/// What happened instead, for the user.
+pub fn answers(target: &Target) -> Result<(), String> {
+    let url = &target.url;
+    let mut wire = Wire::connect(url, target.tls.as_ref())
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let why = match wire.recv(PROMPT) {
+        Got::Silent => format!("nothing came from {url} within {} s", PROMPT.as_secs()),
+        Got::Closed => format!("{url} closed the connection without a word"),
+        Got::Frame(_) | Got::TooLarge(_) => return Ok(()),
+    };
+    Err(format!(
+        "{why}: a rigwire server sends its Hello at once, without waiting for ours (spec §5.1); \
+         is this a rigwire server's URL, and does it send its Hello first?"
+    ))
+}
+
 /// Connects and completes the handshake, proving the secret if there is one.
 fn establish(target: &Target) -> Result<Session, Mismatch> {
     let (mut wire, server, server_body) = open(target)?;
