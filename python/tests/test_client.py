@@ -262,9 +262,10 @@ def test_the_timeout_bounds_the_handshake_too():
     frozen = Rig("std")
     frozen.freeze()  # accepts, then says nothing
     try:
-        with pytest.raises(rigwire.Error) as e:
+        # A connection that never was: ConnectFailed, with the likely causes.
+        with pytest.raises(rigwire.ConnectFailed) as e:
             rigwire.connect(frozen.url, timeout=0.5)
-        assert "handshake did not complete within 500ms" in str(e.value)
+        assert "no rigwire handshake within 500ms: the port took the connection, then said nothing" in str(e.value)
     finally:
         frozen.thaw()
         frozen.stop()

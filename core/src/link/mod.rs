@@ -80,15 +80,6 @@ pub use reconnect::{is_permanent, Reconnect, Redial, SharedConnection, Want};
 pub use settings::{after, earliest, Config, Connecting, Hooks, Waiters};
 pub use setup::{ServerSetup, ServiceSetup};
 
-/// The error of a wait for `url`'s handshake that ran out before the
-/// connection's own timer ended it.
-pub fn handshake_timed_out(url: &str) -> crate::Error {
-    crate::Error::Connect {
-        url: url.to_owned(),
-        reason: "handshake did not complete in time".into(),
-    }
-}
-
 /// How long a closed connection's last frames may take to leave before the
 /// runtime closes the socket anyway: a peer that never reads does not keep
 /// a connection (and its thread or task) forever.
@@ -337,8 +328,8 @@ impl Link {
     }
 
     /// How a wait for the handshake ends: `Ok` once it completed, the
-    /// connection's error once it closed, `None` meanwhile. A wait that runs
-    /// out fails with [`handshake_timed_out`].
+    /// connection's error once it closed, `None` meanwhile; a wait that runs
+    /// out is told by [`Connecting::handshake_outcome`].
     pub fn handshake_outcome(&self) -> Option<Result<(), crate::Error>> {
         match self.close_reason() {
             Some(err) => Some(Err(err)),

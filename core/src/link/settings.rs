@@ -289,8 +289,10 @@ impl Connecting {
     /// attempt's if that is shorter), not what was left of it.
     ///
     /// # Errors
-    /// The handshake's failure; [`Error::Connect`](crate::Error::Connect)
-    /// for `url` if the wait ended first.
+    /// The handshake's failure. One that never came (its timer ran out, or
+    /// the wait ended first) is [`Error::Connect`](crate::Error::Connect)
+    /// for `url`: the connection never was, so it was not "disconnected",
+    /// and the likely causes are said.
     pub fn handshake_outcome(
         &self,
         waited: Option<Result<(), crate::Error>>,
@@ -298,13 +300,17 @@ impl Connecting {
     ) -> Result<(), crate::Error> {
         use crate::error::ConnectionError::HandshakeTimeout;
         match waited {
-            Some(Err(crate::Error::Disconnected(HandshakeTimeout(_)))) => {
-                Err(crate::Error::Disconnected(HandshakeTimeout(
-                    self.handshake_timeout.min(self.within),
-                )))
+            Some(Err(crate::Error::Disconnected(HandshakeTimeout(_)))) | None => {
+                let limit = self.handshake_timeout.min(self.within);
+                Err(crate::Error::Connect {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "no rigwire handshake within {limit:?}: the port took the connection, then \
+                         said nothing (another program's port, or a server that is stuck)"
+                    ),
+                })
             }
             Some(outcome) => outcome,
-            None => Err(crate::link::handshake_timed_out(url)),
         }
     }
 }
