@@ -22,6 +22,7 @@ use tungstenite::{Message, WebSocket};
 
 use rigwire_std::core::link::{AcceptFailures, Admission, Admitted, Refusal, Ticket};
 use rigwire_std::core::{ExpRef, GroupStep, Step};
+use rigwire_twin::lock;
 
 use super::state::Control;
 
@@ -121,12 +122,6 @@ impl Drop for Place {
         d.sockets.remove(&self.ticket);
         d.admission.release(self.ticket, self.viewing);
     }
-}
-
-fn lock(doors: &Mutex<Doors>) -> std::sync::MutexGuard<'_, Doors> {
-    doors
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Serves until the process ends: one thread per connection, within the

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rigwire_std::core::lifecycle::methods;
@@ -14,6 +14,7 @@ use rigwire_std::core::{
     wall_clock, ExpInfo, GroupOrder, GroupStep, RigEvent, Target, CLOCK_METHOD,
 };
 use rigwire_std::{Client, Codec, Config, Error, Handlers, Payload};
+use rigwire_twin::lock;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -39,10 +40,6 @@ const RELAY_LOOK: Duration = Duration::from_secs(2);
 
 /// How long a lifecycle step or a call from the page may take per rig.
 const ACTION_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// One rig as the page shows it.
 #[derive(Debug, Clone, Serialize)]
