@@ -805,22 +805,19 @@ fn serve(
         );
         running.push(server.start()?);
     }
-    let mut lines: Vec<String> = running
+    let lines: Vec<String> = running
         .iter()
         .map(|s| listening_line(&s.local_url(), s.tls_fingerprint()))
         .collect();
-    let service = match via {
-        Some((relay_url, service_name)) => {
-            let mut service = rigwire_std::RemoteService::new(&[&service_name], config.clone());
-            rig::expose_demo_rig(service.handlers_mut(), rig::DemoHooks::default())?;
-            let service = service.connect(&relay_url)?;
-            lines.push(format!("registered {service_name} via {relay_url}"));
-            Some(service)
-        }
-        None => None,
-    };
     announce(&lines);
-    if let Some(signal) = signals.forever().next() {
+    let (service, signalled) = match via {
+        Some((relay_url, name)) => match register_via(&relay_url, &name, &config, &mut signals)? {
+            Ok(service) => (Some(service), None),
+            Err(signal) => (None, Some(signal)),
+        },
+        None => (None, None),
+    };
+    if let Some(signal) = signalled.or_else(|| signals.forever().next()) {
         tracing::info!(signal, "shutting down");
     }
     // Calls in progress finish, through the relay as on the listeners.
@@ -832,6 +829,57 @@ fn serve(
     }
     Ok(())
 }
+
+/// Registers the demo rig at the relay as `name`, and says so. A relay not
+/// up yet (or a network not yet there) is tried again by the reconnect
+/// rules until it answers, as rt-cloud's services wait for their server:
+/// the service may start first. A permanent failure (a wrong secret, a
+/// name the relay refuses) ends the command at once. `Err` is a signal
+/// that came meanwhile: nothing is left to shut down but the listeners.
+fn register_via(
+    relay_url: &str,
+    name: &str,
+    config: &Config,
+    signals: &mut signal_hook::iterator::Signals,
+) -> Result<Result<rigwire_std::RunningService, i32>, Failure> {
+    let mut round = rigwire_std::core::Reconnect::default().forever().start();
+    let mut told = String::new();
+    loop {
+        let mut service = rigwire_std::RemoteService::new(&[name], config.clone());
+        rig::expose_demo_rig(service.handlers_mut(), rig::DemoHooks::default())?;
+        let failed = match service.connect(relay_url) {
+            Ok(service) => {
+                announce(&[format!("registered {name} via {relay_url}")]);
+                return Ok(Ok(service));
+            }
+            Err(e) => e,
+        };
+        let Some(wait) = round.next(&failed, Instant::now()) else {
+            return Err(failed.into());
+        };
+        // Told once, and again only when the failure changes.
+        let failure = failed.to_string();
+        if failure != told {
+            tracing::warn!("not registered at the relay yet: {failure}; trying again until it is (Ctrl-C stops)");
+        } else {
+            tracing::debug!(
+                attempt = round.attempt(),
+                "not registered at the relay yet: {failure}"
+            );
+        }
+        told = failure;
+        let until = Instant::now() + wait;
+        while Instant::now() < until {
+            if let Some(signal) = signals.pending().next() {
+                return Ok(Err(signal));
+            }
+            std::thread::sleep(SIGNAL_LOOK.min(until.saturating_duration_since(Instant::now())));
+        }
+    }
+}
+
+/// How often a wait that a signal may end looks for one.
+const SIGNAL_LOOK: Duration = Duration::from_millis(50);
 
 /// `rigwire serve --runtime smol`: the demo rig on rigwire-smol's servers,
 /// shut down gracefully on SIGINT or SIGTERM.

@@ -1248,3 +1248,140 @@ fn output_read_only_in_part_ends_the_command_quietly() {
     );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+/// A port for a relay that is not up yet: it closes every connection at
+/// once until `up` is set, then forwards each to `to`. Counts the
+/// connections it closed.
+struct NotYet {
+    url_port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    closed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl NotYet {
+    fn start(to: std::net::SocketAddr) -> NotYet {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url_port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let closed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (is_up, count) = (up.clone(), closed.clone());
+        std::thread::spawn(move || {
+            for socket in listener.incoming().flatten() {
+                if !is_up.load(Ordering::SeqCst) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    continue; // dropped: closed at once
+                }
+                let Ok(relay) = std::net::TcpStream::connect(to) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (socket.try_clone().unwrap(), relay.try_clone().unwrap()),
+                    (relay, socket),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        NotYet {
+            url_port,
+            up,
+            closed,
+        }
+    }
+}
+
+#[test]
+fn serve_via_a_relay_not_up_yet_waits_for_it_and_registers_once_it_is() {
+    use std::io::BufRead;
+    use std::sync::atomic::Ordering;
+    let started = Instant::now();
+    let relay = relay_using(CLIENT_SECRET.1, SERVICE_SECRET.1, &[]);
+    let services = relay.url("services");
+    let relay_addr: std::net::SocketAddr = services
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let door = NotYet::start(relay_addr);
+    let via = format!("ws://127.0.0.1:{}/services", door.url_port);
+    // As rt-cloud's services do, the service may start before its relay.
+    let mut service = Command::new(BIN)
+        .args(["serve", "--via", &via, "--as", "data", "--name", "scanner"])
+        .env("RIGWIRE_SECRET", SERVICE_SECRET.1)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(service.stdout.take().unwrap()).lines();
+    while door.closed.load(Ordering::SeqCst) < 3 {
+        assert!(
+            service.try_wait().unwrap().is_none(),
+            "serve --via gave up on a relay not up yet"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    door.up.store(true, Ordering::SeqCst);
+    let registered = lines.next().unwrap().unwrap();
+    assert_eq!(registered, format!("registered data via {via}"));
+    let clients = relay.url("clients");
+    let out = Command::new(BIN)
+        .args(["call", &format!("{clients}#data"), "add", "1", "2"])
+        .env("RIGWIRE_SECRET", CLIENT_SECRET.1)
+        .output()
+        .unwrap();
+    assert_eq!(text(&out.stdout).trim(), "3.0", "{}", text(&out.stderr));
+    let _ = service.kill();
+    let _ = service.wait();
+    // A failure no wait mends ends it at once: a wrong secret.
+    let out = Command::new(BIN)
+        .args(["serve", "--via", &services, "--as", "data"])
+        .env("RIGWIRE_SECRET", "not-the-services-secret")
+        .output()
+        .unwrap();
+    fails_saying(&out, 2, "authentication failed");
+    // A signal while it waits shuts it down.
+    door.up.store(false, Ordering::SeqCst);
+    let waiting = Spawned::start(
+        &[
+            "serve",
+            "--listen",
+            "tcp://127.0.0.1:0",
+            "--via",
+            &via,
+            "--as",
+            "data",
+        ],
+        &[("RIGWIRE_SECRET", SERVICE_SECRET.1)],
+        1,
+    );
+    assert!(
+        waiting.lines[0].starts_with("listening tcp://"),
+        "{:?}",
+        waiting.lines
+    );
+    let ok = Command::new("kill")
+        .args(["-TERM", &waiting.child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let mut waiting = waiting;
+    let status = loop {
+        if let Some(status) = waiting.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "SIGTERM did not end the wait"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+}
