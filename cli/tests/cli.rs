@@ -1385,3 +1385,59 @@ fn serve_via_a_relay_not_up_yet_waits_for_it_and_registers_once_it_is() {
     };
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn tls_files_or_a_pin_a_plain_url_would_leave_unused_are_warned_of() {
+    use std::io::Read;
+    let dir = scratch("tls-unused");
+    let pin = cert_new(&dir, "rig");
+    let (cert, key) = (dir.join("rig.crt"), dir.join("rig.key"));
+    for runtime in ["std", "smol"] {
+        // Given a certificate, it would once serve tcp:// in clear, silently.
+        let mut rig = Command::new(BIN)
+            .args([
+                "serve",
+                "--runtime",
+                runtime,
+                "--listen",
+                "tcp://127.0.0.1:0",
+            ])
+            .args([
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let listening = first_line(rig.stdout.take().unwrap());
+        let url = listening.strip_prefix("listening ").unwrap().to_owned();
+        // A client's pin on a plain URL checks nothing: said too.
+        let out = rigwire(&["call", &url, "add", "1", "2", "--pin", &pin]);
+        assert_eq!(text(&out.stdout).trim(), "3.0", "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains(&format!(
+                "a certificate pin is given, but {url} is not TLS: nothing is encrypted and no \
+                 certificate is checked"
+            )),
+            "{}",
+            text(&out.stderr)
+        );
+        let _ = rig.kill();
+        let _ = rig.wait();
+        let mut logged = String::new();
+        rig.stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut logged)
+            .unwrap();
+        assert!(
+            logged.contains(&format!(
+                "a TLS certificate is given, but {url} is not TLS: it serves in clear"
+            )),
+            "{runtime}: {logged}"
+        );
+    }
+}

@@ -327,6 +327,21 @@ fn control_refuses_a_bad_command_line_with_exit_two() {
             vec!["control", "--rig", "a=tcp//x:1"],
             "rig 'a': invalid URL 'tcp//x:1'",
         ),
+        // A certificate for the page, which plain http:// would leave unused.
+        (
+            vec![
+                "control",
+                "--rig",
+                "a=tcp://127.0.0.1:1",
+                "--listen",
+                "http://127.0.0.1:0",
+                "--cert",
+                "page.crt",
+                "--key",
+                "page.key",
+            ],
+            "--cert and --key serve the page over https://, and --listen http://127.0.0.1:0 is http://",
+        ),
     ] {
         refused_saying(&args, said);
     }

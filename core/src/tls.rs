@@ -38,6 +38,34 @@ pub struct TlsSettings {
     pub server_name: Option<String>,
 }
 
+impl TlsSettings {
+    /// What to warn of when these settings meet `url` and it is not TLS:
+    /// a certificate given to a server (`serving`) that then serves in
+    /// clear, or a pin or CA given to a client that then checks no
+    /// certificate. `None` for a TLS URL, or settings that ask nothing of TLS.
+    pub fn unused_at(&self, url: &crate::Url, serving: bool) -> Option<String> {
+        if url.is_tls() {
+            return None;
+        }
+        let given = match (serving, &self.trust) {
+            (true, _) if self.cert.is_some() => "a TLS certificate is given",
+            (false, Trust::Pin(_)) => "a certificate pin is given",
+            (false, Trust::Ca(_)) => "a CA to trust is given",
+            _ => return None,
+        };
+        let (clear, scheme) = match serving {
+            true => ("it serves in clear", "listen on"),
+            false => (
+                "nothing is encrypted and no certificate is checked",
+                "connect with",
+            ),
+        };
+        Some(format!(
+            "{given}, but {url} is not TLS: {clear}; {scheme} tls:// or wss:// to use it"
+        ))
+    }
+}
+
 /// Why TLS failed, in words that say what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -566,3 +566,53 @@ fn failed_accepts_pause_longer_each_time_and_are_told_of_once_a_minute_and_on_re
     assert_eq!(again.until - now, RETRY_AFTER);
     assert!(again.tell.is_some());
 }
+
+#[test]
+fn tls_settings_a_plain_url_would_leave_unused_are_warned_of() {
+    use rigwire_core::{TlsSettings, Trust, Url};
+    let url = |u: &str| Url::parse(u).unwrap();
+    let serving = TlsSettings {
+        cert: Some("rig-1.crt".into()),
+        key: Some("rig-1.key".into()),
+        ..TlsSettings::default()
+    };
+    let said = serving.unused_at(&url("tcp://0.0.0.0:7400"), true).unwrap();
+    assert_eq!(
+        said,
+        "a TLS certificate is given, but tcp://0.0.0.0:7400 is not TLS: it serves in clear; \
+         listen on tls:// or wss:// to use it"
+    );
+    assert!(serving
+        .unused_at(&url("ws://127.0.0.1:1/rig"), true)
+        .is_some());
+    assert_eq!(serving.unused_at(&url("tls://0.0.0.0:7400"), true), None);
+    assert_eq!(
+        serving.unused_at(&url("wss://0.0.0.0:7400/rig"), true),
+        None
+    );
+    // A client's certificate files mean nothing to it; its trust does.
+    assert_eq!(serving.unused_at(&url("tcp://rig:7400"), false), None);
+    let pinned = TlsSettings {
+        trust: Trust::Pin("sha256:00".into()),
+        ..TlsSettings::default()
+    };
+    let said = pinned.unused_at(&url("tcp://rig:7400"), false).unwrap();
+    assert_eq!(
+        said,
+        "a certificate pin is given, but tcp://rig:7400 is not TLS: nothing is encrypted and no \
+         certificate is checked; connect with tls:// or wss:// to use it"
+    );
+    let ca = TlsSettings {
+        trust: Trust::Ca("lab-ca.pem".into()),
+        ..TlsSettings::default()
+    };
+    assert!(ca
+        .unused_at(&url("unix:///tmp/rig.sock"), false)
+        .unwrap()
+        .starts_with("a CA to trust is given"));
+    assert_eq!(ca.unused_at(&url("tls://rig:7400"), false), None);
+    assert_eq!(
+        TlsSettings::default().unused_at(&url("tcp://rig:7400"), false),
+        None
+    );
+}

@@ -1008,8 +1008,7 @@ class Server:
         self._token = object()
         self._stopped = _threading.Event()
         _held(self)
-        warning = self._native.exposure_warning
-        if warning:
+        for warning in self._native.listening_warnings:
             _warnings.warn(warning, RuntimeWarning, stacklevel=2)
 
     @property

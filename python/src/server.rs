@@ -309,13 +309,16 @@ impl NativeServer {
         self.url.clone()
     }
 
-    /// What to warn the operator of, if anything: listening beyond this
-    /// machine without a shared secret, so that anyone who reaches the
-    /// server may call every method.
+    /// What to warn the operator of: listening beyond this machine without
+    /// a shared secret (anyone who reaches the server may call every
+    /// method), or in clear with a certificate given.
     #[getter]
-    fn exposure_warning(&self) -> Option<String> {
-        let url = rigwire_std::Url::parse(self.url.as_deref()?).ok()?;
-        self.config.protocol.exposure_warning(&url)
+    fn listening_warnings(&self) -> Vec<String> {
+        let url = self.url.as_deref().map(rigwire_std::Url::parse);
+        match url {
+            Some(Ok(url)) => self.config.listening_warnings(&url),
+            _ => Vec::new(),
+        }
     }
 
     /// The SHA-256 fingerprint of the TLS certificate served (`tls://`,

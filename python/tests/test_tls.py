@@ -100,3 +100,16 @@ def test_a_python_service_dials_a_tls_relay_and_a_python_client_calls_it(tmp_pat
     finally:
         relay.kill()
         relay.communicate(timeout=10)
+
+
+def test_a_certificate_or_pin_a_plain_url_would_leave_unused_is_warned_of(tmp_path, caplog):
+    cert, key, pin = cert_new(tmp_path, "rig-1")
+    # It served tcp:// in clear, the certificate silently unused.
+    with pytest.warns(RuntimeWarning, match=r"a TLS certificate is given, but tcp://127.0.0.1:\d+ is not TLS: it serves in clear"):
+        server = rigwire.Server("tcp://127.0.0.1:0", cert=cert, key=key)
+    server.expose(lambda a, b: a + b, name="add")
+    with server.start():
+        # A pin on a plain URL checks nothing: said on the logger `rigwire`.
+        with caplog.at_level("WARNING", logger="rigwire"), rigwire.connect(server.url, pin=pin) as c:
+            assert c.call("add", 1, 2) == 3
+        assert f"a certificate pin is given, but {server.url} is not TLS" in caplog.text

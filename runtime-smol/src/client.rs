@@ -63,6 +63,9 @@ pub(crate) async fn open(
 ) -> Result<Peer, Error> {
     let endpoint = &target.url;
     let attempt = config.connecting(Instant::now())?;
+    if let Some(warning) = config.tls.unused_at(endpoint, false) {
+        tracing::warn!("{warning}");
+    }
     let (socket, codec) = transport::connect(endpoint, config, &attempt).await?;
     let begun = Instant::now();
     let registry = handlers.registry().clone();

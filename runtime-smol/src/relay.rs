@@ -199,11 +199,11 @@ impl RelayServer {
                 tracing::info!(clients = %clients_url, services = %services_url, "relay listening")
             }
         }
-        if let Some(warning) = inner
-            .config
-            .clients
-            .exposure_warning(clients.local_endpoint())
-        {
+        let config = &inner.config;
+        let exposed = config.clients.exposure_warning(clients.local_endpoint());
+        let in_clear =
+            [&clients, &services].map(|l| config.tls.unused_at(l.local_endpoint(), true));
+        for warning in exposed.into_iter().chain(in_clear.into_iter().flatten()) {
             tracing::warn!("{warning}");
         }
         Ok(RunningRelay {

@@ -64,6 +64,9 @@ pub(crate) fn open(
 ) -> Result<Peer, Error> {
     let endpoint = &target.url;
     let attempt = config.connecting(Instant::now())?;
+    if let Some(warning) = config.tls.unused_at(endpoint, false) {
+        tracing::warn!("{warning}");
+    }
     let transport = transport::connect(endpoint, config, &attempt)?;
     let begun = Instant::now();
     let registry = handlers.registry().clone();

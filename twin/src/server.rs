@@ -2,7 +2,8 @@
 
 /// Logs that a server listens at `$url` (a `&Url`, with `$fingerprint` of
 /// the TLS certificate it serves, if any), and warns when anyone who reaches
-/// it may call every method (`ProtocolConfig::exposure_warning` of `$config.protocol`).
+/// it may call every method, or it serves in clear with a certificate given
+/// (`Config::listening_warnings` of `$config`).
 /// A macro so that the lines carry the runtime's own log target.
 #[doc(hidden)]
 #[macro_export]
@@ -13,7 +14,7 @@ macro_rules! log_listening {
             Some(fingerprint) => $crate::tracing::info!(%url, fingerprint, "listening"),
             None => $crate::tracing::info!(%url, "listening"),
         }
-        if let Some(warning) = $config.protocol.exposure_warning(url) {
+        for warning in $config.listening_warnings(url) {
             $crate::tracing::warn!("{warning}");
         }
     }};

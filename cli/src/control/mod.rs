@@ -55,6 +55,14 @@ pub fn run(options: Options) -> Result<(), Failure> {
     let addr = addr.trim_end_matches('/');
     let tls = match scheme {
         "https" => Some(ServerTls::from_settings(&config.tls).map_err(|e| usage(e.to_string()))?),
+        // Given for the page, they would be left unused: said, not ignored.
+        _ if config.tls.cert.is_some() => {
+            return Err(usage(format!(
+                "--cert and --key serve the page over https://, and --listen {} is http://: \
+                 listen on https://{addr}",
+                options.listen
+            )))
+        }
         _ => None,
     };
     let listener = TcpListener::bind(addr).map_err(|e| {

@@ -76,6 +76,19 @@ impl Config {
         })
     }
 
+    /// What to warn a server's operator of when it listens at `bound`:
+    /// anyone who reaches it may call every method
+    /// ([`exposure_warning`](crate::ProtocolConfig::exposure_warning)), or
+    /// a certificate is given but `bound` serves in clear
+    /// ([`unused_at`](crate::TlsSettings::unused_at)).
+    pub fn listening_warnings(&self, bound: &crate::Url) -> Vec<String> {
+        let exposed = self.protocol.exposure_warning(bound);
+        exposed
+            .into_iter()
+            .chain(self.tls.unused_at(bound, true))
+            .collect()
+    }
+
     /// Defaults, with this endpoint's name (sent to the peer, shown in its logs).
     pub fn named(name: &str) -> Self {
         Config {
