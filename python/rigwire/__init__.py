@@ -1339,6 +1339,14 @@ class Group:
         """The rigs' names, in the group's order."""
         return self._native.names()
 
+    def rig(self, name: str) -> Client:
+        """A ``Client`` of one rig, on the group's own connection to it (a
+        relayed rig's calls go to its service, as the group's do): to call
+        that rig alone. The group owns the connection: closing this client
+        does nothing, closing the group closes it. Raises ``KeyError`` for a
+        name the group does not hold."""
+        return Client(self._native.rig(name))
+
     def __repr__(self) -> str:
         return f"<rigwire.Group {', '.join(self.names)}>"
 

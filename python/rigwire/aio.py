@@ -232,6 +232,11 @@ class Group:
         """The rigs' names, in the group's order."""
         return self._group.names
 
+    def rig(self, name: str) -> Client:
+        """``rigwire.Group.rig``, awaited: a client of one rig, on the
+        group's own connection to it."""
+        return Client(self._group.rig(name))
+
     async def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> _rigwire.GroupResults:
         """``rigwire.Group.call``: every rig at once."""
         return await _cancellable(lambda: self._group.call(method, *args, timeout=timeout, **kwargs))

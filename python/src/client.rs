@@ -16,7 +16,9 @@ use pyo3::exceptions::{PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use rigwire_std::core::link::after;
 use rigwire_std::core::{Secret, TlsSettings, Trust};
-use rigwire_std::{Client, Config, Error, Handlers, Payload, Peer, RawPendingCall, Reconnect};
+use rigwire_std::{
+    Client, Config, Error, Group, Handlers, Payload, Peer, RawPendingCall, Reconnect,
+};
 
 use crate::data::{Answer, Data};
 use crate::errors::to_py;
@@ -82,19 +84,37 @@ pub(crate) fn connect(
 #[derive(Clone)]
 enum Endpoint {
     Client(Arc<Client>),
+    /// One rig of a group, by its name there: the group's own connection.
+    Rig(Arc<Group>, String),
     Caller(Peer),
 }
 
+/// What an [`Endpoint`] calls through.
+enum Via<'a> {
+    Client(&'a Client),
+    Caller(&'a Peer),
+}
+
 impl Endpoint {
+    fn via(&self) -> Via<'_> {
+        match self {
+            Endpoint::Client(c) => Via::Client(c),
+            Endpoint::Rig(group, name) => {
+                Via::Client(group.rig(name).expect("a rig of the group, checked when made"))
+            }
+            Endpoint::Caller(p) => Via::Caller(p),
+        }
+    }
+
     fn start_raw(
         &self,
         method: &str,
         args: Payload,
         timeout: Option<Duration>,
     ) -> Result<RawPendingCall, Error> {
-        match self {
-            Endpoint::Client(c) => c.start_raw(method, args, timeout),
-            Endpoint::Caller(p) => p.start_raw(method, args, timeout),
+        match self.via() {
+            Via::Client(c) => c.start_raw(method, args, timeout),
+            Via::Caller(p) => p.start_raw(method, args, timeout),
         }
     }
 
@@ -104,35 +124,48 @@ impl Endpoint {
         args: Vec<Payload>,
         timeout: Option<Duration>,
     ) -> Result<Vec<RawPendingCall>, Error> {
-        match self {
-            Endpoint::Client(c) => c.start_batch(method, args, timeout),
-            Endpoint::Caller(p) => p.start_batch(method, args, timeout),
+        match self.via() {
+            Via::Client(c) => c.start_batch(method, args, timeout),
+            Via::Caller(p) => p.start_batch(method, args, timeout),
         }
     }
 
     fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
-        match self {
-            Endpoint::Client(c) => c.notify_raw(method, args),
-            Endpoint::Caller(p) => p.notify_raw(method, args),
+        match self.via() {
+            Via::Client(c) => c.notify_raw(method, args),
+            Via::Caller(p) => p.notify_raw(method, args),
         }
     }
 
     fn ping(&self) -> Result<Duration, Error> {
-        match self {
-            Endpoint::Client(c) => c.ping(),
-            Endpoint::Caller(p) => p.ping(),
+        match self.via() {
+            Via::Client(c) => c.ping(),
+            Via::Caller(p) => p.ping(),
         }
     }
 
     fn peer(&self) -> Result<Peer, Error> {
-        match self {
-            Endpoint::Client(c) => c.peer(),
-            Endpoint::Caller(p) => Ok(p.clone()),
+        match self.via() {
+            Via::Client(c) => c.peer(),
+            Via::Caller(p) => Ok(p.clone()),
         }
     }
 }
 
 impl NativeClient {
+    /// A client of rig `name` of `group` (a name it holds), on the group's
+    /// own connection; `default_timeout` is the group's.
+    pub(crate) fn rig_of(
+        group: Arc<Group>,
+        name: String,
+        default_timeout: Option<Duration>,
+    ) -> NativeClient {
+        NativeClient {
+            inner: Endpoint::Rig(group, name),
+            default_timeout,
+        }
+    }
+
     /// A client of the peer that made a call, handed to its Python handler.
     pub(crate) fn caller(peer: Peer) -> NativeClient {
         NativeClient {
@@ -307,9 +340,9 @@ impl NativeClient {
     /// The URL this client dialed (for a caller, where its connection came from).
     #[getter]
     fn url(&self) -> String {
-        match &self.inner {
-            Endpoint::Client(c) => c.url(),
-            Endpoint::Caller(p) => p.address().to_owned(),
+        match self.inner.via() {
+            Via::Client(c) => c.url(),
+            Via::Caller(p) => p.address().to_owned(),
         }
     }
 
@@ -411,6 +444,8 @@ impl NativeClient {
     fn close(&self, py: Python<'_>) {
         py.detach(|| match &self.inner {
             Endpoint::Client(c) => c.close(),
+            // The group's connection: the group closes it.
+            Endpoint::Rig(..) => {}
             Endpoint::Caller(p) => p.close(),
         });
     }

@@ -3,15 +3,16 @@
 //! group plan), with each rig's answer or error kept by name.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rigwire_std::core::{ExpRef, GroupOrder, GroupStep, InitData};
 use rigwire_std::{Group, GroupError, Payload};
 
-use crate::client::{config, seconds, Tls};
+use crate::client::{config, seconds, NativeClient, Tls};
 use crate::data::{Answer, Data};
 use crate::errors::{call_failed, to_py};
 use crate::waiting::{asking, interruptible};
@@ -23,7 +24,7 @@ type RawOutcome = (String, Option<Py<PyAny>>, Option<Py<PyAny>>);
 /// Several rigs, addressed together.
 #[pyclass(module = "rigwire._rigwire", frozen)]
 pub(crate) struct NativeGroup {
-    inner: Group,
+    inner: Arc<Group>,
     /// The deadline of a call made without one, for the words of its
     /// `DeadlineExceeded`.
     default_timeout: Option<Duration>,
@@ -84,7 +85,7 @@ pub(crate) fn connect_group(
     })?
     .map_err(|e| group_error(py, e))?;
     Ok(NativeGroup {
-        inner,
+        inner: Arc::new(inner),
         default_timeout,
     })
 }
@@ -151,6 +152,21 @@ impl NativeGroup {
     /// The rigs' names, in the group's order.
     fn names(&self) -> Vec<String> {
         self.inner.names()
+    }
+
+    /// A client of one rig, on the group's own connection to it.
+    ///
+    /// # Errors
+    /// `KeyError` for a name the group does not hold, naming those it does.
+    fn rig(&self, name: &str) -> PyResult<NativeClient> {
+        if self.inner.rig(name).is_err() {
+            let names = self.inner.names().join(", ");
+            return Err(PyKeyError::new_err(format!(
+                "no rig '{name}' in this group: {names}"
+            )));
+        }
+        let group = Arc::clone(&self.inner);
+        Ok(NativeClient::rig_of(group, name.to_owned(), self.default_timeout))
     }
 
     /// `exp.init` on every rig at once, with `data` (a JSON object's text) if given.

@@ -1,5 +1,6 @@
 """Groups of rigs from Python: rigs of both Rust runtimes driven together."""
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import warnings
 import pytest
 
 import rigwire
+import rigwire.aio
 from conftest import Rig
 
 
@@ -336,3 +338,25 @@ def test_a_wait_for_an_event_ends_when_a_rig_goes_away():
     finally:
         stays.stop()
         goes.stop()
+
+
+def test_one_rig_of_a_group_is_called_alone_on_the_groups_connection(rigs):
+    urls = {n: r.url for n, r in rigs.items()}
+    with rigwire.Group(urls, timeout=5) as group:
+        rig_2 = group.rig("rig-2")
+        assert rig_2.url == urls["rig-2"] and rig_2.peer_name is not None
+        assert rig_2.call("add", 1, 2) == 3
+        assert rig_2.root.add(2, 2) == 4
+        assert rig_2.start("add", 3, 3).result(timeout=5) == 6
+        with pytest.raises(KeyError, match="no rig 'rig-9' in this group: rig-1, rig-2, rig-3"):
+            group.rig("rig-9")
+        # The group owns the connection: closing the rig's client leaves it.
+        with group.rig("rig-1") as rig_1:
+            assert rig_1.call("add", 0, 1) == 1
+        assert group.call("add", 1, 1) == {n: 2 for n in rigs}
+
+    async def from_asyncio():
+        async with await rigwire.aio.Group.connect(urls) as group:
+            return await group.rig("rig-3").call("add", 4, 4)
+
+    assert asyncio.run(from_asyncio()) == 8
