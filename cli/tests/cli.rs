@@ -385,6 +385,14 @@ fn a_port_in_use_or_an_address_not_this_machines_says_what_to_do() {
         &format!("unix://{}", nowhere.display()),
     ]);
     fails_saying(&out, 2, "the socket file's directory does not exist");
+    // A path longer than a socket address holds: "SUN_LEN" named nothing.
+    let long = format!("unix:///tmp/{}.sock", "x".repeat(120));
+    let too_long = "a Unix socket's path holds at most 107 bytes";
+    for runtime in ["std", "smol"] {
+        let out = rigwire(&["serve", "--listen", &long, "--runtime", runtime]);
+        fails_saying(&out, 2, too_long);
+    }
+    fails_saying(&rigwire(&["call", &long, "add", "1", "2"]), 2, too_long);
     drop(taken);
 }
 

@@ -164,10 +164,18 @@ pub fn why_not_connected(e: &io::Error, unix: bool) -> String {
         (io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound, true) => {
             "no server listens on that socket file: is it running, and is this its path?"
         }
+        (io::ErrorKind::InvalidInput, true) => UNIX_PATH_TOO_LONG,
         _ => return e.to_string(),
     };
     format!("{e}: {hint}")
 }
+
+/// What a Unix socket's path refused as invalid most likely is: longer
+/// than the system's socket address holds (its "SUN_LEN" names nothing a
+/// lab knows).
+const UNIX_PATH_TOO_LONG: &str =
+    "a Unix socket's path holds at most 107 bytes (103 on macOS): choose a shorter one, such as \
+     under /tmp or /run";
 
 /// What the system said when a listening socket could not be bound (a
 /// Unix socket's, if `unix`), with what to do for the mistakes a lab makes
@@ -196,6 +204,7 @@ pub fn why_not_bound(e: &io::Error, unix: bool) -> String {
         (io::ErrorKind::NotFound, true) => {
             "the socket file's directory does not exist: make it first, or choose another"
         }
+        (io::ErrorKind::InvalidInput, true) => UNIX_PATH_TOO_LONG,
         _ => return e.to_string(),
     };
     format!("{e}: {hint}")
