@@ -833,8 +833,8 @@ fn serve(
 /// Registers the demo rig at the relay as `name`, and says so. A relay not
 /// up yet (or a network not yet there) is tried again by the reconnect
 /// rules until it answers, as rt-cloud's services wait for their server:
-/// the service may start first. A permanent failure (a wrong secret, a
-/// name the relay refuses) ends the command at once. `Err` is a signal
+/// the service may start first. A failure no wait mends (a wrong secret,
+/// a name the relay refuses) ends the command at once. `Err` is a signal
 /// that came meanwhile: nothing is left to shut down but the listeners.
 fn register_via(
     relay_url: &str,
@@ -854,7 +854,13 @@ fn register_via(
             }
             Err(e) => e,
         };
-        let Some(wait) = round.next(&failed, Instant::now()) else {
+        // A relay that answered and refused (a name taken or not allowed)
+        // is up: waiting is for one that is not.
+        let refused = matches!(failed, Error::Remote(_));
+        let Some(wait) = (!refused)
+            .then(|| round.next(&failed, Instant::now()))
+            .flatten()
+        else {
             return Err(failed.into());
         };
         // Told once, and again only when the failure changes.
