@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 mod raw;
 
 mod common;
-use common::{cert_new, first_line, relay_using, relay_with_data_using, scratch, Spawned, BIN};
+use common::{
+    cert_new, exit_within, first_line, relay_using, relay_with_data_using, scratch, Spawned, BIN,
+};
 
 /// Checks that the command exited with `code` and said `said` on stderr.
 fn fails_saying(out: &Output, code: i32, said: &str) {
@@ -396,38 +398,55 @@ fn a_port_in_use_or_an_address_not_this_machines_says_what_to_do() {
     drop(taken);
 }
 
+/// `rigwire serve` with `args` and a certificate: its first line, and the
+/// process, whose stderr [`logged_until_killed`] reads.
+fn serve_logging(
+    args: &[&str],
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> (String, std::process::Child) {
+    let mut rig = Command::new(BIN)
+        .arg("serve")
+        .args(args)
+        .args([
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    (first_line(rig.stdout.take().unwrap()), rig)
+}
+
+/// What `rig` logged, once killed.
+fn logged_until_killed(mut rig: std::process::Child) -> String {
+    use std::io::Read;
+    let _ = rig.kill();
+    let _ = rig.wait();
+    let mut logged = String::new();
+    rig.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logged)
+        .unwrap();
+    logged
+}
+
 /// A TLS key other users may read is used, and warned of, as a secret
 /// file is: any of them could pose as the rig.
 #[test]
 fn a_private_key_other_users_may_read_is_warned_of() {
-    use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let dir = scratch("key-mode");
     cert_new(&dir, "rig");
     let (cert, key) = (dir.join("rig.crt"), dir.join("rig.key"));
     for (mode, warned) in [(0o644, true), (0o600, false)] {
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
-        let mut rig = Command::new(BIN)
-            .args(["serve", "--listen", "tls://127.0.0.1:0"])
-            .args([
-                "--cert",
-                cert.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let listening = first_line(rig.stdout.take().unwrap());
-        let _ = rig.kill();
-        let _ = rig.wait();
-        let mut logged = String::new();
-        rig.stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut logged)
-            .unwrap();
+        let (listening, rig) = serve_logging(&["--listen", "tls://127.0.0.1:0"], &cert, &key);
+        let logged = logged_until_killed(rig);
         assert!(
             listening.starts_with("listening tls://"),
             "{listening}{logged}"
@@ -576,18 +595,9 @@ fn ping_and_methods() {
 fn sigterm_shuts_the_rig_down_gracefully() {
     let mut rig = Rig::start(&[], &[]);
     rig.signal("-TERM");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = rig.process.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the rig did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let bound = Duration::from_secs(20);
+    let status = exit_within(&mut rig.process.child, bound, "the rig did not stop");
+    assert!(status.success(), "{status}");
 }
 
 #[test]
@@ -605,19 +615,10 @@ fn sigterm_stops_a_rig_whose_peer_never_reads_within_its_grace() {
     );
     assert!(flood.sent < 256 * 1024 * 1024, "the rig kept reading");
     rig.signal("-TERM");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = rig.process.child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        // The grace period is 5 s, plus a second for the last frames.
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the rig did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // The grace period is 5 s, plus a second for the last frames.
+    let bound = Duration::from_secs(15);
+    let status = exit_within(&mut rig.process.child, bound, "the rig did not stop");
+    assert!(status.success(), "{status}");
     drop(flood);
 }
 
@@ -1381,46 +1382,20 @@ fn serve_via_a_relay_not_up_yet_waits_for_it_and_registers_once_it_is() {
         .success();
     assert!(ok);
     let mut waiting = waiting;
-    let status = loop {
-        if let Some(status) = waiting.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "SIGTERM did not end the wait"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let bound = Duration::from_secs(30);
+    let status = exit_within(&mut waiting.child, bound, "SIGTERM did not end the wait");
     assert_eq!(status.code(), Some(0));
 }
 
 #[test]
 fn tls_files_or_a_pin_a_plain_url_would_leave_unused_are_warned_of() {
-    use std::io::Read;
     let dir = scratch("tls-unused");
     let pin = cert_new(&dir, "rig");
     let (cert, key) = (dir.join("rig.crt"), dir.join("rig.key"));
     for runtime in ["std", "smol"] {
         // Given a certificate, it would once serve tcp:// in clear, silently.
-        let mut rig = Command::new(BIN)
-            .args([
-                "serve",
-                "--runtime",
-                runtime,
-                "--listen",
-                "tcp://127.0.0.1:0",
-            ])
-            .args([
-                "--cert",
-                cert.to_str().unwrap(),
-                "--key",
-                key.to_str().unwrap(),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let listening = first_line(rig.stdout.take().unwrap());
+        let args = ["--runtime", runtime, "--listen", "tcp://127.0.0.1:0"];
+        let (listening, rig) = serve_logging(&args, &cert, &key);
         let url = listening.strip_prefix("listening ").unwrap().to_owned();
         // A client's pin on a plain URL checks nothing: said too.
         let out = rigwire(&["call", &url, "add", "1", "2", "--pin", &pin]);
@@ -1433,14 +1408,7 @@ fn tls_files_or_a_pin_a_plain_url_would_leave_unused_are_warned_of() {
             "{}",
             text(&out.stderr)
         );
-        let _ = rig.kill();
-        let _ = rig.wait();
-        let mut logged = String::new();
-        rig.stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut logged)
-            .unwrap();
+        let logged = logged_until_killed(rig);
         assert!(
             logged.contains(&format!(
                 "a TLS certificate is given, but {url} is not TLS: it serves in clear"

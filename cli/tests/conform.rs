@@ -6,12 +6,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rigwire_core::{Message, Payload};
 
 mod common;
-use common::{cert_new, relay_with_data, scratch, Spawned, BIN};
+use common::{cert_new, exit_within, relay_with_data, scratch, Spawned, BIN};
 
 const SECRET: &str = "conformance-secret-0123456789";
 
@@ -23,17 +23,7 @@ const RUN_BOUND: Duration = Duration::from_secs(120);
 /// Waits for `child` to exit within [`RUN_BOUND`] (killing it otherwise),
 /// then parses its stdout, after any lines already read, as the JSON report.
 fn report_of(mut child: Child, mut out: impl Read) -> (i32, serde_json::Value) {
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > RUN_BOUND {
-            let _ = child.kill();
-            panic!("rigwire conform ran for more than {RUN_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, RUN_BOUND, "rigwire conform did not end");
     let mut text = String::new();
     out.read_to_string(&mut text).unwrap();
     let report = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -496,7 +486,6 @@ fn conform_refuses_an_unknown_case_and_a_bad_url_with_exit_two() {
 
 #[test]
 fn a_url_where_nothing_answers_is_told_at_once_not_in_every_case() {
-    let started = Instant::now();
     // Listening, so connections are made, but never a word (a wrong port:
     // another program's, or a server that waits for our Hello first). Each
     // case used to wait out its own 3 s: minutes, then a page of FAILs.
@@ -507,16 +496,8 @@ fn a_url_where_nothing_answers_is_told_at_once_not_in_every_case() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("conform still runs its cases against a URL where nothing answers");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let what = "conform still ran its cases against a URL where nothing answers";
+    let status = exit_within(&mut child, Duration::from_secs(60), what);
     let mut said = String::new();
     child
         .stderr

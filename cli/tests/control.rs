@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tungstenite::Message;
 
 mod common;
-use common::{cert_new, relay_using, relay_with_data, scratch, Spawned, BIN};
+use common::{cert_new, exit_within, relay_using, relay_with_data, scratch, Spawned, BIN};
 
 /// A websocket to the room, as a tab of the page has.
 type Tab = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
@@ -117,7 +117,6 @@ fn a_person_drives_three_rigs_from_the_page_in_a_real_browser() {
         eprintln!("SKIPPED: run scripts/test (it sets RIGWIRE_BROWSER_DIR) for the browser test");
         return;
     };
-    let started = Instant::now();
     let room = Room::start();
     let dir = PathBuf::from(dir);
     let script = dir.join("control.mjs");
@@ -139,16 +138,8 @@ fn a_person_drives_three_rigs_from_the_page_in_a_real_browser() {
         .current_dir(&dir)
         .spawn()
         .expect("node runs");
-    let status = loop {
-        if let Some(status) = node.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let _ = node.kill();
-            panic!("the browser test ran for more than 2 minutes");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let bound = Duration::from_secs(120);
+    let status = exit_within(&mut node, bound, "the browser test did not end");
     assert!(
         status.success(),
         "the browser checks failed (see its output above)"

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// The `rigwire` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_rigwire");
@@ -13,6 +13,22 @@ pub fn first_line(out: impl std::io::Read) -> String {
     let mut line = String::new();
     BufReader::new(out).read_line(&mut line).unwrap();
     line.trim().to_owned()
+}
+
+/// Waits for `child` to exit, for at most `bound` (then kills it and
+/// panics saying `what` did not end): a test's own bound on a process.
+pub fn exit_within(child: &mut Child, bound: std::time::Duration, what: &str) -> ExitStatus {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            panic!("{what} within {bound:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A `rigwire` child process and its first lines, killed when dropped.
