@@ -99,9 +99,11 @@ impl Endpoint {
     fn via(&self) -> Via<'_> {
         match self {
             Endpoint::Client(c) => Via::Client(c),
-            Endpoint::Rig(group, name) => {
-                Via::Client(group.rig(name).expect("a rig of the group, checked when made"))
-            }
+            Endpoint::Rig(group, name) => Via::Client(
+                group
+                    .rig(name)
+                    .expect("a rig of the group, checked when made"),
+            ),
             Endpoint::Caller(p) => Via::Caller(p),
         }
     }

@@ -166,7 +166,11 @@ impl NativeGroup {
             )));
         }
         let group = Arc::clone(&self.inner);
-        Ok(NativeClient::rig_of(group, name.to_owned(), self.default_timeout))
+        Ok(NativeClient::rig_of(
+            group,
+            name.to_owned(),
+            self.default_timeout,
+        ))
     }
 
     /// `exp.init` on every rig at once, with `data` (a JSON object's text) if given.
