@@ -1,7 +1,6 @@
 //! `rigwire ibl`: speak iblutil.io.net from a terminal — a Rust rig that joins
 //! Python rigs (`ibl rig`), and one confirmed message to any of them (`ibl send`).
 
-use std::io::Write;
 use std::time::Duration;
 
 use rigwire_smol::core::ibl::{rig_answer, IblEvent, IblMessage};
@@ -25,7 +24,7 @@ pub fn rig(listen: &str, name: &str) -> Result<(), Failure> {
             let Ok((from, message)) = serving.next_message(Duration::from_secs(3600)).await else {
                 continue;
             };
-            say(&format!("from {from}: {message}"));
+            crate::announce(&[format!("from {from}: {message}")]);
             let Some(answer) = rig_answer(&mut lifecycle, &message, &name) else {
                 continue;
             };
@@ -35,8 +34,8 @@ pub fn rig(listen: &str, name: &str) -> Result<(), Failure> {
                 serving.confirmed_send(Some(from), &answer).await
             };
             match sent {
-                Ok(()) => say(&format!("to {from}: {answer}")),
-                Err(e) => say(&format!("to {from}: {answer} failed: {e}")),
+                Ok(()) => crate::announce(&[format!("to {from}: {answer}")]),
+                Err(e) => crate::announce(&[format!("to {from}: {answer} failed: {e}")]),
             }
         }
     });
@@ -46,12 +45,6 @@ pub fn rig(listen: &str, name: &str) -> Result<(), Failure> {
     drop(task);
     peer.close();
     Ok(())
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 /// Sends one message and waits for its echo, then prints what comes back for `wait`.

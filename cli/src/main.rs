@@ -771,6 +771,9 @@ fn out(line: std::fmt::Arguments<'_>) {
     }
 }
 
+/// Prints what a launcher reads (the listening URLs, a conformance case's
+/// line), whether or not anyone still reads it: unlike [`outln!`], a reader
+/// that has gone does not end a process that serves on.
 fn announce(lines: &[String]) {
     let mut stdout = std::io::stdout().lock();
     for line in lines {

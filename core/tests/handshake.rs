@@ -616,3 +616,22 @@ fn tls_settings_a_plain_url_would_leave_unused_are_warned_of() {
         None
     );
 }
+
+#[test]
+fn a_relay_warns_of_open_clients_and_of_a_certificate_a_plain_listener_leaves_unused() {
+    use rigwire_core::relay::RelayConfig;
+    use rigwire_core::Url;
+    let url = |u: &str| Url::parse(u).unwrap();
+    let mut config = RelayConfig::default();
+    config.tls.cert = Some("relay.crt".into());
+    let said = config.listening_warnings(&url("tcp://0.0.0.0:7500"), &url("wss://0.0.0.0:7501/s"));
+    assert_eq!(said.len(), 2, "{said:?}");
+    assert!(said[0].contains("without a shared secret"), "{said:?}");
+    assert!(
+        said[1].starts_with("a TLS certificate is given, but tcp://0.0.0.0:7500"),
+        "{said:?}"
+    );
+    let config = config.clients_secret("clients-secret-0123456").unwrap();
+    let tls = config.listening_warnings(&url("tls://0.0.0.0:7500"), &url("wss://0.0.0.0:7501/s"));
+    assert!(tls.is_empty(), "{tls:?}");
+}

@@ -199,11 +199,8 @@ impl RelayServer {
                 tracing::info!(clients = %clients_url, services = %services_url, "relay listening")
             }
         }
-        let config = &inner.config;
-        let exposed = config.clients.exposure_warning(clients.local_endpoint());
-        let in_clear =
-            [&clients, &services].map(|l| config.tls.unused_at(l.local_endpoint(), true));
-        for warning in exposed.into_iter().chain(in_clear.into_iter().flatten()) {
+        let (at_clients, at_services) = (clients.local_endpoint(), services.local_endpoint());
+        for warning in inner.config.listening_warnings(at_clients, at_services) {
             tracing::warn!("{warning}");
         }
         Ok(RunningRelay {

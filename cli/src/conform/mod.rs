@@ -27,7 +27,6 @@ pub mod client;
 pub mod server;
 mod wire;
 
-use std::io::Write;
 use std::time::Duration;
 
 use rigwire_std::core::message::{Hello, MAGIC};
@@ -139,9 +138,7 @@ pub fn print_line(o: &Outcome) {
         }
         Verdict::Skip => line += &format!(" ({})", o.expected),
     }
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    crate::announce(&[line]);
 }
 
 /// The whole report, for `--json`.
@@ -341,11 +338,7 @@ pub fn test_client(
     let listener =
         Listener::bind(&url, identity).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let url = listener.local_url();
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening {url}");
-        let _ = out.flush();
-    }
+    crate::announce(&[format!("listening {url}")]);
     eprintln!(
         "conform: waiting for the client under test: {} connections, each calling add [1, 2] in JSON with a {} s deadline (spec §11.2)",
         client::CONNECTIONS,

@@ -124,6 +124,21 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
+    /// What to warn the relay's operator of when it listens at `clients`
+    /// and `services`: clients beyond this machine without a secret
+    /// ([`ProtocolConfig::exposure_warning`]), or a certificate given to a
+    /// listener that serves in clear
+    /// ([`TlsSettings::unused_at`](crate::TlsSettings::unused_at)); as a
+    /// server's [`Config::listening_warnings`](crate::link::Config::listening_warnings).
+    pub fn listening_warnings(&self, clients: &crate::Url, services: &crate::Url) -> Vec<String> {
+        let exposed = self.clients.exposure_warning(clients);
+        let in_clear = [clients, services].map(|url| self.tls.unused_at(url, true));
+        exposed
+            .into_iter()
+            .chain(in_clear.into_iter().flatten())
+            .collect()
+    }
+
     /// Requires `secret` from clients.
     ///
     /// # Errors
