@@ -894,11 +894,41 @@ fn a_crowd_of_silent_strangers_holds_a_bounded_number_of_threads_and_a_tab_still
         }
     }
     drop(strangers);
-    // Tabs up to the limit open; the next is told the page is full; once
-    // one closes, it opens.
-    let mut tabs: Vec<Tab> = (2..64)
-        .map(|_| tungstenite::connect(room.ws(true)).unwrap().0)
+    // Tabs up to the limit open, 80 trying at once: each told `101` gets
+    // its snapshot (never a close for want of room), the rest `503`.
+    let url = room.ws(true);
+    let tries: Vec<_> = (0..80)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || match tungstenite::connect(url) {
+                Ok((mut tab, _)) => {
+                    if let tungstenite::stream::MaybeTlsStream::Plain(socket) = tab.get_ref() {
+                        socket
+                            .set_read_timeout(Some(Duration::from_secs(10)))
+                            .unwrap();
+                    }
+                    match tab.read() {
+                        Ok(Message::Text(text)) if text.contains("\"snapshot\"") => Ok(tab),
+                        other => Err(format!("told 101, then {other:?}")),
+                    }
+                }
+                Err(tungstenite::Error::Http(response)) if response.status() == 503 => {
+                    Err("503".to_owned())
+                }
+                Err(e) => Err(format!("{e}")),
+            })
+        })
         .collect();
+    let (mut tabs, mut refused) = (Vec::new(), 0);
+    for attempt in tries {
+        match attempt.join().unwrap() {
+            Ok(tab) => tabs.push(tab),
+            Err(e) if e == "503" => refused += 1,
+            Err(e) => panic!("a tab opened at once with others: {e}"),
+        }
+    }
+    assert_eq!((tabs.len(), refused), (62, 18));
+    // The next is told the page is full; once one closes, it opens.
     let refused = match tungstenite::connect(room.ws(true)) {
         Err(tungstenite::Error::Http(response)) => response,
         other => panic!("a 65th tab: {:?}", other.map(|_| "opened")),

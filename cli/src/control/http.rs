@@ -376,27 +376,34 @@ fn viewer(
     control: &Arc<Control>,
     token: &str,
 ) -> std::io::Result<()> {
-    let token = token.to_owned();
+    // The tab takes its place before the upgrade is answered: a tab told
+    // `101` is never closed for want of room a moment later.
+    let place = &mut place;
     // tungstenite's callback type; its error is the HTTP answer.
     #[allow(clippy::result_large_err)]
     let check = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let path = request.uri().to_string();
-        if authorized(&path, &token) {
-            return Ok(response);
-        }
-        let mut refused = ErrorResponse::new(Some("the access token is missing or wrong".into()));
-        *refused.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
+        let (status, reason) = if !authorized(&path, token) {
+            (
+                tungstenite::http::StatusCode::UNAUTHORIZED,
+                "the access token is missing or wrong".to_owned(),
+            )
+        } else {
+            match place.view() {
+                Ok(()) => return Ok(response),
+                Err(refusal) => (
+                    tungstenite::http::StatusCode::SERVICE_UNAVAILABLE,
+                    refusal.reason,
+                ),
+            }
+        };
+        let mut refused = ErrorResponse::new(Some(reason));
+        *refused.status_mut() = status;
         Err(refused)
     };
-    let mut ws = tungstenite::accept_hdr(stream, check).map_err(std::io::Error::other)?;
-    if let Err(refusal) = place.view() {
-        let _ = ws.close(Some(tungstenite::protocol::CloseFrame {
-            code: tungstenite::protocol::frame::coding::CloseCode::Again,
-            reason: refusal.reason.into(),
-        }));
-        let _ = ws.flush();
-        return Ok(());
-    }
+    // The error borrows the place and the token: its words suffice.
+    let mut ws =
+        tungstenite::accept_hdr(stream, check).map_err(|e| std::io::Error::other(e.to_string()))?;
     ws.get_ref().conn.set_read_timeout(VIEWER_TICK)?;
     // A tab that stops reading fails its writes instead of holding the thread.
     ws.get_ref()
