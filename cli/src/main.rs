@@ -159,7 +159,7 @@ enum Command {
         #[arg(long = "allow", value_name = "NAME")]
         allow: Vec<String>,
         /// Cap every forwarded call at this many seconds.
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
         max_forward_timeout: Option<f64>,
         /// The clients' secret (else RIGWIRE_SECRET, if set).
         #[command(flatten)]
@@ -195,7 +195,7 @@ enum Command {
         #[arg(long, value_name = "FILE", conflicts_with = "args")]
         bytes: Option<std::path::PathBuf>,
         /// Give up after this many seconds (the peer is told to cancel).
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = seconds)]
         timeout: Option<f64>,
         #[command(flatten)]
         secret: SecretArgs,
@@ -362,7 +362,7 @@ enum ConformSide {
         #[arg(long)]
         json: bool,
         /// Seconds to wait for each of the script's connections.
-        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0, value_parser = seconds)]
         wait: f64,
         #[command(flatten)]
         identity: IdentityArgs,
@@ -420,7 +420,7 @@ enum IblCommand {
         #[arg(default_value = "null")]
         fields: String,
         /// Seconds to wait for answers after the echo.
-        #[arg(long, default_value_t = 1.0)]
+        #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = seconds)]
         wait: f64,
     },
 }
@@ -429,6 +429,27 @@ enum IblCommand {
 struct Failure {
     code: u8,
     message: String,
+}
+
+/// A command line's number of seconds: `5`, `2.5`, or with a unit as
+/// people write it: `500ms`, `30s`, `2m`, `1h`. What it may not be (NaN,
+/// negative, zero for a timeout) is [`flag_seconds`]'s to say.
+fn seconds(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let (number, scale) = [
+        ("ms", 1e-3),
+        ("min", 60.0),
+        ("s", 1.0),
+        ("m", 60.0),
+        ("h", 3600.0),
+    ]
+    .into_iter()
+    .find_map(|(unit, scale)| Some((text.strip_suffix(unit)?, scale)))
+    .unwrap_or((text, 1.0));
+    match number.trim().parse::<f64>() {
+        Ok(n) => Ok(n * scale),
+        Err(_) => Err("not a number of seconds: write 5, 2.5, 500ms, 30s, 2m or 1h".into()),
+    }
 }
 
 /// `value` seconds, given with `flag`: refused (exit 2, saying why) unless
@@ -440,8 +461,14 @@ fn flag_seconds(flag: &str, value: f64, positive: bool) -> Result<Duration, Fail
         _ => Err(Failure {
             code: 2,
             message: format!(
-                "{flag} must be a {} number of seconds (at most 2^64), got {value}",
-                if positive { "positive" } else { "non-negative" }
+                "{flag} must be a {} number of seconds (at most 2^64), got {}",
+                if positive { "positive" } else { "non-negative" },
+                // 1e300 as it was written, not as three hundred digits.
+                if value.abs() >= 1e15 {
+                    format!("{value:e}")
+                } else {
+                    value.to_string()
+                }
             ),
         }),
     }
