@@ -178,15 +178,35 @@ pub fn serve(
 
 /// Tells a connection refused for room why, if that costs no wait (a
 /// plain one: a fresh socket takes a short answer at once), and closes it.
+/// What its peer sent already is read first, and again after our side is
+/// shut: a socket closed with input unread is reset, and the reset can
+/// destroy the answer before the peer reads it.
 fn refuse_at_once(stream: TcpStream, tls: bool, reason: &str) {
     tracing::warn!("control page: refusing a connection: {reason}");
-    if !tls && stream.set_nonblocking(true).is_ok() {
+    if tls || stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    discard_arrived(&stream);
+    if let Ok(answer) = stream.try_clone() {
         let _ = respond(
-            Conn::Plain(stream),
+            Conn::Plain(answer),
             503,
             "text/plain; charset=utf-8",
             reason,
         );
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+    discard_arrived(&stream);
+}
+
+/// Reads and drops what has arrived on a non-blocking `stream` (a request
+/// head's worth at most), without waiting for more.
+fn discard_arrived(mut stream: &TcpStream) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..4 {
+        if !matches!(stream.read(&mut sink), Ok(n) if n > 0) {
+            return;
+        }
     }
 }
 
@@ -529,4 +549,32 @@ fn lifecycle_step(
         _ => plan.method.to_owned(),
     };
     Ok((plan, what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A crowd keeps the accept thread behind, so a newcomer's request has
+    /// often arrived by the time it is refused: the refusal reaches it all
+    /// the same, not a reset that destroys it.
+    #[test]
+    fn a_refusal_reaches_a_peer_whose_request_came_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut tab = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        tab.write_all(b"GET /ws?x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
+            .unwrap();
+        let (refused, _) = listener.accept().unwrap();
+        refused
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        refused.peek(&mut [0u8; 1]).unwrap(); // the request is there
+        refuse_at_once(refused, false, "the control page is full");
+        tab.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut answer = String::new();
+        tab.read_to_string(&mut answer)
+            .expect("the refusal, not a reset");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.ends_with("the control page is full"), "{answer}");
+    }
 }
