@@ -19,15 +19,23 @@ fn rig(url: &str, config: Config) -> Result<rigwire_std::RunningServer, Error> {
     server.start()
 }
 
-/// A configuration that serves a fresh self-signed certificate and pins it.
-fn tls_config() -> Result<Config, Error> {
+/// A configuration that serves a fresh self-signed certificate and pins it,
+/// its files in `dir` (the key readable by its owner only, as `rigwire cert
+/// new` writes it: another would be warned of).
+fn tls_config(dir: &std::path::Path) -> Result<Config, Error> {
     let made = rigwire_ws::tls::self_signed(&["bench".into()]).map_err(Error::Tls)?;
-    let dir = std::env::temp_dir().join(format!("rigwire-bench-tls-{}", std::process::id()));
     let io = |e: std::io::Error| Error::Tls(rigwire_std::core::TlsProblem::Setup(e.to_string()));
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    std::fs::create_dir_all(dir).map_err(io)?;
     let (cert, key) = (dir.join("bench.crt"), dir.join("bench.key"));
     std::fs::write(&cert, made.cert_pem).map_err(io)?;
-    std::fs::write(&key, made.key_pem).map_err(io)?;
+    let mut owner_only = std::fs::OpenOptions::new();
+    owner_only.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut owner_only, 0o600);
+    std::io::Write::write_all(
+        &mut owner_only.open(&key).map_err(io)?,
+        made.key_pem.as_bytes(),
+    )
+    .map_err(io)?;
     Ok(Config::named("bench")
         .tls_identity(cert, key)
         .tls_trust(Trust::Pin(made.fingerprint)))
@@ -35,11 +43,15 @@ fn tls_config() -> Result<Config, Error> {
 
 /// Serial round trips, 16 MiB echoes and handshakes: TLS against plain TCP.
 pub fn rows(rows: &mut Vec<Row>, n: impl Fn(usize) -> usize) -> Result<(), Error> {
-    let config = tls_config()?;
-    let plain_rig = rig("tcp://127.0.0.1:0", config.clone())?;
-    let tls_rig = rig("tls://127.0.0.1:0", config.clone())?;
+    let dir = std::env::temp_dir().join(format!("rigwire-bench-tls-{}", std::process::id()));
+    let tls_rig =
+        tls_config(&dir).and_then(|config| Ok((rig("tls://127.0.0.1:0", config.clone())?, config)));
+    let _ = std::fs::remove_dir_all(&dir); // the rig has read its files
+    let (tls_rig, config) = tls_rig?;
+    let plain_config = Config::named("bench");
+    let plain_rig = rig("tcp://127.0.0.1:0", plain_config.clone())?;
     let (plain_url, tls_url) = (plain_rig.local_url(), tls_rig.local_url());
-    let plain = Client::connect(&plain_url, config.clone())?;
+    let plain = Client::connect(&plain_url, plain_config.clone())?;
     let tls = Client::connect(&tls_url, config.clone())?;
     let echo = |client: &Client, payload: &Payload| {
         client
@@ -64,11 +76,16 @@ pub fn rows(rows: &mut Vec<Row>, n: impl Fn(usize) -> usize) -> Result<(), Error
     tls.close();
 
     // A whole connection: TCP, TLS's handshake, rigwire's, and the close.
-    let connect = |url: &str| {
+    let connect = |url: &str, config: &Config| {
         let client = Client::connect(url, config.clone()).expect("connect");
         client.close();
     };
-    let samples = alternate(4, n(50), || connect(&plain_url), || connect(&tls_url));
+    let samples = alternate(
+        4,
+        n(50),
+        || connect(&plain_url, &plain_config),
+        || connect(&tls_url, &config),
+    );
     throughput_row(rows, "TLS vs tcp handshakes", "conn/s", 1.0, &samples);
     plain_rig.shutdown(Duration::from_secs(1));
     tls_rig.shutdown(Duration::from_secs(1));
