@@ -149,7 +149,9 @@ fn under_attack(
     for i in 0..50i64 {
         peak = peak.max(raw::resident_bytes());
         let mut config = Config::named("script");
+        // Ten seconds in all (the connect timeout bounds the handshake too).
         config.protocol.handshake_timeout = Duration::from_secs(10);
+        config.connect_timeout = Duration::from_secs(10);
         let client = rigwire_std::Client::connect(url, config)
             .unwrap_or_else(|e| panic!("legitimate connection {i} failed under attack: {e}"));
         let sum: i64 = client
