@@ -162,10 +162,12 @@ def _not_json(value: Any) -> Any:
 def _plain_value_hint(value: Any) -> str:
     """The plain value to send instead of one of the standard library's
     types that a lab's code returns most (a timestamp, a path, a record)."""
+    import collections
     import dataclasses
     import datetime
     import decimal
     import enum
+    import fractions
     import pathlib
     import uuid
 
@@ -183,6 +185,18 @@ def _plain_value_hint(value: Any) -> str:
         return " (send it as a list: sorted(...) or list(...))"
     if dataclasses.is_dataclass(value):
         return " (send it as a dict: dataclasses.asdict(...))"
+    if isinstance(value, collections.deque):
+        return " (send it as a list: list(...))"
+    if isinstance(value, complex):
+        return " (send its parts: [z.real, z.imag])"
+    if isinstance(value, fractions.Fraction):
+        return " (send it as a number: float(...), or exactly as [f.numerator, f.denominator])"
+    # pandas, without importing it: a lab's tables and columns.
+    kind = (type(value).__module__.split(".")[0], type(value).__name__)
+    if kind == ("pandas", "DataFrame"):
+        return " (send its columns: .to_dict(orient='list'), or its rows: .to_dict(orient='records'))"
+    if kind == ("pandas", "Series"):
+        return " (send it as a list: .tolist(), or as a dict: .to_dict())"
     return ""
 
 

@@ -228,14 +228,19 @@ def test_values_made_only_when_asked_are_refused_saying_what_to_send_instead(rig
 def test_standard_library_values_json_cannot_hold_are_refused_saying_what_to_send(rig):
     # A timestamp, a path, a record: each read only "a datetime is not JSON
     # serializable", and a lab's code returns them all the time.
+    import collections
     import dataclasses
     import datetime
     import decimal
     import enum
+    import fractions
     import pathlib
 
     class Shutter(enum.Enum):
         OPEN = 1
+
+    # pandas' table, as its type names itself (pandas is not a test dependency).
+    DataFrame = type("DataFrame", (), {"__module__": "pandas.core.frame"})
 
     @dataclasses.dataclass
     class Position:
@@ -250,6 +255,10 @@ def test_standard_library_values_json_cannot_hold_are_refused_saying_what_to_sen
         (Shutter.OPEN, r"its \.value or its \.name"),
         ({1, 2}, r"sorted\(\.\.\.\)"),
         (Position(1.0, 2.0), r"dataclasses\.asdict\(\.\.\.\)"),
+        (collections.deque([1, 2]), r"as a list: list\(\.\.\.\)"),
+        (1 + 2j, r"\[z\.real, z\.imag\]"),
+        (fractions.Fraction(1, 3), r"\[f\.numerator, f\.denominator\]"),
+        (DataFrame(), r"\.to_dict\(orient='list'\)"),
     ]
     with rigwire.Server("tcp://127.0.0.1:0", name="py") as s:
         returned = {}
