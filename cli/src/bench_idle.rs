@@ -85,7 +85,12 @@ fn in_child(runtime: &'static str, count: usize) -> Result<IdleMemory, Error> {
         .args(["bench-idle-server", runtime, &count.to_string()])
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|e| {
+            failed(format!(
+                "cannot start this program again, to measure in a fresh process: {e} \
+                 (was it rebuilt or removed while the bench ran?)"
+            ))
+        })?;
     let text = String::from_utf8_lossy(&out.stdout);
     let mut fields = text.split_whitespace();
     let (Some(connections), Some(bytes)) = (fields.next(), fields.next()) else {
