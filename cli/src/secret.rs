@@ -33,7 +33,17 @@ pub fn new(file: Option<&Path>) -> Result<(), Failure> {
 fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), Failure> {
     let fail = |e: std::io::Error| Failure {
         code: 2,
-        message: format!("cannot write {}: {e}", path.display()),
+        message: match e.kind() {
+            // The old secret may be on every machine of the lab.
+            std::io::ErrorKind::AlreadyExists => {
+                format!("{} exists already; not overwritten", path.display())
+            }
+            std::io::ErrorKind::NotFound => format!(
+                "cannot write {}: its folder does not exist: make it first",
+                path.display()
+            ),
+            _ => format!("cannot write {}: {e}", path.display()),
+        },
     };
     let mut out = std::fs::OpenOptions::new();
     out.write(true).create_new(true);

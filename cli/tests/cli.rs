@@ -539,13 +539,12 @@ fn secret_new_writes_a_long_random_secret_only_its_owner_can_read() {
     assert!(secret.trim().chars().all(|c| c.is_ascii_hexdigit()));
     let mode = std::fs::metadata(&file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    // Never over an existing file.
-    assert_eq!(
-        rigwire(&["secret", "new", file.to_str().unwrap()])
-            .status
-            .code(),
-        Some(2)
-    );
+    // Never over an existing file; and a missing folder is named as such.
+    let out = rigwire(&["secret", "new", file.to_str().unwrap()]);
+    fails_saying(&out, 2, "lab.secret exists already; not overwritten");
+    let lost = dir.join("no-such-folder").join("lab.secret");
+    let out = rigwire(&["secret", "new", lost.to_str().unwrap()]);
+    fails_saying(&out, 2, "its folder does not exist: make it first");
     // A rig serves with it; a short secret is refused, saying how to make one.
     let rig = Rig::start(&["--secret-file", file.to_str().unwrap()], &[]);
     let out = rigwire(&[
