@@ -245,8 +245,10 @@ fn liars(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
                 (sock, u32::MAX.to_be_bytes().to_vec())
             };
             let _ = sock.write_all(&lie);
+            // Closed, not kept: a bound far above the few milliseconds it
+            // takes, as a starved machine under every attack needs it.
             assert!(
-                raw::closed_within(&mut sock, Duration::from_secs(5)),
+                raw::closed_within(&mut sock, Duration::from_secs(20)),
                 "an authenticated peer that announced a huge frame was kept"
             );
             closed += 1;
