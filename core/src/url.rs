@@ -39,8 +39,10 @@ impl Url {
     /// Parses a rigwire URL.
     ///
     /// # Errors
-    /// [`Error::InvalidUrl`] for an unknown scheme or a missing host, port or path.
+    /// [`Error::InvalidUrl`] for an unknown scheme, a missing host, port or
+    /// path, or white space around it (a newline read from a file).
     pub fn parse(url: &str) -> Result<Url, Error> {
+        white_space_around(url)?;
         let invalid = |reason: &str| Error::InvalidUrl {
             url: url.to_owned(),
             reason: reason.to_owned(),
@@ -248,6 +250,7 @@ impl Target {
     /// first `#` that no relay registers
     /// ([`relay::is_service_name`](crate::relay::is_service_name)).
     pub fn parse(url: &str) -> Result<Target, Error> {
+        white_space_around(url)?;
         let Some((base, service)) = url.split_once('#') else {
             return Ok(Target {
                 url: Url::parse(url)?,
@@ -315,5 +318,20 @@ impl fmt::Display for Target {
             Some(service) => write!(f, "{}#{service}", self.url),
             None => self.url.fmt(f),
         }
+    }
+}
+
+/// Refuses a URL with white space at either end, as a line read from a
+/// file has its newline: said plainly, not as a port that is not a number.
+fn white_space_around(url: &str) -> Result<(), Error> {
+    match url.trim() {
+        trimmed if trimmed.len() == url.len() => Ok(()),
+        trimmed => Err(Error::InvalidUrl {
+            url: trimmed.to_owned(),
+            reason: format!(
+                "it has white space around it ({url:?}): a line read from a file keeps its \
+                 newline; strip it (.strip() in Python)"
+            ),
+        }),
     }
 }

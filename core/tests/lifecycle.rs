@@ -381,10 +381,21 @@ mod endpoints {
                 "tcp://rig-1:7400/",
                 "(with no path: a path is for ws:// URLs)",
             ),
+            // A line read from a file, newline and all.
+            (
+                "tcp://rig-1:7400\n",
+                "invalid URL 'tcp://rig-1:7400': it has white space around it",
+            ),
+            (" ws://rig-1:80/x", "it has white space around it"),
         ] {
             let err = Url::parse(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
+        let err = rigwire_core::Target::parse("tcp://relay:7500#data\n").unwrap_err();
+        assert!(
+            err.to_string().contains("white space around it"),
+            "{err}"
+        );
         assert!(Url::parse("tcp://[::1]:0").is_ok());
         // Schemes are case-insensitive (RFC 3986).
         assert_eq!(
