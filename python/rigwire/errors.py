@@ -38,6 +38,13 @@ class Unavailable(RemoteError):
     """A relay has no service of that name, or the service went away; the message names it."""
 
 
+class InvalidUrl(Error, ValueError):
+    """The URL is not one rigwire understands (``tcp://host:port``,
+    ``tls://host:port``, ``unix:///path``, ``ws://host:port/path``,
+    ``wss://host:port/path``); the message says what is wrong with it.
+    Nothing was dialled."""
+
+
 class Busy(Error):
     """Too many calls in flight: here (the output queue is full) or at the peer."""
 
@@ -98,6 +105,7 @@ __all__ = [
     "Unavailable",
     "Busy",
     "TooLarge",
+    "InvalidUrl",
     "DeadlineExceeded",
     "Disconnected",
     "ConnectFailed",

@@ -53,6 +53,7 @@ fn build(py: Python<'_>, err: &Error, words: Option<String>) -> PyResult<PyErr> 
                 Error::Rejected { .. } | Error::VersionMismatch { .. } => "Rejected",
                 Error::Busy(_) => "Busy",
                 Error::TooLarge { .. } => "TooLarge",
+                Error::InvalidUrl { .. } => "InvalidUrl",
                 _ => "Error",
             };
             let mut message = words.unwrap_or_else(|| other.to_string());

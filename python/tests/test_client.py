@@ -58,6 +58,15 @@ def test_a_client_made_as_other_libraries_make_one_says_how_rigwire_does(rig):
         rigwire.connect((host, int(port)))
     with pytest.raises(TypeError, match=r"name is this side's name, a str, not int \(3\)"):
         rigwire.connect(rig.url, 3)
+    # A URL rigwire does not understand is a ValueError, as Python's own are;
+    # and a line read from a file, newline and all, is said to be one.
+    with pytest.raises(ValueError, match=r"the port is missing") as bad:
+        rigwire.connect("tcp://rig-1")
+    assert isinstance(bad.value, rigwire.InvalidUrl) and isinstance(bad.value, rigwire.Error)
+    with pytest.raises(rigwire.InvalidUrl, match=r"white space around it .*strip it"):
+        rigwire.connect(rig.url + "\n")
+    with pytest.raises(rigwire.InvalidUrl, match=r"unknown scheme 'smtp'"):
+        rigwire.Server("smtp://127.0.0.1:0")
 
 
 def test_the_submodules_the_docs_use_are_there_after_import_rigwire():
