@@ -20,22 +20,17 @@ fn rig(url: &str, config: Config) -> Result<rigwire_std::RunningServer, Error> {
 }
 
 /// A configuration that serves a fresh self-signed certificate and pins it,
-/// its files in `dir` (the key readable by its owner only, as `rigwire cert
-/// new` writes it: another would be warned of).
+/// its files in a fresh `dir`, written as `rigwire cert new` writes them
+/// (the key readable by its owner only: another would be warned of).
 fn tls_config(dir: &std::path::Path) -> Result<Config, Error> {
     let made = rigwire_ws::tls::self_signed(&["bench".into()]).map_err(Error::Tls)?;
-    let io = |e: std::io::Error| Error::Tls(rigwire_std::core::TlsProblem::Setup(e.to_string()));
-    std::fs::create_dir_all(dir).map_err(io)?;
+    let setup = |why: String| Error::Tls(rigwire_std::core::TlsProblem::Setup(why));
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| setup(e.to_string()))?;
     let (cert, key) = (dir.join("bench.crt"), dir.join("bench.key"));
-    std::fs::write(&cert, made.cert_pem).map_err(io)?;
-    let mut owner_only = std::fs::OpenOptions::new();
-    owner_only.write(true).create(true).truncate(true);
-    std::os::unix::fs::OpenOptionsExt::mode(&mut owner_only, 0o600);
-    std::io::Write::write_all(
-        &mut owner_only.open(&key).map_err(io)?,
-        made.key_pem.as_bytes(),
-    )
-    .map_err(io)?;
+    crate::secret::write_new(&cert, made.cert_pem.as_bytes(), 0o644)
+        .and_then(|()| crate::secret::write_new(&key, made.key_pem.as_bytes(), 0o600))
+        .map_err(|failed| setup(failed.message))?;
     Ok(Config::named("bench")
         .tls_identity(cert, key)
         .tls_trust(Trust::Pin(made.fingerprint)))

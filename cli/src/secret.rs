@@ -30,7 +30,7 @@ pub fn new(file: Option<&Path>) -> Result<(), Failure> {
 }
 
 /// Writes a new file with this mode; refuses to overwrite one.
-fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), Failure> {
+pub(crate) fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), Failure> {
     let fail = |e: std::io::Error| Failure {
         code: 2,
         message: match e.kind() {

@@ -392,10 +392,7 @@ mod endpoints {
             assert!(err.contains(why), "{bad}: {err}");
         }
         let err = rigwire_core::Target::parse("tcp://relay:7500#data\n").unwrap_err();
-        assert!(
-            err.to_string().contains("white space around it"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("white space around it"), "{err}");
         assert!(Url::parse("tcp://[::1]:0").is_ok());
         // Schemes are case-insensitive (RFC 3986).
         assert_eq!(
