@@ -634,4 +634,18 @@ fn a_relay_warns_of_open_clients_and_of_a_certificate_a_plain_listener_leaves_un
     let config = config.clients_secret("clients-secret-0123456").unwrap();
     let tls = config.listening_warnings(&url("tls://0.0.0.0:7500"), &url("wss://0.0.0.0:7501/s"));
     assert!(tls.is_empty(), "{tls:?}");
+    // One secret for both sides: every client could register as a service.
+    let (clients, services) = (url("tls://0.0.0.0:7500"), url("wss://0.0.0.0:7501/s"));
+    let same = config.services_secret("clients-secret-0123456").unwrap();
+    let said = same.listening_warnings(&clients, &services);
+    assert_eq!(
+        said,
+        [
+            "the clients and the services share one secret: any client could register a service \
+          and forge its answers; give the services a secret of their own \
+          (`rigwire secret new services.secret`)"
+        ]
+    );
+    let apart = same.services_secret("services-secret-0123456").unwrap();
+    assert!(apart.listening_warnings(&clients, &services).is_empty());
 }

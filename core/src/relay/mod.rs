@@ -128,14 +128,24 @@ impl RelayConfig {
     /// and `services`: clients beyond this machine without a secret
     /// ([`ProtocolConfig::exposure_warning`]), or a certificate given to a
     /// listener that serves in clear
-    /// ([`TlsSettings::unused_at`](crate::TlsSettings::unused_at)); as a
-    /// server's [`Config::listening_warnings`](crate::link::Config::listening_warnings).
+    /// ([`TlsSettings::unused_at`](crate::TlsSettings::unused_at)), or one
+    /// secret for both sides (the services' secret is what keeps clients
+    /// from registering); as a server's
+    /// [`Config::listening_warnings`](crate::link::Config::listening_warnings).
     pub fn listening_warnings(&self, clients: &crate::Url, services: &crate::Url) -> Vec<String> {
         let exposed = self.clients.exposure_warning(clients);
         let in_clear = [clients, services].map(|url| self.tls.unused_at(url, true));
+        let shared = (self.clients.secret.is_some() && self.clients.secret == self.services.secret)
+            .then(|| {
+                "the clients and the services share one secret: any client could register a \
+                 service and forge its answers; give the services a secret of their own \
+                 (`rigwire secret new services.secret`)"
+                    .to_owned()
+            });
         exposed
             .into_iter()
             .chain(in_clear.into_iter().flatten())
+            .chain(shared)
             .collect()
     }
 
