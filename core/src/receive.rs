@@ -11,6 +11,7 @@ use crate::connection::Connection;
 use crate::dispatch::{INTROSPECTION_METHOD, RESERVED_PREFIX};
 use crate::error::{printable, CallError, ConnectionError, RemoteError};
 use crate::event::{CancelReason, Event, IncomingCall, IncomingNotify};
+use crate::framing::PRE_AUTH_MAX_FRAME;
 use crate::message::{Codec, ErrorKind, Message, MessageRef, PayloadLen, RawBytes};
 use crate::relay::FOLLOW_METHOD;
 
@@ -232,8 +233,10 @@ impl Connection {
         }
     }
 
-    /// Sends an `Error`; if message and detail do not fit the frame limit, the
-    /// detail is dropped and the message shortened so the caller still hears.
+    /// Sends an `Error`; if message and detail do not fit the frame limit,
+    /// both are cut (saying so) so the caller still hears what failed and
+    /// where: the message to 1 KiB, the detail to a quarter of the limit
+    /// (at most 64 KiB).
     pub(crate) fn send_error(&mut self, id: u64, err: &RemoteError) {
         let head = Message::Error {
             id,
@@ -244,15 +247,13 @@ impl Connection {
         if self.try_send(&head, None).is_ok() {
             return;
         }
-        let mut cut = 1024.min(err.message.len());
-        while !err.message.is_char_boundary(cut) {
-            cut -= 1;
-        }
+        let detail_room = (self.frame_limit.max(PRE_AUTH_MAX_FRAME) / 4).min(64 << 10) as usize;
+        let detail = err.detail.as_deref().map(|d| cut_to(d, detail_room));
         self.send_control(&Message::Error {
             id,
             kind: err.kind,
-            message: &err.message[..cut],
-            detail: None,
+            message: &cut_to(&err.message, 1024),
+            detail: detail.as_deref(),
         });
     }
 
@@ -278,4 +279,22 @@ fn remote_to_call_error(err: RemoteError, ours_passed: bool) -> CallError {
         ErrorKind::DeadlineExceeded if ours_passed => CallError::DeadlineExceeded,
         _ => CallError::Remote(err),
     }
+}
+
+/// `text`, or its first `room` bytes (to a character's end) saying that it
+/// was cut.
+fn cut_to(text: &str, room: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= room {
+        return text.into();
+    }
+    let mut end = room;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… (cut to {end} of its {} bytes, to fit the frame limit)",
+        &text[..end],
+        text.len()
+    )
+    .into()
 }

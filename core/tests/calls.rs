@@ -505,8 +505,19 @@ fn an_error_too_long_for_a_frame_is_shortened_not_lost() {
     let Err(CallError::Remote(remote)) = response(&p.client_events, id).unwrap() else {
         panic!()
     };
-    assert_eq!(remote.message.len(), 1024);
-    assert_eq!(remote.detail, None);
+    // Cut where it would not fit, and said to be: the start of the message
+    // and of the traceback, which name what went wrong and where.
+    let (message, detail) = (remote.message, remote.detail.unwrap());
+    assert!(message.starts_with(&"é".repeat(512)), "{message}");
+    assert!(
+        message.ends_with("é… (cut to 1024 of its 10000 bytes, to fit the frame limit)"),
+        "{message}"
+    );
+    assert!(detail.starts_with(&"x".repeat(1024)), "{detail}");
+    assert!(
+        detail.ends_with("x… (cut to 1024 of its 5000 bytes, to fit the frame limit)"),
+        "{detail}"
+    );
 }
 
 #[test]
