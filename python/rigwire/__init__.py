@@ -85,6 +85,7 @@ from .errors import (
     Disconnected,
     Error,
     InvalidUrl,
+    ListenFailed,
     NoSuchMethod,
     Rejected,
     RemoteError,
@@ -1124,7 +1125,8 @@ class Server:
         return fn
 
     def start(self) -> "Server":
-        """Starts serving in the background; returns the server."""
+        """Starts serving in the background; returns the server. Raises
+        ``ListenFailed`` (an ``OSError``) when it cannot listen on its URL."""
         self._native.start()
         return self
 

@@ -69,6 +69,12 @@ class ConnectFailed(Error, ConnectionError):
     """The peer could not be reached (nothing listening, no route, timeout)."""
 
 
+class ListenFailed(Error, OSError):
+    """A server could not listen on its URL: the port is taken, the address
+    is not this machine's, the socket file's folder is missing; the message
+    says which, and what to do. An ``OSError``, as ``socket.bind`` raises."""
+
+
 class TlsFailed(ConnectFailed):
     """TLS failed: the server's certificate is not the pinned one (both
     fingerprints named), expired or not yet valid (its dates), for another
@@ -109,6 +115,7 @@ __all__ = [
     "DeadlineExceeded",
     "Disconnected",
     "ConnectFailed",
+    "ListenFailed",
     "TlsFailed",
     "Cancelled",
     "GroupError",

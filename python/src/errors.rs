@@ -48,6 +48,7 @@ fn build(py: Python<'_>, err: &Error, words: Option<String>) -> PyResult<PyErr> 
                 Error::DeadlineExceeded | Error::WaitTimeout(_) => "DeadlineExceeded",
                 Error::Disconnected(_) => "Disconnected",
                 Error::Connect { .. } => "ConnectFailed",
+                Error::Bind { .. } => "ListenFailed",
                 Error::Tls(_) => "TlsFailed",
                 Error::AuthFailed(_) => "AuthenticationFailed",
                 Error::Rejected { .. } | Error::VersionMismatch { .. } => "Rejected",

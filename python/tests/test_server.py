@@ -117,6 +117,17 @@ def test_a_handlers_traceback_starts_at_the_handler_not_at_rigwires_wrappers():
                 assert first.startswith(f'File "{__file__}"') and first.endswith(where), (method, e.value.detail)
 
 
+def test_a_port_in_use_is_an_oserror_saying_what_to_do():
+    # As socket.bind raises it: a script that tries another port on
+    # `except OSError` finds it.
+    with rigwire.Server("tcp://127.0.0.1:0", name="first") as first:
+        first.start()
+        with pytest.raises(OSError, match=r"already in use.*choose another port") as taken:
+            rigwire.Server(first.url, name="second").start()
+        assert isinstance(taken.value, rigwire.ListenFailed)
+        assert isinstance(taken.value, rigwire.Error)
+
+
 def test_a_parameter_named_timeout_is_passed_in_one_dict(server):
     with rigwire.connect(server.url) as c:
         assert c.call("doubled", {"timeout": 5}) == 10  # timeout= would be the deadline
