@@ -84,6 +84,7 @@ from .errors import (
     GroupError,
     Disconnected,
     Error,
+    InvalidConfig,
     InvalidUrl,
     ListenFailed,
     NoSuchMethod,

@@ -45,6 +45,11 @@ class InvalidUrl(Error, ValueError):
     Nothing was dialled."""
 
 
+class InvalidConfig(Error, ValueError):
+    """A setting rigwire refuses (a name too long or empty, a secret too
+    short); the message says which and why. Nothing was dialled."""
+
+
 class Busy(Error):
     """Too many calls in flight: here (the output queue is full) or at the peer."""
 
@@ -112,6 +117,7 @@ __all__ = [
     "Busy",
     "TooLarge",
     "InvalidUrl",
+    "InvalidConfig",
     "DeadlineExceeded",
     "Disconnected",
     "ConnectFailed",

@@ -55,6 +55,7 @@ fn build(py: Python<'_>, err: &Error, words: Option<String>) -> PyResult<PyErr> 
                 Error::Busy(_) => "Busy",
                 Error::TooLarge { .. } => "TooLarge",
                 Error::InvalidUrl { .. } => "InvalidUrl",
+                Error::Config(_) => "InvalidConfig",
                 _ => "Error",
             };
             let mut message = words.unwrap_or_else(|| other.to_string());

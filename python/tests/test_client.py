@@ -67,6 +67,12 @@ def test_a_client_made_as_other_libraries_make_one_says_how_rigwire_does(rig):
         rigwire.connect(rig.url + "\n")
     with pytest.raises(rigwire.InvalidUrl, match=r"unknown scheme 'smtp'"):
         rigwire.Server("smtp://127.0.0.1:0")
+    # So are settings rigwire refuses.
+    with pytest.raises(ValueError, match=r"name is 300 bytes; at most 255") as bad:
+        rigwire.connect(rig.url, "x" * 300)
+    assert isinstance(bad.value, rigwire.InvalidConfig)
+    with pytest.raises(rigwire.InvalidConfig, match=r"the name is empty"):
+        rigwire.Server("tcp://127.0.0.1:0", name="").start()
 
 
 def test_the_submodules_the_docs_use_are_there_after_import_rigwire():
