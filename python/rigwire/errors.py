@@ -46,8 +46,9 @@ class InvalidUrl(Error, ValueError):
 
 
 class InvalidConfig(Error, ValueError):
-    """A setting rigwire refuses (a name too long or empty, a secret too
-    short); the message says which and why. Nothing was dialled."""
+    """A setting rigwire refuses: a name too long or empty, a secret too
+    short, a secret file it cannot read. The message says which and why.
+    Nothing was dialled."""
 
 
 class Busy(Error):

@@ -249,12 +249,12 @@ pub(crate) fn config(
                 "give secret or secret_file, not both",
             ))
         }
+        // `rigwire.InvalidConfig`, as the core's other refusals of a setting.
         (Some(bytes), None) => {
-            Some(Secret::new(bytes).map_err(|e| PyValueError::new_err(e.to_string()))?)
+            Some(Secret::new(bytes).map_err(|e| Python::attach(|py| to_py(py, Error::Config(e))))?)
         }
         (None, Some(path)) => Some(
-            rigwire_std::secret_from_file(&path)
-                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+            rigwire_std::secret_from_file(&path).map_err(|e| Python::attach(|py| to_py(py, e)))?,
         ),
         (None, None) => None,
     };

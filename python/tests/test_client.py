@@ -73,6 +73,10 @@ def test_a_client_made_as_other_libraries_make_one_says_how_rigwire_does(rig):
     assert isinstance(bad.value, rigwire.InvalidConfig)
     with pytest.raises(rigwire.InvalidConfig, match=r"the name is empty"):
         rigwire.Server("tcp://127.0.0.1:0", name="").start()
+    with pytest.raises(rigwire.InvalidConfig, match=r"at least 16"):
+        rigwire.connect(rig.url, secret="short")
+    with pytest.raises(rigwire.InvalidConfig, match=r"cannot read the secret"):
+        rigwire.connect(rig.url, secret_file="/no/such/lab.secret")
 
 
 def test_the_submodules_the_docs_use_are_there_after_import_rigwire():
