@@ -783,12 +783,9 @@ fn watch_signals() -> Result<signal_hook::iterator::Signals, Failure> {
         })
 }
 
-/// Prints lines on stdout at once (a script waits for them).
 /// Writes one line of a command's output ([`outln!`]).
 fn out(line: std::fmt::Arguments<'_>) {
-    let mut stdout = std::io::stdout().lock();
-    let written = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
-    match written {
+    match write_out(&[line]) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         Err(e) => {
@@ -802,11 +799,16 @@ fn out(line: std::fmt::Arguments<'_>) {
 /// line), whether or not anyone still reads it: unlike [`outln!`], a reader
 /// that has gone does not end a process that serves on.
 fn announce(lines: &[String]) {
+    let _ = write_out(lines);
+}
+
+/// Writes `lines` on stdout and flushes them at once (a script waits for them).
+fn write_out(lines: &[impl std::fmt::Display]) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     for line in lines {
-        let _ = writeln!(stdout, "{line}");
+        writeln!(stdout, "{line}")?;
     }
-    let _ = stdout.flush();
+    stdout.flush()
 }
 
 fn serve(

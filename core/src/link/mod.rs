@@ -77,6 +77,7 @@ pub use lobby::{Leaving, Lobby};
 pub use outbox::Outbox;
 pub use parked::Parked;
 pub use reconnect::{is_permanent, Reconnect, Redial, SharedConnection, Want};
+pub(crate) use settings::listening_warnings;
 pub use settings::{after, earliest, Config, Connecting, Hooks, Waiters};
 pub use setup::{ServerSetup, ServiceSetup};
 

@@ -82,11 +82,7 @@ impl Config {
     /// a certificate is given but `bound` serves in clear
     /// ([`unused_at`](crate::TlsSettings::unused_at)).
     pub fn listening_warnings(&self, bound: &crate::Url) -> Vec<String> {
-        let exposed = self.protocol.exposure_warning(bound);
-        exposed
-            .into_iter()
-            .chain(self.tls.unused_at(bound, true))
-            .collect()
+        listening_warnings(&self.protocol, &self.tls, bound).collect()
     }
 
     /// Defaults, with this endpoint's name (sent to the peer, shown in its logs).
@@ -200,6 +196,18 @@ impl Config {
         self.reconnect = Some(reconnect);
         self
     }
+}
+
+/// What a listener at `bound` with these settings warns of as it starts:
+/// open to anyone beyond this machine, or a certificate left unused; for
+/// servers and the relay's clients' side alike.
+pub(crate) fn listening_warnings(
+    protocol: &crate::config::ProtocolConfig,
+    tls: &crate::tls::TlsSettings,
+    bound: &crate::Url,
+) -> impl Iterator<Item = String> {
+    let exposed = protocol.exposure_warning(bound);
+    exposed.into_iter().chain(tls.unused_at(bound, true))
 }
 
 /// One attempt to connect ([`Config::connecting`]), the same in every

@@ -133,8 +133,7 @@ impl RelayConfig {
     /// from registering); as a server's
     /// [`Config::listening_warnings`](crate::link::Config::listening_warnings).
     pub fn listening_warnings(&self, clients: &crate::Url, services: &crate::Url) -> Vec<String> {
-        let exposed = self.clients.exposure_warning(clients);
-        let in_clear = [clients, services].map(|url| self.tls.unused_at(url, true));
+        let at_clients = crate::link::listening_warnings(&self.clients, &self.tls, clients);
         let shared = (self.clients.secret.is_some() && self.clients.secret == self.services.secret)
             .then(|| {
                 "the clients and the services share one secret: any client could register a \
@@ -142,9 +141,8 @@ impl RelayConfig {
                  (`rigwire secret new services.secret`)"
                     .to_owned()
             });
-        exposed
-            .into_iter()
-            .chain(in_clear.into_iter().flatten())
+        at_clients
+            .chain(self.tls.unused_at(services, true))
             .chain(shared)
             .collect()
     }
