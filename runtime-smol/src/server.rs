@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rigwire_core::link::{AcceptFailures, Admission, Admitted, Refusal, Ticket};
+use rigwire_core::link::{AcceptFailures, Admission, Admitted, Ticket};
 use rigwire_core::Config;
 use rigwire_core::{Connection, Error, Link, Role};
+use rigwire_twin::Refused;
 use smol::Task;
 
 use crate::client::nonce;
@@ -100,7 +101,15 @@ impl ServerInner {
             {
                 self.evict(*oldest);
             }
-            let admitted = admitted.map(|a| a.ticket);
+            // A refused one is told why on a task of its own while there
+            // is a place for it; else closed at once.
+            let admitted = match admitted {
+                Ok(admitted) => Ok(admitted.ticket),
+                Err(refusal) => match Refused::to_tell(refusal, &self.admission, &self.url) {
+                    Some(refused) => Err(refused),
+                    None => continue,
+                },
+            };
             if let Ok(ticket) = admitted {
                 let mut sockets = rigwire_twin::lock(&self.sockets);
                 sockets.insert(ticket, Arc::clone(&socket));
@@ -135,7 +144,7 @@ impl ServerInner {
         self: Arc<Self>,
         id: u64,
         socket: Arc<Socket>,
-        admitted: Result<Ticket, Refusal>,
+        admitted: Result<Ticket, Refused>,
     ) {
         // Counted out last, however the task ends: a task that died (a bug)
         // must not leave a shutdown waiting for it for ever.
@@ -155,7 +164,7 @@ impl ServerInner {
         self: &Arc<Self>,
         id: u64,
         socket: Arc<Socket>,
-        admitted: &Result<Ticket, Refusal>,
+        admitted: &Result<Ticket, Refused>,
     ) -> bool {
         let label = format!("{} #{id}", self.url);
         let conn = Connection::new(
@@ -188,10 +197,13 @@ impl ServerInner {
                 return false;
             }
         };
-        let conn = {
+        let mut conn = {
             let boxed = conn; // its room freed here, not at the end of the task
             *boxed
         };
+        if let Err(refused) = admitted {
+            refused.reject(&mut conn, &label); // before our Hello leaves
+        }
         let shared = Shared::new(
             conn,
             socket,
@@ -201,15 +213,9 @@ impl ServerInner {
             label.clone(),
             Duration::ZERO,
         );
-        match admitted {
-            Ok(ticket) => {
-                shared.lock().link.set_ticket(*ticket);
-                rigwire_twin::lock(&self.connections).insert(id, Peer::new(Arc::clone(&shared)));
-            }
-            Err(refusal) => {
-                tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
-                shared.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
-            }
+        if let Ok(ticket) = admitted {
+            shared.lock().link.set_ticket(*ticket);
+            rigwire_twin::lock(&self.connections).insert(id, Peer::new(Arc::clone(&shared)));
         }
         Arc::clone(&shared).drive().await;
         rigwire_twin::lock(&self.connections).remove(&id);

@@ -14,7 +14,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rigwire_core::link::{
-    earliest, AcceptFailures, Admission, Admitted, Leaving, Lobby, Refusal, Ticket, THREAD_END_WAIT,
+    earliest, AcceptFailures, Admission, Admitted, Leaving, Lobby, Ticket, THREAD_END_WAIT,
 };
 use rigwire_core::{Connection, Error, Link, Role};
 
@@ -27,7 +27,7 @@ use crate::pool::Pool;
 use crate::sync::{lock, stop_off};
 use crate::transport::{Listener, Socket};
 use rigwire_core::Config;
-use rigwire_twin::{accept_failed, accepted};
+use rigwire_twin::{accept_failed, accepted, Refused};
 
 rigwire_twin::server!();
 
@@ -173,8 +173,11 @@ impl ServerInner {
             let Admitted { ticket, evicted } = match admitted {
                 Ok(admitted) => admitted,
                 Err(refusal) => {
-                    // Told why on a thread of its own, briefly.
-                    self.spawn_connection(id, socket, Err(refusal), None);
+                    // Told why on a thread of its own, briefly, while
+                    // there is a place for it; else closed at once.
+                    if let Some(refused) = Refused::to_tell(refusal, &self.admission, &self.url) {
+                        self.spawn_connection(id, socket, Err(refused), None);
+                    }
                     continue;
                 }
             };
@@ -241,12 +244,13 @@ impl ServerInner {
         )
     }
 
-    /// Gives a connection that has spoken (or is refused) a thread of its own.
+    /// Gives a connection that has spoken (or is refused) a thread of its
+    /// own; one that cannot have one is closed, its place freed.
     fn spawn_connection(
         self: &Arc<Self>,
         id: u64,
         socket: Socket,
-        admitted: Result<Ticket, Refusal>,
+        admitted: Result<Ticket, Refused>,
         conn: Option<Connection>,
     ) {
         let server = Arc::clone(self);
@@ -268,7 +272,11 @@ impl ServerInner {
                     },
                 );
             }
-            Err(e) => tracing::error!("cannot start a connection thread: {e}"),
+            Err(e) => {
+                drop(conns);
+                tracing::error!("cannot start a connection thread: {e}");
+                self.forget(id, ticket, false);
+            }
         }
     }
 
@@ -276,7 +284,7 @@ impl ServerInner {
         self: Arc<Self>,
         id: u64,
         socket: Socket,
-        admitted: Result<Ticket, Refusal>,
+        admitted: Result<Ticket, Refused>,
         conn: Option<Connection>,
     ) {
         let label = format!("{} #{id}", self.url);
@@ -292,7 +300,7 @@ impl ServerInner {
                 return;
             }
         };
-        let conn = match conn.map(Ok).unwrap_or_else(|| self.new_connection()) {
+        let mut conn = match conn.map(Ok).unwrap_or_else(|| self.new_connection()) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("invalid configuration: {e}");
@@ -300,6 +308,9 @@ impl ServerInner {
                 return;
             }
         };
+        if let Err(refused) = &admitted {
+            refused.reject(&mut conn, &label); // before our Hello leaves
+        }
         let shared = Shared::new(
             conn,
             halves,
@@ -319,10 +330,9 @@ impl ServerInner {
         };
         let ticket = match admitted {
             Ok(ticket) => ticket,
-            Err(refusal) => {
-                tracing::warn!(peer = %label, "rejecting: {}", refusal.reason);
-                shared.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
-                // Until the peer has read why (see `Link::is_written_out`).
+            Err(_refused) => {
+                // Until the peer has read why (see `Link::is_written_out`);
+                // its place among those told why is held until then.
                 shared.drive();
                 self.forget(id, None, false);
                 return;

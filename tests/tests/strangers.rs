@@ -211,3 +211,126 @@ fn a_stranger_past_its_opening_is_told_why_it_is_evicted_by_both_servers() {
     the_evicted_stranger_past_its_opening_is_told_why(&running.local_url());
     smol::block_on(running.shutdown(Duration::ZERO));
 }
+
+/// A server with room for one connection, taken, and 16 places for
+/// strangers in the handshake.
+fn full_config(name: &str) -> Config {
+    let mut config = config(name);
+    config.max_connections = 1;
+    config
+}
+
+/// A crowd of silent sockets that finds the server at `url` full holds
+/// no more of it than the handshake budget (16): telling a refused peer why
+/// takes a thread (std) or a task and its socket (smol) until the peer has
+/// read it, the opening (websocket) included, so each of the crowd once
+/// held one, 300 threads on the blocking server. Then, the crowd gone, the
+/// next peer refused is still told why.
+fn a_full_server_is_not_held_by_a_refused_crowd(url: &str) {
+    let addr = match url.strip_prefix("tcp://") {
+        Some(addr) => addr,
+        None => raw::ws_addr(url),
+    };
+    let lab = rigwire_std::Client::connect(url, config("lab")).unwrap();
+    let sum: i64 = lab.call("add", &(1i64, 2i64)).unwrap(); // admitted by now
+    assert_eq!(sum, 3);
+    let (fds, threads) = (raw::open_fds(), raw::threads());
+    let crowd: Vec<_> = (0..STRANGERS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    // The crowd's own sockets are this process's too: count them out.
+    let mut held = (0, 0);
+    for _ in 0..10 {
+        let fds_held = raw::open_fds().saturating_sub(fds + STRANGERS);
+        let threads_held = raw::threads().saturating_sub(threads);
+        held = (held.0.max(fds_held), held.1.max(threads_held));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "{STRANGERS} silent sockets on a full {url}: at most {} sockets and {} threads held",
+        held.0, held.1
+    );
+    assert!(held.0 <= 16 + 4, "{} sockets held by {url}", held.0);
+    assert!(held.1 <= 16 + 4, "{} threads held by {url}", held.1);
+    let sum: i64 = lab.call("add", &(1i64, 2i64)).unwrap();
+    assert_eq!(sum, 3, "the lab's machine is served throughout");
+    drop(crowd);
+    // Their places are free once the server sees them gone.
+    let until = Instant::now() + Duration::from_secs(10);
+    let refused = loop {
+        let refused = rigwire_std::Client::connect(url, config("late")).unwrap_err();
+        if refused.to_string().contains("full") || Instant::now() > until {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        refused
+            .to_string()
+            .contains("the server is full: 1 connections (limit 1)"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_refused_crowd_holds_no_more_than_the_handshake_budget_of_either_server() {
+    let _one = serial();
+    for url in ["tcp://127.0.0.1:0", "ws://127.0.0.1:0/rig"] {
+        let mut server = rigwire_std::Server::bind(url, full_config("rig")).unwrap();
+        server
+            .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+            .unwrap();
+        let running = server.start().unwrap();
+        a_full_server_is_not_held_by_a_refused_crowd(&running.local_url());
+        running.shutdown(Duration::ZERO);
+        let mut server = rigwire_smol::Server::bind(url, full_config("rig")).unwrap();
+        server
+            .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+            .unwrap();
+        let running = server.start().unwrap();
+        a_full_server_is_not_held_by_a_refused_crowd(&running.local_url());
+        smol::block_on(running.shutdown(Duration::ZERO));
+    }
+}
+
+/// Thirty connects to the full server at `url` are each refused by the
+/// connect itself, with the reason.
+fn refused_by_the_connect(url: &str) {
+    let lab = rigwire_std::Client::connect(url, config("lab")).unwrap();
+    let sum: i64 = lab.call("add", &(1i64, 2i64)).unwrap(); // admitted by now
+    assert_eq!(sum, 3);
+    for attempt in 0..30 {
+        match rigwire_std::Client::connect(url, config("late")) {
+            Err(rigwire_std::Error::Rejected { reason, .. }) => {
+                assert!(reason.contains("the server is full"), "{reason}")
+            }
+            other => panic!("{url}, attempt {attempt}: {other:?}"),
+        }
+    }
+}
+
+/// A client refused for room learns it from its connect, on either server,
+/// without a secret too (its handshake then ends with the server's
+/// `Hello`): the `Hello` and the `Reject` leave in one write. They left in
+/// two, and a client that read the first alone took itself as connected,
+/// to fail at its first call.
+#[test]
+fn a_client_refused_for_room_is_told_by_its_connect_on_either_server() {
+    let _one = serial();
+    for url in ["tcp://127.0.0.1:0", "ws://127.0.0.1:0/rig"] {
+        let mut server = rigwire_std::Server::bind(url, full_config("rig")).unwrap();
+        server
+            .expose("add", |(a, b): (i64, i64)| Ok(a + b))
+            .unwrap();
+        let running = server.start().unwrap();
+        refused_by_the_connect(&running.local_url());
+        running.shutdown(Duration::ZERO);
+        let mut server = rigwire_smol::Server::bind(url, full_config("rig")).unwrap();
+        server
+            .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+            .unwrap();
+        let running = server.start().unwrap();
+        refused_by_the_connect(&running.local_url());
+        smol::block_on(running.shutdown(Duration::ZERO));
+    }
+}

@@ -46,6 +46,7 @@ mod files;
 mod group;
 mod handlers;
 mod hooks;
+mod refused;
 mod server;
 mod service;
 
@@ -55,6 +56,7 @@ pub use files::{
 };
 #[doc(hidden)]
 pub use group::decode_answer;
+pub use refused::Refused;
 
 #[doc(hidden)]
 pub use bytes::Bytes;

@@ -6,7 +6,11 @@
 //! counted against the connection limit once they have authenticated. None
 //! are taken once the server is shutting down. Each refusal carries the
 //! `Reject` code and the reason the peer is told, worded once for every
-//! server (both runtimes' servers and the relay).
+//! server (both runtimes' servers and the relay). Telling a refused peer
+//! why holds a thread or a task until it has read the answer, so refused
+//! connections have a budget too ([`Admission::may_tell`]): beyond it they
+//! are closed at once, and a crowd that finds the server full holds no
+//! more than a crowd of strangers in the handshake does.
 
 use std::collections::VecDeque;
 
@@ -46,6 +50,8 @@ pub struct Admission {
     established: usize,
     next: Ticket,
     stopping: bool,
+    /// Refused connections being told why ([`may_tell`](Self::may_tell)).
+    telling: usize,
 }
 
 impl Admission {
@@ -60,7 +66,26 @@ impl Admission {
             established: 0,
             next: 1,
             stopping: false,
+            telling: 0,
         }
+    }
+
+    /// Takes a place for telling a refused connection why: a thread or
+    /// task that opens its layers (TLS, websocket), sends the `Reject` and
+    /// lingers until its peer has read it. `false` when as many are being
+    /// told as strangers may be in the handshake: close this one at once,
+    /// unanswered (its peer sees the connection closed). Give the place
+    /// back with [`told`](Self::told) when the telling ends, however it ends.
+    pub fn may_tell(&mut self) -> bool {
+        let room = self.telling < self.handshake_limit;
+        self.telling += usize::from(room);
+        room
+    }
+
+    /// A refused connection taken by [`may_tell`](Self::may_tell) has been
+    /// told (or given up on): its place is free.
+    pub fn told(&mut self) {
+        self.telling = self.telling.saturating_sub(1);
     }
 
     /// Takes a new connection into the handshake budget, evicting the
@@ -236,5 +261,25 @@ mod tests {
         assert_eq!(admission.established(late), Err(closing));
         assert_eq!(admission.handshaking(), strangers - 1);
         admission.release(late, false);
+    }
+
+    #[test]
+    fn refused_connections_are_told_why_within_the_handshake_budget() {
+        let mut admission = Admission::new("server", 0, 2);
+        let refused = admission.admit().unwrap_err();
+        assert_eq!(refused.code, RejectCode::ConnectionLimit);
+        // Two are told why at once; a third, meanwhile, is closed unanswered.
+        assert!(admission.may_tell());
+        assert!(admission.may_tell());
+        assert!(
+            !admission.may_tell(),
+            "a crowd of refused peers holds no more"
+        );
+        admission.told();
+        assert!(admission.may_tell(), "a place freed is taken again");
+        admission.told();
+        admission.told();
+        admission.told(); // more than were taken: no underflow
+        assert!(admission.may_tell());
     }
 }
