@@ -546,6 +546,42 @@ fn connections_over_the_limit_are_rejected_with_a_reason() {
 }
 
 #[test]
+fn a_crowd_refused_for_room_is_told_why_only_within_the_handshake_budget() {
+    let config = RelayConfig {
+        max_connections: 1,
+        max_handshaking: 2,
+        ..RelayConfig::default()
+    };
+    let mut net = Net::new(config, Registry::new());
+    let a = net.join(PeerKind::Client, "a", Registry::new());
+    assert!(net.remotes[a].conn.is_established());
+    let now = net.now;
+    let accept = |net: &mut Net, i: u8| {
+        net.relay
+            .accept(PeerKind::Client, Framing::Stream, [i; 32], now)
+            .unwrap()
+    };
+    // Each is refused (the relay is full); two are told why, holding a
+    // place each while they are; the third is closed at once.
+    let crowd: Vec<_> = (0..3).map(|i| accept(&mut net, i)).collect();
+    let unanswered: Vec<_> = crowd
+        .iter()
+        .map(|id| net.relay.closes_unanswered(*id))
+        .collect();
+    assert_eq!(unanswered, [false, false, true]);
+    for id in &crowd {
+        assert!(net.relay.connection(*id).unwrap().is_closed());
+    }
+    // One told gone, and its place is taken by the next one refused.
+    net.relay.remove(crowd[0]);
+    net.relay.remove(crowd[2]);
+    let next = accept(&mut net, 9);
+    assert!(!net.relay.closes_unanswered(next));
+    let over = accept(&mut net, 10);
+    assert!(net.relay.closes_unanswered(over));
+}
+
+#[test]
 fn strangers_in_the_handshake_never_crowd_out_peers_that_authenticate() {
     let config = RelayConfig {
         max_handshaking: 3,

@@ -435,6 +435,10 @@ impl Inner {
                     peer = %peer_name,
                     "dropping notifies for a peer that does not read them (until it does)"
                 ),
+                // A crowd closed unanswered would write a line each.
+                RelayEvent::Closed { conn, error } if relay.closes_unanswered(conn) => {
+                    tracing::debug!(?conn, "closed unanswered: {error}")
+                }
                 RelayEvent::Closed { conn, error } => {
                     tracing::info!(?conn, "disconnected: {error}")
                 }
@@ -577,6 +581,15 @@ impl Inner {
                 },
             );
             let jobs = self.settle(&mut g);
+            if g.relay.closes_unanswered(id) {
+                // Its Hello and Reject went out with that write, if the
+                // socket took them; it holds nothing longer.
+                g.relay.remove(id);
+                g.io.remove(&id);
+                drop(g);
+                self.gone.notify(usize::MAX);
+                return;
+            }
             drop(g);
             self.run(jobs);
             id

@@ -222,10 +222,11 @@ fn full_config(name: &str) -> Config {
 
 /// A crowd of silent sockets that finds the server at `url` full holds
 /// no more of it than the handshake budget (16): telling a refused peer why
-/// takes a thread (std) or a task and its socket (smol) until the peer has
-/// read it, the opening (websocket) included, so each of the crowd once
-/// held one, 300 threads on the blocking server. Then, the crowd gone, the
-/// next peer refused is still told why.
+/// takes a thread (std) or a task and its socket (smol, the relay) until
+/// the peer has read it (or the close linger ends), the opening (websocket)
+/// included, so each of the crowd once held one, 300 threads on the
+/// blocking server. Then, the crowd gone, the next peer refused is still
+/// told why.
 fn a_full_server_is_not_held_by_a_refused_crowd(url: &str) {
     let addr = match url.strip_prefix("tcp://") {
         Some(addr) => addr,
@@ -238,13 +239,18 @@ fn a_full_server_is_not_held_by_a_refused_crowd(url: &str) {
     let crowd: Vec<_> = (0..STRANGERS)
         .map(|_| TcpStream::connect(addr).unwrap())
         .collect();
+    // Taken in order: the server has taken the whole crowd once a connect
+    // made after it ends (refused, told why or not). Those told hold their
+    // place for a second at least (the close linger), the websocket ones
+    // their handshake timeout.
+    let _ = rigwire_std::Client::connect(url, config("marker"));
     // The crowd's own sockets are this process's too: count them out.
     let mut held = (0, 0);
-    for _ in 0..10 {
+    for _ in 0..5 {
         let fds_held = raw::open_fds().saturating_sub(fds + STRANGERS);
         let threads_held = raw::threads().saturating_sub(threads);
         held = (held.0.max(fds_held), held.1.max(threads_held));
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(40));
     }
     eprintln!(
         "{STRANGERS} silent sockets on a full {url}: at most {} sockets and {} threads held",
@@ -267,13 +273,13 @@ fn a_full_server_is_not_held_by_a_refused_crowd(url: &str) {
     assert!(
         refused
             .to_string()
-            .contains("the server is full: 1 connections (limit 1)"),
+            .contains("is full: 1 connections (limit 1)"),
         "{refused}"
     );
 }
 
 #[test]
-fn a_refused_crowd_holds_no_more_than_the_handshake_budget_of_either_server() {
+fn a_refused_crowd_holds_no_more_than_the_handshake_budget_of_either_server_or_the_relay() {
     let _one = serial();
     for url in ["tcp://127.0.0.1:0", "ws://127.0.0.1:0/rig"] {
         let mut server = rigwire_std::Server::bind(url, full_config("rig")).unwrap();
@@ -291,6 +297,22 @@ fn a_refused_crowd_holds_no_more_than_the_handshake_budget_of_either_server() {
         a_full_server_is_not_held_by_a_refused_crowd(&running.local_url());
         smol::block_on(running.shutdown(Duration::ZERO));
     }
+    // The relay's clients' side (its services' side is the same listener code).
+    let relay_config = rigwire_smol::RelayConfig {
+        max_connections: 1,
+        max_handshaking: 16,
+        insecure_services: true,
+        ..Default::default()
+    };
+    let mut relay =
+        rigwire_smol::RelayServer::bind("tcp://127.0.0.1:0", "tcp://127.0.0.1:0", relay_config)
+            .unwrap();
+    relay
+        .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
+        .unwrap();
+    let relay = relay.start().unwrap();
+    a_full_server_is_not_held_by_a_refused_crowd(&relay.clients_url());
+    smol::block_on(relay.shutdown(Duration::ZERO));
 }
 
 /// Thirty connects to the full server at `url` are each refused by the

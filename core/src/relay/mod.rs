@@ -264,6 +264,10 @@ struct Peer {
     names: Vec<String>,
     /// Its place in its listener's admission (none if refused).
     ticket: Option<crate::link::Ticket>,
+    /// Refused: `Some(true)` while it is told why, holding a place for
+    /// that ([`Admission::may_tell`](crate::link::Admission::may_tell));
+    /// `Some(false)` when there was none, to be closed at once.
+    refused_telling: Option<bool>,
     /// Counted against its listener's established connections.
     established: bool,
     /// The service whose notifies this client receives ([`FOLLOW_METHOD`]).
@@ -394,9 +398,14 @@ impl Relay {
             }
         };
         let mut conn = Connection::new(config, registry, Role::Server, framing, nonce, now)?;
-        let admitted = self.admission[side as usize].admit();
+        let admission = &mut self.admission[side as usize];
+        let admitted = admission.admit();
+        let mut refused_telling = None;
         match &admitted {
-            Err(refusal) => conn.reject(refusal.code, &refusal.reason),
+            Err(refusal) => {
+                conn.reject(refusal.code, &refusal.reason);
+                refused_telling = Some(admission.may_tell());
+            }
             Ok(crate::link::Admitted {
                 evicted: Some(old), ..
             }) => self.evict(side, *old),
@@ -412,6 +421,7 @@ impl Relay {
                 side,
                 names: Vec::new(),
                 ticket: admitted.ok().map(|a| a.ticket),
+                refused_telling,
                 established: false,
                 follows: None,
                 dropping: false,
@@ -517,10 +527,26 @@ impl Relay {
     pub fn remove(&mut self, id: ConnId) {
         self.touched.remove(&id);
         if let Some(p) = self.peers.remove(&id) {
+            let admission = &mut self.admission[p.side as usize];
             if let Some(ticket) = p.ticket {
-                self.admission[p.side as usize].release(ticket, p.established);
+                admission.release(ticket, p.established);
+            }
+            if p.refused_telling == Some(true) {
+                admission.told();
             }
         }
+    }
+
+    /// Whether connection `id` was refused (the relay full, or shutting
+    /// down) while as many refused connections were being told why as the
+    /// handshake budget holds: write what it has queued (its `Hello` and
+    /// `Reject`) without waiting, then close it and [`remove`](Self::remove)
+    /// it at once, so that a crowd that finds the relay full holds no more
+    /// of it than a crowd of strangers does.
+    pub fn closes_unanswered(&self, id: ConnId) -> bool {
+        self.peers
+            .get(&id)
+            .is_some_and(|p| p.refused_telling == Some(false))
     }
 
     /// Answers a call to one of the relay's own names.
