@@ -2,9 +2,10 @@
 //! thread (which reads, and runs short handlers), long handlers on a shared
 //! bounded pool, and shuts down gracefully. A socket gets its thread only
 //! once its peer has spoken: until then the accept thread holds it, within
-//! the handshake budget and timeout, so silent strangers cost no thread;
-//! and a connection idle for a while gives its thread back to the parker
-//! ([`crate::park`]) until its peer speaks again.
+//! the handshake budget and timeout, so silent strangers cost no thread
+//! (one refused for room is told why on a thread, but no more at once than
+//! that budget, [`Refused`]); and a connection idle for a while gives its
+//! thread back to the parker ([`crate::park`]) until its peer speaks again.
 
 use std::collections::BTreeMap;
 use std::io::IoSlice;
