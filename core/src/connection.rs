@@ -14,6 +14,10 @@ use crate::dispatch::Registry;
 use crate::error::{CallError, ConfigError, ConnectionError, DecodeError, EchoError};
 use crate::event::{CancelReason, Event, Stats};
 use crate::framing::{FrameDecoder, Framing, OutQueue, LENGTH_PREFIX, PRE_AUTH_MAX_FRAME};
+
+/// Why a peer is closed that sent more than a frame behind its proof
+/// while the server decided whether to admit it.
+const HELD_TOO_MUCH: &str = "more than a frame sent before the handshake completed";
 use crate::message::{
     head_to_vec, Hello, Message, MessageHead, MessageRef, RejectCode, MAGIC, PROTOCOL_VERSION,
 };
@@ -90,7 +94,9 @@ pub(crate) enum Queued {
 ///   [`reply`](Self::reply), [`cancel`](Self::cancel), [`ping`](Self::ping),
 ///   [`confirmed_send`](Self::confirmed_send), [`close`](Self::close),
 ///   [`shutdown`](Self::shutdown) (answers pending incoming calls first) and
-///   [`reject`](Self::reject) (refuses a connection with a code and reason).
+///   [`reject`](Self::reject) (refuses a connection with a code and reason);
+///   on a server, [`gate_admission`](Self::gate_admission) and
+///   [`admit`](Self::admit) (decides admission before its proof goes out).
 ///   Each returns a typed error instead of panicking. And
 ///   [`release_idle_buffers`](Self::release_idle_buffers), for a runtime
 ///   setting an idle connection aside.
@@ -126,6 +132,17 @@ pub struct Connection {
     pub(crate) peer: Option<PeerInfo>,
     /// Waiting for the peer's `Auth` after both Hellos.
     pub(crate) awaiting_proof: bool,
+    /// A server whose admission of a peer is decided once the peer has
+    /// proven the secret, before our proof goes out
+    /// ([`gate_admission`](Self::gate_admission)).
+    pub(crate) admission_gate: bool,
+    /// The peer's proof verified; our proof waits for [`admit`](Self::admit).
+    pub(crate) awaiting_admission: bool,
+    /// What the peer sent behind its proof meanwhile, served once admitted
+    /// (spec §5.5: frames pipelined behind the `Auth` are served).
+    pub(crate) held_input: Vec<u8>,
+    /// The same, from a message transport: whole frames.
+    pub(crate) held_frames: VecDeque<Bytes>,
     /// Frame limit in force for both directions.
     pub(crate) frame_limit: u32,
     pub(crate) decoder: FrameDecoder,
@@ -201,6 +218,10 @@ impl Connection {
             peer_hello: None,
             peer: None,
             awaiting_proof: false,
+            admission_gate: false,
+            awaiting_admission: false,
+            held_input: Vec::new(),
+            held_frames: VecDeque::new(),
             frame_limit: PRE_AUTH_MAX_FRAME,
             decoder: FrameDecoder::new(),
             out,
@@ -393,6 +414,9 @@ impl Connection {
     pub fn handle_input(&mut self, mut input: &[u8], now: Instant) {
         self.handle_timeout(now);
         while !input.is_empty() && self.state != State::Closed {
+            if self.awaiting_admission {
+                return self.hold_input(input);
+            }
             let run = self.decoder.whole_frames(input, self.frame_limit);
             if run > 0 {
                 // Whole small frames: one block, each frame a slice of it.
@@ -402,6 +426,10 @@ impl Connection {
                 input = &input[run..];
                 let mut at = 0;
                 while at < run && self.state != State::Closed {
+                    if self.awaiting_admission {
+                        self.hold_input(&block[at..run]);
+                        break;
+                    }
                     let header = block[at..at + LENGTH_PREFIX].try_into().expect("4 bytes");
                     let end = at + LENGTH_PREFIX + u32::from_be_bytes(header) as usize;
                     self.on_frame(block.slice(at + LENGTH_PREFIX..end));
@@ -429,10 +457,33 @@ impl Connection {
         if self.state == State::Closed {
             return;
         }
+        if self.awaiting_admission {
+            let held = self.held_frames.iter().map(Bytes::len).sum::<usize>();
+            if held + frame.len() > self.hold_limit() {
+                return self.fail_by_peer(ConnectionError::Protocol(HELD_TOO_MUCH.into()));
+            }
+            return self.held_frames.push_back(frame);
+        }
         if frame.len() > self.frame_limit as usize {
             return self.handle_oversized_frame(frame.len() as u64, now);
         }
         self.on_frame(frame);
+    }
+
+    /// Keeps what arrives while our admission of the peer is decided,
+    /// up to [`hold_limit`](Self::hold_limit).
+    fn hold_input(&mut self, input: &[u8]) {
+        if self.held_input.len() + input.len() > self.hold_limit() {
+            return self.fail_by_peer(ConnectionError::Protocol(HELD_TOO_MUCH.into()));
+        }
+        self.held_input.extend_from_slice(input);
+    }
+
+    /// The most a peer may send behind its proof before it is admitted: one
+    /// frame of our largest (a conforming client sends nothing until our
+    /// proof; one that pipelines a call sends that call).
+    fn hold_limit(&self) -> usize {
+        self.config.max_frame as usize + LENGTH_PREFIX
     }
 
     /// A message transport's own decoder met a frame of `len` bytes over the

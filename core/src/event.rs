@@ -20,6 +20,12 @@ pub enum Event {
         /// The negotiated protocol version.
         version: u16,
     },
+    /// A server that gates admission
+    /// ([`Connection::gate_admission`](crate::Connection::gate_admission)):
+    /// the peer has proven the secret; answer with
+    /// [`Connection::admit`](crate::Connection::admit) or
+    /// [`Connection::reject`](crate::Connection::reject).
+    AdmissionWanted,
     /// The peer called an exposed method. Answer it with
     /// [`Connection::reply`](crate::Connection::reply), exactly once.
     Call(IncomingCall),

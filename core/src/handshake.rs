@@ -111,6 +111,13 @@ impl Connection {
         };
         if verified {
             self.awaiting_proof = false;
+            if self.role == Role::Server && self.admission_gate {
+                // Admitted or refused first: a client refused then learns
+                // it from its connect (a `Reject`, not our proof).
+                self.awaiting_admission = true;
+                self.events.push_back(Event::AdmissionWanted);
+                return;
+            }
             if self.role == Role::Server {
                 // Only now, to a peer that has shown it holds the secret.
                 if let Some(secret) = &self.config.secret {
@@ -126,6 +133,40 @@ impl Connection {
                 AuthFailure::WrongSecret,
             );
         }
+    }
+
+    /// The server admits the peer whose proof verified
+    /// ([`Event::AdmissionWanted`]): our proof goes out, the handshake
+    /// completes, and what the peer sent behind its proof is served. Does
+    /// nothing otherwise.
+    pub fn admit(&mut self) {
+        if !std::mem::take(&mut self.awaiting_admission) || self.state != State::Handshaking {
+            return;
+        }
+        if let Some(secret) = &self.config.secret {
+            let proof = self.transcript().proof(secret, self.role);
+            self.send_control(&Message::Auth { proof });
+        }
+        self.establish();
+        let now = self.now;
+        let held = std::mem::take(&mut self.held_input);
+        if !held.is_empty() {
+            self.handle_input(&held, now);
+        }
+        for frame in std::mem::take(&mut self.held_frames) {
+            self.handle_frame(frame, now);
+        }
+    }
+
+    /// On a server with a secret: once a peer has proven the secret, asks
+    /// the application whether to admit it ([`Event::AdmissionWanted`];
+    /// answer with [`admit`](Self::admit) or [`reject`](Self::reject))
+    /// before our proof goes out, so that a peer refused then (the server
+    /// full meanwhile) is told by a `Reject` in the handshake, not closed
+    /// after it. What the peer sends meanwhile (at most a frame) waits.
+    /// Call before the peer's `Auth` arrives.
+    pub fn gate_admission(&mut self) {
+        self.admission_gate = self.role == Role::Server && self.config.secret.is_some();
     }
 
     fn refuse_auth(&mut self, code: RejectCode, reason: &str, failure: AuthFailure) {

@@ -369,6 +369,45 @@ fn the_server_proves_itself_only_after_the_client_has() {
     assert!(!server.is_established());
 }
 
+/// A server that gates admission asks once the client has proven the
+/// secret, before its own proof goes out: refused then, the client's
+/// handshake fails with the reason (`Rejected`), never completes; admitted,
+/// both sides connect.
+#[test]
+fn a_gated_server_admits_or_refuses_before_its_proof_goes_out() {
+    for admit in [false, true] {
+        let mut p = pair_with(
+            Framing::Stream,
+            config("script", Some("s3cret-s3cret-s3cret")),
+            config("rig", Some("s3cret-s3cret-s3cret")),
+            Netem::default(),
+        );
+        p.server.gate_admission();
+        p.connect();
+        assert_eq!(p.server_events, vec![Event::AdmissionWanted]);
+        assert!(!p.client.is_established(), "no proof from the server yet");
+        assert!(!p.server.is_established());
+        if admit {
+            p.server.admit();
+        } else {
+            p.server
+                .reject(RejectCode::ConnectionLimit, "the server is full");
+        }
+        p.run();
+        assert_eq!(p.client.is_established(), admit);
+        assert_eq!(p.server.is_established(), admit);
+        if !admit {
+            assert_eq!(
+                p.client.error(),
+                Some(&ConnectionError::Rejected {
+                    code: RejectCode::ConnectionLimit,
+                    reason: "the server is full".into()
+                })
+            );
+        }
+    }
+}
+
 #[test]
 fn peer_text_cannot_forge_log_lines() {
     let mut p = pair_with(

@@ -283,18 +283,23 @@ fn a_full_server_is_not_held_by_a_refused_crowd(url: &str) {
 }
 
 /// Runs `check` against each kind of server, full (one connection, taken
-/// by the check): both runtimes' servers over TCP and websocket, and the
-/// relay's clients' side (its services' side is the same listener code).
-fn on_each_full_server(check: fn(&str)) {
+/// by the check), with `secret` if given: both runtimes' servers over TCP
+/// and websocket, and the relay's clients' side (its services' side is the
+/// same listener code).
+fn on_each_full_server(secret: Option<&str>, check: fn(&str)) {
+    let config = |name: &str| match secret {
+        Some(secret) => full_config(name).secret(secret).unwrap(),
+        None => full_config(name),
+    };
     for url in ["tcp://127.0.0.1:0", "ws://127.0.0.1:0/rig"] {
-        let mut server = rigwire_std::Server::bind(url, full_config("rig")).unwrap();
+        let mut server = rigwire_std::Server::bind(url, config("rig")).unwrap();
         server
             .expose("add", |(a, b): (i64, i64)| Ok(a + b))
             .unwrap();
         let running = server.start().unwrap();
         check(&running.local_url());
         running.shutdown(Duration::ZERO);
-        let mut server = rigwire_smol::Server::bind(url, full_config("rig")).unwrap();
+        let mut server = rigwire_smol::Server::bind(url, config("rig")).unwrap();
         server
             .expose("add", |(a, b): (i64, i64)| async move { Ok(a + b) })
             .unwrap();
@@ -302,13 +307,15 @@ fn on_each_full_server(check: fn(&str)) {
         check(&running.local_url());
         smol::block_on(running.shutdown(Duration::ZERO));
     }
-    let relay_config = rigwire_smol::RelayConfig {
+    let protocol = config("relay").protocol;
+    let relay = relay_with_add(rigwire_smol::RelayConfig {
+        clients: protocol.clone(),
+        services: protocol,
         max_connections: 1,
         max_handshaking: 16,
-        insecure_services: true,
+        insecure_services: secret.is_none(),
         ..Default::default()
-    };
-    let relay = relay_with_add(relay_config);
+    });
     check(&relay.clients_url());
     smol::block_on(relay.shutdown(Duration::ZERO));
 }
@@ -316,7 +323,7 @@ fn on_each_full_server(check: fn(&str)) {
 #[test]
 fn a_refused_crowd_holds_no_more_than_the_handshake_budget_of_any_server() {
     let _one = serial();
-    on_each_full_server(a_full_server_is_not_held_by_a_refused_crowd);
+    on_each_full_server(None, a_full_server_is_not_held_by_a_refused_crowd);
 }
 
 /// Thirty connects to the full server at `url` are each refused by the
@@ -343,5 +350,60 @@ fn refused_by_the_connect(url: &str) {
 #[test]
 fn a_client_refused_for_room_is_told_by_its_connect_on_any_server() {
     let _one = serial();
-    on_each_full_server(refused_by_the_connect);
+    on_each_full_server(None, refused_by_the_connect);
+}
+
+const RACE_SECRET: &str = "lab-secret-0123456789";
+
+/// With a secret, two clients racing for a server's last place: both are
+/// let into the handshake (strangers do not count against the limit), and
+/// the one that proves the secret second is refused before the server's
+/// proof goes out, so its connect reports it. It was told after its
+/// handshake: its connect succeeded, and its first call failed.
+fn the_loser_of_a_race_for_the_last_place_is_told_by_its_connect(url: &str) {
+    let secret = |name: &str| config(name).secret(RACE_SECRET).unwrap();
+    let mut refused = 0;
+    for round in 0..20 {
+        let racers: Vec<_> = (0..2)
+            .map(|i| {
+                let (url, config) = (url.to_owned(), secret(&format!("racer-{i}")));
+                std::thread::spawn(move || match rigwire_std::Client::connect(&url, config) {
+                    Ok(client) => {
+                        let sum = client.call::<_, i64>("add", &(1i64, 1i64));
+                        (Some(client), sum.map(|_| ()).map_err(|e| e.to_string()))
+                    }
+                    Err(rigwire_std::Error::Rejected { reason, .. }) => (None, Err(reason)),
+                    Err(other) => panic!("{url}, round {round}: {other}"),
+                })
+            })
+            .collect();
+        let outcomes: Vec<_> = racers.into_iter().map(|r| r.join().unwrap()).collect();
+        for (client, outcome) in &outcomes {
+            match (client, outcome) {
+                (Some(_), Ok(())) => {}
+                (None, Err(reason)) => {
+                    assert!(reason.contains("is full"), "{reason}");
+                    refused += 1;
+                }
+                other => panic!("{url}, round {round}: connected, then {other:?}"),
+            }
+        }
+        drop(outcomes);
+        std::thread::sleep(Duration::from_millis(50)); // the winner's place freed
+    }
+    assert!(
+        refused >= 10,
+        "{url}: {refused} refused in 20 races for one place"
+    );
+}
+
+/// Servers with one place and a secret: both runtimes', over TCP and
+/// websocket, and the relay's clients' side.
+#[test]
+fn the_loser_of_a_race_for_the_last_place_is_told_by_its_connect_on_any_server() {
+    let _one = serial();
+    on_each_full_server(
+        Some(RACE_SECRET),
+        the_loser_of_a_race_for_the_last_place_is_told_by_its_connect,
+    );
 }

@@ -17,6 +17,9 @@ macro_rules! hooks_jobs {
         /// handler: a hook, or the log of what the peer reported.
         fn hear(self: &::std::sync::Arc<Self>, job: $crate::core::link::Job) {
             use $crate::core::link::Job;
+            if let Job::Admit = &job {
+                return self.admit_or_refuse();
+            }
             if let Job::PeerError(err) = &job {
                 $crate::tracing::warn!(peer = %self.label, "the peer reported: {err}");
                 return;
@@ -45,9 +48,32 @@ macro_rules! hooks_jobs {
             }
         }
 
+        /// A server's admission of a peer that has proven the secret,
+        /// before our proof goes out (`Job::Admit`): admitted, or refused
+        /// with a `Reject` its connect reports.
+        fn admit_or_refuse(self: &::std::sync::Arc<Self>) {
+            let ticket = self.lock().link.ticket();
+            let refusal = match (&self.hooks.admit, ticket) {
+                (Some(admit), Some(ticket)) => admit(ticket).err(),
+                _ => None,
+            };
+            match refusal {
+                None => self.command(|link, now| link.admit_peer(now)),
+                Some(refusal) => {
+                    $crate::tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+                    self.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
+                }
+            }
+        }
+
         /// A server's admission of this connection now that it
-        /// authenticated; a refused one is closed with the reason (`true`).
+        /// authenticated, unless it was admitted before its handshake
+        /// completed (`admit_or_refuse`); a refused one is closed with the
+        /// reason (`true`).
         fn refused(self: &::std::sync::Arc<Self>) -> bool {
+            if self.lock().link.is_admitted() {
+                return false;
+            }
             let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket())
             else {
                 self.lock().link.set_admitted();

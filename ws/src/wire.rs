@@ -391,14 +391,14 @@ impl Wire {
         };
         codec.push(bytes);
         let outcome = loop {
+            // Larger messages only once the peer has authenticated: in the
+            // message before, or since (a server admits it after reading
+            // its proof, by a command).
+            if codec.is_pre_auth() && sink.authenticated() {
+                codec.open_up();
+            }
             match codec.next_frame() {
-                Ok(Some(Some(frame))) => {
-                    sink.frame(frame, now);
-                    // Larger messages only once the peer has authenticated.
-                    if codec.is_pre_auth() && sink.authenticated() {
-                        codec.open_up();
-                    }
-                }
+                Ok(Some(Some(frame))) => sink.frame(frame, now),
                 Ok(Some(None)) => break Some("the peer closed the websocket".to_owned()),
                 Ok(None) => break None,
                 Err(e) => match Violation::of(&e) {

@@ -161,6 +161,10 @@ impl Interest {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Job {
+    /// A server's peer has proven the secret ([`Link::set_ticket`] gates
+    /// admission there): admit it ([`Link::admit_peer`]) or refuse it
+    /// ([`Link::reject`]) before the handshake completes.
+    Admit,
     /// The handshake completed.
     Connected,
     /// Start this call's handler; answer with [`Link::reply`].
@@ -806,6 +810,19 @@ impl Link {
     /// Records this connection's place in a server's [`Admission`].
     pub fn set_ticket(&mut self, ticket: Ticket) {
         self.ticket = Some(ticket);
+        // With a secret, admission is decided before our proof goes out
+        // (`Job::Admit`): a peer refused then learns it in the handshake.
+        self.conn.gate_admission();
+    }
+
+    /// Admits the peer a [`Job::Admit`] asked about
+    /// ([`set_admitted`](Self::set_admitted) too): our proof goes out and
+    /// the handshake completes.
+    pub fn admit_peer(&mut self, now: Instant) {
+        self.admitted = true;
+        self.conn.handle_timeout(now);
+        self.conn.admit();
+        self.settle_at(now);
     }
 
     /// This connection's admission ticket, if a server gave it one.
@@ -909,6 +926,10 @@ impl Link {
                     Event::Connected { .. } => {
                         self.progress += 1;
                         self.jobs.push_back(Job::Connected);
+                    }
+                    Event::AdmissionWanted => {
+                        self.progress += 1;
+                        self.jobs.push_back(Job::Admit);
                     }
                     Event::Call(call) => match &self.drain {
                         Some((_, reason)) => {

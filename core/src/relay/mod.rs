@@ -411,6 +411,10 @@ impl Relay {
             }) => self.evict(side, *old),
             Ok(_) => {}
         }
+        if admitted.is_ok() {
+            // With a secret, admitted or refused before our proof goes out.
+            conn.gate_admission();
+        }
         let id = ConnId(self.next_conn);
         self.next_conn += 1;
         self.touched.insert(id);
@@ -633,6 +637,15 @@ impl Relay {
                 return;
             };
             match event {
+                Event::AdmissionWanted => {
+                    let admitted = self.establish(id, side);
+                    if let Some(p) = self.peers.get_mut(&id) {
+                        match admitted {
+                            Ok(()) => p.conn.admit(),
+                            Err(refusal) => p.conn.reject(refusal.code, &refusal.reason),
+                        }
+                    }
+                }
                 Event::Connected { peer_name, .. } => {
                     if let Err(refusal) = self.establish(id, side) {
                         if let Some(p) = self.peers.get_mut(&id) {
@@ -707,6 +720,9 @@ impl Relay {
         let Some(ticket) = p.ticket else {
             return Ok(());
         };
+        if p.established {
+            return Ok(()); // before its handshake completed (`AdmissionWanted`)
+        }
         self.admission[side as usize].established(ticket)?;
         p.established = true;
         Ok(())
