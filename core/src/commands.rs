@@ -288,6 +288,17 @@ impl Connection {
         });
     }
 
+    /// Refuses the peer as far as the handshake has got: [`reject`](Self::reject)
+    /// while in it (the peer's connect reports the reason), a
+    /// [`close`](Self::close) with the reason once it is over (a server
+    /// without a secret decides admission only then).
+    pub fn refuse(&mut self, code: crate::message::RejectCode, reason: &str) {
+        match self.state {
+            State::Established => self.close(reason),
+            _ => self.reject(code, reason),
+        }
+    }
+
     /// Closes gracefully: every incoming call still pending is answered
     /// `Error{Shutdown, reason}` (so no caller is left waiting), then `Goodbye`
     /// is sent and the connection closes as with [`close`](Self::close).

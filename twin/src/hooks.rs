@@ -52,17 +52,9 @@ macro_rules! hooks_jobs {
         /// before our proof goes out (`Job::Admit`): admitted, or refused
         /// with a `Reject` its connect reports.
         fn admit_or_refuse(self: &::std::sync::Arc<Self>) {
-            let ticket = self.lock().link.ticket();
-            let refusal = match (&self.hooks.admit, ticket) {
-                (Some(admit), Some(ticket)) => admit(ticket).err(),
-                _ => None,
-            };
-            match refusal {
+            match self.admission() {
                 None => self.command(|link, now| link.admit_peer(now)),
-                Some(refusal) => {
-                    $crate::tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
-                    self.command(|link, now| link.reject(refusal.code, &refusal.reason, now));
-                }
+                Some(refusal) => self.command(|link, now| link.refuse(&refusal, now)),
             }
         }
 
@@ -74,18 +66,25 @@ macro_rules! hooks_jobs {
             if self.lock().link.is_admitted() {
                 return false;
             }
-            let (Some(admit), Some(ticket)) = (&self.hooks.admit, self.lock().link.ticket())
-            else {
+            let Some(refusal) = self.admission() else {
                 self.lock().link.set_admitted();
                 return false;
             };
-            if let Err(refusal) = admit(ticket) {
-                $crate::tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
-                self.command(|link, now| link.close(&refusal.reason, now));
-                return true;
-            }
-            self.lock().link.set_admitted();
-            false
+            self.command(|link, now| link.refuse(&refusal, now));
+            true
+        }
+
+        /// The server's decision on this connection's peer (its admission
+        /// hook, on its ticket): `None` to admit it (or no server's to
+        /// make), else the refusal, logged.
+        fn admission(&self) -> Option<$crate::core::link::Refusal> {
+            let ticket = self.lock().link.ticket();
+            let refusal = match (&self.hooks.admit, ticket) {
+                (Some(admit), Some(ticket)) => admit(ticket).err()?,
+                _ => return None,
+            };
+            $crate::tracing::warn!(peer = %self.label, "refusing: {}", refusal.reason);
+            Some(refusal)
         }
     };
 }

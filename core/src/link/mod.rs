@@ -886,6 +886,14 @@ impl Link {
         self.settle_at(now);
     }
 
+    /// A server's refusal of its peer, as far as the handshake has got
+    /// ([`Connection::refuse`]): a `Reject` in it, a goodbye after.
+    pub fn refuse(&mut self, refusal: &Refusal, now: Instant) {
+        self.conn.handle_timeout(now);
+        self.conn.refuse(refusal.code, &refusal.reason);
+        self.settle_at(now);
+    }
+
     /// Closes the connection, evicted from the handshake budget to make room
     /// for a newcomer ([`Admitted::evicted`]), telling the peer why.
     pub fn evict(&mut self, now: Instant) {

@@ -638,19 +638,10 @@ impl Relay {
             };
             match event {
                 Event::AdmissionWanted => {
-                    let admitted = self.establish(id, side);
-                    if let Some(p) = self.peers.get_mut(&id) {
-                        match admitted {
-                            Ok(()) => p.conn.admit(),
-                            Err(refusal) => p.conn.reject(refusal.code, &refusal.reason),
-                        }
-                    }
+                    self.admit(id, side);
                 }
                 Event::Connected { peer_name, .. } => {
-                    if let Err(refusal) = self.establish(id, side) {
-                        if let Some(p) = self.peers.get_mut(&id) {
-                            p.conn.close(&refusal.reason);
-                        }
+                    if !self.admit(id, side) {
                         continue;
                     }
                     self.events.push_back(RelayEvent::Connected {
@@ -709,6 +700,22 @@ impl Relay {
                 _ => {}
             }
         }
+    }
+
+    /// A connection's peer has proven itself (before our proof goes out,
+    /// with a secret; once its handshake is over, without): it is admitted
+    /// (our proof, if it waits, goes out) or refused as far as its
+    /// handshake has got ([`Connection::refuse`]). Whether admitted.
+    fn admit(&mut self, id: ConnId, side: PeerKind) -> bool {
+        let admitted = self.establish(id, side);
+        let Some(p) = self.peers.get_mut(&id) else {
+            return false;
+        };
+        match &admitted {
+            Ok(()) => p.conn.admit(),
+            Err(refusal) => p.conn.refuse(refusal.code, &refusal.reason),
+        }
+        admitted.is_ok()
     }
 
     /// A connection authenticated: it counts against its listener's
