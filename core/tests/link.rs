@@ -296,6 +296,25 @@ fn a_drain_lets_running_calls_finish_and_refuses_new_ones() {
     assert!(pair.link(Side::Client).is_closed());
 }
 
+/// A grace too long to add to the clock (a user's "as long as it takes",
+/// `Duration::MAX` or a huge number of seconds) is no limit, not none.
+#[test]
+fn a_drain_whose_grace_is_too_long_to_add_waits_for_running_calls() {
+    let mut pair = connected(config("script"), config("rig"));
+    let running = pair.call(Side::Client, "slow", 10, None);
+    pair.advance(Duration::from_millis(5));
+    let now = pair.now;
+    pair.link(Side::Server).drain(Duration::MAX, "bye", now);
+    pair.advance(Duration::from_millis(20));
+    assert!(
+        !pair.link(Side::Server).is_closed(),
+        "a call is still running"
+    );
+    pair.advance(Duration::from_millis(100));
+    assert!(matches!(pair.calls[running].ended, Some((_, Ok(_)))));
+    assert!(pair.link(Side::Server).is_closed());
+}
+
 #[test]
 fn a_drain_closes_at_the_end_of_its_grace_however_long_calls_run() {
     let mut pair = connected(config("script"), config("rig"));

@@ -252,6 +252,28 @@ fn a_call_crosses_two_hops_with_ids_remapped_and_the_payload_untouched() {
     assert_eq!(net.relay.forwarded_in_flight(), 0);
 }
 
+/// A drain's grace too long to add to the clock (`Duration::MAX`, "as long
+/// as it takes") waits for the forwarded calls; it does not cut them at once.
+#[test]
+fn a_drain_whose_grace_is_too_long_to_add_waits_for_forwarded_calls() {
+    let mut net = Net::new(RelayConfig::default(), Registry::new());
+    let data = net.join(PeerKind::Service, "data-service", service_registry());
+    net.register(data, &["data"]).unwrap();
+    let script = net.join(PeerKind::Client, "script", Registry::new());
+    let id = net.call(script, "data.getFile", Payload::json(&"f").unwrap(), None);
+    let call = net.calls_at(data).remove(0);
+    let now = net.now;
+    net.relay.drain(Duration::MAX, "relay stopping", now);
+    net.advance(Duration::from_millis(10));
+    net.remotes[data]
+        .conn
+        .reply(call.id, Ok(Payload::json(&"done").unwrap()))
+        .unwrap();
+    net.pump();
+    let answer = take_response(&mut net.remotes[script].events, id);
+    assert_eq!(answer.unwrap().decode::<String>().unwrap(), "done");
+}
+
 #[test]
 fn errors_from_the_service_reach_the_client_unchanged() {
     let (mut net, data, script) = data_and_script(RelayConfig::default());

@@ -27,17 +27,26 @@ use crate::errors::to_py;
 /// handlers get a turn: the bound on how late Ctrl-C is noticed.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// Seconds from Python as a duration; negative, infinite or NaN is refused.
+/// A limit in seconds from Python, `None` for no limit; negative, infinite
+/// or NaN is refused.
 pub(crate) fn seconds(what: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
     value
-        .map(|s| {
-            Duration::try_from_secs_f64(s).map_err(|_| {
-                PyValueError::new_err(format!(
-                    "{what} must be a number of seconds from 0 to 2^64 (None for no limit), got {s:?}"
-                ))
-            })
-        })
+        .map(|s| to_duration(what, s, " (None for no limit)"))
         .transpose()
+}
+
+/// Seconds from Python that must be given (a grace, a wait); negative,
+/// infinite or NaN is refused.
+pub(crate) fn duration(what: &str, s: f64) -> PyResult<Duration> {
+    to_duration(what, s, "")
+}
+
+fn to_duration(what: &str, s: f64, none_means: &str) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(s).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{what} must be a number of seconds from 0 to 2^64{none_means}, got {s:?}"
+        ))
+    })
 }
 
 /// Connects to `url` as `name`, with a shared secret given as bytes or read

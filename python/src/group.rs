@@ -12,7 +12,7 @@ use pyo3::types::PyDict;
 use rigwire_std::core::{ExpRef, GroupOrder, GroupStep, InitData};
 use rigwire_std::{Group, GroupError, Payload};
 
-use crate::client::{config, seconds, NativeClient, Tls};
+use crate::client::{config, duration, seconds, NativeClient, Tls};
 use crate::data::{Answer, Data};
 use crate::errors::{call_failed, to_py};
 use crate::waiting::{asking, interruptible};
@@ -290,7 +290,7 @@ impl NativeGroup {
         timeout: f64,
         go_on: Option<Py<PyAny>>,
     ) -> PyResult<Vec<(String, String)>> {
-        let timeout = seconds("timeout", Some(timeout))?.unwrap_or(Duration::ZERO);
+        let timeout = duration("timeout", timeout)?;
         asking(py, go_on, |go_on| {
             self.inner.wait_event_while(event, timeout, go_on)
         })?

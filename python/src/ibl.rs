@@ -3,14 +3,12 @@
 //! to completion on smol's executor with the GIL released. Values cross as
 //! JSON text; events by iblutil's names (`EXPINIT`, ...).
 
-use std::time::Duration;
-
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use rigwire_smol::{Error, IblEvent, IblGroup, IblMessage, IblPeer};
 use serde_json::Value;
 
-use crate::client::seconds;
+use crate::client::duration;
 use crate::errors::to_py;
 use crate::waiting::on_smol;
 
@@ -48,7 +46,7 @@ pub(crate) struct NativeIblPeer {
 #[pyfunction]
 #[pyo3(signature = (url, echo_timeout=1.0))]
 pub(crate) fn ibl_connect(py: Python<'_>, url: &str, echo_timeout: f64) -> PyResult<NativeIblPeer> {
-    let echo = seconds("echo_timeout", Some(echo_timeout))?.unwrap_or(Duration::from_secs(1));
+    let echo = duration("echo_timeout", echo_timeout)?;
     let peer = on_smol(py, IblPeer::connect(url))?.map_err(|e| to_py(py, e))?;
     Ok(NativeIblPeer {
         inner: peer.with_echo_timeout(echo),
@@ -67,7 +65,7 @@ impl NativeIblPeer {
     /// Waits for the next message (or, with `answer`, the answer to that
     /// event), up to `timeout` seconds; Ctrl-C ends the wait.
     fn wait(&self, py: Python<'_>, timeout: f64, answer: Option<IblEvent>) -> PyResult<Received> {
-        let timeout = seconds("timeout", Some(timeout))?.unwrap_or_default();
+        let timeout = duration("timeout", timeout)?;
         // Taking a message is all-or-nothing: an interrupted wait loses none.
         let got = on_smol(py, async {
             match answer {
@@ -158,7 +156,7 @@ pub(crate) fn ibl_services(
     timeout: f64,
     echo_timeout: f64,
 ) -> PyResult<NativeIblServices> {
-    let timeout = seconds("timeout", Some(timeout))?.unwrap_or_default();
+    let timeout = duration("timeout", timeout)?;
     let mut peers = Vec::new();
     for (name, url) in rigs {
         let peer = ibl_connect(py, &url, echo_timeout)?;

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::exceptions::PyRuntimeError;
@@ -20,7 +19,7 @@ use rigwire_std::{
     RunningServer, RunningService, Server,
 };
 
-use crate::client::{config, seconds, NativeClient, Tls};
+use crate::client::{config, duration, NativeClient, Tls};
 use crate::data::{Answer, Data};
 use crate::errors::to_py;
 
@@ -506,7 +505,7 @@ impl NativeServer {
     /// calls do nothing.
     #[pyo3(signature = (grace=5.0))]
     fn shutdown(&self, py: Python<'_>, grace: f64) -> PyResult<()> {
-        let grace = seconds("grace", Some(grace))?.unwrap_or(Duration::ZERO);
+        let grace = duration("grace", grace)?;
         let services = std::mem::take(&mut *lock(&self.services));
         let listening = std::mem::replace(&mut *lock(&self.listening), Listening::None);
         // Handlers still running need the GIL to finish. Every relay's

@@ -321,6 +321,31 @@ def test_secret_broadcast_and_shutdown(tmp_path):
         s.broadcast("news", 1, 2)
 
 
+def test_the_largest_grace_waits_for_running_calls_and_a_bad_one_is_refused():
+    s = rigwire.Server("tcp://127.0.0.1:0", name="py-rig")
+    started = threading.Event()
+
+    @s.expose
+    def nap(seconds):
+        started.set()
+        time.sleep(seconds)
+        return seconds
+
+    s.start()
+    with pytest.raises(ValueError, match=r"grace must be a number of seconds from 0 to 2\^64, got -1.0$"):
+        s.shutdown(grace=-1)
+    c = rigwire.connect(s.url, timeout=20)
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(c.call("nap", 0.3)))
+    caller.start()
+    assert started.wait(10)
+    # 2^64 seconds, "as long as it takes": too long to add to the clock, it
+    # used to end the grace at once and cut the running call.
+    s.shutdown(grace=1.8e19)
+    caller.join(20)
+    assert answers == [0.3]
+
+
 def test_a_python_service_through_the_relay():
     env_secrets = {"RIGWIRE_SECRET": SECRET, "RIGWIRE_SERVICE_SECRET": SECRET}
     relay = subprocess.Popen(

@@ -801,7 +801,7 @@ impl Link {
     /// [`shutdown`](Self::shutdown). The grace is a timer in
     /// [`poll_interest`](Self::poll_interest): nothing polls for it.
     pub fn drain(&mut self, grace: Duration, reason: &str, now: Instant) {
-        let until = now.checked_add(grace).unwrap_or(now);
+        let until = after(now, grace);
         self.drain = Some((until, reason.to_owned()));
         self.conn.handle_timeout(now);
         self.settle_at(now);

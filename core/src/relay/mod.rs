@@ -593,7 +593,7 @@ impl Relay {
         for a in &mut self.admission {
             a.stop();
         }
-        self.drain = Some((now.checked_add(grace).unwrap_or(now), reason.to_owned()));
+        self.drain = Some((crate::link::after(now, grace), reason.to_owned()));
         self.check_drain(now);
     }
 
