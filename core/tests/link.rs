@@ -796,13 +796,61 @@ fn a_connection_holds_at_most_half_the_pool_and_its_jobs_wait_in_order() {
     assert_eq!(share.admit("c", 4), None, "over its share: it waits");
     assert_eq!(share.admit("d", 4), None);
     assert!(!share.is_idle());
-    assert_eq!(share.finished(), Some("c"), "the next, on the same thread");
-    assert_eq!(share.finished(), Some("d"));
-    assert_eq!(share.finished(), None, "a thread given back");
-    assert_eq!(share.finished(), None, "the other one");
+    assert_eq!(share.finished(4), Some("c"), "the next, on the same thread");
+    assert_eq!(share.finished(4), Some("d"));
+    assert_eq!(share.finished(4), None, "a thread given back");
+    assert_eq!(share.finished(4), None, "the other one");
     assert!(share.is_idle());
     // A pool of one still lets a connection run one job.
     assert_eq!(PoolShare::<()>::limit(1), 1);
+}
+
+#[test]
+fn a_handler_waiting_for_its_own_peer_lends_its_place_in_the_share() {
+    use rigwire_core::link::PoolShare;
+    let mut share = PoolShare::default();
+    // A pool of 4: a share of two, both taken; two more wait.
+    assert_eq!(share.admit("a", 4), Some("a"));
+    assert_eq!(share.admit("b", 4), Some("b"));
+    assert_eq!(share.admit("c", 4), None);
+    assert_eq!(share.admit("d", 4), None);
+    // "a" calls its peer back and waits: "c" (perhaps what answers it)
+    // starts on a thread of its own.
+    assert_eq!(share.waits_on_peer(4), Some("c"));
+    assert_eq!(share.waits_on_peer(4), Some("d"), "\"b\" too");
+    assert_eq!(share.admit("e", 4), None, "two run: the share is full");
+    // Both have their answers: four hold threads, the share is two, so
+    // the threads that finish are given back until two run again.
+    share.answered();
+    share.answered();
+    assert_eq!(share.finished(4), None, "four ran: given back");
+    assert_eq!(share.finished(4), None, "three ran: given back");
+    assert_eq!(
+        share.finished(4),
+        Some("e"),
+        "two ran: the next on its thread"
+    );
+    assert_eq!(share.finished(4), None);
+    assert_eq!(share.finished(4), None);
+    assert!(share.is_idle());
+}
+
+#[test]
+fn a_pool_lends_at_most_its_limit_of_threads_to_handlers_waiting_for_their_peer() {
+    use rigwire_core::link::{PoolHolders, MAX_LENT_THREADS};
+    let mut pool: PoolHolders<usize, ()> = PoolHolders::default();
+    assert_eq!(pool.threads(16), 16);
+    for _ in 0..MAX_LENT_THREADS {
+        assert!(pool.lend());
+    }
+    assert!(
+        !pool.lend(),
+        "beyond the limit, a waiting handler keeps its place"
+    );
+    assert_eq!(pool.threads(16), 16 + MAX_LENT_THREADS);
+    pool.answered();
+    assert_eq!(pool.threads(16), 15 + MAX_LENT_THREADS);
+    assert!(pool.lend());
 }
 
 #[test]
@@ -829,7 +877,7 @@ fn a_share_whose_every_thread_runs_a_stuck_handler_refuses_new_calls() {
     assert!(stuck.first, "the first refusal is the one to log");
     assert!(!share.stuck(4, 2).unwrap().first, "the next ones are not");
     // A thread given back ends it; a share stuck again is logged again.
-    assert_eq!(share.finished(), None);
+    assert_eq!(share.finished(4), None);
     assert_eq!(share.stuck(4, 1), None);
     assert_eq!(share.admit("c", 4), Some("c"));
     assert!(share.stuck(4, 2).unwrap().first);

@@ -471,6 +471,41 @@ def test_a_handler_calls_back_the_peer_that_called_it():
             assert logged == ["acquired"]
 
 
+def test_calls_back_and_forth_from_many_threads_never_wait_for_a_thread_their_answers_free():
+    # A rig's handler calls the script back, whose callback asks the rig
+    # again: with 8 such calls at once, the rig's 8 threads for one
+    # connection all waited for answers that needed a 9th, for good.
+    together = threading.Barrier(8, timeout=10)
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        def position():
+            return 7
+
+        @s.expose
+        def acquire(volume, caller):
+            together.wait()
+            return caller.call("progress", volume)
+
+        s.start()
+        script = rigwire.connect(
+            s.url,
+            timeout=20,
+            expose={"progress": lambda volume, caller: volume + caller.call("position")},
+        )
+        with script:
+            answers = [None] * 8
+            threads = [
+                threading.Thread(target=lambda i=i: answers.__setitem__(i, script.call("acquire", i)))
+                for i in range(8)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert answers == [i + 7 for i in range(8)]
+
+
 def test_a_lifecycle_hook_may_call_back_the_script():
     rig = rigwire.Rig()
 

@@ -363,6 +363,8 @@ impl Shared {
         deadline: Option<Instant>,
         mut take: impl FnMut(&mut Link) -> Option<T>,
     ) -> Option<T> {
+        // Dropped after the state's guard: it takes the lock itself.
+        let _lent = self.lend_thread();
         let mut g = self.lock();
         g.link.callers_mut().enter();
         let found = loop {

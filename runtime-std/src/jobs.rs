@@ -4,6 +4,7 @@
 //! two written once for both runtimes, `rigwire_twin::hooks_jobs`). A part
 //! of [`crate::driver`] (its child module, in a file of its own).
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,8 +16,57 @@ use crate::handler::CallContext;
 use crate::peer::Peer;
 use crate::pool::Holder;
 
+thread_local! {
+    /// The connection whose pooled handler this thread runs (its address),
+    /// and whether that handler now waits for its peer's answer.
+    static SERVING: Cell<(usize, bool)> = const { Cell::new((0, false)) };
+}
+
+/// A pooled handler waiting for its own peer: its thread counts against
+/// neither the connection's share nor the pool until this is dropped.
+pub(super) struct Lent<'a>(&'a Arc<Shared>);
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        self.0.lock().pool_share.answered();
+        if let Some(pool) = &self.0.pool {
+            pool.answered();
+        }
+        SERVING.with(|s| s.set((Arc::as_ptr(self.0) as usize, false)));
+    }
+}
+
 impl Shared {
     rigwire_twin::hooks_jobs!();
+
+    /// When this thread runs a pooled handler of this connection, which is
+    /// about to wait for this connection's peer (a call back to it): lends
+    /// its thread for the wait (the core's [`PoolShare::waits_on_peer`]),
+    /// starting a job of this connection that waited for it, if any.
+    ///
+    /// [`PoolShare::waits_on_peer`]: rigwire_core::link::PoolShare::waits_on_peer
+    pub(super) fn lend_thread(self: &Arc<Self>) -> Option<Lent<'_>> {
+        let pool = self.pool.as_ref()?;
+        let me = Arc::as_ptr(self) as usize;
+        if SERVING.with(Cell::get) != (me, false) {
+            return None;
+        }
+        if !pool.lend() {
+            tracing::warn!(
+                peer = %self.label,
+                "a handler waits for its peer with every thread the pool lends taken \
+                 ({}): calls back that need a thread wait for one",
+                rigwire_core::link::MAX_LENT_THREADS
+            );
+            return None;
+        }
+        SERVING.with(|s| s.set((me, true)));
+        let next = self.lock().pool_share.waits_on_peer(pool.threads());
+        if let Some(job) = next {
+            self.submit_pooled(job);
+        }
+        Some(Lent(self))
+    }
 
     /// Does what the link asked of the application: handlers (inline
     /// here when `on_reading_thread` and the handler is quick, else on the
@@ -118,6 +168,14 @@ impl Shared {
         let Some(job) = self.lock().pool_share.admit(job, pool.threads()) else {
             return; // it waits for this connection's share
         };
+        self.submit_pooled(job);
+    }
+
+    /// Hands a job that holds a thread of this connection's share to the pool.
+    fn submit_pooled(self: &Arc<Self>, job: PoolJob) {
+        let Some(pool) = &self.pool else {
+            return job();
+        };
         let shared = Arc::clone(self);
         let holder: std::sync::Weak<dyn Holder> = Arc::downgrade(self) as _;
         pool.submit(move || shared.run_pooled(job), holder);
@@ -126,13 +184,16 @@ impl Shared {
     /// Runs a pooled job, then this connection's next waiting one, if any,
     /// on the same thread.
     fn run_pooled(self: Arc<Self>, mut job: PoolJob) {
+        let threads = self.pool.as_ref().map_or(1, |p| p.threads());
+        SERVING.with(|s| s.set((Arc::as_ptr(&self) as usize, false)));
         loop {
             job();
-            match self.lock().pool_share.finished() {
+            match self.lock().pool_share.finished(threads) {
                 Some(next) => job = next,
-                None => return,
+                None => break,
             }
         }
+        SERVING.with(|s| s.set((0, false)));
     }
 
     /// Answers call `id`; `flush` false leaves the writing to the caller.

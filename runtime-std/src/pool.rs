@@ -67,10 +67,14 @@ impl Pool {
     /// The connection asking must not be locked.
     pub(crate) fn stuck(&self, now: Instant) -> Option<Stuck> {
         // Asked without the queue's lock: each holder takes its own.
-        let holders = lock(&self.queue).holding.when_full(self.max_threads)?;
+        let (holders, threads) = {
+            let q = lock(&self.queue);
+            let threads = q.holding.threads(self.max_threads);
+            (q.holding.when_full(threads)?, threads)
+        };
         let held = holders.iter().filter_map(Weak::upgrade);
         let stuck = held.map(|h| h.stuck(now)).sum();
-        lock(&self.queue).holding.stuck(self.max_threads, stuck)
+        lock(&self.queue).holding.stuck(threads, stuck)
     }
 
     /// Queues a job of connection `holder`; it runs on an idle thread, a
@@ -87,7 +91,7 @@ impl Pool {
         // still counts it (a burst must start threads, not queue behind it).
         if q.jobs.len() <= q.idle {
             self.cond.notify_one();
-        } else if q.threads < self.max_threads {
+        } else if q.threads < q.holding.threads(self.max_threads) {
             q.threads += 1;
             let pool = Arc::clone(self);
             let spawned = std::thread::Builder::new()
@@ -98,6 +102,17 @@ impl Pool {
                 tracing::error!("could not start a handler thread; the job waits for a busy one");
             }
         }
+    }
+
+    /// The handler on this thread waits for its own peer: whether the pool
+    /// lends its thread meanwhile ([`PoolHolders::lend`]).
+    pub(crate) fn lend(&self) -> bool {
+        lock(&self.queue).holding.lend()
+    }
+
+    /// The handler on a lent thread has its answer.
+    pub(crate) fn answered(&self) {
+        lock(&self.queue).holding.answered();
     }
 
     /// Whether the current thread is one of this pool's.

@@ -83,6 +83,89 @@ fn the_rig_calls_the_script_back_during_a_call() {
     }
 }
 
+/// `bounce(n)` calls `bounce(n - 1)` back on whoever called it, down to 0,
+/// and answers how deep it went: both sides expose it, so a chain of calls
+/// goes back and forth over one connection.
+fn bounce(ctx: &rigwire_std::CallContext, n: u32) -> Result<u32, rigwire_std::HandlerError> {
+    if n == 0 {
+        return Ok(0);
+    }
+    let deeper: u32 = ctx
+        .peer
+        .call("bounce", &(n - 1))
+        .map_err(|e| rigwire_std::HandlerError::new(format!("bounce({}): {e}", n - 1)))?;
+    Ok(deeper + 1)
+}
+
+/// Handlers that wait for their own peer's answers hold the 8 threads a
+/// connection may have of its server's 16 (and of its client's 16): the
+/// calls made to answer them needed a 9th, and every one of them waited
+/// for its deadline (for good, without one). Both ways: one chain 24 calls
+/// deep, 12 on each side; and 8 callers at once, each call held until all
+/// 8 hold a thread, then called back, whose callback calls the rig again.
+#[test]
+fn calls_back_and_forth_never_wait_for_a_thread_that_only_their_answers_free() {
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", cfg("rig")).unwrap();
+    server.expose_with("bounce", bounce).unwrap();
+    server
+        .dispatch("bounce", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    let together = Arc::new(Count::default());
+    let all_in = Arc::clone(&together);
+    server
+        .expose_with("acquire", move |ctx: &rigwire_std::CallContext, v: u32| {
+            all_in.arrive_and_wait(8, Duration::from_secs(10));
+            let progress: u32 = ctx
+                .peer
+                .call("progress", &v)
+                .map_err(|e| rigwire_std::HandlerError::new(format!("progress: {e}")))?;
+            Ok(progress)
+        })
+        .unwrap();
+    server
+        .dispatch("acquire", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    server.expose("position", |(): ()| Ok(7u32)).unwrap();
+    let running = server.start().unwrap();
+    let mut handlers = Handlers::new();
+    handlers.expose_with("bounce", bounce).unwrap();
+    handlers
+        .dispatch("bounce", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    handlers
+        .expose_with("progress", |ctx: &rigwire_std::CallContext, v: u32| {
+            let at: u32 = ctx
+                .peer
+                .call("position", &())
+                .map_err(|e| rigwire_std::HandlerError::new(format!("position: {e}")))?;
+            Ok(v + at)
+        })
+        .unwrap();
+    handlers
+        .dispatch("progress", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    let client = Client::connect_with(&running.local_url(), cfg("script"), handlers).unwrap();
+    let limit = Duration::from_secs(10);
+    assert_eq!(
+        client
+            .call_timeout::<_, u32>("bounce", &24u32, limit)
+            .unwrap(),
+        24
+    );
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..8u32)
+            .map(|v| {
+                let client = &client;
+                s.spawn(move || client.call_timeout::<_, u32>("acquire", &v, limit))
+            })
+            .collect();
+        for (v, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.join().unwrap().unwrap(), v as u32 + 7);
+        }
+    });
+    running.shutdown(Duration::from_secs(1));
+}
+
 #[test]
 fn a_single_threaded_client_serves_callbacks_while_it_waits() {
     for url in transports() {

@@ -112,6 +112,13 @@ impl Alarm {
 /// from the others. Jobs over its share wait, in order, and run on the
 /// thread that finishes one of its jobs.
 ///
+/// A handler that calls its own peer back and waits for the answer does not
+/// count against the share while it waits ([`waits_on_peer`](Self::waits_on_peer)):
+/// the peer's calls made to answer it (a call back to us, and so on, as deep
+/// as the two sides go) would otherwise wait for a thread that only their
+/// answer frees, for good. A share may then hold more threads than its
+/// limit; no new job starts until it is back under it.
+///
 /// A handler that never returns keeps its thread for good, cancelled or
 /// not. Once every thread of the share runs a call given up on a while ago
 /// ([`STUCK_AFTER`](super::STUCK_AFTER)), a new call is refused at once
@@ -120,6 +127,8 @@ impl Alarm {
 #[derive(Debug)]
 pub struct PoolShare<J> {
     held: usize,
+    /// Of `held`, the handlers waiting for their own peer's answer.
+    lent: usize,
     waiting: std::collections::VecDeque<J>,
     /// Whether [`stuck`](Self::stuck) has refused a call since a thread
     /// was last given back: the rig's log says so once, not once a call.
@@ -130,6 +139,7 @@ impl<J> Default for PoolShare<J> {
     fn default() -> Self {
         PoolShare {
             held: 0,
+            lent: 0,
             waiting: std::collections::VecDeque::new(),
             refusing: false,
         }
@@ -175,7 +185,17 @@ pub struct PoolHolders<K, H> {
     holding: std::collections::BTreeMap<K, (H, usize)>,
     held: usize,
     refusing: bool,
+    /// Threads whose handler waits for its own peer ([`PoolShare::waits_on_peer`]).
+    lent: usize,
 }
+
+/// The most threads a pool lends, beyond its own, to handlers waiting for
+/// their own peer's answer ([`PoolShare::waits_on_peer`]): as many as a
+/// connection's calls in progress by default (`max_incoming_calls`), so a
+/// pool never grows past this many threads however deep calls back go.
+/// Beyond it a waiting handler keeps its place, and calls that would need
+/// one wait for a thread.
+pub const MAX_LENT_THREADS: usize = 256;
 
 impl<K, H> Default for PoolHolders<K, H> {
     fn default() -> Self {
@@ -183,6 +203,7 @@ impl<K, H> Default for PoolHolders<K, H> {
             holding: std::collections::BTreeMap::new(),
             held: 0,
             refusing: false,
+            lent: 0,
         }
     }
 }
@@ -204,6 +225,25 @@ impl<K: Ord, H: Clone> PoolHolders<K, H> {
             self.held -= 1;
         }
         self.refusing = false;
+    }
+
+    /// A handler on one of the pool's threads waits for its own peer:
+    /// whether its thread is lent (the pool may start one more), within
+    /// [`MAX_LENT_THREADS`]. Given back by [`answered`](Self::answered).
+    pub fn lend(&mut self) -> bool {
+        let lend = self.lent < MAX_LENT_THREADS;
+        self.lent += usize::from(lend);
+        lend
+    }
+
+    /// A lent thread's handler has its answer.
+    pub fn answered(&mut self) {
+        self.lent = self.lent.saturating_sub(1);
+    }
+
+    /// How many threads the pool may run now: its own `threads` and those lent.
+    pub fn threads(&self, threads: usize) -> usize {
+        threads + self.lent
     }
 
     /// The connections to ask how many of their handlers are stuck, once
@@ -237,7 +277,7 @@ impl<J> PoolShare<J> {
     /// A job for the pool of `threads`: `Some(job)` to submit now (it holds
     /// a thread), `None` when the share is full (it waits its turn).
     pub fn admit(&mut self, job: J, threads: usize) -> Option<J> {
-        if self.held >= Self::limit(threads) {
+        if self.running() >= Self::limit(threads) {
             self.waiting.push_back(job);
             return None;
         }
@@ -246,14 +286,44 @@ impl<J> PoolShare<J> {
     }
 
     /// A job of this connection finished on a pool thread: the next waiting
-    /// one to run on that same thread, or `None` (the thread is given back).
-    pub fn finished(&mut self) -> Option<J> {
-        let next = self.waiting.pop_front();
-        if next.is_none() {
-            self.held = self.held.saturating_sub(1);
-            self.refusing = false;
+    /// one to run on that same thread, or `None` (the thread is given back;
+    /// so it is while handlers that waited for their peer have taken the
+    /// share over its limit again).
+    pub fn finished(&mut self, threads: usize) -> Option<J> {
+        if self.running() <= Self::limit(threads) {
+            if let Some(next) = self.waiting.pop_front() {
+                return Some(next);
+            }
         }
-        next
+        self.held = self.held.saturating_sub(1);
+        self.refusing = false;
+        None
+    }
+
+    /// A handler holding one of this share's threads (in a pool of
+    /// `threads`) now waits for its own peer's answer: until
+    /// [`answered`](Self::answered), its thread does not count against the
+    /// share. Returns the waiting job that may start now, on a thread of
+    /// its own (which it holds), if one waits.
+    pub fn waits_on_peer(&mut self, threads: usize) -> Option<J> {
+        self.lent += 1;
+        if self.running() >= Self::limit(threads) {
+            return None;
+        }
+        let next = self.waiting.pop_front()?;
+        self.held += 1;
+        Some(next)
+    }
+
+    /// The handler that [`waits_on_peer`](Self::waits_on_peer) has its
+    /// answer (or gave up): its thread counts against the share again.
+    pub fn answered(&mut self) {
+        self.lent = self.lent.saturating_sub(1);
+    }
+
+    /// Threads of this share running handlers, not waiting for the peer.
+    fn running(&self) -> usize {
+        self.held.saturating_sub(self.lent)
     }
 
     /// Whether a new call should be answered `Busy` now instead of waiting
@@ -265,7 +335,7 @@ impl<J> PoolShare<J> {
     /// just now).
     pub fn stuck(&mut self, threads: usize, stuck: usize) -> Option<Stuck> {
         let limit = Self::limit(threads);
-        if self.held < limit || stuck < self.held {
+        if self.running() < limit || stuck < self.held {
             return None;
         }
         let threads = format!("every handler thread this connection may hold ({limit})");

@@ -32,7 +32,11 @@ pub struct Config {
     /// Reconnect after a lost connection (clients only; default off).
     pub reconnect: Option<Reconnect>,
     /// Threads for handlers that may block (default 16); one connection
-    /// holds at most half of them ([`PoolShare`](super::PoolShare)).
+    /// holds at most half of them ([`PoolShare`](super::PoolShare)). A
+    /// handler waiting for its own peer's answer (a call back to its
+    /// caller) does not count while it waits: calls back and forth as deep
+    /// as the two sides go never wait for a thread that only their answers
+    /// free (up to [`MAX_LENT_THREADS`](super::MAX_LENT_THREADS) more threads).
     pub handler_threads: usize,
     /// Connections a server serves at once; more are rejected with a reason (default 256).
     pub max_connections: usize,

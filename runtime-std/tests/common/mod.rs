@@ -43,6 +43,26 @@ impl Gate {
     }
 }
 
+/// Threads that wait for each other (a barrier that gives up): a handler
+/// held until a given number of them run at once.
+#[derive(Default)]
+pub struct Count(Mutex<usize>, Condvar);
+
+impl Count {
+    /// Counts this thread in, then waits until `n` have been (true) or
+    /// `limit` passes (false).
+    pub fn arrive_and_wait(&self, n: usize, limit: Duration) -> bool {
+        let mut arrived = self.0.lock().unwrap();
+        *arrived += 1;
+        self.1.notify_all();
+        let (arrived, _) = self
+            .1
+            .wait_timeout_while(arrived, limit, |a| *a < n)
+            .unwrap();
+        *arrived >= n
+    }
+}
+
 pub fn quick_keepalive() -> Option<Keepalive> {
     Some(Keepalive {
         interval: Duration::from_millis(100),
