@@ -868,6 +868,19 @@ def _awaited(fn: Callable[..., Any]) -> Callable[..., Any]:
     return _on_loop(fn, _shared_loop)
 
 
+def _lent(fn: Callable[..., Any], call: Callable[..., Any]) -> Callable[..., Any]:
+    """``call`` (``fn`` made plain by ``_awaited``) as a handler's thread runs
+    it, given the native caller first: an ``async def`` only waits there
+    for the loop, so its thread is lent meanwhile (``waiting_for``), as a
+    plain handler's is while it waits for its caller's answer; else calls
+    back and forth from many ``async def`` handlers at once held every
+    thread the connection may have, waiting for answers that needed one
+    more."""
+    if not _is_async(fn):
+        return lambda native, *args, **kwargs: call(*args, **kwargs)
+    return lambda native, *args, **kwargs: native.waiting_for(lambda: call(*args, **kwargs))
+
+
 # The server whose handler or hook runs here (its `_token`), on the handler's
 # thread and on the loop an `async def` one runs on (a task keeps the
 # context it was made in): its `shutdown` must not wait for that handler.
@@ -907,7 +920,7 @@ def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[st
     for the parameters ``caller`` and ``cancelled``."""
     signature = _inspect.signature(fn)
     extras = _extras(fn)
-    label, call = _label(fn, name), _awaited(fn)
+    label, call = _label(fn, name), _lent(fn, _awaited(fn))
 
     def run(data: Union[str, bytes], caller: Any, cancelled: Any) -> _Outcome:
         try:
@@ -930,7 +943,7 @@ def _handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable[[st
         if given:
             kwargs = {**kwargs, **given}
         try:
-            result = call(*args, **kwargs)
+            result = call(caller, *args, **kwargs)
             data = _as_bytes(result)
             if data is not None:
                 return (None, data, None)
@@ -956,11 +969,11 @@ def _raw_handler(fn: Callable[..., Any], name: Optional[str] = None) -> Callable
     call's cancellation in; ``(None, codec, bytes)`` or ``(kind, message,
     traceback)`` out."""
     extras = _extras(fn)
-    label, call = _label(fn, name), _awaited(fn)
+    label, call = _label(fn, name), _lent(fn, _awaited(fn))
 
     def run(codec: str, data: bytes, caller: Any, cancelled: Any) -> Tuple[Any, Any, Any]:
         try:
-            answer = call(codec, data, **extras(caller, cancelled))
+            answer = call(caller, codec, data, **extras(caller, cancelled))
             if isinstance(answer, tuple) and len(answer) == 2 and isinstance(answer[0], str):
                 out = _as_bytes(answer[1])
                 if out is not None:
@@ -1480,13 +1493,13 @@ def _hook(fn: Callable[..., Any]) -> Callable[[str, Any], _Outcome]:
     one value if the function takes one besides ``caller``, else nothing."""
     wants_caller = _takes_caller(fn)
     takes_value = any(p != "caller" for p in _parameters(fn))
-    call = _awaited(fn)
+    call = _lent(fn, _awaited(fn))
 
     def run(text: str, caller: Any) -> _Outcome:
         args = (_json.loads(text),) if takes_value else ()
         kwargs = {"caller": _caller(fn, caller)} if wants_caller else {}
         try:
-            made = call(*args, **kwargs)
+            made = call(caller, *args, **kwargs)
             if _inspect.isawaitable(made):
                 # A plain def that made a coroutine: nothing would run it, and
                 # the step would succeed with its work undone.

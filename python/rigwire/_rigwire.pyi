@@ -1,6 +1,6 @@
 """The native module under ``rigwire``; use the package's API instead."""
 
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 Outcome = Tuple[str, Optional[Union[str, bytes]], Optional[BaseException]]
 GoOn = Callable[[], bool]
@@ -25,6 +25,7 @@ class NativeClient:
     def notify(self, method: str, args: Data) -> None: ...
     def ping(self) -> float: ...
     def close(self) -> None: ...
+    def waiting_for(self, wait: Callable[[], Any]) -> Any: ...
 
 class NativeServer:
     @property

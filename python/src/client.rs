@@ -348,6 +348,17 @@ fn wait(
 
 #[pymethods]
 impl NativeClient {
+    /// Runs `wait` (an `async def` handler's wait for the event loop that
+    /// runs it) with the handler's thread lent while it waits, when this
+    /// is the caller of that handler ([`Peer::waiting_for`]); as it is
+    /// otherwise.
+    fn waiting_for(&self, py: Python<'_>, wait: Py<PyAny>) -> PyResult<Py<PyAny>> {
+        match &self.inner {
+            Endpoint::Caller(peer) => peer.waiting_for(|| wait.call0(py)),
+            _ => wait.call0(py),
+        }
+    }
+
     /// The URL this client dialed (for a caller, where its connection came from).
     #[getter]
     fn url(&self) -> String {

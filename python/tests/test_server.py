@@ -1,5 +1,6 @@
 """Serving from Python: Python and Rust clients call Python handlers."""
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -486,6 +487,44 @@ def test_calls_back_and_forth_from_many_threads_never_wait_for_a_thread_their_an
         def acquire(volume, caller):
             together.wait()
             return caller.call("progress", volume)
+
+        s.start()
+        script = rigwire.connect(
+            s.url,
+            timeout=20,
+            expose={"progress": lambda volume, caller: volume + caller.call("position")},
+        )
+        with script:
+            answers = [None] * 8
+            threads = [
+                threading.Thread(target=lambda i=i: answers.__setitem__(i, script.call("acquire", i)))
+                for i in range(8)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert answers == [i + 7 for i in range(8)]
+
+
+def test_async_def_handlers_calling_back_from_many_callers_at_once_never_wait_for_a_thread():
+    # As above, with the rig's handler an async def: its thread only waits
+    # for the loop that runs it, and held its place all the same.
+    arrived = []
+    with rigwire.Server("tcp://127.0.0.1:0") as s:
+
+        @s.expose
+        def position():
+            return 7
+
+        @s.expose
+        async def acquire(volume, caller):
+            # All on one loop: each waits there until the 8 have begun.
+            arrived.append(volume)
+            give_up = time.monotonic() + 10
+            while len(arrived) < 8 and time.monotonic() < give_up:
+                await asyncio.sleep(0.005)
+            return await caller.call("progress", volume)
 
         s.start()
         script = rigwire.connect(

@@ -24,7 +24,7 @@ thread_local! {
 
 /// A pooled handler waiting for its own peer: its thread counts against
 /// neither the connection's share nor the pool until this is dropped.
-pub(super) struct Lent<'a>(&'a Arc<Shared>);
+pub(crate) struct Lent<'a>(&'a Arc<Shared>);
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
@@ -45,7 +45,7 @@ impl Shared {
     /// starting a job of this connection that waited for it, if any.
     ///
     /// [`PoolShare::waits_on_peer`]: rigwire_core::link::PoolShare::waits_on_peer
-    pub(super) fn lend_thread(self: &Arc<Self>) -> Option<Lent<'_>> {
+    pub(crate) fn lend_thread(self: &Arc<Self>) -> Option<Lent<'_>> {
         let pool = self.pool.as_ref()?;
         let me = Arc::as_ptr(self) as usize;
         if SERVING.with(Cell::get) != (me, false) {

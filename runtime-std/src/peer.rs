@@ -183,6 +183,20 @@ impl Peer {
         self.shared
             .command(|link, now| link.close("closed by the application", now));
     }
+
+    /// Runs `wait`, which only waits for this peer on the handler's behalf
+    /// (the handler's work is done elsewhere, such as on an event loop that
+    /// awaits a call back to this peer), with the thread lent as a
+    /// handler's is while it waits for its peer's answer itself: it then
+    /// counts against neither its connection's share of the pool nor the
+    /// pool, so the calls made to answer it find a thread. On any thread
+    /// but one running a pooled handler of this peer's connection, it just
+    /// runs `wait`. Only for a blocking runtime: an async handler holds
+    /// no thread while it awaits.
+    pub fn waiting_for<T>(&self, wait: impl FnOnce() -> T) -> T {
+        let _lent = self.shared.lend_thread();
+        wait()
+    }
 }
 
 rigwire_twin::raw_pending_call!(

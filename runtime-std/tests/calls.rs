@@ -102,7 +102,10 @@ fn bounce(ctx: &rigwire_std::CallContext, n: u32) -> Result<u32, rigwire_std::Ha
 /// calls made to answer them needed a 9th, and every one of them waited
 /// for its deadline (for good, without one). Both ways: one chain 24 calls
 /// deep, 12 on each side; and 8 callers at once, each call held until all
-/// 8 hold a thread, then called back, whose callback calls the rig again.
+/// 8 hold a thread, then called back, whose callback calls the rig again;
+/// the same with the call back made on another thread, which the handler
+/// waits for in `Peer::waiting_for` (as a Python `async def` handler's
+/// thread waits for its event loop).
 #[test]
 fn calls_back_and_forth_never_wait_for_a_thread_that_only_their_answers_free() {
     let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", cfg("rig")).unwrap();
@@ -125,7 +128,28 @@ fn calls_back_and_forth_never_wait_for_a_thread_that_only_their_answers_free() {
     server
         .dispatch("acquire", rigwire_std::Dispatch::Pool)
         .unwrap();
-    server.expose("position", |(): ()| Ok(7u32)).unwrap();
+    let all_in = Arc::new(Count::default());
+    server
+        .expose_with(
+            "acquire_elsewhere",
+            move |ctx: &rigwire_std::CallContext, v: u32| {
+                all_in.arrive_and_wait(8, Duration::from_secs(10));
+                let peer = ctx.peer.clone();
+                let elsewhere = std::thread::spawn(move || peer.call::<_, u32>("progress", &v));
+                let progress = ctx.peer.waiting_for(|| elsewhere.join().unwrap());
+                progress.map_err(|e| rigwire_std::HandlerError::new(format!("progress: {e}")))
+            },
+        )
+        .unwrap()
+        .dispatch("acquire_elsewhere", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    // On the pool, as a Python handler always is: one proven quick would
+    // run where it was read, needing no thread.
+    server
+        .expose("position", |(): ()| Ok(7u32))
+        .unwrap()
+        .dispatch("position", rigwire_std::Dispatch::Pool)
+        .unwrap();
     let running = server.start().unwrap();
     let mut handlers = Handlers::new();
     handlers.expose_with("bounce", bounce).unwrap();
@@ -152,17 +176,19 @@ fn calls_back_and_forth_never_wait_for_a_thread_that_only_their_answers_free() {
             .unwrap(),
         24
     );
-    std::thread::scope(|s| {
-        let calls: Vec<_> = (0..8u32)
-            .map(|v| {
-                let client = &client;
-                s.spawn(move || client.call_timeout::<_, u32>("acquire", &v, limit))
-            })
-            .collect();
-        for (v, call) in calls.into_iter().enumerate() {
-            assert_eq!(call.join().unwrap().unwrap(), v as u32 + 7);
-        }
-    });
+    for method in ["acquire", "acquire_elsewhere"] {
+        std::thread::scope(|s| {
+            let calls: Vec<_> = (0..8u32)
+                .map(|v| {
+                    let client = &client;
+                    s.spawn(move || client.call_timeout::<_, u32>(method, &v, limit))
+                })
+                .collect();
+            for (v, call) in calls.into_iter().enumerate() {
+                assert_eq!(call.join().unwrap().unwrap(), v as u32 + 7, "{method}");
+            }
+        });
+    }
     running.shutdown(Duration::from_secs(1));
 }
 
