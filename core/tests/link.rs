@@ -267,52 +267,38 @@ proptest! {
     }
 }
 
+/// Also with a grace too long to add to the clock (a user's "as long as it
+/// takes", `Duration::MAX` or a huge number of seconds): no limit, not
+/// none (it once ended the grace at once, cutting the running call).
 #[test]
 fn a_drain_lets_running_calls_finish_and_refuses_new_ones() {
-    let mut pair = connected(config("script"), config("rig"));
-    let running = pair.call(Side::Client, "slow", 10, None);
-    pair.advance(Duration::from_millis(5));
-    let now = pair.now;
-    pair.link(Side::Server)
-        .drain(Duration::from_secs(10), "the rig is shutting down", now);
-    pair.settle();
-    let late = pair.call(Side::Client, "echo", 10, None);
-    pair.advance(Duration::from_millis(20));
-    match &pair.calls[late].ended {
-        Some((_, Err(CallError::Remote(e)))) => {
-            assert_eq!(e.kind, rigwire_core::ErrorKind::Shutdown);
-            assert_eq!(e.message, "the rig is shutting down");
+    for grace in [Duration::from_secs(10), Duration::MAX] {
+        let mut pair = connected(config("script"), config("rig"));
+        let running = pair.call(Side::Client, "slow", 10, None);
+        pair.advance(Duration::from_millis(5));
+        let now = pair.now;
+        pair.link(Side::Server)
+            .drain(grace, "the rig is shutting down", now);
+        pair.settle();
+        let late = pair.call(Side::Client, "echo", 10, None);
+        pair.advance(Duration::from_millis(20));
+        match &pair.calls[late].ended {
+            Some((_, Err(CallError::Remote(e)))) => {
+                assert_eq!(e.kind, rigwire_core::ErrorKind::Shutdown);
+                assert_eq!(e.message, "the rig is shutting down");
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
+        assert!(
+            !pair.link(Side::Server).is_closed(),
+            "a call is still running ({grace:?})"
+        );
+        // The slow handler (50 ms) finishes; then the connection closes.
+        pair.advance(Duration::from_millis(100));
+        assert!(matches!(pair.calls[running].ended, Some((_, Ok(_)))));
+        assert!(pair.link(Side::Server).is_closed());
+        assert!(pair.link(Side::Client).is_closed());
     }
-    assert!(
-        !pair.link(Side::Server).is_closed(),
-        "a call is still running"
-    );
-    // The slow handler (50 ms) finishes; then the connection closes.
-    pair.advance(Duration::from_millis(100));
-    assert!(matches!(pair.calls[running].ended, Some((_, Ok(_)))));
-    assert!(pair.link(Side::Server).is_closed());
-    assert!(pair.link(Side::Client).is_closed());
-}
-
-/// A grace too long to add to the clock (a user's "as long as it takes",
-/// `Duration::MAX` or a huge number of seconds) is no limit, not none.
-#[test]
-fn a_drain_whose_grace_is_too_long_to_add_waits_for_running_calls() {
-    let mut pair = connected(config("script"), config("rig"));
-    let running = pair.call(Side::Client, "slow", 10, None);
-    pair.advance(Duration::from_millis(5));
-    let now = pair.now;
-    pair.link(Side::Server).drain(Duration::MAX, "bye", now);
-    pair.advance(Duration::from_millis(20));
-    assert!(
-        !pair.link(Side::Server).is_closed(),
-        "a call is still running"
-    );
-    pair.advance(Duration::from_millis(100));
-    assert!(matches!(pair.calls[running].ended, Some((_, Ok(_)))));
-    assert!(pair.link(Side::Server).is_closed());
 }
 
 #[test]

@@ -472,22 +472,13 @@ def test_a_handler_calls_back_the_peer_that_called_it():
             assert logged == ["acquired"]
 
 
-def test_calls_back_and_forth_from_many_threads_never_wait_for_a_thread_their_answers_free():
-    # A rig's handler calls the script back, whose callback asks the rig
-    # again: with 8 such calls at once, the rig's 8 threads for one
-    # connection all waited for answers that needed a 9th, for good.
-    together = threading.Barrier(8, timeout=10)
+def _eight_callers_called_back(acquire):
+    """Serves ``acquire`` (which calls its caller's ``progress`` back once
+    8 of it run at once) and ``position`` to 8 script threads calling
+    ``acquire`` at once, whose ``progress`` asks the rig's ``position``."""
     with rigwire.Server("tcp://127.0.0.1:0") as s:
-
-        @s.expose
-        def position():
-            return 7
-
-        @s.expose
-        def acquire(volume, caller):
-            together.wait()
-            return caller.call("progress", volume)
-
+        s.expose(acquire)
+        s.expose(lambda: 7, name="position")
         s.start()
         script = rigwire.connect(
             s.url,
@@ -505,44 +496,35 @@ def test_calls_back_and_forth_from_many_threads_never_wait_for_a_thread_their_an
             for t in threads:
                 t.join(30)
             assert answers == [i + 7 for i in range(8)]
+
+
+def test_calls_back_and_forth_from_many_threads_never_wait_for_a_thread_their_answers_free():
+    # A rig's handler calls the script back, whose callback asks the rig
+    # again: with 8 such calls at once, the rig's 8 threads for one
+    # connection all waited for answers that needed a 9th, for good.
+    together = threading.Barrier(8, timeout=10)
+
+    def acquire(volume, caller):
+        together.wait()
+        return caller.call("progress", volume)
+
+    _eight_callers_called_back(acquire)
 
 
 def test_async_def_handlers_calling_back_from_many_callers_at_once_never_wait_for_a_thread():
     # As above, with the rig's handler an async def: its thread only waits
     # for the loop that runs it, and held its place all the same.
     arrived = []
-    with rigwire.Server("tcp://127.0.0.1:0") as s:
 
-        @s.expose
-        def position():
-            return 7
+    async def acquire(volume, caller):
+        # All on one loop: each waits there until the 8 have begun.
+        arrived.append(volume)
+        give_up = time.monotonic() + 10
+        while len(arrived) < 8 and time.monotonic() < give_up:
+            await asyncio.sleep(0.005)
+        return await caller.call("progress", volume)
 
-        @s.expose
-        async def acquire(volume, caller):
-            # All on one loop: each waits there until the 8 have begun.
-            arrived.append(volume)
-            give_up = time.monotonic() + 10
-            while len(arrived) < 8 and time.monotonic() < give_up:
-                await asyncio.sleep(0.005)
-            return await caller.call("progress", volume)
-
-        s.start()
-        script = rigwire.connect(
-            s.url,
-            timeout=20,
-            expose={"progress": lambda volume, caller: volume + caller.call("position")},
-        )
-        with script:
-            answers = [None] * 8
-            threads = [
-                threading.Thread(target=lambda i=i: answers.__setitem__(i, script.call("acquire", i)))
-                for i in range(8)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-            assert answers == [i + 7 for i in range(8)]
+    _eight_callers_called_back(acquire)
 
 
 def test_a_lifecycle_hook_may_call_back_the_script():
