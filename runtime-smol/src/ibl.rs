@@ -79,7 +79,8 @@ async fn address_of(url: &str) -> Result<(bool, SocketAddr), Error> {
         reason: format!("looking up {with_port}: {why}"),
     };
     // On smol's thread for blocking work: a slow resolver holds no task.
-    let addr = smol::net::resolve(with_port.as_str())
+    let lookup = with_port.clone();
+    let addr = smol::unblock(move || rigwire_twin::system_lookup(&lookup))
         .await
         .map_err(|e| unknown(e.to_string()))?
         .into_iter()

@@ -146,9 +146,9 @@ pub(crate) async fn connect(
                 Err(e) => Err(io::Error::other(rigwire_twin::why_not_connected(&e, true))),
             },
             _ => {
-                let addr = endpoint.addr().unwrap_or_default();
+                let addr = endpoint.addr().unwrap_or_default().to_owned();
                 let mut last = format!("{addr} resolved to no address");
-                for sa in smol::net::resolve(addr).await? {
+                for sa in smol::unblock(move || rigwire_twin::system_lookup(&addr)).await? {
                     match Async::<TcpStream>::connect(sa).await {
                         Ok(s) => {
                             s.get_ref().set_nodelay(true)?;

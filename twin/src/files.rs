@@ -69,10 +69,20 @@ pub fn accepted(
 #[doc(hidden)]
 pub type Lookup = fn(&str) -> io::Result<Vec<std::net::SocketAddr>>;
 
-/// The system's resolver (`getaddrinfo`), which blocks.
+/// The system's resolver (`getaddrinfo`), which blocks. An IPv6 host in
+/// brackets is looked up without them, so that the system reads a link-local
+/// address's scope by its interface's name (`[fe80::1%eth0]:7400`), as it
+/// does by its number; within brackets it took the whole for a name.
 #[doc(hidden)]
 pub fn system_lookup(addr: &str) -> io::Result<Vec<std::net::SocketAddr>> {
-    std::net::ToSocketAddrs::to_socket_addrs(addr).map(Iterator::collect)
+    use std::net::ToSocketAddrs;
+    let bracketed = addr
+        .strip_prefix('[')
+        .and_then(|rest| rest.rsplit_once("]:"));
+    match bracketed.and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?))) {
+        Some(host_port) => host_port.to_socket_addrs().map(Iterator::collect),
+        None => addr.to_socket_addrs().map(Iterator::collect),
+    }
 }
 
 /// The addresses `addr` (`host:port`) names, within `left`. An address is
@@ -136,7 +146,8 @@ pub fn bind(endpoint: &Url) -> Result<Bound, Error> {
             }
             UnixListener::bind(path).map(Bound::Unix)
         }
-        _ => TcpListener::bind(endpoint.addr().unwrap_or_default()).and_then(|socket| {
+        _ => system_lookup(endpoint.addr().unwrap_or_default()).and_then(|addrs| {
+            let socket = TcpListener::bind(&addrs[..])?;
             let addr = socket.local_addr()?.to_string();
             Ok(Bound::Tcp(socket, addr))
         }),

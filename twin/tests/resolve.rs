@@ -55,3 +55,29 @@ fn addresses_need_no_lookup_and_a_failed_one_says_why() {
     );
     assert!(found.is_ok_and(|addrs| addrs.iter().all(|a| a.port() == 7400)));
 }
+
+/// A link-local IPv6 address names its interface by name, as `ip addr`
+/// shows it (`fe80::1%eth0`), or by number: both are read. Within the
+/// URL's brackets the system took the whole for a host name ("Name or
+/// service not known"). Nothing is dialed: the loopback interface is
+/// `lo`, number 1, on Linux.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_link_local_address_takes_its_interface_by_name_or_number() {
+    for addr in ["[fe80::1%lo]:7400", "[fe80::1%1]:7400"] {
+        let found = rigwire_twin::system_lookup(addr).unwrap();
+        let Some(SocketAddr::V6(at)) = found.first() else {
+            panic!("{addr}: {found:?}")
+        };
+        assert_eq!(
+            (at.ip().segments()[0], at.port(), at.scope_id()),
+            (0xfe80, 7400, 1)
+        );
+    }
+    for addr in ["[::1]:7400", "127.0.0.1:7400"] {
+        assert_eq!(
+            rigwire_twin::system_lookup(addr).unwrap(),
+            vec![addr.parse().unwrap()]
+        );
+    }
+}
