@@ -1037,6 +1037,8 @@ class Server:
         # server itself, which they would then keep alive.
         self._token = object()
         self._stopped = _threading.Event()
+        # Set as a shutdown begins, before the server stops serving.
+        self._stopping = False
         _held(self)
         for warning in self._native.listening_warnings:
             _warnings.warn(warning, RuntimeWarning, stacklevel=2)
@@ -1153,9 +1155,11 @@ class Server:
         ``KeyboardInterrupt`` is raised again; after ``SIGTERM`` it returns,
         so that the script's own cleanup runs. (``SIGTERM`` is caught only
         when called from the main thread, as Python's signals are.)"""
-        if not self._native.serving():
+        if not self._native.serving() and not self._stopping:
             # Raises saying why when there is nothing to serve on (a server
             # made with no URL and no relay once waited here for ever).
+            # One shut down already (by a handler that ran before this was
+            # called) is not started again: this returns once it has stopped.
             self._native.start()
         try:
             # A second SIGTERM, during the shutdown, ends the process at once.
@@ -1197,6 +1201,7 @@ class Server:
         method), it returns at once, and the shutdown goes on on a thread of
         its own: the handler's answer is sent first (it is a call in
         progress), and ``serve_forever`` then returns."""
+        self._stopping = True
         if _serving_for.get() is self._token:
             # Waiting here would wait for this very handler, its whole grace.
             _threading.Thread(target=self._shut_down, args=(grace,), name="rigwire-shutdown").start()

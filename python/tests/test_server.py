@@ -1002,6 +1002,19 @@ print("serve_forever returned", flush=True)
 """
 
 
+def test_serve_forever_after_a_shutdown_returns_at_once():
+    # A rig's `quit` handler may run before its script reaches
+    # serve_forever: that then raised "the server has shut down" (or,
+    # serving through a relay, "nothing to serve on"), failing the rig's
+    # process, one run in CI's.
+    s = rigwire.Server("tcp://127.0.0.1:0").start()
+    s.shutdown()
+    s.serve_forever()
+    relayed = rigwire.Server(None)
+    relayed.shutdown()
+    relayed.serve_forever()
+
+
 @pytest.mark.parametrize("kind", ["plain", "async", "hook", "relay"])
 def test_a_rig_shut_down_by_its_own_handler_answers_and_its_process_ends(kind):
     # Through a relay too: its shutdown closed the relay's connection at
