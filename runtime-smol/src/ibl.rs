@@ -78,9 +78,7 @@ async fn address_of(url: &str) -> Result<(bool, SocketAddr), Error> {
         url: url.to_owned(),
         reason: format!("looking up {with_port}: {why}"),
     };
-    // On smol's thread for blocking work: a slow resolver holds no task.
-    let lookup = with_port.clone();
-    let addr = smol::unblock(move || rigwire_twin::system_lookup(&lookup))
+    let addr = crate::transport::lookup(&with_port)
         .await
         .map_err(|e| unknown(e.to_string()))?
         .into_iter()

@@ -128,6 +128,14 @@ async fn open(
     .await
 }
 
+/// The addresses `addr` (`host:port`) names, by the system's resolver
+/// ([`rigwire_twin::system_lookup`]) on smol's thread for blocking work: a
+/// slow resolver holds no task.
+pub(crate) async fn lookup(addr: &str) -> io::Result<Vec<std::net::SocketAddr>> {
+    let addr = addr.to_owned();
+    smol::unblock(move || rigwire_twin::system_lookup(&addr)).await
+}
+
 /// Dials `endpoint` and opens its layers (TLS as `config` says,
 /// websocket), by the attempt's deadline.
 pub(crate) async fn connect(
@@ -146,9 +154,9 @@ pub(crate) async fn connect(
                 Err(e) => Err(io::Error::other(rigwire_twin::why_not_connected(&e, true))),
             },
             _ => {
-                let addr = endpoint.addr().unwrap_or_default().to_owned();
+                let addr = endpoint.addr().unwrap_or_default();
                 let mut last = format!("{addr} resolved to no address");
-                for sa in smol::unblock(move || rigwire_twin::system_lookup(&addr)).await? {
+                for sa in lookup(addr).await? {
                     match Async::<TcpStream>::connect(sa).await {
                         Ok(s) => {
                             s.get_ref().set_nodelay(true)?;
