@@ -2,8 +2,12 @@
 
 It runs under ``asyncio.run`` and inside an event loop that is already
 running (Jupyter's), needs no other event loop or runtime, and never blocks
-the loop: each wait runs on a thread of a pool of its own, with the GIL
-released; so does starting a call, which waits while the peer does not read.
+the loop. An awaited call holds no thread while it waits: the connection
+tells the loop when its answer (or its deadline, or a lost connection)
+comes, so a thousand slow calls in flight cost no threads, and a quick call
+beside them keeps its deadline. Starting a call, which waits while the peer
+does not read, and the other waits (a group's steps, a ping, connecting)
+run on a thread of a pool of the module's own, with the GIL released.
 Cancelling the task that awaits a call cancels the call on the wire.
 
     import rigwire.aio
@@ -27,8 +31,9 @@ __all__ = ["connect", "Client", "Group"]
 
 T = TypeVar("T")
 
-# Waits block a thread each (the GIL released); more threads than the default
-# executor's few, so that many calls can be awaited at once.
+# What blocks (the GIL released): starting calls, a group's steps, pings,
+# connecting. More threads than the default executor's few, so that many of
+# those can be awaited at once; a call's wait for its answer needs none.
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="rigwire-aio")
 
 
@@ -52,6 +57,32 @@ async def _start_off_loop(start: Callable[[], T], cancel: Callable[[T], None]) -
 
         started.add_done_callback(cancel_when_started)
         raise
+
+
+async def _answer(call: "_rigwire.Call") -> Any:
+    """The answer of a call in flight, awaited with no thread waiting for it:
+    the connection's reader wakes the loop once it is in. Cancelling the
+    awaiting task cancels the call on the wire."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    def settle() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    def wake() -> None:  # on the thread that took the answer in
+        try:
+            loop.call_soon_threadsafe(settle)
+        except RuntimeError:
+            pass  # the loop has closed: nobody awaits the answer any more
+
+    call._native.on_ready(wake)
+    try:
+        await ready
+    except asyncio.CancelledError:
+        call.cancel()
+        raise
+    return call.result(0)
 
 
 async def _cancellable(wait: Callable[[], T]) -> T:
@@ -153,11 +184,7 @@ class Client:
         Cancelling the awaiting task cancels the call on the wire."""
         start = lambda: self._client.start(method, *args, timeout=timeout, **kwargs)  # noqa: E731
         call = await _start_off_loop(start, _rigwire.Call.cancel)
-        try:
-            return await _off_loop(call.result)
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
+        return await _answer(call)
 
     async def map(
         self, method: str, items: Iterable[Any], *, window: int = 64, timeout: Optional[float] = None
@@ -178,11 +205,7 @@ class Client:
                 call = calls.next()
                 if call is None:
                     return
-                try:
-                    yield await _off_loop(call.result)
-                except asyncio.CancelledError:
-                    call.cancel()
-                    raise
+                yield await _answer(call)
         finally:
             calls.cancel()
 

@@ -578,6 +578,39 @@ impl NativeCall {
         }
     }
 
+    /// Calls `wake()` once the result (or its failure) is there, from the
+    /// thread that took it in (at once, here, if the call has ended): for
+    /// an event loop that awaits calls with no thread waiting for each.
+    /// `wake` must hand the news on and return (`loop.call_soon_threadsafe`);
+    /// what it raises is unraisable. A call cancelled first, or one a
+    /// thread waits for in `result` meanwhile, never calls it.
+    fn on_ready(&self, py: Python<'_>, wake: Py<PyAny>) {
+        // Out of the state while it is watched: `wake` may run at once on
+        // this thread, and must find the state's lock free.
+        let pending = {
+            let mut state = self.state();
+            match std::mem::replace(&mut *state, CallState::Waiting) {
+                CallState::Pending(pending) => pending,
+                CallState::Waiting => return,
+                ended => {
+                    *state = ended;
+                    drop(state);
+                    return call_wake(py, &wake);
+                }
+            }
+        };
+        pending.on_ready(move || {
+            crate::exit::attach(|py| call_wake(py, &wake));
+        });
+        let mut state = self.state();
+        // A cancel asked meanwhile found it "waited for": it is done here.
+        *state = match self.cancel.load(Ordering::SeqCst) {
+            true => CallState::Cancelled, // `pending` dropped: cancelled on the wire
+            false => CallState::Pending(pending),
+        };
+        self.settled.notify_all();
+    }
+
     /// Whether the result (or its failure) is there; never blocks.
     fn done(&self) -> bool {
         match &*self.state() {
@@ -609,4 +642,12 @@ impl NativeCall {
 /// What `result(timeout)` raises when the wait ends first.
 fn still_in_flight() -> PyErr {
     PyTimeoutError::new_err("no result yet; the call is still in flight")
+}
+
+/// Runs an `on_ready` callback, reporting what it raises as unraisable
+/// (nobody waits on the thread that runs it).
+fn call_wake(py: Python<'_>, wake: &Py<PyAny>) {
+    if let Err(e) = wake.call0(py) {
+        e.write_unraisable(py, None);
+    }
 }

@@ -117,6 +117,45 @@ def test_a_rig_that_stops_reading_does_not_block_the_loop():
         healthy.stop()
 
 
+def test_calls_awaited_hold_no_thread_so_a_quick_call_beside_many_slow_ones_keeps_its_deadline():
+    # More calls in flight than the module's pool has threads (256): each
+    # awaited call held one of them until its answer, so a quick call to
+    # another rig waited for a thread, past its deadline, until slow
+    # answers came.
+    import threading
+
+    release = threading.Event()
+    slow = rigwire.Server("tcp://127.0.0.1:0", name="slow")
+    slow.expose(lambda: release.wait(60), name="hold")
+    slow.start()
+    quick = rigwire.Server("tcp://127.0.0.1:0", name="quick")
+    quick.expose(lambda x: x, name="echo")
+    quick.start()
+    try:
+
+        async def main():
+            # Two connections: a peer takes at most 256 calls in progress.
+            holders = [await rigwire.aio.connect(slow.url) for _ in range(2)]
+            fast = await rigwire.aio.connect(quick.url)
+            held = [asyncio.ensure_future(c.call("hold", timeout=60)) for c in holders for _ in range(150)]
+            await asyncio.sleep(0.5)  # every call started and waiting
+            assert await asyncio.wait_for(fast.call("echo", 7, timeout=5), 20) == 7
+            assert not any(h.done() for h in held), "the slow calls ended first"
+            # Their deadlines are kept with no thread waiting for them either.
+            with pytest.raises(rigwire.DeadlineExceeded):
+                await asyncio.wait_for(holders[0].call("hold", timeout=0.3), 20)
+            release.set()
+            assert await asyncio.wait_for(asyncio.gather(*held), 60) == [True] * 300
+            for c in holders + [fast]:
+                await c.close()
+
+        asyncio.run(main())
+    finally:
+        release.set()
+        slow.shutdown(1)
+        quick.shutdown(1)
+
+
 def test_a_group_is_awaited_and_cancelling_the_task_cancels_every_rigs_call():
     a, b = Rig("std", log=True), Rig("smol")
     try:

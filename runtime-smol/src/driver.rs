@@ -176,6 +176,11 @@ impl Shared {
         self.command_then(true, f)
     }
 
+    /// Gives up on call `id` ([`Link::cancel`]).
+    pub(crate) fn cancel_call(self: &Arc<Self>, id: u64) {
+        self.command(|link, _| link.cancel(id));
+    }
+
     /// As [`command`](Self::command); `write` false leaves what it queued
     /// to the next write (see [`write_soon`](Self::write_soon)).
     fn command_then<T>(

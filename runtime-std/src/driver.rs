@@ -33,6 +33,7 @@
 //!
 //! [`LocalClient`]: crate::LocalClient
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::Shutdown;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
@@ -68,7 +69,8 @@ pub(crate) struct State {
     /// The kernel took nothing last time: someone waits for it to be writable.
     write_blocked: bool,
     writer_started: bool,
-    writer_sleeping: bool,
+    /// Whether the writer thread sleeps, and until when (`None`: until woken).
+    writer_sleeping: Option<Option<Instant>>,
     /// A waiting caller waits for the socket to take more itself (with its
     /// reply's read): the writer thread stands by meanwhile.
     fg_writing: bool,
@@ -86,6 +88,28 @@ pub(crate) struct State {
     park: Option<(u64, Parker)>,
     /// In the parker's hands: no thread of its own.
     parked: bool,
+    /// Who to tell when a call's answer is in, by call id
+    /// ([`RawPendingCall::on_ready`](crate::RawPendingCall::on_ready)).
+    watches: BTreeMap<u64, Wake>,
+    /// A call has been watched: the link's record of arrived answers is
+    /// kept, so it is emptied with every pump from then on.
+    watching: bool,
+}
+
+/// Tells a caller that no thread waits for that its call's answer is in.
+pub(crate) type Wake = Box<dyn FnOnce() + Send>;
+
+/// What a pump found for the application, to do with the state released.
+struct Work {
+    jobs: Vec<Job>,
+    /// Watched calls whose answers are in.
+    wakes: Vec<Wake>,
+}
+
+impl Work {
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.wakes.is_empty()
+    }
 }
 
 /// How [`Shared::drive`] ended.
@@ -148,7 +172,7 @@ impl Shared {
                 reader: Some(reader),
                 write_blocked: false,
                 writer_started: false,
-                writer_sleeping: false,
+                writer_sleeping: None,
                 fg_writing: false,
                 fg_sleepers: 0,
                 bg_sleeping: false,
@@ -156,6 +180,8 @@ impl Shared {
                 pool_share: PoolShare::default(),
                 park: None,
                 parked: false,
+                watches: BTreeMap::new(),
+                watching: false,
             }),
             cond: Condvar::new(),
             room: Condvar::new(),
@@ -253,15 +279,15 @@ impl Shared {
 
     /// Pumps ([`pump`](Self::pump)), then does the jobs with the state released.
     fn settle(self: &Arc<Self>, mut g: MutexGuard<'_, State>) {
-        let jobs = self.pump(&mut g);
+        let work = self.pump(&mut g);
         drop(g);
-        self.run_jobs(jobs, false);
+        self.run_work(work, false);
     }
 
     /// Writes the link's output until the socket blocks, takes the link's
-    /// jobs, wakes whoever may proceed; returns the jobs to do with the
-    /// state released.
-    fn pump(&self, g: &mut State) -> Vec<Job> {
+    /// jobs and the watches of calls answered, wakes whoever may proceed;
+    /// returns that work, to do with the state released.
+    fn pump(&self, g: &mut State) -> Work {
         self.flush(g);
         let mut jobs = Vec::new();
         while let Some(job) = g.link.poll_job() {
@@ -278,8 +304,54 @@ impl Shared {
         if g.link.take_room_freed() {
             self.room.notify_all();
         }
+        let mut wakes = Vec::new();
+        if g.watching {
+            let State { link, watches, .. } = g;
+            let arrived = link.waiters().drain_arrived();
+            wakes.extend(arrived.filter_map(|id| watches.remove(&id)));
+        }
         self.wake(g, false);
-        jobs
+        Work { jobs, wakes }
+    }
+
+    /// Does what a pump found: tells the watchers of answered calls, then
+    /// runs the jobs ([`run_jobs`](Self::run_jobs)).
+    fn run_work(self: &Arc<Self>, work: Work, on_reading_thread: bool) {
+        for wake in work.wakes {
+            wake();
+        }
+        self.run_jobs(work.jobs, on_reading_thread);
+    }
+
+    /// Calls `wake` once the answer to call `id` is in: at once (here, with
+    /// the state released) if it is, else on the thread that routes it.
+    pub(crate) fn watch(&self, id: u64, wake: Wake) {
+        let mut g = self.lock();
+        if g.link.waiters().call_ready(id) {
+            drop(g);
+            return wake();
+        }
+        if !std::mem::replace(&mut g.watching, true) {
+            // The record starts with this look; what it held is unwatched.
+            g.link.waiters().drain_arrived();
+        }
+        g.watches.insert(id, wake);
+        // Its deadline is kept by the writer thread, woken if it sleeps
+        // past it (a read in progress may end later).
+        let due = g.link.poll_interest().wake_at;
+        match g.writer_sleeping {
+            _ if !g.writer_started => self.start_writer(&mut g),
+            Some(until) if due.is_some_and(|d| until.is_none_or(|u| d < u)) => {
+                self.writer_cond.notify_one();
+            }
+            _ => {}
+        }
+    }
+
+    /// Gives up on call `id` ([`Link::cancel`]); whoever watched it is not told.
+    pub(crate) fn cancel_call(self: &Arc<Self>, id: u64) {
+        self.command(|link, _| link.cancel(id));
+        self.lock().watches.remove(&id);
     }
 
     /// Non-blocking writes of the link's output; when the socket is full,
@@ -305,9 +377,9 @@ impl Shared {
         }
     }
 
-    /// Makes sure someone waits for the socket to become writable: the
-    /// writer thread (started on first need), or — with no threads of our
-    /// own — the caller's own wait.
+    /// Makes sure someone waits for the socket to become writable (or
+    /// keeps the deadlines of watched calls): the writer thread (started on
+    /// first need), or — with no threads of our own — the caller's own wait.
     fn start_writer(&self, g: &mut State) {
         if self.pool.is_none() || g.writer_started {
             return; // woken by `wake`
@@ -328,7 +400,10 @@ impl Shared {
 
     /// The writer thread: while the socket is full, waits for it to be
     /// writable (bounded by the link's next instant, whose timers it runs),
-    /// then writes; sleeps while nothing is blocked; ends with the link.
+    /// then writes; ends with the link. While the socket takes what comes,
+    /// it sleeps; by the link's next instant while calls are watched
+    /// ([`watch`](Self::watch)), whose deadlines nobody waiting for them
+    /// keeps: a read in progress wakes by the instant it began with.
     fn write_loop(self: Arc<Self>) {
         let mut g = self.lock();
         loop {
@@ -338,9 +413,18 @@ impl Shared {
                 break;
             }
             if !g.write_blocked || g.fg_writing {
-                g.writer_sleeping = true;
-                g = sleep(&self.writer_cond, g, None);
-                g.writer_sleeping = false;
+                let until = match g.watches.is_empty() {
+                    true => None,
+                    false => g.link.poll_interest().wake_at,
+                };
+                g.writer_sleeping = Some(until);
+                g = sleep(&self.writer_cond, g, until);
+                g.writer_sleeping = None;
+                if until.is_some() {
+                    g.link.handle_timeout(Instant::now());
+                    self.settle(g);
+                    g = self.lock();
+                }
                 continue;
             }
             let wake_at = g.link.poll_interest().socket_wait_until(Instant::now());
@@ -417,7 +501,7 @@ impl Shared {
                 self.bg_cond.notify_one();
             }
         }
-        if g.writer_sleeping && ((g.write_blocked && !g.fg_writing) || closed) {
+        if g.writer_sleeping.is_some() && ((g.write_blocked && !g.fg_writing) || closed) {
             self.writer_cond.notify_one();
         }
         if let (true, Some((id, parker))) = (g.parked, &g.park) {
@@ -473,10 +557,12 @@ impl Shared {
     }
 
     /// Whether this server connection could be parked as far as our own
-    /// threads go (none busy with it); the link says whether it is idle.
+    /// threads go (none busy with it, no call of ours watched: the parker
+    /// tells nobody of an answer); the link says whether it is idle.
     fn parkable(&self, g: &State) -> bool {
         g.park.is_some()
             && g.link.callers().waiting() == 0
+            && g.watches.is_empty()
             && !g.write_blocked
             && g.pool_share.is_idle()
             && g.reader.is_some()
@@ -571,10 +657,10 @@ impl Shared {
         self.feed(&mut g, &received, &reader, room);
         g.reader = Some(reader);
         self.wake(&mut g, true);
-        let jobs = self.pump(&mut g);
+        let work = self.pump(&mut g);
         drop(g);
-        let calls = jobs.iter().any(|j| matches!(j, Job::Call(_)));
-        self.run_jobs(jobs, true);
+        let calls = work.jobs.iter().any(|j| matches!(j, Job::Call(_)));
+        self.run_work(work, true);
         let mut g = self.lock();
         if calls {
             // The replies of handlers that ran inline, in one write.
@@ -658,12 +744,12 @@ impl Shared {
             g.fg_sleepers -= 1;
         }
         g.link.handle_timeout(Instant::now());
-        let jobs = self.pump(&mut g);
-        if jobs.is_empty() {
+        let work = self.pump(&mut g);
+        if work.is_empty() {
             return g;
         }
         drop(g);
-        self.run_jobs(jobs, false);
+        self.run_work(work, false);
         self.lock()
     }
 

@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rigwire_core::link::Job;
+use rigwire_core::link::{Job, Lend};
 use rigwire_core::{IncomingCall, Payload, RemoteError};
 
 use super::{PoolJob, Shared};
@@ -51,13 +51,17 @@ impl Shared {
         if SERVING.with(Cell::get) != (me, false) {
             return None;
         }
-        if !pool.lend() {
-            tracing::warn!(
-                peer = %self.label,
-                "a handler waits for its peer with every thread the pool lends taken \
-                 ({}): calls back that need a thread wait for one",
-                rigwire_core::link::MAX_LENT_THREADS
-            );
+        if let Lend::Full { first } = pool.lend() {
+            let limit = rigwire_core::link::MAX_LENT_THREADS;
+            let why = "calls back that need a thread wait for one";
+            match first {
+                true => tracing::warn!(
+                    peer = %self.label,
+                    "a handler waits for its peer with every thread the pool lends taken \
+                     ({limit}): {why} (said once, until every lent thread is back)"
+                ),
+                false => tracing::debug!(peer = %self.label, "every lent thread taken: {why}"),
+            }
             return None;
         }
         SERVING.with(|s| s.set((me, true)));

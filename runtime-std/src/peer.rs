@@ -210,6 +210,23 @@ impl RawPendingCall {
         self.shared.lock().link.waiters().call_ready(self.id)
     }
 
+    /// Calls `wake` once the result (or its failure: the deadline, a lost
+    /// connection) is in, so that an event loop can await many calls with
+    /// no thread waiting for each; [`wait_timeout`](Self::wait_timeout)
+    /// then takes it without waiting. `wake` runs once, on the thread that
+    /// took the answer in (a connection's reader), or here at once if the
+    /// result is in already; it must hand the news on and return, for that
+    /// thread holds up the connection's reading meanwhile. A call cancelled
+    /// (or dropped) first never calls it; a second `on_ready` replaces the
+    /// first. A server's connection with a watched call keeps its thread
+    /// (it is not parked).
+    pub fn on_ready(&self, wake: impl FnOnce() + Send + 'static) {
+        if self.done {
+            return wake();
+        }
+        self.shared.watch(self.id, Box::new(wake));
+    }
+
     /// Waits for the result, however long the call's deadline allows.
     ///
     /// # Errors

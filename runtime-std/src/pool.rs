@@ -106,7 +106,7 @@ impl Pool {
 
     /// The handler on this thread waits for its own peer: whether the pool
     /// lends its thread meanwhile ([`PoolHolders::lend`]).
-    pub(crate) fn lend(&self) -> bool {
+    pub(crate) fn lend(&self) -> rigwire_core::link::Lend {
         lock(&self.queue).holding.lend()
     }
 

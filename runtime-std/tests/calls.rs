@@ -436,3 +436,120 @@ fn a_burst_of_blocking_handlers_runs_in_parallel() {
     assert_eq!(met_all, vec![true; N], "the burst did not run in parallel");
     server.shutdown(Duration::from_secs(1));
 }
+
+/// `on_ready` tells of each answer with no thread waiting for it: the
+/// answers, a deadline that passed, a lost connection; a call cancelled
+/// first tells nothing; and a server's call back to its client is told of
+/// even when the connection sat idle past the time it would be parked.
+#[test]
+fn calls_watched_with_no_thread_waiting_are_told_of_their_answers() {
+    use std::sync::mpsc;
+    let limit = Duration::from_secs(10);
+    for url in transports() {
+        let probe = Probe::default();
+        // No keepalive: no timer but the calls' deadlines wakes a reader.
+        let server = rig(&url, cfg("rig").keepalive(None), probe.clone());
+        let script = cfg("script").keepalive(None);
+        let client = Client::connect(&server.local_url(), script).unwrap();
+        let (told, woken) = mpsc::channel::<u64>();
+        let watch = |call: &rigwire_std::RawPendingCall| {
+            let (told, id) = (told.clone(), call.id());
+            call.on_ready(move || {
+                let _ = told.send(id);
+            });
+        };
+        let args: Vec<Payload> = (0..200u32)
+            .map(|i| Payload::postcard(&i).unwrap())
+            .collect();
+        let mut calls = client.start_batch("echo", args.clone(), None).unwrap();
+        calls.iter().for_each(watch);
+        for _ in 0..calls.len() {
+            woken.recv_timeout(limit).expect("every answer is told of");
+        }
+        for (call, sent) in calls.iter_mut().zip(&args) {
+            assert_eq!(
+                call.wait_timeout(Duration::ZERO).as_ref(),
+                Ok(sent),
+                "{url}"
+            );
+        }
+        // Told of at once when the answer is in already.
+        let mut done = client.start_raw("echo", args[0].clone(), None).unwrap();
+        assert_eq!(done.wait_timeout(limit).as_ref(), Ok(&args[0]));
+        watch(&done);
+        assert_eq!(woken.recv_timeout(limit), Ok(done.id()));
+        // A deadline passes with nobody waiting for it, while the reader
+        // waits in a read begun before the call, with no end (once no
+        // caller has waited for a while).
+        std::thread::sleep(rigwire_std::core::link::LINGER * 3);
+        let unit = Payload::postcard(&()).unwrap();
+        let short = Some(Duration::from_millis(200));
+        let mut late = client.start_raw("block", unit.clone(), short).unwrap();
+        watch(&late);
+        assert_eq!(woken.recv_timeout(limit), Ok(late.id()), "{url}");
+        let deadline = late.wait_timeout(Duration::ZERO);
+        assert!(
+            matches!(deadline, Err(Error::DeadlineExceeded)),
+            "{deadline:?}"
+        );
+        // Cancelled before its answer: never told.
+        let cancelled = client.start_raw("block", unit.clone(), None).unwrap();
+        watch(&cancelled);
+        cancelled.cancel();
+        // The connection is lost under a watched call.
+        let mut lost = client.start_raw("block", unit.clone(), None).unwrap();
+        watch(&lost);
+        assert!(probe.blocking.wait(limit));
+        server.abort();
+        assert_eq!(woken.recv_timeout(limit), Ok(lost.id()), "{url}");
+        let gone = lost.wait_timeout(Duration::ZERO);
+        assert!(matches!(gone, Err(Error::Disconnected(_))), "{gone:?}");
+        assert!(
+            woken.try_recv().is_err(),
+            "the cancelled call told of something"
+        );
+    }
+
+    // A server's connection whose call back waits longer than it takes to
+    // park an idle connection keeps its thread, so the answer is told of.
+    let callers = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", cfg("rig")).unwrap();
+    let kept = Arc::clone(&callers);
+    server
+        .expose_with("hello", move |ctx: &rigwire_std::CallContext, (): ()| {
+            kept.lock().unwrap().push(ctx.peer.clone());
+            Ok(())
+        })
+        .unwrap();
+    let server = server.start().unwrap();
+    let mut handlers = Handlers::new();
+    let after_parking = rigwire_std::core::link::PARK_AFTER * 3;
+    handlers
+        .expose("client.slow", move |(): ()| {
+            std::thread::sleep(after_parking);
+            Ok(7u8)
+        })
+        .unwrap()
+        .dispatch("client.slow", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    let client = Client::connect_with(&server.local_url(), cfg("script"), handlers).unwrap();
+    client.call::<_, ()>("hello", &()).unwrap();
+    let peer = callers.lock().unwrap().pop().unwrap();
+    let mut call = peer
+        .start_raw("client.slow", Payload::postcard(&()).unwrap(), None)
+        .unwrap();
+    let (told, woken) = mpsc::channel();
+    call.on_ready(move || {
+        let _ = told.send(());
+    });
+    assert_eq!(
+        woken.recv_timeout(limit),
+        Ok(()),
+        "a parked connection's answer is told of"
+    );
+    assert_eq!(
+        call.wait_timeout(Duration::ZERO),
+        Ok(Payload::postcard(&7u8).unwrap())
+    );
+    server.shutdown(Duration::from_secs(1));
+}

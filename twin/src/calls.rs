@@ -169,7 +169,8 @@ macro_rules! pending_call {
 
 /// `RawPendingCall`'s shape: the connection, the call's id and whether it
 /// ended; `Debug`, `new`, `id`, `cancel`, and the cancel a drop sends for a
-/// call not yet ended. Expects `Shared` (with `command(|link, now| …)`) in
+/// call not yet ended. Expects `Shared` (with `cancel_call(id)`, which
+/// gives up on the call: [`Link::cancel`](rigwire_core::Link::cancel)) in
 /// scope; the runtime writes `is_ready`, `wait` and `wait_timeout`, which
 /// set `done` once they took the answer.
 #[doc(hidden)]
@@ -212,8 +213,7 @@ macro_rules! raw_pending_call {
 
             fn cancel_now(&mut self) {
                 if !::std::mem::replace(&mut self.done, true) {
-                    let id = self.id;
-                    self.shared.command(|link, _| link.cancel(id));
+                    self.shared.cancel_call(self.id);
                 }
             }
         }

@@ -187,6 +187,22 @@ pub struct PoolHolders<K, H> {
     refusing: bool,
     /// Threads whose handler waits for its own peer ([`PoolShare::waits_on_peer`]).
     lent: usize,
+    /// A handler found every thread lent since none last was.
+    lend_refused: bool,
+}
+
+/// Whether a waiting handler's thread was lent ([`PoolHolders::lend`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lend {
+    /// Lent: the pool may start one more thread until it is answered.
+    Lent,
+    /// Every thread the pool lends is lent ([`MAX_LENT_THREADS`]): the
+    /// handler keeps its place. `first` for the first refusal since no
+    /// thread was lent, so that it is said once, not once per handler.
+    Full {
+        /// The first refusal of this crowd.
+        first: bool,
+    },
 }
 
 /// The most threads a pool lends, beyond its own, to handlers waiting for
@@ -204,6 +220,7 @@ impl<K, H> Default for PoolHolders<K, H> {
             held: 0,
             refusing: false,
             lent: 0,
+            lend_refused: false,
         }
     }
 }
@@ -230,15 +247,22 @@ impl<K: Ord, H: Clone> PoolHolders<K, H> {
     /// A handler on one of the pool's threads waits for its own peer:
     /// whether its thread is lent (the pool may start one more), within
     /// [`MAX_LENT_THREADS`]. Given back by [`answered`](Self::answered).
-    pub fn lend(&mut self) -> bool {
-        let lend = self.lent < MAX_LENT_THREADS;
-        self.lent += usize::from(lend);
-        lend
+    pub fn lend(&mut self) -> Lend {
+        if self.lent < MAX_LENT_THREADS {
+            self.lent += 1;
+            return Lend::Lent;
+        }
+        Lend::Full {
+            first: !std::mem::replace(&mut self.lend_refused, true),
+        }
     }
 
     /// A lent thread's handler has its answer.
     pub fn answered(&mut self) {
         self.lent = self.lent.saturating_sub(1);
+        if self.lent == 0 {
+            self.lend_refused = false; // the crowd has gone
+        }
     }
 
     /// How many threads the pool may run now: its own `threads` and those lent.

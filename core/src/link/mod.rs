@@ -72,7 +72,7 @@ mod setup;
 pub use accept::{AcceptFailures, AcceptPause};
 pub use admission::{Admission, Admitted, Refusal, Ticket};
 pub use admit::{Admit, NoRoomError};
-pub use callers::{Alarm, Callers, PoolHolders, PoolShare, Stuck, MAX_LENT_THREADS};
+pub use callers::{Alarm, Callers, Lend, PoolHolders, PoolShare, Stuck, MAX_LENT_THREADS};
 pub use lobby::{Leaving, Lobby};
 pub use outbox::Outbox;
 pub use parked::Parked;
