@@ -825,16 +825,20 @@ fn a_handler_waiting_for_its_own_peer_lends_its_place_in_the_share() {
 fn a_pool_lends_at_most_its_limit_of_threads_to_handlers_waiting_for_their_peer() {
     use rigwire_core::link::{Lend, PoolHolders, MAX_LENT_THREADS};
     let mut pool: PoolHolders<usize, ()> = PoolHolders::default();
+    // Lends every thread it may, then refuses, told of once per crowd.
+    let crowd = |pool: &mut PoolHolders<usize, ()>| {
+        for _ in 0..MAX_LENT_THREADS {
+            assert_eq!(pool.lend(), Lend::Lent);
+        }
+        assert_eq!(
+            pool.lend(),
+            Lend::Full { first: true },
+            "beyond the limit, a waiting handler keeps its place"
+        );
+        assert_eq!(pool.lend(), Lend::Full { first: false }, "said once");
+    };
     assert_eq!(pool.threads(16), 16);
-    for _ in 0..MAX_LENT_THREADS {
-        assert_eq!(pool.lend(), Lend::Lent);
-    }
-    assert_eq!(
-        pool.lend(),
-        Lend::Full { first: true },
-        "beyond the limit, a waiting handler keeps its place"
-    );
-    assert_eq!(pool.lend(), Lend::Full { first: false }, "said once");
+    crowd(&mut pool);
     assert_eq!(pool.threads(16), 16 + MAX_LENT_THREADS);
     pool.answered();
     assert_eq!(pool.threads(16), 15 + MAX_LENT_THREADS);
@@ -844,14 +848,7 @@ fn a_pool_lends_at_most_its_limit_of_threads_to_handlers_waiting_for_their_peer(
         pool.answered();
     }
     assert_eq!(pool.threads(16), 16);
-    for _ in 0..MAX_LENT_THREADS {
-        assert_eq!(pool.lend(), Lend::Lent);
-    }
-    assert_eq!(
-        pool.lend(),
-        Lend::Full { first: true },
-        "a new crowd is told of"
-    );
+    crowd(&mut pool); // a new crowd is told of
 }
 
 #[test]
