@@ -53,12 +53,13 @@ impl Shared {
         }
         if let Lend::Full { first } = pool.lend() {
             let limit = rigwire_core::link::MAX_LENT_THREADS;
-            let why = "calls back that need a thread wait for one";
+            let why = "calls (and calls back) that need a thread wait for one";
             match first {
                 true => tracing::warn!(
                     peer = %self.label,
-                    "a handler waits for its peer with every thread the pool lends taken \
-                     ({limit}): {why} (said once, until every lent thread is back)"
+                    "handlers waiting (for their peer's answers, or an event loop's) hold \
+                     every thread the pool lends ({limit}): {why} (said once, until every \
+                     lent thread is back)"
                 ),
                 false => tracing::debug!(peer = %self.label, "every lent thread taken: {why}"),
             }

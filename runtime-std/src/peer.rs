@@ -219,7 +219,9 @@ impl RawPendingCall {
     /// thread holds up the connection's reading meanwhile. A call cancelled
     /// (or dropped) first never calls it; a second `on_ready` replaces the
     /// first. A server's connection with a watched call keeps its thread
-    /// (it is not parked).
+    /// (it is not parked). A [`LocalClient`](crate::LocalClient) has no
+    /// thread of its own: its answers come in only while one of its
+    /// methods waits (its [`serve`](crate::LocalClient::serve), say).
     pub fn on_ready(&self, wake: impl FnOnce() + Send + 'static) {
         if self.done {
             return wake();
