@@ -350,8 +350,10 @@ impl Shared {
 
     /// Gives up on call `id` ([`Link::cancel`]); whoever watched it is not told.
     pub(crate) fn cancel_call(self: &Arc<Self>, id: u64) {
-        self.command(|link, _| link.cancel(id));
-        self.lock().watches.remove(&id);
+        let mut g = self.lock();
+        g.watches.remove(&id);
+        g.link.cancel(id);
+        self.settle(g);
     }
 
     /// Non-blocking writes of the link's output; when the socket is full,
