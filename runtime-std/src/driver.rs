@@ -337,13 +337,16 @@ impl Shared {
         }
         g.watches.insert(id, wake);
         // Its deadline is kept by the writer thread, woken if it sleeps
-        // past it (a read in progress may end later).
+        // past it (a read in progress may end later). One waiting for a
+        // full socket looks again only by `SOCKET_RECHECK`: the background
+        // thread, if it idles (the link wants no input), keeps it then.
         let due = g.link.poll_interest().wake_at;
         match g.writer_sleeping {
             _ if !g.writer_started => self.start_writer(&mut g),
             Some(until) if due.is_some_and(|d| until.is_none_or(|u| d < u)) => {
                 self.writer_cond.notify_one();
             }
+            None if g.bg_sleeping => self.bg_cond.notify_one(),
             _ => {}
         }
     }

@@ -160,6 +160,39 @@ fn a_local_client_to_a_deaf_peer_ends_its_calls_by_their_deadline() {
 }
 
 #[test]
+fn std_calls_nobody_waits_for_end_by_their_deadline_at_a_deaf_peer_without_spinning() {
+    // Watched (`on_ready`, as Python's asyncio client awaits them), no
+    // thread waits for these calls: the connection's own threads keep
+    // their deadlines while the socket is full and nothing is read.
+    let _one = serial();
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
+    let client =
+        rigwire_std::Client::connect(&deaf.url, client_config(16 * MIB, 64 * MIB)).unwrap();
+    let (small_args, big_args) = payloads();
+    let (cpu, started) = (cpu_time(), Instant::now());
+    let (told, woken) = std::sync::mpsc::channel();
+    let mut calls = Vec::new();
+    for i in 0..22 {
+        let args = match i < 20 {
+            true => small_args.clone(),
+            false => big_args.clone(),
+        };
+        let call = client.start_raw("echo", args, Some(DEADLINE)).unwrap();
+        let (told, made) = (told.clone(), Instant::now());
+        call.on_ready(move || {
+            let _ = told.send((i, made.elapsed()));
+        });
+        calls.push(call);
+    }
+    for _ in 0..calls.len() {
+        let (i, took) = woken.recv_timeout(BOUND).expect("every call is told of");
+        let outcome = calls[i].wait_timeout(Duration::ZERO).map(|_| ());
+        assert_ended_in_time(&outcome, took);
+    }
+    assert_no_spin(cpu, started);
+}
+
+#[test]
 fn smol_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
     let _one = serial();
     let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
