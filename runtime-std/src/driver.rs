@@ -88,15 +88,15 @@ pub(crate) struct State {
     park: Option<(u64, Parker)>,
     /// In the parker's hands: no thread of its own.
     parked: bool,
-    /// Who to tell when a call's answer is in, by call id
-    /// ([`RawPendingCall::on_ready`](crate::RawPendingCall::on_ready)).
+    /// Who to tell when a call's answer is in, by call id.
     watches: BTreeMap<u64, Wake>,
     /// A call has been watched: the link's record of arrived answers is
     /// kept, so it is emptied with every pump from then on.
     watching: bool,
 }
 
-/// Tells a caller that no thread waits for that its call's answer is in.
+/// Tells the caller of a call that no thread waits for that its answer is in
+/// ([`RawPendingCall::on_ready`](crate::RawPendingCall::on_ready)).
 pub(crate) type Wake = Box<dyn FnOnce() + Send>;
 
 /// What a pump found for the application, to do with the state released.
