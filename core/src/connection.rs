@@ -14,13 +14,13 @@ use crate::dispatch::Registry;
 use crate::error::{CallError, ConfigError, ConnectionError, DecodeError, EchoError};
 use crate::event::{CancelReason, Event, Stats};
 use crate::framing::{FrameDecoder, Framing, OutQueue, LENGTH_PREFIX, PRE_AUTH_MAX_FRAME};
+use crate::message::{
+    head_to_vec, Hello, Message, MessageHead, MessageRef, RejectCode, MAGIC, PROTOCOL_VERSION,
+};
 
 /// Why a peer is closed that sent more than a frame behind its proof
 /// while the server decided whether to admit it.
 const HELD_TOO_MUCH: &str = "more than a frame sent before the handshake completed";
-use crate::message::{
-    head_to_vec, Hello, Message, MessageHead, MessageRef, RejectCode, MAGIC, PROTOCOL_VERSION,
-};
 
 /// What the peer announced in its `Hello`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -88,11 +88,9 @@ pub(crate) struct State {
     park: Option<(u64, Parker)>,
     /// In the parker's hands: no thread of its own.
     parked: bool,
-    /// Who to tell when a call's answer is in, by call id.
+    /// Who to tell when a call's answer is in, by call id (from the link's
+    /// record of arrived answers, kept once a call was watched).
     watches: BTreeMap<u64, Wake>,
-    /// A call has been watched: the link's record of arrived answers is
-    /// kept, so it is emptied with every pump from then on.
-    watching: bool,
 }
 
 /// Tells the caller of a call that no thread waits for that its answer is in
@@ -181,7 +179,6 @@ impl Shared {
                 park: None,
                 parked: false,
                 watches: BTreeMap::new(),
-                watching: false,
             }),
             cond: Condvar::new(),
             room: Condvar::new(),
@@ -305,7 +302,7 @@ impl Shared {
             self.room.notify_all();
         }
         let mut wakes = Vec::new();
-        if g.watching {
+        if g.link.waiters().records_arrivals() {
             let State { link, watches, .. } = g;
             let arrived = link.waiters().drain_arrived();
             wakes.extend(arrived.filter_map(|id| watches.remove(&id)));
@@ -331,8 +328,8 @@ impl Shared {
             drop(g);
             return wake();
         }
-        if !std::mem::replace(&mut g.watching, true) {
-            // The record starts with this look; what it held is unwatched.
+        if !g.link.waiters().records_arrivals() {
+            // The record starts with this look; every pump empties it.
             g.link.waiters().drain_arrived();
         }
         g.watches.insert(id, wake);

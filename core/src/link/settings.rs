@@ -451,6 +451,12 @@ impl Waiters {
         self.arrived.get_or_insert_with(Vec::new).drain(..)
     }
 
+    /// Whether the calls whose answers arrive are recorded, for
+    /// [`drain_arrived`](Self::drain_arrived) (since its first look).
+    pub fn records_arrivals(&self) -> bool {
+        self.arrived.is_some()
+    }
+
     /// Whether the handshake has completed (the connection may have closed since).
     pub fn connected(&self) -> bool {
         self.connected
