@@ -209,7 +209,9 @@ pub enum CallError {
     /// The deadline passed; the peer has been sent a `Cancel`.
     #[error("deadline exceeded")]
     DeadlineExceeded,
-    /// Too many calls in flight: this side's table is full, or the peer said `Busy`.
+    /// Too many calls in flight: this side's table is full, or the peer said
+    /// `Busy`; through a link, a caller that does not wait found the output
+    /// full or as many calls in flight as the peer takes at once.
     #[error("busy: {0}")]
     Busy(String),
     /// The connection is closed (or closed while the call was pending).

@@ -163,6 +163,56 @@ fn room_freed_lets_waiting_callers_in_once_the_peer_reads_again() {
 }
 
 #[test]
+fn calls_beyond_what_the_peer_takes_at_once_wait_for_a_slot_instead_of_being_answered_busy() {
+    // The rig announces it runs 4 calls at once, and answers more `Busy`:
+    // a caller keeps at most 4 in flight, the rest waiting within their
+    // deadlines for one to end.
+    let rig = ProtocolConfig {
+        max_incoming_calls: 4,
+        ..config("rig")
+    };
+    let mut pair = connected(config("script"), rig);
+    let deadline = Some(Duration::from_secs(5));
+    for _ in 0..12 {
+        pair.call(Side::Client, "slow", 10, deadline);
+    }
+    // One more, whose deadline passes while it waits for a slot.
+    let late = pair.call(Side::Client, "slow", 10, Some(Duration::from_millis(20)));
+    pair.advance(Duration::from_millis(10));
+    assert_eq!(pair.link(Side::Client).conn().calls_in_flight(), 4);
+    pair.advance(Duration::from_secs(1));
+    assert_promise(&pair);
+    for (i, call) in pair.calls.iter().enumerate() {
+        match i == late {
+            true => assert!(matches!(
+                call.ended,
+                Some((_, Err(CallError::DeadlineExceeded)))
+            )),
+            false => assert!(
+                matches!(call.ended, Some((_, Ok(_)))),
+                "call {i}: {:?}",
+                call.ended
+            ),
+        }
+    }
+    assert_eq!(pair.link(Side::Server).conn().stats().busy_rejections, 0);
+    // A caller that does not wait is told so at once, naming the limit.
+    let link = pair.link(Side::Client);
+    let now = Instant::now() + Duration::from_secs(2);
+    let payload = rigwire_core::Payload::new(rigwire_core::Codec::Postcard, vec![0u8; 10]);
+    for _ in 0..4 {
+        link.call("slow", payload.clone(), None, now).unwrap();
+    }
+    let refused = link.call("slow", payload, None, now).unwrap_err();
+    assert!(refused.waits());
+    let busy = refused.into_error();
+    assert!(
+        matches!(&busy, CallError::Busy(m) if m.contains("limit 4")),
+        "{busy:?}"
+    );
+}
+
+#[test]
 fn a_call_cancelled_in_the_same_read_never_starts_its_handler() {
     let mut pair = connected(config("script"), config("rig"));
     let at = pair.call(Side::Client, "slow", 10, None);

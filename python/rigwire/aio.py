@@ -2,12 +2,14 @@
 
 It runs under ``asyncio.run`` and inside an event loop that is already
 running (Jupyter's), needs no other event loop or runtime, and never blocks
-the loop. An awaited call holds no thread while it waits: the connection
-tells the loop when its answer (or its deadline, or a lost connection)
-comes, so a thousand slow calls in flight cost no threads, and a quick call
-beside them keeps its deadline. Starting a call, which waits while the peer
-does not read, and the other waits (a group's steps, a ping, connecting)
-run on a thread of a pool of the module's own, with the GIL released.
+the loop. An awaited call holds no thread while it is made or waits: the
+connection tells the loop when there is room for it at a peer that stopped
+reading, and when its answer (or its deadline, or a lost connection) comes,
+so a thousand slow calls in flight cost no threads, and a quick call beside
+them keeps its deadline. What still runs on a thread of a pool of the
+module's own, with the GIL released: making a lost connection again
+(``reconnect=True``, one thread per client), a group's steps, a ping, a
+notify, connecting.
 Cancelling the task that awaits a call cancels the call on the wire.
 
     import rigwire.aio
@@ -19,11 +21,12 @@ Cancelling the task that awaits a call cancels the call on the wire.
 """
 
 import asyncio
+import collections
 import concurrent.futures
 import functools
 import sys
 import threading
-from typing import Any, AsyncIterator, Callable, Dict, Iterable, Optional, TypeVar
+from typing import Any, AsyncIterator, Callable, Deque, Dict, Iterable, Optional, TypeVar
 
 import rigwire as _rigwire
 
@@ -31,9 +34,9 @@ __all__ = ["connect", "Client", "Group"]
 
 T = TypeVar("T")
 
-# What blocks (the GIL released): starting calls, a group's steps, pings,
-# connecting. More threads than the default executor's few, so that many of
-# those can be awaited at once; a call's wait for its answer needs none.
+# What blocks (the GIL released): reconnecting, a group's steps, pings,
+# notifies, connecting. More threads than the default executor's few, so
+# that many of those can be awaited at once; a call needs none.
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="rigwire-aio")
 
 
@@ -41,22 +44,106 @@ async def _off_loop(fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(_POOL, fn)
 
 
-async def _start_off_loop(start: Callable[[], T], cancel: Callable[[T], None]) -> T:
-    """Starts calls off the loop: starting waits while the peer does not read
-    (for room, within the calls' deadline) or while a lost connection is made
-    again. If the awaiting task is cancelled meanwhile, what ``start``
-    started is cancelled as soon as it has."""
-    started = asyncio.get_running_loop().run_in_executor(_POOL, start)
-    try:
-        return await asyncio.shield(started)
-    except asyncio.CancelledError:
+class _Turn:
+    """A start's turn to try again: set by the connection's room edge (from
+    its thread) or by the start ahead of it in line."""
 
-        def cancel_when_started(done: "asyncio.Future[T]") -> None:
-            if not done.cancelled() and done.exception() is None:
-                cancel(done.result())
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self._ready = loop.create_future()
 
-        started.add_done_callback(cancel_when_started)
-        raise
+    def wake(self) -> None:
+        if not self._ready.done():
+            self._ready.set_result(None)
+
+    def wake_threadsafe(self) -> None:  # on the thread that freed room
+        try:
+            self._loop.call_soon_threadsafe(self.wake)
+        except RuntimeError:
+            pass  # the loop has closed: nobody awaits the start any more
+
+    async def wait(self, seconds: Optional[float]) -> None:
+        """Until woken, or ``seconds`` (``None``: no limit) pass."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._ready), seconds)
+        except asyncio.TimeoutError:
+            pass
+        self._ready = self._loop.create_future()
+
+
+class _Starts:
+    """How one client starts calls with no thread waiting. A start that
+    finds no room at a peer that does not read awaits the connection's
+    room edge; those waiting form a line, and only the first tries again
+    at each edge, then hands its turn on (a thousand waiting would each
+    try at every edge). A start that finds the connection lost, with
+    reconnect on, makes it again on the pool, with its calls; the others
+    await that, then try again. Each keeps the deadline its calls were
+    made with."""
+
+    def __init__(self, native: "_rigwire.NativeClient"):
+        self._native = native
+        self._line: Deque[_Turn] = collections.deque()
+        self._redial: "Optional[asyncio.Future[list]]" = None
+
+    async def start(self, method: str, payloads: list, timeout: Optional[float]) -> list:
+        """The native calls of ``method``, one per payload, all started.
+        Cancelling the awaiting task cancels those started."""
+        turn = _Turn(asyncio.get_running_loop())
+        calls: list = []
+        made = None
+        try:
+            while True:
+                first = not self._line or self._line[0] is turn
+                if made is None or first or made.seconds_left() == 0:
+                    rest = payloads[len(calls) :]
+                    started, made = self._native.try_start(method, rest, timeout, made, turn.wake_threadsafe)
+                    calls.extend(started)
+                    if made is None:
+                        return calls
+                    if made.redial:
+                        calls.extend(await self._redialed(method, payloads[len(calls) :], made))
+                        if len(calls) == len(payloads):
+                            return calls
+                        continue
+                    if turn not in self._line:
+                        self._line.append(turn)
+                await turn.wait(made.seconds_left())
+        except BaseException:
+            for call in calls:
+                call.cancel()
+            raise
+        finally:
+            if turn in self._line:
+                first = self._line[0] is turn
+                self._line.remove(turn)
+                if first and self._line:
+                    self._line[0].wake()
+
+    async def _redialed(self, method: str, payloads: list, made: "_rigwire.Deferred") -> list:
+        """The first start to find the connection lost makes it again on the
+        pool, starting its calls as ``start_batch`` (within what is left of
+        their deadline), and returns them; the others await that, start
+        nothing, and try again."""
+        if self._redial is not None and not self._redial.done():
+            await asyncio.wait([self._redial], timeout=made.seconds_left())
+            return []
+        left = made.seconds_left()
+        redial = asyncio.get_running_loop().run_in_executor(
+            _POOL, lambda: self._native.start_batch(method, payloads, left)
+        )
+        self._redial = redial
+        try:
+            return await asyncio.shield(redial)
+        except asyncio.CancelledError:
+
+            def cancel_when_started(done: "asyncio.Future[list]") -> None:
+                if not done.cancelled() and done.exception() is None:
+                    for call in done.result():
+                        call.cancel()
+
+            redial.add_done_callback(cancel_when_started)
+            raise
 
 
 async def _answer(call: "_rigwire.Call") -> Any:
@@ -168,6 +255,7 @@ class Client:
         if not isinstance(client, _rigwire.Client):
             raise TypeError(_rigwire._not_native("await rigwire.aio.connect", client))
         self._client = client
+        self._starts = _Starts(client._native)
 
     @property
     def url(self) -> str:
@@ -182,9 +270,8 @@ class Client:
     async def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """Calls ``method`` and returns its result, as ``rigwire.Client.call``.
         Cancelling the awaiting task cancels the call on the wire."""
-        start = lambda: self._client.start(method, *args, timeout=timeout, **kwargs)  # noqa: E731
-        call = await _start_off_loop(start, _rigwire.Call.cancel)
-        return await _answer(call)
+        (native,) = await self._starts.start(method, [_rigwire.payload(args, kwargs)], timeout)
+        return await _answer(_rigwire.Call(native))
 
     async def map(
         self, method: str, items: Iterable[Any], *, window: int = 64, timeout: Optional[float] = None
@@ -194,14 +281,11 @@ class Client:
         started in batches. Cancelling the awaiting task, or closing the
         iterator early, cancels the calls in flight."""
         calls = _rigwire._Window(items, window)
-        native = self._client._native
         try:
             while True:
                 due = calls.due()
                 if due:
-                    batch = lambda: native.start_batch(method, due, timeout)  # noqa: E731
-                    cancel_all = lambda natives: [n.cancel() for n in natives]  # noqa: E731
-                    calls.started(await _start_off_loop(batch, cancel_all))
+                    calls.started(await self._starts.start(method, due, timeout))
                 call = calls.next()
                 if call is None:
                     return

@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use rigwire_std::core::link::after;
 use rigwire_std::core::{Secret, TlsSettings, Trust};
 use rigwire_std::{
-    Client, Config, Error, Group, Handlers, Payload, Peer, RawPendingCall, Reconnect,
+    Client, Config, Error, Group, Handlers, Payload, Peer, RawPendingCall, Reconnect, TryStarted,
 };
 
 use crate::data::{Answer, Data};
@@ -138,6 +138,20 @@ impl Endpoint {
         match self.via() {
             Via::Client(c) => c.start_batch(method, args, timeout),
             Via::Caller(p) => p.start_batch(method, args, timeout),
+        }
+    }
+
+    fn try_start_batch(
+        &self,
+        method: &str,
+        args: Vec<Payload>,
+        timeout: Option<Duration>,
+        made: Instant,
+        on_room: impl FnOnce() + Send + 'static,
+    ) -> Result<TryStarted, Error> {
+        match self.via() {
+            Via::Client(c) => c.try_start_batch(method, args, timeout, made, on_room),
+            Via::Caller(p) => p.try_start_batch(method, args, timeout, made, on_room),
         }
     }
 
@@ -445,6 +459,49 @@ impl NativeClient {
             .collect())
     }
 
+    /// Starts one call of `method` per item of `args` as `start_batch`
+    /// does, but never waits (for an event loop, which awaits room itself):
+    /// returns the calls started, the first of `args`, and for the rest a
+    /// `Deferred` saying why they wait, or `None`. For room, `wake()` is
+    /// called, from another thread, once the peer's output has room again
+    /// or the connection failed; try again then with the rest and
+    /// `made=` that `Deferred` (it fixes their deadline). A lost connection
+    /// that reconnect would make again is made only by `start_batch`.
+    #[pyo3(signature = (method, args, timeout, made, wake))]
+    fn try_start(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        args: Vec<Data>,
+        timeout: Option<f64>,
+        made: Option<PyRef<'_, Deferred>>,
+        wake: Py<PyAny>,
+    ) -> PyResult<(Vec<NativeCall>, Option<Deferred>)> {
+        let timeout = seconds("timeout", timeout)?;
+        let site = self.site(method, timeout);
+        let made = made.map_or_else(Instant::now, |d| d.made);
+        let args: Vec<Payload> = args.into_iter().map(Data::into_payload).collect();
+        let on_room = move || {
+            crate::exit::attach(|py| call_wake(py, &wake));
+        };
+        let tried = py
+            .detach(|| {
+                self.inner
+                    .try_start_batch(method, args, timeout, made, on_room)
+            })
+            .map_err(|e| site.failed(py, e))?;
+        let rest = tried.rest.map(|why| Deferred {
+            made,
+            redial: why == rigwire_std::Deferred::Redial,
+            deadline: site.timeout.map(|t| after(made, t)),
+        });
+        let calls = tried.calls.into_iter();
+        Ok((
+            calls.map(|c| NativeCall::new(c, site.clone())).collect(),
+            rest,
+        ))
+    }
+
     /// Sends a one-way notify of `method` with `args` (JSON text or `bytes`).
     fn notify(&self, py: Python<'_>, method: &str, args: Data) -> PyResult<()> {
         let args = args.into_payload();
@@ -470,6 +527,32 @@ impl NativeClient {
             Endpoint::Rig(..) => {}
             Endpoint::Caller(p) => p.close(),
         });
+    }
+}
+
+/// Calls that `NativeClient.try_start` could not start: when they were
+/// made, which fixes their deadline, and what they wait for.
+#[pyclass(module = "rigwire._rigwire", frozen)]
+pub(crate) struct Deferred {
+    made: Instant,
+    redial: bool,
+    deadline: Option<Instant>,
+}
+
+#[pymethods]
+impl Deferred {
+    /// Whether they wait for the lost connection to be made again (which
+    /// only `start_batch` does), rather than for room.
+    #[getter]
+    fn redial(&self) -> bool {
+        self.redial
+    }
+
+    /// Seconds until their deadline (0 once it has passed), `None` if they
+    /// have none.
+    fn seconds_left(&self) -> Option<f64> {
+        let left = |d: Instant| d.saturating_duration_since(Instant::now()).as_secs_f64();
+        self.deadline.map(left)
     }
 }
 

@@ -39,6 +39,7 @@ fn _rigwire(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exit::wait_left, m)?)?;
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeCall>()?;
+    m.add_class::<client::Deferred>()?;
     m.add_function(wrap_pyfunction!(client::connect, m)?)?;
     m.add_class::<server::NativeServer>()?;
     m.add_function(wrap_pyfunction!(server::serve, m)?)?;

@@ -156,6 +156,98 @@ def test_calls_awaited_hold_no_thread_so_a_quick_call_beside_many_slow_ones_keep
         quick.shutdown(1)
 
 
+def test_more_calls_gathered_than_the_rig_takes_at_once_all_answer(rig):
+    # The rig runs 256 calls at once and answers more `Busy`: the calls
+    # beyond take turns, each within its deadline.
+    async def main():
+        async with await rigwire.aio.connect(rig.url) as client:
+            got = await asyncio.gather(*(client.call("add", i, 1, timeout=30) for i in range(2000)))
+            assert got == [i + 1 for i in range(2000)]
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def _pool_threads() -> int:
+    import threading
+
+    return sum(t.name.startswith("rigwire-aio") for t in threading.enumerate())
+
+
+def test_calls_started_at_a_rig_that_stops_reading_hold_no_thread_and_keep_their_deadlines():
+    # Starting a call that waits for room at a peer that does not read held
+    # one of the module's 256 threads: past 256 of them, a quick call to a
+    # healthy rig waited for a thread past its deadline (0.5 s answered
+    # after 5 s), until the frozen rig's keepalive ended its connection.
+    frozen, healthy = Rig("std"), Rig("smol")
+    try:
+
+        async def main():
+            stuck = await rigwire.aio.connect(frozen.url)
+            fine = await rigwire.aio.connect(healthy.url)
+            threads = _pool_threads()
+            frozen.freeze()
+            blob = b"x" * (1 << 20)
+            # The output's 64 MiB and the socket's buffers take some; the
+            # rest wait for room.
+            waiting = [asyncio.ensure_future(stuck.call("echo", blob, timeout=30)) for _ in range(100)]
+            await asyncio.sleep(0.5)
+            assert _pool_threads() == threads, "starts waiting for room hold threads"
+            assert await asyncio.wait_for(fine.call("add", 2, 2, timeout=5), 20) == 4
+            # One refused for room keeps the deadline it was made with.
+            with pytest.raises(rigwire.DeadlineExceeded):
+                await asyncio.wait_for(stuck.call("echo", blob, timeout=0.3), 20)
+            assert not any(c.done() for c in waiting), "the calls ended before the rig was thawed"
+            # Cancelling a task whose call waits for room: never sent.
+            waiting[-1].cancel()
+            frozen.thaw()
+            done = await asyncio.wait_for(asyncio.gather(*waiting[:-1], return_exceptions=True), 60)
+            # Each starts as room frees and is answered; unless the rig's
+            # freeze outlasted its keepalive (6 s) on a starved machine.
+            assert all(r == blob or isinstance(r, rigwire.Disconnected) for r in done), {repr(r)[:80] for r in done}
+            with pytest.raises(asyncio.CancelledError):
+                await waiting[-1]
+            await fine.close()
+            await stuck.close()
+
+        asyncio.run(asyncio.wait_for(main(), 90))
+    finally:
+        frozen.stop()
+        healthy.stop()
+
+
+def test_calls_to_a_lost_rig_wait_for_one_reconnect_with_no_thread_each():
+    # Each call's start waited on a thread of the module's pool while one
+    # of them made the lost connection again: past 256, a quick call to a
+    # healthy rig waited 15 s for a thread.
+    down, healthy = Rig("std"), Rig("smol")
+    try:
+
+        async def main():
+            nonlocal down
+            lost = await rigwire.aio.connect(down.url, reconnect=True)
+            fine = await rigwire.aio.connect(healthy.url)
+            assert await lost.call("add", 1, 1) == 2
+            threads = _pool_threads()
+            down.stop()
+            waiting = [asyncio.ensure_future(lost.call("add", i, 1, timeout=30)) for i in range(100)]
+            await asyncio.sleep(0.5)
+            # One thread makes the connection again (more are never taken).
+            assert _pool_threads() <= threads + 1, "calls waiting for a reconnect hold threads"
+            assert await asyncio.wait_for(fine.call("add", 2, 2, timeout=5), 20) == 4
+            with pytest.raises(rigwire.DeadlineExceeded):
+                await asyncio.wait_for(lost.call("add", 0, 0, timeout=0.3), 20)
+            assert not any(c.done() for c in waiting)
+            down = Rig("std", listen=lost.url)
+            assert await asyncio.wait_for(asyncio.gather(*waiting), 60) == [i + 1 for i in range(100)]
+            await fine.close()
+            await lost.close()
+
+        asyncio.run(asyncio.wait_for(main(), 90))
+    finally:
+        down.stop()
+        healthy.stop()
+
+
 def test_a_group_is_awaited_and_cancelling_the_task_cancels_every_rigs_call():
     a, b = Rig("std", log=True), Rig("smol")
     try:

@@ -247,14 +247,14 @@ impl Shared {
         loop {
             match self.command_then(std::mem::replace(&mut write, true), &mut f) {
                 Ok(out) => return Ok(out),
-                Err(Admit::NoRoom { .. }) if wait => {}
+                Err(refused) if wait && refused.waits() => {}
                 Err(refusal) => return Err(refusal.into_error()),
             }
             // Listen, then look again: an edge raised in between is not lost.
             let listener = self.room.listen();
             match self.command(&mut f) {
                 Ok(out) => return Ok(out),
-                Err(Admit::NoRoom { .. }) => {}
+                Err(refused) if refused.waits() => {}
                 Err(refusal) => return Err(refusal.into_error()),
             }
             future::or(listener, sleep_until(deadline)).await;

@@ -634,3 +634,39 @@ fn large_payloads_cross_intact_read_straight_into_their_frames() {
         }
     });
 }
+
+#[test]
+fn more_calls_at_once_than_the_rig_takes_wait_for_a_slot_instead_of_failing_busy() {
+    // The rig runs 256 calls at once and answers more `Busy`; it says so in
+    // its `Hello`, so the 300 tasks calling through one client take turns.
+    smol::block_on(async {
+        let mut server = Server::bind("tcp://127.0.0.1:0", cfg("rig")).unwrap();
+        server
+            .expose("nap", |ms: u64| async move {
+                smol::Timer::after(Duration::from_millis(ms)).await;
+                Ok(ms)
+            })
+            .unwrap();
+        let server = server.start().unwrap();
+        let client = std::sync::Arc::new(
+            Client::connect(&server.local_url(), cfg("script"))
+                .await
+                .unwrap(),
+        );
+        let calls: Vec<_> = (0..300)
+            .map(|_| {
+                let client = client.clone();
+                smol::spawn(async move {
+                    client
+                        .call_timeout::<_, u64>("nap", &50u64, Duration::from_secs(30))
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            let outcome = call.await;
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+        server.shutdown(Duration::from_secs(1)).await;
+    });
+}

@@ -6,11 +6,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rigwire_core::link::{Redial, SharedConnection, Want};
-use rigwire_core::{Error, Target};
+use rigwire_core::{Error, Payload, Target};
 
 use crate::driver::{Hooks, Shared, LINGER};
 use crate::handler::Handlers;
-use crate::peer::{Peer, PendingCall, RawPendingCall};
+use crate::peer::{Deferred, Peer, PendingCall, RawPendingCall, TryStarted};
 use crate::pool::Pool;
 use crate::sync::{lock, sleep};
 use crate::transport;
@@ -163,9 +163,7 @@ impl Client {
     fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
         let inner = &self.inner;
         if inner.config.reads_before_calls() {
-            // Not under the lock: what the read brings may run.
-            let peer = inner.current().peer().clone();
-            peer.shared.read_pending();
+            self.looked_at();
         }
         let mut current = inner.current();
         loop {
@@ -189,6 +187,54 @@ impl Client {
             }
             return Ok(peer);
         }
+    }
+
+    /// The connection in use; with reconnect on, an end of stream that
+    /// sat unread is noticed first (else a call would go to a connection
+    /// that is gone, rather than to a new one).
+    fn looked_at(&self) -> Peer {
+        // Not under the lock: what the read brings may run.
+        let peer = self.inner.current().peer().clone();
+        if self.inner.config.reads_before_calls() {
+            peer.shared.read_pending();
+        }
+        peer
+    }
+
+    /// See [`Peer::try_start_batch`]. A lost connection that reconnect
+    /// would make again is not made here, since that waits: the calls are
+    /// then [`Deferred::Redial`].
+    ///
+    /// # Errors
+    /// As the [`Peer`]'s; `DeadlineExceeded` when the connection is lost
+    /// and the calls' deadline has passed.
+    pub fn try_start_batch(
+        &self,
+        method: &str,
+        args: Vec<Payload>,
+        timeout: Option<Duration>,
+        made: Instant,
+        on_room: impl FnOnce() + Send + 'static,
+    ) -> Result<TryStarted, Error> {
+        let peer = self.looked_at();
+        let lost = peer.close_reason().is_some();
+        if self
+            .inner
+            .current()
+            .redials(lost, self.inner.config.reconnect)
+        {
+            let deadline = self.inner.config.reconnect_deadline(timeout, || made);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(Error::DeadlineExceeded);
+            }
+            let rest = Some(Deferred::Redial);
+            return Ok(TryStarted {
+                calls: Vec::new(),
+                rest,
+            });
+        }
+        let method = self.target().method(method);
+        peer.try_start_batch(&method, args, timeout, made, on_room)
     }
 
     /// One round of reconnecting, after the connection failed with `last`.

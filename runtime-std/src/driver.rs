@@ -91,6 +91,9 @@ pub(crate) struct State {
     /// Who to tell when a call's answer is in, by call id (from the link's
     /// record of arrived answers, kept once a call was watched).
     watches: BTreeMap<u64, Wake>,
+    /// Who to tell at the link's next room edge: starts refused for room
+    /// by a caller that does not wait ([`try_admit`](Shared::try_admit)).
+    room_watches: Vec<Wake>,
 }
 
 /// Tells the caller of a call that no thread waits for that its answer is in
@@ -100,7 +103,8 @@ pub(crate) type Wake = Box<dyn FnOnce() + Send>;
 /// What a pump found for the application, to do with the state released.
 struct Work {
     jobs: Vec<Job>,
-    /// Watched calls whose answers are in.
+    /// Watched calls whose answers are in, and starts refused for room
+    /// that may try again.
     wakes: Vec<Wake>,
 }
 
@@ -179,6 +183,7 @@ impl Shared {
                 park: None,
                 parked: false,
                 watches: BTreeMap::new(),
+                room_watches: Vec::new(),
             }),
             cond: Condvar::new(),
             room: Condvar::new(),
@@ -244,18 +249,56 @@ impl Shared {
         let out = loop {
             let at = now.take().unwrap_or_else(Instant::now);
             match f(&mut g.link, deadline, at) {
-                Err(Admit::NoRoom { .. }) if wait => {}
+                Err(refused) if wait && refused.waits() => {}
                 other => break other,
             }
+            let seen = g.link.room_edges();
             // Room comes only from writing: what the link held back (a
             // batch, released by the refusal) goes out before the wait.
             self.flush(&mut g);
             // The edge is raised under this lock, so none is missed between
             // the refusal and the wait.
-            g = sleep(&self.room, g, deadline);
+            g = match self.pool {
+                Some(_) => sleep(&self.room, g, deadline),
+                // No thread of ours reads or writes: this caller does, until
+                // the edge (a slot frees only as answers are read).
+                None => {
+                    drop(g);
+                    let edge = |link: &mut Link| (link.room_edges() != seen).then_some(());
+                    self.wait_for(deadline, edge);
+                    self.lock()
+                }
+            };
         };
         self.settle(g);
         out.map_err(Admit::into_error)
+    }
+
+    /// [`admit`](Self::admit) for a caller that never waits (an event
+    /// loop): one try, its deadline fixed at `made`. Refused for room (or
+    /// a slot), it answers `None`, and `on_room` is called at the link's
+    /// next room edge (room or a slot freed, or the connection failed): try
+    /// again then, with the same `made`. The deadline is the caller's to
+    /// keep; a try after it is refused with the deadline's error.
+    pub(crate) fn try_admit<T, E>(
+        self: &Arc<Self>,
+        (timeout, made): (Option<Duration>, Instant),
+        on_room: Wake,
+        f: impl FnOnce(&mut Link, Option<Instant>, Instant) -> Result<T, Admit<E>>,
+    ) -> Result<Option<T>, E> {
+        let mut g = self.lock();
+        let deadline = g.link.deadline(timeout, made);
+        let out = match f(&mut g.link, deadline, Instant::now()) {
+            Ok(done) => Ok(Some(done)),
+            Err(Admit::Failed(e)) => Err(e),
+            Err(_) => {
+                // Under the lock the edge is raised under: none is missed.
+                g.room_watches.push(on_room);
+                Ok(None)
+            }
+        };
+        self.settle(g);
+        out
     }
 
     /// Runs `f` with the link's output held back ([`Link::hold_output`]),
@@ -298,10 +341,11 @@ impl Shared {
                 job => jobs.push(job),
             }
         }
+        let mut wakes = Vec::new();
         if g.link.take_room_freed() {
             self.room.notify_all();
+            wakes.append(&mut g.room_watches);
         }
-        let mut wakes = Vec::new();
         if g.link.waiters().records_arrivals() {
             let State { link, watches, .. } = g;
             let arrived = link.waiters().drain_arrived();
@@ -559,12 +603,14 @@ impl Shared {
     }
 
     /// Whether this server connection could be parked as far as our own
-    /// threads go (none busy with it, no call of ours watched: the parker
-    /// tells nobody of an answer); the link says whether it is idle.
+    /// threads go (none busy with it, no call of ours watched nor start
+    /// waiting for room: the parker tells nobody); the link says whether it
+    /// is idle.
     fn parkable(&self, g: &State) -> bool {
         g.park.is_some()
             && g.link.callers().waiting() == 0
             && g.watches.is_empty()
+            && g.room_watches.is_empty()
             && !g.write_blocked
             && g.pool_share.is_idle()
             && g.reader.is_some()

@@ -63,7 +63,7 @@ pub use group::Group;
 pub use handler::{CallContext, HandlerEntry, Handlers};
 pub use lifecycle::RigService;
 pub use local::LocalClient;
-pub use peer::{json_payload, Peer, PendingCall, RawPendingCall};
+pub use peer::{json_payload, Deferred, Peer, PendingCall, RawPendingCall, TryStarted};
 pub use rigwire_core as core;
 pub use rigwire_core::HandlerError;
 pub use rigwire_core::{

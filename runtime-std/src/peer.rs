@@ -101,6 +101,51 @@ impl Peer {
         admitted.map(|()| calls).map_err(Error::from)
     }
 
+    /// Starts one call of `method` per payload as
+    /// [`start_batch`](Self::start_batch) does, but never waits: for an
+    /// event loop, which awaits room itself instead of holding a thread for
+    /// it. Each call's deadline runs from `made` (when it was asked for),
+    /// by `timeout` (else the configured default). The calls that fit
+    /// (under the connection's output limit, and among the calls the peer
+    /// takes at once) start, in order; if the rest do not
+    /// ([`TryStarted::rest`]), `on_room` is called once there is room or a
+    /// slot again, or the connection failed (with the state released,
+    /// on the thread that saw it: it must hand the news on and return):
+    /// try again then with the rest and the same `made`. It is not called
+    /// at the deadline, which is the caller's to keep: a try after it
+    /// fails with `DeadlineExceeded`.
+    ///
+    /// # Errors
+    /// As [`start`](Self::start), for the first call that cannot start;
+    /// the calls this try started are then cancelled.
+    pub fn try_start_batch(
+        &self,
+        method: &str,
+        args: Vec<Payload>,
+        timeout: Option<Duration>,
+        made: Instant,
+        on_room: impl FnOnce() + Send + 'static,
+    ) -> Result<TryStarted, Error> {
+        let mut ids = Vec::new();
+        let tried = self.shared.corked(|| {
+            let on_room = Box::new(on_room);
+            self.shared
+                .try_admit((timeout, made), on_room, |link, deadline, now| {
+                    for a in &args {
+                        ids.push(link.call(method, a.clone(), deadline, now)?);
+                    }
+                    Ok(())
+                })
+        });
+        let calls = ids.into_iter();
+        // On a failure, dropping the calls already started cancels them.
+        let calls = calls
+            .map(|id| RawPendingCall::new(&self.shared, id))
+            .collect();
+        let rest = tried?.is_none().then_some(Deferred::Room);
+        Ok(TryStarted { calls, rest })
+    }
+
     /// Calls `method` once for each payload, their frames written together
     /// (one system call where the socket takes them), and waits for every
     /// answer: the results in the order of `args`, each its own (a call
@@ -197,6 +242,30 @@ impl Peer {
         let _lent = self.shared.lend_thread();
         wait()
     }
+}
+
+/// What a start that never waits did ([`Peer::try_start_batch`],
+/// [`Client::try_start_batch`](crate::Client::try_start_batch)).
+#[derive(Debug)]
+pub struct TryStarted {
+    /// The calls started, the first of the payloads given, in order.
+    pub calls: Vec<RawPendingCall>,
+    /// Why the others did not start, if some did not.
+    pub rest: Option<Deferred>,
+}
+
+/// Why a start that never waits left calls unstarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Deferred {
+    /// The connection's output is over its limit (the peer does not read),
+    /// or as many calls await an answer as the peer takes at once: the
+    /// start's `on_room` is called when that changes.
+    Room,
+    /// The connection is lost and the client reconnects: only a start that
+    /// waits makes it again ([`Client::start_batch`](crate::Client::start_batch)),
+    /// one per client at a time.
+    Redial,
 }
 
 rigwire_twin::raw_pending_call!(

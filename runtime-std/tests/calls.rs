@@ -553,3 +553,107 @@ fn calls_watched_with_no_thread_waiting_are_told_of_their_answers() {
     );
     server.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn starts_that_never_wait_are_told_when_room_frees_and_keep_the_deadline_they_were_made_with() {
+    use rigwire_std::{Deferred, RawPendingCall};
+    use std::sync::mpsc;
+    use std::time::Instant;
+    let limit = Duration::from_secs(10);
+    let kib = |n: usize| Payload::new(Codec::Postcard, vec![7u8; n * 1024]);
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), Probe::default());
+    let mut script = cfg("script").max_frame(1024 * 1024);
+    // Room for two of the calls below: a batch's output is held until it
+    // ends, so the third is refused for room whatever the socket takes.
+    script.protocol.max_queued_output = 1024 * 1024;
+    let client = Client::connect(&server.local_url(), script).unwrap();
+    let args: Vec<Payload> = (0..8).map(|_| kib(400)).collect();
+    let made = Instant::now();
+    let mut calls: Vec<RawPendingCall> = Vec::new();
+    let mut tries = 0;
+    while calls.len() < args.len() {
+        tries += 1;
+        let (told, room) = mpsc::channel();
+        let rest = args[calls.len()..].to_vec();
+        let on_room = move || {
+            let _ = told.send(());
+        };
+        let tried = client
+            .try_start_batch("echo", rest, Some(limit), made, on_room)
+            .unwrap();
+        calls.extend(tried.calls);
+        match tried.rest {
+            None => break,
+            Some(why) => assert_eq!(why, Deferred::Room),
+        }
+        room.recv_timeout(limit).expect("told when room frees");
+    }
+    assert!(
+        tries > 1,
+        "every call fit at once: nothing was refused for room"
+    );
+    for (mut call, sent) in calls.into_iter().zip(&args) {
+        assert_eq!(call.wait_timeout(limit).as_ref(), Ok(sent));
+    }
+
+    // The deadline is the one the calls were made with, however late
+    // they try again.
+    let long_ago = Instant::now() - Duration::from_secs(1);
+    let late = client.try_start_batch(
+        "echo",
+        vec![kib(1)],
+        Some(Duration::from_millis(500)),
+        long_ago,
+        || {},
+    );
+    assert!(matches!(late, Err(Error::DeadlineExceeded)), "{late:?}");
+
+    // A lost connection that reconnect would make again is not made by a
+    // start that never waits: one that waits makes it.
+    let server_url = server.local_url();
+    let reconnecting = cfg("script").reconnect(rigwire_std::Reconnect::default());
+    let client = Client::connect(&server_url, reconnecting).unwrap();
+    server.shutdown(Duration::from_secs(1));
+    let gone = Instant::now() + limit;
+    while client.close_reason().is_none() && Instant::now() < gone {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let tried = client
+        .try_start_batch("echo", vec![kib(1)], Some(limit), Instant::now(), || {})
+        .unwrap();
+    assert!(tried.calls.is_empty());
+    assert_eq!(tried.rest, Some(Deferred::Redial));
+    let late = client.try_start_batch("echo", vec![kib(1)], Some(limit), long_ago - limit, || {});
+    assert!(matches!(late, Err(Error::DeadlineExceeded)), "{late:?}");
+}
+
+#[test]
+fn more_calls_at_once_than_the_rig_takes_wait_for_a_slot_instead_of_failing_busy() {
+    // The rig runs 256 calls at once and answers more `Busy`; it says so in
+    // its `Hello`, so the 300 callers of one client take turns instead.
+    let server = rig("tcp://127.0.0.1:0", cfg("rig"), Probe::default());
+    let client = Client::connect(&server.local_url(), cfg("script")).unwrap();
+    let limit = Some(Duration::from_secs(30));
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..300)
+            .map(|_| {
+                let args = Payload::postcard(&50u64).unwrap();
+                s.spawn(|| client.call_raw("sleep_ms", args, limit))
+            })
+            .collect();
+        for call in calls {
+            let outcome = call.join().expect("a caller panicked");
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+    });
+    // With no thread of its own, a client reads the answers that free a
+    // slot itself while it waits for one.
+    let local = LocalClient::connect(&server.local_url(), cfg("script")).unwrap();
+    let args = vec![Payload::postcard(&1u64).unwrap(); 300];
+    let calls = local.start_batch("sleep_ms", args, limit).unwrap();
+    for call in calls {
+        let outcome = call.wait();
+        assert!(outcome.is_ok(), "{outcome:?}");
+    }
+    server.shutdown(Duration::from_secs(1));
+}

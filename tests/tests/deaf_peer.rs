@@ -193,6 +193,68 @@ fn std_calls_nobody_waits_for_end_by_their_deadline_at_a_deaf_peer_without_spinn
 }
 
 #[test]
+fn std_starts_that_never_wait_are_refused_for_room_at_a_deaf_peer_and_told_when_it_dies() {
+    // As Python's asyncio client starts calls: refused for room, it awaits
+    // the connection's word, with no thread waiting; a retry after the
+    // deadline the calls were made with fails with it.
+    let _one = serial();
+    let deaf = DeafServer::start(ProtocolConfig::named("deaf"));
+    // No keepalive: only the peer's death may end the wait for room.
+    let mut config = client_config(MIB, MIB);
+    config.protocol.keepalive = None;
+    let client = rigwire_std::Client::connect(&deaf.url, config).unwrap();
+    let (small_args, _) = payloads();
+    let (told, room) = std::sync::mpsc::channel();
+    let made = Instant::now();
+    let (cpu, started) = (cpu_time(), Instant::now());
+    let mut calls = Vec::new();
+    // The socket's buffers take a few MiB; then the output fills, and a
+    // refusal for room is followed by no word of room.
+    loop {
+        assert!(started.elapsed() < BOUND, "the output never stayed full");
+        let told = told.clone();
+        let on_room = move || {
+            let _ = told.send(());
+        };
+        let batch = vec![small_args.clone(); 16];
+        let tried = client
+            .try_start_batch("echo", batch, Some(Duration::from_secs(20)), made, on_room)
+            .unwrap();
+        calls.extend(tried.calls);
+        if let Some(why) = tried.rest {
+            assert_eq!(why, rigwire_std::Deferred::Room);
+            if room.recv_timeout(Duration::from_millis(300)).is_err() {
+                break;
+            }
+        }
+    }
+    let long_ago = Instant::now() - DEADLINE * 2;
+    let late = client.try_start_batch(
+        "echo",
+        vec![small_args.clone()],
+        Some(DEADLINE),
+        long_ago,
+        || {},
+    );
+    assert!(matches!(late, Err(Error::DeadlineExceeded)), "{late:?}");
+    assert_no_spin(cpu, started);
+    drop(deaf);
+    room.recv_timeout(BOUND)
+        .expect("told when the connection failed");
+    // Told as the writes failed: the connection may end a moment later,
+    // and a call started meanwhile fails with it.
+    match client.try_start_batch("echo", vec![small_args], None, made, || {}) {
+        Ok(tried) => {
+            for mut call in tried.calls {
+                assert_disconnected(call.wait_timeout(BOUND));
+            }
+        }
+        refused => assert_disconnected(refused),
+    }
+    assert!(!calls.is_empty());
+}
+
+#[test]
 fn smol_calls_to_a_deaf_peer_end_by_their_deadline_without_spinning() {
     let _one = serial();
     let deaf = DeafServer::start(ProtocolConfig::named("deaf"));

@@ -23,15 +23,28 @@ pub enum Admit<E> {
         /// The configured limit.
         limit: usize,
     },
+    /// As many of our calls are in flight as the peer takes at once (its
+    /// `max_incoming_calls`), or as this side's `max_outgoing_calls`
+    /// allows: wait for [`Link::take_room_freed`], raised once one ends
+    /// (within the call's deadline), then try again. Only calls are
+    /// refused so.
+    NoSlot {
+        /// Our calls awaiting an answer.
+        in_flight: usize,
+        /// How many may be.
+        limit: usize,
+    },
     /// The command failed for good.
     Failed(E),
 }
 
-/// The error a command reports when it was refused for room and its
-/// caller does not wait ([`Admit::into_error`]).
+/// The error a command reports when it was refused for room (or a call
+/// for a slot) and its caller does not wait ([`Admit::into_error`]).
 pub trait NoRoomError {
     /// The error for "the output holds `queued` bytes, over `limit`".
     fn no_room(queued: usize, limit: usize) -> Self;
+    /// The error for "`in_flight` calls await an answer, `limit` may".
+    fn no_slot(in_flight: usize, limit: usize) -> Self;
 }
 
 impl NoRoomError for CallError {
@@ -40,11 +53,33 @@ impl NoRoomError for CallError {
             "output queue full ({queued} bytes not yet written, limit {limit})"
         ))
     }
+
+    fn no_slot(in_flight: usize, limit: usize) -> Self {
+        CallError::Busy(format!(
+            "{in_flight} calls in flight to the peer, as many as it takes at once (limit {limit})"
+        ))
+    }
 }
 
 impl NoRoomError for EchoError {
     fn no_room(queued: usize, limit: usize) -> Self {
         EchoError::Backpressure { queued, limit }
+    }
+
+    /// Never asked: a confirmed send takes no call slot.
+    fn no_slot(in_flight: usize, limit: usize) -> Self {
+        EchoError::Backpressure {
+            queued: in_flight,
+            limit,
+        }
+    }
+}
+
+impl<E> Admit<E> {
+    /// Whether the command may be admitted later: it was refused for room
+    /// or for a slot, and the link's room edge says when to try again.
+    pub fn waits(&self) -> bool {
+        !matches!(self, Admit::Failed(_))
     }
 }
 
@@ -53,6 +88,7 @@ impl<E: NoRoomError> Admit<E> {
     pub fn into_error(self) -> E {
         match self {
             Admit::NoRoom { queued, limit } => E::no_room(queued, limit),
+            Admit::NoSlot { in_flight, limit } => E::no_slot(in_flight, limit),
             Admit::Failed(e) => e,
         }
     }
@@ -90,11 +126,40 @@ impl Link {
         queued == 0 || queued + len + FRAME_OVERHEAD <= self.conn.config().max_queued_output
     }
 
-    /// Raises the room edge for everyone waiting for room (they retry, and
-    /// learn of a failure if that is why).
+    /// Raises the room edge for everyone waiting for room or a slot (they
+    /// retry, and learn of a failure if that is why).
     pub(super) fn wake_room_waiters(&mut self) {
-        if self.room_wanted.take().is_some() {
+        let slot_wanted = std::mem::take(&mut self.slot_wanted);
+        if self.room_wanted.take().is_some() || slot_wanted {
             self.room_freed = true;
+            self.room_edges += 1;
+        }
+    }
+
+    /// How many of our calls may await an answer at once: as many as the
+    /// peer takes (it answers more `Busy`), within this side's own limit.
+    fn call_slots(&self) -> usize {
+        let ours = self.conn.config().max_outgoing_calls;
+        let theirs = self.conn.peer().map_or(ours, |p| p.max_incoming_calls);
+        ours.min(theirs) as usize
+    }
+
+    /// The slot check of a call, after [`admit`](Self::admit)'s.
+    pub(super) fn admit_call(&mut self) -> Result<(), Admit<CallError>> {
+        let (in_flight, limit) = (self.conn.calls_in_flight(), self.call_slots());
+        if in_flight < limit {
+            return Ok(());
+        }
+        self.held = false;
+        self.slot_wanted = true;
+        Err(Admit::NoSlot { in_flight, limit })
+    }
+
+    /// Raises the room edge once a call that was refused a slot may have
+    /// one: another call ended.
+    pub(super) fn check_slot_freed(&mut self) {
+        if self.slot_wanted && self.conn.calls_in_flight() < self.call_slots() {
+            self.wake_room_waiters();
         }
     }
 }

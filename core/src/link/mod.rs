@@ -13,9 +13,11 @@
 //!   socket is writable. Over the limit the link says "no room"
 //!   ([`Admit::NoRoom`]) and later raises a *room freed* edge
 //!   ([`take_room_freed`](Link::take_room_freed)) once written bytes brought
-//!   the output back under the limit, or the connection failed. A call's
-//!   deadline runs from the moment it was first made, so a caller that waits
-//!   for room waits within it;
+//!   the output back under the limit, or the connection failed. A call
+//!   beyond the calls the peer takes at once (its `max_incoming_calls`, which
+//!   it would answer `Busy`) waits the same way for one to end
+//!   ([`Admit::NoSlot`]). A call's deadline runs from the moment it was
+//!   first made, so a caller that waits for room waits within it;
 //! * the routing of answers, echoes and pongs to their waiters
 //!   ([`Waiters`]), and who reads for them: the callers waiting, and the
 //!   linger after the last left ([`Callers`]);
@@ -204,9 +206,13 @@ pub struct Link {
     write_failed: Option<String>,
     /// The smallest command refused for room, waiting for the edge.
     room_wanted: Option<usize>,
+    /// A call was refused a slot ([`Admit::NoSlot`]), waiting for the edge.
+    slot_wanted: bool,
     /// The output is held back ([`Link::hold_output`]).
     held: bool,
     room_freed: bool,
+    /// Room edges raised so far ([`room_edges`](Link::room_edges)).
+    room_edges: u64,
     /// When a closed connection stops waiting for its last frames to leave.
     close_by: Option<Instant>,
     /// The transport reported its end (or the link gave up on it).
@@ -252,8 +258,10 @@ impl Link {
             unsent: Outbox::default(),
             write_failed: None,
             room_wanted: None,
+            slot_wanted: false,
             held: false,
             room_freed: false,
+            room_edges: 0,
             close_by: None,
             transport_done: false,
             write_shut: false,
@@ -514,10 +522,18 @@ impl Link {
     }
 
     /// Whether room was freed (or the connection failed) since a command
-    /// was refused with [`Admit::NoRoom`]: wake every caller waiting for room.
+    /// was refused with [`Admit::NoRoom`], or a call ended since one was
+    /// refused with [`Admit::NoSlot`]: wake every caller waiting for room.
     /// True once per edge.
     pub fn take_room_freed(&mut self) -> bool {
         std::mem::take(&mut self.room_freed)
+    }
+
+    /// How many room edges were raised so far: a caller refused for room
+    /// with no other thread to wake it drives the connection itself until
+    /// this changes.
+    pub fn room_edges(&self) -> u64 {
+        self.room_edges
     }
 
     // ----- inputs -----
@@ -635,7 +651,9 @@ impl Link {
     /// # Errors
     /// [`Admit::NoRoom`] while the output is over its limit (unless the
     /// output is empty: a frame larger than the limit still goes, alone);
-    /// `Failed` with `DeadlineExceeded` if `deadline` has passed, or what
+    /// [`Admit::NoSlot`] while as many calls await an answer as the peer
+    /// takes at once (or our `max_outgoing_calls`); `Failed` with
+    /// `DeadlineExceeded` if `deadline` has passed, or what
     /// [`Connection::call`] refuses.
     pub fn call(
         &mut self,
@@ -645,6 +663,7 @@ impl Link {
         now: Instant,
     ) -> Result<u64, Admit<CallError>> {
         self.admit(method.len() + args.bytes.len(), deadline, now)?;
+        self.admit_call()?;
         let timeout = deadline.map(|d| d.saturating_duration_since(now));
         let id = self
             .conn
@@ -976,6 +995,7 @@ impl Link {
             }
             again |= self.check_drain(now);
             if !again {
+                self.check_slot_freed();
                 if self.progress != progress || !self.jobs.is_empty() || !self.running.is_empty() {
                     self.active_at = Some(now);
                 }

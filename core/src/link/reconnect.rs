@@ -155,6 +155,14 @@ impl<P: Clone> SharedConnection<P> {
         &self.peer
     }
 
+    /// Whether a caller whose connection is `lost` under `policy` would
+    /// make it again (or wait for another caller making it), rather than
+    /// use it: the client is not closed and reconnects (as
+    /// [`want`](Self::want) decides).
+    pub fn redials(&self, lost: bool, policy: Option<Reconnect>) -> bool {
+        lost && policy.is_some() && !self.closed
+    }
+
     /// For a caller whose connection is `lost` (its error, `None` while it
     /// is up) under `policy`, which must be done by `deadline`; `clock`
     /// gives the time, read only while another caller is making the

@@ -381,8 +381,8 @@ impl LinkPair {
         let link = &mut self.links[idx(call.from)];
         match link.call(&call.method, call.args.clone(), call.deadline, self.now) {
             Ok(id) => self.calls[at].id = Some(id),
-            Err(Admit::NoRoom { .. }) => {}
             Err(Admit::Failed(e)) => self.end(at, Err(e)),
+            Err(_) => {} // waits for the room edge
         }
     }
 
