@@ -252,26 +252,36 @@ impl Shared {
                 Err(refused) if wait && refused.waits() => {}
                 other => break other,
             }
-            let seen = g.link.room_edges();
-            // Room comes only from writing: what the link held back (a
-            // batch, released by the refusal) goes out before the wait.
-            self.flush(&mut g);
-            // The edge is raised under this lock, so none is missed between
-            // the refusal and the wait.
-            g = match self.pool {
-                Some(_) => sleep(&self.room, g, deadline),
-                // No thread of ours reads or writes: this caller does, until
-                // the edge (a slot frees only as answers are read).
-                None => {
-                    drop(g);
-                    let edge = |link: &mut Link| (link.room_edges() != seen).then_some(());
-                    self.wait_for(deadline, edge);
-                    self.lock()
-                }
-            };
+            g = self.wait_room(g, deadline);
         };
         self.settle(g);
         out.map_err(Admit::into_error)
+    }
+
+    /// A caller refused for room (or a slot) waits for the link's room
+    /// edge, or `deadline`. Out of line: the hot path of a call never
+    /// takes it.
+    #[cold]
+    #[inline(never)]
+    fn wait_room<'a>(
+        self: &'a Arc<Self>,
+        mut g: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        let seen = g.link.room_edges();
+        // Room comes only from writing: what the link held back (a batch,
+        // released by the refusal) goes out before the wait.
+        self.flush(&mut g);
+        if self.pool.is_some() {
+            // The edge is raised under this lock, so none is missed
+            // between the refusal and the wait.
+            return sleep(&self.room, g, deadline);
+        }
+        // No thread of ours reads or writes: this caller does, until the
+        // edge (a slot frees only as answers are read).
+        drop(g);
+        self.wait_for(deadline, |link| (link.room_edges() != seen).then_some(()));
+        self.lock()
     }
 
     /// [`admit`](Self::admit) for a caller that never waits (an event
