@@ -8,8 +8,8 @@ reading, and when its answer (or its deadline, or a lost connection) comes,
 so a thousand slow calls in flight cost no threads, and a quick call beside
 them keeps its deadline. What still runs on a thread of a pool of the
 module's own, with the GIL released: making a lost connection again
-(``reconnect=True``, one thread per client), a group's steps, a ping, a
-notify, connecting.
+(``reconnect=True``, one thread per client), a group's steps, a ping,
+connecting. A notify holds none either.
 Cancelling the task that awaits a call cancels the call on the wire.
 
     import rigwire.aio
@@ -35,7 +35,7 @@ __all__ = ["connect", "Client", "Group"]
 T = TypeVar("T")
 
 # What blocks (the GIL released): reconnecting, a group's steps, pings,
-# notifies, connecting. More threads than the default executor's few, so
+# connecting. More threads than the default executor's few, so
 # that many of those can be awaited at once; a call needs none.
 _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=256, thread_name_prefix="rigwire-aio")
 
@@ -72,47 +72,84 @@ class _Turn:
 
 
 class _Starts:
-    """How one client starts calls with no thread waiting. A start that
-    finds no room at a peer that does not read awaits the connection's
-    room edge; those waiting form a line, and only the first tries again
-    at each edge, then hands its turn on (a thousand waiting would each
-    try at every edge). A start that finds the connection lost, with
-    reconnect on, makes it again on the pool, with its calls; the others
-    await that, then try again. Each keeps the deadline its calls were
-    made with."""
+    """How one client starts calls and sends notifies with no thread
+    waiting. One that finds no room at a peer that does not read (or, for
+    a call, as many calls in flight as the peer runs at once) awaits the
+    connection's room edge; those waiting form a line, and only the first
+    tries again at each edge, then hands its turn on (a thousand waiting
+    would each try at every edge). One that finds the connection lost, with
+    reconnect on, makes it again on the pool, doing its work there; the
+    others await that, then try again. Each keeps the deadline it was made
+    with."""
 
     def __init__(self, native: "_rigwire.NativeClient"):
         self._native = native
         self._line: Deque[_Turn] = collections.deque()
-        self._redial: "Optional[asyncio.Future[list]]" = None
+        self._redial: "Optional[asyncio.Future[Any]]" = None
 
     async def start(self, method: str, payloads: list, timeout: Optional[float]) -> list:
         """The native calls of ``method``, one per payload, all started.
         Cancelling the awaiting task cancels those started."""
-        turn = _Turn(asyncio.get_running_loop())
         calls: list = []
+
+        def attempt(made: "Optional[_rigwire.Deferred]", wake: Callable[[], None]) -> "Optional[_rigwire.Deferred]":
+            started, made = self._native.try_start(method, payloads[len(calls) :], timeout, made, wake)
+            calls.extend(started)
+            return made
+
+        def redial(left: Optional[float]) -> list:
+            return self._native.start_batch(method, payloads[len(calls) :], left)
+
+        def cancel_all(natives: list) -> None:
+            for native in natives:
+                native.cancel()
+
+        try:
+            calls.extend(await self._done(attempt, redial, cancel_all) or [])
+            return calls
+        except BaseException:
+            cancel_all(calls)
+            raise
+
+    async def notify(self, method: str, payload: Any) -> None:
+        """Sends a notify of ``method``."""
+
+        def attempt(made: "Optional[_rigwire.Deferred]", wake: Callable[[], None]) -> "Optional[_rigwire.Deferred]":
+            return self._native.try_notify(method, payload, made, wake)
+
+        await self._done(attempt, lambda _: self._native.notify(method, payload), lambda _: None)
+
+    async def _done(
+        self,
+        attempt: "Callable[[Optional[_rigwire.Deferred], Callable[[], None]], Optional[_rigwire.Deferred]]",
+        redial: Callable[[Optional[float]], Any],
+        undo: Callable[[Any], None],
+    ) -> Any:
+        """Runs ``attempt(made, wake)``, a native try that never waits and
+        returns a ``Deferred`` while it has not done all it was asked, until
+        it has. The first to find the connection lost does the rest as
+        ``redial(seconds_left)`` on the pool, and returns what that returns
+        (``undo`` takes it back if the awaiting task was cancelled
+        meanwhile); the others await that."""
+        turn = _Turn(asyncio.get_running_loop())
         made = None
+        now = True
         try:
             while True:
                 first = not self._line or self._line[0] is turn
-                if made is None or first or made.seconds_left() == 0:
-                    rest = payloads[len(calls) :]
-                    started, made = self._native.try_start(method, rest, timeout, made, turn.wake_threadsafe)
-                    calls.extend(started)
+                if now or first or made.seconds_left() == 0:
+                    made = attempt(made, turn.wake_threadsafe)
                     if made is None:
-                        return calls
+                        return None
                     if made.redial:
-                        calls.extend(await self._redialed(method, payloads[len(calls) :], made))
-                        if len(calls) == len(payloads):
-                            return calls
-                        continue
+                        if self._redial is None or self._redial.done():
+                            return await self._redialing(redial, made.seconds_left(), undo)
+                        await asyncio.wait([self._redial], timeout=made.seconds_left())
+                        continue  # `now` is still true: try again
                     if turn not in self._line:
                         self._line.append(turn)
+                now = False
                 await turn.wait(made.seconds_left())
-        except BaseException:
-            for call in calls:
-                call.cancel()
-            raise
         finally:
             if turn in self._line:
                 first = self._line[0] is turn
@@ -120,29 +157,19 @@ class _Starts:
                 if first and self._line:
                     self._line[0].wake()
 
-    async def _redialed(self, method: str, payloads: list, made: "_rigwire.Deferred") -> list:
-        """The first start to find the connection lost makes it again on the
-        pool, starting its calls as ``start_batch`` (within what is left of
-        their deadline), and returns them; the others await that, start
-        nothing, and try again."""
-        if self._redial is not None and not self._redial.done():
-            await asyncio.wait([self._redial], timeout=made.seconds_left())
-            return []
-        left = made.seconds_left()
-        redial = asyncio.get_running_loop().run_in_executor(
-            _POOL, lambda: self._native.start_batch(method, payloads, left)
-        )
-        self._redial = redial
+    async def _redialing(self, redial: Callable[[Optional[float]], Any], left: Optional[float], undo: Callable[[Any], None]) -> Any:
+        """Makes the lost connection again on the pool, by ``redial(left)``."""
+        redialed = asyncio.get_running_loop().run_in_executor(_POOL, lambda: redial(left))
+        self._redial = redialed
         try:
-            return await asyncio.shield(redial)
+            return await asyncio.shield(redialed)
         except asyncio.CancelledError:
 
-            def cancel_when_started(done: "asyncio.Future[list]") -> None:
+            def undo_when_done(done: "asyncio.Future[Any]") -> None:
                 if not done.cancelled() and done.exception() is None:
-                    for call in done.result():
-                        call.cancel()
+                    undo(done.result())
 
-            redial.add_done_callback(cancel_when_started)
+            redialed.add_done_callback(undo_when_done)
             raise
 
 
@@ -294,8 +321,9 @@ class Client:
             calls.cancel()
 
     async def notify(self, method: str, *args: Any, **kwargs: Any) -> None:
-        """Sends a one-way notify."""
-        await _off_loop(lambda: self._client.notify(method, *args, **kwargs))
+        """Sends a one-way notify; at a peer that does not read, it awaits
+        room (within the client's default deadline, if it has one)."""
+        await self._starts.notify(method, _rigwire.payload(args, kwargs))
 
     async def ping(self) -> float:
         """The round-trip time of a ping, in seconds."""

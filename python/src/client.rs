@@ -155,6 +155,19 @@ impl Endpoint {
         }
     }
 
+    fn try_notify_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        made: Instant,
+        on_room: impl FnOnce() + Send + 'static,
+    ) -> Result<Option<rigwire_std::Deferred>, Error> {
+        match self.via() {
+            Via::Client(c) => c.try_notify_raw(method, args, made, on_room),
+            Via::Caller(p) => p.try_notify_raw(method, args, made, on_room),
+        }
+    }
+
     fn notify_raw(&self, method: &str, args: Payload) -> Result<(), Error> {
         match self.via() {
             Via::Client(c) => c.notify_raw(method, args),
@@ -490,16 +503,36 @@ impl NativeClient {
                     .try_start_batch(method, args, timeout, made, on_room)
             })
             .map_err(|e| site.failed(py, e))?;
-        let rest = tried.rest.map(|why| Deferred {
-            made,
-            redial: why == rigwire_std::Deferred::Redial,
-            deadline: site.timeout.map(|t| after(made, t)),
-        });
+        let rest = tried.rest.map(|why| Deferred::new(why, made, &site));
         let calls = tried.calls.into_iter();
         Ok((
             calls.map(|c| NativeCall::new(c, site.clone())).collect(),
             rest,
         ))
+    }
+
+    /// Sends a one-way notify as `notify` does, but never waits: `None`
+    /// once it is sent, else a `Deferred` as `try_start` returns (try
+    /// again as it says, with `made=` it).
+    #[pyo3(signature = (method, args, made, wake))]
+    fn try_notify(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        args: Data,
+        made: Option<PyRef<'_, Deferred>>,
+        wake: Py<PyAny>,
+    ) -> PyResult<Option<Deferred>> {
+        let site = self.site(method, None);
+        let made = made.map_or_else(Instant::now, |d| d.made);
+        let args = args.into_payload();
+        let on_room = move || {
+            crate::exit::attach(|py| call_wake(py, &wake));
+        };
+        let tried = py
+            .detach(|| self.inner.try_notify_raw(method, args, made, on_room))
+            .map_err(|e| to_py(py, e))?;
+        Ok(tried.map(|why| Deferred::new(why, made, &site)))
     }
 
     /// Sends a one-way notify of `method` with `args` (JSON text or `bytes`).
@@ -537,6 +570,16 @@ pub(crate) struct Deferred {
     made: Instant,
     redial: bool,
     deadline: Option<Instant>,
+}
+
+impl Deferred {
+    fn new(why: rigwire_std::Deferred, made: Instant, site: &CallSite) -> Deferred {
+        Deferred {
+            made,
+            redial: why == rigwire_std::Deferred::Redial,
+            deadline: site.timeout.map(|t| after(made, t)),
+        }
+    }
 }
 
 #[pymethods]

@@ -215,6 +215,33 @@ def test_calls_started_at_a_rig_that_stops_reading_hold_no_thread_and_keep_their
         healthy.stop()
 
 
+def test_notifies_to_a_rig_that_stops_reading_hold_no_thread():
+    # A notify waiting for room held one of the module's 256 threads, with
+    # no deadline unless the client has a default one.
+    frozen = Rig("std")
+    try:
+
+        async def main():
+            stuck = await rigwire.aio.connect(frozen.url)
+            assert await stuck.call("add", 1, 2) == 3
+            threads = _pool_threads()
+            frozen.freeze()
+            blob = b"x" * (4 << 20)
+            waiting = [asyncio.ensure_future(stuck.notify("echo", blob)) for _ in range(30)]
+            await asyncio.sleep(0.5)
+            assert not all(n.done() for n in waiting), "every notify found room"
+            assert _pool_threads() == threads, "notifies waiting for room hold threads"
+            frozen.thaw()
+            done = await asyncio.wait_for(asyncio.gather(*waiting, return_exceptions=True), 60)
+            # Sent as room frees; unless the freeze outlasted the keepalive.
+            assert all(r is None or isinstance(r, rigwire.Disconnected) for r in done), {repr(r)[:80] for r in done}
+            await stuck.close()
+
+        asyncio.run(asyncio.wait_for(main(), 90))
+    finally:
+        frozen.stop()
+
+
 def test_calls_to_a_lost_rig_wait_for_one_reconnect_with_no_thread_each():
     # Each call's start waited on a thread of the module's pool while one
     # of them made the lost connection again: past 256, a quick call to a

@@ -216,25 +216,56 @@ impl Client {
         made: Instant,
         on_room: impl FnOnce() + Send + 'static,
     ) -> Result<TryStarted, Error> {
-        let peer = self.looked_at();
-        let lost = peer.close_reason().is_some();
-        if self
-            .inner
-            .current()
-            .redials(lost, self.inner.config.reconnect)
-        {
-            let deadline = self.inner.config.reconnect_deadline(timeout, || made);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(Error::DeadlineExceeded);
-            }
+        let Some(peer) = self.peer_now(timeout, made)? else {
             let rest = Some(Deferred::Redial);
             return Ok(TryStarted {
                 calls: Vec::new(),
                 rest,
             });
-        }
+        };
         let method = self.target().method(method);
         peer.try_start_batch(&method, args, timeout, made, on_room)
+    }
+
+    /// See [`Peer::try_notify_raw`]; a lost connection that reconnect
+    /// would make again is [`Deferred::Redial`], as for
+    /// [`try_start_batch`](Self::try_start_batch).
+    ///
+    /// # Errors
+    /// As the [`Peer`]'s; `DeadlineExceeded` when the connection is lost
+    /// and the notification's deadline has passed.
+    pub fn try_notify_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        made: Instant,
+        on_room: impl FnOnce() + Send + 'static,
+    ) -> Result<Option<Deferred>, Error> {
+        match self.peer_now(None, made)? {
+            Some(peer) => peer.try_notify_raw(&self.target().method(method), args, made, on_room),
+            None => Ok(Some(Deferred::Redial)),
+        }
+    }
+
+    /// The connection for a command made at `made` with `timeout` that
+    /// never waits: `None` when it is lost and reconnect would make it
+    /// again (which waits).
+    ///
+    /// # Errors
+    /// `DeadlineExceeded` when it is lost and the command's deadline has
+    /// passed.
+    fn peer_now(&self, timeout: Option<Duration>, made: Instant) -> Result<Option<Peer>, Error> {
+        let peer = self.looked_at();
+        let lost = peer.close_reason().is_some();
+        let config = &self.inner.config;
+        if !self.inner.current().redials(lost, config.reconnect) {
+            return Ok(Some(peer));
+        }
+        let deadline = config.reconnect_deadline(timeout, || made);
+        match deadline.is_some_and(|d| Instant::now() >= d) {
+            true => Err(Error::DeadlineExceeded),
+            false => Ok(None),
+        }
     }
 
     /// One round of reconnecting, after the connection failed with `last`.

@@ -302,7 +302,7 @@ impl Shared {
             Ok(done) => Ok(Some(done)),
             Err(Admit::Failed(e)) => Err(e),
             Err(_) => {
-                // Under the lock the edge is raised under: none is missed.
+                // The edge is raised under this lock: none is missed.
                 g.room_watches.push(on_room);
                 Ok(None)
             }

@@ -176,6 +176,30 @@ impl Peer {
         self.notify_waiting(method, args, true)
     }
 
+    /// Sends a one-way notification as [`notify_raw`](Self::notify_raw)
+    /// does, but never waits: `None` once it is sent; refused for room,
+    /// [`Deferred::Room`], and `on_room` is called as
+    /// [`try_start_batch`](Self::try_start_batch) says (try again then,
+    /// with the same `made`, which fixes its deadline: the default one).
+    ///
+    /// # Errors
+    /// As [`notify_raw`](Self::notify_raw); `DeadlineExceeded` once its
+    /// deadline has passed.
+    pub fn try_notify_raw(
+        &self,
+        method: &str,
+        args: Payload,
+        made: Instant,
+        on_room: impl FnOnce() + Send + 'static,
+    ) -> Result<Option<Deferred>, Error> {
+        let sent =
+            self.shared
+                .try_admit((None, made), Box::new(on_room), |link, deadline, now| {
+                    link.notify(method, args, deadline, now)
+                })?;
+        Ok(sent.is_none().then_some(Deferred::Room))
+    }
+
     /// [`notify_raw`](Self::notify_raw), or `Busy` at once when `wait` is
     /// false and the peer's output is full (a broadcast does not wait for
     /// one peer that stopped reading).

@@ -623,6 +623,8 @@ fn starts_that_never_wait_are_told_when_room_frees_and_keep_the_deadline_they_we
         .unwrap();
     assert!(tried.calls.is_empty());
     assert_eq!(tried.rest, Some(Deferred::Redial));
+    let notified = client.try_notify_raw("echo", kib(1), Instant::now(), || {});
+    assert_eq!(notified.unwrap(), Some(Deferred::Redial));
     let late = client.try_start_batch("echo", vec![kib(1)], Some(limit), long_ago - limit, || {});
     assert!(matches!(late, Err(Error::DeadlineExceeded)), "{late:?}");
 }

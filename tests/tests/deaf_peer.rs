@@ -228,6 +228,8 @@ fn std_starts_that_never_wait_are_refused_for_room_at_a_deaf_peer_and_told_when_
             }
         }
     }
+    let notified = client.try_notify_raw("echo", small_args.clone(), Instant::now(), || {});
+    assert_eq!(notified.unwrap(), Some(rigwire_std::Deferred::Room));
     let long_ago = Instant::now() - DEADLINE * 2;
     let late = client.try_start_batch(
         "echo",
