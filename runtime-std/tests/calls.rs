@@ -659,3 +659,53 @@ fn more_calls_at_once_than_the_rig_takes_wait_for_a_slot_instead_of_failing_busy
     }
     server.shutdown(Duration::from_secs(1));
 }
+
+#[test]
+fn a_call_back_that_calls_again_is_not_held_for_a_slot_its_own_caller_holds() {
+    // The rig runs 4 calls at once. 4 calls take every slot; each, to
+    // answer, calls the script back, whose handler calls the rig again:
+    // waiting for a slot would wait for the very calls it serves (for good,
+    // without a deadline). It goes, and the full rig answers `Busy`.
+    let mut rig_config = cfg("rig");
+    rig_config.protocol.max_incoming_calls = 4;
+    let mut server = rigwire_std::Server::bind("tcp://127.0.0.1:0", rig_config).unwrap();
+    let together = Arc::new(Count::default());
+    server
+        .expose_with("acquire", move |ctx: &rigwire_std::CallContext, v: u32| {
+            together.arrive_and_wait(4, Duration::from_secs(10));
+            let progress: u32 = ctx.peer.call("progress", &v)?;
+            Ok(progress)
+        })
+        .unwrap()
+        .dispatch("acquire", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    server.expose("position", |(): ()| Ok(7u32)).unwrap();
+    let running = server.start().unwrap();
+    let mut handlers = Handlers::new();
+    handlers
+        .expose_with("progress", |ctx: &rigwire_std::CallContext, v: u32| {
+            let at: u32 = ctx.peer.call("position", &())?;
+            Ok(v + at)
+        })
+        .unwrap()
+        .dispatch("progress", rigwire_std::Dispatch::Pool)
+        .unwrap();
+    let client = Client::connect_with(&running.local_url(), cfg("script"), handlers).unwrap();
+    let limit = Duration::from_secs(20);
+    std::thread::scope(|s| {
+        let calls: Vec<_> = (0..4u32)
+            .map(|v| {
+                let client = &client;
+                s.spawn(move || client.call_timeout::<_, u32>("acquire", &v, limit))
+            })
+            .collect();
+        for call in calls {
+            let outcome = call.join().unwrap();
+            assert!(
+                matches!(&outcome, Err(Error::Remote(e)) if e.message.contains("Busy") || e.message.contains("busy")),
+                "{outcome:?}"
+            );
+        }
+    });
+    running.shutdown(Duration::from_secs(1));
+}

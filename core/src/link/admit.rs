@@ -144,10 +144,14 @@ impl Link {
         ours.min(theirs) as usize
     }
 
-    /// The slot check of a call, after [`admit`](Self::admit)'s.
+    /// The slot check of a call, after [`admit`](Self::admit)'s. While
+    /// the peer has calls of its own in progress here, one of them may be
+    /// waiting for this very call (a call back that calls it again): held
+    /// for a slot that only its own caller's answer frees, it would wait
+    /// for good. Such a call goes, and a full peer answers `Busy`.
     pub(super) fn admit_call(&mut self) -> Result<(), Admit<CallError>> {
         let (in_flight, limit) = (self.conn.calls_in_flight(), self.call_slots());
-        if in_flight < limit {
+        if in_flight < limit || self.conn.incoming_in_flight() > 0 {
             return Ok(());
         }
         self.held = false;

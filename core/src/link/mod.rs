@@ -16,7 +16,8 @@
 //!   the output back under the limit, or the connection failed. A call
 //!   beyond the calls the peer takes at once (its `max_incoming_calls`, which
 //!   it would answer `Busy`) waits the same way for one to end
-//!   ([`Admit::NoSlot`]). A call's deadline runs from the moment it was
+//!   ([`Admit::NoSlot`]), unless the peer has calls of its own in progress
+//!   here (one may wait for this very call: waiting would deadlock). A call's deadline runs from the moment it was
 //!   first made, so a caller that waits for room waits within it;
 //! * the routing of answers, echoes and pongs to their waiters
 //!   ([`Waiters`]), and who reads for them: the callers waiting, and the
