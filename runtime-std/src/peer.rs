@@ -113,7 +113,9 @@ impl Peer {
     /// on the thread that saw it: it must hand the news on and return):
     /// try again then with the rest and the same `made`. It is not called
     /// at the deadline, which is the caller's to keep: a try after it
-    /// fails with `DeadlineExceeded`.
+    /// fails with `DeadlineExceeded`. A [`LocalClient`](crate::LocalClient)
+    /// has no thread of its own: room comes only while one of its methods
+    /// waits.
     ///
     /// # Errors
     /// As [`start`](Self::start), for the first call that cannot start;
