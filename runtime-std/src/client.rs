@@ -162,9 +162,7 @@ impl Client {
     /// wait for it within their own deadlines (else `DeadlineExceeded`).
     fn peer_by(&self, deadline: Option<Instant>) -> Result<Peer, Error> {
         let inner = &self.inner;
-        if inner.config.reads_before_calls() {
-            self.looked_at();
-        }
+        self.notice_lost();
         let mut current = inner.current();
         loop {
             let lost = current.peer().close_reason();
@@ -189,16 +187,15 @@ impl Client {
         }
     }
 
-    /// The connection in use; with reconnect on, an end of stream that
-    /// sat unread is noticed first (else a call would go to a connection
-    /// that is gone, rather than to a new one).
-    fn looked_at(&self) -> Peer {
-        // Not under the lock: what the read brings may run.
-        let peer = self.inner.current().peer().clone();
+    /// With reconnect on, reads what the connection in use holds, without
+    /// waiting: an end of stream that sat unread is noticed before a call
+    /// goes to a connection that is gone, rather than to a new one.
+    fn notice_lost(&self) {
         if self.inner.config.reads_before_calls() {
+            // Not under the lock: what the read brings may run.
+            let peer = self.inner.current().peer().clone();
             peer.shared.read_pending();
         }
-        peer
     }
 
     /// See [`Peer::try_start_batch`]. A lost connection that reconnect
@@ -248,24 +245,14 @@ impl Client {
     }
 
     /// The connection for a command made at `made` with `timeout` that
-    /// never waits: `None` when it is lost and reconnect would make it
-    /// again (which waits).
-    ///
-    /// # Errors
-    /// `DeadlineExceeded` when it is lost and the command's deadline has
-    /// passed.
+    /// never waits ([`SharedConnection::without_waiting`]).
     fn peer_now(&self, timeout: Option<Duration>, made: Instant) -> Result<Option<Peer>, Error> {
-        let peer = self.looked_at();
-        let lost = peer.close_reason().is_some();
+        self.notice_lost();
         let config = &self.inner.config;
-        if !self.inner.current().redials(lost, config.reconnect) {
-            return Ok(Some(peer));
-        }
         let deadline = config.reconnect_deadline(timeout, || made);
-        match deadline.is_some_and(|d| Instant::now() >= d) {
-            true => Err(Error::DeadlineExceeded),
-            false => Ok(None),
-        }
+        let current = self.inner.current();
+        let lost = current.peer().close_reason().is_some();
+        current.without_waiting(lost, config.reconnect, deadline, Instant::now())
     }
 
     /// One round of reconnecting, after the connection failed with `last`.

@@ -155,12 +155,27 @@ impl<P: Clone> SharedConnection<P> {
         &self.peer
     }
 
-    /// Whether a caller whose connection is `lost` under `policy` would
-    /// make it again (or wait for another caller making it), rather than
-    /// use it: the client is not closed and reconnects (as
-    /// [`want`](Self::want) decides).
-    pub fn redials(&self, lost: bool, policy: Option<Reconnect>) -> bool {
-        lost && policy.is_some() && !self.closed
+    /// [`want`](Self::want) for a caller that never waits (an event loop):
+    /// the connection to use, or `None` when it is lost and would be made
+    /// again (which waits: only a caller that may wait does that).
+    ///
+    /// # Errors
+    /// `DeadlineExceeded` when it would be made again and the caller's
+    /// `deadline` has passed by `now`.
+    pub fn without_waiting(
+        &self,
+        lost: bool,
+        policy: Option<Reconnect>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<Option<P>, Error> {
+        if !lost || policy.is_none() || self.closed {
+            return Ok(Some(self.peer.clone()));
+        }
+        match deadline {
+            Some(d) if now >= d => Err(Error::DeadlineExceeded),
+            _ => Ok(None),
+        }
     }
 
     /// For a caller whose connection is `lost` (its error, `None` while it
